@@ -11,3 +11,7 @@
 
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod status;
+
+pub use status::{State, UpdateResult};
