@@ -15,3 +15,4 @@ extern crate std;
 pub mod status;
 
 pub use status::{State, UpdateResult};
+pub mod machine;
