@@ -1,6 +1,9 @@
-//! Shared helpers for the workspace-level tests: where the shared reference folder is.
+//! Shared helpers for the workspace-level tests: where the shared reference folder is, and a
+//! fault-injecting UDP relay for loopback network tests.
 
 use std::path::PathBuf;
+
+pub mod relay;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {

@@ -1,0 +1,279 @@
+//! A UDP relay on loopback that delays, drops, duplicates and reorders datagrams.
+//!
+//! The kernel here has no `netem` qdisc, so network faults are emulated in user space: a test
+//! points its client at [`Relay::addr`] instead of the server, and the relay forwards each
+//! datagram to the server (and the server's answers back to the last client address) after
+//! applying its [`Faults`]. Decisions come from a seeded PRNG so a failing run can be repeated.
+//! Everything is bounded: the relay thread stops when the [`Relay`] is dropped.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Which faults the relay applies, each per datagram and independently per direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Probability (0.0-1.0) that a datagram is dropped.
+    pub loss: f64,
+    /// Probability that a datagram is sent twice.
+    pub duplicate: f64,
+    /// Probability that a datagram is held back and sent after the next one.
+    pub reorder: f64,
+    /// Fixed delay added to every datagram.
+    pub delay: Duration,
+    /// Seed of the PRNG that takes the decisions.
+    pub seed: u64,
+}
+
+/// Counters of what the relay did, for test assertions and logs.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Datagrams received from either side.
+    pub received: AtomicU64,
+    /// Datagrams dropped on purpose (loss or a cut link).
+    pub dropped: AtomicU64,
+    /// Extra copies sent.
+    pub duplicated: AtomicU64,
+    /// Datagrams sent out of order.
+    pub reordered: AtomicU64,
+}
+
+/// A running relay; dropping it stops the thread.
+pub struct Relay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+    stats: Arc<RelayStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// xorshift64*: small, seedable, good enough to draw fault decisions.
+struct Rng(u64);
+
+impl Rng {
+    fn chance(&mut self, p: f64) -> bool {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        p > 0.0 && ((x >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// One datagram waiting for its send time.
+struct Pending {
+    due: Instant,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+impl Relay {
+    /// Starts a relay on `bind` (use port 0) that forwards to `server`.
+    pub fn start(bind: SocketAddr, server: SocketAddr, faults: Faults) -> io::Result<Self> {
+        let socket = UdpSocket::bind(bind)?;
+        socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+        let addr = socket.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(RelayStats::default());
+        let thread = {
+            let (stop, cut, stats) = (stop.clone(), cut.clone(), stats.clone());
+            std::thread::spawn(move || run(socket, server, faults, &stop, &cut, &stats))
+        };
+        Ok(Relay {
+            addr,
+            stop,
+            cut,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address clients send to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cuts (true) or restores (false) the link: while cut, every datagram is dropped.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// What the relay has done so far.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    socket: UdpSocket,
+    server: SocketAddr,
+    faults: Faults,
+    stop: &AtomicBool,
+    cut: &AtomicBool,
+    stats: &RelayStats,
+) {
+    let mut rng = Rng(faults.seed | 1);
+    let mut client: Option<SocketAddr> = None;
+    let mut queue: Vec<Pending> = Vec::new();
+    let mut held: Option<Pending> = None;
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let to = if from == server {
+                client
+            } else {
+                client = Some(from);
+                Some(server)
+            };
+            match to {
+                Some(_) if cut.load(Ordering::SeqCst) || rng.chance(faults.loss) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(to) => {
+                    let p = Pending {
+                        due: Instant::now() + faults.delay,
+                        to,
+                        bytes: buf[..n].to_vec(),
+                    };
+                    if rng.chance(faults.duplicate) {
+                        stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                        queue.push(Pending {
+                            due: p.due,
+                            to,
+                            bytes: p.bytes.clone(),
+                        });
+                    }
+                    if held.is_none() && rng.chance(faults.reorder) {
+                        stats.reordered.fetch_add(1, Ordering::Relaxed);
+                        // Held until the next datagram overtakes it, or 20 ms at most.
+                        held = Some(Pending {
+                            due: p.due + Duration::from_millis(20),
+                            ..p
+                        });
+                    } else {
+                        queue.push(p);
+                        // The held datagram goes out after the one that overtook it.
+                        if let Some(mut h) = held.take() {
+                            h.due = Instant::now() + faults.delay;
+                            queue.push(h);
+                        }
+                    }
+                }
+                None => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let now = Instant::now();
+        if held.as_ref().is_some_and(|h| h.due <= now) {
+            queue.extend(held.take());
+        }
+        let mut i = 0;
+        while i < queue.len() {
+            if queue[i].due <= now {
+                let p = queue.remove(i);
+                let _ = socket.send_to(&p.bytes, p.to);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo_server() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let addr = s.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let t = std::thread::spawn(move || {
+            let mut b = [0u8; 1500];
+            while !st.load(Ordering::SeqCst) {
+                if let Ok((n, from)) = s.recv_from(&mut b) {
+                    let _ = s.send_to(&b[..n], from);
+                }
+            }
+        });
+        (addr, stop, t)
+    }
+
+    fn exchange(relay: &Relay, count: u8) -> Vec<u8> {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        for i in 0..count {
+            c.send_to(&[i], relay.addr()).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut got = Vec::new();
+        let mut b = [0u8; 16];
+        while let Ok(n) = c.recv(&mut b) {
+            got.extend_from_slice(&b[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn clean_relay_forwards_both_ways_in_order() {
+        let (server, stop, t) = echo_server();
+        let relay =
+            Relay::start("127.0.0.1:0".parse().unwrap(), server, Faults::default()).unwrap();
+        assert_eq!(exchange(&relay, 20), (0..20).collect::<Vec<u8>>());
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn loss_drops_about_the_asked_share_and_cut_drops_everything() {
+        let (server, stop, t) = echo_server();
+        let faults = Faults {
+            loss: 0.2,
+            seed: 7,
+            ..Faults::default()
+        };
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
+        let got = exchange(&relay, 200).len();
+        // Each echo crosses the relay twice: about 0.8 * 0.8 = 64% come back.
+        assert!((90..=165).contains(&got), "{got} of 200 came back");
+        relay.set_cut(true);
+        assert!(exchange(&relay, 10).is_empty());
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn duplicates_and_reorders_are_applied() {
+        let (server, stop, t) = echo_server();
+        let faults = Faults {
+            duplicate: 0.3,
+            reorder: 0.3,
+            seed: 11,
+            ..Faults::default()
+        };
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
+        let got = exchange(&relay, 50);
+        assert!(got.len() > 50, "duplicates expected, got {}", got.len());
+        assert!(got.windows(2).any(|w| w[1] < w[0]), "reordering expected");
+        assert!(relay.stats().reordered.load(Ordering::Relaxed) > 0);
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+}
