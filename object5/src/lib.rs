@@ -16,3 +16,4 @@ pub mod status;
 
 pub use status::{State, UpdateResult};
 pub mod machine;
+pub mod manifest;

@@ -1,0 +1,232 @@
+//! The authentication wrapper (section 5.2, 8.3): a SUIT_Digest of the manifest and COSE blocks
+//! that sign or MAC that digest (detached payload). Checked before the manifest is parsed.
+
+use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_TAG};
+use super::crypto::{ct_eq, CryptoBackend, HmacSha256, Sha256Hasher};
+use super::Error;
+
+/// COSE algorithm ids the verifier accepts.
+const ALG_ES256: i64 = -7;
+const ALG_ESP256: i64 = -9;
+const ALG_HMAC256: i64 = 5;
+/// COSE_Sign1 / COSE_Mac0 tags.
+const TAG_SIGN1: u64 = 18;
+const TAG_MAC0: u64 = 17;
+/// SUIT digest algorithm SHA-256.
+pub(crate) const DIGEST_SHA256: i64 = -16;
+
+/// A key the device trusts to authorise firmware. Several may be configured at once so keys
+/// can rotate across firmware generations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustAnchor<'k> {
+    /// ECDSA P-256 public key, SEC1 encoded (65-byte uncompressed or 33-byte compressed);
+    /// accepted with COSE algorithms ES256 (-7) and ESP256 (-9).
+    P256(&'k [u8]),
+    /// HMAC-SHA-256 shared secret for COSE_Mac0 algorithm HMAC 256/256 (5).
+    Hmac256(&'k [u8]),
+}
+
+/// Parses an encoded SUIT_Digest `[alg, bytes, *ext]`; only SHA-256 is implemented.
+pub(crate) fn parse_digest(encoded: &[u8]) -> Result<[u8; 32], Error> {
+    let mut r = Reader::new(encoded);
+    let n = r.array()?;
+    if n < 2 {
+        return Err(Error::Malformed);
+    }
+    let alg = r.int()?;
+    let bytes = r.bytes()?;
+    for _ in 2..n {
+        r.skip()?;
+    }
+    if !r.is_empty() {
+        return Err(Error::Malformed);
+    }
+    if alg != DIGEST_SHA256 {
+        return Err(Error::Unsupported);
+    }
+    bytes.try_into().map_err(|_| Error::Malformed)
+}
+
+/// Feeds the COSE Sig_structure / MAC_structure `[context, protected, h'', payload]` into `h`
+/// without building it in memory.
+fn absorb_to_be_signed(
+    h: &mut impl FnMut(&[u8]),
+    context: &[u8],
+    protected: &[u8],
+    payload: &[u8],
+) {
+    let mut head = [0u8; 9];
+    h(&[0x84]);
+    let n = encode_head(3, context.len() as u64, &mut head);
+    h(head.get(..n).unwrap_or(&[]));
+    h(context);
+    let n = encode_head(MAJOR_BSTR, protected.len() as u64, &mut head);
+    h(head.get(..n).unwrap_or(&[]));
+    h(protected);
+    h(&[0x40]);
+    let n = encode_head(MAJOR_BSTR, payload.len() as u64, &mut head);
+    h(head.get(..n).unwrap_or(&[]));
+    h(payload);
+}
+
+/// Reads the protected header bucket and returns its `alg`.
+fn protected_alg(protected: &[u8]) -> Result<i64, Error> {
+    let mut r = Reader::new(protected);
+    let pairs = r.map()?;
+    let mut alg = None;
+    for _ in 0..pairs {
+        let key = r.int()?;
+        if key == 1 {
+            if alg.is_some() {
+                return Err(Error::Malformed);
+            }
+            alg = Some(r.int()?);
+        } else {
+            r.skip()?;
+        }
+    }
+    if !r.is_empty() {
+        return Err(Error::Malformed);
+    }
+    // MTI: the algorithm MUST be in the protected bucket.
+    alg.ok_or(Error::UnsupportedAlgorithm)
+}
+
+/// Outcome of checking one block.
+enum BlockOutcome {
+    Verified(usize),
+    Failed,
+    Unsupported,
+}
+
+fn check_block<C: CryptoBackend>(
+    block: &[u8],
+    digest_encoded: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> Result<BlockOutcome, Error> {
+    let mut r = Reader::new(block);
+    if r.peek_major()? != MAJOR_TAG {
+        return Err(Error::Malformed);
+    }
+    let tag = r.tag()?;
+    if tag != TAG_SIGN1 && tag != TAG_MAC0 {
+        // COSE_Sign / COSE_Mac (several recipients) are not implemented.
+        r.skip()?;
+        return if r.is_empty() {
+            Ok(BlockOutcome::Unsupported)
+        } else {
+            Err(Error::Malformed)
+        };
+    }
+    if r.array()? != 4 {
+        return Err(Error::Malformed);
+    }
+    let protected = r.bytes()?;
+    if r.peek_major()? != super::cbor::MAJOR_MAP {
+        return Err(Error::Malformed);
+    }
+    r.skip()?; // unprotected bucket: nothing in it is trusted
+               // Detached payload (nil); an attached copy must be the digest itself.
+    if !r.null()? && r.bytes()? != digest_encoded {
+        return Err(Error::Malformed);
+    }
+    let sig = r.bytes()?;
+    if !r.is_empty() {
+        return Err(Error::Malformed);
+    }
+    let alg = protected_alg(protected)?;
+    match (tag, alg) {
+        (TAG_SIGN1, ALG_ES256 | ALG_ESP256) => {
+            if sig.len() != 64 {
+                return Err(Error::Malformed);
+            }
+            let mut h = crypto.sha256();
+            absorb_to_be_signed(
+                &mut |d| h.update(d),
+                b"Signature1",
+                protected,
+                digest_encoded,
+            );
+            let tbs = h.finish();
+            for (i, anchor) in anchors.iter().enumerate() {
+                if let TrustAnchor::P256(key) = anchor {
+                    if crypto.verify_p256(key, &tbs, sig) {
+                        return Ok(BlockOutcome::Verified(i));
+                    }
+                }
+            }
+            Ok(BlockOutcome::Failed)
+        }
+        (TAG_MAC0, ALG_HMAC256) => {
+            if sig.len() != 32 {
+                return Err(Error::Malformed);
+            }
+            for (i, anchor) in anchors.iter().enumerate() {
+                if let TrustAnchor::Hmac256(key) = anchor {
+                    let mut mac = HmacSha256::new(key, || crypto.sha256());
+                    absorb_to_be_signed(&mut |d| mac.update(d), b"MAC0", protected, digest_encoded);
+                    if ct_eq(&mac.finish(crypto.sha256()), sig) {
+                        return Ok(BlockOutcome::Verified(i));
+                    }
+                }
+            }
+            Ok(BlockOutcome::Failed)
+        }
+        _ => Ok(BlockOutcome::Unsupported),
+    }
+}
+
+/// Verifies the authentication wrapper against `anchors` and then the manifest against the
+/// authenticated digest. Returns the index of the anchor that verified.
+///
+/// `manifest_item` is the manifest bstr as encoded in the envelope, header included.
+pub fn verify_wrapper<C: CryptoBackend>(
+    auth: &[u8],
+    manifest_item: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> Result<usize, Error> {
+    let mut r = Reader::new(auth);
+    let blocks = r.array()?;
+    let digest_encoded = r.bytes()?;
+    let digest = match parse_digest(digest_encoded) {
+        Err(Error::Unsupported) => return Err(Error::UnsupportedAlgorithm),
+        other => other?,
+    };
+    if blocks < 2 {
+        return Err(Error::Unauthenticated);
+    }
+    let mut verified = None;
+    let mut any_supported = false;
+    for _ in 1..blocks {
+        let block = r.bytes()?;
+        match check_block(block, digest_encoded, anchors, crypto)? {
+            BlockOutcome::Verified(i) => {
+                verified.get_or_insert(i);
+                any_supported = true;
+            }
+            BlockOutcome::Failed => any_supported = true,
+            BlockOutcome::Unsupported => {}
+        }
+    }
+    if !r.is_empty() {
+        return Err(Error::Malformed);
+    }
+    let anchor = match (verified, any_supported) {
+        (Some(i), _) => i,
+        (None, true) => return Err(Error::BadSignature),
+        (None, false) => return Err(Error::UnsupportedAlgorithm),
+    };
+    if !ct_eq(&sha256(crypto, manifest_item), &digest) {
+        return Err(Error::ManifestDigestMismatch);
+    }
+    Ok(anchor)
+}
+
+/// SHA-256 of `bytes` with the caller's backend.
+pub(crate) fn sha256<C: CryptoBackend>(crypto: &C, bytes: &[u8]) -> [u8; 32] {
+    let mut h = crypto.sha256();
+    h.update(bytes);
+    h.finish()
+}

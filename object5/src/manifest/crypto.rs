@@ -1,0 +1,148 @@
+//! The cryptography the verifier needs, behind a trait so a board can plug in its hardware
+//! accelerator and a host its fastest library; [`Software`] (p256 + sha2) is the default that
+//! runs anywhere without std or alloc.
+
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::Digest as _;
+
+/// An incremental SHA-256 computation.
+pub trait Sha256Hasher {
+    /// Absorbs more bytes.
+    fn update(&mut self, data: &[u8]);
+    /// Returns the 32-byte digest.
+    fn finish(self) -> [u8; 32];
+}
+
+/// The primitives a SUIT verifier needs (profile suit-sha256-esp256 and HMAC-256).
+pub trait CryptoBackend {
+    /// The hasher this backend produces.
+    type Hasher: Sha256Hasher;
+
+    /// Starts a SHA-256 computation.
+    fn sha256(&self) -> Self::Hasher;
+
+    /// Verifies an ECDSA P-256 signature (`r || s`, 64 bytes) over a SHA-256 digest with a
+    /// public key in SEC1 encoding. `false` for any malformed key or signature.
+    fn verify_p256(&self, public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> bool;
+}
+
+/// Portable software backend: RustCrypto `sha2` and `p256`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Software;
+
+/// [`Sha256Hasher`] of the [`Software`] backend.
+#[derive(Clone, Default)]
+pub struct SoftwareSha256(sha2::Sha256);
+
+impl Sha256Hasher for SoftwareSha256 {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+impl CryptoBackend for Software {
+    type Hasher = SoftwareSha256;
+
+    fn sha256(&self) -> SoftwareSha256 {
+        SoftwareSha256::default()
+    }
+
+    fn verify_p256(&self, public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> bool {
+        let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_sec1) else {
+            return false;
+        };
+        let Ok(sig) = p256::ecdsa::Signature::from_slice(signature) else {
+            return false;
+        };
+        key.verify_prehash(digest, &sig).is_ok()
+    }
+}
+
+/// HMAC-SHA-256 (RFC 2104) over any backend's hasher; keys longer than a block are hashed.
+pub struct HmacSha256<H: Sha256Hasher> {
+    inner: H,
+    outer_key: [u8; 64],
+}
+
+impl<H: Sha256Hasher> HmacSha256<H> {
+    /// Starts a MAC with `key`; `new_hasher` yields fresh hashers from the same backend.
+    pub fn new(key: &[u8], mut new_hasher: impl FnMut() -> H) -> Self {
+        let mut block = [0u8; 64];
+        if key.len() > block.len() {
+            let mut h = new_hasher();
+            h.update(key);
+            let d = h.finish();
+            block[..32].copy_from_slice(&d);
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut inner_key = block;
+        let mut outer_key = block;
+        for (i, o) in inner_key.iter_mut().zip(outer_key.iter_mut()) {
+            *i ^= 0x36;
+            *o ^= 0x5c;
+        }
+        let mut inner = new_hasher();
+        inner.update(&inner_key);
+        Self { inner, outer_key }
+    }
+
+    /// Absorbs message bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.inner.update(data);
+    }
+
+    /// Returns the tag; `outer` must be a fresh hasher from the same backend.
+    pub fn finish(self, mut outer: H) -> [u8; 32] {
+        let inner = self.inner.finish();
+        outer.update(&self.outer_key);
+        outer.update(&inner);
+        outer.finish()
+    }
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let b = Software;
+        let mut mac = HmacSha256::new(b"Jefe", || b.sha256());
+        mac.update(b"what do ya want for nothing?");
+        let tag = mac.finish(b.sha256());
+        assert_eq!(
+            tag,
+            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+    }
+
+    #[test]
+    fn sha256_matches_known_answer() {
+        let mut h = Software.sha256();
+        h.update(b"abc");
+        assert_eq!(
+            h.finish(),
+            hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+    }
+}

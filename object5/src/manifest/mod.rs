@@ -1,0 +1,130 @@
+//! SUIT manifest verifier (draft-ietf-suit-manifest-37): authenticates an envelope against the
+//! device's trust anchors before reading any of the manifest, applies the device's policy, runs
+//! command sequences through caller-implemented platform traits, and streams payloads through
+//! SHA-256 so no image is ever held whole in RAM. `no_std`, no alloc, no panics on any input.
+//!
+//! Entry points:
+//! - [`authenticate`]: a whole envelope in memory -> [`Authenticated`] (manifest, sequence
+//!   number, component 0's image digest/size/URI, text facts).
+//! - [`Policy::check`]: vendor/class/sequence-number policy on an [`Authenticated`] envelope.
+
+mod auth;
+mod cbor;
+pub mod crypto;
+mod envelope;
+mod error;
+#[allow(clippy::module_inception)]
+mod manifest;
+mod params;
+
+pub use auth::{verify_wrapper, TrustAnchor};
+pub use crypto::{CryptoBackend, Sha256Hasher, Software};
+pub use envelope::{Envelope, IntegratedPayload};
+pub use error::Error;
+pub use manifest::{text_info, Manifest, Member, TextInfo, MAX_COMPONENTS};
+pub use params::{static_params, GlobalParams, Params};
+
+use manifest::{KEY_INSTALL, KEY_PAYLOAD_FETCH, KEY_TEXT};
+
+/// The image a manifest describes for one component, as set before any command runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo<'e> {
+    /// SHA-256 the image must hash to (image-digest).
+    pub digest: Option<[u8; 32]>,
+    /// Length of the image in bytes (image-size).
+    pub size: Option<u64>,
+    /// Where the image comes from (uri): absolute, or `#key` for an integrated payload.
+    pub uri: Option<&'e [u8]>,
+    /// Vendor identifier set for the component.
+    pub vendor_id: Option<&'e [u8]>,
+    /// Class identifier set for the component.
+    pub class_id: Option<&'e [u8]>,
+}
+
+/// An envelope whose wrapper verified with a trust anchor and whose manifest matched the
+/// signed digest. Everything in it is covered by the signature.
+#[derive(Clone, Copy, Debug)]
+pub struct Authenticated<'e> {
+    /// Where the envelope's parts are.
+    pub envelope: Envelope<'e>,
+    /// The parsed manifest.
+    pub manifest: Manifest<'e>,
+    /// Index into the trust-anchor list of the key that verified.
+    pub anchor: usize,
+    /// The manifest's sequence number.
+    pub sequence_number: u64,
+    /// Component 0's image parameters (from the shared, payload-fetch and install sequences).
+    pub image: ImageInfo<'e>,
+    /// Component 0's text (PkgName / PkgVersion), when suit-text is available.
+    pub text: TextInfo<'e>,
+}
+
+impl<'e> Authenticated<'e> {
+    /// The encoded SUIT_Manifest map (content of the envelope's manifest bstr).
+    pub fn manifest_bytes(&self) -> &'e [u8] {
+        self.envelope.manifest
+    }
+
+    /// The install sequence (from the manifest, or severed and delivered in the envelope).
+    pub fn install<C: CryptoBackend>(&self, crypto: &C) -> Result<Option<&'e [u8]>, Error> {
+        let m = &self.manifest;
+        m.resolve(m.install, KEY_INSTALL, &self.envelope, crypto)
+    }
+
+    /// The payload-fetch sequence (from the manifest, or severed and delivered).
+    pub fn payload_fetch<C: CryptoBackend>(&self, crypto: &C) -> Result<Option<&'e [u8]>, Error> {
+        let m = &self.manifest;
+        m.resolve(m.payload_fetch, KEY_PAYLOAD_FETCH, &self.envelope, crypto)
+    }
+}
+
+/// Authenticates a complete envelope held in memory.
+///
+/// Order (section 6.2): split the envelope, verify a COSE_Sign1 (ES256/ESP256) or COSE_Mac0
+/// (HMAC-256) block over the SUIT_Digest with any of `anchors`, check the digest against the
+/// manifest bstr (header included), and only then parse the manifest. Severed members present
+/// in the envelope are checked against their digests.
+pub fn authenticate<'e, C: CryptoBackend>(
+    envelope: &'e [u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> Result<Authenticated<'e>, Error> {
+    let env = Envelope::parse(envelope)?;
+    authenticate_parts(env, anchors, crypto)
+}
+
+/// [`authenticate`] for an envelope already split (the streaming processor's path).
+pub(crate) fn authenticate_parts<'e, C: CryptoBackend>(
+    env: Envelope<'e>,
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> Result<Authenticated<'e>, Error> {
+    let anchor = verify_wrapper(env.auth, env.manifest_item, anchors, crypto)?;
+    let manifest = Manifest::parse(env.manifest)?;
+    let fetch = manifest.resolve(manifest.payload_fetch, KEY_PAYLOAD_FETCH, &env, crypto)?;
+    let install = manifest.resolve(manifest.install, KEY_INSTALL, &env, crypto)?;
+    let text = manifest.resolve(manifest.text, KEY_TEXT, &env, crypto)?;
+    let p = static_params(
+        &[manifest.shared_sequence, fetch, install],
+        0,
+        manifest.component_count,
+    )?;
+    let text = match text {
+        Some(t) => text_info(t, manifest.component_id(0))?,
+        None => TextInfo::default(),
+    };
+    Ok(Authenticated {
+        envelope: env,
+        manifest,
+        anchor,
+        sequence_number: manifest.sequence_number,
+        image: ImageInfo {
+            digest: p.image_digest,
+            size: p.image_size,
+            uri: p.uri,
+            vendor_id: p.vendor_id,
+            class_id: p.class_id,
+        },
+        text,
+    })
+}
