@@ -1,4 +1,13 @@
 //! LwM2M client: a sans-IO engine (bytes and time in; bytes, timer deadlines and events out)
 //! and the thin tokio shell that drives it over UDP.
+//!
+//! The core (everything outside `runtime`) builds as `no_std` + `alloc`; the `std` feature adds
+//! the tokio runtime, the UDP transport and the simulated-device binary.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod codec;
+

@@ -1,0 +1,78 @@
+//! CoAP Content-Format numbers used by LwM2M (OMA TS Core 1.1, section 5.1; IANA CoAP registry).
+
+/// A content format the client or server may put in Content-Format or Accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContentFormat {
+    /// 0: text/plain; charset=utf-8 (single values).
+    Text,
+    /// 40: application/link-format (Discover, registration).
+    LinkFormat,
+    /// 42: application/octet-stream (opaque single values, firmware packages).
+    Opaque,
+    /// 60: application/cbor (single values).
+    Cbor,
+    /// 110: application/senml+json.
+    SenmlJson,
+    /// 112: application/senml+cbor.
+    SenmlCbor,
+    /// 11542: application/vnd.oma.lwm2m+tlv.
+    Tlv,
+    /// 11543: application/vnd.oma.lwm2m+json (legacy; recognised, not produced).
+    LwM2mJson,
+    /// 11544: application/vnd.oma.lwm2m+cbor (recognised, not produced).
+    LwM2mCbor,
+    /// Legacy pre-registration TLV number 1542 (LwM2M 1.0 drafts, old servers).
+    LegacyTlv,
+    /// Any other number.
+    Other(u16),
+}
+
+impl ContentFormat {
+    /// The registered number.
+    pub const fn number(self) -> u16 {
+        match self {
+            Self::Text => 0,
+            Self::LinkFormat => 40,
+            Self::Opaque => 42,
+            Self::Cbor => 60,
+            Self::SenmlJson => 110,
+            Self::SenmlCbor => 112,
+            Self::Tlv => 11542,
+            Self::LwM2mJson => 11543,
+            Self::LwM2mCbor => 11544,
+            Self::LegacyTlv => 1542,
+            Self::Other(n) => n,
+        }
+    }
+
+    /// Maps a number to its format; unknown numbers become [`ContentFormat::Other`].
+    pub const fn from_number(n: u16) -> Self {
+        match n {
+            0 => Self::Text,
+            40 => Self::LinkFormat,
+            42 => Self::Opaque,
+            60 => Self::Cbor,
+            110 => Self::SenmlJson,
+            112 => Self::SenmlCbor,
+            11542 => Self::Tlv,
+            11543 => Self::LwM2mJson,
+            11544 => Self::LwM2mCbor,
+            1542 => Self::LegacyTlv,
+            n => Self::Other(n),
+        }
+    }
+
+    /// Decodes a CoAP uint option value (0-2 bytes big-endian); `None` when longer.
+    pub fn from_option(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > 2 {
+            return None;
+        }
+        let n = bytes.iter().fold(0u16, |acc, b| (acc << 8) | u16::from(*b));
+        Some(Self::from_number(n))
+    }
+
+    /// Encodes as a minimal CoAP uint option value.
+    pub fn to_option(self) -> alloc::vec::Vec<u8> {
+        crate::codec::block::uint_option(u32::from(self.number()))
+    }
+}
