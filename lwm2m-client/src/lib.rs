@@ -11,3 +11,6 @@ extern crate alloc;
 
 pub mod codec;
 
+/// DTLS 1.2 (OpenSSL) for coaps://, host side only.
+#[cfg(feature = "std")]
+pub mod dtls;

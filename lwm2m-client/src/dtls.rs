@@ -1,0 +1,612 @@
+//! DTLS 1.2 through OpenSSL, driven sans-IO.
+//!
+//! A [`DtlsSession`] owns one OpenSSL `SSL` object whose transport is an in-memory datagram
+//! queue: the caller feeds received datagrams in ([`DtlsSession::handle_datagram`]), takes the
+//! datagrams to send out ([`DtlsSession::poll_transmit`]) and drives handshake retransmission
+//! from its own timer ([`DtlsSession::timeout`], [`DtlsSession::handle_timeout`]). So the same
+//! session serves a client on its own socket and a server holding many peers on one socket.
+//!
+//! Cipher suites are the ones the LwM2M transport binding mandates: TLS_PSK_WITH_AES_128_CCM_8
+//! for PSK mode and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 for certificate mode. Servers answer a
+//! first ClientHello with a HelloVerifyRequest carrying an HMAC cookie bound to the peer's
+//! address, so a spoofed source cannot make the server do handshake work for it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foreign_types::ForeignTypeRef;
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::memcmp;
+use openssl::pkey::PKey;
+use openssl::rand::rand_bytes;
+use openssl::sign::Signer;
+use openssl::ssl::{
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSession,
+    SslStream, SslVerifyMode,
+};
+use openssl::x509::X509;
+
+/// The default path MTU: small enough for any IPv6 link with tunnels (LwM2M deployments
+/// commonly use 1152-1280), large enough that a CoAP block of 1024 bytes fits one record.
+pub const DEFAULT_MTU: u32 = 1200;
+
+/// OpenSSL names of the mandated cipher suites.
+const PSK_SUITE: &str = "PSK-AES128-CCM8";
+const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8";
+
+/// Largest plaintext record we accept from a peer (DTLS caps records at 2^14 bytes).
+const MAX_RECORD: usize = 16 * 1024;
+
+/// Anything the DTLS layer can fail with.
+#[derive(Debug)]
+pub enum DtlsError {
+    /// OpenSSL refused a configuration value (a key, a certificate, a cipher list).
+    Config(ErrorStack),
+    /// The handshake failed: wrong key, unknown identity, bad certificate, protocol error.
+    Handshake(String),
+    /// The peer closed the session (close_notify) or sent a fatal alert.
+    Closed,
+    /// Application data was sent before the handshake finished.
+    NotEstablished,
+}
+
+impl fmt::Display for DtlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DtlsError::Config(e) => write!(f, "DTLS configuration rejected: {e}"),
+            DtlsError::Handshake(e) => write!(f, "DTLS handshake failed: {e}"),
+            DtlsError::Closed => f.write_str("DTLS session closed by the peer"),
+            DtlsError::NotEstablished => f.write_str("DTLS session not established yet"),
+        }
+    }
+}
+
+impl std::error::Error for DtlsError {}
+
+impl From<ErrorStack> for DtlsError {
+    fn from(e: ErrorStack) -> Self {
+        DtlsError::Config(e)
+    }
+}
+
+/// A pre-shared key and the identity that names it (LwM2M Security object /0/x/3 and /0/x/5).
+#[derive(Clone)]
+pub struct Psk {
+    /// PSK identity, sent in clear during the handshake.
+    pub identity: Vec<u8>,
+    /// The secret key bytes.
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Psk")
+            .field("identity", &String::from_utf8_lossy(&self.identity))
+            .finish_non_exhaustive()
+    }
+}
+
+/// An X.509 identity for certificate mode, with the CA that peers' certificates must chain to.
+#[derive(Clone)]
+pub struct CertIdentity {
+    /// Own certificate (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Own private key (PEM, P-256).
+    pub key_pem: Vec<u8>,
+    /// Trusted CA certificate (PEM) for the peer.
+    pub ca_pem: Vec<u8>,
+}
+
+/// Looks up the key for a PSK identity on the server side (a security store like Leshan's).
+pub type PskLookup = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// A configured client or server context; cheap to clone, shared by all its sessions.
+#[derive(Clone)]
+pub struct DtlsContext {
+    ctx: SslContext,
+    server: bool,
+    mtu: u32,
+}
+
+fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsError> {
+    let method = if server {
+        SslMethod::dtls_server()
+    } else {
+        SslMethod::dtls_client()
+    };
+    let mut b = SslContext::builder(method)?;
+    // DTLS 1.2 only: 1.0 lacks the AEAD suites LwM2M mandates.
+    b.set_min_proto_version(Some(openssl::ssl::SslVersion::DTLS1_2))?;
+    b.set_max_proto_version(Some(openssl::ssl::SslVersion::DTLS1_2))?;
+    b.set_cipher_list(suite)?;
+    // The transport is an in-memory queue, so OpenSSL cannot ask the kernel for the MTU.
+    b.set_options(SslOptions::NO_QUERY_MTU);
+    Ok(b)
+}
+
+/// HMAC-SHA256 cookies bound to the peer address, keyed by a per-context random secret.
+fn install_cookie_exchange(b: &mut SslContextBuilder) -> Result<(), DtlsError> {
+    let mut secret = [0u8; 32];
+    rand_bytes(&mut secret)?;
+    let key = PKey::hmac(&secret)?;
+    let gen_key = key.clone();
+    b.set_options(SslOptions::COOKIE_EXCHANGE);
+    b.set_cookie_generate_cb(move |ssl, out| {
+        let mac = cookie_for(ssl, &gen_key)?;
+        let n = mac.len().min(out.len());
+        out[..n].copy_from_slice(&mac[..n]);
+        Ok(n)
+    });
+    b.set_cookie_verify_cb(move |ssl, cookie| match cookie_for(ssl, &key) {
+        Ok(mac) => mac.len() == cookie.len() && memcmp::eq(&mac, cookie),
+        Err(_) => false,
+    });
+    Ok(())
+}
+
+fn cookie_for(ssl: &SslRef, key: &PKey<openssl::pkey::Private>) -> Result<Vec<u8>, ErrorStack> {
+    let peer = ssl
+        .ex_data(peer_index()?)
+        .map(|a: &SocketAddr| a.to_string())
+        .unwrap_or_default();
+    let mut signer = Signer::new(MessageDigest::sha256(), key)?;
+    signer.update(peer.as_bytes())?;
+    signer.sign_to_vec()
+}
+
+/// The ex-data slot that carries a server session's peer address to the cookie callbacks.
+fn peer_index() -> Result<openssl::ex_data::Index<Ssl, SocketAddr>, ErrorStack> {
+    static INDEX: std::sync::OnceLock<openssl::ex_data::Index<Ssl, SocketAddr>> =
+        std::sync::OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    let i = Ssl::new_ex_index()?;
+    Ok(*INDEX.get_or_init(|| i))
+}
+
+fn load_certificate(b: &mut SslContextBuilder, id: &CertIdentity) -> Result<(), DtlsError> {
+    let cert = X509::from_pem(&id.cert_pem)?;
+    let key = PKey::private_key_from_pem(&id.key_pem)?;
+    b.set_certificate(&cert)?;
+    b.set_private_key(&key)?;
+    b.check_private_key()?;
+    b.cert_store_mut().add_cert(X509::from_pem(&id.ca_pem)?)?;
+    b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    Ok(())
+}
+
+impl DtlsContext {
+    /// A client context in PSK mode.
+    pub fn psk_client(psk: Psk) -> Result<Self, DtlsError> {
+        let mut b = base_builder(false, PSK_SUITE)?;
+        b.set_psk_client_callback(move |_ssl, _hint, identity_out, key_out| {
+            // OpenSSL wants a NUL-terminated identity.
+            if psk.identity.len() >= identity_out.len() || psk.key.len() > key_out.len() {
+                return Err(ErrorStack::get());
+            }
+            identity_out[..psk.identity.len()].copy_from_slice(&psk.identity);
+            identity_out[psk.identity.len()] = 0;
+            key_out[..psk.key.len()].copy_from_slice(&psk.key);
+            Ok(psk.key.len())
+        });
+        Ok(Self::finish(b, false))
+    }
+
+    /// A server context in PSK mode; `lookup` returns the key for an identity, or `None` to
+    /// refuse it (the handshake then fails with an alert).
+    pub fn psk_server(lookup: PskLookup) -> Result<Self, DtlsError> {
+        let mut b = base_builder(true, PSK_SUITE)?;
+        install_cookie_exchange(&mut b)?;
+        b.set_psk_server_callback(move |_ssl, identity, key_out| {
+            let key = identity.and_then(|id| lookup(id)).unwrap_or_default();
+            if key.is_empty() || key.len() > key_out.len() {
+                // Zero length makes OpenSSL fail the handshake with unknown_psk_identity.
+                return Ok(0);
+            }
+            key_out[..key.len()].copy_from_slice(&key);
+            Ok(key.len())
+        });
+        Ok(Self::finish(b, true))
+    }
+
+    /// A client context in certificate mode (ECDHE-ECDSA, P-256).
+    pub fn cert_client(id: &CertIdentity) -> Result<Self, DtlsError> {
+        let mut b = base_builder(false, CERT_SUITE)?;
+        load_certificate(&mut b, id)?;
+        Ok(Self::finish(b, false))
+    }
+
+    /// A server context in certificate mode; clients must present a certificate from the CA.
+    pub fn cert_server(id: &CertIdentity) -> Result<Self, DtlsError> {
+        let mut b = base_builder(true, CERT_SUITE)?;
+        install_cookie_exchange(&mut b)?;
+        load_certificate(&mut b, id)?;
+        Ok(Self::finish(b, true))
+    }
+
+    fn finish(b: SslContextBuilder, server: bool) -> Self {
+        DtlsContext {
+            ctx: b.build(),
+            server,
+            mtu: DEFAULT_MTU,
+        }
+    }
+
+    /// Sets the path MTU used by new sessions (records and handshake fragments fit in it).
+    pub fn with_mtu(mut self, mtu: u32) -> Self {
+        self.mtu = mtu;
+        self
+    }
+}
+
+/// The in-memory transport under OpenSSL: one `read` yields one whole datagram and one
+/// `write` is one datagram, which is what DTLS expects from a datagram BIO.
+#[derive(Default)]
+struct DatagramQueue {
+    incoming: VecDeque<Vec<u8>>,
+    outgoing: VecDeque<Vec<u8>>,
+}
+
+impl Read for DatagramQueue {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.incoming.pop_front() {
+            Some(d) => {
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(n)
+            }
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for DatagramQueue {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.push_back(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One DTLS association with one peer.
+pub struct DtlsSession {
+    stream: SslStream<DatagramQueue>,
+    established: bool,
+}
+
+impl fmt::Debug for DtlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsSession")
+            .field("established", &self.established)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DtlsSession {
+    /// Starts a client handshake; the ClientHello is ready in [`DtlsSession::poll_transmit`].
+    /// `resume` offers a session from an earlier association for abbreviated resumption.
+    pub fn client(ctx: &DtlsContext, resume: Option<&SslSession>) -> Result<Self, DtlsError> {
+        let mut ssl = Ssl::new(&ctx.ctx)?;
+        ssl.set_mtu(ctx.mtu)?;
+        if let Some(s) = resume {
+            // SAFETY: the session was produced by a context with the same settings; OpenSSL
+            // checks it against this context and falls back to a full handshake otherwise.
+            unsafe { ssl.set_session(s)? };
+        }
+        ssl.set_connect_state();
+        let mut s = Self::wrap(ssl)?;
+        s.drive_handshake()?;
+        Ok(s)
+    }
+
+    /// A server session for the peer at `peer` (the address binds the cookie).
+    pub fn server(ctx: &DtlsContext, peer: SocketAddr) -> Result<Self, DtlsError> {
+        debug_assert!(ctx.server, "server session from a client context");
+        let mut ssl = Ssl::new(&ctx.ctx)?;
+        ssl.set_mtu(ctx.mtu)?;
+        ssl.set_ex_data(peer_index()?, peer);
+        ssl.set_accept_state();
+        Self::wrap(ssl)
+    }
+
+    fn wrap(ssl: Ssl) -> Result<Self, DtlsError> {
+        Ok(DtlsSession {
+            stream: SslStream::new(ssl, DatagramQueue::default())?,
+            established: false,
+        })
+    }
+
+    fn drive_handshake(&mut self) -> Result<(), DtlsError> {
+        match self.stream.do_handshake() {
+            Ok(()) => {
+                self.established = true;
+                Ok(())
+            }
+            Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::WANT_WRITE => {
+                Ok(())
+            }
+            Err(e) => Err(DtlsError::Handshake(e.to_string())),
+        }
+    }
+
+    /// Feeds one received datagram; returns the application datagrams it carried (none while
+    /// the handshake is running). Records that fail authentication are dropped by OpenSSL, as
+    /// RFC 6347 §4.1.2.7 asks, so a forged datagram cannot end a session.
+    pub fn handle_datagram(&mut self, datagram: &[u8]) -> Result<Vec<Vec<u8>>, DtlsError> {
+        self.stream.get_mut().incoming.push_back(datagram.to_vec());
+        if !self.established {
+            self.drive_handshake()?;
+        }
+        let mut out = Vec::new();
+        if !self.established {
+            return Ok(out);
+        }
+        let mut buf = vec![0u8; MAX_RECORD];
+        loop {
+            match self.stream.ssl_read(&mut buf) {
+                Ok(n) => out.push(buf[..n].to_vec()),
+                Err(e) if e.code() == ErrorCode::WANT_READ => break,
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(DtlsError::Closed),
+                Err(e) => return Err(DtlsError::Handshake(e.to_string())),
+            }
+        }
+        // A datagram may have been consumed without yielding data (e.g. a retransmitted
+        // Finished); anything left unread stays queued for the next call.
+        Ok(out)
+    }
+
+    /// Encrypts one application datagram (one CoAP message) for the peer.
+    pub fn send(&mut self, plaintext: &[u8]) -> Result<(), DtlsError> {
+        if !self.established {
+            return Err(DtlsError::NotEstablished);
+        }
+        self.stream
+            .ssl_write(plaintext)
+            .map(|_| ())
+            .map_err(|e| DtlsError::Handshake(e.to_string()))
+    }
+
+    /// The next datagram to put on the wire, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.stream.get_mut().outgoing.pop_front()
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_established(&self) -> bool {
+        self.established
+    }
+
+    /// Whether this association resumed an earlier session (abbreviated handshake).
+    pub fn resumed(&self) -> bool {
+        self.stream.ssl().session_reused()
+    }
+
+    /// The session to offer for resumption next time.
+    pub fn session(&self) -> Option<SslSession> {
+        self.stream.ssl().session().map(|s| s.to_owned())
+    }
+
+    /// The PSK identity the peer authenticated with (server side), once established.
+    pub fn peer_psk_identity(&self) -> Option<&[u8]> {
+        self.established
+            .then(|| self.stream.ssl().psk_identity())
+            .flatten()
+    }
+
+    /// The common name of the peer's certificate (certificate mode), once established.
+    pub fn peer_common_name(&self) -> Option<String> {
+        let cert = self.stream.ssl().peer_certificate()?;
+        let cn = cert
+            .subject_name()
+            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+            .next()?;
+        cn.data().to_string().ok()
+    }
+
+    /// How long until the handshake retransmission timer fires, if it is running.
+    pub fn timeout(&self) -> Option<Duration> {
+        let mut tv = libc_timeval::default();
+        // SAFETY: DTLS_CTRL_GET_TIMEOUT writes a `struct timeval` through the pointer; the
+        // SSL pointer is valid for the lifetime of `self`.
+        let running = unsafe {
+            openssl_sys::SSL_ctrl(
+                self.stream.ssl().as_ptr(),
+                DTLS_CTRL_GET_TIMEOUT,
+                0,
+                (&mut tv as *mut libc_timeval).cast(),
+            )
+        };
+        (running == 1).then(|| {
+            Duration::from_secs(tv.tv_sec.max(0) as u64)
+                + Duration::from_micros(tv.tv_usec.max(0) as u64)
+        })
+    }
+
+    /// Call when [`DtlsSession::timeout`] has elapsed: OpenSSL retransmits the last flight
+    /// (doubling its timer) or gives up after too many attempts.
+    pub fn handle_timeout(&mut self) -> Result<(), DtlsError> {
+        // SAFETY: DTLS_CTRL_HANDLE_TIMEOUT takes no argument; the SSL pointer is valid.
+        let r = unsafe {
+            openssl_sys::SSL_ctrl(
+                self.stream.ssl().as_ptr(),
+                DTLS_CTRL_HANDLE_TIMEOUT,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(DtlsError::Handshake(
+                "handshake timed out after the last retransmission".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends close_notify; the alert is ready in [`DtlsSession::poll_transmit`].
+    pub fn close(&mut self) {
+        let _ = self.stream.shutdown();
+    }
+}
+
+/// `DTLSv1_get_timeout` and `DTLSv1_handle_timeout` are C macros over `SSL_ctrl`.
+const DTLS_CTRL_GET_TIMEOUT: i32 = 73;
+const DTLS_CTRL_HANDLE_TIMEOUT: i32 = 74;
+
+/// `struct timeval` on the platforms we build for (LP64 and ILP32 alike use C `long`).
+#[repr(C)]
+#[derive(Default)]
+struct libc_timeval {
+    tv_sec: std::os::raw::c_long,
+    tv_usec: std::os::raw::c_long,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn psk() -> Psk {
+        Psk {
+            identity: b"dev-1".to_vec(),
+            key: b"0123456789abcdef".to_vec(),
+        }
+    }
+
+    fn server_ctx() -> DtlsContext {
+        let known = psk();
+        DtlsContext::psk_server(Arc::new(move |id| {
+            (id == known.identity.as_slice()).then(|| known.key.clone())
+        }))
+        .unwrap()
+    }
+
+    /// Moves datagrams between the two sessions until neither has anything to send.
+    fn pump(c: &mut DtlsSession, s: &mut DtlsSession) -> Result<Vec<Vec<u8>>, DtlsError> {
+        let mut delivered = Vec::new();
+        for _ in 0..32 {
+            let mut moved = false;
+            while let Some(d) = c.poll_transmit() {
+                delivered.extend(s.handle_datagram(&d)?);
+                moved = true;
+            }
+            while let Some(d) = s.poll_transmit() {
+                delivered.extend(c.handle_datagram(&d)?);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        Ok(delivered)
+    }
+
+    #[test]
+    fn psk_handshake_with_cookie_exchange_then_data_both_ways() {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+        // First flight: ClientHello -> HelloVerifyRequest (stateless cookie).
+        let hello = c.poll_transmit().unwrap();
+        assert!(s.handle_datagram(&hello).unwrap().is_empty());
+        let hvr = s.poll_transmit().unwrap();
+        assert_eq!(hvr[13], 3, "handshake type 3 = HelloVerifyRequest");
+        c.handle_datagram(&hvr).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(c.is_established() && s.is_established());
+        assert_eq!(s.peer_psk_identity(), Some(&b"dev-1"[..]));
+        c.send(b"hello server").unwrap();
+        assert_eq!(
+            pump(&mut c, &mut s).unwrap(),
+            vec![b"hello server".to_vec()]
+        );
+        s.send(b"hello client").unwrap();
+        assert_eq!(
+            pump(&mut c, &mut s).unwrap(),
+            vec![b"hello client".to_vec()]
+        );
+    }
+
+    #[test]
+    fn wrong_key_and_unknown_identity_are_refused() {
+        for bad in [
+            Psk {
+                identity: b"dev-1".to_vec(),
+                key: b"wrong-key-000000".to_vec(),
+            },
+            Psk {
+                identity: b"intruder".to_vec(),
+                key: b"0123456789abcdef".to_vec(),
+            },
+        ] {
+            let peer: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+            let mut c = DtlsSession::client(&DtlsContext::psk_client(bad).unwrap(), None).unwrap();
+            let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+            // A wrong key fails the Finished MAC, which DTLS drops silently (the client then
+            // times out); an unknown identity is answered with an alert. Either way nothing
+            // is established and no application data passes.
+            let r = pump(&mut c, &mut s);
+            assert!(!s.is_established() && !c.is_established(), "{r:?}");
+            assert!(s.peer_psk_identity().is_none());
+            assert!(c.send(b"x").is_err());
+        }
+    }
+
+    #[test]
+    fn a_cookie_for_another_address_is_not_accepted() {
+        let ctx = server_ctx();
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let mut s1 = DtlsSession::server(&ctx, "127.0.0.1:1000".parse().unwrap()).unwrap();
+        s1.handle_datagram(&c.poll_transmit().unwrap()).unwrap();
+        c.handle_datagram(&s1.poll_transmit().unwrap()).unwrap();
+        // The ClientHello with the cookie arrives "from" a different address.
+        let with_cookie = c.poll_transmit().unwrap();
+        let mut s2 = DtlsSession::server(&ctx, "127.0.0.1:2000".parse().unwrap()).unwrap();
+        let _ = s2.handle_datagram(&with_cookie);
+        // No ServerHello (handshake type 2): the server does no work for that source.
+        while let Some(answer) = s2.poll_transmit() {
+            assert_ne!(answer.get(13), Some(&2), "server answered a foreign cookie");
+        }
+        assert!(!s2.is_established());
+    }
+
+    #[test]
+    fn lost_flight_is_retransmitted_on_timeout() {
+        let peer: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+        let first = c.poll_transmit().unwrap();
+        let t = c.timeout().expect("timer runs after ClientHello");
+        assert!(t <= Duration::from_secs(1));
+        std::thread::sleep(t + Duration::from_millis(20));
+        c.handle_timeout().unwrap();
+        let again = c.poll_transmit().expect("ClientHello retransmitted");
+        assert_eq!(again.len(), first.len());
+        s.handle_datagram(&again).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(c.is_established());
+    }
+
+    #[test]
+    fn session_resumption_uses_an_abbreviated_handshake() {
+        let sctx = server_ctx();
+        let cctx = DtlsContext::psk_client(psk()).unwrap();
+        let mut c = DtlsSession::client(&cctx, None).unwrap();
+        let mut s = DtlsSession::server(&sctx, "127.0.0.1:3000".parse().unwrap()).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        let session = c.session().unwrap();
+        let mut c2 = DtlsSession::client(&cctx, Some(&session)).unwrap();
+        let mut s2 = DtlsSession::server(&sctx, "127.0.0.1:3000".parse().unwrap()).unwrap();
+        pump(&mut c2, &mut s2).unwrap();
+        assert!(c2.is_established());
+        assert!(c2.resumed(), "server should resume the cached session");
+    }
+}

@@ -1,0 +1,237 @@
+//! Our DTLS layer against a real peer: libcoap 4.3 built with OpenSSL (Debian libcoap3-bin).
+//!
+//! Both directions are exercised with PSK and the LwM2M-mandated suite only
+//! (TLS_PSK_WITH_AES_128_CCM_8, the one cipher our contexts offer), over real UDP on loopback.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+
+const IDENTITY: &str = "lwm2m-dev-1";
+const KEY: &str = "secret-psk-0001";
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Kills the peer when the test ends, however it ends.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends everything the session has queued.
+fn flush(session: &mut DtlsSession, socket: &UdpSocket, to: SocketAddr) {
+    while let Some(d) = session.poll_transmit() {
+        socket.send_to(&d, to).expect("send");
+    }
+}
+
+/// Drives a session on a blocking socket until `done` or the deadline, feeding timeouts.
+fn drive(
+    session: &mut DtlsSession,
+    socket: &UdpSocket,
+    peer: &mut Option<SocketAddr>,
+    deadline: Instant,
+    mut on_data: impl FnMut(&mut DtlsSession, Vec<u8>) -> bool,
+) -> bool {
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Some(to) = *peer {
+            flush(session, socket, to);
+        }
+        let wait = session
+            .timeout()
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
+        socket.set_read_timeout(Some(wait)).unwrap();
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                peer.get_or_insert(from);
+                for data in session.handle_datagram(&buf[..n]).expect("dtls") {
+                    if on_data(session, data) {
+                        if let Some(to) = *peer {
+                            flush(session, socket, to);
+                        }
+                        return true;
+                    }
+                }
+            }
+            Err(_) => {
+                if session.timeout() == Some(Duration::ZERO) || session.timeout().is_none() {
+                    let _ = session.handle_timeout();
+                }
+            }
+        }
+    }
+    false
+}
+
+/// A port whose number and number+1 are both free (libcoap puts DTLS on port+1).
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65535 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair on loopback");
+}
+
+#[test]
+fn our_dtls_client_talks_coaps_to_libcoap_server() {
+    if !have("coap-server-openssl") {
+        panic!("coap-server-openssl missing: scripts/test installs libcoap3-bin");
+    }
+    let port = free_port_pair();
+    let server = Peer(
+        Command::new("coap-server-openssl")
+            .args([
+                "-A",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-k",
+                KEY,
+                "-v",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start coap-server-openssl"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let server_addr: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: IDENTITY.as_bytes().to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    })
+    .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut session = DtlsSession::client(&ctx, None).unwrap();
+    let mut peer = Some(server_addr);
+    let deadline = Instant::now() + Duration::from_secs(15);
+
+    // The handshake completes when the session reports established; then a CoAP GET of
+    // /.well-known/core must come back as 2.05 Content through the secured channel.
+    while !session.is_established() && Instant::now() < deadline {
+        drive(
+            &mut session,
+            &socket,
+            &mut peer,
+            Instant::now() + Duration::from_millis(200),
+            |_, _| true,
+        );
+    }
+    assert!(session.is_established(), "no DTLS handshake with libcoap");
+
+    let mut req = Packet::new();
+    req.header.set_type(MessageType::Confirmable);
+    req.header.code = MessageClass::Request(RequestType::Get);
+    req.header.message_id = 0x1234;
+    req.set_token(vec![7, 7]);
+    req.add_option(coap_lite::CoapOption::UriPath, b".well-known".to_vec());
+    req.add_option(coap_lite::CoapOption::UriPath, b"core".to_vec());
+    session.send(&req.to_bytes().unwrap()).unwrap();
+
+    let mut answer = None;
+    drive(&mut session, &socket, &mut peer, deadline, |_, data| {
+        answer = Packet::from_bytes(&data).ok();
+        answer.is_some()
+    });
+    let answer = answer.expect("no CoAP answer through DTLS");
+    assert_eq!(
+        answer.header.code,
+        MessageClass::Response(ResponseType::Content)
+    );
+    assert_eq!(answer.get_token(), &[7, 7]);
+    assert!(String::from_utf8_lossy(&answer.payload).contains("</"));
+    drop(server);
+}
+
+#[test]
+fn libcoap_client_talks_coaps_to_our_dtls_server_and_wrong_key_is_refused() {
+    if !have("coap-client-openssl") {
+        panic!("coap-client-openssl missing: scripts/test installs libcoap3-bin");
+    }
+    let ctx = DtlsContext::psk_server(Arc::new(|id: &[u8]| {
+        (id == IDENTITY.as_bytes()).then(|| KEY.as_bytes().to_vec())
+    }))
+    .unwrap();
+
+    for (key, expect_ok) in [(KEY, true), ("not-the-key-000", false)] {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let client = Command::new("coap-client-openssl")
+            .args(["-u", IDENTITY, "-k", key, "-B", "6", "-m", "get"])
+            .arg(format!("coaps://127.0.0.1:{}/fw/info", addr.port()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start coap-client-openssl");
+        let mut session: Option<DtlsSession> = None;
+        let mut peer = None;
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut buf = [0u8; 2048];
+        let mut served = false;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while Instant::now() < deadline && !served {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            peer = Some(from);
+            let s = session.get_or_insert_with(|| DtlsSession::server(&ctx, from).unwrap());
+            let Ok(datagrams) = s.handle_datagram(&buf[..n]) else {
+                break;
+            };
+            for data in datagrams {
+                let Ok(req) = Packet::from_bytes(&data) else {
+                    continue;
+                };
+                let mut resp = Packet::new();
+                resp.header.set_type(MessageType::Acknowledgement);
+                resp.header.message_id = req.header.message_id;
+                resp.header.code = MessageClass::Response(ResponseType::Content);
+                resp.set_token(req.get_token().to_vec());
+                resp.payload = b"served over DTLS".to_vec();
+                s.send(&resp.to_bytes().unwrap()).unwrap();
+                served = true;
+            }
+            flush(s, &socket, from);
+        }
+        let out = client.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if expect_ok {
+            assert!(served, "libcoap's request never arrived through DTLS");
+            assert!(
+                stdout.contains("served over DTLS"),
+                "client printed {stdout:?}"
+            );
+            let s = session.unwrap();
+            assert_eq!(s.peer_psk_identity(), Some(IDENTITY.as_bytes()));
+        } else {
+            assert!(!served, "a wrong key must not get a request through");
+            assert!(session.is_none_or(|s| !s.is_established()));
+            assert!(!stdout.contains("served"), "{stdout:?}");
+        }
+        let _ = peer;
+    }
+}
