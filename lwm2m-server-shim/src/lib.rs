@@ -2,3 +2,8 @@
 //! device-management servers do.
 
 #![warn(missing_docs)]
+
+pub mod coap_endpoint;
+pub mod http_server;
+pub mod package_host;
+pub mod store;

@@ -1,0 +1,382 @@
+//! Package host: firmware packages kept as files in one directory, served over CoAP Block2
+//! (ETag, Size2, 20-bit block numbers) and HTTP (Range), and stored by REST uploads. Devices
+//! pull from here, which Leshan lacks (users' complaint #10 in the reference notes).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+/// Longest accepted package name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Why a package operation failed.
+#[derive(Debug)]
+pub enum PackageError {
+    /// The name is empty, too long, hidden, or contains characters other than `A-Za-z0-9._-`.
+    BadName,
+    /// No package with that name.
+    NotFound,
+    /// The requested range lies outside the package.
+    OutOfRange,
+    /// The file system failed.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for PackageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadName => {
+                f.write_str("package names use only A-Za-z0-9._- and do not start with '.'")
+            }
+            Self::NotFound => f.write_str("no such package"),
+            Self::OutOfRange => f.write_str("range outside the package"),
+            Self::Io(e) => write!(f, "package store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PackageError {}
+
+impl From<std::io::Error> for PackageError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound
+        } else {
+            Self::Io(e)
+        }
+    }
+}
+
+/// What the host knows about one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInfo {
+    /// File name, also the last URI path segment.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag: the first 8 bytes of the content's SHA-256, so it changes with the content.
+    pub etag: [u8; 8],
+}
+
+impl PackageInfo {
+    /// The ETag as lower-case hex (HTTP form, without quotes).
+    pub fn etag_hex(&self) -> String {
+        self.etag.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Stamp {
+    size: u64,
+    modified: Option<SystemTime>,
+    /// Inode: an atomic replace (rename) changes it even within one mtime tick.
+    file_id: u64,
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// Packages in one directory.
+pub struct PackageHost {
+    dir: PathBuf,
+    etags: Mutex<HashMap<String, (Stamp, [u8; 8])>>,
+}
+
+/// Whether `name` is an acceptable package name (no path separators, no hidden files).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl PackageHost {
+    /// Serves packages from `dir`, creating it when missing.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PackageError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            etags: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The directory packages live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf, PackageError> {
+        if valid_name(name) {
+            Ok(self.dir.join(name))
+        } else {
+            Err(PackageError::BadName)
+        }
+    }
+
+    /// Stores (or replaces) a package atomically: readers see the old or the new file, never a
+    /// half-written one.
+    pub fn store(&self, name: &str, content: &[u8]) -> Result<PackageInfo, PackageError> {
+        let path = self.path_of(name)?;
+        let tmp = self
+            .dir
+            .join(format!(".upload-{name}-{}", std::process::id()));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(content)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        self.etags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.info(name)
+    }
+
+    /// Size and ETag of a package (the ETag is cached until the file changes).
+    pub fn info(&self, name: &str) -> Result<PackageInfo, PackageError> {
+        let path = self.path_of(name)?;
+        let meta = std::fs::metadata(&path)?;
+        if !meta.is_file() {
+            return Err(PackageError::NotFound);
+        }
+        let stamp = Stamp {
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            file_id: file_id(&meta),
+        };
+        let mut cache = self.etags.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, etag)) = cache.get(name) {
+            if *s == stamp {
+                return Ok(PackageInfo {
+                    name: name.into(),
+                    size: stamp.size,
+                    etag: *etag,
+                });
+            }
+        }
+        let mut hasher = Sha256::new();
+        let mut f = File::open(&path)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(buf.get(..n).unwrap_or_default());
+        }
+        let digest = hasher.finalize();
+        let mut etag = [0u8; 8];
+        etag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        cache.insert(name.into(), (stamp, etag));
+        Ok(PackageInfo {
+            name: name.into(),
+            size: stamp.size,
+            etag,
+        })
+    }
+
+    /// Every package, sorted by name.
+    pub fn list(&self) -> Result<Vec<PackageInfo>, PackageError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if valid_name(&name) && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                out.push(self.info(&name)?);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the package).
+    pub fn read_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, PackageError> {
+        let mut f = File::open(self.path_of(name)?)?;
+        let size = f.metadata()?.len();
+        if offset > size {
+            return Err(PackageError::OutOfRange);
+        }
+        let want = usize::try_from((size - offset).min(len as u64)).unwrap_or(len);
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; want];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Removes a package.
+    pub fn remove(&self, name: &str) -> Result<(), PackageError> {
+        std::fs::remove_file(self.path_of(name)?)?;
+        Ok(())
+    }
+}
+
+/// An HTTP byte range resolved against a body of `size` bytes: inclusive start and end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Last byte (inclusive).
+    pub end: u64,
+}
+
+/// Parses a single-range `Range: bytes=...` header (RFC 9110 14.1.2). `Ok(None)` means the
+/// header is not a byte range the host understands (serve the whole body); `Err` means the range
+/// cannot be satisfied (416).
+pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, PackageError> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Multipart ranges are allowed to be ignored; serve the whole body.
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else {
+            return Ok(None);
+        };
+        if n == 0 || size == 0 {
+            return Err(PackageError::OutOfRange);
+        }
+        ByteRange {
+            start: size.saturating_sub(n),
+            end: size - 1,
+        }
+    } else {
+        let Ok(start) = a.parse::<u64>() else {
+            return Ok(None);
+        };
+        let end = if b.is_empty() {
+            u64::MAX
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e,
+                _ => return Ok(None),
+            }
+        };
+        if start >= size {
+            return Err(PackageError::OutOfRange);
+        }
+        ByteRange {
+            start,
+            end: end.min(size - 1),
+        }
+    };
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "shim-pkg-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn names_cannot_escape_the_directory() {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a b",
+            "x\\y",
+            &"a".repeat(129),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        for good in ["fw.bin", "v1.2.3_signed-A", "a"] {
+            assert!(valid_name(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn store_read_and_etag_follow_content() {
+        let dir = temp_dir("store");
+        let host = PackageHost::new(&dir).expect("dir");
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let a = host.store("fw.bin", &data).expect("store");
+        assert_eq!(a.size, 5000);
+        assert_eq!(
+            host.read_range("fw.bin", 4990, 100).expect("tail"),
+            data[4990..].to_vec()
+        );
+        assert_eq!(
+            host.read_range("fw.bin", 5000, 10).expect("end"),
+            Vec::<u8>::new()
+        );
+        assert!(matches!(
+            host.read_range("fw.bin", 5001, 1),
+            Err(PackageError::OutOfRange)
+        ));
+        let mut changed = data.clone();
+        changed[0] ^= 1;
+        let b = host.store("fw.bin", &changed).expect("replace");
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(host.list().expect("list"), vec![b]);
+        assert!(matches!(host.info("nope"), Err(PackageError::NotFound)));
+        assert!(matches!(
+            host.store("../evil", b"x"),
+            Err(PackageError::BadName)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn range_header_forms() {
+        let r = |h| parse_range(h, 100);
+        assert_eq!(
+            r("bytes=0-9").ok().flatten(),
+            Some(ByteRange { start: 0, end: 9 })
+        );
+        assert_eq!(
+            r("bytes=90-").ok().flatten(),
+            Some(ByteRange { start: 90, end: 99 })
+        );
+        assert_eq!(
+            r("bytes=-10").ok().flatten(),
+            Some(ByteRange { start: 90, end: 99 })
+        );
+        assert_eq!(
+            r("bytes=50-500").ok().flatten(),
+            Some(ByteRange { start: 50, end: 99 })
+        );
+        assert!(matches!(r("bytes=100-"), Err(PackageError::OutOfRange)));
+        assert!(matches!(r("bytes=-0"), Err(PackageError::OutOfRange)));
+        assert!(matches!(r("items=1-2"), Ok(None)));
+        assert!(matches!(r("bytes=5-1"), Ok(None)));
+        assert!(matches!(r("bytes=0-1,5-6"), Ok(None)));
+    }
+}
