@@ -1,0 +1,170 @@
+//! The bootloader's decision at every reset: keep, activate, resume, revert or recover.
+//!
+//! | journal phase | swap | A/B | overwrite |
+//! |---|---|---|---|
+//! | Idle, Downloading, Downloaded | run slot 0 | run active | run slot 0 |
+//! | Pending, candidate verifies | swap, then Testing | flip, Testing | copy, Testing |
+//! | Pending, candidate fails | Idle, result 5, run old | same | same |
+//! | Installing | resume swap, Testing | (never written) recover | resume copy, Testing |
+//! | Testing (reset before confirm) | swap back, Idle, result 8 | flip back, Idle, result 8 | run slot 0 again (no old image) |
+//! | Reverting | resume swap back, Idle, result 8 | recover | recover |
+//! | none / unknown phase or selector | recover: boot the first slot that verifies, journal Idle | | |
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::copy;
+use super::error::{Error, VerifyError};
+use super::layout::Strategy;
+use super::manager::SlotManager;
+use super::record::Phase;
+use super::Authenticate;
+use crate::status::UpdateResult;
+
+/// Why the bootloader runs the slot it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootPath {
+    /// The confirmed image, nothing pending.
+    Normal,
+    /// A new image on its test boot: it must confirm after re-registering.
+    Test,
+    /// The test image was not confirmed before this reset: the old image is back (result 8).
+    Reverted,
+    /// The pending candidate failed verification and was dropped (result 5).
+    Rejected(VerifyError),
+    /// The journal held no known state; a slot that verifies was chosen and journaled.
+    Recovered,
+}
+
+/// The slot to run and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootDecision {
+    /// Slot index (0 or 1) whose image runs.
+    pub slot: usize,
+    /// How this boot came about.
+    pub path: BootPath,
+}
+
+impl<F: NorFlash> SlotManager<'_, F> {
+    /// Runs the bootloader's decision table (see the module docs) and returns what to run.
+    /// Every flash step is journaled or progress-marked, so a cut anywhere resumes here.
+    pub fn boot<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+        let strategy = self.layout.strategy;
+        let phase = if self.known { self.record.phase } else { None };
+        let Some(running) = self.running_slot() else {
+            return self.recover(auth);
+        };
+        let decision = |slot, path| Ok(BootDecision { slot, path });
+        match (phase, strategy) {
+            (None, _)
+            | (Some(Phase::Installing | Phase::Reverting), Strategy::AB)
+            | (Some(Phase::Reverting), Strategy::Overwrite) => self.recover(auth),
+            (Some(Phase::Idle | Phase::Downloading | Phase::Downloaded), _) => {
+                decision(running, BootPath::Normal)
+            }
+            (Some(Phase::Pending), _) => {
+                let candidate = 1 - running;
+                let floor = self.record.floor;
+                match self.verify_slot(candidate, auth)? {
+                    Ok(facts) if facts.sequence > floor => {}
+                    verdict => {
+                        let why = verdict.err().unwrap_or(VerifyError::Rollback);
+                        self.finish(UpdateResult::IntegrityFailure, running)?;
+                        return decision(running, BootPath::Rejected(why));
+                    }
+                }
+                if strategy == Strategy::AB {
+                    let mut next = self.record;
+                    next.phase = Some(Phase::Testing);
+                    next.active = candidate as u8;
+                    self.commit(next)?;
+                    return decision(candidate, BootPath::Test);
+                }
+                copy::prepare(&mut self.flash, &self.layout)?;
+                let mut next = self.record;
+                next.phase = Some(Phase::Installing);
+                if strategy == Strategy::Overwrite {
+                    // The old image is about to be destroyed: nothing older may run again.
+                    next.floor = next.floor.max(next.candidate_seq);
+                }
+                self.commit(next)?;
+                self.install()
+            }
+            (Some(Phase::Installing), _) => self.install(),
+            (Some(Phase::Testing), Strategy::AB) => {
+                self.finish(UpdateResult::UpdateFailed, 1 - running)?;
+                decision(1 - running, BootPath::Reverted)
+            }
+            (Some(Phase::Testing), Strategy::Overwrite) => decision(0, BootPath::Test),
+            (Some(Phase::Testing), Strategy::Swap) => {
+                copy::prepare(&mut self.flash, &self.layout)?;
+                let mut next = self.record;
+                next.phase = Some(Phase::Reverting);
+                self.commit(next)?;
+                self.revert()
+            }
+            (Some(Phase::Reverting), Strategy::Swap) => self.revert(),
+        }
+    }
+
+    /// Completes the swap or copy and starts the test boot.
+    fn install(&mut self) -> Result<BootDecision, Error> {
+        copy::run(&mut self.flash, &self.layout, self.buf)?;
+        let mut next = self.record;
+        next.phase = Some(Phase::Testing);
+        self.commit(next)?;
+        Ok(BootDecision {
+            slot: 0,
+            path: BootPath::Test,
+        })
+    }
+
+    /// Completes the swap back and reports the failed update.
+    fn revert(&mut self) -> Result<BootDecision, Error> {
+        copy::run(&mut self.flash, &self.layout, self.buf)?;
+        self.finish(UpdateResult::UpdateFailed, 0)?;
+        Ok(BootDecision {
+            slot: 0,
+            path: BootPath::Reverted,
+        })
+    }
+
+    /// Journals `Idle` with `result`, running `slot`.
+    fn finish(&mut self, result: UpdateResult, slot: usize) -> Result<(), Error> {
+        let mut next = self.record;
+        next.phase = Some(Phase::Idle);
+        next.result = Some(result);
+        next.active = slot as u8;
+        next.offset = 0;
+        self.commit(next)
+    }
+
+    /// Safe action for an unknown state: run the first bootable slot whose image verifies and
+    /// is not older than the floor; journal `Idle` so the next boot is ordinary.
+    fn recover<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+        let bootable: &[usize] = match (self.layout.strategy, self.running_slot()) {
+            (Strategy::AB, Some(1)) => &[1, 0],
+            (Strategy::AB, _) => &[0, 1],
+            _ => &[0],
+        };
+        for &slot in bootable {
+            if let Ok(facts) = self.verify_slot(slot, auth)? {
+                if facts.sequence >= self.record.floor || !self.known {
+                    let result = self.record.result.unwrap_or(UpdateResult::Initial);
+                    let mut next = self.record;
+                    next.floor = if self.known {
+                        next.floor.max(facts.sequence)
+                    } else {
+                        facts.sequence
+                    };
+                    self.record = next;
+                    self.finish(result, slot)?;
+                    return Ok(BootDecision {
+                        slot,
+                        path: BootPath::Recovered,
+                    });
+                }
+            }
+        }
+        Err(Error::NoBootableImage)
+    }
+}

@@ -1,0 +1,88 @@
+//! Swap and overwrite as a numbered list of idempotent sector copies, one progress word each.
+//!
+//! Step `j` erases its destination sector and copies its source there; its sources are not
+//! touched again until step `j` is done, so redoing it after a cut gives the same result. The
+//! progress word of step `j` is written only after the step completed, hence any non-blank word
+//! (even a torn one) means "done" and no word is ever rewritten. The progress sector is erased
+//! before the journal enters `Installing`/`Reverting`, never while a copy is in flight.
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::error::{flash_err, Error};
+use super::layout::{progress_word, Layout, Strategy};
+
+/// Source and destination of step `j`.
+fn step(layout: &Layout, j: u32) -> (u32, u32) {
+    let s = layout.sector_size;
+    let [primary, secondary] = layout.slots;
+    match layout.strategy {
+        Strategy::Swap => {
+            let i = j / 3;
+            let (p, q) = (primary + i * s, secondary + i * s);
+            match j % 3 {
+                0 => (p, layout.scratch),
+                1 => (q, p),
+                _ => (layout.scratch, q),
+            }
+        }
+        Strategy::Overwrite | Strategy::AB => (secondary + j * s, primary + j * s),
+    }
+}
+
+/// Erases the progress sector: the first step of a swap or copy, before it is journaled.
+pub(crate) fn prepare<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<(), Error> {
+    flash
+        .erase(layout.progress, layout.progress + layout.sector_size)
+        .map_err(flash_err)
+}
+
+/// Performs every step whose progress word is still blank.
+pub(crate) fn run<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    let word = progress_word(F::WRITE_SIZE);
+    let done = [0u8; 16];
+    let done = done.get(..word).ok_or(Error::BufferTooSmall)?;
+    for j in 0..layout.copy_steps() {
+        let at = layout.progress + j * word as u32;
+        let mut current = [0u8; 16];
+        let current = current.get_mut(..word).ok_or(Error::BufferTooSmall)?;
+        flash.read(at, current).map_err(flash_err)?;
+        if current.iter().any(|&b| b != 0xFF) {
+            continue;
+        }
+        let (src, dst) = step(layout, j);
+        copy_sector(flash, src, dst, layout.sector_size, buf)?;
+        flash.write(at, done).map_err(flash_err)?;
+    }
+    Ok(())
+}
+
+/// Erases `dst` and copies the sector at `src` into it through `buf`.
+fn copy_sector<F: NorFlash>(
+    flash: &mut F,
+    src: u32,
+    dst: u32,
+    sector: u32,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    let chunk = buf.len().min(sector as usize) / 16 * 16;
+    let buf = buf
+        .get_mut(..chunk)
+        .filter(|b| !b.is_empty())
+        .ok_or(Error::BufferTooSmall)?;
+    flash.erase(dst, dst + sector).map_err(flash_err)?;
+    let mut done = 0u32;
+    while done < sector {
+        let len = (sector - done).min(chunk as u32);
+        let part = buf.get_mut(..len as usize).ok_or(Error::BufferTooSmall)?;
+        flash.read(src + done, part).map_err(flash_err)?;
+        if part.iter().any(|&b| b != 0xFF) {
+            flash.write(dst + done, part).map_err(flash_err)?;
+        }
+        done += len;
+    }
+    Ok(())
+}

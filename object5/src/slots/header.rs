@@ -1,0 +1,120 @@
+//! The slot header sector: the manifest envelope head stored with its image.
+//!
+//! Layout: magic "O5H1", sequence u64, size u32, digest [32], envelope length u32, CRC-32 over
+//! the fixed fields and the envelope, padding to 64 bytes, then the envelope. The envelope is
+//! written before the fixed fields, so the magic lands last.
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::crc::Crc32;
+use super::error::{flash_err, Error, VerifyError};
+use super::ManifestFacts;
+
+const MAGIC: [u8; 4] = *b"O5H1";
+/// Bytes before the envelope.
+pub(crate) const FIXED: usize = 64;
+const CRC_AT: usize = 52;
+
+/// Largest envelope a header sector of `sector` bytes holds.
+pub(crate) fn max_envelope(sector: u32) -> usize {
+    (sector as usize).saturating_sub(FIXED)
+}
+
+fn fixed_fields(facts: &ManifestFacts, env_len: u32) -> [u8; FIXED] {
+    let mut fixed = [0xFF; FIXED];
+    fixed[0..4].copy_from_slice(&MAGIC);
+    fixed[4..12].copy_from_slice(&facts.sequence.to_le_bytes());
+    fixed[12..16].copy_from_slice(&facts.size.to_le_bytes());
+    fixed[16..48].copy_from_slice(&facts.digest);
+    fixed[48..52].copy_from_slice(&env_len.to_le_bytes());
+    fixed
+}
+
+/// Erases the header sector of the slot at `slot` and writes `facts` and `envelope` there.
+pub(crate) fn write<F: NorFlash>(
+    flash: &mut F,
+    slot: u32,
+    sector: u32,
+    facts: &ManifestFacts,
+    envelope: &[u8],
+) -> Result<(), Error> {
+    if envelope.len() > max_envelope(sector) {
+        return Err(Error::EnvelopeTooLarge);
+    }
+    let env_len = u32::try_from(envelope.len()).map_err(|_| Error::EnvelopeTooLarge)?;
+    let mut fixed = fixed_fields(facts, env_len);
+    let mut crc = Crc32::new();
+    crc.update(&fixed[..CRC_AT]);
+    crc.update(envelope);
+    fixed[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.finish().to_le_bytes());
+
+    flash.erase(slot, slot + sector).map_err(flash_err)?;
+    let body = slot + FIXED as u32;
+    let aligned = envelope.len() - envelope.len() % F::WRITE_SIZE;
+    let (head, tail) = envelope.split_at(aligned);
+    if !head.is_empty() {
+        flash.write(body, head).map_err(flash_err)?;
+    }
+    if !tail.is_empty() {
+        let mut pad = [0xFF; 16];
+        pad.get_mut(..tail.len())
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(tail);
+        let last = pad.get(..F::WRITE_SIZE).ok_or(Error::BufferTooSmall)?;
+        flash
+            .write(body + aligned as u32, last)
+            .map_err(flash_err)?;
+    }
+    flash.write(slot, &fixed).map_err(flash_err)
+}
+
+/// Reads the header of the slot at `slot`; on success the envelope is in `buf[..len]`.
+/// The inner `Err` says the header is not valid (blank, torn, unknown).
+pub(crate) fn read<F: NorFlash>(
+    flash: &mut F,
+    slot: u32,
+    sector: u32,
+    buf: &mut [u8],
+) -> Result<Result<(ManifestFacts, usize), VerifyError>, Error> {
+    let mut fixed = [0u8; FIXED];
+    flash.read(slot, &mut fixed).map_err(flash_err)?;
+    if fixed[0..4] != MAGIC {
+        return Ok(Err(VerifyError::NoHeader));
+    }
+    let le32 = |at: usize| {
+        fixed
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(u32::MAX)
+    };
+    let env_len = le32(48) as usize;
+    if env_len > max_envelope(sector) {
+        return Ok(Err(VerifyError::NoHeader));
+    }
+    let envelope = buf.get_mut(..env_len).ok_or(Error::BufferTooSmall)?;
+    flash
+        .read(slot + FIXED as u32, envelope)
+        .map_err(flash_err)?;
+    let mut crc = Crc32::new();
+    crc.update(&fixed[..CRC_AT]);
+    crc.update(envelope);
+    if crc.finish() != le32(CRC_AT) {
+        return Ok(Err(VerifyError::NoHeader));
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&fixed[16..48]);
+    let sequence = fixed
+        .get(4..12)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0);
+    Ok(Ok((
+        ManifestFacts {
+            sequence,
+            size: le32(12),
+            digest,
+        },
+        env_len,
+    )))
+}

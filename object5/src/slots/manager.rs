@@ -1,0 +1,347 @@
+//! The slot manager: persistent update state and the operations the device performs on it.
+
+use embedded_storage::nor_flash::NorFlash;
+use sha2::{Digest, Sha256};
+
+use super::error::{flash_err, Error, VerifyError};
+use super::journal::Journal;
+use super::layout::{Layout, Strategy};
+use super::record::{Field, Phase, Record};
+use super::writer::DownloadWriter;
+use super::{header, Authenticate, ManifestFacts};
+use crate::status::{State, UpdateResult};
+
+/// A snapshot of the persistent state, as Object 5 and the bootloader see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Journal phase; `None` when no committed record exists or its phase is unknown (the
+    /// bootloader then verifies the slots and rewrites a known state).
+    pub phase: Option<Phase>,
+    /// Object 5 State derived from the phase (`Idle` when unknown).
+    pub state: State,
+    /// Object 5 Update Result (`Initial` when the stored value is unknown).
+    pub result: UpdateResult,
+    /// Anti-rollback floor: the sequence number of the newest confirmed image.
+    pub floor: u64,
+    /// Sequence number of the stored candidate (0 when none was offered).
+    pub candidate_sequence: u64,
+    /// Bytes of the candidate safely in flash; a resumed download continues here.
+    pub download_offset: u32,
+}
+
+/// Owns the flash and the work buffer; every state change is one journal append.
+pub struct SlotManager<'b, F: NorFlash> {
+    pub(crate) flash: F,
+    pub(crate) layout: Layout,
+    pub(crate) buf: &'b mut [u8],
+    journal: Journal,
+    pub(crate) record: Record,
+    pub(crate) known: bool,
+}
+
+impl<'b, F: NorFlash> SlotManager<'b, F> {
+    /// Opens the manager on `flash`: validates the layout and reads the newest journal record.
+    /// `buf` must hold [`MIN_WORK_BUFFER`](super::MIN_WORK_BUFFER) bytes and the largest
+    /// envelope head the bootloader authenticates (one sector is always enough).
+    pub fn open(mut flash: F, layout: Layout, buf: &'b mut [u8]) -> Result<Self, Error> {
+        layout
+            .validate(F::ERASE_SIZE, F::WRITE_SIZE, flash.capacity())
+            .map_err(Error::Layout)?;
+        let (journal, record) = Journal::load(&mut flash, layout.journal, layout.sector_size, buf)?;
+        let known = record.is_some();
+        let record = record.unwrap_or(Record {
+            phase: None,
+            ..Record::factory(0)
+        });
+        Ok(Self {
+            flash,
+            layout,
+            buf,
+            journal,
+            record,
+            known,
+        })
+    }
+
+    /// Factory provisioning: writes `image` and its envelope head into slot 0 and journals
+    /// `Idle` with the image's sequence number as the floor. Not power-fail safe by design
+    /// (the factory reruns it); the journal record is written last.
+    pub fn provision(
+        &mut self,
+        facts: &ManifestFacts,
+        envelope: &[u8],
+        image: &[u8],
+    ) -> Result<(), Error> {
+        let slot = self.layout.slots[0];
+        if image.len() > self.layout.image_capacity() as usize || facts.size as usize != image.len()
+        {
+            return Err(Error::ImageTooLarge);
+        }
+        let s = self.layout.sector_size;
+        header::write(&mut self.flash, slot, s, facts, envelope)?;
+        let mut writer = DownloadWriter::raw(self, slot + s, image.len() as u32);
+        writer.write(image)?;
+        writer.flush_tail()?;
+        self.commit(Record::factory(facts.sequence))
+    }
+
+    /// The current persistent state.
+    pub fn status(&self) -> Status {
+        let phase = self.known.then_some(self.record.phase).flatten();
+        Status {
+            phase,
+            state: phase.map_or(State::Idle, Phase::object5_state),
+            result: self.record.result.unwrap_or(UpdateResult::Initial),
+            floor: self.record.floor,
+            candidate_sequence: self.record.candidate_seq,
+            download_offset: self.record.offset,
+        }
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The flash, e.g. to read the booted image.
+    pub fn flash_mut(&mut self) -> &mut F {
+        &mut self.flash
+    }
+
+    /// Gives the flash back.
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+
+    /// Stored Package URI (/5/0/1).
+    pub fn package_uri(&self) -> &[u8] {
+        self.record.uri.as_bytes()
+    }
+
+    /// Stored PkgName (/5/0/6).
+    pub fn package_name(&self) -> &[u8] {
+        self.record.name.as_bytes()
+    }
+
+    /// Stored PkgVersion (/5/0/7).
+    pub fn package_version(&self) -> &[u8] {
+        self.record.version.as_bytes()
+    }
+
+    /// The slot the bootloader runs: the active one for A/B, slot 0 otherwise. `None` when the
+    /// stored A/B selector is unknown.
+    pub fn running_slot(&self) -> Option<usize> {
+        match self.layout.strategy {
+            Strategy::AB => match self.record.active {
+                0 => Some(0),
+                1 => Some(1),
+                _ => None,
+            },
+            Strategy::Swap | Strategy::Overwrite => Some(0),
+        }
+    }
+
+    /// The slot a download goes to.
+    pub fn candidate_slot(&self) -> Option<usize> {
+        match self.layout.strategy {
+            Strategy::AB => self.running_slot().map(|s| 1 - s),
+            Strategy::Swap | Strategy::Overwrite => Some(1),
+        }
+    }
+
+    /// Flash address of the first image byte of `slot` (after its header sector).
+    pub fn image_address(&self, slot: usize) -> Option<u32> {
+        self.layout
+            .slots
+            .get(slot)
+            .map(|&a| a + self.layout.sector_size)
+    }
+
+    /// Stores the Package URI (/5/0/1) as resume data for a pull download.
+    pub fn set_package_uri(&mut self, uri: &[u8]) -> Result<(), Error> {
+        let mut next = self.record;
+        next.uri = Field::new(uri).ok_or(Error::FieldTooLong)?;
+        self.commit(next)
+    }
+
+    /// Stores PkgName and PkgVersion (/5/0/6, /5/0/7) of the candidate.
+    pub fn set_package_info(&mut self, name: &[u8], version: &[u8]) -> Result<(), Error> {
+        let mut next = self.record;
+        next.name = Field::new(name).ok_or(Error::FieldTooLong)?;
+        next.version = Field::new(version).ok_or(Error::FieldTooLong)?;
+        self.commit(next)
+    }
+
+    /// Starts a download of an authenticated package: checks the floor and sizes, stores the
+    /// envelope head in the candidate slot's header and journals `Downloading` at offset 0
+    /// (Update Result back to 0). Refused while an install or an unconfirmed image is pending.
+    pub fn begin_download(
+        &mut self,
+        facts: &ManifestFacts,
+        envelope: &[u8],
+    ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+        match self.record.phase {
+            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
+            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+        }
+        if facts.sequence <= self.record.floor {
+            return Err(Error::Rollback {
+                sequence: facts.sequence,
+                floor: self.record.floor,
+            });
+        }
+        if facts.size > self.layout.image_capacity() {
+            return Err(Error::ImageTooLarge);
+        }
+        if envelope.len() > header::max_envelope(self.layout.sector_size)
+            || envelope.len() > self.buf.len()
+        {
+            return Err(Error::EnvelopeTooLarge);
+        }
+        let slot = self.candidate_slot().ok_or(Error::Busy(Phase::Idle))?;
+        header::write(
+            &mut self.flash,
+            self.layout.slots[slot],
+            self.layout.sector_size,
+            facts,
+            envelope,
+        )?;
+        let mut next = self.record;
+        next.phase = Some(Phase::Downloading);
+        next.result = Some(UpdateResult::Initial);
+        next.candidate_seq = facts.sequence;
+        next.offset = 0;
+        self.commit(next)?;
+        self.resume_download()
+    }
+
+    /// Continues an interrupted download at [`Status::download_offset`] (sector-aligned).
+    pub fn resume_download(&mut self) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+        if self.record.phase != Some(Phase::Downloading) || !self.known {
+            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+        }
+        let slot = self
+            .candidate_slot()
+            .ok_or(Error::Busy(Phase::Downloading))?;
+        let facts = match header::read(
+            &mut self.flash,
+            self.layout.slots[slot],
+            self.layout.sector_size,
+            self.buf,
+        )? {
+            Ok((facts, _)) => facts,
+            Err(e) => {
+                self.abort_download(UpdateResult::IntegrityFailure)?;
+                return Err(Error::Verify(e));
+            }
+        };
+        let offset =
+            self.record.offset.min(facts.size) / self.layout.sector_size * self.layout.sector_size;
+        let base = self
+            .image_address(slot)
+            .ok_or(Error::Busy(Phase::Downloading))?;
+        Ok(DownloadWriter::resume(self, base, facts, offset))
+    }
+
+    /// Ends a download or discards a stored candidate: `Idle` with `result` (e.g. 4 for a lost
+    /// connection, 10 for a cancel).
+    pub fn abort_download(&mut self, result: UpdateResult) -> Result<(), Error> {
+        match self.record.phase {
+            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
+            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+        }
+        let mut next = self.record;
+        next.phase = Some(Phase::Idle);
+        next.result = Some(result);
+        next.offset = 0;
+        self.commit(next)
+    }
+
+    /// Execute (/5/0/2): marks the verified candidate for activation at the next reset.
+    pub fn request_install(&mut self) -> Result<(), Error> {
+        if self.record.phase != Some(Phase::Downloaded) || !self.known {
+            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+        }
+        let mut next = self.record;
+        next.phase = Some(Phase::Pending);
+        self.commit(next)
+    }
+
+    /// Confirms the running test image after it re-registered: `Idle`, Update Result 1, and
+    /// the floor rises to its sequence number. A no-op when nothing is under test.
+    pub fn confirm(&mut self) -> Result<(), Error> {
+        match self.record.phase {
+            Some(Phase::Testing) if self.known => {}
+            Some(Phase::Idle) if self.known => return Ok(()),
+            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+        }
+        let mut next = self.record;
+        next.phase = Some(Phase::Idle);
+        next.result = Some(UpdateResult::Success);
+        next.floor = next.floor.max(next.candidate_seq);
+        next.offset = 0;
+        self.commit(next)
+    }
+
+    /// Whether the running image is under test and must confirm itself.
+    pub fn is_testing(&self) -> bool {
+        self.known && self.record.phase == Some(Phase::Testing)
+    }
+
+    /// Verifies `slot`: header intact, envelope authenticates to the same facts, image digest
+    /// matches. The outer `Err` is a flash failure, the inner one a verification failure.
+    pub fn verify_slot<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        let Some(&addr) = self.layout.slots.get(slot) else {
+            return Ok(Err(VerifyError::NoHeader));
+        };
+        let (stored, len) =
+            match header::read(&mut self.flash, addr, self.layout.sector_size, self.buf)? {
+                Ok(found) => found,
+                Err(e) => return Ok(Err(e)),
+            };
+        let facts = match auth.authenticate(self.buf.get(..len).ok_or(Error::BufferTooSmall)?) {
+            Ok(facts) => facts,
+            Err(e) => return Ok(Err(e)),
+        };
+        if facts != stored {
+            return Ok(Err(VerifyError::FactsMismatch));
+        }
+        if facts.size > self.layout.image_capacity() {
+            return Ok(Err(VerifyError::Size));
+        }
+        if self.image_digest(addr + self.layout.sector_size, facts.size)? != facts.digest {
+            return Ok(Err(VerifyError::Digest));
+        }
+        Ok(Ok(facts))
+    }
+
+    /// SHA-256 over `len` bytes of flash from `addr`, read through the work buffer.
+    pub(crate) fn image_digest(&mut self, addr: u32, len: u32) -> Result<[u8; 32], Error> {
+        let mut hasher = Sha256::new();
+        let chunk = self.buf.len().min(4096) as u32;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk);
+            let part = self
+                .buf
+                .get_mut(..n as usize)
+                .ok_or(Error::BufferTooSmall)?;
+            self.flash.read(addr + done, part).map_err(flash_err)?;
+            hasher.update(&*part);
+            done += n;
+        }
+        Ok(hasher.finalize().into())
+    }
+
+    /// Appends `next` to the journal and makes it current.
+    pub(crate) fn commit(&mut self, mut next: Record) -> Result<(), Error> {
+        self.journal.append(&mut self.flash, &mut next, self.buf)?;
+        self.record = next;
+        self.known = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Slot manager: where a downloaded image lives, how it becomes the running one, and how that
+//! survives a power cut at any instant.
+//!
+//! Everything persistent goes through three mechanisms, each safe against a clean cut, a torn
+//! write (only part of the interrupted write lands) and an interrupted erase:
+//!
+//! - the state [journal](journal): fixed-size records with a sequence number and a CRC, the
+//!   commit word written last, appended into two alternating sectors so the last good record
+//!   survives any interrupted write or erase;
+//! - the slot [header](header): the stored manifest envelope head and the facts it proves
+//!   (sequence number, image size, SHA-256 digest), re-authenticated by the bootloader;
+//! - [copy progress](copy): one flash word per swap or copy step, written only after the step
+//!   completed (embassy-boot style), so any non-blank word means "done" and every step redone
+//!   after a cut is idempotent.
+//!
+//! Strategies ([`Strategy`]) trade flash space against the ability to revert; see README.md,
+//! section "Slot strategies". The code is generic over `embedded_storage::nor_flash::NorFlash`,
+//! never rewrites a written word, uses one caller-provided work buffer and allocates nothing.
+
+mod boot;
+mod copy;
+mod crc;
+mod error;
+mod header;
+mod journal;
+mod layout;
+mod manager;
+mod record;
+mod writer;
+
+pub use boot::{BootDecision, BootPath};
+pub use error::{Error, VerifyError};
+pub use layout::{Layout, LayoutError, Strategy};
+pub use manager::{SlotManager, Status};
+pub use record::{Phase, MAX_NAME, MAX_URI, MAX_VERSION};
+pub use writer::DownloadWriter;
+
+/// What an authenticated manifest says about its image: all the slot manager trusts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestFacts {
+    /// SUIT sequence number; must exceed the stored anti-rollback floor.
+    pub sequence: u64,
+    /// Image size in bytes.
+    pub size: u32,
+    /// SHA-256 digest of the image.
+    pub digest: [u8; 32],
+}
+
+/// Authenticates a stored manifest envelope head (authentication wrapper + manifest) and
+/// extracts its facts. The bootloader calls it on every activation, with the trust anchors of
+/// the board; an `Err` keeps the old image.
+pub trait Authenticate {
+    /// Verifies `envelope` and returns what it proves, or why it does not verify.
+    fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError>;
+}
+
+/// Smallest work buffer the manager accepts: one journal record.
+pub const MIN_WORK_BUFFER: usize = record::RECORD_SIZE;
