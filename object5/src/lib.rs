@@ -12,6 +12,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod slots;
 pub mod status;
 
 pub use status::{State, UpdateResult};
