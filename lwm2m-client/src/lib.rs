@@ -14,3 +14,6 @@ pub mod codec;
 /// DTLS 1.2 (OpenSSL) for coaps://, host side only.
 #[cfg(feature = "std")]
 pub mod dtls;
+
+/// Package pulls from a Package URI (/5/0/1), streamed into the Object 5 download path.
+pub mod pull;
