@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod author_cli;
+
 /// Test LwM2M server that drives secure firmware updates (Object 5 + SUIT).
 #[derive(Parser)]
 #[command(version, about)]
@@ -14,11 +16,18 @@ struct Cli {
 enum Command {
     /// End-to-end signed firmware update on loopback with built-in defaults.
     Demo,
+    /// Generate a P-256 signing key (PKCS#8 PEM) and its public key (`<stem>.pub.pem`).
+    Keygen(author_cli::KeygenArgs),
+    /// Build, inspect or verify signed SUIT firmware packages.
+    #[command(subcommand)]
+    Package(author_cli::PackageCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keygen(args) => std::process::exit(exit_code(author_cli::keygen(args))),
+        Command::Package(cmd) => std::process::exit(exit_code(author_cli::package(cmd))),
         Command::Demo => {
             eprintln!(
                 "demo: the end-to-end update is not wired yet (issues 3-7); nothing was updated"
@@ -26,4 +35,9 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// Maps the author commands' result to a process status.
+fn exit_code(code: std::process::ExitCode) -> i32 {
+    i32::from(code != std::process::ExitCode::SUCCESS)
 }

@@ -18,3 +18,5 @@ pub mod status;
 pub use status::{State, UpdateResult};
 pub mod machine;
 pub mod manifest;
+#[cfg(feature = "std")]
+pub mod author;

@@ -95,6 +95,22 @@ impl<'e> Envelope<'e> {
         })
     }
 
+    /// An envelope assembled by the streaming processor from buffered members.
+    pub(crate) fn from_parts(
+        auth: &'e [u8],
+        manifest_item: &'e [u8],
+        manifest: &'e [u8],
+        severed: [Option<&'e [u8]>; 5],
+    ) -> Self {
+        Self {
+            auth,
+            manifest_item,
+            manifest,
+            severed,
+            body: &[],
+        }
+    }
+
     /// The severed member with envelope key `key`, as a whole bstr item.
     pub fn severed_member(&self, key: u64) -> Option<&'e [u8]> {
         let i = SEVERABLE_KEYS.iter().position(|s| *s == key)?;

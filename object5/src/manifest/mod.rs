@@ -7,22 +7,32 @@
 //! - [`authenticate`]: a whole envelope in memory -> [`Authenticated`] (manifest, sequence
 //!   number, component 0's image digest/size/URI, text facts).
 //! - [`Policy::check`]: vendor/class/sequence-number policy on an [`Authenticated`] envelope.
+//! - [`StreamVerifier`]: the same, pushed block by block, with the payload streamed through
+//!   SHA-256 into a [`PayloadSink`] (integrated payload, or fetched after [`Finished::FetchRequired`]).
+//! - [`Interpreter`]: runs command sequences against a caller's [`Platform`] (updater or
+//!   bootloader).
 
 mod auth;
-mod cbor;
+pub(crate) mod cbor;
 pub mod crypto;
 mod envelope;
 mod error;
+mod interp;
 #[allow(clippy::module_inception)]
 mod manifest;
 mod params;
+mod policy;
+mod stream;
 
 pub use auth::{verify_wrapper, TrustAnchor};
 pub use crypto::{CryptoBackend, Sha256Hasher, Software};
 pub use envelope::{Envelope, IntegratedPayload};
 pub use error::Error;
+pub use interp::{DeviceIdentity, Interpreter, Platform, MAX_NESTING};
 pub use manifest::{text_info, Manifest, Member, TextInfo, MAX_COMPONENTS};
 pub use params::{static_params, GlobalParams, Params};
+pub use policy::{Freshness, Policy};
+pub use stream::{Finished, PayloadSink, StreamVerifier, Verified};
 
 use manifest::{KEY_INSTALL, KEY_PAYLOAD_FETCH, KEY_TEXT};
 

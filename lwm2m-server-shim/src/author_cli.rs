@@ -1,0 +1,231 @@
+//! `keygen` and `package build|inspect|verify`: the firmware author's commands. The signing,
+//! encoding and checking live in `object5::author`; this module is files and flags.
+
+use clap::{Args, Subcommand};
+use object5::author::{self, Delivery, PackageSpec, SignAlg, VerifyOptions};
+use object5::manifest::TrustAnchor;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `keygen` arguments.
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Where to write the PKCS#8 private key PEM; the public key goes to `<stem>.pub.pem`.
+    #[arg(short, long, default_value = "key.pem")]
+    out: PathBuf,
+}
+
+/// `package` subcommands.
+#[derive(Subcommand)]
+pub enum PackageCommand {
+    /// Build and sign a SUIT envelope for one firmware image.
+    Build(BuildArgs),
+    /// Print a readable dump of an envelope (not verified).
+    Inspect {
+        /// The envelope file.
+        file: PathBuf,
+    },
+    /// Verify an envelope as a device would; exit 0 when valid, else one line with the reason
+    /// and its Update Result code.
+    Verify(VerifyArgs),
+}
+
+/// `package build` arguments.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// PKCS#8 P-256 private key PEM (from `keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// Firmware image (opaque bytes).
+    #[arg(long)]
+    image: PathBuf,
+    /// Vendor: a UUID, or a domain name turned into UUID5(DNS, name) (draft section 8.4.8.2).
+    #[arg(long)]
+    vendor_id: String,
+    /// Class: a UUID, or a name turned into UUID5(vendor-id, name).
+    #[arg(long)]
+    class_id: String,
+    /// Sequence number; devices refuse anything not newer than what they run.
+    #[arg(long)]
+    seq: u64,
+    /// Version text, reported by the device as PkgVersion (suit-text component-version).
+    #[arg(long)]
+    version: String,
+    /// Package name, reported as PkgName (suit-text component-description); default: image file name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Image URI for a two-stage pull (the device fetches it after the manifest).
+    #[arg(long, conflicts_with = "integrated")]
+    uri: Option<String>,
+    /// Carry the image inside the envelope (key "#fw"); the default when no --uri is given.
+    #[arg(long)]
+    integrated: bool,
+    /// Sign with ES256 (-7) instead of ESP256 (-9), for peers that predate ESP256.
+    #[arg(long)]
+    es256: bool,
+    /// Output file.
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// `package verify` arguments.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Trusted public key PEM (SPKI); repeat to trust several keys (rotation).
+    #[arg(long = "pub", alias = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// The envelope file.
+    file: PathBuf,
+    /// Image to check a --uri package against.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Device vendor id (UUID or name); with --class-id.
+    #[arg(long, requires = "class_id")]
+    vendor_id: Option<String>,
+    /// Device class id (UUID or name under the vendor).
+    #[arg(long, requires = "vendor_id")]
+    class_id: Option<String>,
+    /// Sequence number the device runs; the package must be newer.
+    #[arg(long)]
+    min_seq: Option<u64>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The public key path written next to `out`: `key.pem` -> `key.pub.pem`.
+pub fn public_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}.pub.pem"))
+}
+
+/// Runs `keygen`.
+pub fn keygen(args: KeygenArgs) -> ExitCode {
+    finish((|| {
+        let (private, public) = author::generate_key_pem().map_err(|e| e.to_string())?;
+        write(&args.out, private.as_bytes())?;
+        let pub_path = public_path(&args.out);
+        write(&pub_path, public.as_bytes())?;
+        tracing::info!(private = %args.out.display(), public = %pub_path.display(), "P-256 key written");
+        println!("{}\n{}", args.out.display(), pub_path.display());
+        Ok(())
+    })())
+}
+
+/// Runs a `package` subcommand.
+pub fn package(cmd: PackageCommand) -> ExitCode {
+    match cmd {
+        PackageCommand::Build(a) => finish(build(a)),
+        PackageCommand::Inspect { file } => finish((|| {
+            let env = read(&file)?;
+            let summary = author::summary(&env).map_err(|e| e.to_string())?;
+            let diag = author::diagnostic(&env).map_err(|e| e.to_string())?;
+            println!("{summary}\n{diag}");
+            Ok(())
+        })()),
+        PackageCommand::Verify(a) => finish(verify(a)),
+    }
+}
+
+fn build(a: BuildArgs) -> Result<(), String> {
+    let key = author::signing_key_from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
+    let image = read(&a.image)?;
+    let vendor = author::vendor_id(&a.vendor_id);
+    let class = author::class_id(&a.class_id, &vendor);
+    let name = a.name.unwrap_or_else(|| {
+        a.image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let spec = PackageSpec {
+        vendor_id: vendor,
+        class_id: class,
+        sequence_number: a.seq,
+        version: a.version,
+        name,
+        image: &image,
+        delivery: match a.uri {
+            Some(uri) => Delivery::Uri(uri),
+            None => Delivery::Integrated,
+        },
+        alg: if a.es256 {
+            SignAlg::Es256
+        } else {
+            SignAlg::Esp256
+        },
+    };
+    let env = author::build_envelope(&spec, &key).map_err(|e| e.to_string())?;
+    write(&a.out, &env)?;
+    tracing::info!(out = %a.out.display(), bytes = env.len(), seq = spec.sequence_number, "package signed");
+    println!(
+        "{}: {} bytes, seq {}, vendor {}, class {}",
+        a.out.display(),
+        env.len(),
+        spec.sequence_number,
+        author::format_uuid(&vendor),
+        author::format_uuid(&class)
+    );
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<(), String> {
+    let mut sec1 = Vec::new();
+    for k in &a.keys {
+        sec1.push(
+            author::public_sec1_from_pem(&read_text(k)?)
+                .map_err(|e| format!("{}: {e}", k.display()))?,
+        );
+    }
+    let anchors: Vec<TrustAnchor> = sec1.iter().map(|k| TrustAnchor::P256(k)).collect();
+    let env = read(&a.file)?;
+    let image = a.image.as_deref().map(read).transpose()?;
+    let identity = match (a.vendor_id, a.class_id) {
+        (Some(v), Some(c)) => {
+            let v = author::vendor_id(&v);
+            Some((v, author::class_id(&c, &v)))
+        }
+        _ => None,
+    };
+    let opts = VerifyOptions {
+        identity,
+        installed_sequence: a.min_seq,
+        image: image.as_deref(),
+    };
+    let report =
+        author::verify_package(&env, &anchors, &opts).map_err(|e| format!("invalid: {e}"))?;
+    println!(
+        "valid: seq {}, key #{}, image {}{}",
+        report.sequence_number,
+        report.anchor,
+        if report.image_checked {
+            "verified"
+        } else {
+            "not checked"
+        },
+        report.uri.map(|u| format!(", uri {u}")).unwrap_or_default()
+    );
+    Ok(())
+}

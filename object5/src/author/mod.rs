@@ -1,0 +1,209 @@
+//! Author side (host, `std` feature): P-256 keys, and building, signing, inspecting and
+//! verifying SUIT envelopes for one firmware image. The device side never links this.
+//!
+//! Package layout (documented in README.md): component 0 = `[h'00']`; the shared sequence sets
+//! vendor-id, class-id, image-digest and image-size and checks vendor and class; install sets
+//! the uri (absolute, or `#fw` for the integrated payload), fetches and checks image-match;
+//! validate checks image-match; suit-text (in the manifest, not severed) carries the version
+//! as component-version (6) and the name as component-description (5).
+
+mod cbor_out;
+mod inspect;
+mod keys;
+mod uuid;
+mod verify;
+
+pub use cbor_out::Value;
+pub use inspect::{diagnostic, summary};
+pub use keys::{
+    generate_key_pem, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, KeyError,
+};
+pub use uuid::{class_id, format_uuid, parse_uuid, uuid5, vendor_id, NAMESPACE_DNS};
+pub use verify::{verify_package, VerifyOptions, VerifyReport};
+
+use crate::manifest::crypto::{CryptoBackend, Sha256Hasher, Software};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::ecdsa::{Signature, SigningKey};
+use std::boxed::Box;
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+/// Envelope key of the integrated payload the tool writes.
+pub const INTEGRATED_KEY: &str = "#fw";
+
+/// COSE signature algorithm for the wrapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignAlg {
+    /// ESP256 (-9): ECDSA P-256 + SHA-256, the MTI profile (default).
+    Esp256,
+    /// ES256 (-7): the same math, older registration (draft Appendix B examples).
+    Es256,
+}
+
+impl SignAlg {
+    fn id(self) -> i64 {
+        match self {
+            Self::Esp256 => -9,
+            Self::Es256 => -7,
+        }
+    }
+}
+
+/// Where the device gets the image from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the envelope under [`INTEGRATED_KEY`].
+    Integrated,
+    /// Fetched by the device from this URI (two-stage pull).
+    Uri(String),
+}
+
+/// What a package says.
+#[derive(Clone, Debug)]
+pub struct PackageSpec<'a> {
+    /// Vendor UUID.
+    pub vendor_id: [u8; 16],
+    /// Class UUID.
+    pub class_id: [u8; 16],
+    /// Sequence number (anti-rollback).
+    pub sequence_number: u64,
+    /// Version text reported as PkgVersion.
+    pub version: String,
+    /// Name reported as PkgName.
+    pub name: String,
+    /// The firmware image (opaque bytes).
+    pub image: &'a [u8],
+    /// Integrated or by URI.
+    pub delivery: Delivery,
+    /// Signature algorithm.
+    pub alg: SignAlg,
+}
+
+fn int(v: i64) -> Value {
+    Value::Int(v)
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h = Software.sha256();
+    h.update(data);
+    h.finish()
+}
+
+/// The encoded SUIT_Digest `[-16, h'...']` of `data`.
+pub fn suit_digest(data: &[u8]) -> Vec<u8> {
+    Value::Array(vec![int(-16), Value::Bytes(sha256(data).to_vec())]).encode()
+}
+
+/// Builds the encoded SUIT_Manifest for `spec`.
+pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
+    let component = Value::Array(vec![Value::Bytes(vec![0])]);
+    let shared = Value::Array(vec![
+        int(20),
+        Value::Map(vec![
+            (int(1), Value::Bytes(spec.vendor_id.to_vec())),
+            (int(2), Value::Bytes(spec.class_id.to_vec())),
+            (int(3), Value::Bytes(suit_digest(spec.image))),
+            (int(14), int(spec.image.len() as i64)),
+        ]),
+        int(1),
+        int(15),
+        int(2),
+        int(15),
+    ]);
+    let common = Value::Map(vec![
+        (int(2), Value::Array(vec![component.clone()])),
+        (int(4), Value::wrap(&shared)),
+    ]);
+    let uri = match &spec.delivery {
+        Delivery::Integrated => INTEGRATED_KEY.into(),
+        Delivery::Uri(u) => u.clone(),
+    };
+    let install = Value::Array(vec![
+        int(20),
+        Value::Map(vec![(int(21), Value::Text(uri))]),
+        int(21),
+        int(2),
+        int(3),
+        int(15),
+    ]);
+    let validate = Value::Array(vec![int(3), int(15)]);
+    let text = Value::Map(vec![(
+        Value::Text("en".into()),
+        Value::Map(vec![(
+            component,
+            Value::Map(vec![
+                (int(5), Value::Text(spec.name.clone())),
+                (int(6), Value::Text(spec.version.clone())),
+            ]),
+        )]),
+    )]);
+    Value::Map(vec![
+        (int(1), int(1)),
+        (int(2), int(spec.sequence_number as i64)),
+        (int(3), Value::wrap(&common)),
+        (int(7), Value::wrap(&validate)),
+        (int(20), Value::wrap(&install)),
+        (int(23), Value::wrap(&text)),
+    ])
+    .encode()
+}
+
+/// The COSE Sig_structure bytes for a detached payload.
+pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    Value::Array(vec![
+        Value::Text("Signature1".into()),
+        Value::Bytes(protected.to_vec()),
+        Value::Bytes(vec![]),
+        Value::Bytes(payload.to_vec()),
+    ])
+    .encode()
+}
+
+/// Builds and signs a complete envelope (tag 107).
+pub fn build_envelope(spec: &PackageSpec<'_>, key: &SigningKey) -> Result<Vec<u8>, KeyError> {
+    let manifest = build_manifest(spec);
+    let manifest_bstr = Value::Bytes(manifest).encode();
+    let digest = suit_digest(&manifest_bstr);
+    let protected = Value::Map(vec![(int(1), int(spec.alg.id()))]).encode();
+    let tbs = sig_structure(&protected, &digest);
+    let sig: Signature = key
+        .sign_prehash(&sha256(&tbs))
+        .map_err(|_| KeyError::Sign)?;
+    let sign1 = Value::Tag(
+        18,
+        Box::new(Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(vec![]),
+            Value::Null,
+            Value::Bytes(sig.to_bytes().to_vec()),
+        ])),
+    );
+    Ok(assemble(&digest, &[sign1.encode()], &manifest_bstr, spec))
+}
+
+/// Puts an envelope together from an encoded digest, encoded COSE blocks and the manifest
+/// bstr (used by [`build_envelope`] and by tests that sign with another implementation).
+pub fn assemble(
+    digest: &[u8],
+    blocks: &[Vec<u8>],
+    manifest_bstr: &[u8],
+    spec: &PackageSpec<'_>,
+) -> Vec<u8> {
+    let mut auth = vec![Value::Bytes(digest.to_vec())];
+    auth.extend(blocks.iter().map(|b| Value::Bytes(b.clone())));
+    let auth = Value::Array(auth).encode();
+    let integrated = spec.delivery == Delivery::Integrated;
+    let mut out = Vec::with_capacity(manifest_bstr.len() + spec.image.len() + 256);
+    out.extend_from_slice(&[0xd8, 0x6b]); // tag 107
+    out.push(if integrated { 0xa3 } else { 0xa2 });
+    out.push(0x02);
+    out.extend_from_slice(&Value::Bytes(auth).encode());
+    out.push(0x03);
+    out.extend_from_slice(manifest_bstr);
+    if integrated {
+        out.extend_from_slice(&Value::Text(INTEGRATED_KEY.into()).encode());
+        out.extend_from_slice(&Value::Bytes(spec.image.to_vec()).encode());
+    }
+    out
+}

@@ -1,0 +1,437 @@
+//! Push-based envelope processing for a device that receives a package block by block (CoAP
+//! Block1/Block2): the authentication wrapper and manifest are buffered in a caller-provided
+//! buffer and authenticated before anything else is parsed; payload bytes then flow to the
+//! caller's [`PayloadSink`] through SHA-256 and are never held whole in RAM.
+
+use super::cbor::{parse_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG, MAJOR_TSTR, MAJOR_UINT};
+use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
+use super::envelope::{Envelope, KEY_AUTH, KEY_MANIFEST, SEVERABLE_KEYS, TAG_ENVELOPE};
+use super::policy::Policy;
+use super::{authenticate_parts, Error};
+
+/// Where verified payload bytes go (a flash slot writer, typically).
+pub trait PayloadSink {
+    /// A payload for `component` starts; `size` is the manifest's image-size. Refuse with
+    /// [`Error::ImageTooLarge`] when it cannot fit.
+    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), Error>;
+    /// The next payload bytes, in order.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error>;
+}
+
+/// A package that passed every check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The manifest's sequence number: persist it once the image is installed.
+    pub sequence_number: u64,
+    /// Index of the trust anchor that verified.
+    pub anchor: usize,
+    /// SHA-256 of the image that was written to the sink.
+    pub digest: [u8; 32],
+    /// Image length in bytes.
+    pub size: u64,
+}
+
+/// How envelope processing ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished<'a> {
+    /// The integrated payload was written to the sink and matched digest and size.
+    Complete(Verified),
+    /// Two-stage pull: the image is at `uri`; fetch it and pass it to
+    /// [`StreamVerifier::begin_fetched`], [`StreamVerifier::feed_fetched`] and
+    /// [`StreamVerifier::finish_fetched`].
+    FetchRequired {
+        /// The authenticated URI from the manifest.
+        uri: &'a [u8],
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading envelope members into the buffer.
+    Members,
+    /// Streaming an integrated payload: bytes left; whether it is the image.
+    Payload { left: u64, image: bool },
+    /// Every member seen.
+    Done,
+    /// A previous call failed; nothing more is accepted.
+    Failed,
+}
+
+/// Facts kept after authentication; byte ranges point into the buffer.
+#[derive(Clone, Copy, Debug)]
+struct Facts {
+    sequence_number: u64,
+    anchor: usize,
+    digest: [u8; 32],
+    size: Option<u64>,
+    uri: Option<(usize, usize)>,
+}
+
+type Range = (usize, usize);
+
+/// Incremental envelope verifier; see the module documentation.
+pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
+    buf: &'b mut [u8],
+    len: usize,
+    cursor: usize,
+    members_left: Option<u64>,
+    auth: Option<Range>,
+    manifest: Option<Range>,
+    severed: [Option<Range>; 5],
+    phase: Phase,
+    facts: Option<Facts>,
+    hasher: Option<C::Hasher>,
+    received: u64,
+    payload_seen: bool,
+    policy: Policy<'p>,
+    crypto: C,
+}
+
+impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
+    /// A verifier that buffers the wrapper and manifest in `buf` (2-4 KiB is typical).
+    pub fn new(buf: &'b mut [u8], policy: Policy<'p>, crypto: C) -> Self {
+        Self {
+            buf,
+            len: 0,
+            cursor: 0,
+            members_left: None,
+            auth: None,
+            manifest: None,
+            severed: [None; 5],
+            phase: Phase::Members,
+            facts: None,
+            hasher: None,
+            received: 0,
+            payload_seen: false,
+            policy,
+            crypto,
+        }
+    }
+
+    /// True once the wrapper verified and the policy accepted the manifest.
+    pub fn is_authenticated(&self) -> bool {
+        self.facts.is_some()
+    }
+
+    /// The authenticated sequence number, once known.
+    pub fn sequence_number(&self) -> Option<u64> {
+        self.facts.map(|f| f.sequence_number)
+    }
+
+    /// The authenticated manifest bytes and the envelope parts buffered so far, once
+    /// authenticated (for the caller's own command processing or reporting).
+    pub fn envelope(&self) -> Option<Envelope<'_>> {
+        self.facts?;
+        self.parts().ok()
+    }
+
+    /// Pushes the next bytes of the envelope. Any error is final.
+    pub fn feed(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        let r = self.feed_inner(data, sink);
+        if r.is_err() {
+            self.phase = Phase::Failed;
+        }
+        r
+    }
+
+    fn feed_inner(&mut self, mut data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        while !data.is_empty() {
+            match self.phase {
+                Phase::Failed => return Err(Error::Malformed),
+                Phase::Done => return Err(Error::Malformed), // bytes after the envelope
+                Phase::Payload { .. } => {
+                    let used = self.payload_bytes(data, sink)?;
+                    data = data.get(used..).unwrap_or(&[]);
+                }
+                Phase::Members => {
+                    let free = self.buf.len().saturating_sub(self.len);
+                    let n = free.min(data.len());
+                    let (head, rest) = data.split_at(n);
+                    if let Some(dst) = self.buf.get_mut(self.len..self.len + n) {
+                        dst.copy_from_slice(head);
+                    }
+                    self.len += n;
+                    data = rest;
+                    let before = (self.cursor, self.len, self.phase);
+                    self.advance(sink)?;
+                    if n == 0 && before == (self.cursor, self.len, self.phase) {
+                        return Err(Error::BufferTooSmall);
+                    }
+                }
+            }
+        }
+        // Buffered bytes may complete more members even without new input.
+        if self.phase == Phase::Members {
+            self.advance(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Hashes and forwards payload bytes; returns how many of `data` belonged to the payload.
+    fn payload_bytes(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<usize, Error> {
+        let Phase::Payload { left, image } = self.phase else {
+            return Ok(0);
+        };
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+        let chunk = data.get(..n).unwrap_or(&[]);
+        if image {
+            self.image_bytes(chunk, sink)?;
+        }
+        let left = left - n as u64;
+        self.phase = if left == 0 {
+            Phase::Members
+        } else {
+            Phase::Payload { left, image }
+        };
+        Ok(n)
+    }
+
+    fn image_bytes(&mut self, chunk: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        let facts = self.facts.ok_or(Error::OutOfOrder)?;
+        self.received = self.received.saturating_add(chunk.len() as u64);
+        if facts.size.is_some_and(|s| self.received > s) {
+            return Err(Error::ImageSizeMismatch);
+        }
+        self.hasher.as_mut().ok_or(Error::OutOfOrder)?.update(chunk);
+        sink.write(chunk)
+    }
+
+    /// Parses as many complete members as the buffer holds.
+    fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        loop {
+            if self.phase != Phase::Members {
+                return Ok(());
+            }
+            let rest = self.buf.get(self.cursor..self.len).unwrap_or(&[]);
+            let Some(left) = self.members_left else {
+                let Some((major, value, hl)) = parse_head(rest)? else {
+                    return Ok(());
+                };
+                match major {
+                    MAJOR_TAG if self.cursor == 0 && value == TAG_ENVELOPE => {}
+                    MAJOR_MAP => self.members_left = Some(value),
+                    _ => return Err(Error::Malformed),
+                }
+                self.cursor += hl;
+                continue;
+            };
+            if left == 0 {
+                if self.facts.is_none() {
+                    self.authenticate()?;
+                }
+                self.phase = Phase::Done;
+                return Ok(());
+            }
+            let Some((kmajor, kvalue, khl)) = parse_head(rest)? else {
+                return Ok(());
+            };
+            match kmajor {
+                MAJOR_UINT => {
+                    let Some((vmajor, vlen, vhl)) = parse_head(rest.get(khl..).unwrap_or(&[]))?
+                    else {
+                        return Ok(());
+                    };
+                    if vmajor != MAJOR_BSTR {
+                        return Err(Error::Malformed);
+                    }
+                    let total = usize::try_from(vlen)
+                        .ok()
+                        .and_then(|v| v.checked_add(khl + vhl))
+                        .ok_or(Error::BufferTooSmall)?;
+                    if self
+                        .cursor
+                        .checked_add(total)
+                        .is_none_or(|end| end > self.buf.len())
+                    {
+                        return Err(Error::BufferTooSmall);
+                    }
+                    if total > rest.len() {
+                        return Ok(());
+                    }
+                    if self.facts.is_some() {
+                        // Canonical order puts wrapper, manifest and severed members first.
+                        return Err(Error::OutOfOrder);
+                    }
+                    let range = Some((self.cursor + khl, self.cursor + total));
+                    let slot = match kvalue {
+                        KEY_AUTH => &mut self.auth,
+                        KEY_MANIFEST => &mut self.manifest,
+                        k => {
+                            let i = SEVERABLE_KEYS
+                                .iter()
+                                .position(|s| *s == k)
+                                .ok_or(Error::Unsupported)?;
+                            self.severed.get_mut(i).ok_or(Error::Unsupported)?
+                        }
+                    };
+                    if slot.replace(range.ok_or(Error::Malformed)?).is_some() {
+                        return Err(Error::Malformed);
+                    }
+                    self.cursor += total;
+                    self.members_left = Some(left - 1);
+                }
+                MAJOR_TSTR => {
+                    let klen = usize::try_from(kvalue).map_err(|_| Error::BufferTooSmall)?;
+                    let key_end = khl.checked_add(klen).ok_or(Error::BufferTooSmall)?;
+                    if self
+                        .cursor
+                        .checked_add(key_end + 9)
+                        .is_none_or(|e| e > self.buf.len())
+                    {
+                        return Err(Error::BufferTooSmall);
+                    }
+                    let Some((vmajor, vlen, vhl)) = parse_head(rest.get(key_end..).unwrap_or(&[]))?
+                    else {
+                        return Ok(());
+                    };
+                    if vmajor != MAJOR_BSTR {
+                        return Err(Error::Malformed);
+                    }
+                    if self.facts.is_none() {
+                        if self.auth.is_none() || self.manifest.is_none() {
+                            return Err(Error::OutOfOrder);
+                        }
+                        self.authenticate()?;
+                    }
+                    let facts = self.facts.ok_or(Error::OutOfOrder)?;
+                    let key = self
+                        .buf
+                        .get(self.cursor + khl..self.cursor + key_end)
+                        .unwrap_or(&[]);
+                    let uri = facts.uri.and_then(|(s, e)| self.buf.get(s..e));
+                    let image = uri == Some(key);
+                    if image {
+                        if self.payload_seen {
+                            return Err(Error::Malformed);
+                        }
+                        if facts.size.is_some_and(|s| s != vlen) {
+                            return Err(Error::ImageSizeMismatch);
+                        }
+                        self.payload_seen = true;
+                        sink.begin(0, facts.size)?;
+                        self.hasher = Some(self.crypto.sha256());
+                    }
+                    self.members_left = Some(left - 1);
+                    self.phase = Phase::Payload { left: vlen, image };
+                    // Payload bytes already buffered leave the buffer now; the key goes too.
+                    let start = self.cursor + key_end + vhl;
+                    let mut at = start;
+                    while at < self.len && matches!(self.phase, Phase::Payload { .. }) {
+                        let end = self.len;
+                        let chunk_len = (end - at).min(256);
+                        let mut chunk = [0u8; 256];
+                        let src = self.buf.get(at..at + chunk_len).unwrap_or(&[]);
+                        let dst = chunk.get_mut(..src.len()).unwrap_or(&mut []);
+                        dst.copy_from_slice(src);
+                        let used = self.payload_bytes(dst, sink)?;
+                        at += used;
+                    }
+                    // Keep whatever follows the payload, directly after the retained members.
+                    self.buf.copy_within(at..self.len, self.cursor);
+                    self.len = self.cursor + (self.len - at);
+                }
+                _ => return Err(Error::Malformed),
+            }
+        }
+    }
+
+    fn parts(&self) -> Result<Envelope<'_>, Error> {
+        let item = |r: Option<Range>| -> Result<&[u8], Error> {
+            let (s, e) = r.ok_or(Error::Malformed)?;
+            self.buf.get(s..e).ok_or(Error::Malformed)
+        };
+        let auth = Reader::new(item(self.auth)?).bytes()?;
+        let manifest_item = item(self.manifest)?;
+        let manifest = Reader::new(manifest_item).bytes()?;
+        let mut severed = [None; 5];
+        for (out, r) in severed.iter_mut().zip(self.severed) {
+            if r.is_some() {
+                *out = Some(item(r)?);
+            }
+        }
+        Ok(Envelope::from_parts(auth, manifest_item, manifest, severed))
+    }
+
+    fn authenticate(&mut self) -> Result<(), Error> {
+        let env = self.parts()?;
+        let auth = authenticate_parts(env, self.policy.anchors, &self.crypto)?;
+        self.policy.check(&auth)?;
+        let base = self.buf.as_ptr() as usize;
+        let uri = auth.image.uri.map(|u| {
+            let s = (u.as_ptr() as usize).wrapping_sub(base);
+            (s, s + u.len())
+        });
+        let facts = Facts {
+            sequence_number: auth.sequence_number,
+            anchor: auth.anchor,
+            digest: auth.image.digest.ok_or(Error::MissingParameter)?,
+            size: auth.image.size,
+            uri,
+        };
+        self.facts = Some(facts);
+        Ok(())
+    }
+
+    /// Ends the envelope: checks the integrated image, or says where to fetch it.
+    pub fn finish(&mut self) -> Result<Finished<'_>, Error> {
+        if self.phase != Phase::Done {
+            self.phase = Phase::Failed;
+            return Err(Error::Truncated);
+        }
+        let facts = self.facts.ok_or(Error::Truncated)?;
+        if self.payload_seen {
+            return self.check_image(facts).map(Finished::Complete);
+        }
+        match facts.uri.and_then(|(s, e)| self.buf.get(s..e)) {
+            Some(uri) if uri.first() == Some(&b'#') => Err(Error::Truncated),
+            Some(uri) => Ok(Finished::FetchRequired { uri }),
+            None => Err(Error::MissingParameter),
+        }
+    }
+
+    fn check_image(&mut self, facts: Facts) -> Result<Verified, Error> {
+        let hasher = self.hasher.take().ok_or(Error::Truncated)?;
+        if facts.size.is_some_and(|s| s != self.received) {
+            return Err(Error::ImageSizeMismatch);
+        }
+        if !ct_eq(&hasher.finish(), &facts.digest) {
+            return Err(Error::ImageDigestMismatch);
+        }
+        Ok(Verified {
+            sequence_number: facts.sequence_number,
+            anchor: facts.anchor,
+            digest: facts.digest,
+            size: self.received,
+        })
+    }
+
+    /// Two-stage pull: the fetched image starts (after [`Finished::FetchRequired`]).
+    pub fn begin_fetched(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        let facts = self.facts.ok_or(Error::OutOfOrder)?;
+        if self.phase != Phase::Done || self.payload_seen {
+            return Err(Error::OutOfOrder);
+        }
+        sink.begin(0, facts.size)?;
+        self.payload_seen = true;
+        self.received = 0;
+        self.hasher = Some(self.crypto.sha256());
+        Ok(())
+    }
+
+    /// Two-stage pull: the next fetched bytes.
+    pub fn feed_fetched(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+        if self.phase != Phase::Done || self.hasher.is_none() {
+            return Err(Error::OutOfOrder);
+        }
+        self.image_bytes(data, sink)
+    }
+
+    /// Two-stage pull: the fetched image ended; checks digest and size.
+    pub fn finish_fetched(&mut self) -> Result<Verified, Error> {
+        let facts = self.facts.ok_or(Error::OutOfOrder)?;
+        if self.phase != Phase::Done {
+            return Err(Error::OutOfOrder);
+        }
+        self.check_image(facts)
+    }
+}
