@@ -98,6 +98,11 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         }
     }
 
+    /// Whether the journal holds any committed record (false on a never-provisioned flash).
+    pub fn has_record(&self) -> bool {
+        self.known
+    }
+
     /// The layout in use.
     pub fn layout(&self) -> &Layout {
         &self.layout

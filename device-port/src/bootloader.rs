@@ -1,0 +1,63 @@
+//! The simulated bootloader: object5's boot decision, then "jump" to the chosen slot by
+//! reading the simulated image header found there.
+
+use embedded_storage::nor_flash::NorFlash;
+use object5::slots::{Authenticate, BootPath, SlotManager};
+
+use crate::image::{self, ImageInfo, HEADER_LEN, MAX_TEXT};
+
+/// What the bootloader started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Booted {
+    /// Slot index the image runs from.
+    pub slot: usize,
+    /// Why (normal, test boot, reverted, rejected, recovered).
+    pub path: BootPath,
+    /// The running image's header.
+    pub image: ImageInfo,
+}
+
+/// Why nothing could be booted.
+#[derive(Debug)]
+pub enum BootError {
+    /// The slot manager failed (flash error, or no slot verifies).
+    Slots(object5::slots::Error),
+    /// The chosen slot verified but holds no simulated image.
+    Image(image::ImageError),
+}
+
+impl std::fmt::Display for BootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Slots(e) => write!(f, "boot: {e}"),
+            Self::Image(e) => write!(f, "boot: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// Runs one boot: verify/activate/resume/revert as the journal says, then read the image.
+pub fn boot<F: NorFlash, A: Authenticate>(
+    slots: &mut SlotManager<'_, F>,
+    auth: &mut A,
+) -> Result<Booted, BootError> {
+    let decision = slots.boot(auth).map_err(BootError::Slots)?;
+    let addr = slots
+        .image_address(decision.slot)
+        .ok_or(BootError::Slots(object5::slots::Error::NoBootableImage))?;
+    let mut head = [0u8; HEADER_LEN + 2 * MAX_TEXT];
+    let room = slots.layout().image_capacity() as usize;
+    let head = &mut head[..room.min(HEADER_LEN + 2 * MAX_TEXT)];
+    slots.flash_mut().read(addr, head).map_err(|e| {
+        BootError::Slots(object5::slots::Error::Flash(
+            embedded_storage::nor_flash::NorFlashError::kind(&e),
+        ))
+    })?;
+    let image = image::parse(head).map_err(BootError::Image)?;
+    Ok(Booted {
+        slot: decision.slot,
+        path: decision.path,
+        image,
+    })
+}
