@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod author_cli;
+mod serve_cli;
 
 /// Test LwM2M server that drives secure firmware updates (Object 5 + SUIT).
 #[derive(Parser)]
@@ -16,6 +17,9 @@ struct Cli {
 enum Command {
     /// End-to-end signed firmware update on loopback with built-in defaults.
     Demo,
+    /// Run the LwM2M server: CoAP registration interface and package host, Leshan-compatible
+    /// REST API and event stream over HTTP.
+    Serve(serve_cli::ServeArgs),
     /// Generate a P-256 signing key (PKCS#8 PEM) and its public key (`<stem>.pub.pem`).
     Keygen(author_cli::KeygenArgs),
     /// Build, inspect or verify signed SUIT firmware packages.
@@ -28,6 +32,7 @@ fn main() {
     match cli.command {
         Command::Keygen(args) => std::process::exit(exit_code(author_cli::keygen(args))),
         Command::Package(cmd) => std::process::exit(exit_code(author_cli::package(cmd))),
+        Command::Serve(args) => std::process::exit(exit_code(serve_cli::serve(args))),
         Command::Demo => {
             eprintln!(
                 "demo: the end-to-end update is not wired yet (issues 3-7); nothing was updated"

@@ -1,0 +1,141 @@
+//! A client's registered object links (the link-format payload of Register/Update) and the
+//! views Leshan's REST API derives from them: `objectLinks`, `rootPath`, `availableInstances`.
+
+use std::collections::BTreeMap;
+
+use lwm2m_client::codec::link::{self, Link};
+use lwm2m_client::codec::CodecError;
+use serde_json::{json, Map, Value};
+
+/// Parsed object links of one registration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectLinks {
+    links: Vec<Link>,
+}
+
+impl ObjectLinks {
+    /// Parses a link-format payload, rejecting malformed documents.
+    pub fn try_parse(s: &str) -> Result<Self, CodecError> {
+        Ok(Self {
+            links: link::parse(s)?,
+        })
+    }
+
+    /// Parses a payload the registration interface already validated; malformed input (which
+    /// could only come from a store filled elsewhere) yields no links.
+    pub fn parse(s: &str) -> Self {
+        Self::try_parse(s).unwrap_or_default()
+    }
+
+    /// The links in payload order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// The alternate root path: the target of the `rt="oma.lwm2m"` link, `/` without one.
+    pub fn root_path(&self) -> String {
+        let root = self
+            .links
+            .iter()
+            .find(|l| l.get("rt") == Some("oma.lwm2m"))
+            .map(|l| l.target.clone())
+            .unwrap_or_else(|| "/".into());
+        if root.ends_with('/') {
+            root
+        } else {
+            format!("{root}/")
+        }
+    }
+
+    /// `[{"url":"/3/0","attributes":{...}}]` as Leshan serializes `Link`.
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.links
+                .iter()
+                .map(|l| {
+                    let attrs: Map<String, Value> = l
+                        .attrs
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.clone().map(Value::String).unwrap_or(Value::Null),
+                            )
+                        })
+                        .collect();
+                    json!({"url": l.target, "attributes": attrs})
+                })
+                .collect(),
+        )
+    }
+
+    /// Object id -> instance ids, from links naming `/o/i` under the root path.
+    pub fn available_instances(&self) -> BTreeMap<u16, Vec<u16>> {
+        let root = self.root_path();
+        let mut out: BTreeMap<u16, Vec<u16>> = BTreeMap::new();
+        for l in &self.links {
+            let Some(rel) = l.target.strip_prefix(root.as_str()) else {
+                continue;
+            };
+            let mut ids = rel
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::parse::<u16>);
+            match (ids.next(), ids.next(), ids.next()) {
+                (Some(Ok(o)), Some(Ok(i)), None) => {
+                    let v = out.entry(o).or_default();
+                    if !v.contains(&i) {
+                        v.push(i);
+                    }
+                }
+                (Some(Ok(o)), None, None) => {
+                    out.entry(o).or_default();
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// `{"5":[0]}` as Leshan's registration JSON shows it.
+    pub fn available_instances_json(&self) -> Value {
+        let m: Map<String, Value> = self
+            .available_instances()
+            .into_iter()
+            .map(|(o, is)| (o.to_string(), json!(is)))
+            .collect();
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leshan_views_of_a_registration_payload() {
+        let l = ObjectLinks::try_parse(
+            r#"</>;rt="oma.lwm2m";ct=110,</1/0>,</3>,</3/0>;ver=1.1,</5/0>"#,
+        )
+        .expect("valid");
+        assert_eq!(l.root_path(), "/");
+        assert_eq!(
+            l.available_instances_json(),
+            json!({"1":[0],"3":[0],"5":[0]})
+        );
+        let j = l.to_json();
+        assert_eq!(
+            j[0],
+            json!({"url":"/","attributes":{"rt":"oma.lwm2m","ct":"110"}})
+        );
+        assert_eq!(j[3], json!({"url":"/3/0","attributes":{"ver":"1.1"}}));
+        assert!(ObjectLinks::try_parse("</3/0").is_err());
+    }
+
+    #[test]
+    fn alternate_root_path() {
+        let l = ObjectLinks::parse(r#"</lwm2m>;rt="oma.lwm2m",</lwm2m/5/0>,</6/0>"#);
+        assert_eq!(l.root_path(), "/lwm2m/");
+        assert_eq!(l.available_instances_json(), json!({"5":[0]}));
+    }
+}

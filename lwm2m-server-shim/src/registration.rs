@@ -1,0 +1,365 @@
+//! The LwM2M registration interface (core TS section 6.2, served at `/rd`): Register, Update and
+//! De-register turned into store changes and events. Sans-IO: a request packet and the time in,
+//! a response packet and an optional event out.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+
+use crate::events::Event;
+use crate::object_links::ObjectLinks;
+use crate::store::{Registration, RegistrationStore, RegistrationUpdate, DEFAULT_LIFETIME_S};
+
+/// CoRE link-format content format (RFC 6690), the only payload Register/Update accept.
+const LINK_FORMAT: usize = 40;
+
+/// The Uri-Path segments of a request.
+pub fn uri_path(p: &Packet) -> Vec<String> {
+    p.get_option(CoapOption::UriPath)
+        .map(|l| {
+            l.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Uri-Query options of a request as (name, optional value) pairs.
+pub fn uri_query(p: &Packet) -> Vec<(String, Option<String>)> {
+    p.get_option(CoapOption::UriQuery)
+        .map(|l| {
+            l.iter()
+                .map(|q| {
+                    let q = String::from_utf8_lossy(q);
+                    match q.split_once('=') {
+                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                        None => (q.into_owned(), None),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first Content-Format option, if any.
+pub fn content_format(p: &Packet) -> Option<usize> {
+    let raw = p.get_first_option(CoapOption::ContentFormat)?;
+    Some(
+        raw.iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+    )
+}
+
+/// A response packet with this code and no payload.
+pub fn response(code: ResponseType) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Response(code);
+    p
+}
+
+fn bad_request(reason: &str) -> Packet {
+    let mut p = response(ResponseType::BadRequest);
+    p.payload = reason.as_bytes().to_vec();
+    p
+}
+
+/// Makes registration ids: unique within the process, not guessable from the endpoint name.
+pub struct RegistrationIds {
+    counter: AtomicU64,
+    salt: u64,
+}
+
+impl Default for RegistrationIds {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        Self {
+            counter: AtomicU64::new(0),
+            salt: h.finish(),
+        }
+    }
+}
+
+impl RegistrationIds {
+    /// The next id: 10 characters like Leshan's, a salted counter in base 36.
+    pub fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut v = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.salt;
+        let mut s = String::with_capacity(10);
+        for _ in 0..10 {
+            let d = (v % 36) as u32;
+            s.push(char::from_digit(d, 36).unwrap_or('0'));
+            v /= 36;
+        }
+        s
+    }
+}
+
+fn link_payload(p: &Packet) -> Result<Option<String>, Packet> {
+    if p.payload.is_empty() {
+        return Ok(None);
+    }
+    match content_format(p) {
+        None | Some(LINK_FORMAT) => {}
+        Some(_) => return Err(response(ResponseType::UnsupportedContentFormat)),
+    }
+    let text = String::from_utf8(p.payload.clone())
+        .map_err(|_| bad_request("link-format payload is not UTF-8"))?;
+    ObjectLinks::try_parse(&text).map_err(|e| bad_request(&format!("bad link-format: {e}")))?;
+    Ok(Some(text))
+}
+
+fn parse_lifetime(v: Option<String>) -> Result<u32, Packet> {
+    v.as_deref()
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|lt| *lt > 0)
+        .ok_or_else(|| bad_request("lt must be a positive integer"))
+}
+
+/// Handles a request under `/rd`. Returns the response and the event it caused, if any.
+pub fn handle(
+    store: &dyn RegistrationStore,
+    ids: &RegistrationIds,
+    request: &Packet,
+    peer: SocketAddr,
+    now: SystemTime,
+) -> (Packet, Option<Event>) {
+    let path = uri_path(request);
+    let method = match request.header.code {
+        MessageClass::Request(m) => m,
+        _ => return (bad_request("not a request"), None),
+    };
+    match (method, path.as_slice()) {
+        (RequestType::Post, [rd]) if rd == "rd" => match register(store, ids, request, peer, now) {
+            Ok((resp, ev)) => (resp, Some(ev)),
+            Err(resp) => (resp, None),
+        },
+        (RequestType::Post, [rd, id]) if rd == "rd" => {
+            match update(store, id, request, peer, now) {
+                Ok((resp, ev)) => (resp, Some(ev)),
+                Err(resp) => (resp, None),
+            }
+        }
+        (RequestType::Delete, [rd, id]) if rd == "rd" => match store.remove(id) {
+            Some(reg) => (
+                response(ResponseType::Deleted),
+                Some(Event::Deregistration(reg)),
+            ),
+            None => (response(ResponseType::NotFound), None),
+        },
+        (_, [rd, ..]) if rd == "rd" => (response(ResponseType::MethodNotAllowed), None),
+        _ => (response(ResponseType::NotFound), None),
+    }
+}
+
+fn register(
+    store: &dyn RegistrationStore,
+    ids: &RegistrationIds,
+    request: &Packet,
+    peer: SocketAddr,
+    now: SystemTime,
+) -> Result<(Packet, Event), Packet> {
+    let mut endpoint = None;
+    let mut lifetime_s = DEFAULT_LIFETIME_S;
+    let mut lwm2m_version = "1.0".to_string();
+    let mut binding = "U".to_string();
+    let mut sms_number = None;
+    let mut queue_mode = false;
+    let mut additional_attributes = BTreeMap::new();
+    for (k, v) in uri_query(request) {
+        match k.as_str() {
+            "ep" => endpoint = v.filter(|e| !e.is_empty()),
+            "lt" => lifetime_s = parse_lifetime(v)?,
+            "lwm2m" => lwm2m_version = v.unwrap_or_default(),
+            "b" => binding = v.unwrap_or_default(),
+            "sms" => sms_number = v,
+            "Q" => queue_mode = true,
+            _ => {
+                additional_attributes.insert(k, v.unwrap_or_default());
+            }
+        }
+    }
+    let endpoint = endpoint.ok_or_else(|| bad_request("missing endpoint name (ep)"))?;
+    let object_links = link_payload(request)?.unwrap_or_default();
+    let reg = Registration {
+        id: ids.next(),
+        endpoint,
+        address: peer,
+        lifetime_s,
+        lwm2m_version,
+        binding,
+        sms_number,
+        queue_mode,
+        object_links,
+        additional_attributes,
+        registration_date: now,
+        last_update: now,
+    };
+    store.add(reg.clone());
+    let mut resp = response(ResponseType::Created);
+    resp.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    resp.add_option(CoapOption::LocationPath, reg.id.as_bytes().to_vec());
+    Ok((resp, Event::Registration(reg)))
+}
+
+fn update(
+    store: &dyn RegistrationStore,
+    id: &str,
+    request: &Packet,
+    peer: SocketAddr,
+    now: SystemTime,
+) -> Result<(Packet, Event), Packet> {
+    let mut upd = RegistrationUpdate {
+        address: Some(peer),
+        at: Some(now),
+        ..Default::default()
+    };
+    for (k, v) in uri_query(request) {
+        match k.as_str() {
+            "lt" => upd.lifetime_s = Some(parse_lifetime(v)?),
+            "b" => upd.binding = v,
+            "sms" => upd.sms_number = v,
+            _ => {}
+        }
+    }
+    upd.object_links = link_payload(request)?;
+    let (_, after) = store
+        .update(id, &upd)
+        .ok_or_else(|| response(ResponseType::NotFound))?;
+    Ok((
+        response(ResponseType::Changed),
+        Event::Updated {
+            registration: after,
+            update: upd,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::InMemoryStore;
+    use coap_lite::RequestType as M;
+
+    fn req(method: M, path: &[&str], query: &[&str], payload: &str) -> Packet {
+        let mut p = Packet::new();
+        p.header.code = MessageClass::Request(method);
+        for s in path {
+            p.add_option(CoapOption::UriPath, s.as_bytes().to_vec());
+        }
+        for q in query {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        p.payload = payload.as_bytes().to_vec();
+        p
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().expect("literal")
+    }
+
+    #[test]
+    fn register_update_deregister_round_trip() {
+        let store = InMemoryStore::new();
+        let ids = RegistrationIds::default();
+        let t = SystemTime::UNIX_EPOCH;
+        let (resp, ev) = handle(
+            &store,
+            &ids,
+            &req(
+                M::Post,
+                &["rd"],
+                &["ep=dev1", "lt=60", "lwm2m=1.1", "b=U", "Q"],
+                "</3/0>,</5/0>",
+            ),
+            peer(),
+            t,
+        );
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::Created)
+        );
+        let loc: Vec<_> = resp
+            .get_option(CoapOption::LocationPath)
+            .expect("location")
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(loc.len(), 2);
+        assert_eq!(loc[0], b"rd");
+        let id = String::from_utf8(loc[1].clone()).expect("utf8");
+        assert!(
+            matches!(ev, Some(Event::Registration(ref r)) if r.endpoint == "dev1" && r.queue_mode && r.lifetime_s == 60)
+        );
+        let (resp, ev) = handle(
+            &store,
+            &ids,
+            &req(M::Post, &["rd", &id], &["lt=120"], ""),
+            peer(),
+            t,
+        );
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::Changed)
+        );
+        assert!(
+            matches!(ev, Some(Event::Updated { ref registration, .. }) if registration.lifetime_s == 120 && registration.object_links == "</3/0>,</5/0>")
+        );
+        let (resp, ev) = handle(
+            &store,
+            &ids,
+            &req(M::Delete, &["rd", &id], &[], ""),
+            peer(),
+            t,
+        );
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::Deleted)
+        );
+        assert!(matches!(ev, Some(Event::Deregistration(_))));
+        let (resp, _) = handle(
+            &store,
+            &ids,
+            &req(M::Delete, &["rd", &id], &[], ""),
+            peer(),
+            t,
+        );
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::NotFound)
+        );
+    }
+
+    #[test]
+    fn register_rejects_missing_endpoint_and_bad_lifetime() {
+        let store = InMemoryStore::new();
+        let ids = RegistrationIds::default();
+        let t = SystemTime::UNIX_EPOCH;
+        for q in [
+            &["lt=60"][..],
+            &["ep=x", "lt=abc"][..],
+            &["ep=x", "lt=0"][..],
+            &["ep="][..],
+        ] {
+            let (resp, ev) = handle(&store, &ids, &req(M::Post, &["rd"], q, ""), peer(), t);
+            assert_eq!(
+                resp.header.code,
+                MessageClass::Response(ResponseType::BadRequest),
+                "{q:?}"
+            );
+            assert!(ev.is_none());
+        }
+        assert!(store.all().is_empty());
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let ids = RegistrationIds::default();
+        let a: std::collections::HashSet<_> = (0..1000).map(|_| ids.next()).collect();
+        assert_eq!(a.len(), 1000);
+    }
+}

@@ -1,0 +1,73 @@
+//! The `serve` subcommand: runs the shim until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use lwm2m_server_shim::server::{self, ShimConfig};
+
+/// Options of `serve`; the defaults work on loopback.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// UDP address of the CoAP endpoint (registrations, device management, package host /fw/<name>).
+    #[arg(long, default_value = "127.0.0.1:5683")]
+    coap: SocketAddr,
+    /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Directory of firmware packages to serve; uploads land here too.
+    #[arg(long, default_value = "packages")]
+    packages: PathBuf,
+    /// Block size in bytes for Block1 pushes and Block2 package downloads (16..=1024).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(16..=1024))]
+    block_size: u16,
+    /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
+    /// block-wise transfer restarts it.
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
+}
+
+/// Runs the server; returns a failure status if it cannot start.
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ShimConfig {
+        coap_addr: args.coap,
+        http_addr: args.http,
+        package_dir: args.packages,
+        block_size: usize::from(args.block_size),
+        default_timeout: Duration::from_secs(args.timeout.max(1)),
+        ..ShimConfig::default()
+    };
+    runtime.block_on(async move {
+        let running = match server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "serve failed to start");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(coap = %running.coap_addr, http = %running.http_addr, "serving; Ctrl-C stops");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            () = running.wait() => ExitCode::FAILURE,
+        }
+    })
+}
