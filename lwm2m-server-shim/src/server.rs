@@ -205,9 +205,11 @@ impl Shim {
 }
 
 fn decode_notification(packet: &Packet, path: &Path) -> Option<serde_json::Value> {
-    let cf = packet
-        .get_first_option(coap_lite::CoapOption::ContentFormat)
-        .and_then(|v| lwm2m_client::codec::ContentFormat::from_option(v))?;
+    // Without Content-Format a single value is text/plain, as for read answers.
+    let cf = match packet.get_first_option(coap_lite::CoapOption::ContentFormat) {
+        None => lwm2m_client::codec::ContentFormat::Text,
+        Some(v) => lwm2m_client::codec::ContentFormat::from_option(v)?,
+    };
     content::decode(cf, path, &packet.payload)
         .ok()
         .map(|n| node_json(&n))
