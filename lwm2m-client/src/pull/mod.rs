@@ -5,6 +5,8 @@
 //! sink decides the granularity, e.g. flash sectors). Failures are [`PullError`]s, each mapping
 //! to the Object 5 Update Result the specification names for it.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use object5::UpdateResult;
