@@ -9,7 +9,15 @@
 
 extern crate alloc;
 
+pub mod coap;
 pub mod codec;
+pub mod engine;
+pub mod object;
+pub mod objects;
+pub mod observe;
+
+pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
+pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
 /// DTLS 1.2 (OpenSSL) for coaps://, host side only.
 #[cfg(feature = "std")]

@@ -1,0 +1,806 @@
+//! Device management requests from the server: Read, Discover, Write, Write-Attributes,
+//! Execute, Create, Delete and Observe, with content negotiation and block-wise transfer.
+
+use super::{Block1Rx, Engine, Event, Pending};
+use crate::coap::{self, Seen};
+use crate::codec::block::decode_uint_option;
+use crate::codec::{
+    link, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node, Path,
+    Resource, ResourceType, ResourceValue, Value,
+};
+use crate::object::{BlockChunk, Completion, OpError, ResourceDef};
+use crate::observe::{fingerprint, Observation};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+
+/// The outcome of a request before it becomes a CoAP response.
+pub(crate) enum Answer {
+    /// Respond now: code, content format, payload, extra options.
+    Now(Packet),
+    /// An object deferred the work: empty ACK now, separate response later.
+    Later { success: Packet, path: Path },
+}
+
+fn reply(code: ResponseType) -> Packet {
+    coap::packet(
+        MessageType::Acknowledgement,
+        MessageClass::Response(code),
+        0,
+        &[],
+    )
+}
+
+fn error(e: OpError) -> Packet {
+    let mut p = reply(coap::error_code(e));
+    if let OpError::TooLarge { size1: Some(s) } = e {
+        coap::set_uint(&mut p, CoapOption::Size1, s);
+    }
+    p
+}
+
+fn codec_error(_: CodecError) -> OpError {
+    OpError::BadRequest
+}
+
+fn first_uint(p: &Packet, opt: CoapOption) -> Result<Option<u32>, OpError> {
+    p.get_first_option(opt)
+        .map(|v| decode_uint_option(v).map_err(|_| OpError::BadRequest))
+        .transpose()
+}
+
+impl<P: Clone + PartialEq> Engine<P> {
+    pub(crate) fn on_request(&mut self, now: u64, peer: P, t: MessageType, req: Packet) {
+        let mid = req.header.message_id;
+        match self.dedup.lookup(&peer, mid) {
+            Seen::Answered(bytes) => {
+                let data = bytes.to_vec();
+                self.transmits.push_back(super::Transmit { peer, data });
+                return;
+            }
+            Seen::Pending => {
+                self.send(peer, &coap::empty(MessageType::Acknowledgement, mid));
+                return;
+            }
+            Seen::New => {}
+        }
+        let expires = now + self.config.tx.exchange_lifetime_ms;
+        let token = req.get_token().to_vec();
+        match self.answer(now, &peer, &req) {
+            Answer::Now(mut resp) => {
+                if t == MessageType::Confirmable {
+                    resp.header.set_type(MessageType::Acknowledgement);
+                    resp.header.message_id = mid;
+                } else {
+                    resp.header.set_type(MessageType::NonConfirmable);
+                    resp.header.message_id = self.mid();
+                }
+                resp.set_token(token);
+                let bytes = self.send(peer.clone(), &resp);
+                self.dedup.insert(peer, mid, expires, Some(bytes));
+            }
+            Answer::Later { success, path } => {
+                let id = self.next_deferred;
+                self.next_deferred = self.next_deferred.wrapping_add(1);
+                if t == MessageType::Confirmable {
+                    self.send(
+                        peer.clone(),
+                        &coap::empty(MessageType::Acknowledgement, mid),
+                    );
+                }
+                self.dedup.insert(peer.clone(), mid, expires, None);
+                self.pending.push(Pending {
+                    id,
+                    peer,
+                    token,
+                    success,
+                });
+                self.events.push_back(Event::Deferred { id, path });
+            }
+        }
+    }
+
+    fn answer(&mut self, now: u64, peer: &P, req: &Packet) -> Answer {
+        match self.try_answer(now, peer, req) {
+            Ok(a) => a,
+            Err(e) => Answer::Now(error(e)),
+        }
+    }
+
+    fn try_answer(&mut self, now: u64, peer: &P, req: &Packet) -> Result<Answer, OpError> {
+        let segs: Vec<&str> = match req.get_option(CoapOption::UriPath) {
+            Some(list) => list
+                .iter()
+                .map(|s| core::str::from_utf8(s).map_err(|_| OpError::NotFound))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let segs: Vec<&str> = segs.into_iter().filter(|s| !s.is_empty()).collect();
+        let path = Path::from_segments(segs).map_err(|_| OpError::NotFound)?;
+        let oid = path.object_id().ok_or(OpError::MethodNotAllowed)?;
+        if oid == 0 {
+            // The Security object is not accessible to a management server.
+            return Err(OpError::Unauthorized);
+        }
+        if !self.objects.iter().any(|o| o.id() == oid) {
+            return Err(OpError::NotFound);
+        }
+        let MessageClass::Request(method) = req.header.code else {
+            return Err(OpError::BadRequest);
+        };
+        let accept =
+            first_uint(req, CoapOption::Accept)?.map(|n| ContentFormat::from_number(n as u16));
+        let cf = first_uint(req, CoapOption::ContentFormat)?
+            .map(|n| ContentFormat::from_number(n as u16));
+        let queries: Vec<String> = req
+            .get_option(CoapOption::UriQuery)
+            .map(|l| {
+                l.iter()
+                    .map(|q| String::from_utf8_lossy(q).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match method {
+            RequestType::Get if accept == Some(ContentFormat::LinkFormat) => {
+                let body = self.discover(&path)?;
+                let mut p = reply(ResponseType::Content);
+                coap::set_uint(&mut p, CoapOption::ContentFormat, 40);
+                p.payload = body.into_bytes();
+                self.block2(req, p).map(Answer::Now)
+            }
+            RequestType::Get => self.read_request(now, peer, req, &path, accept),
+            RequestType::Put
+                if req.payload.is_empty()
+                    && cf.is_none()
+                    && req.get_option(CoapOption::Block1).is_none() =>
+            {
+                if queries.is_empty() {
+                    return Err(OpError::BadRequest);
+                }
+                let mut a = self.attrs.get(&path);
+                a.apply(queries.iter().map(String::as_str))
+                    .map_err(|_| OpError::BadRequest)?;
+                self.ensure_exists(now, &path)?;
+                self.attrs.set(path, a);
+                Ok(Answer::Now(reply(ResponseType::Changed)))
+            }
+            RequestType::Put | RequestType::Post
+                if req.get_option(CoapOption::Block1).is_some() =>
+            {
+                self.block1_write(now, peer, req, &path, cf)
+            }
+            RequestType::Put if path.depth() >= 2 => self.write_request(now, req, &path, cf),
+            RequestType::Post if path.depth() == 3 => self.execute_request(now, req, &path),
+            RequestType::Post if path.depth() == 2 => self.write_request(now, req, &path, cf),
+            RequestType::Post if path.depth() == 1 => self.create_request(now, req, &path, cf),
+            RequestType::Delete if path.depth() == 2 => {
+                let iid = path.instance_id().unwrap_or(0);
+                self.object(oid)?.delete(iid)?;
+                self.objects_changed(now);
+                Ok(Answer::Now(reply(ResponseType::Deleted)))
+            }
+            _ => Err(OpError::MethodNotAllowed),
+        }
+    }
+
+    fn object(
+        &mut self,
+        oid: u16,
+    ) -> Result<&mut alloc::boxed::Box<dyn crate::object::ObjectHandler>, OpError> {
+        self.objects
+            .iter_mut()
+            .find(|o| o.id() == oid)
+            .ok_or(OpError::NotFound)
+    }
+
+    fn def(&mut self, path: &Path) -> Result<ResourceDef, OpError> {
+        let (oid, iid, rid) = (
+            path.object_id().unwrap_or(0),
+            path.instance_id().unwrap_or(0),
+            path.resource_id().unwrap_or(0),
+        );
+        let obj = self.object(oid)?;
+        if !obj.instances().contains(&iid) {
+            return Err(OpError::NotFound);
+        }
+        let def = obj.def(rid).ok_or(OpError::NotFound)?;
+        if !obj.has_resource(iid, rid) {
+            return Err(OpError::NotFound);
+        }
+        Ok(def)
+    }
+
+    fn ensure_exists(&mut self, _now: u64, path: &Path) -> Result<(), OpError> {
+        let oid = path.object_id().ok_or(OpError::NotFound)?;
+        if let Some(iid) = path.instance_id() {
+            if !self.object(oid)?.instances().contains(&iid) {
+                return Err(OpError::NotFound);
+            }
+        }
+        if path.resource_id().is_some() {
+            self.def(path)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the single value at a resource or resource-instance path.
+    pub(crate) fn read_value(&mut self, now: u64, path: &Path) -> Result<Value, OpError> {
+        match self.read_node(now, path)? {
+            Node::Resource(Resource {
+                value: ResourceValue::Single(v),
+                ..
+            })
+            | Node::ResourceInstance { value: v, .. } => Ok(v),
+            _ => Err(OpError::MethodNotAllowed),
+        }
+    }
+
+    fn read_instance(&mut self, now: u64, oid: u16, iid: u16) -> Result<Instance, OpError> {
+        let obj = self.object(oid)?;
+        let mut resources = Vec::new();
+        for d in obj.model().iter().filter(|d| d.ops.read()) {
+            if !obj.has_resource(iid, d.id) {
+                continue;
+            }
+            match obj.read(now, iid, d.id) {
+                Ok(value) => resources.push(Resource { id: d.id, value }),
+                Err(OpError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Instance { id: iid, resources })
+    }
+
+    /// Reads the node a path names.
+    pub(crate) fn read_node(&mut self, now: u64, path: &Path) -> Result<Node, OpError> {
+        let oid = path.object_id().ok_or(OpError::MethodNotAllowed)?;
+        match path.depth() {
+            1 => {
+                let mut instances = Vec::new();
+                for iid in self.object(oid)?.instances() {
+                    instances.push(self.read_instance(now, oid, iid)?);
+                }
+                Ok(Node::Object { id: oid, instances })
+            }
+            2 => {
+                let iid = path.instance_id().unwrap_or(0);
+                if !self.object(oid)?.instances().contains(&iid) {
+                    return Err(OpError::NotFound);
+                }
+                Ok(Node::Instance(self.read_instance(now, oid, iid)?))
+            }
+            _ => {
+                let def = self.def(path)?;
+                if !def.ops.read() {
+                    return Err(OpError::MethodNotAllowed);
+                }
+                let (iid, rid) = (
+                    path.instance_id().unwrap_or(0),
+                    path.resource_id().unwrap_or(0),
+                );
+                let value = self.object(oid)?.read(now, iid, rid)?;
+                match (path.resource_instance_id(), value) {
+                    (None, value) => Ok(Node::Resource(Resource { id: rid, value })),
+                    (Some(ri), ResourceValue::Multiple(items)) => items
+                        .into_iter()
+                        .find(|(id, _)| *id == ri)
+                        .map(|(id, value)| Node::ResourceInstance { id, value })
+                        .ok_or(OpError::NotFound),
+                    (Some(_), ResourceValue::Single(_)) => Err(OpError::NotFound),
+                }
+            }
+        }
+    }
+
+    /// Picks the response format: the Accept if supported (else 4.06), otherwise text/opaque
+    /// for single values and the configured default for everything else.
+    fn pick_format(
+        &self,
+        node: &Node,
+        accept: Option<ContentFormat>,
+    ) -> Result<ContentFormat, OpError> {
+        let single = match node {
+            Node::Resource(Resource {
+                value: ResourceValue::Single(v),
+                ..
+            })
+            | Node::ResourceInstance { value: v, .. } => Some(v),
+            _ => None,
+        };
+        match accept {
+            None => Ok(match single {
+                Some(Value::Opaque(_)) => ContentFormat::Opaque,
+                Some(_) => ContentFormat::Text,
+                None => self.config.default_format,
+            }),
+            Some(ContentFormat::Text) if single.is_some_and(|v| !matches!(v, Value::Opaque(_))) => {
+                Ok(ContentFormat::Text)
+            }
+            Some(ContentFormat::Opaque) if matches!(single, Some(Value::Opaque(_))) => {
+                Ok(ContentFormat::Opaque)
+            }
+            Some(
+                f @ (ContentFormat::Tlv
+                | ContentFormat::LegacyTlv
+                | ContentFormat::SenmlJson
+                | ContentFormat::SenmlCbor),
+            ) => Ok(f),
+            Some(_) => Err(OpError::NotAcceptable),
+        }
+    }
+
+    /// Encodes a node in a format [`Engine::pick_format`] chose.
+    pub(crate) fn encode(node: &Node, path: &Path, f: ContentFormat) -> Result<Vec<u8>, OpError> {
+        let single = match node {
+            Node::Resource(Resource {
+                value: ResourceValue::Single(v),
+                ..
+            })
+            | Node::ResourceInstance { value: v, .. } => Some(v),
+            _ => None,
+        };
+        match (f, single) {
+            (ContentFormat::Text, Some(v)) => Ok(text::encode(v)),
+            (ContentFormat::Opaque, Some(v)) => {
+                text::encode_opaque(v).map_err(|_| OpError::NotAcceptable)
+            }
+            (ContentFormat::Tlv | ContentFormat::LegacyTlv, _) => {
+                tlv::encode(node).map_err(|_| OpError::Internal)
+            }
+            (ContentFormat::SenmlJson, _) => {
+                senml::encode_json(node, path).map_err(|_| OpError::Internal)
+            }
+            (ContentFormat::SenmlCbor, _) => {
+                senml::encode_cbor(node, path).map_err(|_| OpError::Internal)
+            }
+            _ => Err(OpError::NotAcceptable),
+        }
+    }
+
+    /// Read, possibly registering or cancelling an observation.
+    fn read_request(
+        &mut self,
+        now: u64,
+        peer: &P,
+        req: &Packet,
+        path: &Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let observe = first_uint(req, CoapOption::Observe)?;
+        let token = req.get_token().to_vec();
+        if observe == Some(1) {
+            self.cancel_observation(peer, &token);
+        }
+        let node = self.read_node(now, path)?;
+        let format = self.pick_format(&node, accept)?;
+        let payload = Self::encode(&node, path, format)?;
+        let mut p = reply(ResponseType::Content);
+        coap::set_uint(
+            &mut p,
+            CoapOption::ContentFormat,
+            u32::from(format.number()),
+        );
+        if observe == Some(0) {
+            self.observations
+                .retain(|o| !(o.peer == *peer && o.token == token));
+            if self.observations.len() < self.config.max_observations {
+                let last_value = match &node {
+                    Node::Resource(Resource {
+                        value: ResourceValue::Single(v),
+                        ..
+                    }) => v.as_f64(),
+                    _ => None,
+                };
+                self.observations.push(Observation {
+                    peer: peer.clone(),
+                    token,
+                    path: *path,
+                    format,
+                    seq: 0,
+                    last_sent_ms: now,
+                    last_hash: fingerprint(&payload),
+                    last_value,
+                    dirty: false,
+                    in_flight: None,
+                });
+                coap::set_uint(&mut p, CoapOption::Observe, 0);
+                self.events.push_back(Event::ObserveStarted { path: *path });
+            }
+        }
+        p.payload = payload;
+        self.block2(req, p).map(Answer::Now)
+    }
+
+    /// Cuts a response body into the block the request asked for (RFC 7959 Block2), with
+    /// Size2 on the first block; bodies that fit one block pass unchanged.
+    fn block2(&mut self, req: &Packet, mut p: Packet) -> Result<Packet, OpError> {
+        let asked = req
+            .get_first_option(CoapOption::Block2)
+            .map(|v| BlockOpt::decode(v).map_err(|_| OpError::BadRequest))
+            .transpose()?;
+        let szx = asked.map_or(self.config.max_block_szx, |b| {
+            b.szx.min(self.config.max_block_szx)
+        });
+        let size = 1usize << (szx + 4);
+        let num = match asked {
+            // A smaller block size than the request's: scale its NUM to the same byte offset.
+            Some(b) => u32::try_from(b.offset() >> (szx + 4)).map_err(|_| OpError::BadRequest)?,
+            None => 0,
+        };
+        if asked.is_none() && p.payload.len() <= size {
+            return Ok(p);
+        }
+        let total = p.payload.len();
+        let start =
+            usize::try_from(u64::from(num) << (szx + 4)).map_err(|_| OpError::BadRequest)?;
+        if start >= total && !(start == 0 && total == 0) {
+            return Err(OpError::BadRequest);
+        }
+        let end = start.saturating_add(size).min(total);
+        let more = end < total;
+        let block = BlockOpt::new(num, more, szx).map_err(|_| OpError::BadRequest)?;
+        p.payload = p
+            .payload
+            .get(start..end)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        p.add_option(CoapOption::Block2, block.encode());
+        if num == 0 {
+            coap::set_uint(
+                &mut p,
+                CoapOption::Size2,
+                u32::try_from(total).unwrap_or(u32::MAX),
+            );
+        }
+        Ok(p)
+    }
+
+    fn discover(&mut self, path: &Path) -> Result<String, OpError> {
+        let oid = path.object_id().ok_or(OpError::MethodNotAllowed)?;
+        if path.depth() > 3 {
+            return Err(OpError::MethodNotAllowed);
+        }
+        self.ensure_exists(0, path)?;
+        let mut links = Vec::new();
+        let obj = self.object(oid)?;
+        let version = obj.version();
+        let instances: Vec<u16> = match path.instance_id() {
+            Some(i) => alloc::vec![i],
+            None => obj.instances(),
+        };
+        let mut entries: Vec<(Path, Option<usize>)> = Vec::new();
+        if path.depth() == 1 {
+            entries.push((*path, None));
+        }
+        for iid in instances {
+            if path.depth() <= 2 {
+                entries.push((Path::instance(oid, iid), None));
+            }
+            for d in obj.model() {
+                if path.resource_id().is_some_and(|r| r != d.id) || !obj.has_resource(iid, d.id) {
+                    continue;
+                }
+                let dim = if d.multiple {
+                    match obj.read(0, iid, d.id) {
+                        Ok(ResourceValue::Multiple(items)) => Some(items.len()),
+                        _ => Some(0),
+                    }
+                } else {
+                    None
+                };
+                entries.push((Path::resource(oid, iid, d.id), dim));
+                if path.depth() == 3 && d.multiple {
+                    if let Ok(ResourceValue::Multiple(items)) = obj.read(0, iid, d.id) {
+                        for (ri, _) in items {
+                            entries.push((Path::resource_instance(oid, iid, d.id, ri), None));
+                        }
+                    }
+                }
+            }
+        }
+        for (p, dim) in entries {
+            let mut l = Link::new(format!("{p}"));
+            if p.depth() == 1 {
+                if let Some(v) = version.filter(|v| *v != "1.0") {
+                    l = l.attr("ver", v);
+                }
+            }
+            if let Some(n) = dim {
+                l = l.attr("dim", format!("{n}"));
+            }
+            let a = self.attrs.get(&p);
+            for (name, v) in [
+                ("pmin", a.pmin.map(f64::from)),
+                ("pmax", a.pmax.map(f64::from)),
+                ("gt", a.gt),
+                ("lt", a.lt),
+                ("st", a.st),
+            ] {
+                if let Some(v) = v {
+                    l = l.attr(name, format!("{v}"));
+                }
+            }
+            links.push(l);
+        }
+        Ok(link::encode(&links))
+    }
+
+    /// Decodes a write payload for `path` in content format `cf`.
+    fn decode_payload(
+        &mut self,
+        path: &Path,
+        cf: Option<ContentFormat>,
+        payload: &[u8],
+    ) -> Result<Node, OpError> {
+        let oid = path.object_id().ok_or(OpError::NotFound)?;
+        let model = self.object(oid)?.model();
+        let types = move |o: u16, r: u16| {
+            if o == oid {
+                model.iter().find(|d| d.id == r).map(|d| d.ty)
+            } else {
+                None
+            }
+        };
+        let cf = cf.ok_or(OpError::UnsupportedFormat)?;
+        match cf {
+            ContentFormat::Text | ContentFormat::Opaque => {
+                let rid = path.resource_id().ok_or(OpError::BadRequest)?;
+                let def = self.def(path)?;
+                let value = if cf == ContentFormat::Opaque {
+                    if def.ty != ResourceType::Opaque {
+                        return Err(OpError::UnsupportedFormat);
+                    }
+                    Value::Opaque(payload.to_vec())
+                } else {
+                    text::decode(payload, def.ty).map_err(codec_error)?
+                };
+                Ok(match path.resource_instance_id() {
+                    Some(ri) => Node::ResourceInstance { id: ri, value },
+                    None => Node::Resource(Resource {
+                        id: rid,
+                        value: ResourceValue::Single(value),
+                    }),
+                })
+            }
+            ContentFormat::Tlv | ContentFormat::LegacyTlv => {
+                tlv::decode(payload, path, &types).map_err(codec_error)
+            }
+            ContentFormat::SenmlJson => {
+                senml::decode_json(payload, path, &types).map_err(codec_error)
+            }
+            ContentFormat::SenmlCbor => {
+                senml::decode_cbor(payload, path, &types).map_err(codec_error)
+            }
+            _ => Err(OpError::UnsupportedFormat),
+        }
+    }
+
+    /// Write (replace on PUT, partial update on POST): every resource must be writable.
+    fn write_request(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        self.ensure_exists(now, path)?;
+        let node = self.decode_payload(path, cf, &req.payload)?;
+        let oid = path.object_id().unwrap_or(0);
+        let iid = path.instance_id().unwrap_or(0);
+        let resources: Vec<Resource> = match node {
+            Node::Instance(inst) => inst.resources,
+            Node::Resource(r) => {
+                if Some(r.id) != path.resource_id() {
+                    return Err(OpError::BadRequest);
+                }
+                alloc::vec![r]
+            }
+            Node::ResourceInstance { id, value } => {
+                alloc::vec![Resource {
+                    id: path.resource_id().unwrap_or(0),
+                    value: ResourceValue::Multiple(alloc::vec![(id, value)])
+                }]
+            }
+            Node::Object { .. } => return Err(OpError::BadRequest),
+        };
+        for r in &resources {
+            let def = self.def(&Path::resource(oid, iid, r.id))?;
+            if !def.ops.write() {
+                return Err(OpError::MethodNotAllowed);
+            }
+            if def.multiple != matches!(r.value, ResourceValue::Multiple(_)) {
+                return Err(OpError::BadRequest);
+            }
+        }
+        let mut deferred = false;
+        for r in &resources {
+            deferred |= self.object(oid)?.write(now, iid, r)? == Completion::Deferred;
+        }
+        self.after_change(now, path, resources.iter().map(|r| r.id));
+        self.events.push_back(Event::Written { path: *path });
+        let ok = reply(ResponseType::Changed);
+        Ok(if deferred {
+            Answer::Later {
+                success: ok,
+                path: *path,
+            }
+        } else {
+            Answer::Now(ok)
+        })
+    }
+
+    /// What a successful change implies: settings of object 1 trigger an Update, and
+    /// observations of the object re-check their values.
+    fn after_change(&mut self, now: u64, path: &Path, resources: impl Iterator<Item = u16>) {
+        if path.object_id() == Some(1) {
+            let rs: Vec<u16> = resources.collect();
+            if rs.iter().any(|r| matches!(r, 1 | 7)) {
+                self.trigger_update(now);
+            }
+        }
+        self.mark_all_dirty();
+    }
+
+    fn execute_request(&mut self, now: u64, req: &Packet, path: &Path) -> Result<Answer, OpError> {
+        let def = self.def(path)?;
+        if !def.ops.exec() {
+            return Err(OpError::MethodNotAllowed);
+        }
+        let (oid, iid, rid) = (
+            path.object_id().unwrap_or(0),
+            path.instance_id().unwrap_or(0),
+            path.resource_id().unwrap_or(0),
+        );
+        let c = self.object(oid)?.execute(now, iid, rid, &req.payload)?;
+        if (oid, rid) == (1, 8) {
+            self.trigger_update(now);
+        }
+        self.mark_all_dirty();
+        self.events.push_back(Event::Executed { path: *path });
+        let ok = reply(ResponseType::Changed);
+        Ok(if c == Completion::Deferred {
+            Answer::Later {
+                success: ok,
+                path: *path,
+            }
+        } else {
+            Answer::Now(ok)
+        })
+    }
+
+    fn create_request(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let oid = path.object_id().unwrap_or(0);
+        let node = self.decode_payload(path, cf, &req.payload)?;
+        let Node::Object { instances, .. } = node else {
+            return Err(OpError::BadRequest);
+        };
+        let mut created = None;
+        for inst in instances {
+            let id = if req.payload.is_empty() {
+                None
+            } else {
+                Some(inst.id)
+            };
+            created = Some(self.object(oid)?.create(id, &inst.resources)?);
+        }
+        let iid = match created {
+            Some(i) => i,
+            None => self.object(oid)?.create(None, &[])?,
+        };
+        self.objects_changed(now);
+        let mut p = reply(ResponseType::Created);
+        p.add_option(CoapOption::LocationPath, format!("{oid}").into_bytes());
+        p.add_option(CoapOption::LocationPath, format!("{iid}").into_bytes());
+        Ok(Answer::Now(p))
+    }
+
+    /// One Block1 block of a write (RFC 7959 section 2.5): in order or 4.08, block 0 restarts,
+    /// each block goes straight to the object, 2.31 Continue until the last one.
+    fn block1_write(
+        &mut self,
+        now: u64,
+        peer: &P,
+        req: &Packet,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let b = req
+            .get_first_option(CoapOption::Block1)
+            .map(|v| BlockOpt::decode(v))
+            .transpose()
+            .map_err(|_| OpError::BadRequest)?;
+        let b = b.ok_or(OpError::BadRequest)?;
+        let def = self.def(path)?;
+        if path.depth() != 3 || !def.ops.write() || def.ty != ResourceType::Opaque {
+            self.block1 = None;
+            return Err(OpError::MethodNotAllowed);
+        }
+        if !matches!(cf, None | Some(ContentFormat::Opaque)) {
+            self.block1 = None;
+            return Err(OpError::UnsupportedFormat);
+        }
+        if b.more && req.payload.len() != b.size() {
+            self.block1 = None;
+            return Err(OpError::BadRequest);
+        }
+        let offset = b.offset();
+        if b.num != 0 {
+            let in_order = self
+                .block1
+                .as_ref()
+                .is_some_and(|s| s.peer == *peer && s.path == *path && s.next_offset == offset);
+            if !in_order {
+                return Err(OpError::Incomplete);
+            }
+        }
+        let total = first_uint(req, CoapOption::Size1)?;
+        let chunk = BlockChunk {
+            offset,
+            data: &req.payload,
+            last: !b.more,
+            total,
+        };
+        let (oid, iid, rid) = (
+            path.object_id().unwrap_or(0),
+            path.instance_id().unwrap_or(0),
+            path.resource_id().unwrap_or(0),
+        );
+        let c = match self.object(oid)?.write_block(now, iid, rid, &chunk) {
+            Ok(c) => c,
+            Err(e) => {
+                self.block1 = None;
+                return Err(e);
+            }
+        };
+        let next_offset = offset + req.payload.len() as u64;
+        self.block1 = if b.more {
+            Some(Block1Rx {
+                peer: peer.clone(),
+                path: *path,
+                next_offset,
+            })
+        } else {
+            None
+        };
+        // Ask for smaller blocks when the server's exceed ours: the reply's SZX is ours and
+        // its NUM is this block's number at our size (the server continues from the offset).
+        let szx = b.szx.min(self.config.max_block_szx);
+        let num = u32::try_from(offset >> (szx + 4)).map_err(|_| OpError::BadRequest)?;
+        let mut ok = reply(if b.more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        });
+        ok.add_option(
+            CoapOption::Block1,
+            BlockOpt::new(num, b.more, szx)
+                .map_err(|_| OpError::BadRequest)?
+                .encode(),
+        );
+        self.events.push_back(Event::BlockReceived {
+            path: *path,
+            offset,
+            len: req.payload.len(),
+            last: !b.more,
+        });
+        if !b.more {
+            self.events.push_back(Event::Written { path: *path });
+        }
+        self.mark_all_dirty();
+        Ok(if c == Completion::Deferred {
+            Answer::Later {
+                success: ok,
+                path: *path,
+            }
+        } else {
+            Answer::Now(ok)
+        })
+    }
+}

@@ -1,0 +1,501 @@
+//! The sans-IO LwM2M engine: datagrams and time in; datagrams, a timer deadline and events out.
+//!
+//! The caller owns the socket and the clock. It feeds every received datagram to
+//! [`Engine::handle_datagram`], calls [`Engine::handle_timeout`] when [`Engine::poll_timeout`]
+//! passes, and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
+//! Time is a monotonic millisecond counter chosen by the caller, so tests drive it by hand.
+
+mod dm;
+mod notify;
+mod registration;
+
+use crate::coap::{self, DedupCache, Rng, TxParams};
+use crate::codec::{ContentFormat, Path};
+use crate::object::{ObjectHandler, OpError};
+use crate::observe::{AttributeStore, Observation};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use coap_lite::{MessageClass, MessageType, Packet};
+
+pub use registration::RegState;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Endpoint client name (`ep`).
+    pub endpoint: String,
+    /// LwM2M version announced (`lwm2m`).
+    pub lwm2m_version: &'static str,
+    /// CoAP transmission parameters.
+    pub tx: TxParams,
+    /// Largest block size exponent accepted or sent (6 = 1024 bytes).
+    pub max_block_szx: u8,
+    /// Exchanges remembered for deduplication.
+    pub dedup_capacity: usize,
+    /// First retry delay after a failed registration; doubles up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// Seed for message ids, tokens and jitter.
+    pub rng_seed: u64,
+    /// Format of multi-value reads without Accept (TLV is what Leshan expects by default).
+    pub default_format: ContentFormat,
+    /// Most observations kept at once (more are served as plain reads).
+    pub max_observations: usize,
+    /// Lifetime used when there is no Server object (s).
+    pub lifetime_s: u32,
+}
+
+impl Config {
+    /// Defaults for endpoint `endpoint`.
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            lwm2m_version: "1.1",
+            tx: TxParams::default(),
+            max_block_szx: 6,
+            dedup_capacity: 16,
+            backoff_initial_ms: 2_000,
+            backoff_max_ms: 120_000,
+            rng_seed: 0x5eed,
+            default_format: ContentFormat::Tlv,
+            max_observations: 16,
+            lifetime_s: 300,
+        }
+    }
+}
+
+/// One datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<P> {
+    /// Destination.
+    pub peer: P,
+    /// Bytes.
+    pub data: Vec<u8>,
+}
+
+/// Handle for an operation an object answered with [`crate::Completion::Deferred`].
+pub type DeferredId = u32;
+
+/// Things the application may act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Registered; `location` is the path the server assigned (e.g. `rd/5a3f`).
+    Registered {
+        /// Location-Path joined with `/`.
+        location: String,
+    },
+    /// A Register failed (code, or `None` on timeout); a retry is scheduled after `retry_in_ms`.
+    RegistrationFailed {
+        /// Response code (`4.03`...), `None` when the server did not answer.
+        code: Option<String>,
+        /// Delay before the next attempt.
+        retry_in_ms: u64,
+    },
+    /// An Update succeeded.
+    Updated,
+    /// Deregistered (or gave up registering after [`Engine::deregister`]).
+    Deregistered,
+    /// A server wrote `path`.
+    Written {
+        /// Target path.
+        path: Path,
+    },
+    /// A server executed `path` (e.g. /3/0/4 reboot, /5/0/2 update): act after the response.
+    Executed {
+        /// Target path.
+        path: Path,
+    },
+    /// One Block1 block was accepted.
+    BlockReceived {
+        /// Target path.
+        path: Path,
+        /// Byte offset of the block.
+        offset: u64,
+        /// Bytes in the block.
+        len: usize,
+        /// It was the last block.
+        last: bool,
+    },
+    /// An object deferred an operation; call [`Engine::complete_deferred`] with `id`.
+    Deferred {
+        /// Handle.
+        id: DeferredId,
+        /// Target path.
+        path: Path,
+    },
+    /// An observation started on `path`.
+    ObserveStarted {
+        /// Observed path.
+        path: Path,
+    },
+    /// An observation ended (cancel, RST, or an unacknowledged notification).
+    ObserveCancelled {
+        /// Observed path.
+        path: Path,
+    },
+}
+
+/// Why an outgoing confirmable message exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Register,
+    Update,
+    Deregister,
+    Notify,
+    SeparateResponse,
+}
+
+/// A confirmable message we sent and retransmit until acknowledged.
+#[derive(Debug)]
+pub(crate) struct Outgoing<P> {
+    pub mid: u16,
+    pub token: Vec<u8>,
+    pub peer: P,
+    pub bytes: Vec<u8>,
+    pub retransmits: u8,
+    pub timeout_ms: u64,
+    pub next_at: u64,
+    /// Acknowledged by an empty ACK: a request now waits for its separate response until
+    /// `next_at` (EXCHANGE_LIFETIME).
+    pub acked: bool,
+    pub purpose: Purpose,
+}
+
+/// A deferred operation waiting for [`Engine::complete_deferred`].
+#[derive(Debug)]
+pub(crate) struct Pending<P> {
+    pub id: DeferredId,
+    pub peer: P,
+    pub token: Vec<u8>,
+    /// The response to send on success (code and options, e.g. Block1).
+    pub success: Packet,
+}
+
+/// Receiving side of a Block1 transfer (one at a time).
+#[derive(Debug)]
+pub(crate) struct Block1Rx<P> {
+    pub peer: P,
+    pub path: Path,
+    pub next_offset: u64,
+}
+
+/// The LwM2M client engine for one server, generic over the peer address type.
+pub struct Engine<P> {
+    pub(crate) config: Config,
+    pub(crate) server: P,
+    pub(crate) objects: Vec<Box<dyn ObjectHandler>>,
+    pub(crate) rng: Rng,
+    pub(crate) next_mid: u16,
+    pub(crate) outgoing: Vec<Outgoing<P>>,
+    pub(crate) dedup: DedupCache<P>,
+    pub(crate) transmits: VecDeque<Transmit<P>>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) reg: registration::Registration,
+    pub(crate) attrs: AttributeStore,
+    pub(crate) observations: Vec<Observation<P>>,
+    pub(crate) pending: Vec<Pending<P>>,
+    pub(crate) next_deferred: DeferredId,
+    pub(crate) block1: Option<Block1Rx<P>>,
+}
+
+impl<P: Clone + PartialEq> Engine<P> {
+    /// An engine that will register with `server` once [`Engine::start`] is called.
+    pub fn new(config: Config, server: P, objects: Vec<Box<dyn ObjectHandler>>) -> Self {
+        let mut rng = Rng::new(config.rng_seed);
+        let next_mid = rng.next_u64() as u16;
+        let dedup = DedupCache::new(config.dedup_capacity);
+        let reg = registration::Registration::new(config.backoff_initial_ms);
+        Self {
+            config,
+            server,
+            objects,
+            rng,
+            next_mid,
+            outgoing: Vec::new(),
+            dedup,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            reg,
+            attrs: AttributeStore::default(),
+            observations: Vec::new(),
+            pending: Vec::new(),
+            next_deferred: 1,
+            block1: None,
+        }
+    }
+
+    /// Starts registering (the first Register goes out now).
+    pub fn start(&mut self, now: u64) {
+        self.reg.schedule(now);
+        self.handle_timeout(now);
+    }
+
+    /// The object with id `id`, for the application to update its state.
+    pub fn object_mut(&mut self, id: u16) -> Option<&mut (dyn ObjectHandler + 'static)> {
+        self.objects
+            .iter_mut()
+            .find(|o| o.id() == id)
+            .map(|b| &mut **b)
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must be called next (engine milliseconds).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self.outgoing.iter().map(|o| o.next_at).min();
+        let mut consider = |x: Option<u64>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: u64| t.min(x)));
+            }
+        };
+        consider(self.reg.deadline());
+        consider(self.dedup.next_expiry());
+        consider(self.observation_deadline());
+        t
+    }
+
+    /// Current registration state.
+    pub fn registration(&self) -> RegState {
+        self.reg.state()
+    }
+
+    /// Processes timers due at `now`: retransmissions, registration updates and retries,
+    /// observation periods and cache expiry.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.retransmit(now);
+        self.registration_timer(now);
+        self.dedup.expire(now);
+        self.process_observations(now);
+    }
+
+    /// Processes one received datagram from `peer`. Malformed datagrams are dropped.
+    pub fn handle_datagram(&mut self, now: u64, peer: P, data: &[u8]) {
+        let Ok(packet) = Packet::from_bytes(data) else {
+            return;
+        };
+        if packet.header.get_version() != 1 {
+            return;
+        }
+        let mid = packet.header.message_id;
+        match (packet.header.get_type(), packet.header.code) {
+            (MessageType::Acknowledgement, MessageClass::Empty) => {
+                self.on_empty_ack(now, &peer, mid)
+            }
+            (MessageType::Reset, _) => self.on_reset(now, &peer, mid),
+            (MessageType::Acknowledgement, MessageClass::Response(_)) => {
+                if let Some(pos) = self
+                    .outgoing
+                    .iter()
+                    .position(|o| o.mid == mid && o.peer == peer)
+                {
+                    let out = self.outgoing.swap_remove(pos);
+                    self.on_response(now, out.purpose, &packet);
+                }
+            }
+            (
+                t @ (MessageType::Confirmable | MessageType::NonConfirmable),
+                MessageClass::Response(_),
+            ) => {
+                let token = packet.get_token();
+                let found = self
+                    .outgoing
+                    .iter()
+                    .position(|o| o.acked && o.peer == peer && o.token == token);
+                if t == MessageType::Confirmable {
+                    let reply = if found.is_some() {
+                        MessageType::Acknowledgement
+                    } else {
+                        MessageType::Reset
+                    };
+                    self.send(peer.clone(), &coap::empty(reply, mid));
+                }
+                if let Some(pos) = found {
+                    let out = self.outgoing.swap_remove(pos);
+                    self.on_response(now, out.purpose, &packet);
+                }
+            }
+            (
+                t @ (MessageType::Confirmable | MessageType::NonConfirmable),
+                MessageClass::Request(_),
+            ) => self.on_request(now, peer, t, packet),
+            (MessageType::Confirmable, MessageClass::Empty) => {
+                // CoAP ping: answer with RST (RFC 7252 section 4.3).
+                self.send(peer, &coap::empty(MessageType::Reset, mid));
+            }
+            _ => {}
+        }
+        self.registration_timer(now);
+        self.process_observations(now);
+    }
+
+    /// Tells the engine that values under `path` changed (observations re-check them).
+    pub fn notify_changed(&mut self, now: u64, path: &Path) {
+        for o in &mut self.observations {
+            if o.path.starts_with(path) || path.starts_with(&o.path) {
+                o.dirty = true;
+            }
+        }
+        self.process_observations(now);
+    }
+
+    /// Finishes a deferred operation: sends its separate response (confirmable).
+    pub fn complete_deferred(&mut self, now: u64, id: DeferredId, result: Result<(), OpError>) {
+        let Some(pos) = self.pending.iter().position(|p| p.id == id) else {
+            return;
+        };
+        let p = self.pending.swap_remove(pos);
+        let mid = self.mid();
+        let mut resp = p.success;
+        resp.header.set_type(MessageType::Confirmable);
+        resp.header.message_id = mid;
+        resp.set_token(p.token.clone());
+        if let Err(e) = result {
+            resp = coap::packet(
+                MessageType::Confirmable,
+                MessageClass::Response(coap::error_code(e)),
+                mid,
+                &p.token,
+            );
+            if let OpError::TooLarge { size1: Some(s) } = e {
+                coap::set_uint(&mut resp, coap_lite::CoapOption::Size1, s);
+            }
+            self.block1 = None;
+        }
+        self.send_confirmable(now, p.peer, resp, Purpose::SeparateResponse);
+        self.mark_all_dirty();
+    }
+
+    pub(crate) fn mid(&mut self) -> u16 {
+        self.next_mid = self.next_mid.wrapping_add(1);
+        self.next_mid
+    }
+
+    pub(crate) fn token(&mut self) -> Vec<u8> {
+        self.rng
+            .next_u64()
+            .to_be_bytes()
+            .get(..4)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn send(&mut self, peer: P, p: &Packet) -> Vec<u8> {
+        let data = coap::to_bytes(p);
+        self.transmits.push_back(Transmit {
+            peer,
+            data: data.clone(),
+        });
+        data
+    }
+
+    /// Sends a confirmable message and keeps it for retransmission.
+    pub(crate) fn send_confirmable(&mut self, now: u64, peer: P, p: Packet, purpose: Purpose) {
+        let timeout_ms = self.config.tx.initial_timeout(&mut self.rng);
+        let bytes = self.send(peer.clone(), &p);
+        self.outgoing.push(Outgoing {
+            mid: p.header.message_id,
+            token: p.get_token().to_vec(),
+            peer,
+            bytes,
+            retransmits: 0,
+            timeout_ms,
+            next_at: now + timeout_ms,
+            acked: false,
+            purpose,
+        });
+    }
+
+    /// Retransmits with exponential back-off (RFC 7252 section 4.2); gives up after
+    /// MAX_RETRANSMIT retransmissions, or when a separate response never came.
+    fn retransmit(&mut self, now: u64) {
+        let mut failed = Vec::new();
+        let max = self.config.tx.max_retransmit;
+        let mut i = 0;
+        while let Some(o) = self.outgoing.get_mut(i) {
+            if o.next_at > now {
+                i += 1;
+                continue;
+            }
+            if o.acked || o.retransmits >= max {
+                failed.push(self.outgoing.swap_remove(i));
+                continue;
+            }
+            o.retransmits += 1;
+            o.timeout_ms *= 2;
+            o.next_at = now + o.timeout_ms;
+            let t = Transmit {
+                peer: o.peer.clone(),
+                data: o.bytes.clone(),
+            };
+            self.transmits.push_back(t);
+            i += 1;
+        }
+        for o in failed {
+            self.on_give_up(now, o);
+        }
+    }
+
+    fn on_empty_ack(&mut self, now: u64, peer: &P, mid: u16) {
+        let Some(pos) = self
+            .outgoing
+            .iter()
+            .position(|o| o.mid == mid && &o.peer == peer)
+        else {
+            return;
+        };
+        let lifetime = self.config.tx.exchange_lifetime_ms;
+        let o = self.outgoing.get_mut(pos);
+        match o {
+            Some(o)
+                if matches!(
+                    o.purpose,
+                    Purpose::Register | Purpose::Update | Purpose::Deregister
+                ) =>
+            {
+                // A separate response will follow; wait for it no longer than an exchange lasts.
+                o.acked = true;
+                o.next_at = now + lifetime;
+            }
+            Some(_) => {
+                let o = self.outgoing.swap_remove(pos);
+                if o.purpose == Purpose::Notify {
+                    self.notification_acked(&o.token);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_reset(&mut self, now: u64, peer: &P, mid: u16) {
+        let Some(pos) = self
+            .outgoing
+            .iter()
+            .position(|o| o.mid == mid && &o.peer == peer)
+        else {
+            return;
+        };
+        let o = self.outgoing.swap_remove(pos);
+        self.on_give_up(now, o);
+    }
+
+    fn on_give_up(&mut self, now: u64, o: Outgoing<P>) {
+        match o.purpose {
+            Purpose::Register | Purpose::Update | Purpose::Deregister => {
+                self.registration_failed(now, o.purpose, None)
+            }
+            Purpose::Notify => self.cancel_observation(&o.peer, &o.token),
+            Purpose::SeparateResponse => {}
+        }
+    }
+}

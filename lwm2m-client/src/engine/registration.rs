@@ -1,0 +1,293 @@
+//! Registration interface (OMA TS Core 1.1 section 6.2): Register, Update before the lifetime
+//! runs out or when objects change, Register again when the server forgot us (4.04), retry with
+//! exponential back-off while the server is unreachable, Deregister on shutdown.
+
+use super::{Engine, Event, Purpose};
+use crate::coap;
+use crate::codec::{link, ContentFormat, Link};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+
+/// Where the client stands with its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegState {
+    /// Not registered (not started, waiting to retry, or deregistered).
+    Unregistered,
+    /// A Register is in flight.
+    Registering,
+    /// Registered (an Update may be in flight).
+    Registered,
+    /// Deregistered on request; nothing more is sent.
+    Stopped,
+}
+
+#[derive(Debug)]
+pub(crate) struct Registration {
+    location: Option<Vec<String>>,
+    in_flight: Option<Purpose>,
+    /// When to send the next Register (unregistered) or Update (registered).
+    next_at: Option<u64>,
+    backoff_ms: u64,
+    initial_backoff_ms: u64,
+    /// Objects or instances changed since the last Register/Update: send the link payload.
+    objects_changed: bool,
+    stopped: bool,
+}
+
+impl Registration {
+    pub(crate) fn new(initial_backoff_ms: u64) -> Self {
+        Self {
+            location: None,
+            in_flight: None,
+            next_at: None,
+            backoff_ms: initial_backoff_ms,
+            initial_backoff_ms,
+            objects_changed: false,
+            stopped: false,
+        }
+    }
+    pub(crate) fn schedule(&mut self, at: u64) {
+        if !self.stopped {
+            self.next_at = Some(self.next_at.map_or(at, |t| t.min(at)));
+        }
+    }
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        if self.in_flight.is_some() {
+            None
+        } else {
+            self.next_at
+        }
+    }
+    pub(crate) fn state(&self) -> RegState {
+        if self.stopped {
+            RegState::Stopped
+        } else if self.location.is_some() {
+            RegState::Registered
+        } else if self.in_flight == Some(Purpose::Register) {
+            RegState::Registering
+        } else {
+            RegState::Unregistered
+        }
+    }
+}
+
+fn code_string(c: MessageClass) -> String {
+    format!("{c}")
+}
+
+impl<P: Clone + PartialEq> Engine<P> {
+    /// The link-format payload announcing objects, versions and supported formats. Security
+    /// (object 0) is never announced.
+    pub fn registration_payload(&self) -> String {
+        let mut links = Vec::new();
+        links.push(
+            Link::new("/")
+                .attr("rt", "oma.lwm2m")
+                .attr("ct", "110 112 11542"),
+        );
+        for o in self.objects.iter().filter(|o| o.id() != 0) {
+            let id = o.id();
+            let instances = o.instances();
+            if let Some(v) = o.version().filter(|v| *v != "1.0") {
+                links.push(Link::new(format!("/{id}")).attr("ver", v));
+            } else if instances.is_empty() {
+                links.push(Link::new(format!("/{id}")));
+            }
+            for i in instances {
+                links.push(Link::new(format!("/{id}/{i}")));
+            }
+        }
+        link::encode(&links)
+    }
+
+    /// Lifetime in seconds: the Server object's (resource 1/0/1) when present.
+    pub(crate) fn lifetime_s(&mut self) -> u32 {
+        match self.read_value(0, &crate::codec::Path::resource(1, 0, 1)) {
+            Ok(crate::codec::Value::Integer(lt)) if lt > 0 => u32::try_from(lt).unwrap_or(u32::MAX),
+            _ => self.config.lifetime_s,
+        }
+    }
+
+    /// Update well before expiry: leave MAX_TRANSMIT_WAIT (93 s) when the lifetime allows,
+    /// else half of it.
+    fn update_interval_ms(&mut self) -> u64 {
+        let lt_ms = u64::from(self.lifetime_s()) * 1000;
+        if lt_ms > 186_000 {
+            lt_ms - 93_000
+        } else {
+            (lt_ms / 2).max(1000)
+        }
+    }
+
+    /// Sends an Update now (objects or settings changed).
+    pub fn trigger_update(&mut self, now: u64) {
+        if self.reg.location.is_some() {
+            self.reg.schedule(now);
+        }
+    }
+
+    /// Marks the object list changed: the next Update carries the link payload.
+    pub fn objects_changed(&mut self, now: u64) {
+        self.reg.objects_changed = true;
+        self.trigger_update(now);
+    }
+
+    /// Deregisters (DELETE on the registration) and stops; [`Event::Deregistered`] follows
+    /// when the server answers, gives up, or at once if not registered.
+    pub fn deregister(&mut self, now: u64) {
+        self.reg.stopped = true;
+        self.reg.next_at = None;
+        self.outgoing
+            .retain(|o| !matches!(o.purpose, Purpose::Register | Purpose::Update));
+        let Some(location) = self.reg.location.take() else {
+            self.reg.in_flight = None;
+            self.events.push_back(Event::Deregistered);
+            return;
+        };
+        let mid = self.mid();
+        let token = self.token();
+        let mut p = coap::packet(
+            MessageType::Confirmable,
+            MessageClass::Request(RequestType::Delete),
+            mid,
+            &token,
+        );
+        for seg in location {
+            p.add_option(CoapOption::UriPath, seg.into_bytes());
+        }
+        self.reg.in_flight = Some(Purpose::Deregister);
+        let server = self.server.clone();
+        self.send_confirmable(now, server, p, Purpose::Deregister);
+    }
+
+    pub(crate) fn registration_timer(&mut self, now: u64) {
+        if self.reg.stopped || self.reg.in_flight.is_some() {
+            return;
+        }
+        match self.reg.next_at {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        self.reg.next_at = None;
+        let mid = self.mid();
+        let token = self.token();
+        let mut p = coap::packet(
+            MessageType::Confirmable,
+            MessageClass::Request(RequestType::Post),
+            mid,
+            &token,
+        );
+        let purpose = if let Some(location) = self.reg.location.clone() {
+            for seg in location {
+                p.add_option(CoapOption::UriPath, seg.into_bytes());
+            }
+            if self.reg.objects_changed {
+                coap::set_uint(
+                    &mut p,
+                    CoapOption::ContentFormat,
+                    u32::from(ContentFormat::LinkFormat.number()),
+                );
+                p.payload = self.registration_payload().into_bytes();
+            }
+            Purpose::Update
+        } else {
+            p.add_option(CoapOption::UriPath, b"rd".to_vec());
+            let lt = self.lifetime_s();
+            for q in [
+                format!("ep={}", self.config.endpoint),
+                format!("lt={lt}"),
+                format!("lwm2m={}", self.config.lwm2m_version),
+                String::from("b=U"),
+            ] {
+                p.add_option(CoapOption::UriQuery, q.into_bytes());
+            }
+            coap::set_uint(
+                &mut p,
+                CoapOption::ContentFormat,
+                u32::from(ContentFormat::LinkFormat.number()),
+            );
+            p.payload = self.registration_payload().into_bytes();
+            Purpose::Register
+        };
+        self.reg.objects_changed = false;
+        self.reg.in_flight = Some(purpose.clone());
+        let server = self.server.clone();
+        self.send_confirmable(now, server, p, purpose);
+    }
+
+    /// A registration-interface request failed (`code`) or timed out (`None`).
+    pub(crate) fn registration_failed(
+        &mut self,
+        now: u64,
+        purpose: Purpose,
+        code: Option<MessageClass>,
+    ) {
+        self.reg.in_flight = None;
+        match purpose {
+            Purpose::Deregister => {
+                self.reg.location = None;
+                self.events.push_back(Event::Deregistered);
+            }
+            Purpose::Update if code == Some(MessageClass::Response(ResponseType::NotFound)) => {
+                // The server no longer knows this registration: register again at once.
+                self.reg.location = None;
+                self.reg.objects_changed = false;
+                self.reg.schedule(now);
+            }
+            _ => {
+                self.reg.location = None;
+                let retry = self.reg.backoff_ms;
+                self.reg.backoff_ms = (retry * 2).min(self.config.backoff_max_ms);
+                self.reg.schedule(now + retry);
+                self.events.push_back(Event::RegistrationFailed {
+                    code: code.map(code_string),
+                    retry_in_ms: retry,
+                });
+            }
+        }
+    }
+
+    pub(crate) fn on_response(&mut self, now: u64, purpose: Purpose, resp: &Packet) {
+        let code = resp.header.code;
+        match (&purpose, code) {
+            (Purpose::Register, MessageClass::Response(ResponseType::Created)) => {
+                let location: Vec<String> = resp
+                    .get_option(CoapOption::LocationPath)
+                    .map(|l| {
+                        l.iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if location.is_empty() {
+                    return self.registration_failed(now, purpose, Some(code));
+                }
+                self.reg.in_flight = None;
+                self.reg.backoff_ms = self.reg.initial_backoff_ms;
+                let joined = location.join("/");
+                self.reg.location = Some(location);
+                let next = now + self.update_interval_ms();
+                self.reg.schedule(next);
+                self.events
+                    .push_back(Event::Registered { location: joined });
+            }
+            (Purpose::Update, MessageClass::Response(ResponseType::Changed)) => {
+                self.reg.in_flight = None;
+                let next = now + self.update_interval_ms();
+                self.reg.schedule(next);
+                self.events.push_back(Event::Updated);
+            }
+            (Purpose::Deregister, MessageClass::Response(ResponseType::Deleted)) => {
+                self.reg.in_flight = None;
+                self.events.push_back(Event::Deregistered);
+            }
+            (Purpose::Register | Purpose::Update | Purpose::Deregister, _) => {
+                self.registration_failed(now, purpose, Some(code))
+            }
+            // Responses to notifications or separate responses carry nothing to act on.
+            _ => {}
+        }
+    }
+}

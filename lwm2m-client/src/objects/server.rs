@@ -1,0 +1,127 @@
+//! Object 1, LwM2M Server: lifetime, default observation periods, binding and the Registration
+//! Update Trigger. The engine re-reads the lifetime and binding after a write and sends an
+//! Update; executing resource 8 also sends one.
+
+use super::{int, only_instance, string};
+use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
+use crate::object::{Completion, ObjectHandler, OpError, Ops, ResourceDef};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+const MODEL: &[ResourceDef] = &[
+    ResourceDef::new(0, Ops::R, false, T::Integer),
+    ResourceDef::new(1, Ops::RW, false, T::Integer),
+    ResourceDef::new(2, Ops::RW, false, T::Integer),
+    ResourceDef::new(3, Ops::RW, false, T::Integer),
+    ResourceDef::new(6, Ops::RW, false, T::Boolean),
+    ResourceDef::new(7, Ops::RW, false, T::String),
+    ResourceDef::new(8, Ops::E, false, T::None),
+];
+
+/// The server account's settings (instance 0).
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Short Server ID.
+    pub short_server_id: u16,
+    /// Registration lifetime in seconds.
+    pub lifetime_s: u32,
+    /// Default minimum period (s) for observations without pmin.
+    pub default_pmin: u32,
+    /// Default maximum period (s) for observations without pmax; 0 = none.
+    pub default_pmax: u32,
+    /// Store notifications while offline.
+    pub storing: bool,
+    /// Binding (`U`).
+    pub binding: String,
+}
+
+impl Server {
+    /// Server settings with the given lifetime, UDP binding and no default periods.
+    pub fn new(lifetime_s: u32) -> Self {
+        Self {
+            short_server_id: 1,
+            lifetime_s,
+            default_pmin: 0,
+            default_pmax: 0,
+            storing: false,
+            binding: "U".into(),
+        }
+    }
+}
+
+fn positive(v: &Value) -> Result<u32, OpError> {
+    match v {
+        Value::Integer(i) => u32::try_from(*i).map_err(|_| OpError::BadRequest),
+        _ => Err(OpError::BadRequest),
+    }
+}
+
+impl ObjectHandler for Server {
+    fn id(&self) -> u16 {
+        1
+    }
+    fn version(&self) -> Option<&'static str> {
+        Some("1.1")
+    }
+    fn model(&self) -> &'static [ResourceDef] {
+        MODEL
+    }
+    fn instances(&self) -> Vec<u16> {
+        alloc::vec![0]
+    }
+    fn read(&mut self, _now: u64, instance: u16, resource: u16) -> Result<ResourceValue, OpError> {
+        only_instance(instance)?;
+        Ok(match resource {
+            0 => int(i64::from(self.short_server_id)),
+            1 => int(i64::from(self.lifetime_s)),
+            2 => int(i64::from(self.default_pmin)),
+            3 => int(i64::from(self.default_pmax)),
+            6 => ResourceValue::Single(Value::Boolean(self.storing)),
+            7 => string(&self.binding),
+            _ => return Err(OpError::NotFound),
+        })
+    }
+    fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
+        only_instance(instance)?;
+        let ResourceValue::Single(v) = &r.value else {
+            return Err(OpError::BadRequest);
+        };
+        match r.id {
+            1 => {
+                let lt = positive(v)?;
+                if lt == 0 {
+                    return Err(OpError::BadRequest);
+                }
+                self.lifetime_s = lt;
+            }
+            2 => self.default_pmin = positive(v)?,
+            3 => self.default_pmax = positive(v)?,
+            6 => match v {
+                Value::Boolean(b) => self.storing = *b,
+                _ => return Err(OpError::BadRequest),
+            },
+            7 => match v {
+                Value::String(s) if s == "U" => self.binding = s.clone(),
+                // Only UDP is implemented; any other binding would be a lie.
+                _ => return Err(OpError::BadRequest),
+            },
+            _ => return Err(OpError::MethodNotAllowed),
+        }
+        Ok(Completion::Done)
+    }
+    fn execute(
+        &mut self,
+        _now: u64,
+        instance: u16,
+        resource: u16,
+        _args: &[u8],
+    ) -> Result<Completion, OpError> {
+        only_instance(instance)?;
+        // Resource 8 (Registration Update Trigger): the engine sends the Update.
+        if resource == 8 {
+            Ok(Completion::Done)
+        } else {
+            Err(OpError::MethodNotAllowed)
+        }
+    }
+}
