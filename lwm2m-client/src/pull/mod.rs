@@ -11,6 +11,9 @@ use core::fmt;
 
 use object5::UpdateResult;
 
+pub mod coap;
+#[cfg(feature = "std")]
+pub mod coap_udp;
 #[cfg(feature = "std")]
 pub mod http;
 

@@ -1,0 +1,191 @@
+//! Drives a [`Block2Pull`] over a real UDP socket (tokio), through DTLS for coaps://.
+//!
+//! The pull uses its own ephemeral socket, separate from the LwM2M server's, so a package host
+//! elsewhere than the server works and a slow download never delays registration updates.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use super::coap::{Block2Pull, CoapUri, Pulled};
+use super::{PackageSink, PullError, Resume};
+use crate::coap::TxParams;
+use crate::dtls::{DtlsContext, DtlsSession};
+
+/// How a CoAP pull is made.
+#[derive(Clone)]
+pub struct CoapPullConfig {
+    /// Block size to ask for (16..=1024).
+    pub block_size: usize,
+    /// Retransmission parameters (RFC 7252 defaults; tests shorten them).
+    pub tx: TxParams,
+    /// Largest package accepted (the candidate slot's capacity).
+    pub max_size: u64,
+    /// DTLS context for coaps:// URIs (PSK or certificate); `None` refuses coaps://.
+    pub dtls: Option<DtlsContext>,
+}
+
+/// Transport below the pull: plain UDP or a DTLS session on the same socket.
+struct Link {
+    socket: UdpSocket,
+    peer: SocketAddr,
+    dtls: Option<DtlsSession>,
+}
+
+impl Link {
+    async fn send(&mut self, datagram: &[u8]) -> Result<(), PullError> {
+        let lost = |e: std::io::Error| PullError::ConnectionLost(e.to_string());
+        match &mut self.dtls {
+            None => self
+                .socket
+                .send_to(datagram, self.peer)
+                .await
+                .map_err(lost)
+                .map(|_| ()),
+            Some(s) => {
+                s.send(datagram)
+                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+                self.flush().await
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), PullError> {
+        if let Some(s) = &mut self.dtls {
+            while let Some(d) = s.poll_transmit() {
+                self.socket
+                    .send_to(&d, self.peer)
+                    .await
+                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn resolve(uri: &CoapUri) -> Result<SocketAddr, PullError> {
+    let mut addrs = tokio::net::lookup_host((uri.host.as_str(), uri.port))
+        .await
+        .map_err(|_| PullError::InvalidUri(format!("cannot resolve host {}", uri.host)))?;
+    addrs
+        .next()
+        .ok_or_else(|| PullError::InvalidUri(format!("no address for host {}", uri.host)))
+}
+
+/// Completes the DTLS handshake with the package host, retransmitting on the session timer.
+async fn handshake(link: &mut Link, deadline: Instant) -> Result<(), PullError> {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        link.flush().await?;
+        let session = link.dtls.as_mut().expect("handshake only on DTLS links");
+        if session.is_established() {
+            return Ok(());
+        }
+        let wait = session
+            .timeout()
+            .unwrap_or(Duration::from_millis(500))
+            .max(Duration::from_millis(1));
+        if Instant::now() + wait > deadline {
+            return Err(PullError::ConnectionLost("DTLS handshake timed out".into()));
+        }
+        match tokio::time::timeout(wait, link.socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if from == link.peer => {
+                session
+                    .handle_datagram(&buf[..n])
+                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(PullError::ConnectionLost(e.to_string())),
+            Err(_) => session
+                .handle_timeout()
+                .map_err(|e| PullError::ConnectionLost(e.to_string()))?,
+        }
+    }
+}
+
+/// Pulls `uri` into `sink`, resuming from `resume` when the host still has the same ETag.
+pub async fn fetch(
+    uri: &str,
+    resume: Option<&Resume>,
+    config: &CoapPullConfig,
+    sink: &mut dyn PackageSink,
+) -> Result<Pulled, PullError> {
+    let uri = CoapUri::parse(uri)?;
+    let peer = resolve(&uri).await?;
+    let bind: SocketAddr = if peer.is_ipv6() {
+        "[::]:0".parse().expect("literal")
+    } else {
+        "0.0.0.0:0".parse().expect("literal")
+    };
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+    let dtls = match (uri.secure, &config.dtls) {
+        (false, _) => None,
+        (true, Some(ctx)) => Some(
+            DtlsSession::client(ctx, None).map_err(|e| PullError::ConnectionLost(e.to_string()))?,
+        ),
+        (true, None) => {
+            return Err(PullError::UnsupportedProtocol(
+                "coaps (no credentials)".into(),
+            ))
+        }
+    };
+    let mut link = Link { socket, peer, dtls };
+    // The handshake gets the same budget as one confirmable exchange.
+    let budget = Duration::from_millis(
+        config.tx.ack_timeout_ms * ((1u64 << (config.tx.max_retransmit + 1)) - 1),
+    );
+    if link.dtls.is_some() {
+        handshake(&mut link, Instant::now() + budget).await?;
+    }
+
+    // Message ids and tokens must differ across pulls: seed from the wall clock.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(peer.port());
+    let mut pull = Block2Pull::new(
+        uri,
+        resume,
+        config.block_size,
+        config.tx,
+        seed,
+        config.max_size,
+    );
+    let start = Instant::now();
+    let now_ms = || start.elapsed().as_millis() as u64;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(d) = pull.poll_transmit(now_ms()) {
+            link.send(&d).await?;
+        }
+        let wait = pull
+            .poll_timeout()
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_secs(1));
+        match tokio::time::timeout(wait, link.socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if from == link.peer => {
+                let datagrams = match &mut link.dtls {
+                    None => vec![buf[..n].to_vec()],
+                    Some(s) => s
+                        .handle_datagram(&buf[..n])
+                        .map_err(|e| PullError::ConnectionLost(e.to_string()))?,
+                };
+                for d in datagrams {
+                    if let Some(done) = pull.handle_datagram(&d, now_ms(), sink)? {
+                        // Acknowledge a final confirmable response before leaving.
+                        while let Some(a) = pull.poll_transmit(now_ms()) {
+                            link.send(&a).await?;
+                        }
+                        return Ok(done);
+                    }
+                }
+            }
+            Ok(Ok(_)) => {} // a stray datagram from elsewhere
+            Ok(Err(e)) => return Err(PullError::ConnectionLost(e.to_string())),
+            Err(_) => pull.handle_timeout(now_ms())?,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Our CoAP Block2 pull against real package hosts on loopback: aiocoap's file server (PyPI)
+//! over plain CoAP, including an ETag-checked resume, and libcoap's coap-server (Debian
+//! libcoap3-bin, OpenSSL build) over coaps:// with PSK.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lwm2m_client::coap::TxParams;
+use lwm2m_client::dtls::{DtlsContext, Psk};
+use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
+use lwm2m_client::pull::{PackageSink, Resume, SinkError};
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Default)]
+struct MemSink {
+    data: Vec<u8>,
+    starts: Vec<u64>,
+}
+
+impl PackageSink for MemSink {
+    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
+        self.data.truncate(from as usize);
+        self.starts.push(from);
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        assert_eq!(offset, self.data.len() as u64, "non-contiguous write");
+        self.data.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("{tag}-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn image(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a CoAP server answers on `port` (a ping: an empty CON gets a RST).
+fn wait_for_coap(port: u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let _ = s.send_to(&[0x40, 0x00, 0x12, 0x34], ("127.0.0.1", port));
+        if s.recv(&mut [0u8; 64]).is_ok() {
+            return;
+        }
+    }
+    panic!("CoAP server on port {port} did not come up");
+}
+
+fn fast_tx() -> TxParams {
+    TxParams {
+        ack_timeout_ms: 500,
+        max_retransmit: 3,
+        ..TxParams::default()
+    }
+}
+
+#[tokio::test]
+async fn pull_from_aiocoap_fileserver_then_resume_with_its_etag() {
+    let dir = temp_dir("aiocoap-fw");
+    let body = image(300 * 1024 + 77);
+    std::fs::write(dir.join("fw.suit"), &body).unwrap();
+    let port = free_udp_port();
+    let _server = Peer(
+        Command::new("aiocoap-fileserver")
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiocoap-fileserver (pip install aiocoap) must be installed"),
+    );
+    wait_for_coap(port);
+    let uri = format!("coap://127.0.0.1:{port}/fw.suit");
+    let config = CoapPullConfig {
+        block_size: 1024,
+        tx: fast_tx(),
+        max_size: 1 << 20,
+        dtls: None,
+    };
+    let mut sink = MemSink::default();
+    let done = fetch(&uri, None, &config, &mut sink).await.expect("pull");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "pulled bytes differ");
+    let etag = done.etag.clone().expect("aiocoap-fileserver sends an ETag");
+
+    // Resume from 64 KiB with the same ETag: only the rest is fetched.
+    let mut sink = MemSink {
+        data: body[..65536].to_vec(),
+        starts: vec![],
+    };
+    let resume = Resume {
+        offset: 65536,
+        etag: Some(etag),
+    };
+    let done = fetch(&uri, Some(&resume), &config, &mut sink)
+        .await
+        .unwrap();
+    assert!(done.resumed);
+    assert_eq!(sink.starts, vec![65536]);
+    assert!(sink.data == body);
+
+    // A stale ETag restarts from 0.
+    let mut sink = MemSink::default();
+    let stale = Resume {
+        offset: 65536,
+        etag: Some(b"stale".to_vec()),
+    };
+    let done = fetch(&uri, Some(&stale), &config, &mut sink).await.unwrap();
+    assert!(!done.resumed);
+    assert_eq!(sink.starts, vec![0]);
+    assert!(sink.data == body);
+
+    // A missing file is Update Result 7.
+    let missing = format!("coap://127.0.0.1:{port}/nope.suit");
+    let e = fetch(&missing, None, &config, &mut MemSink::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.update_result(), object5::UpdateResult::InvalidUri, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn coaps_pull_from_libcoap_server_with_psk() {
+    const KEY: &str = "pull-psk-secret1";
+    // libcoap serves DTLS on port+1; find a pair that is free.
+    let port = (0..50)
+        .find_map(|_| {
+            let p = free_udp_port();
+            (p < 65535 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()).then_some(p)
+        })
+        .expect("free port pair");
+    let _server = Peer(
+        Command::new("coap-server-openssl")
+            .args([
+                "-A",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-k",
+                KEY,
+                "-d",
+                "4",
+                "-v",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("coap-server-openssl (libcoap3-bin) must be installed"),
+    );
+    wait_for_coap(port);
+    // Upload the package with libcoap's own client (Block1 PUT creates a dynamic resource).
+    let dir = temp_dir("libcoap-fw");
+    let body = image(96 * 1024 + 5);
+    let file = dir.join("fw.suit");
+    std::fs::write(&file, &body).unwrap();
+    let put = Command::new("coap-client-openssl")
+        .args([
+            "-u", "uploader", "-k", KEY, "-m", "put", "-b", "1024", "-B", "20", "-f",
+        ])
+        .arg(&file)
+        .arg(format!("coaps://127.0.0.1:{}/fw", port + 1))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(put.success(), "upload to coap-server failed");
+
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: b"device-7".to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    })
+    .unwrap();
+    let config = CoapPullConfig {
+        block_size: 512,
+        tx: fast_tx(),
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+    };
+    let mut sink = MemSink::default();
+    let uri = format!("coaps://127.0.0.1:{}/fw", port + 1);
+    let done = fetch(&uri, None, &config, &mut sink)
+        .await
+        .expect("coaps pull");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "pulled bytes differ");
+
+    // Without credentials coaps:// is an unsupported protocol (Update Result 9).
+    let plain = CoapPullConfig {
+        dtls: None,
+        ..config
+    };
+    let e = fetch(&uri, None, &plain, &mut MemSink::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.update_result(),
+        object5::UpdateResult::UnsupportedProtocol
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
