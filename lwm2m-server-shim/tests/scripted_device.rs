@@ -1,0 +1,483 @@
+//! Device-management edge cases against a scripted CoAP device on real loopback UDP: the
+//! device registers through the registration interface, then answers each request the way a
+//! test needs (4.13 renegotiation, slow blocks, silence, 20-bit block numbers), so the shim's
+//! behaviour on those paths is observable. Everything goes through the REST API.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{bytes, hex, wait_event, Harness};
+use lwm2m_client::codec::block::{decode_uint_option, uint_option};
+use lwm2m_client::codec::tlv;
+use lwm2m_client::codec::{
+    BlockOpt, Instance, Node, Path, Resource, ResourceType, ResourceValue, Value,
+};
+use serde_json::json;
+
+type Behaviour = Box<dyn FnMut(&Packet) -> Option<(Packet, Duration)> + Send>;
+
+struct Device {
+    sock: UdpSocket,
+    shim: SocketAddr,
+}
+
+fn reply(code: ResponseType) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Response(code);
+    p
+}
+
+fn opt_block(p: &Packet, o: CoapOption) -> Option<BlockOpt> {
+    p.get_first_option(o).and_then(|v| BlockOpt::decode(v).ok())
+}
+
+fn path_of(p: &Packet) -> String {
+    p.get_option(CoapOption::UriPath)
+        .map(|l| {
+            l.iter()
+                .map(|s| format!("/{}", String::from_utf8_lossy(s)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Device {
+    /// Binds a socket and registers `ep` with the shim through CoAP.
+    fn register(h: &Harness, ep: &str, links: &str) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let d = Self { sock, shim: h.coap };
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.message_id = 0x1234;
+        p.set_token(vec![1, 2, 3, 4]);
+        p.add_option(CoapOption::UriPath, b"rd".to_vec());
+        p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
+        p.add_option(CoapOption::UriQuery, b"lt=300".to_vec());
+        p.add_option(CoapOption::ContentFormat, vec![40]);
+        p.payload = links.as_bytes().to_vec();
+        let bytes = p.to_bytes().expect("encode");
+        // Sent twice with the same message id: the shim must treat the copy as a duplicate.
+        d.sock.send_to(&bytes, d.shim).expect("send");
+        d.sock.send_to(&bytes, d.shim).expect("send");
+        let mut locations = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..30 {
+            if locations.len() == 2 {
+                break;
+            }
+            if let Ok((n, _)) = d.sock.recv_from(&mut buf) {
+                let r = Packet::from_bytes(&buf[..n]).expect("answer decodes");
+                assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+                assert_eq!(r.header.message_id, 0x1234);
+                locations.push(r.get_option(CoapOption::LocationPath).cloned());
+            }
+        }
+        assert_eq!(locations.len(), 2, "both copies answered");
+        assert_eq!(
+            locations[0], locations[1],
+            "the duplicate got the same answer"
+        );
+        d
+    }
+
+    /// Answers requests with `behaviour` until stopped; returns every request seen.
+    fn serve(self, mut behaviour: Behaviour) -> (Arc<AtomicBool>, JoinHandle<Vec<Packet>>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut answered: Vec<(u16, Vec<u8>)> = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                seen.push(req.clone());
+                // Duplicate detection (RFC 7252 4.5): a retransmitted CON gets the same answer.
+                let mid = req.header.message_id;
+                if let Some((_, bytes)) = answered.iter().find(|(m, _)| *m == mid) {
+                    let _ = self.sock.send_to(bytes, from);
+                    continue;
+                }
+                if let Some((mut resp, delay)) = behaviour(&req) {
+                    std::thread::sleep(delay);
+                    resp.header.set_type(MessageType::Acknowledgement);
+                    resp.header.message_id = mid;
+                    resp.set_token(req.get_token().to_vec());
+                    let bytes = resp.to_bytes().expect("encode");
+                    let _ = self.sock.send_to(&bytes, from);
+                    answered.push((mid, bytes));
+                }
+            }
+            seen
+        });
+        (stop, handle)
+    }
+}
+
+fn finish(stop: Arc<AtomicBool>, handle: JoinHandle<Vec<Packet>>) -> Vec<Packet> {
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("device thread")
+}
+
+/// A Block1 receiver that wants blocks of at most `max` bytes and says so with `refuse`.
+fn block1_sink(
+    max: usize,
+    refuse: impl Fn(BlockOpt) -> Packet + Send + 'static,
+    late_szx: Option<u8>,
+    delay: Duration,
+    body: Arc<Mutex<Vec<u8>>>,
+) -> Behaviour {
+    Box::new(move |req| {
+        let Some(b) = opt_block(req, CoapOption::Block1) else {
+            body.lock().expect("lock").extend_from_slice(&req.payload);
+            return Some((reply(ResponseType::Changed), delay));
+        };
+        if b.size() > max && late_szx.is_none() {
+            return Some((refuse(b), delay));
+        }
+        let mut got = body.lock().expect("lock");
+        if b.offset() as usize != got.len() {
+            return Some((reply(ResponseType::RequestEntityIncomplete), delay));
+        }
+        got.extend_from_slice(&req.payload);
+        let mut r = reply(if b.more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        });
+        let szx = late_szx.map_or(b.szx, |s| s.min(b.szx));
+        r.add_option(
+            CoapOption::Block1,
+            BlockOpt {
+                num: b.num,
+                more: b.more,
+                szx,
+            }
+            .encode(),
+        );
+        Some((r, delay))
+    })
+}
+
+fn push_via_rest(h: &Harness, ep: &str, image: &[u8], timeout_s: u32) -> serde_json::Value {
+    let node = json!({"id":0,"kind":"singleResource","type":"opaque","value": hex(image)});
+    let (s, r) = h.put(
+        &format!("/api/clients/{ep}/5/0/0?format=OPAQUE&timeout={timeout_s}"),
+        "application/json",
+        node.to_string().as_bytes(),
+    );
+    assert_eq!(s, 200, "{r}");
+    r
+}
+
+fn block1_sizes(seen: &[Packet]) -> Vec<usize> {
+    seen.iter()
+        .filter_map(|p| opt_block(p, CoapOption::Block1))
+        .map(BlockOpt::size)
+        .collect()
+}
+
+#[test]
+fn push_renegotiates_smaller_blocks_on_4_13_with_size1() {
+    let h = Harness::start("413size1", |_| {});
+    let dev = Device::register(&h, "small", "</5/0>");
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let refuse = |_b: BlockOpt| {
+        let mut r = reply(ResponseType::RequestEntityTooLarge);
+        r.add_option(CoapOption::Size1, uint_option(64));
+        r
+    };
+    let (stop, t) = dev.serve(block1_sink(64, refuse, None, Duration::ZERO, body.clone()));
+    let image = bytes(3000, 1);
+    let r = push_via_rest(&h, "small", &image, 5);
+    let seen = finish(stop, t);
+    assert_eq!(r["status"], "CHANGED(204)", "{r}");
+    assert_eq!(*body.lock().expect("lock"), image);
+    let sizes = block1_sizes(&seen);
+    assert_eq!(sizes[0], 1024);
+    assert!(sizes[1..].iter().all(|s| *s == 64), "{sizes:?}");
+    assert_eq!(sizes.len(), 1 + 3000usize.div_ceil(64));
+    let size1 = seen[0]
+        .get_first_option(CoapOption::Size1)
+        .map(|v| decode_uint_option(v));
+    assert_eq!(
+        size1,
+        Some(Ok(3000)),
+        "first block announces the total size"
+    );
+}
+
+#[test]
+fn push_renegotiates_on_4_13_with_block1_szx_and_follows_late_2_31_szx() {
+    let h = Harness::start("413szx", |_| {});
+    let dev = Device::register(&h, "szx", "</5/0>");
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let refuse = |b: BlockOpt| {
+        let mut r = reply(ResponseType::RequestEntityTooLarge);
+        r.add_option(
+            CoapOption::Block1,
+            BlockOpt {
+                num: b.num,
+                more: b.more,
+                szx: 3,
+            }
+            .encode(),
+        );
+        r
+    };
+    let (stop, t) = dev.serve(block1_sink(128, refuse, None, Duration::ZERO, body.clone()));
+    let image = bytes(1500, 2);
+    let r = push_via_rest(&h, "szx", &image, 5);
+    let sizes = block1_sizes(&finish(stop, t));
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(*body.lock().expect("lock"), image);
+    assert_eq!(sizes[0], 1024);
+    assert!(sizes[1..].iter().all(|s| *s == 128), "{sizes:?}");
+
+    // Late negotiation: the device accepts the first 1024-byte block but asks for 256 after it.
+    let dev = Device::register(&h, "late", "</5/0>");
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let never = |_b: BlockOpt| reply(ResponseType::InternalServerError);
+    let (stop, t) = dev.serve(block1_sink(
+        1024,
+        never,
+        Some(4),
+        Duration::ZERO,
+        body.clone(),
+    ));
+    let image = bytes(3000, 3);
+    let r = push_via_rest(&h, "late", &image, 5);
+    let sizes = block1_sizes(&finish(stop, t));
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(*body.lock().expect("lock"), image);
+    assert_eq!(sizes, [1024, 256, 256, 256, 256, 256, 256, 256, 256]);
+}
+
+#[test]
+fn slow_blocks_restart_the_request_timeout() {
+    let h = Harness::start("slow", |c| c.block_size = 256);
+    let dev = Device::register(&h, "slow", "</5/0>");
+    let body = Arc::new(Mutex::new(Vec::new()));
+    let never = |_b: BlockOpt| reply(ResponseType::InternalServerError);
+    // 5 blocks, each answered after 0.6 s: 3 s in total against a 1 s request timeout.
+    let (stop, t) = dev.serve(block1_sink(
+        1024,
+        never,
+        None,
+        Duration::from_millis(600),
+        body.clone(),
+    ));
+    let image = bytes(1100, 4);
+    let started = std::time::Instant::now();
+    let r = push_via_rest(&h, "slow", &image, 1);
+    let elapsed = started.elapsed();
+    finish(stop, t);
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(*body.lock().expect("lock"), image);
+    assert!(
+        elapsed > Duration::from_secs(1),
+        "the transfer outlived one timeout: {elapsed:?}"
+    );
+}
+
+#[test]
+fn silent_device_yields_504_after_con_retransmissions() {
+    let h = Harness::start("silent", |_| {});
+    let dev = Device::register(&h, "mute", "</3/0>");
+    let (stop, t) = dev.serve(Box::new(|_| None));
+    let (s, body) = h.get("/api/clients/mute/3/0/0?timeout=2");
+    let seen = finish(stop, t);
+    assert_eq!(s, 504, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(String::from_utf8_lossy(&body), "Request timeout");
+    // ACK_TIMEOUT 300 ms (x1..1.5), doubling: copies at ~0, ~0.3-0.45, ~0.9-1.35 s within 2 s.
+    assert!(seen.len() >= 3, "retransmitted: {} copies", seen.len());
+    assert!(seen
+        .iter()
+        .all(|p| p.header.message_id == seen[0].header.message_id));
+    assert!(seen
+        .iter()
+        .all(|p| p.header.get_type() == MessageType::Confirmable));
+}
+
+#[test]
+fn block2_read_beyond_4096_blocks_uses_20_bit_numbers() {
+    let h = Harness::start("block2", |_| {});
+    let dev = Device::register(&h, "big", "</5/0>");
+    let image = Arc::new(bytes(70_000, 5));
+    let data = image.clone();
+    // Serves /5/0/0 in 16-byte blocks: 4375 blocks, so block numbers pass 4095.
+    let (stop, t) = dev.serve(Box::new(move |req| {
+        let want = opt_block(req, CoapOption::Block2).unwrap_or(BlockOpt {
+            num: 0,
+            more: false,
+            szx: 0,
+        });
+        let b = BlockOpt {
+            num: want.num,
+            more: false,
+            szx: 0,
+        };
+        let start = b.offset() as usize;
+        let end = (start + 16).min(data.len());
+        let mut r = reply(ResponseType::Content);
+        r.add_option(CoapOption::ContentFormat, vec![42]);
+        r.add_option(CoapOption::ETag, vec![9, 9]);
+        r.add_option(
+            CoapOption::Block2,
+            BlockOpt {
+                more: end < data.len(),
+                ..b
+            }
+            .encode(),
+        );
+        r.payload = data[start..end].to_vec();
+        Some((r, Duration::ZERO))
+    }));
+    let (s, r) = h.get_json("/api/clients/big/5/0/0?format=OPAQUE&timeout=5");
+    let seen = finish(stop, t);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["content"]["value"], json!(hex(&image)));
+    let max_num = seen
+        .iter()
+        .filter_map(|p| opt_block(p, CoapOption::Block2))
+        .map(|b| b.num)
+        .max();
+    assert_eq!(max_num, Some(4374));
+}
+
+#[test]
+fn discover_execute_create_delete_and_write_attributes_map_to_coap() {
+    let h = Harness::start("ops", |_| {});
+    let events = h.events("");
+    let dev = Device::register(&h, "ops", "</1/0>,</3/0>,</5/0>");
+    wait_event(&events, Duration::from_secs(5), |n, d| {
+        n == "REGISTRATION" && d["endpoint"] == "ops"
+    });
+    let (stop, t) = dev.serve(Box::new(|req| {
+        let method = match req.header.code {
+            MessageClass::Request(m) => m,
+            _ => return None,
+        };
+        let r = match (method, path_of(req).as_str()) {
+            (RequestType::Get, "/5/0") => {
+                let mut r = reply(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, vec![40]);
+                r.payload = b"</5/0>,</5/0/1>,</5/0/3>;pmin=2".to_vec();
+                r
+            }
+            (RequestType::Post, "/5/0/2") => reply(ResponseType::Changed),
+            (RequestType::Post, "/3/0/4") => reply(ResponseType::MethodNotAllowed),
+            (RequestType::Post, "/1") => {
+                let mut r = reply(ResponseType::Created);
+                r.add_option(CoapOption::LocationPath, b"1".to_vec());
+                r.add_option(CoapOption::LocationPath, b"7".to_vec());
+                r
+            }
+            (RequestType::Delete, "/1/7") => reply(ResponseType::Deleted),
+            (RequestType::Put, "/5/0") => reply(ResponseType::Changed),
+            (RequestType::Post, "/5/0") => reply(ResponseType::Changed),
+            _ => reply(ResponseType::NotFound),
+        };
+        Some((r, Duration::ZERO))
+    }));
+    let (s, r) = h.get_json("/api/clients/ops/5/0/discover");
+    assert_eq!(s, 200);
+    assert_eq!(
+        r["objectLinks"][2],
+        json!({"url":"/5/0/3","attributes":{"pmin":"2"}})
+    );
+    let (s, r) = h.post("/api/clients/ops/5/0/2", b"");
+    assert_eq!((s, r["status"].as_str()), (200, Some("CHANGED(204)")));
+    let (s, r) = h.post("/api/clients/ops/3/0/4", b"");
+    assert_eq!(
+        (s, r["status"].as_str(), r["failure"].as_bool()),
+        (200, Some("METHOD_NOT_ALLOWED(405)"), Some(true))
+    );
+    let create = json!({"kind":"instance","resources":[{"kind":"singleResource","id":1,"type":"integer","value":"300"}]});
+    let (s, r) = h.post(
+        "/api/clients/ops/1?format=TLV",
+        create.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (s, r["status"].as_str(), r["location"].as_str()),
+        (200, Some("CREATED(201)"), Some("/1/7"))
+    );
+    let (s, b) = h.delete("/api/clients/ops/1/7");
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let (s, r) = h.put(
+        "/api/clients/ops/5/0/attributes?pmin=2&pmax=10",
+        "application/json",
+        b"",
+    );
+    assert_eq!((s, r["success"].as_bool()), (200, Some(true)));
+    let inst = json!({"kind":"instance","id":0,"resources":[{"kind":"singleResource","id":1,"type":"string","value":"coap://h/fw"}]});
+    assert_eq!(
+        h.put(
+            "/api/clients/ops/5/0?format=SENML_JSON&replace=false",
+            "application/json",
+            inst.to_string().as_bytes()
+        )
+        .0,
+        200
+    );
+    let seen = finish(stop, t);
+
+    let find = |m: RequestType, p: &str| {
+        seen.iter()
+            .find(|q| q.header.code == MessageClass::Request(m) && path_of(q) == p)
+            .unwrap_or_else(|| panic!("device saw {m:?} {p}"))
+    };
+    assert_eq!(
+        find(RequestType::Get, "/5/0").get_first_option(CoapOption::Accept),
+        Some(&vec![40])
+    );
+    let created = find(RequestType::Post, "/1");
+    assert_eq!(
+        created.get_first_option(CoapOption::ContentFormat),
+        Some(&uint_option(11542))
+    );
+    // TLV: the instance the body described, resource 1 = 300 (id 0: the body gave none).
+    let lookup = |_o: u16, _r: u16| Some(ResourceType::Integer);
+    let decoded = tlv::decode(&created.payload, &Path::object(1), &lookup).expect("TLV payload");
+    assert_eq!(
+        decoded,
+        Node::Object {
+            id: 1,
+            instances: vec![Instance {
+                id: 0,
+                resources: vec![Resource {
+                    id: 1,
+                    value: ResourceValue::Single(Value::Integer(300))
+                }],
+            }],
+        }
+    );
+    let attrs: Vec<_> = find(RequestType::Put, "/5/0")
+        .get_option(CoapOption::UriQuery)
+        .map(|l| {
+            l.iter()
+                .map(|q| String::from_utf8_lossy(q).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(attrs, ["pmin=2", "pmax=10"]);
+    let partial = find(RequestType::Post, "/5/0");
+    assert_eq!(
+        partial.get_first_option(CoapOption::ContentFormat),
+        Some(&uint_option(110))
+    );
+    assert!(String::from_utf8_lossy(&partial.payload).contains("coap://h/fw"));
+}
