@@ -197,6 +197,11 @@ pub fn verify_wrapper<C: CryptoBackend>(
     if blocks < 2 {
         return Err(Error::Unauthenticated);
     }
+    // The cheap check first: a manifest that does not match the digest is refused without
+    // spending a signature verification on it. Both must pass before the manifest is parsed.
+    if !ct_eq(&sha256(crypto, manifest_item), &digest) {
+        return Err(Error::ManifestDigestMismatch);
+    }
     let mut verified = None;
     let mut any_supported = false;
     for _ in 1..blocks {
@@ -218,9 +223,6 @@ pub fn verify_wrapper<C: CryptoBackend>(
         (None, true) => return Err(Error::BadSignature),
         (None, false) => return Err(Error::UnsupportedAlgorithm),
     };
-    if !ct_eq(&sha256(crypto, manifest_item), &digest) {
-        return Err(Error::ManifestDigestMismatch);
-    }
     Ok(anchor)
 }
 
