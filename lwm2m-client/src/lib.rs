@@ -15,6 +15,8 @@ pub mod engine;
 pub mod object;
 pub mod objects;
 pub mod observe;
+#[cfg(feature = "std")]
+pub mod runtime;
 
 pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};

@@ -37,6 +37,11 @@ pub trait PackageSink {
     fn capacity(&self) -> Option<u32> {
         None
     }
+    /// Execute Update: start installing the downloaded package. `Ok` leaves State at Updating
+    /// (the application reboots into it); an error returns to Downloaded with that result.
+    fn install(&mut self) -> Result<(), UpdateResult> {
+        Ok(())
+    }
 }
 
 /// A sink that keeps only a byte count: a device with no storage, used to measure the
@@ -220,9 +225,13 @@ impl<S: PackageSink> ObjectHandler for FirmwareUpdate<S> {
                 if !args.is_empty() {
                     return Err(OpError::BadRequest);
                 }
-                // Installing is the application's job (it sees the Executed event).
+                // Installing is the sink's job; the application reboots on the Executed event.
                 self.state = State::Updating;
                 self.result = UpdateResult::Initial;
+                if let Err(r) = self.sink.install() {
+                    self.state = State::Downloaded;
+                    self.result = r;
+                }
                 Ok(Completion::Done)
             }
             _ => Err(OpError::MethodNotAllowed),

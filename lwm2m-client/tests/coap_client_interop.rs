@@ -1,0 +1,214 @@
+//! A real peer: libcoap's `coap-client` (Debian libcoap3-bin) reads /3/0 and /5/0 from the
+//! running `lwm2m-client` binary in TLV, SenML JSON and SenML CBOR and discovers /5; the bytes
+//! are checked against OMA TS Core 1.1 layouts. The test plays the LwM2M server on loopback
+//! (Register -> 2.01, Deregister on SIGINT -> 2.02).
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COAP_CLIENT: &str = "coap-client-openssl";
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!("lwm2m-client-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits (bounded) for one CoAP request on the server socket.
+fn recv_request(sock: &UdpSocket, what: &str) -> (Packet, SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if let Ok(p) = Packet::from_bytes(&buf[..n]) {
+                if matches!(p.header.code, MessageClass::Request(_)) {
+                    return (p, from);
+                }
+            }
+        }
+    }
+    panic!("no {what} within 20 s");
+}
+
+fn answer(sock: &UdpSocket, to: SocketAddr, req: &Packet, code: ResponseType, location: &[&str]) {
+    let mut p = Packet::new();
+    p.header.set_version(1);
+    p.header.set_type(MessageType::Acknowledgement);
+    p.header.code = MessageClass::Response(code);
+    p.header.message_id = req.header.message_id;
+    p.set_token(req.get_token().to_vec());
+    for l in location {
+        p.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
+    }
+    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
+}
+
+/// Runs coap-client and returns the payload it wrote.
+fn coap_get(addr: SocketAddr, accept: u16, path: &str, out: &std::path::Path) -> Vec<u8> {
+    let _ = std::fs::remove_file(out);
+    let uri = format!("coap://{addr}{path}");
+    let status = Command::new(COAP_CLIENT)
+        .args(["-m", "get", "-A", &accept.to_string(), "-B", "10", "-o"])
+        .arg(out)
+        .arg(&uri)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
+    assert!(status.success(), "coap-client {uri} failed: {status}");
+    std::fs::read(out).unwrap_or_default()
+}
+
+#[test]
+fn coap_client_reads_and_discovers_the_simulated_device() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let state = temp_dir("interop");
+    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
+        .args([
+            "--server",
+            &format!("coap://127.0.0.1:{port}"),
+            "--endpoint",
+            "interop-ep",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+
+    let (reg, client) = recv_request(&server, "Register");
+    assert_eq!(reg.header.code, MessageClass::Request(RequestType::Post));
+    let q: Vec<String> = reg
+        .get_option(CoapOption::UriQuery)
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8(v.clone()).unwrap())
+        .collect();
+    assert!(q.contains(&"ep=interop-ep".to_string()), "{q:?}");
+    assert_eq!(
+        std::str::from_utf8(&reg.payload).unwrap(),
+        r#"</>;rt="oma.lwm2m";ct="110 112 11542",</1>;ver=1.1,</1/0>,</3/0>,</5/0>"#
+    );
+    answer(&server, client, &reg, ResponseType::Created, &["rd", "r1"]);
+
+    let out = state.join("coap-client.out");
+    // /3/0 in TLV: resource 0 (manufacturer) is the first entry, /3/0/3 the booted factory version.
+    let tlv = coap_get(client, 11542, "/3/0", &out);
+    let mut expect_head = vec![0xC8, 0x00, 18];
+    expect_head.extend_from_slice(b"LwM2M SUIT project");
+    assert_eq!(
+        &tlv[..expect_head.len()],
+        &expect_head[..],
+        "TLV: 8-bit id, 8-bit length, value"
+    );
+    let node = lwm2m_client::codec::tlv::decode(
+        &tlv,
+        &lwm2m_client::codec::Path::instance(3, 0),
+        &|_, _| None,
+    )
+    .unwrap();
+    let lwm2m_client::codec::Node::Instance(inst) = node else {
+        panic!("not an instance")
+    };
+    let fw = inst
+        .resources
+        .iter()
+        .find(|r| r.id == 3)
+        .expect("/3/0/3 present");
+    assert_eq!(
+        fw.value,
+        lwm2m_client::codec::ResourceValue::Single(lwm2m_client::codec::Value::Opaque(
+            b"1.0.0".to_vec()
+        ))
+    );
+    // /5/0 in TLV: State (3) = 0 is C1 03 00, Update Result (5) = 0 is C1 05 00,
+    // protocols (8) is a multiple resource 83 08 + (41 00 00), delivery (9) = push is C1 09 01.
+    let tlv = coap_get(client, 11542, "/5/0", &out);
+    assert_eq!(
+        tlv,
+        [
+            0xC0, 0x01, 0xC1, 0x03, 0x00, 0xC1, 0x05, 0x00, 0xC0, 0x06, 0xC0, 0x07, 0x83, 0x08,
+            0x41, 0x00, 0x00, 0xC1, 0x09, 0x01
+        ]
+    );
+    // SenML JSON (RFC 8428, OMA TS Core 7.4.4).
+    let json = coap_get(client, 110, "/5/0", &out);
+    assert_eq!(
+        std::str::from_utf8(&json).unwrap(),
+        r#"[{"bn":"/5/0/","n":"1","vs":""},{"n":"3","v":0},{"n":"5","v":0},{"n":"6","vs":""},{"n":"7","vs":""},{"n":"8/0","v":0},{"n":"9","v":1}]"#
+    );
+    // SenML CBOR: array of 7 maps; the first is {-2: "/5/0/", 0: "1", 3: ""}.
+    let cbor = coap_get(client, 112, "/5/0", &out);
+    assert_eq!(
+        &cbor[..14],
+        &[0x87, 0xA3, 0x21, 0x65, b'/', b'5', b'/', b'0', b'/', 0x00, 0x61, b'1', 0x03, 0x60]
+    );
+    let leaves = lwm2m_client::codec::senml::decode_cbor_leaves(&cbor).unwrap();
+    assert_eq!(leaves.len(), 7);
+    let json3 = coap_get(client, 110, "/3/0", &out);
+    assert!(std::str::from_utf8(&json3)
+        .unwrap()
+        .contains(r#"{"n":"3","vs":"1.0.0"}"#));
+    // Discover /5 (link-format, OMA TS Core 5.4.2).
+    let links = coap_get(client, 40, "/5", &out);
+    assert_eq!(
+        std::str::from_utf8(&links).unwrap(),
+        "</5>,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=1,</5/0/9>"
+    );
+
+    // SIGINT: the client deregisters (DELETE /rd/r1) and exits 0.
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (dereg, from) = recv_request(&server, "Deregister");
+    assert_eq!(
+        dereg.header.code,
+        MessageClass::Request(RequestType::Delete)
+    );
+    let path: Vec<_> = dereg
+        .get_option(CoapOption::UriPath)
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(path, vec![b"rd".to_vec(), b"r1".to_vec()]);
+    answer(&server, from, &dereg, ResponseType::Deleted, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client did not exit after deregistering"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&state);
+}
