@@ -131,6 +131,8 @@ pub struct RunReport {
     pub final_result: UpdateResult,
     pub ops: u64,
     pub notes: Vec<String>,
+    /// Erases per sector of the final flash (factory provisioning included).
+    pub erase_counts: Vec<u32>,
 }
 
 /// Runs one whole update of `pkg` on a copy of `base`, injecting `cuts` one after another
@@ -156,6 +158,7 @@ pub fn run_update(
         final_result: UpdateResult::Initial,
         ops: 0,
         notes: Vec::new(),
+        erase_counts: Vec::new(),
     };
     let mut next_cut = 1;
     let mut floor = 0u64;
@@ -245,6 +248,7 @@ pub fn run_update(
                 }
                 total_ops += device.flash().ops();
                 report.ops = total_ops;
+                report.erase_counts = device.flash().erase_counts().to_vec();
                 return report;
             }
             Ok(AppStep::Reset) => {

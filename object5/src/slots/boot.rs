@@ -8,7 +8,7 @@
 //! | Installing | resume swap, Testing | (never written) recover | resume copy, Testing |
 //! | Testing (reset before confirm) | swap back, Idle, result 8 | flip back, Idle, result 8 | run slot 0 again (no old image) |
 //! | Reverting | resume swap back, Idle, result 8 | recover | recover |
-//! | none / unknown phase or selector | recover: boot the first slot that verifies, journal Idle | | |
+//! | none / unknown phase or selector | recover: boot the newest bootable slot that verifies, journal Idle | | |
 
 use embedded_storage::nor_flash::NorFlash;
 
@@ -138,33 +138,29 @@ impl<F: NorFlash> SlotManager<'_, F> {
         self.commit(next)
     }
 
-    /// Safe action for an unknown state: run the first bootable slot whose image verifies and
-    /// is not older than the floor; journal `Idle` so the next boot is ordinary.
+    /// Safe action for an unknown state: of the bootable slots whose image verifies and is
+    /// not older than the floor, run the newest; journal `Idle` so the next boot is ordinary.
     fn recover<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
-        let bootable: &[usize] = match (self.layout.strategy, self.running_slot()) {
-            (Strategy::AB, Some(1)) => &[1, 0],
-            (Strategy::AB, _) => &[0, 1],
-            _ => &[0],
+        let bootable: &[usize] = match self.layout.strategy {
+            Strategy::AB => &[0, 1],
+            Strategy::Swap | Strategy::Overwrite => &[0],
         };
+        let floor = if self.known { self.record.floor } else { 0 };
+        let mut best: Option<(usize, u64)> = None;
         for &slot in bootable {
             if let Ok(facts) = self.verify_slot(slot, auth)? {
-                if facts.sequence >= self.record.floor || !self.known {
-                    let result = self.record.result.unwrap_or(UpdateResult::Initial);
-                    let mut next = self.record;
-                    next.floor = if self.known {
-                        next.floor.max(facts.sequence)
-                    } else {
-                        facts.sequence
-                    };
-                    self.record = next;
-                    self.finish(result, slot)?;
-                    return Ok(BootDecision {
-                        slot,
-                        path: BootPath::Recovered,
-                    });
+                if facts.sequence >= floor && best.is_none_or(|(_, seq)| facts.sequence > seq) {
+                    best = Some((slot, facts.sequence));
                 }
             }
         }
-        Err(Error::NoBootableImage)
+        let (slot, sequence) = best.ok_or(Error::NoBootableImage)?;
+        let result = self.record.result.unwrap_or(UpdateResult::Initial);
+        self.record.floor = floor.max(sequence);
+        self.finish(result, slot)?;
+        Ok(BootDecision {
+            slot,
+            path: BootPath::Recovered,
+        })
     }
 }

@@ -1,0 +1,294 @@
+//! The update paths one at a time on a SimDevice: confirm, revert, rejection of an
+//! unauthentic or corrupted candidate, anti-rollback, busy states, resume, recovery from an
+//! unreadable journal, overwrite-only without revert, and a file-backed device across
+//! "processes".
+
+mod common;
+
+use common::{Fixture, Package, IMAGE_LEN};
+use device_port::device::SECTOR_SIZE;
+use device_port::{CutMode, DeviceError, PowerCut, SimDevice};
+use embedded_storage::nor_flash::NorFlash;
+use object5::slots::{BootPath, Error, Phase, Strategy, VerifyError};
+use object5::{State, UpdateResult};
+
+fn download(device: &mut SimDevice, pkg: &Package) -> Result<(), Error> {
+    let mut slots = device.slots().expect("slots");
+    let mut w = slots.begin_download(&pkg.facts, &pkg.envelope)?;
+    for block in pkg.image.chunks(1000) {
+        w.write(block)?;
+    }
+    w.finish()?;
+    slots.request_install()
+}
+
+fn status(device: &mut SimDevice) -> object5::slots::Status {
+    device.slots().expect("slots").status()
+}
+
+#[test]
+fn good_update_test_boots_then_confirms_for_every_strategy() {
+    let fx = Fixture::new();
+    for strategy in Strategy::ALL {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        assert_eq!(device.booted().unwrap().image.version, "1.0.0");
+        assert_eq!(status(&mut device).floor, 1);
+        {
+            let mut slots = device.slots().unwrap();
+            let mut w = slots
+                .begin_download(&fx.good.facts, &fx.good.envelope)
+                .unwrap();
+            w.write(&fx.good.image[..5000]).unwrap();
+            assert_eq!(slots.status().state, State::Downloading);
+        }
+        {
+            let mut slots = device.slots().unwrap();
+            let mut w = slots.resume_download().unwrap();
+            assert_eq!(
+                w.offset(),
+                SECTOR_SIZE as u32,
+                "resume at the last whole sector"
+            );
+            let at = w.offset() as usize;
+            w.write(&fx.good.image[at..]).unwrap();
+            w.finish().unwrap();
+            let s = slots.status();
+            assert_eq!(
+                (s.state, s.result),
+                (State::Downloaded, UpdateResult::Initial)
+            );
+            slots.request_install().unwrap();
+            assert_eq!(slots.status().state, State::Updating);
+        }
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            (booted.path, booted.image.version.as_str()),
+            (BootPath::Test, "2.0.0"),
+            "{strategy:?}"
+        );
+        // No new download while the image is unconfirmed.
+        let refused = device
+            .slots()
+            .unwrap()
+            .begin_download(&fx.good.facts, &fx.good.envelope)
+            .err();
+        assert_eq!(refused, Some(Error::Busy(Phase::Testing)));
+        device.confirm().unwrap();
+        let s = status(&mut device);
+        assert_eq!(
+            (s.state, s.result, s.floor),
+            (State::Idle, UpdateResult::Success, 2)
+        );
+        let booted = device.reboot().unwrap();
+        assert_eq!(
+            (booted.path, booted.image.version.as_str()),
+            (BootPath::Normal, "2.0.0")
+        );
+        // The old package is now below the floor.
+        let old = device
+            .slots()
+            .unwrap()
+            .begin_download(&fx.old.facts, &fx.old.envelope)
+            .err();
+        assert_eq!(
+            old,
+            Some(Error::Rollback {
+                sequence: 1,
+                floor: 2
+            })
+        );
+    }
+}
+
+#[test]
+fn unconfirmed_image_reverts_with_result_8() {
+    let fx = Fixture::new();
+    for strategy in [Strategy::Swap, Strategy::AB] {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        download(&mut device, &fx.bad).unwrap();
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(booted.path, BootPath::Test);
+        assert!(booted.image.fails_self_test);
+        assert!(matches!(device.confirm(), Err(DeviceError::SelfTestFailed)));
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            (booted.path, booted.image.version.as_str()),
+            (BootPath::Reverted, "1.0.0"),
+            "{strategy:?}"
+        );
+        let s = status(&mut device);
+        assert_eq!(
+            (s.state, s.result, s.floor),
+            (State::Idle, UpdateResult::UpdateFailed, 1)
+        );
+        // The result keeps its value across further reboots.
+        device.reboot().unwrap();
+        assert_eq!(status(&mut device).result, UpdateResult::UpdateFailed);
+    }
+}
+
+#[test]
+fn overwrite_only_cannot_revert_and_keeps_the_new_image_under_test() {
+    let fx = Fixture::new();
+    let mut device = SimDevice::in_memory(fx.config(Strategy::Overwrite)).unwrap();
+    download(&mut device, &fx.bad).unwrap();
+    for _ in 0..3 {
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            (booted.path, booted.image.version.as_str()),
+            (BootPath::Test, "2.0.1-broken")
+        );
+        assert_eq!(status(&mut device).state, State::Updating);
+    }
+    assert_eq!(
+        status(&mut device).floor,
+        2,
+        "the old image is gone, so the floor rose at install"
+    );
+}
+
+#[test]
+fn candidate_signed_by_an_untrusted_key_is_rejected_at_boot() {
+    let fx = Fixture::new();
+    let keys = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/suit/keys/"
+    );
+    let k2 = std::fs::read_to_string(format!("{keys}K2_encdep_p256_private.pem")).unwrap();
+    let spec = object5::author::PackageSpec {
+        vendor_id: [0x11; 16],
+        class_id: [0x22; 16],
+        sequence_number: 2,
+        version: "2.0.0".into(),
+        name: "sim-fw".into(),
+        image: &fx.good.image,
+        delivery: object5::author::Delivery::Uri("coap://127.0.0.1/fw".into()),
+        alg: object5::author::SignAlg::Esp256,
+    };
+    let key = object5::author::signing_key_from_pem(&k2).unwrap();
+    let forged = Package {
+        image: fx.good.image.clone(),
+        envelope: object5::author::build_envelope(&spec, &key).unwrap(),
+        facts: fx.good.facts,
+    };
+    for strategy in Strategy::ALL {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        download(&mut device, &forged).unwrap();
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            booted.path,
+            BootPath::Rejected(VerifyError::Authentication),
+            "{strategy:?}"
+        );
+        assert_eq!(booted.image.version, "1.0.0");
+        let s = status(&mut device);
+        assert_eq!(
+            (s.state, s.result, s.floor),
+            (State::Idle, UpdateResult::IntegrityFailure, 1)
+        );
+    }
+}
+
+#[test]
+fn candidate_corrupted_in_flash_is_rejected_at_boot_and_at_download() {
+    let fx = Fixture::new();
+    for strategy in Strategy::ALL {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        download(&mut device, &fx.good).unwrap();
+        // Clear bits of one image byte in the candidate slot (a flash fault after download).
+        let addr = device.slots().unwrap().image_address(1).unwrap() + 40_000;
+        let mut byte = [0u8; 4];
+        device.flash().contents()[addr as usize..addr as usize + 4]
+            .iter()
+            .zip(byte.iter_mut())
+            .for_each(|(s, d)| *d = s & 0x7F);
+        device.flash_mut().write(addr, &byte).unwrap();
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            booted.path,
+            BootPath::Rejected(VerifyError::Digest),
+            "{strategy:?}"
+        );
+        assert_eq!(booted.image.version, "1.0.0");
+        assert_eq!(status(&mut device).result, UpdateResult::IntegrityFailure);
+    }
+    // A download whose bytes differ from the manifest never reaches Downloaded.
+    let mut device = SimDevice::in_memory(fx.config(Strategy::Swap)).unwrap();
+    let mut slots = device.slots().unwrap();
+    let mut w = slots
+        .begin_download(&fx.good.facts, &fx.good.envelope)
+        .unwrap();
+    w.write(&fx.bad.image).unwrap();
+    assert_eq!(w.finish(), Err(Error::Verify(VerifyError::Digest)));
+    let s = slots.status();
+    assert_eq!(
+        (s.state, s.result),
+        (State::Idle, UpdateResult::IntegrityFailure)
+    );
+    assert_eq!(slots.request_install(), Err(Error::Busy(Phase::Idle)));
+    let mut w = slots
+        .begin_download(&fx.good.facts, &fx.good.envelope)
+        .unwrap();
+    assert_eq!(w.write(&vec![0; IMAGE_LEN + 1]), Err(Error::SizeMismatch));
+}
+
+#[test]
+fn unreadable_journal_recovers_the_newest_verifying_image() {
+    let fx = Fixture::new();
+    for strategy in Strategy::ALL {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        download(&mut device, &fx.good).unwrap();
+        device.reboot().unwrap();
+        device.confirm().unwrap();
+        // Both journal sectors gone (e.g. a foreign tool erased them).
+        device.flash_mut().erase(0, 2 * SECTOR_SIZE as u32).unwrap();
+        let booted = device.reboot().unwrap().clone();
+        assert_eq!(
+            (booted.path, booted.image.version.as_str()),
+            (BootPath::Recovered, "2.0.0"),
+            "{strategy:?}"
+        );
+        let s = status(&mut device);
+        assert_eq!((s.phase, s.floor), (Some(Phase::Idle), 2));
+    }
+}
+
+#[test]
+fn file_backed_device_survives_processes_and_a_power_cut_from_the_setting() {
+    let fx = Fixture::new();
+    let dir = std::env::temp_dir().join(format!("device-port-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let device = SimDevice::open(&dir, fx.config(Strategy::Swap)).unwrap();
+        assert_eq!(device.booted().unwrap().image.version, "1.0.0");
+    }
+    {
+        let mut device = SimDevice::open(&dir, fx.config(Strategy::Swap)).unwrap();
+        download(&mut device, &fx.good).unwrap();
+    }
+    // Next "process": power lost after 20 flash operations of the swap.
+    let mut config = fx.config(Strategy::Swap);
+    config.power_cut = Some(PowerCut {
+        after_ops: 20,
+        mode: CutMode::Partial,
+    });
+    assert!(matches!(
+        SimDevice::open(&dir, config),
+        Err(DeviceError::PowerLost)
+    ));
+    let mut device = SimDevice::open(&dir, fx.config(Strategy::Swap)).unwrap();
+    assert_eq!(device.booted().unwrap().path, BootPath::Test);
+    assert_eq!(device.booted().unwrap().image.version, "2.0.0");
+    device.confirm().unwrap();
+    drop(device);
+    let device = SimDevice::open(&dir, fx.config(Strategy::Swap)).unwrap();
+    assert_eq!(
+        (
+            device.booted().unwrap().path,
+            device.booted().unwrap().image.version.as_str()
+        ),
+        (BootPath::Normal, "2.0.0")
+    );
+    assert!(device.flash().erase_counts().iter().sum::<u32>() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
