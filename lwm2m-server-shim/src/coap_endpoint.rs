@@ -108,9 +108,13 @@ type CachedAnswer = (Instant, Option<Vec<u8>>);
 #[derive(Default)]
 struct Tables {
     pending: HashMap<Vec<u8>, Pending>,
+    /// Token of the pending exchange by (peer, message id), for empty ACK / RST matching.
+    pending_by_mid: HashMap<(SocketAddr, u16), Vec<u8>>,
     observations: HashMap<Vec<u8>, Observation>,
     /// Responses already sent, by (peer, message id): duplicates get the same bytes again.
     recent: HashMap<(SocketAddr, u16), CachedAnswer>,
+    /// Last sweep of `recent`; sweeps are rate-limited so a busy cache costs O(1) per message.
+    last_prune: Option<Instant>,
 }
 
 struct Inner {
@@ -145,6 +149,35 @@ impl ObservationStream {
     /// Waits for the next notification; `None` once the observation was cancelled.
     pub async fn next(&mut self) -> Option<Packet> {
         self.receiver.recv().await
+    }
+}
+
+struct PendingGuard<'a> {
+    endpoint: &'a CoapEndpoint,
+    token: Vec<u8>,
+    peer: SocketAddr,
+    mid: u16,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut t = self.endpoint.tables();
+        t.pending.remove(&self.token);
+        t.pending_by_mid.remove(&(self.peer, self.mid));
+    }
+}
+
+/// Forgets an observation whose registration request failed or was abandoned.
+struct ObservationGuard<'a> {
+    endpoint: &'a CoapEndpoint,
+    token: Option<Vec<u8>>,
+}
+
+impl Drop for ObservationGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.token.take() {
+            self.endpoint.forget_observation(&t);
+        }
     }
 }
 
@@ -257,9 +290,9 @@ impl CoapEndpoint {
             MessageType::Acknowledgement | MessageType::Reset => {
                 let t = self.tables();
                 if let Some(p) = t
-                    .pending
-                    .values()
-                    .find(|p| p.peer == peer && p.message_id == mid)
+                    .pending_by_mid
+                    .get(&(peer, mid))
+                    .and_then(|token| t.pending.get(token))
                 {
                     let ev = if kind == MessageType::Reset {
                         PendingEvent::Reset
@@ -279,9 +312,13 @@ impl CoapEndpoint {
             let mut t = self.tables();
             let lifetime = self.inner.timing.exchange_lifetime();
             let now = Instant::now();
-            if t.recent.len() > 4096 {
+            let due = t
+                .last_prune
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+            if t.recent.len() > 4096 && due {
                 t.recent
                     .retain(|_, (at, _)| now.duration_since(*at) < lifetime);
+                t.last_prune = Some(now);
             }
             match t.recent.get(&(peer, mid)) {
                 Some((at, bytes)) if now.duration_since(*at) < lifetime => Some(bytes.clone()),
@@ -434,22 +471,21 @@ impl CoapEndpoint {
                 notifications: tx,
             },
         );
-        match self
+        let mut guard = ObservationGuard {
+            endpoint: self,
+            token: Some(token.clone()),
+        };
+        let first = self
             .exchange(peer, request, timeout, Some(token.clone()))
-            .await
-        {
-            Ok(first) => Ok((
-                first,
-                ObservationStream {
-                    token,
-                    receiver: rx,
-                },
-            )),
-            Err(e) => {
-                self.forget_observation(&token);
-                Err(e)
-            }
-        }
+            .await?;
+        guard.token = None;
+        Ok((
+            first,
+            ObservationStream {
+                token,
+                receiver: rx,
+            },
+        ))
     }
 
     /// Passive cancel: drops the observation, so its next notification is answered with Reset.
@@ -473,17 +509,27 @@ impl CoapEndpoint {
             .to_bytes()
             .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.tables().pending.insert(
-            token.clone(),
-            Pending {
-                peer,
-                message_id: mid,
-                events: tx,
-            },
-        );
-        let result = self.drive(peer, &bytes, timeout, &mut rx).await;
-        self.tables().pending.remove(&token);
-        result
+        {
+            let mut t = self.tables();
+            t.pending.insert(
+                token.clone(),
+                Pending {
+                    peer,
+                    message_id: mid,
+                    events: tx,
+                },
+            );
+            t.pending_by_mid.insert((peer, mid), token.clone());
+        }
+        // Removes the entry however the exchange ends, including when the caller drops the
+        // future (an HTTP client that went away).
+        let _cleanup = PendingGuard {
+            endpoint: self,
+            token,
+            peer,
+            mid,
+        };
+        self.drive(peer, &bytes, timeout, &mut rx).await
     }
 
     async fn drive(

@@ -117,7 +117,9 @@ impl Shim {
     }
 
     fn publish(&self, event: Event) {
-        if let Event::Deregistration(r) = &event {
+        // Observations belong to a registration: a new registration or its end drops them
+        // (the client forgot them too).
+        if let Event::Deregistration(r) | Event::Registration(r) = &event {
             self.drop_observations(&r.endpoint);
         }
         self.events.publish(event);

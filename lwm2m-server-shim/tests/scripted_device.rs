@@ -481,3 +481,55 @@ fn discover_execute_create_delete_and_write_attributes_map_to_coap() {
     );
     assert!(String::from_utf8_lossy(&partial.payload).contains("coap://h/fw"));
 }
+
+#[test]
+fn malformed_datagrams_are_dropped_and_the_endpoint_keeps_serving() {
+    let h = Harness::start("garbage", |_| {});
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x40],
+        vec![0x4F, 0x01, 0x00, 0x01],       // token length 15 (reserved)
+        vec![0x40, 0x02, 0x00, 0x01, 0xFF], // payload marker without payload
+        vec![0x40, 0x02, 0x00, 0x01, 0xDD, 0x00], // option delta extension cut short
+        vec![0x80, 0x01, 0x00, 0x01],       // version 2
+    ];
+    junk.extend((0..200u64).map(|i| bytes(1 + (i as usize * 7) % 300, i + 1)));
+    for d in &junk {
+        sock.send_to(d, h.coap).expect("send");
+    }
+    // A CoAP ping (empty CON) is answered with a Reset carrying its message id.
+    sock.send_to(&[0x40, 0x00, 0xAB, 0xCD], h.coap)
+        .expect("send");
+    let mut buf = [0u8; 1500];
+    let mut got_reset = false;
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        if let Ok(p) = Packet::from_bytes(&buf[..n]) {
+            if p.header.message_id == 0xABCD {
+                got_reset = p.header.get_type() == MessageType::Reset;
+                break;
+            }
+        }
+    }
+    assert!(got_reset, "ping answered with RST");
+    // A CON response with an unknown token is rejected with a Reset (RFC 7641 3.6).
+    let mut stray = reply(ResponseType::Content);
+    stray.header.set_type(MessageType::Confirmable);
+    stray.header.message_id = 0x7777;
+    stray.set_token(vec![0xEE; 8]);
+    sock.send_to(&stray.to_bytes().expect("encode"), h.coap)
+        .expect("send");
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("answer to stray notification");
+    let r = Packet::from_bytes(&buf[..n]).expect("decodes");
+    assert_eq!(
+        (r.header.get_type(), r.header.message_id),
+        (MessageType::Reset, 0x7777)
+    );
+    // Still registering afterwards.
+    Device::register(&h, "after-junk", "</3/0>");
+    assert_eq!(h.get_json("/api/clients/after-junk").0, 200);
+}
