@@ -1,0 +1,162 @@
+//! The author commands end to end through the binary: keygen, package build (integrated and
+//! URI), inspect, and verify with its exit codes and one-line reasons.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn shim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lwm2m-server-shim"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shim-author-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() {
+    let d = dir();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), vec![0x5au8; 3000]).unwrap();
+    let o = shim(&["keygen", "-o", &p("key.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(p("key.pem"))
+        .unwrap()
+        .contains("BEGIN PRIVATE KEY"));
+    assert!(std::fs::read_to_string(p("key.pub.pem"))
+        .unwrap()
+        .contains("BEGIN PUBLIC KEY"));
+    let (key, fw, pubkey, suit) = (p("key.pem"), p("fw.bin"), p("key.pub.pem"), p("fw.suit"));
+    let build = |seq: &str, extra: &[&str], out: &str| {
+        let mut args = vec![
+            "package",
+            "build",
+            "--key",
+            &key,
+            "--image",
+            &fw,
+            "--vendor-id",
+            "example.com",
+            "--class-id",
+            "sensor-v2",
+            "--seq",
+            seq,
+            "--version",
+            "2.4.0",
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        shim(&args.iter().map(|s| s as &str).collect::<Vec<_>>())
+    };
+    let o = build("7", &["--integrated"], &p("fw.suit"));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = shim(&["package", "inspect", &p("fw.suit")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("sequence-number: 7") && t.contains("version:         2.4.0"),
+        "{t}"
+    );
+    assert!(t.contains("payload:         #fw (3000 bytes)"), "{t}");
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["package", "verify", "--pub", &pubkey, &suit];
+        args.extend_from_slice(extra);
+        shim(&args.iter().map(|s| s as &str).collect::<Vec<_>>())
+    };
+    let ids = ["--vendor-id", "example.com", "--class-id", "sensor-v2"];
+    let o = verify(&[&ids[..], &["--min-seq", "6"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("valid: seq 7"));
+    // Rollback, wrong class, wrong key: non-zero exit and one line with the Update Result.
+    let o = verify(&[&ids[..], &["--min-seq", "7"]].concat());
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("rollback") && text(&o).contains("Update Result 6"),
+        "{}",
+        text(&o)
+    );
+    let o = verify(&["--vendor-id", "example.com", "--class-id", "other"]);
+    assert!(
+        !o.status.success() && text(&o).contains("class identifier"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(text(&o).lines().count(), 1, "{}", text(&o));
+    let o = shim(&["keygen", "-o", &p("other.pem")]);
+    assert!(o.status.success());
+    let o = shim(&[
+        "package",
+        "verify",
+        "--pub",
+        &p("other.pub.pem"),
+        &p("fw.suit"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("Update Result 5"),
+        "{}",
+        text(&o)
+    );
+    // Rotation: either of two keys may sign.
+    let o = shim(&[
+        "package",
+        "verify",
+        "--pub",
+        &p("other.pub.pem"),
+        "--pub",
+        &p("key.pub.pem"),
+        &p("fw.suit"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // URI package: verified against the image when given; a wrong image is refused.
+    let o = build(
+        "8",
+        &["--uri", "coap://127.0.0.1:5683/fw.bin"],
+        &p("uri.suit"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = shim(&[
+        "package",
+        "verify",
+        "--pub",
+        &p("key.pub.pem"),
+        &p("uri.suit"),
+        "--image",
+        &p("fw.bin"),
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("image verified"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(p("bad.bin"), vec![0x5bu8; 3000]).unwrap();
+    let o = shim(&[
+        "package",
+        "verify",
+        "--pub",
+        &p("key.pub.pem"),
+        &p("uri.suit"),
+        "--image",
+        &p("bad.bin"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("image digest mismatch"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -1,0 +1,141 @@
+//! Interop with an independent COSE implementation (Python cbor2 + pycose + cryptography, run
+//! through `python3`): packages our tool builds verify there, and envelopes that peer signs
+//! verify here.
+
+use object5::author::{self, Delivery, PackageSpec, SignAlg};
+use object5::manifest::{
+    DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy, Software, StreamVerifier,
+    TrustAnchor,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn peer(args: &[&str]) -> (bool, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suit/cose_peer.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 with cbor2, pycose and cryptography (scripts/test installs them)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("object5-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const VENDOR: [u8; 16] = [7; 16];
+const CLASS: [u8; 16] = [8; 16];
+
+#[test]
+fn packages_built_by_the_tool_verify_with_pycose_and_cryptography() {
+    let dir = temp_dir("interop-out");
+    let (private, public) = author::generate_key_pem().unwrap();
+    std::fs::write(dir.join("key.pub.pem"), &public).unwrap();
+    let key = author::signing_key_from_pem(&private).unwrap();
+    let image: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+    for (alg, how) in [
+        (SignAlg::Es256, "pycose ES256"),
+        (SignAlg::Esp256, "cryptography ESP256"),
+    ] {
+        let spec = PackageSpec {
+            vendor_id: VENDOR,
+            class_id: CLASS,
+            sequence_number: 42,
+            version: "3.1".into(),
+            name: "fw".into(),
+            image: &image,
+            delivery: Delivery::Integrated,
+            alg,
+        };
+        let env = author::build_envelope(&spec, &key).unwrap();
+        let path = dir.join("fw.suit");
+        std::fs::write(&path, &env).unwrap();
+        let (ok, out) = peer(&["verify", s(&path), s(&dir.join("key.pub.pem"))]);
+        assert!(ok, "{out}");
+        assert!(out.contains(&format!("OK {how} seq=42")), "{out}");
+        // A flipped signature bit is caught by the peer too, so the check above has teeth.
+        let mut bad = env.clone();
+        // The signature is the last element of the wrapper.
+        let auth = object5::manifest::Envelope::parse(&env).unwrap().auth;
+        let last_sig_byte = auth.as_ptr() as usize - env.as_ptr() as usize + auth.len() - 1;
+        bad[last_sig_byte] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let (ok, out) = peer(&["verify", s(&path), s(&dir.join("key.pub.pem"))]);
+        assert!(!ok, "peer accepted a bad signature: {out}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+struct Collect(Vec<u8>);
+
+impl PayloadSink for Collect {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[test]
+fn envelopes_signed_by_pycose_verify_and_stream_here() {
+    let dir = temp_dir("interop-in");
+    let (private, public) = author::generate_key_pem().unwrap();
+    std::fs::write(dir.join("key.pem"), &private).unwrap();
+    let image: Vec<u8> = (0..7000u32).map(|i| (i * 31) as u8).collect();
+    std::fs::write(dir.join("fw.bin"), &image).unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let out_path = dir.join("peer.suit");
+    let (ok, out) = peer(&[
+        "sign",
+        s(&out_path),
+        s(&dir.join("key.pem")),
+        s(&dir.join("fw.bin")),
+        &hex(&VENDOR),
+        &hex(&CLASS),
+        "9",
+    ]);
+    assert!(ok, "{out}");
+    let env = std::fs::read(&out_path).unwrap();
+    let sec1 = author::public_sec1_from_pem(&public).unwrap();
+    let anchors = [TrustAnchor::P256(&sec1)];
+    let policy = Policy {
+        anchors: &anchors,
+        identity: DeviceIdentity {
+            vendor_id: &VENDOR,
+            class_id: &CLASS,
+            device_id: None,
+        },
+        freshness: Freshness::NewerThanInstalled(8),
+    };
+    let mut buf = [0u8; 2048];
+    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let mut sink = Collect(Vec::new());
+    for block in env.chunks(256) {
+        v.feed(block, &mut sink).unwrap();
+    }
+    match v.finish().unwrap() {
+        Finished::Complete(done) => assert_eq!((done.sequence_number, done.size), (9, 7000)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sink.0, image);
+    // The same envelope with another trust anchor is refused.
+    let other = author::public_sec1_from_pem(&author::generate_key_pem().unwrap().1).unwrap();
+    let e =
+        object5::manifest::authenticate(&env, &[TrustAnchor::P256(&other)], &Software).unwrap_err();
+    assert_eq!(e, Error::BadSignature);
+    std::fs::remove_dir_all(&dir).ok();
+}
