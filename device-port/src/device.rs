@@ -10,9 +10,10 @@
 use std::fmt;
 use std::path::Path;
 
-use object5::slots::{Layout, SlotManager, Strategy};
+use object5::manifest::Software;
+use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
-use crate::auth::SuitAuthenticator;
+use crate::auth::p256_anchors;
 use crate::board::{Board, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
@@ -169,8 +170,8 @@ impl SimDevice {
     /// Power-on: the bootloader runs (installing the factory image on an empty flash).
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
-        let keys = &self.config.trust_anchors;
-        let mut auth = SuitAuthenticator::new(keys);
+        let anchors = p256_anchors(&self.config.trust_anchors);
+        let mut auth = SuitAuthenticator::new(&anchors, Software);
         let powered_off = |flash: &DeviceFlash| flash.is_powered_off();
         let mut slots = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
             .map_err(DeviceError::Slots);

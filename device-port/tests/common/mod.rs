@@ -330,6 +330,16 @@ fn check_boot(
     if running.facts.sequence < status.floor {
         report.faults.rollback += 1;
     }
+    // Object 5 State Downloaded after a reboot means a valid package is stored, not installed.
+    if status.phase == Some(Phase::Downloaded) {
+        let candidate = slots.candidate_slot().unwrap_or(1);
+        if !slot_holds(&mut slots, candidate, pkg) {
+            report.faults.spec += 1;
+            report
+                .notes
+                .push("Downloaded without the package in the candidate slot".to_owned());
+        }
+    }
     if !slot_holds(&mut slots, booted.slot, running) {
         report.faults.mixed += 1;
         report.notes.push(format!(

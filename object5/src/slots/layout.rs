@@ -138,7 +138,7 @@ impl Layout {
     /// Copy steps of one swap (3 per sector) or overwrite (1 per sector); 0 for A/B.
     pub(crate) fn copy_steps(&self) -> u32 {
         match self.strategy {
-            Strategy::Swap => 3 * self.slot_sectors,
+            Strategy::Swap => self.slot_sectors.saturating_mul(3),
             Strategy::Overwrite => self.slot_sectors,
             Strategy::AB => 0,
         }
@@ -196,5 +196,50 @@ impl Layout {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_layouts_validate_and_broken_ones_say_why() {
+        for strategy in Strategy::ALL {
+            let layout = Layout::packed(strategy, 4096, 64 * 1024);
+            assert_eq!(layout.slot_sectors, 17);
+            assert_eq!(layout.image_capacity(), 64 * 1024);
+            assert_eq!(layout.validate(4096, 4, layout.end() as usize), Ok(()));
+            assert_eq!(
+                layout.validate(4096, 4, layout.end() as usize - 1),
+                Err(LayoutError::Overlap)
+            );
+            assert_eq!(
+                layout.validate(2048, 4, 1 << 20),
+                Err(LayoutError::SectorSize)
+            );
+            assert_eq!(
+                layout.validate(4096, 3, 1 << 20),
+                Err(LayoutError::WriteSize)
+            );
+            assert_eq!(
+                layout.validate(4096, 32, 1 << 20),
+                Err(LayoutError::WriteSize)
+            );
+            let mut overlapping = layout;
+            overlapping.slots[1] = overlapping.slots[0] + 4096;
+            assert_eq!(
+                overlapping.validate(4096, 4, 1 << 20),
+                Err(LayoutError::Overlap)
+            );
+            let mut misaligned = layout;
+            misaligned.journal = 100;
+            assert_eq!(
+                misaligned.validate(4096, 4, 1 << 20),
+                Err(LayoutError::Alignment)
+            );
+        }
+        let tiny = Layout::packed(Strategy::Swap, 512, 4096);
+        assert_eq!(tiny.validate(512, 4, 1 << 20), Err(LayoutError::TooSmall));
     }
 }

@@ -26,6 +26,7 @@ mod journal;
 mod layout;
 mod manager;
 mod record;
+mod suit;
 mod writer;
 
 pub use boot::{BootDecision, BootPath};
@@ -33,6 +34,7 @@ pub use error::{Error, VerifyError};
 pub use layout::{Layout, LayoutError, Strategy};
 pub use manager::{SlotManager, Status};
 pub use record::{Phase, MAX_NAME, MAX_URI, MAX_VERSION};
+pub use suit::SuitAuthenticator;
 pub use writer::DownloadWriter;
 
 /// What an authenticated manifest says about its image: all the slot manager trusts.

@@ -1,0 +1,39 @@
+//! The SUIT verifier as the slot manager's [`Authenticate`]: what a minimal bootloader built
+//! from object5 runs before it activates a candidate.
+
+use super::{Authenticate, ManifestFacts, VerifyError};
+use crate::manifest::{self, Authenticated, CryptoBackend, TrustAnchor};
+
+impl ManifestFacts {
+    /// The facts of an authenticated envelope: its sequence number and component 0's image
+    /// size and digest. `None` when the manifest lacks a digest or size, or the size exceeds
+    /// 4 GiB.
+    pub fn from_authenticated(verified: &Authenticated<'_>) -> Option<Self> {
+        Some(Self {
+            sequence: verified.sequence_number,
+            size: verified.image.size.and_then(|s| u32::try_from(s).ok())?,
+            digest: verified.image.digest?,
+        })
+    }
+}
+
+/// Authenticates stored envelope heads against `anchors` with `crypto`.
+pub struct SuitAuthenticator<'a, C: CryptoBackend> {
+    anchors: &'a [TrustAnchor<'a>],
+    crypto: C,
+}
+
+impl<'a, C: CryptoBackend> SuitAuthenticator<'a, C> {
+    /// An authenticator trusting `anchors`.
+    pub fn new(anchors: &'a [TrustAnchor<'a>], crypto: C) -> Self {
+        Self { anchors, crypto }
+    }
+}
+
+impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
+    fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+        let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
+            .map_err(|_| VerifyError::Authentication)?;
+        ManifestFacts::from_authenticated(&verified).ok_or(VerifyError::Manifest)
+    }
+}
