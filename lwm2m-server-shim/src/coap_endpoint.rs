@@ -273,6 +273,9 @@ impl CoapEndpoint {
         let kind = packet.header.get_type();
         match packet.header.code {
             MessageClass::Empty => self.on_empty(kind, mid, peer).await,
+            // A request inside an ACK or RST is a message format error: ignored (RFC 7252 4.2).
+            MessageClass::Request(_)
+                if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) => {}
             MessageClass::Request(_) => self.on_request(packet, peer).await,
             MessageClass::Response(_) => self.on_response(packet, peer).await,
             MessageClass::Reserved(_) => {

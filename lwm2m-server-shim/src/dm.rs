@@ -262,6 +262,21 @@ impl Device {
         }
     }
 
+    /// Completes a notification of an observation of `path`: when it carries only the first
+    /// block (Block2, M=1), the rest is fetched with GET requests (RFC 7959 section 3.4).
+    pub async fn complete_notification(
+        &self,
+        path: &Path,
+        accept: Option<ContentFormat>,
+        notification: Packet,
+    ) -> Result<DmResponse, DmError> {
+        let mut req = self.base(RequestType::Get, path);
+        if let Some(cf) = accept {
+            req.add_option(CoapOption::Accept, cf.to_option());
+        }
+        self.complete_block2(req, notification).await
+    }
+
     /// Fetches the remaining blocks of a Block2 response, re-sending `req` with increasing NUM.
     async fn complete_block2(&self, req: Packet, first: Packet) -> Result<DmResponse, DmError> {
         let Some(mut opt) = block_option(&first, CoapOption::Block2)? else {

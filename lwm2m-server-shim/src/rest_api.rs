@@ -359,12 +359,14 @@ impl ClientCall<'_> {
             }
             (&Method::POST, None) if path.depth() <= 2 => self.create(&device, &path).await,
             (&Method::POST, Some("observe")) => {
+                let accept = self.format()?;
                 let (r, stream) = device
-                    .observe(&path, self.format()?)
+                    .observe(&path, accept)
                     .await
                     .map_err(|e| dm_failure(&e))?;
                 if let Some(s) = stream {
-                    self.shim.track_observation(&self.reg.endpoint, path, s);
+                    self.shim
+                        .track_observation(&self.reg.endpoint, path, s, device, accept);
                 }
                 self.with_content(&path, r)
             }

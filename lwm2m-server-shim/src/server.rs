@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use coap_lite::{Packet, ResponseType};
-use lwm2m_client::codec::{BlockOpt, Path};
+use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestHandler};
 use crate::content;
-use crate::dm::Device;
+use crate::dm::{Device, DmResponse};
 use crate::events::{Event, EventBus};
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
@@ -125,21 +125,31 @@ impl Shim {
         self.events.publish(event);
     }
 
-    /// Starts forwarding an observation's notifications to the event bus as NOTIFICATION events.
+    /// Starts forwarding an observation's notifications to the event bus as NOTIFICATION events;
+    /// a notification larger than one block is completed with Block2 requests through `device`.
     /// Replaces an earlier observation of the same endpoint and path.
     pub fn track_observation(
         self: &Arc<Self>,
         endpoint: &str,
         path: Path,
         mut stream: ObservationStream,
+        device: Device,
+        accept: Option<ContentFormat>,
     ) {
         let token = stream.token().to_vec();
         let weak = Arc::downgrade(self);
         let ep = endpoint.to_string();
         let task = tokio::spawn(async move {
             while let Some(packet) = stream.next().await {
+                let whole = match device.complete_notification(&path, accept, packet).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(endpoint = %ep, %path, error = %e, "incomplete notification");
+                        continue;
+                    }
+                };
                 let Some(shim) = weak.upgrade() else { return };
-                match decode_notification(&packet, &path) {
+                match decode_notification(&whole, &path) {
                     Some(value) => shim.events.publish(Event::Notification {
                         endpoint: ep.clone(),
                         path: path.to_string(),
@@ -206,13 +216,13 @@ impl Shim {
     }
 }
 
-fn decode_notification(packet: &Packet, path: &Path) -> Option<serde_json::Value> {
+fn decode_notification(r: &DmResponse, path: &Path) -> Option<serde_json::Value> {
+    if !r.is_success() {
+        return None;
+    }
     // Without Content-Format a single value is text/plain, as for read answers.
-    let cf = match packet.get_first_option(coap_lite::CoapOption::ContentFormat) {
-        None => lwm2m_client::codec::ContentFormat::Text,
-        Some(v) => lwm2m_client::codec::ContentFormat::from_option(v)?,
-    };
-    content::decode(cf, path, &packet.payload)
+    let cf = r.content_format.unwrap_or(ContentFormat::Text);
+    content::decode(cf, path, &r.payload)
         .ok()
         .map(|n| node_json(&n))
 }

@@ -533,3 +533,115 @@ fn malformed_datagrams_are_dropped_and_the_endpoint_keeps_serving() {
     Device::register(&h, "after-junk", "</3/0>");
     assert_eq!(h.get_json("/api/clients/after-junk").0, 200);
 }
+
+#[test]
+fn separate_response_and_a_block2_notification() {
+    let h = Harness::start("separate", |_| {});
+    let events = h.events("?ep=sep");
+    let dev = Device::register(&h, "sep", "</3/0>");
+    let long = "firmware-version-string-longer-than-one-16-byte-block".to_string();
+    let sock = dev.sock;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let body = long.clone();
+    let device = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let (mut sep_requests, mut acked_mids) = (0usize, Vec::new());
+        let send = |p: &Packet, to: SocketAddr| {
+            let _ = sock.send_to(&p.to_bytes().expect("encode"), to);
+        };
+        while !flag.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            if req.header.code == MessageClass::Empty {
+                acked_mids.push(req.header.message_id);
+                continue;
+            }
+            let mut ack = reply(ResponseType::Content);
+            ack.header.set_type(MessageType::Acknowledgement);
+            ack.header.message_id = req.header.message_id;
+            ack.set_token(req.get_token().to_vec());
+            match path_of(&req).as_str() {
+                "/3/0/1" => {
+                    sep_requests += 1;
+                    // Empty ACK now, the answer 1 s later as a separate CON response.
+                    let mut empty = Packet::new();
+                    empty.header.code = MessageClass::Empty;
+                    empty.header.set_type(MessageType::Acknowledgement);
+                    empty.header.message_id = req.header.message_id;
+                    send(&empty, from);
+                    std::thread::sleep(Duration::from_secs(1));
+                    let mut r = reply(ResponseType::Content);
+                    r.header.set_type(MessageType::Confirmable);
+                    r.header.message_id = 0x5000;
+                    r.set_token(req.get_token().to_vec());
+                    r.payload = b"model-x".to_vec();
+                    send(&r, from);
+                }
+                "/3/0/3" if req.get_first_option(CoapOption::Observe).is_some() => {
+                    ack.add_option(CoapOption::Observe, vec![1]);
+                    ack.payload = b"v1".to_vec();
+                    send(&ack, from);
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut n = reply(ResponseType::Content);
+                    n.header.set_type(MessageType::Confirmable);
+                    n.header.message_id = 0x6000;
+                    n.set_token(req.get_token().to_vec());
+                    n.add_option(CoapOption::Observe, vec![2]);
+                    n.add_option(CoapOption::ETag, vec![7]);
+                    n.add_option(
+                        CoapOption::Block2,
+                        BlockOpt {
+                            num: 0,
+                            more: true,
+                            szx: 0,
+                        }
+                        .encode(),
+                    );
+                    n.payload = body.as_bytes()[..16].to_vec();
+                    send(&n, from);
+                }
+                "/3/0/3" => {
+                    let b =
+                        opt_block(&req, CoapOption::Block2).expect("follow-up GET names a block");
+                    let start = b.offset() as usize;
+                    let end = (start + 16).min(body.len());
+                    ack.add_option(CoapOption::ETag, vec![7]);
+                    ack.add_option(
+                        CoapOption::Block2,
+                        BlockOpt {
+                            num: b.num,
+                            more: end < body.len(),
+                            szx: 0,
+                        }
+                        .encode(),
+                    );
+                    ack.payload = body.as_bytes()[start..end].to_vec();
+                    send(&ack, from);
+                }
+                _ => {}
+            }
+        }
+        (sep_requests, acked_mids)
+    });
+    let (s, r) = h.get_json("/api/clients/sep/3/0/1?timeout=3");
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["content"]["value"], "model-x");
+    let (s, r) = h.post("/api/clients/sep/3/0/3/observe", b"");
+    assert_eq!(
+        (s, r["content"]["value"].as_str()),
+        (200, Some("v1")),
+        "{r}"
+    );
+    let n = wait_event(&events, Duration::from_secs(5), |n, _| n == "NOTIFICATION");
+    assert_eq!(n["val"]["value"], json!(long));
+    stop.store(true, Ordering::Relaxed);
+    let (sep_requests, acked) = device.join().expect("device thread");
+    assert_eq!(sep_requests, 1, "no retransmission after the empty ACK");
+    assert!(acked.contains(&0x5000), "separate response acknowledged");
+    assert!(acked.contains(&0x6000), "notification acknowledged");
+}
