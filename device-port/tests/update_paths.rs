@@ -365,3 +365,49 @@ fn garbage_in_journal_and_headers_never_panics() {
         }
     }
 }
+
+#[test]
+fn replacing_a_downloaded_candidate_never_reports_downloaded_for_a_broken_one() {
+    let fx = Fixture::new();
+    for strategy in Strategy::ALL {
+        let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
+        {
+            let mut slots = device.slots().unwrap();
+            let mut w = slots.begin_download(&fx.bad.facts, &fx.bad.envelope).unwrap();
+            w.write(&fx.bad.image).unwrap();
+            w.finish().unwrap();
+        }
+        let base = device.flash().contents().to_vec();
+        let sectors = base.len() / SECTOR_SIZE;
+        let mut snapshot = device_port::device::DeviceFlash::new(sectors);
+        snapshot.restore_from(device.flash()).unwrap();
+        // Cut at every operation of the replacement download, clean and partial.
+        for k in 0..40 {
+            for mode in [CutMode::Clean, CutMode::Partial] {
+                let mut flash = device_port::device::DeviceFlash::new(sectors);
+                flash.restore_from(&snapshot).unwrap();
+                let mut d = SimDevice::with_flash(flash, fx.config(strategy), device_port::sim_services::SimKv::Memory(Default::default()));
+                d.boot().unwrap();
+                d.flash_mut().arm(Some(PowerCut { after_ops: k, mode }));
+                let attempt = {
+                    let mut slots = d.slots().unwrap();
+                    slots.begin_download(&fx.good.facts, &fx.good.envelope).and_then(|mut w| {
+                        w.write(&fx.good.image)?;
+                        w.finish()
+                    })
+                };
+                if attempt.is_ok() {
+                    continue;
+                }
+                d.reboot().unwrap();
+                let mut slots = d.slots().unwrap();
+                if slots.status().state == State::Downloaded {
+                    let candidate = slots.candidate_slot().unwrap();
+                    let holds_bad = common::slot_holds(&mut slots, candidate, &fx.bad);
+                    let holds_good = common::slot_holds(&mut slots, candidate, &fx.good);
+                    assert!(holds_bad || holds_good, "{strategy:?} k={k} {mode:?}: Downloaded without a valid package");
+                }
+            }
+        }
+    }
+}

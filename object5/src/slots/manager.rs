@@ -204,6 +204,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             return Err(Error::EnvelopeTooLarge);
         }
         let slot = self.candidate_slot().ok_or(Error::Busy(Phase::Idle))?;
+        if self.record.phase != Some(Phase::Idle) {
+            // The stored candidate is about to be erased: stop claiming it first.
+            let mut idle = self.record;
+            idle.phase = Some(Phase::Idle);
+            idle.offset = 0;
+            self.commit(idle)?;
+        }
         header::write(
             &mut self.flash,
             self.layout.slots[slot],
