@@ -1,0 +1,157 @@
+//! The shim driving this project's own LwM2M client engine (in-process, real loopback UDP):
+//! registration, reads in every content format through the REST API, observe + notification,
+//! and a Block1 firmware push, all as a Leshan script would do them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{bytes, hex, wait_event, Harness};
+use lwm2m_client::objects::{Device, DeviceInfo, FirmwareUpdate, PackageSink, Security, Server};
+use lwm2m_client::runtime::{self, Control};
+use lwm2m_client::{Config, Engine, ObjectHandler};
+use object5::UpdateResult;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct MemorySink(Arc<Mutex<Vec<u8>>>);
+
+impl PackageSink for MemorySink {
+    fn begin(&mut self, _total: Option<u32>) -> Result<(), UpdateResult> {
+        self.0.lock().map_err(|_| UpdateResult::OutOfRam)?.clear();
+        Ok(())
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Result<(), UpdateResult> {
+        self.0
+            .lock()
+            .map_err(|_| UpdateResult::OutOfRam)?
+            .extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(String, String), UpdateResult> {
+        Ok(("pkg".into(), "2.0.0".into()))
+    }
+    fn reset(&mut self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.clear();
+        }
+    }
+}
+
+/// Runs the client engine on its own thread until `stop` is dropped.
+fn start_client(h: &Harness, endpoint: &str, sink: MemorySink) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = h.coap;
+    let endpoint = endpoint.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let uri = format!("coap://{server}");
+            let objects: Vec<Box<dyn ObjectHandler>> = vec![
+                Box::new(Security::no_sec(&uri)),
+                Box::new(Server::new(300)),
+                Box::new(Device::new(DeviceInfo {
+                    manufacturer: "shim-test".into(),
+                    model: "m1".into(),
+                    serial: endpoint.clone(),
+                    firmware_version: "1.0.0".into(),
+                })),
+                Box::new(FirmwareUpdate::new(sink)),
+            ];
+            let mut engine = Engine::new(Config::new(&endpoint), server, objects);
+            let socket = runtime::bind_for(&server).await.expect("client socket");
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = runtime::run(
+                &mut engine,
+                &socket,
+                shutdown,
+                Duration::from_secs(2),
+                |_, _, _| Control::Continue,
+            )
+            .await;
+        });
+    });
+    stop
+}
+
+#[test]
+fn own_client_is_managed_through_the_rest_api() {
+    let h = Harness::start("own", |_| {});
+    let events = h.events("");
+    let sink = MemorySink::default();
+    let stop = start_client(&h, "own-1", sink.clone());
+    let reg = wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "REGISTRATION" && d["endpoint"] == "own-1"
+    });
+    assert_eq!(reg["lwM2mVersion"], "1.1");
+    assert!(reg["availableInstances"]["5"].as_array().is_some(), "{reg}");
+
+    for format in ["TLV", "SENML_JSON", "SENML_CBOR"] {
+        let (s, r) = h.get_json(&format!("/api/clients/own-1/3/0?format={format}"));
+        assert_eq!(s, 200, "{format}: {r}");
+        assert_eq!(r["status"], "CONTENT(205)", "{format}: {r}");
+        let res = r["content"]["resources"].as_array().expect("resources");
+        let manufacturer = res.iter().find(|x| x["id"] == 0).expect("resource 0");
+        assert_eq!(
+            *manufacturer,
+            json!({"kind":"singleResource","id":0,"type":"string","value":"shim-test"}),
+            "{format}"
+        );
+    }
+    let (s, r) = h.get_json("/api/clients/own-1/3/0/3?format=TEXT");
+    assert_eq!(
+        (s, r["content"]["value"].as_str()),
+        (200, Some("1.0.0")),
+        "{r}"
+    );
+    let (s, r) = h.get_json("/api/clients/own-1/5/0/3");
+    assert_eq!((s, r["content"]["value"].as_str()), (200, Some("0")), "{r}");
+    let (s, r) = h.get_json("/api/clients/own-1/5/0/discover");
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        r["objectLinks"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["url"] == "/5/0/3")),
+        "{r}"
+    );
+
+    // Observe State, push a package block-wise, see State 2 (Downloaded) notified.
+    let (s, r) = h.post("/api/clients/own-1/5/0/3/observe", b"");
+    assert_eq!((s, r["content"]["value"].as_str()), (200, Some("0")), "{r}");
+    let image = bytes(20_000, 9);
+    let node = json!({"id":0,"kind":"singleResource","type":"opaque","value": hex(&image)});
+    let (s, r) = h.put(
+        "/api/clients/own-1/5/0/0?format=OPAQUE&timeout=10",
+        "application/json",
+        node.to_string().as_bytes(),
+    );
+    assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{r}");
+    assert_eq!(*sink.0.lock().expect("sink"), image);
+    wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "NOTIFICATION" && d["res"] == "/5/0/3" && d["val"]["value"] == "2"
+    });
+    let (s, r) = h.get_json("/api/clients/own-1/5/0?format=SENML_CBOR");
+    assert_eq!(s, 200, "{r}");
+    let pkg_version = r["content"]["resources"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["id"] == 7).cloned());
+    assert_eq!(
+        pkg_version.map(|v| v["value"].clone()),
+        Some(json!("2.0.0")),
+        "{r}"
+    );
+    // Execute outside the allowed state is the device's 4.05, relayed as 200.
+    let (s, r) = h.post("/api/clients/own-1/3/0/0", b"");
+    assert_eq!((s, r["success"].as_bool()), (200, Some(false)), "{r}");
+
+    drop(stop);
+    wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "DEREGISTRATION" && d["endpoint"] == "own-1"
+    });
+}
