@@ -12,11 +12,11 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod author;
+pub mod machine;
+pub mod manifest;
 pub mod slots;
 pub mod status;
 
 pub use status::{State, UpdateResult};
-pub mod machine;
-pub mod manifest;
-#[cfg(feature = "std")]
-pub mod author;
