@@ -841,3 +841,36 @@ fn malformed_datagrams_are_dropped_and_ping_gets_reset() {
     );
     let _ = ContentFormat::Tlv;
 }
+
+#[test]
+fn server_default_pmax_applies_without_attributes() {
+    let mut e = registered();
+    let mut w = with_uint(
+        request(RequestType::Put, 1, b"w", "/1/0/3"),
+        CoapOption::ContentFormat,
+        0,
+    );
+    w.payload = b"5".to_vec();
+    assert_eq!(code(&call(&mut e, 100, &w)), resp(ResponseType::Changed));
+    let r = call(
+        &mut e,
+        1_000,
+        &with_uint(
+            request(RequestType::Get, 2, b"ob", "/5/0/3"),
+            CoapOption::Observe,
+            0,
+        ),
+    );
+    assert_eq!(uint(&r, CoapOption::Observe), Some(0));
+    assert_eq!(
+        e.poll_timeout(),
+        Some(6_000),
+        "default pmax (/1/0/3 = 5 s) arms the timer"
+    );
+    e.handle_timeout(6_000);
+    let n = one(&mut e);
+    assert_eq!(
+        (n.get_token(), uint(&n, CoapOption::Observe)),
+        (&b"ob"[..], Some(1))
+    );
+}

@@ -199,6 +199,8 @@ pub struct Engine<P> {
     pub(crate) pending: Vec<Pending<P>>,
     pub(crate) next_deferred: DeferredId,
     pub(crate) block1: Option<Block1Rx<P>>,
+    /// Default pmin/pmax from the Server object, refreshed whenever observations are processed.
+    pub(crate) obs_defaults: crate::observe::Attributes,
 }
 
 impl<P: Clone + PartialEq> Engine<P> {
@@ -224,6 +226,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             pending: Vec::new(),
             next_deferred: 1,
             block1: None,
+            obs_defaults: crate::observe::Attributes::default(),
         }
     }
 

@@ -34,15 +34,13 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     pub(crate) fn observation_deadline(&self) -> Option<u64> {
-        // Defaults from object 1 are read when processing; here an approximation that never
-        // fires late: the stored attributes with no defaults, plus pmax from object 1 via
-        // process_observations re-arming. Dirty observations are due at last + pmin.
-        let none = Attributes::default();
+        // Server defaults as read at the last processing (every datagram and timer refreshes them).
+        let defaults = self.obs_defaults;
         self.observations
             .iter()
             .filter(|o| o.in_flight.is_none())
             .filter_map(|o| {
-                let (pmin, pmax, _) = self.periods(&o.path, &none);
+                let (pmin, pmax, _) = self.periods(&o.path, &defaults);
                 let due_dirty = o.dirty.then_some(o.last_sent_ms + pmin);
                 let due_max = pmax.map(|p| o.last_sent_ms + p);
                 match (due_dirty, due_max) {
@@ -86,6 +84,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             return;
         }
         let defaults = self.default_attributes();
+        self.obs_defaults = defaults;
         let mut i = 0;
         while i < self.observations.len() {
             let Some(o) = self.observations.get(i) else {
