@@ -212,3 +212,30 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn registers_and_answers_over_ipv6_loopback() {
+    let Ok(server) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let state = temp_dir("ipv6");
+    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
+        .args(["--server", &format!("coap://[::1]:{port}"), "--endpoint", "v6-ep", "--log-level", "warn"])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _child = Kill(child);
+    let (reg, client) = recv_request(&server, "Register over IPv6");
+    assert!(client.is_ipv6());
+    answer(&server, client, &reg, ResponseType::Created, &["rd", "v6"]);
+    let out = state.join("coap-client.out");
+    let body = coap_get(client, 0, "/3/0/3", &out);
+    assert_eq!(body, b"1.0.0", "the factory image's version is what booted");
+    let _ = std::fs::remove_dir_all(&state);
+}
