@@ -84,11 +84,15 @@ where
             (None, None) => Instant::now() + Duration::from_secs(3600),
         };
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, peer) = r?;
-                let data = buf.get(..n).unwrap_or(&[]);
-                engine.handle_datagram(now(epoch), peer, data);
-            }
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    let data = buf.get(..n).unwrap_or(&[]);
+                    engine.handle_datagram(now(epoch), peer, data);
+                }
+                // ICMP errors surface here on some systems; the engine's retransmission and
+                // back-off already handle an unreachable server.
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            },
             _ = tokio::time::sleep_until(wake) => engine.handle_timeout(now(epoch)),
             _ = &mut shutdown, if !shutdown_done => {
                 shutdown_done = true;

@@ -219,11 +219,20 @@ fn registers_and_answers_over_ipv6_loopback() {
         eprintln!("no IPv6 loopback here; skipping");
         return;
     };
-    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let port = server.local_addr().unwrap().port();
     let state = temp_dir("ipv6");
     let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args(["--server", &format!("coap://[::1]:{port}"), "--endpoint", "v6-ep", "--log-level", "warn"])
+        .args([
+            "--server",
+            &format!("coap://[::1]:{port}"),
+            "--endpoint",
+            "v6-ep",
+            "--log-level",
+            "warn",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .stdout(Stdio::null())

@@ -874,3 +874,26 @@ fn server_default_pmax_applies_without_attributes() {
         (&b"ob"[..], Some(1))
     );
 }
+
+#[test]
+fn large_notification_carries_first_block2_block() {
+    let mut cfg = lwm2m_client::Config::new("ep1");
+    cfg.max_block_szx = 0; // 16-byte blocks
+    let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+    let obs = with_uint(
+        with_uint(
+            request(RequestType::Get, 1, b"o", "/3/0"),
+            CoapOption::Accept,
+            110,
+        ),
+        CoapOption::Observe,
+        0,
+    );
+    let first = call(&mut e, 0, &obs);
+    assert_eq!(first.payload.len(), 16, "initial response is block 0");
+    e.notify_changed(1_000, &Path::resource(3, 0, 13));
+    let n = one(&mut e);
+    let b = BlockOpt::decode(n.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+    assert_eq!((b.num, b.more, b.szx, n.payload.len()), (0, true, 0, 16));
+    assert!(uint(&n, CoapOption::Size2).unwrap() > 16);
+}

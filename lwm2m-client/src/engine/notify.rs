@@ -85,6 +85,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
         let defaults = self.default_attributes();
         self.obs_defaults = defaults;
+        let szx = self.config.max_block_szx.min(6);
         let mut i = 0;
         while i < self.observations.len() {
             let Some(o) = self.observations.get(i) else {
@@ -159,6 +160,18 @@ impl<P: Clone + PartialEq> Engine<P> {
                 CoapOption::ContentFormat,
                 u32::from(format.number()),
             );
+            // A body larger than one block goes out as its first Block2 block; the server
+            // fetches the rest with GET + Block2 (RFC 7959 section 2.6).
+            let size = 1usize << (szx + 4);
+            let mut payload = payload;
+            if payload.len() > size {
+                let total = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+                payload.truncate(size);
+                if let Ok(b) = crate::codec::BlockOpt::new(0, true, szx) {
+                    p.add_option(CoapOption::Block2, b.encode());
+                }
+                coap::set_uint(&mut p, CoapOption::Size2, total);
+            }
             p.payload = payload;
             let peer = o.peer.clone();
             self.send_confirmable(now, peer, p, Purpose::Notify);
