@@ -897,3 +897,24 @@ fn large_notification_carries_first_block2_block() {
     assert_eq!((b.num, b.more, b.szx, n.payload.len()), (0, true, 0, 16));
     assert!(uint(&n, CoapOption::Size2).unwrap() > 16);
 }
+
+#[test]
+fn update_trigger_and_object_changes_send_update() {
+    let mut e = registered();
+    let x = request(RequestType::Post, 9, b"u", "/1/0/8");
+    e.handle_datagram(100, SERVER, &bytes(&x));
+    let out = sent(&mut e);
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let upd = &out[1].1;
+    assert_eq!(code(upd), MessageClass::Request(RequestType::Post));
+    assert!(upd.payload.is_empty());
+    e.handle_datagram(150, SERVER, &bytes(&ack(upd, ResponseType::Changed)));
+    events(&mut e);
+    // Objects changed: the Update carries the link-format payload.
+    e.objects_changed(200);
+    let upd = one(&mut e);
+    assert_eq!(uint(&upd, CoapOption::ContentFormat), Some(40));
+    assert!(std::str::from_utf8(&upd.payload)
+        .unwrap()
+        .contains("</5/0>"));
+}

@@ -177,7 +177,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             RequestType::Delete if path.depth() == 2 => {
                 let iid = path.instance_id().unwrap_or(0);
                 self.object(oid)?.delete(iid)?;
-                self.objects_changed(now);
+                self.reg_objects_changed(now);
                 Ok(Answer::Now(reply(ResponseType::Deleted)))
             }
             _ => Err(OpError::MethodNotAllowed),
@@ -636,7 +636,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         if path.object_id() == Some(1) {
             let rs: Vec<u16> = resources.collect();
             if rs.iter().any(|r| matches!(r, 1 | 7)) {
-                self.trigger_update(now);
+                self.schedule_update(now);
             }
         }
         self.mark_all_dirty();
@@ -654,7 +654,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         );
         let c = self.object(oid)?.execute(now, iid, rid, &req.payload)?;
         if (oid, rid) == (1, 8) {
-            self.trigger_update(now);
+            self.schedule_update(now);
         }
         self.mark_all_dirty();
         self.events.push_back(Event::Executed { path: *path });
@@ -694,7 +694,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             Some(i) => i,
             None => self.object(oid)?.create(None, &[])?,
         };
-        self.objects_changed(now);
+        self.reg_objects_changed(now);
         let mut p = reply(ResponseType::Created);
         p.add_option(CoapOption::LocationPath, format!("{oid}").into_bytes());
         p.add_option(CoapOption::LocationPath, format!("{iid}").into_bytes());

@@ -123,15 +123,27 @@ impl<P: Clone + PartialEq> Engine<P> {
 
     /// Sends an Update now (objects or settings changed).
     pub fn trigger_update(&mut self, now: u64) {
-        if self.reg.location.is_some() {
-            self.reg.schedule(now);
-        }
+        self.schedule_update(now);
+        self.registration_timer(now);
     }
 
-    /// Marks the object list changed: the next Update carries the link payload.
+    /// Marks the object list changed and sends an Update carrying the link payload.
     pub fn objects_changed(&mut self, now: u64) {
         self.reg.objects_changed = true;
         self.trigger_update(now);
+    }
+
+    /// Marks the object list changed; the Update goes out after the current response.
+    pub(crate) fn reg_objects_changed(&mut self, now: u64) {
+        self.reg.objects_changed = true;
+        self.schedule_update(now);
+    }
+
+    /// Schedules an Update for `now`; it goes out after the current request's response.
+    pub(crate) fn schedule_update(&mut self, now: u64) {
+        if self.reg.location.is_some() {
+            self.reg.schedule(now);
+        }
     }
 
     /// Deregisters (DELETE on the registration) and stops; [`Event::Deregistered`] follows
