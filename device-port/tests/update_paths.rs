@@ -373,7 +373,9 @@ fn replacing_a_downloaded_candidate_never_reports_downloaded_for_a_broken_one() 
         let mut device = SimDevice::in_memory(fx.config(strategy)).unwrap();
         {
             let mut slots = device.slots().unwrap();
-            let mut w = slots.begin_download(&fx.bad.facts, &fx.bad.envelope).unwrap();
+            let mut w = slots
+                .begin_download(&fx.bad.facts, &fx.bad.envelope)
+                .unwrap();
             w.write(&fx.bad.image).unwrap();
             w.finish().unwrap();
         }
@@ -386,15 +388,21 @@ fn replacing_a_downloaded_candidate_never_reports_downloaded_for_a_broken_one() 
             for mode in [CutMode::Clean, CutMode::Partial] {
                 let mut flash = device_port::device::DeviceFlash::new(sectors);
                 flash.restore_from(&snapshot).unwrap();
-                let mut d = SimDevice::with_flash(flash, fx.config(strategy), device_port::sim_services::SimKv::Memory(Default::default()));
+                let mut d = SimDevice::with_flash(
+                    flash,
+                    fx.config(strategy),
+                    device_port::sim_services::SimKv::Memory(Default::default()),
+                );
                 d.boot().unwrap();
                 d.flash_mut().arm(Some(PowerCut { after_ops: k, mode }));
                 let attempt = {
                     let mut slots = d.slots().unwrap();
-                    slots.begin_download(&fx.good.facts, &fx.good.envelope).and_then(|mut w| {
-                        w.write(&fx.good.image)?;
-                        w.finish()
-                    })
+                    slots
+                        .begin_download(&fx.good.facts, &fx.good.envelope)
+                        .and_then(|mut w| {
+                            w.write(&fx.good.image)?;
+                            w.finish()
+                        })
                 };
                 if attempt.is_ok() {
                     continue;
@@ -405,9 +413,43 @@ fn replacing_a_downloaded_candidate_never_reports_downloaded_for_a_broken_one() 
                     let candidate = slots.candidate_slot().unwrap();
                     let holds_bad = common::slot_holds(&mut slots, candidate, &fx.bad);
                     let holds_good = common::slot_holds(&mut slots, candidate, &fx.good);
-                    assert!(holds_bad || holds_good, "{strategy:?} k={k} {mode:?}: Downloaded without a valid package");
+                    assert!(
+                        holds_bad || holds_good,
+                        "{strategy:?} k={k} {mode:?}: Downloaded without a valid package"
+                    );
                 }
             }
         }
     }
+}
+
+#[test]
+fn a_detached_download_continues_block_by_block_and_results_persist() {
+    let fx = Fixture::new();
+    let mut device = SimDevice::in_memory(fx.config(Strategy::Swap)).unwrap();
+    let mut dl = device
+        .slots()
+        .unwrap()
+        .begin_download(&fx.good.facts, &fx.good.envelope)
+        .unwrap()
+        .detach();
+    // One block per "event", the manager reopened each time as a client would.
+    for block in fx.good.image.chunks(1024) {
+        let mut slots = device.slots().unwrap();
+        let mut w = slots.writer(dl).unwrap();
+        w.write(block).unwrap();
+        dl = w.detach();
+    }
+    let mut slots = device.slots().unwrap();
+    slots.writer(dl).unwrap().finish().unwrap();
+    assert_eq!(slots.status().state, State::Downloaded);
+    // A stale cursor is refused once the download is no longer journaled.
+    assert_eq!(slots.writer(dl).err(), Some(Error::Busy(Phase::Downloaded)));
+    slots.set_result(UpdateResult::Deferred).unwrap();
+    device.reboot().unwrap();
+    let s = status(&mut device);
+    assert_eq!(
+        (s.state, s.result),
+        (State::Downloaded, UpdateResult::Deferred)
+    );
 }

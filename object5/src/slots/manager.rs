@@ -7,7 +7,7 @@ use super::error::{flash_err, Error, VerifyError};
 use super::journal::Journal;
 use super::layout::{Layout, Strategy};
 use super::record::{Field, Phase, Record};
-use super::writer::DownloadWriter;
+use super::writer::{Download, DownloadWriter};
 use super::{header, Authenticate, ManifestFacts};
 use crate::status::{State, UpdateResult};
 
@@ -79,7 +79,8 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         }
         let s = self.layout.sector_size;
         header::write(&mut self.flash, slot, s, facts, envelope)?;
-        let mut writer = DownloadWriter::raw(self, slot + s, image.len() as u32);
+        let raw = Download::new(slot + s, None, image.len() as u32, 0, s);
+        let mut writer = DownloadWriter::attach(self, raw);
         writer.write(image)?;
         writer.flush_tail()?;
         self.commit(Record::factory(facts.sequence))
@@ -252,7 +253,26 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         let base = self
             .image_address(slot)
             .ok_or(Error::Busy(Phase::Downloading))?;
-        Ok(DownloadWriter::resume(self, base, facts, offset))
+        let dl = Download::new(
+            base,
+            Some(facts),
+            facts.size,
+            offset,
+            self.layout.sector_size,
+        );
+        Ok(DownloadWriter::attach(self, dl))
+    }
+
+    /// Stores an Update Result without changing the phase (e.g. 7 after an invalid Package
+    /// URI, 11 after a deferral). Refused during install, test or revert.
+    pub fn set_result(&mut self, result: UpdateResult) -> Result<(), Error> {
+        match self.record.phase {
+            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
+            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+        }
+        let mut next = self.record;
+        next.result = Some(result);
+        self.commit(next)
     }
 
     /// Ends a download or discards a stored candidate: `Idle` with `result` (e.g. 4 for a lost

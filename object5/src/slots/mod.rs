@@ -35,7 +35,7 @@ pub use layout::{Layout, LayoutError, Strategy};
 pub use manager::{SlotManager, Status};
 pub use record::{Phase, MAX_NAME, MAX_URI, MAX_VERSION};
 pub use suit::SuitAuthenticator;
-pub use writer::DownloadWriter;
+pub use writer::{Download, DownloadWriter};
 
 /// What an authenticated manifest says about its image: all the slot manager trusts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

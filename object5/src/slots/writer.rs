@@ -4,6 +4,10 @@
 //! journaled each time a whole sector is in flash, so a reboot resumes at a sector boundary and
 //! re-erases the sector it resumes in. `finish` re-reads the image from flash and checks its
 //! SHA-256 against the manifest, so what is verified is what is stored.
+//!
+//! The progress of a download is plain data ([`Download`]): a caller that handles one block
+//! per event detaches it with [`DownloadWriter::detach`] and reattaches it with
+//! [`SlotManager::writer`] for the next block.
 
 use embedded_storage::nor_flash::NorFlash;
 
@@ -13,10 +17,9 @@ use super::record::Phase;
 use super::ManifestFacts;
 use crate::status::UpdateResult;
 
-/// Writes one image into the candidate slot; created by
-/// [`SlotManager::begin_download`] or [`SlotManager::resume_download`].
-pub struct DownloadWriter<'m, 'b, F: NorFlash> {
-    mgr: &'m mut SlotManager<'b, F>,
+/// Where a download stands: detached from the manager between blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Download {
     base: u32,
     facts: Option<ManifestFacts>,
     size: u32,
@@ -27,34 +30,18 @@ pub struct DownloadWriter<'m, 'b, F: NorFlash> {
     persisted: u32,
 }
 
-impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
-    /// A writer that journals nothing (factory provisioning).
-    pub(crate) fn raw(mgr: &'m mut SlotManager<'b, F>, base: u32, size: u32) -> Self {
-        Self {
-            mgr,
-            base,
-            facts: None,
-            size,
-            written: 0,
-            tail: [0xFF; 16],
-            tail_len: 0,
-            erased_sectors: 0,
-            persisted: 0,
-        }
-    }
-
-    pub(crate) fn resume(
-        mgr: &'m mut SlotManager<'b, F>,
+impl Download {
+    pub(crate) fn new(
         base: u32,
-        facts: ManifestFacts,
+        facts: Option<ManifestFacts>,
+        size: u32,
         offset: u32,
+        sector: u32,
     ) -> Self {
-        let sector = mgr.layout.sector_size;
         Self {
-            mgr,
             base,
-            facts: Some(facts),
-            size: facts.size,
+            facts,
+            size,
             written: offset,
             tail: [0xFF; 16],
             tail_len: 0,
@@ -72,26 +59,70 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     pub fn size(&self) -> u32 {
         self.size
     }
+}
+
+/// Writes one image into the candidate slot; created by [`SlotManager::begin_download`],
+/// [`SlotManager::resume_download`] or [`SlotManager::writer`].
+pub struct DownloadWriter<'m, 'b, F: NorFlash> {
+    mgr: &'m mut SlotManager<'b, F>,
+    dl: Download,
+}
+
+impl<'m, 'b, F: NorFlash> SlotManager<'b, F> {
+    /// Reattaches a detached download. Refused unless a download of the same package is
+    /// still journaled (e.g. it was aborted or replaced meanwhile).
+    pub fn writer(&'m mut self, dl: Download) -> Result<DownloadWriter<'m, 'b, F>, Error> {
+        let same = dl
+            .facts
+            .is_some_and(|f| f.sequence == self.record.candidate_seq);
+        if !self.known || self.record.phase != Some(Phase::Downloading) || !same {
+            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+        }
+        Ok(DownloadWriter { mgr: self, dl })
+    }
+}
+
+impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
+    pub(crate) fn attach(mgr: &'m mut SlotManager<'b, F>, dl: Download) -> Self {
+        Self { mgr, dl }
+    }
+
+    /// Bytes accepted so far: where the next block starts.
+    pub fn offset(&self) -> u32 {
+        self.dl.offset()
+    }
+
+    /// Image size announced by the manifest.
+    pub fn size(&self) -> u32 {
+        self.dl.size
+    }
+
+    /// Detaches the progress so the manager can be released between blocks.
+    pub fn detach(self) -> Download {
+        self.dl
+    }
 
     /// Appends `data` at [`offset`](Self::offset).
     pub fn write(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        if data.len() as u64 > u64::from(self.size.saturating_sub(self.offset())) {
+        if data.len() as u64 > u64::from(self.dl.size.saturating_sub(self.offset())) {
             return Err(Error::SizeMismatch);
         }
         let w = F::WRITE_SIZE;
-        if self.tail_len > 0 {
-            let take = (w - self.tail_len).min(data.len());
+        if self.dl.tail_len > 0 {
+            let take = (w - self.dl.tail_len).min(data.len());
             let (head, rest) = data.split_at(take);
-            self.tail
-                .get_mut(self.tail_len..self.tail_len + take)
+            let at = self.dl.tail_len;
+            self.dl
+                .tail
+                .get_mut(at..at + take)
                 .ok_or(Error::BufferTooSmall)?
                 .copy_from_slice(head);
-            self.tail_len += take;
+            self.dl.tail_len += take;
             data = rest;
-            if self.tail_len == w {
-                let block = self.tail;
+            if self.dl.tail_len == w {
+                let block = self.dl.tail;
                 self.program(block.get(..w).ok_or(Error::BufferTooSmall)?)?;
-                self.tail_len = 0;
+                self.dl.tail_len = 0;
             }
         }
         let aligned = data.len() - data.len() % w;
@@ -99,11 +130,13 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         if !body.is_empty() {
             self.program(body)?;
         }
-        self.tail
-            .get_mut(..rest.len())
+        let at = self.dl.tail_len;
+        self.dl
+            .tail
+            .get_mut(at..at + rest.len())
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(rest);
-        self.tail_len += rest.len();
+        self.dl.tail_len += rest.len();
         self.persist_progress()
     }
 
@@ -111,13 +144,13 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     /// digest or size mismatch the candidate is dropped: `Idle`, Update Result 5.
     pub fn finish(mut self) -> Result<(), Error> {
         self.flush_tail()?;
-        let Some(facts) = self.facts else {
+        let Some(facts) = self.dl.facts else {
             return Ok(());
         };
-        let digest = self.mgr.image_digest(self.base, self.size)?;
-        if self.written < self.size || digest != facts.digest {
+        let digest = self.mgr.image_digest(self.dl.base, self.dl.size)?;
+        if self.dl.written < self.dl.size || digest != facts.digest {
             self.mgr.abort_download(UpdateResult::IntegrityFailure)?;
-            return Err(if self.written < self.size {
+            return Err(if self.dl.written < self.dl.size {
                 Error::SizeMismatch
             } else {
                 Error::Verify(VerifyError::Digest)
@@ -125,25 +158,25 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         }
         let mut next = self.mgr.record;
         next.phase = Some(Phase::Downloaded);
-        next.offset = self.size;
+        next.offset = self.dl.size;
         self.mgr.commit(next)
     }
 
     /// Writes a partial last word padded with 0xFF.
     pub(crate) fn flush_tail(&mut self) -> Result<(), Error> {
-        if self.tail_len == 0 {
+        if self.dl.tail_len == 0 {
             return Ok(());
         }
-        let mut block = self.tail;
+        let mut block = self.dl.tail;
         block
-            .get_mut(self.tail_len..)
+            .get_mut(self.dl.tail_len..)
             .ok_or(Error::BufferTooSmall)?
             .fill(0xFF);
-        let len = self.tail_len;
+        let len = self.dl.tail_len;
         self.program(block.get(..F::WRITE_SIZE).ok_or(Error::BufferTooSmall)?)?;
         // `written` counts image bytes; the padding is not part of the image.
-        self.written -= (F::WRITE_SIZE - len) as u32;
-        self.tail_len = 0;
+        self.dl.written -= (F::WRITE_SIZE - len) as u32;
+        self.dl.tail_len = 0;
         Ok(())
     }
 
@@ -151,22 +184,22 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     fn program(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
         let sector = self.mgr.layout.sector_size;
         while !bytes.is_empty() {
-            let index = self.written / sector;
-            if index >= self.erased_sectors {
-                let from = self.base + index * sector;
+            let index = self.dl.written / sector;
+            if index >= self.dl.erased_sectors {
+                let from = self.dl.base + index * sector;
                 self.mgr
                     .flash
                     .erase(from, from + sector)
                     .map_err(flash_err)?;
-                self.erased_sectors = index + 1;
+                self.dl.erased_sectors = index + 1;
             }
-            let room = ((index + 1) * sector - self.written) as usize;
+            let room = ((index + 1) * sector - self.dl.written) as usize;
             let (now, later) = bytes.split_at(room.min(bytes.len()));
             self.mgr
                 .flash
-                .write(self.base + self.written, now)
+                .write(self.dl.base + self.dl.written, now)
                 .map_err(flash_err)?;
-            self.written += now.len() as u32;
+            self.dl.written += now.len() as u32;
             bytes = later;
         }
         Ok(())
@@ -175,14 +208,14 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     /// Journals the offset when another whole sector is in flash.
     fn persist_progress(&mut self) -> Result<(), Error> {
         let sector = self.mgr.layout.sector_size;
-        let boundary = self.written / sector * sector;
-        if self.facts.is_none() || boundary <= self.persisted {
+        let boundary = self.dl.written / sector * sector;
+        if self.dl.facts.is_none() || boundary <= self.dl.persisted {
             return Ok(());
         }
         let mut next = self.mgr.record;
         next.offset = boundary;
         self.mgr.commit(next)?;
-        self.persisted = boundary;
+        self.dl.persisted = boundary;
         Ok(())
     }
 }
