@@ -918,3 +918,78 @@ fn update_trigger_and_object_changes_send_update() {
         .unwrap()
         .contains("</5/0>"));
 }
+
+/// Object 5 stand-in whose first block needs a slow flash erase.
+struct ErasingSink;
+impl lwm2m_client::ObjectHandler for ErasingSink {
+    fn id(&self) -> u16 {
+        5
+    }
+    fn model(&self) -> &'static [lwm2m_client::ResourceDef] {
+        const M: &[lwm2m_client::ResourceDef] = &[lwm2m_client::ResourceDef::new(
+            0,
+            lwm2m_client::Ops::W,
+            false,
+            codec::ResourceType::Opaque,
+        )];
+        M
+    }
+    fn instances(&self) -> Vec<u16> {
+        vec![0]
+    }
+    fn read(
+        &mut self,
+        _: u64,
+        _: u16,
+        _: u16,
+    ) -> Result<codec::ResourceValue, lwm2m_client::OpError> {
+        Err(lwm2m_client::OpError::NotFound)
+    }
+    fn write_block(
+        &mut self,
+        _: u64,
+        _: u16,
+        _: u16,
+        c: &lwm2m_client::BlockChunk<'_>,
+    ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
+        Ok(if c.offset == 0 {
+            lwm2m_client::Completion::Deferred
+        } else {
+            lwm2m_client::Completion::Done
+        })
+    }
+}
+
+#[test]
+fn slow_first_block_is_acked_then_continued_by_separate_response() {
+    let mut objs = objects();
+    objs.pop();
+    objs.push(Box::new(ErasingSink));
+    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    let a = call(&mut e, 1, &block_put(1, 0, true, 0, &[1; 16]));
+    assert_eq!(
+        (a.header.get_type(), code(&a)),
+        (MessageType::Acknowledgement, MessageClass::Empty)
+    );
+    let id = events(&mut e)
+        .iter()
+        .find_map(|x| {
+            if let Event::Deferred { id, .. } = x {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    e.complete_deferred(3_000, id, Ok(()));
+    let s = one(&mut e);
+    assert_eq!(
+        (s.header.get_type(), code(&s)),
+        (MessageType::Confirmable, resp(ResponseType::Continue))
+    );
+    assert_eq!(s.get_token(), b"pk");
+    let b = BlockOpt::decode(s.get_first_option(CoapOption::Block1).unwrap()).unwrap();
+    assert_eq!((b.num, b.more), (0, true));
+    let r = call(&mut e, 3_100, &block_put(2, 1, false, 0, &[2; 3]));
+    assert_eq!(code(&r), resp(ResponseType::Changed));
+}
