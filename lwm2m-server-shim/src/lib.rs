@@ -1,6 +1,17 @@
 //! Test LwM2M server shim: drives firmware updates the way Eclipse Leshan and commercial
 //! device-management servers do. [`server::start`] runs the CoAP registration interface,
 //! device management, the package host and the Leshan-compatible REST API + event stream.
+//!
+//! HTTP surface (see [`rest_api`]): `GET /api/clients[/{ep}]`; Read, Write, Execute, Create,
+//! Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
+//! with `format`, `timeout` (s) and `replace`; `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
+//! /api/packages/{name}`, `GET /api/packages`, and `GET /fw/{name}` with `Range`. CoAP surface:
+//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host).
+//!
+//! Extension points for campaigns and conformance runs: [`server::Shim::device`] gives
+//! device-management requests to a registered client, [`events::EventBus::subscribe`] its
+//! registrations and notifications, and [`store::RegistrationStore`] can be backed by a shared
+//! store.
 
 #![warn(missing_docs)]
 

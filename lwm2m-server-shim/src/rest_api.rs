@@ -31,7 +31,8 @@ use crate::{event_stream, package_http};
 /// Largest request body accepted (a hex-encoded firmware push doubles the image size).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Leshan's request timeout when `timeout` is absent... overridden by the shim's configuration.
+/// Query parameter carrying the per-exchange request timeout in seconds (Leshan's name); when
+/// absent, [`crate::server::ShimConfig::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
 
 /// The HTTP service answering the REST API, the event stream and HTTP package downloads.
