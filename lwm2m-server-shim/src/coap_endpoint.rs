@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coap_lite::{MessageClass, MessageType, Packet};
+use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -373,7 +373,18 @@ impl CoapEndpoint {
                 }
             }
         };
-        self.remember(mid, peer, Some(bytes.clone()));
+        // Duplicates of safe or idempotent requests (GET, PUT, DELETE, FETCH) may simply be
+        // processed again (RFC 7252 4.5); only the others keep their answer cached, so a fleet
+        // pulling packages does not pin every served block in memory for EXCHANGE_LIFETIME.
+        let idempotent = matches!(
+            request.header.code,
+            MessageClass::Request(
+                RequestType::Get | RequestType::Put | RequestType::Delete | RequestType::Fetch
+            )
+        );
+        if !idempotent {
+            self.remember(mid, peer, Some(bytes.clone()));
+        }
         self.send_bytes(&bytes, peer).await;
     }
 
