@@ -136,6 +136,9 @@ impl From<io::Error> for SimFlashError {
     }
 }
 
+/// An erased sector, for the memcmp fast path of `write`.
+static ERASED: [u8; 4096] = [0xFF; 4096];
+
 /// Simulated NOR flash with `ERASE`-byte sectors and `WRITE`-byte write units.
 pub struct SimFlash<const ERASE: usize = 4096, const WRITE: usize = 4> {
     data: Vec<u8>,
@@ -375,11 +378,19 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
             return Err(SimFlashError::PowerLost);
         }
         let (from, to) = self.range(offset, bytes.len(), WRITE)?;
-        if let Some(i) = self.data[from..to]
-            .iter()
-            .zip(bytes)
-            .position(|(&old, &new)| new & !old != 0)
-        {
+        // Fast path (memcmp): most writes go to erased flash.
+        let blank = ERASED
+            .get(..to - from)
+            .is_some_and(|e| e == &self.data[from..to]);
+        let conflict = if blank {
+            None
+        } else {
+            self.data[from..to]
+                .iter()
+                .zip(bytes)
+                .position(|(&old, &new)| new & !old != 0)
+        };
+        if let Some(i) = conflict {
             return Err(SimFlashError::NotErased {
                 offset: (from + i) as u32,
             });
@@ -393,8 +404,12 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
             Some(CutMode::Clean) => 0,
             Some(CutMode::Partial) => self.partial_point(bytes.len()),
         };
-        for (cell, &new) in self.data[from..from + landed].iter_mut().zip(bytes) {
-            *cell &= new;
+        if blank {
+            self.data[from..from + landed].copy_from_slice(&bytes[..landed]);
+        } else {
+            for (cell, &new) in self.data[from..from + landed].iter_mut().zip(bytes) {
+                *cell &= new;
+            }
         }
         if cut == Some(CutMode::Partial) {
             // The byte being programmed when power failed: only some of its zero bits landed.
