@@ -357,6 +357,60 @@ mod tests {
     }
 
     #[test]
+    fn random_packets_never_panic_the_handlers() {
+        let store = InMemoryStore::new();
+        let ids = RegistrationIds::default();
+        let dir = std::env::temp_dir().join(format!("shim-regfuzz-{}", std::process::id()));
+        let host = crate::package_host::PackageHost::new(&dir).expect("dir");
+        host.store("p.bin", &[7u8; 3000]).expect("store");
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let opts = [
+            CoapOption::UriPath,
+            CoapOption::UriQuery,
+            CoapOption::ContentFormat,
+            CoapOption::Block2,
+            CoapOption::Accept,
+        ];
+        let words: [&[u8]; 10] = [
+            b"rd",
+            b"fw",
+            b"p.bin",
+            b"ep=a",
+            b"lt=",
+            b"lt=99999999999",
+            b"Q",
+            b"\xff\xfe",
+            b"",
+            b"b=UQ",
+        ];
+        for _ in 0..20_000 {
+            let mut p = Packet::new();
+            p.header.code = MessageClass::from((next() % 8) as u8);
+            for _ in 0..next() % 5 {
+                let o = opts[(next() % opts.len() as u64) as usize];
+                let v = if next() % 3 == 0 {
+                    (0..next() % 5).map(|_| next() as u8).collect()
+                } else {
+                    words[(next() % words.len() as u64) as usize].to_vec()
+                };
+                p.add_option(o, v);
+            }
+            p.payload = (0..next() % 40)
+                .map(|_| b"<>/;,=\"30 "[(next() % 10) as usize])
+                .collect();
+            let _ = handle(&store, &ids, &p, peer(), SystemTime::UNIX_EPOCH);
+            let _ = crate::package_coap::handle(&host, &p, &uri_path(&p), (next() % 7) as u8);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ids_are_unique() {
         let ids = RegistrationIds::default();
         let a: std::collections::HashSet<_> = (0..1000).map(|_| ids.next()).collect();
