@@ -216,6 +216,19 @@ impl Shim {
     }
 }
 
+impl Drop for Shim {
+    /// Observation tasks hold the CoAP socket; stop them with the shim.
+    fn drop(&mut self) {
+        let m = self
+            .observations
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        for (_, o) in m.drain() {
+            o.task.abort();
+        }
+    }
+}
+
 fn decode_notification(r: &DmResponse, path: &Path) -> Option<serde_json::Value> {
     if !r.is_success() {
         return None;
