@@ -993,3 +993,36 @@ fn slow_first_block_is_acked_then_continued_by_separate_response() {
     let r = call(&mut e, 3_100, &block_put(2, 1, false, 0, &[2; 3]));
     assert_eq!(code(&r), resp(ResponseType::Changed));
 }
+
+#[test]
+fn lwm2m_cbor_read_and_write() {
+    let mut e = registered();
+    let r = call(
+        &mut e,
+        1,
+        &with_uint(
+            request(RequestType::Get, 1, b"c", "/5/0/3"),
+            CoapOption::Accept,
+            11544,
+        ),
+    );
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11544));
+    assert_eq!(
+        r.payload,
+        [0xA1, 0x05, 0xA1, 0x00, 0xA1, 0x03, 0x00],
+        "{{5: {{0: {{3: 0}}}}}}"
+    );
+    let mut w = with_uint(
+        request(RequestType::Put, 2, b"c", "/5/0/1"),
+        CoapOption::ContentFormat,
+        11544,
+    );
+    // {[5, 0, 1]: "coap://h/x"} (path compression)
+    w.payload = vec![0xA1, 0x83, 0x05, 0x00, 0x01, 0x6A];
+    w.payload.extend_from_slice(b"coap://h/x");
+    assert_eq!(code(&call(&mut e, 2, &w)), resp(ResponseType::Changed));
+    assert_eq!(
+        call(&mut e, 3, &request(RequestType::Get, 3, b"r", "/5/0/1")).payload,
+        b"coap://h/x"
+    );
+}

@@ -1,8 +1,8 @@
-//! SenML CBOR decoding never panics, and decoded nodes re-encode.
+//! SenML CBOR and LwM2M CBOR decoding never panic, and decoded nodes re-encode.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::codec::{senml, Path, ResourceType};
+use lwm2m_client::codec::{lwm2m_cbor, senml, Path, ResourceType};
 
 fuzz_target!(|data: &[u8]| {
     let types = |_o: u16, r: u16| {
@@ -20,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         if let Ok(node) = senml::decode_cbor(data, &path, &types) {
             let _ = senml::encode_cbor(&node, &path);
+        }
+        if let Ok(node) = lwm2m_cbor::decode(data, &path, &types) {
+            let _ = lwm2m_cbor::encode(&node, &path);
         }
     }
 });

@@ -19,7 +19,7 @@ pub enum ContentFormat {
     Tlv,
     /// 11543: application/vnd.oma.lwm2m+json (legacy; recognised, not produced).
     LwM2mJson,
-    /// 11544: application/vnd.oma.lwm2m+cbor (recognised, not produced).
+    /// 11544: application/vnd.oma.lwm2m+cbor (LwM2M 1.2 nested maps).
     LwM2mCbor,
     /// Legacy pre-registration TLV number 1542 (LwM2M 1.0 drafts, old servers).
     LegacyTlv,

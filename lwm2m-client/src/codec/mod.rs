@@ -8,6 +8,7 @@ pub mod block;
 pub mod content_format;
 pub mod json;
 pub mod link;
+pub mod lwm2m_cbor;
 pub mod node;
 pub mod path;
 pub mod senml;

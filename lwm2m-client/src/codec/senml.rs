@@ -175,7 +175,8 @@ pub fn decode_json_leaves(bytes: &[u8]) -> Result<Vec<(Path, Value)>, CodecError
     Ok(out)
 }
 
-fn typed(
+/// Converts decoded leaves to the resources' declared types (unknown resources keep theirs).
+pub(crate) fn typed(
     leaves: Vec<(Path, Value)>,
     types: TypeLookup<'_>,
 ) -> Result<Vec<(Path, Value)>, CodecError> {

@@ -5,8 +5,8 @@ use super::{Block1Rx, Engine, Event, Pending};
 use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
 use crate::codec::{
-    link, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node, Path,
-    Resource, ResourceType, ResourceValue, Value,
+    link, lwm2m_cbor, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node,
+    Path, Resource, ResourceType, ResourceValue, Value,
 };
 use crate::object::{BlockChunk, Completion, OpError, ResourceDef};
 use crate::observe::{fingerprint, Observation};
@@ -324,7 +324,8 @@ impl<P: Clone + PartialEq> Engine<P> {
                 f @ (ContentFormat::Tlv
                 | ContentFormat::LegacyTlv
                 | ContentFormat::SenmlJson
-                | ContentFormat::SenmlCbor),
+                | ContentFormat::SenmlCbor
+                | ContentFormat::LwM2mCbor),
             ) => Ok(f),
             Some(_) => Err(OpError::NotAcceptable),
         }
@@ -353,6 +354,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             (ContentFormat::SenmlCbor, _) => {
                 senml::encode_cbor(node, path).map_err(|_| OpError::Internal)
+            }
+            (ContentFormat::LwM2mCbor, _) => {
+                lwm2m_cbor::encode(node, path).map_err(|_| OpError::Internal)
             }
             _ => Err(OpError::NotAcceptable),
         }
@@ -571,6 +575,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             ContentFormat::SenmlCbor => {
                 senml::decode_cbor(payload, path, &types).map_err(codec_error)
+            }
+            ContentFormat::LwM2mCbor => {
+                lwm2m_cbor::decode(payload, path, &types).map_err(codec_error)
             }
             _ => Err(OpError::UnsupportedFormat),
         }
