@@ -15,12 +15,14 @@
 
 #![warn(missing_docs)]
 
+pub mod client_api;
 pub mod coap_endpoint;
 pub mod content;
 pub mod dm;
 pub mod event_stream;
 pub mod events;
 pub mod http_server;
+pub mod leshan_response;
 pub mod node_json;
 pub mod object_links;
 pub mod object_model;
