@@ -106,8 +106,9 @@ fn sweep(strategy: Strategy) {
             ));
         }
     }
-    println!(
-        "power-cut sweep: {}: {} cuts, {} torn, {} erase, {} bricked, {} mixed, {} rollback",
+    // Straight to stdout, past the test harness's capture, so CI logs show the line.
+    let line = format!(
+        "power-cut sweep: {}: {} cuts, {} torn, {} erase, {} bricked, {} mixed, {} rollback\n",
         strategy.name(),
         tally.cuts,
         tally.torn,
@@ -116,6 +117,7 @@ fn sweep(strategy: Strategy) {
         tally.faults.mixed,
         tally.faults.rollback
     );
+    std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
     assert!(
         tally.torn > 0 && tally.erase > 0,
         "the sweep must include torn writes and interrupted erases"

@@ -12,20 +12,33 @@ use super::error::{flash_err, Error};
 use super::layout::{progress_word, Layout, Strategy};
 
 /// Source and destination of step `j`.
+///
+/// Swap (move scheme, `n` slot sectors, primary has sector `n` spare): steps `0..n` move the
+/// primary up by one sector from the top (`p[i+1] := p[i]`, `i = n-1..0`); then for each `i`
+/// `p[i] := s[i]` and `s[i] := p[i+1]`. Each source is read before anything overwrites it, so
+/// every step can be redone; running the same steps again swaps back (revert).
+/// Overwrite: `p[j] := s[j]`.
 fn step(layout: &Layout, j: u32) -> (u32, u32) {
     let s = layout.sector_size;
+    let n = layout.slot_sectors;
     let [primary, secondary] = layout.slots;
+    let p = |i: u32| primary + i * s;
+    let q = |i: u32| secondary + i * s;
     match layout.strategy {
+        Strategy::Swap if j < n => {
+            let i = n - 1 - j;
+            (p(i), p(i + 1))
+        }
         Strategy::Swap => {
-            let i = j / 3;
-            let (p, q) = (primary + i * s, secondary + i * s);
-            match j % 3 {
-                0 => (p, layout.scratch),
-                1 => (q, p),
-                _ => (layout.scratch, q),
+            let t = j - n;
+            let i = t / 2;
+            if t.is_multiple_of(2) {
+                (q(i), p(i))
+            } else {
+                (p(i + 1), q(i))
             }
         }
-        Strategy::Overwrite | Strategy::AB => (secondary + j * s, primary + j * s),
+        Strategy::Overwrite | Strategy::AB => (q(j), p(j)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Where the journal, the copy-progress sector, the scratch sector and the two slots live.
+//! Where the journal, the copy-progress sector and the two slots live.
 
 use core::fmt;
 
@@ -7,8 +7,9 @@ use super::record::RECORD_SIZE;
 /// How a candidate becomes the running image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
-    /// MCUboot-style swap through one scratch sector: the primary slot always runs, the old
-    /// image moves to the secondary slot and can be swapped back (revert).
+    /// MCUboot-style swap without scratch ("swap-move"): the primary slot, one sector larger,
+    /// always runs; its sectors first move up by one, then trade places with the secondary
+    /// slot's, so the old image ends in the secondary slot and can be swapped back (revert).
     Swap,
     /// Two bootable slots; activation flips which one boots, nothing is copied.
     AB,
@@ -54,9 +55,8 @@ pub struct Layout {
     pub journal: u32,
     /// One sector of copy-progress words (swap and overwrite).
     pub progress: u32,
-    /// One scratch sector (swap).
-    pub scratch: u32,
-    /// Slot 0 (primary / A) and slot 1 (secondary / B).
+    /// Slot 0 (primary / A) and slot 1 (secondary / B). For swap, slot 0 has one extra sector
+    /// after its `slot_sectors` (the room the move step needs).
     pub slots: [u32; 2],
     /// Sectors per slot, header sector included.
     pub slot_sectors: u32,
@@ -99,23 +99,31 @@ pub(crate) const fn progress_word(write_size: usize) -> usize {
 }
 
 impl Layout {
-    /// A packed layout from offset 0: journal (2 sectors), progress, scratch (swap only), then
-    /// both slots, each sized for `image_capacity` bytes plus a header sector.
+    /// A packed layout from offset 0: journal (2 sectors), progress, then both slots, each
+    /// sized for `image_capacity` bytes plus a header sector (plus the move sector for swap).
     pub fn packed(strategy: Strategy, sector_size: u32, image_capacity: u32) -> Self {
         let slot_sectors = image_capacity.div_ceil(sector_size.max(1)) + 1;
-        let journal = 0;
-        let progress = 2 * sector_size;
-        let scratch = 3 * sector_size;
-        let first_slot = if strategy == Strategy::Swap { 4 } else { 3 } * sector_size;
+        let extra = u32::from(strategy == Strategy::Swap);
+        let first_slot = 3 * sector_size;
         Self {
             strategy,
             sector_size,
-            journal,
-            progress,
-            scratch,
-            slots: [first_slot, first_slot + slot_sectors * sector_size],
+            journal: 0,
+            progress: 2 * sector_size,
+            slots: [
+                first_slot,
+                first_slot + (slot_sectors + extra) * sector_size,
+            ],
             slot_sectors,
         }
+    }
+
+    /// Bytes of flash slot `slot` occupies (slot 0 of swap has the extra move sector).
+    pub fn region_bytes(&self, slot: usize) -> u32 {
+        let extra = u32::from(slot == 0 && self.strategy == Strategy::Swap);
+        self.slot_sectors
+            .saturating_add(extra)
+            .saturating_mul(self.sector_size)
     }
 
     /// One past the last byte the layout uses.
@@ -164,7 +172,7 @@ impl Layout {
             return Err(LayoutError::TooSmall);
         }
         let s = self.sector_size;
-        let mut regions = [(0u32, 0u32); 5];
+        let mut regions = [(0u32, 0u32); 4];
         let mut n = 0;
         regions[n] = (self.journal, 2 * s);
         n += 1;
@@ -172,12 +180,8 @@ impl Layout {
             regions[n] = (self.progress, s);
             n += 1;
         }
-        if self.strategy == Strategy::Swap {
-            regions[n] = (self.scratch, s);
-            n += 1;
-        }
-        for slot in self.slots {
-            regions[n] = (slot, self.slot_bytes());
+        for (i, slot) in self.slots.into_iter().enumerate() {
+            regions[n] = (slot, self.region_bytes(i));
             n += 1;
         }
         let regions = &regions[..n];
