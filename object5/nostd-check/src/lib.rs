@@ -2,6 +2,10 @@
 #![no_std]
 
 use core::panic::PanicInfo;
+use object5::manifest::{
+    authenticate, DeviceIdentity, Error, Finished, Freshness, Interpreter, Params, PayloadSink,
+    Platform, Policy, Software, StreamVerifier, TrustAnchor,
+};
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
@@ -12,4 +16,131 @@ fn panic(_: &PanicInfo) -> ! {
 #[no_mangle]
 pub extern "C" fn object5_nostd_check() -> usize {
     core::mem::size_of::<usize>()
+}
+
+/// Where a device's payload bytes would go; here only counted.
+struct Count(u64);
+
+impl PayloadSink for Count {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.0 += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// The SUIT verifier as a device links it: streaming authentication, policy and image check
+/// with a 2 KiB wrapper+manifest buffer, plus whole-envelope authentication. Returns the
+/// Update Result code (1 = valid), so the size measurement covers the whole verifier.
+#[no_mangle]
+pub fn object5_suit_verify(
+    envelope: &[u8],
+    key: &[u8; 65],
+    vendor: &[u8; 16],
+    class: &[u8; 16],
+    installed: u64,
+) -> u8 {
+    let anchors = [TrustAnchor::P256(key)];
+    if let Err(e) = authenticate(envelope, &anchors, &Software) {
+        return e.update_result().code();
+    }
+    let policy = Policy {
+        anchors: &anchors,
+        identity: DeviceIdentity {
+            vendor_id: vendor,
+            class_id: class,
+            device_id: None,
+        },
+        freshness: Freshness::NewerThanInstalled(installed),
+    };
+    let mut buf = [0u8; 2048];
+    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let mut sink = Count(0);
+    for block in envelope.chunks(512) {
+        if let Err(e) = v.feed(block, &mut sink) {
+            return e.update_result().code();
+        }
+    }
+    match v.finish() {
+        Ok(Finished::Complete(_)) => 1,
+        Ok(Finished::FetchRequired { .. }) => 0,
+        Err(e) => e.update_result().code(),
+    }
+}
+
+/// A bootloader's view of storage: one installed image in (memory-mapped) flash.
+struct Flash<'a>(&'a [u8]);
+
+impl Platform for Flash<'_> {
+    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+    fn write(&mut self, _: usize, _: &[u8], _: &Params<'_>) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn slot_matches(&mut self, _: usize, slot: u64) -> bool {
+        slot == 0
+    }
+    fn read_image(
+        &mut self,
+        _: usize,
+        p: &Params<'_>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, Error> {
+        let len = p
+            .image_size
+            .map_or(self.0.len(), |s| (s as usize).min(self.0.len()));
+        for chunk in self.0[..len].chunks(256) {
+            sink(chunk);
+        }
+        Ok(len as u64)
+    }
+}
+
+/// The bootloader path: authenticate the stored envelope, then run its shared, validate and
+/// invoke sequences with the command interpreter against the installed image.
+#[no_mangle]
+pub fn object5_suit_boot(
+    envelope: &[u8],
+    image: &[u8],
+    key: &[u8; 65],
+    vendor: &[u8; 16],
+    class: &[u8; 16],
+) -> u8 {
+    let anchors = [TrustAnchor::P256(key)];
+    let auth = match authenticate(envelope, &anchors, &Software) {
+        Ok(a) => a,
+        Err(e) => return e.update_result().code(),
+    };
+    let identity = DeviceIdentity {
+        vendor_id: vendor,
+        class_id: class,
+        device_id: None,
+    };
+    let mut vm = match Interpreter::new(auth.manifest.component_count, identity, Software) {
+        Ok(vm) => vm,
+        Err(e) => return e.update_result().code(),
+    };
+    let mut flash = Flash(image);
+    let m = auth.manifest;
+    for seq in [m.shared_sequence, m.validate, m.invoke]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = vm.run(seq, &mut flash) {
+            return e.update_result().code();
+        }
+    }
+    1
 }

@@ -99,6 +99,7 @@ enum BlockOutcome {
     Unsupported,
 }
 
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
 fn check_block<C: CryptoBackend>(
     block: &[u8],
     digest_encoded: &[u8],
@@ -181,6 +182,7 @@ fn check_block<C: CryptoBackend>(
 /// authenticated digest. Returns the index of the anchor that verified.
 ///
 /// `manifest_item` is the manifest bstr as encoded in the envelope, header included.
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
 pub fn verify_wrapper<C: CryptoBackend>(
     auth: &[u8],
     manifest_item: &[u8],

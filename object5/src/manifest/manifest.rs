@@ -78,6 +78,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), Error> {
 impl<'m> Manifest<'m> {
     /// Parses the manifest map (content of the envelope's key-3 bstr). Unknown keys are skipped
     /// (extensions from other drafts); duplicate keys and a version other than 1 are refused.
+    #[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
     pub fn parse(buf: &'m [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(buf);
         let pairs = r.map()?;
@@ -221,6 +222,7 @@ pub struct TextInfo<'m> {
 }
 
 /// Reads the first language's text for the component `component_id` (encoded identifier).
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
 pub fn text_info<'m>(text: &'m [u8], component_id: Option<&[u8]>) -> Result<TextInfo<'m>, Error> {
     let mut info = TextInfo::default();
     let mut r = Reader::new(text);

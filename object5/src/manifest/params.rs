@@ -151,6 +151,7 @@ pub(crate) fn component_set(r: &mut Reader<'_>, count: usize, strict: bool) -> R
 /// Walks the top level of `sequences` in order and returns the parameters they set for
 /// `component`, without running anything. try-each and run-sequence bodies are not entered,
 /// so parameters set only inside them (A/B slot selection) are not seen.
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
 pub fn static_params<'m>(
     sequences: &[Option<&'m [u8]>],
     component: usize,

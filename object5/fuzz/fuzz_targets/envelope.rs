@@ -1,0 +1,112 @@
+//! Fuzzes every SUIT entry point that sees untrusted bytes: whole-envelope authentication,
+//! the streaming verifier at several block sizes, and (since a fuzzer cannot forge signatures)
+//! the manifest parser and command interpreter directly.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use object5::manifest::{
+    authenticate, DeviceIdentity, Envelope, Error, Freshness, Interpreter, Manifest, Params,
+    PayloadSink, Platform, Policy, Software, StreamVerifier, TrustAnchor,
+};
+
+/// K1 of the draft (uncompressed SEC1) and the K3 HMAC key, so valid seeds authenticate.
+const K1: [u8; 65] = [
+    0x04, 0x84, 0x96, 0x81, 0x1a, 0xae, 0x0b, 0xaa, 0xab, 0xd2, 0x61, 0x57, 0x18, 0x9e, 0xec, 0xda,
+    0x26, 0xbe, 0xaa, 0x8b, 0xf1, 0x1b, 0x6f, 0x3f, 0xe6, 0xe2, 0xb5, 0x65, 0x9c, 0x85, 0xdb, 0xc0,
+    0xad, 0x3b, 0x1f, 0x2a, 0x4b, 0x6c, 0x09, 0x81, 0x31, 0xc0, 0xa3, 0x6d, 0xac, 0xd1, 0xd7, 0x8b,
+    0xd3, 0x81, 0xdc, 0xdf, 0xb0, 0x9c, 0x05, 0x2d, 0xb3, 0x39, 0x91, 0xdb, 0x73, 0x38, 0xb4, 0xa8,
+    0x96,
+];
+const K3: [u8; 32] = [b'a'; 32];
+const VENDOR: [u8; 16] = [
+    0xfa, 0x6b, 0x4a, 0x53, 0xd5, 0xad, 0x5f, 0xdf, 0xbe, 0x9d, 0xe6, 0x63, 0xe4, 0xd4, 0x1f, 0xfe,
+];
+const CLASS: [u8; 16] = [
+    0x14, 0x92, 0xaf, 0x14, 0x25, 0x69, 0x5e, 0x48, 0xbf, 0x42, 0x9b, 0x2d, 0x51, 0xf2, 0xab, 0x45,
+];
+
+struct Discard;
+
+impl PayloadSink for Discard {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn write(&mut self, _: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A platform with one 64-byte image per component, so every command has an effect path.
+struct Tiny([u8; 64]);
+
+impl Platform for Tiny {
+    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn write(&mut self, _: usize, content: &[u8], _: &Params<'_>) -> Result<(), Error> {
+        let n = content.len().min(64);
+        self.0[..n].copy_from_slice(&content[..n]);
+        Ok(())
+    }
+    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn slot_matches(&mut self, _: usize, slot: u64) -> bool {
+        slot == 1
+    }
+    fn read_image(
+        &mut self,
+        _: usize,
+        _: &Params<'_>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, Error> {
+        sink(&self.0);
+        Ok(64)
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let anchors = [TrustAnchor::P256(&K1), TrustAnchor::Hmac256(&K3)];
+    let _ = authenticate(data, &anchors, &Software);
+
+    let identity = DeviceIdentity {
+        vendor_id: &VENDOR,
+        class_id: &CLASS,
+        device_id: None,
+    };
+    let policy = Policy {
+        anchors: &anchors,
+        identity,
+        freshness: Freshness::AtLeastInstalled(0),
+    };
+    let block = 1 + usize::from(data.first().copied().unwrap_or(0) % 97);
+    let mut buf = [0u8; 1024];
+    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let mut ok = true;
+    for chunk in data.chunks(block) {
+        if v.feed(chunk, &mut Discard).is_err() {
+            ok = false;
+            break;
+        }
+    }
+    if ok {
+        let _ = v.finish();
+    }
+
+    if let Ok(env) = Envelope::parse(data) {
+        let _ = Manifest::parse(env.manifest);
+        let _ = env.payloads().count();
+    }
+    let _ = Manifest::parse(data);
+    for count in [1, 3] {
+        if let Ok(mut vm) = Interpreter::new(count, identity, Software) {
+            let _ = vm.run(data, &mut Tiny([0; 64]));
+        }
+    }
+});
