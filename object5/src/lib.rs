@@ -16,6 +16,7 @@ extern crate std;
 pub mod author;
 pub mod machine;
 pub mod manifest;
+pub mod package;
 pub mod slots;
 pub mod status;
 

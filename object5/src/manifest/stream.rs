@@ -118,6 +118,12 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         self.facts.map(|f| f.sequence_number)
     }
 
+    /// The authenticated image digest and image size of component 0, once known: what the
+    /// slot manager stores with the candidate for the bootloader's re-check.
+    pub fn image_facts(&self) -> Option<([u8; 32], Option<u64>)> {
+        self.facts.map(|f| (f.digest, f.size))
+    }
+
     /// The authenticated manifest bytes and the envelope parts buffered so far, once
     /// authenticated (for the caller's own command processing or reporting).
     pub fn envelope(&self) -> Option<Envelope<'_>> {

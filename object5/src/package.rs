@@ -1,0 +1,470 @@
+//! The download path: a SUIT package arriving block by block, into the candidate slot.
+//!
+//! [`PackageReceiver`] joins the streaming verifier and the slot manager. The envelope head
+//! (authentication wrapper + manifest) is buffered and authenticated before anything reaches
+//! flash; at the first payload byte the slot manager stores the authenticated head in the
+//! candidate slot's header and journals Downloading; payload bytes then stream through SHA-256
+//! into the slot; at the end the verifier checks digest and size on the fly and the slot manager
+//! re-reads flash and checks the digest again (what is verified is what is stored) before it
+//! journals Downloaded.
+//!
+//! A download interrupted by a reboot resumes without the verifier: the head was authenticated
+//! and stored when the download began, the caller re-requests the envelope from
+//! [`PackageReceiver::resume`]'s offset (only when the server still has the same entity, by
+//! ETag), and the final flash re-read proves the whole image against the stored digest.
+
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::manifest::{
+    text_info, CryptoBackend, Error as SuitError, Finished, Manifest, Member, PayloadSink, Policy,
+    StreamVerifier,
+};
+use crate::slots::{
+    Download, Error as SlotError, ManifestFacts, SlotManager, MAX_NAME, MAX_VERSION,
+};
+use crate::status::UpdateResult;
+
+/// Why a package was refused; each maps to the Update Result the device reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageError {
+    /// The SUIT envelope failed authentication, policy or integrity checks.
+    Suit(SuitError),
+    /// The slot manager refused or the flash failed.
+    Slot(SlotError),
+    /// The envelope head does not fit the caller's scratch buffer.
+    HeadTooLarge,
+    /// Bytes arrived after the receiver had finished or failed.
+    Unexpected,
+    /// The data does not start like a SUIT envelope at all (neither tag 107 nor a map).
+    NotSuit,
+}
+
+impl PackageError {
+    /// The Update Result for this failure.
+    pub fn update_result(self) -> UpdateResult {
+        match self {
+            PackageError::Suit(e) => e.update_result(),
+            PackageError::Slot(SlotError::ImageTooLarge | SlotError::EnvelopeTooLarge) => {
+                UpdateResult::NotEnoughFlash
+            }
+            PackageError::Slot(SlotError::Rollback { .. }) => UpdateResult::UnsupportedPackage,
+            PackageError::Slot(SlotError::Verify(_) | SlotError::SizeMismatch) => {
+                UpdateResult::IntegrityFailure
+            }
+            PackageError::Slot(SlotError::BufferTooSmall) | PackageError::HeadTooLarge => {
+                UpdateResult::OutOfRam
+            }
+            PackageError::NotSuit => UpdateResult::UnsupportedPackage,
+            PackageError::Slot(_) | PackageError::Unexpected => UpdateResult::UpdateFailed,
+        }
+    }
+}
+
+impl core::fmt::Display for PackageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PackageError::Suit(e) => write!(f, "package refused: {e}"),
+            PackageError::Slot(e) => write!(f, "slot: {e}"),
+            PackageError::HeadTooLarge => f.write_str("manifest larger than the receive buffer"),
+            PackageError::Unexpected => f.write_str("data after the end of the package"),
+            PackageError::NotSuit => f.write_str("not a SUIT envelope"),
+        }
+    }
+}
+
+impl From<SuitError> for PackageError {
+    fn from(e: SuitError) -> Self {
+        PackageError::Suit(e)
+    }
+}
+
+impl From<SlotError> for PackageError {
+    fn from(e: SlotError) -> Self {
+        PackageError::Slot(e)
+    }
+}
+
+/// What the receiver reports after [`PackageReceiver::finish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The package is stored, verified and journaled Downloaded.
+    Downloaded,
+    /// Two-stage pull: the manifest names the image's URI ([`PackageReceiver::fetch_uri`]);
+    /// fetch it, pass the bytes to [`PackageReceiver::feed_fetched`], then call
+    /// [`PackageReceiver::finish_fetched`].
+    FetchImage,
+}
+
+/// Gives payload bytes to the slot writer; the verifier calls it from inside `feed`.
+struct SlotSink<'x, 'b, F: NorFlash> {
+    slots: &'x mut SlotManager<'b, F>,
+    download: Option<Download>,
+    /// The verifier asked to begin a payload; the head is stored after `feed` returns.
+    begin_requested: bool,
+    error: Option<SlotError>,
+}
+
+impl<F: NorFlash> PayloadSink for SlotSink<'_, '_, F> {
+    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), SuitError> {
+        let cap = u64::from(self.slots.layout().image_capacity());
+        if component != 0 || size.is_none_or(|s| s > cap) {
+            return Err(SuitError::ImageTooLarge);
+        }
+        self.begin_requested = true;
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
+        let dl = self.download.take().ok_or(SuitError::OutOfOrder)?;
+        let mut w = match self.slots.writer(dl) {
+            Ok(w) => w,
+            Err(e) => {
+                self.error = Some(e);
+                return Err(SuitError::Platform(UpdateResult::UpdateFailed));
+            }
+        };
+        let r = w.write(bytes);
+        self.download = Some(w.detach());
+        r.map_err(|e| {
+            self.error = Some(e);
+            SuitError::Platform(PackageError::Slot(e).update_result())
+        })
+    }
+}
+
+enum Mode {
+    /// Receiving and verifying the envelope.
+    Verify,
+    /// Resumed after a reboot: raw image bytes go to the slot until `left` is 0.
+    Resume { left: u64 },
+    /// Finished or failed: nothing more is accepted.
+    Closed,
+}
+
+/// Streams one SUIT package into the candidate slot; see the module documentation.
+pub struct PackageReceiver<'b, 'p, C: CryptoBackend> {
+    verifier: StreamVerifier<'b, 'p, C>,
+    mode: Mode,
+    download: Option<Download>,
+    /// Envelope bytes consumed so far (resume offsets are in these units).
+    consumed: u64,
+    /// Envelope offset of the first image byte, once known: persist it for a resume.
+    payload_start: Option<u64>,
+}
+
+/// Writes `{2: bstr(auth), 3: manifest-bstr}`, the head the bootloader re-authenticates.
+fn compose_head<'s>(auth: &[u8], manifest_item: &[u8], out: &'s mut [u8]) -> Option<&'s [u8]> {
+    let mut hdr = [0u8; 9];
+    let hl = bstr_header(auth.len() as u64, &mut hdr);
+    let total = 2 + hl + auth.len() + 1 + manifest_item.len();
+    let dst = out.get_mut(..total)?;
+    dst[0] = 0xA2; // map(2)
+    dst[1] = 0x02;
+    dst[2..2 + hl].copy_from_slice(&hdr[..hl]);
+    let mut at = 2 + hl;
+    dst[at..at + auth.len()].copy_from_slice(auth);
+    at += auth.len();
+    dst[at] = 0x03;
+    dst[at + 1..].copy_from_slice(manifest_item);
+    Some(dst)
+}
+
+/// The shortest CBOR byte-string header for `len`.
+fn bstr_header(len: u64, out: &mut [u8; 9]) -> usize {
+    const BSTR: u8 = 2 << 5;
+    match len {
+        0..=23 => {
+            out[0] = BSTR | len as u8;
+            1
+        }
+        24..=0xFF => {
+            out[0] = BSTR | 24;
+            out[1] = len as u8;
+            2
+        }
+        0x100..=0xFFFF => {
+            out[0] = BSTR | 25;
+            out[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+            3
+        }
+        0x1_0000..=0xFFFF_FFFF => {
+            out[0] = BSTR | 26;
+            out[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+            5
+        }
+        _ => {
+            out[0] = BSTR | 27;
+            out[1..9].copy_from_slice(&len.to_be_bytes());
+            9
+        }
+    }
+}
+
+impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
+    /// A receiver for a new package: `buf` holds the envelope head (2-4 KiB), `policy` says
+    /// which keys, vendor, class and sequence numbers are acceptable.
+    pub fn new(buf: &'b mut [u8], policy: Policy<'p>, crypto: C) -> Self {
+        Self {
+            verifier: StreamVerifier::new(buf, policy, crypto),
+            mode: Mode::Verify,
+            download: None,
+            consumed: 0,
+            payload_start: None,
+        }
+    }
+
+    /// Continues a download the slot manager journaled as Downloading before a reboot.
+    /// `payload_start` is [`PackageReceiver::payload_start`] as persisted then. Returns the
+    /// receiver and the envelope offset the transfer must continue from.
+    pub fn resume<F: NorFlash>(
+        buf: &'b mut [u8],
+        policy: Policy<'p>,
+        crypto: C,
+        slots: &mut SlotManager<'_, F>,
+        payload_start: u64,
+    ) -> Result<(Self, u64), PackageError> {
+        let w = slots.resume_download()?;
+        let offset = u64::from(w.offset());
+        let left = u64::from(w.size()) - offset;
+        let download = w.detach();
+        let mut r = Self::new(buf, policy, crypto);
+        r.mode = Mode::Resume { left };
+        r.download = Some(download);
+        r.consumed = payload_start + offset;
+        r.payload_start = Some(payload_start);
+        Ok((r, payload_start + offset))
+    }
+
+    /// Envelope bytes consumed so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Envelope offset of the first image byte, once the payload has started.
+    pub fn payload_start(&self) -> Option<u64> {
+        self.payload_start
+    }
+
+    /// Image bytes stored so far.
+    pub fn image_offset(&self) -> u64 {
+        self.download.map_or(0, |d| u64::from(d.offset()))
+    }
+
+    /// The next envelope bytes. Any error is final: the caller aborts the download with
+    /// [`PackageError::update_result`].
+    pub fn feed<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        mut data: &[u8],
+    ) -> Result<(), PackageError> {
+        let r = self.feed_inner(slots, &mut data);
+        if r.is_err() {
+            self.mode = Mode::Closed;
+        }
+        r
+    }
+
+    fn feed_inner<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        data: &mut &[u8],
+    ) -> Result<(), PackageError> {
+        match self.mode {
+            Mode::Closed => return Err(PackageError::Unexpected),
+            Mode::Resume { left } => {
+                // Only image bytes matter; what follows the image (if anything) is not stored.
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                let dl = self.download.take().ok_or(PackageError::Unexpected)?;
+                let mut w = slots.writer(dl)?;
+                let r = w.write(&data[..n]);
+                self.download = Some(w.detach());
+                r?;
+                self.mode = Mode::Resume {
+                    left: left - n as u64,
+                };
+                self.consumed += data.len() as u64;
+                return Ok(());
+            }
+            Mode::Verify => {}
+        }
+        // Tell "not a SUIT package at all" (result 6) from a damaged one (result 5) by the first
+        // byte: an envelope starts with tag 107 (0xD8 0x6B) or a map.
+        if self.consumed == 0 {
+            if let Some(&first) = data.first() {
+                if first != 0xD8 && first >> 5 != 5 {
+                    return Err(PackageError::NotSuit);
+                }
+            }
+        }
+        // Until the payload begins, feed byte by byte so that the slot is opened before the
+        // first payload byte (the verifier calls `begin` on the payload's header byte).
+        while self.download.is_none() && !data.is_empty() {
+            let mut sink = SlotSink {
+                slots,
+                download: None,
+                begin_requested: false,
+                error: None,
+            };
+            let (one, rest) = data.split_at(1);
+            let r = self.verifier.feed(one, &mut sink);
+            let begin = sink.begin_requested;
+            let err = sink.error;
+            self.consumed += 1;
+            *data = rest;
+            if let Some(e) = err {
+                return Err(PackageError::Slot(e));
+            }
+            r?;
+            if begin {
+                self.payload_start = Some(self.consumed);
+                self.open_slot(slots)?;
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut sink = SlotSink {
+            slots,
+            download: self.download.take(),
+            begin_requested: false,
+            error: None,
+        };
+        let r = self.verifier.feed(data, &mut sink);
+        self.download = sink.download;
+        self.consumed += data.len() as u64;
+        if let Some(e) = sink.error {
+            return Err(PackageError::Slot(e));
+        }
+        r.map_err(PackageError::from)
+    }
+
+    /// Stores the authenticated head in the candidate slot and journals Downloading.
+    fn open_slot<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+    ) -> Result<(), PackageError> {
+        let env = self.verifier.envelope().ok_or(SuitError::OutOfOrder)?;
+        let (digest, size) = self.verifier.image_facts().ok_or(SuitError::OutOfOrder)?;
+        let facts = ManifestFacts {
+            sequence: self
+                .verifier
+                .sequence_number()
+                .ok_or(SuitError::OutOfOrder)?,
+            size: size
+                .and_then(|s| u32::try_from(s).ok())
+                .ok_or(SuitError::ImageTooLarge)?,
+            digest,
+        };
+        // PkgName / PkgVersion come from the authenticated suit-text, when present.
+        let mut name = [0u8; MAX_NAME];
+        let mut version = [0u8; MAX_VERSION];
+        let (mut nl, mut vl) = (0, 0);
+        if let Ok(m) = Manifest::parse(env.manifest) {
+            if let Member::Present(t) = m.text {
+                if let Ok(info) = text_info(t, m.component_id(0)) {
+                    if let Some(n) = info.name {
+                        nl = n.len().min(MAX_NAME);
+                        name[..nl].copy_from_slice(&n[..nl]);
+                    }
+                    if let Some(v) = info.version {
+                        vl = v.len().min(MAX_VERSION);
+                        version[..vl].copy_from_slice(&v[..vl]);
+                    }
+                }
+            }
+        }
+        // The verifier's buffer holds the head in received order (with the map header for the
+        // whole envelope); the stored copy is re-encoded as a two-member map.
+        let mut head = [0u8; HEAD_MAX];
+        let head = compose_head(env.auth, env.manifest_item, &mut head)
+            .ok_or(PackageError::HeadTooLarge)?;
+        let w = slots.begin_download(&facts, head)?;
+        self.download = Some(w.detach());
+        slots.set_package_info(&name[..nl], &version[..vl])?;
+        Ok(())
+    }
+
+    /// The envelope ended: checks the image and journals Downloaded, or asks for the image
+    /// (two-stage pull: see [`PackageReceiver::fetch_uri`]).
+    pub fn finish<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+    ) -> Result<Outcome, PackageError> {
+        let mode = core::mem::replace(&mut self.mode, Mode::Closed);
+        if let Mode::Resume { .. } = mode {
+            let dl = self.download.take().ok_or(PackageError::Unexpected)?;
+            slots.writer(dl)?.finish()?;
+            return Ok(Outcome::Downloaded);
+        }
+        if let Mode::Closed = mode {
+            return Err(PackageError::Unexpected);
+        }
+        match self.verifier.finish()? {
+            Finished::Complete(_) => {
+                let dl = self.download.take().ok_or(SuitError::Truncated)?;
+                slots.writer(dl)?.finish()?;
+                Ok(Outcome::Downloaded)
+            }
+            Finished::FetchRequired { .. } => {
+                self.mode = Mode::Verify;
+                Ok(Outcome::FetchImage)
+            }
+        }
+    }
+
+    /// The authenticated URI of the image, after [`Outcome::FetchImage`].
+    pub fn fetch_uri(&mut self) -> Option<&[u8]> {
+        match self.verifier.finish() {
+            Ok(Finished::FetchRequired { uri }) => Some(uri),
+            _ => None,
+        }
+    }
+
+    /// Two-stage pull: the bytes of the fetched image, in order.
+    pub fn feed_fetched<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        data: &[u8],
+    ) -> Result<(), PackageError> {
+        if self.download.is_none() {
+            let mut sink = SlotSink {
+                slots,
+                download: None,
+                begin_requested: false,
+                error: None,
+            };
+            self.verifier.begin_fetched(&mut sink)?;
+            if sink.begin_requested {
+                self.open_slot(slots)?;
+            }
+        }
+        let mut sink = SlotSink {
+            slots,
+            download: self.download.take(),
+            begin_requested: false,
+            error: None,
+        };
+        let r = self.verifier.feed_fetched(data, &mut sink);
+        self.download = sink.download;
+        if let Some(e) = sink.error {
+            return Err(PackageError::Slot(e));
+        }
+        r.map_err(PackageError::from)
+    }
+
+    /// Two-stage pull: the fetched image ended.
+    pub fn finish_fetched<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+    ) -> Result<(), PackageError> {
+        self.mode = Mode::Closed;
+        self.verifier.finish_fetched()?;
+        let dl = self.download.take().ok_or(SuitError::Truncated)?;
+        slots.writer(dl)?.finish()?;
+        Ok(())
+    }
+}
+
+/// Largest envelope head the device stores (wrapper + manifest); one 4 KiB sector holds it
+/// with the slot header's own fields.
+pub const HEAD_MAX: usize = 3072;

@@ -1,0 +1,280 @@
+//! The device's download path end to end on the simulated device: a signed SUIT package,
+//! streamed in network-sized blocks, lands in the candidate slot only after authentication,
+//! reboots into the new image, and every refusal leaves the running firmware alone.
+
+use device_port::image::{self, ImageBuilder};
+use device_port::{FactoryImage, SimConfig, SimDevice};
+use object5::author::{
+    build_envelope, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, Delivery,
+    PackageSpec, SignAlg,
+};
+use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
+use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::slots::Strategy;
+use object5::{State, UpdateResult};
+
+const VENDOR: [u8; 16] = [0x11; 16];
+const CLASS: [u8; 16] = [0x22; 16];
+const CAPACITY: u32 = 64 * 1024;
+
+struct Keys {
+    pem: String,
+    sec1: Vec<u8>,
+}
+
+fn keys(name: &str) -> Keys {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/suit/keys/"
+    );
+    let pem = std::fs::read_to_string(format!("{dir}{name}")).unwrap();
+    let sec1 = public_sec1_from_pem(&public_pem_from_private(&pem).unwrap()).unwrap();
+    Keys { pem, sec1 }
+}
+
+fn envelope(k: &Keys, image: &[u8], seq: u64, version: &str, delivery: Delivery) -> Vec<u8> {
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: seq,
+        version: version.into(),
+        name: "sim-fw".into(),
+        image,
+        delivery,
+        alg: SignAlg::Esp256,
+    };
+    build_envelope(&spec, &signing_key_from_pem(&k.pem).unwrap()).unwrap()
+}
+
+fn device(k: &Keys, strategy: Strategy) -> SimDevice {
+    let factory_image = ImageBuilder::new("sim-fw", "1.0.0")
+        .total_len(20_000)
+        .build();
+    let factory = FactoryImage {
+        envelope: envelope(
+            k,
+            &factory_image,
+            1,
+            "1.0.0",
+            Delivery::Uri("coap://h/fw".into()),
+        ),
+        image: factory_image,
+    };
+    let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+    config.strategy = strategy;
+    config.image_capacity = CAPACITY;
+    let mut d = SimDevice::in_memory(config).unwrap();
+    assert_eq!(d.booted().unwrap().image.version, "1.0.0");
+    d.slots().unwrap(); // journal readable
+    d
+}
+
+/// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.
+fn download(d: &mut SimDevice, k: &Keys, pkg: &[u8]) -> Result<Outcome, PackageError> {
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let floor = d.slots().unwrap().status().floor;
+    let policy = Policy {
+        anchors: &anchors,
+        identity: DeviceIdentity {
+            vendor_id: &VENDOR,
+            class_id: &CLASS,
+            device_id: None,
+        },
+        freshness: Freshness::NewerThanInstalled(floor),
+    };
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let mut slots = d.slots().unwrap();
+    let result = (|| {
+        for block in pkg.chunks(512) {
+            rx.feed(&mut slots, block)?;
+        }
+        rx.finish(&mut slots)
+    })();
+    if let Err(e) = result {
+        // What the Object 5 path does on any refusal: Idle with the error's result.
+        let _ = slots.abort_download(e.update_result());
+    }
+    result
+}
+
+#[test]
+fn integrated_package_downloads_installs_and_confirms() {
+    let k = keys("K1_spec_p256_private.pem");
+    let mut d = device(&k, Strategy::Swap);
+    let new = ImageBuilder::new("sim-fw", "2.0.0")
+        .total_len(40_000)
+        .build();
+    let pkg = envelope(&k, &new, 2, "2.0.0", Delivery::Integrated);
+    assert_eq!(download(&mut d, &k, &pkg).unwrap(), Outcome::Downloaded);
+    {
+        let mut slots = d.slots().unwrap();
+        assert_eq!(slots.status().state, State::Downloaded);
+        assert_eq!(slots.package_version(), b"2.0.0");
+        assert_eq!(slots.package_name(), b"sim-fw");
+        slots.request_install().unwrap();
+    }
+    let booted = d.reboot().unwrap();
+    assert_eq!(booted.image.version, "2.0.0");
+    d.confirm().unwrap();
+    let s = d.slots().unwrap().status();
+    assert_eq!(
+        (s.state, s.result, s.floor),
+        (State::Idle, UpdateResult::Success, 2)
+    );
+}
+
+#[test]
+fn refusals_map_to_update_results_and_keep_the_running_image() {
+    let k = keys("K1_spec_p256_private.pem");
+    let other = keys("K2_encdep_p256_private.pem");
+    let new = ImageBuilder::new("sim-fw", "2.0.0")
+        .total_len(30_000)
+        .build();
+    let cases: Vec<(&str, Vec<u8>, UpdateResult)> = vec![
+        (
+            "signed by an unknown key",
+            envelope(&other, &new, 2, "2.0.0", Delivery::Integrated),
+            UpdateResult::IntegrityFailure,
+        ),
+        (
+            "rollback to the running sequence number",
+            envelope(&k, &new, 1, "2.0.0", Delivery::Integrated),
+            UpdateResult::UnsupportedPackage,
+        ),
+        (
+            "larger than the slot",
+            envelope(
+                &k,
+                &ImageBuilder::new("sim-fw", "9")
+                    .total_len(CAPACITY as usize + 4096)
+                    .build(),
+                2,
+                "9",
+                Delivery::Integrated,
+            ),
+            UpdateResult::NotEnoughFlash,
+        ),
+        (
+            "not a SUIT envelope",
+            vec![0x42; 4000],
+            UpdateResult::UnsupportedPackage,
+        ),
+        (
+            "a damaged SUIT envelope",
+            [&[0xD8, 0x6B, 0xA3, 0x02][..], &[0xFF; 100]].concat(),
+            UpdateResult::IntegrityFailure,
+        ),
+    ];
+    for (what, pkg, expected) in cases {
+        let mut d = device(&k, Strategy::AB);
+        let e = download(&mut d, &k, &pkg).unwrap_err();
+        assert_eq!(e.update_result(), expected, "{what}: {e}");
+        let s = d.slots().unwrap().status();
+        assert_eq!(s.state, State::Idle, "{what}");
+        assert_eq!(d.reboot().unwrap().image.version, "1.0.0", "{what}");
+    }
+
+    // One flipped payload byte: the digest check refuses it (5) before it can be installed.
+    let mut d = device(&k, Strategy::Swap);
+    let mut pkg = envelope(&k, &new, 2, "2.0.0", Delivery::Integrated);
+    let at = pkg.len() - 100;
+    pkg[at] ^= 0x01;
+    let e = download(&mut d, &k, &pkg).unwrap_err();
+    assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+    assert!(d.slots().unwrap().request_install().is_err());
+    assert_eq!(d.reboot().unwrap().image.version, "1.0.0");
+}
+
+#[test]
+fn interrupted_download_resumes_after_a_reboot() {
+    let k = keys("K1_spec_p256_private.pem");
+    let mut d = device(&k, Strategy::Swap);
+    let new = ImageBuilder::new("sim-fw", "3.0.0")
+        .total_len(50_000)
+        .build();
+    let pkg = envelope(&k, &new, 3, "3.0.0", Delivery::Integrated);
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let policy = Policy {
+        anchors: &anchors,
+        identity: DeviceIdentity {
+            vendor_id: &VENDOR,
+            class_id: &CLASS,
+            device_id: None,
+        },
+        freshness: Freshness::NewerThanInstalled(1),
+    };
+    // First power-on: 30 000 envelope bytes arrive, then the device resets.
+    let payload_start = {
+        let mut buf = [0u8; 2048];
+        let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+        let mut slots = d.slots().unwrap();
+        for block in pkg[..30_000].chunks(1024) {
+            rx.feed(&mut slots, block).unwrap();
+        }
+        rx.payload_start().expect("payload started")
+    };
+    d.reboot().unwrap();
+    let s = d.slots().unwrap().status();
+    assert_eq!(s.state, State::Downloading);
+    assert!(
+        s.download_offset >= 4096,
+        "progress persisted: {}",
+        s.download_offset
+    );
+
+    // After the reboot: continue from the persisted sector boundary, not from 0.
+    let mut buf = [0u8; 2048];
+    let mut slots = d.slots().unwrap();
+    let (mut rx, from) =
+        PackageReceiver::resume(&mut buf, policy, Software, &mut slots, payload_start).unwrap();
+    assert_eq!(from, payload_start + u64::from(s.download_offset));
+    assert!(from < 30_000);
+    for block in pkg[from as usize..].chunks(1024) {
+        rx.feed(&mut slots, block).unwrap();
+    }
+    assert_eq!(rx.finish(&mut slots).unwrap(), Outcome::Downloaded);
+    slots.request_install().unwrap();
+    assert_eq!(d.reboot().unwrap().image.version, "3.0.0");
+}
+
+#[test]
+fn two_stage_pull_fetches_the_image_named_by_the_manifest() {
+    let k = keys("K1_spec_p256_private.pem");
+    let mut d = device(&k, Strategy::AB);
+    let new = ImageBuilder::new("sim-fw", "4.0.0")
+        .total_len(24_000)
+        .build();
+    let head = envelope(
+        &k,
+        &new,
+        4,
+        "4.0.0",
+        Delivery::Uri("coap://[::1]/fw.bin".into()),
+    );
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let policy = Policy {
+        anchors: &anchors,
+        identity: DeviceIdentity {
+            vendor_id: &VENDOR,
+            class_id: &CLASS,
+            device_id: None,
+        },
+        freshness: Freshness::NewerThanInstalled(1),
+    };
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let mut slots = d.slots().unwrap();
+    rx.feed(&mut slots, &head).unwrap();
+    assert_eq!(rx.finish(&mut slots).unwrap(), Outcome::FetchImage);
+    assert_eq!(rx.fetch_uri().unwrap(), b"coap://[::1]/fw.bin");
+    for block in new.chunks(700) {
+        rx.feed_fetched(&mut slots, block).unwrap();
+    }
+    rx.finish_fetched(&mut slots).unwrap();
+    assert_eq!(slots.status().state, State::Downloaded);
+    slots.request_install().unwrap();
+    let booted = d.reboot().unwrap();
+    assert_eq!(booted.image.version, "4.0.0");
+    assert_eq!(image::parse(&new).unwrap().version, "4.0.0");
+}
