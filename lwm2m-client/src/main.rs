@@ -27,6 +27,10 @@ struct Args {
     /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
     #[arg(long, default_value = "coap://127.0.0.1:5683")]
     server: String,
+    /// Bootstrap server URI: bootstrap first (client-initiated) and register with the server
+    /// it provisions; --server is then ignored.
+    #[arg(long)]
+    bootstrap: Option<String>,
     /// Endpoint client name sent as `ep`.
     #[arg(long, default_value = "sim-device")]
     endpoint: String,
@@ -152,7 +156,8 @@ fn open_device(args: &Args) -> Result<SimDevice, CliError> {
 
 async fn run(args: Args) -> Result<(), CliError> {
     let mut device = open_device(&args)?;
-    let server = runtime::resolve_server(&args.server)
+    let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    let server = runtime::resolve_server(first_uri)
         .await
         .map_err(CliError::Uri)?;
     loop {
@@ -178,9 +183,15 @@ async fn run(args: Args) -> Result<(), CliError> {
             path: args.state_dir.join("package.bin"),
             file: None,
         };
+        let (security, mut server_object) = match &args.bootstrap {
+            Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
+            None => (Security::no_sec(&args.server), Server::new(args.lifetime)),
+        };
+        // With a bootstrap server, the Server object is provisioned by it.
+        server_object.present = args.bootstrap.is_none();
         let objects: Vec<Box<dyn ObjectHandler>> = vec![
-            Box::new(Security::no_sec(&args.server)),
-            Box::new(Server::new(args.lifetime)),
+            Box::new(security),
+            Box::new(server_object),
             Box::new(dev),
             Box::new(FirmwareUpdate::new(package)),
         ];
@@ -188,6 +199,9 @@ async fn run(args: Args) -> Result<(), CliError> {
         config.lifetime_s = args.lifetime;
         config.rng_seed = unix ^ u64::from(std::process::id()) << 32;
         let mut engine = Engine::new(config, server, objects);
+        if args.bootstrap.is_some() {
+            engine.bootstrap(0);
+        }
         let socket = runtime::bind_for(&server).await.map_err(CliError::Net)?;
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let mut reboot = false;
@@ -199,8 +213,24 @@ async fn run(args: Args) -> Result<(), CliError> {
             &socket,
             ctrl_c,
             Duration::from_secs(5),
-            |_e: &mut Engine<_>, _now, ev| {
+            |e: &mut Engine<_>, now, ev| {
                 match &ev {
+                    Event::Bootstrapped { server_uri } => match runtime::resolve_server_now(server_uri) {
+                        Ok(addr) => {
+                            tracing::info!(%server_uri, "bootstrapped");
+                            e.set_server(addr);
+                            e.start(now);
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "bootstrap provisioned an unusable server");
+                            return Control::Shutdown;
+                        }
+                    },
+                    Event::BootstrapFailed { code, retry_in_ms } => tracing::warn!(
+                        code = code.as_deref().unwrap_or("timeout"),
+                        retry_in_ms,
+                        "bootstrap failed"
+                    ),
                     Event::Registered { location } => {
                         tracing::info!(%location, "registered");
                         if let Err(e) = device.confirm() {

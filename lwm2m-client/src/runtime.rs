@@ -42,7 +42,10 @@ where
     let now = |epoch: Instant| epoch.elapsed().as_millis() as u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut stopping: Option<Instant> = None;
-    engine.start(now(epoch));
+    // An engine the caller put into bootstrap keeps bootstrapping; otherwise register.
+    if engine.registration() != crate::RegState::Bootstrapping {
+        engine.start(now(epoch));
+    }
     tokio::pin!(shutdown);
     let mut shutdown_done = false;
     loop {
@@ -132,12 +135,15 @@ impl std::fmt::Display for BadServerUri {
 
 impl std::error::Error for BadServerUri {}
 
-/// Resolves `coap://host[:port]` (IPv4, `[IPv6]` or a name; default port 5683).
-pub async fn resolve_server(uri: &str) -> Result<SocketAddr, BadServerUri> {
+/// The `host:port` part of `coap://host[:port][/...]` (default port 5683).
+fn authority(uri: &str) -> Result<String, BadServerUri> {
     let bad = || BadServerUri(uri.to_owned());
     let rest = uri.strip_prefix("coap://").ok_or_else(bad)?;
     let authority = rest.split('/').next().unwrap_or("");
-    let with_port = if authority.starts_with('[') {
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    Ok(if authority.starts_with('[') {
         if authority.contains("]:") {
             authority.to_owned()
         } else {
@@ -147,9 +153,25 @@ pub async fn resolve_server(uri: &str) -> Result<SocketAddr, BadServerUri> {
         authority.to_owned()
     } else {
         format!("{authority}:5683")
-    };
-    tokio::net::lookup_host(with_port)
+    })
+}
+
+/// Resolves `coap://host[:port]` (IPv4, `[IPv6]` or a name; default port 5683).
+pub async fn resolve_server(uri: &str) -> Result<SocketAddr, BadServerUri> {
+    let bad = || BadServerUri(uri.to_owned());
+    tokio::net::lookup_host(authority(uri)?)
         .await
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// Blocking variant of [`resolve_server`] for event handlers (e.g. after bootstrap).
+pub fn resolve_server_now(uri: &str) -> Result<SocketAddr, BadServerUri> {
+    use std::net::ToSocketAddrs;
+    let bad = || BadServerUri(uri.to_owned());
+    authority(uri)?
+        .to_socket_addrs()
         .map_err(|_| bad())?
         .next()
         .ok_or_else(bad)

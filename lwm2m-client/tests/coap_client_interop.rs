@@ -248,3 +248,109 @@ fn registers_and_answers_over_ipv6_loopback() {
     assert_eq!(body, b"1.0.0", "the factory image's version is what booted");
     let _ = std::fs::remove_dir_all(&state);
 }
+
+fn request_to(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    mid: u16,
+    method: RequestType,
+    path: &str,
+    cf: Option<u16>,
+    payload: &[u8],
+) -> Packet {
+    let mut p = Packet::new();
+    p.header.set_version(1);
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(method);
+    p.header.message_id = mid;
+    p.set_token(vec![0xB5, mid as u8]);
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    if let Some(cf) = cf {
+        p.add_option(
+            CoapOption::ContentFormat,
+            lwm2m_client::codec::block::uint_option(u32::from(cf)),
+        );
+    }
+    p.payload = payload.to_vec();
+    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(r) = Packet::from_bytes(&buf[..n]) {
+                if r.header.message_id == mid && r.header.get_type() == MessageType::Acknowledgement
+                {
+                    return r;
+                }
+            }
+        }
+    }
+    panic!("no answer to {path}");
+}
+
+#[test]
+fn binary_bootstraps_then_registers_with_the_provisioned_server() {
+    let bs = UdpSocket::bind("127.0.0.1:0").unwrap();
+    bs.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let dm = UdpSocket::bind("127.0.0.1:0").unwrap();
+    dm.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let state = temp_dir("bootstrap");
+    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
+        .args([
+            "--bootstrap",
+            &format!("coap://127.0.0.1:{}", bs.local_addr().unwrap().port()),
+        ])
+        .args(["--endpoint", "bs-ep", "--log-level", "warn"])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _child = Kill(child);
+    let (req, client) = recv_request(&bs, "Bootstrap-Request");
+    let path: Vec<_> = req
+        .get_option(CoapOption::UriPath)
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(path, vec![b"bs".to_vec()]);
+    answer(&bs, client, &req, ResponseType::Changed, &[]);
+    let r = request_to(&bs, client, 1, RequestType::Delete, "/", None, &[]);
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Deleted));
+    let uri = format!("coap://127.0.0.1:{}", dm.local_addr().unwrap().port());
+    let mut tlv = vec![0xC8, 0x00, uri.len() as u8];
+    tlv.extend_from_slice(uri.as_bytes());
+    tlv.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x01]);
+    let r = request_to(&bs, client, 2, RequestType::Put, "/0/1", Some(11542), &tlv);
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let r = request_to(
+        &bs,
+        client,
+        3,
+        RequestType::Put,
+        "/1/0",
+        Some(11542),
+        &[0xC1, 0x00, 0x01, 0xC1, 0x01, 0x3C, 0xC1, 0x07, b'U'],
+    );
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let r = request_to(&bs, client, 4, RequestType::Post, "/bs", None, &[]);
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let (reg, _) = recv_request(&dm, "Register at the provisioned server");
+    let q: Vec<String> = reg
+        .get_option(CoapOption::UriQuery)
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8(v.clone()).unwrap())
+        .collect();
+    assert!(
+        q.contains(&"ep=bs-ep".to_string()) && q.contains(&"lt=60".to_string()),
+        "{q:?}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

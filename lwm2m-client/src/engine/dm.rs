@@ -117,6 +117,13 @@ impl<P: Clone + PartialEq> Engine<P> {
             None => Vec::new(),
         };
         let segs: Vec<&str> = segs.into_iter().filter(|s| !s.is_empty()).collect();
+        if self.reg.bootstrap {
+            let accept =
+                first_uint(req, CoapOption::Accept)?.map(|n| ContentFormat::from_number(n as u16));
+            let cf = first_uint(req, CoapOption::ContentFormat)?
+                .map(|n| ContentFormat::from_number(n as u16));
+            return self.bootstrap_answer(now, req, &segs, cf, accept);
+        }
         let path = Path::from_segments(segs).map_err(|_| OpError::NotFound)?;
         let oid = path.object_id().ok_or(OpError::MethodNotAllowed)?;
         if oid == 0 {
@@ -531,7 +538,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     /// Decodes a write payload for `path` in content format `cf`.
-    fn decode_payload(
+    pub(crate) fn decode_payload(
         &mut self,
         path: &Path,
         cf: Option<ContentFormat>,

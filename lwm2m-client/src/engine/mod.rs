@@ -5,6 +5,7 @@
 //! passes, and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
 //! Time is a monotonic millisecond counter chosen by the caller, so tests drive it by hand.
 
+mod bootstrap;
 mod dm;
 mod notify;
 mod registration;
@@ -98,6 +99,18 @@ pub enum Event {
     Updated,
     /// Deregistered (or gave up registering after [`Engine::deregister`]).
     Deregistered,
+    /// Bootstrap-Finish arrived; register with `server_uri` next (see [`Engine::set_server`]).
+    Bootstrapped {
+        /// The management server's URI from the Security object.
+        server_uri: String,
+    },
+    /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
+    BootstrapFailed {
+        /// Response code, `None` on timeout.
+        code: Option<String>,
+        /// Delay before the next attempt.
+        retry_in_ms: u64,
+    },
     /// A server wrote `path`.
     Written {
         /// Target path.
@@ -141,6 +154,7 @@ pub enum Event {
 /// Why an outgoing confirmable message exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
+    Bootstrap,
     Register,
     Update,
     Deregister,
@@ -463,7 +477,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             Some(o)
                 if matches!(
                     o.purpose,
-                    Purpose::Register | Purpose::Update | Purpose::Deregister
+                    Purpose::Bootstrap | Purpose::Register | Purpose::Update | Purpose::Deregister
                 ) =>
             {
                 // A separate response will follow; wait for it no longer than an exchange lasts.
@@ -494,7 +508,7 @@ impl<P: Clone + PartialEq> Engine<P> {
 
     fn on_give_up(&mut self, now: u64, o: Outgoing<P>) {
         match o.purpose {
-            Purpose::Register | Purpose::Update | Purpose::Deregister => {
+            Purpose::Bootstrap | Purpose::Register | Purpose::Update | Purpose::Deregister => {
                 self.registration_failed(now, o.purpose, None)
             }
             Purpose::Notify => self.cancel_observation(&o.peer, &o.token),

@@ -19,6 +19,8 @@ pub enum RegState {
     Registering,
     /// Registered (an Update may be in flight).
     Registered,
+    /// Client-initiated bootstrap in progress (request sent or waiting for Bootstrap-Finish).
+    Bootstrapping,
     /// Deregistered on request; nothing more is sent.
     Stopped,
 }
@@ -26,14 +28,18 @@ pub enum RegState {
 #[derive(Debug)]
 pub(crate) struct Registration {
     location: Option<Vec<String>>,
-    in_flight: Option<Purpose>,
+    pub(crate) in_flight: Option<Purpose>,
     /// When to send the next Register (unregistered) or Update (registered).
-    next_at: Option<u64>,
+    pub(crate) next_at: Option<u64>,
     backoff_ms: u64,
     initial_backoff_ms: u64,
     /// Objects or instances changed since the last Register/Update: send the link payload.
     objects_changed: bool,
     stopped: bool,
+    /// Bootstrapping instead of registering.
+    pub(crate) bootstrap: bool,
+    /// Give up waiting for Bootstrap-Finish at this time and request again.
+    pub(crate) bootstrap_deadline: Option<u64>,
 }
 
 impl Registration {
@@ -46,6 +52,8 @@ impl Registration {
             initial_backoff_ms,
             objects_changed: false,
             stopped: false,
+            bootstrap: false,
+            bootstrap_deadline: None,
         }
     }
     pub(crate) fn schedule(&mut self, at: u64) {
@@ -57,12 +65,17 @@ impl Registration {
         if self.in_flight.is_some() {
             None
         } else {
-            self.next_at
+            match (self.next_at, self.bootstrap_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         }
     }
     pub(crate) fn state(&self) -> RegState {
         if self.stopped {
             RegState::Stopped
+        } else if self.bootstrap {
+            RegState::Bootstrapping
         } else if self.location.is_some() {
             RegState::Registered
         } else if self.in_flight == Some(Purpose::Register) {
@@ -178,6 +191,9 @@ impl<P: Clone + PartialEq> Engine<P> {
         if self.reg.stopped || self.reg.in_flight.is_some() {
             return;
         }
+        if self.reg.bootstrap {
+            return self.bootstrap_timer(now);
+        }
         match self.reg.next_at {
             Some(t) if t <= now => {}
             _ => return,
@@ -253,9 +269,17 @@ impl<P: Clone + PartialEq> Engine<P> {
                 let retry = self.reg.backoff_ms;
                 self.reg.backoff_ms = (retry * 2).min(self.config.backoff_max_ms);
                 self.reg.schedule(now + retry);
-                self.events.push_back(Event::RegistrationFailed {
-                    code: code.map(code_string),
-                    retry_in_ms: retry,
+                let code = code.map(code_string);
+                self.events.push_back(if purpose == Purpose::Bootstrap {
+                    Event::BootstrapFailed {
+                        code,
+                        retry_in_ms: retry,
+                    }
+                } else {
+                    Event::RegistrationFailed {
+                        code,
+                        retry_in_ms: retry,
+                    }
                 });
             }
         }
@@ -295,7 +319,10 @@ impl<P: Clone + PartialEq> Engine<P> {
                 self.reg.in_flight = None;
                 self.events.push_back(Event::Deregistered);
             }
-            (Purpose::Register | Purpose::Update | Purpose::Deregister, _) => {
+            (Purpose::Bootstrap, MessageClass::Response(ResponseType::Changed)) => {
+                self.bootstrap_accepted(now);
+            }
+            (Purpose::Bootstrap | Purpose::Register | Purpose::Update | Purpose::Deregister, _) => {
                 self.registration_failed(now, purpose, Some(code))
             }
             // Responses to notifications or separate responses carry nothing to act on.

@@ -33,6 +33,8 @@ pub struct Server {
     pub storing: bool,
     /// Binding (`U`).
     pub binding: String,
+    /// Instance 0 exists (a bootstrap server may delete and re-create it).
+    pub present: bool,
 }
 
 impl Server {
@@ -45,6 +47,15 @@ impl Server {
             default_pmax: 0,
             storing: false,
             binding: "U".into(),
+            present: true,
+        }
+    }
+
+    fn check(&self, instance: u16) -> Result<(), OpError> {
+        if self.present {
+            only_instance(instance)
+        } else {
+            Err(OpError::NotFound)
         }
     }
 }
@@ -67,10 +78,14 @@ impl ObjectHandler for Server {
         MODEL
     }
     fn instances(&self) -> Vec<u16> {
-        alloc::vec![0]
+        if self.present {
+            alloc::vec![0]
+        } else {
+            Vec::new()
+        }
     }
     fn read(&mut self, _now: u64, instance: u16, resource: u16) -> Result<ResourceValue, OpError> {
-        only_instance(instance)?;
+        self.check(instance)?;
         Ok(match resource {
             0 => int(i64::from(self.short_server_id)),
             1 => int(i64::from(self.lifetime_s)),
@@ -82,11 +97,16 @@ impl ObjectHandler for Server {
         })
     }
     fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
-        only_instance(instance)?;
+        self.check(instance)?;
         let ResourceValue::Single(v) = &r.value else {
             return Err(OpError::BadRequest);
         };
         match r.id {
+            // Read-only for management servers (the engine refuses them); a bootstrap server sets it.
+            0 => {
+                self.short_server_id =
+                    u16::try_from(positive(v)?).map_err(|_| OpError::BadRequest)?
+            }
             1 => {
                 let lt = positive(v)?;
                 if lt == 0 {
@@ -109,6 +129,21 @@ impl ObjectHandler for Server {
         }
         Ok(Completion::Done)
     }
+    fn create(&mut self, instance: Option<u16>, resources: &[Resource]) -> Result<u16, OpError> {
+        if self.present || instance.is_some_and(|i| i != 0) {
+            return Err(OpError::BadRequest);
+        }
+        *self = Self::new(86400);
+        for r in resources {
+            self.write(0, 0, r)?;
+        }
+        Ok(0)
+    }
+    fn delete(&mut self, instance: u16) -> Result<(), OpError> {
+        self.check(instance)?;
+        self.present = false;
+        Ok(())
+    }
     fn execute(
         &mut self,
         _now: u64,
@@ -116,7 +151,7 @@ impl ObjectHandler for Server {
         resource: u16,
         _args: &[u8],
     ) -> Result<Completion, OpError> {
-        only_instance(instance)?;
+        self.check(instance)?;
         // Resource 8 (Registration Update Trigger): the engine sends the Update.
         if resource == 8 {
             Ok(Completion::Done)

@@ -1,0 +1,237 @@
+//! Client-initiated Bootstrap (OMA TS Core 1.1 section 6.1.3): Bootstrap-Request (POST /bs),
+//! then the bootstrap server's Bootstrap-Delete, Bootstrap-Write and Bootstrap-Discover, until
+//! Bootstrap-Finish (POST /bs). Writes here may create instances and set resources that are
+//! read-only to management servers (Security, Server SSID).
+
+use super::dm::Answer;
+use super::{Engine, Event, Purpose};
+use crate::coap;
+use crate::codec::{link, ContentFormat, Link, Node, Path, Resource, ResourceValue, Value};
+use crate::object::OpError;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+
+fn reply(code: ResponseType) -> Packet {
+    coap::packet(
+        MessageType::Acknowledgement,
+        MessageClass::Response(code),
+        0,
+        &[],
+    )
+}
+
+impl<P: Clone + PartialEq> Engine<P> {
+    /// Starts client-initiated bootstrap with the server given at construction (the bootstrap
+    /// server). [`Event::Bootstrapped`] carries the management server's URI at the end; then
+    /// call [`Engine::set_server`] and [`Engine::start`].
+    pub fn bootstrap(&mut self, now: u64) {
+        self.reg.bootstrap = true;
+        self.reg.bootstrap_deadline = None;
+        self.reg.schedule(now);
+        self.registration_timer(now);
+    }
+
+    /// Points the engine at another server (e.g. the management server after bootstrap).
+    pub fn set_server(&mut self, server: P) {
+        self.server = server;
+    }
+
+    pub(crate) fn bootstrap_timer(&mut self, now: u64) {
+        if let Some(t) = self.reg.bootstrap_deadline {
+            if t <= now {
+                // Bootstrap-Finish never came: ask again after the back-off.
+                self.reg.bootstrap_deadline = None;
+                self.registration_failed(now, Purpose::Bootstrap, None);
+            }
+            return;
+        }
+        match self.reg.next_at {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        self.reg.next_at = None;
+        let mid = self.mid();
+        let token = self.token();
+        let mut p = coap::packet(
+            MessageType::Confirmable,
+            MessageClass::Request(RequestType::Post),
+            mid,
+            &token,
+        );
+        p.add_option(CoapOption::UriPath, b"bs".to_vec());
+        p.add_option(
+            CoapOption::UriQuery,
+            format!("ep={}", self.config.endpoint).into_bytes(),
+        );
+        self.reg.in_flight = Some(Purpose::Bootstrap);
+        let server = self.server.clone();
+        self.send_confirmable(now, server, p, Purpose::Bootstrap);
+    }
+
+    /// The Bootstrap-Request was accepted: wait (bounded) for the server's operations.
+    pub(crate) fn bootstrap_accepted(&mut self, now: u64) {
+        self.reg.in_flight = None;
+        self.reg.bootstrap_deadline = Some(now + self.config.tx.exchange_lifetime_ms);
+    }
+
+    /// Answers a request from the bootstrap server.
+    pub(crate) fn bootstrap_answer(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        segs: &[&str],
+        cf: Option<ContentFormat>,
+        accept: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let MessageClass::Request(method) = req.header.code else {
+            return Err(OpError::BadRequest);
+        };
+        if segs == ["bs"] && method == RequestType::Post {
+            return Ok(self.bootstrap_finish(now));
+        }
+        let path = Path::from_segments(segs.iter().copied()).map_err(|_| OpError::NotFound)?;
+        // Every operation in this phase restarts the wait for Bootstrap-Finish.
+        self.reg.bootstrap_deadline = Some(now + self.config.tx.exchange_lifetime_ms);
+        match method {
+            RequestType::Delete if path.depth() <= 2 => {
+                self.bootstrap_delete(&path);
+                Ok(Answer::Now(reply(ResponseType::Deleted)))
+            }
+            RequestType::Put if path.depth() >= 1 => {
+                self.bootstrap_write(now, req, &path, cf)?;
+                Ok(Answer::Now(reply(ResponseType::Changed)))
+            }
+            RequestType::Get if accept == Some(ContentFormat::LinkFormat) && path.depth() <= 1 => {
+                let mut p = reply(ResponseType::Content);
+                coap::set_uint(&mut p, CoapOption::ContentFormat, 40);
+                p.payload = self.bootstrap_discover(&path).into_bytes();
+                Ok(Answer::Now(p))
+            }
+            _ => Err(OpError::MethodNotAllowed),
+        }
+    }
+
+    fn is_bootstrap_account(&mut self, oid: u16, iid: u16) -> bool {
+        oid == 0
+            && matches!(
+                self.object_read(oid, iid, 1),
+                Ok(ResourceValue::Single(Value::Boolean(true)))
+            )
+    }
+
+    fn object_read(&mut self, oid: u16, iid: u16, rid: u16) -> Result<ResourceValue, OpError> {
+        let obj = self
+            .objects
+            .iter_mut()
+            .find(|o| o.id() == oid)
+            .ok_or(OpError::NotFound)?;
+        obj.read(0, iid, rid)
+    }
+
+    /// Deletes instances under `path`, except the bootstrap server's own account; objects
+    /// that cannot lose instances (Device, Firmware Update) keep them.
+    fn bootstrap_delete(&mut self, path: &Path) {
+        let ids: Vec<u16> = self.objects.iter().map(|o| o.id()).collect();
+        for oid in ids
+            .into_iter()
+            .filter(|o| path.object_id().is_none_or(|p| p == *o))
+        {
+            let instances = self
+                .objects
+                .iter()
+                .find(|o| o.id() == oid)
+                .map(|o| o.instances())
+                .unwrap_or_default();
+            for iid in instances
+                .into_iter()
+                .filter(|i| path.instance_id().is_none_or(|p| p == *i))
+            {
+                if self.is_bootstrap_account(oid, iid) {
+                    continue;
+                }
+                if let Some(obj) = self.objects.iter_mut().find(|o| o.id() == oid) {
+                    let _ = obj.delete(iid);
+                }
+            }
+        }
+    }
+
+    fn bootstrap_write(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<(), OpError> {
+        let oid = path.object_id().ok_or(OpError::BadRequest)?;
+        let node = self.decode_payload(path, cf, &req.payload)?;
+        let instances: Vec<(u16, Vec<Resource>)> = match node {
+            Node::Object { instances, .. } => {
+                instances.into_iter().map(|i| (i.id, i.resources)).collect()
+            }
+            Node::Instance(i) => alloc::vec![(path.instance_id().unwrap_or(i.id), i.resources)],
+            Node::Resource(r) => alloc::vec![(path.instance_id().unwrap_or(0), alloc::vec![r])],
+            Node::ResourceInstance { .. } => return Err(OpError::MethodNotAllowed),
+        };
+        let obj = self
+            .objects
+            .iter_mut()
+            .find(|o| o.id() == oid)
+            .ok_or(OpError::NotFound)?;
+        for (iid, resources) in instances {
+            if obj.instances().contains(&iid) {
+                for r in &resources {
+                    obj.write(now, iid, r)?;
+                }
+            } else {
+                obj.create(Some(iid), &resources)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bootstrap_discover(&mut self, path: &Path) -> String {
+        let mut links = alloc::vec![Link::new("/").attr("lwm2m", self.config.lwm2m_version)];
+        for o in self
+            .objects
+            .iter()
+            .filter(|o| path.object_id().is_none_or(|p| p == o.id()))
+        {
+            let instances = o.instances();
+            if instances.is_empty() {
+                links.push(Link::new(format!("/{}", o.id())));
+            }
+            for i in instances {
+                links.push(Link::new(format!("/{}/{i}", o.id())));
+            }
+        }
+        link::encode(&links)
+    }
+
+    fn bootstrap_finish(&mut self, _now: u64) -> Answer {
+        let account = self.objects.iter_mut().find(|o| o.id() == 0).and_then(|o| {
+            o.instances().into_iter().find_map(|i| {
+                let bs = o.read(0, i, 1);
+                match (bs, o.read(0, i, 0)) {
+                    (
+                        Ok(ResourceValue::Single(Value::Boolean(false))),
+                        Ok(ResourceValue::Single(Value::String(uri))),
+                    ) => Some(uri),
+                    _ => None,
+                }
+            })
+        });
+        let Some(server_uri) = account else {
+            // Finish without a management server account: 4.06 per the spec's
+            // "Bootstrap-Finish ... Not Acceptable" for an inconsistent configuration.
+            return Answer::Now(reply(ResponseType::NotAcceptable));
+        };
+        self.reg.bootstrap = false;
+        self.reg.bootstrap_deadline = None;
+        self.reg.next_at = None;
+        self.events.push_back(Event::Bootstrapped { server_uri });
+        Answer::Now(reply(ResponseType::Changed))
+    }
+}
