@@ -118,6 +118,9 @@ fn package_upload_then_coap_block2_and_http_range_downloads_are_byte_identical()
             .0,
         400
     );
+    assert_eq!(h.delete("/api/packages/fw.bin").0, 204);
+    assert_eq!(h.get("/fw/fw.bin").0, 404);
+    assert_eq!(h.get_json("/api/packages").1, json!([]));
     let missing = format!("coap://{}/fw/missing.bin", h.coap);
     let (_, out) = coap_client(&["-v", "0", &missing]);
     assert!(
