@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::Path;
 
-use object5::manifest::Software;
+use object5::manifest::{DeviceIdentity, Software};
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
 use crate::auth::p256_anchors;
@@ -53,10 +53,13 @@ pub struct SimConfig {
     pub factory: FactoryImage,
     /// Power cut to inject, counted from this power-on.
     pub power_cut: Option<PowerCut>,
+    /// Vendor and class UUIDs the bootloader requires of a candidate's manifest; `None`
+    /// checks signature, digest and sequence number only.
+    pub identity: Option<([u8; 16], [u8; 16])>,
 }
 
 impl SimConfig {
-    /// Swap strategy, 64 KiB slots, no power cut.
+    /// Swap strategy, 64 KiB slots, no power cut, no vendor/class check.
     pub fn new(trust_anchors: Vec<Vec<u8>>, factory: FactoryImage) -> Self {
         Self {
             strategy: Strategy::Swap,
@@ -64,6 +67,7 @@ impl SimConfig {
             trust_anchors,
             factory,
             power_cut: None,
+            identity: None,
         }
     }
 
@@ -172,6 +176,13 @@ impl SimDevice {
         self.booted = None;
         let anchors = p256_anchors(&self.config.trust_anchors);
         let mut auth = SuitAuthenticator::new(&anchors, Software);
+        if let Some((vendor_id, class_id)) = &self.config.identity {
+            auth = auth.with_identity(DeviceIdentity {
+                vendor_id,
+                class_id,
+                device_id: None,
+            });
+        }
         let powered_off = |flash: &DeviceFlash| flash.is_powered_off();
         let mut slots = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
             .map_err(DeviceError::Slots);

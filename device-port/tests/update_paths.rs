@@ -453,3 +453,29 @@ fn a_detached_download_continues_block_by_block_and_results_persist() {
         (State::Downloaded, UpdateResult::Deferred)
     );
 }
+
+#[test]
+fn bootloader_with_an_identity_rejects_a_package_for_another_class() {
+    let fx = Fixture::new();
+    // The fixture's packages are vendor 0x11.., class 0x22...
+    let mut config = fx.config(Strategy::AB);
+    config.identity = Some(([0x11; 16], [0x33; 16]));
+    // The factory image is for class 0x22 too: provisioning such a device is refused...
+    assert!(matches!(
+        SimDevice::in_memory(config.clone()),
+        Err(DeviceError::Factory(VerifyError::Manifest))
+    ));
+    // ...so start from a flash provisioned elsewhere.
+    let flash = fx.factory_flash(Strategy::AB);
+    let kv = device_port::sim_services::SimKv::Memory(Default::default());
+    let mut device = SimDevice::with_flash(flash, config, kv);
+    device.boot().unwrap();
+    download(&mut device, &fx.good).unwrap();
+    let booted = device.reboot().unwrap().clone();
+    assert_eq!(booted.path, BootPath::Rejected(VerifyError::Manifest));
+    let mut config = fx.config(Strategy::AB);
+    config.identity = Some(([0x11; 16], [0x22; 16]));
+    let mut device = SimDevice::in_memory(config).unwrap();
+    download(&mut device, &fx.good).unwrap();
+    assert_eq!(device.reboot().unwrap().path, BootPath::Test);
+}

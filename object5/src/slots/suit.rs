@@ -2,7 +2,9 @@
 //! from object5 runs before it activates a candidate.
 
 use super::{Authenticate, ManifestFacts, VerifyError};
-use crate::manifest::{self, Authenticated, CryptoBackend, TrustAnchor};
+use crate::manifest::{
+    self, Authenticated, CryptoBackend, DeviceIdentity, Freshness, Policy, TrustAnchor,
+};
 
 impl ManifestFacts {
     /// The facts of an authenticated envelope: its sequence number and component 0's image
@@ -17,16 +19,29 @@ impl ManifestFacts {
     }
 }
 
-/// Authenticates stored envelope heads against `anchors` with `crypto`.
+/// Authenticates stored envelope heads against `anchors` with `crypto`, and optionally checks
+/// that the manifest is for this device's vendor and class. (The sequence number is checked by
+/// the slot manager against its floor.)
 pub struct SuitAuthenticator<'a, C: CryptoBackend> {
     anchors: &'a [TrustAnchor<'a>],
+    identity: Option<DeviceIdentity<'a>>,
     crypto: C,
 }
 
 impl<'a, C: CryptoBackend> SuitAuthenticator<'a, C> {
     /// An authenticator trusting `anchors`.
     pub fn new(anchors: &'a [TrustAnchor<'a>], crypto: C) -> Self {
-        Self { anchors, crypto }
+        Self {
+            anchors,
+            identity: None,
+            crypto,
+        }
+    }
+
+    /// Also refuses manifests for another vendor or class (SUIT section 6.2).
+    pub fn with_identity(mut self, identity: DeviceIdentity<'a>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 }
 
@@ -34,6 +49,14 @@ impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
     fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
         let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
             .map_err(|_| VerifyError::Authentication)?;
+        if let Some(identity) = self.identity {
+            let policy = Policy {
+                anchors: self.anchors,
+                identity,
+                freshness: Freshness::AtLeastInstalled(0),
+            };
+            policy.check(&verified).map_err(|_| VerifyError::Manifest)?;
+        }
         ManifestFacts::from_authenticated(&verified).ok_or(VerifyError::Manifest)
     }
 }
