@@ -241,3 +241,32 @@ fn malformed_requests_and_unknown_endpoints_get_documented_statuses() {
     // Still serving afterwards.
     assert_eq!(h.get_json("/api/clients").0, 200);
 }
+
+#[test]
+fn ipv6_loopback_registration_and_package_fetch() {
+    let h = Harness::start("v6", |c| {
+        c.coap_addr = "[::1]:0".parse().expect("addr");
+    });
+    let events = h.events("");
+    let rd = format!("coap://[::1]:{}/rd?ep=v6dev&lt=60", h.coap.port());
+    assert!(coap_client(&["-m", "post", &rd, "-t", "40", "-e", "</5/0>"]).0);
+    let reg = wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "REGISTRATION" && d["endpoint"] == "v6dev"
+    });
+    assert!(
+        reg["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("[::1]:")),
+        "{reg}"
+    );
+    let image = bytes(5000, 3);
+    assert_eq!(
+        h.put("/api/packages/v6.bin", "application/octet-stream", &image)
+            .0,
+        201
+    );
+    let out = h.dir.join("v6.bin");
+    let url = format!("coap://[::1]:{}/fw/v6.bin", h.coap.port());
+    assert!(coap_client(&["-b", "512", "-o", out.to_str().expect("utf8"), &url]).0);
+    assert_eq!(std::fs::read(&out).expect("fetched"), image);
+}
