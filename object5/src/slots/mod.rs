@@ -4,12 +4,12 @@
 //! Everything persistent goes through three mechanisms, each safe against a clean cut, a torn
 //! write (only part of the interrupted write lands) and an interrupted erase:
 //!
-//! - the state [journal](journal): fixed-size records with a sequence number and a CRC, the
+//! - the state journal (`journal.rs`): fixed-size records with a sequence number and a CRC, the
 //!   commit word written last, appended into two alternating sectors so the last good record
 //!   survives any interrupted write or erase;
-//! - the slot [header](header): the stored manifest envelope head and the facts it proves
+//! - the slot header (`header.rs`): the stored manifest envelope head and the facts it proves
 //!   (sequence number, image size, SHA-256 digest), re-authenticated by the bootloader;
-//! - [copy progress](copy): one flash word per swap or copy step, written only after the step
+//! - copy progress (`copy.rs`): one flash word per swap or copy step, written only after the step
 //!   completed (embassy-boot style), so any non-blank word means "done" and every step redone
 //!   after a cut is idempotent.
 //!
