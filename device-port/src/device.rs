@@ -263,6 +263,16 @@ impl SimDevice {
         &mut self.flash
     }
 
+    /// The persistent key-value store (resume data, registration state).
+    pub fn kv(&self) -> &SimKv {
+        &self.kv
+    }
+
+    /// The persistent key-value store, mutable.
+    pub fn kv_mut(&mut self) -> &mut SimKv {
+        &mut self.kv
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
         &self.config
