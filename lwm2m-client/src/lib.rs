@@ -1,8 +1,40 @@
 //! LwM2M client: a sans-IO engine (bytes and time in; bytes, timer deadlines and events out)
 //! and the thin tokio shell that drives it over UDP.
 //!
-//! The core (everything outside `runtime`) builds as `no_std` + `alloc`; the `std` feature adds
-//! the tokio runtime, the UDP transport and the simulated-device binary.
+//! The core (everything outside `runtime`, `dtls` and the http pull) builds as `no_std` +
+//! `alloc`; the `std` feature adds the tokio runtime, the UDP transport and the simulated-device
+//! binary.
+//!
+//! - [`codec`]: wire formats shared with the server shim (Block1/Block2 option with 20-bit NUM,
+//!   link-format, TLV, SenML JSON/CBOR, LwM2M CBOR, text/opaque, paths, the node model).
+//! - [`Engine`]: one server; feed it with [`Engine::handle_datagram`] and
+//!   [`Engine::handle_timeout`], drain [`Engine::poll_transmit`] and [`Engine::poll_event`],
+//!   sleep until [`Engine::poll_timeout`].
+//! - [`ObjectHandler`]: what an object implements; [`objects`] has Security, Server, Device and
+//!   a Firmware Update object that streams Block1 pushes into a [`objects::PackageSink`].
+//!
+//! ```
+//! use lwm2m_client::objects::{Device, DeviceInfo, DiscardSink, FirmwareUpdate, Security, Server};
+//! use lwm2m_client::{Config, Engine, ObjectHandler};
+//!
+//! let info = DeviceInfo {
+//!     manufacturer: "Acme".into(),
+//!     model: "M1".into(),
+//!     serial: "1".into(),
+//!     firmware_version: "1.0.0".into(),
+//! };
+//! let objects: Vec<Box<dyn ObjectHandler>> = vec![
+//!     Box::new(Security::no_sec("coap://127.0.0.1:5683")),
+//!     Box::new(Server::new(300)),
+//!     Box::new(Device::new(info)),
+//!     Box::new(FirmwareUpdate::new(DiscardSink::default())),
+//! ];
+//! let mut engine = Engine::new(Config::new("ep"), "server", objects);
+//! engine.start(0);
+//! let register = engine.poll_transmit().unwrap(); // POST /rd?ep=ep&lt=300&lwm2m=1.1&b=U
+//! assert_eq!(register.peer, "server");
+//! assert!(engine.poll_timeout().is_some()); // the retransmission timer
+//! ```
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
@@ -12,6 +44,7 @@ extern crate alloc;
 pub mod coap;
 pub mod codec;
 pub mod engine;
+pub mod firmware_backend;
 pub mod object;
 pub mod objects;
 pub mod observe;
@@ -27,3 +60,7 @@ pub mod dtls;
 
 /// Package pulls from a Package URI (/5/0/1), streamed into the Object 5 download path.
 pub mod pull;
+
+/// Object 5's backend on the simulated device (device-port), host side only.
+#[cfg(feature = "std")]
+pub mod sim_firmware;
