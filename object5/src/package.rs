@@ -213,26 +213,33 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         }
     }
 
-    /// Continues a download the slot manager journaled as Downloading before a reboot.
-    /// `payload_start` is [`PackageReceiver::payload_start`] as persisted then. Returns the
-    /// receiver and the envelope offset the transfer must continue from.
-    pub fn resume<F: NorFlash>(
-        buf: &'b mut [u8],
-        policy: Policy<'p>,
-        crypto: C,
+    /// Turns a fresh receiver into the continuation of the download the slot manager
+    /// journaled as Downloading before a reboot. `payload_start` is
+    /// [`PackageReceiver::payload_start`] as persisted then. Returns the envelope offset the
+    /// transfer must continue from. On error the receiver stays unusable but still gives its
+    /// buffer back through [`PackageReceiver::into_buffer`].
+    pub fn resume_from<F: NorFlash>(
+        &mut self,
         slots: &mut SlotManager<'_, F>,
         payload_start: u64,
-    ) -> Result<(Self, u64), PackageError> {
+    ) -> Result<u64, PackageError> {
+        if self.consumed != 0 || self.download.is_some() {
+            return Err(PackageError::Unexpected);
+        }
+        self.mode = Mode::Closed;
         let w = slots.resume_download()?;
         let offset = u64::from(w.offset());
         let left = u64::from(w.size()) - offset;
-        let download = w.detach();
-        let mut r = Self::new(buf, policy, crypto);
-        r.mode = Mode::Resume { left };
-        r.download = Some(download);
-        r.consumed = payload_start + offset;
-        r.payload_start = Some(payload_start);
-        Ok((r, payload_start + offset))
+        self.download = Some(w.detach());
+        self.mode = Mode::Resume { left };
+        self.consumed = payload_start + offset;
+        self.payload_start = Some(payload_start);
+        Ok(payload_start + offset)
+    }
+
+    /// Gives the receive buffer back once the download is over, for the next one.
+    pub fn into_buffer(self) -> &'b mut [u8] {
+        self.verifier.into_buffer()
     }
 
     /// Envelope bytes consumed so far.

@@ -226,8 +226,8 @@ fn interrupted_download_resumes_after_a_reboot() {
     // After the reboot: continue from the persisted sector boundary, not from 0.
     let mut buf = [0u8; 2048];
     let mut slots = d.slots().unwrap();
-    let (mut rx, from) =
-        PackageReceiver::resume(&mut buf, policy, Software, &mut slots, payload_start).unwrap();
+    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let from = rx.resume_from(&mut slots, payload_start).unwrap();
     assert_eq!(from, payload_start + u64::from(s.download_offset));
     assert!(from < 30_000);
     for block in pkg[from as usize..].chunks(1024) {

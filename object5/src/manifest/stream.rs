@@ -7,7 +7,7 @@ use super::cbor::{parse_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG, MAJOR_TS
 use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
 use super::envelope::{Envelope, KEY_AUTH, KEY_MANIFEST, SEVERABLE_KEYS, TAG_ENVELOPE};
 use super::policy::Policy;
-use super::{authenticate_parts, Error};
+use super::{describe, verify_wrapper, Error};
 
 /// Where verified payload bytes go (a flash slot writer, typically).
 pub trait PayloadSink {
@@ -106,6 +106,11 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             policy,
             crypto,
         }
+    }
+
+    /// Gives the buffer back (a device has one static receive buffer for every download).
+    pub fn into_buffer(self) -> &'b mut [u8] {
+        self.buf
     }
 
     /// True once the wrapper verified and the policy accepted the manifest.
@@ -279,13 +284,8 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 MAJOR_TSTR => {
                     let klen = usize::try_from(kvalue).map_err(|_| Error::BufferTooSmall)?;
                     let key_end = khl.checked_add(klen).ok_or(Error::BufferTooSmall)?;
-                    if self
-                        .cursor
-                        .checked_add(key_end + 9)
-                        .is_none_or(|e| e > self.buf.len())
-                    {
-                        return Err(Error::BufferTooSmall);
-                    }
+                    // Key and bstr head must be buffered; if they never fit, the caller's
+                    // feed loop reports BufferTooSmall once the buffer is full.
                     let Some((vmajor, vlen, vhl)) = parse_head(rest.get(key_end..).unwrap_or(&[]))?
                     else {
                         return Ok(());
@@ -359,8 +359,26 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     fn authenticate(&mut self) -> Result<(), Error> {
+        // Signature first, in its own short chain of frames; the parse and the facts after.
+        let anchor = self.verify_head()?;
+        self.record_facts(anchor)
+    }
+
+    #[inline(never)]
+    fn verify_head(&self) -> Result<usize, Error> {
         let env = self.parts()?;
-        let auth = authenticate_parts(env, self.policy.anchors, &self.crypto)?;
+        verify_wrapper(
+            env.auth,
+            env.manifest_item,
+            self.policy.anchors,
+            &self.crypto,
+        )
+    }
+
+    #[inline(never)]
+    fn record_facts(&mut self, anchor: usize) -> Result<(), Error> {
+        let env = self.parts()?;
+        let auth = describe(env, anchor, &self.crypto)?;
         self.policy.check(&auth)?;
         let base = self.buf.as_ptr() as usize;
         let uri = auth.image.uri.map(|u| {

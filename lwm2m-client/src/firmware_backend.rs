@@ -1,0 +1,71 @@
+//! What Object 5 needs from the device: a place to stream a package into, verify it, install
+//! it, and remember where things stood across a reboot.
+//!
+//! The object (rules: `object5::machine`) and the transports (Block1 push, CoAP/HTTP pull) are
+//! the same on every device; the backend is the board's: on the simulated device it is the
+//! SUIT verifier plus the slot manager on SimFlash (`sim_firmware`), on a microcontroller the
+//! same object5 code on real flash. Every error is already the Update Result to report.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use object5::{State, UpdateResult};
+
+/// Where an interrupted download stands, as persisted before the reboot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Package (envelope) offset the transfer continues from.
+    pub offset: u64,
+    /// Entity tag the stored bytes belong to; without one a resume is not safe.
+    pub etag: Option<Vec<u8>>,
+}
+
+/// The persistent Object 5 facts read at boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// State as journaled (`Updating` is never stored: the boot outcome replaces it).
+    pub state: State,
+    /// Update Result as journaled.
+    pub result: UpdateResult,
+    /// Package URI (/5/0/1) of the last pull.
+    pub uri: String,
+    /// PkgName (/5/0/6) of the stored or installed package.
+    pub name: String,
+    /// PkgVersion (/5/0/7) of the stored or installed package.
+    pub version: String,
+    /// A download interrupted by the reboot that can continue.
+    pub resume: Option<ResumePoint>,
+}
+
+/// How [`FirmwareBackend::finish`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// The package is stored and verified.
+    Downloaded,
+    /// Two-stage pull: the authenticated manifest names the image's URI; stream the image
+    /// through [`FirmwareBackend::write`] and call [`FirmwareBackend::finish`] again.
+    FetchImage(String),
+}
+
+/// The device side of Object 5.
+pub trait FirmwareBackend {
+    /// The persistent state after a boot.
+    fn stored(&mut self) -> Stored;
+    /// Largest package the device can store (sent as Size1 with 4.13).
+    fn capacity(&self) -> Option<u32>;
+    /// Persists the Package URI.
+    fn save_uri(&mut self, uri: &str) -> Result<(), UpdateResult>;
+    /// A new package starts at byte 0; `etag` identifies a pulled entity for a later resume.
+    fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult>;
+    /// Re-opens the download interrupted by the last reboot; returns the package offset the
+    /// transfer must continue from.
+    fn resume(&mut self) -> Result<u64, UpdateResult>;
+    /// The next package bytes (or image bytes after [`Finished::FetchImage`]).
+    fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult>;
+    /// The package (or the fetched image) ended: verify and store.
+    fn finish(&mut self) -> Result<Finished, UpdateResult>;
+    /// Drops any partial or stored package and persists Idle with `result`.
+    fn discard(&mut self, result: UpdateResult);
+    /// Marks the stored package for installation at the next reset.
+    fn install(&mut self) -> Result<(), UpdateResult>;
+}

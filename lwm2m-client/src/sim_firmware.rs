@@ -1,0 +1,315 @@
+//! Object 5's backend on the simulated device: object5's SUIT verifier and slot manager on
+//! device-port's SimFlash, as firmware on a board would use them.
+//!
+//! Like firmware, it owns one receive buffer for the manifest (lent to each download and
+//! taken back after it) and one acceptance policy (trust anchors, vendor and class ids) for
+//! its whole life; the anti-rollback floor is read from the slot journal at every download.
+//! Resume data (the package offset where the image starts and the entity tag) lives in the
+//! device's key-value store, written once when a download begins.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use device_port::board::KeyValue;
+use device_port::SimDevice;
+use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
+use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::slots::Phase;
+use object5::{State, UpdateResult};
+
+use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Stored};
+
+/// Size of the manifest receive buffer: wrapper + manifest of any package we build.
+const RECEIVE_BUFFER: usize = 4096;
+/// Key-value entry holding the resume data of the download under way.
+const RESUME_KEY: &str = "fw-resume";
+
+/// The device shared between Object 5 and the application (confirm, reboot).
+pub type SharedDevice = Rc<RefCell<SimDevice>>;
+
+/// Which packages the device accepts.
+#[derive(Clone, Debug)]
+pub struct Acceptance {
+    /// SEC1 P-256 keys that may sign firmware.
+    pub trust_anchors: Vec<Vec<u8>>,
+    /// This device's vendor UUID.
+    pub vendor_id: [u8; 16],
+    /// This device's class UUID.
+    pub class_id: [u8; 16],
+}
+
+/// The policy parts, leaked once per process so that downloads can borrow them for 'static,
+/// as firmware keeps them in static memory.
+struct StaticPolicy {
+    anchors: &'static [TrustAnchor<'static>],
+    vendor_id: &'static [u8; 16],
+    class_id: &'static [u8; 16],
+}
+
+enum Stage {
+    Idle,
+    Envelope(PackageReceiver<'static, 'static, Software>),
+    /// Two-stage pull: the image named by the manifest is being fetched.
+    Image(PackageReceiver<'static, 'static, Software>),
+}
+
+/// [`FirmwareBackend`] on a [`SimDevice`].
+pub struct SimFirmware {
+    device: SharedDevice,
+    policy: StaticPolicy,
+    buf: Option<&'static mut [u8]>,
+    stage: Stage,
+    /// Entity tag of the download being opened, saved with the resume data.
+    pending_etag: Option<Vec<u8>>,
+}
+
+fn slot_result(device: &SharedDevice, e: object5::slots::Error) -> UpdateResult {
+    let d = device.borrow();
+    if d.flash().is_powered_off() {
+        // Power is gone: nothing more can be journaled; report what a reboot will show.
+        return UpdateResult::UpdateFailed;
+    }
+    PackageError::Slot(e).update_result()
+}
+
+impl SimFirmware {
+    /// A backend on `device` accepting what `acceptance` allows.
+    pub fn new(device: SharedDevice, acceptance: Acceptance) -> Self {
+        let keys: &'static [Vec<u8>] = Box::leak(acceptance.trust_anchors.into_boxed_slice());
+        let anchors: Vec<TrustAnchor<'static>> =
+            keys.iter().map(|k| TrustAnchor::P256(k)).collect();
+        Self {
+            device,
+            policy: StaticPolicy {
+                anchors: Box::leak(anchors.into_boxed_slice()),
+                vendor_id: Box::leak(Box::new(acceptance.vendor_id)),
+                class_id: Box::leak(Box::new(acceptance.class_id)),
+            },
+            buf: Some(Box::leak(vec![0u8; RECEIVE_BUFFER].into_boxed_slice())),
+            stage: Stage::Idle,
+            pending_etag: None,
+        }
+    }
+
+    /// The shared device.
+    pub fn device(&self) -> &SharedDevice {
+        &self.device
+    }
+
+    fn policy(&self, floor: u64) -> Policy<'static> {
+        Policy {
+            anchors: self.policy.anchors,
+            identity: DeviceIdentity {
+                vendor_id: self.policy.vendor_id,
+                class_id: self.policy.class_id,
+                device_id: None,
+            },
+            freshness: Freshness::NewerThanInstalled(floor),
+        }
+    }
+
+    /// Ends the current stage and takes the receive buffer back.
+    fn close(&mut self) {
+        match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Envelope(rx) | Stage::Image(rx) => self.buf = Some(rx.into_buffer()),
+            Stage::Idle => {}
+        }
+    }
+
+    fn fail(&mut self, result: UpdateResult) -> UpdateResult {
+        self.close();
+        self.discard(result);
+        result
+    }
+
+    fn save_resume(&mut self, payload_start: u64, etag: Option<&[u8]>) {
+        let mut v = payload_start.to_be_bytes().to_vec();
+        v.extend_from_slice(etag.unwrap_or_default());
+        let mut d = self.device.borrow_mut();
+        if let Err(e) = d.kv_mut().set(RESUME_KEY, &v) {
+            tracing::warn!(error = %e, "resume data not saved");
+        }
+    }
+
+    fn load_resume(&self) -> Option<(u64, Vec<u8>)> {
+        let v = self.device.borrow().kv().get(RESUME_KEY).ok()??;
+        let (start, etag) = v.split_at_checked(8)?;
+        Some((u64::from_be_bytes(start.try_into().ok()?), etag.to_vec()))
+    }
+
+    /// Feeds `data` to the receiver of the current stage.
+    fn feed(&mut self, data: &[u8]) -> Result<(), PackageError> {
+        let mut d = self.device.borrow_mut();
+        let mut slots = d.slots().map_err(|_| PackageError::Unexpected)?;
+        match &mut self.stage {
+            Stage::Envelope(rx) => rx.feed(&mut slots, data),
+            Stage::Image(rx) => rx.feed_fetched(&mut slots, data),
+            Stage::Idle => Err(PackageError::Unexpected),
+        }
+    }
+}
+
+impl FirmwareBackend for SimFirmware {
+    fn stored(&mut self) -> Stored {
+        let resume = self.load_resume();
+        let mut d = self.device.borrow_mut();
+        let Ok(slots) = d.slots() else {
+            return Stored {
+                state: State::Idle,
+                result: UpdateResult::Initial,
+                uri: String::new(),
+                name: String::new(),
+                version: String::new(),
+                resume: None,
+            };
+        };
+        let status = slots.status();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let downloading = status.phase == Some(Phase::Downloading);
+        Stored {
+            state: status.state,
+            result: status.result,
+            uri: text(slots.package_uri()),
+            name: text(slots.package_name()),
+            version: text(slots.package_version()),
+            resume: resume
+                .filter(|_| downloading)
+                .map(|(start, etag)| ResumePoint {
+                    offset: start + u64::from(status.download_offset),
+                    etag: (!etag.is_empty()).then_some(etag),
+                }),
+        }
+    }
+
+    fn capacity(&self) -> Option<u32> {
+        Some(self.device.borrow().config().layout().image_capacity())
+    }
+
+    fn save_uri(&mut self, uri: &str) -> Result<(), UpdateResult> {
+        let mut d = self.device.borrow_mut();
+        let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+        slots
+            .set_package_uri(uri.as_bytes())
+            .map_err(|e| PackageError::Slot(e).update_result())
+    }
+
+    fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult> {
+        self.close();
+        let floor = {
+            let mut d = self.device.borrow_mut();
+            let slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+            slots.status().floor
+        };
+        let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
+        self.stage = Stage::Envelope(PackageReceiver::new(buf, self.policy(floor), Software));
+        let etag = etag.map(<[u8]>::to_vec);
+        // Remember the entity for a resume; the image offset comes from the slot journal.
+        self.pending_etag = etag;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<u64, UpdateResult> {
+        self.close();
+        let (payload_start, _) = self.load_resume().ok_or(UpdateResult::ConnectionLost)?;
+        let floor = {
+            let mut d = self.device.borrow_mut();
+            let slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+            slots.status().floor
+        };
+        let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
+        let mut rx = PackageReceiver::new(buf, self.policy(floor), Software);
+        let resumed = {
+            let mut d = self.device.borrow_mut();
+            match d.slots() {
+                Ok(mut slots) => rx.resume_from(&mut slots, payload_start),
+                Err(_) => Err(PackageError::Unexpected),
+            }
+        };
+        self.stage = Stage::Envelope(rx);
+        resumed.map_err(|e| self.fail(e.update_result()))
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult> {
+        let had_start = match &self.stage {
+            Stage::Envelope(rx) => rx.payload_start().is_some(),
+            _ => true,
+        };
+        if let Err(e) = self.feed(data) {
+            let r = match e {
+                PackageError::Slot(s) => slot_result(&self.device, s),
+                other => other.update_result(),
+            };
+            return Err(self.fail(r));
+        }
+        if !had_start {
+            if let Stage::Envelope(rx) = &self.stage {
+                if let Some(start) = rx.payload_start() {
+                    let etag = self.pending_etag.take();
+                    self.save_resume(start, etag.as_deref());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Finished, UpdateResult> {
+        let device = self.device.clone();
+        let mut d = device.borrow_mut();
+        let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+        let result = match &mut self.stage {
+            Stage::Envelope(rx) => match rx.finish(&mut slots) {
+                Ok(Outcome::Downloaded) => Ok(Finished::Downloaded),
+                Ok(Outcome::FetchImage) => {
+                    let uri = rx
+                        .fetch_uri()
+                        .map(|u| String::from_utf8_lossy(u).into_owned());
+                    match uri {
+                        Some(uri) => Ok(Finished::FetchImage(uri)),
+                        None => Err(UpdateResult::UnsupportedPackage),
+                    }
+                }
+                Err(e) => Err(e.update_result()),
+            },
+            Stage::Image(rx) => rx
+                .finish_fetched(&mut slots)
+                .map(|()| Finished::Downloaded)
+                .map_err(PackageError::update_result),
+            Stage::Idle => Err(UpdateResult::UpdateFailed),
+        };
+        // The slot manager borrows the device; `close`/`fail` below borrow it again.
+        drop(d);
+        match result {
+            Ok(Finished::FetchImage(uri)) => {
+                if let Stage::Envelope(rx) = std::mem::replace(&mut self.stage, Stage::Idle) {
+                    self.stage = Stage::Image(rx);
+                }
+                Ok(Finished::FetchImage(uri))
+            }
+            Ok(Finished::Downloaded) => {
+                self.close();
+                let _ = self.device.borrow_mut().kv_mut().remove(RESUME_KEY);
+                Ok(Finished::Downloaded)
+            }
+            Err(r) => Err(self.fail(r)),
+        }
+    }
+
+    fn discard(&mut self, result: UpdateResult) {
+        self.close();
+        let mut d = self.device.borrow_mut();
+        let _ = d.kv_mut().remove(RESUME_KEY);
+        if let Ok(mut slots) = d.slots() {
+            if let Err(e) = slots.abort_download(result) {
+                tracing::debug!(error = %e, "nothing to discard");
+            }
+        }
+    }
+
+    fn install(&mut self) -> Result<(), UpdateResult> {
+        let mut d = self.device.borrow_mut();
+        let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+        slots
+            .request_install()
+            .map_err(|e| PackageError::Slot(e).update_result())
+    }
+}
