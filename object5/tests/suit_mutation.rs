@@ -134,3 +134,32 @@ fn every_truncation_of_every_vector_is_refused_in_memory_and_streamed() {
         }
     }
 }
+
+#[test]
+fn inputs_the_fuzzer_found_are_refused_without_a_panic() {
+    // A text key with a 2^64-1 length once overflowed an offset sum in the streaming verifier.
+    let cases: [&[u8]; 1] = [&[
+        0xba, 0x1a, 0xff, 0xae, 0x23, 0x7b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xef, 0x3d,
+    ]];
+    let k1 = key("K1");
+    let anchors = [TrustAnchor::P256(&k1)];
+    let vendor = [0u8; 16];
+    for case in cases {
+        assert!(authenticate(case, &anchors, &Software).is_err());
+        for block in 1..=case.len() {
+            let policy = Policy {
+                anchors: &anchors,
+                identity: DeviceIdentity {
+                    vendor_id: &vendor,
+                    class_id: &vendor,
+                    device_id: None,
+                },
+                freshness: Freshness::AtLeastInstalled(0),
+            };
+            let mut buf = [0u8; 1024];
+            let mut v = StreamVerifier::new(&mut buf, policy, Software);
+            let fed = case.chunks(block).try_for_each(|c| v.feed(c, &mut Discard));
+            assert!(fed.and_then(|()| v.finish().map(|_| ())).is_err());
+        }
+    }
+}

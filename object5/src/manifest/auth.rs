@@ -142,40 +142,64 @@ fn check_block<C: CryptoBackend>(
             if sig.len() != 64 {
                 return Err(Error::Malformed);
             }
-            let mut h = crypto.sha256();
-            absorb_to_be_signed(
-                &mut |d| h.update(d),
-                b"Signature1",
-                protected,
-                digest_encoded,
-            );
-            let tbs = h.finish();
-            for (i, anchor) in anchors.iter().enumerate() {
-                if let TrustAnchor::P256(key) = anchor {
-                    if crypto.verify_p256(key, &tbs, sig) {
-                        return Ok(BlockOutcome::Verified(i));
-                    }
-                }
-            }
-            Ok(BlockOutcome::Failed)
+            Ok(check_sign1(protected, digest_encoded, sig, anchors, crypto))
         }
         (TAG_MAC0, ALG_HMAC256) => {
             if sig.len() != 32 {
                 return Err(Error::Malformed);
             }
-            for (i, anchor) in anchors.iter().enumerate() {
-                if let TrustAnchor::Hmac256(key) = anchor {
-                    let mut mac = HmacSha256::new(key, || crypto.sha256());
-                    absorb_to_be_signed(&mut |d| mac.update(d), b"MAC0", protected, digest_encoded);
-                    if ct_eq(&mac.finish(crypto.sha256()), sig) {
-                        return Ok(BlockOutcome::Verified(i));
-                    }
-                }
-            }
-            Ok(BlockOutcome::Failed)
+            Ok(check_mac0(protected, digest_encoded, sig, anchors, crypto))
         }
         _ => Ok(BlockOutcome::Unsupported),
     }
+}
+
+/// COSE_Sign1 ES256/ESP256 against every P-256 anchor.
+#[inline(never)]
+fn check_sign1<C: CryptoBackend>(
+    protected: &[u8],
+    digest_encoded: &[u8],
+    sig: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> BlockOutcome {
+    let mut h = crypto.sha256();
+    absorb_to_be_signed(
+        &mut |d| h.update(d),
+        b"Signature1",
+        protected,
+        digest_encoded,
+    );
+    let tbs = h.finish();
+    for (i, anchor) in anchors.iter().enumerate() {
+        if let TrustAnchor::P256(key) = anchor {
+            if crypto.verify_p256(key, &tbs, sig) {
+                return BlockOutcome::Verified(i);
+            }
+        }
+    }
+    BlockOutcome::Failed
+}
+
+/// COSE_Mac0 HMAC 256/256 against every HMAC anchor (tag compared in constant time).
+#[inline(never)]
+fn check_mac0<C: CryptoBackend>(
+    protected: &[u8],
+    digest_encoded: &[u8],
+    tag: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> BlockOutcome {
+    for (i, anchor) in anchors.iter().enumerate() {
+        if let TrustAnchor::Hmac256(key) = anchor {
+            let mut mac = HmacSha256::new(key, || crypto.sha256());
+            absorb_to_be_signed(&mut |d| mac.update(d), b"MAC0", protected, digest_encoded);
+            if ct_eq(&mac.finish(crypto.sha256()), tag) {
+                return BlockOutcome::Verified(i);
+            }
+        }
+    }
+    BlockOutcome::Failed
 }
 
 /// Verifies the authentication wrapper against `anchors` and then the manifest against the

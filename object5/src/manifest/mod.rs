@@ -109,7 +109,19 @@ pub(crate) fn authenticate_parts<'e, C: CryptoBackend>(
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
 ) -> Result<Authenticated<'e>, Error> {
+    // Two calls in sequence, not nested: the deep signature check returns before the parse
+    // results are laid out, so peak stack is the larger of the two (README).
     let anchor = verify_wrapper(env.auth, env.manifest_item, anchors, crypto)?;
+    describe(env, anchor, crypto)
+}
+
+/// Parses an envelope whose wrapper already verified with trust anchor `anchor`.
+#[inline(never)]
+fn describe<'e, C: CryptoBackend>(
+    env: Envelope<'e>,
+    anchor: usize,
+    crypto: &C,
+) -> Result<Authenticated<'e>, Error> {
     let manifest = Manifest::parse(env.manifest)?;
     let fetch = manifest.resolve(manifest.payload_fetch, KEY_PAYLOAD_FETCH, &env, crypto)?;
     let install = manifest.resolve(manifest.install, KEY_INSTALL, &env, crypto)?;
