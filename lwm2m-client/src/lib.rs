@@ -44,6 +44,7 @@ extern crate alloc;
 pub mod coap;
 pub mod codec;
 pub mod engine;
+pub mod firmware_backend;
 pub mod object;
 pub mod objects;
 pub mod observe;
@@ -60,3 +61,6 @@ pub mod dtls;
 /// Package pulls from a Package URI (/5/0/1), streamed into the Object 5 download path.
 pub mod pull;
 
+/// Object 5's backend on the simulated device (device-port), host side only.
+#[cfg(feature = "std")]
+pub mod sim_firmware;
