@@ -1,0 +1,198 @@
+//! Block-wise transfer with a real peer: libcoap's `coap-client` pushes a package to /5/0/0
+//! with Block1 and reads a large resource with Block2, both with 16-byte blocks so block
+//! numbers pass 4096 (where coap-lite's own BlockValue would wrap). The engine runs on the
+//! crate's tokio runtime; the test plays the LwM2M server for registration.
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
+use lwm2m_client::objects::{Device, DeviceInfo, FirmwareUpdate, PackageSink, Security, Server};
+use lwm2m_client::runtime::{self, Control};
+use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LEN: usize = 70_000; // 4375 blocks of 16 bytes
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(131) ^ (i >> 7)) as u8
+}
+
+/// Records what arrives, in order, to compare with the file coap-client sent.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<u8>>>);
+
+impl PackageSink for Recorder {
+    fn begin(&mut self, _total: Option<u32>) -> Result<(), object5::UpdateResult> {
+        self.0.lock().unwrap().clear();
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), object5::UpdateResult> {
+        let mut v = self.0.lock().unwrap();
+        assert_eq!(offset as usize, v.len(), "blocks arrive in order");
+        v.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(String, String), object5::UpdateResult> {
+        Ok(("pushed".into(), "9.9.9".into()))
+    }
+    fn reset(&mut self) {}
+}
+
+/// A read-only opaque resource of LEN bytes.
+struct Big;
+impl ObjectHandler for Big {
+    fn id(&self) -> u16 {
+        33000
+    }
+    fn model(&self) -> &'static [ResourceDef] {
+        const M: &[ResourceDef] = &[ResourceDef::new(0, Ops::R, false, ResourceType::Opaque)];
+        M
+    }
+    fn instances(&self) -> Vec<u16> {
+        vec![0]
+    }
+    fn read(&mut self, _: u64, _: u16, _: u16) -> Result<ResourceValue, OpError> {
+        Ok(ResourceValue::Single(Value::Opaque(
+            (0..LEN).map(pattern).collect(),
+        )))
+    }
+}
+
+fn coap_client(args: &[&str]) {
+    let status = Command::new("coap-client-openssl")
+        .args(["-B", "60"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
+    assert!(status.success(), "coap-client {args:?}: {status}");
+}
+
+#[test]
+fn coap_client_block1_push_and_block2_read_beyond_block_4096() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let recorder = Recorder::default();
+    let sink = recorder.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let objects: Vec<Box<dyn ObjectHandler>> = vec![
+                Box::new(Security::no_sec(&format!("coap://{server_addr}"))),
+                Box::new(Server::new(300)),
+                Box::new(Device::new(DeviceInfo {
+                    manufacturer: "Acme".into(),
+                    model: "B".into(),
+                    serial: "1".into(),
+                    firmware_version: "1.0.0".into(),
+                })),
+                Box::new(FirmwareUpdate::new(sink)),
+                Box::new(Big),
+            ];
+            let mut engine = Engine::new(Config::new("block-ep"), server_addr, objects);
+            let socket = runtime::bind_for(&server_addr).await.unwrap();
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            runtime::run(
+                &mut engine,
+                &socket,
+                stop,
+                Duration::from_secs(1),
+                |_, _, _| Control::Continue,
+            )
+            .await
+            .unwrap();
+        });
+    });
+
+    // Registration: answer 2.01 and learn the client's address.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 2048];
+    let client_addr: SocketAddr = loop {
+        assert!(Instant::now() < deadline, "no Register");
+        if let Ok((n, from)) = server.recv_from(&mut buf) {
+            let req = Packet::from_bytes(&buf[..n]).unwrap();
+            let mut p = Packet::new();
+            p.header.set_version(1);
+            p.header.set_type(MessageType::Acknowledgement);
+            p.header.code = MessageClass::Response(ResponseType::Created);
+            p.header.message_id = req.header.message_id;
+            p.set_token(req.get_token().to_vec());
+            p.add_option(CoapOption::LocationPath, b"rd".to_vec());
+            p.add_option(CoapOption::LocationPath, b"b".to_vec());
+            server.send_to(&p.to_bytes().unwrap(), from).unwrap();
+            break from;
+        }
+    };
+
+    let dir = std::env::temp_dir().join(format!("lwm2m-client-block-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pkg = dir.join("pkg.bin");
+    let data: Vec<u8> = (0..LEN).map(|i| pattern(i * 7 + 3)).collect();
+    std::fs::write(&pkg, &data).unwrap();
+
+    // Block1 push, 16-byte blocks: 4375 requests, NUM up to 4374.
+    let fw = format!("coap://{client_addr}/5/0/0");
+    coap_client(&[
+        "-m",
+        "put",
+        "-b",
+        "16",
+        "-t",
+        "42",
+        "-f",
+        pkg.to_str().unwrap(),
+        &fw,
+    ]);
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        data.as_slice(),
+        "every byte, in order"
+    );
+    let state = dir.join("state.out");
+    coap_client(&[
+        "-m",
+        "get",
+        "-o",
+        state.to_str().unwrap(),
+        &format!("coap://{client_addr}/5/0/3"),
+    ]);
+    assert_eq!(std::fs::read(&state).unwrap(), b"2", "State = Downloaded");
+    coap_client(&[
+        "-m",
+        "get",
+        "-o",
+        state.to_str().unwrap(),
+        &format!("coap://{client_addr}/5/0/7"),
+    ]);
+    assert_eq!(std::fs::read(&state).unwrap(), b"9.9.9");
+
+    // Block2 read, 16-byte blocks.
+    let out = dir.join("big.out");
+    coap_client(&[
+        "-m",
+        "get",
+        "-b",
+        "16",
+        "-o",
+        out.to_str().unwrap(),
+        &format!("coap://{client_addr}/33000/0/0"),
+    ]);
+    let want: Vec<u8> = (0..LEN).map(pattern).collect();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+
+    let _ = stop_tx.send(());
+    client.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
