@@ -167,13 +167,13 @@ pub fn decode_value(b: &[u8], ty: ResourceType) -> Result<Value, CodecError> {
             core::str::from_utf8(b).map_err(|_| bad("string is not UTF-8"))?,
         )),
         ResourceType::Integer | ResourceType::Time => {
-            let i = match b.len() {
-                1 => i64::from(i8::from_be_bytes([b[0]])),
-                2 => i64::from(i16::from_be_bytes([b[0], b[1]])),
-                4 => i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                8 => i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-                _ => return Err(bad("integer is not 1, 2, 4 or 8 bytes")),
-            };
+            // Sign-extend a 1, 2, 4 or 8-byte big-endian two's complement value.
+            if !matches!(b.len(), 1 | 2 | 4 | 8) {
+                return Err(bad("integer is not 1, 2, 4 or 8 bytes"));
+            }
+            let negative = b.first().is_some_and(|x| x & 0x80 != 0);
+            let start = if negative { -1i64 } else { 0 };
+            let i = b.iter().fold(start, |acc, x| (acc << 8) | i64::from(*x));
             if ty == ResourceType::Time {
                 Value::Time(i)
             } else {
@@ -186,13 +186,15 @@ pub fn decode_value(b: &[u8], ty: ResourceType) -> Result<Value, CodecError> {
             }
             _ => return Err(bad("unsigned integer is not 1, 2, 4 or 8 bytes")),
         },
-        ResourceType::Float => match b.len() {
-            4 => Value::Float(f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
-            8 => Value::Float(f64::from_be_bytes([
-                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-            ])),
-            _ => return Err(bad("float is not 4 or 8 bytes")),
-        },
+        ResourceType::Float => {
+            if let Ok(x) = <[u8; 4]>::try_from(b) {
+                Value::Float(f64::from(f32::from_be_bytes(x)))
+            } else if let Ok(x) = <[u8; 8]>::try_from(b) {
+                Value::Float(f64::from_be_bytes(x))
+            } else {
+                return Err(bad("float is not 4 or 8 bytes"));
+            }
+        }
         ResourceType::Boolean => match b {
             [0] => Value::Boolean(false),
             [1] => Value::Boolean(true),
@@ -439,6 +441,37 @@ mod tests {
             decode(&bytes, &Path::resource(5, 0, 1000), &|_, _| None).unwrap(),
             node
         );
+    }
+
+    #[test]
+    fn integers_sign_extend_at_every_width() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            127,
+            -128,
+            128,
+            -129,
+            32767,
+            -32768,
+            70000,
+            -70000,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let bytes = encode_value(&Value::Integer(v));
+            assert_eq!(
+                decode_value(&bytes, ResourceType::Integer).unwrap(),
+                Value::Integer(v),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            decode_value(&[0xFF, 0xFE], ResourceType::Integer).unwrap(),
+            Value::Integer(-2)
+        );
+        assert!(decode_value(&[0, 0, 0], ResourceType::Integer).is_err());
     }
 
     #[test]
