@@ -117,9 +117,10 @@ fn unconfirmed_image_reverts_with_result_8() {
             "{strategy:?}"
         );
         let s = status(&mut device);
+        // OMA ETS 779: the package stays stored and installable (State 2, Result 8).
         assert_eq!(
             (s.state, s.result, s.floor),
-            (State::Idle, UpdateResult::UpdateFailed, 1)
+            (State::Downloaded, UpdateResult::UpdateFailed, 1)
         );
         // The result keeps its value across further reboots.
         device.reboot().unwrap();

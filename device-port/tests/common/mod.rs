@@ -402,6 +402,8 @@ fn app_step(
             Ok(AppStep::Done)
         }
         Some(Phase::Idle) if result != UpdateResult::Initial => Ok(AppStep::Done),
+        // A reverted package stays Downloaded (result 8): retrying is the server's call.
+        Some(Phase::Downloaded) if result == UpdateResult::UpdateFailed => Ok(AppStep::Done),
         Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) => {
             let outcome = {
                 let mut slots = device.slots()?;

@@ -91,7 +91,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
             }
             (Some(Phase::Installing), _) => self.install(),
             (Some(Phase::Testing), Strategy::AB) => {
-                self.finish(UpdateResult::UpdateFailed, 1 - running)?;
+                self.reverted(1 - running)?;
                 decision(1 - running, BootPath::Reverted)
             }
             (Some(Phase::Testing), Strategy::Overwrite) => decision(0, BootPath::Test),
@@ -121,11 +121,22 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// Completes the swap back and reports the failed update.
     fn revert(&mut self) -> Result<BootDecision, Error> {
         copy::run(&mut self.flash, &self.layout, self.buf)?;
-        self.finish(UpdateResult::UpdateFailed, 0)?;
+        self.reverted(0)?;
         Ok(BootDecision {
             slot: 0,
             path: BootPath::Reverted,
         })
+    }
+
+    /// Journals the end of a failed test boot, running `slot`: the candidate is back in the
+    /// candidate slot, verified and not installed, so Object 5 reports Downloaded with Update
+    /// Result 8 (object text and OMA ETS 1.0-int-779), and survives further reboots as such.
+    fn reverted(&mut self, slot: usize) -> Result<(), Error> {
+        let mut next = self.record;
+        next.phase = Some(Phase::Downloaded);
+        next.result = Some(UpdateResult::UpdateFailed);
+        next.active = slot as u8;
+        self.commit(next)
     }
 
     /// Journals `Idle` with `result`, running `slot`.
