@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::jobs::JobStatus;
 use crate::registration_json::{registration_json, update_json};
 use crate::store::{Registration, RegistrationUpdate};
 
@@ -32,6 +33,8 @@ pub enum Event {
         /// The notified node in Leshan's JSON shape.
         value: Value,
     },
+    /// A firmware job changed (phase, State, Update Result).
+    Firmware(JobStatus),
 }
 
 impl Event {
@@ -42,6 +45,7 @@ impl Event {
             Self::Updated { .. } => "UPDATED",
             Self::Deregistration(_) => "DEREGISTRATION",
             Self::Notification { .. } => "NOTIFICATION",
+            Self::Firmware(_) => "FIRMWARE",
         }
     }
 
@@ -51,6 +55,7 @@ impl Event {
             Self::Registration(r) | Self::Deregistration(r) => &r.endpoint,
             Self::Updated { registration, .. } => &registration.endpoint,
             Self::Notification { endpoint, .. } => endpoint,
+            Self::Firmware(j) => &j.ep,
         }
     }
 
@@ -70,6 +75,7 @@ impl Event {
                 path,
                 value,
             } => json!({"ep": endpoint, "kind": "single", "res": path, "val": value}),
+            Self::Firmware(j) => j.to_json(),
         }
     }
 

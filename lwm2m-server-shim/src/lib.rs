@@ -5,7 +5,9 @@
 //! HTTP surface (see [`rest_api`]): `GET /api/clients[/{ep}]`; Read, Write, Execute, Create,
 //! Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
 //! with `format`, `timeout` (s) and `replace`; `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
-//! /api/packages/{name}`, `GET /api/packages`, and `GET /fw/{name}` with `Range`. CoAP surface:
+//! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
+//! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
+//! [`firmware_api`] and [`campaign`]). CoAP surface:
 //! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host).
 //!
 //! Extension points for campaigns and conformance runs: [`server::Shim::device`] gives
@@ -15,13 +17,16 @@
 
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod client_api;
 pub mod coap_endpoint;
 pub mod content;
 pub mod dm;
 pub mod event_stream;
 pub mod events;
+pub mod firmware_api;
 pub mod http_server;
+pub mod jobs;
 pub mod leshan_response;
 pub mod node_json;
 pub mod object_links;

@@ -15,10 +15,13 @@ use crate::client_api::ClientCall;
 use crate::http_server::{json, percent_decode, query_pairs, read_body, text, Body, HttpService};
 use crate::registration_json::registration_json;
 use crate::server::Shim;
-use crate::{event_stream, package_http};
+use crate::{event_stream, firmware_api, package_http};
 
 /// Largest request body accepted (a hex-encoded firmware push doubles the image size).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Largest body of `POST /api/clients/{ep}/firmware` (a small JSON object).
+const FIRMWARE_BODY: usize = 64 * 1024;
 
 /// The HTTP service answering the REST API, the event stream and HTTP package downloads.
 pub struct RestApi {
@@ -65,6 +68,15 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
             Some(r) => json(StatusCode::OK, &registration_json(&r)),
             None => unknown_client(ep),
         },
+        (&Method::POST, ["api", "clients", ep, "firmware"]) => {
+            let ep = ep.to_string();
+            match read_body(req.into_body(), FIRMWARE_BODY).await {
+                Ok(b) => firmware_api::start(shim, &ep, &b),
+                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (&Method::GET, ["api", "jobs"]) => firmware_api::list(shim),
+        (&Method::GET, ["api", "jobs", id]) => firmware_api::get(shim, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
             let Some(reg) = shim.store.get_by_endpoint(ep) else {
                 return unknown_client(ep);

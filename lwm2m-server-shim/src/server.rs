@@ -16,6 +16,7 @@ use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestH
 use crate::content;
 use crate::dm::{Device, DmResponse};
 use crate::events::{Event, EventBus};
+use crate::jobs::JobRegistry;
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
 use crate::package_coap::{self, PACKAGE_PATH};
@@ -92,6 +93,8 @@ pub struct Shim {
     pub packages: Arc<PackageHost>,
     /// Configuration in force.
     pub config: ShimConfig,
+    /// Firmware jobs started through the REST API or a campaign.
+    pub jobs: JobRegistry,
     coap: std::sync::OnceLock<CoapEndpoint>,
     ids: RegistrationIds,
     observations: Mutex<HashMap<(String, String), ActiveObservation>>,
@@ -321,6 +324,7 @@ pub async fn start_with_store(
         events: EventBus::default(),
         packages,
         config: config.clone(),
+        jobs: JobRegistry::default(),
         coap: std::sync::OnceLock::new(),
         ids: RegistrationIds::default(),
         observations: Mutex::new(HashMap::new()),

@@ -1,0 +1,716 @@
+//! Firmware campaigns: drive one device, or many under a concurrency limit, through a whole
+//! Object 5 update (reference sections 1.4 and 1.5): reset a leftover download, write the
+//! Package URI (pull) or Block1-push the package, follow State and Update Result by observing
+//! /5/0/3 and /5/0/5 AND by polling (notifications are best effort, users' complaint about
+//! unreliable state tracking), Execute /5/0/2 once Downloaded, wait for the device to come back
+//! after its reboot, and report State 0 / Update Result 1 or the failure. Every change of a job's
+//! status is published as a FIRMWARE event and recorded in the shim's job registry.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lwm2m_client::codec::{ContentFormat, Node, Path, ResourceValue, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::time::Instant;
+
+use crate::content;
+use crate::dm::{Device, DmError, DmResponse};
+use crate::events::Event;
+use crate::jobs::{JobStatus, Method, Phase};
+use crate::package_coap::PACKAGE_PATH;
+use crate::package_host::PackageError;
+use crate::server::Shim;
+
+/// Object 5 State: Idle.
+pub const STATE_IDLE: i64 = 0;
+/// Object 5 State: Downloading.
+pub const STATE_DOWNLOADING: i64 = 1;
+/// Object 5 State: Downloaded.
+pub const STATE_DOWNLOADED: i64 = 2;
+/// Object 5 State: Updating.
+pub const STATE_UPDATING: i64 = 3;
+/// Update Result: initial value.
+pub const RESULT_INITIAL: i64 = 0;
+/// Update Result: firmware updated successfully.
+pub const RESULT_SUCCESS: i64 = 1;
+/// Update Result: connection lost during the download (worth a retry).
+pub const RESULT_CONNECTION_LOST: i64 = 4;
+
+/// What to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatePlan {
+    /// Package name in the shim's package host.
+    pub package: String,
+    /// Pull or push.
+    pub method: Method,
+    /// Package URI to write instead of the shim's own `coap://.../fw/{package}` (pull only).
+    pub uri: Option<String>,
+}
+
+/// Per-phase time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseTimeouts {
+    /// Each CoAP exchange (each block of a push restarts it).
+    pub request: Duration,
+    /// From writing the URI / starting the push until State 2.
+    pub download: Duration,
+    /// From Execute until the device is back (re-registered or a final result).
+    pub update: Duration,
+    /// From re-registration until the final State / Update Result.
+    pub verify: Duration,
+}
+
+impl Default for PhaseTimeouts {
+    fn default() -> Self {
+        Self {
+            request: Duration::from_secs(5),
+            download: Duration::from_secs(300),
+            update: Duration::from_secs(120),
+            verify: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How campaigns behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CampaignConfig {
+    /// Phase time limits.
+    pub timeouts: PhaseTimeouts,
+    /// How often State and Update Result are read besides the notifications.
+    pub poll_interval: Duration,
+    /// Extra attempts for a request that got no answer, and for a download that ended with
+    /// Update Result 4 (connection lost).
+    pub retries: u32,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            timeouts: PhaseTimeouts::default(),
+            poll_interval: Duration::from_secs(1),
+            retries: 2,
+        }
+    }
+}
+
+/// Why an update did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateError {
+    /// The endpoint is not registered.
+    NotRegistered,
+    /// The package is not in the package host.
+    Package(String),
+    /// The device is in State 3 (Updating) already.
+    Busy,
+    /// A pull needs the plain CoAP package host (or an explicit URI).
+    NoPackageHost,
+    /// A request got no usable answer.
+    Device(&'static str, DmError),
+    /// The device refused a request (its CoAP code).
+    Rejected(&'static str, String),
+    /// A phase did not end in time.
+    Timeout(Phase),
+    /// The device reported this State and Update Result instead of success.
+    Failed {
+        /// State (/5/0/3).
+        state: i64,
+        /// Update Result (/5/0/5).
+        result: i64,
+    },
+}
+
+impl fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRegistered => f.write_str("device is not registered"),
+            Self::Package(e) => write!(f, "package: {e}"),
+            Self::Busy => f.write_str("device is already updating (State 3)"),
+            Self::NoPackageHost => {
+                f.write_str("no plain CoAP listener to serve the package; give a uri")
+            }
+            Self::Device(op, e) => write!(f, "{op}: {e}"),
+            Self::Rejected(op, code) => write!(f, "{op} refused with {code}"),
+            Self::Timeout(p) => write!(f, "timed out in phase {p}"),
+            Self::Failed { state, result } => write!(
+                f,
+                "device reports State {state}, Update Result {result} ({})",
+                result_meaning(*result)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UpdateError {}
+
+/// The meaning of an Update Result code (reference section 1.3).
+pub fn result_meaning(code: i64) -> &'static str {
+    match code {
+        0 => "initial value",
+        1 => "firmware updated successfully",
+        2 => "not enough flash memory",
+        3 => "out of RAM",
+        4 => "connection lost during download",
+        5 => "integrity check failure",
+        6 => "unsupported package type",
+        7 => "invalid URI",
+        8 => "firmware update failed",
+        9 => "unsupported protocol",
+        10 => "update cancelled",
+        11 => "update deferred",
+        _ => "unknown result",
+    }
+}
+
+/// `/5/0/{r}` or `/3/0/{r}`.
+pub fn resource(object: u16, r: u16) -> Path {
+    Path::resource(object, 0, r)
+}
+
+/// The Package URI the shim's CoAP package host answers for `package`.
+pub fn package_uri(coap_addr: SocketAddr, package: &str) -> String {
+    // A wildcard bind is reachable on loopback.
+    let ip = match coap_addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!(
+        "coap://{}/{PACKAGE_PATH}/{package}",
+        SocketAddr::new(ip, coap_addr.port())
+    )
+}
+
+/// The single value of a decoded resource read.
+pub fn single_value(node: &Node) -> Option<&Value> {
+    match node {
+        Node::Resource(r) => match &r.value {
+            ResourceValue::Single(v) => Some(v),
+            ResourceValue::Multiple(_) => None,
+        },
+        Node::ResourceInstance { value, .. } => Some(value),
+        _ => None,
+    }
+}
+
+/// Decodes a successful single-resource answer.
+pub fn decode_single(path: &Path, r: &DmResponse) -> Option<Value> {
+    if !r.is_success() {
+        return None;
+    }
+    let cf = r.content_format.unwrap_or(ContentFormat::Text);
+    let node = content::decode(cf, path, &r.payload).ok()?;
+    single_value(&node).cloned()
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        Value::Unsigned(u) => i64::try_from(*u).ok(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads an integer resource (State, Update Result).
+pub async fn read_int(device: &Device, path: &Path) -> Result<Option<i64>, DmError> {
+    let r = device.read(path, Some(ContentFormat::Text)).await?;
+    Ok(decode_single(path, &r).as_ref().and_then(as_int))
+}
+
+/// Reads a string resource (firmware version, package version).
+pub async fn read_string(device: &Device, path: &Path) -> Result<Option<String>, DmError> {
+    let r = device.read(path, Some(ContentFormat::Text)).await?;
+    Ok(match decode_single(path, &r) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
+}
+
+/// Sends a request again when it got no answer at all (not when the device refused it).
+async fn with_retries<F, Fut>(
+    retries: u32,
+    op: &'static str,
+    mut f: F,
+) -> Result<DmResponse, UpdateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<DmResponse, DmError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(r) if r.is_success() => return Ok(r),
+            Ok(r) => return Err(UpdateError::Rejected(op, r.code_string())),
+            Err(DmError::Exchange(e)) if attempt < retries => {
+                attempt += 1;
+                tracing::debug!(op, attempt, error = %e, "retrying");
+            }
+            Err(e) => return Err(UpdateError::Device(op, e)),
+        }
+    }
+}
+
+/// Publishes every change of a job to the job registry, the event bus and a caller's hook.
+struct Tracker<'a> {
+    shim: &'a Shim,
+    status: JobStatus,
+    hook: &'a (dyn Fn(&JobStatus) + Send + Sync),
+}
+
+impl Tracker<'_> {
+    fn set(&mut self, f: impl FnOnce(&mut JobStatus)) {
+        let before = self.status.clone();
+        f(&mut self.status);
+        if before != self.status {
+            self.shim.jobs.update(&self.status);
+            (self.hook)(&self.status);
+            self.shim
+                .events
+                .publish(Event::Firmware(self.status.clone()));
+        }
+    }
+
+    fn phase(&mut self, p: Phase) {
+        self.set(|s| s.phase = p);
+    }
+
+    fn observed(&mut self, state: Option<i64>, result: Option<i64>) {
+        self.set(|s| {
+            if state.is_some() {
+                s.state = state;
+            }
+            if result.is_some() {
+                s.result = result;
+            }
+        });
+    }
+}
+
+/// What woke a follower up.
+enum Signal {
+    /// A notification of /5/0/3 or /5/0/5 (already applied to the tracker).
+    Notified,
+    /// The device registered again.
+    Registered,
+    /// Time to poll.
+    Tick,
+}
+
+/// Follows one device: the event subscription and the current device-management handle.
+struct Follower<'a> {
+    shim: &'a Arc<Shim>,
+    ep: String,
+    rx: broadcast::Receiver<Arc<Event>>,
+    cfg: CampaignConfig,
+    device: Device,
+}
+
+fn event_int(v: &serde_json::Value) -> Option<i64> {
+    let value = &v["value"];
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl<'a> Follower<'a> {
+    fn connect(
+        shim: &'a Arc<Shim>,
+        ep: &str,
+        cfg: CampaignConfig,
+        rx: broadcast::Receiver<Arc<Event>>,
+    ) -> Result<Self, UpdateError> {
+        let device = Self::device_for(shim, ep, &cfg)?;
+        Ok(Self {
+            shim,
+            ep: ep.to_string(),
+            rx,
+            cfg,
+            device,
+        })
+    }
+
+    fn device_for(shim: &Shim, ep: &str, cfg: &CampaignConfig) -> Result<Device, UpdateError> {
+        let reg = shim
+            .store
+            .get_by_endpoint(ep)
+            .ok_or(UpdateError::NotRegistered)?;
+        shim.device(&reg, cfg.timeouts.request)
+            .ok_or(UpdateError::NotRegistered)
+    }
+
+    /// Picks up the registration's current address (after a reboot it may have changed).
+    fn reconnect(&mut self) -> Result<(), UpdateError> {
+        self.device = Self::device_for(self.shim, &self.ep, &self.cfg)?;
+        Ok(())
+    }
+
+    /// Observes State and Update Result; a device that refuses is still polled.
+    async fn observe(&self) {
+        for r in [3, 5] {
+            let path = resource(5, r);
+            match self.device.observe(&path, None).await {
+                Ok((_, Some(stream))) => {
+                    self.shim
+                        .track_observation(&self.ep, path, stream, self.device.clone(), None)
+                }
+                Ok((resp, None)) => {
+                    tracing::debug!(ep = %self.ep, %path, code = %resp.code_string(), "observe refused")
+                }
+                Err(e) => tracing::debug!(ep = %self.ep, %path, error = %e, "observe failed"),
+            }
+        }
+    }
+
+    async fn poll(&self, t: &mut Tracker<'_>) {
+        let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
+        let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
+        t.observed(state, result);
+    }
+
+    /// Waits for the next notification, re-registration or poll time.
+    async fn next(&mut self, t: &mut Tracker<'_>, until: Instant) -> Signal {
+        let tick = Instant::now() + self.cfg.poll_interval;
+        loop {
+            let ev = tokio::select! {
+                ev = self.rx.recv() => ev,
+                _ = tokio::time::sleep_until(tick.min(until)) => return Signal::Tick,
+            };
+            match ev {
+                Ok(ev) => match &*ev {
+                    Event::Notification {
+                        endpoint,
+                        path,
+                        value,
+                    } if *endpoint == self.ep => match path.as_str() {
+                        "/5/0/3" => {
+                            t.observed(event_int(value), None);
+                            return Signal::Notified;
+                        }
+                        "/5/0/5" => {
+                            t.observed(None, event_int(value));
+                            return Signal::Notified;
+                        }
+                        _ => {}
+                    },
+                    Event::Registration(r) if r.endpoint == self.ep => return Signal::Registered,
+                    _ => {}
+                },
+                // Missed events: polling catches up.
+                Err(RecvError::Lagged(_)) => return Signal::Tick,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep_until(tick.min(until)).await;
+                    return Signal::Tick;
+                }
+            }
+        }
+    }
+
+    /// Follows State / Update Result until `done` decides, polling on every tick.
+    async fn until<T>(
+        &mut self,
+        t: &mut Tracker<'_>,
+        limit: Duration,
+        phase: Phase,
+        mut done: impl FnMut(Option<i64>, Option<i64>) -> Option<T>,
+    ) -> Result<T, UpdateError> {
+        let until = Instant::now() + limit;
+        self.poll(t).await;
+        loop {
+            if let Some(v) = done(t.status.state, t.status.result) {
+                return Ok(v);
+            }
+            if Instant::now() >= until {
+                return Err(UpdateError::Timeout(phase));
+            }
+            if let Signal::Tick = self.next(t, until).await {
+                self.poll(t).await;
+            }
+        }
+    }
+}
+
+/// Runs one device's update to its end and returns the final status (also recorded in the
+/// registry and published); `hook` sees every change.
+pub async fn run_update(
+    shim: &Arc<Shim>,
+    job: JobStatus,
+    plan: &UpdatePlan,
+    cfg: CampaignConfig,
+    hook: &(dyn Fn(&JobStatus) + Send + Sync),
+) -> JobStatus {
+    let mut t = Tracker {
+        shim,
+        status: job,
+        hook,
+    };
+    match drive(shim, &mut t, plan, cfg).await {
+        Ok(()) => t.phase(Phase::Succeeded),
+        Err(e) => {
+            tracing::info!(ep = %t.status.ep, error = %e, "firmware update failed");
+            t.set(|s| {
+                s.phase = Phase::Failed;
+                s.error = Some(e.to_string());
+            });
+        }
+    }
+    t.status
+}
+
+async fn drive(
+    shim: &Arc<Shim>,
+    t: &mut Tracker<'_>,
+    plan: &UpdatePlan,
+    cfg: CampaignConfig,
+) -> Result<(), UpdateError> {
+    let ep = t.status.ep.clone();
+    // Subscribe before the first request so no notification or re-registration slips by.
+    let mut f = Follower::connect(shim, &ep, cfg, shim.events.subscribe())?;
+    t.phase(Phase::Starting);
+    let package = load_package(shim, plan)?;
+    f.observe().await;
+    f.poll(t).await;
+    if t.status.state == Some(STATE_UPDATING) {
+        return Err(UpdateError::Busy);
+    }
+    if t.status.state != Some(STATE_IDLE) || t.status.result != Some(RESULT_INITIAL) {
+        // Reset (reference 1.4: empty URI -> Idle, Result 0) so a stale result or a
+        // leftover download cannot be mistaken for this update's outcome.
+        let d = f.device.clone();
+        let path = resource(5, 1);
+        with_retries(cfg.retries, "reset (write empty Package URI)", || {
+            d.write(&path, true, ContentFormat::Text, b"")
+        })
+        .await?;
+        f.poll(t).await;
+    }
+
+    let mut attempt = 0;
+    loop {
+        t.phase(Phase::Downloading);
+        start_download(&f.device, shim, plan, &package, cfg).await?;
+        let outcome = f
+            .until(
+                t,
+                cfg.timeouts.download,
+                Phase::Downloading,
+                |s, r| match (s, r) {
+                    (Some(STATE_DOWNLOADED), _) => Some(Ok(())),
+                    (Some(STATE_IDLE), Some(r)) if r != RESULT_INITIAL => Some(Err(r)),
+                    _ => None,
+                },
+            )
+            .await?;
+        match outcome {
+            Ok(()) => break,
+            Err(RESULT_CONNECTION_LOST) if attempt < cfg.retries => attempt += 1,
+            Err(result) => {
+                return Err(UpdateError::Failed {
+                    state: STATE_IDLE,
+                    result,
+                })
+            }
+        }
+    }
+    t.phase(Phase::Downloaded);
+
+    t.phase(Phase::Updating);
+    let since = SystemTime::now();
+    let d = f.device.clone();
+    let exec = resource(5, 2);
+    match with_retries(0, "Execute Update", || d.execute(&exec, b"")).await {
+        Ok(_) => {}
+        // The device may reboot before its answer gets through; coming back decides.
+        Err(UpdateError::Device(_, DmError::Exchange(e))) => {
+            tracing::debug!(%ep, error = %e, "no answer to Execute; waiting for the device");
+        }
+        Err(e) => return Err(e),
+    }
+    t.phase(Phase::Rebooting);
+    let until = Instant::now() + cfg.timeouts.update;
+    let mut rebooted = false;
+    loop {
+        if Instant::now() >= until {
+            return Err(UpdateError::Timeout(Phase::Rebooting));
+        }
+        let re_registered = shim
+            .store
+            .get_by_endpoint(&ep)
+            .is_some_and(|r| r.registration_date > since);
+        if re_registered {
+            rebooted = true;
+            break;
+        }
+        match f.next(t, until).await {
+            Signal::Registered => {
+                rebooted = true;
+                break;
+            }
+            Signal::Notified => {}
+            Signal::Tick => f.poll(t).await,
+        }
+        // Finished without a reboot (e.g. install refused: Downloaded + Result 8).
+        if t.status.state.is_some_and(|s| s != STATE_UPDATING)
+            && t.status.result.is_some_and(|r| r != RESULT_INITIAL)
+        {
+            break;
+        }
+    }
+    t.phase(Phase::Verifying);
+    if rebooted {
+        f.reconnect()?;
+        f.observe().await;
+    }
+    let (state, result) = f
+        .until(t, cfg.timeouts.verify, Phase::Verifying, |s, r| {
+            match (s, r) {
+                (Some(s), Some(r)) if s != STATE_UPDATING && r != RESULT_INITIAL => Some((s, r)),
+                _ => None,
+            }
+        })
+        .await?;
+    let fw = read_string(&f.device, &resource(3, 3)).await.ok().flatten();
+    let pkg = read_string(&f.device, &resource(5, 7)).await.ok().flatten();
+    t.set(|s| {
+        s.firmware_version = fw;
+        s.pkg_version = pkg;
+    });
+    if state == STATE_IDLE && result == RESULT_SUCCESS {
+        Ok(())
+    } else {
+        Err(UpdateError::Failed { state, result })
+    }
+}
+
+/// The package bytes for a push (checked to exist for a pull).
+fn load_package(shim: &Shim, plan: &UpdatePlan) -> Result<Vec<u8>, UpdateError> {
+    let err = |e: PackageError| UpdateError::Package(format!("{}: {e}", plan.package));
+    if plan.method == Method::Pull && plan.uri.is_some() {
+        return Ok(Vec::new());
+    }
+    let info = shim.packages.info(&plan.package).map_err(err)?;
+    match plan.method {
+        Method::Pull => Ok(Vec::new()),
+        Method::Push => {
+            let len = usize::try_from(info.size)
+                .map_err(|_| UpdateError::Package("package too large to push".into()))?;
+            shim.packages.read_range(&plan.package, 0, len).map_err(err)
+        }
+    }
+}
+
+async fn start_download(
+    device: &Device,
+    shim: &Shim,
+    plan: &UpdatePlan,
+    package: &[u8],
+    cfg: CampaignConfig,
+) -> Result<(), UpdateError> {
+    match plan.method {
+        Method::Pull => {
+            let uri = match &plan.uri {
+                Some(u) => u.clone(),
+                None => {
+                    let addr = shim
+                        .coap()
+                        .and_then(|c| c.local_addr().ok())
+                        .ok_or(UpdateError::NoPackageHost)?;
+                    package_uri(addr, &plan.package)
+                }
+            };
+            let path = resource(5, 1);
+            with_retries(cfg.retries, "write Package URI", || {
+                device.write(&path, true, ContentFormat::Text, uri.as_bytes())
+            })
+            .await?;
+        }
+        Method::Push => {
+            let path = resource(5, 0);
+            with_retries(cfg.retries, "push Package", || {
+                device.write(&path, true, ContentFormat::Opaque, package)
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates a job for `ep` and runs it in the background; returns the queued job.
+pub fn spawn_job(shim: &Arc<Shim>, ep: &str, plan: UpdatePlan, cfg: CampaignConfig) -> JobStatus {
+    let job = shim.jobs.create(ep, &plan.package, plan.method);
+    let queued = job.clone();
+    let shim = shim.clone();
+    tokio::spawn(async move {
+        run_update(&shim, job, &plan, cfg, &|_| {}).await;
+    });
+    queued
+}
+
+/// Updates every endpoint in `endpoints`, at most `concurrency` at a time; returns the final
+/// status of each, in the order given. `hook` sees every change of every job.
+pub async fn run_campaign(
+    shim: &Arc<Shim>,
+    endpoints: &[String],
+    plan: &UpdatePlan,
+    cfg: CampaignConfig,
+    concurrency: usize,
+    hook: Arc<dyn Fn(&JobStatus) + Send + Sync>,
+) -> Vec<JobStatus> {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(endpoints.len());
+    for ep in endpoints {
+        let job = shim.jobs.create(ep, &plan.package, plan.method);
+        hook(&job);
+        let (shim, plan, slots, hook) = (shim.clone(), plan.clone(), slots.clone(), hook.clone());
+        let fallback = job.clone();
+        let task = tokio::spawn(async move {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = slots.acquire_owned().await.ok();
+            run_update(&shim, job, &plan, cfg, hook.as_ref()).await
+        });
+        tasks.push((task, fallback));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for (task, mut fallback) in tasks {
+        out.push(match task.await {
+            Ok(s) => s,
+            Err(e) => {
+                fallback.phase = Phase::Failed;
+                fallback.error = Some(format!("update task ended: {e}"));
+                fallback
+            }
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_uri_replaces_wildcards_with_loopback() {
+        assert_eq!(
+            package_uri("0.0.0.0:5683".parse().unwrap(), "a.suit"),
+            "coap://127.0.0.1:5683/fw/a.suit"
+        );
+        assert_eq!(
+            package_uri("[::]:1".parse().unwrap(), "b"),
+            "coap://[::1]:1/fw/b"
+        );
+        assert_eq!(
+            package_uri("127.0.0.2:9".parse().unwrap(), "c"),
+            "coap://127.0.0.2:9/fw/c"
+        );
+    }
+
+    #[test]
+    fn notification_values_in_both_json_shapes() {
+        assert_eq!(event_int(&serde_json::json!({"value": "2"})), Some(2));
+        assert_eq!(event_int(&serde_json::json!({"value": 8})), Some(8));
+        assert_eq!(event_int(&serde_json::json!({"value": "x"})), None);
+        assert_eq!(result_meaning(8), "firmware update failed");
+    }
+}

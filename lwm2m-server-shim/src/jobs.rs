@@ -1,0 +1,230 @@
+//! Firmware jobs: the status of one device's update as it moves through its phases, kept in a
+//! registry so the REST API can answer `GET /api/jobs[/{id}]` while campaigns run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+/// Finished jobs kept for `GET /api/jobs`; older finished ones are dropped first.
+pub const MAX_KEPT_JOBS: usize = 10_000;
+
+/// How the package reaches the device (reference section 1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Write the Package URI (/5/0/1); the device downloads from the package host.
+    Pull,
+    /// Write the package to /5/0/0 with Block1.
+    Push,
+}
+
+impl Method {
+    /// Lower-case name as in the REST body and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pull => "pull",
+            Self::Push => "push",
+        }
+    }
+
+    /// Parses `pull` or `push`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pull" => Some(Self::Pull),
+            "push" => Some(Self::Push),
+            _ => None,
+        }
+    }
+}
+
+/// Where an update stands, from the server's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a concurrency slot.
+    Queued,
+    /// Reading the device's Object 5 and resetting a leftover download.
+    Starting,
+    /// URI written or push under way; waiting for State 2.
+    Downloading,
+    /// The device holds the package (State 2).
+    Downloaded,
+    /// Execute Update sent.
+    Updating,
+    /// Waiting for the device to come back after its reboot.
+    Rebooting,
+    /// Re-registered; waiting for the final State / Update Result.
+    Verifying,
+    /// State 0, Update Result 1.
+    Succeeded,
+    /// Anything else; `error` says why.
+    Failed,
+}
+
+impl Phase {
+    /// Upper-case name used in JSON and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Starting => "STARTING",
+            Self::Downloading => "DOWNLOADING",
+            Self::Downloaded => "DOWNLOADED",
+            Self::Updating => "UPDATING",
+            Self::Rebooting => "REBOOTING",
+            Self::Verifying => "VERIFYING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One device's update as last observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// Job id (unique per shim).
+    pub id: u64,
+    /// Endpoint name of the device.
+    pub ep: String,
+    /// Package name in the package host.
+    pub package: String,
+    /// Pull or push.
+    pub method: Method,
+    /// Current phase.
+    pub phase: Phase,
+    /// Last known State (/5/0/3).
+    pub state: Option<i64>,
+    /// Last known Update Result (/5/0/5).
+    pub result: Option<i64>,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// Firmware version (/3/0/3) read at the end.
+    pub firmware_version: Option<String>,
+    /// Package version (/5/0/7) read at the end.
+    pub pkg_version: Option<String>,
+}
+
+impl JobStatus {
+    /// A queued job.
+    pub fn new(id: u64, ep: &str, package: &str, method: Method) -> Self {
+        Self {
+            id,
+            ep: ep.to_string(),
+            package: package.to_string(),
+            method,
+            phase: Phase::Queued,
+            state: None,
+            result: None,
+            error: None,
+            firmware_version: None,
+            pkg_version: None,
+        }
+    }
+
+    /// The job resource's JSON (`GET /api/jobs/{id}`, FIRMWARE events).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "ep": self.ep,
+            "package": self.package,
+            "method": self.method.as_str(),
+            "phase": self.phase.as_str(),
+            "state": self.state,
+            "result": self.result,
+            "error": self.error,
+            "firmwareVersion": self.firmware_version,
+            "pkgVersion": self.pkg_version,
+        })
+    }
+}
+
+/// All jobs of one shim.
+#[derive(Default)]
+pub struct JobRegistry {
+    next: AtomicU64,
+    jobs: Mutex<BTreeMap<u64, JobStatus>>,
+}
+
+impl JobRegistry {
+    /// Registers a new queued job and returns it.
+    pub fn create(&self, ep: &str, package: &str, method: Method) -> JobStatus {
+        let id = self.next.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let job = JobStatus::new(id, ep, package, method);
+        let mut m = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(id, job.clone());
+        if m.len() > MAX_KEPT_JOBS {
+            let old: Vec<u64> = m
+                .iter()
+                .filter(|(_, j)| j.phase.is_final())
+                .map(|(id, _)| *id)
+                .take(m.len() - MAX_KEPT_JOBS)
+                .collect();
+            for id in old {
+                m.remove(&id);
+            }
+        }
+        job
+    }
+
+    /// Records a job's new status.
+    pub fn update(&self, job: &JobStatus) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id, job.clone());
+    }
+
+    /// One job.
+    pub fn get(&self, id: u64) -> Option<JobStatus> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Every kept job, oldest first.
+    pub fn all(&self) -> Vec<JobStatus> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_updates_are_kept() {
+        let r = JobRegistry::default();
+        let a = r.create("a", "p", Method::Pull);
+        let mut b = r.create("b", "p", Method::Push);
+        assert_ne!(a.id, b.id);
+        b.phase = Phase::Failed;
+        b.result = Some(5);
+        r.update(&b);
+        assert_eq!(r.get(b.id), Some(b.clone()));
+        assert_eq!(r.all().len(), 2);
+        let j = b.to_json();
+        assert_eq!(j["phase"], "FAILED");
+        assert_eq!(j["result"], 5);
+        assert_eq!(j["method"], "push");
+        assert_eq!(Method::parse("pull"), Some(Method::Pull));
+        assert_eq!(Method::parse("PULL"), None);
+    }
+}
