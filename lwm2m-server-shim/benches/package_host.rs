@@ -78,13 +78,17 @@ fn main() {
         .expect("runtime");
     let running = rt
         .block_on(server::start(ShimConfig {
-            coap_addr: "127.0.0.1:0".parse().expect("addr"),
+            coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
+            coaps_addr: None,
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             package_dir: pkgs.clone(),
             ..ShimConfig::default()
         }))
         .expect("shim starts");
-    let shim_url = format!("coap://{}/fw/pkg.bin", running.coap_addr);
+    let shim_url = format!(
+        "coap://{}/fw/pkg.bin",
+        running.coap_addr.expect("plain CoAP enabled")
+    );
     let ours = median(&shim_url, &out, &image);
 
     let port = free_port();

@@ -1,5 +1,5 @@
-//! The shim's CoAP socket: one UDP socket shared by the registration interface, the package host
-//! and server-initiated device-management requests. Handles CON retransmission (RFC 7252 4.2),
+//! The shim's CoAP endpoint: one socket ([`Transport`]: plain UDP or DTLS) shared by the
+//! registration interface, the package host and server-initiated device-management requests. Handles CON retransmission (RFC 7252 4.2),
 //! duplicate detection, piggybacked and separate responses, and routes notifications to their
 //! observation by token (RFC 7641).
 
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+use crate::transport::Transport;
 
 /// CoAP transmission parameters (RFC 7252 section 4.8).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +120,7 @@ struct Tables {
 }
 
 struct Inner {
-    socket: UdpSocket,
+    socket: Transport,
     timing: CoapTiming,
     handler: Arc<dyn RequestHandler>,
     tables: Mutex<Tables>,
@@ -193,15 +195,20 @@ fn random_u64() -> u64 {
 }
 
 impl CoapEndpoint {
-    /// Binds the CoAP socket.
+    /// Binds a plain (unsecured) CoAP socket.
     pub async fn bind(
         addr: SocketAddr,
         timing: CoapTiming,
         handler: Arc<dyn RequestHandler>,
     ) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(addr).await?;
+        Ok(Self::over(Transport::Plain(socket), timing, handler))
+    }
+
+    /// An endpoint over an already bound transport (e.g. a DTLS listener for coaps).
+    pub fn over(socket: Transport, timing: CoapTiming, handler: Arc<dyn RequestHandler>) -> Self {
         let seed = random_u64();
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 socket,
                 timing,
@@ -211,7 +218,12 @@ impl CoapEndpoint {
                 token_counter: AtomicU64::new(seed >> 16),
                 token_key: random_u64(),
             }),
-        })
+        }
+    }
+
+    /// The transport under this endpoint (whether peers are authenticated, and as whom).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.socket
     }
 
     /// The bound address (useful with port 0).

@@ -8,7 +8,10 @@
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
 //! [`firmware_api`] and [`campaign`]). CoAP surface:
-//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host).
+//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host), over coaps (DTLS
+//! PSK, on by default, identities from [`security_store`], managed through
+//! `GET|PUT /api/security/clients` and `DELETE /api/security/clients/{ep}`) and, only when
+//! configured, plain coap.
 //!
 //! Extension points for campaigns and conformance runs: [`server::Shim::device`] gives
 //! device-management requests to a registered client, [`events::EventBus::subscribe`] its
@@ -22,6 +25,7 @@ pub mod client_api;
 pub mod coap_endpoint;
 pub mod content;
 pub mod dm;
+pub mod dtls_socket;
 pub mod event_stream;
 pub mod events;
 pub mod firmware_api;
@@ -37,5 +41,8 @@ pub mod package_http;
 pub mod registration;
 pub mod registration_json;
 pub mod rest_api;
+pub mod security_api;
+pub mod security_store;
 pub mod server;
 pub mod store;
+pub mod transport;

@@ -15,7 +15,7 @@ use crate::client_api::ClientCall;
 use crate::http_server::{json, percent_decode, query_pairs, read_body, text, Body, HttpService};
 use crate::registration_json::registration_json;
 use crate::server::Shim;
-use crate::{event_stream, firmware_api, package_http};
+use crate::{event_stream, firmware_api, package_http, security_api};
 
 /// Largest request body accepted (a hex-encoded firmware push doubles the image size).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -124,6 +124,18 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::DELETE, ["api", "packages", name]) => package_http::remove(&shim.packages, name),
+        (&Method::GET, ["api", "security", "clients"]) => {
+            security_api::list(shim.security.as_ref())
+        }
+        (&Method::PUT, ["api", "security", "clients"]) => {
+            match read_body(req.into_body(), MAX_BODY).await {
+                Ok(b) => security_api::put(shim.security.as_ref(), &b),
+                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (&Method::DELETE, ["api", "security", "clients", ep]) => {
+            security_api::remove(shim.security.as_ref(), ep)
+        }
         _ => text(StatusCode::NOT_FOUND, "no such resource"),
     }
 }

@@ -5,15 +5,35 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Args;
+use lwm2m_server_shim::security_store::{InMemorySecurityStore, SecurityInfo, SecurityStore};
 use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::store::InMemoryStore;
 
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// UDP address of the CoAP endpoint (registrations, device management, package host /fw/<name>).
-    #[arg(long, default_value = "127.0.0.1:5683")]
-    coap: SocketAddr,
+    /// UDP address of a plain (unauthenticated) CoAP endpoint: registrations, device
+    /// management, package host /fw/<name>. Closed unless given, e.g. `--coap 127.0.0.1:5683`.
+    #[arg(long)]
+    coap: Option<SocketAddr>,
+    /// UDP address of the CoAP-over-DTLS endpoint (PSK, TLS_PSK_WITH_AES_128_CCM_8): the same
+    /// resources, for peers with a key from --psk, --security-file or /api/security/clients.
+    #[arg(long, default_value = "127.0.0.1:5684")]
+    coaps: SocketAddr,
+    /// Do not open the coaps endpoint (then --coap is required).
+    #[arg(long)]
+    no_coaps: bool,
+    /// A client's pre-shared key, `ENDPOINT:IDENTITY:HEXKEY` (repeatable): the identity may
+    /// register only as ENDPOINT.
+    #[arg(long, value_parser = SecurityInfo::parse_cli)]
+    psk: Vec<SecurityInfo>,
+    /// JSON file of security info in Leshan's shape, one object or an array:
+    /// `{"endpoint":"dev1","psk":{"identity":"dev1-id","key":"00112233"}}`.
+    #[arg(long)]
+    security_file: Option<PathBuf>,
     /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -48,8 +68,29 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let security = Arc::new(InMemorySecurityStore::new());
+    let mut infos = args.psk;
+    if let Some(path) = &args.security_file {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
+        {
+            Ok(more) => infos.extend(more),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot load security info");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    for info in infos {
+        if let Err(e) = security.put(info) {
+            tracing::error!(error = %e, "security info refused");
+            return ExitCode::FAILURE;
+        }
+    }
     let config = ShimConfig {
         coap_addr: args.coap,
+        coaps_addr: (!args.no_coaps).then_some(args.coaps),
         http_addr: args.http,
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
@@ -57,14 +98,20 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         ..ShimConfig::default()
     };
     runtime.block_on(async move {
-        let running = match server::start(config).await {
+        let running = match server::start_with_stores(
+            config,
+            Arc::new(InMemoryStore::new()),
+            security,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "serve failed to start");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(coap = %running.coap_addr, http = %running.http_addr, "serving; Ctrl-C stops");
+        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
             () = running.wait() => ExitCode::FAILURE,

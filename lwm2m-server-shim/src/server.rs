@@ -1,7 +1,7 @@
 //! The running shim: wires the registration store, the CoAP socket (registration interface and
 //! package host), the event bus, observations and the HTTP API together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,27 +9,36 @@ use std::time::{Duration, SystemTime};
 
 use coap_lite::{Packet, ResponseType};
 use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
+use lwm2m_client::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestHandler};
 use crate::content;
 use crate::dm::{Device, DmResponse};
+use crate::dtls_socket::{DtlsLimits, DtlsSocket};
 use crate::events::{Event, EventBus};
 use crate::jobs::JobRegistry;
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
 use crate::package_coap::{self, PACKAGE_PATH};
 use crate::package_host::{PackageError, PackageHost};
-use crate::registration::{self, response, uri_path, RegistrationIds};
+use crate::registration::{self, response, uri_path, uri_query, RegistrationIds};
 use crate::rest_api::RestApi;
+use crate::security_store::{psk_lookup, InMemorySecurityStore, SecurityStore};
 use crate::store::{InMemoryStore, Registration, RegistrationStore};
+use crate::transport::Transport;
 
 /// How to run the shim.
 #[derive(Debug, Clone)]
 pub struct ShimConfig {
-    /// CoAP (UDP) address for registrations, device management and the package host.
-    pub coap_addr: SocketAddr,
+    /// Plain CoAP (UDP) address for registrations, device management and the package host;
+    /// `None` (the default) keeps plain CoAP closed, so only authenticated peers get in.
+    pub coap_addr: Option<SocketAddr>,
+    /// CoAP over DTLS (PSK) address serving the same resources to authenticated peers.
+    pub coaps_addr: Option<SocketAddr>,
+    /// Bounds on DTLS handshakes and idle sessions of the coaps listener.
+    pub dtls_limits: DtlsLimits,
     /// HTTP address of the REST API, event stream and HTTP package host.
     pub http_addr: SocketAddr,
     /// Directory packages are served from and uploaded to.
@@ -47,7 +56,9 @@ pub struct ShimConfig {
 impl Default for ShimConfig {
     fn default() -> Self {
         Self {
-            coap_addr: SocketAddr::from(([127, 0, 0, 1], 5683)),
+            coap_addr: None,
+            coaps_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5684))),
+            dtls_limits: DtlsLimits::default(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
@@ -65,6 +76,10 @@ pub enum StartError {
     Bind(std::io::Error),
     /// The package directory is unusable.
     Packages(PackageError),
+    /// The DTLS context could not be built.
+    Dtls(DtlsError),
+    /// Neither coap nor coaps is configured: no device could reach the shim.
+    NoCoapListener,
 }
 
 impl std::fmt::Display for StartError {
@@ -72,6 +87,8 @@ impl std::fmt::Display for StartError {
         match self {
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
             Self::Packages(e) => write!(f, "package directory: {e}"),
+            Self::Dtls(e) => write!(f, "coaps listener: {e}"),
+            Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
         }
     }
 }
@@ -95,20 +112,47 @@ pub struct Shim {
     pub config: ShimConfig,
     /// Firmware jobs started through the REST API or a campaign.
     pub jobs: JobRegistry,
+    /// PSK identities and the endpoint each may register as.
+    pub security: Arc<dyn SecurityStore>,
     coap: std::sync::OnceLock<CoapEndpoint>,
+    coaps: std::sync::OnceLock<CoapEndpoint>,
+    /// Ids of registrations made over coaps: their device management goes over coaps too.
+    secure_registrations: Mutex<HashSet<String>>,
     ids: RegistrationIds,
     observations: Mutex<HashMap<(String, String), ActiveObservation>>,
 }
 
 impl Shim {
-    /// The CoAP endpoint (set once the socket is bound).
+    /// The plain CoAP endpoint, if plain CoAP is enabled.
     pub fn coap(&self) -> Option<&CoapEndpoint> {
         self.coap.get()
     }
 
-    /// Device-management handle for a registered client, with a per-exchange timeout.
+    /// The coaps (DTLS) endpoint, if enabled.
+    pub fn coaps(&self) -> Option<&CoapEndpoint> {
+        self.coaps.get()
+    }
+
+    fn registrations_over_coaps(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.secure_registrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this registration was made over coaps (and is managed over it).
+    pub fn is_secure(&self, reg: &Registration) -> bool {
+        self.registrations_over_coaps().contains(&reg.id)
+    }
+
+    /// Device-management handle for a registered client, with a per-exchange timeout; requests
+    /// go over the transport the client registered on.
     pub fn device(&self, reg: &Registration, timeout: Duration) -> Option<Device> {
-        let coap = self.coap()?.clone();
+        let coap = if self.is_secure(reg) {
+            self.coaps()
+        } else {
+            self.coap()
+        }?
+        .clone();
         let mut d = Device::new(
             coap,
             reg.address,
@@ -124,6 +168,9 @@ impl Shim {
         // (the client forgot them too).
         if let Event::Deregistration(r) | Event::Registration(r) = &event {
             self.drop_observations(&r.endpoint);
+        }
+        if let Event::Deregistration(r) = &event {
+            self.registrations_over_coaps().remove(&r.id);
         }
         self.events.publish(event);
     }
@@ -190,7 +237,7 @@ impl Shim {
     }
 
     fn forget(&self, o: ActiveObservation) {
-        if let Some(c) = self.coap() {
+        for c in [self.coap(), self.coaps()].into_iter().flatten() {
             c.forget_observation(&o.token);
         }
         o.task.abort();
@@ -243,8 +290,56 @@ fn decode_notification(r: &DmResponse, path: &Path) -> Option<serde_json::Value>
         .map(|n| node_json(&n))
 }
 
+/// Checks that a request to the registration interface may act on its endpoint: over coaps the
+/// authenticated identity must be bound to that endpoint (Leshan's rule; 4.03 otherwise); over
+/// plain coap, endpoints with security info and registrations made over coaps are off limits.
+fn authorize_rd(
+    shim: &Shim,
+    request: &Packet,
+    path: &[String],
+    peer: SocketAddr,
+    secure: bool,
+) -> Result<(), Packet> {
+    let forbidden = || Err(response(ResponseType::Forbidden));
+    let target = match path {
+        [_rd] => uri_query(request)
+            .into_iter()
+            .find(|(k, _)| k == "ep")
+            .and_then(|(_, v)| v),
+        [_rd, id, ..] => {
+            let reg = shim.store.get_by_id(id);
+            if let Some(r) = &reg {
+                if !secure && shim.is_secure(r) {
+                    return forbidden();
+                }
+            }
+            reg.map(|r| r.endpoint)
+        }
+        [] => None,
+    };
+    if secure {
+        let info = shim
+            .coaps()
+            .and_then(|c| c.transport().peer_identity(peer))
+            .and_then(|id| shim.security.get_by_identity(&id));
+        let Some(info) = info else {
+            // Authenticated, but the identity was removed from the store since.
+            return forbidden();
+        };
+        if target.is_some_and(|ep| ep != info.endpoint) {
+            tracing::warn!(%peer, identity = %info.psk.identity, "identity tried another endpoint");
+            return forbidden();
+        }
+    } else if target.is_some_and(|ep| shim.security.get_by_endpoint(&ep).is_some()) {
+        return forbidden();
+    }
+    Ok(())
+}
+
 struct CoapRouter {
     shim: std::sync::Weak<Shim>,
+    /// Whether this router serves the coaps endpoint.
+    secure: bool,
 }
 
 impl RequestHandler for CoapRouter {
@@ -255,6 +350,9 @@ impl RequestHandler for CoapRouter {
         let path = uri_path(request);
         match path.first().map(String::as_str) {
             Some("rd") => {
+                if let Err(refused) = authorize_rd(&shim, request, &path, peer, self.secure) {
+                    return refused;
+                }
                 let (resp, event) = registration::handle(
                     shim.store.as_ref(),
                     &shim.ids,
@@ -263,7 +361,15 @@ impl RequestHandler for CoapRouter {
                     SystemTime::now(),
                 );
                 if let Some(e) = event {
-                    tracing::info!(event = e.name(), endpoint = e.endpoint(), %peer, "registration interface");
+                    if let Event::Registration(r) = &e {
+                        let mut secure = shim.registrations_over_coaps();
+                        if self.secure {
+                            secure.insert(r.id.clone());
+                        } else {
+                            secure.remove(&r.id);
+                        }
+                    }
+                    tracing::info!(event = e.name(), endpoint = e.endpoint(), %peer, secure = self.secure, "registration interface");
                     shim.publish(e);
                 }
                 resp
@@ -283,8 +389,10 @@ impl RequestHandler for CoapRouter {
 pub struct RunningShim {
     /// Shared state (store, events, packages).
     pub shim: Arc<Shim>,
-    /// Bound CoAP address.
-    pub coap_addr: SocketAddr,
+    /// Bound plain CoAP address, if plain CoAP is enabled.
+    pub coap_addr: Option<SocketAddr>,
+    /// Bound coaps (DTLS) address, if enabled.
+    pub coaps_addr: Option<SocketAddr>,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
@@ -318,6 +426,18 @@ pub async fn start_with_store(
     config: ShimConfig,
     store: Arc<dyn RegistrationStore>,
 ) -> Result<RunningShim, StartError> {
+    start_with_stores(config, store, Arc::new(InMemorySecurityStore::new())).await
+}
+
+/// Like [`start`] with caller-provided registration and security stores.
+pub async fn start_with_stores(
+    config: ShimConfig,
+    store: Arc<dyn RegistrationStore>,
+    security: Arc<dyn SecurityStore>,
+) -> Result<RunningShim, StartError> {
+    if config.coap_addr.is_none() && config.coaps_addr.is_none() {
+        return Err(StartError::NoCoapListener);
+    }
     let packages = Arc::new(PackageHost::new(&config.package_dir).map_err(StartError::Packages)?);
     let shim = Arc::new(Shim {
         store,
@@ -325,18 +445,40 @@ pub async fn start_with_store(
         packages,
         config: config.clone(),
         jobs: JobRegistry::default(),
+        security: security.clone(),
         coap: std::sync::OnceLock::new(),
+        coaps: std::sync::OnceLock::new(),
+        secure_registrations: Mutex::new(HashSet::new()),
         ids: RegistrationIds::default(),
         observations: Mutex::new(HashMap::new()),
     });
-    let router = Arc::new(CoapRouter {
-        shim: Arc::downgrade(&shim),
-    });
-    let coap = CoapEndpoint::bind(config.coap_addr, config.timing, router)
-        .await
-        .map_err(StartError::Bind)?;
-    let coap_addr = coap.local_addr().map_err(StartError::Bind)?;
-    let _ = shim.coap.set(coap.clone());
+    let router = |secure| {
+        Arc::new(CoapRouter {
+            shim: Arc::downgrade(&shim),
+            secure,
+        })
+    };
+    let mut endpoints = Vec::new();
+    let mut coap_addr = None;
+    if let Some(addr) = config.coap_addr {
+        let coap = CoapEndpoint::bind(addr, config.timing, router(false))
+            .await
+            .map_err(StartError::Bind)?;
+        coap_addr = Some(coap.local_addr().map_err(StartError::Bind)?);
+        let _ = shim.coap.set(coap.clone());
+        endpoints.push(coap);
+    }
+    let mut coaps_addr = None;
+    if let Some(addr) = config.coaps_addr {
+        let ctx = DtlsContext::psk_server(psk_lookup(security)).map_err(StartError::Dtls)?;
+        let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
+            .await
+            .map_err(StartError::Bind)?;
+        let coaps = CoapEndpoint::over(Transport::Dtls(socket), config.timing, router(true));
+        coaps_addr = Some(coaps.local_addr().map_err(StartError::Bind)?);
+        let _ = shim.coaps.set(coaps.clone());
+        endpoints.push(coaps);
+    }
     let listener = TcpListener::bind(config.http_addr)
         .await
         .map_err(StartError::Bind)?;
@@ -356,15 +498,18 @@ pub async fn start_with_store(
         listener,
         Arc::new(RestApi::new(shim.clone())),
     )));
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = coap.run().await {
-            tracing::error!(error = %e, "CoAP socket failed");
-        }
-    }));
-    tracing::info!(%coap_addr, %http_addr, "shim listening");
+    for endpoint in endpoints {
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = endpoint.run().await {
+                tracing::error!(error = %e, "CoAP socket failed");
+            }
+        }));
+    }
+    tracing::info!(?coap_addr, ?coaps_addr, %http_addr, "shim listening");
     Ok(RunningShim {
         shim,
         coap_addr,
+        coaps_addr,
         http_addr,
         tasks,
     })

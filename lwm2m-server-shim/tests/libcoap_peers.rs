@@ -245,7 +245,7 @@ fn malformed_requests_and_unknown_endpoints_get_documented_statuses() {
 #[test]
 fn ipv6_loopback_registration_and_package_fetch() {
     let h = Harness::start("v6", |c| {
-        c.coap_addr = "[::1]:0".parse().expect("addr");
+        c.coap_addr = Some("[::1]:0".parse().expect("addr"));
     });
     let events = h.events("");
     let rd = format!("coap://[::1]:{}/rd?ep=v6dev&lt=60", h.coap.port());

@@ -59,7 +59,8 @@ impl Harness {
     pub fn start(tag: &str, adjust: impl FnOnce(&mut ShimConfig)) -> Self {
         let dir = temp_dir(tag);
         let mut config = ShimConfig {
-            coap_addr: "127.0.0.1:0".parse().expect("addr"),
+            coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
+            coaps_addr: None,
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             package_dir: dir.join("packages"),
             expiry_check: Duration::from_millis(200),
@@ -77,7 +78,11 @@ impl Harness {
             .expect("runtime");
         let running = rt.block_on(server::start(config)).expect("shim starts");
         let base = format!("http://{}", running.http_addr);
-        let coap = running.coap_addr;
+        // Tests that disable plain CoAP get the coaps address here.
+        let coap = running
+            .coap_addr
+            .or(running.coaps_addr)
+            .expect("a CoAP listener");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))

@@ -1,0 +1,65 @@
+//! The datagram transports under the CoAP endpoint: plain UDP (coap://) or DTLS (coaps://).
+//! The endpoint logic (retransmission, deduplication, observations) is the same for both; only
+//! how a datagram reaches a peer, and whether the peer is authenticated, differ.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+
+use crate::dtls_socket::DtlsSocket;
+
+/// A socket carrying CoAP messages.
+pub enum Transport {
+    /// Plain UDP: anyone may send, nobody is authenticated.
+    Plain(UdpSocket),
+    /// DTLS: every datagram in or out belongs to an authenticated session.
+    Dtls(DtlsSocket),
+}
+
+impl Transport {
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Plain(s) => s.local_addr(),
+            Self::Dtls(s) => s.local_addr(),
+        }
+    }
+
+    /// Whether peers on this transport are authenticated.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, Self::Dtls(_))
+    }
+
+    /// The PSK identity `peer` authenticated with (`None` on plain UDP).
+    pub fn peer_identity(&self, peer: SocketAddr) -> Option<String> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Dtls(s) => s.peer_identity(peer),
+        }
+    }
+
+    /// Sends one CoAP datagram to `peer`.
+    pub async fn send_to(&self, datagram: &[u8], peer: SocketAddr) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.send_to(datagram, peer).await.map(|_| ()),
+            Self::Dtls(s) => s.send_to(datagram, peer).await,
+        }
+    }
+
+    /// Waits for the next CoAP datagram (decrypted on DTLS) into `buf`; returns its length
+    /// (truncated to `buf`) and sender.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match self {
+            Self::Plain(s) => s.recv_from(buf).await,
+            Self::Dtls(s) => {
+                let (d, peer) = s.recv_from().await?;
+                let n = d.len().min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), d.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                Ok((n, peer))
+            }
+        }
+    }
+}

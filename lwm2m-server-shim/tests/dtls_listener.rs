@@ -1,0 +1,401 @@
+//! The shim's coaps listener against real DTLS peers on loopback: libcoap's
+//! `coap-client-openssl` (PSK) and our own `lwm2m_client::dtls` session acting as a device.
+//! Covers the package host over DTLS (Block2), registration with the identity bound to one
+//! endpoint (4.03 otherwise), refused keys and identities, the security REST API, device
+//! management back to a coaps-registered client, and that plain CoAP gets nowhere by default.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{bytes, hex, temp_dir, wait_event, Harness};
+use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use serde_json::{json, Value};
+
+const KEY_A: &str = "secret-key-a-123";
+
+/// A shim with coaps only (the secure default) and one client allowed in: `dev-a`/`id-a`.
+fn secure_shim(tag: &str) -> Harness {
+    let h = Harness::start(tag, |c| {
+        c.coap_addr = None;
+        c.coaps_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    });
+    let info =
+        json!({"endpoint": "dev-a", "psk": {"identity": "id-a", "key": hex(KEY_A.as_bytes())}});
+    let (s, _) = h.put(
+        "/api/security/clients",
+        "application/json",
+        info.to_string().as_bytes(),
+    );
+    assert_eq!(s, 200);
+    h
+}
+
+/// Runs `coap-client-openssl` with PSK credentials; returns (exit success, stdout, stderr).
+fn libcoap_psk(identity: &str, key: &str, args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "coap-client-openssl",
+            "-B",
+            "8",
+            "-u",
+            identity,
+            "-k",
+            key,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("coap-client-openssl is installed (apt libcoap3-bin)");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Our DTLS session on a blocking UDP socket, standing in for a device.
+struct DtlsPeer {
+    socket: UdpSocket,
+    server: SocketAddr,
+    session: DtlsSession,
+    next_mid: u16,
+}
+
+impl DtlsPeer {
+    /// Handshakes with `server`; `Err` when the shim refuses within `limit`.
+    fn connect(
+        server: SocketAddr,
+        identity: &str,
+        key: &[u8],
+        limit: Duration,
+    ) -> Result<Self, String> {
+        let ctx = DtlsContext::psk_client(Psk {
+            identity: identity.as_bytes().to_vec(),
+            key: key.to_vec(),
+        })
+        .map_err(|e| e.to_string())?;
+        let mut peer = Self {
+            socket: UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?,
+            server,
+            session: DtlsSession::client(&ctx, None).map_err(|e| e.to_string())?,
+            next_mid: 1,
+        };
+        let deadline = Instant::now() + limit;
+        while !peer.session.is_established() {
+            if Instant::now() > deadline {
+                return Err("handshake timed out".into());
+            }
+            peer.flush();
+            peer.receive(Duration::from_millis(50))?;
+        }
+        peer.flush();
+        Ok(peer)
+    }
+
+    fn flush(&mut self) {
+        while let Some(d) = self.session.poll_transmit() {
+            self.socket.send_to(&d, self.server).expect("send");
+        }
+    }
+
+    /// Waits up to `wait` for one datagram; returns the plaintexts it carried.
+    fn receive(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, String> {
+        self.socket
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 2048];
+        let got = match self.socket.recv_from(&mut buf) {
+            Ok((n, _)) => self
+                .session
+                .handle_datagram(buf.get(..n).unwrap_or_default())
+                .map_err(|e| e.to_string())?,
+            Err(_) => {
+                if self.session.timeout().is_some_and(|t| t.is_zero()) {
+                    self.session.handle_timeout().map_err(|e| e.to_string())?;
+                }
+                Vec::new()
+            }
+        };
+        self.flush();
+        Ok(got)
+    }
+
+    /// Sends a confirmable request and waits for its piggybacked response.
+    fn request(&mut self, mut p: Packet) -> Packet {
+        p.header.set_type(MessageType::Confirmable);
+        p.header.message_id = self.next_mid;
+        self.next_mid += 1;
+        p.set_token(vec![7, self.next_mid as u8]);
+        self.session
+            .send(&p.to_bytes().expect("encode"))
+            .expect("send");
+        self.flush();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for d in self.receive(Duration::from_millis(100)).expect("session") {
+                if let Ok(r) = Packet::from_bytes(&d) {
+                    if r.header.message_id == p.header.message_id {
+                        return r;
+                    }
+                }
+            }
+        }
+        panic!("no response over DTLS");
+    }
+
+    /// Answers server requests (GET of a resource) with `value` until `until` says stop.
+    fn serve(&mut self, value: &str, deadline: Instant, mut until: impl FnMut() -> bool) {
+        while Instant::now() < deadline && !until() {
+            for d in self.receive(Duration::from_millis(50)).expect("session") {
+                let Ok(req) = Packet::from_bytes(&d) else {
+                    continue;
+                };
+                if req.header.code != MessageClass::Request(RequestType::Get) {
+                    continue;
+                }
+                let mut resp = Packet::new();
+                resp.header.set_type(MessageType::Acknowledgement);
+                resp.header.message_id = req.header.message_id;
+                resp.header.code = MessageClass::Response(ResponseType::Content);
+                resp.set_token(req.get_token().to_vec());
+                resp.add_option(CoapOption::ContentFormat, vec![0]);
+                resp.payload = value.as_bytes().to_vec();
+                self.session
+                    .send(&resp.to_bytes().expect("encode"))
+                    .expect("send");
+                self.flush();
+            }
+        }
+    }
+}
+
+fn register_request(ep: &str) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.add_option(CoapOption::UriPath, b"rd".to_vec());
+    p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
+    p.add_option(CoapOption::UriQuery, b"lt=60".to_vec());
+    p.add_option(CoapOption::ContentFormat, vec![40]);
+    p.payload = b"</3/0>".to_vec();
+    p
+}
+
+#[test]
+fn libcoap_fetches_a_package_over_coaps_and_registers_with_its_psk() {
+    let h = secure_shim("dtls-libcoap");
+    let image = bytes(70_000, 11);
+    let (s, _) = h.put("/api/packages/fw.bin", "application/octet-stream", &image);
+    assert_eq!(s, 201, "upload");
+    let out = temp_dir("dtls-libcoap-out").join("fw.bin");
+    let url = format!("coaps://{}/fw/fw.bin", h.coap);
+    let out_s = out.to_string_lossy().into_owned();
+    let (ok, _, err) = libcoap_psk("id-a", KEY_A, &["-b", "1024", "-o", &out_s, &url]);
+    assert!(ok, "coap-client over DTLS: {err}");
+    assert_eq!(
+        std::fs::read(&out).expect("downloaded"),
+        image,
+        "Block2 over DTLS"
+    );
+
+    let events = h.events("");
+    let rd = format!("coaps://{}/rd?ep=dev-a&lt=60", h.coap);
+    let (ok, _, err) = libcoap_psk(
+        "id-a",
+        KEY_A,
+        &["-m", "post", &rd, "-t", "40", "-e", "</3/0>"],
+    );
+    assert!(ok, "register over DTLS: {err}");
+    wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "REGISTRATION" && d["endpoint"] == "dev-a"
+    });
+}
+
+#[test]
+fn wrong_key_unknown_identity_and_foreign_endpoint_are_refused() {
+    let h = secure_shim("dtls-refuse");
+    let (s, _) = h.put(
+        "/api/packages/p.bin",
+        "application/octet-stream",
+        b"payload",
+    );
+    assert_eq!(s, 201);
+    let url = format!("coaps://{}/fw/p.bin", h.coap);
+    let rd_b = format!("coaps://{}/rd?ep=dev-b&lt=60", h.coap);
+    for (id, key) in [("id-a", "not-the-right-key"), ("intruder", KEY_A)] {
+        let (_, body, _) = libcoap_psk(id, key, &[&url]);
+        // libcoap logs its errors to stdout, so look for the payload itself.
+        assert!(
+            !body.windows(7).any(|w| w == b"payload"),
+            "{id}: package leaked: {}",
+            String::from_utf8_lossy(&body)
+        );
+        libcoap_psk(id, key, &["-m", "post", &rd_b, "-t", "40", "-e", "</3/0>"]);
+        assert!(
+            DtlsPeer::connect(h.coap, id, key.as_bytes(), Duration::from_secs(3)).is_err(),
+            "{id}: our client got a session"
+        );
+    }
+    // A good identity may still only be its own endpoint.
+    let mut a = DtlsPeer::connect(h.coap, "id-a", KEY_A.as_bytes(), Duration::from_secs(10))
+        .expect("id-a handshake");
+    let r = a.request(register_request("dev-b"));
+    assert_eq!(
+        r.header.code,
+        MessageClass::Response(ResponseType::Forbidden)
+    );
+    let (_, stderr_b) = {
+        let (ok, _, err) = libcoap_psk(
+            "id-a",
+            KEY_A,
+            &["-m", "post", &rd_b, "-t", "40", "-e", "</3/0>"],
+        );
+        (ok, err)
+    };
+    assert!(stderr_b.contains("4.03"), "libcoap sees 4.03: {stderr_b}");
+    assert_eq!(h.get_json("/api/clients").1, json!([]), "nobody registered");
+}
+
+#[test]
+fn device_management_reaches_a_client_registered_over_coaps() {
+    let h = secure_shim("dtls-dm");
+    let mut dev = DtlsPeer::connect(h.coap, "id-a", KEY_A.as_bytes(), Duration::from_secs(10))
+        .expect("handshake");
+    let r = dev.request(register_request("dev-a"));
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+    let (s, one) = h.get_json("/api/clients/dev-a");
+    assert_eq!(s, 200, "{one}");
+    // The REST read goes out encrypted over the same session; the device answers it.
+    let base = h.base.clone();
+    let reader = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(format!("{base}/api/clients/dev-a/3/0/0?timeout=10"))
+            .call()
+            .expect("http");
+        resp.body_mut().read_to_string().expect("body")
+    });
+    dev.serve("ACME", Instant::now() + Duration::from_secs(15), || {
+        reader.is_finished()
+    });
+    let body: Value = serde_json::from_str(&reader.join().expect("reader")).expect("json");
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["content"]["value"], "ACME", "{body}");
+}
+
+#[test]
+fn plain_coap_is_closed_by_default_and_cannot_claim_a_secured_endpoint() {
+    let h = secure_shim("dtls-plain");
+    // A plain registration sent to the coaps port is not DTLS: no answer, no registration.
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut p = register_request("dev-a");
+    p.header.set_type(MessageType::Confirmable);
+    p.header.message_id = 9;
+    s.send_to(&p.to_bytes().expect("encode"), h.coap)
+        .expect("send");
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    assert!(
+        s.recv_from(&mut buf).is_err(),
+        "coaps port answered plain CoAP"
+    );
+    assert_eq!(h.get_json("/api/clients").1, json!([]));
+    assert!(
+        lwm2m_server_shim::server::ShimConfig::default()
+            .coap_addr
+            .is_none(),
+        "plain CoAP must be opt-in"
+    );
+
+    // With plain CoAP opened explicitly, an endpoint that has security info still needs DTLS.
+    let both = Harness::start("dtls-plain-both", |c| {
+        c.coaps_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    });
+    let info =
+        json!({"endpoint": "dev-a", "psk": {"identity": "id-a", "key": hex(KEY_A.as_bytes())}});
+    both.put(
+        "/api/security/clients",
+        "application/json",
+        info.to_string().as_bytes(),
+    );
+    let plain = both.running().coap_addr.expect("plain enabled");
+    let rd = |ep: &str| format!("coap://{plain}/rd?ep={ep}&lt=60");
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "coap-client-openssl",
+            "-m",
+            "post",
+            &rd("dev-a"),
+            "-t",
+            "40",
+            "-e",
+            "</3/0>",
+        ])
+        .output()
+        .expect("coap-client");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4.03"));
+    assert!(common::coap_client(&["-m", "post", &rd("open-dev"), "-t", "40", "-e", "</3/0>"]).0);
+    let (_, list) = both.get_json("/api/clients");
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["endpoint"], "open-dev");
+}
+
+#[test]
+fn security_rest_api_lists_puts_and_deletes_like_leshan() {
+    let h = secure_shim("dtls-rest");
+    let (s, all) = h.get_json("/api/security/clients");
+    assert_eq!(s, 200);
+    assert_eq!(
+        all,
+        json!([{"endpoint": "dev-a", "psk": {"identity": "id-a", "key": hex(KEY_A.as_bytes())}}])
+    );
+    // One identity, one endpoint.
+    let clash = json!({"endpoint": "dev-b", "psk": {"identity": "id-a", "key": "00"}});
+    assert_eq!(
+        h.put(
+            "/api/security/clients",
+            "application/json",
+            clash.to_string().as_bytes()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        h.put(
+            "/api/security/clients",
+            "application/json",
+            b"{\"endpoint\":1}"
+        )
+        .0,
+        400
+    );
+    // Added keys work at once, removed ones no longer do.
+    let b = json!({"endpoint": "dev-b", "psk": {"identity": "id-b", "key": hex(b"key-b")}});
+    assert_eq!(
+        h.put(
+            "/api/security/clients",
+            "application/json",
+            b.to_string().as_bytes()
+        )
+        .0,
+        200
+    );
+    let mut dev_b =
+        DtlsPeer::connect(h.coap, "id-b", b"key-b", Duration::from_secs(10)).expect("id-b");
+    let r = dev_b.request(register_request("dev-b"));
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+    assert_eq!(h.delete("/api/security/clients/dev-b").0, 200);
+    assert_eq!(h.delete("/api/security/clients/dev-b").0, 404);
+    assert!(DtlsPeer::connect(h.coap, "id-b", b"key-b", Duration::from_secs(3)).is_err());
+    let (_, all) = h.get_json("/api/security/clients");
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+}
