@@ -41,7 +41,12 @@ fn base_name(base: &Path, leaves_are_below: bool) -> String {
 
 /// Encodes a node read at `base` as SenML JSON.
 pub fn encode_json(node: &Node, base: &Path) -> Result<Vec<u8>, CodecError> {
-    let leaves = node.leaves(base)?;
+    encode_json_leaves(base, &node.leaves(base)?)
+}
+
+/// Encodes (path, value) leaves under `base` as SenML JSON; with the root as base every
+/// record carries its full path (Read-Composite answers, Send).
+pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<u8>, CodecError> {
     let mut out = String::from("[");
     for (n, (p, v)) in leaves.iter().enumerate() {
         if n > 0 {
@@ -103,19 +108,20 @@ struct Resolver {
 }
 
 impl Resolver {
-    fn leaf(
-        &self,
-        n: Option<&str>,
-        value: Option<Value>,
-    ) -> Result<Option<(Path, Value)>, CodecError> {
-        let Some(value) = value else {
-            // A record without a value (e.g. only setting bn/bt) names nothing to write.
-            return Ok(None);
-        };
+    /// The record's full name (bn + n) as a path.
+    fn path(&self, n: Option<&str>) -> Result<Path, CodecError> {
         let mut full = self.bn.clone();
         full.push_str(n.unwrap_or(""));
-        Ok(Some((Path::parse(&full)?, value)))
+        Path::parse(&full)
     }
+}
+
+/// Keeps records that carry a value (a record that only sets `bn` or `bt` writes nothing).
+fn with_values(records: Vec<(Path, Option<Value>)>) -> Vec<(Path, Value)> {
+    records
+        .into_iter()
+        .filter_map(|(p, v)| v.map(|v| (p, v)))
+        .collect()
 }
 
 fn json_number(text: &str) -> Result<Value, CodecError> {
@@ -139,6 +145,15 @@ fn objlnk(s: &str) -> Result<Value, CodecError> {
 
 /// Decodes SenML JSON into resolved (path, value) leaves with their natural types.
 pub fn decode_json_leaves(bytes: &[u8]) -> Result<Vec<(Path, Value)>, CodecError> {
+    json_records(bytes).map(with_values)
+}
+
+/// The paths SenML JSON records name, with or without values (a Read-Composite request).
+pub fn decode_json_paths(bytes: &[u8]) -> Result<Vec<Path>, CodecError> {
+    Ok(json_records(bytes)?.into_iter().map(|(p, _)| p).collect())
+}
+
+fn json_records(bytes: &[u8]) -> Result<Vec<(Path, Option<Value>)>, CodecError> {
     let s = core::str::from_utf8(bytes)
         .map_err(|_| CodecError::Malformed("SenML JSON is not UTF-8"))?;
     let Json::Array(records) = json::parse(s)? else {
@@ -168,9 +183,7 @@ pub fn decode_json_leaves(bytes: &[u8]) -> Result<Vec<(Path, Value)>, CodecError
                 _ => {}
             }
         }
-        if let Some(leaf) = r.leaf(name.as_deref(), value)? {
-            out.push(leaf);
-        }
+        out.push((r.path(name.as_deref())?, value));
     }
     Ok(out)
 }
@@ -211,7 +224,11 @@ fn cbor_err<E>(_: minicbor::encode::Error<E>) -> CodecError {
 
 /// Encodes a node read at `base` as SenML CBOR.
 pub fn encode_cbor(node: &Node, base: &Path) -> Result<Vec<u8>, CodecError> {
-    let leaves = node.leaves(base)?;
+    encode_cbor_leaves(base, &node.leaves(base)?)
+}
+
+/// Encodes (path, value) leaves under `base` as SenML CBOR (see [`encode_json_leaves`]).
+pub fn encode_cbor_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<u8>, CodecError> {
     let mut e: Enc = minicbor::Encoder::new(Vec::new());
     e.array(leaves.len() as u64).map_err(cbor_err)?;
     for (n, (p, v)) in leaves.iter().enumerate() {
@@ -260,6 +277,15 @@ fn bounded(len: Option<u64>, remaining: usize) -> Result<Option<u64>, CodecError
 
 /// Decodes SenML CBOR into resolved (path, value) leaves with their natural types.
 pub fn decode_cbor_leaves(bytes: &[u8]) -> Result<Vec<(Path, Value)>, CodecError> {
+    cbor_records(bytes).map(with_values)
+}
+
+/// The paths SenML CBOR records name, with or without values (a Read-Composite request).
+pub fn decode_cbor_paths(bytes: &[u8]) -> Result<Vec<Path>, CodecError> {
+    Ok(cbor_records(bytes)?.into_iter().map(|(p, _)| p).collect())
+}
+
+fn cbor_records(bytes: &[u8]) -> Result<Vec<(Path, Option<Value>)>, CodecError> {
     let mut d = minicbor::Decoder::new(bytes);
     let len = bounded(d.array().map_err(dec_err)?, bytes.len())?;
     let mut r = Resolver { bn: String::new() };
@@ -338,9 +364,7 @@ pub fn decode_cbor_leaves(bytes: &[u8]) -> Result<Vec<(Path, Value)>, CodecError
                 _ => d.skip().map_err(dec_err)?,
             }
         }
-        if let Some(leaf) = r.leaf(name.as_deref(), value)? {
-            out.push(leaf);
-        }
+        out.push((r.path(name.as_deref())?, value));
     }
     if d.position() != bytes.len() {
         return Err(CodecError::Malformed("trailing data after SenML CBOR"));

@@ -125,6 +125,13 @@ impl<P: Clone + PartialEq> Engine<P> {
             return self.bootstrap_answer(now, req, &segs, cf, accept);
         }
         let path = Path::from_segments(segs).map_err(|_| OpError::NotFound)?;
+        if path.depth() == 0 {
+            if let MessageClass::Request(m @ (RequestType::Fetch | RequestType::IPatch)) =
+                req.header.code
+            {
+                return self.composite(now, req, m);
+            }
+        }
         let oid = path.object_id().ok_or(OpError::MethodNotAllowed)?;
         if oid == 0 {
             // The Security object is not accessible to a management server.
@@ -816,5 +823,87 @@ impl<P: Clone + PartialEq> Engine<P> {
         } else {
             Answer::Now(ok)
         })
+    }
+
+    /// Read-Composite (FETCH /) and Write-Composite (iPATCH /) with SenML JSON or CBOR
+    /// (OMA TS Core 1.1 sections 6.3.8, 6.3.9): the request names paths in any objects except
+    /// Security; a read answers every leaf under each path with full names.
+    fn composite(&mut self, now: u64, req: &Packet, m: RequestType) -> Result<Answer, OpError> {
+        let cf = first_uint(req, CoapOption::ContentFormat)?
+            .map(|n| ContentFormat::from_number(n as u16));
+        let accept =
+            first_uint(req, CoapOption::Accept)?.map(|n| ContentFormat::from_number(n as u16));
+        if m == RequestType::IPatch {
+            let leaves = match cf {
+                Some(ContentFormat::SenmlJson) => senml::decode_json_leaves(&req.payload),
+                Some(ContentFormat::SenmlCbor) => senml::decode_cbor_leaves(&req.payload),
+                _ => return Err(OpError::UnsupportedFormat),
+            }
+            .map_err(codec_error)?;
+            // Check everything first so a rejected request changes nothing.
+            let mut writes = Vec::new();
+            for (p, v) in leaves {
+                if p.depth() != 3 || p.object_id() == Some(0) {
+                    return Err(OpError::BadRequest);
+                }
+                let def = self.def(&p)?;
+                if !def.ops.write() || def.multiple {
+                    return Err(OpError::MethodNotAllowed);
+                }
+                let v = v.coerce(def.ty).map_err(codec_error)?;
+                writes.push((p, v));
+            }
+            for (p, v) in writes {
+                let (oid, iid) = (p.object_id().unwrap_or(0), p.instance_id().unwrap_or(0));
+                let r = Resource {
+                    id: p.resource_id().unwrap_or(0),
+                    value: ResourceValue::Single(v),
+                };
+                self.object(oid)?.write(now, iid, &r)?;
+                self.after_change(now, &p, core::iter::once(r.id));
+                self.events.push_back(Event::Written { path: p });
+            }
+            return Ok(Answer::Now(reply(ResponseType::Changed)));
+        }
+        let paths = match cf {
+            Some(ContentFormat::SenmlJson) => senml::decode_json_paths(&req.payload),
+            Some(ContentFormat::SenmlCbor) => senml::decode_cbor_paths(&req.payload),
+            _ => return Err(OpError::UnsupportedFormat),
+        }
+        .map_err(codec_error)?;
+        let format = accept.or(cf).unwrap_or(ContentFormat::SenmlCbor);
+        if !matches!(format, ContentFormat::SenmlJson | ContentFormat::SenmlCbor) {
+            return Err(OpError::NotAcceptable);
+        }
+        let mut nodes = Vec::new();
+        for p in paths {
+            if p.object_id().is_none_or(|o| o == 0) {
+                return Err(OpError::BadRequest);
+            }
+            match self.read_node(now, &p) {
+                Ok(n) => nodes.push((p, n)),
+                // A path that does not exist contributes nothing (the others are still read).
+                Err(OpError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut leaves = Vec::new();
+        for (p, n) in &nodes {
+            leaves.extend(n.leaves(p).map_err(|_| OpError::Internal)?);
+        }
+        let body = if format == ContentFormat::SenmlJson {
+            senml::encode_json_leaves(&Path::ROOT, &leaves)
+        } else {
+            senml::encode_cbor_leaves(&Path::ROOT, &leaves)
+        }
+        .map_err(|_| OpError::Internal)?;
+        let mut p = reply(ResponseType::Content);
+        coap::set_uint(
+            &mut p,
+            CoapOption::ContentFormat,
+            u32::from(format.number()),
+        );
+        p.payload = body;
+        self.block2(req, p).map(Answer::Now)
     }
 }
