@@ -338,3 +338,210 @@ fn evict_oldest_handshake(p: &mut Peers) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lwm2m_client::dtls::Psk;
+
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef";
+
+    async fn listener(limits: DtlsLimits) -> Arc<DtlsSocket> {
+        let ctx =
+            DtlsContext::psk_server(Arc::new(|id: &[u8]| (id == b"dev").then(|| KEY.to_vec())))
+                .expect("ctx");
+        let s = Arc::new(
+            DtlsSocket::bind("127.0.0.1:0".parse().expect("addr"), ctx, limits)
+                .await
+                .expect("bind"),
+        );
+        // Echo every decrypted datagram back, so clients can check both directions.
+        let echo = s.clone();
+        tokio::spawn(async move {
+            while let Ok((d, from)) = echo.recv_from().await {
+                let _ = echo.send_to(&d, from).await;
+            }
+        });
+        s
+    }
+
+    /// A client session on its own socket (its own peer address).
+    struct Client {
+        socket: UdpSocket,
+        session: DtlsSession,
+        server: SocketAddr,
+    }
+
+    impl Client {
+        async fn new(server: SocketAddr) -> Self {
+            Self::on(UdpSocket::bind("127.0.0.1:0").await.expect("bind"), server)
+        }
+
+        fn on(socket: UdpSocket, server: SocketAddr) -> Self {
+            let ctx = DtlsContext::psk_client(Psk {
+                identity: b"dev".to_vec(),
+                key: KEY.to_vec(),
+            })
+            .expect("ctx");
+            Self {
+                socket,
+                session: DtlsSession::client(&ctx, None).expect("session"),
+                server,
+            }
+        }
+
+        async fn flush(&mut self) {
+            while let Some(d) = self.session.poll_transmit() {
+                self.socket.send_to(&d, self.server).await.expect("send");
+            }
+        }
+
+        /// Pumps until established or `limit` passes.
+        async fn handshake(&mut self, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
+            let mut buf = vec![0u8; 4096];
+            while !self.session.is_established() && Instant::now() < deadline {
+                self.flush().await;
+                match tokio::time::timeout(Duration::from_millis(100), self.socket.recv(&mut buf))
+                    .await
+                {
+                    Ok(Ok(n)) => {
+                        let _ = self
+                            .session
+                            .handle_datagram(buf.get(..n).unwrap_or_default());
+                    }
+                    _ => {
+                        if self.session.timeout().is_some_and(|t| t.is_zero()) {
+                            let _ = self.session.handle_timeout();
+                        }
+                    }
+                }
+            }
+            self.flush().await;
+            self.session.is_established()
+        }
+
+        async fn echo(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+            self.session.send(msg).ok()?;
+            self.flush().await;
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..20 {
+                let n =
+                    tokio::time::timeout(Duration::from_millis(100), self.socket.recv(&mut buf))
+                        .await
+                        .ok()?
+                        .ok()?;
+                let got = self.session.handle_datagram(buf.get(..n)?).ok()?;
+                if let Some(d) = got.into_iter().next() {
+                    return Some(d);
+                }
+            }
+            None
+        }
+    }
+
+    async fn wait_for(s: &DtlsSocket, want: impl Fn(DtlsStats) -> bool) -> DtlsStats {
+        for _ in 0..50 {
+            if want(s.stats()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.stats()
+    }
+
+    #[tokio::test]
+    async fn many_peers_on_one_socket_each_with_its_own_session() {
+        let s = listener(DtlsLimits::default()).await;
+        let server = s.local_addr().expect("addr");
+        let mut clients = Vec::new();
+        for i in 0..4u8 {
+            let mut c = Client::new(server).await;
+            assert!(c.handshake(Duration::from_secs(5)).await);
+            assert_eq!(c.echo(&[i; 3]).await, Some(vec![i; 3]));
+            clients.push(c);
+        }
+        let addr = clients[0].socket.local_addr().expect("addr");
+        assert_eq!(s.peer_identity(addr).as_deref(), Some("dev"));
+        assert_eq!(wait_for(&s, |st| st.sessions == 4).await.sessions, 4);
+        // Sessions are independent: the first still works after the others joined.
+        assert_eq!(clients[0].echo(b"again").await, Some(b"again".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn handshakes_are_bounded_and_the_oldest_gives_way() {
+        let s = listener(DtlsLimits {
+            max_handshakes: 2,
+            ..DtlsLimits::default()
+        })
+        .await;
+        let server = s.local_addr().expect("addr");
+        // Three peers send a ClientHello and never continue.
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            let mut c = Client::new(server).await;
+            c.flush().await;
+            stalled.push(c);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let st = wait_for(&s, |st| st.handshakes == 2).await;
+        assert_eq!(st.handshakes, 2, "{st:?}");
+        // A real client still gets through (evicting the oldest stalled one).
+        let mut c = Client::new(server).await;
+        assert!(c.handshake(Duration::from_secs(5)).await);
+        let st = wait_for(&s, |st| st.sessions == 1).await;
+        assert_eq!((st.sessions, st.handshakes <= 2), (1, true), "{st:?}");
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_are_evicted() {
+        let s = listener(DtlsLimits {
+            idle_timeout: Duration::from_millis(300),
+            ..DtlsLimits::default()
+        })
+        .await;
+        let mut c = Client::new(s.local_addr().expect("addr")).await;
+        assert!(c.handshake(Duration::from_secs(5)).await);
+        assert_eq!(wait_for(&s, |st| st.sessions == 1).await.sessions, 1);
+        assert_eq!(wait_for(&s, |st| st.sessions == 0).await.sessions, 0);
+        // The evicted peer's records are now ignored.
+        assert_eq!(c.echo(b"late").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_new_handshake_from_a_known_address_replaces_the_session_only_when_done() {
+        let s = listener(DtlsLimits::default()).await;
+        let server = s.local_addr().expect("addr");
+        let mut old = Client::new(server).await;
+        assert!(old.handshake(Duration::from_secs(5)).await);
+        // The same address starts over (a rebooted device keeping its port). The new
+        // session's ClientHello alone must not end the live session.
+        let spare = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let mut fresh = Client::on(spare, server).session;
+        while let Some(d) = fresh.poll_transmit() {
+            old.socket.send_to(&d, server).await.expect("send");
+        }
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), old.socket.recv(&mut buf))
+            .await
+            .expect("HelloVerifyRequest")
+            .expect("recv");
+        fresh
+            .handle_datagram(buf.get(..n).unwrap_or_default())
+            .expect("hvr");
+        assert_eq!(old.echo(b"still here").await, Some(b"still here".to_vec()));
+        // Completing the new handshake from that address replaces the old session.
+        let mut new = Client {
+            socket: old.socket,
+            session: fresh,
+            server,
+        };
+        assert!(new.handshake(Duration::from_secs(5)).await);
+        assert_eq!(new.echo(b"new").await, Some(b"new".to_vec()));
+        let st = wait_for(&s, |st| st.handshakes == 0).await;
+        assert_eq!((st.sessions, st.handshakes), (1, 0));
+    }
+}
