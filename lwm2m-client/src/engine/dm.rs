@@ -185,6 +185,9 @@ impl<P: Clone + PartialEq> Engine<P> {
                 self.block1_write(now, peer, req, &path, cf)
             }
             RequestType::Put if path.depth() >= 2 => self.write_request(now, req, &path, cf),
+            RequestType::Post if path.depth() == 3 && self.def(&path)?.multiple => {
+                self.merge_instances(now, req, &path, cf)
+            }
             RequestType::Post if path.depth() == 3 => self.execute_request(now, req, &path),
             RequestType::Post if path.depth() == 2 => self.write_request(now, req, &path, cf),
             RequestType::Post if path.depth() == 1 => self.create_request(now, req, &path, cf),
@@ -661,6 +664,60 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
         }
         self.mark_all_dirty();
+    }
+
+    /// Partial update of a multiple resource (POST /o/i/r, OMA TS Core 1.1 section 6.3.3):
+    /// the given resource instances are added or replaced, the others kept.
+    fn merge_instances(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let def = self.def(path)?;
+        if !def.ops.write() {
+            return Err(OpError::MethodNotAllowed);
+        }
+        let Node::Resource(Resource {
+            id,
+            value: ResourceValue::Multiple(new),
+        }) = self.decode_payload(path, cf, &req.payload)?
+        else {
+            return Err(OpError::BadRequest);
+        };
+        let (oid, iid) = (
+            path.object_id().unwrap_or(0),
+            path.instance_id().unwrap_or(0),
+        );
+        let mut items = match self.object(oid)?.read(now, iid, id) {
+            Ok(ResourceValue::Multiple(items)) => items,
+            // Write-only resources cannot be read back: the update is then the whole content.
+            _ => Vec::new(),
+        };
+        for (ri, v) in new {
+            match items.iter_mut().find(|(i, _)| *i == ri) {
+                Some(slot) => slot.1 = v,
+                None => items.push((ri, v)),
+            }
+        }
+        items.sort_by_key(|(i, _)| *i);
+        let r = Resource {
+            id,
+            value: ResourceValue::Multiple(items),
+        };
+        let c = self.object(oid)?.write(now, iid, &r)?;
+        self.after_change(now, path, core::iter::once(id));
+        self.events.push_back(Event::Written { path: *path });
+        let ok = reply(ResponseType::Changed);
+        Ok(if c == Completion::Deferred {
+            Answer::Later {
+                success: ok,
+                path: *path,
+            }
+        } else {
+            Answer::Now(ok)
+        })
     }
 
     fn execute_request(&mut self, now: u64, req: &Packet, path: &Path) -> Result<Answer, OpError> {
