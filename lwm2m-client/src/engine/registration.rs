@@ -38,6 +38,8 @@ pub(crate) struct Registration {
     stopped: bool,
     /// Bootstrapping instead of registering.
     pub(crate) bootstrap: bool,
+    /// The lifetime the server was last told (Register or Update `lt`).
+    announced_lifetime: Option<u32>,
     /// Give up waiting for Bootstrap-Finish at this time and request again.
     pub(crate) bootstrap_deadline: Option<u64>,
 }
@@ -54,6 +56,7 @@ impl Registration {
             stopped: false,
             bootstrap: false,
             bootstrap_deadline: None,
+            announced_lifetime: None,
         }
     }
     pub(crate) fn schedule(&mut self, at: u64) {
@@ -211,6 +214,12 @@ impl<P: Clone + PartialEq> Engine<P> {
             for seg in location {
                 p.add_option(CoapOption::UriPath, seg.into_bytes());
             }
+            // The server must learn a changed lifetime, or it expires us on the old one.
+            let lt = self.lifetime_s();
+            if self.reg.announced_lifetime != Some(lt) {
+                p.add_option(CoapOption::UriQuery, format!("lt={lt}").into_bytes());
+                self.reg.announced_lifetime = Some(lt);
+            }
             if self.reg.objects_changed {
                 coap::set_uint(
                     &mut p,
@@ -223,6 +232,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         } else {
             p.add_option(CoapOption::UriPath, b"rd".to_vec());
             let lt = self.lifetime_s();
+            self.reg.announced_lifetime = Some(lt);
             for q in [
                 format!("ep={}", self.config.endpoint),
                 format!("lt={lt}"),
