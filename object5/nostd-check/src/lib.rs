@@ -31,8 +31,8 @@ impl PayloadSink for Count {
     }
 }
 
-/// The SUIT verifier as a device links it: streaming authentication, policy and image check
-/// with a 2 KiB wrapper+manifest buffer, plus whole-envelope authentication. Returns the
+/// The SUIT verifier as a device links it: whole-envelope authentication, then streaming
+/// authentication, policy and image check with a 2 KiB wrapper+manifest buffer. Returns the
 /// Update Result code (1 = valid), so the size measurement covers the whole verifier.
 #[no_mangle]
 pub fn object5_suit_verify(
@@ -42,10 +42,31 @@ pub fn object5_suit_verify(
     class: &[u8; 16],
     installed: u64,
 ) -> u8 {
-    let anchors = [TrustAnchor::P256(key)];
-    if let Err(e) = authenticate(envelope, &anchors, &Software) {
-        return e.update_result().code();
+    if let Err(code) = check_whole(envelope, key) {
+        return code;
     }
+    stream(envelope, key, vendor, class, installed)
+}
+
+/// Whole-envelope authentication (the envelope is already in memory).
+#[inline(never)]
+fn check_whole(envelope: &[u8], key: &[u8; 65]) -> Result<(), u8> {
+    let anchors = [TrustAnchor::P256(key)];
+    authenticate(envelope, &anchors, &Software)
+        .map(|_| ())
+        .map_err(|e| e.update_result().code())
+}
+
+/// The download path: the envelope arrives in 512-byte blocks.
+#[inline(never)]
+fn stream(
+    envelope: &[u8],
+    key: &[u8; 65],
+    vendor: &[u8; 16],
+    class: &[u8; 16],
+    installed: u64,
+) -> u8 {
+    let anchors = [TrustAnchor::P256(key)];
     let policy = Policy {
         anchors: &anchors,
         identity: DeviceIdentity {

@@ -180,33 +180,16 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
 
     /// Hashes and forwards payload bytes; returns how many of `data` belonged to the payload.
     fn payload_bytes(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<usize, Error> {
-        let Phase::Payload { left, image } = self.phase else {
-            return Ok(0);
-        };
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-        let chunk = data.get(..n).unwrap_or(&[]);
-        if image {
-            self.image_bytes(chunk, sink)?;
-        }
-        let left = left - n as u64;
-        self.phase = if left == 0 {
-            Phase::Members
-        } else {
-            Phase::Payload { left, image }
-        };
-        Ok(n)
+        let facts = self.facts;
+        payload_step(
+            &mut self.phase,
+            &mut self.hasher,
+            &mut self.received,
+            facts,
+            data,
+            sink,
+        )
     }
-
-    fn image_bytes(&mut self, chunk: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
-        let facts = self.facts.ok_or(Error::OutOfOrder)?;
-        self.received = self.received.saturating_add(chunk.len() as u64);
-        if facts.size.is_some_and(|s| self.received > s) {
-            return Err(Error::ImageSizeMismatch);
-        }
-        self.hasher.as_mut().ok_or(Error::OutOfOrder)?.update(chunk);
-        sink.write(chunk)
-    }
-
     /// Parses as many complete members as the buffer holds.
     fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
         loop {
@@ -322,15 +305,18 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     // Payload bytes already buffered leave the buffer now; the key goes too.
                     let start = self.cursor + key_end + vhl;
                     let mut at = start;
-                    while at < self.len && matches!(self.phase, Phase::Payload { .. }) {
-                        let end = self.len;
-                        let chunk_len = (end - at).min(256);
-                        let mut chunk = [0u8; 256];
-                        let src = self.buf.get(at..at + chunk_len).unwrap_or(&[]);
-                        let dst = chunk.get_mut(..src.len()).unwrap_or(&mut []);
-                        dst.copy_from_slice(src);
-                        let used = self.payload_bytes(dst, sink)?;
-                        at += used;
+                    if at < self.len {
+                        // Disjoint borrows: the bytes stay in the buffer while the hash state
+                        // and phase advance (no copy, no extra stack).
+                        let data = self.buf.get(at..self.len).unwrap_or(&[]);
+                        at += payload_step(
+                            &mut self.phase,
+                            &mut self.hasher,
+                            &mut self.received,
+                            self.facts,
+                            data,
+                            sink,
+                        )?;
                     }
                     // Keep whatever follows the payload, directly after the retained members.
                     self.buf.copy_within(at..self.len, self.cursor);
@@ -447,7 +433,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         if self.phase != Phase::Done || self.hasher.is_none() {
             return Err(Error::OutOfOrder);
         }
-        self.image_bytes(data, sink)
+        image_step(&mut self.hasher, &mut self.received, self.facts, data, sink)
     }
 
     /// Two-stage pull: the fetched image ended; checks digest and size.
@@ -458,4 +444,47 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         }
         self.check_image(facts)
     }
+}
+
+/// Moves `data` through the payload phase: the image's bytes are size-checked, hashed and
+/// written to the sink; other integrated payloads are skipped. Returns the bytes consumed.
+fn payload_step<H: Sha256Hasher>(
+    phase: &mut Phase,
+    hasher: &mut Option<H>,
+    received: &mut u64,
+    facts: Option<Facts>,
+    data: &[u8],
+    sink: &mut dyn PayloadSink,
+) -> Result<usize, Error> {
+    let Phase::Payload { left, image } = *phase else {
+        return Ok(0);
+    };
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+    if image {
+        image_step(hasher, received, facts, data.get(..n).unwrap_or(&[]), sink)?;
+    }
+    let left = left - n as u64;
+    *phase = if left == 0 {
+        Phase::Members
+    } else {
+        Phase::Payload { left, image }
+    };
+    Ok(n)
+}
+
+/// Size-checks, hashes and writes image bytes.
+fn image_step<H: Sha256Hasher>(
+    hasher: &mut Option<H>,
+    received: &mut u64,
+    facts: Option<Facts>,
+    chunk: &[u8],
+    sink: &mut dyn PayloadSink,
+) -> Result<(), Error> {
+    let facts = facts.ok_or(Error::OutOfOrder)?;
+    *received = received.saturating_add(chunk.len() as u64);
+    if facts.size.is_some_and(|s| *received > s) {
+        return Err(Error::ImageSizeMismatch);
+    }
+    hasher.as_mut().ok_or(Error::OutOfOrder)?.update(chunk);
+    sink.write(chunk)
 }
