@@ -1,0 +1,97 @@
+//! A DTLS handshake and a Block2 package download complete between our client's coaps pull and
+//! the shim's coaps package host through a loopback relay that drops 20% of the datagrams in
+//! each direction (handshake flights are retransmitted on timers, CoAP blocks on ACK timeouts).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lwm2m_client::coap::TxParams;
+use lwm2m_client::dtls::{DtlsContext, Psk};
+use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
+use lwm2m_client::pull::{PackageSink, SinkError};
+use lwm2m_server_shim::security_store::SecurityInfo;
+use lwm2m_server_shim::server::{self, ShimConfig};
+use tests::relay::{Faults, Relay};
+
+#[derive(Default)]
+struct MemSink(Vec<u8>);
+
+impl PackageSink for MemSink {
+    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
+        self.0.truncate(usize::try_from(from).unwrap_or(usize::MAX));
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        assert_eq!(offset, self.0.len() as u64, "non-contiguous write");
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coaps_handshake_and_download_survive_20_percent_loss() {
+    let dir = std::env::temp_dir().join(format!("shim-dtls-relay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = server::start(ShimConfig {
+        coap_addr: None,
+        coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        package_dir: dir.clone(),
+        ..ShimConfig::default()
+    })
+    .await
+    .expect("shim starts");
+    let shim = &running.shim;
+    shim.security
+        .put(SecurityInfo::parse_cli("dev-r:id-r:6b65792d72656c61792d3031").expect("psk"))
+        .expect("stored");
+    let image: Vec<u8> = (0..24_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    shim.packages.store("fw.bin", &image).expect("package");
+
+    let relay = Relay::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        running.coaps_addr.expect("coaps"),
+        Faults {
+            loss: 0.2,
+            seed: 0x5eed_d715,
+            ..Faults::default()
+        },
+    )
+    .expect("relay");
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: b"id-r".to_vec(),
+        key: b"key-relay-01".to_vec(),
+    })
+    .expect("ctx");
+    let config = CoapPullConfig {
+        block_size: 1024,
+        // Short timers with more attempts: the exchange must survive losing ACKs and
+        // responses several times in a row at 20% loss.
+        tx: TxParams {
+            ack_timeout_ms: 300,
+            max_retransmit: 8,
+            ..TxParams::default()
+        },
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+    };
+    let mut sink = MemSink::default();
+    let uri = format!("coaps://{}/fw/fw.bin", relay.addr());
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        fetch(&uri, None, &config, &mut sink),
+    )
+    .await
+    .expect("bounded")
+    .expect("coaps pull through the lossy relay");
+    assert_eq!(done.size, image.len() as u64);
+    assert!(sink.0 == image, "downloaded bytes differ");
+    let dropped = relay.stats().dropped.load(Ordering::Relaxed);
+    assert!(
+        dropped > 0,
+        "the relay dropped nothing, so loss was not exercised"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
