@@ -40,26 +40,47 @@ pub struct Stored {
 /// How [`FirmwareBackend::finish`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finished {
-    /// The package is stored and verified.
-    Downloaded,
+    /// The package is stored and verified; its PkgName and PkgVersion.
+    Downloaded {
+        /// PkgName (/5/0/6).
+        name: String,
+        /// PkgVersion (/5/0/7).
+        version: String,
+    },
     /// Two-stage pull: the authenticated manifest names the image's URI; stream the image
     /// through [`FirmwareBackend::write`] and call [`FirmwareBackend::finish`] again.
     FetchImage(String),
 }
 
-/// The device side of Object 5.
+/// The device side of Object 5. The provided methods describe a device that persists
+/// nothing and cannot install (a test sink); a real device overrides them.
 pub trait FirmwareBackend {
     /// The persistent state after a boot.
-    fn stored(&mut self) -> Stored;
+    fn stored(&mut self) -> Stored {
+        Stored {
+            state: State::Idle,
+            result: UpdateResult::Initial,
+            uri: String::new(),
+            name: String::new(),
+            version: String::new(),
+            resume: None,
+        }
+    }
     /// Largest package the device can store (sent as Size1 with 4.13).
-    fn capacity(&self) -> Option<u32>;
+    fn capacity(&self) -> Option<u32> {
+        None
+    }
     /// Persists the Package URI.
-    fn save_uri(&mut self, uri: &str) -> Result<(), UpdateResult>;
+    fn save_uri(&mut self, _uri: &str) -> Result<(), UpdateResult> {
+        Ok(())
+    }
     /// A new package starts at byte 0; `etag` identifies a pulled entity for a later resume.
     fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult>;
     /// Re-opens the download interrupted by the last reboot; returns the package offset the
     /// transfer must continue from.
-    fn resume(&mut self) -> Result<u64, UpdateResult>;
+    fn resume(&mut self) -> Result<u64, UpdateResult> {
+        Err(UpdateResult::ConnectionLost)
+    }
     /// The next package bytes (or image bytes after [`Finished::FetchImage`]).
     fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult>;
     /// The package (or the fetched image) ended: verify and store.
@@ -67,5 +88,7 @@ pub trait FirmwareBackend {
     /// Drops any partial or stored package and persists Idle with `result`.
     fn discard(&mut self, result: UpdateResult);
     /// Marks the stored package for installation at the next reset.
-    fn install(&mut self) -> Result<(), UpdateResult>;
+    fn install(&mut self) -> Result<(), UpdateResult> {
+        Err(UpdateResult::UpdateFailed)
+    }
 }

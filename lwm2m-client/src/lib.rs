@@ -14,7 +14,7 @@
 //!   a Firmware Update object that streams Block1 pushes into a [`objects::PackageSink`].
 //!
 //! ```
-//! use lwm2m_client::objects::{Device, DeviceInfo, DiscardSink, FirmwareUpdate, Security, Server};
+//! use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
 //! use lwm2m_client::{Config, Engine, ObjectHandler};
 //!
 //! let info = DeviceInfo {
@@ -27,7 +27,7 @@
 //!     Box::new(Security::no_sec("coap://127.0.0.1:5683")),
 //!     Box::new(Server::new(300)),
 //!     Box::new(Device::new(info)),
-//!     Box::new(FirmwareUpdate::new(DiscardSink::default())),
+//!     Box::new(FirmwareUpdate::new(DiscardBackend::default())),
 //! ];
 //! let mut engine = Engine::new(Config::new("ep"), "server", objects);
 //! engine.start(0);
@@ -64,3 +64,7 @@ pub mod pull;
 /// Object 5's backend on the simulated device (device-port), host side only.
 #[cfg(feature = "std")]
 pub mod sim_firmware;
+
+/// The simulated device behind the `lwm2m-client` binary, host side only.
+#[cfg(feature = "std")]
+pub mod sim_device;

@@ -6,6 +6,8 @@ use crate::{Engine, Event};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -38,6 +40,79 @@ where
     F: FnMut(&mut Engine<SocketAddr>, u64, Event) -> Control,
     S: Future<Output = ()>,
 {
+    let mut tasks: Tasks<()> = Tasks::default();
+    run_with_tasks(
+        engine,
+        socket,
+        shutdown,
+        dereg_wait,
+        &mut tasks,
+        |e, now, ev, _| on_event(e, now, ev),
+        |_, _, (), _| Control::Continue,
+    )
+    .await
+}
+
+/// Work the application runs beside the engine on the same task (e.g. a package pull that
+/// streams into Object 5 while the device keeps answering its server): futures that each
+/// yield one message, handed to `on_done` with the engine.
+pub struct Tasks<M> {
+    list: Vec<Pin<Box<dyn Future<Output = M>>>>,
+}
+
+impl<M> Default for Tasks<M> {
+    fn default() -> Self {
+        Self { list: Vec::new() }
+    }
+}
+
+impl<M> Tasks<M> {
+    /// Starts `task`; it is polled by the run loop.
+    pub fn spawn(&mut self, task: impl Future<Output = M> + 'static) {
+        self.list.push(Box::pin(task));
+    }
+
+    /// Number of tasks still running.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// No task running.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The next task to finish.
+    async fn next(&mut self) -> M {
+        std::future::poll_fn(|cx| {
+            for i in 0..self.list.len() {
+                if let Poll::Ready(m) = self.list[i].as_mut().poll(cx) {
+                    drop(self.list.swap_remove(i));
+                    return Poll::Ready(m);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// [`run`] with background [`Tasks`]: handlers may start tasks, and each finished task's
+/// message goes to `on_done`.
+pub async fn run_with_tasks<M, F, G, S>(
+    engine: &mut Engine<SocketAddr>,
+    socket: &UdpSocket,
+    shutdown: S,
+    dereg_wait: Duration,
+    tasks: &mut Tasks<M>,
+    mut on_event: F,
+    mut on_done: G,
+) -> io::Result<()>
+where
+    F: FnMut(&mut Engine<SocketAddr>, u64, Event, &mut Tasks<M>) -> Control,
+    G: FnMut(&mut Engine<SocketAddr>, u64, M, &mut Tasks<M>) -> Control,
+    S: Future<Output = ()>,
+{
     let epoch = Instant::now();
     let now = |epoch: Instant| epoch.elapsed().as_millis() as u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -53,7 +128,7 @@ where
         let mut control = Control::Continue;
         while let Some(ev) = engine.poll_event() {
             let deregistered = ev == Event::Deregistered;
-            let c = on_event(engine, now(epoch), ev);
+            let c = on_event(engine, now(epoch), ev, tasks);
             if c != Control::Continue {
                 control = c;
             }
@@ -97,6 +172,12 @@ where
                 Err(e) => tracing::debug!(error = %e, "receive failed"),
             },
             _ = tokio::time::sleep_until(wake) => engine.handle_timeout(now(epoch)),
+            m = tasks.next(), if !tasks.is_empty() => {
+                if on_done(engine, now(epoch), m, tasks) == Control::Stop {
+                    flush(engine, socket).await?;
+                    return Ok(());
+                }
+            }
             _ = &mut shutdown, if !shutdown_done => {
                 shutdown_done = true;
                 if stopping.is_none() {

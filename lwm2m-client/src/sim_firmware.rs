@@ -72,6 +72,17 @@ fn slot_result(device: &SharedDevice, e: object5::slots::Error) -> UpdateResult 
     PackageError::Slot(e).update_result()
 }
 
+/// PkgName / PkgVersion as the slot manager stored them from the authenticated manifest.
+fn downloaded(
+    slots: &object5::slots::SlotManager<'_, &mut device_port::device::DeviceFlash>,
+) -> Finished {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Finished::Downloaded {
+        name: text(slots.package_name()),
+        version: text(slots.package_version()),
+    }
+}
+
 impl SimFirmware {
     /// A backend on `device` accepting what `acceptance` allows.
     pub fn new(device: SharedDevice, acceptance: Acceptance) -> Self {
@@ -89,6 +100,13 @@ impl SimFirmware {
             stage: Stage::Idle,
             pending_etag: None,
         }
+    }
+
+    /// A reset: whatever was in RAM (a download in progress) is gone; the flash keeps what
+    /// was journaled, and the next boot resumes from it.
+    pub fn power_cycle(&mut self) {
+        self.close();
+        self.pending_etag = None;
     }
 
     /// The shared device.
@@ -258,7 +276,7 @@ impl FirmwareBackend for SimFirmware {
         let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
         let result = match &mut self.stage {
             Stage::Envelope(rx) => match rx.finish(&mut slots) {
-                Ok(Outcome::Downloaded) => Ok(Finished::Downloaded),
+                Ok(Outcome::Downloaded) => Ok(downloaded(&slots)),
                 Ok(Outcome::FetchImage) => {
                     let uri = rx
                         .fetch_uri()
@@ -272,7 +290,7 @@ impl FirmwareBackend for SimFirmware {
             },
             Stage::Image(rx) => rx
                 .finish_fetched(&mut slots)
-                .map(|()| Finished::Downloaded)
+                .map(|()| downloaded(&slots))
                 .map_err(PackageError::update_result),
             Stage::Idle => Err(UpdateResult::UpdateFailed),
         };
@@ -285,10 +303,10 @@ impl FirmwareBackend for SimFirmware {
                 }
                 Ok(Finished::FetchImage(uri))
             }
-            Ok(Finished::Downloaded) => {
+            Ok(done) => {
                 self.close();
                 let _ = self.device.borrow_mut().kv_mut().remove(RESUME_KEY);
-                Ok(Finished::Downloaded)
+                Ok(done)
             }
             Err(r) => Err(self.fail(r)),
         }

@@ -5,7 +5,9 @@
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
-use lwm2m_client::objects::{Device, DeviceInfo, FirmwareUpdate, PackageSink, Security, Server};
+use lwm2m_client::objects::{
+    Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
+};
 use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
 use std::net::{SocketAddr, UdpSocket};
@@ -23,21 +25,22 @@ fn pattern(i: usize) -> u8 {
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<u8>>>);
 
-impl PackageSink for Recorder {
-    fn begin(&mut self, _total: Option<u32>) -> Result<(), object5::UpdateResult> {
+impl FirmwareBackend for Recorder {
+    fn begin(&mut self, _etag: Option<&[u8]>) -> Result<(), object5::UpdateResult> {
         self.0.lock().unwrap().clear();
         Ok(())
     }
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), object5::UpdateResult> {
-        let mut v = self.0.lock().unwrap();
-        assert_eq!(offset as usize, v.len(), "blocks arrive in order");
-        v.extend_from_slice(data);
+    fn write(&mut self, data: &[u8]) -> Result<(), object5::UpdateResult> {
+        self.0.lock().unwrap().extend_from_slice(data);
         Ok(())
     }
-    fn finish(&mut self) -> Result<(String, String), object5::UpdateResult> {
-        Ok(("pushed".into(), "9.9.9".into()))
+    fn finish(&mut self) -> Result<Finished, object5::UpdateResult> {
+        Ok(Finished::Downloaded {
+            name: "pushed".into(),
+            version: "9.9.9".into(),
+        })
     }
-    fn reset(&mut self) {}
+    fn discard(&mut self, _: object5::UpdateResult) {}
 }
 
 /// A read-only opaque resource of LEN bytes.

@@ -3,7 +3,7 @@
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::block::uint_option;
-use lwm2m_client::objects::{Device, DeviceInfo, DiscardSink, FirmwareUpdate, Security, Server};
+use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 
 pub const SERVER: u8 = 1;
@@ -22,7 +22,7 @@ pub fn objects() -> Vec<Box<dyn ObjectHandler>> {
         Box::new(Security::no_sec("coap://127.0.0.1:5683")),
         Box::new(Server::new(300)),
         Box::new(Device::new(device_info())),
-        Box::new(FirmwareUpdate::new(DiscardSink::default())),
+        Box::new(FirmwareUpdate::new(DiscardBackend::default())),
     ]
 }
 

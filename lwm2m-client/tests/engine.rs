@@ -38,8 +38,8 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
     let targets: Vec<_> = links.iter().map(|l| l.target.as_str()).collect();
     assert_eq!(
         targets,
-        ["/", "/1", "/1/0", "/3/0", "/5/0"],
-        "Security is never announced"
+        ["/", "/1", "/1/0", "/3/0", "/5", "/5/0"],
+        "Security is never announced; /5 carries ver=1.1"
     );
     assert_eq!(links[0].get("rt"), Some("oma.lwm2m"));
     assert_eq!(links[0].get("ct"), Some("110 112 11542"));
@@ -385,7 +385,8 @@ fn discover_lists_resources_with_dim_and_attributes() {
     assert_eq!(uint(&d, CoapOption::ContentFormat), Some(40));
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
-        "</5>,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>;pmin=2;pmax=10,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=1,</5/0/9>"
+        // A push-only device lists no pull protocol (/5/0/8 has no instance).
+        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>;pmin=2;pmax=10,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=0,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>,</5/0/14>"
     );
     let d = call(
         &mut e,
@@ -505,13 +506,13 @@ fn pattern(i: u64) -> u8 {
     (i.wrapping_mul(31) ^ (i >> 8)) as u8
 }
 
-impl lwm2m_client::objects::PackageSink for Checker {
-    fn begin(&mut self, _total: Option<u32>) -> Result<(), object5::UpdateResult> {
+impl lwm2m_client::objects::FirmwareBackend for Checker {
+    fn begin(&mut self, _etag: Option<&[u8]>) -> Result<(), object5::UpdateResult> {
         self.got = 0;
         Ok(())
     }
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), object5::UpdateResult> {
-        assert_eq!(offset, self.got);
+    fn write(&mut self, data: &[u8]) -> Result<(), object5::UpdateResult> {
+        let offset = self.got;
         for (k, b) in data.iter().enumerate() {
             if *b != pattern(offset + k as u64) {
                 return Err(object5::UpdateResult::IntegrityFailure);
@@ -520,14 +521,17 @@ impl lwm2m_client::objects::PackageSink for Checker {
         self.got += data.len() as u64;
         Ok(())
     }
-    fn finish(&mut self) -> Result<(String, String), object5::UpdateResult> {
+    fn finish(&mut self) -> Result<lwm2m_client::objects::Finished, object5::UpdateResult> {
         if self.got == self.expect_len {
-            Ok(("fw".into(), "2".into()))
+            Ok(lwm2m_client::objects::Finished::Downloaded {
+                name: "fw".into(),
+                version: "2".into(),
+            })
         } else {
             Err(object5::UpdateResult::IntegrityFailure)
         }
     }
-    fn reset(&mut self) {}
+    fn discard(&mut self, _: object5::UpdateResult) {}
     fn capacity(&self) -> Option<u32> {
         Some(1 << 20)
     }
@@ -623,21 +627,20 @@ fn block1_larger_than_ours_is_renegotiated_and_sink_errors_map_to_4_13() {
     assert_eq!(code(&r), resp(ResponseType::Changed));
 
     struct Full;
-    impl lwm2m_client::objects::PackageSink for Full {
-        fn begin(&mut self, total: Option<u32>) -> Result<(), object5::UpdateResult> {
-            if total.unwrap_or(0) > 100 {
-                Err(object5::UpdateResult::NotEnoughFlash)
-            } else {
-                Ok(())
-            }
-        }
-        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), object5::UpdateResult> {
+    impl lwm2m_client::objects::FirmwareBackend for Full {
+        fn begin(&mut self, _: Option<&[u8]>) -> Result<(), object5::UpdateResult> {
             Ok(())
         }
-        fn finish(&mut self) -> Result<(String, String), object5::UpdateResult> {
-            Ok(Default::default())
+        fn write(&mut self, _: &[u8]) -> Result<(), object5::UpdateResult> {
+            Ok(())
         }
-        fn reset(&mut self) {}
+        fn finish(&mut self) -> Result<lwm2m_client::objects::Finished, object5::UpdateResult> {
+            Ok(lwm2m_client::objects::Finished::Downloaded {
+                name: String::new(),
+                version: String::new(),
+            })
+        }
+        fn discard(&mut self, _: object5::UpdateResult) {}
         fn capacity(&self) -> Option<u32> {
             Some(100)
         }
@@ -1037,7 +1040,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
         Box::new(server_obj),
         Box::new(Device::new(device_info())),
         Box::new(FirmwareUpdate::new(
-            lwm2m_client::objects::DiscardSink::default(),
+            lwm2m_client::objects::DiscardBackend::default(),
         )),
     ];
     let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);

@@ -9,7 +9,7 @@
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_client::objects::{Device, DeviceInfo, DiscardSink, FirmwareUpdate, Security, Server};
+use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
 use lwm2m_client::{Config, Engine, Event, ObjectHandler};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::SeqCst};
@@ -78,7 +78,7 @@ fn run(image_len: usize) -> (isize, isize) {
                 serial: "SN-0001".into(),
                 firmware_version: "1.0.0".into(),
             })),
-            Box::new(FirmwareUpdate::new(DiscardSink::default())),
+            Box::new(FirmwareUpdate::new(DiscardBackend::default())),
         ];
         let mut e = Engine::new(Config::new("heap-ep"), 1u8, objects);
         e.start(0);

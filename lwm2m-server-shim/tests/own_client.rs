@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{bytes, hex, wait_event, Harness};
-use lwm2m_client::objects::{Device, DeviceInfo, FirmwareUpdate, PackageSink, Security, Server};
+use lwm2m_client::objects::{
+    Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
+};
 use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 use object5::UpdateResult;
@@ -17,22 +19,25 @@ use serde_json::json;
 #[derive(Clone, Default)]
 struct MemorySink(Arc<Mutex<Vec<u8>>>);
 
-impl PackageSink for MemorySink {
-    fn begin(&mut self, _total: Option<u32>) -> Result<(), UpdateResult> {
+impl FirmwareBackend for MemorySink {
+    fn begin(&mut self, _etag: Option<&[u8]>) -> Result<(), UpdateResult> {
         self.0.lock().map_err(|_| UpdateResult::OutOfRam)?.clear();
         Ok(())
     }
-    fn write(&mut self, _offset: u64, data: &[u8]) -> Result<(), UpdateResult> {
+    fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult> {
         self.0
             .lock()
             .map_err(|_| UpdateResult::OutOfRam)?
             .extend_from_slice(data);
         Ok(())
     }
-    fn finish(&mut self) -> Result<(String, String), UpdateResult> {
-        Ok(("pkg".into(), "2.0.0".into()))
+    fn finish(&mut self) -> Result<Finished, UpdateResult> {
+        Ok(Finished::Downloaded {
+            name: "pkg".into(),
+            version: "2.0.0".into(),
+        })
     }
-    fn reset(&mut self) {
+    fn discard(&mut self, _: UpdateResult) {
         if let Ok(mut v) = self.0.lock() {
             v.clear();
         }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod e2e;
 pub mod relay;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).

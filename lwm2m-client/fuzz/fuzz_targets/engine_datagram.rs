@@ -7,7 +7,7 @@
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::block::uint_option;
-use lwm2m_client::objects::{Device, DeviceInfo, DiscardSink, FirmwareUpdate, Security, Server};
+use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 
 const FORMATS: [u32; 8] = [0, 40, 42, 60, 110, 112, 11542, 11544];
@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             serial: "1".into(),
             firmware_version: "1".into(),
         })),
-        Box::new(FirmwareUpdate::new(DiscardSink::default())),
+        Box::new(FirmwareUpdate::new(DiscardBackend::default())),
     ];
     let mut e = Engine::new(Config::new("fuzz"), 1u8, objects);
     e.start(0);

@@ -1,14 +1,28 @@
-//! Object 5, Firmware Update, as far as the engine issue needs it: the object is present and
-//! readable, a Block1 push to /5/0/0 streams into a [`PackageSink`] block by block, Update
-//! (/5/0/2) is only allowed in Downloaded (else 4.05), and an empty write resets.
-//! The verified flow (SUIT verifier, slot manager) plugs in as another sink or object.
+//! Object 5, Firmware Update (object version 1.1, resources 0-14).
+//!
+//! The rules (which operation is allowed in which State, what Update Result follows) are
+//! `object5::machine`'s; the device side (stream a package in, verify it, install it, what
+//! persists across a reboot) is a [`FirmwareBackend`]. This object is the glue between them
+//! and the two transports: a Block1 push to /5/0/0 arrives block by block through the engine,
+//! a pull from /5/0/1 is run by the application beside the engine ([`FirmwareUpdate::take_pull`],
+//! [`PullSink`], [`FirmwareUpdate::pull_finished`]), so no package is ever held whole in RAM.
+//!
+//! [`FirmwareUpdate`] is a cheap handle: the engine owns one clone as its object, the
+//! application keeps another to start pulls, install and report the boot outcome.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use object5::machine::{Effect, InstallOutcome, Machine, Protocol, Protocols, Refusal};
+use object5::{State, UpdateResult};
 
 use super::{int, only_instance, string};
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
+use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Stored};
 use crate::object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
-use alloc::string::String;
-use alloc::vec::Vec;
-use object5::{State, UpdateResult};
+use crate::pull::{PackageSink, PullError, SinkError};
 
 const MODEL: &[ResourceDef] = &[
     ResourceDef::new(0, Ops::W, false, T::Opaque),
@@ -20,107 +34,368 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(7, Ops::R, false, T::String),
     ResourceDef::new(8, Ops::R, true, T::Integer),
     ResourceDef::new(9, Ops::R, false, T::Integer),
+    ResourceDef::new(10, Ops::E, false, T::None),
+    ResourceDef::new(11, Ops::RW, false, T::Integer),
+    ResourceDef::new(12, Ops::R, false, T::Time),
+    ResourceDef::new(13, Ops::RW, false, T::Unsigned),
+    ResourceDef::new(14, Ops::RW, false, T::Boolean),
 ];
 
-/// Where pushed package bytes go, in order, as they arrive.
-pub trait PackageSink {
-    /// A new package starts (block 0); `total` is the announced size, if any. Any partial
-    /// package from before is dropped.
-    fn begin(&mut self, total: Option<u32>) -> Result<(), UpdateResult>;
-    /// The next bytes at `offset` (always the end of what was written so far).
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), UpdateResult>;
-    /// The last block arrived; check the package. On success returns (name, version).
-    fn finish(&mut self) -> Result<(String, String), UpdateResult>;
-    /// Drop any stored package (reset to Idle).
-    fn reset(&mut self);
-    /// Largest package the device can store, sent as Size1 with 4.13.
-    fn capacity(&self) -> Option<u32> {
-        None
-    }
-    /// Execute Update: start installing the downloaded package. `Ok` leaves State at Updating
-    /// (the application reboots into it); an error returns to Downloaded with that result.
-    fn install(&mut self) -> Result<(), UpdateResult> {
-        Ok(())
-    }
-}
-
-/// A sink that keeps only a byte count: a device with no storage, used to measure the
-/// engine's own memory during a download.
-#[derive(Clone, Debug, Default)]
-pub struct DiscardSink {
-    /// Bytes received for the current package.
-    pub received: u64,
-}
-
-impl PackageSink for DiscardSink {
-    fn begin(&mut self, _total: Option<u32>) -> Result<(), UpdateResult> {
-        self.received = 0;
-        Ok(())
-    }
-    fn write(&mut self, _offset: u64, data: &[u8]) -> Result<(), UpdateResult> {
-        self.received += data.len() as u64;
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<(String, String), UpdateResult> {
-        Ok((String::new(), String::new()))
-    }
-    fn reset(&mut self) {
-        self.received = 0;
-    }
-}
-
-/// Object 5 instance 0 over a package sink.
-#[derive(Debug)]
-pub struct FirmwareUpdate<S> {
-    /// Where package bytes go.
-    pub sink: S,
-    /// State (/5/0/3).
-    pub state: State,
-    /// Update Result (/5/0/5).
-    pub result: UpdateResult,
-    /// Package URI (/5/0/1).
+/// A pull the application should run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullJob {
+    /// What to fetch.
     pub uri: String,
-    /// PkgName / PkgVersion of the downloaded package.
-    pub pkg: (String, String),
+    /// Protocol the URI selects (all built in, checked when the URI was written).
+    pub protocol: Protocol,
+    /// Continue an interrupted download from here (after a reboot), if the server still
+    /// has the same entity.
+    pub resume: Option<ResumePoint>,
+    /// The second stage of a two-stage pull: the image named by the manifest.
+    pub image_stage: bool,
+    /// Identifies this transfer; a sink of an older transfer is refused.
+    generation: u32,
+}
+
+struct Core<B> {
+    backend: B,
+    machine: Machine,
+    uri: String,
+    pkg: (String, String),
+    /// Push: where the next Block1 block must start.
     next_offset: u64,
+    /// A pull for the application to start.
+    pull: Option<PullJob>,
+    /// The transfer the backend is receiving; bumped on every new download or reset.
+    generation: u32,
+    /// Execute accepted: the application reboots into the new image after the response.
+    install_requested: bool,
+    /// Deferred install time (seconds since the epoch).
+    install_at: Option<u64>,
+    /// Unix time (ms) at engine time 0, for Last State Change Time.
+    epoch_ms: u64,
 }
 
-impl<S: PackageSink> FirmwareUpdate<S> {
-    /// Idle, result 0.
-    pub fn new(sink: S) -> Self {
+impl<B: FirmwareBackend> Core<B> {
+    fn now_s(&self, now_ms: u64) -> u64 {
+        (self.epoch_ms + now_ms) / 1000
+    }
+
+    /// Carries out what the state machine asked for.
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::None | Effect::StartPush => {}
+            Effect::StartPull(protocol) => {
+                self.generation = self.generation.wrapping_add(1);
+                self.pull = Some(PullJob {
+                    uri: self.uri.clone(),
+                    protocol,
+                    resume: None,
+                    image_stage: false,
+                    generation: self.generation,
+                });
+            }
+            Effect::DiscardPackage => {
+                self.generation = self.generation.wrapping_add(1);
+                self.pull = None;
+                self.install_at = None;
+                self.pkg = Default::default();
+                let result = self.machine.result();
+                self.backend.discard(result);
+            }
+            Effect::Install => self.install(),
+            Effect::InstallAt(t) => self.install_at = Some(t),
+        }
+    }
+
+    fn install(&mut self) {
+        match self.backend.install() {
+            Ok(()) => self.install_requested = true,
+            Err(_) => {
+                // The package could not even be marked: the update failed before any reboot
+                // and the package stays stored (State Downloaded, result 8).
+                let now = self.now_s(0);
+                self.machine.install_finished(InstallOutcome::Reverted, now);
+            }
+        }
+    }
+
+    fn download_failed(&mut self, result: UpdateResult, now_ms: u64) {
+        self.generation = self.generation.wrapping_add(1);
+        self.pull = None;
+        self.backend.discard(result);
+        let now = self.now_s(now_ms);
+        self.machine.download_failed(result, now);
+    }
+
+    fn finished(&mut self, now_ms: u64) -> Result<(), UpdateResult> {
+        match self.backend.finish()? {
+            Finished::Downloaded { name, version } => {
+                self.pkg = (name, version);
+                let now = self.now_s(now_ms);
+                let effect = self.machine.download_finished(now);
+                self.apply(effect);
+            }
+            Finished::FetchImage(uri) => {
+                let protocol = object5::machine::check_uri(&uri, self.machine.protocols)
+                    .map_err(|e| e.update_result())?;
+                self.pull = Some(PullJob {
+                    uri,
+                    protocol,
+                    resume: None,
+                    image_stage: true,
+                    generation: self.generation,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Object 5 instance 0 over a [`FirmwareBackend`]; clones share one object.
+pub struct FirmwareUpdate<B> {
+    core: Rc<RefCell<Core<B>>>,
+}
+
+impl<B> Clone for FirmwareUpdate<B> {
+    fn clone(&self) -> Self {
         Self {
-            sink,
-            state: State::Idle,
-            result: UpdateResult::Initial,
-            uri: String::new(),
-            pkg: Default::default(),
-            next_offset: 0,
+            core: self.core.clone(),
         }
-    }
-
-    fn fail(&mut self, r: UpdateResult) -> OpError {
-        self.sink.reset();
-        self.state = State::Idle;
-        self.result = r;
-        match r {
-            UpdateResult::NotEnoughFlash => OpError::TooLarge {
-                size1: self.sink.capacity(),
-            },
-            _ => OpError::BadRequest,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.sink.reset();
-        self.state = State::Idle;
-        self.result = UpdateResult::Initial;
-        self.pkg = Default::default();
     }
 }
 
-impl<S: PackageSink> ObjectHandler for FirmwareUpdate<S> {
+fn refusal(r: Refusal) -> OpError {
+    match r {
+        Refusal::MethodNotAllowed => OpError::MethodNotAllowed,
+        Refusal::BadRequest => OpError::BadRequest,
+    }
+}
+
+impl<B: FirmwareBackend> FirmwareUpdate<B> {
+    /// A push-only object (no pull protocol built in, /5/0/9 = 1) with its clock at the epoch.
+    pub fn new(backend: B) -> Self {
+        Self::with_pull(backend, Protocols::NONE, 0)
+    }
+
+    /// The object after a boot: State and Update Result restored from what the backend
+    /// persisted (Downloaded when a verified package is stored, a download interrupted by the
+    /// reboot resumes when it can). `protocols` are the pull protocols built in (/5/0/8);
+    /// `epoch_ms` is the Unix time at engine time 0.
+    pub fn with_pull(mut backend: B, protocols: Protocols, epoch_ms: u64) -> Self {
+        let stored: Stored = backend.stored();
+        let can_resume = stored.resume.is_some() && !stored.uri.is_empty();
+        let mut machine = Machine::restore(
+            Some(stored.state),
+            Some(stored.result),
+            stored.state == State::Downloaded,
+            can_resume,
+            protocols,
+        );
+        let mut pull = None;
+        if machine.state() == State::Downloading {
+            match object5::machine::check_uri(&stored.uri, protocols) {
+                Ok(protocol) => {
+                    pull = Some(PullJob {
+                        uri: stored.uri.clone(),
+                        protocol,
+                        resume: stored.resume.clone(),
+                        image_stage: false,
+                        generation: 1,
+                    })
+                }
+                Err(e) => machine.download_failed(e.update_result(), epoch_ms / 1000),
+            }
+        }
+        if stored.state == State::Downloading && pull.is_none() {
+            // Interrupted and not resumable: the partial package goes, the result says why.
+            backend.discard(machine.result());
+        }
+        Self {
+            core: Rc::new(RefCell::new(Core {
+                backend,
+                machine,
+                uri: stored.uri,
+                pkg: (stored.name, stored.version),
+                next_offset: 0,
+                pull,
+                generation: 1,
+                install_requested: false,
+                install_at: None,
+                epoch_ms,
+            })),
+        }
+    }
+
+    /// The backend back, once the engine's clone is gone (the device resets and a new object
+    /// is built from what persisted). Fails while another clone exists.
+    pub fn into_backend(self) -> Result<B, Self> {
+        match Rc::try_unwrap(self.core) {
+            Ok(core) => Ok(core.into_inner().backend),
+            Err(core) => Err(Self { core }),
+        }
+    }
+
+    /// State (/5/0/3).
+    pub fn state(&self) -> State {
+        self.core.borrow().machine.state()
+    }
+
+    /// Update Result (/5/0/5).
+    pub fn result(&self) -> UpdateResult {
+        self.core.borrow().machine.result()
+    }
+
+    /// Lets the application run the backend directly (e.g. the simulated device's reset).
+    pub fn with_backend<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+        f(&mut self.core.borrow_mut().backend)
+    }
+
+    /// Simulated user: defer the next Execute Update (Update Result 11) if /5/0/13 allows.
+    pub fn set_defer_next_update(&self, defer: bool) {
+        self.core.borrow_mut().machine.defer_next_update = defer;
+    }
+
+    /// The pull the application must start now, if any.
+    pub fn take_pull(&self) -> Option<PullJob> {
+        let mut c = self.core.borrow_mut();
+        let mut job = c.pull.take()?;
+        if let Some(r) = job.resume.take() {
+            // Re-open the interrupted download; the offset may be earlier than persisted.
+            match c.backend.resume() {
+                Ok(offset) => {
+                    job.resume = Some(ResumePoint {
+                        offset,
+                        etag: r.etag,
+                    })
+                }
+                Err(_) => job.resume = None,
+            }
+        }
+        Some(job)
+    }
+
+    /// The sink a pull of `job` writes into.
+    pub fn pull_sink(&self, job: &PullJob) -> PullSink<B> {
+        PullSink {
+            core: self.core.clone(),
+            generation: job.generation,
+            image_stage: job.image_stage,
+            resume_offset: job.resume.as_ref().map(|r| r.offset),
+        }
+    }
+
+    /// A pull ended: verify and store, or report its error as the Update Result. Returns
+    /// true when State or Update Result changed (observers should be told).
+    pub fn pull_finished(
+        &self,
+        job: &PullJob,
+        outcome: Result<(), PullError>,
+        now_ms: u64,
+    ) -> bool {
+        let mut c = self.core.borrow_mut();
+        if job.generation != c.generation || c.machine.state() != State::Downloading {
+            return false; // cancelled or replaced meanwhile
+        }
+        let before = (c.machine.state(), c.machine.result());
+        match outcome {
+            Ok(()) => {
+                if let Err(r) = c.finished(now_ms) {
+                    c.download_failed(r, now_ms);
+                }
+            }
+            Err(e) => c.download_failed(e.update_result(), now_ms),
+        }
+        before != (c.machine.state(), c.machine.result())
+    }
+
+    /// Whether Execute Update was accepted and the device should now reset into the package
+    /// (after the response has been sent). Cleared by reading it.
+    pub fn take_install_request(&self) -> bool {
+        core::mem::take(&mut self.core.borrow_mut().install_requested)
+    }
+
+    /// A deferred update whose time has come installs now; true if it did.
+    pub fn poll_deferred(&self, now_ms: u64) -> bool {
+        let mut c = self.core.borrow_mut();
+        let now = c.now_s(now_ms);
+        if c.install_at.is_some_and(|t| t <= now) {
+            c.install_at = None;
+            let effect = c.machine.defer_expired(now);
+            c.apply(effect);
+            return true;
+        }
+        false
+    }
+
+    /// The boot after an install: the new image confirmed itself (`Success`) or the old one
+    /// runs again (`Reverted`), or the bootloader refused the package (`IntegrityFailure`).
+    /// The backend has persisted the result already; this updates what the object reports.
+    pub fn install_finished(&self, outcome: InstallOutcome, now_ms: u64) {
+        let mut c = self.core.borrow_mut();
+        let now = c.now_s(now_ms);
+        c.machine.install_finished(outcome, now);
+        if outcome == InstallOutcome::Success {
+            let stored = c.backend.stored();
+            c.pkg = (stored.name, stored.version);
+        }
+    }
+}
+
+/// Where a pull writes: forwards to the backend while the transfer is still the current one.
+pub struct PullSink<B> {
+    core: Rc<RefCell<Core<B>>>,
+    generation: u32,
+    image_stage: bool,
+    resume_offset: Option<u64>,
+}
+
+impl<B: FirmwareBackend> PackageSink for PullSink<B> {
+    fn start(
+        &mut self,
+        from: u64,
+        etag: Option<&[u8]>,
+        total: Option<u64>,
+    ) -> Result<(), SinkError> {
+        let mut c = self.core.borrow_mut();
+        if c.generation != self.generation {
+            return Err(SinkError(UpdateResult::Cancelled));
+        }
+        let capacity = c.backend.capacity().map(u64::from);
+        if self.image_stage {
+            if from != 0 {
+                return Err(SinkError(UpdateResult::ConnectionLost));
+            }
+            // The envelope itself is small; the image must fit the slot.
+            if total.zip(capacity).is_some_and(|(t, cap)| t > cap) {
+                return Err(SinkError(UpdateResult::NotEnoughFlash));
+            }
+            return Ok(());
+        }
+        if from == 0 {
+            // New transfer, or the server's entity changed: start over.
+            c.backend.begin(etag).map_err(SinkError)?;
+        } else if Some(from) != self.resume_offset {
+            return Err(SinkError(UpdateResult::ConnectionLost));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, _offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        let mut c = self.core.borrow_mut();
+        if c.generation != self.generation {
+            return Err(SinkError(UpdateResult::Cancelled));
+        }
+        c.backend.write(bytes).map_err(SinkError)
+    }
+}
+
+impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
     fn id(&self) -> u16 {
         5
+    }
+    fn version(&self) -> Option<&'static str> {
+        Some("1.1")
     }
     fn model(&self) -> &'static [ResourceDef] {
         MODEL
@@ -130,15 +405,30 @@ impl<S: PackageSink> ObjectHandler for FirmwareUpdate<S> {
     }
     fn read(&mut self, _now: u64, instance: u16, resource: u16) -> Result<ResourceValue, OpError> {
         only_instance(instance)?;
+        let c = self.core.borrow();
+        let m = &c.machine;
         Ok(match resource {
-            1 => string(&self.uri),
-            3 => int(i64::from(self.state.code())),
-            5 => int(i64::from(self.result.code())),
-            6 => string(&self.pkg.0),
-            7 => string(&self.pkg.1),
-            // CoAP block-wise only; push only (pull is the Object 5 issue).
-            8 => ResourceValue::Multiple(alloc::vec![(0, Value::Integer(0))]),
-            9 => int(1),
+            1 => string(&c.uri),
+            3 => int(i64::from(m.state().code())),
+            5 => int(i64::from(m.result().code())),
+            6 => string(&c.pkg.0),
+            7 => string(&c.pkg.1),
+            8 => ResourceValue::Multiple(
+                m.protocols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (i as u16, Value::Integer(p as i64)))
+                    .collect(),
+            ),
+            // Push always; pull when a protocol is built in.
+            9 => int(if m.protocols == Protocols::NONE { 1 } else { 2 }),
+            11 => int(i64::from(m.severity)),
+            12 => ResourceValue::Single(Value::Time(
+                i64::try_from(m.last_state_change()).unwrap_or(i64::MAX),
+            )),
+            13 => ResourceValue::Single(Value::Unsigned(u64::from(m.max_defer_period))),
+            14 => ResourceValue::Single(Value::Boolean(m.auto_upgrade)),
+            0 | 2 | 10 => return Err(OpError::MethodNotAllowed),
             _ => return Err(OpError::NotFound),
         })
     }
@@ -146,10 +436,6 @@ impl<S: PackageSink> ObjectHandler for FirmwareUpdate<S> {
         only_instance(instance)?;
         match (r.id, &r.value) {
             (0, ResourceValue::Single(Value::Opaque(bytes))) => {
-                if bytes.as_slice() == [0] || bytes.is_empty() {
-                    self.reset();
-                    return Ok(Completion::Done);
-                }
                 let chunk = BlockChunk {
                     offset: 0,
                     data: bytes,
@@ -159,82 +445,142 @@ impl<S: PackageSink> ObjectHandler for FirmwareUpdate<S> {
                 self.write_block(now, instance, 0, &chunk)
             }
             (1, ResourceValue::Single(Value::String(uri))) => {
-                if self.state == State::Updating {
-                    return Err(OpError::MethodNotAllowed);
-                }
-                if uri.is_empty() {
-                    self.reset();
-                }
-                // Pulling the URI belongs to the Object 5 issue; the value is kept and readable.
-                self.uri = uri.clone();
+                let mut c = self.core.borrow_mut();
+                let t = c.now_s(now);
+                let effect = c.machine.write_package_uri(uri, t).map_err(refusal)?;
+                c.uri = uri.clone();
+                // Persisting the URI is best effort: a full field only loses resume.
+                let _ = c.backend.save_uri(uri);
+                c.apply(effect);
                 Ok(Completion::Done)
             }
-            (0 | 1, _) => Err(OpError::BadRequest),
+            (11, ResourceValue::Single(Value::Integer(v))) if (0..=2).contains(v) => {
+                self.core.borrow_mut().machine.severity = *v as u8;
+                Ok(Completion::Done)
+            }
+            (13, ResourceValue::Single(Value::Unsigned(v))) => {
+                self.core.borrow_mut().machine.max_defer_period =
+                    u32::try_from(*v).map_err(|_| OpError::BadRequest)?;
+                Ok(Completion::Done)
+            }
+            (13, ResourceValue::Single(Value::Integer(v))) if *v >= 0 => {
+                self.core.borrow_mut().machine.max_defer_period =
+                    u32::try_from(*v).map_err(|_| OpError::BadRequest)?;
+                Ok(Completion::Done)
+            }
+            (14, ResourceValue::Single(Value::Boolean(b))) => {
+                self.core.borrow_mut().machine.auto_upgrade = *b;
+                Ok(Completion::Done)
+            }
+            (0 | 1 | 11 | 13 | 14, _) => Err(OpError::BadRequest),
             _ => Err(OpError::MethodNotAllowed),
         }
     }
     fn write_block(
         &mut self,
-        _now: u64,
+        now: u64,
         instance: u16,
         resource: u16,
-        c: &BlockChunk<'_>,
+        chunk: &BlockChunk<'_>,
     ) -> Result<Completion, OpError> {
         only_instance(instance)?;
         if resource != 0 {
             return Err(OpError::MethodNotAllowed);
         }
-        if self.state == State::Updating {
-            return Err(OpError::MethodNotAllowed);
-        }
-        if c.offset == 0 {
-            self.reset();
-            self.state = State::Downloading;
-            self.next_offset = 0;
-            if let Err(r) = self.sink.begin(c.total) {
-                return Err(self.fail(r));
+        let mut c = self.core.borrow_mut();
+        let t = c.now_s(now);
+        if chunk.offset == 0 {
+            // A single NUL byte as the whole package resets (an empty one too).
+            let reset = chunk.last && (chunk.data == [0] || chunk.data.is_empty());
+            let effect = c.machine.package_write_started(reset, t).map_err(refusal)?;
+            c.apply(effect);
+            if reset {
+                return Ok(Completion::Done);
             }
-        } else if self.state != State::Downloading || c.offset != self.next_offset {
+            c.generation = c.generation.wrapping_add(1);
+            c.pull = None;
+            c.next_offset = 0;
+            let cap = c.backend.capacity();
+            if chunk.total.zip(cap).is_some_and(|(total, cap)| total > cap) {
+                c.download_failed(UpdateResult::NotEnoughFlash, now);
+                return Err(OpError::TooLarge { size1: cap });
+            }
+            if let Err(r) = c.backend.begin(None) {
+                c.download_failed(r, now);
+                return Err(OpError::BadRequest);
+            }
+        } else if c.machine.state() != State::Downloading || chunk.offset != c.next_offset {
             return Err(OpError::Incomplete);
         }
-        if let Err(r) = self.sink.write(c.offset, c.data) {
-            return Err(self.fail(r));
+        if let Err(r) = c.backend.write(chunk.data) {
+            c.download_failed(r, now);
+            return Err(match r {
+                UpdateResult::NotEnoughFlash => OpError::TooLarge {
+                    size1: c.backend.capacity(),
+                },
+                // Errors are reported through Update Result; the block itself was understood.
+                _ => OpError::BadRequest,
+            });
         }
-        self.next_offset = c.offset + c.data.len() as u64;
-        if c.last {
-            match self.sink.finish() {
-                Ok(pkg) => {
-                    self.pkg = pkg;
-                    self.state = State::Downloaded;
-                }
-                Err(r) => return Err(self.fail(r)),
+        c.next_offset = chunk.offset + chunk.data.len() as u64;
+        if chunk.last {
+            if let Err(r) = c.finished(now) {
+                c.download_failed(r, now);
             }
         }
         Ok(Completion::Done)
     }
     fn execute(
         &mut self,
-        _now: u64,
+        now: u64,
         instance: u16,
         resource: u16,
         args: &[u8],
     ) -> Result<Completion, OpError> {
         only_instance(instance)?;
-        match resource {
-            2 if self.state == State::Downloaded => {
-                if !args.is_empty() {
-                    return Err(OpError::BadRequest);
-                }
-                // Installing is the sink's job; the application reboots on the Executed event.
-                self.state = State::Updating;
-                self.result = UpdateResult::Initial;
-                if let Err(r) = self.sink.install() {
-                    self.state = State::Downloaded;
-                    self.result = r;
-                }
-                Ok(Completion::Done)
-            }
-            _ => Err(OpError::MethodNotAllowed),
+        let mut c = self.core.borrow_mut();
+        let t = c.now_s(now);
+        let effect = match resource {
+            2 if !args.is_empty() => return Err(OpError::BadRequest),
+            2 => c.machine.execute_update(t),
+            10 => c.machine.cancel(t),
+            _ => return Err(OpError::MethodNotAllowed),
         }
+        .map_err(refusal)?;
+        c.apply(effect);
+        Ok(Completion::Done)
+    }
+}
+
+/// A backend with no storage that accepts any bytes: measures the engine's own memory and
+/// behaviour during a download (tests, fuzzing). It never installs.
+#[derive(Clone, Debug, Default)]
+pub struct DiscardBackend {
+    /// Bytes received for the current package.
+    pub received: u64,
+    /// A package was completely received and not discarded.
+    pub complete: bool,
+}
+
+impl FirmwareBackend for DiscardBackend {
+    fn begin(&mut self, _etag: Option<&[u8]>) -> Result<(), UpdateResult> {
+        self.received = 0;
+        self.complete = false;
+        Ok(())
+    }
+    fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult> {
+        self.received += data.len() as u64;
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<Finished, UpdateResult> {
+        self.complete = true;
+        Ok(Finished::Downloaded {
+            name: String::new(),
+            version: String::new(),
+        })
+    }
+    fn discard(&mut self, _result: UpdateResult) {
+        self.received = 0;
+        self.complete = false;
     }
 }

@@ -5,8 +5,9 @@ pub mod firmware;
 pub mod security;
 pub mod server;
 
+pub use crate::firmware_backend::{Finished, FirmwareBackend};
 pub use device::{Device, DeviceInfo};
-pub use firmware::{DiscardSink, FirmwareUpdate, PackageSink};
+pub use firmware::{DiscardBackend, FirmwareUpdate, PullJob, PullSink};
 pub use security::Security;
 pub use server::Server;
 

@@ -121,6 +121,70 @@ fn map_error(e: ureq::Error) -> PullError {
     }
 }
 
+/// What the blocking HTTP reader hands to the async side.
+enum Chunk {
+    Start(u64, Option<Vec<u8>>, Option<u64>),
+    Data(u64, Vec<u8>),
+}
+
+/// A sink on the blocking side: forwards to the async side through a bounded channel, so
+/// the reader never runs ahead of the flash by more than a few chunks.
+struct ChannelSink(tokio::sync::mpsc::Sender<Chunk>);
+
+impl PackageSink for ChannelSink {
+    fn start(
+        &mut self,
+        from: u64,
+        etag: Option<&[u8]>,
+        total: Option<u64>,
+    ) -> Result<(), super::SinkError> {
+        self.0
+            .blocking_send(Chunk::Start(from, etag.map(<[u8]>::to_vec), total))
+            .map_err(|_| super::SinkError(object5::UpdateResult::Cancelled))
+    }
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), super::SinkError> {
+        self.0
+            .blocking_send(Chunk::Data(offset, bytes.to_vec()))
+            .map_err(|_| super::SinkError(object5::UpdateResult::Cancelled))
+    }
+}
+
+/// [`pull`] for an async caller whose sink lives on its own task (Object 5 on the engine's
+/// task): the blocking HTTP client runs on tokio's blocking pool and the bytes come back
+/// through a bounded channel, so the engine keeps answering its server during the download.
+pub async fn pull_async(
+    url: &str,
+    resume: Option<&Resume>,
+    limits: &HttpLimits,
+    sink: &mut dyn PackageSink,
+) -> Result<Pulled, PullError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let (url, resume, limits) = (url.to_owned(), resume.cloned(), limits.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        pull(&url, resume.as_ref(), &limits, &mut ChannelSink(tx))
+    });
+    let mut refused = None;
+    while let Some(chunk) = rx.recv().await {
+        let r = match chunk {
+            Chunk::Start(from, etag, total) => sink.start(from, etag.as_deref(), total),
+            Chunk::Data(offset, bytes) => sink.write(offset, &bytes),
+        };
+        if let Err(e) = r {
+            // Dropping the receiver stops the reader at its next chunk.
+            refused = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let outcome = reader
+        .await
+        .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+    match refused {
+        Some(e) => Err(e.into()),
+        None => outcome,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

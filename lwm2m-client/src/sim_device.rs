@@ -1,0 +1,418 @@
+//! The simulated device: the `lwm2m-client` binary's whole behaviour as a library, so tests
+//! and the shim's demo can run a device in-process (its resets are in-process too).
+//!
+//! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
+//! first run installs a factory image (signed with a factory key created there), and /3/0/3
+//! reports the version of the image actually booted. Ctrl-C deregisters before exiting.
+
+use crate::coap::TxParams;
+use crate::codec::Path;
+use crate::firmware_backend::FirmwareBackend;
+use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
+use crate::pull::{coap_udp, http, PullError, Resume};
+use crate::runtime::{self, Control, Tasks};
+use crate::sim_firmware::{Acceptance, SharedDevice, SimFirmware};
+use crate::{Config, Engine, Event, ObjectHandler};
+use device_port::image::ImageBuilder;
+use device_port::{FactoryImage, SimConfig, SimDevice};
+use object5::author::{self, Delivery, PackageSpec, SignAlg};
+use object5::machine::{InstallOutcome, Protocol, Protocols};
+use object5::slots::BootPath;
+use std::cell::{Cell, RefCell};
+use std::path::{Path as FsPath, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A simulated LwM2M 1.1 device (UDP, NoSec) that registers with an LwM2M server, answers
+/// device-management requests (TLV, SenML JSON/CBOR, text, opaque, link-format) and keeps its
+/// flash in a state directory.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceOptions {
+    /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
+    #[arg(long, default_value = "coap://127.0.0.1:5683")]
+    pub server: String,
+    /// Bootstrap server URI: bootstrap first (client-initiated) and register with the server
+    /// it provisions; --server is then ignored.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Endpoint client name sent as `ep`.
+    #[arg(long, default_value = "sim-device")]
+    pub endpoint: String,
+    /// Directory holding the simulated flash (flash.bin), key-value store and factory key.
+    #[arg(long, default_value = "lwm2m-client-state")]
+    pub state_dir: PathBuf,
+    /// Registration lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub lifetime: u32,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// PEM public key (SPKI, P-256) of an update signer; repeat for several.
+    #[arg(long = "trust-anchor")]
+    pub trust_anchors: Vec<PathBuf>,
+    /// Version of the factory image installed on the first run.
+    #[arg(long, default_value = "1.0.0")]
+    pub factory_version: String,
+    /// Vendor of this device: a UUID, or a name turned into UUIDv5 (DNS namespace) as the
+    /// SUIT draft recommends; packages for another vendor are refused (Update Result 6).
+    #[arg(long, default_value = "sim.example")]
+    pub vendor_id: String,
+    /// Device class: a UUID, or a name turned into UUIDv5 under the vendor id.
+    #[arg(long, default_value = "sim-device")]
+    pub class_id: String,
+    /// Block size for CoAP package pulls (16..1024).
+    #[arg(long, default_value_t = 1024)]
+    pub pull_block_size: usize,
+    /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
+    #[arg(long, default_value_t = 2000)]
+    pub pull_ack_timeout_ms: u64,
+}
+
+/// Why the device stopped.
+#[derive(Debug)]
+pub enum CliError {
+    /// A file in the state directory or a trust anchor could not be used.
+    Io(PathBuf, std::io::Error),
+    /// A key could not be created or read.
+    Key(author::KeyError),
+    /// The simulated device failed (including a simulated power cut).
+    Device(device_port::DeviceError),
+    /// The server URI is not usable.
+    Uri(runtime::BadServerUri),
+    /// The UDP socket failed.
+    Net(std::io::Error),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            Self::Key(e) => write!(f, "key: {e}"),
+            Self::Device(e) => write!(f, "device: {e}"),
+            Self::Uri(e) => write!(f, "{e}"),
+            Self::Net(e) => write!(f, "network: {e}"),
+        }
+    }
+}
+
+fn read(path: &FsPath) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Io(path.to_owned(), e))
+}
+
+/// The factory signing key lives in the state directory so every run trusts the same key.
+fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
+    let path = state_dir.join("factory-key.pem");
+    if path.exists() {
+        return read(&path);
+    }
+    let (private, _public) = author::generate_key_pem().map_err(CliError::Key)?;
+    std::fs::write(&path, &private).map_err(|e| CliError::Io(path.clone(), e))?;
+    Ok(private)
+}
+
+fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
+    let pem = factory_key(&args.state_dir)?;
+    let key = author::signing_key_from_pem(&pem).map_err(CliError::Key)?;
+    let public = author::public_pem_from_private(&pem).map_err(CliError::Key)?;
+    let mut anchors = vec![author::public_sec1_from_pem(&public).map_err(CliError::Key)?];
+    for p in &args.trust_anchors {
+        anchors.push(author::public_sec1_from_pem(&read(p)?).map_err(CliError::Key)?);
+    }
+    let image = ImageBuilder::new("sim-fw", &args.factory_version)
+        .total_len(16 * 1024)
+        .build();
+    let vendor = author::vendor_id(&args.vendor_id);
+    let class = author::class_id(&args.class_id, &vendor);
+    let spec = PackageSpec {
+        vendor_id: vendor,
+        class_id: class,
+        sequence_number: 1,
+        version: args.factory_version.clone(),
+        name: "sim-fw".into(),
+        image: &image,
+        delivery: Delivery::Uri("coap://127.0.0.1/factory".into()),
+        alg: SignAlg::Esp256,
+    };
+    let envelope = author::build_envelope(&spec, &key).map_err(CliError::Key)?;
+    let acceptance = Acceptance {
+        trust_anchors: anchors.clone(),
+        vendor_id: vendor,
+        class_id: class,
+    };
+    let mut config = SimConfig::new(anchors, FactoryImage { envelope, image })
+        .with_power_cut_from_env()
+        .map_err(CliError::Device)?;
+    config.identity = Some((vendor, class));
+    let device = SimDevice::open(&args.state_dir, config).map_err(CliError::Device)?;
+    Ok((device, acceptance))
+}
+
+/// Pull protocols this build carries (/5/0/8): CoAP with Block2, and HTTP(S) through ureq.
+/// CoAPS needs package-host credentials, which this binary is not given.
+const PULL_PROTOCOLS: Protocols = Protocols::NONE
+    .with(Protocol::Coap)
+    .with(Protocol::Http)
+    .with(Protocol::Https);
+
+/// What the run loop should do after the engine stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Exit,
+    Reboot,
+    PowerLost,
+}
+
+/// Runs one pull of `job` into Object 5; yields the job and its outcome.
+async fn pull(
+    fw: FirmwareUpdate<SimFirmware>,
+    job: PullJob,
+    block_size: usize,
+    tx: TxParams,
+) -> (PullJob, Result<(), PullError>) {
+    let capacity = fw
+        .with_backend(|b| b.capacity())
+        .map_or(u64::MAX, u64::from);
+    let resume = job.resume.as_ref().map(|r| Resume {
+        offset: r.offset,
+        etag: r.etag.clone(),
+    });
+    let mut sink = fw.pull_sink(&job);
+    tracing::info!(uri = %job.uri, resume = ?resume.as_ref().map(|r| r.offset), "pull started");
+    // The image stage of a two-stage pull is raw image bytes, so the slot bounds it; the
+    // envelope carries the image plus a small head.
+    let max_size = capacity.saturating_add(8 * 1024);
+    let outcome = match job.protocol {
+        Protocol::Http | Protocol::Https => {
+            let limits = http::HttpLimits {
+                stall: Duration::from_millis(tx.ack_timeout_ms * 16),
+                max_size,
+            };
+            http::pull_async(&job.uri, resume.as_ref(), &limits, &mut sink)
+                .await
+                .map(|p| p.size)
+        }
+        _ => {
+            let config = coap_udp::CoapPullConfig {
+                block_size,
+                tx,
+                max_size,
+                dtls: None,
+            };
+            coap_udp::fetch(&job.uri, resume.as_ref(), &config, &mut sink)
+                .await
+                .map(|p| p.size)
+        }
+    };
+    match &outcome {
+        Ok(size) => tracing::info!(size, "pull complete"),
+        Err(e) => tracing::warn!(error = %e, "pull failed"),
+    }
+    (job, outcome.map(|_| ()))
+}
+
+/// Starts the pull Object 5 asked for, if any.
+fn start_pull(
+    fw: &FirmwareUpdate<SimFirmware>,
+    tasks: &mut Tasks<(PullJob, Result<(), PullError>)>,
+    args: &DeviceOptions,
+) {
+    if let Some(job) = fw.take_pull() {
+        let tx = TxParams {
+            ack_timeout_ms: args.pull_ack_timeout_ms,
+            ..TxParams::default()
+        };
+        tasks.spawn(pull(fw.clone(), job, args.pull_block_size, tx));
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the device until `shutdown` becomes true (then it deregisters), resetting in-process
+/// whenever the firmware asks for it. A power cut (SIM_POWER_CUT_AFTER) ends it with
+/// [`CliError::Device`]`(`[`device_port::DeviceError::PowerLost`]`)`.
+pub async fn run(
+    args: DeviceOptions,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    let (device, acceptance) = open_device(&args)?;
+    let device: SharedDevice = Rc::new(RefCell::new(device));
+    let mut backend = SimFirmware::new(device.clone(), acceptance);
+    let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    let server = runtime::resolve_server(first_uri)
+        .await
+        .map_err(CliError::Uri)?;
+    loop {
+        let booted = device.borrow().booted().cloned();
+        let (name, version) = booted
+            .as_ref()
+            .map(|b| (b.image.name.clone(), b.image.version.clone()))
+            .unwrap_or_default();
+        let path = booted.as_ref().map(|b| b.path);
+        tracing::info!(%version, slot = ?booted.as_ref().map(|b| b.slot), ?path, "booted");
+        let info = DeviceInfo {
+            manufacturer: "LwM2M SUIT project".into(),
+            model: name,
+            serial: args.endpoint.clone(),
+            firmware_version: version,
+        };
+        let mut dev = Device::new(info);
+        let epoch_ms = unix_ms();
+        dev.set_time(0, i64::try_from(epoch_ms / 1000).unwrap_or(0));
+        let fw = FirmwareUpdate::with_pull(backend, PULL_PROTOCOLS, epoch_ms);
+        let (security, mut server_object) = match &args.bootstrap {
+            Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
+            None => (Security::no_sec(&args.server), Server::new(args.lifetime)),
+        };
+        // With a bootstrap server, the Server object is provisioned by it.
+        server_object.present = args.bootstrap.is_none();
+        let objects: Vec<Box<dyn ObjectHandler>> = vec![
+            Box::new(security),
+            Box::new(server_object),
+            Box::new(dev),
+            Box::new(fw.clone()),
+        ];
+        let mut config = Config::new(&args.endpoint);
+        config.lifetime_s = args.lifetime;
+        config.rng_seed = epoch_ms ^ u64::from(std::process::id()) << 32;
+        let mut engine = Engine::new(config, server, objects);
+        if args.bootstrap.is_some() {
+            engine.bootstrap(0);
+        }
+        let socket = runtime::bind_for(&server).await.map_err(CliError::Net)?;
+        tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
+        let next = Cell::new(Next::Exit);
+        let mut stop = shutdown.clone();
+        let ctrl_c = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let object5 = Path::object(5);
+        let mut tasks = Tasks::default();
+        // A download interrupted by the last reset continues now.
+        start_pull(&fw, &mut tasks, &args);
+        let powered_off = || device.borrow().flash().is_powered_off();
+        runtime::run_with_tasks(
+            &mut engine,
+            &socket,
+            ctrl_c,
+            Duration::from_secs(5),
+            &mut tasks,
+            |e: &mut Engine<_>, now, ev, tasks| {
+                match &ev {
+                    Event::Bootstrapped { server_uri } => match runtime::resolve_server_now(server_uri) {
+                        Ok(addr) => {
+                            tracing::info!(%server_uri, "bootstrapped");
+                            e.set_server(addr);
+                            e.start(now);
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "bootstrap provisioned an unusable server");
+                            return Control::Shutdown;
+                        }
+                    },
+                    Event::BootstrapFailed { code, retry_in_ms } => tracing::warn!(
+                        code = code.as_deref().unwrap_or("timeout"),
+                        retry_in_ms,
+                        "bootstrap failed"
+                    ),
+                    Event::Registered { location } => {
+                        tracing::info!(%location, "registered");
+                        if path == Some(BootPath::Test) {
+                            // The new image runs and reached its server: it confirms itself,
+                            // unless its self-test fails, in which case it resets (watchdog)
+                            // and the bootloader reverts.
+                            let confirmed = device.borrow_mut().confirm();
+                            match confirmed {
+                                Ok(()) => {
+                                    tracing::info!("new image confirmed");
+                                    fw.install_finished(InstallOutcome::Success, now);
+                                    e.notify_changed(now, &object5);
+                                }
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "self-test failed: resetting");
+                                    next.set(Next::Reboot);
+                                    return Control::Stop;
+                                }
+                            }
+                        }
+                    }
+                    Event::RegistrationFailed { code, retry_in_ms } => {
+                        tracing::warn!(
+                            code = code.as_deref().unwrap_or("timeout"),
+                            retry_in_ms,
+                            "registration failed"
+                        )
+                    }
+                    Event::Deregistered => tracing::info!("deregistered"),
+                    Event::Executed { path } if *path == Path::resource(3, 0, 4) => {
+                        tracing::info!("reboot requested");
+                        next.set(Next::Reboot);
+                        return Control::Stop;
+                    }
+                    other => tracing::debug!(event = ?other, "event"),
+                }
+                if let Event::Written { path } | Event::Executed { path } = &ev {
+                    if path.starts_with(&object5) {
+                        e.notify_changed(now, &object5);
+                        start_pull(&fw, tasks, &args);
+                        if fw.take_install_request() {
+                            tracing::info!("installing: reset into the bootloader");
+                            next.set(Next::Reboot);
+                            return Control::Stop;
+                        }
+                    }
+                }
+                if let Event::BlockReceived { last: true, .. } = &ev {
+                    e.notify_changed(now, &object5);
+                    start_pull(&fw, tasks, &args);
+                }
+                if powered_off() {
+                    next.set(Next::PowerLost);
+                    return Control::Stop;
+                }
+                Control::Continue
+            },
+            |e: &mut Engine<_>, now, (job, outcome): (PullJob, Result<(), PullError>), tasks| {
+                if powered_off() {
+                    next.set(Next::PowerLost);
+                    return Control::Stop;
+                }
+                if fw.pull_finished(&job, outcome, now) {
+                    e.notify_changed(now, &object5);
+                }
+                // A two-stage package continues with its image; an automatic upgrade installs.
+                start_pull(&fw, tasks, &args);
+                if fw.take_install_request() {
+                    next.set(Next::Reboot);
+                    return Control::Stop;
+                }
+                Control::Continue
+            },
+        )
+        .await
+        .map_err(CliError::Net)?;
+        drop(tasks);
+        drop(engine);
+        if powered_off() {
+            next.set(Next::PowerLost);
+        }
+        backend = match fw.into_backend() {
+            Ok(b) => b,
+            Err(_) => unreachable!("the engine and the pull tasks are gone"),
+        };
+        match next.get() {
+            Next::Exit => return Ok(()),
+            Next::PowerLost => return Err(CliError::Device(device_port::DeviceError::PowerLost)),
+            Next::Reboot => {
+                backend.power_cycle();
+                device.borrow_mut().reboot().map_err(CliError::Device)?;
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! End-to-end harness: the shim (in-process, real loopback sockets, REST API over HTTP), one
+//! or more simulated devices (the `lwm2m-client` device library on their own threads, with
+//! file-backed flash in temp dirs), and signed packages built with the project's author tool.
+//! Everything a test does to a device goes through the shim's Leshan-style REST API, the way
+//! an operator's script would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use device_port::image::ImageBuilder;
+use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
+use lwm2m_server_shim::coap_endpoint::CoapTiming;
+use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
+use object5::author::{self, Delivery, PackageSpec, SignAlg};
+use serde_json::Value;
+
+/// A unique, empty temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = std::env::temp_dir().join(format!("e2e-{tag}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// The vendor and class names every simulated device here is built with.
+pub const VENDOR: &str = "sim.example";
+/// See [`VENDOR`].
+pub const CLASS: &str = "sim-device";
+
+/// What a package should contain.
+#[derive(Clone, Debug)]
+pub struct PackageKind {
+    /// Firmware version in the image and the manifest.
+    pub version: String,
+    /// Sequence number (anti-rollback).
+    pub seq: u64,
+    /// Image length in bytes.
+    pub len: usize,
+    /// The image fails its self-test after installation (revert path).
+    pub fails_self_test: bool,
+    /// Vendor name (a wrong one gives Update Result 6).
+    pub vendor: String,
+    /// Integrated payload, or the image at this URI (two-stage pull).
+    pub delivery: Delivery,
+}
+
+impl PackageKind {
+    /// A good integrated package.
+    pub fn good(version: &str, seq: u64, len: usize) -> Self {
+        Self {
+            version: version.into(),
+            seq,
+            len,
+            fails_self_test: false,
+            vendor: VENDOR.into(),
+            delivery: Delivery::Integrated,
+        }
+    }
+}
+
+/// The shim plus a signing key the devices trust.
+pub struct Harness {
+    /// Keeps the shim's tasks alive.
+    pub rt: tokio::runtime::Runtime,
+    running: Option<RunningShim>,
+    /// `http://127.0.0.1:PORT` of the REST API.
+    pub base: String,
+    /// The shim's CoAP address (devices register here; packages are served here too).
+    pub coap: SocketAddr,
+    /// Working directory (packages, device state, keys).
+    pub dir: PathBuf,
+    key_pem: String,
+    /// Public key of the signer, as the devices' `--trust-anchor`.
+    pub trust_anchor: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl Harness {
+    /// Starts a shim on loopback with plain CoAP (ports chosen by the OS).
+    pub fn start(tag: &str) -> Self {
+        let dir = temp_dir(tag);
+        let config = ShimConfig {
+            coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
+            coaps_addr: None,
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            package_dir: dir.join("packages"),
+            expiry_check: Duration::from_millis(200),
+            timing: CoapTiming {
+                ack_timeout: Duration::from_millis(500),
+                ..CoapTiming::default()
+            },
+            ..ShimConfig::default()
+        };
+        std::fs::create_dir_all(&config.package_dir).expect("package dir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let running = rt.block_on(server::start(config)).expect("shim starts");
+        let (key_pem, public) = author::generate_key_pem().expect("key");
+        let trust_anchor = dir.join("signer.pub.pem");
+        std::fs::write(&trust_anchor, public).expect("write key");
+        Self {
+            base: format!("http://{}", running.http_addr),
+            coap: running.coap_addr.expect("plain CoAP listener"),
+            running: Some(running),
+            rt,
+            dir,
+            key_pem,
+            trust_anchor,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(120)))
+                .build()
+                .into(),
+        }
+    }
+
+    /// Builds and signs a package into the shim's package directory as `name`; returns its
+    /// `coap://` URI on the shim's package host.
+    pub fn package(&self, name: &str, kind: &PackageKind) -> String {
+        let image = ImageBuilder::new("sim-fw", &kind.version)
+            .fails_self_test(kind.fails_self_test)
+            .total_len(kind.len)
+            .build();
+        let vendor = author::vendor_id(&kind.vendor);
+        let spec = PackageSpec {
+            vendor_id: vendor,
+            class_id: author::class_id(CLASS, &vendor),
+            sequence_number: kind.seq,
+            version: kind.version.clone(),
+            name: "sim-fw".into(),
+            image: &image,
+            delivery: kind.delivery.clone(),
+            alg: SignAlg::Esp256,
+        };
+        let key = author::signing_key_from_pem(&self.key_pem).expect("key");
+        let envelope = author::build_envelope(&spec, &key).expect("sign");
+        self.put_package(name, &envelope);
+        if let Delivery::Uri(uri) = &kind.delivery {
+            // Two-stage: serve the raw image under the name the URI ends with.
+            if let Some(image_name) = uri.rsplit('/').next() {
+                self.put_package(image_name, &image);
+            }
+        }
+        self.package_uri(name)
+    }
+
+    /// Stores raw bytes as a package file.
+    pub fn put_package(&self, name: &str, bytes: &[u8]) {
+        let dir = self.dir.join("packages");
+        std::fs::write(dir.join(name), bytes).expect("write package");
+    }
+
+    /// The `coap://` URI of a hosted package.
+    pub fn package_uri(&self, name: &str) -> String {
+        format!("coap://{}/fw/{name}", self.coap)
+    }
+
+    /// The `http://` URI of a hosted package.
+    pub fn package_http_uri(&self, name: &str) -> String {
+        format!("{}/fw/{name}", self.base)
+    }
+
+    /// Options for a device named `endpoint` with its state in a new directory.
+    pub fn device_options(&self, endpoint: &str) -> DeviceOptions {
+        DeviceOptions {
+            server: format!("coap://{}", self.coap),
+            bootstrap: None,
+            endpoint: endpoint.into(),
+            state_dir: self.dir.join(format!("dev-{endpoint}")),
+            lifetime: 60,
+            log_level: "info".into(),
+            trust_anchors: vec![self.trust_anchor.clone()],
+            factory_version: "1.0.0".into(),
+            vendor_id: VENDOR.into(),
+            class_id: CLASS.into(),
+            pull_block_size: 1024,
+            pull_ack_timeout_ms: 300,
+        }
+    }
+
+    fn call(&self, req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+        let mut resp = req.expect("HTTP exchange with the shim");
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// GET on the REST API.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call(self.agent.get(format!("{}{path}", self.base)).call())
+    }
+
+    /// PUT JSON on the REST API.
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(
+            self.agent
+                .put(format!("{}{path}", self.base))
+                .header("Content-Type", "application/json")
+                .send(body.to_string().as_bytes()),
+        )
+    }
+
+    /// POST on the REST API (Execute).
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        self.call(self.agent.post(format!("{}{path}", self.base)).send(body))
+    }
+
+    /// Reads one integer resource through the REST API (`/5/0/3` ...).
+    pub fn read_int(&self, ep: &str, path: &str) -> Option<i64> {
+        let (status, v) = self.get(&format!("/api/clients/{ep}{path}?format=TEXT"));
+        if status != 200 {
+            return None;
+        }
+        v["content"]["value"].as_str()?.parse().ok()
+    }
+
+    /// Reads one string resource through the REST API.
+    pub fn read_string(&self, ep: &str, path: &str) -> Option<String> {
+        let (status, v) = self.get(&format!("/api/clients/{ep}{path}?format=TEXT"));
+        (status == 200).then(|| v["content"]["value"].as_str().map(str::to_owned))?
+    }
+
+    /// State and Update Result of `ep`.
+    pub fn state_result(&self, ep: &str) -> Option<(i64, i64)> {
+        Some((self.read_int(ep, "/5/0/3")?, self.read_int(ep, "/5/0/5")?))
+    }
+
+    /// Whether `ep` is registered.
+    pub fn registered(&self, ep: &str) -> bool {
+        self.get(&format!("/api/clients/{ep}")).0 == 200
+    }
+
+    /// Waits until `cond` holds, polling every 100 ms; panics with `what` after `limit`.
+    pub fn wait_until(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Waits for `ep`'s (State, Update Result) to equal `want`.
+    pub fn wait_state(&self, ep: &str, want: (i64, i64), limit: Duration) {
+        let mut last = None;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            last = self.state_result(ep);
+            if last == Some(want) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{ep}: waited for (State, Result) = {want:?}, last seen {last:?}");
+    }
+
+    /// Writes the Package URI the way Leshan's REST API does.
+    pub fn write_uri(&self, ep: &str, uri: &str) -> (u16, Value) {
+        self.put(
+            &format!("/api/clients/{ep}/5/0/1?format=TEXT"),
+            &serde_json::json!({"id": 1, "kind": "singleResource", "type": "string", "value": uri}),
+        )
+    }
+
+    /// Pushes a package to /5/0/0 (Block1) the way Leshan's REST API does.
+    pub fn push(&self, ep: &str, bytes: &[u8]) -> (u16, Value) {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.put(
+            &format!("/api/clients/{ep}/5/0/0?format=OPAQUE&timeout=300"),
+            &serde_json::json!({"id": 0, "kind": "singleResource", "type": "opaque", "value": hex}),
+        )
+    }
+
+    /// Executes a resource; returns the LwM2M status string (e.g. `CHANGED(204)`).
+    pub fn execute(&self, ep: &str, path: &str) -> String {
+        let (status, v) = self.post(&format!("/api/clients/{ep}{path}"), b"");
+        assert_eq!(status, 200, "execute {path}: {v}");
+        v["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The shim (stops with the harness).
+    pub fn running(&self) -> &RunningShim {
+        self.running.as_ref().expect("running")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        drop(self.running.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A simulated device running on its own thread.
+pub struct SimDeviceThread {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<JoinHandle<Result<(), CliError>>>,
+}
+
+impl SimDeviceThread {
+    /// Starts a device with `opts` (environment settings such as a power cut apply).
+    pub fn start(opts: DeviceOptions) -> Self {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("device runtime");
+            rt.block_on(sim_device::run(opts, shutdown))
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether the device stopped by itself (e.g. a power cut).
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Deregisters and stops; returns how the device ended.
+    pub fn stop(mut self) -> Result<(), CliError> {
+        let _ = self.stop.send(true);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("device thread")
+    }
+}
+
+impl Drop for SimDeviceThread {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads a whole file (test data).
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read")
+}
