@@ -45,4 +45,5 @@ pub mod security_api;
 pub mod security_store;
 pub mod server;
 pub mod store;
+pub mod test_packages;
 pub mod transport;

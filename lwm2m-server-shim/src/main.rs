@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 
 mod author_cli;
+mod campaign_view;
+mod demo_cli;
 mod serve_cli;
+mod update_cli;
 
 /// Test LwM2M server that drives secure firmware updates (Object 5 + SUIT).
 #[derive(Parser)]
@@ -15,8 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// End-to-end signed firmware update on loopback with built-in defaults.
-    Demo,
+    /// End-to-end signed firmware update on loopback: starts the shim and a simulated device
+    /// (`lwm2m-client` next to this binary), builds and signs a 2.0.0 package, pulls it onto the
+    /// device with progress and prints the final State, Update Result and firmware version.
+    Demo(demo_cli::DemoArgs),
     /// Run the LwM2M server: CoAP registration interface and package host, Leshan-compatible
     /// REST API and event stream over HTTP.
     Serve(serve_cli::ServeArgs),
@@ -25,6 +30,9 @@ enum Command {
     /// Build, inspect or verify signed SUIT firmware packages.
     #[command(subcommand)]
     Package(author_cli::PackageCommand),
+    /// Firmware campaign: start a shim, wait for the devices, pull or push a package, Execute,
+    /// wait for the reboot, report State / Update Result per device (non-zero on any failure).
+    Update(update_cli::UpdateArgs),
 }
 
 fn main() {
@@ -33,12 +41,8 @@ fn main() {
         Command::Keygen(args) => std::process::exit(exit_code(author_cli::keygen(args))),
         Command::Package(cmd) => std::process::exit(exit_code(author_cli::package(cmd))),
         Command::Serve(args) => std::process::exit(exit_code(serve_cli::serve(args))),
-        Command::Demo => {
-            eprintln!(
-                "demo: the end-to-end update is not wired yet (issues 3-7); nothing was updated"
-            );
-            std::process::exit(2);
-        }
+        Command::Update(args) => std::process::exit(exit_code(update_cli::update(args))),
+        Command::Demo(args) => std::process::exit(exit_code(demo_cli::demo(args))),
     }
 }
 
