@@ -158,6 +158,25 @@ impl DtlsSocket {
         }
     }
 
+    /// Drops the established sessions authenticated as `identity` (its key was removed or
+    /// changed); returns how many. Those peers must handshake again with the current key.
+    pub fn forget_identity(&self, identity: &str) -> usize {
+        let mut p = self.peers();
+        let before = p.by_addr.len();
+        p.by_addr.retain(|_, x| {
+            let revoked = x
+                .live
+                .as_ref()
+                .and_then(DtlsSession::peer_psk_identity)
+                .is_some_and(|id| id == identity.as_bytes());
+            if revoked {
+                x.live = None;
+            }
+            x.live.is_some() || x.handshake.is_some()
+        });
+        before - p.by_addr.len()
+    }
+
     async fn transmit(&self, out: Outgoing) {
         for (d, to) in out {
             if let Err(e) = self.socket.send_to(&d, to).await {

@@ -129,13 +129,11 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::PUT, ["api", "security", "clients"]) => {
             match read_body(req.into_body(), MAX_BODY).await {
-                Ok(b) => security_api::put(shim.security.as_ref(), &b),
+                Ok(b) => security_api::put(shim, &b),
                 Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }
-        (&Method::DELETE, ["api", "security", "clients", ep]) => {
-            security_api::remove(shim.security.as_ref(), ep)
-        }
+        (&Method::DELETE, ["api", "security", "clients", ep]) => security_api::remove(shim, ep),
         _ => text(StatusCode::NOT_FOUND, "no such resource"),
     }
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::http_server::{json, text, Body};
 use crate::security_store::{SecurityInfo, SecurityStore};
+use crate::server::Shim;
 
 /// `GET /api/security/clients`.
 pub fn list(store: &dyn SecurityStore) -> hyper::Response<Body> {
@@ -14,16 +15,19 @@ pub fn list(store: &dyn SecurityStore) -> hyper::Response<Body> {
     json(StatusCode::OK, &Value::Array(all))
 }
 
-/// `PUT /api/security/clients` with a SecurityInfo body.
-pub fn put(store: &dyn SecurityStore, body: &[u8]) -> hyper::Response<Body> {
+/// `PUT /api/security/clients` with a SecurityInfo body; sessions under a replaced key end.
+pub fn put(shim: &Shim, body: &[u8]) -> hyper::Response<Body> {
     let info = serde_json::from_slice::<Value>(body)
         .map_err(|e| e.to_string())
         .and_then(|v| SecurityInfo::from_json(&v).map_err(|e| e.to_string()));
     match info {
         Ok(info) => {
             let endpoint = info.endpoint.clone();
-            match store.put(info) {
-                Ok(_) => {
+            match shim.security.put(info.clone()) {
+                Ok(old) => {
+                    if let Some(old) = old.filter(|o| o.psk != info.psk) {
+                        shim.revoke_identity(&old.psk.identity);
+                    }
                     tracing::info!(%endpoint, "security info stored");
                     text(StatusCode::OK, "")
                 }
@@ -34,10 +38,13 @@ pub fn put(store: &dyn SecurityStore, body: &[u8]) -> hyper::Response<Body> {
     }
 }
 
-/// `DELETE /api/security/clients/{ep}`.
-pub fn remove(store: &dyn SecurityStore, endpoint: &str) -> hyper::Response<Body> {
-    match store.remove(endpoint) {
-        Some(_) => text(StatusCode::OK, ""),
+/// `DELETE /api/security/clients/{ep}`; the endpoint's sessions end with it.
+pub fn remove(shim: &Shim, endpoint: &str) -> hyper::Response<Body> {
+    match shim.security.remove(endpoint) {
+        Some(old) => {
+            shim.revoke_identity(&old.psk.identity);
+            text(StatusCode::OK, "")
+        }
         None => text(
             StatusCode::NOT_FOUND,
             format!("no security info for endpoint '{endpoint}'"),

@@ -133,6 +133,15 @@ impl Shim {
         self.coaps.get()
     }
 
+    /// Ends the coaps sessions of a PSK identity whose security info was removed or
+    /// replaced, as Leshan does, so the old key stops working at once.
+    pub fn revoke_identity(&self, identity: &str) {
+        if let Some(c) = self.coaps() {
+            let n = c.transport().forget_identity(identity);
+            tracing::info!(%identity, sessions = n, "DTLS sessions of a revoked identity closed");
+        }
+    }
+
     fn registrations_over_coaps(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.secure_registrations
             .lock()

@@ -39,6 +39,14 @@ impl Transport {
         }
     }
 
+    /// Ends the DTLS sessions authenticated as `identity` (nothing to do on plain UDP).
+    pub fn forget_identity(&self, identity: &str) -> usize {
+        match self {
+            Self::Plain(_) => 0,
+            Self::Dtls(s) => s.forget_identity(identity),
+        }
+    }
+
     /// Sends one CoAP datagram to `peer`.
     pub async fn send_to(&self, datagram: &[u8], peer: SocketAddr) -> io::Result<()> {
         match self {

@@ -126,7 +126,13 @@ impl DtlsPeer {
     }
 
     /// Sends a confirmable request and waits for its piggybacked response.
-    fn request(&mut self, mut p: Packet) -> Packet {
+    fn request(&mut self, p: Packet) -> Packet {
+        self.try_request(p, Duration::from_secs(10))
+            .expect("no response over DTLS")
+    }
+
+    /// Like [`DtlsPeer::request`]; `None` when nothing answers within `limit`.
+    fn try_request(&mut self, mut p: Packet, limit: Duration) -> Option<Packet> {
         p.header.set_type(MessageType::Confirmable);
         p.header.message_id = self.next_mid;
         self.next_mid += 1;
@@ -135,17 +141,17 @@ impl DtlsPeer {
             .send(&p.to_bytes().expect("encode"))
             .expect("send");
         self.flush();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            for d in self.receive(Duration::from_millis(100)).expect("session") {
+            for d in self.receive(Duration::from_millis(100)).ok()? {
                 if let Ok(r) = Packet::from_bytes(&d) {
                     if r.header.message_id == p.header.message_id {
-                        return r;
+                        return Some(r);
                     }
                 }
             }
         }
-        panic!("no response over DTLS");
+        None
     }
 
     /// Answers server requests (GET of a resource) with `value` until `until` says stop.
@@ -394,6 +400,12 @@ fn security_rest_api_lists_puts_and_deletes_like_leshan() {
     let r = dev_b.request(register_request("dev-b"));
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
     assert_eq!(h.delete("/api/security/clients/dev-b").0, 200);
+    // Its live session ends with it: the old key gets no more answers.
+    let mut fetch = Packet::new();
+    fetch.header.code = MessageClass::Request(RequestType::Get);
+    fetch.add_option(CoapOption::UriPath, b"fw".to_vec());
+    fetch.add_option(CoapOption::UriPath, b"none".to_vec());
+    assert!(dev_b.try_request(fetch, Duration::from_secs(1)).is_none());
     assert_eq!(h.delete("/api/security/clients/dev-b").0, 404);
     assert!(DtlsPeer::connect(h.coap, "id-b", b"key-b", Duration::from_secs(3)).is_err());
     let (_, all) = h.get_json("/api/security/clients");
