@@ -60,6 +60,9 @@ pub struct DeviceOptions {
     /// Device class: a UUID, or a name turned into UUIDv5 under the vendor id.
     #[arg(long, default_value = "sim-device")]
     pub class_id: String,
+    /// Capacity of each firmware slot in KiB (the largest image the device accepts).
+    #[arg(long, default_value_t = 256)]
+    pub slot_kib: u32,
     /// Block size for CoAP package pulls (16..1024).
     #[arg(long, default_value_t = 1024)]
     pub pull_block_size: usize,
@@ -145,6 +148,7 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
         .with_power_cut_from_env()
         .map_err(CliError::Device)?;
     config.identity = Some((vendor, class));
+    config.image_capacity = args.slot_kib.saturating_mul(1024);
     let device = SimDevice::open(&args.state_dir, config).map_err(CliError::Device)?;
     Ok((device, acceptance))
 }

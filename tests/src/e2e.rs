@@ -182,6 +182,7 @@ impl Harness {
             factory_version: "1.0.0".into(),
             vendor_id: VENDOR.into(),
             class_id: CLASS.into(),
+            slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
         }
@@ -292,6 +293,56 @@ impl Harness {
         let (status, v) = self.post(&format!("/api/clients/{ep}{path}"), b"");
         assert_eq!(status, 200, "execute {path}: {v}");
         v["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Server-sent events of `/api/event?ep=EP` as (event, data) pairs, read on a thread.
+    pub fn events(&self, ep: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = format!("{}/api/event?ep={ep}", self.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok(resp) = agent.get(&url).header("Accept", "text/event-stream").call() else {
+                return;
+            };
+            let _ = ready_tx.send(());
+            let reader = std::io::BufReader::new(resp.into_body().into_reader());
+            let mut event = String::new();
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_owned();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    let v = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
+                    if tx.send((event.clone(), v)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+        rx
+    }
+
+    /// Starts observing `path` of `ep` through the REST API.
+    pub fn observe(&self, ep: &str, path: &str) -> (u16, Value) {
+        self.post(&format!("/api/clients/{ep}{path}/observe?format=TEXT"), b"")
+    }
+
+    /// Write-Attributes through the REST API (`pmin=2&pmax=10`).
+    pub fn write_attributes(&self, ep: &str, path: &str, query: &str) -> (u16, Value) {
+        self.call(
+            self.agent
+                .put(format!(
+                    "{}/api/clients/{ep}{path}/attributes?{query}",
+                    self.base
+                ))
+                .send(&b""[..]),
+        )
     }
 
     /// The shim (stops with the harness).

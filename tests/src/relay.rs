@@ -26,6 +26,9 @@ pub struct Faults {
     pub delay: Duration,
     /// Seed of the PRNG that takes the decisions.
     pub seed: u64,
+    /// Cut the link for good after this many datagrams were forwarded (a connection lost
+    /// in the middle of a transfer).
+    pub cut_after: Option<u64>,
 }
 
 /// Counters of what the relay did, for test assertions and logs.
@@ -39,6 +42,8 @@ pub struct RelayStats {
     pub duplicated: AtomicU64,
     /// Datagrams sent out of order.
     pub reordered: AtomicU64,
+    /// Datagrams forwarded (including duplicates).
+    pub forwarded: AtomicU64,
 }
 
 /// A running relay; dropping it stops the thread.
@@ -140,7 +145,13 @@ fn run(
                 Some(server)
             };
             match to {
-                Some(_) if cut.load(Ordering::SeqCst) || rng.chance(faults.loss) => {
+                Some(_)
+                    if cut.load(Ordering::SeqCst)
+                        || faults
+                            .cut_after
+                            .is_some_and(|n| stats.forwarded.load(Ordering::Relaxed) >= n)
+                        || rng.chance(faults.loss) =>
+                {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(to) => {
@@ -186,6 +197,7 @@ fn run(
         while i < queue.len() {
             if queue[i].due <= now {
                 let p = queue.remove(i);
+                stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 let _ = socket.send_to(&p.bytes, p.to);
             } else {
                 i += 1;
