@@ -11,7 +11,7 @@
 //! session starts a second handshake beside it; the old session keeps working until the new one
 //! completes (a spoofed ClientHello cannot end a session, RFC 6347 4.2.8).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -58,10 +58,25 @@ struct Peer {
 #[derive(Default)]
 struct Peers {
     by_addr: HashMap<SocketAddr, Peer>,
-    handshakes: usize,
+    /// Peers with a handshake in progress: the only ones the retransmission timer visits.
+    handshaking: HashSet<SocketAddr>,
     /// Decrypted datagrams not yet returned by `recv_from`.
     ready: VecDeque<(Vec<u8>, SocketAddr)>,
+    next_tick: Option<Instant>,
     last_sweep: Option<Instant>,
+}
+
+impl Peers {
+    /// Ends `addr`'s handshake; forgets the peer when no session is left either.
+    fn end_handshake(&mut self, addr: SocketAddr) -> Option<Handshake> {
+        self.handshaking.remove(&addr);
+        let peer = self.by_addr.get_mut(&addr)?;
+        let h = peer.handshake.take();
+        if peer.live.is_none() {
+            self.by_addr.remove(&addr);
+        }
+        h
+    }
 }
 
 /// Counts of the listener's state, for logs, tests and benchmarks.
@@ -120,7 +135,7 @@ impl DtlsSocket {
         let p = self.peers();
         DtlsStats {
             sessions: p.by_addr.values().filter(|x| x.live.is_some()).count(),
-            handshakes: p.handshakes,
+            handshakes: p.handshaking.len(),
         }
     }
 
@@ -148,33 +163,23 @@ impl DtlsSocket {
         Ok(())
     }
 
-    /// Drops every session and handshake of `peer` (after its security info was removed).
-    pub fn forget_peer(&self, peer: SocketAddr) {
-        let mut p = self.peers();
-        if let Some(x) = p.by_addr.remove(&peer) {
-            p.handshakes = p
-                .handshakes
-                .saturating_sub(usize::from(x.handshake.is_some()));
-        }
-    }
-
     /// Drops the established sessions authenticated as `identity` (its key was removed or
     /// changed); returns how many. Those peers must handshake again with the current key.
     pub fn forget_identity(&self, identity: &str) -> usize {
         let mut p = self.peers();
-        let before = p.by_addr.len();
+        let mut revoked = 0;
         p.by_addr.retain(|_, x| {
-            let revoked = x
-                .live
+            if x.live
                 .as_ref()
                 .and_then(DtlsSession::peer_psk_identity)
-                .is_some_and(|id| id == identity.as_bytes());
-            if revoked {
+                .is_some_and(|id| id == identity.as_bytes())
+            {
                 x.live = None;
+                revoked += 1;
             }
             x.live.is_some() || x.handshake.is_some()
         });
-        before - p.by_addr.len()
+        revoked
     }
 
     async fn transmit(&self, out: Outgoing) {
@@ -185,18 +190,20 @@ impl DtlsSocket {
         }
     }
 
-    /// Waits for the next decrypted datagram. Must be called from one task at a time (the
-    /// CoAP receive loop): handshakes and timers only progress while it runs.
-    pub async fn recv_from(&self) -> io::Result<(Vec<u8>, SocketAddr)> {
-        let mut buf = vec![0u8; 65_535];
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Waits for the next decrypted datagram, using `buf` for the raw ones. Must be called
+    /// from one task at a time (the CoAP receive loop): handshakes and timers only progress
+    /// while it runs.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(Vec<u8>, SocketAddr)> {
         loop {
-            if let Some(d) = self.peers().ready.pop_front() {
-                return Ok(d);
-            }
+            let next_tick = {
+                let mut p = self.peers();
+                if let Some(d) = p.ready.pop_front() {
+                    return Ok(d);
+                }
+                *p.next_tick.get_or_insert_with(|| Instant::now() + TICK)
+            };
             let out = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
+                r = self.socket.recv_from(buf) => match r {
                     Ok((n, from)) => match buf.get(..n) {
                         Some(d) => self.on_datagram(d, from),
                         None => continue,
@@ -204,7 +211,7 @@ impl DtlsSocket {
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
                     Err(e) => return Err(e),
                 },
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                () = tokio::time::sleep_until(next_tick.into()) => self.on_tick(Instant::now()),
             };
             self.transmit(out).await;
         }
@@ -216,20 +223,15 @@ impl DtlsSocket {
         let mut guard = self.peers();
         let p = &mut *guard;
         let hello = is_client_hello(d);
-        let known = p.by_addr.contains_key(&from);
-        if !known && !hello {
-            // Not a handshake start and no state: stray or spoofed, nothing to do.
-            return out;
-        }
-        let needs_handshake = p
-            .by_addr
-            .get(&from)
-            .is_none_or(|x| x.handshake.is_none() && (hello || x.live.is_none()));
-        if needs_handshake {
+        let (live, handshaking) = p.by_addr.get(&from).map_or((false, false), |x| {
+            (x.live.is_some(), x.handshake.is_some())
+        });
+        if !handshaking && (hello || !live) {
             if !hello {
+                // No state and not a handshake start: stray or spoofed, nothing to do.
                 return out;
             }
-            if p.handshakes >= self.limits.max_handshakes {
+            if p.handshaking.len() >= self.limits.max_handshakes {
                 evict_oldest_handshake(p);
             }
             match DtlsSession::server(&self.ctx, from) {
@@ -238,7 +240,7 @@ impl DtlsSocket {
                         session,
                         started: now,
                     });
-                    p.handshakes += 1;
+                    p.handshaking.insert(from);
                 }
                 Err(e) => {
                     tracing::warn!(peer = %from, error = %e, "cannot create DTLS session");
@@ -255,45 +257,52 @@ impl DtlsSocket {
         // silently drops records it cannot authenticate, so both see it.
         if let Some(live) = peer.live.as_mut().filter(|_| !hello) {
             match live.handle_datagram(d) {
-                Ok(data) => plaintext.extend(data),
+                Ok(data) => {
+                    plaintext.extend(data);
+                    drain(live, from, &mut out);
+                }
                 Err(e) => {
                     tracing::debug!(peer = %from, error = %e, "DTLS session ended");
+                    drain(live, from, &mut out);
                     peer.live = None;
                 }
             }
-            if let Some(live) = peer.live.as_mut() {
-                drain(live, from, &mut out);
-            }
         }
-        let mut handshake_over = false;
+        let mut outcome = None;
         if let Some(h) = peer.handshake.as_mut() {
             let r = h.session.handle_datagram(d);
             drain(&mut h.session, from, &mut out);
-            match r {
+            outcome = Some(match r {
                 Ok(data) => {
                     plaintext.extend(data);
-                    handshake_over = h.session.is_established();
+                    Ok(h.session.is_established())
                 }
-                Err(e) => {
-                    tracing::info!(peer = %from, error = %e, "DTLS handshake refused");
-                    peer.handshake = None;
-                    p.handshakes = p.handshakes.saturating_sub(1);
-                }
-            }
-        }
-        if handshake_over {
-            if let Some(h) = peer.handshake.take() {
-                p.handshakes = p.handshakes.saturating_sub(1);
-                tracing::info!(
-                    peer = %from,
-                    identity = %String::from_utf8_lossy(h.session.peer_psk_identity().unwrap_or_default()),
-                    "DTLS session established"
-                );
-                peer.live = Some(h.session);
-            }
+                Err(e) => Err(e),
+            });
         }
         if peer.live.is_none() && peer.handshake.is_none() {
             p.by_addr.remove(&from);
+        }
+        match outcome {
+            Some(Ok(true)) => {
+                // The new association replaces any old one of this address.
+                p.handshaking.remove(&from);
+                if let Some(x) = p.by_addr.get_mut(&from) {
+                    if let Some(h) = x.handshake.take() {
+                        tracing::info!(
+                            peer = %from,
+                            identity = %String::from_utf8_lossy(h.session.peer_psk_identity().unwrap_or_default()),
+                            "DTLS session established"
+                        );
+                        x.live = Some(h.session);
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::info!(peer = %from, error = %e, "DTLS handshake refused");
+                p.end_handshake(from);
+            }
+            Some(Ok(false)) | None => {}
         }
         p.ready.extend(plaintext.into_iter().map(|d| (d, from)));
         out
@@ -304,33 +313,34 @@ impl DtlsSocket {
         let mut out = Outgoing::new();
         let mut guard = self.peers();
         let p = &mut *guard;
-        let mut failed = 0usize;
-        for (addr, peer) in p.by_addr.iter_mut() {
-            let Some(h) = peer.handshake.as_mut() else {
+        p.next_tick = Some(now + TICK);
+        let mut failed = Vec::new();
+        for addr in &p.handshaking {
+            let Some(h) = p.by_addr.get_mut(addr).and_then(|x| x.handshake.as_mut()) else {
                 continue;
             };
             if h.session.timeout().is_some_and(|t| t.is_zero()) {
                 if let Err(e) = h.session.handle_timeout() {
                     tracing::debug!(peer = %addr, error = %e, "DTLS handshake abandoned");
-                    peer.handshake = None;
-                    failed += 1;
+                    failed.push(*addr);
                     continue;
                 }
                 drain(&mut h.session, *addr, &mut out);
             }
         }
-        p.handshakes = p.handshakes.saturating_sub(failed);
-        let sweep_due = p
-            .last_sweep
-            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
-        if sweep_due || failed > 0 {
+        for addr in failed {
+            p.end_handshake(addr);
+        }
+        if p.last_sweep
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
             p.last_sweep = Some(now);
             let idle = self.limits.idle_timeout;
             p.by_addr.retain(|_, peer| {
-                if peer
-                    .last_seen
-                    .is_some_and(|at| now.duration_since(at) >= idle)
-                    && peer.handshake.is_none()
+                if peer.handshake.is_none()
+                    && peer
+                        .last_seen
+                        .is_some_and(|at| now.duration_since(at) >= idle)
                 {
                     peer.live = None;
                 }
@@ -343,18 +353,12 @@ impl DtlsSocket {
 
 fn evict_oldest_handshake(p: &mut Peers) {
     let oldest = p
-        .by_addr
+        .handshaking
         .iter()
-        .filter_map(|(a, x)| x.handshake.as_ref().map(|h| (h.started, *a)))
+        .filter_map(|a| Some((p.by_addr.get(a)?.handshake.as_ref()?.started, *a)))
         .min();
     if let Some((_, addr)) = oldest {
-        if let Some(x) = p.by_addr.get_mut(&addr) {
-            x.handshake = None;
-            p.handshakes = p.handshakes.saturating_sub(1);
-            if x.live.is_none() {
-                p.by_addr.remove(&addr);
-            }
-        }
+        p.end_handshake(addr);
     }
 }
 
@@ -380,7 +384,8 @@ mod tests {
         // Echo every decrypted datagram back, so clients can check both directions.
         let echo = s.clone();
         tokio::spawn(async move {
-            while let Ok((d, from)) = echo.recv_from().await {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((d, from)) = echo.recv_from(&mut buf).await {
                 let _ = echo.send_to(&d, from).await;
             }
         });

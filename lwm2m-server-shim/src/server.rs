@@ -372,6 +372,8 @@ impl RequestHandler for CoapRouter {
                 if let Some(e) = event {
                     if let Event::Registration(r) = &e {
                         let mut secure = shim.registrations_over_coaps();
+                        // A registration replaced by this one (same endpoint) is gone too.
+                        secure.retain(|id| shim.store.get_by_id(id).is_some());
                         if self.secure {
                             secure.insert(r.id.clone());
                         } else {
@@ -483,7 +485,11 @@ pub async fn start_with_stores(
         let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
             .await
             .map_err(StartError::Bind)?;
-        let coaps = CoapEndpoint::over(Transport::Dtls(socket), config.timing, router(true));
+        let coaps = CoapEndpoint::over(
+            Transport::Dtls(Box::new(socket)),
+            config.timing,
+            router(true),
+        );
         coaps_addr = Some(coaps.local_addr().map_err(StartError::Bind)?);
         let _ = shim.coaps.set(coaps.clone());
         endpoints.push(coaps);

@@ -14,7 +14,7 @@ pub enum Transport {
     /// Plain UDP: anyone may send, nobody is authenticated.
     Plain(UdpSocket),
     /// DTLS: every datagram in or out belongs to an authenticated session.
-    Dtls(DtlsSocket),
+    Dtls(Box<DtlsSocket>),
 }
 
 impl Transport {
@@ -61,7 +61,9 @@ impl Transport {
         match self {
             Self::Plain(s) => s.recv_from(buf).await,
             Self::Dtls(s) => {
-                let (d, peer) = s.recv_from().await?;
+                // `buf` first holds the raw records, which are consumed before the plaintext
+                // is copied into it.
+                let (d, peer) = s.recv_from(buf).await?;
                 let n = d.len().min(buf.len());
                 if let (Some(dst), Some(src)) = (buf.get_mut(..n), d.get(..n)) {
                     dst.copy_from_slice(src);
