@@ -364,7 +364,12 @@ impl<'a> Follower<'a> {
         }
     }
 
-    async fn poll(&self, t: &mut Tracker<'_>) {
+    /// Reads State and Update Result at the device's current address (a device that rebooted
+    /// may be back on another port before its REGISTRATION event is seen).
+    async fn poll(&mut self, t: &mut Tracker<'_>) {
+        if let Ok(d) = Self::device_for(self.shim, &self.ep, &self.cfg) {
+            self.device = d;
+        }
         let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
         let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
         t.observed(state, result);
@@ -425,8 +430,16 @@ impl<'a> Follower<'a> {
             if Instant::now() >= until {
                 return Err(UpdateError::Timeout(phase));
             }
-            if let Signal::Tick = self.next(t, until).await {
-                self.poll(t).await;
+            match self.next(t, until).await {
+                Signal::Tick => self.poll(t).await,
+                // Rebooted again (e.g. a self-test failure resets into the old image): the
+                // observations went with the old registration.
+                Signal::Registered => {
+                    let _ = self.reconnect();
+                    self.observe().await;
+                    self.poll(t).await;
+                }
+                Signal::Notified => {}
             }
         }
     }

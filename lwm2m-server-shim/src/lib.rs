@@ -23,6 +23,7 @@
 pub mod campaign;
 pub mod client_api;
 pub mod coap_endpoint;
+pub mod conformance;
 pub mod content;
 pub mod dm;
 pub mod dtls_socket;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod author_cli;
 mod campaign_view;
+mod conformance_cli;
 mod demo_cli;
 mod serve_cli;
 mod update_cli;
@@ -33,6 +34,9 @@ enum Command {
     /// Firmware campaign: start a shim, wait for the devices, pull or push a package, Execute,
     /// wait for the reboot, report State / Update Result per device (non-zero on any failure).
     Update(update_cli::UpdateArgs),
+    /// OMA ETS firmware test cases 751-780 (as far as a server can drive them) against a
+    /// registered client: a table of case, verdict and evidence; non-zero on any failure.
+    Conformance(conformance_cli::ConformanceArgs),
 }
 
 fn main() {
@@ -42,6 +46,9 @@ fn main() {
         Command::Package(cmd) => std::process::exit(exit_code(author_cli::package(cmd))),
         Command::Serve(args) => std::process::exit(exit_code(serve_cli::serve(args))),
         Command::Update(args) => std::process::exit(exit_code(update_cli::update(args))),
+        Command::Conformance(args) => {
+            std::process::exit(exit_code(conformance_cli::conformance(args)))
+        }
         Command::Demo(args) => std::process::exit(exit_code(demo_cli::demo(args))),
     }
 }

@@ -11,10 +11,11 @@ use object5::author::{self, Delivery, KeyError, PackageSpec, SignAlg};
 pub const SIM_VENDOR: &str = "sim.example";
 /// Class name the simulated device accepts by default.
 pub const SIM_CLASS: &str = "sim-device";
-/// Image size of good packages: well inside the simulated device's 64 KiB slot.
+/// Image size of good packages: well inside the simulated device's slot.
 pub const GOOD_IMAGE_LEN: usize = 32 * 1024;
-/// Image size of the too-large package: four times the simulated slot.
-pub const TOO_LARGE_IMAGE_LEN: usize = 256 * 1024;
+/// Image size of the too-large package: four times the simulated device's default slot
+/// (`lwm2m-client --slot-kib 256`).
+pub const TOO_LARGE_IMAGE_LEN: usize = 1024 * 1024;
 
 /// The kinds of package a conformance run needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
