@@ -171,6 +171,18 @@ fn peer_index() -> Result<openssl::ex_data::Index<Ssl, SocketAddr>, ErrorStack> 
     Ok(*INDEX.get_or_init(|| i))
 }
 
+fn install_psk_lookup(b: &mut SslContextBuilder, lookup: PskLookup) {
+    b.set_psk_server_callback(move |_ssl, identity, key_out| {
+        let key = identity.and_then(|id| lookup(id)).unwrap_or_default();
+        if key.is_empty() || key.len() > key_out.len() {
+            // Zero length makes OpenSSL fail the handshake with unknown_psk_identity.
+            return Ok(0);
+        }
+        key_out[..key.len()].copy_from_slice(&key);
+        Ok(key.len())
+    });
+}
+
 fn load_certificate(b: &mut SslContextBuilder, id: &CertIdentity) -> Result<(), DtlsError> {
     let cert = X509::from_pem(&id.cert_pem)?;
     let key = PKey::private_key_from_pem(&id.key_pem)?;
@@ -204,15 +216,19 @@ impl DtlsContext {
     pub fn psk_server(lookup: PskLookup) -> Result<Self, DtlsError> {
         let mut b = base_builder(true, PSK_SUITE)?;
         install_cookie_exchange(&mut b)?;
-        b.set_psk_server_callback(move |_ssl, identity, key_out| {
-            let key = identity.and_then(|id| lookup(id)).unwrap_or_default();
-            if key.is_empty() || key.len() > key_out.len() {
-                // Zero length makes OpenSSL fail the handshake with unknown_psk_identity.
-                return Ok(0);
-            }
-            key_out[..key.len()].copy_from_slice(&key);
-            Ok(key.len())
-        });
+        install_psk_lookup(&mut b, lookup);
+        Ok(Self::finish(b, true))
+    }
+
+    /// A server context for both modes on one port, as an LwM2M server with PSK and
+    /// certificate clients needs: PSK clients are looked up through `lookup`; certificate
+    /// clients must present a certificate chaining to `id.ca_pem`. Which mode a session used
+    /// shows in [`DtlsSession::peer_psk_identity`] / [`DtlsSession::peer_common_name`].
+    pub fn psk_and_cert_server(lookup: PskLookup, id: &CertIdentity) -> Result<Self, DtlsError> {
+        let mut b = base_builder(true, &format!("{PSK_SUITE}:{CERT_SUITE}"))?;
+        install_cookie_exchange(&mut b)?;
+        install_psk_lookup(&mut b, lookup);
+        load_certificate(&mut b, id)?;
         Ok(Self::finish(b, true))
     }
 
@@ -593,6 +609,95 @@ mod tests {
         s.handle_datagram(&again).unwrap();
         pump(&mut c, &mut s).unwrap();
         assert!(c.is_established());
+    }
+
+    /// A P-256 key and a certificate for `cn`, signed by `issuer` (self-signed when `None`).
+    fn issue(
+        cn: &str,
+        issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
+    ) -> (X509, PKey<openssl::pkey::Private>) {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::x509::{extension::BasicConstraints, X509NameBuilder};
+        let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, cn)
+            .unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        let mut serial = [0u8; 4];
+        rand_bytes(&mut serial).unwrap();
+        let serial = openssl::bn::BigNum::from_u32(u32::from_be_bytes(serial)).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
+        match issuer {
+            Some((ca, ca_key)) => {
+                b.set_issuer_name(ca.subject_name()).unwrap();
+                b.sign(ca_key, MessageDigest::sha256()).unwrap();
+            }
+            None => {
+                b.set_issuer_name(&name).unwrap();
+                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                    .unwrap();
+                b.sign(&key, MessageDigest::sha256()).unwrap();
+            }
+        }
+        (b.build(), key)
+    }
+
+    fn cert_identity(
+        cn: &str,
+        ca: &(X509, PKey<openssl::pkey::Private>),
+        trust: &X509,
+    ) -> CertIdentity {
+        let (cert, key) = issue(cn, Some((&ca.0, &ca.1)));
+        CertIdentity {
+            cert_pem: cert.to_pem().unwrap(),
+            key_pem: key.private_key_to_pem_pkcs8().unwrap(),
+            ca_pem: trust.to_pem().unwrap(),
+        }
+    }
+
+    #[test]
+    fn one_server_context_takes_psk_and_certificate_clients() {
+        let ca = issue("test-ca", None);
+        let other_ca = issue("other-ca", None);
+        let known = psk();
+        let lookup: PskLookup =
+            Arc::new(move |id| (id == known.identity.as_slice()).then(|| known.key.clone()));
+        let server_id = cert_identity("lwm2m-server", &ca, &ca.0);
+        let sctx = DtlsContext::psk_and_cert_server(lookup, &server_id).unwrap();
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&sctx, peer).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(s.is_established());
+        assert_eq!(s.peer_psk_identity(), Some(&b"dev-1"[..]));
+        assert_eq!(s.peer_common_name(), None);
+
+        let device = cert_identity("urn:dev:cert-1", &ca, &ca.0);
+        let mut c = DtlsSession::client(&DtlsContext::cert_client(&device).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&sctx, peer).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(s.is_established() && c.is_established());
+        assert_eq!(s.peer_common_name().as_deref(), Some("urn:dev:cert-1"));
+        assert_eq!(s.peer_psk_identity(), None);
+
+        // A certificate from a CA the server does not trust is refused.
+        let stranger = cert_identity("urn:dev:cert-2", &other_ca, &ca.0);
+        let mut c =
+            DtlsSession::client(&DtlsContext::cert_client(&stranger).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&sctx, peer).unwrap();
+        let _ = pump(&mut c, &mut s);
+        assert!(!s.is_established());
     }
 
     #[test]
