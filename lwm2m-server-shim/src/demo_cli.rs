@@ -1,7 +1,9 @@
 //! The `demo` subcommand: one signed firmware update end to end on loopback. It starts the
 //! shim, generates a signing key, builds and signs a 2.0.0 package, starts the simulated
-//! device (the `lwm2m-client` binary next to this one) trusting that key, runs a pull update
-//! with progress and prints the device's final State, Update Result and firmware version.
+//! device (the `lwm2m-client` binary next to this one, or the same code in-process when that
+//! binary was not built, so `cargo run -p lwm2m-server-shim -- demo` works alone) trusting that
+//! key, runs a pull update with progress and prints the final State, Update Result and
+//! firmware version.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,8 @@ pub struct DemoArgs {
     /// TCP address of the REST API (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     http: SocketAddr,
-    /// The simulated device binary; default: `lwm2m-client` next to this executable.
+    /// The simulated device binary; default: `lwm2m-client` next to this executable when it
+    /// was built, else the same device runs inside this process.
     #[arg(long)]
     client: Option<PathBuf>,
     /// Firmware version of the demo package.
@@ -49,6 +52,7 @@ enum DemoError {
     Package(String),
     NoClient(PathBuf),
     Spawn(std::io::Error),
+    Device(String),
     NotRegistered(PathBuf),
 }
 
@@ -65,6 +69,7 @@ impl std::fmt::Display for DemoError {
                 p.display()
             ),
             Self::Spawn(e) => write!(f, "cannot start the simulated device: {e}"),
+            Self::Device(e) => write!(f, "simulated device options: {e}"),
             Self::NotRegistered(log) => write!(
                 f,
                 "the simulated device did not register within 30 s (its log: {})",
@@ -83,25 +88,81 @@ fn sibling_client() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Stops the device on drop: SIGINT first (it deregisters), then a kill.
-struct DeviceProcess(Child);
+/// The device as the lwm2m-client binary parses its arguments.
+#[derive(clap::Parser)]
+struct InProcessDevice {
+    #[command(flatten)]
+    options: lwm2m_client::sim_device::DeviceOptions,
+}
 
-impl Drop for DeviceProcess {
-    fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-INT", &pid])
-            .stderr(Stdio::null())
-            .status();
-        for _ in 0..30 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
+/// The simulated device, as a child process or on a thread of this one; stopped on drop.
+enum RunningDevice {
+    Process(Child),
+    Thread(
+        tokio::sync::watch::Sender<bool>,
+        Option<std::thread::JoinHandle<()>>,
+    ),
+}
+
+impl RunningDevice {
+    /// Runs the device on its own thread (it is single-threaded: `Rc` state, local tasks).
+    fn in_process(args: &[String]) -> Result<Self, DemoError> {
+        use clap::Parser;
+        let argv = std::iter::once("lwm2m-client".to_string()).chain(args.iter().cloned());
+        let parsed =
+            InProcessDevice::try_parse_from(argv).map_err(|e| DemoError::Device(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let handle = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "device runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            let run = lwm2m_client::sim_device::run(parsed.options, stopped);
+            if let Err(e) = local.block_on(&rt, run) {
+                tracing::error!(error = %e, "simulated device stopped");
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        });
+        Ok(Self::Thread(stop, Some(handle)))
     }
+}
+
+impl Drop for RunningDevice {
+    fn drop(&mut self) {
+        match self {
+            Self::Thread(stop, handle) => {
+                // The device deregisters, then its thread ends.
+                let _ = stop.send(true);
+                if let Some(h) = handle.take() {
+                    let _ = h.join();
+                }
+            }
+            Self::Process(child) => stop_child(child),
+        }
+    }
+}
+
+/// SIGINT first (the device deregisters), a kill after 3 s.
+fn stop_child(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid])
+        .stderr(Stdio::null())
+        .status();
+    for _ in 0..30 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
@@ -125,7 +186,6 @@ pub fn demo(args: DemoArgs) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            tracing::error!("demo: {e}");
             eprintln!("demo failed: {e}");
             ExitCode::FAILURE
         }
@@ -133,10 +193,13 @@ pub fn demo(args: DemoArgs) -> ExitCode {
 }
 
 async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
-    let client = args.client.clone().unwrap_or_else(sibling_client);
-    if !client.is_file() {
-        return Err(DemoError::NoClient(client));
-    }
+    // An explicit --client must exist; without one, the sibling binary is used when it was
+    // built (`cargo build -p lwm2m-client`), else the same device runs in this process.
+    let client = match &args.client {
+        Some(c) if !c.is_file() => return Err(DemoError::NoClient(c.clone())),
+        Some(c) => Some(c.clone()),
+        None => Some(sibling_client()).filter(|c| c.is_file()),
+    };
     std::fs::create_dir_all(work).map_err(|e| DemoError::Io(work.to_owned(), e))?;
 
     // 1. Key and signed package.
@@ -179,23 +242,34 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
     let endpoint = "demo-device".to_string();
     let log_path = work.join("device.log");
     let log = std::fs::File::create(&log_path).map_err(|e| DemoError::Io(log_path.clone(), e))?;
-    let child = Command::new(&client)
-        .arg("--server")
-        .arg(format!("coap://{coap}"))
-        .arg("--endpoint")
-        .arg(&endpoint)
-        .arg("--state-dir")
-        .arg(work.join("device-state"))
-        .arg("--trust-anchor")
-        .arg(&anchor)
-        .arg("--log-level")
-        .arg("info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(DemoError::Spawn)?;
-    let _device = DeviceProcess(child);
+    let device_args = [
+        format!("--server=coap://{coap}"),
+        format!("--endpoint={endpoint}"),
+        format!("--state-dir={}", work.join("device-state").display()),
+        format!("--trust-anchor={}", anchor.display()),
+        "--log-level=info".to_string(),
+    ];
+    let _device = match &client {
+        Some(client) => {
+            println!(
+                "   simulated device: {} (log {})",
+                client.display(),
+                log_path.display()
+            );
+            let child = Command::new(client)
+                .args(&device_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(DemoError::Spawn)?;
+            RunningDevice::Process(child)
+        }
+        None => {
+            println!("   simulated device: in-process (lwm2m_client::sim_device; no lwm2m-client binary built)");
+            RunningDevice::in_process(&device_args)?
+        }
+    };
     if campaign_view::wait_for(
         &shim,
         std::slice::from_ref(&endpoint),

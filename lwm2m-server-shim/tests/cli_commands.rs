@@ -1,0 +1,274 @@
+//! The `update`, `conformance` and `demo` commands as a user runs them: the shim binary on
+//! loopback, our simulated device (`lwm2m_client::sim_device`) in-process, exit codes and the
+//! printed tables checked.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Parser;
+use common::temp_dir;
+use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
+
+#[derive(Parser)]
+struct DeviceArgs {
+    #[command(flatten)]
+    options: DeviceOptions,
+}
+
+struct SimDevice {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SimDevice {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> SimDevice {
+    let args = DeviceArgs::try_parse_from([
+        "lwm2m-client".to_string(),
+        format!("--server=coap://127.0.0.1:{port}"),
+        format!("--endpoint={endpoint}"),
+        format!("--state-dir={}", state.display()),
+        format!("--trust-anchor={}", anchor.display()),
+        "--pull-ack-timeout-ms=300".to_string(),
+    ])
+    .expect("device options");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        let _ = local.block_on(&rt, sim_device::run(args.options, stopped));
+    });
+    SimDevice {
+        stop,
+        handle: Some(handle),
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs the shim with `args`; once it says it waits for devices, `then` runs (e.g. starts a
+/// device). Returns (exit code, stdout).
+fn run_shim(args: &[String], then: impl FnOnce() -> Option<SimDevice>) -> (i32, String) {
+    let mut child = Command::new(SHIM)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shim starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("waiting for") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("shim ready for devices");
+    let device = then();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    let status = child.wait().expect("exit");
+    drop(device);
+    (status.code().unwrap_or(-1), out)
+}
+
+struct Setup {
+    dir: PathBuf,
+    signer: Signer,
+    anchor: PathBuf,
+    key: PathBuf,
+}
+
+fn setup(tag: &str) -> Setup {
+    let dir = temp_dir(tag);
+    let signer = Signer::generate().expect("key");
+    let anchor = dir.join("k.pub.pem");
+    let key = dir.join("k.pem");
+    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
+    std::fs::write(&key, &signer.private_pem).expect("key");
+    Setup {
+        dir,
+        signer,
+        anchor,
+        key,
+    }
+}
+
+#[test]
+fn update_command_reports_success_and_failure_with_exit_codes() {
+    let s = setup("cli-update");
+    let seq = fresh_sequence();
+    let good = s.dir.join("fw-2.1.0.suit");
+    let bad = s.dir.join("fw-selftest.suit");
+    std::fs::write(
+        &good,
+        s.signer.build(Kind::Good, "2.1.0", seq).expect("pkg"),
+    )
+    .expect("w");
+    std::fs::write(
+        &bad,
+        s.signer
+            .build(Kind::FailsSelfTest, "6.6.6", seq + 1)
+            .expect("pkg"),
+    )
+    .expect("w");
+    let state = s.dir.join("state");
+    for (pkg, method, expect_code, expect_line) in [
+        (&good, "pull", 0, ["upd-1", "ok", "0", "1", "2.1.0"]),
+        (&bad, "push", 1, ["upd-1", "FAILED", "2", "8", "2.1.0"]),
+    ] {
+        let port = free_udp_port();
+        let args: Vec<String> = [
+            "update",
+            "--endpoint",
+            "upd-1",
+            "--package",
+            &pkg.display().to_string(),
+            "--method",
+            method,
+            "--coap",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+            "--wait",
+            "30",
+            "--poll-ms",
+            "200",
+            "--timeout-update",
+            "30",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let (code, out) = run_shim(&args, || {
+            Some(start_device(port, "upd-1", &state, &s.anchor))
+        });
+        assert_eq!(code, expect_code, "{out}");
+        let row: Vec<&str> = out
+            .lines()
+            .find(|l| l.starts_with("upd-1"))
+            .map(|l| l.split_whitespace().take(5).collect())
+            .unwrap_or_default();
+        assert_eq!(row, expect_line, "{out}");
+    }
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn conformance_command_prints_a_table_and_fails_on_a_failed_case() {
+    let s = setup("cli-conformance");
+    let state = s.dir.join("state");
+    let port = free_udp_port();
+    let args: Vec<String> = [
+        "conformance",
+        "--endpoint",
+        "conf-1",
+        "--key",
+        &s.key.display().to_string(),
+        "--cases",
+        "751,772,774",
+        "--coap",
+        &format!("127.0.0.1:{port}"),
+        "--http",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (code, out) = run_shim(&args, || {
+        Some(start_device(port, "conf-1", &state, &s.anchor))
+    });
+    let verdict = |id: &str| {
+        out.lines()
+            .find(|l| l.starts_with(id))
+            .map(|l| l.contains(" PASS "))
+    };
+    assert_eq!(verdict("1.0-int-751"), Some(true), "{out}");
+    assert_eq!(verdict("1.0-int-772"), Some(true), "{out}");
+    // 774 cannot be driven from the server: asked for, it fails, and so does the run.
+    assert_eq!(verdict("1.0-int-774"), Some(false), "{out}");
+    assert!(out.contains("3 cases, 1 failed"), "{out}");
+    assert_eq!(code, 1, "{out}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn demo_updates_the_simulated_device_to_2_0_0() {
+    let out = Command::new(SHIM)
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("demo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("running firmware 1.0.0"), "{text}");
+    assert!(
+        text.contains("final: State 0, Update Result 1 (firmware updated successfully), firmware version 2.0.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn help_texts_name_the_options() {
+    for (cmd, words) in [
+        (
+            "update",
+            &[
+                "--endpoint",
+                "--all",
+                "--package",
+                "--method",
+                "--concurrency",
+                "--timeout-download",
+            ][..],
+        ),
+        (
+            "conformance",
+            &["--endpoint", "--key", "--cases", "--trust-anchor"][..],
+        ),
+        ("demo", &["--client", "--push", "--keep"][..]),
+    ] {
+        let out = Command::new(SHIM)
+            .args([cmd, "--help"])
+            .output()
+            .expect("help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd}: {text}");
+        for w in words {
+            assert!(text.contains(w), "{cmd} --help lacks {w}: {text}");
+        }
+    }
+}
