@@ -60,6 +60,17 @@ pub struct DeviceOptions {
     /// Device class: a UUID, or a name turned into UUIDv5 under the vendor id.
     #[arg(long, default_value = "sim-device")]
     pub class_id: String,
+    /// Lose power after this many flash operations of this power-on (overrides
+    /// SIM_POWER_CUT_AFTER); the device then stops as if its supply were cut.
+    #[arg(long)]
+    pub power_cut_after: Option<u64>,
+    /// With --power-cut-after: let the interrupted operation land partly (torn write or
+    /// interrupted erase) instead of not at all.
+    #[arg(long)]
+    pub power_cut_partial: bool,
+    /// Slot strategy: swap (with revert), ab (two bootable slots) or overwrite (no revert).
+    #[arg(long, default_value = "swap", value_parser = parse_strategy)]
+    pub strategy: object5::slots::Strategy,
     /// Capacity of each firmware slot in KiB (the largest image the device accepts).
     #[arg(long, default_value_t = 256)]
     pub slot_kib: u32,
@@ -69,6 +80,11 @@ pub struct DeviceOptions {
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
+}
+
+fn parse_strategy(name: &str) -> Result<object5::slots::Strategy, String> {
+    object5::slots::Strategy::from_name(name)
+        .ok_or_else(|| format!("unknown strategy {name:?} (swap, ab, overwrite)"))
 }
 
 /// Why the device stopped.
@@ -149,6 +165,17 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
         .map_err(CliError::Device)?;
     config.identity = Some((vendor, class));
     config.image_capacity = args.slot_kib.saturating_mul(1024);
+    config.strategy = args.strategy;
+    if let Some(after_ops) = args.power_cut_after {
+        config.power_cut = Some(device_port::PowerCut {
+            after_ops,
+            mode: if args.power_cut_partial {
+                device_port::CutMode::Partial
+            } else {
+                device_port::CutMode::Clean
+            },
+        });
+    }
     let device = SimDevice::open(&args.state_dir, config).map_err(CliError::Device)?;
     Ok((device, acceptance))
 }

@@ -182,6 +182,9 @@ impl Harness {
             factory_version: "1.0.0".into(),
             vendor_id: VENDOR.into(),
             class_id: CLASS.into(),
+            power_cut_after: None,
+            power_cut_partial: false,
+            strategy: object5::slots::Strategy::Swap,
             slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
@@ -365,8 +368,15 @@ pub struct SimDeviceThread {
 }
 
 impl SimDeviceThread {
-    /// Starts a device with `opts` (environment settings such as a power cut apply).
+    /// Starts a device with `opts` (environment settings such as a power cut apply). With
+    /// `E2E_LOG=debug` (or any tracing filter) the devices log to stderr.
     pub fn start(opts: DeviceOptions) -> Self {
+        if let Ok(filter) = std::env::var("E2E_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -384,6 +394,15 @@ impl SimDeviceThread {
     /// Whether the device stopped by itself (e.g. a power cut).
     pub fn finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for a device that stops by itself; returns how it ended.
+    pub fn join(mut self) -> Result<(), CliError> {
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("device thread")
     }
 
     /// Deregisters and stops; returns how the device ended.

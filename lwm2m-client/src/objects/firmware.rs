@@ -282,6 +282,7 @@ impl<B: FirmwareBackend> FirmwareUpdate<B> {
             generation: job.generation,
             image_stage: job.image_stage,
             resume_offset: job.resume.as_ref().map(|r| r.offset),
+            skip: 0,
         }
     }
 
@@ -348,6 +349,8 @@ pub struct PullSink<B> {
     generation: u32,
     image_stage: bool,
     resume_offset: Option<u64>,
+    /// Bytes the transport repeats before the resume point (it restarts at a block boundary).
+    skip: u64,
 }
 
 impl<B: FirmwareBackend> PackageSink for PullSink<B> {
@@ -372,11 +375,15 @@ impl<B: FirmwareBackend> PackageSink for PullSink<B> {
             }
             return Ok(());
         }
-        if from == 0 {
-            // New transfer, or the server's entity changed: start over.
-            c.backend.begin(etag).map_err(SinkError)?;
-        } else if Some(from) != self.resume_offset {
-            return Err(SinkError(UpdateResult::ConnectionLost));
+        match self.resume_offset {
+            // A block-wise transport resumes at the block holding the resume point.
+            Some(at) if from > 0 && from <= at => self.skip = at - from,
+            _ if from == 0 => {
+                // New transfer, or the server's entity changed: start over.
+                self.skip = 0;
+                c.backend.begin(etag).map_err(SinkError)?;
+            }
+            _ => return Err(SinkError(UpdateResult::ConnectionLost)),
         }
         Ok(())
     }
@@ -386,7 +393,14 @@ impl<B: FirmwareBackend> PackageSink for PullSink<B> {
         if c.generation != self.generation {
             return Err(SinkError(UpdateResult::Cancelled));
         }
-        c.backend.write(bytes).map_err(SinkError)
+        let skip = usize::try_from(self.skip)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        self.skip -= skip as u64;
+        match bytes.get(skip..) {
+            Some(rest) if !rest.is_empty() => c.backend.write(rest).map_err(SinkError),
+            _ => Ok(()),
+        }
     }
 }
 
