@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::dtls::{DtlsContext, DtlsSession};
+use lwm2m_client::dtls::{CertIdentity, DtlsContext, DtlsSession};
 use tokio::net::UdpSocket;
 
 /// Bounds on the listener's per-peer state.
@@ -35,6 +35,36 @@ impl Default for DtlsLimits {
             max_handshakes: 1024,
             idle_timeout: Duration::from_secs(3600),
         }
+    }
+}
+
+/// Who a coaps peer authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A PSK identity (its endpoint comes from the security store).
+    Psk(String),
+    /// The common name of a certificate that chains to the configured CA: by Leshan's X.509
+    /// rule it is the endpoint name.
+    Certificate(String),
+}
+
+impl PeerIdentity {
+    fn of(session: &DtlsSession) -> Option<Self> {
+        match session.peer_psk_identity() {
+            Some(id) => String::from_utf8(id.to_vec()).ok().map(Self::Psk),
+            None => session.peer_common_name().map(Self::Certificate),
+        }
+    }
+}
+
+/// The shim's own certificate and the CA that certificate-mode clients must chain to.
+#[derive(Clone)]
+pub struct ServerCertificate(pub CertIdentity);
+
+impl std::fmt::Debug for ServerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key stays out of logs.
+        f.write_str("ServerCertificate { .. }")
     }
 }
 
@@ -139,11 +169,9 @@ impl DtlsSocket {
         }
     }
 
-    /// The PSK identity `peer` authenticated with, if it has an established session.
-    pub fn peer_identity(&self, peer: SocketAddr) -> Option<String> {
-        let p = self.peers();
-        let id = p.by_addr.get(&peer)?.live.as_ref()?.peer_psk_identity()?;
-        String::from_utf8(id.to_vec()).ok()
+    /// Who `peer` authenticated as, if it has an established session.
+    pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
+        PeerIdentity::of(self.peers().by_addr.get(&peer)?.live.as_ref()?)
     }
 
     /// Encrypts one datagram for `peer`; fails when it has no established session.
@@ -291,7 +319,7 @@ impl DtlsSocket {
                     if let Some(h) = x.handshake.take() {
                         tracing::info!(
                             peer = %from,
-                            identity = %String::from_utf8_lossy(h.session.peer_psk_identity().unwrap_or_default()),
+                            identity = ?PeerIdentity::of(&h.session),
                             "DTLS session established"
                         );
                         x.live = Some(h.session);
@@ -489,7 +517,7 @@ mod tests {
             clients.push(c);
         }
         let addr = clients[0].socket.local_addr().expect("addr");
-        assert_eq!(s.peer_identity(addr).as_deref(), Some("dev"));
+        assert_eq!(s.peer_identity(addr), Some(PeerIdentity::Psk("dev".into())));
         assert_eq!(wait_for(&s, |st| st.sessions == 4).await.sessions, 4);
         // Sessions are independent: the first still works after the others joined.
         assert_eq!(clients[0].echo(b"again").await, Some(b"again".to_vec()));

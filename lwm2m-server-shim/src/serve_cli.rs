@@ -8,6 +8,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use clap::Args;
+use lwm2m_client::dtls::CertIdentity;
+use lwm2m_server_shim::dtls_socket::ServerCertificate;
 use lwm2m_server_shim::security_store::{InMemorySecurityStore, SecurityInfo, SecurityStore};
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::store::InMemoryStore;
@@ -34,6 +36,16 @@ pub struct ServeArgs {
     /// `{"endpoint":"dev1","psk":{"identity":"dev1-id","key":"00112233"}}`.
     #[arg(long)]
     security_file: Option<PathBuf>,
+    /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
+    /// Clients must present a certificate from --ca and register as its common name.
+    #[arg(long, requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// CA certificate (PEM) that certificate-mode clients must chain to.
+    #[arg(long, requires = "cert")]
+    ca: Option<PathBuf>,
     /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -88,9 +100,27 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let dtls_certificate = match (&args.cert, &args.key, &args.ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            match (read(cert), read(key), read(ca)) {
+                (Ok(cert_pem), Ok(key_pem), Ok(ca_pem)) => Some(ServerCertificate(CertIdentity {
+                    cert_pem,
+                    key_pem,
+                    ca_pem,
+                })),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    tracing::error!(error = %e, "cannot read certificate files");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let config = ShimConfig {
         coap_addr: args.coap,
         coaps_addr: (!args.no_coaps).then_some(args.coaps),
+        dtls_certificate,
         http_addr: args.http,
         package_dir: args.packages,
         block_size: usize::from(args.block_size),

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestHandler};
 use crate::content;
 use crate::dm::{Device, DmResponse};
-use crate::dtls_socket::{DtlsLimits, DtlsSocket};
+use crate::dtls_socket::{DtlsLimits, DtlsSocket, PeerIdentity, ServerCertificate};
 use crate::events::{Event, EventBus};
 use crate::jobs::JobRegistry;
 use crate::node_json::node_json;
@@ -39,6 +39,9 @@ pub struct ShimConfig {
     pub coaps_addr: Option<SocketAddr>,
     /// Bounds on DTLS handshakes and idle sessions of the coaps listener.
     pub dtls_limits: DtlsLimits,
+    /// Certificate mode on the coaps port besides PSK: the shim's certificate and the CA
+    /// whose certificates are accepted, each client registering as its certificate's CN.
+    pub dtls_certificate: Option<ServerCertificate>,
     /// HTTP address of the REST API, event stream and HTTP package host.
     pub http_addr: SocketAddr,
     /// Directory packages are served from and uploaded to.
@@ -59,6 +62,7 @@ impl Default for ShimConfig {
             coap_addr: None,
             coaps_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5684))),
             dtls_limits: DtlsLimits::default(),
+            dtls_certificate: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
@@ -327,16 +331,18 @@ fn authorize_rd(
         [] => None,
     };
     if secure {
-        let info = shim
-            .coaps()
-            .and_then(|c| c.transport().peer_identity(peer))
-            .and_then(|id| shim.security.get_by_identity(&id));
-        let Some(info) = info else {
+        let identity = shim.coaps().and_then(|c| c.transport().peer_identity(peer));
+        let allowed = match &identity {
+            Some(PeerIdentity::Psk(id)) => shim.security.get_by_identity(id).map(|i| i.endpoint),
+            Some(PeerIdentity::Certificate(cn)) => Some(cn.clone()),
+            None => None,
+        };
+        let Some(allowed) = allowed else {
             // Authenticated, but the identity was removed from the store since.
             return forbidden();
         };
-        if target.is_some_and(|ep| ep != info.endpoint) {
-            tracing::warn!(%peer, identity = %info.psk.identity, "identity tried another endpoint");
+        if target.is_some_and(|ep| ep != allowed) {
+            tracing::warn!(%peer, ?identity, "identity tried another endpoint");
             return forbidden();
         }
     } else if target.is_some_and(|ep| shim.security.get_by_endpoint(&ep).is_some()) {
@@ -481,7 +487,12 @@ pub async fn start_with_stores(
     }
     let mut coaps_addr = None;
     if let Some(addr) = config.coaps_addr {
-        let ctx = DtlsContext::psk_server(psk_lookup(security)).map_err(StartError::Dtls)?;
+        let lookup = psk_lookup(security);
+        let ctx = match &config.dtls_certificate {
+            Some(cert) => DtlsContext::psk_and_cert_server(lookup, &cert.0),
+            None => DtlsContext::psk_server(lookup),
+        }
+        .map_err(StartError::Dtls)?;
         let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
             .await
             .map_err(StartError::Bind)?;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
-use crate::dtls_socket::DtlsSocket;
+use crate::dtls_socket::{DtlsSocket, PeerIdentity};
 
 /// A socket carrying CoAP messages.
 pub enum Transport {
@@ -31,8 +31,8 @@ impl Transport {
         matches!(self, Self::Dtls(_))
     }
 
-    /// The PSK identity `peer` authenticated with (`None` on plain UDP).
-    pub fn peer_identity(&self, peer: SocketAddr) -> Option<String> {
+    /// Who `peer` authenticated as (`None` on plain UDP).
+    pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
         match self {
             Self::Plain(_) => None,
             Self::Dtls(s) => s.peer_identity(peer),

@@ -411,3 +411,145 @@ fn security_rest_api_lists_puts_and_deletes_like_leshan() {
     let (_, all) = h.get_json("/api/security/clients");
     assert_eq!(all.as_array().map(Vec::len), Some(1));
 }
+
+/// Runs the `openssl` command line tool in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// A CA plus P-256 certificates it signs: `server` (CN 127.0.0.1) and `dev` (CN `dev_cn`), and
+/// a `rogue` certificate with the same CN from a CA nobody trusts.
+fn pki(dir: &std::path::Path, dev_cn: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "rogue-ca"] {
+        let subj = format!("/CN={ca}");
+        let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+        openssl(dir, &args);
+    }
+    for (name, cn, ca) in [
+        ("server", "127.0.0.1", "ca"),
+        ("dev", dev_cn, "ca"),
+        ("rogue", dev_cn, "rogue-ca"),
+    ] {
+        let subj = format!("/CN={cn}");
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &args);
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+            ],
+        );
+    }
+}
+
+#[test]
+fn certificate_clients_register_as_their_common_name_only() {
+    let dir = temp_dir("dtls-pki");
+    pki(&dir, "urn:dev:cert-1");
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("pem");
+    let cert =
+        lwm2m_server_shim::dtls_socket::ServerCertificate(lwm2m_client::dtls::CertIdentity {
+            cert_pem: read("server.pem"),
+            key_pem: read("server.key"),
+            ca_pem: read("ca.pem"),
+        });
+    let h = Harness::start("dtls-cert", |c| {
+        c.coap_addr = None;
+        c.coaps_addr = Some("127.0.0.1:0".parse().expect("addr"));
+        c.dtls_certificate = Some(cert);
+    });
+    let events = h.events("");
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let register = |who: &str, ep: &str| {
+        let rd = format!("coaps://{}/rd?ep={ep}&lt=60", h.coap);
+        let out = Command::new("timeout")
+            .args(["30", "coap-client-openssl", "-B", "8"])
+            .args([
+                "-c",
+                &path(&format!("{who}.pem")),
+                "-j",
+                &path(&format!("{who}.key")),
+            ])
+            .args([
+                "-C",
+                &path("ca.pem"),
+                "-m",
+                "post",
+                &rd,
+                "-t",
+                "40",
+                "-e",
+                "</3/0>",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("coap-client-openssl");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let other = register("dev", "someone-else");
+    assert!(other.contains("4.03"), "CN bound to its endpoint: {other}");
+    register("rogue", "urn:dev:cert-1");
+    assert_eq!(
+        h.get_json("/api/clients").1,
+        json!([]),
+        "untrusted CA or wrong CN got in"
+    );
+    register("dev", "urn:dev:cert-1");
+    wait_event(&events, Duration::from_secs(10), |n, d| {
+        n == "REGISTRATION" && d["endpoint"] == "urn:dev:cert-1"
+    });
+    // PSK clients keep working on the same port.
+    let info =
+        json!({"endpoint": "dev-a", "psk": {"identity": "id-a", "key": hex(KEY_A.as_bytes())}});
+    h.put(
+        "/api/security/clients",
+        "application/json",
+        info.to_string().as_bytes(),
+    );
+    let mut a = DtlsPeer::connect(h.coap, "id-a", KEY_A.as_bytes(), Duration::from_secs(10))
+        .expect("PSK beside certificates");
+    let r = a.request(register_request("dev-a"));
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+}
