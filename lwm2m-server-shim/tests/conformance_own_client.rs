@@ -1,6 +1,7 @@
 //! The conformance runner (OMA ETS 751-780 from the server side) against this project's own
 //! simulated device (`lwm2m_client::sim_device`, the `lwm2m-client` binary's library entry),
 //! in-process over real loopback UDP, trusting the runner's signing key: every case must pass.
+//! And a fleet of these devices updated through the REST API, followed on the SSE stream.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::{temp_dir, Harness};
+use common::{temp_dir, wait_event, Harness};
 use lwm2m_client::sim_device::{self, DeviceOptions};
 use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::{self, ConformanceConfig, Verdict, CASES};
@@ -124,5 +125,88 @@ fn every_driven_ets_case_passes_against_our_client() {
 
     let _ = stop.send(true);
     let _ = device.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
+    let h = Harness::start("fleet-rest", |_| {});
+    let dir = temp_dir("fleet-devices");
+    let signer = Signer::generate().expect("key");
+    let anchor = dir.join("anchor.pub.pem");
+    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
+    let seq = lwm2m_server_shim::test_packages::fresh_sequence();
+    let package = signer
+        .build(lwm2m_server_shim::test_packages::Kind::Good, "3.0.0", seq)
+        .expect("package");
+    let (s, _) = h.put(
+        "/api/packages/fleet.suit",
+        "application/octet-stream",
+        &package,
+    );
+    assert_eq!(s, 201);
+    let events = h.events("");
+    let eps: Vec<String> = (0..3).map(|i| format!("fleet-{i}")).collect();
+    let devices: Vec<_> = eps
+        .iter()
+        .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone()))
+        .collect();
+    // Registrations may come in any order: wait on the store.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while eps
+        .iter()
+        .any(|ep| h.running().shim.store.get_by_endpoint(ep).is_none())
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "devices did not register"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut ids = Vec::new();
+    for (i, ep) in eps.iter().enumerate() {
+        let method = if i % 2 == 0 { "pull" } else { "push" };
+        let body = serde_json::json!({"package": "fleet.suit", "method": method}).to_string();
+        let (s, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+        assert_eq!(s, 202, "{job}");
+        ids.push(job["id"].as_u64().expect("id"));
+    }
+    let mut done = std::collections::HashSet::new();
+    while done.len() < ids.len() {
+        let d = wait_event(&events, Duration::from_secs(60), |n, d| {
+            n == "FIRMWARE" && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+        });
+        assert_eq!(d["phase"], "SUCCEEDED", "{d}");
+        assert_eq!(
+            (d["state"].as_i64(), d["result"].as_i64()),
+            (Some(0), Some(1)),
+            "{d}"
+        );
+        assert_eq!(d["firmwareVersion"], "3.0.0", "{d}");
+        done.insert(d["id"].as_u64().expect("id"));
+    }
+    let (s, jobs) = h.get_json("/api/jobs");
+    assert_eq!(s, 200);
+    for id in &ids {
+        let j = jobs
+            .as_array()
+            .and_then(|a| a.iter().find(|j| j["id"] == *id))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(j["phase"], "SUCCEEDED", "{jobs}");
+    }
+    // The devices really run the new image: /3/0/3 through the Leshan-style read.
+    for ep in &eps {
+        let (s, r) = h.get_json(&format!("/api/clients/{ep}/3/0/3"));
+        assert_eq!(
+            (s, r["content"]["value"].as_str()),
+            (200, Some("3.0.0")),
+            "{r}"
+        );
+    }
+    for (stop, handle) in devices {
+        let _ = stop.send(true);
+        let _ = handle.join();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
