@@ -420,6 +420,18 @@ mod tests {
         s
     }
 
+    fn client_ctx() -> DtlsContext {
+        static CTX: std::sync::OnceLock<DtlsContext> = std::sync::OnceLock::new();
+        CTX.get_or_init(|| {
+            DtlsContext::psk_client(Psk {
+                identity: b"dev".to_vec(),
+                key: KEY.to_vec(),
+            })
+            .expect("ctx")
+        })
+        .clone()
+    }
+
     /// A client session on its own socket (its own peer address).
     struct Client {
         socket: UdpSocket,
@@ -433,14 +445,9 @@ mod tests {
         }
 
         fn on(socket: UdpSocket, server: SocketAddr) -> Self {
-            let ctx = DtlsContext::psk_client(Psk {
-                identity: b"dev".to_vec(),
-                key: KEY.to_vec(),
-            })
-            .expect("ctx");
             Self {
                 socket,
-                session: DtlsSession::client(&ctx, None).expect("session"),
+                session: DtlsSession::client(&client_ctx(), None).expect("session"),
                 server,
             }
         }
@@ -521,6 +528,22 @@ mod tests {
         assert_eq!(wait_for(&s, |st| st.sessions == 4).await.sessions, 4);
         // Sessions are independent: the first still works after the others joined.
         assert_eq!(clients[0].echo(b"again").await, Some(b"again".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_returning_client_resumes_its_session() {
+        let s = listener(DtlsLimits::default()).await;
+        let server = s.local_addr().expect("addr");
+        let mut first = Client::new(server).await;
+        assert!(first.handshake(Duration::from_secs(5)).await);
+        assert!(!first.session.resumed());
+        let ticket = first.session.session().expect("session to resume");
+        // A new association from a new address (a device after a NAT rebinding or reboot).
+        let mut again = Client::new(server).await;
+        again.session = DtlsSession::client(&client_ctx(), Some(&ticket)).expect("session");
+        assert!(again.handshake(Duration::from_secs(5)).await);
+        assert!(again.session.resumed(), "abbreviated handshake");
+        assert_eq!(again.echo(b"resumed").await, Some(b"resumed".to_vec()));
     }
 
     #[tokio::test]
