@@ -8,10 +8,10 @@
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
 //! [`firmware_api`] and [`campaign`]). CoAP surface:
-//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host), over coaps (DTLS
-//! PSK, on by default, identities from [`security_store`], managed through
-//! `GET|PUT /api/security/clients` and `DELETE /api/security/clients/{ep}`) and, only when
-//! configured, plain coap.
+//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host), over coaps (DTLS 1.2,
+//! on by default, see [`dtls_socket`]: PSK identities from [`security_store`], managed through
+//! `GET|PUT /api/security/clients` and `DELETE /api/security/clients/{ep}`, and optionally
+//! certificates from a CA, registering as their CN) and, only when configured, plain coap.
 //!
 //! Extension points for campaigns and conformance runs: [`server::Shim::device`] gives
 //! device-management requests to a registered client, [`events::EventBus::subscribe`] its
