@@ -459,7 +459,12 @@ pub async fn run_update(
         status: job,
         hook,
     };
-    match drive(shim, &mut t, plan, cfg).await {
+    let outcome = drive(shim, &mut t, plan, cfg).await;
+    // The job's observations of State and Update Result end with it.
+    for r in [3, 5] {
+        shim.cancel_observation(&t.status.ep, &resource(5, r));
+    }
+    match outcome {
         Ok(()) => t.phase(Phase::Succeeded),
         Err(e) => {
             tracing::info!(ep = %t.status.ep, error = %e, "firmware update failed");
