@@ -27,6 +27,15 @@ struct DeviceArgs {
 struct SimDevice {
     stop: tokio::sync::watch::Sender<bool>,
     handle: Option<std::thread::JoinHandle<()>>,
+    /// Another device stopped together with this one.
+    other: Option<Box<SimDevice>>,
+}
+
+impl SimDevice {
+    fn pair(mut first: SimDevice, second: SimDevice) -> SimDevice {
+        first.other = Some(Box::new(second));
+        first
+    }
 }
 
 impl Drop for SimDevice {
@@ -60,6 +69,7 @@ fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> SimDe
     SimDevice {
         stop,
         handle: Some(handle),
+        other: None,
     }
 }
 
@@ -182,6 +192,54 @@ fn update_command_reports_success_and_failure_with_exit_codes() {
             .map(|l| l.split_whitespace().take(5).collect())
             .unwrap_or_default();
         assert_eq!(row, expect_line, "{out}");
+    }
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn update_all_waits_for_min_devices_and_updates_each() {
+    let s = setup("cli-update-all");
+    let pkg = s.dir.join("fleet.suit");
+    let seq = fresh_sequence();
+    std::fs::write(&pkg, s.signer.build(Kind::Good, "4.0.0", seq).expect("pkg")).expect("w");
+    let port = free_udp_port();
+    let args: Vec<String> = [
+        "update",
+        "--all",
+        "--min-devices",
+        "2",
+        "--package",
+        &pkg.display().to_string(),
+        "--method",
+        "push",
+        "--concurrency",
+        "1",
+        "--coap",
+        &format!("127.0.0.1:{port}"),
+        "--http",
+        "127.0.0.1:0",
+        "--wait",
+        "30",
+        "--poll-ms",
+        "200",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (a, b) = (s.dir.join("a"), s.dir.join("b"));
+    let (code, out) = run_shim(&args, || {
+        let first = start_device(port, "all-a", &a, &s.anchor);
+        let second = start_device(port, "all-b", &b, &s.anchor);
+        Some(SimDevice::pair(first, second))
+    });
+    assert_eq!(code, 0, "{out}");
+    for ep in ["all-a", "all-b"] {
+        let row: Vec<&str> = out
+            .lines()
+            .find(|l| l.starts_with(ep))
+            .map(|l| l.split_whitespace().take(5).collect())
+            .unwrap_or_default();
+        assert_eq!(row, [ep, "ok", "0", "1", "4.0.0"], "{out}");
     }
     let _ = std::fs::remove_dir_all(&s.dir);
 }
