@@ -75,6 +75,9 @@ const TICK: Duration = Duration::from_millis(100);
 struct Handshake {
     session: DtlsSession,
     started: Instant,
+    /// The ClientHello random that began it: a ClientHello with another random is a new
+    /// attempt (a peer that gave up or rebooted), not a retransmission.
+    client_random: Option<Vec<u8>>,
 }
 
 /// Everything the listener knows about one peer address.
@@ -138,6 +141,12 @@ fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
 /// An epoch-0 handshake record carrying a ClientHello: the start of a (re)handshake.
 fn is_client_hello(d: &[u8]) -> bool {
     d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&1)
+}
+
+/// The 32-byte random of a ClientHello record: after the 13-byte record header, the 12-byte
+/// handshake header and the 2-byte client version.
+fn client_random(d: &[u8]) -> Option<Vec<u8>> {
+    d.get(27..59).map(<[u8]>::to_vec)
 }
 
 impl DtlsSocket {
@@ -251,6 +260,16 @@ impl DtlsSocket {
         let mut guard = self.peers();
         let p = &mut *guard;
         let hello = is_client_hello(d);
+        let random = hello.then(|| client_random(d)).flatten();
+        let stale = p
+            .by_addr
+            .get(&from)
+            .and_then(|x| x.handshake.as_ref())
+            .is_some_and(|h| random.is_some() && h.client_random != random);
+        if stale {
+            // The peer started over (new ClientHello random): the old attempt is dead.
+            p.end_handshake(from);
+        }
         let (live, handshaking) = p.by_addr.get(&from).map_or((false, false), |x| {
             (x.live.is_some(), x.handshake.is_some())
         });
@@ -267,6 +286,7 @@ impl DtlsSocket {
                     p.by_addr.entry(from).or_default().handshake = Some(Handshake {
                         session,
                         started: now,
+                        client_random: random,
                     });
                     p.handshaking.insert(from);
                 }
@@ -528,6 +548,31 @@ mod tests {
         assert_eq!(wait_for(&s, |st| st.sessions == 4).await.sessions, 4);
         // Sessions are independent: the first still works after the others joined.
         assert_eq!(clients[0].echo(b"again").await, Some(b"again".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_abandons_a_handshake_can_start_over_from_the_same_address() {
+        let s = listener(DtlsLimits::default()).await;
+        let server = s.local_addr().expect("addr");
+        let mut gone = Client::new(server).await;
+        // Get past the cookie exchange, then vanish mid-handshake.
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..2 {
+            gone.flush().await;
+            let n = tokio::time::timeout(Duration::from_secs(2), gone.socket.recv(&mut buf))
+                .await
+                .expect("server flight")
+                .expect("recv");
+            let _ = gone
+                .session
+                .handle_datagram(buf.get(..n).unwrap_or_default());
+        }
+        assert_eq!(s.stats().handshakes, 1);
+        // The same address comes back with a fresh handshake and gets through at once,
+        // not after the abandoned one's retransmissions run out.
+        let mut back = Client::on(gone.socket, server);
+        assert!(back.handshake(Duration::from_secs(3)).await);
+        assert_eq!(back.echo(b"back").await, Some(b"back".to_vec()));
     }
 
     #[tokio::test]
