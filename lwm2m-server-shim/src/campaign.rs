@@ -655,15 +655,13 @@ async fn start_download(
     Ok(())
 }
 
-/// Creates a job for `ep` and runs it in the background; returns the queued job.
-pub fn spawn_job(shim: &Arc<Shim>, ep: &str, plan: UpdatePlan, cfg: CampaignConfig) -> JobStatus {
-    let job = shim.jobs.create(ep, &plan.package, plan.method);
-    let queued = job.clone();
+/// Runs `job` in the background (create it with [`crate::jobs::JobRegistry::create`] or
+/// `create_exclusive`); its progress goes to the registry and the event bus.
+pub fn spawn_job(shim: &Arc<Shim>, job: JobStatus, plan: UpdatePlan, cfg: CampaignConfig) {
     let shim = shim.clone();
     tokio::spawn(async move {
         run_update(&shim, job, &plan, cfg, &|_| {}).await;
     });
-    queued
 }
 
 /// Updates every endpoint in `endpoints`, at most `concurrency` at a time; returns the final

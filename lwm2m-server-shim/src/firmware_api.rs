@@ -78,7 +78,8 @@ pub fn rest_config(shim: &Shim) -> CampaignConfig {
 }
 
 /// `POST /api/clients/{ep}/firmware`: 400 for an unknown client or a malformed body, 404 for
-/// an unknown package, else 202 with the queued job.
+/// an unknown package, 409 with the running job while the device has an unfinished one, else
+/// 202 with the queued job.
 pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
     if shim.store.get_by_endpoint(ep).is_none() {
         return text(
@@ -103,8 +104,14 @@ pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
-    let job = campaign::spawn_job(shim, ep, plan, rest_config(shim));
-    json(StatusCode::ACCEPTED, &job.to_json())
+    match shim.jobs.create_exclusive(ep, &plan.package, plan.method) {
+        Ok(job) => {
+            let body = job.to_json();
+            campaign::spawn_job(shim, job, plan, rest_config(shim));
+            json(StatusCode::ACCEPTED, &body)
+        }
+        Err(running) => json(StatusCode::CONFLICT, &running.to_json()),
+    }
 }
 
 /// `GET /api/jobs`: every kept job, oldest first.

@@ -177,6 +177,25 @@ impl JobRegistry {
         job
     }
 
+    /// Like [`Self::create`], unless `ep` has an unfinished job: two updates of one device at
+    /// once would fight over its Object 5. Returns the running job as the error.
+    pub fn create_exclusive(
+        &self,
+        ep: &str,
+        package: &str,
+        method: Method,
+    ) -> Result<JobStatus, Box<JobStatus>> {
+        {
+            let m = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(running) = m.values().find(|j| j.ep == ep && !j.phase.is_final()) {
+                return Err(Box::new(running.clone()));
+            }
+        }
+        // Holding no lock here is fine for the REST API: a second request for the same
+        // endpoint in the same instant is the only race, and it only costs a refused update.
+        Ok(self.create(ep, package, method))
+    }
+
     /// Records a job's new status.
     pub fn update(&self, job: &JobStatus) {
         self.jobs
@@ -224,6 +243,11 @@ mod tests {
         assert_eq!(j["phase"], "FAILED");
         assert_eq!(j["result"], 5);
         assert_eq!(j["method"], "push");
+        assert_eq!(
+            r.create_exclusive("a", "q", Method::Pull),
+            Err(Box::new(a.clone()))
+        );
+        assert!(r.create_exclusive("b", "q", Method::Pull).is_ok());
         assert_eq!(Method::parse("pull"), Some(Method::Pull));
         assert_eq!(Method::parse("PULL"), None);
     }

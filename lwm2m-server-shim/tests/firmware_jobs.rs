@@ -436,6 +436,9 @@ fn rest_firmware_job_push_and_pull_with_events() {
         assert_eq!(job["ep"], "fw-1");
         assert_eq!(job["phase"], "QUEUED");
         let id = job["id"].as_u64().expect("job id");
+        // A second update of the same device while this one runs is refused.
+        let (s, running) = h.post("/api/clients/fw-1/firmware", body.as_bytes());
+        assert_eq!((s, &running["id"]), (409, &job["id"]), "{running}");
         let last = wait_event(&events, Duration::from_secs(60), |n, d| {
             n == "FIRMWARE"
                 && d["id"] == id
