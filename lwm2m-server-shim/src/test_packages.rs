@@ -72,20 +72,31 @@ impl Signer {
     /// Builds and signs a package of `kind` carrying firmware `version` with sequence
     /// number `seq` (the image is inside the envelope, so pull and push carry the same bytes).
     pub fn build(&self, kind: Kind, version: &str, seq: u64) -> Result<Vec<u8>, KeyError> {
-        if kind == Kind::NotSuit {
-            // A plain image where an envelope is expected.
-            return Ok(ImageBuilder::new("not-suit", version)
-                .total_len(GOOD_IMAGE_LEN)
-                .build());
-        }
         let len = if kind == Kind::TooLarge {
             TOO_LARGE_IMAGE_LEN
         } else {
             GOOD_IMAGE_LEN
         };
+        self.build_sized(kind, version, seq, len)
+    }
+
+    /// Like [`Self::build`] with an image of `image_len` bytes.
+    pub fn build_sized(
+        &self,
+        kind: Kind,
+        version: &str,
+        seq: u64,
+        image_len: usize,
+    ) -> Result<Vec<u8>, KeyError> {
+        if kind == Kind::NotSuit {
+            // A plain image where an envelope is expected.
+            return Ok(ImageBuilder::new("not-suit", version)
+                .total_len(image_len)
+                .build());
+        }
         let image = ImageBuilder::new("sim-fw", version)
             .fails_self_test(kind == Kind::FailsSelfTest)
-            .total_len(len)
+            .total_len(image_len)
             .build();
         let vendor = author::vendor_id(&self.vendor);
         let class_name = if kind == Kind::WrongClass {
