@@ -61,7 +61,14 @@ pub struct SimFirmware {
     stage: Stage,
     /// Entity tag of the download being opened, saved with the resume data.
     pending_etag: Option<Vec<u8>>,
+    /// Bytes received and not yet given to the slot manager: the simulated device opens its
+    /// slot journal per call, so it takes a sector's worth at a time (RAM a board would
+    /// spend on a flash write buffer anyway).
+    pending: Vec<u8>,
 }
+
+/// How many received bytes [`SimFirmware`] collects before writing them to the slot.
+const WRITE_BEHIND: usize = 4096;
 
 fn slot_result(device: &SharedDevice, e: object5::slots::Error) -> UpdateResult {
     let d = device.borrow();
@@ -99,6 +106,7 @@ impl SimFirmware {
             buf: Some(Box::leak(vec![0u8; RECEIVE_BUFFER].into_boxed_slice())),
             stage: Stage::Idle,
             pending_etag: None,
+            pending: Vec::with_capacity(WRITE_BEHIND),
         }
     }
 
@@ -128,6 +136,7 @@ impl SimFirmware {
 
     /// Ends the current stage and takes the receive buffer back.
     fn close(&mut self) {
+        self.pending.clear();
         match std::mem::replace(&mut self.stage, Stage::Idle) {
             Stage::Envelope(rx) | Stage::Image(rx) => self.buf = Some(rx.into_buffer()),
             Stage::Idle => {}
@@ -153,6 +162,38 @@ impl SimFirmware {
         let v = self.device.borrow().kv().get(RESUME_KEY).ok()??;
         let (start, etag) = v.split_at_checked(8)?;
         Some((u64::from_be_bytes(start.try_into().ok()?), etag.to_vec()))
+    }
+
+    /// Gives the collected bytes to the receiver; saves the resume data once the payload's
+    /// position in the package is known.
+    fn flush_pending(&mut self) -> Result<(), UpdateResult> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let had_start = match &self.stage {
+            Stage::Envelope(rx) => rx.payload_start().is_some(),
+            _ => true,
+        };
+        let data = std::mem::take(&mut self.pending);
+        let fed = self.feed(&data);
+        self.pending = data;
+        self.pending.clear();
+        if let Err(e) = fed {
+            let r = match e {
+                PackageError::Slot(s) => slot_result(&self.device, s),
+                other => other.update_result(),
+            };
+            return Err(self.fail(r));
+        }
+        if !had_start {
+            if let Stage::Envelope(rx) = &self.stage {
+                if let Some(start) = rx.payload_start() {
+                    let etag = self.pending_etag.take();
+                    self.save_resume(start, etag.as_deref());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Feeds `data` to the receiver of the current stage.
@@ -248,29 +289,15 @@ impl FirmwareBackend for SimFirmware {
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult> {
-        let had_start = match &self.stage {
-            Stage::Envelope(rx) => rx.payload_start().is_some(),
-            _ => true,
-        };
-        if let Err(e) = self.feed(data) {
-            let r = match e {
-                PackageError::Slot(s) => slot_result(&self.device, s),
-                other => other.update_result(),
-            };
-            return Err(self.fail(r));
-        }
-        if !had_start {
-            if let Stage::Envelope(rx) = &self.stage {
-                if let Some(start) = rx.payload_start() {
-                    let etag = self.pending_etag.take();
-                    self.save_resume(start, etag.as_deref());
-                }
-            }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= WRITE_BEHIND {
+            self.flush_pending()?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<Finished, UpdateResult> {
+        self.flush_pending()?;
         let device = self.device.clone();
         let mut d = device.borrow_mut();
         let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;

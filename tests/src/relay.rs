@@ -44,11 +44,16 @@ pub struct RelayStats {
     pub reordered: AtomicU64,
     /// Datagrams forwarded (including duplicates).
     pub forwarded: AtomicU64,
+    /// When the first datagram was forwarded, in ns since the relay started (0: none yet).
+    first_forward_ns: AtomicU64,
+    /// When the last datagram was forwarded, in ns since the relay started.
+    last_forward_ns: AtomicU64,
 }
 
 /// A running relay; dropping it stops the thread.
 pub struct Relay {
     addr: SocketAddr,
+    origin: Instant,
     stop: Arc<AtomicBool>,
     cut: Arc<AtomicBool>,
     stats: Arc<RelayStats>,
@@ -84,12 +89,14 @@ impl Relay {
         let stop = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(RelayStats::default());
+        let origin = Instant::now();
         let thread = {
             let (stop, cut, stats) = (stop.clone(), cut.clone(), stats.clone());
-            std::thread::spawn(move || run(socket, server, faults, &stop, &cut, &stats))
+            std::thread::spawn(move || run(socket, server, faults, &stop, &cut, &stats, origin))
         };
         Ok(Relay {
             addr,
+            origin,
             stop,
             cut,
             stats,
@@ -111,6 +118,18 @@ impl Relay {
     pub fn stats(&self) -> &RelayStats {
         &self.stats
     }
+
+    /// Time between the first and the last forwarded datagram: a transfer's time on the wire.
+    pub fn wire_time(&self) -> Duration {
+        let first = self.stats.first_forward_ns.load(Ordering::SeqCst);
+        let last = self.stats.last_forward_ns.load(Ordering::SeqCst);
+        Duration::from_nanos(last.saturating_sub(first))
+    }
+
+    /// When the last datagram was forwarded (the relay's start if none was).
+    pub fn last_forward(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.stats.last_forward_ns.load(Ordering::SeqCst))
+    }
 }
 
 impl Drop for Relay {
@@ -129,6 +148,7 @@ fn run(
     stop: &AtomicBool,
     cut: &AtomicBool,
     stats: &RelayStats,
+    origin: Instant,
 ) {
     let mut rng = Rng(faults.seed | 1);
     let mut client: Option<SocketAddr> = None;
@@ -198,6 +218,14 @@ fn run(
             if queue[i].due <= now {
                 let p = queue.remove(i);
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                let ns = origin.elapsed().as_nanos() as u64;
+                let _ = stats.first_forward_ns.compare_exchange(
+                    0,
+                    ns.max(1),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                stats.last_forward_ns.store(ns, Ordering::SeqCst);
                 let _ = socket.send_to(&p.bytes, p.to);
             } else {
                 i += 1;
