@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use lwm2m_client::sim_device::{self, DeviceOptions};
 use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
+use lwm2m_server_shim::in_process_device::parse_options;
 use lwm2m_server_shim::jobs::{Method, Phase};
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
@@ -22,12 +22,6 @@ const IMAGE_LEN: usize = 64 * 1024;
 /// Slot just above the image and its envelope, to keep the flash files small.
 const SLOT_KIB: u32 = 72;
 const DEVICE_THREADS: usize = 2;
-
-#[derive(Parser)]
-struct DeviceArgs {
-    #[command(flatten)]
-    options: DeviceOptions,
-}
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -84,8 +78,7 @@ fn run(n: usize) -> Result<(), String> {
             .skip(t)
             .step_by(DEVICE_THREADS)
             .map(|ep| {
-                DeviceArgs::try_parse_from([
-                    "lwm2m-client".to_string(),
+                parse_options([
                     format!("--server=coap://{coap}"),
                     format!("--endpoint={ep}"),
                     format!("--state-dir={}", dir.join(ep).display()),
@@ -93,7 +86,6 @@ fn run(n: usize) -> Result<(), String> {
                     format!("--slot-kib={SLOT_KIB}"),
                     "--lifetime=3600".to_string(),
                 ])
-                .map(|a| a.options)
                 .map_err(|e| e.to_string())
             })
             .collect::<Result<_, _>>()?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
+use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::jobs::{Method, Phase};
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
@@ -88,62 +89,17 @@ fn sibling_client() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The device as the lwm2m-client binary parses its arguments.
-#[derive(clap::Parser)]
-struct InProcessDevice {
-    #[command(flatten)]
-    options: lwm2m_client::sim_device::DeviceOptions,
-}
-
-/// The simulated device, as a child process or on a thread of this one; stopped on drop.
+/// The simulated device, as a child process or on a thread of this one; stopped on drop
+/// (the thread variant stops itself).
 enum RunningDevice {
     Process(Child),
-    Thread(
-        tokio::sync::watch::Sender<bool>,
-        Option<std::thread::JoinHandle<()>>,
-    ),
-}
-
-impl RunningDevice {
-    /// Runs the device on its own thread (it is single-threaded: `Rc` state, local tasks).
-    fn in_process(args: &[String]) -> Result<Self, DemoError> {
-        use clap::Parser;
-        let argv = std::iter::once("lwm2m-client".to_string()).chain(args.iter().cloned());
-        let parsed =
-            InProcessDevice::try_parse_from(argv).map_err(|e| DemoError::Device(e.to_string()))?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let handle = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "device runtime");
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            let run = lwm2m_client::sim_device::run(parsed.options, stopped);
-            if let Err(e) = local.block_on(&rt, run) {
-                tracing::error!(error = %e, "simulated device stopped");
-            }
-        });
-        Ok(Self::Thread(stop, Some(handle)))
-    }
+    Thread { _device: InProcessDevice },
 }
 
 impl Drop for RunningDevice {
     fn drop(&mut self) {
-        match self {
-            Self::Thread(stop, handle) => {
-                // The device deregisters, then its thread ends.
-                let _ = stop.send(true);
-                if let Some(h) = handle.take() {
-                    let _ = h.join();
-                }
-            }
-            Self::Process(child) => stop_child(child),
+        if let Self::Process(child) = self {
+            stop_child(child);
         }
     }
 }
@@ -267,7 +223,10 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         }
         None => {
             println!("   simulated device: in-process (lwm2m_client::sim_device; no lwm2m-client binary built)");
-            RunningDevice::in_process(&device_args)?
+            RunningDevice::Thread {
+                _device: InProcessDevice::start(device_args.iter().cloned())
+                    .map_err(|e| DemoError::Device(e.to_string()))?,
+            }
         }
     };
     if campaign_view::wait_for(

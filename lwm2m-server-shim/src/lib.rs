@@ -31,6 +31,7 @@ pub mod event_stream;
 pub mod events;
 pub mod firmware_api;
 pub mod http_server;
+pub mod in_process_device;
 pub mod jobs;
 pub mod leshan_response;
 pub mod node_json;

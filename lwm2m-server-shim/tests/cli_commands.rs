@@ -11,66 +11,21 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clap::Parser;
 use common::temp_dir;
-use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
 
-#[derive(Parser)]
-struct DeviceArgs {
-    #[command(flatten)]
-    options: DeviceOptions,
-}
-
-struct SimDevice {
-    stop: tokio::sync::watch::Sender<bool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-    /// Another device stopped together with this one.
-    other: Option<Box<SimDevice>>,
-}
-
-impl SimDevice {
-    fn pair(mut first: SimDevice, second: SimDevice) -> SimDevice {
-        first.other = Some(Box::new(second));
-        first
-    }
-}
-
-impl Drop for SimDevice {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> SimDevice {
-    let args = DeviceArgs::try_parse_from([
-        "lwm2m-client".to_string(),
+fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> InProcessDevice {
+    InProcessDevice::start([
         format!("--server=coap://127.0.0.1:{port}"),
         format!("--endpoint={endpoint}"),
         format!("--state-dir={}", state.display()),
         format!("--trust-anchor={}", anchor.display()),
         "--pull-ack-timeout-ms=300".to_string(),
     ])
-    .expect("device options");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        let _ = local.block_on(&rt, sim_device::run(args.options, stopped));
-    });
-    SimDevice {
-        stop,
-        handle: Some(handle),
-        other: None,
-    }
+    .expect("device options")
 }
 
 fn free_udp_port() -> u16 {
@@ -82,7 +37,7 @@ fn free_udp_port() -> u16 {
 
 /// Runs the shim with `args`; once it says it waits for devices, `then` runs (e.g. starts a
 /// device). Returns (exit code, stdout).
-fn run_shim(args: &[String], then: impl FnOnce() -> Option<SimDevice>) -> (i32, String) {
+fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InProcessDevice>) -> (i32, String) {
     let mut child = Command::new(SHIM)
         .args(args)
         .stdin(Stdio::null())
@@ -183,7 +138,7 @@ fn update_command_reports_success_and_failure_with_exit_codes() {
         .map(|a| a.to_string())
         .collect();
         let (code, out) = run_shim(&args, || {
-            Some(start_device(port, "upd-1", &state, &s.anchor))
+            vec![start_device(port, "upd-1", &state, &s.anchor)]
         });
         assert_eq!(code, expect_code, "{out}");
         let row: Vec<&str> = out
@@ -228,9 +183,10 @@ fn update_all_waits_for_min_devices_and_updates_each() {
     .collect();
     let (a, b) = (s.dir.join("a"), s.dir.join("b"));
     let (code, out) = run_shim(&args, || {
-        let first = start_device(port, "all-a", &a, &s.anchor);
-        let second = start_device(port, "all-b", &b, &s.anchor);
-        Some(SimDevice::pair(first, second))
+        vec![
+            start_device(port, "all-a", &a, &s.anchor),
+            start_device(port, "all-b", &b, &s.anchor),
+        ]
     });
     assert_eq!(code, 0, "{out}");
     for ep in ["all-a", "all-b"] {
@@ -266,7 +222,7 @@ fn conformance_command_prints_a_table_and_fails_on_a_failed_case() {
     .map(|a| a.to_string())
     .collect();
     let (code, out) = run_shim(&args, || {
-        Some(start_device(port, "conf-1", &state, &s.anchor))
+        vec![start_device(port, "conf-1", &state, &s.anchor)]
     });
     let verdict = |id: &str| {
         out.lines()

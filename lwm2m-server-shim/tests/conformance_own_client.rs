@@ -8,50 +8,27 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use common::{temp_dir, wait_event, Harness};
-use lwm2m_client::sim_device::{self, DeviceOptions};
 use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::{self, ConformanceConfig, Verdict, CASES};
+use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::test_packages::Signer;
 
-#[derive(Parser)]
-struct DeviceArgs {
-    #[command(flatten)]
-    options: DeviceOptions,
-}
-
-/// Runs the simulated device on its own thread until the returned sender says stop.
+/// Our simulated device in-process, trusting `anchor`.
 fn start_device(
     server: std::net::SocketAddr,
     endpoint: &str,
     state_dir: PathBuf,
     anchor: PathBuf,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    std::thread::JoinHandle<()>,
-) {
-    let args = DeviceArgs::try_parse_from([
-        "lwm2m-client".to_string(),
+) -> InProcessDevice {
+    InProcessDevice::start([
         format!("--server=coap://{server}"),
         format!("--endpoint={endpoint}"),
         format!("--state-dir={}", state_dir.display()),
         format!("--trust-anchor={}", anchor.display()),
         "--pull-ack-timeout-ms=300".to_string(),
     ])
-    .expect("device options");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        if let Err(e) = local.block_on(&rt, sim_device::run(args.options, stopped)) {
-            panic!("simulated device stopped: {e}");
-        }
-    });
-    (stop, handle)
+    .expect("device options")
 }
 
 #[test]
@@ -61,7 +38,7 @@ fn every_driven_ets_case_passes_against_our_client() {
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let (stop, device) = start_device(h.coap, "ets-dev", dir.join("state"), anchor);
+    let device = start_device(h.coap, "ets-dev", dir.join("state"), anchor);
     let shim = h.running().shim.clone();
     let registered = h.rt.block_on(async {
         for _ in 0..200 {
@@ -123,8 +100,7 @@ fn every_driven_ets_case_passes_against_our_client() {
     assert_eq!(only[0].verdict, Verdict::Fail);
     assert!(only[0].evidence.contains("out of RAM"), "{:?}", only[0]);
 
-    let _ = stop.send(true);
-    let _ = device.join();
+    drop(device);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -204,9 +180,6 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
             "{r}"
         );
     }
-    for (stop, handle) in devices {
-        let _ = stop.send(true);
-        let _ = handle.join();
-    }
+    drop(devices);
     let _ = std::fs::remove_dir_all(&dir);
 }
