@@ -4,7 +4,8 @@
 //! registrations per second, updates per second and the process's peak resident memory
 //! (shim and devices together, from /proc/self/status VmHWM).
 //!
-//! `FLEET_SIZES=100,1000,10000 cargo bench -p lwm2m-server-shim --bench fleet` (default 100,1000;
+//! `FLEET_SIZES=100,1000,10000 [FLEET_CONCURRENCY=k] cargo bench -p lwm2m-server-shim --bench
+//! fleet` (default sizes 100,1000, all devices at once;
 //! every device keeps a flash file of about 3 slots in a temporary directory). No peer LwM2M
 //! server is installed here to run the same fleet against, so no ratio is printed.
 
@@ -35,6 +36,14 @@ fn temp_dir(n: usize) -> PathBuf {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     std::env::temp_dir().join(format!("shim-fleet-{n}-{}-{nanos}", std::process::id()))
+}
+
+/// Devices updated at once: `FLEET_CONCURRENCY`, default all of them.
+fn concurrency(n: usize) -> usize {
+    std::env::var("FLEET_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(n)
 }
 
 fn run(n: usize) -> Result<(), String> {
@@ -141,14 +150,15 @@ fn run(n: usize) -> Result<(), String> {
         &eps,
         &plan,
         cfg,
-        n,
+        concurrency(n),
         std::sync::Arc::new(|_: &_| {}),
     ));
     let update_time = update_start.elapsed();
     let ok = jobs.iter().filter(|j| j.phase == Phase::Succeeded).count();
     let first_error = jobs.iter().find_map(|j| j.error.clone());
     println!(
-        "fleet N={n:>5}: {registered} registered in {:.2} s ({:.0} registrations/s); {ok}/{n} updated in {:.2} s ({:.1} updates/s); peak RSS {} MiB (shim + devices){}",
+        "fleet N={n:>5} (concurrency {}): {registered} registered in {:.2} s ({:.0} registrations/s); {ok}/{n} updated in {:.2} s ({:.1} updates/s); peak RSS {} MiB (shim + devices){}",
+        concurrency(n),
         reg_time.as_secs_f64(),
         registered as f64 / reg_time.as_secs_f64().max(1e-9),
         update_time.as_secs_f64(),
