@@ -9,13 +9,15 @@
 //! every device keeps a flash file of about 3 slots in a temporary directory). No peer LwM2M
 //! server is installed here to run the same fleet against, so no ratio is printed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lwm2m_client::sim_device::{self, DeviceOptions};
 use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::in_process_device::parse_options;
-use lwm2m_server_shim::jobs::{Method, Phase};
+use lwm2m_server_shim::jobs::{JobStatus, Method, Phase};
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
 
@@ -145,15 +147,39 @@ fn run(n: usize) -> Result<(), String> {
         retries: 2,
     };
     let update_start = Instant::now();
+    // Phase timeline of every job, to show where the slowest one waited.
+    let timeline: Arc<Mutex<HashMap<u64, Vec<(f64, String)>>>> = Arc::default();
+    let log = timeline.clone();
+    let hook = Arc::new(move |j: &JobStatus| {
+        if let Ok(mut m) = log.lock() {
+            let entry = m.entry(j.id).or_default();
+            let what = format!("{} {:?}/{:?}", j.phase, j.state, j.result);
+            if entry.last().map(|(_, w)| w != &what).unwrap_or(true) {
+                entry.push((update_start.elapsed().as_secs_f64(), what));
+            }
+        }
+    });
     let jobs = rt.block_on(campaign::run_campaign(
         &shim,
         &eps,
         &plan,
         cfg,
         concurrency(n),
-        std::sync::Arc::new(|_: &_| {}),
+        hook,
     ));
     let update_time = update_start.elapsed();
+    if let Ok(m) = timeline.lock() {
+        let slowest = m.values().max_by(|a, b| {
+            let span = |v: &Vec<(f64, String)>| {
+                v.last().map(|l| l.0).unwrap_or(0.0) - v.first().map(|f| f.0).unwrap_or(0.0)
+            };
+            span(a).total_cmp(&span(b))
+        });
+        if let Some(t) = slowest {
+            let steps: Vec<String> = t.iter().map(|(at, w)| format!("{at:.2}s {w}")).collect();
+            println!("slowest job: {}", steps.join(" -> "));
+        }
+    }
     let ok = jobs.iter().filter(|j| j.phase == Phase::Succeeded).count();
     let first_error = jobs.iter().find_map(|j| j.error.clone());
     println!(
