@@ -26,6 +26,9 @@ const IMAGE_LEN: usize = 64 * 1024;
 const SLOT_KIB: u32 = 72;
 const DEVICE_THREADS: usize = 2;
 
+/// Per job: (seconds since the campaign started, phase and State/Result) at each change.
+type Timeline = HashMap<u64, Vec<(f64, String)>>;
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -148,7 +151,7 @@ fn run(n: usize) -> Result<(), String> {
     };
     let update_start = Instant::now();
     // Phase timeline of every job, to show where the slowest one waited.
-    let timeline: Arc<Mutex<HashMap<u64, Vec<(f64, String)>>>> = Arc::default();
+    let timeline: Arc<Mutex<Timeline>> = Arc::default();
     let log = timeline.clone();
     let hook = Arc::new(move |j: &JobStatus| {
         if let Ok(mut m) = log.lock() {
