@@ -57,6 +57,9 @@ pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDe
 /// DTLS 1.2 (OpenSSL) for coaps://, host side only.
 #[cfg(feature = "std")]
 pub mod dtls;
+/// A DTLS client association over a tokio UDP socket, host side only.
+#[cfg(feature = "std")]
+pub mod dtls_udp;
 
 /// Package pulls from a Package URI (/5/0/1), streamed into the Object 5 download path.
 pub mod pull;

@@ -2,7 +2,10 @@
 //! and a loop that feeds datagrams and timer expiries to the engine and sends what it returns.
 //! The same socket answers requests from any peer (the server, or a CoAP tool).
 
+use crate::dtls::DtlsContext;
+use crate::dtls_udp::DtlsUdp;
 use crate::{Engine, Event};
+use openssl::ssl::SslSession;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ where
     let mut tasks: Tasks<()> = Tasks::default();
     run_with_tasks(
         engine,
-        socket,
+        &mut Link::plain(socket),
         shutdown,
         dereg_wait,
         &mut tasks,
@@ -101,7 +104,7 @@ impl<M> Tasks<M> {
 /// message goes to `on_done`.
 pub async fn run_with_tasks<M, F, G, S>(
     engine: &mut Engine<SocketAddr>,
-    socket: &UdpSocket,
+    link: &mut Link<'_>,
     shutdown: S,
     dereg_wait: Duration,
     tasks: &mut Tasks<M>,
@@ -117,14 +120,25 @@ where
     let now = |epoch: Instant| epoch.elapsed().as_millis() as u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut stopping: Option<Instant> = None;
-    // An engine the caller put into bootstrap keeps bootstrapping; otherwise register.
-    if engine.registration() != crate::RegState::Bootstrapping {
+    // An engine the caller put into bootstrap keeps bootstrapping; otherwise register (over
+    // DTLS: once the session is up, below).
+    if engine.registration() != crate::RegState::Bootstrapping && !link.needs_handshake() {
         engine.start(now(epoch));
     }
     tokio::pin!(shutdown);
     let mut shutdown_done = false;
     loop {
-        flush(engine, socket).await?;
+        if link.needs_handshake() {
+            tokio::select! {
+                () = link.connect() => {}
+                _ = &mut shutdown, if !shutdown_done => return Ok(()),
+            }
+            // A new security session requires a new Register (LwM2M transport §6.4.3).
+            if engine.registration() != crate::RegState::Bootstrapping {
+                engine.start(now(epoch));
+            }
+        }
+        flush(engine, link).await?;
         let mut control = Control::Continue;
         while let Some(ev) = engine.poll_event() {
             let deregistered = ev == Event::Deregistered;
@@ -133,11 +147,11 @@ where
                 control = c;
             }
             if deregistered && stopping.is_some() {
-                flush(engine, socket).await?;
+                flush(engine, link).await?;
                 return Ok(());
             }
         }
-        flush(engine, socket).await?;
+        flush(engine, link).await?;
         match control {
             Control::Stop => return Ok(()),
             Control::Shutdown if stopping.is_none() => {
@@ -162,10 +176,12 @@ where
             (None, None) => Instant::now() + Duration::from_secs(3600),
         };
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = link.socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {
                     let data = buf.get(..n).unwrap_or(&[]);
-                    engine.handle_datagram(now(epoch), peer, data);
+                    for datagram in link.receive(data, peer) {
+                        engine.handle_datagram(now(epoch), peer, &datagram);
+                    }
                 }
                 // ICMP errors surface here on some systems; the engine's retransmission and
                 // back-off already handle an unreachable server.
@@ -174,7 +190,7 @@ where
             _ = tokio::time::sleep_until(wake) => engine.handle_timeout(now(epoch)),
             m = tasks.next(), if !tasks.is_empty() => {
                 if on_done(engine, now(epoch), m, tasks) == Control::Stop {
-                    flush(engine, socket).await?;
+                    flush(engine, link).await?;
                     return Ok(());
                 }
             }
@@ -189,15 +205,118 @@ where
     }
 }
 
-async fn flush(engine: &mut Engine<SocketAddr>, socket: &UdpSocket) -> io::Result<()> {
+async fn flush(engine: &mut Engine<SocketAddr>, link: &mut Link<'_>) -> io::Result<()> {
     while let Some(t) = engine.poll_transmit() {
         // A send error to one peer (e.g. ICMP unreachable reported late) must not stop the
         // client: the engine's retransmission and back-off handle an unreachable server.
-        if let Err(e) = socket.send_to(&t.data, t.peer).await {
+        if let Err(e) = link.send(&t.data, t.peer).await {
             tracing::debug!(peer = %t.peer, error = %e, "send failed");
         }
     }
     Ok(())
+}
+
+/// The engine's transport: its UDP socket, plus a DTLS association with the server when the
+/// server is coaps://. Over DTLS only the server is talked to; anything else is dropped.
+pub struct Link<'s> {
+    socket: &'s UdpSocket,
+    secure: Option<Secure>,
+}
+
+struct Secure {
+    ctx: DtlsContext,
+    server: SocketAddr,
+    assoc: Option<DtlsUdp>,
+    /// The last session, offered for an abbreviated handshake on reconnect.
+    resume: Option<SslSession>,
+}
+
+/// Budget of one handshake attempt; a failed attempt is retried after [`HANDSHAKE_RETRY`].
+const HANDSHAKE_BUDGET: Duration = Duration::from_secs(30);
+const HANDSHAKE_RETRY: Duration = Duration::from_secs(5);
+
+impl<'s> Link<'s> {
+    /// Plain CoAP over `socket`.
+    pub fn plain(socket: &'s UdpSocket) -> Self {
+        Self {
+            socket,
+            secure: None,
+        }
+    }
+
+    /// CoAP over DTLS with `server`, credentials from `ctx` (PSK or certificate).
+    pub fn secure(socket: &'s UdpSocket, server: SocketAddr, ctx: DtlsContext) -> Self {
+        Self {
+            socket,
+            secure: Some(Secure {
+                ctx,
+                server,
+                assoc: None,
+                resume: None,
+            }),
+        }
+    }
+
+    fn needs_handshake(&self) -> bool {
+        self.secure.as_ref().is_some_and(|s| s.assoc.is_none())
+    }
+
+    /// Handshakes until it succeeds (retrying after a pause), resuming the last session.
+    async fn connect(&mut self) {
+        let Some(s) = &mut self.secure else { return };
+        loop {
+            match DtlsUdp::connect(
+                self.socket,
+                s.server,
+                &s.ctx,
+                s.resume.as_ref(),
+                HANDSHAKE_BUDGET,
+            )
+            .await
+            {
+                Ok(assoc) => {
+                    tracing::info!(server = %s.server, resumed = assoc.resumed(), "DTLS session established");
+                    s.resume = assoc.session();
+                    s.assoc = Some(assoc);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(server = %s.server, error = %e, "DTLS handshake failed");
+                    tokio::time::sleep(HANDSHAKE_RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, data: &[u8], peer: SocketAddr) -> io::Result<()> {
+        match &mut self.secure {
+            None => self.socket.send_to(data, peer).await.map(|_| ()),
+            Some(Secure {
+                assoc: Some(a),
+                server,
+                ..
+            }) if peer == *server => a.send(self.socket, data).await,
+            Some(_) => Ok(()), // no session yet, or not the server: nothing goes out in clear
+        }
+    }
+
+    /// Plaintext datagrams carried by a received datagram.
+    fn receive(&mut self, data: &[u8], from: SocketAddr) -> Vec<Vec<u8>> {
+        let Some(s) = &mut self.secure else {
+            return vec![data.to_vec()];
+        };
+        let Some(a) = &mut s.assoc else {
+            return Vec::new();
+        };
+        match a.handle(data, from) {
+            Ok(datagrams) => datagrams,
+            Err(e) => {
+                tracing::warn!(error = %e, "DTLS session lost; reconnecting");
+                s.assoc = None;
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// Why a server URI was not usable.
@@ -208,7 +327,7 @@ impl std::fmt::Display for BadServerUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bad server URI {:?}: expected coap://host[:port]",
+            "bad server URI {:?}: expected coap://host[:port] or coaps://host[:port]",
             self.0
         )
     }
@@ -216,28 +335,17 @@ impl std::fmt::Display for BadServerUri {
 
 impl std::error::Error for BadServerUri {}
 
-/// The `host:port` part of `coap://host[:port][/...]` (default port 5683).
+/// The `host:port` part of `coap[s]://host[:port][/...]` (default port 5683, or 5684).
 fn authority(uri: &str) -> Result<String, BadServerUri> {
-    let bad = || BadServerUri(uri.to_owned());
-    let rest = uri.strip_prefix("coap://").ok_or_else(bad)?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(bad());
-    }
-    Ok(if authority.starts_with('[') {
-        if authority.contains("]:") {
-            authority.to_owned()
-        } else {
-            format!("{authority}:5683")
-        }
-    } else if authority.contains(':') {
-        authority.to_owned()
+    let u = crate::pull::coap::CoapUri::parse(uri).map_err(|_| BadServerUri(uri.to_owned()))?;
+    Ok(if u.host.contains(':') {
+        format!("[{}]:{}", u.host, u.port)
     } else {
-        format!("{authority}:5683")
+        format!("{}:{}", u.host, u.port)
     })
 }
 
-/// Resolves `coap://host[:port]` (IPv4, `[IPv6]` or a name; default port 5683).
+/// Resolves `coap[s]://host[:port]` (IPv4, `[IPv6]` or a name; default port 5683 / 5684).
 pub async fn resolve_server(uri: &str) -> Result<SocketAddr, BadServerUri> {
     let bad = || BadServerUri(uri.to_owned());
     tokio::net::lookup_host(authority(uri)?)

@@ -7,7 +7,9 @@
 
 use crate::coap::TxParams;
 use crate::codec::Path;
+use crate::dtls::{DtlsContext, Psk};
 use crate::firmware_backend::FirmwareBackend;
+use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
 use crate::pull::{coap_udp, http, PullError, Resume};
 use crate::runtime::{self, Control, Tasks};
@@ -60,6 +62,12 @@ pub struct DeviceOptions {
     /// Device class: a UUID, or a name turned into UUIDv5 under the vendor id.
     #[arg(long, default_value = "sim-device")]
     pub class_id: String,
+    /// PSK identity for a coaps:// server (and coaps:// package hosts), LwM2M Security /0/0/3.
+    #[arg(long)]
+    pub psk_identity: Option<String>,
+    /// PSK key in hex, LwM2M Security /0/0/5.
+    #[arg(long)]
+    pub psk_key: Option<String>,
     /// Lose power after this many flash operations of this power-on (overrides
     /// SIM_POWER_CUT_AFTER); the device then stops as if its supply were cut.
     #[arg(long)]
@@ -100,6 +108,8 @@ pub enum CliError {
     Uri(runtime::BadServerUri),
     /// The UDP socket failed.
     Net(std::io::Error),
+    /// The DTLS credentials are missing or unusable.
+    Psk(&'static str),
 }
 
 impl std::fmt::Display for CliError {
@@ -110,6 +120,7 @@ impl std::fmt::Display for CliError {
             Self::Device(e) => write!(f, "device: {e}"),
             Self::Uri(e) => write!(f, "{e}"),
             Self::Net(e) => write!(f, "network: {e}"),
+            Self::Psk(e) => write!(f, "DTLS: {e}"),
         }
     }
 }
@@ -180,12 +191,34 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
     Ok((device, acceptance))
 }
 
-/// Pull protocols this build carries (/5/0/8): CoAP with Block2, and HTTP(S) through ureq.
-/// CoAPS needs package-host credentials, which this binary is not given.
-const PULL_PROTOCOLS: Protocols = Protocols::NONE
-    .with(Protocol::Coap)
-    .with(Protocol::Http)
-    .with(Protocol::Https);
+/// Pull protocols this build carries (/5/0/8): CoAP with Block2 and HTTP(S) through ureq;
+/// CoAPS too when the device has DTLS credentials (the same PSK as for its server).
+fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
+    let p = Protocols::NONE
+        .with(Protocol::Coap)
+        .with(Protocol::Http)
+        .with(Protocol::Https);
+    if dtls.is_some() {
+        p.with(Protocol::Coaps)
+    } else {
+        p
+    }
+}
+
+/// The PSK from --psk-identity / --psk-key, as DTLS credentials.
+fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
+    let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) else {
+        return Ok(None);
+    };
+    let key = crate::codec::hex::decode(key).ok_or(CliError::Psk("--psk-key is not hex"))?;
+    let psk = Psk {
+        identity: identity.as_bytes().to_vec(),
+        key,
+    };
+    DtlsContext::psk_client(psk)
+        .map(Some)
+        .map_err(|_| CliError::Psk("OpenSSL refused the PSK configuration"))
+}
 
 /// What the run loop should do after the engine stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +234,7 @@ async fn pull(
     job: PullJob,
     block_size: usize,
     tx: TxParams,
+    dtls: Option<DtlsContext>,
 ) -> (PullJob, Result<(), PullError>) {
     let capacity = fw
         .with_backend(|b| b.capacity())
@@ -229,7 +263,7 @@ async fn pull(
                 block_size,
                 tx,
                 max_size,
-                dtls: None,
+                dtls,
             };
             coap_udp::fetch(&job.uri, resume.as_ref(), &config, &mut sink)
                 .await
@@ -248,14 +282,29 @@ fn start_pull(
     fw: &FirmwareUpdate<SimFirmware>,
     tasks: &mut Tasks<(PullJob, Result<(), PullError>)>,
     args: &DeviceOptions,
+    dtls: Option<&DtlsContext>,
 ) {
     if let Some(job) = fw.take_pull() {
         let tx = TxParams {
             ack_timeout_ms: args.pull_ack_timeout_ms,
             ..TxParams::default()
         };
-        tasks.spawn(pull(fw.clone(), job, args.pull_block_size, tx));
+        let dtls = dtls.cloned();
+        tasks.spawn(pull(fw.clone(), job, args.pull_block_size, tx, dtls));
     }
+}
+
+/// The Security object's server account: NoSec, or PSK with the configured identity and key.
+fn security_account(args: &DeviceOptions) -> Security {
+    let mut security = Security::no_sec(&args.server);
+    if let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) {
+        if let Some(account) = security.accounts.first_mut() {
+            account.mode = SecurityMode::Psk;
+            account.identity = identity.as_bytes().to_vec();
+            account.key = crate::codec::hex::decode(key).unwrap_or_default();
+        }
+    }
+    security
 }
 
 fn unix_ms() -> u64 {
@@ -273,6 +322,12 @@ pub async fn run(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let (device, acceptance) = open_device(&args)?;
+    let dtls = dtls_context(&args)?;
+    if args.server.starts_with("coaps://") && dtls.is_none() {
+        return Err(CliError::Psk(
+            "a coaps:// server needs --psk-identity and --psk-key",
+        ));
+    }
     let device: SharedDevice = Rc::new(RefCell::new(device));
     let mut backend = SimFirmware::new(device.clone(), acceptance);
     let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
@@ -296,10 +351,10 @@ pub async fn run(
         let mut dev = Device::new(info);
         let epoch_ms = unix_ms();
         dev.set_time(0, i64::try_from(epoch_ms / 1000).unwrap_or(0));
-        let fw = FirmwareUpdate::with_pull(backend, PULL_PROTOCOLS, epoch_ms);
+        let fw = FirmwareUpdate::with_pull(backend, pull_protocols(dtls.as_ref()), epoch_ms);
         let (security, mut server_object) = match &args.bootstrap {
             Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
-            None => (Security::no_sec(&args.server), Server::new(args.lifetime)),
+            None => (security_account(&args), Server::new(args.lifetime)),
         };
         // With a bootstrap server, the Server object is provisioned by it.
         server_object.present = args.bootstrap.is_none();
@@ -317,6 +372,12 @@ pub async fn run(
             engine.bootstrap(0);
         }
         let socket = runtime::bind_for(&server).await.map_err(CliError::Net)?;
+        let mut link = match &dtls {
+            Some(ctx) if args.server.starts_with("coaps://") => {
+                runtime::Link::secure(&socket, server, ctx.clone())
+            }
+            _ => runtime::Link::plain(&socket),
+        };
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let next = Cell::new(Next::Exit);
         let mut stop = shutdown.clone();
@@ -326,11 +387,11 @@ pub async fn run(
         let object5 = Path::object(5);
         let mut tasks = Tasks::default();
         // A download interrupted by the last reset continues now.
-        start_pull(&fw, &mut tasks, &args);
+        start_pull(&fw, &mut tasks, &args, dtls.as_ref());
         let powered_off = || device.borrow().flash().is_powered_off();
         runtime::run_with_tasks(
             &mut engine,
-            &socket,
+            &mut link,
             ctrl_c,
             Duration::from_secs(5),
             &mut tasks,
@@ -391,7 +452,7 @@ pub async fn run(
                 if let Event::Written { path } | Event::Executed { path } = &ev {
                     if path.starts_with(&object5) {
                         e.notify_changed(now, &object5);
-                        start_pull(&fw, tasks, &args);
+                        start_pull(&fw, tasks, &args, dtls.as_ref());
                         if fw.take_install_request() {
                             tracing::info!("installing: reset into the bootloader");
                             next.set(Next::Reboot);
@@ -401,7 +462,7 @@ pub async fn run(
                 }
                 if let Event::BlockReceived { last: true, .. } = &ev {
                     e.notify_changed(now, &object5);
-                    start_pull(&fw, tasks, &args);
+                    start_pull(&fw, tasks, &args, dtls.as_ref());
                 }
                 if powered_off() {
                     next.set(Next::PowerLost);
@@ -418,7 +479,7 @@ pub async fn run(
                     e.notify_changed(now, &object5);
                 }
                 // A two-stage package continues with its image; an automatic upgrade installs.
-                start_pull(&fw, tasks, &args);
+                start_pull(&fw, tasks, &args, dtls.as_ref());
                 if fw.take_install_request() {
                     next.set(Next::Reboot);
                     return Control::Stop;

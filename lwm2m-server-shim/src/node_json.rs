@@ -63,24 +63,8 @@ pub fn parse_type(s: &str) -> Result<ResourceType, NodeJsonError> {
     })
 }
 
-/// Lower-case hex, Leshan's form of opaque values.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes hex (either case); `None` on odd length or a non-hex digit.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
-}
+/// Leshan's form of opaque values (lower-case hex), shared with the client's codecs.
+pub use lwm2m_client::codec::hex::{decode as unhex, encode as hex};
 
 /// A value as Leshan serializes it: numbers as strings, opaque as hex, time as epoch ms.
 pub fn value_json(v: &Value) -> Json {

@@ -84,10 +84,21 @@ pub struct Harness {
 impl Harness {
     /// Starts a shim on loopback with plain CoAP (ports chosen by the OS).
     pub fn start(tag: &str) -> Self {
+        Self::start_with(tag, false)
+    }
+
+    /// Starts a shim that only speaks CoAP over DTLS (its secure default); `coap` is then
+    /// the coaps address.
+    pub fn start_secure(tag: &str) -> Self {
+        Self::start_with(tag, true)
+    }
+
+    fn start_with(tag: &str, secure: bool) -> Self {
         let dir = temp_dir(tag);
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let config = ShimConfig {
-            coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
-            coaps_addr: None,
+            coap_addr: (!secure).then_some(any),
+            coaps_addr: secure.then_some(any),
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             package_dir: dir.join("packages"),
             expiry_check: Duration::from_millis(200),
@@ -109,7 +120,10 @@ impl Harness {
         std::fs::write(&trust_anchor, public).expect("write key");
         Self {
             base: format!("http://{}", running.http_addr),
-            coap: running.coap_addr.expect("plain CoAP listener"),
+            coap: running
+                .coap_addr
+                .or(running.coaps_addr)
+                .expect("a CoAP listener"),
             running: Some(running),
             rt,
             dir,
@@ -159,9 +173,24 @@ impl Harness {
         std::fs::write(dir.join(name), bytes).expect("write package");
     }
 
-    /// The `coap://` URI of a hosted package.
+    /// The `coap://` URI of a hosted package (`coaps://` on a secure shim).
     pub fn package_uri(&self, name: &str) -> String {
-        format!("coap://{}/fw/{name}", self.coap)
+        let scheme = if self.secure() { "coaps" } else { "coap" };
+        format!("{scheme}://{}/fw/{name}", self.coap)
+    }
+
+    /// Whether this shim speaks only CoAP over DTLS.
+    pub fn secure(&self) -> bool {
+        self.running().coap_addr.is_none()
+    }
+
+    /// Registers PSK credentials for `endpoint` through the REST API, as Leshan's does.
+    pub fn add_psk(&self, endpoint: &str, identity: &str, key_hex: &str) -> u16 {
+        self.put(
+            "/api/security/clients",
+            &serde_json::json!({"endpoint": endpoint, "psk": {"identity": identity, "key": key_hex}}),
+        )
+        .0
     }
 
     /// The `http://` URI of a hosted package.
@@ -172,7 +201,13 @@ impl Harness {
     /// Options for a device named `endpoint` with its state in a new directory.
     pub fn device_options(&self, endpoint: &str) -> DeviceOptions {
         DeviceOptions {
-            server: format!("coap://{}", self.coap),
+            server: format!(
+                "{}://{}",
+                if self.secure() { "coaps" } else { "coap" },
+                self.coap
+            ),
+            psk_identity: None,
+            psk_key: None,
             bootstrap: None,
             endpoint: endpoint.into(),
             state_dir: self.dir.join(format!("dev-{endpoint}")),

@@ -6,6 +6,7 @@
 pub mod base64;
 pub mod block;
 pub mod content_format;
+pub mod hex;
 pub mod json;
 pub mod link;
 pub mod lwm2m_cbor;

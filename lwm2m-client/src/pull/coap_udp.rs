@@ -11,7 +11,8 @@ use tokio::net::UdpSocket;
 use super::coap::{Block2Pull, CoapUri, Pulled};
 use super::{PackageSink, PullError, Resume};
 use crate::coap::TxParams;
-use crate::dtls::{DtlsContext, DtlsSession};
+use crate::dtls::DtlsContext;
+use crate::dtls_udp::DtlsUdp;
 
 /// How a CoAP pull is made.
 #[derive(Clone)]
@@ -26,41 +27,24 @@ pub struct CoapPullConfig {
     pub dtls: Option<DtlsContext>,
 }
 
-/// Transport below the pull: plain UDP or a DTLS session on the same socket.
+/// Transport below the pull: plain UDP, or a DTLS association on the same socket.
 struct Link {
     socket: UdpSocket,
     peer: SocketAddr,
-    dtls: Option<DtlsSession>,
+    dtls: Option<DtlsUdp>,
+}
+
+fn lost(e: impl std::fmt::Display) -> PullError {
+    PullError::ConnectionLost(e.to_string())
 }
 
 impl Link {
     async fn send(&mut self, datagram: &[u8]) -> Result<(), PullError> {
-        let lost = |e: std::io::Error| PullError::ConnectionLost(e.to_string());
         match &mut self.dtls {
-            None => self
-                .socket
-                .send_to(datagram, self.peer)
-                .await
-                .map_err(lost)
-                .map(|_| ()),
-            Some(s) => {
-                s.send(datagram)
-                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
-                self.flush().await
-            }
+            None => self.socket.send_to(datagram, self.peer).await.map(|_| ()),
+            Some(d) => d.send(&self.socket, datagram).await,
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), PullError> {
-        if let Some(s) = &mut self.dtls {
-            while let Some(d) = s.poll_transmit() {
-                self.socket
-                    .send_to(&d, self.peer)
-                    .await
-                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
-            }
-        }
-        Ok(())
+        .map_err(lost)
     }
 }
 
@@ -71,37 +55,6 @@ async fn resolve(uri: &CoapUri) -> Result<SocketAddr, PullError> {
     addrs
         .next()
         .ok_or_else(|| PullError::InvalidUri(format!("no address for host {}", uri.host)))
-}
-
-/// Completes the DTLS handshake with the package host, retransmitting on the session timer.
-async fn handshake(link: &mut Link, deadline: Instant) -> Result<(), PullError> {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        link.flush().await?;
-        let session = link.dtls.as_mut().expect("handshake only on DTLS links");
-        if session.is_established() {
-            return Ok(());
-        }
-        let wait = session
-            .timeout()
-            .unwrap_or(Duration::from_millis(500))
-            .max(Duration::from_millis(1));
-        if Instant::now() + wait > deadline {
-            return Err(PullError::ConnectionLost("DTLS handshake timed out".into()));
-        }
-        match tokio::time::timeout(wait, link.socket.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) if from == link.peer => {
-                session
-                    .handle_datagram(&buf[..n])
-                    .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(PullError::ConnectionLost(e.to_string())),
-            Err(_) => session
-                .handle_timeout()
-                .map_err(|e| PullError::ConnectionLost(e.to_string()))?,
-        }
-    }
 }
 
 /// Pulls `uri` into `sink`, resuming from `resume` when the host still has the same ETag.
@@ -118,13 +71,17 @@ pub async fn fetch(
     } else {
         "0.0.0.0:0".parse().expect("literal")
     };
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| PullError::ConnectionLost(e.to_string()))?;
+    let socket = UdpSocket::bind(bind).await.map_err(lost)?;
+    // The handshake gets the same budget as one confirmable exchange.
+    let budget = Duration::from_millis(
+        config.tx.ack_timeout_ms * ((1u64 << (config.tx.max_retransmit + 1)) - 1),
+    );
     let dtls = match (uri.secure, &config.dtls) {
         (false, _) => None,
         (true, Some(ctx)) => Some(
-            DtlsSession::client(ctx, None).map_err(|e| PullError::ConnectionLost(e.to_string()))?,
+            DtlsUdp::connect(&socket, peer, ctx, None, budget)
+                .await
+                .map_err(lost)?,
         ),
         (true, None) => {
             return Err(PullError::UnsupportedProtocol(
@@ -133,13 +90,6 @@ pub async fn fetch(
         }
     };
     let mut link = Link { socket, peer, dtls };
-    // The handshake gets the same budget as one confirmable exchange.
-    let budget = Duration::from_millis(
-        config.tx.ack_timeout_ms * ((1u64 << (config.tx.max_retransmit + 1)) - 1),
-    );
-    if link.dtls.is_some() {
-        handshake(&mut link, Instant::now() + budget).await?;
-    }
 
     // Message ids and tokens must differ across pulls: seed from the wall clock.
     let seed = std::time::SystemTime::now()
@@ -169,9 +119,7 @@ pub async fn fetch(
             Ok(Ok((n, from))) if from == link.peer => {
                 let datagrams = match &mut link.dtls {
                     None => vec![buf[..n].to_vec()],
-                    Some(s) => s
-                        .handle_datagram(&buf[..n])
-                        .map_err(|e| PullError::ConnectionLost(e.to_string()))?,
+                    Some(d) => d.handle(&buf[..n], from).map_err(lost)?,
                 };
                 for d in datagrams {
                     if let Some(done) = pull.handle_datagram(&d, now_ms(), sink)? {

@@ -1,0 +1,102 @@
+//! A DTLS client association over a tokio UDP socket: the handshake (with retransmission on
+//! the session's timer) and encrypted sends. The socket's owner keeps receiving and hands each
+//! datagram to [`DtlsUdp::handle`], so the same socket loop serves plain and secure links; both
+//! the registration link and coaps:// package pulls use it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use openssl::ssl::SslSession;
+use tokio::net::UdpSocket;
+
+use crate::dtls::{DtlsContext, DtlsError, DtlsSession};
+
+/// An established DTLS association with one server.
+#[derive(Debug)]
+pub struct DtlsUdp {
+    peer: SocketAddr,
+    session: DtlsSession,
+}
+
+fn io_err(e: DtlsError) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, e)
+}
+
+async fn flush(socket: &UdpSocket, peer: SocketAddr, session: &mut DtlsSession) -> io::Result<()> {
+    while let Some(d) = session.poll_transmit() {
+        socket.send_to(&d, peer).await?;
+    }
+    Ok(())
+}
+
+impl DtlsUdp {
+    /// Handshakes with `peer` over `socket` within `budget`, offering `resume` for an
+    /// abbreviated handshake. Datagrams from other peers meanwhile are dropped.
+    pub async fn connect(
+        socket: &UdpSocket,
+        peer: SocketAddr,
+        ctx: &DtlsContext,
+        resume: Option<&SslSession>,
+        budget: Duration,
+    ) -> io::Result<Self> {
+        let deadline = Instant::now() + budget;
+        let mut session = DtlsSession::client(ctx, resume).map_err(io_err)?;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            flush(socket, peer, &mut session).await?;
+            if session.is_established() {
+                return Ok(Self { peer, session });
+            }
+            let wait = session
+                .timeout()
+                .unwrap_or(Duration::from_millis(500))
+                .max(Duration::from_millis(1));
+            if Instant::now() + wait > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "DTLS handshake timed out",
+                ));
+            }
+            match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) if from == peer => {
+                    session.handle_datagram(&buf[..n]).map_err(io_err)?;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => session.handle_timeout().map_err(io_err)?,
+            }
+        }
+    }
+
+    /// The server this association is with.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        self.session.resumed()
+    }
+
+    /// The session to offer when reconnecting.
+    pub fn session(&self) -> Option<SslSession> {
+        self.session.session()
+    }
+
+    /// Encrypts one datagram to the server and sends it.
+    pub async fn send(&mut self, socket: &UdpSocket, plaintext: &[u8]) -> io::Result<()> {
+        self.session.send(plaintext).map_err(io_err)?;
+        flush(socket, self.peer, &mut self.session).await
+    }
+
+    /// A datagram that arrived on the socket: its plaintext datagrams when it came from the
+    /// server (none for other sources or records that fail authentication); an error when the
+    /// server closed the association.
+    pub fn handle(&mut self, datagram: &[u8], from: SocketAddr) -> Result<Vec<Vec<u8>>, DtlsError> {
+        if from != self.peer {
+            return Ok(Vec::new());
+        }
+        self.session.handle_datagram(datagram)
+    }
+}
