@@ -37,8 +37,16 @@ pub struct BuildArgs {
     #[arg(long)]
     key: PathBuf,
     /// Firmware image (opaque bytes).
-    #[arg(long)]
-    image: PathBuf,
+    #[arg(long, required_unless_present = "sim_firmware")]
+    image: Option<PathBuf>,
+    /// Instead of --image: an image in the simulated device's format (device_port::image)
+    /// reporting --version, of this many bytes, so `lwm2m-client` can boot it.
+    #[arg(long, conflicts_with = "image", value_name = "BYTES")]
+    sim_firmware: Option<usize>,
+    /// With --sim-firmware: the image fails its self-test after installation, so the device
+    /// reverts it (Update Result 8).
+    #[arg(long, requires = "sim_firmware")]
+    fails_self_test: bool,
     /// Vendor: a UUID, or a domain name turned into UUID5(DNS, name) (draft section 8.4.8.2).
     #[arg(long)]
     vendor_id: String,
@@ -151,15 +159,25 @@ pub fn package(cmd: PackageCommand) -> ExitCode {
 
 fn build(a: BuildArgs) -> Result<(), String> {
     let key = author::signing_key_from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
-    let image = read(&a.image)?;
+    let (image, default_name) = match (&a.image, a.sim_firmware) {
+        (Some(path), _) => (
+            read(path)?,
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        (None, Some(len)) => (
+            device_port::image::ImageBuilder::new("sim-fw", &a.version)
+                .fails_self_test(a.fails_self_test)
+                .total_len(len)
+                .build(),
+            "sim-fw".to_owned(),
+        ),
+        (None, None) => return Err("--image or --sim-firmware is required".into()),
+    };
     let vendor = author::vendor_id(&a.vendor_id);
     let class = author::class_id(&a.class_id, &vendor);
-    let name = a.name.unwrap_or_else(|| {
-        a.image
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let name = a.name.unwrap_or(default_name);
     let spec = PackageSpec {
         vendor_id: vendor,
         class_id: class,
