@@ -7,7 +7,7 @@
 
 use crate::coap::TxParams;
 use crate::codec::Path;
-use crate::dtls::{DtlsContext, Psk};
+use crate::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::firmware_backend::FirmwareBackend;
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
@@ -68,6 +68,16 @@ pub struct DeviceOptions {
     /// PSK key in hex, LwM2M Security /0/0/5.
     #[arg(long)]
     pub psk_key: Option<String>,
+    /// Certificate mode instead of PSK: this device's certificate (PEM, P-256; the server
+    /// expects the endpoint name as its CN), with --cert-key and --ca.
+    #[arg(long, requires_all = ["cert_key", "ca"], conflicts_with = "psk_identity")]
+    pub cert: Option<PathBuf>,
+    /// The device certificate's private key (PEM).
+    #[arg(long)]
+    pub cert_key: Option<PathBuf>,
+    /// The CA the server's certificate must chain to (PEM).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Lose power after this many flash operations of this power-on (overrides
     /// SIM_POWER_CUT_AFTER); the device then stops as if its supply were cut.
     #[arg(long)]
@@ -88,6 +98,11 @@ pub struct DeviceOptions {
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
+    /// Keep flash and key-value store in memory and use a fresh factory key per run (nothing
+    /// is written to --state-dir, nothing survives the process): for fleets of thousands of
+    /// devices in one process, e.g. the fleet benchmark.
+    #[arg(long)]
+    pub in_memory: bool,
 }
 
 fn parse_strategy(name: &str) -> Result<object5::slots::Strategy, String> {
@@ -141,9 +156,13 @@ fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
 }
 
 fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
-    std::fs::create_dir_all(&args.state_dir)
-        .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
-    let pem = factory_key(&args.state_dir)?;
+    let pem = if args.in_memory {
+        author::generate_key_pem().map_err(CliError::Key)?.0
+    } else {
+        std::fs::create_dir_all(&args.state_dir)
+            .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
+        factory_key(&args.state_dir)?
+    };
     let key = author::signing_key_from_pem(&pem).map_err(CliError::Key)?;
     let public = author::public_pem_from_private(&pem).map_err(CliError::Key)?;
     let mut anchors = vec![author::public_sec1_from_pem(&public).map_err(CliError::Key)?];
@@ -187,7 +206,12 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
             },
         });
     }
-    let device = SimDevice::open(&args.state_dir, config).map_err(CliError::Device)?;
+    let device = if args.in_memory {
+        SimDevice::in_memory(config)
+    } else {
+        SimDevice::open(&args.state_dir, config)
+    }
+    .map_err(CliError::Device)?;
     Ok((device, acceptance))
 }
 
@@ -207,6 +231,17 @@ fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
 
 /// The PSK from --psk-identity / --psk-key, as DTLS credentials.
 fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
+    if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.cert_key, &args.ca) {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e));
+        let id = CertIdentity {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            ca_pem: read(ca)?,
+        };
+        return DtlsContext::cert_client(&id)
+            .map(Some)
+            .map_err(|_| CliError::Psk("OpenSSL refused the certificate, key or CA"));
+    }
     let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) else {
         return Ok(None);
     };

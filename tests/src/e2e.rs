@@ -208,6 +208,9 @@ impl Harness {
             ),
             psk_identity: None,
             psk_key: None,
+            cert: None,
+            cert_key: None,
+            ca: None,
             bootstrap: None,
             endpoint: endpoint.into(),
             state_dir: self.dir.join(format!("dev-{endpoint}")),
@@ -223,6 +226,7 @@ impl Harness {
             slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
+            in_memory: false,
         }
     }
 
