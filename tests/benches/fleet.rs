@@ -1,0 +1,440 @@
+//! Fleet benchmark (issue 7): N simulated devices register with one shim and complete a pull
+//! update of a signed 64 KiB image, for N = 100, 1 000 and 10 000 (`FLEET_N=100,1000`).
+//!
+//! The devices are the whole client (`lwm2m_client::sim_device`: engine, Object 5, SUIT
+//! verification with software P-256, slot manager, in-process reset, confirmation) with
+//! in-memory flash, run as local tasks on two current-thread runtimes in this process, over
+//! real loopback UDP. The shim runs as a separate process (this binary re-executed with
+//! `FLEET_SHIM_CHILD`, calling `server::start` exactly as `serve --coap` does), so its peak
+//! resident memory (VmHWM) is its own, not the devices'. Everything the bench does to the
+//! shim goes through its REST API, as an operator's script would: it follows REGISTRATION
+//! and FIRMWARE events on `/api/event`, starts each update with
+//! `POST /api/clients/{ep}/firmware` and confirms the final counts with `/api/clients` and
+//! `/api/jobs`. An update counts when its job SUCCEEDED: the device pulled, verified,
+//! installed, reset into the new image, re-registered and reported State 0 / Update Result 1.
+//!
+//! `FLEET_WINDOW=k` keeps at most k updates running at once (default: all), as
+//! `update --concurrency` does. `FLEET_TIMEOUT_S` bounds each run (default 300 s).
+//! No other LwM2M server is installed here to run the same fleet against, so no ratio is
+//! printed; the line says so.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_server_shim::in_process_device::parse_options;
+use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
+use serde_json::Value;
+
+const IMAGE_LEN: usize = 64 * 1024;
+/// Slot just above the image and its envelope: less memory per device.
+const SLOT_KIB: u32 = 72;
+/// One current-thread runtime per core.
+const DEVICE_THREADS: usize = 2;
+const PACKAGE: &str = "fleet.suit";
+/// Set in the child process: the package directory the shim serves.
+const CHILD_ENV: &str = "FLEET_SHIM_CHILD";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn temp_dir(n: usize) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("fleet-{n}-{}-{nanos}", std::process::id()))
+}
+
+/// The shim process: plain CoAP and HTTP on loopback ports chosen by the OS, printed as one
+/// line; it runs until its stdin closes (the bench ended or died).
+fn shim_child(package_dir: PathBuf) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let any = "127.0.0.1:0".parse().map_err(|_| "addr")?;
+    let config = ShimConfig {
+        coap_addr: Some(any),
+        coaps_addr: None,
+        http_addr: any,
+        package_dir,
+        ..ShimConfig::default()
+    };
+    let running = rt
+        .block_on(server::start(config))
+        .map_err(|e| e.to_string())?;
+    let coap = running.coap_addr.ok_or("no coap listener")?;
+    println!("{coap} {}", running.http_addr);
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(running);
+    Ok(())
+}
+
+/// The running shim process; killed and reaped on drop.
+struct ShimProcess {
+    child: Child,
+    coap: String,
+    http: String,
+}
+
+impl ShimProcess {
+    fn spawn(package_dir: &Path, log: &Path) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .env(CHILD_ENV, package_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn shim: {e}"))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next()) {
+            (Some(c), Some(h)) => Ok(Self {
+                coap: c.to_string(),
+                http: format!("http://{h}"),
+                child,
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err("the shim process did not report its addresses".into())
+            }
+        }
+    }
+
+    /// Peak resident set (VmHWM) of the shim process in KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// CPU seconds (user + system) the shim process has used so far.
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+}
+
+impl Drop for ShimProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the event stream reported.
+enum Seen {
+    Registered(String),
+    JobEnded { ep: String, ok: bool },
+}
+
+/// Follows `/api/event` on a thread: REGISTRATION and final FIRMWARE events.
+fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .get(format!("{base}/api/event"))
+        .call()
+        .map_err(|e| format!("event stream: {e}"))?;
+    let reader = BufReader::new(resp.into_body().into_reader());
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                let seen = match event.as_str() {
+                    "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered(e.into())),
+                    "FIRMWARE" => match (v["ep"].as_str(), v["phase"].as_str()) {
+                        (Some(ep), Some("SUCCEEDED")) => Some(Seen::JobEnded {
+                            ep: ep.into(),
+                            ok: true,
+                        }),
+                        (Some(ep), Some("FAILED")) => Some(Seen::JobEnded {
+                            ep: ep.into(),
+                            ok: false,
+                        }),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(s) = seen {
+                    if tx.send(s).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs `options` as local tasks on `DEVICE_THREADS` current-thread runtimes until `stop`.
+fn start_devices(
+    options: Vec<DeviceOptions>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Vec<std::thread::JoinHandle<usize>> {
+    let mut shares: Vec<Vec<DeviceOptions>> = (0..DEVICE_THREADS).map(|_| Vec::new()).collect();
+    for (i, o) in options.into_iter().enumerate() {
+        if let Some(s) = shares.get_mut(i % DEVICE_THREADS) {
+            s.push(o);
+        }
+    }
+    shares
+        .into_iter()
+        .map(|mine| {
+            let stopped = stopped.clone();
+            std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return mine.len();
+                };
+                let local = tokio::task::LocalSet::new();
+                // Devices that ended with an error (each is one line of the report).
+                local.block_on(&rt, async move {
+                    let handles: Vec<_> = mine
+                        .into_iter()
+                        .map(|o| tokio::task::spawn_local(sim_device::run(o, stopped.clone())))
+                        .collect();
+                    let mut failed = 0;
+                    for h in handles {
+                        if !matches!(h.await, Ok(Ok(()))) {
+                            failed += 1;
+                        }
+                    }
+                    failed
+                })
+            })
+        })
+        .collect()
+}
+
+struct Figures {
+    registered: usize,
+    reg_time: Duration,
+    updated: usize,
+    failed: usize,
+    update_time: Duration,
+    peak_kib: Option<u64>,
+    shim_cpu_s: Option<f64>,
+    window: usize,
+    device_errors: usize,
+    first_error: Option<String>,
+}
+
+fn json_len(agent: &ureq::Agent, url: &str) -> Option<Value> {
+    let mut resp = agent.get(url).call().ok()?;
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_vec()
+        .ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn run(n: usize) -> Result<Figures, String> {
+    let limit = Duration::from_secs(env_or("FLEET_TIMEOUT_S", 300));
+    let window = env_or("FLEET_WINDOW", n).max(1);
+    let dir = temp_dir(n);
+    let packages = dir.join("packages");
+    std::fs::create_dir_all(&packages).map_err(|e| e.to_string())?;
+    let signer = Signer::generate().map_err(|e| e.to_string())?;
+    let anchor = dir.join("signer.pub.pem");
+    std::fs::write(&anchor, &signer.public_pem).map_err(|e| e.to_string())?;
+    let package = signer
+        .build_sized(Kind::Good, "2.0.0", fresh_sequence(), IMAGE_LEN)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(packages.join(PACKAGE), &package).map_err(|e| e.to_string())?;
+
+    let shim = ShimProcess::spawn(&packages, &dir.join("shim.log"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let (tx, events) = mpsc::channel();
+    follow_events(&shim.http, tx)?;
+
+    let eps: Vec<String> = (0..n).map(|i| format!("fleet-{i:05}")).collect();
+    let options = eps
+        .iter()
+        .map(|ep| {
+            parse_options([
+                format!("--server=coap://{}", shim.coap),
+                format!("--endpoint={ep}"),
+                "--in-memory".to_string(),
+                format!("--trust-anchor={}", anchor.display()),
+                format!("--slot-kib={SLOT_KIB}"),
+                "--lifetime=3600".to_string(),
+            ])
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let threads = start_devices(options, stopped);
+
+    // Registrations, as the event stream reports them.
+    let mut registered = HashSet::new();
+    while registered.len() < n && started.elapsed() < limit {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(Seen::Registered(ep)) => {
+                registered.insert(ep);
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let reg_time = started.elapsed();
+    let listed = json_len(&agent, &format!("{}/api/clients", shim.http))
+        .and_then(|v| v.as_array().map(|a| a.len()))
+        .unwrap_or(0);
+
+    // Updates: at most `window` jobs running; each finished job makes room for the next.
+    let update_start = Instant::now();
+    let body = format!(r#"{{"package":"{PACKAGE}","method":"pull"}}"#);
+    let mut pending = eps.iter();
+    let mut running = HashSet::new();
+    let (mut updated, mut failed) = (0usize, 0usize);
+    let mut first_error = None;
+    while updated + failed < n && update_start.elapsed() < limit {
+        while running.len() < window {
+            let Some(ep) = pending.next() else { break };
+            let r = agent
+                .post(format!("{}/api/clients/{ep}/firmware", shim.http))
+                .header("content-type", "application/json")
+                .send(body.as_str());
+            match r.map(|r| r.status().as_u16()) {
+                Ok(202) => {
+                    running.insert(ep.clone());
+                }
+                other => {
+                    failed += 1;
+                    first_error.get_or_insert(format!("{ep}: start answered {other:?}"));
+                }
+            }
+        }
+        match events.recv_timeout(Duration::from_millis(500)) {
+            Ok(Seen::JobEnded { ep, ok }) => {
+                if running.remove(&ep) {
+                    if ok {
+                        updated += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(Seen::Registered(_)) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let update_time = update_start.elapsed();
+    // The job list is the authority (an event stream may drop events under load).
+    if let Some(jobs) = json_len(&agent, &format!("{}/api/jobs", shim.http)) {
+        let all = jobs.as_array().cloned().unwrap_or_default();
+        updated = all.iter().filter(|j| j["phase"] == "SUCCEEDED").count();
+        failed = all.iter().filter(|j| j["phase"] == "FAILED").count();
+        if let Some(e) = all.iter().find_map(|j| j["error"].as_str()) {
+            first_error.get_or_insert(e.to_string());
+        }
+    }
+    let peak_kib = shim.peak_rss_kib();
+    let shim_cpu_s = shim.cpu_s();
+    let _ = stop.send(true);
+    let device_errors = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    drop(shim);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Figures {
+        registered: registered.len().max(listed.min(n)),
+        reg_time,
+        updated,
+        failed,
+        update_time,
+        peak_kib,
+        shim_cpu_s,
+        window,
+        device_errors,
+        first_error,
+    })
+}
+
+fn main() {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        if let Err(e) = shim_child(PathBuf::from(dir)) {
+            eprintln!("shim process: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("FLEET_N")
+        .unwrap_or_else(|_| "100,1000,10000".into())
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    for n in sizes {
+        match run(n) {
+            Ok(f) => {
+                let secs = |d: Duration| d.as_secs_f64().max(1e-9);
+                println!(
+                    "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
+                     {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
+                     shim peak RSS {} MiB, shim CPU {:.1} s; {} devices ended with an error; ratio: none (no peer LwM2M server \
+                     installed to run the same fleet against){}",
+                    f.window,
+                    f.registered,
+                    secs(f.reg_time),
+                    f.registered as f64 / secs(f.reg_time),
+                    f.updated,
+                    f.failed,
+                    secs(f.update_time),
+                    f.updated as f64 / secs(f.update_time),
+                    secs(f.reg_time + f.update_time),
+                    f.peak_kib
+                        .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                    f.shim_cpu_s.unwrap_or(f64::NAN),
+                    f.device_errors,
+                    f.first_error
+                        .map(|e| format!("; first failure: {e}"))
+                        .unwrap_or_default(),
+                );
+            }
+            Err(e) => println!("fleet N={n}: failed to run: {e}"),
+        }
+    }
+}
