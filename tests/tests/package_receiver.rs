@@ -69,19 +69,24 @@ fn device(k: &Keys, strategy: Strategy) -> SimDevice {
     d
 }
 
-/// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.
-fn download(d: &mut SimDevice, k: &Keys, pkg: &[u8]) -> Result<Outcome, PackageError> {
-    let anchors = [TrustAnchor::P256(&k.sec1)];
-    let floor = d.slots().unwrap().status().floor;
-    let policy = Policy {
-        anchors: &anchors,
+/// This device's acceptance policy with `anchors` and the anti-rollback `floor`.
+fn policy<'a>(anchors: &'a [TrustAnchor<'a>], floor: u64) -> Policy<'a> {
+    Policy {
+        anchors,
         identity: DeviceIdentity {
             vendor_id: &VENDOR,
             class_id: &CLASS,
             device_id: None,
         },
         freshness: Freshness::NewerThanInstalled(floor),
-    };
+    }
+}
+
+/// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.
+fn download(d: &mut SimDevice, k: &Keys, pkg: &[u8]) -> Result<Outcome, PackageError> {
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let floor = d.slots().unwrap().status().floor;
+    let policy = policy(&anchors, floor);
     let mut buf = [0u8; 2048];
     let mut rx = PackageReceiver::new(&mut buf, policy, Software);
     let mut slots = d.slots().unwrap();
@@ -195,15 +200,7 @@ fn interrupted_download_resumes_after_a_reboot() {
         .build();
     let pkg = envelope(&k, &new, 3, "3.0.0", Delivery::Integrated);
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    let policy = Policy {
-        anchors: &anchors,
-        identity: DeviceIdentity {
-            vendor_id: &VENDOR,
-            class_id: &CLASS,
-            device_id: None,
-        },
-        freshness: Freshness::NewerThanInstalled(1),
-    };
+    let policy = policy(&anchors, 1);
     // First power-on: 30 000 envelope bytes arrive, then the device resets.
     let payload_start = {
         let mut buf = [0u8; 2048];
@@ -253,15 +250,7 @@ fn two_stage_pull_fetches_the_image_named_by_the_manifest() {
         Delivery::Uri("coap://[::1]/fw.bin".into()),
     );
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    let policy = Policy {
-        anchors: &anchors,
-        identity: DeviceIdentity {
-            vendor_id: &VENDOR,
-            class_id: &CLASS,
-            device_id: None,
-        },
-        freshness: Freshness::NewerThanInstalled(1),
-    };
+    let policy = policy(&anchors, 1);
     let mut buf = [0u8; 2048];
     let mut rx = PackageReceiver::new(&mut buf, policy, Software);
     let mut slots = d.slots().unwrap();

@@ -453,27 +453,8 @@ impl Block2Pull {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pull::SinkError;
+    use crate::pull::MemSink;
     use object5::UpdateResult;
-
-    #[derive(Default)]
-    struct MemSink {
-        data: Vec<u8>,
-        starts: Vec<u64>,
-    }
-
-    impl PackageSink for MemSink {
-        fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-            self.data.truncate(from as usize);
-            self.starts.push(from);
-            Ok(())
-        }
-        fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-            assert_eq!(offset, self.data.len() as u64);
-            self.data.extend_from_slice(bytes);
-            Ok(())
-        }
-    }
 
     /// A package host in-process: answers a request datagram for `body` with `etag`.
     fn answer(req: &[u8], body: &[u8], etag: &[u8], con: bool) -> Vec<u8> {

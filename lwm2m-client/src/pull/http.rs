@@ -188,30 +188,10 @@ pub async fn pull_async(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pull::SinkError;
+    use crate::pull::MemSink;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
-
-    /// Collects what the pull delivers and checks that offsets are contiguous.
-    #[derive(Default)]
-    struct MemSink {
-        data: Vec<u8>,
-        starts: Vec<u64>,
-    }
-
-    impl PackageSink for MemSink {
-        fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-            self.data.truncate(from as usize);
-            self.starts.push(from);
-            Ok(())
-        }
-        fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-            assert_eq!(offset, self.data.len() as u64, "non-contiguous write");
-            self.data.extend_from_slice(bytes);
-            Ok(())
-        }
-    }
 
     /// A one-file HTTP/1.1 server with ETag / Range / If-Range, answering `requests` requests.
     /// `cut_after` closes the connection after that many body bytes.
