@@ -13,6 +13,9 @@
 //! `/api/jobs`. An update counts when its job SUCCEEDED: the device pulled, verified,
 //! installed, reset into the new image, re-registered and reported State 0 / Update Result 1.
 //!
+//! `FLEET_SHIM_RCVBUF=bytes` is an experiment: it raises the receive buffer of the shim's CoAP
+//! socket (which `serve` leaves at the system default, 208 KiB here) to show how much of the
+//! time at large N goes to datagrams the kernel dropped there and the retransmissions after.
 //! `FLEET_WINDOW=k` keeps at most k updates running at once (default: all), as
 //! `update --concurrency` does. `FLEET_TIMEOUT_S` bounds each run (default 300 s).
 //! No other LwM2M server is installed here to run the same fleet against, so no ratio is
@@ -78,12 +81,72 @@ fn shim_child(package_dir: PathBuf) -> Result<(), String> {
         .block_on(server::start(config))
         .map_err(|e| e.to_string())?;
     let coap = running.coap_addr.ok_or("no coap listener")?;
+    if let Some(bytes) = std::env::var("FLEET_SHIM_RCVBUF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        set_rcvbuf(coap, bytes)?;
+    }
     println!("{coap} {}", running.http_addr);
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     drop(running);
     Ok(())
+}
+
+/// The experiment behind `FLEET_SHIM_RCVBUF`: sets SO_RCVBUF of the shim's CoAP socket (found
+/// among this process's descriptors by its bound address), which `serve` leaves at the
+/// system default. The kernel caps it at net.core.rmem_max.
+fn set_rcvbuf(coap: std::net::SocketAddr, bytes: i32) -> Result<(), String> {
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())?;
+    for fd in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        // SAFETY: getsockname writes at most `len` bytes into `addr`, a plain C struct; an fd
+        // that is not an IPv4 socket makes it fail or report another family.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let got = unsafe {
+            libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len)
+        };
+        let port = u16::from_be(addr.sin_port);
+        if got != 0 || i32::from(addr.sin_family) != libc::AF_INET || port != coap.port() {
+            continue;
+        }
+        let mut sotype: libc::c_int = 0;
+        let mut tlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one c_int option into `sotype`.
+        let ok = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&mut sotype as *mut libc::c_int).cast(),
+                &mut tlen,
+            )
+        };
+        if ok != 0 || sotype != libc::SOCK_DGRAM {
+            continue;
+        }
+        // SAFETY: passes one c_int option value.
+        let set = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        return if set == 0 {
+            Ok(())
+        } else {
+            Err("setsockopt SO_RCVBUF failed".into())
+        };
+    }
+    Err(format!("no UDP socket bound to {coap} in this process"))
 }
 
 /// The running shim process; killed and reaped on drop.
@@ -252,7 +315,17 @@ struct Figures {
     shim_cpu_s: Option<f64>,
     window: usize,
     device_errors: usize,
+    udp_drops: Option<u64>,
     first_error: Option<String>,
+}
+
+/// Datagrams the kernel dropped for full UDP receive buffers, machine-wide (/proc/net/snmp).
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 fn json_len(agent: &ureq::Agent, url: &str) -> Option<Value> {
@@ -305,6 +378,7 @@ fn run(n: usize) -> Result<Figures, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let drops_before = udp_rcvbuf_errors();
     let started = Instant::now();
     let threads = start_devices(options, stopped);
 
@@ -376,6 +450,9 @@ fn run(n: usize) -> Result<Figures, String> {
     }
     let peak_kib = shim.peak_rss_kib();
     let shim_cpu_s = shim.cpu_s();
+    let udp_drops = udp_rcvbuf_errors()
+        .zip(drops_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let _ = stop.send(true);
     let device_errors = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     drop(shim);
@@ -390,6 +467,7 @@ fn run(n: usize) -> Result<Figures, String> {
         shim_cpu_s,
         window,
         device_errors,
+        udp_drops,
         first_error,
     })
 }
@@ -407,6 +485,9 @@ fn main() {
         .split(',')
         .filter_map(|x| x.trim().parse().ok())
         .collect();
+    let rcvbuf = std::env::var("FLEET_SHIM_RCVBUF")
+        .map(|b| format!("shim socket SO_RCVBUF set to {b} (experiment)"))
+        .unwrap_or_else(|_| "shim socket SO_RCVBUF: system default".into());
     for n in sizes {
         match run(n) {
             Ok(f) => {
@@ -414,7 +495,8 @@ fn main() {
                 println!(
                     "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
-                     shim peak RSS {} MiB, shim CPU {:.1} s; {} devices ended with an error; ratio: none (no peer LwM2M server \
+                     shim peak RSS {} MiB, shim CPU {:.1} s; {} devices ended with an error; \
+                     {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,
                     f.registered,
@@ -429,6 +511,7 @@ fn main() {
                         .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
                     f.shim_cpu_s.unwrap_or(f64::NAN),
                     f.device_errors,
+                    f.udp_drops.map_or("?".into(), |d| d.to_string()),
                     f.first_error
                         .map(|e| format!("; first failure: {e}"))
                         .unwrap_or_default(),
