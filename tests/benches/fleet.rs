@@ -195,13 +195,18 @@ impl ShimProcess {
 
     /// CPU seconds (user + system) the shim process has used so far.
     fn cpu_s(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
+        cpu_s(&self.child.id().to_string())
     }
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Drop for ShimProcess {
@@ -313,6 +318,7 @@ struct Figures {
     update_time: Duration,
     peak_kib: Option<u64>,
     shim_cpu_s: Option<f64>,
+    devices_cpu_s: Option<f64>,
     window: usize,
     device_errors: usize,
     udp_drops: Option<u64>,
@@ -379,6 +385,7 @@ fn run(n: usize) -> Result<Figures, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let drops_before = udp_rcvbuf_errors();
+    let cpu_before = cpu_s("self");
     let started = Instant::now();
     let threads = start_devices(options, stopped);
 
@@ -450,6 +457,7 @@ fn run(n: usize) -> Result<Figures, String> {
     }
     let peak_kib = shim.peak_rss_kib();
     let shim_cpu_s = shim.cpu_s();
+    let devices_cpu_s = cpu_s("self").zip(cpu_before).map(|(a, b)| a - b);
     let udp_drops = udp_rcvbuf_errors()
         .zip(drops_before)
         .map(|(a, b)| a.saturating_sub(b));
@@ -465,6 +473,7 @@ fn run(n: usize) -> Result<Figures, String> {
         update_time,
         peak_kib,
         shim_cpu_s,
+        devices_cpu_s,
         window,
         device_errors,
         udp_drops,
@@ -495,7 +504,7 @@ fn main() {
                 println!(
                     "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
-                     shim peak RSS {} MiB, shim CPU {:.1} s; {} devices ended with an error; \
+                     shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,
@@ -510,6 +519,7 @@ fn main() {
                     f.peak_kib
                         .map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
                     f.shim_cpu_s.unwrap_or(f64::NAN),
+                    f.devices_cpu_s.unwrap_or(f64::NAN),
                     f.device_errors,
                     f.udp_drops.map_or("?".into(), |d| d.to_string()),
                     f.first_error
