@@ -78,6 +78,11 @@ pub struct DeviceOptions {
     /// The CA the server's certificate must chain to (PEM).
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Simulated user: defer the first Execute Update of each boot when the server allows it
+    /// (/5/0/13 Maximum Defer Period > 0, severity not critical): Update Result 11, and the
+    /// update installs by itself when the period ends.
+    #[arg(long)]
+    pub defer_updates: bool,
     /// Lose power after this many flash operations of this power-on (overrides
     /// SIM_POWER_CUT_AFTER); the device then stops as if its supply were cut.
     #[arg(long)]
@@ -255,6 +260,14 @@ fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
         .map_err(|_| CliError::Psk("OpenSSL refused the PSK configuration"))
 }
 
+/// Work the device runs beside its engine.
+enum Job {
+    /// A pull ended.
+    Pulled(PullJob, Result<(), PullError>),
+    /// The end of a deferral period: the deferred update installs now.
+    DeferralOver,
+}
+
 /// What the run loop should do after the engine stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Next {
@@ -315,7 +328,7 @@ async fn pull(
 /// Starts the pull Object 5 asked for, if any.
 fn start_pull(
     fw: &FirmwareUpdate<SimFirmware>,
-    tasks: &mut Tasks<(PullJob, Result<(), PullError>)>,
+    tasks: &mut Tasks<Job>,
     args: &DeviceOptions,
     dtls: Option<&DtlsContext>,
 ) {
@@ -325,7 +338,11 @@ fn start_pull(
             ..TxParams::default()
         };
         let dtls = dtls.cloned();
-        tasks.spawn(pull(fw.clone(), job, args.pull_block_size, tx, dtls));
+        let pull = pull(fw.clone(), job, args.pull_block_size, tx, dtls);
+        tasks.spawn(async move {
+            let (job, outcome) = pull.await;
+            Job::Pulled(job, outcome)
+        });
     }
 }
 
@@ -387,6 +404,7 @@ pub async fn run(
         let epoch_ms = unix_ms();
         dev.set_time(0, i64::try_from(epoch_ms / 1000).unwrap_or(0));
         let fw = FirmwareUpdate::with_pull(backend, pull_protocols(dtls.as_ref()), epoch_ms);
+        fw.set_defer_next_update(args.defer_updates);
         let (security, mut server_object) = match &args.bootstrap {
             Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
             None => (security_account(&args), Server::new(args.lifetime)),
@@ -488,6 +506,15 @@ pub async fn run(
                     if path.starts_with(&object5) {
                         e.notify_changed(now, &object5);
                         start_pull(&fw, tasks, &args, dtls.as_ref());
+                        if let Some(at) = fw.deferred_until() {
+                            // The user deferred the update: it installs by itself at `at`.
+                            // Half a second late rather than early: the object decides on whole seconds.
+                            let wait = (at * 1000 + 500).saturating_sub(unix_ms());
+                            tasks.spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(wait)).await;
+                                Job::DeferralOver
+                            });
+                        }
                         if fw.take_install_request() {
                             tracing::info!("installing: reset into the bootloader");
                             next.set(Next::Reboot);
@@ -505,12 +532,16 @@ pub async fn run(
                 }
                 Control::Continue
             },
-            |e: &mut Engine<_>, now, (job, outcome): (PullJob, Result<(), PullError>), tasks| {
+            |e: &mut Engine<_>, now, done: Job, tasks| {
                 if powered_off() {
                     next.set(Next::PowerLost);
                     return Control::Stop;
                 }
-                if fw.pull_finished(&job, outcome, now) {
+                let changed = match done {
+                    Job::Pulled(job, outcome) => fw.pull_finished(&job, outcome, now),
+                    Job::DeferralOver => fw.poll_deferred(now),
+                };
+                if changed {
                     e.notify_changed(now, &object5);
                 }
                 // A two-stage package continues with its image; an automatic upgrade installs.

@@ -208,6 +208,7 @@ impl Harness {
             ),
             psk_identity: None,
             psk_key: None,
+            defer_updates: false,
             cert: None,
             cert_key: None,
             ca: None,

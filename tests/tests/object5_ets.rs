@@ -345,3 +345,32 @@ fn cancel_downloaded_package_gives_idle_with_result_10() {
     assert_eq!(h.execute("cancel", "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
     let _ = DOWNLOADING;
 }
+
+#[test]
+fn deferred_update_reports_11_then_installs_when_the_period_ends() {
+    let h = Harness::start("defer");
+    let mut opts = h.device_options("defer");
+    opts.defer_updates = true;
+    let dev = SimDeviceThread::start(opts);
+    h.wait_until("registration", T, || h.registered("defer"));
+    let (status, v) = h.put(
+        "/api/clients/defer/5/0/13?format=TEXT",
+        &serde_json::json!({"id": 13, "kind": "singleResource", "type": "unsigned", "value": "2"}),
+    );
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("CHANGED(204)")),
+        "{v}"
+    );
+    let uri = h.package("fw.suit", &PackageKind::good("2.0.0", 2, 10_000));
+    h.write_uri("defer", &uri);
+    h.wait_state("defer", (DOWNLOADED, 0), T);
+    assert_eq!(h.execute("defer", "/5/0/2"), "CHANGED(204)");
+    // The user deferred: still Downloaded, Update Result 11.
+    assert_eq!(h.state_result("defer"), Some((DOWNLOADED, 11)));
+    assert_eq!(h.read_string("defer", "/3/0/3").as_deref(), Some("1.0.0"));
+    // Two seconds later it installs by itself.
+    wait_version(&h, "defer", "2.0.0");
+    h.wait_state("defer", (IDLE, 1), T);
+    dev.stop().unwrap();
+}

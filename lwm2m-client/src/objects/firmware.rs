@@ -316,6 +316,11 @@ impl<B: FirmwareBackend> FirmwareUpdate<B> {
         core::mem::take(&mut self.core.borrow_mut().install_requested)
     }
 
+    /// When a deferred update installs by itself (Unix seconds), if one is deferred.
+    pub fn deferred_until(&self) -> Option<u64> {
+        self.core.borrow().install_at
+    }
+
     /// A deferred update whose time has come installs now; true if it did.
     pub fn poll_deferred(&self, now_ms: u64) -> bool {
         let mut c = self.core.borrow_mut();
