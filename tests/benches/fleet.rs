@@ -334,15 +334,27 @@ fn udp_rcvbuf_errors() -> Option<u64> {
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
-fn json_len(agent: &ureq::Agent, url: &str) -> Option<Value> {
-    let mut resp = agent.get(url).call().ok()?;
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(256 * 1024 * 1024)
-        .read_to_vec()
-        .ok()?;
-    serde_json::from_slice(&body).ok()
+/// How often the bench checks the REST lists for what the event stream may have lost.
+const RECONCILE: Duration = Duration::from_secs(3);
+
+/// `GET /api/{what}` as a JSON array (empty if the shim did not answer).
+fn list(agent: &ureq::Agent, base: &str, what: &str) -> Vec<Value> {
+    let body = agent
+        .get(format!("{base}/api/{what}"))
+        .call()
+        .ok()
+        .and_then(|mut r| {
+            r.body_mut()
+                .with_config()
+                .limit(256 * 1024 * 1024)
+                .read_to_vec()
+                .ok()
+        })
+        .unwrap_or_default();
+    match serde_json::from_slice(&body) {
+        Ok(Value::Array(a)) => a,
+        _ => Vec::new(),
+    }
 }
 
 fn run(n: usize) -> Result<Figures, String> {
@@ -389,9 +401,16 @@ fn run(n: usize) -> Result<Figures, String> {
     let started = Instant::now();
     let threads = start_devices(options, stopped);
 
-    // Registrations, as the event stream reports them.
+    // Registrations, as the event stream reports them; the event stream drops events when
+    // its reader falls behind, so the client list is consulted every few seconds too.
     let mut registered = HashSet::new();
-    while registered.len() < n && started.elapsed() < limit {
+    let mut listed = 0;
+    let mut checked = Instant::now();
+    while registered.len().max(listed) < n && started.elapsed() < limit {
+        if checked.elapsed() >= RECONCILE {
+            checked = Instant::now();
+            listed = list(&agent, &shim.http, "clients").len();
+        }
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(Seen::Registered(ep)) => {
                 registered.insert(ep);
@@ -402,9 +421,7 @@ fn run(n: usize) -> Result<Figures, String> {
         }
     }
     let reg_time = started.elapsed();
-    let listed = json_len(&agent, &format!("{}/api/clients", shim.http))
-        .and_then(|v| v.as_array().map(|a| a.len()))
-        .unwrap_or(0);
+    let listed = list(&agent, &shim.http, "clients").len();
 
     // Updates: at most `window` jobs running; each finished job makes room for the next.
     let update_start = Instant::now();
@@ -413,7 +430,24 @@ fn run(n: usize) -> Result<Figures, String> {
     let mut running = HashSet::new();
     let (mut updated, mut failed) = (0usize, 0usize);
     let mut first_error = None;
+    let mut checked = Instant::now();
     while updated + failed < n && update_start.elapsed() < limit {
+        if checked.elapsed() >= RECONCILE {
+            // Jobs whose final FIRMWARE event the stream lost.
+            checked = Instant::now();
+            for j in list(&agent, &shim.http, "jobs") {
+                let (Some(ep), Some(phase)) = (j["ep"].as_str(), j["phase"].as_str()) else {
+                    continue;
+                };
+                if matches!(phase, "SUCCEEDED" | "FAILED") && running.remove(ep) {
+                    if phase == "SUCCEEDED" {
+                        updated += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+        }
         while running.len() < window {
             let Some(ep) = pending.next() else { break };
             let r = agent
@@ -447,8 +481,8 @@ fn run(n: usize) -> Result<Figures, String> {
     }
     let update_time = update_start.elapsed();
     // The job list is the authority (an event stream may drop events under load).
-    if let Some(jobs) = json_len(&agent, &format!("{}/api/jobs", shim.http)) {
-        let all = jobs.as_array().cloned().unwrap_or_default();
+    let all = list(&agent, &shim.http, "jobs");
+    if !all.is_empty() {
         updated = all.iter().filter(|j| j["phase"] == "SUCCEEDED").count();
         failed = all.iter().filter(|j| j["phase"] == "FAILED").count();
         if let Some(e) = all.iter().find_map(|j| j["error"].as_str()) {
