@@ -37,6 +37,20 @@ pub struct Stored {
     pub resume: Option<ResumePoint>,
 }
 
+impl Stored {
+    /// Nothing persisted: Idle, result 0, no package, no download to resume.
+    pub fn nothing() -> Self {
+        Self {
+            state: State::Idle,
+            result: UpdateResult::Initial,
+            uri: String::new(),
+            name: String::new(),
+            version: String::new(),
+            resume: None,
+        }
+    }
+}
+
 /// How [`FirmwareBackend::finish`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finished {
@@ -57,14 +71,7 @@ pub enum Finished {
 pub trait FirmwareBackend {
     /// The persistent state after a boot.
     fn stored(&mut self) -> Stored {
-        Stored {
-            state: State::Idle,
-            result: UpdateResult::Initial,
-            uri: String::new(),
-            name: String::new(),
-            version: String::new(),
-            resume: None,
-        }
+        Stored::nothing()
     }
     /// Largest package the device can store (sent as Size1 with 4.13).
     fn capacity(&self) -> Option<u32> {

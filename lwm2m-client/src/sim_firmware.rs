@@ -15,7 +15,7 @@ use device_port::SimDevice;
 use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
 use object5::slots::Phase;
-use object5::{State, UpdateResult};
+use object5::UpdateResult;
 
 use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Stored};
 
@@ -213,14 +213,8 @@ impl FirmwareBackend for SimFirmware {
         let resume = self.load_resume();
         let mut d = self.device.borrow_mut();
         let Ok(slots) = d.slots() else {
-            return Stored {
-                state: State::Idle,
-                result: UpdateResult::Initial,
-                uri: String::new(),
-                name: String::new(),
-                version: String::new(),
-                resume: None,
-            };
+            // The flash is gone (power cut): nothing can be read back.
+            return Stored::nothing();
         };
         let status = slots.status();
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
