@@ -52,14 +52,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             _ => return,
         }
         self.reg.next_at = None;
-        let mid = self.mid();
-        let token = self.token();
-        let mut p = coap::packet(
-            MessageType::Confirmable,
-            MessageClass::Request(RequestType::Post),
-            mid,
-            &token,
-        );
+        let mut p = self.new_request(RequestType::Post);
         p.add_option(CoapOption::UriPath, b"bs".to_vec());
         p.add_option(
             CoapOption::UriQuery,

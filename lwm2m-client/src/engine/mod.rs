@@ -18,7 +18,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-use coap_lite::{MessageClass, MessageType, Packet};
+use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 
 pub use registration::RegState;
 
@@ -391,6 +391,18 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
         self.send_confirmable(now, p.peer, resp, Purpose::SeparateResponse);
         self.mark_all_dirty();
+    }
+
+    /// A confirmable request with a fresh message id and token.
+    pub(crate) fn new_request(&mut self, code: RequestType) -> Packet {
+        let mid = self.mid();
+        let token = self.token();
+        coap::packet(
+            MessageType::Confirmable,
+            MessageClass::Request(code),
+            mid,
+            &token,
+        )
     }
 
     pub(crate) fn mid(&mut self) -> u16 {

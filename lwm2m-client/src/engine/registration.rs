@@ -8,7 +8,7 @@ use crate::codec::{link, ContentFormat, Link};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
 /// Where the client stands with its server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,14 +174,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.events.push_back(Event::Deregistered);
             return;
         };
-        let mid = self.mid();
-        let token = self.token();
-        let mut p = coap::packet(
-            MessageType::Confirmable,
-            MessageClass::Request(RequestType::Delete),
-            mid,
-            &token,
-        );
+        let mut p = self.new_request(RequestType::Delete);
         for seg in location {
             p.add_option(CoapOption::UriPath, seg.into_bytes());
         }
@@ -202,14 +195,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             _ => return,
         }
         self.reg.next_at = None;
-        let mid = self.mid();
-        let token = self.token();
-        let mut p = coap::packet(
-            MessageType::Confirmable,
-            MessageClass::Request(RequestType::Post),
-            mid,
-            &token,
-        );
+        let mut p = self.new_request(RequestType::Post);
         let purpose = if let Some(location) = self.reg.location.clone() {
             for seg in location {
                 p.add_option(CoapOption::UriPath, seg.into_bytes());
