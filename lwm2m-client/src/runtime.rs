@@ -120,6 +120,8 @@ where
     let now = |epoch: Instant| epoch.elapsed().as_millis() as u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut stopping: Option<Instant> = None;
+    let mut draining: Option<Instant> = None;
+    let mut stop_requested = false;
     // An engine the caller put into bootstrap keeps bootstrapping; otherwise register (over
     // DTLS: once the session is up, below).
     if engine.registration() != crate::RegState::Bootstrapping && !link.needs_handshake() {
@@ -152,8 +154,22 @@ where
             }
         }
         flush(engine, link).await?;
+        if control == Control::Stop || stop_requested {
+            // Let a notification queued behind an unacknowledged one go out before stopping
+            // (e.g. State = Updating right before a reset), for at most DRAIN.
+            if !engine.notifications_pending() {
+                return Ok(());
+            }
+            draining.get_or_insert(Instant::now() + DRAIN);
+        }
+        if let Some(limit) = draining {
+            if !engine.notifications_pending() || Instant::now() >= limit {
+                flush(engine, link).await?;
+                return Ok(());
+            }
+        }
         match control {
-            Control::Stop => return Ok(()),
+            Control::Stop => {}
             Control::Shutdown if stopping.is_none() => {
                 stopping = Some(Instant::now() + dereg_wait);
                 engine.deregister(now(epoch));
@@ -169,7 +185,11 @@ where
         let deadline = engine
             .poll_timeout()
             .map(|t| epoch + Duration::from_millis(t));
-        let wake = match (deadline, stopping) {
+        let stopping_or_draining = match (stopping, draining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let wake = match (deadline, stopping_or_draining) {
             (Some(d), Some(s)) => d.min(s),
             (Some(d), None) => d,
             (None, Some(s)) => s,
@@ -190,8 +210,7 @@ where
             _ = tokio::time::sleep_until(wake) => engine.handle_timeout(now(epoch)),
             m = tasks.next(), if !tasks.is_empty() => {
                 if on_done(engine, now(epoch), m, tasks) == Control::Stop {
-                    flush(engine, link).await?;
-                    return Ok(());
+                    stop_requested = true;
                 }
             }
             _ = &mut shutdown, if !shutdown_done => {
@@ -230,6 +249,9 @@ struct Secure {
     /// The last session, offered for an abbreviated handshake on reconnect.
     resume: Option<SslSession>,
 }
+
+/// How long a stopping device waits for queued notifications to be acknowledged.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Budget of one handshake attempt; a failed attempt is retried after [`HANDSHAKE_RETRY`].
 const HANDSHAKE_BUDGET: Duration = Duration::from_secs(30);

@@ -356,6 +356,14 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.process_observations(now);
     }
 
+    /// Whether a notification is waiting for its acknowledgement (or queued behind one): a
+    /// device about to reset should let these go out first, or its server misses the change.
+    pub fn notifications_pending(&self) -> bool {
+        self.observations
+            .iter()
+            .any(|o| o.in_flight.is_some() && o.dirty)
+    }
+
     /// Tells the engine that values under `path` changed (observations re-check them).
     pub fn notify_changed(&mut self, now: u64, path: &Path) {
         for o in &mut self.observations {
