@@ -17,6 +17,8 @@ pub(crate) mod cbor;
 pub mod crypto;
 mod envelope;
 mod error;
+#[cfg(feature = "openssl")]
+pub mod host_crypto;
 mod interp;
 #[allow(clippy::module_inception)]
 mod manifest;
@@ -25,7 +27,7 @@ mod policy;
 mod stream;
 
 pub use auth::{verify_wrapper, TrustAnchor};
-pub use crypto::{CryptoBackend, Sha256Hasher, Software};
+pub use crypto::{CryptoBackend, Sha256Hasher, Software, SoftwareSha256};
 pub use envelope::{Envelope, IntegratedPayload};
 pub use error::Error;
 pub use interp::{DeviceIdentity, Interpreter, Platform, MAX_NESTING};
