@@ -58,11 +58,18 @@ impl Journal {
             last_seq: 0,
         };
         let mut best: Option<(Record, u32, u32)> = None;
+        // Newest first within a sector (appends go up): a committed record whose sequence
+        // number cannot beat the best so far is not worth its CRC, so a scan decodes about
+        // one record per sector (every boot and every reopen does this scan).
         for s in 0..2 {
-            for i in 0..journal.per_sector() {
+            for i in (0..journal.per_sector()).rev() {
                 flash.read(journal.addr(s, i), raw).map_err(flash_err)?;
+                let beats = |seq: u32| best.as_ref().is_none_or(|(b, _, _)| seq > b.seq);
+                if !Record::committed_seq(raw).is_some_and(beats) {
+                    continue;
+                }
                 if let Some(r) = Record::decode(raw) {
-                    if best.as_ref().is_none_or(|(b, _, _)| r.seq > b.seq) {
+                    if beats(r.seq) {
                         best = Some((r, s, i));
                     }
                 }

@@ -155,13 +155,21 @@ impl Record {
         out[CRC_AT..PAYLOAD_SIZE].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Decodes a whole record (payload + commit region); `None` unless it is committed, its
-    /// CRC matches and every length is in range. Never panics on any bytes.
-    pub(crate) fn decode(raw: &[u8]) -> Option<Self> {
+    /// The sequence number of what looks like a committed record (magic and commit mark),
+    /// before its CRC is checked: lets a scan skip decoding records it would not keep.
+    pub(crate) fn committed_seq(raw: &[u8]) -> Option<u32> {
         let raw: &[u8; RECORD_SIZE] = raw.get(..RECORD_SIZE)?.try_into().ok()?;
         if raw[COMMIT_AT..COMMIT_AT + 4] != COMMIT || raw[0..4] != MAGIC {
             return None;
         }
+        Some(u32::from_le_bytes(raw[4..8].try_into().ok()?))
+    }
+
+    /// Decodes a whole record (payload + commit region); `None` unless it is committed, its
+    /// CRC matches and every length is in range. Never panics on any bytes.
+    pub(crate) fn decode(raw: &[u8]) -> Option<Self> {
+        let seq = Self::committed_seq(raw)?;
+        let raw: &[u8; RECORD_SIZE] = raw.get(..RECORD_SIZE)?.try_into().ok()?;
         let stored = u32::from_le_bytes(raw[CRC_AT..PAYLOAD_SIZE].try_into().ok()?);
         if super::crc::crc32(&raw[..CRC_AT]) != stored {
             return None;
@@ -177,7 +185,7 @@ impl Record {
         let name_at = URI_AT + MAX_URI;
         let version_at = name_at + MAX_NAME;
         Some(Self {
-            seq: u32::from_le_bytes(raw[4..8].try_into().ok()?),
+            seq,
             phase,
             result: UpdateResult::from_code(raw[10]),
             active: raw[11],
