@@ -10,7 +10,8 @@
 use std::fmt;
 use std::path::Path;
 
-use object5::manifest::{DeviceIdentity, Software};
+use object5::manifest::host_crypto::HostCrypto;
+use object5::manifest::DeviceIdentity;
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
 use crate::auth::p256_anchors;
@@ -56,6 +57,9 @@ pub struct SimConfig {
     /// Vendor and class UUIDs the bootloader requires of a candidate's manifest; `None`
     /// checks signature, digest and sequence number only.
     pub identity: Option<([u8; 16], [u8; 16])>,
+    /// Signature checks of the bootloader and the download path: the portable software
+    /// backend by default, OpenSSL to simulate a device with a P-256 accelerator (fleets).
+    pub crypto: HostCrypto,
 }
 
 impl SimConfig {
@@ -68,6 +72,7 @@ impl SimConfig {
             factory,
             power_cut: None,
             identity: None,
+            crypto: HostCrypto::Software,
         }
     }
 
@@ -175,7 +180,7 @@ impl SimDevice {
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
         let anchors = p256_anchors(&self.config.trust_anchors);
-        let mut auth = SuitAuthenticator::new(&anchors, Software);
+        let mut auth = SuitAuthenticator::new(&anchors, self.config.crypto);
         if let Some((vendor_id, class_id)) = &self.config.identity {
             auth = auth.with_identity(DeviceIdentity {
                 vendor_id,

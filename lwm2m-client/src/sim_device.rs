@@ -19,6 +19,7 @@ use device_port::image::ImageBuilder;
 use device_port::{FactoryImage, SimConfig, SimDevice};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
 use object5::machine::{InstallOutcome, Protocol, Protocols};
+use object5::manifest::host_crypto::HostCrypto;
 use object5::slots::BootPath;
 use std::cell::{Cell, RefCell};
 use std::path::{Path as FsPath, PathBuf};
@@ -97,15 +98,21 @@ pub struct DeviceOptions {
     /// Capacity of each firmware slot in KiB (the largest image the device accepts).
     #[arg(long, default_value_t = 256)]
     pub slot_kib: u32,
+    /// Signature checks (download path and bootloader): `software` is the portable p256
+    /// backend a device without an accelerator runs; `openssl` simulates a P-256 accelerator
+    /// (about 8x faster here), for fleets of simulated devices sharing a few host cores.
+    #[arg(long, default_value = "software")]
+    pub crypto: HostCrypto,
     /// Block size for CoAP package pulls (16..1024).
     #[arg(long, default_value_t = 1024)]
     pub pull_block_size: usize,
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
-    /// Keep flash and key-value store in memory and use a fresh factory key per run (nothing
-    /// is written to --state-dir, nothing survives the process): for fleets of thousands of
-    /// devices in one process, e.g. the fleet benchmark.
+    /// Keep flash and key-value store in memory and use a fresh factory key per process,
+    /// shared by its in-memory devices (nothing is written to --state-dir, nothing survives
+    /// the process): for fleets of thousands of devices in one process, e.g. the fleet
+    /// benchmark.
     #[arg(long)]
     pub in_memory: bool,
 }
@@ -160,47 +167,96 @@ fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
     Ok(private)
 }
 
-fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
-    let pem = if args.in_memory {
-        author::generate_key_pem().map_err(CliError::Key)?.0
-    } else {
+/// What the factory gives a device: the public half of the key that signed its factory
+/// image (its first trust anchor) and that image.
+struct Factory {
+    anchor: Vec<u8>,
+    image: FactoryImage,
+}
+
+impl Factory {
+    /// Signs a factory image for `args`' version, vendor and class with the key in `pem`.
+    fn make(pem: &str, args: &DeviceOptions) -> Result<Self, CliError> {
+        let key = author::signing_key_from_pem(pem).map_err(CliError::Key)?;
+        let public = author::public_pem_from_private(pem).map_err(CliError::Key)?;
+        let anchor = author::public_sec1_from_pem(&public).map_err(CliError::Key)?;
+        let image = ImageBuilder::new("sim-fw", &args.factory_version)
+            .total_len(16 * 1024)
+            .build();
+        let vendor = author::vendor_id(&args.vendor_id);
+        let spec = PackageSpec {
+            vendor_id: vendor,
+            class_id: author::class_id(&args.class_id, &vendor),
+            sequence_number: 1,
+            version: args.factory_version.clone(),
+            name: "sim-fw".into(),
+            image: &image,
+            delivery: Delivery::Uri("coap://127.0.0.1/factory".into()),
+            alg: SignAlg::Esp256,
+        };
+        let envelope = author::build_envelope(&spec, &key).map_err(CliError::Key)?;
+        Ok(Self {
+            anchor,
+            image: FactoryImage { envelope, image },
+        })
+    }
+
+    /// The factory of a device with a state directory: its key persists there, so every run
+    /// trusts the same key.
+    fn persistent(args: &DeviceOptions) -> Result<Self, CliError> {
         std::fs::create_dir_all(&args.state_dir)
             .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
-        factory_key(&args.state_dir)?
+        Self::make(&factory_key(&args.state_dir)?, args)
+    }
+
+    /// The factory of in-memory devices: one fresh key and signed image per process and
+    /// model (version, vendor, class), shared as devices of one model share their vendor's.
+    /// Generating and signing per device would cost a fleet of thousands more CPU than
+    /// its updates.
+    fn in_memory(args: &DeviceOptions) -> Result<std::sync::Arc<Self>, CliError> {
+        type Model = (String, String, String);
+        static MADE: std::sync::Mutex<Vec<(Model, std::sync::Arc<Factory>)>> =
+            std::sync::Mutex::new(Vec::new());
+        let model = (
+            args.factory_version.clone(),
+            args.vendor_id.clone(),
+            args.class_id.clone(),
+        );
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, f)) = made.iter().find(|(m, _)| *m == model) {
+            return Ok(f.clone());
+        }
+        let pem = author::generate_key_pem().map_err(CliError::Key)?.0;
+        let f = std::sync::Arc::new(Self::make(&pem, args)?);
+        made.push((model, f.clone()));
+        Ok(f)
+    }
+}
+
+fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
+    let factory = if args.in_memory {
+        Factory::in_memory(args)?
+    } else {
+        std::sync::Arc::new(Factory::persistent(args)?)
     };
-    let key = author::signing_key_from_pem(&pem).map_err(CliError::Key)?;
-    let public = author::public_pem_from_private(&pem).map_err(CliError::Key)?;
-    let mut anchors = vec![author::public_sec1_from_pem(&public).map_err(CliError::Key)?];
+    let mut anchors = vec![factory.anchor.clone()];
     for p in &args.trust_anchors {
         anchors.push(author::public_sec1_from_pem(&read(p)?).map_err(CliError::Key)?);
     }
-    let image = ImageBuilder::new("sim-fw", &args.factory_version)
-        .total_len(16 * 1024)
-        .build();
     let vendor = author::vendor_id(&args.vendor_id);
     let class = author::class_id(&args.class_id, &vendor);
-    let spec = PackageSpec {
-        vendor_id: vendor,
-        class_id: class,
-        sequence_number: 1,
-        version: args.factory_version.clone(),
-        name: "sim-fw".into(),
-        image: &image,
-        delivery: Delivery::Uri("coap://127.0.0.1/factory".into()),
-        alg: SignAlg::Esp256,
-    };
-    let envelope = author::build_envelope(&spec, &key).map_err(CliError::Key)?;
     let acceptance = Acceptance {
         trust_anchors: anchors.clone(),
         vendor_id: vendor,
         class_id: class,
     };
-    let mut config = SimConfig::new(anchors, FactoryImage { envelope, image })
+    let mut config = SimConfig::new(anchors, factory.image.clone())
         .with_power_cut_from_env()
         .map_err(CliError::Device)?;
     config.identity = Some((vendor, class));
     config.image_capacity = args.slot_kib.saturating_mul(1024);
     config.strategy = args.strategy;
+    config.crypto = args.crypto;
     if let Some(after_ops) = args.power_cut_after {
         config.power_cut = Some(device_port::PowerCut {
             after_ops,

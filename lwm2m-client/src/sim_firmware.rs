@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use device_port::board::KeyValue;
 use device_port::SimDevice;
-use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
+use object5::manifest::host_crypto::HostCrypto;
+use object5::manifest::{DeviceIdentity, Freshness, Policy, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
 use object5::slots::Phase;
 use object5::UpdateResult;
@@ -48,9 +49,9 @@ struct StaticPolicy {
 
 enum Stage {
     Idle,
-    Envelope(PackageReceiver<'static, 'static, Software>),
+    Envelope(PackageReceiver<'static, 'static, HostCrypto>),
     /// Two-stage pull: the image named by the manifest is being fetched.
-    Image(PackageReceiver<'static, 'static, Software>),
+    Image(PackageReceiver<'static, 'static, HostCrypto>),
 }
 
 /// [`FirmwareBackend`] on a [`SimDevice`].
@@ -132,6 +133,21 @@ impl SimFirmware {
             },
             freshness: Freshness::NewerThanInstalled(floor),
         }
+    }
+
+    /// A receiver for a new or resumed download: the installed sequence number as the
+    /// rollback floor, the device's crypto backend, the receive buffer.
+    fn new_receiver(
+        &mut self,
+    ) -> Result<PackageReceiver<'static, 'static, HostCrypto>, UpdateResult> {
+        let (floor, crypto) = {
+            let mut d = self.device.borrow_mut();
+            let crypto = d.config().crypto;
+            let slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+            (slots.status().floor, crypto)
+        };
+        let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
+        Ok(PackageReceiver::new(buf, self.policy(floor), crypto))
     }
 
     /// Ends the current stage and takes the receive buffer back.
@@ -248,13 +264,7 @@ impl FirmwareBackend for SimFirmware {
 
     fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult> {
         self.close();
-        let floor = {
-            let mut d = self.device.borrow_mut();
-            let slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
-            slots.status().floor
-        };
-        let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
-        self.stage = Stage::Envelope(PackageReceiver::new(buf, self.policy(floor), Software));
+        self.stage = Stage::Envelope(self.new_receiver()?);
         let etag = etag.map(<[u8]>::to_vec);
         // Remember the entity for a resume; the image offset comes from the slot journal.
         self.pending_etag = etag;
@@ -264,13 +274,7 @@ impl FirmwareBackend for SimFirmware {
     fn resume(&mut self) -> Result<u64, UpdateResult> {
         self.close();
         let (payload_start, _) = self.load_resume().ok_or(UpdateResult::ConnectionLost)?;
-        let floor = {
-            let mut d = self.device.borrow_mut();
-            let slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
-            slots.status().floor
-        };
-        let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
-        let mut rx = PackageReceiver::new(buf, self.policy(floor), Software);
+        let mut rx = self.new_receiver()?;
         let resumed = {
             let mut d = self.device.borrow_mut();
             match d.slots() {

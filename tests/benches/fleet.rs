@@ -2,9 +2,12 @@
 //! update of a signed 64 KiB image, for N = 100, 1 000 and 10 000 (`FLEET_N=100,1000`).
 //!
 //! The devices are the whole client (`lwm2m_client::sim_device`: engine, Object 5, SUIT
-//! verification with software P-256, slot manager, in-process reset, confirmation) with
-//! in-memory flash, run as local tasks on two current-thread runtimes in this process, over
-//! real loopback UDP. The shim runs as a separate process (this binary re-executed with
+//! verification, slot manager, bootloader, in-process reset, confirmation) with in-memory
+//! flash, run as local tasks on two current-thread runtimes in this process, over real
+//! loopback UDP. They verify signatures with `--crypto=openssl`, as devices with a P-256
+//! accelerator would (`FLEET_CRYPTO=software` for the portable backend, about 8x the CPU per
+//! check): on two shared cores the simulated devices, not the shim, are otherwise most of
+//! the load. The shim runs as a separate process (this binary re-executed with
 //! `FLEET_SHIM_CHILD`, calling `server::start` exactly as `serve --coap` does), so its peak
 //! resident memory (VmHWM) is its own, not the devices'. Everything the bench does to the
 //! shim goes through its REST API, as an operator's script would: it follows REGISTRATION
@@ -381,6 +384,7 @@ fn run(n: usize) -> Result<Figures, String> {
     follow_events(&shim.http, tx)?;
 
     let eps: Vec<String> = (0..n).map(|i| format!("fleet-{i:05}")).collect();
+    let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
     let options = eps
         .iter()
         .map(|ep| {
@@ -391,6 +395,7 @@ fn run(n: usize) -> Result<Figures, String> {
                 format!("--trust-anchor={}", anchor.display()),
                 format!("--slot-kib={SLOT_KIB}"),
                 "--lifetime=3600".to_string(),
+                format!("--crypto={crypto}"),
             ])
             .map_err(|e| e.to_string())
         })
@@ -531,6 +536,7 @@ fn main() {
     let rcvbuf = std::env::var("FLEET_SHIM_RCVBUF")
         .map(|b| format!("shim socket SO_RCVBUF set to {b} (experiment)"))
         .unwrap_or_else(|_| "shim socket SO_RCVBUF: system default".into());
+    let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
     for n in sizes {
         match run(n) {
             Ok(f) => {
@@ -538,7 +544,7 @@ fn main() {
                 println!(
                     "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
-                     shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process) CPU {:.1} s; {} devices ended with an error; \
+                     shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,

@@ -228,6 +228,8 @@ impl Harness {
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
             in_memory: false,
+            // The portable backend: the tests run the device-side verifier as devices do.
+            crypto: Default::default(),
         }
     }
 
