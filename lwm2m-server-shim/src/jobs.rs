@@ -1,7 +1,7 @@
 //! Firmware jobs: the status of one device's update as it moves through its phases, kept in a
 //! registry so the REST API can answer `GET /api/jobs[/{id}]` while campaigns run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -149,29 +149,62 @@ impl JobStatus {
     }
 }
 
+#[derive(Default)]
+struct Jobs {
+    all: BTreeMap<u64, JobStatus>,
+    /// Ids of the unfinished jobs of each endpoint, oldest first.
+    running: HashMap<String, Vec<u64>>,
+}
+
+impl Jobs {
+    /// Keeps `running` in step with a job's phase.
+    fn index(&mut self, job: &JobStatus) {
+        if job.phase.is_final() {
+            if let Some(ids) = self.running.get_mut(&job.ep) {
+                ids.retain(|id| *id != job.id);
+                if ids.is_empty() {
+                    self.running.remove(&job.ep);
+                }
+            }
+        } else {
+            let ids = self.running.entry(job.ep.clone()).or_default();
+            if !ids.contains(&job.id) {
+                ids.push(job.id);
+            }
+        }
+    }
+}
+
 /// All jobs of one shim.
 #[derive(Default)]
 pub struct JobRegistry {
     next: AtomicU64,
-    jobs: Mutex<BTreeMap<u64, JobStatus>>,
+    jobs: Mutex<Jobs>,
 }
 
 impl JobRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Jobs> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers a new queued job and returns it.
     pub fn create(&self, ep: &str, package: &str, method: Method) -> JobStatus {
         let id = self.next.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let job = JobStatus::new(id, ep, package, method);
-        let mut m = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(id, job.clone());
-        if m.len() > MAX_KEPT_JOBS {
+        let mut m = self.lock();
+        m.all.insert(id, job.clone());
+        m.index(&job);
+        if m.all.len() > MAX_KEPT_JOBS {
+            let excess = m.all.len() - MAX_KEPT_JOBS;
             let old: Vec<u64> = m
+                .all
                 .iter()
                 .filter(|(_, j)| j.phase.is_final())
                 .map(|(id, _)| *id)
-                .take(m.len() - MAX_KEPT_JOBS)
+                .take(excess)
                 .collect();
             for id in old {
-                m.remove(&id);
+                m.all.remove(&id);
             }
         }
         job
@@ -186,9 +219,10 @@ impl JobRegistry {
         method: Method,
     ) -> Result<JobStatus, Box<JobStatus>> {
         {
-            let m = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(running) = m.values().find(|j| j.ep == ep && !j.phase.is_final()) {
-                return Err(Box::new(running.clone()));
+            let m = self.lock();
+            let running = m.running.get(ep).and_then(|ids| ids.first());
+            if let Some(job) = running.and_then(|id| m.all.get(id)) {
+                return Err(Box::new(job.clone()));
             }
         }
         // Holding no lock here is fine for the REST API: a second request for the same
@@ -198,29 +232,19 @@ impl JobRegistry {
 
     /// Records a job's new status.
     pub fn update(&self, job: &JobStatus) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(job.id, job.clone());
+        let mut m = self.lock();
+        m.all.insert(job.id, job.clone());
+        m.index(job);
     }
 
     /// One job.
     pub fn get(&self, id: u64) -> Option<JobStatus> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.lock().all.get(&id).cloned()
     }
 
     /// Every kept job, oldest first.
     pub fn all(&self) -> Vec<JobStatus> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.lock().all.values().cloned().collect()
     }
 }
 
@@ -248,6 +272,19 @@ mod tests {
             Err(Box::new(a.clone()))
         );
         assert!(r.create_exclusive("b", "q", Method::Pull).is_ok());
+        let mut a = a;
+        a.phase = Phase::Downloading;
+        r.update(&a);
+        assert!(r.create_exclusive("a", "q", Method::Pull).is_err());
+        a.phase = Phase::Succeeded;
+        r.update(&a);
+        let again = r
+            .create_exclusive("a", "q", Method::Pull)
+            .expect("a's job ended");
+        assert_eq!(
+            r.create_exclusive("a", "q", Method::Pull),
+            Err(Box::new(again))
+        );
         assert_eq!(Method::parse("pull"), Some(Method::Pull));
         assert_eq!(Method::parse("PULL"), None);
     }
