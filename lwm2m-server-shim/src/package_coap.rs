@@ -22,8 +22,9 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
     let [_, name] = path else {
         return response(ResponseType::NotFound);
     };
-    let info = match host.info(name) {
-        Ok(i) => i,
+    // Size, ETag and bytes of one version of the package.
+    let snapshot = match host.snapshot(name) {
+        Ok(s) => s,
         Err(PackageError::NotFound | PackageError::BadName) => {
             return response(ResponseType::NotFound)
         }
@@ -32,6 +33,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
             return response(ResponseType::InternalServerError);
         }
     };
+    let info = &snapshot.info;
     let requested = match request
         .get_first_option(CoapOption::Block2)
         .map(|v| BlockOpt::decode(v))
@@ -55,7 +57,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
         // Beyond 2^20 blocks at this size: the client must ask for larger blocks.
         return response(ResponseType::RequestEntityTooLarge);
     };
-    let data = match host.read_range(name, offset, 1usize << (szx + 4)) {
+    let data = match host.read_snapshot(&snapshot, offset, 1usize << (szx + 4)) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "package host");
