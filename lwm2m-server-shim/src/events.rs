@@ -1,7 +1,10 @@
 //! Server events (registrations and notifications) fanned out to every listener, e.g. the SSE
-//! stream `GET /api/event` and, later, campaigns.
+//! stream `GET /api/event` ([`EventBus`]), and routed per endpoint to the firmware jobs
+//! following that endpoint ([`EndpointEvents`]), so a job does not wake up for the events of
+//! every other device.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -107,11 +110,139 @@ impl EventBus {
 
     /// Publishes an event; having no subscriber is fine.
     pub fn publish(&self, event: Event) {
-        let _ = self.sender.send(Arc::new(event));
+        self.publish_shared(Arc::new(event));
+    }
+
+    /// Publishes an event already shared with other listeners.
+    pub fn publish_shared(&self, event: Arc<Event>) {
+        let _ = self.sender.send(event);
     }
 
     /// A new subscription that sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.sender.subscribe()
+    }
+}
+
+/// Events kept per endpoint channel for a subscriber that has not read them yet; a subscriber
+/// that falls further behind sees `Lagged` (polling catches up).
+const ENDPOINT_CAPACITY: usize = 64;
+
+type EndpointSenders = HashMap<String, broadcast::Sender<Arc<Event>>>;
+
+/// Routes the events of one endpoint to the subscribers of that endpoint only: one channel per
+/// endpoint with at least one subscriber, created by the first subscription and removed with
+/// the last.
+#[derive(Clone, Default)]
+pub struct EndpointEvents {
+    senders: Arc<Mutex<EndpointSenders>>,
+}
+
+impl EndpointEvents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EndpointSenders> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A subscription to the events of `endpoint` routed from now on; it ends when dropped.
+    pub fn subscribe(&self, endpoint: &str) -> EndpointSubscription {
+        let rx = self
+            .lock()
+            .entry(endpoint.to_string())
+            .or_insert_with(|| broadcast::channel(ENDPOINT_CAPACITY).0)
+            .subscribe();
+        EndpointSubscription {
+            hub: self.clone(),
+            endpoint: endpoint.to_string(),
+            rx: Some(rx),
+        }
+    }
+
+    /// Hands `event` to the subscribers of its endpoint, if any.
+    pub fn route(&self, event: &Arc<Event>) {
+        if let Some(tx) = self.lock().get(event.endpoint()) {
+            let _ = tx.send(event.clone());
+        }
+    }
+
+    /// How many endpoints have a subscriber.
+    pub fn endpoints(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The events of one endpoint (see [`EndpointEvents::subscribe`]).
+pub struct EndpointSubscription {
+    hub: EndpointEvents,
+    endpoint: String,
+    /// Always `Some` until dropped.
+    rx: Option<broadcast::Receiver<Arc<Event>>>,
+}
+
+impl EndpointSubscription {
+    /// The next event; `Lagged` when events were lost because this subscriber fell behind.
+    pub async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+
+    /// Discards the events received but not read yet.
+    pub fn clear(&mut self) {
+        if let Some(rx) = &mut self.rx {
+            *rx = rx.resubscribe();
+        }
+    }
+}
+
+impl Drop for EndpointSubscription {
+    fn drop(&mut self) {
+        let mut m = self.hub.lock();
+        // Dropped under the lock, so a concurrent subscribe cannot get a sender removed here.
+        drop(self.rx.take());
+        if m.get(&self.endpoint)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            m.remove(&self.endpoint);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(ep: &str, path: &str) -> Arc<Event> {
+        Arc::new(Event::Notification {
+            endpoint: ep.into(),
+            path: path.into(),
+            value: json!({"value": 1}),
+        })
+    }
+
+    #[tokio::test]
+    async fn endpoint_subscribers_see_only_their_endpoint() {
+        let hub = EndpointEvents::default();
+        let mut a = hub.subscribe("a");
+        let mut a2 = hub.subscribe("a");
+        let b = hub.subscribe("b");
+        assert_eq!(hub.endpoints(), 2);
+        hub.route(&note("c", "/5/0/3"));
+        hub.route(&note("a", "/5/0/3"));
+        hub.route(&note("a", "/5/0/5"));
+        for s in [&mut a, &mut a2] {
+            assert_eq!(s.recv().await.unwrap().endpoint(), "a");
+            assert!(
+                matches!(&*s.recv().await.unwrap(), Event::Notification { path, .. } if path == "/5/0/5")
+            );
+        }
+        drop(b);
+        assert_eq!(hub.endpoints(), 1);
+        hub.route(&note("a", "/5/0/3"));
+        a.clear();
+        drop(a2);
+        assert_eq!(hub.endpoints(), 1);
+        drop(a);
+        assert_eq!(hub.endpoints(), 0);
     }
 }

@@ -17,7 +17,7 @@ use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestH
 use crate::content;
 use crate::dm::{Device, DmResponse};
 use crate::dtls_socket::{DtlsLimits, DtlsSocket, PeerIdentity, ServerCertificate};
-use crate::events::{Event, EventBus};
+use crate::events::{EndpointEvents, EndpointSubscription, Event, EventBus};
 use crate::jobs::JobRegistry;
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
@@ -108,7 +108,7 @@ struct ActiveObservation {
 pub struct Shim {
     /// Where registrations live.
     pub store: Arc<dyn RegistrationStore>,
-    /// Registration and notification events.
+    /// Registration and notification events of every endpoint (the SSE stream).
     pub events: EventBus,
     /// Packages on offer.
     pub packages: Arc<PackageHost>,
@@ -123,7 +123,10 @@ pub struct Shim {
     /// Ids of registrations made over coaps: their device management goes over coaps too.
     secure_registrations: Mutex<HashSet<String>>,
     ids: RegistrationIds,
-    observations: Mutex<HashMap<(String, String), ActiveObservation>>,
+    /// Active observations by endpoint, then by path.
+    observations: Mutex<HashMap<String, HashMap<String, ActiveObservation>>>,
+    /// NOTIFICATION and REGISTRATION events routed to the jobs following their endpoint.
+    endpoint_events: EndpointEvents,
 }
 
 impl Shim {
@@ -176,6 +179,22 @@ impl Shim {
         Some(d)
     }
 
+    /// The NOTIFICATION and REGISTRATION events of `endpoint` from now on (until dropped),
+    /// without the events of other endpoints.
+    pub fn subscribe_endpoint(&self, endpoint: &str) -> EndpointSubscription {
+        self.endpoint_events.subscribe(endpoint)
+    }
+
+    /// Publishes on the event bus; NOTIFICATION and REGISTRATION events also go to the
+    /// subscribers of their endpoint.
+    fn emit(&self, event: Event) {
+        let event = Arc::new(event);
+        if matches!(&*event, Event::Notification { .. } | Event::Registration(_)) {
+            self.endpoint_events.route(&event);
+        }
+        self.events.publish_shared(event);
+    }
+
     fn publish(&self, event: Event) {
         // Observations belong to a registration: a new registration or its end drops them
         // (the client forgot them too).
@@ -185,7 +204,7 @@ impl Shim {
         if let Event::Deregistration(r) = &event {
             self.registrations_over_coaps().remove(&r.id);
         }
-        self.events.publish(event);
+        self.emit(event);
     }
 
     /// Starts forwarding an observation's notifications to the event bus as NOTIFICATION events;
@@ -213,7 +232,7 @@ impl Shim {
                 };
                 let Some(shim) = weak.upgrade() else { return };
                 match decode_notification(&whole, &path) {
-                    Some(value) => shim.events.publish(Event::Notification {
+                    Some(value) => shim.emit(Event::Notification {
                         endpoint: ep.clone(),
                         path: path.to_string(),
                         value,
@@ -222,24 +241,43 @@ impl Shim {
                 }
             }
         });
-        let key = (endpoint.to_string(), path.to_string());
         let old = self
-            .observations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, ActiveObservation { token, task });
+            .lock_observations()
+            .entry(endpoint.to_string())
+            .or_default()
+            .insert(path.to_string(), ActiveObservation { token, task });
         if let Some(old) = old {
             self.forget(old);
         }
     }
 
+    fn lock_observations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, ActiveObservation>>> {
+        self.observations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether notifications of `path` from `endpoint` are being forwarded (an observation was
+    /// accepted, its registration is current and its stream has not ended).
+    pub fn is_observing(&self, endpoint: &str, path: &Path) -> bool {
+        self.lock_observations()
+            .get(endpoint)
+            .and_then(|m| m.get(&path.to_string()))
+            .is_some_and(|o| !o.task.is_finished())
+    }
+
     /// Passive cancel of an observation (Leshan's DELETE .../observe): returns whether one existed.
     pub fn cancel_observation(&self, endpoint: &str, path: &Path) -> bool {
-        let old = self
-            .observations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(endpoint.to_string(), path.to_string()));
+        let old = {
+            let mut m = self.lock_observations();
+            let old = m
+                .get_mut(endpoint)
+                .and_then(|paths| paths.remove(&path.to_string()));
+            if m.get(endpoint).is_some_and(HashMap::is_empty) {
+                m.remove(endpoint);
+            }
+            old
+        };
         match old {
             Some(o) => {
                 self.forget(o);
@@ -257,12 +295,8 @@ impl Shim {
     }
 
     fn drop_observations(&self, endpoint: &str) {
-        let gone: Vec<ActiveObservation> = {
-            let mut m = self.observations.lock().unwrap_or_else(|e| e.into_inner());
-            let keys: Vec<_> = m.keys().filter(|(ep, _)| ep == endpoint).cloned().collect();
-            keys.into_iter().filter_map(|k| m.remove(&k)).collect()
-        };
-        for o in gone {
+        let gone = self.lock_observations().remove(endpoint);
+        for (_, o) in gone.into_iter().flatten() {
             self.forget(o);
         }
     }
@@ -286,8 +320,10 @@ impl Drop for Shim {
             .observations
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
-        for (_, o) in m.drain() {
-            o.task.abort();
+        for (_, paths) in m.drain() {
+            for (_, o) in paths {
+                o.task.abort();
+            }
         }
     }
 }
@@ -465,9 +501,10 @@ pub async fn start_with_stores(
         security: security.clone(),
         coap: std::sync::OnceLock::new(),
         coaps: std::sync::OnceLock::new(),
-        secure_registrations: Mutex::new(HashSet::new()),
         ids: RegistrationIds::default(),
+        secure_registrations: Mutex::new(HashSet::new()),
         observations: Mutex::new(HashMap::new()),
+        endpoint_events: EndpointEvents::default(),
     });
     let router = |secure| {
         Arc::new(CoapRouter {
