@@ -120,12 +120,14 @@ fn parse_lifetime(v: Option<String>) -> Result<u32, Packet> {
         .ok_or_else(|| bad_request("lt must be a positive integer"))
 }
 
-/// Handles a request under `/rd`. Returns the response and the event it caused, if any.
+/// Handles a request under `/rd` from `peer`, which came over coaps when `secure`. Returns the
+/// response and the event it caused, if any.
 pub fn handle(
     store: &dyn RegistrationStore,
     ids: &RegistrationIds,
     request: &Packet,
     peer: SocketAddr,
+    secure: bool,
     now: SystemTime,
 ) -> (Packet, Option<Event>) {
     let path = uri_path(request);
@@ -134,10 +136,12 @@ pub fn handle(
         _ => return (bad_request("not a request"), None),
     };
     match (method, path.as_slice()) {
-        (RequestType::Post, [rd]) if rd == "rd" => match register(store, ids, request, peer, now) {
-            Ok((resp, ev)) => (resp, Some(ev)),
-            Err(resp) => (resp, None),
-        },
+        (RequestType::Post, [rd]) if rd == "rd" => {
+            match register(store, ids, request, peer, secure, now) {
+                Ok((resp, ev)) => (resp, Some(ev)),
+                Err(resp) => (resp, None),
+            }
+        }
         (RequestType::Post, [rd, id]) if rd == "rd" => {
             match update(store, id, request, peer, now) {
                 Ok((resp, ev)) => (resp, Some(ev)),
@@ -161,6 +165,7 @@ fn register(
     ids: &RegistrationIds,
     request: &Packet,
     peer: SocketAddr,
+    secure: bool,
     now: SystemTime,
 ) -> Result<(Packet, Event), Packet> {
     let mut endpoint = None;
@@ -198,6 +203,7 @@ fn register(
         additional_attributes,
         registration_date: now,
         last_update: now,
+        secure,
     };
     store.add(reg.clone());
     let mut resp = response(ResponseType::Created);
@@ -277,6 +283,7 @@ mod tests {
                 "</3/0>,</5/0>",
             ),
             peer(),
+            true,
             t,
         );
         assert_eq!(
@@ -293,13 +300,14 @@ mod tests {
         assert_eq!(loc[0], b"rd");
         let id = String::from_utf8(loc[1].clone()).expect("utf8");
         assert!(
-            matches!(ev, Some(Event::Registration(ref r)) if r.endpoint == "dev1" && r.queue_mode && r.lifetime_s == 60)
+            matches!(ev, Some(Event::Registration(ref r)) if r.endpoint == "dev1" && r.queue_mode && r.lifetime_s == 60 && r.secure)
         );
         let (resp, ev) = handle(
             &store,
             &ids,
             &req(M::Post, &["rd", &id], &["lt=120"], ""),
             peer(),
+            false,
             t,
         );
         assert_eq!(
@@ -314,6 +322,7 @@ mod tests {
             &ids,
             &req(M::Delete, &["rd", &id], &[], ""),
             peer(),
+            false,
             t,
         );
         assert_eq!(
@@ -326,6 +335,7 @@ mod tests {
             &ids,
             &req(M::Delete, &["rd", &id], &[], ""),
             peer(),
+            false,
             t,
         );
         assert_eq!(
@@ -345,7 +355,14 @@ mod tests {
             &["ep=x", "lt=0"][..],
             &["ep="][..],
         ] {
-            let (resp, ev) = handle(&store, &ids, &req(M::Post, &["rd"], q, ""), peer(), t);
+            let (resp, ev) = handle(
+                &store,
+                &ids,
+                &req(M::Post, &["rd"], q, ""),
+                peer(),
+                false,
+                t,
+            );
             assert_eq!(
                 resp.header.code,
                 MessageClass::Response(ResponseType::BadRequest),
@@ -404,7 +421,7 @@ mod tests {
             p.payload = (0..next() % 40)
                 .map(|_| b"<>/;,=\"30 "[(next() % 10) as usize])
                 .collect();
-            let _ = handle(&store, &ids, &p, peer(), SystemTime::UNIX_EPOCH);
+            let _ = handle(&store, &ids, &p, peer(), false, SystemTime::UNIX_EPOCH);
             let _ = crate::package_coap::handle(&host, &p, &uri_path(&p), (next() % 7) as u8);
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -28,7 +28,7 @@ pub fn registration_json(r: &Registration) -> Value {
         "bindingMode": r.binding,
         "rootPath": links.root_path(),
         "objectLinks": links.to_json(),
-        "secure": false,
+        "secure": r.secure,
         "additionalRegistrationAttributes": r.additional_attributes,
         "queuemode": r.queue_mode,
         "availableInstances": links.available_instances_json(),

@@ -1,7 +1,7 @@
 //! The running shim: wires the registration store, the CoAP socket (registration interface and
 //! package host), the event bus, observations and the HTTP API together.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -120,8 +120,6 @@ pub struct Shim {
     pub security: Arc<dyn SecurityStore>,
     coap: std::sync::OnceLock<CoapEndpoint>,
     coaps: std::sync::OnceLock<CoapEndpoint>,
-    /// Ids of registrations made over coaps: their device management goes over coaps too.
-    secure_registrations: Mutex<HashSet<String>>,
     ids: RegistrationIds,
     /// Active observations by endpoint, then by path.
     observations: Mutex<HashMap<String, HashMap<String, ActiveObservation>>>,
@@ -149,15 +147,9 @@ impl Shim {
         }
     }
 
-    fn registrations_over_coaps(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.secure_registrations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether this registration was made over coaps (and is managed over it).
     pub fn is_secure(&self, reg: &Registration) -> bool {
-        self.registrations_over_coaps().contains(&reg.id)
+        reg.secure
     }
 
     /// Device-management handle for a registered client, with a per-exchange timeout; requests
@@ -200,9 +192,6 @@ impl Shim {
         // (the client forgot them too).
         if let Event::Deregistration(r) | Event::Registration(r) = &event {
             self.drop_observations(&r.endpoint);
-        }
-        if let Event::Deregistration(r) = &event {
-            self.registrations_over_coaps().remove(&r.id);
         }
         self.emit(event);
     }
@@ -409,19 +398,10 @@ impl RequestHandler for CoapRouter {
                     &shim.ids,
                     request,
                     peer,
+                    self.secure,
                     SystemTime::now(),
                 );
                 if let Some(e) = event {
-                    if let Event::Registration(r) = &e {
-                        let mut secure = shim.registrations_over_coaps();
-                        // A registration replaced by this one (same endpoint) is gone too.
-                        secure.retain(|id| shim.store.get_by_id(id).is_some());
-                        if self.secure {
-                            secure.insert(r.id.clone());
-                        } else {
-                            secure.remove(&r.id);
-                        }
-                    }
                     tracing::info!(event = e.name(), endpoint = e.endpoint(), %peer, secure = self.secure, "registration interface");
                     shim.publish(e);
                 }
@@ -502,7 +482,6 @@ pub async fn start_with_stores(
         coap: std::sync::OnceLock::new(),
         coaps: std::sync::OnceLock::new(),
         ids: RegistrationIds::default(),
-        secure_registrations: Mutex::new(HashSet::new()),
         observations: Mutex::new(HashMap::new()),
         endpoint_events: EndpointEvents::default(),
     });

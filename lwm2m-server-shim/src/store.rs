@@ -36,6 +36,9 @@ pub struct Registration {
     pub registration_date: SystemTime,
     /// When the client last registered or updated; the lifetime counts from here.
     pub last_update: SystemTime,
+    /// Whether the client registered over coaps (DTLS): its device management and package
+    /// downloads go over coaps too.
+    pub secure: bool,
 }
 
 impl Registration {
@@ -225,6 +228,7 @@ mod tests {
             additional_attributes: BTreeMap::new(),
             registration_date: at,
             last_update: at,
+            secure: false,
         }
     }
 

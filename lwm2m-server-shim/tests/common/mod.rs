@@ -231,6 +231,7 @@ impl Harness {
             additional_attributes: Default::default(),
             registration_date: now,
             last_update: now,
+            secure: false,
         });
     }
 }
