@@ -165,6 +165,11 @@ impl DtlsSocket {
         self.socket.local_addr()
     }
 
+    /// The UDP socket carrying the records.
+    pub(crate) fn udp(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -59,6 +59,16 @@ pub struct ServeArgs {
     /// block-wise transfer restarts it.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
+    /// Kernel receive buffer (SO_RCVBUF) in bytes of the coap and coaps UDP sockets. The
+    /// system default (208 KiB on Linux) overflows when thousands of devices send at once and
+    /// the kernel drops what does not fit; the kernel caps the value at net.core.rmem_max and
+    /// the granted size is logged. 0 keeps the system default.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UDP_RECV_BUFFER)]
+    udp_recv_buffer: usize,
+    /// Kernel send buffer (SO_SNDBUF) in bytes of the same sockets (capped at
+    /// net.core.wmem_max); the system default unless given.
+    #[arg(long, value_name = "BYTES")]
+    udp_send_buffer: Option<usize>,
 }
 
 /// Runs the server; returns a failure status if it cannot start.
@@ -125,6 +135,8 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
         default_timeout: Duration::from_secs(args.timeout.max(1)),
+        udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
+        udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
         ..ShimConfig::default()
     };
     runtime.block_on(async move {

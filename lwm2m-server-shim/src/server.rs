@@ -54,7 +54,17 @@ pub struct ShimConfig {
     pub timing: CoapTiming,
     /// How often expired registrations are removed.
     pub expiry_check: Duration,
+    /// Kernel receive buffer (SO_RCVBUF) in bytes for the coap and coaps UDP sockets; `None`
+    /// keeps the system default (208 KiB on Linux), where bursts from many devices overflow
+    /// and are dropped. Linux caps it at `net.core.rmem_max`.
+    pub udp_recv_buffer: Option<usize>,
+    /// Kernel send buffer (SO_SNDBUF) in bytes for the same sockets; `None` keeps the system
+    /// default. Capped at `net.core.wmem_max`.
+    pub udp_send_buffer: Option<usize>,
 }
+
+/// Default [`ShimConfig::udp_recv_buffer`]: 4 MiB.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 impl Default for ShimConfig {
     fn default() -> Self {
@@ -69,6 +79,8 @@ impl Default for ShimConfig {
             default_timeout: Duration::from_secs(5),
             timing: CoapTiming::default(),
             expiry_check: Duration::from_secs(1),
+            udp_recv_buffer: Some(DEFAULT_UDP_RECV_BUFFER),
+            udp_send_buffer: None,
         }
     }
 }
@@ -448,6 +460,51 @@ impl RunningShim {
     }
 }
 
+/// Applies the configured kernel buffer sizes to an endpoint's UDP socket and logs what the
+/// kernel granted; a refusal is logged, not fatal (the default buffers still work).
+fn size_buffers(endpoint: &CoapEndpoint, config: &ShimConfig) {
+    type Setter = fn(&Transport, usize) -> std::io::Result<usize>;
+    let t = endpoint.transport();
+    let scheme = if t.is_secure() { "coaps" } else { "coap" };
+    let options: [(&str, Option<usize>, Setter, &str); 2] = [
+        (
+            "SO_RCVBUF",
+            config.udp_recv_buffer,
+            Transport::set_recv_buffer,
+            "net.core.rmem_max",
+        ),
+        (
+            "SO_SNDBUF",
+            config.udp_send_buffer,
+            Transport::set_send_buffer,
+            "net.core.wmem_max",
+        ),
+    ];
+    for (option, bytes, set, sysctl) in options {
+        let Some(requested) = bytes else { continue };
+        match set(t, requested) {
+            // Linux reports twice what it granted, so a request within its cap reads as more.
+            Ok(granted) if granted >= requested => {
+                tracing::info!(scheme, option, requested, granted, "UDP socket buffer")
+            }
+            Ok(granted) => tracing::warn!(
+                scheme,
+                option,
+                requested,
+                granted,
+                "UDP socket buffer smaller than requested; raise the sysctl {sysctl}"
+            ),
+            Err(e) => tracing::warn!(
+                scheme,
+                option,
+                requested,
+                error = %e,
+                "cannot size the UDP socket buffer"
+            ),
+        }
+    }
+}
+
 /// Binds the sockets and starts the CoAP loop, the HTTP server and the expiry task, with the
 /// in-memory registration store.
 pub async fn start(config: ShimConfig) -> Result<RunningShim, StartError> {
@@ -520,6 +577,9 @@ pub async fn start_with_stores(
         coaps_addr = Some(coaps.local_addr().map_err(StartError::Bind)?);
         let _ = shim.coaps.set(coaps.clone());
         endpoints.push(coaps);
+    }
+    for endpoint in &endpoints {
+        size_buffers(endpoint, &config);
     }
     let listener = TcpListener::bind(config.http_addr)
         .await

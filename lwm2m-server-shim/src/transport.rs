@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use tokio::net::UdpSocket;
 
@@ -24,6 +25,26 @@ impl Transport {
             Self::Plain(s) => s.local_addr(),
             Self::Dtls(s) => s.local_addr(),
         }
+    }
+
+    fn udp(&self) -> &UdpSocket {
+        match self {
+            Self::Plain(s) => s,
+            Self::Dtls(s) => s.udp(),
+        }
+    }
+
+    /// Sets the socket's kernel receive buffer (SO_RCVBUF) to `bytes` and returns the size the
+    /// kernel reports afterwards: Linux caps the request at `net.core.rmem_max` and reports
+    /// twice what it granted (the bookkeeping overhead is included).
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
+        set_buffer(self.udp(), libc::SO_RCVBUF, bytes)
+    }
+
+    /// Sets the socket's kernel send buffer (SO_SNDBUF), as [`Self::set_recv_buffer`] does
+    /// (capped at `net.core.wmem_max`).
+    pub fn set_send_buffer(&self, bytes: usize) -> io::Result<usize> {
+        set_buffer(self.udp(), libc::SO_SNDBUF, bytes)
     }
 
     /// Whether peers on this transport are authenticated.
@@ -71,5 +92,58 @@ impl Transport {
                 Ok((n, peer))
             }
         }
+    }
+}
+
+/// setsockopt(SOL_SOCKET, `option`, `bytes`), then getsockopt of the same option.
+fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: usize) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket borrowed from `socket`; the option value is one c_int
+    // read from `value`, of the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut granted: libc::c_int = 0;
+    let mut got_len = len;
+    // SAFETY: as above; getsockopt writes at most `got_len` bytes into `granted`, one c_int.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut got_len,
+        )
+    };
+    if got != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(granted).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn buffer_sizes_are_set_and_reported() {
+        let t = Transport::Plain(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let small = t.set_recv_buffer(64 * 1024).expect("SO_RCVBUF");
+        // Linux reports the doubled value; other kernels the value itself.
+        assert!(small >= 64 * 1024, "{small}");
+        let large = t.set_recv_buffer(1024 * 1024).expect("SO_RCVBUF");
+        assert!(large >= small, "{large} < {small}");
+        assert!(t.set_send_buffer(64 * 1024).expect("SO_SNDBUF") >= 64 * 1024);
     }
 }
