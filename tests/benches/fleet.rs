@@ -326,6 +326,8 @@ struct Figures {
     device_errors: usize,
     udp_drops: Option<u64>,
     first_error: Option<String>,
+    ends_via_events: usize,
+    ends_via_lists: usize,
 }
 
 /// Datagrams the kernel dropped for full UDP receive buffers, machine-wide (/proc/net/snmp).
@@ -436,6 +438,9 @@ fn run(n: usize) -> Result<Figures, String> {
     let (mut updated, mut failed) = (0usize, 0usize);
     let mut first_error = None;
     let mut checked = Instant::now();
+    // Where the bench learnt that a job ended: its FIRMWARE event, or a later job list (the
+    // event was lost, and the window stayed full until the list was read).
+    let (mut ends_via_events, mut ends_via_lists) = (0usize, 0usize);
     while updated + failed < n && update_start.elapsed() < limit {
         if checked.elapsed() >= RECONCILE {
             // Jobs whose final FIRMWARE event the stream lost.
@@ -445,6 +450,7 @@ fn run(n: usize) -> Result<Figures, String> {
                     continue;
                 };
                 if matches!(phase, "SUCCEEDED" | "FAILED") && running.remove(ep) {
+                    ends_via_lists += 1;
                     if phase == "SUCCEEDED" {
                         updated += 1;
                     } else {
@@ -472,6 +478,7 @@ fn run(n: usize) -> Result<Figures, String> {
         match events.recv_timeout(Duration::from_millis(500)) {
             Ok(Seen::JobEnded { ep, ok }) => {
                 if running.remove(&ep) {
+                    ends_via_events += 1;
                     if ok {
                         updated += 1;
                     } else {
@@ -517,6 +524,8 @@ fn run(n: usize) -> Result<Figures, String> {
         device_errors,
         udp_drops,
         first_error,
+        ends_via_events,
+        ends_via_lists,
     })
 }
 
@@ -545,7 +554,8 @@ fn main() {
                     "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
-                     {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; ratio: none (no peer LwM2M server \
+                     {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; \
+                     job ends seen as events {} / only in job lists {}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,
                     f.registered,
@@ -562,6 +572,8 @@ fn main() {
                     f.devices_cpu_s.unwrap_or(f64::NAN),
                     f.device_errors,
                     f.udp_drops.map_or("?".into(), |d| d.to_string()),
+                    f.ends_via_events,
+                    f.ends_via_lists,
                     f.first_error
                         .map(|e| format!("; first failure: {e}"))
                         .unwrap_or_default(),
