@@ -13,12 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use lwm2m_client::codec::{ContentFormat, Node, Path, ResourceValue, Value};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::content;
 use crate::dm::{Device, DmError, DmResponse};
-use crate::events::Event;
+use crate::events::{EndpointSubscription, Event};
 use crate::jobs::{JobStatus, Method, Phase};
 use crate::package_coap::PACKAGE_PATH;
 use crate::package_host::PackageError;
@@ -79,8 +79,13 @@ impl Default for PhaseTimeouts {
 pub struct CampaignConfig {
     /// Phase time limits.
     pub timeouts: PhaseTimeouts,
-    /// How often State and Update Result are read besides the notifications.
+    /// How often State and Update Result are read while the device does not notify them (it
+    /// refused to observe one of them, or its observations ended).
     pub poll_interval: Duration,
+    /// How often they are read while both are observed: the fallback for lost notifications,
+    /// after this long without one. Reads cost the shim and the device far more than
+    /// notifications, so this is much longer than `poll_interval`.
+    pub observed_poll_interval: Duration,
     /// Extra attempts for a request that got no answer, and for a download that ended with
     /// Update Result 4 (connection lost).
     pub retries: u32,
@@ -91,6 +96,7 @@ impl Default for CampaignConfig {
         Self {
             timeouts: PhaseTimeouts::default(),
             poll_interval: Duration::from_secs(1),
+            observed_poll_interval: Duration::from_secs(8),
             retries: 2,
         }
     }
@@ -299,11 +305,12 @@ enum Signal {
     Tick,
 }
 
-/// Follows one device: the event subscription and the current device-management handle.
+/// Follows one device: the subscription to its events and the current device-management
+/// handle.
 struct Follower<'a> {
     shim: &'a Arc<Shim>,
     ep: String,
-    rx: broadcast::Receiver<Arc<Event>>,
+    rx: EndpointSubscription,
     cfg: CampaignConfig,
     device: Device,
 }
@@ -320,7 +327,7 @@ impl<'a> Follower<'a> {
         shim: &'a Arc<Shim>,
         ep: &str,
         cfg: CampaignConfig,
-        rx: broadcast::Receiver<Arc<Event>>,
+        rx: EndpointSubscription,
     ) -> Result<Self, UpdateError> {
         let device = Self::device_for(shim, ep, &cfg)?;
         Ok(Self {
@@ -375,21 +382,31 @@ impl<'a> Follower<'a> {
         t.observed(state, result);
     }
 
-    /// Waits for the next notification, re-registration or poll time.
+    /// Whether both State and Update Result are observed on the current registration.
+    fn notified(&self) -> bool {
+        [3, 5]
+            .into_iter()
+            .all(|r| self.shim.is_observing(&self.ep, &resource(5, r)))
+    }
+
+    /// Waits for the next notification, re-registration or poll time (sooner while State or
+    /// Update Result is not observed).
     async fn next(&mut self, t: &mut Tracker<'_>, until: Instant) -> Signal {
-        let tick = Instant::now() + self.cfg.poll_interval;
+        let interval = if self.notified() {
+            self.cfg.observed_poll_interval
+        } else {
+            self.cfg.poll_interval
+        };
+        let tick = Instant::now() + interval;
         loop {
             let ev = tokio::select! {
                 ev = self.rx.recv() => ev,
                 _ = tokio::time::sleep_until(tick.min(until)) => return Signal::Tick,
             };
             match ev {
+                // Only this endpoint's events are routed here.
                 Ok(ev) => match &*ev {
-                    Event::Notification {
-                        endpoint,
-                        path,
-                        value,
-                    } if *endpoint == self.ep => match path.as_str() {
+                    Event::Notification { path, value, .. } => match path.as_str() {
                         "/5/0/3" => {
                             t.observed(event_int(value), None);
                             return Signal::Notified;
@@ -400,7 +417,7 @@ impl<'a> Follower<'a> {
                         }
                         _ => {}
                     },
-                    Event::Registration(r) if r.endpoint == self.ep => return Signal::Registered,
+                    Event::Registration(_) => return Signal::Registered,
                     _ => {}
                 },
                 // Missed events: polling catches up.
@@ -485,7 +502,7 @@ async fn drive(
 ) -> Result<(), UpdateError> {
     let ep = t.status.ep.clone();
     // Subscribe before the first request so no notification or re-registration slips by.
-    let mut f = Follower::connect(shim, &ep, cfg, shim.events.subscribe())?;
+    let mut f = Follower::connect(shim, &ep, cfg, shim.subscribe_endpoint(&ep))?;
     t.phase(Phase::Starting);
     let package = load_package(shim, plan)?;
     f.observe().await;

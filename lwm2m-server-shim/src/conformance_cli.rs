@@ -87,6 +87,7 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
             },
             poll_interval: Duration::from_millis(500),
             retries: 1,
+            ..CampaignConfig::default()
         },
         notify_within: Duration::from_secs(15),
     };

@@ -273,6 +273,7 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         },
         poll_interval: Duration::from_millis(500),
         retries: 2,
+        ..CampaignConfig::default()
     };
     let view = ProgressView::default();
     let jobs = campaign::run_campaign(&shim, &[endpoint], &plan, cfg, 1, view.hook()).await;

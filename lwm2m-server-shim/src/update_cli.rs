@@ -70,9 +70,14 @@ pub struct UpdateArgs {
     /// Extra attempts for unanswered requests and for downloads ending in Result 4.
     #[arg(long, default_value_t = 2)]
     retries: u32,
-    /// Milliseconds between polls of State / Update Result (besides notifications).
+    /// Milliseconds between polls of State / Update Result of a device that does not notify
+    /// them (it refused to observe them).
     #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
+    /// Milliseconds without a notification before State / Update Result of a device that
+    /// notifies them are polled anyway (the fallback for lost notifications).
+    #[arg(long, default_value_t = 8000)]
+    observed_poll_ms: u64,
     /// UDP address of the CoAP endpoint devices register with.
     #[arg(long, default_value = "127.0.0.1:5683")]
     coap: SocketAddr,
@@ -94,6 +99,7 @@ impl UpdateArgs {
                 verify: Duration::from_secs(self.timeout_verify.max(1)),
             },
             poll_interval: Duration::from_millis(self.poll_ms.max(10)),
+            observed_poll_interval: Duration::from_millis(self.observed_poll_ms.max(10)),
             retries: self.retries,
         }
     }

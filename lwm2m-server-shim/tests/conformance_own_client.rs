@@ -62,6 +62,7 @@ fn every_driven_ets_case_passes_against_our_client() {
             },
             poll_interval: Duration::from_millis(200),
             retries: 1,
+            ..CampaignConfig::default()
         },
         notify_within: Duration::from_secs(15),
     };

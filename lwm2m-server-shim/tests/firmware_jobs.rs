@@ -405,6 +405,7 @@ fn quick_config() -> CampaignConfig {
         },
         poll_interval: Duration::from_millis(200),
         retries: 1,
+        ..CampaignConfig::default()
     }
 }
 
