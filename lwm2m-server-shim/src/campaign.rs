@@ -175,18 +175,43 @@ pub fn resource(object: u16, r: u16) -> Path {
     Path::resource(object, 0, r)
 }
 
-/// The Package URI the shim's CoAP package host answers for `package`.
+/// The Package URI the shim's plain CoAP package host answers for `package`.
 pub fn package_uri(coap_addr: SocketAddr, package: &str) -> String {
+    package_uri_with("coap", coap_addr, package)
+}
+
+/// The Package URI of `package` on the shim's CoAP package host at `addr` with `scheme`
+/// (`coap` or `coaps`).
+pub fn package_uri_with(scheme: &str, addr: SocketAddr, package: &str) -> String {
     // A wildcard bind is reachable on loopback.
-    let ip = match coap_addr.ip() {
+    let ip = match addr.ip() {
         IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     format!(
-        "coap://{}/{PACKAGE_PATH}/{package}",
-        SocketAddr::new(ip, coap_addr.port())
+        "{scheme}://{}/{PACKAGE_PATH}/{package}",
+        SocketAddr::new(ip, addr.port())
     )
+}
+
+/// The Package URI the shim offers a device for `package`: coaps:// on the shim's coaps
+/// listener for a device registered over coaps (when there is one), else coap:// on the plain
+/// listener.
+pub fn shim_package_uri(shim: &Shim, ep: &str, package: &str) -> Option<String> {
+    let secure = shim
+        .store
+        .get_by_endpoint(ep)
+        .is_some_and(|r| shim.is_secure(&r));
+    let coaps = shim
+        .coaps()
+        .filter(|_| secure)
+        .and_then(|c| c.local_addr().ok());
+    if let Some(addr) = coaps {
+        return Some(package_uri_with("coaps", addr, package));
+    }
+    let addr = shim.coap().and_then(|c| c.local_addr().ok())?;
+    Some(package_uri(addr, package))
 }
 
 /// The single value of a decoded resource read.
@@ -284,14 +309,52 @@ impl Tracker<'_> {
     }
 
     fn observed(&mut self, state: Option<i64>, result: Option<i64>) {
-        self.set(|s| {
-            if state.is_some() {
-                s.state = state;
-            }
-            if result.is_some() {
-                s.result = result;
-            }
-        });
+        self.set(|s| merge_reading(s, state, result));
+    }
+
+    /// Forgets State and Update Result (the device rebooted: what it said before no longer
+    /// holds), so only values read or notified from now on decide.
+    fn forget(&mut self) {
+        self.set(forget_reading);
+    }
+}
+
+/// Forgets the last known State and Update Result.
+fn forget_reading(s: &mut JobStatus) {
+    s.state = None;
+    s.result = None;
+}
+
+/// Whether State and Update Result after an Execute show the device finished without
+/// re-registering (e.g. install refused: Downloaded, Update Result 8). Success counts only
+/// with State Idle, as Object 5 reports it: Update Result 1 next to State 2 is a new result
+/// merged with a State read before the reboot (the State read failed since), so the
+/// re-registration must be waited for.
+fn finished_without_reboot(state: Option<i64>, result: Option<i64>) -> bool {
+    match (state, result) {
+        (Some(s), Some(RESULT_SUCCESS)) => s == STATE_IDLE,
+        (Some(s), Some(r)) => s != STATE_UPDATING && r != RESULT_INITIAL,
+        _ => false,
+    }
+}
+
+/// Applies a read or notification to the last known State and Update Result: a value that
+/// could not be read keeps the last known one.
+fn merge_reading(s: &mut JobStatus, state: Option<i64>, result: Option<i64>) {
+    if state.is_some() {
+        s.state = state;
+    }
+    if result.is_some() {
+        s.result = result;
+    }
+}
+
+/// The final State and Update Result after an Execute, once both are known and final (not
+/// Updating, not the initial result).
+fn final_reading(state: Option<i64>, result: Option<i64>) -> Option<(i64, i64)> {
+    match (state, result) {
+        (Some(s), Some(r)) if s != STATE_UPDATING && r != RESULT_INITIAL => Some((s, r)),
+        _ => None,
     }
 }
 
@@ -450,9 +513,11 @@ impl<'a> Follower<'a> {
             match self.next(t, until).await {
                 Signal::Tick => self.poll(t).await,
                 // Rebooted again (e.g. a self-test failure resets into the old image): the
-                // observations went with the old registration.
+                // observations went with the old registration, and so did what the device
+                // said before.
                 Signal::Registered => {
                     let _ = self.reconnect();
+                    t.forget();
                     self.observe().await;
                     self.poll(t).await;
                 }
@@ -525,7 +590,7 @@ async fn drive(
     let mut attempt = 0;
     loop {
         t.phase(Phase::Downloading);
-        start_download(&f.device, shim, plan, &package, cfg).await?;
+        start_download(&f.device, shim, &ep, plan, &package, cfg).await?;
         let outcome = f
             .until(
                 t,
@@ -565,46 +630,41 @@ async fn drive(
     }
     t.phase(Phase::Rebooting);
     let until = Instant::now() + cfg.timeouts.update;
-    let mut rebooted = false;
-    loop {
-        if Instant::now() >= until {
-            return Err(UpdateError::Timeout(Phase::Rebooting));
-        }
+    let rebooted = loop {
+        // Checked after every poll too: a poll goes to the address in the store, which is the
+        // rebooted device's once it registered, even before its REGISTRATION event is seen.
         let re_registered = shim
             .store
             .get_by_endpoint(&ep)
             .is_some_and(|r| r.registration_date > since);
         if re_registered {
-            rebooted = true;
-            break;
+            break true;
+        }
+        if finished_without_reboot(t.status.state, t.status.result) {
+            break false;
+        }
+        if Instant::now() >= until {
+            return Err(UpdateError::Timeout(Phase::Rebooting));
         }
         match f.next(t, until).await {
-            Signal::Registered => {
-                rebooted = true;
-                break;
-            }
+            Signal::Registered => break true,
             Signal::Notified => {}
             Signal::Tick => f.poll(t).await,
         }
-        // Finished without a reboot (e.g. install refused: Downloaded + Result 8).
-        if t.status.state.is_some_and(|s| s != STATE_UPDATING)
-            && t.status.result.is_some_and(|r| r != RESULT_INITIAL)
-        {
-            break;
-        }
-    }
+    };
     t.phase(Phase::Verifying);
     if rebooted {
         f.reconnect()?;
+        // State and Update Result from before the reboot (and events queued before the new
+        // registration) must not mix with the new ones: e.g. State 2 read before the reboot
+        // and Update Result 1 after it would read as a failure. Only what comes from now on
+        // counts.
+        f.rx.clear();
+        t.forget();
         f.observe().await;
     }
     let (state, result) = f
-        .until(t, cfg.timeouts.verify, Phase::Verifying, |s, r| {
-            match (s, r) {
-                (Some(s), Some(r)) if s != STATE_UPDATING && r != RESULT_INITIAL => Some((s, r)),
-                _ => None,
-            }
-        })
+        .until(t, cfg.timeouts.verify, Phase::Verifying, final_reading)
         .await?;
     let fw = read_string(&f.device, &resource(3, 3)).await.ok().flatten();
     let pkg = read_string(&f.device, &resource(5, 7)).await.ok().flatten();
@@ -639,6 +699,7 @@ fn load_package(shim: &Shim, plan: &UpdatePlan) -> Result<Vec<u8>, UpdateError> 
 async fn start_download(
     device: &Device,
     shim: &Shim,
+    ep: &str,
     plan: &UpdatePlan,
     package: &[u8],
     cfg: CampaignConfig,
@@ -648,18 +709,10 @@ async fn start_download(
             let uri = match &plan.uri {
                 Some(u) => u.clone(),
                 None => {
-                    let addr = shim
-                        .coap()
-                        .and_then(|c| c.local_addr().ok())
-                        .ok_or(UpdateError::NoPackageHost)?;
-                    package_uri(addr, &plan.package)
+                    shim_package_uri(shim, ep, &plan.package).ok_or(UpdateError::NoPackageHost)?
                 }
             };
-            let path = resource(5, 1);
-            with_retries(cfg.retries, "write Package URI", || {
-                device.write(&path, true, ContentFormat::Text, uri.as_bytes())
-            })
-            .await?;
+            write_package_uri(device, &uri, cfg.retries).await?;
         }
         Method::Push => {
             let path = resource(5, 0);
@@ -670,6 +723,45 @@ async fn start_download(
         }
     }
     Ok(())
+}
+
+/// Writes the Package URI, sending it again when the exchange got no answer, unless State
+/// shows the unanswered write arrived (the device is Downloading or Downloaded): a second
+/// write would then be refused (4.00) although the download is under way.
+async fn write_package_uri(device: &Device, uri: &str, retries: u32) -> Result<(), UpdateError> {
+    const OP: &str = "write Package URI";
+    let path = resource(5, 1);
+    let mut timed_out = 0;
+    loop {
+        let e = match device
+            .write(&path, true, ContentFormat::Text, uri.as_bytes())
+            .await
+        {
+            Ok(r) if r.is_success() => return Ok(()),
+            Ok(r) => UpdateError::Rejected(OP, r.code_string()),
+            Err(e) => UpdateError::Device(OP, e),
+        };
+        let unanswered = matches!(e, UpdateError::Device(_, DmError::Exchange(_)));
+        // After a write that got no answer, a refusal may be the device saying it is busy
+        // with the first one.
+        if unanswered || timed_out > 0 {
+            let state = read_int(device, &resource(5, 3)).await.ok().flatten();
+            if write_arrived(state) {
+                tracing::debug!(?state, "unanswered Package URI write arrived");
+                return Ok(());
+            }
+        }
+        if !unanswered || timed_out >= retries {
+            return Err(e);
+        }
+        timed_out += 1;
+        tracing::debug!(op = OP, attempt = timed_out, error = %e, "retrying");
+    }
+}
+
+/// Whether State shows that a Package URI write (after a reset to Idle) reached the device.
+fn write_arrived(state: Option<i64>) -> bool {
+    matches!(state, Some(STATE_DOWNLOADING | STATE_DOWNLOADED))
 }
 
 /// Runs `job` in the background (create it with [`crate::jobs::JobRegistry::create`] or
@@ -737,6 +829,61 @@ mod tests {
             package_uri("127.0.0.2:9".parse().unwrap(), "c"),
             "coap://127.0.0.2:9/fw/c"
         );
+    }
+
+    #[test]
+    fn coaps_package_uri() {
+        assert_eq!(
+            package_uri_with("coaps", "0.0.0.0:5684".parse().unwrap(), "a.suit"),
+            "coaps://127.0.0.1:5684/fw/a.suit"
+        );
+    }
+
+    #[test]
+    fn the_verdict_after_a_reboot_uses_only_values_from_after_it() {
+        let mut s = JobStatus::new(1, "ep", "p", Method::Pull);
+        // Before the Execute: Downloaded, initial result.
+        merge_reading(&mut s, Some(STATE_DOWNLOADED), Some(RESULT_INITIAL));
+        // Seen before the REGISTRATION event: State 2 is stale, Update Result 1 new. Not a
+        // finish without a reboot (which gave the verdict (2, 1) before).
+        merge_reading(&mut s, None, Some(RESULT_SUCCESS));
+        assert!(!finished_without_reboot(s.state, s.result));
+        // The reboot: the old values are forgotten (Tracker::forget).
+        forget_reading(&mut s);
+        assert_eq!((s.state, s.result), (None, None));
+        // A poll whose State read timed out and whose Update Result read got the new value
+        // must not decide (without the forget it read State 2, Update Result 1: a failure).
+        merge_reading(&mut s, None, Some(RESULT_SUCCESS));
+        assert_eq!(final_reading(s.state, s.result), None);
+        merge_reading(&mut s, Some(STATE_IDLE), None);
+        assert_eq!(
+            final_reading(s.state, s.result),
+            Some((STATE_IDLE, RESULT_SUCCESS))
+        );
+        // Still updating, or no result yet: not final.
+        assert_eq!(final_reading(Some(STATE_UPDATING), Some(1)), None);
+        assert_eq!(final_reading(Some(STATE_IDLE), Some(RESULT_INITIAL)), None);
+        assert_eq!(final_reading(Some(STATE_DOWNLOADED), Some(8)), Some((2, 8)));
+        // Install refused: no reboot comes.
+        assert!(finished_without_reboot(Some(STATE_DOWNLOADED), Some(8)));
+        assert!(!finished_without_reboot(Some(STATE_UPDATING), Some(8)));
+        assert!(!finished_without_reboot(
+            Some(STATE_DOWNLOADED),
+            Some(RESULT_INITIAL)
+        ));
+        // A device that installs without a reboot.
+        assert!(finished_without_reboot(
+            Some(STATE_IDLE),
+            Some(RESULT_SUCCESS)
+        ));
+    }
+
+    #[test]
+    fn an_unanswered_uri_write_arrived_when_the_download_started() {
+        assert!(write_arrived(Some(STATE_DOWNLOADING)));
+        assert!(write_arrived(Some(STATE_DOWNLOADED)));
+        assert!(!write_arrived(Some(STATE_IDLE)));
+        assert!(!write_arrived(None));
     }
 
     #[test]
