@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, hex, temp_dir, wait_event, Harness};
 use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_server_shim::campaign;
 use serde_json::{json, Value};
 
 const KEY_A: &str = "secret-key-a-123";
@@ -275,6 +276,12 @@ fn device_management_reaches_a_client_registered_over_coaps() {
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
     let (s, one) = h.get_json("/api/clients/dev-a");
     assert_eq!(s, 200, "{one}");
+    assert_eq!(one["secure"], true, "{one}");
+    // Its package downloads go over coaps too.
+    assert_eq!(
+        campaign::shim_package_uri(&h.running().shim, "dev-a", "p.suit"),
+        Some(format!("coaps://{}/fw/p.suit", h.coap))
+    );
     // The REST read goes out encrypted over the same session; the device answers it.
     let base = h.base.clone();
     let reader = std::thread::spawn(move || {
@@ -353,6 +360,7 @@ fn plain_coap_is_closed_by_default_and_cannot_claim_a_secured_endpoint() {
     let (_, list) = both.get_json("/api/clients");
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(list[0]["endpoint"], "open-dev");
+    assert_eq!(list[0]["secure"], false);
 }
 
 #[test]
