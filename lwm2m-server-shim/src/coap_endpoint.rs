@@ -104,8 +104,16 @@ struct Observation {
     notifications: mpsc::UnboundedSender<Packet>,
 }
 
-/// When a message was first seen and the bytes answered to it (none for a NON).
-type CachedAnswer = (Instant, Option<Vec<u8>>);
+/// A message seen recently: when, its token, and the bytes answered to it (none for a NON).
+struct CachedAnswer {
+    at: Instant,
+    /// A retransmission carries the same token; another message that merely reuses the
+    /// (address, message id) pair, e.g. from a new socket on a recycled ephemeral port, does
+    /// not and must not get the old answer (an empty ACK there silences a pull client until
+    /// it gives up).
+    token: Vec<u8>,
+    answer: Option<Vec<u8>>,
+}
 
 #[derive(Default)]
 struct Tables {
@@ -321,8 +329,9 @@ impl CoapEndpoint {
         }
     }
 
-    /// Returns true (and replays the cached answer) when this CON/NON was already seen.
-    async fn replay_duplicate(&self, mid: u16, peer: SocketAddr) -> bool {
+    /// Returns true (and replays the cached answer) when this CON/NON was already seen: same
+    /// peer, message id and token.
+    async fn replay_duplicate(&self, mid: u16, token: &[u8], peer: SocketAddr) -> bool {
         let cached = {
             let mut t = self.tables();
             let lifetime = self.inner.timing.exchange_lifetime();
@@ -331,12 +340,13 @@ impl CoapEndpoint {
                 .last_prune
                 .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
             if t.recent.len() > 4096 && due {
-                t.recent
-                    .retain(|_, (at, _)| now.duration_since(*at) < lifetime);
+                t.recent.retain(|_, c| now.duration_since(c.at) < lifetime);
                 t.last_prune = Some(now);
             }
             match t.recent.get(&(peer, mid)) {
-                Some((at, bytes)) if now.duration_since(*at) < lifetime => Some(bytes.clone()),
+                Some(c) if now.duration_since(c.at) < lifetime && c.token == token => {
+                    Some(c.answer.clone())
+                }
                 _ => None,
             }
         };
@@ -350,15 +360,20 @@ impl CoapEndpoint {
         }
     }
 
-    fn remember(&self, mid: u16, peer: SocketAddr, answer: Option<Vec<u8>>) {
-        self.tables()
-            .recent
-            .insert((peer, mid), (Instant::now(), answer));
+    fn remember(&self, mid: u16, token: &[u8], peer: SocketAddr, answer: Option<Vec<u8>>) {
+        self.tables().recent.insert(
+            (peer, mid),
+            CachedAnswer {
+                at: Instant::now(),
+                token: token.to_vec(),
+                answer,
+            },
+        );
     }
 
     async fn on_request(&self, request: Packet, peer: SocketAddr) {
         let mid = request.header.message_id;
-        if self.replay_duplicate(mid, peer).await {
+        if self.replay_duplicate(mid, request.get_token(), peer).await {
             return;
         }
         let mut response = self.inner.handler.handle(&request, peer);
@@ -395,7 +410,7 @@ impl CoapEndpoint {
             )
         );
         if !idempotent {
-            self.remember(mid, peer, Some(bytes.clone()));
+            self.remember(mid, request.get_token(), peer, Some(bytes.clone()));
         }
         self.send_bytes(&bytes, peer).await;
     }
@@ -404,7 +419,7 @@ impl CoapEndpoint {
         let kind = response.header.get_type();
         let mid = response.header.message_id;
         if (kind == MessageType::Confirmable || kind == MessageType::NonConfirmable)
-            && self.replay_duplicate(mid, peer).await
+            && self.replay_duplicate(mid, response.get_token(), peer).await
         {
             return;
         }
@@ -438,12 +453,12 @@ impl CoapEndpoint {
                 p.header.code = MessageClass::Empty;
                 p.header.message_id = mid;
                 let bytes = p.to_bytes().ok();
-                self.remember(mid, peer, bytes.clone());
+                self.remember(mid, &token, peer, bytes.clone());
                 if let Some(b) = bytes {
                     self.send_bytes(&b, peer).await;
                 }
             }
-            MessageType::NonConfirmable => self.remember(mid, peer, None),
+            MessageType::NonConfirmable => self.remember(mid, &token, peer, None),
             _ => {}
         }
     }

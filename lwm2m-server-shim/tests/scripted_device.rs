@@ -645,3 +645,46 @@ fn separate_response_and_a_block2_notification() {
     assert!(acked.contains(&0x5000), "separate response acknowledged");
     assert!(acked.contains(&0x6000), "notification acknowledged");
 }
+
+#[test]
+fn a_new_message_reusing_a_message_id_is_not_taken_for_a_duplicate() {
+    // A pull socket on a recycled ephemeral port may reuse a message id the port's previous
+    // owner sent within EXCHANGE_LIFETIME. Only a retransmission (same token) may get the
+    // cached answer: an old empty RST/ACK would end or silence the new request.
+    let h = Harness::start("mid-reuse", |_| {});
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 1500];
+    let mut answer = |p: &Packet| {
+        sock.send_to(&p.to_bytes().expect("encode"), h.coap)
+            .expect("send");
+        let (n, _) = sock.recv_from(&mut buf).expect("answer");
+        Packet::from_bytes(&buf[..n]).expect("decodes")
+    };
+    // The previous owner: a CON notification nobody observes, answered with a Reset.
+    let mut stray = reply(ResponseType::Content);
+    stray.header.set_type(MessageType::Confirmable);
+    stray.header.message_id = 0x4242;
+    stray.set_token(vec![0xAA; 4]);
+    assert_eq!(answer(&stray).header.get_type(), MessageType::Reset);
+    // The new owner: a GET with the same message id and its own token gets a real answer.
+    let mut get = Packet::new();
+    get.header.set_type(MessageType::Confirmable);
+    get.header.code = MessageClass::Request(RequestType::Get);
+    get.header.message_id = 0x4242;
+    get.set_token(vec![0xBB; 4]);
+    get.add_option(CoapOption::UriPath, b"fw".to_vec());
+    get.add_option(CoapOption::UriPath, b"no-such.suit".to_vec());
+    let r = answer(&get);
+    assert_eq!(
+        (r.header.get_type(), r.header.code, r.get_token().to_vec()),
+        (
+            MessageType::Acknowledgement,
+            MessageClass::Response(ResponseType::NotFound),
+            vec![0xBB; 4]
+        )
+    );
+    // A true retransmission of the stray notification still gets the cached Reset.
+    assert_eq!(answer(&stray).header.get_type(), MessageType::Reset);
+}
