@@ -223,7 +223,22 @@ impl Drop for ShimProcess {
 /// What the event stream reported.
 enum Seen {
     Registered(String),
-    JobEnded { ep: String, ok: bool },
+    JobEnded {
+        ep: String,
+        ok: bool,
+    },
+    /// The answer to starting `ep`'s job (202 when it started) and how long it took.
+    Started {
+        ep: String,
+        status: Result<u16, String>,
+        took: Duration,
+    },
+    /// A job entered `phase` (every FIRMWARE event, final ones too).
+    Phase {
+        ep: String,
+        phase: String,
+        at: Instant,
+    },
 }
 
 /// Follows `/api/event` on a thread: REGISTRATION and final FIRMWARE events.
@@ -247,17 +262,29 @@ fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
                 let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
                 let seen = match event.as_str() {
                     "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered(e.into())),
-                    "FIRMWARE" => match (v["ep"].as_str(), v["phase"].as_str()) {
-                        (Some(ep), Some("SUCCEEDED")) => Some(Seen::JobEnded {
-                            ep: ep.into(),
-                            ok: true,
-                        }),
-                        (Some(ep), Some("FAILED")) => Some(Seen::JobEnded {
-                            ep: ep.into(),
-                            ok: false,
-                        }),
-                        _ => None,
-                    },
+                    "FIRMWARE" => {
+                        if let (Some(ep), Some(phase)) = (v["ep"].as_str(), v["phase"].as_str()) {
+                            let seen = Seen::Phase {
+                                ep: ep.into(),
+                                phase: phase.into(),
+                                at: Instant::now(),
+                            };
+                            if tx.send(seen).is_err() {
+                                return;
+                            }
+                        }
+                        match (v["ep"].as_str(), v["phase"].as_str()) {
+                            (Some(ep), Some("SUCCEEDED")) => Some(Seen::JobEnded {
+                                ep: ep.into(),
+                                ok: true,
+                            }),
+                            (Some(ep), Some("FAILED")) => Some(Seen::JobEnded {
+                                ep: ep.into(),
+                                ok: false,
+                            }),
+                            _ => None,
+                        }
+                    }
                     _ => None,
                 };
                 if let Some(s) = seen {
@@ -269,6 +296,46 @@ fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+/// Threads that start jobs with `POST /api/clients/{ep}/firmware`, several at once as an
+/// operator's script would, so starting is not serialized behind the event handling; each
+/// answer comes back as [`Seen::Started`]. Endpoints go in through the returned sender.
+fn start_jobs(base: &str, body: &str, tx: mpsc::Sender<Seen>) -> mpsc::Sender<String> {
+    const STARTERS: usize = 4;
+    let (to_start, queue) = mpsc::channel::<String>();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+    for _ in 0..STARTERS {
+        let (base, body, tx, queue) = (
+            base.to_string(),
+            body.to_string(),
+            tx.clone(),
+            queue.clone(),
+        );
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into();
+            loop {
+                let next = queue.lock().map(|q| q.recv());
+                let Ok(Ok(ep)) = next else { return };
+                let posted = Instant::now();
+                let status = agent
+                    .post(format!("{base}/api/clients/{ep}/firmware"))
+                    .header("content-type", "application/json")
+                    .send(body.as_str())
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string());
+                let took = posted.elapsed();
+                if tx.send(Seen::Started { ep, status, took }).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    to_start
 }
 
 /// Runs `options` as local tasks on `DEVICE_THREADS` current-thread runtimes until `stop`.
@@ -328,6 +395,46 @@ struct Figures {
     first_error: Option<String>,
     ends_via_events: usize,
     ends_via_lists: usize,
+    /// Mean milliseconds the bench's `POST .../firmware` took.
+    start_ms: f64,
+    phases: String,
+}
+
+/// Where a job's time goes: mean time spent in each phase, from the FIRMWARE events' arrival
+/// times (a phase whose event was lost is folded into the one before it).
+#[derive(Default)]
+struct PhaseTimes {
+    current: std::collections::HashMap<String, (String, Instant)>,
+    spent: std::collections::BTreeMap<String, (Duration, u32)>,
+}
+
+impl PhaseTimes {
+    fn entered(&mut self, ep: String, phase: String, at: Instant) {
+        let last = if matches!(phase.as_str(), "SUCCEEDED" | "FAILED") {
+            self.current.remove(&ep)
+        } else {
+            self.current.insert(ep, (phase, at))
+        };
+        if let Some((name, since)) = last {
+            let e = self.spent.entry(name).or_default();
+            e.0 += at.saturating_duration_since(since);
+            e.1 += 1;
+        }
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .spent
+            .iter()
+            .map(|(name, (d, n))| {
+                format!(
+                    "{name} {:.0} ms",
+                    d.as_secs_f64() * 1e3 / f64::from((*n).max(1))
+                )
+            })
+            .collect();
+        parts.join(", ")
+    }
 }
 
 /// Datagrams the kernel dropped for full UDP receive buffers, machine-wide (/proc/net/snmp).
@@ -383,7 +490,7 @@ fn run(n: usize) -> Result<Figures, String> {
         .build()
         .into();
     let (tx, events) = mpsc::channel();
-    follow_events(&shim.http, tx)?;
+    follow_events(&shim.http, tx.clone())?;
 
     let eps: Vec<String> = (0..n).map(|i| format!("fleet-{i:05}")).collect();
     let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
@@ -441,6 +548,9 @@ fn run(n: usize) -> Result<Figures, String> {
     // Where the bench learnt that a job ended: its FIRMWARE event, or a later job list (the
     // event was lost, and the window stayed full until the list was read).
     let (mut ends_via_events, mut ends_via_lists) = (0usize, 0usize);
+    let (mut post_time, mut posts) = (Duration::ZERO, 0u32);
+    let mut phases = PhaseTimes::default();
+    let to_start = start_jobs(&shim.http, &body, tx.clone());
     while updated + failed < n && update_start.elapsed() < limit {
         if checked.elapsed() >= RECONCILE {
             // Jobs whose final FIRMWARE event the stream lost.
@@ -461,19 +571,10 @@ fn run(n: usize) -> Result<Figures, String> {
         }
         while running.len() < window {
             let Some(ep) = pending.next() else { break };
-            let r = agent
-                .post(format!("{}/api/clients/{ep}/firmware", shim.http))
-                .header("content-type", "application/json")
-                .send(body.as_str());
-            match r.map(|r| r.status().as_u16()) {
-                Ok(202) => {
-                    running.insert(ep.clone());
-                }
-                other => {
-                    failed += 1;
-                    first_error.get_or_insert(format!("{ep}: start answered {other:?}"));
-                }
+            if to_start.send(ep.clone()).is_err() {
+                break;
             }
+            running.insert(ep.clone());
         }
         match events.recv_timeout(Duration::from_millis(500)) {
             Ok(Seen::JobEnded { ep, ok }) => {
@@ -486,12 +587,22 @@ fn run(n: usize) -> Result<Figures, String> {
                     }
                 }
             }
+            Ok(Seen::Phase { ep, phase, at }) => phases.entered(ep, phase, at),
+            Ok(Seen::Started { ep, status, took }) => {
+                post_time += took;
+                posts += 1;
+                if status != Ok(202) && running.remove(&ep) {
+                    failed += 1;
+                    first_error.get_or_insert(format!("{ep}: start answered {status:?}"));
+                }
+            }
             Ok(Seen::Registered(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     let update_time = update_start.elapsed();
+    let start_ms = post_time.as_secs_f64() * 1e3 / f64::from(posts.max(1));
     // The job list is the authority (an event stream may drop events under load).
     let all = list(&agent, &shim.http, "jobs");
     if !all.is_empty() {
@@ -526,6 +637,8 @@ fn run(n: usize) -> Result<Figures, String> {
         first_error,
         ends_via_events,
         ends_via_lists,
+        start_ms,
+        phases: phases.summary(),
     })
 }
 
@@ -555,7 +668,8 @@ fn main() {
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; \
-                     job ends seen as events {} / only in job lists {}; ratio: none (no peer LwM2M server \
+                     job ends seen as events {} / only in job lists {}; starting a job {:.1} ms; \
+                     mean time per phase: {}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,
                     f.registered,
@@ -574,6 +688,8 @@ fn main() {
                     f.udp_drops.map_or("?".into(), |d| d.to_string()),
                     f.ends_via_events,
                     f.ends_via_lists,
+                    f.start_ms,
+                    f.phases,
                     f.first_error
                         .map(|e| format!("; first failure: {e}"))
                         .unwrap_or_default(),
