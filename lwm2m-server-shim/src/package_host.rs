@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +22,11 @@ pub const MAX_CACHED_PACKAGE: u64 = 16 * 1024 * 1024;
 
 /// Bound on the bytes of all packages kept in memory.
 pub const MAX_CACHED_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a package's file is taken as unchanged after it was last checked (with `stat`):
+/// a file replaced behind the host's back (not through [`PackageHost::store`], which takes
+/// effect at once) is served, old bytes with the old ETag, for at most this long.
+pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a package operation failed.
 #[derive(Debug)]
@@ -108,6 +113,8 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
 /// What the host remembers of one package file while it is unchanged.
 struct Cached {
     stamp: Stamp,
+    /// When the file was last seen with `stamp`.
+    checked: Instant,
     etag: [u8; 8],
     /// The content, for packages small enough to keep.
     content: Option<Arc<[u8]>>,
@@ -191,15 +198,11 @@ impl PackageHost {
         Ok(self.snapshot(name)?.info)
     }
 
-    /// The package as it is now: one `stat` while the file is unchanged; the file is read
-    /// (and hashed for the ETag) again when it changed.
+    /// The package as it is now: no system call while it was checked less than
+    /// [`REVALIDATE_AFTER`] ago, one `stat` while the file is unchanged; the file is read (and
+    /// hashed for the ETag) again when it changed.
     pub fn snapshot(&self, name: &str) -> Result<Snapshot, PackageError> {
         let path = self.path_of(name)?;
-        let meta = std::fs::metadata(&path)?;
-        if !meta.is_file() {
-            return Err(PackageError::NotFound);
-        }
-        let stamp = stamp_of(&meta);
         let snapshot = |c: &Cached| Snapshot {
             info: PackageInfo {
                 name: name.into(),
@@ -208,7 +211,17 @@ impl PackageHost {
             },
             content: c.content.clone(),
         };
-        if let Some(c) = self.lock_cache().get(name).filter(|c| c.stamp == stamp) {
+        let fresh = |c: &&mut Cached| c.checked.elapsed() < REVALIDATE_AFTER;
+        if let Some(c) = self.lock_cache().get_mut(name).filter(fresh) {
+            return Ok(snapshot(c));
+        }
+        let meta = std::fs::metadata(&path)?;
+        if !meta.is_file() {
+            return Err(PackageError::NotFound);
+        }
+        let stamp = stamp_of(&meta);
+        if let Some(c) = self.lock_cache().get_mut(name).filter(|c| c.stamp == stamp) {
+            c.checked = Instant::now();
             return Ok(snapshot(c));
         }
         let mut f = File::open(&path)?;
@@ -245,6 +258,7 @@ impl PackageHost {
         etag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         let c = Cached {
             stamp,
+            checked: Instant::now(),
             etag,
             content,
         };
@@ -432,11 +446,12 @@ mod tests {
             host.read_range("fw.bin", 0, 1).expect("new"),
             vec![changed[0]]
         );
-        // Replaced behind the host's back (as an operator copying a file in): the next
-        // request sees the new content and ETag.
+        // Replaced behind the host's back (as an operator copying a file in): requests see the
+        // new content and ETag once REVALIDATE_AFTER has passed.
         let behind = dir.join(".tmp-behind");
         std::fs::write(&behind, &data[..100]).expect("write");
         std::fs::rename(&behind, dir.join("fw.bin")).expect("rename");
+        std::thread::sleep(REVALIDATE_AFTER + Duration::from_millis(50));
         let s = host.snapshot("fw.bin").expect("snapshot");
         assert_eq!(s.info.size, 100);
         assert_eq!(s.info.etag, host.info("fw.bin").expect("info").etag);
