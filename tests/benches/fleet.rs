@@ -16,9 +16,8 @@
 //! `/api/jobs`. An update counts when its job SUCCEEDED: the device pulled, verified,
 //! installed, reset into the new image, re-registered and reported State 0 / Update Result 1.
 //!
-//! `FLEET_SHIM_RCVBUF=bytes` is an experiment: it raises the receive buffer of the shim's CoAP
-//! socket (which `serve` leaves at the system default, 208 KiB here) to show how much of the
-//! time at large N goes to datagrams the kernel dropped there and the retransmissions after.
+//! The shim's CoAP socket gets the receive buffer `serve` gives it (`--udp-recv-buffer`,
+//! 4 MiB by default; the kernel caps it at net.core.rmem_max).
 //! `FLEET_WINDOW=k` keeps at most k updates running at once (default: all), as
 //! `update --concurrency` does. `FLEET_TIMEOUT_S` bounds each run (default 300 s).
 //! No other LwM2M server is installed here to run the same fleet against, so no ratio is
@@ -84,72 +83,12 @@ fn shim_child(package_dir: PathBuf) -> Result<(), String> {
         .block_on(server::start(config))
         .map_err(|e| e.to_string())?;
     let coap = running.coap_addr.ok_or("no coap listener")?;
-    if let Some(bytes) = std::env::var("FLEET_SHIM_RCVBUF")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        set_rcvbuf(coap, bytes)?;
-    }
     println!("{coap} {}", running.http_addr);
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     drop(running);
     Ok(())
-}
-
-/// The experiment behind `FLEET_SHIM_RCVBUF`: sets SO_RCVBUF of the shim's CoAP socket (found
-/// among this process's descriptors by its bound address), which `serve` leaves at the
-/// system default. The kernel caps it at net.core.rmem_max.
-fn set_rcvbuf(coap: std::net::SocketAddr, bytes: i32) -> Result<(), String> {
-    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())?;
-    for fd in dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        // SAFETY: getsockname writes at most `len` bytes into `addr`, a plain C struct; an fd
-        // that is not an IPv4 socket makes it fail or report another family.
-        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let got = unsafe {
-            libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len)
-        };
-        let port = u16::from_be(addr.sin_port);
-        if got != 0 || i32::from(addr.sin_family) != libc::AF_INET || port != coap.port() {
-            continue;
-        }
-        let mut sotype: libc::c_int = 0;
-        let mut tlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: reads one c_int option into `sotype`.
-        let ok = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TYPE,
-                (&mut sotype as *mut libc::c_int).cast(),
-                &mut tlen,
-            )
-        };
-        if ok != 0 || sotype != libc::SOCK_DGRAM {
-            continue;
-        }
-        // SAFETY: passes one c_int option value.
-        let set = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&bytes as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        return if set == 0 {
-            Ok(())
-        } else {
-            Err("setsockopt SO_RCVBUF failed".into())
-        };
-    }
-    Err(format!("no UDP socket bound to {coap} in this process"))
 }
 
 /// The running shim process; killed and reaped on drop.
@@ -655,9 +594,6 @@ fn main() {
         .split(',')
         .filter_map(|x| x.trim().parse().ok())
         .collect();
-    let rcvbuf = std::env::var("FLEET_SHIM_RCVBUF")
-        .map(|b| format!("shim socket SO_RCVBUF set to {b} (experiment)"))
-        .unwrap_or_else(|_| "shim socket SO_RCVBUF: system default".into());
     let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
     for n in sizes {
         match run(n) {
@@ -667,7 +603,7 @@ fn main() {
                     "fleet N={n:>5} window={}: {}/{n} registered in {:.2} s ({:.0} registrations/s); \
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
-                     {} UDP datagrams dropped for full receive buffers (machine-wide), {rcvbuf}; \
+                     {} UDP datagrams dropped for full receive buffers (machine-wide); \
                      job ends seen as events {} / only in job lists {}; starting a job {:.1} ms; \
                      mean time per phase: {}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
