@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// net.core.wmem_max); the system default unless given.
     #[arg(long, value_name = "BYTES")]
     udp_send_buffer: Option<usize>,
+    /// Firmware jobs started through the REST API (POST /api/clients/{ep}/firmware) that run
+    /// at once; later ones wait in phase QUEUED, so a script may start a whole fleet.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_ACTIVE_JOBS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_active_jobs: u32,
 }
 
 /// Runs the server; returns a failure status if it cannot start.
@@ -137,6 +141,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         default_timeout: Duration::from_secs(args.timeout.max(1)),
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
+        max_active_jobs: args.max_active_jobs,
         ..ShimConfig::default()
     };
     runtime.block_on(async move {

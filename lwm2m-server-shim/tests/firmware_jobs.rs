@@ -507,6 +507,56 @@ fn progress_events_walk_through_the_phases() {
     );
 }
 
+/// With one job slot, a second REST job waits in QUEUED and starts only when the first ends.
+#[test]
+fn rest_jobs_beyond_max_active_wait_queued() {
+    let h = Harness::start("fw-slots", |c| c.max_active_jobs = 1);
+    let _a = ScriptedDevice::start(h.coap, "fw-s1");
+    let _b = ScriptedDevice::start(h.coap, "fw-s2");
+    wait_registered(&h, "fw-s1");
+    wait_registered(&h, "fw-s2");
+    h.running()
+        .shim
+        .packages
+        .store("s.bin", &package("4.0.0", false, 3000))
+        .expect("store");
+    let events = h.events("");
+    let body = br#"{"package":"s.bin","method":"pull"}"#;
+    let mut ids = Vec::new();
+    for ep in ["fw-s1", "fw-s2"] {
+        let (s, job) = h.post(&format!("/api/clients/{ep}/firmware"), body);
+        assert_eq!((s, job["phase"].as_str()), (202, Some("QUEUED")), "{job}");
+        ids.push(job["id"].clone());
+    }
+    // Phases of both jobs in the order the event stream reports them.
+    let order = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let log = order.clone();
+    let last = ids[1].clone();
+    wait_event(&events, Duration::from_secs(60), move |n, d| {
+        if n != "FIRMWARE" {
+            return false;
+        }
+        let phase = d["phase"].as_str().unwrap_or("").to_string();
+        let done = d["id"] == last && (phase == "SUCCEEDED" || phase == "FAILED");
+        log.lock()
+            .expect("log")
+            .push((d["id"].as_u64().unwrap_or(0), phase));
+        done
+    });
+    let order = order.lock().expect("log").clone();
+    let first_ended = order
+        .iter()
+        .position(|(id, p)| Some(*id) == ids[0].as_u64() && p == "SUCCEEDED");
+    let second_started = order
+        .iter()
+        .position(|(id, p)| Some(*id) == ids[1].as_u64() && p == "STARTING");
+    assert!(
+        matches!((first_ended, second_started), (Some(a), Some(b)) if a < b),
+        "{order:?}"
+    );
+    assert_eq!(order.last().map(|(_, p)| p.as_str()), Some("SUCCEEDED"));
+}
+
 #[test]
 fn campaign_over_several_devices_with_a_concurrency_limit() {
     let h = Harness::start("fw-campaign", |_| {});
