@@ -626,6 +626,16 @@ async fn drive(
         Err(UpdateError::Device(_, DmError::Exchange(e))) => {
             tracing::debug!(%ep, error = %e, "no answer to Execute; waiting for the device");
         }
+        // 4.05 can be the answer to a retransmitted Execute from a device that already ran
+        // the first one and rebooted (its new session has no record of the message). A device
+        // still in Downloaded refused for real.
+        Err(UpdateError::Rejected(op, code)) if code.starts_with("4.05") => {
+            f.poll(t).await;
+            if t.status.state == Some(STATE_DOWNLOADED) {
+                return Err(UpdateError::Rejected(op, code));
+            }
+            tracing::debug!(%ep, %code, "Execute refused after it ran; waiting for the device");
+        }
         Err(e) => return Err(e),
     }
     t.phase(Phase::Rebooting);
@@ -769,6 +779,9 @@ fn write_arrived(state: Option<i64>) -> bool {
 pub fn spawn_job(shim: &Arc<Shim>, job: JobStatus, plan: UpdatePlan, cfg: CampaignConfig) {
     let shim = shim.clone();
     tokio::spawn(async move {
+        // Stays QUEUED until one of the shim's job slots is free (the semaphore is never
+        // closed, so a permit always comes).
+        let _permit = shim.job_slots.clone().acquire_owned().await.ok();
         run_update(&shim, job, &plan, cfg, &|_| {}).await;
     });
 }
