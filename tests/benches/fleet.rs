@@ -18,8 +18,10 @@
 //!
 //! The shim's CoAP socket gets the receive buffer `serve` gives it (`--udp-recv-buffer`,
 //! 4 MiB by default; the kernel caps it at net.core.rmem_max).
-//! `FLEET_WINDOW=k` keeps at most k updates running at once (default: all), as
-//! `update --concurrency` does. `FLEET_TIMEOUT_S` bounds each run (default 300 s).
+//! By default the bench starts every job at once and the shim runs at most
+//! `--max-active-jobs` (1 000) of them, the rest waiting QUEUED; `FLEET_WINDOW=k` makes the
+//! bench itself keep at most k jobs started, as `update --concurrency` does.
+//! `FLEET_TIMEOUT_S` bounds each run (default 300 s).
 //! No other LwM2M server is installed here to run the same fleet against, so no ratio is
 //! printed; the line says so.
 
