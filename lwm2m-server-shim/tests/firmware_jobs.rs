@@ -409,6 +409,15 @@ fn quick_config() -> CampaignConfig {
     }
 }
 
+/// Puts a small good package for `version` into the shim's package host as `name`.
+fn host_package(h: &Harness, name: &str, version: &str) {
+    h.running()
+        .shim
+        .packages
+        .store(name, &package(version, false, 3000))
+        .expect("store");
+}
+
 fn wait_registered(h: &Harness, ep: &str) {
     let until = Instant::now() + Duration::from_secs(10);
     while h.running().shim.store.get_by_endpoint(ep).is_none() {
@@ -465,11 +474,7 @@ fn progress_events_walk_through_the_phases() {
     let h = Harness::start("fw-phases", |_| {});
     let _dev = ScriptedDevice::start(h.coap, "fw-p");
     wait_registered(&h, "fw-p");
-    h.running()
-        .shim
-        .packages
-        .store("p.bin", &package("3.1.0", false, 3000))
-        .expect("store");
+    host_package(&h, "p.bin", "3.1.0");
     let events = h.events("?ep=fw-p");
     let (s, job) = h.post(
         "/api/clients/fw-p/firmware",
@@ -515,11 +520,7 @@ fn rest_jobs_beyond_max_active_wait_queued() {
     let _b = ScriptedDevice::start(h.coap, "fw-s2");
     wait_registered(&h, "fw-s1");
     wait_registered(&h, "fw-s2");
-    h.running()
-        .shim
-        .packages
-        .store("s.bin", &package("4.0.0", false, 3000))
-        .expect("store");
+    host_package(&h, "s.bin", "4.0.0");
     let events = h.events("");
     let body = br#"{"package":"s.bin","method":"pull"}"#;
     let mut ids = Vec::new();
