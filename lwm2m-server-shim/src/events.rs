@@ -95,9 +95,14 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
 }
 
+/// Events an event-stream subscriber may fall behind by before it loses any: a fleet of
+/// 10 000 devices produces about 4 000 events/s (phases, notifications, registrations), so
+/// this is a few seconds of slack for an operator's script; the ring costs a few MiB.
+pub const EVENT_BACKLOG: usize = 16 * 1024;
+
 impl Default for EventBus {
     fn default() -> Self {
-        Self::new(1024)
+        Self::new(EVENT_BACKLOG)
     }
 }
 
