@@ -163,7 +163,13 @@ where
             draining.get_or_insert(Instant::now() + DRAIN);
         }
         if let Some(limit) = draining {
-            if !engine.notifications_pending() || Instant::now() >= limit {
+            let pending = engine.notifications_pending();
+            if !pending || Instant::now() >= limit {
+                tracing::debug!(
+                    drained = !pending,
+                    left_ms = limit.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "stopping after the notification drain"
+                );
                 flush(engine, link).await?;
                 return Ok(());
             }
