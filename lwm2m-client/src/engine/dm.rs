@@ -23,6 +23,31 @@ pub(crate) enum Answer {
     Later { success: Packet, path: Path },
 }
 
+impl Answer {
+    /// The answer to a change an object may have deferred: `success` goes out now, or as the
+    /// separate response once the object completes (one rule for write, execute and Block1).
+    fn changed(deferred: bool, success: Packet, path: &Path) -> Self {
+        if deferred {
+            Answer::Later {
+                success,
+                path: *path,
+            }
+        } else {
+            Answer::Now(success)
+        }
+    }
+}
+
+/// Object, instance and resource id of a request path, 0 where the path stops earlier (the
+/// callers have checked the depth they need).
+fn ids(path: &Path) -> (u16, u16, u16) {
+    (
+        path.object_id().unwrap_or(0),
+        path.instance_id().unwrap_or(0),
+        path.resource_id().unwrap_or(0),
+    )
+}
+
 fn reply(code: ResponseType) -> Packet {
     coap::packet(
         MessageType::Acknowledgement,
@@ -212,11 +237,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     fn def(&mut self, path: &Path) -> Result<ResourceDef, OpError> {
-        let (oid, iid, rid) = (
-            path.object_id().unwrap_or(0),
-            path.instance_id().unwrap_or(0),
-            path.resource_id().unwrap_or(0),
-        );
+        let (oid, iid, rid) = ids(path);
         let obj = self.object(oid)?;
         if !obj.instances().contains(&iid) {
             return Err(OpError::NotFound);
@@ -644,14 +665,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.after_change(now, path, resources.iter().map(|r| r.id));
         self.events.push_back(Event::Written { path: *path });
         let ok = reply(ResponseType::Changed);
-        Ok(if deferred {
-            Answer::Later {
-                success: ok,
-                path: *path,
-            }
-        } else {
-            Answer::Now(ok)
-        })
+        Ok(Answer::changed(deferred, ok, path))
     }
 
     /// What a successful change implies: settings of object 1 trigger an Update, and
@@ -686,10 +700,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         else {
             return Err(OpError::BadRequest);
         };
-        let (oid, iid) = (
-            path.object_id().unwrap_or(0),
-            path.instance_id().unwrap_or(0),
-        );
+        let (oid, iid, _) = ids(path);
         let mut items = match self.object(oid)?.read(now, iid, id) {
             Ok(ResourceValue::Multiple(items)) => items,
             // Write-only resources cannot be read back: the update is then the whole content.
@@ -710,14 +721,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.after_change(now, path, core::iter::once(id));
         self.events.push_back(Event::Written { path: *path });
         let ok = reply(ResponseType::Changed);
-        Ok(if c == Completion::Deferred {
-            Answer::Later {
-                success: ok,
-                path: *path,
-            }
-        } else {
-            Answer::Now(ok)
-        })
+        Ok(Answer::changed(c == Completion::Deferred, ok, path))
     }
 
     fn execute_request(&mut self, now: u64, req: &Packet, path: &Path) -> Result<Answer, OpError> {
@@ -725,11 +729,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         if !def.ops.exec() {
             return Err(OpError::MethodNotAllowed);
         }
-        let (oid, iid, rid) = (
-            path.object_id().unwrap_or(0),
-            path.instance_id().unwrap_or(0),
-            path.resource_id().unwrap_or(0),
-        );
+        let (oid, iid, rid) = ids(path);
         let c = self.object(oid)?.execute(now, iid, rid, &req.payload)?;
         if (oid, rid) == (1, 8) {
             self.schedule_update(now);
@@ -737,14 +737,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.mark_all_dirty();
         self.events.push_back(Event::Executed { path: *path });
         let ok = reply(ResponseType::Changed);
-        Ok(if c == Completion::Deferred {
-            Answer::Later {
-                success: ok,
-                path: *path,
-            }
-        } else {
-            Answer::Now(ok)
-        })
+        Ok(Answer::changed(c == Completion::Deferred, ok, path))
     }
 
     fn create_request(
@@ -825,11 +818,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             last: !b.more,
             total,
         };
-        let (oid, iid, rid) = (
-            path.object_id().unwrap_or(0),
-            path.instance_id().unwrap_or(0),
-            path.resource_id().unwrap_or(0),
-        );
+        let (oid, iid, rid) = ids(path);
         let c = match self.object(oid)?.write_block(now, iid, rid, &chunk) {
             Ok(c) => c,
             Err(e) => {
@@ -872,14 +861,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.events.push_back(Event::Written { path: *path });
         }
         self.mark_all_dirty();
-        Ok(if c == Completion::Deferred {
-            Answer::Later {
-                success: ok,
-                path: *path,
-            }
-        } else {
-            Answer::Now(ok)
-        })
+        Ok(Answer::changed(c == Completion::Deferred, ok, path))
     }
 
     /// Read-Composite (FETCH /) and Write-Composite (iPATCH /) with SenML JSON or CBOR

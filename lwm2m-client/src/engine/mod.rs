@@ -311,11 +311,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             (MessageType::Reset, _) => self.on_reset(now, &peer, mid),
             (MessageType::Acknowledgement, MessageClass::Response(_)) => {
-                if let Some(pos) = self
-                    .outgoing
-                    .iter()
-                    .position(|o| o.mid == mid && o.peer == peer)
-                {
+                if let Some(pos) = self.outgoing_by_mid(&peer, mid) {
                     let out = self.outgoing.swap_remove(pos);
                     self.on_response(now, out.purpose, &packet);
                 }
@@ -484,11 +480,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     fn on_empty_ack(&mut self, now: u64, peer: &P, mid: u16) {
-        let Some(pos) = self
-            .outgoing
-            .iter()
-            .position(|o| o.mid == mid && &o.peer == peer)
-        else {
+        let Some(pos) = self.outgoing_by_mid(peer, mid) else {
             return;
         };
         let lifetime = self.config.tx.exchange_lifetime_ms;
@@ -514,12 +506,16 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
-    fn on_reset(&mut self, now: u64, peer: &P, mid: u16) {
-        let Some(pos) = self
-            .outgoing
+    /// The outgoing message an ACK or RST from `peer` answers: message ids are only unique per
+    /// peer (RFC 7252 section 4.4), so both must match.
+    fn outgoing_by_mid(&self, peer: &P, mid: u16) -> Option<usize> {
+        self.outgoing
             .iter()
             .position(|o| o.mid == mid && &o.peer == peer)
-        else {
+    }
+
+    fn on_reset(&mut self, now: u64, peer: &P, mid: u16) {
+        let Some(pos) = self.outgoing_by_mid(peer, mid) else {
             return;
         };
         let o = self.outgoing.swap_remove(pos);
