@@ -10,11 +10,10 @@ use std::time::Duration;
 use clap::Args;
 use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::{self, ConformanceConfig, Verdict};
-use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::campaign_view;
-use crate::update_cli::private_package_dir;
+use crate::update_cli::{in_process_config, private_package_dir, start_logged};
 
 /// Options of `conformance`; the defaults work on loopback with `lwm2m-client`.
 #[derive(Args, Debug)]
@@ -92,21 +91,10 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
         notify_within: Duration::from_secs(15),
     };
     let dir = private_package_dir("conformance");
-    let config = ShimConfig {
-        coap_addr: Some(args.coap),
-        coaps_addr: None,
-        http_addr: args.http,
-        package_dir: dir.clone(),
-        default_timeout: Duration::from_secs(args.timeout_request.max(1)),
-        ..ShimConfig::default()
-    };
+    let config = in_process_config(args.coap, args.http, &dir, args.timeout_request);
     let code = runtime.block_on(async {
-        let running = match server::start(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the shim");
-                return ExitCode::FAILURE;
-            }
+        let Some(running) = start_logged(config).await else {
+            return ExitCode::FAILURE;
         };
         let shim = running.shim.clone();
         eprintln!(

@@ -3,14 +3,14 @@
 //! final table. Exits non-zero if any device did not end in State 0 / Update Result 1.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::jobs::{Method, Phase};
-use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
 
 use crate::campaign_view::{self, ProgressView};
 
@@ -114,6 +114,36 @@ pub fn private_package_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("lwm2m-shim-{tag}-{}-{nanos}", std::process::id()))
 }
 
+/// The shim a CLI run starts in-process: plain CoAP on `coap` only, REST on `http`, packages
+/// in `dir`, `timeout_request` seconds (at least 1) per exchange. Shared so that `update` and
+/// `conformance` listen alike.
+pub fn in_process_config(
+    coap: SocketAddr,
+    http: SocketAddr,
+    dir: &Path,
+    timeout_request: u64,
+) -> ShimConfig {
+    ShimConfig {
+        coap_addr: Some(coap),
+        coaps_addr: None,
+        http_addr: http,
+        package_dir: dir.to_path_buf(),
+        default_timeout: Duration::from_secs(timeout_request.max(1)),
+        ..ShimConfig::default()
+    }
+}
+
+/// Starts the shim, or logs why it cannot so that the command only has to exit non-zero.
+pub async fn start_logged(config: ShimConfig) -> Option<RunningShim> {
+    match server::start(config).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the shim");
+            None
+        }
+    }
+}
+
 /// Runs the campaign.
 pub fn update(args: UpdateArgs) -> ExitCode {
     campaign_view::init_logging("warn");
@@ -134,21 +164,12 @@ pub fn update(args: UpdateArgs) -> ExitCode {
         .unwrap_or_else(|| "package".into());
     let dir = private_package_dir("update");
     let config = ShimConfig {
-        coap_addr: Some(args.coap),
-        coaps_addr: None,
-        http_addr: args.http,
-        package_dir: dir.clone(),
         block_size: usize::from(args.block_size),
-        default_timeout: Duration::from_secs(args.timeout_request.max(1)),
-        ..ShimConfig::default()
+        ..in_process_config(args.coap, args.http, &dir, args.timeout_request)
     };
     let code = runtime.block_on(async {
-        let running = match server::start(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the shim");
-                return ExitCode::FAILURE;
-            }
+        let Some(running) = start_logged(config).await else {
+            return ExitCode::FAILURE;
         };
         let shim = running.shim.clone();
         if let Err(e) = shim.packages.store(&name, &bytes) {
