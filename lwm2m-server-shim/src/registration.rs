@@ -299,17 +299,21 @@ mod tests {
         assert_eq!(loc.len(), 2);
         assert_eq!(loc[0], b"rd");
         let id = String::from_utf8(loc[1].clone()).expect("utf8");
+        // Update and Deregister go to the location the Register answered.
+        let send = |method, query: &[&str]| {
+            handle(
+                &store,
+                &ids,
+                &req(method, &["rd", &id], query, ""),
+                peer(),
+                false,
+                t,
+            )
+        };
         assert!(
             matches!(ev, Some(Event::Registration(ref r)) if r.endpoint == "dev1" && r.queue_mode && r.lifetime_s == 60 && r.secure)
         );
-        let (resp, ev) = handle(
-            &store,
-            &ids,
-            &req(M::Post, &["rd", &id], &["lt=120"], ""),
-            peer(),
-            false,
-            t,
-        );
+        let (resp, ev) = send(M::Post, &["lt=120"]);
         assert_eq!(
             resp.header.code,
             MessageClass::Response(ResponseType::Changed)
@@ -317,27 +321,13 @@ mod tests {
         assert!(
             matches!(ev, Some(Event::Updated { ref registration, .. }) if registration.lifetime_s == 120 && registration.object_links == "</3/0>,</5/0>")
         );
-        let (resp, ev) = handle(
-            &store,
-            &ids,
-            &req(M::Delete, &["rd", &id], &[], ""),
-            peer(),
-            false,
-            t,
-        );
+        let (resp, ev) = send(M::Delete, &[]);
         assert_eq!(
             resp.header.code,
             MessageClass::Response(ResponseType::Deleted)
         );
         assert!(matches!(ev, Some(Event::Deregistration(_))));
-        let (resp, _) = handle(
-            &store,
-            &ids,
-            &req(M::Delete, &["rd", &id], &[], ""),
-            peer(),
-            false,
-            t,
-        );
+        let (resp, _) = send(M::Delete, &[]);
         assert_eq!(
             resp.header.code,
             MessageClass::Response(ResponseType::NotFound)
