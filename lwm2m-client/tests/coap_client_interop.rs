@@ -3,8 +3,12 @@
 //! are checked against OMA TS Core 1.1 layouts. The test plays the LwM2M server on loopback
 //! (Register -> 2.01, Deregister on SIGINT -> 2.02).
 
+mod common;
+
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{ack, option_values, queries};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,26 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// A server socket on `addr` whose reads give up after 200 ms, so every wait stays bounded.
+fn server_socket(addr: &str) -> std::io::Result<UdpSocket> {
+    let sock = UdpSocket::bind(addr)?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(sock)
+}
+
+/// Starts the `lwm2m-client` binary with `args` and its state in `state`; killed on drop.
+fn spawn_client(args: &[&str], state: &Path) -> Kill {
+    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Kill(child)
+}
+
 /// Waits (bounded) for one CoAP request on the server socket.
 fn recv_request(sock: &UdpSocket, what: &str) -> (Packet, SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -45,12 +69,7 @@ fn recv_request(sock: &UdpSocket, what: &str) -> (Packet, SocketAddr) {
 }
 
 fn answer(sock: &UdpSocket, to: SocketAddr, req: &Packet, code: ResponseType, location: &[&str]) {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Acknowledgement);
-    p.header.code = MessageClass::Response(code);
-    p.header.message_id = req.header.message_id;
-    p.set_token(req.get_token().to_vec());
+    let mut p = ack(req, code);
     for l in location {
         p.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
     }
@@ -75,37 +94,25 @@ fn coap_get(addr: SocketAddr, accept: u16, path: &str, out: &std::path::Path) ->
 
 #[test]
 fn coap_client_reads_and_discovers_the_simulated_device() {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    server
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let server = server_socket("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let state = temp_dir("interop");
-    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args([
+    let server_uri = format!("coap://127.0.0.1:{port}");
+    let mut child = spawn_client(
+        &[
             "--server",
-            &format!("coap://127.0.0.1:{port}"),
+            &server_uri,
             "--endpoint",
             "interop-ep",
             "--log-level",
             "warn",
-        ])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = Kill(child);
+        ],
+        &state,
+    );
 
     let (reg, client) = recv_request(&server, "Register");
     assert_eq!(reg.header.code, MessageClass::Request(RequestType::Post));
-    let q: Vec<String> = reg
-        .get_option(CoapOption::UriQuery)
-        .unwrap()
-        .iter()
-        .map(|v| String::from_utf8(v.clone()).unwrap())
-        .collect();
+    let q = queries(&reg);
     assert!(q.contains(&"ep=interop-ep".to_string()), "{q:?}");
     assert_eq!(
         std::str::from_utf8(&reg.payload).unwrap(),
@@ -193,12 +200,7 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
         dereg.header.code,
         MessageClass::Request(RequestType::Delete)
     );
-    let path: Vec<_> = dereg
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&dereg, CoapOption::UriPath);
     assert_eq!(path, vec![b"rd".to_vec(), b"r1".to_vec()]);
     answer(&server, from, &dereg, ResponseType::Deleted, &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -218,31 +220,24 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
 
 #[test]
 fn registers_and_answers_over_ipv6_loopback() {
-    let Ok(server) = UdpSocket::bind("[::1]:0") else {
+    let Ok(server) = server_socket("[::1]:0") else {
         eprintln!("no IPv6 loopback here; skipping");
         return;
     };
-    server
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     let port = server.local_addr().unwrap().port();
     let state = temp_dir("ipv6");
-    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args([
+    let server_uri = format!("coap://[::1]:{port}");
+    let _child = spawn_client(
+        &[
             "--server",
-            &format!("coap://[::1]:{port}"),
+            &server_uri,
             "--endpoint",
             "v6-ep",
             "--log-level",
             "warn",
-        ])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _child = Kill(child);
+        ],
+        &state,
+    );
     let (reg, client) = recv_request(&server, "Register over IPv6");
     assert!(client.is_ipv6());
     answer(&server, client, &reg, ResponseType::Created, &["rd", "v6"]);
@@ -295,33 +290,23 @@ fn request_to(
 
 #[test]
 fn binary_bootstraps_then_registers_with_the_provisioned_server() {
-    let bs = UdpSocket::bind("127.0.0.1:0").unwrap();
-    bs.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let dm = UdpSocket::bind("127.0.0.1:0").unwrap();
-    dm.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let bs = server_socket("127.0.0.1:0").unwrap();
+    let dm = server_socket("127.0.0.1:0").unwrap();
     let state = temp_dir("bootstrap");
-    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args([
+    let bs_uri = format!("coap://127.0.0.1:{}", bs.local_addr().unwrap().port());
+    let _child = spawn_client(
+        &[
             "--bootstrap",
-            &format!("coap://127.0.0.1:{}", bs.local_addr().unwrap().port()),
-        ])
-        .args(["--endpoint", "bs-ep", "--log-level", "warn"])
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _child = Kill(child);
+            &bs_uri,
+            "--endpoint",
+            "bs-ep",
+            "--log-level",
+            "warn",
+        ],
+        &state,
+    );
     let (req, client) = recv_request(&bs, "Bootstrap-Request");
-    let path: Vec<_> = req
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&req, CoapOption::UriPath);
     assert_eq!(path, vec![b"bs".to_vec()]);
     answer(&bs, client, &req, ResponseType::Changed, &[]);
     let r = request_to(&bs, client, 1, RequestType::Delete, "/", None, &[]);
@@ -345,12 +330,7 @@ fn binary_bootstraps_then_registers_with_the_provisioned_server() {
     let r = request_to(&bs, client, 4, RequestType::Post, "/bs", None, &[]);
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
     let (reg, _) = recv_request(&dm, "Register at the provisioned server");
-    let q: Vec<String> = reg
-        .get_option(CoapOption::UriQuery)
-        .unwrap()
-        .iter()
-        .map(|v| String::from_utf8(v.clone()).unwrap())
-        .collect();
+    let q = queries(&reg);
     assert!(
         q.contains(&"ep=bs-ep".to_string()) && q.contains(&"lt=60".to_string()),
         "{q:?}"

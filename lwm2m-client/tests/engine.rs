@@ -19,19 +19,9 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
     let reg = one(&mut e);
     assert_eq!(reg.header.get_type(), MessageType::Confirmable);
     assert_eq!(code(&reg), MessageClass::Request(RequestType::Post));
-    let path: Vec<_> = reg
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&reg, CoapOption::UriPath);
     assert_eq!(path, vec![b"rd".to_vec()]);
-    let q: Vec<String> = reg
-        .get_option(CoapOption::UriQuery)
-        .unwrap()
-        .iter()
-        .map(|v| String::from_utf8(v.clone()).unwrap())
-        .collect();
+    let q = queries(&reg);
     assert_eq!(q, ["ep=ep1", "lt=300", "lwm2m=1.1", "b=U"]);
     assert_eq!(uint(&reg, CoapOption::ContentFormat), Some(40));
     let links = codec::link::parse(std::str::from_utf8(&reg.payload).unwrap()).unwrap();
@@ -103,12 +93,7 @@ fn updates_before_lifetime_and_registers_again_after_404() {
     e.handle_timeout(10 + 207_000);
     let upd = one(&mut e);
     assert_eq!(code(&upd), MessageClass::Request(RequestType::Post));
-    let path: Vec<_> = upd
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&upd, CoapOption::UriPath);
     assert_eq!(path, vec![b"rd".to_vec(), b"abc".to_vec()]);
     assert!(
         upd.payload.is_empty(),
@@ -116,12 +101,7 @@ fn updates_before_lifetime_and_registers_again_after_404() {
     );
     e.handle_datagram(207_100, SERVER, &bytes(&ack(&upd, ResponseType::NotFound)));
     let reg = one(&mut e);
-    let path: Vec<_> = reg
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&reg, CoapOption::UriPath);
     assert_eq!(
         path,
         vec![b"rd".to_vec()],
@@ -130,13 +110,7 @@ fn updates_before_lifetime_and_registers_again_after_404() {
 
     // Writing the lifetime triggers an Update carrying the new value's schedule.
     let mut e = registered();
-    let w = with_uint(
-        request(RequestType::Put, 7, b"t", "/1/0/1"),
-        CoapOption::ContentFormat,
-        0,
-    );
-    let mut w = w;
-    w.payload = b"60".to_vec();
+    let w = request_with(RequestType::Put, 7, b"t", "/1/0/1", 0, b"60");
     e.handle_datagram(1000, SERVER, &bytes(&w));
     let out = sent(&mut e);
     assert_eq!(out.len(), 2, "the 2.04 and then the Update");
@@ -157,12 +131,7 @@ fn deregister_sends_delete_to_location() {
     e.deregister(500);
     let d = one(&mut e);
     assert_eq!(code(&d), MessageClass::Request(RequestType::Delete));
-    let path: Vec<_> = d
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&d, CoapOption::UriPath);
     assert_eq!(path, vec![b"rd".to_vec(), b"abc".to_vec()]);
     e.handle_datagram(600, SERVER, &bytes(&ack(&d, ResponseType::Deleted)));
     assert_eq!(events(&mut e), vec![Event::Deregistered]);
@@ -202,11 +171,7 @@ fn read_in_every_format_and_error_codes() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 1, b"a", "/3/0"),
-            CoapOption::Accept,
-            11542,
-        ),
+        &get_with(1, b"a", "/3/0", CoapOption::Accept, 11542),
     );
     assert_eq!(code(&r), resp(ResponseType::Content));
     assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11542));
@@ -221,11 +186,7 @@ fn read_in_every_format_and_error_codes() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 2, b"a", "/5/0"),
-            CoapOption::Accept,
-            110,
-        ),
+        &get_with(2, b"a", "/5/0", CoapOption::Accept, 110),
     );
     assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
     let leaves = codec::senml::decode_json_leaves(&r.payload).unwrap();
@@ -233,11 +194,7 @@ fn read_in_every_format_and_error_codes() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 3, b"a", "/5/0/3"),
-            CoapOption::Accept,
-            112,
-        ),
+        &get_with(3, b"a", "/5/0/3", CoapOption::Accept, 112),
     );
     assert_eq!(
         r.payload,
@@ -250,19 +207,11 @@ fn read_in_every_format_and_error_codes() {
     );
     for (req, want) in [
         (
-            with_uint(
-                request(RequestType::Get, 5, b"a", "/3/0"),
-                CoapOption::Accept,
-                50,
-            ),
+            get_with(5, b"a", "/3/0", CoapOption::Accept, 50),
             ResponseType::NotAcceptable,
         ),
         (
-            with_uint(
-                request(RequestType::Get, 6, b"a", "/3/0"),
-                CoapOption::Accept,
-                0,
-            ),
+            get_with(6, b"a", "/3/0", CoapOption::Accept, 0),
             ResponseType::NotAcceptable,
         ),
         (
@@ -301,31 +250,23 @@ fn read_in_every_format_and_error_codes() {
             req.get_option(CoapOption::UriPath)
         );
     }
-    let mut bad = with_uint(
-        request(RequestType::Put, 14, b"a", "/1/0/1"),
-        CoapOption::ContentFormat,
-        0,
-    );
-    bad.payload = b"soon".to_vec();
+    let bad = request_with(RequestType::Put, 14, b"a", "/1/0/1", 0, b"soon");
     assert_eq!(code(&call(&mut e, 1, &bad)), resp(ResponseType::BadRequest));
-    let mut bad = with_uint(
-        request(RequestType::Put, 15, b"a", "/1/0"),
-        CoapOption::ContentFormat,
-        11542,
-    );
-    bad.payload = vec![0xC8, 0x01];
+    let bad = request_with(RequestType::Put, 15, b"a", "/1/0", 11542, &[0xC8, 0x01]);
     assert_eq!(code(&call(&mut e, 1, &bad)), resp(ResponseType::BadRequest));
 }
 
 #[test]
 fn write_tlv_senml_and_partial_update() {
     let mut e = registered();
-    let mut w = with_uint(
-        request(RequestType::Put, 1, b"w", "/5/0/1"),
-        CoapOption::ContentFormat,
+    let w = request_with(
+        RequestType::Put,
+        1,
+        b"w",
+        "/5/0/1",
         110,
+        br#"[{"bn":"/5/0/1","vs":"coap://127.0.0.1/fw"}]"#,
     );
-    w.payload = br#"[{"bn":"/5/0/1","vs":"coap://127.0.0.1/fw"}]"#.to_vec();
     assert_eq!(code(&call(&mut e, 1, &w)), resp(ResponseType::Changed));
     assert!(events(&mut e).contains(&Event::Written {
         path: Path::resource(5, 0, 1)
@@ -333,33 +274,25 @@ fn write_tlv_senml_and_partial_update() {
     let r = call(&mut e, 2, &request(RequestType::Get, 2, b"r", "/5/0/1"));
     assert_eq!(r.payload, b"coap://127.0.0.1/fw");
     // Partial update of /1/0 with TLV: default pmin (2) and pmax (3).
-    let mut w = with_uint(
-        request(RequestType::Post, 3, b"w", "/1/0"),
-        CoapOption::ContentFormat,
+    let w = request_with(
+        RequestType::Post,
+        3,
+        b"w",
+        "/1/0",
         11542,
+        &[0xC1, 0x02, 0x05, 0xC1, 0x03, 0x3C],
     );
-    w.payload = vec![0xC1, 0x02, 0x05, 0xC1, 0x03, 0x3C];
     assert_eq!(code(&call(&mut e, 3, &w)), resp(ResponseType::Changed));
     let r = call(&mut e, 4, &request(RequestType::Get, 4, b"r", "/1/0/3"));
     assert_eq!(r.payload, b"60");
     // Read-only resource: 4.05.
-    let mut w = with_uint(
-        request(RequestType::Put, 5, b"w", "/3/0/0"),
-        CoapOption::ContentFormat,
-        0,
-    );
-    w.payload = b"x".to_vec();
+    let w = request_with(RequestType::Put, 5, b"w", "/3/0/0", 0, b"x");
     assert_eq!(
         code(&call(&mut e, 5, &w)),
         resp(ResponseType::MethodNotAllowed)
     );
     // Unsupported content format: 4.15.
-    let mut w = with_uint(
-        request(RequestType::Put, 6, b"w", "/5/0/1"),
-        CoapOption::ContentFormat,
-        50,
-    );
-    w.payload = b"x".to_vec();
+    let w = request_with(RequestType::Put, 6, b"w", "/5/0/1", 50, b"x");
     assert_eq!(
         code(&call(&mut e, 6, &w)),
         resp(ResponseType::UnsupportedContentFormat)
@@ -373,15 +306,7 @@ fn discover_lists_resources_with_dim_and_attributes() {
     wa.add_option(CoapOption::UriQuery, b"pmin=2".to_vec());
     wa.add_option(CoapOption::UriQuery, b"pmax=10".to_vec());
     assert_eq!(code(&call(&mut e, 1, &wa)), resp(ResponseType::Changed));
-    let d = call(
-        &mut e,
-        2,
-        &with_uint(
-            request(RequestType::Get, 2, b"d", "/5"),
-            CoapOption::Accept,
-            40,
-        ),
-    );
+    let d = call(&mut e, 2, &get_with(2, b"d", "/5", CoapOption::Accept, 40));
     assert_eq!(uint(&d, CoapOption::ContentFormat), Some(40));
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
@@ -391,11 +316,7 @@ fn discover_lists_resources_with_dim_and_attributes() {
     let d = call(
         &mut e,
         3,
-        &with_uint(
-            request(RequestType::Get, 3, b"d", "/3/0/11"),
-            CoapOption::Accept,
-            40,
-        ),
+        &get_with(3, b"d", "/3/0/11", CoapOption::Accept, 40),
     );
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
@@ -414,22 +335,13 @@ fn observe_honours_pmin_and_pmax_and_cancels_on_rst() {
     wa.add_option(CoapOption::UriQuery, b"pmax=10".to_vec());
     call(&mut e, 0, &wa);
     let t0 = 1_000;
-    let obs = with_uint(
-        request(RequestType::Get, 2, b"ob", "/5/0/3"),
-        CoapOption::Observe,
-        0,
-    );
+    let obs = get_with(2, b"ob", "/5/0/3", CoapOption::Observe, 0);
     let r = call(&mut e, t0, &obs);
     assert_eq!(uint(&r, CoapOption::Observe), Some(0));
     assert_eq!(r.payload, b"0");
     events(&mut e);
     // A package write changes State to Downloaded at t0 + 500 ms: the notification waits for pmin.
-    let mut w = with_uint(
-        request(RequestType::Put, 3, b"w", "/5/0/0"),
-        CoapOption::ContentFormat,
-        42,
-    );
-    w.payload = b"small image".to_vec();
+    let w = request_with(RequestType::Put, 3, b"w", "/5/0/0", 42, b"small image");
     let r = call(&mut e, t0 + 500, &w);
     assert_eq!(code(&r), resp(ResponseType::Changed));
     assert_eq!(e.poll_timeout(), Some(t0 + 2_000), "due at pmin");
@@ -441,9 +353,7 @@ fn observe_honours_pmin_and_pmax_and_cancels_on_rst() {
     assert_eq!(n.get_token(), b"ob");
     assert_eq!(uint(&n, CoapOption::Observe), Some(1));
     assert_eq!(n.payload, b"2", "State = Downloaded");
-    let mut a = ack(&n, ResponseType::Content);
-    a.header.code = MessageClass::Empty;
-    a.set_token(vec![]);
+    let a = empty(&n, MessageType::Acknowledgement);
     e.handle_datagram(t0 + 2_010, SERVER, &bytes(&a));
     // Unchanged value: the next notification comes at pmax.
     assert_eq!(e.poll_timeout(), Some(t0 + 12_000));
@@ -452,10 +362,7 @@ fn observe_honours_pmin_and_pmax_and_cancels_on_rst() {
     assert_eq!(uint(&n2, CoapOption::Observe), Some(2));
     events(&mut e);
     // RST to the notification cancels the observation.
-    let mut rst = ack(&n2, ResponseType::Content);
-    rst.header.set_type(MessageType::Reset);
-    rst.header.code = MessageClass::Empty;
-    rst.set_token(vec![]);
+    let rst = empty(&n2, MessageType::Reset);
     e.handle_datagram(t0 + 12_050, SERVER, &bytes(&rst));
     assert_eq!(
         events(&mut e),
@@ -473,20 +380,12 @@ fn observe_cancel_with_observe_1() {
     call(
         &mut e,
         0,
-        &with_uint(
-            request(RequestType::Get, 2, b"ob", "/3/0/13"),
-            CoapOption::Observe,
-            0,
-        ),
+        &get_with(2, b"ob", "/3/0/13", CoapOption::Observe, 0),
     );
     let r = call(
         &mut e,
         5,
-        &with_uint(
-            request(RequestType::Get, 3, b"ob", "/3/0/13"),
-            CoapOption::Observe,
-            1,
-        ),
+        &get_with(3, b"ob", "/3/0/13", CoapOption::Observe, 1),
     );
     assert_eq!(code(&r), resp(ResponseType::Content));
     assert_eq!(uint(&r, CoapOption::Observe), None);
@@ -538,16 +437,11 @@ impl lwm2m_client::objects::FirmwareBackend for Checker {
 }
 
 fn block_put(mid: u16, num: u32, more: bool, szx: u8, data: &[u8]) -> coap_lite::Packet {
-    let mut p = with_uint(
-        request(RequestType::Put, mid, b"pk", "/5/0/0"),
-        CoapOption::ContentFormat,
-        42,
-    );
+    let mut p = request_with(RequestType::Put, mid, b"pk", "/5/0/0", 42, data);
     p.add_option(
         CoapOption::Block1,
         BlockOpt::new(num, more, szx).unwrap().encode(),
     );
-    p.payload = data.to_vec();
     p
 }
 
@@ -563,7 +457,7 @@ fn block1_push_beyond_4096_blocks_restart_and_out_of_order() {
             got: 0,
         },
     )));
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    let mut e = engine_with(objs);
     let data: Vec<u8> = (0..len).map(pattern).collect();
     // Restart: blocks 0-1, then block 0 again resets the transfer.
     for (mid, num) in [(1u16, 0u32), (2, 1), (3, 0)] {
@@ -648,7 +542,7 @@ fn block1_larger_than_ours_is_renegotiated_and_sink_errors_map_to_4_13() {
     let mut objs = objects();
     objs.pop();
     objs.push(Box::new(lwm2m_client::objects::FirmwareUpdate::new(Full)));
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    let mut e = engine_with(objs);
     let r = call(
         &mut e,
         1,
@@ -699,15 +593,17 @@ impl lwm2m_client::ObjectHandler for Big {
 fn block2_read_beyond_block_4096() {
     let mut objs = objects();
     objs.push(Box::new(Big));
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    let mut e = engine_with(objs);
     // Without Block2 the body is cut into 1024-byte blocks with Size2.
     let r = call(&mut e, 1, &request(RequestType::Get, 1, b"b", "/33000/0/0"));
     let b = BlockOpt::decode(r.get_first_option(CoapOption::Block2).unwrap()).unwrap();
     assert_eq!((b.num, b.more, b.szx, r.payload.len()), (0, true, 6, 1024));
     assert_eq!(uint(&r, CoapOption::Size2), Some(BIG as u32));
     // Block 4500 of 16 bytes (offset 72000 > 70000): past the end.
-    let far = with_uint(
-        request(RequestType::Get, 2, b"b", "/33000/0/0"),
+    let far = get_with(
+        2,
+        b"b",
+        "/33000/0/0",
         CoapOption::Block2,
         (4500 << 4) as u32,
     );
@@ -716,11 +612,7 @@ fn block2_read_beyond_block_4096() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 3, b"b", "/33000/0/0"),
-            CoapOption::Block2,
-            4300 << 4,
-        ),
+        &get_with(3, b"b", "/33000/0/0", CoapOption::Block2, 4300 << 4),
     );
     let b = BlockOpt::decode(r.get_first_option(CoapOption::Block2).unwrap()).unwrap();
     assert_eq!((b.num, b.more, b.szx), (4300, true, 0));
@@ -730,31 +622,26 @@ fn block2_read_beyond_block_4096() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 4, b"b", "/33000/0/0"),
-            CoapOption::Block2,
-            last << 4,
-        ),
+        &get_with(4, b"b", "/33000/0/0", CoapOption::Block2, last << 4),
     );
     let b = BlockOpt::decode(r.get_first_option(CoapOption::Block2).unwrap()).unwrap();
     assert_eq!((b.num, b.more), (last, false));
     assert_eq!(r.payload.len(), BIG - last as usize * 16);
 }
 
-/// An object whose Execute is slow (e.g. a flash erase): the engine must ACK first.
-struct Slow;
-impl lwm2m_client::ObjectHandler for Slow {
+/// A one-resource object whose work is slow (a flash erase): every Execute and the first
+/// block of a Block1 write complete later, so the engine must ACK first. Which of the two a
+/// test reaches is chosen by the resource's `Ops` in `model`.
+struct Deferring {
+    id: u16,
+    model: &'static [lwm2m_client::ResourceDef],
+}
+impl lwm2m_client::ObjectHandler for Deferring {
     fn id(&self) -> u16 {
-        33001
+        self.id
     }
     fn model(&self) -> &'static [lwm2m_client::ResourceDef] {
-        const M: &[lwm2m_client::ResourceDef] = &[lwm2m_client::ResourceDef::new(
-            1,
-            lwm2m_client::Ops::E,
-            false,
-            codec::ResourceType::None,
-        )];
-        M
+        self.model
     }
     fn instances(&self) -> Vec<u16> {
         vec![0]
@@ -776,30 +663,66 @@ impl lwm2m_client::ObjectHandler for Slow {
     ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
         Ok(lwm2m_client::Completion::Deferred)
     }
+    fn write_block(
+        &mut self,
+        _: u64,
+        _: u16,
+        _: u16,
+        c: &lwm2m_client::BlockChunk<'_>,
+    ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
+        Ok(if c.offset == 0 {
+            lwm2m_client::Completion::Deferred
+        } else {
+            lwm2m_client::Completion::Done
+        })
+    }
+}
+
+/// A slow executable resource /33001/0/1.
+const SLOW: Deferring = Deferring {
+    id: 33001,
+    model: &[lwm2m_client::ResourceDef::new(
+        1,
+        lwm2m_client::Ops::E,
+        false,
+        codec::ResourceType::None,
+    )],
+};
+
+/// Object 5 stand-in whose first package block needs a slow flash erase.
+const ERASING_SINK: Deferring = Deferring {
+    id: 5,
+    model: &[lwm2m_client::ResourceDef::new(
+        0,
+        lwm2m_client::Ops::W,
+        false,
+        codec::ResourceType::Opaque,
+    )],
+};
+
+/// The id of the deferred operation the engine reported since the last poll.
+fn deferred_id(e: &mut lwm2m_client::Engine<u8>) -> lwm2m_client::DeferredId {
+    events(e)
+        .iter()
+        .find_map(|x| match x {
+            Event::Deferred { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a Deferred event")
 }
 
 #[test]
 fn slow_operation_gets_empty_ack_then_separate_confirmable_response() {
     let mut objs = objects();
-    objs.push(Box::new(Slow));
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    objs.push(Box::new(SLOW));
+    let mut e = engine_with(objs);
     let x = request(RequestType::Post, 77, b"slow", "/33001/0/1");
     let a = call(&mut e, 1, &x);
     assert_eq!(
         (a.header.get_type(), code(&a), a.header.message_id),
         (MessageType::Acknowledgement, MessageClass::Empty, 77)
     );
-    let ev = events(&mut e);
-    let id = ev
-        .iter()
-        .find_map(|x| {
-            if let Event::Deferred { id, .. } = x {
-                Some(*id)
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let id = deferred_id(&mut e);
     // A retransmitted request while still working gets the empty ACK again.
     let again = call(&mut e, 2000, &x);
     assert_eq!(code(&again), MessageClass::Empty);
@@ -813,9 +736,7 @@ fn slow_operation_gets_empty_ack_then_separate_confirmable_response() {
     let due = e.poll_timeout().unwrap();
     e.handle_timeout(due);
     assert_eq!(one(&mut e).header.message_id, s.header.message_id);
-    let mut a = ack(&s, ResponseType::Content);
-    a.header.code = MessageClass::Empty;
-    a.set_token(vec![]);
+    let a = empty(&s, MessageType::Acknowledgement);
     e.handle_datagram(due + 1, SERVER, &bytes(&a));
     e.handle_timeout(due + 100_000);
     assert!(sent(&mut e)
@@ -848,21 +769,12 @@ fn malformed_datagrams_are_dropped_and_ping_gets_reset() {
 #[test]
 fn server_default_pmax_applies_without_attributes() {
     let mut e = registered();
-    let mut w = with_uint(
-        request(RequestType::Put, 1, b"w", "/1/0/3"),
-        CoapOption::ContentFormat,
-        0,
-    );
-    w.payload = b"5".to_vec();
+    let w = request_with(RequestType::Put, 1, b"w", "/1/0/3", 0, b"5");
     assert_eq!(code(&call(&mut e, 100, &w)), resp(ResponseType::Changed));
     let r = call(
         &mut e,
         1_000,
-        &with_uint(
-            request(RequestType::Get, 2, b"ob", "/5/0/3"),
-            CoapOption::Observe,
-            0,
-        ),
+        &get_with(2, b"ob", "/5/0/3", CoapOption::Observe, 0),
     );
     assert_eq!(uint(&r, CoapOption::Observe), Some(0));
     assert_eq!(
@@ -884,11 +796,7 @@ fn large_notification_carries_first_block2_block() {
     cfg.max_block_szx = 0; // 16-byte blocks
     let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
     let obs = with_uint(
-        with_uint(
-            request(RequestType::Get, 1, b"o", "/3/0"),
-            CoapOption::Accept,
-            110,
-        ),
+        get_with(1, b"o", "/3/0", CoapOption::Accept, 110),
         CoapOption::Observe,
         0,
     );
@@ -922,68 +830,18 @@ fn update_trigger_and_object_changes_send_update() {
         .contains("</5/0>"));
 }
 
-/// Object 5 stand-in whose first block needs a slow flash erase.
-struct ErasingSink;
-impl lwm2m_client::ObjectHandler for ErasingSink {
-    fn id(&self) -> u16 {
-        5
-    }
-    fn model(&self) -> &'static [lwm2m_client::ResourceDef] {
-        const M: &[lwm2m_client::ResourceDef] = &[lwm2m_client::ResourceDef::new(
-            0,
-            lwm2m_client::Ops::W,
-            false,
-            codec::ResourceType::Opaque,
-        )];
-        M
-    }
-    fn instances(&self) -> Vec<u16> {
-        vec![0]
-    }
-    fn read(
-        &mut self,
-        _: u64,
-        _: u16,
-        _: u16,
-    ) -> Result<codec::ResourceValue, lwm2m_client::OpError> {
-        Err(lwm2m_client::OpError::NotFound)
-    }
-    fn write_block(
-        &mut self,
-        _: u64,
-        _: u16,
-        _: u16,
-        c: &lwm2m_client::BlockChunk<'_>,
-    ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
-        Ok(if c.offset == 0 {
-            lwm2m_client::Completion::Deferred
-        } else {
-            lwm2m_client::Completion::Done
-        })
-    }
-}
-
 #[test]
 fn slow_first_block_is_acked_then_continued_by_separate_response() {
     let mut objs = objects();
     objs.pop();
-    objs.push(Box::new(ErasingSink));
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    objs.push(Box::new(ERASING_SINK));
+    let mut e = engine_with(objs);
     let a = call(&mut e, 1, &block_put(1, 0, true, 0, &[1; 16]));
     assert_eq!(
         (a.header.get_type(), code(&a)),
         (MessageType::Acknowledgement, MessageClass::Empty)
     );
-    let id = events(&mut e)
-        .iter()
-        .find_map(|x| {
-            if let Event::Deferred { id, .. } = x {
-                Some(*id)
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let id = deferred_id(&mut e);
     e.complete_deferred(3_000, id, Ok(()));
     let s = one(&mut e);
     assert_eq!(
@@ -1003,11 +861,7 @@ fn lwm2m_cbor_read_and_write() {
     let r = call(
         &mut e,
         1,
-        &with_uint(
-            request(RequestType::Get, 1, b"c", "/5/0/3"),
-            CoapOption::Accept,
-            11544,
-        ),
+        &get_with(1, b"c", "/5/0/3", CoapOption::Accept, 11544),
     );
     assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11544));
     assert_eq!(
@@ -1015,14 +869,10 @@ fn lwm2m_cbor_read_and_write() {
         [0xA1, 0x05, 0xA1, 0x00, 0xA1, 0x03, 0x00],
         "{{5: {{0: {{3: 0}}}}}}"
     );
-    let mut w = with_uint(
-        request(RequestType::Put, 2, b"c", "/5/0/1"),
-        CoapOption::ContentFormat,
-        11544,
-    );
     // {[5, 0, 1]: "coap://h/x"} (path compression)
-    w.payload = vec![0xA1, 0x83, 0x05, 0x00, 0x01, 0x6A];
-    w.payload.extend_from_slice(b"coap://h/x");
+    let mut payload = vec![0xA1, 0x83, 0x05, 0x00, 0x01, 0x6A];
+    payload.extend_from_slice(b"coap://h/x");
+    let w = request_with(RequestType::Put, 2, b"c", "/5/0/1", 11544, &payload);
     assert_eq!(code(&call(&mut e, 2, &w)), resp(ResponseType::Changed));
     assert_eq!(
         call(&mut e, 3, &request(RequestType::Get, 3, b"r", "/5/0/1")).payload,
@@ -1043,17 +893,12 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
             lwm2m_client::objects::DiscardBackend::default(),
         )),
     ];
-    let mut e = lwm2m_client::Engine::new(lwm2m_client::Config::new("ep1"), SERVER, objs);
+    let mut e = engine_with(objs);
     e.bootstrap(0);
     assert_eq!(e.registration(), RegState::Bootstrapping);
     let bs = one(&mut e);
     assert_eq!(code(&bs), MessageClass::Request(RequestType::Post));
-    let path: Vec<_> = bs
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .cloned()
-        .collect();
+    let path = option_values(&bs, CoapOption::UriPath);
     assert_eq!(path, vec![b"bs".to_vec()]);
     assert_eq!(
         bs.get_first_option(CoapOption::UriQuery).unwrap(),
@@ -1064,33 +909,26 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     let r = call(&mut e, 20, &request(RequestType::Delete, 100, b"b", "/"));
     assert_eq!(code(&r), resp(ResponseType::Deleted));
     // Bootstrap-Write /0/1: a NoSec account for the management server, SSID 7.
-    let mut w = with_uint(
-        request(RequestType::Put, 101, b"b", "/0/1"),
-        CoapOption::ContentFormat,
-        11542,
-    );
     let uri = b"coap://127.0.0.1:5683";
-    w.payload = vec![0xC8, 0x00, uri.len() as u8];
-    w.payload.extend_from_slice(uri);
-    w.payload
-        .extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
+    payload.extend_from_slice(uri);
+    payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
     assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
     // Bootstrap-Write /1/0: SSID 7 (read-only to management servers), lifetime 120 s.
-    let mut w = with_uint(
-        request(RequestType::Put, 102, b"b", "/1/0"),
-        CoapOption::ContentFormat,
+    let w = request_with(
+        RequestType::Put,
+        102,
+        b"b",
+        "/1/0",
         11542,
+        &[0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'],
     );
-    w.payload = vec![0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'];
     assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
     let d = call(
         &mut e,
         45,
-        &with_uint(
-            request(RequestType::Get, 103, b"b", "/"),
-            CoapOption::Accept,
-            40,
-        ),
+        &get_with(103, b"b", "/", CoapOption::Accept, 40),
     );
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
@@ -1112,12 +950,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     assert_eq!(out.len(), 1);
     let (peer, reg) = out.remove(0);
     assert_eq!(peer, 2);
-    let q: Vec<String> = reg
-        .get_option(CoapOption::UriQuery)
-        .unwrap()
-        .iter()
-        .map(|v| String::from_utf8(v.clone()).unwrap())
-        .collect();
+    let q = queries(&reg);
     assert!(q.contains(&"lt=120".to_string()), "{q:?}");
     // The management server may not read Security.
     let mut e2 = e;

@@ -27,7 +27,12 @@ pub fn objects() -> Vec<Box<dyn ObjectHandler>> {
 }
 
 pub fn engine() -> Engine<u8> {
-    Engine::new(Config::new("ep1"), SERVER, objects())
+    engine_with(objects())
+}
+
+/// An engine for endpoint `ep1` with its own set of objects (a stand-in for one of them).
+pub fn engine_with(objects: Vec<Box<dyn ObjectHandler>>) -> Engine<u8> {
+    Engine::new(Config::new("ep1"), SERVER, objects)
 }
 
 /// Drains transmissions as parsed packets.
@@ -61,6 +66,23 @@ pub fn uint(p: &Packet, o: CoapOption) -> Option<u32> {
         .map(|v| v.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)))
 }
 
+/// The values of option `o` in order, e.g. the Uri-Path segments; panics if it is absent.
+pub fn option_values(p: &Packet, o: CoapOption) -> Vec<Vec<u8>> {
+    p.get_option(o)
+        .expect("option present")
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// The Uri-Query parameters (`ep=...`, `lt=...`) as text; panics if there are none.
+pub fn queries(p: &Packet) -> Vec<String> {
+    option_values(p, CoapOption::UriQuery)
+        .into_iter()
+        .map(|v| String::from_utf8(v).expect("UTF-8 query"))
+        .collect()
+}
+
 /// A request from the server.
 pub fn request(method: RequestType, mid: u16, token: &[u8], path: &str) -> Packet {
     let mut p = Packet::new();
@@ -73,6 +95,29 @@ pub fn request(method: RequestType, mid: u16, token: &[u8], path: &str) -> Packe
         p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
     }
     p
+}
+
+/// A request carrying `payload` in content format `cf` (Write, Bootstrap-Write, Block1 PUT).
+pub fn request_with(
+    method: RequestType,
+    mid: u16,
+    token: &[u8],
+    path: &str,
+    cf: u32,
+    payload: &[u8],
+) -> Packet {
+    let mut p = with_uint(
+        request(method, mid, token, path),
+        CoapOption::ContentFormat,
+        cf,
+    );
+    p.payload = payload.to_vec();
+    p
+}
+
+/// A GET carrying one uint option: Accept, Observe or Block2.
+pub fn get_with(mid: u16, token: &[u8], path: &str, o: CoapOption, v: u32) -> Packet {
+    with_uint(request(RequestType::Get, mid, token, path), o, v)
 }
 
 pub fn with_uint(mut p: Packet, o: CoapOption, v: u32) -> Packet {
@@ -92,6 +137,16 @@ pub fn ack(req: &Packet, code: ResponseType) -> Packet {
     p.header.code = MessageClass::Response(code);
     p.header.message_id = req.header.message_id;
     p.set_token(req.get_token().to_vec());
+    p
+}
+
+/// An empty ACK (`MessageType::Acknowledgement`) or RST (`MessageType::Reset`) to `req`:
+/// how the server confirms or refuses a confirmable notification or separate response.
+pub fn empty(req: &Packet, t: MessageType) -> Packet {
+    let mut p = ack(req, ResponseType::Content);
+    p.header.set_type(t);
+    p.header.code = MessageClass::Empty;
+    p.set_token(vec![]);
     p
 }
 
