@@ -486,8 +486,8 @@ fn run(n: usize) -> Result<Figures, String> {
     let (mut updated, mut failed) = (0usize, 0usize);
     let mut first_error = None;
     let mut checked = Instant::now();
-    // Where the bench learnt that a job ended: its FIRMWARE event, or a later job list (the
-    // event was lost, and the window stayed full until the list was read).
+    // Where the bench first learnt that a job ended: its FIRMWARE event, or a job list read
+    // every few seconds (the event was lost, or was still on its way when the list came).
     let (mut ends_via_events, mut ends_via_lists) = (0usize, 0usize);
     let (mut post_time, mut posts) = (Duration::ZERO, 0u32);
     let mut phases = PhaseTimes::default();
@@ -606,7 +606,7 @@ fn main() {
                      {}/{n} updated ({} failed) in {:.2} s ({:.1} updates/s); total {:.2} s; \
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide); \
-                     job ends seen as events {} / only in job lists {}; starting a job {:.1} ms; \
+                     job ends first seen as events {} / in job lists {}; starting a job {:.1} ms; \
                      mean time per phase: {}; ratio: none (no peer LwM2M server \
                      installed to run the same fleet against){}",
                     f.window,
