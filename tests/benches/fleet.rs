@@ -54,14 +54,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn temp_dir(n: usize) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("fleet-{n}-{}-{nanos}", std::process::id()))
-}
-
 /// The shim process: plain CoAP and HTTP on loopback ports chosen by the OS, printed as one
 /// line; it runs until its stdin closes (the bench ended or died).
 fn shim_child(package_dir: PathBuf) -> Result<(), String> {
@@ -413,7 +405,7 @@ fn list(agent: &ureq::Agent, base: &str, what: &str) -> Vec<Value> {
 fn run(n: usize) -> Result<Figures, String> {
     let limit = Duration::from_secs(env_or("FLEET_TIMEOUT_S", 300));
     let window = env_or("FLEET_WINDOW", n).max(1);
-    let dir = temp_dir(n);
+    let dir = tests::e2e::temp_dir(&format!("fleet-{n}"));
     let packages = dir.join("packages");
     std::fs::create_dir_all(&packages).map_err(|e| e.to_string())?;
     let signer = Signer::generate().map_err(|e| e.to_string())?;
