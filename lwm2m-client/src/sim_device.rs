@@ -168,10 +168,12 @@ fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
 }
 
 /// What the factory gives a device: the public half of the key that signed its factory
-/// image (its first trust anchor) and that image.
+/// image (its first trust anchor), that image, and the vendor and class UUIDs it carries.
 struct Factory {
     anchor: Vec<u8>,
     image: FactoryImage,
+    vendor_id: [u8; 16],
+    class_id: [u8; 16],
 }
 
 impl Factory {
@@ -183,10 +185,11 @@ impl Factory {
         let image = ImageBuilder::new("sim-fw", &args.factory_version)
             .total_len(16 * 1024)
             .build();
-        let vendor = author::vendor_id(&args.vendor_id);
+        let vendor_id = author::vendor_id(&args.vendor_id);
+        let class_id = author::class_id(&args.class_id, &vendor_id);
         let spec = PackageSpec {
-            vendor_id: vendor,
-            class_id: author::class_id(&args.class_id, &vendor),
+            vendor_id,
+            class_id,
             sequence_number: 1,
             version: args.factory_version.clone(),
             name: "sim-fw".into(),
@@ -198,6 +201,8 @@ impl Factory {
         Ok(Self {
             anchor,
             image: FactoryImage { envelope, image },
+            vendor_id,
+            class_id,
         })
     }
 
@@ -243,8 +248,7 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
     for p in &args.trust_anchors {
         anchors.push(author::public_sec1_from_pem(&read(p)?).map_err(CliError::Key)?);
     }
-    let vendor = author::vendor_id(&args.vendor_id);
-    let class = author::class_id(&args.class_id, &vendor);
+    let (vendor, class) = (factory.vendor_id, factory.class_id);
     let acceptance = Acceptance {
         trust_anchors: anchors.clone(),
         vendor_id: vendor,
