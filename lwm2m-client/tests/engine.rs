@@ -32,7 +32,11 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
         "Security is never announced; /5 carries ver=1.1"
     );
     assert_eq!(links[0].get("rt"), Some("oma.lwm2m"));
-    assert_eq!(links[0].get("ct"), Some("110 112 11542"));
+    assert_eq!(
+        strict_ct(std::str::from_utf8(&reg.payload).unwrap()),
+        Ok(112),
+        "one preferred format, SenML CBOR by default"
+    );
 
     // No answer: retransmissions at T, 3T, 7T, 15T with T in [2 s, 3 s], then give up at 31T.
     let t = e.poll_timeout().unwrap();
@@ -82,6 +86,49 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
             retry_in_ms: 4000
         }]
     );
+}
+
+#[test]
+fn register_announces_the_configured_preferred_format_as_one_unquoted_integer() {
+    for (name, number) in [
+        ("senml-cbor", 112),
+        ("senml-json", 110),
+        ("tlv", 11542),
+        ("lwm2m-cbor", 11544),
+    ] {
+        let mut cfg = lwm2m_client::Config::new("ep1");
+        cfg.preferred_format = ContentFormat::from_data_format_name(name).unwrap();
+        let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+        e.start(0);
+        let reg = one(&mut e);
+        let payload = std::str::from_utf8(&reg.payload).unwrap();
+        assert!(
+            payload.starts_with(&format!(r#"</>;rt="oma.lwm2m";ct={number},"#)),
+            "{payload}"
+        );
+        assert_eq!(strict_ct(payload), Ok(number), "{name}");
+    }
+    assert_eq!(ContentFormat::from_data_format_name("json"), None);
+    // Announcing one format restricts nothing: a TLV write and a SenML JSON read still work.
+    let mut cfg = lwm2m_client::Config::new("ep1");
+    cfg.preferred_format = ContentFormat::SenmlCbor;
+    let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+    let w = request_with(
+        RequestType::Put,
+        1,
+        b"w",
+        "/1/0/1",
+        11542,
+        &[0xC1, 0x01, 0x3C],
+    );
+    assert_eq!(code(&call(&mut e, 1, &w)), resp(ResponseType::Changed));
+    let r = call(
+        &mut e,
+        2,
+        &get_with(2, b"r", "/1/0/1", CoapOption::Accept, 110),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
 }
 
 #[test]

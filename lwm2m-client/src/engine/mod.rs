@@ -43,6 +43,10 @@ pub struct Config {
     pub rng_seed: u64,
     /// Format of multi-value reads without Accept (TLV is what Leshan expects by default).
     pub default_format: ContentFormat,
+    /// The one content format announced as preferred in the Register payload's `ct`
+    /// (OMA TS Core 1.1 section 6.2.1; SenML CBOR by default). Requests in every supported
+    /// format are accepted whatever is announced here.
+    pub preferred_format: ContentFormat,
     /// Most observations kept at once (more are served as plain reads).
     pub max_observations: usize,
     /// Lifetime used when there is no Server object (s).
@@ -62,6 +66,7 @@ impl Config {
             backoff_max_ms: 120_000,
             rng_seed: 0x5eed,
             default_format: ContentFormat::Tlv,
+            preferred_format: ContentFormat::SenmlCbor,
             max_observations: 16,
             lifetime_s: 300,
         }

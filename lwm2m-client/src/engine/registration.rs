@@ -94,14 +94,17 @@ fn code_string(c: MessageClass) -> String {
 }
 
 impl<P: Clone + PartialEq> Engine<P> {
-    /// The link-format payload announcing objects, versions and supported formats. Security
-    /// (object 0) is never announced.
+    /// The link-format payload announcing objects, versions and the preferred content format.
+    /// Security (object 0) is never announced. `ct` carries exactly one number, unquoted, as
+    /// the Register examples of OMA TS Core 1.1 section 6.2.1 do (`</>;rt="oma.lwm2m";ct=11543`):
+    /// strict servers refuse a quoted list with 4.00.
     pub fn registration_payload(&self) -> String {
         let mut links = Vec::new();
+        let ct = self.config.preferred_format.number();
         links.push(
             Link::new("/")
                 .attr("rt", "oma.lwm2m")
-                .attr("ct", "110 112 11542"),
+                .attr("ct", format!("{ct}")),
         );
         for o in self.objects.iter().filter(|o| o.id() != 0) {
             let id = o.id();
