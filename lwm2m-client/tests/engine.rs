@@ -814,6 +814,42 @@ fn malformed_datagrams_are_dropped_and_ping_gets_reset() {
 }
 
 #[test]
+fn payload_marker_without_payload_is_a_format_error_not_a_request() {
+    let mut e = registered();
+    let get = request(RequestType::Get, 0x2001, b"g", "/3/0/0");
+    let mut marked = bytes(&get);
+    marked.push(0xff);
+    // Confirmable: rejected with a matching RST (RFC 7252 sections 3 and 4.2), not answered.
+    e.handle_datagram(20, SERVER, &marked);
+    let r = one(&mut e);
+    assert_eq!(
+        (r.header.get_type(), code(&r), r.header.message_id),
+        (MessageType::Reset, MessageClass::Empty, 0x2001)
+    );
+    // The same message id arriving well-formed later is new: the bad one was not processed.
+    let r = call(&mut e, 21, &get);
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    // Non-confirmable: ignored (nothing sent, no Update triggered by the Execute).
+    let mut non = request(RequestType::Post, 0x2002, b"n", "/1/0/8");
+    non.header.set_type(MessageType::NonConfirmable);
+    let mut marked = bytes(&non);
+    marked.push(0xff);
+    e.handle_datagram(22, SERVER, &marked);
+    assert!(sent(&mut e).is_empty());
+    assert!(events(&mut e).is_empty());
+    // An option value ending in 0xFF (Size2 = 255) is no marker: the read is answered.
+    let get = with_uint(
+        request(RequestType::Get, 0x2003, b"s", "/3/0/0"),
+        CoapOption::Size2,
+        255,
+    );
+    let raw = bytes(&get);
+    assert_eq!(raw.last(), Some(&0xff));
+    e.handle_datagram(23, SERVER, &raw);
+    assert_eq!(code(&one(&mut e)), resp(ResponseType::Content));
+}
+
+#[test]
 fn server_default_pmax_applies_without_attributes() {
     let mut e = registered();
     let w = request_with(RequestType::Put, 1, b"w", "/1/0/3", 0, b"5");

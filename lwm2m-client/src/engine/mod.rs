@@ -301,7 +301,8 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.process_observations(now);
     }
 
-    /// Processes one received datagram from `peer`. Malformed datagrams are dropped.
+    /// Processes one received datagram from `peer`. Malformed datagrams are dropped; a
+    /// confirmable one with a payload marker and no payload is rejected with RST.
     pub fn handle_datagram(&mut self, now: u64, peer: P, data: &[u8]) {
         let Ok(packet) = Packet::from_bytes(data) else {
             return;
@@ -310,6 +311,14 @@ impl<P: Clone + PartialEq> Engine<P> {
             return;
         }
         let mid = packet.header.message_id;
+        if coap::empty_payload_after_marker(data) {
+            // A message format error (RFC 7252 section 3), never a request: a confirmable
+            // message is rejected with a matching RST (section 4.2), any other ignored.
+            if packet.header.get_type() == MessageType::Confirmable {
+                self.send(peer, &coap::empty(MessageType::Reset, mid));
+            }
+            return;
+        }
         match (packet.header.get_type(), packet.header.code) {
             (MessageType::Acknowledgement, MessageClass::Empty) => {
                 self.on_empty_ack(now, &peer, mid)
