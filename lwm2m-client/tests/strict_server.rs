@@ -1,15 +1,17 @@
 //! The `lwm2m-client` binary against a strict LwM2M server scripted on a raw UDP socket: it
 //! refuses what the specifications do not allow instead of reading it leniently, as widely
 //! deployed servers do. Register `ct` must be one unquoted integer (OMA TS Core 1.1 section
-//! 6.2.1), else 4.00; a payload marker with no payload is a message format error (RFC 7252
+//! 6.2.1), else 4.00; a Register over the server's size limit gets 4.13 with Block1 and is
+//! reassembled from blocks (RFC 7959); a payload marker with no payload is a message format error (RFC 7252
 //! section 3).
 
 mod common;
 
-use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::net::{answer, recv_request, server_socket, spawn_client, temp_dir};
-use common::{request, strict_ct};
-use std::net::UdpSocket;
+use common::{ack, option_values, queries, request, strict_ct};
+use lwm2m_client::codec::BlockOpt;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -134,6 +136,87 @@ fn payload_marker_without_payload_gets_rst_over_udp() {
     assert_eq!(
         (r.header.code, r.header.message_id),
         (MessageClass::Response(ResponseType::Content), 0x3004)
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// Answers `req` with `code` and a Block1 option.
+fn answer_block(sock: &UdpSocket, to: SocketAddr, req: &Packet, code: ResponseType, b: BlockOpt) {
+    let mut p = ack(req, code);
+    p.add_option(CoapOption::Block1, b.encode());
+    if code == ResponseType::Created {
+        p.add_option(CoapOption::LocationPath, b"rd".to_vec());
+        p.add_option(CoapOption::LocationPath, b"big".to_vec());
+    }
+    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
+}
+
+/// A server that takes at most 32 bytes per request answers a larger Register 4.13 with
+/// Block1 SZX 1 (RFC 7959 section 2.9.3) and reassembles the blocks: the device retries at
+/// that size, every block in order, and is registered at the end.
+#[test]
+fn register_too_large_for_a_strict_server_is_retried_block_wise() {
+    const LIMIT: usize = 32;
+    let server = server_socket("127.0.0.1:0").unwrap();
+    let uri = format!("coap://{}", server.local_addr().unwrap());
+    let state = temp_dir("strict-block1");
+    let _child = spawn_client(
+        &[
+            "--server",
+            &uri,
+            "--endpoint",
+            "block1-ep",
+            "--log-level",
+            "warn",
+        ],
+        &state,
+    );
+    let (whole, device) = recv_request(&server, "Register");
+    assert!(whole.get_first_option(CoapOption::Block1).is_none());
+    assert!(whole.payload.len() > 2 * LIMIT, "{}", whole.payload.len());
+    let szx = BlockOpt::szx_for_size(LIMIT);
+    answer_block(
+        &server,
+        device,
+        &whole,
+        ResponseType::RequestEntityTooLarge,
+        BlockOpt::new(0, false, szx).unwrap(),
+    );
+    let mut body = Vec::new();
+    let mut blocks = 0;
+    loop {
+        let (req, _) = recv_request(&server, "Register block");
+        let b = BlockOpt::decode(
+            req.get_first_option(CoapOption::Block1)
+                .expect("the retry is block-wise"),
+        )
+        .unwrap();
+        assert_eq!(b.size(), LIMIT, "the size the server indicated");
+        assert_eq!(b.offset(), body.len() as u64, "in order, no gap");
+        assert_eq!(queries(&req), queries(&whole));
+        assert!(req.payload.len() <= LIMIT);
+        if b.more {
+            assert_eq!(req.payload.len(), LIMIT);
+        }
+        body.extend_from_slice(&req.payload);
+        blocks += 1;
+        if !b.more {
+            let text = String::from_utf8(body.clone()).unwrap();
+            assert_eq!(strict_ct(&text), Ok(112), "{text}");
+            answer_block(&server, device, &req, ResponseType::Created, b);
+            break;
+        }
+        answer_block(&server, device, &req, ResponseType::Continue, b);
+    }
+    assert_eq!(body, whole.payload);
+    assert_eq!(blocks, whole.payload.len().div_ceil(LIMIT));
+    // Registered at /rd/big: a Registration Update Trigger (/1/0/8) sends the Update there.
+    let exec = request(RequestType::Post, 0x4001, b"u", "/1/0/8");
+    server.send_to(&exec.to_bytes().unwrap(), device).unwrap();
+    let (update, _) = recv_request(&server, "Update");
+    assert_eq!(
+        option_values(&update, CoapOption::UriPath),
+        [b"rd".to_vec(), b"big".to_vec()]
     );
     let _ = std::fs::remove_dir_all(&state);
 }

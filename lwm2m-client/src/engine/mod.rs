@@ -5,6 +5,7 @@
 //! passes, and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
 //! Time is a monotonic millisecond counter chosen by the caller, so tests drive it by hand.
 
+mod block1_send;
 mod bootstrap;
 mod dm;
 mod notify;
