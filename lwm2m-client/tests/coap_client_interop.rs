@@ -5,10 +5,10 @@
 
 mod common;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::net::{answer, recv_request, server_socket, spawn_client, temp_dir};
+use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use common::net::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
 use common::{option_values, queries};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -183,47 +183,6 @@ fn registers_and_answers_over_ipv6_loopback() {
     let body = coap_get(client, 0, "/3/0/3", &out);
     assert_eq!(body, b"1.0.0", "the factory image's version is what booted");
     let _ = std::fs::remove_dir_all(&state);
-}
-
-fn request_to(
-    sock: &UdpSocket,
-    to: SocketAddr,
-    mid: u16,
-    method: RequestType,
-    path: &str,
-    cf: Option<u16>,
-    payload: &[u8],
-) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(vec![0xB5, mid as u8]);
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if let Some(cf) = cf {
-        p.add_option(
-            CoapOption::ContentFormat,
-            lwm2m_client::codec::block::uint_option(u32::from(cf)),
-        );
-    }
-    p.payload = payload.to_vec();
-    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if let Ok(r) = Packet::from_bytes(&buf[..n]) {
-                if r.header.message_id == mid && r.header.get_type() == MessageType::Acknowledgement
-                {
-                    return r;
-                }
-            }
-        }
-    }
-    panic!("no answer to {path}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod notify;
 mod registration;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
+use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
 use crate::observe::{AttributeStore, Observation};
@@ -199,7 +200,14 @@ pub(crate) struct Pending<P> {
 pub(crate) struct Block1Rx<P> {
     pub peer: P,
     pub path: Path,
+    /// Content-Format of the body; every block must carry the same.
+    pub format: Option<ContentFormat>,
+    /// Byte offset of the next block in the body.
     pub next_offset: u64,
+    /// Strips a TLV or SenML framing off the value; `None` for an opaque body.
+    pub deframer: Option<Deframer>,
+    /// Value bytes handed to the object so far.
+    pub value_offset: u64,
 }
 
 /// The LwM2M client engine for one server, generic over the peer address type.

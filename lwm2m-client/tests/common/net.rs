@@ -3,7 +3,7 @@
 //! the raw request/answer steps of a scripted server.
 
 use super::ack;
-use coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,4 +79,53 @@ pub fn answer(
         p.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
     }
     sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
+}
+
+/// Sends a confirmable request from the server socket to the device and waits (bounded) for
+/// its piggybacked answer, skipping anything else the device sends meanwhile.
+pub fn request_to(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    mid: u16,
+    method: RequestType,
+    path: &str,
+    cf: Option<u16>,
+    payload: &[u8],
+) -> Packet {
+    let mut p = Packet::new();
+    p.header.set_version(1);
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(method);
+    p.header.message_id = mid;
+    p.set_token(vec![0xB5, mid as u8]);
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    if let Some(cf) = cf {
+        p.add_option(
+            CoapOption::ContentFormat,
+            lwm2m_client::codec::block::uint_option(u32::from(cf)),
+        );
+    }
+    p.payload = payload.to_vec();
+    exchange(sock, to, &p)
+}
+
+/// Sends `req` (confirmable) to the device and waits (bounded) for the ACK with its message id.
+pub fn exchange(sock: &UdpSocket, to: SocketAddr, req: &Packet) -> Packet {
+    let mid = req.header.message_id;
+    sock.send_to(&req.to_bytes().unwrap(), to).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(r) = Packet::from_bytes(&buf[..n]) {
+                if r.header.message_id == mid && r.header.get_type() == MessageType::Acknowledgement
+                {
+                    return r;
+                }
+            }
+        }
+    }
+    panic!("no answer to {:?}", req.get_option(CoapOption::UriPath));
 }
