@@ -11,6 +11,7 @@ pub mod json;
 pub mod link;
 pub mod lwm2m_cbor;
 pub mod node;
+pub mod opaque_stream;
 pub mod path;
 pub mod senml;
 pub mod text;

@@ -10,12 +10,16 @@ use core::fmt::Write as _;
 use minicbor::data::Type;
 
 // SenML CBOR labels (RFC 8428 Table 6).
-const BN: i64 = -2;
-const N: i64 = 0;
+pub(crate) const BVER: i64 = -1;
+pub(crate) const BN: i64 = -2;
+pub(crate) const BT: i64 = -3;
+pub(crate) const N: i64 = 0;
 const V: i64 = 2;
 const VS: i64 = 3;
 const VB: i64 = 4;
-const VD: i64 = 8;
+pub(crate) const T: i64 = 6;
+pub(crate) const UT: i64 = 7;
+pub(crate) const VD: i64 = 8;
 const VLO: &str = "vlo";
 
 /// Splits leaf paths into a base name (the target path) and per-record relative names, the
