@@ -1,0 +1,149 @@
+//! The registration interface against peers that read the specifications strictly or oddly,
+//! as third-party clients do: a raw UDP peer on loopback sends exactly the bytes a test needs
+//! and sees exactly what the shim answers (RFC 7252 message format, LwM2M version and binding
+//! negotiation, block-wise Register and Update).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::Harness;
+use serde_json::json;
+
+/// A CoAP peer on its own loopback socket.
+struct Peer {
+    sock: UdpSocket,
+    shim: SocketAddr,
+    next_mid: u16,
+}
+
+impl Peer {
+    fn new(h: &Harness) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        Self {
+            sock,
+            shim: h.coap,
+            next_mid: 0x100,
+        }
+    }
+
+    fn mid(&mut self) -> u16 {
+        self.next_mid = self.next_mid.wrapping_add(1);
+        self.next_mid
+    }
+
+    /// The first datagram from the shim within `wait`, if any.
+    fn receive(&self, wait: Duration) -> Option<Vec<u8>> {
+        self.sock.set_read_timeout(Some(wait)).expect("timeout");
+        let mut buf = [0u8; 2048];
+        let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+        Some(buf.get(..n)?.to_vec())
+    }
+
+    /// Sends a CON request and returns the answer with its message id.
+    fn request(&mut self, mut p: Packet) -> Packet {
+        let mid = self.mid();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.message_id = mid;
+        p.set_token(mid.to_be_bytes().to_vec());
+        self.sock
+            .send_to(&p.to_bytes().expect("encode"), self.shim)
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(d) = self.receive(Duration::from_millis(200)) {
+                let r = Packet::from_bytes(&d).expect("answer decodes");
+                if r.header.message_id == mid {
+                    return r;
+                }
+            }
+        }
+        panic!("no answer to message {mid}");
+    }
+}
+
+fn code(p: &Packet) -> MessageClass {
+    p.header.code
+}
+
+fn response(r: ResponseType) -> MessageClass {
+    MessageClass::Response(r)
+}
+
+/// POST /rd with the given queries and link-format payload.
+fn register(query: &[&str], links: &str) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.add_option(CoapOption::UriPath, b"rd".to_vec());
+    for q in query {
+        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+    }
+    p.add_option(CoapOption::ContentFormat, vec![40]);
+    p.payload = links.as_bytes().to_vec();
+    p
+}
+
+fn clients(h: &Harness) -> serde_json::Value {
+    h.get_json("/api/clients").1
+}
+
+#[test]
+fn a_payload_marker_without_payload_is_a_format_error_not_a_request() {
+    let h = Harness::start("rd-marker", |_| {});
+    let mut peer = Peer::new(&h);
+    // CON POST /rd?ep=m&lt=60 ending in a payload marker (RFC 7252 section 3).
+    let mut p = register(&["ep=m", "lt=60"], "");
+    p.header.set_type(MessageType::Confirmable);
+    p.header.message_id = 0x4242;
+    let mut bytes = p.to_bytes().expect("encode");
+    bytes.push(0xFF);
+    peer.sock.send_to(&bytes, h.coap).expect("send");
+    let answer = peer
+        .receive(Duration::from_secs(5))
+        .expect("a CON format error is rejected");
+    let r = Packet::from_bytes(&answer).expect("decodes");
+    assert_eq!(
+        (r.header.get_type(), r.header.code, r.header.message_id),
+        (MessageType::Reset, MessageClass::Empty, 0x4242),
+        "Reset, not a response"
+    );
+    // The NON form is ignored: no answer at all.
+    p.header.set_type(MessageType::NonConfirmable);
+    p.header.message_id = 0x4243;
+    let mut bytes = p.to_bytes().expect("encode");
+    bytes.push(0xFF);
+    peer.sock.send_to(&bytes, h.coap).expect("send");
+    assert_eq!(peer.receive(Duration::from_millis(700)), None);
+    assert_eq!(clients(&h), json!([]), "never processed as a Register");
+    // The same Register without the stray marker goes through.
+    let r = peer.request(register(&["ep=m", "lt=60"], ""));
+    assert_eq!(code(&r), response(ResponseType::Created));
+}
+
+#[test]
+fn datagrams_of_another_coap_version_get_no_answer() {
+    let h = Harness::start("rd-version", |_| {});
+    let mut peer = Peer::new(&h);
+    for version in [0u8, 2, 3] {
+        for kind in [MessageType::Confirmable, MessageType::NonConfirmable] {
+            let mut p = register(&["ep=v", "lt=60"], "</3/0>");
+            p.header.set_version(version);
+            p.header.set_type(kind);
+            p.header.message_id = peer.mid();
+            p.set_token(vec![9]);
+            peer.sock
+                .send_to(&p.to_bytes().expect("encode"), h.coap)
+                .expect("send");
+            assert_eq!(
+                peer.receive(Duration::from_millis(400)),
+                None,
+                "version {version} {kind:?} answered"
+            );
+        }
+    }
+    assert_eq!(clients(&h), json!([]));
+    let r = peer.request(register(&["ep=v", "lt=60"], "</3/0>"));
+    assert_eq!(code(&r), response(ResponseType::Created));
+}
