@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod binding;
 pub mod campaign;
 pub mod client_api;
 pub mod coap_endpoint;

@@ -147,3 +147,102 @@ fn datagrams_of_another_coap_version_get_no_answer() {
     let r = peer.request(register(&["ep=v", "lt=60"], "</3/0>"));
     assert_eq!(code(&r), response(ResponseType::Created));
 }
+
+#[test]
+fn unsupported_lwm2m_versions_get_4_12_and_nonsense_bindings_4_00() {
+    let h = Harness::start("rd-negotiate", |_| {});
+    let mut peer = Peer::new(&h);
+    // LwM2M core TS 1.1 section 6.2.1.1: a version the server does not implement is refused
+    // with 4.12 Precondition Failed, so the client falls back to an older one.
+    for v in ["9.9", "1.2", "2.0", "1", "1.1.0", ""] {
+        let r = peer.request(register(&["ep=neg", "lt=60", &format!("lwm2m={v}")], ""));
+        assert_eq!(
+            code(&r),
+            response(ResponseType::PreconditionFailed),
+            "lwm2m={v}"
+        );
+    }
+    assert_eq!(clients(&h), json!([]), "no refused version registered");
+    // Binding modes: 1.0 knows U, UQ, S, SQ, US, UQS (TS 1.0 section 5.3.1.1); 1.1 any
+    // combination of U, T, S, N with queue mode as its own `Q` parameter.
+    let refused: [(&str, &str); 12] = [
+        ("1.0", "b=X"),
+        ("1.0", "b="),
+        ("1.0", "b"),
+        ("1.0", "b=Q"),
+        ("1.0", "b=QU"),
+        ("1.0", "b=UU"),
+        ("1.0", "b=u"),
+        ("1.0", "b=T"),
+        ("1.1", "b=UU"),
+        ("1.1", "b=Q"),
+        ("1.1", "b=UX"),
+        ("1.1", "b=U Q"),
+    ];
+    for (v, b) in refused {
+        let r = peer.request(register(&["ep=neg", "lt=60", &format!("lwm2m={v}"), b], ""));
+        assert_eq!(code(&r), response(ResponseType::BadRequest), "{v} {b}");
+    }
+    assert_eq!(clients(&h), json!([]), "no nonsense binding registered");
+    for (v, b) in [
+        ("1.0", "b=U"),
+        ("1.0", "b=UQS"),
+        ("1.0", "b=SQ"),
+        ("1.1", "b=U"),
+        ("1.1", "b=UT"),
+        ("1.1", "b=TSNU"),
+    ] {
+        let r = peer.request(register(&["ep=neg", "lt=60", &format!("lwm2m={v}"), b], ""));
+        assert_eq!(code(&r), response(ResponseType::Created), "{v} {b}");
+        let (_, reg) = h.get_json("/api/clients/neg");
+        assert_eq!(reg["lwM2mVersion"], v);
+        assert_eq!(reg["bindingMode"].as_str(), b.strip_prefix("b="));
+    }
+    // Without `lwm2m` the client is a 1.0 client (TS 1.0: the parameter defaults to 1.0).
+    let r = peer.request(register(&["ep=old", "lt=60"], ""));
+    assert_eq!(code(&r), response(ResponseType::Created));
+    assert_eq!(h.get_json("/api/clients/old").1["lwM2mVersion"], "1.0");
+    // An Update's binding is checked against the registered version.
+    let loc = r.get_option(CoapOption::LocationPath).expect("location");
+    let mut update = Packet::new();
+    update.header.code = MessageClass::Request(RequestType::Post);
+    for seg in loc {
+        update.add_option(CoapOption::UriPath, seg.clone());
+    }
+    update.add_option(CoapOption::UriQuery, b"b=T".to_vec());
+    let r = peer.request(update);
+    assert_eq!(code(&r), response(ResponseType::BadRequest), "1.0 has no T");
+    assert_eq!(h.get_json("/api/clients/old").1["bindingMode"], "U");
+}
+
+#[test]
+fn lwm2m_1_0_binding_uq_is_queue_mode() {
+    let h = Harness::start("rd-queue", |_| {});
+    let mut peer = Peer::new(&h);
+    let r = peer.request(register(
+        &["ep=q10", "lt=60", "lwm2m=1.0", "b=UQ"],
+        "</3/0>",
+    ));
+    assert_eq!(code(&r), response(ResponseType::Created));
+    let (_, reg) = h.get_json("/api/clients/q10");
+    assert_eq!(
+        (reg["queuemode"].clone(), reg["bindingMode"].clone()),
+        (json!(true), json!("UQ"))
+    );
+    // Leaving queue mode with an Update to b=U (TS 1.0 section 5.3.2).
+    let mut update = Packet::new();
+    update.header.code = MessageClass::Request(RequestType::Post);
+    for seg in r.get_option(CoapOption::LocationPath).expect("location") {
+        update.add_option(CoapOption::UriPath, seg.clone());
+    }
+    update.add_option(CoapOption::UriQuery, b"b=U".to_vec());
+    assert_eq!(code(&peer.request(update)), response(ResponseType::Changed));
+    assert_eq!(h.get_json("/api/clients/q10").1["queuemode"], json!(false));
+    // The 1.1 spelling: the Q parameter.
+    let r = peer.request(register(&["ep=q11", "lt=60", "lwm2m=1.1", "b=U", "Q"], ""));
+    assert_eq!(code(&r), response(ResponseType::Created));
+    assert_eq!(h.get_json("/api/clients/q11").1["queuemode"], json!(true));
+    let r = peer.request(register(&["ep=u10", "lt=60", "lwm2m=1.0", "b=U"], ""));
+    assert_eq!(code(&r), response(ResponseType::Created));
+    assert_eq!(h.get_json("/api/clients/u10").1["queuemode"], json!(false));
+}
