@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod binding;
+pub mod block1_assembly;
 pub mod campaign;
 pub mod client_api;
 pub mod coap_endpoint;

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use coap_lite::{Packet, ResponseType};
+use coap_lite::{CoapOption, Packet, ResponseType};
 use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
 use lwm2m_client::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::block1_assembly::{Block1Assembly, Block1Limits, Block1Step};
 use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestHandler};
 use crate::content;
 use crate::dm::{Device, DmResponse};
@@ -39,6 +40,8 @@ pub struct ShimConfig {
     pub coaps_addr: Option<SocketAddr>,
     /// Bounds on DTLS handshakes and idle sessions of the coaps listener.
     pub dtls_limits: DtlsLimits,
+    /// Bounds on block-wise Register and Update payloads being reassembled.
+    pub rd_block1: Block1Limits,
     /// Certificate mode on the coaps port besides PSK: the shim's certificate and the CA
     /// whose certificates are accepted, each client registering as its certificate's CN.
     pub dtls_certificate: Option<ServerCertificate>,
@@ -80,6 +83,7 @@ impl Default for ShimConfig {
             coap_addr: None,
             coaps_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5684))),
             dtls_limits: DtlsLimits::default(),
+            rd_block1: Block1Limits::default(),
             dtls_certificate: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
@@ -144,6 +148,8 @@ pub struct Shim {
     coap: std::sync::OnceLock<CoapEndpoint>,
     coaps: std::sync::OnceLock<CoapEndpoint>,
     ids: RegistrationIds,
+    /// Block-wise Register and Update payloads being reassembled.
+    rd_blocks: Block1Assembly,
     /// Active observations by endpoint, then by path.
     observations: Mutex<HashMap<String, HashMap<String, ActiveObservation>>>,
     /// NOTIFICATION and REGISTRATION events routed to the jobs following their endpoint.
@@ -416,14 +422,22 @@ impl RequestHandler for CoapRouter {
                 if let Err(refused) = authorize_rd(&shim, request, &path, peer, self.secure) {
                     return refused;
                 }
-                let (resp, event) = registration::handle(
+                let (whole, block1) = match shim.rd_blocks.offer(request, peer, Instant::now()) {
+                    Block1Step::Whole => (None, None),
+                    Block1Step::Answer(a) => return a,
+                    Block1Step::Complete { request, block1 } => (Some(request), Some(block1)),
+                };
+                let (mut resp, event) = registration::handle(
                     shim.store.as_ref(),
                     &shim.ids,
-                    request,
+                    whole.as_deref().unwrap_or(request),
                     peer,
                     self.secure,
                     SystemTime::now(),
                 );
+                if let Some(b) = block1 {
+                    resp.add_option(CoapOption::Block1, b.encode());
+                }
                 if let Some(e) = event {
                     tracing::info!(event = e.name(), endpoint = e.endpoint(), %peer, secure = self.secure, "registration interface");
                     shim.publish(e);
@@ -553,6 +567,7 @@ pub async fn start_with_stores(
         coap: std::sync::OnceLock::new(),
         coaps: std::sync::OnceLock::new(),
         ids: RegistrationIds::default(),
+        rd_blocks: Block1Assembly::new(config.rd_block1),
         observations: Mutex::new(HashMap::new()),
         endpoint_events: EndpointEvents::default(),
     });

@@ -9,7 +9,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::Harness;
+use common::{coap_client, wait_event, Harness};
+use lwm2m_client::codec::block::{decode_uint_option, uint_option};
+use lwm2m_client::codec::BlockOpt;
 use serde_json::json;
 
 /// A CoAP peer on its own loopback socket.
@@ -245,4 +247,169 @@ fn lwm2m_1_0_binding_uq_is_queue_mode() {
     let r = peer.request(register(&["ep=u10", "lt=60", "lwm2m=1.0", "b=U"], ""));
     assert_eq!(code(&r), response(ResponseType::Created));
     assert_eq!(h.get_json("/api/clients/u10").1["queuemode"], json!(false));
+}
+
+/// `payload` cut into Block1 requests of `size` bytes for `template` (RFC 7959 section 2.5).
+fn blocks(template: &Packet, payload: &[u8], size: usize, size1: Option<u32>) -> Vec<Packet> {
+    let szx = BlockOpt::szx_for_size(size);
+    let chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(n, chunk)| {
+            let mut p = template.clone();
+            let more = n + 1 < chunks.len();
+            let opt = BlockOpt::new(n as u32, more, szx).expect("block");
+            p.add_option(CoapOption::Block1, opt.encode());
+            if let (0, Some(s)) = (n, size1) {
+                p.add_option(CoapOption::Size1, uint_option(s));
+            }
+            p.payload = chunk.to_vec();
+            p
+        })
+        .collect()
+}
+
+fn block1(p: &Packet) -> Option<BlockOpt> {
+    p.get_first_option(CoapOption::Block1)
+        .and_then(|v| BlockOpt::decode(v).ok())
+}
+
+/// A link-format payload of `n` objects, long enough to need several blocks.
+fn many_links(n: u16) -> String {
+    (0..n)
+        .map(|i| format!("</{}/0>", 1000 + i))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn a_block_wise_register_and_update_count_only_once_complete() {
+    let h = Harness::start("rd-block1", |_| {});
+    let events = h.events("?ep=blk");
+    let mut peer = Peer::new(&h);
+    let links = many_links(12);
+    let parts = blocks(
+        &register(&["ep=blk", "lt=60"], ""),
+        links.as_bytes(),
+        32,
+        None,
+    );
+    assert!(parts.len() >= 3);
+    let last = parts.len() - 1;
+    let mut answers = Vec::new();
+    for (n, p) in parts.into_iter().enumerate() {
+        let r = peer.request(p);
+        if n < last {
+            // RFC 7959 section 2.3: 2.31 Continue, echoing the block, nothing registered yet.
+            assert_eq!(code(&r), response(ResponseType::Continue), "block {n}");
+            assert_eq!(
+                block1(&r),
+                Some(BlockOpt::new(n as u32, true, 1).expect("opt"))
+            );
+            assert_eq!(clients(&h), json!([]), "registered from block {n}");
+        }
+        answers.push(r);
+    }
+    let done = answers.pop().expect("final answer");
+    assert_eq!(code(&done), response(ResponseType::Created));
+    assert_eq!(
+        block1(&done),
+        Some(BlockOpt::new(last as u32, false, 1).expect("opt"))
+    );
+    let reg = wait_event(&events, Duration::from_secs(5), |n, _| n == "REGISTRATION");
+    assert_eq!(
+        reg["objectLinks"].as_array().map(Vec::len),
+        Some(12),
+        "the whole payload registered"
+    );
+    // Block-wise Update on the location the Register answered.
+    let mut update = Packet::new();
+    update.header.code = MessageClass::Request(RequestType::Post);
+    for seg in done.get_option(CoapOption::LocationPath).expect("location") {
+        update.add_option(CoapOption::UriPath, seg.clone());
+    }
+    update.add_option(CoapOption::ContentFormat, vec![40]);
+    let links = many_links(9);
+    let parts = blocks(&update, links.as_bytes(), 16, Some(links.len() as u32));
+    let last = parts.len() - 1;
+    for (n, p) in parts.into_iter().enumerate() {
+        let r = peer.request(p);
+        let want = if n < last {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        };
+        assert_eq!(code(&r), response(want), "update block {n}");
+    }
+    let (_, reg) = h.get_json("/api/clients/blk");
+    assert_eq!(reg["objectLinks"].as_array().map(Vec::len), Some(9));
+}
+
+#[test]
+fn a_block_wise_register_out_of_order_or_too_large_is_refused() {
+    let h = Harness::start("rd-block1-bad", |_| {});
+    let mut peer = Peer::new(&h);
+    let links = many_links(40);
+    // Size1 announces more than the shim takes: 4.13 with its limit in Size1 (RFC 7959 2.9.3).
+    let parts = blocks(
+        &register(&["ep=big", "lt=60"], ""),
+        links.as_bytes(),
+        64,
+        Some(10_000_000),
+    );
+    let r = peer.request(parts[0].clone());
+    assert_eq!(code(&r), response(ResponseType::RequestEntityTooLarge));
+    let limit = r
+        .get_first_option(CoapOption::Size1)
+        .map(|v| decode_uint_option(v).expect("uint"))
+        .expect("Size1 in the 4.13");
+    assert!(limit >= 1024 && limit < 10_000_000, "{limit}");
+    // A block that skips ahead: 4.08 Request Entity Incomplete (RFC 7959 2.9.2).
+    let parts = blocks(
+        &register(&["ep=gap", "lt=60"], ""),
+        links.as_bytes(),
+        64,
+        None,
+    );
+    assert_eq!(
+        code(&peer.request(parts[0].clone())),
+        response(ResponseType::Continue)
+    );
+    assert_eq!(
+        code(&peer.request(parts[2].clone())),
+        response(ResponseType::RequestEntityIncomplete)
+    );
+    assert_eq!(clients(&h), json!([]));
+    // A body that grows past the limit without Size1 is cut off with 4.13 too.
+    let huge = "</1/0>,".repeat(limit as usize / 7 + 200);
+    let parts = blocks(
+        &register(&["ep=huge", "lt=60"], ""),
+        huge.as_bytes(),
+        1024,
+        None,
+    );
+    let mut refused = false;
+    for p in parts {
+        let r = peer.request(p);
+        if code(&r) == response(ResponseType::RequestEntityTooLarge) {
+            refused = true;
+            break;
+        }
+        assert_eq!(code(&r), response(ResponseType::Continue));
+    }
+    assert!(refused, "grew past the limit");
+    assert_eq!(clients(&h), json!([]));
+}
+
+#[test]
+fn libcoap_registers_block_wise() {
+    let h = Harness::start("rd-block1-libcoap", |_| {});
+    let events = h.events("?ep=libblk");
+    let links = many_links(20);
+    let rd = format!("coap://{}/rd?ep=libblk&lt=60&lwm2m=1.1", h.coap);
+    let (ok, _) = coap_client(&["-m", "post", "-b", "32", &rd, "-t", "40", "-e", &links]);
+    assert!(ok, "coap-client registers block-wise");
+    let reg = wait_event(&events, Duration::from_secs(10), |n, _| n == "REGISTRATION");
+    assert_eq!(reg["objectLinks"].as_array().map(Vec::len), Some(20));
 }
