@@ -70,6 +70,18 @@ impl ClientCall<'_> {
         }
     }
 
+    /// The format a Read or Observe asks for, refused before anything is sent when the shim
+    /// could not decode the answer.
+    fn read_format(&self) -> Result<Option<ContentFormat>, ApiError> {
+        match self.format()? {
+            Some(cf) if !content::decodable(cf) => Err(bad(format!(
+                "format {} cannot be read into a node",
+                self.param("format").unwrap_or_default()
+            ))),
+            cf => Ok(cf),
+        }
+    }
+
     /// Format for payloads the shim sends when the caller named none: TLV for LwM2M 1.0
     /// clients, SenML CBOR for later versions (Leshan's defaults).
     fn default_format(&self) -> ContentFormat {
@@ -106,7 +118,7 @@ impl ClientCall<'_> {
         match (self.method, suffix) {
             (&Method::GET, None) => {
                 let r = device
-                    .read(&path, self.format()?)
+                    .read(&path, self.read_format()?)
                     .await
                     .map_err(|e| dm_failure(&e))?;
                 self.with_content(&path, r)
@@ -149,7 +161,7 @@ impl ClientCall<'_> {
             }
             (&Method::POST, None) if path.depth() <= 2 => self.create(&device, &path).await,
             (&Method::POST, Some("observe")) => {
-                let accept = self.format()?;
+                let accept = self.read_format()?;
                 let (r, stream) = device
                     .observe(&path, accept)
                     .await

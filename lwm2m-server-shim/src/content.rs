@@ -66,6 +66,21 @@ fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
     }
 }
 
+/// Whether [`decode`] reads this format, so a Read may ask for it (link-format, for one,
+/// describes links, not values: only Discover uses it).
+pub fn decodable(format: ContentFormat) -> bool {
+    matches!(
+        format,
+        ContentFormat::Tlv
+            | ContentFormat::LegacyTlv
+            | ContentFormat::SenmlJson
+            | ContentFormat::SenmlCbor
+            | ContentFormat::LwM2mJson
+            | ContentFormat::Text
+            | ContentFormat::Opaque
+    )
+}
+
 /// Decodes a payload the device sent for `path`.
 pub fn decode(format: ContentFormat, path: &Path, bytes: &[u8]) -> Result<Node, ContentError> {
     match format {
@@ -74,6 +89,7 @@ pub fn decode(format: ContentFormat, path: &Path, bytes: &[u8]) -> Result<Node, 
         }
         ContentFormat::SenmlJson => Ok(codec::senml::decode_json(bytes, path, &lookup)?),
         ContentFormat::SenmlCbor => Ok(codec::senml::decode_cbor(bytes, path, &lookup)?),
+        ContentFormat::LwM2mJson => Ok(codec::lwm2m_json::decode(bytes, path, &lookup)?),
         ContentFormat::Text => {
             let (Some(o), Some(r)) = (path.object_id(), path.resource_id()) else {
                 return Err(ContentError::NotSingleValue);
@@ -100,6 +116,7 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
         ContentFormat::Tlv | ContentFormat::LegacyTlv => Ok(codec::tlv::encode(node)?),
         ContentFormat::SenmlJson => Ok(codec::senml::encode_json(node, path)?),
         ContentFormat::SenmlCbor => Ok(codec::senml::encode_cbor(node, path)?),
+        ContentFormat::LwM2mJson => Ok(codec::lwm2m_json::encode(node, path)?),
         ContentFormat::Text => Ok(codec::text::encode(single_value()?)),
         ContentFormat::Opaque => Ok(codec::text::encode_opaque(single_value()?)?),
         other => Err(ContentError::Unsupported(other)),
@@ -138,6 +155,7 @@ mod tests {
             ContentFormat::Tlv,
             ContentFormat::SenmlJson,
             ContentFormat::SenmlCbor,
+            ContentFormat::LwM2mJson,
         ] {
             let bytes = encode(cf, &path, &node).expect("encode");
             assert_eq!(decode(cf, &path, &bytes).expect("decode"), node, "{cf:?}");

@@ -50,6 +50,11 @@ fn path_of(p: &Packet) -> String {
 impl Device {
     /// Binds a socket and registers `ep` with the shim through CoAP.
     fn register(h: &Harness, ep: &str, links: &str) -> Self {
+        Self::register_with(h, ep, &[], links)
+    }
+
+    /// Like [`Device::register`] with more Register queries (`lwm2m=1.1`, `b=U`...).
+    fn register_with(h: &Harness, ep: &str, query: &[&str], links: &str) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -62,6 +67,9 @@ impl Device {
         p.add_option(CoapOption::UriPath, b"rd".to_vec());
         p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
         p.add_option(CoapOption::UriQuery, b"lt=300".to_vec());
+        for q in query {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
         p.add_option(CoapOption::ContentFormat, vec![40]);
         p.payload = links.as_bytes().to_vec();
         let bytes = p.to_bytes().expect("encode");
@@ -687,4 +695,65 @@ fn a_new_message_reusing_a_message_id_is_not_taken_for_a_duplicate() {
     );
     // A true retransmission of the stray notification still gets the cached Reset.
     assert_eq!(answer(&stray).header.get_type(), MessageType::Reset);
+}
+
+fn uri_write(value: &str) -> Vec<u8> {
+    json!({"kind":"singleResource","id":1,"type":"string","value":value})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn lwm2m_json_reads_and_writes_end_to_end_and_link_reads_are_refused_before_sending() {
+    let h = Harness::start("lwm2m-json", |_| {});
+    let dev = Device::register_with(&h, "json", &["lwm2m=1.0"], "</3/0>,</5/0>");
+    // Written by hand after OMA TS 1.0 section 6.4.4, not by the codec under test.
+    let (stop, t) = dev.serve(Box::new(|req| {
+        let r = match req.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                let mut r = reply(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, uint_option(11543));
+                r.payload = br#"{"bn":"/3/0/","e":[{"n":"0","sv":"Acme"},{"n":"3","sv":"1.0.0"}]}"#
+                    .to_vec();
+                r
+            }
+            _ => reply(ResponseType::Changed),
+        };
+        Some((r, Duration::ZERO))
+    }));
+    let (s, r) = h.get_json("/api/clients/json/3/0?format=JSON");
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["content"]["resources"][0]["value"], "Acme", "{r}");
+    let (s, r) = h.put(
+        "/api/clients/json/5/0/1?format=JSON",
+        "application/json",
+        &uri_write("coap://h/fw"),
+    );
+    assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{r}");
+    // A read in link-format cannot be turned into a node: refused before the device is asked.
+    let (s, _) = h.get("/api/clients/json/3/0?format=LINK");
+    assert_eq!(s, 400);
+    let seen = finish(stop, t);
+    let gets: Vec<_> = seen
+        .iter()
+        .filter(|q| q.header.code == MessageClass::Request(RequestType::Get))
+        .map(|q| q.get_first_option(CoapOption::Accept).cloned())
+        .collect();
+    assert_eq!(
+        gets,
+        [Some(uint_option(11543))],
+        "only the JSON read went out"
+    );
+    let write = seen
+        .iter()
+        .find(|q| q.header.code == MessageClass::Request(RequestType::Put))
+        .expect("the write reached the device");
+    assert_eq!(
+        write.get_first_option(CoapOption::ContentFormat),
+        Some(&uint_option(11543))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&write.payload),
+        r#"{"bn":"/5/0/1","e":[{"sv":"coap://h/fw"}]}"#
+    );
 }

@@ -20,7 +20,7 @@ const VLO: &str = "vlo";
 
 /// Splits leaf paths into a base name (the target path) and per-record relative names, the
 /// way Leshan and Wakaama write them: `bn` = `/3/0/`, `n` = `0`.
-fn names(base: &Path, leaf: &Path) -> String {
+pub(crate) fn names(base: &Path, leaf: &Path) -> String {
     let mut s = String::new();
     for id in leaf.ids().iter().skip(base.depth()) {
         if !s.is_empty() {
@@ -31,7 +31,7 @@ fn names(base: &Path, leaf: &Path) -> String {
     s
 }
 
-fn base_name(base: &Path, leaves_are_below: bool) -> String {
+pub(crate) fn base_name(base: &Path, leaves_are_below: bool) -> String {
     let mut s = base.to_string();
     if leaves_are_below && !s.ends_with('/') {
         s.push('/');
@@ -124,7 +124,7 @@ fn with_values(records: Vec<(Path, Option<Value>)>) -> Vec<(Path, Value)> {
         .collect()
 }
 
-fn json_number(text: &str) -> Result<Value, CodecError> {
+pub(crate) fn json_number(text: &str) -> Result<Value, CodecError> {
     if !text.contains(['.', 'e', 'E']) {
         if let Ok(i) = text.parse::<i64>() {
             return Ok(Value::Integer(i));
@@ -135,11 +135,11 @@ fn json_number(text: &str) -> Result<Value, CodecError> {
     }
     let f: f64 = text
         .parse()
-        .map_err(|_| CodecError::Malformed("bad SenML number"))?;
+        .map_err(|_| CodecError::Malformed("bad JSON number"))?;
     Ok(Value::Float(f))
 }
 
-fn objlnk(s: &str) -> Result<Value, CodecError> {
+pub(crate) fn objlnk(s: &str) -> Result<Value, CodecError> {
     super::text::decode(s.as_bytes(), ResourceType::ObjLnk)
 }
 
