@@ -66,6 +66,34 @@ fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
     }
 }
 
+/// Whether this format carries whole instances and objects both ways in the shim, as the
+/// default format of a client must.
+fn multi_value(format: ContentFormat) -> bool {
+    matches!(
+        format,
+        ContentFormat::Tlv
+            | ContentFormat::LegacyTlv
+            | ContentFormat::SenmlJson
+            | ContentFormat::SenmlCbor
+            | ContentFormat::LwM2mJson
+    )
+}
+
+/// The format reads and writes of a client use when the REST call names none: the first of
+/// the formats it announced (`ct`) that the shim speaks, else the one its LwM2M version makes
+/// mandatory: TLV for 1.0 (TS 1.0 section 6.4), SenML CBOR for later versions (Leshan's
+/// choice; a 1.1 client that speaks only TLV announces it).
+pub fn default_format(lwm2m_version: &str, announced: &[ContentFormat]) -> ContentFormat {
+    if let Some(cf) = announced.iter().copied().find(|cf| multi_value(*cf)) {
+        return cf;
+    }
+    if lwm2m_version == "1.0" {
+        ContentFormat::Tlv
+    } else {
+        ContentFormat::SenmlCbor
+    }
+}
+
 /// Whether [`decode`] reads this format, so a Read may ask for it (link-format, for one,
 /// describes links, not values: only Discover uses it).
 pub fn decodable(format: ContentFormat) -> bool {
@@ -186,6 +214,12 @@ mod tests {
         );
         assert!(decode(ContentFormat::Text, &p, b"x").is_err());
         assert_eq!(format_by_name("senml_cbor"), Some(ContentFormat::SenmlCbor));
+        assert_eq!(default_format("1.0", &[]), ContentFormat::Tlv);
+        assert_eq!(default_format("1.1", &[]), ContentFormat::SenmlCbor);
+        assert_eq!(
+            default_format("1.1", &[ContentFormat::LwM2mCbor, ContentFormat::SenmlJson]),
+            ContentFormat::SenmlJson
+        );
         assert_eq!(format_by_name("xml"), None);
     }
 }
