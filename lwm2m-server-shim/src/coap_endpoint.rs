@@ -102,7 +102,16 @@ struct Pending {
 
 struct Observation {
     peer: SocketAddr,
-    notifications: mpsc::UnboundedSender<Packet>,
+    notifications: mpsc::UnboundedSender<Notification>,
+}
+
+/// One notification of an observation and when it arrived (readings are ordered by it).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// When the datagram was received.
+    pub received: Instant,
+    /// The notification as sent (its first block when it uses Block2).
+    pub packet: Packet,
 }
 
 /// A message seen recently: when, its token, and the bytes answered to it (none for a NON).
@@ -148,7 +157,7 @@ pub struct CoapEndpoint {
 /// Notifications of one observation, in arrival order.
 pub struct ObservationStream {
     token: Vec<u8>,
-    receiver: mpsc::UnboundedReceiver<Packet>,
+    receiver: mpsc::UnboundedReceiver<Notification>,
 }
 
 impl ObservationStream {
@@ -158,7 +167,7 @@ impl ObservationStream {
     }
 
     /// Waits for the next notification; `None` once the observation was cancelled.
-    pub async fn next(&mut self) -> Option<Packet> {
+    pub async fn next(&mut self) -> Option<Notification> {
         self.receiver.recv().await
     }
 }
@@ -455,7 +464,12 @@ impl CoapEndpoint {
                     false
                 }
             } else if let Some(o) = t.observations.get(&token).filter(|o| o.peer == peer) {
-                o.notifications.send(response).is_ok()
+                o.notifications
+                    .send(Notification {
+                        received: Instant::now(),
+                        packet: response,
+                    })
+                    .is_ok()
             } else {
                 false
             }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use coap_lite::{CoapOption, Packet, ResponseType};
+use lwm2m_client::codec::block::decode_uint_option;
 use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
 use lwm2m_client::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
@@ -19,7 +20,7 @@ use crate::content;
 use crate::dm::{Device, DmResponse};
 use crate::dtls_socket::{DtlsLimits, DtlsSocket, PeerIdentity, ServerCertificate};
 use crate::events::{EndpointEvents, EndpointSubscription, Event, EventBus};
-use crate::jobs::JobRegistry;
+use crate::jobs::{JobRegistry, ObserveSequence, ReadingStamp};
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
 use crate::package_coap::{self, PACKAGE_PATH};
@@ -239,9 +240,21 @@ impl Shim {
         let token = stream.token().to_vec();
         let weak = Arc::downgrade(self);
         let ep = endpoint.to_string();
+        let observation = token.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
         let task = tokio::spawn(async move {
-            while let Some(packet) = stream.next().await {
-                let whole = match device.complete_notification(&path, accept, packet).await {
+            while let Some(n) = stream.next().await {
+                let stamp = ReadingStamp {
+                    received: n.received,
+                    observe: n
+                        .packet
+                        .get_first_option(CoapOption::Observe)
+                        .and_then(|v| decode_uint_option(v).ok())
+                        .map(|number| ObserveSequence {
+                            observation,
+                            number,
+                        }),
+                };
+                let whole = match device.complete_notification(&path, accept, n.packet).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::debug!(endpoint = %ep, %path, error = %e, "incomplete notification");
@@ -254,6 +267,7 @@ impl Shim {
                         endpoint: ep.clone(),
                         path: path.to_string(),
                         value,
+                        stamp,
                     }),
                     None => tracing::debug!(endpoint = %ep, %path, "undecodable notification"),
                 }
