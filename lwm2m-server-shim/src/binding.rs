@@ -62,7 +62,7 @@ const V1_1_TRANSPORTS: &str = "UTSN";
 
 /// Checks `binding` for `version` and returns whether it asks for queue mode.
 ///
-/// 1.0: one of [`V1_0_BINDINGS`]; `Q` in it is queue mode. 1.1: each of U, T, S, N at most
+/// 1.0: one of U, UQ, S, SQ, US, UQS; `Q` in it is queue mode. 1.1: each of U, T, S, N at most
 /// once, at least one of them; queue mode is the separate `Q` parameter there, but the 1.0
 /// spelling `UQ` from clients that kept it is read as queue mode rather than refused.
 pub fn parse_binding(version: LwM2mVersion, binding: &str) -> Result<bool, BadBinding> {

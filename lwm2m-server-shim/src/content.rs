@@ -97,16 +97,7 @@ pub fn default_format(lwm2m_version: &str, announced: &[ContentFormat]) -> Conte
 /// Whether [`decode`] reads this format, so a Read may ask for it (link-format, for one,
 /// describes links, not values: only Discover uses it).
 pub fn decodable(format: ContentFormat) -> bool {
-    matches!(
-        format,
-        ContentFormat::Tlv
-            | ContentFormat::LegacyTlv
-            | ContentFormat::SenmlJson
-            | ContentFormat::SenmlCbor
-            | ContentFormat::LwM2mJson
-            | ContentFormat::Text
-            | ContentFormat::Opaque
-    )
+    multi_value(format) || matches!(format, ContentFormat::Text | ContentFormat::Opaque)
 }
 
 /// Decodes a payload the device sent for `path`.

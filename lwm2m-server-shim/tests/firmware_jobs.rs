@@ -492,34 +492,49 @@ fn rest_firmware_job_push_and_pull_with_events() {
     assert_eq!((s, all.as_array().map(Vec::len)), (200, Some(2)), "{all}");
 }
 
+/// Starts a REST pull job of `package` on `ep` (registered, package hosted) and returns the
+/// job and its FIRMWARE events, in order, up to its end.
+fn pull_job_events(
+    h: &Harness,
+    ep: &str,
+    package: &str,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let events = h.events(&format!("?ep={ep}"));
+    let body = json!({"package": package, "method": "pull"}).to_string();
+    let (s, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(s, 202, "{job}");
+    let mut firmware = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = wait_event(
+            &events,
+            deadline.saturating_duration_since(Instant::now()),
+            |n, _| n == "FIRMWARE",
+        );
+        let end = d["phase"]
+            .as_str()
+            .is_some_and(|p| p == "SUCCEEDED" || p == "FAILED");
+        firmware.push(d);
+        if end {
+            return (job, firmware);
+        }
+    }
+}
+
 #[test]
 fn progress_events_walk_through_the_phases() {
     let h = Harness::start("fw-phases", |_| {});
     let _dev = ScriptedDevice::start(h.coap, "fw-p");
     wait_registered(&h, "fw-p");
     host_package(&h, "p.bin", "3.1.0");
-    let events = h.events("?ep=fw-p");
-    let (s, job) = h.post(
-        "/api/clients/fw-p/firmware",
-        br#"{"package":"p.bin","method":"pull"}"#,
-    );
-    assert_eq!(s, 202, "{job}");
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    wait_event(&events, Duration::from_secs(60), move |n, d| {
-        if n == "FIRMWARE" {
-            let p = d["phase"].as_str().unwrap_or("").to_string();
-            let mut l = log.lock().expect("log");
-            if l.last() != Some(&p) {
-                l.push(p);
-            }
+    let (_, events) = pull_job_events(&h, "fw-p", "p.bin");
+    let mut seen: Vec<String> = Vec::new();
+    for d in events {
+        let p = d["phase"].as_str().unwrap_or("").to_string();
+        if seen.last() != Some(&p) {
+            seen.push(p);
         }
-        n == "FIRMWARE"
-            && d["phase"]
-                .as_str()
-                .is_some_and(|p| p == "SUCCEEDED" || p == "FAILED")
-    });
-    let seen = seen.lock().expect("log").clone();
+    }
     assert_eq!(
         seen,
         [
@@ -544,30 +559,22 @@ fn a_notification_older_than_a_poll_never_moves_the_job_back() {
     dev.fw.lock().expect("fw").lagging_notification = true;
     wait_registered(&h, "fw-lag");
     host_package(&h, "lag.bin", "4.0.0");
-    let events = h.events("?ep=fw-lag");
-    let (s, job) = h.post(
-        "/api/clients/fw-lag/firmware",
-        br#"{"package":"lag.bin","method":"pull"}"#,
-    );
-    assert_eq!(s, 202, "{job}");
-    let seen = Arc::new(Mutex::new(Vec::<(String, Option<i64>)>::new()));
-    let log = seen.clone();
-    let end = wait_event(&events, Duration::from_secs(60), move |n, d| {
-        if n == "FIRMWARE" {
-            let phase = d["phase"].as_str().unwrap_or("").to_string();
-            log.lock().expect("log").push((phase, d["state"].as_i64()));
-        }
-        n == "FIRMWARE"
-            && d["phase"]
-                .as_str()
-                .is_some_and(|p| p == "SUCCEEDED" || p == "FAILED")
-    });
+    let (job, events) = pull_job_events(&h, "fw-lag", "lag.bin");
+    let end = events.last().expect("the end");
     assert_eq!(end["phase"], "SUCCEEDED", "{end}");
     assert!(
         !dev.fw.lock().expect("fw").lagging_notification,
         "the lagging notification went out"
     );
-    let seen = seen.lock().expect("log").clone();
+    let seen: Vec<(String, Option<i64>)> = events
+        .iter()
+        .map(|d| {
+            (
+                d["phase"].as_str().unwrap_or("").to_string(),
+                d["state"].as_i64(),
+            )
+        })
+        .collect();
     let downloaded = seen
         .iter()
         .position(|(_, s)| *s == Some(2))

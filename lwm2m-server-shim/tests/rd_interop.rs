@@ -87,6 +87,19 @@ fn register(query: &[&str], links: &str) -> Packet {
     p
 }
 
+/// An Update (POST) to the location a Register answered with.
+fn update_of(created: &Packet) -> Packet {
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Request(RequestType::Post);
+    for seg in created
+        .get_option(CoapOption::LocationPath)
+        .expect("location")
+    {
+        p.add_option(CoapOption::UriPath, seg.clone());
+    }
+    p
+}
+
 fn clients(h: &Harness) -> serde_json::Value {
     h.get_json("/api/clients").1
 }
@@ -205,12 +218,7 @@ fn unsupported_lwm2m_versions_get_4_12_and_nonsense_bindings_4_00() {
     assert_eq!(code(&r), response(ResponseType::Created));
     assert_eq!(h.get_json("/api/clients/old").1["lwM2mVersion"], "1.0");
     // An Update's binding is checked against the registered version.
-    let loc = r.get_option(CoapOption::LocationPath).expect("location");
-    let mut update = Packet::new();
-    update.header.code = MessageClass::Request(RequestType::Post);
-    for seg in loc {
-        update.add_option(CoapOption::UriPath, seg.clone());
-    }
+    let mut update = update_of(&r);
     update.add_option(CoapOption::UriQuery, b"b=T".to_vec());
     let r = peer.request(update);
     assert_eq!(code(&r), response(ResponseType::BadRequest), "1.0 has no T");
@@ -232,11 +240,7 @@ fn lwm2m_1_0_binding_uq_is_queue_mode() {
         (json!(true), json!("UQ"))
     );
     // Leaving queue mode with an Update to b=U (TS 1.0 section 5.3.2).
-    let mut update = Packet::new();
-    update.header.code = MessageClass::Request(RequestType::Post);
-    for seg in r.get_option(CoapOption::LocationPath).expect("location") {
-        update.add_option(CoapOption::UriPath, seg.clone());
-    }
+    let mut update = update_of(&r);
     update.add_option(CoapOption::UriQuery, b"b=U".to_vec());
     assert_eq!(code(&peer.request(update)), response(ResponseType::Changed));
     assert_eq!(h.get_json("/api/clients/q10").1["queuemode"], json!(false));
@@ -324,11 +328,7 @@ fn a_block_wise_register_and_update_count_only_once_complete() {
         "the whole payload registered"
     );
     // Block-wise Update on the location the Register answered.
-    let mut update = Packet::new();
-    update.header.code = MessageClass::Request(RequestType::Post);
-    for seg in done.get_option(CoapOption::LocationPath).expect("location") {
-        update.add_option(CoapOption::UriPath, seg.clone());
-    }
+    let mut update = update_of(&done);
     update.add_option(CoapOption::ContentFormat, vec![40]);
     let links = many_links(9);
     let parts = blocks(&update, links.as_bytes(), 16, Some(links.len() as u32));
@@ -364,7 +364,7 @@ fn a_block_wise_register_out_of_order_or_too_large_is_refused() {
         .get_first_option(CoapOption::Size1)
         .map(|v| decode_uint_option(v).expect("uint"))
         .expect("Size1 in the 4.13");
-    assert!(limit >= 1024 && limit < 10_000_000, "{limit}");
+    assert!((1024..10_000_000).contains(&limit), "{limit}");
     // A block that skips ahead: 4.08 Request Entity Incomplete (RFC 7959 2.9.2).
     let parts = blocks(
         &register(&["ep=gap", "lt=60"], ""),

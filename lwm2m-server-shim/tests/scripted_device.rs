@@ -698,6 +698,13 @@ fn a_new_message_reusing_a_message_id_is_not_taken_for_a_duplicate() {
     assert_eq!(answer(&stray).header.get_type(), MessageType::Reset);
 }
 
+/// The first request with `method` the device saw.
+fn first(seen: &[Packet], method: RequestType) -> &Packet {
+    seen.iter()
+        .find(|q| q.header.code == MessageClass::Request(method))
+        .unwrap_or_else(|| panic!("the device saw no {method:?}"))
+}
+
 fn uri_write(value: &str) -> Vec<u8> {
     json!({"kind":"singleResource","id":1,"type":"string","value":value})
         .to_string()
@@ -745,10 +752,7 @@ fn lwm2m_json_reads_and_writes_end_to_end_and_link_reads_are_refused_before_send
         [Some(uint_option(11543))],
         "only the JSON read went out"
     );
-    let write = seen
-        .iter()
-        .find(|q| q.header.code == MessageClass::Request(RequestType::Put))
-        .expect("the write reached the device");
+    let write = first(&seen, RequestType::Put);
     assert_eq!(
         write.get_first_option(CoapOption::ContentFormat),
         Some(&uint_option(11543))
@@ -847,19 +851,13 @@ fn reads_and_writes_default_to_the_format_the_client_registered_with() {
         );
         assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{ep}: {r}");
         let seen = finish(stop, t);
-        let read = seen
-            .iter()
-            .find(|q| q.header.code == MessageClass::Request(RequestType::Get))
-            .expect("read");
+        let read = first(&seen, RequestType::Get);
         assert_eq!(
             read.get_first_option(CoapOption::Accept),
             Some(&uint_option(u32::from(want))),
             "{ep}: Accept on the read"
         );
-        let write = seen
-            .iter()
-            .find(|q| q.header.code == MessageClass::Request(RequestType::Put))
-            .expect("write");
+        let write = first(&seen, RequestType::Put);
         assert_eq!(
             write.get_first_option(CoapOption::ContentFormat),
             Some(&uint_option(u32::from(want))),

@@ -8,7 +8,7 @@
 //! entry uses does not tell Opaque from String: the resource's declared type does.
 
 use super::json::{self, Json};
-use super::senml::{base_name, json_number, names, objlnk};
+use super::senml::{base_name, json_number, names, objlnk, write_number};
 use super::{base64, CodecError, Node, Path, ResourceType, TypeLookup, Value};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -44,17 +44,8 @@ pub fn encode(node: &Node, base: &Path) -> Result<Vec<u8>, CodecError> {
                 out.push_str("\"sv\":");
                 json::write_string(&mut out, &base64::encode(o, base64::Alphabet::Standard));
             }
-            Value::Integer(i) | Value::Time(i) => {
-                let _ = write!(out, "\"v\":{i}");
-            }
-            Value::Unsigned(u) => {
-                let _ = write!(out, "\"v\":{u}");
-            }
-            Value::Float(f) => {
-                if !f.is_finite() {
-                    return Err(CodecError::Unrepresentable);
-                }
-                let _ = write!(out, "\"v\":{f}");
+            Value::Integer(_) | Value::Time(_) | Value::Unsigned(_) | Value::Float(_) => {
+                write_number(&mut out, v)?;
             }
             Value::Boolean(b) => {
                 let _ = write!(out, "\"bv\":{b}");

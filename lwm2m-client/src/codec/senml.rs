@@ -73,17 +73,8 @@ pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
                 out.push_str("\"vs\":");
                 json::write_string(&mut out, s);
             }
-            Value::Integer(i) | Value::Time(i) => {
-                let _ = write!(out, "\"v\":{i}");
-            }
-            Value::Unsigned(u) => {
-                let _ = write!(out, "\"v\":{u}");
-            }
-            Value::Float(f) => {
-                if !f.is_finite() {
-                    return Err(CodecError::Unrepresentable);
-                }
-                let _ = write!(out, "\"v\":{f}");
+            Value::Integer(_) | Value::Time(_) | Value::Unsigned(_) | Value::Float(_) => {
+                write_number(&mut out, v)?;
             }
             Value::Boolean(b) => {
                 let _ = write!(out, "\"vb\":{b}");
@@ -100,6 +91,24 @@ pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
     }
     out.push(']');
     Ok(out.into_bytes())
+}
+
+/// Writes the `"v":<number>` field of a numeric value, the same in SenML JSON and LwM2M
+/// JSON; a non-finite float and a value that is no number cannot be written.
+pub(crate) fn write_number(out: &mut String, v: &Value) -> Result<(), CodecError> {
+    match v {
+        Value::Integer(i) | Value::Time(i) => {
+            let _ = write!(out, "\"v\":{i}");
+        }
+        Value::Unsigned(u) => {
+            let _ = write!(out, "\"v\":{u}");
+        }
+        Value::Float(f) if f.is_finite() => {
+            let _ = write!(out, "\"v\":{f}");
+        }
+        _ => return Err(CodecError::Unrepresentable),
+    }
+    Ok(())
 }
 
 /// Accumulates base name and resolves each record to a (path, value) leaf.
