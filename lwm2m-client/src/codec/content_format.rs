@@ -17,7 +17,7 @@ pub enum ContentFormat {
     SenmlCbor,
     /// 11542: application/vnd.oma.lwm2m+tlv.
     Tlv,
-    /// 11543: application/vnd.oma.lwm2m+json (legacy; recognised, not produced).
+    /// 11543: application/vnd.oma.lwm2m+json (the LwM2M 1.0 JSON format, [`super::lwm2m_json`]).
     LwM2mJson,
     /// 11544: application/vnd.oma.lwm2m+cbor (LwM2M 1.2 nested maps).
     LwM2mCbor,

@@ -10,6 +10,8 @@ pub mod hex;
 pub mod json;
 pub mod link;
 pub mod lwm2m_cbor;
+pub mod lwm2m_json;
+pub mod message_format;
 pub mod node;
 pub mod opaque_stream;
 pub mod path;
