@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::server::shim::{self as server, ShimConfig};
 
 const SIZE: usize = 1024 * 1024;
 const RUNS: usize = 5;

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{temp_dir, wait_event, Harness};
-use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
-use lwm2m_server_shim::conformance::{self, ConformanceConfig, Verdict, CASES};
+use lwm2m_server_shim::firmware::campaign::{CampaignConfig, PhaseTimeouts};
+use lwm2m_server_shim::firmware::conformance::{self, ConformanceConfig, Verdict, CASES};
 use lwm2m_server_shim::in_process_device::InProcessDevice;
-use lwm2m_server_shim::test_packages::Signer;
+use lwm2m_server_shim::packages::test_packages::Signer;
 
 /// Our simulated device in-process, trusting `anchor`.
 fn start_device(
@@ -112,9 +112,13 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let seq = lwm2m_server_shim::test_packages::fresh_sequence();
+    let seq = lwm2m_server_shim::packages::test_packages::fresh_sequence();
     let package = signer
-        .build(lwm2m_server_shim::test_packages::Kind::Good, "3.0.0", seq)
+        .build(
+            lwm2m_server_shim::packages::test_packages::Kind::Good,
+            "3.0.0",
+            seq,
+        )
         .expect("package");
     let (s, _) = h.put(
         "/api/packages/fleet.suit",

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, wait_event, Harness};
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use lwm2m_server_shim::jobs::{JobStatus, Method, Phase};
+use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
+use lwm2m_server_shim::firmware::jobs::{JobStatus, Method, Phase};
 use serde_json::json;
 
 /// A package the scripted device accepts: `version=<v>\n` then the image; `selftest=fail`

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use lwm2m_client::sim_device::{self, DeviceOptions};
 use lwm2m_server_shim::in_process_device::parse_options;
-use lwm2m_server_shim::server::{self, ShimConfig};
-use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
+use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
+use lwm2m_server_shim::server::shim::{self as server, ShimConfig};
 use serde_json::Value;
 
 const IMAGE_LEN: usize = 64 * 1024;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use device_port::image::ImageBuilder;
 use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
-use lwm2m_server_shim::coap_endpoint::CoapTiming;
-use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
+use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::server::shim::{self as server, RunningShim, ShimConfig};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
 use serde_json::Value;
 

@@ -9,8 +9,8 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
 use lwm2m_client::pull::{PackageSink, SinkError};
-use lwm2m_server_shim::security_store::SecurityInfo;
-use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::server::security::store::SecurityInfo;
+use lwm2m_server_shim::server::shim::{self as server, ShimConfig};
 use tests::relay::{Faults, Relay};
 
 #[derive(Default)]

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lwm2m_server_shim::coap_endpoint::CoapTiming;
-use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
-use lwm2m_server_shim::store::Registration;
+use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::server::registration::store::Registration;
+use lwm2m_server_shim::server::shim::{self as server, RunningShim, ShimConfig};
 use serde_json::Value;
 
 /// A unique, empty temporary directory.

@@ -1,0 +1,166 @@
+//! The firmware part of the REST API, beyond Leshan (which has no firmware support):
+//! `POST /api/clients/{ep}/firmware` starts an update job (202 + job JSON), `GET /api/jobs` and
+//! `GET /api/jobs/{id}` report jobs. Progress also streams as FIRMWARE events on `/api/event`.
+
+use std::sync::Arc;
+
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::api::http_server::{json, text, Body};
+use crate::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
+use crate::firmware::jobs::Method;
+use crate::packages::host::PackageError;
+use crate::server::shim::Shim;
+
+/// Why a firmware request body was refused (400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not a JSON object.
+    NotJson(String),
+    /// A field is missing or has the wrong type or value.
+    Field(&'static str, &'static str),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotJson(e) => write!(f, "body must be a JSON object: {e}"),
+            Self::Field(name, why) => write!(f, "field {name:?} {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses `{"package": NAME, "method": "pull"|"push", "uri"?: URI}` (method defaults to pull).
+pub fn parse_request(body: &[u8]) -> Result<UpdatePlan, RequestError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::NotJson(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| RequestError::NotJson("not an object".into()))?;
+    let package = match obj.get("package") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(RequestError::Field("package", "must be a non-empty string")),
+        None => return Err(RequestError::Field("package", "is required")),
+    };
+    let method = match obj.get("method") {
+        None => Method::Pull,
+        Some(Value::String(s)) => Method::parse(s).ok_or(RequestError::Field(
+            "method",
+            "must be \"pull\" or \"push\"",
+        ))?,
+        Some(_) => return Err(RequestError::Field("method", "must be a string")),
+    };
+    let uri = match obj.get("uri") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if method == Method::Pull => Some(s.clone()),
+        Some(Value::String(_)) => return Err(RequestError::Field("uri", "applies to pull only")),
+        Some(_) => return Err(RequestError::Field("uri", "must be a string")),
+    };
+    Ok(UpdatePlan {
+        package,
+        method,
+        uri,
+    })
+}
+
+/// Campaign settings for jobs started over REST: the shim's request timeout, default phases.
+pub fn rest_config(shim: &Shim) -> CampaignConfig {
+    CampaignConfig {
+        timeouts: PhaseTimeouts {
+            request: shim.config.default_timeout,
+            ..PhaseTimeouts::default()
+        },
+        ..CampaignConfig::default()
+    }
+}
+
+/// `POST /api/clients/{ep}/firmware`: 400 for an unknown client or a malformed body, 404 for
+/// an unknown package, 409 with the running job while the device has an unfinished one, else
+/// 202 with the queued job.
+pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
+    if shim.store.get_by_endpoint(ep).is_none() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("no registered client with id '{ep}'"),
+        );
+    }
+    let plan = match parse_request(body) {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // A pull from an explicit URI may name a package hosted elsewhere.
+    if plan.uri.is_none() {
+        match shim.packages.info(&plan.package) {
+            Ok(_) => {}
+            Err(PackageError::NotFound | PackageError::BadName) => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("no package named {:?}", plan.package),
+                )
+            }
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    match shim.jobs.create_exclusive(ep, &plan.package, plan.method) {
+        Ok(job) => {
+            let body = job.to_json();
+            campaign::spawn_job(shim, job, plan, rest_config(shim));
+            json(StatusCode::ACCEPTED, &body)
+        }
+        Err(running) => json(StatusCode::CONFLICT, &running.to_json()),
+    }
+}
+
+/// `GET /api/jobs`: every kept job, oldest first.
+pub fn list(shim: &Shim) -> Response<Body> {
+    let all: Vec<Value> = shim.jobs.all().iter().map(|j| j.to_json()).collect();
+    json(StatusCode::OK, &json!(all))
+}
+
+/// `GET /api/jobs/{id}`: one job, 404 if unknown.
+pub fn get(shim: &Shim, id: &str) -> Response<Body> {
+    match id.parse::<u64>().ok().and_then(|id| shim.jobs.get(id)) {
+        Some(j) => json(StatusCode::OK, &j.to_json()),
+        None => text(StatusCode::NOT_FOUND, format!("no job {id:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies() {
+        let p = parse_request(br#"{"package":"a.suit","method":"push"}"#).unwrap();
+        assert_eq!(
+            (p.package.as_str(), p.method, p.uri),
+            ("a.suit", Method::Push, None)
+        );
+        let p = parse_request(br#"{"package":"a","uri":"http://x/y"}"#).unwrap();
+        assert_eq!(
+            (p.method, p.uri.as_deref()),
+            (Method::Pull, Some("http://x/y"))
+        );
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            b"{\"method\":\"pull\"}",
+            b"{\"package\":3}",
+            b"{\"package\":\"\"}",
+            b"{\"package\":\"a\",\"method\":\"fax\"}",
+            b"{\"package\":\"a\",\"method\":1}",
+            b"{\"package\":\"a\",\"method\":\"push\",\"uri\":\"coap://x\"}",
+            b"{\"package\":\"a\",\"uri\":7}",
+        ] {
+            assert!(
+                parse_request(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Firmware updates driven by the server: jobs, campaigns and conformance runs.
+
+pub mod campaign;
+pub mod conformance;
+pub mod jobs;
