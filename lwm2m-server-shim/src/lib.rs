@@ -1,23 +1,27 @@
 //! Test LwM2M server shim: drives firmware updates the way Eclipse Leshan and commercial
-//! device-management servers do. [`server::shim::start`] runs the CoAP registration interface,
+//! device-management servers do. [`app::start`] runs the CoAP registration interface,
 //! device management, the package host and the Leshan-compatible REST API + event stream.
 //!
 //! # Layout
 //!
-//! The folders follow Leshan's server module, one concern each:
+//! The folders follow Leshan's server module, one concern each, listed from the top down:
 //!
-//! | folder | what it holds |
+//! | part | what it holds |
 //! |---|---|
-//! | [`server`] | the server core: the shared state ([`server::shim::Shim`]), the event bus, requests to a registered device, observations, `registration/` (the `/rd` interface, its store, object links, binding modes, Block1 reassembly) and `security/` (the security store) |
-//! | [`coap`] | CoAP transports: the endpoint (exchanges, retransmission, observations), UDP or DTLS, the DTLS socket |
-//! | [`content`] | codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
+//! | `cli/` (binary) | the subcommands (`serve`, `update`, `demo`, `conformance`, `keygen`, `package`): arguments, logging, progress output, exit codes; only `main.rs` uses it |
+//! | [`app`] | the composition root: configuration, binding the sockets, the CoAP router, socket buffer sizing, start-up and the running shim |
+//! | [`api`] | the REST API: HTTP plumbing, routes, Leshan response shapes, the event stream (Leshan JSON and SSE framing of every event), the client, firmware, security and package endpoints (the package host's HTTP face lives here because it is made of the API's HTTP plumbing) |
+//! | [`firmware`] | firmware jobs and their events, campaigns and the OMA ETS conformance runs |
+//! | [`server`] | the server core: the shared state ([`server::shim::Shim`]), typed events, requests to a registered device, observations, `registration/` (the `/rd` interface, its store, object links, binding modes, Block1 reassembly) and `security/` (the security store and the `/rd` authorizer) |
 //! | [`packages`] | the package host, its CoAP face (Block2 `GET /fw/{name}`) and the signed test packages |
-//! | [`firmware`] | firmware jobs, campaigns and the OMA ETS conformance runs |
-//! | [`api`] | the REST API: HTTP plumbing, routes, Leshan response shapes, the event stream, the client, firmware, security and package endpoints (the package host's HTTP face lives here because it is made of the API's HTTP plumbing) |
+//! | [`coap`], [`content`] | CoAP transports (endpoint, message helpers, UDP or DTLS, the DTLS socket); codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
 //!
-//! The binary's subcommands (`serve`, `update`, `demo`, `conformance`, `keygen`, `package`)
-//! live in `src/cli/`, used only by `main.rs`. [`in_process_device`] runs our simulated device
-//! in this process for the demo, tests and the fleet benchmark.
+//! Imports point one way, down this table: cli -> app -> api -> firmware -> server ->
+//! packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
+//! part can be read and changed without the parts above it. `tests/module_layout.rs` checks
+//! this from the sources (no circle between modules or folders, no import upwards).
+//! [`in_process_device`] runs our simulated device in this process for the demo, tests and
+//! the fleet benchmark; it stands outside the layers.
 //!
 //! HTTP surface (see [`api::routes`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
 //! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
@@ -38,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod coap;
 pub mod content;
 pub mod firmware;

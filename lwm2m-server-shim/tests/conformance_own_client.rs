@@ -67,8 +67,14 @@ fn every_driven_ets_case_passes_against_our_client() {
         notify_within: Duration::from_secs(15),
     };
     let reports =
-        h.rt.block_on(conformance::run(&shim, "ets-dev", &cfg, &[]))
-            .expect("run");
+        h.rt.block_on(conformance::run(
+            &shim,
+            &h.running().jobs,
+            "ets-dev",
+            &cfg,
+            &[],
+        ))
+        .expect("run");
     let table: String = reports
         .iter()
         .map(|r| format!("{} {} {}\n", r.id, r.verdict.as_str(), r.evidence))
@@ -92,6 +98,7 @@ fn every_driven_ets_case_passes_against_our_client() {
     let only =
         h.rt.block_on(conformance::run(
             &shim,
+            &h.running().jobs,
             "ets-dev",
             &cfg,
             &["774".to_string()],

@@ -334,7 +334,7 @@ fn plain_coap_is_closed_by_default_and_cannot_claim_a_secured_endpoint() {
     );
     assert_eq!(h.get_json("/api/clients").1, json!([]));
     assert!(
-        lwm2m_server_shim::server::shim::ShimConfig::default()
+        lwm2m_server_shim::app::ShimConfig::default()
             .coap_addr
             .is_none(),
         "plain CoAP must be opt-in"

@@ -678,6 +678,7 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
     targets.push("not-registered".into());
     let out = h.rt.block_on(campaign::run_campaign(
         &shim,
+        &h.running().jobs,
         &targets,
         &plan,
         quick_config(),
@@ -734,9 +735,11 @@ fn failures_report_the_update_result() {
             method,
             uri,
         };
-        let job = shim.jobs.create("fw-f", package, method);
+        let jobs = &h.running().jobs;
+        let job = jobs.create("fw-f", package, method);
         let end = h.rt.block_on(campaign::run_update(
             &shim,
+            jobs,
             job,
             &plan,
             quick_config(),

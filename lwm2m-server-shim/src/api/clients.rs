@@ -20,7 +20,7 @@ use crate::server::requests::{Device, DmResponse};
 use crate::server::shim::Shim;
 
 /// Query parameter carrying the per-exchange request timeout in seconds (Leshan's name); when
-/// absent, [`crate::server::shim::ShimConfig::default_timeout`] applies.
+/// absent, [`crate::server::shim::ServerSettings::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
 
 /// One REST call on `/api/clients/{ep}/...`.
@@ -51,7 +51,7 @@ impl ClientCall<'_> {
 
     fn timeout(&self) -> Result<Duration, ApiError> {
         match self.param(TIMEOUT_PARAM) {
-            None => Ok(self.shim.config.default_timeout),
+            None => Ok(self.shim.settings.default_timeout),
             Some(s) => s
                 .parse::<u64>()
                 .ok()

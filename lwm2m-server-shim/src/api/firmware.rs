@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::api::http_server::{json, text, Body};
 use crate::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use crate::firmware::jobs::Method;
+use crate::firmware::jobs::{JobRegistry, Method};
 use crate::packages::host::PackageError;
 use crate::server::shim::Shim;
 
@@ -70,7 +70,7 @@ pub fn parse_request(body: &[u8]) -> Result<UpdatePlan, RequestError> {
 pub fn rest_config(shim: &Shim) -> CampaignConfig {
     CampaignConfig {
         timeouts: PhaseTimeouts {
-            request: shim.config.default_timeout,
+            request: shim.settings.default_timeout,
             ..PhaseTimeouts::default()
         },
         ..CampaignConfig::default()
@@ -80,7 +80,7 @@ pub fn rest_config(shim: &Shim) -> CampaignConfig {
 /// `POST /api/clients/{ep}/firmware`: 400 for an unknown client or a malformed body, 404 for
 /// an unknown package, 409 with the running job while the device has an unfinished one, else
 /// 202 with the queued job.
-pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
+pub fn start(shim: &Arc<Shim>, jobs: &Arc<JobRegistry>, ep: &str, body: &[u8]) -> Response<Body> {
     if shim.store.get_by_endpoint(ep).is_none() {
         return text(
             StatusCode::BAD_REQUEST,
@@ -104,10 +104,10 @@ pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
             Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
-    match shim.jobs.create_exclusive(ep, &plan.package, plan.method) {
+    match jobs.create_exclusive(ep, &plan.package, plan.method) {
         Ok(job) => {
             let body = job.to_json();
-            campaign::spawn_job(shim, job, plan, rest_config(shim));
+            campaign::spawn_job(shim, jobs, job, plan, rest_config(shim));
             json(StatusCode::ACCEPTED, &body)
         }
         Err(running) => json(StatusCode::CONFLICT, &running.to_json()),
@@ -115,14 +115,14 @@ pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
 }
 
 /// `GET /api/jobs`: every kept job, oldest first.
-pub fn list(shim: &Shim) -> Response<Body> {
-    let all: Vec<Value> = shim.jobs.all().iter().map(|j| j.to_json()).collect();
+pub fn list(jobs: &JobRegistry) -> Response<Body> {
+    let all: Vec<Value> = jobs.all().iter().map(|j| j.to_json()).collect();
     json(StatusCode::OK, &json!(all))
 }
 
 /// `GET /api/jobs/{id}`: one job, 404 if unknown.
-pub fn get(shim: &Shim, id: &str) -> Response<Body> {
-    match id.parse::<u64>().ok().and_then(|id| shim.jobs.get(id)) {
+pub fn get(jobs: &JobRegistry, id: &str) -> Response<Body> {
+    match id.parse::<u64>().ok().and_then(|id| jobs.get(id)) {
         Some(j) => json(StatusCode::OK, &j.to_json()),
         None => text(StatusCode::NOT_FOUND, format!("no job {id:?}")),
     }

@@ -19,6 +19,7 @@ use crate::api::registration_json::registration_json;
 use crate::api::{
     event_stream, firmware as firmware_api, packages as package_http, security as security_api,
 };
+use crate::firmware::jobs::JobRegistry;
 use crate::server::shim::Shim;
 
 /// Largest request body accepted (a hex-encoded firmware push doubles the image size).
@@ -30,12 +31,13 @@ const FIRMWARE_BODY: usize = 64 * 1024;
 /// The HTTP service answering the REST API, the event stream and HTTP package downloads.
 pub struct RestApi {
     shim: Arc<Shim>,
+    jobs: Arc<JobRegistry>,
 }
 
 impl RestApi {
-    /// The API over a running shim.
-    pub fn new(shim: Arc<Shim>) -> Self {
-        Self { shim }
+    /// The API over a running server core and its firmware jobs.
+    pub fn new(shim: Arc<Shim>, jobs: Arc<JobRegistry>) -> Self {
+        Self { shim, jobs }
     }
 }
 
@@ -44,7 +46,7 @@ impl HttpService for RestApi {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-        Box::pin(async move { route(&self.shim, req).await })
+        Box::pin(async move { route(&self.shim, &self.jobs, req).await })
     }
 }
 
@@ -56,7 +58,11 @@ fn path_segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    shim: &Arc<Shim>,
+    jobs: &Arc<JobRegistry>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let Some(segs) = path_segments(req.uri().path()) else {
         return text(StatusCode::BAD_REQUEST, "undecodable path");
@@ -75,13 +81,13 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["api", "clients", ep, "firmware"]) => {
             let ep = ep.to_string();
             match read_body(req.into_body(), FIRMWARE_BODY).await {
-                Ok(b) => firmware_api::start(shim, &ep, &b),
+                Ok(b) => firmware_api::start(shim, jobs, &ep, &b),
                 Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }
         (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
-        (&Method::GET, ["api", "jobs"]) => firmware_api::list(shim),
-        (&Method::GET, ["api", "jobs", id]) => firmware_api::get(shim, id),
+        (&Method::GET, ["api", "jobs"]) => firmware_api::list(jobs),
+        (&Method::GET, ["api", "jobs", id]) => firmware_api::get(jobs, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
             let Some(reg) = shim.store.get_by_endpoint(ep) else {
                 return unknown_client(ep);
@@ -115,7 +121,7 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
                 .iter()
                 .find(|(k, _)| k == "ep")
                 .map(|(_, v)| v.clone());
-            event_stream::open(&shim.events, ep)
+            event_stream::open(&shim.events, jobs, ep)
         }
         (&Method::GET, ["api", "packages"]) => package_http::list(&shim.packages),
         (&Method::GET | &Method::HEAD, ["api", "packages", name] | ["fw", name]) => {

@@ -109,13 +109,14 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
             tracing::error!(endpoint = %args.endpoint, "device did not register in time");
             return ExitCode::FAILURE;
         }
-        let reports = match conformance::run(&shim, &args.endpoint, &cfg, &args.cases).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "conformance run failed");
-                return ExitCode::FAILURE;
-            }
-        };
+        let reports =
+            match conformance::run(&shim, &running.jobs, &args.endpoint, &cfg, &args.cases).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "conformance run failed");
+                    return ExitCode::FAILURE;
+                }
+            };
         println!("{:<12} {:<46} {:<7} evidence", "case", "title", "verdict");
         for r in &reports {
             println!(

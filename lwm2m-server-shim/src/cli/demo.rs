@@ -11,11 +11,11 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use clap::Args;
+use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::firmware::jobs::{Method, Phase};
 use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
-use lwm2m_server_shim::server::shim::{self as server, ShimConfig};
 
 use crate::cli::campaign_view::{self, ProgressView};
 use crate::cli::update::private_package_dir;
@@ -49,7 +49,7 @@ pub struct DemoArgs {
 enum DemoError {
     Io(PathBuf, std::io::Error),
     Key(object5::author::KeyError),
-    Start(server::StartError),
+    Start(app::StartError),
     Package(String),
     NoClient(PathBuf),
     Spawn(std::io::Error),
@@ -181,7 +181,7 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         package_dir: work.join("packages"),
         ..ShimConfig::default()
     };
-    let running = server::start(config).await.map_err(DemoError::Start)?;
+    let running = app::start(config).await.map_err(DemoError::Start)?;
     let shim = running.shim.clone();
     let coap = running
         .coap_addr
@@ -276,7 +276,16 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         ..CampaignConfig::default()
     };
     let view = ProgressView::default();
-    let jobs = campaign::run_campaign(&shim, &[endpoint], &plan, cfg, 1, view.hook()).await;
+    let jobs = campaign::run_campaign(
+        &shim,
+        &running.jobs,
+        &[endpoint],
+        &plan,
+        cfg,
+        1,
+        view.hook(),
+    )
+    .await;
     let Some(job) = jobs.first() else {
         return Ok(false);
     };

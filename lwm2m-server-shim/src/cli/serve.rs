@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use clap::Args;
 use lwm2m_client::dtls::CertIdentity;
+use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
 use lwm2m_server_shim::server::security::store::{
     InMemorySecurityStore, SecurityInfo, SecurityStore,
 };
-use lwm2m_server_shim::server::shim::{self as server, ShimConfig};
 
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
@@ -65,7 +65,7 @@ pub struct ServeArgs {
     /// system default (208 KiB on Linux) overflows when thousands of devices send at once and
     /// the kernel drops what does not fit; the kernel caps the value at net.core.rmem_max and
     /// the granted size is logged. 0 keeps the system default.
-    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UDP_RECV_BUFFER)]
+    #[arg(long, value_name = "BYTES", default_value_t = app::DEFAULT_UDP_RECV_BUFFER)]
     udp_recv_buffer: usize,
     /// Kernel send buffer (SO_SNDBUF) in bytes of the same sockets (capped at
     /// net.core.wmem_max); the system default unless given.
@@ -73,7 +73,7 @@ pub struct ServeArgs {
     udp_send_buffer: Option<usize>,
     /// Firmware jobs started through the REST API (POST /api/clients/{ep}/firmware) that run
     /// at once; later ones wait in phase QUEUED, so a script may start a whole fleet.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_ACTIVE_JOBS, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = lwm2m_server_shim::firmware::jobs::DEFAULT_MAX_ACTIVE_JOBS, value_parser = clap::value_parser!(u32).range(1..))]
     max_active_jobs: u32,
 }
 
@@ -147,7 +147,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         ..ShimConfig::default()
     };
     runtime.block_on(async move {
-        let running = match server::start_with_stores(
+        let running = match app::start_with_stores(
             config,
             Arc::new(InMemoryStore::new()),
             security,

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::firmware::jobs::{Method, Phase};
-use lwm2m_server_shim::server::shim::{self as server, RunningShim, ShimConfig};
 
 use crate::cli::campaign_view::{self, ProgressView};
 
@@ -135,7 +135,7 @@ pub fn in_process_config(
 
 /// Starts the shim, or logs why it cannot so that the command only has to exit non-zero.
 pub async fn start_logged(config: ShimConfig) -> Option<RunningShim> {
-    match server::start(config).await {
+    match app::start(config).await {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the shim");
@@ -211,6 +211,7 @@ pub fn update(args: UpdateArgs) -> ExitCode {
         let view = ProgressView::default();
         let jobs = campaign::run_campaign(
             &shim,
+            &running.jobs,
             &endpoints,
             &plan,
             args.campaign_config(),

@@ -3,4 +3,5 @@
 
 pub mod dtls_socket;
 pub mod endpoint;
+pub mod message;
 pub mod transport;

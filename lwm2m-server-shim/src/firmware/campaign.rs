@@ -17,10 +17,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::content;
-use crate::firmware::jobs::{JobStatus, Method, Phase, Reading, ReadingStamp, ReadingStamps};
+use crate::firmware::jobs::{JobRegistry, JobStatus, Method, Phase, Reading, ReadingStamps};
 use crate::packages::coap::PACKAGE_PATH;
 use crate::packages::host::PackageError;
-use crate::server::events::{EndpointSubscription, Event};
+use crate::server::events::{EndpointSubscription, ServerEvent};
+use crate::server::readings::ReadingStamp;
 use crate::server::requests::{Device, DmError, DmResponse};
 use crate::server::shim::Shim;
 
@@ -286,7 +287,7 @@ where
 
 /// Publishes every change of a job to the job registry, the event bus and a caller's hook.
 struct Tracker<'a> {
-    shim: &'a Shim,
+    jobs: &'a JobRegistry,
     status: JobStatus,
     /// When the State and Update Result in `status` were taken.
     stamps: ReadingStamps,
@@ -298,11 +299,8 @@ impl Tracker<'_> {
         let before = self.status.clone();
         f(&mut self.status);
         if before != self.status {
-            self.shim.jobs.update(&self.status);
+            self.jobs.update(&self.status);
             (self.hook)(&self.status);
-            self.shim
-                .events
-                .publish(Event::Firmware(self.status.clone()));
         }
     }
 
@@ -459,7 +457,7 @@ impl<'a> Follower<'a> {
             match ev {
                 // Only this endpoint's events are routed here.
                 Ok(ev) => match &*ev {
-                    Event::Notification {
+                    ServerEvent::Notification {
                         path, value, stamp, ..
                     } => match path.as_str() {
                         "/5/0/3" => {
@@ -472,7 +470,7 @@ impl<'a> Follower<'a> {
                         }
                         _ => {}
                     },
-                    Event::Registration(_) => return Signal::Registered,
+                    ServerEvent::Registration(_) => return Signal::Registered,
                     _ => {}
                 },
                 // Missed events: polling catches up.
@@ -523,13 +521,14 @@ impl<'a> Follower<'a> {
 /// registry and published); `hook` sees every change.
 pub async fn run_update(
     shim: &Arc<Shim>,
+    jobs: &JobRegistry,
     job: JobStatus,
     plan: &UpdatePlan,
     cfg: CampaignConfig,
     hook: &(dyn Fn(&JobStatus) + Send + Sync),
 ) -> JobStatus {
     let mut t = Tracker {
-        shim,
+        jobs,
         status: job,
         stamps: ReadingStamps::default(),
         hook,
@@ -767,15 +766,21 @@ fn write_arrived(state: Option<i64>) -> bool {
     matches!(state, Some(STATE_DOWNLOADING | STATE_DOWNLOADED))
 }
 
-/// Runs `job` in the background (create it with [`crate::firmware::jobs::JobRegistry::create`] or
-/// `create_exclusive`); its progress goes to the registry and the event bus.
-pub fn spawn_job(shim: &Arc<Shim>, job: JobStatus, plan: UpdatePlan, cfg: CampaignConfig) {
-    let shim = shim.clone();
+/// Runs `job` of `jobs` in the background (create it with [`JobRegistry::create`] or
+/// `create_exclusive`) once one of the registry's active slots is free; its progress goes to
+/// the registry and its events.
+pub fn spawn_job(
+    shim: &Arc<Shim>,
+    jobs: &Arc<JobRegistry>,
+    job: JobStatus,
+    plan: UpdatePlan,
+    cfg: CampaignConfig,
+) {
+    let (shim, jobs) = (shim.clone(), jobs.clone());
     tokio::spawn(async move {
-        // Stays QUEUED until one of the shim's job slots is free (the semaphore is never
-        // closed, so a permit always comes).
-        let _permit = shim.job_slots.clone().acquire_owned().await.ok();
-        run_update(&shim, job, &plan, cfg, &|_| {}).await;
+        // Stays QUEUED until a slot is free.
+        let _permit = jobs.active_slot().await;
+        run_update(&shim, &jobs, job, &plan, cfg, &|_| {}).await;
     });
 }
 
@@ -783,6 +788,7 @@ pub fn spawn_job(shim: &Arc<Shim>, job: JobStatus, plan: UpdatePlan, cfg: Campai
 /// status of each, in the order given. `hook` sees every change of every job.
 pub async fn run_campaign(
     shim: &Arc<Shim>,
+    jobs: &Arc<JobRegistry>,
     endpoints: &[String],
     plan: &UpdatePlan,
     cfg: CampaignConfig,
@@ -792,14 +798,20 @@ pub async fn run_campaign(
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(endpoints.len());
     for ep in endpoints {
-        let job = shim.jobs.create(ep, &plan.package, plan.method);
+        let job = jobs.create(ep, &plan.package, plan.method);
         hook(&job);
-        let (shim, plan, slots, hook) = (shim.clone(), plan.clone(), slots.clone(), hook.clone());
+        let (shim, jobs, plan, slots, hook) = (
+            shim.clone(),
+            jobs.clone(),
+            plan.clone(),
+            slots.clone(),
+            hook.clone(),
+        );
         let fallback = job.clone();
         let task = tokio::spawn(async move {
             // The semaphore is never closed, so a permit always comes.
             let _permit = slots.acquire_owned().await.ok();
-            run_update(&shim, job, &plan, cfg, hook.as_ref()).await
+            run_update(&shim, &jobs, job, &plan, cfg, hook.as_ref()).await
         });
         tasks.push((task, fallback));
     }
@@ -892,7 +904,7 @@ mod tests {
 
     #[test]
     fn a_stale_notification_replayed_after_a_newer_poll_changes_nothing() {
-        use crate::firmware::jobs::ObserveSequence;
+        use crate::server::readings::ObserveSequence;
         let t0 = std::time::Instant::now();
         let on = |observation: u64, ms: u64, seq: Option<u32>| ReadingStamp {
             received: t0 + Duration::from_millis(ms),

@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::content;
 use crate::firmware::campaign::{self, resource, CampaignConfig, UpdatePlan};
-use crate::firmware::jobs::{Method, Phase};
+use crate::firmware::jobs::{JobRegistry, Method, Phase};
 use crate::packages::test_packages::{fresh_sequence, Kind, Signer};
-use crate::server::events::Event;
+use crate::server::events::ServerEvent;
 use crate::server::requests::{Device, DmResponse};
 use crate::server::shim::Shim;
 
@@ -88,6 +88,7 @@ type Step<T> = Result<T, String>;
 
 struct Runner<'a> {
     shim: &'a Arc<Shim>,
+    jobs: &'a JobRegistry,
     ep: &'a str,
     cfg: &'a ConformanceConfig,
     names: Names,
@@ -322,7 +323,7 @@ impl Runner<'_> {
                 _ = tokio::time::sleep_until(until) => break,
             };
             if let Ok(ev) = ev {
-                if let Event::Notification {
+                if let ServerEvent::Notification {
                     endpoint,
                     path,
                     value,
@@ -367,8 +368,10 @@ impl Runner<'_> {
             method,
             uri,
         };
-        let job = self.shim.jobs.create(self.ep, package, method);
-        let end = campaign::run_update(self.shim, job, &plan, self.cfg.campaign, &|_| {}).await;
+        let job = self.jobs.create(self.ep, package, method);
+        let end =
+            campaign::run_update(self.shim, self.jobs, job, &plan, self.cfg.campaign, &|_| {})
+                .await;
         let (state, result) = match (end.state, end.result) {
             (Some(s), Some(r)) => (s, r),
             _ => self.state_result().await?,
@@ -538,6 +541,7 @@ impl std::error::Error for ConformanceError {}
 /// FAIL with that reason only when asked for explicitly.
 pub async fn run(
     shim: &Arc<Shim>,
+    jobs: &JobRegistry,
     ep: &str,
     cfg: &ConformanceConfig,
     cases: &[String],
@@ -583,6 +587,7 @@ pub async fn run(
     let name = |i: usize| builds.get(i).map(|b| b.0.clone()).unwrap_or_default();
     let runner = Runner {
         shim,
+        jobs,
         ep,
         cfg,
         names: Names {

@@ -7,8 +7,8 @@ use coap_lite::{
 use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::BlockOpt;
 
+use crate::coap::message::response;
 use crate::packages::host::{PackageError, PackageHost};
-use crate::server::registration::interface::response;
 
 /// First Uri-Path segment of package URIs (`coap://host:port/fw/<name>`).
 pub const PACKAGE_PATH: &str = "fw";
@@ -178,6 +178,21 @@ mod tests {
             handle(&host, &req, &path, 6).header.code,
             MessageClass::Response(ResponseType::NotFound)
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn random_packets_never_panic_the_handler() {
+        let dir = std::env::temp_dir().join(format!("shim-pkgfuzz-{}", std::process::id()));
+        let host = PackageHost::new(&dir).expect("dir");
+        host.store("p.bin", &[7u8; 3000]).expect("store");
+        let words: [&[u8]; 4] = [b"fw", b"p.bin", b"\xff\xfe", b""];
+        for (i, p) in crate::coap::message::random_packets(20_000, &words)
+            .iter()
+            .enumerate()
+        {
+            let _ = handle(&host, p, &crate::coap::message::uri_path(p), (i % 7) as u8);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

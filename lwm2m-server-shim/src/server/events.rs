@@ -1,21 +1,20 @@
 //! Server events (registrations and notifications) fanned out to every listener, e.g. the SSE
 //! stream `GET /api/event` ([`EventBus`]), and routed per endpoint to the firmware jobs
 //! following that endpoint ([`EndpointEvents`]), so a job does not wake up for the events of
-//! every other device.
+//! every other device. The REST layer gives them their Leshan JSON shape.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::api::registration_json::{registration_json, update_json};
-use crate::firmware::jobs::{JobStatus, ReadingStamp};
+use crate::server::readings::ReadingStamp;
 use crate::server::registration::store::{Registration, RegistrationUpdate};
 
-/// Something a listener may want to know about.
+/// What happened at the server that a listener may want to know about.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum ServerEvent {
     /// A client registered.
     Registration(Registration),
     /// A client sent a registration Update.
@@ -38,19 +37,16 @@ pub enum Event {
         /// When it arrived and its Observe number, to order it against other readings.
         stamp: ReadingStamp,
     },
-    /// A firmware job changed (phase, State, Update Result).
-    Firmware(JobStatus),
 }
 
-impl Event {
-    /// The SSE event name Leshan uses.
+impl ServerEvent {
+    /// Leshan's name for this kind of event (its SSE event name), also used in logs.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Registration(_) => "REGISTRATION",
             Self::Updated { .. } => "UPDATED",
             Self::Deregistration(_) => "DEREGISTRATION",
             Self::Notification { .. } => "NOTIFICATION",
-            Self::Firmware(_) => "FIRMWARE",
         }
     }
 
@@ -60,42 +56,22 @@ impl Event {
             Self::Registration(r) | Self::Deregistration(r) => &r.endpoint,
             Self::Updated { registration, .. } => &registration.endpoint,
             Self::Notification { endpoint, .. } => endpoint,
-            Self::Firmware(j) => &j.ep,
         }
-    }
-
-    /// The SSE `data` JSON, shaped as Leshan's EventServlet sends it.
-    pub fn data(&self) -> Value {
-        match self {
-            Self::Registration(r) | Self::Deregistration(r) => registration_json(r),
-            Self::Updated {
-                registration,
-                update,
-            } => json!({
-                "registration": registration_json(registration),
-                "update": update_json(&registration.id, update),
-            }),
-            Self::Notification {
-                endpoint,
-                path,
-                value,
-                ..
-            } => json!({"ep": endpoint, "kind": "single", "res": path, "val": value}),
-            Self::Firmware(j) => j.to_json(),
-        }
-    }
-
-    /// The event as one `text/event-stream` record.
-    pub fn to_sse(&self) -> String {
-        format!("event: {}\ndata: {}\n\n", self.name(), self.data())
     }
 }
 
 /// Broadcasts events to any number of subscribers; slow subscribers lose the oldest events
 /// instead of slowing the CoAP loop.
-#[derive(Clone)]
-pub struct EventBus {
-    sender: broadcast::Sender<Arc<Event>>,
+pub struct EventBus<E> {
+    sender: broadcast::Sender<Arc<E>>,
+}
+
+impl<E> Clone for EventBus<E> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+        }
+    }
 }
 
 /// Events an event-stream subscriber may fall behind by before it loses any: a fleet of
@@ -103,13 +79,13 @@ pub struct EventBus {
 /// this is a few seconds of slack for an operator's script; the ring costs a few MiB.
 pub const EVENT_BACKLOG: usize = 16 * 1024;
 
-impl Default for EventBus {
+impl<E> Default for EventBus<E> {
     fn default() -> Self {
         Self::new(EVENT_BACKLOG)
     }
 }
 
-impl EventBus {
+impl<E> EventBus<E> {
     /// A bus keeping up to `capacity` undelivered events per subscriber.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
@@ -117,17 +93,17 @@ impl EventBus {
     }
 
     /// Publishes an event; having no subscriber is fine.
-    pub fn publish(&self, event: Event) {
+    pub fn publish(&self, event: E) {
         self.publish_shared(Arc::new(event));
     }
 
     /// Publishes an event already shared with other listeners.
-    pub fn publish_shared(&self, event: Arc<Event>) {
+    pub fn publish_shared(&self, event: Arc<E>) {
         let _ = self.sender.send(event);
     }
 
     /// A new subscription that sees events published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<E>> {
         self.sender.subscribe()
     }
 }
@@ -136,7 +112,7 @@ impl EventBus {
 /// that falls further behind sees `Lagged` (polling catches up).
 const ENDPOINT_CAPACITY: usize = 64;
 
-type EndpointSenders = HashMap<String, broadcast::Sender<Arc<Event>>>;
+type EndpointSenders = HashMap<String, broadcast::Sender<Arc<ServerEvent>>>;
 
 /// Routes the events of one endpoint to the subscribers of that endpoint only: one channel per
 /// endpoint with at least one subscriber, created by the first subscription and removed with
@@ -166,7 +142,7 @@ impl EndpointEvents {
     }
 
     /// Hands `event` to the subscribers of its endpoint, if any.
-    pub fn route(&self, event: &Arc<Event>) {
+    pub fn route(&self, event: &Arc<ServerEvent>) {
         if let Some(tx) = self.lock().get(event.endpoint()) {
             let _ = tx.send(event.clone());
         }
@@ -183,12 +159,12 @@ pub struct EndpointSubscription {
     hub: EndpointEvents,
     endpoint: String,
     /// Always `Some` until dropped.
-    rx: Option<broadcast::Receiver<Arc<Event>>>,
+    rx: Option<broadcast::Receiver<Arc<ServerEvent>>>,
 }
 
 impl EndpointSubscription {
     /// The next event; `Lagged` when events were lost because this subscriber fell behind.
-    pub async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
+    pub async fn recv(&mut self) -> Result<Arc<ServerEvent>, broadcast::error::RecvError> {
         match &mut self.rx {
             Some(rx) => rx.recv().await,
             None => Err(broadcast::error::RecvError::Closed),
@@ -220,11 +196,11 @@ impl Drop for EndpointSubscription {
 mod tests {
     use super::*;
 
-    fn note(ep: &str, path: &str) -> Arc<Event> {
-        Arc::new(Event::Notification {
+    fn note(ep: &str, path: &str) -> Arc<ServerEvent> {
+        Arc::new(ServerEvent::Notification {
             endpoint: ep.into(),
             path: path.into(),
-            value: json!({"value": 1}),
+            value: serde_json::json!({"value": 1}),
             stamp: ReadingStamp::polled_now(),
         })
     }
@@ -242,7 +218,7 @@ mod tests {
         for s in [&mut a, &mut a2] {
             assert_eq!(s.recv().await.unwrap().endpoint(), "a");
             assert!(
-                matches!(&*s.recv().await.unwrap(), Event::Notification { path, .. } if path == "/5/0/5")
+                matches!(&*s.recv().await.unwrap(), ServerEvent::Notification { path, .. } if path == "/5/0/5")
             );
         }
         drop(b);

@@ -13,7 +13,7 @@ use coap_lite::{CoapOption, Packet, ResponseType};
 use lwm2m_client::codec::block::{decode_uint_option, uint_option};
 use lwm2m_client::codec::BlockOpt;
 
-use crate::server::registration::interface::response;
+use crate::coap::message::{option_values, response};
 
 /// Bounds on block-wise requests being reassembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,12 +189,6 @@ impl Block1Assembly {
             block1: opt,
         }
     }
-}
-
-fn option_values(p: &Packet, o: CoapOption) -> Vec<Vec<u8>> {
-    p.get_option(o)
-        .map(|l| l.iter().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn evict_idlest(transfers: &mut HashMap<Key, Transfer>) {
