@@ -10,7 +10,7 @@ use cortex_m_fw::update::{Slots, FLASH_BYTES, HEAD_BUFFER, WORK_BUFFER};
 const TIMER0: *mut u32 = 0x4000_0000 as *mut u32;
 /// Under `-icount shift=0` QEMU advances virtual time 1 ns per instruction; at 25 MHz one
 /// timer tick is 40 ns, so 40 instructions.
-const INSTRUCTIONS_PER_TICK: u64 = 40;
+const INSTRUCTIONS_PER_TICK: u32 = 40;
 /// What unused stack holds after [`paint_stack`].
 const PAINT: u32 = 0xA5C3_3C5A;
 
@@ -107,17 +107,20 @@ impl Stopwatch {
         Self(timer_value())
     }
 
-    /// Instructions since `start` (meaningful only under `-icount shift=0`).
-    pub fn instructions(&self) -> u64 {
-        u64::from(self.0.wrapping_sub(timer_value())) * INSTRUCTIONS_PER_TICK
+    /// Instructions since `start` (meaningful only under `-icount shift=0`); saturates after
+    /// 4.29e9 (107 s of the 25 MHz timer).
+    pub fn instructions(&self) -> u32 {
+        self.0
+            .wrapping_sub(timer_value())
+            .saturating_mul(INSTRUCTIONS_PER_TICK)
     }
 }
 
 /// Instructions of a loop that executes exactly [`CALIBRATION`] of them, as the stopwatch
 /// counts them: equal (to a few) when QEMU runs with `-icount shift=0`.
-pub fn calibrate() -> u64 {
+pub fn calibrate() -> u32 {
     let watch = Stopwatch::start();
-    let mut n: u32 = CALIBRATION as u32 / 2;
+    let mut n: u32 = CALIBRATION / 2;
     // SAFETY: a register-only countdown loop (two instructions per turn).
     unsafe {
         core::arch::asm!("2:", "subs {0}, {0}, #1", "bne 2b", inout(reg) n, options(nomem, nostack));
@@ -127,7 +130,7 @@ pub fn calibrate() -> u64 {
 }
 
 /// Instructions the calibration loop executes.
-pub const CALIBRATION: u64 = 2_000_000;
+pub const CALIBRATION: u32 = 2_000_000;
 
 /// RAM the firmware owns once: the flash cells, the two buffers of the update path, and the
 /// room the slot manager lives in.

@@ -101,10 +101,10 @@ struct Persist {
     stack_boot: u32,
     /// Bit 0: verify+install, bit 1: revert, bit 2: bad signature; per strategy, 3 bits each.
     passed: u32,
-    calibration: u64,
-    verify: u64,
-    authenticate: u64,
-    download: u64,
+    calibration: u32,
+    verify: u32,
+    authenticate: u32,
+    download: u32,
 }
 
 #[link_section = ".uninit.persist"]
@@ -366,11 +366,7 @@ impl Run<'_> {
             booted.path == BootPath::Normal && booted.running == Held::Factory,
             "the factory image does not run",
         )?;
-        board::paint_stack();
-        let watch = board::Stopwatch::start();
-        let r = update::download(self.slots, self.head, &mut link(None));
-        let download = watch.instructions();
-        self.p.stack_download = self.p.stack_download.max(board::stack_peak());
+        let (r, download) = self.stream(None);
         r.map_err(|e| self.failure(Why::Package(e)))?;
         self.expect(
             self.slots.status().phase == Some(Phase::Downloaded),
@@ -383,10 +379,22 @@ impl Run<'_> {
             self.p.cut_at = self.p.install_ops / 2;
             self.p.cut_fired = 0;
         }
-        let r = self.slots.request_install();
+        let r = execute(self.slots);
         self.checked(r)?;
         self.p.step = self.step as u32 + 1;
         Ok(Next::Reset)
+    }
+
+    /// The update over the link (`flip`: see [`link`]) through the download path, with its
+    /// peak stack and its instruction count.
+    #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
+    fn stream(&mut self, flip: Option<usize>) -> (Result<(), PackageError>, u32) {
+        board::paint_stack();
+        let watch = board::Stopwatch::start();
+        let r = update::download(self.slots, self.head, &mut link(flip));
+        let instructions = watch.instructions();
+        self.p.stack_download = self.p.stack_download.max(board::stack_peak());
+        (r, instructions)
     }
 
     /// What the bootloader will run on the candidate, timed: stored head re-read, P-256
@@ -471,9 +479,7 @@ impl Run<'_> {
         self.p.passed |= 0b010 << (3 * self.p.strategy);
         let candidate = self.slots.candidate_slot().unwrap_or(1);
         let before = slot_digest(self.slots, candidate);
-        board::paint_stack();
-        let refused = update::download(self.slots, self.head, &mut link(Some(NEW_SIGNATURE_LAST)));
-        self.p.stack_download = self.p.stack_download.max(board::stack_peak());
+        let (refused, _) = self.stream(Some(NEW_SIGNATURE_LAST));
         self.expect(
             refused == Err(PackageError::Suit(SuitError::BadSignature)),
             "the bad signature was not refused as such",
@@ -518,6 +524,12 @@ impl Run<'_> {
             Next::Reset
         })
     }
+}
+
+/// Execute (/5/0/2): the verified candidate is marked for the bootloader.
+#[inline(never)] // own stack frame: its journal record is not under the download's frames
+fn execute(slots: &mut Slots<'_>) -> Result<(), object5::slots::Error> {
+    slots.request_install()
 }
 
 /// The transport: the update's bytes in [`BLOCK`]-sized pieces, optionally with the byte at

@@ -94,6 +94,10 @@ pub fn provision(slots: &mut Slots<'_>, head: &[u8], image: &[u8]) -> Result<(),
 /// piece and returns its length (0 at the end). Any refusal is journaled as Idle with its
 /// Update Result, as Object 5 reports it (lwm2m-client's `SimFirmware::discard`), and
 /// returned.
+///
+/// The steps are separate functions that are never inlined: with LTO every object5 call here
+/// has one call site and would be inlined, and the frames of all of them (journal records
+/// are copied by value) would add up under the verifier's P-256 frames.
 pub fn download(
     slots: &mut Slots<'_>,
     head: &mut [u8],
@@ -101,13 +105,12 @@ pub fn download(
 ) -> Result<(), PackageError> {
     let r = receive(slots, head, link);
     if let Err(e) = r {
-        slots
-            .abort_download(e.update_result())
-            .map_err(PackageError::Slot)?;
+        abort(slots, e)?;
     }
     r
 }
 
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum
 fn receive(
     slots: &mut Slots<'_>,
     head: &mut [u8],
@@ -125,11 +128,35 @@ fn receive(
         if n == 0 {
             break;
         }
-        rx.feed(slots, &block[..n])?;
+        feed(&mut rx, slots, &block[..n])?;
     }
-    match rx.finish(slots)? {
+    match finish(&mut rx, slots)? {
         Outcome::Downloaded => Ok(()),
         // The packages here integrate their image; a two-stage pull has no link to fetch on.
         Outcome::FetchImage => Err(PackageError::Suit(SuitError::Unsupported)),
     }
+}
+
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum
+fn feed(
+    rx: &mut PackageReceiver<'_, '_, Software>,
+    slots: &mut Slots<'_>,
+    data: &[u8],
+) -> Result<(), PackageError> {
+    rx.feed(slots, data)
+}
+
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum
+fn finish(
+    rx: &mut PackageReceiver<'_, '_, Software>,
+    slots: &mut Slots<'_>,
+) -> Result<Outcome, PackageError> {
+    rx.finish(slots)
+}
+
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum
+fn abort(slots: &mut Slots<'_>, e: PackageError) -> Result<(), PackageError> {
+    slots
+        .abort_download(e.update_result())
+        .map_err(PackageError::Slot)
 }
