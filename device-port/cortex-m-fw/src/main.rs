@@ -159,7 +159,7 @@ enum Held {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("cortex-m: FAILED: panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    halt()
 }
 
 #[entry]
@@ -210,7 +210,14 @@ fn finish(p: &mut Persist, next: Result<Next, Failure>) -> ! {
             debug::exit(debug::EXIT_FAILURE);
         }
     }
-    loop {}
+    halt()
+}
+
+/// Where the core stays if semihosting did not end QEMU (it was started without it).
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 /// Keeps the stack figure, then resets the core.
