@@ -38,7 +38,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use object5::manifest::{CryptoBackend, Error as SuitError, Sha256Hasher, Software};
 use object5::package::PackageError;
-use object5::slots::{Authenticate, BootPath, Phase, SlotManager, Status, Strategy};
+use object5::slots::{Authenticate, BootPath, Phase, SlotManager, Strategy};
 use object5::UpdateResult;
 
 /// The machine, as the summary line names it.
@@ -46,6 +46,10 @@ const MACHINE: &str = "mps2-an385";
 const STRATEGIES: [Strategy; 2] = [Strategy::Swap, Strategy::AB];
 const MAGIC: u32 = 0x0B5E_C0DE;
 const NO_CUT: u32 = u32::MAX;
+/// Bits of `Persist::passed`, three per strategy.
+const VERIFY_INSTALL: u32 = 0b001;
+const REVERT: u32 = 0b010;
+const BAD_SIGNATURE: u32 = 0b100;
 
 /// One boot of the script (see the crate docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +68,73 @@ enum Step {
 }
 
 impl Step {
+    /// What the bootloader must have done on this step's boot and which image must run.
+    fn expected_boot(self) -> Option<(BootPath, Held, &'static str)> {
+        use Step::*;
+        match self {
+            Factory | FactoryAgain | CutInstall => None,
+            Download | DownloadAgain => Some((
+                BootPath::Normal,
+                Held::Factory,
+                "the factory image does not run",
+            )),
+            Install => Some((
+                BootPath::Test,
+                Held::Update,
+                "the update does not run on its test boot",
+            )),
+            Confirmed => Some((
+                BootPath::Normal,
+                Held::Update,
+                "the confirmed update does not run after a reset",
+            )),
+            Resumed => Some((
+                BootPath::Test,
+                Held::Update,
+                "the install did not complete after the power cut",
+            )),
+            Reverted => Some((
+                BootPath::Reverted,
+                Held::Factory,
+                "the unconfirmed update was not reverted",
+            )),
+            Refused => Some((
+                BootPath::Normal,
+                Held::Factory,
+                "the factory image does not run after the refused package",
+            )),
+        }
+    }
+
+    /// What the journal must hold after this step's boot: (phase, Update Result, floor).
+    fn expected_journal(self) -> Option<((Phase, UpdateResult, u64), &'static str)> {
+        use Step::*;
+        let (idle, testing) = (Phase::Idle, Phase::Testing);
+        match self {
+            Factory | FactoryAgain | CutInstall => None,
+            Download | DownloadAgain => Some((
+                (idle, UpdateResult::Initial, 1),
+                "the factory state is not Idle, Update Result 0, floor 1",
+            )),
+            Install | Resumed => Some((
+                (testing, UpdateResult::Initial, 1),
+                "the test boot is not journaled as Testing, floor 1",
+            )),
+            Confirmed => Some((
+                (idle, UpdateResult::Success, 2),
+                "Idle, Update Result 1, floor 2 lost across the reset",
+            )),
+            Reverted => Some((
+                (Phase::Downloaded, UpdateResult::UpdateFailed, 1),
+                "revert did not journal Downloaded, Update Result 8, floor 1",
+            )),
+            Refused => Some((
+                (idle, UpdateResult::IntegrityFailure, 1),
+                "Idle, Update Result 5, floor 1 lost across the reset",
+            )),
+        }
+    }
+
     fn from_u32(v: u32) -> Option<Self> {
         use Step::*;
         [
@@ -263,16 +334,22 @@ fn boot(p: &mut Persist, memory: board::Memory) -> Result<Next, Failure> {
         return run.factory();
     }
     let booted = run.bootloader()?;
+    if let Some((path, running, what)) = step.expected_boot() {
+        run.expect(booted.path == path && booted.running == running, what)?;
+    }
+    if let Some((journal, what)) = step.expected_journal() {
+        run.expect_journal(journal, what)?;
+    }
     match step {
         Step::Factory | Step::FactoryAgain | Step::CutInstall => {
             Err(run.fail("the install ended before the power cut"))
         }
-        Step::Download | Step::DownloadAgain => run.download(booted),
+        Step::Download | Step::DownloadAgain => run.download(),
         Step::Install => run.install(booted),
-        Step::Confirmed => run.confirmed(booted),
-        Step::Resumed => run.resumed(booted),
-        Step::Reverted => run.reverted(booted),
-        Step::Refused => run.refused(booted),
+        Step::Confirmed => run.confirmed(),
+        Step::Resumed => run.resumed(),
+        Step::Reverted => run.reverted(),
+        Step::Refused => run.refused(),
     }
 }
 
@@ -303,7 +380,6 @@ fn open_slots(
 struct Booted {
     path: BootPath,
     running: Held,
-    status: Status,
     /// Mutating flash operations the bootloader performed.
     ops: u32,
 }
@@ -338,6 +414,24 @@ impl Run<'_> {
         }
     }
 
+    /// Records that `check` passed for this strategy.
+    fn pass(&mut self, check: u32) {
+        self.p.passed |= check << (3 * self.p.strategy);
+    }
+
+    /// The journal holds `(phase, result, floor)` now.
+    fn expect_journal(
+        &self,
+        (phase, result, floor): (Phase, UpdateResult, u64),
+        what: &'static str,
+    ) -> Result<(), Failure> {
+        let s = self.slots.status();
+        self.expect(
+            s.phase == Some(phase) && s.result == result && s.floor == floor,
+            what,
+        )
+    }
+
     fn checked<T>(&self, r: Result<T, object5::slots::Error>) -> Result<T, Failure> {
         r.map_err(|e| self.failure(Why::Slots(e)))
     }
@@ -361,18 +455,13 @@ impl Run<'_> {
         Ok(Booted {
             path: decision.path,
             running: held(self.slots, decision.slot),
-            status: self.slots.status(),
             ops: self.slots.flash_mut().ops(),
         })
     }
 
     /// The factory image runs; the update streams in; Execute.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
-    fn download(&mut self, booted: Booted) -> Result<Next, Failure> {
-        self.expect(
-            booted.path == BootPath::Normal && booted.running == Held::Factory,
-            "the factory image does not run",
-        )?;
+    fn download(&mut self) -> Result<Next, Failure> {
         let (r, download) = self.stream(None);
         r.map_err(|e| self.failure(Why::Package(e)))?;
         self.expect(
@@ -425,16 +514,11 @@ impl Run<'_> {
     /// The test boot of the update: it confirms.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
     fn install(&mut self, booted: Booted) -> Result<Next, Failure> {
-        self.expect(
-            booted.path == BootPath::Test && booted.running == Held::Update,
-            "the update does not run on its test boot",
-        )?;
         self.p.install_ops = booted.ops;
         let r = self.slots.confirm();
         self.checked(r)?;
-        let s = self.slots.status();
-        self.expect(
-            s.phase == Some(Phase::Idle) && s.result == UpdateResult::Success && s.floor == 2,
+        self.expect_journal(
+            (Phase::Idle, UpdateResult::Success, 2),
             "confirm did not journal Idle, Update Result 1, floor 2",
         )?;
         self.p.step = Step::Confirmed as u32;
@@ -443,47 +527,24 @@ impl Run<'_> {
 
     /// The confirmed update runs after a reset.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
-    fn confirmed(&mut self, booted: Booted) -> Result<Next, Failure> {
-        self.expect(
-            booted.path == BootPath::Normal && booted.running == Held::Update,
-            "the confirmed update does not run after a reset",
-        )?;
-        self.expect(
-            booted.status.result == UpdateResult::Success,
-            "Update Result not 1",
-        )?;
-        self.p.passed |= 0b001 << (3 * self.p.strategy);
+    fn confirmed(&mut self) -> Result<Next, Failure> {
+        self.pass(VERIFY_INSTALL);
         self.p.step = Step::FactoryAgain as u32;
         Ok(Next::Reset)
     }
 
     /// After the power cut: the install completed; the update fails its self-test (no confirm).
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
-    fn resumed(&mut self, booted: Booted) -> Result<Next, Failure> {
+    fn resumed(&mut self) -> Result<Next, Failure> {
         self.expect(self.p.cut_fired == 1, "no power cut happened")?;
-        self.expect(
-            booted.path == BootPath::Test && booted.running == Held::Update,
-            "the install did not complete after the power cut",
-        )?;
         self.p.step = Step::Reverted as u32;
         Ok(Next::Reset)
     }
 
     /// The factory image is back (revert); then the update with a flipped signature bit.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
-    fn reverted(&mut self, booted: Booted) -> Result<Next, Failure> {
-        self.expect(
-            booted.path == BootPath::Reverted && booted.running == Held::Factory,
-            "the unconfirmed update was not reverted",
-        )?;
-        let s = booted.status;
-        self.expect(
-            s.phase == Some(Phase::Downloaded)
-                && s.result == UpdateResult::UpdateFailed
-                && s.floor == 1,
-            "revert did not journal Downloaded, Update Result 8, floor 1",
-        )?;
-        self.p.passed |= 0b010 << (3 * self.p.strategy);
+    fn reverted(&mut self) -> Result<Next, Failure> {
+        self.pass(REVERT);
         let candidate = self.slots.candidate_slot().unwrap_or(1);
         let before = slot_digest(self.slots, candidate);
         let (refused, _) = self.stream(Some(NEW_SIGNATURE_LAST));
@@ -496,10 +557,9 @@ impl Run<'_> {
             after == before,
             "the refused package changed the candidate slot",
         )?;
-        let s = self.slots.status();
-        self.expect(
-            s.phase == Some(Phase::Idle) && s.result == UpdateResult::IntegrityFailure,
-            "the refusal was not journaled as Idle, Update Result 5",
+        self.expect_journal(
+            (Phase::Idle, UpdateResult::IntegrityFailure, 1),
+            "the refusal was not journaled as Idle, Update Result 5, floor 1",
         )?;
         self.p.step = Step::Refused as u32;
         Ok(Next::Reset)
@@ -507,16 +567,8 @@ impl Run<'_> {
 
     /// The factory image still runs after the refused package; next strategy or done.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum
-    fn refused(&mut self, booted: Booted) -> Result<Next, Failure> {
-        self.expect(
-            booted.path == BootPath::Normal && booted.running == Held::Factory,
-            "the factory image does not run after the refused package",
-        )?;
-        self.expect(
-            booted.status.result == UpdateResult::IntegrityFailure,
-            "Update Result 5 lost",
-        )?;
-        self.p.passed |= 0b100 << (3 * self.p.strategy);
+    fn refused(&mut self) -> Result<Next, Failure> {
+        self.pass(BAD_SIGNATURE);
         hprintln!(
             "cortex-m: {}: verify+install ok (install boot: {} flash writes/erases), revert ok (reset at operation {}), bad-signature refused (Update Result 5)",
             self.strategy.name(),
@@ -598,17 +650,17 @@ fn report(p: &mut Persist) -> bool {
     hprintln!(
         "cortex-m: {}: {}, {}, {}; stack {} B, static {} B, text {} B (object5 {} B)",
         MACHINE,
-        if bit(0b001) {
+        if bit(VERIFY_INSTALL) {
             "verify+install ok"
         } else {
             "verify+install FAILED"
         },
-        if bit(0b010) {
+        if bit(REVERT) {
             "revert ok"
         } else {
             "revert FAILED"
         },
-        if bit(0b100) {
+        if bit(BAD_SIGNATURE) {
             "bad-signature refused"
         } else {
             "bad-signature accepted"
