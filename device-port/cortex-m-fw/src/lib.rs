@@ -7,6 +7,12 @@
 //! persistent RAM and the measurements. device-port/tests/cortex_m_qemu.rs runs the same
 //! [`update`] path on the host with a stack probe, beside the figure measured on the target.
 //!
+//! The crate is excluded from the workspace's members: its binary is `#![no_std]` and
+//! `#![no_main]` and cannot link for the host, so `cargo build --workspace` and `cargo test
+//! --workspace` would fail on it. It still resolves in the workspace (one Cargo.lock, the
+//! `min-size` profile) through device-port's dev-dependency on this library; that test builds
+//! the binary for `thumbv7m-none-eabi` in its own target directory.
+//!
 //! Why mps2-an385: QEMU models it as a Cortex-M3 (ARMv7-M, the class-1 core of the SUIT
 //! charter's devices) with 4 MiB of SSRAM that keeps its contents across a system reset, room
 //! for a NOR flash with two 64 KiB slots beside 64 KiB of ordinary RAM. lm3s6965evb has only
