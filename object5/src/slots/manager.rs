@@ -186,6 +186,21 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         facts: &ManifestFacts,
         envelope: &[u8],
     ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+        self.begin_download_with(facts, envelope.len(), |out| {
+            out.copy_from_slice(envelope);
+            Some(())
+        })
+    }
+
+    /// [`begin_download`](Self::begin_download) for a head the caller writes into the work
+    /// buffer (`len` bytes, by `write_head`; `None` refuses with `EnvelopeTooLarge`): a device
+    /// that re-encodes the head it received needs no second head-sized buffer on its stack.
+    pub fn begin_download_with(
+        &mut self,
+        facts: &ManifestFacts,
+        len: usize,
+        write_head: impl FnOnce(&mut [u8]) -> Option<()>,
+    ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
         match self.record.phase {
             Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
             other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
@@ -199,9 +214,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         if facts.size > self.layout.image_capacity() {
             return Err(Error::ImageTooLarge);
         }
-        if envelope.len() > header::max_envelope(self.layout.sector_size)
-            || envelope.len() > self.buf.len()
-        {
+        if len > header::max_envelope(self.layout.sector_size) || len > self.buf.len() {
             return Err(Error::EnvelopeTooLarge);
         }
         let slot = self.candidate_slot().ok_or(Error::Busy(Phase::Idle))?;
@@ -212,12 +225,15 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             idle.offset = 0;
             self.commit(idle)?;
         }
+        // The journal uses the work buffer too: the head goes in only after the commit above.
+        let head = self.buf.get_mut(..len).ok_or(Error::EnvelopeTooLarge)?;
+        write_head(head).ok_or(Error::EnvelopeTooLarge)?;
         header::write(
             &mut self.flash,
             self.layout.slots[slot],
             self.layout.sector_size,
             facts,
-            envelope,
+            head,
         )?;
         let mut next = self.record;
         next.phase = Some(Phase::Downloading);
