@@ -59,6 +59,8 @@ fn build_firmware() -> PathBuf {
             "cortex-m-fw",
             "--bin",
             "cortex-m-fw",
+            "--features",
+            "firmware",
         ])
         .args(["--target", TARGET, "--profile", "min-size", "--target-dir"])
         .arg(&target_dir)
