@@ -160,3 +160,59 @@ fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() 
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn verify_refuses_an_envelope_followed_by_trailing_bytes_as_an_integrity_failure() {
+    let d = std::env::temp_dir().join(format!("shim-author-trailing-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), vec![0x33u8; 700]).unwrap();
+    assert!(shim(&["keygen", "-o", &p("key.pem")]).status.success());
+    for (name, delivery) in [("int.suit", "--integrated"), ("uri.suit", "--uri")] {
+        let mut args = vec![
+            "package".to_string(),
+            "build".into(),
+            "--key".into(),
+            p("key.pem"),
+            "--image".into(),
+            p("fw.bin"),
+            "--vendor-id".into(),
+            "example.com".into(),
+            "--class-id".into(),
+            "sensor".into(),
+            "--seq".into(),
+            "3".into(),
+            "--version".into(),
+            "1.0".into(),
+            "-o".into(),
+            p(name),
+            delivery.into(),
+        ];
+        if delivery == "--uri" {
+            args.push("coap://127.0.0.1/fw.bin".into());
+        }
+        let o = shim(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", text(&o));
+        let good = std::fs::read(p(name)).unwrap();
+        let long = p(&format!("long-{name}"));
+        std::fs::write(&long, [good.as_slice(), &[0x00]].concat()).unwrap();
+        let ids = ["--vendor-id", "example.com", "--class-id", "sensor"];
+        for extra in [&[][..], &ids[..]] {
+            let public = p("key.pub.pem");
+            let mut args = vec!["package", "verify", "--pub", &public];
+            args.extend_from_slice(extra);
+            let file = p(name);
+            let o = shim(&[&args[..], &[file.as_str()]].concat());
+            assert!(o.status.success(), "{name} {extra:?}: {}", text(&o));
+            let o = shim(&[&args[..], &[long.as_str()]].concat());
+            assert!(!o.status.success(), "{name} {extra:?}: {}", text(&o));
+            let t = text(&o);
+            assert!(
+                t.contains("bytes after the end of the envelope") && t.contains("Update Result 5"),
+                "{name} {extra:?}: {t}"
+            );
+            assert_eq!(t.lines().count(), 1, "{t}");
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -332,3 +332,36 @@ fn a_payload_before_the_manifest_is_refused() {
         5,
     );
 }
+
+#[test]
+fn bytes_after_the_envelope_are_an_integrity_failure_in_any_block_size() {
+    let k = key(1);
+    let img = image(1000);
+    let integrated = author::build_envelope(&spec(&img, 5, Delivery::Integrated), &k).unwrap();
+    let uri = Delivery::Uri("coap://[::1]/fw.bin".into());
+    let by_uri = author::build_envelope(&spec(&img, 5, uri), &k).unwrap();
+    for env in [&integrated, &by_uri] {
+        for trailing in [&[0u8][..], &[0xa0], &[0x61, 0x78, 0x40]] {
+            let long = [env.as_slice(), trailing].concat();
+            // Whole-envelope verification refuses it ...
+            let anchors = [TrustAnchor::P256(&sec1(&k))];
+            let e = object5::manifest::authenticate(&long, &anchors, &Software).unwrap_err();
+            assert_eq!((e, e.update_result().code()), (Error::TrailingBytes, 5));
+            // ... and so does the streaming verifier, whether the extra bytes arrive with the
+            // last member or on their own.
+            for block in [1, 7, 64, 1024, long.len()] {
+                let mut dev = Device::new(&k);
+                dev.block = block;
+                expect(
+                    dev.run(&long, Some(&img), &mut Collect::default()),
+                    Error::TrailingBytes,
+                    5,
+                );
+            }
+        }
+        // Without the extra bytes the same envelope passes.
+        Device::new(&k)
+            .run(env, Some(&img), &mut Collect::default())
+            .unwrap();
+    }
+}

@@ -166,6 +166,24 @@ fn refusals_map_to_update_results_and_keep_the_running_image() {
             UpdateResult::UnsupportedPackage,
         ),
         (
+            "an integrated package followed by trailing bytes",
+            [
+                envelope(&k, &new, 2, "2.0.0", Delivery::Integrated),
+                vec![0x00],
+            ]
+            .concat(),
+            UpdateResult::IntegrityFailure,
+        ),
+        (
+            "a URI package followed by trailing bytes",
+            [
+                envelope(&k, &new, 2, "2.0.0", Delivery::Uri("coap://h/fw".into())),
+                vec![0xA0, 0x01],
+            ]
+            .concat(),
+            UpdateResult::IntegrityFailure,
+        ),
+        (
             "a damaged SUIT envelope",
             [&[0xD8, 0x6B, 0xA3, 0x02][..], &[0xFF; 100]].concat(),
             UpdateResult::IntegrityFailure,

@@ -12,6 +12,8 @@ pub enum Error {
     TooDeep,
     /// The input ended before the envelope was complete.
     Truncated,
+    /// Bytes follow the end of the envelope: what was signed is not all that was delivered.
+    TrailingBytes,
     /// The authentication wrapper holds only the digest: the envelope is unsigned (section 8.3).
     Unauthenticated,
     /// No authentication block uses an algorithm this verifier implements.
@@ -63,6 +65,7 @@ impl Error {
             Self::Malformed
             | Self::TooDeep
             | Self::Truncated
+            | Self::TrailingBytes
             | Self::Unauthenticated
             | Self::BadSignature
             | Self::ManifestDigestMismatch
@@ -93,6 +96,7 @@ impl fmt::Display for Error {
             Self::Malformed => "malformed SUIT envelope",
             Self::TooDeep => "CBOR nesting too deep",
             Self::Truncated => "envelope truncated",
+            Self::TrailingBytes => "bytes after the end of the envelope",
             Self::Unauthenticated => "unsigned envelope: no authentication block",
             Self::UnsupportedAlgorithm => "no supported authentication algorithm",
             Self::BadSignature => "signature does not verify with any trust anchor",

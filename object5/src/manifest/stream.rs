@@ -149,7 +149,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         while !data.is_empty() {
             match self.phase {
                 Phase::Failed => return Err(Error::Malformed),
-                Phase::Done => return Err(Error::Malformed), // bytes after the envelope
+                Phase::Done => return Err(Error::TrailingBytes),
                 Phase::Payload { .. } => {
                     let used = self.payload_bytes(data, sink)?;
                     data = data.get(used..).unwrap_or(&[]);
@@ -210,6 +210,10 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 continue;
             };
             if left == 0 {
+                if !rest.is_empty() {
+                    // Bytes after the map's last member arrived in the same block.
+                    return Err(Error::TrailingBytes);
+                }
                 if self.facts.is_none() {
                     self.authenticate()?;
                 }
