@@ -2,8 +2,10 @@
 //! encoding and checking live in `object5::author`; this module is files and flags.
 
 use clap::{Args, Subcommand};
-use object5::author::{self, Delivery, PackageSpec, SignAlg, VerifyOptions};
-use object5::manifest::TrustAnchor;
+use object5::author::{
+    self, AnchorKey, CheckOptions, Delivery, PackageSpec, SignAlg, VerifyOptions,
+};
+use object5::manifest::{Software, TrustAnchor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,13 +22,13 @@ pub struct KeygenArgs {
 pub enum PackageCommand {
     /// Build and sign a SUIT envelope for one firmware image.
     Build(BuildArgs),
-    /// Print a readable dump of an envelope (not verified).
-    Inspect {
-        /// The envelope file.
-        file: PathBuf,
-    },
-    /// Verify an envelope as a device would; exit 0 when valid, else one line with the reason
-    /// and its Update Result code.
+    /// Print a readable dump of an envelope, and whether and by which key it authenticates
+    /// when keys are given.
+    Inspect(InspectArgs),
+    /// Verify an envelope. Without device options: authenticate it, check every digest it
+    /// carries (severed members, integrated payloads, dependencies, --image) and list what only
+    /// a device can check; exit 0 when authentic. With --vendor-id/--class-id or --min-seq: the
+    /// full device policy. On failure one line with the reason and its Update Result code.
     Verify(VerifyArgs),
 }
 
@@ -76,12 +78,31 @@ pub struct BuildArgs {
     out: PathBuf,
 }
 
+/// Keys an envelope may authenticate with.
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Trusted public key PEM (SPKI); repeat to trust several keys (rotation).
+    #[arg(long = "pub", alias = "key")]
+    keys: Vec<PathBuf>,
+    /// HMAC-256 shared secret (raw bytes) for COSE_Mac0 envelopes; repeatable.
+    #[arg(long = "mac-key")]
+    mac_keys: Vec<PathBuf>,
+}
+
+/// `package inspect` arguments.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The envelope file.
+    file: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
 /// `package verify` arguments.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Trusted public key PEM (SPKI); repeat to trust several keys (rotation).
-    #[arg(long = "pub", alias = "key", required = true)]
-    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    keys: KeyArgs,
     /// The envelope file.
     file: PathBuf,
     /// Image to check a --uri package against.
@@ -146,13 +167,7 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
 pub fn package(cmd: PackageCommand) -> ExitCode {
     match cmd {
         PackageCommand::Build(a) => finish(build(a)),
-        PackageCommand::Inspect { file } => finish((|| {
-            let env = read(&file)?;
-            let summary = author::summary(&env).map_err(|e| e.to_string())?;
-            let diag = author::diagnostic(&env).map_err(|e| e.to_string())?;
-            println!("{summary}\n{diag}");
-            Ok(())
-        })()),
+        PackageCommand::Inspect(a) => finish(inspect(a)),
         PackageCommand::Verify(a) => finish(verify(a)),
     }
 }
@@ -209,17 +224,74 @@ fn build(a: BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(a: VerifyArgs) -> Result<(), String> {
-    let mut sec1 = Vec::new();
+/// The trusted keys, each with the file it came from.
+fn load_keys(a: &KeyArgs) -> Result<Vec<(AnchorKey, &Path)>, String> {
+    let mut keys = Vec::new();
     for k in &a.keys {
-        sec1.push(
-            author::public_sec1_from_pem(&read_text(k)?)
-                .map_err(|e| format!("{}: {e}", k.display()))?,
-        );
+        let key = AnchorKey::from_public_pem(&read_text(k)?)
+            .map_err(|e| format!("{}: {e}", k.display()))?;
+        keys.push((key, k.as_path()));
     }
-    let anchors: Vec<TrustAnchor> = sec1.iter().map(|k| TrustAnchor::P256(k)).collect();
+    for k in &a.mac_keys {
+        keys.push((AnchorKey::Hmac256(read(k)?), k.as_path()));
+    }
+    Ok(keys)
+}
+
+fn inspect(a: InspectArgs) -> Result<(), String> {
+    let env = read(&a.file)?;
+    let summary = author::summary(&env).map_err(|e| e.to_string())?;
+    let diag = author::diagnostic(&env).map_err(|e| e.to_string())?;
+    let keys = load_keys(&a.keys)?;
+    let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
+    let blocks = author::authentication_blocks(&env).map_err(|e| e.to_string())?;
+    let verdict = if keys.is_empty() {
+        "not checked (give --pub or --mac-key)".to_owned()
+    } else {
+        match object5::manifest::authenticate(&env, &anchors, &Software) {
+            Ok(auth) => format!("yes, with {}", keys[auth.anchor].1.display()),
+            Err(e) => format!("no: {e}"),
+        }
+    };
+    println!(
+        "{summary}authentication:  {}\nauthentic:       {verdict}\n\n{diag}",
+        blocks.join(", ")
+    );
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<(), String> {
+    let keys = load_keys(&a.keys)?;
+    if keys.is_empty() {
+        return Err("give at least one --pub or --mac-key".into());
+    }
+    let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
     let env = read(&a.file)?;
     let image = a.image.as_deref().map(read).transpose()?;
+    if a.vendor_id.is_none() && a.min_seq.is_none() {
+        // No device described: what the envelope itself proves, and what needs a device.
+        let report = author::check_package(
+            &env,
+            &anchors,
+            &CheckOptions {
+                image: image.as_deref(),
+            },
+        )
+        .map_err(|e| format!("invalid: {e}"))?;
+        println!(
+            "authentic: seq {}, key #{} ({})",
+            report.sequence_number,
+            report.anchor,
+            keys[report.anchor].1.display()
+        );
+        for line in &report.checked {
+            println!("checked: {line}");
+        }
+        for line in &report.needs_device {
+            println!("needs the device: {line}");
+        }
+        return Ok(());
+    }
     let identity = match (a.vendor_id, a.class_id) {
         (Some(v), Some(c)) => {
             let v = author::vendor_id(&v);

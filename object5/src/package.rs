@@ -10,7 +10,7 @@
 //!
 //! A download interrupted by a reboot resumes without the verifier: the head was authenticated
 //! and stored when the download began, the caller re-requests the envelope from
-//! [`PackageReceiver::resume`]'s offset (only when the server still has the same entity, by
+//! [`PackageReceiver::resume_from`]'s offset (only when the server still has the same entity, by
 //! ETag), and the final flash re-read proves the whole image against the stored digest.
 
 use embedded_storage::nor_flash::NorFlash;

@@ -1,5 +1,6 @@
 //! P-256 keys as PEM: PKCS#8 private keys and SPKI public keys.
 
+use crate::manifest::TrustAnchor;
 use core::fmt;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -68,4 +69,28 @@ pub fn public_sec1_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
     use p256::pkcs8::DecodePublicKey;
     let key = p256::PublicKey::from_public_key_pem(pem).map_err(|_| KeyError::Pem)?;
     Ok(key.to_sec1_bytes().to_vec())
+}
+
+/// A key `package verify` and `package inspect` trust, owned, in the form the verifier takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnchorKey {
+    /// P-256 public key, SEC1 uncompressed.
+    P256(Vec<u8>),
+    /// HMAC-256 shared secret (COSE_Mac0).
+    Hmac256(Vec<u8>),
+}
+
+impl AnchorKey {
+    /// A public key from an SPKI PEM.
+    pub fn from_public_pem(pem: &str) -> Result<Self, KeyError> {
+        public_sec1_from_pem(pem).map(Self::P256)
+    }
+
+    /// The trust anchor borrowing this key.
+    pub fn anchor(&self) -> TrustAnchor<'_> {
+        match self {
+            Self::P256(k) => TrustAnchor::P256(k),
+            Self::Hmac256(k) => TrustAnchor::Hmac256(k),
+        }
+    }
 }

@@ -8,15 +8,18 @@
 //! as component-version (6) and the name as component-description (5).
 
 mod cbor_out;
+mod check;
 mod inspect;
 mod keys;
 mod uuid;
 mod verify;
 
 pub use cbor_out::Value;
-pub use inspect::{diagnostic, summary};
+pub use check::{check_package, CheckOptions, CheckReport};
+pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
-    generate_key_pem, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, KeyError,
+    generate_key_pem, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem,
+    AnchorKey, KeyError,
 };
 pub use uuid::{class_id, format_uuid, parse_uuid, uuid5, vendor_id, NAMESPACE_DNS};
 pub use verify::{verify_package, VerifyOptions, VerifyReport};

@@ -22,7 +22,8 @@ pub struct Envelope<'e> {
     pub manifest_item: &'e [u8],
     /// The manifest bstr's content (the encoded SUIT_Manifest map).
     pub manifest: &'e [u8],
-    /// Severed members present, indexed like [`SEVERABLE_KEYS`]: whole bstr items, header included.
+    /// Severed members present, indexed like the severable keys (14, 15, 16, 20, 23): whole bstr
+    /// items, header included.
     pub severed: [Option<&'e [u8]>; 5],
     /// The encoded envelope map members after the manifest-related ones (payload walk).
     body: &'e [u8],

@@ -38,6 +38,17 @@ pub use stream::{Finished, PayloadSink, StreamVerifier, Verified};
 
 use manifest::{KEY_INSTALL, KEY_PAYLOAD_FETCH, KEY_TEXT};
 
+// For the author side's static walk (crate::author::check), which shares the device's
+// parameter handling and command numbers.
+#[cfg(feature = "std")]
+pub(crate) use auth::{parse_digest, sha256};
+#[cfg(feature = "std")]
+pub(crate) use envelope::SEVERABLE_KEYS;
+#[cfg(feature = "std")]
+pub(crate) use interp::cmd;
+#[cfg(feature = "std")]
+pub(crate) use params::{apply, component_set};
+
 /// The image a manifest describes for one component, as set before any command runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImageInfo<'e> {
