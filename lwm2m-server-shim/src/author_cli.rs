@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use object5::author::{
-    self, AnchorKey, CheckOptions, Delivery, PackageSpec, SignAlg, VerifyOptions,
+    self, AnchorKey, AuthorKey, CheckOptions, Delivery, PackageSpec, SignAlg, VerifyOptions,
 };
 use object5::manifest::{Software, TrustAnchor};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,19 @@ pub struct KeygenArgs {
     /// Where to write the PKCS#8 private key PEM; the public key goes to `<stem>.pub.pem`.
     #[arg(short, long, default_value = "key.pem")]
     out: PathBuf,
+    /// Key type: p256 (ES256/ESP256) or ed25519 (Ed25519/EdDSA, SUIT MTI profile
+    /// suit-sha256-ed25519-ecdh-a128ctr).
+    #[arg(long, value_enum, default_value_t = KeygenAlg::P256)]
+    alg: KeygenAlg,
+}
+
+/// `keygen --alg` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeygenAlg {
+    /// ECDSA P-256.
+    P256,
+    /// Ed25519.
+    Ed25519,
 }
 
 /// `package` subcommands.
@@ -35,7 +48,7 @@ pub enum PackageCommand {
 /// `package build` arguments.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// PKCS#8 P-256 private key PEM (from `keygen`).
+    /// PKCS#8 P-256 or Ed25519 private key PEM (from `keygen`).
     #[arg(long)]
     key: PathBuf,
     /// Firmware image (opaque bytes).
@@ -70,9 +83,12 @@ pub struct BuildArgs {
     /// Carry the image inside the envelope (key "#fw"); the default when no --uri is given.
     #[arg(long)]
     integrated: bool,
-    /// Sign with ES256 (-7) instead of ESP256 (-9), for peers that predate ESP256.
-    #[arg(long)]
+    /// Sign with ES256 (-7) instead of ESP256 (-9), for peers that predate ESP256 (P-256 keys).
+    #[arg(long, conflicts_with = "eddsa")]
     es256: bool,
+    /// Sign with EdDSA (-8) instead of Ed25519 (-19), for peers that predate -19 (Ed25519 keys).
+    #[arg(long)]
+    eddsa: bool,
     /// Output file.
     #[arg(short, long)]
     out: PathBuf,
@@ -153,11 +169,15 @@ pub fn public_path(out: &Path) -> PathBuf {
 /// Runs `keygen`.
 pub fn keygen(args: KeygenArgs) -> ExitCode {
     finish((|| {
-        let (private, public) = author::generate_key_pem().map_err(|e| e.to_string())?;
+        let alg = match args.alg {
+            KeygenAlg::P256 => author::KeyAlg::P256,
+            KeygenAlg::Ed25519 => author::KeyAlg::Ed25519,
+        };
+        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
         write(&args.out, private.as_bytes())?;
         let pub_path = public_path(&args.out);
         write(&pub_path, public.as_bytes())?;
-        tracing::info!(private = %args.out.display(), public = %pub_path.display(), "P-256 key written");
+        tracing::info!(private = %args.out.display(), public = %pub_path.display(), alg = ?args.alg, "key written");
         println!("{}\n{}", args.out.display(), pub_path.display());
         Ok(())
     })())
@@ -173,7 +193,7 @@ pub fn package(cmd: PackageCommand) -> ExitCode {
 }
 
 fn build(a: BuildArgs) -> Result<(), String> {
-    let key = author::signing_key_from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
+    let key = AuthorKey::from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
     let (image, default_name) = match (&a.image, a.sim_firmware) {
         (Some(path), _) => (
             read(path)?,
@@ -204,13 +224,13 @@ fn build(a: BuildArgs) -> Result<(), String> {
             Some(uri) => Delivery::Uri(uri),
             None => Delivery::Integrated,
         },
-        alg: if a.es256 {
-            SignAlg::Es256
-        } else {
-            SignAlg::Esp256
+        alg: match (a.es256, a.eddsa) {
+            (true, _) => SignAlg::Es256,
+            (_, true) => SignAlg::EdDsa,
+            _ => key.default_alg(),
         },
     };
-    let env = author::build_envelope(&spec, &key).map_err(|e| e.to_string())?;
+    let env = author::build_envelope_with(&spec, &key).map_err(|e| e.to_string())?;
     write(&a.out, &env)?;
     tracing::info!(out = %a.out.display(), bytes = env.len(), seq = spec.sequence_number, "package signed");
     println!(

@@ -216,3 +216,106 @@ fn verify_refuses_an_envelope_followed_by_trailing_bytes_as_an_integrity_failure
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn ed25519_keys_sign_packages_that_verify_with_their_public_key_only() {
+    let d = std::env::temp_dir().join(format!("shim-author-ed25519-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), vec![0x44u8; 1500]).unwrap();
+    let o = shim(&["keygen", "--alg", "ed25519", "-o", &p("ed.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(shim(&["keygen", "-o", &p("p256.pem")]).status.success());
+    let (key, fw) = (p("ed.pem"), p("fw.bin"));
+    for (extra, alg) in [(None, "Ed25519 (-19)"), (Some("--eddsa"), "EdDSA (-8)")] {
+        let mut args = vec![
+            "package",
+            "build",
+            "--key",
+            &key,
+            "--image",
+            &fw,
+            "--vendor-id",
+            "example.com",
+            "--class-id",
+            "sensor",
+            "--seq",
+            "4",
+            "--version",
+            "1.1",
+            "-o",
+        ];
+        let out = p("ed.suit");
+        args.push(&out);
+        args.extend(extra);
+        let o = shim(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = shim(&["package", "inspect", &out, "--pub", &p("ed.pub.pem")]);
+        let t = text(&o);
+        assert!(
+            t.contains(&format!("authentication:  COSE_Sign1 {alg}")),
+            "{t}"
+        );
+        assert!(t.contains("authentic:       yes, with"), "{t}");
+        let o = shim(&["package", "verify", "--pub", &p("ed.pub.pem"), &out]);
+        assert!(
+            o.status.success() && text(&o).contains("authentic: seq 4"),
+            "{}",
+            text(&o)
+        );
+        let ids = [
+            "--vendor-id",
+            "example.com",
+            "--class-id",
+            "sensor",
+            "--min-seq",
+            "3",
+        ];
+        let o = shim(
+            &[
+                &["package", "verify", "--pub", &p("ed.pub.pem"), &out][..],
+                &ids,
+            ]
+            .concat(),
+        );
+        assert!(
+            o.status.success() && text(&o).contains("valid: seq 4"),
+            "{}",
+            text(&o)
+        );
+        // The P-256 key did not sign it.
+        let o = shim(&["package", "verify", "--pub", &p("p256.pub.pem"), &out]);
+        assert!(
+            !o.status.success() && text(&o).contains("Update Result 5"),
+            "{}",
+            text(&o)
+        );
+    }
+    // An algorithm that does not go with the key is one clear line.
+    let o = shim(&[
+        "package",
+        "build",
+        "--key",
+        &p("ed.pem"),
+        "--image",
+        &p("fw.bin"),
+        "--vendor-id",
+        "v",
+        "--class-id",
+        "c",
+        "--seq",
+        "1",
+        "--version",
+        "1",
+        "-o",
+        &p("x.suit"),
+        "--es256",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not go with the key"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

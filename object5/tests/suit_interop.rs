@@ -139,3 +139,85 @@ fn envelopes_signed_by_pycose_verify_and_stream_here() {
     assert_eq!(e, Error::BadSignature);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ed25519_packages_verify_with_pycose_and_cryptography_both_ways() {
+    let dir = temp_dir("interop-ed25519");
+    let (private, public) = author::generate_key_pem_for(author::KeyAlg::Ed25519).unwrap();
+    std::fs::write(dir.join("key.pem"), &private).unwrap();
+    std::fs::write(dir.join("key.pub.pem"), &public).unwrap();
+    let key = author::AuthorKey::from_pem(&private).unwrap();
+    let image: Vec<u8> = (0..9000u32).map(|i| (i % 241) as u8).collect();
+    // Ours -> peer, under both registrations.
+    for (alg, how) in [
+        (SignAlg::Ed25519, "cryptography Ed25519"),
+        (SignAlg::EdDsa, "pycose EdDSA"),
+    ] {
+        let spec = PackageSpec {
+            vendor_id: VENDOR,
+            class_id: CLASS,
+            sequence_number: 7,
+            version: "1".into(),
+            name: "fw".into(),
+            image: &image,
+            delivery: Delivery::Integrated,
+            alg,
+        };
+        let env = author::build_envelope_with(&spec, &key).unwrap();
+        let path = dir.join("fw.suit");
+        std::fs::write(&path, &env).unwrap();
+        let (ok, out) = peer(&["verify", s(&path), s(&dir.join("key.pub.pem"))]);
+        assert!(ok && out.contains(&format!("OK {how} seq=7")), "{out}");
+        let auth = object5::manifest::Envelope::parse(&env).unwrap().auth;
+        let mut bad = env.clone();
+        bad[auth.as_ptr() as usize - env.as_ptr() as usize + auth.len() - 1] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(!peer(&["verify", s(&path), s(&dir.join("key.pub.pem"))]).0);
+    }
+    // Peer -> ours: both algorithm ids stream through the device verifier with an Ed25519
+    // trust anchor, and are refused with a P-256 anchor only.
+    std::fs::write(dir.join("fw.bin"), &image).unwrap();
+    let public = author::ed25519_public_from_pem(&public).unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for alg in ["eddsa", "ed25519"] {
+        let out_path = dir.join(format!("peer-{alg}.suit"));
+        let (ok, out) = peer(&[
+            "sign",
+            s(&out_path),
+            s(&dir.join("key.pem")),
+            s(&dir.join("fw.bin")),
+            &hex(&VENDOR),
+            &hex(&CLASS),
+            "11",
+            alg,
+        ]);
+        assert!(ok, "{out}");
+        let env = std::fs::read(&out_path).unwrap();
+        let anchors = [TrustAnchor::Ed25519(&public)];
+        let policy = Policy {
+            anchors: &anchors,
+            identity: DeviceIdentity {
+                vendor_id: &VENDOR,
+                class_id: &CLASS,
+                device_id: None,
+            },
+            freshness: Freshness::NewerThanInstalled(10),
+        };
+        let mut buf = [0u8; 2048];
+        let mut v = StreamVerifier::new(&mut buf, policy, Software);
+        let mut sink = Collect(Vec::new());
+        for block in env.chunks(300) {
+            v.feed(block, &mut sink).unwrap();
+        }
+        match v.finish().unwrap() {
+            Finished::Complete(done) => assert_eq!((done.sequence_number, done.size), (11, 9000)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.0, image);
+        let p256 = author::public_sec1_from_pem(&author::generate_key_pem().unwrap().1).unwrap();
+        let e = object5::manifest::authenticate(&env, &[TrustAnchor::P256(&p256)], &Software)
+            .unwrap_err();
+        assert_eq!(e, Error::BadSignature, "{alg}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -285,3 +285,64 @@ fn two_stage_pull_fetches_the_image_named_by_the_manifest() {
     assert_eq!(booted.image.version, "4.0.0");
     assert_eq!(image::parse(&new).unwrap().version, "4.0.0");
 }
+
+/// A device whose key store holds an Ed25519 trust anchor (beside the factory's P-256 one)
+/// downloads, installs and boots a package its Ed25519 key signed; a device without that
+/// anchor refuses the same package with Update Result 5 and keeps running.
+#[test]
+fn an_ed25519_trust_anchor_authorises_download_and_boot() {
+    use device_port::board::TrustAnchors;
+    use object5::author::{build_envelope_with, AuthorKey, KeyAlg};
+    let k = keys("K1_spec_p256_private.pem");
+    let (private, _) = object5::author::generate_key_pem_for(KeyAlg::Ed25519).unwrap();
+    let ed = AuthorKey::from_pem(&private).unwrap();
+    let ed_public = object5::author::ed25519_public_from_pem(&ed.public_pem().unwrap()).unwrap();
+    let new = ImageBuilder::new("sim-fw", "5.0.0")
+        .total_len(30_000)
+        .build();
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: 5,
+        version: "5.0.0".into(),
+        name: "sim-fw".into(),
+        image: &new,
+        delivery: Delivery::Integrated,
+        alg: ed.default_alg(),
+    };
+    let pkg = build_envelope_with(&spec, &ed).unwrap();
+    for provisioned in [true, false] {
+        let factory = device(&k, Strategy::Swap).config().factory.clone();
+        let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+        if provisioned {
+            config.ed25519_anchors.push(ed_public);
+        }
+        let mut d = SimDevice::in_memory(config).unwrap();
+        let result = {
+            let p256 = d.p256_keys().to_vec();
+            let ed25519 = d.ed25519_keys().to_vec();
+            let anchors = device_port::auth::trust_anchors(&p256, &ed25519);
+            let mut buf = [0u8; 2048];
+            let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software);
+            let mut slots = d.slots().unwrap();
+            let r = pkg
+                .chunks(512)
+                .try_for_each(|b| rx.feed(&mut slots, b))
+                .and_then(|()| rx.finish(&mut slots));
+            if let Err(e) = r {
+                slots.abort_download(e.update_result()).unwrap();
+            }
+            r
+        };
+        if provisioned {
+            assert_eq!(result.unwrap(), Outcome::Downloaded);
+            d.slots().unwrap().request_install().unwrap();
+            // The bootloader re-authenticates the stored head with the Ed25519 anchor.
+            assert_eq!(d.reboot().unwrap().image.version, "5.0.0");
+        } else {
+            let e = result.unwrap_err();
+            assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+            assert_eq!(d.reboot().unwrap().image.version, "1.0.0");
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Author side (host, `std` feature): P-256 keys, and building, signing, inspecting and
+//! Author side (host, `std` feature): P-256 and Ed25519 keys, and building, signing, inspecting and
 //! verifying SUIT envelopes for one firmware image. The device side never links this.
 //!
 //! Package layout (documented in README.md): component 0 = `[h'00']`; the shared sequence sets
@@ -18,15 +18,14 @@ pub use cbor_out::Value;
 pub use check::{check_package, CheckOptions, CheckReport};
 pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
-    generate_key_pem, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem,
-    AnchorKey, KeyError,
+    ed25519_public_from_pem, generate_key_pem, generate_key_pem_for, public_pem_from_private,
+    public_sec1_from_pem, signing_key_from_pem, AnchorKey, AuthorKey, KeyAlg, KeyError,
 };
 pub use uuid::{class_id, format_uuid, parse_uuid, uuid5, vendor_id, NAMESPACE_DNS};
 pub use verify::{verify_package, VerifyOptions, VerifyReport};
 
 use crate::manifest::crypto::{CryptoBackend, Sha256Hasher, Software};
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use std::boxed::Box;
 use std::string::String;
 use std::vec;
@@ -42,13 +41,20 @@ pub enum SignAlg {
     Esp256,
     /// ES256 (-7): the same math, older registration (draft Appendix B examples).
     Es256,
+    /// Ed25519 (-19, RFC 9864): profile suit-sha256-ed25519-ecdh-a128ctr (Ed25519 keys).
+    Ed25519,
+    /// EdDSA (-8, RFC 9053): Ed25519 under the older, polymorphic registration.
+    EdDsa,
 }
 
 impl SignAlg {
-    fn id(self) -> i64 {
+    /// The COSE algorithm identifier.
+    pub fn id(self) -> i64 {
         match self {
             Self::Esp256 => -9,
             Self::Es256 => -7,
+            Self::Ed25519 => -19,
+            Self::EdDsa => -8,
         }
     }
 }
@@ -163,26 +169,35 @@ pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     .encode()
 }
 
-/// Builds and signs a complete envelope (tag 107).
+/// Builds and signs a complete envelope (tag 107) with a P-256 key.
 pub fn build_envelope(spec: &PackageSpec<'_>, key: &SigningKey) -> Result<Vec<u8>, KeyError> {
+    build_envelope_with(spec, &AuthorKey::P256(key.clone()))
+}
+
+/// Builds and signs a complete envelope (tag 107) with a key of either kind; `spec.alg` must
+/// go with it.
+pub fn build_envelope_with(spec: &PackageSpec<'_>, key: &AuthorKey) -> Result<Vec<u8>, KeyError> {
     let manifest = build_manifest(spec);
     let manifest_bstr = Value::Bytes(manifest).encode();
     let digest = suit_digest(&manifest_bstr);
-    let protected = Value::Map(vec![(int(1), int(spec.alg.id()))]).encode();
-    let tbs = sig_structure(&protected, &digest);
-    let sig: Signature = key
-        .sign_prehash(&sha256(&tbs))
-        .map_err(|_| KeyError::Sign)?;
-    let sign1 = Value::Tag(
+    let block = sign1_block(&digest, spec.alg, key)?;
+    Ok(assemble(&digest, &[block], &manifest_bstr, spec))
+}
+
+/// An encoded COSE_Sign1 over `digest` (detached payload, section 8.3).
+pub fn sign1_block(digest: &[u8], alg: SignAlg, key: &AuthorKey) -> Result<Vec<u8>, KeyError> {
+    let protected = Value::Map(vec![(int(1), int(alg.id()))]).encode();
+    let sig = key.sign(alg, &sig_structure(&protected, digest))?;
+    Ok(Value::Tag(
         18,
         Box::new(Value::Array(vec![
             Value::Bytes(protected),
             Value::Map(vec![]),
             Value::Null,
-            Value::Bytes(sig.to_bytes().to_vec()),
+            Value::Bytes(sig),
         ])),
-    );
-    Ok(assemble(&digest, &[sign1.encode()], &manifest_bstr, spec))
+    )
+    .encode())
 }
 
 /// Puts an envelope together from an encoded digest, encoded COSE blocks and the manifest

@@ -12,6 +12,7 @@ use super::Error;
 pub const MAX_NESTING: u8 = 4;
 
 /// Command numbers (section 8.4.9, 8.4.10; trust domains section 6.5-6.6).
+#[cfg_attr(not(feature = "std"), allow(dead_code))] // trust-domain commands: author check only
 pub(crate) mod cmd {
     pub const VENDOR_ID: i64 = 1;
     pub const CLASS_ID: i64 = 2;

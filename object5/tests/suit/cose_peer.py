@@ -3,10 +3,12 @@
 
 verify ENVELOPE PUBLIC_PEM   checks an envelope built by our tool: manifest digest over the
                              bstr-wrapped manifest, COSE_Sign1 over the detached SUIT_Digest
-                             (pycose for ES256 -7; raw ECDSA via cryptography for ESP256 -9,
-                             which pycose 1.1 does not know), and the integrated image's digest.
-sign OUT PRIVATE_PEM IMAGE VENDOR_HEX CLASS_HEX SEQ
-                             builds and signs (pycose, ES256) an envelope on its own.
+                             (pycose for ES256 -7 and EdDSA -8; cryptography for ESP256 -9 and
+                             Ed25519 -19, which pycose 1.1 does not know), and the integrated
+                             image's digest.
+sign OUT PRIVATE_PEM IMAGE VENDOR_HEX CLASS_HEX SEQ [es256|eddsa|ed25519]
+                             builds and signs (pycose ES256 / EdDSA, or cryptography Ed25519 -19)
+                             an envelope on its own.
 """
 import hashlib
 import sys
@@ -17,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pycose.headers import Algorithm
 from pycose.keys import CoseKey
-from pycose.algorithms import Es256
+from pycose.algorithms import EdDSA, Es256
 from pycose.messages import Sign1Message
 
 
@@ -36,7 +38,7 @@ def verify(path, pub_path):
     assert payload is None, "payload not detached"
     cose_alg = cbor2.loads(protected)[1]
     pem = open(pub_path).read()
-    if cose_alg == -7:
+    if cose_alg in (-7, -8):
         # cbor2 may decode arrays as tuples and maps as frozendicts, which Sign1Message.decode
         # rejects; hand pycose the list and dict it expects.
         obj = list(block.value)
@@ -44,13 +46,18 @@ def verify(path, pub_path):
         msg = Sign1Message.from_cose_obj(obj, True)
         msg.key = CoseKey.from_pem_public_key(pem)
         assert msg.verify_signature(detached_payload=digest_enc), "pycose: bad signature"
-        how = "pycose ES256"
+        how = "pycose ES256" if cose_alg == -7 else "pycose EdDSA"
     elif cose_alg == -9:
         tbs = cbor2.dumps(["Signature1", protected, b"", digest_enc])
         der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
         key = serialization.load_pem_public_key(pem.encode())
         key.verify(der, tbs, ec.ECDSA(hashes.SHA256()))  # raises on failure
         how = "cryptography ESP256"
+    elif cose_alg == -19:
+        tbs = cbor2.dumps(["Signature1", protected, b"", digest_enc])
+        key = serialization.load_pem_public_key(pem.encode())
+        key.verify(signature, tbs)  # Ed25519 (PureEdDSA over the Sig_structure); raises
+        how = "cryptography Ed25519"
     else:
         raise SystemExit(f"unexpected alg {cose_alg}")
     manifest = cbor2.loads(env[3])
@@ -64,7 +71,7 @@ def verify(path, pub_path):
     print(f"OK {how} seq={manifest[2]}")
 
 
-def sign(out, priv_path, image_path, vendor_hex, class_hex, seq):
+def sign(out, priv_path, image_path, vendor_hex, class_hex, seq, alg="es256"):
     image = open(image_path, "rb").read()
     shared = [20, {1: bytes.fromhex(vendor_hex), 2: bytes.fromhex(class_hex),
                    3: cbor2.dumps([-16, hashlib.sha256(image).digest()]), 14: len(image)},
@@ -75,9 +82,16 @@ def sign(out, priv_path, image_path, vendor_hex, class_hex, seq):
                 20: cbor2.dumps(install)}
     manifest_enc = cbor2.dumps(manifest, canonical=True)
     digest_enc = cbor2.dumps([-16, hashlib.sha256(cbor2.dumps(manifest_enc)).digest()])
-    msg = Sign1Message(phdr={Algorithm: Es256}, payload=None)
-    msg.key = CoseKey.from_pem_private_key(open(priv_path).read())
-    block = msg.encode(tag=True, detached_payload=digest_enc)
+    pem = open(priv_path).read()
+    if alg == "ed25519":
+        protected = cbor2.dumps({1: -19})
+        tbs = cbor2.dumps(["Signature1", protected, b"", digest_enc])
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        block = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, None, key.sign(tbs)]))
+    else:
+        msg = Sign1Message(phdr={Algorithm: Es256 if alg == "es256" else EdDSA}, payload=None)
+        msg.key = CoseKey.from_pem_private_key(pem)
+        block = msg.encode(tag=True, detached_payload=digest_enc)
     auth = cbor2.dumps([digest_enc, block])
     env = cbor2.CBORTag(107, {2: auth, 3: manifest_enc, "#fw": image})
     open(out, "wb").write(cbor2.dumps(env, canonical=True))
