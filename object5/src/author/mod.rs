@@ -9,6 +9,7 @@
 
 mod cbor_out;
 mod check;
+mod encrypt;
 mod inspect;
 mod keys;
 mod uuid;
@@ -16,6 +17,7 @@ mod verify;
 
 pub use cbor_out::Value;
 pub use check::{check_package, CheckOptions, CheckReport};
+pub use encrypt::{encrypt_image, ContentEncryption, Encrypted, Encryption, Recipient};
 pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
     ed25519_public_from_pem, generate_key_pem, generate_key_pem_for, public_pem_from_private,
@@ -106,6 +108,17 @@ pub fn suit_digest(data: &[u8]) -> Vec<u8> {
 
 /// Builds the encoded SUIT_Manifest for `spec`.
 pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
+    manifest_for(spec, None)
+}
+
+/// The manifest, for a plain image or (with `encrypted`) for an encrypted one: then component
+/// 1 `[h'01']` receives the ciphertext (fetch, and for A128CTR image-match on the ciphertext's
+/// digest) and a decrypting copy (draft-ietf-suit-firmware-encryption section 3.2) puts the
+/// plaintext into component 0, whose image-digest and image-size are the plaintext's.
+fn manifest_for(
+    spec: &PackageSpec<'_>,
+    encrypted: Option<(&Encrypted, ContentEncryption)>,
+) -> Vec<u8> {
     let component = Value::Array(vec![Value::Bytes(vec![0])]);
     let shared = Value::Array(vec![
         int(20),
@@ -120,21 +133,53 @@ pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
         int(2),
         int(15),
     ]);
-    let common = Value::Map(vec![
-        (int(2), Value::Array(vec![component.clone()])),
-        (int(4), Value::wrap(&shared)),
-    ]);
+    let mut components = vec![component.clone()];
     let uri = match &spec.delivery {
         Delivery::Integrated => INTEGRATED_KEY.into(),
         Delivery::Uri(u) => u.clone(),
     };
-    let install = Value::Array(vec![
-        int(20),
-        Value::Map(vec![(int(21), Value::Text(uri))]),
-        int(21),
-        int(2),
-        int(3),
-        int(15),
+    let install = match encrypted {
+        None => Value::Array(vec![
+            int(20),
+            Value::Map(vec![(int(21), Value::Text(uri))]),
+            int(21),
+            int(2),
+            int(3),
+            int(15),
+        ]),
+        Some((enc, alg)) => {
+            components.push(Value::Array(vec![Value::Bytes(vec![1])]));
+            let mut source = vec![
+                (int(14), int(enc.ciphertext.len() as i64)),
+                (int(21), Value::Text(uri)),
+            ];
+            let mut seq = vec![int(12), int(1), int(20)];
+            if alg == ContentEncryption::A128Ctr {
+                // No tag: the ciphertext's digest is checked too (section 6.1.2).
+                source.insert(0, (int(3), Value::Bytes(suit_digest(&enc.ciphertext))));
+                seq.extend([Value::Map(source), int(21), int(2), int(3), int(15)]);
+            } else {
+                seq.extend([Value::Map(source), int(21), int(2)]);
+            }
+            seq.extend([
+                int(12),
+                int(0),
+                int(20),
+                Value::Map(vec![
+                    (int(19), Value::Bytes(enc.info.clone())),
+                    (int(22), int(1)),
+                ]),
+                int(22),
+                int(2),
+                int(3),
+                int(15),
+            ]);
+            Value::Array(seq)
+        }
+    };
+    let common = Value::Map(vec![
+        (int(2), Value::Array(components)),
+        (int(4), Value::wrap(&shared)),
     ]);
     let validate = Value::Array(vec![int(3), int(15)]);
     let text = Value::Map(vec![(
@@ -184,6 +229,23 @@ pub fn build_envelope_with(spec: &PackageSpec<'_>, key: &AuthorKey) -> Result<Ve
     Ok(assemble(&digest, &[block], &manifest_bstr, spec))
 }
 
+/// Builds and signs an envelope whose image is encrypted as `encryption` says; the envelope
+/// (or, for [`Delivery::Uri`], the server) carries the ciphertext, returned second.
+pub fn build_envelope_encrypted(
+    spec: &PackageSpec<'_>,
+    key: &AuthorKey,
+    encryption: &Encryption,
+) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+    let enc = encrypt_image(spec.image, encryption)?;
+    let manifest = manifest_for(spec, Some((&enc, encryption.content)));
+    let manifest_bstr = Value::Bytes(manifest).encode();
+    let digest = suit_digest(&manifest_bstr);
+    let block = sign1_block(&digest, spec.alg, key)?;
+    let integrated = (spec.delivery == Delivery::Integrated).then_some(enc.ciphertext.as_slice());
+    let envelope = assemble_payload(&digest, &[block], &manifest_bstr, integrated);
+    Ok((envelope, enc.ciphertext))
+}
+
 /// An encoded COSE_Sign1 over `digest` (detached payload, section 8.3).
 pub fn sign1_block(digest: &[u8], alg: SignAlg, key: &AuthorKey) -> Result<Vec<u8>, KeyError> {
     let protected = Value::Map(vec![(int(1), int(alg.id()))]).encode();
@@ -208,20 +270,30 @@ pub fn assemble(
     manifest_bstr: &[u8],
     spec: &PackageSpec<'_>,
 ) -> Vec<u8> {
+    let integrated = (spec.delivery == Delivery::Integrated).then_some(spec.image);
+    assemble_payload(digest, blocks, manifest_bstr, integrated)
+}
+
+/// [`assemble`] with the integrated payload (under [`INTEGRATED_KEY`]) given directly.
+fn assemble_payload(
+    digest: &[u8],
+    blocks: &[Vec<u8>],
+    manifest_bstr: &[u8],
+    payload: Option<&[u8]>,
+) -> Vec<u8> {
     let mut auth = vec![Value::Bytes(digest.to_vec())];
     auth.extend(blocks.iter().map(|b| Value::Bytes(b.clone())));
     let auth = Value::Array(auth).encode();
-    let integrated = spec.delivery == Delivery::Integrated;
-    let mut out = Vec::with_capacity(manifest_bstr.len() + spec.image.len() + 256);
+    let mut out = Vec::with_capacity(manifest_bstr.len() + payload.map_or(0, <[u8]>::len) + 256);
     out.extend_from_slice(&[0xd8, 0x6b]); // tag 107
-    out.push(if integrated { 0xa3 } else { 0xa2 });
+    out.push(if payload.is_some() { 0xa3 } else { 0xa2 });
     out.push(0x02);
     out.extend_from_slice(&Value::Bytes(auth).encode());
     out.push(0x03);
     out.extend_from_slice(manifest_bstr);
-    if integrated {
+    if let Some(payload) = payload {
         out.extend_from_slice(&Value::Text(INTEGRATED_KEY.into()).encode());
-        out.extend_from_slice(&Value::Bytes(spec.image.to_vec()).encode());
+        out.extend_from_slice(&Value::Bytes(payload.to_vec()).encode());
     }
     out
 }

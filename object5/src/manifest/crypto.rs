@@ -32,6 +32,36 @@ pub trait CryptoBackend {
     fn verify_ed25519(&self, public: &[u8], message: &[u8], signature: &[u8]) -> bool {
         software_ed25519(public, message, signature)
     }
+
+    /// ECDH on P-256 with the device's private key and a peer's affine point: the shared
+    /// secret (x coordinate), `None` for an invalid point. Default: portable software.
+    #[cfg(feature = "encryption")]
+    fn ecdh_p256(&self, private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8; 32]> {
+        software_ecdh_p256(private, x, y)
+    }
+}
+
+/// ECDH on P-256 (SEC 1 v2 section 3.3.1): the x coordinate of `private * (x, y)`, `None`
+/// for a point off the curve or a zero result. The scalar multiplication is the library's
+/// constant-time one, in the same small-table frame as the signature check's.
+#[cfg(feature = "encryption")]
+#[inline(never)]
+pub fn software_ecdh_p256(private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8; 32]> {
+    use p256::elliptic_curve::point::AffineCoordinates;
+    let mut sec1 = [0u8; 65];
+    sec1[0] = 0x04;
+    sec1.get_mut(1..33)?
+        .copy_from_slice(x.get(..32).filter(|_| x.len() == 32)?);
+    sec1.get_mut(33..65)?
+        .copy_from_slice(y.get(..32).filter(|_| y.len() == 32)?);
+    let q = decode_key(&sec1)?;
+    let d: p256::Scalar = Option::from(p256::NonZeroScalar::from_repr((*private).into()))
+        .map(|d: p256::NonZeroScalar| *d)?;
+    let shared = scalar_mul(&q, &d).to_affine();
+    if bool::from(shared.is_identity()) {
+        return None;
+    }
+    Some(shared.x().into())
 }
 
 /// Ed25519 verification with `ed25519-dalek` (no precomputed tables: small code, no alloc).

@@ -54,6 +54,10 @@ pub enum Error {
     BufferTooSmall,
     /// Bytes arrived in an order a streaming processor cannot accept (payload before manifest).
     OutOfOrder,
+    /// No decryption key of this device opens any recipient of the payload's content key.
+    NoDecryptionKey,
+    /// The decrypted payload failed its authentication tag (AES-GCM): wrong key or tampering.
+    DecryptionFailed,
     /// The caller's platform (storage, network, boot) reported a failure with this result code.
     Platform(UpdateResult),
 }
@@ -73,7 +77,9 @@ impl Error {
             | Self::ImageSizeMismatch
             | Self::SeverableDigestMismatch
             | Self::SeverableMissing
-            | Self::OutOfOrder => UpdateResult::IntegrityFailure,
+            | Self::OutOfOrder
+            | Self::NoDecryptionKey
+            | Self::DecryptionFailed => UpdateResult::IntegrityFailure,
             Self::UnsupportedAlgorithm
             | Self::UnsupportedManifestVersion
             | Self::Rollback
@@ -117,6 +123,8 @@ impl fmt::Display for Error {
             Self::BadComponent => "component index or count unsupported",
             Self::BufferTooSmall => "buffer too small for the manifest",
             Self::OutOfOrder => "payload before the authenticated manifest",
+            Self::NoDecryptionKey => "no decryption key of this device opens the payload's key",
+            Self::DecryptionFailed => "decrypted payload fails its authentication tag",
             Self::Platform(_) => "platform operation failed",
         };
         write!(f, "{text}; Update Result {}", self.update_result())
