@@ -3,9 +3,10 @@
 
 use clap::{Args, Subcommand};
 use object5::author::{
-    self, AnchorKey, AuthorKey, CheckOptions, Delivery, PackageSpec, SignAlg, VerifyOptions,
+    self, AnchorKey, AuthorKey, CheckOptions, ContentEncryption, Delivery, Encryption, PackageSpec,
+    Recipient, SignAlg, VerifyOptions,
 };
-use object5::manifest::{Software, TrustAnchor};
+use object5::manifest::{DecryptionKey, Software, TrustAnchor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,6 +20,15 @@ pub struct KeygenArgs {
     /// suit-sha256-ed25519-ecdh-a128ctr).
     #[arg(long, value_enum, default_value_t = KeygenAlg::P256)]
     alg: KeygenAlg,
+}
+
+/// `package build --content-alg` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentAlgArg {
+    /// AES-128-GCM (authenticated).
+    A128gcm,
+    /// AES-128-CTR (the manifest also carries the ciphertext digest).
+    A128ctr,
 }
 
 /// `keygen --alg` values.
@@ -89,6 +99,17 @@ pub struct BuildArgs {
     /// Sign with EdDSA (-8) instead of Ed25519 (-19), for peers that predate -19 (Ed25519 keys).
     #[arg(long)]
     eddsa: bool,
+    /// Encrypt the image for the device holding this P-256 key (its SPKI public key PEM):
+    /// ECDH-ES+A128KW (draft-ietf-suit-firmware-encryption section 4.2).
+    #[arg(long, value_name = "RECIPIENT_PUB_PEM", conflicts_with_all = ["kek", "uri"])]
+    encrypt_for: Option<PathBuf>,
+    /// Encrypt the image with a content key wrapped under this 16-byte A128KW key-encryption
+    /// key shared with the devices (raw bytes; section 4.1).
+    #[arg(long, value_name = "KEK_FILE", conflicts_with = "uri")]
+    kek: Option<PathBuf>,
+    /// Content encryption with --encrypt-for or --kek.
+    #[arg(long, value_enum, default_value_t = ContentAlgArg::A128gcm)]
+    content_alg: ContentAlgArg,
     /// Output file.
     #[arg(short, long)]
     out: PathBuf,
@@ -133,6 +154,15 @@ pub struct VerifyArgs {
     /// Sequence number the device runs; the package must be newer.
     #[arg(long)]
     min_seq: Option<u64>,
+    /// The device's P-256 private key PEM (PKCS#8) that decrypts ECDH-ES+A128KW payloads.
+    #[arg(long, value_name = "PEM")]
+    decrypt_key: Vec<PathBuf>,
+    /// A 16-byte A128KW key-encryption key (raw bytes) that decrypts AES-KW payloads.
+    #[arg(long, value_name = "FILE")]
+    kek: Vec<PathBuf>,
+    /// Write component 0's payload (decrypted when encrypted) to this file.
+    #[arg(long, value_name = "OUT")]
+    extract: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -230,7 +260,26 @@ fn build(a: BuildArgs) -> Result<(), String> {
             _ => key.default_alg(),
         },
     };
-    let env = author::build_envelope_with(&spec, &key).map_err(|e| e.to_string())?;
+    let encryption = match (&a.encrypt_for, &a.kek) {
+        (Some(p), _) => Some(Recipient::EcdhP256(
+            author::public_sec1_from_pem(&read_text(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        (None, Some(p)) => Some(Recipient::Aes128Kw(read_kek(p)?)),
+        (None, None) => None,
+    }
+    .map(|recipient| Encryption {
+        recipient,
+        content: match a.content_alg {
+            ContentAlgArg::A128gcm => ContentEncryption::A128Gcm,
+            ContentAlgArg::A128ctr => ContentEncryption::A128Ctr,
+        },
+    });
+    let env = match &encryption {
+        Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).map(|(env, _)| env),
+        None => author::build_envelope_with(&spec, &key),
+    }
+    .map_err(|e| e.to_string())?;
     write(&a.out, &env)?;
     tracing::info!(out = %a.out.display(), bytes = env.len(), seq = spec.sequence_number, "package signed");
     println!(
@@ -256,6 +305,13 @@ fn load_keys(a: &KeyArgs) -> Result<Vec<(AnchorKey, &Path)>, String> {
         keys.push((AnchorKey::Hmac256(read(k)?), k.as_path()));
     }
     Ok(keys)
+}
+
+/// A 16-byte A128KW key-encryption key file.
+fn read_kek(path: &Path) -> Result<[u8; 16], String> {
+    read(path)?
+        .try_into()
+        .map_err(|_| format!("{}: an A128KW key is exactly 16 bytes", path.display()))
 }
 
 fn inspect(a: InspectArgs) -> Result<(), String> {
@@ -288,6 +344,26 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
     let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
     let env = read(&a.file)?;
     let image = a.image.as_deref().map(read).transpose()?;
+    let mut privates = Vec::new();
+    for p in &a.decrypt_key {
+        privates.push(
+            author::p256_private_from_pem(&read_text(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        );
+    }
+    let keks = a
+        .kek
+        .iter()
+        .map(|p| read_kek(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let decryption_keys: Vec<DecryptionKey> = privates
+        .iter()
+        .map(|private| DecryptionKey::EcdhP256 { kid: None, private })
+        .chain(
+            keks.iter()
+                .map(|kek| DecryptionKey::Aes128Kw { kid: None, kek }),
+        )
+        .collect();
     if a.vendor_id.is_none() && a.min_seq.is_none() {
         // No device described: what the envelope itself proves, and what needs a device.
         let report = author::check_package(
@@ -295,9 +371,16 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
             &anchors,
             &CheckOptions {
                 image: image.as_deref(),
+                decryption_keys: &decryption_keys,
             },
         )
         .map_err(|e| format!("invalid: {e}"))?;
+        if let Some(out) = &a.extract {
+            let payload = report.component0.as_deref().ok_or(
+                "--extract: component 0's payload is not in this envelope (give --image, and the decryption key when encrypted)",
+            )?;
+            write(out, payload)?;
+        }
         println!(
             "authentic: seq {}, key #{} ({})",
             report.sequence_number,
@@ -310,7 +393,13 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
         for line in &report.needs_device {
             println!("needs the device: {line}");
         }
+        if let Some(out) = &a.extract {
+            println!("extracted: component 0 to {}", out.display());
+        }
         return Ok(());
+    }
+    if a.extract.is_some() {
+        return Err("--extract goes without device options".into());
     }
     let identity = match (a.vendor_id, a.class_id) {
         (Some(v), Some(c)) => {
@@ -323,6 +412,7 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
         identity,
         installed_sequence: a.min_seq,
         image: image.as_deref(),
+        decryption_keys: &decryption_keys,
     };
     let report =
         author::verify_package(&env, &anchors, &opts).map_err(|e| format!("invalid: {e}"))?;

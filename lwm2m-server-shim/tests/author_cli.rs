@@ -319,3 +319,106 @@ fn ed25519_keys_sign_packages_that_verify_with_their_public_key_only() {
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
+    let d = std::env::temp_dir().join(format!("shim-author-encrypted-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let image: Vec<u8> = (0..7000u32).map(|i| (i * 3 % 256) as u8).collect();
+    std::fs::write(p("fw.bin"), &image).unwrap();
+    std::fs::write(p("kek.bin"), [0x33u8; 16]).unwrap();
+    std::fs::write(p("other-kek.bin"), [0x34u8; 16]).unwrap();
+    assert!(shim(&["keygen", "-o", &p("sign.pem")]).status.success());
+    // The device's ECDH key pair is an ordinary P-256 key.
+    assert!(shim(&["keygen", "-o", &p("dev.pem")]).status.success());
+    assert!(shim(&["keygen", "-o", &p("other.pem")]).status.success());
+    let (sign, fw, out) = (p("sign.pem"), p("fw.bin"), p("enc.suit"));
+    let (dev_pub, dev, other) = (p("dev.pub.pem"), p("dev.pem"), p("other.pem"));
+    let (kek, other_kek, plain) = (p("kek.bin"), p("other-kek.bin"), p("plain.bin"));
+    let ids = ["--vendor-id", "example.com", "--class-id", "sensor"];
+    for alg in ["a128gcm", "a128ctr"] {
+        for (to, key, wrong) in [
+            (
+                ["--encrypt-for", &dev_pub],
+                ["--decrypt-key", &dev],
+                ["--decrypt-key", &other],
+            ),
+            (["--kek", &kek], ["--kek", &kek], ["--kek", &other_kek]),
+        ] {
+            let build = [
+                &[
+                    "package", "build", "--key", &sign, "--image", &fw, "--seq", "5",
+                ][..],
+                &["--version", "5", "-o", &out, "--content-alg", alg],
+                &ids,
+                &to,
+            ]
+            .concat();
+            let o = shim(&build);
+            assert!(o.status.success(), "{}", text(&o));
+            let verify = ["package", "verify", "--pub", &p("sign.pub.pem"), &out];
+            // Without a key: authentic, the encrypted image listed.
+            let o = shim(&verify);
+            assert!(o.status.success(), "{}", text(&o));
+            assert!(
+                text(&o).contains("give --decrypt-key or --kek"),
+                "{}",
+                text(&o)
+            );
+            // With the key: decrypted, digest checked, extracted.
+            std::fs::remove_file(&plain).ok();
+            let o = shim(&[&verify[..], &key, &["--extract", &plain]].concat());
+            assert!(o.status.success(), "{alg} {to:?}: {}", text(&o));
+            assert!(
+                text(&o)
+                    .contains("image-match (component 0): decrypted payload, 7000 bytes, matches"),
+                "{}",
+                text(&o)
+            );
+            assert_eq!(std::fs::read(&plain).unwrap(), image, "{alg} {to:?}");
+            // Device policy with the key: the device's streaming verifier decrypts it.
+            let o = shim(&[&verify[..], &key, &ids, &["--min-seq", "4"]].concat());
+            assert!(
+                o.status.success() && text(&o).contains("valid: seq 5"),
+                "{}",
+                text(&o)
+            );
+            // The wrong key: one line, Update Result 5, in both modes.
+            for extra in [&[][..], &ids[..]] {
+                let o = shim(&[&verify[..], &wrong, extra].concat());
+                let t = text(&o);
+                assert!(
+                    !o.status.success() && t.contains("Update Result 5"),
+                    "{alg} {to:?}: {t}"
+                );
+                assert_eq!(t.lines().count(), 1, "{t}");
+            }
+        }
+    }
+    // Encryption needs the image in the envelope.
+    let o = shim(&[
+        "package",
+        "build",
+        "--key",
+        &sign,
+        "--image",
+        &fw,
+        "--seq",
+        "5",
+        "--version",
+        "5",
+        "-o",
+        &out,
+        "--vendor-id",
+        "v",
+        "--class-id",
+        "c",
+        "--kek",
+        &kek,
+        "--uri",
+        "coap://h/fw",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -188,3 +188,75 @@ fn inspect_says_whether_and_by_which_key_an_envelope_authenticates() {
     );
     assert!(t.contains("authentic:       no: unsigned envelope"), "{t}");
 }
+
+#[test]
+fn the_enc24_vectors_extract_to_the_raw_image_with_k4_and_the_kek() {
+    let v = |f: &str| vectors().join(f).display().to_string();
+    let raw = std::fs::read(vectors().join("payloads/raw_image.bin")).unwrap();
+    let dir = std::env::temp_dir().join(format!("shim-enc24-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("plain.bin").display().to_string();
+    let [_, k1] = key_args("K1");
+    let [_, k2] = key_args("K2");
+    let [_, k3] = key_args("K3");
+    let k4 = v("keys/K4_kid-2_ecdh_receiver_p256_private.pem");
+    let kek = v("keys/KEK_kid-1_a128kw.key");
+    let fetched = v("payloads/encrypted-payload-aes-kw-aes-gcm.bin");
+    let cases: [(&str, Vec<&str>); 5] = [
+        (
+            "enc24_es_ecdh_content.cbor",
+            vec!["--pub", &k1, "--decrypt-key", &k4],
+        ),
+        (
+            "enc24_aes_kw_content.cbor",
+            vec!["--mac-key", &k3, "--kek", &kek],
+        ),
+        (
+            "enc24_aes_kw.cbor",
+            vec!["--mac-key", &k3, "--kek", &kek, "--image", &fetched],
+        ),
+        (
+            "enc24_aes_kw_slot.cbor",
+            vec!["--mac-key", &k3, "--kek", &kek, "--image", &fetched],
+        ),
+        (
+            "enc24_es_ecdh_dependency.cbor",
+            vec!["--pub", &k2, "--pub", &k1, "--decrypt-key", &k4],
+        ),
+    ];
+    for (file, keys) in cases {
+        std::fs::remove_file(&out).ok();
+        let path = v(file);
+        let args = [
+            &["package", "verify"][..],
+            &keys,
+            &[path.as_str(), "--extract", &out],
+        ]
+        .concat();
+        let o = shim(&args);
+        let t = text(&o);
+        assert!(o.status.success(), "{file}: {t}");
+        assert!(
+            t.contains("decrypted (A128GCM, tag verified), 30 bytes"),
+            "{file}: {t}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), raw, "{file}: {t}");
+    }
+    // K4 cannot open an A128KW recipient, nor the KEK an ECDH one: Update Result 5.
+    let o = shim(&[
+        "package",
+        "verify",
+        "--pub",
+        &k1,
+        "--kek",
+        &kek,
+        &v("enc24_es_ecdh_content.cbor"),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("no decryption key") && text(&o).contains("Update Result 5"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -156,6 +156,7 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     assert!(has(&r.needs_device, "image-match (component 0): needs the image the device fetches from coap://h/fw, give --image"), "{r:#?}");
     let opts = CheckOptions {
         image: Some(&image),
+        ..CheckOptions::default()
     };
     let r = check_package(&env, &anchors, &opts).unwrap();
     assert!(has(&r.checked, "image verified against --image"), "{r:#?}");
@@ -163,6 +164,7 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     other[77] ^= 1;
     let opts = CheckOptions {
         image: Some(&other),
+        ..CheckOptions::default()
     };
     assert_eq!(
         check_package(&env, &anchors, &opts).unwrap_err(),
@@ -170,6 +172,7 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     );
     let opts = CheckOptions {
         image: Some(&image[1..]),
+        ..CheckOptions::default()
     };
     assert_eq!(
         check_package(&env, &anchors, &opts).unwrap_err(),

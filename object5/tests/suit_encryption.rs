@@ -454,3 +454,98 @@ mod streamed {
         }
     }
 }
+
+/// `package verify`'s check with decryption keys: every enc24 vector's component 0 decrypts
+/// to the raw image (the fetched ones with the draft's encrypted payload given as the image),
+/// and without keys the check lists what it could not decrypt.
+#[test]
+fn the_author_check_decrypts_every_enc24_vector_to_the_raw_image() {
+    use object5::author::{check_package, CheckOptions};
+    use object5::manifest::TrustAnchor;
+    let raw = read("payloads/raw_image.bin");
+    let fetched = read("payloads/encrypted-payload-aes-kw-aes-gcm.bin");
+    let (k4, kek) = (k4(), kek());
+    let keys = [
+        DecryptionKey::EcdhP256 {
+            kid: Some(b"kid-2"),
+            private: &k4,
+        },
+        DecryptionKey::Aes128Kw {
+            kid: Some(b"kid-1"),
+            kek: &kek,
+        },
+    ];
+    let (k1, k2, k3) = (common::key("K1"), common::key("K2"), common::key("K3"));
+    let cases: [(&str, Vec<TrustAnchor>, bool); 5] = [
+        ("enc24_aes_kw.cbor", vec![TrustAnchor::Hmac256(&k3)], true),
+        (
+            "enc24_aes_kw_slot.cbor",
+            vec![TrustAnchor::Hmac256(&k3)],
+            true,
+        ),
+        (
+            "enc24_aes_kw_content.cbor",
+            vec![TrustAnchor::Hmac256(&k3)],
+            false,
+        ),
+        (
+            "enc24_es_ecdh_content.cbor",
+            vec![TrustAnchor::P256(&k1)],
+            false,
+        ),
+        (
+            "enc24_es_ecdh_dependency.cbor",
+            vec![TrustAnchor::P256(&k2), TrustAnchor::P256(&k1)],
+            false,
+        ),
+    ];
+    for (file, anchors, needs_image) in cases {
+        let env = read(file);
+        let opts = CheckOptions {
+            image: needs_image.then_some(fetched.as_slice()),
+            decryption_keys: &keys,
+        };
+        let report = check_package(&env, &anchors, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            report.component0.as_deref(),
+            Some(raw.as_slice()),
+            "{file}: {report:#?}"
+        );
+        assert!(
+            report
+                .checked
+                .iter()
+                .any(|l| l.contains("decrypted (A128GCM, tag verified), 30 bytes")),
+            "{file}: {report:#?}"
+        );
+        // Without keys: authentic, and the encrypted part is listed, not decrypted.
+        let opts = CheckOptions {
+            image: opts.image,
+            decryption_keys: &[],
+        };
+        let report = check_package(&env, &anchors, &opts).unwrap();
+        assert_eq!(report.component0, None, "{file}");
+        assert!(
+            report
+                .needs_device
+                .iter()
+                .any(|l| l.contains("give --decrypt-key or --kek")),
+            "{file}: {report:#?}"
+        );
+        // A key that opens nothing is an integrity failure, as on the device.
+        let other = [3u8; 16];
+        let opts = CheckOptions {
+            image: opts.image,
+            decryption_keys: &[DecryptionKey::Aes128Kw {
+                kid: None,
+                kek: &other,
+            }],
+        };
+        let e = check_package(&env, &anchors, &opts).unwrap_err();
+        assert_eq!(
+            (e, e.update_result().code()),
+            (Error::NoDecryptionKey, 5),
+            "{file}"
+        );
+    }
+}

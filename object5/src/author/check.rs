@@ -13,8 +13,8 @@
 use super::format_uuid;
 use crate::manifest::cbor::{Reader, MAJOR_ARRAY, MAJOR_BSTR};
 use crate::manifest::{
-    apply, authenticate, cmd, component_set, parse_digest, sha256, Envelope, Error, Params,
-    Software, TrustAnchor, SEVERABLE_KEYS,
+    apply, authenticate, cmd, component_set, parse_digest, sha256, ContentAlg, DecryptionKey,
+    Decryptor, EncryptionInfo, Envelope, Error, Params, Software, TrustAnchor, SEVERABLE_KEYS,
 };
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -41,8 +41,11 @@ const SEQUENCES: [(u64, &str); 6] = [
 /// What the author supplies besides trust anchors.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CheckOptions<'a> {
-    /// Component 0's image, for a manifest that fetches it from a URI or checks an installed one.
+    /// Component 0's image as the device gets it: fetched from a URI (for a decrypting copy,
+    /// the encrypted image it decrypts), or already installed.
     pub image: Option<&'a [u8]>,
+    /// Keys that open encrypted payloads (the device's decryption keys).
+    pub decryption_keys: &'a [DecryptionKey<'a>],
 }
 
 /// The outcome of an author check of an authentic envelope.
@@ -56,6 +59,9 @@ pub struct CheckReport {
     pub checked: Vec<String>,
     /// What only a device (or an option not given) can check, one line each.
     pub needs_device: Vec<String>,
+    /// What component 0 holds at the end (decrypted when encrypted and a key opened it), when
+    /// the envelope or `--image` supplies it.
+    pub component0: Option<Vec<u8>>,
 }
 
 impl CheckReport {
@@ -81,7 +87,7 @@ pub fn check_package(
     opts: &CheckOptions<'_>,
 ) -> Result<CheckReport, Error> {
     let mut report = CheckReport::default();
-    check_into(
+    let finals = check_into(
         envelope,
         anchors,
         opts,
@@ -90,12 +96,20 @@ pub fn check_package(
         MAX_DEPENDENCY_DEPTH,
         &mut report,
     )?;
+    report.component0 = finals.contents.into_iter().next().flatten().map(|(_, b)| b);
     Ok(report)
+}
+
+/// What checking one envelope found: the anchor that verified it and the known contents of
+/// its components (by index: identifier and bytes), which a dependent takes over.
+struct Finals {
+    anchor: usize,
+    contents: Vec<Option<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Checks one envelope (the outer one, or a dependency under `prefix` that starts with the
 /// parameters its dependent set for components of the same identifier, trust domains section
-/// 6.3); returns the index of the anchor that verified it.
+/// 6.3).
 fn check_into<'e>(
     envelope: &'e [u8],
     anchors: &[TrustAnchor<'_>],
@@ -104,7 +118,7 @@ fn check_into<'e>(
     inherited: &[(&[u8], Params<'e>)],
     depth: u8,
     report: &mut CheckReport,
-) -> Result<usize, Error> {
+) -> Result<Finals, Error> {
     let auth = authenticate(envelope, anchors, &Software)?;
     if prefix.is_empty() {
         report.sequence_number = auth.sequence_number;
@@ -127,7 +141,16 @@ fn check_into<'e>(
     walk.inherit(inherited);
     walk.severed()?;
     walk.run()?;
-    Ok(auth.anchor)
+    let contents = (0..walk.content.len())
+        .map(|i| match &walk.content[i] {
+            Content::Bytes(b, _) => Some((walk.ids.get(i).copied()?.to_vec(), b.to_vec())),
+            _ => None,
+        })
+        .collect();
+    Ok(Finals {
+        anchor: auth.anchor,
+        contents,
+    })
 }
 
 /// The manifest map's integer-keyed members as encoded items.
@@ -166,7 +189,7 @@ enum Content<'e> {
     Uri(&'e [u8]),
     /// Known bytes: an integrated payload, written content, or a decrypted copy.
     Bytes(Cow<'e, [u8]>, &'static str),
-    /// Encrypted bytes the author has no key for.
+    /// Encrypted bytes no given key decrypts (none was given).
     Encrypted,
 }
 
@@ -458,13 +481,9 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             cmd::FETCH => self.fetch(i, &p)?,
             cmd::WRITE => {
                 let content = p.content.ok_or(Error::MissingParameter)?;
-                self.content[i] = if p.encryption_info.is_some() {
-                    self.need(format!(
-                        "write ({name}): encrypted content, needs the decryption key"
-                    ));
-                    Content::Encrypted
-                } else {
-                    Content::Bytes(Cow::Borrowed(content), "written content")
+                self.content[i] = match p.encryption_info {
+                    Some(info) => self.decrypt(i, content, info)?,
+                    None => Content::Bytes(Cow::Borrowed(content), "written content"),
                 };
             }
             cmd::COPY | cmd::SWAP => {
@@ -477,15 +496,20 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 if command == cmd::SWAP {
                     self.content[src] = self.content[i].clone();
                 }
-                if p.encryption_info.is_some() {
-                    self.need(format!(
-                        "copy ({name}): decrypts component {src}, needs the decryption key"
-                    ));
-                }
-                self.content[i] = match (from, p.encryption_info) {
-                    (_, Some(_)) => Content::Encrypted,
-                    (Content::Bytes(b, _), None) => Content::Bytes(b, "copied content"),
-                    (other, _) => other,
+                // --image is what the device fetches for component 0: for a decrypting copy
+                // into component 0, the ciphertext.
+                let given = self.opts.image.filter(|_| i == 0 && self.prefix.is_empty());
+                self.content[i] = match (from, p.encryption_info, given) {
+                    (Content::Bytes(b, _), Some(info), _) => self.decrypt(i, &b, info)?,
+                    (Content::Uri(_), Some(info), Some(image)) => self.decrypt(i, image, info)?,
+                    (_, Some(_), _) => {
+                        self.need(format!(
+                            "copy ({name}): decrypts component {src}, whose payload the device fetches; give it with --image"
+                        ));
+                        Content::Encrypted
+                    }
+                    (Content::Bytes(b, _), None, _) => Content::Bytes(b, "copied content"),
+                    (other, None, _) => other,
                 };
             }
             cmd::PROCESS_DEPENDENCY => self.process_dependency(i)?,
@@ -500,23 +524,50 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         self.content[i] = if uri.first() == Some(&b'#') {
             self.fetched.insert(uri);
             let bytes = self.env.payload(uri).ok_or(Error::Truncated)?;
-            if p.encryption_info.is_some() {
-                Content::Encrypted
-            } else {
-                Content::Bytes(Cow::Borrowed(bytes), "integrated payload")
-            }
-        } else if p.encryption_info.is_some() {
-            Content::Encrypted
+            Content::Bytes(Cow::Borrowed(bytes), "integrated payload")
         } else {
             Content::Uri(uri)
         };
-        if p.encryption_info.is_some() {
-            let name = self.name(i);
-            self.need(format!(
-                "fetch ({name}): encrypted payload, needs the decryption key"
-            ));
-        }
         Ok(())
+    }
+
+    /// Decrypts `ciphertext` for component `i` with the given decryption keys (firmware-
+    /// encryption draft sections 3-5). Without keys it is listed; with keys that do not open
+    /// it, or a tag that fails, it is an error as on the device.
+    fn decrypt(
+        &mut self,
+        i: usize,
+        ciphertext: &[u8],
+        info: &'e [u8],
+    ) -> Result<Content<'e>, Error> {
+        let name = self.name(i);
+        let info = EncryptionInfo::parse(info)?;
+        let alg = match info.alg {
+            ContentAlg::A128Gcm => "A128GCM",
+            ContentAlg::A128Ctr => "A128CTR",
+        };
+        if self.opts.decryption_keys.is_empty() {
+            self.need(format!(
+                "{name}: encrypted ({alg}), give --decrypt-key or --kek to decrypt and check it"
+            ));
+            return Ok(Content::Encrypted);
+        }
+        let cek = info.content_key(self.opts.decryption_keys, &Software)?;
+        let mut plain = ciphertext.to_vec();
+        let mut d = Decryptor::new(&info, &cek, plain.len() as u64)?;
+        let n = d.update(&mut plain)?;
+        d.finish()?;
+        plain.truncate(n);
+        let tag = if info.alg == ContentAlg::A128Gcm {
+            ", tag verified"
+        } else {
+            ""
+        };
+        self.check(format!(
+            "{name}: decrypted ({alg}{tag}), {} bytes",
+            plain.len()
+        ));
+        Ok(Content::Bytes(Cow::Owned(plain), "decrypted payload"))
     }
 
     /// image-match (and, for a dependency, dependency-integrity): the digest is over the
@@ -550,7 +601,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             }
             (Content::Encrypted, _) => {
                 self.need(format!(
-                    "image-match ({name}): the payload is encrypted, needs the decryption key"
+                    "image-match ({name}): over the decrypted payload, needs the decryption key"
                 ));
                 return Ok(());
             }
@@ -637,8 +688,14 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             depth,
             self.report,
         ) {
-            Ok(anchor) => {
-                self.check(format!("{name}: authentic, key #{anchor}"));
+            Ok(finals) => {
+                self.check(format!("{name}: authentic, key #{}", finals.anchor));
+                // What the dependency put into components this manifest also names.
+                for (id, bytes) in finals.contents.into_iter().flatten() {
+                    if let Some(j) = self.ids.iter().position(|mine| *mine == id.as_slice()) {
+                        self.content[j] = Content::Bytes(Cow::Owned(bytes), "dependency's content");
+                    }
+                }
                 Ok(())
             }
             Err(Error::BadSignature | Error::UnsupportedAlgorithm) => {

@@ -214,3 +214,11 @@ pub fn ed25519_public_from_pem(pem: &str) -> Result<[u8; 32], KeyError> {
         .map(|k| k.to_bytes())
         .map_err(|_| KeyError::Pem)
 }
+
+/// The 32-byte private scalar of a P-256 PKCS#8 private key PEM (a device's ECDH-ES key for
+/// payload decryption).
+pub fn p256_private_from_pem(pem: &str) -> Result<[u8; 32], KeyError> {
+    p256::SecretKey::from_pkcs8_pem(pem)
+        .map(|k| k.to_bytes().into())
+        .map_err(|_| KeyError::Pem)
+}

@@ -188,7 +188,7 @@ fn describe<'e, C: CryptoBackend>(
             uri: source.map_or(p.uri, |s| s.uri),
             vendor_id: p.vendor_id,
             class_id: p.class_id,
-            encryption_info: p.encryption_info,
+            encryption_info: source.and(p.encryption_info),
             ciphertext_digest: source.and_then(|s| s.image_digest),
             ciphertext_size: source.and_then(|s| s.image_size),
         },
