@@ -44,6 +44,15 @@ pub trait TrustAnchors {
     }
 }
 
+/// The keys that decrypt encrypted firmware payloads on this device (its key store's
+/// decryption keys); none unless the board provisions some.
+pub trait DecryptionKeys {
+    /// The stored decryption keys.
+    fn decryption_keys(&self) -> &[crate::auth::StoredDecryptionKey] {
+        &[]
+    }
+}
+
 /// A board: flash plus the services above.
 pub trait Board: Reset + TrustAnchors {
     /// The firmware flash.

@@ -14,8 +14,8 @@ use object5::manifest::host_crypto::HostCrypto;
 use object5::manifest::DeviceIdentity;
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
-use crate::auth::trust_anchors;
-use crate::board::{Board, Reset, TrustAnchors};
+use crate::auth::{trust_anchors, StoredDecryptionKey};
+use crate::board::{Board, DecryptionKeys, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
 use crate::sim_services::{FileKv, SimClock, SimKv};
@@ -52,6 +52,8 @@ pub struct SimConfig {
     pub trust_anchors: Vec<Vec<u8>>,
     /// Ed25519 public keys that authorise firmware (none by default).
     pub ed25519_anchors: Vec<[u8; 32]>,
+    /// Keys that decrypt encrypted payloads (none by default).
+    pub decryption_keys: Vec<StoredDecryptionKey>,
     /// Installed on the first boot of an empty flash.
     pub factory: FactoryImage,
     /// Power cut to inject, counted from this power-on.
@@ -72,6 +74,7 @@ impl SimConfig {
             image_capacity: 64 * 1024,
             trust_anchors,
             ed25519_anchors: Vec::new(),
+            decryption_keys: Vec::new(),
             factory,
             power_cut: None,
             identity: None,
@@ -301,6 +304,12 @@ impl TrustAnchors for SimDevice {
     }
     fn ed25519_keys(&self) -> &[[u8; 32]] {
         &self.config.ed25519_anchors
+    }
+}
+
+impl DecryptionKeys for SimDevice {
+    fn decryption_keys(&self) -> &[StoredDecryptionKey] {
+        &self.config.decryption_keys
     }
 }
 

@@ -346,3 +346,98 @@ fn an_ed25519_trust_anchor_authorises_download_and_boot() {
         }
     }
 }
+
+/// Encrypted packages (draft-ietf-suit-firmware-encryption-24) stream through decryption
+/// into the candidate slot with the key from the device's key store and boot; with a key
+/// store that does not open the content key the download fails with Update Result 5 before
+/// the slot is touched, and the running image stays.
+#[test]
+fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
+    use device_port::auth::{decryption_keys, StoredDecryptionKey};
+    use device_port::board::DecryptionKeys;
+    use object5::author::{
+        build_envelope_encrypted, AuthorKey, ContentEncryption, Encryption, Recipient,
+    };
+    let k = keys("K1_spec_p256_private.pem");
+    let signer = AuthorKey::from_pem(&k.pem).unwrap();
+    // The device's ECDH key pair is an ordinary P-256 key.
+    let (device_pem, device_pub) = object5::author::generate_key_pem().unwrap();
+    let device_private = object5::author::p256_private_from_pem(&device_pem).unwrap();
+    let device_public = public_sec1_from_pem(&device_pub).unwrap();
+    let kek = [0x5c; 16];
+    let new = ImageBuilder::new("sim-fw", "6.0.0")
+        .total_len(30_000)
+        .build();
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: 6,
+        version: "6.0.0".into(),
+        name: "sim-fw".into(),
+        image: &new,
+        delivery: Delivery::Integrated,
+        alg: SignAlg::Esp256,
+    };
+    let cases = [
+        (
+            Recipient::EcdhP256(device_public.clone()),
+            ContentEncryption::A128Gcm,
+            StoredDecryptionKey::EcdhP256(device_private),
+            StoredDecryptionKey::EcdhP256([0x18; 32]),
+        ),
+        (
+            Recipient::Aes128Kw(kek),
+            ContentEncryption::A128Ctr,
+            StoredDecryptionKey::Aes128Kw(kek),
+            StoredDecryptionKey::Aes128Kw([0x5d; 16]),
+        ),
+    ];
+    for (recipient, content, right, wrong) in cases {
+        let enc = Encryption { recipient, content };
+        let (pkg, ciphertext) = build_envelope_encrypted(&spec, &signer, &enc).unwrap();
+        assert!(
+            !pkg.windows(64).any(|w| w == &new[1000..1064]),
+            "plaintext in the envelope"
+        );
+        assert!(ciphertext.len() >= new.len());
+        for (stored, ok) in [(right.clone(), true), (wrong.clone(), false)] {
+            let factory = device(&k, Strategy::Swap).config().factory.clone();
+            let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+            config.decryption_keys.push(stored);
+            let mut d = SimDevice::in_memory(config).unwrap();
+            let result = {
+                let stored = d.decryption_keys().to_vec();
+                let keys = decryption_keys(&stored);
+                let anchors = [TrustAnchor::P256(&k.sec1)];
+                let mut buf = [0u8; 2048];
+                let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
+                    .with_decryption_keys(&keys);
+                let mut slots = d.slots().unwrap();
+                let r = pkg
+                    .chunks(512)
+                    .try_for_each(|b| rx.feed(&mut slots, b))
+                    .and_then(|()| rx.finish(&mut slots));
+                if let Err(e) = r {
+                    slots.abort_download(e.update_result()).unwrap();
+                }
+                r
+            };
+            if ok {
+                assert_eq!(result.unwrap(), Outcome::Downloaded, "{content:?}");
+                d.slots().unwrap().request_install().unwrap();
+                // The bootloader re-hashes the decrypted image in the slot.
+                assert_eq!(d.reboot().unwrap().image.version, "6.0.0", "{content:?}");
+            } else {
+                let e = result.unwrap_err();
+                assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+                let s = d.slots().unwrap().status();
+                assert_eq!(
+                    (s.state, s.result),
+                    (State::Idle, UpdateResult::IntegrityFailure)
+                );
+                assert!(d.slots().unwrap().request_install().is_err());
+                assert_eq!(d.reboot().unwrap().image.version, "1.0.0", "{content:?}");
+            }
+        }
+    }
+}

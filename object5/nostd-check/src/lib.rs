@@ -90,7 +90,16 @@ fn stream(
         freshness: Freshness::NewerThanInstalled(installed),
     };
     let mut buf = [0u8; 2048];
-    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let v = StreamVerifier::new(&mut buf, policy, Software);
+    // With encryption: the device's decryption keys (an A128KW KEK and its ECDH P-256 key).
+    #[cfg(feature = "encryption")]
+    let keys = [
+        object5::manifest::DecryptionKey::Aes128Kw { kid: None, kek: &[0x4b; 16] },
+        object5::manifest::DecryptionKey::EcdhP256 { kid: None, private: &[0x11; 32] },
+    ];
+    #[cfg(feature = "encryption")]
+    let v = v.with_decryption_keys(&keys);
+    let mut v = v;
     let mut sink = Count(0);
     for block in envelope.chunks(512) {
         if let Err(e) = v.feed(block, &mut sink) {
