@@ -84,11 +84,20 @@ fn policy<'a>(anchors: &'a [TrustAnchor<'a>], floor: u64) -> Policy<'a> {
 
 /// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.
 fn download(d: &mut SimDevice, k: &Keys, pkg: &[u8]) -> Result<Outcome, PackageError> {
-    let anchors = [TrustAnchor::P256(&k.sec1)];
+    receive(d, &[TrustAnchor::P256(&k.sec1)], &[], pkg)
+}
+
+/// [`download`] with the given trust anchors and payload decryption keys.
+fn receive(
+    d: &mut SimDevice,
+    anchors: &[TrustAnchor<'_>],
+    keys: &[object5::manifest::DecryptionKey<'_>],
+    pkg: &[u8],
+) -> Result<Outcome, PackageError> {
     let floor = d.slots().unwrap().status().floor;
-    let policy = policy(&anchors, floor);
     let mut buf = [0u8; 2048];
-    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let mut rx =
+        PackageReceiver::new(&mut buf, policy(anchors, floor), Software).with_decryption_keys(keys);
     let mut slots = d.slots().unwrap();
     let result = (|| {
         for block in pkg.chunks(512) {
@@ -318,22 +327,9 @@ fn an_ed25519_trust_anchor_authorises_download_and_boot() {
             config.ed25519_anchors.push(ed_public);
         }
         let mut d = SimDevice::in_memory(config).unwrap();
-        let result = {
-            let p256 = d.p256_keys().to_vec();
-            let ed25519 = d.ed25519_keys().to_vec();
-            let anchors = device_port::auth::trust_anchors(&p256, &ed25519);
-            let mut buf = [0u8; 2048];
-            let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software);
-            let mut slots = d.slots().unwrap();
-            let r = pkg
-                .chunks(512)
-                .try_for_each(|b| rx.feed(&mut slots, b))
-                .and_then(|()| rx.finish(&mut slots));
-            if let Err(e) = r {
-                slots.abort_download(e.update_result()).unwrap();
-            }
-            r
-        };
+        let (p256, ed25519) = (d.p256_keys().to_vec(), d.ed25519_keys().to_vec());
+        let anchors = device_port::auth::trust_anchors(&p256, &ed25519);
+        let result = receive(&mut d, &anchors, &[], &pkg);
         if provisioned {
             assert_eq!(result.unwrap(), Outcome::Downloaded);
             d.slots().unwrap().request_install().unwrap();
@@ -405,23 +401,9 @@ fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
             let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
             config.decryption_keys.push(stored);
             let mut d = SimDevice::in_memory(config).unwrap();
-            let result = {
-                let stored = d.decryption_keys().to_vec();
-                let keys = decryption_keys(&stored);
-                let anchors = [TrustAnchor::P256(&k.sec1)];
-                let mut buf = [0u8; 2048];
-                let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
-                    .with_decryption_keys(&keys);
-                let mut slots = d.slots().unwrap();
-                let r = pkg
-                    .chunks(512)
-                    .try_for_each(|b| rx.feed(&mut slots, b))
-                    .and_then(|()| rx.finish(&mut slots));
-                if let Err(e) = r {
-                    slots.abort_download(e.update_result()).unwrap();
-                }
-                r
-            };
+            let stored = d.decryption_keys().to_vec();
+            let keys = decryption_keys(&stored);
+            let result = receive(&mut d, &[TrustAnchor::P256(&k.sec1)], &keys, &pkg);
             if ok {
                 assert_eq!(result.unwrap(), Outcome::Downloaded, "{content:?}");
                 d.slots().unwrap().request_install().unwrap();
