@@ -14,8 +14,8 @@ use object5::manifest::host_crypto::HostCrypto;
 use object5::manifest::DeviceIdentity;
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
-use crate::auth::p256_anchors;
-use crate::board::{Board, Reset, TrustAnchors};
+use crate::auth::{trust_anchors, StoredDecryptionKey};
+use crate::board::{Board, DecryptionKeys, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
 use crate::sim_services::{FileKv, SimClock, SimKv};
@@ -50,6 +50,10 @@ pub struct SimConfig {
     pub image_capacity: u32,
     /// SEC1 P-256 keys that authorise firmware.
     pub trust_anchors: Vec<Vec<u8>>,
+    /// Ed25519 public keys that authorise firmware (none by default).
+    pub ed25519_anchors: Vec<[u8; 32]>,
+    /// Keys that decrypt encrypted payloads (none by default).
+    pub decryption_keys: Vec<StoredDecryptionKey>,
     /// Installed on the first boot of an empty flash.
     pub factory: FactoryImage,
     /// Power cut to inject, counted from this power-on.
@@ -69,6 +73,8 @@ impl SimConfig {
             strategy: Strategy::Swap,
             image_capacity: 64 * 1024,
             trust_anchors,
+            ed25519_anchors: Vec::new(),
+            decryption_keys: Vec::new(),
             factory,
             power_cut: None,
             identity: None,
@@ -179,7 +185,7 @@ impl SimDevice {
     /// Power-on: the bootloader runs (installing the factory image on an empty flash).
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
-        let anchors = p256_anchors(&self.config.trust_anchors);
+        let anchors = trust_anchors(&self.config.trust_anchors, &self.config.ed25519_anchors);
         let mut auth = SuitAuthenticator::new(&anchors, self.config.crypto);
         if let Some((vendor_id, class_id)) = &self.config.identity {
             auth = auth.with_identity(DeviceIdentity {
@@ -295,6 +301,15 @@ impl Reset for SimDevice {
 impl TrustAnchors for SimDevice {
     fn p256_keys(&self) -> &[Vec<u8>] {
         &self.config.trust_anchors
+    }
+    fn ed25519_keys(&self) -> &[[u8; 32]] {
+        &self.config.ed25519_anchors
+    }
+}
+
+impl DecryptionKeys for SimDevice {
+    fn decryption_keys(&self) -> &[StoredDecryptionKey] {
+        &self.config.decryption_keys
     }
 }
 

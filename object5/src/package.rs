@@ -220,6 +220,15 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         }
     }
 
+    /// Gives the receiver the device's payload decryption keys (its key store): an encrypted
+    /// image is decrypted as it streams into the candidate slot; the content key is opened
+    /// before the slot is touched, so a wrong key leaves it alone (Update Result 5).
+    #[cfg(feature = "encryption")]
+    pub fn with_decryption_keys(mut self, keys: &'p [crate::manifest::DecryptionKey<'p>]) -> Self {
+        self.verifier = self.verifier.with_decryption_keys(keys);
+        self
+    }
+
     /// Turns a fresh receiver into the continuation of the download the slot manager
     /// journaled as Downloading before a reboot. `payload_start` is
     /// [`PackageReceiver::payload_start`] as persisted then. Returns the envelope offset the
