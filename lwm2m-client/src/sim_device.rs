@@ -3,7 +3,8 @@
 //!
 //! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
 //! first run installs a factory image (signed with a factory key created there), and /3/0/3
-//! reports the version of the image actually booted. Ctrl-C deregisters before exiting.
+//! reports the version of the image actually booted. SIGINT (Ctrl-C) or SIGTERM deregisters
+//! before exiting.
 
 use crate::coap::TxParams;
 use crate::codec::Path;

@@ -4,77 +4,16 @@
 //! (Register -> 2.01, Deregister on SIGINT -> 2.02).
 
 mod common;
+mod device_process;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::{ack, option_values, queries};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use common::{option_values, queries};
+use device_process::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const COAP_CLIENT: &str = "coap-client-openssl";
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let d = std::env::temp_dir().join(format!("lwm2m-client-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A server socket on `addr` whose reads give up after 200 ms, so every wait stays bounded.
-fn server_socket(addr: &str) -> std::io::Result<UdpSocket> {
-    let sock = UdpSocket::bind(addr)?;
-    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-    Ok(sock)
-}
-
-/// Starts the `lwm2m-client` binary with `args` and its state in `state`; killed on drop.
-fn spawn_client(args: &[&str], state: &Path) -> Kill {
-    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Kill(child)
-}
-
-/// Waits (bounded) for one CoAP request on the server socket.
-fn recv_request(sock: &UdpSocket, what: &str) -> (Packet, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            if let Ok(p) = Packet::from_bytes(&buf[..n]) {
-                if matches!(p.header.code, MessageClass::Request(_)) {
-                    return (p, from);
-                }
-            }
-        }
-    }
-    panic!("no {what} within 20 s");
-}
-
-fn answer(sock: &UdpSocket, to: SocketAddr, req: &Packet, code: ResponseType, location: &[&str]) {
-    let mut p = ack(req, code);
-    for l in location {
-        p.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
-    }
-    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
-}
 
 /// Runs coap-client and returns the payload it wrote.
 fn coap_get(addr: SocketAddr, accept: u16, path: &str, out: &std::path::Path) -> Vec<u8> {
@@ -245,47 +184,6 @@ fn registers_and_answers_over_ipv6_loopback() {
     let body = coap_get(client, 0, "/3/0/3", &out);
     assert_eq!(body, b"1.0.0", "the factory image's version is what booted");
     let _ = std::fs::remove_dir_all(&state);
-}
-
-fn request_to(
-    sock: &UdpSocket,
-    to: SocketAddr,
-    mid: u16,
-    method: RequestType,
-    path: &str,
-    cf: Option<u16>,
-    payload: &[u8],
-) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(vec![0xB5, mid as u8]);
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if let Some(cf) = cf {
-        p.add_option(
-            CoapOption::ContentFormat,
-            lwm2m_client::codec::block::uint_option(u32::from(cf)),
-        );
-    }
-    p.payload = payload.to_vec();
-    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if let Ok(r) = Packet::from_bytes(&buf[..n]) {
-                if r.header.message_id == mid && r.header.get_type() == MessageType::Acknowledgement
-                {
-                    return r;
-                }
-            }
-        }
-    }
-    panic!("no answer to {path}");
 }
 
 #[test]
