@@ -1,11 +1,16 @@
 //! `SimDevice`: the simulated device a client binary runs on.
 //!
-//! Opening it boots through the simulated bootloader (installing the factory image on the
-//! first run); it then exposes the booted image, the slot manager for downloads, `confirm` and
-//! `reboot`. A device opened on a state directory keeps its flash in `flash.bin` there, so a
-//! new process is a reboot. When the flash reports a power cut every call fails with
-//! [`DeviceError::PowerLost`]; a binary should then exit at once with
-//! [`POWER_CUT_EXIT_CODE`], like firmware losing power.
+//! Opening it boots through the simulated bootloader; it then exposes the booted image, the
+//! slot manager for downloads, `confirm` and `reboot`. A device opened on a state directory
+//! keeps its flash in `flash.bin` there, so a new process is a reboot. When the flash reports a
+//! power cut every call fails with [`DeviceError::PowerLost`]; a binary should then exit at
+//! once with [`POWER_CUT_EXIT_CODE`], like firmware losing power.
+//!
+//! Factory provisioning (the factory image into slot 0) is a separate step,
+//! [`SimDevice::provision`], run on a flash with neither a journal record nor an image that
+//! verifies in slot 0. The bootloader verifies the image it is about to run on every boot: it
+//! falls back to the other slot's, or stays in recovery ([`DeviceError::NoImage`]: it runs no
+//! image, registers and takes an update), and reports what it found ([`SimDevice::damage`]).
 
 use std::fmt;
 use std::path::Path;
@@ -17,9 +22,11 @@ use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 use crate::auth::p256_anchors;
 use crate::board::{Board, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
+use crate::damage::{BootDamage, FlashDamage};
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
 use crate::sim_services::{FileKv, SimClock, SimKv};
-use object5::slots::Authenticate;
+use object5::manifest::TrustAnchor;
+use object5::slots::{Authenticate, BootPath};
 
 /// Sector size of the simulated device flash.
 pub const SECTOR_SIZE: usize = 4096;
@@ -50,7 +57,7 @@ pub struct SimConfig {
     pub image_capacity: u32,
     /// SEC1 P-256 keys that authorise firmware.
     pub trust_anchors: Vec<Vec<u8>>,
-    /// Installed on the first boot of an empty flash.
+    /// Installed by the factory step ([`SimDevice::provision`]).
     pub factory: FactoryImage,
     /// Power cut to inject, counted from this power-on.
     pub power_cut: Option<PowerCut>,
@@ -99,8 +106,11 @@ pub enum DeviceError {
     Flash(SimFlashError),
     /// The slot manager refused or failed.
     Slots(object5::slots::Error),
-    /// Nothing bootable.
+    /// The bootloader failed (flash error, or a verified slot holding no simulated image).
     Boot(BootError),
+    /// No slot holds an image that verifies: the device runs no image and stays in its
+    /// recovery state (it registers and accepts an update); [`SimDevice::damage`] says more.
+    NoImage,
     /// The factory envelope does not verify with the trust anchors.
     Factory(object5::slots::VerifyError),
     /// The running image fails its self-test and so cannot confirm itself.
@@ -116,6 +126,7 @@ impl fmt::Display for DeviceError {
             Self::Flash(e) => write!(f, "flash: {e}"),
             Self::Slots(e) => write!(f, "slots: {e}"),
             Self::Boot(e) => write!(f, "{e}"),
+            Self::NoImage => f.write_str("no slot holds an image that verifies (recovery)"),
             Self::Factory(e) => write!(f, "factory image: {e}"),
             Self::SelfTestFailed => f.write_str("running image failed its self-test"),
             Self::Io(e) => write!(f, "state directory: {e}"),
@@ -134,10 +145,13 @@ pub struct SimDevice {
     booted: Option<Booted>,
     kv: SimKv,
     clock: SimClock,
+    damage: BootDamage,
 }
 
 impl SimDevice {
-    /// Opens (or creates) the device state in `state_dir` and boots it.
+    /// Opens (or creates) the device state in `state_dir` and boots it. A new flash is
+    /// provisioned first. A device with no image that verifies
+    /// opens in recovery ([`SimDevice::booted`] is `None`, [`SimDevice::damage`] says why).
     pub fn open(state_dir: &Path, config: SimConfig) -> Result<Self, DeviceError> {
         std::fs::create_dir_all(state_dir).map_err(DeviceError::Io)?;
         let layout = config.layout();
@@ -146,11 +160,11 @@ impl SimDevice {
             .map_err(DeviceError::Flash)?;
         let kv = SimKv::Files(FileKv::open(state_dir.join("kv")).map_err(DeviceError::Io)?);
         let mut device = Self::with_flash(flash, config, kv);
-        device.boot()?;
-        Ok(device)
+        device.provision_if_new()?;
+        device.start()
     }
 
-    /// A device on an in-memory flash, booted (factory image installed).
+    /// A device on an in-memory flash, factory-provisioned and booted.
     pub fn in_memory(config: SimConfig) -> Result<Self, DeviceError> {
         let sectors = config.layout().end() as usize / SECTOR_SIZE;
         let mut device = Self::with_flash(
@@ -158,11 +172,12 @@ impl SimDevice {
             config,
             SimKv::Memory(Default::default()),
         );
-        device.boot()?;
-        Ok(device)
+        device.provision()?;
+        device.start()
     }
 
     /// A device on `flash` as it is, not booted yet (sweeps restore a snapshot, then boot).
+    /// Nothing is provisioned.
     pub fn with_flash(mut flash: DeviceFlash, config: SimConfig, kv: SimKv) -> Self {
         flash.arm(config.power_cut);
         Self {
@@ -173,50 +188,81 @@ impl SimDevice {
             booted: None,
             kv,
             clock: SimClock::new(),
+            damage: BootDamage::default(),
         }
     }
 
-    /// Power-on: the bootloader runs (installing the factory image on an empty flash).
+    /// Boots at power-on; recovery is a state the device runs in, not a failure.
+    fn start(mut self) -> Result<Self, DeviceError> {
+        match self.boot() {
+            Ok(_) | Err(DeviceError::NoImage) => Ok(self),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Provisions a flash whose journal holds no record and whose slot 0 holds no image that
+    /// verifies.
+    fn provision_if_new(&mut self) -> Result<(), DeviceError> {
+        let anchors = p256_anchors(&self.config.trust_anchors);
+        let mut auth = authenticator(&anchors, &self.config);
+        let new =
+            SlotManager::open(&mut self.flash, self.layout, &mut self.buf).and_then(|mut slots| {
+                Ok(!slots.has_record() && slots.verify_slot(0, &mut auth)?.is_err())
+            });
+        if new.map_err(|e| self.check(e))? {
+            self.provision()?;
+        }
+        Ok(())
+    }
+
+    /// The factory step: writes the factory image into slot 0 and journals `Idle` with its
+    /// sequence number as the anti-rollback floor. Not power-fail safe (a factory reruns an
+    /// interrupted step: the record is written last).
+    pub fn provision(&mut self) -> Result<(), DeviceError> {
+        let anchors = p256_anchors(&self.config.trust_anchors);
+        let mut auth = authenticator(&anchors, &self.config);
+        let factory = &self.config.factory;
+        let facts = auth
+            .authenticate(&factory.envelope)
+            .map_err(DeviceError::Factory)?;
+        let done = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
+            .and_then(|mut slots| slots.provision(&facts, &factory.envelope, &factory.image));
+        done.map_err(|e| self.check(e))
+    }
+
+    /// Power-on: the bootloader runs. It verifies the image it is about to run and falls
+    /// back to the other slot's, or to recovery ([`DeviceError::NoImage`]) when nothing
+    /// verifies. What it found is in [`SimDevice::damage`]. Never provisions.
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
+        self.damage = BootDamage::default();
         let anchors = p256_anchors(&self.config.trust_anchors);
-        let mut auth = SuitAuthenticator::new(&anchors, self.config.crypto);
-        if let Some((vendor_id, class_id)) = &self.config.identity {
-            auth = auth.with_identity(DeviceIdentity {
-                vendor_id,
-                class_id,
-                device_id: None,
-            });
-        }
-        let powered_off = |flash: &DeviceFlash| flash.is_powered_off();
-        let mut slots = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
-            .map_err(DeviceError::Slots);
-        if let Ok(mgr) = slots.as_mut() {
-            if !mgr.has_record() && !matches!(mgr.verify_slot(0, &mut auth), Ok(Ok(_))) {
-                let facts = auth
-                    .authenticate(&self.config.factory.envelope)
-                    .map_err(DeviceError::Factory)?;
-                mgr.provision(
-                    &facts,
-                    &self.config.factory.envelope,
-                    &self.config.factory.image,
-                )
-                .map_err(DeviceError::Slots)?;
-            }
-        }
-        let booted = slots
-            .and_then(|mut mgr| bootloader::boot(&mut mgr, &mut auth).map_err(DeviceError::Boot));
-        let booted = booted.map_err(|e| {
-            if powered_off(&self.flash) {
+        let mut auth = authenticator(&anchors, &self.config);
+        let mut damage = Vec::new();
+        let outcome = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
+            .map_err(BootError::Slots)
+            .and_then(|mut slots| bootload(&mut slots, &mut auth, &mut damage));
+        self.damage = BootDamage(damage);
+        let booted = outcome.map_err(|e| {
+            if self.flash.is_powered_off() {
                 DeviceError::PowerLost
             } else {
-                e
+                DeviceError::Boot(e)
             }
         })?;
-        Ok(self.booted.insert(booted))
+        match booted {
+            Some(b) => Ok(self.booted.insert(b)),
+            None => Err(DeviceError::NoImage),
+        }
     }
 
-    /// Reset: power comes back (any cut is over) and the bootloader runs again.
+    /// What the last boot found wrong in flash and worked around (empty when nothing).
+    pub fn damage(&self) -> &BootDamage {
+        &self.damage
+    }
+
+    /// Reset: power comes back (any cut is over) and the bootloader runs again
+    /// ([`SimDevice::boot`]).
     pub fn reboot(&mut self) -> Result<&Booted, DeviceError> {
         self.flash.power_on();
         self.boot()
@@ -282,6 +328,54 @@ impl SimDevice {
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
+}
+
+/// The bootloader's authenticator: the board's trust anchors, and the device's vendor and
+/// class when it has them.
+fn authenticator<'a>(
+    anchors: &'a [TrustAnchor<'a>],
+    config: &'a SimConfig,
+) -> SuitAuthenticator<'a, HostCrypto> {
+    let auth = SuitAuthenticator::new(anchors, config.crypto);
+    match &config.identity {
+        Some((vendor_id, class_id)) => auth.with_identity(DeviceIdentity {
+            vendor_id,
+            class_id,
+            device_id: None,
+        }),
+        None => auth,
+    }
+}
+
+/// One run of the simulated bootloader: the image to run (`None`: none verifies). Damage
+/// found goes to `damage`.
+fn bootload<A: Authenticate>(
+    slots: &mut SlotManager<'_, &mut DeviceFlash>,
+    auth: &mut A,
+    damage: &mut Vec<FlashDamage>,
+) -> Result<Option<Booted>, BootError> {
+    let booted = match bootloader::boot(slots, auth) {
+        Ok(b) => {
+            if let BootPath::Fallback(why) = b.path {
+                damage.push(FlashDamage::ImageFailed(why));
+            }
+            Some(b)
+        }
+        Err(BootError::Slots(object5::slots::Error::NoBootableImage)) => {
+            // For the log: why each slot fails (reads only, and only in recovery).
+            let mut why = [None; 2];
+            for (slot, why) in why.iter_mut().enumerate() {
+                *why = slots
+                    .verify_installed(slot, auth)
+                    .map_err(BootError::Slots)?
+                    .err();
+            }
+            damage.push(FlashDamage::NoImage(why));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(booted)
 }
 
 impl Reset for SimDevice {

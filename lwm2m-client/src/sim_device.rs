@@ -3,7 +3,10 @@
 //!
 //! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
 //! first run installs a factory image (signed with a factory key created there), and /3/0/3
-//! reports the version of the image actually booted. SIGINT (Ctrl-C) or SIGTERM deregisters
+//! reports the version of the image actually booted. The bootloader verifies that image on
+//! every boot; damage it works around (an image that fails verification) is logged as one
+//! error, and with no image that verifies the device runs in recovery: it registers as model
+//! "recovery" with no firmware version and takes an update. SIGINT (Ctrl-C) or SIGTERM deregisters
 //! before exiting.
 
 use crate::coap::TxParams;
@@ -468,12 +471,20 @@ pub async fn run(
     let foreign = ForeignDatagrams::default();
     loop {
         let booted = device.borrow().booted().cloned();
+        let damage = device.borrow().damage().clone();
+        if !damage.is_empty() {
+            tracing::error!("{damage}");
+        }
+        // No image verifies: the bootloader's recovery state runs, which registers and takes
+        // an update (model "recovery", no firmware version).
         let (name, version) = booted
             .as_ref()
             .map(|b| (b.image.name.clone(), b.image.version.clone()))
-            .unwrap_or_default();
+            .unwrap_or_else(|| ("recovery".into(), String::new()));
         let path = booted.as_ref().map(|b| b.path);
-        tracing::info!(%version, slot = ?booted.as_ref().map(|b| b.slot), ?path, "booted");
+        if let Some(b) = &booted {
+            tracing::info!(%version, slot = b.slot, path = ?b.path, "booted");
+        }
         let info = DeviceInfo {
             manufacturer: "LwM2M SUIT project".into(),
             model: name,
@@ -657,7 +668,11 @@ pub async fn run(
             Next::PowerLost => return Err(CliError::Device(device_port::DeviceError::PowerLost)),
             Next::Reboot => {
                 backend.power_cycle();
-                device.borrow_mut().reboot().map_err(CliError::Device)?;
+                match device.borrow_mut().reboot() {
+                    // Recovery is a state the device runs in (logged at the top of the loop).
+                    Ok(_) | Err(device_port::DeviceError::NoImage) => {}
+                    Err(e) => return Err(CliError::Device(e)),
+                }
             }
         }
     }

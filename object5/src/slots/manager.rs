@@ -327,6 +327,25 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         slot: usize,
         auth: &mut A,
     ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, false)
+    }
+
+    /// [`SlotManager::verify_slot`] for an image already installed: authenticity and digest,
+    /// without the acceptance policy ([`Authenticate::authenticate_installed`]).
+    pub fn verify_installed<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, true)
+    }
+
+    fn check_slot<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+        installed: bool,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
         let Some(&addr) = self.layout.slots.get(slot) else {
             return Ok(Err(VerifyError::NoHeader));
         };
@@ -335,7 +354,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(e)),
             };
-        let facts = match auth.authenticate(self.buf.get(..len).ok_or(Error::BufferTooSmall)?) {
+        let envelope = self.buf.get(..len).ok_or(Error::BufferTooSmall)?;
+        let authenticated = if installed {
+            auth.authenticate_installed(envelope)
+        } else {
+            auth.authenticate(envelope)
+        };
+        let facts = match authenticated {
             Ok(facts) => facts,
             Err(e) => return Ok(Err(e)),
         };

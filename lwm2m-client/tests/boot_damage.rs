@@ -1,0 +1,71 @@
+//! The `lwm2m-client` binary on a state directory whose flash was damaged while it was off
+//! (issue 12 items 2 and 3): it logs one error line that says what the bootloader found, is
+//! not re-provisioned, and registers in recovery (no firmware version) so its server can
+//! update it. The test plays the server.
+
+mod device_process;
+
+use coap_lite::{RequestType, ResponseType};
+use device_port::device::SECTOR_SIZE;
+use device_process::{
+    answer, recv_request, request_to, server_socket, spawn_client, spawn_client_logged, temp_dir,
+};
+use object5::slots::{Layout, Strategy};
+use std::time::Duration;
+
+#[test]
+fn damaged_flash_is_logged_once_and_the_device_registers_in_recovery() {
+    let server = server_socket("127.0.0.1:0").unwrap();
+    let uri = format!("coap://{}", server.local_addr().unwrap());
+    let state = temp_dir("boot-damage");
+    let args = [
+        "--server",
+        &uri,
+        "--endpoint",
+        "damaged",
+        "--log-level",
+        "info",
+    ];
+
+    // First run: the factory image is provisioned and boots.
+    let mut child = spawn_client(&args, &state);
+    let (reg, device) = recv_request(&server, "Register");
+    answer(&server, device, &reg, ResponseType::Created, &["rd", "d1"]);
+    let fw = request_to(&server, device, 1, RequestType::Get, "/3/0/3", None, &[]);
+    assert_eq!(fw.payload, b"1.0.0");
+    child.signal("TERM");
+    let (dereg, from) = recv_request(&server, "De-register");
+    answer(&server, from, &dereg, ResponseType::Deleted, &[]);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+
+    // Off: a byte of the image in slot 0 flips (default layout: swap, 256 KiB slots).
+    let layout = Layout::packed(Strategy::Swap, SECTOR_SIZE as u32, 256 * 1024);
+    let at = (layout.slots[0] + SECTOR_SIZE as u32 + 500) as usize;
+    let mut flash = std::fs::read(state.join("flash.bin")).unwrap();
+    flash[at] ^= 0x5A;
+    std::fs::write(state.join("flash.bin"), &flash).unwrap();
+
+    let (_child, log) = spawn_client_logged(&args, &state);
+    let (reg, device) = recv_request(&server, "Register in recovery");
+    answer(&server, device, &reg, ResponseType::Created, &["rd", "d2"]);
+    let fw = request_to(&server, device, 2, RequestType::Get, "/3/0/3", None, &[]);
+    assert_eq!(fw.payload, b"", "no image runs, no version is claimed");
+    let model = request_to(&server, device, 3, RequestType::Get, "/3/0/1", None, &[]);
+    assert_eq!(model.payload, b"recovery");
+    log.wait_for(Duration::from_secs(5), |l| l.contains("flash damaged: "))
+        .expect("the damage is logged");
+    let errors: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line: {errors:?}");
+    assert!(
+        errors[0].contains("flash damaged: ")
+            && errors[0]
+                .contains("no slot holds an image that verifies (slot 0: image digest mismatch"),
+        "{}",
+        errors[0]
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
