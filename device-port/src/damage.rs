@@ -9,6 +9,9 @@ use object5::slots::VerifyError;
 /// One kind of damage found at boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashDamage {
+    /// The slot journal held no valid record on a provisioned device (erased, zeroed or
+    /// garbled): the state was rebuilt from the slots that verify.
+    JournalLost,
     /// The image the journal selected failed verification (`None`: an interrupted fallback
     /// was resumed); the other slot's image, which verifies, runs instead.
     ImageFailed(Option<VerifyError>),
@@ -16,11 +19,21 @@ pub enum FlashDamage {
     /// (it registers and accepts an update). Why each slot failed (`None`: it verifies but
     /// may not run, e.g. below the anti-rollback floor).
     NoImage([Option<VerifyError>; 2]),
+    /// The journal's anti-rollback floor was below the copy kept beside it, and was raised.
+    FloorRestored {
+        /// Floor the journal held.
+        journal: u64,
+        /// Floor restored from the kept copy.
+        kept: u64,
+    },
 }
 
 impl fmt::Display for FlashDamage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::JournalLost => {
+                f.write_str("the slot journal held no valid record (state rebuilt from the slots)")
+            }
             Self::ImageFailed(Some(why)) => write!(
                 f,
                 "the active image failed verification ({why}); the other slot's image runs"
@@ -41,6 +54,10 @@ impl fmt::Display for FlashDamage {
                 }
                 f.write_str("); recovery: registers and waits for an update")
             }
+            Self::FloorRestored { journal, kept } => write!(
+                f,
+                "the journal's anti-rollback floor {journal} was below the kept copy {kept} and was restored"
+            ),
         }
     }
 }

@@ -7,10 +7,13 @@
 //! once with [`POWER_CUT_EXIT_CODE`], like firmware losing power.
 //!
 //! Factory provisioning (the factory image into slot 0) is a separate step,
-//! [`SimDevice::provision`], run on a flash with neither a journal record nor an image that
-//! verifies in slot 0. The bootloader verifies the image it is about to run on every boot: it
-//! falls back to the other slot's, or stays in recovery ([`DeviceError::NoImage`]: it runs no
-//! image, registers and takes an update), and reports what it found ([`SimDevice::damage`]).
+//! [`SimDevice::provision`], run once on a new device and recorded outside the flash image
+//! ([`PROVISIONED_KEY`] in the key-value store), as a factory records it: a provisioned device
+//! whose flash is later erased, zeroed or garbled is never provisioned again. It boots the
+//! newest image that verifies, or stays in recovery ([`DeviceError::NoImage`]: it runs no
+//! image, registers and takes an update), keeps its anti-rollback floor (a second copy lives
+//! in the key-value store, see [`crate::floor`]) and reports what it found
+//! ([`SimDevice::damage`]).
 
 use std::fmt;
 use std::path::Path;
@@ -20,9 +23,10 @@ use object5::manifest::DeviceIdentity;
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
 use crate::auth::p256_anchors;
-use crate::board::{Board, Reset, TrustAnchors};
+use crate::board::{Board, KeyValue, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
 use crate::damage::{BootDamage, FlashDamage};
+use crate::floor;
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
 use crate::sim_services::{FileKv, SimClock, SimKv};
 use object5::manifest::TrustAnchor;
@@ -38,6 +42,9 @@ pub type DeviceFlash = SimFlash<SECTOR_SIZE, WRITE_SIZE>;
 pub const POWER_CUT_EXIT_CODE: i32 = 75;
 /// Work buffer: one sector holds any stored envelope head.
 const WORK_BUFFER: usize = SECTOR_SIZE;
+/// Key-value entry the factory step writes once the factory image is in flash. Only a device
+/// without it is ever provisioned.
+pub const PROVISIONED_KEY: &str = "factory-provisioned";
 
 /// The image the factory flashes: a signed envelope and the image it describes.
 #[derive(Clone, Debug)]
@@ -149,18 +156,28 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    /// Opens (or creates) the device state in `state_dir` and boots it. A new flash is
-    /// provisioned first. A device with no image that verifies
+    /// Opens (or creates) the device state in `state_dir` and boots it. A state directory the
+    /// factory never provisioned is provisioned first. A device with no image that verifies
     /// opens in recovery ([`SimDevice::booted`] is `None`, [`SimDevice::damage`] says why).
     pub fn open(state_dir: &Path, config: SimConfig) -> Result<Self, DeviceError> {
         std::fs::create_dir_all(state_dir).map_err(DeviceError::Io)?;
         let layout = config.layout();
         let sectors = layout.end() as usize / SECTOR_SIZE;
-        let flash = DeviceFlash::open_file(&state_dir.join("flash.bin"), sectors)
-            .map_err(DeviceError::Flash)?;
+        let path = state_dir.join("flash.bin");
+        let had_flash = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        let flash = DeviceFlash::open_file(&path, sectors).map_err(DeviceError::Flash)?;
         let kv = SimKv::Files(FileKv::open(state_dir.join("kv")).map_err(DeviceError::Io)?);
         let mut device = Self::with_flash(flash, config, kv);
-        device.provision_if_new()?;
+        if !device.is_provisioned()? {
+            // A state directory from before the marker existed: a journal proves the factory
+            // step ran there.
+            let journaled = had_flash && device.slots()?.has_record();
+            if journaled {
+                device.mark_provisioned()?;
+            } else {
+                device.provision()?;
+            }
+        }
         device.start()
     }
 
@@ -200,24 +217,25 @@ impl SimDevice {
         }
     }
 
-    /// Provisions a flash whose journal holds no record and whose slot 0 holds no image that
-    /// verifies.
-    fn provision_if_new(&mut self) -> Result<(), DeviceError> {
-        let anchors = p256_anchors(&self.config.trust_anchors);
-        let mut auth = authenticator(&anchors, &self.config);
-        let new =
-            SlotManager::open(&mut self.flash, self.layout, &mut self.buf).and_then(|mut slots| {
-                Ok(!slots.has_record() && slots.verify_slot(0, &mut auth)?.is_err())
-            });
-        if new.map_err(|e| self.check(e))? {
-            self.provision()?;
-        }
-        Ok(())
+    /// Whether the factory step ran on this device.
+    pub fn is_provisioned(&self) -> Result<bool, DeviceError> {
+        Ok(self
+            .kv
+            .get(PROVISIONED_KEY)
+            .map_err(DeviceError::Io)?
+            .is_some())
     }
 
-    /// The factory step: writes the factory image into slot 0 and journals `Idle` with its
-    /// sequence number as the anti-rollback floor. Not power-fail safe (a factory reruns an
-    /// interrupted step: the record is written last).
+    fn mark_provisioned(&mut self) -> Result<(), DeviceError> {
+        self.kv
+            .set(PROVISIONED_KEY, b"factory image installed")
+            .map_err(DeviceError::Io)
+    }
+
+    /// The factory step: writes the factory image into slot 0, journals `Idle` with its
+    /// sequence number as the anti-rollback floor, keeps the floor's second copy and records
+    /// that the device is provisioned. Not power-fail safe (a factory reruns an interrupted
+    /// step: the record is written last).
     pub fn provision(&mut self) -> Result<(), DeviceError> {
         let anchors = p256_anchors(&self.config.trust_anchors);
         let mut auth = authenticator(&anchors, &self.config);
@@ -227,29 +245,36 @@ impl SimDevice {
             .map_err(DeviceError::Factory)?;
         let done = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
             .and_then(|mut slots| slots.provision(&facts, &factory.envelope, &factory.image));
-        done.map_err(|e| self.check(e))
+        done.map_err(|e| self.check(e))?;
+        floor::write(&mut self.kv, facts.sequence).map_err(DeviceError::Io)?;
+        self.mark_provisioned()
     }
 
     /// Power-on: the bootloader runs. It verifies the image it is about to run and falls
     /// back to the other slot's, or to recovery ([`DeviceError::NoImage`]) when nothing
-    /// verifies. What it found is in [`SimDevice::damage`]. Never provisions.
+    /// verifies; restores the anti-rollback floor from its kept copy when the journal's is
+    /// lower. What it found is in [`SimDevice::damage`]. Never provisions.
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
         self.damage = BootDamage::default();
+        let kept = floor::read(&self.kv);
         let anchors = p256_anchors(&self.config.trust_anchors);
         let mut auth = authenticator(&anchors, &self.config);
         let mut damage = Vec::new();
         let outcome = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
             .map_err(BootError::Slots)
-            .and_then(|mut slots| bootload(&mut slots, &mut auth, &mut damage));
+            .and_then(|mut slots| bootload(&mut slots, &mut auth, kept, &mut damage));
         self.damage = BootDamage(damage);
-        let booted = outcome.map_err(|e| {
+        let (booted, journal_floor) = outcome.map_err(|e| {
             if self.flash.is_powered_off() {
                 DeviceError::PowerLost
             } else {
                 DeviceError::Boot(e)
             }
         })?;
+        if journal_floor > kept {
+            floor::write(&mut self.kv, journal_floor).map_err(DeviceError::Io)?;
+        }
         match booted {
             Some(b) => Ok(self.booted.insert(b)),
             None => Err(DeviceError::NoImage),
@@ -300,8 +325,15 @@ impl SimDevice {
         {
             return Err(DeviceError::SelfTestFailed);
         }
-        let result = self.slots()?.confirm();
-        result.map_err(|e| self.check(e))
+        let floor = {
+            let mut slots = self.slots()?;
+            slots.confirm().map(|()| slots.status().floor)
+        };
+        let floor = floor.map_err(|e| self.check(e))?;
+        if floor > floor::read(&self.kv) {
+            floor::write(&mut self.kv, floor).map_err(DeviceError::Io)?;
+        }
+        Ok(())
     }
 
     /// The flash (wear counters, contents).
@@ -347,13 +379,18 @@ fn authenticator<'a>(
     }
 }
 
-/// One run of the simulated bootloader: the image to run (`None`: none verifies). Damage
+/// One run of the simulated bootloader, then the floor check: the image to run (`None`: none
+/// verifies) and the journal's floor afterwards, raised to `kept` when it was lower. Damage
 /// found goes to `damage`.
 fn bootload<A: Authenticate>(
     slots: &mut SlotManager<'_, &mut DeviceFlash>,
     auth: &mut A,
+    kept: u64,
     damage: &mut Vec<FlashDamage>,
-) -> Result<Option<Booted>, BootError> {
+) -> Result<(Option<Booted>, u64), BootError> {
+    if !slots.has_record() {
+        damage.push(FlashDamage::JournalLost);
+    }
     let booted = match bootloader::boot(slots, auth) {
         Ok(b) => {
             if let BootPath::Fallback(why) = b.path {
@@ -375,7 +412,12 @@ fn bootload<A: Authenticate>(
         }
         Err(e) => return Err(e),
     };
-    Ok(booted)
+    let journal = slots.status().floor;
+    if journal < kept {
+        slots.raise_floor(kept).map_err(BootError::Slots)?;
+        damage.push(FlashDamage::FloorRestored { journal, kept });
+    }
+    Ok((booted, journal.max(kept)))
 }
 
 impl Reset for SimDevice {

@@ -20,6 +20,7 @@ pub mod board;
 pub mod bootloader;
 pub mod damage;
 pub mod device;
+pub mod floor;
 pub mod image;
 pub mod sim_flash;
 pub mod sim_services;

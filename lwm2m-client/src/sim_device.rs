@@ -2,9 +2,10 @@
 //! and the shim's demo can run a device in-process (its resets are in-process too).
 //!
 //! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
-//! first run installs a factory image (signed with a factory key created there), and /3/0/3
-//! reports the version of the image actually booted. The bootloader verifies that image on
-//! every boot; damage it works around (an image that fails verification) is logged as one
+//! first run on a new directory installs a factory image (signed with a factory key created
+//! there; never again, whatever later happens to the flash), and /3/0/3 reports the version of
+//! the image actually booted. The bootloader verifies that image on every boot; damage it
+//! works around (an image that fails, a lost journal, a restored floor) is logged as one
 //! error, and with no image that verifies the device runs in recovery: it registers as model
 //! "recovery" with no firmware version and takes an update. SIGINT (Ctrl-C) or SIGTERM deregisters
 //! before exiting.

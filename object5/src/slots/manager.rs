@@ -315,6 +315,23 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         self.commit(next)
     }
 
+    /// Raises the anti-rollback floor to `floor` (a no-op when it is not higher): for a board
+    /// that keeps a second copy of the floor outside the journal, so a journal that lost its
+    /// newest records cannot lower it. Returns whether the floor rose. Refused while the
+    /// journal holds no known state (the bootloader writes one first).
+    pub fn raise_floor(&mut self, floor: u64) -> Result<bool, Error> {
+        if !self.known || self.record.phase.is_none() {
+            return Err(Error::Busy(Phase::Idle));
+        }
+        if floor <= self.record.floor {
+            return Ok(false);
+        }
+        let mut next = self.record;
+        next.floor = floor;
+        self.commit(next)?;
+        Ok(true)
+    }
+
     /// Whether the running image is under test and must confirm itself.
     pub fn is_testing(&self) -> bool {
         self.known && self.record.phase == Some(Phase::Testing)
