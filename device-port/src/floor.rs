@@ -25,7 +25,7 @@ fn decode(raw: &[u8]) -> Option<u64> {
 }
 
 /// The kept floor; 0 when none was stored or the stored value is damaged (the journal's
-/// copy then stands alone, and the next [`write`] repairs this one).
+/// copy then stands alone, and the next [`write()`] repairs this one).
 pub fn read<K: KeyValue>(kv: &K) -> u64 {
     kv.get(KEY)
         .ok()

@@ -3,6 +3,7 @@
 //! not re-provisioned, and registers in recovery (no firmware version) so its server can
 //! update it. The test plays the server.
 
+mod common;
 mod device_process;
 
 use coap_lite::{RequestType, ResponseType};

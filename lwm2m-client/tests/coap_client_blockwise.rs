@@ -178,28 +178,16 @@ fn coap_client_block1_push_and_block2_read_beyond_block_4096() {
         "every byte, in order"
     );
     let state = dir.join("state.out");
-    coap_client(
-        server_addr,
-        &[
-            "-m",
-            "get",
-            "-o",
-            state.to_str().unwrap(),
-            &format!("coap://{client_addr}/5/0/3"),
-        ],
-    );
-    assert_eq!(std::fs::read(&state).unwrap(), b"2", "State = Downloaded");
-    coap_client(
-        server_addr,
-        &[
-            "-m",
-            "get",
-            "-o",
-            state.to_str().unwrap(),
-            &format!("coap://{client_addr}/5/0/7"),
-        ],
-    );
-    assert_eq!(std::fs::read(&state).unwrap(), b"9.9.9");
+    let get = |path: &str| {
+        let uri = format!("coap://{client_addr}{path}");
+        coap_client(
+            server_addr,
+            &["-m", "get", "-o", state.to_str().unwrap(), &uri],
+        );
+        std::fs::read(&state).unwrap()
+    };
+    assert_eq!(get("/5/0/3"), b"2", "State = Downloaded");
+    assert_eq!(get("/5/0/7"), b"9.9.9");
 
     // Block2 read, 16-byte blocks.
     let out = dir.join("big.out");

@@ -4,6 +4,7 @@
 //! the same way. OMA LwM2M TS Core 1.1 §6.3 (operations come from the registered server),
 //! RFC 7252 §5.3.2 (a response matches by endpoint and token).
 
+mod common;
 mod device_process;
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};

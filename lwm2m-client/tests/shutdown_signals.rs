@@ -2,6 +2,7 @@
 //! send) and SIGINT (Ctrl-C) both De-register first (OMA LwM2M TS Core 1.1 §6.2.3: DELETE on
 //! the registration's location), then the process exits 0. The test plays the server.
 
+mod common;
 mod device_process;
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};

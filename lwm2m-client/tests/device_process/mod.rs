@@ -1,7 +1,9 @@
 //! Driving the `lwm2m-client` binary from a test: it runs as its own process on loopback
 //! while the test plays its LwM2M server on a plain UDP socket (register, requests, signals).
+//! A test that uses it declares `mod common;` too (the CoAP message helpers).
 #![allow(dead_code)]
 
+use crate::common::{ack, request, request_with};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -148,19 +150,15 @@ pub fn answer(
     code: ResponseType,
     location: &[&str],
 ) {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Acknowledgement);
-    p.header.code = MessageClass::Response(code);
-    p.header.message_id = req.header.message_id;
-    p.set_token(req.get_token().to_vec());
+    let mut p = ack(req, code);
     for l in location {
         p.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
     }
     sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
 }
 
-/// A confirmable request from `sock` to the device at `to` (message id `mid`).
+/// A confirmable request with message id `mid` (and a token derived from it), carrying
+/// `payload` in content format `cf` when given.
 pub fn request_packet(
     mid: u16,
     method: RequestType,
@@ -168,23 +166,15 @@ pub fn request_packet(
     cf: Option<u16>,
     payload: &[u8],
 ) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(vec![0xB5, mid as u8]);
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    let token = [0xB5, mid as u8];
+    match cf {
+        Some(cf) => request_with(method, mid, &token, path, u32::from(cf), payload),
+        None => {
+            let mut p = request(method, mid, &token, path);
+            p.payload = payload.to_vec();
+            p
+        }
     }
-    if let Some(cf) = cf {
-        p.add_option(
-            CoapOption::ContentFormat,
-            lwm2m_client::codec::block::uint_option(u32::from(cf)),
-        );
-    }
-    p.payload = payload.to_vec();
-    p
 }
 
 /// Sends a request from `sock` to `to` and waits (bounded) for its piggybacked answer.
