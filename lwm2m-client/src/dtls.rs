@@ -419,6 +419,13 @@ impl DtlsSession {
             .flatten()
     }
 
+    /// The PSK identity the peer offered in its ClientKeyExchange (server side), whether or
+    /// not the handshake then succeeded: to name the peer of a refused handshake in logs.
+    /// Not an authentication result: use [`DtlsSession::peer_psk_identity`] for that.
+    pub fn offered_psk_identity(&self) -> Option<&[u8]> {
+        self.stream.ssl().psk_identity()
+    }
+
     /// The common name of the peer's certificate (certificate mode), once established.
     pub fn peer_common_name(&self) -> Option<String> {
         let cert = self.stream.ssl().peer_certificate()?;

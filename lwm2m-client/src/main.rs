@@ -1,6 +1,8 @@
 //! `lwm2m-client`: a simulated LwM2M device on loopback (see `lwm2m_client::sim_device`).
 
 use clap::Parser;
+use lwm2m_client::codec::content_format::DATA_FORMATS;
+use lwm2m_client::codec::ContentFormat;
 use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
 use std::process::ExitCode;
 
@@ -13,6 +15,18 @@ use std::process::ExitCode;
 struct Args {
     #[command(flatten)]
     device: DeviceOptions,
+    /// The content format announced as preferred at registration (Register `ct`, OMA TS
+    /// Core 1.1 section 6.2.1): senml-cbor, senml-json, tlv or lwm2m-cbor. Requests in any of
+    /// them (and text/plain, opaque) are accepted whichever is announced.
+    #[arg(long, default_value = "senml-cbor", value_parser = parse_format)]
+    preferred_format: ContentFormat,
+}
+
+fn parse_format(name: &str) -> Result<ContentFormat, String> {
+    ContentFormat::from_data_format_name(name).ok_or_else(|| {
+        let names: Vec<&str> = DATA_FORMATS.iter().map(|(n, _)| *n).collect();
+        format!("unknown format {name:?} ({})", names.join(", "))
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what `kill`, service managers and container
@@ -50,7 +64,7 @@ async fn main() -> ExitCode {
         stop_requested().await;
         let _ = stop.send(true);
     });
-    match sim_device::run(args.device, shutdown).await {
+    match sim_device::run_preferring(args.device, args.preferred_format, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Device(device_port::DeviceError::PowerLost)) => {
             ExitCode::from(device_port::device::POWER_CUT_EXIT_CODE as u8)

@@ -118,10 +118,14 @@ pub enum Completion {
     Deferred,
 }
 
-/// One Block1 block of a write, handed to the object as it arrives.
+/// One Block1 block of a write, handed to the object as it arrives. For a framed write (TLV,
+/// SenML) `data` is the opaque value's bytes the block carried, out of their framing, and
+/// `offset` counts value bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockChunk<'a> {
-    /// Byte offset of `data` in the whole body.
+    /// The body's first block (Block1 NUM 0): starts, or restarts, the write.
+    pub first: bool,
+    /// Byte offset of `data` in the whole value.
     pub offset: u64,
     /// The block's bytes.
     pub data: &'a [u8],
@@ -159,7 +163,8 @@ pub trait ObjectHandler {
     ) -> Result<Completion, OpError> {
         Err(OpError::MethodNotAllowed)
     }
-    /// Receives one block of a Block1 write of an opaque resource (block 0 restarts the body).
+    /// Receives one block of a Block1 write of an opaque resource (a first block restarts the
+    /// body).
     fn write_block(
         &mut self,
         _now_ms: u64,
@@ -168,6 +173,20 @@ pub trait ObjectHandler {
         _chunk: &BlockChunk<'_>,
     ) -> Result<Completion, OpError> {
         Err(OpError::TooLarge { size1: None })
+    }
+    /// A Block1 write of `resource` whose framing turned out malformed (RFC 7959 blocks of a
+    /// TLV or SenML body) in its first block (`first`, nothing reached the object yet) or a
+    /// later one: what arrived is void and the engine answers 4.00. An object that streams the
+    /// body (Object 5) reports the failed transfer; an error is its refusal of the write
+    /// itself, answered instead (e.g. 4.05 while updating).
+    fn abort_block_write(
+        &mut self,
+        _now_ms: u64,
+        _instance: u16,
+        _resource: u16,
+        _first: bool,
+    ) -> Result<(), OpError> {
+        Ok(())
     }
     /// Executes an executable resource with optional arguments.
     fn execute(

@@ -455,6 +455,15 @@ pub async fn run(
     args: DeviceOptions,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), CliError> {
+    run_preferring(args, crate::codec::ContentFormat::SenmlCbor, shutdown).await
+}
+
+/// [`run`], announcing `preferred` as the one content format in the Register `ct`.
+pub async fn run_preferring(
+    args: DeviceOptions,
+    preferred: crate::codec::ContentFormat,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), CliError> {
     let (device, acceptance) = open_device(&args)?;
     let dtls = dtls_context(&args)?;
     if args.server.starts_with("coaps://") && dtls.is_none() {
@@ -511,6 +520,7 @@ pub async fn run(
         ];
         let mut config = Config::new(&args.endpoint);
         config.lifetime_s = args.lifetime;
+        config.preferred_format = preferred;
         config.rng_seed = epoch_ms ^ u64::from(std::process::id()) << 32;
         let mut engine = Engine::new(config, server, objects);
         if args.bootstrap.is_some() {

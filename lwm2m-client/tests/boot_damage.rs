@@ -4,13 +4,12 @@
 //! update it. The test plays the server.
 
 mod common;
-mod device_process;
 
 use coap_lite::{RequestType, ResponseType};
-use device_port::device::SECTOR_SIZE;
-use device_process::{
+use common::net::{
     answer, recv_request, request_to, server_socket, spawn_client, spawn_client_logged, temp_dir,
 };
+use device_port::device::SECTOR_SIZE;
 use object5::slots::{Layout, Strategy};
 use std::time::Duration;
 

@@ -5,11 +5,10 @@
 //! address, since the device answers its server only.
 
 mod common;
-mod device_process;
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use common::net::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
 use common::{option_values, queries};
-use device_process::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,7 +69,7 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
     assert!(q.contains(&"ep=interop-ep".to_string()), "{q:?}");
     assert_eq!(
         std::str::from_utf8(&reg.payload).unwrap(),
-        r#"</>;rt="oma.lwm2m";ct="110 112 11542",</1>;ver=1.1,</1/0>,</3/0>,</5>;ver=1.1,</5/0>"#
+        r#"</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>,</3/0>,</5>;ver=1.1,</5/0>"#
     );
     answer(&server, client, &reg, ResponseType::Created, &["rd", "r1"]);
     // coap-client takes over the server's address for the reads below.

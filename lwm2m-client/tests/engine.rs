@@ -32,7 +32,11 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
         "Security is never announced; /5 carries ver=1.1"
     );
     assert_eq!(links[0].get("rt"), Some("oma.lwm2m"));
-    assert_eq!(links[0].get("ct"), Some("110 112 11542"));
+    assert_eq!(
+        strict_ct(std::str::from_utf8(&reg.payload).unwrap()),
+        Ok(112),
+        "one preferred format, SenML CBOR by default"
+    );
 
     // No answer: retransmissions at T, 3T, 7T, 15T with T in [2 s, 3 s], then give up at 31T.
     let t = e.poll_timeout().unwrap();
@@ -82,6 +86,49 @@ fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
             retry_in_ms: 4000
         }]
     );
+}
+
+#[test]
+fn register_announces_the_configured_preferred_format_as_one_unquoted_integer() {
+    for (name, number) in [
+        ("senml-cbor", 112),
+        ("senml-json", 110),
+        ("tlv", 11542),
+        ("lwm2m-cbor", 11544),
+    ] {
+        let mut cfg = lwm2m_client::Config::new("ep1");
+        cfg.preferred_format = ContentFormat::from_data_format_name(name).unwrap();
+        let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+        e.start(0);
+        let reg = one(&mut e);
+        let payload = std::str::from_utf8(&reg.payload).unwrap();
+        assert!(
+            payload.starts_with(&format!(r#"</>;rt="oma.lwm2m";ct={number},"#)),
+            "{payload}"
+        );
+        assert_eq!(strict_ct(payload), Ok(number), "{name}");
+    }
+    assert_eq!(ContentFormat::from_data_format_name("json"), None);
+    // Announcing one format restricts nothing: a TLV write and a SenML JSON read still work.
+    let mut cfg = lwm2m_client::Config::new("ep1");
+    cfg.preferred_format = ContentFormat::SenmlCbor;
+    let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+    let w = request_with(
+        RequestType::Put,
+        1,
+        b"w",
+        "/1/0/1",
+        11542,
+        &[0xC1, 0x01, 0x3C],
+    );
+    assert_eq!(code(&call(&mut e, 1, &w)), resp(ResponseType::Changed));
+    let r = call(
+        &mut e,
+        2,
+        &get_with(2, b"r", "/1/0/1", CoapOption::Accept, 110),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
 }
 
 #[test]
@@ -764,6 +811,42 @@ fn malformed_datagrams_are_dropped_and_ping_gets_reset() {
         (MessageType::Reset, 0x1234)
     );
     let _ = ContentFormat::Tlv;
+}
+
+#[test]
+fn payload_marker_without_payload_is_a_format_error_not_a_request() {
+    let mut e = registered();
+    let get = request(RequestType::Get, 0x2001, b"g", "/3/0/0");
+    let mut marked = bytes(&get);
+    marked.push(0xff);
+    // Confirmable: rejected with a matching RST (RFC 7252 sections 3 and 4.2), not answered.
+    e.handle_datagram(20, SERVER, &marked);
+    let r = one(&mut e);
+    assert_eq!(
+        (r.header.get_type(), code(&r), r.header.message_id),
+        (MessageType::Reset, MessageClass::Empty, 0x2001)
+    );
+    // The same message id arriving well-formed later is new: the bad one was not processed.
+    let r = call(&mut e, 21, &get);
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    // Non-confirmable: ignored (nothing sent, no Update triggered by the Execute).
+    let mut non = request(RequestType::Post, 0x2002, b"n", "/1/0/8");
+    non.header.set_type(MessageType::NonConfirmable);
+    let mut marked = bytes(&non);
+    marked.push(0xff);
+    e.handle_datagram(22, SERVER, &marked);
+    assert!(sent(&mut e).is_empty());
+    assert!(events(&mut e).is_empty());
+    // An option value ending in 0xFF (Size2 = 255) is no marker: the read is answered.
+    let get = with_uint(
+        request(RequestType::Get, 0x2003, b"s", "/3/0/0"),
+        CoapOption::Size2,
+        255,
+    );
+    let raw = bytes(&get);
+    assert_eq!(raw.last(), Some(&0xff));
+    e.handle_datagram(23, SERVER, &raw);
+    assert_eq!(code(&one(&mut e)), resp(ResponseType::Content));
 }
 
 #[test]

@@ -5,10 +5,9 @@
 //! RFC 7252 §5.3.2 (a response matches by endpoint and token).
 
 mod common;
-mod device_process;
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
-use device_process::{
+use common::net::{
     answer, recv_request, request_packet, request_to, server_socket, spawn_client_logged, temp_dir,
 };
 use lwm2m_client::coap::TxParams;

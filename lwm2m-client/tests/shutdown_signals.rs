@@ -3,10 +3,9 @@
 //! the registration's location), then the process exits 0. The test plays the server.
 
 mod common;
-mod device_process;
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
-use device_process::{answer, recv_request, server_socket, spawn_client, temp_dir};
+use common::net::{answer, recv_request, server_socket, spawn_client, temp_dir};
 use std::time::Duration;
 
 fn deregisters_on(signal: &str) {

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::content;
 use crate::dm::{Device, DmError, DmResponse};
 use crate::events::{EndpointSubscription, Event};
-use crate::jobs::{JobStatus, Method, Phase};
+use crate::jobs::{JobStatus, Method, Phase, Reading, ReadingStamp, ReadingStamps};
 use crate::package_coap::PACKAGE_PATH;
 use crate::package_host::PackageError;
 use crate::server::Shim;
@@ -288,6 +288,8 @@ where
 struct Tracker<'a> {
     shim: &'a Shim,
     status: JobStatus,
+    /// When the State and Update Result in `status` were taken.
+    stamps: ReadingStamps,
     hook: &'a (dyn Fn(&JobStatus) + Send + Sync),
 }
 
@@ -308,21 +310,19 @@ impl Tracker<'_> {
         self.set(|s| s.phase = p);
     }
 
-    fn observed(&mut self, state: Option<i64>, result: Option<i64>) {
-        self.set(|s| merge_reading(s, state, result));
+    fn observed(&mut self, state: Option<Reading>, result: Option<Reading>) {
+        let mut stamps = self.stamps;
+        self.set(|s| stamps.merge(s, state, result));
+        self.stamps = stamps;
     }
 
     /// Forgets State and Update Result (the device rebooted: what it said before no longer
     /// holds), so only values read or notified from now on decide.
     fn forget(&mut self) {
-        self.set(forget_reading);
+        let mut stamps = self.stamps;
+        self.set(|s| stamps.forget(s, std::time::Instant::now()));
+        self.stamps = stamps;
     }
-}
-
-/// Forgets the last known State and Update Result.
-fn forget_reading(s: &mut JobStatus) {
-    s.state = None;
-    s.result = None;
 }
 
 /// Whether State and Update Result after an Execute show the device finished without
@@ -335,17 +335,6 @@ fn finished_without_reboot(state: Option<i64>, result: Option<i64>) -> bool {
         (Some(s), Some(RESULT_SUCCESS)) => s == STATE_IDLE,
         (Some(s), Some(r)) => s != STATE_UPDATING && r != RESULT_INITIAL,
         _ => false,
-    }
-}
-
-/// Applies a read or notification to the last known State and Update Result: a value that
-/// could not be read keeps the last known one.
-fn merge_reading(s: &mut JobStatus, state: Option<i64>, result: Option<i64>) {
-    if state.is_some() {
-        s.state = state;
-    }
-    if result.is_some() {
-        s.result = result;
     }
 }
 
@@ -440,8 +429,9 @@ impl<'a> Follower<'a> {
         if let Ok(d) = Self::device_for(self.shim, &self.ep, &self.cfg) {
             self.device = d;
         }
-        let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
-        let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
+        let stamped = |v: Option<i64>| v.map(|v| (v, ReadingStamp::polled_now()));
+        let state = stamped(read_int(&self.device, &resource(5, 3)).await.ok().flatten());
+        let result = stamped(read_int(&self.device, &resource(5, 5)).await.ok().flatten());
         t.observed(state, result);
     }
 
@@ -469,13 +459,15 @@ impl<'a> Follower<'a> {
             match ev {
                 // Only this endpoint's events are routed here.
                 Ok(ev) => match &*ev {
-                    Event::Notification { path, value, .. } => match path.as_str() {
+                    Event::Notification {
+                        path, value, stamp, ..
+                    } => match path.as_str() {
                         "/5/0/3" => {
-                            t.observed(event_int(value), None);
+                            t.observed(event_int(value).map(|v| (v, *stamp)), None);
                             return Signal::Notified;
                         }
                         "/5/0/5" => {
-                            t.observed(None, event_int(value));
+                            t.observed(None, event_int(value).map(|v| (v, *stamp)));
                             return Signal::Notified;
                         }
                         _ => {}
@@ -539,6 +531,7 @@ pub async fn run_update(
     let mut t = Tracker {
         shim,
         status: job,
+        stamps: ReadingStamps::default(),
         hook,
     };
     let outcome = drive(shim, &mut t, plan, cfg).await;
@@ -852,23 +845,29 @@ mod tests {
         );
     }
 
+    /// A poll's reading of `v` now.
+    fn polled(v: i64) -> Option<Reading> {
+        Some((v, ReadingStamp::polled_now()))
+    }
+
     #[test]
     fn the_verdict_after_a_reboot_uses_only_values_from_after_it() {
         let mut s = JobStatus::new(1, "ep", "p", Method::Pull);
+        let mut stamps = ReadingStamps::default();
         // Before the Execute: Downloaded, initial result.
-        merge_reading(&mut s, Some(STATE_DOWNLOADED), Some(RESULT_INITIAL));
+        stamps.merge(&mut s, polled(STATE_DOWNLOADED), polled(RESULT_INITIAL));
         // Seen before the REGISTRATION event: State 2 is stale, Update Result 1 new. Not a
         // finish without a reboot (which gave the verdict (2, 1) before).
-        merge_reading(&mut s, None, Some(RESULT_SUCCESS));
+        stamps.merge(&mut s, None, polled(RESULT_SUCCESS));
         assert!(!finished_without_reboot(s.state, s.result));
         // The reboot: the old values are forgotten (Tracker::forget).
-        forget_reading(&mut s);
+        stamps.forget(&mut s, std::time::Instant::now());
         assert_eq!((s.state, s.result), (None, None));
         // A poll whose State read timed out and whose Update Result read got the new value
         // must not decide (without the forget it read State 2, Update Result 1: a failure).
-        merge_reading(&mut s, None, Some(RESULT_SUCCESS));
+        stamps.merge(&mut s, None, polled(RESULT_SUCCESS));
         assert_eq!(final_reading(s.state, s.result), None);
-        merge_reading(&mut s, Some(STATE_IDLE), None);
+        stamps.merge(&mut s, polled(STATE_IDLE), None);
         assert_eq!(
             final_reading(s.state, s.result),
             Some((STATE_IDLE, RESULT_SUCCESS))
@@ -889,6 +888,52 @@ mod tests {
             Some(STATE_IDLE),
             Some(RESULT_SUCCESS)
         ));
+    }
+
+    #[test]
+    fn a_stale_notification_replayed_after_a_newer_poll_changes_nothing() {
+        use crate::jobs::ObserveSequence;
+        let t0 = std::time::Instant::now();
+        let on = |observation: u64, ms: u64, seq: Option<u32>| ReadingStamp {
+            received: t0 + Duration::from_millis(ms),
+            observe: seq.map(|number| ObserveSequence {
+                observation,
+                number,
+            }),
+        };
+        let at = |ms, seq| on(7, ms, seq);
+        let mut s = JobStatus::new(1, "ep", "p", Method::Pull);
+        let mut stamps = ReadingStamps::default();
+        // Notification State 1 arrives (t = 10 ms) while a poll is under way.
+        let stale = Some((STATE_DOWNLOADING, at(10, Some(3))));
+        // The poll's answer, State 2, arrives after it (t = 20 ms) and is applied first:
+        // the job was busy polling when the notification came in.
+        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(20, None))), None);
+        // Then the queued notification is processed: it is older and changes nothing.
+        stamps.merge(&mut s, stale, None);
+        assert_eq!(s.state, Some(STATE_DOWNLOADED));
+        // A newer notification of the same observation applies...
+        stamps.merge(&mut s, Some((STATE_UPDATING, at(30, Some(4)))), None);
+        assert_eq!(s.state, Some(STATE_UPDATING));
+        // ...and one that left the device before it (Observe 3 after 4), reordered on the
+        // way, does not, although it arrived later.
+        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(40, Some(3)))), None);
+        assert_eq!(s.state, Some(STATE_UPDATING));
+        // A new observation's numbers do not compare with the old one's: arrival decides.
+        stamps.merge(
+            &mut s,
+            Some((STATE_UPDATING, on(8, 50, Some((1 << 24) - 2)))),
+            None,
+        );
+        // Observe numbers wrap (RFC 7641 3.4): 1 after 2^24 - 2 is newer.
+        stamps.merge(&mut s, Some((STATE_IDLE, on(8, 60, Some(1)))), None);
+        assert_eq!(s.state, Some(STATE_IDLE));
+        // After a reboot only readings that arrive from then on count.
+        stamps.forget(&mut s, t0 + Duration::from_millis(100));
+        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(90, None))), None);
+        assert_eq!(s.state, None, "arrived before the reboot was seen");
+        stamps.merge(&mut s, None, Some((RESULT_SUCCESS, at(110, Some(1)))));
+        assert_eq!(s.result, Some(RESULT_SUCCESS));
     }
 
     #[test]

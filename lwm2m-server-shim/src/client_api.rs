@@ -70,14 +70,26 @@ impl ClientCall<'_> {
         }
     }
 
-    /// Format for payloads the shim sends when the caller named none: TLV for LwM2M 1.0
-    /// clients, SenML CBOR for later versions (Leshan's defaults).
-    fn default_format(&self) -> ContentFormat {
-        if self.reg.lwm2m_version == "1.0" {
-            ContentFormat::Tlv
+    /// The format a Read or Observe asks for in its Accept option (`format`, else the
+    /// client's default), refused before anything is sent when the shim could not decode
+    /// the answer.
+    fn read_format(&self) -> Result<ContentFormat, ApiError> {
+        let cf = self.format()?.unwrap_or_else(|| self.default_format());
+        if content::decodable(cf) {
+            Ok(cf)
         } else {
-            ContentFormat::SenmlCbor
+            Err(bad(format!(
+                "format {} cannot be read into a node",
+                self.param("format").unwrap_or_default()
+            )))
         }
+    }
+
+    /// The format of this client when the caller named none: what it announced at
+    /// registration, else its version's mandatory one ([`content::default_format`]).
+    fn default_format(&self) -> ContentFormat {
+        let announced = ObjectLinks::parse(&self.reg.object_links).content_formats();
+        content::default_format(&self.reg.lwm2m_version, &announced)
     }
 
     /// Runs the operation named by the path segments after `{ep}`.
@@ -106,7 +118,7 @@ impl ClientCall<'_> {
         match (self.method, suffix) {
             (&Method::GET, None) => {
                 let r = device
-                    .read(&path, self.format()?)
+                    .read(&path, Some(self.read_format()?))
                     .await
                     .map_err(|e| dm_failure(&e))?;
                 self.with_content(&path, r)
@@ -149,7 +161,7 @@ impl ClientCall<'_> {
             }
             (&Method::POST, None) if path.depth() <= 2 => self.create(&device, &path).await,
             (&Method::POST, Some("observe")) => {
-                let accept = self.format()?;
+                let accept = Some(self.read_format()?);
                 let (r, stream) = device
                     .observe(&path, accept)
                     .await

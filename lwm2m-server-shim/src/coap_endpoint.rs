@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
+use lwm2m_client::codec::message_format::{self, FormatError};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -101,7 +102,16 @@ struct Pending {
 
 struct Observation {
     peer: SocketAddr,
-    notifications: mpsc::UnboundedSender<Packet>,
+    notifications: mpsc::UnboundedSender<Notification>,
+}
+
+/// One notification of an observation and when it arrived (readings are ordered by it).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// When the datagram was received.
+    pub received: Instant,
+    /// The notification as sent (its first block when it uses Block2).
+    pub packet: Packet,
 }
 
 /// A message seen recently: when, its token, and the bytes answered to it (none for a NON).
@@ -147,7 +157,7 @@ pub struct CoapEndpoint {
 /// Notifications of one observation, in arrival order.
 pub struct ObservationStream {
     token: Vec<u8>,
-    receiver: mpsc::UnboundedReceiver<Packet>,
+    receiver: mpsc::UnboundedReceiver<Notification>,
 }
 
 impl ObservationStream {
@@ -157,7 +167,7 @@ impl ObservationStream {
     }
 
     /// Waits for the next notification; `None` once the observation was cancelled.
-    pub async fn next(&mut self) -> Option<Packet> {
+    pub async fn next(&mut self) -> Option<Notification> {
         self.receiver.recv().await
     }
 }
@@ -281,11 +291,30 @@ impl CoapEndpoint {
         }
     }
 
+    /// How to reject a datagram that is not a well-formed CoAP message (RFC 7252 sections 3
+    /// and 4.2): another version is silently ignored; a format error in a CON gets a Reset
+    /// (the message id to reset is returned), in any other message nothing. Either way it is
+    /// never processed as a request.
+    fn reset_for_malformed(datagram: &[u8], format: Option<FormatError>) -> Option<u16> {
+        if format.is_some_and(FormatError::is_silent) {
+            return None;
+        }
+        let con = datagram.first().is_some_and(|b| (b >> 4) & 0x03 == 0);
+        con.then(|| message_format::message_id(datagram)).flatten()
+    }
+
     async fn dispatch(&self, datagram: &[u8], peer: SocketAddr) {
-        let packet = match Packet::from_bytes(datagram) {
+        let parsed = match message_format::check(datagram) {
+            Err(e) => Err((Some(e), e.to_string())),
+            Ok(()) => Packet::from_bytes(datagram).map_err(|e| (None, format!("{e:?}"))),
+        };
+        let packet = match parsed {
             Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(%peer, error = ?e, "dropping malformed CoAP datagram");
+            Err((format, error)) => {
+                tracing::debug!(%peer, %error, "dropping malformed CoAP datagram");
+                if let Some(mid) = Self::reset_for_malformed(datagram, format) {
+                    self.send_empty(MessageType::Reset, mid, peer).await;
+                }
                 return;
             }
         };
@@ -435,7 +464,12 @@ impl CoapEndpoint {
                     false
                 }
             } else if let Some(o) = t.observations.get(&token).filter(|o| o.peer == peer) {
-                o.notifications.send(response).is_ok()
+                o.notifications
+                    .send(Notification {
+                        received: Instant::now(),
+                        packet: response,
+                    })
+                    .is_ok()
             } else {
                 false
             }

@@ -326,6 +326,7 @@ impl Runner<'_> {
                     endpoint,
                     path,
                     value,
+                    ..
                 } = &*ev
                 {
                     if endpoint == self.ep && path == "/5/0/3" {

@@ -66,6 +66,40 @@ fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
     }
 }
 
+/// Whether this format carries whole instances and objects both ways in the shim, as the
+/// default format of a client must.
+fn multi_value(format: ContentFormat) -> bool {
+    matches!(
+        format,
+        ContentFormat::Tlv
+            | ContentFormat::LegacyTlv
+            | ContentFormat::SenmlJson
+            | ContentFormat::SenmlCbor
+            | ContentFormat::LwM2mJson
+    )
+}
+
+/// The format reads and writes of a client use when the REST call names none: the first of
+/// the formats it announced (`ct`) that the shim speaks, else the one its LwM2M version makes
+/// mandatory: TLV for 1.0 (TS 1.0 section 6.4), SenML CBOR for later versions (Leshan's
+/// choice; a 1.1 client that speaks only TLV announces it).
+pub fn default_format(lwm2m_version: &str, announced: &[ContentFormat]) -> ContentFormat {
+    if let Some(cf) = announced.iter().copied().find(|cf| multi_value(*cf)) {
+        return cf;
+    }
+    if lwm2m_version == "1.0" {
+        ContentFormat::Tlv
+    } else {
+        ContentFormat::SenmlCbor
+    }
+}
+
+/// Whether [`decode`] reads this format, so a Read may ask for it (link-format, for one,
+/// describes links, not values: only Discover uses it).
+pub fn decodable(format: ContentFormat) -> bool {
+    multi_value(format) || matches!(format, ContentFormat::Text | ContentFormat::Opaque)
+}
+
 /// Decodes a payload the device sent for `path`.
 pub fn decode(format: ContentFormat, path: &Path, bytes: &[u8]) -> Result<Node, ContentError> {
     match format {
@@ -74,6 +108,7 @@ pub fn decode(format: ContentFormat, path: &Path, bytes: &[u8]) -> Result<Node, 
         }
         ContentFormat::SenmlJson => Ok(codec::senml::decode_json(bytes, path, &lookup)?),
         ContentFormat::SenmlCbor => Ok(codec::senml::decode_cbor(bytes, path, &lookup)?),
+        ContentFormat::LwM2mJson => Ok(codec::lwm2m_json::decode(bytes, path, &lookup)?),
         ContentFormat::Text => {
             let (Some(o), Some(r)) = (path.object_id(), path.resource_id()) else {
                 return Err(ContentError::NotSingleValue);
@@ -100,6 +135,7 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
         ContentFormat::Tlv | ContentFormat::LegacyTlv => Ok(codec::tlv::encode(node)?),
         ContentFormat::SenmlJson => Ok(codec::senml::encode_json(node, path)?),
         ContentFormat::SenmlCbor => Ok(codec::senml::encode_cbor(node, path)?),
+        ContentFormat::LwM2mJson => Ok(codec::lwm2m_json::encode(node, path)?),
         ContentFormat::Text => Ok(codec::text::encode(single_value()?)),
         ContentFormat::Opaque => Ok(codec::text::encode_opaque(single_value()?)?),
         other => Err(ContentError::Unsupported(other)),
@@ -138,6 +174,7 @@ mod tests {
             ContentFormat::Tlv,
             ContentFormat::SenmlJson,
             ContentFormat::SenmlCbor,
+            ContentFormat::LwM2mJson,
         ] {
             let bytes = encode(cf, &path, &node).expect("encode");
             assert_eq!(decode(cf, &path, &bytes).expect("decode"), node, "{cf:?}");
@@ -168,6 +205,12 @@ mod tests {
         );
         assert!(decode(ContentFormat::Text, &p, b"x").is_err());
         assert_eq!(format_by_name("senml_cbor"), Some(ContentFormat::SenmlCbor));
+        assert_eq!(default_format("1.0", &[]), ContentFormat::Tlv);
+        assert_eq!(default_format("1.1", &[]), ContentFormat::SenmlCbor);
+        assert_eq!(
+            default_format("1.1", &[ContentFormat::LwM2mCbor, ContentFormat::SenmlJson]),
+            ContentFormat::SenmlJson
+        );
         assert_eq!(format_by_name("xml"), None);
     }
 }

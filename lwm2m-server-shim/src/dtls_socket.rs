@@ -14,10 +14,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::dtls::{CertIdentity, DtlsContext, DtlsSession};
+use lwm2m_client::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession};
 use tokio::net::UdpSocket;
 
 /// Bounds on the listener's per-peer state.
@@ -78,6 +79,39 @@ struct Handshake {
     /// The ClientHello random that began it: a ClientHello with another random is a new
     /// attempt (a peer that gave up or rebooted), not a retransmission.
     client_random: Option<Vec<u8>>,
+    /// What arrived of the client's final flight after its PSK identity was known.
+    final_flight: FinalFlight,
+}
+
+/// The records of a client's final flight seen by a PSK handshake (RFC 6347 4.2.4): once its
+/// ChangeCipherSpec and its encrypted Finished arrived and the handshake still did not
+/// complete, the Finished failed to verify, i.e. the client holds another key. OpenSSL drops
+/// such a record silently (RFC 6347 4.1.2.7), which would leave the handshake to time out
+/// minutes later with nobody told why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FinalFlight {
+    change_cipher_spec: bool,
+    encrypted_handshake: bool,
+}
+
+impl FinalFlight {
+    /// Notes the records of one datagram: 13-byte DTLS record headers (type, version, epoch,
+    /// sequence number, length), each followed by its fragment.
+    fn scan(&mut self, datagram: &[u8]) {
+        let mut at = 0usize;
+        while let Some(&[ty, _, _, e0, e1, _, _, _, _, _, _, l0, l1]) = datagram.get(at..at + 13) {
+            match ty {
+                20 => self.change_cipher_spec = true,
+                22 if u16::from_be_bytes([e0, e1]) > 0 => self.encrypted_handshake = true,
+                _ => {}
+            }
+            at += 13 + usize::from(u16::from_be_bytes([l0, l1]));
+        }
+    }
+
+    fn complete(self) -> bool {
+        self.change_cipher_spec && self.encrypted_handshake
+    }
 }
 
 /// Everything the listener knows about one peer address.
@@ -112,13 +146,16 @@ impl Peers {
     }
 }
 
-/// Counts of the listener's state, for logs, tests and benchmarks.
+/// Counts of the listener's state, for logs, tests, benchmarks and `GET /api/server/stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DtlsStats {
     /// Peers with an established session.
     pub sessions: usize,
     /// Handshakes in progress.
     pub handshakes: usize,
+    /// Handshakes refused since the listener started (wrong key, unknown identity, bad
+    /// certificate, protocol error); handshakes that merely stopped are not counted.
+    pub refused: u64,
 }
 
 /// A DTLS server socket serving many peers (see the module docs).
@@ -127,6 +164,7 @@ pub struct DtlsSocket {
     ctx: DtlsContext,
     limits: DtlsLimits,
     peers: Mutex<Peers>,
+    refused: AtomicU64,
 }
 
 /// Datagrams to put on the wire, collected under the lock and sent after it.
@@ -157,6 +195,7 @@ impl DtlsSocket {
             ctx,
             limits,
             peers: Mutex::new(Peers::default()),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -180,6 +219,7 @@ impl DtlsSocket {
         DtlsStats {
             sessions: p.by_addr.values().filter(|x| x.live.is_some()).count(),
             handshakes: p.handshaking.len(),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -292,6 +332,7 @@ impl DtlsSocket {
                         session,
                         started: now,
                         client_random: random,
+                        final_flight: FinalFlight::default(),
                     });
                     p.handshaking.insert(from);
                 }
@@ -322,10 +363,22 @@ impl DtlsSocket {
             }
         }
         let mut outcome = None;
+        let mut identity = None;
         if let Some(h) = peer.handshake.as_mut() {
             let r = h.session.handle_datagram(d);
             drain(&mut h.session, from, &mut out);
+            identity = offered_identity(&h.session);
+            // Records count only once the key is chosen: a flight reordered around the
+            // ClientKeyExchange is retransmitted whole and judged then.
+            if h.session.offered_psk_identity().is_some() {
+                h.final_flight.scan(d);
+            }
             outcome = Some(match r {
+                Ok(_) if !h.session.is_established() && h.final_flight.complete() => {
+                    Err(DtlsError::Handshake(
+                        "the client's Finished did not verify: another key".into(),
+                    ))
+                }
                 Ok(data) => {
                     plaintext.extend(data);
                     Ok(h.session.is_established())
@@ -352,7 +405,15 @@ impl DtlsSocket {
                 }
             }
             Some(Err(e)) => {
-                tracing::info!(peer = %from, error = %e, "DTLS handshake refused");
+                // One line per refusal: the peer's later records find no handshake and are
+                // dropped unanswered (see the top of this function).
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    peer = %from,
+                    identity = identity.as_deref().unwrap_or("-"),
+                    error = %e,
+                    "DTLS handshake refused"
+                );
                 p.end_handshake(from);
             }
             Some(Ok(false)) | None => {}
@@ -401,6 +462,15 @@ impl DtlsSocket {
             });
         }
         out
+    }
+}
+
+/// Who a handshaking peer claims to be, for the log: the PSK identity it offered or its
+/// certificate's common name, whether or not either was accepted.
+fn offered_identity(session: &DtlsSession) -> Option<String> {
+    match session.offered_psk_identity() {
+        Some(id) => Some(String::from_utf8_lossy(id).into_owned()),
+        None => session.peer_common_name(),
     }
 }
 
@@ -619,6 +689,60 @@ mod tests {
         assert!(c.handshake(Duration::from_secs(5)).await);
         let st = wait_for(&s, |st| st.sessions == 1).await;
         assert_eq!((st.sessions, st.handshakes <= 2), (1, true), "{st:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_refused_when_its_finished_arrives_and_counted() {
+        let s = listener(DtlsLimits::default()).await;
+        let server = s.local_addr().expect("addr");
+        let mut c = Client::new(server).await;
+        c.session = DtlsSession::client(
+            &DtlsContext::psk_client(Psk {
+                identity: b"dev".to_vec(),
+                key: b"another-key-0000".to_vec(),
+            })
+            .expect("ctx"),
+            None,
+        )
+        .expect("session");
+        assert!(!c.handshake(Duration::from_secs(2)).await);
+        // Refused on the client's final flight, not left to time out.
+        let st = wait_for(&s, |st| st.refused == 1).await;
+        assert_eq!(
+            (st.refused, st.handshakes, st.sessions),
+            (1, 0, 0),
+            "{st:?}"
+        );
+        // A good client afterwards is not refused.
+        let mut good = Client::new(server).await;
+        assert!(good.handshake(Duration::from_secs(5)).await);
+        assert_eq!(s.stats().refused, 1);
+    }
+
+    #[test]
+    fn final_flight_records_are_read_from_their_headers() {
+        let record = |ty: u8, epoch: u16, body: &[u8]| {
+            let mut r = vec![ty, 0xfe, 0xfd];
+            r.extend(epoch.to_be_bytes());
+            r.extend([0; 6]);
+            r.extend(u16::try_from(body.len()).expect("len").to_be_bytes());
+            r.extend(body);
+            r
+        };
+        let mut f = FinalFlight::default();
+        // ClientKeyExchange (epoch 0) and CCS in one datagram, then the encrypted Finished.
+        let mut d = record(22, 0, &[16, 0, 0, 5]);
+        d.extend(record(20, 0, &[1]));
+        f.scan(&d);
+        assert!(f.change_cipher_spec && !f.complete());
+        f.scan(&record(22, 1, &[0; 40]));
+        assert!(f.complete());
+        // Truncated or garbage datagrams are read as far as they go.
+        let mut g = FinalFlight::default();
+        g.scan(&record(22, 1, &[0; 40])[..20]);
+        g.scan(&[0xff; 12]);
+        g.scan(&[]);
+        assert!(!g.change_cipher_spec);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::jobs::JobStatus;
+use crate::jobs::{JobStatus, ReadingStamp};
 use crate::registration_json::{registration_json, update_json};
 use crate::store::{Registration, RegistrationUpdate};
 
@@ -35,6 +35,8 @@ pub enum Event {
         path: String,
         /// The notified node in Leshan's JSON shape.
         value: Value,
+        /// When it arrived and its Observe number, to order it against other readings.
+        stamp: ReadingStamp,
     },
     /// A firmware job changed (phase, State, Update Result).
     Firmware(JobStatus),
@@ -77,6 +79,7 @@ impl Event {
                 endpoint,
                 path,
                 value,
+                ..
             } => json!({"ep": endpoint, "kind": "single", "res": path, "val": value}),
             Self::Firmware(j) => j.to_json(),
         }
@@ -222,6 +225,7 @@ mod tests {
             endpoint: ep.into(),
             path: path.into(),
             value: json!({"value": 1}),
+            stamp: ReadingStamp::polled_now(),
         })
     }
 

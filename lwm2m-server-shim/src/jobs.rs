@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -87,6 +88,107 @@ impl Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The Observe sequence number of a notification (RFC 7641 section 3.4) within its
+/// observation: numbers of different observations do not compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObserveSequence {
+    /// The observation (its token as a number).
+    pub observation: u64,
+    /// The Observe option value (24 bits).
+    pub number: u32,
+}
+
+/// RFC 7641 section 3.4: after this long a notification is newer whatever its number says.
+const OBSERVE_FRESHNESS: Duration = Duration::from_secs(128);
+
+/// When a reading of a device resource (State, Update Result) was taken, so readings can be
+/// put in order whatever order they are processed in: a poll's answer or a notification by
+/// when it reached the shim; two notifications of one observation by their Observe numbers,
+/// which also survive datagrams reordered on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadingStamp {
+    /// When the answer or notification arrived.
+    pub received: Instant,
+    /// The notification's sequence number; `None` for a poll.
+    pub observe: Option<ObserveSequence>,
+}
+
+impl ReadingStamp {
+    /// A poll answered now.
+    pub fn polled_now() -> Self {
+        Self {
+            received: Instant::now(),
+            observe: None,
+        }
+    }
+
+    /// Whether a reading stamped `self` is newer than one stamped `kept` and may replace it.
+    pub fn is_newer_than(&self, kept: &Self) -> bool {
+        match (kept.observe, self.observe) {
+            (Some(v1), Some(v2)) if v1.observation == v2.observation => {
+                let (a, b) = (v1.number & 0xFF_FFFF, v2.number & 0xFF_FFFF);
+                (a < b && b - a < 1 << 23)
+                    || (a > b && a - b > 1 << 23)
+                    || self.received > kept.received + OBSERVE_FRESHNESS
+            }
+            _ => self.received >= kept.received,
+        }
+    }
+}
+
+/// A State or Update Result value and when it was taken.
+pub type Reading = (i64, ReadingStamp);
+
+/// When the kept State and Update Result were taken, and since when readings count at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadingStamps {
+    state: Option<ReadingStamp>,
+    result: Option<ReadingStamp>,
+    /// Readings that arrived before this (the device rebooted since) are stale.
+    since: Option<Instant>,
+}
+
+impl ReadingStamps {
+    fn apply(
+        kept: &mut Option<ReadingStamp>,
+        since: Option<Instant>,
+        value: &mut Option<i64>,
+        r: Reading,
+    ) {
+        let (v, stamp) = r;
+        if since.is_some_and(|t| stamp.received < t)
+            || kept.is_some_and(|k| !stamp.is_newer_than(&k))
+        {
+            return;
+        }
+        *value = Some(v);
+        *kept = Some(stamp);
+    }
+
+    /// Applies a read or notification to the job's last known State and Update Result: a
+    /// value that could not be read keeps the last known one, and so does a reading older
+    /// than the one kept (a notification sent before a poll's answer, processed after it).
+    pub fn merge(&mut self, job: &mut JobStatus, state: Option<Reading>, result: Option<Reading>) {
+        if let Some(r) = state {
+            Self::apply(&mut self.state, self.since, &mut job.state, r);
+        }
+        if let Some(r) = result {
+            Self::apply(&mut self.result, self.since, &mut job.result, r);
+        }
+    }
+
+    /// Forgets the job's State and Update Result as of `now` (the device rebooted: what it
+    /// said before no longer holds), so only readings that arrive from now on decide.
+    pub fn forget(&mut self, job: &mut JobStatus, now: Instant) {
+        job.state = None;
+        job.result = None;
+        *self = Self {
+            since: Some(now),
+            ..Self::default()
+        };
     }
 }
 

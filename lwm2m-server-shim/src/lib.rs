@@ -2,8 +2,8 @@
 //! device-management servers do. [`server::start`] runs the CoAP registration interface,
 //! device management, the package host and the Leshan-compatible REST API + event stream.
 //!
-//! HTTP surface (see [`rest_api`]): `GET /api/clients[/{ep}]`; Read, Write, Execute, Create,
-//! Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
+//! HTTP surface (see [`rest_api`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
+//! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
 //! with `format`, `timeout` (s) and `replace`; `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
@@ -20,6 +20,8 @@
 
 #![warn(missing_docs)]
 
+pub mod binding;
+pub mod block1_assembly;
 pub mod campaign;
 pub mod client_api;
 pub mod coap_endpoint;

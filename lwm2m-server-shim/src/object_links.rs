@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use lwm2m_client::codec::link::{self, Link};
-use lwm2m_client::codec::CodecError;
+use lwm2m_client::codec::{CodecError, ContentFormat};
 use serde_json::{json, Map, Value};
 
 /// Parsed object links of one registration.
@@ -45,6 +45,25 @@ impl ObjectLinks {
         } else {
             format!("{root}/")
         }
+    }
+
+    /// The content formats announced with `ct` on the root link (`</>;rt="oma.lwm2m";ct=112`,
+    /// core TS 1.1 section 6.2.1.1; TS 1.0 writes `</>;ct=11543`), in the order given; a quoted
+    /// space-separated list counts as several. Unparsable numbers are skipped.
+    pub fn content_formats(&self) -> Vec<ContentFormat> {
+        let root = self
+            .links
+            .iter()
+            .find(|l| l.get("rt") == Some("oma.lwm2m"))
+            .or_else(|| self.links.iter().find(|l| l.target == "/"));
+        root.and_then(|l| l.get("ct"))
+            .map(|ct| {
+                ct.split_whitespace()
+                    .filter_map(|n| n.parse::<u16>().ok())
+                    .map(ContentFormat::from_number)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `[{"url":"/3/0","attributes":{...}}]` as Leshan serializes `Link`.
@@ -130,6 +149,21 @@ mod tests {
         );
         assert_eq!(j[3], json!({"url":"/3/0","attributes":{"ver":"1.1"}}));
         assert!(ObjectLinks::try_parse("</3/0").is_err());
+    }
+
+    #[test]
+    fn announced_content_formats() {
+        let cf = |s: &str| ObjectLinks::parse(s).content_formats();
+        assert_eq!(
+            cf(r#"</>;rt="oma.lwm2m";ct=110,</3/0>"#),
+            [ContentFormat::SenmlJson]
+        );
+        assert_eq!(
+            cf(r#"</>;rt="oma.lwm2m";ct="112 11542 x",</3/0>"#),
+            [ContentFormat::SenmlCbor, ContentFormat::Tlv]
+        );
+        assert_eq!(cf("</>;ct=11543,</3/0>"), [ContentFormat::LwM2mJson]);
+        assert!(cf("</3/0>;ct=110").is_empty());
     }
 
     #[test]

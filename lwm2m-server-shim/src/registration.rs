@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
+use crate::binding::{parse_binding, LwM2mVersion};
 use crate::events::Event;
 use crate::object_links::ObjectLinks;
 use crate::store::{Registration, RegistrationStore, RegistrationUpdate, DEFAULT_LIFETIME_S};
@@ -60,10 +61,21 @@ pub fn response(code: ResponseType) -> Packet {
     p
 }
 
-fn bad_request(reason: &str) -> Packet {
-    let mut p = response(ResponseType::BadRequest);
+/// A response with a diagnostic payload (RFC 7252 section 5.5.2).
+fn with_reason(code: ResponseType, reason: &str) -> Packet {
+    let mut p = response(code);
     p.payload = reason.as_bytes().to_vec();
     p
+}
+
+fn bad_request(reason: &str) -> Packet {
+    with_reason(ResponseType::BadRequest, reason)
+}
+
+/// Validates a `b=` value for the client's version (4.00 otherwise); returns whether it asks
+/// for queue mode.
+fn check_binding(version: LwM2mVersion, binding: &str) -> Result<bool, Packet> {
+    parse_binding(version, binding).map_err(|e| bad_request(&e.to_string()))
 }
 
 /// Makes registration ids: unique within the process, not guessable from the endpoint name.
@@ -170,8 +182,8 @@ fn register(
 ) -> Result<(Packet, Event), Packet> {
     let mut endpoint = None;
     let mut lifetime_s = DEFAULT_LIFETIME_S;
-    let mut lwm2m_version = "1.0".to_string();
-    let mut binding = "U".to_string();
+    let mut lwm2m_version = LwM2mVersion::V1_0;
+    let mut binding = None;
     let mut sms_number = None;
     let mut queue_mode = false;
     let mut additional_attributes = BTreeMap::new();
@@ -179,8 +191,18 @@ fn register(
         match k.as_str() {
             "ep" => endpoint = v.filter(|e| !e.is_empty()),
             "lt" => lifetime_s = parse_lifetime(v)?,
-            "lwm2m" => lwm2m_version = v.unwrap_or_default(),
-            "b" => binding = v.unwrap_or_default(),
+            "lwm2m" => {
+                let v = v.unwrap_or_default();
+                lwm2m_version = LwM2mVersion::parse(&v).ok_or_else(|| {
+                    with_reason(
+                        ResponseType::PreconditionFailed,
+                        &format!(
+                            "LwM2M version {v:?} not supported; this server implements 1.0 and 1.1"
+                        ),
+                    )
+                })?;
+            }
+            "b" => binding = Some(v.unwrap_or_default()),
             "sms" => sms_number = v,
             "Q" => queue_mode = true,
             _ => {
@@ -189,13 +211,15 @@ fn register(
         }
     }
     let endpoint = endpoint.ok_or_else(|| bad_request("missing endpoint name (ep)"))?;
+    let binding = binding.unwrap_or_else(|| "U".to_string());
+    queue_mode |= check_binding(lwm2m_version, &binding)?;
     let object_links = link_payload(request)?.unwrap_or_default();
     let reg = Registration {
         id: ids.next(),
         endpoint,
         address: peer,
         lifetime_s,
-        lwm2m_version,
+        lwm2m_version: lwm2m_version.as_str().to_string(),
         binding,
         sms_number,
         queue_mode,
@@ -224,10 +248,20 @@ fn update(
         at: Some(now),
         ..Default::default()
     };
+    let version = store
+        .get_by_id(id)
+        .and_then(|r| LwM2mVersion::parse(&r.lwm2m_version))
+        .unwrap_or(LwM2mVersion::V1_0);
     for (k, v) in uri_query(request) {
         match k.as_str() {
             "lt" => upd.lifetime_s = Some(parse_lifetime(v)?),
-            "b" => upd.binding = v,
+            "b" => {
+                let b = v.unwrap_or_default();
+                let queue = check_binding(version, &b)?;
+                // 1.0 says queue mode only in the binding; 1.1 only turns it on there.
+                upd.queue_mode = (version == LwM2mVersion::V1_0 || queue).then_some(queue);
+                upd.binding = Some(b);
+            }
             "sms" => upd.sms_number = v,
             _ => {}
         }

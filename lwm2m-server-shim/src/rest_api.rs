@@ -75,6 +75,7 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }
+        (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
         (&Method::GET, ["api", "jobs"]) => firmware_api::list(shim),
         (&Method::GET, ["api", "jobs", id]) => firmware_api::get(shim, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
@@ -136,6 +137,26 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
         (&Method::DELETE, ["api", "security", "clients", ep]) => security_api::remove(shim, ep),
         _ => text(StatusCode::NOT_FOUND, "no such resource"),
     }
+}
+
+/// `GET /api/server/stats`: registrations and the coaps listener's sessions, handshakes in
+/// progress and refused handshakes (`dtls` is null without a coaps listener), for operators
+/// watching for devices with wrong keys.
+fn server_stats(shim: &Shim) -> Value {
+    let dtls = shim
+        .coaps()
+        .and_then(|c| c.transport().dtls_stats())
+        .map(|s| {
+            serde_json::json!({
+                "sessions": s.sessions,
+                "handshakes": s.handshakes,
+                "refusedHandshakes": s.refused,
+            })
+        });
+    serde_json::json!({
+        "registrations": shim.store.all().len(),
+        "dtls": dtls,
+    })
 }
 
 fn unknown_client(ep: &str) -> Response<Body> {

@@ -5,20 +5,22 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use coap_lite::{Packet, ResponseType};
+use coap_lite::{CoapOption, Packet, ResponseType};
+use lwm2m_client::codec::block::decode_uint_option;
 use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
 use lwm2m_client::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::block1_assembly::{Block1Assembly, Block1Limits, Block1Step};
 use crate::coap_endpoint::{CoapEndpoint, CoapTiming, ObservationStream, RequestHandler};
 use crate::content;
 use crate::dm::{Device, DmResponse};
 use crate::dtls_socket::{DtlsLimits, DtlsSocket, PeerIdentity, ServerCertificate};
 use crate::events::{EndpointEvents, EndpointSubscription, Event, EventBus};
-use crate::jobs::JobRegistry;
+use crate::jobs::{JobRegistry, ObserveSequence, ReadingStamp};
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
 use crate::package_coap::{self, PACKAGE_PATH};
@@ -39,6 +41,8 @@ pub struct ShimConfig {
     pub coaps_addr: Option<SocketAddr>,
     /// Bounds on DTLS handshakes and idle sessions of the coaps listener.
     pub dtls_limits: DtlsLimits,
+    /// Bounds on block-wise Register and Update payloads being reassembled.
+    pub rd_block1: Block1Limits,
     /// Certificate mode on the coaps port besides PSK: the shim's certificate and the CA
     /// whose certificates are accepted, each client registering as its certificate's CN.
     pub dtls_certificate: Option<ServerCertificate>,
@@ -80,6 +84,7 @@ impl Default for ShimConfig {
             coap_addr: None,
             coaps_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5684))),
             dtls_limits: DtlsLimits::default(),
+            rd_block1: Block1Limits::default(),
             dtls_certificate: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
@@ -144,6 +149,8 @@ pub struct Shim {
     coap: std::sync::OnceLock<CoapEndpoint>,
     coaps: std::sync::OnceLock<CoapEndpoint>,
     ids: RegistrationIds,
+    /// Block-wise Register and Update payloads being reassembled.
+    rd_blocks: Block1Assembly,
     /// Active observations by endpoint, then by path.
     observations: Mutex<HashMap<String, HashMap<String, ActiveObservation>>>,
     /// NOTIFICATION and REGISTRATION events routed to the jobs following their endpoint.
@@ -233,9 +240,21 @@ impl Shim {
         let token = stream.token().to_vec();
         let weak = Arc::downgrade(self);
         let ep = endpoint.to_string();
+        let observation = token.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
         let task = tokio::spawn(async move {
-            while let Some(packet) = stream.next().await {
-                let whole = match device.complete_notification(&path, accept, packet).await {
+            while let Some(n) = stream.next().await {
+                let stamp = ReadingStamp {
+                    received: n.received,
+                    observe: n
+                        .packet
+                        .get_first_option(CoapOption::Observe)
+                        .and_then(|v| decode_uint_option(v).ok())
+                        .map(|number| ObserveSequence {
+                            observation,
+                            number,
+                        }),
+                };
+                let whole = match device.complete_notification(&path, accept, n.packet).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::debug!(endpoint = %ep, %path, error = %e, "incomplete notification");
@@ -248,6 +267,7 @@ impl Shim {
                         endpoint: ep.clone(),
                         path: path.to_string(),
                         value,
+                        stamp,
                     }),
                     None => tracing::debug!(endpoint = %ep, %path, "undecodable notification"),
                 }
@@ -416,14 +436,22 @@ impl RequestHandler for CoapRouter {
                 if let Err(refused) = authorize_rd(&shim, request, &path, peer, self.secure) {
                     return refused;
                 }
-                let (resp, event) = registration::handle(
+                let (whole, block1) = match shim.rd_blocks.offer(request, peer, Instant::now()) {
+                    Block1Step::Whole => (None, None),
+                    Block1Step::Answer(a) => return a,
+                    Block1Step::Complete { request, block1 } => (Some(request), Some(block1)),
+                };
+                let (mut resp, event) = registration::handle(
                     shim.store.as_ref(),
                     &shim.ids,
-                    request,
+                    whole.as_deref().unwrap_or(request),
                     peer,
                     self.secure,
                     SystemTime::now(),
                 );
+                if let Some(b) = block1 {
+                    resp.add_option(CoapOption::Block1, b.encode());
+                }
                 if let Some(e) = event {
                     tracing::info!(event = e.name(), endpoint = e.endpoint(), %peer, secure = self.secure, "registration interface");
                     shim.publish(e);
@@ -553,6 +581,7 @@ pub async fn start_with_stores(
         coap: std::sync::OnceLock::new(),
         coaps: std::sync::OnceLock::new(),
         ids: RegistrationIds::default(),
+        rd_blocks: Block1Assembly::new(config.rd_block1),
         observations: Mutex::new(HashMap::new()),
         endpoint_events: EndpointEvents::default(),
     });

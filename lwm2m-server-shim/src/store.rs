@@ -26,7 +26,7 @@ pub struct Registration {
     pub binding: String,
     /// MSISDN (`sms`), if any.
     pub sms_number: Option<String>,
-    /// Queue mode (`Q` flag, LwM2M 1.1).
+    /// Queue mode: the `Q` parameter (LwM2M 1.1) or a binding with `Q` (LwM2M 1.0 `b=UQ`).
     pub queue_mode: bool,
     /// Raw CoRE link-format payload listing objects and instances.
     pub object_links: String,
@@ -61,6 +61,8 @@ pub struct RegistrationUpdate {
     pub sms_number: Option<String>,
     /// New object links, when the client sent a payload.
     pub object_links: Option<String>,
+    /// New queue mode, when the update's binding says (LwM2M 1.0 `b=UQ` / `b=U`).
+    pub queue_mode: Option<bool>,
     /// Time of the update.
     pub at: Option<SystemTime>,
 }
@@ -80,6 +82,9 @@ impl RegistrationUpdate {
         }
         if let Some(s) = &self.sms_number {
             next.sms_number = Some(s.clone());
+        }
+        if let Some(q) = self.queue_mode {
+            next.queue_mode = q;
         }
         if let Some(l) = &self.object_links {
             next.object_links = l.clone();

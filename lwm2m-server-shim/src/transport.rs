@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use tokio::net::UdpSocket;
 
-use crate::dtls_socket::{DtlsSocket, PeerIdentity};
+use crate::dtls_socket::{DtlsSocket, DtlsStats, PeerIdentity};
 
 /// A socket carrying CoAP messages.
 pub enum Transport {
@@ -57,6 +57,14 @@ impl Transport {
         match self {
             Self::Plain(_) => None,
             Self::Dtls(s) => s.peer_identity(peer),
+        }
+    }
+
+    /// Sessions, handshakes and refusals of a DTLS listener (`None` on plain UDP).
+    pub fn dtls_stats(&self) -> Option<DtlsStats> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Dtls(s) => Some(s.stats()),
         }
     }
 

@@ -75,13 +75,25 @@ impl DtlsPeer {
         key: &[u8],
         limit: Duration,
     ) -> Result<Self, String> {
+        let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        Self::connect_on(socket, server, identity, key, limit)
+    }
+
+    /// Like [`DtlsPeer::connect`] from a socket the caller bound (and knows the address of).
+    fn connect_on(
+        socket: UdpSocket,
+        server: SocketAddr,
+        identity: &str,
+        key: &[u8],
+        limit: Duration,
+    ) -> Result<Self, String> {
         let ctx = DtlsContext::psk_client(Psk {
             identity: identity.as_bytes().to_vec(),
             key: key.to_vec(),
         })
         .map_err(|e| e.to_string())?;
         let mut peer = Self {
-            socket: UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?,
+            socket,
             server,
             session: DtlsSession::client(&ctx, None).map_err(|e| e.to_string())?,
             next_mid: 1,
@@ -560,4 +572,128 @@ fn certificate_clients_register_as_their_common_name_only() {
         .expect("PSK beside certificates");
     let r = a.request(register_request("dev-a"));
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+}
+
+/// `text` without ANSI colour escapes (tracing's formatter writes them to a pipe too).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A free TCP port on loopback (bound then released).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// A child process stopped (by its pid) when dropped, also when the test fails.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stats(base: &str) -> Option<Value> {
+    let mut r = ureq::get(format!("{base}/api/server/stats")).call().ok()?;
+    serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
+}
+
+/// The `serve` command at its default log level: a handshake with a wrong key and one with
+/// an unknown identity each give one warning naming the peer and the identity, and the
+/// refusals are counted in GET /api/server/stats.
+#[test]
+fn refused_handshakes_are_logged_at_the_default_level_and_counted() {
+    let dir = temp_dir("dtls-refusal-log");
+    let coaps: SocketAddr = format!("127.0.0.1:{}", common::free_udp_port())
+        .parse()
+        .expect("addr");
+    let base = format!("http://127.0.0.1:{}", free_tcp_port());
+    let psk = format!("dev-a:id-a:{}", hex(KEY_A.as_bytes()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server-shim"))
+        .args(["serve", "--coaps", &coaps.to_string(), "--http"])
+        .arg(base.trim_start_matches("http://"))
+        .arg("--packages")
+        .arg(dir.join("packages"))
+        .args(["--psk", &psk])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shim binary");
+    // Read stderr as it comes, so a full pipe never blocks the shim.
+    let stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
+        text
+    });
+    let child = Stopped(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let initial = loop {
+        if let Some(v) = stats(&base) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "shim did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(initial["dtls"]["refusedHandshakes"], 0, "{initial}");
+    // A wrong key, from an address we know.
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let wrong_key_from = socket.local_addr().expect("addr");
+    assert!(DtlsPeer::connect_on(
+        socket,
+        coaps,
+        "id-a",
+        b"not-the-right-key",
+        Duration::from_secs(3)
+    )
+    .is_err());
+    // An identity the shim does not know, from libcoap.
+    let url = format!("coaps://{coaps}/fw/none");
+    libcoap_psk("intruder-x", KEY_A, &[&url]);
+    // And a good one, which is not a refusal.
+    let mut good = DtlsPeer::connect(coaps, "id-a", KEY_A.as_bytes(), Duration::from_secs(10))
+        .expect("id-a handshake");
+    let r = good.request(register_request("dev-a"));
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+    let now = stats(&base).expect("stats");
+    assert_eq!(now["dtls"]["refusedHandshakes"], 2, "{now}");
+    assert_eq!(now["dtls"]["sessions"], 1, "{now}");
+    assert_eq!(now["registrations"], 1, "{now}");
+    drop(child);
+    let log = strip_ansi(&reader.join().expect("stderr reader"));
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DTLS handshake refused"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "one line per refusal:\n{log}");
+    assert!(refusals.iter().all(|l| l.contains("WARN")), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains(&wrong_key_from.to_string()) && l.contains("id-a")),
+        "wrong key: peer and identity named: {refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|l| l.contains("intruder-x")),
+        "unknown identity named: {refusals:?}"
+    );
 }

@@ -41,6 +41,9 @@ struct Fw {
     package: Vec<u8>,
     observers: Vec<(String, Vec<u8>, u32)>,
     reboot: bool,
+    /// Once, when a poll reads State 2: first send a notification of the State 1 it had
+    /// queued earlier (a device whose notifications lag, e.g. held back by pmin).
+    lagging_notification: bool,
 }
 
 struct ScriptedDevice {
@@ -288,30 +291,41 @@ fn notify(sock: &UdpSocket, shim: SocketAddr, fw: &mut Fw, last: &mut (i64, i64)
         return;
     }
     *last = (fw.state, fw.result);
-    let values: Vec<(usize, String)> = fw
+    let values: Vec<(String, String)> = fw
         .observers
         .iter()
-        .enumerate()
-        .filter_map(|(i, (p, _, _))| fw.value(p).map(|v| (i, v)))
+        .filter_map(|(p, _, _)| fw.value(p).map(|v| (p.clone(), v)))
         .collect();
-    for (i, v) in values {
-        let Some((_, token, seq)) = fw.observers.get_mut(i) else {
-            continue;
-        };
-        *seq += 1;
-        *mid = mid.wrapping_add(1);
-        let mut p = packet(
-            MessageType::NonConfirmable,
-            MessageClass::Response(ResponseType::Content),
-            *mid,
-            token,
-        );
-        p.add_option(CoapOption::Observe, seq.to_be_bytes()[1..].to_vec());
-        p.add_option(CoapOption::ContentFormat, Vec::new());
-        p.payload = v.into_bytes();
-        if let Ok(b) = p.to_bytes() {
-            let _ = sock.send_to(&b, shim);
-        }
+    for (path, v) in values {
+        notify_one(sock, shim, fw, &path, &v, mid);
+    }
+}
+
+/// Sends one NON notification of `value` to the observer of `path`, if there is one.
+fn notify_one(
+    sock: &UdpSocket,
+    shim: SocketAddr,
+    fw: &mut Fw,
+    path: &str,
+    value: &str,
+    mid: &mut u16,
+) {
+    let Some((_, token, seq)) = fw.observers.iter_mut().find(|(p, _, _)| p == path) else {
+        return;
+    };
+    *seq += 1;
+    *mid = mid.wrapping_add(1);
+    let mut p = packet(
+        MessageType::NonConfirmable,
+        MessageClass::Response(ResponseType::Content),
+        *mid,
+        token,
+    );
+    p.add_option(CoapOption::Observe, seq.to_be_bytes()[1..].to_vec());
+    p.add_option(CoapOption::ContentFormat, Vec::new());
+    p.payload = value.as_bytes().to_vec();
+    if let Ok(b) = p.to_bytes() {
+        let _ = sock.send_to(&b, shim);
     }
 }
 
@@ -359,6 +373,15 @@ impl ScriptedDevice {
                             continue;
                         }
                         let resp = f.handle(&req, &mut push);
+                        let poll = req.get_first_option(CoapOption::Observe).is_none();
+                        if f.lagging_notification
+                            && poll
+                            && path_of(&req) == "/5/0/3"
+                            && f.state == 2
+                        {
+                            f.lagging_notification = false;
+                            notify_one(&sock, shim, &mut f, "/5/0/3", "1", &mut mid);
+                        }
                         let b = resp.to_bytes().expect("encode");
                         let _ = sock.send_to(&b, from);
                         answered.push((id, b));
@@ -469,34 +492,49 @@ fn rest_firmware_job_push_and_pull_with_events() {
     assert_eq!((s, all.as_array().map(Vec::len)), (200, Some(2)), "{all}");
 }
 
+/// Starts a REST pull job of `package` on `ep` (registered, package hosted) and returns the
+/// job and its FIRMWARE events, in order, up to its end.
+fn pull_job_events(
+    h: &Harness,
+    ep: &str,
+    package: &str,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let events = h.events(&format!("?ep={ep}"));
+    let body = json!({"package": package, "method": "pull"}).to_string();
+    let (s, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(s, 202, "{job}");
+    let mut firmware = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = wait_event(
+            &events,
+            deadline.saturating_duration_since(Instant::now()),
+            |n, _| n == "FIRMWARE",
+        );
+        let end = d["phase"]
+            .as_str()
+            .is_some_and(|p| p == "SUCCEEDED" || p == "FAILED");
+        firmware.push(d);
+        if end {
+            return (job, firmware);
+        }
+    }
+}
+
 #[test]
 fn progress_events_walk_through_the_phases() {
     let h = Harness::start("fw-phases", |_| {});
     let _dev = ScriptedDevice::start(h.coap, "fw-p");
     wait_registered(&h, "fw-p");
     host_package(&h, "p.bin", "3.1.0");
-    let events = h.events("?ep=fw-p");
-    let (s, job) = h.post(
-        "/api/clients/fw-p/firmware",
-        br#"{"package":"p.bin","method":"pull"}"#,
-    );
-    assert_eq!(s, 202, "{job}");
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let log = seen.clone();
-    wait_event(&events, Duration::from_secs(60), move |n, d| {
-        if n == "FIRMWARE" {
-            let p = d["phase"].as_str().unwrap_or("").to_string();
-            let mut l = log.lock().expect("log");
-            if l.last() != Some(&p) {
-                l.push(p);
-            }
+    let (_, events) = pull_job_events(&h, "fw-p", "p.bin");
+    let mut seen: Vec<String> = Vec::new();
+    for d in events {
+        let p = d["phase"].as_str().unwrap_or("").to_string();
+        if seen.last() != Some(&p) {
+            seen.push(p);
         }
-        n == "FIRMWARE"
-            && d["phase"]
-                .as_str()
-                .is_some_and(|p| p == "SUCCEEDED" || p == "FAILED")
-    });
-    let seen = seen.lock().expect("log").clone();
+    }
     assert_eq!(
         seen,
         [
@@ -509,6 +547,48 @@ fn progress_events_walk_through_the_phases() {
             "SUCCEEDED"
         ],
         "{seen:?}"
+    );
+}
+
+/// A notification the device sent before a poll's answer, processed after it (the job was
+/// busy polling), is older than that answer: State never goes back from 2 to 1.
+#[test]
+fn a_notification_older_than_a_poll_never_moves_the_job_back() {
+    let h = Harness::start("fw-lag", |_| {});
+    let dev = ScriptedDevice::start(h.coap, "fw-lag");
+    dev.fw.lock().expect("fw").lagging_notification = true;
+    wait_registered(&h, "fw-lag");
+    host_package(&h, "lag.bin", "4.0.0");
+    let (job, events) = pull_job_events(&h, "fw-lag", "lag.bin");
+    let end = events.last().expect("the end");
+    assert_eq!(end["phase"], "SUCCEEDED", "{end}");
+    assert!(
+        !dev.fw.lock().expect("fw").lagging_notification,
+        "the lagging notification went out"
+    );
+    let seen: Vec<(String, Option<i64>)> = events
+        .iter()
+        .map(|d| {
+            (
+                d["phase"].as_str().unwrap_or("").to_string(),
+                d["state"].as_i64(),
+            )
+        })
+        .collect();
+    let downloaded = seen
+        .iter()
+        .position(|(_, s)| *s == Some(2))
+        .expect("State 2 seen");
+    assert!(
+        seen.iter().skip(downloaded).all(|(_, s)| *s != Some(1)),
+        "State went back from 2 to 1: {seen:?}"
+    );
+    let id = job["id"].as_u64().expect("id");
+    let (_, j) = h.get_json(&format!("/api/jobs/{id}"));
+    assert_eq!(
+        (j["state"].clone(), j["result"].clone()),
+        (json!(0), json!(1)),
+        "{j}"
     );
 }
 

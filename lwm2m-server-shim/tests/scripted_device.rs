@@ -16,8 +16,9 @@ use common::{bytes, hex, wait_event, Harness};
 use lwm2m_client::codec::block::{decode_uint_option, uint_option};
 use lwm2m_client::codec::tlv;
 use lwm2m_client::codec::{
-    BlockOpt, Instance, Node, Path, Resource, ResourceType, ResourceValue, Value,
+    BlockOpt, ContentFormat, Instance, Node, Path, Resource, ResourceType, ResourceValue, Value,
 };
+use lwm2m_server_shim::content;
 use serde_json::json;
 
 type Behaviour = Box<dyn FnMut(&Packet) -> Option<(Packet, Duration)> + Send>;
@@ -50,6 +51,11 @@ fn path_of(p: &Packet) -> String {
 impl Device {
     /// Binds a socket and registers `ep` with the shim through CoAP.
     fn register(h: &Harness, ep: &str, links: &str) -> Self {
+        Self::register_with(h, ep, &[], links)
+    }
+
+    /// Like [`Device::register`] with more Register queries (`lwm2m=1.1`, `b=U`...).
+    fn register_with(h: &Harness, ep: &str, query: &[&str], links: &str) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -62,6 +68,9 @@ impl Device {
         p.add_option(CoapOption::UriPath, b"rd".to_vec());
         p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
         p.add_option(CoapOption::UriQuery, b"lt=300".to_vec());
+        for q in query {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
         p.add_option(CoapOption::ContentFormat, vec![40]);
         p.payload = links.as_bytes().to_vec();
         let bytes = p.to_bytes().expect("encode");
@@ -687,4 +696,172 @@ fn a_new_message_reusing_a_message_id_is_not_taken_for_a_duplicate() {
     );
     // A true retransmission of the stray notification still gets the cached Reset.
     assert_eq!(answer(&stray).header.get_type(), MessageType::Reset);
+}
+
+/// The first request with `method` the device saw.
+fn first(seen: &[Packet], method: RequestType) -> &Packet {
+    seen.iter()
+        .find(|q| q.header.code == MessageClass::Request(method))
+        .unwrap_or_else(|| panic!("the device saw no {method:?}"))
+}
+
+fn uri_write(value: &str) -> Vec<u8> {
+    json!({"kind":"singleResource","id":1,"type":"string","value":value})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn lwm2m_json_reads_and_writes_end_to_end_and_link_reads_are_refused_before_sending() {
+    let h = Harness::start("lwm2m-json", |_| {});
+    let dev = Device::register_with(&h, "json", &["lwm2m=1.0"], "</3/0>,</5/0>");
+    // Written by hand after OMA TS 1.0 section 6.4.4, not by the codec under test.
+    let (stop, t) = dev.serve(Box::new(|req| {
+        let r = match req.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                let mut r = reply(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, uint_option(11543));
+                r.payload = br#"{"bn":"/3/0/","e":[{"n":"0","sv":"Acme"},{"n":"3","sv":"1.0.0"}]}"#
+                    .to_vec();
+                r
+            }
+            _ => reply(ResponseType::Changed),
+        };
+        Some((r, Duration::ZERO))
+    }));
+    let (s, r) = h.get_json("/api/clients/json/3/0?format=JSON");
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["content"]["resources"][0]["value"], "Acme", "{r}");
+    let (s, r) = h.put(
+        "/api/clients/json/5/0/1?format=JSON",
+        "application/json",
+        &uri_write("coap://h/fw"),
+    );
+    assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{r}");
+    // A read in link-format cannot be turned into a node: refused before the device is asked.
+    let (s, _) = h.get("/api/clients/json/3/0?format=LINK");
+    assert_eq!(s, 400);
+    let seen = finish(stop, t);
+    let gets: Vec<_> = seen
+        .iter()
+        .filter(|q| q.header.code == MessageClass::Request(RequestType::Get))
+        .map(|q| q.get_first_option(CoapOption::Accept).cloned())
+        .collect();
+    assert_eq!(
+        gets,
+        [Some(uint_option(11543))],
+        "only the JSON read went out"
+    );
+    let write = first(&seen, RequestType::Put);
+    assert_eq!(
+        write.get_first_option(CoapOption::ContentFormat),
+        Some(&uint_option(11543))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&write.payload),
+        r#"{"bn":"/5/0/1","e":[{"sv":"coap://h/fw"}]}"#
+    );
+}
+/// Answers a Read with `node` in the format the request accepts (TLV without Accept), and a
+/// Write with 2.04.
+fn reads_in_the_accepted_format(node: Node, at: Path) -> Behaviour {
+    Box::new(move |req| {
+        let r = match req.header.code {
+            MessageClass::Request(RequestType::Get) => {
+                let cf = req
+                    .get_first_option(CoapOption::Accept)
+                    .and_then(|v| ContentFormat::from_option(v))
+                    .unwrap_or(ContentFormat::Tlv);
+                let mut r = reply(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, cf.to_option());
+                r.payload = content::encode(cf, &at, &node).expect("device encodes");
+                r
+            }
+            MessageClass::Request(RequestType::Put | RequestType::Post) => {
+                reply(ResponseType::Changed)
+            }
+            _ => reply(ResponseType::MethodNotAllowed),
+        };
+        Some((r, Duration::ZERO))
+    })
+}
+
+fn device_instance() -> Node {
+    Node::Instance(Instance {
+        id: 0,
+        resources: vec![
+            Resource {
+                id: 0,
+                value: ResourceValue::Single(Value::String("Acme".into())),
+            },
+            Resource {
+                id: 3,
+                value: ResourceValue::Single(Value::String("1.0.0".into())),
+            },
+        ],
+    })
+}
+
+#[test]
+fn reads_and_writes_default_to_the_format_the_client_registered_with() {
+    let h = Harness::start("default-format", |_| {});
+    // (endpoint, Register queries, object links, the format the shim must use)
+    let cases: [(&str, &[&str], &str, u16); 5] = [
+        // Announced SenML JSON only: no SenML CBOR it would answer with 4.06.
+        (
+            "sj",
+            &["lwm2m=1.1"],
+            r#"</>;rt="oma.lwm2m";ct=110,</3/0>,</5/0>"#,
+            110,
+        ),
+        // A list in the old quoted form: the first one the shim speaks.
+        (
+            "list",
+            &["lwm2m=1.1"],
+            r#"</>;rt="oma.lwm2m";ct="11544 11542 112",</3/0>"#,
+            11542,
+        ),
+        // Nothing announced: the version's mandatory format.
+        ("v10", &["lwm2m=1.0"], "</3/0>,</5/0>", 11542),
+        ("v11", &["lwm2m=1.1"], "</3/0>,</5/0>", 112),
+        // LwM2M 1.0 announcing its JSON support (TS 1.0 section 5.3.1.1).
+        (
+            "j10",
+            &["lwm2m=1.0"],
+            r#"</>;rt="oma.lwm2m";ct=11543,</3/0>"#,
+            11543,
+        ),
+    ];
+    for (ep, query, links, want) in cases {
+        let dev = Device::register_with(&h, ep, query, links);
+        let (stop, t) = dev.serve(reads_in_the_accepted_format(
+            device_instance(),
+            Path::instance(3, 0),
+        ));
+        let (s, r) = h.get_json(&format!("/api/clients/{ep}/3/0"));
+        assert_eq!(
+            (s, r["content"]["resources"][1]["value"].as_str()),
+            (200, Some("1.0.0")),
+            "{ep}: {r}"
+        );
+        let (s, r) = h.put(
+            &format!("/api/clients/{ep}/5/0/1"),
+            "application/json",
+            &uri_write("coap://h/fw"),
+        );
+        assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{ep}: {r}");
+        let seen = finish(stop, t);
+        let read = first(&seen, RequestType::Get);
+        assert_eq!(
+            read.get_first_option(CoapOption::Accept),
+            Some(&uint_option(u32::from(want))),
+            "{ep}: Accept on the read"
+        );
+        let write = first(&seen, RequestType::Put);
+        assert_eq!(
+            write.get_first_option(CoapOption::ContentFormat),
+            Some(&uint_option(u32::from(want))),
+            "{ep}: Content-Format of the write"
+        );
+    }
 }

@@ -16,6 +16,8 @@ use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
 use serde_json::Value;
 
+use crate::rest::Rest;
+
 /// A unique, empty temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()
@@ -78,7 +80,7 @@ pub struct Harness {
     key_pem: String,
     /// Public key of the signer, as the devices' `--trust-anchor`.
     pub trust_anchor: PathBuf,
-    agent: ureq::Agent,
+    rest: Rest,
 }
 
 impl Harness {
@@ -118,8 +120,10 @@ impl Harness {
         let (key_pem, public) = author::generate_key_pem().expect("key");
         let trust_anchor = dir.join("signer.pub.pem");
         std::fs::write(&trust_anchor, public).expect("write key");
+        let base = format!("http://{}", running.http_addr);
         Self {
-            base: format!("http://{}", running.http_addr),
+            rest: Rest::new(base.clone(), Duration::from_secs(120)),
+            base,
             coap: running
                 .coap_addr
                 .or(running.coaps_addr)
@@ -129,11 +133,6 @@ impl Harness {
             dir,
             key_pem,
             trust_anchor,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(120)))
-                .build()
-                .into(),
         }
     }
 
@@ -234,36 +233,19 @@ impl Harness {
         }
     }
 
-    fn call(&self, req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-        let mut resp = req.expect("HTTP exchange with the shim");
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-
     /// GET on the REST API.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        self.call(self.agent.get(format!("{}{path}", self.base)).call())
+        self.rest.get(path)
     }
 
     /// PUT JSON on the REST API.
     pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(
-            self.agent
-                .put(format!("{}{path}", self.base))
-                .header("Content-Type", "application/json")
-                .send(body.to_string().as_bytes()),
-        )
+        self.rest.put(path, body)
     }
 
     /// POST on the REST API (Execute).
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
-        self.call(self.agent.post(format!("{}{path}", self.base)).send(body))
+        self.rest.post(path, body)
     }
 
     /// Reads one integer resource through the REST API (`/5/0/3` ...).
@@ -343,35 +325,7 @@ impl Harness {
 
     /// Server-sent events of `/api/event?ep=EP` as (event, data) pairs, read on a thread.
     pub fn events(&self, ep: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
-        use std::io::BufRead;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let url = format!("{}/api/event?ep={ep}", self.base);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let Ok(resp) = agent.get(&url).header("Accept", "text/event-stream").call() else {
-                return;
-            };
-            let _ = ready_tx.send(());
-            let reader = std::io::BufReader::new(resp.into_body().into_reader());
-            let mut event = String::new();
-            for line in reader.lines() {
-                let Ok(line) = line else { return };
-                if let Some(e) = line.strip_prefix("event:") {
-                    event = e.trim().to_owned();
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    let v = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
-                    if tx.send((event.clone(), v)).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let _ = ready_rx.recv_timeout(Duration::from_secs(10));
-        rx
+        self.rest.events(ep).rx
     }
 
     /// Starts observing `path` of `ep` through the REST API.
@@ -381,14 +335,8 @@ impl Harness {
 
     /// Write-Attributes through the REST API (`pmin=2&pmax=10`).
     pub fn write_attributes(&self, ep: &str, path: &str, query: &str) -> (u16, Value) {
-        self.call(
-            self.agent
-                .put(format!(
-                    "{}/api/clients/{ep}{path}/attributes?{query}",
-                    self.base
-                ))
-                .send(&b""[..]),
-        )
+        self.rest
+            .put_empty(&format!("/api/clients/{ep}{path}/attributes?{query}"))
     }
 
     /// The shim (stops with the harness).

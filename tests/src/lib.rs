@@ -1,10 +1,14 @@
-//! Shared helpers for the workspace-level tests: where the shared reference folder is, and a
-//! fault-injecting UDP relay for loopback network tests.
+//! Shared helpers for the workspace-level tests: where the shared reference folder is, the
+//! in-process end-to-end harness, real peer processes (our binaries, Eclipse Leshan), a
+//! Leshan-style REST client and a fault-injecting UDP relay for loopback network tests.
 
 use std::path::PathBuf;
 
 pub mod e2e;
+pub mod leshan;
+pub mod process;
 pub mod relay;
+pub mod rest;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {

@@ -58,20 +58,64 @@ fn sextet(c: u8) -> Option<u32> {
 
 /// Decodes base64 in either alphabet; padding is optional.
 pub fn decode(s: &str) -> Result<Vec<u8>, CodecError> {
-    let body = s.trim_end_matches('=');
-    if s.len() - body.len() > 2 || body.len() % 4 == 1 {
-        return Err(CodecError::Malformed("bad base64 length"));
+    let mut d = StreamDecoder::default();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for c in s.bytes() {
+        d.push(c, &mut out)?;
     }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for chunk in body.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= sextet(*c).ok_or(CodecError::Malformed("bad base64 character"))? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(bytes.get(1..chunk.len()).unwrap_or(&[]));
-    }
+    d.finish(&mut out)?;
     Ok(out)
+}
+
+/// Decodes base64 one character at a time (either alphabet, padding optional), emitting each
+/// 3-byte group as soon as its 4 characters are in: a SenML JSON `vd` cut across CoAP blocks
+/// decodes block by block without holding the whole text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamDecoder {
+    /// Sextets of the group under way, most significant first.
+    acc: u32,
+    /// Characters in the group under way (0..=3).
+    n: u8,
+    /// `=` seen after them.
+    pad: u8,
+}
+
+impl StreamDecoder {
+    /// Takes one character; complete groups are appended to `out`.
+    pub fn push(&mut self, c: u8, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        if c == b'=' {
+            if self.n < 2 || self.n + self.pad >= 4 {
+                return Err(CodecError::Malformed("bad base64 length"));
+            }
+            self.pad += 1;
+            return Ok(());
+        }
+        if self.pad > 0 {
+            return Err(CodecError::Malformed("base64 after padding"));
+        }
+        self.acc =
+            (self.acc << 6) | sextet(c).ok_or(CodecError::Malformed("bad base64 character"))?;
+        self.n += 1;
+        if self.n == 4 {
+            out.extend_from_slice(self.acc.to_be_bytes().get(1..).unwrap_or(&[]));
+            self.acc = 0;
+            self.n = 0;
+        }
+        Ok(())
+    }
+
+    /// Ends the text: a final group of 2 or 3 characters gives 1 or 2 bytes; 1 is an error.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let bytes = (self.acc << (6 * (4 - u32::from(self.n)))).to_be_bytes();
+        match self.n {
+            0 => {}
+            2 => out.extend_from_slice(bytes.get(1..2).unwrap_or(&[])),
+            3 => out.extend_from_slice(bytes.get(1..3).unwrap_or(&[])),
+            _ => return Err(CodecError::Malformed("bad base64 length")),
+        }
+        *self = Self::default();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -97,5 +141,22 @@ mod tests {
         assert_eq!(decode("-_8").unwrap(), [0xfb, 0xff]);
         assert!(decode("A").is_err());
         assert!(decode("A*==").is_err());
+        assert!(decode("Zg===").is_err());
+        assert!(decode("====").is_err());
+        assert!(decode("Zg==Zg").is_err());
+        assert_eq!(decode("Zg=").unwrap(), b"f", "partial padding, as before");
+    }
+
+    #[test]
+    fn stream_decoder_emits_each_group_as_it_completes() {
+        let mut d = StreamDecoder::default();
+        let mut out = Vec::new();
+        for c in b"Zm9vYm".iter() {
+            d.push(*c, &mut out).unwrap();
+        }
+        assert_eq!(out, b"foo", "the second group is incomplete");
+        d.push(b'F', &mut out).unwrap();
+        d.finish(&mut out).unwrap();
+        assert_eq!(out, b"fooba");
     }
 }

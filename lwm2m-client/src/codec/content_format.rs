@@ -17,7 +17,7 @@ pub enum ContentFormat {
     SenmlCbor,
     /// 11542: application/vnd.oma.lwm2m+tlv.
     Tlv,
-    /// 11543: application/vnd.oma.lwm2m+json (legacy; recognised, not produced).
+    /// 11543: application/vnd.oma.lwm2m+json (the LwM2M 1.0 JSON format, [`super::lwm2m_json`]).
     LwM2mJson,
     /// 11544: application/vnd.oma.lwm2m+cbor (LwM2M 1.2 nested maps).
     LwM2mCbor,
@@ -26,6 +26,15 @@ pub enum ContentFormat {
     /// Any other number.
     Other(u16),
 }
+
+/// The LwM2M data formats the client reads and writes, by their command-line names; the first
+/// (SenML CBOR, the compact LwM2M 1.1 format) is the one announced by default.
+pub const DATA_FORMATS: [(&str, ContentFormat); 4] = [
+    ("senml-cbor", ContentFormat::SenmlCbor),
+    ("senml-json", ContentFormat::SenmlJson),
+    ("tlv", ContentFormat::Tlv),
+    ("lwm2m-cbor", ContentFormat::LwM2mCbor),
+];
 
 impl ContentFormat {
     /// The registered number.
@@ -69,6 +78,16 @@ impl ContentFormat {
         }
         let n = bytes.iter().fold(0u16, |acc, b| (acc << 8) | u16::from(*b));
         Some(Self::from_number(n))
+    }
+
+    /// The LwM2M data format named `name` (`senml-cbor`, `senml-json`, `tlv`, `lwm2m-cbor`):
+    /// the formats the client decodes and encodes for every node, so the ones it may announce
+    /// as preferred at registration. `None` for any other name.
+    pub fn from_data_format_name(name: &str) -> Option<Self> {
+        DATA_FORMATS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, f)| *f)
     }
 
     /// Encodes as a minimal CoAP uint option value.

@@ -149,14 +149,6 @@ impl<'a> Parser<'a> {
                     let e = self.peek().ok_or(CodecError::Truncated)?;
                     self.pos += 1;
                     out.push(match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
                         b'u' => {
                             let hi = self.hex4()?;
                             if (0xD800..0xDC00).contains(&hi) {
@@ -173,7 +165,7 @@ impl<'a> Parser<'a> {
                                     .ok_or(CodecError::Malformed("bad JSON escape"))?
                             }
                         }
-                        _ => return Err(CodecError::Malformed("bad JSON escape")),
+                        e => simple_escape(e).ok_or(CodecError::Malformed("bad JSON escape"))?,
                     });
                 }
                 c if (c as u32) < 0x20 => {
@@ -191,6 +183,22 @@ impl<'a> Parser<'a> {
         self.pos += 4;
         u32::from_str_radix(h, 16).map_err(|_| CodecError::Malformed("bad JSON \\u escape"))
     }
+}
+
+/// The character a one-letter JSON escape (`\\n`, `\\"`...) stands for (RFC 8259 section
+/// 7); `None` for `u` and anything else.
+pub(crate) fn simple_escape(e: u8) -> Option<char> {
+    Some(match e {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
 }
 
 /// Appends `s` as a JSON string literal.

@@ -10,17 +10,21 @@ use core::fmt::Write as _;
 use minicbor::data::Type;
 
 // SenML CBOR labels (RFC 8428 Table 6).
-const BN: i64 = -2;
-const N: i64 = 0;
+pub(crate) const BVER: i64 = -1;
+pub(crate) const BN: i64 = -2;
+pub(crate) const BT: i64 = -3;
+pub(crate) const N: i64 = 0;
 const V: i64 = 2;
 const VS: i64 = 3;
 const VB: i64 = 4;
-const VD: i64 = 8;
+pub(crate) const T: i64 = 6;
+pub(crate) const UT: i64 = 7;
+pub(crate) const VD: i64 = 8;
 const VLO: &str = "vlo";
 
 /// Splits leaf paths into a base name (the target path) and per-record relative names, the
 /// way Leshan and Wakaama write them: `bn` = `/3/0/`, `n` = `0`.
-fn names(base: &Path, leaf: &Path) -> String {
+pub(crate) fn names(base: &Path, leaf: &Path) -> String {
     let mut s = String::new();
     for id in leaf.ids().iter().skip(base.depth()) {
         if !s.is_empty() {
@@ -31,7 +35,7 @@ fn names(base: &Path, leaf: &Path) -> String {
     s
 }
 
-fn base_name(base: &Path, leaves_are_below: bool) -> String {
+pub(crate) fn base_name(base: &Path, leaves_are_below: bool) -> String {
     let mut s = base.to_string();
     if leaves_are_below && !s.ends_with('/') {
         s.push('/');
@@ -73,17 +77,8 @@ pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
                 out.push_str("\"vs\":");
                 json::write_string(&mut out, s);
             }
-            Value::Integer(i) | Value::Time(i) => {
-                let _ = write!(out, "\"v\":{i}");
-            }
-            Value::Unsigned(u) => {
-                let _ = write!(out, "\"v\":{u}");
-            }
-            Value::Float(f) => {
-                if !f.is_finite() {
-                    return Err(CodecError::Unrepresentable);
-                }
-                let _ = write!(out, "\"v\":{f}");
+            Value::Integer(_) | Value::Time(_) | Value::Unsigned(_) | Value::Float(_) => {
+                write_number(&mut out, v)?;
             }
             Value::Boolean(b) => {
                 let _ = write!(out, "\"vb\":{b}");
@@ -100,6 +95,24 @@ pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
     }
     out.push(']');
     Ok(out.into_bytes())
+}
+
+/// Writes the `"v":<number>` field of a numeric value, the same in SenML JSON and LwM2M
+/// JSON; a non-finite float and a value that is no number cannot be written.
+pub(crate) fn write_number(out: &mut String, v: &Value) -> Result<(), CodecError> {
+    match v {
+        Value::Integer(i) | Value::Time(i) => {
+            let _ = write!(out, "\"v\":{i}");
+        }
+        Value::Unsigned(u) => {
+            let _ = write!(out, "\"v\":{u}");
+        }
+        Value::Float(f) if f.is_finite() => {
+            let _ = write!(out, "\"v\":{f}");
+        }
+        _ => return Err(CodecError::Unrepresentable),
+    }
+    Ok(())
 }
 
 /// Accumulates base name and resolves each record to a (path, value) leaf.
@@ -124,7 +137,7 @@ fn with_values(records: Vec<(Path, Option<Value>)>) -> Vec<(Path, Value)> {
         .collect()
 }
 
-fn json_number(text: &str) -> Result<Value, CodecError> {
+pub(crate) fn json_number(text: &str) -> Result<Value, CodecError> {
     if !text.contains(['.', 'e', 'E']) {
         if let Ok(i) = text.parse::<i64>() {
             return Ok(Value::Integer(i));
@@ -135,11 +148,11 @@ fn json_number(text: &str) -> Result<Value, CodecError> {
     }
     let f: f64 = text
         .parse()
-        .map_err(|_| CodecError::Malformed("bad SenML number"))?;
+        .map_err(|_| CodecError::Malformed("bad JSON number"))?;
     Ok(Value::Float(f))
 }
 
-fn objlnk(s: &str) -> Result<Value, CodecError> {
+pub(crate) fn objlnk(s: &str) -> Result<Value, CodecError> {
     super::text::decode(s.as_bytes(), ResourceType::ObjLnk)
 }
 

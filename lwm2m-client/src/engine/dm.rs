@@ -4,6 +4,7 @@
 use super::{Block1Rx, Engine, Event, Pending};
 use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
+use crate::codec::opaque_stream::Deframer;
 use crate::codec::{
     link, lwm2m_cbor, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node,
     Path, Resource, ResourceType, ResourceValue, Value,
@@ -773,7 +774,12 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     /// One Block1 block of a write (RFC 7959 section 2.5): in order or 4.08, block 0 restarts,
-    /// each block goes straight to the object, 2.31 Continue until the last one.
+    /// each block goes straight to the object, 2.31 Continue until the last one. An opaque
+    /// value may come framed as TLV or SenML (OMA TS Core 1.1 section 7.4): the framing is
+    /// stripped block by block and only the value reaches the object; a malformed frame ends
+    /// the transfer with 4.00 and the object's [`ObjectHandler::abort_block_write`].
+    ///
+    /// [`ObjectHandler::abort_block_write`]: crate::ObjectHandler::abort_block_write
     fn block1_write(
         &mut self,
         now: u64,
@@ -793,49 +799,89 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.block1 = None;
             return Err(OpError::MethodNotAllowed);
         }
-        if !matches!(cf, None | Some(ContentFormat::Opaque)) {
-            self.block1 = None;
-            return Err(OpError::UnsupportedFormat);
-        }
         if b.more && req.payload.len() != b.size() {
             self.block1 = None;
             return Err(OpError::BadRequest);
         }
         let offset = b.offset();
-        if b.num != 0 {
-            let in_order = self
-                .block1
-                .as_ref()
-                .is_some_and(|s| s.peer == *peer && s.path == *path && s.next_offset == offset);
-            if !in_order {
-                return Err(OpError::Incomplete);
-            }
-        }
-        let total = first_uint(req, CoapOption::Size1)?;
-        let chunk = BlockChunk {
-            offset,
-            data: &req.payload,
-            last: !b.more,
-            total,
-        };
-        let (oid, iid, rid) = ids(path);
-        let c = match self.object(oid)?.write_block(now, iid, rid, &chunk) {
-            Ok(c) => c,
-            Err(e) => {
-                self.block1 = None;
-                return Err(e);
-            }
-        };
-        let next_offset = offset + req.payload.len() as u64;
-        self.block1 = if b.more {
-            Some(Block1Rx {
+        let mut rx = if b.num == 0 {
+            let deframer = match cf {
+                None | Some(ContentFormat::Opaque) => None,
+                Some(f) => match Deframer::new(f, path) {
+                    Some(d) => Some(d),
+                    None => {
+                        self.block1 = None;
+                        return Err(OpError::UnsupportedFormat);
+                    }
+                },
+            };
+            Block1Rx {
                 peer: peer.clone(),
                 path: *path,
-                next_offset,
-            })
+                format: cf,
+                next_offset: 0,
+                deframer,
+                value_offset: 0,
+            }
         } else {
-            None
+            match self.block1.take() {
+                Some(s)
+                    if s.peer == *peer
+                        && s.path == *path
+                        && s.next_offset == offset
+                        && s.format == cf =>
+                {
+                    s
+                }
+                other => {
+                    self.block1 = other;
+                    return Err(OpError::Incomplete);
+                }
+            }
         };
+        let (oid, iid, rid) = ids(path);
+        let mut value = Vec::new();
+        if let Some(d) = rx.deframer.as_mut() {
+            let framed =
+                d.feed(&req.payload, &mut value)
+                    .and_then(|()| if b.more { Ok(()) } else { d.finish() });
+            if framed.is_err() {
+                self.block1 = None;
+                self.object(oid)?
+                    .abort_block_write(now, iid, rid, b.num == 0)?;
+                self.mark_all_dirty();
+                return Err(OpError::BadRequest);
+            }
+        }
+        let (data, total) = match &rx.deframer {
+            None => (&req.payload[..], first_uint(req, CoapOption::Size1)?),
+            Some(d) => (
+                &value[..],
+                d.value_len().and_then(|n| u32::try_from(n).ok()),
+            ),
+        };
+        // A block that carried only framing reaches the object when it starts or ends the body.
+        let c = if data.is_empty() && b.num != 0 && b.more {
+            Completion::Done
+        } else {
+            let chunk = BlockChunk {
+                first: b.num == 0,
+                offset: rx.value_offset,
+                data,
+                last: !b.more,
+                total,
+            };
+            match self.object(oid)?.write_block(now, iid, rid, &chunk) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.block1 = None;
+                    return Err(e);
+                }
+            }
+        };
+        rx.value_offset += data.len() as u64;
+        rx.next_offset = offset + req.payload.len() as u64;
+        self.block1 = b.more.then_some(rx);
         // Ask for smaller blocks when the server's exceed ours: the reply's SZX is ours and
         // its NUM is this block's number at our size (the server continues from the offset).
         let szx = b.szx.min(self.config.max_block_szx);

@@ -5,12 +5,14 @@
 //! passes, and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
 //! Time is a monotonic millisecond counter chosen by the caller, so tests drive it by hand.
 
+mod block1_send;
 mod bootstrap;
 mod dm;
 mod notify;
 mod registration;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
+use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
 use crate::observe::{AttributeStore, Observation};
@@ -43,6 +45,10 @@ pub struct Config {
     pub rng_seed: u64,
     /// Format of multi-value reads without Accept (TLV is what Leshan expects by default).
     pub default_format: ContentFormat,
+    /// The one content format announced as preferred in the Register payload's `ct`
+    /// (OMA TS Core 1.1 section 6.2.1; SenML CBOR by default). Requests in every supported
+    /// format are accepted whatever is announced here.
+    pub preferred_format: ContentFormat,
     /// Most observations kept at once (more are served as plain reads).
     pub max_observations: usize,
     /// Lifetime used when there is no Server object (s).
@@ -62,6 +68,7 @@ impl Config {
             backoff_max_ms: 120_000,
             rng_seed: 0x5eed,
             default_format: ContentFormat::Tlv,
+            preferred_format: ContentFormat::SenmlCbor,
             max_observations: 16,
             lifetime_s: 300,
         }
@@ -193,7 +200,14 @@ pub(crate) struct Pending<P> {
 pub(crate) struct Block1Rx<P> {
     pub peer: P,
     pub path: Path,
+    /// Content-Format of the body; every block must carry the same.
+    pub format: Option<ContentFormat>,
+    /// Byte offset of the next block in the body.
     pub next_offset: u64,
+    /// Strips a TLV or SenML framing off the value; `None` for an opaque body.
+    pub deframer: Option<Deframer>,
+    /// Value bytes handed to the object so far.
+    pub value_offset: u64,
 }
 
 /// The LwM2M client engine for one server, generic over the peer address type.
@@ -296,7 +310,8 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.process_observations(now);
     }
 
-    /// Processes one received datagram from `peer`. Malformed datagrams are dropped.
+    /// Processes one received datagram from `peer`. Malformed datagrams are dropped; a
+    /// confirmable one with a payload marker and no payload is rejected with RST.
     pub fn handle_datagram(&mut self, now: u64, peer: P, data: &[u8]) {
         let Ok(packet) = Packet::from_bytes(data) else {
             return;
@@ -305,6 +320,14 @@ impl<P: Clone + PartialEq> Engine<P> {
             return;
         }
         let mid = packet.header.message_id;
+        if coap::empty_payload_after_marker(data) {
+            // A message format error (RFC 7252 section 3), never a request: a confirmable
+            // message is rejected with a matching RST (section 4.2), any other ignored.
+            if packet.header.get_type() == MessageType::Confirmable {
+                self.send(peer, &coap::empty(MessageType::Reset, mid));
+            }
+            return;
+        }
         match (packet.header.get_type(), packet.header.code) {
             (MessageType::Acknowledgement, MessageClass::Empty) => {
                 self.on_empty_ack(now, &peer, mid)

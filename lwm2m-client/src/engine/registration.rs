@@ -2,6 +2,7 @@
 //! runs out or when objects change, Register again when the server forgot us (4.04), retry with
 //! exponential back-off while the server is unreachable, Deregister on shutdown.
 
+use super::block1_send::Block1Tx;
 use super::{Engine, Event, Purpose};
 use crate::coap;
 use crate::codec::{link, ContentFormat, Link};
@@ -42,6 +43,11 @@ pub(crate) struct Registration {
     announced_lifetime: Option<u32>,
     /// Give up waiting for Bootstrap-Finish at this time and request again.
     pub(crate) bootstrap_deadline: Option<u64>,
+    /// The Register or Update in flight when it carries a payload: a 4.13 with Block1 sends
+    /// it again block-wise.
+    pub(crate) last_request: Option<Packet>,
+    /// The block-wise transfer of `last_request` under way.
+    pub(crate) block1_tx: Option<Block1Tx>,
 }
 
 impl Registration {
@@ -57,6 +63,8 @@ impl Registration {
             bootstrap: false,
             bootstrap_deadline: None,
             announced_lifetime: None,
+            last_request: None,
+            block1_tx: None,
         }
     }
     pub(crate) fn schedule(&mut self, at: u64) {
@@ -94,14 +102,17 @@ fn code_string(c: MessageClass) -> String {
 }
 
 impl<P: Clone + PartialEq> Engine<P> {
-    /// The link-format payload announcing objects, versions and supported formats. Security
-    /// (object 0) is never announced.
+    /// The link-format payload announcing objects, versions and the preferred content format.
+    /// Security (object 0) is never announced. `ct` carries exactly one number, unquoted, as
+    /// the Register examples of OMA TS Core 1.1 section 6.2.1 do (`</>;rt="oma.lwm2m";ct=11543`):
+    /// strict servers refuse a quoted list with 4.00.
     pub fn registration_payload(&self) -> String {
         let mut links = Vec::new();
+        let ct = self.config.preferred_format.number();
         links.push(
             Link::new("/")
                 .attr("rt", "oma.lwm2m")
-                .attr("ct", "110 112 11542"),
+                .attr("ct", format!("{ct}")),
         );
         for o in self.objects.iter().filter(|o| o.id() != 0) {
             let id = o.id();
@@ -237,6 +248,8 @@ impl<P: Clone + PartialEq> Engine<P> {
         };
         self.reg.objects_changed = false;
         self.reg.in_flight = Some(purpose.clone());
+        self.reg.block1_tx = None;
+        self.reg.last_request = (!p.payload.is_empty()).then(|| p.clone());
         let server = self.server.clone();
         self.send_confirmable(now, server, p, purpose);
     }
@@ -282,6 +295,11 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     pub(crate) fn on_response(&mut self, now: u64, purpose: Purpose, resp: &Packet) {
+        if matches!(purpose, Purpose::Register | Purpose::Update)
+            && self.registration_block1(now, &purpose, resp)
+        {
+            return;
+        }
         let code = resp.header.code;
         match (&purpose, code) {
             (Purpose::Register, MessageClass::Response(ResponseType::Created)) => {

@@ -456,6 +456,7 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
         match (r.id, &r.value) {
             (0, ResourceValue::Single(Value::Opaque(bytes))) => {
                 let chunk = BlockChunk {
+                    first: true,
                     offset: 0,
                     data: bytes,
                     last: true,
@@ -508,7 +509,7 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
         }
         let mut c = self.core.borrow_mut();
         let t = c.now_s(now);
-        if chunk.offset == 0 {
+        if chunk.first {
             // A single NUL byte as the whole package resets (an empty one too).
             let reset = chunk.last && (chunk.data == [0] || chunk.data.is_empty());
             let effect = c.machine.package_write_started(reset, t).map_err(refusal)?;
@@ -548,6 +549,35 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
             }
         }
         Ok(Completion::Done)
+    }
+    /// A push whose framing broke is a failed download (Object 5 State rules: Downloading
+    /// -> Idle with an Update Result): the bytes received are not the package sent, so the
+    /// result is 5, integrity check failure. A malformed first block starts the download it
+    /// fails, as any first block does, so the server reads the same Idle / 5 whichever block
+    /// broke; in Downloaded or Updating the push itself is refused as a well-formed one is,
+    /// and a later block of a push no longer under way (cancelled) is out of sequence.
+    fn abort_block_write(
+        &mut self,
+        now: u64,
+        instance: u16,
+        resource: u16,
+        first: bool,
+    ) -> Result<(), OpError> {
+        only_instance(instance)?;
+        if resource != 0 {
+            return Err(OpError::MethodNotAllowed);
+        }
+        let mut c = self.core.borrow_mut();
+        if c.machine.state() != State::Downloading {
+            if !first {
+                return Err(OpError::Incomplete);
+            }
+            let t = c.now_s(now);
+            let effect = c.machine.package_write_started(false, t).map_err(refusal)?;
+            c.apply(effect);
+        }
+        c.download_failed(UpdateResult::IntegrityFailure, now);
+        Ok(())
     }
     fn execute(
         &mut self,

@@ -6,7 +6,30 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 
+pub mod net;
+
 pub const SERVER: u8 = 1;
+
+/// The Register `ct` as a strict LwM2M server reads it (OMA TS Core 1.1 section 6.2.1,
+/// `</>;rt="oma.lwm2m";ct=11543`): the `</>` link carries exactly one `ct`, an unquoted
+/// integer. A quoted or space-separated list is an error (such servers answer 4.00).
+pub fn strict_ct(payload: &str) -> Result<u16, String> {
+    let root = payload
+        .split(',')
+        .find(|l| l.starts_with("</>"))
+        .ok_or("no </> link")?;
+    let cts: Vec<&str> = root
+        .split(';')
+        .filter_map(|p| p.strip_prefix("ct="))
+        .collect();
+    let [ct] = cts[..] else {
+        return Err(format!("{} ct parameters in {root:?}", cts.len()));
+    };
+    if ct.is_empty() || !ct.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("ct {ct:?} is not one unquoted integer"));
+    }
+    ct.parse().map_err(|e| format!("ct {ct:?}: {e}"))
+}
 
 pub fn device_info() -> DeviceInfo {
     DeviceInfo {

@@ -1,9 +1,8 @@
-//! Driving the `lwm2m-client` binary from a test: it runs as its own process on loopback
-//! while the test plays its LwM2M server on a plain UDP socket (register, requests, signals).
-//! A test that uses it declares `mod common;` too (the CoAP message helpers).
-#![allow(dead_code)]
+//! Real loopback sockets for tests that play the LwM2M server against the `lwm2m-client`
+//! binary: a bounded-wait server socket, the binary as a child process killed on drop, and
+//! the raw request/answer steps of a scripted server.
 
-use crate::common::{ack, request, request_with};
+use super::{ack, request, request_with};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -12,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The running binary; killed on drop so a failing test leaves no process behind.
+/// A child process killed (and reaped) when dropped.
 pub struct Kill(pub Child);
 
 impl Drop for Kill {
@@ -49,7 +48,7 @@ impl Kill {
     }
 }
 
-/// A fresh directory for one test's device state.
+/// A new, unique temporary directory named after `tag`.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -111,7 +110,7 @@ impl Log {
     }
 }
 
-/// [`spawn_client`] with its stderr (the log) captured.
+/// [`spawn_client`] with its stderr (the log) captured (and echoed to the test's stderr).
 pub fn spawn_client_logged(args: &[&str], state: &Path) -> (Kill, Log) {
     let mut child = command(args, state).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().expect("piped stderr");
@@ -177,7 +176,8 @@ pub fn request_packet(
     }
 }
 
-/// Sends a request from `sock` to `to` and waits (bounded) for its piggybacked answer.
+/// Sends a confirmable request from the server socket to the device and waits (bounded) for
+/// its piggybacked answer, skipping anything else the device sends meanwhile.
 pub fn request_to(
     sock: &UdpSocket,
     to: SocketAddr,
@@ -187,8 +187,13 @@ pub fn request_to(
     cf: Option<u16>,
     payload: &[u8],
 ) -> Packet {
-    let p = request_packet(mid, method, path, cf, payload);
-    sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
+    exchange(sock, to, &request_packet(mid, method, path, cf, payload))
+}
+
+/// Sends `req` (confirmable) to the device and waits (bounded) for the ACK with its message id.
+pub fn exchange(sock: &UdpSocket, to: SocketAddr, req: &Packet) -> Packet {
+    let mid = req.header.message_id;
+    sock.send_to(&req.to_bytes().unwrap(), to).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 2048];
     while Instant::now() < deadline {
@@ -201,5 +206,5 @@ pub fn request_to(
             }
         }
     }
-    panic!("no answer to {path}");
+    panic!("no answer to {:?}", req.get_option(CoapOption::UriPath));
 }

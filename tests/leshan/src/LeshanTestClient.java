@@ -1,0 +1,87 @@
+// A Leshan LwM2M client for the interop tests (tests/tests/leshan_client.rs): Eclipse Leshan's
+// client library (leshan-lwm2m-client with its Californium CoAP/CoAPS transport, pinned in
+// tests/leshan/pom.xml) with Leshan's own Security, Server and Device objects. This file only
+// wires them up, as Leshan's demo client does; the demo client itself is not on the registry the
+// project reaches. Everything on the wire (registration, TLV / SenML / LwM2M JSON / LwM2M CBOR
+// codecs, observe, DTLS) is Leshan's code.
+//
+// Usage: java -cp CLASSPATH LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S [PSK_IDENTITY PSK_HEX]
+// It registers, prints "started" on stdout, runs until its standard input closes and then
+// deregisters (LwM2M 1.1 core TS section 6.2.3) before it exits.
+
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.util.EnumSet;
+import java.util.List;
+
+import org.eclipse.leshan.client.LeshanClient;
+import org.eclipse.leshan.client.LeshanClientBuilder;
+import org.eclipse.leshan.client.object.Device;
+import org.eclipse.leshan.client.object.Security;
+import org.eclipse.leshan.client.object.Server;
+import org.eclipse.leshan.client.resource.LwM2mObjectEnabler;
+import org.eclipse.leshan.client.resource.ObjectsInitializer;
+import org.eclipse.leshan.core.LwM2mId;
+import org.eclipse.leshan.core.model.LwM2mModelRepository;
+import org.eclipse.leshan.core.model.ObjectLoader;
+import org.eclipse.leshan.core.request.BindingMode;
+import org.eclipse.leshan.transport.californium.client.endpoint.CaliforniumClientEndpointsProvider;
+import org.eclipse.leshan.transport.californium.client.endpoint.coap.CoapClientProtocolProvider;
+import org.eclipse.leshan.transport.californium.client.endpoint.coaps.CoapsClientProtocolProvider;
+
+public class LeshanTestClient {
+    private static final int SHORT_SERVER_ID = 123;
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 3 && args.length != 5) {
+            System.err.println("usage: LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S [PSK_IDENTITY PSK_HEX]");
+            System.exit(2);
+        }
+        String endpoint = args[0];
+        String uri = args[1];
+        long lifetime = Long.parseLong(args[2]);
+
+        ObjectsInitializer init = new ObjectsInitializer(
+                new LwM2mModelRepository(ObjectLoader.loadAllDefault()).getLwM2mModel());
+        if (args.length == 5) {
+            init.setInstancesForObject(LwM2mId.SECURITY,
+                    Security.psk(uri, SHORT_SERVER_ID, args[3].getBytes("UTF-8"), hex(args[4])));
+        } else {
+            init.setInstancesForObject(LwM2mId.SECURITY, Security.noSec(uri, SHORT_SERVER_ID));
+        }
+        init.setInstancesForObject(LwM2mId.SERVER, new Server(SHORT_SERVER_ID, lifetime));
+        init.setInstancesForObject(LwM2mId.DEVICE,
+                new Device("Eclipse Leshan", "leshan-lwm2m-client", "LT-0001", EnumSet.of(BindingMode.U)));
+        List<LwM2mObjectEnabler> objects = init.createAll();
+
+        CaliforniumClientEndpointsProvider.Builder endpoints = new CaliforniumClientEndpointsProvider.Builder(
+                new CoapClientProtocolProvider(), new CoapsClientProtocolProvider());
+        endpoints.setClientAddress(InetAddress.getLoopbackAddress());
+
+        LeshanClientBuilder builder = new LeshanClientBuilder(endpoint);
+        builder.setObjects(objects);
+        builder.setEndpointsProviders(endpoints.build());
+        LeshanClient client = builder.build();
+        client.start();
+        System.out.println("started");
+        System.out.flush();
+
+        // Run until the test harness closes our stdin, then deregister and stop.
+        InputStream in = System.in;
+        while (in.read() != -1) {
+            // ignore input
+        }
+        client.destroy(true);
+        System.out.println("stopped");
+        System.out.flush();
+        System.exit(0);
+    }
+
+    private static byte[] hex(String s) {
+        byte[] out = new byte[s.length() / 2];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+        }
+        return out;
+    }
+}

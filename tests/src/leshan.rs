@@ -1,0 +1,316 @@
+//! Eclipse Leshan as a real peer: its demo LwM2M server (REST API, SSE events, security store)
+//! and a Leshan LwM2M client, run with `java` on loopback ports.
+//!
+//! The artifacts are pinned in `tests/leshan/pom.xml` and resolved from Maven Central into the
+//! local Maven cache (`scripts/test` does it first; the harness runs the same Maven goal, which
+//! is quick once cached). When Maven cannot resolve them the tests fail with Maven's output: a
+//! missing peer never turns into a skipped test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::e2e::temp_dir;
+use crate::process::{free_tcp_port, free_udp_port, LoggedChild};
+use crate::rest::Rest;
+
+/// The Leshan demo server artifact (the newest demo server Maven Central serves here).
+pub const SERVER_ARTIFACT: &str = "org.eclipse.leshan:leshan-server-demo:2.0.0-M4";
+/// The Leshan client library artifact the test client runs on.
+pub const CLIENT_ARTIFACT: &str = "org.eclipse.leshan:leshan-lwm2m-client:2.0.0-M18";
+
+/// `tests/leshan`: the pom, the client launcher's source and extra object models.
+fn leshan_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("leshan")
+}
+
+/// What the resolution step produced.
+struct Jars {
+    /// The demo server's shaded jar.
+    server_jar: PathBuf,
+    /// Classpath of the test client: Leshan's client jars plus the compiled launcher.
+    client_cp: String,
+}
+
+/// Resolves the pinned artifacts with Maven and compiles the client launcher, once per test
+/// process. Panics with Maven's or javac's output when that fails.
+fn jars() -> &'static Jars {
+    static JARS: OnceLock<Result<Jars, String>> = OnceLock::new();
+    JARS.get_or_init(resolve)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn resolve() -> Result<Jars, String> {
+    let work = temp_dir("leshan-jars");
+    let cp_file = work.join("classpath.txt");
+    let out = Command::new("mvn")
+        .args(["-B", "-q", "-f"])
+        .arg(leshan_dir().join("pom.xml"))
+        .arg("dependency:build-classpath")
+        .arg(format!("-Dmdep.outputFile={}", cp_file.display()))
+        .output()
+        .map_err(|e| format!("cannot run mvn (Maven is needed for the Leshan tests): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "Maven could not resolve the Leshan artifacts of tests/leshan/pom.xml:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let cp = std::fs::read_to_string(&cp_file).map_err(|e| format!("{cp_file:?}: {e}"))?;
+    let (server, client): (Vec<&str>, Vec<&str>) = cp
+        .trim()
+        .split(':')
+        .partition(|p| p.contains("leshan-server-demo"));
+    let server_jar = PathBuf::from(
+        server
+            .first()
+            .ok_or_else(|| format!("no leshan-server-demo jar in the classpath: {cp}"))?,
+    );
+    let classes = work.join("classes");
+    let client_jars = client.join(":");
+    let out = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg("-cp")
+        .arg(&client_jars)
+        .arg(leshan_dir().join("src/LeshanTestClient.java"))
+        .output()
+        .map_err(|e| format!("cannot run javac: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "javac LeshanTestClient.java failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(Jars {
+        server_jar,
+        client_cp: format!("{}:{client_jars}", classes.display()),
+    })
+}
+
+/// JVM options for Leshan 2.0.0-M4 on Java 17: its JSON layer (Gson) reflects into
+/// `java.util` collections, which Java 17 closes unless opened.
+const JVM_OPENS: [&str; 4] = [
+    "--add-opens",
+    "java.base/java.util=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang=ALL-UNNAMED",
+];
+
+/// Leshan's demo server on loopback: CoAP, CoAPS and its REST API on free ports.
+pub struct LeshanServer {
+    proc: LoggedChild,
+    /// Its REST API and event stream.
+    pub rest: Rest,
+    /// `coap://` address.
+    pub coap: SocketAddr,
+    /// `coaps://` address (DTLS; PSK clients added with [`LeshanServer::add_psk`]).
+    pub coaps: SocketAddr,
+    dir: PathBuf,
+}
+
+impl LeshanServer {
+    /// Starts the demo server and waits until its REST API answers.
+    pub fn start(tag: &str) -> Self {
+        let jars = jars();
+        let dir = temp_dir(tag);
+        // Californium reads its settings from ./Californium.properties. Its default largest
+        // block-wise body (8 KiB) is below a firmware package, so a push (Write /5/0/0 with
+        // Block1, RFC 7959 section 2.5) would be refused before it starts.
+        std::fs::write(
+            dir.join("Californium.properties"),
+            "MAX_RESOURCE_BODY_SIZE=4194304\n",
+        )
+        .expect("write Californium.properties");
+        let (coap, coaps, web) = (free_udp_port(), free_udp_port(), free_tcp_port());
+        let mut cmd = Command::new("java");
+        cmd.current_dir(&dir)
+            .args(JVM_OPENS)
+            .arg("-jar")
+            .arg(&jars.server_jar)
+            .args(["-lh", "127.0.0.1", "-lp", &coap.to_string()])
+            .args(["-slh", "127.0.0.1", "-slp", &coaps.to_string()])
+            .args(["-wh", "127.0.0.1", "-wp", &web.to_string()])
+            // Object models Leshan 2.0.0-M4 lacks (Object 5 version 1.1), as a user adds them.
+            .arg("-m")
+            .arg(leshan_dir().join("models"));
+        let proc = LoggedChild::spawn(
+            "leshan-server-demo",
+            &mut cmd,
+            dir.join("leshan.log"),
+            false,
+        );
+        let mut server = Self {
+            proc,
+            rest: Rest::new(format!("http://127.0.0.1:{web}"), Duration::from_secs(120)),
+            coap: SocketAddr::from(([127, 0, 0, 1], coap)),
+            coaps: SocketAddr::from(([127, 0, 0, 1], coaps)),
+            dir,
+        };
+        server.wait_ready(Duration::from_secs(90));
+        server
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = self.rest.try_get("/api/clients") {
+                return;
+            }
+            if let Some(status) = self.proc.exited() {
+                panic!(
+                    "Leshan's demo server ended ({status}) before its REST API answered:\n{}",
+                    self.proc.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "Leshan's REST API did not answer within {limit:?}:\n{}",
+            self.proc.log()
+        );
+    }
+
+    /// Leshan's log so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    /// `coap://127.0.0.1:PORT`.
+    pub fn coap_uri(&self) -> String {
+        format!("coap://{}", self.coap)
+    }
+
+    /// `coaps://127.0.0.1:PORT`.
+    pub fn coaps_uri(&self) -> String {
+        format!("coaps://{}", self.coaps)
+    }
+
+    /// Adds PSK credentials for `endpoint` through Leshan's security REST API; the HTTP status.
+    pub fn add_psk(&self, endpoint: &str, identity: &str, key_hex: &str) -> u16 {
+        self.rest
+            .put(
+                "/api/security/clients",
+                &json!({"endpoint": endpoint, "psk": {"identity": identity, "key": key_hex}}),
+            )
+            .0
+    }
+
+    /// Waits until `ep` is registered; its registration JSON.
+    pub fn wait_registered(&self, ep: &str, limit: Duration) -> Value {
+        wait_registered(&self.rest, ep, limit)
+    }
+
+    /// The working directory (the server's cwd and log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LeshanServer {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `GET /api/clients/{ep}` until it answers 200; the registration JSON.
+pub fn wait_registered(rest: &Rest, ep: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, reg) = rest.get(&format!("/api/clients/{ep}"));
+        if status == 200 {
+            return reg;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ep} not registered within {limit:?} (last: {status} {reg})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Leshan LwM2M client process (Leshan's client library with its Security, Server and Device
+/// objects, see `tests/leshan/src/LeshanTestClient.java`).
+pub struct LeshanClient {
+    proc: LoggedChild,
+}
+
+impl LeshanClient {
+    /// Starts a client named `endpoint` against `server_uri` (`coap://` or, with `psk` =
+    /// (identity, hex key), `coaps://`), logging into `dir`; returns once it has started.
+    pub fn start(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        lifetime_s: u32,
+        psk: Option<(&str, &str)>,
+    ) -> Self {
+        let jars = jars();
+        let mut cmd = Command::new("java");
+        cmd.current_dir(dir)
+            .arg("-cp")
+            .arg(&jars.client_cp)
+            .arg("LeshanTestClient")
+            .args([endpoint, server_uri, &lifetime_s.to_string()]);
+        if let Some((identity, key)) = psk {
+            cmd.args([identity, key]);
+        }
+        let mut proc = LoggedChild::spawn(
+            "leshan-client",
+            &mut cmd,
+            dir.join(format!("leshan-client-{endpoint}.log")),
+            true,
+        );
+        proc.wait_log("started", Duration::from_secs(60));
+        Self { proc }
+    }
+
+    /// Leshan's client log so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    /// Asks the client to stop: it deregisters and exits. Panics if it has not exited within
+    /// `limit`; returns its log.
+    pub fn stop(mut self, limit: Duration) -> String {
+        self.proc.close_stdin();
+        let status = self.proc.wait_exit(limit);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "Leshan client did not stop cleanly within {limit:?} ({status:?}):\n{}",
+            self.proc.log()
+        );
+        self.proc.log()
+    }
+}
+
+/// The value of a single-resource node in either JSON dialect: Leshan 2.0.0-M4's
+/// `{"id":3,"value":0}` and the newer `{"kind":"singleResource","type":"integer","value":"0"}`.
+pub fn node_value(node: &Value) -> &Value {
+    &node["value"]
+}
+
+/// A single resource node's value as an integer (a JSON number or a decimal string).
+pub fn node_int(node: &Value) -> Option<i64> {
+    match node_value(node) {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The resource `id` of an instance node (`{"id":0,"resources":[...]}`).
+pub fn instance_resource(instance: &Value, id: u64) -> Option<&Value> {
+    instance["resources"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"].as_u64() == Some(id))
+}

@@ -1,0 +1,201 @@
+//! Peers run as real processes: the workspace's own binaries (`lwm2m-client`,
+//! `lwm2m-server-shim`) and Java programs. Each process logs to a file; the log is printed when
+//! a test fails while the process runs, and the process is stopped by its pid when dropped.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A child process whose stdout and stderr go to a log file.
+pub struct LoggedChild {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl LoggedChild {
+    /// Starts `cmd` with its output in `log`; with `keep_stdin` its standard input stays open
+    /// (a pipe) until [`LoggedChild::close_stdin`].
+    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf, keep_stdin: bool) -> Self {
+        let out = File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdout(out).stderr(err).stdin(if keep_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let stdin = child.stdin.take();
+        Self {
+            name: name.into(),
+            child,
+            stdin,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Closes the process's standard input (programs here take that as "stop cleanly").
+    pub fn close_stdin(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Waits up to `limit` for the process to end by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Waits up to `limit` for `needle` to appear in the log; panics with the log otherwise.
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{} ended ({status}) before logging {needle:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not log {needle:?} within {limit:?}:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for LoggedChild {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- log of {} (pid {}, {}) -----\n{}\n----- end of {} log -----",
+                self.name,
+                self.child.id(),
+                self.log.display(),
+                tail(&self.log(), 200),
+                self.name
+            );
+        }
+    }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A loopback UDP port that was free a moment ago (for peers that need a port on their command
+/// line instead of taking port 0 and reporting it).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free TCP port")
+        .port()
+}
+
+/// Path of a binary of this workspace (`lwm2m-client`, `lwm2m-server-shim`), built once per
+/// test process with the same cargo and profile as the running test, so it is never stale.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let profile_dir = BUILT
+        .get_or_init(build_workspace_bins)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bin = profile_dir.join(name);
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+fn build_workspace_bins() -> Result<PathBuf, String> {
+    // The test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("test executable outside a target directory")?
+        .to_path_buf();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "-q",
+        "-p",
+        "lwm2m-client",
+        "--bin",
+        "lwm2m-client",
+        "-p",
+        "lwm2m-server-shim",
+        "--bin",
+        "lwm2m-server-shim",
+    ]);
+    if profile != "debug" {
+        cmd.args(["--profile", profile]);
+    }
+    let out = cmd.output().map_err(|e| format!("cargo build: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of the workspace binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(profile_dir)
+}
+
+/// Starts our simulated device binary `lwm2m-client` with `args`, logging to `dir/NAME.log`.
+pub fn lwm2m_client(dir: &Path, name: &str, args: &[&str]) -> LoggedChild {
+    let mut cmd = Command::new(workspace_bin("lwm2m-client"));
+    cmd.args(args);
+    LoggedChild::spawn(name, &mut cmd, dir.join(format!("{name}.log")), false)
+}

@@ -1,0 +1,232 @@
+//! A Leshan LwM2M client on our shim (issue 14, part 2): `lwm2m-server-shim serve` as a real
+//! process, a Leshan client (Leshan's client library, Security/Server/Device objects) as
+//! another, everything driven through the shim's Leshan-style REST API and checked on its SSE
+//! stream (/api/event).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tests::e2e::temp_dir;
+use tests::leshan::{instance_resource, node_int, node_value, wait_registered, LeshanClient};
+use tests::process::{free_tcp_port, free_udp_port, workspace_bin, LoggedChild};
+use tests::rest::Rest;
+
+const REGISTER: Duration = Duration::from_secs(60);
+const EVENT: Duration = Duration::from_secs(30);
+
+/// `lwm2m-server-shim serve` on loopback: coap, coaps and HTTP on free ports.
+struct Shim {
+    _proc: LoggedChild,
+    rest: Rest,
+    coap: String,
+    coaps: String,
+    dir: PathBuf,
+}
+
+impl Shim {
+    fn start(tag: &str) -> Self {
+        let dir = temp_dir(tag);
+        let packages = dir.join("packages");
+        std::fs::create_dir_all(&packages).expect("packages dir");
+        let (coap, coaps, http) = (free_udp_port(), free_udp_port(), free_tcp_port());
+        let mut cmd = Command::new(workspace_bin("lwm2m-server-shim"));
+        cmd.arg("serve")
+            .args(["--coap", &format!("127.0.0.1:{coap}")])
+            .args(["--coaps", &format!("127.0.0.1:{coaps}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .arg("--packages")
+            .arg(&packages);
+        let mut proc =
+            LoggedChild::spawn("lwm2m-server-shim", &mut cmd, dir.join("shim.log"), false);
+        let rest = Rest::new(format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(rest.try_get("/api/clients"), Ok((200, _))) {
+            assert!(proc.exited().is_none(), "shim ended:\n{}", proc.log());
+            assert!(
+                Instant::now() < deadline,
+                "shim REST API not up:\n{}",
+                proc.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            _proc: proc,
+            rest,
+            coap: format!("coap://127.0.0.1:{coap}"),
+            coaps: format!("coaps://127.0.0.1:{coaps}"),
+            dir,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A Read through the shim; asserts the client answered 2.05 and returns the content node.
+fn read(rest: &Rest, ep: &str, path: &str, format: &str) -> Value {
+    let (status, v) = rest.get(&format!(
+        "/api/clients/{ep}{path}?format={format}&timeout=10"
+    ));
+    assert_eq!(status, 200, "read {path} as {format}: HTTP {status} {v}");
+    assert_eq!(v["status"], "CONTENT(205)", "read {path} as {format}: {v}");
+    v["content"].clone()
+}
+
+/// A string resource of an instance node.
+fn string_of(instance: &Value, id: u64) -> Option<&str> {
+    instance_resource(instance, id).and_then(|r| node_value(r).as_str())
+}
+
+/// Write a string resource through the shim; asserts CHANGED.
+fn write_string(rest: &Rest, ep: &str, path: &str, id: u16, value: &str) {
+    let (status, v) = rest.put(
+        &format!("/api/clients/{ep}{path}?format=TEXT&timeout=10"),
+        &json!({"id": id, "kind": "singleResource", "type": "string", "value": value}),
+    );
+    assert_eq!(status, 200, "write {path}: {v}");
+    assert_eq!(v["status"], "CHANGED(204)", "write {path} = {value}: {v}");
+}
+
+/// Registration, the listing, reads in TLV / SenML JSON / SenML CBOR / text, writes (single
+/// resource and a partial instance update), observe with a NOTIFICATION on our SSE stream,
+/// execute (Registration Update Trigger, then the UPDATED event) and deregistration on exit.
+#[test]
+fn leshan_client_is_managed_by_the_shim_over_coap() {
+    let shim = Shim::start("lshc-coap");
+    let ep = "leshan-coap";
+    let events = shim.rest.events(ep);
+    let client = LeshanClient::start(shim.dir(), ep, &shim.coap, 60, None);
+    events.wait_for(&["REGISTRATION"], REGISTER, |d| d["endpoint"] == ep);
+
+    let (status, list) = shim.rest.get("/api/clients");
+    assert_eq!(status, 200);
+    assert!(
+        list.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["endpoint"] == ep)),
+        "{ep} in GET /api/clients: {list}"
+    );
+    let reg = wait_registered(&shim.rest, ep, REGISTER);
+    assert_eq!(reg["lwM2mVersion"], "1.1", "{reg}");
+    assert_eq!(reg["secure"], false, "{reg}");
+
+    for format in ["TLV", "SENML_JSON", "SENML_CBOR"] {
+        let device = read(&shim.rest, ep, "/3/0", format);
+        assert_eq!(
+            string_of(&device, 0),
+            Some("Eclipse Leshan"),
+            "{format}: {device}"
+        );
+        assert_eq!(string_of(&device, 2), Some("LT-0001"), "{format}: {device}");
+        let server = read(&shim.rest, ep, "/1/0", format);
+        let lifetime = instance_resource(&server, 1).and_then(node_int);
+        assert_eq!(lifetime, Some(60), "{format} /1/0/1: {server}");
+        let object = read(&shim.rest, ep, "/3", format);
+        assert_eq!(object["instances"][0]["id"], 0, "{format} /3: {object}");
+    }
+    for format in ["TEXT", "TLV", "SENML_JSON", "SENML_CBOR"] {
+        let manufacturer = read(&shim.rest, ep, "/3/0/0", format);
+        assert_eq!(
+            node_value(&manufacturer),
+            "Eclipse Leshan",
+            "{format}: {manufacturer}"
+        );
+        let lifetime = read(&shim.rest, ep, "/1/0/1", format);
+        assert_eq!(node_int(&lifetime), Some(60), "{format}: {lifetime}");
+    }
+
+    // Writes: Timezone as a single resource, UTC Offset through a partial instance update.
+    write_string(&shim.rest, ep, "/3/0/15", 15, "Europe/Paris");
+    let (status, v) = shim.rest.put(
+        &format!("/api/clients/{ep}/3/0?format=TLV&replace=false&timeout=10"),
+        &json!({"id": 0, "kind": "instance", "resources": [
+            {"id": 14, "kind": "singleResource", "type": "string", "value": "+01:00"}]}),
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    let device = read(&shim.rest, ep, "/3/0", "SENML_JSON");
+    assert_eq!(string_of(&device, 15), Some("Europe/Paris"), "{device}");
+    assert_eq!(string_of(&device, 14), Some("+01:00"), "{device}");
+
+    // Observe Timezone; a write makes Leshan's client notify.
+    let (status, v) = shim.rest.post(
+        &format!("/api/clients/{ep}/3/0/15/observe?format=TEXT"),
+        b"",
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    write_string(&shim.rest, ep, "/3/0/15", 15, "Asia/Tokyo");
+    let n = events.wait_for(&["NOTIFICATION"], EVENT, |d| {
+        d["res"] == "/3/0/15" && node_value(&d["val"]) == "Asia/Tokyo"
+    });
+    assert_eq!(n["ep"], ep, "{n}");
+
+    // Execute the Registration Update Trigger: the client sends an Update.
+    let (status, v) = shim
+        .rest
+        .post(&format!("/api/clients/{ep}/1/0/8?timeout=10"), b"");
+    assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    events.wait_for(&["UPDATED"], EVENT, |d| d["registration"]["endpoint"] == ep);
+
+    client.stop(Duration::from_secs(30));
+    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+    let (status, _) = shim.rest.get(&format!("/api/clients/{ep}"));
+    assert_ne!(status, 200, "{ep} is gone after deregistering");
+}
+
+/// The other formats Leshan's client announces in its registration (`ct` on `</>`): LwM2M JSON
+/// (11543) for an instance and CBOR (60) for a single value.
+#[test]
+fn leshan_client_answers_lwm2m_json_and_cbor_through_the_shim() {
+    let shim = Shim::start("lshc-fmt");
+    let ep = "leshan-fmt";
+    let _client = LeshanClient::start(shim.dir(), ep, &shim.coap, 60, None);
+    let reg = wait_registered(&shim.rest, ep, REGISTER);
+    let ct = reg["objectLinks"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["url"] == "/"))
+        .map(|l| l["attributes"]["ct"].to_string())
+        .unwrap_or_default();
+    assert!(ct.contains("11543") && ct.contains("60"), "announced: {ct}");
+
+    let device = read(&shim.rest, ep, "/3/0", "JSON");
+    assert_eq!(
+        string_of(&device, 0),
+        Some("Eclipse Leshan"),
+        "JSON: {device}"
+    );
+    let manufacturer = read(&shim.rest, ep, "/3/0/0", "CBOR");
+    assert_eq!(
+        node_value(&manufacturer),
+        "Eclipse Leshan",
+        "CBOR: {manufacturer}"
+    );
+    let lifetime = read(&shim.rest, ep, "/1/0/1", "CBOR");
+    assert_eq!(node_int(&lifetime), Some(60), "CBOR: {lifetime}");
+}
+
+#[test]
+fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
+    let shim = Shim::start("lshc-psk");
+    let ep = "leshan-psk";
+    let key = "00112233445566778899aabbccddeeff";
+    let (status, v) = shim.rest.put(
+        "/api/security/clients",
+        &json!({"endpoint": ep, "psk": {"identity": "leshan-psk-id", "key": key}}),
+    );
+    assert!((200..300).contains(&status), "PSK stored: {status} {v}");
+    let events = shim.rest.events(ep);
+    let client = LeshanClient::start(
+        shim.dir(),
+        ep,
+        &shim.coaps,
+        60,
+        Some(("leshan-psk-id", key)),
+    );
+    let reg = wait_registered(&shim.rest, ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&shim.rest, ep, "/3/0", "TLV");
+    assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
+    client.stop(Duration::from_secs(30));
+    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+}

@@ -1,0 +1,352 @@
+//! Eclipse Leshan's demo server manages our `lwm2m-client` binary (issue 14, part 1). Every
+//! request to the device goes through Leshan's own REST API and every event comes from Leshan's
+//! SSE stream; our shim only hosts the signed packages (CoAP and HTTP), as a file server would.
+//! Leshan, the device and the package host are real processes / sockets on loopback.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tests::e2e::{Harness, PackageKind};
+use tests::leshan::{instance_resource, node_int, node_value, LeshanServer};
+use tests::process::{lwm2m_client, LoggedChild};
+use tests::rest::{Events, Rest};
+
+const REGISTER: Duration = Duration::from_secs(60);
+const UPDATE: Duration = Duration::from_secs(120);
+
+/// Our device binary registered with `server` (a `coap://` or `coaps://` URI), trusting the
+/// package host's signing key.
+fn device(host: &Harness, server: &str, ep: &str, extra: &[&str]) -> LoggedChild {
+    let state = host.dir.join(format!("state-{ep}"));
+    let anchor = host.trust_anchor.display().to_string();
+    let state = state.display().to_string();
+    let mut args = vec![
+        "--server",
+        server,
+        "--endpoint",
+        ep,
+        "--state-dir",
+        &state,
+        "--lifetime",
+        "60",
+        "--trust-anchor",
+        &anchor,
+        "--pull-ack-timeout-ms",
+        "300",
+    ];
+    args.extend_from_slice(extra);
+    lwm2m_client(&host.dir, ep, &args)
+}
+
+/// A Read through Leshan's REST API; asserts that the device answered 2.05 and returns the
+/// content node.
+fn read(rest: &Rest, ep: &str, path: &str, format: &str) -> Value {
+    let (status, v) = rest.get(&format!(
+        "/api/clients/{ep}{path}?format={format}&timeout=10"
+    ));
+    assert_eq!(status, 200, "read {path} as {format}: HTTP {status} {v}");
+    assert_eq!(
+        v["status"], "CONTENT(205)",
+        "read {path} as {format}: Leshan says {v}"
+    );
+    v["content"].clone()
+}
+
+/// Reads one integer resource (TLV) through Leshan.
+fn read_int(rest: &Rest, ep: &str, path: &str) -> Option<i64> {
+    let (status, v) = rest.get(&format!("/api/clients/{ep}{path}?format=TLV&timeout=10"));
+    (status == 200 && v["status"] == "CONTENT(205)")
+        .then(|| node_int(&v["content"]))
+        .flatten()
+}
+
+/// Polls Leshan's reads of `path` until they give `want`.
+fn wait_int(rest: &Rest, ep: &str, path: &str, want: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = read_int(rest, ep, path);
+        if last == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{ep}{path}: waited for {want} through Leshan, last read {last:?}");
+}
+
+/// Polls `/3/0/3` (Firmware Version) through Leshan until it reads `want`.
+fn wait_version(rest: &Rest, ep: &str, want: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let (status, v) = rest.get(&format!("/api/clients/{ep}/3/0/3?format=TLV&timeout=10"));
+        if status == 200 && node_value(&v["content"]) == want {
+            return;
+        }
+        last = v;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{ep}: /3/0/3 never read {want:?} through Leshan; last {last}");
+}
+
+/// Write /5/0/1 through Leshan (the node JSON both Leshan dialects accept).
+fn write_uri(rest: &Rest, ep: &str, uri: &str) {
+    let (status, v) = rest.put(
+        &format!("/api/clients/{ep}/5/0/1?format=TLV&timeout=10"),
+        &json!({"id": 1, "kind": "singleResource", "type": "string", "value": uri}),
+    );
+    assert_eq!(status, 200, "write /5/0/1: {v}");
+    assert_eq!(v["status"], "CHANGED(204)", "write /5/0/1 = {uri}: {v}");
+}
+
+/// Execute /5/0/2 through Leshan.
+fn execute_update(rest: &Rest, ep: &str) {
+    let (status, v) = rest.post(&format!("/api/clients/{ep}/5/0/2?timeout=10"), b"");
+    assert_eq!(status, 200, "execute /5/0/2: {v}");
+    assert_eq!(v["status"], "CHANGED(204)", "execute /5/0/2: {v}");
+}
+
+/// The registration id Leshan holds for `ep`.
+fn registration_id(rest: &Rest, ep: &str) -> String {
+    let (status, reg) = rest.get(&format!("/api/clients/{ep}"));
+    assert_eq!(status, 200, "{ep} registered: {reg}");
+    reg["registrationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits for the REGISTRATION or UPDATED event that follows the device's reboot.
+fn wait_reregistered(events: &Events, ep: &str) {
+    events.wait_for(&["REGISTRATION", "UPDATED"], UPDATE, |d| {
+        d["endpoint"] == ep || d["registration"]["endpoint"] == ep
+    });
+}
+
+/// After Execute: the device reboots and registers again (Leshan's REGISTRATION or UPDATED
+/// event, a registration other than `before`), confirms the image, and Leshan reads State 0,
+/// Update Result 1 and `version`.
+fn finish_update(rest: &Rest, events: &Events, ep: &str, before: &str, version: &str) {
+    wait_reregistered(events, ep);
+    assert_ne!(
+        registration_id(rest, ep),
+        before,
+        "a new registration after the reboot"
+    );
+    wait_version(rest, ep, version, UPDATE);
+    assert_eq!(read_int(rest, ep, "/5/0/3"), Some(0), "State Idle");
+    assert_eq!(
+        read_int(rest, ep, "/5/0/5"),
+        Some(1),
+        "Update Result: success"
+    );
+}
+
+/// Registration as Leshan sees it, then reads of /3/0, /5/0 and single resources in each
+/// format Leshan 2.0.0-M4 names for them. (LwM2M CBOR, 11544, is not among its formats: it
+/// knows TLV, JSON, SENML_JSON, SENML_CBOR, CBOR, TEXT, OPAQUE and LINK.)
+#[test]
+fn leshan_reads_our_device_in_tlv_senml_json_and_senml_cbor() {
+    let leshan = LeshanServer::start("lsh-read");
+    let host = Harness::start("lsh-read-host");
+    let ep = "lsh-read";
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["lwM2mVersion"], "1.1", "{reg}");
+    assert_eq!(reg["secure"], false, "{reg}");
+    let links: Vec<&str> = reg["objectLinks"]
+        .as_array()
+        .expect("objectLinks")
+        .iter()
+        .filter_map(|l| l["url"].as_str())
+        .collect();
+    for want in ["/3/0", "/5/0"] {
+        assert!(links.contains(&want), "{want} not in {links:?}");
+    }
+
+    for format in ["TLV", "SENML_JSON", "SENML_CBOR"] {
+        let device = read(&leshan.rest, ep, "/3/0", format);
+        let version = instance_resource(&device, 3).expect("/3/0/3 in the instance");
+        assert_eq!(node_value(version), "1.0.0", "{format}: {device}");
+        let serial = instance_resource(&device, 2).expect("/3/0/2 in the instance");
+        assert_eq!(node_value(serial), ep, "{format}: {device}");
+
+        let fw = read(&leshan.rest, ep, "/5/0", format);
+        let int = |id| instance_resource(&fw, id).and_then(node_int);
+        assert_eq!(int(3), Some(0), "{format} State: {fw}");
+        assert_eq!(int(5), Some(0), "{format} Update Result: {fw}");
+        assert_eq!(int(9), Some(2), "{format} Delivery Method (both): {fw}");
+        let protocols = instance_resource(&fw, 8).expect("/5/0/8");
+        assert!(
+            protocols["values"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|v| v == 0 || v == "0")),
+            "{format}: CoAP (0) among the protocols: {protocols}"
+        );
+
+        let state = read(&leshan.rest, ep, "/5/0/3", format);
+        assert_eq!(node_int(&state), Some(0), "{format} /5/0/3: {state}");
+    }
+    let text = read(&leshan.rest, ep, "/3/0/3", "TEXT");
+    assert_eq!(node_value(&text), "1.0.0", "TEXT /3/0/3: {text}");
+}
+
+/// LwM2M JSON (11543), deprecated in LwM2M 1.1 but the format Leshan's `JSON` names.
+#[test]
+fn leshan_reads_our_device_in_lwm2m_json() {
+    let leshan = LeshanServer::start("lsh-json");
+    let host = Harness::start("lsh-json-host");
+    let ep = "lsh-json";
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let device = read(&leshan.rest, ep, "/3/0", "JSON");
+    let version = instance_resource(&device, 3).expect("/3/0/3 in the instance");
+    assert_eq!(node_value(version), "1.0.0", "JSON: {device}");
+    let fw = read(&leshan.rest, ep, "/5/0", "JSON");
+    assert_eq!(
+        instance_resource(&fw, 3).and_then(node_int),
+        Some(0),
+        "JSON State: {fw}"
+    );
+}
+
+#[test]
+fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
+    let leshan = LeshanServer::start("lsh-psk");
+    let host = Harness::start("lsh-psk-host");
+    let ep = "lsh-psk";
+    let key = "000102030405060708090a0b0c0d0e0f";
+    assert_eq!(leshan.add_psk(ep, "lsh-psk-identity", key), 200);
+    let (status, infos) = leshan.rest.get("/api/security/clients");
+    assert_eq!(status, 200);
+    assert!(
+        infos
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["endpoint"] == ep)),
+        "security info stored: {infos}"
+    );
+    let _dev = device(
+        &host,
+        &leshan.coaps_uri(),
+        ep,
+        &["--psk-identity", "lsh-psk-identity", "--psk-key", key],
+    );
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&leshan.rest, ep, "/3/0", "TLV");
+    assert_eq!(
+        instance_resource(&device, 3).map(node_value),
+        Some(&json!("1.0.0")),
+        "{device}"
+    );
+}
+
+/// The whole pull update driven by Leshan: Write-Attributes and Observe on State, Package URI
+/// on our package host over CoAP, each State change as a NOTIFICATION on Leshan's SSE stream,
+/// Execute once Downloaded, the reboot and new registration, then the final reads; then a
+/// second update whose URI is HTTP.
+#[test]
+fn leshan_drives_a_pull_update_over_coap_and_http() {
+    let leshan = LeshanServer::start("lsh-pull");
+    let host = Harness::start("lsh-pull-host");
+    let ep = "lsh-pull";
+    let coap_uri = host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    host.package("fw3.suit", &PackageKind::good("3.0.0", 3, 20_000));
+    let http_uri = host.package_http_uri("fw3.suit");
+
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let before = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+
+    let (status, v) = leshan.rest.put_empty(&format!(
+        "/api/clients/{ep}/5/0/3/attributes?pmin=0&pmax=120"
+    ));
+    assert_eq!(status, 200, "write-attributes: {v}");
+    assert_eq!(v["status"], "CHANGED(204)", "write-attributes: {v}");
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/5/0/3/observe?format=TLV"), b"");
+    assert_eq!(status, 200, "observe: {v}");
+    assert_eq!(v["status"], "CONTENT(205)", "observe: {v}");
+    assert_eq!(node_int(&v["content"]), Some(0), "observe: {v}");
+
+    write_uri(&leshan.rest, ep, &coap_uri);
+    let mut states = Vec::new();
+    while states.last() != Some(&2) {
+        let n = events.wait_for(&["NOTIFICATION"], UPDATE, |d| d["res"] == "/5/0/3");
+        states.push(node_int(&n["val"]).expect("integer State in the notification"));
+    }
+    assert_eq!(
+        states,
+        [1, 2],
+        "each State change arrives as a NOTIFICATION: Downloading, then Downloaded"
+    );
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/5"), Some(0));
+
+    execute_update(&leshan.rest, ep);
+    let n = events.wait_for(&["NOTIFICATION"], UPDATE, |d| d["res"] == "/5/0/3");
+    assert_eq!(node_int(&n["val"]), Some(3), "Updating: {n}");
+    finish_update(&leshan.rest, &events, ep, &before, "2.0.0");
+
+    // The same through an HTTP package URI.
+    write_uri(&leshan.rest, ep, &http_uri);
+    wait_int(&leshan.rest, ep, "/5/0/3", 2, UPDATE);
+    let before = registration_id(&leshan.rest, ep);
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &before, "3.0.0");
+}
+
+/// Push: Leshan writes the whole package as an opaque value to /5/0/0 (Californium sends it
+/// with Block1, RFC 7959 section 2.5), then executes the update.
+#[test]
+fn leshan_pushes_a_package_blockwise_and_the_update_completes() {
+    let leshan = LeshanServer::start("lsh-push");
+    let host = Harness::start("lsh-push-host");
+    let ep = "lsh-push";
+    host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    let package = std::fs::read(Path::new(&host.dir).join("packages/fw2.suit")).expect("package");
+    assert!(package.len() > 8 * 1024, "a package that needs many blocks");
+
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let events = leshan.rest.events(ep);
+    let hex: String = package.iter().map(|b| format!("{b:02x}")).collect();
+    let (status, v) = leshan.rest.put(
+        &format!("/api/clients/{ep}/5/0/0?format=OPAQUE&timeout=120"),
+        &json!({"id": 0, "kind": "singleResource", "type": "opaque", "value": hex}),
+    );
+    assert_eq!(status, 200, "push: {v}");
+    assert_eq!(
+        v["status"],
+        "CHANGED(204)",
+        "push of {} bytes: {v}",
+        package.len()
+    );
+    wait_int(&leshan.rest, ep, "/5/0/3", 2, UPDATE);
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/5"), Some(0));
+
+    let before = registration_id(&leshan.rest, ep);
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &before, "2.0.0");
+}
+
+/// A package signed by a key the device does not trust: Leshan reads State 0 and Update Result
+/// 5 (integrity check failure), and the firmware version is unchanged.
+#[test]
+fn leshan_reads_result_5_after_a_wrong_key_package() {
+    let leshan = LeshanServer::start("lsh-badkey");
+    let host = Harness::start("lsh-badkey-host");
+    // Another harness has its own signing key, which the device does not trust.
+    let stranger = Harness::start("lsh-badkey-stranger");
+    let uri = stranger.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    let ep = "lsh-badkey";
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+
+    write_uri(&leshan.rest, ep, &uri);
+    wait_int(&leshan.rest, ep, "/5/0/5", 5, UPDATE);
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/3"), Some(0), "State Idle");
+    wait_version(&leshan.rest, ep, "1.0.0", Duration::from_secs(10));
+}
