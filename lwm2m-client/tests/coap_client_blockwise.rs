@@ -4,7 +4,10 @@
 //! crate's tokio runtime; the test plays the LwM2M server for registration, then coap-client
 //! sends from the server's address (the device answers its server only).
 
+mod common;
+
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use common::net::coap_client_from;
 use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
@@ -12,7 +15,6 @@ use lwm2m_client::objects::{
 use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,17 +69,9 @@ impl ObjectHandler for Big {
 /// Runs coap-client from `server`, the address the device registered with: the device
 /// answers its server only.
 fn coap_client(server: SocketAddr, args: &[&str]) {
-    let status = Command::new("coap-client-openssl")
+    let status = coap_client_from(server)
         .args(["-B", "60"])
-        .args([
-            "-a",
-            &server.ip().to_string(),
-            "-p",
-            &server.port().to_string(),
-        ])
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
     assert!(status.success(), "coap-client {args:?}: {status}");

@@ -7,13 +7,13 @@
 mod common;
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
-use common::net::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
+use common::net::{
+    answer, coap_client_from, recv_request, request_to, server_socket, spawn_client, temp_dir,
+};
 use common::{option_values, queries};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const COAP_CLIENT: &str = "coap-client-openssl";
 
 /// Runs coap-client from `server` (the address the device registered with: it answers its
 /// server only, so the test's server socket must be closed meanwhile) and returns the payload
@@ -27,18 +27,10 @@ fn coap_get(
 ) -> Vec<u8> {
     let _ = std::fs::remove_file(out);
     let uri = format!("coap://{addr}{path}");
-    let status = Command::new(COAP_CLIENT)
-        .args([
-            "-a",
-            &server.ip().to_string(),
-            "-p",
-            &server.port().to_string(),
-        ])
+    let status = coap_client_from(server)
         .args(["-m", "get", "-A", &accept.to_string(), "-B", "10", "-o"])
         .arg(out)
         .arg(&uri)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
     assert!(status.success(), "coap-client {uri} failed: {status}");

@@ -208,3 +208,19 @@ pub fn exchange(sock: &UdpSocket, to: SocketAddr, req: &Packet) -> Packet {
     }
     panic!("no answer to {:?}", req.get_option(CoapOption::UriPath));
 }
+
+/// libcoap's `coap-client` (Debian libcoap3-bin) sending from `server`, the address the
+/// device registered with: the device answers its server only, so a test closes its server
+/// socket while coap-client runs and binds it again afterwards.
+pub fn coap_client_from(server: SocketAddr) -> Command {
+    let mut c = Command::new("coap-client-openssl");
+    c.args([
+        "-a",
+        &server.ip().to_string(),
+        "-p",
+        &server.port().to_string(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
