@@ -29,6 +29,26 @@ fn parse_format(name: &str) -> Result<ContentFormat, String> {
     })
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what `kill`, service managers and container
+/// runtimes send): either one ends the device the same way, with a De-register first (OMA
+/// LwM2M TS Core 1.1 §6.2.3), so the server does not keep a stale registration until its
+/// lifetime expires.
+async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C deregisters");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -41,7 +61,7 @@ async fn main() -> ExitCode {
         .init();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_requested().await;
         let _ = stop.send(true);
     });
     match sim_device::run_preferring(args.device, args.preferred_format, shutdown).await {

@@ -331,6 +331,23 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         self.commit(next)
     }
 
+    /// Raises the anti-rollback floor to `floor` (a no-op when it is not higher): for a board
+    /// that keeps a second copy of the floor outside the journal, so a journal that lost its
+    /// newest records cannot lower it. Returns whether the floor rose. Refused while the
+    /// journal holds no known state (the bootloader writes one first).
+    pub fn raise_floor(&mut self, floor: u64) -> Result<bool, Error> {
+        if !self.known || self.record.phase.is_none() {
+            return Err(Error::Busy(Phase::Idle));
+        }
+        if floor <= self.record.floor {
+            return Ok(false);
+        }
+        let mut next = self.record;
+        next.floor = floor;
+        self.commit(next)?;
+        Ok(true)
+    }
+
     /// Whether the running image is under test and must confirm itself.
     pub fn is_testing(&self) -> bool {
         self.known && self.record.phase == Some(Phase::Testing)
@@ -343,6 +360,25 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         slot: usize,
         auth: &mut A,
     ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, false)
+    }
+
+    /// [`SlotManager::verify_slot`] for an image already installed: authenticity and digest,
+    /// without the acceptance policy ([`Authenticate::authenticate_installed`]).
+    pub fn verify_installed<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, true)
+    }
+
+    fn check_slot<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+        installed: bool,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
         let Some(&addr) = self.layout.slots.get(slot) else {
             return Ok(Err(VerifyError::NoHeader));
         };
@@ -351,7 +387,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(e)),
             };
-        let facts = match auth.authenticate(self.buf.get(..len).ok_or(Error::BufferTooSmall)?) {
+        let envelope = self.buf.get(..len).ok_or(Error::BufferTooSmall)?;
+        let authenticated = if installed {
+            auth.authenticate_installed(envelope)
+        } else {
+            auth.authenticate(envelope)
+        };
+        let facts = match authenticated {
             Ok(facts) => facts,
             Err(e) => return Ok(Err(e)),
         };
