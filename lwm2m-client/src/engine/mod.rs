@@ -12,6 +12,7 @@ mod notify;
 mod registration;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
+use crate::codec::message_format::{self, FormatError};
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
@@ -320,13 +321,19 @@ impl<P: Clone + PartialEq> Engine<P> {
             return;
         }
         let mid = packet.header.message_id;
-        if coap::empty_payload_after_marker(data) {
+        match message_format::check(data) {
+            Ok(()) => {}
             // A message format error (RFC 7252 section 3), never a request: a confirmable
             // message is rejected with a matching RST (section 4.2), any other ignored.
-            if packet.header.get_type() == MessageType::Confirmable {
-                self.send(peer, &coap::empty(MessageType::Reset, mid));
+            Err(FormatError::EmptyPayload) => {
+                if packet.header.get_type() == MessageType::Confirmable {
+                    self.send(peer, &coap::empty(MessageType::Reset, mid));
+                }
+                return;
             }
-            return;
+            // Framing coap-lite let through but RFC 7252 section 3 does not allow: dropped,
+            // like the datagrams coap-lite refuses above.
+            Err(_) => return,
         }
         match (packet.header.get_type(), packet.header.code) {
             (MessageType::Acknowledgement, MessageClass::Empty) => {
