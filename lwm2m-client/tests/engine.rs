@@ -938,6 +938,66 @@ fn slow_first_block_is_acked_then_continued_by_separate_response() {
     assert_eq!(code(&r), resp(ResponseType::Changed));
 }
 
+/// LwM2M JSON (11543, OMA TS Core 1.0 section 6.4.4), the format Leshan's `format=JSON`
+/// names: reads of a resource and an instance, a single-resource write and a partial
+/// instance update (POST) in it.
+#[test]
+fn lwm2m_json_read_and_write() {
+    let mut e = registered();
+    let r = call(
+        &mut e,
+        1,
+        &get_with(1, b"j", "/5/0/3", CoapOption::Accept, 11543),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11543));
+    assert_eq!(
+        std::str::from_utf8(&r.payload).unwrap(),
+        r#"{"bn":"/5/0/3","e":[{"v":0}]}"#
+    );
+    let r = call(
+        &mut e,
+        2,
+        &get_with(2, b"j", "/3/0", CoapOption::Accept, 11543),
+    );
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11543));
+    let doc = std::str::from_utf8(&r.payload).unwrap();
+    assert!(
+        doc.starts_with(r#"{"bn":"/3/0/","e":[{"n":"0","sv":"Acme"},"#),
+        "{doc}"
+    );
+    assert!(doc.contains(r#"{"n":"3","sv":"1.0.0"}"#), "{doc}");
+    let w = request_with(
+        RequestType::Put,
+        3,
+        b"j",
+        "/5/0/1",
+        11543,
+        br#"{"bn":"/5/0/1","e":[{"sv":"coap://h/j"}]}"#,
+    );
+    assert_eq!(code(&call(&mut e, 3, &w)), resp(ResponseType::Changed));
+    assert_eq!(
+        call(&mut e, 4, &request(RequestType::Get, 4, b"r", "/5/0/1")).payload,
+        b"coap://h/j"
+    );
+    // Partial update of /1/0: default pmin (2) and pmax (3).
+    let w = request_with(
+        RequestType::Post,
+        5,
+        b"j",
+        "/1/0",
+        11543,
+        br#"{"bn":"/1/0/","e":[{"n":"2","v":7},{"n":"3","v":90}]}"#,
+    );
+    assert_eq!(code(&call(&mut e, 5, &w)), resp(ResponseType::Changed));
+    assert_eq!(
+        call(&mut e, 6, &request(RequestType::Get, 6, b"r", "/1/0/3")).payload,
+        b"90"
+    );
+    let bad = request_with(RequestType::Put, 7, b"j", "/5/0/1", 11543, b"{\"e\":1}");
+    assert_eq!(code(&call(&mut e, 7, &bad)), resp(ResponseType::BadRequest));
+}
+
 #[test]
 fn lwm2m_cbor_read_and_write() {
     let mut e = registered();

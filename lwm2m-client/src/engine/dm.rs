@@ -6,8 +6,8 @@ use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{
-    link, lwm2m_cbor, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node,
-    Path, Resource, ResourceType, ResourceValue, Value,
+    link, lwm2m_cbor, lwm2m_json, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance,
+    Link, Node, Path, Resource, ResourceType, ResourceValue, Value,
 };
 use crate::object::{BlockChunk, Completion, OpError, ResourceDef};
 use crate::observe::{fingerprint, Observation};
@@ -364,6 +364,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 | ContentFormat::LegacyTlv
                 | ContentFormat::SenmlJson
                 | ContentFormat::SenmlCbor
+                | ContentFormat::LwM2mJson
                 | ContentFormat::LwM2mCbor),
             ) => Ok(f),
             Some(_) => Err(OpError::NotAcceptable),
@@ -393,6 +394,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             (ContentFormat::SenmlCbor, _) => {
                 senml::encode_cbor(node, path).map_err(|_| OpError::Internal)
+            }
+            (ContentFormat::LwM2mJson, _) => {
+                lwm2m_json::encode(node, path).map_err(|_| OpError::Internal)
             }
             (ContentFormat::LwM2mCbor, _) => {
                 lwm2m_cbor::encode(node, path).map_err(|_| OpError::Internal)
@@ -614,6 +618,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             ContentFormat::SenmlCbor => {
                 senml::decode_cbor(payload, path, &types).map_err(codec_error)
+            }
+            ContentFormat::LwM2mJson => {
+                lwm2m_json::decode(payload, path, &types).map_err(codec_error)
             }
             ContentFormat::LwM2mCbor => {
                 lwm2m_cbor::decode(payload, path, &types).map_err(codec_error)
