@@ -998,6 +998,60 @@ fn lwm2m_json_read_and_write() {
     assert_eq!(code(&call(&mut e, 7, &bad)), resp(ResponseType::BadRequest));
 }
 
+/// Plain CBOR (60, OMA TS Core 1.1 section 7.4): one data item for one resource value, read
+/// and written; a whole instance has no CBOR form (4.06), nor does CBOR write one (4.00).
+#[test]
+fn cbor_single_value_read_and_write() {
+    let mut e = registered();
+    let r = call(
+        &mut e,
+        1,
+        &get_with(1, b"c", "/3/0/0", CoapOption::Accept, 60),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(60));
+    assert_eq!(r.payload, b"\x64Acme");
+    let r = call(
+        &mut e,
+        2,
+        &get_with(2, b"c", "/5/0/3", CoapOption::Accept, 60),
+    );
+    assert_eq!(r.payload, [0x00]);
+    // Default pmax (Integer) 90 as a CBOR unsigned item.
+    let w = request_with(RequestType::Put, 3, b"c", "/1/0/3", 60, &[0x18, 90]);
+    assert_eq!(code(&call(&mut e, 3, &w)), resp(ResponseType::Changed));
+    assert_eq!(
+        call(&mut e, 4, &request(RequestType::Get, 4, b"r", "/1/0/3")).payload,
+        b"90"
+    );
+    let mut uri = vec![0x6a];
+    uri.extend_from_slice(b"coap://h/c");
+    let w = request_with(RequestType::Put, 5, b"c", "/5/0/1", 60, &uri);
+    assert_eq!(code(&call(&mut e, 5, &w)), resp(ResponseType::Changed));
+    assert_eq!(
+        call(&mut e, 6, &request(RequestType::Get, 6, b"r", "/5/0/1")).payload,
+        b"coap://h/c"
+    );
+    let r = call(
+        &mut e,
+        7,
+        &get_with(7, b"c", "/3/0", CoapOption::Accept, 60),
+    );
+    assert_eq!(code(&r), resp(ResponseType::NotAcceptable));
+    for (mid, path, payload) in [
+        (8, "/1/0", &[0x18, 90][..]),
+        (9, "/1/0/3", &b"\x62no"[..]),
+        (10, "/1/0/3", &[0x18, 90, 0][..]),
+    ] {
+        let w = request_with(RequestType::Put, mid, b"c", path, 60, payload);
+        assert_eq!(
+            code(&call(&mut e, u64::from(mid), &w)),
+            resp(ResponseType::BadRequest),
+            "{path} {payload:?}"
+        );
+    }
+}
+
 #[test]
 fn lwm2m_cbor_read_and_write() {
     let mut e = registered();

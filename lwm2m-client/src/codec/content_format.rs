@@ -9,7 +9,7 @@ pub enum ContentFormat {
     LinkFormat,
     /// 42: application/octet-stream (opaque single values, firmware packages).
     Opaque,
-    /// 60: application/cbor (single values).
+    /// 60: application/cbor (single values, [`super::cbor`]).
     Cbor,
     /// 110: application/senml+json.
     SenmlJson,

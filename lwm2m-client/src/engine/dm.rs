@@ -6,8 +6,8 @@ use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{
-    link, lwm2m_cbor, lwm2m_json, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance,
-    Link, Node, Path, Resource, ResourceType, ResourceValue, Value,
+    cbor, link, lwm2m_cbor, lwm2m_json, senml, text, tlv, BlockOpt, CodecError, ContentFormat,
+    Instance, Link, Node, Path, Resource, ResourceType, ResourceValue, Value,
 };
 use crate::object::{BlockChunk, Completion, OpError, ResourceDef};
 use crate::observe::{fingerprint, Observation};
@@ -359,6 +359,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             Some(ContentFormat::Opaque) if matches!(single, Some(Value::Opaque(_))) => {
                 Ok(ContentFormat::Opaque)
             }
+            Some(ContentFormat::Cbor) if single.is_some() => Ok(ContentFormat::Cbor),
             Some(
                 f @ (ContentFormat::Tlv
                 | ContentFormat::LegacyTlv
@@ -385,6 +386,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             (ContentFormat::Text, Some(v)) => Ok(text::encode(v)),
             (ContentFormat::Opaque, Some(v)) => {
                 text::encode_opaque(v).map_err(|_| OpError::NotAcceptable)
+            }
+            (ContentFormat::Cbor, Some(_)) => {
+                cbor::encode(node, path).map_err(|_| OpError::Internal)
             }
             (ContentFormat::Tlv | ContentFormat::LegacyTlv, _) => {
                 tlv::encode(node).map_err(|_| OpError::Internal)
@@ -619,6 +623,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             ContentFormat::SenmlCbor => {
                 senml::decode_cbor(payload, path, &types).map_err(codec_error)
             }
+            ContentFormat::Cbor => cbor::decode(payload, path, &types).map_err(codec_error),
             ContentFormat::LwM2mJson => {
                 lwm2m_json::decode(payload, path, &types).map_err(codec_error)
             }
