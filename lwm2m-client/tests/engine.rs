@@ -358,7 +358,7 @@ fn discover_lists_resources_with_dim_and_attributes() {
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
         // A push-only device lists no pull protocol (/5/0/8 has no instance).
-        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>;pmin=2;pmax=10,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=0,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>,</5/0/14>"
+        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>;pmin=2;pmax=10,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=0,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>"
     );
     let d = call(
         &mut e,
@@ -372,6 +372,43 @@ fn discover_lists_resources_with_dim_and_attributes() {
     let mut bad = request(RequestType::Put, 4, b"a", "/5/0/3");
     bad.add_option(CoapOption::UriQuery, b"pmin=x".to_vec());
     assert_eq!(code(&call(&mut e, 4, &bad)), resp(ResponseType::BadRequest));
+}
+
+/// Object 5 is announced as version 1.1 (`</5>;ver=1.1`) and shows exactly the resources of
+/// that version (0-3, 5-13): /5/0/14, Automatic Upgrade at Download, exists only from 1.2 on
+/// and is not there to discover, read or write.
+#[test]
+fn object5_shows_exactly_the_resources_of_its_announced_version() {
+    const V1_1: [u16; 13] = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    let mut e = engine();
+    e.start(0);
+    let reg = one(&mut e);
+    let links = codec::link::parse(std::str::from_utf8(&reg.payload).unwrap()).unwrap();
+    let five = links
+        .iter()
+        .find(|l| l.target == "/5")
+        .expect("</5> announced");
+    assert_eq!(five.get("ver"), Some("1.1"));
+    let mut created = ack(&reg, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    created.add_option(CoapOption::LocationPath, b"v".to_vec());
+    e.handle_datagram(10, SERVER, &bytes(&created));
+    sent(&mut e);
+    let d = call(
+        &mut e,
+        1,
+        &get_with(1, b"d", "/5/0", CoapOption::Accept, 40),
+    );
+    let listed: Vec<u16> = codec::link::parse(std::str::from_utf8(&d.payload).unwrap())
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.target.strip_prefix("/5/0/")?.parse().ok())
+        .collect();
+    assert_eq!(listed, V1_1, "Discover /5/0");
+    let r = call(&mut e, 2, &request(RequestType::Get, 2, b"r", "/5/0/14"));
+    assert_eq!(code(&r), resp(ResponseType::NotFound));
+    let w = request_with(RequestType::Put, 3, b"w", "/5/0/14", 0, b"1");
+    assert_eq!(code(&call(&mut e, 3, &w)), resp(ResponseType::NotFound));
 }
 
 #[test]
