@@ -131,6 +131,49 @@ fn register_announces_the_configured_preferred_format_as_one_unquoted_integer() 
     assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
 }
 
+/// A read without Accept (OMA TS Core 1.1 section 7.4) of an instance or a multiple resource
+/// comes in the format announced as preferred at registration, so a server that read the
+/// announcement can decode it; a single value stays plain text (or opaque), which every
+/// server reads; a preferred format for single values only falls back to TLV.
+#[test]
+fn reads_without_accept_use_the_preferred_format() {
+    let mut cases: Vec<(ContentFormat, u32)> = ["senml-cbor", "senml-json", "tlv", "lwm2m-cbor"]
+        .iter()
+        .map(|n| {
+            let f = ContentFormat::from_data_format_name(n).unwrap();
+            (f, u32::from(f.number()))
+        })
+        .collect();
+    cases.push((ContentFormat::Text, 11542));
+    for (preferred, want) in cases {
+        let mut cfg = lwm2m_client::Config::new("ep1");
+        cfg.preferred_format = preferred;
+        let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+        for (mid, path, cf) in [
+            (1, "/5/0", want),
+            (2, "/3/0/11", want),
+            (3, "/3", want),
+            (4, "/5/0/3", 0),
+        ] {
+            let r = call(
+                &mut e,
+                u64::from(mid),
+                &request(RequestType::Get, mid, b"r", path),
+            );
+            assert_eq!(
+                code(&r),
+                resp(ResponseType::Content),
+                "{preferred:?} {path}"
+            );
+            assert_eq!(
+                uint(&r, CoapOption::ContentFormat),
+                Some(cf),
+                "{preferred:?} {path}"
+            );
+        }
+    }
+}
+
 #[test]
 fn updates_before_lifetime_and_registers_again_after_404() {
     let mut e = registered();

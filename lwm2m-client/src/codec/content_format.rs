@@ -54,6 +54,20 @@ impl ContentFormat {
         }
     }
 
+    /// Whether the format carries whole instances, objects and multiple resources, not only
+    /// single values (text, opaque, CBOR) or links.
+    pub const fn carries_nodes(self) -> bool {
+        matches!(
+            self,
+            Self::Tlv
+                | Self::LegacyTlv
+                | Self::SenmlJson
+                | Self::SenmlCbor
+                | Self::LwM2mJson
+                | Self::LwM2mCbor
+        )
+    }
+
     /// Maps a number to its format; unknown numbers become [`ContentFormat::Other`].
     pub const fn from_number(n: u16) -> Self {
         match n {

@@ -332,8 +332,10 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
-    /// Picks the response format: the Accept if supported (else 4.06), otherwise text/opaque
-    /// for single values and the configured default for everything else.
+    /// Picks the response format: the Accept if supported (else 4.06). Without Accept a single
+    /// value goes as text/opaque (the formats every server reads, OMA TS Core 1.1 section
+    /// 7.4.1-7.4.2), anything else in the preferred format announced at registration, or TLV
+    /// (mandatory in LwM2M 1.0) when that format carries single values only.
     fn pick_format(
         &self,
         node: &Node,
@@ -351,7 +353,10 @@ impl<P: Clone + PartialEq> Engine<P> {
             None => Ok(match single {
                 Some(Value::Opaque(_)) => ContentFormat::Opaque,
                 Some(_) => ContentFormat::Text,
-                None => self.config.default_format,
+                None if self.config.preferred_format.carries_nodes() => {
+                    self.config.preferred_format
+                }
+                None => ContentFormat::Tlv,
             }),
             Some(ContentFormat::Text) if single.is_some_and(|v| !matches!(v, Value::Opaque(_))) => {
                 Ok(ContentFormat::Text)
@@ -360,14 +365,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 Ok(ContentFormat::Opaque)
             }
             Some(ContentFormat::Cbor) if single.is_some() => Ok(ContentFormat::Cbor),
-            Some(
-                f @ (ContentFormat::Tlv
-                | ContentFormat::LegacyTlv
-                | ContentFormat::SenmlJson
-                | ContentFormat::SenmlCbor
-                | ContentFormat::LwM2mJson
-                | ContentFormat::LwM2mCbor),
-            ) => Ok(f),
+            Some(f) if f.carries_nodes() => Ok(f),
             Some(_) => Err(OpError::NotAcceptable),
         }
     }

@@ -44,11 +44,11 @@ pub struct Config {
     pub backoff_max_ms: u64,
     /// Seed for message ids, tokens and jitter.
     pub rng_seed: u64,
-    /// Format of multi-value reads without Accept (TLV is what Leshan expects by default).
-    pub default_format: ContentFormat,
     /// The one content format announced as preferred in the Register payload's `ct`
     /// (OMA TS Core 1.1 section 6.2.1; SenML CBOR by default). Requests in every supported
-    /// format are accepted whatever is announced here.
+    /// format are accepted whatever is announced here, and a read without Accept of an
+    /// instance, object or multiple resource is answered in it (OMA TS Core 1.1 section 7.4),
+    /// so a server that read the announcement decodes what it gets.
     pub preferred_format: ContentFormat,
     /// Most observations kept at once (more are served as plain reads).
     pub max_observations: usize,
@@ -68,7 +68,6 @@ impl Config {
             backoff_initial_ms: 2_000,
             backoff_max_ms: 120_000,
             rng_seed: 0x5eed,
-            default_format: ContentFormat::Tlv,
             preferred_format: ContentFormat::SenmlCbor,
             max_observations: 16,
             lifetime_s: 300,
