@@ -67,16 +67,9 @@ fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
 }
 
 /// Whether this format carries whole instances and objects both ways in the shim, as the
-/// default format of a client must.
+/// default format of a client must (LwM2M CBOR, an LwM2M 1.2 format, is not wired here).
 fn multi_value(format: ContentFormat) -> bool {
-    matches!(
-        format,
-        ContentFormat::Tlv
-            | ContentFormat::LegacyTlv
-            | ContentFormat::SenmlJson
-            | ContentFormat::SenmlCbor
-            | ContentFormat::LwM2mJson
-    )
+    format.carries_nodes() && format != ContentFormat::LwM2mCbor
 }
 
 /// The format reads and writes of a client use when the REST call names none: the first of
