@@ -7,17 +7,19 @@ use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
 use std::process::ExitCode;
 
 /// A simulated LwM2M 1.1 device (UDP, NoSec) that registers with an LwM2M server, answers
-/// device-management requests (TLV, SenML JSON/CBOR, text, opaque, link-format), keeps its
-/// flash in a state directory and updates its firmware through Object 5 (signed SUIT packages,
-/// pulled over CoAP/HTTP(S) or pushed with Block1).
+/// device-management requests (TLV, SenML JSON/CBOR, LwM2M JSON/CBOR, CBOR, text, opaque,
+/// link-format), keeps its flash in a state directory and updates its firmware through Object 5
+/// (signed SUIT packages, pulled over CoAP/HTTP(S) or pushed with Block1).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     #[command(flatten)]
     device: DeviceOptions,
     /// The content format announced as preferred at registration (Register `ct`, OMA TS
-    /// Core 1.1 section 6.2.1): senml-cbor, senml-json, tlv or lwm2m-cbor. Requests in any of
-    /// them (and text/plain, opaque) are accepted whichever is announced.
+    /// Core 1.1 section 6.2.1): senml-cbor, senml-json, tlv or lwm2m-cbor. Reads without an
+    /// Accept option of instances, objects and multiple resources are answered in it; requests
+    /// in any of them (and text/plain, opaque, CBOR, LwM2M JSON) are accepted whichever is
+    /// announced.
     #[arg(long, default_value = "senml-cbor", value_parser = parse_format)]
     preferred_format: ContentFormat,
 }
