@@ -32,10 +32,25 @@ pub trait KeyValue {
     fn remove(&mut self, key: &str) -> Result<(), Self::Error>;
 }
 
-/// The keys that may authorise firmware on this device.
+/// The keys that may authorise firmware on this device, by kind: a package is accepted with
+/// the signature algorithms its signer's key kind allows (ES256/ESP256 for P-256,
+/// EdDSA/Ed25519 for Ed25519).
 pub trait TrustAnchors {
     /// SEC1-encoded P-256 public keys (uncompressed or compressed).
     fn p256_keys(&self) -> &[Vec<u8>];
+    /// Ed25519 public keys; none unless the board provisions some.
+    fn ed25519_keys(&self) -> &[[u8; 32]] {
+        &[]
+    }
+}
+
+/// The keys that decrypt encrypted firmware payloads on this device (its key store's
+/// decryption keys); none unless the board provisions some.
+pub trait DecryptionKeys {
+    /// The stored decryption keys.
+    fn decryption_keys(&self) -> &[crate::auth::StoredDecryptionKey] {
+        &[]
+    }
 }
 
 /// A board: flash plus the services above.

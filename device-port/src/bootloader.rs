@@ -1,5 +1,6 @@
-//! The simulated bootloader: object5's boot decision, then "jump" to the chosen slot by
-//! reading the simulated image header found there.
+//! The simulated bootloader: object5's boot decision (which verifies the image it chose, on
+//! every boot, and falls back to the other slot's when it fails), then "jump" to the chosen
+//! slot by reading the simulated image header found there.
 
 use embedded_storage::nor_flash::NorFlash;
 use object5::slots::{Authenticate, BootPath, SlotManager};
@@ -11,7 +12,7 @@ use crate::image::{self, ImageInfo, HEADER_LEN, MAX_TEXT};
 pub struct Booted {
     /// Slot index the image runs from.
     pub slot: usize,
-    /// Why (normal, test boot, reverted, rejected, recovered).
+    /// Why (normal, test boot, reverted, rejected, recovered, fallback).
     pub path: BootPath,
     /// The running image's header.
     pub image: ImageInfo,
@@ -37,7 +38,8 @@ impl std::fmt::Display for BootError {
 
 impl std::error::Error for BootError {}
 
-/// Runs one boot: verify/activate/resume/revert as the journal says, then read the image.
+/// Runs one boot: activate/resume/revert as the journal says, verify the image chosen (or fall
+/// back), then read its header. `BootError::Slots(Error::NoBootableImage)`: nothing verifies.
 pub fn boot<F: NorFlash, A: Authenticate>(
     slots: &mut SlotManager<'_, F>,
     auth: &mut A,

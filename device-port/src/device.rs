@@ -1,11 +1,19 @@
 //! `SimDevice`: the simulated device a client binary runs on.
 //!
-//! Opening it boots through the simulated bootloader (installing the factory image on the
-//! first run); it then exposes the booted image, the slot manager for downloads, `confirm` and
-//! `reboot`. A device opened on a state directory keeps its flash in `flash.bin` there, so a
-//! new process is a reboot. When the flash reports a power cut every call fails with
-//! [`DeviceError::PowerLost`]; a binary should then exit at once with
-//! [`POWER_CUT_EXIT_CODE`], like firmware losing power.
+//! Opening it boots through the simulated bootloader; it then exposes the booted image, the
+//! slot manager for downloads, `confirm` and `reboot`. A device opened on a state directory
+//! keeps its flash in `flash.bin` there, so a new process is a reboot. When the flash reports a
+//! power cut every call fails with [`DeviceError::PowerLost`]; a binary should then exit at
+//! once with [`POWER_CUT_EXIT_CODE`], like firmware losing power.
+//!
+//! Factory provisioning (the factory image into slot 0) is a separate step,
+//! [`SimDevice::provision`], run once on a new device and recorded outside the flash image
+//! ([`PROVISIONED_KEY`] in the key-value store), as a factory records it: a provisioned device
+//! whose flash is later erased, zeroed or garbled is never provisioned again. It boots the
+//! newest image that verifies, or stays in recovery ([`DeviceError::NoImage`]: it runs no
+//! image, registers and takes an update), keeps its anti-rollback floor (a second copy lives
+//! in the key-value store, see [`crate::floor`]) and reports what it found
+//! ([`SimDevice::damage`]).
 
 use std::fmt;
 use std::path::Path;
@@ -14,12 +22,15 @@ use object5::manifest::host_crypto::HostCrypto;
 use object5::manifest::DeviceIdentity;
 use object5::slots::{Layout, SlotManager, Strategy, SuitAuthenticator};
 
-use crate::auth::p256_anchors;
-use crate::board::{Board, Reset, TrustAnchors};
+use crate::auth::{trust_anchors, StoredDecryptionKey};
+use crate::board::{Board, DecryptionKeys, KeyValue, Reset, TrustAnchors};
 use crate::bootloader::{self, BootError, Booted};
+use crate::damage::{BootDamage, FlashDamage};
+use crate::floor;
 use crate::sim_flash::{PowerCut, SimFlash, SimFlashError};
 use crate::sim_services::{FileKv, SimClock, SimKv};
-use object5::slots::Authenticate;
+use object5::manifest::TrustAnchor;
+use object5::slots::{Authenticate, BootPath};
 
 /// Sector size of the simulated device flash.
 pub const SECTOR_SIZE: usize = 4096;
@@ -31,6 +42,9 @@ pub type DeviceFlash = SimFlash<SECTOR_SIZE, WRITE_SIZE>;
 pub const POWER_CUT_EXIT_CODE: i32 = 75;
 /// Work buffer: one sector holds any stored envelope head.
 const WORK_BUFFER: usize = SECTOR_SIZE;
+/// Key-value entry the factory step writes once the factory image is in flash. Only a device
+/// without it is ever provisioned.
+pub const PROVISIONED_KEY: &str = "factory-provisioned";
 
 /// The image the factory flashes: a signed envelope and the image it describes.
 #[derive(Clone, Debug)]
@@ -50,7 +64,11 @@ pub struct SimConfig {
     pub image_capacity: u32,
     /// SEC1 P-256 keys that authorise firmware.
     pub trust_anchors: Vec<Vec<u8>>,
-    /// Installed on the first boot of an empty flash.
+    /// Ed25519 public keys that authorise firmware (none by default).
+    pub ed25519_anchors: Vec<[u8; 32]>,
+    /// Keys that decrypt encrypted payloads (none by default).
+    pub decryption_keys: Vec<StoredDecryptionKey>,
+    /// Installed by the factory step ([`SimDevice::provision`]).
     pub factory: FactoryImage,
     /// Power cut to inject, counted from this power-on.
     pub power_cut: Option<PowerCut>,
@@ -69,6 +87,8 @@ impl SimConfig {
             strategy: Strategy::Swap,
             image_capacity: 64 * 1024,
             trust_anchors,
+            ed25519_anchors: Vec::new(),
+            decryption_keys: Vec::new(),
             factory,
             power_cut: None,
             identity: None,
@@ -99,8 +119,11 @@ pub enum DeviceError {
     Flash(SimFlashError),
     /// The slot manager refused or failed.
     Slots(object5::slots::Error),
-    /// Nothing bootable.
+    /// The bootloader failed (flash error, or a verified slot holding no simulated image).
     Boot(BootError),
+    /// No slot holds an image that verifies: the device runs no image and stays in its
+    /// recovery state (it registers and accepts an update); [`SimDevice::damage`] says more.
+    NoImage,
     /// The factory envelope does not verify with the trust anchors.
     Factory(object5::slots::VerifyError),
     /// The running image fails its self-test and so cannot confirm itself.
@@ -116,6 +139,7 @@ impl fmt::Display for DeviceError {
             Self::Flash(e) => write!(f, "flash: {e}"),
             Self::Slots(e) => write!(f, "slots: {e}"),
             Self::Boot(e) => write!(f, "{e}"),
+            Self::NoImage => f.write_str("no slot holds an image that verifies (recovery)"),
             Self::Factory(e) => write!(f, "factory image: {e}"),
             Self::SelfTestFailed => f.write_str("running image failed its self-test"),
             Self::Io(e) => write!(f, "state directory: {e}"),
@@ -134,23 +158,36 @@ pub struct SimDevice {
     booted: Option<Booted>,
     kv: SimKv,
     clock: SimClock,
+    damage: BootDamage,
 }
 
 impl SimDevice {
-    /// Opens (or creates) the device state in `state_dir` and boots it.
+    /// Opens (or creates) the device state in `state_dir` and boots it. A state directory the
+    /// factory never provisioned is provisioned first. A device with no image that verifies
+    /// opens in recovery ([`SimDevice::booted`] is `None`, [`SimDevice::damage`] says why).
     pub fn open(state_dir: &Path, config: SimConfig) -> Result<Self, DeviceError> {
         std::fs::create_dir_all(state_dir).map_err(DeviceError::Io)?;
         let layout = config.layout();
         let sectors = layout.end() as usize / SECTOR_SIZE;
-        let flash = DeviceFlash::open_file(&state_dir.join("flash.bin"), sectors)
-            .map_err(DeviceError::Flash)?;
+        let path = state_dir.join("flash.bin");
+        let had_flash = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        let flash = DeviceFlash::open_file(&path, sectors).map_err(DeviceError::Flash)?;
         let kv = SimKv::Files(FileKv::open(state_dir.join("kv")).map_err(DeviceError::Io)?);
         let mut device = Self::with_flash(flash, config, kv);
-        device.boot()?;
-        Ok(device)
+        if !device.is_provisioned()? {
+            // A state directory from before the marker existed: a journal proves the factory
+            // step ran there.
+            let journaled = had_flash && device.slots()?.has_record();
+            if journaled {
+                device.mark_provisioned()?;
+            } else {
+                device.provision()?;
+            }
+        }
+        device.start()
     }
 
-    /// A device on an in-memory flash, booted (factory image installed).
+    /// A device on an in-memory flash, factory-provisioned and booted.
     pub fn in_memory(config: SimConfig) -> Result<Self, DeviceError> {
         let sectors = config.layout().end() as usize / SECTOR_SIZE;
         let mut device = Self::with_flash(
@@ -158,11 +195,12 @@ impl SimDevice {
             config,
             SimKv::Memory(Default::default()),
         );
-        device.boot()?;
-        Ok(device)
+        device.provision()?;
+        device.start()
     }
 
     /// A device on `flash` as it is, not booted yet (sweeps restore a snapshot, then boot).
+    /// Nothing is provisioned.
     pub fn with_flash(mut flash: DeviceFlash, config: SimConfig, kv: SimKv) -> Self {
         flash.arm(config.power_cut);
         Self {
@@ -173,50 +211,89 @@ impl SimDevice {
             booted: None,
             kv,
             clock: SimClock::new(),
+            damage: BootDamage::default(),
         }
     }
 
-    /// Power-on: the bootloader runs (installing the factory image on an empty flash).
+    /// Boots at power-on; recovery is a state the device runs in, not a failure.
+    fn start(mut self) -> Result<Self, DeviceError> {
+        match self.boot() {
+            Ok(_) | Err(DeviceError::NoImage) => Ok(self),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the factory step ran on this device.
+    pub fn is_provisioned(&self) -> Result<bool, DeviceError> {
+        Ok(self
+            .kv
+            .get(PROVISIONED_KEY)
+            .map_err(DeviceError::Io)?
+            .is_some())
+    }
+
+    fn mark_provisioned(&mut self) -> Result<(), DeviceError> {
+        self.kv
+            .set(PROVISIONED_KEY, b"factory image installed")
+            .map_err(DeviceError::Io)
+    }
+
+    /// The factory step: writes the factory image into slot 0, journals `Idle` with its
+    /// sequence number as the anti-rollback floor, keeps the floor's second copy and records
+    /// that the device is provisioned. Not power-fail safe (a factory reruns an interrupted
+    /// step: the record is written last).
+    pub fn provision(&mut self) -> Result<(), DeviceError> {
+        let anchors = trust_anchors(&self.config.trust_anchors, &self.config.ed25519_anchors);
+        let mut auth = authenticator(&anchors, &self.config);
+        let factory = &self.config.factory;
+        let facts = auth
+            .authenticate(&factory.envelope)
+            .map_err(DeviceError::Factory)?;
+        let done = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
+            .and_then(|mut slots| slots.provision(&facts, &factory.envelope, &factory.image));
+        done.map_err(|e| self.check(e))?;
+        floor::write(&mut self.kv, facts.sequence).map_err(DeviceError::Io)?;
+        self.mark_provisioned()
+    }
+
+    /// Power-on: the bootloader runs. It verifies the image it is about to run and falls
+    /// back to the other slot's, or to recovery ([`DeviceError::NoImage`]) when nothing
+    /// verifies; restores the anti-rollback floor from its kept copy when the journal's is
+    /// lower. What it found is in [`SimDevice::damage`]. Never provisions.
     pub fn boot(&mut self) -> Result<&Booted, DeviceError> {
         self.booted = None;
-        let anchors = p256_anchors(&self.config.trust_anchors);
-        let mut auth = SuitAuthenticator::new(&anchors, self.config.crypto);
-        if let Some((vendor_id, class_id)) = &self.config.identity {
-            auth = auth.with_identity(DeviceIdentity {
-                vendor_id,
-                class_id,
-                device_id: None,
-            });
-        }
-        let powered_off = |flash: &DeviceFlash| flash.is_powered_off();
-        let mut slots = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
-            .map_err(DeviceError::Slots);
-        if let Ok(mgr) = slots.as_mut() {
-            if !mgr.has_record() && !matches!(mgr.verify_slot(0, &mut auth), Ok(Ok(_))) {
-                let facts = auth
-                    .authenticate(&self.config.factory.envelope)
-                    .map_err(DeviceError::Factory)?;
-                mgr.provision(
-                    &facts,
-                    &self.config.factory.envelope,
-                    &self.config.factory.image,
-                )
-                .map_err(DeviceError::Slots)?;
-            }
-        }
-        let booted = slots
-            .and_then(|mut mgr| bootloader::boot(&mut mgr, &mut auth).map_err(DeviceError::Boot));
-        let booted = booted.map_err(|e| {
-            if powered_off(&self.flash) {
+        self.damage = BootDamage::default();
+        let kept = floor::read(&self.kv);
+        let anchors = trust_anchors(&self.config.trust_anchors, &self.config.ed25519_anchors);
+        let mut auth = authenticator(&anchors, &self.config);
+        let mut damage = Vec::new();
+        let outcome = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
+            .map_err(BootError::Slots)
+            .and_then(|mut slots| bootload(&mut slots, &mut auth, kept, &mut damage));
+        self.damage = BootDamage(damage);
+        let (booted, journal_floor) = outcome.map_err(|e| {
+            if self.flash.is_powered_off() {
                 DeviceError::PowerLost
             } else {
-                e
+                DeviceError::Boot(e)
             }
         })?;
-        Ok(self.booted.insert(booted))
+        if journal_floor > kept {
+            floor::write(&mut self.kv, journal_floor).map_err(DeviceError::Io)?;
+        }
+        match booted {
+            Some(b) => Ok(self.booted.insert(b)),
+            None => Err(DeviceError::NoImage),
+        }
     }
 
-    /// Reset: power comes back (any cut is over) and the bootloader runs again.
+    /// What the last boot found wrong in flash and worked around (empty when nothing).
+    pub fn damage(&self) -> &BootDamage {
+        &self.damage
+    }
+
+    /// Reset: power comes back (any cut is over) and the bootloader runs again
+    /// ([`SimDevice::boot`]).
     pub fn reboot(&mut self) -> Result<&Booted, DeviceError> {
         self.flash.power_on();
         self.boot()
@@ -254,8 +331,15 @@ impl SimDevice {
         {
             return Err(DeviceError::SelfTestFailed);
         }
-        let result = self.slots()?.confirm();
-        result.map_err(|e| self.check(e))
+        let floor = {
+            let mut slots = self.slots()?;
+            slots.confirm().map(|()| slots.status().floor)
+        };
+        let floor = floor.map_err(|e| self.check(e))?;
+        if floor > floor::read(&self.kv) {
+            floor::write(&mut self.kv, floor).map_err(DeviceError::Io)?;
+        }
+        Ok(())
     }
 
     /// The flash (wear counters, contents).
@@ -284,6 +368,64 @@ impl SimDevice {
     }
 }
 
+/// The bootloader's authenticator: the board's trust anchors, and the device's vendor and
+/// class when it has them.
+fn authenticator<'a>(
+    anchors: &'a [TrustAnchor<'a>],
+    config: &'a SimConfig,
+) -> SuitAuthenticator<'a, HostCrypto> {
+    let auth = SuitAuthenticator::new(anchors, config.crypto);
+    match &config.identity {
+        Some((vendor_id, class_id)) => auth.with_identity(DeviceIdentity {
+            vendor_id,
+            class_id,
+            device_id: None,
+        }),
+        None => auth,
+    }
+}
+
+/// One run of the simulated bootloader, then the floor check: the image to run (`None`: none
+/// verifies) and the journal's floor afterwards, raised to `kept` when it was lower. Damage
+/// found goes to `damage`.
+fn bootload<A: Authenticate>(
+    slots: &mut SlotManager<'_, &mut DeviceFlash>,
+    auth: &mut A,
+    kept: u64,
+    damage: &mut Vec<FlashDamage>,
+) -> Result<(Option<Booted>, u64), BootError> {
+    if !slots.has_record() {
+        damage.push(FlashDamage::JournalLost);
+    }
+    let booted = match bootloader::boot(slots, auth) {
+        Ok(b) => {
+            if let BootPath::Fallback(why) = b.path {
+                damage.push(FlashDamage::ImageFailed(why));
+            }
+            Some(b)
+        }
+        Err(BootError::Slots(object5::slots::Error::NoBootableImage)) => {
+            // For the log: why each slot fails (reads only, and only in recovery).
+            let mut why = [None; 2];
+            for (slot, why) in why.iter_mut().enumerate() {
+                *why = slots
+                    .verify_installed(slot, auth)
+                    .map_err(BootError::Slots)?
+                    .err();
+            }
+            damage.push(FlashDamage::NoImage(why));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let journal = slots.status().floor;
+    if journal < kept {
+        slots.raise_floor(kept).map_err(BootError::Slots)?;
+        damage.push(FlashDamage::FloorRestored { journal, kept });
+    }
+    Ok((booted, journal.max(kept)))
+}
+
 impl Reset for SimDevice {
     type Error = DeviceError;
 
@@ -295,6 +437,15 @@ impl Reset for SimDevice {
 impl TrustAnchors for SimDevice {
     fn p256_keys(&self) -> &[Vec<u8>] {
         &self.config.trust_anchors
+    }
+    fn ed25519_keys(&self) -> &[[u8; 32]] {
+        &self.config.ed25519_anchors
+    }
+}
+
+impl DecryptionKeys for SimDevice {
+    fn decryption_keys(&self) -> &[StoredDecryptionKey] {
+        &self.config.decryption_keys
     }
 }
 

@@ -18,10 +18,13 @@
 pub mod auth;
 pub mod board;
 pub mod bootloader;
+pub mod damage;
 pub mod device;
+pub mod floor;
 pub mod image;
 pub mod sim_flash;
 pub mod sim_services;
 
+pub use damage::{BootDamage, FlashDamage};
 pub use device::{DeviceError, FactoryImage, SimConfig, SimDevice};
 pub use sim_flash::{CutMode, PowerCut, SimFlash, SimFlashError};

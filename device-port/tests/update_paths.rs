@@ -5,22 +5,12 @@
 
 mod common;
 
-use common::{Fixture, Package, IMAGE_LEN};
+use common::{download, Fixture, Package, IMAGE_LEN};
 use device_port::device::SECTOR_SIZE;
 use device_port::{CutMode, DeviceError, PowerCut, SimDevice};
 use embedded_storage::nor_flash::NorFlash;
 use object5::slots::{BootPath, Error, Phase, Strategy, VerifyError};
 use object5::{State, UpdateResult};
-
-fn download(device: &mut SimDevice, pkg: &Package) -> Result<(), Error> {
-    let mut slots = device.slots().expect("slots");
-    let mut w = slots.begin_download(&pkg.facts, &pkg.envelope)?;
-    for block in pkg.image.chunks(1000) {
-        w.write(block)?;
-    }
-    w.finish()?;
-    slots.request_install()
-}
 
 fn status(device: &mut SimDevice) -> object5::slots::Status {
     device.slots().expect("slots").status()

@@ -194,44 +194,6 @@ pub fn error_code(e: OpError) -> ResponseType {
     }
 }
 
-/// Whether a datagram ends in a payload marker with nothing after it. RFC 7252 section 3 makes
-/// that a message format error ("a marker followed by a zero-length payload MUST be processed
-/// as a message format error"), yet coap-lite parses it as an empty payload, so the raw bytes
-/// are walked here: header, token, then options up to the marker (an option value may itself
-/// end in 0xFF, so the last byte alone says nothing). Bytes coap-lite would refuse give false.
-pub fn empty_payload_after_marker(data: &[u8]) -> bool {
-    let Some(first) = data.first() else {
-        return false;
-    };
-    let mut idx = 4 + usize::from(first & 0x0f);
-    // Extended delta or length: 13 -> one more byte, 14 -> two more (RFC 7252 section 3.1).
-    let ext = |nibble: u8| match nibble {
-        13 => Some(1usize),
-        14 => Some(2),
-        15 => None,
-        _ => Some(0),
-    };
-    loop {
-        let Some(&b) = data.get(idx) else {
-            return false;
-        };
-        if b == 0xff {
-            return idx + 1 == data.len();
-        }
-        let (Some(d), Some(l)) = (ext(b >> 4), ext(b & 0x0f)) else {
-            return false;
-        };
-        let len_at = idx + 1 + d;
-        let len = match (l, data.get(len_at), data.get(len_at + 1)) {
-            (0, _, _) => usize::from(b & 0x0f),
-            (1, Some(v), _) => usize::from(*v) + 13,
-            (2, Some(h), Some(l)) => (usize::from(*h) << 8 | usize::from(*l)) + 269,
-            _ => return false,
-        };
-        idx = len_at + l + len;
-    }
-}
-
 /// Serialises a packet (coap-lite's size limit is lifted: the engine bounds block sizes itself).
 pub fn to_bytes(p: &Packet) -> Vec<u8> {
     // Encoding fails only for option values over 65804 bytes, which the engine never builds.
@@ -257,39 +219,6 @@ mod tests {
             lo < 2100 && hi > 2900,
             "jitter covers the range: {lo}..{hi}"
         );
-    }
-
-    #[test]
-    fn empty_payload_after_marker_is_found_by_walking_the_options() {
-        // CON GET, token 0xAB, Uri-Path "3": header, token, option 0xB1 '3'.
-        let base = [0x41, 0x01, 0x12, 0x34, 0xab, 0xb1, b'3'];
-        assert!(!empty_payload_after_marker(&base));
-        let with = |tail: &[u8]| [&base[..], tail].concat();
-        assert!(empty_payload_after_marker(&with(&[0xff])));
-        assert!(!empty_payload_after_marker(&with(&[0xff, 0x00])));
-        // Option values ending in 0xFF are not markers: Size2 (28 = 11 + 13 + 4) = 0x00FF,
-        // then a 13-byte Uri-Query (extended length) of 0xFF bytes.
-        let size2 = with(&[0xd2, 4, 0x00, 0xff]);
-        assert!(!empty_payload_after_marker(&size2));
-        let mut query = with(&[0x4d, 0x00]);
-        query.extend_from_slice(&[0xff; 13]);
-        assert!(!empty_payload_after_marker(&query));
-        query.push(0xff);
-        assert!(empty_payload_after_marker(&query));
-        // Two-byte extended length (269 + 0): a 269-byte value.
-        let mut long = with(&[0x4e, 0x00, 0x00]);
-        long.extend_from_slice(&[0xff; 269]);
-        assert!(!empty_payload_after_marker(&long));
-        long.push(0xff);
-        assert!(empty_payload_after_marker(&long));
-        for junk in [
-            &[][..],
-            &[0x4f],
-            &[0x40, 1, 0, 0, 0xf0],
-            &[0x48, 1, 0, 0, 0xff],
-        ] {
-            assert!(!empty_payload_after_marker(junk), "{junk:?}");
-        }
     }
 
     #[test]

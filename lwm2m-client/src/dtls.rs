@@ -127,6 +127,16 @@ fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsErro
     b.set_cipher_list(suite)?;
     // The transport is an in-memory queue, so OpenSSL cannot ask the kernel for the MTU.
     b.set_options(SslOptions::NO_QUERY_MTU);
+    if !server {
+        // Servers whose DTLS lacks RFC 5746's renegotiation_info extension (Leshan's
+        // Scandium) are refused by OpenSSL 3 by default. RFC 5746 section 4.1 lets a client
+        // connect to such a server; the danger is renegotiating with it, which our client
+        // never starts and OpenSSL refuses without SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION
+        // (never set). The openssl crate names no constant for this option.
+        b.set_options(SslOptions::from_bits_retain(
+            openssl_sys::SSL_OP_LEGACY_SERVER_CONNECT,
+        ));
+    }
     Ok(b)
 }
 

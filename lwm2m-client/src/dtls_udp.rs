@@ -62,7 +62,9 @@ impl DtlsUdp {
                 Ok(Ok((n, from))) if from == peer => {
                     session.handle_datagram(&buf[..n]).map_err(io_err)?;
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok((_, from))) => {
+                    tracing::debug!(%from, %peer, "dropped a datagram from a foreign source during the DTLS handshake");
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => session.handle_timeout().map_err(io_err)?,
             }

@@ -6,7 +6,8 @@
 //! binary.
 //!
 //! - [`codec`]: wire formats shared with the server shim (Block1/Block2 option with 20-bit NUM,
-//!   link-format, TLV, SenML JSON/CBOR, LwM2M CBOR, text/opaque, paths, the node model).
+//!   link-format, TLV, SenML JSON/CBOR, LwM2M JSON, LwM2M CBOR, CBOR, text/opaque, paths, the
+//!   node model).
 //! - [`Engine`]: one server; feed it with [`Engine::handle_datagram`] and
 //!   [`Engine::handle_timeout`], drain [`Engine::poll_transmit`] and [`Engine::poll_event`],
 //!   sleep until [`Engine::poll_timeout`].

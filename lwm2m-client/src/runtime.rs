@@ -1,6 +1,11 @@
 //! The tokio shell around the sans-IO engine: one UDP socket (IPv4 or IPv6), a monotonic clock
 //! and a loop that feeds datagrams and timer expiries to the engine and sends what it returns.
-//! The same socket answers requests from any peer (the server, or a CoAP tool).
+//!
+//! Only the engine's server is listened to: a datagram from any other source is dropped before
+//! the engine sees it (counted in [`ForeignDatagrams`], logged at debug), so nobody else on the
+//! network can read or change the device (OMA LwM2M TS Core 1.1 §6.3: device-management
+//! operations come from the server the client registered with; over DTLS the session binds
+//! the peer too, RFC 6347 §4.1).
 
 use crate::dtls::DtlsContext;
 use crate::dtls_udp::DtlsUdp;
@@ -8,8 +13,10 @@ use crate::{Engine, Event};
 use openssl::ssl::SslSession;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -203,6 +210,9 @@ where
         };
         tokio::select! {
             r = link.socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) if peer != engine.server => {
+                    link.foreign.drop_from(peer, engine.server, n);
+                }
                 Ok((n, peer)) => {
                     let data = buf.get(..n).unwrap_or(&[]);
                     for datagram in link.receive(data, peer) {
@@ -241,11 +251,32 @@ async fn flush(engine: &mut Engine<SocketAddr>, link: &mut Link<'_>) -> io::Resu
     Ok(())
 }
 
+/// Datagrams dropped because they came from a source the device is not talking to (not its
+/// server on the registration socket, not the package host on a pull's socket). Clones share
+/// one count, so a test or the application can read it while the device runs.
+#[derive(Clone, Debug, Default)]
+pub struct ForeignDatagrams(Arc<AtomicU64>);
+
+impl ForeignDatagrams {
+    /// Datagrams dropped so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one datagram of `len` bytes from `from` dropped while expecting `expected`.
+    pub(crate) fn drop_from(&self, from: SocketAddr, expected: SocketAddr, len: usize) {
+        let dropped = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(%from, %expected, len, dropped, "dropped a datagram from a foreign source");
+    }
+}
+
 /// The engine's transport: its UDP socket, plus a DTLS association with the server when the
-/// server is coaps://. Over DTLS only the server is talked to; anything else is dropped.
+/// server is coaps://. Only the engine's server is listened to, in clear or over DTLS;
+/// anything else is dropped and counted.
 pub struct Link<'s> {
     socket: &'s UdpSocket,
     secure: Option<Secure>,
+    foreign: ForeignDatagrams,
 }
 
 struct Secure {
@@ -269,6 +300,7 @@ impl<'s> Link<'s> {
         Self {
             socket,
             secure: None,
+            foreign: ForeignDatagrams::default(),
         }
     }
 
@@ -282,7 +314,20 @@ impl<'s> Link<'s> {
                 assoc: None,
                 resume: None,
             }),
+            foreign: ForeignDatagrams::default(),
         }
+    }
+
+    /// Counts dropped datagrams in `foreign` (e.g. one count shared with the device's pulls).
+    pub fn counting(mut self, foreign: ForeignDatagrams) -> Self {
+        self.foreign = foreign;
+        self
+    }
+
+    /// The count of datagrams this link dropped for coming from another source than the
+    /// server (shared: it keeps counting while the link runs).
+    pub fn foreign(&self) -> ForeignDatagrams {
+        self.foreign.clone()
     }
 
     fn needs_handshake(&self) -> bool {
@@ -394,13 +439,66 @@ pub fn resolve_server_now(uri: &str) -> Result<SocketAddr, BadServerUri> {
         .ok_or_else(bad)
 }
 
-/// Binds a UDP socket on the wildcard address of the server's family, ephemeral port.
+/// The local address a device talking to `peer` binds by default, ephemeral port: the
+/// loopback address when `peer` is on loopback (nothing outside the host can reach the device
+/// then), else the wildcard address of `peer`'s family.
+pub fn default_local(peer: &SocketAddr) -> SocketAddr {
+    let ip: IpAddr = match (peer.ip().is_loopback(), peer.is_ipv6()) {
+        (true, false) => Ipv4Addr::LOCALHOST.into(),
+        (true, true) => Ipv6Addr::LOCALHOST.into(),
+        (false, false) => Ipv4Addr::UNSPECIFIED.into(),
+        (false, true) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// Binds a UDP socket for talking to `server`: on [`default_local`], ephemeral port.
 pub async fn bind_for(server: &SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if server.is_ipv6() {
-        "[::]:0".parse()
-    } else {
-        "0.0.0.0:0".parse()
+    bind_local(None, server).await
+}
+
+/// Binds a UDP socket for talking to `server` on `local` (e.g. `--bind`), or on
+/// [`default_local`] when `None`. A `local` of the other address family is refused: that
+/// socket could never reach the server.
+pub async fn bind_local(local: Option<SocketAddr>, server: &SocketAddr) -> io::Result<UdpSocket> {
+    let local = local.unwrap_or_else(|| default_local(server));
+    if local.is_ipv6() != server.is_ipv6() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot reach {server} from {local}: other address family"),
+        ));
     }
-    .map_err(|_| io::Error::other("bad wildcard address"))?;
-    UdpSocket::bind(local).await
+    UdpSocket::bind(local)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {local}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_local_address_stays_on_loopback_for_a_loopback_server() {
+        let local = |peer: &str| default_local(&peer.parse().unwrap()).to_string();
+        assert_eq!(local("127.0.0.1:5683"), "127.0.0.1:0");
+        assert_eq!(local("[::1]:5683"), "[::1]:0");
+        assert_eq!(local("192.0.2.7:5683"), "0.0.0.0:0");
+        assert_eq!(local("[2001:db8::7]:5683"), "[::]:0");
+    }
+
+    #[tokio::test]
+    async fn a_bind_address_of_the_other_family_is_refused_with_both_addresses() {
+        let server: SocketAddr = "[::1]:5683".parse().unwrap();
+        let err = bind_local(Some("127.0.0.1:0".parse().unwrap()), &server)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot reach [::1]:5683 from 127.0.0.1:0: other address family"
+        );
+        let bound = bind_local(None, &"127.0.0.1:9".parse().unwrap())
+            .await
+            .unwrap();
+        assert!(bound.local_addr().unwrap().ip().is_loopback());
+    }
 }

@@ -2,8 +2,13 @@
 //! and the shim's demo can run a device in-process (its resets are in-process too).
 //!
 //! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
-//! first run installs a factory image (signed with a factory key created there), and /3/0/3
-//! reports the version of the image actually booted. Ctrl-C deregisters before exiting.
+//! first run on a new directory installs a factory image (signed with a factory key created
+//! there; never again, whatever later happens to the flash), and /3/0/3 reports the version of
+//! the image actually booted. The bootloader verifies that image on every boot; damage it
+//! works around (an image that fails, a lost journal, a restored floor) is logged as one
+//! error, and with no image that verifies the device runs in recovery: it registers as model
+//! "recovery" with no firmware version and takes an update. SIGINT (Ctrl-C) or SIGTERM deregisters
+//! before exiting.
 
 use crate::coap::TxParams;
 use crate::codec::Path;
@@ -12,7 +17,7 @@ use crate::firmware_backend::FirmwareBackend;
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
 use crate::pull::{coap_udp, http, PullError, Resume};
-use crate::runtime::{self, Control, Tasks};
+use crate::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::sim_firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
 use device_port::image::ImageBuilder;
@@ -34,6 +39,12 @@ pub struct DeviceOptions {
     /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
     #[arg(long, default_value = "coap://127.0.0.1:5683")]
     pub server: String,
+    /// Local address of the device's socket (e.g. 0.0.0.0:5690 to be reachable from other
+    /// hosts). Default: port 0 on the loopback address when the server is on loopback, else
+    /// on the wildcard address of the server's family. Whatever the address, only the server
+    /// is answered.
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
     /// Bootstrap server URI: bootstrap first (client-initiated) and register with the server
     /// it provisions; --server is then ignored.
     #[arg(long)]
@@ -343,6 +354,7 @@ async fn pull(
     block_size: usize,
     tx: TxParams,
     dtls: Option<DtlsContext>,
+    foreign: ForeignDatagrams,
 ) -> (PullJob, Result<(), PullError>) {
     let capacity = fw
         .with_backend(|b| b.capacity())
@@ -373,7 +385,7 @@ async fn pull(
                 max_size,
                 dtls,
             };
-            coap_udp::fetch(&job.uri, resume.as_ref(), &config, &mut sink)
+            coap_udp::fetch_counting(&job.uri, resume.as_ref(), &config, &mut sink, &foreign)
                 .await
                 .map(|p| p.size)
         }
@@ -385,20 +397,30 @@ async fn pull(
     (job, outcome.map(|_| ()))
 }
 
+/// What a pull needs besides the job: the device's options, its DTLS credentials and the
+/// count of dropped foreign datagrams it shares with the server link.
+struct PullEnv<'a> {
+    args: &'a DeviceOptions,
+    dtls: Option<&'a DtlsContext>,
+    foreign: &'a ForeignDatagrams,
+}
+
 /// Starts the pull Object 5 asked for, if any.
-fn start_pull(
-    fw: &FirmwareUpdate<SimFirmware>,
-    tasks: &mut Tasks<Job>,
-    args: &DeviceOptions,
-    dtls: Option<&DtlsContext>,
-) {
+fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &PullEnv<'_>) {
     if let Some(job) = fw.take_pull() {
         let tx = TxParams {
-            ack_timeout_ms: args.pull_ack_timeout_ms,
+            ack_timeout_ms: env.args.pull_ack_timeout_ms,
             ..TxParams::default()
         };
-        let dtls = dtls.cloned();
-        let pull = pull(fw.clone(), job, args.pull_block_size, tx, dtls);
+        let dtls = env.dtls.cloned();
+        let pull = pull(
+            fw.clone(),
+            job,
+            env.args.pull_block_size,
+            tx,
+            dtls,
+            env.foreign.clone(),
+        );
         tasks.spawn(async move {
             let (job, outcome) = pull.await;
             Job::Pulled(job, outcome)
@@ -455,14 +477,24 @@ pub async fn run_preferring(
     let server = runtime::resolve_server(first_uri)
         .await
         .map_err(CliError::Uri)?;
+    // Datagrams dropped for coming from elsewhere than the server or the package host.
+    let foreign = ForeignDatagrams::default();
     loop {
         let booted = device.borrow().booted().cloned();
+        let damage = device.borrow().damage().clone();
+        if !damage.is_empty() {
+            tracing::error!("{damage}");
+        }
+        // No image verifies: the bootloader's recovery state runs, which registers and takes
+        // an update (model "recovery", no firmware version).
         let (name, version) = booted
             .as_ref()
             .map(|b| (b.image.name.clone(), b.image.version.clone()))
-            .unwrap_or_default();
+            .unwrap_or_else(|| ("recovery".into(), String::new()));
         let path = booted.as_ref().map(|b| b.path);
-        tracing::info!(%version, slot = ?booted.as_ref().map(|b| b.slot), ?path, "booted");
+        if let Some(b) = &booted {
+            tracing::info!(%version, slot = b.slot, path = ?b.path, "booted");
+        }
         let info = DeviceInfo {
             manufacturer: "LwM2M SUIT project".into(),
             model: name,
@@ -494,12 +526,20 @@ pub async fn run_preferring(
         if args.bootstrap.is_some() {
             engine.bootstrap(0);
         }
-        let socket = runtime::bind_for(&server).await.map_err(CliError::Net)?;
-        let mut link = match &dtls {
+        let socket = runtime::bind_local(args.bind, &server)
+            .await
+            .map_err(CliError::Net)?;
+        let link = match &dtls {
             Some(ctx) if args.server.starts_with("coaps://") => {
                 runtime::Link::secure(&socket, server, ctx.clone())
             }
             _ => runtime::Link::plain(&socket),
+        };
+        let mut link = link.counting(foreign.clone());
+        let pull_env = PullEnv {
+            args: &args,
+            dtls: dtls.as_ref(),
+            foreign: &foreign,
         };
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let next = Cell::new(Next::Exit);
@@ -510,7 +550,7 @@ pub async fn run_preferring(
         let object5 = Path::object(5);
         let mut tasks = Tasks::default();
         // A download interrupted by the last reset continues now.
-        start_pull(&fw, &mut tasks, &args, dtls.as_ref());
+        start_pull(&fw, &mut tasks, &pull_env);
         let powered_off = || device.borrow().flash().is_powered_off();
         runtime::run_with_tasks(
             &mut engine,
@@ -575,7 +615,7 @@ pub async fn run_preferring(
                 if let Event::Written { path } | Event::Executed { path } = &ev {
                     if path.starts_with(&object5) {
                         e.notify_changed(now, &object5);
-                        start_pull(&fw, tasks, &args, dtls.as_ref());
+                        start_pull(&fw, tasks, &pull_env);
                         if let Some(at) = fw.deferred_until() {
                             // The user deferred the update: it installs by itself at `at`.
                             // Half a second late rather than early: the object decides on whole seconds.
@@ -594,7 +634,7 @@ pub async fn run_preferring(
                 }
                 if let Event::BlockReceived { last: true, .. } = &ev {
                     e.notify_changed(now, &object5);
-                    start_pull(&fw, tasks, &args, dtls.as_ref());
+                    start_pull(&fw, tasks, &pull_env);
                 }
                 if powered_off() {
                     next.set(Next::PowerLost);
@@ -615,7 +655,7 @@ pub async fn run_preferring(
                     e.notify_changed(now, &object5);
                 }
                 // A two-stage package continues with its image; an automatic upgrade installs.
-                start_pull(&fw, tasks, &args, dtls.as_ref());
+                start_pull(&fw, tasks, &pull_env);
                 if fw.take_install_request() {
                     next.set(Next::Reboot);
                     return Control::Stop;
@@ -639,7 +679,11 @@ pub async fn run_preferring(
             Next::PowerLost => return Err(CliError::Device(device_port::DeviceError::PowerLost)),
             Next::Reboot => {
                 backend.power_cycle();
-                device.borrow_mut().reboot().map_err(CliError::Device)?;
+                match device.borrow_mut().reboot() {
+                    // Recovery is a state the device runs in (logged at the top of the loop).
+                    Ok(_) | Err(device_port::DeviceError::NoImage) => {}
+                    Err(e) => return Err(CliError::Device(e)),
+                }
             }
         }
     }

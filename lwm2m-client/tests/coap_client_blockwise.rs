@@ -1,9 +1,13 @@
 //! Block-wise transfer with a real peer: libcoap's `coap-client` pushes a package to /5/0/0
 //! with Block1 and reads a large resource with Block2, both with 16-byte blocks so block
 //! numbers pass 4096 (where coap-lite's own BlockValue would wrap). The engine runs on the
-//! crate's tokio runtime; the test plays the LwM2M server for registration.
+//! crate's tokio runtime; the test plays the LwM2M server for registration, then coap-client
+//! sends from the server's address (the device answers its server only).
+
+mod common;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use common::net::coap_client_from;
 use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
@@ -11,7 +15,6 @@ use lwm2m_client::objects::{
 use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,12 +66,12 @@ impl ObjectHandler for Big {
     }
 }
 
-fn coap_client(args: &[&str]) {
-    let status = Command::new("coap-client-openssl")
+/// Runs coap-client from `server`, the address the device registered with: the device
+/// answers its server only.
+fn coap_client(server: SocketAddr, args: &[&str]) {
+    let status = coap_client_from(server)
         .args(["-B", "60"])
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
     assert!(status.success(), "coap-client {args:?}: {status}");
@@ -138,6 +141,8 @@ fn coap_client_block1_push_and_block2_read_beyond_block_4096() {
             break from;
         }
     };
+    // coap-client takes over the server's address for the requests below.
+    drop(server);
 
     let dir = std::env::temp_dir().join(format!("lwm2m-client-block-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -147,51 +152,51 @@ fn coap_client_block1_push_and_block2_read_beyond_block_4096() {
 
     // Block1 push, 16-byte blocks: 4375 requests, NUM up to 4374.
     let fw = format!("coap://{client_addr}/5/0/0");
-    coap_client(&[
-        "-m",
-        "put",
-        "-b",
-        "16",
-        "-t",
-        "42",
-        "-f",
-        pkg.to_str().unwrap(),
-        &fw,
-    ]);
+    coap_client(
+        server_addr,
+        &[
+            "-m",
+            "put",
+            "-b",
+            "16",
+            "-t",
+            "42",
+            "-f",
+            pkg.to_str().unwrap(),
+            &fw,
+        ],
+    );
     assert_eq!(
         recorder.0.lock().unwrap().as_slice(),
         data.as_slice(),
         "every byte, in order"
     );
     let state = dir.join("state.out");
-    coap_client(&[
-        "-m",
-        "get",
-        "-o",
-        state.to_str().unwrap(),
-        &format!("coap://{client_addr}/5/0/3"),
-    ]);
-    assert_eq!(std::fs::read(&state).unwrap(), b"2", "State = Downloaded");
-    coap_client(&[
-        "-m",
-        "get",
-        "-o",
-        state.to_str().unwrap(),
-        &format!("coap://{client_addr}/5/0/7"),
-    ]);
-    assert_eq!(std::fs::read(&state).unwrap(), b"9.9.9");
+    let get = |path: &str| {
+        let uri = format!("coap://{client_addr}{path}");
+        coap_client(
+            server_addr,
+            &["-m", "get", "-o", state.to_str().unwrap(), &uri],
+        );
+        std::fs::read(&state).unwrap()
+    };
+    assert_eq!(get("/5/0/3"), b"2", "State = Downloaded");
+    assert_eq!(get("/5/0/7"), b"9.9.9");
 
     // Block2 read, 16-byte blocks.
     let out = dir.join("big.out");
-    coap_client(&[
-        "-m",
-        "get",
-        "-b",
-        "16",
-        "-o",
-        out.to_str().unwrap(),
-        &format!("coap://{client_addr}/33000/0/0"),
-    ]);
+    coap_client(
+        server_addr,
+        &[
+            "-m",
+            "get",
+            "-b",
+            "16",
+            "-o",
+            out.to_str().unwrap(),
+            &format!("coap://{client_addr}/33000/0/0"),
+        ],
+    );
     let want: Vec<u8> = (0..LEN).map(pattern).collect();
     assert_eq!(std::fs::read(&out).unwrap(), want);
 

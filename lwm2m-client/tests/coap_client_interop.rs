@@ -1,29 +1,36 @@
 //! A real peer: libcoap's `coap-client` (Debian libcoap3-bin) reads /3/0 and /5/0 from the
 //! running `lwm2m-client` binary in TLV, SenML JSON and SenML CBOR and discovers /5; the bytes
 //! are checked against OMA TS Core 1.1 layouts. The test plays the LwM2M server on loopback
-//! (Register -> 2.01, Deregister on SIGINT -> 2.02).
+//! (Register -> 2.01, Deregister on SIGINT -> 2.02); coap-client sends from the server's
+//! address, since the device answers its server only.
 
 mod common;
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
-use common::net::{answer, recv_request, request_to, server_socket, spawn_client, temp_dir};
+use common::net::{
+    answer, coap_client_from, recv_request, request_to, server_socket, spawn_client, temp_dir,
+};
 use common::{option_values, queries};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const COAP_CLIENT: &str = "coap-client-openssl";
-
-/// Runs coap-client and returns the payload it wrote.
-fn coap_get(addr: SocketAddr, accept: u16, path: &str, out: &std::path::Path) -> Vec<u8> {
+/// Runs coap-client from `server` (the address the device registered with: it answers its
+/// server only, so the test's server socket must be closed meanwhile) and returns the payload
+/// it wrote.
+fn coap_get(
+    server: SocketAddr,
+    addr: SocketAddr,
+    accept: u16,
+    path: &str,
+    out: &std::path::Path,
+) -> Vec<u8> {
     let _ = std::fs::remove_file(out);
     let uri = format!("coap://{addr}{path}");
-    let status = Command::new(COAP_CLIENT)
+    let status = coap_client_from(server)
         .args(["-m", "get", "-A", &accept.to_string(), "-B", "10", "-o"])
         .arg(out)
         .arg(&uri)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
     assert!(status.success(), "coap-client {uri} failed: {status}");
@@ -57,10 +64,13 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
         r#"</>;rt="oma.lwm2m";ct=112,</1>;ver=1.1,</1/0>,</3/0>,</5>;ver=1.1,</5/0>"#
     );
     answer(&server, client, &reg, ResponseType::Created, &["rd", "r1"]);
+    // coap-client takes over the server's address for the reads below.
+    let server_addr = server.local_addr().unwrap();
+    drop(server);
 
     let out = state.join("coap-client.out");
     // /3/0 in TLV: resource 0 (manufacturer) is the first entry, /3/0/3 the booted factory version.
-    let tlv = coap_get(client, 11542, "/3/0", &out);
+    let tlv = coap_get(server_addr, client, 11542, "/3/0", &out);
     let mut expect_head = vec![0xC8, 0x00, 18];
     expect_head.extend_from_slice(b"LwM2M SUIT project");
     assert_eq!(
@@ -90,42 +100,43 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
     );
     // /5/0 in TLV: State (3) = 0 is C1 03 00, Update Result (5) = 0 is C1 05 00, protocols (8)
     // is a multiple resource 88 08 09 + (41 00 00)(41 01 02)(41 02 03) = CoAP, HTTP, HTTPS,
-    // delivery (9) = both is C1 09 02, then severity 1, last state change 0, no deferral,
-    // no automatic upgrade (object version 1.1 resources 11-14).
-    let tlv = coap_get(client, 11542, "/5/0", &out);
+    // delivery (9) = both is C1 09 02, then severity 1, last state change 0, no deferral
+    // (object version 1.1 resources 11-13; 14 is a version 1.2 resource).
+    let tlv = coap_get(server_addr, client, 11542, "/5/0", &out);
     assert_eq!(
         tlv,
         [
             0xC0, 0x01, 0xC1, 0x03, 0x00, 0xC1, 0x05, 0x00, 0xC0, 0x06, 0xC0, 0x07, 0x88, 0x08,
             0x09, 0x41, 0x00, 0x00, 0x41, 0x01, 0x02, 0x41, 0x02, 0x03, 0xC1, 0x09, 0x02, 0xC1,
-            0x0B, 0x01, 0xC1, 0x0C, 0x00, 0xC1, 0x0D, 0x00, 0xC1, 0x0E, 0x00
+            0x0B, 0x01, 0xC1, 0x0C, 0x00, 0xC1, 0x0D, 0x00
         ]
     );
     // SenML JSON (RFC 8428, OMA TS Core 7.4.4).
-    let json = coap_get(client, 110, "/5/0", &out);
+    let json = coap_get(server_addr, client, 110, "/5/0", &out);
     assert_eq!(
         std::str::from_utf8(&json).unwrap(),
-        r#"[{"bn":"/5/0/","n":"1","vs":""},{"n":"3","v":0},{"n":"5","v":0},{"n":"6","vs":""},{"n":"7","vs":""},{"n":"8/0","v":0},{"n":"8/1","v":2},{"n":"8/2","v":3},{"n":"9","v":2},{"n":"11","v":1},{"n":"12","v":0},{"n":"13","v":0},{"n":"14","vb":false}]"#
+        r#"[{"bn":"/5/0/","n":"1","vs":""},{"n":"3","v":0},{"n":"5","v":0},{"n":"6","vs":""},{"n":"7","vs":""},{"n":"8/0","v":0},{"n":"8/1","v":2},{"n":"8/2","v":3},{"n":"9","v":2},{"n":"11","v":1},{"n":"12","v":0},{"n":"13","v":0}]"#
     );
-    // SenML CBOR: array of 13 maps; the first is {-2: "/5/0/", 0: "1", 3: ""}.
-    let cbor = coap_get(client, 112, "/5/0", &out);
+    // SenML CBOR: array of 12 maps; the first is {-2: "/5/0/", 0: "1", 3: ""}.
+    let cbor = coap_get(server_addr, client, 112, "/5/0", &out);
     assert_eq!(
         &cbor[..14],
-        &[0x8D, 0xA3, 0x21, 0x65, b'/', b'5', b'/', b'0', b'/', 0x00, 0x61, b'1', 0x03, 0x60]
+        &[0x8C, 0xA3, 0x21, 0x65, b'/', b'5', b'/', b'0', b'/', 0x00, 0x61, b'1', 0x03, 0x60]
     );
     let leaves = lwm2m_client::codec::senml::decode_cbor_leaves(&cbor).unwrap();
-    assert_eq!(leaves.len(), 13);
-    let json3 = coap_get(client, 110, "/3/0", &out);
+    assert_eq!(leaves.len(), 12);
+    let json3 = coap_get(server_addr, client, 110, "/3/0", &out);
     assert!(std::str::from_utf8(&json3)
         .unwrap()
         .contains(r#"{"n":"3","vs":"1.0.0"}"#));
     // Discover /5 (link-format, OMA TS Core 5.4.2).
-    let links = coap_get(client, 40, "/5", &out);
+    let links = coap_get(server_addr, client, 40, "/5", &out);
     assert_eq!(
         std::str::from_utf8(&links).unwrap(),
-        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=3,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>,</5/0/14>"
+        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=3,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>"
     );
 
+    let server = server_socket(&server_addr.to_string()).unwrap();
     // SIGINT: the client deregisters (DELETE /rd/r1) and exits 0.
     let pid = child.0.id().to_string();
     assert!(Command::new("kill")
@@ -179,8 +190,10 @@ fn registers_and_answers_over_ipv6_loopback() {
     let (reg, client) = recv_request(&server, "Register over IPv6");
     assert!(client.is_ipv6());
     answer(&server, client, &reg, ResponseType::Created, &["rd", "v6"]);
+    let server_addr = server.local_addr().unwrap();
+    drop(server);
     let out = state.join("coap-client.out");
-    let body = coap_get(client, 0, "/3/0/3", &out);
+    let body = coap_get(server_addr, client, 0, "/3/0/3", &out);
     assert_eq!(body, b"1.0.0", "the factory image's version is what booted");
     let _ = std::fs::remove_dir_all(&state);
 }

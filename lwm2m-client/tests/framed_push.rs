@@ -323,8 +323,9 @@ fn framed_push_over_udp_completes_an_update_in_every_framing() {
     let anchor = dir.join("signer.pub.pem");
     std::fs::write(&anchor, public).unwrap();
     let key = author::signing_key_from_pem(&key_pem).unwrap();
-    let server = net::server_socket("127.0.0.1:0").unwrap();
-    let uri = format!("coap://{}", server.local_addr().unwrap());
+    let mut server = net::server_socket("127.0.0.1:0").unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let uri = format!("coap://{server_addr}");
     let state = dir.join("state");
     let _child = net::spawn_client(
         &[
@@ -373,7 +374,9 @@ fn framed_push_over_udp_completes_an_update_in_every_framing() {
         std::fs::write(&envelope, author::build_envelope(&spec, &key).unwrap()).unwrap();
         let framed = dir.join(format!("{format}.framed"));
         frame_with_python(format, &envelope, &framed);
-        let status = std::process::Command::new("coap-client-openssl")
+        // coap-client pushes from the server's address: the device answers its server only.
+        drop(server);
+        let status = net::coap_client_from(server_addr)
             .args([
                 "-m",
                 "put",
@@ -387,10 +390,9 @@ fn framed_push_over_udp_completes_an_update_in_every_framing() {
             ])
             .arg(&framed)
             .arg(format!("coap://{device}/5/0/0"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
             .status()
             .expect("coap-client-openssl is installed (Debian libcoap3-bin)");
+        server = net::server_socket(&server_addr.to_string()).unwrap();
         assert!(status.success(), "{format}: coap-client {status}");
         assert_eq!(
             read_text(&server, device, next_mid(), "/5/0/3"),

@@ -160,3 +160,265 @@ fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() 
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn verify_refuses_an_envelope_followed_by_trailing_bytes_as_an_integrity_failure() {
+    let d = std::env::temp_dir().join(format!("shim-author-trailing-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), vec![0x33u8; 700]).unwrap();
+    assert!(shim(&["keygen", "-o", &p("key.pem")]).status.success());
+    for (name, delivery) in [("int.suit", "--integrated"), ("uri.suit", "--uri")] {
+        let mut args = vec![
+            "package".to_string(),
+            "build".into(),
+            "--key".into(),
+            p("key.pem"),
+            "--image".into(),
+            p("fw.bin"),
+            "--vendor-id".into(),
+            "example.com".into(),
+            "--class-id".into(),
+            "sensor".into(),
+            "--seq".into(),
+            "3".into(),
+            "--version".into(),
+            "1.0".into(),
+            "-o".into(),
+            p(name),
+            delivery.into(),
+        ];
+        if delivery == "--uri" {
+            args.push("coap://127.0.0.1/fw.bin".into());
+        }
+        let o = shim(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", text(&o));
+        let good = std::fs::read(p(name)).unwrap();
+        let long = p(&format!("long-{name}"));
+        std::fs::write(&long, [good.as_slice(), &[0x00]].concat()).unwrap();
+        let ids = ["--vendor-id", "example.com", "--class-id", "sensor"];
+        for extra in [&[][..], &ids[..]] {
+            let public = p("key.pub.pem");
+            let mut args = vec!["package", "verify", "--pub", &public];
+            args.extend_from_slice(extra);
+            let file = p(name);
+            let o = shim(&[&args[..], &[file.as_str()]].concat());
+            assert!(o.status.success(), "{name} {extra:?}: {}", text(&o));
+            let o = shim(&[&args[..], &[long.as_str()]].concat());
+            assert!(!o.status.success(), "{name} {extra:?}: {}", text(&o));
+            let t = text(&o);
+            assert!(
+                t.contains("bytes after the end of the envelope") && t.contains("Update Result 5"),
+                "{name} {extra:?}: {t}"
+            );
+            assert_eq!(t.lines().count(), 1, "{t}");
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn ed25519_keys_sign_packages_that_verify_with_their_public_key_only() {
+    let d = std::env::temp_dir().join(format!("shim-author-ed25519-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    std::fs::write(p("fw.bin"), vec![0x44u8; 1500]).unwrap();
+    let o = shim(&["keygen", "--alg", "ed25519", "-o", &p("ed.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(shim(&["keygen", "-o", &p("p256.pem")]).status.success());
+    let (key, fw) = (p("ed.pem"), p("fw.bin"));
+    for (extra, alg) in [(None, "Ed25519 (-19)"), (Some("--eddsa"), "EdDSA (-8)")] {
+        let mut args = vec![
+            "package",
+            "build",
+            "--key",
+            &key,
+            "--image",
+            &fw,
+            "--vendor-id",
+            "example.com",
+            "--class-id",
+            "sensor",
+            "--seq",
+            "4",
+            "--version",
+            "1.1",
+            "-o",
+        ];
+        let out = p("ed.suit");
+        args.push(&out);
+        args.extend(extra);
+        let o = shim(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = shim(&["package", "inspect", &out, "--pub", &p("ed.pub.pem")]);
+        let t = text(&o);
+        assert!(
+            t.contains(&format!("authentication:  COSE_Sign1 {alg}")),
+            "{t}"
+        );
+        assert!(t.contains("authentic:       yes, with"), "{t}");
+        let o = shim(&["package", "verify", "--pub", &p("ed.pub.pem"), &out]);
+        assert!(
+            o.status.success() && text(&o).contains("authentic: seq 4"),
+            "{}",
+            text(&o)
+        );
+        let ids = [
+            "--vendor-id",
+            "example.com",
+            "--class-id",
+            "sensor",
+            "--min-seq",
+            "3",
+        ];
+        let o = shim(
+            &[
+                &["package", "verify", "--pub", &p("ed.pub.pem"), &out][..],
+                &ids,
+            ]
+            .concat(),
+        );
+        assert!(
+            o.status.success() && text(&o).contains("valid: seq 4"),
+            "{}",
+            text(&o)
+        );
+        // The P-256 key did not sign it.
+        let o = shim(&["package", "verify", "--pub", &p("p256.pub.pem"), &out]);
+        assert!(
+            !o.status.success() && text(&o).contains("Update Result 5"),
+            "{}",
+            text(&o)
+        );
+    }
+    // An algorithm that does not go with the key is one clear line.
+    let o = shim(&[
+        "package",
+        "build",
+        "--key",
+        &p("ed.pem"),
+        "--image",
+        &p("fw.bin"),
+        "--vendor-id",
+        "v",
+        "--class-id",
+        "c",
+        "--seq",
+        "1",
+        "--version",
+        "1",
+        "-o",
+        &p("x.suit"),
+        "--es256",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not go with the key"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
+    let d = std::env::temp_dir().join(format!("shim-author-encrypted-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let image: Vec<u8> = (0..7000u32).map(|i| (i * 3 % 256) as u8).collect();
+    std::fs::write(p("fw.bin"), &image).unwrap();
+    std::fs::write(p("kek.bin"), [0x33u8; 16]).unwrap();
+    std::fs::write(p("other-kek.bin"), [0x34u8; 16]).unwrap();
+    assert!(shim(&["keygen", "-o", &p("sign.pem")]).status.success());
+    // The device's ECDH key pair is an ordinary P-256 key.
+    assert!(shim(&["keygen", "-o", &p("dev.pem")]).status.success());
+    assert!(shim(&["keygen", "-o", &p("other.pem")]).status.success());
+    let (sign, fw, out) = (p("sign.pem"), p("fw.bin"), p("enc.suit"));
+    let (dev_pub, dev, other) = (p("dev.pub.pem"), p("dev.pem"), p("other.pem"));
+    let (kek, other_kek, plain) = (p("kek.bin"), p("other-kek.bin"), p("plain.bin"));
+    let ids = ["--vendor-id", "example.com", "--class-id", "sensor"];
+    for alg in ["a128gcm", "a128ctr"] {
+        for (to, key, wrong) in [
+            (
+                ["--encrypt-for", &dev_pub],
+                ["--decrypt-key", &dev],
+                ["--decrypt-key", &other],
+            ),
+            (["--kek", &kek], ["--kek", &kek], ["--kek", &other_kek]),
+        ] {
+            let build = [
+                &[
+                    "package", "build", "--key", &sign, "--image", &fw, "--seq", "5",
+                ][..],
+                &["--version", "5", "-o", &out, "--content-alg", alg],
+                &ids,
+                &to,
+            ]
+            .concat();
+            let o = shim(&build);
+            assert!(o.status.success(), "{}", text(&o));
+            let verify = ["package", "verify", "--pub", &p("sign.pub.pem"), &out];
+            // Without a key: authentic, the encrypted image listed.
+            let o = shim(&verify);
+            assert!(o.status.success(), "{}", text(&o));
+            assert!(
+                text(&o).contains("give --decrypt-key or --kek"),
+                "{}",
+                text(&o)
+            );
+            // With the key: decrypted, digest checked, extracted.
+            std::fs::remove_file(&plain).ok();
+            let o = shim(&[&verify[..], &key, &["--extract", &plain]].concat());
+            assert!(o.status.success(), "{alg} {to:?}: {}", text(&o));
+            assert!(
+                text(&o)
+                    .contains("image-match (component 0): decrypted payload, 7000 bytes, matches"),
+                "{}",
+                text(&o)
+            );
+            assert_eq!(std::fs::read(&plain).unwrap(), image, "{alg} {to:?}");
+            // Device policy with the key: the device's streaming verifier decrypts it.
+            let o = shim(&[&verify[..], &key, &ids, &["--min-seq", "4"]].concat());
+            assert!(
+                o.status.success() && text(&o).contains("valid: seq 5"),
+                "{}",
+                text(&o)
+            );
+            // The wrong key: one line, Update Result 5, in both modes.
+            for extra in [&[][..], &ids[..]] {
+                let o = shim(&[&verify[..], &wrong, extra].concat());
+                let t = text(&o);
+                assert!(
+                    !o.status.success() && t.contains("Update Result 5"),
+                    "{alg} {to:?}: {t}"
+                );
+                assert_eq!(t.lines().count(), 1, "{t}");
+            }
+        }
+    }
+    // Encryption needs the image in the envelope.
+    let o = shim(&[
+        "package",
+        "build",
+        "--key",
+        &sign,
+        "--image",
+        &fw,
+        "--seq",
+        "5",
+        "--version",
+        "5",
+        "-o",
+        &out,
+        "--vendor-id",
+        "v",
+        "--class-id",
+        "c",
+        "--kek",
+        &kek,
+        "--uri",
+        "coap://h/fw",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&d).ok();
+}

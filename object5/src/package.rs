@@ -10,7 +10,7 @@
 //!
 //! A download interrupted by a reboot resumes without the verifier: the head was authenticated
 //! and stored when the download began, the caller re-requests the envelope from
-//! [`PackageReceiver::resume`]'s offset (only when the server still has the same entity, by
+//! [`PackageReceiver::resume_from`]'s offset (only when the server still has the same entity, by
 //! ETag), and the final flash re-read proves the whole image against the stored digest.
 
 use embedded_storage::nor_flash::NorFlash;
@@ -152,21 +152,28 @@ pub struct PackageReceiver<'b, 'p, C: CryptoBackend> {
     payload_start: Option<u64>,
 }
 
-/// Writes `{2: bstr(auth), 3: manifest-bstr}`, the head the bootloader re-authenticates.
-fn compose_head<'s>(auth: &[u8], manifest_item: &[u8], out: &'s mut [u8]) -> Option<&'s [u8]> {
+/// Length of the head [`compose_head`] writes.
+fn head_len(auth: &[u8], manifest_item: &[u8]) -> usize {
+    2 + bstr_header(auth.len() as u64, &mut [0u8; 9]) + auth.len() + 1 + manifest_item.len()
+}
+
+/// Writes `{2: bstr(auth), 3: manifest-bstr}`, the head the bootloader re-authenticates, into
+/// `out`, which must be [`head_len`] bytes long.
+fn compose_head(auth: &[u8], manifest_item: &[u8], out: &mut [u8]) -> Option<()> {
     let mut hdr = [0u8; 9];
     let hl = bstr_header(auth.len() as u64, &mut hdr);
-    let total = 2 + hl + auth.len() + 1 + manifest_item.len();
-    let dst = out.get_mut(..total)?;
-    dst[0] = 0xA2; // map(2)
-    dst[1] = 0x02;
-    dst[2..2 + hl].copy_from_slice(&hdr[..hl]);
+    if out.len() != head_len(auth, manifest_item) {
+        return None;
+    }
+    out[0] = 0xA2; // map(2)
+    out[1] = 0x02;
+    out[2..2 + hl].copy_from_slice(&hdr[..hl]);
     let mut at = 2 + hl;
-    dst[at..at + auth.len()].copy_from_slice(auth);
+    out[at..at + auth.len()].copy_from_slice(auth);
     at += auth.len();
-    dst[at] = 0x03;
-    dst[at + 1..].copy_from_slice(manifest_item);
-    Some(dst)
+    out[at] = 0x03;
+    out[at + 1..].copy_from_slice(manifest_item);
+    Some(())
 }
 
 /// The shortest CBOR byte-string header for `len`.
@@ -211,6 +218,15 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             consumed: 0,
             payload_start: None,
         }
+    }
+
+    /// Gives the receiver the device's payload decryption keys (its key store): an encrypted
+    /// image is decrypted as it streams into the candidate slot; the content key is opened
+    /// before the slot is touched, so a wrong key leaves it alone (Update Result 5).
+    #[cfg(feature = "encryption")]
+    pub fn with_decryption_keys(mut self, keys: &'p [crate::manifest::DecryptionKey<'p>]) -> Self {
+        self.verifier = self.verifier.with_decryption_keys(keys);
+        self
     }
 
     /// Turns a fresh receiver into the continuation of the download the slot manager
@@ -346,6 +362,7 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     }
 
     /// Stores the authenticated head in the candidate slot and journals Downloading.
+    #[inline(never)] // own stack frame: its Record copies are not under the verifier's frames
     fn open_slot<F: NorFlash>(
         &mut self,
         slots: &mut SlotManager<'_, F>,
@@ -381,11 +398,15 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             }
         }
         // The verifier's buffer holds the head in received order (with the map header for the
-        // whole envelope); the stored copy is re-encoded as a two-member map.
-        let mut head = [0u8; HEAD_MAX];
-        let head = compose_head(env.auth, env.manifest_item, &mut head)
-            .ok_or(PackageError::HeadTooLarge)?;
-        let w = slots.begin_download(&facts, head)?;
+        // whole envelope); the stored copy is re-encoded as a two-member map, straight into the
+        // slot manager's work buffer (no second head-sized buffer on the stack).
+        let len = head_len(env.auth, env.manifest_item);
+        if len > HEAD_MAX {
+            return Err(PackageError::HeadTooLarge);
+        }
+        let w = slots.begin_download_with(&facts, len, |out| {
+            compose_head(env.auth, env.manifest_item, out)
+        })?;
         self.download = Some(w.detach());
         slots.set_package_info(&name[..nl], &version[..vl])?;
         Ok(())

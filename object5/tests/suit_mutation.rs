@@ -163,3 +163,75 @@ fn inputs_the_fuzzer_found_are_refused_without_a_panic() {
         }
     }
 }
+
+#[test]
+fn every_byte_of_an_encrypted_envelope_changed_is_refused_without_a_panic() {
+    use object5::author::{
+        build_envelope_encrypted, AuthorKey, ContentEncryption, Delivery, Encryption, PackageSpec,
+        Recipient, SignAlg,
+    };
+    use object5::manifest::DecryptionKey;
+    let signer = p256::ecdsa::SigningKey::from_slice(&[0x21; 32]).unwrap();
+    let anchor = signer
+        .verifying_key()
+        .to_sec1_point(false)
+        .as_bytes()
+        .to_vec();
+    let kek = [0x42u8; 16];
+    let image: Vec<u8> = (0..300u32).map(|i| (i * 11) as u8).collect();
+    let vendor = [1u8; 16];
+    let class = [2u8; 16];
+    let spec = PackageSpec {
+        vendor_id: vendor,
+        class_id: class,
+        sequence_number: 2,
+        version: "2".into(),
+        name: "enc".into(),
+        image: &image,
+        delivery: Delivery::Integrated,
+        alg: SignAlg::Esp256,
+    };
+    let keys = [DecryptionKey::Aes128Kw {
+        kid: None,
+        kek: &kek,
+    }];
+    let anchors = [TrustAnchor::P256(&anchor)];
+    let stream = |env: &[u8]| -> Result<(), Error> {
+        let policy = Policy {
+            anchors: &anchors,
+            identity: DeviceIdentity {
+                vendor_id: &vendor,
+                class_id: &class,
+                device_id: None,
+            },
+            freshness: Freshness::NewerThanInstalled(1),
+        };
+        let mut buf = [0u8; 2048];
+        let mut v = StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(&keys);
+        for block in env.chunks(97) {
+            v.feed(block, &mut Discard)?;
+        }
+        v.finish().map(|_| ())
+    };
+    for content in [ContentEncryption::A128Gcm, ContentEncryption::A128Ctr] {
+        let enc = Encryption {
+            recipient: Recipient::Aes128Kw(kek),
+            content,
+        };
+        let (original, _) =
+            build_envelope_encrypted(&spec, &AuthorKey::P256(signer.clone()), &enc).unwrap();
+        stream(&original).unwrap();
+        let mut env = original.clone();
+        for pos in 0..original.len() {
+            for bit in [0x01u8, 0x80] {
+                env[pos] = original[pos] ^ bit;
+                // Refused, never a panic: the signature, the manifest digest, the key unwrap,
+                // the GCM tag or the digests catch every change.
+                let e = stream(&env)
+                    .expect_err(&format!("{content:?}: byte {pos} ^ {bit:#x} accepted"));
+                assert_ne!(e.update_result(), object5::UpdateResult::Success);
+            }
+            env[pos] = original[pos];
+        }
+    }
+}

@@ -332,3 +332,98 @@ fn a_payload_before_the_manifest_is_refused() {
         5,
     );
 }
+
+#[test]
+fn bytes_after_the_envelope_are_an_integrity_failure_in_any_block_size() {
+    let k = key(1);
+    let img = image(1000);
+    let integrated = author::build_envelope(&spec(&img, 5, Delivery::Integrated), &k).unwrap();
+    let uri = Delivery::Uri("coap://[::1]/fw.bin".into());
+    let by_uri = author::build_envelope(&spec(&img, 5, uri), &k).unwrap();
+    for env in [&integrated, &by_uri] {
+        for trailing in [&[0u8][..], &[0xa0], &[0x61, 0x78, 0x40]] {
+            let long = [env.as_slice(), trailing].concat();
+            // Whole-envelope verification refuses it ...
+            let anchors = [TrustAnchor::P256(&sec1(&k))];
+            let e = object5::manifest::authenticate(&long, &anchors, &Software).unwrap_err();
+            assert_eq!((e, e.update_result().code()), (Error::TrailingBytes, 5));
+            // ... and so does the streaming verifier, whether the extra bytes arrive with the
+            // last member or on their own.
+            for block in [1, 7, 64, 1024, long.len()] {
+                let mut dev = Device::new(&k);
+                dev.block = block;
+                expect(
+                    dev.run(&long, Some(&img), &mut Collect::default()),
+                    Error::TrailingBytes,
+                    5,
+                );
+            }
+        }
+        // Without the extra bytes the same envelope passes.
+        Device::new(&k)
+            .run(env, Some(&img), &mut Collect::default())
+            .unwrap();
+    }
+}
+
+#[test]
+fn ed25519_packages_are_accepted_per_trust_anchor_kind() {
+    let ed = author::AuthorKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]));
+    let author::AuthorKey::Ed25519(sk) = &ed else {
+        unreachable!()
+    };
+    let ed_public = sk.verifying_key().to_bytes();
+    let p256 = key(1);
+    let img = image(2500);
+    let run = |env: &[u8], anchors: &[TrustAnchor]| -> Result<(usize, Vec<u8>), Error> {
+        let policy = Policy {
+            anchors,
+            identity: DeviceIdentity {
+                vendor_id: &VENDOR,
+                class_id: &CLASS,
+                device_id: None,
+            },
+            freshness: Freshness::NewerThanInstalled(4),
+        };
+        let mut buf = vec![0u8; 2048];
+        let mut v = StreamVerifier::new(&mut buf, policy, Software);
+        let mut sink = Collect::default();
+        for block in env.chunks(100) {
+            v.feed(block, &mut sink)?;
+        }
+        match v.finish()? {
+            Finished::Complete(done) => Ok((done.anchor, sink.bytes)),
+            other => panic!("{other:?}"),
+        }
+    };
+    let p256_public = sec1(&p256);
+    // A device trusting both kinds (e.g. during a move from P-256 to Ed25519) accepts either.
+    let both = [
+        TrustAnchor::P256(&p256_public),
+        TrustAnchor::Ed25519(&ed_public),
+    ];
+    for alg in [SignAlg::Ed25519, SignAlg::EdDsa] {
+        let mut s = spec(&img, 5, Delivery::Integrated);
+        s.alg = alg;
+        let env = author::build_envelope_with(&s, &ed).unwrap();
+        let (anchor, bytes) = run(&env, &both).unwrap();
+        assert_eq!((anchor, bytes == img), (1, true), "{alg:?}");
+        // A P-256-only device refuses it: its anchors do not include the signer.
+        let e = run(&env, &[TrustAnchor::P256(&p256_public)]).unwrap_err();
+        assert_eq!((e, e.update_result().code()), (Error::BadSignature, 5));
+        // A flipped signature bit is refused.
+        let auth = object5::manifest::Envelope::parse(&env).unwrap().auth;
+        let mut bad = env.clone();
+        bad[auth.as_ptr() as usize - env.as_ptr() as usize + auth.len() - 1] ^= 0x10;
+        assert_eq!(run(&bad, &both).unwrap_err(), Error::BadSignature);
+    }
+    // A P-256 package on an Ed25519-only device is refused the same way.
+    let env = author::build_envelope(&spec(&img, 5, Delivery::Integrated), &p256).unwrap();
+    assert_eq!(run(&env, &both).unwrap().0, 0);
+    let e = run(&env, &[TrustAnchor::Ed25519(&ed_public)]).unwrap_err();
+    assert_eq!(e, Error::BadSignature);
+    // An Ed25519 algorithm with a P-256 key is an author error, not a package.
+    let mut s = spec(&img, 5, Delivery::Integrated);
+    s.alg = SignAlg::Ed25519;
+    assert!(author::build_envelope(&s, &p256).is_err());
+}

@@ -212,6 +212,7 @@ impl Harness {
             cert_key: None,
             ca: None,
             bootstrap: None,
+            bind: None,
             endpoint: endpoint.into(),
             state_dir: self.dir.join(format!("dev-{endpoint}")),
             lifetime: 60,

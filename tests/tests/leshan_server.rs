@@ -211,6 +211,37 @@ fn leshan_reads_our_device_in_lwm2m_json() {
     );
 }
 
+/// CBOR (60), the LwM2M 1.1 single-value format Leshan's `CBOR` names: Leshan decodes our
+/// String, Integer and Time (tag 1) items and writes a String item the device takes.
+#[test]
+fn leshan_reads_and_writes_single_values_of_our_device_in_cbor() {
+    let leshan = LeshanServer::start("lsh-cbor");
+    let host = Harness::start("lsh-cbor-host");
+    let ep = "lsh-cbor";
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let version = read(&leshan.rest, ep, "/3/0/3", "CBOR");
+    assert_eq!(node_value(&version), "1.0.0", "CBOR /3/0/3: {version}");
+    let state = read(&leshan.rest, ep, "/5/0/3", "CBOR");
+    assert_eq!(node_int(&state), Some(0), "CBOR /5/0/3: {state}");
+    let time = read(&leshan.rest, ep, "/3/0/13", "CBOR");
+    // Leshan shows a Time as an ISO 8601 instant ("2026-01-02T03:04:05Z").
+    assert!(
+        time["value"]
+            .as_str()
+            .is_some_and(|t| t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T'),
+        "CBOR /3/0/13 read as a Time: {time}"
+    );
+    let uri = "coap://127.0.0.1:9/never";
+    let (status, v) = leshan.rest.put(
+        &format!("/api/clients/{ep}/5/0/1?format=CBOR&timeout=10"),
+        &json!({"id": 1, "kind": "singleResource", "type": "string", "value": uri}),
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    let written = read(&leshan.rest, ep, "/5/0/1", "TEXT");
+    assert_eq!(node_value(&written), uri, "{written}");
+}
+
 #[test]
 fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     let leshan = LeshanServer::start("lsh-psk");

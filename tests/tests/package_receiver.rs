@@ -84,11 +84,20 @@ fn policy<'a>(anchors: &'a [TrustAnchor<'a>], floor: u64) -> Policy<'a> {
 
 /// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.
 fn download(d: &mut SimDevice, k: &Keys, pkg: &[u8]) -> Result<Outcome, PackageError> {
-    let anchors = [TrustAnchor::P256(&k.sec1)];
+    receive(d, &[TrustAnchor::P256(&k.sec1)], &[], pkg)
+}
+
+/// [`download`] with the given trust anchors and payload decryption keys.
+fn receive(
+    d: &mut SimDevice,
+    anchors: &[TrustAnchor<'_>],
+    keys: &[object5::manifest::DecryptionKey<'_>],
+    pkg: &[u8],
+) -> Result<Outcome, PackageError> {
     let floor = d.slots().unwrap().status().floor;
-    let policy = policy(&anchors, floor);
     let mut buf = [0u8; 2048];
-    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let mut rx =
+        PackageReceiver::new(&mut buf, policy(anchors, floor), Software).with_decryption_keys(keys);
     let mut slots = d.slots().unwrap();
     let result = (|| {
         for block in pkg.chunks(512) {
@@ -164,6 +173,24 @@ fn refusals_map_to_update_results_and_keep_the_running_image() {
             "not a SUIT envelope",
             vec![0x42; 4000],
             UpdateResult::UnsupportedPackage,
+        ),
+        (
+            "an integrated package followed by trailing bytes",
+            [
+                envelope(&k, &new, 2, "2.0.0", Delivery::Integrated),
+                vec![0x00],
+            ]
+            .concat(),
+            UpdateResult::IntegrityFailure,
+        ),
+        (
+            "a URI package followed by trailing bytes",
+            [
+                envelope(&k, &new, 2, "2.0.0", Delivery::Uri("coap://h/fw".into())),
+                vec![0xA0, 0x01],
+            ]
+            .concat(),
+            UpdateResult::IntegrityFailure,
         ),
         (
             "a damaged SUIT envelope",
@@ -266,4 +293,133 @@ fn two_stage_pull_fetches_the_image_named_by_the_manifest() {
     let booted = d.reboot().unwrap();
     assert_eq!(booted.image.version, "4.0.0");
     assert_eq!(image::parse(&new).unwrap().version, "4.0.0");
+}
+
+/// A device whose key store holds an Ed25519 trust anchor (beside the factory's P-256 one)
+/// downloads, installs and boots a package its Ed25519 key signed; a device without that
+/// anchor refuses the same package with Update Result 5 and keeps running.
+#[test]
+fn an_ed25519_trust_anchor_authorises_download_and_boot() {
+    use device_port::board::TrustAnchors;
+    use object5::author::{build_envelope_with, AuthorKey, KeyAlg};
+    let k = keys("K1_spec_p256_private.pem");
+    let (private, _) = object5::author::generate_key_pem_for(KeyAlg::Ed25519).unwrap();
+    let ed = AuthorKey::from_pem(&private).unwrap();
+    let ed_public = object5::author::ed25519_public_from_pem(&ed.public_pem().unwrap()).unwrap();
+    let new = ImageBuilder::new("sim-fw", "5.0.0")
+        .total_len(30_000)
+        .build();
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: 5,
+        version: "5.0.0".into(),
+        name: "sim-fw".into(),
+        image: &new,
+        delivery: Delivery::Integrated,
+        alg: ed.default_alg(),
+    };
+    let pkg = build_envelope_with(&spec, &ed).unwrap();
+    for provisioned in [true, false] {
+        let factory = device(&k, Strategy::Swap).config().factory.clone();
+        let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+        if provisioned {
+            config.ed25519_anchors.push(ed_public);
+        }
+        let mut d = SimDevice::in_memory(config).unwrap();
+        let (p256, ed25519) = (d.p256_keys().to_vec(), d.ed25519_keys().to_vec());
+        let anchors = device_port::auth::trust_anchors(&p256, &ed25519);
+        let result = receive(&mut d, &anchors, &[], &pkg);
+        if provisioned {
+            assert_eq!(result.unwrap(), Outcome::Downloaded);
+            d.slots().unwrap().request_install().unwrap();
+            // The bootloader re-authenticates the stored head with the Ed25519 anchor.
+            assert_eq!(d.reboot().unwrap().image.version, "5.0.0");
+        } else {
+            let e = result.unwrap_err();
+            assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+            assert_eq!(d.reboot().unwrap().image.version, "1.0.0");
+        }
+    }
+}
+
+/// Encrypted packages (draft-ietf-suit-firmware-encryption-24) stream through decryption
+/// into the candidate slot with the key from the device's key store and boot; with a key
+/// store that does not open the content key the download fails with Update Result 5 before
+/// the slot is touched, and the running image stays.
+#[test]
+fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
+    use device_port::auth::{decryption_keys, StoredDecryptionKey};
+    use device_port::board::DecryptionKeys;
+    use object5::author::{
+        build_envelope_encrypted, AuthorKey, ContentEncryption, Encryption, Recipient,
+    };
+    let k = keys("K1_spec_p256_private.pem");
+    let signer = AuthorKey::from_pem(&k.pem).unwrap();
+    // The device's ECDH key pair is an ordinary P-256 key.
+    let (device_pem, device_pub) = object5::author::generate_key_pem().unwrap();
+    let device_private = object5::author::p256_private_from_pem(&device_pem).unwrap();
+    let device_public = public_sec1_from_pem(&device_pub).unwrap();
+    let kek = [0x5c; 16];
+    let new = ImageBuilder::new("sim-fw", "6.0.0")
+        .total_len(30_000)
+        .build();
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: 6,
+        version: "6.0.0".into(),
+        name: "sim-fw".into(),
+        image: &new,
+        delivery: Delivery::Integrated,
+        alg: SignAlg::Esp256,
+    };
+    let cases = [
+        (
+            Recipient::EcdhP256(device_public.clone()),
+            ContentEncryption::A128Gcm,
+            StoredDecryptionKey::EcdhP256(device_private),
+            StoredDecryptionKey::EcdhP256([0x18; 32]),
+        ),
+        (
+            Recipient::Aes128Kw(kek),
+            ContentEncryption::A128Ctr,
+            StoredDecryptionKey::Aes128Kw(kek),
+            StoredDecryptionKey::Aes128Kw([0x5d; 16]),
+        ),
+    ];
+    for (recipient, content, right, wrong) in cases {
+        let enc = Encryption { recipient, content };
+        let (pkg, ciphertext) = build_envelope_encrypted(&spec, &signer, &enc).unwrap();
+        assert!(
+            !pkg.windows(64).any(|w| w == &new[1000..1064]),
+            "plaintext in the envelope"
+        );
+        assert!(ciphertext.len() >= new.len());
+        for (stored, ok) in [(right.clone(), true), (wrong.clone(), false)] {
+            let factory = device(&k, Strategy::Swap).config().factory.clone();
+            let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+            config.decryption_keys.push(stored);
+            let mut d = SimDevice::in_memory(config).unwrap();
+            let stored = d.decryption_keys().to_vec();
+            let keys = decryption_keys(&stored);
+            let result = receive(&mut d, &[TrustAnchor::P256(&k.sec1)], &keys, &pkg);
+            if ok {
+                assert_eq!(result.unwrap(), Outcome::Downloaded, "{content:?}");
+                d.slots().unwrap().request_install().unwrap();
+                // The bootloader re-hashes the decrypted image in the slot.
+                assert_eq!(d.reboot().unwrap().image.version, "6.0.0", "{content:?}");
+            } else {
+                let e = result.unwrap_err();
+                assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+                let s = d.slots().unwrap().status();
+                assert_eq!(
+                    (s.state, s.result),
+                    (State::Idle, UpdateResult::IntegrityFailure)
+                );
+                assert!(d.slots().unwrap().request_install().is_err());
+                assert_eq!(d.reboot().unwrap().image.version, "1.0.0", "{content:?}");
+            }
+        }
+    }
 }

@@ -438,6 +438,17 @@ fn download_and_install(
     slots.request_install()
 }
 
+/// Downloads `pkg` into the candidate slot in one go and requests its install (Execute).
+pub fn download(device: &mut SimDevice, pkg: &Package) -> Result<(), object5::slots::Error> {
+    let mut slots = device.slots().expect("slots");
+    let mut w = slots.begin_download(&pkg.facts, &pkg.envelope)?;
+    for block in pkg.image.chunks(1000) {
+        w.write(block)?;
+    }
+    w.finish()?;
+    slots.request_install()
+}
+
 /// Operations of one uninterrupted update.
 pub fn clean_ops(fx: &Fixture, strategy: Strategy, base: &DeviceFlash, pkg: &Package) -> u64 {
     let report = run_update(fx, strategy, base, pkg, &[]);

@@ -9,7 +9,7 @@ pub enum ContentFormat {
     LinkFormat,
     /// 42: application/octet-stream (opaque single values, firmware packages).
     Opaque,
-    /// 60: application/cbor (single values).
+    /// 60: application/cbor (single values, [`super::cbor`]).
     Cbor,
     /// 110: application/senml+json.
     SenmlJson,
@@ -52,6 +52,20 @@ impl ContentFormat {
             Self::LegacyTlv => 1542,
             Self::Other(n) => n,
         }
+    }
+
+    /// Whether the format carries whole instances, objects and multiple resources, not only
+    /// single values (text, opaque, CBOR) or links.
+    pub const fn carries_nodes(self) -> bool {
+        matches!(
+            self,
+            Self::Tlv
+                | Self::LegacyTlv
+                | Self::SenmlJson
+                | Self::SenmlCbor
+                | Self::LwM2mJson
+                | Self::LwM2mCbor
+        )
     }
 
     /// Maps a number to its format; unknown numbers become [`ContentFormat::Other`].

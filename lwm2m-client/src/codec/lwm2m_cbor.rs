@@ -1,47 +1,23 @@
 //! LwM2M CBOR (CF 11544, OMA TS Core 1.2 section 7.4.6): nested CBOR maps keyed by the path's
 //! identifiers, `{5: {0: {3: 0}}}`. The encoder writes one map level per identifier; the
 //! decoder also accepts path compression (an array of identifiers as a key, `{[5, 0, 3]: 0}`)
-//! and a tag-1 time.
+//! and a tag-1 time. The values are the items of the plain CBOR format ([`super::cbor`]).
 
+use super::cbor::{dec_err, read_item, write_item, Enc, TimeItem};
 use super::senml::typed;
 use super::{CodecError, Node, Path, TypeLookup, Value};
-use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::Write as _;
-use minicbor::data::{Tag, Type};
-
-type Enc = minicbor::Encoder<Vec<u8>>;
+use minicbor::data::Type;
 
 fn enc_err<E>(_: minicbor::encode::Error<E>) -> CodecError {
     CodecError::Unrepresentable
-}
-
-fn dec_err(_: minicbor::decode::Error) -> CodecError {
-    CodecError::Malformed("bad LwM2M CBOR")
-}
-
-fn write_value(e: &mut Enc, v: &Value) -> Result<(), CodecError> {
-    match v {
-        Value::String(s) => e.str(s).map_err(enc_err)?,
-        Value::Integer(i) | Value::Time(i) => e.i64(*i).map_err(enc_err)?,
-        Value::Unsigned(u) => e.u64(*u).map_err(enc_err)?,
-        Value::Float(f) => e.f64(*f).map_err(enc_err)?,
-        Value::Boolean(b) => e.bool(*b).map_err(enc_err)?,
-        Value::Opaque(o) => e.bytes(o).map_err(enc_err)?,
-        Value::ObjLnk(o, i) => {
-            let mut s = String::new();
-            let _ = write!(s, "{o}:{i}");
-            e.str(&s).map_err(enc_err)?
-        }
-    };
-    Ok(())
 }
 
 /// Writes the leaves sharing identifiers `..depth` as one map level (or the value itself).
 fn write_level(e: &mut Enc, leaves: &[(Path, &Value)], depth: usize) -> Result<(), CodecError> {
     if let [(p, v)] = leaves {
         if p.depth() == depth {
-            return write_value(e, v);
+            return write_item(e, v, TimeItem::Bare);
         }
     }
     let id_at = |p: &Path| p.ids().get(depth).copied();
@@ -79,29 +55,6 @@ pub fn encode(node: &Node, base: &Path) -> Result<Vec<u8>, CodecError> {
         write_level(&mut e, &leaves, 0)?;
     }
     Ok(e.into_writer())
-}
-
-fn read_value(d: &mut minicbor::Decoder<'_>) -> Result<Value, CodecError> {
-    Ok(match d.datatype().map_err(dec_err)? {
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-            let u = d.u64().map_err(dec_err)?;
-            i64::try_from(u)
-                .map(Value::Integer)
-                .unwrap_or(Value::Unsigned(u))
-        }
-        Type::I8 | Type::I16 | Type::I32 | Type::I64 => Value::Integer(d.i64().map_err(dec_err)?),
-        Type::F32 | Type::F64 => Value::Float(d.f64().map_err(dec_err)?),
-        Type::Bool => Value::Boolean(d.bool().map_err(dec_err)?),
-        Type::String => Value::String(d.str().map_err(dec_err)?.to_string()),
-        Type::Bytes => Value::Opaque(d.bytes().map_err(dec_err)?.to_vec()),
-        Type::Tag => {
-            if d.tag().map_err(dec_err)? != Tag::new(1) {
-                return Err(CodecError::Malformed("unsupported CBOR tag"));
-            }
-            Value::Time(d.i64().map_err(dec_err)?)
-        }
-        _ => return Err(CodecError::Malformed("unsupported LwM2M CBOR value")),
-    })
 }
 
 fn read_key(d: &mut minicbor::Decoder<'_>, prefix: &Path) -> Result<Path, CodecError> {
@@ -143,7 +96,7 @@ fn read_level(
             // Each level adds at least one identifier, so nesting is bounded by the path depth.
             read_level(d, &p, out, len)?;
         } else {
-            out.push((p, read_value(d)?));
+            out.push((p, read_item(d)?));
         }
     }
     Ok(())

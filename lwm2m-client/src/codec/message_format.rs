@@ -122,6 +122,35 @@ mod tests {
         assert_eq!(check(&[0x40, 0x00, 0, 1]), Ok(()));
     }
 
+    /// The marker is found by walking header, token and options: an option value may itself
+    /// end in 0xFF, so the last byte alone says nothing (moved from the client's coap module
+    /// when both ends came to share this check).
+    #[test]
+    fn empty_payload_is_found_by_walking_the_options() {
+        // CON GET, token 0xAB, Uri-Path "3": header, token, option 0xB1 '3'.
+        let base = [0x41, 0x01, 0x12, 0x34, 0xab, 0xb1, b'3'];
+        assert_eq!(check(&base), Ok(()));
+        let with = |tail: &[u8]| [&base[..], tail].concat();
+        assert_eq!(check(&with(&[0xff])), Err(FormatError::EmptyPayload));
+        assert_eq!(check(&with(&[0xff, 0x00])), Ok(()));
+        // Size2 (28 = 11 + 13 + 4) = 0x00FF, then a 13-byte Uri-Query (extended length) of
+        // 0xFF bytes: values, not markers.
+        assert_eq!(check(&with(&[0xd2, 4, 0x00, 0xff])), Ok(()));
+        let mut query = with(&[0x4d, 0x00]);
+        query.extend_from_slice(&[0xff; 13]);
+        assert_eq!(check(&query), Ok(()));
+        query.push(0xff);
+        assert_eq!(check(&query), Err(FormatError::EmptyPayload));
+        // Two-byte extended length (269 + 0): a 269-byte value.
+        let mut long = with(&[0x4e, 0x00, 0x00]);
+        long.extend_from_slice(&[0xff; 269]);
+        assert_eq!(check(&long), Ok(()));
+        long.push(0xff);
+        assert_eq!(check(&long), Err(FormatError::EmptyPayload));
+        // A token length past the datagram hides no marker.
+        assert_eq!(check(&[0x48, 1, 0, 0, 0xff]), Err(FormatError::Truncated));
+    }
+
     #[test]
     fn format_errors_are_named() {
         assert_eq!(

@@ -5,6 +5,7 @@
 
 pub mod base64;
 pub mod block;
+pub mod cbor;
 pub mod content_format;
 pub mod hex;
 pub mod json;

@@ -3,7 +3,7 @@
 //! strings, `vb` booleans, `vd` opaque (base64url in JSON), `vlo` object links as `"o:i"`.
 
 use super::json::{self, Json};
-use super::{base64, CodecError, Node, Path, ResourceType, TypeLookup, Value};
+use super::{base64, cbor, CodecError, Node, Path, ResourceType, TypeLookup, Value};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write as _;
@@ -355,17 +355,8 @@ fn cbor_records(bytes: &[u8]) -> Result<Vec<(Path, Option<Value>)>, CodecError> 
                 Some(Some(BN)) => r.bn = d.str().map_err(dec_err)?.to_string(),
                 Some(Some(N)) => name = Some(d.str().map_err(dec_err)?.to_string()),
                 Some(Some(V)) => {
-                    value = Some(match d.datatype().map_err(dec_err)? {
-                        Type::U8 | Type::U16 | Type::U32 | Type::U64 => {
-                            let u = d.u64().map_err(dec_err)?;
-                            i64::try_from(u)
-                                .map(Value::Integer)
-                                .unwrap_or(Value::Unsigned(u))
-                        }
-                        Type::I8 | Type::I16 | Type::I32 | Type::I64 => {
-                            Value::Integer(d.i64().map_err(dec_err)?)
-                        }
-                        Type::F32 | Type::F64 => Value::Float(d.f64().map_err(dec_err)?),
+                    value = Some(match cbor::read_item(&mut d)? {
+                        v @ (Value::Integer(_) | Value::Unsigned(_) | Value::Float(_)) => v,
                         _ => return Err(CodecError::Malformed("SenML v is not a number")),
                     })
                 }
@@ -480,6 +471,23 @@ mod tests {
         );
         assert!(decode_json(br#"[{"n":"/5/0/1","vs":3}]"#, &p, &types).is_err());
         assert!(decode_json(br#"[{"n":"/6/0/1","v":3}]"#, &p, &types).is_err());
+    }
+
+    /// Writers that pick the shortest exact float (Leshan's CBOR library) send `v` 1.5 as a
+    /// half float; a tag is no number.
+    #[test]
+    fn cbor_v_may_be_a_half_float() {
+        // [{0: "/9/0/2", 2: 1.5 (half)}]
+        let mut b = vec![0x81, 0xa2, 0x00, 0x66];
+        b.extend_from_slice(b"/9/0/2");
+        b.extend([0x02, 0xf9, 0x3e, 0x00]);
+        assert_eq!(
+            decode_cbor_leaves(&b),
+            Ok(vec![(Path::resource(9, 0, 2), Value::Float(1.5))])
+        );
+        let n = b.len();
+        b.splice(n - 3.., [0xc1, 0x01]);
+        assert!(decode_cbor_leaves(&b).is_err(), "tag 1 is not a SenML v");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{
-    link, lwm2m_cbor, senml, text, tlv, BlockOpt, CodecError, ContentFormat, Instance, Link, Node,
-    Path, Resource, ResourceType, ResourceValue, Value,
+    cbor, link, lwm2m_cbor, lwm2m_json, senml, text, tlv, BlockOpt, CodecError, ContentFormat,
+    Instance, Link, Node, Path, Resource, ResourceType, ResourceValue, Value,
 };
 use crate::object::{BlockChunk, Completion, OpError, ResourceDef};
 use crate::observe::{fingerprint, Observation};
@@ -332,8 +332,10 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
-    /// Picks the response format: the Accept if supported (else 4.06), otherwise text/opaque
-    /// for single values and the configured default for everything else.
+    /// Picks the response format: the Accept if supported (else 4.06). Without Accept a single
+    /// value goes as text/opaque (the formats every server reads, OMA TS Core 1.1 section
+    /// 7.4.1-7.4.2), anything else in the preferred format announced at registration, or TLV
+    /// (mandatory in LwM2M 1.0) when that format carries single values only.
     fn pick_format(
         &self,
         node: &Node,
@@ -351,7 +353,10 @@ impl<P: Clone + PartialEq> Engine<P> {
             None => Ok(match single {
                 Some(Value::Opaque(_)) => ContentFormat::Opaque,
                 Some(_) => ContentFormat::Text,
-                None => self.config.default_format,
+                None if self.config.preferred_format.carries_nodes() => {
+                    self.config.preferred_format
+                }
+                None => ContentFormat::Tlv,
             }),
             Some(ContentFormat::Text) if single.is_some_and(|v| !matches!(v, Value::Opaque(_))) => {
                 Ok(ContentFormat::Text)
@@ -359,13 +364,8 @@ impl<P: Clone + PartialEq> Engine<P> {
             Some(ContentFormat::Opaque) if matches!(single, Some(Value::Opaque(_))) => {
                 Ok(ContentFormat::Opaque)
             }
-            Some(
-                f @ (ContentFormat::Tlv
-                | ContentFormat::LegacyTlv
-                | ContentFormat::SenmlJson
-                | ContentFormat::SenmlCbor
-                | ContentFormat::LwM2mCbor),
-            ) => Ok(f),
+            Some(ContentFormat::Cbor) if single.is_some() => Ok(ContentFormat::Cbor),
+            Some(f) if f.carries_nodes() => Ok(f),
             Some(_) => Err(OpError::NotAcceptable),
         }
     }
@@ -385,6 +385,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             (ContentFormat::Opaque, Some(v)) => {
                 text::encode_opaque(v).map_err(|_| OpError::NotAcceptable)
             }
+            (ContentFormat::Cbor, Some(_)) => {
+                cbor::encode(node, path).map_err(|_| OpError::Internal)
+            }
             (ContentFormat::Tlv | ContentFormat::LegacyTlv, _) => {
                 tlv::encode(node).map_err(|_| OpError::Internal)
             }
@@ -393,6 +396,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             (ContentFormat::SenmlCbor, _) => {
                 senml::encode_cbor(node, path).map_err(|_| OpError::Internal)
+            }
+            (ContentFormat::LwM2mJson, _) => {
+                lwm2m_json::encode(node, path).map_err(|_| OpError::Internal)
             }
             (ContentFormat::LwM2mCbor, _) => {
                 lwm2m_cbor::encode(node, path).map_err(|_| OpError::Internal)
@@ -614,6 +620,10 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             ContentFormat::SenmlCbor => {
                 senml::decode_cbor(payload, path, &types).map_err(codec_error)
+            }
+            ContentFormat::Cbor => cbor::decode(payload, path, &types).map_err(codec_error),
+            ContentFormat::LwM2mJson => {
+                lwm2m_json::decode(payload, path, &types).map_err(codec_error)
             }
             ContentFormat::LwM2mCbor => {
                 lwm2m_cbor::decode(payload, path, &types).map_err(codec_error)

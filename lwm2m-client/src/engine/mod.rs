@@ -12,6 +12,7 @@ mod notify;
 mod registration;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
+use crate::codec::message_format::{self, FormatError};
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
@@ -43,11 +44,11 @@ pub struct Config {
     pub backoff_max_ms: u64,
     /// Seed for message ids, tokens and jitter.
     pub rng_seed: u64,
-    /// Format of multi-value reads without Accept (TLV is what Leshan expects by default).
-    pub default_format: ContentFormat,
     /// The one content format announced as preferred in the Register payload's `ct`
     /// (OMA TS Core 1.1 section 6.2.1; SenML CBOR by default). Requests in every supported
-    /// format are accepted whatever is announced here.
+    /// format are accepted whatever is announced here, and a read without Accept of an
+    /// instance, object or multiple resource is answered in it (OMA TS Core 1.1 section 7.4),
+    /// so a server that read the announcement decodes what it gets.
     pub preferred_format: ContentFormat,
     /// Most observations kept at once (more are served as plain reads).
     pub max_observations: usize,
@@ -67,7 +68,6 @@ impl Config {
             backoff_initial_ms: 2_000,
             backoff_max_ms: 120_000,
             rng_seed: 0x5eed,
-            default_format: ContentFormat::Tlv,
             preferred_format: ContentFormat::SenmlCbor,
             max_observations: 16,
             lifetime_s: 300,
@@ -320,13 +320,19 @@ impl<P: Clone + PartialEq> Engine<P> {
             return;
         }
         let mid = packet.header.message_id;
-        if coap::empty_payload_after_marker(data) {
+        match message_format::check(data) {
+            Ok(()) => {}
             // A message format error (RFC 7252 section 3), never a request: a confirmable
             // message is rejected with a matching RST (section 4.2), any other ignored.
-            if packet.header.get_type() == MessageType::Confirmable {
-                self.send(peer, &coap::empty(MessageType::Reset, mid));
+            Err(FormatError::EmptyPayload) => {
+                if packet.header.get_type() == MessageType::Confirmable {
+                    self.send(peer, &coap::empty(MessageType::Reset, mid));
+                }
+                return;
             }
-            return;
+            // Framing coap-lite let through but RFC 7252 section 3 does not allow: dropped,
+            // like the datagrams coap-lite refuses above.
+            Err(_) => return,
         }
         match (packet.header.get_type(), packet.header.code) {
             (MessageType::Acknowledgement, MessageClass::Empty) => {

@@ -1,4 +1,13 @@
-//! Object 5, Firmware Update (object version 1.1, resources 0-14).
+//! Object 5, Firmware Update, object version 1.1 (urn:oma:lwm2m:oma:5:1.1): resources 0-3 and
+//! 5-13, exactly those of that version, as announced at registration (`</5>;ver=1.1`).
+//!
+//! Automatic Upgrade at Download (/5/0/14) exists only from version 1.2 on, and is not exposed:
+//! servers type a client's values by the announced object version, and the ones our users run
+//! hold models for 1.0 and 1.1 (Leshan's server bundles Object 5 1.0 alone and users add the
+//! registry's 1.1 file; Zephyr's and Anjay's clients implement 1.0/1.1 resources), so a 1.2
+//! announcement would leave such a server without a model for the whole object, and a 1.1
+//! announcement with resource 14 shows a resource the model lacks. (`object5`'s machine keeps
+//! the behaviour for a board that enables it locally.)
 //!
 //! The rules (which operation is allowed in which State, what Update Result follows) are
 //! `object5::machine`'s; the device side (stream a package in, verify it, install it, what
@@ -38,7 +47,6 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(11, Ops::RW, false, T::Integer),
     ResourceDef::new(12, Ops::R, false, T::Time),
     ResourceDef::new(13, Ops::RW, false, T::Unsigned),
-    ResourceDef::new(14, Ops::RW, false, T::Boolean),
 ];
 
 /// A pull the application should run now.
@@ -446,7 +454,6 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
                 i64::try_from(m.last_state_change()).unwrap_or(i64::MAX),
             )),
             13 => ResourceValue::Single(Value::Unsigned(u64::from(m.max_defer_period))),
-            14 => ResourceValue::Single(Value::Boolean(m.auto_upgrade)),
             0 | 2 | 10 => return Err(OpError::MethodNotAllowed),
             _ => return Err(OpError::NotFound),
         })
@@ -488,11 +495,7 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
                     u32::try_from(*v).map_err(|_| OpError::BadRequest)?;
                 Ok(Completion::Done)
             }
-            (14, ResourceValue::Single(Value::Boolean(b))) => {
-                self.core.borrow_mut().machine.auto_upgrade = *b;
-                Ok(Completion::Done)
-            }
-            (0 | 1 | 11 | 13 | 14, _) => Err(OpError::BadRequest),
+            (0 | 1 | 11 | 13, _) => Err(OpError::BadRequest),
             _ => Err(OpError::MethodNotAllowed),
         }
     }

@@ -2,6 +2,9 @@
 //!
 //! The pull uses its own ephemeral socket, separate from the LwM2M server's, so a package host
 //! elsewhere than the server works and a slow download never delays registration updates.
+//! Only the package host is listened to on it: a datagram from any other source is dropped and
+//! counted (a forged Block2 response would otherwise be fed to the verifier, RFC 7252 §5.3.2
+//! matches responses by endpoint and token).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use super::{PackageSink, PullError, Resume};
 use crate::coap::TxParams;
 use crate::dtls::DtlsContext;
 use crate::dtls_udp::DtlsUdp;
+use crate::runtime::{default_local, ForeignDatagrams};
 
 /// How a CoAP pull is made.
 #[derive(Clone)]
@@ -64,14 +68,21 @@ pub async fn fetch(
     config: &CoapPullConfig,
     sink: &mut dyn PackageSink,
 ) -> Result<Pulled, PullError> {
+    fetch_counting(uri, resume, config, sink, &ForeignDatagrams::default()).await
+}
+
+/// [`fetch`], counting in `foreign` the datagrams dropped for coming from another source than
+/// the package host.
+pub async fn fetch_counting(
+    uri: &str,
+    resume: Option<&Resume>,
+    config: &CoapPullConfig,
+    sink: &mut dyn PackageSink,
+    foreign: &ForeignDatagrams,
+) -> Result<Pulled, PullError> {
     let uri = CoapUri::parse(uri)?;
     let peer = resolve(&uri).await?;
-    let bind: SocketAddr = if peer.is_ipv6() {
-        "[::]:0".parse().expect("literal")
-    } else {
-        "0.0.0.0:0".parse().expect("literal")
-    };
-    let socket = UdpSocket::bind(bind).await.map_err(lost)?;
+    let socket = UdpSocket::bind(default_local(&peer)).await.map_err(lost)?;
     // The handshake gets the same budget as one confirmable exchange.
     let budget = Duration::from_millis(
         config.tx.ack_timeout_ms * ((1u64 << (config.tx.max_retransmit + 1)) - 1),
@@ -131,7 +142,7 @@ pub async fn fetch(
                     }
                 }
             }
-            Ok(Ok(_)) => {} // a stray datagram from elsewhere
+            Ok(Ok((n, from))) => foreign.drop_from(from, link.peer, n),
             Ok(Err(e)) => return Err(PullError::ConnectionLost(e.to_string())),
             Err(_) => pull.handle_timeout(now_ms())?,
         }

@@ -2,11 +2,13 @@
 //! binary: a bounded-wait server socket, the binary as a child process killed on drop, and
 //! the raw request/answer steps of a scripted server.
 
-use super::ack;
+use super::{ack, request, request_with};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A child process killed (and reaped) when dropped.
@@ -16,6 +18,33 @@ impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Kill {
+    /// Sends `signal` (`TERM`, `INT`, ...) with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill command");
+        assert!(sent.success(), "kill -{signal} {pid}: {sent}");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.0.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "client did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -37,17 +66,63 @@ pub fn server_socket(addr: &str) -> std::io::Result<UdpSocket> {
     Ok(sock)
 }
 
-/// Starts the `lwm2m-client` binary with `args` and its state in `state`; killed on drop.
-pub fn spawn_client(args: &[&str], state: &Path) -> Kill {
-    let child = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"))
-        .args(args)
+fn command(args: &[&str], state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lwm2m-client"));
+    c.args(args)
         .arg("--state-dir")
         .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Kill(child)
+        .stdout(Stdio::null());
+    c
+}
+
+/// Starts the `lwm2m-client` binary with `args` and its state in `state`; killed on drop.
+pub fn spawn_client(args: &[&str], state: &Path) -> Kill {
+    Kill(
+        command(args, state)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Lines the binary wrote to stderr so far (its log), collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// Waits (bounded) until a line satisfies `pred`; returns it.
+    pub fn wait_for(&self, within: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.0.lock().unwrap().iter().find(|l| pred(l)) {
+                return Some(l.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// [`spawn_client`] with its stderr (the log) captured (and echoed to the test's stderr).
+pub fn spawn_client_logged(args: &[&str], state: &Path) -> (Kill, Log) {
+    let mut child = command(args, state).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = Log::default();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("client: {line}");
+            lines.0.lock().unwrap().push(line);
+        }
+    });
+    (Kill(child), log)
 }
 
 /// Waits (bounded) for one CoAP request on the server socket.
@@ -81,6 +156,26 @@ pub fn answer(
     sock.send_to(&p.to_bytes().unwrap(), to).unwrap();
 }
 
+/// A confirmable request with message id `mid` (and a token derived from it), carrying
+/// `payload` in content format `cf` when given.
+pub fn request_packet(
+    mid: u16,
+    method: RequestType,
+    path: &str,
+    cf: Option<u16>,
+    payload: &[u8],
+) -> Packet {
+    let token = [0xB5, mid as u8];
+    match cf {
+        Some(cf) => request_with(method, mid, &token, path, u32::from(cf), payload),
+        None => {
+            let mut p = request(method, mid, &token, path);
+            p.payload = payload.to_vec();
+            p
+        }
+    }
+}
+
 /// Sends a confirmable request from the server socket to the device and waits (bounded) for
 /// its piggybacked answer, skipping anything else the device sends meanwhile.
 pub fn request_to(
@@ -92,23 +187,7 @@ pub fn request_to(
     cf: Option<u16>,
     payload: &[u8],
 ) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_version(1);
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(vec![0xB5, mid as u8]);
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    if let Some(cf) = cf {
-        p.add_option(
-            CoapOption::ContentFormat,
-            lwm2m_client::codec::block::uint_option(u32::from(cf)),
-        );
-    }
-    p.payload = payload.to_vec();
-    exchange(sock, to, &p)
+    exchange(sock, to, &request_packet(mid, method, path, cf, payload))
 }
 
 /// Sends `req` (confirmable) to the device and waits (bounded) for the ACK with its message id.
@@ -128,4 +207,20 @@ pub fn exchange(sock: &UdpSocket, to: SocketAddr, req: &Packet) -> Packet {
         }
     }
     panic!("no answer to {:?}", req.get_option(CoapOption::UriPath));
+}
+
+/// libcoap's `coap-client` (Debian libcoap3-bin) sending from `server`, the address the
+/// device registered with: the device answers its server only, so a test closes its server
+/// socket while coap-client runs and binds it again afterwards.
+pub fn coap_client_from(server: SocketAddr) -> Command {
+    let mut c = Command::new("coap-client-openssl");
+    c.args([
+        "-a",
+        &server.ip().to_string(),
+        "-p",
+        &server.port().to_string(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
 }

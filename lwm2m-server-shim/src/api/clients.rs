@@ -193,7 +193,7 @@ impl ClientCall<'_> {
             .map_err(|e| ApiError::Internal(format!("invalid response from device: {e}")))?;
         Ok(json(
             StatusCode::OK,
-            &response_json(&r, Some(("content", node_json(&node)))),
+            &response_json(&r, Some(("content", node_json(&node, path)))),
         ))
     }
 

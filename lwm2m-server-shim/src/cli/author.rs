@@ -2,8 +2,11 @@
 //! encoding and checking live in `object5::author`; this module is files and flags.
 
 use clap::{Args, Subcommand};
-use object5::author::{self, Delivery, PackageSpec, SignAlg, VerifyOptions};
-use object5::manifest::TrustAnchor;
+use object5::author::{
+    self, AnchorKey, AuthorKey, CheckOptions, ContentEncryption, Delivery, Encryption, PackageSpec,
+    Recipient, SignAlg, VerifyOptions,
+};
+use object5::manifest::{DecryptionKey, Software, TrustAnchor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +16,28 @@ pub struct KeygenArgs {
     /// Where to write the PKCS#8 private key PEM; the public key goes to `<stem>.pub.pem`.
     #[arg(short, long, default_value = "key.pem")]
     out: PathBuf,
+    /// Key type: p256 (ES256/ESP256) or ed25519 (Ed25519/EdDSA, SUIT MTI profile
+    /// suit-sha256-ed25519-ecdh-a128ctr).
+    #[arg(long, value_enum, default_value_t = KeygenAlg::P256)]
+    alg: KeygenAlg,
+}
+
+/// `package build --content-alg` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentAlgArg {
+    /// AES-128-GCM (authenticated).
+    A128gcm,
+    /// AES-128-CTR (the manifest also carries the ciphertext digest).
+    A128ctr,
+}
+
+/// `keygen --alg` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeygenAlg {
+    /// ECDSA P-256.
+    P256,
+    /// Ed25519.
+    Ed25519,
 }
 
 /// `package` subcommands.
@@ -20,20 +45,20 @@ pub struct KeygenArgs {
 pub enum PackageCommand {
     /// Build and sign a SUIT envelope for one firmware image.
     Build(BuildArgs),
-    /// Print a readable dump of an envelope (not verified).
-    Inspect {
-        /// The envelope file.
-        file: PathBuf,
-    },
-    /// Verify an envelope as a device would; exit 0 when valid, else one line with the reason
-    /// and its Update Result code.
+    /// Print a readable dump of an envelope, and whether and by which key it authenticates
+    /// when keys are given.
+    Inspect(InspectArgs),
+    /// Verify an envelope. Without device options: authenticate it, check every digest it
+    /// carries (severed members, integrated payloads, dependencies, --image) and list what only
+    /// a device can check; exit 0 when authentic. With --vendor-id/--class-id or --min-seq: the
+    /// full device policy. On failure one line with the reason and its Update Result code.
     Verify(VerifyArgs),
 }
 
 /// `package build` arguments.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// PKCS#8 P-256 private key PEM (from `keygen`).
+    /// PKCS#8 P-256 or Ed25519 private key PEM (from `keygen`).
     #[arg(long)]
     key: PathBuf,
     /// Firmware image (opaque bytes).
@@ -68,20 +93,53 @@ pub struct BuildArgs {
     /// Carry the image inside the envelope (key "#fw"); the default when no --uri is given.
     #[arg(long)]
     integrated: bool,
-    /// Sign with ES256 (-7) instead of ESP256 (-9), for peers that predate ESP256.
-    #[arg(long)]
+    /// Sign with ES256 (-7) instead of ESP256 (-9), for peers that predate ESP256 (P-256 keys).
+    #[arg(long, conflicts_with = "eddsa")]
     es256: bool,
+    /// Sign with EdDSA (-8) instead of Ed25519 (-19), for peers that predate -19 (Ed25519 keys).
+    #[arg(long)]
+    eddsa: bool,
+    /// Encrypt the image for the device holding this P-256 key (its SPKI public key PEM):
+    /// ECDH-ES+A128KW (draft-ietf-suit-firmware-encryption section 4.2).
+    #[arg(long, value_name = "RECIPIENT_PUB_PEM", conflicts_with_all = ["kek", "uri"])]
+    encrypt_for: Option<PathBuf>,
+    /// Encrypt the image with a content key wrapped under this 16-byte A128KW key-encryption
+    /// key shared with the devices (raw bytes; section 4.1).
+    #[arg(long, value_name = "KEK_FILE", conflicts_with = "uri")]
+    kek: Option<PathBuf>,
+    /// Content encryption with --encrypt-for or --kek.
+    #[arg(long, value_enum, default_value_t = ContentAlgArg::A128gcm)]
+    content_alg: ContentAlgArg,
     /// Output file.
     #[arg(short, long)]
     out: PathBuf,
 }
 
+/// Keys an envelope may authenticate with.
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Trusted public key PEM (SPKI); repeat to trust several keys (rotation).
+    #[arg(long = "pub", alias = "key")]
+    keys: Vec<PathBuf>,
+    /// HMAC-256 shared secret (raw bytes) for COSE_Mac0 envelopes; repeatable.
+    #[arg(long = "mac-key")]
+    mac_keys: Vec<PathBuf>,
+}
+
+/// `package inspect` arguments.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The envelope file.
+    file: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
 /// `package verify` arguments.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Trusted public key PEM (SPKI); repeat to trust several keys (rotation).
-    #[arg(long = "pub", alias = "key", required = true)]
-    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    keys: KeyArgs,
     /// The envelope file.
     file: PathBuf,
     /// Image to check a --uri package against.
@@ -96,6 +154,15 @@ pub struct VerifyArgs {
     /// Sequence number the device runs; the package must be newer.
     #[arg(long)]
     min_seq: Option<u64>,
+    /// The device's P-256 private key PEM (PKCS#8) that decrypts ECDH-ES+A128KW payloads.
+    #[arg(long, value_name = "PEM")]
+    decrypt_key: Vec<PathBuf>,
+    /// A 16-byte A128KW key-encryption key (raw bytes) that decrypts AES-KW payloads.
+    #[arg(long, value_name = "FILE")]
+    kek: Vec<PathBuf>,
+    /// Write component 0's payload (decrypted when encrypted) to this file.
+    #[arg(long, value_name = "OUT")]
+    extract: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -132,11 +199,15 @@ pub fn public_path(out: &Path) -> PathBuf {
 /// Runs `keygen`.
 pub fn keygen(args: KeygenArgs) -> ExitCode {
     finish((|| {
-        let (private, public) = author::generate_key_pem().map_err(|e| e.to_string())?;
+        let alg = match args.alg {
+            KeygenAlg::P256 => author::KeyAlg::P256,
+            KeygenAlg::Ed25519 => author::KeyAlg::Ed25519,
+        };
+        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
         write(&args.out, private.as_bytes())?;
         let pub_path = public_path(&args.out);
         write(&pub_path, public.as_bytes())?;
-        tracing::info!(private = %args.out.display(), public = %pub_path.display(), "P-256 key written");
+        tracing::info!(private = %args.out.display(), public = %pub_path.display(), alg = ?args.alg, "key written");
         println!("{}\n{}", args.out.display(), pub_path.display());
         Ok(())
     })())
@@ -146,19 +217,13 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
 pub fn package(cmd: PackageCommand) -> ExitCode {
     match cmd {
         PackageCommand::Build(a) => finish(build(a)),
-        PackageCommand::Inspect { file } => finish((|| {
-            let env = read(&file)?;
-            let summary = author::summary(&env).map_err(|e| e.to_string())?;
-            let diag = author::diagnostic(&env).map_err(|e| e.to_string())?;
-            println!("{summary}\n{diag}");
-            Ok(())
-        })()),
+        PackageCommand::Inspect(a) => finish(inspect(a)),
         PackageCommand::Verify(a) => finish(verify(a)),
     }
 }
 
 fn build(a: BuildArgs) -> Result<(), String> {
-    let key = author::signing_key_from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
+    let key = AuthorKey::from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
     let (image, default_name) = match (&a.image, a.sim_firmware) {
         (Some(path), _) => (
             read(path)?,
@@ -189,13 +254,32 @@ fn build(a: BuildArgs) -> Result<(), String> {
             Some(uri) => Delivery::Uri(uri),
             None => Delivery::Integrated,
         },
-        alg: if a.es256 {
-            SignAlg::Es256
-        } else {
-            SignAlg::Esp256
+        alg: match (a.es256, a.eddsa) {
+            (true, _) => SignAlg::Es256,
+            (_, true) => SignAlg::EdDsa,
+            _ => key.default_alg(),
         },
     };
-    let env = author::build_envelope(&spec, &key).map_err(|e| e.to_string())?;
+    let encryption = match (&a.encrypt_for, &a.kek) {
+        (Some(p), _) => Some(Recipient::EcdhP256(
+            author::public_sec1_from_pem(&read_text(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        (None, Some(p)) => Some(Recipient::Aes128Kw(read_kek(p)?)),
+        (None, None) => None,
+    }
+    .map(|recipient| Encryption {
+        recipient,
+        content: match a.content_alg {
+            ContentAlgArg::A128gcm => ContentEncryption::A128Gcm,
+            ContentAlgArg::A128ctr => ContentEncryption::A128Ctr,
+        },
+    });
+    let env = match &encryption {
+        Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).map(|(env, _)| env),
+        None => author::build_envelope_with(&spec, &key),
+    }
+    .map_err(|e| e.to_string())?;
     write(&a.out, &env)?;
     tracing::info!(out = %a.out.display(), bytes = env.len(), seq = spec.sequence_number, "package signed");
     println!(
@@ -209,17 +293,114 @@ fn build(a: BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(a: VerifyArgs) -> Result<(), String> {
-    let mut sec1 = Vec::new();
+/// The trusted keys, each with the file it came from.
+fn load_keys(a: &KeyArgs) -> Result<Vec<(AnchorKey, &Path)>, String> {
+    let mut keys = Vec::new();
     for k in &a.keys {
-        sec1.push(
-            author::public_sec1_from_pem(&read_text(k)?)
-                .map_err(|e| format!("{}: {e}", k.display()))?,
-        );
+        let key = AnchorKey::from_public_pem(&read_text(k)?)
+            .map_err(|e| format!("{}: {e}", k.display()))?;
+        keys.push((key, k.as_path()));
     }
-    let anchors: Vec<TrustAnchor> = sec1.iter().map(|k| TrustAnchor::P256(k)).collect();
+    for k in &a.mac_keys {
+        keys.push((AnchorKey::Hmac256(read(k)?), k.as_path()));
+    }
+    Ok(keys)
+}
+
+/// A 16-byte A128KW key-encryption key file.
+fn read_kek(path: &Path) -> Result<[u8; 16], String> {
+    read(path)?
+        .try_into()
+        .map_err(|_| format!("{}: an A128KW key is exactly 16 bytes", path.display()))
+}
+
+fn inspect(a: InspectArgs) -> Result<(), String> {
+    let env = read(&a.file)?;
+    let summary = author::summary(&env).map_err(|e| e.to_string())?;
+    let diag = author::diagnostic(&env).map_err(|e| e.to_string())?;
+    let keys = load_keys(&a.keys)?;
+    let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
+    let blocks = author::authentication_blocks(&env).map_err(|e| e.to_string())?;
+    let verdict = if keys.is_empty() {
+        "not checked (give --pub or --mac-key)".to_owned()
+    } else {
+        match object5::manifest::authenticate(&env, &anchors, &Software) {
+            Ok(auth) => format!("yes, with {}", keys[auth.anchor].1.display()),
+            Err(e) => format!("no: {e}"),
+        }
+    };
+    println!(
+        "{summary}authentication:  {}\nauthentic:       {verdict}\n\n{diag}",
+        blocks.join(", ")
+    );
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<(), String> {
+    let keys = load_keys(&a.keys)?;
+    if keys.is_empty() {
+        return Err("give at least one --pub or --mac-key".into());
+    }
+    let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
     let env = read(&a.file)?;
     let image = a.image.as_deref().map(read).transpose()?;
+    let mut privates = Vec::new();
+    for p in &a.decrypt_key {
+        privates.push(
+            author::p256_private_from_pem(&read_text(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        );
+    }
+    let keks = a
+        .kek
+        .iter()
+        .map(|p| read_kek(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let decryption_keys: Vec<DecryptionKey> = privates
+        .iter()
+        .map(|private| DecryptionKey::EcdhP256 { kid: None, private })
+        .chain(
+            keks.iter()
+                .map(|kek| DecryptionKey::Aes128Kw { kid: None, kek }),
+        )
+        .collect();
+    if a.vendor_id.is_none() && a.min_seq.is_none() {
+        // No device described: what the envelope itself proves, and what needs a device.
+        let report = author::check_package(
+            &env,
+            &anchors,
+            &CheckOptions {
+                image: image.as_deref(),
+                decryption_keys: &decryption_keys,
+            },
+        )
+        .map_err(|e| format!("invalid: {e}"))?;
+        if let Some(out) = &a.extract {
+            let payload = report.component0.as_deref().ok_or(
+                "--extract: component 0's payload is not in this envelope (give --image, and the decryption key when encrypted)",
+            )?;
+            write(out, payload)?;
+        }
+        println!(
+            "authentic: seq {}, key #{} ({})",
+            report.sequence_number,
+            report.anchor,
+            keys[report.anchor].1.display()
+        );
+        for line in &report.checked {
+            println!("checked: {line}");
+        }
+        for line in &report.needs_device {
+            println!("needs the device: {line}");
+        }
+        if let Some(out) = &a.extract {
+            println!("extracted: component 0 to {}", out.display());
+        }
+        return Ok(());
+    }
+    if a.extract.is_some() {
+        return Err("--extract goes without device options".into());
+    }
     let identity = match (a.vendor_id, a.class_id) {
         (Some(v), Some(c)) => {
             let v = author::vendor_id(&v);
@@ -231,6 +412,7 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
         identity,
         installed_sequence: a.min_seq,
         image: image.as_deref(),
+        decryption_keys: &decryption_keys,
     };
     let report =
         author::verify_package(&env, &anchors, &opts).map_err(|e| format!("invalid: {e}"))?;

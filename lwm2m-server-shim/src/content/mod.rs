@@ -68,16 +68,9 @@ fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
 }
 
 /// Whether this format carries whole instances and objects both ways in the shim, as the
-/// default format of a client must.
+/// default format of a client must (LwM2M CBOR, an LwM2M 1.2 format, is not wired here).
 fn multi_value(format: ContentFormat) -> bool {
-    matches!(
-        format,
-        ContentFormat::Tlv
-            | ContentFormat::LegacyTlv
-            | ContentFormat::SenmlJson
-            | ContentFormat::SenmlCbor
-            | ContentFormat::LwM2mJson
-    )
+    format.carries_nodes() && format != ContentFormat::LwM2mCbor
 }
 
 /// The format reads and writes of a client use when the REST call names none: the first of
@@ -98,7 +91,11 @@ pub fn default_format(lwm2m_version: &str, announced: &[ContentFormat]) -> Conte
 /// Whether [`decode`] reads this format, so a Read may ask for it (link-format, for one,
 /// describes links, not values: only Discover uses it).
 pub fn decodable(format: ContentFormat) -> bool {
-    multi_value(format) || matches!(format, ContentFormat::Text | ContentFormat::Opaque)
+    multi_value(format)
+        || matches!(
+            format,
+            ContentFormat::Text | ContentFormat::Opaque | ContentFormat::Cbor
+        )
 }
 
 /// Decodes a payload the device sent for `path`.
@@ -118,6 +115,10 @@ pub fn decode(format: ContentFormat, path: &Path, bytes: &[u8]) -> Result<Node, 
             single(path, codec::text::decode(bytes, ty)?)
         }
         ContentFormat::Opaque => single(path, codec::Value::Opaque(bytes.to_vec())),
+        ContentFormat::Cbor if path.resource_id().is_some() => {
+            Ok(codec::cbor::decode(bytes, path, &lookup)?)
+        }
+        ContentFormat::Cbor => Err(ContentError::NotSingleValue),
         other => Err(ContentError::Unsupported(other)),
     }
 }
@@ -139,6 +140,10 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
         ContentFormat::LwM2mJson => Ok(codec::lwm2m_json::encode(node, path)?),
         ContentFormat::Text => Ok(codec::text::encode(single_value()?)),
         ContentFormat::Opaque => Ok(codec::text::encode_opaque(single_value()?)?),
+        ContentFormat::Cbor => {
+            single_value()?;
+            Ok(codec::cbor::encode(node, path)?)
+        }
         other => Err(ContentError::Unsupported(other)),
     }
 }
@@ -205,6 +210,25 @@ mod tests {
             Err(ContentError::NotSingleValue)
         );
         assert!(decode(ContentFormat::Text, &p, b"x").is_err());
+        // CBOR (60): one data item, typed by the object model (/5/0/3 is an Integer).
+        let state = Node::Resource(Resource {
+            id: 3,
+            value: ResourceValue::Single(Value::Integer(2)),
+        });
+        assert_eq!(decode(ContentFormat::Cbor, &p, &[0x02]), Ok(state.clone()));
+        assert_eq!(encode(ContentFormat::Cbor, &p, &state), Ok(vec![0x02]));
+        assert_eq!(
+            decode(ContentFormat::Cbor, &Path::instance(5, 0), &[0x02]),
+            Err(ContentError::NotSingleValue)
+        );
+        let protocols = Node::Resource(Resource {
+            id: 8,
+            value: ResourceValue::Multiple(vec![(0, Value::Integer(0))]),
+        });
+        assert_eq!(
+            encode(ContentFormat::Cbor, &Path::resource(5, 0, 8), &protocols),
+            Err(ContentError::NotSingleValue)
+        );
         assert_eq!(format_by_name("senml_cbor"), Some(ContentFormat::SenmlCbor));
         assert_eq!(default_format("1.0", &[]), ContentFormat::Tlv);
         assert_eq!(default_format("1.1", &[]), ContentFormat::SenmlCbor);

@@ -3,8 +3,10 @@
 
 use std::fmt;
 
-use lwm2m_client::codec::{Instance, Node, Resource, ResourceType, ResourceValue, Value};
+use lwm2m_client::codec::{Instance, Node, Path, Resource, ResourceType, ResourceValue, Value};
 use serde_json::{json, Map, Value as Json};
+
+use crate::content::object_model;
 
 /// Why a JSON body is not a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +82,10 @@ pub fn value_json(v: &Value) -> Json {
     }
 }
 
-fn resource_json(r: &Resource) -> Json {
+/// A resource of object `object`. A multiple resource names its type from the object model,
+/// as Leshan does, so one without instances still says what its values would be; only a
+/// resource the model does not know takes the type of its first value ("none" when empty).
+fn resource_json(object: Option<u16>, r: &Resource) -> Json {
     match &r.value {
         ResourceValue::Single(v) => json!({
             "kind": "singleResource",
@@ -89,10 +94,10 @@ fn resource_json(r: &Resource) -> Json {
             "value": value_json(v),
         }),
         ResourceValue::Multiple(items) => {
-            let ty = items
-                .first()
-                .map(|(_, v)| type_name(v.resource_type()))
-                .unwrap_or("none");
+            let ty = object
+                .and_then(|o| object_model::resource_type(o, r.id))
+                .or_else(|| items.first().map(|(_, v)| v.resource_type()))
+                .map_or("none", type_name);
             let values: Map<String, Json> = items
                 .iter()
                 .map(|(id, v)| (id.to_string(), value_json(v)))
@@ -102,24 +107,25 @@ fn resource_json(r: &Resource) -> Json {
     }
 }
 
-fn instance_json(i: &Instance) -> Json {
+fn instance_json(object: Option<u16>, i: &Instance) -> Json {
     json!({
         "kind": "instance",
         "id": i.id,
-        "resources": i.resources.iter().map(resource_json).collect::<Vec<_>>(),
+        "resources": i.resources.iter().map(|r| resource_json(object, r)).collect::<Vec<_>>(),
     })
 }
 
-/// A node in Leshan's JSON shape.
-pub fn node_json(n: &Node) -> Json {
+/// A node read at (or notified for) `path`, in Leshan's JSON shape.
+pub fn node_json(n: &Node, path: &Path) -> Json {
+    let object = path.object_id();
     match n {
         Node::Object { id, instances } => json!({
             "kind": "obj",
             "id": id,
-            "instances": instances.iter().map(instance_json).collect::<Vec<_>>(),
+            "instances": instances.iter().map(|i| instance_json(Some(*id), i)).collect::<Vec<_>>(),
         }),
-        Node::Instance(i) => instance_json(i),
-        Node::Resource(r) => resource_json(r),
+        Node::Instance(i) => instance_json(object, i),
+        Node::Resource(r) => resource_json(object, r),
         Node::ResourceInstance { id, value } => json!({
             "kind": "resourceInstance",
             "id": id,
@@ -297,8 +303,49 @@ mod tests {
         ];
         for c in cases {
             let node = parse_node(&c, None).expect("valid node");
-            assert_eq!(node_json(&node), c);
+            assert_eq!(node_json(&node, &Path::instance(5, 0)), c);
         }
+    }
+
+    /// A multiple resource without instances keeps its model type (Leshan's rendering of,
+    /// say, a TLV read of /3/0/11 that carries no instance), in every node shape.
+    #[test]
+    fn empty_multiple_resources_carry_their_model_type() {
+        let empty = |id| Resource {
+            id,
+            value: ResourceValue::Multiple(vec![]),
+        };
+        let want = json!({"kind":"multiResource","id":11,"type":"integer","values":{}});
+        assert_eq!(
+            node_json(&Node::Resource(empty(11)), &Path::resource(3, 0, 11)),
+            want
+        );
+        let inst = Instance {
+            id: 0,
+            resources: vec![empty(11)],
+        };
+        assert_eq!(
+            node_json(&Node::Instance(inst.clone()), &Path::instance(3, 0))["resources"][0],
+            want
+        );
+        let obj = Node::Object {
+            id: 3,
+            instances: vec![inst],
+        };
+        assert_eq!(
+            node_json(&obj, &Path::object(3))["instances"][0]["resources"][0],
+            want
+        );
+        // Firmware Update Protocol Support (/5/0/8) of a push-only device.
+        assert_eq!(
+            node_json(&Node::Resource(empty(8)), &Path::resource(5, 0, 8))["type"],
+            "integer"
+        );
+        // A resource no model knows: nothing to name but "none".
+        assert_eq!(
+            node_json(&Node::Resource(empty(7)), &Path::resource(4242, 0, 7))["type"],
+            "none"
+        );
     }
 
     #[test]

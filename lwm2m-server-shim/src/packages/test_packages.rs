@@ -163,7 +163,7 @@ mod tests {
         let opts = VerifyOptions {
             identity: Some((vendor, author::class_id(SIM_CLASS, &vendor))),
             installed_sequence: Some(1),
-            image: None,
+            ..VerifyOptions::default()
         };
         let seq = fresh_sequence();
         for kind in [Kind::Good, Kind::FailsSelfTest, Kind::TooLarge] {

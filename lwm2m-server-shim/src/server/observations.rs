@@ -158,5 +158,5 @@ fn decode_notification(r: &DmResponse, path: &Path) -> Option<serde_json::Value>
     let cf = r.content_format.unwrap_or(ContentFormat::Text);
     content::decode(cf, path, &r.payload)
         .ok()
-        .map(|n| node_json(&n))
+        .map(|n| node_json(&n, path))
 }

@@ -1,12 +1,15 @@
 //! Fuzzes every SUIT entry point that sees untrusted bytes: whole-envelope authentication,
-//! the streaming verifier at several block sizes, and (since a fuzzer cannot forge signatures)
-//! the manifest parser and command interpreter directly.
+//! the streaming verifier at several block sizes (with decryption keys, so encrypted seeds
+//! reach the content-key unwrap and the streamed decryption), and (since a fuzzer cannot forge
+//! signatures) the manifest parser, the command interpreter with several components, the
+//! SUIT_Encryption_Info parser and the decryptor directly.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use object5::manifest::{
-    authenticate, DeviceIdentity, Envelope, Error, Freshness, Interpreter, Manifest, Params,
-    PayloadSink, Platform, Policy, Software, StreamVerifier, TrustAnchor,
+    authenticate, DecryptionKey, Decryptor, DeviceIdentity, EncryptionInfo, Envelope, Error,
+    Freshness, Interpreter, Manifest, Params, PayloadSink, Platform, Policy, Software,
+    StreamVerifier, TrustAnchor,
 };
 
 /// K1 of the draft (uncompressed SEC1) and the K3 HMAC key, so valid seeds authenticate.
@@ -18,6 +21,12 @@ const K1: [u8; 65] = [
     0x96,
 ];
 const K3: [u8; 32] = [b'a'; 32];
+/// The enc24 examples' KEK ('a' x 16) and receiver key K4 ('kid-2', printed in the draft).
+const KEK: [u8; 16] = [b'a'; 16];
+const K4: [u8; 32] = [
+    0x60, 0xfe, 0x6d, 0xd6, 0xd8, 0x5d, 0x57, 0x40, 0xa5, 0x34, 0x9b, 0x6f, 0x91, 0x26, 0x7e, 0xea,
+    0xc5, 0xba, 0x81, 0xb8, 0xcb, 0x53, 0xee, 0x24, 0x9e, 0x4b, 0x4e, 0xb1, 0x02, 0xc4, 0x76, 0xb3,
+];
 const VENDOR: [u8; 16] = [
     0xfa, 0x6b, 0x4a, 0x53, 0xd5, 0xad, 0x5f, 0xdf, 0xbe, 0x9d, 0xe6, 0x63, 0xe4, 0xd4, 0x1f, 0xfe,
 ];
@@ -87,7 +96,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let block = 1 + usize::from(data.first().copied().unwrap_or(0) % 97);
     let mut buf = [0u8; 1024];
-    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let keys = [
+        DecryptionKey::Aes128Kw { kid: None, kek: &KEK },
+        DecryptionKey::EcdhP256 { kid: None, private: &K4 },
+    ];
+    let mut v = StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(&keys);
     let mut ok = true;
     for chunk in data.chunks(block) {
         if v.feed(chunk, &mut Discard).is_err() {
@@ -104,7 +117,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = env.payloads().count();
     }
     let _ = Manifest::parse(data);
-    for count in [1, 3] {
+    // The encryption structures as if a manifest had carried them.
+    if let Ok(info) = EncryptionInfo::parse(data) {
+        if let Ok(cek) = info.content_key(&keys, &Software) {
+            if let Ok(mut d) = Decryptor::new(&info, &cek, data.len() as u64) {
+                let mut copy = [0u8; 256];
+                let n = data.len().min(copy.len());
+                copy[..n].copy_from_slice(&data[..n]);
+                let _ = d.update(&mut copy[..n]);
+                let _ = d.finish();
+            }
+        }
+    }
+    for count in [1, 2, 3, 4] {
         if let Ok(mut vm) = Interpreter::new(count, identity, Software) {
             let _ = vm.run(data, &mut Tiny([0; 64]));
         }

@@ -12,6 +12,19 @@ fn panic(_: &PanicInfo) -> ! {
     loop {}
 }
 
+/// The device's trust anchors: its P-256 key, and an Ed25519 key when that kind is built in
+/// (so the Ed25519 verifier is linked and measured, not optimised away).
+fn anchors<'k>(key: &'k [u8; 65], ed25519: &'k [u8; 32]) -> [TrustAnchor<'k>; 2] {
+    #[cfg(feature = "ed25519")]
+    let second = TrustAnchor::Ed25519(ed25519);
+    #[cfg(not(feature = "ed25519"))]
+    let second = {
+        let _ = ed25519;
+        TrustAnchor::P256(key)
+    };
+    [TrustAnchor::P256(key), second]
+}
+
 /// Keeps object5's code reachable so the linker cannot drop it.
 #[no_mangle]
 pub extern "C" fn object5_nostd_check() -> usize {
@@ -38,21 +51,22 @@ impl PayloadSink for Count {
 pub fn object5_suit_verify(
     envelope: &[u8],
     key: &[u8; 65],
+    ed25519: &[u8; 32],
     vendor: &[u8; 16],
     class: &[u8; 16],
     installed: u64,
 ) -> u8 {
-    if let Err(code) = check_whole(envelope, key) {
+    let anchors = anchors(key, ed25519);
+    if let Err(code) = check_whole(envelope, &anchors) {
         return code;
     }
-    stream(envelope, key, vendor, class, installed)
+    stream(envelope, &anchors, vendor, class, installed)
 }
 
 /// Whole-envelope authentication (the envelope is already in memory).
 #[inline(never)]
-fn check_whole(envelope: &[u8], key: &[u8; 65]) -> Result<(), u8> {
-    let anchors = [TrustAnchor::P256(key)];
-    authenticate(envelope, &anchors, &Software)
+fn check_whole(envelope: &[u8], anchors: &[TrustAnchor<'_>]) -> Result<(), u8> {
+    authenticate(envelope, anchors, &Software)
         .map(|_| ())
         .map_err(|e| e.update_result().code())
 }
@@ -61,14 +75,13 @@ fn check_whole(envelope: &[u8], key: &[u8; 65]) -> Result<(), u8> {
 #[inline(never)]
 fn stream(
     envelope: &[u8],
-    key: &[u8; 65],
+    anchors: &[TrustAnchor<'_>],
     vendor: &[u8; 16],
     class: &[u8; 16],
     installed: u64,
 ) -> u8 {
-    let anchors = [TrustAnchor::P256(key)];
     let policy = Policy {
-        anchors: &anchors,
+        anchors,
         identity: DeviceIdentity {
             vendor_id: vendor,
             class_id: class,
@@ -77,7 +90,16 @@ fn stream(
         freshness: Freshness::NewerThanInstalled(installed),
     };
     let mut buf = [0u8; 2048];
-    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let v = StreamVerifier::new(&mut buf, policy, Software);
+    // With encryption: the device's decryption keys (an A128KW KEK and its ECDH P-256 key).
+    #[cfg(feature = "encryption")]
+    let keys = [
+        object5::manifest::DecryptionKey::Aes128Kw { kid: None, kek: &[0x4b; 16] },
+        object5::manifest::DecryptionKey::EcdhP256 { kid: None, private: &[0x11; 32] },
+    ];
+    #[cfg(feature = "encryption")]
+    let v = v.with_decryption_keys(&keys);
+    let mut v = v;
     let mut sink = Count(0);
     for block in envelope.chunks(512) {
         if let Err(e) = v.feed(block, &mut sink) {
@@ -136,10 +158,11 @@ pub fn object5_suit_boot(
     envelope: &[u8],
     image: &[u8],
     key: &[u8; 65],
+    ed25519: &[u8; 32],
     vendor: &[u8; 16],
     class: &[u8; 16],
 ) -> u8 {
-    let anchors = [TrustAnchor::P256(key)];
+    let anchors = anchors(key, ed25519);
     let auth = match authenticate(envelope, &anchors, &Software) {
         Ok(a) => a,
         Err(e) => return e.update_result().code(),

@@ -8,7 +8,9 @@ use crate::manifest::cbor::{
 };
 use crate::manifest::{static_params, text_info, Envelope, Error, Manifest};
 use std::fmt::Write as _;
+use std::format;
 use std::string::String;
+use std::vec::Vec;
 
 /// A multi-line summary: sequence number, ids, image digest/size/uri, version and name.
 pub fn summary(envelope: &[u8]) -> Result<String, Error> {
@@ -55,6 +57,63 @@ pub fn summary(envelope: &[u8]) -> Result<String, Error> {
         );
     }
     Ok(s)
+}
+
+/// One line per block of the authentication wrapper (section 8.3): its COSE structure and
+/// algorithm, or that the wrapper holds the digest only (unsigned).
+pub fn authentication_blocks(envelope: &[u8]) -> Result<Vec<String>, Error> {
+    let env = Envelope::parse(envelope)?;
+    let mut r = Reader::new(env.auth);
+    let n = r.array()?;
+    r.skip()?; // the digest
+    let mut out = Vec::new();
+    for _ in 1..n {
+        let mut b = Reader::new(r.bytes()?);
+        let kind = match (b.peek_major()?, b.tag().ok()) {
+            (MAJOR_TAG, Some(18)) => "COSE_Sign1",
+            (MAJOR_TAG, Some(17)) => "COSE_Mac0",
+            (MAJOR_TAG, Some(98)) => "COSE_Sign",
+            (MAJOR_TAG, Some(97)) => "COSE_Mac",
+            _ => "unknown COSE structure",
+        };
+        let alg = b
+            .array()
+            .and_then(|_| b.bytes())
+            .ok()
+            .and_then(protected_alg);
+        out.push(match alg {
+            Some(a) => format!("{kind} {} ({a})", alg_name(a)),
+            None => kind.into(),
+        });
+    }
+    if out.is_empty() {
+        out.push("none: the wrapper holds only the digest (unsigned)".into());
+    }
+    Ok(out)
+}
+
+/// The `alg` (1) of a protected header bucket, if it has one.
+fn protected_alg(protected: &[u8]) -> Option<i64> {
+    let mut r = Reader::new(protected);
+    for _ in 0..r.map().ok()? {
+        if r.int().ok()? == 1 {
+            return r.int().ok();
+        }
+        r.skip().ok()?;
+    }
+    None
+}
+
+/// IANA COSE algorithm names of the algorithms SUIT profiles use.
+fn alg_name(alg: i64) -> &'static str {
+    match alg {
+        -7 => "ES256",
+        -9 => "ESP256",
+        -8 => "EdDSA",
+        -19 => "Ed25519",
+        5 => "HMAC 256/256",
+        _ => "algorithm",
+    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -1,5 +1,8 @@
-//! P-256 keys as PEM: PKCS#8 private keys and SPKI public keys.
+//! Signing keys as PEM (PKCS#8 private keys, SPKI public keys): P-256 for ES256/ESP256 and
+//! Ed25519 for EdDSA/Ed25519 (SUIT MTI profiles suit-sha256-esp256-* and
+//! suit-sha256-ed25519-*).
 
+use crate::manifest::TrustAnchor;
 use core::fmt;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -15,28 +18,55 @@ pub enum KeyError {
     Pem,
     /// Signing failed.
     Sign,
+    /// The signature algorithm asked for does not go with the key.
+    AlgorithmMismatch,
 }
 
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Random(e) => write!(f, "system random source failed: {e}"),
-            Self::Pem => f.write_str("not a P-256 key in PEM (PKCS#8 private or SPKI public)"),
+            Self::Pem => {
+                f.write_str("not a P-256 or Ed25519 key in PEM (PKCS#8 private or SPKI public)")
+            }
             Self::Sign => f.write_str("signing failed"),
+            Self::AlgorithmMismatch => {
+                f.write_str("the signature algorithm does not go with the key's type")
+            }
         }
     }
 }
 
 impl std::error::Error for KeyError {}
 
-/// A fresh P-256 key: `(PKCS#8 private PEM, SPKI public PEM)`. Randomness comes from the
-/// operating system (`/dev/urandom`).
+/// The kinds of signing key the author side makes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyAlg {
+    /// ECDSA P-256 (ES256 / ESP256).
+    #[default]
+    P256,
+    /// Ed25519 (EdDSA / Ed25519).
+    Ed25519,
+}
+
+/// A fresh P-256 key: `(PKCS#8 private PEM, SPKI public PEM)`.
 pub fn generate_key_pem() -> Result<(String, String), KeyError> {
+    generate_key_pem_for(KeyAlg::P256)
+}
+
+/// A fresh key of kind `alg`: `(PKCS#8 private PEM, SPKI public PEM)`. Randomness comes from
+/// the operating system (`/dev/urandom`).
+pub fn generate_key_pem_for(alg: KeyAlg) -> Result<(String, String), KeyError> {
     use std::io::Read;
     let mut file = std::fs::File::open("/dev/urandom").map_err(KeyError::Random)?;
     loop {
         let mut bytes = [0u8; 32];
         file.read_exact(&mut bytes).map_err(KeyError::Random)?;
+        if alg == KeyAlg::Ed25519 {
+            // Any 32 bytes are an Ed25519 secret key (RFC 8032 section 5.1.5).
+            let key = AuthorKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&bytes));
+            return Ok((key.private_pem()?, key.public_pem()?));
+        }
         // Rejection sampling: retry the (astronomically rare) values outside [1, n).
         if let Ok(key) = SigningKey::from_slice(&bytes) {
             let private = key
@@ -58,9 +88,86 @@ pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
     SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::Pem)
 }
 
-/// The public key PEM of a private key PEM.
+/// The public key PEM of a private key PEM (P-256 or Ed25519).
 pub fn public_pem_from_private(pem: &str) -> Result<String, KeyError> {
-    public_pem(signing_key_from_pem(pem)?.verifying_key())
+    AuthorKey::from_pem(pem)?.public_pem()
+}
+
+/// A private key the author signs manifests with.
+#[derive(Clone, Debug)]
+pub enum AuthorKey {
+    /// ECDSA P-256.
+    P256(SigningKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl AuthorKey {
+    /// Reads a PKCS#8 private key PEM of either kind.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        if let Ok(k) = SigningKey::from_pkcs8_pem(pem) {
+            return Ok(Self::P256(k));
+        }
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map(Self::Ed25519)
+            .map_err(|_| KeyError::Pem)
+    }
+
+    /// The PKCS#8 private key PEM.
+    pub fn private_pem(&self) -> Result<String, KeyError> {
+        let pem = match self {
+            Self::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
+            // RFC 8410 v1 form without the optional public key, as OpenSSL writes it: Python's
+            // cryptography refuses the v2 form the crate writes by default.
+            Self::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(LineEnding::LF),
+        };
+        pem.map(|p| String::from(p.as_str()))
+            .map_err(|_| KeyError::Pem)
+    }
+
+    /// The SPKI public key PEM.
+    pub fn public_pem(&self) -> Result<String, KeyError> {
+        match self {
+            Self::P256(k) => public_pem(k.verifying_key()),
+            Self::Ed25519(k) => k
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|_| KeyError::Pem),
+        }
+    }
+
+    /// The algorithm a package is signed with by default: ESP256 (-9) or Ed25519 (-19), the
+    /// fully specified ids the SUIT MTI profiles name.
+    pub fn default_alg(&self) -> super::SignAlg {
+        match self {
+            Self::P256(_) => super::SignAlg::Esp256,
+            Self::Ed25519(_) => super::SignAlg::Ed25519,
+        }
+    }
+
+    /// Signs a COSE Sig_structure: ECDSA over its SHA-256 (`r || s`), or PureEdDSA over the
+    /// structure itself (RFC 9053 section 2).
+    pub fn sign(&self, alg: super::SignAlg, to_be_signed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        use super::SignAlg;
+        match (self, alg) {
+            (Self::P256(k), SignAlg::Esp256 | SignAlg::Es256) => {
+                use p256::ecdsa::signature::hazmat::PrehashSigner;
+                let digest = super::sha256(to_be_signed);
+                let sig: p256::ecdsa::Signature =
+                    k.sign_prehash(&digest).map_err(|_| KeyError::Sign)?;
+                Ok(sig.to_bytes().to_vec())
+            }
+            (Self::Ed25519(k), SignAlg::Ed25519 | SignAlg::EdDsa) => {
+                use ed25519_dalek::Signer;
+                Ok(k.sign(to_be_signed).to_bytes().to_vec())
+            }
+            _ => Err(KeyError::AlgorithmMismatch),
+        }
+    }
 }
 
 /// SEC1 public key bytes (uncompressed) from an SPKI public key PEM, the form trust anchors use.
@@ -68,4 +175,50 @@ pub fn public_sec1_from_pem(pem: &str) -> Result<Vec<u8>, KeyError> {
     use p256::pkcs8::DecodePublicKey;
     let key = p256::PublicKey::from_public_key_pem(pem).map_err(|_| KeyError::Pem)?;
     Ok(key.to_sec1_bytes().to_vec())
+}
+
+/// A key `package verify` and `package inspect` trust, owned, in the form the verifier takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnchorKey {
+    /// P-256 public key, SEC1 uncompressed.
+    P256(Vec<u8>),
+    /// Ed25519 public key.
+    Ed25519([u8; 32]),
+    /// HMAC-256 shared secret (COSE_Mac0).
+    Hmac256(Vec<u8>),
+}
+
+impl AnchorKey {
+    /// A public key from an SPKI PEM (P-256 or Ed25519).
+    pub fn from_public_pem(pem: &str) -> Result<Self, KeyError> {
+        if let Ok(k) = public_sec1_from_pem(pem) {
+            return Ok(Self::P256(k));
+        }
+        ed25519_public_from_pem(pem).map(Self::Ed25519)
+    }
+
+    /// The trust anchor borrowing this key.
+    pub fn anchor(&self) -> TrustAnchor<'_> {
+        match self {
+            Self::P256(k) => TrustAnchor::P256(k),
+            Self::Ed25519(k) => TrustAnchor::Ed25519(k),
+            Self::Hmac256(k) => TrustAnchor::Hmac256(k),
+        }
+    }
+}
+
+/// The 32 public key bytes of an Ed25519 SPKI public key PEM.
+pub fn ed25519_public_from_pem(pem: &str) -> Result<[u8; 32], KeyError> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+        .map(|k| k.to_bytes())
+        .map_err(|_| KeyError::Pem)
+}
+
+/// The 32-byte private scalar of a P-256 PKCS#8 private key PEM (a device's ECDH-ES key for
+/// payload decryption).
+pub fn p256_private_from_pem(pem: &str) -> Result<[u8; 32], KeyError> {
+    p256::SecretKey::from_pkcs8_pem(pem)
+        .map(|k| k.to_bytes().into())
+        .map_err(|_| KeyError::Pem)
 }

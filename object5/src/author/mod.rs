@@ -1,4 +1,4 @@
-//! Author side (host, `std` feature): P-256 keys, and building, signing, inspecting and
+//! Author side (host, `std` feature): P-256 and Ed25519 keys, and building, signing, inspecting and
 //! verifying SUIT envelopes for one firmware image. The device side never links this.
 //!
 //! Package layout (documented in README.md): component 0 = `[h'00']`; the shared sequence sets
@@ -8,22 +8,27 @@
 //! as component-version (6) and the name as component-description (5).
 
 mod cbor_out;
+mod check;
+mod encrypt;
 mod inspect;
 mod keys;
 mod uuid;
 mod verify;
 
 pub use cbor_out::Value;
-pub use inspect::{diagnostic, summary};
+pub use check::{check_package, CheckOptions, CheckReport};
+pub use encrypt::{encrypt_image, ContentEncryption, Encrypted, Encryption, Recipient};
+pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
-    generate_key_pem, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, KeyError,
+    ed25519_public_from_pem, generate_key_pem, generate_key_pem_for, p256_private_from_pem,
+    public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, AnchorKey, AuthorKey,
+    KeyAlg, KeyError,
 };
 pub use uuid::{class_id, format_uuid, parse_uuid, uuid5, vendor_id, NAMESPACE_DNS};
 pub use verify::{verify_package, VerifyOptions, VerifyReport};
 
 use crate::manifest::crypto::{CryptoBackend, Sha256Hasher, Software};
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use std::boxed::Box;
 use std::string::String;
 use std::vec;
@@ -39,13 +44,20 @@ pub enum SignAlg {
     Esp256,
     /// ES256 (-7): the same math, older registration (draft Appendix B examples).
     Es256,
+    /// Ed25519 (-19, RFC 9864): profile suit-sha256-ed25519-ecdh-a128ctr (Ed25519 keys).
+    Ed25519,
+    /// EdDSA (-8, RFC 9053): Ed25519 under the older, polymorphic registration.
+    EdDsa,
 }
 
 impl SignAlg {
-    fn id(self) -> i64 {
+    /// The COSE algorithm identifier.
+    pub fn id(self) -> i64 {
         match self {
             Self::Esp256 => -9,
             Self::Es256 => -7,
+            Self::Ed25519 => -19,
+            Self::EdDsa => -8,
         }
     }
 }
@@ -97,6 +109,17 @@ pub fn suit_digest(data: &[u8]) -> Vec<u8> {
 
 /// Builds the encoded SUIT_Manifest for `spec`.
 pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
+    manifest_for(spec, None)
+}
+
+/// The manifest, for a plain image or (with `encrypted`) for an encrypted one: then component
+/// 1 `[h'01']` receives the ciphertext (fetch, and for A128CTR image-match on the ciphertext's
+/// digest) and a decrypting copy (draft-ietf-suit-firmware-encryption section 3.2) puts the
+/// plaintext into component 0, whose image-digest and image-size are the plaintext's.
+fn manifest_for(
+    spec: &PackageSpec<'_>,
+    encrypted: Option<(&Encrypted, ContentEncryption)>,
+) -> Vec<u8> {
     let component = Value::Array(vec![Value::Bytes(vec![0])]);
     let shared = Value::Array(vec![
         int(20),
@@ -111,21 +134,53 @@ pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
         int(2),
         int(15),
     ]);
-    let common = Value::Map(vec![
-        (int(2), Value::Array(vec![component.clone()])),
-        (int(4), Value::wrap(&shared)),
-    ]);
+    let mut components = vec![component.clone()];
     let uri = match &spec.delivery {
         Delivery::Integrated => INTEGRATED_KEY.into(),
         Delivery::Uri(u) => u.clone(),
     };
-    let install = Value::Array(vec![
-        int(20),
-        Value::Map(vec![(int(21), Value::Text(uri))]),
-        int(21),
-        int(2),
-        int(3),
-        int(15),
+    let install = match encrypted {
+        None => Value::Array(vec![
+            int(20),
+            Value::Map(vec![(int(21), Value::Text(uri))]),
+            int(21),
+            int(2),
+            int(3),
+            int(15),
+        ]),
+        Some((enc, alg)) => {
+            components.push(Value::Array(vec![Value::Bytes(vec![1])]));
+            let mut source = vec![
+                (int(14), int(enc.ciphertext.len() as i64)),
+                (int(21), Value::Text(uri)),
+            ];
+            let mut seq = vec![int(12), int(1), int(20)];
+            if alg == ContentEncryption::A128Ctr {
+                // No tag: the ciphertext's digest is checked too (section 6.1.2).
+                source.insert(0, (int(3), Value::Bytes(suit_digest(&enc.ciphertext))));
+                seq.extend([Value::Map(source), int(21), int(2), int(3), int(15)]);
+            } else {
+                seq.extend([Value::Map(source), int(21), int(2)]);
+            }
+            seq.extend([
+                int(12),
+                int(0),
+                int(20),
+                Value::Map(vec![
+                    (int(19), Value::Bytes(enc.info.clone())),
+                    (int(22), int(1)),
+                ]),
+                int(22),
+                int(2),
+                int(3),
+                int(15),
+            ]);
+            Value::Array(seq)
+        }
+    };
+    let common = Value::Map(vec![
+        (int(2), Value::Array(components)),
+        (int(4), Value::wrap(&shared)),
     ]);
     let validate = Value::Array(vec![int(3), int(15)]);
     let text = Value::Map(vec![(
@@ -160,26 +215,52 @@ pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     .encode()
 }
 
-/// Builds and signs a complete envelope (tag 107).
+/// Builds and signs a complete envelope (tag 107) with a P-256 key.
 pub fn build_envelope(spec: &PackageSpec<'_>, key: &SigningKey) -> Result<Vec<u8>, KeyError> {
+    build_envelope_with(spec, &AuthorKey::P256(key.clone()))
+}
+
+/// Builds and signs a complete envelope (tag 107) with a key of either kind; `spec.alg` must
+/// go with it.
+pub fn build_envelope_with(spec: &PackageSpec<'_>, key: &AuthorKey) -> Result<Vec<u8>, KeyError> {
     let manifest = build_manifest(spec);
     let manifest_bstr = Value::Bytes(manifest).encode();
     let digest = suit_digest(&manifest_bstr);
-    let protected = Value::Map(vec![(int(1), int(spec.alg.id()))]).encode();
-    let tbs = sig_structure(&protected, &digest);
-    let sig: Signature = key
-        .sign_prehash(&sha256(&tbs))
-        .map_err(|_| KeyError::Sign)?;
-    let sign1 = Value::Tag(
+    let block = sign1_block(&digest, spec.alg, key)?;
+    Ok(assemble(&digest, &[block], &manifest_bstr, spec))
+}
+
+/// Builds and signs an envelope whose image is encrypted as `encryption` says; the envelope
+/// (or, for [`Delivery::Uri`], the server) carries the ciphertext, returned second.
+pub fn build_envelope_encrypted(
+    spec: &PackageSpec<'_>,
+    key: &AuthorKey,
+    encryption: &Encryption,
+) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+    let enc = encrypt_image(spec.image, encryption)?;
+    let manifest = manifest_for(spec, Some((&enc, encryption.content)));
+    let manifest_bstr = Value::Bytes(manifest).encode();
+    let digest = suit_digest(&manifest_bstr);
+    let block = sign1_block(&digest, spec.alg, key)?;
+    let integrated = (spec.delivery == Delivery::Integrated).then_some(enc.ciphertext.as_slice());
+    let envelope = assemble_payload(&digest, &[block], &manifest_bstr, integrated);
+    Ok((envelope, enc.ciphertext))
+}
+
+/// An encoded COSE_Sign1 over `digest` (detached payload, section 8.3).
+pub fn sign1_block(digest: &[u8], alg: SignAlg, key: &AuthorKey) -> Result<Vec<u8>, KeyError> {
+    let protected = Value::Map(vec![(int(1), int(alg.id()))]).encode();
+    let sig = key.sign(alg, &sig_structure(&protected, digest))?;
+    Ok(Value::Tag(
         18,
         Box::new(Value::Array(vec![
             Value::Bytes(protected),
             Value::Map(vec![]),
             Value::Null,
-            Value::Bytes(sig.to_bytes().to_vec()),
+            Value::Bytes(sig),
         ])),
-    );
-    Ok(assemble(&digest, &[sign1.encode()], &manifest_bstr, spec))
+    )
+    .encode())
 }
 
 /// Puts an envelope together from an encoded digest, encoded COSE blocks and the manifest
@@ -190,20 +271,30 @@ pub fn assemble(
     manifest_bstr: &[u8],
     spec: &PackageSpec<'_>,
 ) -> Vec<u8> {
+    let integrated = (spec.delivery == Delivery::Integrated).then_some(spec.image);
+    assemble_payload(digest, blocks, manifest_bstr, integrated)
+}
+
+/// [`assemble`] with the integrated payload (under [`INTEGRATED_KEY`]) given directly.
+fn assemble_payload(
+    digest: &[u8],
+    blocks: &[Vec<u8>],
+    manifest_bstr: &[u8],
+    payload: Option<&[u8]>,
+) -> Vec<u8> {
     let mut auth = vec![Value::Bytes(digest.to_vec())];
     auth.extend(blocks.iter().map(|b| Value::Bytes(b.clone())));
     let auth = Value::Array(auth).encode();
-    let integrated = spec.delivery == Delivery::Integrated;
-    let mut out = Vec::with_capacity(manifest_bstr.len() + spec.image.len() + 256);
+    let mut out = Vec::with_capacity(manifest_bstr.len() + payload.map_or(0, <[u8]>::len) + 256);
     out.extend_from_slice(&[0xd8, 0x6b]); // tag 107
-    out.push(if integrated { 0xa3 } else { 0xa2 });
+    out.push(if payload.is_some() { 0xa3 } else { 0xa2 });
     out.push(0x02);
     out.extend_from_slice(&Value::Bytes(auth).encode());
     out.push(0x03);
     out.extend_from_slice(manifest_bstr);
-    if integrated {
+    if let Some(payload) = payload {
         out.extend_from_slice(&Value::Text(INTEGRATED_KEY.into()).encode());
-        out.extend_from_slice(&Value::Bytes(spec.image.to_vec()).encode());
+        out.extend_from_slice(&Value::Bytes(payload.to_vec()).encode());
     }
     out
 }

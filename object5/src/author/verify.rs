@@ -2,8 +2,8 @@
 //! accepts exactly what a device would.
 
 use crate::manifest::{
-    authenticate, DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy, Software,
-    StreamVerifier, TrustAnchor,
+    authenticate, DecryptionKey, DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy,
+    Software, StreamVerifier, TrustAnchor,
 };
 use std::vec;
 
@@ -14,8 +14,11 @@ pub struct VerifyOptions<'a> {
     pub identity: Option<([u8; 16], [u8; 16])>,
     /// Installed sequence number; the package must be newer.
     pub installed_sequence: Option<u64>,
-    /// The image to check a URI package against (integrated images are checked anyway).
+    /// The image to check a URI package against (integrated images are checked anyway); for
+    /// an encrypted package, the encrypted image the device fetches.
     pub image: Option<&'a [u8]>,
+    /// The device's payload decryption keys.
+    pub decryption_keys: &'a [DecryptionKey<'a>],
 }
 
 /// The result of a successful check.
@@ -75,7 +78,8 @@ pub fn verify_package(
         },
     };
     let mut buf = vec![0u8; 64 * 1024];
-    let mut v = StreamVerifier::new(&mut buf, policy, Software);
+    let mut v =
+        StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(opts.decryption_keys);
     for block in envelope.chunks(512) {
         v.feed(block, &mut Discard)?;
     }

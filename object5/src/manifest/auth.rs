@@ -1,5 +1,7 @@
 //! The authentication wrapper (section 5.2, 8.3): a SUIT_Digest of the manifest and COSE blocks
 //! that sign or MAC that digest (detached payload). Checked before the manifest is parsed.
+//! Signatures: ES256/ESP256 (P-256) and, with the `ed25519` feature, EdDSA/Ed25519; MACs:
+//! HMAC 256/256.
 
 use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_TAG};
 use super::crypto::{ct_eq, CryptoBackend, HmacSha256, Sha256Hasher};
@@ -9,6 +11,12 @@ use super::Error;
 const ALG_ES256: i64 = -7;
 const ALG_ESP256: i64 = -9;
 const ALG_HMAC256: i64 = 5;
+/// EdDSA (-8, RFC 9053) and the fully specified Ed25519 (-19, RFC 9864), which the SUIT MTI
+/// profile suit-sha256-ed25519-ecdh-a128ctr names.
+#[cfg(feature = "ed25519")]
+const ALG_EDDSA: i64 = -8;
+#[cfg(feature = "ed25519")]
+const ALG_ED25519: i64 = -19;
 /// COSE_Sign1 / COSE_Mac0 tags.
 const TAG_SIGN1: u64 = 18;
 const TAG_MAC0: u64 = 17;
@@ -24,6 +32,9 @@ pub enum TrustAnchor<'k> {
     P256(&'k [u8]),
     /// HMAC-SHA-256 shared secret for COSE_Mac0 algorithm HMAC 256/256 (5).
     Hmac256(&'k [u8]),
+    /// Ed25519 public key (32 bytes); accepted with COSE algorithms EdDSA (-8) and Ed25519
+    /// (-19) when the `ed25519` feature is built in.
+    Ed25519(&'k [u8]),
 }
 
 /// Parses an encoded SUIT_Digest `[alg, bytes, *ext]`; only SHA-256 is implemented.
@@ -144,6 +155,19 @@ fn check_block<C: CryptoBackend>(
             }
             Ok(check_sign1(protected, digest_encoded, sig, anchors, crypto))
         }
+        #[cfg(feature = "ed25519")]
+        (TAG_SIGN1, ALG_EDDSA | ALG_ED25519) => {
+            if sig.len() != 64 {
+                return Err(Error::Malformed);
+            }
+            Ok(check_sign1_ed25519(
+                protected,
+                digest_encoded,
+                sig,
+                anchors,
+                crypto,
+            ))
+        }
         (TAG_MAC0, ALG_HMAC256) => {
             if sig.len() != 32 {
                 return Err(Error::Malformed);
@@ -174,6 +198,51 @@ fn check_sign1<C: CryptoBackend>(
     for (i, anchor) in anchors.iter().enumerate() {
         if let TrustAnchor::P256(key) = anchor {
             if crypto.verify_p256(key, &tbs, sig) {
+                return BlockOutcome::Verified(i);
+            }
+        }
+    }
+    BlockOutcome::Failed
+}
+
+/// Longest Sig_structure an Ed25519 block may have: PureEdDSA signs the whole message, which
+/// is built on the stack (a SHA-256 SUIT_Digest and a protected bucket with `alg` and a few
+/// more parameters fit; a larger one fails to verify).
+#[cfg(feature = "ed25519")]
+const ED25519_TBS_MAX: usize = 192;
+
+/// COSE_Sign1 EdDSA/Ed25519 against every Ed25519 anchor (RFC 9053 section 2.2: the signature
+/// is over the Sig_structure itself, not a hash of it).
+#[cfg(feature = "ed25519")]
+#[inline(never)]
+fn check_sign1_ed25519<C: CryptoBackend>(
+    protected: &[u8],
+    digest_encoded: &[u8],
+    sig: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    crypto: &C,
+) -> BlockOutcome {
+    let mut tbs = [0u8; ED25519_TBS_MAX];
+    let mut len = 0usize;
+    let mut fits = true;
+    absorb_to_be_signed(
+        &mut |d| match tbs.get_mut(len..len + d.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(d);
+                len += d.len();
+            }
+            None => fits = false,
+        },
+        b"Signature1",
+        protected,
+        digest_encoded,
+    );
+    let Some(tbs) = tbs.get(..len).filter(|_| fits) else {
+        return BlockOutcome::Failed;
+    };
+    for (i, anchor) in anchors.iter().enumerate() {
+        if let TrustAnchor::Ed25519(key) = anchor {
+            if crypto.verify_ed25519(key, tbs, sig) {
                 return BlockOutcome::Verified(i);
             }
         }

@@ -12,7 +12,8 @@ pub trait Sha256Hasher {
     fn finish(self) -> [u8; 32];
 }
 
-/// The primitives a SUIT verifier needs (profile suit-sha256-esp256 and HMAC-256).
+/// The primitives a SUIT verifier needs (profiles suit-sha256-esp256, suit-sha256-ed25519 and
+/// HMAC-256).
 pub trait CryptoBackend {
     /// The hasher this backend produces.
     type Hasher: Sha256Hasher;
@@ -23,6 +24,58 @@ pub trait CryptoBackend {
     /// Verifies an ECDSA P-256 signature (`r || s`, 64 bytes) over a SHA-256 digest with a
     /// public key in SEC1 encoding. `false` for any malformed key or signature.
     fn verify_p256(&self, public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> bool;
+
+    /// Verifies an Ed25519 signature (RFC 8032 PureEdDSA, strict: small-order and
+    /// non-canonical points refused) over `message` with a 32-byte public key. `false` for
+    /// any malformed key or signature. The default is the portable software implementation.
+    #[cfg(feature = "ed25519")]
+    fn verify_ed25519(&self, public: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        software_ed25519(public, message, signature)
+    }
+
+    /// ECDH on P-256 with the device's private key and a peer's affine point: the shared
+    /// secret (x coordinate), `None` for an invalid point. Default: portable software.
+    #[cfg(feature = "encryption")]
+    fn ecdh_p256(&self, private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8; 32]> {
+        software_ecdh_p256(private, x, y)
+    }
+}
+
+/// ECDH on P-256 (SEC 1 v2 section 3.3.1): the x coordinate of `private * (x, y)`, `None`
+/// for a point off the curve or a zero result. The scalar multiplication is the library's
+/// constant-time one, in the same small-table frame as the signature check's.
+#[cfg(feature = "encryption")]
+#[inline(never)]
+pub fn software_ecdh_p256(private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8; 32]> {
+    use p256::elliptic_curve::point::AffineCoordinates;
+    let mut sec1 = [0u8; 65];
+    sec1[0] = 0x04;
+    sec1.get_mut(1..33)?
+        .copy_from_slice(x.get(..32).filter(|_| x.len() == 32)?);
+    sec1.get_mut(33..65)?
+        .copy_from_slice(y.get(..32).filter(|_| y.len() == 32)?);
+    let q = decode_key(&sec1)?;
+    let d: p256::Scalar = Option::from(p256::NonZeroScalar::from_repr((*private).into()))
+        .map(|d: p256::NonZeroScalar| *d)?;
+    let shared = scalar_mul(&q, &d).to_affine();
+    if bool::from(shared.is_identity()) {
+        return None;
+    }
+    Some(shared.x().into())
+}
+
+/// Ed25519 verification with `ed25519-dalek` (no precomputed tables: small code, no alloc).
+#[cfg(feature = "ed25519")]
+#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
+pub fn software_ed25519(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let (Ok(public), Ok(signature)) = (
+        <&[u8; 32]>::try_from(public),
+        ed25519_dalek::Signature::from_slice(signature),
+    ) else {
+        return false;
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(public)
+        .is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
 }
 
 /// Portable software backend: RustCrypto `sha2` and `p256`.
@@ -203,6 +256,44 @@ mod tests {
             bad[63] ^= 1;
             assert!(!Software.verify_p256(public.as_bytes(), &digest, &bad));
             assert!(!Software.verify_p256(&public.as_bytes()[1..], &digest, &sig));
+        }
+    }
+
+    /// RFC 8032 section 7.1, TEST 2 (one-byte message) and TEST 1 (empty message).
+    #[cfg(feature = "ed25519")]
+    #[test]
+    fn ed25519_matches_rfc8032_test_vectors() {
+        fn bytes<const N: usize>(s: &str) -> [u8; N] {
+            let mut out = [0u8; N];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+            }
+            out
+        }
+        let cases: [(&str, &[u8], &str); 2] = [
+            (
+                "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+                &[0x72],
+                "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da\
+                 085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+            ),
+            (
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                &[],
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155\
+                 5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            ),
+        ];
+        for (public, message, signature) in cases {
+            let public: [u8; 32] = bytes(public);
+            let signature: [u8; 64] = bytes(&signature.replace(' ', ""));
+            assert!(Software.verify_ed25519(&public, message, &signature));
+            let mut bad = signature;
+            bad[5] ^= 1;
+            assert!(!Software.verify_ed25519(&public, message, &bad));
+            assert!(!Software.verify_ed25519(&public, b"other", &signature));
+            assert!(!Software.verify_ed25519(&public[..31], message, &signature));
+            assert!(!Software.verify_ed25519(&public, message, &signature[..63]));
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Envelope<'e> {
     pub manifest_item: &'e [u8],
     /// The manifest bstr's content (the encoded SUIT_Manifest map).
     pub manifest: &'e [u8],
-    /// Severed members present, indexed like [`SEVERABLE_KEYS`]: whole bstr items, header included.
+    /// Severed members present, indexed like `SEVERABLE_KEYS`: whole bstr items, header included.
     pub severed: [Option<&'e [u8]>; 5],
     /// The encoded envelope map members after the manifest-related ones (payload walk).
     body: &'e [u8],
@@ -39,7 +39,7 @@ pub struct IntegratedPayload<'e> {
 
 impl<'e> Envelope<'e> {
     /// Splits a complete envelope (tag 107 optional). Refuses duplicate or unknown integer keys,
-    /// a missing wrapper or manifest, and trailing bytes.
+    /// a missing wrapper or manifest, and trailing bytes ([`Error::TrailingBytes`]).
     pub fn parse(buf: &'e [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(buf);
         if r.peek_major()? == MAJOR_TAG && r.tag()? != TAG_ENVELOPE {
@@ -78,7 +78,8 @@ impl<'e> Envelope<'e> {
             }
         }
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            // The signature covers the manifest, not the envelope's extent: refuse what follows.
+            return Err(Error::TrailingBytes);
         }
         let (_, auth) = auth.ok_or(Error::Malformed)?;
         let (manifest_item, manifest) = manifest.ok_or(Error::Malformed)?;

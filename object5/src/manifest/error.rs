@@ -12,6 +12,8 @@ pub enum Error {
     TooDeep,
     /// The input ended before the envelope was complete.
     Truncated,
+    /// Bytes follow the end of the envelope: what was signed is not all that was delivered.
+    TrailingBytes,
     /// The authentication wrapper holds only the digest: the envelope is unsigned (section 8.3).
     Unauthenticated,
     /// No authentication block uses an algorithm this verifier implements.
@@ -52,6 +54,10 @@ pub enum Error {
     BufferTooSmall,
     /// Bytes arrived in an order a streaming processor cannot accept (payload before manifest).
     OutOfOrder,
+    /// No decryption key of this device opens any recipient of the payload's content key.
+    NoDecryptionKey,
+    /// The decrypted payload failed its authentication tag (AES-GCM): wrong key or tampering.
+    DecryptionFailed,
     /// The caller's platform (storage, network, boot) reported a failure with this result code.
     Platform(UpdateResult),
 }
@@ -63,6 +69,7 @@ impl Error {
             Self::Malformed
             | Self::TooDeep
             | Self::Truncated
+            | Self::TrailingBytes
             | Self::Unauthenticated
             | Self::BadSignature
             | Self::ManifestDigestMismatch
@@ -70,7 +77,9 @@ impl Error {
             | Self::ImageSizeMismatch
             | Self::SeverableDigestMismatch
             | Self::SeverableMissing
-            | Self::OutOfOrder => UpdateResult::IntegrityFailure,
+            | Self::OutOfOrder
+            | Self::NoDecryptionKey
+            | Self::DecryptionFailed => UpdateResult::IntegrityFailure,
             Self::UnsupportedAlgorithm
             | Self::UnsupportedManifestVersion
             | Self::Rollback
@@ -93,6 +102,7 @@ impl fmt::Display for Error {
             Self::Malformed => "malformed SUIT envelope",
             Self::TooDeep => "CBOR nesting too deep",
             Self::Truncated => "envelope truncated",
+            Self::TrailingBytes => "bytes after the end of the envelope",
             Self::Unauthenticated => "unsigned envelope: no authentication block",
             Self::UnsupportedAlgorithm => "no supported authentication algorithm",
             Self::BadSignature => "signature does not verify with any trust anchor",
@@ -113,6 +123,8 @@ impl fmt::Display for Error {
             Self::BadComponent => "component index or count unsupported",
             Self::BufferTooSmall => "buffer too small for the manifest",
             Self::OutOfOrder => "payload before the authenticated manifest",
+            Self::NoDecryptionKey => "no decryption key of this device opens the payload's key",
+            Self::DecryptionFailed => "decrypted payload fails its authentication tag",
             Self::Platform(_) => "platform operation failed",
         };
         write!(f, "{text}; Update Result {}", self.update_result())

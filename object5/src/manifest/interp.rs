@@ -11,8 +11,9 @@ use super::Error;
 /// Deepest try-each / run-sequence nesting followed.
 pub const MAX_NESTING: u8 = 4;
 
-/// Command numbers (section 8.4.9, 8.4.10).
-mod cmd {
+/// Command numbers (section 8.4.9, 8.4.10; trust domains section 6.5-6.6).
+#[cfg_attr(not(feature = "std"), allow(dead_code))] // trust-domain commands: author check only
+pub(crate) mod cmd {
     pub const VENDOR_ID: i64 = 1;
     pub const CLASS_ID: i64 = 2;
     pub const IMAGE_MATCH: i64 = 3;
@@ -30,6 +31,14 @@ mod cmd {
     pub const DEVICE_ID: i64 = 24;
     pub const SWAP: i64 = 31;
     pub const RUN_SEQUENCE: i64 = 32;
+    /// draft-ietf-suit-trust-domains: suit-condition-dependency-integrity.
+    pub const DEPENDENCY_INTEGRITY: i64 = 7;
+    /// draft-ietf-suit-trust-domains: suit-condition-is-dependency.
+    pub const IS_DEPENDENCY: i64 = 8;
+    /// draft-ietf-suit-trust-domains: suit-directive-process-dependency.
+    pub const PROCESS_DEPENDENCY: i64 = 11;
+    /// draft-ietf-suit-trust-domains: suit-directive-unlink.
+    pub const UNLINK: i64 = 33;
 }
 
 /// Who the device is: compared by the vendor, class and device identifier conditions.
@@ -206,7 +215,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                         // set-parameters keeps values already set (trust domains, section 6.3).
                         let mut fresh = Params::default();
                         apply(&mut rr, &mut fresh, Some(&mut global))?;
-                        merge_unset(p, &fresh);
+                        p.fill_unset(&fresh);
                     }
                 }
                 if global.soft_failure.is_some() && depth + 1 >= MAX_NESTING {
@@ -314,14 +323,14 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                 if p.uri.is_none() {
                     return Err(Error::MissingParameter);
                 }
-                if p.encrypted {
+                if p.encryption_info.is_some() {
                     return Err(Error::Unsupported);
                 }
                 platform.fetch(i, &p)
             }
             cmd::WRITE => {
                 let content = p.content.ok_or(Error::MissingParameter)?;
-                if p.encrypted {
+                if p.encryption_info.is_some() {
                     return Err(Error::Unsupported);
                 }
                 platform.write(i, content, &p)
@@ -332,7 +341,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                 if src >= self.count || src == i {
                     return Err(Error::BadComponent);
                 }
-                if p.encrypted {
+                if p.encryption_info.is_some() {
                     return Err(Error::Unsupported);
                 }
                 if command == cmd::COPY {
@@ -353,19 +362,4 @@ fn ok_or(ok: bool, e: Error) -> Result<(), Error> {
     } else {
         Err(e)
     }
-}
-
-fn merge_unset<'m>(p: &mut Params<'m>, new: &Params<'m>) {
-    p.vendor_id = p.vendor_id.or(new.vendor_id);
-    p.class_id = p.class_id.or(new.class_id);
-    p.device_id = p.device_id.or(new.device_id);
-    p.image_digest = p.image_digest.or(new.image_digest);
-    p.image_size = p.image_size.or(new.image_size);
-    p.component_slot = p.component_slot.or(new.component_slot);
-    p.uri = p.uri.or(new.uri);
-    p.content = p.content.or(new.content);
-    p.source_component = p.source_component.or(new.source_component);
-    p.invoke_args = p.invoke_args.or(new.invoke_args);
-    p.fetch_args = p.fetch_args.or(new.fetch_args);
-    p.encrypted |= new.encrypted;
 }

@@ -14,7 +14,11 @@
 
 mod auth;
 pub(crate) mod cbor;
+#[cfg(feature = "encryption")]
+mod cose_encrypt;
 pub mod crypto;
+#[cfg(feature = "encryption")]
+mod decrypt;
 mod envelope;
 mod error;
 #[cfg(feature = "openssl")]
@@ -27,7 +31,11 @@ mod policy;
 mod stream;
 
 pub use auth::{verify_wrapper, TrustAnchor};
+#[cfg(feature = "encryption")]
+pub use cose_encrypt::{ContentAlg, DecryptionKey, EncryptionInfo};
 pub use crypto::{CryptoBackend, Sha256Hasher, Software, SoftwareSha256};
+#[cfg(feature = "encryption")]
+pub use decrypt::{Decryptor, GCM_TAG};
 pub use envelope::{Envelope, IntegratedPayload};
 pub use error::Error;
 pub use interp::{DeviceIdentity, Interpreter, Platform, MAX_NESTING};
@@ -37,6 +45,19 @@ pub use policy::{Freshness, Policy};
 pub use stream::{Finished, PayloadSink, StreamVerifier, Verified};
 
 use manifest::{KEY_INSTALL, KEY_PAYLOAD_FETCH, KEY_TEXT};
+
+// For the author side's static walk (crate::author::check), which shares the device's
+// parameter handling and command numbers.
+#[cfg(feature = "std")]
+pub(crate) use auth::{parse_digest, sha256};
+#[cfg(feature = "std")]
+pub(crate) use cose_encrypt::{ecdh_kek, ALG_A128CTR, ALG_A128GCM};
+#[cfg(feature = "std")]
+pub(crate) use envelope::SEVERABLE_KEYS;
+#[cfg(feature = "std")]
+pub(crate) use interp::cmd;
+#[cfg(feature = "std")]
+pub(crate) use params::{apply, component_set};
 
 /// The image a manifest describes for one component, as set before any command runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +72,15 @@ pub struct ImageInfo<'e> {
     pub vendor_id: Option<&'e [u8]>,
     /// Class identifier set for the component.
     pub class_id: Option<&'e [u8]>,
+    /// The image arrives encrypted: the SUIT_Encryption_Info it is decrypted with (set on the
+    /// component by the decrypting copy or write, firmware-encryption draft section 3).
+    /// `uri` is then the encrypted source's.
+    pub encryption_info: Option<&'e [u8]>,
+    /// For an encrypted image copied from another component: that source's image-digest and
+    /// image-size, i.e. of the ciphertext (the draft's "image match before decryption").
+    pub ciphertext_digest: Option<[u8; 32]>,
+    /// See [`ImageInfo::ciphertext_digest`].
+    pub ciphertext_size: Option<u64>,
 }
 
 /// An envelope whose wrapper verified with a trust anchor and whose manifest matched the
@@ -128,11 +158,21 @@ fn describe<'e, C: CryptoBackend>(
     let fetch = manifest.resolve(manifest.payload_fetch, KEY_PAYLOAD_FETCH, &env, crypto)?;
     let install = manifest.resolve(manifest.install, KEY_INSTALL, &env, crypto)?;
     let text = manifest.resolve(manifest.text, KEY_TEXT, &env, crypto)?;
-    let p = static_params(
-        &[manifest.shared_sequence, fetch, install],
-        0,
-        manifest.component_count,
-    )?;
+    let sequences = [manifest.shared_sequence, fetch, install];
+    let p = static_params(&sequences, 0, manifest.component_count)?;
+    // A decrypting copy (draft-ietf-suit-firmware-encryption section 3.2): the encrypted
+    // image is fetched into the source component and decrypted into component 0. The device
+    // streams the fetch through the decryption straight into component 0's slot.
+    let source = match (p.encryption_info, p.source_component) {
+        (Some(_), Some(s)) => {
+            let s = usize::try_from(s).map_err(|_| Error::BadComponent)?;
+            if s == 0 {
+                return Err(Error::BadComponent);
+            }
+            Some(static_params(&sequences, s, manifest.component_count)?)
+        }
+        _ => None,
+    };
     let text = match text {
         Some(t) => text_info(t, manifest.component_id(0))?,
         None => TextInfo::default(),
@@ -145,9 +185,12 @@ fn describe<'e, C: CryptoBackend>(
         image: ImageInfo {
             digest: p.image_digest,
             size: p.image_size,
-            uri: p.uri,
+            uri: source.map_or(p.uri, |s| s.uri),
             vendor_id: p.vendor_id,
             class_id: p.class_id,
+            encryption_info: source.and(p.encryption_info),
+            ciphertext_digest: source.and_then(|s| s.image_digest),
+            ciphertext_size: source.and_then(|s| s.image_size),
         },
         text,
     })

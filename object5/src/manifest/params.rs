@@ -48,8 +48,27 @@ pub struct Params<'m> {
     pub invoke_args: Option<&'m [u8]>,
     /// Arguments for fetch.
     pub fetch_args: Option<&'m [u8]>,
-    /// The payload is encrypted (firmware-encryption draft); decryption is not implemented.
-    pub encrypted: bool,
+    /// suit-parameter-encryption-info: the encoded COSE_Encrypt / COSE_Encrypt0 the payload
+    /// is encrypted with (draft-ietf-suit-firmware-encryption section 5).
+    pub encryption_info: Option<&'m [u8]>,
+}
+
+impl<'m> Params<'m> {
+    /// set-parameters: takes from `new` only what is not set yet (trust domains, section 6.3).
+    pub(crate) fn fill_unset(&mut self, new: &Params<'m>) {
+        self.vendor_id = self.vendor_id.or(new.vendor_id);
+        self.class_id = self.class_id.or(new.class_id);
+        self.device_id = self.device_id.or(new.device_id);
+        self.image_digest = self.image_digest.or(new.image_digest);
+        self.image_size = self.image_size.or(new.image_size);
+        self.component_slot = self.component_slot.or(new.component_slot);
+        self.uri = self.uri.or(new.uri);
+        self.content = self.content.or(new.content);
+        self.source_component = self.source_component.or(new.source_component);
+        self.invoke_args = self.invoke_args.or(new.invoke_args);
+        self.fetch_args = self.fetch_args.or(new.fetch_args);
+        self.encryption_info = self.encryption_info.or(new.encryption_info);
+    }
 }
 
 /// Settings that apply to all components (section 8.4.8.15, 8.4.8.14).
@@ -87,10 +106,7 @@ pub(crate) fn apply<'m>(
             key::SOURCE_COMPONENT => p.source_component = Some(r.uint()?),
             key::INVOKE_ARGS => p.invoke_args = Some(r.bytes()?),
             key::FETCH_ARGS => p.fetch_args = Some(r.bytes()?),
-            key::ENCRYPTION_INFO => {
-                r.bytes()?;
-                p.encrypted = true;
-            }
+            key::ENCRYPTION_INFO => p.encryption_info = Some(r.bytes()?),
             key::SOFT_FAILURE => global.soft_failure = Some(r.boolean()?),
             key::STRICT_ORDER => global.strict_order = Some(r.boolean()?),
             k if k < 0 => r.skip()?, // custom parameters: carried, not interpreted

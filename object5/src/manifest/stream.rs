@@ -8,6 +8,8 @@ use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
 use super::envelope::{Envelope, KEY_AUTH, KEY_MANIFEST, SEVERABLE_KEYS, TAG_ENVELOPE};
 use super::policy::Policy;
 use super::{describe, verify_wrapper, Error};
+#[cfg(feature = "encryption")]
+use super::{ContentAlg, DecryptionKey, Decryptor, EncryptionInfo, GCM_TAG};
 
 /// Where verified payload bytes go (a flash slot writer, typically).
 pub trait PayloadSink {
@@ -65,9 +67,30 @@ struct Facts {
     digest: [u8; 32],
     size: Option<u64>,
     uri: Option<(usize, usize)>,
+    /// The image arrives encrypted: its SUIT_Encryption_Info, and the ciphertext's digest and
+    /// size when the manifest states them.
+    #[cfg(feature = "encryption")]
+    encryption: Option<Encrypted>,
+}
+
+#[cfg(feature = "encryption")]
+#[derive(Clone, Copy, Debug)]
+struct Encrypted {
+    info: Range,
+    digest: Option<[u8; 32]>,
+    size: Option<u64>,
 }
 
 type Range = (usize, usize);
+
+/// The image being received: plaintext hash and length, and for an encrypted image the
+/// decryption state and the ciphertext's hash.
+struct ImageState<H> {
+    hasher: Option<H>,
+    received: u64,
+    #[cfg(feature = "encryption")]
+    decrypt: Option<(Decryptor, H)>,
+}
 
 /// Incremental envelope verifier; see the module documentation.
 pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
@@ -80,11 +103,13 @@ pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
     severed: [Option<Range>; 5],
     phase: Phase,
     facts: Option<Facts>,
-    hasher: Option<C::Hasher>,
-    received: u64,
+    image: ImageState<C::Hasher>,
     payload_seen: bool,
     policy: Policy<'p>,
     crypto: C,
+    /// The device's decryption keys (key store), for encrypted images.
+    #[cfg(feature = "encryption")]
+    keys: &'p [DecryptionKey<'p>],
 }
 
 impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
@@ -100,12 +125,26 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             severed: [None; 5],
             phase: Phase::Members,
             facts: None,
-            hasher: None,
-            received: 0,
+            image: ImageState {
+                hasher: None,
+                received: 0,
+                #[cfg(feature = "encryption")]
+                decrypt: None,
+            },
             payload_seen: false,
             policy,
             crypto,
+            #[cfg(feature = "encryption")]
+            keys: &[],
         }
+    }
+
+    /// Gives the verifier the device's payload decryption keys (draft-ietf-suit-firmware-
+    /// encryption): an encrypted image is decrypted as it streams to the sink.
+    #[cfg(feature = "encryption")]
+    pub fn with_decryption_keys(mut self, keys: &'p [DecryptionKey<'p>]) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Gives the buffer back (a device has one static receive buffer for every download).
@@ -149,7 +188,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         while !data.is_empty() {
             match self.phase {
                 Phase::Failed => return Err(Error::Malformed),
-                Phase::Done => return Err(Error::Malformed), // bytes after the envelope
+                Phase::Done => return Err(Error::TrailingBytes),
                 Phase::Payload { .. } => {
                     let used = self.payload_bytes(data, sink)?;
                     data = data.get(used..).unwrap_or(&[]);
@@ -181,14 +220,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     /// Hashes and forwards payload bytes; returns how many of `data` belonged to the payload.
     fn payload_bytes(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<usize, Error> {
         let facts = self.facts;
-        payload_step(
-            &mut self.phase,
-            &mut self.hasher,
-            &mut self.received,
-            facts,
-            data,
-            sink,
-        )
+        payload_step(&mut self.phase, &mut self.image, facts, data, sink)
     }
     /// Parses as many complete members as the buffer holds.
     fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
@@ -210,6 +242,10 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 continue;
             };
             if left == 0 {
+                if !rest.is_empty() {
+                    // Bytes after the map's last member arrived in the same block.
+                    return Err(Error::TrailingBytes);
+                }
                 if self.facts.is_none() {
                     self.authenticate()?;
                 }
@@ -293,12 +329,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         if self.payload_seen {
                             return Err(Error::Malformed);
                         }
-                        if facts.size.is_some_and(|s| s != vlen) {
-                            return Err(Error::ImageSizeMismatch);
-                        }
-                        self.payload_seen = true;
-                        sink.begin(0, facts.size)?;
-                        self.hasher = Some(self.crypto.sha256());
+                        self.start_image(facts, Some(vlen), sink)?;
                     }
                     self.members_left = Some(left - 1);
                     self.phase = Phase::Payload { left: vlen, image };
@@ -309,14 +340,8 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         // Disjoint borrows: the bytes stay in the buffer while the hash state
                         // and phase advance (no copy, no extra stack).
                         let data = self.buf.get(at..self.len).unwrap_or(&[]);
-                        at += payload_step(
-                            &mut self.phase,
-                            &mut self.hasher,
-                            &mut self.received,
-                            self.facts,
-                            data,
-                            sink,
-                        )?;
+                        at +=
+                            payload_step(&mut self.phase, &mut self.image, self.facts, data, sink)?;
                     }
                     // Keep whatever follows the payload, directly after the retained members.
                     self.buf.copy_within(at..self.len, self.cursor);
@@ -371,12 +396,25 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             let s = (u.as_ptr() as usize).wrapping_sub(base);
             (s, s + u.len())
         });
+        #[cfg(not(feature = "encryption"))]
+        if auth.image.encryption_info.is_some() {
+            return Err(Error::Unsupported);
+        }
         let facts = Facts {
             sequence_number: auth.sequence_number,
             anchor: auth.anchor,
             digest: auth.image.digest.ok_or(Error::MissingParameter)?,
             size: auth.image.size,
             uri,
+            #[cfg(feature = "encryption")]
+            encryption: auth.image.encryption_info.map(|info| {
+                let s = (info.as_ptr() as usize).wrapping_sub(base);
+                Encrypted {
+                    info: (s, s + info.len()),
+                    digest: auth.image.ciphertext_digest,
+                    size: auth.image.ciphertext_size,
+                }
+            }),
         };
         self.facts = Some(facts);
         Ok(())
@@ -399,9 +437,98 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         }
     }
 
+    /// The image payload starts: `payload_len` bytes (ciphertext and tag when encrypted;
+    /// `None` when a fetched plaintext image's length is not stated). Checks the length
+    /// against image-size, opens the content key with the device's keys (before any byte
+    /// reaches the sink), then tells the sink.
+    fn start_image(
+        &mut self,
+        facts: Facts,
+        payload_len: Option<u64>,
+        sink: &mut dyn PayloadSink,
+    ) -> Result<(), Error> {
+        #[cfg(feature = "encryption")]
+        if let Some(enc) = facts.encryption {
+            let payload_len = payload_len.ok_or(Error::MissingParameter)?;
+            let decryptor = self.open_decryption(enc, payload_len)?;
+            let plain = Decryptor::plaintext_len(decryptor.0, payload_len)
+                .ok_or(Error::ImageSizeMismatch)?;
+            if facts.size.is_some_and(|s| s != plain) {
+                return Err(Error::ImageSizeMismatch);
+            }
+            self.image.decrypt = Some((decryptor.1, self.crypto.sha256()));
+        }
+        #[cfg(feature = "encryption")]
+        let plain_payload = facts.encryption.is_none();
+        #[cfg(not(feature = "encryption"))]
+        let plain_payload = true;
+        if plain_payload
+            && facts
+                .size
+                .is_some_and(|s| payload_len.is_some_and(|p| s != p))
+        {
+            return Err(Error::ImageSizeMismatch);
+        }
+        self.payload_seen = true;
+        sink.begin(0, facts.size)?;
+        self.image.received = 0;
+        self.image.hasher = Some(self.crypto.sha256());
+        Ok(())
+    }
+
+    /// The content key from the device's keys, and a decryptor for `payload_len` bytes.
+    #[cfg(feature = "encryption")]
+    #[inline(never)]
+    fn open_decryption(
+        &self,
+        enc: Encrypted,
+        payload_len: u64,
+    ) -> Result<(ContentAlg, Decryptor), Error> {
+        if enc.size.is_some_and(|s| s != payload_len) {
+            return Err(Error::ImageSizeMismatch);
+        }
+        let bytes = self
+            .buf
+            .get(enc.info.0..enc.info.1)
+            .ok_or(Error::Malformed)?;
+        let info = EncryptionInfo::parse(bytes)?;
+        let cek = info.content_key(self.keys, &self.crypto)?;
+        Ok((info.alg, Decryptor::new(&info, &cek, payload_len)?))
+    }
+
+    /// Length of the fetched payload of a two-stage pull: the ciphertext's stated size, or
+    /// the image size (plus the GCM tag when encrypted).
+    fn fetched_len(&self, facts: Facts) -> Result<Option<u64>, Error> {
+        #[cfg(feature = "encryption")]
+        if let Some(enc) = facts.encryption {
+            if let Some(size) = enc.size {
+                return Ok(Some(size));
+            }
+            let bytes = self
+                .buf
+                .get(enc.info.0..enc.info.1)
+                .ok_or(Error::Malformed)?;
+            let plain = facts.size.ok_or(Error::MissingParameter)?;
+            return Ok(Some(match EncryptionInfo::parse(bytes)?.alg {
+                ContentAlg::A128Gcm => plain.saturating_add(GCM_TAG as u64),
+                ContentAlg::A128Ctr => plain,
+            }));
+        }
+        Ok(facts.size)
+    }
+
     fn check_image(&mut self, facts: Facts) -> Result<Verified, Error> {
-        let hasher = self.hasher.take().ok_or(Error::Truncated)?;
-        if facts.size.is_some_and(|s| s != self.received) {
+        let hasher = self.image.hasher.take().ok_or(Error::Truncated)?;
+        // Encrypted: the GCM tag and the ciphertext digest first (section 6.1).
+        #[cfg(feature = "encryption")]
+        if let Some((decryptor, cipher_hasher)) = self.image.decrypt.take() {
+            decryptor.finish()?;
+            let want = facts.encryption.and_then(|e| e.digest);
+            if want.is_some_and(|d| !ct_eq(&cipher_hasher.finish(), &d)) {
+                return Err(Error::ImageDigestMismatch);
+            }
+        }
+        if facts.size.is_some_and(|s| s != self.image.received) {
             return Err(Error::ImageSizeMismatch);
         }
         if !ct_eq(&hasher.finish(), &facts.digest) {
@@ -411,7 +538,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             sequence_number: facts.sequence_number,
             anchor: facts.anchor,
             digest: facts.digest,
-            size: self.received,
+            size: self.image.received,
         })
     }
 
@@ -421,19 +548,16 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         if self.phase != Phase::Done || self.payload_seen {
             return Err(Error::OutOfOrder);
         }
-        sink.begin(0, facts.size)?;
-        self.payload_seen = true;
-        self.received = 0;
-        self.hasher = Some(self.crypto.sha256());
-        Ok(())
+        let len = self.fetched_len(facts)?;
+        self.start_image(facts, len, sink)
     }
 
     /// Two-stage pull: the next fetched bytes.
     pub fn feed_fetched(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
-        if self.phase != Phase::Done || self.hasher.is_none() {
+        if self.phase != Phase::Done || self.image.hasher.is_none() {
             return Err(Error::OutOfOrder);
         }
-        image_step(&mut self.hasher, &mut self.received, self.facts, data, sink)
+        image_step(&mut self.image, self.facts, data, sink)
     }
 
     /// Two-stage pull: the fetched image ended; checks digest and size.
@@ -450,36 +574,75 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
 /// written to the sink; other integrated payloads are skipped. Returns the bytes consumed.
 fn payload_step<H: Sha256Hasher>(
     phase: &mut Phase,
-    hasher: &mut Option<H>,
-    received: &mut u64,
+    image: &mut ImageState<H>,
     facts: Option<Facts>,
     data: &[u8],
     sink: &mut dyn PayloadSink,
 ) -> Result<usize, Error> {
-    let Phase::Payload { left, image } = *phase else {
+    let Phase::Payload {
+        left,
+        image: is_image,
+    } = *phase
+    else {
         return Ok(0);
     };
     let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-    if image {
-        image_step(hasher, received, facts, data.get(..n).unwrap_or(&[]), sink)?;
+    if is_image {
+        image_step(image, facts, data.get(..n).unwrap_or(&[]), sink)?;
     }
     let left = left - n as u64;
     *phase = if left == 0 {
         Phase::Members
     } else {
-        Phase::Payload { left, image }
+        Phase::Payload {
+            left,
+            image: is_image,
+        }
     };
     Ok(n)
 }
 
-/// Size-checks, hashes and writes image bytes.
+/// Image bytes as they arrive: decrypted first when the image is encrypted (the ciphertext
+/// hashed on the way), then size-checked, hashed and written.
 fn image_step<H: Sha256Hasher>(
+    image: &mut ImageState<H>,
+    facts: Option<Facts>,
+    chunk: &[u8],
+    sink: &mut dyn PayloadSink,
+) -> Result<(), Error> {
+    #[cfg(feature = "encryption")]
+    if let Some((decryptor, cipher_hasher)) = image.decrypt.as_mut() {
+        cipher_hasher.update(chunk);
+        // A small window on the stack: the plaintext never exists whole in RAM.
+        let mut window = [0u8; 64];
+        for piece in chunk.chunks(window.len()) {
+            let buf = window.get_mut(..piece.len()).ok_or(Error::Malformed)?;
+            buf.copy_from_slice(piece);
+            let n = decryptor.update(buf)?;
+            plain_step(
+                &mut image.hasher,
+                &mut image.received,
+                facts,
+                buf.get(..n).unwrap_or(&[]),
+                sink,
+            )?;
+        }
+        return Ok(());
+    }
+    plain_step(&mut image.hasher, &mut image.received, facts, chunk, sink)
+}
+
+/// Size-checks, hashes and writes plaintext image bytes.
+fn plain_step<H: Sha256Hasher>(
     hasher: &mut Option<H>,
     received: &mut u64,
     facts: Option<Facts>,
     chunk: &[u8],
     sink: &mut dyn PayloadSink,
 ) -> Result<(), Error> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
     let facts = facts.ok_or(Error::OutOfOrder)?;
     *received = received.saturating_add(chunk.len() as u64);
     if facts.size.is_some_and(|s| *received > s) {

@@ -1,4 +1,5 @@
-//! The bootloader's decision at every reset: keep, activate, resume, revert or recover.
+//! The bootloader's decision at every reset: keep, activate, resume, revert or recover, then
+//! validate what it is about to run.
 //!
 //! | journal phase | swap | A/B | overwrite |
 //! |---|---|---|---|
@@ -8,7 +9,16 @@
 //! | Installing | resume swap, Testing | (never written) recover | resume copy, Testing |
 //! | Testing (reset before confirm) | swap back, Idle, result 8 | flip back, Idle, result 8 | run slot 0 again (no old image) |
 //! | Reverting | resume swap back, Idle, result 8 | recover | recover |
+//! | Restoring | resume the swap, Idle | recover | resume the copy, Idle |
 //! | none / unknown phase or selector | recover: boot the newest bootable slot that verifies, journal Idle | | |
+//!
+//! Then, like MCUboot's validate-primary-slot, the image chosen is verified (signature of its
+//! stored manifest and digest of its bytes, [`SlotManager::verify_installed`]) before it runs,
+//! on every boot. When it fails and
+//! the other slot's image verifies, that one runs instead (A/B: selected; swap: swapped into
+//! the primary slot, the `Restoring` phase; overwrite: copied over it), journaled `Idle`. When
+//! nothing verifies, nothing runs: [`Error::NoBootableImage`], with the journal left in a
+//! state that accepts a download, so a recovery firmware can take an update.
 
 use embedded_storage::nor_flash::NorFlash;
 
@@ -33,6 +43,10 @@ pub enum BootPath {
     Rejected(VerifyError),
     /// The journal held no known state; a slot that verifies was chosen and journaled.
     Recovered,
+    /// The image the journal selected failed verification (why; `None` when an interrupted
+    /// fallback copy was resumed): the other slot's image, which verifies, runs instead. The
+    /// anti-rollback floor stays where it was, so the image running may be older than it.
+    Fallback(Option<VerifyError>),
 }
 
 /// The slot to run and why.
@@ -45,9 +59,26 @@ pub struct BootDecision {
 }
 
 impl<F: NorFlash> SlotManager<'_, F> {
-    /// Runs the bootloader's decision table (see the module docs) and returns what to run.
-    /// Every flash step is journaled or progress-marked, so a cut anywhere resumes here.
+    /// Runs the bootloader's decision table (see the module docs), verifies the image chosen
+    /// and returns what to run; [`Error::NoBootableImage`] when no slot holds an image that
+    /// verifies. Every flash step is journaled or progress-marked, so a cut anywhere resumes
+    /// here.
     pub fn boot<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+        let decision = self.decide(auth)?;
+        if matches!(
+            decision.path,
+            BootPath::Recovered | BootPath::Fallback(Some(_))
+        ) {
+            return Ok(decision); // chosen because it verified, just now
+        }
+        match self.verify_installed(decision.slot, auth)? {
+            Ok(_) => Ok(decision),
+            Err(why) => self.fall_back(decision.slot, why, auth),
+        }
+    }
+
+    /// The decision table alone.
+    fn decide<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
         let strategy = self.layout.strategy;
         let phase = if self.known { self.record.phase } else { None };
         let Some(running) = self.running_slot() else {
@@ -103,7 +134,71 @@ impl<F: NorFlash> SlotManager<'_, F> {
                 self.revert()
             }
             (Some(Phase::Reverting), Strategy::Swap) => self.revert(),
+            (Some(Phase::Restoring), Strategy::AB) => self.recover(auth),
+            (Some(Phase::Restoring), Strategy::Swap | Strategy::Overwrite) => {
+                self.restore()?;
+                decision(0, BootPath::Fallback(None))
+            }
         }
+    }
+
+    /// The image in `failed` did not verify (`why`): run the other slot's image if it
+    /// verifies, else journal a state that takes a download and report that nothing runs.
+    fn fall_back<A: Authenticate>(
+        &mut self,
+        failed: usize,
+        why: VerifyError,
+        auth: &mut A,
+    ) -> Result<BootDecision, Error> {
+        // An installed candidate that no longer verifies is a failed update; otherwise the
+        // result of the last update stands.
+        let result = match self.record.phase {
+            Some(Phase::Testing) => UpdateResult::IntegrityFailure,
+            _ => self.record.result.unwrap_or(UpdateResult::Initial),
+        };
+        let other = 1 - failed;
+        if self.verify_installed(other, auth)?.is_err() {
+            return self.no_image(failed, result);
+        }
+        let slot = match self.layout.strategy {
+            Strategy::AB => {
+                self.finish(result, other)?;
+                other
+            }
+            Strategy::Swap | Strategy::Overwrite => {
+                copy::prepare(&mut self.flash, &self.layout)?;
+                let mut next = self.record;
+                next.phase = Some(Phase::Restoring);
+                next.result = Some(result);
+                self.commit(next)?;
+                self.restore()?;
+                0
+            }
+        };
+        Ok(BootDecision {
+            slot,
+            path: BootPath::Fallback(Some(why)),
+        })
+    }
+
+    /// Completes the fallback swap or copy into the primary slot and journals `Idle`.
+    fn restore(&mut self) -> Result<(), Error> {
+        copy::run(&mut self.flash, &self.layout, self.buf)?;
+        let result = self.record.result.unwrap_or(UpdateResult::Initial);
+        self.finish(result, 0)
+    }
+
+    /// Nothing verifies, so nothing runs. The journal is left in a state that takes a
+    /// download into the candidate slot (`Idle`, or a `Downloading` that can resume), with
+    /// `slot` as the running one, so a recovery firmware can install an update.
+    fn no_image(&mut self, slot: usize, result: UpdateResult) -> Result<BootDecision, Error> {
+        let ready = self.known
+            && matches!(self.record.phase, Some(Phase::Idle | Phase::Downloading))
+            && self.running_slot() == Some(slot);
+        if !ready {
+            self.finish(result, slot)?;
+        }
+        Err(Error::NoBootableImage)
     }
 
     /// Completes the swap or copy and starts the test boot.
@@ -165,8 +260,11 @@ impl<F: NorFlash> SlotManager<'_, F> {
                 }
             }
         }
-        let (slot, sequence) = best.ok_or(Error::NoBootableImage)?;
         let result = self.record.result.unwrap_or(UpdateResult::Initial);
+        let Some((slot, sequence)) = best else {
+            self.record.floor = floor;
+            return self.no_image(self.running_slot().unwrap_or(0), result);
+        };
         self.record.floor = floor.max(sequence);
         self.finish(result, slot)?;
         Ok(BootDecision {

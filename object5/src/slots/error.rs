@@ -36,8 +36,9 @@ pub enum Error {
     SizeMismatch,
     /// The candidate failed verification.
     Verify(VerifyError),
-    /// No slot holds an image that verifies (only reachable when the journal is unreadable
-    /// and both slots fail verification).
+    /// No slot holds an image that verifies: the image the journal selected failed
+    /// verification at boot and so did the other slot's (or the journal is unreadable and
+    /// both fail). Nothing may run; the journal is left ready for a download.
     NoBootableImage,
 }
 

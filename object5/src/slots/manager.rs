@@ -186,6 +186,21 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         facts: &ManifestFacts,
         envelope: &[u8],
     ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+        self.begin_download_with(facts, envelope.len(), |out| {
+            out.copy_from_slice(envelope);
+            Some(())
+        })
+    }
+
+    /// [`begin_download`](Self::begin_download) for a head the caller writes into the work
+    /// buffer (`len` bytes, by `write_head`; `None` refuses with `EnvelopeTooLarge`): a device
+    /// that re-encodes the head it received needs no second head-sized buffer on its stack.
+    pub fn begin_download_with(
+        &mut self,
+        facts: &ManifestFacts,
+        len: usize,
+        write_head: impl FnOnce(&mut [u8]) -> Option<()>,
+    ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
         match self.record.phase {
             Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
             other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
@@ -199,9 +214,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         if facts.size > self.layout.image_capacity() {
             return Err(Error::ImageTooLarge);
         }
-        if envelope.len() > header::max_envelope(self.layout.sector_size)
-            || envelope.len() > self.buf.len()
-        {
+        if len > header::max_envelope(self.layout.sector_size) || len > self.buf.len() {
             return Err(Error::EnvelopeTooLarge);
         }
         let slot = self.candidate_slot().ok_or(Error::Busy(Phase::Idle))?;
@@ -212,12 +225,15 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             idle.offset = 0;
             self.commit(idle)?;
         }
+        // The journal uses the work buffer too: the head goes in only after the commit above.
+        let head = self.buf.get_mut(..len).ok_or(Error::EnvelopeTooLarge)?;
+        write_head(head).ok_or(Error::EnvelopeTooLarge)?;
         header::write(
             &mut self.flash,
             self.layout.slots[slot],
             self.layout.sector_size,
             facts,
-            envelope,
+            head,
         )?;
         let mut next = self.record;
         next.phase = Some(Phase::Downloading);
@@ -315,6 +331,23 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         self.commit(next)
     }
 
+    /// Raises the anti-rollback floor to `floor` (a no-op when it is not higher): for a board
+    /// that keeps a second copy of the floor outside the journal, so a journal that lost its
+    /// newest records cannot lower it. Returns whether the floor rose. Refused while the
+    /// journal holds no known state (the bootloader writes one first).
+    pub fn raise_floor(&mut self, floor: u64) -> Result<bool, Error> {
+        if !self.known || self.record.phase.is_none() {
+            return Err(Error::Busy(Phase::Idle));
+        }
+        if floor <= self.record.floor {
+            return Ok(false);
+        }
+        let mut next = self.record;
+        next.floor = floor;
+        self.commit(next)?;
+        Ok(true)
+    }
+
     /// Whether the running image is under test and must confirm itself.
     pub fn is_testing(&self) -> bool {
         self.known && self.record.phase == Some(Phase::Testing)
@@ -327,6 +360,25 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         slot: usize,
         auth: &mut A,
     ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, false)
+    }
+
+    /// [`SlotManager::verify_slot`] for an image already installed: authenticity and digest,
+    /// without the acceptance policy ([`Authenticate::authenticate_installed`]).
+    pub fn verify_installed<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+        self.check_slot(slot, auth, true)
+    }
+
+    fn check_slot<A: Authenticate>(
+        &mut self,
+        slot: usize,
+        auth: &mut A,
+        installed: bool,
+    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
         let Some(&addr) = self.layout.slots.get(slot) else {
             return Ok(Err(VerifyError::NoHeader));
         };
@@ -335,7 +387,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(e)),
             };
-        let facts = match auth.authenticate(self.buf.get(..len).ok_or(Error::BufferTooSmall)?) {
+        let envelope = self.buf.get(..len).ok_or(Error::BufferTooSmall)?;
+        let authenticated = if installed {
+            auth.authenticate_installed(envelope)
+        } else {
+            auth.authenticate(envelope)
+        };
+        let facts = match authenticated {
             Ok(facts) => facts,
             Err(e) => return Ok(Err(e)),
         };

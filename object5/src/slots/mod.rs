@@ -54,6 +54,15 @@ pub struct ManifestFacts {
 pub trait Authenticate {
     /// Verifies `envelope` and returns what it proves, or why it does not verify.
     fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError>;
+
+    /// Verifies the envelope of an image already installed, before it runs again: that it is
+    /// authentic and what it proves (MCUboot's validate-primary-slot checks signature and
+    /// digest only). Acceptance policy (vendor, class) was applied when the image was
+    /// accepted; a policy change must not stop an installed image from booting. Defaults to
+    /// [`Authenticate::authenticate`].
+    fn authenticate_installed(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+        self.authenticate(envelope)
+    }
 }
 
 /// Smallest work buffer the manager accepts: one journal record.

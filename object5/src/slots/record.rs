@@ -46,6 +46,9 @@ pub enum Phase {
     Testing = 6,
     /// The bootloader is swapping the old image back.
     Reverting = 7,
+    /// The running image failed verification at boot and the bootloader is copying (swap:
+    /// swapping) the other slot's verified image into the primary slot; ends `Idle`.
+    Restoring = 8,
 }
 
 impl Phase {
@@ -59,6 +62,7 @@ impl Phase {
             5 => Self::Installing,
             6 => Self::Testing,
             7 => Self::Reverting,
+            8 => Self::Restoring,
             _ => return None,
         })
     }
@@ -69,7 +73,11 @@ impl Phase {
             Self::Idle => State::Idle,
             Self::Downloading => State::Downloading,
             Self::Downloaded => State::Downloaded,
-            Self::Pending | Self::Installing | Self::Testing | Self::Reverting => State::Updating,
+            Self::Pending
+            | Self::Installing
+            | Self::Testing
+            | Self::Reverting
+            | Self::Restoring => State::Updating,
         }
     }
 }

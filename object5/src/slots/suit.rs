@@ -46,6 +46,12 @@ impl<'a, C: CryptoBackend> SuitAuthenticator<'a, C> {
 }
 
 impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
+    fn authenticate_installed(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+        let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
+            .map_err(|_| VerifyError::Authentication)?;
+        ManifestFacts::from_authenticated(&verified).ok_or(VerifyError::Manifest)
+    }
+
     fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
         let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
             .map_err(|_| VerifyError::Authentication)?;

@@ -1,0 +1,297 @@
+//! SUIT_Encryption_Info (draft-ietf-suit-firmware-encryption-24 sections 4-5): the COSE_Encrypt
+//! a payload is encrypted with, and how a device recovers its content-encryption key (CEK)
+//! with one of its own decryption keys: AES key wrap with a pre-shared KEK (section 4.1,
+//! RFC 3394, RFC 9053 section 6.2.1) or ECDH-ES+A128KW with its P-256 private key (section
+//! 4.2, RFC 9053 section 6.3.1: ECDH, HKDF-SHA-256 over the COSE_KDF_Context, AES key wrap).
+//! Parsed only after the manifest that carries it authenticated.
+
+use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG};
+use super::crypto::{CryptoBackend, HmacSha256};
+use super::Error;
+use aes::cipher::KeyInit;
+
+/// COSE_Encrypt tag.
+const TAG_ENCRYPT: u64 = 96;
+/// COSE algorithm ids (RFC 9053, RFC 9459).
+pub(crate) const ALG_A128GCM: i64 = 1;
+pub(crate) const ALG_A128CTR: i64 = -65534;
+const ALG_A128KW: i64 = -3;
+const ALG_ECDH_ES_A128KW: i64 = -29;
+/// COSE header labels.
+const HDR_ALG: i64 = 1;
+const HDR_KID: i64 = 4;
+const HDR_IV: i64 = 5;
+const HDR_EPHEMERAL_KEY: i64 = -1;
+const HDR_SALT: i64 = -20;
+/// The COSE_KDF_Context `other` value the draft fixes (section 4.2.4).
+const KDF_OTHER: &[u8] = b"SUIT Payload Encryption";
+
+/// A key the device decrypts payloads with (kept in its key store beside the trust anchors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecryptionKey<'k> {
+    /// A128KW key-encryption key shared with the author.
+    Aes128Kw {
+        /// Key id the author names it by (COSE `kid`); `None` matches any recipient.
+        kid: Option<&'k [u8]>,
+        /// The 16-byte KEK.
+        kek: &'k [u8; 16],
+    },
+    /// The device's P-256 private key for ECDH-ES+A128KW.
+    EcdhP256 {
+        /// Key id the author names it by (COSE `kid`); `None` matches any recipient.
+        kid: Option<&'k [u8]>,
+        /// The 32-byte private scalar.
+        private: &'k [u8; 32],
+    },
+}
+
+/// The content encryption a payload uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentAlg {
+    /// AES-128-GCM (COSE 1): 12-byte IV, 16-byte tag after the ciphertext.
+    A128Gcm,
+    /// AES-128-CTR (COSE -65534, RFC 9459): 16-byte initial counter block, no tag.
+    A128Ctr,
+}
+
+/// A parsed SUIT_Encryption_Info: slices into the authenticated manifest.
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptionInfo<'m> {
+    /// Content encryption algorithm.
+    pub alg: ContentAlg,
+    /// The COSE_Encrypt protected bucket as encoded (GCM's AAD binds it).
+    pub protected: &'m [u8],
+    /// IV (GCM) or initial counter block (CTR).
+    pub iv: &'m [u8],
+    /// The encoded recipients array.
+    recipients: &'m [u8],
+}
+
+/// The header parameters the decryption needs from one bucket.
+#[derive(Default)]
+struct Headers<'m> {
+    alg: Option<i64>,
+    kid: Option<&'m [u8]>,
+    iv: Option<&'m [u8]>,
+    salt: Option<&'m [u8]>,
+    /// Ephemeral COSE_Key: (x, y) of an EC2 P-256 key.
+    ephemeral: Option<(&'m [u8], &'m [u8])>,
+}
+
+fn headers<'m>(r: &mut Reader<'m>, out: &mut Headers<'m>) -> Result<(), Error> {
+    for _ in 0..r.map()? {
+        match r.int()? {
+            HDR_ALG => out.alg = Some(r.int()?),
+            HDR_KID => out.kid = Some(r.bytes()?),
+            HDR_IV => out.iv = Some(r.bytes()?),
+            HDR_SALT => out.salt = Some(r.bytes()?),
+            HDR_EPHEMERAL_KEY => out.ephemeral = Some(ec2_p256(r)?),
+            _ => r.skip()?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads a COSE_Key map that must be EC2 (kty 2) on P-256 (crv 1): `(x, y)`.
+fn ec2_p256<'m>(r: &mut Reader<'m>) -> Result<(&'m [u8], &'m [u8]), Error> {
+    let (mut kty, mut crv, mut x, mut y) = (None, None, None, None);
+    for _ in 0..r.map()? {
+        match r.int()? {
+            1 => kty = Some(r.int()?),
+            -1 => crv = Some(r.int()?),
+            -2 => x = Some(r.bytes()?),
+            -3 => y = Some(r.bytes()?),
+            _ => r.skip()?,
+        }
+    }
+    match (kty, crv, x, y) {
+        (Some(2), Some(1), Some(x), Some(y)) if x.len() == 32 && y.len() == 32 => Ok((x, y)),
+        (Some(2), Some(1), ..) => Err(Error::Malformed),
+        _ => Err(Error::Unsupported),
+    }
+}
+
+fn protected_headers<'m>(protected: &'m [u8], out: &mut Headers<'m>) -> Result<(), Error> {
+    if protected.is_empty() {
+        return Ok(());
+    }
+    let mut r = Reader::new(protected);
+    headers(&mut r, out)?;
+    if r.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Malformed)
+    }
+}
+
+impl<'m> EncryptionInfo<'m> {
+    /// Parses the content of suit-parameter-encryption-info: a COSE_Encrypt with a detached
+    /// ciphertext (section 4). Only A128GCM and A128CTR content is implemented.
+    pub fn parse(bytes: &'m [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        if r.peek_major()? != MAJOR_TAG || r.tag()? != TAG_ENCRYPT {
+            return Err(Error::Unsupported); // COSE_Encrypt0 or other structures
+        }
+        if r.array()? != 4 {
+            return Err(Error::Malformed);
+        }
+        let protected = r.bytes()?;
+        let mut h = Headers::default();
+        protected_headers(protected, &mut h)?;
+        if r.peek_major()? != MAJOR_MAP {
+            return Err(Error::Malformed);
+        }
+        headers(&mut r, &mut h)?;
+        if !r.null()? {
+            return Err(Error::Malformed); // the ciphertext is the payload, never in here
+        }
+        let recipients = r.raw_item()?;
+        if !r.is_empty() {
+            return Err(Error::Malformed);
+        }
+        let (alg, iv_len) = match h.alg {
+            Some(ALG_A128GCM) => (ContentAlg::A128Gcm, 12),
+            // RFC 9459 section 4: no protected header for AES-CTR.
+            Some(ALG_A128CTR) if protected.is_empty() => (ContentAlg::A128Ctr, 16),
+            Some(ALG_A128CTR) => return Err(Error::Malformed),
+            _ => return Err(Error::Unsupported),
+        };
+        let iv = h.iv.ok_or(Error::MissingParameter)?;
+        if iv.len() != iv_len {
+            return Err(Error::Malformed);
+        }
+        Ok(Self {
+            alg,
+            protected,
+            iv,
+            recipients,
+        })
+    }
+
+    /// The content-encryption key: the first recipient one of `keys` opens. Recipients and
+    /// keys with a `kid` are only paired when the kids match.
+    pub fn content_key<C: CryptoBackend>(
+        &self,
+        keys: &[DecryptionKey<'_>],
+        crypto: &C,
+    ) -> Result<[u8; 16], Error> {
+        let mut r = Reader::new(self.recipients);
+        let n = r.array()?;
+        if n == 0 {
+            return Err(Error::Malformed);
+        }
+        let mut any_supported = false;
+        for _ in 0..n {
+            if r.array()? != 3 {
+                return Err(Error::Malformed);
+            }
+            let protected = r.bytes()?;
+            let mut h = Headers::default();
+            protected_headers(protected, &mut h)?;
+            headers(&mut r, &mut h)?;
+            let wrapped = r.bytes()?;
+            let alg = h.alg.ok_or(Error::Malformed)?;
+            if alg != ALG_A128KW && alg != ALG_ECDH_ES_A128KW {
+                continue;
+            }
+            any_supported = true;
+            for key in keys {
+                if let Some(cek) = open(alg, &h, protected, wrapped, key, crypto) {
+                    return Ok(cek);
+                }
+            }
+        }
+        if !r.is_empty() {
+            return Err(Error::Malformed);
+        }
+        Err(if any_supported {
+            Error::NoDecryptionKey
+        } else {
+            Error::Unsupported
+        })
+    }
+}
+
+/// Opens one recipient with one key: `None` when the key does not fit or unwrapping fails
+/// (AES-KW's integrity check rejects a wrong KEK).
+fn open<C: CryptoBackend>(
+    alg: i64,
+    h: &Headers<'_>,
+    protected: &[u8],
+    wrapped: &[u8],
+    key: &DecryptionKey<'_>,
+    crypto: &C,
+) -> Option<[u8; 16]> {
+    let kid_ok = |mine: Option<&[u8]>| match (mine, h.kid) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let kek = match (alg, key) {
+        (ALG_A128KW, DecryptionKey::Aes128Kw { kid, kek }) if kid_ok(*kid) => **kek,
+        (ALG_ECDH_ES_A128KW, DecryptionKey::EcdhP256 { kid, private }) if kid_ok(*kid) => {
+            let (x, y) = h.ephemeral?;
+            let z = crypto.ecdh_p256(private, x, y)?;
+            ecdh_kek(crypto, h.salt.unwrap_or(&[]), &z, protected)
+        }
+        _ => return None,
+    };
+    unwrap_a128kw(&kek, wrapped)
+}
+
+/// AES key unwrap (RFC 3394) of a 16-byte CEK.
+pub(crate) fn unwrap_a128kw(kek: &[u8; 16], wrapped: &[u8]) -> Option<[u8; 16]> {
+    let kw = aes_kw::KwAes128::new(kek.into());
+    let mut cek = [0u8; 16];
+    let out = kw.unwrap_key(wrapped, &mut cek).ok()?;
+    (out.len() == 16).then_some(cek)
+}
+
+/// Feeds the COSE_KDF_Context (RFC 9053 section 5.2, draft section 4.2.4) for A128KW into `f`:
+/// `[-3, [nil, nil, nil], [nil, nil, nil], [128, protected, 'SUIT Payload Encryption']]`.
+fn kdf_context(protected: &[u8], f: &mut impl FnMut(&[u8])) {
+    let mut head = [0u8; 9];
+    f(&[
+        0x84, 0x22, 0x83, 0xf6, 0xf6, 0xf6, 0x83, 0xf6, 0xf6, 0xf6, 0x83, 0x18, 0x80,
+    ]);
+    let n = encode_head(MAJOR_BSTR, protected.len() as u64, &mut head);
+    f(head.get(..n).unwrap_or(&[]));
+    f(protected);
+    let n = encode_head(MAJOR_BSTR, KDF_OTHER.len() as u64, &mut head);
+    f(head.get(..n).unwrap_or(&[]));
+    f(KDF_OTHER);
+}
+
+/// The A128KW key-encryption key of ECDH-ES+A128KW: HKDF-SHA-256 (RFC 5869) of the shared
+/// secret `z`, with the COSE_KDF_Context of the recipient's `protected` bucket as info.
+pub(crate) fn ecdh_kek<C: CryptoBackend>(
+    crypto: &C,
+    salt: &[u8],
+    z: &[u8],
+    protected: &[u8],
+) -> [u8; 16] {
+    let mut kek = [0u8; 16];
+    hkdf_sha256(crypto, salt, z, protected, &mut kek);
+    kek
+}
+
+/// HKDF-SHA-256 (RFC 5869) with the COSE_KDF_Context as info, for 16 bytes of output.
+fn hkdf_sha256<C: CryptoBackend>(
+    crypto: &C,
+    salt: &[u8],
+    ikm: &[u8],
+    protected: &[u8],
+    out: &mut [u8; 16],
+) {
+    // Extract: PRK = HMAC(salt, IKM); an absent salt is HashLen zeros (RFC 5869 section 2.2).
+    let zeros = [0u8; 32];
+    let salt = if salt.is_empty() { &zeros[..] } else { salt };
+    let mut mac = HmacSha256::new(salt, || crypto.sha256());
+    mac.update(ikm);
+    let prk = mac.finish(crypto.sha256());
+    // Expand: T(1) = HMAC(PRK, info || 0x01) is enough for 16 bytes.
+    let mut mac = HmacSha256::new(&prk, || crypto.sha256());
+    kdf_context(protected, &mut |d| mac.update(d));
+    mac.update(&[1]);
+    let t1 = mac.finish(crypto.sha256());
+    out.copy_from_slice(&t1[..16]);
+}
