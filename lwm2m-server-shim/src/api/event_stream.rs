@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::api::http_server::Body;
 use crate::api::registration_json::{registration_json, update_json};
+use crate::content::node_json::node_json;
 use crate::firmware::jobs::{JobRegistry, JobStatus};
 use crate::server::events::{EventBus, ServerEvent};
 
@@ -29,9 +30,14 @@ pub fn server_event_data(e: &ServerEvent) -> Value {
         ServerEvent::Notification {
             endpoint,
             path,
-            value,
+            node,
             ..
-        } => json!({"ep": endpoint, "kind": "single", "res": path, "val": value}),
+        } => json!({
+            "ep": endpoint,
+            "kind": "single",
+            "res": path.to_string(),
+            "val": node_json(node, path),
+        }),
     }
 }
 

@@ -237,7 +237,8 @@ pub fn decode_single(path: &Path, r: &DmResponse) -> Option<Value> {
     single_value(&node).cloned()
 }
 
-fn as_int(v: &Value) -> Option<i64> {
+/// An integer resource value, also when it came as text.
+pub fn as_int(v: &Value) -> Option<i64> {
     match v {
         Value::Integer(i) => Some(*i),
         Value::Unsigned(u) => i64::try_from(*u).ok(),
@@ -365,11 +366,10 @@ struct Follower<'a> {
     device: Device,
 }
 
-fn event_int(v: &serde_json::Value) -> Option<i64> {
-    let value = &v["value"];
-    value
-        .as_i64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+/// The integer a notified node carries (State, Update Result), whatever content format it
+/// came in (text gives a string).
+fn node_int(node: &Node) -> Option<i64> {
+    single_value(node).and_then(as_int)
 }
 
 impl<'a> Follower<'a> {
@@ -458,18 +458,17 @@ impl<'a> Follower<'a> {
                 // Only this endpoint's events are routed here.
                 Ok(ev) => match &*ev {
                     ServerEvent::Notification {
-                        path, value, stamp, ..
-                    } => match path.as_str() {
-                        "/5/0/3" => {
-                            t.observed(event_int(value).map(|v| (v, *stamp)), None);
-                            return Signal::Notified;
-                        }
-                        "/5/0/5" => {
-                            t.observed(None, event_int(value).map(|v| (v, *stamp)));
-                            return Signal::Notified;
-                        }
-                        _ => {}
-                    },
+                        path, node, stamp, ..
+                    } if *path == resource(5, 3) => {
+                        t.observed(node_int(node).map(|v| (v, *stamp)), None);
+                        return Signal::Notified;
+                    }
+                    ServerEvent::Notification {
+                        path, node, stamp, ..
+                    } if *path == resource(5, 5) => {
+                        t.observed(None, node_int(node).map(|v| (v, *stamp)));
+                        return Signal::Notified;
+                    }
                     ServerEvent::Registration(_) => return Signal::Registered,
                     _ => {}
                 },
@@ -957,10 +956,16 @@ mod tests {
     }
 
     #[test]
-    fn notification_values_in_both_json_shapes() {
-        assert_eq!(event_int(&serde_json::json!({"value": "2"})), Some(2));
-        assert_eq!(event_int(&serde_json::json!({"value": 8})), Some(8));
-        assert_eq!(event_int(&serde_json::json!({"value": "x"})), None);
+    fn notification_values_as_text_and_as_integers() {
+        let node = |v: Value| {
+            Node::Resource(lwm2m_client::codec::Resource {
+                id: 3,
+                value: ResourceValue::Single(v),
+            })
+        };
+        assert_eq!(node_int(&node(Value::String("2".into()))), Some(2));
+        assert_eq!(node_int(&node(Value::Integer(8))), Some(8));
+        assert_eq!(node_int(&node(Value::String("x".into()))), None);
         assert_eq!(result_meaning(8), "firmware update failed");
     }
 }

@@ -326,14 +326,14 @@ impl Runner<'_> {
                 if let ServerEvent::Notification {
                     endpoint,
                     path,
-                    value,
+                    node,
                     ..
                 } = &*ev
                 {
-                    if endpoint == self.ep && path == "/5/0/3" {
-                        let v = value["value"].as_str().unwrap_or("?").to_string();
-                        downloaded = v == "2";
-                        notified.push(v);
+                    if endpoint == self.ep && *path == state {
+                        let v = campaign::single_value(node).and_then(campaign::as_int);
+                        downloaded = v == Some(2);
+                        notified.push(v.map_or("?".to_string(), |v| v.to_string()));
                     }
                 }
             }

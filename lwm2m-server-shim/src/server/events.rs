@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use lwm2m_client::codec::{Node, Path};
 use tokio::sync::broadcast;
 
 use crate::server::readings::ReadingStamp;
@@ -31,9 +31,9 @@ pub enum ServerEvent {
         /// Endpoint name of the notifying client.
         endpoint: String,
         /// Observed path, e.g. `/5/0/3`.
-        path: String,
-        /// The notified node in Leshan's JSON shape.
-        value: Value,
+        path: Path,
+        /// The notified node, decoded from its content format.
+        node: Node,
         /// When it arrived and its Observe number, to order it against other readings.
         stamp: ReadingStamp,
     },
@@ -194,13 +194,19 @@ impl Drop for EndpointSubscription {
 
 #[cfg(test)]
 mod tests {
+    use lwm2m_client::codec::{Resource, ResourceValue, Value};
+
     use super::*;
 
     fn note(ep: &str, path: &str) -> Arc<ServerEvent> {
+        let path: Path = path.parse().expect("path");
         Arc::new(ServerEvent::Notification {
             endpoint: ep.into(),
-            path: path.into(),
-            value: serde_json::json!({"value": 1}),
+            path,
+            node: Node::Resource(Resource {
+                id: path.resource_id().unwrap_or(0),
+                value: ResourceValue::Single(Value::Integer(1)),
+            }),
             stamp: ReadingStamp::polled_now(),
         })
     }
@@ -218,7 +224,7 @@ mod tests {
         for s in [&mut a, &mut a2] {
             assert_eq!(s.recv().await.unwrap().endpoint(), "a");
             assert!(
-                matches!(&*s.recv().await.unwrap(), ServerEvent::Notification { path, .. } if path == "/5/0/5")
+                matches!(&*s.recv().await.unwrap(), ServerEvent::Notification { path, .. } if path.to_string() == "/5/0/5")
             );
         }
         drop(b);

@@ -6,12 +6,11 @@ use std::sync::Mutex;
 
 use coap_lite::CoapOption;
 use lwm2m_client::codec::block::decode_uint_option;
-use lwm2m_client::codec::{ContentFormat, Path};
+use lwm2m_client::codec::{ContentFormat, Node, Path};
 use tokio::task::JoinHandle;
 
 use crate::coap::endpoint::ObservationStream;
 use crate::content;
-use crate::content::node_json::node_json;
 use crate::server::events::ServerEvent;
 use crate::server::readings::{ObserveSequence, ReadingStamp};
 use crate::server::requests::{Device, DmResponse};
@@ -132,14 +131,14 @@ pub(crate) fn forward(
                     continue;
                 }
             };
-            let Some(value) = decode_notification(&whole, &path) else {
+            let Some(node) = decode_notification(&whole, &path) else {
                 tracing::debug!(endpoint = %ep, %path, "undecodable notification");
                 continue;
             };
             let event = ServerEvent::Notification {
                 endpoint: ep.clone(),
-                path: path.to_string(),
-                value,
+                path,
+                node,
                 stamp,
             };
             if !emit(event) {
@@ -150,13 +149,11 @@ pub(crate) fn forward(
     ActiveObservation { token, task }
 }
 
-fn decode_notification(r: &DmResponse, path: &Path) -> Option<serde_json::Value> {
+fn decode_notification(r: &DmResponse, path: &Path) -> Option<Node> {
     if !r.is_success() {
         return None;
     }
     // Without Content-Format a single value is text/plain, as for read answers.
     let cf = r.content_format.unwrap_or(ContentFormat::Text);
-    content::decode(cf, path, &r.payload)
-        .ok()
-        .map(|n| node_json(&n, path))
+    content::decode(cf, path, &r.payload).ok()
 }
