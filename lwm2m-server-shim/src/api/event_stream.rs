@@ -10,6 +10,7 @@ use hyper::Response;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::api::firmware::job_json;
 use crate::api::http_server::Body;
 use crate::api::registration_json::{registration_json, update_json};
 use crate::content::node_json::node_json;
@@ -53,7 +54,7 @@ fn server_record(e: &ServerEvent) -> String {
 
 /// The FIRMWARE record of a job change.
 fn firmware_record(j: &JobStatus) -> String {
-    sse_record("FIRMWARE", &j.to_json())
+    sse_record("FIRMWARE", &job_json(j))
 }
 
 /// What a subscriber loop does with one received item.

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use hyper::{Response, StatusCode};
+use object5::status::{State, UpdateResult};
 use serde_json::{json, Value};
 
 use crate::api::http_server::{json, text, Body};
 use crate::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use crate::firmware::jobs::{JobRegistry, Method};
+use crate::firmware::jobs::{JobRegistry, JobStatus, Method};
 use crate::packages::host::PackageError;
 use crate::server::shim::Shim;
 
@@ -77,6 +78,23 @@ pub fn rest_config(shim: &Shim) -> CampaignConfig {
     }
 }
 
+/// The job resource's JSON (`GET /api/jobs/{id}`, FIRMWARE events): State and Update Result
+/// as their Object 5 codes.
+pub fn job_json(j: &JobStatus) -> Value {
+    json!({
+        "id": j.id,
+        "ep": j.ep,
+        "package": j.package,
+        "method": j.method.as_str(),
+        "phase": j.phase.as_str(),
+        "state": j.state.map(State::code),
+        "result": j.result.map(UpdateResult::code),
+        "error": j.error,
+        "firmwareVersion": j.firmware_version,
+        "pkgVersion": j.pkg_version,
+    })
+}
+
 /// `POST /api/clients/{ep}/firmware`: 400 for an unknown client or a malformed body, 404 for
 /// an unknown package, 409 with the running job while the device has an unfinished one, else
 /// 202 with the queued job.
@@ -106,24 +124,24 @@ pub fn start(shim: &Arc<Shim>, jobs: &Arc<JobRegistry>, ep: &str, body: &[u8]) -
     }
     match jobs.create_exclusive(ep, &plan.package, plan.method) {
         Ok(job) => {
-            let body = job.to_json();
+            let body = job_json(&job);
             campaign::spawn_job(shim, jobs, job, plan, rest_config(shim));
             json(StatusCode::ACCEPTED, &body)
         }
-        Err(running) => json(StatusCode::CONFLICT, &running.to_json()),
+        Err(running) => json(StatusCode::CONFLICT, &job_json(&running)),
     }
 }
 
 /// `GET /api/jobs`: every kept job, oldest first.
 pub fn list(jobs: &JobRegistry) -> Response<Body> {
-    let all: Vec<Value> = jobs.all().iter().map(|j| j.to_json()).collect();
+    let all: Vec<Value> = jobs.all().iter().map(job_json).collect();
     json(StatusCode::OK, &json!(all))
 }
 
 /// `GET /api/jobs/{id}`: one job, 404 if unknown.
 pub fn get(jobs: &JobRegistry, id: &str) -> Response<Body> {
     match id.parse::<u64>().ok().and_then(|id| jobs.get(id)) {
-        Some(j) => json(StatusCode::OK, &j.to_json()),
+        Some(j) => json(StatusCode::OK, &job_json(&j)),
         None => text(StatusCode::NOT_FOUND, format!("no job {id:?}")),
     }
 }
@@ -131,6 +149,18 @@ pub fn get(jobs: &JobRegistry, id: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_json_has_the_codes_and_names() {
+        let mut j = JobStatus::new(7, "ep", "p", Method::Push);
+        j.phase = crate::firmware::jobs::Phase::Failed;
+        j.result = Some(UpdateResult::IntegrityFailure);
+        let v = job_json(&j);
+        assert_eq!(v["phase"], "FAILED");
+        assert_eq!(v["result"], 5);
+        assert_eq!(v["state"], Value::Null);
+        assert_eq!(v["method"], "push");
+    }
 
     #[test]
     fn request_bodies() {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lwm2m_server_shim::firmware::campaign::result_meaning;
 use lwm2m_server_shim::firmware::jobs::{JobStatus, Phase};
 use lwm2m_server_shim::server::shim::Shim;
+use object5::status::{State, UpdateResult};
 
 /// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
 pub fn init_logging(default: &str) {
@@ -84,7 +84,7 @@ const PHASE_STEPS: u64 = 7;
 
 fn describe(j: &JobStatus) -> String {
     let sr = match (j.state, j.result) {
-        (Some(s), Some(r)) => format!(" State {s} Result {r}"),
+        (Some(s), Some(r)) => format!(" State {} Result {}", s.code(), r.code()),
         _ => String::new(),
     };
     format!("{}{sr}", j.phase)
@@ -147,10 +147,10 @@ pub fn print_table(jobs: &[JobStatus]) {
     for j in jobs {
         let detail = match (&j.error, j.result) {
             (Some(e), _) => e.clone(),
-            (None, Some(r)) => result_meaning(r).to_string(),
+            (None, Some(r)) => r.meaning().to_string(),
             (None, None) => String::new(),
         };
-        let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let opt = |v: Option<u8>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         println!(
             "{:<20} {:<10} {:>5} {:>6}  {:<12} {:<12} {detail}",
             j.ep,
@@ -159,8 +159,8 @@ pub fn print_table(jobs: &[JobStatus]) {
             } else {
                 "FAILED"
             },
-            opt(j.state),
-            opt(j.result),
+            opt(j.state.map(State::code)),
+            opt(j.result.map(UpdateResult::code)),
             j.firmware_version.as_deref().unwrap_or("-"),
             j.pkg_version.as_deref().unwrap_or("-"),
         );

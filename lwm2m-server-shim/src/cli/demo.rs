@@ -16,6 +16,7 @@ use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts,
 use lwm2m_server_shim::firmware::jobs::{Method, Phase};
 use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
+use object5::status::{State, UpdateResult};
 
 use crate::cli::campaign_view::{self, ProgressView};
 use crate::cli::update::private_package_dir;
@@ -289,14 +290,12 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
     let Some(job) = jobs.first() else {
         return Ok(false);
     };
-    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    let opt = |v: Option<u8>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     println!(
         "5. final: State {}, Update Result {} ({}), firmware version {}",
-        opt(job.state),
-        opt(job.result),
-        job.result
-            .map(campaign::result_meaning)
-            .unwrap_or("no result"),
+        opt(job.state.map(State::code)),
+        opt(job.result.map(UpdateResult::code)),
+        job.result.map_or("no result", UpdateResult::meaning),
         job.firmware_version.as_deref().unwrap_or("?")
     );
     let ok = job.phase == Phase::Succeeded

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lwm2m_client::codec::{ContentFormat, Node, Path, ResourceValue, Value};
+use object5::status::{State, UpdateResult};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -24,21 +25,6 @@ use crate::server::events::{EndpointSubscription, ServerEvent};
 use crate::server::readings::ReadingStamp;
 use crate::server::requests::{Device, DmError, DmResponse};
 use crate::server::shim::Shim;
-
-/// Object 5 State: Idle.
-pub const STATE_IDLE: i64 = 0;
-/// Object 5 State: Downloading.
-pub const STATE_DOWNLOADING: i64 = 1;
-/// Object 5 State: Downloaded.
-pub const STATE_DOWNLOADED: i64 = 2;
-/// Object 5 State: Updating.
-pub const STATE_UPDATING: i64 = 3;
-/// Update Result: initial value.
-pub const RESULT_INITIAL: i64 = 0;
-/// Update Result: firmware updated successfully.
-pub const RESULT_SUCCESS: i64 = 1;
-/// Update Result: connection lost during the download (worth a retry).
-pub const RESULT_CONNECTION_LOST: i64 = 4;
 
 /// What to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,9 +109,9 @@ pub enum UpdateError {
     /// The device reported this State and Update Result instead of success.
     Failed {
         /// State (/5/0/3).
-        state: i64,
+        state: State,
         /// Update Result (/5/0/5).
-        result: i64,
+        result: UpdateResult,
     },
 }
 
@@ -141,35 +127,14 @@ impl fmt::Display for UpdateError {
             Self::Device(op, e) => write!(f, "{op}: {e}"),
             Self::Rejected(op, code) => write!(f, "{op} refused with {code}"),
             Self::Timeout(p) => write!(f, "timed out in phase {p}"),
-            Self::Failed { state, result } => write!(
-                f,
-                "device reports State {state}, Update Result {result} ({})",
-                result_meaning(*result)
-            ),
+            Self::Failed { state, result } => {
+                write!(f, "device reports State {state}, Update Result {result}")
+            }
         }
     }
 }
 
 impl std::error::Error for UpdateError {}
-
-/// The meaning of an Update Result code (reference section 1.3).
-pub fn result_meaning(code: i64) -> &'static str {
-    match code {
-        0 => "initial value",
-        1 => "firmware updated successfully",
-        2 => "not enough flash memory",
-        3 => "out of RAM",
-        4 => "connection lost during download",
-        5 => "integrity check failure",
-        6 => "unsupported package type",
-        7 => "invalid URI",
-        8 => "firmware update failed",
-        9 => "unsupported protocol",
-        10 => "update cancelled",
-        11 => "update deferred",
-        _ => "unknown result",
-    }
-}
 
 /// `/5/0/{r}` or `/3/0/{r}`.
 pub fn resource(object: u16, r: u16) -> Path {
@@ -247,6 +212,17 @@ pub fn as_int(v: &Value) -> Option<i64> {
     }
 }
 
+/// Object 5 State from a value read or notified; codes Object 5 does not define read as no
+/// value.
+pub fn state_of(v: i64) -> Option<State> {
+    u8::try_from(v).ok().and_then(State::from_code)
+}
+
+/// Object 5 Update Result from a value read or notified; undefined codes read as no value.
+pub fn result_of(v: i64) -> Option<UpdateResult> {
+    u8::try_from(v).ok().and_then(UpdateResult::from_code)
+}
+
 /// Reads an integer resource (State, Update Result).
 pub async fn read_int(device: &Device, path: &Path) -> Result<Option<i64>, DmError> {
     let r = device.read(path, Some(ContentFormat::Text)).await?;
@@ -309,7 +285,7 @@ impl Tracker<'_> {
         self.set(|s| s.phase = p);
     }
 
-    fn observed(&mut self, state: Option<Reading>, result: Option<Reading>) {
+    fn observed(&mut self, state: Option<Reading<State>>, result: Option<Reading<UpdateResult>>) {
         let mut stamps = self.stamps;
         self.set(|s| stamps.merge(s, state, result));
         self.stamps = stamps;
@@ -329,19 +305,22 @@ impl Tracker<'_> {
 /// with State Idle, as Object 5 reports it: Update Result 1 next to State 2 is a new result
 /// merged with a State read before the reboot (the State read failed since), so the
 /// re-registration must be waited for.
-fn finished_without_reboot(state: Option<i64>, result: Option<i64>) -> bool {
+fn finished_without_reboot(state: Option<State>, result: Option<UpdateResult>) -> bool {
     match (state, result) {
-        (Some(s), Some(RESULT_SUCCESS)) => s == STATE_IDLE,
-        (Some(s), Some(r)) => s != STATE_UPDATING && r != RESULT_INITIAL,
+        (Some(s), Some(UpdateResult::Success)) => s == State::Idle,
+        (Some(s), Some(r)) => s != State::Updating && r != UpdateResult::Initial,
         _ => false,
     }
 }
 
 /// The final State and Update Result after an Execute, once both are known and final (not
 /// Updating, not the initial result).
-fn final_reading(state: Option<i64>, result: Option<i64>) -> Option<(i64, i64)> {
+fn final_reading(
+    state: Option<State>,
+    result: Option<UpdateResult>,
+) -> Option<(State, UpdateResult)> {
     match (state, result) {
-        (Some(s), Some(r)) if s != STATE_UPDATING && r != RESULT_INITIAL => Some((s, r)),
+        (Some(s), Some(r)) if s != State::Updating && r != UpdateResult::Initial => Some((s, r)),
         _ => None,
     }
 }
@@ -427,10 +406,12 @@ impl<'a> Follower<'a> {
         if let Ok(d) = Self::device_for(self.shim, &self.ep, &self.cfg) {
             self.device = d;
         }
-        let stamped = |v: Option<i64>| v.map(|v| (v, ReadingStamp::polled_now()));
-        let state = stamped(read_int(&self.device, &resource(5, 3)).await.ok().flatten());
-        let result = stamped(read_int(&self.device, &resource(5, 5)).await.ok().flatten());
-        t.observed(state, result);
+        let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
+        let state = state.and_then(state_of);
+        let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
+        let result = result.and_then(result_of);
+        let now = ReadingStamp::polled_now();
+        t.observed(state.map(|v| (v, now)), result.map(|v| (v, now)));
     }
 
     /// Whether both State and Update Result are observed on the current registration.
@@ -460,13 +441,15 @@ impl<'a> Follower<'a> {
                     ServerEvent::Notification {
                         path, node, stamp, ..
                     } if *path == resource(5, 3) => {
-                        t.observed(node_int(node).map(|v| (v, *stamp)), None);
+                        let state = node_int(node).and_then(state_of);
+                        t.observed(state.map(|v| (v, *stamp)), None);
                         return Signal::Notified;
                     }
                     ServerEvent::Notification {
                         path, node, stamp, ..
                     } if *path == resource(5, 5) => {
-                        t.observed(None, node_int(node).map(|v| (v, *stamp)));
+                        let result = node_int(node).and_then(result_of);
+                        t.observed(None, result.map(|v| (v, *stamp)));
                         return Signal::Notified;
                     }
                     ServerEvent::Registration(_) => return Signal::Registered,
@@ -488,7 +471,7 @@ impl<'a> Follower<'a> {
         t: &mut Tracker<'_>,
         limit: Duration,
         phase: Phase,
-        mut done: impl FnMut(Option<i64>, Option<i64>) -> Option<T>,
+        mut done: impl FnMut(Option<State>, Option<UpdateResult>) -> Option<T>,
     ) -> Result<T, UpdateError> {
         let until = Instant::now() + limit;
         self.poll(t).await;
@@ -563,10 +546,10 @@ async fn drive(
     let package = load_package(shim, plan)?;
     f.observe().await;
     f.poll(t).await;
-    if t.status.state == Some(STATE_UPDATING) {
+    if t.status.state == Some(State::Updating) {
         return Err(UpdateError::Busy);
     }
-    if t.status.state != Some(STATE_IDLE) || t.status.result != Some(RESULT_INITIAL) {
+    if t.status.state != Some(State::Idle) || t.status.result != Some(UpdateResult::Initial) {
         // Reset (reference 1.4: empty URI -> Idle, Result 0) so a stale result or a
         // leftover download cannot be mistaken for this update's outcome.
         let d = f.device.clone();
@@ -588,18 +571,18 @@ async fn drive(
                 cfg.timeouts.download,
                 Phase::Downloading,
                 |s, r| match (s, r) {
-                    (Some(STATE_DOWNLOADED), _) => Some(Ok(())),
-                    (Some(STATE_IDLE), Some(r)) if r != RESULT_INITIAL => Some(Err(r)),
+                    (Some(State::Downloaded), _) => Some(Ok(())),
+                    (Some(State::Idle), Some(r)) if r != UpdateResult::Initial => Some(Err(r)),
                     _ => None,
                 },
             )
             .await?;
         match outcome {
             Ok(()) => break,
-            Err(RESULT_CONNECTION_LOST) if attempt < cfg.retries => attempt += 1,
+            Err(UpdateResult::ConnectionLost) if attempt < cfg.retries => attempt += 1,
             Err(result) => {
                 return Err(UpdateError::Failed {
-                    state: STATE_IDLE,
+                    state: State::Idle,
                     result,
                 })
             }
@@ -622,7 +605,7 @@ async fn drive(
         // still in Downloaded refused for real.
         Err(UpdateError::Rejected(op, code)) if code.starts_with("4.05") => {
             f.poll(t).await;
-            if t.status.state == Some(STATE_DOWNLOADED) {
+            if t.status.state == Some(State::Downloaded) {
                 return Err(UpdateError::Rejected(op, code));
             }
             tracing::debug!(%ep, %code, "Execute refused after it ran; waiting for the device");
@@ -673,7 +656,7 @@ async fn drive(
         s.firmware_version = fw;
         s.pkg_version = pkg;
     });
-    if state == STATE_IDLE && result == RESULT_SUCCESS {
+    if state == State::Idle && result == UpdateResult::Success {
         Ok(())
     } else {
         Err(UpdateError::Failed { state, result })
@@ -747,7 +730,7 @@ async fn write_package_uri(device: &Device, uri: &str, retries: u32) -> Result<(
         // with the first one.
         if unanswered || timed_out > 0 {
             let state = read_int(device, &resource(5, 3)).await.ok().flatten();
-            if write_arrived(state) {
+            if write_arrived(state.and_then(state_of)) {
                 tracing::debug!(?state, "unanswered Package URI write arrived");
                 return Ok(());
             }
@@ -761,8 +744,8 @@ async fn write_package_uri(device: &Device, uri: &str, retries: u32) -> Result<(
 }
 
 /// Whether State shows that a Package URI write (after a reset to Idle) reached the device.
-fn write_arrived(state: Option<i64>) -> bool {
-    matches!(state, Some(STATE_DOWNLOADING | STATE_DOWNLOADED))
+fn write_arrived(state: Option<State>) -> bool {
+    matches!(state, Some(State::Downloading | State::Downloaded))
 }
 
 /// Runs `job` of `jobs` in the background (create it with [`JobRegistry::create`] or
@@ -857,7 +840,7 @@ mod tests {
     }
 
     /// A poll's reading of `v` now.
-    fn polled(v: i64) -> Option<Reading> {
+    fn polled<T>(v: T) -> Option<Reading<T>> {
         Some((v, ReadingStamp::polled_now()))
     }
 
@@ -866,38 +849,57 @@ mod tests {
         let mut s = JobStatus::new(1, "ep", "p", Method::Pull);
         let mut stamps = ReadingStamps::default();
         // Before the Execute: Downloaded, initial result.
-        stamps.merge(&mut s, polled(STATE_DOWNLOADED), polled(RESULT_INITIAL));
+        stamps.merge(
+            &mut s,
+            polled(State::Downloaded),
+            polled(UpdateResult::Initial),
+        );
         // Seen before the REGISTRATION event: State 2 is stale, Update Result 1 new. Not a
         // finish without a reboot (which gave the verdict (2, 1) before).
-        stamps.merge(&mut s, None, polled(RESULT_SUCCESS));
+        stamps.merge(&mut s, None, polled(UpdateResult::Success));
         assert!(!finished_without_reboot(s.state, s.result));
         // The reboot: the old values are forgotten (Tracker::forget).
         stamps.forget(&mut s, std::time::Instant::now());
         assert_eq!((s.state, s.result), (None, None));
         // A poll whose State read timed out and whose Update Result read got the new value
         // must not decide (without the forget it read State 2, Update Result 1: a failure).
-        stamps.merge(&mut s, None, polled(RESULT_SUCCESS));
+        stamps.merge(&mut s, None, polled(UpdateResult::Success));
         assert_eq!(final_reading(s.state, s.result), None);
-        stamps.merge(&mut s, polled(STATE_IDLE), None);
+        stamps.merge(&mut s, polled(State::Idle), None);
         assert_eq!(
             final_reading(s.state, s.result),
-            Some((STATE_IDLE, RESULT_SUCCESS))
+            Some((State::Idle, UpdateResult::Success))
         );
         // Still updating, or no result yet: not final.
-        assert_eq!(final_reading(Some(STATE_UPDATING), Some(1)), None);
-        assert_eq!(final_reading(Some(STATE_IDLE), Some(RESULT_INITIAL)), None);
-        assert_eq!(final_reading(Some(STATE_DOWNLOADED), Some(8)), Some((2, 8)));
+        assert_eq!(
+            final_reading(Some(State::Updating), Some(UpdateResult::Success)),
+            None
+        );
+        assert_eq!(
+            final_reading(Some(State::Idle), Some(UpdateResult::Initial)),
+            None
+        );
+        assert_eq!(
+            final_reading(Some(State::Downloaded), Some(UpdateResult::UpdateFailed)),
+            Some((State::Downloaded, UpdateResult::UpdateFailed))
+        );
         // Install refused: no reboot comes.
-        assert!(finished_without_reboot(Some(STATE_DOWNLOADED), Some(8)));
-        assert!(!finished_without_reboot(Some(STATE_UPDATING), Some(8)));
+        assert!(finished_without_reboot(
+            Some(State::Downloaded),
+            Some(UpdateResult::UpdateFailed)
+        ));
         assert!(!finished_without_reboot(
-            Some(STATE_DOWNLOADED),
-            Some(RESULT_INITIAL)
+            Some(State::Updating),
+            Some(UpdateResult::UpdateFailed)
+        ));
+        assert!(!finished_without_reboot(
+            Some(State::Downloaded),
+            Some(UpdateResult::Initial)
         ));
         // A device that installs without a reboot.
         assert!(finished_without_reboot(
-            Some(STATE_IDLE),
-            Some(RESULT_SUCCESS)
+            Some(State::Idle),
+            Some(UpdateResult::Success)
         ));
     }
 
@@ -916,42 +918,46 @@ mod tests {
         let mut s = JobStatus::new(1, "ep", "p", Method::Pull);
         let mut stamps = ReadingStamps::default();
         // Notification State 1 arrives (t = 10 ms) while a poll is under way.
-        let stale = Some((STATE_DOWNLOADING, at(10, Some(3))));
+        let stale = Some((State::Downloading, at(10, Some(3))));
         // The poll's answer, State 2, arrives after it (t = 20 ms) and is applied first:
         // the job was busy polling when the notification came in.
-        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(20, None))), None);
+        stamps.merge(&mut s, Some((State::Downloaded, at(20, None))), None);
         // Then the queued notification is processed: it is older and changes nothing.
         stamps.merge(&mut s, stale, None);
-        assert_eq!(s.state, Some(STATE_DOWNLOADED));
+        assert_eq!(s.state, Some(State::Downloaded));
         // A newer notification of the same observation applies...
-        stamps.merge(&mut s, Some((STATE_UPDATING, at(30, Some(4)))), None);
-        assert_eq!(s.state, Some(STATE_UPDATING));
+        stamps.merge(&mut s, Some((State::Updating, at(30, Some(4)))), None);
+        assert_eq!(s.state, Some(State::Updating));
         // ...and one that left the device before it (Observe 3 after 4), reordered on the
         // way, does not, although it arrived later.
-        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(40, Some(3)))), None);
-        assert_eq!(s.state, Some(STATE_UPDATING));
+        stamps.merge(&mut s, Some((State::Downloaded, at(40, Some(3)))), None);
+        assert_eq!(s.state, Some(State::Updating));
         // A new observation's numbers do not compare with the old one's: arrival decides.
         stamps.merge(
             &mut s,
-            Some((STATE_UPDATING, on(8, 50, Some((1 << 24) - 2)))),
+            Some((State::Updating, on(8, 50, Some((1 << 24) - 2)))),
             None,
         );
         // Observe numbers wrap (RFC 7641 3.4): 1 after 2^24 - 2 is newer.
-        stamps.merge(&mut s, Some((STATE_IDLE, on(8, 60, Some(1)))), None);
-        assert_eq!(s.state, Some(STATE_IDLE));
+        stamps.merge(&mut s, Some((State::Idle, on(8, 60, Some(1)))), None);
+        assert_eq!(s.state, Some(State::Idle));
         // After a reboot only readings that arrive from then on count.
         stamps.forget(&mut s, t0 + Duration::from_millis(100));
-        stamps.merge(&mut s, Some((STATE_DOWNLOADED, at(90, None))), None);
+        stamps.merge(&mut s, Some((State::Downloaded, at(90, None))), None);
         assert_eq!(s.state, None, "arrived before the reboot was seen");
-        stamps.merge(&mut s, None, Some((RESULT_SUCCESS, at(110, Some(1)))));
-        assert_eq!(s.result, Some(RESULT_SUCCESS));
+        stamps.merge(
+            &mut s,
+            None,
+            Some((UpdateResult::Success, at(110, Some(1)))),
+        );
+        assert_eq!(s.result, Some(UpdateResult::Success));
     }
 
     #[test]
     fn an_unanswered_uri_write_arrived_when_the_download_started() {
-        assert!(write_arrived(Some(STATE_DOWNLOADING)));
-        assert!(write_arrived(Some(STATE_DOWNLOADED)));
-        assert!(!write_arrived(Some(STATE_IDLE)));
+        assert!(write_arrived(Some(State::Downloading)));
+        assert!(write_arrived(Some(State::Downloaded)));
+        assert!(!write_arrived(Some(State::Idle)));
         assert!(!write_arrived(None));
     }
 
@@ -966,6 +972,14 @@ mod tests {
         assert_eq!(node_int(&node(Value::String("2".into()))), Some(2));
         assert_eq!(node_int(&node(Value::Integer(8))), Some(8));
         assert_eq!(node_int(&node(Value::String("x".into()))), None);
-        assert_eq!(result_meaning(8), "firmware update failed");
+        assert_eq!(
+            result_of(8).map(UpdateResult::meaning),
+            Some("firmware update failed")
+        );
+        assert_eq!(state_of(3), Some(State::Updating));
+        assert_eq!(
+            (state_of(4), result_of(12), result_of(-1)),
+            (None, None, None)
+        );
     }
 }

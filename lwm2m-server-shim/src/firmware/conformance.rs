@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lwm2m_client::codec::{ContentFormat, Node, Path, ResourceValue, Value};
+use object5::status::{State, UpdateResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::content;
@@ -109,6 +110,12 @@ struct Names {
     cut: String,
 }
 
+/// What an Update Result code read from the device means (it may be one Object 5 does not
+/// define: the evidence shows the raw code).
+fn meaning(code: i64) -> &'static str {
+    campaign::result_of(code).map_or("undefined result", UpdateResult::meaning)
+}
+
 fn show(r: &DmResponse) -> String {
     r.code_string()
 }
@@ -159,7 +166,8 @@ impl Runner<'_> {
         let until = tokio::time::Instant::now() + within;
         loop {
             let sr = self.state_result().await?;
-            if sr.0 != campaign::STATE_DOWNLOADING || tokio::time::Instant::now() >= until {
+            if sr.0 != i64::from(State::Downloading.code()) || tokio::time::Instant::now() >= until
+            {
                 return Ok(sr);
             }
             tokio::time::sleep(self.cfg.campaign.poll_interval).await;
@@ -373,7 +381,7 @@ impl Runner<'_> {
             campaign::run_update(self.shim, self.jobs, job, &plan, self.cfg.campaign, &|_| {})
                 .await;
         let (state, result) = match (end.state, end.result) {
-            (Some(s), Some(r)) => (s, r),
+            (Some(s), Some(r)) => (i64::from(s.code()), i64::from(r.code())),
             _ => self.state_result().await?,
         };
         let after = self.firmware_version().await;
@@ -388,7 +396,7 @@ impl Runner<'_> {
                 "{} {package}: phase {}, State {state}, Result {result} ({}); /3/0/3 {} -> {}{}",
                 method.as_str(),
                 end.phase,
-                campaign::result_meaning(result),
+                meaning(result),
                 before.as_deref().unwrap_or("?"),
                 after.as_deref().unwrap_or("?"),
                 match (&end.error, end.phase) {
@@ -412,7 +420,7 @@ impl Runner<'_> {
                 show(&w),
                 after.0,
                 after.1,
-                campaign::result_meaning(after.1)
+                meaning(after.1)
             ),
         ))
     }

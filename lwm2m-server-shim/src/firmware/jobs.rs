@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use object5::status::{State, UpdateResult};
 use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 
 use crate::server::events::EventBus;
@@ -100,7 +100,7 @@ impl fmt::Display for Phase {
 }
 
 /// A State or Update Result value and when it was taken.
-pub type Reading = (i64, ReadingStamp);
+pub type Reading<T> = (T, ReadingStamp);
 
 /// When the kept State and Update Result were taken, and since when readings count at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,11 +112,11 @@ pub struct ReadingStamps {
 }
 
 impl ReadingStamps {
-    fn apply(
+    fn apply<T>(
         kept: &mut Option<ReadingStamp>,
         since: Option<Instant>,
-        value: &mut Option<i64>,
-        r: Reading,
+        value: &mut Option<T>,
+        r: Reading<T>,
     ) {
         let (v, stamp) = r;
         if since.is_some_and(|t| stamp.received < t)
@@ -131,7 +131,12 @@ impl ReadingStamps {
     /// Applies a read or notification to the job's last known State and Update Result: a
     /// value that could not be read keeps the last known one, and so does a reading older
     /// than the one kept (a notification sent before a poll's answer, processed after it).
-    pub fn merge(&mut self, job: &mut JobStatus, state: Option<Reading>, result: Option<Reading>) {
+    pub fn merge(
+        &mut self,
+        job: &mut JobStatus,
+        state: Option<Reading<State>>,
+        result: Option<Reading<UpdateResult>>,
+    ) {
         if let Some(r) = state {
             Self::apply(&mut self.state, self.since, &mut job.state, r);
         }
@@ -166,9 +171,9 @@ pub struct JobStatus {
     /// Current phase.
     pub phase: Phase,
     /// Last known State (/5/0/3).
-    pub state: Option<i64>,
+    pub state: Option<State>,
     /// Last known Update Result (/5/0/5).
-    pub result: Option<i64>,
+    pub result: Option<UpdateResult>,
     /// Why the job failed.
     pub error: Option<String>,
     /// Firmware version (/3/0/3) read at the end.
@@ -192,22 +197,6 @@ impl JobStatus {
             firmware_version: None,
             pkg_version: None,
         }
-    }
-
-    /// The job resource's JSON (`GET /api/jobs/{id}`, FIRMWARE events).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "ep": self.ep,
-            "package": self.package,
-            "method": self.method.as_str(),
-            "phase": self.phase.as_str(),
-            "state": self.state,
-            "result": self.result,
-            "error": self.error,
-            "firmwareVersion": self.firmware_version,
-            "pkgVersion": self.pkg_version,
-        })
     }
 }
 
@@ -358,14 +347,10 @@ mod tests {
         let mut b = r.create("b", "p", Method::Push);
         assert_ne!(a.id, b.id);
         b.phase = Phase::Failed;
-        b.result = Some(5);
+        b.result = Some(UpdateResult::IntegrityFailure);
         r.update(&b);
         assert_eq!(r.get(b.id), Some(b.clone()));
         assert_eq!(r.all().len(), 2);
-        let j = b.to_json();
-        assert_eq!(j["phase"], "FAILED");
-        assert_eq!(j["result"], 5);
-        assert_eq!(j["method"], "push");
         assert_eq!(
             r.create_exclusive("a", "q", Method::Pull),
             Err(Box::new(a.clone()))
