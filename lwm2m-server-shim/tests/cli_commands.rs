@@ -200,19 +200,39 @@ fn update_all_waits_for_min_devices_and_updates_each() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// The verdict column of `case`'s row in the printed table.
+fn verdict_of(out: &str, case: &str) -> Option<String> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(case))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+}
+
 #[test]
-fn conformance_command_prints_a_table_and_fails_on_a_failed_case() {
+fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
     let s = setup("cli-conformance");
     let state = s.dir.join("state");
     let port = free_udp_port();
+    // A "good" package that is in fact corrupted: the device rightly refuses it, so the
+    // successful-update case FAILs, and only that makes the run fail.
+    let bad_good = s.dir.join("not-really-good.bin");
+    std::fs::write(
+        &bad_good,
+        s.signer
+            .build(Kind::Corrupted, "5.0.0", fresh_sequence())
+            .expect("pkg"),
+    )
+    .expect("w");
+    let reports = s.dir.join("reports");
     let args: Vec<String> = [
         "conformance",
         "--endpoint",
         "conf-1",
-        "--key",
-        &s.key.display().to_string(),
+        "--package-good",
+        &bad_good.display().to_string(),
         "--cases",
-        "751,772,774",
+        "751,772,774,771",
+        "--report",
+        &reports.display().to_string(),
         "--coap",
         &format!("127.0.0.1:{port}"),
         "--http",
@@ -224,18 +244,144 @@ fn conformance_command_prints_a_table_and_fails_on_a_failed_case() {
     let (code, out) = run_shim(&args, || {
         vec![start_device(port, "conf-1", &state, &s.anchor)]
     });
-    let verdict = |id: &str| {
-        out.lines()
-            .find(|l| l.starts_with(id))
-            .map(|l| l.contains(" PASS "))
-    };
-    assert_eq!(verdict("1.0-int-751"), Some(true), "{out}");
-    assert_eq!(verdict("1.0-int-772"), Some(true), "{out}");
-    // 774 cannot be driven from the server: asked for, it fails, and so does the run.
-    assert_eq!(verdict("1.0-int-774"), Some(false), "{out}");
-    assert!(out.contains("3 cases, 1 failed"), "{out}");
+    assert_eq!(
+        verdict_of(&out, "1.0-int-751").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-772").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    // 774 cannot be provoked from the server: asked for, it is INCONCLUSIVE, not a failure.
+    assert_eq!(
+        verdict_of(&out, "1.0-int-774").as_deref(),
+        Some("INCONCLUSIVE"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[coap]").as_deref(),
+        Some("FAIL"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[http]").as_deref(),
+        Some("FAIL"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[https]").as_deref(),
+        Some("N/A"),
+        "{out}"
+    );
+    assert!(out.contains("Result 5"), "{out}");
+    assert!(
+        out.contains("6 cases: 2 PASS, 2 FAIL, 1 N/A, 1 INCONCLUSIVE"),
+        "{out}"
+    );
     assert_eq!(code, 1, "{out}");
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("failures=\"2\""), "{junit}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
+            .expect("report.json parses");
+    assert_eq!(json["summary"]["fail"], 2, "{json}");
+    assert_eq!(json["registration"]["endpoint"], "conf-1", "{json}");
+    assert_eq!(
+        json["firmware"]["protocols"],
+        serde_json::json!([0, 2, 3]),
+        "{json}"
+    );
     let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn conformance_command_exits_zero_without_a_fail() {
+    let s = setup("cli-conformance-ok");
+    let state = s.dir.join("state");
+    let port = free_udp_port();
+    let args: Vec<String> = [
+        "conformance",
+        "--endpoint",
+        "conf-2",
+        "--key",
+        &s.key.display().to_string(),
+        "--cases",
+        "751,774,core-101",
+        "--coap",
+        &format!("127.0.0.1:{port}"),
+        "--http",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (code, out) = run_shim(&args, || {
+        vec![start_device(port, "conf-2", &state, &s.anchor)]
+    });
+    assert_eq!(
+        verdict_of(&out, "1.1-int-101").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-751").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-774").as_deref(),
+        Some("INCONCLUSIVE"),
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn conformance_command_refuses_a_missing_package_before_it_starts() {
+    let dir = temp_dir("cli-conformance-missing");
+    let missing = dir.join("no-such-firmware.bin");
+    let port = free_udp_port();
+    let started = std::time::Instant::now();
+    let out = Command::new(SHIM)
+        .args(["conformance", "--endpoint", "x", "--package-corrupt"])
+        .arg(&missing)
+        .args([
+            "--coap",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait for a device"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("no-such-firmware.bin") && lines[0].contains("--package-corrupt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("waiting for"), "nothing started: {stderr}");
+    assert!(out.stdout.is_empty());
+    // Unknown cases are refused the same way.
+    let out = Command::new(SHIM)
+        .args(["conformance", "--endpoint", "x", "--cases", "fw,9999"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("'9999'"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -271,7 +417,20 @@ fn help_texts_name_the_options() {
         ),
         (
             "conformance",
-            &["--endpoint", "--key", "--cases", "--trust-anchor"][..],
+            &[
+                "--endpoint",
+                "--key",
+                "--cases",
+                "--trust-anchor",
+                "--package-good",
+                "--package-good-2",
+                "--package-corrupt",
+                "--package-wrong-type",
+                "--package-too-large",
+                "--package-failing",
+                "--profile",
+                "--report",
+            ][..],
         ),
         ("demo", &["--client", "--push", "--keep"][..]),
     ] {
