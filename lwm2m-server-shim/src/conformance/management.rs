@@ -107,10 +107,15 @@ async fn case_201(ctx: &Ctx<'_>) -> Step<Decision> {
                     ));
                 }
             }
-            _ => problems.push(format!(
-                "Read {path} (text) -> {} {}",
+            Some(_) => problems.push(format!(
+                "Read {path} (text) -> {} in format {}, not plain text",
                 r.code_string(),
-                node.err().unwrap_or_default()
+                r.content_format.map_or("none".into(), format_name)
+            )),
+            None => problems.push(format!(
+                "Read {path} (text) -> {}: {}",
+                r.code_string(),
+                node.err().unwrap_or_else(|| "no single value".into())
             )),
         }
     }

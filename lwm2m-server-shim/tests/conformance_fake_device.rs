@@ -1,0 +1,404 @@
+//! The conformance runner against a scripted fake LwM2M device on real loopback UDP (issue 15):
+//! a runner whose cases cannot fail is worthless, so a device that announces everything
+//! (objects 1, 3, 5, 16, every content format, pull and push) but answers wrongly at each step
+//! must get a FAIL in every case that can run; and a device that stops answering must get
+//! INCONCLUSIVE naming the timeout, within a bounded time, never a hang.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::Harness;
+use lwm2m_client::codec::{tlv, BlockOpt, Instance, Node, Resource, ResourceValue, Value};
+use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
+use lwm2m_server_shim::conformance::{
+    self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
+};
+use lwm2m_server_shim::test_packages::Signer;
+
+/// What the fake announces: Security (which it must not), Server, Device, Firmware Update,
+/// Portfolio, and every content format.
+const LINKS: &str =
+    "</>;rt=\"oma.lwm2m\";ct=\"0 60 110 112 11542 11543\",</0/0>,</1/0>,</3/0>,</5/0>,</16>";
+
+fn int(id: u16, v: i64) -> Resource {
+    Resource {
+        id,
+        value: ResourceValue::Single(Value::Integer(v)),
+    }
+}
+
+fn text(id: u16, v: &str) -> Resource {
+    Resource {
+        id,
+        value: ResourceValue::Single(Value::String(v.into())),
+    }
+}
+
+fn instance(resources: Vec<Resource>) -> Vec<u8> {
+    tlv::encode(&Node::Instance(Instance { id: 0, resources })).expect("tlv")
+}
+
+fn path_of(p: &Packet) -> Vec<String> {
+    p.get_option(CoapOption::UriPath)
+        .map(|l| {
+            l.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The wrong answer to each request: plausible codes and formats, wrong content, no effect of
+/// writes, no notifications, no Updates, no reboot.
+fn wrong_answer(req: &Packet) -> Packet {
+    let mut r = Packet::new();
+    let MessageClass::Request(method) = req.header.code else {
+        r.header.code = MessageClass::Response(ResponseType::BadRequest);
+        return r;
+    };
+    let path = path_of(req);
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    let code = |c| MessageClass::Response(c);
+    match method {
+        RequestType::Get => {
+            let discover = req
+                .get_first_option(CoapOption::Accept)
+                .is_some_and(|a| a == &vec![40]);
+            if discover {
+                // Lists neither </3/0/16> nor the attributes just written.
+                r.payload = b"</3>,</3/0>,</1/0/3>".to_vec();
+                r.add_option(CoapOption::ContentFormat, vec![40]);
+            } else {
+                let (cf, payload): (Vec<u8>, Vec<u8>) = match p.as_slice() {
+                    // Lifetime 999 where it registered with 300; Binding "S".
+                    ["1", "0", "1"] => (vec![], b"999".to_vec()),
+                    ["1", "0", "7"] => (vec![], b"S".to_vec()),
+                    ["1", "0", "0"] => (vec![], b"1".to_vec()),
+                    ["1", "0", _] => (vec![], b"0".to_vec()),
+                    ["1"] | ["1", "0"] => (
+                        vec![0x2d, 0x16],
+                        instance(vec![int(0, 1), int(1, 999), int(3, 0), text(7, "S")]),
+                    ),
+                    ["3", "0", "11", "0"] => {
+                        r.header.code = code(ResponseType::NotFound);
+                        return r;
+                    }
+                    ["3", "0", "16"] => (vec![0x2d, 0x16], instance(vec![text(16, "U")])),
+                    ["3", "0", _] => (vec![], b"x".to_vec()),
+                    ["3"] | ["3", "0"] => (
+                        vec![0x2d, 0x16],
+                        tlv::encode(&Node::Instance(Instance {
+                            id: 0,
+                            resources: vec![
+                                Resource {
+                                    id: 11,
+                                    value: ResourceValue::Multiple(vec![(0, Value::Integer(0))]),
+                                },
+                                text(16, "U"),
+                            ],
+                        }))
+                        .expect("tlv"),
+                    ),
+                    // Firmware: State 1 in the instance (751 wants 0), State 0 / Result 0 ever
+                    // after whatever is written or pushed.
+                    ["5", "0"] => (
+                        vec![0x2d, 0x16],
+                        tlv::encode(&Node::Instance(Instance {
+                            id: 0,
+                            resources: vec![
+                                int(3, 1),
+                                int(5, 0),
+                                Resource {
+                                    id: 8,
+                                    value: ResourceValue::Multiple(vec![
+                                        (0, Value::Integer(0)),
+                                        (1, Value::Integer(2)),
+                                    ]),
+                                },
+                                int(9, 2),
+                            ],
+                        }))
+                        .expect("tlv"),
+                    ),
+                    ["5", "0", _] => (vec![], b"0".to_vec()),
+                    // The Security object answers (it must not).
+                    ["0", ..] => (vec![0x2d, 0x16], instance(vec![text(0, "coap://x")])),
+                    _ => {
+                        r.header.code = code(ResponseType::NotFound);
+                        return r;
+                    }
+                };
+                r.payload = payload;
+                if !cf.is_empty() {
+                    r.add_option(CoapOption::ContentFormat, cf);
+                }
+                if req.get_first_option(CoapOption::Observe) == Some(&vec![]) {
+                    // Observations are accepted, and never notified.
+                    r.add_option(CoapOption::Observe, vec![2]);
+                }
+            }
+            r.header.code = code(ResponseType::Content);
+        }
+        RequestType::Put | RequestType::Post => {
+            let block1 = req
+                .get_first_option(CoapOption::Block1)
+                .and_then(|v| BlockOpt::decode(v).ok());
+            if let Some(b) = block1.filter(|b| b.more) {
+                r.header.code = code(ResponseType::Continue);
+                r.add_option(CoapOption::Block1, b.encode());
+            } else if method == RequestType::Post && p.len() == 1 && !req.payload.is_empty() {
+                // Create: accepted, and no Update follows.
+                r.header.code = code(ResponseType::Created);
+                r.add_option(CoapOption::LocationPath, p[0].as_bytes().to_vec());
+                r.add_option(CoapOption::LocationPath, b"77".to_vec());
+            } else {
+                // Writes (even of the read-only /1/0/0 and the Security object), attributes
+                // and executes (even Execute Update with nothing downloaded) "succeed".
+                r.header.code = code(ResponseType::Changed);
+            }
+        }
+        RequestType::Delete => r.header.code = code(ResponseType::Deleted),
+        _ => r.header.code = code(ResponseType::MethodNotAllowed),
+    }
+    r
+}
+
+/// A fake device: registers `ep` with the shim, then answers requests with [`wrong_answer`]
+/// until it has answered `answers` of them, after which it stays silent.
+struct FakeDevice {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl FakeDevice {
+    fn start(shim: SocketAddr, ep: &str, answers: usize) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut reg = Packet::new();
+        reg.header.set_type(MessageType::Confirmable);
+        reg.header.code = MessageClass::Request(RequestType::Post);
+        reg.header.message_id = 1;
+        reg.set_token(vec![9, 9]);
+        reg.add_option(CoapOption::UriPath, b"rd".to_vec());
+        for q in [
+            format!("ep={ep}"),
+            "lt=300".into(),
+            "lwm2m=1.1".into(),
+            "b=UQ".into(),
+        ] {
+            reg.add_option(CoapOption::UriQuery, q.into_bytes());
+        }
+        reg.add_option(CoapOption::ContentFormat, vec![40]);
+        reg.payload = LINKS.as_bytes().to_vec();
+        sock.send_to(&reg.to_bytes().expect("encode"), shim)
+            .expect("send");
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), answered.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                if !matches!(req.header.code, MessageClass::Request(_)) {
+                    continue;
+                }
+                if count.fetch_add(1, Ordering::Relaxed) >= answers {
+                    continue;
+                }
+                let mut resp = wrong_answer(&req);
+                resp.header.set_type(MessageType::Acknowledgement);
+                resp.header.message_id = req.header.message_id;
+                resp.set_token(req.get_token().to_vec());
+                if let Ok(bytes) = resp.to_bytes() {
+                    let _ = sock.send_to(&bytes, from);
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+            answered,
+        }
+    }
+}
+
+impl Drop for FakeDevice {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Short timeouts: the fake never makes progress, so every wait runs to its end.
+fn config(h: &Harness, request: Duration) -> ConformanceConfig {
+    let mut cfg = ConformanceConfig::new(PackageSource::Suit(Signer::generate().expect("key")));
+    cfg.campaign = CampaignConfig {
+        timeouts: PhaseTimeouts {
+            request,
+            download: Duration::from_secs(3),
+            update: Duration::from_secs(3),
+            verify: Duration::from_secs(3),
+        },
+        poll_interval: Duration::from_millis(200),
+        retries: 0,
+        ..CampaignConfig::default()
+    };
+    cfg.notify_within = Duration::from_secs(3);
+    cfg.quiet = Duration::from_secs(1);
+    cfg.short_lifetime = Duration::from_secs(2);
+    cfg.http_host = Some(h.running().http_addr);
+    cfg.register_within = Duration::from_secs(10);
+    cfg
+}
+
+/// Cases that cannot FAIL, and why: not provokable from a server (only run when named), or
+/// a content format the shim cannot decode, or a protocol the shim cannot host.
+const CANNOT_FAIL: [(&str, &str); 2] = [
+    (
+        "1.1-int-204",
+        "the shim has no decoder for content format 11543",
+    ),
+    (
+        "1.1-int-211",
+        "the shim has no decoder for content format 60",
+    ),
+];
+
+#[test]
+fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
+    let h = Harness::start("conf-fake", |_| {});
+    let _device = FakeDevice::start(h.coap, "fake-1", usize::MAX);
+    let shim = h.running().shim.clone();
+    let cfg = config(&h, Duration::from_secs(2));
+    let started = Instant::now();
+    let run: RunReport =
+        h.rt.block_on(conformance::run(&shim, "fake-1", &cfg, &Selection::all()))
+            .expect("run");
+    let table = report::table(&run);
+    println!("{table}\n(run took {:?})", started.elapsed());
+    // 771 once per protocol the fake lists: coap and http.
+    let provokable = conformance::CASES.iter().filter(|c| c.provokable).count();
+    assert_eq!(run.cases.len(), provokable + 1, "{table}");
+    for c in &run.cases {
+        match &c.verdict {
+            Verdict::Fail => assert!(!c.evidence.is_empty(), "{}", c.name()),
+            Verdict::NotApplicable(why) => assert!(
+                CANNOT_FAIL
+                    .iter()
+                    .any(|(id, reason)| c.name() == *id && why.contains(reason)),
+                "{} is N/A: {why}\n{table}",
+                c.name()
+            ),
+            other => panic!("{} is {other}, not FAIL\n{table}", c.name()),
+        }
+    }
+    assert_eq!(
+        run.count("FAIL"),
+        run.cases.len() - CANNOT_FAIL.len(),
+        "{table}"
+    );
+    assert!(run.failed());
+}
+
+#[test]
+fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
+    let h = Harness::start("conf-silent", |_| {});
+    // Registers, then answers nothing.
+    let silent = FakeDevice::start(h.coap, "silent-1", 0);
+    let shim = h.running().shim.clone();
+    let cfg = config(&h, Duration::from_secs(1));
+    let started = Instant::now();
+    let run =
+        h.rt.block_on(conformance::run(&shim, "silent-1", &cfg, &Selection::all()))
+            .expect("run");
+    let took = started.elapsed();
+    let table = report::table(&run);
+    assert!(took < Duration::from_secs(20), "took {took:?}\n{table}");
+    assert!(!run.cases.is_empty());
+    for c in &run.cases {
+        match &c.verdict {
+            Verdict::Inconclusive(why) => assert!(
+                why.contains("no answer to Read /3/0 within the request timeout (1 s)"),
+                "{}: {why}",
+                c.name()
+            ),
+            other => panic!("{} is {other}\n{table}", c.name()),
+        }
+    }
+    assert!(!run.failed(), "INCONCLUSIVE is no failure");
+    assert!(
+        silent.answered.load(Ordering::Relaxed) > 0,
+        "requests reached it"
+    );
+
+    // One that answers a few requests and then falls silent: the case in progress and every
+    // later one are INCONCLUSIVE, and the run still ends.
+    let fading = FakeDevice::start(h.coap, "fading-1", 12);
+    let started = Instant::now();
+    let run =
+        h.rt.block_on(conformance::run(
+            &shim,
+            "fading-1",
+            &cfg,
+            &Selection::parse(&["core".to_string()]).expect("selection"),
+        ))
+        .expect("run");
+    let took = started.elapsed();
+    let table = report::table(&run);
+    assert!(took < Duration::from_secs(60), "took {took:?}\n{table}");
+    let first_silent = run
+        .cases
+        .iter()
+        .position(|c| matches!(c.verdict, Verdict::Inconclusive(_)))
+        .unwrap_or_else(|| panic!("no INCONCLUSIVE case\n{table}"));
+    assert!(first_silent > 0, "{table}");
+    for c in &run.cases[first_silent..] {
+        assert!(
+            matches!(&c.verdict, Verdict::Inconclusive(why) if why.contains("within the request timeout (1 s)")),
+            "{} after the device fell silent: {}\n{table}",
+            c.name(),
+            c.verdict
+        );
+    }
+    drop(fading);
+}
+
+#[test]
+fn a_device_that_never_registers_is_inconclusive_naming_the_wait() {
+    let h = Harness::start("conf-absent", |_| {});
+    let shim = h.running().shim.clone();
+    let mut cfg = config(&h, Duration::from_secs(1));
+    cfg.register_within = Duration::from_secs(1);
+    let started = Instant::now();
+    let run =
+        h.rt.block_on(conformance::run(
+            &shim,
+            "nobody",
+            &cfg,
+            &Selection::parse(&["751".to_string(), "core-101".to_string()]).expect("selection"),
+        ))
+        .expect("run");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(run.cases.len(), 2);
+    for c in &run.cases {
+        assert!(
+            matches!(&c.verdict, Verdict::Inconclusive(why) if why.contains("nobody did not register within 1 s")),
+            "{c:?}"
+        );
+    }
+}
