@@ -46,9 +46,11 @@ pub struct ConformanceArgs {
     /// Device class the device accepts (name or UUID), for SUIT packages.
     #[arg(long, default_value = SIM_CLASS)]
     class_id: String,
-    /// Device-native package that installs and succeeds (Update Result 1).
+    /// Device-native package that installs and succeeds (Update Result 1). Repeat it to give
+    /// one per update to a device that refuses a version it ran before; updates use them in
+    /// turn.
     #[arg(long, value_name = "FILE")]
-    package_good: Option<PathBuf>,
+    package_good: Vec<PathBuf>,
     /// A second good package, for cases that update more than once.
     #[arg(long = "package-good-2", value_name = "FILE")]
     package_good_2: Option<PathBuf>,
@@ -106,22 +108,31 @@ impl ConformanceArgs {
             Some(p) => Profile::load(p).map_err(|e| e.to_string())?,
             None => Profile::default(),
         };
-        for (role, file) in [
-            (PackageRole::Good, &self.package_good),
-            (PackageRole::Good2, &self.package_good_2),
-            (PackageRole::Corrupt, &self.package_corrupt),
-            (PackageRole::WrongType, &self.package_wrong_type),
-            (PackageRole::TooLarge, &self.package_too_large),
-            (PackageRole::Failing, &self.package_failing),
+        let file = |p: &PathBuf| PackageFile {
+            path: p.clone(),
+            version: None,
+        };
+        for (role, files) in [
+            (
+                PackageRole::Good,
+                self.package_good.iter().collect::<Vec<_>>(),
+            ),
+            (PackageRole::Good2, self.package_good_2.iter().collect()),
+            (PackageRole::Corrupt, self.package_corrupt.iter().collect()),
+            (
+                PackageRole::WrongType,
+                self.package_wrong_type.iter().collect(),
+            ),
+            (
+                PackageRole::TooLarge,
+                self.package_too_large.iter().collect(),
+            ),
+            (PackageRole::Failing, self.package_failing.iter().collect()),
         ] {
-            if let Some(path) = file {
-                profile.packages.set(
-                    role,
-                    PackageFile {
-                        path: path.clone(),
-                        version: None,
-                    },
-                );
+            if !files.is_empty() {
+                profile
+                    .packages
+                    .set(role, files.into_iter().map(file).collect());
             }
         }
         profile.packages.check().map_err(|e| e.to_string())?;

@@ -296,6 +296,94 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// Our device driven as any third-party device would be: its packages as files in a TOML
+/// profile (three good ones, one per update, since it refuses a sequence number it ran), with
+/// its expectations; every firmware case passes, and https is N/A (the shim hosts none).
+#[test]
+fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device() {
+    let s = setup("cli-conformance-profile");
+    let state = s.dir.join("state");
+    let port = free_udp_port();
+    let seq = fresh_sequence();
+    let files = [
+        ("g1.suit", Kind::Good, "7.1.0"),
+        ("g2.suit", Kind::Good, "7.2.0"),
+        ("g3.suit", Kind::Good, "7.3.0"),
+        ("big.suit", Kind::TooLarge, "7.4.0"),
+        ("bad.suit", Kind::Corrupted, "7.5.0"),
+        ("other.suit", Kind::WrongClass, "7.6.0"),
+        ("selftest.suit", Kind::FailsSelfTest, "7.7.0"),
+    ];
+    for (i, (name, kind, version)) in files.iter().enumerate() {
+        let bytes = s.signer.build(*kind, version, seq + i as u64).expect("pkg");
+        std::fs::write(s.dir.join(name), bytes).expect("w");
+    }
+    let profile = s.dir.join("sim.toml");
+    std::fs::write(
+        &profile,
+        r#"[packages]
+good = [
+  { file = "g1.suit", version = "7.1.0" },
+  { file = "g2.suit", version = "7.2.0" },
+  { file = "g3.suit", version = "7.3.0" },
+]
+too_large = "big.suit"
+corrupt = "bad.suit"
+wrong_type = "other.suit"
+failing = "selftest.suit"
+
+[device]
+results = [1, 2, 4, 5, 6, 7, 8, 9]
+reboots_on_update = true
+update_timeout_s = 30
+"#,
+    )
+    .expect("profile");
+    let reports = s.dir.join("reports");
+    let args: Vec<String> = [
+        "conformance",
+        "--endpoint",
+        "conf-p",
+        "--profile",
+        &profile.display().to_string(),
+        "--cases",
+        "fw",
+        "--report",
+        &reports.display().to_string(),
+        "--coap",
+        &format!("127.0.0.1:{port}"),
+        "--http",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (code, out) = run_shim(&args, || {
+        vec![start_device(port, "conf-p", &state, &s.anchor)]
+    });
+    assert_eq!(code, 0, "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("1.0-int-")).collect();
+    assert_eq!(rows.len(), 16, "{out}");
+    for row in rows {
+        let case = row.split_whitespace().next().unwrap_or_default();
+        let want = if case == "1.0-int-771[https]" {
+            "N/A"
+        } else {
+            "PASS"
+        };
+        assert_eq!(verdict_of(&out, case).as_deref(), Some(want), "{out}");
+    }
+    // The updates installed the profile's good packages in turn.
+    for v in ["7.1.0", "7.2.0", "7.3.0"] {
+        assert!(out.contains(&format!("-> \"{v}\"")), "{v}: {out}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
+            .expect("report.json parses");
+    assert_eq!(json["summary"]["pass"], 15, "{json}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
 #[test]
 fn conformance_command_exits_zero_without_a_fail() {
     let s = setup("cli-conformance-ok");

@@ -169,8 +169,6 @@ pub const CASES: &[CaseDef] = &[
         "Basic observation on the firmware object",
         Fw,
     ),
-    case("1.0-int-770", "Successful firmware update (CoAP push)", Fw),
-    case("1.0-int-771", "Successful firmware update (pull)", Fw),
     case(
         "1.0-int-772",
         "Error 1: install without a downloaded package",
@@ -191,8 +189,12 @@ pub const CASES: &[CaseDef] = &[
     case("1.0-int-776", "Error 5: integrity check failure", Fw),
     case("1.0-int-777", "Error 6: unsupported package type", Fw),
     case("1.0-int-778", "Error 7: invalid URI", Fw),
-    case("1.0-int-779", "Error 8: unsuccessful update", Fw),
     case("1.0-int-780", "Error 9: unsupported protocol", Fw),
+    // Updates after the cases that only download: a device that refuses a version it ran
+    // still takes the cut-off or refused packages before.
+    case("1.0-int-770", "Successful firmware update (CoAP push)", Fw),
+    case("1.0-int-771", "Successful firmware update (pull)", Fw),
+    case("1.0-int-779", "Error 8: unsuccessful update", Fw),
     // Cases that reboot or disconnect the device come last.
     case(
         "1.1-int-241",

@@ -354,7 +354,7 @@ async fn case_755(ctx: &Ctx<'_>) -> Step<Decision> {
     if let Err(why) = push_route(fw) {
         return Ok(Decision::not_applicable(why));
     }
-    let Some(pkg) = ctx.packages.good()? else {
+    let Some(pkg) = ctx.packages.good_to_download()? else {
         return Ok(Decision::not_applicable(
             ctx.packages.missing(PackageRole::Good),
         ));
@@ -389,7 +389,7 @@ async fn case_756(ctx: &Ctx<'_>) -> Step<Decision> {
         Ok(r) => r,
         Err(why) => return Ok(Decision::not_applicable(why)),
     };
-    let Some(pkg) = ctx.packages.good()? else {
+    let Some(pkg) = ctx.packages.good_to_download()? else {
         return Ok(Decision::not_applicable(
             ctx.packages.missing(PackageRole::Good),
         ));
@@ -425,7 +425,7 @@ async fn case_760(ctx: &Ctx<'_>) -> Step<Decision> {
         Ok(r) => r,
         Err(why) => return Ok(Decision::not_applicable(why)),
     };
-    let Some(pkg) = ctx.packages.good()? else {
+    let Some(pkg) = ctx.packages.good_to_download()? else {
         return Ok(Decision::not_applicable(
             ctx.packages.missing(PackageRole::Good),
         ));

@@ -76,11 +76,10 @@ impl Packages {
             files
                 .check()
                 .map_err(|e| ConformanceError::Package(e.to_string()))?;
-            for role in PackageRole::ALL {
-                let Some(f) = files.get(role) else { continue };
+            for (i, (role, f)) in files.files().enumerate() {
                 let bytes = std::fs::read(&f.path)
                     .map_err(|e| ConformanceError::Package(format!("{}: {e}", f.path.display())))?;
-                let name = host_name(&tag, role, &f.path);
+                let name = host_name(&format!("{tag}-{i}"), role, &f.path);
                 shim.packages
                     .store(&name, &bytes)
                     .map_err(|e| ConformanceError::Package(format!("{name}: {e}")))?;
@@ -109,6 +108,7 @@ impl Packages {
         })
     }
 
+    /// The (first) native package of `role`.
     fn native(&self, role: PackageRole) -> Option<Hosted> {
         self.native
             .iter()
@@ -135,20 +135,45 @@ impl Packages {
         })
     }
 
-    /// A good package for the next update: a fresh SUIT build, or the native good packages
-    /// in turn (`good`, `good_2`, `good`, ...). `Ok(None)` when no good package was given.
+    /// The native good packages in the order updates use them: every `good`, then `good_2`.
+    fn native_goods(&self) -> Vec<Hosted> {
+        [PackageRole::Good, PackageRole::Good2]
+            .into_iter()
+            .flat_map(|r| {
+                self.native
+                    .iter()
+                    .filter(move |(role, _)| *role == r)
+                    .map(|(_, h)| h.clone())
+            })
+            .collect()
+    }
+
+    /// A good package for the next update, which installs it: a fresh SUIT build, or the next
+    /// native good package in turn (so a device that refuses older or equal versions can be
+    /// given one per update). `Ok(None)` when no good package was given.
     pub fn good(&self) -> Step<Option<Hosted>> {
+        self.pick_good(true)
+    }
+
+    /// A good package for a case that only downloads it (and resets): the one the next
+    /// update will install, so no version is spent.
+    pub fn good_to_download(&self) -> Step<Option<Hosted>> {
+        self.pick_good(false)
+    }
+
+    fn pick_good(&self, install: bool) -> Step<Option<Hosted>> {
         match &self.source {
             PackageSource::Suit(s) => self.build(s, Kind::Good, "good").map(Some),
             PackageSource::Native(_) => {
-                let goods: Vec<Hosted> = [PackageRole::Good, PackageRole::Good2]
-                    .into_iter()
-                    .filter_map(|r| self.native(r))
-                    .collect();
+                let goods = self.native_goods();
                 if goods.is_empty() {
                     return Ok(None);
                 }
-                let n = self.goods.fetch_add(1, Ordering::Relaxed);
+                let n = if install {
+                    self.goods.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    self.goods.load(Ordering::Relaxed)
+                };
                 Ok(goods.get(n % goods.len()).cloned())
             }
         }
@@ -174,14 +199,12 @@ impl Packages {
         }
     }
 
-    /// A valid package to cut off mid-transfer (775): for SUIT one never installed, so the
-    /// cut alone decides.
+    /// A valid package to cut off mid-transfer (775), never installed before, so the cut
+    /// alone decides: a fresh SUIT build, or the good package the next update will install.
     pub fn cut(&self) -> Step<Option<Hosted>> {
         match &self.source {
             PackageSource::Suit(s) => self.build(s, Kind::Good, "cut").map(Some),
-            PackageSource::Native(_) => Ok(self
-                .native(PackageRole::Good)
-                .or_else(|| self.native(PackageRole::Good2))),
+            PackageSource::Native(_) => self.good_to_download(),
         }
     }
 

@@ -5,6 +5,8 @@
 //!
 //! ```toml
 //! [packages]
+//! # One good package, or a list used in turn by the updates (for a device that refuses a
+//! # version it ran: one per update).
 //! good = { file = "fw-2.0.bin", version = "2.0.0" }
 //! good_2 = "fw-2.1.bin"
 //! corrupt = "fw-bad-crc.bin"
@@ -90,22 +92,28 @@ pub struct PackageFile {
     pub version: Option<String>,
 }
 
-/// The device's own packages, by role; a case whose package is missing is N/A.
+/// The device's own packages, by role; a case whose package is missing is N/A. `good` may
+/// hold several files: updates use them in turn, for devices that refuse a version they ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NativePackages {
     files: Vec<(PackageRole, PackageFile)>,
 }
 
 impl NativePackages {
-    /// The file for `role`.
+    /// The (first) file for `role`.
     pub fn get(&self, role: PackageRole) -> Option<&PackageFile> {
         self.files.iter().find(|(r, _)| *r == role).map(|(_, f)| f)
     }
 
-    /// Sets (or replaces) the file for `role`.
-    pub fn set(&mut self, role: PackageRole, file: PackageFile) {
+    /// Every file, with its role, in the order given.
+    pub fn files(&self) -> impl Iterator<Item = (PackageRole, &PackageFile)> {
+        self.files.iter().map(|(r, f)| (*r, f))
+    }
+
+    /// Sets the files for `role`, replacing any it had.
+    pub fn set(&mut self, role: PackageRole, files: Vec<PackageFile>) {
         self.files.retain(|(r, _)| *r != role);
-        self.files.push((role, file));
+        self.files.extend(files.into_iter().map(|f| (role, f)));
     }
 
     /// Whether no role has a file.
@@ -115,17 +123,13 @@ impl NativePackages {
 
     /// Checks that every named file exists and is a readable file.
     pub fn check(&self) -> Result<(), ProfileError> {
-        for role in PackageRole::ALL {
-            if let Some(f) = self.get(role) {
-                if !f.path.is_file() {
-                    return Err(ProfileError::MissingFile {
-                        role,
-                        path: f.path.clone(),
-                    });
-                }
-            }
+        match self.files().find(|(_, f)| !f.path.is_file()) {
+            Some((role, f)) => Err(ProfileError::MissingFile {
+                role,
+                path: f.path.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -211,7 +215,7 @@ struct RawProfile {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPackages {
-    good: Option<RawPackage>,
+    good: Option<OneOrMany>,
     #[serde(alias = "good-2")]
     good_2: Option<RawPackage>,
     corrupt: Option<RawPackage>,
@@ -220,6 +224,13 @@ struct RawPackages {
     #[serde(alias = "too-large")]
     too_large: Option<RawPackage>,
     failing: Option<RawPackage>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(RawPackage),
+    Many(Vec<RawPackage>),
 }
 
 #[derive(Deserialize)]
@@ -263,26 +274,36 @@ impl Profile {
         };
         let mut packages = NativePackages::default();
         let p = raw.packages;
-        for (role, entry) in [
-            (PackageRole::Good, p.good),
-            (PackageRole::Good2, p.good_2),
-            (PackageRole::Corrupt, p.corrupt),
-            (PackageRole::WrongType, p.wrong_type),
-            (PackageRole::TooLarge, p.too_large),
-            (PackageRole::Failing, p.failing),
+        let good = match p.good {
+            Some(OneOrMany::One(g)) => vec![g],
+            Some(OneOrMany::Many(g)) => g,
+            None => Vec::new(),
+        };
+        let one = |e: Option<RawPackage>| e.into_iter().collect::<Vec<_>>();
+        for (role, entries) in [
+            (PackageRole::Good, good),
+            (PackageRole::Good2, one(p.good_2)),
+            (PackageRole::Corrupt, one(p.corrupt)),
+            (PackageRole::WrongType, one(p.wrong_type)),
+            (PackageRole::TooLarge, one(p.too_large)),
+            (PackageRole::Failing, one(p.failing)),
         ] {
-            let Some(entry) = entry else { continue };
-            let (file, version) = match entry {
-                RawPackage::File(f) => (f, None),
-                RawPackage::Described { file, version } => (file, version),
-            };
-            packages.set(
-                role,
-                PackageFile {
-                    path: base.join(file),
-                    version,
-                },
-            );
+            let files = entries
+                .into_iter()
+                .map(|entry| {
+                    let (file, version) = match entry {
+                        RawPackage::File(f) => (f, None),
+                        RawPackage::Described { file, version } => (file, version),
+                    };
+                    PackageFile {
+                        path: base.join(file),
+                        version,
+                    }
+                })
+                .collect::<Vec<_>>();
+            if !files.is_empty() {
+                packages.set(role, files);
+            }
         }
         let d = raw.device;
         Ok(Self {
@@ -332,6 +353,29 @@ mod tests {
         assert_eq!(a.expect.reboots_on_update, Some(false));
         assert_eq!(a.expect.update_timeout, Some(Duration::from_secs(30)));
         assert!(Expectations::default().uses_result(9));
+    }
+
+    #[test]
+    fn good_takes_a_list() {
+        let p = Profile::parse(
+            "[packages]\ngood = [\"a.bin\", { file = \"b.bin\", version = \"3\" }]\n",
+            Path::new("p.toml"),
+            Path::new("/d"),
+        )
+        .expect("parses");
+        let goods: Vec<_> = p
+            .packages
+            .files()
+            .filter(|(r, _)| *r == PackageRole::Good)
+            .map(|(_, f)| (f.path.clone(), f.version.clone()))
+            .collect();
+        assert_eq!(
+            goods,
+            [
+                (PathBuf::from("/d/a.bin"), None),
+                (PathBuf::from("/d/b.bin"), Some("3".to_string()))
+            ]
+        );
     }
 
     #[test]
