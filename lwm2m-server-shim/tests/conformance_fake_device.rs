@@ -16,6 +16,9 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use common::Harness;
 use lwm2m_client::codec::{tlv, BlockOpt, Instance, Node, Resource, ResourceValue, Value};
 use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
+use lwm2m_server_shim::conformance::profile::{
+    Expectations, NativePackages, PackageFile, PackageRole,
+};
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
 };
@@ -401,4 +404,343 @@ fn a_device_that_never_registers_is_inconclusive_naming_the_wait() {
             "{c:?}"
         );
     }
+}
+
+/// A push-only device with its own package format (not SUIT): `GOOD <version>` installs,
+/// `FAIL <version>` downloads but fails to install (Result 8), `CORRUPT` fails its integrity
+/// check (Result 5), anything else is the wrong type (Result 6), and more than
+/// [`PUSH_LIMIT`] bytes is refused with 4.13. It lists coap in /5/0/8 but 1 (push only) in
+/// /5/0/9, installs without rebooting, and notifies State and Update Result changes.
+struct PushOnly {
+    state: i64,
+    result: i64,
+    version: String,
+    pending: Option<(bool, String)>,
+    body: Vec<u8>,
+    /// Observers: (path, token, peer).
+    observers: Vec<(String, Vec<u8>, SocketAddr)>,
+    observe_seq: u32,
+}
+
+/// Largest package the push-only device takes.
+const PUSH_LIMIT: u32 = 4096;
+
+impl PushOnly {
+    fn reading(&self) -> Vec<u8> {
+        tlv::encode(&Node::Instance(Instance {
+            id: 0,
+            resources: vec![
+                int(3, self.state),
+                int(5, self.result),
+                Resource {
+                    id: 8,
+                    value: ResourceValue::Multiple(vec![(0, Value::Integer(0))]),
+                },
+                int(9, 1),
+            ],
+        }))
+        .expect("tlv")
+    }
+
+    fn value(&self, path: &[&str]) -> Option<String> {
+        Some(match path {
+            ["5", "0", "3"] => self.state.to_string(),
+            ["5", "0", "5"] => self.result.to_string(),
+            ["3", "0", "3"] => self.version.clone(),
+            ["3", "0", "16"] => "U".into(),
+            _ => return None,
+        })
+    }
+
+    /// Applies a whole pushed package.
+    fn take(&mut self, body: &[u8]) {
+        let text = String::from_utf8_lossy(body).into_owned();
+        (self.state, self.result, self.pending) = if body == [0] {
+            (0, 0, None)
+        } else if let Some(v) = text.strip_prefix("GOOD ") {
+            (2, 0, Some((true, v.to_string())))
+        } else if let Some(v) = text.strip_prefix("FAIL ") {
+            (2, 0, Some((false, v.to_string())))
+        } else if text.starts_with("CORRUPT") {
+            (0, 5, None)
+        } else {
+            (0, 6, None)
+        };
+    }
+
+    fn answer(&mut self, req: &Packet, peer: SocketAddr) -> Packet {
+        let mut r = Packet::new();
+        let path = path_of(req);
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        let code = |c| MessageClass::Response(c);
+        r.header.code = code(ResponseType::Changed);
+        match (req.header.code, p.as_slice()) {
+            (MessageClass::Request(RequestType::Get), ["5", "0"]) => {
+                r.header.code = code(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, vec![0x2d, 0x16]);
+                r.payload = self.reading();
+            }
+            (MessageClass::Request(RequestType::Get), ["3", "0"]) => {
+                r.header.code = code(ResponseType::Content);
+                r.add_option(CoapOption::ContentFormat, vec![0x2d, 0x16]);
+                r.payload = instance(vec![text(3, &self.version), text(16, "U")]);
+            }
+            (MessageClass::Request(RequestType::Get), _) => match self.value(&p) {
+                Some(v) => {
+                    r.header.code = code(ResponseType::Content);
+                    r.payload = v.into_bytes();
+                    if req.get_first_option(CoapOption::Observe) == Some(&vec![]) {
+                        self.observers
+                            .push((path.join("/"), req.get_token().to_vec(), peer));
+                        r.add_option(CoapOption::Observe, vec![1]);
+                    }
+                }
+                None => r.header.code = code(ResponseType::NotFound),
+            },
+            (MessageClass::Request(RequestType::Put), ["5", "0", "1"]) => {
+                if req.payload.is_empty() {
+                    (self.state, self.result, self.pending) = (0, 0, None);
+                } else {
+                    // Push only: no Package URI.
+                    r.header.code = code(ResponseType::MethodNotAllowed);
+                }
+            }
+            (MessageClass::Request(RequestType::Put), ["5", "0", "0"]) => {
+                let block = req
+                    .get_first_option(CoapOption::Block1)
+                    .and_then(|v| BlockOpt::decode(v).ok());
+                let size1 = req
+                    .get_first_option(CoapOption::Size1)
+                    .and_then(|v| lwm2m_client::codec::block::decode_uint_option(v).ok());
+                if size1.is_some_and(|s| s > PUSH_LIMIT)
+                    || self.body.len() + req.payload.len() > PUSH_LIMIT as usize
+                {
+                    self.body.clear();
+                    r.header.code = code(ResponseType::RequestEntityTooLarge);
+                    return r;
+                }
+                if block.is_none_or(|b| b.num == 0) {
+                    self.body.clear();
+                }
+                self.body.extend_from_slice(&req.payload);
+                match block {
+                    Some(b) if b.more => {
+                        r.header.code = code(ResponseType::Continue);
+                        r.add_option(CoapOption::Block1, b.encode());
+                    }
+                    _ => {
+                        let body = std::mem::take(&mut self.body);
+                        self.take(&body);
+                        if let Some(b) = block {
+                            r.add_option(CoapOption::Block1, b.encode());
+                        }
+                    }
+                }
+            }
+            (MessageClass::Request(RequestType::Post), ["5", "0", "2"]) => {
+                match self.pending.take().filter(|_| self.state == 2) {
+                    Some((true, v)) => (self.state, self.result, self.version) = (0, 1, v),
+                    Some((false, _)) => (self.state, self.result) = (2, 8),
+                    None => r.header.code = code(ResponseType::MethodNotAllowed),
+                }
+            }
+            // Write-Attributes.
+            (MessageClass::Request(RequestType::Put), _) if req.payload.is_empty() => {}
+            _ => r.header.code = code(ResponseType::MethodNotAllowed),
+        }
+        r
+    }
+
+    /// Notifications for the observed paths whose value differs from `before`.
+    fn notifications(&mut self, before: (i64, i64)) -> Vec<(Vec<u8>, SocketAddr)> {
+        let mut out = Vec::new();
+        for (path, token, peer) in &self.observers {
+            let changed = match path.as_str() {
+                "5/0/3" => before.0 != self.state,
+                "5/0/5" => before.1 != self.result,
+                _ => false,
+            };
+            if !changed {
+                continue;
+            }
+            self.observe_seq += 1;
+            let mut n = Packet::new();
+            n.header.set_type(MessageType::NonConfirmable);
+            n.header.code = MessageClass::Response(ResponseType::Content);
+            n.header.message_id = 0x4000 + self.observe_seq as u16;
+            n.set_token(token.clone());
+            n.add_option(
+                CoapOption::Observe,
+                lwm2m_client::codec::block::uint_option(self.observe_seq + 1),
+            );
+            let p: Vec<&str> = path.split('/').collect();
+            n.payload = self.value(&p).unwrap_or_default().into_bytes();
+            if let Ok(b) = n.to_bytes() {
+                out.push((b, *peer));
+            }
+        }
+        out
+    }
+}
+
+/// Registers the push-only device and serves it until dropped.
+fn start_push_only(shim: SocketAddr, ep: &str) -> FakeDevice {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut reg = Packet::new();
+    reg.header.set_type(MessageType::Confirmable);
+    reg.header.code = MessageClass::Request(RequestType::Post);
+    reg.header.message_id = 7;
+    reg.set_token(vec![7]);
+    reg.add_option(CoapOption::UriPath, b"rd".to_vec());
+    for q in [format!("ep={ep}"), "lt=300".into(), "lwm2m=1.0".into()] {
+        reg.add_option(CoapOption::UriQuery, q.into_bytes());
+    }
+    reg.payload = b"</3/0>,</5/0>".to_vec();
+    sock.send_to(&reg.to_bytes().expect("encode"), shim)
+        .expect("send");
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (flag, count) = (stop.clone(), answered.clone());
+    let thread = std::thread::spawn(move || {
+        let mut dev = PushOnly {
+            state: 0,
+            result: 0,
+            version: "1.0".into(),
+            pending: None,
+            body: Vec::new(),
+            observers: Vec::new(),
+            observe_seq: 1,
+        };
+        let mut seen: Vec<(u16, Vec<u8>)> = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while !flag.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
+                continue;
+            };
+            if !matches!(req.header.code, MessageClass::Request(_)) {
+                continue;
+            }
+            // A retransmission gets the same answer (RFC 7252 section 4.5).
+            let mid = req.header.message_id;
+            if let Some((_, bytes)) = seen.iter().find(|(m, _)| *m == mid) {
+                let _ = sock.send_to(bytes, from);
+                continue;
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            let before = (dev.state, dev.result);
+            let mut resp = dev.answer(&req, from);
+            resp.header.set_type(MessageType::Acknowledgement);
+            resp.header.message_id = mid;
+            resp.set_token(req.get_token().to_vec());
+            if let Ok(bytes) = resp.to_bytes() {
+                let _ = sock.send_to(&bytes, from);
+                seen.push((mid, bytes));
+            }
+            for (bytes, peer) in dev.notifications(before) {
+                let _ = sock.send_to(&bytes, peer);
+            }
+        }
+    });
+    FakeDevice {
+        stop,
+        thread: Some(thread),
+        answered,
+    }
+}
+
+/// A third-party-style device with its own package format, given its packages as files:
+/// every firmware case its /5/0/8 and /5/0/9 allow passes, and the N/A list is exactly the
+/// pull cases, each naming /5/0/9.
+#[test]
+fn a_push_only_device_with_its_own_packages_passes_what_it_supports() {
+    let h = Harness::start("conf-push-only", |_| {});
+    let dir = common::temp_dir("push-only-packages");
+    let mut packages = NativePackages::default();
+    for (role, name, bytes, version) in [
+        (
+            PackageRole::Good,
+            "good.bin",
+            b"GOOD 2.0".to_vec(),
+            Some("2.0"),
+        ),
+        (PackageRole::Corrupt, "bad.bin", b"CORRUPT".to_vec(), None),
+        (
+            PackageRole::WrongType,
+            "other.img",
+            b"ELF\x7f".to_vec(),
+            None,
+        ),
+        (PackageRole::TooLarge, "huge.bin", vec![b'G'; 9000], None),
+        (
+            PackageRole::Failing,
+            "nofit.bin",
+            b"FAIL 3.0".to_vec(),
+            None,
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        packages.set(
+            role,
+            vec![PackageFile {
+                path,
+                version: version.map(str::to_owned),
+            }],
+        );
+    }
+    let _device = start_push_only(h.coap, "push-only");
+    let shim = h.running().shim.clone();
+    let mut cfg = config(&h, Duration::from_secs(2));
+    cfg.packages = PackageSource::Native(packages);
+    cfg.expect = Expectations {
+        reboots_on_update: Some(false),
+        ..Expectations::default()
+    };
+    let run =
+        h.rt.block_on(conformance::run(
+            &shim,
+            "push-only",
+            &cfg,
+            &Selection::parse(&["fw".to_string()]).expect("selection"),
+        ))
+        .expect("run");
+    let table = report::table(&run);
+    println!("{table}");
+    let na: Vec<String> = run
+        .cases
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::NotApplicable(_)))
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(
+        na,
+        [
+            "1.0-int-756",
+            "1.0-int-775",
+            "1.0-int-778",
+            "1.0-int-780",
+            "1.0-int-771[coap]"
+        ],
+        "{table}"
+    );
+    for c in &run.cases {
+        match &c.verdict {
+            Verdict::NotApplicable(why) => {
+                assert!(why.contains("/5/0/9"), "{}: {why}\n{table}", c.name())
+            }
+            v => assert_eq!(*v, Verdict::Pass, "{}\n{table}", c.name()),
+        }
+    }
+    assert!(
+        run.cases
+            .iter()
+            .any(|c| c.id == "1.0-int-773" && c.evidence.contains("4.13")),
+        "{table}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -524,16 +524,20 @@ async fn case_775(ctx: &Ctx<'_>) -> Step<Decision> {
     if let Err(d) = uses(ctx, 4) {
         return Ok(d);
     }
+    if !fw.pull_allowed() {
+        return Ok(Decision::not_applicable(format!(
+            "device lists no pull in /5/0/9 (Delivery Method {})",
+            delivery_text(fw)
+        )));
+    }
     // A protocol the device supports whose transfer the runner can cut.
     let protocol = [Protocol::Http, Protocol::Coap]
         .into_iter()
-        .find(|p| fw.pull_allowed() && fw.listed().contains(&Ok(*p)));
+        .find(|p| fw.listed().contains(&Ok(*p)));
     let Some(protocol) = protocol else {
         return Ok(Decision::not_applicable(format!(
-            "the runner cuts http and coap transfers; the device lists neither in /5/0/8 ({:?}) \
-             or takes no pull (/5/0/9 {})",
-            fw.protocols,
-            delivery_text(fw)
+            "the runner cuts http and coap transfers; the device lists neither in /5/0/8 ({:?})",
+            fw.protocols
         )));
     };
     let Some(pkg) = ctx.packages.cut()? else {
