@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::profile::{PackageFile, PackageRole, Profile};
 use lwm2m_server_shim::conformance::{self, report, ConformanceConfig, PackageSource, Selection};
 use lwm2m_server_shim::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
@@ -156,19 +155,13 @@ impl ConformanceArgs {
             Some(p) => (PackageSource::Native(p.packages), p.expect),
             None => (PackageSource::Suit(self.signer()?), Default::default()),
         };
-        let mut cfg = ConformanceConfig::new(packages);
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        let mut cfg = ConformanceConfig::new(packages).with_timeouts(
+            secs(self.timeout_request),
+            secs(self.timeout_download),
+            secs(self.timeout_update),
+        );
         cfg.expect = expect;
-        cfg.campaign = CampaignConfig {
-            timeouts: PhaseTimeouts {
-                request: Duration::from_secs(self.timeout_request.max(1)),
-                download: Duration::from_secs(self.timeout_download.max(1)),
-                update: Duration::from_secs(self.timeout_update.max(1)),
-                verify: Duration::from_secs(self.timeout_update.max(1)),
-            },
-            poll_interval: Duration::from_millis(500),
-            retries: 1,
-            ..CampaignConfig::default()
-        };
         cfg.notify_within = Duration::from_secs(self.timeout_notify.max(1));
         cfg.http_host = Some(http);
         cfg.register_within = Duration::from_secs(self.wait);

@@ -200,6 +200,21 @@ fn update_all_waits_for_min_devices_and_updates_each() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// `conformance --endpoint EP` with `extra` options, the shim on `port` and any HTTP port.
+fn conformance_args(endpoint: &str, port: u16, extra: &[&str]) -> Vec<String> {
+    ["conformance", "--endpoint", endpoint]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .chain([
+            "--coap".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--http".to_string(),
+            "127.0.0.1:0".to_string(),
+        ])
+        .collect()
+}
+
 /// The verdict column of `case`'s row in the printed table.
 fn verdict_of(out: &str, case: &str) -> Option<String> {
     out.lines()
@@ -223,24 +238,18 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
     )
     .expect("w");
     let reports = s.dir.join("reports");
-    let args: Vec<String> = [
-        "conformance",
-        "--endpoint",
+    let args = conformance_args(
         "conf-1",
-        "--package-good",
-        &bad_good.display().to_string(),
-        "--cases",
-        "751,772,774,771",
-        "--report",
-        &reports.display().to_string(),
-        "--coap",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+        port,
+        &[
+            "--package-good",
+            &bad_good.display().to_string(),
+            "--cases",
+            "751,772,774,771",
+            "--report",
+            &reports.display().to_string(),
+        ],
+    );
     let (code, out) = run_shim(&args, || {
         vec![start_device(port, "conf-1", &state, &s.anchor)]
     });
@@ -340,24 +349,18 @@ update_timeout_s = 30
     )
     .expect("profile");
     let reports = s.dir.join("reports");
-    let args: Vec<String> = [
-        "conformance",
-        "--endpoint",
+    let args = conformance_args(
         "conf-p",
-        "--profile",
-        &profile.display().to_string(),
-        "--cases",
-        "fw",
-        "--report",
-        &reports.display().to_string(),
-        "--coap",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+        port,
+        &[
+            "--profile",
+            &profile.display().to_string(),
+            "--cases",
+            "fw",
+            "--report",
+            &reports.display().to_string(),
+        ],
+    );
     let (code, out) = run_shim(&args, || {
         vec![start_device(port, "conf-p", &state, &s.anchor)]
     });
@@ -389,22 +392,16 @@ fn conformance_command_exits_zero_without_a_fail() {
     let s = setup("cli-conformance-ok");
     let state = s.dir.join("state");
     let port = free_udp_port();
-    let args: Vec<String> = [
-        "conformance",
-        "--endpoint",
+    let args = conformance_args(
         "conf-2",
-        "--key",
-        &s.key.display().to_string(),
-        "--cases",
-        "751,774,core-101",
-        "--coap",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+        port,
+        &[
+            "--key",
+            &s.key.display().to_string(),
+            "--cases",
+            "751,774,core-101",
+        ],
+    );
     let (code, out) = run_shim(&args, || {
         vec![start_device(port, "conf-2", &state, &s.anchor)]
     });

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::Harness;
 use lwm2m_client::codec::{tlv, BlockOpt, Instance, Node, Resource, ResourceValue, Value};
-use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::profile::{
     Expectations, NativePackages, PackageFile, PackageRole,
 };
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
 };
+use lwm2m_server_shim::registration::uri_path;
 use lwm2m_server_shim::test_packages::Signer;
 
 /// What the fake announces: Security (which it must not), Server, Device, Firmware Update,
@@ -47,16 +47,6 @@ fn instance(resources: Vec<Resource>) -> Vec<u8> {
     tlv::encode(&Node::Instance(Instance { id: 0, resources })).expect("tlv")
 }
 
-fn path_of(p: &Packet) -> Vec<String> {
-    p.get_option(CoapOption::UriPath)
-        .map(|l| {
-            l.iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The wrong answer to each request: plausible codes and formats, wrong content, no effect of
 /// writes, no notifications, no Updates, no reboot.
 fn wrong_answer(req: &Packet) -> Packet {
@@ -65,7 +55,7 @@ fn wrong_answer(req: &Packet) -> Packet {
         r.header.code = MessageClass::Response(ResponseType::BadRequest);
         return r;
     };
-    let path = path_of(req);
+    let path = uri_path(req);
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let code = |c| MessageClass::Response(c);
     match method {
@@ -172,16 +162,29 @@ fn wrong_answer(req: &Packet) -> Packet {
     r
 }
 
-/// A fake device: registers `ep` with the shim, then answers requests with [`wrong_answer`]
-/// until it has answered `answers` of them, after which it stays silent.
+/// Answers one request from the shim: the response, and notifications to send after it.
+type Script = Box<dyn FnMut(&Packet, SocketAddr) -> (Packet, Vec<(Vec<u8>, SocketAddr)>) + Send>;
+
+/// A fake device on its own socket and thread.
 struct FakeDevice {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Requests received (retransmissions not counted).
     answered: Arc<AtomicUsize>,
 }
 
 impl FakeDevice {
-    fn start(shim: SocketAddr, ep: &str, answers: usize) -> Self {
+    /// Registers `ep` with `query` parameters and object `links`, then answers requests with
+    /// `script` (a retransmission gets the same answer, RFC 7252 section 4.5) until it has
+    /// received `answers` of them, after which it stays silent.
+    fn start(
+        shim: SocketAddr,
+        ep: &str,
+        query: &[&str],
+        links: &str,
+        answers: usize,
+        mut script: Script,
+    ) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
@@ -191,22 +194,21 @@ impl FakeDevice {
         reg.header.message_id = 1;
         reg.set_token(vec![9, 9]);
         reg.add_option(CoapOption::UriPath, b"rd".to_vec());
-        for q in [
-            format!("ep={ep}"),
-            "lt=300".into(),
-            "lwm2m=1.1".into(),
-            "b=UQ".into(),
-        ] {
+        for q in [format!("ep={ep}"), "lt=300".into()]
+            .into_iter()
+            .chain(query.iter().map(|q| q.to_string()))
+        {
             reg.add_option(CoapOption::UriQuery, q.into_bytes());
         }
         reg.add_option(CoapOption::ContentFormat, vec![40]);
-        reg.payload = LINKS.as_bytes().to_vec();
+        reg.payload = links.as_bytes().to_vec();
         sock.send_to(&reg.to_bytes().expect("encode"), shim)
             .expect("send");
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
         let (flag, count) = (stop.clone(), answered.clone());
         let thread = std::thread::spawn(move || {
+            let mut seen: Vec<(u16, Vec<u8>)> = Vec::new();
             let mut buf = vec![0u8; 4096];
             while !flag.load(Ordering::Relaxed) {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
@@ -218,15 +220,24 @@ impl FakeDevice {
                 if !matches!(req.header.code, MessageClass::Request(_)) {
                     continue;
                 }
+                let mid = req.header.message_id;
+                if let Some((_, bytes)) = seen.iter().find(|(m, _)| *m == mid) {
+                    let _ = sock.send_to(bytes, from);
+                    continue;
+                }
                 if count.fetch_add(1, Ordering::Relaxed) >= answers {
                     continue;
                 }
-                let mut resp = wrong_answer(&req);
+                let (mut resp, notifications) = script(&req, from);
                 resp.header.set_type(MessageType::Acknowledgement);
-                resp.header.message_id = req.header.message_id;
+                resp.header.message_id = mid;
                 resp.set_token(req.get_token().to_vec());
                 if let Ok(bytes) = resp.to_bytes() {
                     let _ = sock.send_to(&bytes, from);
+                    seen.push((mid, bytes));
+                }
+                for (bytes, peer) in notifications {
+                    let _ = sock.send_to(&bytes, peer);
                 }
             }
         });
@@ -235,6 +246,18 @@ impl FakeDevice {
             thread: Some(thread),
             answered,
         }
+    }
+
+    /// The device of [`wrong_answer`], silent after `answers` requests.
+    fn wrong(shim: SocketAddr, ep: &str, answers: usize) -> Self {
+        Self::start(
+            shim,
+            ep,
+            &["lwm2m=1.1", "b=UQ"],
+            LINKS,
+            answers,
+            Box::new(|req, _| (wrong_answer(req), Vec::new())),
+        )
     }
 }
 
@@ -249,18 +272,9 @@ impl Drop for FakeDevice {
 
 /// Short timeouts: the fake never makes progress, so every wait runs to its end.
 fn config(h: &Harness, request: Duration) -> ConformanceConfig {
-    let mut cfg = ConformanceConfig::new(PackageSource::Suit(Signer::generate().expect("key")));
-    cfg.campaign = CampaignConfig {
-        timeouts: PhaseTimeouts {
-            request,
-            download: Duration::from_secs(3),
-            update: Duration::from_secs(3),
-            verify: Duration::from_secs(3),
-        },
-        poll_interval: Duration::from_millis(200),
-        retries: 0,
-        ..CampaignConfig::default()
-    };
+    let mut cfg = ConformanceConfig::new(PackageSource::Suit(Signer::generate().expect("key")))
+        .with_timeouts(request, Duration::from_secs(3), Duration::from_secs(3));
+    cfg.campaign.retries = 0;
     cfg.notify_within = Duration::from_secs(3);
     cfg.quiet = Duration::from_secs(1);
     cfg.short_lifetime = Duration::from_secs(2);
@@ -285,7 +299,7 @@ const CANNOT_FAIL: [(&str, &str); 2] = [
 #[test]
 fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
     let h = Harness::start("conf-fake", |_| {});
-    let _device = FakeDevice::start(h.coap, "fake-1", usize::MAX);
+    let _device = FakeDevice::wrong(h.coap, "fake-1", usize::MAX);
     let shim = h.running().shim.clone();
     let cfg = config(&h, Duration::from_secs(2));
     let started = Instant::now();
@@ -322,7 +336,7 @@ fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
 fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let h = Harness::start("conf-silent", |_| {});
     // Registers, then answers nothing.
-    let silent = FakeDevice::start(h.coap, "silent-1", 0);
+    let silent = FakeDevice::wrong(h.coap, "silent-1", 0);
     let shim = h.running().shim.clone();
     let cfg = config(&h, Duration::from_secs(1));
     let started = Instant::now();
@@ -351,7 +365,7 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
 
     // One that answers a few requests and then falls silent: the case in progress and every
     // later one are INCONCLUSIVE, and the run still ends.
-    let fading = FakeDevice::start(h.coap, "fading-1", 12);
+    let fading = FakeDevice::wrong(h.coap, "fading-1", 12);
     let started = Instant::now();
     let run =
         h.rt.block_on(conformance::run(
@@ -470,7 +484,7 @@ impl PushOnly {
 
     fn answer(&mut self, req: &Packet, peer: SocketAddr) -> Packet {
         let mut r = Packet::new();
-        let path = path_of(req);
+        let path = uri_path(req);
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
         let code = |c| MessageClass::Response(c);
         r.header.code = code(ResponseType::Changed);
@@ -585,72 +599,27 @@ impl PushOnly {
 
 /// Registers the push-only device and serves it until dropped.
 fn start_push_only(shim: SocketAddr, ep: &str) -> FakeDevice {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
-    let mut reg = Packet::new();
-    reg.header.set_type(MessageType::Confirmable);
-    reg.header.code = MessageClass::Request(RequestType::Post);
-    reg.header.message_id = 7;
-    reg.set_token(vec![7]);
-    reg.add_option(CoapOption::UriPath, b"rd".to_vec());
-    for q in [format!("ep={ep}"), "lt=300".into(), "lwm2m=1.0".into()] {
-        reg.add_option(CoapOption::UriQuery, q.into_bytes());
-    }
-    reg.payload = b"</3/0>,</5/0>".to_vec();
-    sock.send_to(&reg.to_bytes().expect("encode"), shim)
-        .expect("send");
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let (flag, count) = (stop.clone(), answered.clone());
-    let thread = std::thread::spawn(move || {
-        let mut dev = PushOnly {
-            state: 0,
-            result: 0,
-            version: "1.0".into(),
-            pending: None,
-            body: Vec::new(),
-            observers: Vec::new(),
-            observe_seq: 1,
-        };
-        let mut seen: Vec<(u16, Vec<u8>)> = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while !flag.load(Ordering::Relaxed) {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(req) = Packet::from_bytes(&buf[..n]) else {
-                continue;
-            };
-            if !matches!(req.header.code, MessageClass::Request(_)) {
-                continue;
-            }
-            // A retransmission gets the same answer (RFC 7252 section 4.5).
-            let mid = req.header.message_id;
-            if let Some((_, bytes)) = seen.iter().find(|(m, _)| *m == mid) {
-                let _ = sock.send_to(bytes, from);
-                continue;
-            }
-            count.fetch_add(1, Ordering::Relaxed);
+    let mut dev = PushOnly {
+        state: 0,
+        result: 0,
+        version: "1.0".into(),
+        pending: None,
+        body: Vec::new(),
+        observers: Vec::new(),
+        observe_seq: 1,
+    };
+    FakeDevice::start(
+        shim,
+        ep,
+        &["lwm2m=1.0"],
+        "</3/0>,</5/0>",
+        usize::MAX,
+        Box::new(move |req, from| {
             let before = (dev.state, dev.result);
-            let mut resp = dev.answer(&req, from);
-            resp.header.set_type(MessageType::Acknowledgement);
-            resp.header.message_id = mid;
-            resp.set_token(req.get_token().to_vec());
-            if let Ok(bytes) = resp.to_bytes() {
-                let _ = sock.send_to(&bytes, from);
-                seen.push((mid, bytes));
-            }
-            for (bytes, peer) in dev.notifications(before) {
-                let _ = sock.send_to(&bytes, peer);
-            }
-        }
-    });
-    FakeDevice {
-        stop,
-        thread: Some(thread),
-        answered,
-    }
+            let resp = dev.answer(req, from);
+            (resp, dev.notifications(before))
+        }),
+    )
 }
 
 /// A third-party-style device with its own package format, given its packages as files:

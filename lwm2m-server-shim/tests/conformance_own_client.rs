@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{temp_dir, wait_event, Harness};
-use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
@@ -36,18 +35,11 @@ fn start_device(
 
 /// The run's settings for our device: SUIT packages signed by `signer`, loopback timeouts.
 fn config(signer: Signer, http: std::net::SocketAddr) -> ConformanceConfig {
-    let mut cfg = ConformanceConfig::new(PackageSource::Suit(signer));
-    cfg.campaign = CampaignConfig {
-        timeouts: PhaseTimeouts {
-            request: Duration::from_secs(3),
-            download: Duration::from_secs(60),
-            update: Duration::from_secs(30),
-            verify: Duration::from_secs(30),
-        },
-        poll_interval: Duration::from_millis(200),
-        retries: 1,
-        ..CampaignConfig::default()
-    };
+    let mut cfg = ConformanceConfig::new(PackageSource::Suit(signer)).with_timeouts(
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    );
     cfg.notify_within = Duration::from_secs(15);
     cfg.short_lifetime = Duration::from_secs(6);
     cfg.http_host = Some(http);

@@ -8,7 +8,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use lwm2m_server_shim::campaign::{CampaignConfig, PhaseTimeouts};
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
 };
@@ -55,18 +54,11 @@ const LESHAN_DEPARTS: [(&str, &str); 3] = [
 ];
 
 fn config(http: std::net::SocketAddr) -> ConformanceConfig {
-    let mut cfg = ConformanceConfig::new(PackageSource::Native(Default::default()));
-    cfg.campaign = CampaignConfig {
-        timeouts: PhaseTimeouts {
-            request: Duration::from_secs(5),
-            download: Duration::from_secs(30),
-            update: Duration::from_secs(30),
-            verify: Duration::from_secs(30),
-        },
-        poll_interval: Duration::from_millis(200),
-        retries: 1,
-        ..CampaignConfig::default()
-    };
+    let mut cfg = ConformanceConfig::new(PackageSource::Native(Default::default())).with_timeouts(
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+        Duration::from_secs(30),
+    );
     cfg.short_lifetime = Duration::from_secs(6);
     cfg.http_host = Some(http);
     cfg.register_within = Duration::from_secs(60);

@@ -11,7 +11,7 @@ use super::context::{show, value_of, Ctx};
 use super::hosts::Cutter;
 use super::packages::Hosted;
 use super::profile::PackageRole;
-use super::readings::{FirmwareReading, PROTOCOLS};
+use super::readings::FirmwareReading;
 use super::verdict::{Abort, Decision, Step};
 use super::watch::{Observed, Watch};
 use crate::campaign::{self, resource, result_meaning, UpdatePlan};
@@ -606,7 +606,11 @@ async fn case_780(ctx: &Ctx<'_>) -> Step<Decision> {
         )));
     }
     let listed = fw.listed();
-    let Some(p) = PROTOCOLS.iter().rev().find(|p| !listed.contains(&Ok(**p))) else {
+    let Some(p) = Protocol::ALL
+        .iter()
+        .rev()
+        .find(|p| !listed.contains(&Ok(**p)))
+    else {
         return Ok(Decision::not_applicable(
             "device lists every LwM2M pull protocol in /5/0/8",
         ));

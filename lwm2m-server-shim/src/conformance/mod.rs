@@ -36,7 +36,7 @@ pub use packages::PackageSource;
 pub use readings::FirmwareReading;
 pub use verdict::{CaseReport, Verdict};
 
-use crate::campaign::CampaignConfig;
+use crate::campaign::{CampaignConfig, PhaseTimeouts};
 use crate::object_links::ObjectLinks;
 use crate::server::Shim;
 use crate::store::Registration;
@@ -77,7 +77,13 @@ impl ConformanceConfig {
         Self {
             packages,
             expect: Expectations::default(),
-            campaign: CampaignConfig::default(),
+            // Loopback and lab devices: State is polled often, a request that got no answer is
+            // sent once more.
+            campaign: CampaignConfig {
+                poll_interval: Duration::from_millis(200),
+                retries: 1,
+                ..CampaignConfig::default()
+            },
             notify_within: Duration::from_secs(15),
             quiet: Duration::from_secs(2),
             tolerance: Duration::from_secs(1),
@@ -85,6 +91,23 @@ impl ConformanceConfig {
             http_host: None,
             register_within: Duration::ZERO,
         }
+    }
+
+    /// Sets the per-exchange, download and update timeouts (the update one also bounds the
+    /// wait for the final State / Update Result after a reboot).
+    pub fn with_timeouts(
+        mut self,
+        request: Duration,
+        download: Duration,
+        update: Duration,
+    ) -> Self {
+        self.campaign.timeouts = PhaseTimeouts {
+            request,
+            download,
+            update,
+            verify: update,
+        };
+        self
     }
 
     /// The campaign settings with the profile's timeouts applied.

@@ -152,7 +152,13 @@ impl FirmwareReading {
     pub fn listed(&self) -> Vec<Result<Protocol, i64>> {
         self.protocols
             .iter()
-            .map(|&v| PROTOCOLS.iter().find(|p| **p as i64 == v).copied().ok_or(v))
+            .map(|&v| {
+                Protocol::ALL
+                    .iter()
+                    .find(|p| **p as i64 == v)
+                    .copied()
+                    .ok_or(v)
+            })
             .collect()
     }
 
@@ -172,16 +178,6 @@ impl FirmwareReading {
         })
     }
 }
-
-/// The Object 5 protocols in /5/0/8 value order.
-pub(crate) const PROTOCOLS: [Protocol; 6] = [
-    Protocol::Coap,
-    Protocol::Coaps,
-    Protocol::Http,
-    Protocol::Https,
-    Protocol::CoapTcp,
-    Protocol::CoapTls,
-];
 
 /// Whether the registration announces object `id` (with or without instances).
 pub(crate) fn announces(reg: &Registration, id: u16) -> bool {
