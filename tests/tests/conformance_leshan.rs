@@ -15,16 +15,7 @@ use tests::e2e::Harness;
 use tests::leshan::LeshanClient;
 
 /// Why a core case may be N/A against Leshan's client: facts about that client or the shim.
-const JUSTIFIED_NA: [(&str, &str); 5] = [
-    // It announces LwM2M JSON (11543) and CBOR (60); the shim's content layer decodes neither.
-    (
-        "1.1-int-204",
-        "the shim has no decoder for content format 11543",
-    ),
-    (
-        "1.1-int-211",
-        "the shim has no decoder for content format 60",
-    ),
+const JUSTIFIED_NA: [(&str, &str); 3] = [
     // Its Error Code (/3/0/11) has no instance, and /3/0 no other multiple resource.
     ("1.1-int-225", "its Error Code /3/0/11 has none"),
     // The test launcher has no Portfolio object (16).

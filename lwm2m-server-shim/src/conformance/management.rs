@@ -134,27 +134,34 @@ fn with_problems(evidence: String, problems: &[String]) -> String {
 }
 
 /// 203, 204, 211, 231, 232: basic information in one content format.
+///
+/// An LwM2M 1.1 client announces one preferred format in `ct` (core TS 1.1 section 6.2.1) and
+/// may take others, so a format it did not announce is tried: 4.06 Not Acceptable to it makes
+/// the case N/A; a format it announced must be served.
 async fn case_format(ctx: &Ctx<'_>, cf: ContentFormat) -> Step<Decision> {
-    if !ctx.formats.supports(cf) {
-        return Ok(Decision::not_applicable(format!(
-            "device does not announce content format {} ({})",
-            format_name(cf),
-            ctx.formats.describe()
-        )));
-    }
     if !decodable(cf) {
         return Ok(Decision::not_applicable(format!(
             "the shim has no decoder for content format {}",
             format_name(cf)
         )));
     }
-    let reg = ctx.registration()?;
     // CBOR (60) carries single values only.
     let (device, server) = if cf == ContentFormat::Cbor {
         (Path::resource(3, 0, 16), Path::resource(1, 0, 1))
     } else {
         (Path::instance(3, 0), Path::instance(1, 0))
     };
+    if !ctx.formats.supports(cf) {
+        let (r, _) = ctx.read_node(&device, Some(cf)).await?;
+        if r.code_string() == "4.06" {
+            return Ok(Decision::not_applicable(format!(
+                "device does not announce content format {} ({}) and answers 4.06 to it",
+                format_name(cf),
+                ctx.formats.describe()
+            )));
+        }
+    }
+    let reg = ctx.registration()?;
     let d = read_in(ctx, &device, cf).await?;
     let s = read_in(ctx, &server, cf).await?;
     let binding = d
