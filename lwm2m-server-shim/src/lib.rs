@@ -10,14 +10,15 @@
 //! |---|---|
 //! | `cli/` (binary) | the subcommands (`serve`, `update`, `demo`, `conformance`, `keygen`, `package`): arguments, logging, progress output, exit codes; only `main.rs` uses it |
 //! | [`app`] | the composition root: configuration, binding the sockets, the CoAP router, socket buffer sizing, start-up and the running shim |
+//! | [`conformance`] | the conformance runner: the OMA ETS cases a server can drive against any registered client, device profiles and reports (which show registrations in the API's Leshan JSON) |
 //! | [`api`] | the REST API: HTTP plumbing, routes, Leshan response shapes, the event stream (Leshan JSON and SSE framing of every event), the client, firmware, security and package endpoints (the package host's HTTP face lives here because it is made of the API's HTTP plumbing) |
-//! | [`firmware`] | firmware jobs and their events, campaigns and the OMA ETS conformance runs |
+//! | [`firmware`] | firmware jobs and their events, and campaigns |
 //! | [`server`] | the server core: the shared state ([`server::shim::Shim`]), typed events, requests to a registered device, observations, `registration/` (the `/rd` interface, its store, object links, binding modes, Block1 reassembly) and `security/` (the security store and the `/rd` authorizer) |
 //! | [`packages`] | the package host, its CoAP face (Block2 `GET /fw/{name}`) and the signed test packages |
 //! | [`coap`], [`content`] | CoAP transports (endpoint, message helpers, UDP or DTLS, the DTLS socket); codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
 //!
-//! Imports point one way, down this table: cli -> app -> api -> firmware -> server ->
-//! packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
+//! Imports point one way, down this table: cli -> app / conformance -> api -> firmware ->
+//! server -> packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
 //! part can be read and changed without the parts above it. `tests/module_layout.rs` checks
 //! this from the sources (no circle between modules or folders, no import upwards).
 //! [`in_process_device`] runs our simulated device in this process for the demo, tests and
@@ -44,6 +45,7 @@
 pub mod api;
 pub mod app;
 pub mod coap;
+pub mod conformance;
 pub mod content;
 pub mod firmware;
 pub mod in_process_device;

@@ -34,8 +34,10 @@ enum Command {
     /// Firmware campaign: start a shim, wait for the devices, pull or push a package, Execute,
     /// wait for the reboot, report State / Update Result per device (non-zero on any failure).
     Update(update_cli::UpdateArgs),
-    /// OMA ETS firmware test cases 751-780 (as far as a server can drive them) against a
-    /// registered client: a table of case, verdict and evidence; non-zero on any failure.
+    /// Conformance run against any LwM2M client: OMA ETS firmware cases 751-780 and the core
+    /// client cases a server can drive, with the device's own packages or SUIT packages for
+    /// lwm2m-client; a table of case, verdict and evidence, JUnit XML and JSON reports;
+    /// non-zero only when a case FAILs.
     Conformance(conformance_cli::ConformanceArgs),
 }
 

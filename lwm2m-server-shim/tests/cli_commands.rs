@@ -200,42 +200,273 @@ fn update_all_waits_for_min_devices_and_updates_each() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// `conformance --endpoint EP` with `extra` options, the shim on `port` and any HTTP port.
+fn conformance_args(endpoint: &str, port: u16, extra: &[&str]) -> Vec<String> {
+    ["conformance", "--endpoint", endpoint]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .chain([
+            "--coap".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--http".to_string(),
+            "127.0.0.1:0".to_string(),
+        ])
+        .collect()
+}
+
+/// The verdict column of `case`'s row in the printed table.
+fn verdict_of(out: &str, case: &str) -> Option<String> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(case))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+}
+
 #[test]
-fn conformance_command_prints_a_table_and_fails_on_a_failed_case() {
+fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
     let s = setup("cli-conformance");
     let state = s.dir.join("state");
     let port = free_udp_port();
-    let args: Vec<String> = [
-        "conformance",
-        "--endpoint",
+    // A "good" package that is in fact corrupted: the device rightly refuses it, so the
+    // successful-update case FAILs, and only that makes the run fail.
+    let bad_good = s.dir.join("not-really-good.bin");
+    std::fs::write(
+        &bad_good,
+        s.signer
+            .build(Kind::Corrupted, "5.0.0", fresh_sequence())
+            .expect("pkg"),
+    )
+    .expect("w");
+    let reports = s.dir.join("reports");
+    let args = conformance_args(
         "conf-1",
-        "--key",
-        &s.key.display().to_string(),
-        "--cases",
-        "751,772,774",
-        "--coap",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+        port,
+        &[
+            "--package-good",
+            &bad_good.display().to_string(),
+            "--cases",
+            "751,772,774,771",
+            "--report",
+            &reports.display().to_string(),
+        ],
+    );
     let (code, out) = run_shim(&args, || {
         vec![start_device(port, "conf-1", &state, &s.anchor)]
     });
-    let verdict = |id: &str| {
-        out.lines()
-            .find(|l| l.starts_with(id))
-            .map(|l| l.contains(" PASS "))
-    };
-    assert_eq!(verdict("1.0-int-751"), Some(true), "{out}");
-    assert_eq!(verdict("1.0-int-772"), Some(true), "{out}");
-    // 774 cannot be driven from the server: asked for, it fails, and so does the run.
-    assert_eq!(verdict("1.0-int-774"), Some(false), "{out}");
-    assert!(out.contains("3 cases, 1 failed"), "{out}");
+    assert_eq!(
+        verdict_of(&out, "1.0-int-751").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-772").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    // 774 cannot be provoked from the server: asked for, it is INCONCLUSIVE, not a failure.
+    assert_eq!(
+        verdict_of(&out, "1.0-int-774").as_deref(),
+        Some("INCONCLUSIVE"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[coap]").as_deref(),
+        Some("FAIL"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[http]").as_deref(),
+        Some("FAIL"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[https]").as_deref(),
+        Some("N/A"),
+        "{out}"
+    );
+    assert!(out.contains("Result 5"), "{out}");
+    assert!(
+        out.contains("6 cases: 2 PASS, 2 FAIL, 1 N/A, 1 INCONCLUSIVE"),
+        "{out}"
+    );
     assert_eq!(code, 1, "{out}");
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("failures=\"2\""), "{junit}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
+            .expect("report.json parses");
+    assert_eq!(json["summary"]["fail"], 2, "{json}");
+    assert_eq!(json["registration"]["endpoint"], "conf-1", "{json}");
+    assert_eq!(
+        json["firmware"]["protocols"],
+        serde_json::json!([0, 2, 3]),
+        "{json}"
+    );
     let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// Our device driven as any third-party device would be: its packages as files in a TOML
+/// profile (three good ones, one per update, since it refuses a sequence number it ran), with
+/// its expectations; every firmware case passes, and https is N/A (the shim hosts none).
+#[test]
+fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device() {
+    let s = setup("cli-conformance-profile");
+    let state = s.dir.join("state");
+    let port = free_udp_port();
+    let seq = fresh_sequence();
+    let files = [
+        ("g1.suit", Kind::Good, "7.1.0"),
+        ("g2.suit", Kind::Good, "7.2.0"),
+        ("g3.suit", Kind::Good, "7.3.0"),
+        ("big.suit", Kind::TooLarge, "7.4.0"),
+        ("bad.suit", Kind::Corrupted, "7.5.0"),
+        ("other.suit", Kind::WrongClass, "7.6.0"),
+        ("selftest.suit", Kind::FailsSelfTest, "7.7.0"),
+    ];
+    for (i, (name, kind, version)) in files.iter().enumerate() {
+        let bytes = s.signer.build(*kind, version, seq + i as u64).expect("pkg");
+        std::fs::write(s.dir.join(name), bytes).expect("w");
+    }
+    let profile = s.dir.join("sim.toml");
+    std::fs::write(
+        &profile,
+        r#"[packages]
+good = [
+  { file = "g1.suit", version = "7.1.0" },
+  { file = "g2.suit", version = "7.2.0" },
+  { file = "g3.suit", version = "7.3.0" },
+]
+too_large = "big.suit"
+corrupt = "bad.suit"
+wrong_type = "other.suit"
+failing = "selftest.suit"
+
+[device]
+results = [1, 2, 4, 5, 6, 7, 8, 9]
+reboots_on_update = true
+update_timeout_s = 30
+"#,
+    )
+    .expect("profile");
+    let reports = s.dir.join("reports");
+    let args = conformance_args(
+        "conf-p",
+        port,
+        &[
+            "--profile",
+            &profile.display().to_string(),
+            "--cases",
+            "fw",
+            "--report",
+            &reports.display().to_string(),
+        ],
+    );
+    let (code, out) = run_shim(&args, || {
+        vec![start_device(port, "conf-p", &state, &s.anchor)]
+    });
+    assert_eq!(code, 0, "{out}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("1.0-int-")).collect();
+    assert_eq!(rows.len(), 16, "{out}");
+    for row in rows {
+        let case = row.split_whitespace().next().unwrap_or_default();
+        let want = if case == "1.0-int-771[https]" {
+            "N/A"
+        } else {
+            "PASS"
+        };
+        assert_eq!(verdict_of(&out, case).as_deref(), Some(want), "{out}");
+    }
+    // The updates installed the profile's good packages in turn.
+    for v in ["7.1.0", "7.2.0", "7.3.0"] {
+        assert!(out.contains(&format!("-> \"{v}\"")), "{v}: {out}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
+            .expect("report.json parses");
+    assert_eq!(json["summary"]["pass"], 15, "{json}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn conformance_command_exits_zero_without_a_fail() {
+    let s = setup("cli-conformance-ok");
+    let state = s.dir.join("state");
+    let port = free_udp_port();
+    let args = conformance_args(
+        "conf-2",
+        port,
+        &[
+            "--key",
+            &s.key.display().to_string(),
+            "--cases",
+            "751,774,core-101",
+        ],
+    );
+    let (code, out) = run_shim(&args, || {
+        vec![start_device(port, "conf-2", &state, &s.anchor)]
+    });
+    assert_eq!(
+        verdict_of(&out, "1.1-int-101").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-751").as_deref(),
+        Some("PASS"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-774").as_deref(),
+        Some("INCONCLUSIVE"),
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn conformance_command_refuses_a_missing_package_before_it_starts() {
+    let dir = temp_dir("cli-conformance-missing");
+    let missing = dir.join("no-such-firmware.bin");
+    let port = free_udp_port();
+    let started = std::time::Instant::now();
+    let out = Command::new(SHIM)
+        .args(["conformance", "--endpoint", "x", "--package-corrupt"])
+        .arg(&missing)
+        .args([
+            "--coap",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait for a device"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("no-such-firmware.bin") && lines[0].contains("--package-corrupt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("waiting for"), "nothing started: {stderr}");
+    assert!(out.stdout.is_empty());
+    // Unknown cases are refused the same way.
+    let out = Command::new(SHIM)
+        .args(["conformance", "--endpoint", "x", "--cases", "fw,9999"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("'9999'"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -271,7 +502,20 @@ fn help_texts_name_the_options() {
         ),
         (
             "conformance",
-            &["--endpoint", "--key", "--cases", "--trust-anchor"][..],
+            &[
+                "--endpoint",
+                "--key",
+                "--cases",
+                "--trust-anchor",
+                "--package-good",
+                "--package-good-2",
+                "--package-corrupt",
+                "--package-wrong-type",
+                "--package-too-large",
+                "--package-failing",
+                "--profile",
+                "--report",
+            ][..],
         ),
         ("demo", &["--client", "--push", "--keep"][..]),
     ] {

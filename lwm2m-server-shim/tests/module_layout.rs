@@ -2,7 +2,8 @@
 //! binary, every `lwm2m_server_shim::` path), test code included, is an edge from the module
 //! that writes it to the module it names. No two modules and no two top-level folders may
 //! import each other in a circle, and folders import only downwards in the layering the crate
-//! docs describe: cli -> app -> api -> firmware -> server -> packages -> coap / content.
+//! docs describe: cli -> app / conformance -> api -> firmware -> server -> packages ->
+//! coap / content.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// `in_process_device` stands outside the server's layers (it runs our simulated device).
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["app"],
+    &["app", "conformance"],
     &["api"],
     &["firmware"],
     &["server"],

@@ -31,7 +31,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    const ALL: [Protocol; 6] = [
+    /// Every protocol, in /5/0/8 value order.
+    pub const ALL: [Protocol; 6] = [
         Protocol::Coap,
         Protocol::Coaps,
         Protocol::Http,

@@ -1,6 +1,8 @@
 //! The `conformance` subcommand: starts a shim, waits for the device under test to register,
-//! runs the OMA ETS firmware cases (751-780 as far as a server can drive them) and prints a
-//! table of case, verdict and evidence. Exits non-zero on any failure.
+//! runs the conformance cases (OMA ETS firmware cases 751-780 and the core client cases a
+//! server can drive) with the device's own packages or SUIT packages for `lwm2m-client`, prints
+//! a table of case, verdict and evidence, and writes JUnit XML and JSON reports on request.
+//! Exits non-zero only when a case FAILed (or the run could not start).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use lwm2m_server_shim::firmware::campaign::{CampaignConfig, PhaseTimeouts};
-use lwm2m_server_shim::firmware::conformance::{self, ConformanceConfig, Verdict};
+use lwm2m_server_shim::conformance::profile::{PackageFile, PackageRole, Profile};
+use lwm2m_server_shim::conformance::{self, report, ConformanceConfig, PackageSource, Selection};
 use lwm2m_server_shim::packages::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::cli::campaign_view;
@@ -17,27 +19,63 @@ use crate::cli::update::{in_process_config, private_package_dir, start_logged};
 
 /// Options of `conformance`; the defaults work on loopback with `lwm2m-client`.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  lwm2m-server-shim keygen --out k.pem\n  \
-    lwm2m-server-shim conformance --endpoint dev1 --key k.pem &\n  \
-    lwm2m-client --endpoint dev1 --trust-anchor k.pub.pem")]
+#[command(
+    after_help = "Our simulated device (SUIT packages signed with --key):\n  \
+    lwm2m-server-shim keygen --out k.pem\n  \
+    lwm2m-server-shim conformance --endpoint dev1 --key k.pem --report out &\n  \
+    lwm2m-client --endpoint dev1 --trust-anchor k.pub.pem\n\
+    Any other client, with its own firmware packages:\n  \
+    lwm2m-server-shim conformance --endpoint board7 --package-good fw2.bin \
+    --package-corrupt bad.bin --report out\n  \
+    (or --profile board7.toml; see the conformance::profile docs)\n\
+    Verdicts: PASS, FAIL, N/A (the case does not apply: the reason says why), INCONCLUSIVE \
+    (no answer, timeout named; or not provokable from a server)."
+)]
 pub struct ConformanceArgs {
     /// Endpoint name of the device under test.
     #[arg(long)]
     endpoint: String,
-    /// PKCS#8 P-256 key that signs the test packages; the device must trust its public key
-    /// (for lwm2m-client: --trust-anchor <key>.pub.pem).
+    /// PKCS#8 P-256 key that signs SUIT test packages for lwm2m-client (which must trust its
+    /// public key: --trust-anchor <key>.pub.pem). Not needed with device-native packages.
     #[arg(long)]
-    key: PathBuf,
-    /// Vendor the device accepts (name or UUID).
+    key: Option<PathBuf>,
+    /// Vendor the device accepts (name or UUID), for SUIT packages.
     #[arg(long, default_value = SIM_VENDOR)]
     vendor_id: String,
-    /// Device class the device accepts (name or UUID).
+    /// Device class the device accepts (name or UUID), for SUIT packages.
     #[arg(long, default_value = SIM_CLASS)]
     class_id: String,
-    /// Cases to run, e.g. `770,779` or `1.0-int-751`; default: all but 774 (out of RAM cannot
-    /// be provoked from the server).
+    /// Device-native package that installs and succeeds (Update Result 1). Repeat it to give
+    /// one per update to a device that refuses a version it ran before; updates use them in
+    /// turn.
+    #[arg(long, value_name = "FILE")]
+    package_good: Vec<PathBuf>,
+    /// A second good package, for cases that update more than once.
+    #[arg(long = "package-good-2", value_name = "FILE")]
+    package_good_2: Option<PathBuf>,
+    /// Package that fails the integrity check (Update Result 5).
+    #[arg(long, value_name = "FILE")]
+    package_corrupt: Option<PathBuf>,
+    /// Package of a type the device does not take (Update Result 6).
+    #[arg(long, value_name = "FILE")]
+    package_wrong_type: Option<PathBuf>,
+    /// Package too large for the device (Update Result 2, or 4.13 on a push).
+    #[arg(long, value_name = "FILE")]
+    package_too_large: Option<PathBuf>,
+    /// Package that installs and then fails (Update Result 8).
+    #[arg(long, value_name = "FILE")]
+    package_failing: Option<PathBuf>,
+    /// Device profile (TOML, or JSON): its packages and expectations (Update Results used,
+    /// reboot on update, timeouts). Package flags override its entries.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// Cases to run: ids (1.0-int-771), ETS numbers (771), core-<number>, or groups (fw, core,
+    /// reg, dm, ir, send, all); default: every case a server can provoke.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+    /// Folder for junit.xml and report.json.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// Seconds to wait for the device to register.
     #[arg(long, default_value_t = 60)]
     wait: u64,
@@ -50,45 +88,104 @@ pub struct ConformanceArgs {
     /// Seconds from Execute until the device is back.
     #[arg(long, default_value_t = 60)]
     timeout_update: u64,
+    /// Seconds to wait for a notification or registration Update the device owes.
+    #[arg(long, default_value_t = 15)]
+    timeout_notify: u64,
     /// UDP address of the CoAP endpoint the device registers with.
     #[arg(long, default_value = "127.0.0.1:5683")]
     coap: SocketAddr,
-    /// TCP address of the REST API.
+    /// TCP address of the REST API and the http:// package host.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+}
+
+impl ConformanceArgs {
+    /// The packages and expectations: the profile, with the flags over it; every named file
+    /// must exist.
+    fn profile(&self) -> Result<Option<Profile>, String> {
+        let mut profile = match &self.profile {
+            Some(p) => Profile::load(p).map_err(|e| e.to_string())?,
+            None => Profile::default(),
+        };
+        let file = |p: &PathBuf| PackageFile {
+            path: p.clone(),
+            version: None,
+        };
+        for (role, files) in [
+            (
+                PackageRole::Good,
+                self.package_good.iter().collect::<Vec<_>>(),
+            ),
+            (PackageRole::Good2, self.package_good_2.iter().collect()),
+            (PackageRole::Corrupt, self.package_corrupt.iter().collect()),
+            (
+                PackageRole::WrongType,
+                self.package_wrong_type.iter().collect(),
+            ),
+            (
+                PackageRole::TooLarge,
+                self.package_too_large.iter().collect(),
+            ),
+            (PackageRole::Failing, self.package_failing.iter().collect()),
+        ] {
+            if !files.is_empty() {
+                profile
+                    .packages
+                    .set(role, files.into_iter().map(file).collect());
+            }
+        }
+        profile.packages.check().map_err(|e| e.to_string())?;
+        let native = self.profile.is_some() || !profile.packages.is_empty();
+        Ok(native.then_some(profile))
+    }
+
+    fn signer(&self) -> Result<Signer, String> {
+        let key = self.key.as_ref().ok_or(
+            "give --key (SUIT packages for lwm2m-client) or the device's own packages \
+             (--package-good ..., --profile)",
+        )?;
+        let pem = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        Signer::from_pem(&pem, &self.vendor_id, &self.class_id)
+            .map_err(|e| format!("{}: {e}", key.display()))
+    }
+
+    /// The run's configuration, or the one line that says why there is none.
+    fn config(&self, http: SocketAddr) -> Result<ConformanceConfig, String> {
+        let (packages, expect) = match self.profile()? {
+            Some(p) => (PackageSource::Native(p.packages), p.expect),
+            None => (PackageSource::Suit(self.signer()?), Default::default()),
+        };
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        let mut cfg = ConformanceConfig::new(packages).with_timeouts(
+            secs(self.timeout_request),
+            secs(self.timeout_download),
+            secs(self.timeout_update),
+        );
+        cfg.expect = expect;
+        cfg.notify_within = Duration::from_secs(self.timeout_notify.max(1));
+        cfg.http_host = Some(http);
+        cfg.register_within = Duration::from_secs(self.wait);
+        Ok(cfg)
+    }
 }
 
 /// Runs the cases.
 pub fn conformance(args: ConformanceArgs) -> ExitCode {
     campaign_view::init_logging("warn");
-    let Some(runtime) = campaign_view::runtime() else {
-        return ExitCode::FAILURE;
-    };
-    let signer = match std::fs::read_to_string(&args.key)
-        .map_err(|e| e.to_string())
-        .and_then(|pem| {
-            Signer::from_pem(&pem, &args.vendor_id, &args.class_id).map_err(|e| e.to_string())
-        }) {
+    // Everything that can be wrong with the options is reported before anything starts.
+    let selection = match Selection::parse(&args.cases) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(key = %args.key.display(), error = %e, "cannot use the signing key");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let cfg = ConformanceConfig {
-        signer,
-        campaign: CampaignConfig {
-            timeouts: PhaseTimeouts {
-                request: Duration::from_secs(args.timeout_request.max(1)),
-                download: Duration::from_secs(args.timeout_download.max(1)),
-                update: Duration::from_secs(args.timeout_update.max(1)),
-                verify: Duration::from_secs(args.timeout_update.max(1)),
-            },
-            poll_interval: Duration::from_millis(500),
-            retries: 1,
-            ..CampaignConfig::default()
-        },
-        notify_within: Duration::from_secs(15),
+    if let Err(e) = args.config(args.http) {
+        tracing::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let Some(runtime) = campaign_view::runtime() else {
+        return ExitCode::FAILURE;
     };
     let dir = private_package_dir("conformance");
     let config = in_process_config(args.coap, args.http, &dir, args.timeout_request);
@@ -96,46 +193,38 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
         let Some(running) = start_logged(config).await else {
             return ExitCode::FAILURE;
         };
+        let cfg = match args.config(running.http_addr) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let shim = running.shim.clone();
         eprintln!(
             "shim on coap://{}; waiting for {}...",
             args.coap, args.endpoint
         );
-        let wanted = std::slice::from_ref(&args.endpoint);
-        if campaign_view::wait_for(&shim, wanted, Duration::from_secs(args.wait))
-            .await
-            .is_err()
-        {
-            tracing::error!(endpoint = %args.endpoint, "device did not register in time");
-            return ExitCode::FAILURE;
-        }
-        let reports =
-            match conformance::run(&shim, &running.jobs, &args.endpoint, &cfg, &args.cases).await {
+        let run =
+            match conformance::run(&shim, &running.jobs, &args.endpoint, &cfg, &selection).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "conformance run failed");
+                    tracing::error!("{e}");
                     return ExitCode::FAILURE;
                 }
             };
-        println!("{:<12} {:<46} {:<7} evidence", "case", "title", "verdict");
-        for r in &reports {
-            println!(
-                "{:<12} {:<46} {:<7} {}",
-                r.id,
-                r.title,
-                r.verdict.as_str(),
-                r.evidence
-            );
+        print!("{}", report::table(&run));
+        if let Some(dir) = &args.report {
+            if let Err(e) = report::write(dir, &run) {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot write the reports");
+                return ExitCode::FAILURE;
+            }
+            eprintln!("reports: {0}/junit.xml, {0}/report.json", dir.display());
         }
-        let failed = reports
-            .iter()
-            .filter(|r| r.verdict == Verdict::Fail)
-            .count();
-        println!("{} cases, {failed} failed", reports.len());
-        if failed == 0 && !reports.is_empty() {
-            ExitCode::SUCCESS
-        } else {
+        if run.failed() {
             ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         }
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -529,6 +529,19 @@ impl CoapEndpoint {
         self.exchange(peer, request, timeout, None).await
     }
 
+    /// Like [`CoapEndpoint::request`] with a given token: a GET with Observe = 1 and an
+    /// observation's token cancels it (RFC 7641 section 3.6).
+    pub async fn request_with_token(
+        &self,
+        peer: SocketAddr,
+        request: Packet,
+        timeout: Duration,
+        token: &[u8],
+    ) -> Result<Packet, ExchangeError> {
+        self.exchange(peer, request, timeout, Some(token.to_vec()))
+            .await
+    }
+
     /// Like [`CoapEndpoint::request`] for an Observe registration: later notifications with the
     /// same token arrive on the returned stream until [`CoapEndpoint::forget_observation`].
     pub async fn observe(

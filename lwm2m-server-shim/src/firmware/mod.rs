@@ -1,5 +1,4 @@
-//! Firmware updates driven by the server: jobs, campaigns and conformance runs.
+//! Firmware updates driven by the server: jobs and campaigns.
 
 pub mod campaign;
-pub mod conformance;
 pub mod jobs;
