@@ -3,7 +3,9 @@
 //! It looks like a UDP socket that carries plaintext: [`DtlsSocket::recv_from`] returns only
 //! decrypted application datagrams (running handshakes, their retransmission timers and session
 //! eviction in between), [`DtlsSocket::send_to`] encrypts for an established peer. So the CoAP
-//! endpoint logic is the same for coap and coaps.
+//! endpoint logic is the same for coap and coaps. The per-peer logic is [`DtlsPeers`], a
+//! sans-IO state machine with time as an argument; the socket only moves datagrams and the
+//! clock to it.
 //!
 //! Resource bounds: handshakes in progress are capped ([`DtlsLimits::max_handshakes`], the oldest
 //! is dropped for a new one), established sessions idle longer than
@@ -14,7 +16,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -158,17 +159,15 @@ pub struct DtlsStats {
     pub refused: u64,
 }
 
-/// A DTLS server socket serving many peers (see the module docs).
+/// A DTLS server socket serving many peers (see the module docs): a UDP socket around the
+/// sans-IO [`DtlsPeers`].
 pub struct DtlsSocket {
     socket: UdpSocket,
-    ctx: DtlsContext,
-    limits: DtlsLimits,
-    peers: Mutex<Peers>,
-    refused: AtomicU64,
+    peers: Mutex<DtlsPeers>,
 }
 
 /// Datagrams to put on the wire, collected under the lock and sent after it.
-type Outgoing = Vec<(Vec<u8>, SocketAddr)>;
+pub type Outgoing = Vec<(Vec<u8>, SocketAddr)>;
 
 fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
     while let Some(d) = session.poll_transmit() {
@@ -192,10 +191,7 @@ impl DtlsSocket {
     pub async fn bind(addr: SocketAddr, ctx: DtlsContext, limits: DtlsLimits) -> io::Result<Self> {
         Ok(Self {
             socket: UdpSocket::bind(addr).await?,
-            ctx,
-            limits,
-            peers: Mutex::new(Peers::default()),
-            refused: AtomicU64::new(0),
+            peers: Mutex::new(DtlsPeers::new(ctx, limits)),
         })
     }
 
@@ -209,38 +205,23 @@ impl DtlsSocket {
         &self.socket
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, DtlsPeers> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sessions and handshakes held right now.
     pub fn stats(&self) -> DtlsStats {
-        let p = self.peers();
-        DtlsStats {
-            sessions: p.by_addr.values().filter(|x| x.live.is_some()).count(),
-            handshakes: p.handshaking.len(),
-            refused: self.refused.load(Ordering::Relaxed),
-        }
+        self.peers().stats()
     }
 
     /// Who `peer` authenticated as, if it has an established session.
     pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
-        PeerIdentity::of(self.peers().by_addr.get(&peer)?.live.as_ref()?)
+        self.peers().peer_identity(peer)
     }
 
     /// Encrypts one datagram for `peer`; fails when it has no established session.
     pub async fn send_to(&self, plaintext: &[u8], peer: SocketAddr) -> io::Result<()> {
-        let mut out = Outgoing::new();
-        {
-            let mut p = self.peers();
-            let session = p
-                .by_addr
-                .get_mut(&peer)
-                .and_then(|x| x.live.as_mut())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no DTLS session"))?;
-            session.send(plaintext).map_err(io::Error::other)?;
-            drain(session, peer, &mut out);
-        }
+        let out = self.peers().seal(plaintext, peer)?;
         self.transmit(out).await;
         Ok(())
     }
@@ -248,9 +229,111 @@ impl DtlsSocket {
     /// Drops the established sessions authenticated as `identity` (its key was removed or
     /// changed); returns how many. Those peers must handshake again with the current key.
     pub fn forget_identity(&self, identity: &str) -> usize {
-        let mut p = self.peers();
+        self.peers().forget_identity(identity)
+    }
+
+    async fn transmit(&self, out: Outgoing) {
+        for (d, to) in out {
+            if let Err(e) = self.socket.send_to(&d, to).await {
+                tracing::debug!(peer = %to, error = %e, "DTLS send failed");
+            }
+        }
+    }
+
+    /// Waits for the next decrypted datagram, using `buf` for the raw ones. Must be called
+    /// from one task at a time (the CoAP receive loop): handshakes and timers only progress
+    /// while it runs. It only moves datagrams and the clock to [`DtlsPeers`].
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(Vec<u8>, SocketAddr)> {
+        loop {
+            let next_tick = {
+                let mut p = self.peers();
+                if let Some(d) = p.poll_ready() {
+                    return Ok(d);
+                }
+                p.next_tick(Instant::now())
+            };
+            let out = tokio::select! {
+                r = self.socket.recv_from(buf) => match r {
+                    Ok((n, from)) => match buf.get(..n) {
+                        Some(d) => self.peers().on_datagram(d, from, Instant::now()),
+                        None => continue,
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+                    Err(e) => return Err(e),
+                },
+                () = tokio::time::sleep_until(next_tick.into()) => {
+                    self.peers().on_tick(Instant::now())
+                }
+            };
+            self.transmit(out).await;
+        }
+    }
+}
+
+/// The listener's per-peer state, sans-IO (as quinn-proto's `Endpoint`): datagrams and the
+/// current time go in, datagrams to send and decrypted application data come out. Time is an
+/// argument, so handshake bounds and idle eviction are tested with a fake clock.
+pub struct DtlsPeers {
+    ctx: DtlsContext,
+    limits: DtlsLimits,
+    peers: Peers,
+    refused: u64,
+}
+
+impl DtlsPeers {
+    /// No peers yet; `ctx` must be a server context.
+    pub fn new(ctx: DtlsContext, limits: DtlsLimits) -> Self {
+        Self {
+            ctx,
+            limits,
+            peers: Peers::default(),
+            refused: 0,
+        }
+    }
+
+    /// Counts of sessions, handshakes and refusals.
+    pub fn stats(&self) -> DtlsStats {
+        let p = &self.peers;
+        DtlsStats {
+            sessions: p.by_addr.values().filter(|x| x.live.is_some()).count(),
+            handshakes: p.handshaking.len(),
+            refused: self.refused,
+        }
+    }
+
+    /// Who `peer` authenticated as, if it has an established session.
+    pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
+        PeerIdentity::of(self.peers.by_addr.get(&peer)?.live.as_ref()?)
+    }
+
+    /// The next decrypted application datagram and its sender.
+    pub fn poll_ready(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        self.peers.ready.pop_front()
+    }
+
+    /// When [`Self::on_tick`] is due, counted from `now` if no tick is scheduled.
+    pub fn next_tick(&mut self, now: Instant) -> Instant {
+        *self.peers.next_tick.get_or_insert(now + TICK)
+    }
+
+    /// Encrypts `plaintext` for `peer`'s established session.
+    pub fn seal(&mut self, plaintext: &[u8], peer: SocketAddr) -> io::Result<Outgoing> {
+        let mut out = Outgoing::new();
+        let session = self
+            .peers
+            .by_addr
+            .get_mut(&peer)
+            .and_then(|x| x.live.as_mut())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no DTLS session"))?;
+        session.send(plaintext).map_err(io::Error::other)?;
+        drain(session, peer, &mut out);
+        Ok(out)
+    }
+
+    /// Drops the established sessions authenticated as `identity`; returns how many.
+    pub fn forget_identity(&mut self, identity: &str) -> usize {
         let mut revoked = 0;
-        p.by_addr.retain(|_, x| {
+        self.peers.by_addr.retain(|_, x| {
             if x.live
                 .as_ref()
                 .and_then(DtlsSession::peer_psk_identity)
@@ -264,46 +347,11 @@ impl DtlsSocket {
         revoked
     }
 
-    async fn transmit(&self, out: Outgoing) {
-        for (d, to) in out {
-            if let Err(e) = self.socket.send_to(&d, to).await {
-                tracing::debug!(peer = %to, error = %e, "DTLS send failed");
-            }
-        }
-    }
-
-    /// Waits for the next decrypted datagram, using `buf` for the raw ones. Must be called
-    /// from one task at a time (the CoAP receive loop): handshakes and timers only progress
-    /// while it runs.
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(Vec<u8>, SocketAddr)> {
-        loop {
-            let next_tick = {
-                let mut p = self.peers();
-                if let Some(d) = p.ready.pop_front() {
-                    return Ok(d);
-                }
-                *p.next_tick.get_or_insert_with(|| Instant::now() + TICK)
-            };
-            let out = tokio::select! {
-                r = self.socket.recv_from(buf) => match r {
-                    Ok((n, from)) => match buf.get(..n) {
-                        Some(d) => self.on_datagram(d, from),
-                        None => continue,
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-                    Err(e) => return Err(e),
-                },
-                () = tokio::time::sleep_until(next_tick.into()) => self.on_tick(Instant::now()),
-            };
-            self.transmit(out).await;
-        }
-    }
-
-    fn on_datagram(&self, d: &[u8], from: SocketAddr) -> Outgoing {
+    /// Takes one datagram from `from` that arrived at `now`: runs or starts its handshake, or
+    /// decrypts it with the peer's session (decrypted data goes to [`Self::poll_ready`]).
+    pub fn on_datagram(&mut self, d: &[u8], from: SocketAddr, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
-        let now = Instant::now();
-        let mut guard = self.peers();
-        let p = &mut *guard;
+        let p = &mut self.peers;
         let hello = is_client_hello(d);
         let random = hello.then(|| client_random(d)).flatten();
         let stale = p
@@ -407,7 +455,7 @@ impl DtlsSocket {
             Some(Err(e)) => {
                 // One line per refusal: the peer's later records find no handshake and are
                 // dropped unanswered (see the top of this function).
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refused += 1;
                 tracing::warn!(
                     peer = %from,
                     identity = identity.as_deref().unwrap_or("-"),
@@ -422,11 +470,11 @@ impl DtlsSocket {
         out
     }
 
-    /// Fires due handshake retransmission timers and evicts idle sessions.
-    fn on_tick(&self, now: Instant) -> Outgoing {
+    /// Fires due handshake retransmission timers and evicts sessions idle since before
+    /// `now` minus [`DtlsLimits::idle_timeout`].
+    pub fn on_tick(&mut self, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
-        let mut guard = self.peers();
-        let p = &mut *guard;
+        let p = &mut self.peers;
         p.next_tick = Some(now + TICK);
         let mut failed = Vec::new();
         for addr in &p.handshaking {
@@ -666,29 +714,70 @@ mod tests {
         assert_eq!(again.echo(b"resumed").await, Some(b"resumed".to_vec()));
     }
 
-    #[tokio::test]
-    async fn handshakes_are_bounded_and_the_oldest_gives_way() {
-        let s = listener(DtlsLimits {
+    /// The listener's core with the test key, driven without sockets.
+    fn core(limits: DtlsLimits) -> DtlsPeers {
+        let ctx =
+            DtlsContext::psk_server(Arc::new(|id: &[u8]| (id == b"dev").then(|| KEY.to_vec())))
+                .expect("ctx");
+        DtlsPeers::new(ctx, limits)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Carries `client`'s datagrams from `from` to `peers` at `now` and the answers back,
+    /// until neither side has anything to send; returns whether the client is established.
+    fn exchange(
+        peers: &mut DtlsPeers,
+        client: &mut DtlsSession,
+        from: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        for _ in 0..16 {
+            let mut sent = false;
+            while let Some(d) = client.poll_transmit() {
+                sent = true;
+                for (answer, to) in peers.on_datagram(&d, from, now) {
+                    assert_eq!(to, from);
+                    let _ = client.handle_datagram(&answer);
+                }
+            }
+            if !sent {
+                break;
+            }
+        }
+        client.is_established()
+    }
+
+    #[test]
+    fn handshakes_are_bounded_and_the_oldest_gives_way() {
+        let mut peers = core(DtlsLimits {
             max_handshakes: 2,
             ..DtlsLimits::default()
-        })
-        .await;
-        let server = s.local_addr().expect("addr");
-        // Three peers send a ClientHello and never continue.
+        });
+        let t0 = Instant::now();
+        // Three peers send a ClientHello, 20 ms apart, and never continue.
         let mut stalled = Vec::new();
-        for _ in 0..3 {
-            let mut c = Client::new(server).await;
-            c.flush().await;
+        for i in 0..3u16 {
+            let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
+            let hello = c.poll_transmit().expect("ClientHello");
+            let at = t0 + Duration::from_millis(20 * u64::from(i));
+            assert!(!peers.on_datagram(&hello, addr(1000 + i), at).is_empty());
             stalled.push(c);
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let st = wait_for(&s, |st| st.handshakes == 2).await;
+        let st = peers.stats();
         assert_eq!(st.handshakes, 2, "{st:?}");
+        // The oldest gave way.
+        assert!(!peers.peers.by_addr.contains_key(&addr(1000)));
         // A real client still gets through (evicting the oldest stalled one).
-        let mut c = Client::new(server).await;
-        assert!(c.handshake(Duration::from_secs(5)).await);
-        let st = wait_for(&s, |st| st.sessions == 1).await;
+        let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
+        let t1 = t0 + Duration::from_millis(60);
+        assert!(exchange(&mut peers, &mut c, addr(2000), t1));
+        let st = peers.stats();
         assert_eq!((st.sessions, st.handshakes <= 2), (1, true), "{st:?}");
+        assert!(!peers.peers.by_addr.contains_key(&addr(1001)));
+        assert!(peers.peers.by_addr.contains_key(&addr(1002)));
     }
 
     #[tokio::test]
@@ -745,19 +834,34 @@ mod tests {
         assert!(!g.change_cipher_spec);
     }
 
-    #[tokio::test]
-    async fn idle_sessions_are_evicted() {
-        let s = listener(DtlsLimits {
-            idle_timeout: Duration::from_millis(300),
+    #[test]
+    fn idle_sessions_are_evicted() {
+        let idle = Duration::from_secs(60);
+        let mut peers = core(DtlsLimits {
+            idle_timeout: idle,
             ..DtlsLimits::default()
-        })
-        .await;
-        let mut c = Client::new(s.local_addr().expect("addr")).await;
-        assert!(c.handshake(Duration::from_secs(5)).await);
-        assert_eq!(wait_for(&s, |st| st.sessions == 1).await.sessions, 1);
-        assert_eq!(wait_for(&s, |st| st.sessions == 0).await.sessions, 0);
+        });
+        let t0 = Instant::now();
+        let from = addr(3000);
+        let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
+        assert!(exchange(&mut peers, &mut c, from, t0));
+        assert_eq!(peers.stats().sessions, 1);
+        // A datagram half-way keeps the session: idleness counts from the last one.
+        c.send(b"ping").expect("send");
+        let d = c.poll_transmit().expect("record");
+        peers.on_datagram(&d, from, t0 + idle / 2);
+        assert_eq!(peers.poll_ready(), Some((b"ping".to_vec(), from)));
+        peers.on_tick(t0 + idle + Duration::from_secs(1));
+        assert_eq!(peers.stats().sessions, 1);
+        peers.on_tick(t0 + idle / 2 + idle);
+        assert_eq!(peers.stats().sessions, 0);
         // The evicted peer's records are now ignored.
-        assert_eq!(c.echo(b"late").await, None);
+        c.send(b"late").expect("send");
+        let d = c.poll_transmit().expect("record");
+        let late = t0 + idle * 2;
+        assert!(peers.on_datagram(&d, from, late).is_empty());
+        assert_eq!(peers.poll_ready(), None);
+        assert_eq!(peers.stats().sessions, 0);
     }
 
     #[tokio::test]
