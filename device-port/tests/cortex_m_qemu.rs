@@ -409,7 +409,10 @@ fn firmware_updates_reverts_and_refuses_on_an_emulated_cortex_m3() {
     assert!(s.static_ram <= STATIC_TARGET, "static RAM over its target");
     assert!(s.stack <= STACK_TARGET, "peak stack over its target");
     assert!(s.text <= TEXT_TARGET, "text over its target");
-    assert!(s.object5 <= OBJECT5_TARGET, "object5's text over its target");
+    assert!(
+        s.object5 <= OBJECT5_TARGET,
+        "object5's text over its target"
+    );
     assert!(host_download > 0 && host_boot > 0);
 }
 

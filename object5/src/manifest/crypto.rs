@@ -296,7 +296,7 @@ mod tests {
         for (i, secret) in keys.enumerate() {
             let seed = i as u8 + 1;
             let key = p256::ecdsa::SigningKey::from_slice(&secret).unwrap();
-            let public = key.verifying_key().to_sec1_point(seed % 2 == 0);
+            let public = key.verifying_key().to_sec1_point(seed.is_multiple_of(2));
             let mut digest = [seed.wrapping_mul(37); 32];
             digest[0] = seed;
             let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).unwrap();
