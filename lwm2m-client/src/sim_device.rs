@@ -20,6 +20,7 @@ use crate::pull::{coap_udp, http, PullError, Resume};
 use crate::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::sim_firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
+use device_port::auth::StoredDecryptionKey;
 use device_port::image::ImageBuilder;
 use device_port::{FactoryImage, SimConfig, SimDevice};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
@@ -64,6 +65,15 @@ pub struct DeviceOptions {
     /// PEM public key (SPKI, P-256) of an update signer; repeat for several.
     #[arg(long = "trust-anchor")]
     pub trust_anchors: Vec<PathBuf>,
+    /// PEM private key (PKCS#8, P-256) of this device, stored in its key store: decrypts
+    /// packages encrypted for it with ECDH-ES+A128KW (draft-ietf-suit-firmware-encryption-24
+    /// section 4.2); repeat for several.
+    #[arg(long = "decryption-key")]
+    pub decryption_keys: Vec<PathBuf>,
+    /// File of exactly 16 bytes, an A128KW key-encryption key shared with the firmware
+    /// author, stored in the key store (same draft, section 4.1); repeat for several.
+    #[arg(long = "kek")]
+    pub keks: Vec<PathBuf>,
     /// Version of the factory image installed on the first run.
     #[arg(long, default_value = "1.0.0")]
     pub factory_version: String,
@@ -148,6 +158,8 @@ pub enum CliError {
     Net(std::io::Error),
     /// The DTLS credentials are missing or unusable.
     Psk(&'static str),
+    /// A --kek file is not exactly 16 bytes.
+    Kek(PathBuf),
 }
 
 impl std::fmt::Display for CliError {
@@ -159,6 +171,7 @@ impl std::fmt::Display for CliError {
             Self::Uri(e) => write!(f, "{e}"),
             Self::Net(e) => write!(f, "network: {e}"),
             Self::Psk(e) => write!(f, "DTLS: {e}"),
+            Self::Kek(p) => write!(f, "{}: an A128KW key is exactly 16 bytes", p.display()),
         }
     }
 }
@@ -249,6 +262,21 @@ impl Factory {
     }
 }
 
+/// The key store's payload decryption keys from --decryption-key and --kek.
+fn stored_decryption_keys(args: &DeviceOptions) -> Result<Vec<StoredDecryptionKey>, CliError> {
+    let mut keys = Vec::new();
+    for p in &args.decryption_keys {
+        let private = author::p256_private_from_pem(&read(p)?).map_err(CliError::Key)?;
+        keys.push(StoredDecryptionKey::EcdhP256(private));
+    }
+    for p in &args.keks {
+        let bytes = std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?;
+        let kek = bytes.try_into().map_err(|_| CliError::Kek(p.clone()))?;
+        keys.push(StoredDecryptionKey::Aes128Kw(kek));
+    }
+    Ok(keys)
+}
+
 fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
     let factory = if args.in_memory {
         Factory::in_memory(args)?
@@ -269,6 +297,7 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
         .with_power_cut_from_env()
         .map_err(CliError::Device)?;
     config.identity = Some((vendor, class));
+    config.decryption_keys = stored_decryption_keys(args)?;
     config.image_capacity = args.slot_kib.saturating_mul(1024);
     config.strategy = args.strategy;
     config.crypto = args.crypto;
