@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 use lwm2m_client::dtls::CertIdentity;
 use lwm2m_server_shim::dtls_socket::ServerCertificate;
+use lwm2m_server_shim::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
 use lwm2m_server_shim::security_store::{InMemorySecurityStore, SecurityInfo, SecurityStore};
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::store::InMemoryStore;
@@ -49,6 +50,18 @@ pub struct ServeArgs {
     /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// HTTP connections open at once. At the cap a new connection closes the one idle the
+    /// longest (or gets 503 when all serve a request); lowered at start to stay 256 below the
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
+    /// Seconds an HTTP client may take to send a request head once it began (slow clients are
+    /// disconnected).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout: u64,
+    /// Seconds an HTTP connection with no request in progress stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    http_idle_timeout: u64,
     /// Directory of firmware packages to serve; uploads land here too.
     #[arg(long, default_value = "packages")]
     packages: PathBuf,
@@ -136,6 +149,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         coaps_addr: (!args.no_coaps).then_some(args.coaps),
         dtls_certificate,
         http_addr: args.http,
+        http_limits: HttpLimits {
+            header_read_timeout: Duration::from_secs(args.http_header_timeout),
+            idle_timeout: Duration::from_secs(args.http_idle_timeout),
+            max_connections: args.http_max_connections as usize,
+        },
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
         default_timeout: Duration::from_secs(args.timeout.max(1)),

@@ -20,6 +20,7 @@ use crate::content;
 use crate::dm::{Device, DmResponse};
 use crate::dtls_socket::{DtlsLimits, DtlsSocket, PeerIdentity, ServerCertificate};
 use crate::events::{EndpointEvents, EndpointSubscription, Event, EventBus};
+use crate::http_server::HttpLimits;
 use crate::jobs::{JobRegistry, ObserveSequence, ReadingStamp};
 use crate::node_json::node_json;
 use crate::object_links::ObjectLinks;
@@ -48,6 +49,8 @@ pub struct ShimConfig {
     pub dtls_certificate: Option<ServerCertificate>,
     /// HTTP address of the REST API, event stream and HTTP package host.
     pub http_addr: SocketAddr,
+    /// Timeouts and cap of the HTTP connections.
+    pub http_limits: HttpLimits,
     /// Directory packages are served from and uploaded to.
     pub package_dir: PathBuf,
     /// Block size for Block1 pushes and the package host's Block2 (16..=1024).
@@ -87,6 +90,7 @@ impl Default for ShimConfig {
             rd_block1: Block1Limits::default(),
             dtls_certificate: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_limits: HttpLimits::default(),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
             default_timeout: Duration::from_secs(5),
@@ -642,6 +646,7 @@ pub async fn start_with_stores(
     tasks.push(tokio::spawn(crate::http_server::serve(
         listener,
         Arc::new(RestApi::new(shim.clone())),
+        config.http_limits,
     )));
     for endpoint in endpoints {
         tasks.push(tokio::spawn(async move {
