@@ -11,7 +11,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::client_api::ClientCall;
+use crate::client_api::{self, ClientCall};
 use crate::http_server::{json, percent_decode, query_pairs, read_body, text, Body, HttpService};
 use crate::registration_json::registration_json;
 use crate::server::Shim;
@@ -60,10 +60,7 @@ async fn route(shim: &Arc<Shim>, req: Request<Incoming>) -> Response<Body> {
     let query = query_pairs(req.uri().query());
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (&method, segs.as_slice()) {
-        (&Method::GET, ["api", "clients"]) => {
-            let all: Vec<Value> = shim.store.all().iter().map(registration_json).collect();
-            json(StatusCode::OK, &Value::Array(all))
-        }
+        (&Method::GET, ["api", "clients"]) => client_api::list(shim.store.clone()),
         (&Method::GET, ["api", "clients", ep]) => match shim.store.get_by_endpoint(ep) {
             Some(r) => json(StatusCode::OK, &registration_json(&r)),
             None => unknown_client(ep),
