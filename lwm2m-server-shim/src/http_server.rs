@@ -115,16 +115,26 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 /// Why a request body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
-    /// Larger than the allowed limit.
-    TooLarge,
+    /// Larger than the allowed limit (bytes).
+    TooLarge(usize),
     /// The connection failed while reading.
     Read(String),
+}
+
+impl BodyError {
+    /// The answer to the request: 413 Content Too Large (RFC 9110 15.5.14) or 400.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooLarge => f.write_str("request body too large"),
+            Self::TooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
             Self::Read(e) => write!(f, "cannot read request body: {e}"),
         }
     }
@@ -136,7 +146,7 @@ impl std::error::Error for BodyError {}
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
 }
