@@ -13,13 +13,19 @@ use std::process::ExitCode;
 /// `keygen` arguments.
 #[derive(Args)]
 pub struct KeygenArgs {
-    /// Where to write the PKCS#8 private key PEM; the public key goes to `<stem>.pub.pem`.
+    /// Where to write the PKCS#8 private key PEM (readable by its owner only); the public key
+    /// goes to `<stem>.pub.pem`. A missing directory is created (owner only). Keep it out of
+    /// version control: whoever has the key signs firmware the devices trust.
     #[arg(short, long, default_value = "key.pem")]
     out: PathBuf,
     /// Key type: p256 (ES256/ESP256) or ed25519 (Ed25519/EdDSA, SUIT MTI profile
     /// suit-sha256-ed25519-ecdh-a128ctr).
     #[arg(long, value_enum, default_value_t = KeygenAlg::P256)]
     alg: KeygenAlg,
+    /// Replace existing key files. The old private key is lost: devices trusting only its
+    /// public key accept no package signed with the new one.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `package build --content-alg` values.
@@ -196,6 +202,49 @@ pub fn public_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.pub.pem"))
 }
 
+/// The refusal to overwrite a key file.
+fn exists(path: &Path) -> String {
+    format!(
+        "{} exists; pass --force to replace it (the key in it is then lost)",
+        path.display()
+    )
+}
+
+/// Creates `path` with `bytes`, failing if it exists (O_EXCL); `private` files get mode 0600
+/// from the start, so the key is never readable by others, not even for a moment.
+fn create_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => exists(path),
+            _ => format!("{}: {e}", path.display()),
+        })
+}
+
+/// Creates the directory a key goes to when missing, readable by its owner only.
+fn key_dir(out: &Path) -> Result<(), String> {
+    let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 /// Runs `keygen`.
 pub fn keygen(args: KeygenArgs) -> ExitCode {
     finish((|| {
@@ -203,10 +252,23 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
             KeygenAlg::P256 => author::KeyAlg::P256,
             KeygenAlg::Ed25519 => author::KeyAlg::Ed25519,
         };
-        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
-        write(&args.out, private.as_bytes())?;
         let pub_path = public_path(&args.out);
-        write(&pub_path, public.as_bytes())?;
+        key_dir(&args.out)?;
+        for path in [&args.out, &pub_path] {
+            if args.force {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(format!("{}: {e}", path.display()))
+                    }
+                    _ => {}
+                }
+            } else if path.exists() {
+                return Err(exists(path));
+            }
+        }
+        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
+        create_new(&args.out, private.as_bytes(), true)?;
+        create_new(&pub_path, public.as_bytes(), false)?;
         tracing::info!(private = %args.out.display(), public = %pub_path.display(), alg = ?args.alg, "key written");
         println!("{}\n{}", args.out.display(), pub_path.display());
         Ok(())

@@ -422,3 +422,54 @@ fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
     assert!(!o.status.success(), "{}", text(&o));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("shim-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    // A directory that does not exist yet, as README's keys/ on a fresh checkout.
+    let key = d.join("keys").join("signing.pem");
+    let public = d.join("keys").join("signing.pub.pem");
+    let k = key.to_str().unwrap();
+    let o = shim(&["keygen", "-o", k]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "private key readable by its owner only");
+    assert_eq!(
+        mode(&d.join("keys")) & 0o077,
+        0,
+        "key directory private too"
+    );
+    let first = std::fs::read(&key).unwrap();
+    let first_pub = std::fs::read(&public).unwrap();
+    // Again without --force: refused in one line, both files untouched.
+    let o = shim(&["keygen", "-o", k]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert_eq!(t.lines().count(), 1, "{t}");
+    assert!(
+        t.starts_with("error: ") && t.contains("signing.pem exists") && t.contains("--force"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), first);
+    assert_eq!(std::fs::read(&public).unwrap(), first_pub);
+    // Only the public half exists (the private one moved away): still refused.
+    std::fs::remove_file(&key).unwrap();
+    let o = shim(&["keygen", "-o", k]);
+    assert!(
+        !o.status.success() && text(&o).contains("signing.pub.pem exists"),
+        "{}",
+        text(&o)
+    );
+    assert!(!key.exists());
+    // --force replaces both, the new private key again 0600 (not the old file's mode).
+    std::fs::write(&key, &first).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = shim(&["keygen", "--force", "-o", k]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(std::fs::read(&key).unwrap(), first);
+    assert_ne!(std::fs::read(&public).unwrap(), first_pub);
+    assert_eq!(mode(&key), 0o600);
+    std::fs::remove_dir_all(&d).ok();
+}
