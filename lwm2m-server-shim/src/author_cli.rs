@@ -67,13 +67,13 @@ pub struct BuildArgs {
     /// PKCS#8 P-256 or Ed25519 private key PEM (from `keygen`).
     #[arg(long)]
     key: PathBuf,
-    /// Firmware image (opaque bytes).
+    /// Firmware image (opaque bytes, not empty, at most 64 MiB).
     #[arg(long, required_unless_present = "sim_firmware")]
     image: Option<PathBuf>,
     /// Instead of --image: an image in the simulated device's format (device_port::image)
-    /// reporting --version, of this many bytes, so `lwm2m-client` can boot it.
+    /// reporting --version, of this many bytes (at most 64 MiB), so `lwm2m-client` can boot it.
     #[arg(long, conflicts_with = "image", value_name = "BYTES")]
-    sim_firmware: Option<usize>,
+    sim_firmware: Option<u64>,
     /// With --sim-firmware: the image fails its self-test after installation, so the device
     /// reverts it (Update Result 8).
     #[arg(long, requires = "sim_firmware")]
@@ -169,6 +169,35 @@ pub struct VerifyArgs {
     /// Write component 0's payload (decrypted when encrypted) to this file.
     #[arg(long, value_name = "OUT")]
     extract: Option<PathBuf>,
+}
+
+/// Largest image `package build` takes: the largest slot of the simulated device
+/// (`lwm2m-client --slot-kib` 65536) and the largest package the shim's REST API uploads.
+pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why an image size cannot be built into a package, if it cannot.
+fn oversized(bytes: u64) -> Option<String> {
+    (bytes > MAX_IMAGE_BYTES).then(|| {
+        format!("{bytes} bytes; images are at most {MAX_IMAGE_BYTES} bytes (64 MiB, the largest slot of the simulated device)")
+    })
+}
+
+/// Reads a firmware image, refusing an empty or oversized one before a package is signed.
+fn read_image(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if let Some(why) = oversized(len) {
+        return Err(format!("{}: {why}", path.display()));
+    }
+    let image = read(path)?;
+    if image.is_empty() {
+        return Err(format!(
+            "{}: empty image; a package carries firmware bytes",
+            path.display()
+        ));
+    }
+    Ok(image)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -288,18 +317,23 @@ fn build(a: BuildArgs) -> Result<(), String> {
     let key = AuthorKey::from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
     let (image, default_name) = match (&a.image, a.sim_firmware) {
         (Some(path), _) => (
-            read(path)?,
+            read_image(path)?,
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        (None, Some(len)) => (
-            device_port::image::ImageBuilder::new("sim-fw", &a.version)
-                .fails_self_test(a.fails_self_test)
-                .total_len(len)
-                .build(),
-            "sim-fw".to_owned(),
-        ),
+        (None, Some(len)) => {
+            if let Some(why) = oversized(len) {
+                return Err(format!("--sim-firmware {why}"));
+            }
+            (
+                device_port::image::ImageBuilder::new("sim-fw", &a.version)
+                    .fails_self_test(a.fails_self_test)
+                    .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
+                    .build(),
+                "sim-fw".to_owned(),
+            )
+        }
         (None, None) => return Err("--image or --sim-firmware is required".into()),
     };
     let vendor = author::vendor_id(&a.vendor_id);

@@ -473,3 +473,56 @@ fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
     assert_eq!(mode(&key), 0o600);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn package_build_refuses_impossible_image_sizes_in_one_line() {
+    let d = std::env::temp_dir().join(format!("shim-sizes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let o = shim(&["keygen", "-o", &p("k.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(p("empty.bin"), b"").unwrap();
+    let build = |source: &[&str]| {
+        let key = p("k.pem");
+        let out = p("out.suit");
+        let mut args = vec!["package", "build", "--key", &key];
+        args.extend_from_slice(source);
+        args.extend_from_slice(&[
+            "--vendor-id",
+            "a",
+            "--class-id",
+            "b",
+            "--seq",
+            "1",
+            "--version",
+            "1.0.0",
+            "-o",
+            &out,
+        ]);
+        shim(&args)
+    };
+    let empty = p("empty.bin");
+    for (source, expect) in [
+        (
+            &["--sim-firmware", "99999999999"][..],
+            "--sim-firmware 99999999999 bytes; images are at most 67108864 bytes",
+        ),
+        (
+            &["--sim-firmware", "67108865"][..],
+            "images are at most 67108864 bytes (64 MiB",
+        ),
+        (&["--image", &empty][..], "empty.bin: empty image"),
+    ] {
+        let o = build(source);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{source:?}: {t}");
+        assert_eq!(t.lines().count(), 1, "{source:?}: {t}");
+        assert!(
+            t.starts_with("error: ") && t.contains(expect),
+            "{source:?}: {t}"
+        );
+        assert!(!d.join("out.suit").exists(), "{source:?}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
