@@ -106,8 +106,9 @@ pub struct DeviceOptions {
     /// Slot strategy: swap (with revert), ab (two bootable slots) or overwrite (no revert).
     #[arg(long, default_value = "swap", value_parser = parse_strategy)]
     pub strategy: object5::slots::Strategy,
-    /// Capacity of each firmware slot in KiB (the largest image the device accepts).
-    #[arg(long, default_value_t = 256)]
+    /// Capacity of each firmware slot in KiB (the largest image the device accepts), 16 (the
+    /// factory image) to 65536.
+    #[arg(long, default_value_t = 256, value_parser = parse_slot_kib)]
     pub slot_kib: u32,
     /// Signature checks (download path and bootloader): `software` is the portable p256
     /// backend a device without an accelerator runs; `openssl` simulates a P-256 accelerator
@@ -126,6 +127,22 @@ pub struct DeviceOptions {
     /// benchmark.
     #[arg(long)]
     pub in_memory: bool,
+}
+
+/// Bytes of the factory image installed on a first run; the smallest slot must hold it.
+const FACTORY_IMAGE_BYTES: usize = 16 * 1024;
+
+/// Largest slot: 64 MiB (the flash file holds two or three of them).
+const MAX_SLOT_KIB: u32 = 64 * 1024;
+
+fn parse_slot_kib(s: &str) -> Result<u32, String> {
+    let min = (FACTORY_IMAGE_BYTES / 1024) as u32;
+    s.parse::<u32>()
+        .ok()
+        .filter(|k| (min..=MAX_SLOT_KIB).contains(k))
+        .ok_or_else(|| {
+            format!("slots hold {min} to {MAX_SLOT_KIB} KiB (the factory image takes {min} KiB)")
+        })
 }
 
 fn parse_strategy(name: &str) -> Result<object5::slots::Strategy, String> {
@@ -194,7 +211,7 @@ impl Factory {
         let public = author::public_pem_from_private(pem).map_err(CliError::Key)?;
         let anchor = author::public_sec1_from_pem(&public).map_err(CliError::Key)?;
         let image = ImageBuilder::new("sim-fw", &args.factory_version)
-            .total_len(16 * 1024)
+            .total_len(FACTORY_IMAGE_BYTES)
             .build();
         let vendor_id = author::vendor_id(&args.vendor_id);
         let class_id = author::class_id(&args.class_id, &vendor_id);
@@ -220,6 +237,13 @@ impl Factory {
     /// The factory of a device with a state directory: its key persists there, so every run
     /// trusts the same key.
     fn persistent(args: &DeviceOptions) -> Result<Self, CliError> {
+        if args.state_dir.exists() && !args.state_dir.is_dir() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory (--state-dir names the directory holding the simulated flash)",
+            );
+            return Err(CliError::Io(args.state_dir.clone(), e));
+        }
         std::fs::create_dir_all(&args.state_dir)
             .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
         Self::make(&factory_key(&args.state_dir)?, args)

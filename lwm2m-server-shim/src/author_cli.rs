@@ -393,8 +393,15 @@ fn build(a: BuildArgs) -> Result<(), String> {
 fn load_keys(a: &KeyArgs) -> Result<Vec<(AnchorKey, &Path)>, String> {
     let mut keys = Vec::new();
     for k in &a.keys {
-        let key = AnchorKey::from_public_pem(&read_text(k)?)
-            .map_err(|e| format!("{}: {e}", k.display()))?;
+        let pem = read_text(k)?;
+        if pem.contains("PRIVATE KEY-----") {
+            return Err(format!(
+                "{}: a private key; --pub takes the public key (keygen wrote it as {})",
+                k.display(),
+                public_path(k).display()
+            ));
+        }
+        let key = AnchorKey::from_public_pem(&pem).map_err(|e| format!("{}: {e}", k.display()))?;
         keys.push((key, k.as_path()));
     }
     for k in &a.mac_keys {

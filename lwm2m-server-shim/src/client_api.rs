@@ -27,6 +27,9 @@ use crate::store::{Registration, RegistrationStore};
 /// absent, [`crate::server::ShimConfig::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
 
+/// Longest per-exchange timeout a REST call may ask for: 24 h.
+const MAX_TIMEOUT_S: u64 = 24 * 3600;
+
 /// Registrations per chunk of the `GET /api/clients` body (about 30 KB of JSON).
 const LIST_PAGE: usize = 64;
 
@@ -107,9 +110,13 @@ impl ClientCall<'_> {
             Some(s) => s
                 .parse::<u64>()
                 .ok()
-                .filter(|t| *t > 0 && *t <= 24 * 3600)
+                .filter(|t| (1..=MAX_TIMEOUT_S).contains(t))
                 .map(Duration::from_secs)
-                .ok_or_else(|| bad("timeout must be a positive number of seconds")),
+                .ok_or_else(|| {
+                    bad(format!(
+                        "timeout must be 1 to {MAX_TIMEOUT_S} seconds (24 h), not {s:?}"
+                    ))
+                }),
         }
     }
 

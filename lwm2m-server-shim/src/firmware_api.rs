@@ -127,7 +127,7 @@ pub fn start(shim: &Arc<Shim>, ep: &str, body: &[u8]) -> Response<Body> {
     if plan.uri.is_none() {
         match shim.packages.info(&plan.package) {
             Ok(_) => {}
-            Err(PackageError::NotFound | PackageError::BadName) => {
+            Err(PackageError::NotFound | PackageError::BadName | PackageError::NameTooLong(_)) => {
                 return text(
                     StatusCode::NOT_FOUND,
                     format!("no package named {:?}", plan.package),

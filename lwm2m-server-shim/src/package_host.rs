@@ -32,14 +32,18 @@ pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
 /// Why a package operation failed.
 #[derive(Debug)]
 pub enum PackageError {
-    /// The name is empty, too long, hidden, or contains characters other than `A-Za-z0-9._-`.
+    /// The name is empty, hidden, or contains characters other than `A-Za-z0-9._-`.
     BadName,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes (its length).
+    NameTooLong(usize),
     /// No package with that name.
     NotFound,
     /// The requested range lies outside the package.
     OutOfRange,
     /// The file system failed.
     Io(std::io::Error),
+    /// The package directory cannot be created, or is not a directory.
+    Dir(PathBuf, std::io::Error),
 }
 
 impl fmt::Display for PackageError {
@@ -48,9 +52,14 @@ impl fmt::Display for PackageError {
             Self::BadName => {
                 f.write_str("package names use only A-Za-z0-9._- and do not start with '.'")
             }
+            Self::NameTooLong(len) => write!(
+                f,
+                "package name of {len} characters; names are at most {MAX_NAME_LEN}"
+            ),
             Self::NotFound => f.write_str("no such package"),
             Self::OutOfRange => f.write_str("range outside the package"),
             Self::Io(e) => write!(f, "package store: {e}"),
+            Self::Dir(dir, e) => write!(f, "package directory {}: {e}", dir.display()),
         }
     }
 }
@@ -152,7 +161,11 @@ impl PackageHost {
     /// Serves packages from `dir`, creating it when missing.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PackageError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        if dir.exists() && !dir.is_dir() {
+            let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+            return Err(PackageError::Dir(dir, e));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| PackageError::Dir(dir.clone(), e))?;
         Ok(Self {
             dir,
             cache: Mutex::new(HashMap::new()),
@@ -165,7 +178,9 @@ impl PackageHost {
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, PackageError> {
-        if valid_name(name) {
+        if name.len() > MAX_NAME_LEN {
+            Err(PackageError::NameTooLong(name.len()))
+        } else if valid_name(name) {
             Ok(self.dir.join(name))
         } else {
             Err(PackageError::BadName)

@@ -120,7 +120,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
-            Self::Packages(e) => write!(f, "package directory: {e}"),
+            Self::Packages(e) => write!(f, "{e}"),
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
         }

@@ -526,3 +526,43 @@ fn package_build_refuses_impossible_image_sizes_in_one_line() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn verify_names_a_private_key_given_as_public() {
+    let d = std::env::temp_dir().join(format!("shim-verify-priv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    assert!(shim(&["keygen", "-o", &p("k.pem")]).status.success());
+    std::fs::write(p("fw.bin"), [7u8; 100]).unwrap();
+    let o = shim(&[
+        "package",
+        "build",
+        "--key",
+        &p("k.pem"),
+        "--image",
+        &p("fw.bin"),
+        "--vendor-id",
+        "a",
+        "--class-id",
+        "b",
+        "--seq",
+        "1",
+        "--version",
+        "1",
+        "-o",
+        &p("fw.suit"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = shim(&["package", "verify", "--pub", &p("k.pem"), &p("fw.suit")]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert_eq!(t.lines().count(), 1, "{t}");
+    assert!(
+        t.contains("k.pem: a private key; --pub takes the public key")
+            && t.contains("k.pub.pem")
+            && !t.contains("not a P-256 key"),
+        "{t}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

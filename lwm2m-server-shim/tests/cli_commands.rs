@@ -286,3 +286,30 @@ fn help_texts_name_the_options() {
         }
     }
 }
+
+#[test]
+fn serve_names_a_packages_path_that_is_a_file() {
+    let dir = temp_dir("cli-serve-packages-file");
+    let file = dir.join("packages.txt");
+    std::fs::write(&file, b"a file").expect("file");
+    let out = Command::new(SHIM)
+        .args([
+            "serve",
+            "--coaps",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--packages",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("serve runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("packages.txt: not a directory") && !err.contains("File exists"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
