@@ -31,9 +31,9 @@ use std::path::{Path as FsPath, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// A simulated LwM2M 1.1 device (UDP, NoSec) that registers with an LwM2M server, answers
-/// device-management requests (TLV, SenML JSON/CBOR, text, opaque, link-format) and keeps its
-/// flash in a state directory.
+/// A simulated LwM2M 1.1 device (CoAP over UDP, plain or DTLS with PSK or certificates) that
+/// registers with an LwM2M server, answers device-management requests (TLV, SenML JSON/CBOR,
+/// text, opaque, link-format) and keeps its flash in a state directory.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceOptions {
     /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
@@ -55,8 +55,8 @@ pub struct DeviceOptions {
     /// Directory holding the simulated flash (flash.bin), key-value store and factory key.
     #[arg(long, default_value = "lwm2m-client-state")]
     pub state_dir: PathBuf,
-    /// Registration lifetime in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Registration lifetime in seconds (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub lifetime: u32,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, default_value = "info")]
@@ -115,8 +115,8 @@ pub struct DeviceOptions {
     /// (about 8x faster here), for fleets of simulated devices sharing a few host cores.
     #[arg(long, default_value = "software")]
     pub crypto: HostCrypto,
-    /// Block size for CoAP package pulls (16..1024).
-    #[arg(long, default_value_t = 1024)]
+    /// Block size for CoAP package pulls: 16, 32, 64, 128, 256, 512 or 1024 (RFC 7959 2.2).
+    #[arg(long, default_value_t = 1024, value_parser = parse_block_size)]
     pub pull_block_size: usize,
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
@@ -143,6 +143,14 @@ fn parse_slot_kib(s: &str) -> Result<u32, String> {
         .ok_or_else(|| {
             format!("slots hold {min} to {MAX_SLOT_KIB} KiB (the factory image takes {min} KiB)")
         })
+}
+
+/// A Block2 size: a power of two from 16 to 1024 (SZX 0..6, RFC 7959 section 2.2).
+fn parse_block_size(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|b| b.is_power_of_two() && (16..=1024).contains(b))
+        .ok_or_else(|| "block sizes are 16, 32, 64, 128, 256, 512 or 1024 bytes".into())
 }
 
 fn parse_strategy(name: &str) -> Result<object5::slots::Strategy, String> {

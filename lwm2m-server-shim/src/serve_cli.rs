@@ -70,7 +70,7 @@ pub struct ServeArgs {
     block_size: u16,
     /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
     /// block-wise transfer restarts it.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Kernel receive buffer (SO_RCVBUF) in bytes of the coap and coaps UDP sockets. The
     /// system default (208 KiB on Linux) overflows when thousands of devices send at once and
@@ -156,7 +156,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         },
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
-        default_timeout: Duration::from_secs(args.timeout.max(1)),
+        default_timeout: Duration::from_secs(args.timeout),
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
         max_active_jobs: args.max_active_jobs,

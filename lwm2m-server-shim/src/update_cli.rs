@@ -56,16 +56,16 @@ pub struct UpdateArgs {
     #[arg(long, default_value_t = 60)]
     wait: u64,
     /// Seconds of each CoAP exchange (every block restarts it).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_request: u64,
     /// Seconds from writing the URI / starting the push until State 2 (Downloaded).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_download: u64,
     /// Seconds from Execute until the device is back.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_update: u64,
     /// Seconds from re-registration until the final State / Update Result.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_verify: u64,
     /// Extra attempts for unanswered requests and for downloads ending in Result 4.
     #[arg(long, default_value_t = 2)]

@@ -313,3 +313,44 @@ fn serve_names_a_packages_path_that_is_a_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_and_update_refuse_zero_timeouts_at_parse_time() {
+    for args in [
+        &[
+            "serve",
+            "--coaps",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--timeout",
+            "0",
+        ][..],
+        &[
+            "update",
+            "--all",
+            "--package",
+            "x.suit",
+            "--timeout-request",
+            "0",
+        ][..],
+        &[
+            "update",
+            "--all",
+            "--package",
+            "x.suit",
+            "--timeout-download",
+            "0",
+        ][..],
+    ] {
+        let out = Command::new(SHIM).args(args).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .next()
+                .is_some_and(|l| l.starts_with("error: ") && l.contains("0 is not in 1..")),
+            "{args:?}: {err}"
+        );
+    }
+}
