@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
             ExitCode::from(device_port::device::POWER_CUT_EXIT_CODE as u8)
         }
         Err(e) => {
-            eprintln!("lwm2m-client: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

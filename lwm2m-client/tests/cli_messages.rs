@@ -31,7 +31,9 @@ fn a_state_dir_that_is_a_file_is_named_as_such() {
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(
-        e.contains("flash-here: not a directory") && !e.contains("File exists"),
+        e.starts_with("error: ")
+            && e.contains("flash-here: not a directory")
+            && !e.contains("File exists"),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&d);

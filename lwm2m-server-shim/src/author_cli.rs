@@ -215,10 +215,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(line) => {
-            eprintln!("error: {line}");
-            ExitCode::FAILURE
-        }
+        Err(line) => crate::fail(line),
     }
 }
 

@@ -15,6 +15,8 @@ use lwm2m_server_shim::security_store::{InMemorySecurityStore, SecurityInfo, Sec
 use lwm2m_server_shim::server::{self, ShimConfig};
 use lwm2m_server_shim::store::InMemoryStore;
 
+use crate::campaign_view;
+
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -88,59 +90,54 @@ pub struct ServeArgs {
     max_active_jobs: u32,
 }
 
-/// Runs the server; returns a failure status if it cannot start.
+/// Runs the server; a start-up failure is one `error:` line naming the file or address.
 pub fn serve(args: ServeArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    campaign_view::init_logging("info");
+    let (config, security) = match configure(args) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(e),
     };
+    let Some(runtime) = campaign_view::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let store = Arc::new(InMemoryStore::new());
+        let running = match server::start_with_stores(config, store, security).await {
+            Ok(r) => r,
+            Err(e) => return crate::fail(e),
+        };
+        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            () = running.wait() => ExitCode::FAILURE,
+        }
+    })
+}
+
+/// The shim's configuration and security store from the options and the files they name.
+fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>), String> {
     let security = Arc::new(InMemorySecurityStore::new());
     let mut infos = args.psk;
     if let Some(path) = &args.security_file {
-        match std::fs::read_to_string(path)
+        let more = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
-        {
-            Ok(more) => infos.extend(more),
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "cannot load security info");
-                return ExitCode::FAILURE;
-            }
-        }
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        infos.extend(more);
     }
     for info in infos {
-        if let Err(e) = security.put(info) {
-            tracing::error!(error = %e, "security info refused");
-            return ExitCode::FAILURE;
-        }
+        security
+            .put(info)
+            .map_err(|e| format!("security info refused: {e}"))?;
     }
     let dtls_certificate = match (&args.cert, &args.key, &args.ca) {
         (Some(cert), Some(key), Some(ca)) => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            match (read(cert), read(key), read(ca)) {
-                (Ok(cert_pem), Ok(key_pem), Ok(ca_pem)) => Some(ServerCertificate(CertIdentity {
-                    cert_pem,
-                    key_pem,
-                    ca_pem,
-                })),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    tracing::error!(error = %e, "cannot read certificate files");
-                    return ExitCode::FAILURE;
-                }
-            }
+            Some(ServerCertificate(CertIdentity {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                ca_pem: read(ca)?,
+            }))
         }
         _ => None,
     };
@@ -162,24 +159,5 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         max_active_jobs: args.max_active_jobs,
         ..ShimConfig::default()
     };
-    runtime.block_on(async move {
-        let running = match server::start_with_stores(
-            config,
-            Arc::new(InMemoryStore::new()),
-            security,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "serve failed to start");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-            () = running.wait() => ExitCode::FAILURE,
-        }
-    })
+    Ok((config, security))
 }

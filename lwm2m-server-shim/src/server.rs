@@ -106,8 +106,8 @@ impl Default for ShimConfig {
 /// Why the shim could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// A socket could not be bound.
-    Bind(std::io::Error),
+    /// A socket could not be bound: the listener ("coap", "coaps", "HTTP"), its address, why.
+    Bind(&'static str, SocketAddr, std::io::Error),
     /// The package directory is unusable.
     Packages(PackageError),
     /// The DTLS context could not be built.
@@ -119,7 +119,13 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Bind(e) => write!(f, "cannot bind: {e}"),
+            Self::Bind(listener, addr, e) => {
+                write!(
+                    f,
+                    "cannot bind {addr}: {} ({listener} listener)",
+                    io_reason(e)
+                )
+            }
             Self::Packages(e) => write!(f, "{e}"),
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
@@ -128,6 +134,18 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// An I/O error in the words a user expects on one line ("address in use", without the OS
+/// error number); other errors as the system words them.
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => "address in use".into(),
+        K::AddrNotAvailable => "address not available on this host".into(),
+        K::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
 
 struct ActiveObservation {
     token: Vec<u8>,
@@ -598,10 +616,11 @@ pub async fn start_with_stores(
     let mut endpoints = Vec::new();
     let mut coap_addr = None;
     if let Some(addr) = config.coap_addr {
+        let bind = |e| StartError::Bind("coap", addr, e);
         let coap = CoapEndpoint::bind(addr, config.timing, router(false))
             .await
-            .map_err(StartError::Bind)?;
-        coap_addr = Some(coap.local_addr().map_err(StartError::Bind)?);
+            .map_err(bind)?;
+        coap_addr = Some(coap.local_addr().map_err(bind)?);
         let _ = shim.coap.set(coap.clone());
         endpoints.push(coap);
     }
@@ -613,25 +632,26 @@ pub async fn start_with_stores(
             None => DtlsContext::psk_server(lookup),
         }
         .map_err(StartError::Dtls)?;
+        let bind = |e| StartError::Bind("coaps", addr, e);
         let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
             .await
-            .map_err(StartError::Bind)?;
+            .map_err(bind)?;
         let coaps = CoapEndpoint::over(
             Transport::Dtls(Box::new(socket)),
             config.timing,
             router(true),
         );
-        coaps_addr = Some(coaps.local_addr().map_err(StartError::Bind)?);
+        coaps_addr = Some(coaps.local_addr().map_err(bind)?);
         let _ = shim.coaps.set(coaps.clone());
         endpoints.push(coaps);
     }
+    let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
+    let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
+    let http_addr = listener.local_addr().map_err(bind)?;
+    // Every socket is bound before anything is logged: a start-up failure is its only line.
     for endpoint in &endpoints {
         size_buffers(endpoint, &config);
     }
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(StartError::Bind)?;
-    let http_addr = listener.local_addr().map_err(StartError::Bind)?;
     let mut tasks = Vec::new();
     let weak = Arc::downgrade(&shim);
     let every = config.expiry_check;
