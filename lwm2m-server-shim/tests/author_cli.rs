@@ -19,15 +19,36 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shim-author-{}", std::process::id()));
+/// An empty directory of this test process for `tag`.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
+/// `package build` of `source` (`--image F` or `--sim-firmware N`) signed with `key` into `out`.
+fn build_with(key: &str, source: &[&str], out: &str) -> Output {
+    let mut args = vec!["package", "build", "--key", key];
+    args.extend_from_slice(source);
+    args.extend_from_slice(&["--vendor-id", "a", "--class-id", "b", "--seq", "1"]);
+    args.extend_from_slice(&["--version", "1.0.0", "-o", out]);
+    shim(&args)
+}
+
+/// A fresh directory with a key pair `k.pem` / `k.pub.pem` from `keygen`, and a path helper.
+fn with_key(tag: &str) -> (PathBuf, impl Fn(&str) -> String) {
+    let d = fresh_dir(tag);
+    let base = d.clone();
+    let p = move |n: &str| base.join(n).to_str().unwrap().to_string();
+    let o = shim(&["keygen", "-o", &p("k.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    (d, p)
+}
+
 #[test]
 fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() {
-    let d = dir();
+    let d = fresh_dir("author");
     let p = |n: &str| d.join(n).to_str().unwrap().to_string();
     std::fs::write(p("fw.bin"), vec![0x5au8; 3000]).unwrap();
     let o = shim(&["keygen", "-o", &p("key.pem")]);
@@ -426,8 +447,7 @@ fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
 #[test]
 fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
     use std::os::unix::fs::PermissionsExt;
-    let d = std::env::temp_dir().join(format!("shim-keygen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let d = fresh_dir("keygen");
     // A directory that does not exist yet, as README's keys/ on a fresh checkout.
     let key = d.join("keys").join("signing.pem");
     let public = d.join("keys").join("signing.pub.pem");
@@ -476,32 +496,9 @@ fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
 
 #[test]
 fn package_build_refuses_impossible_image_sizes_in_one_line() {
-    let d = std::env::temp_dir().join(format!("shim-sizes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-    let o = shim(&["keygen", "-o", &p("k.pem")]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (d, p) = with_key("sizes");
     std::fs::write(p("empty.bin"), b"").unwrap();
-    let build = |source: &[&str]| {
-        let key = p("k.pem");
-        let out = p("out.suit");
-        let mut args = vec!["package", "build", "--key", &key];
-        args.extend_from_slice(source);
-        args.extend_from_slice(&[
-            "--vendor-id",
-            "a",
-            "--class-id",
-            "b",
-            "--seq",
-            "1",
-            "--version",
-            "1.0.0",
-            "-o",
-            &out,
-        ]);
-        shim(&args)
-    };
+    let build = |source: &[&str]| build_with(&p("k.pem"), source, &p("out.suit"));
     let empty = p("empty.bin");
     for (source, expect) in [
         (
@@ -529,30 +526,9 @@ fn package_build_refuses_impossible_image_sizes_in_one_line() {
 
 #[test]
 fn verify_names_a_private_key_given_as_public() {
-    let d = std::env::temp_dir().join(format!("shim-verify-priv-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-    assert!(shim(&["keygen", "-o", &p("k.pem")]).status.success());
+    let (d, p) = with_key("verify-priv");
     std::fs::write(p("fw.bin"), [7u8; 100]).unwrap();
-    let o = shim(&[
-        "package",
-        "build",
-        "--key",
-        &p("k.pem"),
-        "--image",
-        &p("fw.bin"),
-        "--vendor-id",
-        "a",
-        "--class-id",
-        "b",
-        "--seq",
-        "1",
-        "--version",
-        "1",
-        "-o",
-        &p("fw.suit"),
-    ]);
+    let o = build_with(&p("k.pem"), &["--image", &p("fw.bin")], &p("fw.suit"));
     assert!(o.status.success(), "{}", text(&o));
     let o = shim(&["package", "verify", "--pub", &p("k.pem"), &p("fw.suit")]);
     let t = text(&o);

@@ -17,6 +17,9 @@ use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
 
+/// `serve` on ports the system picks.
+const SERVE_ANY_PORTS: [&str; 5] = ["serve", "--coaps", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+
 fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> InProcessDevice {
     InProcessDevice::start([
         format!("--server=coap://127.0.0.1:{port}"),
@@ -35,6 +38,20 @@ fn free_udp_port() -> u16 {
         .expect("free port")
 }
 
+/// The lines a child writes to its piped stderr, read on a thread to its end.
+fn stderr_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs the shim with `args`; once it says it waits for devices, `then` runs (e.g. starts a
 /// device). Returns (exit code, stdout).
 fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InProcessDevice>) -> (i32, String) {
@@ -45,17 +62,13 @@ fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InProcessDevice>) -> (i3
         .stderr(Stdio::piped())
         .spawn()
         .expect("shim starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("waiting for") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("shim ready for devices");
+    let lines = stderr_lines(&mut child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines
+        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        .expect("shim ready for devices")
+        .contains("waiting for")
+    {}
     let device = then();
     let mut out = String::new();
     child
@@ -293,14 +306,8 @@ fn serve_names_a_packages_path_that_is_a_file() {
     let file = dir.join("packages.txt");
     std::fs::write(&file, b"a file").expect("file");
     let out = Command::new(SHIM)
-        .args([
-            "serve",
-            "--coaps",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--packages",
-        ])
+        .args(SERVE_ANY_PORTS)
+        .arg("--packages")
         .arg(&file)
         .stdin(Stdio::null())
         .output()
@@ -404,29 +411,15 @@ impl Drop for Serve {
 fn serve_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let dir = temp_dir("cli-serve-plain-logs");
     let mut child = Command::new(SHIM)
-        .args([
-            "serve",
-            "--coaps",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--packages",
-        ])
+        .args(SERVE_ANY_PORTS)
+        .arg("--packages")
         .arg(dir.join("packages"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
         let done = line.contains("serving");
