@@ -303,6 +303,11 @@ async fn serve_connection<S: HttpService>(
             }
             () = conn.woken() => {}
             () = conn.evicted() => {
+                if conn.busy() {
+                    // A request began after the connection was picked: answer it, then close.
+                    served.as_mut().graceful_shutdown();
+                    continue;
+                }
                 tracing::debug!(%peer, "HTTP connection closed to make room for a new one");
                 break;
             }

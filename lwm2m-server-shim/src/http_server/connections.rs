@@ -161,6 +161,11 @@ impl Conn {
         self.close.notified().await;
     }
 
+    /// Whether a request is being answered.
+    pub(super) fn busy(&self) -> bool {
+        self.evictable_since().is_none()
+    }
+
     /// When the connection became evictable, or `None` while it serves a request.
     fn evictable_since(&self) -> Option<Instant> {
         let s = self.lock();
