@@ -223,6 +223,19 @@ impl DtlsSocket {
         }
     }
 
+    /// The admission path without the socket: takes one raw datagram from `from` as
+    /// [`Self::recv_from`] would and returns the datagrams to send in answer (decrypted
+    /// application data waits for `recv_from`). For the `dtls_admission` fuzz target.
+    pub fn admit(&self, datagram: &[u8], from: SocketAddr) -> Vec<(Vec<u8>, SocketAddr)> {
+        self.on_datagram(datagram, from)
+    }
+
+    /// The timer path at `now` (retransmissions, idle eviction) without the socket; returns
+    /// the datagrams to send. For the `dtls_admission` fuzz target.
+    pub fn tick(&self, now: Instant) -> Vec<(Vec<u8>, SocketAddr)> {
+        self.on_tick(now)
+    }
+
     /// Who `peer` authenticated as, if it has an established session.
     pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
         PeerIdentity::of(self.peers().by_addr.get(&peer)?.live.as_ref()?)

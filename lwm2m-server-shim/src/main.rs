@@ -8,6 +8,7 @@ mod conformance_cli;
 mod demo_cli;
 mod serve_cli;
 mod update_cli;
+mod update_remote;
 
 /// Test LwM2M server that drives secure firmware updates (Object 5 + SUIT).
 #[derive(Parser)]
@@ -53,6 +54,12 @@ fn main() {
         }
         Command::Demo(args) => std::process::exit(exit_code(demo_cli::demo(args))),
     }
+}
+
+/// Prints a failure as the one line a user reads (`error: ...`) and returns the failure status.
+fn fail(message: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("error: {message}");
+    std::process::ExitCode::FAILURE
 }
 
 /// Maps the author commands' result to a process status.
