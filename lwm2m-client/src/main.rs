@@ -6,10 +6,11 @@ use lwm2m_client::codec::ContentFormat;
 use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
 use std::process::ExitCode;
 
-/// A simulated LwM2M 1.1 device (UDP, NoSec) that registers with an LwM2M server, answers
-/// device-management requests (TLV, SenML JSON/CBOR, LwM2M JSON/CBOR, CBOR, text, opaque,
-/// link-format), keeps its flash in a state directory and updates its firmware through Object 5
-/// (signed SUIT packages, pulled over CoAP/HTTP(S) or pushed with Block1).
+/// A simulated LwM2M 1.1 device (CoAP over UDP, plain or DTLS with PSK or certificates) that
+/// registers with an LwM2M server, answers device-management requests (TLV, SenML JSON/CBOR,
+/// LwM2M JSON/CBOR, CBOR, text, opaque, link-format), keeps its flash in a state directory and
+/// updates its firmware through Object 5 (signed SUIT packages, pulled over CoAP/HTTP(S) or
+/// pushed with Block1).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -72,7 +73,7 @@ async fn main() -> ExitCode {
             ExitCode::from(device_port::device::POWER_CUT_EXIT_CODE as u8)
         }
         Err(e) => {
-            eprintln!("lwm2m-client: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@ use crate::pull::{coap_udp, http, PullError, Resume};
 use crate::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::sim_firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
+use device_port::auth::StoredDecryptionKey;
 use device_port::image::ImageBuilder;
 use device_port::{FactoryImage, SimConfig, SimDevice};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
@@ -31,9 +32,9 @@ use std::path::{Path as FsPath, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// A simulated LwM2M 1.1 device (UDP, NoSec) that registers with an LwM2M server, answers
-/// device-management requests (TLV, SenML JSON/CBOR, text, opaque, link-format) and keeps its
-/// flash in a state directory.
+/// A simulated LwM2M 1.1 device (CoAP over UDP, plain or DTLS with PSK or certificates) that
+/// registers with an LwM2M server, answers device-management requests (TLV, SenML JSON/CBOR,
+/// text, opaque, link-format) and keeps its flash in a state directory.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceOptions {
     /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
@@ -55,8 +56,8 @@ pub struct DeviceOptions {
     /// Directory holding the simulated flash (flash.bin), key-value store and factory key.
     #[arg(long, default_value = "lwm2m-client-state")]
     pub state_dir: PathBuf,
-    /// Registration lifetime in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Registration lifetime in seconds (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub lifetime: u32,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, default_value = "info")]
@@ -64,6 +65,15 @@ pub struct DeviceOptions {
     /// PEM public key (SPKI, P-256) of an update signer; repeat for several.
     #[arg(long = "trust-anchor")]
     pub trust_anchors: Vec<PathBuf>,
+    /// PEM private key (PKCS#8, P-256) of this device, stored in its key store: decrypts
+    /// packages encrypted for it with ECDH-ES+A128KW (draft-ietf-suit-firmware-encryption-24
+    /// section 4.2); repeat for several.
+    #[arg(long = "decryption-key")]
+    pub decryption_keys: Vec<PathBuf>,
+    /// File of exactly 16 bytes, an A128KW key-encryption key shared with the firmware
+    /// author, stored in the key store (same draft, section 4.1); repeat for several.
+    #[arg(long = "kek")]
+    pub keks: Vec<PathBuf>,
     /// Version of the factory image installed on the first run.
     #[arg(long, default_value = "1.0.0")]
     pub factory_version: String,
@@ -106,16 +116,17 @@ pub struct DeviceOptions {
     /// Slot strategy: swap (with revert), ab (two bootable slots) or overwrite (no revert).
     #[arg(long, default_value = "swap", value_parser = parse_strategy)]
     pub strategy: object5::slots::Strategy,
-    /// Capacity of each firmware slot in KiB (the largest image the device accepts).
-    #[arg(long, default_value_t = 256)]
+    /// Capacity of each firmware slot in KiB (the largest image the device accepts), 16 (the
+    /// factory image) to 65536.
+    #[arg(long, default_value_t = 256, value_parser = parse_slot_kib)]
     pub slot_kib: u32,
     /// Signature checks (download path and bootloader): `software` is the portable p256
     /// backend a device without an accelerator runs; `openssl` simulates a P-256 accelerator
     /// (about 8x faster here), for fleets of simulated devices sharing a few host cores.
     #[arg(long, default_value = "software")]
     pub crypto: HostCrypto,
-    /// Block size for CoAP package pulls (16..1024).
-    #[arg(long, default_value_t = 1024)]
+    /// Block size for CoAP package pulls: 16, 32, 64, 128, 256, 512 or 1024 (RFC 7959 2.2).
+    #[arg(long, default_value_t = 1024, value_parser = parse_block_size)]
     pub pull_block_size: usize,
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
@@ -126,6 +137,30 @@ pub struct DeviceOptions {
     /// benchmark.
     #[arg(long)]
     pub in_memory: bool,
+}
+
+/// Bytes of the factory image installed on a first run; the smallest slot must hold it.
+const FACTORY_IMAGE_BYTES: usize = 16 * 1024;
+
+/// Largest slot: 64 MiB (the flash file holds two or three of them).
+const MAX_SLOT_KIB: u32 = 64 * 1024;
+
+fn parse_slot_kib(s: &str) -> Result<u32, String> {
+    let min = (FACTORY_IMAGE_BYTES / 1024) as u32;
+    s.parse::<u32>()
+        .ok()
+        .filter(|k| (min..=MAX_SLOT_KIB).contains(k))
+        .ok_or_else(|| {
+            format!("slots hold {min} to {MAX_SLOT_KIB} KiB (the factory image takes {min} KiB)")
+        })
+}
+
+/// A Block2 size: a power of two from 16 to 1024 (SZX 0..6, RFC 7959 section 2.2).
+fn parse_block_size(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|b| b.is_power_of_two() && (16..=1024).contains(b))
+        .ok_or_else(|| "block sizes are 16, 32, 64, 128, 256, 512 or 1024 bytes".into())
 }
 
 fn parse_strategy(name: &str) -> Result<object5::slots::Strategy, String> {
@@ -148,6 +183,8 @@ pub enum CliError {
     Net(std::io::Error),
     /// The DTLS credentials are missing or unusable.
     Psk(&'static str),
+    /// A --kek file is not exactly 16 bytes.
+    Kek(PathBuf),
 }
 
 impl std::fmt::Display for CliError {
@@ -159,6 +196,7 @@ impl std::fmt::Display for CliError {
             Self::Uri(e) => write!(f, "{e}"),
             Self::Net(e) => write!(f, "network: {e}"),
             Self::Psk(e) => write!(f, "DTLS: {e}"),
+            Self::Kek(p) => write!(f, "{}: an A128KW key is exactly 16 bytes", p.display()),
         }
     }
 }
@@ -194,7 +232,7 @@ impl Factory {
         let public = author::public_pem_from_private(pem).map_err(CliError::Key)?;
         let anchor = author::public_sec1_from_pem(&public).map_err(CliError::Key)?;
         let image = ImageBuilder::new("sim-fw", &args.factory_version)
-            .total_len(16 * 1024)
+            .total_len(FACTORY_IMAGE_BYTES)
             .build();
         let vendor_id = author::vendor_id(&args.vendor_id);
         let class_id = author::class_id(&args.class_id, &vendor_id);
@@ -220,6 +258,13 @@ impl Factory {
     /// The factory of a device with a state directory: its key persists there, so every run
     /// trusts the same key.
     fn persistent(args: &DeviceOptions) -> Result<Self, CliError> {
+        if args.state_dir.exists() && !args.state_dir.is_dir() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory (--state-dir names the directory holding the simulated flash)",
+            );
+            return Err(CliError::Io(args.state_dir.clone(), e));
+        }
         std::fs::create_dir_all(&args.state_dir)
             .map_err(|e| CliError::Io(args.state_dir.clone(), e))?;
         Self::make(&factory_key(&args.state_dir)?, args)
@@ -249,6 +294,21 @@ impl Factory {
     }
 }
 
+/// The key store's payload decryption keys from --decryption-key and --kek.
+fn stored_decryption_keys(args: &DeviceOptions) -> Result<Vec<StoredDecryptionKey>, CliError> {
+    let mut keys = Vec::new();
+    for p in &args.decryption_keys {
+        let private = author::p256_private_from_pem(&read(p)?).map_err(CliError::Key)?;
+        keys.push(StoredDecryptionKey::EcdhP256(private));
+    }
+    for p in &args.keks {
+        let bytes = std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?;
+        let kek = bytes.try_into().map_err(|_| CliError::Kek(p.clone()))?;
+        keys.push(StoredDecryptionKey::Aes128Kw(kek));
+    }
+    Ok(keys)
+}
+
 fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
     let factory = if args.in_memory {
         Factory::in_memory(args)?
@@ -269,6 +329,7 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
         .with_power_cut_from_env()
         .map_err(CliError::Device)?;
     config.identity = Some((vendor, class));
+    config.decryption_keys = stored_decryption_keys(args)?;
     config.image_capacity = args.slot_kib.saturating_mul(1024);
     config.strategy = args.strategy;
     config.crypto = args.crypto;

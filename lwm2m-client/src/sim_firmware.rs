@@ -5,15 +5,18 @@
 //! taken back after it) and one acceptance policy (trust anchors, vendor and class ids) for
 //! its whole life; the anti-rollback floor is read from the slot journal at every download.
 //! Resume data (the package offset where the image starts and the entity tag) lives in the
-//! device's key-value store, written once when a download begins.
+//! device's key-value store, written once when a download begins. Encrypted payloads are
+//! decrypted with the decryption keys of the device's key store as they stream into the
+//! candidate slot (draft-ietf-suit-firmware-encryption-24).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use device_port::board::KeyValue;
+use device_port::auth::{decryption_keys, StoredDecryptionKey};
+use device_port::board::{DecryptionKeys, KeyValue};
 use device_port::SimDevice;
 use object5::manifest::host_crypto::HostCrypto;
-use object5::manifest::{DeviceIdentity, Freshness, Policy, TrustAnchor};
+use object5::manifest::{DecryptionKey, DeviceIdentity, Freshness, Policy, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
 use object5::slots::Phase;
 use object5::UpdateResult;
@@ -45,6 +48,8 @@ struct StaticPolicy {
     anchors: &'static [TrustAnchor<'static>],
     vendor_id: &'static [u8; 16],
     class_id: &'static [u8; 16],
+    /// The key store's payload decryption keys, read once as firmware reads them at boot.
+    decryption_keys: &'static [DecryptionKey<'static>],
 }
 
 enum Stage {
@@ -97,12 +102,20 @@ impl SimFirmware {
         let keys: &'static [Vec<u8>] = Box::leak(acceptance.trust_anchors.into_boxed_slice());
         let anchors: Vec<TrustAnchor<'static>> =
             keys.iter().map(|k| TrustAnchor::P256(k)).collect();
+        let stored: &'static [StoredDecryptionKey] = Box::leak(
+            device
+                .borrow()
+                .decryption_keys()
+                .to_vec()
+                .into_boxed_slice(),
+        );
         Self {
             device,
             policy: StaticPolicy {
                 anchors: Box::leak(anchors.into_boxed_slice()),
                 vendor_id: Box::leak(Box::new(acceptance.vendor_id)),
                 class_id: Box::leak(Box::new(acceptance.class_id)),
+                decryption_keys: Box::leak(decryption_keys(stored).into_boxed_slice()),
             },
             buf: Some(Box::leak(vec![0u8; RECEIVE_BUFFER].into_boxed_slice())),
             stage: Stage::Idle,
@@ -136,7 +149,7 @@ impl SimFirmware {
     }
 
     /// A receiver for a new or resumed download: the installed sequence number as the
-    /// rollback floor, the device's crypto backend, the receive buffer.
+    /// rollback floor, the device's crypto backend and decryption keys, the receive buffer.
     fn new_receiver(
         &mut self,
     ) -> Result<PackageReceiver<'static, 'static, HostCrypto>, UpdateResult> {
@@ -147,7 +160,8 @@ impl SimFirmware {
             (slots.status().floor, crypto)
         };
         let buf = self.buf.take().ok_or(UpdateResult::OutOfRam)?;
-        Ok(PackageReceiver::new(buf, self.policy(floor), crypto))
+        Ok(PackageReceiver::new(buf, self.policy(floor), crypto)
+            .with_decryption_keys(self.policy.decryption_keys))
     }
 
     /// Ends the current stage and takes the receive buffer back.

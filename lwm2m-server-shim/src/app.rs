@@ -13,6 +13,7 @@ use lwm2m_client::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::api::http_server::HttpLimits;
 use crate::api::routes::RestApi;
 use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
 use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
@@ -43,6 +44,8 @@ pub struct ShimConfig {
     pub dtls_certificate: Option<ServerCertificate>,
     /// HTTP address of the REST API, event stream and HTTP package host.
     pub http_addr: SocketAddr,
+    /// Timeouts and cap of the HTTP connections.
+    pub http_limits: HttpLimits,
     /// Directory packages are served from and uploaded to.
     pub package_dir: PathBuf,
     /// Block size for Block1 pushes and the package host's Block2 (16..=1024).
@@ -79,6 +82,7 @@ impl Default for ShimConfig {
             rd_block1: Block1Limits::default(),
             dtls_certificate: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_limits: HttpLimits::default(),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
             default_timeout: Duration::from_secs(5),
@@ -94,8 +98,8 @@ impl Default for ShimConfig {
 /// Why the shim could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// A socket could not be bound.
-    Bind(std::io::Error),
+    /// A socket could not be bound: the listener ("coap", "coaps", "HTTP"), its address, why.
+    Bind(&'static str, SocketAddr, std::io::Error),
     /// The package directory is unusable.
     Packages(PackageError),
     /// The DTLS context could not be built.
@@ -107,8 +111,14 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Bind(e) => write!(f, "cannot bind: {e}"),
-            Self::Packages(e) => write!(f, "package directory: {e}"),
+            Self::Bind(listener, addr, e) => {
+                write!(
+                    f,
+                    "cannot bind {addr}: {} ({listener} listener)",
+                    io_reason(e)
+                )
+            }
+            Self::Packages(e) => write!(f, "{e}"),
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
         }
@@ -116,6 +126,18 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// An I/O error in the words a user expects on one line ("address in use", without the OS
+/// error number); other errors as the system words them.
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => "address in use".into(),
+        K::AddrNotAvailable => "address not available on this host".into(),
+        K::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
 
 impl ShimConfig {
     /// The part of the configuration the server core uses.
@@ -272,10 +294,11 @@ pub async fn start_with_stores(
     let mut endpoints = Vec::new();
     let mut coap_addr = None;
     if let Some(addr) = config.coap_addr {
+        let bind = |e| StartError::Bind("coap", addr, e);
         let coap = CoapEndpoint::bind(addr, config.timing, router(false))
             .await
-            .map_err(StartError::Bind)?;
-        coap_addr = Some(coap.local_addr().map_err(StartError::Bind)?);
+            .map_err(bind)?;
+        coap_addr = Some(coap.local_addr().map_err(bind)?);
         shim.attach(coap.clone());
         endpoints.push(coap);
     }
@@ -287,25 +310,26 @@ pub async fn start_with_stores(
             None => DtlsContext::psk_server(lookup),
         }
         .map_err(StartError::Dtls)?;
+        let bind = |e| StartError::Bind("coaps", addr, e);
         let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
             .await
-            .map_err(StartError::Bind)?;
+            .map_err(bind)?;
         let coaps = CoapEndpoint::over(
             Transport::Dtls(Box::new(socket)),
             config.timing,
             router(true),
         );
-        coaps_addr = Some(coaps.local_addr().map_err(StartError::Bind)?);
+        coaps_addr = Some(coaps.local_addr().map_err(bind)?);
         shim.attach(coaps.clone());
         endpoints.push(coaps);
     }
+    let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
+    let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
+    let http_addr = listener.local_addr().map_err(bind)?;
+    // Every socket is bound before anything is logged: a start-up failure is its only line.
     for endpoint in &endpoints {
         size_buffers(endpoint, &config);
     }
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(StartError::Bind)?;
-    let http_addr = listener.local_addr().map_err(StartError::Bind)?;
     let mut tasks = Vec::new();
     let weak = Arc::downgrade(&shim);
     let every = config.expiry_check;
@@ -320,6 +344,7 @@ pub async fn start_with_stores(
     tasks.push(tokio::spawn(crate::api::http_server::serve(
         listener,
         Arc::new(RestApi::new(shim.clone(), jobs.clone())),
+        config.http_limits,
     )));
     for endpoint in endpoints {
         tasks.push(tokio::spawn(async move {

@@ -55,6 +55,12 @@ fn main() {
     }
 }
 
+/// Prints a failure as the one line a user reads (`error: ...`) and returns the failure status.
+fn fail(message: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("error: {message}");
+    std::process::ExitCode::FAILURE
+}
+
 /// Maps the author commands' result to a process status.
 fn exit_code(code: std::process::ExitCode) -> i32 {
     i32::from(code != std::process::ExitCode::SUCCESS)

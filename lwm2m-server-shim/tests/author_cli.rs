@@ -19,15 +19,36 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shim-author-{}", std::process::id()));
+/// An empty directory of this test process for `tag`.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
+/// `package build` of `source` (`--image F` or `--sim-firmware N`) signed with `key` into `out`.
+fn build_with(key: &str, source: &[&str], out: &str) -> Output {
+    let mut args = vec!["package", "build", "--key", key];
+    args.extend_from_slice(source);
+    args.extend_from_slice(&["--vendor-id", "a", "--class-id", "b", "--seq", "1"]);
+    args.extend_from_slice(&["--version", "1.0.0", "-o", out]);
+    shim(&args)
+}
+
+/// A fresh directory with a key pair `k.pem` / `k.pub.pem` from `keygen`, and a path helper.
+fn with_key(tag: &str) -> (PathBuf, impl Fn(&str) -> String) {
+    let d = fresh_dir(tag);
+    let base = d.clone();
+    let p = move |n: &str| base.join(n).to_str().unwrap().to_string();
+    let o = shim(&["keygen", "-o", &p("k.pem")]);
+    assert!(o.status.success(), "{}", text(&o));
+    (d, p)
+}
+
 #[test]
 fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() {
-    let d = dir();
+    let d = fresh_dir("author");
     let p = |n: &str| d.join(n).to_str().unwrap().to_string();
     std::fs::write(p("fw.bin"), vec![0x5au8; 3000]).unwrap();
     let o = shim(&["keygen", "-o", &p("key.pem")]);
@@ -420,5 +441,104 @@ fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
         "coap://h/fw",
     ]);
     assert!(!o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = fresh_dir("keygen");
+    // A directory that does not exist yet, as README's keys/ on a fresh checkout.
+    let key = d.join("keys").join("signing.pem");
+    let public = d.join("keys").join("signing.pub.pem");
+    let k = key.to_str().unwrap();
+    let o = shim(&["keygen", "-o", k]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "private key readable by its owner only");
+    assert_eq!(
+        mode(&d.join("keys")) & 0o077,
+        0,
+        "key directory private too"
+    );
+    let first = std::fs::read(&key).unwrap();
+    let first_pub = std::fs::read(&public).unwrap();
+    // Again without --force: refused in one line, both files untouched.
+    let o = shim(&["keygen", "-o", k]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert_eq!(t.lines().count(), 1, "{t}");
+    assert!(
+        t.starts_with("error: ") && t.contains("signing.pem exists") && t.contains("--force"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), first);
+    assert_eq!(std::fs::read(&public).unwrap(), first_pub);
+    // Only the public half exists (the private one moved away): still refused.
+    std::fs::remove_file(&key).unwrap();
+    let o = shim(&["keygen", "-o", k]);
+    assert!(
+        !o.status.success() && text(&o).contains("signing.pub.pem exists"),
+        "{}",
+        text(&o)
+    );
+    assert!(!key.exists());
+    // --force replaces both, the new private key again 0600 (not the old file's mode).
+    std::fs::write(&key, &first).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = shim(&["keygen", "--force", "-o", k]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(std::fs::read(&key).unwrap(), first);
+    assert_ne!(std::fs::read(&public).unwrap(), first_pub);
+    assert_eq!(mode(&key), 0o600);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn package_build_refuses_impossible_image_sizes_in_one_line() {
+    let (d, p) = with_key("sizes");
+    std::fs::write(p("empty.bin"), b"").unwrap();
+    let build = |source: &[&str]| build_with(&p("k.pem"), source, &p("out.suit"));
+    let empty = p("empty.bin");
+    for (source, expect) in [
+        (
+            &["--sim-firmware", "99999999999"][..],
+            "--sim-firmware 99999999999 bytes; images are at most 67108864 bytes",
+        ),
+        (
+            &["--sim-firmware", "67108865"][..],
+            "images are at most 67108864 bytes (64 MiB",
+        ),
+        (&["--image", &empty][..], "empty.bin: empty image"),
+    ] {
+        let o = build(source);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{source:?}: {t}");
+        assert_eq!(t.lines().count(), 1, "{source:?}: {t}");
+        assert!(
+            t.starts_with("error: ") && t.contains(expect),
+            "{source:?}: {t}"
+        );
+        assert!(!d.join("out.suit").exists(), "{source:?}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn verify_names_a_private_key_given_as_public() {
+    let (d, p) = with_key("verify-priv");
+    std::fs::write(p("fw.bin"), [7u8; 100]).unwrap();
+    let o = build_with(&p("k.pem"), &["--image", &p("fw.bin")], &p("fw.suit"));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = shim(&["package", "verify", "--pub", &p("k.pem"), &p("fw.suit")]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert_eq!(t.lines().count(), 1, "{t}");
+    assert!(
+        t.contains("k.pem: a private key; --pub takes the public key")
+            && t.contains("k.pub.pem")
+            && !t.contains("not a P-256 key"),
+        "{t}"
+    );
     std::fs::remove_dir_all(&d).ok();
 }

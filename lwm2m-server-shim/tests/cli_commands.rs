@@ -17,6 +17,9 @@ use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
 
+/// `serve` on ports the system picks.
+const SERVE_ANY_PORTS: [&str; 5] = ["serve", "--coaps", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+
 fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> InProcessDevice {
     InProcessDevice::start([
         format!("--server=coap://127.0.0.1:{port}"),
@@ -35,6 +38,20 @@ fn free_udp_port() -> u16 {
         .expect("free port")
 }
 
+/// The lines a child writes to its piped stderr, read on a thread to its end.
+fn stderr_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs the shim with `args`; once it says it waits for devices, `then` runs (e.g. starts a
 /// device). Returns (exit code, stdout).
 fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InProcessDevice>) -> (i32, String) {
@@ -45,17 +62,13 @@ fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InProcessDevice>) -> (i3
         .stderr(Stdio::piped())
         .spawn()
         .expect("shim starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("waiting for") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("shim ready for devices");
+    let lines = stderr_lines(&mut child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines
+        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        .expect("shim ready for devices")
+        .contains("waiting for")
+    {}
     let device = then();
     let mut out = String::new();
     child
@@ -529,4 +542,295 @@ fn help_texts_name_the_options() {
             assert!(text.contains(w), "{cmd} --help lacks {w}: {text}");
         }
     }
+}
+
+#[test]
+fn serve_names_a_packages_path_that_is_a_file() {
+    let dir = temp_dir("cli-serve-packages-file");
+    let file = dir.join("packages.txt");
+    std::fs::write(&file, b"a file").expect("file");
+    let out = Command::new(SHIM)
+        .args(SERVE_ANY_PORTS)
+        .arg("--packages")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("serve runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("packages.txt: not a directory") && !err.contains("File exists"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_and_update_refuse_zero_timeouts_at_parse_time() {
+    for args in [
+        &[
+            "serve",
+            "--coaps",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--timeout",
+            "0",
+        ][..],
+        &[
+            "update",
+            "--all",
+            "--package",
+            "x.suit",
+            "--timeout-request",
+            "0",
+        ][..],
+        &[
+            "update",
+            "--all",
+            "--package",
+            "x.suit",
+            "--timeout-download",
+            "0",
+        ][..],
+    ] {
+        let out = Command::new(SHIM).args(args).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .next()
+                .is_some_and(|l| l.starts_with("error: ") && l.contains("0 is not in 1..")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `serve` on plain CoAP `coap_port` and HTTP `http_port`; killed when dropped.
+struct Serve(std::process::Child);
+
+impl Serve {
+    fn start(coap_port: u16, http_port: u16, packages: &Path) -> Self {
+        let child = Command::new(SHIM)
+            .args([
+                "serve",
+                "--no-coaps",
+                "--coap",
+                &format!("127.0.0.1:{coap_port}"),
+            ])
+            .args(["--http", &format!("127.0.0.1:{http_port}"), "--packages"])
+            .arg(packages)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let up = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+            assert!(
+                up.elapsed() < Duration::from_secs(20),
+                "serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_logs_carry_no_colour_codes_when_not_on_a_terminal() {
+    let dir = temp_dir("cli-serve-plain-logs");
+    let mut child = Command::new(SHIM)
+        .args(SERVE_ANY_PORTS)
+        .arg("--packages")
+        .arg(dir.join("packages"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let rx = stderr_lines(&mut child);
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = line.contains("serving");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().any(|l| l.contains("serving")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "escape codes in piped logs: {lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn start_up_failures_are_one_error_line_naming_the_address() {
+    let dir = temp_dir("cli-bind-errors");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let udp_port = udp.local_addr().expect("addr").port();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let tcp_port = tcp.local_addr().expect("addr").port();
+    let pkg = dir.join("p.suit");
+    std::fs::write(&pkg, b"x").expect("package");
+    let packages = dir.join("packages");
+    let runs: [(Vec<String>, String); 3] = [
+        (
+            [
+                "serve",
+                "--no-coaps",
+                "--coap",
+                &format!("127.0.0.1:{udp_port}"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .chain(["--http".into(), "127.0.0.1:0".into()])
+            .chain(["--packages".into(), packages.display().to_string()])
+            .collect(),
+            format!("error: cannot bind 127.0.0.1:{udp_port}: address in use (coap listener)"),
+        ),
+        (
+            [
+                "serve",
+                "--coaps",
+                "127.0.0.1:0",
+                "--http",
+                &format!("127.0.0.1:{tcp_port}"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .chain(["--packages".into(), packages.display().to_string()])
+            .collect(),
+            format!("error: cannot bind 127.0.0.1:{tcp_port}: address in use (HTTP listener)"),
+        ),
+        (
+            ["update", "--all", "--package", &pkg.display().to_string()]
+                .into_iter()
+                .map(String::from)
+                .chain(["--coap".into(), format!("127.0.0.1:{udp_port}")])
+                .chain(["--http".into(), "127.0.0.1:0".into()])
+                .collect(),
+            format!(
+                "error: cannot bind 127.0.0.1:{udp_port}: address in use (coap listener); \
+                 update starts its own shim, to drive one already running pass --server \
+                 http://HOST:PORT"
+            ),
+        ),
+    ];
+    for (args, expect) in runs {
+        let out = Command::new(SHIM)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), expect, "{args:?}");
+    }
+    drop((udp, tcp));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn update_says_it_starts_its_own_shim_and_can_drive_a_running_one() {
+    let s = setup("cli-update-server");
+    let pkg = s.dir.join("fw-2.2.0.suit");
+    std::fs::write(
+        &pkg,
+        s.signer
+            .build(Kind::Good, "2.2.0", fresh_sequence())
+            .expect("pkg"),
+    )
+    .expect("w");
+    // Its own shim: the ports it listens on, and the way to use a running one instead.
+    let port = free_udp_port();
+    let out = Command::new(SHIM)
+        .args(["update", "--endpoint", "nobody", "--package"])
+        .arg(&pkg)
+        .args([
+            "--coap",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+            "--wait",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("update runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "update starts its own shim: devices register at coap://127.0.0.1:{port}, REST API at http://127.0.0.1:"
+        )) && err.contains("--server URL"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().last(),
+        Some("error: not registered within 1 s: nobody"),
+        "{err}"
+    );
+
+    // A running shim (as README's flow starts one) driven through its REST API.
+    let (coap, http) = (free_udp_port(), free_tcp_port());
+    let _serve = Serve::start(coap, http, &s.dir.join("served"));
+    let _device = start_device(coap, "remote-1", &s.dir.join("state"), &s.anchor);
+    let out = Command::new(SHIM)
+        .args(["update", "--server", &format!("http://127.0.0.1:{http}")])
+        .args(["--endpoint", "remote-1", "--package"])
+        .arg(&pkg)
+        .args(["--wait", "30"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("update runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(
+        err.contains(&format!(
+            "update drives the shim at http://127.0.0.1:{http} (package fw-2.2.0.suit uploaded)"
+        )),
+        "{err}"
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("remote-1"))
+        .map(|l| l.split_whitespace().take(5).collect())
+        .unwrap_or_default();
+    assert_eq!(row, ["remote-1", "ok", "0", "1", "2.2.0"], "{text}{err}");
+    // Options of the own-shim mode make no sense with --server.
+    let out = Command::new(SHIM)
+        .args([
+            "update",
+            "--server",
+            "http://127.0.0.1:1",
+            "--all",
+            "--package",
+            "x",
+        ])
+        .args(["--coap", "127.0.0.1:5683"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+    let _ = std::fs::remove_dir_all(&s.dir);
 }

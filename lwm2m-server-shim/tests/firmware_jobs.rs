@@ -806,3 +806,43 @@ fn malformed_firmware_requests_get_documented_statuses() {
     let (s, r) = h.get_json("/api/clients/fw-b");
     assert_eq!((s, &r["endpoint"]), (200, &json!("fw-b")));
 }
+
+#[test]
+fn unknown_fields_and_oversized_small_json_bodies_are_refused() {
+    let h = Harness::start("fw-strict", |_| {});
+    let _dev = ScriptedDevice::start(h.coap, "fw-s");
+    wait_registered(&h, "fw-s");
+    host_package(&h, "ok.bin", "2.0.0");
+    let (s, r) = h.post(
+        "/api/clients/fw-s/firmware",
+        br#"{"package":"ok.bin","methd":"push"}"#,
+    );
+    assert_eq!(s, 400, "{r}");
+    assert_eq!(
+        r,
+        json!("unknown field \"methd\" (fields: package, method, uri)")
+    );
+    let (s, r) = h.post(
+        "/api/clients/fw-s/firmware",
+        br#"{"package":"x","uri":"file:///etc/passwd"}"#,
+    );
+    assert_eq!(s, 400, "{r}");
+    assert!(r.as_str().is_some_and(|m| m.contains("\"uri\"")), "{r}");
+    // Small JSON endpoints take 64 KiB; a padded, otherwise valid body is refused whole.
+    let pad = "a".repeat(64 * 1024);
+    let job = json!({"package": "ok.bin", "pad": pad}).to_string();
+    let (s, r) = h.post("/api/clients/fw-s/firmware", job.as_bytes());
+    assert_eq!(s, 413, "{r}");
+    assert_eq!(r, json!("request body larger than 65536 bytes"));
+    let info = json!({"endpoint": "dev-x", "psk": {"identity": "id-x", "key": "00"}, "pad": pad});
+    let (s, r) = h.put(
+        "/api/security/clients",
+        "application/json",
+        info.to_string().as_bytes(),
+    );
+    assert_eq!(s, 413, "{r}");
+    let (_, all) = h.get_json("/api/security/clients");
+    assert_eq!(all, json!([]));
+    let (s, jobs) = h.get_json("/api/jobs");
+    assert_eq!((s, jobs), (200, json!([])));
+}

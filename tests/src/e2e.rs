@@ -13,7 +13,7 @@ use device_port::image::ImageBuilder;
 use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
-use object5::author::{self, Delivery, PackageSpec, SignAlg};
+use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
 use serde_json::Value;
 
 use crate::rest::Rest;
@@ -50,6 +50,9 @@ pub struct PackageKind {
     pub vendor: String,
     /// Integrated payload, or the image at this URI (two-stage pull).
     pub delivery: Delivery,
+    /// Encrypt the image for this recipient (draft-ietf-suit-firmware-encryption-24); a
+    /// two-stage pull then serves the ciphertext.
+    pub encryption: Option<Encryption>,
 }
 
 impl PackageKind {
@@ -62,6 +65,7 @@ impl PackageKind {
             fails_self_test: false,
             vendor: VENDOR.into(),
             delivery: Delivery::Integrated,
+            encryption: None,
         }
     }
 }
@@ -154,13 +158,19 @@ impl Harness {
             delivery: kind.delivery.clone(),
             alg: SignAlg::Esp256,
         };
-        let key = author::signing_key_from_pem(&self.key_pem).expect("key");
-        let envelope = author::build_envelope(&spec, &key).expect("sign");
+        let key = AuthorKey::from_pem(&self.key_pem).expect("key");
+        let (envelope, payload) = match &kind.encryption {
+            Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).expect("encrypt"),
+            None => (
+                author::build_envelope_with(&spec, &key).expect("sign"),
+                image,
+            ),
+        };
         self.put_package(name, &envelope);
         if let Delivery::Uri(uri) = &kind.delivery {
-            // Two-stage: serve the raw image under the name the URI ends with.
+            // Two-stage: serve the (possibly encrypted) image under the name the URI ends with.
             if let Some(image_name) = uri.rsplit('/').next() {
-                self.put_package(image_name, &image);
+                self.put_package(image_name, &payload);
             }
         }
         self.package_uri(name)
@@ -218,6 +228,8 @@ impl Harness {
             lifetime: 60,
             log_level: "info".into(),
             trust_anchors: vec![self.trust_anchor.clone()],
+            decryption_keys: Vec::new(),
+            keks: Vec::new(),
             factory_version: "1.0.0".into(),
             vendor_id: VENDOR.into(),
             class_id: CLASS.into(),

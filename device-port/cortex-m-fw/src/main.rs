@@ -226,9 +226,12 @@ enum Held {
     Neither,
 }
 
+/// Reports a panic without its message or location: reading `info` at all keeps every panic
+/// site's message, location and the `core::fmt` code to print them (about 11 KB of text,
+/// measured); with the handler ignoring it, LTO drops them. The checks themselves stay.
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("cortex-m: FAILED: panic: {}", info);
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    hprintln!("cortex-m: FAILED: panic"); // a literal: written as is, no formatting
     debug::exit(debug::EXIT_FAILURE);
     halt()
 }

@@ -1,27 +1,82 @@
 //! The client operations of the REST API (`/api/clients/{ep}/...`): Read, Write, Execute,
 //! Create, Delete, Discover, Write-Attributes, Observe and cancel, each turned into a
-//! device-management request and its answer into Leshan's JSON.
+//! device-management request and its answer into Leshan's JSON; and the list of clients
+//! (`GET /api/clients`), streamed from the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use lwm2m_client::codec::{ContentFormat, Node, Path, Resource, ResourceType, ResourceValue};
 use serde_json::Value;
 
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
+use crate::api::registration_json::registration_json;
 use crate::content::node_json::{node_json, parse_node};
 use crate::content::object_model;
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
-use crate::server::registration::store::Registration;
+use crate::server::registration::store::{Registration, RegistrationStore};
 use crate::server::requests::{Device, DmResponse};
 use crate::server::shim::Shim;
 
 /// Query parameter carrying the per-exchange request timeout in seconds (Leshan's name); when
 /// absent, [`crate::server::shim::ServerSettings::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
+
+/// Longest per-exchange timeout a REST call may ask for: 24 h.
+const MAX_TIMEOUT_S: u64 = 24 * 3600;
+
+/// Registrations per chunk of the `GET /api/clients` body (about 30 KB of JSON).
+const LIST_PAGE: usize = 64;
+
+/// Chunks of one listing produced ahead of the HTTP connection: with the chunk being written,
+/// a listing holds about 100 KB however many clients are registered.
+const LIST_AHEAD: usize = 2;
+
+/// `GET /api/clients`: every registration in Leshan's JSON, ordered by endpoint name, sent as
+/// a chunked body page by page from the store. Building the whole array first cost about
+/// 117 MB per call at 20 000 registrations (an 8.7 MB response). Registrations added or
+/// removed while the listing runs may or may not appear; none appears twice.
+pub fn list(store: Arc<dyn RegistrationStore>) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(LIST_AHEAD);
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        let mut chunk = b"[".to_vec();
+        loop {
+            let page = store.page(after.as_deref(), LIST_PAGE);
+            for r in &page {
+                if after.is_some() || chunk.len() > 1 {
+                    chunk.push(b',');
+                }
+                // Writing JSON into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut chunk, &registration_json(r));
+            }
+            let done = page.len() < LIST_PAGE;
+            if let Some(last) = page.last() {
+                after = Some(last.endpoint.clone());
+            }
+            if done {
+                chunk.push(b']');
+            }
+            if tx
+                .send(Bytes::from(std::mem::take(&mut chunk)))
+                .await
+                .is_err()
+                || done
+            {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(Body::Stream(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
 
 /// One REST call on `/api/clients/{ep}/...`.
 pub struct ClientCall<'a> {
@@ -55,9 +110,13 @@ impl ClientCall<'_> {
             Some(s) => s
                 .parse::<u64>()
                 .ok()
-                .filter(|t| *t > 0 && *t <= 24 * 3600)
+                .filter(|t| (1..=MAX_TIMEOUT_S).contains(t))
                 .map(Duration::from_secs)
-                .ok_or_else(|| bad("timeout must be a positive number of seconds")),
+                .ok_or_else(|| {
+                    bad(format!(
+                        "timeout must be 1 to {MAX_TIMEOUT_S} seconds (24 h), not {s:?}"
+                    ))
+                }),
         }
     }
 

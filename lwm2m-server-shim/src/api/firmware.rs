@@ -21,6 +21,8 @@ pub enum RequestError {
     NotJson(String),
     /// A field is missing or has the wrong type or value.
     Field(&'static str, &'static str),
+    /// A field the request does not define (a typo, or an option this shim does not have).
+    Unknown(String),
 }
 
 impl std::fmt::Display for RequestError {
@@ -28,19 +30,41 @@ impl std::fmt::Display for RequestError {
         match self {
             Self::NotJson(e) => write!(f, "body must be a JSON object: {e}"),
             Self::Field(name, why) => write!(f, "field {name:?} {why}"),
+            Self::Unknown(name) => {
+                write!(f, "unknown field {name:?} (fields: {})", FIELDS.join(", "))
+            }
         }
     }
 }
 
 impl std::error::Error for RequestError {}
 
+/// Schemes a device may pull from: the protocols Object 5 resource 8 (Firmware Update Protocol
+/// Support) can announce, CoAP, CoAPS, HTTP 1.1, HTTPS 1.1, CoAP over TCP and over TLS
+/// (RFC 8323 section 8). Anything else (`file://`) no device can fetch.
+const PULL_SCHEMES: [&str; 6] = [
+    "coap://",
+    "coaps://",
+    "http://",
+    "https://",
+    "coap+tcp://",
+    "coaps+tcp://",
+];
+
+/// The fields of a firmware request.
+const FIELDS: [&str; 3] = ["package", "method", "uri"];
+
 /// Parses `{"package": NAME, "method": "pull"|"push", "uri"?: URI}` (method defaults to pull).
+/// Any other field is refused rather than ignored: a job must not run other than asked.
 pub fn parse_request(body: &[u8]) -> Result<UpdatePlan, RequestError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| RequestError::NotJson(e.to_string()))?;
     let obj = v
         .as_object()
         .ok_or_else(|| RequestError::NotJson("not an object".into()))?;
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(RequestError::Unknown(unknown.clone()));
+    }
     let package = match obj.get("package") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(_) => return Err(RequestError::Field("package", "must be a non-empty string")),
@@ -56,7 +80,15 @@ pub fn parse_request(body: &[u8]) -> Result<UpdatePlan, RequestError> {
     };
     let uri = match obj.get("uri") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if method == Method::Pull => Some(s.clone()),
+        Some(Value::String(s)) if method == Method::Pull => {
+            if !PULL_SCHEMES.iter().any(|scheme| s.starts_with(scheme)) {
+                return Err(RequestError::Field(
+                    "uri",
+                    "must be a coap://, coaps://, http:// or https:// URI",
+                ));
+            }
+            Some(s.clone())
+        }
         Some(Value::String(_)) => return Err(RequestError::Field("uri", "applies to pull only")),
         Some(_) => return Err(RequestError::Field("uri", "must be a string")),
     };
@@ -113,7 +145,7 @@ pub fn start(shim: &Arc<Shim>, jobs: &Arc<JobRegistry>, ep: &str, body: &[u8]) -
     if plan.uri.is_none() {
         match shim.packages.info(&plan.package) {
             Ok(_) => {}
-            Err(PackageError::NotFound | PackageError::BadName) => {
+            Err(PackageError::NotFound | PackageError::BadName | PackageError::NameTooLong(_)) => {
                 return text(
                     StatusCode::NOT_FOUND,
                     format!("no package named {:?}", plan.package),
@@ -151,6 +183,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unknown_fields_are_named() {
+        let e = parse_request(br#"{"package":"x","url":"file:///etc/passwd"}"#).unwrap_err();
+        assert_eq!(e, RequestError::Unknown("url".into()));
+        assert_eq!(
+            e.to_string(),
+            "unknown field \"url\" (fields: package, method, uri)"
+        );
+    }
+
+    #[test]
     fn job_json_has_the_codes_and_names() {
         let mut j = JobStatus::new(7, "ep", "p", Method::Push);
         j.phase = crate::firmware::jobs::Phase::Failed;
@@ -185,6 +227,8 @@ mod tests {
             b"{\"package\":\"a\",\"method\":1}",
             b"{\"package\":\"a\",\"method\":\"push\",\"uri\":\"coap://x\"}",
             b"{\"package\":\"a\",\"uri\":7}",
+            b"{\"package\":\"a\",\"methd\":\"push\"}",
+            b"{\"package\":\"x\",\"uri\":\"file:///etc/passwd\"}",
         ] {
             assert!(
                 parse_request(bad).is_err(),

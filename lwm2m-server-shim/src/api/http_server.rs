@@ -1,5 +1,10 @@
 //! HTTP/1.1 plumbing on hyper: the accept loop, the response body type and small helpers the
 //! REST API, the event stream and the package host share.
+//!
+//! Connections are bounded ([`HttpLimits`]): a request head must arrive within a time, an idle
+//! connection is closed, and at most so many are open, below the descriptor limit, so that
+//! thousands of idle or half-open connections cannot starve the REST API or the package host
+//! of file descriptors.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,6 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -15,6 +21,39 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+mod connections;
+
+pub use connections::{descriptor_limit, effective_max, RESERVED_DESCRIPTORS};
+use connections::{Conn, InFlight, Registry, Watched};
+
+/// Bounds on the HTTP server's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head (request line and header fields) must arrive in full within this time of
+    /// its first byte; slower clients (slowloris) are disconnected.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress (never used, or kept alive after a response) is
+    /// closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once. At the cap a new connection closes the one idle the longest;
+    /// when all serve a request, it is answered 503 and closed. Lowered at start so that it stays
+    /// [`RESERVED_DESCRIPTORS`] below the descriptor limit (RLIMIT_NOFILE).
+    pub max_connections: usize,
+}
+
+/// Default [`HttpLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// Response body: a whole buffer, or a stream of chunks (server-sent events).
 pub enum Body {
@@ -76,16 +115,26 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 /// Why a request body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
-    /// Larger than the allowed limit.
-    TooLarge,
+    /// Larger than the allowed limit (bytes).
+    TooLarge(usize),
     /// The connection failed while reading.
     Read(String),
+}
+
+impl BodyError {
+    /// The answer to the request: 413 Content Too Large (RFC 9110 15.5.14) or 400.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooLarge => f.write_str("request body too large"),
+            Self::TooLarge(limit) => write!(f, "request body larger than {limit} bytes"),
             Self::Read(e) => write!(f, "cannot read request body: {e}"),
         }
     }
@@ -97,7 +146,7 @@ impl std::error::Error for BodyError {}
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
 }
@@ -150,19 +199,67 @@ pub trait HttpService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 }
 
-/// Serves HTTP/1.1 connections from `listener` until the task is dropped.
-pub async fn serve<S: HttpService>(listener: TcpListener, service: Arc<S>) {
+/// A response body that counts as a request in progress until it is written out.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves HTTP/1.1 connections from `listener` within `limits` until the task is dropped.
+pub async fn serve<S: HttpService>(listener: TcpListener, service: Arc<S>, limits: HttpLimits) {
+    let limit = descriptor_limit();
+    let max = effective_max(limits.max_connections, limit);
+    if max < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            max_connections = max,
+            descriptor_limit = limit,
+            "HTTP connection cap lowered below the descriptor limit (RLIMIT_NOFILE)"
+        );
+    }
+    let registry = Arc::new(Registry::new(max));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let svc = service.clone();
-        tokio::spawn(serve_connection(stream, peer, svc));
+        let Some(conn) = registry.admit(Instant::now()) else {
+            tracing::debug!(%peer, "HTTP connection refused: every connection is busy");
+            let _ = stream.try_write(connections::BUSY_RESPONSE);
+            continue;
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            service.clone(),
+            conn,
+            limits,
+            registry.clone(),
+        ));
     }
 }
 
@@ -170,18 +267,53 @@ async fn serve_connection<S: HttpService>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     svc: Arc<S>,
+    conn: Arc<Conn>,
+    limits: HttpLimits,
+    registry: Arc<Registry>,
 ) {
-    let io = hyper_util::rt::TokioIo::new(stream);
+    let io = hyper_util::rt::TokioIo::new(Watched::new(stream, conn.clone()));
+    let requests = conn.clone();
     let handler = hyper::service::service_fn(move |req| {
         let svc = svc.clone();
-        async move { Ok::<_, Infallible>(svc.call(req).await) }
+        let in_flight = requests.request_started(Instant::now());
+        async move {
+            let (parts, body) = svc.call(req).await.into_parts();
+            let body = Tracked {
+                body,
+                _in_flight: in_flight,
+            };
+            Ok::<_, Infallible>(Response::from_parts(parts, body))
+        }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, handler)
-        .await
-    {
-        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    let served = hyper::server::conn::http1::Builder::new().serve_connection(io, handler);
+    tokio::pin!(served);
+    loop {
+        tokio::select! {
+            r = &mut served => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+                break;
+            }
+            () = connections::sleep_until(conn.deadline(&limits)) => {
+                if let Some(why) = conn.expired(Instant::now(), &limits) {
+                    tracing::debug!(%peer, reason = %why, "HTTP connection closed");
+                    break;
+                }
+            }
+            () = conn.woken() => {}
+            () = conn.evicted() => {
+                if conn.busy() {
+                    // A request began after the connection was picked: answer it, then close.
+                    served.as_mut().graceful_shutdown();
+                    continue;
+                }
+                tracing::debug!(%peer, "HTTP connection closed to make room for a new one");
+                break;
+            }
+        }
     }
+    registry.remove(&conn);
 }
 
 #[cfg(test)]

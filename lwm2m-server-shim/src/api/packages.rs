@@ -9,10 +9,14 @@ use crate::packages::host::{parse_range, PackageError, PackageHost, PackageInfo}
 
 fn error_response(e: &PackageError) -> Response<Body> {
     match e {
-        PackageError::BadName => text(StatusCode::BAD_REQUEST, e.to_string()),
+        PackageError::BadName | PackageError::NameTooLong(_) => {
+            text(StatusCode::BAD_REQUEST, e.to_string())
+        }
         PackageError::NotFound => text(StatusCode::NOT_FOUND, e.to_string()),
         PackageError::OutOfRange => text(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string()),
-        PackageError::Io(_) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        PackageError::Io(_) | PackageError::Dir(..) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::api::clients::ClientCall;
+use crate::api::clients::{self as client_api, ClientCall};
 use crate::api::http_server::{
     json, percent_decode, query_pairs, read_body, text, Body, HttpService,
 };
@@ -25,8 +25,9 @@ use crate::server::shim::Shim;
 /// Largest request body accepted (a hex-encoded firmware push doubles the image size).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Largest body of `POST /api/clients/{ep}/firmware` (a small JSON object).
-const FIRMWARE_BODY: usize = 64 * 1024;
+/// Largest body of the small JSON endpoints (`POST /api/clients/{ep}/firmware`,
+/// `PUT /api/security/clients`): one small object each; more is refused with 413.
+pub const SMALL_JSON_BODY: usize = 64 * 1024;
 
 /// The HTTP service answering the REST API, the event stream and HTTP package downloads.
 pub struct RestApi {
@@ -70,19 +71,16 @@ async fn route(
     let query = query_pairs(req.uri().query());
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (&method, segs.as_slice()) {
-        (&Method::GET, ["api", "clients"]) => {
-            let all: Vec<Value> = shim.store.all().iter().map(registration_json).collect();
-            json(StatusCode::OK, &Value::Array(all))
-        }
+        (&Method::GET, ["api", "clients"]) => client_api::list(shim.store.clone()),
         (&Method::GET, ["api", "clients", ep]) => match shim.store.get_by_endpoint(ep) {
             Some(r) => json(StatusCode::OK, &registration_json(&r)),
             None => unknown_client(ep),
         },
         (&Method::POST, ["api", "clients", ep, "firmware"]) => {
             let ep = ep.to_string();
-            match read_body(req.into_body(), FIRMWARE_BODY).await {
+            match read_body(req.into_body(), SMALL_JSON_BODY).await {
                 Ok(b) => firmware_api::start(shim, jobs, &ep, &b),
-                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(e) => text(e.status(), e.to_string()),
             }
         }
         (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
@@ -101,7 +99,7 @@ async fn route(
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let body = match read_body(req.into_body(), MAX_BODY).await {
                 Ok(b) => b,
-                Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(e) => return text(e.status(), e.to_string()),
             };
             let call = ClientCall {
                 shim,
@@ -131,7 +129,7 @@ async fn route(
             let name = name.to_string();
             match read_body(req.into_body(), MAX_BODY).await {
                 Ok(b) => package_http::upload(&shim.packages, &name, &b),
-                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(e) => text(e.status(), e.to_string()),
             }
         }
         (&Method::DELETE, ["api", "packages", name]) => package_http::remove(&shim.packages, name),
@@ -139,9 +137,9 @@ async fn route(
             security_api::list(shim.security.as_ref())
         }
         (&Method::PUT, ["api", "security", "clients"]) => {
-            match read_body(req.into_body(), MAX_BODY).await {
+            match read_body(req.into_body(), SMALL_JSON_BODY).await {
                 Ok(b) => security_api::put(shim, &b),
-                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(e) => text(e.status(), e.to_string()),
             }
         }
         (&Method::DELETE, ["api", "security", "clients", ep]) => security_api::remove(shim, ep),

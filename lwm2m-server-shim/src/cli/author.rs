@@ -13,13 +13,19 @@ use std::process::ExitCode;
 /// `keygen` arguments.
 #[derive(Args)]
 pub struct KeygenArgs {
-    /// Where to write the PKCS#8 private key PEM; the public key goes to `<stem>.pub.pem`.
+    /// Where to write the PKCS#8 private key PEM (readable by its owner only); the public key
+    /// goes to `<stem>.pub.pem`. A missing directory is created (owner only). Keep it out of
+    /// version control: whoever has the key signs firmware the devices trust.
     #[arg(short, long, default_value = "key.pem")]
     out: PathBuf,
     /// Key type: p256 (ES256/ESP256) or ed25519 (Ed25519/EdDSA, SUIT MTI profile
     /// suit-sha256-ed25519-ecdh-a128ctr).
     #[arg(long, value_enum, default_value_t = KeygenAlg::P256)]
     alg: KeygenAlg,
+    /// Replace existing key files. The old private key is lost: devices trusting only its
+    /// public key accept no package signed with the new one.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `package build --content-alg` values.
@@ -61,13 +67,13 @@ pub struct BuildArgs {
     /// PKCS#8 P-256 or Ed25519 private key PEM (from `keygen`).
     #[arg(long)]
     key: PathBuf,
-    /// Firmware image (opaque bytes).
+    /// Firmware image (opaque bytes, not empty, at most 64 MiB).
     #[arg(long, required_unless_present = "sim_firmware")]
     image: Option<PathBuf>,
     /// Instead of --image: an image in the simulated device's format (device_port::image)
-    /// reporting --version, of this many bytes, so `lwm2m-client` can boot it.
+    /// reporting --version, of this many bytes (at most 64 MiB), so `lwm2m-client` can boot it.
     #[arg(long, conflicts_with = "image", value_name = "BYTES")]
-    sim_firmware: Option<usize>,
+    sim_firmware: Option<u64>,
     /// With --sim-firmware: the image fails its self-test after installation, so the device
     /// reverts it (Update Result 8).
     #[arg(long, requires = "sim_firmware")]
@@ -165,6 +171,35 @@ pub struct VerifyArgs {
     extract: Option<PathBuf>,
 }
 
+/// Largest image `package build` takes: the largest slot of the simulated device
+/// (`lwm2m-client --slot-kib` 65536) and the largest package the shim's REST API uploads.
+pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why an image size cannot be built into a package, if it cannot.
+fn oversized(bytes: u64) -> Option<String> {
+    (bytes > MAX_IMAGE_BYTES).then(|| {
+        format!("{bytes} bytes; images are at most {MAX_IMAGE_BYTES} bytes (64 MiB, the largest slot of the simulated device)")
+    })
+}
+
+/// Reads a firmware image, refusing an empty or oversized one before a package is signed.
+fn read_image(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if let Some(why) = oversized(len) {
+        return Err(format!("{}: {why}", path.display()));
+    }
+    let image = read(path)?;
+    if image.is_empty() {
+        return Err(format!(
+            "{}: empty image; a package carries firmware bytes",
+            path.display()
+        ));
+    }
+    Ok(image)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -180,10 +215,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(line) => {
-            eprintln!("error: {line}");
-            ExitCode::FAILURE
-        }
+        Err(line) => crate::fail(line),
     }
 }
 
@@ -196,6 +228,49 @@ pub fn public_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.pub.pem"))
 }
 
+/// The refusal to overwrite a key file.
+fn exists(path: &Path) -> String {
+    format!(
+        "{} exists; pass --force to replace it (the key in it is then lost)",
+        path.display()
+    )
+}
+
+/// Creates `path` with `bytes`, failing if it exists (O_EXCL); `private` files get mode 0600
+/// from the start, so the key is never readable by others, not even for a moment.
+fn create_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => exists(path),
+            _ => format!("{}: {e}", path.display()),
+        })
+}
+
+/// Creates the directory a key goes to when missing, readable by its owner only.
+fn key_dir(out: &Path) -> Result<(), String> {
+    let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 /// Runs `keygen`.
 pub fn keygen(args: KeygenArgs) -> ExitCode {
     finish((|| {
@@ -203,10 +278,23 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
             KeygenAlg::P256 => author::KeyAlg::P256,
             KeygenAlg::Ed25519 => author::KeyAlg::Ed25519,
         };
-        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
-        write(&args.out, private.as_bytes())?;
         let pub_path = public_path(&args.out);
-        write(&pub_path, public.as_bytes())?;
+        key_dir(&args.out)?;
+        for path in [&args.out, &pub_path] {
+            if args.force {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(format!("{}: {e}", path.display()))
+                    }
+                    _ => {}
+                }
+            } else if path.exists() {
+                return Err(exists(path));
+            }
+        }
+        let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
+        create_new(&args.out, private.as_bytes(), true)?;
+        create_new(&pub_path, public.as_bytes(), false)?;
         tracing::info!(private = %args.out.display(), public = %pub_path.display(), alg = ?args.alg, "key written");
         println!("{}\n{}", args.out.display(), pub_path.display());
         Ok(())
@@ -226,18 +314,23 @@ fn build(a: BuildArgs) -> Result<(), String> {
     let key = AuthorKey::from_pem(&read_text(&a.key)?).map_err(|e| e.to_string())?;
     let (image, default_name) = match (&a.image, a.sim_firmware) {
         (Some(path), _) => (
-            read(path)?,
+            read_image(path)?,
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        (None, Some(len)) => (
-            device_port::image::ImageBuilder::new("sim-fw", &a.version)
-                .fails_self_test(a.fails_self_test)
-                .total_len(len)
-                .build(),
-            "sim-fw".to_owned(),
-        ),
+        (None, Some(len)) => {
+            if let Some(why) = oversized(len) {
+                return Err(format!("--sim-firmware {why}"));
+            }
+            (
+                device_port::image::ImageBuilder::new("sim-fw", &a.version)
+                    .fails_self_test(a.fails_self_test)
+                    .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
+                    .build(),
+                "sim-fw".to_owned(),
+            )
+        }
         (None, None) => return Err("--image or --sim-firmware is required".into()),
     };
     let vendor = author::vendor_id(&a.vendor_id);
@@ -297,8 +390,15 @@ fn build(a: BuildArgs) -> Result<(), String> {
 fn load_keys(a: &KeyArgs) -> Result<Vec<(AnchorKey, &Path)>, String> {
     let mut keys = Vec::new();
     for k in &a.keys {
-        let key = AnchorKey::from_public_pem(&read_text(k)?)
-            .map_err(|e| format!("{}: {e}", k.display()))?;
+        let pem = read_text(k)?;
+        if pem.contains("PRIVATE KEY-----") {
+            return Err(format!(
+                "{}: a private key; --pub takes the public key (keygen wrote it as {})",
+                k.display(),
+                public_path(k).display()
+            ));
+        }
+        let key = AnchorKey::from_public_pem(&pem).map_err(|e| format!("{}: {e}", k.display()))?;
         keys.push((key, k.as_path()));
     }
     for k in &a.mac_keys {

@@ -10,7 +10,8 @@ use lwm2m_server_shim::firmware::jobs::{JobStatus, Phase};
 use lwm2m_server_shim::server::shim::Shim;
 use object5::status::{State, UpdateResult};
 
-/// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `default` unless `RUST_LOG` says otherwise; colours only on a terminal,
+/// so redirected logs and pipes carry no escape codes.
 pub fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -18,6 +19,7 @@ pub fn init_logging(default: &str) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -8,3 +8,4 @@ pub mod conformance;
 pub mod demo;
 pub mod serve;
 pub mod update;
+pub mod update_remote;

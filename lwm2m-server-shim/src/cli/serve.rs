@@ -9,12 +9,15 @@ use std::sync::Arc;
 
 use clap::Args;
 use lwm2m_client::dtls::CertIdentity;
+use lwm2m_server_shim::api::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
 use lwm2m_server_shim::server::security::store::{
     InMemorySecurityStore, SecurityInfo, SecurityStore,
 };
+
+use crate::cli::campaign_view;
 
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
@@ -51,6 +54,18 @@ pub struct ServeArgs {
     /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// HTTP connections open at once. At the cap a new connection closes the one idle the
+    /// longest (or gets 503 when all serve a request); lowered at start to stay 256 below the
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
+    /// Seconds an HTTP client may take to send a request head once it began (slow clients are
+    /// disconnected).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout: u64,
+    /// Seconds an HTTP connection with no request in progress stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    http_idle_timeout: u64,
     /// Directory of firmware packages to serve; uploads land here too.
     #[arg(long, default_value = "packages")]
     packages: PathBuf,
@@ -59,7 +74,7 @@ pub struct ServeArgs {
     block_size: u16,
     /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
     /// block-wise transfer restarts it.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     /// Kernel receive buffer (SO_RCVBUF) in bytes of the coap and coaps UDP sockets. The
     /// system default (208 KiB on Linux) overflows when thousands of devices send at once and
@@ -77,59 +92,54 @@ pub struct ServeArgs {
     max_active_jobs: u32,
 }
 
-/// Runs the server; returns a failure status if it cannot start.
+/// Runs the server; a start-up failure is one `error:` line naming the file or address.
 pub fn serve(args: ServeArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    campaign_view::init_logging("info");
+    let (config, security) = match configure(args) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(e),
     };
+    let Some(runtime) = campaign_view::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let store = Arc::new(InMemoryStore::new());
+        let running = match app::start_with_stores(config, store, security).await {
+            Ok(r) => r,
+            Err(e) => return crate::fail(e),
+        };
+        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            () = running.wait() => ExitCode::FAILURE,
+        }
+    })
+}
+
+/// The shim's configuration and security store from the options and the files they name.
+fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>), String> {
     let security = Arc::new(InMemorySecurityStore::new());
     let mut infos = args.psk;
     if let Some(path) = &args.security_file {
-        match std::fs::read_to_string(path)
+        let more = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
-        {
-            Ok(more) => infos.extend(more),
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "cannot load security info");
-                return ExitCode::FAILURE;
-            }
-        }
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        infos.extend(more);
     }
     for info in infos {
-        if let Err(e) = security.put(info) {
-            tracing::error!(error = %e, "security info refused");
-            return ExitCode::FAILURE;
-        }
+        security
+            .put(info)
+            .map_err(|e| format!("security info refused: {e}"))?;
     }
     let dtls_certificate = match (&args.cert, &args.key, &args.ca) {
         (Some(cert), Some(key), Some(ca)) => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            match (read(cert), read(key), read(ca)) {
-                (Ok(cert_pem), Ok(key_pem), Ok(ca_pem)) => Some(ServerCertificate(CertIdentity {
-                    cert_pem,
-                    key_pem,
-                    ca_pem,
-                })),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    tracing::error!(error = %e, "cannot read certificate files");
-                    return ExitCode::FAILURE;
-                }
-            }
+            Some(ServerCertificate(CertIdentity {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                ca_pem: read(ca)?,
+            }))
         }
         _ => None,
     };
@@ -138,32 +148,18 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         coaps_addr: (!args.no_coaps).then_some(args.coaps),
         dtls_certificate,
         http_addr: args.http,
+        http_limits: HttpLimits {
+            header_read_timeout: Duration::from_secs(args.http_header_timeout),
+            idle_timeout: Duration::from_secs(args.http_idle_timeout),
+            max_connections: args.http_max_connections as usize,
+        },
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
-        default_timeout: Duration::from_secs(args.timeout.max(1)),
+        default_timeout: Duration::from_secs(args.timeout),
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
         max_active_jobs: args.max_active_jobs,
         ..ShimConfig::default()
     };
-    runtime.block_on(async move {
-        let running = match app::start_with_stores(
-            config,
-            Arc::new(InMemoryStore::new()),
-            security,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "serve failed to start");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-            () = running.wait() => ExitCode::FAILURE,
-        }
-    })
+    Ok((config, security))
 }

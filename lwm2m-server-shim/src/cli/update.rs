@@ -1,6 +1,8 @@
-//! The `update` subcommand: starts a shim on the given ports, hosts the package, waits for the
-//! devices to register, runs a firmware campaign with a progress bar per device and prints a
-//! final table. Exits non-zero if any device did not end in State 0 / Update Result 1.
+//! The `update` subcommand: starts a shim on the given ports (or, with `--server`, drives one
+//! already running through its REST API, see [`crate::cli::update_remote`]), hosts the package,
+//! waits for the devices to register, runs a firmware campaign with a progress bar per device
+//! and prints a final table. Exits non-zero if any device did not end in State 0 / Update
+//! Result 1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts,
 use lwm2m_server_shim::firmware::jobs::{Method, Phase};
 
 use crate::cli::campaign_view::{self, ProgressView};
+use crate::cli::update_remote;
 
 /// How the package reaches the devices.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -28,7 +31,8 @@ pub enum MethodArg {
 #[command(
     after_help = "Example: lwm2m-server-shim update --endpoint dev1 --package fw.suit \
     --method pull\n(then start the device: lwm2m-client --server coap://127.0.0.1:5683 \
-    --endpoint dev1)"
+    --endpoint dev1)\n\nupdate starts its own shim on --coap and --http; with a shim already \
+    running (lwm2m-server-shim serve), pass its REST API instead: --server http://127.0.0.1:8080"
 )]
 pub struct UpdateArgs {
     /// Endpoint to update; repeat for several.
@@ -56,16 +60,16 @@ pub struct UpdateArgs {
     #[arg(long, default_value_t = 60)]
     wait: u64,
     /// Seconds of each CoAP exchange (every block restarts it).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_request: u64,
     /// Seconds from writing the URI / starting the push until State 2 (Downloaded).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_download: u64,
     /// Seconds from Execute until the device is back.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_update: u64,
     /// Seconds from re-registration until the final State / Update Result.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_verify: u64,
     /// Extra attempts for unanswered requests and for downloads ending in Result 4.
     #[arg(long, default_value_t = 2)]
@@ -87,6 +91,14 @@ pub struct UpdateArgs {
     /// Block size in bytes for pushes and the package host (16..=1024).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(16..=1024))]
     block_size: u16,
+    /// Drive a shim that is already running, through its REST API (e.g. http://127.0.0.1:8080),
+    /// instead of starting one: the package is uploaded to it and one firmware job started per
+    /// device; its own settings (request timeout, --max-active-jobs) apply.
+    #[arg(long, value_name = "URL", conflicts_with_all = [
+        "coap", "http", "block_size", "concurrency", "timeout_request", "timeout_download",
+        "timeout_update", "timeout_verify", "retries", "poll_ms", "observed_poll_ms",
+    ])]
+    server: Option<String>,
 }
 
 impl UpdateArgs {
@@ -133,12 +145,13 @@ pub fn in_process_config(
     }
 }
 
-/// Starts the shim, or logs why it cannot so that the command only has to exit non-zero.
+/// Starts the shim, or prints why it cannot (one `error:` line) so that the command only has
+/// to exit non-zero.
 pub async fn start_logged(config: ShimConfig) -> Option<RunningShim> {
     match app::start(config).await {
         Ok(r) => Some(r),
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the shim");
+            crate::fail(e);
             None
         }
     }
@@ -152,32 +165,53 @@ pub fn update(args: UpdateArgs) -> ExitCode {
     };
     let bytes = match std::fs::read(&args.package) {
         Ok(b) => b,
-        Err(e) => {
-            tracing::error!(package = %args.package.display(), error = %e, "cannot read the package");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return crate::fail(format!("{}: {e}", args.package.display())),
     };
     let name = args
         .package
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "package".into());
+    let method = match args.method {
+        MethodArg::Pull => Method::Pull,
+        MethodArg::Push => Method::Push,
+    };
+    if let Some(url) = &args.server {
+        return update_remote::run(
+            url,
+            &update_remote::Campaign {
+                endpoints: &args.endpoint,
+                all: args.all,
+                min_devices: args.min_devices,
+                wait: Duration::from_secs(args.wait),
+                package: (&name, &bytes),
+                method,
+                uri: args.uri.as_deref(),
+            },
+        );
+    }
     let dir = private_package_dir("update");
     let config = ShimConfig {
         block_size: usize::from(args.block_size),
         ..in_process_config(args.coap, args.http, &dir, args.timeout_request)
     };
     let code = runtime.block_on(async {
-        let Some(running) = start_logged(config).await else {
-            return ExitCode::FAILURE;
+        let running = match app::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                return crate::fail(format!(
+                    "{e}; update starts its own shim, to drive one already running pass \
+                     --server http://HOST:PORT"
+                ))
+            }
         };
         let shim = running.shim.clone();
         if let Err(e) = shim.packages.store(&name, &bytes) {
-            tracing::error!(error = %e, "cannot host the package");
-            return ExitCode::FAILURE;
+            return crate::fail(format!("cannot host the package: {e}"));
         }
         eprintln!(
-            "shim on coap://{} (REST http://{}); waiting for devices...",
+            "update starts its own shim: devices register at coap://{}, REST API at http://{} \
+             (--server URL drives a shim already running); waiting for devices...",
             args.coap, running.http_addr
         );
         let within = Duration::from_secs(args.wait);
@@ -187,25 +221,25 @@ pub fn update(args: UpdateArgs) -> ExitCode {
             match campaign_view::wait_for(&shim, &args.endpoint, within).await {
                 Ok(()) => args.endpoint.clone(),
                 Err(missing) => {
-                    tracing::error!(?missing, "devices did not register in time");
-                    return ExitCode::FAILURE;
+                    return crate::fail(format!(
+                        "not registered within {} s: {}",
+                        args.wait,
+                        missing.join(", ")
+                    ))
                 }
             }
         };
         if endpoints.len() < args.min_devices.max(1) {
-            tracing::error!(
-                registered = endpoints.len(),
-                wanted = args.min_devices,
-                "too few devices registered"
-            );
-            return ExitCode::FAILURE;
+            return crate::fail(format!(
+                "{} of {} devices registered within {} s",
+                endpoints.len(),
+                args.min_devices,
+                args.wait
+            ));
         }
         let plan = UpdatePlan {
             package: name.clone(),
-            method: match args.method {
-                MethodArg::Pull => Method::Pull,
-                MethodArg::Push => Method::Push,
-            },
+            method,
             uri: args.uri.clone(),
         };
         let view = ProgressView::default();

@@ -214,6 +214,19 @@ impl DtlsSocket {
         self.peers().stats()
     }
 
+    /// The admission path without the socket: takes one raw datagram from `from` as
+    /// [`Self::recv_from`] would and returns the datagrams to send in answer (decrypted
+    /// application data waits for `recv_from`). For the `dtls_admission` fuzz target.
+    pub fn admit(&self, datagram: &[u8], from: SocketAddr) -> Vec<(Vec<u8>, SocketAddr)> {
+        self.peers().on_datagram(datagram, from, Instant::now())
+    }
+
+    /// The timer path at `now` (retransmissions, idle eviction) without the socket; returns
+    /// the datagrams to send. For the `dtls_admission` fuzz target.
+    pub fn tick(&self, now: Instant) -> Vec<(Vec<u8>, SocketAddr)> {
+        self.peers().on_tick(now)
+    }
+
     /// Who `peer` authenticated as, if it has an established session.
     pub fn peer_identity(&self, peer: SocketAddr) -> Option<PeerIdentity> {
         self.peers().peer_identity(peer)

@@ -19,6 +19,47 @@ pub enum NodeJsonError {
     UnknownKind(String),
     /// `type` names no LwM2M data type.
     UnknownType(String),
+    /// The body is JSON but not an object; what it is instead ("an array", ...).
+    NotAnObject(&'static str),
+    /// A value that does not fit its declared type.
+    BadValue {
+        /// Where it was: "resource 1", "resource 8 instance 2", or `None` when unknown.
+        at: Option<String>,
+        /// The declared type.
+        ty: ResourceType,
+        /// The value as given (JSON text, cut to 64 characters).
+        value: String,
+    },
+}
+
+impl NodeJsonError {
+    /// Names the place of a value error that does not name one yet.
+    fn at(self, place: impl FnOnce() -> String) -> Self {
+        match self {
+            Self::BadValue {
+                at: None,
+                ty,
+                value,
+            } => Self::BadValue {
+                at: Some(place()),
+                ty,
+                value,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a JSON value is, for messages.
+fn json_kind(j: &Json) -> &'static str {
+    match j {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
 }
 
 impl fmt::Display for NodeJsonError {
@@ -28,6 +69,15 @@ impl fmt::Display for NodeJsonError {
             Self::Invalid(what) => write!(f, "invalid {what}"),
             Self::UnknownKind(k) => write!(f, "unknown node kind {k:?}"),
             Self::UnknownType(t) => write!(f, "unknown resource type {t:?}"),
+            Self::NotAnObject(what) => {
+                write!(f, "expected a JSON object (a Leshan node), got {what}")
+            }
+            Self::BadValue { at, ty, value } => {
+                if let Some(at) = at {
+                    write!(f, "{at}: ")?;
+                }
+                write!(f, "{value} is not a valid {}", type_name(*ty))
+            }
         }
     }
 }
@@ -157,7 +207,16 @@ fn number_as<T: std::str::FromStr>(j: &Json) -> Option<T> {
 
 /// Parses a value of declared type `ty` from Leshan's JSON form (numbers as strings or numbers).
 pub fn parse_value(j: &Json, ty: ResourceType) -> Result<Value, NodeJsonError> {
-    let bad = NodeJsonError::Invalid("value");
+    let mut value = j.to_string();
+    if let Some((cut, _)) = value.char_indices().nth(64) {
+        value.truncate(cut);
+        value.push_str("...");
+    }
+    let bad = NodeJsonError::BadValue {
+        at: None,
+        ty,
+        value,
+    };
     Ok(match ty {
         ResourceType::String => Value::String(j.as_str().ok_or(bad)?.into()),
         ResourceType::Integer => Value::Integer(number_as(j).ok_or(bad)?),
@@ -199,7 +258,9 @@ fn parse_resource(o: &Map<String, Json>, kind: &str) -> Result<Resource, NodeJso
     let id = id_of(o)?;
     let ty = parse_type_field(o)?;
     let value = match kind {
-        "singleResource" => ResourceValue::Single(parse_value(field(o, "value")?, ty)?),
+        "singleResource" => ResourceValue::Single(
+            parse_value(field(o, "value")?, ty).map_err(|e| e.at(|| format!("resource {id}")))?,
+        ),
         _ => {
             let vals = field(o, "values")?
                 .as_object()
@@ -211,7 +272,9 @@ fn parse_resource(o: &Map<String, Json>, kind: &str) -> Result<Resource, NodeJso
                     .ok()
                     .filter(|v| *v != u16::MAX)
                     .ok_or(NodeJsonError::Invalid("resource instance id"))?;
-                items.push((ri, parse_value(v, ty)?));
+                let value = parse_value(v, ty)
+                    .map_err(|e| e.at(|| format!("resource {id} instance {ri}")))?;
+                items.push((ri, value));
             }
             items.sort_by_key(|(ri, _)| *ri);
             ResourceValue::Multiple(items)
@@ -249,7 +312,7 @@ fn parse_instance(
 pub fn parse_node(j: &Json, default_instance_id: Option<u16>) -> Result<Node, NodeJsonError> {
     let o = j
         .as_object()
-        .ok_or(NodeJsonError::Invalid("node: not a JSON object"))?;
+        .ok_or(NodeJsonError::NotAnObject(json_kind(j)))?;
     let kind = field(o, "kind")?
         .as_str()
         .ok_or(NodeJsonError::Invalid("kind"))?;
@@ -257,9 +320,11 @@ pub fn parse_node(j: &Json, default_instance_id: Option<u16>) -> Result<Node, No
         "singleResource" | "multiResource" => Ok(Node::Resource(parse_resource(o, kind)?)),
         "resourceInstance" => {
             let ty = parse_type_field(o)?;
+            let id = id_of(o)?;
             Ok(Node::ResourceInstance {
-                id: id_of(o)?,
-                value: parse_value(field(o, "value")?, ty)?,
+                id,
+                value: parse_value(field(o, "value")?, ty)
+                    .map_err(|e| e.at(|| format!("resource instance {id}")))?,
             })
         }
         "instance" => Ok(Node::Instance(parse_instance(o, default_instance_id)?)),
@@ -370,6 +435,33 @@ mod tests {
                 id: 7,
                 resources: vec![]
             })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_resource_its_type_and_the_value() {
+        let e = |j: Json| parse_node(&j, None).unwrap_err().to_string();
+        assert_eq!(
+            e(json!([])),
+            "expected a JSON object (a Leshan node), got an array"
+        );
+        assert_eq!(
+            e(json!({"kind":"singleResource","id":1,"type":"integer","value":"abc"})),
+            "resource 1: \"abc\" is not a valid integer"
+        );
+        assert_eq!(
+            e(json!({"kind":"multiResource","id":8,"type":"boolean","values":{"2":7}})),
+            "resource 8 instance 2: 7 is not a valid boolean"
+        );
+        assert_eq!(
+            e(json!({"kind":"resourceInstance","id":3,"type":"opaque","value":"xyz"})),
+            "resource instance 3: \"xyz\" is not a valid opaque"
+        );
+        let long =
+            e(json!({"kind":"singleResource","id":1,"type":"integer","value":"x".repeat(300)}));
+        assert!(
+            long.len() < 120 && long.ends_with("... is not a valid integer"),
+            "{long}"
         );
     }
 

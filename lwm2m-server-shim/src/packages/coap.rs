@@ -25,7 +25,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
     // Size, ETag and bytes of one version of the package.
     let snapshot = match host.snapshot(name) {
         Ok(s) => s,
-        Err(PackageError::NotFound | PackageError::BadName) => {
+        Err(PackageError::NotFound | PackageError::BadName | PackageError::NameTooLong(_)) => {
             return response(ResponseType::NotFound)
         }
         Err(e) => {

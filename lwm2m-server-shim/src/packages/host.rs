@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +17,8 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// Packages up to this size are kept in memory while their file is unchanged, so serving a
 /// block costs one `stat` instead of an open, a read and a close (a 64 KiB package pulled by
-/// 10 000 devices is 650 000 block requests). Larger packages are read from the file.
+/// 10 000 devices is 650 000 block requests). Larger packages are read from one file handle
+/// kept open while the file is unchanged, so no request needs a descriptor of its own.
 pub const MAX_CACHED_PACKAGE: u64 = 16 * 1024 * 1024;
 
 /// Bound on the bytes of all packages kept in memory.
@@ -31,14 +32,18 @@ pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
 /// Why a package operation failed.
 #[derive(Debug)]
 pub enum PackageError {
-    /// The name is empty, too long, hidden, or contains characters other than `A-Za-z0-9._-`.
+    /// The name is empty, hidden, or contains characters other than `A-Za-z0-9._-`.
     BadName,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes (its length).
+    NameTooLong(usize),
     /// No package with that name.
     NotFound,
     /// The requested range lies outside the package.
     OutOfRange,
     /// The file system failed.
     Io(std::io::Error),
+    /// The package directory cannot be created, or is not a directory.
+    Dir(PathBuf, std::io::Error),
 }
 
 impl fmt::Display for PackageError {
@@ -47,9 +52,14 @@ impl fmt::Display for PackageError {
             Self::BadName => {
                 f.write_str("package names use only A-Za-z0-9._- and do not start with '.'")
             }
+            Self::NameTooLong(len) => write!(
+                f,
+                "package name of {len} characters; names are at most {MAX_NAME_LEN}"
+            ),
             Self::NotFound => f.write_str("no such package"),
             Self::OutOfRange => f.write_str("range outside the package"),
             Self::Io(e) => write!(f, "package store: {e}"),
+            Self::Dir(dir, e) => write!(f, "package directory {}: {e}", dir.display()),
         }
     }
 }
@@ -118,6 +128,8 @@ struct Cached {
     etag: [u8; 8],
     /// The content, for packages small enough to keep.
     content: Option<Arc<[u8]>>,
+    /// The open file of a package too large to keep: the version `stamp` describes.
+    file: Option<Arc<File>>,
 }
 
 /// One version of a package: its size and ETag and, when the host keeps it in memory, the
@@ -126,6 +138,7 @@ pub struct Snapshot {
     /// Size and ETag.
     pub info: PackageInfo,
     content: Option<Arc<[u8]>>,
+    file: Option<Arc<File>>,
 }
 
 /// Packages in one directory.
@@ -148,7 +161,11 @@ impl PackageHost {
     /// Serves packages from `dir`, creating it when missing.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PackageError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        if dir.exists() && !dir.is_dir() {
+            let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+            return Err(PackageError::Dir(dir, e));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| PackageError::Dir(dir.clone(), e))?;
         Ok(Self {
             dir,
             cache: Mutex::new(HashMap::new()),
@@ -161,7 +178,9 @@ impl PackageHost {
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, PackageError> {
-        if valid_name(name) {
+        if name.len() > MAX_NAME_LEN {
+            Err(PackageError::NameTooLong(name.len()))
+        } else if valid_name(name) {
             Ok(self.dir.join(name))
         } else {
             Err(PackageError::BadName)
@@ -210,6 +229,7 @@ impl PackageHost {
                 etag: c.etag,
             },
             content: c.content.clone(),
+            file: c.file.clone(),
         };
         let fresh = |c: &&mut Cached| c.checked.elapsed() < REVALIDATE_AFTER;
         if let Some(c) = self.lock_cache().get_mut(name).filter(fresh) {
@@ -237,11 +257,11 @@ impl PackageHost {
             && kept.saturating_add(usize::try_from(stamp.size).unwrap_or(usize::MAX))
                 <= MAX_CACHED_BYTES;
         let mut hasher = Sha256::new();
-        let content = if keep {
+        let (content, file) = if keep {
             let mut all = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
             f.read_to_end(&mut all)?;
             hasher.update(&all);
-            Some(Arc::from(all))
+            (Some(Arc::from(all)), None)
         } else {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -251,7 +271,7 @@ impl PackageHost {
                 }
                 hasher.update(buf.get(..n).unwrap_or_default());
             }
-            None
+            (None, Some(Arc::new(f)))
         };
         let digest = hasher.finalize();
         let mut etag = [0u8; 8];
@@ -261,6 +281,7 @@ impl PackageHost {
             checked: Instant::now(),
             etag,
             content,
+            file,
         };
         let s = snapshot(&c);
         self.lock_cache().insert(name.into(), c);
@@ -268,7 +289,7 @@ impl PackageHost {
     }
 
     /// Reads `len` bytes at `offset` of the version `snapshot` describes (fewer at the end);
-    /// a package too large to keep in memory is read from its file.
+    /// a package too large to keep in memory is read from the file handle the snapshot holds.
     pub fn read_snapshot(
         &self,
         snapshot: &Snapshot,
@@ -276,7 +297,8 @@ impl PackageHost {
         len: usize,
     ) -> Result<Vec<u8>, PackageError> {
         let Some(content) = &snapshot.content else {
-            return self.read_file(&snapshot.info.name, offset, len);
+            let file = snapshot.file.as_ref().ok_or(PackageError::NotFound)?;
+            return read_file_at(file, snapshot.info.size, offset, len);
         };
         let start = usize::try_from(offset).map_err(|_| PackageError::OutOfRange)?;
         let rest = content.get(start..).ok_or(PackageError::OutOfRange)?;
@@ -305,25 +327,40 @@ impl PackageHost {
         self.read_snapshot(&s, offset, len)
     }
 
-    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, PackageError> {
-        let mut f = File::open(self.path_of(name)?)?;
-        let size = f.metadata()?.len();
-        if offset > size {
-            return Err(PackageError::OutOfRange);
-        }
-        let want = usize::try_from((size - offset).min(len as u64)).unwrap_or(len);
-        f.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; want];
-        f.read_exact(&mut buf)?;
-        Ok(buf)
-    }
-
     /// Removes a package.
     pub fn remove(&self, name: &str) -> Result<(), PackageError> {
         std::fs::remove_file(self.path_of(name)?)?;
         self.forget(name);
         Ok(())
     }
+}
+
+/// Reads `len` bytes at `offset` of an open package file of `size` bytes (fewer at the end),
+/// without moving a shared file position, so concurrent requests share one handle.
+fn read_file_at(file: &File, size: u64, offset: u64, len: usize) -> Result<Vec<u8>, PackageError> {
+    if offset > size {
+        return Err(PackageError::OutOfRange);
+    }
+    let want = usize::try_from((size - offset).min(len as u64)).unwrap_or(len);
+    let mut buf = vec![0u8; want];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, offset)?;
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < want {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                file,
+                buf.get_mut(done..).unwrap_or_default(),
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            done += n;
+        }
+    }
+    Ok(buf)
 }
 
 /// An HTTP byte range resolved against a body of `size` bytes: inclusive start and end.

@@ -43,7 +43,7 @@ pub trait CryptoBackend {
 
 /// ECDH on P-256 (SEC 1 v2 section 3.3.1): the x coordinate of `private * (x, y)`, `None`
 /// for a point off the curve or a zero result. The scalar multiplication is the library's
-/// constant-time one, in the same small-table frame as the signature check's.
+/// constant-time one (the scalar is the device's private key), in its own frame.
 #[cfg(feature = "encryption")]
 #[inline(never)]
 pub fn software_ecdh_p256(private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8; 32]> {
@@ -54,7 +54,7 @@ pub fn software_ecdh_p256(private: &[u8; 32], x: &[u8], y: &[u8]) -> Option<[u8;
         .copy_from_slice(x.get(..32).filter(|_| x.len() == 32)?);
     sec1.get_mut(33..65)?
         .copy_from_slice(y.get(..32).filter(|_| y.len() == 32)?);
-    let q = decode_key(&sec1)?;
+    let q = decode_key(&sec1)?.into();
     let d: p256::Scalar = Option::from(p256::NonZeroScalar::from_repr((*private).into()))
         .map(|d: p256::NonZeroScalar| *d)?;
     let shared = scalar_mul(&q, &d).to_affine();
@@ -108,15 +108,17 @@ impl CryptoBackend for Software {
     }
 }
 
-/// ECDSA P-256 verification (SEC 1 v2, 4.1.4) computed as `u1*G + u2*Q` with two sequential
-/// constant-time scalar multiplications, each with its own small window table. The library's
-/// `verify_prehash` uses an interleaved width-5 wNAF over both points, which is faster but
-/// needs about 4.6 KiB of stack on Cortex-M; this path keeps the verifier's peak near 1 KiB
-/// for the curve arithmetic (measured in README). Hosts that want speed plug in another
-/// [`CryptoBackend`].
+/// ECDSA P-256 verification (SEC 1 v2, 4.1.4): `u1*G + u2*Q` in one pass over the bits of
+/// both scalars (Shamir's trick, Hankerson-Menezes-Vanstone, Guide to ECC, algorithm 3.48) with
+/// the three-point affine table {G, Q, G+Q} and the library's complete addition formulas, so no
+/// input needs a special case. It runs in variable time: every input of a verification is
+/// public (key, digest, signature). The library's `verify_prehash` uses an interleaved
+/// width-5 wNAF over both points, faster but about 4.6 KiB of stack on Cortex-M; this keeps
+/// the curve arithmetic near 1 KiB (measured in README) and is faster than two separate
+/// constant-time multiplications. Hosts that want speed plug in another [`CryptoBackend`].
 fn compact_verify(public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> Option<bool> {
     use p256::elliptic_curve::ops::Reduce;
-    use p256::{FieldBytes, ProjectivePoint, Scalar};
+    use p256::{FieldBytes, Scalar};
 
     let q = decode_key(public_sec1)?;
     let sig = p256::ecdsa::Signature::from_slice(signature).ok()?;
@@ -125,17 +127,16 @@ fn compact_verify(public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> Op
     let s_inv = invert(&s)?;
     let u1 = z * s_inv;
     let u2 = *r * s_inv;
-    let a = scalar_mul(&ProjectivePoint::GENERATOR, &u1);
-    let b = scalar_mul(&q, &u2);
-    Some(*r == <Scalar as Reduce<FieldBytes>>::reduce(&affine_x(&a, &b)))
+    let x = affine_x(&double_mul(&u1, &q, &u2));
+    Some(*r == <Scalar as Reduce<FieldBytes>>::reduce(&x))
 }
 
 /// A SEC1 public key as a curve point, in its own frame (point decompression is stack-hungry).
 #[inline(never)]
-fn decode_key(public_sec1: &[u8]) -> Option<p256::ProjectivePoint> {
+fn decode_key(public_sec1: &[u8]) -> Option<p256::AffinePoint> {
     p256::PublicKey::from_sec1_bytes(public_sec1)
         .ok()
-        .map(|k| k.to_projective())
+        .map(|k| *k.as_affine())
 }
 
 /// `s^-1 mod n` in its own frame (the safegcd inversion has large temporaries).
@@ -144,14 +145,58 @@ fn invert(s: &p256::Scalar) -> Option<p256::Scalar> {
     Option::from(s.invert_vartime())
 }
 
-/// The affine x coordinate of `a + b`, in its own frame (field inversion).
+/// The affine x coordinate of `p` (zero for the identity), in its own frame (field inversion).
 #[inline(never)]
-fn affine_x(a: &p256::ProjectivePoint, b: &p256::ProjectivePoint) -> p256::FieldBytes {
+fn affine_x(p: &p256::ProjectivePoint) -> p256::FieldBytes {
     use p256::elliptic_curve::point::AffineCoordinates;
-    (*a + *b).to_affine().x()
+    p.to_affine().x()
 }
 
-/// `k * p`, in its own frame so the two multiplications do not hold their tables at once.
+/// `u1*G + u2*q`, most significant bit first: double, then add the table entry the two bits
+/// select (none, G, q or G+q).
+#[inline(never)]
+fn double_mul(
+    u1: &p256::Scalar,
+    q: &p256::AffinePoint,
+    u2: &p256::Scalar,
+) -> p256::ProjectivePoint {
+    let table = [p256::AffinePoint::GENERATOR, *q, sum_affine(q)];
+    let (b1, b2) = (u1.to_bytes(), u2.to_bytes());
+    let mut acc = p256::ProjectivePoint::IDENTITY;
+    for (x, y) in b1.iter().zip(b2.iter()) {
+        for bit in (0..8).rev() {
+            double(&mut acc);
+            let pick = ((x >> bit) & 1) | (((y >> bit) & 1) << 1);
+            if let Some(entry) = table.get(usize::from(pick).wrapping_sub(1)) {
+                add(&mut acc, entry);
+            }
+        }
+    }
+    acc
+}
+
+/// `G + q` in affine form (the identity when `q = -G`), in its own frame (field inversion).
+#[inline(never)]
+fn sum_affine(q: &p256::AffinePoint) -> p256::AffinePoint {
+    (p256::ProjectivePoint::GENERATOR + q).to_affine()
+}
+
+/// `acc = 2 * acc`, in its own frame: the formula's temporaries are not under the table.
+#[inline(never)]
+fn double(acc: &mut p256::ProjectivePoint) {
+    use p256::elliptic_curve::ops::Double;
+    acc.double_in_place();
+}
+
+/// `acc = acc + p` (mixed addition, complete), in its own frame like [`double`].
+#[inline(never)]
+fn add(acc: &mut p256::ProjectivePoint, p: &p256::AffinePoint) {
+    *acc += p;
+}
+
+/// `k * p` with the library's constant-time multiplication (ECDH uses a private scalar), in
+/// its own frame so its window table is not under the caller's.
+#[cfg(feature = "encryption")]
 #[inline(never)]
 fn scalar_mul(p: &p256::ProjectivePoint, k: &p256::Scalar) -> p256::ProjectivePoint {
     p.mul(k)
@@ -212,12 +257,16 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> [u8; 32] {
-        let mut out = [0u8; 32];
+    fn bytes<const N: usize>(s: &str) -> [u8; N] {
+        let mut out = [0u8; N];
         for (i, o) in out.iter_mut().enumerate() {
             *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
         }
         out
+    }
+
+    fn hex(s: &str) -> [u8; 32] {
+        bytes(s)
     }
 
     #[test]
@@ -235,9 +284,19 @@ mod tests {
     #[test]
     fn compact_verification_agrees_with_the_library_verifier() {
         use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-        for seed in 1..=24u8 {
-            let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
-            let public = key.verifying_key().to_sec1_point(seed % 2 == 0);
+        // Private keys 1 (Q = G: the table's G+Q is a doubling) and n - 1 (Q = -G: G+Q is the
+        // identity), then keys of 24 repeated bytes.
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let n_minus_1 =
+            bytes::<32>("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632550");
+        let keys = [one, n_minus_1]
+            .into_iter()
+            .chain((1..=24u8).map(|b| [b; 32]));
+        for (i, secret) in keys.enumerate() {
+            let seed = i as u8 + 1;
+            let key = p256::ecdsa::SigningKey::from_slice(&secret).unwrap();
+            let public = key.verifying_key().to_sec1_point(seed.is_multiple_of(2));
             let mut digest = [seed.wrapping_mul(37); 32];
             digest[0] = seed;
             let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).unwrap();
@@ -263,13 +322,6 @@ mod tests {
     #[cfg(feature = "ed25519")]
     #[test]
     fn ed25519_matches_rfc8032_test_vectors() {
-        fn bytes<const N: usize>(s: &str) -> [u8; N] {
-            let mut out = [0u8; N];
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-            }
-            out
-        }
         let cases: [(&str, &[u8], &str); 2] = [
             (
                 "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",

@@ -84,12 +84,12 @@ struct Encrypted {
 type Range = (usize, usize);
 
 /// The image being received: plaintext hash and length, and for an encrypted image the
-/// decryption state and the ciphertext's hash.
+/// decryption state and, when the manifest states the ciphertext's digest, its hash.
 struct ImageState<H> {
     hasher: Option<H>,
     received: u64,
     #[cfg(feature = "encryption")]
-    decrypt: Option<(Decryptor, H)>,
+    decrypt: Option<(Decryptor, Option<H>)>,
 }
 
 /// Incremental envelope verifier; see the module documentation.
@@ -456,7 +456,10 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             if facts.size.is_some_and(|s| s != plain) {
                 return Err(Error::ImageSizeMismatch);
             }
-            self.image.decrypt = Some((decryptor.1, self.crypto.sha256()));
+            // Only a stated ciphertext digest costs a second hash of the payload (GCM's tag
+            // already authenticates the ciphertext; draft section 6.1).
+            let cipher_hasher = enc.digest.map(|_| self.crypto.sha256());
+            self.image.decrypt = Some((decryptor.1, cipher_hasher));
         }
         #[cfg(feature = "encryption")]
         let plain_payload = facts.encryption.is_none();
@@ -524,7 +527,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         if let Some((decryptor, cipher_hasher)) = self.image.decrypt.take() {
             decryptor.finish()?;
             let want = facts.encryption.and_then(|e| e.digest);
-            if want.is_some_and(|d| !ct_eq(&cipher_hasher.finish(), &d)) {
+            if want.is_some_and(|d| !cipher_hasher.is_some_and(|h| ct_eq(&h.finish(), &d))) {
                 return Err(Error::ImageDigestMismatch);
             }
         }
@@ -612,7 +615,9 @@ fn image_step<H: Sha256Hasher>(
 ) -> Result<(), Error> {
     #[cfg(feature = "encryption")]
     if let Some((decryptor, cipher_hasher)) = image.decrypt.as_mut() {
-        cipher_hasher.update(chunk);
+        if let Some(h) = cipher_hasher.as_mut() {
+            h.update(chunk);
+        }
         // A small window on the stack: the plaintext never exists whole in RAM.
         let mut window = [0u8; 64];
         for piece in chunk.chunks(window.len()) {

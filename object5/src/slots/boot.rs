@@ -26,7 +26,7 @@ use super::copy;
 use super::error::{Error, VerifyError};
 use super::layout::Strategy;
 use super::manager::SlotManager;
-use super::record::Phase;
+use super::record::{Phase, Record};
 use super::Authenticate;
 use crate::status::UpdateResult;
 
@@ -104,20 +104,20 @@ impl<F: NorFlash> SlotManager<'_, F> {
                     }
                 }
                 if strategy == Strategy::AB {
-                    let mut next = self.record;
-                    next.phase = Some(Phase::Testing);
-                    next.active = candidate as u8;
-                    self.commit(next)?;
+                    self.journal(|next| {
+                        next.phase = Some(Phase::Testing);
+                        next.active = candidate as u8;
+                    })?;
                     return decision(candidate, BootPath::Test);
                 }
                 copy::prepare(&mut self.flash, &self.layout)?;
-                let mut next = self.record;
-                next.phase = Some(Phase::Installing);
-                if strategy == Strategy::Overwrite {
-                    // The old image is about to be destroyed: nothing older may run again.
-                    next.floor = next.floor.max(next.candidate_seq);
-                }
-                self.commit(next)?;
+                self.journal(|next| {
+                    next.phase = Some(Phase::Installing);
+                    if strategy == Strategy::Overwrite {
+                        // The old image is about to be destroyed: nothing older may run again.
+                        next.floor = next.floor.max(next.candidate_seq);
+                    }
+                })?;
                 self.install()
             }
             (Some(Phase::Installing), _) => self.install(),
@@ -128,9 +128,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
             (Some(Phase::Testing), Strategy::Overwrite) => decision(0, BootPath::Test),
             (Some(Phase::Testing), Strategy::Swap) => {
                 copy::prepare(&mut self.flash, &self.layout)?;
-                let mut next = self.record;
-                next.phase = Some(Phase::Reverting);
-                self.commit(next)?;
+                self.journal(|next| next.phase = Some(Phase::Reverting))?;
                 self.revert()
             }
             (Some(Phase::Reverting), Strategy::Swap) => self.revert(),
@@ -167,10 +165,10 @@ impl<F: NorFlash> SlotManager<'_, F> {
             }
             Strategy::Swap | Strategy::Overwrite => {
                 copy::prepare(&mut self.flash, &self.layout)?;
-                let mut next = self.record;
-                next.phase = Some(Phase::Restoring);
-                next.result = Some(result);
-                self.commit(next)?;
+                self.journal(|next| {
+                    next.phase = Some(Phase::Restoring);
+                    next.result = Some(result);
+                })?;
                 self.restore()?;
                 0
             }
@@ -204,9 +202,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// Completes the swap or copy and starts the test boot.
     fn install(&mut self) -> Result<BootDecision, Error> {
         copy::run(&mut self.flash, &self.layout, self.buf)?;
-        let mut next = self.record;
-        next.phase = Some(Phase::Testing);
-        self.commit(next)?;
+        self.journal(|next| next.phase = Some(Phase::Testing))?;
         Ok(BootDecision {
             slot: 0,
             path: BootPath::Test,
@@ -227,20 +223,31 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// candidate slot, verified and not installed, so Object 5 reports Downloaded with Update
     /// Result 8 (object text and OMA ETS 1.0-int-779), and survives further reboots as such.
     fn reverted(&mut self, slot: usize) -> Result<(), Error> {
-        let mut next = self.record;
-        next.phase = Some(Phase::Downloaded);
-        next.result = Some(UpdateResult::UpdateFailed);
-        next.active = slot as u8;
-        self.commit(next)
+        self.journal(|next| {
+            next.phase = Some(Phase::Downloaded);
+            next.result = Some(UpdateResult::UpdateFailed);
+            next.active = slot as u8;
+        })
     }
 
     /// Journals `Idle` with `result`, running `slot`.
     fn finish(&mut self, result: UpdateResult, slot: usize) -> Result<(), Error> {
+        self.journal(|next| {
+            next.phase = Some(Phase::Idle);
+            next.result = Some(result);
+            next.active = slot as u8;
+            next.offset = 0;
+        })
+    }
+
+    /// Journals the current record as changed by `edit`. Never inlined: the copy of the
+    /// record (about 400 bytes with its URI, name and version fields) then lives only in this
+    /// short frame, and the boot decision's frame, under which the verifier's P-256 frames run
+    /// (twice when the chosen image fails and the other slot's is checked), holds none.
+    #[inline(never)]
+    fn journal(&mut self, edit: impl FnOnce(&mut Record)) -> Result<(), Error> {
         let mut next = self.record;
-        next.phase = Some(Phase::Idle);
-        next.result = Some(result);
-        next.active = slot as u8;
-        next.offset = 0;
+        edit(&mut next);
         self.commit(next)
     }
 

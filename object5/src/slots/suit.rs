@@ -45,17 +45,15 @@ impl<'a, C: CryptoBackend> SuitAuthenticator<'a, C> {
     }
 }
 
-impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
-    fn authenticate_installed(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+impl<C: CryptoBackend> SuitAuthenticator<'_, C> {
+    /// Authenticates `envelope` and, when `policy` is set and an identity is configured,
+    /// checks vendor and class. One body for both [`Authenticate`] methods: the slot manager
+    /// calls either from the same frame, and two inlined copies would each keep their own
+    /// authenticated manifest, one under the other's P-256 frames.
+    fn facts(&self, envelope: &[u8], policy: bool) -> Result<ManifestFacts, VerifyError> {
         let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
             .map_err(|_| VerifyError::Authentication)?;
-        ManifestFacts::from_authenticated(&verified).ok_or(VerifyError::Manifest)
-    }
-
-    fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
-        let verified = manifest::authenticate(envelope, self.anchors, &self.crypto)
-            .map_err(|_| VerifyError::Authentication)?;
-        if let Some(identity) = self.identity {
+        if let (true, Some(identity)) = (policy, self.identity) {
             let policy = Policy {
                 anchors: self.anchors,
                 identity,
@@ -64,5 +62,15 @@ impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
             policy.check(&verified).map_err(|_| VerifyError::Manifest)?;
         }
         ManifestFacts::from_authenticated(&verified).ok_or(VerifyError::Manifest)
+    }
+}
+
+impl<C: CryptoBackend> Authenticate for SuitAuthenticator<'_, C> {
+    fn authenticate_installed(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+        self.facts(envelope, false)
+    }
+
+    fn authenticate(&mut self, envelope: &[u8]) -> Result<ManifestFacts, VerifyError> {
+        self.facts(envelope, true)
     }
 }

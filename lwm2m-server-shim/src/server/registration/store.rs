@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -112,6 +113,10 @@ pub trait RegistrationStore: Send + Sync {
     fn get_by_endpoint(&self, endpoint: &str) -> Option<Registration>;
     /// Every registration, ordered by endpoint name.
     fn all(&self) -> Vec<Registration>;
+    /// At most `limit` registrations ordered by endpoint name, starting after the endpoint
+    /// `after` (from the first without it): a page of [`Self::all`], so a listing of tens of
+    /// thousands can be streamed without copying them all at once.
+    fn page(&self, after: Option<&str>, limit: usize) -> Vec<Registration>;
     /// Removes and returns every registration that expired at or before `now`.
     fn remove_expired(&self, now: SystemTime) -> Vec<Registration>;
 }
@@ -194,6 +199,20 @@ impl RegistrationStore for InMemoryStore {
             .collect()
     }
 
+    fn page(&self, after: Option<&str>, limit: usize) -> Vec<Registration> {
+        let m = self.lock();
+        let from = match after {
+            Some(ep) => Bound::Excluded(ep),
+            None => Bound::Unbounded,
+        };
+        m.id_by_endpoint
+            .range::<str, _>((from, Bound::Unbounded))
+            .filter_map(|(_, id)| m.by_id.get(id))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     fn remove_expired(&self, now: SystemTime) -> Vec<Registration> {
         let mut m = self.lock();
         let expired: Vec<String> = m
@@ -266,6 +285,20 @@ mod tests {
         assert_eq!(after.binding, "U");
         assert_eq!(after.expires_at(), later + Duration::from_secs(30));
         assert!(s.update("zz", &u).is_none());
+    }
+
+    #[test]
+    fn pages_follow_endpoint_order() {
+        let s = InMemoryStore::new();
+        let t = SystemTime::UNIX_EPOCH;
+        for (id, ep) in [("1", "c"), ("2", "a"), ("3", "d"), ("4", "b")] {
+            s.add(reg(id, ep, 60, t));
+        }
+        let eps = |v: Vec<Registration>| v.into_iter().map(|r| r.endpoint).collect::<Vec<_>>();
+        assert_eq!(eps(s.page(None, 3)), ["a", "b", "c"]);
+        assert_eq!(eps(s.page(Some("c"), 3)), ["d"]);
+        assert_eq!(eps(s.page(Some("bb"), 10)), ["c", "d"]);
+        assert!(s.page(Some("d"), 3).is_empty());
     }
 
     #[test]
