@@ -1,0 +1,337 @@
+//! The async shell around [`UpdateMachine`]: it carries each request to the device (or to
+//! the registration store and the event subscription) and the answer back, with the time.
+//! It decides nothing.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use lwm2m_client::codec::{ContentFormat, Node};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::machine::{Answer, Input, Request, UpdateMachine};
+use super::{
+    as_int, read_int, read_string, resource, result_of, shim_package_uri, single_value, state_of,
+    CampaignConfig, UpdateError, UpdatePlan,
+};
+use crate::firmware::jobs::{JobRegistry, JobStatus, Method};
+use crate::packages::host::PackageError;
+use crate::server::events::{EndpointSubscription, ServerEvent};
+use crate::server::readings::ReadingStamp;
+use crate::server::requests::{Device, DmError, DmResponse};
+use crate::server::shim::Shim;
+
+/// What the download sends: the Package URI to write, or the package to push.
+enum Payload {
+    Uri(String),
+    Package(Vec<u8>),
+}
+
+/// The Package URI (pull) or the package bytes (push) of `plan` for `ep`.
+fn prepare(shim: &Shim, ep: &str, plan: &UpdatePlan) -> Result<Payload, UpdateError> {
+    let err = |e: PackageError| UpdateError::Package(format!("{}: {e}", plan.package));
+    if let (Method::Pull, Some(uri)) = (plan.method, &plan.uri) {
+        return Ok(Payload::Uri(uri.clone()));
+    }
+    let info = shim.packages.info(&plan.package).map_err(err)?;
+    match plan.method {
+        Method::Pull => shim_package_uri(shim, ep, &plan.package)
+            .map(Payload::Uri)
+            .ok_or(UpdateError::NoPackageHost),
+        Method::Push => {
+            let len = usize::try_from(info.size)
+                .map_err(|_| UpdateError::Package("package too large to push".into()))?;
+            let bytes = shim
+                .packages
+                .read_range(&plan.package, 0, len)
+                .map_err(err)?;
+            Ok(Payload::Package(bytes))
+        }
+    }
+}
+
+fn answer(r: Result<DmResponse, DmError>) -> Answer {
+    match r {
+        Ok(r) if r.is_success() => Answer::Success,
+        Ok(r) => Answer::Refused(r.code_string()),
+        Err(e) => Answer::Error(e),
+    }
+}
+
+/// The integer a notified node carries (State, Update Result), whatever content format it
+/// came in (text gives a string).
+pub(super) fn node_int(node: &Node) -> Option<i64> {
+    single_value(node).and_then(as_int)
+}
+
+/// Follows one device: the subscription to its events, the current device-management handle
+/// and the registration it belongs to.
+struct Follower<'a> {
+    shim: &'a Arc<Shim>,
+    ep: String,
+    rx: EndpointSubscription,
+    cfg: CampaignConfig,
+    device: Device,
+    /// When the followed registration was made; a newer one means the device came back.
+    registered: SystemTime,
+}
+
+impl<'a> Follower<'a> {
+    fn connect(
+        shim: &'a Arc<Shim>,
+        ep: &str,
+        cfg: CampaignConfig,
+        rx: EndpointSubscription,
+    ) -> Result<Self, UpdateError> {
+        let (device, registered) = Self::device_for(shim, ep, &cfg)?;
+        Ok(Self {
+            shim,
+            ep: ep.to_string(),
+            rx,
+            cfg,
+            device,
+            registered,
+        })
+    }
+
+    fn device_for(
+        shim: &Shim,
+        ep: &str,
+        cfg: &CampaignConfig,
+    ) -> Result<(Device, SystemTime), UpdateError> {
+        let reg = shim
+            .store
+            .get_by_endpoint(ep)
+            .ok_or(UpdateError::NotRegistered)?;
+        let device = shim
+            .device(&reg, cfg.timeouts.request)
+            .ok_or(UpdateError::NotRegistered)?;
+        Ok((device, reg.registration_date))
+    }
+
+    /// Follows the current registration (after a reboot the address may have changed).
+    fn reconnect(&mut self) -> Result<(), UpdateError> {
+        (self.device, self.registered) = Self::device_for(self.shim, &self.ep, &self.cfg)?;
+        Ok(())
+    }
+
+    /// Observes State and Update Result; a device that refuses is still polled.
+    async fn observe(&self) {
+        for r in [3, 5] {
+            let path = resource(5, r);
+            match self.device.observe(&path, None).await {
+                Ok((_, Some(stream))) => {
+                    self.shim
+                        .track_observation(&self.ep, path, stream, self.device.clone(), None)
+                }
+                Ok((resp, None)) => {
+                    tracing::debug!(ep = %self.ep, %path, code = %resp.code_string(), "observe refused")
+                }
+                Err(e) => tracing::debug!(ep = %self.ep, %path, error = %e, "observe failed"),
+            }
+        }
+    }
+
+    /// Reads State and Update Result at the address in the store (a device that rebooted
+    /// may be back on another port before its REGISTRATION event is seen).
+    async fn poll(&mut self) -> Input {
+        let mut re_registered = false;
+        if let Ok((d, registered)) = Self::device_for(self.shim, &self.ep, &self.cfg) {
+            self.device = d;
+            re_registered = registered > self.registered;
+        }
+        let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
+        let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
+        Input::Polled {
+            state: state.and_then(state_of),
+            result: result.and_then(result_of),
+            at: ReadingStamp::polled_now().received,
+            re_registered,
+        }
+    }
+
+    /// Whether both State and Update Result are observed on the current registration.
+    fn observing(&self) -> bool {
+        [3, 5]
+            .into_iter()
+            .all(|r| self.shim.is_observing(&self.ep, &resource(5, r)))
+    }
+
+    /// Waits for a notification of State or Update Result or a re-registration, until
+    /// `until` at the latest.
+    async fn wait(&mut self, until: Instant) -> Input {
+        let until = tokio::time::Instant::from_std(until);
+        loop {
+            let ev = tokio::select! {
+                ev = self.rx.recv() => ev,
+                _ = tokio::time::sleep_until(until) => return Input::Tick,
+            };
+            match ev {
+                // Only this endpoint's events are routed here.
+                Ok(ev) => match &*ev {
+                    ServerEvent::Notification {
+                        path, node, stamp, ..
+                    } if *path == resource(5, 3) => {
+                        let state = node_int(node).and_then(state_of);
+                        return Input::Notified {
+                            state: state.map(|v| (v, *stamp)),
+                            result: None,
+                        };
+                    }
+                    ServerEvent::Notification {
+                        path, node, stamp, ..
+                    } if *path == resource(5, 5) => {
+                        let result = node_int(node).and_then(result_of);
+                        return Input::Notified {
+                            state: None,
+                            result: result.map(|v| (v, *stamp)),
+                        };
+                    }
+                    ServerEvent::Registration(_) => return Input::Registered,
+                    _ => {}
+                },
+                // Missed events: polling catches up.
+                Err(RecvError::Lagged(_)) => return Input::Tick,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep_until(until).await;
+                    return Input::Tick;
+                }
+            }
+        }
+    }
+
+    /// Carries out one request and returns its answer. The package was prepared before the
+    /// machine ran, so [`Request::Prepare`] is answered at once; [`Request::Done`] is never
+    /// carried ([`run_update`] stops there).
+    async fn carry(&mut self, request: Request, payload: &Payload) -> Input {
+        match request {
+            Request::Prepare => Input::Prepared(Ok(())),
+            Request::Done(_) => Input::Tick,
+            Request::Observe => {
+                self.observe().await;
+                Input::Observed
+            }
+            Request::Poll => self.poll().await,
+            Request::Reset => Input::Answered(answer(
+                self.device
+                    .write(&resource(5, 1), true, ContentFormat::Text, b"")
+                    .await,
+            )),
+            Request::StartDownload => Input::Answered(answer(match payload {
+                Payload::Uri(uri) => {
+                    self.device
+                        .write(&resource(5, 1), true, ContentFormat::Text, uri.as_bytes())
+                        .await
+                }
+                Payload::Package(bytes) => {
+                    self.device
+                        .write(&resource(5, 0), true, ContentFormat::Opaque, bytes)
+                        .await
+                }
+            })),
+            Request::ReadState => {
+                let state = read_int(&self.device, &resource(5, 3)).await;
+                Input::StateRead(state.ok().flatten().and_then(state_of))
+            }
+            Request::Execute => {
+                Input::Answered(answer(self.device.execute(&resource(5, 2), b"").await))
+            }
+            Request::Reconnect { clear_events } => {
+                let r = self.reconnect();
+                if clear_events {
+                    self.rx.clear();
+                }
+                Input::Reconnected(r)
+            }
+            Request::Wait { until } => self.wait(until).await,
+            Request::ReadVersions => Input::Versions {
+                firmware: read_string(&self.device, &resource(3, 3))
+                    .await
+                    .ok()
+                    .flatten(),
+                package: read_string(&self.device, &resource(5, 7))
+                    .await
+                    .ok()
+                    .flatten(),
+            },
+        }
+    }
+}
+
+/// Publishes every status the job went through: to the registry (and its FIRMWARE events)
+/// and to the caller's hook.
+fn publish(
+    machine: &mut UpdateMachine,
+    jobs: &JobRegistry,
+    hook: &(dyn Fn(&JobStatus) + Send + Sync),
+) {
+    for s in machine.take_changes() {
+        jobs.update(&s);
+        hook(&s);
+    }
+}
+
+/// Feeds the machine until it is done; publishes every status but the last one, which
+/// [`run_update`] publishes once the job's observations are cancelled.
+async fn drive(
+    shim: &Arc<Shim>,
+    jobs: &JobRegistry,
+    hook: &(dyn Fn(&JobStatus) + Send + Sync),
+    machine: &mut UpdateMachine,
+    plan: &UpdatePlan,
+    cfg: CampaignConfig,
+) -> Result<(), UpdateError> {
+    let ep = machine.status().ep.clone();
+    // Subscribe before the first request so no notification or re-registration slips by.
+    let mut f = match Follower::connect(shim, &ep, cfg, shim.subscribe_endpoint(&ep)) {
+        Ok(f) => f,
+        Err(e) => {
+            machine.fail(e.clone());
+            return Err(e);
+        }
+    };
+    // The first step asks for the package: the job is STARTING while it is read.
+    let first = machine.step(Instant::now(), false, Input::Begin);
+    debug_assert_eq!(first, Request::Prepare);
+    publish(machine, jobs, hook);
+    let payload = match prepare(shim, &ep, plan) {
+        Ok(p) => p,
+        Err(e) => {
+            machine.step(Instant::now(), false, Input::Prepared(Err(e.clone())));
+            return Err(e);
+        }
+    };
+    let mut input = Input::Prepared(Ok(()));
+    loop {
+        match machine.step(Instant::now(), f.observing(), input) {
+            Request::Done(outcome) => return outcome,
+            request => {
+                publish(machine, jobs, hook);
+                input = f.carry(request, &payload).await;
+            }
+        }
+    }
+}
+
+/// Runs one device's update to its end and returns the final status (also recorded in the
+/// registry and published); `hook` sees every change.
+pub async fn run_update(
+    shim: &Arc<Shim>,
+    jobs: &JobRegistry,
+    job: JobStatus,
+    plan: &UpdatePlan,
+    cfg: CampaignConfig,
+    hook: &(dyn Fn(&JobStatus) + Send + Sync),
+) -> JobStatus {
+    let ep = job.ep.clone();
+    let mut machine = UpdateMachine::new(job, plan.method, cfg);
+    let outcome = drive(shim, jobs, hook, &mut machine, plan, cfg).await;
+    // The job's observations of State and Update Result end with it.
+    for r in [3, 5] {
+        shim.cancel_observation(&ep, &resource(5, r));
+    }
+    if let Err(e) = outcome {
+        tracing::info!(%ep, error = %e, "firmware update failed");
+    }
+    publish(&mut machine, jobs, hook);
+    machine.status().clone()
+}
