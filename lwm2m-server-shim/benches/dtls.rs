@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
-use lwm2m_server_shim::security_store::{InMemorySecurityStore, SecurityInfo, SecurityStore};
-use lwm2m_server_shim::server::{self, ShimConfig};
-use lwm2m_server_shim::store::InMemoryStore;
+use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::server::registration::store::InMemoryStore;
+use lwm2m_server_shim::server::security::store::{
+    InMemorySecurityStore, SecurityInfo, SecurityStore,
+};
 
 const SIZE: usize = 1024 * 1024;
 const HANDSHAKES: usize = 300;
@@ -137,7 +139,7 @@ fn main() {
         .put(SecurityInfo::parse_cli(&format!("bench-ep:{IDENTITY}:{key_hex}")).expect("psk"))
         .expect("stored");
     let running = rt
-        .block_on(server::start_with_stores(
+        .block_on(app::start_with_stores(
             ShimConfig {
                 coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
                 coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
@@ -183,8 +185,8 @@ fn main() {
         .shim
         .coaps()
         .and_then(|c| match c.transport() {
-            lwm2m_server_shim::transport::Transport::Dtls(d) => Some(d.stats()),
-            lwm2m_server_shim::transport::Transport::Plain(_) => None,
+            lwm2m_server_shim::coap::transport::Transport::Dtls(d) => Some(d.stats()),
+            lwm2m_server_shim::coap::transport::Transport::Plain(_) => None,
         })
         .unwrap_or_default();
     println!("  shim state after the run: {sessions:?}");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::app::{self, ShimConfig};
 
 const SIZE: usize = 1024 * 1024;
 const RUNS: usize = 5;
@@ -77,7 +77,7 @@ fn main() {
         .build()
         .expect("runtime");
     let running = rt
-        .block_on(server::start(ShimConfig {
+        .block_on(app::start(ShimConfig {
             coap_addr: Some("127.0.0.1:0".parse().expect("addr")),
             coaps_addr: None,
             http_addr: "127.0.0.1:0".parse().expect("addr"),

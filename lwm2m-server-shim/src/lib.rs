@@ -1,53 +1,53 @@
 //! Test LwM2M server shim: drives firmware updates the way Eclipse Leshan and commercial
-//! device-management servers do. [`server::start`] runs the CoAP registration interface,
+//! device-management servers do. [`app::start`] runs the CoAP registration interface,
 //! device management, the package host and the Leshan-compatible REST API + event stream.
 //!
-//! HTTP surface (see [`rest_api`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
+//! # Layout
+//!
+//! The folders follow Leshan's server module, one concern each, listed from the top down:
+//!
+//! | part | what it holds |
+//! |---|---|
+//! | `cli/` (binary) | the subcommands (`serve`, `update`, `demo`, `conformance`, `keygen`, `package`): arguments, logging, progress output, exit codes; only `main.rs` uses it |
+//! | [`app`] | the composition root: configuration, binding the sockets, the CoAP router, socket buffer sizing, start-up and the running shim |
+//! | [`conformance`] | the conformance runner: the OMA ETS cases a server can drive against any registered client, device profiles and reports (which show registrations in the API's Leshan JSON) |
+//! | [`api`] | the REST API: HTTP plumbing, routes, Leshan response shapes, the event stream (Leshan JSON and SSE framing of every event), the client, firmware, security and package endpoints (the package host's HTTP face lives here because it is made of the API's HTTP plumbing) |
+//! | [`firmware`] | firmware jobs and their events, and campaigns |
+//! | [`server`] | the server core: the shared state ([`server::shim::Shim`]), typed events, requests to a registered device, observations, `registration/` (the `/rd` interface, its store, object links, binding modes, Block1 reassembly) and `security/` (the security store and the `/rd` authorizer) |
+//! | [`packages`] | the package host, its CoAP face (Block2 `GET /fw/{name}`) and the signed test packages |
+//! | [`coap`], [`content`] | CoAP transports (endpoint, message helpers, UDP or DTLS, the DTLS socket); codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
+//!
+//! Imports point one way, down this table: cli -> app / conformance -> api -> firmware ->
+//! server -> packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
+//! part can be read and changed without the parts above it. `tests/module_layout.rs` checks
+//! this from the sources (no circle between modules or folders, no import upwards).
+//! [`in_process_device`] runs our simulated device in this process for the demo, tests and
+//! the fleet benchmark; it stands outside the layers.
+//!
+//! HTTP surface (see [`api::routes`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
 //! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
 //! with `format`, `timeout` (s) and `replace`; `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
-//! [`firmware_api`] and [`campaign`]). CoAP surface:
+//! [`api::firmware`] and [`firmware::campaign`]). CoAP surface:
 //! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host), over coaps (DTLS 1.2,
-//! on by default, see [`dtls_socket`]: PSK identities from [`security_store`], managed through
+//! on by default, see [`coap::dtls_socket`]: PSK identities from [`server::security::store`], managed through
 //! `GET|PUT /api/security/clients` and `DELETE /api/security/clients/{ep}`, and optionally
 //! certificates from a CA, registering as their CN) and, only when configured, plain coap.
 //!
-//! Extension points for campaigns and conformance runs: [`server::Shim::device`] gives
-//! device-management requests to a registered client, [`events::EventBus::subscribe`] its
-//! registrations and notifications, and [`store::RegistrationStore`] can be backed by a shared
+//! Extension points for campaigns and conformance runs: [`server::shim::Shim::device`] gives
+//! device-management requests to a registered client, [`server::events::EventBus::subscribe`] its
+//! registrations and notifications, and [`server::registration::store::RegistrationStore`] can be backed by a shared
 //! store.
 
 #![warn(missing_docs)]
 
-pub mod binding;
-pub mod block1_assembly;
-pub mod campaign;
-pub mod client_api;
-pub mod coap_endpoint;
+pub mod api;
+pub mod app;
+pub mod coap;
 pub mod conformance;
 pub mod content;
-pub mod dm;
-pub mod dtls_socket;
-pub mod event_stream;
-pub mod events;
-pub mod firmware_api;
-pub mod http_server;
+pub mod firmware;
 pub mod in_process_device;
-pub mod jobs;
-pub mod leshan_response;
-pub mod node_json;
-pub mod object_links;
-pub mod object_model;
-pub mod package_coap;
-pub mod package_host;
-pub mod package_http;
-pub mod registration;
-pub mod registration_json;
-pub mod rest_api;
-pub mod security_api;
-pub mod security_store;
+pub mod packages;
 pub mod server;
-pub mod store;
-pub mod test_packages;
-pub mod transport;

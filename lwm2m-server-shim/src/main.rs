@@ -2,13 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
-mod author_cli;
-mod campaign_view;
-mod conformance_cli;
-mod demo_cli;
-mod serve_cli;
-mod update_cli;
-mod update_remote;
+mod cli;
+
+use cli::{
+    author as author_cli, conformance as conformance_cli, demo as demo_cli, serve as serve_cli,
+    update as update_cli,
+};
 
 /// Test LwM2M server that drives secure firmware updates (Object 5 + SUIT).
 #[derive(Parser)]

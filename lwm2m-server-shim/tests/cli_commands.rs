@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::temp_dir;
 use lwm2m_server_shim::in_process_device::InProcessDevice;
-use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
+use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
 

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::Harness;
-use lwm2m_server_shim::registration_json::registration_json;
+use lwm2m_server_shim::api::registration_json::registration_json;
 use serde_json::Value;
 
 const CLIENTS: usize = 2500;

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::Harness;
 use lwm2m_client::codec::{tlv, BlockOpt, Instance, Node, Resource, ResourceValue, Value};
+use lwm2m_server_shim::coap::message::uri_path;
 use lwm2m_server_shim::conformance::profile::{
     Expectations, NativePackages, PackageFile, PackageRole,
 };
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
 };
-use lwm2m_server_shim::registration::uri_path;
-use lwm2m_server_shim::test_packages::Signer;
+use lwm2m_server_shim::packages::test_packages::Signer;
 
 /// What the fake announces: Security (which it must not), Server, Device, Firmware Update,
 /// Portfolio, and every content format.
@@ -291,8 +291,14 @@ fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
     let cfg = config(&h, Duration::from_secs(2));
     let started = Instant::now();
     let run: RunReport =
-        h.rt.block_on(conformance::run(&shim, "fake-1", &cfg, &Selection::all()))
-            .expect("run");
+        h.rt.block_on(conformance::run(
+            &shim,
+            &h.running().jobs,
+            "fake-1",
+            &cfg,
+            &Selection::all(),
+        ))
+        .expect("run");
     let table = report::table(&run);
     println!("{table}\n(run took {:?})", started.elapsed());
     // 771 once per protocol the fake lists: coap and http.
@@ -317,8 +323,14 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let cfg = config(&h, Duration::from_secs(1));
     let started = Instant::now();
     let run =
-        h.rt.block_on(conformance::run(&shim, "silent-1", &cfg, &Selection::all()))
-            .expect("run");
+        h.rt.block_on(conformance::run(
+            &shim,
+            &h.running().jobs,
+            "silent-1",
+            &cfg,
+            &Selection::all(),
+        ))
+        .expect("run");
     let took = started.elapsed();
     let table = report::table(&run);
     assert!(took < Duration::from_secs(20), "took {took:?}\n{table}");
@@ -346,6 +358,7 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let run =
         h.rt.block_on(conformance::run(
             &shim,
+            &h.running().jobs,
             "fading-1",
             &cfg,
             &Selection::parse(&["core".to_string()]).expect("selection"),
@@ -381,6 +394,7 @@ fn a_device_that_never_registers_is_inconclusive_naming_the_wait() {
     let run =
         h.rt.block_on(conformance::run(
             &shim,
+            &h.running().jobs,
             "nobody",
             &cfg,
             &Selection::parse(&["751".to_string(), "core-101".to_string()]).expect("selection"),
@@ -649,6 +663,7 @@ fn a_push_only_device_with_its_own_packages_passes_what_it_supports() {
     let run =
         h.rt.block_on(conformance::run(
             &shim,
+            &h.running().jobs,
             "push-only",
             &cfg,
             &Selection::parse(&["fw".to_string()]).expect("selection"),

@@ -14,7 +14,7 @@ use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
 use lwm2m_server_shim::in_process_device::InProcessDevice;
-use lwm2m_server_shim::test_packages::Signer;
+use lwm2m_server_shim::packages::test_packages::Signer;
 
 /// Our simulated device in-process, trusting `anchor`.
 fn start_device(
@@ -77,8 +77,14 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     let shim = h.running().shim.clone();
     let cfg = config(signer, h.running().http_addr);
     let run =
-        h.rt.block_on(conformance::run(&shim, "ets-dev", &cfg, &Selection::all()))
-            .expect("run");
+        h.rt.block_on(conformance::run(
+            &shim,
+            &h.running().jobs,
+            "ets-dev",
+            &cfg,
+            &Selection::all(),
+        ))
+        .expect("run");
     let table = table(&run);
     // Every case a server can provoke ran (774 and Send only when named), 771 once per
     // protocol the device lists (coap, http, https).
@@ -125,6 +131,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     let only =
         h.rt.block_on(conformance::run(
             &shim,
+            &h.running().jobs,
             "ets-dev",
             &cfg,
             &Selection::parse(&["774".to_string()]).expect("selection"),
@@ -149,9 +156,13 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let seq = lwm2m_server_shim::test_packages::fresh_sequence();
+    let seq = lwm2m_server_shim::packages::test_packages::fresh_sequence();
     let package = signer
-        .build(lwm2m_server_shim::test_packages::Kind::Good, "3.0.0", seq)
+        .build(
+            lwm2m_server_shim::packages::test_packages::Kind::Good,
+            "3.0.0",
+            seq,
+        )
         .expect("package");
     let (s, _) = h.put(
         "/api/packages/fleet.suit",

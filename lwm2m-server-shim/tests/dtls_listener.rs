@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, hex, temp_dir, wait_event, Harness};
 use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
-use lwm2m_server_shim::campaign;
+use lwm2m_server_shim::firmware::campaign;
 use serde_json::{json, Value};
 
 const KEY_A: &str = "secret-key-a-123";
@@ -334,7 +334,7 @@ fn plain_coap_is_closed_by_default_and_cannot_claim_a_secured_endpoint() {
     );
     assert_eq!(h.get_json("/api/clients").1, json!([]));
     assert!(
-        lwm2m_server_shim::server::ShimConfig::default()
+        lwm2m_server_shim::app::ShimConfig::default()
             .coap_addr
             .is_none(),
         "plain CoAP must be opt-in"
@@ -506,7 +506,7 @@ fn certificate_clients_register_as_their_common_name_only() {
     pki(&dir, "urn:dev:cert-1");
     let read = |f: &str| std::fs::read(dir.join(f)).expect("pem");
     let cert =
-        lwm2m_server_shim::dtls_socket::ServerCertificate(lwm2m_client::dtls::CertIdentity {
+        lwm2m_server_shim::coap::dtls_socket::ServerCertificate(lwm2m_client::dtls::CertIdentity {
             cert_pem: read("server.pem"),
             key_pem: read("server.key"),
             ca_pem: read("ca.pem"),

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, wait_event, Harness};
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_server_shim::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use lwm2m_server_shim::jobs::{JobStatus, Method, Phase};
+use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
+use lwm2m_server_shim::firmware::jobs::{JobStatus, Method, Phase};
+use object5::status::{State, UpdateResult};
 use serde_json::json;
 
 /// A package the scripted device accepts: `version=<v>\n` then the image; `selftest=fail`
@@ -678,6 +679,7 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
     targets.push("not-registered".into());
     let out = h.rt.block_on(campaign::run_campaign(
         &shim,
+        &h.running().jobs,
         &targets,
         &plan,
         quick_config(),
@@ -688,7 +690,11 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
     for (j, ep) in out.iter().zip(&eps) {
         assert_eq!(&j.ep, ep);
         assert_eq!(j.phase, Phase::Succeeded, "{j:?}");
-        assert_eq!((j.state, j.result), (Some(0), Some(1)), "{j:?}");
+        assert_eq!(
+            (j.state, j.result),
+            (Some(State::Idle), Some(UpdateResult::Success)),
+            "{j:?}"
+        );
         assert_eq!(j.firmware_version.as_deref(), Some("2.5.0"));
     }
     let missing = out.last().expect("job");
@@ -734,9 +740,11 @@ fn failures_report_the_update_result() {
             method,
             uri,
         };
-        let job = shim.jobs.create("fw-f", package, method);
+        let jobs = &h.running().jobs;
+        let job = jobs.create("fw-f", package, method);
         let end = h.rt.block_on(campaign::run_update(
             &shim,
+            jobs,
             job,
             &plan,
             quick_config(),
@@ -744,7 +752,10 @@ fn failures_report_the_update_result() {
         ));
         assert_eq!(end.phase, Phase::Failed, "{package}: {end:?}");
         assert_eq!(
-            (end.state, end.result),
+            (
+                end.state.map(State::code),
+                end.result.map(UpdateResult::code)
+            ),
             (Some(state), Some(result)),
             "{end:?}"
         );

@@ -9,8 +9,8 @@ use std::fs::File;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_server_shim::package_coap;
-use lwm2m_server_shim::package_host::{PackageHost, MAX_CACHED_PACKAGE};
+use lwm2m_server_shim::packages::coap as package_coap;
+use lwm2m_server_shim::packages::host::{PackageHost, MAX_CACHED_PACKAGE};
 
 mod common;
 

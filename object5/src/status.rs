@@ -94,21 +94,22 @@ impl UpdateResult {
     }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
+impl State {
+    /// The state's name in the object definition.
+    pub const fn name(self) -> &'static str {
+        match self {
             Self::Idle => "Idle",
             Self::Downloading => "Downloading",
             Self::Downloaded => "Downloaded",
             Self::Updating => "Updating",
-        };
-        write!(f, "{} ({name})", self.code())
+        }
     }
 }
 
-impl fmt::Display for UpdateResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self {
+impl UpdateResult {
+    /// What the value means, as the object definition describes it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
             Self::Initial => "initial value",
             Self::Success => "firmware updated successfully",
             Self::NotEnoughFlash => "not enough flash memory",
@@ -121,8 +122,19 @@ impl fmt::Display for UpdateResult {
             Self::UnsupportedProtocol => "unsupported protocol",
             Self::Cancelled => "firmware update cancelled",
             Self::Deferred => "firmware update deferred",
-        };
-        write!(f, "{} ({text})", self.code())
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.name())
+    }
+}
+
+impl fmt::Display for UpdateResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.meaning())
     }
 }
 

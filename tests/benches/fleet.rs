@@ -8,7 +8,7 @@
 //! accelerator would (`FLEET_CRYPTO=software` for the portable backend, about 8x the CPU per
 //! check): on two shared cores the simulated devices, not the shim, are otherwise most of
 //! the load. The shim runs as a separate process (this binary re-executed with
-//! `FLEET_SHIM_CHILD`, calling `server::start` exactly as `serve --coap` does), so its peak
+//! `FLEET_SHIM_CHILD`, calling `app::start` exactly as `serve --coap` does), so its peak
 //! resident memory (VmHWM) is its own, not the devices'. Everything the bench does to the
 //! shim goes through its REST API, as an operator's script would: it follows REGISTRATION
 //! and FIRMWARE events on `/api/event`, starts each update with
@@ -33,9 +33,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::in_process_device::parse_options;
-use lwm2m_server_shim::server::{self, ShimConfig};
-use lwm2m_server_shim::test_packages::{fresh_sequence, Kind, Signer};
+use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use serde_json::Value;
 
 const IMAGE_LEN: usize = 64 * 1024;
@@ -73,9 +73,7 @@ fn shim_child(package_dir: PathBuf) -> Result<(), String> {
         package_dir,
         ..ShimConfig::default()
     };
-    let running = rt
-        .block_on(server::start(config))
-        .map_err(|e| e.to_string())?;
+    let running = rt.block_on(app::start(config)).map_err(|e| e.to_string())?;
     let coap = running.coap_addr.ok_or("no coap listener")?;
     println!("{coap} {}", running.http_addr);
     std::io::stdout().flush().map_err(|e| e.to_string())?;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use device_port::image::ImageBuilder;
 use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
-use lwm2m_server_shim::coap_endpoint::CoapTiming;
-use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
+use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
+use lwm2m_server_shim::coap::endpoint::CoapTiming;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
 use serde_json::Value;
 
@@ -120,7 +120,7 @@ impl Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let running = rt.block_on(server::start(config)).expect("shim starts");
+        let running = rt.block_on(app::start(config)).expect("shim starts");
         let (key_pem, public) = author::generate_key_pem().expect("key");
         let trust_anchor = dir.join("signer.pub.pem");
         std::fs::write(&trust_anchor, public).expect("write key");

@@ -122,8 +122,14 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
     let shim = h.running().shim.clone();
     let cfg = config(h.running().http_addr);
     let run =
-        h.rt.block_on(conformance::run(&shim, ep, &cfg, &Selection::all()))
-            .expect("run");
+        h.rt.block_on(conformance::run(
+            &shim,
+            &h.running().jobs,
+            ep,
+            &cfg,
+            &Selection::all(),
+        ))
+        .expect("run");
     let table = report::table(&run);
     println!("{table}");
     for c in &run.cases {

@@ -9,8 +9,8 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
 use lwm2m_client::pull::{PackageSink, SinkError};
-use lwm2m_server_shim::security_store::SecurityInfo;
-use lwm2m_server_shim::server::{self, ShimConfig};
+use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::relay::{Faults, Relay};
 
 #[derive(Default)]
@@ -32,7 +32,7 @@ impl PackageSink for MemSink {
 async fn coaps_handshake_and_download_survive_20_percent_loss() {
     let dir = std::env::temp_dir().join(format!("shim-dtls-relay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let running = server::start(ShimConfig {
+    let running = app::start(ShimConfig {
         coap_addr: None,
         coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
         http_addr: "127.0.0.1:0".parse().expect("addr"),

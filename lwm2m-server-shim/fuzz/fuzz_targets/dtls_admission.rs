@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
-use lwm2m_server_shim::dtls_socket::{DtlsLimits, DtlsSocket};
+use lwm2m_server_shim::coap::dtls_socket::{DtlsLimits, DtlsSocket};
 
 const KEY: &[u8] = b"0123456789abcdef";
 

@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_server_shim::package_coap;
-use lwm2m_server_shim::package_host::{PackageHost, MAX_CACHED_PACKAGE};
-use lwm2m_server_shim::registration::uri_path;
+use lwm2m_server_shim::packages::coap as package_coap;
+use lwm2m_server_shim::packages::host::{PackageHost, MAX_CACHED_PACKAGE};
+use lwm2m_server_shim::coap::message::uri_path;
 
 const NAMES: [&str; 5] = ["small.bin", "empty.bin", "large.bin", "missing.bin", "../etc"];
 

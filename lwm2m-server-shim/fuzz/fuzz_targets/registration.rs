@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use libfuzzer_sys::fuzz_target;
-use lwm2m_server_shim::registration::{self, RegistrationIds};
-use lwm2m_server_shim::registration_json::registration_json;
-use lwm2m_server_shim::store::{InMemoryStore, RegistrationStore};
+use lwm2m_server_shim::server::registration::interface::{self as registration, RegistrationIds};
+use lwm2m_server_shim::api::event_stream::{server_event_data, sse_record};
+use lwm2m_server_shim::api::registration_json::registration_json;
+use lwm2m_server_shim::server::registration::store::{InMemoryStore, RegistrationStore};
 
 const METHODS: [RequestType; 4] = [
     RequestType::Post,
@@ -85,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = resp.to_bytes();
         if let Some(e) = event {
-            let _ = e.to_sse();
+            let _ = sse_record(e.name(), &server_event_data(&e));
         }
         now += Duration::from_secs(u64::from(sel));
     }

@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::{ContentFormat, Node, Path};
 use lwm2m_server_shim::content;
-use lwm2m_server_shim::firmware_api::parse_request;
-use lwm2m_server_shim::node_json::{node_json, parse_node};
-use lwm2m_server_shim::security_store::SecurityInfo;
+use lwm2m_server_shim::api::firmware::parse_request;
+use lwm2m_server_shim::content::node_json::{node_json, parse_node};
+use lwm2m_server_shim::server::security::store::SecurityInfo;
 
 const FORMATS: [ContentFormat; 5] = [
     ContentFormat::Tlv,

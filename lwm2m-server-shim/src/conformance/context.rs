@@ -14,16 +14,19 @@ use super::packages::Packages;
 use super::readings::{FirmwareReading, Formats};
 use super::verdict::{Abort, Step};
 use super::ConformanceConfig;
-use crate::campaign::single_value;
 use crate::content;
-use crate::dm::{Device, DmResponse};
-use crate::events::Event;
-use crate::server::Shim;
-use crate::store::Registration;
+use crate::firmware::campaign::single_value;
+use crate::firmware::jobs::JobRegistry;
+use crate::server::events::ServerEvent;
+use crate::server::registration::store::Registration;
+use crate::server::requests::{Device, DmResponse};
+use crate::server::shim::Shim;
 
 /// The run's shared state.
 pub(crate) struct Ctx<'a> {
     pub shim: &'a Arc<Shim>,
+    /// Where the update cases' firmware jobs are recorded (and published).
+    pub jobs: &'a JobRegistry,
     pub ep: &'a str,
     pub cfg: &'a ConformanceConfig,
     pub formats: Formats,
@@ -97,7 +100,7 @@ impl Ctx<'_> {
             .ok_or_else(|| Abort::Runner("no CoAP endpoint for the device's transport".into()))
     }
 
-    fn failed(&self, op: &str) -> impl FnOnce(crate::dm::DmError) -> Abort + '_ {
+    fn failed(&self, op: &str) -> impl FnOnce(crate::server::requests::DmError) -> Abort + '_ {
         let op = op.to_string();
         move |e| Abort::from_dm(&op, self.timeout(), e)
     }
@@ -201,17 +204,17 @@ impl Ctx<'_> {
     }
 
     /// The shim's events from now on.
-    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn events(&self) -> broadcast::Receiver<Arc<ServerEvent>> {
         self.shim.events.subscribe()
     }
 
     /// Waits up to `within` for an event of this device that `pred` accepts.
     pub async fn wait_event(
         &self,
-        rx: &mut broadcast::Receiver<Arc<Event>>,
+        rx: &mut broadcast::Receiver<Arc<ServerEvent>>,
         within: Duration,
-        mut pred: impl FnMut(&Event) -> bool,
-    ) -> Option<Arc<Event>> {
+        mut pred: impl FnMut(&ServerEvent) -> bool,
+    ) -> Option<Arc<ServerEvent>> {
         let until = Instant::now() + within;
         loop {
             let ev = tokio::select! {

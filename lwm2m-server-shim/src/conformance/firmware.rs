@@ -14,9 +14,10 @@ use super::profile::PackageRole;
 use super::readings::FirmwareReading;
 use super::verdict::{Abort, Decision, Step};
 use super::watch::{Observed, Watch};
-use crate::campaign::{self, resource, result_meaning, UpdatePlan};
-use crate::dm::DmResponse;
-use crate::jobs::{Method, Phase};
+use crate::firmware::campaign::{self, resource, UpdatePlan};
+use crate::firmware::jobs::{Method, Phase};
+use crate::server::requests::DmResponse;
+use object5::status::UpdateResult;
 
 /// How a package reaches the device in a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,12 @@ fn uses(ctx: &Ctx<'_>, code: i64) -> Result<(), Decision> {
             result_meaning(code)
         )))
     }
+}
+
+/// What an Update Result code read from the device means; the evidence shows the raw code,
+/// which may be one Object 5 does not define.
+fn result_meaning(code: i64) -> &'static str {
+    campaign::result_of(code).map_or("unknown result", UpdateResult::meaning)
 }
 
 async fn state_result(ctx: &Ctx<'_>) -> Step<(Option<i64>, Option<i64>)> {
@@ -265,10 +272,10 @@ async fn update(ctx: &Ctx<'_>, pkg: &Hosted, route: Route, expect: (i64, i64)) -
         method,
         uri,
     };
-    let job = ctx.shim.jobs.create(ctx.ep, &pkg.name, method);
-    let end = campaign::run_update(ctx.shim, job, &plan, ctx.cfg.campaign, &|_| {}).await;
+    let job = ctx.jobs.create(ctx.ep, &pkg.name, method);
+    let end = campaign::run_update(ctx.shim, ctx.jobs, job, &plan, ctx.cfg.campaign, &|_| {}).await;
     let (state, result) = match (end.state, end.result) {
-        (Some(s), Some(r)) => (Some(s), Some(r)),
+        (Some(s), Some(r)) => (Some(i64::from(s.code())), Some(i64::from(r.code()))),
         _ => state_result(ctx).await?,
     };
     let after_version = ctx.read_value(&resource(3, 3)).await?;

@@ -12,8 +12,8 @@ use object5::machine::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::campaign::package_uri_with;
-use crate::package_coap::PACKAGE_PATH;
+use crate::firmware::campaign::package_uri_with;
+use crate::packages::coap::PACKAGE_PATH;
 
 /// The shim's package host addresses a run may offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

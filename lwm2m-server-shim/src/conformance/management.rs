@@ -9,7 +9,7 @@ use lwm2m_client::codec::{ContentFormat, Instance, Node, Path, Resource, Resourc
 use super::context::{number, show, value_of, Ctx};
 use super::verdict::{Abort, Decision, Step};
 use crate::content::{self, ContentError};
-use crate::events::Event;
+use crate::server::events::ServerEvent;
 
 /// Writable integers of the LwM2M Server object the cases change (and put back), in order of
 /// preference: Default Maximum Period and Default Minimum Period (optional, no side effects),
@@ -604,7 +604,7 @@ async fn case_create_delete(ctx: &Ctx<'_>) -> Step<Decision> {
     let announced = format!("</{object}/{iid}>");
     let update = ctx
         .wait_event(&mut rx, ctx.cfg.notify_within, |e| {
-            matches!(e, Event::Updated { update, .. }
+            matches!(e, ServerEvent::Updated { update, .. }
                 if update.object_links.as_deref().is_some_and(|l| l.contains(&announced)))
         })
         .await;
@@ -639,7 +639,7 @@ async fn case_241(ctx: &Ctx<'_>) -> Step<Decision> {
         ctx.wait_event(
             &mut rx,
             within,
-            |ev| matches!(ev, Event::Registration(r) if r.registration_date > before),
+            |ev| matches!(ev, ServerEvent::Registration(r) if r.registration_date > before),
         )
         .await
     } else {

@@ -36,10 +36,11 @@ pub use packages::PackageSource;
 pub use readings::FirmwareReading;
 pub use verdict::{CaseReport, Verdict};
 
-use crate::campaign::{CampaignConfig, PhaseTimeouts};
-use crate::object_links::ObjectLinks;
-use crate::server::Shim;
-use crate::store::Registration;
+use crate::firmware::campaign::{CampaignConfig, PhaseTimeouts};
+use crate::firmware::jobs::JobRegistry;
+use crate::server::registration::object_links::ObjectLinks;
+use crate::server::registration::store::Registration;
+use crate::server::shim::Shim;
 use context::Ctx;
 use hosts::Hosts;
 use packages::Packages;
@@ -199,6 +200,7 @@ async fn run_case(ctx: &Ctx<'_>, def: &CaseDef, variant: Option<&str>) -> verdic
 /// and once the device stops answering the remaining cases are INCONCLUSIVE.
 pub async fn run(
     shim: &Arc<Shim>,
+    jobs: &JobRegistry,
     ep: &str,
     cfg: &ConformanceConfig,
     selection: &Selection,
@@ -227,6 +229,7 @@ pub async fn run(
     ));
     let mut ctx = Ctx {
         shim,
+        jobs,
         ep,
         cfg: &cfg,
         formats,

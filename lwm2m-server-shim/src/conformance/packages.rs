@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::profile::{NativePackages, PackageRole};
 use super::verdict::{Abort, Step};
 use super::ConformanceError;
-use crate::server::Shim;
-use crate::test_packages::{fresh_sequence, Kind, Signer};
+use crate::packages::test_packages::{fresh_sequence, Kind, Signer};
+use crate::server::shim::Shim;
 
 /// Where the packages come from.
 #[derive(Debug, Clone)]
@@ -240,6 +240,6 @@ mod tests {
     fn host_names_are_valid_package_names() {
         let n = host_name("42", PackageRole::WrongType, Path::new("/x/my fw (v2).bin"));
         assert_eq!(n, "conf-42-wrong_type-my_fw__v2_.bin");
-        assert!(crate::package_host::valid_name(&n));
+        assert!(crate::packages::host::valid_name(&n));
     }
 }

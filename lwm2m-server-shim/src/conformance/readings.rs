@@ -7,10 +7,10 @@ use object5::machine::Protocol;
 use serde_json::{json, Value as Json};
 
 use crate::content;
-use crate::dm::DmResponse;
-use crate::node_json::node_json;
-use crate::object_links::ObjectLinks;
-use crate::store::Registration;
+use crate::content::node_json::node_json;
+use crate::server::registration::object_links::ObjectLinks;
+use crate::server::registration::store::Registration;
+use crate::server::requests::DmResponse;
 
 /// Content formats the device announced.
 #[derive(Debug, Clone, PartialEq, Eq)]

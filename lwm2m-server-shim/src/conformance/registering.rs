@@ -8,9 +8,9 @@ use lwm2m_client::codec::{Path, Value};
 
 use super::context::{number, show, Ctx};
 use super::verdict::{Decision, Step};
-use crate::events::Event;
-use crate::object_links::ObjectLinks;
-use crate::store::Registration;
+use crate::server::events::ServerEvent;
+use crate::server::registration::object_links::ObjectLinks;
+use crate::server::registration::store::Registration;
 
 const LIFETIME: Path = Path::resource(1, 0, 1);
 const DISABLE: Path = Path::resource(1, 0, 4);
@@ -143,7 +143,7 @@ async fn set_lifetime(ctx: &Ctx<'_>, lt: u32) -> Step<(String, bool)> {
         .wait_event(
             &mut rx,
             ctx.cfg.notify_within,
-            |e| matches!(e, Event::Updated { update, .. } if update.lifetime_s == Some(lt)),
+            |e| matches!(e, ServerEvent::Updated { update, .. } if update.lifetime_s == Some(lt)),
         )
         .await;
     Ok((w.code_string(), seen.is_some()))
@@ -175,14 +175,14 @@ async fn case_104(ctx: &Ctx<'_>) -> Step<Decision> {
     let e = ctx.execute(&TRIGGER).await?;
     let update = if e.is_success() {
         ctx.wait_event(&mut rx, ctx.cfg.notify_within, |e| {
-            matches!(e, Event::Updated { .. })
+            matches!(e, ServerEvent::Updated { .. })
         })
         .await
     } else {
         None
     };
     let links = match update.as_deref() {
-        Some(Event::Updated { update, .. }) => {
+        Some(ServerEvent::Updated { update, .. }) => {
             if update.object_links.is_some() {
                 "an Update with object links"
             } else {
@@ -222,12 +222,17 @@ async fn case_107(ctx: &Ctx<'_>) -> Step<Decision> {
         .wait_event(
             &mut rx,
             until.saturating_duration_since(tokio::time::Instant::now()),
-            |e| matches!(e, Event::Updated { .. } | Event::Deregistration(_)),
+            |e| {
+                matches!(
+                    e,
+                    ServerEvent::Updated { .. } | ServerEvent::Deregistration(_)
+                )
+            },
         )
         .await
     {
         match &*ev {
-            Event::Deregistration(_) => {
+            ServerEvent::Deregistration(_) => {
                 expired = true;
                 break;
             }
@@ -271,7 +276,7 @@ async fn case_103(ctx: &Ctx<'_>) -> Step<Decision> {
     }
     let gone = ctx
         .wait_event(&mut rx, ctx.cfg.notify_within, |e| {
-            matches!(e, Event::Deregistration(_))
+            matches!(e, ServerEvent::Deregistration(_))
         })
         .await;
     let since = tokio::time::Instant::now();
@@ -279,7 +284,7 @@ async fn case_103(ctx: &Ctx<'_>) -> Step<Decision> {
         .wait_event(
             &mut rx,
             Duration::from_secs(disable_s) + ctx.cfg.notify_within,
-            |e| matches!(e, Event::Registration(_)),
+            |e| matches!(e, ServerEvent::Registration(_)),
         )
         .await;
     let away = since.elapsed();

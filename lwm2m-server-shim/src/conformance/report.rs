@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::verdict::Verdict;
 use super::RunReport;
-use crate::registration_json::registration_json;
+use crate::api::registration_json::registration_json;
 
 /// The console table: one line per case, then the counts.
 pub fn table(r: &RunReport) -> String {

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::coap_endpoint::ExchangeError;
-use crate::dm::DmError;
+use crate::coap::endpoint::ExchangeError;
+use crate::server::requests::DmError;
 
 /// A case's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]

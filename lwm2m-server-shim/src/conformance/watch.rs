@@ -12,10 +12,10 @@ use tokio::time::Instant;
 
 use super::context::{decode, Ctx};
 use super::verdict::{Abort, Step};
-use crate::coap_endpoint::{CoapEndpoint, ObservationStream};
-use crate::dm::{Device, DmResponse};
-use crate::object_links::ObjectLinks;
-use crate::server::Shim;
+use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
+use crate::server::registration::object_links::ObjectLinks;
+use crate::server::requests::{Device, DmResponse};
+use crate::server::shim::Shim;
 
 /// A notification as it arrived.
 pub(crate) struct Notified {

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use lwm2m_server_shim::coap_endpoint::CoapTiming;
-use lwm2m_server_shim::server::{self, RunningShim, ShimConfig};
-use lwm2m_server_shim::store::Registration;
+use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
+use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::server::registration::store::Registration;
 use serde_json::Value;
 
 /// A unique, empty temporary directory.
@@ -76,7 +76,7 @@ impl Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let running = rt.block_on(server::start(config)).expect("shim starts");
+        let running = rt.block_on(app::start(config)).expect("shim starts");
         let base = format!("http://{}", running.http_addr);
         // Tests that disable plain CoAP get the coaps address here.
         let coap = running

@@ -1,0 +1,12 @@
+//! The Leshan-compatible REST API over HTTP: the server plumbing, routes, Leshan response
+//! shapes, the event stream and the client, firmware, security and package endpoints.
+
+pub mod clients;
+pub mod event_stream;
+pub mod firmware;
+pub mod http_server;
+pub mod leshan_response;
+pub mod packages;
+pub mod registration_json;
+pub mod routes;
+pub mod security;

@@ -1,0 +1,70 @@
+//! Registrations in the JSON shape of Leshan's `JacksonRegistrationSerializer`, so scripts
+//! written for Leshan's REST API and event stream read them unchanged.
+
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use crate::server::registration::object_links::ObjectLinks;
+use crate::server::registration::store::{Registration, RegistrationUpdate};
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One registration as Leshan's REST API shows it.
+pub fn registration_json(r: &Registration) -> Value {
+    let links = ObjectLinks::parse(&r.object_links);
+    let mut v = json!({
+        "endpoint": r.endpoint,
+        "registrationId": r.id,
+        "registrationDate": epoch_ms(r.registration_date),
+        "lastUpdate": epoch_ms(r.last_update),
+        "address": r.address.to_string(),
+        "lwM2mVersion": r.lwm2m_version,
+        "lifetime": r.lifetime_s,
+        "bindingMode": r.binding,
+        "rootPath": links.root_path(),
+        "objectLinks": links.to_json(),
+        "secure": r.secure,
+        "additionalRegistrationAttributes": r.additional_attributes,
+        "queuemode": r.queue_mode,
+        "availableInstances": links.available_instances_json(),
+    });
+    if let (Some(sms), Some(obj)) = (&r.sms_number, v.as_object_mut()) {
+        obj.insert("smsNumber".into(), Value::String(sms.clone()));
+    }
+    if let (true, Some(obj)) = (r.queue_mode, v.as_object_mut()) {
+        // Leshan reports `sleeping` only for queue-mode clients; the shim has no sleep tracking
+        // yet, so a queue-mode client counts as awake right after it talked to us.
+        obj.insert("sleeping".into(), Value::Bool(false));
+    }
+    v
+}
+
+/// A registration Update as Leshan's `JacksonRegistrationUpdateSerializer` shows it.
+pub fn update_json(registration_id: &str, u: &RegistrationUpdate) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "registrationId".into(),
+        Value::String(registration_id.into()),
+    );
+    if let Some(a) = u.address {
+        m.insert("address".into(), Value::String(a.to_string()));
+    }
+    if let Some(lt) = u.lifetime_s {
+        m.insert("lifeTimeInSec".into(), json!(lt));
+    }
+    if let Some(b) = &u.binding {
+        m.insert("bindingMode".into(), Value::String(b.clone()));
+    }
+    if let Some(s) = &u.sms_number {
+        m.insert("smsNumber".into(), Value::String(s.clone()));
+    }
+    if let Some(l) = &u.object_links {
+        m.insert("objectLinks".into(), ObjectLinks::parse(l).to_json());
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,365 @@
+//! The composition root: binds the sockets, builds the server core, the firmware jobs and the
+//! REST API over them, and runs their tasks. Everything else is a library part this file
+//! wires together; the imports point one way (see the crate docs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use coap_lite::{Packet, ResponseType};
+use lwm2m_client::codec::BlockOpt;
+use lwm2m_client::dtls::{DtlsContext, DtlsError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::http_server::HttpLimits;
+use crate::api::routes::RestApi;
+use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
+use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
+use crate::coap::message::{response, uri_path};
+use crate::coap::transport::Transport;
+use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
+use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
+use crate::packages::host::{PackageError, PackageHost};
+use crate::server::registration::block1::Block1Limits;
+use crate::server::registration::store::{InMemoryStore, RegistrationStore};
+use crate::server::security::store::{psk_lookup, InMemorySecurityStore, SecurityStore};
+use crate::server::shim::{ServerSettings, Shim};
+
+/// How to run the shim.
+#[derive(Debug, Clone)]
+pub struct ShimConfig {
+    /// Plain CoAP (UDP) address for registrations, device management and the package host;
+    /// `None` (the default) keeps plain CoAP closed, so only authenticated peers get in.
+    pub coap_addr: Option<SocketAddr>,
+    /// CoAP over DTLS (PSK) address serving the same resources to authenticated peers.
+    pub coaps_addr: Option<SocketAddr>,
+    /// Bounds on DTLS handshakes and idle sessions of the coaps listener.
+    pub dtls_limits: DtlsLimits,
+    /// Bounds on block-wise Register and Update payloads being reassembled.
+    pub rd_block1: Block1Limits,
+    /// Certificate mode on the coaps port besides PSK: the shim's certificate and the CA
+    /// whose certificates are accepted, each client registering as its certificate's CN.
+    pub dtls_certificate: Option<ServerCertificate>,
+    /// HTTP address of the REST API, event stream and HTTP package host.
+    pub http_addr: SocketAddr,
+    /// Timeouts and cap of the HTTP connections.
+    pub http_limits: HttpLimits,
+    /// Directory packages are served from and uploaded to.
+    pub package_dir: PathBuf,
+    /// Block size for Block1 pushes and the package host's Block2 (16..=1024).
+    pub block_size: usize,
+    /// Default per-exchange request timeout when the REST call gives none (Leshan: 5 s).
+    pub default_timeout: Duration,
+    /// CoAP retransmission parameters.
+    pub timing: CoapTiming,
+    /// How often expired registrations are removed.
+    pub expiry_check: Duration,
+    /// Kernel receive buffer (SO_RCVBUF) in bytes for the coap and coaps UDP sockets; `None`
+    /// keeps the system default (208 KiB on Linux), where bursts from many devices overflow
+    /// and are dropped. Linux caps it at `net.core.rmem_max`.
+    pub udp_recv_buffer: Option<usize>,
+    /// Kernel send buffer (SO_SNDBUF) in bytes for the same sockets; `None` keeps the system
+    /// default. Capped at `net.core.wmem_max`.
+    pub udp_send_buffer: Option<usize>,
+    /// Firmware jobs started through the REST API that run at once; the rest wait in phase
+    /// QUEUED. Thousands of devices pulling at the same instant overflow socket buffers and
+    /// then spend their time in retransmission back-off (fleet bench: 10 000 at once took
+    /// 160 s, 1 000 at a time 32 s), as campaign managers of device-management servers know.
+    pub max_active_jobs: u32,
+}
+
+/// Default [`ShimConfig::udp_recv_buffer`]: 4 MiB.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+impl Default for ShimConfig {
+    fn default() -> Self {
+        Self {
+            coap_addr: None,
+            coaps_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5684))),
+            dtls_limits: DtlsLimits::default(),
+            rd_block1: Block1Limits::default(),
+            dtls_certificate: None,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_limits: HttpLimits::default(),
+            package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
+            block_size: 1024,
+            default_timeout: Duration::from_secs(5),
+            timing: CoapTiming::default(),
+            expiry_check: Duration::from_secs(1),
+            udp_recv_buffer: Some(DEFAULT_UDP_RECV_BUFFER),
+            udp_send_buffer: None,
+            max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
+        }
+    }
+}
+
+/// Why the shim could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A socket could not be bound: the listener ("coap", "coaps", "HTTP"), its address, why.
+    Bind(&'static str, SocketAddr, std::io::Error),
+    /// The package directory is unusable.
+    Packages(PackageError),
+    /// The DTLS context could not be built.
+    Dtls(DtlsError),
+    /// Neither coap nor coaps is configured: no device could reach the shim.
+    NoCoapListener,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bind(listener, addr, e) => {
+                write!(
+                    f,
+                    "cannot bind {addr}: {} ({listener} listener)",
+                    io_reason(e)
+                )
+            }
+            Self::Packages(e) => write!(f, "{e}"),
+            Self::Dtls(e) => write!(f, "coaps listener: {e}"),
+            Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// An I/O error in the words a user expects on one line ("address in use", without the OS
+/// error number); other errors as the system words them.
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => "address in use".into(),
+        K::AddrNotAvailable => "address not available on this host".into(),
+        K::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl ShimConfig {
+    /// The part of the configuration the server core uses.
+    pub fn server_settings(&self) -> ServerSettings {
+        ServerSettings {
+            block_size: self.block_size,
+            default_timeout: self.default_timeout,
+            rd_block1: self.rd_block1,
+        }
+    }
+}
+
+/// Routes the requests devices send to the shim: `/rd` to the registration interface, `/fw`
+/// to the package host.
+struct CoapRouter {
+    shim: std::sync::Weak<Shim>,
+    /// Whether this router serves the coaps endpoint.
+    secure: bool,
+}
+
+impl RequestHandler for CoapRouter {
+    fn handle(&self, request: &Packet, peer: SocketAddr) -> Packet {
+        let Some(shim) = self.shim.upgrade() else {
+            return response(ResponseType::ServiceUnavailable);
+        };
+        let path = uri_path(request);
+        match path.first().map(String::as_str) {
+            Some("rd") => shim.handle_registration(request, peer, self.secure),
+            Some(PACKAGE_PATH) => package_coap::handle(
+                &shim.packages,
+                request,
+                &path,
+                BlockOpt::szx_for_size(shim.settings.block_size),
+            ),
+            _ => response(ResponseType::NotFound),
+        }
+    }
+}
+
+/// A started shim; dropping it stops its tasks.
+pub struct RunningShim {
+    /// The server core (stores, events, packages, endpoints).
+    pub shim: Arc<Shim>,
+    /// Firmware jobs started through the REST API or a campaign.
+    pub jobs: Arc<JobRegistry>,
+    /// Bound plain CoAP address, if plain CoAP is enabled.
+    pub coap_addr: Option<SocketAddr>,
+    /// Bound coaps (DTLS) address, if enabled.
+    pub coaps_addr: Option<SocketAddr>,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RunningShim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl RunningShim {
+    /// Waits until a task ends (they run until aborted or a socket fails).
+    pub async fn wait(mut self) {
+        if let Some(t) = self.tasks.pop() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Applies the configured kernel buffer sizes to an endpoint's UDP socket and logs what the
+/// kernel granted; a refusal is logged, not fatal (the default buffers still work).
+fn size_buffers(endpoint: &CoapEndpoint, config: &ShimConfig) {
+    type Setter = fn(&Transport, usize) -> std::io::Result<usize>;
+    let t = endpoint.transport();
+    let scheme = if t.is_secure() { "coaps" } else { "coap" };
+    let options: [(&str, Option<usize>, Setter, &str); 2] = [
+        (
+            "SO_RCVBUF",
+            config.udp_recv_buffer,
+            Transport::set_recv_buffer,
+            "net.core.rmem_max",
+        ),
+        (
+            "SO_SNDBUF",
+            config.udp_send_buffer,
+            Transport::set_send_buffer,
+            "net.core.wmem_max",
+        ),
+    ];
+    for (option, bytes, set, sysctl) in options {
+        let Some(requested) = bytes else { continue };
+        match set(t, requested) {
+            // Linux reports twice what it granted, so a request within its cap reads as more.
+            Ok(granted) if granted >= requested => {
+                tracing::info!(scheme, option, requested, granted, "UDP socket buffer")
+            }
+            Ok(granted) => tracing::warn!(
+                scheme,
+                option,
+                requested,
+                granted,
+                "UDP socket buffer smaller than requested; raise the sysctl {sysctl}"
+            ),
+            Err(e) => tracing::warn!(
+                scheme,
+                option,
+                requested,
+                error = %e,
+                "cannot size the UDP socket buffer"
+            ),
+        }
+    }
+}
+
+/// Binds the sockets and starts the CoAP loop, the HTTP server and the expiry task, with the
+/// in-memory registration store.
+pub async fn start(config: ShimConfig) -> Result<RunningShim, StartError> {
+    start_with_store(config, Arc::new(InMemoryStore::new())).await
+}
+
+/// Like [`start`] with a caller-provided registration store.
+pub async fn start_with_store(
+    config: ShimConfig,
+    store: Arc<dyn RegistrationStore>,
+) -> Result<RunningShim, StartError> {
+    start_with_stores(config, store, Arc::new(InMemorySecurityStore::new())).await
+}
+
+/// Like [`start`] with caller-provided registration and security stores.
+pub async fn start_with_stores(
+    config: ShimConfig,
+    store: Arc<dyn RegistrationStore>,
+    security: Arc<dyn SecurityStore>,
+) -> Result<RunningShim, StartError> {
+    if config.coap_addr.is_none() && config.coaps_addr.is_none() {
+        return Err(StartError::NoCoapListener);
+    }
+    let packages = Arc::new(PackageHost::new(&config.package_dir).map_err(StartError::Packages)?);
+    let shim = Arc::new(Shim::new(
+        store,
+        security.clone(),
+        packages,
+        config.server_settings(),
+    ));
+    let jobs = Arc::new(JobRegistry::new(config.max_active_jobs));
+    let router = |secure| {
+        Arc::new(CoapRouter {
+            shim: Arc::downgrade(&shim),
+            secure,
+        })
+    };
+    let mut endpoints = Vec::new();
+    let mut coap_addr = None;
+    if let Some(addr) = config.coap_addr {
+        let bind = |e| StartError::Bind("coap", addr, e);
+        let coap = CoapEndpoint::bind(addr, config.timing, router(false))
+            .await
+            .map_err(bind)?;
+        coap_addr = Some(coap.local_addr().map_err(bind)?);
+        shim.attach(coap.clone());
+        endpoints.push(coap);
+    }
+    let mut coaps_addr = None;
+    if let Some(addr) = config.coaps_addr {
+        let lookup = psk_lookup(security);
+        let ctx = match &config.dtls_certificate {
+            Some(cert) => DtlsContext::psk_and_cert_server(lookup, &cert.0),
+            None => DtlsContext::psk_server(lookup),
+        }
+        .map_err(StartError::Dtls)?;
+        let bind = |e| StartError::Bind("coaps", addr, e);
+        let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
+            .await
+            .map_err(bind)?;
+        let coaps = CoapEndpoint::over(
+            Transport::Dtls(Box::new(socket)),
+            config.timing,
+            router(true),
+        );
+        coaps_addr = Some(coaps.local_addr().map_err(bind)?);
+        shim.attach(coaps.clone());
+        endpoints.push(coaps);
+    }
+    let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
+    let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
+    let http_addr = listener.local_addr().map_err(bind)?;
+    // Every socket is bound before anything is logged: a start-up failure is its only line.
+    for endpoint in &endpoints {
+        size_buffers(endpoint, &config);
+    }
+    let mut tasks = Vec::new();
+    let weak = Arc::downgrade(&shim);
+    let every = config.expiry_check;
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(shim) = weak.upgrade() else { return };
+            shim.expire(SystemTime::now());
+        }
+    }));
+    tasks.push(tokio::spawn(crate::api::http_server::serve(
+        listener,
+        Arc::new(RestApi::new(shim.clone(), jobs.clone())),
+        config.http_limits,
+    )));
+    for endpoint in endpoints {
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = endpoint.run().await {
+                tracing::error!(error = %e, "CoAP socket failed");
+            }
+        }));
+    }
+    tracing::info!(?coap_addr, ?coaps_addr, %http_addr, "shim listening");
+    Ok(RunningShim {
+        shim,
+        jobs,
+        coap_addr,
+        coaps_addr,
+        http_addr,
+        tasks,
+    })
+}

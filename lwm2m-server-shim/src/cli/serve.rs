@@ -1,0 +1,165 @@
+//! The `serve` subcommand: runs the shim until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use clap::Args;
+use lwm2m_client::dtls::CertIdentity;
+use lwm2m_server_shim::api::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
+use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
+use lwm2m_server_shim::server::registration::store::InMemoryStore;
+use lwm2m_server_shim::server::security::store::{
+    InMemorySecurityStore, SecurityInfo, SecurityStore,
+};
+
+use crate::cli::campaign_view;
+
+/// Options of `serve`; the defaults work on loopback.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// UDP address of a plain (unauthenticated) CoAP endpoint: registrations, device
+    /// management, package host /fw/<name>. Closed unless given, e.g. `--coap 127.0.0.1:5683`.
+    #[arg(long)]
+    coap: Option<SocketAddr>,
+    /// UDP address of the CoAP-over-DTLS endpoint (PSK, TLS_PSK_WITH_AES_128_CCM_8): the same
+    /// resources, for peers with a key from --psk, --security-file or /api/security/clients.
+    #[arg(long, default_value = "127.0.0.1:5684")]
+    coaps: SocketAddr,
+    /// Do not open the coaps endpoint (then --coap is required).
+    #[arg(long)]
+    no_coaps: bool,
+    /// A client's pre-shared key, `ENDPOINT:IDENTITY:HEXKEY` (repeatable): the identity may
+    /// register only as ENDPOINT.
+    #[arg(long, value_parser = SecurityInfo::parse_cli)]
+    psk: Vec<SecurityInfo>,
+    /// JSON file of security info in Leshan's shape, one object or an array:
+    /// `{"endpoint":"dev1","psk":{"identity":"dev1-id","key":"00112233"}}`.
+    #[arg(long)]
+    security_file: Option<PathBuf>,
+    /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
+    /// Clients must present a certificate from --ca and register as its common name.
+    #[arg(long, requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// CA certificate (PEM) that certificate-mode clients must chain to.
+    #[arg(long, requires = "cert")]
+    ca: Option<PathBuf>,
+    /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// HTTP connections open at once. At the cap a new connection closes the one idle the
+    /// longest (or gets 503 when all serve a request); lowered at start to stay 256 below the
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
+    /// Seconds an HTTP client may take to send a request head once it began (slow clients are
+    /// disconnected).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout: u64,
+    /// Seconds an HTTP connection with no request in progress stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    http_idle_timeout: u64,
+    /// Directory of firmware packages to serve; uploads land here too.
+    #[arg(long, default_value = "packages")]
+    packages: PathBuf,
+    /// Block size in bytes for Block1 pushes and Block2 package downloads (16..=1024).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(16..=1024))]
+    block_size: u16,
+    /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
+    /// block-wise transfer restarts it.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Kernel receive buffer (SO_RCVBUF) in bytes of the coap and coaps UDP sockets. The
+    /// system default (208 KiB on Linux) overflows when thousands of devices send at once and
+    /// the kernel drops what does not fit; the kernel caps the value at net.core.rmem_max and
+    /// the granted size is logged. 0 keeps the system default.
+    #[arg(long, value_name = "BYTES", default_value_t = app::DEFAULT_UDP_RECV_BUFFER)]
+    udp_recv_buffer: usize,
+    /// Kernel send buffer (SO_SNDBUF) in bytes of the same sockets (capped at
+    /// net.core.wmem_max); the system default unless given.
+    #[arg(long, value_name = "BYTES")]
+    udp_send_buffer: Option<usize>,
+    /// Firmware jobs started through the REST API (POST /api/clients/{ep}/firmware) that run
+    /// at once; later ones wait in phase QUEUED, so a script may start a whole fleet.
+    #[arg(long, default_value_t = lwm2m_server_shim::firmware::jobs::DEFAULT_MAX_ACTIVE_JOBS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_active_jobs: u32,
+}
+
+/// Runs the server; a start-up failure is one `error:` line naming the file or address.
+pub fn serve(args: ServeArgs) -> ExitCode {
+    campaign_view::init_logging("info");
+    let (config, security) = match configure(args) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(e),
+    };
+    let Some(runtime) = campaign_view::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let store = Arc::new(InMemoryStore::new());
+        let running = match app::start_with_stores(config, store, security).await {
+            Ok(r) => r,
+            Err(e) => return crate::fail(e),
+        };
+        tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            () = running.wait() => ExitCode::FAILURE,
+        }
+    })
+}
+
+/// The shim's configuration and security store from the options and the files they name.
+fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>), String> {
+    let security = Arc::new(InMemorySecurityStore::new());
+    let mut infos = args.psk;
+    if let Some(path) = &args.security_file {
+        let more = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        infos.extend(more);
+    }
+    for info in infos {
+        security
+            .put(info)
+            .map_err(|e| format!("security info refused: {e}"))?;
+    }
+    let dtls_certificate = match (&args.cert, &args.key, &args.ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            Some(ServerCertificate(CertIdentity {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                ca_pem: read(ca)?,
+            }))
+        }
+        _ => None,
+    };
+    let config = ShimConfig {
+        coap_addr: args.coap,
+        coaps_addr: (!args.no_coaps).then_some(args.coaps),
+        dtls_certificate,
+        http_addr: args.http,
+        http_limits: HttpLimits {
+            header_read_timeout: Duration::from_secs(args.http_header_timeout),
+            idle_timeout: Duration::from_secs(args.http_idle_timeout),
+            max_connections: args.http_max_connections as usize,
+        },
+        package_dir: args.packages,
+        block_size: usize::from(args.block_size),
+        default_timeout: Duration::from_secs(args.timeout),
+        udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
+        udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
+        max_active_jobs: args.max_active_jobs,
+        ..ShimConfig::default()
+    };
+    Ok((config, security))
+}

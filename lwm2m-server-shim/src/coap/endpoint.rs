@@ -1,0 +1,667 @@
+//! The shim's CoAP endpoint: one socket ([`Transport`]: plain UDP or DTLS) shared by the
+//! registration interface, the package host and server-initiated device-management requests. Handles CON retransmission (RFC 7252 4.2),
+//! duplicate detection, piggybacked and separate responses, and routes notifications to their
+//! observation by token (RFC 7641).
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coap_lite::{MessageClass, MessageType, Packet, RequestType};
+use lwm2m_client::codec::message_format::{self, FormatError};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::coap::transport::Transport;
+
+/// CoAP transmission parameters (RFC 7252 section 4.8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoapTiming {
+    /// Initial retransmission timeout (ACK_TIMEOUT, 2 s by default).
+    pub ack_timeout: Duration,
+    /// Upper bound factor of the random initial timeout (ACK_RANDOM_FACTOR, 1.5).
+    pub ack_random_factor: f64,
+    /// Retransmissions before giving up (MAX_RETRANSMIT, 4).
+    pub max_retransmit: u32,
+}
+
+impl Default for CoapTiming {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+        }
+    }
+}
+
+impl CoapTiming {
+    /// EXCHANGE_LIFETIME: how long a message id must be remembered for duplicate detection.
+    pub fn exchange_lifetime(&self) -> Duration {
+        // MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY (ACK_TIMEOUT).
+        let span = self
+            .ack_timeout
+            .mul_f64(self.ack_random_factor)
+            .saturating_mul((1u32 << self.max_retransmit.min(16)).saturating_sub(1));
+        span + Duration::from_secs(200) + self.ack_timeout
+    }
+}
+
+/// Why a server-initiated exchange produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// No response before the request timeout (HTTP 504 in the REST API).
+    Timeout,
+    /// The peer rejected the message with a Reset.
+    Reset,
+    /// The request could not be encoded (e.g. larger than one datagram).
+    Encode(String),
+    /// The socket failed to send.
+    Io(String),
+    /// The endpoint is shutting down.
+    Closed,
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("request timeout"),
+            Self::Reset => f.write_str("peer answered with a CoAP Reset"),
+            Self::Encode(e) => write!(f, "cannot encode CoAP message: {e}"),
+            Self::Io(e) => write!(f, "socket error: {e}"),
+            Self::Closed => f.write_str("CoAP endpoint closed"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {}
+
+/// Answers requests that peers send to the shim (registration interface, package host).
+pub trait RequestHandler: Send + Sync {
+    /// Builds the response for `request` from `peer`. Only code, options and payload of the
+    /// returned packet matter: the endpoint sets type, message id and token.
+    fn handle(&self, request: &Packet, peer: SocketAddr) -> Packet;
+}
+
+enum PendingEvent {
+    EmptyAck,
+    Reset,
+    Response(Packet),
+}
+
+struct Pending {
+    peer: SocketAddr,
+    message_id: u16,
+    events: mpsc::UnboundedSender<PendingEvent>,
+}
+
+struct Observation {
+    peer: SocketAddr,
+    notifications: mpsc::UnboundedSender<Notification>,
+}
+
+/// One notification of an observation and when it arrived (readings are ordered by it).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// When the datagram was received.
+    pub received: Instant,
+    /// The notification as sent (its first block when it uses Block2).
+    pub packet: Packet,
+}
+
+/// A message seen recently: when, its token, and the bytes answered to it (none for a NON).
+struct CachedAnswer {
+    at: Instant,
+    /// A retransmission carries the same token; another message that merely reuses the
+    /// (address, message id) pair, e.g. from a new socket on a recycled ephemeral port, does
+    /// not and must not get the old answer (an empty ACK there silences a pull client until
+    /// it gives up).
+    token: Vec<u8>,
+    answer: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    pending: HashMap<Vec<u8>, Pending>,
+    /// Token of the pending exchange by (peer, message id), for empty ACK / RST matching.
+    pending_by_mid: HashMap<(SocketAddr, u16), Vec<u8>>,
+    observations: HashMap<Vec<u8>, Observation>,
+    /// Responses already sent, by (peer, message id): duplicates get the same bytes again.
+    recent: HashMap<(SocketAddr, u16), CachedAnswer>,
+    /// Last sweep of `recent`; sweeps are rate-limited so a busy cache costs O(1) per message.
+    last_prune: Option<Instant>,
+}
+
+struct Inner {
+    socket: Transport,
+    timing: CoapTiming,
+    handler: Arc<dyn RequestHandler>,
+    tables: Mutex<Tables>,
+    next_mid: AtomicU16,
+    token_counter: AtomicU64,
+    token_key: u64,
+}
+
+/// A running CoAP endpoint. Cloning shares the socket; the receive loop stops when the last
+/// clone and the [`CoapEndpoint::run`] future are dropped.
+#[derive(Clone)]
+pub struct CoapEndpoint {
+    inner: Arc<Inner>,
+}
+
+/// Notifications of one observation, in arrival order.
+pub struct ObservationStream {
+    token: Vec<u8>,
+    receiver: mpsc::UnboundedReceiver<Notification>,
+}
+
+impl ObservationStream {
+    /// The observation's token.
+    pub fn token(&self) -> &[u8] {
+        &self.token
+    }
+
+    /// Waits for the next notification; `None` once the observation was cancelled.
+    pub async fn next(&mut self) -> Option<Notification> {
+        self.receiver.recv().await
+    }
+}
+
+struct PendingGuard<'a> {
+    endpoint: &'a CoapEndpoint,
+    token: Vec<u8>,
+    peer: SocketAddr,
+    mid: u16,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut t = self.endpoint.tables();
+        t.pending.remove(&self.token);
+        t.pending_by_mid.remove(&(self.peer, self.mid));
+    }
+}
+
+/// Forgets an observation whose registration request failed or was abandoned.
+struct ObservationGuard<'a> {
+    endpoint: &'a CoapEndpoint,
+    token: Option<Vec<u8>>,
+}
+
+impl Drop for ObservationGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.token.take() {
+            self.endpoint.forget_observation(&t);
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+impl CoapEndpoint {
+    /// Binds a plain (unsecured) CoAP socket.
+    pub async fn bind(
+        addr: SocketAddr,
+        timing: CoapTiming,
+        handler: Arc<dyn RequestHandler>,
+    ) -> std::io::Result<Self> {
+        let socket = UdpSocket::bind(addr).await?;
+        Ok(Self::over(Transport::Plain(socket), timing, handler))
+    }
+
+    /// An endpoint over an already bound transport (e.g. a DTLS listener for coaps).
+    pub fn over(socket: Transport, timing: CoapTiming, handler: Arc<dyn RequestHandler>) -> Self {
+        let seed = random_u64();
+        Self {
+            inner: Arc::new(Inner {
+                socket,
+                timing,
+                handler,
+                tables: Mutex::new(Tables::default()),
+                next_mid: AtomicU16::new(seed as u16),
+                token_counter: AtomicU64::new(seed >> 16),
+                token_key: random_u64(),
+            }),
+        }
+    }
+
+    /// The transport under this endpoint (whether peers are authenticated, and as whom).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.socket
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.socket.local_addr()
+    }
+
+    /// Transmission parameters in use.
+    pub fn timing(&self) -> CoapTiming {
+        self.inner.timing
+    }
+
+    /// Receives and dispatches datagrams until the socket fails.
+    pub async fn run(self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, peer) = match self.inner.socket.recv_from(&mut buf).await {
+                Ok(v) => v,
+                // ICMP port unreachable from a vanished peer surfaces here on some systems.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(datagram) = buf.get(..n) else {
+                continue;
+            };
+            self.dispatch(datagram, peer).await;
+        }
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.inner.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send_bytes(&self, bytes: &[u8], peer: SocketAddr) {
+        if let Err(e) = self.inner.socket.send_to(bytes, peer).await {
+            tracing::debug!(%peer, error = %e, "CoAP send failed");
+        }
+    }
+
+    async fn send_empty(&self, kind: MessageType, message_id: u16, peer: SocketAddr) {
+        let mut p = Packet::new();
+        p.header.set_type(kind);
+        p.header.code = MessageClass::Empty;
+        p.header.message_id = message_id;
+        if let Ok(b) = p.to_bytes() {
+            self.send_bytes(&b, peer).await;
+        }
+    }
+
+    /// How to reject a datagram that is not a well-formed CoAP message (RFC 7252 sections 3
+    /// and 4.2): another version is silently ignored; a format error in a CON gets a Reset
+    /// (the message id to reset is returned), in any other message nothing. Either way it is
+    /// never processed as a request.
+    fn reset_for_malformed(datagram: &[u8], format: Option<FormatError>) -> Option<u16> {
+        if format.is_some_and(FormatError::is_silent) {
+            return None;
+        }
+        let con = datagram.first().is_some_and(|b| (b >> 4) & 0x03 == 0);
+        con.then(|| message_format::message_id(datagram)).flatten()
+    }
+
+    async fn dispatch(&self, datagram: &[u8], peer: SocketAddr) {
+        let parsed = match message_format::check(datagram) {
+            Err(e) => Err((Some(e), e.to_string())),
+            Ok(()) => Packet::from_bytes(datagram).map_err(|e| (None, format!("{e:?}"))),
+        };
+        let packet = match parsed {
+            Ok(p) => p,
+            Err((format, error)) => {
+                tracing::debug!(%peer, %error, "dropping malformed CoAP datagram");
+                if let Some(mid) = Self::reset_for_malformed(datagram, format) {
+                    self.send_empty(MessageType::Reset, mid, peer).await;
+                }
+                return;
+            }
+        };
+        let mid = packet.header.message_id;
+        let kind = packet.header.get_type();
+        match packet.header.code {
+            MessageClass::Empty => self.on_empty(kind, mid, peer).await,
+            // A request inside an ACK or RST is a message format error: ignored (RFC 7252 4.2).
+            MessageClass::Request(_)
+                if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) => {}
+            MessageClass::Request(_) => self.on_request(packet, peer).await,
+            MessageClass::Response(_) => self.on_response(packet, peer).await,
+            MessageClass::Reserved(_) => {
+                if kind == MessageType::Confirmable {
+                    self.send_empty(MessageType::Reset, mid, peer).await;
+                }
+            }
+        }
+    }
+
+    async fn on_empty(&self, kind: MessageType, mid: u16, peer: SocketAddr) {
+        match kind {
+            // CoAP ping: answer with a Reset (RFC 7252 4.3).
+            MessageType::Confirmable => self.send_empty(MessageType::Reset, mid, peer).await,
+            MessageType::Acknowledgement | MessageType::Reset => {
+                let t = self.tables();
+                if let Some(p) = t
+                    .pending_by_mid
+                    .get(&(peer, mid))
+                    .and_then(|token| t.pending.get(token))
+                {
+                    let ev = if kind == MessageType::Reset {
+                        PendingEvent::Reset
+                    } else {
+                        PendingEvent::EmptyAck
+                    };
+                    let _ = p.events.send(ev);
+                }
+            }
+            MessageType::NonConfirmable => {}
+        }
+    }
+
+    /// Returns true (and replays the cached answer) when this CON/NON was already seen: same
+    /// peer, message id and token.
+    async fn replay_duplicate(&self, mid: u16, token: &[u8], peer: SocketAddr) -> bool {
+        let cached = {
+            let mut t = self.tables();
+            let lifetime = self.inner.timing.exchange_lifetime();
+            let now = Instant::now();
+            let due = t
+                .last_prune
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+            if t.recent.len() > 4096 && due {
+                t.recent.retain(|_, c| now.duration_since(c.at) < lifetime);
+                t.last_prune = Some(now);
+            }
+            match t.recent.get(&(peer, mid)) {
+                Some(c) if now.duration_since(c.at) < lifetime && c.token == token => {
+                    Some(c.answer.clone())
+                }
+                _ => None,
+            }
+        };
+        match cached {
+            Some(Some(bytes)) => {
+                self.send_bytes(&bytes, peer).await;
+                true
+            }
+            Some(None) => true,
+            None => false,
+        }
+    }
+
+    fn remember(&self, mid: u16, token: &[u8], peer: SocketAddr, answer: Option<Vec<u8>>) {
+        self.tables().recent.insert(
+            (peer, mid),
+            CachedAnswer {
+                at: Instant::now(),
+                token: token.to_vec(),
+                answer,
+            },
+        );
+    }
+
+    async fn on_request(&self, request: Packet, peer: SocketAddr) {
+        let mid = request.header.message_id;
+        if self.replay_duplicate(mid, request.get_token(), peer).await {
+            return;
+        }
+        let mut response = self.inner.handler.handle(&request, peer);
+        if request.header.get_type() == MessageType::Confirmable {
+            response.header.set_type(MessageType::Acknowledgement);
+            response.header.message_id = mid;
+        } else {
+            response.header.set_type(MessageType::NonConfirmable);
+            response.header.message_id = self.next_message_id();
+        }
+        response.set_token(request.get_token().to_vec());
+        let bytes = match response.to_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%peer, error = ?e, "response does not encode; answering 5.00");
+                let mut p = Packet::new();
+                p.header = response.header.clone();
+                p.header.code =
+                    MessageClass::Response(coap_lite::ResponseType::InternalServerError);
+                p.set_token(request.get_token().to_vec());
+                match p.to_bytes() {
+                    Ok(b) => b,
+                    Err(_) => return,
+                }
+            }
+        };
+        // Duplicates of safe or idempotent requests (GET, PUT, DELETE, FETCH) may simply be
+        // processed again (RFC 7252 4.5); only the others keep their answer cached, so a fleet
+        // pulling packages does not pin every served block in memory for EXCHANGE_LIFETIME.
+        let idempotent = matches!(
+            request.header.code,
+            MessageClass::Request(
+                RequestType::Get | RequestType::Put | RequestType::Delete | RequestType::Fetch
+            )
+        );
+        if !idempotent {
+            self.remember(mid, request.get_token(), peer, Some(bytes.clone()));
+        }
+        self.send_bytes(&bytes, peer).await;
+    }
+
+    async fn on_response(&self, response: Packet, peer: SocketAddr) {
+        let kind = response.header.get_type();
+        let mid = response.header.message_id;
+        if (kind == MessageType::Confirmable || kind == MessageType::NonConfirmable)
+            && self.replay_duplicate(mid, response.get_token(), peer).await
+        {
+            return;
+        }
+        let token = response.get_token().to_vec();
+        let delivered = {
+            let t = self.tables();
+            if let Some(p) = t.pending.get(&token).filter(|p| p.peer == peer) {
+                // A piggybacked response must carry the request's message id.
+                if kind != MessageType::Acknowledgement || p.message_id == mid {
+                    let _ = p.events.send(PendingEvent::Response(response.clone()));
+                    true
+                } else {
+                    false
+                }
+            } else if let Some(o) = t.observations.get(&token).filter(|o| o.peer == peer) {
+                o.notifications
+                    .send(Notification {
+                        received: Instant::now(),
+                        packet: response,
+                    })
+                    .is_ok()
+            } else {
+                false
+            }
+        };
+        match kind {
+            MessageType::Confirmable => {
+                // Unknown token: Reset tells an observing client to forget the observation.
+                let answer = if delivered {
+                    MessageType::Acknowledgement
+                } else {
+                    MessageType::Reset
+                };
+                let mut p = Packet::new();
+                p.header.set_type(answer);
+                p.header.code = MessageClass::Empty;
+                p.header.message_id = mid;
+                let bytes = p.to_bytes().ok();
+                self.remember(mid, &token, peer, bytes.clone());
+                if let Some(b) = bytes {
+                    self.send_bytes(&b, peer).await;
+                }
+            }
+            MessageType::NonConfirmable => self.remember(mid, &token, peer, None),
+            _ => {}
+        }
+    }
+
+    fn next_message_id(&self) -> u16 {
+        self.inner.next_mid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn next_token(&self) -> Vec<u8> {
+        let n = self.inner.token_counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n ^ self.inner.token_key);
+        // Counter in the low half keeps tokens unique; the hash half makes them unguessable-ish.
+        let mixed = (h.finish() & 0xFFFF_FFFF_0000_0000) | (n & 0xFFFF_FFFF);
+        mixed.to_be_bytes().to_vec()
+    }
+
+    fn initial_rto(&self) -> Duration {
+        let t = self.inner.timing;
+        let spread = (t.ack_random_factor - 1.0).max(0.0);
+        let frac = (random_u64() % 1000) as f64 / 1000.0;
+        t.ack_timeout.mul_f64(1.0 + spread * frac)
+    }
+
+    /// Sends a confirmable request to `peer` and waits for its response. Retransmits with
+    /// exponential back-off until acknowledged; `timeout` bounds the whole exchange, so a slow
+    /// separate response still counts as an answer within it.
+    pub async fn request(
+        &self,
+        peer: SocketAddr,
+        request: Packet,
+        timeout: Duration,
+    ) -> Result<Packet, ExchangeError> {
+        self.exchange(peer, request, timeout, None).await
+    }
+
+    /// Like [`CoapEndpoint::request`] with a given token: a GET with Observe = 1 and an
+    /// observation's token cancels it (RFC 7641 section 3.6).
+    pub async fn request_with_token(
+        &self,
+        peer: SocketAddr,
+        request: Packet,
+        timeout: Duration,
+        token: &[u8],
+    ) -> Result<Packet, ExchangeError> {
+        self.exchange(peer, request, timeout, Some(token.to_vec()))
+            .await
+    }
+
+    /// Like [`CoapEndpoint::request`] for an Observe registration: later notifications with the
+    /// same token arrive on the returned stream until [`CoapEndpoint::forget_observation`].
+    pub async fn observe(
+        &self,
+        peer: SocketAddr,
+        request: Packet,
+        timeout: Duration,
+    ) -> Result<(Packet, ObservationStream), ExchangeError> {
+        let token = self.next_token();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.tables().observations.insert(
+            token.clone(),
+            Observation {
+                peer,
+                notifications: tx,
+            },
+        );
+        let mut guard = ObservationGuard {
+            endpoint: self,
+            token: Some(token.clone()),
+        };
+        let first = self
+            .exchange(peer, request, timeout, Some(token.clone()))
+            .await?;
+        guard.token = None;
+        Ok((
+            first,
+            ObservationStream {
+                token,
+                receiver: rx,
+            },
+        ))
+    }
+
+    /// Passive cancel: drops the observation, so its next notification is answered with Reset.
+    pub fn forget_observation(&self, token: &[u8]) -> bool {
+        self.tables().observations.remove(token).is_some()
+    }
+
+    async fn exchange(
+        &self,
+        peer: SocketAddr,
+        mut request: Packet,
+        timeout: Duration,
+        token: Option<Vec<u8>>,
+    ) -> Result<Packet, ExchangeError> {
+        let token = token.unwrap_or_else(|| self.next_token());
+        let mid = self.next_message_id();
+        request.header.set_type(MessageType::Confirmable);
+        request.header.message_id = mid;
+        request.set_token(token.clone());
+        let bytes = request
+            .to_bytes()
+            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        {
+            let mut t = self.tables();
+            t.pending.insert(
+                token.clone(),
+                Pending {
+                    peer,
+                    message_id: mid,
+                    events: tx,
+                },
+            );
+            t.pending_by_mid.insert((peer, mid), token.clone());
+        }
+        // Removes the entry however the exchange ends, including when the caller drops the
+        // future (an HTTP client that went away).
+        let _cleanup = PendingGuard {
+            endpoint: self,
+            token,
+            peer,
+            mid,
+        };
+        self.drive(peer, &bytes, timeout, &mut rx).await
+    }
+
+    async fn drive(
+        &self,
+        peer: SocketAddr,
+        bytes: &[u8],
+        timeout: Duration,
+        rx: &mut mpsc::UnboundedReceiver<PendingEvent>,
+    ) -> Result<Packet, ExchangeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rto = self.initial_rto();
+        let mut retransmits = 0u32;
+        let mut acked = false;
+        self.inner
+            .socket
+            .send_to(bytes, peer)
+            .await
+            .map_err(|e| ExchangeError::Io(e.to_string()))?;
+        loop {
+            let next_resend = tokio::time::Instant::now() + rto;
+            let wake = if acked || retransmits >= self.inner.timing.max_retransmit {
+                deadline
+            } else {
+                next_resend.min(deadline)
+            };
+            match tokio::time::timeout_at(wake, rx.recv()).await {
+                Ok(Some(PendingEvent::Response(p))) => return Ok(p),
+                Ok(Some(PendingEvent::EmptyAck)) => acked = true,
+                Ok(Some(PendingEvent::Reset)) => return Err(ExchangeError::Reset),
+                Ok(None) => return Err(ExchangeError::Closed),
+                Err(_) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ExchangeError::Timeout);
+                    }
+                    if !acked && retransmits < self.inner.timing.max_retransmit {
+                        retransmits += 1;
+                        rto = rto.saturating_mul(2);
+                        tracing::trace!(%peer, retransmits, "CoAP retransmission");
+                        if let Err(e) = self.inner.socket.send_to(bytes, peer).await {
+                            return Err(ExchangeError::Io(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! CoAP transports: the endpoint (exchanges, retransmission, observations), the UDP/DTLS
+//! transport choice and the DTLS socket.
+
+pub mod dtls_socket;
+pub mod endpoint;
+pub mod message;
+pub mod transport;

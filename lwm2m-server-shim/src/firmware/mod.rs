@@ -1,0 +1,4 @@
+//! Firmware updates driven by the server: jobs and campaigns.
+
+pub mod campaign;
+pub mod jobs;
