@@ -41,9 +41,8 @@ fuzz_target!(|data: &[u8]| {
         let Ok(node) = parse_node(&v, default_id) else {
             continue;
         };
-        let shown = node_json(&node);
-        let _ = shown.to_string();
         if let Some(path) = path_of(&node) {
+            let _ = node_json(&node, &path).to_string();
             for cf in FORMATS {
                 let _ = content::encode(cf, &path, &node);
             }
