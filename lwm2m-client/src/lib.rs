@@ -12,7 +12,7 @@
 //!   [`Engine::handle_timeout`], drain [`Engine::poll_transmit`] and [`Engine::poll_event`],
 //!   sleep until [`Engine::poll_timeout`].
 //! - [`ObjectHandler`]: what an object implements; [`objects`] has Security, Server, Device and
-//!   a Firmware Update object that streams Block1 pushes into a [`objects::PackageSink`].
+//!   a Firmware Update object that streams Block1 pushes into a [`pull::PackageSink`].
 //!
 //! ```
 //! use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
@@ -55,14 +55,11 @@ pub mod runtime;
 pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
-/// DTLS 1.2 (OpenSSL) for coaps://, host side only.
 #[cfg(feature = "std")]
 pub mod dtls;
-/// A DTLS client association over a tokio UDP socket, host side only.
 #[cfg(feature = "std")]
 pub mod dtls_udp;
 
-/// Package pulls from a Package URI (/5/0/1), streamed into the Object 5 download path.
 pub mod pull;
 
 /// Object 5's backend on the simulated device (device-port), host side only.

@@ -37,7 +37,7 @@ use std::time::Duration;
 /// text, opaque, link-format) and keeps its flash in a state directory.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceOptions {
-    /// LwM2M server URI (coap://host[:port], IPv4, [IPv6] or a name).
+    /// LwM2M server URI (`coap://host[:port]`, IPv4, `[IPv6]` or a name).
     #[arg(long, default_value = "coap://127.0.0.1:5683")]
     pub server: String,
     /// Local address of the device's socket (e.g. 0.0.0.0:5690 to be reachable from other

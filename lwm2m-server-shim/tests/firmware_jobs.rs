@@ -1,5 +1,5 @@
 //! Firmware jobs end to end over real loopback UDP and HTTP: scripted Object 5 devices (a
-//! small CoAP state machine following reference section 1.4: Block1 push, Package URI pull
+//! small CoAP state machine following core TS 1.1 Appendix E.6.1: Block1 push, Package URI pull
 //! through the shim's CoAP package host with Block2, Execute -> reboot -> re-register) are
 //! updated through `POST /api/clients/{ep}/firmware` and by a campaign over several devices;
 //! progress is checked on the SSE stream and the job resource. Malformed requests get the

@@ -2,7 +2,7 @@
 //!
 //! Sans-IO: every operation a server or the download path can cause is a method that checks the
 //! current state, moves State / Update Result exactly as the specification's transition table
-//! says (see `../shared/reference/lwm2m-object5.md` §1.4), and returns the [`Effect`] the caller
+//! says (OMA LwM2M core TS 1.1, Appendix E.6.1, Firmware Update state machine), and returns the [`Effect`] the caller
 //! must carry out (start a pull, discard the stored package, install). Refusals come back as
 //! [`Refusal`], which the client turns into a CoAP code; download errors are reported only through
 //! Update Result, as the specification requires.

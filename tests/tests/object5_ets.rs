@@ -1,7 +1,7 @@
 //! OMA ETS firmware-update test cases (OMA-ETS-LightweightM2M-V1_0_1, 1.0-int-751..780), each
 //! its own test, over real UDP on loopback with the shim as the LwM2M server and the
-//! simulated device as the client. Expectations are the ETS text's (see
-//! ../shared/reference/lwm2m-object5.md §4.1): State (/5/0/3) and Update Result (/5/0/5).
+//! simulated device as the client. Expectations are the ETS text's (section 6.1.6.6, test cases
+//! 750-799): State (/5/0/3) and Update Result (/5/0/5).
 
 use std::time::Duration;
 

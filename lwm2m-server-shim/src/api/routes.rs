@@ -1,4 +1,4 @@
-//! Leshan server-demo compatible REST API (reference section 3): the HTTP routes. Client
+//! Leshan server-demo compatible REST API (its servlets under `/api`): the HTTP routes. Client
 //! operations live in [`crate::api::clients`], the response shapes and status mapping in
 //! [`crate::api::leshan_response`].
 

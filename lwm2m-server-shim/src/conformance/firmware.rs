@@ -1,4 +1,4 @@
-//! The firmware cases (OMA ETS 1.0-int-751..780, reference section 4.1), driven with the
+//! The firmware cases (OMA-ETS-LightweightM2M-V1_0_1 section 6.1.6.6, 1.0-int-751..780), driven with the
 //! device's capabilities in mind: pulls only over protocols its /5/0/8 lists and the shim can
 //! host, pushes only when /5/0/9 allows them, the device's own packages when given, and N/A
 //! with the reason wherever the device or the run lacks what a case needs.
@@ -143,7 +143,7 @@ fn sr(v: (Option<i64>, Option<i64>)) -> String {
     format!("State {}, Result {}", o(v.0), o(v.1))
 }
 
-/// Empty Package URI (reference 1.4) or, for a device that refuses it, a one-byte Package:
+/// Empty Package URI (core TS 1.1 Appendix E.6.1) or, for a device that refuses it, a one-byte Package:
 /// back to Idle, Result 0.
 pub(crate) async fn reset(ctx: &Ctx<'_>) -> Step<DmResponse> {
     let r = ctx.write_text(&resource(5, 1), "").await?;

@@ -20,7 +20,8 @@ pub const MAX_KEPT_JOBS: usize = 10_000;
 /// ([`JobRegistry::new`]).
 pub const DEFAULT_MAX_ACTIVE_JOBS: u32 = 1000;
 
-/// How the package reaches the device (reference section 1.5).
+/// How the package reaches the device (core TS 1.1 Appendix E.6: Package /5/0/0 or Package URI
+/// /5/0/1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// Write the Package URI (/5/0/1); the device downloads from the package host.

@@ -1,6 +1,6 @@
 //! Package host: firmware packages kept as files in one directory, served over CoAP Block2
 //! (ETag, Size2, 20-bit block numbers) and HTTP (Range), and stored by REST uploads. Devices
-//! pull from here, which Leshan lacks (users' complaint #10 in the reference notes).
+//! pull from here (Package URI, LwM2M core TS 1.1 Appendix E.6), which Leshan's demo lacks.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -3,7 +3,8 @@
 //! tick) and the time, and returns the one thing to do next. It never touches a socket or a
 //! clock, so every path (success, each failing Update Result, timeouts, a lost Execute ACK, a
 //! device that reboots early or late) is a unit test with fake time. The async shell
-//! ([`super::shell`]) only carries requests to the device and events and time to the machine.
+//! (behind [`super::run_update`]) only carries requests to the device and events and time to
+//! the machine.
 //!
 //! The flow follows the Object 5 state machine (OMA LwM2M core TS 1.1, Appendix E.6, Firmware
 //! Update object): reset a leftover download (an empty Package URI returns the device to

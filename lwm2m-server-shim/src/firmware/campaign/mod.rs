@@ -1,8 +1,8 @@
 //! Firmware campaigns: drive one device, or many under a concurrency limit, through a whole
-//! Object 5 update (reference sections 1.4 and 1.5): reset a leftover download, write the
+//! Object 5 update (LwM2M core TS 1.1, Appendix E.6): reset a leftover download, write the
 //! Package URI (pull) or Block1-push the package, follow State and Update Result by observing
-//! /5/0/3 and /5/0/5 AND by polling (notifications are best effort, users' complaint about
-//! unreliable state tracking), Execute /5/0/2 once Downloaded, wait for the device to come back
+//! /5/0/3 and /5/0/5 AND by polling (notifications are best effort: non-confirmable ones may
+//! be lost, RFC 7641 section 4.5), Execute /5/0/2 once Downloaded, wait for the device to come back
 //! after its reboot, and report State 0 / Update Result 1 or the failure. Every change of a job's
 //! status is published as a FIRMWARE event and recorded in the shim's job registry.
 //!
