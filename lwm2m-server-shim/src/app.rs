@@ -21,7 +21,7 @@ use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
-use crate::packages::host::{PackageError, PackageHost};
+use crate::packages::host::{PackageHost, PackageHostError};
 use crate::server::registration::block1::Block1Limits;
 use crate::server::registration::store::{InMemoryStore, RegistrationStore};
 use crate::server::security::store::{psk_lookup, InMemorySecurityStore, SecurityStore};
@@ -101,7 +101,7 @@ pub enum StartError {
     /// A socket could not be bound: the listener ("coap", "coaps", "HTTP"), its address, why.
     Bind(&'static str, SocketAddr, std::io::Error),
     /// The package directory is unusable.
-    Packages(PackageError),
+    Packages(PackageHostError),
     /// The DTLS context could not be built.
     Dtls(DtlsError),
     /// Neither coap nor coaps is configured: no device could reach the shim.

@@ -17,7 +17,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use common::{bytes, wait_event, Harness};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use lwm2m_server_shim::firmware::jobs::{JobStatus, Method, Phase};
+use lwm2m_server_shim::firmware::jobs::{JobPhase, JobStatus, Method};
 use object5::status::{State, UpdateResult};
 use serde_json::json;
 
@@ -661,7 +661,7 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
     let (a, p, r) = (active.clone(), peak.clone(), running.clone());
     let hook = Arc::new(move |j: &JobStatus| {
         let mut set = r.lock().expect("set");
-        let busy = !matches!(j.phase, Phase::Queued) && !j.phase.is_final();
+        let busy = !matches!(j.phase, JobPhase::Queued) && !j.phase.is_final();
         if busy {
             set.insert(j.id);
         } else {
@@ -689,7 +689,7 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
     assert_eq!(out.len(), 6);
     for (j, ep) in out.iter().zip(&eps) {
         assert_eq!(&j.ep, ep);
-        assert_eq!(j.phase, Phase::Succeeded, "{j:?}");
+        assert_eq!(j.phase, JobPhase::Succeeded, "{j:?}");
         assert_eq!(
             (j.state, j.result),
             (Some(State::Idle), Some(UpdateResult::Success)),
@@ -698,7 +698,7 @@ fn campaign_over_several_devices_with_a_concurrency_limit() {
         assert_eq!(j.firmware_version.as_deref(), Some("2.5.0"));
     }
     let missing = out.last().expect("job");
-    assert_eq!(missing.phase, Phase::Failed);
+    assert_eq!(missing.phase, JobPhase::Failed);
     assert_eq!(missing.error.as_deref(), Some("device is not registered"));
     assert!(
         peak.load(Ordering::Relaxed) <= 2,
@@ -750,7 +750,7 @@ fn failures_report_the_update_result() {
             quick_config(),
             &|_| {},
         ));
-        assert_eq!(end.phase, Phase::Failed, "{package}: {end:?}");
+        assert_eq!(end.phase, JobPhase::Failed, "{package}: {end:?}");
         assert_eq!(
             (
                 end.state.map(State::code),

@@ -20,7 +20,7 @@ use crate::content::object_model;
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
-use crate::server::requests::{Device, DmResponse};
+use crate::server::requests::{DeviceHandle, DmResponse};
 use crate::server::shim::Shim;
 
 /// Query parameter carrying the per-exchange request timeout in seconds (Leshan's name); when
@@ -277,7 +277,7 @@ impl ClientCall<'_> {
         parse_node(&v, path.instance_id()).map_err(|e| bad(format!("invalid node: {e}")))
     }
 
-    async fn write(&self, device: &Device, path: &Path) -> CallResult {
+    async fn write(&self, device: &DeviceHandle, path: &Path) -> CallResult {
         if path.depth() < 2 {
             return Err(bad("Write needs at least /object/instance"));
         }
@@ -307,7 +307,7 @@ impl ClientCall<'_> {
         Ok(json(StatusCode::OK, &response_json(&r, None)))
     }
 
-    async fn create(&self, device: &Device, path: &Path) -> CallResult {
+    async fn create(&self, device: &DeviceHandle, path: &Path) -> CallResult {
         let object = path
             .object_id()
             .ok_or_else(|| bad("Create needs an object"))?;

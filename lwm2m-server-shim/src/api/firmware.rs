@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::api::http_server::{json, text, Body};
 use crate::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use crate::firmware::jobs::{JobRegistry, JobStatus, Method};
-use crate::packages::host::PackageError;
+use crate::packages::host::PackageHostError;
 use crate::server::shim::Shim;
 
 /// Why a firmware request body was refused (400).
@@ -145,7 +145,11 @@ pub fn start(shim: &Arc<Shim>, jobs: &Arc<JobRegistry>, ep: &str, body: &[u8]) -
     if plan.uri.is_none() {
         match shim.packages.info(&plan.package) {
             Ok(_) => {}
-            Err(PackageError::NotFound | PackageError::BadName | PackageError::NameTooLong(_)) => {
+            Err(
+                PackageHostError::NotFound
+                | PackageHostError::BadName
+                | PackageHostError::NameTooLong(_),
+            ) => {
                 return text(
                     StatusCode::NOT_FOUND,
                     format!("no package named {:?}", plan.package),
@@ -195,7 +199,7 @@ mod tests {
     #[test]
     fn job_json_has_the_codes_and_names() {
         let mut j = JobStatus::new(7, "ep", "p", Method::Push);
-        j.phase = crate::firmware::jobs::Phase::Failed;
+        j.phase = crate::firmware::jobs::JobPhase::Failed;
         j.result = Some(UpdateResult::IntegrityFailure);
         let v = job_json(&j);
         assert_eq!(v["phase"], "FAILED");

@@ -5,16 +5,16 @@ use hyper::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::api::http_server::{full, json, text, Body};
-use crate::packages::host::{parse_range, PackageError, PackageHost, PackageInfo};
+use crate::packages::host::{parse_range, PackageHost, PackageHostError, PackageInfo};
 
-fn error_response(e: &PackageError) -> Response<Body> {
+fn error_response(e: &PackageHostError) -> Response<Body> {
     match e {
-        PackageError::BadName | PackageError::NameTooLong(_) => {
+        PackageHostError::BadName | PackageHostError::NameTooLong(_) => {
             text(StatusCode::BAD_REQUEST, e.to_string())
         }
-        PackageError::NotFound => text(StatusCode::NOT_FOUND, e.to_string()),
-        PackageError::OutOfRange => text(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string()),
-        PackageError::Io(_) | PackageError::Dir(..) => {
+        PackageHostError::NotFound => text(StatusCode::NOT_FOUND, e.to_string()),
+        PackageHostError::OutOfRange => text(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string()),
+        PackageHostError::Io(_) | PackageHostError::Dir(..) => {
             text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }

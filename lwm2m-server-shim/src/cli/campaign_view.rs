@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lwm2m_server_shim::firmware::jobs::{JobStatus, Phase};
+use lwm2m_server_shim::firmware::jobs::{JobPhase, JobStatus};
 use lwm2m_server_shim::server::shim::Shim;
 use object5::status::{State, UpdateResult};
 
@@ -69,16 +69,16 @@ pub async fn wait_for_any(shim: &Shim, min: usize, within: Duration) -> Vec<Stri
 }
 
 /// Position of a phase on the progress bar (0..=PHASE_STEPS).
-fn step(p: Phase) -> u64 {
+fn step(p: JobPhase) -> u64 {
     match p {
-        Phase::Queued => 0,
-        Phase::Starting => 1,
-        Phase::Downloading => 2,
-        Phase::Downloaded => 3,
-        Phase::Updating => 4,
-        Phase::Rebooting => 5,
-        Phase::Verifying => 6,
-        Phase::Succeeded | Phase::Failed => PHASE_STEPS,
+        JobPhase::Queued => 0,
+        JobPhase::Starting => 1,
+        JobPhase::Downloading => 2,
+        JobPhase::Downloaded => 3,
+        JobPhase::Updating => 4,
+        JobPhase::Rebooting => 5,
+        JobPhase::Verifying => 6,
+        JobPhase::Succeeded | JobPhase::Failed => PHASE_STEPS,
     }
 }
 
@@ -156,7 +156,7 @@ pub fn print_table(jobs: &[JobStatus]) {
         println!(
             "{:<20} {:<10} {:>5} {:>6}  {:<12} {:<12} {detail}",
             j.ep,
-            if j.phase == Phase::Succeeded {
+            if j.phase == JobPhase::Succeeded {
                 "ok"
             } else {
                 "FAILED"

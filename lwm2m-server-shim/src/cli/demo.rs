@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use lwm2m_server_shim::firmware::jobs::{Method, Phase};
+use lwm2m_server_shim::firmware::jobs::{JobPhase, Method};
 use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use object5::status::{State, UpdateResult};
@@ -298,7 +298,7 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         job.result.map_or("no result", UpdateResult::meaning),
         job.firmware_version.as_deref().unwrap_or("?")
     );
-    let ok = job.phase == Phase::Succeeded
+    let ok = job.phase == JobPhase::Succeeded
         && job.firmware_version.as_deref() == Some(args.version.as_str());
     if ok {
         println!("demo: firmware updated to {}", args.version);

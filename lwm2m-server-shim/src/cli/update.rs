@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
-use lwm2m_server_shim::firmware::jobs::{Method, Phase};
+use lwm2m_server_shim::firmware::jobs::{JobPhase, Method};
 
 use crate::cli::campaign_view::{self, ProgressView};
 use crate::cli::update_remote;
@@ -254,7 +254,7 @@ pub fn update(args: UpdateArgs) -> ExitCode {
         )
         .await;
         campaign_view::print_table(&jobs);
-        if jobs.iter().all(|j| j.phase == Phase::Succeeded) {
+        if jobs.iter().all(|j| j.phase == JobPhase::Succeeded) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use lwm2m_server_shim::firmware::campaign;
-use lwm2m_server_shim::firmware::jobs::{JobStatus, Method, Phase};
+use lwm2m_server_shim::firmware::jobs::{JobPhase, JobStatus, Method};
 use serde_json::{json, Value};
 
 use crate::cli::campaign_view;
@@ -156,10 +156,10 @@ fn job_status(v: &Value, method: Method) -> JobStatus {
         v["package"].as_str().unwrap_or_default(),
         method,
     );
-    j.phase = if v["phase"] == Phase::Succeeded.as_str() {
-        Phase::Succeeded
+    j.phase = if v["phase"] == JobPhase::Succeeded.as_str() {
+        JobPhase::Succeeded
     } else {
-        Phase::Failed
+        JobPhase::Failed
     };
     j.state = v["state"].as_i64().and_then(campaign::state_of);
     j.result = v["result"].as_i64().and_then(campaign::result_of);
@@ -174,7 +174,7 @@ pub fn run(url: &str, c: &Campaign) -> ExitCode {
     match drive(&Api::new(url), c) {
         Ok(jobs) => {
             campaign_view::print_table(&jobs);
-            if jobs.iter().all(|j| j.phase == Phase::Succeeded) {
+            if jobs.iter().all(|j| j.phase == JobPhase::Succeeded) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

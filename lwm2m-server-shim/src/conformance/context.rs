@@ -19,7 +19,7 @@ use crate::firmware::campaign::single_value;
 use crate::firmware::jobs::JobRegistry;
 use crate::server::events::ServerEvent;
 use crate::server::registration::store::Registration;
-use crate::server::requests::{Device, DmResponse};
+use crate::server::requests::{DeviceHandle, DmResponse};
 use crate::server::shim::Shim;
 
 /// The run's shared state.
@@ -93,7 +93,7 @@ impl Ctx<'_> {
     }
 
     /// A device-management handle at its current address.
-    pub fn device(&self) -> Step<Device> {
+    pub fn device(&self) -> Step<DeviceHandle> {
         let reg = self.registration()?;
         self.shim
             .device(&reg, self.timeout())

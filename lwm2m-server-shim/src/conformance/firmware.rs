@@ -15,7 +15,7 @@ use super::readings::FirmwareReading;
 use super::verdict::{Abort, Decision, Step};
 use super::watch::{Observed, Watch};
 use crate::firmware::campaign::{self, resource, UpdatePlan};
-use crate::firmware::jobs::{Method, Phase};
+use crate::firmware::jobs::{JobPhase, Method};
 use crate::server::requests::DmResponse;
 use object5::status::UpdateResult;
 
@@ -314,7 +314,7 @@ async fn update(ctx: &Ctx<'_>, pkg: &Hosted, route: Route, expect: (i64, i64)) -
         shown(&after_version),
         if rebooted { "yes" } else { "no" }
     );
-    if let (Some(e), Phase::Failed) = (&end.error, end.phase) {
+    if let (Some(e), JobPhase::Failed) = (&end.error, end.phase) {
         if !problems.is_empty() {
             evidence.push_str(&format!("; {e}"));
         }

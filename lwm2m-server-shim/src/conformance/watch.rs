@@ -14,7 +14,7 @@ use super::context::{decode, Ctx};
 use super::verdict::{Abort, Step};
 use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
 use crate::server::registration::object_links::ObjectLinks;
-use crate::server::requests::{Device, DmResponse};
+use crate::server::requests::{DeviceHandle, DmResponse};
 use crate::server::shim::Shim;
 
 /// A notification as it arrived.
@@ -43,7 +43,7 @@ fn code_string(raw: u8) -> String {
 /// An established observation.
 pub(crate) struct Watch {
     shim: Arc<Shim>,
-    device: Device,
+    device: DeviceHandle,
     path: Path,
     accept: Option<ContentFormat>,
     stream: ObservationStream,

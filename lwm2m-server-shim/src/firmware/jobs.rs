@@ -51,7 +51,7 @@ impl Method {
 
 /// Where an update stands, from the server's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum JobPhase {
     /// Waiting for a concurrency slot.
     Queued,
     /// Reading the device's Object 5 and resetting a leftover download.
@@ -72,7 +72,7 @@ pub enum Phase {
     Failed,
 }
 
-impl Phase {
+impl JobPhase {
     /// Upper-case name used in JSON and events.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,7 +94,7 @@ impl Phase {
     }
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for JobPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -170,7 +170,7 @@ pub struct JobStatus {
     /// Pull or push.
     pub method: Method,
     /// Current phase.
-    pub phase: Phase,
+    pub phase: JobPhase,
     /// Last known State (/5/0/3).
     pub state: Option<State>,
     /// Last known Update Result (/5/0/5).
@@ -191,7 +191,7 @@ impl JobStatus {
             ep: ep.to_string(),
             package: package.to_string(),
             method,
-            phase: Phase::Queued,
+            phase: JobPhase::Queued,
             state: None,
             result: None,
             error: None,
@@ -347,7 +347,7 @@ mod tests {
         let a = r.create("a", "p", Method::Pull);
         let mut b = r.create("b", "p", Method::Push);
         assert_ne!(a.id, b.id);
-        b.phase = Phase::Failed;
+        b.phase = JobPhase::Failed;
         b.result = Some(UpdateResult::IntegrityFailure);
         r.update(&b);
         assert_eq!(r.get(b.id), Some(b.clone()));
@@ -358,10 +358,10 @@ mod tests {
         );
         assert!(r.create_exclusive("b", "q", Method::Pull).is_ok());
         let mut a = a;
-        a.phase = Phase::Downloading;
+        a.phase = JobPhase::Downloading;
         r.update(&a);
         assert!(r.create_exclusive("a", "q", Method::Pull).is_err());
-        a.phase = Phase::Succeeded;
+        a.phase = JobPhase::Succeeded;
         r.update(&a);
         let again = r
             .create_exclusive("a", "q", Method::Pull)

@@ -8,7 +8,7 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::BlockOpt;
 
 use crate::coap::message::response;
-use crate::packages::host::{PackageError, PackageHost};
+use crate::packages::host::{PackageHost, PackageHostError};
 
 /// First Uri-Path segment of package URIs (`coap://host:port/fw/<name>`).
 pub const PACKAGE_PATH: &str = "fw";
@@ -25,9 +25,11 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
     // Size, ETag and bytes of one version of the package.
     let snapshot = match host.snapshot(name) {
         Ok(s) => s,
-        Err(PackageError::NotFound | PackageError::BadName | PackageError::NameTooLong(_)) => {
-            return response(ResponseType::NotFound)
-        }
+        Err(
+            PackageHostError::NotFound
+            | PackageHostError::BadName
+            | PackageHostError::NameTooLong(_),
+        ) => return response(ResponseType::NotFound),
         Err(e) => {
             tracing::warn!(error = %e, "package host");
             return response(ResponseType::InternalServerError);

@@ -31,7 +31,7 @@ pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a package operation failed.
 #[derive(Debug)]
-pub enum PackageError {
+pub enum PackageHostError {
     /// The name is empty, hidden, or contains characters other than `A-Za-z0-9._-`.
     BadName,
     /// The name is longer than [`MAX_NAME_LEN`] bytes (its length).
@@ -46,7 +46,7 @@ pub enum PackageError {
     Dir(PathBuf, std::io::Error),
 }
 
-impl fmt::Display for PackageError {
+impl fmt::Display for PackageHostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadName => {
@@ -64,9 +64,9 @@ impl fmt::Display for PackageError {
     }
 }
 
-impl std::error::Error for PackageError {}
+impl std::error::Error for PackageHostError {}
 
-impl From<std::io::Error> for PackageError {
+impl From<std::io::Error> for PackageHostError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::NotFound {
             Self::NotFound
@@ -159,13 +159,13 @@ pub fn valid_name(name: &str) -> bool {
 
 impl PackageHost {
     /// Serves packages from `dir`, creating it when missing.
-    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PackageError> {
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PackageHostError> {
         let dir = dir.into();
         if dir.exists() && !dir.is_dir() {
             let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
-            return Err(PackageError::Dir(dir, e));
+            return Err(PackageHostError::Dir(dir, e));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| PackageError::Dir(dir.clone(), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| PackageHostError::Dir(dir.clone(), e))?;
         Ok(Self {
             dir,
             cache: Mutex::new(HashMap::new()),
@@ -177,19 +177,19 @@ impl PackageHost {
         &self.dir
     }
 
-    fn path_of(&self, name: &str) -> Result<PathBuf, PackageError> {
+    fn path_of(&self, name: &str) -> Result<PathBuf, PackageHostError> {
         if name.len() > MAX_NAME_LEN {
-            Err(PackageError::NameTooLong(name.len()))
+            Err(PackageHostError::NameTooLong(name.len()))
         } else if valid_name(name) {
             Ok(self.dir.join(name))
         } else {
-            Err(PackageError::BadName)
+            Err(PackageHostError::BadName)
         }
     }
 
     /// Stores (or replaces) a package atomically: readers see the old or the new file, never a
     /// half-written one.
-    pub fn store(&self, name: &str, content: &[u8]) -> Result<PackageInfo, PackageError> {
+    pub fn store(&self, name: &str, content: &[u8]) -> Result<PackageInfo, PackageHostError> {
         let path = self.path_of(name)?;
         let tmp = self
             .dir
@@ -213,14 +213,14 @@ impl PackageHost {
     }
 
     /// Size and ETag of a package (cached until the file changes).
-    pub fn info(&self, name: &str) -> Result<PackageInfo, PackageError> {
+    pub fn info(&self, name: &str) -> Result<PackageInfo, PackageHostError> {
         Ok(self.snapshot(name)?.info)
     }
 
     /// The package as it is now: no system call while it was checked less than
     /// [`REVALIDATE_AFTER`] ago, one `stat` while the file is unchanged; the file is read (and
     /// hashed for the ETag) again when it changed.
-    pub fn snapshot(&self, name: &str) -> Result<Snapshot, PackageError> {
+    pub fn snapshot(&self, name: &str) -> Result<Snapshot, PackageHostError> {
         let path = self.path_of(name)?;
         let snapshot = |c: &Cached| Snapshot {
             info: PackageInfo {
@@ -237,7 +237,7 @@ impl PackageHost {
         }
         let meta = std::fs::metadata(&path)?;
         if !meta.is_file() {
-            return Err(PackageError::NotFound);
+            return Err(PackageHostError::NotFound);
         }
         let stamp = stamp_of(&meta);
         if let Some(c) = self.lock_cache().get_mut(name).filter(|c| c.stamp == stamp) {
@@ -295,18 +295,18 @@ impl PackageHost {
         snapshot: &Snapshot,
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>, PackageError> {
+    ) -> Result<Vec<u8>, PackageHostError> {
         let Some(content) = &snapshot.content else {
-            let file = snapshot.file.as_ref().ok_or(PackageError::NotFound)?;
+            let file = snapshot.file.as_ref().ok_or(PackageHostError::NotFound)?;
             return read_file_at(file, snapshot.info.size, offset, len);
         };
-        let start = usize::try_from(offset).map_err(|_| PackageError::OutOfRange)?;
-        let rest = content.get(start..).ok_or(PackageError::OutOfRange)?;
+        let start = usize::try_from(offset).map_err(|_| PackageHostError::OutOfRange)?;
+        let rest = content.get(start..).ok_or(PackageHostError::OutOfRange)?;
         Ok(rest.get(..len.min(rest.len())).unwrap_or_default().to_vec())
     }
 
     /// Every package, sorted by name.
-    pub fn list(&self) -> Result<Vec<PackageInfo>, PackageError> {
+    pub fn list(&self) -> Result<Vec<PackageInfo>, PackageHostError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -322,13 +322,18 @@ impl PackageHost {
     }
 
     /// Reads `len` bytes at `offset` (fewer at the end of the package).
-    pub fn read_range(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, PackageError> {
+    pub fn read_range(
+        &self,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, PackageHostError> {
         let s = self.snapshot(name)?;
         self.read_snapshot(&s, offset, len)
     }
 
     /// Removes a package.
-    pub fn remove(&self, name: &str) -> Result<(), PackageError> {
+    pub fn remove(&self, name: &str) -> Result<(), PackageHostError> {
         std::fs::remove_file(self.path_of(name)?)?;
         self.forget(name);
         Ok(())
@@ -337,9 +342,14 @@ impl PackageHost {
 
 /// Reads `len` bytes at `offset` of an open package file of `size` bytes (fewer at the end),
 /// without moving a shared file position, so concurrent requests share one handle.
-fn read_file_at(file: &File, size: u64, offset: u64, len: usize) -> Result<Vec<u8>, PackageError> {
+fn read_file_at(
+    file: &File,
+    size: u64,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, PackageHostError> {
     if offset > size {
-        return Err(PackageError::OutOfRange);
+        return Err(PackageHostError::OutOfRange);
     }
     let want = usize::try_from((size - offset).min(len as u64)).unwrap_or(len);
     let mut buf = vec![0u8; want];
@@ -375,7 +385,7 @@ pub struct ByteRange {
 /// Parses a single-range `Range: bytes=...` header (RFC 9110 14.1.2). `Ok(None)` means the
 /// header is not a byte range the host understands (serve the whole body); `Err` means the range
 /// cannot be satisfied (416).
-pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, PackageError> {
+pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, PackageHostError> {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -392,7 +402,7 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, Package
             return Ok(None);
         };
         if n == 0 || size == 0 {
-            return Err(PackageError::OutOfRange);
+            return Err(PackageHostError::OutOfRange);
         }
         ByteRange {
             start: size.saturating_sub(n),
@@ -411,7 +421,7 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, Package
             }
         };
         if start >= size {
-            return Err(PackageError::OutOfRange);
+            return Err(PackageHostError::OutOfRange);
         }
         ByteRange {
             start,
@@ -473,7 +483,7 @@ mod tests {
         );
         assert!(matches!(
             host.read_range("fw.bin", 5001, 1),
-            Err(PackageError::OutOfRange)
+            Err(PackageHostError::OutOfRange)
         ));
         let mut changed = data.clone();
         changed[0] ^= 1;
@@ -498,10 +508,10 @@ mod tests {
         );
         let b = host.store("fw.bin", &changed).expect("replace again");
         assert_eq!(host.list().expect("list"), vec![b]);
-        assert!(matches!(host.info("nope"), Err(PackageError::NotFound)));
+        assert!(matches!(host.info("nope"), Err(PackageHostError::NotFound)));
         assert!(matches!(
             host.store("../evil", b"x"),
-            Err(PackageError::BadName)
+            Err(PackageHostError::BadName)
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -525,8 +535,8 @@ mod tests {
             r("bytes=50-500").ok().flatten(),
             Some(ByteRange { start: 50, end: 99 })
         );
-        assert!(matches!(r("bytes=100-"), Err(PackageError::OutOfRange)));
-        assert!(matches!(r("bytes=-0"), Err(PackageError::OutOfRange)));
+        assert!(matches!(r("bytes=100-"), Err(PackageHostError::OutOfRange)));
+        assert!(matches!(r("bytes=-0"), Err(PackageHostError::OutOfRange)));
         assert!(matches!(r("items=1-2"), Ok(None)));
         assert!(matches!(r("bytes=5-1"), Ok(None)));
         assert!(matches!(r("bytes=0-1,5-6"), Ok(None)));

@@ -13,7 +13,7 @@ use crate::coap::endpoint::ObservationStream;
 use crate::content;
 use crate::server::events::ServerEvent;
 use crate::server::readings::{ObserveSequence, ReadingStamp};
-use crate::server::requests::{Device, DmResponse};
+use crate::server::requests::{DeviceHandle, DmResponse};
 
 /// One observation the server forwards notifications of.
 pub(crate) struct ActiveObservation {
@@ -104,7 +104,7 @@ pub(crate) fn forward(
     endpoint: &str,
     path: Path,
     mut stream: ObservationStream,
-    device: Device,
+    device: DeviceHandle,
     accept: Option<ContentFormat>,
     emit: impl Fn(ServerEvent) -> bool + Send + 'static,
 ) -> ActiveObservation {

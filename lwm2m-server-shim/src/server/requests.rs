@@ -98,7 +98,7 @@ impl From<ExchangeError> for DmError {
 
 /// Requests to one device at `peer`.
 #[derive(Clone)]
-pub struct Device {
+pub struct DeviceHandle {
     endpoint: CoapEndpoint,
     peer: SocketAddr,
     root: Vec<String>,
@@ -117,7 +117,7 @@ fn block_option(p: &Packet, which: CoapOption) -> Result<Option<BlockOpt>, DmErr
     }
 }
 
-impl Device {
+impl DeviceHandle {
     /// Requests to the client at `peer` whose LwM2M root is `root_path` (usually `/`).
     pub fn new(
         endpoint: CoapEndpoint,

@@ -19,7 +19,7 @@ use crate::server::registration::block1::{Block1Assembly, Block1Limits, Block1St
 use crate::server::registration::interface::{self as registration, RegistrationIds};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
-use crate::server::requests::Device;
+use crate::server::requests::DeviceHandle;
 use crate::server::security::authorizer::RdAuthorizer;
 use crate::server::security::store::SecurityStore;
 
@@ -126,14 +126,14 @@ impl Shim {
 
     /// Device-management handle for a registered client, with a per-exchange timeout; requests
     /// go over the transport the client registered on.
-    pub fn device(&self, reg: &Registration, timeout: Duration) -> Option<Device> {
+    pub fn device(&self, reg: &Registration, timeout: Duration) -> Option<DeviceHandle> {
         let coap = if self.is_secure(reg) {
             self.coaps()
         } else {
             self.coap()
         }?
         .clone();
-        let mut d = Device::new(
+        let mut d = DeviceHandle::new(
             coap,
             reg.address,
             &ObjectLinks::parse(&reg.object_links).root_path(),
@@ -218,7 +218,7 @@ impl Shim {
         endpoint: &str,
         path: Path,
         stream: ObservationStream,
-        device: Device,
+        device: DeviceHandle,
         accept: Option<ContentFormat>,
     ) {
         let weak = Arc::downgrade(self);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use object5::status::{State, UpdateResult};
 
 use super::{CampaignConfig, UpdateError};
-use crate::firmware::jobs::{JobStatus, Method, Phase, Reading, ReadingStamps};
+use crate::firmware::jobs::{JobPhase, JobStatus, Method, Reading, ReadingStamps};
 use crate::server::readings::ReadingStamp;
 use crate::server::requests::DmError;
 
@@ -135,11 +135,11 @@ enum Goal {
 }
 
 impl Goal {
-    fn phase(self) -> Phase {
+    fn phase(self) -> JobPhase {
         match self {
-            Self::Download { .. } => Phase::Downloading,
-            Self::Reboot => Phase::Rebooting,
-            Self::Verify => Phase::Verifying,
+            Self::Download { .. } => JobPhase::Downloading,
+            Self::Reboot => JobPhase::Rebooting,
+            Self::Verify => JobPhase::Verifying,
         }
     }
 }
@@ -279,7 +279,7 @@ impl UpdateMachine {
         }
     }
 
-    fn phase(&mut self, p: Phase) {
+    fn phase(&mut self, p: JobPhase) {
         self.set(|s| s.phase = p);
     }
 
@@ -310,11 +310,11 @@ impl UpdateMachine {
 
     fn finish(&mut self, outcome: Result<(), UpdateError>) -> Request {
         match &outcome {
-            Ok(()) => self.phase(Phase::Succeeded),
+            Ok(()) => self.phase(JobPhase::Succeeded),
             Err(e) => {
                 let error = e.to_string();
                 self.set(|s| {
-                    s.phase = Phase::Failed;
+                    s.phase = JobPhase::Failed;
                     s.error = Some(error);
                 });
             }
@@ -323,7 +323,7 @@ impl UpdateMachine {
     }
 
     fn begin_download(&mut self, attempt: u32) -> Request {
-        self.phase(Phase::Downloading);
+        self.phase(JobPhase::Downloading);
         self.go(Stage::Writing { attempt, tries: 0 }, Request::StartDownload)
     }
 
@@ -334,7 +334,7 @@ impl UpdateMachine {
     }
 
     fn enter_reboot(&mut self, now: Instant, observing: bool) -> Request {
-        self.phase(Phase::Rebooting);
+        self.phase(JobPhase::Rebooting);
         let deadline = now + self.cfg.timeouts.update;
         self.stage = Stage::Following {
             goal: Goal::Reboot,
@@ -344,7 +344,7 @@ impl UpdateMachine {
     }
 
     fn enter_verify(&mut self, rebooted: bool, now: Instant) -> Request {
-        self.phase(Phase::Verifying);
+        self.phase(JobPhase::Verifying);
         if rebooted {
             // State and Update Result from before the reboot (and events queued before the
             // new registration) must not mix with the new ones: e.g. State 2 read before the
@@ -373,8 +373,8 @@ impl UpdateMachine {
         match goal {
             Goal::Download { attempt } => match self.download_outcome() {
                 Some(Ok(())) => {
-                    self.phase(Phase::Downloaded);
-                    self.phase(Phase::Updating);
+                    self.phase(JobPhase::Downloaded);
+                    self.phase(JobPhase::Updating);
                     return self.go(Stage::Executing, Request::Execute);
                 }
                 Some(Err(UpdateResult::ConnectionLost)) if attempt < self.cfg.retries => {
@@ -437,7 +437,7 @@ impl UpdateMachine {
         let cfg = self.cfg;
         match (self.stage.clone(), input) {
             (Stage::New, Input::Begin) => {
-                self.phase(Phase::Starting);
+                self.phase(JobPhase::Starting);
                 self.go(Stage::Preparing, Request::Prepare)
             }
             (Stage::Preparing, Input::Prepared(Err(e))) => self.finish(Err(e)),
@@ -767,8 +767,8 @@ mod tests {
             })
         }
 
-        fn phases(&mut self) -> Vec<Phase> {
-            let mut out: Vec<Phase> = Vec::new();
+        fn phases(&mut self) -> Vec<JobPhase> {
+            let mut out: Vec<JobPhase> = Vec::new();
             for s in self.m.take_changes() {
                 if out.last() != Some(&s.phase) {
                     out.push(s.phase);
@@ -778,7 +778,7 @@ mod tests {
         }
     }
 
-    use Phase::*;
+    use JobPhase::*;
 
     #[test]
     fn a_pull_succeeds_through_every_phase() {

@@ -20,9 +20,9 @@ use object5::status::{State, UpdateResult};
 use tokio::sync::Semaphore;
 
 use crate::content;
-use crate::firmware::jobs::{JobRegistry, JobStatus, Method, Phase};
+use crate::firmware::jobs::{JobPhase, JobRegistry, JobStatus, Method};
 use crate::packages::coap::PACKAGE_PATH;
-use crate::server::requests::{Device, DmError, DmResponse};
+use crate::server::requests::{DeviceHandle, DmError, DmResponse};
 use crate::server::shim::Shim;
 
 pub mod machine;
@@ -109,7 +109,7 @@ pub enum UpdateError {
     /// The device refused a request (its CoAP code).
     Rejected(&'static str, String),
     /// A phase did not end in time.
-    Timeout(Phase),
+    Timeout(JobPhase),
     /// The device reported this State and Update Result instead of success.
     Failed {
         /// State (/5/0/3).
@@ -228,13 +228,13 @@ pub fn result_of(v: i64) -> Option<UpdateResult> {
 }
 
 /// Reads an integer resource (State, Update Result).
-pub async fn read_int(device: &Device, path: &Path) -> Result<Option<i64>, DmError> {
+pub async fn read_int(device: &DeviceHandle, path: &Path) -> Result<Option<i64>, DmError> {
     let r = device.read(path, Some(ContentFormat::Text)).await?;
     Ok(decode_single(path, &r).as_ref().and_then(as_int))
 }
 
 /// Reads a string resource (firmware version, package version).
-pub async fn read_string(device: &Device, path: &Path) -> Result<Option<String>, DmError> {
+pub async fn read_string(device: &DeviceHandle, path: &Path) -> Result<Option<String>, DmError> {
     let r = device.read(path, Some(ContentFormat::Text)).await?;
     Ok(match decode_single(path, &r) {
         Some(Value::String(s)) => Some(s),
@@ -296,7 +296,7 @@ pub async fn run_campaign(
         out.push(match task.await {
             Ok(s) => s,
             Err(e) => {
-                fallback.phase = Phase::Failed;
+                fallback.phase = JobPhase::Failed;
                 fallback.error = Some(format!("update task ended: {e}"));
                 fallback
             }

@@ -14,10 +14,10 @@ use super::{
     CampaignConfig, UpdateError, UpdatePlan,
 };
 use crate::firmware::jobs::{JobRegistry, JobStatus, Method};
-use crate::packages::host::PackageError;
+use crate::packages::host::PackageHostError;
 use crate::server::events::{EndpointSubscription, ServerEvent};
 use crate::server::readings::ReadingStamp;
-use crate::server::requests::{Device, DmError, DmResponse};
+use crate::server::requests::{DeviceHandle, DmError, DmResponse};
 use crate::server::shim::Shim;
 
 /// What the download sends: the Package URI to write, or the package to push.
@@ -28,7 +28,7 @@ enum Payload {
 
 /// The Package URI (pull) or the package bytes (push) of `plan` for `ep`.
 fn prepare(shim: &Shim, ep: &str, plan: &UpdatePlan) -> Result<Payload, UpdateError> {
-    let err = |e: PackageError| UpdateError::Package(format!("{}: {e}", plan.package));
+    let err = |e: PackageHostError| UpdateError::Package(format!("{}: {e}", plan.package));
     if let (Method::Pull, Some(uri)) = (plan.method, &plan.uri) {
         return Ok(Payload::Uri(uri.clone()));
     }
@@ -70,7 +70,7 @@ struct Follower<'a> {
     ep: String,
     rx: EndpointSubscription,
     cfg: CampaignConfig,
-    device: Device,
+    device: DeviceHandle,
     /// When the followed registration was made; a newer one means the device came back.
     registered: SystemTime,
 }
@@ -97,7 +97,7 @@ impl<'a> Follower<'a> {
         shim: &Shim,
         ep: &str,
         cfg: &CampaignConfig,
-    ) -> Result<(Device, SystemTime), UpdateError> {
+    ) -> Result<(DeviceHandle, SystemTime), UpdateError> {
         let reg = shim
             .store
             .get_by_endpoint(ep)
