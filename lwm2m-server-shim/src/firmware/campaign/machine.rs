@@ -684,6 +684,21 @@ mod tests {
             }
         }
 
+        /// A run whose download finished: the next request out is Execute.
+        fn at_execute(method: Method) -> Self {
+            let mut r = Self::new(method);
+            r.reach_download();
+            r.reach_execute();
+            r
+        }
+
+        /// A run whose download was asked for: the next request out is StartDownload.
+        fn at_download(method: Method) -> Self {
+            let mut r = Self::new(method);
+            r.reach_download();
+            r
+        }
+
         fn at(&self, ms: u64) -> Instant {
             self.t0 + Duration::from_millis(ms)
         }
@@ -754,6 +769,20 @@ mod tests {
             ));
         }
 
+        /// `came_back` (a REGISTRATION event, or a poll that found the new registration)
+        /// starts the verification: reconnect with old events dropped, then success.
+        fn back_and_verified(&mut self, came_back: Request) {
+            assert_eq!(came_back, Request::Reconnect { clear_events: true });
+            assert_eq!(r_phase(self), Verifying);
+            assert_eq!(self.then(Input::Reconnected(Ok(()))), Request::Observe);
+            // The reboot wiped what the device said before.
+            assert_eq!(
+                (self.m.status().state, self.m.status().result),
+                (None, None)
+            );
+            assert_eq!(self.verify_success(), Request::Done(Ok(())));
+        }
+
         /// After the reboot: reconnect, observe, poll Idle / Success, versions: success.
         fn verify_success(&mut self) -> Request {
             assert_eq!(self.then(Input::Observed), Request::Poll);
@@ -780,23 +809,19 @@ mod tests {
 
     use JobPhase::*;
 
+    fn r_phase(r: &Run) -> JobPhase {
+        r.m.status().phase
+    }
+
     #[test]
     fn a_pull_succeeds_through_every_phase() {
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert!(matches!(
             r.then(Input::Answered(Answer::Success)),
             Request::Wait { .. }
         ));
-        assert_eq!(
-            r.then(Input::Registered),
-            Request::Reconnect { clear_events: true }
-        );
-        assert_eq!(r.then(Input::Reconnected(Ok(()))), Request::Observe);
-        // The reboot wiped what the device said before.
-        assert_eq!((r.m.status().state, r.m.status().result), (None, None));
-        assert_eq!(r.verify_success(), Request::Done(Ok(())));
+        let back = r.then(Input::Registered);
+        r.back_and_verified(back);
         let s = r.m.status();
         assert_eq!(
             (s.state, s.result, s.firmware_version.as_deref()),
@@ -820,8 +845,7 @@ mod tests {
     fn each_failing_update_result_of_a_download_fails_the_job_with_it() {
         for code in 2..=11u8 {
             let result = R::from_code(code).expect("defined");
-            let mut r = Run::new(Method::Push);
-            r.reach_download();
+            let mut r = Run::at_download(Method::Push);
             assert_eq!(r.then(Input::Answered(Answer::Success)), Request::Poll);
             let next = r.polled(Some(S::Idle), Some(result));
             if result == R::ConnectionLost {
@@ -850,9 +874,7 @@ mod tests {
     #[test]
     fn a_failing_install_reports_its_result_with_or_without_a_reboot() {
         // Refused at install: no reboot comes, Downloaded with Update Result 8.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert!(matches!(
             r.then(Input::Answered(Answer::Success)),
             Request::Wait { .. }
@@ -878,9 +900,7 @@ mod tests {
             }))
         );
         // A self-test failure after the reboot: the old image reverts, Update Result 8.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         r.then(Input::Answered(Answer::Success));
         r.then(Input::Registered);
         r.then(Input::Reconnected(Ok(())));
@@ -903,8 +923,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_retried_then_reported() {
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         for _ in 0..RETRIES {
             assert_eq!(r.then(Input::Answered(Answer::Success)), Request::Poll);
             assert_eq!(
@@ -1001,9 +1020,7 @@ mod tests {
     #[test]
     fn verifying_times_out_without_a_final_result() {
         let limit = cfg().timeouts.verify;
-        let mut r = Run::new(Method::Push);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Push);
         r.then(Input::Answered(Answer::Success));
         r.then(Input::Registered);
         r.then(Input::Reconnected(Ok(())));
@@ -1022,54 +1039,38 @@ mod tests {
 
     #[test]
     fn a_lost_execute_ack_waits_for_the_device_to_come_back() {
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         // No answer to Execute: the device rebooted before its ACK got out.
         assert!(matches!(
             r.then(Input::Answered(lost())),
             Request::Wait { .. }
         ));
         assert_eq!(r.m.status().phase, Rebooting);
-        assert_eq!(
-            r.then(Input::Registered),
-            Request::Reconnect { clear_events: true }
-        );
-        r.then(Input::Reconnected(Ok(())));
-        assert_eq!(r.verify_success(), Request::Done(Ok(())));
+        let back = r.then(Input::Registered);
+        r.back_and_verified(back);
     }
 
     #[test]
     fn a_retransmitted_execute_refused_after_it_ran_is_no_failure() {
         // The device ran the first Execute and rebooted; the retransmission meets its new
         // session and gets 4.05, while State no longer says Downloaded.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert_eq!(r.then(Input::Answered(refused("4.05"))), Request::Poll);
         assert!(matches!(
             r.polled(Some(S::Updating), None),
             Request::Wait { .. }
         ));
-        assert_eq!(
-            r.then(Input::Registered),
-            Request::Reconnect { clear_events: true }
-        );
-        r.then(Input::Reconnected(Ok(())));
-        assert_eq!(r.verify_success(), Request::Done(Ok(())));
+        let back = r.then(Input::Registered);
+        r.back_and_verified(back);
         // Still Downloaded: the device refused Execute for real.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert_eq!(r.then(Input::Answered(refused("4.05"))), Request::Poll);
         assert_eq!(
             r.polled(Some(S::Downloaded), Some(R::Initial)),
             Request::Done(Err(UpdateError::Rejected(EXECUTE, "4.05".into())))
         );
         // Any other refusal fails at once.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert_eq!(
             r.then(Input::Answered(refused("4.04"))),
             Request::Done(Err(UpdateError::Rejected(EXECUTE, "4.04".into())))
@@ -1080,24 +1081,16 @@ mod tests {
     fn a_device_that_reboots_early_is_seen_in_the_store_before_its_event() {
         // The device re-registered while Execute was still waiting for its answer; the first
         // poll already reaches the new registration and says so.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Pull);
         assert!(matches!(
             r.then(Input::Answered(lost())),
             Request::Wait { .. }
         ));
         assert_eq!(r.then(Input::Tick), Request::Poll);
-        // Update Result 1 next to a stale State: not taken as the verdict...
-        assert_eq!(
-            r.polled_after(None, Some(R::Success), true),
-            Request::Reconnect { clear_events: true }
-        );
-        assert_eq!(r.m.status().phase, Verifying);
-        r.then(Input::Reconnected(Ok(())));
-        // ...the reboot wiped it, and only readings from now on count.
-        assert_eq!(r.m.status().result, None);
-        assert_eq!(r.verify_success(), Request::Done(Ok(())));
+        // Update Result 1 next to a stale State is not taken as the verdict: the reboot
+        // wipes it, and only readings from now on count.
+        let back = r.polled_after(None, Some(R::Success), true);
+        r.back_and_verified(back);
     }
 
     #[test]
@@ -1116,19 +1109,13 @@ mod tests {
             assert!(matches!(r.polled(None, None), Request::Wait { .. }));
         }
         assert_eq!(r.m.status().phase, Rebooting);
-        assert_eq!(
-            r.at_ms(101_000, Input::Registered),
-            Request::Reconnect { clear_events: true }
-        );
-        r.then(Input::Reconnected(Ok(())));
-        assert_eq!(r.verify_success(), Request::Done(Ok(())));
+        let back = r.at_ms(101_000, Input::Registered);
+        r.back_and_verified(back);
     }
 
     #[test]
     fn a_device_that_reboots_again_while_verifying_is_followed_anew() {
-        let mut r = Run::new(Method::Push);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Push);
         r.then(Input::Answered(Answer::Success));
         r.then(Input::Registered);
         r.then(Input::Reconnected(Ok(())));
@@ -1151,9 +1138,7 @@ mod tests {
 
     #[test]
     fn a_device_gone_after_its_reboot_fails_the_job() {
-        let mut r = Run::new(Method::Push);
-        r.reach_download();
-        r.reach_execute();
+        let mut r = Run::at_execute(Method::Push);
         r.then(Input::Answered(Answer::Success));
         r.then(Input::Registered);
         assert_eq!(
@@ -1208,16 +1193,14 @@ mod tests {
 
     #[test]
     fn an_unanswered_uri_write_that_arrived_is_not_sent_again() {
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         assert_eq!(r.then(Input::Answered(lost())), Request::ReadState);
         assert_eq!(
             r.then(Input::StateRead(Some(S::Downloading))),
             Request::Poll
         );
         // It did not arrive: written again, up to the retries, then the error.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         for _ in 0..RETRIES {
             assert_eq!(r.then(Input::Answered(lost())), Request::ReadState);
             assert_eq!(
@@ -1231,15 +1214,13 @@ mod tests {
             Request::Done(Err(UpdateError::Device(WRITE_URI, _)))
         ));
         // After an unanswered write, a refusal may be the device busy with the first one.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         r.then(Input::Answered(lost()));
         r.then(Input::StateRead(Some(S::Idle)));
         assert_eq!(r.then(Input::Answered(refused("4.00"))), Request::ReadState);
         assert_eq!(r.then(Input::StateRead(Some(S::Downloaded))), Request::Poll);
         // A first refusal is final.
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         assert_eq!(
             r.then(Input::Answered(refused("4.00"))),
             Request::Done(Err(UpdateError::Rejected(WRITE_URI, "4.00".into())))
@@ -1248,8 +1229,7 @@ mod tests {
 
     #[test]
     fn a_push_is_resent_when_unanswered_and_fails_when_refused() {
-        let mut r = Run::new(Method::Push);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Push);
         assert_eq!(r.then(Input::Answered(lost())), Request::StartDownload);
         assert_eq!(
             r.then(Input::Answered(refused("4.13"))),
@@ -1274,8 +1254,7 @@ mod tests {
 
     #[test]
     fn an_input_that_answers_nothing_out_changes_nothing() {
-        let mut r = Run::new(Method::Pull);
-        r.reach_download();
+        let mut r = Run::at_download(Method::Pull);
         let before = r.m.status().clone();
         assert_eq!(r.then(Input::Tick), Request::StartDownload);
         assert_eq!(r.then(Input::Registered), Request::StartDownload);
