@@ -14,7 +14,7 @@ use object5::author::{
     build_envelope, class_id, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem,
     vendor_id, Delivery, PackageSpec, SignAlg,
 };
-use object5::manifest::{authenticate, Error, Software, TrustAnchor};
+use object5::manifest::{authenticate, Software, SuitError, TrustAnchor};
 
 /// Image size: the 64 KiB the figures are for (one slot's capacity).
 const IMAGE_LEN: usize = 64 * 1024;
@@ -125,7 +125,7 @@ fn packages(manifest_dir: &Path, out: &Path) {
     assert!(authenticate(&new_package, &anchors, &Software).is_ok());
     assert_eq!(
         authenticate(&tampered, &anchors, &Software).err(),
-        Some(Error::BadSignature)
+        Some(SuitError::BadSignature)
     );
 
     std::fs::write(out.join("old.img"), old_image).expect("write");

@@ -22,7 +22,7 @@ pub struct Booted {
 #[derive(Debug)]
 pub enum BootError {
     /// The slot manager failed (flash error, or no slot verifies).
-    Slots(object5::slots::Error),
+    Slots(object5::slots::SlotError),
     /// The chosen slot verified but holds no simulated image.
     Image(image::ImageError),
 }
@@ -47,12 +47,12 @@ pub fn boot<F: NorFlash, A: Authenticate>(
     let decision = slots.boot(auth).map_err(BootError::Slots)?;
     let addr = slots
         .image_address(decision.slot)
-        .ok_or(BootError::Slots(object5::slots::Error::NoBootableImage))?;
+        .ok_or(BootError::Slots(object5::slots::SlotError::NoBootableImage))?;
     let mut head = [0u8; HEADER_LEN + 2 * MAX_TEXT];
     let room = slots.layout().image_capacity() as usize;
     let head = &mut head[..room.min(HEADER_LEN + 2 * MAX_TEXT)];
     slots.flash_mut().read(addr, head).map_err(|e| {
-        BootError::Slots(object5::slots::Error::Flash(
+        BootError::Slots(object5::slots::SlotError::Flash(
             embedded_storage::nor_flash::NorFlashError::kind(&e),
         ))
     })?;

@@ -118,7 +118,7 @@ pub enum DeviceError {
     /// The flash or its backing file failed.
     Flash(SimFlashError),
     /// The slot manager refused or failed.
-    Slots(object5::slots::Error),
+    Slots(object5::slots::SlotError),
     /// The bootloader failed (flash error, or a verified slot holding no simulated image).
     Boot(BootError),
     /// No slot holds an image that verifies: the device runs no image and stays in its
@@ -313,7 +313,7 @@ impl SimDevice {
     }
 
     /// Maps a slot error to `PowerLost` when the flash lost power.
-    pub fn check(&self, e: object5::slots::Error) -> DeviceError {
+    pub fn check(&self, e: object5::slots::SlotError) -> DeviceError {
         if self.flash.is_powered_off() {
             DeviceError::PowerLost
         } else {
@@ -404,7 +404,7 @@ fn bootload<A: Authenticate>(
             }
             Some(b)
         }
-        Err(BootError::Slots(object5::slots::Error::NoBootableImage)) => {
+        Err(BootError::Slots(object5::slots::SlotError::NoBootableImage)) => {
             // For the log: why each slot fails (reads only, and only in recovery).
             let mut why = [None; 2];
             for (slot, why) in why.iter_mut().enumerate() {

@@ -8,7 +8,7 @@ mod common;
 use common::{download, Fixture};
 use device_port::device::{PROVISIONED_KEY, SECTOR_SIZE};
 use device_port::{DeviceError, FlashDamage, SimDevice};
-use object5::slots::{BootPath, Error, Strategy, VerifyError};
+use object5::slots::{BootPath, SlotError, Strategy, VerifyError};
 use std::path::{Path, PathBuf};
 
 fn state_dir(tag: &str) -> PathBuf {
@@ -58,7 +58,7 @@ fn assert_not_reprovisioned(fx: &Fixture, device: &mut SimDevice, what: &str) {
         slots
             .begin_download(&fx.good.facts, &fx.good.envelope)
             .err(),
-        Some(Error::Rollback {
+        Some(SlotError::Rollback {
             sequence: 2,
             floor: 2
         }),

@@ -73,11 +73,11 @@ fn life<const E: usize, const W: usize>(
         if flash.is_powered_off() {
             flash.power_on();
         }
-        let step = (|| -> Result<Option<(String, UpdateResult)>, object5::slots::Error> {
+        let step = (|| -> Result<Option<(String, UpdateResult)>, object5::slots::SlotError> {
             let mut slots = SlotManager::open(&mut flash, layout, &mut buf)?;
             let booted = bootloader::boot(&mut slots, &mut auth).map_err(|e| match e {
                 bootloader::BootError::Slots(e) => e,
-                bootloader::BootError::Image(_) => object5::slots::Error::NoBootableImage,
+                bootloader::BootError::Image(_) => object5::slots::SlotError::NoBootableImage,
             })?;
             let running = if booted.image.version == "1.0.0" {
                 old

@@ -9,7 +9,7 @@ use common::{download, Fixture, Package, IMAGE_LEN};
 use device_port::device::SECTOR_SIZE;
 use device_port::{CutMode, DeviceError, PowerCut, SimDevice};
 use embedded_storage::nor_flash::NorFlash;
-use object5::slots::{BootPath, Error, Phase, Strategy, VerifyError};
+use object5::slots::{BootPath, Phase, SlotError, Strategy, VerifyError};
 use object5::{State, UpdateResult};
 
 fn status(device: &mut SimDevice) -> object5::slots::Status {
@@ -62,7 +62,7 @@ fn good_update_test_boots_then_confirms_for_every_strategy() {
             .unwrap()
             .begin_download(&fx.good.facts, &fx.good.envelope)
             .err();
-        assert_eq!(refused, Some(Error::Busy(Phase::Testing)));
+        assert_eq!(refused, Some(SlotError::Busy(Phase::Testing)));
         device.confirm().unwrap();
         let s = status(&mut device);
         assert_eq!(
@@ -82,7 +82,7 @@ fn good_update_test_boots_then_confirms_for_every_strategy() {
             .err();
         assert_eq!(
             old,
-            Some(Error::Rollback {
+            Some(SlotError::Rollback {
                 sequence: 1,
                 floor: 2
             })
@@ -210,17 +210,20 @@ fn candidate_corrupted_in_flash_is_rejected_at_boot_and_at_download() {
         .begin_download(&fx.good.facts, &fx.good.envelope)
         .unwrap();
     w.write(&fx.bad.image).unwrap();
-    assert_eq!(w.finish(), Err(Error::Verify(VerifyError::Digest)));
+    assert_eq!(w.finish(), Err(SlotError::Verify(VerifyError::Digest)));
     let s = slots.status();
     assert_eq!(
         (s.state, s.result),
         (State::Idle, UpdateResult::IntegrityFailure)
     );
-    assert_eq!(slots.request_install(), Err(Error::Busy(Phase::Idle)));
+    assert_eq!(slots.request_install(), Err(SlotError::Busy(Phase::Idle)));
     let mut w = slots
         .begin_download(&fx.good.facts, &fx.good.envelope)
         .unwrap();
-    assert_eq!(w.write(&vec![0; IMAGE_LEN + 1]), Err(Error::SizeMismatch));
+    assert_eq!(
+        w.write(&vec![0; IMAGE_LEN + 1]),
+        Err(SlotError::SizeMismatch)
+    );
 }
 
 #[test]
@@ -296,7 +299,7 @@ fn package_uri_name_and_version_persist_across_reboots() {
         slots.set_package_info(b"sim-fw", b"2.0.0").unwrap();
         assert_eq!(
             slots.set_package_uri(&[b'x'; 256]),
-            Err(Error::FieldTooLong)
+            Err(SlotError::FieldTooLong)
         );
     }
     device.reboot().unwrap();
@@ -435,7 +438,10 @@ fn a_detached_download_continues_block_by_block_and_results_persist() {
     slots.writer(dl).unwrap().finish().unwrap();
     assert_eq!(slots.status().state, State::Downloaded);
     // A stale cursor is refused once the download is no longer journaled.
-    assert_eq!(slots.writer(dl).err(), Some(Error::Busy(Phase::Downloaded)));
+    assert_eq!(
+        slots.writer(dl).err(),
+        Some(SlotError::Busy(Phase::Downloaded))
+    );
     slots.set_result(UpdateResult::Deferred).unwrap();
     device.reboot().unwrap();
     let s = status(&mut device);

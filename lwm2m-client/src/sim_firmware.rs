@@ -76,7 +76,7 @@ pub struct SimFirmware {
 /// How many received bytes [`SimFirmware`] collects before writing them to the slot.
 const WRITE_BEHIND: usize = 4096;
 
-fn slot_result(device: &SharedDevice, e: object5::slots::Error) -> UpdateResult {
+fn slot_result(device: &SharedDevice, e: object5::slots::SlotError) -> UpdateResult {
     let d = device.borrow();
     if d.flash().is_powered_off() {
         // Power is gone: nothing more can be journaled; report what a reboot will show.

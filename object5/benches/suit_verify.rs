@@ -19,9 +19,9 @@ use object5::author::{
 };
 use object5::manifest::host_crypto::{openssl_verify_p256, OpenSslEcdsa};
 use object5::manifest::{
-    static_params, CryptoBackend, DecryptionKey, DeviceIdentity, EncryptionInfo, Envelope, Error,
+    static_params, CryptoBackend, DecryptionKey, DeviceIdentity, EncryptionInfo, Envelope,
     Finished, Freshness, Manifest, Member, PayloadSink, Policy, Sha256Hasher, Software,
-    StreamVerifier, TrustAnchor,
+    StreamVerifier, SuitError, TrustAnchor,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -64,10 +64,10 @@ fn openssl_verify(sec1: &[u8], digest: &[u8; 32], sig: &[u8]) -> bool {
 struct Discard(u64);
 
 impl PayloadSink for Discard {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
         self.0 += bytes.len() as u64;
         Ok(())
     }

@@ -16,12 +16,10 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::manifest::{
-    text_info, CryptoBackend, Error as SuitError, Finished, Manifest, Member, PayloadSink, Policy,
-    StreamVerifier,
+    text_info, CryptoBackend, Finished, Manifest, Member, PayloadSink, Policy, StreamVerifier,
+    SuitError,
 };
-use crate::slots::{
-    Download, Error as SlotError, ManifestFacts, SlotManager, MAX_NAME, MAX_VERSION,
-};
+use crate::slots::{Download, ManifestFacts, SlotError, SlotManager, MAX_NAME, MAX_VERSION};
 use crate::status::UpdateResult;
 
 /// Why a package was refused; each maps to the Update Result the device reports.

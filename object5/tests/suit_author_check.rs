@@ -7,7 +7,7 @@ mod common;
 
 use common::{index, key, read};
 use object5::author::{check_package, CheckOptions, CheckReport};
-use object5::manifest::{Error, TrustAnchor};
+use object5::manifest::{SuitError, TrustAnchor};
 
 fn anchor_for<'k>(name: &str, bytes: &'k [u8]) -> TrustAnchor<'k> {
     if name == "K3" {
@@ -17,7 +17,7 @@ fn anchor_for<'k>(name: &str, bytes: &'k [u8]) -> TrustAnchor<'k> {
     }
 }
 
-fn check(file: &str, keys: &[&str]) -> Result<CheckReport, Error> {
+fn check(file: &str, keys: &[&str]) -> Result<CheckReport, SuitError> {
     let bytes: Vec<Vec<u8>> = keys.iter().map(|k| key(k)).collect();
     let anchors: Vec<TrustAnchor> = keys
         .iter()
@@ -46,12 +46,12 @@ fn unsigned_vectors_and_wrong_keys_are_refused() {
     for row in index().iter().filter(|r| !r.valid) {
         assert_eq!(
             check(&row.file, &["K1"]).unwrap_err(),
-            Error::Unauthenticated
+            SuitError::Unauthenticated
         );
     }
     assert_eq!(
         check("ms37_ex1_signed.cbor", &["K2"]).unwrap_err(),
-        Error::BadSignature
+        SuitError::BadSignature
     );
 }
 
@@ -86,7 +86,7 @@ fn severed_members_are_checked_when_delivered_and_listed_when_not() {
     let e = check_package(&env, &[TrustAnchor::P256(&k1)], &CheckOptions::default()).unwrap_err();
     assert_eq!(
         (e, e.update_result().code()),
-        (Error::SeverableDigestMismatch, 5)
+        (SuitError::SeverableDigestMismatch, 5)
     );
 }
 
@@ -121,7 +121,7 @@ fn integrated_dependencies_are_checked_against_their_digest_and_authenticated_wi
     let e = check_package(&env, &[TrustAnchor::P256(&k1)], &CheckOptions::default()).unwrap_err();
     assert_eq!(
         (e, e.update_result().code()),
-        (Error::ImageDigestMismatch, 5)
+        (SuitError::ImageDigestMismatch, 5)
     );
 }
 
@@ -149,7 +149,7 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     let mut bad = env.clone();
     *bad.last_mut().unwrap() ^= 1;
     let e = check_package(&bad, &anchors, &CheckOptions::default()).unwrap_err();
-    assert_eq!(e, Error::ImageDigestMismatch);
+    assert_eq!(e, SuitError::ImageDigestMismatch);
 
     let env = build_envelope(&spec(Delivery::Uri("coap://h/fw".into())), &sk).unwrap();
     let r = check_package(&env, &anchors, &CheckOptions::default()).unwrap();
@@ -168,7 +168,7 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     };
     assert_eq!(
         check_package(&env, &anchors, &opts).unwrap_err(),
-        Error::ImageDigestMismatch
+        SuitError::ImageDigestMismatch
     );
     let opts = CheckOptions {
         image: Some(&image[1..]),
@@ -176,6 +176,6 @@ fn integrated_payloads_and_given_images_are_checked_against_image_digest() {
     };
     assert_eq!(
         check_package(&env, &anchors, &opts).unwrap_err(),
-        Error::ImageSizeMismatch
+        SuitError::ImageSizeMismatch
     );
 }

@@ -9,8 +9,8 @@ mod common;
 use common::read;
 use object5::author::Value;
 use object5::manifest::{
-    static_params, ContentAlg, DecryptionKey, Decryptor, EncryptionInfo, Envelope, Error, Manifest,
-    Software,
+    static_params, ContentAlg, DecryptionKey, Decryptor, EncryptionInfo, Envelope, Manifest,
+    Software, SuitError,
 };
 
 fn k4() -> [u8; 32] {
@@ -38,7 +38,7 @@ fn decrypt(
     cek: &[u8; 16],
     payload: &[u8],
     block: usize,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Vec<u8>, SuitError> {
     let mut d = Decryptor::new(info, cek, payload.len() as u64)?;
     let mut out = Vec::new();
     for chunk in payload.chunks(block) {
@@ -131,7 +131,10 @@ fn wrong_keys_changed_bytes_and_wrong_lengths_are_refused() {
         vec![],
     ] {
         let e = info.content_key(&keys, &Software).unwrap_err();
-        assert_eq!((e, e.update_result().code()), (Error::NoDecryptionKey, 5));
+        assert_eq!(
+            (e, e.update_result().code()),
+            (SuitError::NoDecryptionKey, 5)
+        );
     }
     let cek = info
         .content_key(
@@ -148,7 +151,7 @@ fn wrong_keys_changed_bytes_and_wrong_lengths_are_refused() {
         bad[i] ^= 0x01;
         assert_eq!(
             decrypt(&info, &cek, &bad, 8).unwrap_err(),
-            Error::DecryptionFailed,
+            SuitError::DecryptionFailed,
             "{i}"
         );
     }
@@ -157,15 +160,18 @@ fn wrong_keys_changed_bytes_and_wrong_lengths_are_refused() {
     wrong[0] ^= 1;
     assert_eq!(
         decrypt(&info, &wrong, &content, 8).unwrap_err(),
-        Error::DecryptionFailed
+        SuitError::DecryptionFailed
     );
     let mut d = Decryptor::new(&info, &cek, content.len() as u64).unwrap();
     let mut long = [content.as_slice(), &[0]].concat();
-    assert_eq!(d.update(&mut long).unwrap_err(), Error::ImageSizeMismatch);
+    assert_eq!(
+        d.update(&mut long).unwrap_err(),
+        SuitError::ImageSizeMismatch
+    );
     let mut d = Decryptor::new(&info, &cek, content.len() as u64).unwrap();
     let mut short = content[..40].to_vec();
     d.update(&mut short).unwrap();
-    assert_eq!(d.finish().unwrap_err(), Error::ImageSizeMismatch);
+    assert_eq!(d.finish().unwrap_err(), SuitError::ImageSizeMismatch);
     assert_eq!(decrypt(&info, &cek, &content, 3).unwrap(), raw);
 }
 
@@ -251,12 +257,12 @@ mod streamed {
     struct Collect(Vec<u8>, bool);
 
     impl PayloadSink for Collect {
-        fn begin(&mut self, component: usize, _: Option<u64>) -> Result<(), Error> {
+        fn begin(&mut self, component: usize, _: Option<u64>) -> Result<(), SuitError> {
             assert_eq!(component, 0);
             self.1 = true;
             Ok(())
         }
-        fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
             self.0.extend_from_slice(bytes);
             Ok(())
         }
@@ -313,7 +319,7 @@ mod streamed {
         fetched: Option<&[u8]>,
         keys: &[DecryptionKey<'_>],
         block: usize,
-    ) -> Result<Vec<u8>, (Error, bool)> {
+    ) -> Result<Vec<u8>, (SuitError, bool)> {
         let anchors = [TrustAnchor::P256(&f.anchor)];
         let policy = Policy {
             anchors: &anchors,
@@ -422,13 +428,13 @@ mod streamed {
             let (e, begun) = stream(&f, &env, None, &[wrong], 256).unwrap_err();
             assert_eq!(
                 (e, e.update_result().code(), begun),
-                (Error::NoDecryptionKey, 5, false),
+                (SuitError::NoDecryptionKey, 5, false),
                 "{enc:?}"
             );
             // A device without decryption keys refuses the same way.
             assert_eq!(
                 stream(&f, &env, None, &[], 256).unwrap_err().0,
-                Error::NoDecryptionKey
+                SuitError::NoDecryptionKey
             );
             // A changed ciphertext byte: GCM's tag or CTR's ciphertext digest refuses it.
             let keys = [
@@ -446,8 +452,8 @@ mod streamed {
                 bad[at] ^= 0x04;
                 let (e, _) = stream(&f, &bad, None, &keys, 256).unwrap_err();
                 let want = match enc.content {
-                    ContentEncryption::A128Gcm => Error::DecryptionFailed,
-                    ContentEncryption::A128Ctr => Error::ImageDigestMismatch,
+                    ContentEncryption::A128Gcm => SuitError::DecryptionFailed,
+                    ContentEncryption::A128Ctr => SuitError::ImageDigestMismatch,
                 };
                 assert_eq!((e, e.update_result().code()), (want, 5), "{enc:?} {at}");
             }
@@ -544,7 +550,7 @@ fn the_author_check_decrypts_every_enc24_vector_to_the_raw_image() {
         let e = check_package(&env, &anchors, &opts).unwrap_err();
         assert_eq!(
             (e, e.update_result().code()),
-            (Error::NoDecryptionKey, 5),
+            (SuitError::NoDecryptionKey, 5),
             "{file}"
         );
     }

@@ -4,7 +4,7 @@
 
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
 use object5::manifest::{
-    DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy, Software, StreamVerifier,
+    DeviceIdentity, Finished, Freshness, PayloadSink, Policy, Software, StreamVerifier, SuitError,
     TrustAnchor,
 };
 use std::path::{Path, PathBuf};
@@ -81,10 +81,10 @@ fn packages_built_by_the_tool_verify_with_pycose_and_cryptography() {
 struct Collect(Vec<u8>);
 
 impl PayloadSink for Collect {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
         self.0.extend_from_slice(bytes);
         Ok(())
     }
@@ -136,7 +136,7 @@ fn envelopes_signed_by_pycose_verify_and_stream_here() {
     let other = author::public_sec1_from_pem(&author::generate_key_pem().unwrap().1).unwrap();
     let e =
         object5::manifest::authenticate(&env, &[TrustAnchor::P256(&other)], &Software).unwrap_err();
-    assert_eq!(e, Error::BadSignature);
+    assert_eq!(e, SuitError::BadSignature);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -217,7 +217,7 @@ fn ed25519_packages_verify_with_pycose_and_cryptography_both_ways() {
         let p256 = author::public_sec1_from_pem(&author::generate_key_pem().unwrap().1).unwrap();
         let e = object5::manifest::authenticate(&env, &[TrustAnchor::P256(&p256)], &Software)
             .unwrap_err();
-        assert_eq!(e, Error::BadSignature, "{alg}");
+        assert_eq!(e, SuitError::BadSignature, "{alg}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -268,7 +268,7 @@ fn encrypted_packages_decrypt_with_python_cryptography_both_ways() {
             kek: &kek,
         },
     ];
-    let stream = |env: &[u8], seq: u64| -> Result<Vec<u8>, Error> {
+    let stream = |env: &[u8], seq: u64| -> Result<Vec<u8>, SuitError> {
         let anchors = [TrustAnchor::P256(&anchor)];
         let policy = Policy {
             anchors: &anchors,

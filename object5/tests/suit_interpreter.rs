@@ -7,7 +7,7 @@ mod common;
 use common::{key, read};
 use object5::author::{self, Delivery, PackageSpec, SignAlg, Value};
 use object5::manifest::{
-    authenticate, DeviceIdentity, Error, Interpreter, Params, Platform, Software, TrustAnchor,
+    authenticate, DeviceIdentity, Interpreter, Params, Platform, Software, SuitError, TrustAnchor,
 };
 use std::collections::HashMap;
 
@@ -36,7 +36,7 @@ struct Sim {
 }
 
 impl Platform for Sim {
-    fn fetch(&mut self, c: usize, p: &Params<'_>) -> Result<(), Error> {
+    fn fetch(&mut self, c: usize, p: &Params<'_>) -> Result<(), SuitError> {
         let uri = p.uri.unwrap();
         self.log
             .push(format!("fetch {c} {}", String::from_utf8_lossy(uri)));
@@ -44,23 +44,23 @@ impl Platform for Sim {
             .network
             .get(uri)
             .cloned()
-            .ok_or(Error::Platform(object5::UpdateResult::InvalidUri))?;
+            .ok_or(SuitError::Platform(object5::UpdateResult::InvalidUri))?;
         self.store.insert((c, p.component_slot.unwrap_or(0)), bytes);
         Ok(())
     }
-    fn write(&mut self, c: usize, content: &[u8], p: &Params<'_>) -> Result<(), Error> {
+    fn write(&mut self, c: usize, content: &[u8], p: &Params<'_>) -> Result<(), SuitError> {
         self.log.push(format!("write {c}"));
         self.store
             .insert((c, p.component_slot.unwrap_or(0)), content.to_vec());
         Ok(())
     }
-    fn copy(&mut self, c: usize, src: usize, p: &Params<'_>) -> Result<(), Error> {
+    fn copy(&mut self, c: usize, src: usize, p: &Params<'_>) -> Result<(), SuitError> {
         self.log.push(format!("copy {src}->{c}"));
         let bytes = self.store.get(&(src, 0)).cloned().unwrap_or_default();
         self.store.insert((c, p.component_slot.unwrap_or(0)), bytes);
         Ok(())
     }
-    fn swap(&mut self, c: usize, src: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn swap(&mut self, c: usize, src: usize, _: &Params<'_>) -> Result<(), SuitError> {
         self.log.push(format!("swap {src}<->{c}"));
         let a = self.store.remove(&(c, 0)).unwrap_or_default();
         let b = self.store.remove(&(src, 0)).unwrap_or_default();
@@ -68,7 +68,7 @@ impl Platform for Sim {
         self.store.insert((src, 0), a);
         Ok(())
     }
-    fn invoke(&mut self, c: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn invoke(&mut self, c: usize, _: &Params<'_>) -> Result<(), SuitError> {
         self.log.push(format!("invoke {c}"));
         Ok(())
     }
@@ -80,7 +80,7 @@ impl Platform for Sim {
         c: usize,
         p: &Params<'_>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, SuitError> {
         let bytes = self
             .store
             .get(&(c, p.component_slot.unwrap_or(0)))
@@ -113,14 +113,17 @@ fn example_1_fetches_its_uri_and_checks_the_image_against_size_and_digest() {
     let install = a.install(&Software).unwrap().unwrap();
     sim.network
         .insert(b"http://example.com/file.bin".to_vec(), vec![0; 100]);
-    assert_eq!(vm.run(install, &mut sim), Err(Error::ImageSizeMismatch));
+    assert_eq!(vm.run(install, &mut sim), Err(SuitError::ImageSizeMismatch));
     // The right size but (the example's digest is a sample pattern) not the right bytes.
     let mut vm = Interpreter::new(1, identity(), Software).unwrap();
     sim.network
         .insert(b"http://example.com/file.bin".to_vec(), vec![0; 34768]);
     vm.run(a.manifest.shared_sequence.unwrap(), &mut sim)
         .unwrap();
-    assert_eq!(vm.run(install, &mut sim), Err(Error::ImageDigestMismatch));
+    assert_eq!(
+        vm.run(install, &mut sim),
+        Err(SuitError::ImageDigestMismatch)
+    );
     assert_eq!(
         sim.log,
         [
@@ -149,7 +152,7 @@ fn example_0_shared_sequence_checks_vendor_and_class() {
     let r = Interpreter::new(1, other, Software)
         .unwrap()
         .run(shared, &mut sim);
-    assert_eq!(r, Err(Error::VendorMismatch));
+    assert_eq!(r, Err(SuitError::VendorMismatch));
     let other = DeviceIdentity {
         vendor_id: &ARM,
         class_id: &ARM,
@@ -158,7 +161,7 @@ fn example_0_shared_sequence_checks_vendor_and_class() {
     let r = Interpreter::new(1, other, Software)
         .unwrap()
         .run(shared, &mut sim);
-    assert_eq!(r, Err(Error::ClassMismatch));
+    assert_eq!(r, Err(SuitError::ClassMismatch));
 }
 
 #[test]
@@ -183,7 +186,7 @@ fn example_3_try_each_picks_the_digest_and_uri_of_the_writable_slot() {
         assert!(
             matches!(
                 r,
-                Err(Error::ImageSizeMismatch | Error::ImageDigestMismatch)
+                Err(SuitError::ImageSizeMismatch | SuitError::ImageDigestMismatch)
             ),
             "{r:?}"
         );
@@ -323,12 +326,12 @@ fn write_copy_swap_check_content_try_each_run_sequence_and_soft_failure() {
         nested = seq(vec![i(32), Value::Bytes(nested)]);
     }
     let mut vm = Interpreter::new(1, identity(), Software).unwrap();
-    assert_eq!(vm.run(&abort, &mut sim), Err(Error::ConditionFailed));
-    assert_eq!(vm.run(&all_bad, &mut sim), Err(Error::ConditionFailed));
+    assert_eq!(vm.run(&abort, &mut sim), Err(SuitError::ConditionFailed));
+    assert_eq!(vm.run(&all_bad, &mut sim), Err(SuitError::ConditionFailed));
     vm.run(&nil_tail, &mut sim).unwrap();
     assert!(vm.run(&soft_top, &mut sim).is_err());
     // Index out of range, unknown commands, and unbounded nesting are refused.
-    assert_eq!(vm.run(&bad_index, &mut sim), Err(Error::BadComponent));
-    assert_eq!(vm.run(&unknown, &mut sim), Err(Error::Unsupported));
-    assert_eq!(vm.run(&nested, &mut sim), Err(Error::TooDeep));
+    assert_eq!(vm.run(&bad_index, &mut sim), Err(SuitError::BadComponent));
+    assert_eq!(vm.run(&unknown, &mut sim), Err(SuitError::Unsupported));
+    assert_eq!(vm.run(&nested, &mut sim), Err(SuitError::TooDeep));
 }

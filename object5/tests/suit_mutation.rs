@@ -6,8 +6,8 @@ mod common;
 
 use common::{index, key, read};
 use object5::manifest::{
-    authenticate, DeviceIdentity, Envelope, Error, Freshness, PayloadSink, Policy, Software,
-    StreamVerifier, TrustAnchor,
+    authenticate, DeviceIdentity, Envelope, Freshness, PayloadSink, Policy, Software,
+    StreamVerifier, SuitError, TrustAnchor,
 };
 
 fn anchor_for<'k>(name: &str, bytes: &'k [u8]) -> TrustAnchor<'k> {
@@ -88,10 +88,10 @@ fn a_bit_flip_anywhere_in_the_signed_region_of_any_valid_vector_is_refused() {
 struct Discard;
 
 impl PayloadSink for Discard {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, _: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, _: &[u8]) -> Result<(), SuitError> {
         Ok(())
     }
 }
@@ -196,7 +196,7 @@ fn every_byte_of_an_encrypted_envelope_changed_is_refused_without_a_panic() {
         kek: &kek,
     }];
     let anchors = [TrustAnchor::P256(&anchor)];
-    let stream = |env: &[u8]| -> Result<(), Error> {
+    let stream = |env: &[u8]| -> Result<(), SuitError> {
         let policy = Policy {
             anchors: &anchors,
             identity: DeviceIdentity {

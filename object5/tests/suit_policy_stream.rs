@@ -4,7 +4,7 @@
 
 use object5::author::{self, Delivery, PackageSpec, SignAlg, Value};
 use object5::manifest::{
-    DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy, Software, StreamVerifier,
+    DeviceIdentity, Finished, Freshness, PayloadSink, Policy, Software, StreamVerifier, SuitError,
     TrustAnchor,
 };
 use object5::UpdateResult;
@@ -47,17 +47,17 @@ struct Collect {
 }
 
 impl PayloadSink for Collect {
-    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), SuitError> {
         assert_eq!(component, 0);
         if let (Some(cap), Some(size)) = (self.capacity, size) {
             if size > cap {
-                return Err(Error::ImageTooLarge);
+                return Err(SuitError::ImageTooLarge);
             }
         }
         self.begun = Some(size);
         Ok(())
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
         self.bytes.extend_from_slice(bytes);
         Ok(())
     }
@@ -85,7 +85,12 @@ impl Device {
     }
 
     /// Streams `env`; for URI packages then streams `fetched`.
-    fn run(&self, env: &[u8], fetched: Option<&[u8]>, sink: &mut Collect) -> Result<u64, Error> {
+    fn run(
+        &self,
+        env: &[u8],
+        fetched: Option<&[u8]>,
+        sink: &mut Collect,
+    ) -> Result<u64, SuitError> {
         let anchors: Vec<TrustAnchor> = self.keys.iter().map(|k| TrustAnchor::P256(k)).collect();
         let policy = Policy {
             anchors: &anchors,
@@ -115,7 +120,7 @@ impl Device {
     }
 }
 
-fn expect(result: Result<u64, Error>, error: Error, code: u8) {
+fn expect(result: Result<u64, SuitError>, error: SuitError, code: u8) {
     let e = result.unwrap_err();
     assert_eq!(e, error);
     assert_eq!(e.update_result().code(), code, "{e}");
@@ -153,18 +158,18 @@ fn uri_packages_say_where_to_fetch_and_check_the_fetched_image() {
     bad[1234] ^= 1;
     expect(
         Device::new(&k).run(&env, Some(&bad), &mut Collect::default()),
-        Error::ImageDigestMismatch,
+        SuitError::ImageDigestMismatch,
         5,
     );
     let longer = [img.as_slice(), b"x"].concat();
     expect(
         Device::new(&k).run(&env, Some(&longer), &mut Collect::default()),
-        Error::ImageSizeMismatch,
+        SuitError::ImageSizeMismatch,
         5,
     );
     expect(
         Device::new(&k).run(&env, Some(&img[..2999]), &mut Collect::default()),
-        Error::ImageSizeMismatch,
+        SuitError::ImageSizeMismatch,
         5,
     );
 }
@@ -179,7 +184,7 @@ fn rollback_equal_and_lower_sequence_numbers_are_refused_for_downloads() {
         if ok {
             r.unwrap();
         } else {
-            expect(r, Error::Rollback, 6);
+            expect(r, SuitError::Rollback, 6);
         }
     }
     // The bootloader re-verifying the installed image accepts the equal number.
@@ -190,7 +195,7 @@ fn rollback_equal_and_lower_sequence_numbers_are_refused_for_downloads() {
     dev.freshness = Freshness::AtLeastInstalled(5);
     expect(
         dev.run(&env, None, &mut Collect::default()),
-        Error::Rollback,
+        SuitError::Rollback,
         6,
     );
 }
@@ -203,20 +208,20 @@ fn wrong_vendor_wrong_class_and_wrong_key_are_refused_before_any_payload_byte() 
     let mut dev = Device::new(&k);
     dev.vendor = *b"another-vendor!!";
     let mut sink = Collect::default();
-    expect(dev.run(&env, None, &mut sink), Error::VendorMismatch, 6);
+    expect(dev.run(&env, None, &mut sink), SuitError::VendorMismatch, 6);
     assert!(sink.begun.is_none() && sink.bytes.is_empty());
     let mut dev = Device::new(&k);
     dev.class = *b"another-class!!!";
     expect(
         dev.run(&env, None, &mut Collect::default()),
-        Error::ClassMismatch,
+        SuitError::ClassMismatch,
         6,
     );
     let other = key(2);
     let mut sink = Collect::default();
     expect(
         Device::new(&other).run(&env, None, &mut sink),
-        Error::BadSignature,
+        SuitError::BadSignature,
         5,
     );
     assert!(sink.bytes.is_empty());
@@ -235,7 +240,7 @@ fn a_rotated_key_set_accepts_both_generations_and_a_retired_key_is_refused() {
     dev.keys.remove(0); // old key retired
     expect(
         dev.run(&env_old, None, &mut Collect::default()),
-        Error::BadSignature,
+        SuitError::BadSignature,
         5,
     );
 }
@@ -279,13 +284,13 @@ fn an_authentic_manifest_with_a_wrong_integrated_image_or_size_is_refused() {
     let mut sink = Collect::default();
     expect(
         Device::new(&k).run(&env, None, &mut sink),
-        Error::ImageDigestMismatch,
+        SuitError::ImageDigestMismatch,
         5,
     );
     let env = sign_with_payload(&manifest, &img[..3000], &k);
     expect(
         Device::new(&k).run(&env, None, &mut Collect::default()),
-        Error::ImageSizeMismatch,
+        SuitError::ImageSizeMismatch,
         5,
     );
     // The untampered combination passes, so the refusals above are about the image only.
@@ -304,7 +309,7 @@ fn small_buffers_and_small_slots_fail_with_out_of_ram_and_not_enough_flash() {
     dev.buffer = 128;
     expect(
         dev.run(&env, None, &mut Collect::default()),
-        Error::BufferTooSmall,
+        SuitError::BufferTooSmall,
         3,
     );
     let mut sink = Collect {
@@ -328,7 +333,7 @@ fn a_payload_before_the_manifest_is_refused() {
     let reordered = [&env[..3], &key_fw, &payload, members].concat();
     expect(
         Device::new(&k).run(&reordered, None, &mut Collect::default()),
-        Error::OutOfOrder,
+        SuitError::OutOfOrder,
         5,
     );
 }
@@ -346,7 +351,7 @@ fn bytes_after_the_envelope_are_an_integrity_failure_in_any_block_size() {
             // Whole-envelope verification refuses it ...
             let anchors = [TrustAnchor::P256(&sec1(&k))];
             let e = object5::manifest::authenticate(&long, &anchors, &Software).unwrap_err();
-            assert_eq!((e, e.update_result().code()), (Error::TrailingBytes, 5));
+            assert_eq!((e, e.update_result().code()), (SuitError::TrailingBytes, 5));
             // ... and so does the streaming verifier, whether the extra bytes arrive with the
             // last member or on their own.
             for block in [1, 7, 64, 1024, long.len()] {
@@ -354,7 +359,7 @@ fn bytes_after_the_envelope_are_an_integrity_failure_in_any_block_size() {
                 dev.block = block;
                 expect(
                     dev.run(&long, Some(&img), &mut Collect::default()),
-                    Error::TrailingBytes,
+                    SuitError::TrailingBytes,
                     5,
                 );
             }
@@ -375,7 +380,7 @@ fn ed25519_packages_are_accepted_per_trust_anchor_kind() {
     let ed_public = sk.verifying_key().to_bytes();
     let p256 = key(1);
     let img = image(2500);
-    let run = |env: &[u8], anchors: &[TrustAnchor]| -> Result<(usize, Vec<u8>), Error> {
+    let run = |env: &[u8], anchors: &[TrustAnchor]| -> Result<(usize, Vec<u8>), SuitError> {
         let policy = Policy {
             anchors,
             identity: DeviceIdentity {
@@ -410,18 +415,18 @@ fn ed25519_packages_are_accepted_per_trust_anchor_kind() {
         assert_eq!((anchor, bytes == img), (1, true), "{alg:?}");
         // A P-256-only device refuses it: its anchors do not include the signer.
         let e = run(&env, &[TrustAnchor::P256(&p256_public)]).unwrap_err();
-        assert_eq!((e, e.update_result().code()), (Error::BadSignature, 5));
+        assert_eq!((e, e.update_result().code()), (SuitError::BadSignature, 5));
         // A flipped signature bit is refused.
         let auth = object5::manifest::Envelope::parse(&env).unwrap().auth;
         let mut bad = env.clone();
         bad[auth.as_ptr() as usize - env.as_ptr() as usize + auth.len() - 1] ^= 0x10;
-        assert_eq!(run(&bad, &both).unwrap_err(), Error::BadSignature);
+        assert_eq!(run(&bad, &both).unwrap_err(), SuitError::BadSignature);
     }
     // A P-256 package on an Ed25519-only device is refused the same way.
     let env = author::build_envelope(&spec(&img, 5, Delivery::Integrated), &p256).unwrap();
     assert_eq!(run(&env, &both).unwrap().0, 0);
     let e = run(&env, &[TrustAnchor::Ed25519(&ed_public)]).unwrap_err();
-    assert_eq!(e, Error::BadSignature);
+    assert_eq!(e, SuitError::BadSignature);
     // An Ed25519 algorithm with a P-256 key is an author error, not a package.
     let mut s = spec(&img, 5, Delivery::Integrated);
     s.alg = SignAlg::Ed25519;

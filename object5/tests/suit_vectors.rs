@@ -4,7 +4,7 @@
 mod common;
 
 use common::{index, key, read};
-use object5::manifest::{authenticate, Error, Software, TrustAnchor};
+use object5::manifest::{authenticate, Software, SuitError, TrustAnchor};
 
 fn anchor_for<'k>(name: &str, bytes: &'k [u8]) -> TrustAnchor<'k> {
     if name == "K3" {
@@ -41,7 +41,7 @@ fn valid_vectors_are_refused_with_a_key_that_did_not_sign_them() {
             .map(|(n, k)| anchor_for(n, k))
             .collect();
         let err = authenticate(&envelope, &others, &Software).unwrap_err();
-        assert_eq!(err, Error::BadSignature, "{}", row.file);
+        assert_eq!(err, SuitError::BadSignature, "{}", row.file);
         assert_eq!(err.update_result().code(), 5);
     }
 }
@@ -54,7 +54,7 @@ fn unsigned_vectors_are_refused_as_unauthenticated() {
     for row in unsigned {
         assert_eq!(row.auth, "none");
         let err = authenticate(&read(&row.file), &[TrustAnchor::P256(&k1)], &Software).unwrap_err();
-        assert_eq!(err, Error::Unauthenticated, "{}", row.file);
+        assert_eq!(err, SuitError::Unauthenticated, "{}", row.file);
         assert_eq!(err.update_result().code(), 5);
     }
 }

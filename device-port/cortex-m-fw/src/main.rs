@@ -36,7 +36,7 @@ use cortex_m_fw::packages::{
 use cortex_m_fw::update::{self, Slots, BLOCK};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
-use object5::manifest::{CryptoBackend, Error as SuitError, Sha256Hasher, Software};
+use object5::manifest::{CryptoBackend, Sha256Hasher, Software, SuitError};
 use object5::package::PackageError;
 use object5::slots::{Authenticate, BootPath, Phase, SlotManager, Strategy};
 use object5::UpdateResult;
@@ -196,7 +196,7 @@ struct Failure {
 
 enum Why {
     Expected(&'static str),
-    Slots(object5::slots::Error),
+    Slots(object5::slots::SlotError),
     Package(PackageError),
     Provision(update::ProvisionError),
 }
@@ -368,7 +368,7 @@ fn open_slots(
         &'static mut Slots<'static>,
         &'static mut [u8; update::HEAD_BUFFER],
     ),
-    object5::slots::Error,
+    object5::slots::SlotError,
 > {
     let mut nor = RamNor::new(memory.nor, cut);
     if blank {
@@ -435,7 +435,7 @@ impl Run<'_> {
         )
     }
 
-    fn checked<T>(&self, r: Result<T, object5::slots::Error>) -> Result<T, Failure> {
+    fn checked<T>(&self, r: Result<T, object5::slots::SlotError>) -> Result<T, Failure> {
         r.map_err(|e| self.failure(Why::Slots(e)))
     }
 
@@ -590,7 +590,7 @@ impl Run<'_> {
 
 /// Execute (/5/0/2): the verified candidate is marked for the bootloader.
 #[inline(never)] // own stack frame: its journal record is not under the download's frames
-fn execute(slots: &mut Slots<'_>) -> Result<(), object5::slots::Error> {
+fn execute(slots: &mut Slots<'_>) -> Result<(), object5::slots::SlotError> {
     slots.request_install()
 }
 

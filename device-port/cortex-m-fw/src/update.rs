@@ -10,11 +10,9 @@
 //!   over the stored head, SHA-256 over the image in flash) and swaps or flips;
 //! - the new image confirms with `SlotManager::confirm`, or a reset before that reverts it.
 
-use object5::manifest::{
-    DeviceIdentity, Error as SuitError, Freshness, Policy, Software, TrustAnchor,
-};
+use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, SuitError, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
-use object5::slots::{Authenticate, Error, Layout, SlotManager, Strategy, SuitAuthenticator};
+use object5::slots::{Authenticate, Layout, SlotError, SlotManager, Strategy, SuitAuthenticator};
 
 use crate::nor::{RamNor, SECTOR};
 use crate::packages;
@@ -66,7 +64,7 @@ pub enum ProvisionError {
     /// The factory envelope does not verify with the compiled-in anchors.
     Verify(object5::slots::VerifyError),
     /// The slot manager refused or the flash failed.
-    Slots(Error),
+    Slots(SlotError),
 }
 
 impl core::fmt::Display for ProvisionError {

@@ -412,7 +412,7 @@ fn app_step(
             outcome.map_err(|e| device.check(e))?;
             Ok(AppStep::Reset)
         }
-        other => Err(DeviceError::Slots(object5::slots::Error::Busy(
+        other => Err(DeviceError::Slots(object5::slots::SlotError::Busy(
             other.unwrap_or(Phase::Idle),
         ))),
     }
@@ -422,7 +422,7 @@ fn download_and_install(
     slots: &mut SlotManager<'_, &mut DeviceFlash>,
     pkg: &Package,
     phase: Option<Phase>,
-) -> Result<(), object5::slots::Error> {
+) -> Result<(), object5::slots::SlotError> {
     if phase != Some(Phase::Downloaded) {
         let mut writer = if phase == Some(Phase::Downloading) {
             slots.resume_download()?
@@ -439,7 +439,7 @@ fn download_and_install(
 }
 
 /// Downloads `pkg` into the candidate slot in one go and requests its install (Execute).
-pub fn download(device: &mut SimDevice, pkg: &Package) -> Result<(), object5::slots::Error> {
+pub fn download(device: &mut SimDevice, pkg: &Package) -> Result<(), object5::slots::SlotError> {
     let mut slots = device.slots().expect("slots");
     let mut w = slots.begin_download(&pkg.facts, &pkg.envelope)?;
     for block in pkg.image.chunks(1000) {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use object5::manifest::{
-    authenticate, DecryptionKey, Decryptor, DeviceIdentity, EncryptionInfo, Envelope, Error,
+    authenticate, DecryptionKey, Decryptor, DeviceIdentity, EncryptionInfo, Envelope, SuitError,
     Freshness, Interpreter, Manifest, Params, PayloadSink, Platform, Policy, Software,
     StreamVerifier, TrustAnchor,
 };
@@ -37,10 +37,10 @@ const CLASS: [u8; 16] = [
 struct Discard;
 
 impl PayloadSink for Discard {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, _: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, _: &[u8]) -> Result<(), SuitError> {
         Ok(())
     }
 }
@@ -49,21 +49,21 @@ impl PayloadSink for Discard {
 struct Tiny([u8; 64]);
 
 impl Platform for Tiny {
-    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, _: usize, content: &[u8], _: &Params<'_>) -> Result<(), Error> {
+    fn write(&mut self, _: usize, content: &[u8], _: &Params<'_>) -> Result<(), SuitError> {
         let n = content.len().min(64);
         self.0[..n].copy_from_slice(&content[..n]);
         Ok(())
     }
-    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
         Ok(())
     }
     fn slot_matches(&mut self, _: usize, slot: u64) -> bool {
@@ -74,7 +74,7 @@ impl Platform for Tiny {
         _: usize,
         _: &Params<'_>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, SuitError> {
         sink(&self.0);
         Ok(64)
     }

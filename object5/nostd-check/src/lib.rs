@@ -3,7 +3,7 @@
 
 use core::panic::PanicInfo;
 use object5::manifest::{
-    authenticate, DeviceIdentity, Error, Finished, Freshness, Interpreter, Params, PayloadSink,
+    authenticate, DeviceIdentity, SuitError, Finished, Freshness, Interpreter, Params, PayloadSink,
     Platform, Policy, Software, StreamVerifier, TrustAnchor,
 };
 
@@ -35,10 +35,10 @@ pub extern "C" fn object5_nostd_check() -> usize {
 struct Count(u64);
 
 impl PayloadSink for Count {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
         self.0 += bytes.len() as u64;
         Ok(())
     }
@@ -117,19 +117,19 @@ fn stream(
 struct Flash<'a>(&'a [u8]);
 
 impl Platform for Flash<'_> {
-    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
-        Err(Error::Unsupported)
+    fn fetch(&mut self, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
+        Err(SuitError::Unsupported)
     }
-    fn write(&mut self, _: usize, _: &[u8], _: &Params<'_>) -> Result<(), Error> {
-        Err(Error::Unsupported)
+    fn write(&mut self, _: usize, _: &[u8], _: &Params<'_>) -> Result<(), SuitError> {
+        Err(SuitError::Unsupported)
     }
-    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
-        Err(Error::Unsupported)
+    fn copy(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
+        Err(SuitError::Unsupported)
     }
-    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), Error> {
-        Err(Error::Unsupported)
+    fn swap(&mut self, _: usize, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
+        Err(SuitError::Unsupported)
     }
-    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), Error> {
+    fn invoke(&mut self, _: usize, _: &Params<'_>) -> Result<(), SuitError> {
         Ok(())
     }
     fn slot_matches(&mut self, _: usize, slot: u64) -> bool {
@@ -140,7 +140,7 @@ impl Platform for Flash<'_> {
         _: usize,
         p: &Params<'_>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<u64, Error> {
+    ) -> Result<u64, SuitError> {
         let len = p
             .image_size
             .map_or(self.0.len(), |s| (s as usize).min(self.0.len()));

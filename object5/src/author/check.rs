@@ -8,13 +8,13 @@
 //! and run-sequence, with per-component parameters (section 8.4.8) and a model of what each
 //! component holds after fetch, write, copy and swap. It never fails on a condition whose
 //! input is on the device (vendor, class, slot, installed image); it fails on any digest that
-//! does not match, with the [`Error`] a device would report.
+//! does not match, with the [`SuitError`] a device would report.
 
 use super::format_uuid;
 use crate::manifest::cbor::{Reader, MAJOR_ARRAY, MAJOR_BSTR};
 use crate::manifest::{
     apply, authenticate, cmd, component_set, parse_digest, sha256, ContentAlg, DecryptionKey,
-    Decryptor, EncryptionInfo, Envelope, Error, Params, Software, TrustAnchor, SEVERABLE_KEYS,
+    Decryptor, EncryptionInfo, Envelope, Params, Software, SuitError, TrustAnchor, SEVERABLE_KEYS,
 };
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -85,7 +85,7 @@ pub fn check_package(
     envelope: &[u8],
     anchors: &[TrustAnchor<'_>],
     opts: &CheckOptions<'_>,
-) -> Result<CheckReport, Error> {
+) -> Result<CheckReport, SuitError> {
     let mut report = CheckReport::default();
     let finals = check_into(
         envelope,
@@ -118,7 +118,7 @@ fn check_into<'e>(
     inherited: &[(&[u8], Params<'e>)],
     depth: u8,
     report: &mut CheckReport,
-) -> Result<Finals, Error> {
+) -> Result<Finals, SuitError> {
     let auth = authenticate(envelope, anchors, &Software)?;
     if prefix.is_empty() {
         report.sequence_number = auth.sequence_number;
@@ -154,7 +154,7 @@ fn check_into<'e>(
 }
 
 /// The manifest map's integer-keyed members as encoded items.
-fn manifest_members(manifest: &[u8]) -> Result<Vec<(u64, &[u8])>, Error> {
+fn manifest_members(manifest: &[u8]) -> Result<Vec<(u64, &[u8])>, SuitError> {
     let mut r = Reader::new(manifest);
     let n = r.map()?;
     let mut out = Vec::new();
@@ -219,7 +219,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         prefix: &'r str,
         depth: u8,
         report: &'r mut CheckReport,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, SuitError> {
         let mut ids = Vec::new();
         let mut dependencies = BTreeSet::new();
         if let Some((_, common)) = members.iter().find(|(k, _)| *k == 3) {
@@ -231,7 +231,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                         let mut d = Reader::new(r.raw_item()?);
                         for _ in 0..d.map()? {
                             dependencies.insert(
-                                usize::try_from(d.uint()?).map_err(|_| Error::BadComponent)?,
+                                usize::try_from(d.uint()?).map_err(|_| SuitError::BadComponent)?,
                             );
                             d.skip()?;
                         }
@@ -252,7 +252,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             .next_back()
             .map_or(components, |d| components.max(d.saturating_add(1)));
         if count > 32 {
-            return Err(Error::BadComponent);
+            return Err(SuitError::BadComponent);
         }
         Ok(Self {
             env,
@@ -301,7 +301,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
 
     /// Severed members: the ones in the envelope match their signed digests; the others are
     /// listed as needing the full envelope.
-    fn severed(&mut self) -> Result<(), Error> {
+    fn severed(&mut self) -> Result<(), SuitError> {
         for &(key, item) in self.members {
             if !SEVERABLE_KEYS.contains(&key) || Reader::new(item).peek_major()? != MAJOR_ARRAY {
                 continue;
@@ -312,7 +312,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 Some(delivered) if sha256(&Software, delivered) == digest => {
                     self.check(format!("severed {name}: matches its signed digest"));
                 }
-                Some(_) => return Err(Error::SeverableDigestMismatch),
+                Some(_) => return Err(SuitError::SeverableDigestMismatch),
                 None => self.need(format!(
                     "{name}: severed and not in this envelope (only its digest is signed)"
                 )),
@@ -322,7 +322,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
     }
 
     /// The content of the command sequence at manifest key `key`, if available.
-    fn sequence(&self, key: u64) -> Result<Option<&'e [u8]>, Error> {
+    fn sequence(&self, key: u64) -> Result<Option<&'e [u8]>, SuitError> {
         let Some(&(_, item)) = self.members.iter().find(|(k, _)| *k == key) else {
             return Ok(None);
         };
@@ -337,7 +337,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         }
     }
 
-    fn shared(&self) -> Result<Option<&'e [u8]>, Error> {
+    fn shared(&self) -> Result<Option<&'e [u8]>, SuitError> {
         let Some(&(_, common)) = self.members.iter().find(|(k, _)| *k == 3) else {
             return Ok(None);
         };
@@ -351,7 +351,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         Ok(None)
     }
 
-    fn run(&mut self) -> Result<(), Error> {
+    fn run(&mut self) -> Result<(), SuitError> {
         if let Some(shared) = self.shared()? {
             self.walk(shared, MAX_DEPTH, false)?;
         }
@@ -376,13 +376,13 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         Ok(())
     }
 
-    fn walk(&mut self, seq: &'e [u8], depth: u8, soft: bool) -> Result<(), Error> {
-        let depth = depth.checked_sub(1).ok_or(Error::TooDeep)?;
+    fn walk(&mut self, seq: &'e [u8], depth: u8, soft: bool) -> Result<(), SuitError> {
+        let depth = depth.checked_sub(1).ok_or(SuitError::TooDeep)?;
         let count = self.params.len();
         let mut r = Reader::new(seq);
         let n = r.array()?;
         if n % 2 != 0 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let mut selected = 1u32;
         for _ in 0..n / 2 {
@@ -394,7 +394,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                     r.skip()?;
                     for i in bits(selected) {
                         let mut rr = start.clone();
-                        let p = self.params.get_mut(i).ok_or(Error::BadComponent)?;
+                        let p = self.params.get_mut(i).ok_or(SuitError::BadComponent)?;
                         if command == cmd::OVERRIDE_PARAMETERS {
                             apply(&mut rr, p, None)?;
                         } else {
@@ -420,12 +420,12 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         if r.is_empty() {
             Ok(())
         } else {
-            Err(Error::Malformed)
+            Err(SuitError::Malformed)
         }
     }
 
     /// Every branch is walked from the same state; the first branch's outcome continues.
-    fn try_each(&mut self, r: &mut Reader<'e>, depth: u8) -> Result<(), Error> {
+    fn try_each(&mut self, r: &mut Reader<'e>, depth: u8) -> Result<(), SuitError> {
         let n = r.array()?;
         let before = (self.params.clone(), self.content.clone());
         let mut first = None;
@@ -445,11 +445,11 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         Ok(())
     }
 
-    fn param(&self, i: usize) -> Result<Params<'e>, Error> {
-        self.params.get(i).copied().ok_or(Error::BadComponent)
+    fn param(&self, i: usize) -> Result<Params<'e>, SuitError> {
+        self.params.get(i).copied().ok_or(SuitError::BadComponent)
     }
 
-    fn command(&mut self, command: i64, i: usize, soft: bool) -> Result<(), Error> {
+    fn command(&mut self, command: i64, i: usize, soft: bool) -> Result<(), SuitError> {
         let p = self.param(i)?;
         let name = self.name(i);
         match command {
@@ -458,14 +458,14 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                     "vendor-id {}: not checked, give --vendor-id",
                     uuid_text(v)
                 )),
-                None => return Err(Error::MissingParameter),
+                None => return Err(SuitError::MissingParameter),
             },
             cmd::CLASS_ID => match p.class_id {
                 Some(c) => self.need(format!(
                     "class-id {}: not checked, give --class-id",
                     uuid_text(c)
                 )),
-                None => return Err(Error::MissingParameter),
+                None => return Err(SuitError::MissingParameter),
             },
             cmd::DEVICE_ID => self.need(format!(
                 "device-id {}: checked by the device",
@@ -480,17 +480,17 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             cmd::IMAGE_MATCH | cmd::DEPENDENCY_INTEGRITY => self.image_match(i, &p, soft)?,
             cmd::FETCH => self.fetch(i, &p)?,
             cmd::WRITE => {
-                let content = p.content.ok_or(Error::MissingParameter)?;
+                let content = p.content.ok_or(SuitError::MissingParameter)?;
                 self.content[i] = match p.encryption_info {
                     Some(info) => self.decrypt(i, content, info)?,
                     None => Content::Bytes(Cow::Borrowed(content), "written content"),
                 };
             }
             cmd::COPY | cmd::SWAP => {
-                let src = p.source_component.ok_or(Error::MissingParameter)?;
-                let src = usize::try_from(src).map_err(|_| Error::BadComponent)?;
+                let src = p.source_component.ok_or(SuitError::MissingParameter)?;
+                let src = usize::try_from(src).map_err(|_| SuitError::BadComponent)?;
                 if src >= self.content.len() || src == i {
-                    return Err(Error::BadComponent);
+                    return Err(SuitError::BadComponent);
                 }
                 let from = self.content[src].clone();
                 if command == cmd::SWAP {
@@ -514,16 +514,16 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
             }
             cmd::PROCESS_DEPENDENCY => self.process_dependency(i)?,
             cmd::IS_DEPENDENCY | cmd::INVOKE | cmd::UNLINK | cmd::ABORT => {}
-            _ => return Err(Error::Unsupported),
+            _ => return Err(SuitError::Unsupported),
         }
         Ok(())
     }
 
-    fn fetch(&mut self, i: usize, p: &Params<'e>) -> Result<(), Error> {
-        let uri = p.uri.ok_or(Error::MissingParameter)?;
+    fn fetch(&mut self, i: usize, p: &Params<'e>) -> Result<(), SuitError> {
+        let uri = p.uri.ok_or(SuitError::MissingParameter)?;
         self.content[i] = if uri.first() == Some(&b'#') {
             self.fetched.insert(uri);
-            let bytes = self.env.payload(uri).ok_or(Error::Truncated)?;
+            let bytes = self.env.payload(uri).ok_or(SuitError::Truncated)?;
             Content::Bytes(Cow::Borrowed(bytes), "integrated payload")
         } else {
             Content::Uri(uri)
@@ -539,7 +539,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
         i: usize,
         ciphertext: &[u8],
         info: &'e [u8],
-    ) -> Result<Content<'e>, Error> {
+    ) -> Result<Content<'e>, SuitError> {
         let name = self.name(i);
         let info = EncryptionInfo::parse(info)?;
         let alg = match info.alg {
@@ -572,9 +572,9 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
 
     /// image-match (and, for a dependency, dependency-integrity): the digest is over the
     /// component's bytes, or over a dependency's bstr-wrapped manifest (trust domains 6.2).
-    fn image_match(&mut self, i: usize, p: &Params<'e>, soft: bool) -> Result<(), Error> {
+    fn image_match(&mut self, i: usize, p: &Params<'e>, soft: bool) -> Result<(), SuitError> {
         let name = self.name(i);
-        let want = p.image_digest.ok_or(Error::MissingParameter)?;
+        let want = p.image_digest.ok_or(SuitError::MissingParameter)?;
         // The author's --image stands for component 0 of the outer manifest wherever the
         // device would bring it (fetched from a URI, or already installed).
         let given = self.opts.image.filter(|_| i == 0 && self.prefix.is_empty());
@@ -642,8 +642,8 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 ));
                 Ok(())
             }
-            (false, _) => Err(Error::ImageSizeMismatch),
-            (true, false) => Err(Error::ImageDigestMismatch),
+            (false, _) => Err(SuitError::ImageSizeMismatch),
+            (true, false) => Err(SuitError::ImageDigestMismatch),
         }
     }
 
@@ -657,7 +657,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
     }
 
     /// process-dependency: an integrated dependency is authenticated and checked in turn.
-    fn process_dependency(&mut self, i: usize) -> Result<(), Error> {
+    fn process_dependency(&mut self, i: usize) -> Result<(), SuitError> {
         let name = self.name(i);
         let bytes = match &self.content[i] {
             Content::Bytes(b, _) => b.clone(),
@@ -671,7 +671,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 return Ok(());
             }
         };
-        let depth = self.depth.checked_sub(1).ok_or(Error::TooDeep)?;
+        let depth = self.depth.checked_sub(1).ok_or(SuitError::TooDeep)?;
         let prefix = format!("{}{name}: ", self.prefix);
         let inherited: Vec<(&[u8], Params<'_>)> = self
             .ids
@@ -698,7 +698,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 }
                 Ok(())
             }
-            Err(Error::BadSignature | Error::UnsupportedAlgorithm) => {
+            Err(SuitError::BadSignature | SuitError::UnsupportedAlgorithm) => {
                 self.need(format!(
                     "{name}: signed by a key not given, add its --pub to check it"
                 ));

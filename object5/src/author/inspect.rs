@@ -6,14 +6,14 @@ use crate::manifest::cbor::{
     Reader, MAJOR_ARRAY, MAJOR_BSTR, MAJOR_MAP, MAJOR_NINT, MAJOR_SIMPLE, MAJOR_TAG, MAJOR_TSTR,
     MAJOR_UINT,
 };
-use crate::manifest::{static_params, text_info, Envelope, Error, Manifest};
+use crate::manifest::{static_params, text_info, Envelope, Manifest, SuitError};
 use std::fmt::Write as _;
 use std::format;
 use std::string::String;
 use std::vec::Vec;
 
 /// A multi-line summary: sequence number, ids, image digest/size/uri, version and name.
-pub fn summary(envelope: &[u8]) -> Result<String, Error> {
+pub fn summary(envelope: &[u8]) -> Result<String, SuitError> {
     let env = Envelope::parse(envelope)?;
     let m = Manifest::parse(env.manifest)?;
     let install = match m.install {
@@ -61,7 +61,7 @@ pub fn summary(envelope: &[u8]) -> Result<String, Error> {
 
 /// One line per block of the authentication wrapper (section 8.3): its COSE structure and
 /// algorithm, or that the wrapper holds the digest only (unsigned).
-pub fn authentication_blocks(envelope: &[u8]) -> Result<Vec<String>, Error> {
+pub fn authentication_blocks(envelope: &[u8]) -> Result<Vec<String>, SuitError> {
     let env = Envelope::parse(envelope)?;
     let mut r = Reader::new(env.auth);
     let n = r.array()?;
@@ -124,16 +124,16 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// CBOR diagnostic notation of `bytes`, indented, with nested CBOR shown as `<< ... >>`.
-pub fn diagnostic(bytes: &[u8]) -> Result<String, Error> {
+pub fn diagnostic(bytes: &[u8]) -> Result<String, SuitError> {
     let mut out = String::new();
     let mut r = Reader::new(bytes);
     item(&mut r, &mut out, 0)?;
     Ok(out)
 }
 
-fn item(r: &mut Reader<'_>, out: &mut String, depth: usize) -> Result<(), Error> {
+fn item(r: &mut Reader<'_>, out: &mut String, depth: usize) -> Result<(), SuitError> {
     if depth > 32 {
-        return Err(Error::TooDeep);
+        return Err(SuitError::TooDeep);
     }
     let pad = "  ".repeat(depth + 1);
     match r.peek_major()? {
@@ -206,7 +206,7 @@ fn item(r: &mut Reader<'_>, out: &mut String, depth: usize) -> Result<(), Error>
                 _ => "simple",
             });
         }
-        _ => return Err(Error::Malformed),
+        _ => return Err(SuitError::Malformed),
     }
     Ok(())
 }

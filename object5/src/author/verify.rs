@@ -2,8 +2,8 @@
 //! accepts exactly what a device would.
 
 use crate::manifest::{
-    authenticate, DecryptionKey, DeviceIdentity, Error, Finished, Freshness, PayloadSink, Policy,
-    Software, StreamVerifier, TrustAnchor,
+    authenticate, DecryptionKey, DeviceIdentity, Finished, Freshness, PayloadSink, Policy,
+    Software, StreamVerifier, SuitError, TrustAnchor,
 };
 use std::vec;
 
@@ -37,10 +37,10 @@ pub struct VerifyReport {
 struct Discard;
 
 impl PayloadSink for Discard {
-    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), Error> {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
         Ok(())
     }
-    fn write(&mut self, _: &[u8]) -> Result<(), Error> {
+    fn write(&mut self, _: &[u8]) -> Result<(), SuitError> {
         Ok(())
     }
 }
@@ -51,17 +51,17 @@ pub fn verify_package(
     envelope: &[u8],
     anchors: &[TrustAnchor<'_>],
     opts: &VerifyOptions<'_>,
-) -> Result<VerifyReport, Error> {
+) -> Result<VerifyReport, SuitError> {
     // Without a device identity the package's own ids are used, i.e. not constrained.
     let ids = match opts.identity {
         Some(ids) => ids,
         None => {
             let a = authenticate(envelope, anchors, &Software)?;
-            let v = a.image.vendor_id.ok_or(Error::VendorMismatch)?;
-            let c = a.image.class_id.ok_or(Error::ClassMismatch)?;
+            let v = a.image.vendor_id.ok_or(SuitError::VendorMismatch)?;
+            let c = a.image.class_id.ok_or(SuitError::ClassMismatch)?;
             (
-                v.try_into().map_err(|_| Error::VendorMismatch)?,
-                c.try_into().map_err(|_| Error::ClassMismatch)?,
+                v.try_into().map_err(|_| SuitError::VendorMismatch)?,
+                c.try_into().map_err(|_| SuitError::ClassMismatch)?,
             )
         }
     };

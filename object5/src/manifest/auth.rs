@@ -5,7 +5,7 @@
 
 use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_TAG};
 use super::crypto::{ct_eq, CryptoBackend, HmacSha256, Sha256Hasher};
-use super::Error;
+use super::SuitError;
 
 /// COSE algorithm ids the verifier accepts.
 const ALG_ES256: i64 = -7;
@@ -38,11 +38,11 @@ pub enum TrustAnchor<'k> {
 }
 
 /// Parses an encoded SUIT_Digest `[alg, bytes, *ext]`; only SHA-256 is implemented.
-pub(crate) fn parse_digest(encoded: &[u8]) -> Result<[u8; 32], Error> {
+pub(crate) fn parse_digest(encoded: &[u8]) -> Result<[u8; 32], SuitError> {
     let mut r = Reader::new(encoded);
     let n = r.array()?;
     if n < 2 {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let alg = r.int()?;
     let bytes = r.bytes()?;
@@ -50,12 +50,12 @@ pub(crate) fn parse_digest(encoded: &[u8]) -> Result<[u8; 32], Error> {
         r.skip()?;
     }
     if !r.is_empty() {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     if alg != DIGEST_SHA256 {
-        return Err(Error::Unsupported);
+        return Err(SuitError::Unsupported);
     }
-    bytes.try_into().map_err(|_| Error::Malformed)
+    bytes.try_into().map_err(|_| SuitError::Malformed)
 }
 
 /// Feeds the COSE Sig_structure / MAC_structure `[context, protected, h'', payload]` into `h`
@@ -81,7 +81,7 @@ fn absorb_to_be_signed(
 }
 
 /// Reads the protected header bucket and returns its `alg`.
-fn protected_alg(protected: &[u8]) -> Result<i64, Error> {
+fn protected_alg(protected: &[u8]) -> Result<i64, SuitError> {
     let mut r = Reader::new(protected);
     let pairs = r.map()?;
     let mut alg = None;
@@ -89,7 +89,7 @@ fn protected_alg(protected: &[u8]) -> Result<i64, Error> {
         let key = r.int()?;
         if key == 1 {
             if alg.is_some() {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             alg = Some(r.int()?);
         } else {
@@ -97,10 +97,10 @@ fn protected_alg(protected: &[u8]) -> Result<i64, Error> {
         }
     }
     if !r.is_empty() {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     // MTI: the algorithm MUST be in the protected bucket.
-    alg.ok_or(Error::UnsupportedAlgorithm)
+    alg.ok_or(SuitError::UnsupportedAlgorithm)
 }
 
 /// Outcome of checking one block.
@@ -116,10 +116,10 @@ fn check_block<C: CryptoBackend>(
     digest_encoded: &[u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> Result<BlockOutcome, Error> {
+) -> Result<BlockOutcome, SuitError> {
     let mut r = Reader::new(block);
     if r.peek_major()? != MAJOR_TAG {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let tag = r.tag()?;
     if tag != TAG_SIGN1 && tag != TAG_MAC0 {
@@ -128,37 +128,37 @@ fn check_block<C: CryptoBackend>(
         return if r.is_empty() {
             Ok(BlockOutcome::Unsupported)
         } else {
-            Err(Error::Malformed)
+            Err(SuitError::Malformed)
         };
     }
     if r.array()? != 4 {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let protected = r.bytes()?;
     if r.peek_major()? != super::cbor::MAJOR_MAP {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     r.skip()?; // unprotected bucket: nothing in it is trusted
                // Detached payload (nil); an attached copy must be the digest itself.
     if !r.null()? && r.bytes()? != digest_encoded {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let sig = r.bytes()?;
     if !r.is_empty() {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let alg = protected_alg(protected)?;
     match (tag, alg) {
         (TAG_SIGN1, ALG_ES256 | ALG_ESP256) => {
             if sig.len() != 64 {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             Ok(check_sign1(protected, digest_encoded, sig, anchors, crypto))
         }
         #[cfg(feature = "ed25519")]
         (TAG_SIGN1, ALG_EDDSA | ALG_ED25519) => {
             if sig.len() != 64 {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             Ok(check_sign1_ed25519(
                 protected,
@@ -170,7 +170,7 @@ fn check_block<C: CryptoBackend>(
         }
         (TAG_MAC0, ALG_HMAC256) => {
             if sig.len() != 32 {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             Ok(check_mac0(protected, digest_encoded, sig, anchors, crypto))
         }
@@ -281,21 +281,21 @@ pub fn verify_wrapper<C: CryptoBackend>(
     manifest_item: &[u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> Result<usize, Error> {
+) -> Result<usize, SuitError> {
     let mut r = Reader::new(auth);
     let blocks = r.array()?;
     let digest_encoded = r.bytes()?;
     let digest = match parse_digest(digest_encoded) {
-        Err(Error::Unsupported) => return Err(Error::UnsupportedAlgorithm),
+        Err(SuitError::Unsupported) => return Err(SuitError::UnsupportedAlgorithm),
         other => other?,
     };
     if blocks < 2 {
-        return Err(Error::Unauthenticated);
+        return Err(SuitError::Unauthenticated);
     }
     // The cheap check first: a manifest that does not match the digest is refused without
     // spending a signature verification on it. Both must pass before the manifest is parsed.
     if !ct_eq(&sha256(crypto, manifest_item), &digest) {
-        return Err(Error::ManifestDigestMismatch);
+        return Err(SuitError::ManifestDigestMismatch);
     }
     let mut verified = None;
     let mut any_supported = false;
@@ -311,12 +311,12 @@ pub fn verify_wrapper<C: CryptoBackend>(
         }
     }
     if !r.is_empty() {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     let anchor = match (verified, any_supported) {
         (Some(i), _) => i,
-        (None, true) => return Err(Error::BadSignature),
-        (None, false) => return Err(Error::UnsupportedAlgorithm),
+        (None, true) => return Err(SuitError::BadSignature),
+        (None, false) => return Err(SuitError::UnsupportedAlgorithm),
     };
     Ok(anchor)
 }

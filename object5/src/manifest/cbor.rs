@@ -5,7 +5,7 @@
 //! that keeps every item's extent computable without recursion into unknown structure beyond
 //! [`MAX_DEPTH`].
 
-use super::Error;
+use super::SuitError;
 
 /// Deepest nesting `skip` follows; SUIT structures need about 8.
 pub const MAX_DEPTH: u8 = 16;
@@ -26,7 +26,7 @@ pub(crate) const SIMPLE_TRUE: u64 = 21;
 
 /// Parses an item head from the start of `buf`: `(major, argument, head length)`.
 /// `Ok(None)` means `buf` is too short to hold the whole head (streaming callers wait for more).
-pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, Error> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, SuitError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -38,7 +38,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, Error> 
         25 => 2,
         26 => 4,
         27 => 8,
-        _ => return Err(Error::Malformed),
+        _ => return Err(SuitError::Malformed),
     };
     let Some(bytes) = buf.get(1..1 + extra) else {
         return Ok(None);
@@ -49,7 +49,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, Error> 
     }
     // Simple values below 32 must use the one-byte form; float16/32/64 are fine to skip.
     if major == MAJOR_SIMPLE && info == 24 && value < 32 {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     Ok(Some((major, value, 1 + extra)))
 }
@@ -87,93 +87,96 @@ impl<'a> Reader<'a> {
     }
 
     /// Major type of the next item without consuming it.
-    pub(crate) fn peek_major(&self) -> Result<u8, Error> {
-        self.rest().first().map(|b| b >> 5).ok_or(Error::Malformed)
+    pub(crate) fn peek_major(&self) -> Result<u8, SuitError> {
+        self.rest()
+            .first()
+            .map(|b| b >> 5)
+            .ok_or(SuitError::Malformed)
     }
 
     /// Reads an item head.
-    pub(crate) fn head(&mut self) -> Result<(u8, u64), Error> {
-        let (major, value, len) = parse_head(self.rest())?.ok_or(Error::Malformed)?;
-        self.pos = self.pos.checked_add(len).ok_or(Error::Malformed)?;
+    pub(crate) fn head(&mut self) -> Result<(u8, u64), SuitError> {
+        let (major, value, len) = parse_head(self.rest())?.ok_or(SuitError::Malformed)?;
+        self.pos = self.pos.checked_add(len).ok_or(SuitError::Malformed)?;
         Ok((major, value))
     }
 
-    fn expect(&mut self, want: u8) -> Result<u64, Error> {
+    fn expect(&mut self, want: u8) -> Result<u64, SuitError> {
         match self.head()? {
             (major, value) if major == want => Ok(value),
-            _ => Err(Error::Malformed),
+            _ => Err(SuitError::Malformed),
         }
     }
 
-    fn take(&mut self, len: u64) -> Result<&'a [u8], Error> {
-        let len = usize::try_from(len).map_err(|_| Error::Malformed)?;
-        let end = self.pos.checked_add(len).ok_or(Error::Malformed)?;
-        let out = self.buf.get(self.pos..end).ok_or(Error::Malformed)?;
+    fn take(&mut self, len: u64) -> Result<&'a [u8], SuitError> {
+        let len = usize::try_from(len).map_err(|_| SuitError::Malformed)?;
+        let end = self.pos.checked_add(len).ok_or(SuitError::Malformed)?;
+        let out = self.buf.get(self.pos..end).ok_or(SuitError::Malformed)?;
         self.pos = end;
         Ok(out)
     }
 
     /// Reads an unsigned integer.
-    pub(crate) fn uint(&mut self) -> Result<u64, Error> {
+    pub(crate) fn uint(&mut self) -> Result<u64, SuitError> {
         self.expect(MAJOR_UINT)
     }
 
     /// Reads a signed integer that fits in `i64`.
-    pub(crate) fn int(&mut self) -> Result<i64, Error> {
+    pub(crate) fn int(&mut self) -> Result<i64, SuitError> {
         match self.head()? {
-            (MAJOR_UINT, v) => i64::try_from(v).map_err(|_| Error::Malformed),
+            (MAJOR_UINT, v) => i64::try_from(v).map_err(|_| SuitError::Malformed),
             (MAJOR_NINT, v) => i64::try_from(v)
                 .map(|v| -1 - v)
-                .map_err(|_| Error::Malformed),
-            _ => Err(Error::Malformed),
+                .map_err(|_| SuitError::Malformed),
+            _ => Err(SuitError::Malformed),
         }
     }
 
     /// Reads a byte string's content.
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Error> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], SuitError> {
         let len = self.expect(MAJOR_BSTR)?;
         self.take(len)
     }
 
     /// Reads a byte string and returns `(whole encoded item incl. header, content)`.
-    pub(crate) fn bytes_with_header(&mut self) -> Result<(&'a [u8], &'a [u8]), Error> {
+    pub(crate) fn bytes_with_header(&mut self) -> Result<(&'a [u8], &'a [u8]), SuitError> {
         let start = self.pos;
         let content = self.bytes()?;
         Ok((self.since(start), content))
     }
 
     /// Reads a text string's content (UTF-8 is not validated: SUIT compares text bytewise).
-    pub(crate) fn text(&mut self) -> Result<&'a [u8], Error> {
+    pub(crate) fn text(&mut self) -> Result<&'a [u8], SuitError> {
         let len = self.expect(MAJOR_TSTR)?;
         self.take(len)
     }
 
     /// Reads an array header and returns its length.
-    pub(crate) fn array(&mut self) -> Result<u64, Error> {
+    pub(crate) fn array(&mut self) -> Result<u64, SuitError> {
         self.expect(MAJOR_ARRAY)
     }
 
     /// Reads a map header and returns its number of pairs.
-    pub(crate) fn map(&mut self) -> Result<u64, Error> {
+    pub(crate) fn map(&mut self) -> Result<u64, SuitError> {
         self.expect(MAJOR_MAP)
     }
 
     /// Reads a tag number.
-    pub(crate) fn tag(&mut self) -> Result<u64, Error> {
+    pub(crate) fn tag(&mut self) -> Result<u64, SuitError> {
         self.expect(MAJOR_TAG)
     }
 
     /// Reads a boolean.
-    pub(crate) fn boolean(&mut self) -> Result<bool, Error> {
+    pub(crate) fn boolean(&mut self) -> Result<bool, SuitError> {
         match self.head()? {
             (MAJOR_SIMPLE, SIMPLE_TRUE) => Ok(true),
             (MAJOR_SIMPLE, SIMPLE_FALSE) => Ok(false),
-            _ => Err(Error::Malformed),
+            _ => Err(SuitError::Malformed),
         }
     }
 
     /// Consumes `null` if it is next; returns whether it did.
-    pub(crate) fn null(&mut self) -> Result<bool, Error> {
+    pub(crate) fn null(&mut self) -> Result<bool, SuitError> {
         if self.rest().first() == Some(&0xf6) {
             self.pos += 1;
             return Ok(true);
@@ -182,26 +185,26 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one complete item of any type, following at most [`MAX_DEPTH`] levels.
-    pub(crate) fn skip(&mut self) -> Result<(), Error> {
+    pub(crate) fn skip(&mut self) -> Result<(), SuitError> {
         self.skip_depth(MAX_DEPTH)
     }
 
-    fn skip_depth(&mut self, depth: u8) -> Result<(), Error> {
-        let depth = depth.checked_sub(1).ok_or(Error::TooDeep)?;
+    fn skip_depth(&mut self, depth: u8) -> Result<(), SuitError> {
+        let depth = depth.checked_sub(1).ok_or(SuitError::TooDeep)?;
         let (major, value) = self.head()?;
         match major {
             MAJOR_UINT | MAJOR_NINT | MAJOR_SIMPLE => Ok(()),
             MAJOR_BSTR | MAJOR_TSTR => self.take(value).map(|_| ()),
             MAJOR_ARRAY | MAJOR_MAP => {
                 let items = if major == MAJOR_MAP {
-                    value.checked_mul(2).ok_or(Error::Malformed)?
+                    value.checked_mul(2).ok_or(SuitError::Malformed)?
                 } else {
                     value
                 };
                 // Every item takes at least one byte: refuse counts the buffer cannot hold
                 // before looping over them.
                 if items > self.rest().len() as u64 {
-                    return Err(Error::Malformed);
+                    return Err(SuitError::Malformed);
                 }
                 for _ in 0..items {
                     self.skip_depth(depth)?;
@@ -213,7 +216,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next item and returns its complete encoding.
-    pub(crate) fn raw_item(&mut self) -> Result<&'a [u8], Error> {
+    pub(crate) fn raw_item(&mut self) -> Result<&'a [u8], SuitError> {
         let start = self.pos;
         self.skip()?;
         Ok(self.since(start))
@@ -274,13 +277,13 @@ mod tests {
 
     #[test]
     fn indefinite_lengths_and_deep_nesting_are_refused() {
-        assert_eq!(Reader::new(&[0x5f, 0xff]).skip(), Err(Error::Malformed));
+        assert_eq!(Reader::new(&[0x5f, 0xff]).skip(), Err(SuitError::Malformed));
         let deep = [0x81u8; 40];
-        assert_eq!(Reader::new(&deep).skip(), Err(Error::TooDeep));
+        assert_eq!(Reader::new(&deep).skip(), Err(SuitError::TooDeep));
         // A huge declared array length in a short buffer fails fast.
         assert_eq!(
             Reader::new(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).skip(),
-            Err(Error::Malformed)
+            Err(SuitError::Malformed)
         );
     }
 }

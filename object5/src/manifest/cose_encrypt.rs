@@ -7,7 +7,7 @@
 
 use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG};
 use super::crypto::{CryptoBackend, HmacSha256};
-use super::Error;
+use super::SuitError;
 use aes::cipher::KeyInit;
 
 /// COSE_Encrypt tag.
@@ -78,7 +78,7 @@ struct Headers<'m> {
     ephemeral: Option<(&'m [u8], &'m [u8])>,
 }
 
-fn headers<'m>(r: &mut Reader<'m>, out: &mut Headers<'m>) -> Result<(), Error> {
+fn headers<'m>(r: &mut Reader<'m>, out: &mut Headers<'m>) -> Result<(), SuitError> {
     for _ in 0..r.map()? {
         match r.int()? {
             HDR_ALG => out.alg = Some(r.int()?),
@@ -93,7 +93,7 @@ fn headers<'m>(r: &mut Reader<'m>, out: &mut Headers<'m>) -> Result<(), Error> {
 }
 
 /// Reads a COSE_Key map that must be EC2 (kty 2) on P-256 (crv 1): `(x, y)`.
-fn ec2_p256<'m>(r: &mut Reader<'m>) -> Result<(&'m [u8], &'m [u8]), Error> {
+fn ec2_p256<'m>(r: &mut Reader<'m>) -> Result<(&'m [u8], &'m [u8]), SuitError> {
     let (mut kty, mut crv, mut x, mut y) = (None, None, None, None);
     for _ in 0..r.map()? {
         match r.int()? {
@@ -106,12 +106,12 @@ fn ec2_p256<'m>(r: &mut Reader<'m>) -> Result<(&'m [u8], &'m [u8]), Error> {
     }
     match (kty, crv, x, y) {
         (Some(2), Some(1), Some(x), Some(y)) if x.len() == 32 && y.len() == 32 => Ok((x, y)),
-        (Some(2), Some(1), ..) => Err(Error::Malformed),
-        _ => Err(Error::Unsupported),
+        (Some(2), Some(1), ..) => Err(SuitError::Malformed),
+        _ => Err(SuitError::Unsupported),
     }
 }
 
-fn protected_headers<'m>(protected: &'m [u8], out: &mut Headers<'m>) -> Result<(), Error> {
+fn protected_headers<'m>(protected: &'m [u8], out: &mut Headers<'m>) -> Result<(), SuitError> {
     if protected.is_empty() {
         return Ok(());
     }
@@ -120,45 +120,45 @@ fn protected_headers<'m>(protected: &'m [u8], out: &mut Headers<'m>) -> Result<(
     if r.is_empty() {
         Ok(())
     } else {
-        Err(Error::Malformed)
+        Err(SuitError::Malformed)
     }
 }
 
 impl<'m> EncryptionInfo<'m> {
     /// Parses the content of suit-parameter-encryption-info: a COSE_Encrypt with a detached
     /// ciphertext (section 4). Only A128GCM and A128CTR content is implemented.
-    pub fn parse(bytes: &'m [u8]) -> Result<Self, Error> {
+    pub fn parse(bytes: &'m [u8]) -> Result<Self, SuitError> {
         let mut r = Reader::new(bytes);
         if r.peek_major()? != MAJOR_TAG || r.tag()? != TAG_ENCRYPT {
-            return Err(Error::Unsupported); // COSE_Encrypt0 or other structures
+            return Err(SuitError::Unsupported); // COSE_Encrypt0 or other structures
         }
         if r.array()? != 4 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let protected = r.bytes()?;
         let mut h = Headers::default();
         protected_headers(protected, &mut h)?;
         if r.peek_major()? != MAJOR_MAP {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         headers(&mut r, &mut h)?;
         if !r.null()? {
-            return Err(Error::Malformed); // the ciphertext is the payload, never in here
+            return Err(SuitError::Malformed); // the ciphertext is the payload, never in here
         }
         let recipients = r.raw_item()?;
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let (alg, iv_len) = match h.alg {
             Some(ALG_A128GCM) => (ContentAlg::A128Gcm, 12),
             // RFC 9459 section 4: no protected header for AES-CTR.
             Some(ALG_A128CTR) if protected.is_empty() => (ContentAlg::A128Ctr, 16),
-            Some(ALG_A128CTR) => return Err(Error::Malformed),
-            _ => return Err(Error::Unsupported),
+            Some(ALG_A128CTR) => return Err(SuitError::Malformed),
+            _ => return Err(SuitError::Unsupported),
         };
-        let iv = h.iv.ok_or(Error::MissingParameter)?;
+        let iv = h.iv.ok_or(SuitError::MissingParameter)?;
         if iv.len() != iv_len {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         Ok(Self {
             alg,
@@ -174,23 +174,23 @@ impl<'m> EncryptionInfo<'m> {
         &self,
         keys: &[DecryptionKey<'_>],
         crypto: &C,
-    ) -> Result<[u8; 16], Error> {
+    ) -> Result<[u8; 16], SuitError> {
         let mut r = Reader::new(self.recipients);
         let n = r.array()?;
         if n == 0 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let mut any_supported = false;
         for _ in 0..n {
             if r.array()? != 3 {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             let protected = r.bytes()?;
             let mut h = Headers::default();
             protected_headers(protected, &mut h)?;
             headers(&mut r, &mut h)?;
             let wrapped = r.bytes()?;
-            let alg = h.alg.ok_or(Error::Malformed)?;
+            let alg = h.alg.ok_or(SuitError::Malformed)?;
             if alg != ALG_A128KW && alg != ALG_ECDH_ES_A128KW {
                 continue;
             }
@@ -202,12 +202,12 @@ impl<'m> EncryptionInfo<'m> {
             }
         }
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         Err(if any_supported {
-            Error::NoDecryptionKey
+            SuitError::NoDecryptionKey
         } else {
-            Error::Unsupported
+            SuitError::Unsupported
         })
     }
 }

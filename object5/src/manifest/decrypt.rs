@@ -11,7 +11,7 @@
 use super::cbor::{encode_head, MAJOR_BSTR};
 use super::cose_encrypt::{ContentAlg, EncryptionInfo};
 use super::crypto::ct_eq;
-use super::Error;
+use super::SuitError;
 use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
@@ -53,10 +53,14 @@ pub struct Decryptor {
 impl Decryptor {
     /// Starts decrypting `payload_len` bytes as they arrive (for GCM the length includes the
     /// trailing tag) with the content key `cek`.
-    pub fn new(info: &EncryptionInfo<'_>, cek: &[u8; 16], payload_len: u64) -> Result<Self, Error> {
+    pub fn new(
+        info: &EncryptionInfo<'_>,
+        cek: &[u8; 16],
+        payload_len: u64,
+    ) -> Result<Self, SuitError> {
         let mode = match info.alg {
             ContentAlg::A128Ctr => {
-                Mode::Ctr(Ctr128::new_from_slices(cek, info.iv).map_err(|_| Error::Malformed)?)
+                Mode::Ctr(Ctr128::new_from_slices(cek, info.iv).map_err(|_| SuitError::Malformed)?)
             }
             ContentAlg::A128Gcm => Mode::Gcm(Gcm::new(info, cek)?),
         };
@@ -64,7 +68,7 @@ impl Decryptor {
             Mode::Ctr(_) => payload_len,
             Mode::Gcm(_) => payload_len
                 .checked_sub(GCM_TAG as u64)
-                .ok_or(Error::ImageSizeMismatch)?,
+                .ok_or(SuitError::ImageSizeMismatch)?,
         };
         Ok(Self { mode, data_left })
     }
@@ -80,7 +84,7 @@ impl Decryptor {
     /// Decrypts the next bytes in place and returns how many of them are plaintext (the rest,
     /// at the end of a GCM payload, are tag bytes, kept for [`Decryptor::finish`]). More bytes
     /// than the payload has are refused.
-    pub fn update(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    pub fn update(&mut self, buf: &mut [u8]) -> Result<usize, SuitError> {
         let data = usize::try_from(self.data_left)
             .unwrap_or(usize::MAX)
             .min(buf.len());
@@ -89,7 +93,7 @@ impl Decryptor {
         match &mut self.mode {
             Mode::Ctr(ctr) => {
                 if !rest.is_empty() {
-                    return Err(Error::ImageSizeMismatch);
+                    return Err(SuitError::ImageSizeMismatch);
                 }
                 ctr.apply_keystream(text);
             }
@@ -104,9 +108,9 @@ impl Decryptor {
 
     /// The payload ended: for GCM, checks the tag (constant time). Refuses a payload that
     /// ended early.
-    pub fn finish(self) -> Result<(), Error> {
+    pub fn finish(self) -> Result<(), SuitError> {
         if self.data_left != 0 {
-            return Err(Error::ImageSizeMismatch);
+            return Err(SuitError::ImageSizeMismatch);
         }
         match self.mode {
             Mode::Ctr(_) => Ok(()),
@@ -116,14 +120,14 @@ impl Decryptor {
 }
 
 impl Gcm {
-    fn new(info: &EncryptionInfo<'_>, cek: &[u8; 16]) -> Result<Self, Error> {
+    fn new(info: &EncryptionInfo<'_>, cek: &[u8; 16]) -> Result<Self, SuitError> {
         let aes = aes::Aes128::new(cek.into());
         let mut h = [0u8; 16];
         aes.encrypt_block((&mut h).into());
         let mut j0 = [0u8; 16];
         j0.get_mut(..12)
-            .ok_or(Error::Malformed)?
-            .copy_from_slice(info.iv.get(..12).ok_or(Error::Malformed)?);
+            .ok_or(SuitError::Malformed)?
+            .copy_from_slice(info.iv.get(..12).ok_or(SuitError::Malformed)?);
         j0[15] = 1;
         let mut tag_mask = j0;
         aes.encrypt_block((&mut tag_mask).into());
@@ -191,19 +195,19 @@ impl Gcm {
         }
     }
 
-    fn take_tag(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn take_tag(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
         let end = self.tag_len + bytes.len();
         self.tag
             .get_mut(self.tag_len..end)
-            .ok_or(Error::ImageSizeMismatch)?
+            .ok_or(SuitError::ImageSizeMismatch)?
             .copy_from_slice(bytes);
         self.tag_len = end;
         Ok(())
     }
 
-    fn verify(mut self) -> Result<(), Error> {
+    fn verify(mut self) -> Result<(), SuitError> {
         if self.tag_len != GCM_TAG {
-            return Err(Error::ImageSizeMismatch);
+            return Err(SuitError::ImageSizeMismatch);
         }
         self.flush();
         let mut lens = [0u8; 16];
@@ -218,7 +222,7 @@ impl Gcm {
         if ct_eq(&tag, &self.tag) {
             Ok(())
         } else {
-            Err(Error::DecryptionFailed)
+            Err(SuitError::DecryptionFailed)
         }
     }
 }

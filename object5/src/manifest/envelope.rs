@@ -2,7 +2,7 @@
 //! integrated payloads sit in the buffer. Nothing inside the manifest is read here.
 
 use super::cbor::{Reader, MAJOR_MAP, MAJOR_TAG, MAJOR_TSTR, MAJOR_UINT};
-use super::Error;
+use super::SuitError;
 
 /// Envelope CBOR tag (section 8.2).
 pub const TAG_ENVELOPE: u64 = 107;
@@ -39,14 +39,14 @@ pub struct IntegratedPayload<'e> {
 
 impl<'e> Envelope<'e> {
     /// Splits a complete envelope (tag 107 optional). Refuses duplicate or unknown integer keys,
-    /// a missing wrapper or manifest, and trailing bytes ([`Error::TrailingBytes`]).
-    pub fn parse(buf: &'e [u8]) -> Result<Self, Error> {
+    /// a missing wrapper or manifest, and trailing bytes ([`SuitError::TrailingBytes`]).
+    pub fn parse(buf: &'e [u8]) -> Result<Self, SuitError> {
         let mut r = Reader::new(buf);
         if r.peek_major()? == MAJOR_TAG && r.tag()? != TAG_ENVELOPE {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         if r.peek_major()? != MAJOR_MAP {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let pairs = r.map()?;
         let body_start = r.position();
@@ -61,12 +61,12 @@ impl<'e> Envelope<'e> {
                         KEY_AUTH => &mut auth,
                         KEY_MANIFEST => &mut manifest,
                         k => match SEVERABLE_KEYS.iter().position(|s| *s == k) {
-                            Some(i) => severed.get_mut(i).ok_or(Error::Malformed)?,
-                            None => return Err(Error::Unsupported),
+                            Some(i) => severed.get_mut(i).ok_or(SuitError::Malformed)?,
+                            None => return Err(SuitError::Unsupported),
                         },
                     };
                     if slot.is_some() {
-                        return Err(Error::Malformed);
+                        return Err(SuitError::Malformed);
                     }
                     *slot = Some(r.bytes_with_header()?);
                 }
@@ -74,15 +74,15 @@ impl<'e> Envelope<'e> {
                     r.text()?;
                     r.bytes()?;
                 }
-                _ => return Err(Error::Malformed),
+                _ => return Err(SuitError::Malformed),
             }
         }
         if !r.is_empty() {
             // The signature covers the manifest, not the envelope's extent: refuse what follows.
-            return Err(Error::TrailingBytes);
+            return Err(SuitError::TrailingBytes);
         }
-        let (_, auth) = auth.ok_or(Error::Malformed)?;
-        let (manifest_item, manifest) = manifest.ok_or(Error::Malformed)?;
+        let (_, auth) = auth.ok_or(SuitError::Malformed)?;
+        let (manifest_item, manifest) = manifest.ok_or(SuitError::Malformed)?;
         let mut sev = [None; 5];
         for (out, found) in sev.iter_mut().zip(severed) {
             *out = found.map(|(item, _)| item);
@@ -92,7 +92,7 @@ impl<'e> Envelope<'e> {
             manifest_item,
             manifest,
             severed: sev,
-            body: buf.get(body_start..).ok_or(Error::Malformed)?,
+            body: buf.get(body_start..).ok_or(SuitError::Malformed)?,
         })
     }
 

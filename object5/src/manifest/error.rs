@@ -5,7 +5,7 @@ use core::fmt;
 
 /// Why an envelope, manifest or payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
+pub enum SuitError {
     /// Not well-formed (or not canonical) CBOR, or a structure that breaks the SUIT CDDL.
     Malformed,
     /// CBOR nesting deeper than the verifier follows.
@@ -62,7 +62,7 @@ pub enum Error {
     Platform(UpdateResult),
 }
 
-impl Error {
+impl SuitError {
     /// The Update Result (/5/0/5) a device reports for this failure (table in README.md).
     pub const fn update_result(self) -> UpdateResult {
         match self {
@@ -96,7 +96,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SuitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Self::Malformed => "malformed SUIT envelope",
@@ -132,4 +132,4 @@ impl fmt::Display for Error {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl std::error::Error for SuitError {}

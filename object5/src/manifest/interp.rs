@@ -6,7 +6,7 @@ use super::cbor::{Reader, MAJOR_BSTR, MAJOR_SIMPLE};
 use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
 use super::manifest::MAX_COMPONENTS;
 use super::params::{apply, component_set, GlobalParams, Params};
-use super::Error;
+use super::SuitError;
 
 /// Deepest try-each / run-sequence nesting followed.
 pub const MAX_NESTING: u8 = 4;
@@ -56,15 +56,15 @@ pub struct DeviceIdentity<'d> {
 /// candidate slot) or the bootloader (flash + jump). Components are manifest indices.
 pub trait Platform {
     /// Fetches `p.uri` into the component's storage (streamed, never held whole in RAM).
-    fn fetch(&mut self, component: usize, p: &Params<'_>) -> Result<(), Error>;
+    fn fetch(&mut self, component: usize, p: &Params<'_>) -> Result<(), SuitError>;
     /// Writes `content` into the component's storage.
-    fn write(&mut self, component: usize, content: &[u8], p: &Params<'_>) -> Result<(), Error>;
+    fn write(&mut self, component: usize, content: &[u8], p: &Params<'_>) -> Result<(), SuitError>;
     /// Copies component `source` into `component`.
-    fn copy(&mut self, component: usize, source: usize, p: &Params<'_>) -> Result<(), Error>;
+    fn copy(&mut self, component: usize, source: usize, p: &Params<'_>) -> Result<(), SuitError>;
     /// Swaps the contents of `component` and `source`.
-    fn swap(&mut self, component: usize, source: usize, p: &Params<'_>) -> Result<(), Error>;
+    fn swap(&mut self, component: usize, source: usize, p: &Params<'_>) -> Result<(), SuitError>;
     /// Hands control to the component (a bootloader jumps; it does not return on success).
-    fn invoke(&mut self, component: usize, p: &Params<'_>) -> Result<(), Error>;
+    fn invoke(&mut self, component: usize, p: &Params<'_>) -> Result<(), SuitError>;
     /// Whether the component's slot `slot` is the one this condition should select.
     fn slot_matches(&mut self, component: usize, slot: u64) -> bool;
     /// Feeds the component's stored image (at `p.component_slot`, up to `p.image_size` bytes
@@ -74,7 +74,7 @@ pub trait Platform {
         component: usize,
         p: &Params<'_>,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<u64, Error>;
+    ) -> Result<u64, SuitError>;
 }
 
 /// Runs command sequences of one authenticated manifest.
@@ -87,15 +87,15 @@ pub struct Interpreter<'m, 'd, C: CryptoBackend> {
 }
 
 /// Failures a condition reports; soft-failure turns them into "this try-each branch failed".
-fn is_condition_failure(e: Error) -> bool {
+fn is_condition_failure(e: SuitError) -> bool {
     matches!(
         e,
-        Error::VendorMismatch
-            | Error::ClassMismatch
-            | Error::DeviceMismatch
-            | Error::ImageDigestMismatch
-            | Error::ImageSizeMismatch
-            | Error::ConditionFailed
+        SuitError::VendorMismatch
+            | SuitError::ClassMismatch
+            | SuitError::DeviceMismatch
+            | SuitError::ImageDigestMismatch
+            | SuitError::ImageSizeMismatch
+            | SuitError::ConditionFailed
     )
 }
 
@@ -106,9 +106,9 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
         component_count: usize,
         identity: DeviceIdentity<'d>,
         crypto: C,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, SuitError> {
         if component_count == 0 || component_count > MAX_COMPONENTS {
-            return Err(Error::BadComponent);
+            return Err(SuitError::BadComponent);
         }
         Ok(Self {
             params: [Params::default(); MAX_COMPONENTS],
@@ -126,7 +126,11 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
 
     /// Runs one encoded SUIT_Command_Sequence (shared, payload-fetch, install, validate, load
     /// or invoke) from component index 0.
-    pub fn run(&mut self, sequence: &'m [u8], platform: &mut dyn Platform) -> Result<(), Error> {
+    pub fn run(
+        &mut self,
+        sequence: &'m [u8],
+        platform: &mut dyn Platform,
+    ) -> Result<(), SuitError> {
         self.run_nested(sequence, platform, MAX_NESTING, false)
     }
 
@@ -136,12 +140,12 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
         platform: &mut dyn Platform,
         depth: u8,
         soft: bool,
-    ) -> Result<(), Error> {
-        let depth = depth.checked_sub(1).ok_or(Error::TooDeep)?;
+    ) -> Result<(), SuitError> {
+        let depth = depth.checked_sub(1).ok_or(SuitError::TooDeep)?;
         let mut r = Reader::new(sequence);
         let n = r.array()?;
         if n == 0 || n % 2 != 0 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let mut selected = 1u32;
         let saved_soft = self.global.soft_failure;
@@ -158,7 +162,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                         if is_condition_failure(e) && self.global.soft_failure.unwrap_or(soft) =>
                     {
                         // Soft failure ends this sequence (a try-each branch) without aborting.
-                        return Err(Error::ConditionFailed);
+                        return Err(SuitError::ConditionFailed);
                     }
                     other => other?,
                 }
@@ -166,7 +170,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
             if r.is_empty() {
                 Ok(())
             } else {
-                Err(Error::Malformed)
+                Err(SuitError::Malformed)
             }
         })();
         self.global.soft_failure = saved_soft;
@@ -176,8 +180,8 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
     fn each(
         &mut self,
         selected: u32,
-        mut f: impl FnMut(&mut Self, usize) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+        mut f: impl FnMut(&mut Self, usize) -> Result<(), SuitError>,
+    ) -> Result<(), SuitError> {
         for i in 0..self.count {
             if selected & (1u32 << i) != 0 {
                 f(self, i)?;
@@ -186,8 +190,8 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
         Ok(())
     }
 
-    fn param(&self, i: usize) -> Result<Params<'m>, Error> {
-        self.params.get(i).copied().ok_or(Error::BadComponent)
+    fn param(&self, i: usize) -> Result<Params<'m>, SuitError> {
+        self.params.get(i).copied().ok_or(SuitError::BadComponent)
     }
 
     fn command(
@@ -197,7 +201,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
         selected: u32,
         platform: &mut dyn Platform,
         depth: u8,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SuitError> {
         match command {
             cmd::OVERRIDE_PARAMETERS | cmd::SET_PARAMETERS => {
                 let start = r.clone();
@@ -208,7 +212,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                         continue;
                     }
                     let mut rr = start.clone();
-                    let p = self.params.get_mut(i).ok_or(Error::BadComponent)?;
+                    let p = self.params.get_mut(i).ok_or(SuitError::BadComponent)?;
                     if command == cmd::OVERRIDE_PARAMETERS {
                         apply(&mut rr, p, Some(&mut global))?;
                     } else {
@@ -220,7 +224,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                 }
                 if global.soft_failure.is_some() && depth + 1 >= MAX_NESTING {
                     // Soft-failure outside try-each / run-sequence: abort (section 8.4.8.15).
-                    return Err(Error::Malformed);
+                    return Err(SuitError::Malformed);
                 }
                 self.global = global;
                 Ok(())
@@ -233,7 +237,7 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
             _ => {
                 // Everything else takes a reporting policy.
                 if r.peek_major()? == MAJOR_SIMPLE || r.peek_major()? == MAJOR_BSTR {
-                    return Err(Error::Malformed);
+                    return Err(SuitError::Malformed);
                 }
                 let _policy = r.uint()?;
                 self.each(selected, |me, i| me.simple(command, i, platform))
@@ -246,10 +250,10 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
         r: &mut Reader<'m>,
         platform: &mut dyn Platform,
         depth: u8,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SuitError> {
         let n = r.array()?;
         if n < 2 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let mut done = false;
         for k in 0..n {
@@ -264,48 +268,56 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
             }
             match self.run_nested(body, platform, depth, true) {
                 Ok(()) => done = true,
-                Err(Error::ConditionFailed) => {}
+                Err(SuitError::ConditionFailed) => {}
                 Err(e) => return Err(e),
             }
         }
         if done {
             Ok(())
         } else {
-            Err(Error::ConditionFailed)
+            Err(SuitError::ConditionFailed)
         }
     }
 
-    fn simple(&mut self, command: i64, i: usize, platform: &mut dyn Platform) -> Result<(), Error> {
+    fn simple(
+        &mut self,
+        command: i64,
+        i: usize,
+        platform: &mut dyn Platform,
+    ) -> Result<(), SuitError> {
         let p = self.param(i)?;
         match command {
             cmd::VENDOR_ID => {
-                let id = p.vendor_id.ok_or(Error::MissingParameter)?;
-                ok_or(ct_eq(id, self.identity.vendor_id), Error::VendorMismatch)
+                let id = p.vendor_id.ok_or(SuitError::MissingParameter)?;
+                ok_or(
+                    ct_eq(id, self.identity.vendor_id),
+                    SuitError::VendorMismatch,
+                )
             }
             cmd::CLASS_ID => {
-                let id = p.class_id.ok_or(Error::MissingParameter)?;
-                ok_or(ct_eq(id, self.identity.class_id), Error::ClassMismatch)
+                let id = p.class_id.ok_or(SuitError::MissingParameter)?;
+                ok_or(ct_eq(id, self.identity.class_id), SuitError::ClassMismatch)
             }
             cmd::DEVICE_ID => {
-                let id = p.device_id.ok_or(Error::MissingParameter)?;
-                let mine = self.identity.device_id.ok_or(Error::DeviceMismatch)?;
-                ok_or(ct_eq(id, mine), Error::DeviceMismatch)
+                let id = p.device_id.ok_or(SuitError::MissingParameter)?;
+                let mine = self.identity.device_id.ok_or(SuitError::DeviceMismatch)?;
+                ok_or(ct_eq(id, mine), SuitError::DeviceMismatch)
             }
             cmd::IMAGE_MATCH => {
-                let want = p.image_digest.ok_or(Error::MissingParameter)?;
+                let want = p.image_digest.ok_or(SuitError::MissingParameter)?;
                 let mut h = self.crypto.sha256();
                 let len = platform.read_image(i, &p, &mut |d| h.update(d))?;
                 if p.image_size.is_some_and(|s| s != len) {
-                    return Err(Error::ImageSizeMismatch);
+                    return Err(SuitError::ImageSizeMismatch);
                 }
-                ok_or(ct_eq(&h.finish(), &want), Error::ImageDigestMismatch)
+                ok_or(ct_eq(&h.finish(), &want), SuitError::ImageDigestMismatch)
             }
             cmd::COMPONENT_SLOT => {
-                let slot = p.component_slot.ok_or(Error::MissingParameter)?;
-                ok_or(platform.slot_matches(i, slot), Error::ConditionFailed)
+                let slot = p.component_slot.ok_or(SuitError::MissingParameter)?;
+                ok_or(platform.slot_matches(i, slot), SuitError::ConditionFailed)
             }
             cmd::CHECK_CONTENT => {
-                let want = p.content.ok_or(Error::MissingParameter)?;
+                let want = p.content.ok_or(SuitError::MissingParameter)?;
                 let (mut off, mut diff) = (0usize, 0u8);
                 let len = platform.read_image(i, &p, &mut |d| {
                     for b in d {
@@ -315,34 +327,34 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                 })?;
                 ok_or(
                     diff == 0 && len == want.len() as u64,
-                    Error::ConditionFailed,
+                    SuitError::ConditionFailed,
                 )
             }
-            cmd::ABORT => Err(Error::ConditionFailed),
+            cmd::ABORT => Err(SuitError::ConditionFailed),
             cmd::FETCH => {
                 if p.uri.is_none() {
-                    return Err(Error::MissingParameter);
+                    return Err(SuitError::MissingParameter);
                 }
                 if p.encryption_info.is_some() {
-                    return Err(Error::Unsupported);
+                    return Err(SuitError::Unsupported);
                 }
                 platform.fetch(i, &p)
             }
             cmd::WRITE => {
-                let content = p.content.ok_or(Error::MissingParameter)?;
+                let content = p.content.ok_or(SuitError::MissingParameter)?;
                 if p.encryption_info.is_some() {
-                    return Err(Error::Unsupported);
+                    return Err(SuitError::Unsupported);
                 }
                 platform.write(i, content, &p)
             }
             cmd::COPY | cmd::SWAP => {
-                let src = p.source_component.ok_or(Error::MissingParameter)?;
-                let src = usize::try_from(src).map_err(|_| Error::BadComponent)?;
+                let src = p.source_component.ok_or(SuitError::MissingParameter)?;
+                let src = usize::try_from(src).map_err(|_| SuitError::BadComponent)?;
                 if src >= self.count || src == i {
-                    return Err(Error::BadComponent);
+                    return Err(SuitError::BadComponent);
                 }
                 if p.encryption_info.is_some() {
-                    return Err(Error::Unsupported);
+                    return Err(SuitError::Unsupported);
                 }
                 if command == cmd::COPY {
                     platform.copy(i, src, &p)
@@ -351,12 +363,12 @@ impl<'m, 'd, C: CryptoBackend> Interpreter<'m, 'd, C> {
                 }
             }
             cmd::INVOKE => platform.invoke(i, &p),
-            _ => Err(Error::Unsupported),
+            _ => Err(SuitError::Unsupported),
         }
     }
 }
 
-fn ok_or(ok: bool, e: Error) -> Result<(), Error> {
+fn ok_or(ok: bool, e: SuitError) -> Result<(), SuitError> {
     if ok {
         Ok(())
     } else {

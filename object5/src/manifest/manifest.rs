@@ -5,7 +5,7 @@ use super::auth::{parse_digest, sha256};
 use super::cbor::{Reader, MAJOR_ARRAY, MAJOR_BSTR, MAJOR_MAP, MAJOR_TSTR, MAJOR_UINT};
 use super::crypto::{ct_eq, CryptoBackend};
 use super::envelope::Envelope;
-use super::Error;
+use super::SuitError;
 
 /// Most components a manifest may declare; parameter storage is sized for this many.
 pub const MAX_COMPONENTS: usize = 4;
@@ -60,17 +60,17 @@ pub struct Manifest<'m> {
     pub text: Member<'m>,
 }
 
-fn member<'m>(r: &mut Reader<'m>) -> Result<Member<'m>, Error> {
+fn member<'m>(r: &mut Reader<'m>) -> Result<Member<'m>, SuitError> {
     match r.peek_major()? {
         MAJOR_BSTR => Ok(Member::Present(r.bytes()?)),
         MAJOR_ARRAY => Ok(Member::Severed(parse_digest(r.raw_item()?)?)),
-        _ => Err(Error::Malformed),
+        _ => Err(SuitError::Malformed),
     }
 }
 
-fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), Error> {
+fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), SuitError> {
     if slot.replace(value).is_some() {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     Ok(())
 }
@@ -79,7 +79,7 @@ impl<'m> Manifest<'m> {
     /// Parses the manifest map (content of the envelope's key-3 bstr). Unknown keys are skipped
     /// (extensions from other drafts); duplicate keys and a version other than 1 are refused.
     #[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
-    pub fn parse(buf: &'m [u8]) -> Result<Self, Error> {
+    pub fn parse(buf: &'m [u8]) -> Result<Self, SuitError> {
         let mut r = Reader::new(buf);
         let pairs = r.map()?;
         let (mut version, mut seq, mut common) = (None, None, None);
@@ -106,7 +106,7 @@ impl<'m> Manifest<'m> {
             let key = r.uint()?;
             // Canonical CBOR: ascending keys, which also rules out duplicates.
             if last_key.is_some_and(|k| k >= key) {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             last_key = Some(key);
             match key {
@@ -124,17 +124,17 @@ impl<'m> Manifest<'m> {
             }
         }
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
-        if version.ok_or(Error::Malformed)? != 1 {
-            return Err(Error::UnsupportedManifestVersion);
+        if version.ok_or(SuitError::Malformed)? != 1 {
+            return Err(SuitError::UnsupportedManifestVersion);
         }
-        m.sequence_number = seq.ok_or(Error::Malformed)?;
-        m.parse_common(common.ok_or(Error::Malformed)?)?;
+        m.sequence_number = seq.ok_or(SuitError::Malformed)?;
+        m.parse_common(common.ok_or(SuitError::Malformed)?)?;
         Ok(m)
     }
 
-    fn parse_common(&mut self, buf: &'m [u8]) -> Result<(), Error> {
+    fn parse_common(&mut self, buf: &'m [u8]) -> Result<(), SuitError> {
         let mut r = Reader::new(buf);
         let pairs = r.map()?;
         for _ in 0..pairs {
@@ -149,7 +149,7 @@ impl<'m> Manifest<'m> {
             }
         }
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         Ok(())
     }
@@ -162,7 +162,7 @@ impl<'m> Manifest<'m> {
         key: u64,
         envelope: &Envelope<'m>,
         crypto: &C,
-    ) -> Result<Option<&'m [u8]>, Error> {
+    ) -> Result<Option<&'m [u8]>, SuitError> {
         match which {
             Member::Absent => Ok(None),
             Member::Present(bytes) => Ok(Some(bytes)),
@@ -170,7 +170,7 @@ impl<'m> Manifest<'m> {
                 None => Ok(None),
                 Some(item) => {
                     if !ct_eq(&sha256(crypto, item), &digest) {
-                        return Err(Error::SeverableDigestMismatch);
+                        return Err(SuitError::SeverableDigestMismatch);
                     }
                     Reader::new(item).bytes().map(Some)
                 }
@@ -192,14 +192,14 @@ impl<'m> Manifest<'m> {
     }
 }
 
-fn count_components(item: &[u8]) -> Result<usize, Error> {
+fn count_components(item: &[u8]) -> Result<usize, SuitError> {
     let mut r = Reader::new(item);
     let n = r.array()?;
     if n == 0 {
-        return Err(Error::Malformed);
+        return Err(SuitError::Malformed);
     }
     if n > MAX_COMPONENTS as u64 {
-        return Err(Error::BadComponent);
+        return Err(SuitError::BadComponent);
     }
     for _ in 0..n {
         let parts = r.array()?;
@@ -207,7 +207,7 @@ fn count_components(item: &[u8]) -> Result<usize, Error> {
             r.bytes()?;
         }
     }
-    usize::try_from(n).map_err(|_| Error::BadComponent)
+    usize::try_from(n).map_err(|_| SuitError::BadComponent)
 }
 
 /// Human-readable package facts from suit-text for one component (section 8.4.4).
@@ -223,7 +223,10 @@ pub struct TextInfo<'m> {
 
 /// Reads the first language's text for the component `component_id` (encoded identifier).
 #[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
-pub fn text_info<'m>(text: &'m [u8], component_id: Option<&[u8]>) -> Result<TextInfo<'m>, Error> {
+pub fn text_info<'m>(
+    text: &'m [u8],
+    component_id: Option<&[u8]>,
+) -> Result<TextInfo<'m>, SuitError> {
     let mut info = TextInfo::default();
     let mut r = Reader::new(text);
     let langs = r.map()?;
@@ -245,7 +248,7 @@ pub fn text_info<'m>(text: &'m [u8], component_id: Option<&[u8]>) -> Result<Text
             MAJOR_ARRAY => {
                 let id = r.raw_item()?;
                 if r.peek_major()? != MAJOR_MAP {
-                    return Err(Error::Malformed);
+                    return Err(SuitError::Malformed);
                 }
                 if component_id.is_some_and(|c| c != id) {
                     r.skip()?;

@@ -37,7 +37,7 @@ pub use crypto::{CryptoBackend, Sha256Hasher, Software, SoftwareSha256};
 #[cfg(feature = "encryption")]
 pub use decrypt::{Decryptor, GCM_TAG};
 pub use envelope::{Envelope, IntegratedPayload};
-pub use error::Error;
+pub use error::SuitError;
 pub use interp::{DeviceIdentity, Interpreter, Platform, MAX_NESTING};
 pub use manifest::{text_info, Manifest, Member, TextInfo, MAX_COMPONENTS};
 pub use params::{static_params, GlobalParams, Params};
@@ -108,13 +108,16 @@ impl<'e> Authenticated<'e> {
     }
 
     /// The install sequence (from the manifest, or severed and delivered in the envelope).
-    pub fn install<C: CryptoBackend>(&self, crypto: &C) -> Result<Option<&'e [u8]>, Error> {
+    pub fn install<C: CryptoBackend>(&self, crypto: &C) -> Result<Option<&'e [u8]>, SuitError> {
         let m = &self.manifest;
         m.resolve(m.install, KEY_INSTALL, &self.envelope, crypto)
     }
 
     /// The payload-fetch sequence (from the manifest, or severed and delivered).
-    pub fn payload_fetch<C: CryptoBackend>(&self, crypto: &C) -> Result<Option<&'e [u8]>, Error> {
+    pub fn payload_fetch<C: CryptoBackend>(
+        &self,
+        crypto: &C,
+    ) -> Result<Option<&'e [u8]>, SuitError> {
         let m = &self.manifest;
         m.resolve(m.payload_fetch, KEY_PAYLOAD_FETCH, &self.envelope, crypto)
     }
@@ -130,7 +133,7 @@ pub fn authenticate<'e, C: CryptoBackend>(
     envelope: &'e [u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> Result<Authenticated<'e>, Error> {
+) -> Result<Authenticated<'e>, SuitError> {
     let env = Envelope::parse(envelope)?;
     authenticate_parts(env, anchors, crypto)
 }
@@ -140,7 +143,7 @@ pub(crate) fn authenticate_parts<'e, C: CryptoBackend>(
     env: Envelope<'e>,
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> Result<Authenticated<'e>, Error> {
+) -> Result<Authenticated<'e>, SuitError> {
     // Two calls in sequence, not nested: the deep signature check returns before the parse
     // results are laid out, so peak stack is the larger of the two (README).
     let anchor = verify_wrapper(env.auth, env.manifest_item, anchors, crypto)?;
@@ -153,7 +156,7 @@ fn describe<'e, C: CryptoBackend>(
     env: Envelope<'e>,
     anchor: usize,
     crypto: &C,
-) -> Result<Authenticated<'e>, Error> {
+) -> Result<Authenticated<'e>, SuitError> {
     let manifest = Manifest::parse(env.manifest)?;
     let fetch = manifest.resolve(manifest.payload_fetch, KEY_PAYLOAD_FETCH, &env, crypto)?;
     let install = manifest.resolve(manifest.install, KEY_INSTALL, &env, crypto)?;
@@ -165,9 +168,9 @@ fn describe<'e, C: CryptoBackend>(
     // streams the fetch through the decryption straight into component 0's slot.
     let source = match (p.encryption_info, p.source_component) {
         (Some(_), Some(s)) => {
-            let s = usize::try_from(s).map_err(|_| Error::BadComponent)?;
+            let s = usize::try_from(s).map_err(|_| SuitError::BadComponent)?;
             if s == 0 {
-                return Err(Error::BadComponent);
+                return Err(SuitError::BadComponent);
             }
             Some(static_params(&sequences, s, manifest.component_count)?)
         }

@@ -3,7 +3,7 @@
 
 use super::auth::parse_digest;
 use super::cbor::{Reader, MAJOR_ARRAY, MAJOR_SIMPLE, MAJOR_TAG, MAJOR_UINT};
-use super::Error;
+use super::SuitError;
 
 /// Parameter keys (section 8.4.8, Table 6).
 pub(crate) mod key {
@@ -85,14 +85,14 @@ pub(crate) fn apply<'m>(
     r: &mut Reader<'m>,
     p: &mut Params<'m>,
     g: Option<&mut GlobalParams>,
-) -> Result<(), Error> {
+) -> Result<(), SuitError> {
     let pairs = r.map()?;
     let mut global = GlobalParams::default();
     for _ in 0..pairs {
         match r.int()? {
             key::VENDOR_ID => {
                 if r.peek_major()? == MAJOR_TAG && r.tag()? != 112 {
-                    return Err(Error::Malformed);
+                    return Err(SuitError::Malformed);
                 }
                 p.vendor_id = Some(r.bytes()?);
             }
@@ -110,7 +110,7 @@ pub(crate) fn apply<'m>(
             key::SOFT_FAILURE => global.soft_failure = Some(r.boolean()?),
             key::STRICT_ORDER => global.strict_order = Some(r.boolean()?),
             k if k < 0 => r.skip()?, // custom parameters: carried, not interpreted
-            _ => return Err(Error::Unsupported),
+            _ => return Err(SuitError::Unsupported),
         }
     }
     if let Some(g) = g {
@@ -127,16 +127,20 @@ pub(crate) fn apply<'m>(
 /// Reads a set-component-index argument (uint, `true`, or array of uint) as a bit set over
 /// `count` components. Indices at or beyond `count` are refused when `strict`, and dropped
 /// otherwise (trust-domains manifests also index dependencies, which the static look-up skips).
-pub(crate) fn component_set(r: &mut Reader<'_>, count: usize, strict: bool) -> Result<u32, Error> {
+pub(crate) fn component_set(
+    r: &mut Reader<'_>,
+    count: usize,
+    strict: bool,
+) -> Result<u32, SuitError> {
     let all = if count >= 32 {
         u32::MAX
     } else {
         (1u32 << count) - 1
     };
-    let bit = |i: u64| -> Result<u32, Error> {
+    let bit = |i: u64| -> Result<u32, SuitError> {
         match i {
             i if i < count as u64 && i < 32 => Ok(1u32 << i),
-            _ if strict => Err(Error::BadComponent),
+            _ if strict => Err(SuitError::BadComponent),
             _ => Ok(0),
         }
     };
@@ -146,13 +150,13 @@ pub(crate) fn component_set(r: &mut Reader<'_>, count: usize, strict: bool) -> R
             if r.boolean()? {
                 Ok(all)
             } else {
-                Err(Error::Malformed)
+                Err(SuitError::Malformed)
             }
         }
         MAJOR_ARRAY => {
             let n = r.array()?;
             if n == 0 {
-                return Err(Error::Malformed);
+                return Err(SuitError::Malformed);
             }
             let mut set = 0;
             for _ in 0..n {
@@ -160,7 +164,7 @@ pub(crate) fn component_set(r: &mut Reader<'_>, count: usize, strict: bool) -> R
             }
             Ok(set)
         }
-        _ => Err(Error::Malformed),
+        _ => Err(SuitError::Malformed),
     }
 }
 
@@ -172,16 +176,16 @@ pub fn static_params<'m>(
     sequences: &[Option<&'m [u8]>],
     component: usize,
     count: usize,
-) -> Result<Params<'m>, Error> {
+) -> Result<Params<'m>, SuitError> {
     if component >= count {
-        return Err(Error::BadComponent);
+        return Err(SuitError::BadComponent);
     }
     let mut p = Params::default();
     for seq in sequences.iter().flatten() {
         let mut r = Reader::new(seq);
         let n = r.array()?;
         if n % 2 != 0 {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
         let mut selected = 1u32; // index 0 at the start of each sequence
         for _ in 0..n / 2 {
@@ -198,7 +202,7 @@ pub fn static_params<'m>(
             }
         }
         if !r.is_empty() {
-            return Err(Error::Malformed);
+            return Err(SuitError::Malformed);
         }
     }
     Ok(p)

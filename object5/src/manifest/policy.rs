@@ -3,7 +3,7 @@
 
 use super::auth::TrustAnchor;
 use super::interp::DeviceIdentity;
-use super::{Authenticated, Error};
+use super::{Authenticated, SuitError};
 
 /// What a new sequence number is compared against.
 ///
@@ -20,7 +20,7 @@ pub enum Freshness {
 
 impl Freshness {
     /// Checks `sequence` against the floor.
-    pub fn check(self, sequence: u64) -> Result<(), Error> {
+    pub fn check(self, sequence: u64) -> Result<(), SuitError> {
         let ok = match self {
             Self::NewerThanInstalled(floor) => sequence > floor,
             Self::AtLeastInstalled(floor) => sequence >= floor,
@@ -28,7 +28,7 @@ impl Freshness {
         if ok {
             Ok(())
         } else {
-            Err(Error::Rollback)
+            Err(SuitError::Rollback)
         }
     }
 }
@@ -48,15 +48,15 @@ impl Policy<'_> {
     /// Applies the policy to an authenticated envelope: sequence number first (section 6.1, before
     /// any command runs), then the vendor and class identifiers the manifest sets for
     /// component 0, which section 6.2 says every shared sequence should check.
-    pub fn check(&self, auth: &Authenticated<'_>) -> Result<(), Error> {
+    pub fn check(&self, auth: &Authenticated<'_>) -> Result<(), SuitError> {
         self.freshness.check(auth.sequence_number)?;
-        let vendor = auth.image.vendor_id.ok_or(Error::VendorMismatch)?;
+        let vendor = auth.image.vendor_id.ok_or(SuitError::VendorMismatch)?;
         if vendor != self.identity.vendor_id {
-            return Err(Error::VendorMismatch);
+            return Err(SuitError::VendorMismatch);
         }
-        let class = auth.image.class_id.ok_or(Error::ClassMismatch)?;
+        let class = auth.image.class_id.ok_or(SuitError::ClassMismatch)?;
         if class != self.identity.class_id {
-            return Err(Error::ClassMismatch);
+            return Err(SuitError::ClassMismatch);
         }
         Ok(())
     }

@@ -7,17 +7,17 @@ use super::cbor::{parse_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG, MAJOR_TS
 use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
 use super::envelope::{Envelope, KEY_AUTH, KEY_MANIFEST, SEVERABLE_KEYS, TAG_ENVELOPE};
 use super::policy::Policy;
-use super::{describe, verify_wrapper, Error};
+use super::{describe, verify_wrapper, SuitError};
 #[cfg(feature = "encryption")]
 use super::{ContentAlg, DecryptionKey, Decryptor, EncryptionInfo, GCM_TAG};
 
 /// Where verified payload bytes go (a flash slot writer, typically).
 pub trait PayloadSink {
     /// A payload for `component` starts; `size` is the manifest's image-size. Refuse with
-    /// [`Error::ImageTooLarge`] when it cannot fit.
-    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), Error>;
+    /// [`SuitError::ImageTooLarge`] when it cannot fit.
+    fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), SuitError>;
     /// The next payload bytes, in order.
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError>;
 }
 
 /// A package that passed every check.
@@ -176,7 +176,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     /// Pushes the next bytes of the envelope. Any error is final.
-    pub fn feed(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+    pub fn feed(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
         let r = self.feed_inner(data, sink);
         if r.is_err() {
             self.phase = Phase::Failed;
@@ -184,11 +184,11 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         r
     }
 
-    fn feed_inner(&mut self, mut data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+    fn feed_inner(&mut self, mut data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
         while !data.is_empty() {
             match self.phase {
-                Phase::Failed => return Err(Error::Malformed),
-                Phase::Done => return Err(Error::TrailingBytes),
+                Phase::Failed => return Err(SuitError::Malformed),
+                Phase::Done => return Err(SuitError::TrailingBytes),
                 Phase::Payload { .. } => {
                     let used = self.payload_bytes(data, sink)?;
                     data = data.get(used..).unwrap_or(&[]);
@@ -205,7 +205,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     let before = (self.cursor, self.len, self.phase);
                     self.advance(sink)?;
                     if n == 0 && before == (self.cursor, self.len, self.phase) {
-                        return Err(Error::BufferTooSmall);
+                        return Err(SuitError::BufferTooSmall);
                     }
                 }
             }
@@ -218,12 +218,16 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     /// Hashes and forwards payload bytes; returns how many of `data` belonged to the payload.
-    fn payload_bytes(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<usize, Error> {
+    fn payload_bytes(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn PayloadSink,
+    ) -> Result<usize, SuitError> {
         let facts = self.facts;
         payload_step(&mut self.phase, &mut self.image, facts, data, sink)
     }
     /// Parses as many complete members as the buffer holds.
-    fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
+    fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
         loop {
             if self.phase != Phase::Members {
                 return Ok(());
@@ -236,7 +240,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 match major {
                     MAJOR_TAG if self.cursor == 0 && value == TAG_ENVELOPE => {}
                     MAJOR_MAP => self.members_left = Some(value),
-                    _ => return Err(Error::Malformed),
+                    _ => return Err(SuitError::Malformed),
                 }
                 self.cursor += hl;
                 continue;
@@ -244,7 +248,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             if left == 0 {
                 if !rest.is_empty() {
                     // Bytes after the map's last member arrived in the same block.
-                    return Err(Error::TrailingBytes);
+                    return Err(SuitError::TrailingBytes);
                 }
                 if self.facts.is_none() {
                     self.authenticate()?;
@@ -262,25 +266,25 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         return Ok(());
                     };
                     if vmajor != MAJOR_BSTR {
-                        return Err(Error::Malformed);
+                        return Err(SuitError::Malformed);
                     }
                     let total = usize::try_from(vlen)
                         .ok()
                         .and_then(|v| v.checked_add(khl + vhl))
-                        .ok_or(Error::BufferTooSmall)?;
+                        .ok_or(SuitError::BufferTooSmall)?;
                     if self
                         .cursor
                         .checked_add(total)
                         .is_none_or(|end| end > self.buf.len())
                     {
-                        return Err(Error::BufferTooSmall);
+                        return Err(SuitError::BufferTooSmall);
                     }
                     if total > rest.len() {
                         return Ok(());
                     }
                     if self.facts.is_some() {
                         // Canonical order puts wrapper, manifest and severed members first.
-                        return Err(Error::OutOfOrder);
+                        return Err(SuitError::OutOfOrder);
                     }
                     let range = Some((self.cursor + khl, self.cursor + total));
                     let slot = match kvalue {
@@ -290,19 +294,19 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                             let i = SEVERABLE_KEYS
                                 .iter()
                                 .position(|s| *s == k)
-                                .ok_or(Error::Unsupported)?;
-                            self.severed.get_mut(i).ok_or(Error::Unsupported)?
+                                .ok_or(SuitError::Unsupported)?;
+                            self.severed.get_mut(i).ok_or(SuitError::Unsupported)?
                         }
                     };
-                    if slot.replace(range.ok_or(Error::Malformed)?).is_some() {
-                        return Err(Error::Malformed);
+                    if slot.replace(range.ok_or(SuitError::Malformed)?).is_some() {
+                        return Err(SuitError::Malformed);
                     }
                     self.cursor += total;
                     self.members_left = Some(left - 1);
                 }
                 MAJOR_TSTR => {
-                    let klen = usize::try_from(kvalue).map_err(|_| Error::BufferTooSmall)?;
-                    let key_end = khl.checked_add(klen).ok_or(Error::BufferTooSmall)?;
+                    let klen = usize::try_from(kvalue).map_err(|_| SuitError::BufferTooSmall)?;
+                    let key_end = khl.checked_add(klen).ok_or(SuitError::BufferTooSmall)?;
                     // Key and bstr head must be buffered; if they never fit, the caller's
                     // feed loop reports BufferTooSmall once the buffer is full.
                     let Some((vmajor, vlen, vhl)) = parse_head(rest.get(key_end..).unwrap_or(&[]))?
@@ -310,15 +314,15 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         return Ok(());
                     };
                     if vmajor != MAJOR_BSTR {
-                        return Err(Error::Malformed);
+                        return Err(SuitError::Malformed);
                     }
                     if self.facts.is_none() {
                         if self.auth.is_none() || self.manifest.is_none() {
-                            return Err(Error::OutOfOrder);
+                            return Err(SuitError::OutOfOrder);
                         }
                         self.authenticate()?;
                     }
-                    let facts = self.facts.ok_or(Error::OutOfOrder)?;
+                    let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
                     let key = self
                         .buf
                         .get(self.cursor + khl..self.cursor + key_end)
@@ -327,7 +331,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     let image = uri == Some(key);
                     if image {
                         if self.payload_seen {
-                            return Err(Error::Malformed);
+                            return Err(SuitError::Malformed);
                         }
                         self.start_image(facts, Some(vlen), sink)?;
                     }
@@ -347,15 +351,15 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     self.buf.copy_within(at..self.len, self.cursor);
                     self.len = self.cursor + (self.len - at);
                 }
-                _ => return Err(Error::Malformed),
+                _ => return Err(SuitError::Malformed),
             }
         }
     }
 
-    fn parts(&self) -> Result<Envelope<'_>, Error> {
-        let item = |r: Option<Range>| -> Result<&[u8], Error> {
-            let (s, e) = r.ok_or(Error::Malformed)?;
-            self.buf.get(s..e).ok_or(Error::Malformed)
+    fn parts(&self) -> Result<Envelope<'_>, SuitError> {
+        let item = |r: Option<Range>| -> Result<&[u8], SuitError> {
+            let (s, e) = r.ok_or(SuitError::Malformed)?;
+            self.buf.get(s..e).ok_or(SuitError::Malformed)
         };
         let auth = Reader::new(item(self.auth)?).bytes()?;
         let manifest_item = item(self.manifest)?;
@@ -369,14 +373,14 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         Ok(Envelope::from_parts(auth, manifest_item, manifest, severed))
     }
 
-    fn authenticate(&mut self) -> Result<(), Error> {
+    fn authenticate(&mut self) -> Result<(), SuitError> {
         // Signature first, in its own short chain of frames; the parse and the facts after.
         let anchor = self.verify_head()?;
         self.record_facts(anchor)
     }
 
     #[inline(never)]
-    fn verify_head(&self) -> Result<usize, Error> {
+    fn verify_head(&self) -> Result<usize, SuitError> {
         let env = self.parts()?;
         verify_wrapper(
             env.auth,
@@ -387,7 +391,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     #[inline(never)]
-    fn record_facts(&mut self, anchor: usize) -> Result<(), Error> {
+    fn record_facts(&mut self, anchor: usize) -> Result<(), SuitError> {
         let env = self.parts()?;
         let auth = describe(env, anchor, &self.crypto)?;
         self.policy.check(&auth)?;
@@ -398,12 +402,12 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         });
         #[cfg(not(feature = "encryption"))]
         if auth.image.encryption_info.is_some() {
-            return Err(Error::Unsupported);
+            return Err(SuitError::Unsupported);
         }
         let facts = Facts {
             sequence_number: auth.sequence_number,
             anchor: auth.anchor,
-            digest: auth.image.digest.ok_or(Error::MissingParameter)?,
+            digest: auth.image.digest.ok_or(SuitError::MissingParameter)?,
             size: auth.image.size,
             uri,
             #[cfg(feature = "encryption")]
@@ -421,19 +425,19 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     /// Ends the envelope: checks the integrated image, or says where to fetch it.
-    pub fn finish(&mut self) -> Result<Finished<'_>, Error> {
+    pub fn finish(&mut self) -> Result<Finished<'_>, SuitError> {
         if self.phase != Phase::Done {
             self.phase = Phase::Failed;
-            return Err(Error::Truncated);
+            return Err(SuitError::Truncated);
         }
-        let facts = self.facts.ok_or(Error::Truncated)?;
+        let facts = self.facts.ok_or(SuitError::Truncated)?;
         if self.payload_seen {
             return self.check_image(facts).map(Finished::Complete);
         }
         match facts.uri.and_then(|(s, e)| self.buf.get(s..e)) {
-            Some(uri) if uri.first() == Some(&b'#') => Err(Error::Truncated),
+            Some(uri) if uri.first() == Some(&b'#') => Err(SuitError::Truncated),
             Some(uri) => Ok(Finished::FetchRequired { uri }),
-            None => Err(Error::MissingParameter),
+            None => Err(SuitError::MissingParameter),
         }
     }
 
@@ -446,15 +450,15 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         facts: Facts,
         payload_len: Option<u64>,
         sink: &mut dyn PayloadSink,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SuitError> {
         #[cfg(feature = "encryption")]
         if let Some(enc) = facts.encryption {
-            let payload_len = payload_len.ok_or(Error::MissingParameter)?;
+            let payload_len = payload_len.ok_or(SuitError::MissingParameter)?;
             let decryptor = self.open_decryption(enc, payload_len)?;
             let plain = Decryptor::plaintext_len(decryptor.0, payload_len)
-                .ok_or(Error::ImageSizeMismatch)?;
+                .ok_or(SuitError::ImageSizeMismatch)?;
             if facts.size.is_some_and(|s| s != plain) {
-                return Err(Error::ImageSizeMismatch);
+                return Err(SuitError::ImageSizeMismatch);
             }
             // Only a stated ciphertext digest costs a second hash of the payload (GCM's tag
             // already authenticates the ciphertext; draft section 6.1).
@@ -470,7 +474,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 .size
                 .is_some_and(|s| payload_len.is_some_and(|p| s != p))
         {
-            return Err(Error::ImageSizeMismatch);
+            return Err(SuitError::ImageSizeMismatch);
         }
         self.payload_seen = true;
         sink.begin(0, facts.size)?;
@@ -486,14 +490,14 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         &self,
         enc: Encrypted,
         payload_len: u64,
-    ) -> Result<(ContentAlg, Decryptor), Error> {
+    ) -> Result<(ContentAlg, Decryptor), SuitError> {
         if enc.size.is_some_and(|s| s != payload_len) {
-            return Err(Error::ImageSizeMismatch);
+            return Err(SuitError::ImageSizeMismatch);
         }
         let bytes = self
             .buf
             .get(enc.info.0..enc.info.1)
-            .ok_or(Error::Malformed)?;
+            .ok_or(SuitError::Malformed)?;
         let info = EncryptionInfo::parse(bytes)?;
         let cek = info.content_key(self.keys, &self.crypto)?;
         Ok((info.alg, Decryptor::new(&info, &cek, payload_len)?))
@@ -501,7 +505,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
 
     /// Length of the fetched payload of a two-stage pull: the ciphertext's stated size, or
     /// the image size (plus the GCM tag when encrypted).
-    fn fetched_len(&self, facts: Facts) -> Result<Option<u64>, Error> {
+    fn fetched_len(&self, facts: Facts) -> Result<Option<u64>, SuitError> {
         #[cfg(feature = "encryption")]
         if let Some(enc) = facts.encryption {
             if let Some(size) = enc.size {
@@ -510,8 +514,8 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             let bytes = self
                 .buf
                 .get(enc.info.0..enc.info.1)
-                .ok_or(Error::Malformed)?;
-            let plain = facts.size.ok_or(Error::MissingParameter)?;
+                .ok_or(SuitError::Malformed)?;
+            let plain = facts.size.ok_or(SuitError::MissingParameter)?;
             return Ok(Some(match EncryptionInfo::parse(bytes)?.alg {
                 ContentAlg::A128Gcm => plain.saturating_add(GCM_TAG as u64),
                 ContentAlg::A128Ctr => plain,
@@ -520,22 +524,22 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         Ok(facts.size)
     }
 
-    fn check_image(&mut self, facts: Facts) -> Result<Verified, Error> {
-        let hasher = self.image.hasher.take().ok_or(Error::Truncated)?;
+    fn check_image(&mut self, facts: Facts) -> Result<Verified, SuitError> {
+        let hasher = self.image.hasher.take().ok_or(SuitError::Truncated)?;
         // Encrypted: the GCM tag and the ciphertext digest first (section 6.1).
         #[cfg(feature = "encryption")]
         if let Some((decryptor, cipher_hasher)) = self.image.decrypt.take() {
             decryptor.finish()?;
             let want = facts.encryption.and_then(|e| e.digest);
             if want.is_some_and(|d| !cipher_hasher.is_some_and(|h| ct_eq(&h.finish(), &d))) {
-                return Err(Error::ImageDigestMismatch);
+                return Err(SuitError::ImageDigestMismatch);
             }
         }
         if facts.size.is_some_and(|s| s != self.image.received) {
-            return Err(Error::ImageSizeMismatch);
+            return Err(SuitError::ImageSizeMismatch);
         }
         if !ct_eq(&hasher.finish(), &facts.digest) {
-            return Err(Error::ImageDigestMismatch);
+            return Err(SuitError::ImageDigestMismatch);
         }
         Ok(Verified {
             sequence_number: facts.sequence_number,
@@ -546,28 +550,32 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     }
 
     /// Two-stage pull: the fetched image starts (after [`Finished::FetchRequired`]).
-    pub fn begin_fetched(&mut self, sink: &mut dyn PayloadSink) -> Result<(), Error> {
-        let facts = self.facts.ok_or(Error::OutOfOrder)?;
+    pub fn begin_fetched(&mut self, sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
+        let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
         if self.phase != Phase::Done || self.payload_seen {
-            return Err(Error::OutOfOrder);
+            return Err(SuitError::OutOfOrder);
         }
         let len = self.fetched_len(facts)?;
         self.start_image(facts, len, sink)
     }
 
     /// Two-stage pull: the next fetched bytes.
-    pub fn feed_fetched(&mut self, data: &[u8], sink: &mut dyn PayloadSink) -> Result<(), Error> {
+    pub fn feed_fetched(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn PayloadSink,
+    ) -> Result<(), SuitError> {
         if self.phase != Phase::Done || self.image.hasher.is_none() {
-            return Err(Error::OutOfOrder);
+            return Err(SuitError::OutOfOrder);
         }
         image_step(&mut self.image, self.facts, data, sink)
     }
 
     /// Two-stage pull: the fetched image ended; checks digest and size.
-    pub fn finish_fetched(&mut self) -> Result<Verified, Error> {
-        let facts = self.facts.ok_or(Error::OutOfOrder)?;
+    pub fn finish_fetched(&mut self) -> Result<Verified, SuitError> {
+        let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
         if self.phase != Phase::Done {
-            return Err(Error::OutOfOrder);
+            return Err(SuitError::OutOfOrder);
         }
         self.check_image(facts)
     }
@@ -581,7 +589,7 @@ fn payload_step<H: Sha256Hasher>(
     facts: Option<Facts>,
     data: &[u8],
     sink: &mut dyn PayloadSink,
-) -> Result<usize, Error> {
+) -> Result<usize, SuitError> {
     let Phase::Payload {
         left,
         image: is_image,
@@ -612,7 +620,7 @@ fn image_step<H: Sha256Hasher>(
     facts: Option<Facts>,
     chunk: &[u8],
     sink: &mut dyn PayloadSink,
-) -> Result<(), Error> {
+) -> Result<(), SuitError> {
     #[cfg(feature = "encryption")]
     if let Some((decryptor, cipher_hasher)) = image.decrypt.as_mut() {
         if let Some(h) = cipher_hasher.as_mut() {
@@ -621,7 +629,7 @@ fn image_step<H: Sha256Hasher>(
         // A small window on the stack: the plaintext never exists whole in RAM.
         let mut window = [0u8; 64];
         for piece in chunk.chunks(window.len()) {
-            let buf = window.get_mut(..piece.len()).ok_or(Error::Malformed)?;
+            let buf = window.get_mut(..piece.len()).ok_or(SuitError::Malformed)?;
             buf.copy_from_slice(piece);
             let n = decryptor.update(buf)?;
             plain_step(
@@ -644,15 +652,15 @@ fn plain_step<H: Sha256Hasher>(
     facts: Option<Facts>,
     chunk: &[u8],
     sink: &mut dyn PayloadSink,
-) -> Result<(), Error> {
+) -> Result<(), SuitError> {
     if chunk.is_empty() {
         return Ok(());
     }
-    let facts = facts.ok_or(Error::OutOfOrder)?;
+    let facts = facts.ok_or(SuitError::OutOfOrder)?;
     *received = received.saturating_add(chunk.len() as u64);
     if facts.size.is_some_and(|s| *received > s) {
-        return Err(Error::ImageSizeMismatch);
+        return Err(SuitError::ImageSizeMismatch);
     }
-    hasher.as_mut().ok_or(Error::OutOfOrder)?.update(chunk);
+    hasher.as_mut().ok_or(SuitError::OutOfOrder)?.update(chunk);
     sink.write(chunk)
 }

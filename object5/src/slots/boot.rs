@@ -17,13 +17,13 @@
 //! on every boot. When it fails and
 //! the other slot's image verifies, that one runs instead (A/B: selected; swap: swapped into
 //! the primary slot, the `Restoring` phase; overwrite: copied over it), journaled `Idle`. When
-//! nothing verifies, nothing runs: [`Error::NoBootableImage`], with the journal left in a
+//! nothing verifies, nothing runs: [`SlotError::NoBootableImage`], with the journal left in a
 //! state that accepts a download, so a recovery firmware can take an update.
 
 use embedded_storage::nor_flash::NorFlash;
 
 use super::copy;
-use super::error::{Error, VerifyError};
+use super::error::{SlotError, VerifyError};
 use super::layout::Strategy;
 use super::manager::SlotManager;
 use super::record::{Phase, Record};
@@ -60,10 +60,10 @@ pub struct BootDecision {
 
 impl<F: NorFlash> SlotManager<'_, F> {
     /// Runs the bootloader's decision table (see the module docs), verifies the image chosen
-    /// and returns what to run; [`Error::NoBootableImage`] when no slot holds an image that
+    /// and returns what to run; [`SlotError::NoBootableImage`] when no slot holds an image that
     /// verifies. Every flash step is journaled or progress-marked, so a cut anywhere resumes
     /// here.
-    pub fn boot<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+    pub fn boot<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, SlotError> {
         let decision = self.decide(auth)?;
         if matches!(
             decision.path,
@@ -78,7 +78,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     }
 
     /// The decision table alone.
-    fn decide<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+    fn decide<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, SlotError> {
         let strategy = self.layout.strategy;
         let phase = if self.known { self.record.phase } else { None };
         let Some(running) = self.running_slot() else {
@@ -147,7 +147,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
         failed: usize,
         why: VerifyError,
         auth: &mut A,
-    ) -> Result<BootDecision, Error> {
+    ) -> Result<BootDecision, SlotError> {
         // An installed candidate that no longer verifies is a failed update; otherwise the
         // result of the last update stands.
         let result = match self.record.phase {
@@ -180,7 +180,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     }
 
     /// Completes the fallback swap or copy into the primary slot and journals `Idle`.
-    fn restore(&mut self) -> Result<(), Error> {
+    fn restore(&mut self) -> Result<(), SlotError> {
         copy::run(&mut self.flash, &self.layout, self.buf)?;
         let result = self.record.result.unwrap_or(UpdateResult::Initial);
         self.finish(result, 0)
@@ -189,18 +189,18 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// Nothing verifies, so nothing runs. The journal is left in a state that takes a
     /// download into the candidate slot (`Idle`, or a `Downloading` that can resume), with
     /// `slot` as the running one, so a recovery firmware can install an update.
-    fn no_image(&mut self, slot: usize, result: UpdateResult) -> Result<BootDecision, Error> {
+    fn no_image(&mut self, slot: usize, result: UpdateResult) -> Result<BootDecision, SlotError> {
         let ready = self.known
             && matches!(self.record.phase, Some(Phase::Idle | Phase::Downloading))
             && self.running_slot() == Some(slot);
         if !ready {
             self.finish(result, slot)?;
         }
-        Err(Error::NoBootableImage)
+        Err(SlotError::NoBootableImage)
     }
 
     /// Completes the swap or copy and starts the test boot.
-    fn install(&mut self) -> Result<BootDecision, Error> {
+    fn install(&mut self) -> Result<BootDecision, SlotError> {
         copy::run(&mut self.flash, &self.layout, self.buf)?;
         self.journal(|next| next.phase = Some(Phase::Testing))?;
         Ok(BootDecision {
@@ -210,7 +210,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     }
 
     /// Completes the swap back and reports the failed update.
-    fn revert(&mut self) -> Result<BootDecision, Error> {
+    fn revert(&mut self) -> Result<BootDecision, SlotError> {
         copy::run(&mut self.flash, &self.layout, self.buf)?;
         self.reverted(0)?;
         Ok(BootDecision {
@@ -222,7 +222,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// Journals the end of a failed test boot, running `slot`: the candidate is back in the
     /// candidate slot, verified and not installed, so Object 5 reports Downloaded with Update
     /// Result 8 (object text and OMA ETS 1.0-int-779), and survives further reboots as such.
-    fn reverted(&mut self, slot: usize) -> Result<(), Error> {
+    fn reverted(&mut self, slot: usize) -> Result<(), SlotError> {
         self.journal(|next| {
             next.phase = Some(Phase::Downloaded);
             next.result = Some(UpdateResult::UpdateFailed);
@@ -231,7 +231,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     }
 
     /// Journals `Idle` with `result`, running `slot`.
-    fn finish(&mut self, result: UpdateResult, slot: usize) -> Result<(), Error> {
+    fn finish(&mut self, result: UpdateResult, slot: usize) -> Result<(), SlotError> {
         self.journal(|next| {
             next.phase = Some(Phase::Idle);
             next.result = Some(result);
@@ -245,7 +245,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// short frame, and the boot decision's frame, under which the verifier's P-256 frames run
     /// (twice when the chosen image fails and the other slot's is checked), holds none.
     #[inline(never)]
-    fn journal(&mut self, edit: impl FnOnce(&mut Record)) -> Result<(), Error> {
+    fn journal(&mut self, edit: impl FnOnce(&mut Record)) -> Result<(), SlotError> {
         let mut next = self.record;
         edit(&mut next);
         self.commit(next)
@@ -253,7 +253,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
 
     /// Safe action for an unknown state: of the bootable slots whose image verifies and is
     /// not older than the floor, run the newest; journal `Idle` so the next boot is ordinary.
-    fn recover<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, Error> {
+    fn recover<A: Authenticate>(&mut self, auth: &mut A) -> Result<BootDecision, SlotError> {
         let bootable: &[usize] = match self.layout.strategy {
             Strategy::AB => &[0, 1],
             Strategy::Swap | Strategy::Overwrite => &[0],

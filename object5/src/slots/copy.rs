@@ -8,7 +8,7 @@
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::error::{flash_err, Error};
+use super::error::{flash_err, SlotError};
 use super::layout::{progress_word, Layout, Strategy};
 
 /// Source and destination of step `j`.
@@ -43,7 +43,7 @@ fn step(layout: &Layout, j: u32) -> (u32, u32) {
 }
 
 /// Erases the progress sector: the first step of a swap or copy, before it is journaled.
-pub(crate) fn prepare<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<(), Error> {
+pub(crate) fn prepare<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<(), SlotError> {
     flash
         .erase(layout.progress, layout.progress + layout.sector_size)
         .map_err(flash_err)
@@ -54,14 +54,14 @@ pub(crate) fn run<F: NorFlash>(
     flash: &mut F,
     layout: &Layout,
     buf: &mut [u8],
-) -> Result<(), Error> {
+) -> Result<(), SlotError> {
     let word = progress_word(F::WRITE_SIZE);
     let done = [0u8; 16];
-    let done = done.get(..word).ok_or(Error::BufferTooSmall)?;
+    let done = done.get(..word).ok_or(SlotError::BufferTooSmall)?;
     for j in 0..layout.copy_steps() {
         let at = layout.progress + j * word as u32;
         let mut current = [0u8; 16];
-        let current = current.get_mut(..word).ok_or(Error::BufferTooSmall)?;
+        let current = current.get_mut(..word).ok_or(SlotError::BufferTooSmall)?;
         flash.read(at, current).map_err(flash_err)?;
         if current.iter().any(|&b| b != 0xFF) {
             continue;
@@ -80,17 +80,19 @@ fn copy_sector<F: NorFlash>(
     dst: u32,
     sector: u32,
     buf: &mut [u8],
-) -> Result<(), Error> {
+) -> Result<(), SlotError> {
     let chunk = buf.len().min(sector as usize) / 16 * 16;
     let buf = buf
         .get_mut(..chunk)
         .filter(|b| !b.is_empty())
-        .ok_or(Error::BufferTooSmall)?;
+        .ok_or(SlotError::BufferTooSmall)?;
     flash.erase(dst, dst + sector).map_err(flash_err)?;
     let mut done = 0u32;
     while done < sector {
         let len = (sector - done).min(chunk as u32);
-        let part = buf.get_mut(..len as usize).ok_or(Error::BufferTooSmall)?;
+        let part = buf
+            .get_mut(..len as usize)
+            .ok_or(SlotError::BufferTooSmall)?;
         flash.read(src + done, part).map_err(flash_err)?;
         if part.iter().any(|&b| b != 0xFF) {
             flash.write(dst + done, part).map_err(flash_err)?;

@@ -8,7 +8,7 @@ use super::record::Phase;
 
 /// Why a slot operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
+pub enum SlotError {
     /// The flash driver failed (in the simulation: also "power lost").
     Flash(NorFlashErrorKind),
     /// The layout does not fit the flash geometry.
@@ -61,7 +61,7 @@ pub enum VerifyError {
     Size,
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SlotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Flash(kind) => write!(f, "flash error: {kind}"),
@@ -99,6 +99,6 @@ impl fmt::Display for VerifyError {
 }
 
 /// Maps any driver error to its generic kind (`.map_err(flash_err)`).
-pub(crate) fn flash_err<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> Error {
-    Error::Flash(e.kind())
+pub(crate) fn flash_err<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> SlotError {
+    SlotError::Flash(e.kind())
 }

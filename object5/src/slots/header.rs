@@ -7,7 +7,7 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use super::crc::Crc32;
-use super::error::{flash_err, Error, VerifyError};
+use super::error::{flash_err, SlotError, VerifyError};
 use super::ManifestFacts;
 
 const MAGIC: [u8; 4] = *b"O5H1";
@@ -37,11 +37,11 @@ pub(crate) fn write<F: NorFlash>(
     sector: u32,
     facts: &ManifestFacts,
     envelope: &[u8],
-) -> Result<(), Error> {
+) -> Result<(), SlotError> {
     if envelope.len() > max_envelope(sector) {
-        return Err(Error::EnvelopeTooLarge);
+        return Err(SlotError::EnvelopeTooLarge);
     }
-    let env_len = u32::try_from(envelope.len()).map_err(|_| Error::EnvelopeTooLarge)?;
+    let env_len = u32::try_from(envelope.len()).map_err(|_| SlotError::EnvelopeTooLarge)?;
     let mut fixed = fixed_fields(facts, env_len);
     let mut crc = Crc32::new();
     crc.update(&fixed[..CRC_AT]);
@@ -58,9 +58,9 @@ pub(crate) fn write<F: NorFlash>(
     if !tail.is_empty() {
         let mut pad = [0xFF; 16];
         pad.get_mut(..tail.len())
-            .ok_or(Error::BufferTooSmall)?
+            .ok_or(SlotError::BufferTooSmall)?
             .copy_from_slice(tail);
-        let last = pad.get(..F::WRITE_SIZE).ok_or(Error::BufferTooSmall)?;
+        let last = pad.get(..F::WRITE_SIZE).ok_or(SlotError::BufferTooSmall)?;
         flash
             .write(body + aligned as u32, last)
             .map_err(flash_err)?;
@@ -75,7 +75,7 @@ pub(crate) fn read<F: NorFlash>(
     slot: u32,
     sector: u32,
     buf: &mut [u8],
-) -> Result<Result<(ManifestFacts, usize), VerifyError>, Error> {
+) -> Result<Result<(ManifestFacts, usize), VerifyError>, SlotError> {
     let mut fixed = [0u8; FIXED];
     flash.read(slot, &mut fixed).map_err(flash_err)?;
     if fixed[0..4] != MAGIC {

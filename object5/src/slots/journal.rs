@@ -8,7 +8,7 @@
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::error::{flash_err, Error};
+use super::error::{flash_err, SlotError};
 use super::layout::progress_word;
 use super::record::{Record, COMMIT, COMMIT_AT, PAYLOAD_SIZE, RECORD_SIZE};
 
@@ -49,8 +49,10 @@ impl Journal {
         base: u32,
         sector: u32,
         buf: &mut [u8],
-    ) -> Result<(Self, Option<Record>), Error> {
-        let raw = buf.get_mut(..RECORD_SIZE).ok_or(Error::BufferTooSmall)?;
+    ) -> Result<(Self, Option<Record>), SlotError> {
+        let raw = buf
+            .get_mut(..RECORD_SIZE)
+            .ok_or(SlotError::BufferTooSmall)?;
         let mut journal = Self {
             base,
             sector,
@@ -96,7 +98,7 @@ impl Journal {
         flash: &mut F,
         record: &mut Record,
         buf: &mut [u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), SlotError> {
         let (s, i) = match self.next {
             Next::At(s, i) => (s, i),
             Next::Switch(s) => {
@@ -110,7 +112,7 @@ impl Journal {
         let payload: &mut [u8; PAYLOAD_SIZE] = buf
             .get_mut(..PAYLOAD_SIZE)
             .and_then(|b| b.try_into().ok())
-            .ok_or(Error::BufferTooSmall)?;
+            .ok_or(SlotError::BufferTooSmall)?;
         record.encode(payload);
         let at = self.addr(s, i);
         flash.write(at, payload).map_err(flash_err)?;
@@ -122,7 +124,7 @@ impl Journal {
         flash
             .write(
                 at + COMMIT_AT as u32,
-                commit.get(..len).ok_or(Error::BufferTooSmall)?,
+                commit.get(..len).ok_or(SlotError::BufferTooSmall)?,
             )
             .map_err(flash_err)?;
         self.last_seq = record.seq;

@@ -3,7 +3,7 @@
 use embedded_storage::nor_flash::NorFlash;
 use sha2::{Digest, Sha256};
 
-use super::error::{flash_err, Error, VerifyError};
+use super::error::{flash_err, SlotError, VerifyError};
 use super::journal::Journal;
 use super::layout::{Layout, Strategy};
 use super::record::{Field, Phase, Record};
@@ -43,10 +43,10 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     /// Opens the manager on `flash`: validates the layout and reads the newest journal record.
     /// `buf` must hold [`MIN_WORK_BUFFER`](super::MIN_WORK_BUFFER) bytes and the largest
     /// envelope head the bootloader authenticates (one sector is always enough).
-    pub fn open(mut flash: F, layout: Layout, buf: &'b mut [u8]) -> Result<Self, Error> {
+    pub fn open(mut flash: F, layout: Layout, buf: &'b mut [u8]) -> Result<Self, SlotError> {
         layout
             .validate(F::ERASE_SIZE, F::WRITE_SIZE, flash.capacity())
-            .map_err(Error::Layout)?;
+            .map_err(SlotError::Layout)?;
         let (journal, record) = Journal::load(&mut flash, layout.journal, layout.sector_size, buf)?;
         let known = record.is_some();
         let record = record.unwrap_or(Record {
@@ -71,11 +71,11 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         facts: &ManifestFacts,
         envelope: &[u8],
         image: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), SlotError> {
         let slot = self.layout.slots[0];
         if image.len() > self.layout.image_capacity() as usize || facts.size as usize != image.len()
         {
-            return Err(Error::ImageTooLarge);
+            return Err(SlotError::ImageTooLarge);
         }
         let s = self.layout.sector_size;
         header::write(&mut self.flash, slot, s, facts, envelope)?;
@@ -164,17 +164,17 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// Stores the Package URI (/5/0/1) as resume data for a pull download.
-    pub fn set_package_uri(&mut self, uri: &[u8]) -> Result<(), Error> {
+    pub fn set_package_uri(&mut self, uri: &[u8]) -> Result<(), SlotError> {
         let mut next = self.record;
-        next.uri = Field::new(uri).ok_or(Error::FieldTooLong)?;
+        next.uri = Field::new(uri).ok_or(SlotError::FieldTooLong)?;
         self.commit(next)
     }
 
     /// Stores PkgName and PkgVersion (/5/0/6, /5/0/7) of the candidate.
-    pub fn set_package_info(&mut self, name: &[u8], version: &[u8]) -> Result<(), Error> {
+    pub fn set_package_info(&mut self, name: &[u8], version: &[u8]) -> Result<(), SlotError> {
         let mut next = self.record;
-        next.name = Field::new(name).ok_or(Error::FieldTooLong)?;
-        next.version = Field::new(version).ok_or(Error::FieldTooLong)?;
+        next.name = Field::new(name).ok_or(SlotError::FieldTooLong)?;
+        next.version = Field::new(version).ok_or(SlotError::FieldTooLong)?;
         self.commit(next)
     }
 
@@ -185,7 +185,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         &mut self,
         facts: &ManifestFacts,
         envelope: &[u8],
-    ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+    ) -> Result<DownloadWriter<'_, 'b, F>, SlotError> {
         self.begin_download_with(facts, envelope.len(), |out| {
             out.copy_from_slice(envelope);
             Some(())
@@ -200,24 +200,24 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         facts: &ManifestFacts,
         len: usize,
         write_head: impl FnOnce(&mut [u8]) -> Option<()>,
-    ) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+    ) -> Result<DownloadWriter<'_, 'b, F>, SlotError> {
         match self.record.phase {
             Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
         }
         if facts.sequence <= self.record.floor {
-            return Err(Error::Rollback {
+            return Err(SlotError::Rollback {
                 sequence: facts.sequence,
                 floor: self.record.floor,
             });
         }
         if facts.size > self.layout.image_capacity() {
-            return Err(Error::ImageTooLarge);
+            return Err(SlotError::ImageTooLarge);
         }
         if len > header::max_envelope(self.layout.sector_size) || len > self.buf.len() {
-            return Err(Error::EnvelopeTooLarge);
+            return Err(SlotError::EnvelopeTooLarge);
         }
-        let slot = self.candidate_slot().ok_or(Error::Busy(Phase::Idle))?;
+        let slot = self.candidate_slot().ok_or(SlotError::Busy(Phase::Idle))?;
         if self.record.phase != Some(Phase::Idle) {
             // The stored candidate is about to be erased: stop claiming it first.
             let mut idle = self.record;
@@ -226,8 +226,8 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             self.commit(idle)?;
         }
         // The journal uses the work buffer too: the head goes in only after the commit above.
-        let head = self.buf.get_mut(..len).ok_or(Error::EnvelopeTooLarge)?;
-        write_head(head).ok_or(Error::EnvelopeTooLarge)?;
+        let head = self.buf.get_mut(..len).ok_or(SlotError::EnvelopeTooLarge)?;
+        write_head(head).ok_or(SlotError::EnvelopeTooLarge)?;
         header::write(
             &mut self.flash,
             self.layout.slots[slot],
@@ -245,13 +245,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// Continues an interrupted download at [`Status::download_offset`] (sector-aligned).
-    pub fn resume_download(&mut self) -> Result<DownloadWriter<'_, 'b, F>, Error> {
+    pub fn resume_download(&mut self) -> Result<DownloadWriter<'_, 'b, F>, SlotError> {
         if self.record.phase != Some(Phase::Downloading) || !self.known {
-            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+            return Err(SlotError::Busy(self.record.phase.unwrap_or(Phase::Idle)));
         }
         let slot = self
             .candidate_slot()
-            .ok_or(Error::Busy(Phase::Downloading))?;
+            .ok_or(SlotError::Busy(Phase::Downloading))?;
         let facts = match header::read(
             &mut self.flash,
             self.layout.slots[slot],
@@ -261,14 +261,14 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             Ok((facts, _)) => facts,
             Err(e) => {
                 self.abort_download(UpdateResult::IntegrityFailure)?;
-                return Err(Error::Verify(e));
+                return Err(SlotError::Verify(e));
             }
         };
         let offset =
             self.record.offset.min(facts.size) / self.layout.sector_size * self.layout.sector_size;
         let base = self
             .image_address(slot)
-            .ok_or(Error::Busy(Phase::Downloading))?;
+            .ok_or(SlotError::Busy(Phase::Downloading))?;
         let dl = Download::new(
             base,
             Some(facts),
@@ -281,10 +281,10 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
 
     /// Stores an Update Result without changing the phase (e.g. 7 after an invalid Package
     /// URI, 11 after a deferral). Refused during install, test or revert.
-    pub fn set_result(&mut self, result: UpdateResult) -> Result<(), Error> {
+    pub fn set_result(&mut self, result: UpdateResult) -> Result<(), SlotError> {
         match self.record.phase {
             Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
         }
         let mut next = self.record;
         next.result = Some(result);
@@ -293,10 +293,10 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
 
     /// Ends a download or discards a stored candidate: `Idle` with `result` (e.g. 4 for a lost
     /// connection, 10 for a cancel).
-    pub fn abort_download(&mut self, result: UpdateResult) -> Result<(), Error> {
+    pub fn abort_download(&mut self, result: UpdateResult) -> Result<(), SlotError> {
         match self.record.phase {
             Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
         }
         let mut next = self.record;
         next.phase = Some(Phase::Idle);
@@ -306,9 +306,9 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// Execute (/5/0/2): marks the verified candidate for activation at the next reset.
-    pub fn request_install(&mut self) -> Result<(), Error> {
+    pub fn request_install(&mut self) -> Result<(), SlotError> {
         if self.record.phase != Some(Phase::Downloaded) || !self.known {
-            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+            return Err(SlotError::Busy(self.record.phase.unwrap_or(Phase::Idle)));
         }
         let mut next = self.record;
         next.phase = Some(Phase::Pending);
@@ -317,11 +317,11 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
 
     /// Confirms the running test image after it re-registered: `Idle`, Update Result 1, and
     /// the floor rises to its sequence number. A no-op when nothing is under test.
-    pub fn confirm(&mut self) -> Result<(), Error> {
+    pub fn confirm(&mut self) -> Result<(), SlotError> {
         match self.record.phase {
             Some(Phase::Testing) if self.known => {}
             Some(Phase::Idle) if self.known => return Ok(()),
-            other => return Err(Error::Busy(other.unwrap_or(Phase::Idle))),
+            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
         }
         let mut next = self.record;
         next.phase = Some(Phase::Idle);
@@ -335,9 +335,9 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     /// that keeps a second copy of the floor outside the journal, so a journal that lost its
     /// newest records cannot lower it. Returns whether the floor rose. Refused while the
     /// journal holds no known state (the bootloader writes one first).
-    pub fn raise_floor(&mut self, floor: u64) -> Result<bool, Error> {
+    pub fn raise_floor(&mut self, floor: u64) -> Result<bool, SlotError> {
         if !self.known || self.record.phase.is_none() {
-            return Err(Error::Busy(Phase::Idle));
+            return Err(SlotError::Busy(Phase::Idle));
         }
         if floor <= self.record.floor {
             return Ok(false);
@@ -359,7 +359,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         &mut self,
         slot: usize,
         auth: &mut A,
-    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+    ) -> Result<Result<ManifestFacts, VerifyError>, SlotError> {
         self.check_slot(slot, auth, false)
     }
 
@@ -369,7 +369,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         &mut self,
         slot: usize,
         auth: &mut A,
-    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+    ) -> Result<Result<ManifestFacts, VerifyError>, SlotError> {
         self.check_slot(slot, auth, true)
     }
 
@@ -378,7 +378,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         slot: usize,
         auth: &mut A,
         installed: bool,
-    ) -> Result<Result<ManifestFacts, VerifyError>, Error> {
+    ) -> Result<Result<ManifestFacts, VerifyError>, SlotError> {
         let Some(&addr) = self.layout.slots.get(slot) else {
             return Ok(Err(VerifyError::NoHeader));
         };
@@ -387,7 +387,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(e)),
             };
-        let envelope = self.buf.get(..len).ok_or(Error::BufferTooSmall)?;
+        let envelope = self.buf.get(..len).ok_or(SlotError::BufferTooSmall)?;
         let authenticated = if installed {
             auth.authenticate_installed(envelope)
         } else {
@@ -410,7 +410,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// SHA-256 over `len` bytes of flash from `addr`, read through the work buffer.
-    pub(crate) fn image_digest(&mut self, addr: u32, len: u32) -> Result<[u8; 32], Error> {
+    pub(crate) fn image_digest(&mut self, addr: u32, len: u32) -> Result<[u8; 32], SlotError> {
         let mut hasher = Sha256::new();
         let chunk = self.buf.len().min(4096) as u32;
         let mut done = 0;
@@ -419,7 +419,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             let part = self
                 .buf
                 .get_mut(..n as usize)
-                .ok_or(Error::BufferTooSmall)?;
+                .ok_or(SlotError::BufferTooSmall)?;
             self.flash.read(addr + done, part).map_err(flash_err)?;
             hasher.update(&*part);
             done += n;
@@ -428,7 +428,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// Appends `next` to the journal and makes it current.
-    pub(crate) fn commit(&mut self, mut next: Record) -> Result<(), Error> {
+    pub(crate) fn commit(&mut self, mut next: Record) -> Result<(), SlotError> {
         self.journal.append(&mut self.flash, &mut next, self.buf)?;
         self.record = next;
         self.known = true;

@@ -30,7 +30,7 @@ mod suit;
 mod writer;
 
 pub use boot::{BootDecision, BootPath};
-pub use error::{Error, VerifyError};
+pub use error::{SlotError, VerifyError};
 pub use layout::{Layout, LayoutError, Strategy};
 pub use manager::{SlotManager, Status};
 pub use record::{Phase, MAX_NAME, MAX_URI, MAX_VERSION};

@@ -11,7 +11,7 @@
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::error::{flash_err, Error, VerifyError};
+use super::error::{flash_err, SlotError, VerifyError};
 use super::manager::SlotManager;
 use super::record::Phase;
 use super::ManifestFacts;
@@ -71,12 +71,12 @@ pub struct DownloadWriter<'m, 'b, F: NorFlash> {
 impl<'m, 'b, F: NorFlash> SlotManager<'b, F> {
     /// Reattaches a detached download. Refused unless a download of the same package is
     /// still journaled (e.g. it was aborted or replaced meanwhile).
-    pub fn writer(&'m mut self, dl: Download) -> Result<DownloadWriter<'m, 'b, F>, Error> {
+    pub fn writer(&'m mut self, dl: Download) -> Result<DownloadWriter<'m, 'b, F>, SlotError> {
         let same = dl
             .facts
             .is_some_and(|f| f.sequence == self.record.candidate_seq);
         if !self.known || self.record.phase != Some(Phase::Downloading) || !same {
-            return Err(Error::Busy(self.record.phase.unwrap_or(Phase::Idle)));
+            return Err(SlotError::Busy(self.record.phase.unwrap_or(Phase::Idle)));
         }
         Ok(DownloadWriter { mgr: self, dl })
     }
@@ -103,9 +103,9 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     }
 
     /// Appends `data` at [`offset`](Self::offset).
-    pub fn write(&mut self, mut data: &[u8]) -> Result<(), Error> {
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), SlotError> {
         if data.len() as u64 > u64::from(self.dl.size.saturating_sub(self.offset())) {
-            return Err(Error::SizeMismatch);
+            return Err(SlotError::SizeMismatch);
         }
         let w = F::WRITE_SIZE;
         if self.dl.tail_len > 0 {
@@ -115,13 +115,13 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
             self.dl
                 .tail
                 .get_mut(at..at + take)
-                .ok_or(Error::BufferTooSmall)?
+                .ok_or(SlotError::BufferTooSmall)?
                 .copy_from_slice(head);
             self.dl.tail_len += take;
             data = rest;
             if self.dl.tail_len == w {
                 let block = self.dl.tail;
-                self.program(block.get(..w).ok_or(Error::BufferTooSmall)?)?;
+                self.program(block.get(..w).ok_or(SlotError::BufferTooSmall)?)?;
                 self.dl.tail_len = 0;
             }
         }
@@ -134,7 +134,7 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         self.dl
             .tail
             .get_mut(at..at + rest.len())
-            .ok_or(Error::BufferTooSmall)?
+            .ok_or(SlotError::BufferTooSmall)?
             .copy_from_slice(rest);
         self.dl.tail_len += rest.len();
         self.persist_progress()
@@ -142,7 +142,7 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
 
     /// Checks the whole image in flash against the manifest and journals `Downloaded`. On a
     /// digest or size mismatch the candidate is dropped: `Idle`, Update Result 5.
-    pub fn finish(mut self) -> Result<(), Error> {
+    pub fn finish(mut self) -> Result<(), SlotError> {
         self.flush_tail()?;
         let Some(facts) = self.dl.facts else {
             return Ok(());
@@ -151,9 +151,9 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         if self.dl.written < self.dl.size || digest != facts.digest {
             self.mgr.abort_download(UpdateResult::IntegrityFailure)?;
             return Err(if self.dl.written < self.dl.size {
-                Error::SizeMismatch
+                SlotError::SizeMismatch
             } else {
-                Error::Verify(VerifyError::Digest)
+                SlotError::Verify(VerifyError::Digest)
             });
         }
         let mut next = self.mgr.record;
@@ -163,17 +163,21 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     }
 
     /// Writes a partial last word padded with 0xFF.
-    pub(crate) fn flush_tail(&mut self) -> Result<(), Error> {
+    pub(crate) fn flush_tail(&mut self) -> Result<(), SlotError> {
         if self.dl.tail_len == 0 {
             return Ok(());
         }
         let mut block = self.dl.tail;
         block
             .get_mut(self.dl.tail_len..)
-            .ok_or(Error::BufferTooSmall)?
+            .ok_or(SlotError::BufferTooSmall)?
             .fill(0xFF);
         let len = self.dl.tail_len;
-        self.program(block.get(..F::WRITE_SIZE).ok_or(Error::BufferTooSmall)?)?;
+        self.program(
+            block
+                .get(..F::WRITE_SIZE)
+                .ok_or(SlotError::BufferTooSmall)?,
+        )?;
         // `written` counts image bytes; the padding is not part of the image.
         self.dl.written -= (F::WRITE_SIZE - len) as u32;
         self.dl.tail_len = 0;
@@ -181,7 +185,7 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     }
 
     /// Writes word-aligned `bytes` at `written`, erasing each sector before its first write.
-    fn program(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+    fn program(&mut self, mut bytes: &[u8]) -> Result<(), SlotError> {
         let sector = self.mgr.layout.sector_size;
         while !bytes.is_empty() {
             let index = self.dl.written / sector;
@@ -206,7 +210,7 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
     }
 
     /// Journals the offset when another whole sector is in flash.
-    fn persist_progress(&mut self) -> Result<(), Error> {
+    fn persist_progress(&mut self) -> Result<(), SlotError> {
         let sector = self.mgr.layout.sector_size;
         let boundary = self.dl.written / sector * sector;
         if self.dl.facts.is_none() || boundary <= self.dl.persisted {
