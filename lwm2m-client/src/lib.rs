@@ -1,9 +1,13 @@
 //! LwM2M client: a sans-IO engine (bytes and time in; bytes, timer deadlines and events out)
 //! and the thin tokio shell that drives it over UDP.
 //!
-//! The core (everything outside `runtime`, `dtls` and the http pull) builds as `no_std` +
-//! `alloc`; the `std` feature adds the tokio runtime, the UDP transport and the simulated-device
-//! binary.
+//! Three parts, each a layer on the one before:
+//! - the core (every module but `host` and `sim`) builds as `no_std` + `alloc`: wire formats,
+//!   the engine, the objects, the sans-IO Block2 pull;
+//! - `host` (feature `std`): the tokio runtime over UDP, DTLS through OpenSSL and the socket
+//!   pulls (CoAP over UDP/DTLS, HTTP);
+//! - `sim` (feature `std`): the simulated device behind the `lwm2m-client` binary, on
+//!   device-port's simulated flash and bootloader.
 //!
 //! - [`codec`]: wire formats shared with the server shim (Block1/Block2 option with 20-bit NUM,
 //!   link-format, TLV, SenML JSON/CBOR, LwM2M JSON, LwM2M CBOR, CBOR, text/opaque, paths, the
@@ -42,6 +46,7 @@
 
 extern crate alloc;
 
+// The no_std core: wire formats, the sans-IO engine, objects and the sans-IO CoAP pull.
 pub mod coap;
 pub mod codec;
 pub mod engine;
@@ -49,23 +54,13 @@ pub mod firmware_backend;
 pub mod object;
 pub mod objects;
 pub mod observe;
-#[cfg(feature = "std")]
-pub mod runtime;
+pub mod pull;
 
 pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
 #[cfg(feature = "std")]
-pub mod dtls;
-#[cfg(feature = "std")]
-pub mod dtls_udp;
+pub mod host;
 
-pub mod pull;
-
-/// Object 5's backend on the simulated device (device-port), host side only.
 #[cfg(feature = "std")]
-pub mod sim_firmware;
-
-/// The simulated device behind the `lwm2m-client` binary, host side only.
-#[cfg(feature = "std")]
-pub mod sim_device;
+pub mod sim;

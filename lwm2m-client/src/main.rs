@@ -1,9 +1,12 @@
-//! `lwm2m-client`: a simulated LwM2M device on loopback (see `lwm2m_client::sim_device`).
+//! `lwm2m-client`: a simulated LwM2M device on loopback (see `lwm2m_client::sim::device`).
 
 use clap::Parser;
 use lwm2m_client::codec::content_format::DATA_FORMATS;
 use lwm2m_client::codec::ContentFormat;
-use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
+use lwm2m_client::sim::{
+    self,
+    device::{CliError, DeviceOptions},
+};
 use std::process::ExitCode;
 
 /// A simulated LwM2M 1.1 device (CoAP over UDP, plain or DTLS with PSK or certificates) that
@@ -67,7 +70,7 @@ async fn main() -> ExitCode {
         stop_requested().await;
         let _ = stop.send(true);
     });
-    match sim_device::run_preferring(args.device, args.preferred_format, shutdown).await {
+    match sim::device::run_preferring(args.device, args.preferred_format, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Device(device_port::DeviceError::PowerLost)) => {
             ExitCode::from(device_port::device::POWER_CUT_EXIT_CODE as u8)

@@ -9,10 +9,10 @@ mod common;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use common::net::coap_client_from;
 use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
+use lwm2m_client::host::runtime::{self, Control};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
 };
-use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 
 /// renegotiation_info (RFC 5746 section 3.2).
 const RENEGOTIATION_INFO: u16 = 0xff01;

@@ -11,9 +11,9 @@ use common::net::{
     answer, recv_request, request_packet, request_to, server_socket, spawn_client_logged, temp_dir,
 };
 use lwm2m_client::coap::TxParams;
-use lwm2m_client::pull::coap_udp::{fetch_counting, CoapPullConfig};
+use lwm2m_client::host::coap_pull::{fetch_counting, CoapPullConfig};
+use lwm2m_client::host::runtime::ForeignDatagrams;
 use lwm2m_client::pull::{PackageSink, SinkError};
-use lwm2m_client::runtime::ForeignDatagrams;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ fn device_ignores_requests_from_anyone_but_its_server() {
             "--endpoint",
             "guarded",
             "--log-level",
-            "warn,lwm2m_client::runtime=debug",
+            "warn,lwm2m_client::host::runtime=debug",
         ],
         &state,
     );

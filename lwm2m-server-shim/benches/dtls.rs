@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
 use lwm2m_server_shim::server::security::store::{

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use coap_lite::{Packet, ResponseType};
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_client::dtls::{DtlsContext, DtlsError};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

@@ -1,4 +1,4 @@
-//! Our simulated device (`lwm2m_client::sim_device`, the `lwm2m-client` binary's library
+//! Our simulated device (`lwm2m_client::sim::device`, the `lwm2m-client` binary's library
 //! entry) run inside this process, for the demo when the binary was not built, for tests and
 //! for the fleet benchmark. The device is single-threaded (`Rc` state, local tasks), so it gets
 //! a thread with its own current-thread runtime.
@@ -6,7 +6,7 @@
 use std::thread::JoinHandle;
 
 use clap::Parser;
-use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_client::sim::{self, device::DeviceOptions};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -52,7 +52,7 @@ impl InProcessDevice {
                 }
             };
             let local = tokio::task::LocalSet::new();
-            if let Err(e) = local.block_on(&rt, sim_device::run(options, stopped)) {
+            if let Err(e) = local.block_on(&rt, sim::device::run(options, stopped)) {
                 tracing::error!(error = %e, "simulated device stopped");
             }
         });

@@ -1,5 +1,5 @@
 //! The `update`, `conformance` and `demo` commands as a user runs them: the shim binary on
-//! loopback, our simulated device (`lwm2m_client::sim_device`) in-process, exit codes and the
+//! loopback, our simulated device (`lwm2m_client::sim::device`) in-process, exit codes and the
 //! printed tables checked.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The conformance runner against this project's own simulated device
-//! (`lwm2m_client::sim_device`, the `lwm2m-client` binary's library entry), in-process over
+//! (`lwm2m_client::sim::device`, the `lwm2m-client` binary's library entry), in-process over
 //! real loopback UDP, trusting the runner's signing key: every case must pass or be N/A for a
 //! reason that is a fact about the device.
 //! And a fleet of these devices updated through the REST API, followed on the SSE stream.

@@ -1,5 +1,5 @@
 //! The shim's coaps listener against real DTLS peers on loopback: libcoap's
-//! `coap-client-openssl` (PSK) and our own `lwm2m_client::dtls` session acting as a device.
+//! `coap-client-openssl` (PSK) and our own `lwm2m_client::host::dtls` session acting as a device.
 //! Covers the package host over DTLS (Block2), registration with the identity bound to one
 //! endpoint (4.03 otherwise), refused keys and identities, the security REST API, device
 //! management back to a coaps-registered client, and that plain CoAP gets nowhere by default.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, hex, temp_dir, wait_event, Harness};
-use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 use lwm2m_server_shim::firmware::campaign;
 use serde_json::{json, Value};
 
@@ -505,12 +505,13 @@ fn certificate_clients_register_as_their_common_name_only() {
     let dir = temp_dir("dtls-pki");
     pki(&dir, "urn:dev:cert-1");
     let read = |f: &str| std::fs::read(dir.join(f)).expect("pem");
-    let cert =
-        lwm2m_server_shim::coap::dtls_socket::ServerCertificate(lwm2m_client::dtls::CertIdentity {
+    let cert = lwm2m_server_shim::coap::dtls_socket::ServerCertificate(
+        lwm2m_client::host::dtls::CertIdentity {
             cert_pem: read("server.pem"),
             key_pem: read("server.key"),
             ca_pem: read("ca.pem"),
-        });
+        },
+    );
     let h = Harness::start("dtls-cert", |c| {
         c.coap_addr = None;
         c.coaps_addr = Some("127.0.0.1:0".parse().expect("addr"));

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{bytes, hex, wait_event, Harness};
+use lwm2m_client::host::runtime::{self, Control};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
 };
-use lwm2m_client::runtime::{self, Control};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 use object5::UpdateResult;
 use serde_json::json;

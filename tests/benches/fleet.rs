@@ -1,7 +1,7 @@
 //! Fleet benchmark (issue 7): N simulated devices register with one shim and complete a pull
 //! update of a signed 64 KiB image, for N = 100, 1 000 and 10 000 (`FLEET_N=100,1000`).
 //!
-//! The devices are the whole client (`lwm2m_client::sim_device`: engine, Object 5, SUIT
+//! The devices are the whole client (`lwm2m_client::sim::device`: engine, Object 5, SUIT
 //! verification, slot manager, bootloader, in-process reset, confirmation) with in-memory
 //! flash, run as local tasks on two current-thread runtimes in this process, over real
 //! loopback UDP. They verify signatures with `--crypto=openssl`, as devices with a P-256
@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::sim_device::{self, DeviceOptions};
+use lwm2m_client::sim::{self, device::DeviceOptions};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::in_process_device::parse_options;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
@@ -296,7 +296,7 @@ fn start_devices(
                 local.block_on(&rt, async move {
                     let handles: Vec<_> = mine
                         .into_iter()
-                        .map(|o| tokio::task::spawn_local(sim_device::run(o, stopped.clone())))
+                        .map(|o| tokio::task::spawn_local(sim::device::run(o, stopped.clone())))
                         .collect();
                     let mut failed = 0;
                     for h in handles {

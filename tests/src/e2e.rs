@@ -10,7 +10,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use device_port::image::ImageBuilder;
-use lwm2m_client::sim_device::{self, CliError, DeviceOptions};
+use lwm2m_client::sim::{
+    self,
+    device::{CliError, DeviceOptions},
+};
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
@@ -386,7 +389,7 @@ impl SimDeviceThread {
                 .enable_all()
                 .build()
                 .expect("device runtime");
-            rt.block_on(sim_device::run(opts, shutdown))
+            rt.block_on(sim::device::run(opts, shutdown))
         });
         Self {
             stop,

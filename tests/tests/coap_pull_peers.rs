@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lwm2m_client::coap::TxParams;
-use lwm2m_client::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
+use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{PackageSink, Resume, SinkError};
 
 struct Peer(Child);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
-use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 
 const IDENTITY: &str = "lwm2m-dev-1";
 const KEY: &str = "secret-psk-0001";

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use lwm2m_client::sim_device::CliError;
+use lwm2m_client::sim::device::CliError;
 use tests::e2e::{Harness, PackageKind, SimDeviceThread};
 use tests::relay::{Faults, Relay};
 

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lwm2m_client::coap::TxParams;
-use lwm2m_client::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::coap_udp::{fetch, CoapPullConfig};
+use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::security::store::SecurityInfo;

@@ -12,10 +12,6 @@ use core::fmt;
 use object5::UpdateResult;
 
 pub mod coap;
-#[cfg(feature = "std")]
-pub mod coap_udp;
-#[cfg(feature = "std")]
-pub mod http;
 
 /// Where pulled bytes go: the Object 5 download path (verifier + candidate slot).
 pub trait PackageSink {

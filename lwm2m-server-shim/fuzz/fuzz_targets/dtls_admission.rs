@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 use lwm2m_server_shim::coap::dtls_socket::{DtlsLimits, DtlsSocket};
 
 const KEY: &[u8] = b"0123456789abcdef";

@@ -223,7 +223,7 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
             RunningDevice::Process(child)
         }
         None => {
-            println!("   simulated device: in-process (lwm2m_client::sim_device; no lwm2m-client binary built)");
+            println!("   simulated device: in-process (lwm2m_client::sim::device; no lwm2m-client binary built)");
             RunningDevice::Thread {
                 _device: InProcessDevice::start(device_args.iter().cloned())
                     .map_err(|e| DemoError::Device(e.to_string()))?,

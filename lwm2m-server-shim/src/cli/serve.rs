@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use clap::Args;
-use lwm2m_client::dtls::CertIdentity;
+use lwm2m_client::host::dtls::CertIdentity;
 use lwm2m_server_shim::api::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession};
+use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession};
 use tokio::net::UdpSocket;
 
 /// Bounds on the listener's per-peer state.
@@ -550,7 +550,7 @@ fn evict_oldest_handshake(p: &mut Peers) {
 mod tests {
     use std::sync::Arc;
 
-    use lwm2m_client::dtls::Psk;
+    use lwm2m_client::host::dtls::Psk;
 
     use super::*;
 

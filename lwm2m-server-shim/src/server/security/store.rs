@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use lwm2m_client::dtls::PskLookup;
+use lwm2m_client::host::dtls::PskLookup;
 use serde_json::{json, Value};
 
 use crate::content::node_json::{hex, unhex};

@@ -12,13 +12,14 @@
 
 use crate::coap::TxParams;
 use crate::codec::Path;
-use crate::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::firmware_backend::FirmwareBackend;
+use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
+use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
+use crate::host::{coap_pull, http_pull};
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
-use crate::pull::{coap_udp, http, PullError, Resume};
-use crate::runtime::{self, Control, ForeignDatagrams, Tasks};
-use crate::sim_firmware::{Acceptance, SharedDevice, SimFirmware};
+use crate::pull::{PullError, Resume};
+use crate::sim::firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
 use device_port::auth::StoredDecryptionKey;
 use device_port::image::ImageBuilder;
@@ -431,22 +432,22 @@ async fn pull(
     let max_size = capacity.saturating_add(8 * 1024);
     let outcome = match job.protocol {
         Protocol::Http | Protocol::Https => {
-            let limits = http::HttpLimits {
+            let limits = http_pull::HttpLimits {
                 stall: Duration::from_millis(tx.ack_timeout_ms * 16),
                 max_size,
             };
-            http::pull_async(&job.uri, resume.as_ref(), &limits, &mut sink)
+            http_pull::pull_async(&job.uri, resume.as_ref(), &limits, &mut sink)
                 .await
                 .map(|p| p.size)
         }
         _ => {
-            let config = coap_udp::CoapPullConfig {
+            let config = coap_pull::CoapPullConfig {
                 block_size,
                 tx,
                 max_size,
                 dtls,
             };
-            coap_udp::fetch_counting(&job.uri, resume.as_ref(), &config, &mut sink, &foreign)
+            coap_pull::fetch_counting(&job.uri, resume.as_ref(), &config, &mut sink, &foreign)
                 .await
                 .map(|p| p.size)
         }

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::coap::{Block2Pull, CoapUri, Pulled};
-use super::{PackageSink, PullError, Resume};
 use crate::coap::TxParams;
-use crate::dtls::DtlsContext;
-use crate::dtls_udp::DtlsUdp;
-use crate::runtime::{default_local, ForeignDatagrams};
+use crate::host::dtls::DtlsContext;
+use crate::host::dtls_udp::DtlsUdp;
+use crate::host::runtime::{default_local, ForeignDatagrams};
+use crate::pull::coap::{Block2Pull, CoapUri, Pulled};
+use crate::pull::{PackageSink, PullError, Resume};
 
 /// How a CoAP pull is made.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openssl::ssl::SslSession;
 use tokio::net::UdpSocket;
 
-use crate::dtls::{DtlsContext, DtlsError, DtlsSession};
+use crate::host::dtls::{DtlsContext, DtlsError, DtlsSession};
 
 /// An established DTLS association with one server.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ureq::tls::{TlsConfig, TlsProvider};
 use ureq::Agent;
 
-use super::{PackageSink, PullError, Resume};
+use crate::pull::{PackageSink, PullError, Resume};
 
 /// Bytes read from the connection at a time; also the largest write handed to the sink.
 const CHUNK: usize = 4096;
@@ -137,15 +137,15 @@ impl PackageSink for ChannelSink {
         from: u64,
         etag: Option<&[u8]>,
         total: Option<u64>,
-    ) -> Result<(), super::SinkError> {
+    ) -> Result<(), crate::pull::SinkError> {
         self.0
             .blocking_send(Chunk::Start(from, etag.map(<[u8]>::to_vec), total))
-            .map_err(|_| super::SinkError(object5::UpdateResult::Cancelled))
+            .map_err(|_| crate::pull::SinkError(object5::UpdateResult::Cancelled))
     }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), super::SinkError> {
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), crate::pull::SinkError> {
         self.0
             .blocking_send(Chunk::Data(offset, bytes.to_vec()))
-            .map_err(|_| super::SinkError(object5::UpdateResult::Cancelled))
+            .map_err(|_| crate::pull::SinkError(object5::UpdateResult::Cancelled))
     }
 }
 

@@ -7,8 +7,8 @@
 //! operations come from the server the client registered with; over DTLS the session binds
 //! the peer too, RFC 6347 §4.1).
 
-use crate::dtls::DtlsContext;
-use crate::dtls_udp::DtlsUdp;
+use crate::host::dtls::DtlsContext;
+use crate::host::dtls_udp::DtlsUdp;
 use crate::{Engine, Event};
 use openssl::ssl::SslSession;
 use std::future::Future;
