@@ -331,8 +331,9 @@ impl ClientCall<'_> {
             .create(&target, cf, &payload)
             .await
             .map_err(|e| dm_failure(&e))?;
-        let location =
-            (!r.location.is_empty()).then(|| Value::String(format!("/{}", r.location.join("/"))));
+        // Leshan shows the Location-Path options joined by '/' without a leading one ("1/0"),
+        // as Californium's `getLocationPathString` gives them.
+        let location = (!r.location.is_empty()).then(|| Value::String(r.location.join("/")));
         Ok(json(
             StatusCode::OK,
             &response_json(&r, location.map(|l| ("location", l))),
