@@ -64,3 +64,33 @@ fn refusals_name_what_is_wrong() {
     );
     assert_eq!(h.get_json("/api/packages"), (200, json!([])));
 }
+
+/// An unknown endpoint is worded as Leshan's ClientServlet words it: "No registered client"
+/// for a Read, Discover, Write or Write-Attributes, "no registered client" for the rest, so
+/// scripts that match Leshan's text match ours.
+#[test]
+fn unknown_clients_are_worded_as_leshan_words_them() {
+    let h = Harness::start("rest-unknown-client", |_| {});
+    let upper = "No registered client with id 'ghost'";
+    let lower = "no registered client with id 'ghost'";
+    let (s, r) = h.get_json("/api/clients/ghost");
+    assert_eq!((s, message(&r)), (400, lower));
+    let (s, r) = h.get_json("/api/clients/ghost/3/0");
+    assert_eq!((s, message(&r)), (400, upper));
+    let (s, r) = h.get_json("/api/clients/ghost/3/0/discover");
+    assert_eq!((s, message(&r)), (400, upper));
+    let (s, r) = h.put(
+        "/api/clients/ghost/3/0/1",
+        "application/json",
+        br#"{"id":1,"value":"x"}"#,
+    );
+    assert_eq!((s, message(&r)), (400, upper));
+    let (s, r) = h.put("/api/clients/ghost/3/0/attributes?pmin=1", "", b"");
+    assert_eq!((s, message(&r)), (400, upper));
+    let (s, r) = h.post("/api/clients/ghost/3/0/4", b"");
+    assert_eq!((s, message(&r)), (400, lower));
+    let (s, r) = h.post("/api/clients/ghost/3/0/observe", b"");
+    assert_eq!((s, message(&r)), (400, lower));
+    let (s, b) = h.delete("/api/clients/ghost/1/0");
+    assert_eq!((s, String::from_utf8_lossy(&b).as_ref()), (400, lower));
+}

@@ -422,7 +422,7 @@ fn discover_execute_create_delete_and_write_attributes_map_to_coap() {
     );
     assert_eq!(
         (s, r["status"].as_str(), r["location"].as_str()),
-        (200, Some("CREATED(201)"), Some("/1/7"))
+        (200, Some("CREATED(201)"), Some("1/7"))
     );
     let (s, b) = h.delete("/api/clients/ops/1/7");
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));

@@ -85,6 +85,16 @@ impl Rest {
         Self::call(self.agent.post(format!("{}{path}", self.base)).send(body))
     }
 
+    /// POST a JSON body (Create).
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        Self::call(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("Content-Type", "application/json")
+                .send(body.to_string().as_bytes()),
+        )
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> (u16, Value) {
         Self::call(self.agent.delete(format!("{}{path}", self.base)).call())

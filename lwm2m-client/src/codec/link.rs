@@ -44,8 +44,27 @@ fn is_ptoken(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'()*+-./:<=>?@[]^_`{|}~".contains(&b))
 }
 
-/// Encodes links separated by commas. `rt`, `if` and `title` values, and any value that is not a
-/// ptoken, are quoted.
+/// The value of parameter `name` as a link-format document writes it (RFC 6690 section 2:
+/// `ptoken / quoted-string`): `rt`, `if` and `title` values, whose grammar is a quoted string,
+/// and any value that is not a ptoken are quoted (`"oma.lwm2m"`, `"110 112"`), others are bare
+/// (`1.1`).
+pub fn value_text(name: &str, value: &str) -> String {
+    if matches!(name, "rt" | "if" | "title") || !is_ptoken(value) {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    } else {
+        String::from(value)
+    }
+}
+
+/// Encodes links separated by commas, each value as [`value_text`] writes it.
 pub fn encode(links: &[Link]) -> String {
     let mut out = String::new();
     for (n, link) in links.iter().enumerate() {
@@ -56,18 +75,7 @@ pub fn encode(links: &[Link]) -> String {
         for (name, value) in &link.attrs {
             let _ = write!(out, ";{name}");
             if let Some(v) = value {
-                if matches!(name.as_str(), "rt" | "if" | "title") || !is_ptoken(v) {
-                    out.push_str("=\"");
-                    for c in v.chars() {
-                        if c == '"' || c == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('"');
-                } else {
-                    let _ = write!(out, "={v}");
-                }
+                let _ = write!(out, "={}", value_text(name, v));
             }
         }
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
 use crate::api::registration_json::registration_json;
-use crate::content::node_json::{node_json, parse_node};
+use crate::content::node_json::{node_json, parse_node_at};
 use crate::content::object_model;
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
@@ -274,7 +274,7 @@ impl ClientCall<'_> {
         }
         let v: Value = serde_json::from_slice(self.body)
             .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
-        parse_node(&v, path.instance_id()).map_err(|e| bad(format!("invalid node: {e}")))
+        parse_node_at(&v, path, path.instance_id()).map_err(|e| bad(format!("invalid node: {e}")))
     }
 
     async fn write(&self, device: &DeviceHandle, path: &Path) -> CallResult {
@@ -314,7 +314,7 @@ impl ClientCall<'_> {
         let v: Value = serde_json::from_slice(self.body)
             .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
         // The instance id comes from the path, the body, or defaults to 0 for the encoder.
-        let node = parse_node(&v, Some(path.instance_id().unwrap_or(0)))
+        let node = parse_node_at(&v, path, Some(path.instance_id().unwrap_or(0)))
             .map_err(|e| bad(format!("invalid node: {e}")))?;
         let Node::Instance(inst) = node else {
             return Err(bad("Create takes an instance node"));
@@ -331,8 +331,9 @@ impl ClientCall<'_> {
             .create(&target, cf, &payload)
             .await
             .map_err(|e| dm_failure(&e))?;
-        let location =
-            (!r.location.is_empty()).then(|| Value::String(format!("/{}", r.location.join("/"))));
+        // Leshan shows the Location-Path options joined by '/' without a leading one ("1/0"),
+        // as Californium's `getLocationPathString` gives them.
+        let location = (!r.location.is_empty()).then(|| Value::String(r.location.join("/")));
         Ok(json(
             StatusCode::OK,
             &response_json(&r, location.map(|l| ("location", l))),

@@ -88,7 +88,7 @@ async fn route(
         (&Method::GET, ["api", "jobs", id]) => firmware_api::get(jobs, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
             let Some(reg) = shim.store.get_by_endpoint(ep) else {
-                return unknown_client(ep);
+                return unknown_client_operation(&method, ep);
             };
             let ctype = req
                 .headers()
@@ -172,4 +172,18 @@ fn unknown_client(ep: &str) -> Response<Body> {
         StatusCode::BAD_REQUEST,
         format!("no registered client with id '{ep}'"),
     )
+}
+
+/// An operation on a client that is not registered. Leshan's ClientServlet words it "No
+/// registered client ..." for a Read, Discover, Write or Write-Attributes and "no registered
+/// client ..." for the others; scripts that match the text see the same here.
+fn unknown_client_operation(method: &Method, ep: &str) -> Response<Body> {
+    if matches!(*method, Method::GET | Method::PUT) {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("No registered client with id '{ep}'"),
+        )
+    } else {
+        unknown_client(ep)
+    }
 }

@@ -77,8 +77,9 @@ fn secs(d: Duration) -> String {
 }
 
 /// A UTC timestamp in ISO 8601 (`2024-05-01T12:00:00Z`), without a date library: days to
-/// civil date after H. Hinnant's algorithm.
-fn iso8601(t: SystemTime) -> String {
+/// civil date after H. Hinnant's algorithm. Also how Leshan 2.0.0-M4 shows times in its REST
+/// API, which the REST differential test compares against.
+pub fn iso8601(t: SystemTime) -> String {
     let s = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
     let z = days + 719_468;

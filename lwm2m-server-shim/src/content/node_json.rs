@@ -246,25 +246,100 @@ pub fn parse_value(j: &Json, ty: ResourceType) -> Result<Value, NodeJsonError> {
     })
 }
 
-fn parse_type_field(o: &Map<String, Json>) -> Result<ResourceType, NodeJsonError> {
-    parse_type(
-        field(o, "type")?
-            .as_str()
-            .ok_or(NodeJsonError::Invalid("type"))?,
-    )
+/// The node kinds of Leshan's JSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Instance,
+    MultiResource,
+    SingleResource,
+    ResourceInstance,
 }
 
-fn parse_resource(o: &Map<String, Json>, kind: &str) -> Result<Resource, NodeJsonError> {
+/// The kind of a node: its `kind` field, else, as Leshan's deserializer decides when there is
+/// none (Leshan 2.0.0-M4's own JSON has none: `{"id":1,"value":"coap://..."}`), the field that
+/// carries its content.
+fn kind_of(o: &Map<String, Json>) -> Result<Kind, NodeJsonError> {
+    let Some(kind) = o.get("kind") else {
+        return if o.contains_key("instances") {
+            Ok(Kind::Object)
+        } else if o.contains_key("resources") {
+            Ok(Kind::Instance)
+        } else if o.contains_key("values") {
+            Ok(Kind::MultiResource)
+        } else if o.contains_key("value") {
+            Ok(Kind::SingleResource)
+        } else {
+            Err(NodeJsonError::Missing("kind"))
+        };
+    };
+    match kind.as_str().ok_or(NodeJsonError::Invalid("kind"))? {
+        "obj" => Ok(Kind::Object),
+        "instance" => Ok(Kind::Instance),
+        "multiResource" => Ok(Kind::MultiResource),
+        "singleResource" => Ok(Kind::SingleResource),
+        "resourceInstance" => Ok(Kind::ResourceInstance),
+        other => Err(NodeJsonError::UnknownKind(other.into())),
+    }
+}
+
+/// The type a JSON value has, for a node that names none and whose resource no model knows.
+fn json_type(v: &Json) -> Option<ResourceType> {
+    match v {
+        Json::Bool(_) => Some(ResourceType::Boolean),
+        Json::String(_) => Some(ResourceType::String),
+        Json::Number(n) if n.is_i64() || n.is_u64() => Some(ResourceType::Integer),
+        Json::Number(_) => Some(ResourceType::Float),
+        Json::Object(m) if m.contains_key("objectId") => Some(ResourceType::ObjLnk),
+        _ => None,
+    }
+}
+
+/// The `type` of a resource node; without one (Leshan 2.0.0-M4's JSON), the object model's type
+/// of the resource, else the type of the JSON `sample` value.
+fn type_of(
+    o: &Map<String, Json>,
+    model: Option<ResourceType>,
+    sample: Option<&Json>,
+) -> Result<ResourceType, NodeJsonError> {
+    if let Some(t) = o.get("type") {
+        return parse_type(t.as_str().ok_or(NodeJsonError::Invalid("type"))?);
+    }
+    model
+        .filter(|t| *t != ResourceType::None)
+        .or_else(|| sample.and_then(json_type))
+        .ok_or(NodeJsonError::Missing("type"))
+}
+
+/// Where a node is written: the object it belongs to and, for a resource instance, its
+/// resource, to find declared types in the object model.
+#[derive(Clone, Copy)]
+struct At {
+    object: Option<u16>,
+    resource: Option<u16>,
+}
+
+impl At {
+    fn model(self, resource: Option<u16>) -> Option<ResourceType> {
+        object_model::resource_type(self.object?, resource?)
+    }
+}
+
+fn parse_resource(o: &Map<String, Json>, kind: Kind, at: At) -> Result<Resource, NodeJsonError> {
     let id = id_of(o)?;
-    let ty = parse_type_field(o)?;
     let value = match kind {
-        "singleResource" => ResourceValue::Single(
-            parse_value(field(o, "value")?, ty).map_err(|e| e.at(|| format!("resource {id}")))?,
-        ),
+        Kind::SingleResource => {
+            let v = field(o, "value")?;
+            let ty = type_of(o, at.model(Some(id)), Some(v))?;
+            ResourceValue::Single(
+                parse_value(v, ty).map_err(|e| e.at(|| format!("resource {id}")))?,
+            )
+        }
         _ => {
             let vals = field(o, "values")?
                 .as_object()
                 .ok_or(NodeJsonError::Invalid("values"))?;
+            let ty = type_of(o, at.model(Some(id)), vals.values().next())?;
             let mut items = Vec::with_capacity(vals.len());
             for (k, v) in vals {
                 let ri = k
@@ -286,6 +361,7 @@ fn parse_resource(o: &Map<String, Json>, kind: &str) -> Result<Resource, NodeJso
 fn parse_instance(
     o: &Map<String, Json>,
     default_id: Option<u16>,
+    at: At,
 ) -> Result<Instance, NodeJsonError> {
     let id = match o.get("id") {
         Some(Json::Null) | None => default_id.ok_or(NodeJsonError::Missing("id"))?,
@@ -297,39 +373,60 @@ fn parse_instance(
     let mut resources = Vec::with_capacity(list.len());
     for r in list {
         let ro = r.as_object().ok_or(NodeJsonError::Invalid("resource"))?;
-        let kind = field(ro, "kind")?.as_str().unwrap_or_default();
-        match kind {
-            "singleResource" | "multiResource" => resources.push(parse_resource(ro, kind)?),
-            other => return Err(NodeJsonError::UnknownKind(other.into())),
+        match kind_of(ro)? {
+            kind @ (Kind::SingleResource | Kind::MultiResource) => {
+                resources.push(parse_resource(ro, kind, at)?)
+            }
+            _ => return Err(NodeJsonError::Invalid("resource")),
         }
     }
     resources.sort_by_key(|r| r.id);
     Ok(Instance { id, resources })
 }
 
-/// Parses a node body. `default_instance_id` fills an instance without `id` (Create lets the
-/// client choose; the shim sends the id it was given or this default).
+/// Parses a node body without knowing where it goes: every resource must name its `type`
+/// unless the JSON value shows it. `default_instance_id` fills an instance without `id` (Create
+/// lets the client choose; the shim sends the id it was given or this default).
 pub fn parse_node(j: &Json, default_instance_id: Option<u16>) -> Result<Node, NodeJsonError> {
+    parse_node_at(j, &Path::ROOT, default_instance_id)
+}
+
+/// Parses a node body written at `path` (or created in its object): in Leshan 2.0's form, or
+/// in Leshan 2.0.0-M4's form without `kind` and `type`, whose types come from the object model
+/// of `path`'s object (else from the JSON values).
+pub fn parse_node_at(
+    j: &Json,
+    path: &Path,
+    default_instance_id: Option<u16>,
+) -> Result<Node, NodeJsonError> {
     let o = j
         .as_object()
         .ok_or(NodeJsonError::NotAnObject(json_kind(j)))?;
-    let kind = field(o, "kind")?
-        .as_str()
-        .ok_or(NodeJsonError::Invalid("kind"))?;
-    match kind {
-        "singleResource" | "multiResource" => Ok(Node::Resource(parse_resource(o, kind)?)),
-        "resourceInstance" => {
-            let ty = parse_type_field(o)?;
+    let at = At {
+        object: path.object_id(),
+        resource: path.resource_id(),
+    };
+    match kind_of(o)? {
+        kind @ (Kind::SingleResource | Kind::MultiResource) => {
+            Ok(Node::Resource(parse_resource(o, kind, at)?))
+        }
+        Kind::ResourceInstance => {
             let id = id_of(o)?;
+            let v = field(o, "value")?;
+            let ty = type_of(o, at.model(at.resource), Some(v))?;
             Ok(Node::ResourceInstance {
                 id,
-                value: parse_value(field(o, "value")?, ty)
+                value: parse_value(v, ty)
                     .map_err(|e| e.at(|| format!("resource instance {id}")))?,
             })
         }
-        "instance" => Ok(Node::Instance(parse_instance(o, default_instance_id)?)),
-        "obj" => {
+        Kind::Instance => Ok(Node::Instance(parse_instance(o, default_instance_id, at)?)),
+        Kind::Object => {
             let id = id_of(o)?;
+            let at = At {
+                object: Some(id),
+                resource: None,
+            };
             let list = field(o, "instances")?
                 .as_array()
                 .ok_or(NodeJsonError::Invalid("instances"))?;
@@ -338,12 +435,11 @@ pub fn parse_node(j: &Json, default_instance_id: Option<u16>) -> Result<Node, No
                 .map(|i| {
                     i.as_object()
                         .ok_or(NodeJsonError::Invalid("instance"))
-                        .and_then(|io| parse_instance(io, None))
+                        .and_then(|io| parse_instance(io, None, at))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Node::Object { id, instances })
         }
-        other => Err(NodeJsonError::UnknownKind(other.into())),
     }
 }
 
@@ -435,6 +531,90 @@ mod tests {
                 id: 7,
                 resources: vec![]
             })
+        );
+    }
+
+    /// Leshan 2.0.0-M4's own node JSON has neither `kind` nor `type` (`{"id":1,"value":...}`):
+    /// the kind comes from the field holding the content, as Leshan decides it, the type from
+    /// the object model of the path, else from the JSON value.
+    #[test]
+    fn leshan_m4_nodes_without_kind_and_type() {
+        let at = |j: Json, p: Path| parse_node_at(&j, &p, p.instance_id()).expect("valid");
+        let single = |id, value| {
+            Node::Resource(Resource {
+                id,
+                value: ResourceValue::Single(value),
+            })
+        };
+        assert_eq!(
+            at(
+                json!({"id":1,"value":"coap://h/fw"}),
+                Path::resource(5, 0, 1)
+            ),
+            single(1, Value::String("coap://h/fw".into()))
+        );
+        // The model says Integer where the JSON value alone would not tell (or would say Float).
+        assert_eq!(
+            at(json!({"id":1,"value":"60"}), Path::resource(1, 0, 1)),
+            single(1, Value::Integer(60))
+        );
+        assert_eq!(
+            at(json!({"id":13,"value":300}), Path::resource(5, 0, 13)),
+            single(13, Value::Unsigned(300))
+        );
+        assert_eq!(
+            at(
+                json!({"id":0,"resources":[{"id":3,"value":600},{"id":6,"value":false}]}),
+                Path::instance(1, 0)
+            ),
+            Node::Instance(Instance {
+                id: 0,
+                resources: vec![
+                    Resource {
+                        id: 3,
+                        value: ResourceValue::Single(Value::Integer(600))
+                    },
+                    Resource {
+                        id: 6,
+                        value: ResourceValue::Single(Value::Boolean(false))
+                    },
+                ]
+            })
+        );
+        assert_eq!(
+            at(
+                json!({"id":8,"values":{"0":0,"1":1}}),
+                Path::resource(5, 0, 8)
+            ),
+            Node::Resource(Resource {
+                id: 8,
+                value: ResourceValue::Multiple(vec![
+                    (0, Value::Integer(0)),
+                    (1, Value::Integer(1))
+                ])
+            })
+        );
+        // No model for the object: the JSON value's type.
+        assert_eq!(
+            at(json!({"id":2,"value":1.5}), Path::resource(4242, 0, 2)),
+            single(2, Value::Float(1.5))
+        );
+        // A declared type wins over the model.
+        assert_eq!(
+            at(
+                json!({"id":1,"type":"string","value":"60"}),
+                Path::resource(1, 0, 1)
+            ),
+            single(1, Value::String("60".into()))
+        );
+        // Nothing to infer from.
+        assert_eq!(
+            parse_node_at(&json!({"id":1,"value":null}), &Path::ROOT, None),
+            Err(NodeJsonError::Missing("type"))
+        );
+        assert_eq!(
+            parse_node_at(&json!({"id":1}), &Path::ROOT, None),
+            Err(NodeJsonError::Missing("kind"))
         );
     }
 

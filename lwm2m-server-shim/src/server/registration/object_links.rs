@@ -66,7 +66,9 @@ impl ObjectLinks {
             .unwrap_or_default()
     }
 
-    /// `[{"url":"/3/0","attributes":{...}}]` as Leshan serializes `Link`.
+    /// `[{"url":"/3/0","attributes":{...}}]` as Leshan serializes `Link`: each attribute value
+    /// as the link-format text writes it (Leshan's `Attribute.getCoreLinkValue`), so
+    /// `rt="oma.lwm2m"` shows as `"\"oma.lwm2m\""` and `ct="110 112"` keeps its quotes.
     pub fn to_json(&self) -> Value {
         Value::Array(
             self.links
@@ -76,10 +78,8 @@ impl ObjectLinks {
                         .attrs
                         .iter()
                         .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.clone().map(Value::String).unwrap_or(Value::Null),
-                            )
+                            let text = v.as_deref().map(|v| link::value_text(k, v));
+                            (k.clone(), text.map(Value::String).unwrap_or(Value::Null))
                         })
                         .collect();
                     json!({"url": l.target, "attributes": attrs})
@@ -145,10 +145,28 @@ mod tests {
         let j = l.to_json();
         assert_eq!(
             j[0],
-            json!({"url":"/","attributes":{"rt":"oma.lwm2m","ct":"110"}})
+            json!({"url":"/","attributes":{"rt":"\"oma.lwm2m\"","ct":"110"}})
         );
         assert_eq!(j[3], json!({"url":"/3/0","attributes":{"ver":"1.1"}}));
         assert!(ObjectLinks::try_parse("</3/0").is_err());
+    }
+
+    /// Leshan keeps a value's link-format quotes (`Attribute.getCoreLinkValue`): quoted
+    /// attributes and lists stay quoted, single tokens stay bare.
+    #[test]
+    fn attribute_values_keep_their_link_format_quotes() {
+        let l = ObjectLinks::parse(r#"</>;rt="oma.lwm2m";ct="110 112",</5>;ver=1.1;dim=3"#);
+        let j = l.to_json();
+        assert_eq!(
+            j[0]["attributes"],
+            json!({"rt":"\"oma.lwm2m\"","ct":"\"110 112\""})
+        );
+        assert_eq!(j[1]["attributes"], json!({"ver":"1.1","dim":"3"}));
+        assert_eq!(
+            l.root_path(),
+            "/",
+            "the unquoted value still finds the root"
+        );
     }
 
     #[test]
