@@ -63,6 +63,8 @@ pub enum FrameError {
     Format(FormatError),
     /// A CSM carries a critical option the receiver does not know (§5.3): its number.
     BadCsmOption(u16),
+    /// An Empty message (0.00) with a token, options or payload (RFC 7252 §4.1).
+    NonEmptyEmpty,
 }
 
 impl fmt::Display for FrameError {
@@ -74,6 +76,7 @@ impl fmt::Display for FrameError {
             }
             Self::Format(e) => write!(f, "malformed options: {e}"),
             Self::BadCsmOption(n) => write!(f, "unknown critical CSM option {n}"),
+            Self::NonEmptyEmpty => f.write_str("Empty message with a token, options or payload"),
         }
     }
 }
@@ -127,7 +130,9 @@ pub fn frame_len(buf: &[u8], max_message_size: u32) -> Result<Option<usize>, Fra
 }
 
 /// The first complete message of `buf` and the bytes it took, `Ok(None)` while it is not all
-/// there. The packet's type and message id are placeholders (TCP has neither).
+/// there. The packet's type and message id are placeholders (TCP has neither). An Empty
+/// message (0.00, which the receiver ignores, RFC 8323 §3.4 keep-alives) comes back as a packet
+/// with code Empty; one with anything in it is an error.
 pub fn decode(buf: &[u8], max_message_size: u32) -> Result<Option<(Packet, usize)>, FrameError> {
     let Some(total) = frame_len(buf, max_message_size)? else {
         return Ok(None);
@@ -142,6 +147,9 @@ pub fn decode(buf: &[u8], max_message_size: u32) -> Result<Option<(Packet, usize
     };
     let code = frame.get(1 + ext).copied().unwrap_or(0);
     let rest = frame.get(2 + ext..).unwrap_or_default();
+    if code == 0 && !rest.is_empty() {
+        return Err(FrameError::NonEmptyEmpty);
+    }
     // The same options and payload behind a UDP header, so one option grammar serves both.
     let mut udp = Vec::with_capacity(4 + rest.len());
     udp.extend_from_slice(&[0x40 | tkl as u8, code, 0, 0]);
@@ -426,6 +434,17 @@ mod tests {
             frame_len(&f, 100),
             Err(FrameError::TooLong { max: 100, .. })
         ));
+        // An Empty message is fine bare, an error with anything in it (a fuzzer's find: the
+        // re-encoded message lost its payload).
+        assert!(decode(&[0x00, 0x00], 4096).unwrap().is_some());
+        assert_eq!(
+            decode(&[0x20, 0x00, 0xFF, 0xFF], 4096),
+            Err(FrameError::NonEmptyEmpty)
+        );
+        assert_eq!(
+            decode(&[0x01, 0x00, 0x07], 4096),
+            Err(FrameError::NonEmptyEmpty)
+        );
         // Options running past the frame, a lone payload marker, reserved nibble 15.
         assert!(matches!(
             decode(&[0x20, 0x01, 0xB5, b'x'], 4096),

@@ -50,8 +50,29 @@ fn lost(e: impl std::fmt::Display) -> PullError {
     PullError::ConnectionLost(e.to_string())
 }
 
-/// The TLS client context: system trust store plus `ca_pem`, peer verification on.
+/// Trust configurations whose TLS contexts are kept: loading the system trust store parses
+/// every certificate in it (tens of milliseconds), which a pull should not pay each time.
+const KEPT_CONTEXTS: usize = 4;
+
+/// The TLS client context for `ca_pem`, made once per process (the system store is read when
+/// it is made: a CA added to it later is seen after a restart).
 fn connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, PullError> {
+    type Kept = Vec<(Option<Vec<u8>>, SslConnector)>;
+    static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Vec::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = kept.iter().find(|(k, _)| k.as_deref() == ca_pem) {
+        return Ok(c.clone());
+    }
+    let c = new_connector(ca_pem)?;
+    if kept.len() >= KEPT_CONTEXTS {
+        kept.remove(0);
+    }
+    kept.push((ca_pem.map(<[u8]>::to_vec), c.clone()));
+    Ok(c)
+}
+
+/// A TLS client context: system trust store plus `ca_pem`, peer verification on, TLS 1.2+.
+fn new_connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, PullError> {
     let tls = |e: openssl::error::ErrorStack| lost(format!("TLS setup: {e}"));
     let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(tls)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))

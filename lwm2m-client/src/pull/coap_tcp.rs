@@ -276,6 +276,9 @@ impl TcpPull {
             }
             None => {}
         }
+        if p.header.code == MessageClass::Empty {
+            return Ok(None); // may be sent at any time and is ignored (RFC 8323 §3.4)
+        }
         if self.peer.is_none() {
             // RFC 8323 §5.3: the CSM is the first message; anything else is a connection error.
             self.out

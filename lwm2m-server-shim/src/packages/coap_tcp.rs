@@ -396,6 +396,9 @@ fn on_message(
         }
         None => {}
     }
+    if p.header.code == MessageClass::Empty {
+        return Ok(None); // may be sent at any time and is ignored (RFC 8323 §3.4)
+    }
     let Some(settings) = *peer else {
         return Err(Ending::Abort("CSM expected first".into(), None));
     };
