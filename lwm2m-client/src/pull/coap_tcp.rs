@@ -436,7 +436,7 @@ impl TcpPull {
             // A block before the last is whole: a multiple of 1024 bytes for BERT, exactly
             // 2^(SZX+4) otherwise (RFC 8323 §6, RFC 7959 §2.2).
             let whole = if b.is_bert() {
-                len > 0 && len % BERT_UNIT == 0
+                len > 0 && len.is_multiple_of(BERT_UNIT)
             } else {
                 len == b.unit()
             };

@@ -431,7 +431,7 @@ fn respond(
     // Room the peer has for a payload (it announced how large a message it takes).
     let room = (peer.max_message_size as usize).saturating_sub(HEADER_ROOM);
     let bert = limits.bert_max.min(room) / BERT_UNIT as usize * BERT_UNIT as usize;
-    let wants_bert = asked.map_or(true, |b| b.is_bert());
+    let wants_bert = asked.is_none_or(|b| b.is_bert());
     if peer.block_wise && wants_bert && bert >= BERT_UNIT as usize {
         if let Some(r) = bert_block(host, request, &path, asked.map_or(0, |b| b.num), bert) {
             return r;
