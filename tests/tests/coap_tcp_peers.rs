@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,16 +23,8 @@ use lwm2m_server_shim::packages::coap_tcp::{TcpHostLimits, TcpPackageHost, TlsId
 use lwm2m_server_shim::packages::host::PackageHost;
 use object5::UpdateResult;
 use tests::e2e::temp_dir;
+use tests::process::{free_tcp_port, LoggedChild};
 use tests::sink::MemSink;
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn image(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
@@ -161,30 +153,24 @@ fn wait_for_tcp(port: u16) {
 
 #[test]
 fn our_pull_fetches_from_libcoap_server_over_coap_tcp() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Peer(
-        Command::new("coap-server-openssl")
-            .args([
-                "-A",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-d",
-                "4",
-                "-v",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("coap-server-openssl (libcoap3-bin) must be installed"),
+    let port = free_tcp_port();
+    let dir = temp_dir("libcoap-tcp-server");
+    let _server = LoggedChild::spawn(
+        "coap-server-openssl (libcoap3-bin)",
+        Command::new("coap-server-openssl").args([
+            "-A",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            "4",
+            "-v",
+            "0",
+        ]),
+        dir.join("coap-server.log"),
+        false,
     );
     wait_for_tcp(port);
-    let dir = temp_dir("libcoap-tcp-server");
     let body = image(200 * 1024 + 9);
     let file = dir.join("fw.suit");
     std::fs::write(&file, &body).unwrap();
