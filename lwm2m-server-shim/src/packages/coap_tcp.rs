@@ -48,7 +48,8 @@ use crate::packages::host::PackageHost;
 /// Room for a response's header, token and options next to its payload.
 const HEADER_ROOM: usize = 128;
 
-/// Bytes read from a connection at a time.
+/// Bytes read from a connection at a time; also how many answer bytes are gathered before
+/// they are written.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Bounds on the connections of one listener.
@@ -334,6 +335,12 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(Some(reply)) => out.extend_from_slice(&reply),
                         Ok(None) => {}
                         Err(end) => break Err(end),
+                    }
+                    // Many small requests in one read must not pile up their answers: write
+                    // them out as they grow (and wait while the peer does not read).
+                    if out.len() >= READ_CHUNK {
+                        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                        out.clear();
                     }
                 }
                 Err(e) => break Err(Ending::Abort(e.to_string(), None)),
