@@ -139,38 +139,60 @@ fn libcoap_client_fetches_byte_exact_from_our_tcp_and_tls_hosts() {
     assert!(std::fs::read(&out).expect("file") == body);
 }
 
-/// Waits until something accepts TCP connections on `port`.
-fn wait_for_tcp(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+/// A port whose UDP and TCP sockets are free, and those of the next port too: libcoap's
+/// server binds all four (plain on `port`, DTLS and TLS on `port + 1`).
+fn free_libcoap_port() -> u16 {
+    (0..100)
+        .map(|_| free_tcp_port())
+        .find(|p| {
+            *p < u16::MAX
+                && [*p, p + 1].iter().all(|q| {
+                    std::net::UdpSocket::bind(("127.0.0.1", *q)).is_ok()
+                        && std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok()
+                })
+        })
+        .expect("a free port pair")
+}
+
+/// libcoap's coap-server on loopback, listening on TCP (a start that loses a port race
+/// to another socket exits at once and is tried again on other ports, three times at most).
+fn libcoap_server(dir: &std::path::Path) -> (LoggedChild, u16) {
+    for attempt in 0..3 {
+        let port = free_libcoap_port();
+        let mut server = LoggedChild::spawn(
+            "coap-server-openssl (libcoap3-bin)",
+            Command::new("coap-server-openssl").args([
+                "-A",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+                "4",
+                "-v",
+                "0",
+            ]),
+            dir.join(format!("coap-server-{attempt}.log")),
+            false,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && server.exited().is_none() {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (server, port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            server.exited().is_some(),
+            "coap-server runs but does not listen on TCP {port}"
+        );
     }
-    panic!("nothing listens on TCP port {port}");
+    panic!("coap-server did not start in three attempts");
 }
 
 #[test]
 fn our_pull_fetches_from_libcoap_server_over_coap_tcp() {
-    let port = free_tcp_port();
     let dir = temp_dir("libcoap-tcp-server");
-    let _server = LoggedChild::spawn(
-        "coap-server-openssl (libcoap3-bin)",
-        Command::new("coap-server-openssl").args([
-            "-A",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-d",
-            "4",
-            "-v",
-            "0",
-        ]),
-        dir.join("coap-server.log"),
-        false,
-    );
-    wait_for_tcp(port);
+    let (_server, port) = libcoap_server(&dir);
     let body = image(200 * 1024 + 9);
     let file = dir.join("fw.suit");
     std::fs::write(&file, &body).unwrap();
