@@ -99,7 +99,8 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
         ))
     );
     // /5/0 in TLV: State (3) = 0 is C1 03 00, Update Result (5) = 0 is C1 05 00, protocols (8)
-    // is a multiple resource 88 08 09 + (41 00 00)(41 01 02)(41 02 03) = CoAP, HTTP, HTTPS,
+    // is a multiple resource 88 08 0F + (41 00 00)(41 01 02)(41 02 03)(41 03 04)(41 04 05) =
+    // CoAP, HTTP, HTTPS, CoAP over TCP, CoAP over TLS,
     // delivery (9) = both is C1 09 02, then severity 1, last state change 0, no deferral
     // (object version 1.1 resources 11-13; 14 is a version 1.2 resource).
     let tlv = coap_get(server_addr, client, 11542, "/5/0", &out);
@@ -107,24 +108,24 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
         tlv,
         [
             0xC0, 0x01, 0xC1, 0x03, 0x00, 0xC1, 0x05, 0x00, 0xC0, 0x06, 0xC0, 0x07, 0x88, 0x08,
-            0x09, 0x41, 0x00, 0x00, 0x41, 0x01, 0x02, 0x41, 0x02, 0x03, 0xC1, 0x09, 0x02, 0xC1,
-            0x0B, 0x01, 0xC1, 0x0C, 0x00, 0xC1, 0x0D, 0x00
+            0x0F, 0x41, 0x00, 0x00, 0x41, 0x01, 0x02, 0x41, 0x02, 0x03, 0x41, 0x03, 0x04, 0x41,
+            0x04, 0x05, 0xC1, 0x09, 0x02, 0xC1, 0x0B, 0x01, 0xC1, 0x0C, 0x00, 0xC1, 0x0D, 0x00
         ]
     );
     // SenML JSON (RFC 8428, OMA TS Core 7.4.4).
     let json = coap_get(server_addr, client, 110, "/5/0", &out);
     assert_eq!(
         std::str::from_utf8(&json).unwrap(),
-        r#"[{"bn":"/5/0/","n":"1","vs":""},{"n":"3","v":0},{"n":"5","v":0},{"n":"6","vs":""},{"n":"7","vs":""},{"n":"8/0","v":0},{"n":"8/1","v":2},{"n":"8/2","v":3},{"n":"9","v":2},{"n":"11","v":1},{"n":"12","v":0},{"n":"13","v":0}]"#
+        r#"[{"bn":"/5/0/","n":"1","vs":""},{"n":"3","v":0},{"n":"5","v":0},{"n":"6","vs":""},{"n":"7","vs":""},{"n":"8/0","v":0},{"n":"8/1","v":2},{"n":"8/2","v":3},{"n":"8/3","v":4},{"n":"8/4","v":5},{"n":"9","v":2},{"n":"11","v":1},{"n":"12","v":0},{"n":"13","v":0}]"#
     );
-    // SenML CBOR: array of 12 maps; the first is {-2: "/5/0/", 0: "1", 3: ""}.
+    // SenML CBOR: array of 14 maps; the first is {-2: "/5/0/", 0: "1", 3: ""}.
     let cbor = coap_get(server_addr, client, 112, "/5/0", &out);
     assert_eq!(
         &cbor[..14],
-        &[0x8C, 0xA3, 0x21, 0x65, b'/', b'5', b'/', b'0', b'/', 0x00, 0x61, b'1', 0x03, 0x60]
+        &[0x8E, 0xA3, 0x21, 0x65, b'/', b'5', b'/', b'0', b'/', 0x00, 0x61, b'1', 0x03, 0x60]
     );
     let leaves = lwm2m_client::codec::senml::decode_cbor_leaves(&cbor).unwrap();
-    assert_eq!(leaves.len(), 12);
+    assert_eq!(leaves.len(), 14);
     let json3 = coap_get(server_addr, client, 110, "/3/0", &out);
     assert!(std::str::from_utf8(&json3)
         .unwrap()
@@ -133,7 +134,7 @@ fn coap_client_reads_and_discovers_the_simulated_device() {
     let links = coap_get(server_addr, client, 40, "/5", &out);
     assert_eq!(
         std::str::from_utf8(&links).unwrap(),
-        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=3,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>"
+        "</5>;ver=1.1,</5/0>,</5/0/0>,</5/0/1>,</5/0/2>,</5/0/3>,</5/0/5>,</5/0/6>,</5/0/7>,</5/0/8>;dim=5,</5/0/9>,</5/0/10>,</5/0/11>,</5/0/12>,</5/0/13>"
     );
 
     let server = server_socket(&server_addr.to_string()).unwrap();

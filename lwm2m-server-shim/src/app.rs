@@ -21,6 +21,9 @@ use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
+use crate::packages::coap_tcp::{
+    TcpHostError, TcpHostLimits, TcpPackageHost, TlsError, TlsIdentity,
+};
 use crate::packages::host::{PackageHost, PackageHostError};
 use crate::server::registration::block1::Block1Limits;
 use crate::server::registration::store::{InMemoryStore, RegistrationStore};
@@ -63,6 +66,17 @@ pub struct ShimConfig {
     /// Kernel send buffer (SO_SNDBUF) in bytes for the same sockets; `None` keeps the system
     /// default. Capped at `net.core.wmem_max`.
     pub udp_send_buffer: Option<usize>,
+    /// CoAP-over-TCP package host address (RFC 8323 coap+tcp, port 0: a free port); `None`
+    /// (the default) opens none.
+    pub coap_tcp_addr: Option<SocketAddr>,
+    /// CoAP-over-TLS package host address (coaps+tcp); `None` (the default) opens none.
+    pub coaps_tcp_addr: Option<SocketAddr>,
+    /// Certificate of the coaps+tcp host; `None`: the DTLS certificate when there is one, else
+    /// a self-signed one made at start ([`RunningShim::tls_cert_pem`] tells devices what to
+    /// trust).
+    pub tls_identity: Option<TlsIdentity>,
+    /// Bounds on the coap+tcp and coaps+tcp connections.
+    pub tcp_limits: TcpHostLimits,
     /// Firmware jobs started through the REST API that run at once; the rest wait in phase
     /// QUEUED. Thousands of devices pulling at the same instant overflow socket buffers and
     /// then spend their time in retransmission back-off (fleet bench: 10 000 at once took
@@ -91,6 +105,10 @@ impl Default for ShimConfig {
             udp_recv_buffer: Some(DEFAULT_UDP_RECV_BUFFER),
             udp_send_buffer: None,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
+            coap_tcp_addr: None,
+            coaps_tcp_addr: None,
+            tls_identity: None,
+            tcp_limits: TcpHostLimits::default(),
         }
     }
 }
@@ -106,6 +124,8 @@ pub enum StartError {
     Dtls(DtlsError),
     /// Neither coap nor coaps is configured: no device could reach the shim.
     NoCoapListener,
+    /// The coaps+tcp certificate could not be made or used.
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for StartError {
@@ -121,6 +141,7 @@ impl std::fmt::Display for StartError {
             Self::Packages(e) => write!(f, "{e}"),
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
+            Self::Tls(e) => write!(f, "coaps+tcp listener: {e}"),
         }
     }
 }
@@ -189,6 +210,12 @@ pub struct RunningShim {
     pub coaps_addr: Option<SocketAddr>,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// The coap+tcp package host, if enabled.
+    pub coap_tcp: Option<TcpPackageHost>,
+    /// The coaps+tcp package host, if enabled.
+    pub coaps_tcp: Option<TcpPackageHost>,
+    /// The coaps+tcp host's certificate (PEM), for devices to trust.
+    pub tls_cert_pem: Option<Vec<u8>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -323,6 +350,7 @@ pub async fn start_with_stores(
         shim.attach(coaps.clone());
         endpoints.push(coaps);
     }
+    let (coap_tcp, coaps_tcp, tls_cert_pem) = start_tcp_hosts(&config, &shim).await?;
     let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
     let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
     let http_addr = listener.local_addr().map_err(bind)?;
@@ -360,6 +388,54 @@ pub async fn start_with_stores(
         coap_addr,
         coaps_addr,
         http_addr,
+        coap_tcp,
+        coaps_tcp,
+        tls_cert_pem,
         tasks,
     })
+}
+
+fn tcp_start_error(listener: &'static str, addr: SocketAddr, e: TcpHostError) -> StartError {
+    match e {
+        TcpHostError::Bind(e) => StartError::Bind(listener, addr, e),
+        TcpHostError::Tls(e) => StartError::Tls(e),
+    }
+}
+
+/// The coap+tcp and coaps+tcp package hosts the configuration asks for, and the certificate
+/// of the latter: the configured one, the DTLS certificate, or a self-signed one.
+async fn start_tcp_hosts(
+    config: &ShimConfig,
+    shim: &Shim,
+) -> Result<
+    (
+        Option<TcpPackageHost>,
+        Option<TcpPackageHost>,
+        Option<Vec<u8>>,
+    ),
+    StartError,
+> {
+    let packages = shim.packages.clone();
+    let mut plain = None;
+    if let Some(addr) = config.coap_tcp_addr {
+        let host = TcpPackageHost::start(addr, packages.clone(), None, config.tcp_limits)
+            .await
+            .map_err(|e| tcp_start_error("coap+tcp", addr, e))?;
+        plain = Some(host);
+    }
+    let Some(addr) = config.coaps_tcp_addr else {
+        return Ok((plain, None, None));
+    };
+    let identity = match (&config.tls_identity, &config.dtls_certificate) {
+        (Some(id), _) => id.clone(),
+        (None, Some(cert)) => TlsIdentity {
+            cert_pem: cert.0.cert_pem.clone(),
+            key_pem: cert.0.key_pem.clone(),
+        },
+        (None, None) => TlsIdentity::self_signed(&[addr.ip()]).map_err(StartError::Tls)?,
+    };
+    let host = TcpPackageHost::start(addr, packages, Some(&identity), config.tcp_limits)
+        .await
+        .map_err(|e| tcp_start_error("coaps+tcp", addr, e))?;
+    Ok((plain, Some(host), Some(identity.cert_pem)))
 }

@@ -297,30 +297,43 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
         Some("N/A"),
         "{out}"
     );
+    // coap+tcp is served too (the run's coap+tcp package host); coaps+tcp is N/A, the
+    // device cannot know the certificate made for the run.
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[coap+tcp]").as_deref(),
+        Some("FAIL"),
+        "{out}"
+    );
+    assert_eq!(
+        verdict_of(&out, "1.0-int-771[coaps+tcp]").as_deref(),
+        Some("N/A"),
+        "{out}"
+    );
     assert!(out.contains("Result 5"), "{out}");
     assert!(
-        out.contains("6 cases: 2 PASS, 2 FAIL, 1 N/A, 1 INCONCLUSIVE"),
+        out.contains("8 cases: 2 PASS, 3 FAIL, 2 N/A, 1 INCONCLUSIVE"),
         "{out}"
     );
     assert_eq!(code, 1, "{out}");
     let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit.xml");
-    assert!(junit.contains("failures=\"2\""), "{junit}");
+    assert!(junit.contains("failures=\"3\""), "{junit}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
             .expect("report.json parses");
-    assert_eq!(json["summary"]["fail"], 2, "{json}");
+    assert_eq!(json["summary"]["fail"], 3, "{json}");
     assert_eq!(json["registration"]["endpoint"], "conf-1", "{json}");
     assert_eq!(
         json["firmware"]["protocols"],
-        serde_json::json!([0, 2, 3]),
+        serde_json::json!([0, 2, 3, 4, 5]),
         "{json}"
     );
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 /// Our device driven as any third-party device would be: its packages as files in a TOML
-/// profile (three good ones, one per update, since it refuses a sequence number it ran), with
-/// its expectations; every firmware case passes, and https is N/A (the shim hosts none).
+/// profile (four good ones, one per update, since it refuses a sequence number it ran), with
+/// its expectations; every firmware case passes, and https is N/A (the shim hosts none), as is
+/// coaps+tcp (the device cannot know the certificate made for the run).
 #[test]
 fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device() {
     let s = setup("cli-conformance-profile");
@@ -331,10 +344,11 @@ fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device()
         ("g1.suit", Kind::Good, "7.1.0"),
         ("g2.suit", Kind::Good, "7.2.0"),
         ("g3.suit", Kind::Good, "7.3.0"),
-        ("big.suit", Kind::TooLarge, "7.4.0"),
-        ("bad.suit", Kind::Corrupted, "7.5.0"),
-        ("other.suit", Kind::WrongClass, "7.6.0"),
-        ("selftest.suit", Kind::FailsSelfTest, "7.7.0"),
+        ("g4.suit", Kind::Good, "7.4.0"),
+        ("big.suit", Kind::TooLarge, "7.5.0"),
+        ("bad.suit", Kind::Corrupted, "7.6.0"),
+        ("other.suit", Kind::WrongClass, "7.7.0"),
+        ("selftest.suit", Kind::FailsSelfTest, "7.8.0"),
     ];
     for (i, (name, kind, version)) in files.iter().enumerate() {
         let bytes = s.signer.build(*kind, version, seq + i as u64).expect("pkg");
@@ -348,6 +362,7 @@ good = [
   { file = "g1.suit", version = "7.1.0" },
   { file = "g2.suit", version = "7.2.0" },
   { file = "g3.suit", version = "7.3.0" },
+  { file = "g4.suit", version = "7.4.0" },
 ]
 too_large = "big.suit"
 corrupt = "bad.suit"
@@ -379,10 +394,10 @@ update_timeout_s = 30
     });
     assert_eq!(code, 0, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("1.0-int-")).collect();
-    assert_eq!(rows.len(), 16, "{out}");
+    assert_eq!(rows.len(), 18, "{out}");
     for row in rows {
         let case = row.split_whitespace().next().unwrap_or_default();
-        let want = if case == "1.0-int-771[https]" {
+        let want = if ["1.0-int-771[https]", "1.0-int-771[coaps+tcp]"].contains(&case) {
             "N/A"
         } else {
             "PASS"
@@ -390,13 +405,13 @@ update_timeout_s = 30
         assert_eq!(verdict_of(&out, case).as_deref(), Some(want), "{out}");
     }
     // The updates installed the profile's good packages in turn.
-    for v in ["7.1.0", "7.2.0", "7.3.0"] {
+    for v in ["7.1.0", "7.2.0", "7.3.0", "7.4.0"] {
         assert!(out.contains(&format!("-> \"{v}\"")), "{v}: {out}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
             .expect("report.json parses");
-    assert_eq!(json["summary"]["pass"], 15, "{json}");
+    assert_eq!(json["summary"]["pass"], 16, "{json}");
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 

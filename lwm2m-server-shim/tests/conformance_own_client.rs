@@ -22,15 +22,17 @@ fn start_device(
     endpoint: &str,
     state_dir: PathBuf,
     anchor: PathBuf,
+    pull_ca: Option<PathBuf>,
 ) -> InProcessDevice {
-    InProcessDevice::start([
+    let mut args = vec![
         format!("--server=coap://{server}"),
         format!("--endpoint={endpoint}"),
         format!("--state-dir={}", state_dir.display()),
         format!("--trust-anchor={}", anchor.display()),
         "--pull-ack-timeout-ms=300".to_string(),
-    ])
-    .expect("device options")
+    ];
+    args.extend(pull_ca.map(|p| format!("--pull-ca={}", p.display())));
+    InProcessDevice::start(args).expect("device options")
 }
 
 /// The run's settings for our device: SUIT packages signed by `signer`, loopback timeouts.
@@ -68,14 +70,23 @@ const JUSTIFIED_NA: [(&str, &str); 3] = [
 
 #[test]
 fn every_case_passes_or_is_justified_na_against_our_client() {
-    let h = Harness::start("conformance", |_| {});
+    // Package hosts over CoAP over TCP and TLS too; the device trusts the TLS certificate.
+    let any = "127.0.0.1:0".parse().ok();
+    let h = Harness::start("conformance", |c| {
+        c.coap_tcp_addr = any;
+        c.coaps_tcp_addr = any;
+    });
     let dir = temp_dir("conformance-device");
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let device = start_device(h.coap, "ets-dev", dir.join("state"), anchor);
+    let pull_ca = dir.join("coaps-tcp.pem");
+    std::fs::write(&pull_ca, h.running().tls_cert_pem.as_ref().expect("cert")).expect("cert");
+    let device = start_device(h.coap, "ets-dev", dir.join("state"), anchor, Some(pull_ca));
     let shim = h.running().shim.clone();
-    let cfg = config(signer, h.running().http_addr);
+    let mut cfg = config(signer, h.running().http_addr);
+    cfg.coap_tcp_host = h.running().coap_tcp.as_ref().map(|t| t.local_addr());
+    cfg.coaps_tcp_host = h.running().coaps_tcp.as_ref().map(|t| t.local_addr());
     let run =
         h.rt.block_on(conformance::run(
             &shim,
@@ -87,9 +98,9 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
         .expect("run");
     let table = table(&run);
     // Every case a server can provoke ran (774 and Send only when named), 771 once per
-    // protocol the device lists (coap, http, https).
+    // protocol the device lists (coap, http, https, coap+tcp, coaps+tcp).
     let provokable = CASES.iter().filter(|c| c.provokable).count();
-    assert_eq!(run.cases.len(), provokable + 2, "{table}");
+    assert_eq!(run.cases.len(), provokable + 4, "{table}");
     for c in &run.cases {
         match &c.verdict {
             Verdict::Pass => {}
@@ -124,7 +135,10 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
         "{table}"
     );
     let fw = run.firmware.as_ref().expect("/5/0 read");
-    assert_eq!(fw.protocols, [0, 2, 3], "{table}");
+    assert_eq!(fw.protocols, [0, 2, 3, 4, 5], "{table}");
+    for tcp in ["1.0-int-771[coap+tcp]", "1.0-int-771[coaps+tcp]"] {
+        assert!(evidence(tcp).contains("pull over"), "{tcp}: {table}");
+    }
     assert_eq!(fw.delivery, Some(2), "{table}");
 
     // Asking for 774 explicitly reports it as not provokable rather than passing it.
@@ -174,7 +188,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let eps: Vec<String> = (0..3).map(|i| format!("fleet-{i}")).collect();
     let devices: Vec<_> = eps
         .iter()
-        .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone()))
+        .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone(), None))
         .collect();
     // Registrations may come in any order: wait on the store.
     let until = std::time::Instant::now() + Duration::from_secs(20);

@@ -87,6 +87,8 @@ pub struct Harness {
     key_pem: String,
     /// Public key of the signer, as the devices' `--trust-anchor`.
     pub trust_anchor: PathBuf,
+    /// The coaps+tcp package host's certificate, as the devices' `--pull-ca`.
+    pub tls_ca: PathBuf,
     rest: Rest,
 }
 
@@ -108,6 +110,9 @@ impl Harness {
         let config = ShimConfig {
             coap_addr: (!secure).then_some(any),
             coaps_addr: secure.then_some(any),
+            // Package hosts over CoAP over TCP and TLS (RFC 8323) too.
+            coap_tcp_addr: Some(any),
+            coaps_tcp_addr: Some(any),
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             package_dir: dir.join("packages"),
             expiry_check: Duration::from_millis(200),
@@ -127,6 +132,10 @@ impl Harness {
         let (key_pem, public) = author::generate_key_pem().expect("key");
         let trust_anchor = dir.join("signer.pub.pem");
         std::fs::write(&trust_anchor, public).expect("write key");
+        // The coaps+tcp host's self-signed certificate, which the devices trust (--pull-ca).
+        let tls_ca = dir.join("coaps-tcp-cert.pem");
+        std::fs::write(&tls_ca, running.tls_cert_pem.as_deref().unwrap_or_default())
+            .expect("write certificate");
         let base = format!("http://{}", running.http_addr);
         Self {
             rest: Rest::new(base.clone(), Duration::from_secs(120)),
@@ -140,6 +149,7 @@ impl Harness {
             dir,
             key_pem,
             trust_anchor,
+            tls_ca,
         }
     }
 
@@ -189,6 +199,16 @@ impl Harness {
     pub fn package_uri(&self, name: &str) -> String {
         let scheme = if self.secure() { "coaps" } else { "coap" };
         format!("{scheme}://{}/fw/{name}", self.coap)
+    }
+
+    /// The `coap+tcp://` (or with `secure`, `coaps+tcp://`) URI of a hosted package.
+    pub fn package_tcp_uri(&self, name: &str, secure: bool) -> String {
+        let host = if secure {
+            &self.running().coaps_tcp
+        } else {
+            &self.running().coap_tcp
+        };
+        host.as_ref().expect("TCP package hosts run").url(name)
     }
 
     /// Whether this shim speaks only CoAP over DTLS.
@@ -242,6 +262,7 @@ impl Harness {
             slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
+            pull_ca: Some(self.tls_ca.clone()),
             in_memory: false,
             // The portable backend: the tests run the device-side verifier as devices do.
             crypto: Default::default(),

@@ -4,11 +4,13 @@
 
 use std::path::PathBuf;
 
+pub mod coap_tcp;
 pub mod e2e;
 pub mod leshan;
 pub mod process;
 pub mod relay;
 pub mod rest;
+pub mod sink;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {

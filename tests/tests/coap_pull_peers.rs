@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::{PackageSink, Resume, SinkError};
+use lwm2m_client::pull::Resume;
+use tests::sink::MemSink;
 
 struct Peer(Child);
 
@@ -18,25 +19,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-#[derive(Default)]
-struct MemSink {
-    data: Vec<u8>,
-    starts: Vec<u64>,
-}
-
-impl PackageSink for MemSink {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.data.truncate(from as usize);
-        self.starts.push(from);
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.data.len() as u64, "non-contiguous write");
-        self.data.extend_from_slice(bytes);
-        Ok(())
     }
 }
 

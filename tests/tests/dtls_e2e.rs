@@ -30,7 +30,7 @@ fn device_registers_over_dtls_and_updates_from_the_coaps_package_host() {
         .values()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(listed, ["0", "1", "2", "3"]);
+    assert_eq!(listed, ["0", "1", "2", "3", "4", "5"]);
 
     let uri = h.package("fw.suit", &PackageKind::good("2.0.0", 2, 30_000));
     assert!(uri.starts_with("coaps://"), "{uri}");

@@ -38,7 +38,8 @@ fn ets_751_readable_resources() {
     let value = |id: i64| res.iter().find(|r| r["id"] == id).cloned();
     assert_eq!(value(3).unwrap()["value"], "0", "State Idle");
     assert_eq!(value(5).unwrap()["value"], "0", "Update Result 0");
-    // /5/0/8 lists exactly the protocols built in: CoAP, HTTP, HTTPS; /5/0/9 both methods.
+    // /5/0/8 lists exactly the protocols built in: CoAP, HTTP, HTTPS, CoAP over TCP and over
+    // TLS; /5/0/9 both methods.
     let protocols = &value(8).unwrap()["values"];
     let listed: Vec<&str> = protocols
         .as_object()
@@ -46,7 +47,7 @@ fn ets_751_readable_resources() {
         .values()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(listed, ["0", "2", "3"]);
+    assert_eq!(listed, ["0", "2", "3", "4", "5"]);
     assert_eq!(value(9).unwrap()["value"], "2");
 }
 

@@ -7,28 +7,21 @@
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::pull::coap::{Block2Pull, CoapUri};
-use lwm2m_client::pull::{PackageSink, Resume, SinkError};
+use lwm2m_client::pull::Resume;
 
-struct Contiguous(u64);
-
-impl PackageSink for Contiguous {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.0 = from;
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.0, "non-contiguous write");
-        self.0 += bytes.len() as u64;
-        Ok(())
-    }
-}
+#[path = "contiguous.rs"]
+mod contiguous;
+use contiguous::Contiguous;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = core::str::from_utf8(&data[..data.len().min(300)]) {
         let _ = CoapUri::parse(text);
     }
     let uri = CoapUri::parse("coap://127.0.0.1/fw").expect("fixed URI");
-    let resume = Resume { offset: 2048, etag: Some(vec![1, 2]) };
+    let resume = Resume {
+        offset: 2048,
+        etag: Some(vec![1, 2]),
+    };
     let resume = (data.first().copied().unwrap_or(0) & 1 == 1).then_some(&resume);
     let mut pull = Block2Pull::new(uri, resume, 512, TxParams::default(), 7, 1 << 20);
     let mut sink = Contiguous(0);

@@ -6,6 +6,7 @@
 pub mod base64;
 pub mod block;
 pub mod cbor;
+pub mod coap_tcp;
 pub mod content_format;
 pub mod hex;
 pub mod json;

@@ -12,6 +12,7 @@ use core::fmt;
 use object5::UpdateResult;
 
 pub mod coap;
+pub mod coap_tcp;
 
 /// Where pulled bytes go: the Object 5 download path (verifier + candidate slot).
 pub trait PackageSink {

@@ -15,7 +15,7 @@ use crate::codec::Path;
 use crate::firmware_backend::FirmwareBackend;
 use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
-use crate::host::{coap_pull, http_pull};
+use crate::host::{coap_pull, http_pull, tcp_pull};
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
 use crate::pull::{PullError, Resume};
@@ -132,6 +132,10 @@ pub struct DeviceOptions {
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
+    /// CA certificates (PEM) trusted for coaps+tcp:// package hosts besides the system trust
+    /// store (as for https://), e.g. the certificate a shim generated for its coaps+tcp host.
+    #[arg(long, value_name = "PEM")]
+    pub pull_ca: Option<PathBuf>,
     /// Keep flash and key-value store in memory and use a fresh factory key per process,
     /// shared by its in-memory devices (nothing is written to --state-dir, nothing survives
     /// the process): for fleets of thousands of devices in one process, e.g. the fleet
@@ -353,13 +357,16 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
     Ok((device, acceptance))
 }
 
-/// Pull protocols this build carries (/5/0/8): CoAP with Block2 and HTTP(S) through ureq;
-/// CoAPS too when the device has DTLS credentials (the same PSK as for its server).
+/// Pull protocols this build carries (/5/0/8): CoAP with Block2, HTTP(S) through ureq and
+/// CoAP over TCP and TLS (RFC 8323, values 4 and 5; TLS trusts what https does, plus
+/// --pull-ca); CoAPS too when the device has DTLS credentials (the same PSK as for its server).
 fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
     let p = Protocols::NONE
         .with(Protocol::Coap)
         .with(Protocol::Http)
-        .with(Protocol::Https);
+        .with(Protocol::Https)
+        .with(Protocol::CoapTcp)
+        .with(Protocol::CoapTls);
     if dtls.is_some() {
         p.with(Protocol::Coaps)
     } else {
@@ -417,6 +424,7 @@ async fn pull(
     tx: TxParams,
     dtls: Option<DtlsContext>,
     foreign: ForeignDatagrams,
+    ca_pem: Option<Vec<u8>>,
 ) -> (PullJob, Result<(), PullError>) {
     let capacity = fw
         .with_backend(|b| b.capacity())
@@ -437,6 +445,19 @@ async fn pull(
                 max_size,
             };
             http_pull::pull_async(&job.uri, resume.as_ref(), &limits, &mut sink)
+                .await
+                .map(|p| p.size)
+        }
+        Protocol::CoapTcp | Protocol::CoapTls => {
+            let config = tcp_pull::TcpPullConfig {
+                params: crate::pull::coap_tcp::TcpPullParams {
+                    max_size,
+                    ..Default::default()
+                },
+                stall: Duration::from_millis(tx.ack_timeout_ms * 16),
+                ca_pem,
+            };
+            tcp_pull::fetch(&job.uri, resume.as_ref(), &config, &mut sink)
                 .await
                 .map(|p| p.size)
         }
@@ -465,6 +486,8 @@ struct PullEnv<'a> {
     args: &'a DeviceOptions,
     dtls: Option<&'a DtlsContext>,
     foreign: &'a ForeignDatagrams,
+    /// --pull-ca, read at start.
+    ca_pem: Option<&'a [u8]>,
 }
 
 /// Starts the pull Object 5 asked for, if any.
@@ -482,6 +505,7 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
             tx,
             dtls,
             env.foreign.clone(),
+            env.ca_pem.map(<[u8]>::to_vec),
         );
         tasks.spawn(async move {
             let (job, outcome) = pull.await;
@@ -528,6 +552,10 @@ pub async fn run_preferring(
 ) -> Result<(), CliError> {
     let (device, acceptance) = open_device(&args)?;
     let dtls = dtls_context(&args)?;
+    let pull_ca = match &args.pull_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?),
+        None => None,
+    };
     if args.server.starts_with("coaps://") && dtls.is_none() {
         return Err(CliError::Psk(
             "a coaps:// server needs --psk-identity and --psk-key",
@@ -602,6 +630,7 @@ pub async fn run_preferring(
             args: &args,
             dtls: dtls.as_ref(),
             foreign: &foreign,
+            ca_pem: pull_ca.as_deref(),
         };
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let next = Cell::new(Next::Exit);

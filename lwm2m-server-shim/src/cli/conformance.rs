@@ -188,13 +188,19 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let dir = private_package_dir("conformance");
-    let config = in_process_config(args.coap, args.http, &dir, args.timeout_request);
+    let mut config = in_process_config(args.coap, args.http, &dir, args.timeout_request);
+    // coap+tcp pulls from the same address as the CoAP endpoint, on a free port. No coaps+tcp:
+    // the device could not know the certificate made for this run.
+    config.coap_tcp_addr = Some(SocketAddr::new(args.coap.ip(), 0));
     let code = runtime.block_on(async {
         let Some(running) = start_logged(config).await else {
             return ExitCode::FAILURE;
         };
         let cfg = match args.config(running.http_addr) {
-            Ok(c) => c,
+            Ok(mut c) => {
+                c.coap_tcp_host = running.coap_tcp.as_ref().map(|h| h.local_addr());
+                c
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::FAILURE;

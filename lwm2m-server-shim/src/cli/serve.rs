@@ -12,6 +12,7 @@ use lwm2m_client::host::dtls::CertIdentity;
 use lwm2m_server_shim::api::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
+use lwm2m_server_shim::packages::coap_tcp::TlsIdentity;
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
 use lwm2m_server_shim::server::security::store::{
     InMemorySecurityStore, SecurityInfo, SecurityStore,
@@ -51,6 +52,21 @@ pub struct ServeArgs {
     /// CA certificate (PEM) that certificate-mode clients must chain to.
     #[arg(long, requires = "cert")]
     ca: Option<PathBuf>,
+    /// TCP address of a CoAP-over-TCP package host (RFC 8323 coap+tcp, BERT blocks):
+    /// `GET /fw/<name>`. Port 0 picks a free port; the URL is printed. Closed unless given.
+    #[arg(long, value_name = "ADDR")]
+    coap_tcp: Option<SocketAddr>,
+    /// TCP address of a CoAP-over-TLS package host (coaps+tcp), like --coap-tcp. Its
+    /// certificate is --tls-cert, else the DTLS --cert, else a self-signed one whose PEM is
+    /// written to a file named in the printed line (devices trust it with --pull-ca).
+    #[arg(long, value_name = "ADDR")]
+    coaps_tcp: Option<SocketAddr>,
+    /// Certificate (PEM, chain allowed) of the coaps+tcp host.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// TCP address of the HTTP REST API (/api/clients, /api/event, /api/packages, /fw/<name>).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -95,6 +111,8 @@ pub struct ServeArgs {
 /// Runs the server; a start-up failure is one `error:` line naming the file or address.
 pub fn serve(args: ServeArgs) -> ExitCode {
     campaign_view::init_logging("info");
+    // A self-signed coaps+tcp certificate is made at start: its PEM must be shown.
+    let generated_cert = args.coaps_tcp.is_some() && args.tls_cert.is_none() && args.cert.is_none();
     let (config, security) = match configure(args) {
         Ok(c) => c,
         Err(e) => return crate::fail(e),
@@ -108,12 +126,41 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) => return crate::fail(e),
         };
+        if let Err(e) = print_tcp_hosts(&running, generated_cert) {
+            return crate::fail(e);
+        }
         tracing::info!(coap = ?running.coap_addr, coaps = ?running.coaps_addr, http = %running.http_addr, "serving; Ctrl-C stops");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
             () = running.wait() => ExitCode::FAILURE,
         }
     })
+}
+
+/// Prints the URL of each CoAP-over-TCP/TLS package host, and writes a self-signed coaps+tcp
+/// certificate where devices can be pointed at it.
+fn print_tcp_hosts(running: &app::RunningShim, generated_cert: bool) -> Result<(), String> {
+    if let Some(h) = &running.coap_tcp {
+        println!("coap+tcp package host: {}", h.url("<name>"));
+    }
+    let (Some(h), Some(pem)) = (&running.coaps_tcp, &running.tls_cert_pem) else {
+        return Ok(());
+    };
+    if !generated_cert {
+        println!("coaps+tcp package host: {}", h.url("<name>"));
+        return Ok(());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "lwm2m-shim-coaps-tcp-{}.pem",
+        h.local_addr().port()
+    ));
+    std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "coaps+tcp package host: {} (self-signed certificate: {}; devices trust it with --pull-ca)",
+        h.url("<name>"),
+        path.display()
+    );
+    Ok(())
 }
 
 /// The shim's configuration and security store from the options and the files they name.
@@ -143,7 +190,20 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
         }
         _ => None,
     };
+    let tls_identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            Some(TlsIdentity {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            })
+        }
+        _ => None,
+    };
     let config = ShimConfig {
+        coap_tcp_addr: args.coap_tcp,
+        coaps_tcp_addr: args.coaps_tcp,
+        tls_identity,
         coap_addr: args.coap,
         coaps_addr: (!args.no_coaps).then_some(args.coaps),
         dtls_certificate,

@@ -1,5 +1,5 @@
 //! Where a device pulls from: the shim's package host over each protocol it can serve (coap,
-//! coaps, http), and, for case 775, hosts that cut a transfer half-way (an HTTP server that
+//! coaps, http, coap+tcp, coaps+tcp), and, for case 775, hosts that cut a transfer half-way (an HTTP server that
 //! closes the connection, a CoAP Block2 server that falls silent).
 
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub(crate) struct Hosts {
     pub coaps_listener: bool,
     /// HTTP listener (`GET /fw/{name}`).
     pub http: Option<SocketAddr>,
+    /// coap+tcp listener (RFC 8323).
+    pub coap_tcp: Option<SocketAddr>,
+    /// coaps+tcp listener, when the device trusts its certificate.
+    pub coaps_tcp: Option<SocketAddr>,
 }
 
 impl Hosts {
@@ -49,9 +53,17 @@ impl Hosts {
                 .map(|a| format!("http://{}/{PACKAGE_PATH}/{package}", loopback(a)))
                 .ok_or_else(|| "the run has no HTTP package host address".into()),
             Protocol::Https => Err("the shim cannot host https packages".into()),
-            Protocol::CoapTcp | Protocol::CoapTls => {
-                Err("the shim cannot host CoAP over TCP or TLS".into())
-            }
+            Protocol::CoapTcp => self
+                .coap_tcp
+                .map(|a| format!("coap+tcp://{}/{PACKAGE_PATH}/{package}", loopback(a)))
+                .ok_or_else(|| "the run has no coap+tcp package host address".into()),
+            Protocol::CoapTls => self
+                .coaps_tcp
+                .map(|a| format!("coaps+tcp://{}/{PACKAGE_PATH}/{package}", loopback(a)))
+                .ok_or_else(|| {
+                    "the run has no coaps+tcp package host whose certificate the device trusts"
+                        .into()
+                }),
         }
     }
 }
@@ -205,6 +217,8 @@ mod tests {
             coaps: None,
             coaps_listener: true,
             http: Some("127.0.0.1:8080".parse().unwrap()),
+            coap_tcp: Some("0.0.0.0:5683".parse().unwrap()),
+            coaps_tcp: None,
         };
         assert_eq!(
             h.uri(Protocol::Coap, "a.bin").unwrap(),
@@ -219,5 +233,13 @@ mod tests {
             .unwrap_err()
             .contains("plain coap"));
         assert!(h.uri(Protocol::Https, "a").unwrap_err().contains("https"));
+        assert_eq!(
+            h.uri(Protocol::CoapTcp, "a.bin").unwrap(),
+            "coap+tcp://127.0.0.1:5683/fw/a.bin"
+        );
+        assert!(h
+            .uri(Protocol::CoapTls, "a")
+            .unwrap_err()
+            .contains("certificate the device trusts"));
     }
 }

@@ -68,6 +68,11 @@ pub struct ConformanceConfig {
     pub short_lifetime: Duration,
     /// The shim's HTTP address, whose `/fw/{name}` serves http:// pulls; `None`: no http.
     pub http_host: Option<SocketAddr>,
+    /// The shim's coap+tcp package host (RFC 8323); `None`: no coap+tcp pulls.
+    pub coap_tcp_host: Option<SocketAddr>,
+    /// The shim's coaps+tcp package host, given only when the device trusts its certificate;
+    /// `None`: no coaps+tcp pulls.
+    pub coaps_tcp_host: Option<SocketAddr>,
     /// How long to wait for the device to register before the cases run.
     pub register_within: Duration,
 }
@@ -90,6 +95,8 @@ impl ConformanceConfig {
             tolerance: Duration::from_secs(1),
             short_lifetime: Duration::from_secs(10),
             http_host: None,
+            coap_tcp_host: None,
+            coaps_tcp_host: None,
             register_within: Duration::ZERO,
         }
     }
@@ -223,6 +230,8 @@ pub async fn run(
             .and_then(|c| c.local_addr().ok()),
         coaps_listener: shim.coaps().is_some(),
         http: cfg.http_host,
+        coap_tcp: cfg.coap_tcp_host,
+        coaps_tcp: cfg.coaps_tcp_host,
     };
     let formats = Formats::of(&ObjectLinks::parse(
         reg.as_ref().map_or("", |r| r.object_links.as_str()),
