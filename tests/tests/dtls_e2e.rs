@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use lwm2m_client::sim::InThreadDevice;
+use tests::e2e::{Harness, PackageKind};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -20,7 +21,7 @@ fn device_registers_over_dtls_and_updates_from_the_coaps_package_host() {
     let mut opts = h.device_options(ep);
     opts.psk_identity = Some("secure-dev-id".into());
     opts.psk_key = Some("00112233445566778899aabbccddeeff".into());
-    let dev = SimDeviceThread::start(opts);
+    let dev = InThreadDevice::start(opts);
     h.wait_until("registration over DTLS", T, || h.registered(ep));
     // coaps is listed among the pull protocols now that the device has credentials.
     let (_, v) = h.get(&format!("/api/clients/{ep}/5/0/8?format=TLV"));
@@ -55,7 +56,7 @@ fn a_wrong_key_never_registers() {
     let mut opts = h.device_options(ep);
     opts.psk_identity = Some("wrong-key-id".into());
     opts.psk_key = Some("ffffffffffffffffffffffffffffffff".into());
-    let _dev = SimDeviceThread::start(opts);
+    let _dev = InThreadDevice::start(opts);
     std::thread::sleep(Duration::from_secs(3));
     assert!(!h.registered(ep), "a device with the wrong key registered");
 }

@@ -1,20 +1,18 @@
 //! The conformance runner against this project's own simulated device
-//! (`lwm2m_client::sim::device`, the `lwm2m-client` binary's library entry), in-process over
-//! real loopback UDP, trusting the runner's signing key: every case must pass or be N/A for a
+//! (`lwm2m_client::sim::InThreadDevice`, the `lwm2m-client` binary's library entry), in-process
+//! over real loopback UDP, trusting the runner's signing key: every case must pass or be N/A for a
 //! reason that is a fact about the device.
 //! And a fleet of these devices updated through the REST API, followed on the SSE stream.
-
-mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{temp_dir, wait_event, Harness};
+use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
-use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::Signer;
+use tests::e2e::{temp_dir, Harness};
 
 /// Our simulated device in-process, trusting `anchor`.
 fn start_device(
@@ -22,8 +20,8 @@ fn start_device(
     endpoint: &str,
     state_dir: PathBuf,
     anchor: PathBuf,
-) -> InProcessDevice {
-    InProcessDevice::start([
+) -> InThreadDevice {
+    InThreadDevice::start_args([
         format!("--server=coap://{server}"),
         format!("--endpoint={endpoint}"),
         format!("--state-dir={}", state_dir.display()),
@@ -68,7 +66,7 @@ const JUSTIFIED_NA: [(&str, &str); 3] = [
 
 #[test]
 fn every_case_passes_or_is_justified_na_against_our_client() {
-    let h = Harness::start("conformance", |_| {});
+    let h = Harness::start("conformance");
     let dir = temp_dir("conformance-device");
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
@@ -151,7 +149,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
 
 #[test]
 fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
-    let h = Harness::start("fleet-rest", |_| {});
+    let h = Harness::start("fleet-rest");
     let dir = temp_dir("fleet-devices");
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
@@ -164,7 +162,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
             seq,
         )
         .expect("package");
-    let (s, _) = h.put(
+    let (s, _) = h.put_bytes(
         "/api/packages/fleet.suit",
         "application/octet-stream",
         &package,
@@ -177,17 +175,10 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
         .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone()))
         .collect();
     // Registrations may come in any order: wait on the store.
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while eps
-        .iter()
-        .any(|ep| h.running().shim.store.get_by_endpoint(ep).is_none())
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "devices did not register"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_until("the devices to register", Duration::from_secs(20), || {
+        eps.iter()
+            .all(|ep| h.running().shim.store.get_by_endpoint(ep).is_some())
+    });
     let mut ids = Vec::new();
     for (i, ep) in eps.iter().enumerate() {
         let method = if i % 2 == 0 { "pull" } else { "push" };
@@ -198,8 +189,8 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     }
     let mut done = std::collections::HashSet::new();
     while done.len() < ids.len() {
-        let d = wait_event(&events, Duration::from_secs(60), |n, d| {
-            n == "FIRMWARE" && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+        let d = events.wait_for(&["FIRMWARE"], Duration::from_secs(60), |d| {
+            d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED"
         });
         assert_eq!(d["phase"], "SUCCEEDED", "{d}");
         assert_eq!(
@@ -210,7 +201,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
         assert_eq!(d["firmwareVersion"], "3.0.0", "{d}");
         done.insert(d["id"].as_u64().expect("id"));
     }
-    let (s, jobs) = h.get_json("/api/jobs");
+    let (s, jobs) = h.get("/api/jobs");
     assert_eq!(s, 200);
     for id in &ids {
         let j = jobs
@@ -222,7 +213,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     }
     // The devices really run the new image: /3/0/3 through the Leshan-style read.
     for ep in &eps {
-        let (s, r) = h.get_json(&format!("/api/clients/{ep}/3/0/3"));
+        let (s, r) = h.get(&format!("/api/clients/{ep}/3/0/3"));
         assert_eq!(
             (s, r["content"]["value"].as_str()),
             (200, Some("3.0.0")),
