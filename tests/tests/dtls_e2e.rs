@@ -1,7 +1,8 @@
 //! LwM2M over DTLS end to end: the simulated device registers with the shim over coaps://
 //! with a PSK the shim's security store knows (set through its Leshan-style REST API),
 //! pulls a package from the shim's coaps package host and completes the update, including
-//! the new handshake and Register after its reset. A wrong key never gets a registration in.
+//! the new handshake and Register after its reset. A wrong key never gets a registration in:
+//! the shim refuses its handshake and counts the refusal.
 
 use std::time::Duration;
 
@@ -57,6 +58,12 @@ fn a_wrong_key_never_registers() {
     opts.psk_identity = Some("wrong-key-id".into());
     opts.psk_key = Some("ffffffffffffffffffffffffffffffff".into());
     let _dev = InThreadDevice::start(opts);
-    std::thread::sleep(Duration::from_secs(3));
+    // The shim counts the handshake it refuses (GET /api/server/stats), as an operator
+    // watching for devices with wrong keys sees it.
+    let refused = || h.get("/api/server/stats").1["dtls"]["refusedHandshakes"].as_u64();
+    h.wait_until("the shim to refuse the handshake", T, || {
+        refused().is_some_and(|n| n >= 1)
+    });
     assert!(!h.registered(ep), "a device with the wrong key registered");
+    assert_eq!(h.get("/api/server/stats").1["registrations"], 0);
 }
