@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use device_port::image::ImageBuilder;
 use lwm2m_client::sim::device::DeviceOptions;
+use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
@@ -373,6 +374,25 @@ impl Drop for Harness {
         drop(self.running.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Our simulated device on a thread of this process with `lwm2m-client`'s defaults, as the
+/// shim's commands meet it: plain CoAP to `server`, its state in `state_dir`, trusting the
+/// signer whose public key is `anchor`, and a short pull ACK timeout for loopback.
+pub fn start_device_trusting(
+    server: SocketAddr,
+    endpoint: &str,
+    state_dir: &Path,
+    anchor: &Path,
+) -> InThreadDevice {
+    InThreadDevice::start_args([
+        format!("--server=coap://{server}"),
+        format!("--endpoint={endpoint}"),
+        format!("--state-dir={}", state_dir.display()),
+        format!("--trust-anchor={}", anchor.display()),
+        "--pull-ack-timeout-ms=300".to_string(),
+    ])
+    .expect("device options")
 }
 
 /// Reads a whole file (test data).

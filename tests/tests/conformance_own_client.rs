@@ -4,32 +4,13 @@
 //! reason that is a fact about the device.
 //! And a fleet of these devices updated through the REST API, followed on the SSE stream.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
 use lwm2m_server_shim::packages::test_packages::Signer;
-use tests::e2e::{temp_dir, Harness};
-
-/// Our simulated device in-process, trusting `anchor`.
-fn start_device(
-    server: std::net::SocketAddr,
-    endpoint: &str,
-    state_dir: PathBuf,
-    anchor: PathBuf,
-) -> InThreadDevice {
-    InThreadDevice::start_args([
-        format!("--server=coap://{server}"),
-        format!("--endpoint={endpoint}"),
-        format!("--state-dir={}", state_dir.display()),
-        format!("--trust-anchor={}", anchor.display()),
-        "--pull-ack-timeout-ms=300".to_string(),
-    ])
-    .expect("device options")
-}
+use tests::e2e::{start_device_trusting, temp_dir, Harness};
 
 /// The run's settings for our device: SUIT packages signed by `signer`, loopback timeouts.
 fn config(signer: Signer, http: std::net::SocketAddr) -> ConformanceConfig {
@@ -71,7 +52,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let device = start_device(h.coap, "ets-dev", dir.join("state"), anchor);
+    let device = start_device_trusting(h.coap, "ets-dev", &dir.join("state"), &anchor);
     let shim = h.running().shim.clone();
     let cfg = config(signer, h.running().http_addr);
     let run =
@@ -172,7 +153,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let eps: Vec<String> = (0..3).map(|i| format!("fleet-{i}")).collect();
     let devices: Vec<_> = eps
         .iter()
-        .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone()))
+        .map(|ep| start_device_trusting(h.coap, ep, &dir.join(ep), &anchor))
         .collect();
     // Registrations may come in any order: wait on the store.
     h.wait_until("the devices to register", Duration::from_secs(20), || {

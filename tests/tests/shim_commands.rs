@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
-use tests::e2e::temp_dir;
+use tests::e2e::{start_device_trusting, temp_dir};
 use tests::process::{free_tcp_port, free_udp_port, workspace_bin};
 
 /// The shim binary, built with the device binary beside it (as `cargo build` leaves them).
@@ -19,15 +19,9 @@ fn shim() -> PathBuf {
     workspace_bin("lwm2m-server-shim")
 }
 
+/// Our device for a shim on loopback CoAP `port`.
 fn start_device(port: u16, endpoint: &str, state: &Path, anchor: &Path) -> InThreadDevice {
-    InThreadDevice::start_args([
-        format!("--server=coap://127.0.0.1:{port}"),
-        format!("--endpoint={endpoint}"),
-        format!("--state-dir={}", state.display()),
-        format!("--trust-anchor={}", anchor.display()),
-        "--pull-ack-timeout-ms=300".to_string(),
-    ])
-    .expect("device options")
+    start_device_trusting(([127, 0, 0, 1], port).into(), endpoint, state, anchor)
 }
 
 /// The lines a child writes to its piped stderr, read on a thread to its end.

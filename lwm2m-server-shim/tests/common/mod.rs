@@ -1,5 +1,7 @@
 //! Test harness: a shim running in-process on loopback ports chosen by the OS, a real HTTP client
-//! (ureq), an SSE reader thread, and helpers to run libcoap's command-line peers.
+//! (ureq), an SSE reader thread, and helpers to run libcoap's command-line peers. For the
+//! shim's own tests, where no device of ours takes part (peers are libcoap, scripted devices
+//! or raw sockets); tests with our device use the workspace harness (`tests::e2e`).
 
 #![allow(dead_code)]
 
