@@ -3,8 +3,9 @@
 //!
 //! The object (rules: `object5::machine`) and the transports (Block1 push, CoAP/HTTP pull) are
 //! the same on every device; the backend is the board's: on the simulated device it is the
-//! SUIT verifier plus the slot manager on SimFlash ([`crate::sim::firmware`] on the host), on a microcontroller the
-//! same object5 code on real flash. Every error is already the Update Result to report.
+//! SUIT verifier plus the slot manager on SimFlash (`sim::firmware` on the host, feature
+//! `sim`), on a microcontroller the same object5 code on real flash. Every error is already the
+//! Update Result to report.
 
 use alloc::string::String;
 use alloc::vec::Vec;

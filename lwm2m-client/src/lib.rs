@@ -1,13 +1,16 @@
 //! LwM2M client: a sans-IO engine (bytes and time in; bytes, timer deadlines and events out)
 //! and the thin tokio shell that drives it over UDP.
 //!
-//! Three parts, each a layer on the one before:
-//! - the core (every module but `host` and `sim`) builds as `no_std` + `alloc`: wire formats,
-//!   the engine, the objects, the sans-IO Block2 pull;
-//! - `host` (feature `std`): the tokio runtime over UDP, DTLS through OpenSSL and the socket
+//! Three parts, each a layer on the one before, each behind a feature (`sim`, the default,
+//! turns on all of them):
+//! - the core (every module but `host` and `sim`) builds as `no_std` + `alloc` without
+//!   features (`std` only adds `std::error::Error`): wire formats, the engine, the objects,
+//!   the sans-IO Block2 pull;
+//! - `host`: DTLS through OpenSSL (`host::dtls`, feature `dtls`: all the server shim takes
+//!   besides the codecs), and with feature `host` the tokio runtime over UDP and the socket
 //!   pulls (CoAP over UDP/DTLS, HTTP);
-//! - `sim` (feature `std`): the simulated device behind the `lwm2m-client` binary, on
-//!   device-port's simulated flash and bootloader.
+//! - `sim` (feature `sim`): the simulated device behind the `lwm2m-client` binary, on
+//!   device-port's simulated flash and bootloader, and a runner for it on a thread.
 //!
 //! - [`codec`]: wire formats shared with the server shim (Block1/Block2 option with 20-bit NUM,
 //!   link-format, TLV, SenML JSON/CBOR, LwM2M JSON, LwM2M CBOR, CBOR, text/opaque, paths, the
@@ -59,8 +62,8 @@ pub mod pull;
 pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
-#[cfg(feature = "std")]
+#[cfg(feature = "dtls")]
 pub mod host;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "sim")]
 pub mod sim;

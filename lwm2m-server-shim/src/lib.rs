@@ -21,8 +21,11 @@
 //! server -> packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
 //! part can be read and changed without the parts above it. `tests/module_layout.rs` checks
 //! this from the sources (no circle between modules or folders, no import upwards).
-//! [`in_process_device`] runs our simulated device in this process for the demo, tests and
-//! the fleet benchmark; it stands outside the layers.
+//!
+//! From the client crate the shim takes only what both sides must share: its wire codecs and
+//! its DTLS wrapper (`lwm2m-client` with features `dtls` only), never the device simulation,
+//! its runtime or its HTTP client. The demo runs our simulated device as the `lwm2m-client`
+//! binary; tests that need the device in-process live in the workspace's `tests/` crate.
 //!
 //! HTTP surface (see [`api::routes`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
 //! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
@@ -48,6 +51,5 @@ pub mod coap;
 pub mod conformance;
 pub mod content;
 pub mod firmware;
-pub mod in_process_device;
 pub mod packages;
 pub mod server;

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level parts from the top down; a part may import only parts after it.
-/// `in_process_device` stands outside the server's layers (it runs our simulated device).
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["app", "conformance"],
@@ -19,7 +18,6 @@ const LAYERS: &[&[&str]] = &[
     &["packages"],
     &["coap", "content"],
 ];
-const OUTSIDE: &[&str] = &["in_process_device"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
@@ -282,9 +280,6 @@ fn folders_import_only_downwards() {
     let mut wrong = Vec::new();
     for (from, targets) in &by_top {
         for to in targets {
-            if OUTSIDE.contains(&from.as_str()) || OUTSIDE.contains(&to.as_str()) {
-                continue;
-            }
             match (rank(from), rank(to)) {
                 (Some(a), Some(b)) if a < b => {}
                 _ => wrong.push(format!("{from} -> {to}")),
@@ -292,4 +287,65 @@ fn folders_import_only_downwards() {
         }
     }
     assert!(wrong.is_empty(), "imports against the layering: {wrong:?}");
+}
+
+/// The shim takes from the client crate only what both must share (its codecs and its DTLS
+/// wrapper, DESIGN.md's import arrows): in the shim's normal dependency tree, the subtree under
+/// `lwm2m-client` holds no device simulation (device-port), no device command line (clap), no
+/// HTTP client (ureq), no tokio runtime and no log subscriber. Read from `cargo tree`, so a
+/// feature a dependency turns on is seen too.
+#[test]
+fn the_client_crate_brings_no_device_simulation_runtime_or_http_client() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "-p", "lwm2m-server-shim", "-e", "normal"])
+        .args([
+            "--prefix",
+            "depth",
+            "--no-dedupe",
+            "--offline",
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    // Lines are "<depth><name> v<version> ...": the client's subtree is every line after it
+    // that is deeper than it.
+    let parse = |l: &str| {
+        let name_at = l.find(|c: char| !c.is_ascii_digit())?;
+        let depth: usize = l[..name_at].parse().ok()?;
+        let name = l[name_at..].split_whitespace().next()?.to_string();
+        Some((depth, name))
+    };
+    let lines: Vec<(usize, String)> = tree.lines().filter_map(parse).collect();
+    let mut below_client = BTreeSet::new();
+    let mut found = false;
+    for (i, (depth, name)) in lines.iter().enumerate() {
+        if name != "lwm2m-client" {
+            continue;
+        }
+        found = true;
+        for (d, n) in &lines[i + 1..] {
+            if d <= depth {
+                break;
+            }
+            below_client.insert(n.as_str());
+        }
+    }
+    assert!(found, "lwm2m-client is not in the shim's tree:\n{tree}");
+    let forbidden = ["device-port", "clap", "ureq", "tokio", "tracing-subscriber"];
+    let pulled: Vec<&str> = forbidden
+        .into_iter()
+        .filter(|f| below_client.contains(f))
+        .collect();
+    assert!(
+        pulled.is_empty(),
+        "the shim gets {pulled:?} through lwm2m-client"
+    );
 }

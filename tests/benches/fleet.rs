@@ -3,7 +3,7 @@
 //!
 //! The devices are the whole client (`lwm2m_client::sim::device`: engine, Object 5, SUIT
 //! verification, slot manager, bootloader, in-process reset, confirmation) with in-memory
-//! flash, run as local tasks on two current-thread runtimes in this process, over real
+//! flash, run as local tasks on two `InThreadDevice` threads in this process, over real
 //! loopback UDP. They verify signatures with `--crypto=openssl`, as devices with a P-256
 //! accelerator would (`FLEET_CRYPTO=software` for the portable backend, about 8x the CPU per
 //! check): on two shared cores the simulated devices, not the shim, are otherwise most of
@@ -32,9 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::sim::{self, device::DeviceOptions};
+use lwm2m_client::sim::{device::DeviceOptions, InThreadDevice};
 use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::in_process_device::parse_options;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use serde_json::Value;
 
@@ -269,46 +268,15 @@ fn start_jobs(base: &str, body: &str, tx: mpsc::Sender<Seen>) -> mpsc::Sender<St
     to_start
 }
 
-/// Runs `options` as local tasks on `DEVICE_THREADS` current-thread runtimes until `stop`.
-fn start_devices(
-    options: Vec<DeviceOptions>,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) -> Vec<std::thread::JoinHandle<usize>> {
+/// Runs `options` as local tasks on `DEVICE_THREADS` threads, until they are stopped.
+fn start_devices(options: Vec<DeviceOptions>) -> Vec<InThreadDevice> {
     let mut shares: Vec<Vec<DeviceOptions>> = (0..DEVICE_THREADS).map(|_| Vec::new()).collect();
     for (i, o) in options.into_iter().enumerate() {
         if let Some(s) = shares.get_mut(i % DEVICE_THREADS) {
             s.push(o);
         }
     }
-    shares
-        .into_iter()
-        .map(|mine| {
-            let stopped = stopped.clone();
-            std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return mine.len();
-                };
-                let local = tokio::task::LocalSet::new();
-                // Devices that ended with an error (each is one line of the report).
-                local.block_on(&rt, async move {
-                    let handles: Vec<_> = mine
-                        .into_iter()
-                        .map(|o| tokio::task::spawn_local(sim::device::run(o, stopped.clone())))
-                        .collect();
-                    let mut failed = 0;
-                    for h in handles {
-                        if !matches!(h.await, Ok(Ok(()))) {
-                            failed += 1;
-                        }
-                    }
-                    failed
-                })
-            })
-        })
-        .collect()
+    shares.into_iter().map(InThreadDevice::start_all).collect()
 }
 
 struct Figures {
@@ -428,7 +396,7 @@ fn run(n: usize) -> Result<Figures, String> {
     let options = eps
         .iter()
         .map(|ep| {
-            parse_options([
+            DeviceOptions::from_args([
                 format!("--server=coap://{}", shim.coap),
                 format!("--endpoint={ep}"),
                 "--in-memory".to_string(),
@@ -440,11 +408,10 @@ fn run(n: usize) -> Result<Figures, String> {
             .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let drops_before = udp_rcvbuf_errors();
     let cpu_before = cpu_s("self");
     let started = Instant::now();
-    let threads = start_devices(options, stopped);
+    let threads = start_devices(options);
 
     // Registrations, as the event stream reports them; the event stream drops events when
     // its reader falls behind, so the client list is consulted every few seconds too.
@@ -549,8 +516,12 @@ fn run(n: usize) -> Result<Figures, String> {
     let udp_drops = udp_rcvbuf_errors()
         .zip(drops_before)
         .map(|(a, b)| a.saturating_sub(b));
-    let _ = stop.send(true);
-    let device_errors = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    // Devices that ended with an error (each is one line of the report).
+    let device_errors = threads
+        .into_iter()
+        .flat_map(InThreadDevice::stop_all)
+        .filter(Result::is_err)
+        .count();
     drop(shim);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Figures {

@@ -9,8 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lwm2m_client::sim::InThreadDevice;
 use object5::slots::Strategy;
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use tests::e2e::{Harness, PackageKind};
 use tests::relay::{Faults, Relay};
 
 const RUNS: usize = 5;
@@ -43,7 +44,7 @@ fn main() {
         let mut opts = h.device_options(&ep);
         opts.strategy = Strategy::AB;
         opts.slot_kib = 1100;
-        let _dev = SimDeviceThread::start(opts);
+        let _dev = InThreadDevice::start(opts);
         h.wait_until("registration", Duration::from_secs(60), || {
             h.registered(&ep)
         });

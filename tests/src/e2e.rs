@@ -1,25 +1,23 @@
 //! End-to-end harness: the shim (in-process, real loopback sockets, REST API over HTTP), one
-//! or more simulated devices (the `lwm2m-client` device library on their own threads, with
-//! file-backed flash in temp dirs), and signed packages built with the project's author tool.
-//! Everything a test does to a device goes through the shim's Leshan-style REST API, the way
-//! an operator's script would.
+//! or more simulated devices ([`lwm2m_client::sim::InThreadDevice`]: the `lwm2m-client` device library on its own
+//! thread, with file-backed flash in temp dirs), and signed packages built with the project's
+//! author tool. Everything a test does to a device goes through the shim's Leshan-style REST
+//! API, the way an operator's script would. With `E2E_LOG=debug` (or any tracing filter) the
+//! shim and the devices log to stderr.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use device_port::image::ImageBuilder;
-use lwm2m_client::sim::{
-    self,
-    device::{CliError, DeviceOptions},
-};
+use lwm2m_client::sim::device::DeviceOptions;
+use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
 use serde_json::Value;
 
-use crate::rest::Rest;
+use crate::rest::{Events, Rest};
 
 /// A unique, empty temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -105,6 +103,12 @@ impl Harness {
     }
 
     fn start_with(tag: &str, secure: bool) -> Self {
+        if let Ok(filter) = std::env::var("E2E_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let dir = temp_dir(tag);
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let config = ShimConfig {
@@ -279,6 +283,11 @@ impl Harness {
         self.rest.put(path, body)
     }
 
+    /// PUT raw bytes as `content_type` on the REST API (package uploads).
+    pub fn put_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        self.rest.put_bytes(path, content_type, body)
+    }
+
     /// POST on the REST API (Execute).
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
         self.rest.post(path, body)
@@ -359,9 +368,9 @@ impl Harness {
         v["status"].as_str().unwrap_or_default().to_owned()
     }
 
-    /// Server-sent events of `/api/event?ep=EP` as (event, data) pairs, read on a thread.
-    pub fn events(&self, ep: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
-        self.rest.events(ep).rx
+    /// Server-sent events of `/api/event?ep=EP` (every endpoint's when `ep` is empty).
+    pub fn events(&self, ep: &str) -> Events {
+        self.rest.events(ep)
     }
 
     /// Starts observing `path` of `ep` through the REST API.
@@ -388,68 +397,26 @@ impl Drop for Harness {
     }
 }
 
-/// A simulated device running on its own thread.
-pub struct SimDeviceThread {
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<JoinHandle<Result<(), CliError>>>,
-}
-
-impl SimDeviceThread {
-    /// Starts a device with `opts` (environment settings such as a power cut apply). With
-    /// `E2E_LOG=debug` (or any tracing filter) the devices log to stderr.
-    pub fn start(opts: DeviceOptions) -> Self {
-        if let Ok(filter) = std::env::var("E2E_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("device runtime");
-            rt.block_on(sim::device::run(opts, shutdown))
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Whether the device stopped by itself (e.g. a power cut).
-    pub fn finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-
-    /// Waits for a device that stops by itself; returns how it ended.
-    pub fn join(mut self) -> Result<(), CliError> {
-        self.thread
-            .take()
-            .expect("running")
-            .join()
-            .expect("device thread")
-    }
-
-    /// Deregisters and stops; returns how the device ended.
-    pub fn stop(mut self) -> Result<(), CliError> {
-        let _ = self.stop.send(true);
-        self.thread
-            .take()
-            .expect("running")
-            .join()
-            .expect("device thread")
-    }
-}
-
-impl Drop for SimDeviceThread {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Our simulated device on a thread of this process with `lwm2m-client`'s defaults, as the
+/// shim's commands meet it: plain CoAP to `server`, its state in `state_dir`, trusting the
+/// signer whose public key is `anchor`, and a short pull ACK timeout for loopback; `pull_ca`
+/// is the certificate of a coaps+tcp package host it should trust.
+pub fn start_device_trusting(
+    server: SocketAddr,
+    endpoint: &str,
+    state_dir: &Path,
+    anchor: &Path,
+    pull_ca: Option<&Path>,
+) -> InThreadDevice {
+    let mut args = vec![
+        format!("--server=coap://{server}"),
+        format!("--endpoint={endpoint}"),
+        format!("--state-dir={}", state_dir.display()),
+        format!("--trust-anchor={}", anchor.display()),
+        "--pull-ack-timeout-ms=300".to_string(),
+    ];
+    args.extend(pull_ca.map(|p| format!("--pull-ca={}", p.display())));
+    InThreadDevice::start_args(args).expect("device options")
 }
 
 /// Reads a whole file (test data).

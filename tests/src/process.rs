@@ -133,6 +133,34 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Whether a UDP socket on this machine is bound to `port` on 127.0.0.1 or the wildcard
+/// address. Read from /proc/net/udp, so probing takes nothing from a peer that is starting.
+pub fn udp_port_bound(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .any(|local| wanted.iter().any(|w| w == local))
+}
+
+/// Waits until a peer process has bound loopback UDP `port` (its readiness); panics after
+/// `limit`.
+pub fn wait_udp_bound(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !udp_port_bound(port) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing bound UDP port {port} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

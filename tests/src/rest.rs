@@ -80,6 +80,16 @@ impl Rest {
         )
     }
 
+    /// PUT raw bytes as `content_type` (package uploads).
+    pub fn put_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        Self::call(
+            self.agent
+                .put(format!("{}{path}", self.base))
+                .header("Content-Type", content_type)
+                .send(body),
+        )
+    }
+
     /// POST raw bytes (Execute, Observe).
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
         Self::call(self.agent.post(format!("{}{path}", self.base)).send(body))
@@ -100,11 +110,14 @@ impl Rest {
         Self::call(self.agent.delete(format!("{}{path}", self.base)).call())
     }
 
-    /// Server-sent events of `/api/event?ep=EP` as (event, data) pairs, read on a thread; returns
-    /// once the stream is open (or after 10 s).
+    /// Server-sent events of `/api/event?ep=EP` (every endpoint's when `ep` is empty) as
+    /// (event, data) pairs, read on a thread; returns once the stream is open (or after 10 s).
     pub fn events(&self, ep: &str) -> Events {
         let (tx, rx) = mpsc::channel();
-        let url = format!("{}/api/event?ep={ep}", self.base);
+        let url = match ep {
+            "" => format!("{}/api/event", self.base),
+            ep => format!("{}/api/event?ep={ep}", self.base),
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(600)))
             .build()

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use device_port::device::SECTOR_SIZE;
+use lwm2m_client::sim::InThreadDevice;
 use object5::slots::{Layout, Strategy};
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use tests::e2e::{Harness, PackageKind};
 
 const IDLE: i64 = 0;
 const DOWNLOADED: i64 = 2;
@@ -47,7 +48,7 @@ fn a_damaged_image_falls_back_and_no_verified_image_means_recovery_that_takes_an
     let state = opts.state_dir.clone();
 
     // Factory image, then 2.0.0 installed: swap keeps 1.0.0 in slot 1.
-    let dev = SimDeviceThread::start(opts.clone());
+    let dev = InThreadDevice::start(opts.clone());
     h.wait_until("registration", T, || h.registered(ep));
     assert_eq!(version(&h, ep).as_deref(), Some("1.0.0"));
     let v2 = h.package("v2.suit", &PackageKind::good("2.0.0", 2, 20_000));
@@ -56,7 +57,7 @@ fn a_damaged_image_falls_back_and_no_verified_image_means_recovery_that_takes_an
 
     // 2.0.0 damaged while the device was off: 1.0.0 runs, the last result stands.
     damage_slot0_image(&state, opts.slot_kib);
-    let dev = SimDeviceThread::start(opts.clone());
+    let dev = InThreadDevice::start(opts.clone());
     h.wait_until("1.0.0 to register", T, || {
         version(&h, ep).as_deref() == Some("1.0.0")
     });
@@ -66,7 +67,7 @@ fn a_damaged_image_falls_back_and_no_verified_image_means_recovery_that_takes_an
     // Now 1.0.0 damaged too (slot 1 holds the damaged 2.0.0): nothing verifies. The device
     // registers in recovery, is not re-provisioned, and takes an update above the floor.
     damage_slot0_image(&state, opts.slot_kib);
-    let _dev = SimDeviceThread::start(opts);
+    let _dev = InThreadDevice::start(opts);
     h.wait_until("registration in recovery", T, || {
         h.read_string(ep, "/3/0/1").as_deref() == Some("recovery")
     });

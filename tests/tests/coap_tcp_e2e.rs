@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use lwm2m_client::sim::InThreadDevice;
+use tests::e2e::{Harness, PackageKind};
 
 const T: Duration = Duration::from_secs(60);
 
 fn update_over(secure: bool, tag: &str) {
     let h = Harness::start(tag);
     let ep = tag;
-    let dev = SimDeviceThread::start(h.device_options(ep));
+    let dev = InThreadDevice::start(h.device_options(ep));
     h.wait_until("registration", T, || h.registered(ep));
     let (_, v) = h.get(&format!("/api/clients/{ep}/5/0/8?format=TLV"));
     let listed: Vec<&str> = v["content"]["values"]
@@ -64,7 +65,7 @@ fn an_untrusted_certificate_is_a_lost_connection() {
     let ep = "untrusting";
     let mut opts = h.device_options(ep);
     opts.pull_ca = None;
-    let _dev = SimDeviceThread::start(opts);
+    let _dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep));
     h.package("fw.suit", &PackageKind::good("2.0.0", 2, 20_000));
     h.write_uri(ep, &h.package_tcp_uri("fw.suit", true));
@@ -77,7 +78,7 @@ fn an_untrusted_certificate_is_a_lost_connection() {
 fn a_missing_package_is_an_invalid_uri() {
     let h = Harness::start("coap-tcp-missing");
     let ep = "missing-tcp";
-    let _dev = SimDeviceThread::start(h.device_options(ep));
+    let _dev = InThreadDevice::start(h.device_options(ep));
     h.wait_until("registration", T, || h.registered(ep));
     h.write_uri(ep, &h.package_tcp_uri("nope.suit", false));
     h.wait_state(ep, (0, 7), T);

@@ -1,11 +1,13 @@
 //! LwM2M over DTLS end to end: the simulated device registers with the shim over coaps://
 //! with a PSK the shim's security store knows (set through its Leshan-style REST API),
 //! pulls a package from the shim's coaps package host and completes the update, including
-//! the new handshake and Register after its reset. A wrong key never gets a registration in.
+//! the new handshake and Register after its reset. A wrong key never gets a registration in:
+//! the shim refuses its handshake and counts the refusal.
 
 use std::time::Duration;
 
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use lwm2m_client::sim::InThreadDevice;
+use tests::e2e::{Harness, PackageKind};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -20,7 +22,7 @@ fn device_registers_over_dtls_and_updates_from_the_coaps_package_host() {
     let mut opts = h.device_options(ep);
     opts.psk_identity = Some("secure-dev-id".into());
     opts.psk_key = Some("00112233445566778899aabbccddeeff".into());
-    let dev = SimDeviceThread::start(opts);
+    let dev = InThreadDevice::start(opts);
     h.wait_until("registration over DTLS", T, || h.registered(ep));
     // coaps is listed among the pull protocols now that the device has credentials.
     let (_, v) = h.get(&format!("/api/clients/{ep}/5/0/8?format=TLV"));
@@ -55,7 +57,13 @@ fn a_wrong_key_never_registers() {
     let mut opts = h.device_options(ep);
     opts.psk_identity = Some("wrong-key-id".into());
     opts.psk_key = Some("ffffffffffffffffffffffffffffffff".into());
-    let _dev = SimDeviceThread::start(opts);
-    std::thread::sleep(Duration::from_secs(3));
+    let _dev = InThreadDevice::start(opts);
+    // The shim counts the handshake it refuses (GET /api/server/stats), as an operator
+    // watching for devices with wrong keys sees it.
+    let refused = || h.get("/api/server/stats").1["dtls"]["refusedHandshakes"].as_u64();
+    h.wait_until("the shim to refuse the handshake", T, || {
+        refused().is_some_and(|n| n >= 1)
+    });
     assert!(!h.registered(ep), "a device with the wrong key registered");
+    assert_eq!(h.get("/api/server/stats").1["registrations"], 0);
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
+use tests::process::wait_udp_bound;
 
 const IDENTITY: &str = "lwm2m-dev-1";
 const KEY: &str = "secret-psk-0001";
@@ -115,7 +116,8 @@ fn our_dtls_client_talks_coaps_to_libcoap_server() {
             .spawn()
             .expect("start coap-server-openssl"),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Ready once it has bound its DTLS port (port + 1).
+    wait_udp_bound(port + 1, Duration::from_secs(10));
     let server_addr: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
 
     let ctx = DtlsContext::psk_client(Psk {

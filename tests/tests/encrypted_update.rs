@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lwm2m_client::sim::InThreadDevice;
 use object5::author::{self, ContentEncryption, Delivery, Encryption, Recipient};
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use tests::e2e::{Harness, PackageKind};
 
 const IDLE: i64 = 0;
 const DOWNLOADED: i64 = 2;
@@ -44,11 +45,11 @@ impl DeviceKeys {
 }
 
 /// A device named `ep` holding `keys` in its key store, registered with the shim.
-fn registered(h: &Harness, ep: &str, keys: &DeviceKeys) -> SimDeviceThread {
+fn registered(h: &Harness, ep: &str, keys: &DeviceKeys) -> InThreadDevice {
     let mut opts = h.device_options(ep);
     opts.decryption_keys = vec![keys.private_pem.clone()];
     opts.keks = vec![keys.kek_file.clone()];
-    let dev = SimDeviceThread::start(opts);
+    let dev = InThreadDevice::start(opts);
     h.wait_until(&format!("{ep} to register"), T, || h.registered(ep));
     dev
 }

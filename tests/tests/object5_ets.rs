@@ -5,15 +5,16 @@
 
 use std::time::Duration;
 
+use lwm2m_client::sim::InThreadDevice;
 use object5::author::Delivery;
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use tests::e2e::{Harness, PackageKind};
 
 const IDLE: i64 = 0;
 const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(60);
 
-fn registered(h: &Harness, ep: &str) -> SimDeviceThread {
-    let dev = SimDeviceThread::start(h.device_options(ep));
+fn registered(h: &Harness, ep: &str) -> InThreadDevice {
+    let dev = InThreadDevice::start(h.device_options(ep));
     h.wait_until(&format!("{ep} to register"), T, || h.registered(ep));
     dev
 }
@@ -216,7 +217,7 @@ fn ets_760_observation_notifies_every_state_change() {
     let (status, v) = h.observe("ets760", "/5/0/3");
     assert_eq!((status, v["content"]["value"].as_str()), (200, Some("0")));
     let mut seen = Vec::new();
-    while let Ok((event, data)) = events.recv_timeout(Duration::from_millis(500)) {
+    while let Ok((event, data)) = events.rx.recv_timeout(Duration::from_millis(500)) {
         if event == "NOTIFICATION" && data["res"] == "/5/0/3" {
             seen.push(data["val"]["value"].as_str().unwrap_or("?").to_owned());
         }
@@ -352,7 +353,7 @@ fn deferred_update_reports_11_then_installs_when_the_period_ends() {
     let h = Harness::start("defer");
     let mut opts = h.device_options("defer");
     opts.defer_updates = true;
-    let dev = SimDeviceThread::start(opts);
+    let dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered("defer"));
     let (status, v) = h.put(
         "/api/clients/defer/5/0/13?format=TEXT",

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use lwm2m_client::sim::device::CliError;
-use tests::e2e::{Harness, PackageKind, SimDeviceThread};
+use lwm2m_client::sim::InThreadDevice;
+use tests::e2e::{Harness, PackageKind};
 use tests::relay::{Faults, Relay};
 
 const IDLE: i64 = 0;
@@ -28,7 +29,7 @@ fn reboot(h: &Harness, ep: &str) {
 fn reset_in_idle_and_downloaded_keeps_state_and_result() {
     let h = Harness::start("reset-states");
     let ep = "reset-states";
-    let _dev = SimDeviceThread::start(h.device_options(ep));
+    let _dev = InThreadDevice::start(h.device_options(ep));
     h.wait_until("registration", T, || h.registered(ep));
     // Idle with a result: the result survives the reset.
     h.write_uri(ep, &h.package_uri("missing.suit"));
@@ -57,7 +58,7 @@ fn reset_while_downloading_resumes_the_pull() {
     let mut opts = h.device_options(ep);
     opts.slot_kib = 160;
     opts.pull_block_size = 512;
-    let _dev = SimDeviceThread::start(opts);
+    let _dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep));
     let len = 140 * 1024;
     h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
@@ -103,7 +104,7 @@ fn pull_of_a_package_past_4_mib_uses_block_numbers_beyond_4096() {
     // Two bootable slots: the swap strategy's one-sector progress area bounds its slots.
     opts.strategy = object5::slots::Strategy::AB;
     opts.slot_kib = 4 * 1024 + 256;
-    let dev = SimDeviceThread::start(opts);
+    let dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep) || dev.finished());
     assert!(!dev.finished(), "device stopped: {:?}", dev.join());
     let len = 4 * 1024 * 1024 + 100 * 1024; // 4200 blocks of 1 KiB
@@ -119,7 +120,7 @@ fn update_with_power_cut(h: &Harness, ep: &str, cut: u64, partial: bool, uri: &s
     let mut opts = h.device_options(ep);
     opts.power_cut_after = Some(cut);
     opts.power_cut_partial = partial;
-    let dev = SimDeviceThread::start(opts.clone());
+    let dev = InThreadDevice::start(opts.clone());
     h.wait_until("registration", T, || h.registered(ep) || dev.finished());
     if !dev.finished() {
         h.write_uri(ep, uri);
@@ -150,7 +151,7 @@ fn update_with_power_cut(h: &Harness, ep: &str, cut: u64, partial: bool, uri: &s
     // Power back, no more cuts: the device boots an image that verifies and says truthfully
     // where the update stands; the server finishes the job from there.
     opts.power_cut_after = None;
-    let _dev = SimDeviceThread::start(opts);
+    let _dev = InThreadDevice::start(opts);
     h.wait_until("registration after the cut", T, || {
         h.registered(ep) && h.state_result(ep).is_some()
     });

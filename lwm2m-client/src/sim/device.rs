@@ -1,5 +1,6 @@
 //! The simulated device: the `lwm2m-client` binary's whole behaviour as a library, so tests
-//! and the shim's demo can run a device in-process (its resets are in-process too).
+//! and benchmarks can run a device in-process ([`super::InThreadDevice`]; its resets are
+//! in-process too).
 //!
 //! Its flash, slots and bootloader are device-port's `SimDevice` kept in `--state-dir`: the
 //! first run on a new directory installs a factory image (signed with a factory key created
@@ -142,6 +143,27 @@ pub struct DeviceOptions {
     /// benchmark.
     #[arg(long)]
     pub in_memory: bool,
+}
+
+/// [`DeviceOptions`] as the whole command line of a parser.
+#[derive(clap::Parser)]
+struct DeviceCommandLine {
+    #[command(flatten)]
+    options: DeviceOptions,
+}
+
+impl DeviceOptions {
+    /// Parses `lwm2m-client` options (without the program name), e.g. `--server=coap://...`.
+    pub fn from_args<I, S>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        use clap::Parser;
+        let argv =
+            std::iter::once("lwm2m-client".to_string()).chain(args.into_iter().map(Into::into));
+        DeviceCommandLine::try_parse_from(argv).map(|c| c.options)
+    }
 }
 
 /// Bytes of the factory image installed on a first run; the smallest slot must hold it.

@@ -1,10 +1,11 @@
 //! The `demo` subcommand: one signed firmware update end to end on loopback. It starts the
 //! shim, generates a signing key, builds and signs a 2.0.0 package, starts the simulated
-//! device (the `lwm2m-client` binary next to this one, or the same code in-process when that
-//! binary was not built, so `cargo run -p lwm2m-server-shim -- demo` works alone) trusting that
-//! key, runs a pull update with progress and prints the final State, Update Result and
-//! firmware version.
+//! device (the `lwm2m-client` binary next to this one; when cargo started the demo and that
+//! binary was not built, cargo builds it first, so `cargo run -p lwm2m-server-shim -- demo`
+//! works alone) trusting that key, runs a pull update with progress and prints the final
+//! State, Update Result and firmware version.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -14,7 +15,6 @@ use clap::Args;
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::firmware::jobs::{JobPhase, Method};
-use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use object5::status::{State, UpdateResult};
 
@@ -30,8 +30,8 @@ pub struct DemoArgs {
     /// TCP address of the REST API (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     http: SocketAddr,
-    /// The simulated device binary; default: `lwm2m-client` next to this executable when it
-    /// was built, else the same device runs inside this process.
+    /// The simulated device binary; default: `lwm2m-client` next to this executable (when it
+    /// was not built and cargo runs the demo, cargo builds it first).
     #[arg(long)]
     client: Option<PathBuf>,
     /// Firmware version of the demo package.
@@ -53,8 +53,9 @@ enum DemoError {
     Start(app::StartError),
     Package(String),
     NoClient(PathBuf),
+    NotBuilt(PathBuf),
+    Build(String),
     Spawn(std::io::Error),
-    Device(String),
     NotRegistered(PathBuf),
 }
 
@@ -65,13 +66,14 @@ impl std::fmt::Display for DemoError {
             Self::Key(e) => write!(f, "signing key: {e}"),
             Self::Start(e) => write!(f, "shim: {e}"),
             Self::Package(e) => write!(f, "package host: {e}"),
-            Self::NoClient(p) => write!(
+            Self::NoClient(p) => write!(f, "no simulated device at {}", p.display()),
+            Self::NotBuilt(p) => write!(
                 f,
                 "no simulated device at {} (build it: cargo build -p lwm2m-client, or pass --client)",
                 p.display()
             ),
+            Self::Build(e) => write!(f, "building the simulated device: {e}"),
             Self::Spawn(e) => write!(f, "cannot start the simulated device: {e}"),
-            Self::Device(e) => write!(f, "simulated device options: {e}"),
             Self::NotRegistered(log) => write!(
                 f,
                 "the simulated device did not register within 30 s (its log: {})",
@@ -90,18 +92,78 @@ fn sibling_client() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// The simulated device, as a child process or on a thread of this one; stopped on drop
-/// (the thread variant stops itself).
-enum RunningDevice {
-    Process(Child),
-    Thread { _device: InProcessDevice },
+/// The `cargo build` arguments for the device binary in this executable's profile (read from
+/// the directory it runs from: `target/debug`, `target/release` or `target/<profile>`).
+fn build_args() -> Vec<String> {
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()));
+    let mut args: Vec<String> = ["build", "-p", "lwm2m-client", "--bin", "lwm2m-client"]
+        .map(String::from)
+        .into();
+    match profile.as_deref() {
+        None | Some("debug") => {}
+        Some("release") => args.push("--release".into()),
+        Some(other) => args.extend(["--profile".into(), other.to_string()]),
+    }
+    args
 }
+
+/// Builds the device binary with `cargo` (this workspace, this executable's profile); returns
+/// where cargo put it. Cargo's progress goes to stderr as usual.
+fn build_client(cargo: &OsStr) -> Result<PathBuf, DemoError> {
+    let args = build_args();
+    println!("   lwm2m-client is not built yet: cargo {}", args.join(" "));
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = Command::new(cargo)
+        .args(&args)
+        .args([
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| DemoError::Build(e.to_string()))?;
+    if !out.status.success() {
+        return Err(DemoError::Build(format!("cargo build {}", out.status)));
+    }
+    // Cargo's JSON messages name the executable of each binary it built or found fresh.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lwm2m-client")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| DemoError::Build("cargo named no lwm2m-client executable".into()))
+}
+
+/// The device binary: `--client`, else the one next to this executable, else (when cargo
+/// started this program, which it says in `CARGO`) the one cargo builds now.
+fn device_binary(explicit: Option<&Path>) -> Result<PathBuf, DemoError> {
+    if let Some(c) = explicit {
+        return if c.is_file() {
+            Ok(c.to_owned())
+        } else {
+            Err(DemoError::NoClient(c.to_owned()))
+        };
+    }
+    let sibling = sibling_client();
+    if sibling.is_file() {
+        return Ok(sibling);
+    }
+    match std::env::var_os("CARGO") {
+        Some(cargo) => build_client(&cargo),
+        None => Err(DemoError::NotBuilt(sibling)),
+    }
+}
+
+/// The device process; stopped on drop.
+struct RunningDevice(Child);
 
 impl Drop for RunningDevice {
     fn drop(&mut self) {
-        if let Self::Process(child) = self {
-            stop_child(child);
-        }
+        stop_child(&mut self.0);
     }
 }
 
@@ -150,13 +212,7 @@ pub fn demo(args: DemoArgs) -> ExitCode {
 }
 
 async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
-    // An explicit --client must exist; without one, the sibling binary is used when it was
-    // built (`cargo build -p lwm2m-client`), else the same device runs in this process.
-    let client = match &args.client {
-        Some(c) if !c.is_file() => return Err(DemoError::NoClient(c.clone())),
-        Some(c) => Some(c.clone()),
-        None => Some(sibling_client()).filter(|c| c.is_file()),
-    };
+    let client = device_binary(args.client.as_deref())?;
     std::fs::create_dir_all(work).map_err(|e| DemoError::Io(work.to_owned(), e))?;
 
     // 1. Key and signed package.
@@ -206,30 +262,20 @@ async fn run(args: &DemoArgs, work: &Path) -> Result<bool, DemoError> {
         format!("--trust-anchor={}", anchor.display()),
         "--log-level=info".to_string(),
     ];
-    let _device = match &client {
-        Some(client) => {
-            println!(
-                "   simulated device: {} (log {})",
-                client.display(),
-                log_path.display()
-            );
-            let child = Command::new(client)
-                .args(&device_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(DemoError::Spawn)?;
-            RunningDevice::Process(child)
-        }
-        None => {
-            println!("   simulated device: in-process (lwm2m_client::sim::device; no lwm2m-client binary built)");
-            RunningDevice::Thread {
-                _device: InProcessDevice::start(device_args.iter().cloned())
-                    .map_err(|e| DemoError::Device(e.to_string()))?,
-            }
-        }
-    };
+    println!(
+        "   simulated device: {} (log {})",
+        client.display(),
+        log_path.display()
+    );
+    let _device = RunningDevice(
+        Command::new(&client)
+            .args(&device_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(DemoError::Spawn)?,
+    );
     if campaign_view::wait_for(
         &shim,
         std::slice::from_ref(&endpoint),

@@ -221,6 +221,11 @@ impl PackageHost {
     /// [`REVALIDATE_AFTER`] ago, one `stat` while the file is unchanged; the file is read (and
     /// hashed for the ETag) again when it changed.
     pub fn snapshot(&self, name: &str) -> Result<Snapshot, PackageHostError> {
+        self.snapshot_at(name, Instant::now())
+    }
+
+    /// [`Self::snapshot`] at time `now` (an argument, so revalidation is tested with fake time).
+    pub fn snapshot_at(&self, name: &str, now: Instant) -> Result<Snapshot, PackageHostError> {
         let path = self.path_of(name)?;
         let snapshot = |c: &Cached| Snapshot {
             info: PackageInfo {
@@ -231,7 +236,7 @@ impl PackageHost {
             content: c.content.clone(),
             file: c.file.clone(),
         };
-        let fresh = |c: &&mut Cached| c.checked.elapsed() < REVALIDATE_AFTER;
+        let fresh = |c: &&mut Cached| now.saturating_duration_since(c.checked) < REVALIDATE_AFTER;
         if let Some(c) = self.lock_cache().get_mut(name).filter(fresh) {
             return Ok(snapshot(c));
         }
@@ -241,7 +246,7 @@ impl PackageHost {
         }
         let stamp = stamp_of(&meta);
         if let Some(c) = self.lock_cache().get_mut(name).filter(|c| c.stamp == stamp) {
-            c.checked = Instant::now();
+            c.checked = now;
             return Ok(snapshot(c));
         }
         let mut f = File::open(&path)?;
@@ -278,7 +283,7 @@ impl PackageHost {
         etag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         let c = Cached {
             stamp,
-            checked: Instant::now(),
+            checked: now,
             etag,
             content,
             file,
@@ -498,8 +503,8 @@ mod tests {
         let behind = dir.join(".tmp-behind");
         std::fs::write(&behind, &data[..100]).expect("write");
         std::fs::rename(&behind, dir.join("fw.bin")).expect("rename");
-        std::thread::sleep(REVALIDATE_AFTER + Duration::from_millis(50));
-        let s = host.snapshot("fw.bin").expect("snapshot");
+        let later = Instant::now() + REVALIDATE_AFTER + Duration::from_millis(50);
+        let s = host.snapshot_at("fw.bin", later).expect("snapshot");
         assert_eq!(s.info.size, 100);
         assert_eq!(s.info.etag, host.info("fw.bin").expect("info").etag);
         assert_eq!(

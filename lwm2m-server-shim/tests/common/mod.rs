@@ -1,5 +1,7 @@
 //! Test harness: a shim running in-process on loopback ports chosen by the OS, a real HTTP client
-//! (ureq), an SSE reader thread, and helpers to run libcoap's command-line peers.
+//! (ureq), an SSE reader thread, and helpers to run libcoap's command-line peers. For the
+//! shim's own tests, where no device of ours takes part (peers are libcoap, scripted devices
+//! or raw sockets); tests with our device use the workspace harness (`tests::e2e`).
 
 #![allow(dead_code)]
 
@@ -270,6 +272,23 @@ pub fn coap_client(args: &[&str]) -> (bool, Vec<u8>) {
         .output()
         .expect("coap-client-openssl is installed (apt libcoap3-bin)");
     (out.status.success(), out.stdout)
+}
+
+/// The lines a child writes to its piped stderr, read on a thread to its end.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// A free UDP port on loopback (bound then released).

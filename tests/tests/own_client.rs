@@ -2,12 +2,10 @@
 //! registration, reads in every content format through the REST API, observe + notification,
 //! and a Block1 firmware push, all as a Leshan script would do them.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{bytes, hex, wait_event, Harness};
+use lwm2m_client::codec::hex;
 use lwm2m_client::host::runtime::{self, Control};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
@@ -15,6 +13,7 @@ use lwm2m_client::objects::{
 use lwm2m_client::{Config, Engine, ObjectHandler};
 use object5::UpdateResult;
 use serde_json::json;
+use tests::e2e::Harness;
 
 #[derive(Clone, Default)]
 struct MemorySink(Arc<Mutex<Vec<u8>>>);
@@ -87,18 +86,18 @@ fn start_client(h: &Harness, endpoint: &str, sink: MemorySink) -> tokio::sync::o
 
 #[test]
 fn own_client_is_managed_through_the_rest_api() {
-    let h = Harness::start("own", |_| {});
-    let events = h.events("");
+    let h = Harness::start("own");
+    let events = h.events("own-1");
     let sink = MemorySink::default();
     let stop = start_client(&h, "own-1", sink.clone());
-    let reg = wait_event(&events, Duration::from_secs(10), |n, d| {
-        n == "REGISTRATION" && d["endpoint"] == "own-1"
+    let reg = events.wait_for(&["REGISTRATION"], Duration::from_secs(10), |d| {
+        d["endpoint"] == "own-1"
     });
     assert_eq!(reg["lwM2mVersion"], "1.1");
     assert!(reg["availableInstances"]["5"].as_array().is_some(), "{reg}");
 
     for format in ["TLV", "SENML_JSON", "SENML_CBOR"] {
-        let (s, r) = h.get_json(&format!("/api/clients/own-1/3/0?format={format}"));
+        let (s, r) = h.get(&format!("/api/clients/own-1/3/0?format={format}"));
         assert_eq!(s, 200, "{format}: {r}");
         assert_eq!(r["status"], "CONTENT(205)", "{format}: {r}");
         let res = r["content"]["resources"].as_array().expect("resources");
@@ -109,15 +108,15 @@ fn own_client_is_managed_through_the_rest_api() {
             "{format}"
         );
     }
-    let (s, r) = h.get_json("/api/clients/own-1/3/0/3?format=TEXT");
+    let (s, r) = h.get("/api/clients/own-1/3/0/3?format=TEXT");
     assert_eq!(
         (s, r["content"]["value"].as_str()),
         (200, Some("1.0.0")),
         "{r}"
     );
-    let (s, r) = h.get_json("/api/clients/own-1/5/0/3");
+    let (s, r) = h.get("/api/clients/own-1/5/0/3");
     assert_eq!((s, r["content"]["value"].as_str()), (200, Some("0")), "{r}");
-    let (s, r) = h.get_json("/api/clients/own-1/5/0/discover");
+    let (s, r) = h.get("/api/clients/own-1/5/0/discover");
     assert_eq!(s, 200, "{r}");
     assert!(
         r["objectLinks"]
@@ -129,19 +128,17 @@ fn own_client_is_managed_through_the_rest_api() {
     // Observe State, push a package block-wise, see State 2 (Downloaded) notified.
     let (s, r) = h.post("/api/clients/own-1/5/0/3/observe", b"");
     assert_eq!((s, r["content"]["value"].as_str()), (200, Some("0")), "{r}");
-    let image = bytes(20_000, 9);
-    let node = json!({"id":0,"kind":"singleResource","type":"opaque","value": hex(&image)});
-    let (s, r) = h.put(
-        "/api/clients/own-1/5/0/0?format=OPAQUE&timeout=10",
-        "application/json",
-        node.to_string().as_bytes(),
-    );
+    let image: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let node = json!({"id":0,"kind":"singleResource","type":"opaque","value": hex::encode(&image)});
+    let (s, r) = h.put("/api/clients/own-1/5/0/0?format=OPAQUE&timeout=10", &node);
     assert_eq!((s, r["success"].as_bool()), (200, Some(true)), "{r}");
     assert_eq!(*sink.0.lock().expect("sink"), image);
-    wait_event(&events, Duration::from_secs(10), |n, d| {
-        n == "NOTIFICATION" && d["res"] == "/5/0/3" && d["val"]["value"] == "2"
+    events.wait_for(&["NOTIFICATION"], Duration::from_secs(10), |d| {
+        d["res"] == "/5/0/3" && d["val"]["value"] == "2"
     });
-    let (s, r) = h.get_json("/api/clients/own-1/5/0?format=SENML_CBOR");
+    let (s, r) = h.get("/api/clients/own-1/5/0?format=SENML_CBOR");
     assert_eq!(s, 200, "{r}");
     let pkg_version = r["content"]["resources"]
         .as_array()
@@ -156,7 +153,7 @@ fn own_client_is_managed_through_the_rest_api() {
     assert_eq!((s, r["success"].as_bool()), (200, Some(false)), "{r}");
 
     drop(stop);
-    wait_event(&events, Duration::from_secs(10), |n, d| {
-        n == "DEREGISTRATION" && d["endpoint"] == "own-1"
+    events.wait_for(&["DEREGISTRATION"], Duration::from_secs(10), |d| {
+        d["endpoint"] == "own-1"
     });
 }

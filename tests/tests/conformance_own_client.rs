@@ -1,39 +1,16 @@
 //! The conformance runner against this project's own simulated device
-//! (`lwm2m_client::sim::device`, the `lwm2m-client` binary's library entry), in-process over
-//! real loopback UDP, trusting the runner's signing key: every case must pass or be N/A for a
+//! (`lwm2m_client::sim::InThreadDevice`, the `lwm2m-client` binary's library entry), in-process
+//! over real loopback UDP, trusting the runner's signing key: every case must pass or be N/A for a
 //! reason that is a fact about the device.
 //! And a fleet of these devices updated through the REST API, followed on the SSE stream.
 
-mod common;
-
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{temp_dir, wait_event, Harness};
 use lwm2m_server_shim::conformance::{
     self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
-use lwm2m_server_shim::in_process_device::InProcessDevice;
 use lwm2m_server_shim::packages::test_packages::Signer;
-
-/// Our simulated device in-process, trusting `anchor`.
-fn start_device(
-    server: std::net::SocketAddr,
-    endpoint: &str,
-    state_dir: PathBuf,
-    anchor: PathBuf,
-    pull_ca: Option<PathBuf>,
-) -> InProcessDevice {
-    let mut args = vec![
-        format!("--server=coap://{server}"),
-        format!("--endpoint={endpoint}"),
-        format!("--state-dir={}", state_dir.display()),
-        format!("--trust-anchor={}", anchor.display()),
-        "--pull-ack-timeout-ms=300".to_string(),
-    ];
-    args.extend(pull_ca.map(|p| format!("--pull-ca={}", p.display())));
-    InProcessDevice::start(args).expect("device options")
-}
+use tests::e2e::{start_device_trusting, temp_dir, Harness};
 
 /// The run's settings for our device: SUIT packages signed by `signer`, loopback timeouts.
 fn config(signer: Signer, http: std::net::SocketAddr) -> ConformanceConfig {
@@ -70,19 +47,20 @@ const JUSTIFIED_NA: [(&str, &str); 3] = [
 
 #[test]
 fn every_case_passes_or_is_justified_na_against_our_client() {
-    // Package hosts over CoAP over TCP and TLS too; the device trusts the TLS certificate.
-    let any = "127.0.0.1:0".parse().ok();
-    let h = Harness::start("conformance", |c| {
-        c.coap_tcp_addr = any;
-        c.coaps_tcp_addr = any;
-    });
+    // Package hosts over CoAP over TCP and TLS run too (the harness starts them); the device
+    // trusts the TLS certificate.
+    let h = Harness::start("conformance");
     let dir = temp_dir("conformance-device");
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let pull_ca = dir.join("coaps-tcp.pem");
-    std::fs::write(&pull_ca, h.running().tls_cert_pem.as_ref().expect("cert")).expect("cert");
-    let device = start_device(h.coap, "ets-dev", dir.join("state"), anchor, Some(pull_ca));
+    let device = start_device_trusting(
+        h.coap,
+        "ets-dev",
+        &dir.join("state"),
+        &anchor,
+        Some(&h.tls_ca),
+    );
     let shim = h.running().shim.clone();
     let mut cfg = config(signer, h.running().http_addr);
     cfg.coap_tcp_host = h.running().coap_tcp.as_ref().map(|t| t.local_addr());
@@ -165,7 +143,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
 
 #[test]
 fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
-    let h = Harness::start("fleet-rest", |_| {});
+    let h = Harness::start("fleet-rest");
     let dir = temp_dir("fleet-devices");
     let signer = Signer::generate().expect("key");
     let anchor = dir.join("anchor.pub.pem");
@@ -178,7 +156,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
             seq,
         )
         .expect("package");
-    let (s, _) = h.put(
+    let (s, _) = h.put_bytes(
         "/api/packages/fleet.suit",
         "application/octet-stream",
         &package,
@@ -188,20 +166,13 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let eps: Vec<String> = (0..3).map(|i| format!("fleet-{i}")).collect();
     let devices: Vec<_> = eps
         .iter()
-        .map(|ep| start_device(h.coap, ep, dir.join(ep), anchor.clone(), None))
+        .map(|ep| start_device_trusting(h.coap, ep, &dir.join(ep), &anchor, None))
         .collect();
     // Registrations may come in any order: wait on the store.
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while eps
-        .iter()
-        .any(|ep| h.running().shim.store.get_by_endpoint(ep).is_none())
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "devices did not register"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_until("the devices to register", Duration::from_secs(20), || {
+        eps.iter()
+            .all(|ep| h.running().shim.store.get_by_endpoint(ep).is_some())
+    });
     let mut ids = Vec::new();
     for (i, ep) in eps.iter().enumerate() {
         let method = if i % 2 == 0 { "pull" } else { "push" };
@@ -212,8 +183,8 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     }
     let mut done = std::collections::HashSet::new();
     while done.len() < ids.len() {
-        let d = wait_event(&events, Duration::from_secs(60), |n, d| {
-            n == "FIRMWARE" && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+        let d = events.wait_for(&["FIRMWARE"], Duration::from_secs(60), |d| {
+            d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED"
         });
         assert_eq!(d["phase"], "SUCCEEDED", "{d}");
         assert_eq!(
@@ -224,7 +195,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
         assert_eq!(d["firmwareVersion"], "3.0.0", "{d}");
         done.insert(d["id"].as_u64().expect("id"));
     }
-    let (s, jobs) = h.get_json("/api/jobs");
+    let (s, jobs) = h.get("/api/jobs");
     assert_eq!(s, 200);
     for id in &ids {
         let j = jobs
@@ -236,7 +207,7 @@ fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     }
     // The devices really run the new image: /3/0/3 through the Leshan-style read.
     for ep in &eps {
-        let (s, r) = h.get_json(&format!("/api/clients/{ep}/3/0/3"));
+        let (s, r) = h.get(&format!("/api/clients/{ep}/3/0/3"));
         assert_eq!(
             (s, r["content"]["value"].as_str()),
             (200, Some("3.0.0")),

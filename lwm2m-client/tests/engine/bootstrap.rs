@@ -1,0 +1,119 @@
+//! Client-initiated bootstrap (OMA TS Core 1.1 section 6.1): bootstrap, then Register with the
+//! provisioned server; back-off when the Bootstrap-Request fails.
+
+use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use lwm2m_client::{Event, RegState};
+
+use crate::common::*;
+use crate::support::*;
+
+#[test]
+fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
+    use lwm2m_client::objects::{Device, FirmwareUpdate, Security, Server};
+    let mut server_obj = Server::new(300);
+    server_obj.present = false;
+    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
+        Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
+        Box::new(server_obj),
+        Box::new(Device::new(device_info())),
+        Box::new(FirmwareUpdate::new(
+            lwm2m_client::objects::DiscardBackend::default(),
+        )),
+    ];
+    let mut e = engine_with(objs);
+    e.bootstrap(0);
+    assert_eq!(e.registration(), RegState::Bootstrapping);
+    let bs = one(&mut e);
+    assert_eq!(code(&bs), MessageClass::Request(RequestType::Post));
+    let path = option_values(&bs, CoapOption::UriPath);
+    assert_eq!(path, vec![b"bs".to_vec()]);
+    assert_eq!(
+        bs.get_first_option(CoapOption::UriQuery).unwrap(),
+        b"ep=ep1"
+    );
+    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    // Bootstrap-Delete "/" keeps the bootstrap account.
+    let r = call(&mut e, 20, &request(RequestType::Delete, 100, b"b", "/"));
+    assert_eq!(code(&r), resp(ResponseType::Deleted));
+    // Bootstrap-Write /0/1: a NoSec account for the management server, SSID 7.
+    let uri = b"coap://127.0.0.1:5683";
+    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
+    payload.extend_from_slice(uri);
+    payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
+    assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
+    // Bootstrap-Write /1/0: SSID 7 (read-only to management servers), lifetime 120 s.
+    let w = request_with(
+        RequestType::Put,
+        102,
+        b"b",
+        "/1/0",
+        11542,
+        &[0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'],
+    );
+    assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
+    let d = call(
+        &mut e,
+        45,
+        &get_with(103, b"b", "/", CoapOption::Accept, 40),
+    );
+    assert_eq!(
+        std::str::from_utf8(&d.payload).unwrap(),
+        "</>;lwm2m=1.1,</0/0>,</0/1>,</1/0>,</3/0>,</5/0>"
+    );
+    // Bootstrap-Finish.
+    let f = call(&mut e, 50, &request(RequestType::Post, 104, b"b", "/bs"));
+    assert_eq!(code(&f), resp(ResponseType::Changed));
+    assert_eq!(
+        events(&mut e),
+        vec![Event::Bootstrapped {
+            server_uri: "coap://127.0.0.1:5683".into()
+        }]
+    );
+    // Register with the management server using the provisioned lifetime.
+    e.set_server(2);
+    e.start(60);
+    let mut out = sent(&mut e);
+    assert_eq!(out.len(), 1);
+    let (peer, reg) = out.remove(0);
+    assert_eq!(peer, 2);
+    let q = queries(&reg);
+    assert!(q.contains(&"lt=120".to_string()), "{q:?}");
+    // The management server may not read Security.
+    let mut e2 = e;
+    let r = call(&mut e2, 70, &request(RequestType::Get, 105, b"x", "/0/1"));
+    assert_eq!(code(&r), resp(ResponseType::Unauthorized));
+}
+
+#[test]
+fn bootstrap_request_failure_backs_off() {
+    let mut e = engine();
+    e.bootstrap(0);
+    let bs = one(&mut e);
+    e.handle_datagram(5, SERVER, &bytes(&ack(&bs, ResponseType::BadRequest)));
+    assert_eq!(
+        events(&mut e),
+        vec![Event::BootstrapFailed {
+            code: Some("4.00".into()),
+            retry_in_ms: 2000
+        }]
+    );
+    assert_eq!(e.poll_timeout(), Some(2005));
+    e.handle_timeout(2005);
+    let again = one(&mut e);
+    assert_eq!(
+        again.get_first_option(CoapOption::UriQuery).unwrap(),
+        b"ep=ep1"
+    );
+    e.handle_datagram(2010, SERVER, &bytes(&ack(&again, ResponseType::Changed)));
+    // No Bootstrap-Finish within EXCHANGE_LIFETIME: request again after back-off.
+    assert_eq!(e.poll_timeout(), Some(2010 + 247_000));
+    e.handle_timeout(2010 + 247_000);
+    assert_eq!(
+        events(&mut e),
+        vec![Event::BootstrapFailed {
+            code: None,
+            retry_in_ms: 4000
+        }]
+    );
+}

@@ -1,0 +1,204 @@
+//! Registration interface (OMA TS Core 1.1 section 6.2): Register with its query, links and
+//! preferred format, retransmission and back-off, Update before the lifetime ends and on
+//! triggers, Register again after 4.04, De-register.
+
+use coap_lite::{CoapOption, MessageClass, MessageType, RequestType, ResponseType};
+use lwm2m_client::codec::{self, ContentFormat};
+use lwm2m_client::{Event, RegState};
+
+use crate::common::*;
+use crate::support::*;
+
+#[test]
+fn register_carries_query_and_links_then_retransmits_on_rfc7252_schedule() {
+    let mut e = engine();
+    e.start(0);
+    let reg = one(&mut e);
+    assert_eq!(reg.header.get_type(), MessageType::Confirmable);
+    assert_eq!(code(&reg), MessageClass::Request(RequestType::Post));
+    let path = option_values(&reg, CoapOption::UriPath);
+    assert_eq!(path, vec![b"rd".to_vec()]);
+    let q = queries(&reg);
+    assert_eq!(q, ["ep=ep1", "lt=300", "lwm2m=1.1", "b=U"]);
+    assert_eq!(uint(&reg, CoapOption::ContentFormat), Some(40));
+    let links = codec::link::parse(std::str::from_utf8(&reg.payload).unwrap()).unwrap();
+    let targets: Vec<_> = links.iter().map(|l| l.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["/", "/1", "/1/0", "/3/0", "/5", "/5/0"],
+        "Security is never announced; /5 carries ver=1.1"
+    );
+    assert_eq!(links[0].get("rt"), Some("oma.lwm2m"));
+    assert_eq!(
+        strict_ct(std::str::from_utf8(&reg.payload).unwrap()),
+        Ok(112),
+        "one preferred format, SenML CBOR by default"
+    );
+
+    // No answer: retransmissions at T, 3T, 7T, 15T with T in [2 s, 3 s], then give up at 31T.
+    let t = e.poll_timeout().unwrap();
+    assert!((2000..=3000).contains(&t), "initial timeout {t}");
+    let mut at = 0;
+    for n in 0..4 {
+        let due = e.poll_timeout().unwrap();
+        assert_eq!(
+            due - at,
+            t << n,
+            "retransmission {n} waits twice as long as the previous"
+        );
+        e.handle_timeout(due - 1);
+        assert!(sent(&mut e).is_empty(), "nothing before the deadline");
+        e.handle_timeout(due);
+        let again = one(&mut e);
+        assert_eq!(
+            again.header.message_id, reg.header.message_id,
+            "same message id on retransmission"
+        );
+        assert_eq!(again.payload, reg.payload);
+        at = due;
+    }
+    let give_up = e.poll_timeout().unwrap();
+    assert_eq!(give_up - at, t << 4);
+    e.handle_timeout(give_up);
+    let ev = events(&mut e);
+    assert_eq!(
+        ev,
+        vec![Event::RegistrationFailed {
+            code: None,
+            retry_in_ms: 2000
+        }]
+    );
+    // Back-off: the next Register goes out 2 s later, then 4 s after its failure.
+    assert_eq!(e.poll_timeout(), Some(give_up + 2000));
+    e.handle_timeout(give_up + 2000);
+    let second = one(&mut e);
+    assert_ne!(second.header.message_id, reg.header.message_id);
+    let mut r = ack(&second, ResponseType::Forbidden);
+    r.header.message_id = second.header.message_id;
+    e.handle_datagram(give_up + 2100, SERVER, &bytes(&r));
+    assert_eq!(
+        events(&mut e),
+        vec![Event::RegistrationFailed {
+            code: Some("4.03".into()),
+            retry_in_ms: 4000
+        }]
+    );
+}
+
+#[test]
+fn register_announces_the_configured_preferred_format_as_one_unquoted_integer() {
+    for (name, number) in [
+        ("senml-cbor", 112),
+        ("senml-json", 110),
+        ("tlv", 11542),
+        ("lwm2m-cbor", 11544),
+    ] {
+        let mut cfg = lwm2m_client::Config::new("ep1");
+        cfg.preferred_format = ContentFormat::from_data_format_name(name).unwrap();
+        let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+        e.start(0);
+        let reg = one(&mut e);
+        let payload = std::str::from_utf8(&reg.payload).unwrap();
+        assert!(
+            payload.starts_with(&format!(r#"</>;rt="oma.lwm2m";ct={number},"#)),
+            "{payload}"
+        );
+        assert_eq!(strict_ct(payload), Ok(number), "{name}");
+    }
+    assert_eq!(ContentFormat::from_data_format_name("json"), None);
+    // Announcing one format restricts nothing: a TLV write and a SenML JSON read still work.
+    let mut cfg = lwm2m_client::Config::new("ep1");
+    cfg.preferred_format = ContentFormat::SenmlCbor;
+    let mut e = lwm2m_client::Engine::new(cfg, SERVER, objects());
+    let w = request_with(
+        RequestType::Put,
+        1,
+        b"w",
+        "/1/0/1",
+        11542,
+        &[0xC1, 0x01, 0x3C],
+    );
+    assert_eq!(code(&call(&mut e, 1, &w)), resp(ResponseType::Changed));
+    let r = call(
+        &mut e,
+        2,
+        &get_with(2, b"r", "/1/0/1", CoapOption::Accept, 110),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
+}
+
+#[test]
+fn updates_before_lifetime_and_registers_again_after_404() {
+    let mut e = registered();
+    assert_eq!(e.registration(), RegState::Registered);
+    // lt = 300 s: Update at 300 - 93 = 207 s after registration.
+    assert_eq!(e.poll_timeout(), Some(10 + 207_000));
+    e.handle_timeout(10 + 207_000);
+    let upd = one(&mut e);
+    assert_eq!(code(&upd), MessageClass::Request(RequestType::Post));
+    let path = option_values(&upd, CoapOption::UriPath);
+    assert_eq!(path, vec![b"rd".to_vec(), b"abc".to_vec()]);
+    assert!(
+        upd.payload.is_empty(),
+        "no payload when objects did not change"
+    );
+    e.handle_datagram(207_100, SERVER, &bytes(&ack(&upd, ResponseType::NotFound)));
+    let reg = one(&mut e);
+    let path = option_values(&reg, CoapOption::UriPath);
+    assert_eq!(
+        path,
+        vec![b"rd".to_vec()],
+        "4.04 on Update means Register again"
+    );
+
+    // Writing the lifetime triggers an Update carrying the new value's schedule.
+    let mut e = registered();
+    let w = request_with(RequestType::Put, 7, b"t", "/1/0/1", 0, b"60");
+    e.handle_datagram(1000, SERVER, &bytes(&w));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "the 2.04 and then the Update");
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    assert_eq!(code(&out[1].1), MessageClass::Request(RequestType::Post));
+    e.handle_datagram(1100, SERVER, &bytes(&ack(&out[1].1, ResponseType::Changed)));
+    assert!(events(&mut e).contains(&Event::Updated));
+    assert_eq!(
+        e.poll_timeout(),
+        Some(1100 + 30_000),
+        "lt 60 s: update after half"
+    );
+}
+
+#[test]
+fn deregister_sends_delete_to_location() {
+    let mut e = registered();
+    e.deregister(500);
+    let d = one(&mut e);
+    assert_eq!(code(&d), MessageClass::Request(RequestType::Delete));
+    let path = option_values(&d, CoapOption::UriPath);
+    assert_eq!(path, vec![b"rd".to_vec(), b"abc".to_vec()]);
+    e.handle_datagram(600, SERVER, &bytes(&ack(&d, ResponseType::Deleted)));
+    assert_eq!(events(&mut e), vec![Event::Deregistered]);
+    assert_eq!(e.registration(), RegState::Stopped);
+}
+
+#[test]
+fn update_trigger_and_object_changes_send_update() {
+    let mut e = registered();
+    let x = request(RequestType::Post, 9, b"u", "/1/0/8");
+    e.handle_datagram(100, SERVER, &bytes(&x));
+    let out = sent(&mut e);
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let upd = &out[1].1;
+    assert_eq!(code(upd), MessageClass::Request(RequestType::Post));
+    assert!(upd.payload.is_empty());
+    e.handle_datagram(150, SERVER, &bytes(&ack(upd, ResponseType::Changed)));
+    events(&mut e);
+    // Objects changed: the Update carries the link-format payload.
+    e.objects_changed(200);
+    let upd = one(&mut e);
+    assert_eq!(uint(&upd, CoapOption::ContentFormat), Some(40));
+    assert!(std::str::from_utf8(&upd.payload)
+        .unwrap()
+        .contains("</5/0>"));
+}
