@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::http_server::HttpLimits;
 use crate::api::routes::RestApi;
+use crate::api::server_info::ServerInfo;
 use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
 use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
 use crate::coap::message::{response, uri_path};
@@ -106,6 +107,8 @@ pub enum StartError {
     Dtls(DtlsError),
     /// Neither coap nor coaps is configured: no device could reach the shim.
     NoCoapListener,
+    /// The certificate-mode server certificate does not show an EC public key.
+    Certificate(openssl::error::ErrorStack),
 }
 
 impl std::fmt::Display for StartError {
@@ -121,6 +124,7 @@ impl std::fmt::Display for StartError {
             Self::Packages(e) => write!(f, "{e}"),
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
+            Self::Certificate(e) => write!(f, "server certificate: {e}"),
         }
     }
 }
@@ -326,6 +330,12 @@ pub async fn start_with_stores(
     let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
     let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
     let http_addr = listener.local_addr().map_err(bind)?;
+    let certificate = config
+        .dtls_certificate
+        .as_ref()
+        .map(|c| c.0.cert_pem.as_slice());
+    let server =
+        ServerInfo::new(coap_addr, coaps_addr, certificate).map_err(StartError::Certificate)?;
     // Every socket is bound before anything is logged: a start-up failure is its only line.
     for endpoint in &endpoints {
         size_buffers(endpoint, &config);
@@ -343,7 +353,7 @@ pub async fn start_with_stores(
     }));
     tasks.push(tokio::spawn(crate::api::http_server::serve(
         listener,
-        Arc::new(RestApi::new(shim.clone(), jobs.clone())),
+        Arc::new(RestApi::new(shim.clone(), jobs.clone(), server)),
         config.http_limits,
     )));
     for endpoint in endpoints {

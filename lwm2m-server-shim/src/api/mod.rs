@@ -10,3 +10,4 @@ pub mod packages;
 pub mod registration_json;
 pub mod routes;
 pub mod security;
+pub mod server_info;

@@ -16,6 +16,7 @@ use crate::api::http_server::{
     json, percent_decode, query_pairs, read_body, text, Body, HttpService,
 };
 use crate::api::registration_json::registration_json;
+use crate::api::server_info::ServerInfo;
 use crate::api::{
     event_stream, firmware as firmware_api, packages as package_http, security as security_api,
 };
@@ -33,12 +34,14 @@ pub const SMALL_JSON_BODY: usize = 64 * 1024;
 pub struct RestApi {
     shim: Arc<Shim>,
     jobs: Arc<JobRegistry>,
+    server: ServerInfo,
 }
 
 impl RestApi {
-    /// The API over a running server core and its firmware jobs.
-    pub fn new(shim: Arc<Shim>, jobs: Arc<JobRegistry>) -> Self {
-        Self { shim, jobs }
+    /// The API over a running server core, its firmware jobs and what the server resource
+    /// reports about the listeners.
+    pub fn new(shim: Arc<Shim>, jobs: Arc<JobRegistry>, server: ServerInfo) -> Self {
+        Self { shim, jobs, server }
     }
 }
 
@@ -47,7 +50,7 @@ impl HttpService for RestApi {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-        Box::pin(async move { route(&self.shim, &self.jobs, req).await })
+        Box::pin(async move { route(&self, req).await })
     }
 }
 
@@ -59,11 +62,8 @@ fn path_segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-async fn route(
-    shim: &Arc<Shim>,
-    jobs: &Arc<JobRegistry>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
+    let (shim, jobs) = (&api.shim, &api.jobs);
     let method = req.method().clone();
     let Some(segs) = path_segments(req.uri().path()) else {
         return text(StatusCode::BAD_REQUEST, "undecodable path");
@@ -84,6 +84,8 @@ async fn route(
             }
         }
         (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
+        (&Method::GET, ["api", "server", "security"]) => api.server.security(),
+        (&Method::GET, ["api", "server", "endpoint"]) => api.server.endpoint(),
         (&Method::GET, ["api", "jobs"]) => firmware_api::list(jobs),
         (&Method::GET, ["api", "jobs", id]) => firmware_api::get(jobs, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
