@@ -26,7 +26,7 @@ pub fn server_event_data(e: &ServerEvent) -> Value {
             update,
         } => json!({
             "registration": registration_json(registration),
-            "update": update_json(&registration.id, update),
+            "update": update_json(registration, update),
         }),
         ServerEvent::Notification {
             endpoint,
