@@ -27,6 +27,9 @@ use crate::server::shim::Shim;
 /// absent, [`crate::server::shim::ServerSettings::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
 
+/// Query parameter of `DELETE .../observe` asking for an active cancel (Leshan 2.0's name).
+const ACTIVE_CANCEL: &str = "active";
+
 /// Longest per-exchange timeout a REST call may ask for: 24 h.
 const MAX_TIMEOUT_S: u64 = 24 * 3600;
 
@@ -231,16 +234,46 @@ impl ClientCall<'_> {
                 }
                 self.with_content(&path, r)
             }
+            (&Method::DELETE, Some("observe")) if self.param(ACTIVE_CANCEL).is_some() => {
+                self.cancel_actively(&device, &path).await
+            }
             (&Method::DELETE, Some("observe")) => {
                 self.shim.cancel_observation(&self.reg.endpoint, &path);
                 Ok(http_server::full(StatusCode::OK, "text/plain", ""))
             }
-            (&Method::DELETE, None) if path.depth() == 2 => {
+            // Any depth: the device decides (object instances in LwM2M 1.1, resource instances
+            // from 1.2 on, whole objects from a bootstrap server); an unsupported one gets its
+            // 4.05 relayed.
+            (&Method::DELETE, None) => {
                 let r = device.delete(&path).await.map_err(|e| dm_failure(&e))?;
                 Ok(json(StatusCode::OK, &response_json(&r, None)))
             }
             _ => Err(bad("operation not allowed on this path")),
         }
+    }
+
+    /// `DELETE .../observe?active` (Leshan 2.0): tells the device to stop notifying with a GET
+    /// carrying Observe = 1 and the observation's token, and forgets the observation once the
+    /// device accepted; 404 when `path` is not observed. Without `active` the observation is
+    /// only forgotten here (passive cancel: the device learns it from the Reset its next
+    /// notification gets, RFC 7641 section 3.6).
+    async fn cancel_actively(&self, device: &DeviceHandle, path: &Path) -> CallResult {
+        let ep = &self.reg.endpoint;
+        let Some(token) = self.shim.observation_token(ep, path) else {
+            return Ok(http_server::text(
+                StatusCode::NOT_FOUND,
+                format!("no observation for path {path} for  client '{ep}'"),
+            ));
+        };
+        let accept = self.format()?;
+        let r = device
+            .cancel_observe(path, &token, accept)
+            .await
+            .map_err(|e| dm_failure(&e))?;
+        if r.is_success() {
+            self.shim.cancel_observation(ep, path);
+        }
+        self.with_content(path, r)
     }
 
     fn with_content(&self, path: &Path, r: DmResponse) -> CallResult {

@@ -64,6 +64,14 @@ impl Observations {
             .is_some_and(|o| !o.task.is_finished())
     }
 
+    /// The token of the observation of `path` at `endpoint`, if one is recorded.
+    pub(crate) fn token(&self, endpoint: &str, path: &Path) -> Option<Vec<u8>> {
+        self.lock()
+            .get(endpoint)
+            .and_then(|m| m.get(&path.to_string()))
+            .map(|o| o.token.clone())
+    }
+
     /// Removes one observation.
     pub(crate) fn remove(&self, endpoint: &str, path: &Path) -> Option<ActiveObservation> {
         let mut m = self.lock();

@@ -262,6 +262,28 @@ impl DeviceHandle {
         }
     }
 
+    /// Active cancel of an observation (RFC 7641 section 3.6, LwM2M core TS 1.1 section
+    /// 6.4.6): a GET of `path` with Observe = 1 and the observation's `token`. The device
+    /// answers it as a Read and stops notifying.
+    pub async fn cancel_observe(
+        &self,
+        path: &Path,
+        token: &[u8],
+        accept: Option<ContentFormat>,
+    ) -> Result<DmResponse, DmError> {
+        let mut req = self.base(RequestType::Get, path);
+        req.add_option(CoapOption::Observe, vec![1]);
+        if let Some(cf) = accept {
+            req.add_option(CoapOption::Accept, cf.to_option());
+        }
+        let first = self
+            .endpoint
+            .request_with_token(self.peer, req.clone(), self.timeout, token)
+            .await?;
+        req.clear_option(CoapOption::Observe);
+        self.complete_block2(req, first).await
+    }
+
     /// Completes a notification of an observation of `path`: when it carries only the first
     /// block (Block2, M=1), the rest is fetched with GET requests (RFC 7959 section 3.4).
     pub async fn complete_notification(

@@ -242,6 +242,12 @@ impl Shim {
         self.observations.is_active(endpoint, path)
     }
 
+    /// The token of the observation of `path` at `endpoint`, for an active cancel (a GET with
+    /// Observe = 1 and this token, RFC 7641 section 3.6); `None` when there is none.
+    pub fn observation_token(&self, endpoint: &str, path: &Path) -> Option<Vec<u8>> {
+        self.observations.token(endpoint, path)
+    }
+
     /// Passive cancel of an observation (Leshan's DELETE .../observe): returns whether one existed.
     pub fn cancel_observation(&self, endpoint: &str, path: &Path) -> bool {
         match self.observations.remove(endpoint, path) {
