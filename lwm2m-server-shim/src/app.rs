@@ -20,6 +20,7 @@ use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
 use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
 use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
+use crate::content::models::{ModelLoadError, ObjectModels};
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
 use crate::packages::host::{PackageHost, PackageHostError};
@@ -64,6 +65,10 @@ pub struct ShimConfig {
     /// Kernel send buffer (SO_SNDBUF) in bytes for the same sockets; `None` keeps the system
     /// default. Capped at `net.core.wmem_max`.
     pub udp_send_buffer: Option<usize>,
+    /// Directory of OMA DDF object models (`*.xml`) shown besides the built-in ones (objects 0,
+    /// 1, 3 and 5) by `GET /api/objectspecs/{ep}`; a model replaces a built-in one of the same
+    /// object id and version.
+    pub models_dir: Option<PathBuf>,
     /// Firmware jobs started through the REST API that run at once; the rest wait in phase
     /// QUEUED. Thousands of devices pulling at the same instant overflow socket buffers and
     /// then spend their time in retransmission back-off (fleet bench: 10 000 at once took
@@ -92,6 +97,7 @@ impl Default for ShimConfig {
             udp_recv_buffer: Some(DEFAULT_UDP_RECV_BUFFER),
             udp_send_buffer: None,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
+            models_dir: None,
         }
     }
 }
@@ -109,6 +115,8 @@ pub enum StartError {
     NoCoapListener,
     /// The certificate-mode server certificate does not show an EC public key.
     Certificate(openssl::error::ErrorStack),
+    /// The models directory or a file in it is unusable.
+    Models(ModelLoadError),
 }
 
 impl std::fmt::Display for StartError {
@@ -125,6 +133,7 @@ impl std::fmt::Display for StartError {
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
             Self::Certificate(e) => write!(f, "server certificate: {e}"),
+            Self::Models(e) => write!(f, "object models: {e}"),
         }
     }
 }
@@ -282,6 +291,10 @@ pub async fn start_with_stores(
         return Err(StartError::NoCoapListener);
     }
     let packages = Arc::new(PackageHost::new(&config.package_dir).map_err(StartError::Packages)?);
+    let mut models = ObjectModels::built_in();
+    if let Some(dir) = &config.models_dir {
+        models.load_dir(dir).map_err(StartError::Models)?;
+    }
     let shim = Arc::new(Shim::new(
         store,
         security.clone(),
@@ -353,7 +366,12 @@ pub async fn start_with_stores(
     }));
     tasks.push(tokio::spawn(crate::api::http_server::serve(
         listener,
-        Arc::new(RestApi::new(shim.clone(), jobs.clone(), server)),
+        Arc::new(RestApi::new(
+            shim.clone(),
+            jobs.clone(),
+            server,
+            Arc::new(models),
+        )),
         config.http_limits,
     )));
     for endpoint in endpoints {

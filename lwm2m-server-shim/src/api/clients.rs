@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
 use crate::api::registration_json::registration_json;
+use crate::content::models;
 use crate::content::node_json::{node_json, parse_node};
-use crate::content::object_model;
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
@@ -294,7 +294,7 @@ impl ClientCall<'_> {
             let (Some(o), Some(r)) = (path.object_id(), path.resource_id()) else {
                 return Err(bad("a text/plain body writes one resource"));
             };
-            let ty = object_model::resource_type(o, r).unwrap_or(ResourceType::String);
+            let ty = models::resource_type(o, r).unwrap_or(ResourceType::String);
             let value = lwm2m_client::codec::text::decode(self.body, ty)
                 .map_err(|e| bad(format!("invalid text value: {e}")))?;
             return Ok(match path.resource_instance_id() {

@@ -6,6 +6,7 @@ pub mod event_stream;
 pub mod firmware;
 pub mod http_server;
 pub mod leshan_response;
+pub mod object_specs;
 pub mod packages;
 pub mod registration_json;
 pub mod routes;

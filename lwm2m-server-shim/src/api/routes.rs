@@ -15,11 +15,13 @@ use crate::api::clients::{self as client_api, ClientCall};
 use crate::api::http_server::{
     json, percent_decode, query_pairs, read_body, text, Body, HttpService,
 };
+use crate::api::object_specs;
 use crate::api::registration_json::registration_json;
 use crate::api::server_info::ServerInfo;
 use crate::api::{
     event_stream, firmware as firmware_api, packages as package_http, security as security_api,
 };
+use crate::content::models::ObjectModels;
 use crate::firmware::jobs::JobRegistry;
 use crate::server::shim::Shim;
 
@@ -35,13 +37,24 @@ pub struct RestApi {
     shim: Arc<Shim>,
     jobs: Arc<JobRegistry>,
     server: ServerInfo,
+    models: Arc<ObjectModels>,
 }
 
 impl RestApi {
-    /// The API over a running server core, its firmware jobs and what the server resource
-    /// reports about the listeners.
-    pub fn new(shim: Arc<Shim>, jobs: Arc<JobRegistry>, server: ServerInfo) -> Self {
-        Self { shim, jobs, server }
+    /// The API over a running server core, its firmware jobs, what the server resource
+    /// reports about the listeners and the object models it shows.
+    pub fn new(
+        shim: Arc<Shim>,
+        jobs: Arc<JobRegistry>,
+        server: ServerInfo,
+        models: Arc<ObjectModels>,
+    ) -> Self {
+        Self {
+            shim,
+            jobs,
+            server,
+            models,
+        }
     }
 }
 
@@ -84,6 +97,10 @@ async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
+        (&Method::GET, ["api", "objectspecs", ep]) => match shim.store.get_by_endpoint(ep) {
+            Some(r) => object_specs::for_client(&api.models, &r),
+            None => unknown_client(ep),
+        },
         (&Method::GET, ["api", "server", "security"]) => api.server.security(),
         (&Method::GET, ["api", "server", "endpoint"]) => api.server.endpoint(),
         (&Method::GET, ["api", "jobs"]) => firmware_api::list(jobs),

@@ -5,6 +5,8 @@ use std::fmt;
 
 use lwm2m_client::codec::{self, CodecError, ContentFormat, Node, Path, Resource, ResourceValue};
 
+pub mod ddf;
+pub mod models;
 pub mod node_json;
 pub mod object_model;
 
@@ -53,7 +55,7 @@ pub fn format_by_name(name: &str) -> Option<ContentFormat> {
 }
 
 fn lookup(object: u16, resource: u16) -> Option<codec::ResourceType> {
-    object_model::resource_type(object, resource)
+    models::resource_type(object, resource)
 }
 
 fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {

@@ -6,7 +6,7 @@ use std::fmt;
 use lwm2m_client::codec::{Instance, Node, Path, Resource, ResourceType, ResourceValue, Value};
 use serde_json::{json, Map, Value as Json};
 
-use crate::content::object_model;
+use crate::content::models;
 
 /// Why a JSON body is not a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ fn resource_json(object: Option<u16>, r: &Resource) -> Json {
         }),
         ResourceValue::Multiple(items) => {
             let ty = object
-                .and_then(|o| object_model::resource_type(o, r.id))
+                .and_then(|o| models::resource_type(o, r.id))
                 .or_else(|| items.first().map(|(_, v)| v.resource_type()))
                 .map_or("none", type_name);
             let values: Map<String, Json> = items
