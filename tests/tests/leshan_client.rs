@@ -230,3 +230,84 @@ fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
     client.stop(Duration::from_secs(30));
     events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
 }
+
+/// Composite operations (LwM2M 1.1) through the shim's Leshan 2.0 routes, answered by Leshan's
+/// client: Read-Composite in both SenML formats, Write-Composite, Observe-Composite with a
+/// composite NOTIFICATION on our SSE stream, and an active cancel after which writes are no
+/// longer notified.
+#[test]
+fn leshan_client_answers_composite_operations_through_the_shim() {
+    let shim = Shim::start("lshc-composite");
+    let ep = "leshan-composite";
+    let events = shim.rest.events(ep);
+    let _client = LeshanClient::start(shim.dir(), ep, &shim.coap, 60, None);
+    wait_registered(&shim.rest, ep, REGISTER);
+
+    for format in ["SENML_JSON", "SENML_CBOR"] {
+        let (status, v) = shim.rest.get(&format!(
+            "/api/clients/{ep}/composite?paths=/3/0/0,/1/0/1&pathformat={format}\
+             &nodeformat={format}&timeout=10"
+        ));
+        assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+        assert_eq!(node_value(&v["content"]["/3/0/0"]), "Eclipse Leshan", "{v}");
+        assert_eq!(node_int(&v["content"]["/1/0/1"]), Some(60), "{v}");
+    }
+
+    let write = |offset: &str, zone: &str| {
+        let (status, v) = shim.rest.put(
+            &format!("/api/clients/{ep}/composite?nodeformat=SENML_CBOR&timeout=10"),
+            &json!({
+                "/3/0/14": {"id": 14, "kind": "singleResource", "type": "string", "value": offset},
+                "/3/0/15": {"id": 15, "kind": "singleResource", "type": "string", "value": zone},
+            }),
+        );
+        assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    };
+    write("+02:00", "Europe/Berlin");
+    let device = read(&shim.rest, ep, "/3/0", "SENML_JSON");
+    assert_eq!(string_of(&device, 14), Some("+02:00"), "{device}");
+    assert_eq!(string_of(&device, 15), Some("Europe/Berlin"), "{device}");
+
+    let observe = format!("/api/clients/{ep}/composite/observe?paths=/3/0/14,/3/0/15&timeout=10");
+    let (status, v) = shim.rest.post(&observe, b"");
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    assert_eq!(node_value(&v["content"]["/3/0/15"]), "Europe/Berlin", "{v}");
+    write("+09:00", "Asia/Tokyo");
+    let n = events.wait_for(&["NOTIFICATION"], EVENT, |d| {
+        d["kind"] == "composite" && node_value(&d["val"]["/3/0/15"]) == "Asia/Tokyo"
+    });
+    assert_eq!(n["paths"], json!(["/3/0/14", "/3/0/15"]), "{n}");
+    assert_eq!(node_value(&n["val"]["/3/0/14"]), "+09:00", "{n}");
+
+    let (status, v) = shim.rest.delete(&format!("{observe}&active"));
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    let (status, _) = shim.rest.delete(&format!("{observe}&active"));
+    assert_eq!(status, 404, "the observation is gone");
+    // A single-path observation as a marker: its notification comes after any composite one
+    // the client would still send for the same write.
+    let (status, v) = shim.rest.post(
+        &format!("/api/clients/{ep}/3/0/15/observe?format=TEXT"),
+        b"",
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    write("+01:00", "Europe/Paris");
+    let mut composite_after_cancel = Vec::new();
+    loop {
+        let (name, d) = events
+            .rx
+            .recv_timeout(EVENT)
+            .expect("the marker notification");
+        if name != "NOTIFICATION" {
+            continue;
+        }
+        if d["kind"] == "composite" {
+            composite_after_cancel.push(d);
+        } else if d["res"] == "/3/0/15" && node_value(&d["val"]) == "Europe/Paris" {
+            break;
+        }
+    }
+    assert!(
+        composite_after_cancel.is_empty(),
+        "no composite notification after the active cancel: {composite_after_cancel:?}"
+    );
+}

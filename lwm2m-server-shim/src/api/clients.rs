@@ -12,6 +12,7 @@ use hyper::{Method, Response, StatusCode};
 use lwm2m_client::codec::{ContentFormat, Node, Path, Resource, ResourceType, ResourceValue};
 use serde_json::Value;
 
+use crate::api::composite;
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
 use crate::api::registration_json::registration_json;
@@ -97,10 +98,11 @@ pub struct ClientCall<'a> {
     pub body: &'a [u8],
 }
 
-type CallResult = Result<Response<Body>, ApiError>;
+/// A client call's answer, or why there is none.
+pub(crate) type CallResult = Result<Response<Body>, ApiError>;
 
 impl ClientCall<'_> {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
@@ -165,7 +167,14 @@ impl ClientCall<'_> {
             _ => (None, rest),
         };
         if ids.first().map(String::as_str) == Some("composite") {
-            return Err(bad("composite operations are not supported by this shim"));
+            if ids.len() != 1 || !matches!(suffix, None | Some("observe")) {
+                return Err(bad("operation not allowed on this path"));
+            }
+            let device = self
+                .shim
+                .device(self.reg, self.timeout()?)
+                .ok_or_else(|| ApiError::Internal("CoAP endpoint not running".into()))?;
+            return composite::run(self, &device, suffix.is_some()).await;
         }
         let path = Path::from_segments(ids.iter().map(String::as_str))
             .map_err(|_| bad(format!("invalid LwM2M path /{}", ids.join("/"))))?;

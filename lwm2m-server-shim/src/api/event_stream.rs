@@ -1,5 +1,6 @@
 //! `GET /api/event[?ep=<endpoint>]`: server-sent events in Leshan's EventServlet format. The
-//! server's events (REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION) and the firmware
+//! server's events (REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION, single or
+//! composite) and the firmware
 //! jobs' (FIRMWARE) are framed here, in the JSON shapes Leshan's REST API uses.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::api::firmware::job_json;
 use crate::api::http_server::Body;
 use crate::api::registration_json::{registration_json, update_json};
-use crate::content::node_json::node_json;
+use crate::content::node_json::{composite_json, node_json};
 use crate::firmware::jobs::{JobRegistry, JobStatus};
 use crate::server::events::{EventBus, ServerEvent};
 
@@ -38,6 +39,17 @@ pub fn server_event_data(e: &ServerEvent) -> Value {
             "kind": "single",
             "res": path.to_string(),
             "val": node_json(node, path),
+        }),
+        ServerEvent::CompositeNotification {
+            endpoint,
+            paths,
+            content,
+            ..
+        } => json!({
+            "ep": endpoint,
+            "kind": "composite",
+            "val": composite_json(content),
+            "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
     }
 }

@@ -2,6 +2,7 @@
 //! shapes, the event stream and the client, firmware, security and package endpoints.
 
 pub mod clients;
+pub mod composite;
 pub mod event_stream;
 pub mod firmware;
 pub mod http_server;

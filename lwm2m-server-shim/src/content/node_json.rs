@@ -205,6 +205,22 @@ fn number_as<T: std::str::FromStr>(j: &Json) -> Option<T> {
     }
 }
 
+/// The content of a composite answer as Leshan 2.0 shows it: `{"/3/0/9": node, ...}`, `null`
+/// under a path the device sent no value for.
+pub fn composite_json(content: &[(Path, Option<Node>)]) -> Json {
+    Json::Object(
+        content
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.to_string(),
+                    n.as_ref().map_or(Json::Null, |n| node_json(n, p)),
+                )
+            })
+            .collect(),
+    )
+}
+
 /// Parses a value of declared type `ty` from Leshan's JSON form (numbers as strings or numbers).
 pub fn parse_value(j: &Json, ty: ResourceType) -> Result<Value, NodeJsonError> {
     let mut value = j.to_string();

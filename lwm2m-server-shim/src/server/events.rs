@@ -37,6 +37,17 @@ pub enum ServerEvent {
         /// When it arrived and its Observe number, to order it against other readings.
         stamp: ReadingStamp,
     },
+    /// Paths observed together (Observe-Composite) changed.
+    CompositeNotification {
+        /// Endpoint name of the notifying client.
+        endpoint: String,
+        /// The observed paths.
+        paths: Vec<Path>,
+        /// The node under each observed path, `None` where the client sent no value.
+        content: Vec<(Path, Option<Node>)>,
+        /// When it arrived and its Observe number.
+        stamp: ReadingStamp,
+    },
 }
 
 impl ServerEvent {
@@ -46,7 +57,7 @@ impl ServerEvent {
             Self::Registration(_) => "REGISTRATION",
             Self::Updated { .. } => "UPDATED",
             Self::Deregistration(_) => "DEREGISTRATION",
-            Self::Notification { .. } => "NOTIFICATION",
+            Self::Notification { .. } | Self::CompositeNotification { .. } => "NOTIFICATION",
         }
     }
 
@@ -55,7 +66,9 @@ impl ServerEvent {
         match self {
             Self::Registration(r) | Self::Deregistration(r) => &r.endpoint,
             Self::Updated { registration, .. } => &registration.endpoint,
-            Self::Notification { endpoint, .. } => endpoint,
+            Self::Notification { endpoint, .. } | Self::CompositeNotification { endpoint, .. } => {
+                endpoint
+            }
         }
     }
 }

@@ -14,12 +14,12 @@ use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
 use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
 use crate::server::events::{EndpointEvents, EndpointSubscription, EventBus, ServerEvent};
-use crate::server::observations::{self, ActiveObservation, Observations};
+use crate::server::observations::{self, ActiveObservation, Observations, Observed};
 use crate::server::registration::block1::{Block1Assembly, Block1Limits, Block1Step};
 use crate::server::registration::interface::{self as registration, RegistrationIds};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
-use crate::server::requests::DeviceHandle;
+use crate::server::requests::{CompositePaths, DeviceHandle};
 use crate::server::security::authorizer::RdAuthorizer;
 use crate::server::security::store::SecurityStore;
 
@@ -155,7 +155,9 @@ impl Shim {
         let event = Arc::new(event);
         if matches!(
             &*event,
-            ServerEvent::Notification { .. } | ServerEvent::Registration(_)
+            ServerEvent::Notification { .. }
+                | ServerEvent::CompositeNotification { .. }
+                | ServerEvent::Registration(_)
         ) {
             self.endpoint_events.route(&event);
         }
@@ -221,8 +223,33 @@ impl Shim {
         device: DeviceHandle,
         accept: Option<ContentFormat>,
     ) {
+        self.track(endpoint, Observed::Path(path), stream, device, accept);
+    }
+
+    /// Like [`Self::track_observation`] for a composite observation of `paths`, whose
+    /// notifications are decoded as `accept` (SenML JSON or CBOR).
+    pub fn track_composite_observation(
+        self: &Arc<Self>,
+        endpoint: &str,
+        paths: CompositePaths,
+        stream: ObservationStream,
+        device: DeviceHandle,
+        accept: ContentFormat,
+    ) {
+        let target = Observed::Composite(paths);
+        self.track(endpoint, target, stream, device, Some(accept));
+    }
+
+    fn track(
+        self: &Arc<Self>,
+        endpoint: &str,
+        target: Observed,
+        stream: ObservationStream,
+        device: DeviceHandle,
+        accept: Option<ContentFormat>,
+    ) {
         let weak = Arc::downgrade(self);
-        let active = observations::forward(endpoint, path, stream, device, accept, {
+        let active = observations::forward(endpoint, target.clone(), stream, device, accept, {
             move |event| match weak.upgrade() {
                 Some(shim) => {
                     shim.emit(event);
@@ -231,7 +258,7 @@ impl Shim {
                 None => false,
             }
         });
-        if let Some(old) = self.observations.insert(endpoint, &path, active) {
+        if let Some(old) = self.observations.insert(endpoint, &target, active) {
             self.forget(old);
         }
     }
@@ -239,18 +266,38 @@ impl Shim {
     /// Whether notifications of `path` from `endpoint` are being forwarded (an observation was
     /// accepted, its registration is current and its stream has not ended).
     pub fn is_observing(&self, endpoint: &str, path: &Path) -> bool {
-        self.observations.is_active(endpoint, path)
+        self.observations
+            .is_active(endpoint, &Observed::Path(*path))
     }
 
     /// The token of the observation of `path` at `endpoint`, for an active cancel (a GET with
     /// Observe = 1 and this token, RFC 7641 section 3.6); `None` when there is none.
     pub fn observation_token(&self, endpoint: &str, path: &Path) -> Option<Vec<u8>> {
-        self.observations.token(endpoint, path)
+        self.observations.token(endpoint, &Observed::Path(*path))
+    }
+
+    /// The token of the composite observation of `paths` at `endpoint`, if there is one.
+    pub fn composite_observation_token(
+        &self,
+        endpoint: &str,
+        paths: &CompositePaths,
+    ) -> Option<Vec<u8>> {
+        self.observations
+            .token(endpoint, &Observed::Composite(paths.clone()))
     }
 
     /// Passive cancel of an observation (Leshan's DELETE .../observe): returns whether one existed.
     pub fn cancel_observation(&self, endpoint: &str, path: &Path) -> bool {
-        match self.observations.remove(endpoint, path) {
+        self.cancel(endpoint, &Observed::Path(*path))
+    }
+
+    /// Passive cancel of the composite observation of `paths`: returns whether one existed.
+    pub fn cancel_composite_observation(&self, endpoint: &str, paths: &CompositePaths) -> bool {
+        self.cancel(endpoint, &Observed::Composite(paths.clone()))
+    }
+
+    fn cancel(&self, endpoint: &str, target: &Observed) -> bool {
+        match self.observations.remove(endpoint, target) {
             Some(o) => {
                 self.forget(o);
                 true
