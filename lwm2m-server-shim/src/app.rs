@@ -56,7 +56,10 @@ pub struct ShimConfig {
     pub default_timeout: Duration,
     /// CoAP retransmission parameters.
     pub timing: CoapTiming,
-    /// How often expired registrations are removed.
+    /// How long a queue-mode client stays reachable after it last sent something; requests
+    /// to it wait until it sends again (LwM2M core TS 1.1 section 6.5).
+    pub awake_time: Duration,
+    /// How often expired registrations are removed (and queue-mode clients checked for sleep).
     pub expiry_check: Duration,
     /// Kernel receive buffer (SO_RCVBUF) in bytes for the coap and coaps UDP sockets; `None`
     /// keeps the system default (208 KiB on Linux), where bursts from many devices overflow
@@ -98,6 +101,7 @@ impl Default for ShimConfig {
             udp_send_buffer: None,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             models_dir: None,
+            awake_time: crate::server::presence::DEFAULT_AWAKE_TIME,
         }
     }
 }
@@ -159,6 +163,7 @@ impl ShimConfig {
             block_size: self.block_size,
             default_timeout: self.default_timeout,
             rd_block1: self.rd_block1,
+            awake_time: self.awake_time,
         }
     }
 }
@@ -362,16 +367,19 @@ pub async fn start_with_stores(
             tick.tick().await;
             let Some(shim) = weak.upgrade() else { return };
             shim.expire(SystemTime::now());
+            shim.check_presence(std::time::Instant::now());
         }
     }));
+    let api = Arc::new(RestApi::new(
+        shim.clone(),
+        jobs.clone(),
+        server,
+        Arc::new(models),
+    ));
+    tasks.push(tokio::spawn(api.queue().run(Arc::downgrade(&shim))));
     tasks.push(tokio::spawn(crate::api::http_server::serve(
         listener,
-        Arc::new(RestApi::new(
-            shim.clone(),
-            jobs.clone(),
-            server,
-            Arc::new(models),
-        )),
+        api,
         config.http_limits,
     )));
     for endpoint in endpoints {

@@ -15,12 +15,12 @@ use serde_json::Value;
 use crate::api::composite;
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
-use crate::api::registration_json::registration_json;
+use crate::api::registration_json::registration_json_with;
 use crate::content::models;
 use crate::content::node_json::{node_json, parse_node};
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
-use crate::server::registration::store::{Registration, RegistrationStore};
+use crate::server::registration::store::Registration;
 use crate::server::requests::{DeviceHandle, DmResponse};
 use crate::server::shim::Shim;
 
@@ -45,9 +45,10 @@ const LIST_AHEAD: usize = 2;
 /// a chunked body page by page from the store. Building the whole array first cost about
 /// 117 MB per call at 20 000 registrations (an 8.7 MB response). Registrations added or
 /// removed while the listing runs may or may not appear; none appears twice.
-pub fn list(store: Arc<dyn RegistrationStore>) -> Response<Body> {
+pub fn list(shim: Arc<Shim>) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(LIST_AHEAD);
     tokio::spawn(async move {
+        let store = &shim.store;
         let mut after: Option<String> = None;
         let mut chunk = b"[".to_vec();
         loop {
@@ -57,7 +58,8 @@ pub fn list(store: Arc<dyn RegistrationStore>) -> Response<Body> {
                     chunk.push(b',');
                 }
                 // Writing JSON into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut chunk, &registration_json(r));
+                let _ =
+                    serde_json::to_writer(&mut chunk, &registration_json_with(r, &shim.presence));
             }
             let done = page.len() < LIST_PAGE;
             if let Some(last) = page.last() {
@@ -98,11 +100,10 @@ pub struct ClientCall<'a> {
     pub body: &'a [u8],
 }
 
-/// A client call's answer, or why there is none.
-pub(crate) type CallResult = Result<Response<Body>, ApiError>;
+type CallResult = Result<Response<Body>, ApiError>;
 
 impl ClientCall<'_> {
-    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+    fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
@@ -174,7 +175,14 @@ impl ClientCall<'_> {
                 .shim
                 .device(self.reg, self.timeout()?)
                 .ok_or_else(|| ApiError::Internal("CoAP endpoint not running".into()))?;
-            return composite::run(self, &device, suffix.is_some()).await;
+            let call = composite::CompositeCall {
+                shim: self.shim,
+                reg: self.reg,
+                method: self.method,
+                query: self.query,
+                body: self.body,
+            };
+            return composite::run(&call, &device, suffix.is_some()).await;
         }
         let path = Path::from_segments(ids.iter().map(String::as_str))
             .map_err(|_| bad(format!("invalid LwM2M path /{}", ids.join("/"))))?;

@@ -16,15 +16,47 @@ use hyper::{Method, StatusCode};
 use lwm2m_client::codec::{ContentFormat, Path};
 use serde_json::Value;
 
-use crate::api::clients::{CallResult, ClientCall};
-use crate::api::http_server::{self, json};
+use std::sync::Arc;
+
+use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
 use crate::content::node_json::{composite_json, parse_node};
 use crate::content::{self, format_by_name};
+use crate::server::registration::store::Registration;
 use crate::server::requests::{CompositePaths, DeviceHandle, DmResponse};
+use crate::server::shim::Shim;
+
+type CallResult = Result<hyper::Response<Body>, ApiError>;
+
+/// One composite call: the client and what the HTTP request carried.
+pub(crate) struct CompositeCall<'a> {
+    /// The running shim.
+    pub(crate) shim: &'a Arc<Shim>,
+    /// Registration of the addressed client.
+    pub(crate) reg: &'a Registration,
+    /// HTTP method.
+    pub(crate) method: &'a Method,
+    /// Decoded query parameters.
+    pub(crate) query: &'a [(String, String)],
+    /// Request body.
+    pub(crate) body: &'a [u8],
+}
+
+impl CompositeCall<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// Runs a composite call; `observe` when the path ends in `/observe`.
-pub(crate) async fn run(call: &ClientCall<'_>, device: &DeviceHandle, observe: bool) -> CallResult {
+pub(crate) async fn run(
+    call: &CompositeCall<'_>,
+    device: &DeviceHandle,
+    observe: bool,
+) -> CallResult {
     match (call.method, observe) {
         (&Method::GET, false) => {
             let (paths, accept) = (paths(call)?, node_format(call)?);
@@ -59,7 +91,7 @@ pub(crate) async fn run(call: &ClientCall<'_>, device: &DeviceHandle, observe: b
 }
 
 /// A SenML format named by query parameter `name`, SenML CBOR when absent.
-fn senml_param(call: &ClientCall<'_>, name: &str) -> Result<ContentFormat, ApiError> {
+fn senml_param(call: &CompositeCall<'_>, name: &str) -> Result<ContentFormat, ApiError> {
     let Some(f) = call.param(name) else {
         return Ok(ContentFormat::SenmlCbor);
     };
@@ -72,12 +104,12 @@ fn senml_param(call: &ClientCall<'_>, name: &str) -> Result<ContentFormat, ApiEr
         })
 }
 
-fn node_format(call: &ClientCall<'_>) -> Result<ContentFormat, ApiError> {
+fn node_format(call: &CompositeCall<'_>) -> Result<ContentFormat, ApiError> {
     senml_param(call, "nodeformat")
 }
 
 /// The `paths` parameter (comma-separated LwM2M paths) encoded in `pathformat`.
-fn paths(call: &ClientCall<'_>) -> Result<CompositePaths, ApiError> {
+fn paths(call: &CompositeCall<'_>) -> Result<CompositePaths, ApiError> {
     let list = call
         .param("paths")
         .ok_or_else(|| bad("composite operations need paths=/o/i/r,..."))?;
@@ -106,7 +138,7 @@ fn with_content(paths: &CompositePaths, r: DmResponse) -> CallResult {
 }
 
 /// Write-Composite: the body maps paths to Leshan nodes.
-async fn write(call: &ClientCall<'_>, device: &DeviceHandle) -> CallResult {
+async fn write(call: &CompositeCall<'_>, device: &DeviceHandle) -> CallResult {
     let body: Value =
         serde_json::from_slice(call.body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let Value::Object(entries) = body else {
@@ -132,7 +164,7 @@ async fn write(call: &ClientCall<'_>, device: &DeviceHandle) -> CallResult {
 
 /// Cancel of a composite observation, passive unless `active` is given (see the single-path
 /// cancel in [`crate::api::clients`]).
-async fn cancel(call: &ClientCall<'_>, device: &DeviceHandle) -> CallResult {
+async fn cancel(call: &CompositeCall<'_>, device: &DeviceHandle) -> CallResult {
     let paths = paths(call)?;
     let ep = &call.reg.endpoint;
     if call.param("active").is_none() {

@@ -9,6 +9,7 @@ pub mod http_server;
 pub mod leshan_response;
 pub mod object_specs;
 pub mod packages;
+pub mod queue;
 pub mod registration_json;
 pub mod routes;
 pub mod security;

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use crate::server::presence::Presence;
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationUpdate};
 
@@ -37,9 +38,21 @@ pub fn registration_json(r: &Registration) -> Value {
         obj.insert("smsNumber".into(), Value::String(sms.clone()));
     }
     if let (true, Some(obj)) = (r.queue_mode, v.as_object_mut()) {
-        // Leshan reports `sleeping` only for queue-mode clients; the shim has no sleep tracking
-        // yet, so a queue-mode client counts as awake right after it talked to us.
+        // Leshan reports `sleeping` only for queue-mode clients; one that just registered or
+        // updated (the events) is awake. [`registration_json_with`] reads the presence.
         obj.insert("sleeping".into(), Value::Bool(false));
+    }
+    v
+}
+
+/// [`registration_json`] with `sleeping` as the presence of queue-mode clients says now.
+pub fn registration_json_with(r: &Registration, presence: &Presence) -> Value {
+    let mut v = registration_json(r);
+    if let (true, Some(obj)) = (r.queue_mode, v.as_object_mut()) {
+        obj.insert(
+            "sleeping".into(),
+            Value::Bool(presence.is_sleeping(&r.endpoint)),
+        );
     }
     v
 }

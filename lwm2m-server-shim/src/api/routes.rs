@@ -16,7 +16,8 @@ use crate::api::http_server::{
     json, percent_decode, query_pairs, read_body, text, Body, HttpService,
 };
 use crate::api::object_specs;
-use crate::api::registration_json::registration_json;
+use crate::api::queue::{RequestQueue, WaitingCall};
+use crate::api::registration_json::registration_json_with;
 use crate::api::server_info::ServerInfo;
 use crate::api::{
     event_stream, firmware as firmware_api, packages as package_http, security as security_api,
@@ -38,6 +39,7 @@ pub struct RestApi {
     jobs: Arc<JobRegistry>,
     server: ServerInfo,
     models: Arc<ObjectModels>,
+    queue: Arc<RequestQueue>,
 }
 
 impl RestApi {
@@ -54,7 +56,14 @@ impl RestApi {
             jobs,
             server,
             models,
+            queue: Arc::new(RequestQueue::default()),
         }
+    }
+
+    /// The calls waiting for sleeping queue-mode clients; its [`RequestQueue::run`] task sends
+    /// them when their clients wake up.
+    pub fn queue(&self) -> Arc<RequestQueue> {
+        self.queue.clone()
     }
 }
 
@@ -84,9 +93,9 @@ async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
     let query = query_pairs(req.uri().query());
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (&method, segs.as_slice()) {
-        (&Method::GET, ["api", "clients"]) => client_api::list(shim.store.clone()),
+        (&Method::GET, ["api", "clients"]) => client_api::list(shim.clone()),
         (&Method::GET, ["api", "clients", ep]) => match shim.store.get_by_endpoint(ep) {
-            Some(r) => json(StatusCode::OK, &registration_json(&r)),
+            Some(r) => json(StatusCode::OK, &registration_json_with(&r, &shim.presence)),
             None => unknown_client(ep),
         },
         (&Method::POST, ["api", "clients", ep, "firmware"]) => {
@@ -120,16 +129,32 @@ async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
                 Ok(b) => b,
                 Err(e) => return text(e.status(), e.to_string()),
             };
+            let waiting = WaitingCall {
+                rest,
+                method,
+                query,
+                content_type: ctype,
+                body,
+            };
+            if RequestQueue::must_wait(shim, &reg.endpoint, &waiting) {
+                return api.queue.keep(&reg.endpoint, waiting);
+            }
             let call = ClientCall {
                 shim,
                 reg: &reg,
-                method: &method,
-                query: &query,
-                content_type: &ctype,
-                body: &body,
+                method: &waiting.method,
+                query: &waiting.query,
+                content_type: &waiting.content_type,
+                body: &waiting.body,
             };
-            match call.run(&rest).await {
-                Ok(r) => r,
+            match call.run(&waiting.rest).await {
+                Ok(r) => {
+                    // A queue-mode client that answered stays awake a while longer.
+                    if r.status() == StatusCode::OK && waiting.needs_device() {
+                        shim.heard_from(&reg.endpoint);
+                    }
+                    r
+                }
                 Err(e) => text(e.status(), e.to_string()),
             }
         }
@@ -138,7 +163,7 @@ async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
                 .iter()
                 .find(|(k, _)| k == "ep")
                 .map(|(_, v)| v.clone());
-            event_stream::open(&shim.events, jobs, ep)
+            event_stream::open(&shim.events, jobs, &api.queue.events, ep)
         }
         (&Method::GET, ["api", "packages"]) => package_http::list(&shim.packages),
         (&Method::GET | &Method::HEAD, ["api", "packages", name] | ["fw", name]) => {

@@ -26,6 +26,10 @@ pub enum ServerEvent {
     },
     /// A client de-registered or its lifetime expired.
     Deregistration(Registration),
+    /// A queue-mode client sent something and can be reached again (its endpoint name).
+    Awake(String),
+    /// A queue-mode client's awake time passed: requests to it wait (its endpoint name).
+    Sleeping(String),
     /// An observed resource changed.
     Notification {
         /// Endpoint name of the notifying client.
@@ -57,6 +61,8 @@ impl ServerEvent {
             Self::Registration(_) => "REGISTRATION",
             Self::Updated { .. } => "UPDATED",
             Self::Deregistration(_) => "DEREGISTRATION",
+            Self::Awake(_) => "AWAKE",
+            Self::Sleeping(_) => "SLEEPING",
             Self::Notification { .. } | Self::CompositeNotification { .. } => "NOTIFICATION",
         }
     }
@@ -66,6 +72,7 @@ impl ServerEvent {
         match self {
             Self::Registration(r) | Self::Deregistration(r) => &r.endpoint,
             Self::Updated { registration, .. } => &registration.endpoint,
+            Self::Awake(ep) | Self::Sleeping(ep) => ep,
             Self::Notification { endpoint, .. } | Self::CompositeNotification { endpoint, .. } => {
                 endpoint
             }

@@ -15,6 +15,7 @@ use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
 use crate::server::events::{EndpointEvents, EndpointSubscription, EventBus, ServerEvent};
 use crate::server::observations::{self, ActiveObservation, Observations, Observed};
+use crate::server::presence::{Presence, DEFAULT_AWAKE_TIME};
 use crate::server::registration::block1::{Block1Assembly, Block1Limits, Block1Step};
 use crate::server::registration::interface::{self as registration, RegistrationIds};
 use crate::server::registration::object_links::ObjectLinks;
@@ -32,6 +33,8 @@ pub struct ServerSettings {
     pub default_timeout: Duration,
     /// Bounds on block-wise Register and Update payloads being reassembled.
     pub rd_block1: Block1Limits,
+    /// How long a queue-mode client stays reachable after it last sent something.
+    pub awake_time: Duration,
 }
 
 impl Default for ServerSettings {
@@ -40,6 +43,7 @@ impl Default for ServerSettings {
             block_size: 1024,
             default_timeout: Duration::from_secs(5),
             rd_block1: Block1Limits::default(),
+            awake_time: DEFAULT_AWAKE_TIME,
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct Shim {
     pub settings: ServerSettings,
     /// PSK identities and the endpoint each may register as.
     pub security: Arc<dyn SecurityStore>,
+    /// Which queue-mode clients are awake.
+    pub presence: Presence,
     coap: OnceLock<CoapEndpoint>,
     coaps: OnceLock<CoapEndpoint>,
     ids: RegistrationIds,
@@ -80,6 +86,7 @@ impl Shim {
             packages,
             settings,
             security,
+            presence: Presence::new(settings.awake_time),
             coap: OnceLock::new(),
             coaps: OnceLock::new(),
             ids: RegistrationIds::default(),
@@ -152,12 +159,18 @@ impl Shim {
     /// Publishes on the event bus; NOTIFICATION and REGISTRATION events also go to the
     /// subscribers of their endpoint.
     fn emit(&self, event: ServerEvent) {
+        if let ServerEvent::Notification { endpoint, .. }
+        | ServerEvent::CompositeNotification { endpoint, .. } = &event
+        {
+            self.heard_from(endpoint);
+        }
         let event = Arc::new(event);
         if matches!(
             &*event,
             ServerEvent::Notification { .. }
                 | ServerEvent::CompositeNotification { .. }
                 | ServerEvent::Registration(_)
+                | ServerEvent::Awake(_)
         ) {
             self.endpoint_events.route(&event);
         }
@@ -170,7 +183,57 @@ impl Shim {
         if let ServerEvent::Deregistration(r) | ServerEvent::Registration(r) = &event {
             self.drop_observations(&r.endpoint);
         }
+        self.follow_presence(&event);
         self.emit(event);
+    }
+
+    /// Queue mode: a Register or Update from a queue-mode client wakes it (AWAKE is announced
+    /// before the registration event, as Leshan does); leaving queue mode or de-registering
+    /// ends the tracking.
+    fn follow_presence(&self, event: &ServerEvent) {
+        let now = Instant::now();
+        let woke = match event {
+            ServerEvent::Registration(r) if r.queue_mode => {
+                self.presence.registered(&r.endpoint, now)
+            }
+            ServerEvent::Updated {
+                registration: r, ..
+            } if r.queue_mode => {
+                if self.presence.tracks(&r.endpoint) {
+                    self.presence.heard_from(&r.endpoint, now)
+                } else {
+                    self.presence.registered(&r.endpoint, now)
+                }
+            }
+            ServerEvent::Registration(r)
+            | ServerEvent::Updated {
+                registration: r, ..
+            }
+            | ServerEvent::Deregistration(r) => {
+                self.presence.forget(&r.endpoint);
+                false
+            }
+            _ => false,
+        };
+        if woke {
+            self.emit(ServerEvent::Awake(event.endpoint().to_string()));
+        }
+    }
+
+    /// A queue-mode client was heard from outside the registration interface (a notification,
+    /// an answer): it stays awake, and AWAKE is announced if it slept.
+    pub fn heard_from(&self, endpoint: &str) {
+        if self.presence.heard_from(endpoint, Instant::now()) {
+            self.emit(ServerEvent::Awake(endpoint.to_string()));
+        }
+    }
+
+    /// Announces SLEEPING for the queue-mode clients whose awake time ended by `now`.
+    pub fn check_presence(&self, now: Instant) {
+        for ep in self.presence.fall_asleep(now) {
+            tracing::debug!(endpoint = %ep, "queue-mode client sleeping");
+            self.emit(ServerEvent::Sleeping(ep));
+        }
     }
 
     /// Answers a request to the registration interface (`/rd`, LwM2M core TS section 6.2) from
