@@ -22,8 +22,13 @@
 //! `--max-active-jobs` (1 000) of them, the rest waiting QUEUED; `FLEET_WINDOW=k` makes the
 //! bench itself keep at most k jobs started, as `update --concurrency` does.
 //! `FLEET_TIMEOUT_S` bounds each run (default 300 s).
-//! No other LwM2M server is installed here to run the same fleet against, so no ratio is
-//! printed; the line says so.
+//!
+//! The comparison with Eclipse Leshan (module `compare`, issue 14) runs a second kind of fleet
+//! work against Leshan's demo server and against the shim in the same run: register, then
+//! Observe State, Write Package URI and Execute Update through each server's REST API, as a
+//! Leshan user's script does, and prints both servers' times, CPU and peak RSS and their ratio
+//! (`fleet-vs-leshan` lines). `FLEET_MODE=jobs` runs only the shim's own job API run above,
+//! `FLEET_MODE=compare` only the comparison; both run by default.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,6 +42,10 @@ use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::in_process_device::parse_options;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use serde_json::Value;
+use tests::leshan::LeshanServer;
+
+#[path = "fleet/compare.rs"]
+mod compare;
 
 const IMAGE_LEN: usize = 64 * 1024;
 /// Slot just above the image and its envelope: less memory per device.
@@ -573,6 +582,42 @@ fn run(n: usize) -> Result<Figures, String> {
     })
 }
 
+/// The comparison run (module `compare`): one package host, then the shim and Leshan's demo
+/// server in turn as the server under test, each with a fresh fleet of `n` devices.
+fn compare_run(n: usize) -> Result<(compare::Outcome, compare::Outcome), String> {
+    let limit = Duration::from_secs(env_or("FLEET_TIMEOUT_S", 300));
+    let window = env_or("FLEET_WINDOW", DEFAULT_COMPARE_WINDOW).max(1);
+    let dir = tests::e2e::temp_dir(&format!("fleet-cmp-{n}"));
+    let packages = dir.join("packages");
+    let empty = dir.join("no-packages");
+    for d in [&packages, &empty] {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let signer = Signer::generate().map_err(|e| e.to_string())?;
+    let anchor = dir.join("signer.pub.pem");
+    std::fs::write(&anchor, &signer.public_pem).map_err(|e| e.to_string())?;
+    let package = signer
+        .build_sized(Kind::Good, "2.0.0", fresh_sequence(), IMAGE_LEN)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(packages.join(PACKAGE), &package).map_err(|e| e.to_string())?;
+    let host = ShimProcess::spawn(&packages, &dir.join("package-host.log"))?;
+    let uri = format!("coap://{}/fw/{PACKAGE}", host.coap);
+
+    let shim = compare::Server::Shim(ShimProcess::spawn(&empty, &dir.join("shim.log"))?);
+    let shim_outcome = compare::run(&shim, n, &uri, &anchor, limit, window)?;
+    drop(shim);
+    let leshan = compare::Server::Leshan(LeshanServer::start(&format!("fleet-leshan-{n}")));
+    let leshan_outcome = compare::run(&leshan, n, &uri, &anchor, limit, window)?;
+    drop(leshan);
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((shim_outcome, leshan_outcome))
+}
+
+/// Devices in the middle of their update at once in the comparison, as the shim's
+/// `--max-active-jobs` default keeps its own campaigns.
+const DEFAULT_COMPARE_WINDOW: usize = 1000;
+
 fn main() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         if let Err(e) = shim_child(PathBuf::from(dir)) {
@@ -587,7 +632,17 @@ fn main() {
         .filter_map(|x| x.trim().parse().ok())
         .collect();
     let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
+    let mode = std::env::var("FLEET_MODE").unwrap_or_default();
     for n in sizes {
+        if mode != "jobs" {
+            match compare_run(n) {
+                Ok((shim, leshan)) => compare::report(n, &shim, &leshan),
+                Err(e) => println!("fleet-vs-leshan N={n}: failed to run: {e}"),
+            }
+        }
+        if mode == "compare" {
+            continue;
+        }
         match run(n) {
             Ok(f) => {
                 let secs = |d: Duration| d.as_secs_f64().max(1e-9);
@@ -597,8 +652,8 @@ fn main() {
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide); \
                      job ends first seen as events {} / in job lists {}; starting a job {:.1} ms; \
-                     mean time per phase: {}; ratio: none (no peer LwM2M server \
-                     installed to run the same fleet against){}",
+                     mean time per phase: {}; ratio against Leshan: the fleet-vs-leshan \
+                     lines (the job API is the shim's own){}",
                     f.window,
                     f.registered,
                     secs(f.reg_time),
