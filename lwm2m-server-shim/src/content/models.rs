@@ -197,9 +197,12 @@ mod tests {
         ] {
             assert_eq!(all.resource_type(o, r), Some(t), "/{o}/*/{r}");
         }
-        let v10 = all.get(3, "1.0").expect("Device 1.0");
-        assert!(v10.resource(17).is_none(), "Device Type came with 1.1");
-        assert!(all.get(3, "1.1").and_then(|m| m.resource(17)).is_some());
+        let v10 = all.get(1, "1.0").expect("Server 1.0");
+        assert!(
+            v10.resource(9).is_none(),
+            "Bootstrap-Request Trigger came with 1.1"
+        );
+        assert!(all.get(1, "1.1").and_then(|m| m.resource(9)).is_some());
     }
 
     #[test]
