@@ -275,19 +275,7 @@ impl DeviceHandle {
         if let Some(cf) = accept {
             req.add_option(CoapOption::Accept, cf.to_option());
         }
-        let (first, stream) = self
-            .endpoint
-            .observe(self.peer, req.clone(), self.timeout)
-            .await?;
-        let established = first.get_first_option(CoapOption::Observe).is_some();
-        req.clear_option(CoapOption::Observe);
-        let resp = self.complete_block2(req, first).await?;
-        if established && resp.is_success() {
-            Ok((resp, Some(stream)))
-        } else {
-            self.endpoint.forget_observation(stream.token());
-            Ok((resp, None))
-        }
+        self.start_observation(req).await
     }
 
     /// Active cancel of an observation (RFC 7641 section 3.6, LwM2M core TS 1.1 section
@@ -304,12 +292,7 @@ impl DeviceHandle {
         if let Some(cf) = accept {
             req.add_option(CoapOption::Accept, cf.to_option());
         }
-        let first = self
-            .endpoint
-            .request_with_token(self.peer, req.clone(), self.timeout, token)
-            .await?;
-        req.clear_option(CoapOption::Observe);
-        self.complete_block2(req, first).await
+        self.send_cancel(req, token).await
     }
 
     /// A FETCH of the LwM2M root naming `paths` (composite operations), answered in `accept`.
@@ -357,6 +340,15 @@ impl DeviceHandle {
     ) -> Result<(DmResponse, Option<ObservationStream>), DmError> {
         let mut req = self.fetch(paths, accept);
         req.add_option(CoapOption::Observe, Vec::new());
+        self.start_observation(req).await
+    }
+
+    /// Sends an Observe registration (`req` carries Observe = 0): the whole first answer, and
+    /// the notification stream when the device accepted (it answered 2.xx with Observe).
+    async fn start_observation(
+        &self,
+        mut req: Packet,
+    ) -> Result<(DmResponse, Option<ObservationStream>), DmError> {
         let (first, stream) = self
             .endpoint
             .observe(self.peer, req.clone(), self.timeout)
@@ -372,6 +364,17 @@ impl DeviceHandle {
         }
     }
 
+    /// Sends an active cancel (`req` carries Observe = 1) with the observation's `token`; the
+    /// whole answer.
+    async fn send_cancel(&self, mut req: Packet, token: &[u8]) -> Result<DmResponse, DmError> {
+        let first = self
+            .endpoint
+            .request_with_token(self.peer, req.clone(), self.timeout, token)
+            .await?;
+        req.clear_option(CoapOption::Observe);
+        self.complete_block2(req, first).await
+    }
+
     /// Active cancel of a composite observation: the same FETCH with Observe = 1 and the
     /// observation's `token` (RFC 7641 section 3.6, as for [`Self::cancel_observe`]).
     pub async fn cancel_observe_composite(
@@ -382,12 +385,7 @@ impl DeviceHandle {
     ) -> Result<DmResponse, DmError> {
         let mut req = self.fetch(paths, accept);
         req.add_option(CoapOption::Observe, vec![1]);
-        let first = self
-            .endpoint
-            .request_with_token(self.peer, req.clone(), self.timeout, token)
-            .await?;
-        req.clear_option(CoapOption::Observe);
-        self.complete_block2(req, first).await
+        self.send_cancel(req, token).await
     }
 
     /// Completes a notification of a composite observation (the remaining blocks are fetched

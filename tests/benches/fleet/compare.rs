@@ -17,7 +17,6 @@
 //! `GET /api/clients/{ep}`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use lwm2m_server_shim::in_process_device::parse_options;
 use serde_json::{json, Value};
 use tests::leshan::{node_int, LeshanServer};
 
-use super::{cpu_s, list, start_devices, ShimProcess};
+use super::{cpu_s, list, peak_rss_kib, read_events, start_devices, ShimProcess};
 
 /// REST calls in flight at once (threads of HTTP clients), as a script with a thread pool.
 const CALLERS: usize = 16;
@@ -74,13 +73,6 @@ impl Server {
     }
 }
 
-/// Peak resident set (VmHWM) of process `pid` in KiB.
-pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// What one server did with the fleet.
 pub(crate) struct Outcome {
     pub(crate) server: &'static str,
@@ -94,6 +86,10 @@ pub(crate) struct Outcome {
     pub(crate) calls: usize,
     pub(crate) polls: usize,
     pub(crate) first_error: Option<String>,
+    /// When (after the registrations) the last device finished its update.
+    pub(crate) last_done: Duration,
+    /// Devices that neither finished nor failed, by the step they were stuck in.
+    pub(crate) stuck: Vec<(String, usize)>,
 }
 
 impl Outcome {
@@ -101,9 +97,17 @@ impl Outcome {
         self.reg_time + self.update_time
     }
 
+    /// Updates per second until the last one finished (a run that waited in vain for a few
+    /// stuck devices is not charged for the wait).
     pub(crate) fn updates_per_s(&self) -> f64 {
-        self.updated as f64 / self.total().as_secs_f64().max(1e-9)
+        self.updated as f64 / (self.reg_time + self.last_done).as_secs_f64().max(1e-9)
     }
+}
+
+/// How long the update phase goes on without any device finishing or failing before the run
+/// stops and reports the devices left (`FLEET_STALL_S`).
+fn stall_limit() -> Duration {
+    Duration::from_secs(super::env_or("FLEET_STALL_S", 120))
 }
 
 /// What the event stream and the REST calls told.
@@ -135,51 +139,26 @@ enum Call {
     PollRegistration,
 }
 
-/// Follows `/api/event` (Leshan's demo needs the `text/event-stream` Accept header).
+/// Follows `/api/event`: REGISTRATION and the NOTIFICATIONs of State.
 fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .get(format!("{base}/api/event"))
-        .header("Accept", "text/event-stream")
-        .call()
-        .map_err(|e| format!("event stream: {e}"))?;
-    let reader = BufReader::new(resp.into_body().into_reader());
-    std::thread::spawn(move || {
-        let mut event = String::new();
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
-            if let Some(name) = line.strip_prefix("event:") {
-                event = name.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data:") {
-                let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                let seen = match event.as_str() {
-                    "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered {
-                        ep: e.into(),
-                        id: v["registrationId"].as_str().unwrap_or_default().into(),
-                    }),
-                    "NOTIFICATION" if v["res"] == "/5/0/3" => {
-                        match (v["ep"].as_str(), node_int(&v["val"])) {
-                            (Some(ep), Some(state)) => Some(Seen::State {
-                                ep: ep.into(),
-                                state,
-                            }),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                if let Some(s) = seen {
-                    if tx.send(s).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
+    read_events(base, move |event, v| {
+        let seen = match event {
+            "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered {
+                ep: e.into(),
+                id: v["registrationId"].as_str().unwrap_or_default().into(),
+            }),
+            "NOTIFICATION" if v["res"] == "/5/0/3" => match (v["ep"].as_str(), node_int(&v["val"]))
+            {
+                (Some(ep), Some(state)) => Some(Seen::State {
+                    ep: ep.into(),
+                    state,
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        seen.is_none_or(|s| tx.send(s).is_ok())
+    })
 }
 
 /// Threads making the REST calls; (endpoint, call) go in, [`Seen::Answered`] comes back.
@@ -360,7 +339,15 @@ pub(crate) fn run(
         let _ = to_call.send((ep.to_string(), call));
     };
     let mut last_sweep = Instant::now();
-    while updated + failed < registered && update_start.elapsed() < limit {
+    let (mut progress, mut last_done) = ((0usize, Instant::now()), Duration::ZERO);
+    let stall = stall_limit();
+    while updated + failed < registered
+        && update_start.elapsed() < limit
+        && progress.1.elapsed() < stall
+    {
+        if updated + failed != progress.0 {
+            progress = (updated + failed, Instant::now());
+        }
         while active < window {
             let Some(ep) = pending.next() else { break };
             if let Some(d) = devices.get_mut(&ep) {
@@ -388,6 +375,7 @@ pub(crate) fn run(
                         d.phase = Phase::Done;
                         active -= 1;
                         updated += 1;
+                        last_done = update_start.elapsed();
                     }
                 }
             }
@@ -449,6 +437,7 @@ pub(crate) fn run(
                             d.phase = Phase::Done;
                             active -= 1;
                             updated += 1;
+                            last_done = update_start.elapsed();
                         }
                     }
                     (call, Ok(v)) => fail(d, format!("{ep} {call:?}: {v}"), &mut active),
@@ -475,6 +464,14 @@ pub(crate) fn run(
         }
     }
     let update_time = update_start.elapsed();
+    let mut stuck: HashMap<String, usize> = HashMap::new();
+    for d in devices.values() {
+        if !matches!(d.phase, Phase::Done | Phase::Failed) {
+            *stuck.entry(format!("{:?}", d.phase)).or_default() += 1;
+        }
+    }
+    let mut stuck: Vec<(String, usize)> = stuck.into_iter().collect();
+    stuck.sort();
     let peak_kib = peak_rss_kib(server.pid());
     let cpu = cpu_s(&server.pid().to_string())
         .zip(cpu_before)
@@ -495,6 +492,8 @@ pub(crate) fn run(
         calls,
         polls,
         first_error,
+        last_done,
+        stuck,
     })
 }
 
@@ -503,14 +502,21 @@ pub(crate) fn report(n: usize, shim: &Outcome, leshan: &Outcome) {
     for o in [shim, leshan] {
         println!(
             "fleet-vs-leshan N={n:>5} {}: {}/{n} registered in {:.2} s; {}/{n} updated ({} failed) \
-             in {:.2} s; total {:.2} s ({:.1} updates/s); {} REST calls ({} polls for lost \
-             events); peak RSS {} MiB; CPU {:.1} s{}",
+             in {:.2} s (the last one {:.2} s after the registrations){}; total {:.2} s ({:.1} \
+             updates/s); {} REST calls ({} polls for lost events); peak RSS {} MiB; CPU {:.1} s{}",
             o.server,
             o.registered,
             o.reg_time.as_secs_f64(),
             o.updated,
             o.failed,
             o.update_time.as_secs_f64(),
+            o.last_done.as_secs_f64(),
+            if o.stuck.is_empty() {
+                String::new()
+            } else {
+                let left: Vec<String> = o.stuck.iter().map(|(p, k)| format!("{k} {p}")).collect();
+                format!(" (left unfinished: {})", left.join(", "))
+            },
             o.total().as_secs_f64(),
             o.updates_per_s(),
             o.calls,
@@ -528,7 +534,8 @@ pub(crate) fn report(n: usize, shim: &Outcome, leshan: &Outcome) {
     let time_ratio = if all(shim) && all(leshan) {
         format!(
             "{:.2}x (Leshan's total time / the shim's)",
-            leshan.total().as_secs_f64() / shim.total().as_secs_f64().max(1e-9)
+            (leshan.reg_time + leshan.last_done).as_secs_f64()
+                / (shim.reg_time + shim.last_done).as_secs_f64().max(1e-9)
         )
     } else {
         format!(
