@@ -4,21 +4,20 @@
 //! stream (/api/event).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::e2e::temp_dir;
 use tests::leshan::{instance_resource, node_int, node_value, wait_registered, LeshanClient};
-use tests::process::{free_tcp_port, free_udp_port, workspace_bin, LoggedChild};
 use tests::rest::Rest;
+use tests::serve::ShimServe;
 
 const REGISTER: Duration = Duration::from_secs(60);
 const EVENT: Duration = Duration::from_secs(30);
 
 /// `lwm2m-server-shim serve` on loopback: coap, coaps and HTTP on free ports.
 struct Shim {
-    _proc: LoggedChild,
+    _serve: ShimServe,
     rest: Rest,
     coap: String,
     coaps: String,
@@ -28,34 +27,12 @@ struct Shim {
 impl Shim {
     fn start(tag: &str) -> Self {
         let dir = temp_dir(tag);
-        let packages = dir.join("packages");
-        std::fs::create_dir_all(&packages).expect("packages dir");
-        let (coap, coaps, http) = (free_udp_port(), free_udp_port(), free_tcp_port());
-        let mut cmd = Command::new(workspace_bin("lwm2m-server-shim"));
-        cmd.arg("serve")
-            .args(["--coap", &format!("127.0.0.1:{coap}")])
-            .args(["--coaps", &format!("127.0.0.1:{coaps}")])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .arg("--packages")
-            .arg(&packages);
-        let mut proc =
-            LoggedChild::spawn("lwm2m-server-shim", &mut cmd, dir.join("shim.log"), false);
-        let rest = Rest::new(format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(rest.try_get("/api/clients"), Ok((200, _))) {
-            assert!(proc.exited().is_none(), "shim ended:\n{}", proc.log());
-            assert!(
-                Instant::now() < deadline,
-                "shim REST API not up:\n{}",
-                proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let serve = ShimServe::start::<&str>(&dir, &[]);
         Self {
-            _proc: proc,
-            rest,
-            coap: format!("coap://127.0.0.1:{coap}"),
-            coaps: format!("coaps://127.0.0.1:{coaps}"),
+            rest: Rest::new(serve.rest.base.clone(), Duration::from_secs(60)),
+            coap: format!("coap://127.0.0.1:{}", serve.coap),
+            coaps: format!("coaps://127.0.0.1:{}", serve.coaps),
+            _serve: serve,
             dir,
         }
     }

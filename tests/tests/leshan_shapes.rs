@@ -4,15 +4,16 @@
 //! have Leshan's shape, and the object models the shim builds in must say what Leshan's bundled
 //! OMA models say (ids, operations, multiplicity, mandatory, types).
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tests::e2e::temp_dir;
 use tests::leshan::{wait_registered, LeshanServer};
-use tests::process::{free_tcp_port, free_udp_port, workspace_bin, LoggedChild};
 use tests::rest::Rest;
+use tests::serve::ShimServe;
 
 const REGISTER: Duration = Duration::from_secs(60);
 
@@ -42,7 +43,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// `lwm2m-server-shim serve` with a server certificate (so `/api/server/security` has one to
 /// show, as Leshan's demo always has) and the Leshan tests' model directory.
-fn start_shim(dir: &Path) -> (LoggedChild, Rest, u16) {
+fn start_shim(dir: &Path) -> ShimServe {
     openssl(
         dir,
         &[
@@ -63,31 +64,18 @@ fn start_shim(dir: &Path) -> (LoggedChild, Rest, u16) {
             "/CN=127.0.0.1",
         ],
     );
-    let (coap, coaps, http) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let mut cmd = Command::new(workspace_bin("lwm2m-server-shim"));
-    cmd.arg("serve")
-        .args(["--coap", &format!("127.0.0.1:{coap}")])
-        .args(["--coaps", &format!("127.0.0.1:{coaps}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .arg("--packages")
-        .arg(dir.join("packages"))
-        .arg("--cert")
-        .arg(dir.join("server.pem"))
-        .arg("--key")
-        .arg(dir.join("server.key"))
-        .arg("--ca")
-        .arg(dir.join("server.pem"))
-        .arg("--models")
-        .arg(models_dir());
-    let mut proc = LoggedChild::spawn("lwm2m-server-shim", &mut cmd, dir.join("shim.log"), false);
-    let rest = Rest::new(format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(rest.try_get("/api/clients"), Ok((200, _))) {
-        assert!(proc.exited().is_none(), "shim ended:\n{}", proc.log());
-        assert!(Instant::now() < deadline, "shim not up:\n{}", proc.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (proc, rest, coap)
+    let (pem, key, models) = (dir.join("server.pem"), dir.join("server.key"), models_dir());
+    let args: [&OsStr; 8] = [
+        OsStr::new("--cert"),
+        pem.as_os_str(),
+        OsStr::new("--key"),
+        key.as_os_str(),
+        OsStr::new("--ca"),
+        pem.as_os_str(),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ];
+    ShimServe::start(dir, &args)
 }
 
 /// Registers `ep` with LwM2M 1.1 and `links` through libcoap's client.
@@ -149,13 +137,13 @@ fn essentials(model: &Value) -> Vec<Value> {
 #[test]
 fn server_and_model_routes_answer_as_leshan_does() {
     let dir = temp_dir("leshan-shapes");
-    std::fs::create_dir_all(dir.join("packages")).expect("packages dir");
-    let (_shim, shim_rest, shim_coap) = start_shim(&dir);
+    let shim = start_shim(&dir);
+    let (shim_rest, shim_coap) = (&shim.rest, shim.coap);
     let leshan = LeshanServer::start("leshan-shapes");
     for (ep, links) in CLIENTS {
         register(&format!("127.0.0.1:{shim_coap}"), ep, links);
         register(&leshan.coap.to_string(), ep, links);
-        wait_registered(&shim_rest, ep, REGISTER);
+        wait_registered(shim_rest, ep, REGISTER);
         leshan.wait_registered(ep, REGISTER);
     }
 
@@ -182,7 +170,7 @@ fn server_and_model_routes_answer_as_leshan_does() {
     );
 
     for (ep, _) in CLIENTS {
-        compare_specs(&shim_rest, &leshan.rest, ep);
+        compare_specs(shim_rest, &leshan.rest, ep);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
