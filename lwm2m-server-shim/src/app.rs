@@ -15,10 +15,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::http_server::HttpLimits;
 use crate::api::routes::RestApi;
+use crate::api::server_info::ServerInfo;
 use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
 use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
 use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
+use crate::content::models::{ModelLoadError, ObjectModels};
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
 use crate::packages::coap_tcp::{
@@ -57,7 +59,10 @@ pub struct ShimConfig {
     pub default_timeout: Duration,
     /// CoAP retransmission parameters.
     pub timing: CoapTiming,
-    /// How often expired registrations are removed.
+    /// How long a queue-mode client stays reachable after it last sent something; requests
+    /// to it wait until it sends again (LwM2M core TS 1.1 section 6.5).
+    pub awake_time: Duration,
+    /// How often expired registrations are removed (and queue-mode clients checked for sleep).
     pub expiry_check: Duration,
     /// Kernel receive buffer (SO_RCVBUF) in bytes for the coap and coaps UDP sockets; `None`
     /// keeps the system default (208 KiB on Linux), where bursts from many devices overflow
@@ -77,6 +82,10 @@ pub struct ShimConfig {
     pub tls_identity: Option<TlsIdentity>,
     /// Bounds on the coap+tcp and coaps+tcp connections.
     pub tcp_limits: TcpHostLimits,
+    /// Directory of OMA DDF object models (`*.xml`) shown besides the built-in ones (objects 0,
+    /// 1, 3 and 5) by `GET /api/objectspecs/{ep}`; a model replaces a built-in one of the same
+    /// object id and version.
+    pub models_dir: Option<PathBuf>,
     /// Firmware jobs started through the REST API that run at once; the rest wait in phase
     /// QUEUED. Thousands of devices pulling at the same instant overflow socket buffers and
     /// then spend their time in retransmission back-off (fleet bench: 10 000 at once took
@@ -109,6 +118,8 @@ impl Default for ShimConfig {
             coaps_tcp_addr: None,
             tls_identity: None,
             tcp_limits: TcpHostLimits::default(),
+            models_dir: None,
+            awake_time: crate::server::presence::DEFAULT_AWAKE_TIME,
         }
     }
 }
@@ -126,6 +137,10 @@ pub enum StartError {
     NoCoapListener,
     /// The coaps+tcp certificate could not be made or used.
     Tls(TlsError),
+    /// The certificate-mode server certificate does not show an EC public key.
+    Certificate(openssl::error::ErrorStack),
+    /// The models directory or a file in it is unusable.
+    Models(ModelLoadError),
 }
 
 impl std::fmt::Display for StartError {
@@ -142,6 +157,8 @@ impl std::fmt::Display for StartError {
             Self::Dtls(e) => write!(f, "coaps listener: {e}"),
             Self::NoCoapListener => f.write_str("neither a coap nor a coaps address is configured"),
             Self::Tls(e) => write!(f, "coaps+tcp listener: {e}"),
+            Self::Certificate(e) => write!(f, "server certificate: {e}"),
+            Self::Models(e) => write!(f, "object models: {e}"),
         }
     }
 }
@@ -167,6 +184,7 @@ impl ShimConfig {
             block_size: self.block_size,
             default_timeout: self.default_timeout,
             rd_block1: self.rd_block1,
+            awake_time: self.awake_time,
         }
     }
 }
@@ -305,6 +323,10 @@ pub async fn start_with_stores(
         return Err(StartError::NoCoapListener);
     }
     let packages = Arc::new(PackageHost::new(&config.package_dir).map_err(StartError::Packages)?);
+    let mut models = ObjectModels::built_in();
+    if let Some(dir) = &config.models_dir {
+        models.load_dir(dir).map_err(StartError::Models)?;
+    }
     let shim = Arc::new(Shim::new(
         store,
         security.clone(),
@@ -354,6 +376,12 @@ pub async fn start_with_stores(
     let bind = |e| StartError::Bind("HTTP", config.http_addr, e);
     let listener = TcpListener::bind(config.http_addr).await.map_err(bind)?;
     let http_addr = listener.local_addr().map_err(bind)?;
+    let certificate = config
+        .dtls_certificate
+        .as_ref()
+        .map(|c| c.0.cert_pem.as_slice());
+    let server =
+        ServerInfo::new(coap_addr, coaps_addr, certificate).map_err(StartError::Certificate)?;
     // Every socket is bound before anything is logged: a start-up failure is its only line.
     for endpoint in &endpoints {
         size_buffers(endpoint, &config);
@@ -367,11 +395,19 @@ pub async fn start_with_stores(
             tick.tick().await;
             let Some(shim) = weak.upgrade() else { return };
             shim.expire(SystemTime::now());
+            shim.check_presence(std::time::Instant::now());
         }
     }));
+    let api = Arc::new(RestApi::new(
+        shim.clone(),
+        jobs.clone(),
+        server,
+        Arc::new(models),
+    ));
+    tasks.push(tokio::spawn(api.queue().run(Arc::downgrade(&shim))));
     tasks.push(tokio::spawn(crate::api::http_server::serve(
         listener,
-        Arc::new(RestApi::new(shim.clone(), jobs.clone())),
+        api,
         config.http_limits,
     )));
     for endpoint in endpoints {

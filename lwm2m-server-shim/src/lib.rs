@@ -27,9 +27,12 @@
 //! its runtime or its HTTP client. The demo runs our simulated device as the `lwm2m-client`
 //! binary; tests that need the device in-process live in the workspace's `tests/` crate.
 //!
-//! HTTP surface (see [`api::routes`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`; Read,
-//! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
-//! with `format`, `timeout` (s) and `replace`; `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
+//! HTTP surface (see [`api::routes`]): `GET /api/clients[/{ep}]`, `GET /api/server/stats`,
+//! `GET /api/server/security`, `GET /api/server/endpoint`, `GET /api/objectspecs/{ep}`; Read,
+//! Write, Execute, Create, Delete, `/discover`, `/attributes`, `/observe` (cancel `?active`) on `/api/clients/{ep}/{o}[/{i}[/{r}[/{ri}]]]`
+//! with `format`, `timeout` (s) and `replace`; composite Read, Write and Observe on
+//! `/api/clients/{ep}/composite[/observe]` ([`api::composite`]); calls to sleeping queue-mode
+//! clients kept until they wake ([`api::queue`]); `GET /api/event[?ep=]` (SSE); `GET|PUT|POST|DELETE
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
 //! [`api::firmware`] and [`firmware::campaign`]). CoAP surface:

@@ -192,7 +192,10 @@ fn malformed_requests_and_unknown_endpoints_get_documented_statuses() {
         (400, h.get_json("/api/clients/srv/3/0/0/0/0")),
         (400, h.get_json("/api/clients/srv/3/0/0?timeout=soon")),
         (400, h.get_json("/api/clients/srv/3/0/0?format=XML")),
-        (400, h.get_json("/api/clients/srv/composite?paths=/3/0/1")),
+        // Composite reads reach the device now (issue 14): libcoap's server answers the FETCH
+        // with 4.05, relayed as 200 like every device answer. A bad path list is still 400.
+        (200, h.get_json("/api/clients/srv/composite?paths=/3/0/1")),
+        (400, h.get_json("/api/clients/srv/composite?paths=/3/x")),
         (
             400,
             h.put("/api/clients/srv/5/0/1", "application/json", b"{not json"),

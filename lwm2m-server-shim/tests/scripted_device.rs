@@ -865,3 +865,113 @@ fn reads_and_writes_default_to_the_format_the_client_registered_with() {
         );
     }
 }
+
+/// The Observe option's value (0 register, 1 deregister), when the request has one.
+fn observe_value(p: &Packet) -> Option<u32> {
+    p.get_first_option(CoapOption::Observe)
+        .and_then(|v| decode_uint_option(v).ok())
+}
+
+#[test]
+fn observe_cancel_is_active_with_the_observation_token_or_passive() {
+    let h = Harness::start("cancel", |_| {});
+    let events = h.events("?ep=cancel");
+    let dev = Device::register(&h, "cancel", "</3/0>");
+    let (stop, t) = dev.serve(Box::new(|req| {
+        let mut r = reply(ResponseType::Content);
+        r.add_option(CoapOption::ContentFormat, vec![0]);
+        match (path_of(req).as_str(), observe_value(req)) {
+            ("/3/0/9", Some(0)) => {
+                r.add_option(CoapOption::Observe, vec![5]);
+                r.payload = b"80".to_vec();
+            }
+            // Observe = 1: the device stops notifying and answers as a read.
+            ("/3/0/9", Some(1)) => r.payload = b"79".to_vec(),
+            ("/3/0/10", Some(0)) => {
+                r.add_option(CoapOption::Observe, vec![5]);
+                r.payload = b"1024".to_vec();
+            }
+            _ => r = reply(ResponseType::NotFound),
+        }
+        Some((r, Duration::ZERO))
+    }));
+    let (s, b) = h.delete("/api/clients/cancel/3/0/9/observe?active");
+    assert_eq!(
+        (s, String::from_utf8_lossy(&b).as_ref()),
+        (404, "no observation for path /3/0/9 for  client 'cancel'"),
+        "nothing observed yet"
+    );
+    for p in ["9", "10"] {
+        let (s, r) = h.post(&format!("/api/clients/cancel/3/0/{p}/observe"), b"");
+        assert_eq!(
+            (s, r["status"].as_str()),
+            (200, Some("CONTENT(205)")),
+            "{r}"
+        );
+    }
+    let (s, r) = h.delete("/api/clients/cancel/3/0/9/observe?active");
+    let r: serde_json::Value = serde_json::from_slice(&r).expect("JSON answer");
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["status"], "CONTENT(205)");
+    assert_eq!(r["content"]["value"], "79");
+    // Passive: forgotten here only, nothing sent; unobserved paths are fine too.
+    assert_eq!(h.delete("/api/clients/cancel/3/0/10/observe").0, 200);
+    assert_eq!(h.delete("/api/clients/cancel/3/0/11/observe").0, 200);
+    let (s, _) = h.delete("/api/clients/cancel/3/0/10/observe?active");
+    assert_eq!(s, 404, "a passively cancelled observation is gone");
+    let (s, _) = h.delete("/api/clients/cancel/3/0/9/observe?active");
+    assert_eq!(s, 404, "an actively cancelled observation is gone");
+    let seen = finish(stop, t);
+    drop(events);
+
+    let observes: Vec<&Packet> = seen
+        .iter()
+        .filter(|p| path_of(p) == "/3/0/9" && observe_value(p).is_some())
+        .collect();
+    assert_eq!(observes.len(), 2, "one registration, one cancel");
+    assert_eq!(
+        (observe_value(observes[0]), observe_value(observes[1])),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        observes[0].get_token(),
+        observes[1].get_token(),
+        "the cancel carries the observation's token (RFC 7641 section 3.6)"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|p| path_of(p) == "/3/0/10" && observe_value(p) == Some(1)),
+        "a passive cancel sends nothing"
+    );
+}
+
+#[test]
+fn delete_reaches_the_device_at_any_depth() {
+    let h = Harness::start("delete-any", |_| {});
+    let dev = Device::register(&h, "del", "</1/0>,</3/0>");
+    let (stop, t) = dev.serve(Box::new(|req| {
+        let code = match path_of(req).as_str() {
+            "/3/0/11/1" | "/1" => ResponseType::Deleted,
+            _ => ResponseType::MethodNotAllowed,
+        };
+        Some((reply(code), Duration::ZERO))
+    }));
+    for (path, status) in [
+        ("/3/0/11/1", "DELETED(202)"),
+        ("/1", "DELETED(202)"),
+        ("/3/0/13", "METHOD_NOT_ALLOWED(405)"),
+    ] {
+        let (s, b) = h.delete(&format!("/api/clients/del{path}"));
+        let r: serde_json::Value = serde_json::from_slice(&b)
+            .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&b)));
+        assert_eq!((s, r["status"].as_str()), (200, Some(status)), "{path}");
+    }
+    let seen = finish(stop, t);
+    let deletes: Vec<String> = seen
+        .iter()
+        .filter(|p| p.header.code == MessageClass::Request(RequestType::Delete))
+        .map(path_of)
+        .collect();
+    assert_eq!(deletes, ["/3/0/11/1", "/1", "/3/0/13"]);
+}

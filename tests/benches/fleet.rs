@@ -22,8 +22,15 @@
 //! `--max-active-jobs` (1 000) of them, the rest waiting QUEUED; `FLEET_WINDOW=k` makes the
 //! bench itself keep at most k jobs started, as `update --concurrency` does.
 //! `FLEET_TIMEOUT_S` bounds each run (default 300 s).
-//! No other LwM2M server is installed here to run the same fleet against, so no ratio is
-//! printed; the line says so.
+//!
+//! The comparison with Eclipse Leshan (module `compare`, issue 14) runs a second kind of fleet
+//! work against Leshan's demo server and against the shim in the same run: register, then
+//! Observe State, Write Package URI and Execute Update through each server's REST API, as a
+//! Leshan user's script does, and prints both servers' times, CPU and peak RSS and their ratio
+//! (`fleet-vs-leshan` lines). `FLEET_MODE=jobs` runs only the shim's own job API run above,
+//! `FLEET_MODE=compare` only the comparison; both run by default. A comparison run stops
+//! when no device finished for `FLEET_STALL_S` (120 s) and names the steps the unfinished
+//! devices were left in.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,6 +43,10 @@ use lwm2m_client::sim::{device::DeviceOptions, InThreadDevice};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
 use serde_json::Value;
+use tests::leshan::LeshanServer;
+
+#[path = "fleet/compare.rs"]
+mod compare;
 
 const IMAGE_LEN: usize = 64 * 1024;
 /// Slot just above the image and its envelope: less memory per device.
@@ -121,15 +132,20 @@ impl ShimProcess {
 
     /// Peak resident set (VmHWM) of the shim process in KiB.
     fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        peak_rss_kib(self.child.id())
     }
 
     /// CPU seconds (user + system) the shim process has used so far.
     fn cpu_s(&self) -> Option<f64> {
         cpu_s(&self.child.id().to_string())
     }
+}
+
+/// Peak resident set (VmHWM) of process `pid` in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
@@ -171,14 +187,20 @@ enum Seen {
     },
 }
 
-/// Follows `/api/event` on a thread: REGISTRATION and final FIRMWARE events.
-fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
+/// Reads `/api/event` of the REST API at `base` on a thread, handing each record (event name,
+/// JSON data) to `on` until it returns `false` or the stream ends. The `text/event-stream`
+/// Accept header is what Leshan's demo server needs to open the stream.
+fn read_events(
+    base: &str,
+    mut on: impl FnMut(&str, Value) -> bool + Send + 'static,
+) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
     let resp = agent
         .get(format!("{base}/api/event"))
+        .header("Accept", "text/event-stream")
         .call()
         .map_err(|e| format!("event stream: {e}"))?;
     let reader = BufReader::new(resp.into_body().into_reader());
@@ -186,46 +208,51 @@ fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
         let mut event = String::new();
         for line in reader.lines() {
             let Ok(line) = line else { return };
-            if let Some(name) = line.strip_prefix("event: ") {
-                event = name.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                let seen = match event.as_str() {
-                    "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered(e.into())),
-                    "FIRMWARE" => {
-                        if let (Some(ep), Some(phase)) = (v["ep"].as_str(), v["phase"].as_str()) {
-                            let seen = Seen::Phase {
-                                ep: ep.into(),
-                                phase: phase.into(),
-                                at: Instant::now(),
-                            };
-                            if tx.send(seen).is_err() {
-                                return;
-                            }
-                        }
-                        match (v["ep"].as_str(), v["phase"].as_str()) {
-                            (Some(ep), Some("SUCCEEDED")) => Some(Seen::JobEnded {
-                                ep: ep.into(),
-                                ok: true,
-                            }),
-                            (Some(ep), Some("FAILED")) => Some(Seen::JobEnded {
-                                ep: ep.into(),
-                                ok: false,
-                            }),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                if let Some(s) = seen {
-                    if tx.send(s).is_err() {
-                        return;
-                    }
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                if !on(&event, v) {
+                    return;
                 }
             }
         }
     });
     Ok(())
+}
+
+/// Follows `/api/event` on a thread: REGISTRATION and FIRMWARE events.
+fn follow_events(base: &str, tx: mpsc::Sender<Seen>) -> Result<(), String> {
+    read_events(base, move |event, v| {
+        let seen = match event {
+            "REGISTRATION" => v["endpoint"].as_str().map(|e| Seen::Registered(e.into())),
+            "FIRMWARE" => {
+                if let (Some(ep), Some(phase)) = (v["ep"].as_str(), v["phase"].as_str()) {
+                    let seen = Seen::Phase {
+                        ep: ep.into(),
+                        phase: phase.into(),
+                        at: Instant::now(),
+                    };
+                    if tx.send(seen).is_err() {
+                        return false;
+                    }
+                }
+                match (v["ep"].as_str(), v["phase"].as_str()) {
+                    (Some(ep), Some("SUCCEEDED")) => Some(Seen::JobEnded {
+                        ep: ep.into(),
+                        ok: true,
+                    }),
+                    (Some(ep), Some("FAILED")) => Some(Seen::JobEnded {
+                        ep: ep.into(),
+                        ok: false,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        seen.is_none_or(|s| tx.send(s).is_ok())
+    })
 }
 
 /// Threads that start jobs with `POST /api/clients/{ep}/firmware`, several at once as an
@@ -372,15 +399,7 @@ fn run(n: usize) -> Result<Figures, String> {
     let limit = Duration::from_secs(env_or("FLEET_TIMEOUT_S", 300));
     let window = env_or("FLEET_WINDOW", n).max(1);
     let dir = tests::e2e::temp_dir(&format!("fleet-{n}"));
-    let packages = dir.join("packages");
-    std::fs::create_dir_all(&packages).map_err(|e| e.to_string())?;
-    let signer = Signer::generate().map_err(|e| e.to_string())?;
-    let anchor = dir.join("signer.pub.pem");
-    std::fs::write(&anchor, &signer.public_pem).map_err(|e| e.to_string())?;
-    let package = signer
-        .build_sized(Kind::Good, "2.0.0", fresh_sequence(), IMAGE_LEN)
-        .map_err(|e| e.to_string())?;
-    std::fs::write(packages.join(PACKAGE), &package).map_err(|e| e.to_string())?;
+    let (packages, anchor) = signed_package(&dir)?;
 
     let shim = ShimProcess::spawn(&packages, &dir.join("shim.log"))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -544,6 +563,48 @@ fn run(n: usize) -> Result<Figures, String> {
     })
 }
 
+/// A fresh signing key and a signed package of [`IMAGE_LEN`] bytes in `dir/packages`; the
+/// package directory and the public key the devices trust.
+fn signed_package(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let packages = dir.join("packages");
+    std::fs::create_dir_all(&packages).map_err(|e| e.to_string())?;
+    let signer = Signer::generate().map_err(|e| e.to_string())?;
+    let anchor = dir.join("signer.pub.pem");
+    std::fs::write(&anchor, &signer.public_pem).map_err(|e| e.to_string())?;
+    let package = signer
+        .build_sized(Kind::Good, "2.0.0", fresh_sequence(), IMAGE_LEN)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(packages.join(PACKAGE), &package).map_err(|e| e.to_string())?;
+    Ok((packages, anchor))
+}
+
+/// The comparison run (module `compare`): one package host, then the shim and Leshan's demo
+/// server in turn as the server under test, each with a fresh fleet of `n` devices.
+fn compare_run(n: usize) -> Result<(compare::Outcome, compare::Outcome), String> {
+    let limit = Duration::from_secs(env_or("FLEET_TIMEOUT_S", 300));
+    let window = env_or("FLEET_WINDOW", DEFAULT_COMPARE_WINDOW).max(1);
+    let dir = tests::e2e::temp_dir(&format!("fleet-cmp-{n}"));
+    let (packages, anchor) = signed_package(&dir)?;
+    let empty = dir.join("no-packages");
+    std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+    let host = ShimProcess::spawn(&packages, &dir.join("package-host.log"))?;
+    let uri = format!("coap://{}/fw/{PACKAGE}", host.coap);
+
+    let shim = compare::Server::Shim(ShimProcess::spawn(&empty, &dir.join("shim.log"))?);
+    let shim_outcome = compare::run(&shim, n, &uri, &anchor, limit, window)?;
+    drop(shim);
+    let leshan = compare::Server::Leshan(LeshanServer::start(&format!("fleet-leshan-{n}")));
+    let leshan_outcome = compare::run(&leshan, n, &uri, &anchor, limit, window)?;
+    drop(leshan);
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((shim_outcome, leshan_outcome))
+}
+
+/// Devices in the middle of their update at once in the comparison, as the shim's
+/// `--max-active-jobs` default keeps its own campaigns.
+const DEFAULT_COMPARE_WINDOW: usize = 1000;
+
 fn main() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         if let Err(e) = shim_child(PathBuf::from(dir)) {
@@ -558,7 +619,17 @@ fn main() {
         .filter_map(|x| x.trim().parse().ok())
         .collect();
     let crypto = std::env::var("FLEET_CRYPTO").unwrap_or_else(|_| "openssl".into());
+    let mode = std::env::var("FLEET_MODE").unwrap_or_default();
     for n in sizes {
+        if mode != "jobs" {
+            match compare_run(n) {
+                Ok((shim, leshan)) => compare::report(n, &shim, &leshan),
+                Err(e) => println!("fleet-vs-leshan N={n}: failed to run: {e}"),
+            }
+        }
+        if mode == "compare" {
+            continue;
+        }
         match run(n) {
             Ok(f) => {
                 let secs = |d: Duration| d.as_secs_f64().max(1e-9);
@@ -568,8 +639,8 @@ fn main() {
                      shim peak RSS {} MiB, shim CPU {:.1} s, devices (this process, --crypto={crypto}) CPU {:.1} s; {} devices ended with an error; \
                      {} UDP datagrams dropped for full receive buffers (machine-wide); \
                      job ends first seen as events {} / in job lists {}; starting a job {:.1} ms; \
-                     mean time per phase: {}; ratio: none (no peer LwM2M server \
-                     installed to run the same fleet against){}",
+                     mean time per phase: {}; ratio against Leshan: the fleet-vs-leshan \
+                     lines (the job API is the shim's own){}",
                     f.window,
                     f.registered,
                     secs(f.reg_time),

@@ -182,6 +182,11 @@ impl LeshanServer {
         self.proc.log()
     }
 
+    /// The JVM's process id (its peak resident memory is in `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// `coap://127.0.0.1:PORT`.
     pub fn coap_uri(&self) -> String {
         format!("coap://{}", self.coap)

@@ -10,6 +10,7 @@ pub mod leshan;
 pub mod process;
 pub mod relay;
 pub mod rest;
+pub mod serve;
 pub mod sink;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).

@@ -4,21 +4,20 @@
 //! stream (/api/event).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::e2e::temp_dir;
 use tests::leshan::{instance_resource, node_int, node_value, wait_registered, LeshanClient};
-use tests::process::{free_tcp_port, free_udp_port, workspace_bin, LoggedChild};
 use tests::rest::Rest;
+use tests::serve::ShimServe;
 
 const REGISTER: Duration = Duration::from_secs(60);
 const EVENT: Duration = Duration::from_secs(30);
 
 /// `lwm2m-server-shim serve` on loopback: coap, coaps and HTTP on free ports.
 struct Shim {
-    _proc: LoggedChild,
+    _serve: ShimServe,
     rest: Rest,
     coap: String,
     coaps: String,
@@ -28,34 +27,12 @@ struct Shim {
 impl Shim {
     fn start(tag: &str) -> Self {
         let dir = temp_dir(tag);
-        let packages = dir.join("packages");
-        std::fs::create_dir_all(&packages).expect("packages dir");
-        let (coap, coaps, http) = (free_udp_port(), free_udp_port(), free_tcp_port());
-        let mut cmd = Command::new(workspace_bin("lwm2m-server-shim"));
-        cmd.arg("serve")
-            .args(["--coap", &format!("127.0.0.1:{coap}")])
-            .args(["--coaps", &format!("127.0.0.1:{coaps}")])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .arg("--packages")
-            .arg(&packages);
-        let mut proc =
-            LoggedChild::spawn("lwm2m-server-shim", &mut cmd, dir.join("shim.log"), false);
-        let rest = Rest::new(format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(rest.try_get("/api/clients"), Ok((200, _))) {
-            assert!(proc.exited().is_none(), "shim ended:\n{}", proc.log());
-            assert!(
-                Instant::now() < deadline,
-                "shim REST API not up:\n{}",
-                proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let serve = ShimServe::start::<&str>(&dir, &[]);
         Self {
-            _proc: proc,
-            rest,
-            coap: format!("coap://127.0.0.1:{coap}"),
-            coaps: format!("coaps://127.0.0.1:{coaps}"),
+            rest: Rest::new(serve.rest.base.clone(), Duration::from_secs(60)),
+            coap: format!("coap://127.0.0.1:{}", serve.coap),
+            coaps: format!("coaps://127.0.0.1:{}", serve.coaps),
+            _serve: serve,
             dir,
         }
     }
@@ -229,4 +206,85 @@ fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
     assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
     client.stop(Duration::from_secs(30));
     events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+}
+
+/// Composite operations (LwM2M 1.1) through the shim's Leshan 2.0 routes, answered by Leshan's
+/// client: Read-Composite in both SenML formats, Write-Composite, Observe-Composite with a
+/// composite NOTIFICATION on our SSE stream, and an active cancel after which writes are no
+/// longer notified.
+#[test]
+fn leshan_client_answers_composite_operations_through_the_shim() {
+    let shim = Shim::start("lshc-composite");
+    let ep = "leshan-composite";
+    let events = shim.rest.events(ep);
+    let _client = LeshanClient::start(shim.dir(), ep, &shim.coap, 60, None);
+    wait_registered(&shim.rest, ep, REGISTER);
+
+    for format in ["SENML_JSON", "SENML_CBOR"] {
+        let (status, v) = shim.rest.get(&format!(
+            "/api/clients/{ep}/composite?paths=/3/0/0,/1/0/1&pathformat={format}\
+             &nodeformat={format}&timeout=10"
+        ));
+        assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+        assert_eq!(node_value(&v["content"]["/3/0/0"]), "Eclipse Leshan", "{v}");
+        assert_eq!(node_int(&v["content"]["/1/0/1"]), Some(60), "{v}");
+    }
+
+    let write = |offset: &str, zone: &str| {
+        let (status, v) = shim.rest.put(
+            &format!("/api/clients/{ep}/composite?nodeformat=SENML_CBOR&timeout=10"),
+            &json!({
+                "/3/0/14": {"id": 14, "kind": "singleResource", "type": "string", "value": offset},
+                "/3/0/15": {"id": 15, "kind": "singleResource", "type": "string", "value": zone},
+            }),
+        );
+        assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    };
+    write("+02:00", "Europe/Berlin");
+    let device = read(&shim.rest, ep, "/3/0", "SENML_JSON");
+    assert_eq!(string_of(&device, 14), Some("+02:00"), "{device}");
+    assert_eq!(string_of(&device, 15), Some("Europe/Berlin"), "{device}");
+
+    let observe = format!("/api/clients/{ep}/composite/observe?paths=/3/0/14,/3/0/15&timeout=10");
+    let (status, v) = shim.rest.post(&observe, b"");
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    assert_eq!(node_value(&v["content"]["/3/0/15"]), "Europe/Berlin", "{v}");
+    write("+09:00", "Asia/Tokyo");
+    let n = events.wait_for(&["NOTIFICATION"], EVENT, |d| {
+        d["kind"] == "composite" && node_value(&d["val"]["/3/0/15"]) == "Asia/Tokyo"
+    });
+    assert_eq!(n["paths"], json!(["/3/0/14", "/3/0/15"]), "{n}");
+    assert_eq!(node_value(&n["val"]["/3/0/14"]), "+09:00", "{n}");
+
+    let (status, v) = shim.rest.delete(&format!("{observe}&active"));
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    let (status, _) = shim.rest.delete(&format!("{observe}&active"));
+    assert_eq!(status, 404, "the observation is gone");
+    // A single-path observation as a marker: its notification comes after any composite one
+    // the client would still send for the same write.
+    let (status, v) = shim.rest.post(
+        &format!("/api/clients/{ep}/3/0/15/observe?format=TEXT"),
+        b"",
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CONTENT(205)")), "{v}");
+    write("+01:00", "Europe/Paris");
+    let mut composite_after_cancel = Vec::new();
+    loop {
+        let (name, d) = events
+            .rx
+            .recv_timeout(EVENT)
+            .expect("the marker notification");
+        if name != "NOTIFICATION" {
+            continue;
+        }
+        if d["kind"] == "composite" {
+            composite_after_cancel.push(d);
+        } else if d["res"] == "/3/0/15" && node_value(&d["val"]) == "Europe/Paris" {
+            break;
+        }
+    }
+    assert!(
+        composite_after_cancel.is_empty(),
+        "no composite notification after the active cancel: {composite_after_cancel:?}"
+    );
 }

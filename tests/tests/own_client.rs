@@ -157,3 +157,69 @@ fn own_client_is_managed_through_the_rest_api() {
         d["endpoint"] == "own-1"
     });
 }
+
+#[test]
+fn composite_read_and_write_reach_our_client() {
+    let h = Harness::start("own-composite");
+    let events = h.events("own-c");
+    let stop = start_client(&h, "own-c", MemorySink::default());
+    events.wait_for(&["REGISTRATION"], Duration::from_secs(10), |_| true);
+    for (pathformat, nodeformat) in [
+        ("SENML_CBOR", "SENML_CBOR"),
+        ("SENML_JSON", "SENML_JSON"),
+        ("SENML_JSON", "SENML_CBOR"),
+    ] {
+        let (s, r) = h.get(&format!(
+            "/api/clients/own-c/composite?paths=/3/0/0,/5/0/3,/3/0/99\
+             &pathformat={pathformat}&nodeformat={nodeformat}"
+        ));
+        assert_eq!(
+            (s, r["status"].as_str()),
+            (200, Some("CONTENT(205)")),
+            "{r}"
+        );
+        assert_eq!(
+            r["content"],
+            json!({
+                "/3/0/0": {"kind":"singleResource","id":0,"type":"string","value":"shim-test"},
+                "/5/0/3": {"kind":"singleResource","id":3,"type":"integer","value":"0"},
+                "/3/0/99": null,
+            }),
+            "{pathformat}/{nodeformat}"
+        );
+    }
+    // Write-Composite: Current Time (a Time, in Leshan's milliseconds).
+    let body = json!({
+        "/3/0/13": {"kind":"singleResource","id":13,"type":"time","value": 1_700_000_000_000u64},
+    });
+    let (s, r) = h.put("/api/clients/own-c/composite?nodeformat=SENML_JSON", &body);
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (200, Some("CHANGED(204)")),
+        "{r}"
+    );
+    let (s, r) = h.get("/api/clients/own-c/3/0/13");
+    assert_eq!(s, 200, "{r}");
+    let now = r["content"]["value"].as_u64().expect("time in ms");
+    assert!(
+        (1_700_000_000_000..1_700_000_010_000).contains(&now),
+        "the written time, still running: {r}"
+    );
+    // The device refuses a read-only resource in a Write-Composite: its 4.05 is relayed.
+    let ro = json!({"/3/0/0": {"kind":"singleResource","id":0,"type":"string","value":"x"}});
+    let (s, r) = h.put("/api/clients/own-c/composite", &ro);
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (200, Some("METHOD_NOT_ALLOWED(405)")),
+        "{r}"
+    );
+    for bad in [
+        "/api/clients/own-c/composite",
+        "/api/clients/own-c/composite?paths=/3/x",
+        "/api/clients/own-c/composite?paths=/3/0/0&nodeformat=TLV",
+    ] {
+        let (s, r) = h.get(bad);
+        assert_eq!(s, 400, "{bad}: {r}");
+    }
+    drop(stop);
+}

@@ -97,6 +97,22 @@ pub fn encode_json_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
     Ok(out.into_bytes())
 }
 
+/// Encodes the paths a Read-Composite or Observe-Composite request names (OMA TS Core 1.1
+/// section 6.3.8): one SenML JSON record per path, a full name and no value.
+pub fn encode_json_paths(paths: &[Path]) -> Vec<u8> {
+    let mut out = String::from("[");
+    for (n, p) in paths.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"n\":");
+        json::write_string(&mut out, &p.to_string());
+        out.push('}');
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
 /// Writes the `"v":<number>` field of a numeric value, the same in SenML JSON and LwM2M
 /// JSON; a non-finite float and a value that is no number cannot be written.
 pub(crate) fn write_number(out: &mut String, v: &Value) -> Result<(), CodecError> {
@@ -272,6 +288,22 @@ pub fn encode_cbor_leaves(base: &Path, leaves: &[(Path, &Value)]) -> Result<Vec<
                 e.str(VLO).map_err(cbor_err)?.str(&s).map_err(cbor_err)?
             }
         };
+    }
+    Ok(e.into_writer())
+}
+
+/// Encodes the paths of a Read-Composite or Observe-Composite request as SenML CBOR (see
+/// [`encode_json_paths`]).
+pub fn encode_cbor_paths(paths: &[Path]) -> Result<Vec<u8>, CodecError> {
+    let mut e: Enc = minicbor::Encoder::new(Vec::new());
+    e.array(paths.len() as u64).map_err(cbor_err)?;
+    for p in paths {
+        e.map(1)
+            .map_err(cbor_err)?
+            .i64(N)
+            .map_err(cbor_err)?
+            .str(&p.to_string())
+            .map_err(cbor_err)?;
     }
     Ok(e.into_writer())
 }
@@ -516,5 +548,22 @@ mod tests {
         .is_err());
         assert!(decode_cbor(&[0x81], &p, &types).is_err());
         assert!(decode_cbor(&[0x80, 0x00], &p, &types).is_err());
+    }
+
+    #[test]
+    fn path_lists_round_trip_in_both_encodings() {
+        let paths: Vec<Path> = ["/3/0/0", "/5/0", "/3/0/11/1", "/1"]
+            .iter()
+            .map(|s| Path::parse(s).expect("path"))
+            .collect();
+        let json = encode_json_paths(&paths);
+        assert_eq!(
+            core::str::from_utf8(&json).expect("utf-8"),
+            r#"[{"n":"/3/0/0"},{"n":"/5/0"},{"n":"/3/0/11/1"},{"n":"/1"}]"#
+        );
+        assert_eq!(decode_json_paths(&json), Ok(paths.clone()));
+        let cbor = encode_cbor_paths(&paths).expect("encodes");
+        assert_eq!(decode_cbor_paths(&cbor), Ok(paths));
+        assert_eq!(encode_json_paths(&[]), b"[]");
     }
 }

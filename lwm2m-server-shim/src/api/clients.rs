@@ -12,20 +12,24 @@ use hyper::{Method, Response, StatusCode};
 use lwm2m_client::codec::{ContentFormat, Node, Path, Resource, ResourceType, ResourceValue};
 use serde_json::Value;
 
+use crate::api::composite;
 use crate::api::http_server::{self, json, Body};
 use crate::api::leshan_response::{bad, dm_failure, response_json, ApiError};
-use crate::api::registration_json::registration_json;
+use crate::api::registration_json::registration_json_with;
+use crate::content::models;
 use crate::content::node_json::{node_json, parse_node_at};
-use crate::content::object_model;
 use crate::content::{self, format_by_name};
 use crate::server::registration::object_links::ObjectLinks;
-use crate::server::registration::store::{Registration, RegistrationStore};
+use crate::server::registration::store::Registration;
 use crate::server::requests::{DeviceHandle, DmResponse};
 use crate::server::shim::Shim;
 
 /// Query parameter carrying the per-exchange request timeout in seconds (Leshan's name); when
 /// absent, [`crate::server::shim::ServerSettings::default_timeout`] applies.
 const TIMEOUT_PARAM: &str = "timeout";
+
+/// Query parameter of `DELETE .../observe` asking for an active cancel (Leshan 2.0's name).
+const ACTIVE_CANCEL: &str = "active";
 
 /// Longest per-exchange timeout a REST call may ask for: 24 h.
 const MAX_TIMEOUT_S: u64 = 24 * 3600;
@@ -41,9 +45,10 @@ const LIST_AHEAD: usize = 2;
 /// a chunked body page by page from the store. Building the whole array first cost about
 /// 117 MB per call at 20 000 registrations (an 8.7 MB response). Registrations added or
 /// removed while the listing runs may or may not appear; none appears twice.
-pub fn list(store: Arc<dyn RegistrationStore>) -> Response<Body> {
+pub fn list(shim: Arc<Shim>) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(LIST_AHEAD);
     tokio::spawn(async move {
+        let store = &shim.store;
         let mut after: Option<String> = None;
         let mut chunk = b"[".to_vec();
         loop {
@@ -53,7 +58,8 @@ pub fn list(store: Arc<dyn RegistrationStore>) -> Response<Body> {
                     chunk.push(b',');
                 }
                 // Writing JSON into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut chunk, &registration_json(r));
+                let _ =
+                    serde_json::to_writer(&mut chunk, &registration_json_with(r, &shim.presence));
             }
             let done = page.len() < LIST_PAGE;
             if let Some(last) = page.last() {
@@ -162,7 +168,21 @@ impl ClientCall<'_> {
             _ => (None, rest),
         };
         if ids.first().map(String::as_str) == Some("composite") {
-            return Err(bad("composite operations are not supported by this shim"));
+            if ids.len() != 1 || !matches!(suffix, None | Some("observe")) {
+                return Err(bad("operation not allowed on this path"));
+            }
+            let device = self
+                .shim
+                .device(self.reg, self.timeout()?)
+                .ok_or_else(|| ApiError::Internal("CoAP endpoint not running".into()))?;
+            let call = composite::CompositeCall {
+                shim: self.shim,
+                reg: self.reg,
+                method: self.method,
+                query: self.query,
+                body: self.body,
+            };
+            return composite::run(&call, &device, suffix.is_some()).await;
         }
         let path = Path::from_segments(ids.iter().map(String::as_str))
             .map_err(|_| bad(format!("invalid LwM2M path /{}", ids.join("/"))))?;
@@ -231,16 +251,46 @@ impl ClientCall<'_> {
                 }
                 self.with_content(&path, r)
             }
+            (&Method::DELETE, Some("observe")) if self.param(ACTIVE_CANCEL).is_some() => {
+                self.cancel_actively(&device, &path).await
+            }
             (&Method::DELETE, Some("observe")) => {
                 self.shim.cancel_observation(&self.reg.endpoint, &path);
                 Ok(http_server::full(StatusCode::OK, "text/plain", ""))
             }
-            (&Method::DELETE, None) if path.depth() == 2 => {
+            // Any depth: the device decides (object instances in LwM2M 1.1, resource instances
+            // from 1.2 on, whole objects from a bootstrap server); an unsupported one gets its
+            // 4.05 relayed.
+            (&Method::DELETE, None) => {
                 let r = device.delete(&path).await.map_err(|e| dm_failure(&e))?;
                 Ok(json(StatusCode::OK, &response_json(&r, None)))
             }
             _ => Err(bad("operation not allowed on this path")),
         }
+    }
+
+    /// `DELETE .../observe?active` (Leshan 2.0): tells the device to stop notifying with a GET
+    /// carrying Observe = 1 and the observation's token, and forgets the observation once the
+    /// device accepted; 404 when `path` is not observed. Without `active` the observation is
+    /// only forgotten here (passive cancel: the device learns it from the Reset its next
+    /// notification gets, RFC 7641 section 3.6).
+    async fn cancel_actively(&self, device: &DeviceHandle, path: &Path) -> CallResult {
+        let ep = &self.reg.endpoint;
+        let Some(token) = self.shim.observation_token(ep, path) else {
+            return Ok(http_server::text(
+                StatusCode::NOT_FOUND,
+                format!("no observation for path {path} for  client '{ep}'"),
+            ));
+        };
+        let accept = self.format()?;
+        let r = device
+            .cancel_observe(path, &token, accept)
+            .await
+            .map_err(|e| dm_failure(&e))?;
+        if r.is_success() {
+            self.shim.cancel_observation(ep, path);
+        }
+        self.with_content(path, r)
     }
 
     fn with_content(&self, path: &Path, r: DmResponse) -> CallResult {
@@ -261,7 +311,7 @@ impl ClientCall<'_> {
             let (Some(o), Some(r)) = (path.object_id(), path.resource_id()) else {
                 return Err(bad("a text/plain body writes one resource"));
             };
-            let ty = object_model::resource_type(o, r).unwrap_or(ResourceType::String);
+            let ty = models::resource_type(o, r).unwrap_or(ResourceType::String);
             let value = lwm2m_client::codec::text::decode(self.body, ty)
                 .map_err(|e| bad(format!("invalid text value: {e}")))?;
             return Ok(match path.resource_instance_id() {

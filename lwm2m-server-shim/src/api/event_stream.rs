@@ -1,6 +1,8 @@
 //! `GET /api/event[?ep=<endpoint>]`: server-sent events in Leshan's EventServlet format. The
-//! server's events (REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION) and the firmware
-//! jobs' (FIRMWARE) are framed here, in the JSON shapes Leshan's REST API uses.
+//! server's events (REGISTRATION, UPDATED, DEREGISTRATION, NOTIFICATION, single or
+//! composite) and the firmware
+//! jobs' (FIRMWARE) and the answers to calls that waited for a sleeping client
+//! (REQUEST_RESPONSE) are framed here, in the JSON shapes Leshan's REST API uses.
 
 use std::sync::Arc;
 
@@ -12,8 +14,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::api::firmware::job_json;
 use crate::api::http_server::Body;
+use crate::api::queue::DelayedResponse;
 use crate::api::registration_json::{registration_json, update_json};
-use crate::content::node_json::node_json;
+use crate::content::node_json::{composite_json, node_json};
 use crate::firmware::jobs::{JobRegistry, JobStatus};
 use crate::server::events::{EventBus, ServerEvent};
 
@@ -21,12 +24,13 @@ use crate::server::events::{EventBus, ServerEvent};
 pub fn server_event_data(e: &ServerEvent) -> Value {
     match e {
         ServerEvent::Registration(r) | ServerEvent::Deregistration(r) => registration_json(r),
+        ServerEvent::Awake(ep) | ServerEvent::Sleeping(ep) => json!({ "ep": ep }),
         ServerEvent::Updated {
             registration,
             update,
         } => json!({
             "registration": registration_json(registration),
-            "update": update_json(&registration.id, update),
+            "update": update_json(registration, update),
         }),
         ServerEvent::Notification {
             endpoint,
@@ -38,6 +42,17 @@ pub fn server_event_data(e: &ServerEvent) -> Value {
             "kind": "single",
             "res": path.to_string(),
             "val": node_json(node, path),
+        }),
+        ServerEvent::CompositeNotification {
+            endpoint,
+            paths,
+            content,
+            ..
+        } => json!({
+            "ep": endpoint,
+            "kind": "composite",
+            "val": composite_json(content),
+            "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
     }
 }
@@ -86,10 +101,12 @@ fn next<T>(
 pub fn open(
     bus: &EventBus<ServerEvent>,
     jobs: &JobRegistry,
+    delayed: &EventBus<DelayedResponse>,
     endpoint: Option<String>,
 ) -> Response<Body> {
     let mut events = bus.subscribe();
     let mut job_events = jobs.subscribe();
+    let mut delayed_events = delayed.subscribe();
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         // A comment line first, so clients see the stream is live before any event.
@@ -105,6 +122,12 @@ pub fn open(
             let step = tokio::select! {
                 ev = events.recv() => next(ev, ep, ServerEvent::endpoint, server_record),
                 ev = job_events.recv() => next(ev, ep, |j: &JobStatus| &j.ep, firmware_record),
+                ev = delayed_events.recv() => next(
+                    ev,
+                    ep,
+                    |d: &DelayedResponse| &d.endpoint,
+                    |d| sse_record("REQUEST_RESPONSE", &d.data),
+                ),
                 () = tx.closed() => Next::End,
             };
             match step {

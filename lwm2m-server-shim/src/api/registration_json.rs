@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use crate::server::presence::Presence;
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationUpdate};
 
@@ -37,34 +38,56 @@ pub fn registration_json(r: &Registration) -> Value {
         obj.insert("smsNumber".into(), Value::String(sms.clone()));
     }
     if let (true, Some(obj)) = (r.queue_mode, v.as_object_mut()) {
-        // Leshan reports `sleeping` only for queue-mode clients; the shim has no sleep tracking
-        // yet, so a queue-mode client counts as awake right after it talked to us.
+        // Leshan reports `sleeping` only for queue-mode clients; one that just registered or
+        // updated (the events) is awake. [`registration_json_with`] reads the presence.
         obj.insert("sleeping".into(), Value::Bool(false));
     }
     v
 }
 
-/// A registration Update as Leshan's `JacksonRegistrationUpdateSerializer` shows it.
-pub fn update_json(registration_id: &str, u: &RegistrationUpdate) -> Value {
+/// [`registration_json`] with `sleeping` as the presence of queue-mode clients says now.
+pub fn registration_json_with(r: &Registration, presence: &Presence) -> Value {
+    let mut v = registration_json(r);
+    if let (true, Some(obj)) = (r.queue_mode, v.as_object_mut()) {
+        obj.insert(
+            "sleeping".into(),
+            Value::Bool(presence.is_sleeping(&r.endpoint)),
+        );
+    }
+    v
+}
+
+/// A registration Update as Leshan 2.0's `JacksonRegistrationUpdateSerializer` shows it in the
+/// UPDATED event: `registrationId`, `address`, `lifetime`, `smsNumber` and `objectLinks` when the
+/// Update carried them, `secure`, and the `additionalAttributes` it carried (`{}` if none).
+/// `lifeTimeInSec` and `bindingMode`, the names Leshan 2.0.0-M4 gave the lifetime and binding,
+/// stay for scripts written against it.
+pub fn update_json(registration: &Registration, u: &RegistrationUpdate) -> Value {
     let mut m = Map::new();
     m.insert(
         "registrationId".into(),
-        Value::String(registration_id.into()),
+        Value::String(registration.id.clone()),
     );
     if let Some(a) = u.address {
         m.insert("address".into(), Value::String(a.to_string()));
     }
+    if let Some(s) = &u.sms_number {
+        m.insert("smsNumber".into(), Value::String(s.clone()));
+    }
     if let Some(lt) = u.lifetime_s {
+        m.insert("lifetime".into(), json!(lt));
         m.insert("lifeTimeInSec".into(), json!(lt));
     }
     if let Some(b) = &u.binding {
         m.insert("bindingMode".into(), Value::String(b.clone()));
     }
-    if let Some(s) = &u.sms_number {
-        m.insert("smsNumber".into(), Value::String(s.clone()));
-    }
     if let Some(l) = &u.object_links {
         m.insert("objectLinks".into(), ObjectLinks::parse(l).to_json());
     }
+    m.insert("secure".into(), Value::Bool(registration.secure));
+    m.insert(
+        "additionalAttributes".into(),
+        json!(u.additional_attributes),
+    );
     Value::Object(m)
 }

@@ -15,10 +15,14 @@ use crate::api::clients::{self as client_api, ClientCall};
 use crate::api::http_server::{
     json, percent_decode, query_pairs, read_body, text, Body, HttpService,
 };
-use crate::api::registration_json::registration_json;
+use crate::api::object_specs;
+use crate::api::queue::{RequestQueue, WaitingCall};
+use crate::api::registration_json::registration_json_with;
+use crate::api::server_info::ServerInfo;
 use crate::api::{
     event_stream, firmware as firmware_api, packages as package_http, security as security_api,
 };
+use crate::content::models::ObjectModels;
 use crate::firmware::jobs::JobRegistry;
 use crate::server::shim::Shim;
 
@@ -33,12 +37,33 @@ pub const SMALL_JSON_BODY: usize = 64 * 1024;
 pub struct RestApi {
     shim: Arc<Shim>,
     jobs: Arc<JobRegistry>,
+    server: ServerInfo,
+    models: Arc<ObjectModels>,
+    queue: Arc<RequestQueue>,
 }
 
 impl RestApi {
-    /// The API over a running server core and its firmware jobs.
-    pub fn new(shim: Arc<Shim>, jobs: Arc<JobRegistry>) -> Self {
-        Self { shim, jobs }
+    /// The API over a running server core, its firmware jobs, what the server resource
+    /// reports about the listeners and the object models it shows.
+    pub fn new(
+        shim: Arc<Shim>,
+        jobs: Arc<JobRegistry>,
+        server: ServerInfo,
+        models: Arc<ObjectModels>,
+    ) -> Self {
+        Self {
+            shim,
+            jobs,
+            server,
+            models,
+            queue: Arc::new(RequestQueue::default()),
+        }
+    }
+
+    /// The calls waiting for sleeping queue-mode clients; its [`RequestQueue::run`] task sends
+    /// them when their clients wake up.
+    pub fn queue(&self) -> Arc<RequestQueue> {
+        self.queue.clone()
     }
 }
 
@@ -47,7 +72,7 @@ impl HttpService for RestApi {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-        Box::pin(async move { route(&self.shim, &self.jobs, req).await })
+        Box::pin(async move { route(&self, req).await })
     }
 }
 
@@ -59,11 +84,8 @@ fn path_segments(path: &str) -> Option<Vec<String>> {
         .collect()
 }
 
-async fn route(
-    shim: &Arc<Shim>,
-    jobs: &Arc<JobRegistry>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
+    let (shim, jobs) = (&api.shim, &api.jobs);
     let method = req.method().clone();
     let Some(segs) = path_segments(req.uri().path()) else {
         return text(StatusCode::BAD_REQUEST, "undecodable path");
@@ -71,9 +93,9 @@ async fn route(
     let query = query_pairs(req.uri().query());
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (&method, segs.as_slice()) {
-        (&Method::GET, ["api", "clients"]) => client_api::list(shim.store.clone()),
+        (&Method::GET, ["api", "clients"]) => client_api::list(shim.clone()),
         (&Method::GET, ["api", "clients", ep]) => match shim.store.get_by_endpoint(ep) {
-            Some(r) => json(StatusCode::OK, &registration_json(&r)),
+            Some(r) => json(StatusCode::OK, &registration_json_with(&r, &shim.presence)),
             None => unknown_client(ep),
         },
         (&Method::POST, ["api", "clients", ep, "firmware"]) => {
@@ -84,6 +106,12 @@ async fn route(
             }
         }
         (&Method::GET, ["api", "server", "stats"]) => json(StatusCode::OK, &server_stats(shim)),
+        (&Method::GET, ["api", "objectspecs", ep]) => match shim.store.get_by_endpoint(ep) {
+            Some(r) => object_specs::for_client(&api.models, &r),
+            None => unknown_client(ep),
+        },
+        (&Method::GET, ["api", "server", "security"]) => api.server.security(),
+        (&Method::GET, ["api", "server", "endpoint"]) => api.server.endpoint(),
         (&Method::GET, ["api", "jobs"]) => firmware_api::list(jobs),
         (&Method::GET, ["api", "jobs", id]) => firmware_api::get(jobs, id),
         (_, ["api", "clients", ep, rest @ ..]) => {
@@ -101,16 +129,32 @@ async fn route(
                 Ok(b) => b,
                 Err(e) => return text(e.status(), e.to_string()),
             };
+            let waiting = WaitingCall {
+                rest,
+                method,
+                query,
+                content_type: ctype,
+                body,
+            };
+            if RequestQueue::must_wait(shim, &reg.endpoint, &waiting) {
+                return api.queue.keep(&reg.endpoint, waiting);
+            }
             let call = ClientCall {
                 shim,
                 reg: &reg,
-                method: &method,
-                query: &query,
-                content_type: &ctype,
-                body: &body,
+                method: &waiting.method,
+                query: &waiting.query,
+                content_type: &waiting.content_type,
+                body: &waiting.body,
             };
-            match call.run(&rest).await {
-                Ok(r) => r,
+            match call.run(&waiting.rest).await {
+                Ok(r) => {
+                    // A queue-mode client that answered stays awake a while longer.
+                    if r.status() == StatusCode::OK && waiting.needs_device() {
+                        shim.heard_from(&reg.endpoint);
+                    }
+                    r
+                }
                 Err(e) => text(e.status(), e.to_string()),
             }
         }
@@ -119,7 +163,7 @@ async fn route(
                 .iter()
                 .find(|(k, _)| k == "ep")
                 .map(|(_, v)| v.clone());
-            event_stream::open(&shim.events, jobs, ep)
+            event_stream::open(&shim.events, jobs, &api.queue.events, ep)
         }
         (&Method::GET, ["api", "packages"]) => package_http::list(&shim.packages),
         (&Method::GET | &Method::HEAD, ["api", "packages", name] | ["fw", name]) => {

@@ -85,6 +85,16 @@ pub struct ServeArgs {
     /// Directory of firmware packages to serve; uploads land here too.
     #[arg(long, default_value = "packages")]
     packages: PathBuf,
+    /// Directory of OMA DDF object models (`*.xml`, as OMA publishes them) shown by
+    /// GET /api/objectspecs/{ep} besides the built-in objects 0, 1, 3 and 5, as Leshan's demo
+    /// loads them with -m; a file that is not a valid model stops the start.
+    #[arg(long, value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Seconds a queue-mode client (b=UQ, or Q in LwM2M 1.1) stays reachable after it last sent
+    /// something; then it counts as sleeping (SLEEPING event) and REST calls to it wait until
+    /// it sends again (answered {"delayed":true}, then a REQUEST_RESPONSE event).
+    #[arg(long, value_name = "SECONDS", default_value_t = 93, value_parser = clap::value_parser!(u64).range(1..))]
+    awake_time: u64,
     /// Block size in bytes for Block1 pushes and Block2 package downloads (16..=1024).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(16..=1024))]
     block_size: u16,
@@ -219,6 +229,8 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
         max_active_jobs: args.max_active_jobs,
+        models_dir: args.models,
+        awake_time: Duration::from_secs(args.awake_time),
         ..ShimConfig::default()
     };
     Ok((config, security))

@@ -5,6 +5,8 @@ use std::fmt;
 
 use lwm2m_client::codec::{self, CodecError, ContentFormat, Node, Path, Resource, ResourceValue};
 
+pub mod ddf;
+pub mod models;
 pub mod node_json;
 pub mod object_model;
 
@@ -53,7 +55,7 @@ pub fn format_by_name(name: &str) -> Option<ContentFormat> {
 }
 
 fn lookup(object: u16, resource: u16) -> Option<codec::ResourceType> {
-    object_model::resource_type(object, resource)
+    models::resource_type(object, resource)
 }
 
 fn single(path: &Path, value: codec::Value) -> Result<Node, ContentError> {
@@ -148,6 +150,65 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
     }
 }
 
+/// Whether composite operations (SenML records with full paths) can use this format.
+pub fn composite_format(format: ContentFormat) -> bool {
+    matches!(format, ContentFormat::SenmlJson | ContentFormat::SenmlCbor)
+}
+
+/// Decodes a Read-Composite or Observe-Composite answer (SenML records named by full paths)
+/// into the node found under each requested path, typed by the object models; `None` for a
+/// path the answer has no value under (the device skips paths it lacks).
+pub fn decode_composite(
+    format: ContentFormat,
+    paths: &[Path],
+    bytes: &[u8],
+) -> Result<Vec<(Path, Option<Node>)>, ContentError> {
+    let leaves = match format {
+        ContentFormat::SenmlJson => codec::senml::decode_json_leaves(bytes)?,
+        ContentFormat::SenmlCbor => codec::senml::decode_cbor_leaves(bytes)?,
+        other => return Err(ContentError::Unsupported(other)),
+    };
+    let mut typed = Vec::with_capacity(leaves.len());
+    for (p, v) in leaves {
+        let ty = p
+            .object_id()
+            .zip(p.resource_id())
+            .and_then(|(o, r)| lookup(o, r));
+        typed.push((p, ty.map_or(Ok(v.clone()), |t| v.coerce(t))?));
+    }
+    paths
+        .iter()
+        .map(|base| {
+            let under: Vec<(Path, codec::Value)> = typed
+                .iter()
+                .filter(|(p, _)| p.starts_with(base))
+                .cloned()
+                .collect();
+            if under.is_empty() {
+                return Ok((*base, None));
+            }
+            Ok((*base, Some(Node::from_leaves(base, under)?)))
+        })
+        .collect()
+}
+
+/// Encodes the nodes of a Write-Composite (each at its path) as SenML records with full
+/// names.
+pub fn encode_composite(
+    format: ContentFormat,
+    nodes: &[(Path, Node)],
+) -> Result<Vec<u8>, ContentError> {
+    let mut leaves = Vec::new();
+    for (p, n) in nodes {
+        leaves.extend(n.leaves(p)?);
+    }
+    match format {
+        ContentFormat::SenmlJson => Ok(codec::senml::encode_json_leaves(&Path::ROOT, &leaves)?),
+        ContentFormat::SenmlCbor => Ok(codec::senml::encode_cbor_leaves(&Path::ROOT, &leaves)?),
+        other => Err(ContentError::Unsupported(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +246,47 @@ mod tests {
             let bytes = encode(cf, &path, &node).expect("encode");
             assert_eq!(decode(cf, &path, &bytes).expect("decode"), node, "{cf:?}");
         }
+    }
+
+    #[test]
+    fn composite_answers_split_by_requested_path() {
+        let state = Path::resource(5, 0, 3);
+        let device = Path::instance(3, 0);
+        let nodes = vec![
+            (
+                state,
+                Node::Resource(Resource {
+                    id: 3,
+                    value: ResourceValue::Single(Value::Integer(2)),
+                }),
+            ),
+            (
+                device,
+                Node::Instance(Instance {
+                    id: 0,
+                    resources: vec![Resource {
+                        id: 9,
+                        value: ResourceValue::Single(Value::Integer(80)),
+                    }],
+                }),
+            ),
+        ];
+        for cf in [ContentFormat::SenmlJson, ContentFormat::SenmlCbor] {
+            let bytes = encode_composite(cf, &nodes).expect("encode");
+            let missing = Path::resource(5, 0, 7);
+            let got = decode_composite(cf, &[state, device, missing], &bytes).expect("decode");
+            assert_eq!(
+                got,
+                vec![
+                    (state, Some(nodes[0].1.clone())),
+                    (device, Some(nodes[1].1.clone())),
+                    (missing, None),
+                ],
+                "{cf:?}"
+            );
+        }
+        assert!(!composite_format(ContentFormat::Tlv));
+        assert!(decode_composite(ContentFormat::Tlv, &[state], b"").is_err());
     }
 
     #[test]

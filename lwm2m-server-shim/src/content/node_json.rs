@@ -6,7 +6,7 @@ use std::fmt;
 use lwm2m_client::codec::{Instance, Node, Path, Resource, ResourceType, ResourceValue, Value};
 use serde_json::{json, Map, Value as Json};
 
-use crate::content::object_model;
+use crate::content::models;
 
 /// Why a JSON body is not a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ fn resource_json(object: Option<u16>, r: &Resource) -> Json {
         }),
         ResourceValue::Multiple(items) => {
             let ty = object
-                .and_then(|o| object_model::resource_type(o, r.id))
+                .and_then(|o| models::resource_type(o, r.id))
                 .or_else(|| items.first().map(|(_, v)| v.resource_type()))
                 .map_or("none", type_name);
             let values: Map<String, Json> = items
@@ -203,6 +203,22 @@ fn number_as<T: std::str::FromStr>(j: &Json) -> Option<T> {
         Json::Number(n) => n.to_string().parse().ok(),
         _ => None,
     }
+}
+
+/// The content of a composite answer as Leshan 2.0 shows it: `{"/3/0/9": node, ...}`, `null`
+/// under a path the device sent no value for.
+pub fn composite_json(content: &[(Path, Option<Node>)]) -> Json {
+    Json::Object(
+        content
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.to_string(),
+                    n.as_ref().map_or(Json::Null, |n| node_json(n, p)),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Parses a value of declared type `ty` from Leshan's JSON form (numbers as strings or numbers).
@@ -321,7 +337,7 @@ struct At {
 
 impl At {
     fn model(self, resource: Option<u16>) -> Option<ResourceType> {
-        object_model::resource_type(self.object?, resource?)
+        models::resource_type(self.object?, resource?)
     }
 }
 

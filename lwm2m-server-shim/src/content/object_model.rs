@@ -1,109 +1,149 @@
-//! Declared resource types of the objects the shim decodes (0 Security, 1 Server, 3 Device,
-//! 5 Firmware Update), as Leshan's bundled object models give them. TLV carries no types, so
-//! without this table a TLV read of /3/0/9 would show up as opaque bytes instead of an integer.
+//! Object models: what an object and its resources are (LwM2M core TS 1.1 section 7.1), as the
+//! object definitions OMA publishes in DDF XML describe them ([`crate::content::ddf`] reads
+//! those, [`crate::content::models`] holds the ones a server knows).
 
-use lwm2m_client::codec::ResourceType as T;
+use lwm2m_client::codec::ResourceType;
 
-/// (object, resource, type) for objects 0, 1, 3 and 5 (LwM2M 1.1 object definitions).
-const TYPES: &[(u16, u16, T)] = &[
-    // 0 LwM2M Security
-    (0, 0, T::String),
-    (0, 1, T::Boolean),
-    (0, 2, T::Integer),
-    (0, 3, T::Opaque),
-    (0, 4, T::Opaque),
-    (0, 5, T::Opaque),
-    (0, 6, T::Integer),
-    (0, 7, T::Opaque),
-    (0, 8, T::Opaque),
-    (0, 9, T::String),
-    (0, 10, T::Integer),
-    (0, 11, T::Integer),
-    (0, 12, T::Integer),
-    // 1 LwM2M Server
-    (1, 0, T::Integer),
-    (1, 1, T::Integer),
-    (1, 2, T::Integer),
-    (1, 3, T::Integer),
-    (1, 4, T::None),
-    (1, 5, T::Integer),
-    (1, 6, T::Boolean),
-    (1, 7, T::String),
-    (1, 8, T::None),
-    (1, 9, T::None),
-    (1, 10, T::ObjLnk),
-    (1, 11, T::Unsigned),
-    (1, 12, T::Time),
-    (1, 13, T::Unsigned),
-    (1, 14, T::Unsigned),
-    (1, 15, T::Boolean),
-    (1, 16, T::Boolean),
-    (1, 17, T::Unsigned),
-    (1, 18, T::Unsigned),
-    (1, 19, T::Unsigned),
-    (1, 20, T::Unsigned),
-    (1, 21, T::Boolean),
-    (1, 22, T::String),
-    (1, 23, T::Boolean),
-    // 3 Device
-    (3, 0, T::String),
-    (3, 1, T::String),
-    (3, 2, T::String),
-    (3, 3, T::String),
-    (3, 4, T::None),
-    (3, 5, T::None),
-    (3, 6, T::Integer),
-    (3, 7, T::Integer),
-    (3, 8, T::Integer),
-    (3, 9, T::Integer),
-    (3, 10, T::Integer),
-    (3, 11, T::Integer),
-    (3, 12, T::None),
-    (3, 13, T::Time),
-    (3, 14, T::String),
-    (3, 15, T::String),
-    (3, 16, T::String),
-    (3, 17, T::String),
-    (3, 18, T::String),
-    (3, 19, T::String),
-    (3, 20, T::Integer),
-    (3, 21, T::Integer),
-    (3, 22, T::ObjLnk),
-    // 5 Firmware Update
-    (5, 0, T::Opaque),
-    (5, 1, T::String),
-    (5, 2, T::None),
-    (5, 3, T::Integer),
-    (5, 5, T::Integer),
-    (5, 6, T::String),
-    (5, 7, T::String),
-    (5, 8, T::Integer),
-    (5, 9, T::Integer),
-    (5, 10, T::None),
-    (5, 11, T::Integer),
-    (5, 12, T::Time),
-    (5, 13, T::Unsigned),
-    (5, 14, T::Boolean),
-];
-
-/// The declared type of `/object/*/resource`, if the model knows it.
-pub fn resource_type(object: u16, resource: u16) -> Option<T> {
-    TYPES
-        .iter()
-        .find(|(o, r, _)| *o == object && *r == resource)
-        .map(|(_, _, t)| *t)
+/// The operations a resource allows (DDF `Operations`: none, R, W, RW, E).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operations {
+    /// No operation (Security object resources: written by a bootstrap server only).
+    None,
+    /// Read.
+    R,
+    /// Write.
+    W,
+    /// Read and write.
+    RW,
+    /// Execute.
+    E,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn firmware_object_types() {
-        assert_eq!(resource_type(5, 0), Some(T::Opaque));
-        assert_eq!(resource_type(5, 3), Some(T::Integer));
-        assert_eq!(resource_type(5, 4), None);
-        assert_eq!(resource_type(3, 13), Some(T::Time));
-        assert_eq!(resource_type(42, 0), None);
+impl Operations {
+    /// Leshan's name (`NONE`, `R`, `W`, `RW`, `E`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::R => "R",
+            Self::W => "W",
+            Self::RW => "RW",
+            Self::E => "E",
+        }
     }
 }
+
+/// A resource's data type as a DDF names it (LwM2M core TS 1.1 appendix C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelType {
+    /// UTF-8 string.
+    String,
+    /// Signed integer.
+    Integer,
+    /// Unsigned integer (LwM2M 1.1).
+    UnsignedInteger,
+    /// Float.
+    Float,
+    /// Boolean.
+    Boolean,
+    /// Opaque bytes.
+    Opaque,
+    /// Time (seconds since the epoch).
+    Time,
+    /// Object link.
+    Objlnk,
+    /// CoRE link (LwM2M 1.1).
+    Corelnk,
+    /// No value (executable resources).
+    None,
+}
+
+impl ModelType {
+    /// Leshan's name: its `Type` enum in lower case (`unsigned_integer`, `objlnk`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::UnsignedInteger => "unsigned_integer",
+            Self::Float => "float",
+            Self::Boolean => "boolean",
+            Self::Opaque => "opaque",
+            Self::Time => "time",
+            Self::Objlnk => "objlnk",
+            Self::Corelnk => "corelnk",
+            Self::None => "none",
+        }
+    }
+
+    /// The type the codecs decode values of this resource as (a CoRE link is text).
+    pub fn codec_type(self) -> ResourceType {
+        match self {
+            Self::String | Self::Corelnk => ResourceType::String,
+            Self::Integer => ResourceType::Integer,
+            Self::UnsignedInteger => ResourceType::Unsigned,
+            Self::Float => ResourceType::Float,
+            Self::Boolean => ResourceType::Boolean,
+            Self::Opaque => ResourceType::Opaque,
+            Self::Time => ResourceType::Time,
+            Self::Objlnk => ResourceType::ObjLnk,
+            Self::None => ResourceType::None,
+        }
+    }
+}
+
+/// One resource of an object model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceModel {
+    /// Resource id.
+    pub id: u16,
+    /// Name.
+    pub name: String,
+    /// Operations allowed.
+    pub operations: Operations,
+    /// Whether it has resource instances.
+    pub multiple: bool,
+    /// Whether a client must implement it.
+    pub mandatory: bool,
+    /// Data type.
+    pub ty: ModelType,
+    /// Range or enumeration, as written (`0..255`, `1-65535`), empty if none.
+    pub range: String,
+    /// Units, empty if none.
+    pub units: String,
+    /// Description.
+    pub description: String,
+}
+
+/// One version of an object's model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectModel {
+    /// Object id.
+    pub id: u16,
+    /// Name.
+    pub name: String,
+    /// Description (DDF `Description1`).
+    pub description: String,
+    /// Second description (DDF `Description2`).
+    pub description2: String,
+    /// Object version (`ver` in a client's object links), `1.0` when the DDF names none.
+    pub version: String,
+    /// LwM2M enabler version the object was defined for.
+    pub lwm2m_version: String,
+    /// Whether it may have several instances.
+    pub multiple: bool,
+    /// Whether a client must implement it.
+    pub mandatory: bool,
+    /// Its URN (`urn:oma:lwm2m:oma:5:1.1`), empty if none.
+    pub urn: String,
+    /// Its resources by increasing id.
+    pub resources: Vec<ResourceModel>,
+}
+
+impl ObjectModel {
+    /// The resource with this id.
+    pub fn resource(&self, id: u16) -> Option<&ResourceModel> {
+        self.resources.iter().find(|r| r.id == id)
+    }
+}
+
+/// The object version a client has when it names none (LwM2M core TS 1.1 section 5.1.2).
+pub const DEFAULT_OBJECT_VERSION: &str = "1.0";

@@ -26,6 +26,10 @@ pub enum ServerEvent {
     },
     /// A client de-registered or its lifetime expired.
     Deregistration(Registration),
+    /// A queue-mode client sent something and can be reached again (its endpoint name).
+    Awake(String),
+    /// A queue-mode client's awake time passed: requests to it wait (its endpoint name).
+    Sleeping(String),
     /// An observed resource changed.
     Notification {
         /// Endpoint name of the notifying client.
@@ -37,6 +41,17 @@ pub enum ServerEvent {
         /// When it arrived and its Observe number, to order it against other readings.
         stamp: ReadingStamp,
     },
+    /// Paths observed together (Observe-Composite) changed.
+    CompositeNotification {
+        /// Endpoint name of the notifying client.
+        endpoint: String,
+        /// The observed paths.
+        paths: Vec<Path>,
+        /// The node under each observed path, `None` where the client sent no value.
+        content: Vec<(Path, Option<Node>)>,
+        /// When it arrived and its Observe number.
+        stamp: ReadingStamp,
+    },
 }
 
 impl ServerEvent {
@@ -46,7 +61,9 @@ impl ServerEvent {
             Self::Registration(_) => "REGISTRATION",
             Self::Updated { .. } => "UPDATED",
             Self::Deregistration(_) => "DEREGISTRATION",
-            Self::Notification { .. } => "NOTIFICATION",
+            Self::Awake(_) => "AWAKE",
+            Self::Sleeping(_) => "SLEEPING",
+            Self::Notification { .. } | Self::CompositeNotification { .. } => "NOTIFICATION",
         }
     }
 
@@ -55,7 +72,10 @@ impl ServerEvent {
         match self {
             Self::Registration(r) | Self::Deregistration(r) => &r.endpoint,
             Self::Updated { registration, .. } => &registration.endpoint,
-            Self::Notification { endpoint, .. } => endpoint,
+            Self::Awake(ep) | Self::Sleeping(ep) => ep,
+            Self::Notification { endpoint, .. } | Self::CompositeNotification { endpoint, .. } => {
+                endpoint
+            }
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The LwM2M server core, as Leshan's server module shows it: the shared state ([`shim`]),
 //! the event bus ([`events`]), requests to a registered device ([`requests`]), observations
-//! ([`observations`]), the registration interface and its store ([`registration`]) and the
+//! ([`observations`]), the presence of queue-mode clients ([`presence`]), the registration interface and its store ([`registration`]) and the
 //! security store with the `/rd` authorizer ([`security`]). It knows no HTTP and no firmware
 //! jobs: those build on it.
 
 pub mod events;
 pub mod observations;
+pub mod presence;
 pub mod readings;
 pub mod registration;
 pub mod requests;

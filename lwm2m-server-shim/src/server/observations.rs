@@ -6,14 +6,14 @@ use std::sync::Mutex;
 
 use coap_lite::CoapOption;
 use lwm2m_client::codec::block::decode_uint_option;
-use lwm2m_client::codec::{ContentFormat, Node, Path};
+use lwm2m_client::codec::{ContentFormat, Path};
 use tokio::task::JoinHandle;
 
 use crate::coap::endpoint::ObservationStream;
 use crate::content;
 use crate::server::events::ServerEvent;
 use crate::server::readings::{ObserveSequence, ReadingStamp};
-use crate::server::requests::{DeviceHandle, DmResponse};
+use crate::server::requests::{CompositePaths, DeviceHandle, DmResponse};
 
 /// One observation the server forwards notifications of.
 pub(crate) struct ActiveObservation {
@@ -43,33 +43,41 @@ impl Observations {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an observation; returns the one it replaces (same endpoint and path).
+    /// Records an observation; returns the one it replaces (same endpoint and target).
     pub(crate) fn insert(
         &self,
         endpoint: &str,
-        path: &Path,
+        target: &Observed,
         o: ActiveObservation,
     ) -> Option<ActiveObservation> {
         self.lock()
             .entry(endpoint.to_string())
             .or_default()
-            .insert(path.to_string(), o)
+            .insert(target.key(), o)
     }
 
-    /// Whether the observation of `path` at `endpoint` is recorded and still forwarding.
-    pub(crate) fn is_active(&self, endpoint: &str, path: &Path) -> bool {
+    /// Whether the observation of `target` at `endpoint` is recorded and still forwarding.
+    pub(crate) fn is_active(&self, endpoint: &str, target: &Observed) -> bool {
         self.lock()
             .get(endpoint)
-            .and_then(|m| m.get(&path.to_string()))
+            .and_then(|m| m.get(&target.key()))
             .is_some_and(|o| !o.task.is_finished())
     }
 
+    /// The token of the observation of `target` at `endpoint`, if one is recorded.
+    pub(crate) fn token(&self, endpoint: &str, target: &Observed) -> Option<Vec<u8>> {
+        self.lock()
+            .get(endpoint)
+            .and_then(|m| m.get(&target.key()))
+            .map(|o| o.token.clone())
+    }
+
     /// Removes one observation.
-    pub(crate) fn remove(&self, endpoint: &str, path: &Path) -> Option<ActiveObservation> {
+    pub(crate) fn remove(&self, endpoint: &str, target: &Observed) -> Option<ActiveObservation> {
         let mut m = self.lock();
         let old = m
             .get_mut(endpoint)
-            .and_then(|paths| paths.remove(&path.to_string()));
+            .and_then(|paths| paths.remove(&target.key()));
         if m.get(endpoint).is_some_and(HashMap::is_empty) {
             m.remove(endpoint);
         }
@@ -96,13 +104,37 @@ impl Drop for Observations {
     }
 }
 
-/// Starts forwarding the notifications of `stream` (an observation of `path` at `endpoint`) as
-/// NOTIFICATION events to `emit`, until the stream ends or `emit` returns `false` (the server
-/// is gone). A notification larger than one block is completed with Block2 requests through
-/// `device` (RFC 7959 section 3.4).
+/// What an observation watches: one path (Observe, RFC 7641) or several at once
+/// (Observe-Composite, OMA TS Core 1.1 section 6.4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// One path.
+    Path(Path),
+    /// The paths of a composite observation.
+    Composite(CompositePaths),
+}
+
+impl Observed {
+    /// The key observations are recorded under: the path, or the composite's paths.
+    fn key(&self) -> String {
+        match self {
+            Self::Path(p) => p.to_string(),
+            Self::Composite(c) => {
+                let paths: Vec<String> = c.paths.iter().map(Path::to_string).collect();
+                format!("composite:{}", paths.join(","))
+            }
+        }
+    }
+}
+
+/// Starts forwarding the notifications of `stream` (an observation of `target` at
+/// `endpoint`) as NOTIFICATION events to `emit`, until the stream ends or `emit` returns
+/// `false` (the server is gone). A notification larger than one block is completed with
+/// Block2 requests through `device` (RFC 7959 section 3.4). A composite observation's answers
+/// are always SenML, so `accept` is what its notifications are decoded as.
 pub(crate) fn forward(
     endpoint: &str,
-    path: Path,
+    target: Observed,
     mut stream: ObservationStream,
     device: DeviceHandle,
     accept: Option<ContentFormat>,
@@ -124,22 +156,25 @@ pub(crate) fn forward(
                         number,
                     }),
             };
-            let whole = match device.complete_notification(&path, accept, n.packet).await {
+            let whole = match &target {
+                Observed::Path(path) => device.complete_notification(path, accept, n.packet).await,
+                Observed::Composite(c) => {
+                    let accept = accept.unwrap_or(c.format);
+                    device
+                        .complete_composite_notification(c, accept, n.packet)
+                        .await
+                }
+            };
+            let whole = match whole {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!(endpoint = %ep, %path, error = %e, "incomplete notification");
+                    tracing::debug!(endpoint = %ep, target = %target.key(), error = %e, "incomplete notification");
                     continue;
                 }
             };
-            let Some(node) = decode_notification(&whole, &path) else {
-                tracing::debug!(endpoint = %ep, %path, "undecodable notification");
+            let Some(event) = notification_event(&ep, &target, &whole, stamp) else {
+                tracing::debug!(endpoint = %ep, target = %target.key(), "undecodable notification");
                 continue;
-            };
-            let event = ServerEvent::Notification {
-                endpoint: ep.clone(),
-                path,
-                node,
-                stamp,
             };
             if !emit(event) {
                 return;
@@ -149,11 +184,31 @@ pub(crate) fn forward(
     ActiveObservation { token, task }
 }
 
-fn decode_notification(r: &DmResponse, path: &Path) -> Option<Node> {
+/// The NOTIFICATION event of a completed notification; `None` for an error code or a payload
+/// that does not decode.
+fn notification_event(
+    endpoint: &str,
+    target: &Observed,
+    r: &DmResponse,
+    stamp: ReadingStamp,
+) -> Option<ServerEvent> {
     if !r.is_success() {
         return None;
     }
     // Without Content-Format a single value is text/plain, as for read answers.
     let cf = r.content_format.unwrap_or(ContentFormat::Text);
-    content::decode(cf, path, &r.payload).ok()
+    Some(match target {
+        Observed::Path(path) => ServerEvent::Notification {
+            endpoint: endpoint.to_string(),
+            path: *path,
+            node: content::decode(cf, path, &r.payload).ok()?,
+            stamp,
+        },
+        Observed::Composite(c) => ServerEvent::CompositeNotification {
+            endpoint: endpoint.to_string(),
+            paths: c.paths.clone(),
+            content: content::decode_composite(cf, &c.paths, &r.payload).ok()?,
+            stamp,
+        },
+    })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::block::{decode_uint_option, uint_option, MAX_NUM};
-use lwm2m_client::codec::{BlockOpt, ContentFormat, Path};
+use lwm2m_client::codec::{senml, BlockOpt, ContentFormat, Path};
 
 use crate::coap::endpoint::{CoapEndpoint, ExchangeError, ObservationStream};
 
@@ -93,6 +93,34 @@ impl std::error::Error for DmError {}
 impl From<ExchangeError> for DmError {
     fn from(e: ExchangeError) -> Self {
         Self::Exchange(e)
+    }
+}
+
+/// The paths a composite operation names (Read-Composite, Observe-Composite, OMA TS Core 1.1
+/// sections 6.3.8 and 6.4.3) and the request body naming them, in SenML JSON or CBOR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompositePaths {
+    /// The paths, in the order the caller gave them.
+    pub paths: Vec<Path>,
+    /// The body's content format (SenML JSON or SenML CBOR).
+    pub format: ContentFormat,
+    /// The body: one SenML record per path, names only.
+    pub body: Vec<u8>,
+}
+
+impl CompositePaths {
+    /// Encodes `paths` in `format`; `None` unless `format` is SenML JSON or SenML CBOR.
+    pub fn new(paths: Vec<Path>, format: ContentFormat) -> Option<Self> {
+        let body = match format {
+            ContentFormat::SenmlJson => senml::encode_json_paths(&paths),
+            ContentFormat::SenmlCbor => senml::encode_cbor_paths(&paths).ok()?,
+            _ => return None,
+        };
+        Some(Self {
+            paths,
+            format,
+            body,
+        })
     }
 }
 
@@ -247,6 +275,80 @@ impl DeviceHandle {
         if let Some(cf) = accept {
             req.add_option(CoapOption::Accept, cf.to_option());
         }
+        self.start_observation(req).await
+    }
+
+    /// Active cancel of an observation (RFC 7641 section 3.6, LwM2M core TS 1.1 section
+    /// 6.4.6): a GET of `path` with Observe = 1 and the observation's `token`. The device
+    /// answers it as a Read and stops notifying.
+    pub async fn cancel_observe(
+        &self,
+        path: &Path,
+        token: &[u8],
+        accept: Option<ContentFormat>,
+    ) -> Result<DmResponse, DmError> {
+        let mut req = self.base(RequestType::Get, path);
+        req.add_option(CoapOption::Observe, vec![1]);
+        if let Some(cf) = accept {
+            req.add_option(CoapOption::Accept, cf.to_option());
+        }
+        self.send_cancel(req, token).await
+    }
+
+    /// A FETCH of the LwM2M root naming `paths` (composite operations), answered in `accept`.
+    fn fetch(&self, paths: &CompositePaths, accept: ContentFormat) -> Packet {
+        let mut req = self.base(RequestType::Fetch, &Path::ROOT);
+        req.add_option(CoapOption::ContentFormat, paths.format.to_option());
+        req.add_option(CoapOption::Accept, accept.to_option());
+        req.payload = paths.body.clone();
+        req
+    }
+
+    /// Read-Composite (OMA TS Core 1.1 section 6.3.8): FETCH of the root with the paths in the
+    /// body, the values of all of them in one answer (reassembled when it uses Block2).
+    pub async fn read_composite(
+        &self,
+        paths: &CompositePaths,
+        accept: ContentFormat,
+    ) -> Result<DmResponse, DmError> {
+        let req = self.fetch(paths, accept);
+        let first = self
+            .endpoint
+            .request(self.peer, req.clone(), self.timeout)
+            .await?;
+        self.complete_block2(req, first).await
+    }
+
+    /// Write-Composite (OMA TS Core 1.1 section 6.3.9): iPATCH of the root with SenML records
+    /// carrying the new values, block-wise when the body exceeds the block size.
+    pub async fn write_composite(
+        &self,
+        format: ContentFormat,
+        payload: &[u8],
+    ) -> Result<DmResponse, DmError> {
+        let mut req = self.base(RequestType::IPatch, &Path::ROOT);
+        req.add_option(CoapOption::ContentFormat, format.to_option());
+        self.send_body(req, payload).await
+    }
+
+    /// Observe-Composite (OMA TS Core 1.1 section 6.4.3): a FETCH of the paths with Observe = 0;
+    /// the first answer and the stream of later notifications, as [`Self::observe`].
+    pub async fn observe_composite(
+        &self,
+        paths: &CompositePaths,
+        accept: ContentFormat,
+    ) -> Result<(DmResponse, Option<ObservationStream>), DmError> {
+        let mut req = self.fetch(paths, accept);
+        req.add_option(CoapOption::Observe, Vec::new());
+        self.start_observation(req).await
+    }
+
+    /// Sends an Observe registration (`req` carries Observe = 0): the whole first answer, and
+    /// the notification stream when the device accepted (it answered 2.xx with Observe).
+    async fn start_observation(
+        &self,
+        mut req: Packet,
+    ) -> Result<(DmResponse, Option<ObservationStream>), DmError> {
         let (first, stream) = self
             .endpoint
             .observe(self.peer, req.clone(), self.timeout)
@@ -260,6 +362,42 @@ impl DeviceHandle {
             self.endpoint.forget_observation(stream.token());
             Ok((resp, None))
         }
+    }
+
+    /// Sends an active cancel (`req` carries Observe = 1) with the observation's `token`; the
+    /// whole answer.
+    async fn send_cancel(&self, mut req: Packet, token: &[u8]) -> Result<DmResponse, DmError> {
+        let first = self
+            .endpoint
+            .request_with_token(self.peer, req.clone(), self.timeout, token)
+            .await?;
+        req.clear_option(CoapOption::Observe);
+        self.complete_block2(req, first).await
+    }
+
+    /// Active cancel of a composite observation: the same FETCH with Observe = 1 and the
+    /// observation's `token` (RFC 7641 section 3.6, as for [`Self::cancel_observe`]).
+    pub async fn cancel_observe_composite(
+        &self,
+        paths: &CompositePaths,
+        token: &[u8],
+        accept: ContentFormat,
+    ) -> Result<DmResponse, DmError> {
+        let mut req = self.fetch(paths, accept);
+        req.add_option(CoapOption::Observe, vec![1]);
+        self.send_cancel(req, token).await
+    }
+
+    /// Completes a notification of a composite observation (the remaining blocks are fetched
+    /// with the observation's FETCH, RFC 8132 section 2.3.2 with RFC 7959 section 3.4).
+    pub async fn complete_composite_notification(
+        &self,
+        paths: &CompositePaths,
+        accept: ContentFormat,
+        notification: Packet,
+    ) -> Result<DmResponse, DmError> {
+        self.complete_block2(self.fetch(paths, accept), notification)
+            .await
     }
 
     /// Completes a notification of an observation of `path`: when it carries only the first

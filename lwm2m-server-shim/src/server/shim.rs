@@ -14,12 +14,13 @@ use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
 use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
 use crate::server::events::{EndpointEvents, EndpointSubscription, EventBus, ServerEvent};
-use crate::server::observations::{self, ActiveObservation, Observations};
+use crate::server::observations::{self, ActiveObservation, Observations, Observed};
+use crate::server::presence::{Presence, DEFAULT_AWAKE_TIME};
 use crate::server::registration::block1::{Block1Assembly, Block1Limits, Block1Step};
 use crate::server::registration::interface::{self as registration, RegistrationIds};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
-use crate::server::requests::DeviceHandle;
+use crate::server::requests::{CompositePaths, DeviceHandle};
 use crate::server::security::authorizer::RdAuthorizer;
 use crate::server::security::store::SecurityStore;
 
@@ -32,6 +33,8 @@ pub struct ServerSettings {
     pub default_timeout: Duration,
     /// Bounds on block-wise Register and Update payloads being reassembled.
     pub rd_block1: Block1Limits,
+    /// How long a queue-mode client stays reachable after it last sent something.
+    pub awake_time: Duration,
 }
 
 impl Default for ServerSettings {
@@ -40,6 +43,7 @@ impl Default for ServerSettings {
             block_size: 1024,
             default_timeout: Duration::from_secs(5),
             rd_block1: Block1Limits::default(),
+            awake_time: DEFAULT_AWAKE_TIME,
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct Shim {
     pub settings: ServerSettings,
     /// PSK identities and the endpoint each may register as.
     pub security: Arc<dyn SecurityStore>,
+    /// Which queue-mode clients are awake.
+    pub presence: Presence,
     coap: OnceLock<CoapEndpoint>,
     coaps: OnceLock<CoapEndpoint>,
     ids: RegistrationIds,
@@ -80,6 +86,7 @@ impl Shim {
             packages,
             settings,
             security,
+            presence: Presence::new(settings.awake_time),
             coap: OnceLock::new(),
             coaps: OnceLock::new(),
             ids: RegistrationIds::default(),
@@ -152,10 +159,18 @@ impl Shim {
     /// Publishes on the event bus; NOTIFICATION and REGISTRATION events also go to the
     /// subscribers of their endpoint.
     fn emit(&self, event: ServerEvent) {
+        if let ServerEvent::Notification { endpoint, .. }
+        | ServerEvent::CompositeNotification { endpoint, .. } = &event
+        {
+            self.heard_from(endpoint);
+        }
         let event = Arc::new(event);
         if matches!(
             &*event,
-            ServerEvent::Notification { .. } | ServerEvent::Registration(_)
+            ServerEvent::Notification { .. }
+                | ServerEvent::CompositeNotification { .. }
+                | ServerEvent::Registration(_)
+                | ServerEvent::Awake(_)
         ) {
             self.endpoint_events.route(&event);
         }
@@ -168,7 +183,57 @@ impl Shim {
         if let ServerEvent::Deregistration(r) | ServerEvent::Registration(r) = &event {
             self.drop_observations(&r.endpoint);
         }
+        self.follow_presence(&event);
         self.emit(event);
+    }
+
+    /// Queue mode: a Register or Update from a queue-mode client wakes it (AWAKE is announced
+    /// before the registration event, as Leshan does); leaving queue mode or de-registering
+    /// ends the tracking.
+    fn follow_presence(&self, event: &ServerEvent) {
+        let now = Instant::now();
+        let woke = match event {
+            ServerEvent::Registration(r) if r.queue_mode => {
+                self.presence.registered(&r.endpoint, now)
+            }
+            ServerEvent::Updated {
+                registration: r, ..
+            } if r.queue_mode => {
+                if self.presence.tracks(&r.endpoint) {
+                    self.presence.heard_from(&r.endpoint, now)
+                } else {
+                    self.presence.registered(&r.endpoint, now)
+                }
+            }
+            ServerEvent::Registration(r)
+            | ServerEvent::Updated {
+                registration: r, ..
+            }
+            | ServerEvent::Deregistration(r) => {
+                self.presence.forget(&r.endpoint);
+                false
+            }
+            _ => false,
+        };
+        if woke {
+            self.emit(ServerEvent::Awake(event.endpoint().to_string()));
+        }
+    }
+
+    /// A queue-mode client was heard from outside the registration interface (a notification,
+    /// an answer): it stays awake, and AWAKE is announced if it slept.
+    pub fn heard_from(&self, endpoint: &str) {
+        if self.presence.heard_from(endpoint, Instant::now()) {
+            self.emit(ServerEvent::Awake(endpoint.to_string()));
+        }
+    }
+
+    /// Announces SLEEPING for the queue-mode clients whose awake time ended by `now`.
+    pub fn check_presence(&self, now: Instant) {
+        for ep in self.presence.fall_asleep(now) {
+            tracing::debug!(endpoint = %ep, "queue-mode client sleeping");
+            self.emit(ServerEvent::Sleeping(ep));
+        }
     }
 
     /// Answers a request to the registration interface (`/rd`, LwM2M core TS section 6.2) from
@@ -221,8 +286,33 @@ impl Shim {
         device: DeviceHandle,
         accept: Option<ContentFormat>,
     ) {
+        self.track(endpoint, Observed::Path(path), stream, device, accept);
+    }
+
+    /// Like [`Self::track_observation`] for a composite observation of `paths`, whose
+    /// notifications are decoded as `accept` (SenML JSON or CBOR).
+    pub fn track_composite_observation(
+        self: &Arc<Self>,
+        endpoint: &str,
+        paths: CompositePaths,
+        stream: ObservationStream,
+        device: DeviceHandle,
+        accept: ContentFormat,
+    ) {
+        let target = Observed::Composite(paths);
+        self.track(endpoint, target, stream, device, Some(accept));
+    }
+
+    fn track(
+        self: &Arc<Self>,
+        endpoint: &str,
+        target: Observed,
+        stream: ObservationStream,
+        device: DeviceHandle,
+        accept: Option<ContentFormat>,
+    ) {
         let weak = Arc::downgrade(self);
-        let active = observations::forward(endpoint, path, stream, device, accept, {
+        let active = observations::forward(endpoint, target.clone(), stream, device, accept, {
             move |event| match weak.upgrade() {
                 Some(shim) => {
                     shim.emit(event);
@@ -231,7 +321,7 @@ impl Shim {
                 None => false,
             }
         });
-        if let Some(old) = self.observations.insert(endpoint, &path, active) {
+        if let Some(old) = self.observations.insert(endpoint, &target, active) {
             self.forget(old);
         }
     }
@@ -239,12 +329,38 @@ impl Shim {
     /// Whether notifications of `path` from `endpoint` are being forwarded (an observation was
     /// accepted, its registration is current and its stream has not ended).
     pub fn is_observing(&self, endpoint: &str, path: &Path) -> bool {
-        self.observations.is_active(endpoint, path)
+        self.observations
+            .is_active(endpoint, &Observed::Path(*path))
+    }
+
+    /// The token of the observation of `path` at `endpoint`, for an active cancel (a GET with
+    /// Observe = 1 and this token, RFC 7641 section 3.6); `None` when there is none.
+    pub fn observation_token(&self, endpoint: &str, path: &Path) -> Option<Vec<u8>> {
+        self.observations.token(endpoint, &Observed::Path(*path))
+    }
+
+    /// The token of the composite observation of `paths` at `endpoint`, if there is one.
+    pub fn composite_observation_token(
+        &self,
+        endpoint: &str,
+        paths: &CompositePaths,
+    ) -> Option<Vec<u8>> {
+        self.observations
+            .token(endpoint, &Observed::Composite(paths.clone()))
     }
 
     /// Passive cancel of an observation (Leshan's DELETE .../observe): returns whether one existed.
     pub fn cancel_observation(&self, endpoint: &str, path: &Path) -> bool {
-        match self.observations.remove(endpoint, path) {
+        self.cancel(endpoint, &Observed::Path(*path))
+    }
+
+    /// Passive cancel of the composite observation of `paths`: returns whether one existed.
+    pub fn cancel_composite_observation(&self, endpoint: &str, paths: &CompositePaths) -> bool {
+        self.cancel(endpoint, &Observed::Composite(paths.clone()))
+    }
+
+    fn cancel(&self, endpoint: &str, target: &Observed) -> bool {
+        match self.observations.remove(endpoint, target) {
             Some(o) => {
                 self.forget(o);
                 true

@@ -216,7 +216,9 @@ fn update(
                 upd.binding = Some(b);
             }
             "sms" => upd.sms_number = v,
-            _ => {}
+            _ => {
+                upd.additional_attributes.insert(k, v.unwrap_or_default());
+            }
         }
     }
     upd.object_links = link_payload(request)?;

@@ -7,6 +7,8 @@ use lwm2m_client::codec::link::{self, Link};
 use lwm2m_client::codec::{CodecError, ContentFormat};
 use serde_json::{json, Map, Value};
 
+use crate::content::object_model::DEFAULT_OBJECT_VERSION;
+
 /// Parsed object links of one registration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectLinks {
@@ -116,6 +118,35 @@ impl ObjectLinks {
         out
     }
 
+    /// Object id -> object version the client supports: the `ver` attribute of the object's own
+    /// link (`</5>;ver=1.1`, LwM2M core TS 1.1 section 6.2.1.1), else `1.0`; an object named only
+    /// by its instances has version `1.0`. (Leshan reads versions the same way.)
+    pub fn supported_objects(&self) -> BTreeMap<u16, String> {
+        let root = self.root_path();
+        let mut out = BTreeMap::new();
+        for l in &self.links {
+            let Some(rel) = l.target.strip_prefix(root.as_str()) else {
+                continue;
+            };
+            let mut ids = rel.split('/').filter(|s| !s.is_empty());
+            let Some(Ok(object)) = ids.next().map(str::parse::<u16>) else {
+                continue;
+            };
+            match (ids.next().map(str::parse::<u16>), ids.next()) {
+                (None, _) => {
+                    let v = l.get("ver").unwrap_or(DEFAULT_OBJECT_VERSION);
+                    out.insert(object, v.to_string());
+                }
+                (Some(Ok(_)), None) => {
+                    out.entry(object)
+                        .or_insert_with(|| DEFAULT_OBJECT_VERSION.to_string());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// `{"5":[0]}` as Leshan's registration JSON shows it.
     pub fn available_instances_json(&self) -> Value {
         let m: Map<String, Value> = self
@@ -167,6 +198,17 @@ mod tests {
             "/",
             "the unquoted value still finds the root"
         );
+    }
+
+    #[test]
+    fn supported_object_versions() {
+        let l = ObjectLinks::parse(
+            r#"</>;rt="oma.lwm2m",</1/0>,</3/0>;ver=1.1,</5>;ver=1.1,</5/0>,</6/0/1>,</7>"#,
+        );
+        let supported = l.supported_objects();
+        let v: Vec<(u16, &str)> = supported.iter().map(|(o, v)| (*o, v.as_str())).collect();
+        // `ver` counts on the object's link only; /6/0/1 names no object or instance.
+        assert_eq!(v, [(1, "1.0"), (3, "1.0"), (5, "1.1"), (7, "1.0")]);
     }
 
     #[test]

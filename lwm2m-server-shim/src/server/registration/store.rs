@@ -64,6 +64,9 @@ pub struct RegistrationUpdate {
     pub object_links: Option<String>,
     /// New queue mode, when the update's binding says (LwM2M 1.0 `b=UQ` / `b=U`).
     pub queue_mode: Option<bool>,
+    /// Query parameters the registration interface does not interpret; they are added to
+    /// (or replace those of the same name in) the registration's.
+    pub additional_attributes: BTreeMap<String, String>,
     /// Time of the update.
     pub at: Option<SystemTime>,
 }
@@ -93,6 +96,11 @@ impl RegistrationUpdate {
         if let Some(t) = self.at {
             next.last_update = t;
         }
+        next.additional_attributes.extend(
+            self.additional_attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         next
     }
 }
