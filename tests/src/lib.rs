@@ -10,7 +10,6 @@ pub mod leshan;
 pub mod process;
 pub mod relay;
 pub mod rest;
-pub mod sink;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {
