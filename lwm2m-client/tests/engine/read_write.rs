@@ -26,6 +26,18 @@ fn read_as(e: &mut Engine<u8>, mid: u16, path: &str, cf: u32) -> Packet {
     )
 }
 
+/// [`read_as`] that must come back 2.05 Content in format `cf`.
+fn read_in(e: &mut Engine<u8>, mid: u16, path: &str, cf: u32) -> Packet {
+    let r = read_as(e, mid, path, cf);
+    assert_eq!(code(&r), resp(ResponseType::Content), "{path} in {cf}");
+    assert_eq!(
+        uint(&r, CoapOption::ContentFormat),
+        Some(cf),
+        "{path} in {cf}"
+    );
+    r
+}
+
 /// A read without Accept (OMA TS Core 1.1 section 7.4) of an instance or a multiple resource
 /// comes in the format announced as preferred at registration, so a server that read the
 /// announcement can decode it; a single value stays plain text (or opaque), which every
@@ -68,9 +80,7 @@ fn reads_without_accept_use_the_preferred_format() {
 #[test]
 fn read_in_every_format_and_error_codes() {
     let mut e = registered();
-    let r = read_as(&mut e, 1, "/3/0", 11542);
-    assert_eq!(code(&r), resp(ResponseType::Content));
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11542));
+    let r = read_in(&mut e, 1, "/3/0", 11542);
     let node = codec::tlv::decode(&r.payload, &Path::instance(3, 0), &|_, _| None).unwrap();
     let codec::Node::Instance(inst) = node else {
         panic!()
@@ -79,8 +89,7 @@ fn read_in_every_format_and_error_codes() {
         inst.resources.iter().map(|r| r.id).collect::<Vec<_>>(),
         [0, 1, 2, 3, 11, 13, 16]
     );
-    let r = read_as(&mut e, 2, "/5/0", 110);
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(110));
+    let r = read_in(&mut e, 2, "/5/0", 110);
     let leaves = codec::senml::decode_json_leaves(&r.payload).unwrap();
     assert!(leaves.contains(&(Path::resource(5, 0, 3), codec::Value::Integer(0))));
     let r = read_as(&mut e, 3, "/5/0/3", 112);
@@ -168,8 +177,7 @@ fn discover_lists_resources_with_dim_and_attributes() {
     let mut e = registered();
     let wa = write_attributes(1, "/5/0/3", &["pmin=2", "pmax=10"]);
     assert_eq!(code(&call(&mut e, 1, &wa)), resp(ResponseType::Changed));
-    let d = read_as(&mut e, 2, "/5", 40);
-    assert_eq!(uint(&d, CoapOption::ContentFormat), Some(40));
+    let d = read_in(&mut e, 2, "/5", 40);
     assert_eq!(
         std::str::from_utf8(&d.payload).unwrap(),
         // A push-only device lists no pull protocol (/5/0/8 has no instance).
@@ -223,15 +231,12 @@ fn object5_shows_exactly_the_resources_of_its_announced_version() {
 #[test]
 fn lwm2m_json_read_and_write() {
     let mut e = registered();
-    let r = read_as(&mut e, 1, "/5/0/3", 11543);
-    assert_eq!(code(&r), resp(ResponseType::Content));
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11543));
+    let r = read_in(&mut e, 1, "/5/0/3", 11543);
     assert_eq!(
         std::str::from_utf8(&r.payload).unwrap(),
         r#"{"bn":"/5/0/3","e":[{"v":0}]}"#
     );
-    let r = read_as(&mut e, 2, "/3/0", 11543);
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11543));
+    let r = read_in(&mut e, 2, "/3/0", 11543);
     let doc = std::str::from_utf8(&r.payload).unwrap();
     assert!(
         doc.starts_with(r#"{"bn":"/3/0/","e":[{"n":"0","sv":"Acme"},"#),
@@ -268,9 +273,7 @@ fn lwm2m_json_read_and_write() {
 #[test]
 fn cbor_single_value_read_and_write() {
     let mut e = registered();
-    let r = read_as(&mut e, 1, "/3/0/0", 60);
-    assert_eq!(code(&r), resp(ResponseType::Content));
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(60));
+    let r = read_in(&mut e, 1, "/3/0/0", 60);
     assert_eq!(r.payload, b"\x64Acme");
     let r = read_as(&mut e, 2, "/5/0/3", 60);
     assert_eq!(r.payload, [0x00]);
@@ -302,8 +305,7 @@ fn cbor_single_value_read_and_write() {
 #[test]
 fn lwm2m_cbor_read_and_write() {
     let mut e = registered();
-    let r = read_as(&mut e, 1, "/5/0/3", 11544);
-    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11544));
+    let r = read_in(&mut e, 1, "/5/0/3", 11544);
     assert_eq!(
         r.payload,
         [0xA1, 0x05, 0xA1, 0x00, 0xA1, 0x03, 0x00],
