@@ -8,12 +8,12 @@ mod common;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use common::net::coap_client_from;
-use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
+use common::BigOpaque;
 use lwm2m_client::host::runtime::{self, Control};
 use lwm2m_client::objects::{
     Device, DeviceInfo, Finished, FirmwareBackend, FirmwareUpdate, Security, Server,
 };
-use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
+use lwm2m_client::{Config, Engine, ObjectHandler};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,26 +44,6 @@ impl FirmwareBackend for Recorder {
         })
     }
     fn discard(&mut self, _: object5::UpdateResult) {}
-}
-
-/// A read-only opaque resource of LEN bytes.
-struct Big;
-impl ObjectHandler for Big {
-    fn id(&self) -> u16 {
-        33000
-    }
-    fn model(&self) -> &'static [ResourceDef] {
-        const M: &[ResourceDef] = &[ResourceDef::new(0, Ops::R, false, ResourceType::Opaque)];
-        M
-    }
-    fn instances(&self) -> Vec<u16> {
-        vec![0]
-    }
-    fn read(&mut self, _: u64, _: u16, _: u16) -> Result<ResourceValue, OpError> {
-        Ok(ResourceValue::Single(Value::Opaque(
-            (0..LEN).map(pattern).collect(),
-        )))
-    }
 }
 
 /// Runs coap-client from `server`, the address the device registered with: the device
@@ -103,7 +83,7 @@ fn coap_client_block1_push_and_block2_read_beyond_block_4096() {
                     firmware_version: "1.0.0".into(),
                 })),
                 Box::new(FirmwareUpdate::new(sink)),
-                Box::new(Big),
+                Box::new(BigOpaque { len: LEN, pattern }),
             ];
             let mut engine = Engine::new(Config::new("block-ep"), server_addr, objects);
             let socket = runtime::bind_for(&server_addr).await.unwrap();

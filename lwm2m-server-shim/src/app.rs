@@ -20,6 +20,7 @@ use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
 use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
 use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
+use crate::conformance::{self, ConformanceConfig, ConformanceError, RunReport, Selection};
 use crate::content::models::{ModelLoadError, ObjectModels};
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
@@ -251,6 +252,18 @@ impl RunningShim {
         if let Some(t) = self.tasks.pop() {
             let _ = t.await;
         }
+    }
+
+    /// Runs the conformance cases of `selection` against device `endpoint` on this shim (its
+    /// registrations and firmware jobs): [`conformance::run`] for the `conformance` command
+    /// and tests alike.
+    pub async fn conformance(
+        &self,
+        endpoint: &str,
+        cfg: &ConformanceConfig,
+        selection: &Selection,
+    ) -> Result<RunReport, ConformanceError> {
+        conformance::run(&self.shim, &self.jobs, endpoint, cfg, selection).await
     }
 }
 

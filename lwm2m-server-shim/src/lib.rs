@@ -17,7 +17,7 @@
 //! | [`packages`] | the package host, its CoAP face (Block2 `GET /fw/{name}`) and the signed test packages |
 //! | [`coap`], [`content`] | CoAP transports (endpoint, message helpers, UDP or DTLS, the DTLS socket); codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
 //!
-//! Imports point one way, down this table: cli -> app / conformance -> api -> firmware ->
+//! Imports point one way, down this table: cli -> app -> conformance -> api -> firmware ->
 //! server -> packages -> coap / content. So the server core knows no HTTP and no firmware job, and a
 //! part can be read and changed without the parts above it. `tests/module_layout.rs` checks
 //! this from the sources (no circle between modules or folders, no import upwards).

@@ -1,31 +1,12 @@
 //! The author commands end to end through the binary: keygen, package build (integrated and
 //! URI), inspect, and verify with its exit codes and one-line reasons.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn shim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwm2m-server-shim"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// An empty directory of this test process for `tag`.
-fn fresh_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shim-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{shim, temp_dir, text};
 
 /// `package build` of `source` (`--image F` or `--sim-firmware N`) signed with `key` into `out`.
 fn build_with(key: &str, source: &[&str], out: &str) -> Output {
@@ -38,7 +19,7 @@ fn build_with(key: &str, source: &[&str], out: &str) -> Output {
 
 /// A fresh directory with a key pair `k.pem` / `k.pub.pem` from `keygen`, and a path helper.
 fn with_key(tag: &str) -> (PathBuf, impl Fn(&str) -> String) {
-    let d = fresh_dir(tag);
+    let d = temp_dir(tag);
     let base = d.clone();
     let p = move |n: &str| base.join(n).to_str().unwrap().to_string();
     let o = shim(&["keygen", "-o", &p("k.pem")]);
@@ -48,7 +29,7 @@ fn with_key(tag: &str) -> (PathBuf, impl Fn(&str) -> String) {
 
 #[test]
 fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() {
-    let d = fresh_dir("author");
+    let d = temp_dir("author");
     let p = |n: &str| d.join(n).to_str().unwrap().to_string();
     std::fs::write(p("fw.bin"), vec![0x5au8; 3000]).unwrap();
     let o = shim(&["keygen", "-o", &p("key.pem")]);
@@ -447,7 +428,7 @@ fn encrypted_packages_build_verify_and_extract_for_a_device_key_or_a_kek() {
 #[test]
 fn keygen_refuses_to_overwrite_and_keeps_the_private_key_to_its_owner() {
     use std::os::unix::fs::PermissionsExt;
-    let d = fresh_dir("keygen");
+    let d = temp_dir("keygen");
     // A directory that does not exist yet, as README's keys/ on a fresh checkout.
     let key = d.join("keys").join("signing.pem");
     let public = d.join("keys").join("signing.pub.pem");

@@ -8,9 +8,7 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_udp_port, stderr_lines, temp_dir};
-
-const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
+use common::{free_udp_port, stderr_lines, temp_dir, SHIM};
 
 /// `serve` on ports the system picks.
 const SERVE_ANY_PORTS: [&str; 5] = ["serve", "--coaps", "127.0.0.1:0", "--http", "127.0.0.1:0"];

@@ -287,18 +287,11 @@ fn config(h: &Harness, request: Duration) -> ConformanceConfig {
 fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
     let h = Harness::start("conf-fake", |_| {});
     let _device = FakeDevice::wrong(h.coap, "fake-1", usize::MAX);
-    let shim = h.running().shim.clone();
     let cfg = config(&h, Duration::from_secs(2));
     let started = Instant::now();
     let run: RunReport =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
-            "fake-1",
-            &cfg,
-            &Selection::all(),
-        ))
-        .expect("run");
+        h.rt.block_on(h.running().conformance("fake-1", &cfg, &Selection::all()))
+            .expect("run");
     let table = report::table(&run);
     println!("{table}\n(run took {:?})", started.elapsed());
     // 771 once per protocol the fake lists: coap and http.
@@ -319,18 +312,11 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let h = Harness::start("conf-silent", |_| {});
     // Registers, then answers nothing.
     let silent = FakeDevice::wrong(h.coap, "silent-1", 0);
-    let shim = h.running().shim.clone();
     let cfg = config(&h, Duration::from_secs(1));
     let started = Instant::now();
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
-            "silent-1",
-            &cfg,
-            &Selection::all(),
-        ))
-        .expect("run");
+        h.rt.block_on(h.running().conformance("silent-1", &cfg, &Selection::all()))
+            .expect("run");
     let took = started.elapsed();
     let table = report::table(&run);
     assert!(took < Duration::from_secs(20), "took {took:?}\n{table}");
@@ -356,9 +342,7 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let fading = FakeDevice::wrong(h.coap, "fading-1", 12);
     let started = Instant::now();
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
+        h.rt.block_on(h.running().conformance(
             "fading-1",
             &cfg,
             &Selection::parse(&["core".to_string()]).expect("selection"),
@@ -387,14 +371,11 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
 #[test]
 fn a_device_that_never_registers_is_inconclusive_naming_the_wait() {
     let h = Harness::start("conf-absent", |_| {});
-    let shim = h.running().shim.clone();
     let mut cfg = config(&h, Duration::from_secs(1));
     cfg.register_within = Duration::from_secs(1);
     let started = Instant::now();
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
+        h.rt.block_on(h.running().conformance(
             "nobody",
             &cfg,
             &Selection::parse(&["751".to_string(), "core-101".to_string()]).expect("selection"),
@@ -653,7 +634,6 @@ fn a_push_only_device_with_its_own_packages_passes_what_it_supports() {
         );
     }
     let _device = start_push_only(h.coap, "push-only");
-    let shim = h.running().shim.clone();
     let mut cfg = config(&h, Duration::from_secs(2));
     cfg.packages = PackageSource::Native(packages);
     cfg.expect = Expectations {
@@ -661,9 +641,7 @@ fn a_push_only_device_with_its_own_packages_passes_what_it_supports() {
         ..Expectations::default()
     };
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
+        h.rt.block_on(h.running().conformance(
             "push-only",
             &cfg,
             &Selection::parse(&["fw".to_string()]).expect("selection"),

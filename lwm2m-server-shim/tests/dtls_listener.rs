@@ -627,7 +627,7 @@ fn refused_handshakes_are_logged_at_the_default_level_and_counted() {
         .expect("addr");
     let base = format!("http://127.0.0.1:{}", free_tcp_port());
     let psk = format!("dev-a:id-a:{}", hex(KEY_A.as_bytes()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lwm2m-server-shim"))
+    let mut child = Command::new(common::SHIM)
         .args(["serve", "--coaps", &coaps.to_string(), "--http"])
         .arg(base.trim_start_matches("http://"))
         .arg("--packages")

@@ -12,9 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::{free_udp_port, temp_dir};
-
-const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
+use common::{free_udp_port, temp_dir, SHIM};
 
 /// Descriptor limit of the shim process: well below the number of connections opened.
 const SHIM_NOFILE: u64 = 1024;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// Top-level parts from the top down; a part may import only parts after it.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["app", "conformance"],
+    &["app"],
+    &["conformance"],
     &["api"],
     &["firmware"],
     &["server"],

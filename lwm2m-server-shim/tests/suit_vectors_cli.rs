@@ -2,23 +2,11 @@
 //! ../shared/vectors/suit/INDEX.md: each VALID envelope exits 0 with its key (and lists what
 //! needs a device), each unsigned one exits non-zero with one line naming Update Result 5.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn shim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwm2m-server-shim"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{shim, text};
 
 fn vectors() -> PathBuf {
     PathBuf::from(concat!(

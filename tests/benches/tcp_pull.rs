@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lwm2m_client::host::http_pull::{pull_async, HttpLimits};
+use lwm2m_client::pull::MemSink;
 use lwm2m_server_shim::app::{self, ShimConfig};
 use tests::coap_tcp::timed_tcp_pull;
 use tests::e2e::temp_dir;
-use tests::sink::MemSink;
 
 const RUNS: usize = 21;
 const LEN: usize = 256 * 1024;

@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::host::tcp_pull::{fetch, TcpPullConfig};
-use lwm2m_client::pull::PullError;
+use lwm2m_client::pull::{MemSink, PullError};
 use lwm2m_server_shim::packages::coap_tcp::{
     TcpHostError, TcpHostLimits, TcpPackageHost, TlsIdentity,
 };
 use lwm2m_server_shim::packages::host::PackageHost;
-
-use crate::sink::MemSink;
 
 /// A running coap+tcp or coaps+tcp host with one package.
 pub struct TcpHost {

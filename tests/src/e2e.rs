@@ -14,6 +14,7 @@ use lwm2m_client::sim::device::DeviceOptions;
 use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::packages::test_packages::Signer;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
 use serde_json::Value;
 
@@ -417,6 +418,15 @@ pub fn start_device_trusting(
     ];
     args.extend(pull_ca.map(|p| format!("--pull-ca={}", p.display())));
     InThreadDevice::start_args(args).expect("device options")
+}
+
+/// A fresh signing key for test packages, and the file a device trusts it by: its public key
+/// written to `dir/anchor.pub.pem` (the device's `--trust-anchor`).
+pub fn trusted_signer(dir: &Path) -> (Signer, PathBuf) {
+    let signer = Signer::generate().expect("key");
+    let anchor = dir.join("anchor.pub.pem");
+    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
+    (signer, anchor)
 }
 
 /// Reads a whole file (test data).

@@ -11,7 +11,6 @@ pub mod process;
 pub mod relay;
 pub mod rest;
 pub mod serve;
-pub mod sink;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {

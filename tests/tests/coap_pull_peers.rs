@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::Resume;
-use tests::sink::MemSink;
+use lwm2m_client::pull::{MemSink, Resume};
 
 struct Peer(Child);
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use lwm2m_server_shim::conformance::{
-    self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
+    report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict,
 };
 use tests::e2e::Harness;
 use tests::leshan::LeshanClient;
@@ -119,17 +119,10 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
     let h = Harness::start("conf-leshan");
     let ep = "leshan-conf";
     let client = LeshanClient::start(&h.dir, ep, &format!("coap://{}", h.coap), 60, None);
-    let shim = h.running().shim.clone();
     let cfg = config(h.running().http_addr);
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
-            ep,
-            &cfg,
-            &Selection::all(),
-        ))
-        .expect("run");
+        h.rt.block_on(h.running().conformance(ep, &cfg, &Selection::all()))
+            .expect("run");
     let table = report::table(&run);
     println!("{table}");
     for c in &run.cases {

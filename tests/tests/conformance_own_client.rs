@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use lwm2m_server_shim::conformance::{
-    self, report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
+    report, ConformanceConfig, PackageSource, RunReport, Selection, Verdict, CASES,
 };
-use lwm2m_server_shim::packages::test_packages::Signer;
-use tests::e2e::{start_device_trusting, temp_dir, Harness};
+use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
+use tests::e2e::{start_device_trusting, temp_dir, trusted_signer, Harness};
 
 /// The run's settings for our device: SUIT packages signed by `signer`, loopback timeouts.
 fn config(signer: Signer, http: std::net::SocketAddr) -> ConformanceConfig {
@@ -51,9 +51,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     // trusts the TLS certificate.
     let h = Harness::start("conformance");
     let dir = temp_dir("conformance-device");
-    let signer = Signer::generate().expect("key");
-    let anchor = dir.join("anchor.pub.pem");
-    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
+    let (signer, anchor) = trusted_signer(&dir);
     let device = start_device_trusting(
         h.coap,
         "ets-dev",
@@ -61,19 +59,12 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
         &anchor,
         Some(&h.tls_ca),
     );
-    let shim = h.running().shim.clone();
     let mut cfg = config(signer, h.running().http_addr);
     cfg.coap_tcp_host = h.running().coap_tcp.as_ref().map(|t| t.local_addr());
     cfg.coaps_tcp_host = h.running().coaps_tcp.as_ref().map(|t| t.local_addr());
     let run =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
-            "ets-dev",
-            &cfg,
-            &Selection::all(),
-        ))
-        .expect("run");
+        h.rt.block_on(h.running().conformance("ets-dev", &cfg, &Selection::all()))
+            .expect("run");
     let table = table(&run);
     // Every case a server can provoke ran (774 and Send only when named), 771 once per
     // protocol the device lists (coap, http, https, coap+tcp, coaps+tcp).
@@ -121,9 +112,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
 
     // Asking for 774 explicitly reports it as not provokable rather than passing it.
     let only =
-        h.rt.block_on(conformance::run(
-            &shim,
-            &h.running().jobs,
+        h.rt.block_on(h.running().conformance(
             "ets-dev",
             &cfg,
             &Selection::parse(&["774".to_string()]).expect("selection"),
@@ -145,16 +134,9 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
 fn rest_jobs_update_a_fleet_of_our_devices_with_sse_progress() {
     let h = Harness::start("fleet-rest");
     let dir = temp_dir("fleet-devices");
-    let signer = Signer::generate().expect("key");
-    let anchor = dir.join("anchor.pub.pem");
-    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    let seq = lwm2m_server_shim::packages::test_packages::fresh_sequence();
+    let (signer, anchor) = trusted_signer(&dir);
     let package = signer
-        .build(
-            lwm2m_server_shim::packages::test_packages::Kind::Good,
-            "3.0.0",
-            seq,
-        )
+        .build(Kind::Good, "3.0.0", fresh_sequence())
         .expect("package");
     let (s, _) = h.put_bytes(
         "/api/packages/fleet.suit",

@@ -5,13 +5,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::packages::test_packages::{fresh_sequence, Kind, Signer};
-use tests::e2e::{start_device_trusting, temp_dir};
+use tests::e2e::{start_device_trusting, temp_dir, trusted_signer};
 use tests::process::{free_tcp_port, free_udp_port, workspace_bin};
 
 /// The shim binary, built with the device binary beside it (as `cargo build` leaves them).
@@ -36,6 +36,22 @@ fn stderr_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// `command` (a subcommand and its options) for a shim of its own: plain CoAP on loopback
+/// `port`, HTTP on any port.
+fn own_shim_args(command: &[&str], port: u16) -> Vec<String> {
+    let listeners = [
+        "--coap",
+        &format!("127.0.0.1:{port}"),
+        "--http",
+        "127.0.0.1:0",
+    ];
+    command
+        .iter()
+        .chain(&listeners)
+        .map(|a| a.to_string())
+        .collect()
 }
 
 /// Runs the shim with `args`; once it says it waits for devices, `then` runs (e.g. starts a
@@ -68,6 +84,17 @@ fn run_shim(args: &[String], then: impl FnOnce() -> Vec<InThreadDevice>) -> (i32
     (status.code().unwrap_or(-1), out)
 }
 
+/// The first five columns of `endpoint`'s row in the printed update table: endpoint, outcome,
+/// State, Update Result, firmware version.
+fn update_row<'a>(out: &'a str, endpoint: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.starts_with(endpoint))
+        .map(|l| l.split_whitespace().take(5).collect())
+        .unwrap_or_default()
+}
+
+/// A test's directory (removed when dropped), a signing key, the device's trust anchor for it
+/// and the private key as a file (the shim's `--key`).
 struct Setup {
     dir: PathBuf,
     signer: Signer,
@@ -75,143 +102,128 @@ struct Setup {
     key: PathBuf,
 }
 
-fn setup(tag: &str) -> Setup {
-    let dir = temp_dir(tag);
-    let signer = Signer::generate().expect("key");
-    let anchor = dir.join("k.pub.pem");
-    let key = dir.join("k.pem");
-    std::fs::write(&anchor, &signer.public_pem).expect("anchor");
-    std::fs::write(&key, &signer.private_pem).expect("key");
-    Setup {
-        dir,
-        signer,
-        anchor,
-        key,
+impl Setup {
+    fn new(tag: &str) -> Self {
+        let dir = temp_dir(tag);
+        let (signer, anchor) = trusted_signer(&dir);
+        let key = dir.join("k.pem");
+        std::fs::write(&key, &signer.private_pem).expect("key");
+        Setup {
+            dir,
+            signer,
+            anchor,
+            key,
+        }
+    }
+
+    /// A package of `kind` for `version` with sequence number `seq`, written to `name` in the
+    /// test's directory.
+    fn package(&self, name: &str, kind: Kind, version: &str, seq: u64) -> PathBuf {
+        let path = self.dir.join(name);
+        let bytes = self.signer.build(kind, version, seq).expect("pkg");
+        std::fs::write(&path, bytes).expect("w");
+        path
+    }
+
+    /// Where a conformance run writes its reports.
+    fn reports(&self) -> PathBuf {
+        self.dir.join("reports")
+    }
+
+    /// Our device `endpoint` for a shim on loopback CoAP `port`, its state in `state` of the
+    /// test's directory.
+    fn device(&self, port: u16, endpoint: &str, state: &str) -> InThreadDevice {
+        start_device(port, endpoint, &self.dir.join(state), &self.anchor)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 #[test]
 fn update_command_reports_success_and_failure_with_exit_codes() {
-    let s = setup("cli-update");
+    let s = Setup::new("cli-update");
     let seq = fresh_sequence();
-    let good = s.dir.join("fw-2.1.0.suit");
-    let bad = s.dir.join("fw-selftest.suit");
-    std::fs::write(
-        &good,
-        s.signer.build(Kind::Good, "2.1.0", seq).expect("pkg"),
-    )
-    .expect("w");
-    std::fs::write(
-        &bad,
-        s.signer
-            .build(Kind::FailsSelfTest, "6.6.6", seq + 1)
-            .expect("pkg"),
-    )
-    .expect("w");
-    let state = s.dir.join("state");
+    let good = s.package("fw-2.1.0.suit", Kind::Good, "2.1.0", seq);
+    let bad = s.package("fw-selftest.suit", Kind::FailsSelfTest, "6.6.6", seq + 1);
     for (pkg, method, expect_code, expect_line) in [
         (&good, "pull", 0, ["upd-1", "ok", "0", "1", "2.1.0"]),
         (&bad, "push", 1, ["upd-1", "FAILED", "2", "8", "2.1.0"]),
     ] {
         let port = free_udp_port();
-        let args: Vec<String> = [
-            "update",
-            "--endpoint",
-            "upd-1",
-            "--package",
-            &pkg.display().to_string(),
-            "--method",
-            method,
-            "--coap",
-            &format!("127.0.0.1:{port}"),
-            "--http",
-            "127.0.0.1:0",
-            "--wait",
-            "30",
-            "--poll-ms",
-            "200",
-            "--timeout-update",
-            "30",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let (code, out) = run_shim(&args, || {
-            vec![start_device(port, "upd-1", &state, &s.anchor)]
-        });
+        let pkg = pkg.display().to_string();
+        let args = own_shim_args(
+            &[
+                "update",
+                "--endpoint",
+                "upd-1",
+                "--package",
+                &pkg,
+                "--method",
+                method,
+                "--wait",
+                "30",
+                "--poll-ms",
+                "200",
+                "--timeout-update",
+                "30",
+            ],
+            port,
+        );
+        let (code, out) = run_shim(&args, || vec![s.device(port, "upd-1", "state")]);
         assert_eq!(code, expect_code, "{out}");
-        let row: Vec<&str> = out
-            .lines()
-            .find(|l| l.starts_with("upd-1"))
-            .map(|l| l.split_whitespace().take(5).collect())
-            .unwrap_or_default();
-        assert_eq!(row, expect_line, "{out}");
+        assert_eq!(update_row(&out, "upd-1"), expect_line, "{out}");
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
 fn update_all_waits_for_min_devices_and_updates_each() {
-    let s = setup("cli-update-all");
-    let pkg = s.dir.join("fleet.suit");
-    let seq = fresh_sequence();
-    std::fs::write(&pkg, s.signer.build(Kind::Good, "4.0.0", seq).expect("pkg")).expect("w");
+    let s = Setup::new("cli-update-all");
+    let pkg = s.package("fleet.suit", Kind::Good, "4.0.0", fresh_sequence());
     let port = free_udp_port();
-    let args: Vec<String> = [
-        "update",
-        "--all",
-        "--min-devices",
-        "2",
-        "--package",
-        &pkg.display().to_string(),
-        "--method",
-        "push",
-        "--concurrency",
-        "1",
-        "--coap",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-        "--wait",
-        "30",
-        "--poll-ms",
-        "200",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let (a, b) = (s.dir.join("a"), s.dir.join("b"));
+    let args = own_shim_args(
+        &[
+            "update",
+            "--all",
+            "--min-devices",
+            "2",
+            "--package",
+            &pkg.display().to_string(),
+            "--method",
+            "push",
+            "--concurrency",
+            "1",
+            "--wait",
+            "30",
+            "--poll-ms",
+            "200",
+        ],
+        port,
+    );
     let (code, out) = run_shim(&args, || {
-        vec![
-            start_device(port, "all-a", &a, &s.anchor),
-            start_device(port, "all-b", &b, &s.anchor),
-        ]
+        vec![s.device(port, "all-a", "a"), s.device(port, "all-b", "b")]
     });
     assert_eq!(code, 0, "{out}");
     for ep in ["all-a", "all-b"] {
-        let row: Vec<&str> = out
-            .lines()
-            .find(|l| l.starts_with(ep))
-            .map(|l| l.split_whitespace().take(5).collect())
-            .unwrap_or_default();
-        assert_eq!(row, [ep, "ok", "0", "1", "4.0.0"], "{out}");
+        assert_eq!(update_row(&out, ep), [ep, "ok", "0", "1", "4.0.0"], "{out}");
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
-/// `conformance --endpoint EP` with `extra` options, the shim on `port` and any HTTP port.
-fn conformance_args(endpoint: &str, port: u16, extra: &[&str]) -> Vec<String> {
-    ["conformance", "--endpoint", endpoint]
-        .iter()
-        .chain(extra)
-        .map(|a| a.to_string())
-        .chain([
-            "--coap".to_string(),
-            format!("127.0.0.1:{port}"),
-            "--http".to_string(),
-            "127.0.0.1:0".to_string(),
-        ])
-        .collect()
+/// `conformance --endpoint endpoint --cases cases` with `extra` options against our device
+/// `endpoint`, the shim on a free loopback CoAP port, its reports to `reports` in the test's
+/// directory. Returns (exit code, stdout).
+fn run_conformance(s: &Setup, endpoint: &str, cases: &str, extra: &[&str]) -> (i32, String) {
+    let port = free_udp_port();
+    let reports = s.reports().display().to_string();
+    let mut command = vec!["conformance", "--endpoint", endpoint, "--cases", cases];
+    command.extend_from_slice(&["--report", &reports]);
+    command.extend_from_slice(extra);
+    run_shim(&own_shim_args(&command, port), || {
+        vec![s.device(port, endpoint, "state")]
+    })
 }
 
 /// The verdict column of `case`'s row in the printed table.
@@ -221,79 +233,57 @@ fn verdict_of(out: &str, case: &str) -> Option<String> {
         .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
 }
 
+/// Asserts each `(case, verdict)` against the printed table.
+fn assert_verdicts(out: &str, want: &[(&str, &str)]) {
+    for (case, verdict) in want {
+        assert_eq!(
+            verdict_of(out, case).as_deref(),
+            Some(*verdict),
+            "{case}: {out}"
+        );
+    }
+}
+
+/// The `report.json` a run wrote to `reports`.
+fn report_json(reports: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
+        .expect("report.json parses")
+}
+
 #[test]
 fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
-    let s = setup("cli-conformance");
-    let state = s.dir.join("state");
-    let port = free_udp_port();
+    let s = Setup::new("cli-conformance");
     // A "good" package that is in fact corrupted: the device rightly refuses it, so the
     // successful-update case FAILs, and only that makes the run fail.
-    let bad_good = s.dir.join("not-really-good.bin");
-    std::fs::write(
-        &bad_good,
-        s.signer
-            .build(Kind::Corrupted, "5.0.0", fresh_sequence())
-            .expect("pkg"),
-    )
-    .expect("w");
-    let reports = s.dir.join("reports");
-    let args = conformance_args(
+    let bad_good = s.package(
+        "not-really-good.bin",
+        Kind::Corrupted,
+        "5.0.0",
+        fresh_sequence(),
+    );
+    let bad_good = bad_good.display().to_string();
+    let (code, out) = run_conformance(
+        &s,
         "conf-1",
-        port,
+        "751,772,774,771",
+        &["--package-good", &bad_good],
+    );
+    assert_verdicts(
+        &out,
         &[
-            "--package-good",
-            &bad_good.display().to_string(),
-            "--cases",
-            "751,772,774,771",
-            "--report",
-            &reports.display().to_string(),
+            ("1.0-int-751", "PASS"),
+            ("1.0-int-772", "PASS"),
+            // 774 cannot be provoked from the server: asked for, it is INCONCLUSIVE, not a
+            // failure.
+            ("1.0-int-774", "INCONCLUSIVE"),
+            ("1.0-int-771[coap]", "FAIL"),
+            ("1.0-int-771[http]", "FAIL"),
+            ("1.0-int-771[https]", "N/A"),
+            // coap+tcp is served too (the run's coap+tcp package host); coaps+tcp is N/A,
+            // the device cannot know the certificate made for the run.
+            ("1.0-int-771[coap+tcp]", "FAIL"),
+            ("1.0-int-771[coaps+tcp]", "N/A"),
         ],
-    );
-    let (code, out) = run_shim(&args, || {
-        vec![start_device(port, "conf-1", &state, &s.anchor)]
-    });
-    assert_eq!(
-        verdict_of(&out, "1.0-int-751").as_deref(),
-        Some("PASS"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-772").as_deref(),
-        Some("PASS"),
-        "{out}"
-    );
-    // 774 cannot be provoked from the server: asked for, it is INCONCLUSIVE, not a failure.
-    assert_eq!(
-        verdict_of(&out, "1.0-int-774").as_deref(),
-        Some("INCONCLUSIVE"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-771[coap]").as_deref(),
-        Some("FAIL"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-771[http]").as_deref(),
-        Some("FAIL"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-771[https]").as_deref(),
-        Some("N/A"),
-        "{out}"
-    );
-    // coap+tcp is served too (the run's coap+tcp package host); coaps+tcp is N/A, the
-    // device cannot know the certificate made for the run.
-    assert_eq!(
-        verdict_of(&out, "1.0-int-771[coap+tcp]").as_deref(),
-        Some("FAIL"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-771[coaps+tcp]").as_deref(),
-        Some("N/A"),
-        "{out}"
     );
     assert!(out.contains("Result 5"), "{out}");
     assert!(
@@ -301,11 +291,9 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
         "{out}"
     );
     assert_eq!(code, 1, "{out}");
-    let junit = std::fs::read_to_string(reports.join("junit.xml")).expect("junit.xml");
+    let junit = std::fs::read_to_string(s.reports().join("junit.xml")).expect("junit.xml");
     assert!(junit.contains("failures=\"3\""), "{junit}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
-            .expect("report.json parses");
+    let json = report_json(&s.reports());
     assert_eq!(json["summary"]["fail"], 3, "{json}");
     assert_eq!(json["registration"]["endpoint"], "conf-1", "{json}");
     assert_eq!(
@@ -313,7 +301,6 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
         serde_json::json!([0, 2, 3, 4, 5]),
         "{json}"
     );
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 /// Our device driven as any third-party device would be: its packages as files in a TOML
@@ -322,9 +309,7 @@ fn conformance_command_with_native_packages_fails_only_on_a_failed_case() {
 /// coaps+tcp (the device cannot know the certificate made for the run).
 #[test]
 fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device() {
-    let s = setup("cli-conformance-profile");
-    let state = s.dir.join("state");
-    let port = free_udp_port();
+    let s = Setup::new("cli-conformance-profile");
     let seq = fresh_sequence();
     let files = [
         ("g1.suit", Kind::Good, "7.1.0"),
@@ -336,9 +321,8 @@ fn conformance_command_with_a_profile_passes_every_firmware_case_of_our_device()
         ("other.suit", Kind::WrongClass, "7.7.0"),
         ("selftest.suit", Kind::FailsSelfTest, "7.8.0"),
     ];
-    for (i, (name, kind, version)) in files.iter().enumerate() {
-        let bytes = s.signer.build(*kind, version, seq + i as u64).expect("pkg");
-        std::fs::write(s.dir.join(name), bytes).expect("w");
+    for (i, (name, kind, version)) in files.into_iter().enumerate() {
+        s.package(name, kind, version, seq + i as u64);
     }
     let profile = s.dir.join("sim.toml");
     std::fs::write(
@@ -362,22 +346,8 @@ update_timeout_s = 30
 "#,
     )
     .expect("profile");
-    let reports = s.dir.join("reports");
-    let args = conformance_args(
-        "conf-p",
-        port,
-        &[
-            "--profile",
-            &profile.display().to_string(),
-            "--cases",
-            "fw",
-            "--report",
-            &reports.display().to_string(),
-        ],
-    );
-    let (code, out) = run_shim(&args, || {
-        vec![start_device(port, "conf-p", &state, &s.anchor)]
-    });
+    let profile = profile.display().to_string();
+    let (code, out) = run_conformance(&s, "conf-p", "fw", &["--profile", &profile]);
     assert_eq!(code, 0, "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("1.0-int-")).collect();
     assert_eq!(rows.len(), 18, "{out}");
@@ -388,64 +358,46 @@ update_timeout_s = 30
         } else {
             "PASS"
         };
-        assert_eq!(verdict_of(&out, case).as_deref(), Some(want), "{out}");
+        assert_verdicts(&out, &[(case, want)]);
     }
     // The updates installed the profile's good packages in turn.
     for v in ["7.1.0", "7.2.0", "7.3.0", "7.4.0"] {
         assert!(out.contains(&format!("-> \"{v}\"")), "{v}: {out}");
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("json"))
-            .expect("report.json parses");
+    let json = report_json(&s.reports());
     assert_eq!(json["summary"]["pass"], 16, "{json}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
 fn conformance_command_exits_zero_without_a_fail() {
-    let s = setup("cli-conformance-ok");
-    let state = s.dir.join("state");
-    let port = free_udp_port();
-    let args = conformance_args(
-        "conf-2",
-        port,
+    let s = Setup::new("cli-conformance-ok");
+    let key = s.key.display().to_string();
+    let (code, out) = run_conformance(&s, "conf-2", "751,774,core-101", &["--key", &key]);
+    assert_verdicts(
+        &out,
         &[
-            "--key",
-            &s.key.display().to_string(),
-            "--cases",
-            "751,774,core-101",
+            ("1.1-int-101", "PASS"),
+            ("1.0-int-751", "PASS"),
+            ("1.0-int-774", "INCONCLUSIVE"),
         ],
     );
-    let (code, out) = run_shim(&args, || {
-        vec![start_device(port, "conf-2", &state, &s.anchor)]
-    });
-    assert_eq!(
-        verdict_of(&out, "1.1-int-101").as_deref(),
-        Some("PASS"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-751").as_deref(),
-        Some("PASS"),
-        "{out}"
-    );
-    assert_eq!(
-        verdict_of(&out, "1.0-int-774").as_deref(),
-        Some("INCONCLUSIVE"),
-        "{out}"
-    );
     assert_eq!(code, 0, "{out}");
-    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// `bin demo`, with `CARGO` set to `cargo` or, for `None`, removed (as outside cargo).
+fn demo(bin: &Path, cargo: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.arg("demo").stdin(Stdio::null());
+    match cargo {
+        Some(cargo) => cmd.env("CARGO", cargo),
+        None => cmd.env_remove("CARGO"),
+    };
+    cmd.output().expect("demo runs")
 }
 
 #[test]
 fn demo_updates_the_simulated_device_to_2_0_0() {
-    let out = Command::new(shim())
-        .arg("demo")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("demo runs");
+    let out = demo(&shim(), None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("running firmware 1.0.0"), "{text}");
@@ -479,13 +431,7 @@ fn lone_shim(dir: &Path) -> PathBuf {
 fn demo_started_by_cargo_builds_the_device_binary_it_lacks() {
     let dir = temp_dir("demo-builds-client");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(lone_shim(&dir))
-        .arg("demo")
-        .env("CARGO", cargo)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("demo runs");
+    let out = demo(&lone_shim(&dir), Some(&cargo));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let building: Vec<&str> = text
@@ -502,12 +448,7 @@ fn demo_started_by_cargo_builds_the_device_binary_it_lacks() {
 #[test]
 fn demo_without_the_device_binary_outside_cargo_is_one_error_line() {
     let dir = temp_dir("demo-no-client");
-    let out = Command::new(lone_shim(&dir))
-        .arg("demo")
-        .env_remove("CARGO")
-        .stdin(Stdio::null())
-        .output()
-        .expect("demo runs");
+    let out = demo(&lone_shim(&dir), None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -564,28 +505,24 @@ impl Drop for Serve {
 
 #[test]
 fn update_says_it_starts_its_own_shim_and_can_drive_a_running_one() {
-    let s = setup("cli-update-server");
-    let pkg = s.dir.join("fw-2.2.0.suit");
-    std::fs::write(
-        &pkg,
-        s.signer
-            .build(Kind::Good, "2.2.0", fresh_sequence())
-            .expect("pkg"),
-    )
-    .expect("w");
+    let s = Setup::new("cli-update-server");
+    let pkg = s.package("fw-2.2.0.suit", Kind::Good, "2.2.0", fresh_sequence());
     // Its own shim: the ports it listens on, and the way to use a running one instead.
     let port = free_udp_port();
+    let pkg_arg = pkg.display().to_string();
     let out = Command::new(shim())
-        .args(["update", "--endpoint", "nobody", "--package"])
-        .arg(&pkg)
-        .args([
-            "--coap",
-            &format!("127.0.0.1:{port}"),
-            "--http",
-            "127.0.0.1:0",
-            "--wait",
-            "1",
-        ])
+        .args(own_shim_args(
+            &[
+                "update",
+                "--endpoint",
+                "nobody",
+                "--package",
+                &pkg_arg,
+                "--wait",
+                "1",
+            ],
+            port,
+        ))
         .stdin(Stdio::null())
         .output()
         .expect("update runs");
@@ -606,7 +543,7 @@ fn update_says_it_starts_its_own_shim_and_can_drive_a_running_one() {
     // A running shim (as README's flow starts one) driven through its REST API.
     let (coap, http) = (free_udp_port(), free_tcp_port());
     let _serve = Serve::start(coap, http, &s.dir.join("served"));
-    let _device = start_device(coap, "remote-1", &s.dir.join("state"), &s.anchor);
+    let _device = s.device(coap, "remote-1", "state");
     let out = Command::new(shim())
         .args(["update", "--server", &format!("http://127.0.0.1:{http}")])
         .args(["--endpoint", "remote-1", "--package"])
@@ -624,12 +561,11 @@ fn update_says_it_starts_its_own_shim_and_can_drive_a_running_one() {
         )),
         "{err}"
     );
-    let row: Vec<&str> = text
-        .lines()
-        .find(|l| l.starts_with("remote-1"))
-        .map(|l| l.split_whitespace().take(5).collect())
-        .unwrap_or_default();
-    assert_eq!(row, ["remote-1", "ok", "0", "1", "2.2.0"], "{text}{err}");
+    assert_eq!(
+        update_row(&text, "remote-1"),
+        ["remote-1", "ok", "0", "1", "2.2.0"],
+        "{text}{err}"
+    );
     // Options of the own-shim mode make no sense with --server.
     let out = Command::new(shim())
         .args([
@@ -645,5 +581,4 @@ fn update_says_it_starts_its_own_shim_and_can_drive_a_running_one() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
-    let _ = std::fs::remove_dir_all(&s.dir);
 }

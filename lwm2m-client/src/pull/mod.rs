@@ -13,6 +13,11 @@ use object5::UpdateResult;
 
 pub mod coap;
 pub mod coap_tcp;
+#[cfg(any(test, feature = "sim"))]
+mod mem_sink;
+
+#[cfg(any(test, feature = "sim"))]
+pub use mem_sink::MemSink;
 
 /// Where pulled bytes go: the Object 5 download path (verifier + candidate slot).
 pub trait PackageSink {
@@ -94,25 +99,3 @@ impl fmt::Display for PullError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for PullError {}
-
-/// A sink that keeps what it is given and checks that writes are contiguous (unit tests).
-#[cfg(test)]
-#[derive(Default)]
-pub(crate) struct MemSink {
-    pub(crate) data: Vec<u8>,
-    pub(crate) starts: Vec<u64>,
-}
-
-#[cfg(test)]
-impl PackageSink for MemSink {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.data.truncate(from as usize);
-        self.starts.push(from);
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.data.len() as u64, "non-contiguous write");
-        self.data.extend_from_slice(bytes);
-        Ok(())
-    }
-}

@@ -3,12 +3,38 @@
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::block::uint_option;
+use lwm2m_client::codec::{ResourceType, ResourceValue, Value};
 use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
-use lwm2m_client::{Config, Engine, ObjectHandler};
+use lwm2m_client::{Config, Engine, ObjectHandler, OpError, Ops, ResourceDef};
 
 pub mod net;
 
 pub const SERVER: u8 = 1;
+
+/// Object 33000 whose one read-only opaque resource /33000/0/0 is `len` bytes, byte `i` being
+/// `pattern(i)`: in 16-byte blocks more than 4096 of them, for Block2 reads past block 4096
+/// (RFC 7959 section 2.2: block numbers up to 2^20 - 1).
+pub struct BigOpaque {
+    pub len: usize,
+    pub pattern: fn(usize) -> u8,
+}
+
+impl ObjectHandler for BigOpaque {
+    fn id(&self) -> u16 {
+        33000
+    }
+    fn model(&self) -> &'static [ResourceDef] {
+        const M: &[ResourceDef] = &[ResourceDef::new(0, Ops::R, false, ResourceType::Opaque)];
+        M
+    }
+    fn instances(&self) -> Vec<u16> {
+        vec![0]
+    }
+    fn read(&mut self, _: u64, _: u16, _: u16) -> Result<ResourceValue, OpError> {
+        let bytes = (0..self.len).map(self.pattern).collect();
+        Ok(ResourceValue::Single(Value::Opaque(bytes)))
+    }
+}
 
 /// The Register `ct` as a strict LwM2M server reads it (OMA TS Core 1.1 section 6.2.1,
 /// `</>;rt="oma.lwm2m";ct=11543`): the `</>` link carries exactly one `ct`, an unquoted

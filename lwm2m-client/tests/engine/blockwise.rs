@@ -2,7 +2,8 @@
 //! restarts, out-of-order blocks, renegotiation, sink errors; Block2 reads; a slow first block.
 
 use coap_lite::{CoapOption, MessageClass, MessageType, RequestType, ResponseType};
-use lwm2m_client::codec::{self, BlockOpt};
+use lwm2m_client::codec::{BlockOpt, ResourceType};
+use lwm2m_client::{Ops, ResourceDef};
 
 use crate::common::*;
 use crate::support::*;
@@ -170,43 +171,15 @@ fn block1_larger_than_ours_is_renegotiated_and_sink_errors_map_to_4_13() {
     assert_eq!(r.payload, b"2", "Update Result: not enough flash");
 }
 
-/// An object whose opaque resource is larger than 4096 blocks of 16 bytes.
-struct Big;
-
 const BIG: usize = 70_000;
-
-impl lwm2m_client::ObjectHandler for Big {
-    fn id(&self) -> u16 {
-        33000
-    }
-    fn model(&self) -> &'static [lwm2m_client::ResourceDef] {
-        const M: &[lwm2m_client::ResourceDef] = &[lwm2m_client::ResourceDef::new(
-            0,
-            lwm2m_client::Ops::R,
-            false,
-            codec::ResourceType::Opaque,
-        )];
-        M
-    }
-    fn instances(&self) -> Vec<u16> {
-        vec![0]
-    }
-    fn read(
-        &mut self,
-        _: u64,
-        _: u16,
-        _: u16,
-    ) -> Result<codec::ResourceValue, lwm2m_client::OpError> {
-        Ok(codec::ResourceValue::Single(codec::Value::Opaque(
-            (0..BIG as u64).map(pattern).collect(),
-        )))
-    }
-}
 
 #[test]
 fn block2_read_beyond_block_4096() {
     let mut objs = objects();
-    objs.push(Box::new(Big));
+    objs.push(Box::new(BigOpaque {
+        len: BIG,
+        pattern: |i| pattern(i as u64),
+    }));
     let mut e = engine_with(objs);
     // Without Block2 the body is cut into 1024-byte blocks with Size2.
     let r = call(&mut e, 1, &request(RequestType::Get, 1, b"b", "/33000/0/0"));
@@ -246,12 +219,7 @@ fn block2_read_beyond_block_4096() {
 /// Object 5 stand-in whose first package block needs a slow flash erase.
 const ERASING_SINK: Deferring = Deferring {
     id: 5,
-    model: &[lwm2m_client::ResourceDef::new(
-        0,
-        lwm2m_client::Ops::W,
-        false,
-        codec::ResourceType::Opaque,
-    )],
+    model: &[ResourceDef::new(0, Ops::W, false, ResourceType::Opaque)],
 };
 
 #[test]

@@ -2,8 +2,8 @@
 //! detection, malformed datagrams, Ping, and separate responses for slow operations.
 
 use coap_lite::{CoapOption, MessageClass, MessageType, RequestType, ResponseType};
-use lwm2m_client::codec::{self, ContentFormat, Path};
-use lwm2m_client::Event;
+use lwm2m_client::codec::{ContentFormat, Path, ResourceType};
+use lwm2m_client::{Event, Ops, ResourceDef};
 
 use crate::common::*;
 use crate::support::*;
@@ -38,12 +38,7 @@ fn duplicate_request_gets_cached_answer_without_executing_twice() {
 /// A slow executable resource /33001/0/1.
 const SLOW: Deferring = Deferring {
     id: 33001,
-    model: &[lwm2m_client::ResourceDef::new(
-        1,
-        lwm2m_client::Ops::E,
-        false,
-        codec::ResourceType::None,
-    )],
+    model: &[ResourceDef::new(1, Ops::E, false, ResourceType::None)],
 };
 
 #[test]

@@ -11,10 +11,11 @@ use crate::support::*;
 #[test]
 fn observe_honours_pmin_and_pmax_and_cancels_on_rst() {
     let mut e = registered();
-    let mut wa = request(RequestType::Put, 1, b"a", "/5/0/3");
-    wa.add_option(CoapOption::UriQuery, b"pmin=2".to_vec());
-    wa.add_option(CoapOption::UriQuery, b"pmax=10".to_vec());
-    call(&mut e, 0, &wa);
+    call(
+        &mut e,
+        0,
+        &write_attributes(1, "/5/0/3", &["pmin=2", "pmax=10"]),
+    );
     let t0 = 1_000;
     let obs = get_with(2, b"ob", "/5/0/3", CoapOption::Observe, 0);
     let r = call(&mut e, t0, &obs);

@@ -1,8 +1,9 @@
 //! Helpers shared by the engine tests of several operations.
 
-use coap_lite::{MessageClass, ResponseType};
-use lwm2m_client::codec;
-use lwm2m_client::Event;
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use lwm2m_client::codec::ResourceValue;
+use lwm2m_client::{BlockChunk, Completion, DeferredId, Engine, Event};
+use lwm2m_client::{ObjectHandler, OpError, ResourceDef};
 
 use crate::common::*;
 
@@ -11,58 +12,57 @@ pub fn resp(c: ResponseType) -> MessageClass {
     MessageClass::Response(c)
 }
 
+/// A Write-Attributes request (OMA TS Core 1.1 section 5.4.4): PUT of `path` without payload,
+/// each of `attributes` (`pmin=2`) a Uri-Query option.
+pub fn write_attributes(mid: u16, path: &str, attributes: &[&str]) -> Packet {
+    let mut w = request(RequestType::Put, mid, b"a", path);
+    for a in attributes {
+        w.add_option(CoapOption::UriQuery, a.as_bytes().to_vec());
+    }
+    w
+}
+
 /// A one-resource object whose work is slow (a flash erase): every Execute and the first
 /// block of a Block1 write complete later, so the engine must ACK first. Which of the two a
 /// test reaches is chosen by the resource's `Ops` in `model`.
 pub struct Deferring {
     pub id: u16,
-    pub model: &'static [lwm2m_client::ResourceDef],
+    pub model: &'static [ResourceDef],
 }
 
-impl lwm2m_client::ObjectHandler for Deferring {
+impl ObjectHandler for Deferring {
     fn id(&self) -> u16 {
         self.id
     }
-    fn model(&self) -> &'static [lwm2m_client::ResourceDef] {
+    fn model(&self) -> &'static [ResourceDef] {
         self.model
     }
     fn instances(&self) -> Vec<u16> {
         vec![0]
     }
-    fn read(
-        &mut self,
-        _: u64,
-        _: u16,
-        _: u16,
-    ) -> Result<codec::ResourceValue, lwm2m_client::OpError> {
-        Err(lwm2m_client::OpError::NotFound)
+    fn read(&mut self, _: u64, _: u16, _: u16) -> Result<ResourceValue, OpError> {
+        Err(OpError::NotFound)
     }
-    fn execute(
-        &mut self,
-        _: u64,
-        _: u16,
-        _: u16,
-        _: &[u8],
-    ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
-        Ok(lwm2m_client::Completion::Deferred)
+    fn execute(&mut self, _: u64, _: u16, _: u16, _: &[u8]) -> Result<Completion, OpError> {
+        Ok(Completion::Deferred)
     }
     fn write_block(
         &mut self,
         _: u64,
         _: u16,
         _: u16,
-        c: &lwm2m_client::BlockChunk<'_>,
-    ) -> Result<lwm2m_client::Completion, lwm2m_client::OpError> {
+        c: &BlockChunk,
+    ) -> Result<Completion, OpError> {
         Ok(if c.offset == 0 {
-            lwm2m_client::Completion::Deferred
+            Completion::Deferred
         } else {
-            lwm2m_client::Completion::Done
+            Completion::Done
         })
     }
 }
 
 /// The id of the deferred operation the engine reported since the last poll.
-pub fn deferred_id(e: &mut lwm2m_client::Engine<u8>) -> lwm2m_client::DeferredId {
+pub fn deferred_id(e: &mut Engine<u8>) -> DeferredId {
     events(e)
         .iter()
         .find_map(|x| match x {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lwm2m_server_shim::conformance::profile::{PackageFile, PackageRole, Profile};
-use lwm2m_server_shim::conformance::{self, report, ConformanceConfig, PackageSource, Selection};
+use lwm2m_server_shim::conformance::{report, ConformanceConfig, PackageSource, Selection};
 use lwm2m_server_shim::packages::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::cli::campaign_view;
@@ -206,19 +206,17 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let shim = running.shim.clone();
         eprintln!(
             "shim on coap://{}; waiting for {}...",
             args.coap, args.endpoint
         );
-        let run =
-            match conformance::run(&shim, &running.jobs, &args.endpoint, &cfg, &selection).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        let run = match running.conformance(&args.endpoint, &cfg, &selection).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
         print!("{}", report::table(&run));
         if let Some(dir) = &args.report {
             if let Err(e) = report::write(dir, &run) {

@@ -8,7 +8,7 @@
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +16,26 @@ use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::CoapTiming;
 use lwm2m_server_shim::server::registration::store::Registration;
 use serde_json::Value;
+
+/// The shim binary of this package, as cargo built it for the integration tests.
+pub const SHIM: &str = env!("CARGO_BIN_EXE_lwm2m-server-shim");
+
+/// Runs the shim binary with `args` to its end.
+pub fn shim(args: &[&str]) -> Output {
+    Command::new(SHIM)
+        .args(args)
+        .output()
+        .expect("the shim binary runs")
+}
+
+/// What a finished command wrote: its stdout, then its stderr.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
 
 /// A unique, empty temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
