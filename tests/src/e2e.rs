@@ -242,6 +242,7 @@ impl Harness {
             slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
+            pull_qblock: false,
             in_memory: false,
             // The portable backend: the tests run the device-side verifier as devices do.
             crypto: Default::default(),

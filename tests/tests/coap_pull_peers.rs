@@ -105,6 +105,7 @@ async fn pull_from_aiocoap_fileserver_then_resume_with_its_etag() {
         tx: fast_tx(),
         max_size: 1 << 20,
         dtls: None,
+        qblock: None,
     };
     let mut sink = MemSink::default();
     let done = fetch(&uri, None, &config, &mut sink).await.expect("pull");
@@ -205,6 +206,7 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
         tx: fast_tx(),
         max_size: 1 << 20,
         dtls: Some(ctx),
+        qblock: None,
     };
     let mut sink = MemSink::default();
     let uri = format!("coaps://127.0.0.1:{}/fw", port + 1);

@@ -12,6 +12,7 @@ use core::fmt;
 use object5::UpdateResult;
 
 pub mod coap;
+pub mod qblock;
 
 /// Where pulled bytes go: the Object 5 download path (verifier + candidate slot).
 pub trait PackageSink {
@@ -57,6 +58,9 @@ pub enum PullError {
     TooLarge,
     /// The sink refused the bytes (verification, flash): its result is reported.
     Sink(UpdateResult),
+    /// The host kept serving different versions of the package within one download
+    /// (Update Result 5): no consistent package can be assembled.
+    Inconsistent(String),
 }
 
 impl PullError {
@@ -68,6 +72,7 @@ impl PullError {
             PullError::ConnectionLost(_) => UpdateResult::ConnectionLost,
             PullError::TooLarge => UpdateResult::NotEnoughFlash,
             PullError::Sink(r) => *r,
+            PullError::Inconsistent(_) => UpdateResult::IntegrityFailure,
         }
     }
 }
@@ -87,6 +92,7 @@ impl fmt::Display for PullError {
             PullError::ConnectionLost(e) => write!(f, "connection lost during download: {e}"),
             PullError::TooLarge => f.write_str("package larger than the candidate slot"),
             PullError::Sink(r) => write!(f, "package refused: update result {r}"),
+            PullError::Inconsistent(e) => write!(f, "inconsistent package: {e}"),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::host::{coap_pull, http_pull};
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
+use crate::pull::qblock::QBlockParams;
 use crate::pull::{PullError, Resume};
 use crate::sim::firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
@@ -132,6 +133,11 @@ pub struct DeviceOptions {
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
+    /// Pull coap:// and coaps:// packages with Q-Block2 (RFC 9177): bursts of 10 blocks per
+    /// round trip instead of one, falling back to Block2 when the host does not support it.
+    /// Its timers follow --pull-ack-timeout-ms (NON_RECEIVE_TIMEOUT = 2 x ACK_TIMEOUT).
+    #[arg(long)]
+    pub pull_qblock: bool,
     /// Keep flash and key-value store in memory and use a fresh factory key per process,
     /// shared by its in-memory devices (nothing is written to --state-dir, nothing survives
     /// the process): for fleets of thousands of devices in one process, e.g. the fleet
@@ -415,6 +421,7 @@ async fn pull(
     job: PullJob,
     block_size: usize,
     tx: TxParams,
+    qblock: Option<QBlockParams>,
     dtls: Option<DtlsContext>,
     foreign: ForeignDatagrams,
 ) -> (PullJob, Result<(), PullError>) {
@@ -446,6 +453,7 @@ async fn pull(
                 tx,
                 max_size,
                 dtls,
+                qblock,
             };
             coap_pull::fetch_counting(&job.uri, resume.as_ref(), &config, &mut sink, &foreign)
                 .await
@@ -475,11 +483,16 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
             ..TxParams::default()
         };
         let dtls = env.dtls.cloned();
+        let qblock = env
+            .args
+            .pull_qblock
+            .then(|| QBlockParams::scaled(tx.ack_timeout_ms));
         let pull = pull(
             fw.clone(),
             job,
             env.args.pull_block_size,
             tx,
+            qblock,
             dtls,
             env.foreign.clone(),
         );

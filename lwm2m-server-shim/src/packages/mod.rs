@@ -1,6 +1,8 @@
-//! Firmware packages: the file-backed host, its CoAP face (Block2 `GET /fw/{name}`) and the
-//! signed test packages of the demo and conformance runs.
+//! Firmware packages: the file-backed host, its CoAP faces (Block2 `GET /fw/{name}`, and
+//! Q-Block2 bursts for devices that ask with it) and the signed test packages of the demo and
+//! conformance runs.
 
 pub mod coap;
 pub mod host;
+pub mod qblock;
 pub mod test_packages;
