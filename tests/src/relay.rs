@@ -36,6 +36,10 @@ pub struct Faults {
 pub struct RelayStats {
     /// Datagrams received from either side.
     pub received: AtomicU64,
+    /// Datagrams the client sent (received from it, whether forwarded or dropped).
+    pub from_client: AtomicU64,
+    /// Datagrams the server sent.
+    pub from_server: AtomicU64,
     /// Datagrams dropped on purpose (loss or a cut link).
     pub dropped: AtomicU64,
     /// Extra copies sent.
@@ -159,8 +163,10 @@ fn run(
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
             stats.received.fetch_add(1, Ordering::Relaxed);
             let to = if from == server {
+                stats.from_server.fetch_add(1, Ordering::Relaxed);
                 client
             } else {
+                stats.from_client.fetch_add(1, Ordering::Relaxed);
                 client = Some(from);
                 Some(server)
             };
