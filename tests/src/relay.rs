@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -151,12 +151,22 @@ fn run(
     faults: Faults,
     stop: &AtomicBool,
     cut: &AtomicBool,
-    stats: &RelayStats,
+    stats: &Arc<RelayStats>,
     origin: Instant,
 ) {
+    // Datagrams go out from a thread of their own that waits exactly until the next one is
+    // due: a socket read timeout is rounded up to the kernel's tick (4 ms here), which would
+    // add that much to every delayed datagram.
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let sender = match socket.try_clone() {
+        Ok(out) => {
+            let stats = stats.clone();
+            std::thread::spawn(move || send_when_due(&out, &rx, &stats, origin))
+        }
+        Err(_) => return,
+    };
     let mut rng = Rng(faults.seed | 1);
     let mut client: Option<SocketAddr> = None;
-    let mut queue: Vec<Pending> = Vec::new();
     let mut held: Option<Pending> = None;
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::SeqCst) {
@@ -188,7 +198,7 @@ fn run(
                     };
                     if rng.chance(faults.duplicate) {
                         stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                        queue.push(Pending {
+                        let _ = tx.send(Pending {
                             due: p.due,
                             to,
                             bytes: p.bytes.clone(),
@@ -202,11 +212,11 @@ fn run(
                             ..p
                         });
                     } else {
-                        queue.push(p);
+                        let _ = tx.send(p);
                         // The held datagram goes out after the one that overtook it.
                         if let Some(mut h) = held.take() {
                             h.due = Instant::now() + faults.delay;
-                            queue.push(h);
+                            let _ = tx.send(h);
                         }
                     }
                 }
@@ -215,10 +225,27 @@ fn run(
                 }
             }
         }
-        let now = Instant::now();
-        if held.as_ref().is_some_and(|h| h.due <= now) {
-            queue.extend(held.take());
+        if held.as_ref().is_some_and(|h| h.due <= Instant::now()) {
+            if let Some(h) = held.take() {
+                let _ = tx.send(h);
+            }
         }
+    }
+    drop(tx);
+    let _ = sender.join();
+}
+
+/// Sends each datagram from `rx` when it is due, in the order received among those due
+/// together; returns when the receiving side is gone.
+fn send_when_due(
+    socket: &UdpSocket,
+    rx: &mpsc::Receiver<Pending>,
+    stats: &RelayStats,
+    origin: Instant,
+) {
+    let mut queue: Vec<Pending> = Vec::new();
+    loop {
+        let now = Instant::now();
         let mut i = 0;
         while i < queue.len() {
             if queue[i].due <= now {
@@ -236,6 +263,15 @@ fn run(
             } else {
                 i += 1;
             }
+        }
+        let next = match queue.iter().map(|p| p.due).min() {
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match next {
+            Ok(p) => queue.push(p),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -319,6 +355,36 @@ mod tests {
         assert!(got.len() > 50, "duplicates expected, got {}", got.len());
         assert!(got.windows(2).any(|w| w[1] < w[0]), "reordering expected");
         assert!(relay.stats().reordered.load(Ordering::Relaxed) > 0);
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn delay_is_kept_to_a_fraction_of_a_millisecond() {
+        let (server, stop, t) = echo_server();
+        let delay = Duration::from_millis(25);
+        let faults = Faults {
+            delay,
+            ..Faults::default()
+        };
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rtts: Vec<Duration> = (0..21)
+            .map(|i| {
+                let t0 = Instant::now();
+                c.send_to(&[i as u8; 100], relay.addr()).unwrap();
+                c.recv(&mut [0u8; 200]).unwrap();
+                t0.elapsed()
+            })
+            .collect();
+        rtts.sort();
+        let median = rtts[rtts.len() / 2];
+        // Two hops of 25 ms; a relay that polls its socket adds a tick per hop.
+        assert!(
+            median >= 2 * delay && median < 2 * delay + Duration::from_millis(4),
+            "median round trip {median:?}"
+        );
         stop.store(true, Ordering::SeqCst);
         t.join().unwrap();
     }
