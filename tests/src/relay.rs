@@ -370,7 +370,7 @@ mod tests {
         let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut rtts: Vec<Duration> = (0..21)
+        let mut rtts: Vec<Duration> = (0..41)
             .map(|i| {
                 let t0 = Instant::now();
                 c.send_to(&[i as u8; 100], relay.addr()).unwrap();
@@ -379,11 +379,13 @@ mod tests {
             })
             .collect();
         rtts.sort();
-        let median = rtts[rtts.len() / 2];
-        // Two hops of 25 ms; a relay that polls its socket adds a tick per hop.
+        // Two hops of 25 ms. A relay that sends when its socket read times out adds up to a
+        // kernel tick (4-8 ms) per hop to every datagram; load on a shared machine delays
+        // some round trips, so the lower quartile is what is compared.
+        let quartile = rtts[rtts.len() / 4];
         assert!(
-            median >= 2 * delay && median < 2 * delay + Duration::from_millis(4),
-            "median round trip {median:?}"
+            quartile >= 2 * delay && quartile < 2 * delay + Duration::from_millis(3),
+            "lower quartile of the round trips {quartile:?}: {rtts:?}"
         );
         stop.store(true, Ordering::SeqCst);
         t.join().unwrap();
