@@ -3,7 +3,7 @@
 //!
 //! Three parts, each a layer on the one before:
 //! - the core (every module but `host` and `sim`) builds as `no_std` + `alloc`: wire formats,
-//!   the engine, the objects, the sans-IO Block2 pull;
+//!   the engine, the objects, the sans-IO Block2 and Q-Block2 (RFC 9177) pulls;
 //! - `host` (feature `std`): the tokio runtime over UDP, DTLS through OpenSSL and the socket
 //!   pulls (CoAP over UDP/DTLS, HTTP);
 //! - `sim` (feature `std`): the simulated device behind the `lwm2m-client` binary, on

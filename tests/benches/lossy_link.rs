@@ -30,29 +30,15 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::http_pull::{self, HttpLimits};
 use lwm2m_client::pull::qblock::QBlockParams;
-use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use tests::relay::{Faults, Relay};
+use tests::sink::MemSink;
 use tests::tcp_relay::TcpRelay;
 
 const LEN: usize = 256 * 1024;
 const ONE_WAY: Duration = Duration::from_millis(50);
 const ACK_TIMEOUT_MS: u64 = 300;
 const LIMIT: Duration = Duration::from_secs(600);
-
-#[derive(Default)]
-struct MemSink(Vec<u8>);
-
-impl PackageSink for MemSink {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.0.truncate(usize::try_from(from).unwrap_or(usize::MAX));
-        Ok(())
-    }
-    fn write(&mut self, _: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
 
 /// One measured transfer.
 struct Outcome {
@@ -162,7 +148,7 @@ fn ours(s: &Setup, loss: f64, qblock: bool) -> Outcome {
     });
     let time = t0.elapsed();
     let error = match result {
-        Ok(_) if sink.0 == s.body => None,
+        Ok(_) if sink.data == s.body => None,
         Ok(_) => Some("bytes differ".into()),
         Err(e) => Some(e),
     };
@@ -227,7 +213,7 @@ fn http(s: &Setup) -> Outcome {
     );
     let time = t0.elapsed();
     let error = match result {
-        Ok(_) if sink.0 == s.body => None,
+        Ok(_) if sink.data == s.body => None,
         Ok(_) => Some("bytes differ".into()),
         Err(e) => Some(e.to_string()),
     };

@@ -10,6 +10,7 @@ pub mod leshan;
 pub mod process;
 pub mod relay;
 pub mod rest;
+pub mod sink;
 pub mod tcp_relay;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).

@@ -6,11 +6,10 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use lwm2m_client::coap::TxParams;
@@ -20,37 +19,18 @@ use lwm2m_client::codec::BlockOpt;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::qblock::QBlockParams;
-use lwm2m_client::pull::{PackageSink, Resume, SinkError};
+use lwm2m_client::pull::Resume;
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::e2e::{Harness, PackageKind, SimDeviceThread};
-use tests::process::free_udp_port;
+use tests::process::{aiocoap_fileserver, free_udp_port};
 use tests::relay::{Faults, Relay};
+use tests::sink::MemSink;
 
 const IDLE: i64 = 0;
 const DOWNLOADING: i64 = 1;
 const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(90);
-
-#[derive(Default)]
-struct MemSink {
-    data: Vec<u8>,
-    starts: Vec<u64>,
-}
-
-impl PackageSink for MemSink {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.data
-            .truncate(usize::try_from(from).unwrap_or(usize::MAX));
-        self.starts.push(from);
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.data.len() as u64, "non-contiguous write");
-        self.data.extend_from_slice(bytes);
-        Ok(())
-    }
-}
 
 fn image(n: usize, salt: u32) -> Vec<u8> {
     (0..n as u32)
@@ -304,30 +284,6 @@ async fn q_block2_over_coaps_through_a_lossy_relay() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until a CoAP server answers on `port` (a ping: an empty CON gets a RST).
-fn wait_for_coap(port: u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let _ = s.send_to(&[0x40, 0x00, 0x12, 0x34], ("127.0.0.1", port));
-        if s.recv(&mut [0u8; 64]).is_ok() {
-            return;
-        }
-    }
-    panic!("CoAP server on port {port} did not come up");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_and_the_shim_without_q_block2_get_the_pull_over_block2() {
     let tx = TxParams {
@@ -343,17 +299,7 @@ async fn aiocoap_and_the_shim_without_q_block2_get_the_pull_over_block2() {
     let body = image(64 * 1024 + 77, 3);
     std::fs::write(dir.join("fw.suit"), &body).expect("write");
     let port = free_udp_port();
-    let _server = Peer(
-        Command::new("aiocoap-fileserver")
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiocoap-fileserver (pip install aiocoap) must be installed"),
-    );
-    wait_for_coap(port);
+    let _server = aiocoap_fileserver(&dir, port);
     let relay = Relay::start(
         any(),
         SocketAddr::from(([127, 0, 0, 1], port)),

@@ -8,25 +8,10 @@ use std::time::Duration;
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::relay::{Faults, Relay};
-
-#[derive(Default)]
-struct MemSink(Vec<u8>);
-
-impl PackageSink for MemSink {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.0.truncate(usize::try_from(from).unwrap_or(usize::MAX));
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.0.len() as u64, "non-contiguous write");
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
+use tests::sink::MemSink;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coaps_handshake_and_download_survive_20_percent_loss() {
@@ -88,7 +73,7 @@ async fn coaps_handshake_and_download_survive_20_percent_loss() {
     .expect("bounded")
     .expect("coaps pull through the lossy relay");
     assert_eq!(done.size, image.len() as u64);
-    assert!(sink.0 == image, "downloaded bytes differ");
+    assert!(sink.data == image, "downloaded bytes differ");
     let dropped = relay.stats().dropped.load(Ordering::Relaxed);
     assert!(
         dropped > 0,

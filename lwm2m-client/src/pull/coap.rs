@@ -179,13 +179,7 @@ impl Block2Pull {
         let mut rng = Rng::new(seed);
         let next_mid = rng.next_u64() as u16;
         let bs = 1u64 << (szx + 4);
-        let (offset, resume_etag) = match resume {
-            Some(Resume {
-                offset,
-                etag: Some(e),
-            }) if *offset > 0 => (offset / bs * bs, Some(e.clone())),
-            _ => (0, None),
-        };
+        let (offset, resume_etag) = Resume::block_start(resume, bs);
         let mut pull = Block2Pull {
             uri,
             szx,

@@ -43,6 +43,21 @@ pub struct Resume {
     pub etag: Option<Vec<u8>>,
 }
 
+impl Resume {
+    /// Where a block-wise transfer with `block_size`-byte blocks resumes `resume`: the
+    /// persisted offset rounded down to a block boundary and the ETag the host must still
+    /// have; `(0, None)` when there is nothing to resume or no ETag to check it against.
+    pub fn block_start(resume: Option<&Resume>, block_size: u64) -> (u64, Option<Vec<u8>>) {
+        match resume {
+            Some(Resume {
+                offset,
+                etag: Some(e),
+            }) if *offset > 0 => (offset / block_size * block_size, Some(e.clone())),
+            _ => (0, None),
+        }
+    }
+}
+
 /// How a pull ended in error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PullError {

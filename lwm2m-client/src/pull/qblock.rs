@@ -257,13 +257,7 @@ impl QBlock2Pull {
         let next_mid = rng.next_u64() as u16;
         let token_base = (rng.next_u64() as u32).to_be_bytes();
         let bs = 1u64 << (szx + 4);
-        let (offset, resume_etag) = match resume {
-            Some(Resume {
-                offset,
-                etag: Some(e),
-            }) if *offset > 0 => (offset / bs * bs, Some(e.clone())),
-            _ => (0, None),
-        };
+        let (offset, resume_etag) = Resume::block_start(resume, bs);
         let params = QBlockParams {
             max_payloads: params.max_payloads.max(1),
             window_blocks: params.window_blocks.max(params.max_payloads.max(1)),
