@@ -165,6 +165,14 @@ fn run(
         }
         Err(_) => return,
     };
+    // Without a delay a datagram goes out at once from this thread, as it always did.
+    let pass = |p: Pending| {
+        if faults.delay.is_zero() {
+            forward(&socket, &p, stats, origin);
+        } else {
+            let _ = tx.send(p);
+        }
+    };
     let mut rng = Rng(faults.seed | 1);
     let mut client: Option<SocketAddr> = None;
     let mut held: Option<Pending> = None;
@@ -198,7 +206,7 @@ fn run(
                     };
                     if rng.chance(faults.duplicate) {
                         stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                        let _ = tx.send(Pending {
+                        pass(Pending {
                             due: p.due,
                             to,
                             bytes: p.bytes.clone(),
@@ -212,11 +220,11 @@ fn run(
                             ..p
                         });
                     } else {
-                        let _ = tx.send(p);
+                        pass(p);
                         // The held datagram goes out after the one that overtook it.
                         if let Some(mut h) = held.take() {
                             h.due = Instant::now() + faults.delay;
-                            let _ = tx.send(h);
+                            pass(h);
                         }
                     }
                 }
@@ -227,12 +235,24 @@ fn run(
         }
         if held.as_ref().is_some_and(|h| h.due <= Instant::now()) {
             if let Some(h) = held.take() {
-                let _ = tx.send(h);
+                pass(h);
             }
         }
     }
     drop(tx);
     let _ = sender.join();
+}
+
+/// Sends `p` now and counts it.
+fn forward(socket: &UdpSocket, p: &Pending, stats: &RelayStats, origin: Instant) {
+    stats.forwarded.fetch_add(1, Ordering::Relaxed);
+    let ns = origin.elapsed().as_nanos() as u64;
+    let _ =
+        stats
+            .first_forward_ns
+            .compare_exchange(0, ns.max(1), Ordering::SeqCst, Ordering::SeqCst);
+    stats.last_forward_ns.store(ns, Ordering::SeqCst);
+    let _ = socket.send_to(&p.bytes, p.to);
 }
 
 /// Sends each datagram from `rx` when it is due, in the order received among those due
@@ -249,17 +269,7 @@ fn send_when_due(
         let mut i = 0;
         while i < queue.len() {
             if queue[i].due <= now {
-                let p = queue.remove(i);
-                stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                let ns = origin.elapsed().as_nanos() as u64;
-                let _ = stats.first_forward_ns.compare_exchange(
-                    0,
-                    ns.max(1),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-                stats.last_forward_ns.store(ns, Ordering::SeqCst);
-                let _ = socket.send_to(&p.bytes, p.to);
+                forward(socket, &queue.remove(i), stats, origin);
             } else {
                 i += 1;
             }
