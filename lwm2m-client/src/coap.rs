@@ -43,6 +43,13 @@ impl TxParams {
                 rng.next_u64() % (span + 1)
             }
     }
+
+    /// MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2): how long a separate response may take after the
+    /// peer's empty ACK.
+    pub fn max_transmit_wait_ms(&self) -> u64 {
+        let factor = self.ack_timeout_ms * self.ack_random_factor_milli / 1000;
+        factor * ((1u64 << (self.max_retransmit + 1)) - 1)
+    }
 }
 
 /// xorshift64*: message ids, tokens and timeout jitter need variety, not secrecy.

@@ -5,7 +5,7 @@
 //! turns on all of them):
 //! - the core (every module but `host` and `sim`) builds as `no_std` + `alloc` without
 //!   features (`std` only adds `std::error::Error`): wire formats, the engine, the objects,
-//!   the sans-IO Block2 pull;
+//!   the sans-IO Block2 and Q-Block2 (RFC 9177) pulls;
 //! - `host`: DTLS through OpenSSL (`host::dtls`, feature `dtls`: all the server shim takes
 //!   besides the codecs), and with feature `host` the tokio runtime over UDP and the socket
 //!   pulls (CoAP over UDP/DTLS, HTTP);

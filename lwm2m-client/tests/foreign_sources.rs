@@ -172,6 +172,7 @@ fn pull_drops_a_forged_response_from_another_source() {
         tx: TxParams::default(),
         max_size: 1 << 20,
         dtls: None,
+        qblock: None,
     };
     let foreign = ForeignDatagrams::default();
     let mut sink = Collect::default();

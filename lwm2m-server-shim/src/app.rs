@@ -28,6 +28,7 @@ use crate::packages::coap_tcp::{
     TcpHostError, TcpHostLimits, TcpPackageHost, TlsError, TlsIdentity,
 };
 use crate::packages::host::{PackageHost, PackageHostError};
+use crate::packages::qblock::{QBlockParams, QBlockServer};
 use crate::server::registration::block1::Block1Limits;
 use crate::server::registration::store::{InMemoryStore, RegistrationStore};
 use crate::server::security::store::{psk_lookup, InMemorySecurityStore, SecurityStore};
@@ -56,6 +57,9 @@ pub struct ShimConfig {
     pub package_dir: PathBuf,
     /// Block size for Block1 pushes and the package host's Block2 (16..=1024).
     pub block_size: usize,
+    /// Q-Block2 (RFC 9177) for devices that ask with it: bursts of MAX_PAYLOADS blocks per
+    /// round trip. `None` serves them plain Block2, as hosts without Q-Block2 do.
+    pub qblock: Option<QBlockParams>,
     /// Default per-exchange request timeout when the REST call gives none (Leshan: 5 s).
     pub default_timeout: Duration,
     /// CoAP retransmission parameters.
@@ -109,6 +113,7 @@ impl Default for ShimConfig {
             http_limits: HttpLimits::default(),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
+            qblock: Some(QBlockParams::default()),
             default_timeout: Duration::from_secs(5),
             timing: CoapTiming::default(),
             expiry_check: Duration::from_secs(1),
@@ -191,11 +196,13 @@ impl ShimConfig {
 }
 
 /// Routes the requests devices send to the shim: `/rd` to the registration interface, `/fw`
-/// to the package host.
+/// to the package host (Q-Block2 requests to its Q-Block2 face when enabled).
 struct CoapRouter {
     shim: std::sync::Weak<Shim>,
     /// Whether this router serves the coaps endpoint.
     secure: bool,
+    /// The Q-Block2 transfers of this router's endpoint.
+    qblock: Option<Arc<QBlockServer>>,
 }
 
 impl RequestHandler for CoapRouter {
@@ -214,6 +221,19 @@ impl RequestHandler for CoapRouter {
             ),
             _ => response(ResponseType::NotFound),
         }
+    }
+
+    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
+        if let (Some(qblock), Some(shim)) = (&self.qblock, self.shim.upgrade()) {
+            let path = uri_path(request);
+            if path.first().map(String::as_str) == Some(PACKAGE_PATH) {
+                let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
+                if let Some(burst) = qblock.handle(&shim.packages, request, &path, max_szx, peer) {
+                    return burst;
+                }
+            }
+        }
+        (self.handle(request, peer), Vec::new())
     }
 }
 
@@ -343,23 +363,28 @@ pub async fn start_with_stores(
     let shim = Arc::new(Shim::new(
         store,
         security.clone(),
-        packages,
+        packages.clone(),
         config.server_settings(),
     ));
     let jobs = Arc::new(JobRegistry::new(config.max_active_jobs));
+    // Each endpoint's Q-Block2 transfers, whose unasked sets go out through that endpoint.
+    let mut qblock_timers = Vec::new();
     let router = |secure| {
         Arc::new(CoapRouter {
             shim: Arc::downgrade(&shim),
             secure,
+            qblock: config.qblock.map(|p| Arc::new(QBlockServer::new(p))),
         })
     };
     let mut endpoints = Vec::new();
     let mut coap_addr = None;
     if let Some(addr) = config.coap_addr {
         let bind = |e| StartError::Bind("coap", addr, e);
-        let coap = CoapEndpoint::bind(addr, config.timing, router(false))
+        let router = router(false);
+        let coap = CoapEndpoint::bind(addr, config.timing, router.clone())
             .await
             .map_err(bind)?;
+        qblock_timers.extend(router.qblock.clone().map(|q| (q, coap.clone())));
         coap_addr = Some(coap.local_addr().map_err(bind)?);
         shim.attach(coap.clone());
         endpoints.push(coap);
@@ -376,11 +401,13 @@ pub async fn start_with_stores(
         let socket = DtlsSocket::bind(addr, ctx, config.dtls_limits)
             .await
             .map_err(bind)?;
+        let router = router(true);
         let coaps = CoapEndpoint::over(
             Transport::Dtls(Box::new(socket)),
             config.timing,
-            router(true),
+            router.clone(),
         );
+        qblock_timers.extend(router.qblock.clone().map(|q| (q, coaps.clone())));
         coaps_addr = Some(coaps.local_addr().map_err(bind)?);
         shim.attach(coaps.clone());
         endpoints.push(coaps);
@@ -423,6 +450,9 @@ pub async fn start_with_stores(
         api,
         config.http_limits,
     )));
+    for (qblock, endpoint) in qblock_timers {
+        tasks.push(tokio::spawn(qblock.run(endpoint, packages.clone())));
+    }
     for endpoint in endpoints {
         tasks.push(tokio::spawn(async move {
             if let Err(e) = endpoint.run().await {

@@ -14,7 +14,7 @@
 //! | [`api`] | the REST API: HTTP plumbing, routes, Leshan response shapes, the event stream (Leshan JSON and SSE framing of every event), the client, firmware, security and package endpoints (the package host's HTTP face lives here because it is made of the API's HTTP plumbing) |
 //! | [`firmware`] | firmware jobs and their events, and campaigns |
 //! | [`server`] | the server core: the shared state ([`server::shim::Shim`]), typed events, requests to a registered device, observations, `registration/` (the `/rd` interface, its store, object links, binding modes, Block1 reassembly) and `security/` (the security store and the `/rd` authorizer) |
-//! | [`packages`] | the package host, its CoAP face (Block2 `GET /fw/{name}`) and the signed test packages |
+//! | [`packages`] | the package host, its CoAP faces (Block2 `GET /fw/{name}`, RFC 9177 Q-Block2 bursts) and the signed test packages |
 //! | [`coap`], [`content`] | CoAP transports (endpoint, message helpers, UDP or DTLS, the DTLS socket); codec glue over the client crate's codecs, object models, Leshan's JSON nodes |
 //!
 //! Imports point one way, down this table: cli -> app -> conformance -> api -> firmware ->
@@ -36,7 +36,8 @@
 //! /api/packages/{name}`, `GET /api/packages`, `GET /fw/{name}` with `Range`, and firmware jobs
 //! (`POST /api/clients/{ep}/firmware`, `GET /api/jobs[/{id}]`, FIRMWARE events; see
 //! [`api::firmware`] and [`firmware::campaign`]). CoAP surface:
-//! `/rd` (registration interface) and `GET /fw/{name}` (Block2 package host), over coaps (DTLS 1.2,
+//! `/rd` (registration interface) and `GET /fw/{name}` (package host: Block2, or Q-Block2 bursts
+//! for devices that ask with it), over coaps (DTLS 1.2,
 //! on by default, see [`coap::dtls_socket`]: PSK identities from [`server::security::store`], managed through
 //! `GET|PUT /api/security/clients` and `DELETE /api/security/clients/{ep}`, and optionally
 //! certificates from a CA, registering as their CN) and, only when configured, plain coap.

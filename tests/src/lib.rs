@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace-level tests: where the shared reference folder is, the
 //! in-process end-to-end harness, real peer processes (our binaries, Eclipse Leshan), a
-//! Leshan-style REST client and a fault-injecting UDP relay for loopback network tests.
+//! Leshan-style REST client, a fault-injecting UDP relay and a delaying TCP relay for loopback
+//! network tests.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ pub mod process;
 pub mod relay;
 pub mod rest;
 pub mod serve;
+pub mod tcp_relay;
 
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {

@@ -161,6 +161,38 @@ pub fn wait_udp_bound(port: u16, limit: Duration) {
     }
 }
 
+/// Waits until a CoAP server answers on loopback `port` (a CoAP ping: an empty CON gets a
+/// RST); panics after 15 s.
+pub fn wait_for_coap(port: u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let _ = s.send_to(&[0x40, 0x00, 0x12, 0x34], ("127.0.0.1", port));
+        if s.recv(&mut [0u8; 64]).is_ok() {
+            return;
+        }
+    }
+    panic!("CoAP server on port {port} did not come up");
+}
+
+/// aiocoap's file server (PyPI `aiocoap`) serving `dir` over CoAP with Block2 on loopback
+/// `port`, answering once this returns; it logs to `dir/.aiocoap.log` (gone with `dir`).
+pub fn aiocoap_fileserver(dir: &Path, port: u16) -> LoggedChild {
+    let mut cmd = Command::new("aiocoap-fileserver");
+    cmd.arg("--bind").arg(format!("127.0.0.1:{port}")).arg(dir);
+    let log = dir.join(".aiocoap.log");
+    let server = LoggedChild::spawn(
+        "aiocoap-fileserver (pip install aiocoap)",
+        &mut cmd,
+        log,
+        false,
+    );
+    wait_for_coap(port);
+    server
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

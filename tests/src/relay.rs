@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,10 @@ pub struct Faults {
 pub struct RelayStats {
     /// Datagrams received from either side.
     pub received: AtomicU64,
+    /// Datagrams the client sent (received from it, whether forwarded or dropped).
+    pub from_client: AtomicU64,
+    /// Datagrams the server sent.
+    pub from_server: AtomicU64,
     /// Datagrams dropped on purpose (loss or a cut link).
     pub dropped: AtomicU64,
     /// Extra copies sent.
@@ -147,20 +151,40 @@ fn run(
     faults: Faults,
     stop: &AtomicBool,
     cut: &AtomicBool,
-    stats: &RelayStats,
+    stats: &Arc<RelayStats>,
     origin: Instant,
 ) {
+    // Datagrams go out from a thread of their own that waits exactly until the next one is
+    // due: a socket read timeout is rounded up to the kernel's tick (4 ms here), which would
+    // add that much to every delayed datagram.
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let sender = match socket.try_clone() {
+        Ok(out) => {
+            let stats = stats.clone();
+            std::thread::spawn(move || send_when_due(&out, &rx, &stats, origin))
+        }
+        Err(_) => return,
+    };
+    // Without a delay a datagram goes out at once from this thread, as it always did.
+    let pass = |p: Pending| {
+        if faults.delay.is_zero() {
+            forward(&socket, &p, stats, origin);
+        } else {
+            let _ = tx.send(p);
+        }
+    };
     let mut rng = Rng(faults.seed | 1);
     let mut client: Option<SocketAddr> = None;
-    let mut queue: Vec<Pending> = Vec::new();
     let mut held: Option<Pending> = None;
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::SeqCst) {
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
             stats.received.fetch_add(1, Ordering::Relaxed);
             let to = if from == server {
+                stats.from_server.fetch_add(1, Ordering::Relaxed);
                 client
             } else {
+                stats.from_client.fetch_add(1, Ordering::Relaxed);
                 client = Some(from);
                 Some(server)
             };
@@ -182,7 +206,7 @@ fn run(
                     };
                     if rng.chance(faults.duplicate) {
                         stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                        queue.push(Pending {
+                        pass(Pending {
                             due: p.due,
                             to,
                             bytes: p.bytes.clone(),
@@ -196,11 +220,11 @@ fn run(
                             ..p
                         });
                     } else {
-                        queue.push(p);
+                        pass(p);
                         // The held datagram goes out after the one that overtook it.
                         if let Some(mut h) = held.take() {
                             h.due = Instant::now() + faults.delay;
-                            queue.push(h);
+                            pass(h);
                         }
                     }
                 }
@@ -209,27 +233,55 @@ fn run(
                 }
             }
         }
-        let now = Instant::now();
-        if held.as_ref().is_some_and(|h| h.due <= now) {
-            queue.extend(held.take());
+        if held.as_ref().is_some_and(|h| h.due <= Instant::now()) {
+            if let Some(h) = held.take() {
+                pass(h);
+            }
         }
+    }
+    drop(tx);
+    let _ = sender.join();
+}
+
+/// Sends `p` now and counts it.
+fn forward(socket: &UdpSocket, p: &Pending, stats: &RelayStats, origin: Instant) {
+    stats.forwarded.fetch_add(1, Ordering::Relaxed);
+    let ns = origin.elapsed().as_nanos() as u64;
+    let _ =
+        stats
+            .first_forward_ns
+            .compare_exchange(0, ns.max(1), Ordering::SeqCst, Ordering::SeqCst);
+    stats.last_forward_ns.store(ns, Ordering::SeqCst);
+    let _ = socket.send_to(&p.bytes, p.to);
+}
+
+/// Sends each datagram from `rx` when it is due, in the order received among those due
+/// together; returns when the receiving side is gone.
+fn send_when_due(
+    socket: &UdpSocket,
+    rx: &mpsc::Receiver<Pending>,
+    stats: &RelayStats,
+    origin: Instant,
+) {
+    let mut queue: Vec<Pending> = Vec::new();
+    loop {
+        let now = Instant::now();
         let mut i = 0;
         while i < queue.len() {
             if queue[i].due <= now {
-                let p = queue.remove(i);
-                stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                let ns = origin.elapsed().as_nanos() as u64;
-                let _ = stats.first_forward_ns.compare_exchange(
-                    0,
-                    ns.max(1),
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-                stats.last_forward_ns.store(ns, Ordering::SeqCst);
-                let _ = socket.send_to(&p.bytes, p.to);
+                forward(socket, &queue.remove(i), stats, origin);
             } else {
                 i += 1;
             }
+        }
+        let next = match queue.iter().map(|p| p.due).min() {
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match next {
+            Ok(p) => queue.push(p),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -313,6 +365,38 @@ mod tests {
         assert!(got.len() > 50, "duplicates expected, got {}", got.len());
         assert!(got.windows(2).any(|w| w[1] < w[0]), "reordering expected");
         assert!(relay.stats().reordered.load(Ordering::Relaxed) > 0);
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn delay_is_kept_to_a_fraction_of_a_millisecond() {
+        let (server, stop, t) = echo_server();
+        let delay = Duration::from_millis(25);
+        let faults = Faults {
+            delay,
+            ..Faults::default()
+        };
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rtts: Vec<Duration> = (0..41)
+            .map(|i| {
+                let t0 = Instant::now();
+                c.send_to(&[i as u8; 100], relay.addr()).unwrap();
+                c.recv(&mut [0u8; 200]).unwrap();
+                t0.elapsed()
+            })
+            .collect();
+        rtts.sort();
+        // Two hops of 25 ms. A relay that sends when its socket read times out adds up to a
+        // kernel tick (4-8 ms) per hop to every datagram; load on a shared machine delays
+        // some round trips, so the lower quartile is what is compared.
+        let quartile = rtts[rtts.len() / 4];
+        assert!(
+            quartile >= 2 * delay && quartile < 2 * delay + Duration::from_millis(3),
+            "lower quartile of the round trips {quartile:?}: {rtts:?}"
+        );
         stop.store(true, Ordering::SeqCst);
         t.join().unwrap();
     }

@@ -5,12 +5,12 @@
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{MemSink, Resume};
+use tests::process::{aiocoap_fileserver, free_udp_port, wait_for_coap};
 
 struct Peer(Child);
 
@@ -32,29 +32,6 @@ fn image(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until a CoAP server answers on `port` (a ping: an empty CON gets a RST).
-fn wait_for_coap(port: u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let _ = s.send_to(&[0x40, 0x00, 0x12, 0x34], ("127.0.0.1", port));
-        if s.recv(&mut [0u8; 64]).is_ok() {
-            return;
-        }
-    }
-    panic!("CoAP server on port {port} did not come up");
-}
-
 fn fast_tx() -> TxParams {
     TxParams {
         ack_timeout_ms: 500,
@@ -69,23 +46,14 @@ async fn pull_from_aiocoap_fileserver_then_resume_with_its_etag() {
     let body = image(300 * 1024 + 77);
     std::fs::write(dir.join("fw.suit"), &body).unwrap();
     let port = free_udp_port();
-    let _server = Peer(
-        Command::new("aiocoap-fileserver")
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiocoap-fileserver (pip install aiocoap) must be installed"),
-    );
-    wait_for_coap(port);
+    let _server = aiocoap_fileserver(&dir, port);
     let uri = format!("coap://127.0.0.1:{port}/fw.suit");
     let config = CoapPullConfig {
         block_size: 1024,
         tx: fast_tx(),
         max_size: 1 << 20,
         dtls: None,
+        qblock: None,
     };
     let mut sink = MemSink::default();
     let done = fetch(&uri, None, &config, &mut sink).await.expect("pull");
@@ -186,6 +154,7 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
         tx: fast_tx(),
         max_size: 1 << 20,
         dtls: Some(ctx),
+        qblock: None,
     };
     let mut sink = MemSink::default();
     let uri = format!("coaps://127.0.0.1:{}/fw", port + 1);

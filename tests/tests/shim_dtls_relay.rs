@@ -61,6 +61,7 @@ async fn coaps_handshake_and_download_survive_20_percent_loss() {
         },
         max_size: 1 << 20,
         dtls: Some(ctx),
+        qblock: None,
     };
     let mut sink = MemSink::default();
     let uri = format!("coaps://{}/fw/fw.bin", relay.addr());

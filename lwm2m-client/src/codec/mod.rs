@@ -17,6 +17,7 @@ pub mod message_format;
 pub mod node;
 pub mod opaque_stream;
 pub mod path;
+pub mod qblock;
 pub mod senml;
 pub mod text;
 pub mod tlv;

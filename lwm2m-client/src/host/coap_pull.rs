@@ -1,4 +1,5 @@
-//! Drives a [`Block2Pull`] over a real UDP socket (tokio), through DTLS for coaps://.
+//! Drives a [`QBlock2Pull`] (Q-Block2 or Block2) over a real UDP socket (tokio), through DTLS
+//! for coaps://.
 //!
 //! The pull uses its own ephemeral socket, separate from the LwM2M server's, so a package host
 //! elsewhere than the server works and a slow download never delays registration updates.
@@ -15,7 +16,8 @@ use crate::coap::TxParams;
 use crate::host::dtls::DtlsContext;
 use crate::host::dtls_udp::DtlsUdp;
 use crate::host::runtime::{default_local, ForeignDatagrams};
-use crate::pull::coap::{Block2Pull, CoapUri, Pulled};
+use crate::pull::coap::{CoapUri, Pulled};
+use crate::pull::qblock::{QBlock2Pull, QBlockParams};
 use crate::pull::{PackageSink, PullError, Resume};
 
 /// How a CoAP pull is made.
@@ -29,6 +31,9 @@ pub struct CoapPullConfig {
     pub max_size: u64,
     /// DTLS context for coaps:// URIs (PSK or certificate); `None` refuses coaps://.
     pub dtls: Option<DtlsContext>,
+    /// Ask with Q-Block2 (RFC 9177) and these parameters, falling back to Block2 when the
+    /// host does not answer with it; `None` pulls with Block2 only.
+    pub qblock: Option<QBlockParams>,
 }
 
 /// Transport below the pull: plain UDP, or a DTLS association on the same socket.
@@ -107,11 +112,12 @@ pub async fn fetch_counting(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(peer.port());
-    let mut pull = Block2Pull::new(
+    let mut pull = QBlock2Pull::new(
         uri,
         resume,
         config.block_size,
         config.tx,
+        config.qblock,
         seed,
         config.max_size,
     );

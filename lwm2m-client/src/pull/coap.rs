@@ -163,12 +163,6 @@ pub struct Block2Pull {
     acks: VecDeque<Vec<u8>>,
 }
 
-/// How long to wait for a separate response after the server's empty ACK (MAX_TRANSMIT_WAIT).
-fn max_transmit_wait(tx: &TxParams) -> u64 {
-    let factor = tx.ack_timeout_ms * tx.ack_random_factor_milli / 1000;
-    factor * ((1u64 << (tx.max_retransmit + 1)) - 1)
-}
-
 impl Block2Pull {
     /// Prepares a pull of `uri` with blocks of `block_size` bytes (rounded down to a power of
     /// two in 16..=1024). With `resume`, the first request asks for the block holding the
@@ -185,13 +179,7 @@ impl Block2Pull {
         let mut rng = Rng::new(seed);
         let next_mid = rng.next_u64() as u16;
         let bs = 1u64 << (szx + 4);
-        let (offset, resume_etag) = match resume {
-            Some(Resume {
-                offset,
-                etag: Some(e),
-            }) if *offset > 0 => (offset / bs * bs, Some(e.clone())),
-            _ => (0, None),
-        };
+        let (offset, resume_etag) = Resume::block_start(resume, bs);
         let mut pull = Block2Pull {
             uri,
             szx,
@@ -327,7 +315,7 @@ impl Block2Pull {
             }
             (MessageType::Acknowledgement, MessageClass::Empty) if mine_by_mid => {
                 out.acked = true;
-                out.deadline_ms = now_ms + max_transmit_wait(&self.tx);
+                out.deadline_ms = now_ms + self.tx.max_transmit_wait_ms();
                 return Ok(None);
             }
             (MessageType::Confirmable, _) => {

@@ -15,6 +15,7 @@ pub mod coap;
 pub mod coap_tcp;
 #[cfg(any(test, feature = "sim"))]
 mod mem_sink;
+pub mod qblock;
 
 #[cfg(any(test, feature = "sim"))]
 pub use mem_sink::MemSink;
@@ -48,6 +49,21 @@ pub struct Resume {
     pub etag: Option<Vec<u8>>,
 }
 
+impl Resume {
+    /// Where a block-wise transfer with `block_size`-byte blocks resumes `resume`: the
+    /// persisted offset rounded down to a block boundary and the ETag the host must still
+    /// have; `(0, None)` when there is nothing to resume or no ETag to check it against.
+    pub fn block_start(resume: Option<&Resume>, block_size: u64) -> (u64, Option<Vec<u8>>) {
+        match resume {
+            Some(Resume {
+                offset,
+                etag: Some(e),
+            }) if *offset > 0 => (offset / block_size * block_size, Some(e.clone())),
+            _ => (0, None),
+        }
+    }
+}
+
 /// How a pull ended in error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PullError {
@@ -63,6 +79,9 @@ pub enum PullError {
     TooLarge,
     /// The sink refused the bytes (verification, flash): its result is reported.
     Sink(UpdateResult),
+    /// The host kept serving different versions of the package within one download
+    /// (Update Result 5): no consistent package can be assembled.
+    Inconsistent(String),
 }
 
 impl PullError {
@@ -74,6 +93,7 @@ impl PullError {
             PullError::ConnectionLost(_) => UpdateResult::ConnectionLost,
             PullError::TooLarge => UpdateResult::NotEnoughFlash,
             PullError::Sink(r) => *r,
+            PullError::Inconsistent(_) => UpdateResult::IntegrityFailure,
         }
     }
 }
@@ -93,6 +113,7 @@ impl fmt::Display for PullError {
             PullError::ConnectionLost(e) => write!(f, "connection lost during download: {e}"),
             PullError::TooLarge => f.write_str("package larger than the candidate slot"),
             PullError::Sink(r) => write!(f, "package refused: update result {r}"),
+            PullError::Inconsistent(e) => write!(f, "inconsistent package: {e}"),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::host::{coap_pull, http_pull, tcp_pull};
 use crate::objects::security::SecurityMode;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
+use crate::pull::qblock::QBlockParams;
 use crate::pull::{PullError, Resume};
 use crate::sim::firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
@@ -137,6 +138,11 @@ pub struct DeviceOptions {
     /// store (as for https://), e.g. the certificate a shim generated for its coaps+tcp host.
     #[arg(long, value_name = "PEM")]
     pub pull_ca: Option<PathBuf>,
+    /// Pull coap:// and coaps:// packages with Q-Block2 (RFC 9177): bursts of 10 blocks per
+    /// round trip instead of one, falling back to Block2 when the host does not support it.
+    /// Its timers follow --pull-ack-timeout-ms (NON_RECEIVE_TIMEOUT = 2 x ACK_TIMEOUT).
+    #[arg(long)]
+    pub pull_qblock: bool,
     /// Keep flash and key-value store in memory and use a fresh factory key per process,
     /// shared by its in-memory devices (nothing is written to --state-dir, nothing survives
     /// the process): for fleets of thousands of devices in one process, e.g. the fleet
@@ -438,16 +444,30 @@ enum Next {
     PowerLost,
 }
 
+/// How one pull talks to its package host, owned by the pull's task.
+struct PullTransport {
+    block_size: usize,
+    tx: TxParams,
+    qblock: Option<QBlockParams>,
+    dtls: Option<DtlsContext>,
+    foreign: ForeignDatagrams,
+    ca_pem: Option<Vec<u8>>,
+}
+
 /// Runs one pull of `job` into Object 5; yields the job and its outcome.
 async fn pull(
     fw: FirmwareUpdate<SimFirmware>,
     job: PullJob,
-    block_size: usize,
-    tx: TxParams,
-    dtls: Option<DtlsContext>,
-    foreign: ForeignDatagrams,
-    ca_pem: Option<Vec<u8>>,
+    transport: PullTransport,
 ) -> (PullJob, Result<(), PullError>) {
+    let PullTransport {
+        block_size,
+        tx,
+        qblock,
+        dtls,
+        foreign,
+        ca_pem,
+    } = transport;
     let capacity = fw
         .with_backend(|b| b.capacity())
         .map_or(u64::MAX, u64::from);
@@ -489,6 +509,7 @@ async fn pull(
                 tx,
                 max_size,
                 dtls,
+                qblock,
             };
             coap_pull::fetch_counting(&job.uri, resume.as_ref(), &config, &mut sink, &foreign)
                 .await
@@ -520,15 +541,19 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
             ..TxParams::default()
         };
         let dtls = env.dtls.cloned();
-        let pull = pull(
-            fw.clone(),
-            job,
-            env.args.pull_block_size,
+        let qblock = env
+            .args
+            .pull_qblock
+            .then(|| QBlockParams::scaled(tx.ack_timeout_ms));
+        let transport = PullTransport {
+            block_size: env.args.pull_block_size,
             tx,
+            qblock,
             dtls,
-            env.foreign.clone(),
-            env.ca_pem.map(<[u8]>::to_vec),
-        );
+            foreign: env.foreign.clone(),
+            ca_pem: env.ca_pem.map(<[u8]>::to_vec),
+        };
+        let pull = pull(fw.clone(), job, transport);
         tasks.spawn(async move {
             let (job, outcome) = pull.await;
             Job::Pulled(job, outcome)

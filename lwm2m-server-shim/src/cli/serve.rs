@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Block size in bytes for Block1 pushes and Block2 package downloads (16..=1024).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(16..=1024))]
     block_size: u16,
+    /// Serve package downloads with Block2 only, ignoring RFC 9177 Q-Block2 requests (by
+    /// default a device asking with Q-Block2 gets bursts of 10 blocks per round trip).
+    #[arg(long)]
+    no_qblock: bool,
     /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
     /// block-wise transfer restarts it.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -225,6 +229,7 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
         },
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
+        qblock: (!args.no_qblock).then(Default::default),
         default_timeout: Duration::from_secs(args.timeout),
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
@@ -234,4 +239,28 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
         ..ShimConfig::default()
     };
     Ok((config, security))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> ShimConfig {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .expect("arguments parse");
+        configure(cli.serve).expect("configuration").0
+    }
+
+    #[test]
+    fn q_block2_is_served_unless_turned_off() {
+        assert!(config(&[]).qblock.is_some());
+        assert!(config(&["--no-qblock"]).qblock.is_none());
+    }
 }

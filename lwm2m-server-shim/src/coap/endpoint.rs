@@ -86,6 +86,12 @@ pub trait RequestHandler: Send + Sync {
     /// Builds the response for `request` from `peer`. Only code, options and payload of the
     /// returned packet matter: the endpoint sets type, message id and token.
     fn handle(&self, request: &Packet, peer: SocketAddr) -> Packet;
+
+    /// The response and more responses to send right after it, each a NON message with the
+    /// request's token (the rest of an RFC 9177 §4.4 Q-Block2 burst). By default none.
+    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
+        (self.handle(request, peer), Vec::new())
+    }
 }
 
 enum PendingEvent {
@@ -405,7 +411,7 @@ impl CoapEndpoint {
         if self.replay_duplicate(mid, request.get_token(), peer).await {
             return;
         }
-        let mut response = self.inner.handler.handle(&request, peer);
+        let (mut response, more) = self.inner.handler.handle_burst(&request, peer);
         if request.header.get_type() == MessageType::Confirmable {
             response.header.set_type(MessageType::Acknowledgement);
             response.header.message_id = mid;
@@ -442,6 +448,21 @@ impl CoapEndpoint {
             self.remember(mid, request.get_token(), peer, Some(bytes.clone()));
         }
         self.send_bytes(&bytes, peer).await;
+        for p in more {
+            self.send_non(p, request.get_token(), peer).await;
+        }
+    }
+
+    /// Sends `response` to `peer` as a NON message with a new message id and `token` (the
+    /// rest of a Q-Block2 burst, or a set the package host sends unasked).
+    pub async fn send_non(&self, mut response: Packet, token: &[u8], peer: SocketAddr) {
+        response.header.set_type(MessageType::NonConfirmable);
+        response.header.message_id = self.next_message_id();
+        response.set_token(token.to_vec());
+        match response.to_bytes() {
+            Ok(bytes) => self.send_bytes(&bytes, peer).await,
+            Err(e) => tracing::warn!(%peer, error = ?e, "NON response does not encode"),
+        }
     }
 
     async fn on_response(&self, response: Packet, peer: SocketAddr) {

@@ -25,15 +25,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
     // Size, ETag and bytes of one version of the package.
     let snapshot = match host.snapshot(name) {
         Ok(s) => s,
-        Err(
-            PackageHostError::NotFound
-            | PackageHostError::BadName
-            | PackageHostError::NameTooLong(_),
-        ) => return response(ResponseType::NotFound),
-        Err(e) => {
-            tracing::warn!(error = %e, "package host");
-            return response(ResponseType::InternalServerError);
-        }
+        Err(e) => return error_response(&e),
     };
     let info = &snapshot.info;
     let requested = match request
@@ -78,6 +70,20 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
     );
     resp.payload = data;
     resp
+}
+
+/// The answer to a package that cannot be served: 4.04 for a missing or unusable name, 5.00
+/// (logged) when the store failed.
+pub(crate) fn error_response(e: &PackageHostError) -> Packet {
+    match e {
+        PackageHostError::NotFound
+        | PackageHostError::BadName
+        | PackageHostError::NameTooLong(_) => response(ResponseType::NotFound),
+        e => {
+            tracing::warn!(error = %e, "package host");
+            response(ResponseType::InternalServerError)
+        }
+    }
 }
 
 #[cfg(test)]
