@@ -9,7 +9,7 @@
 //! to 0xFF plus one byte with only some bits set. From then on every operation, reads included,
 //! fails with [`SimFlashError::PowerLost`] until [`SimFlash::power_on`] — a power loss ends the
 //! running firmware as on hardware. With a file backing, every change is written through (to
-//! a shared mapping of the file, see [`crate::mapped`]), so a new process is a reboot.
+//! a shared `mmap` of the file), so a new process is a reboot.
 
 use std::fmt;
 use std::fs::OpenOptions;
