@@ -22,6 +22,7 @@ pub mod damage;
 pub mod device;
 pub mod floor;
 pub mod image;
+mod mapped;
 pub mod sim_flash;
 pub mod sim_services;
 

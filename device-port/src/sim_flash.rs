@@ -8,14 +8,16 @@
 //! one byte with only some bits cleared, and an interrupted erase sets a prefix of the sector
 //! to 0xFF plus one byte with only some bits set. From then on every operation, reads included,
 //! fails with [`SimFlashError::PowerLost`] until [`SimFlash::power_on`] — a power loss ends the
-//! running firmware as on hardware. With a file backing, every change is written through, so a
-//! new process is a reboot.
+//! running firmware as on hardware. With a file backing, every change is written through (to
+//! a shared `mmap` of the file), so a new process is a reboot.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use crate::mapped::MappedFile;
 
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -148,7 +150,8 @@ pub struct SimFlash<const ERASE: usize = 4096, const WRITE: usize = 4> {
     cut: Option<PowerCut>,
     powered: bool,
     last_cut: Option<CutOperation>,
-    backing: Option<(File, File)>,
+    /// The flash file and its erase counters, mapped (`None` in memory, or for zero sectors).
+    backing: Option<(MappedFile, MappedFile)>,
 }
 
 impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
@@ -201,7 +204,13 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
             wear.set_len(0)?;
             wear.write_all_at(&counters, 0)?;
         }
-        flash.backing = Some((file, wear));
+        // Both files have their full length now, written (no holes), so the mappings cover them.
+        if sectors > 0 {
+            flash.backing = Some((
+                MappedFile::new(file, flash.data.len())?,
+                MappedFile::new(wear, counters.len())?,
+            ));
+        }
         Ok(flash)
     }
 
@@ -289,16 +298,16 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
         (x % n.max(1) as u64) as usize
     }
 
-    fn persist(&self, from: usize, to: usize) -> Result<(), SimFlashError> {
-        if let (Some((file, _)), Some(bytes)) = (&self.backing, self.data.get(from..to)) {
-            file.write_all_at(bytes, from as u64)?;
+    fn persist(&mut self, from: usize, to: usize) -> Result<(), SimFlashError> {
+        if let (Some((file, _)), Some(bytes)) = (&mut self.backing, self.data.get(from..to)) {
+            file.write_at(from, bytes)?;
         }
         Ok(())
     }
 
-    fn persist_wear(&self, sector: usize) -> Result<(), SimFlashError> {
-        if let (Some((_, wear)), Some(count)) = (&self.backing, self.erases.get(sector)) {
-            wear.write_all_at(&count.to_le_bytes(), sector as u64 * 4)?;
+    fn persist_wear(&mut self, sector: usize) -> Result<(), SimFlashError> {
+        if let (Some((_, wear)), Some(count)) = (&mut self.backing, self.erases.get(sector)) {
+            wear.write_at(sector * 4, &count.to_le_bytes())?;
         }
         Ok(())
     }

@@ -6,6 +6,10 @@
 //! 2. A 1 MiB Block2 pull of the same package from the shim's package host by libcoap's
 //!    `coap-client-openssl`, over coaps and over plain coap. Ratio coaps time / coap time.
 //!
+//! Both comparisons run in alternating rounds (a block of handshakes with each server, a coap
+//! pull then a coaps pull) and report the median of the per-round ratios: on a shared machine
+//! the load changes within seconds, and two long back-to-back blocks measured that drift.
+//!
 //! Run: `cargo bench -p lwm2m-server-shim --bench dtls`
 
 use std::net::{SocketAddr, UdpSocket};
@@ -23,7 +27,9 @@ use lwm2m_server_shim::server::security::store::{
 
 const SIZE: usize = 1024 * 1024;
 const HANDSHAKES: usize = 300;
-const PULL_RUNS: usize = 3;
+/// Rounds the handshakes are split into, alternating between the two servers.
+const ROUNDS: usize = 10;
+const PULL_RUNS: usize = 5;
 const IDENTITY: &str = "bench-id";
 const KEY: &str = "bench-key-000001";
 
@@ -74,14 +80,49 @@ fn handshake(ctx: &DtlsContext, server: SocketAddr) -> Option<()> {
     Some(())
 }
 
-/// Handshakes per second, sequential on one client thread.
-fn handshake_rate(ctx: &DtlsContext, server: SocketAddr) -> Option<f64> {
-    handshake(ctx, server)?; // warm-up
+/// Seconds for `n` handshakes, sequential on one client thread.
+fn handshakes(ctx: &DtlsContext, server: SocketAddr, n: usize) -> Option<f64> {
     let start = Instant::now();
-    for _ in 0..HANDSHAKES {
+    for _ in 0..n {
         handshake(ctx, server)?;
     }
-    Some(HANDSHAKES as f64 / start.elapsed().as_secs_f64())
+    Some(start.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Handshake rates of the shim and of libcoap (`None` when libcoap failed) and the median of
+/// the per-round ratios shim / libcoap; rounds alternate which server goes first.
+fn handshake_rates(
+    ctx: &DtlsContext,
+    shim: SocketAddr,
+    peer: SocketAddr,
+) -> (f64, Option<(f64, f64)>) {
+    handshake(ctx, shim).expect("warm-up handshake with the shim");
+    let peer_ok = handshake(ctx, peer).is_some();
+    let per_round = HANDSHAKES / ROUNDS;
+    let (mut shim_s, mut peer_s, mut ratios) = (0.0, 0.0, Vec::new());
+    for round in 0..ROUNDS {
+        let time = |to: SocketAddr| handshakes(ctx, to, per_round);
+        let (s, p) = if round % 2 == 0 || !peer_ok {
+            let s = time(shim).expect("handshakes with the shim");
+            (s, peer_ok.then(|| time(peer)).flatten())
+        } else {
+            let p = time(peer);
+            (time(shim).expect("handshakes with the shim"), p)
+        };
+        shim_s += s;
+        if let Some(p) = p {
+            peer_s += p;
+            ratios.push(p / s);
+        }
+    }
+    let n = (per_round * ROUNDS) as f64;
+    let peer = (peer_ok && ratios.len() == ROUNDS).then(|| (n / peer_s, median(ratios)));
+    (n / shim_s, peer)
 }
 
 fn fetch(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Duration> {
@@ -103,12 +144,26 @@ fn fetch(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Durati
     (ok && std::fs::read(out).ok()? == expected).then_some(t)
 }
 
-fn median_fetch(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Duration> {
-    let mut times = (0..PULL_RUNS)
-        .map(|_| fetch(args, url, out, expected))
-        .collect::<Option<Vec<_>>>()?;
-    times.sort();
-    times.get(PULL_RUNS / 2).copied()
+/// Median coap and coaps pull times and the median of the per-pair ratios coaps / coap (each
+/// pair back to back).
+fn pull_pairs(coap: &str, coaps: &str, out: &Path, expected: &[u8]) -> (Duration, Duration, f64) {
+    let mut pairs = Vec::new();
+    for _ in 0..PULL_RUNS {
+        let plain = fetch(&[], coap, out, expected).expect("plain pull");
+        let secure = fetch(&["-u", IDENTITY, "-k", KEY], coaps, out, expected).expect("coaps pull");
+        pairs.push((plain, secure));
+    }
+    let ratio = median(
+        pairs
+            .iter()
+            .map(|(p, s)| s.as_secs_f64() / p.as_secs_f64())
+            .collect(),
+    );
+    let mut plain: Vec<Duration> = pairs.iter().map(|p| p.0).collect();
+    let mut secure: Vec<Duration> = pairs.iter().map(|p| p.1).collect();
+    plain.sort();
+    secure.sort();
+    (plain[PULL_RUNS / 2], secure[PULL_RUNS / 2], ratio)
 }
 
 fn free_port() -> u16 {
@@ -171,13 +226,16 @@ fn main() {
         key: KEY.as_bytes().to_vec(),
     })
     .expect("client ctx");
-    println!("DTLS 1.2 PSK-AES128-CCM8 full handshakes (cookie exchange), {HANDSHAKES} sequential clients:");
-    let shim_rate = handshake_rate(&ctx, coaps).expect("handshakes with the shim");
+    println!(
+        "DTLS 1.2 PSK-AES128-CCM8 full handshakes (cookie exchange), {HANDSHAKES} sequential \
+         clients per server in {ROUNDS} alternating rounds:"
+    );
+    let (shim_rate, peer) = handshake_rates(&ctx, coaps, libcoap_dtls);
     println!("  shim coaps listener     {shim_rate:8.1} handshakes/s");
-    match handshake_rate(&ctx, libcoap_dtls) {
-        Some(peer_rate) => {
+    match peer {
+        Some((peer_rate, ratio)) => {
             println!("  libcoap coap-server     {peer_rate:8.1} handshakes/s");
-            println!("  ratio shim / libcoap    {:8.2}", shim_rate / peer_rate);
+            println!("  ratio shim / libcoap    {ratio:8.2} (median of the rounds)");
         }
         None => println!("  libcoap coap-server     handshakes failed; no ratio"),
     }
@@ -191,25 +249,19 @@ fn main() {
         .unwrap_or_default();
     println!("  shim state after the run: {sessions:?}");
 
-    let plain =
-        median_fetch(&[], &format!("coap://{coap}/fw/pkg.bin"), &out, &image).expect("plain pull");
-    let secure = median_fetch(
-        &["-u", IDENTITY, "-k", KEY],
+    let (plain, secure, ratio) = pull_pairs(
+        &format!("coap://{coap}/fw/pkg.bin"),
         &format!("coaps://{coaps}/fw/pkg.bin"),
         &out,
         &image,
-    )
-    .expect("coaps pull");
-    println!("1 MiB Block2 pull (1024-byte blocks) by coap-client-openssl from the shim, median of {PULL_RUNS}:");
-    println!("  coap   {:8.1} ms", plain.as_secs_f64() * 1e3);
+    );
+    println!("1 MiB Block2 pull (1024-byte blocks) by coap-client-openssl from the shim, {PULL_RUNS} coap/coaps pairs:");
+    println!("  coap   {:8.1} ms (median)", plain.as_secs_f64() * 1e3);
     println!(
-        "  coaps  {:8.1} ms (handshake included)",
+        "  coaps  {:8.1} ms (median, handshake included)",
         secure.as_secs_f64() * 1e3
     );
-    println!(
-        "  ratio coaps / coap  {:.2}",
-        secure.as_secs_f64() / plain.as_secs_f64()
-    );
+    println!("  ratio coaps / coap  {ratio:.2} (median of the pairs)");
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }

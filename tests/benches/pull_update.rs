@@ -7,6 +7,7 @@
 //! Run: `cargo bench -p tests --bench pull_update`.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::sim::InThreadDevice;
@@ -62,6 +63,13 @@ fn main() {
         // until Downloaded is the final verification (flash re-read and digest).
         let t0 = Instant::now();
         h.write_uri(&ep, &uri);
+        // Leave the device alone while it downloads, as coap-client is left alone: each state
+        // poll is a REST request and two CoAP reads the device answers between blocks. One
+        // request and one response per block cross the relay, so polling starts with the last.
+        let blocks = pkg_len.div_ceil(1024);
+        wait("the last block", || {
+            relay.stats().forwarded.load(Ordering::Relaxed) >= 2 * blocks
+        });
         let mut downloaded = None;
         while downloaded.is_none() && t0.elapsed() < Duration::from_secs(120) {
             if h.state_result(&ep) == Some((2, 0)) {

@@ -134,18 +134,21 @@ pub async fn fetch_counting(
             .unwrap_or(Duration::from_secs(1));
         match tokio::time::timeout(wait, link.socket.recv_from(&mut buf)).await {
             Ok(Ok((n, from))) if from == link.peer => {
-                let datagrams = match &mut link.dtls {
-                    None => vec![buf[..n].to_vec()],
-                    Some(d) => d.handle(&buf[..n], from).map_err(lost)?,
-                };
-                for d in datagrams {
-                    if let Some(done) = pull.handle_datagram(&d, now_ms(), sink)? {
-                        // Acknowledge a final confirmable response before leaving.
-                        while let Some(a) = pull.poll_transmit(now_ms()) {
-                            link.send(&a).await?;
+                let done = match &mut link.dtls {
+                    None => deliver(&mut pull, &mut link, &buf[..n], sink, start).await?,
+                    Some(d) => {
+                        let mut done = None;
+                        for d in d.handle(&buf[..n], from).map_err(lost)? {
+                            done = deliver(&mut pull, &mut link, &d, sink, start).await?;
+                            if done.is_some() {
+                                break;
+                            }
                         }
-                        return Ok(done);
+                        done
                     }
+                };
+                if let Some(done) = done {
+                    return Ok(done);
                 }
             }
             Ok(Ok((n, from))) => foreign.drop_from(from, link.peer, n),
@@ -153,4 +156,24 @@ pub async fn fetch_counting(
             Err(_) => pull.handle_timeout(now_ms())?,
         }
     }
+}
+
+/// Feeds one datagram from the package host to `pull`, sends what it queued (the request for
+/// the next block, ACKs) and only then lets the sink store the block, so the sink's digest and
+/// flash work overlaps the next round trip instead of lengthening it.
+async fn deliver(
+    pull: &mut Block2Pull,
+    link: &mut Link,
+    datagram: &[u8],
+    sink: &mut dyn PackageSink,
+    start: Instant,
+) -> Result<Option<Pulled>, PullError> {
+    let now_ms = || start.elapsed().as_millis() as u64;
+    let done = pull.handle_datagram(datagram, now_ms(), sink)?;
+    // A final confirmable response is acknowledged here too, before the pull returns.
+    while let Some(d) = pull.poll_transmit(now_ms()) {
+        link.send(&d).await?;
+    }
+    pull.store(sink)?;
+    Ok(done)
 }

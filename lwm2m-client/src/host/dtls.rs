@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
+use object5::manifest::crypto::{HmacSha256, SoftwareSha256};
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
 use openssl::memcmp;
 use openssl::pkey::PKey;
 use openssl::rand::rand_bytes;
-use openssl::sign::Signer;
 use openssl::ssl::{
     ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSession,
     SslStream, SslVerifyMode,
@@ -41,6 +40,12 @@ const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8";
 
 /// Largest plaintext record we accept from a peer (DTLS caps records at 2^14 bytes).
 const MAX_RECORD: usize = 16 * 1024;
+
+thread_local! {
+    /// Where [`DtlsSession::handle_datagram`] decrypts into: one per thread rather than a zeroed
+    /// 16 KiB allocation per datagram (each block of a coaps pull is one).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; MAX_RECORD]);
+}
 
 /// Anything the DTLS layer can fail with.
 #[derive(Debug)]
@@ -144,30 +149,55 @@ fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsErro
 fn install_cookie_exchange(b: &mut SslContextBuilder) -> Result<(), DtlsError> {
     let mut secret = [0u8; 32];
     rand_bytes(&mut secret)?;
-    let key = PKey::hmac(&secret)?;
+    let key = Arc::new(CookieKey::new(&secret));
     let gen_key = key.clone();
     b.set_options(SslOptions::COOKIE_EXCHANGE);
     b.set_cookie_generate_cb(move |ssl, out| {
-        let mac = cookie_for(ssl, &gen_key)?;
+        let mac = gen_key.cookie(peer_of(ssl)?);
         let n = mac.len().min(out.len());
         out[..n].copy_from_slice(&mac[..n]);
         Ok(n)
     });
-    b.set_cookie_verify_cb(move |ssl, cookie| match cookie_for(ssl, &key) {
-        Ok(mac) => mac.len() == cookie.len() && memcmp::eq(&mac, cookie),
+    b.set_cookie_verify_cb(move |ssl, cookie| match peer_of(ssl) {
+        Ok(peer) => memcmp_eq_len(&key.cookie(peer), cookie),
         Err(_) => false,
     });
     Ok(())
 }
 
-fn cookie_for(ssl: &SslRef, key: &PKey<openssl::pkey::Private>) -> Result<Vec<u8>, ErrorStack> {
-    let peer = ssl
-        .ex_data(peer_index()?)
-        .map(|a: &SocketAddr| a.to_string())
-        .unwrap_or_default();
-    let mut signer = Signer::new(MessageDigest::sha256(), key)?;
-    signer.update(peer.as_bytes())?;
-    signer.sign_to_vec()
+/// Constant-time comparison of a computed cookie with the one the client returned.
+fn memcmp_eq_len(mac: &[u8], cookie: &[u8]) -> bool {
+    mac.len() == cookie.len() && memcmp::eq(mac, cookie)
+}
+
+/// The cookie key as an HMAC keyed once (RFC 2104's inner state after key XOR ipad), so a
+/// cookie costs a few SHA-256 blocks. Every ClientHello of a handshake storm needs one
+/// (RFC 6347 §4.2.1) and its check another; an OpenSSL `EVP_PKEY` HMAC signer set up per call
+/// cost more than the rest of the first flight.
+struct CookieKey(HmacSha256<SoftwareSha256>);
+
+impl CookieKey {
+    fn new(secret: &[u8; 32]) -> Self {
+        Self(HmacSha256::new(secret, SoftwareSha256::default))
+    }
+
+    /// HMAC-SHA256(secret, address bytes || port).
+    fn cookie(&self, peer: SocketAddr) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        match peer.ip() {
+            std::net::IpAddr::V4(a) => mac.update(&a.octets()),
+            std::net::IpAddr::V6(a) => mac.update(&a.octets()),
+        }
+        mac.update(&peer.port().to_be_bytes());
+        mac.finish(SoftwareSha256::default())
+    }
+}
+
+/// The peer address a server session was created for (see [`DtlsSession::server`]).
+fn peer_of(ssl: &SslRef) -> Result<SocketAddr, ErrorStack> {
+    ssl.ex_data(peer_index()?)
+        .copied()
+        .ok_or_else(ErrorStack::get)
 }
 
 /// The ex-data slot that carries a server session's peer address to the cookie callbacks.
@@ -377,18 +407,35 @@ impl DtlsSession {
         if !self.established {
             return Ok(out);
         }
-        let mut buf = vec![0u8; MAX_RECORD];
-        loop {
-            match self.stream.ssl_read(&mut buf) {
-                Ok(n) => out.push(buf[..n].to_vec()),
-                Err(e) if e.code() == ErrorCode::WANT_READ => break,
-                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(DtlsError::Closed),
-                Err(e) => return Err(DtlsError::Handshake(e.to_string())),
+        READ_BUFFER.with_borrow_mut(|buf| {
+            loop {
+                match self.stream.ssl_read(buf) {
+                    Ok(n) => {
+                        out.push(buf[..n].to_vec());
+                        // Nothing left to decrypt: skip the read that would only report
+                        // WANT_READ (it builds an error stack; a third of a record's cost).
+                        if self.stream.get_ref().incoming.is_empty() && !self.has_pending() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.code() == ErrorCode::WANT_READ => break,
+                    Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(DtlsError::Closed),
+                    Err(e) => return Err(DtlsError::Handshake(e.to_string())),
+                }
             }
-        }
+            Ok(())
+        })?;
         // A datagram may have been consumed without yielding data (e.g. a retransmitted
         // Finished); anything left unread stays queued for the next call.
         Ok(out)
+    }
+
+    /// Whether OpenSSL holds received bytes not yet returned: the rest of the last datagram
+    /// (more records) or application data it buffered (`SSL_has_pending`, which, unlike
+    /// `SSL_pending`, counts unprocessed records too).
+    fn has_pending(&self) -> bool {
+        // SAFETY: the SSL pointer is valid for the lifetime of `self`; the call only reads.
+        unsafe { SSL_has_pending(self.stream.ssl().as_ptr()) == 1 }
     }
 
     /// Encrypts one application datagram (one CoAP message) for the peer.
@@ -503,9 +550,15 @@ struct libc_timeval {
     tv_usec: std::os::raw::c_long,
 }
 
+// `SSL_has_pending` (OpenSSL 1.1.0+) has no binding in openssl-sys.
+extern "C" {
+    fn SSL_has_pending(s: *const openssl_sys::SSL) -> std::os::raw::c_int;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::hash::MessageDigest;
 
     fn psk() -> Psk {
         Psk {
@@ -566,6 +619,66 @@ mod tests {
             pump(&mut c, &mut s).unwrap(),
             vec![b"hello client".to_vec()]
         );
+    }
+
+    #[test]
+    fn every_record_of_a_datagram_is_delivered_and_a_trailing_close_is_seen() {
+        let peer: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(c.is_established() && s.is_established());
+        // Two records in one datagram: both come out of one call, in order.
+        c.send(b"first").unwrap();
+        c.send(b"second").unwrap();
+        let mut both = c.poll_transmit().unwrap();
+        both.extend(c.poll_transmit().unwrap());
+        assert_eq!(
+            s.handle_datagram(&both).unwrap(),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
+        // One record per datagram, as usual.
+        c.send(b"third").unwrap();
+        assert_eq!(
+            s.handle_datagram(&c.poll_transmit().unwrap()).unwrap(),
+            vec![b"third".to_vec()]
+        );
+        // Data followed by close_notify in the same datagram: the close is not left unread.
+        c.send(b"last").unwrap();
+        let mut closing = c.poll_transmit().unwrap();
+        c.close();
+        closing.extend(c.poll_transmit().unwrap());
+        assert!(matches!(
+            s.handle_datagram(&closing),
+            Err(DtlsError::Closed)
+        ));
+    }
+
+    #[test]
+    fn cookies_are_hmac_sha256_of_the_peer_address_and_port() {
+        let secret = [7u8; 32];
+        let key = CookieKey::new(&secret);
+        let peer: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+        // The same MAC computed by OpenSSL from the same secret (RFC 2104, independently).
+        let pkey = PKey::hmac(&secret).unwrap();
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &pkey).unwrap();
+        signer.update(&[192, 0, 2, 1, 0x16, 0x34]).unwrap();
+        assert_eq!(key.cookie(peer).to_vec(), signer.sign_to_vec().unwrap());
+        // Bound to both the address and the port, for v4 and v6.
+        let others = [
+            "192.0.2.2:5684",
+            "192.0.2.1:5685",
+            "[::1]:5684",
+            "[::2]:5684",
+        ];
+        let mut seen = vec![key.cookie(peer)];
+        for o in others {
+            let c = key.cookie(o.parse().unwrap());
+            assert!(!seen.contains(&c), "{o}");
+            seen.push(c);
+        }
+        // Another secret, another cookie.
+        assert_ne!(CookieKey::new(&[8u8; 32]).cookie(peer), key.cookie(peer));
     }
 
     #[test]

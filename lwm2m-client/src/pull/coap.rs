@@ -161,6 +161,9 @@ pub struct Block2Pull {
     next_mid: u16,
     out: Option<Outstanding>,
     acks: VecDeque<Vec<u8>>,
+    /// A block accepted (counted in `offset`) but not yet given to the sink: its offset and
+    /// bytes (see [`Block2Pull::store`]).
+    unstored: Option<(u64, Vec<u8>)>,
 }
 
 impl Block2Pull {
@@ -194,6 +197,7 @@ impl Block2Pull {
             next_mid,
             out: None,
             acks: VecDeque::new(),
+            unstored: None,
         };
         pull.request_block(u32::try_from(offset / bs).unwrap_or(u32::MAX));
         pull
@@ -204,9 +208,9 @@ impl Block2Pull {
         &self.uri
     }
 
-    /// Bytes stored so far.
+    /// Bytes given to the sink so far.
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.offset - self.unstored.as_ref().map_or(0, |(_, b)| b.len() as u64)
     }
 
     fn request_block(&mut self, num: u32) {
@@ -300,6 +304,8 @@ impl Block2Pull {
         now_ms: u64,
         sink: &mut dyn PackageSink,
     ) -> Result<Option<Pulled>, PullError> {
+        // Blocks reach the sink in order: one accepted earlier goes first.
+        self.store(sink)?;
         let Ok(p) = Packet::from_bytes(datagram) else {
             return Ok(None); // not CoAP: ignore, as RFC 7252 §4.2 allows
         };
@@ -333,12 +339,12 @@ impl Block2Pull {
         }
         let num = out.num;
         self.out = None;
-        self.on_response(&p, num, sink)
+        self.on_response(p, num, sink)
     }
 
     fn on_response(
         &mut self,
-        p: &Packet,
+        mut p: Packet,
         num: u32,
         sink: &mut dyn PackageSink,
     ) -> Result<Option<Pulled>, PullError> {
@@ -405,13 +411,15 @@ impl Block2Pull {
                 self.offset
             )));
         }
-        let len = p.payload.len() as u64;
-        if self.offset + len > self.max_size {
+        let payload = core::mem::take(&mut p.payload);
+        let len = payload.len() as u64;
+        let end = self.offset + len;
+        if end > self.max_size {
             return Err(PullError::TooLarge);
         }
-        sink.write(self.offset, &p.payload)?;
-        self.offset += len;
         if !more {
+            sink.write(self.offset, &payload)?;
+            self.offset = end;
             return Ok(Some(Pulled {
                 size: self.offset,
                 resumed: self.resumed,
@@ -423,25 +431,41 @@ impl Block2Pull {
             self.szx = self.szx.min(b.szx);
         }
         let bs = 1u64 << (self.szx + 4);
-        if len == 0 || !self.offset.is_multiple_of(bs) {
+        if len == 0 || !end.is_multiple_of(bs) {
             return Err(PullError::ConnectionLost(
                 "short block before the last".into(),
             ));
         }
-        let next = self.offset / bs;
-        let next = u32::try_from(next).map_err(|_| PullError::TooLarge)?;
+        let next = u32::try_from(end / bs).map_err(|_| PullError::TooLarge)?;
         if next > crate::codec::block::MAX_NUM {
             return Err(PullError::TooLarge);
         }
+        // The next request is queued before this block reaches the sink: see `store`.
         self.request_block(next);
+        self.unstored = Some((self.offset, payload));
+        self.offset = end;
         Ok(None)
+    }
+
+    /// Writes the block the last [`Block2Pull::handle_datagram`] accepted into `sink`.
+    ///
+    /// The request for the following block is queued by then, so a driver that sends it
+    /// ([`Block2Pull::poll_transmit`]) before calling this overlaps the sink's work (digest,
+    /// flash writes) with the round trip, as libcoap's client does. A driver that does not call
+    /// it loses nothing: the next `handle_datagram` stores the block first, and the last block
+    /// is stored before the pull reports completion.
+    pub fn store(&mut self, sink: &mut dyn PackageSink) -> Result<(), PullError> {
+        match self.unstored.take() {
+            Some((at, bytes)) => sink.write(at, &bytes).map_err(PullError::from),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pull::MemSink;
+    use crate::pull::{MemSink, SinkError};
     use object5::UpdateResult;
 
     /// A package host in-process: answers a request datagram for `body` with `etag`.
@@ -562,6 +586,63 @@ mod tests {
         assert!(!done.resumed);
         assert_eq!(sink.starts, vec![0]);
         assert!(sink.data == data);
+    }
+
+    #[test]
+    fn next_request_is_queued_before_the_block_reaches_the_sink() {
+        let data = body(2500);
+        let mut pull = Block2Pull::new(uri(), None, 1024, TxParams::default(), 9, 1 << 20);
+        let mut sink = MemSink::default();
+        let req = pull.poll_transmit(0).unwrap();
+        let got = pull.handle_datagram(&answer(&req, &data, b"e", false), 0, &mut sink);
+        assert_eq!(got, Ok(None));
+        // The request for block 1 can leave now; block 0 waits for `store` (libcoap's order:
+        // the next request first, then the application's write).
+        let next = Packet::from_bytes(&pull.poll_transmit(0).expect("next request")).unwrap();
+        let b = BlockOpt::decode(next.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+        assert_eq!(b.num, 1);
+        assert!(sink.data.is_empty());
+        assert_eq!(pull.offset(), 0);
+        pull.store(&mut sink).unwrap();
+        assert!(sink.data == data[..1024]);
+        assert_eq!(pull.offset(), 1024);
+        pull.store(&mut sink).unwrap();
+        assert_eq!(sink.data.len(), 1024, "stored once");
+        // A driver that never calls `store`: the next datagram stores the pending block first,
+        // and the last block is stored before completion is reported.
+        let resp = answer(&next.to_bytes().unwrap(), &data, b"e", false);
+        assert_eq!(pull.handle_datagram(&resp, 0, &mut sink), Ok(None));
+        let last = pull.poll_transmit(0).unwrap();
+        let done = pull
+            .handle_datagram(&answer(&last, &data, b"e", false), 0, &mut sink)
+            .unwrap()
+            .expect("done");
+        assert_eq!(done.size, 2500);
+        assert!(sink.data == data);
+    }
+
+    #[test]
+    fn a_sink_error_on_a_stored_block_ends_the_pull() {
+        struct Refuse;
+        impl PackageSink for Refuse {
+            fn start(&mut self, _: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
+                Ok(())
+            }
+            fn write(&mut self, _: u64, _: &[u8]) -> Result<(), SinkError> {
+                Err(SinkError(UpdateResult::NotEnoughFlash))
+            }
+        }
+        let data = body(5000);
+        let mut pull = Block2Pull::new(uri(), None, 1024, TxParams::default(), 10, 1 << 20);
+        let req = pull.poll_transmit(0).unwrap();
+        assert_eq!(
+            pull.handle_datagram(&answer(&req, &data, b"e", false), 0, &mut Refuse),
+            Ok(None)
+        );
+        assert_eq!(
+            pull.store(&mut Refuse),
+            Err(PullError::Sink(UpdateResult::NotEnoughFlash))
+        );
     }
 
     #[test]

@@ -203,6 +203,8 @@ fn scalar_mul(p: &p256::ProjectivePoint, k: &p256::Scalar) -> p256::ProjectivePo
 }
 
 /// HMAC-SHA-256 (RFC 2104) over any backend's hasher; keys longer than a block are hashed.
+/// A clone taken right after [`HmacSha256::new`] is a keyed MAC ready for another message.
+#[derive(Clone)]
 pub struct HmacSha256<H: Sha256Hasher> {
     inner: H,
     outer_key: [u8; 64],
