@@ -162,7 +162,7 @@ pub async fn fetch_counting(
 /// the next block, ACKs) and only then lets the sink store the block, so the sink's digest and
 /// flash work overlaps the next round trip instead of lengthening it.
 async fn deliver(
-    pull: &mut Block2Pull,
+    pull: &mut QBlock2Pull,
     link: &mut Link,
     datagram: &[u8],
     sink: &mut dyn PackageSink,

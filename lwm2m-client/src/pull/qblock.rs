@@ -635,6 +635,15 @@ impl QBlock2Pull {
         }
     }
 
+    /// Writes the block a Block2 fallback accepted last ([`Block2Pull::store`]), for a driver
+    /// that sends the next request first; Q-Block2 blocks reach the sink as they arrive.
+    pub fn store(&mut self, sink: &mut dyn PackageSink) -> Result<(), PullError> {
+        match &mut self.fallback {
+            Some(b) => b.store(sink),
+            None => Ok(()),
+        }
+    }
+
     /// Checks and stores one block of a 2.05 response.
     fn on_block(
         &mut self,
