@@ -307,14 +307,11 @@ pub fn verify_wrapper<C: CryptoBackend>(
     let mut any_supported = false;
     for _ in 1..blocks {
         let block = parse_block(r.bytes()?, digest_encoded, crypto)?;
-        match check_block(&block, digest_encoded, anchors, crypto) {
-            Ok(found) => {
-                any_supported = true;
-                if let (None, Some(i)) = (verified, found) {
-                    verified = Some(i);
-                }
+        if let Ok(found) = check_block(&block, digest_encoded, anchors, crypto) {
+            any_supported = true;
+            if let (None, Some(i)) = (verified, found) {
+                verified = Some(i);
             }
-            Err(()) => {}
         }
     }
     if !r.is_empty() {
