@@ -59,6 +59,7 @@ fn device(k: &Keys, strategy: Strategy) -> SimDevice {
             Delivery::Uri("coap://h/fw".into()),
         ),
         image: factory_image,
+        second: None,
     };
     let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
     config.strategy = strategy;

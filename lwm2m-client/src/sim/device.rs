@@ -250,7 +250,11 @@ impl Factory {
         let envelope = author::build_envelope(&spec, &key).map_err(CliError::Key)?;
         Ok(Self {
             anchor,
-            image: FactoryImage { envelope, image },
+            image: FactoryImage {
+                envelope,
+                image,
+                second: None,
+            },
             vendor_id,
             class_id,
         })
