@@ -56,6 +56,19 @@ pub struct PackageKind {
     /// Encrypt the image for this recipient (draft-ietf-suit-firmware-encryption-24); a
     /// two-stage pull then serves the ciphertext.
     pub encryption: Option<Encryption>,
+    /// A second image (component 1, "sim-radio") in the same package.
+    pub second: Option<SecondKind>,
+}
+
+/// The second image of a two-image package.
+#[derive(Clone, Debug)]
+pub struct SecondKind {
+    /// Version in the image and in the manifest's text for component 1.
+    pub version: String,
+    /// Image length in bytes.
+    pub len: usize,
+    /// Integrated payload ("#fw1"), or the image at this URI.
+    pub delivery: Delivery,
 }
 
 impl PackageKind {
@@ -69,8 +82,24 @@ impl PackageKind {
             vendor: VENDOR.into(),
             delivery: Delivery::Integrated,
             encryption: None,
+            second: None,
         }
     }
+}
+
+/// The simulated application image (component 0) of `version` and `len` bytes.
+pub fn app_image(version: &str, len: usize, fails_self_test: bool) -> Vec<u8> {
+    ImageBuilder::new("sim-fw", version)
+        .fails_self_test(fails_self_test)
+        .total_len(len)
+        .build()
+}
+
+/// The simulated second image (component 1) of `version` and `len` bytes.
+pub fn second_image(version: &str, len: usize) -> Vec<u8> {
+    ImageBuilder::new("sim-radio", version)
+        .total_len(len)
+        .build()
 }
 
 /// The shim plus a signing key the devices trust.
@@ -146,10 +175,7 @@ impl Harness {
     /// Builds and signs a package into the shim's package directory as `name`; returns its
     /// `coap://` URI on the shim's package host.
     pub fn package(&self, name: &str, kind: &PackageKind) -> String {
-        let image = ImageBuilder::new("sim-fw", &kind.version)
-            .fails_self_test(kind.fails_self_test)
-            .total_len(kind.len)
-            .build();
+        let image = app_image(&kind.version, kind.len, kind.fails_self_test);
         let vendor = author::vendor_id(&kind.vendor);
         let spec = PackageSpec {
             vendor_id: vendor,
@@ -162,6 +188,21 @@ impl Harness {
             alg: SignAlg::Esp256,
         };
         let key = AuthorKey::from_pem(&self.key_pem).expect("key");
+        if let Some(second) = &kind.second {
+            let bytes = second_image(&second.version, second.len);
+            let component = author::SecondImage {
+                image: &bytes,
+                name: "sim-radio".into(),
+                version: second.version.clone(),
+                delivery: second.delivery.clone(),
+            };
+            let envelope = author::build_envelope_two(&spec, &component, &key).expect("sign");
+            self.put_package(name, &envelope);
+            for (delivery, bytes) in [(&kind.delivery, &image), (&second.delivery, &bytes)] {
+                self.host_fetched(delivery, bytes);
+            }
+            return self.package_uri(name);
+        }
         let (envelope, payload) = match &kind.encryption {
             Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).expect("encrypt"),
             None => (
@@ -170,13 +211,17 @@ impl Harness {
             ),
         };
         self.put_package(name, &envelope);
-        if let Delivery::Uri(uri) = &kind.delivery {
-            // Two-stage: serve the (possibly encrypted) image under the name the URI ends with.
+        self.host_fetched(&kind.delivery, &payload);
+        self.package_uri(name)
+    }
+
+    /// Two-stage: serves `bytes` (possibly encrypted) under the name a URI delivery ends with.
+    fn host_fetched(&self, delivery: &Delivery, bytes: &[u8]) {
+        if let Delivery::Uri(uri) = delivery {
             if let Some(image_name) = uri.rsplit('/').next() {
-                self.put_package(image_name, &payload);
+                self.put_package(image_name, bytes);
             }
         }
-        self.package_uri(name)
     }
 
     /// Stores raw bytes as a package file.
@@ -234,6 +279,7 @@ impl Harness {
             decryption_keys: Vec::new(),
             keks: Vec::new(),
             factory_version: "1.0.0".into(),
+            factory_second_version: None,
             vendor_id: VENDOR.into(),
             class_id: CLASS.into(),
             power_cut_after: None,

@@ -337,9 +337,12 @@ impl FirmwareBackend for SimFirmware {
         drop(d);
         match result {
             Ok(Finished::FetchImage(uri)) => {
-                if let Stage::Envelope(rx) = std::mem::replace(&mut self.stage, Stage::Idle) {
-                    self.stage = Stage::Image(rx);
-                }
+                // The next image is fetched with the same receiver (a two-image package
+                // asks twice).
+                self.stage = match std::mem::replace(&mut self.stage, Stage::Idle) {
+                    Stage::Envelope(rx) | Stage::Image(rx) => Stage::Image(rx),
+                    Stage::Idle => Stage::Idle,
+                };
                 Ok(Finished::FetchImage(uri))
             }
             Ok(done) => {
