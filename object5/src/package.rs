@@ -360,23 +360,11 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         // Until the payload begins, feed byte by byte so that the slot is opened before the
         // first payload byte (the verifier calls `begin` on the payload's header byte).
         while self.download.is_none() && !data.is_empty() {
-            let mut sink = SlotSink {
-                slots,
-                download: None,
-                begin_requested: false,
-                error: None,
-            };
             let (one, rest) = data.split_at(1);
-            let r = self.verifier.feed(one, &mut sink);
-            let begin = sink.begin_requested;
-            let err = sink.error;
+            let begin = self.with_slot(slots, |v, sink| v.feed(one, sink));
             self.consumed += 1;
             *data = rest;
-            if let Some(e) = err {
-                return Err(PackageError::Slot(e));
-            }
-            r?;
-            if begin {
+            if begin? {
                 self.payload_start = Some(self.consumed);
                 self.open_slot(slots)?;
             }
@@ -384,19 +372,33 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         if data.is_empty() {
             return Ok(());
         }
+        let chunk: &[u8] = data;
+        let r = self.with_slot(slots, |v, sink| v.feed(chunk, sink));
+        self.consumed += chunk.len() as u64;
+        r.map(|_| ())
+    }
+
+    /// Runs `step` on the verifier with a sink into the candidate slot (the download goes to
+    /// the sink and comes back; a slot error wins over the verifier's report of it). Returns
+    /// whether the verifier asked to begin component 0's image: the caller then opens the slot.
+    fn with_slot<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        step: impl FnOnce(&mut StreamVerifier<'b, 'p, C>, &mut dyn PayloadSink) -> Result<(), SuitError>,
+    ) -> Result<bool, PackageError> {
         let mut sink = SlotSink {
             slots,
             download: self.download.take(),
             begin_requested: false,
             error: None,
         };
-        let r = self.verifier.feed(data, &mut sink);
+        let r = step(&mut self.verifier, &mut sink);
         self.download = sink.download;
-        self.consumed += data.len() as u64;
         if let Some(e) = sink.error {
             return Err(PackageError::Slot(e));
         }
-        r.map_err(PackageError::from)
+        r?;
+        Ok(sink.begin_requested)
     }
 
     /// Stores the authenticated head in the candidate slot and journals Downloading.
@@ -475,17 +477,24 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         if let Mode::Closed = mode {
             return Err(PackageError::Unexpected);
         }
-        match self.verifier.finish()? {
-            Finished::Complete(_) => {
-                let dl = self.download.take().ok_or(SuitError::Truncated)?;
-                slots.writer(dl)?.finish()?;
-                Ok(Outcome::Downloaded)
-            }
-            Finished::FetchRequired { .. } => {
-                self.mode = Mode::Verify;
-                Ok(Outcome::FetchImage)
-            }
+        let complete = matches!(self.verifier.finish()?, Finished::Complete(_));
+        self.settle(slots, complete)
+    }
+
+    /// Every image verified (`complete`): the slot re-reads and checks them and journals
+    /// Downloaded. Otherwise one more image is to be fetched.
+    fn settle<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        complete: bool,
+    ) -> Result<Outcome, PackageError> {
+        if !complete {
+            self.mode = Mode::Verify;
+            return Ok(Outcome::FetchImage);
         }
+        let dl = self.download.take().ok_or(SuitError::Truncated)?;
+        slots.writer(dl)?.finish()?;
+        Ok(Outcome::Downloaded)
     }
 
     /// The authenticated URI of the image, after [`Outcome::FetchImage`].
@@ -504,35 +513,13 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     ) -> Result<(), PackageError> {
         if !self.fetching {
             // The first image opens the slot; a second one moves to its region.
-            let mut sink = SlotSink {
-                slots,
-                download: self.download.take(),
-                begin_requested: false,
-                error: None,
-            };
-            let r = self.verifier.begin_fetched(&mut sink);
-            self.download = sink.download;
-            if let Some(e) = sink.error {
-                return Err(PackageError::Slot(e));
-            }
-            r?;
-            if sink.begin_requested {
+            if self.with_slot(slots, |v, sink| v.begin_fetched(sink))? {
                 self.open_slot(slots)?;
             }
             self.fetching = true;
         }
-        let mut sink = SlotSink {
-            slots,
-            download: self.download.take(),
-            begin_requested: false,
-            error: None,
-        };
-        let r = self.verifier.feed_fetched(data, &mut sink);
-        self.download = sink.download;
-        if let Some(e) = sink.error {
-            return Err(PackageError::Slot(e));
-        }
-        r.map_err(PackageError::from)
+        self.with_slot(slots, |v, sink| v.feed_fetched(data, sink))
+            .map(|_| ())
     }
 
     /// Two-stage pull: the fetched image ended. [`Outcome::Downloaded`] once every image is
@@ -544,17 +531,8 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     ) -> Result<Outcome, PackageError> {
         self.mode = Mode::Closed;
         self.fetching = false;
-        match self.verifier.finish_fetched()? {
-            Finished::Complete(_) => {
-                let dl = self.download.take().ok_or(SuitError::Truncated)?;
-                slots.writer(dl)?.finish()?;
-                Ok(Outcome::Downloaded)
-            }
-            Finished::FetchRequired { .. } => {
-                self.mode = Mode::Verify;
-                Ok(Outcome::FetchImage)
-            }
-        }
+        let complete = matches!(self.verifier.finish_fetched()?, Finished::Complete(_));
+        self.settle(slots, complete)
     }
 }
 

@@ -93,6 +93,17 @@ impl Platform for Sim {
     }
 }
 
+/// A P-256 signing key for tool-built packages and its SEC1 public key.
+fn signer() -> (p256::ecdsa::SigningKey, Vec<u8>) {
+    let signer = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+    let public = signer
+        .verifying_key()
+        .to_sec1_point(false)
+        .as_bytes()
+        .to_vec();
+    (signer, public)
+}
+
 fn seq(items: Vec<Value>) -> Vec<u8> {
     Value::Array(items).encode()
 }
@@ -211,12 +222,7 @@ fn example_5_addresses_two_components_with_set_component_index() {
 
 #[test]
 fn a_tool_built_two_image_package_installs_both_components() {
-    let signer = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
-    let public = signer
-        .verifying_key()
-        .to_sec1_point(false)
-        .as_bytes()
-        .to_vec();
+    let (signer, public) = signer();
     let app: Vec<u8> = (0..3000u32).map(|x| x as u8).collect();
     let radio: Vec<u8> = (0..1200u32).map(|x| (x * 3) as u8).collect();
     let spec = PackageSpec {
@@ -284,12 +290,7 @@ fn example_4_fetches_into_the_staging_component_and_checks_it_there() {
 
 #[test]
 fn a_tool_built_package_runs_install_validate_and_invoke_end_to_end() {
-    let signer = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
-    let public = signer
-        .verifying_key()
-        .to_sec1_point(false)
-        .as_bytes()
-        .to_vec();
+    let (signer, public) = signer();
     let img: Vec<u8> = (0..5000u32).map(|x| x as u8).collect();
     let spec = PackageSpec {
         vendor_id: ARM,

@@ -368,6 +368,41 @@ impl Harness {
         )
     }
 
+    /// Pulls `uri` through /5/0/1, installs it and waits for the device to run `version`
+    /// (/3/0/3) and report success (Idle, Update Result 1).
+    pub fn pull_and_install(&self, ep: &str, uri: &str, version: &str) {
+        let limit = Duration::from_secs(60);
+        let (status, v) = self.write_uri(ep, uri);
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("CHANGED(204)")),
+            "{v}"
+        );
+        self.wait_state(ep, (2, 0), limit);
+        assert_eq!(self.read_string(ep, "/5/0/7").as_deref(), Some(version));
+        assert_eq!(self.execute(ep, "/5/0/2"), "CHANGED(204)");
+        self.wait_until(&format!("{ep} to run {version}"), limit, || {
+            self.read_string(ep, "/3/0/3").as_deref() == Some(version)
+        });
+        self.wait_state(ep, (0, 1), limit);
+    }
+
+    /// Pulls `uri` and expects the download to end with Idle / Update Result 5, the factory
+    /// image (1.0.0) still running and nothing to install (Update refused: OMA ETS
+    /// 1.0-int-772, Method Not Allowed).
+    pub fn pull_refused(&self, ep: &str, uri: &str) {
+        let (status, v) = self.write_uri(ep, uri);
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("CHANGED(204)")),
+            "{v}"
+        );
+        self.wait_state(ep, (0, 5), Duration::from_secs(60));
+        assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
+        assert_eq!(self.execute(ep, "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
+        assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
+    }
+
     /// Pushes a package to /5/0/0 (Block1) the way Leshan's REST API does.
     pub fn push(&self, ep: &str, bytes: &[u8]) -> (u16, Value) {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod device_policy;
 pub mod e2e;
 pub mod leshan;
 pub mod process;

@@ -11,13 +11,12 @@ use object5::author::{
     build_envelope_two, public_pem_from_private, public_sec1_from_pem, AuthorKey, Delivery,
     PackageSpec, SecondImage, SignAlg,
 };
-use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
+use object5::manifest::{Software, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
 use object5::slots::{BootPath, Strategy};
 use object5::{State, UpdateResult};
 
-const VENDOR: [u8; 16] = [0x11; 16];
-const CLASS: [u8; 16] = [0x22; 16];
+use tests::device_policy::{policy, CLASS, VENDOR};
 const CAPACITY: u32 = 64 * 1024;
 const APP_LEN: usize = 30_000;
 const SECOND_LEN: usize = 12_000;
@@ -122,17 +121,8 @@ fn download(
 ) -> Result<Outcome, PackageError> {
     let floor = d.slots().unwrap().status().floor;
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    let policy = Policy {
-        anchors: &anchors,
-        identity: DeviceIdentity {
-            vendor_id: &VENDOR,
-            class_id: &CLASS,
-            device_id: None,
-        },
-        freshness: Freshness::NewerThanInstalled(floor),
-    };
     let mut buf = [0u8; 2048];
-    let mut rx = PackageReceiver::new(&mut buf, policy, Software);
+    let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
     let mut slots = d.slots().unwrap();
     let result = (|| -> Result<Outcome, PackageError> {
         for block in pkg.chunks(512) {
@@ -303,15 +293,7 @@ fn an_interrupted_two_image_download_does_not_resume() {
     let pkg = package(&k, &app, &second, 2, integrated());
     let floor = d.slots().unwrap().status().floor;
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    let policy = || Policy {
-        anchors: &anchors,
-        identity: DeviceIdentity {
-            vendor_id: &VENDOR,
-            class_id: &CLASS,
-            device_id: None,
-        },
-        freshness: Freshness::NewerThanInstalled(floor),
-    };
+    let policy = || policy(&anchors, floor);
     let mut buf = [0u8; 2048];
     let mut rx = PackageReceiver::new(&mut buf, policy(), Software);
     let start = {

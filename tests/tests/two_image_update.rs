@@ -12,8 +12,6 @@ use lwm2m_client::sim::device::{self as sim_device, DeviceOptions};
 use object5::author::Delivery;
 use tests::e2e::{app_image, second_image, Harness, PackageKind, SecondKind, SimDeviceThread};
 
-const IDLE: i64 = 0;
-const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(60);
 
 /// A device named `ep` whose factory installed version 1.0.0 of both images.
@@ -51,37 +49,6 @@ fn pair(v: &str) -> (String, Option<String>) {
     (v.into(), Some(v.into()))
 }
 
-/// Pulls `uri`, installs it and waits for the device to run `version` and report success.
-fn pull_and_install(h: &Harness, ep: &str, uri: &str, version: &str) {
-    let (status, v) = h.write_uri(ep, uri);
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("CHANGED(204)")),
-        "{v}"
-    );
-    h.wait_state(ep, (DOWNLOADED, 0), T);
-    assert_eq!(h.read_string(ep, "/5/0/7").as_deref(), Some(version));
-    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
-    h.wait_until(&format!("{ep} to run {version}"), T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some(version)
-    });
-    h.wait_state(ep, (IDLE, 1), T);
-}
-
-/// Pulls `uri` and expects Idle / Update Result 5 with the factory application running and
-/// nothing to install.
-fn pull_refused(h: &Harness, ep: &str, uri: &str) {
-    let (status, v) = h.write_uri(ep, uri);
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("CHANGED(204)")),
-        "{v}"
-    );
-    h.wait_state(ep, (IDLE, 5), T);
-    assert_eq!(h.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
-    assert_eq!(h.execute(ep, "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
-}
-
 #[test]
 fn a_two_image_package_is_pulled_installed_and_booted_as_one_update() {
     let h = Harness::start("two-img");
@@ -90,7 +57,7 @@ fn a_two_image_package_is_pulled_installed_and_booted_as_one_update() {
         "fw-2.0.0.suit",
         &two_images("2.0.0", 2, Delivery::Integrated),
     );
-    pull_and_install(&h, "two-img", &uri, "2.0.0");
+    h.pull_and_install("two-img", &uri, "2.0.0");
     assert_eq!(images_after_stop(dev, &opts), pair("2.0.0"));
 }
 
@@ -101,7 +68,7 @@ fn both_images_fetched_in_a_second_and_third_pull_are_installed() {
     let mut kind = two_images("3.0.0", 3, Delivery::Uri(h.package_uri("radio-3.0.0.bin")));
     kind.delivery = Delivery::Uri(h.package_uri("app-3.0.0.bin"));
     let uri = h.package("manifest-3.0.0.suit", &kind);
-    pull_and_install(&h, "two-img-fetch", &uri, "3.0.0");
+    h.pull_and_install("two-img-fetch", &uri, "3.0.0");
     assert_eq!(images_after_stop(dev, &opts), pair("3.0.0"));
 }
 
@@ -120,13 +87,13 @@ fn a_failure_in_either_image_leaves_both_old_images_running() {
     let app_start = envelope.windows(64).position(|w| w == &app[..64]).unwrap();
     envelope[app_start + 20_000] ^= 0x01;
     h.put_package("bad-app.suit", &envelope);
-    pull_refused(&h, "two-img-bad", &uri);
+    h.pull_refused("two-img-bad", &uri);
     // The second image changed on the package host (fetched after the envelope).
     let kind = two_images("2.0.0", 2, Delivery::Uri(h.package_uri("radio.bin")));
     let uri = h.package("bad-radio.suit", &kind);
     let mut radio = second_image("2.0.0", 10_000);
     radio[9_000] ^= 0x01;
     h.put_package("radio.bin", &radio);
-    pull_refused(&h, "two-img-bad", &uri);
+    h.pull_refused("two-img-bad", &uri);
     assert_eq!(images_after_stop(dev, &opts), pair("1.0.0"));
 }

@@ -339,18 +339,16 @@ fn build(a: BuildArgs) -> Result<(), String> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        (None, Some(len)) => {
-            if let Some(why) = oversized(len) {
-                return Err(format!("--sim-firmware {why}"));
-            }
-            (
-                device_port::image::ImageBuilder::new("sim-fw", &a.version)
-                    .fails_self_test(a.fails_self_test)
-                    .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
-                    .build(),
-                "sim-fw".to_owned(),
-            )
-        }
+        (None, Some(len)) => (
+            sim_image(
+                "--sim-firmware",
+                "sim-fw",
+                &a.version,
+                len,
+                a.fails_self_test,
+            )?,
+            "sim-fw".to_owned(),
+        ),
         (None, None) => return Err("--image or --sim-firmware is required".into()),
     };
     let vendor = author::vendor_id(&a.vendor_id);
@@ -419,6 +417,24 @@ fn build(a: BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// An image in the simulated device's format (`device_port::image`) named `name`, reporting
+/// `version`, of `len` bytes; `flag` names the option in the refusal of an impossible size.
+fn sim_image(
+    flag: &str,
+    name: &str,
+    version: &str,
+    len: u64,
+    fails_self_test: bool,
+) -> Result<Vec<u8>, String> {
+    if let Some(why) = oversized(len) {
+        return Err(format!("{flag} {why}"));
+    }
+    Ok(device_port::image::ImageBuilder::new(name, version)
+        .fails_self_test(fails_self_test)
+        .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
+        .build())
+}
+
 /// The second image of `package build` and its default name, when one was given: a file
 /// or a simulated image; its version is required.
 fn second_image(
@@ -441,18 +457,10 @@ fn second_image(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ))),
-        (None, Some(len)) => {
-            if let Some(why) = oversized(len) {
-                return Err(format!("--second-sim-firmware {why}"));
-            }
-            let len = usize::try_from(len).map_err(|e| e.to_string())?;
-            Ok(Some((
-                device_port::image::ImageBuilder::new("sim-radio", version)
-                    .total_len(len)
-                    .build(),
-                "sim-radio".to_owned(),
-            )))
-        }
+        (None, Some(len)) => Ok(Some((
+            sim_image("--second-sim-firmware", "sim-radio", version, len, false)?,
+            "sim-radio".to_owned(),
+        ))),
         (None, None) => Ok(None),
     }
 }

@@ -74,6 +74,16 @@ pub enum Delivery {
     Uri(String),
 }
 
+impl Delivery {
+    /// The URI the manifest names: `key` of the integrated payload, or the given URI.
+    fn uri(&self, key: &str) -> String {
+        match self {
+            Delivery::Integrated => key.into(),
+            Delivery::Uri(u) => u.clone(),
+        }
+    }
+}
+
 /// What a package says.
 #[derive(Clone, Debug)]
 pub struct PackageSpec<'a> {
@@ -172,35 +182,24 @@ fn manifest_for(
         ]);
     }
     let shared = Value::Array(shared);
-    let uri = match &spec.delivery {
-        Delivery::Integrated => INTEGRATED_KEY.into(),
-        Delivery::Uri(u) => u.clone(),
+    let uri = spec.delivery.uri(INTEGRATED_KEY);
+    // Set the URI, fetch, check image-match (of the component selected).
+    let fetch_and_check = |uri: String| {
+        [
+            int(20),
+            Value::Map(vec![(int(21), Value::Text(uri))]),
+            int(21),
+            int(2),
+            int(3),
+            int(15),
+        ]
     };
     let install = match encrypted {
         None => {
-            let mut seq = vec![
-                int(20),
-                Value::Map(vec![(int(21), Value::Text(uri))]),
-                int(21),
-                int(2),
-                int(3),
-                int(15),
-            ];
+            let mut seq = fetch_and_check(uri).to_vec();
             if let Some(second) = second {
-                let uri = match &second.delivery {
-                    Delivery::Integrated => SECOND_INTEGRATED_KEY.into(),
-                    Delivery::Uri(u) => u.clone(),
-                };
-                seq.extend([
-                    int(12),
-                    int(1),
-                    int(20),
-                    Value::Map(vec![(int(21), Value::Text(uri))]),
-                    int(21),
-                    int(2),
-                    int(3),
-                    int(15),
-                ]);
+                seq.extend([int(12), int(1)]);
+                seq.extend(fetch_and_check(second.delivery.uri(SECOND_INTEGRATED_KEY)));
             }
             Value::Array(seq)
         }
