@@ -5,10 +5,10 @@
 //! 4.2, RFC 9053 section 6.3.1: ECDH, HKDF-SHA-256 over the COSE_KDF_Context, AES key wrap).
 //! Parsed only after the manifest that carries it authenticated.
 
+use super::aes_inverse::Aes128Inverse;
 use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG};
 use super::crypto::{CryptoBackend, HmacSha256};
 use super::SuitError;
-use aes::cipher::KeyInit;
 
 /// COSE_Encrypt tag.
 const TAG_ENCRYPT: u64 = 96;
@@ -245,11 +245,10 @@ const KW_IV: [u8; 8] = [0xA6; 8];
 /// the integrity check fails (a wrong KEK). In its own frame (the key schedule).
 #[inline(never)]
 pub(crate) fn unwrap_a128kw(kek: &[u8; 16], wrapped: &[u8]) -> Option<[u8; 16]> {
-    use aes::cipher::BlockCipherDecrypt;
     if wrapped.len() != 24 {
         return None;
     }
-    let aes = aes::Aes128::new(kek.into());
+    let aes = Aes128Inverse::new(kek);
     let mut a = [0u8; 8];
     a.copy_from_slice(wrapped.get(..8)?);
     let mut r = [[0u8; 8]; 2];
@@ -259,7 +258,7 @@ pub(crate) fn unwrap_a128kw(kek: &[u8; 16], wrapped: &[u8]) -> Option<[u8; 16]> 
     for j in (0..6u64).rev() {
         for i in (0..2usize).rev() {
             let t = 2 * j + i as u64 + 1;
-            let mut b = aes::Block::default();
+            let mut b = [0u8; 16];
             for (o, (x, y)) in b.iter_mut().zip(a.iter().zip(t.to_be_bytes())) {
                 *o = x ^ y;
             }

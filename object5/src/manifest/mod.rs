@@ -12,6 +12,8 @@
 //! - [`Interpreter`]: runs command sequences against a caller's [`Platform`] (updater or
 //!   bootloader).
 
+#[cfg(feature = "encryption")]
+mod aes_inverse;
 mod auth;
 pub(crate) mod cbor;
 #[cfg(feature = "encryption")]
