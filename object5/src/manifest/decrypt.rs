@@ -291,7 +291,7 @@ impl Drop for Ghash<'_> {
 
 /// One run of a [`Decryptor`] with its cipher expanded: decrypts buffers in place, counter
 /// mode (NIST SP 800-38A section 6.5) with the 128-bit big-endian increment of RFC 9459 or
-/// GCM's 32-bit one, keystream in batches of [`BATCH`] blocks.
+/// GCM's 32-bit one, keystream in batches of four blocks.
 pub struct DecryptRun<'d> {
     aes: aes::Aes128,
     counter: [u8; 16],
