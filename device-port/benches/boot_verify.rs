@@ -60,6 +60,7 @@ fn main() {
         let factory = FactoryImage {
             envelope: envelope.clone(),
             image: image.clone(),
+            second: None,
         };
         let mut config = SimConfig::new(vec![anchor.clone()], factory);
         config.strategy = Strategy::Swap;

@@ -16,6 +16,9 @@ pub struct Booted {
     pub path: BootPath,
     /// The running image's header.
     pub image: ImageInfo,
+    /// The header of the second image installed with it (component 1 of a two-image
+    /// package), verified with it; `None` when the slot holds one image.
+    pub second: Option<ImageInfo>,
 }
 
 /// Why nothing could be booted.
@@ -39,7 +42,8 @@ impl std::fmt::Display for BootError {
 impl std::error::Error for BootError {}
 
 /// Runs one boot: activate/resume/revert as the journal says, verify the image chosen (or fall
-/// back), then read its header. `BootError::Slots(Error::NoBootableImage)`: nothing verifies.
+/// back), then read its header and that of a second image in the same slot.
+/// `BootError::Slots(Error::NoBootableImage)`: nothing verifies.
 pub fn boot<F: NorFlash, A: Authenticate>(
     slots: &mut SlotManager<'_, F>,
     auth: &mut A,
@@ -48,18 +52,36 @@ pub fn boot<F: NorFlash, A: Authenticate>(
     let addr = slots
         .image_address(decision.slot)
         .ok_or(BootError::Slots(object5::slots::SlotError::NoBootableImage))?;
+    let image = read_header(slots, addr, slots.layout().image_capacity())?;
+    // The slot verified as a whole: its stored facts say where the second image is.
+    let facts = slots
+        .stored_facts(decision.slot)
+        .map_err(BootError::Slots)?;
+    let sector = slots.layout().sector_size;
+    let second = match facts.and_then(|f| Some((f.second?, f.second_offset(sector)?))) {
+        Some((second, offset)) => Some(read_header(slots, addr + offset, second.size)?),
+        None => None,
+    };
+    Ok(Booted {
+        slot: decision.slot,
+        path: decision.path,
+        image,
+        second,
+    })
+}
+
+/// The simulated image header at `addr`, reading at most `room` bytes.
+fn read_header<F: NorFlash>(
+    slots: &mut SlotManager<'_, F>,
+    addr: u32,
+    room: u32,
+) -> Result<ImageInfo, BootError> {
     let mut head = [0u8; HEADER_LEN + 2 * MAX_TEXT];
-    let room = slots.layout().image_capacity() as usize;
-    let head = &mut head[..room.min(HEADER_LEN + 2 * MAX_TEXT)];
+    let head = &mut head[..(room as usize).min(HEADER_LEN + 2 * MAX_TEXT)];
     slots.flash_mut().read(addr, head).map_err(|e| {
         BootError::Slots(object5::slots::SlotError::Flash(
             embedded_storage::nor_flash::NorFlashError::kind(&e),
         ))
     })?;
-    let image = image::parse(head).map_err(BootError::Image)?;
-    Ok(Booted {
-        slot: decision.slot,
-        path: decision.path,
-        image,
-    })
+    image::parse(head).map_err(BootError::Image)
 }

@@ -46,13 +46,15 @@ const WORK_BUFFER: usize = SECTOR_SIZE;
 /// without it is ever provisioned.
 pub const PROVISIONED_KEY: &str = "factory-provisioned";
 
-/// The image the factory flashes: a signed envelope and the image it describes.
+/// The image the factory flashes: a signed envelope and the images it describes.
 #[derive(Clone, Debug)]
 pub struct FactoryImage {
     /// SUIT envelope (wrapper + manifest) signed by one of the trust anchors.
     pub envelope: Vec<u8>,
-    /// The image bytes.
+    /// The image bytes (component 0, the firmware that runs).
     pub image: Vec<u8>,
+    /// The second image of a two-image factory package (component 1), if any.
+    pub second: Option<Vec<u8>>,
 }
 
 /// How to build a simulated device.
@@ -249,8 +251,15 @@ impl SimDevice {
         let facts = auth
             .authenticate(&factory.envelope)
             .map_err(DeviceError::Factory)?;
-        let done = SlotManager::open(&mut self.flash, self.layout, &mut self.buf)
-            .and_then(|mut slots| slots.provision(&facts, &factory.envelope, &factory.image));
+        let done =
+            SlotManager::open(&mut self.flash, self.layout, &mut self.buf).and_then(|mut slots| {
+                slots.provision_images(
+                    &facts,
+                    &factory.envelope,
+                    &factory.image,
+                    factory.second.as_deref(),
+                )
+            });
         done.map_err(|e| self.check(e))?;
         floor::write(&mut self.kv, facts.sequence).map_err(DeviceError::Io)?;
         self.mark_provisioned()

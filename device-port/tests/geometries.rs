@@ -43,6 +43,7 @@ fn pkg(version: &str, seq: u64, len: usize) -> Pkg {
         sequence: seq,
         size: len as u32,
         digest: Sha256::digest(&image).into(),
+        second: None,
     };
     Pkg {
         image,

@@ -164,6 +164,81 @@ fn keygen_build_inspect_and_verify_work_together_and_failures_name_their_code() 
 }
 
 #[test]
+fn two_image_packages_build_from_files_and_verify_both_images() {
+    let (d, p) = with_key("two-image");
+    let (app, radio) = (vec![0x11u8; 3000], vec![0x22u8; 1500]);
+    std::fs::write(p("app.bin"), &app).unwrap();
+    std::fs::write(p("radio.bin"), &radio).unwrap();
+    let second = [
+        "--second-image",
+        &p("radio.bin"),
+        "--second-version",
+        "5.0.0",
+    ];
+    let o = build_with(
+        &p("k.pem"),
+        &[&["--image", &p("app.bin")][..], &second].concat(),
+        &p("two.suit"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = shim(&["package", "inspect", &p("two.suit")]);
+    let t = text(&o);
+    assert!(
+        t.contains("#fw (3000 bytes)") && t.contains("#fw1 (1500 bytes)"),
+        "{t}"
+    );
+    // Authentic, both integrated payloads match their digests, and the device policy (the
+    // streaming verifier) takes both images.
+    let public = p("k.pub.pem");
+    let verify = |file: &str, device: bool| {
+        let mut args = vec!["package", "verify", "--pub", &public];
+        if device {
+            args.extend_from_slice(&["--vendor-id", "a", "--class-id", "b"]);
+        }
+        let file = p(file);
+        args.push(&file);
+        shim(&args)
+    };
+    for device in [false, true] {
+        let o = verify("two.suit", device);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    // One byte of the second image changed: refused either way, Update Result 5.
+    let mut envelope = std::fs::read(p("two.suit")).unwrap();
+    let at = envelope.windows(1500).position(|w| w == radio).unwrap();
+    envelope[at + 700] ^= 1;
+    std::fs::write(p("bad.suit"), &envelope).unwrap();
+    for device in [false, true] {
+        let o = verify("bad.suit", device);
+        assert!(
+            !o.status.success() && text(&o).contains("Update Result 5"),
+            "{}",
+            text(&o)
+        );
+    }
+    // A second image needs its version; encryption does not combine with it.
+    let o = build_with(
+        &p("k.pem"),
+        &["--image", &p("app.bin"), "--second-image", &p("radio.bin")],
+        &p("x.suit"),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--second-version"), "{}", text(&o));
+    std::fs::write(p("k.kek"), [7u8; 16]).unwrap();
+    let o = build_with(
+        &p("k.pem"),
+        &[
+            &["--image", &p("app.bin"), "--kek", &p("k.kek")][..],
+            &second,
+        ]
+        .concat(),
+        &p("x.suit"),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn verify_refuses_an_envelope_followed_by_trailing_bytes_as_an_integrity_failure() {
     let d = std::env::temp_dir().join(format!("shim-author-trailing-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

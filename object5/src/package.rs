@@ -19,7 +19,9 @@ use crate::manifest::{
     text_info, CryptoBackend, Finished, Manifest, Member, PayloadSink, Policy, StreamVerifier,
     SuitError,
 };
-use crate::slots::{Download, ManifestFacts, SlotError, SlotManager, MAX_NAME, MAX_VERSION};
+use crate::slots::{
+    Download, ImageFacts, ManifestFacts, SlotError, SlotManager, MAX_NAME, MAX_VERSION,
+};
 use crate::status::UpdateResult;
 
 /// Why a package was refused; each maps to the Update Result the device reports.
@@ -35,6 +37,10 @@ pub enum PackageError {
     Unexpected,
     /// The data does not start like a SUIT envelope at all (neither tag 107 nor a map).
     NotSuit,
+    /// The interrupted download was of a two-image package, which does not resume (the
+    /// second image's bytes follow another envelope member, not the first image's): the
+    /// download starts again.
+    NotResumable,
 }
 
 impl PackageError {
@@ -53,6 +59,7 @@ impl PackageError {
                 UpdateResult::OutOfRam
             }
             PackageError::NotSuit => UpdateResult::UnsupportedPackage,
+            PackageError::NotResumable => UpdateResult::ConnectionLost,
             PackageError::Slot(_) | PackageError::Unexpected => UpdateResult::UpdateFailed,
         }
     }
@@ -66,6 +73,9 @@ impl core::fmt::Display for PackageError {
             PackageError::HeadTooLarge => f.write_str("manifest larger than the receive buffer"),
             PackageError::Unexpected => f.write_str("data after the end of the package"),
             PackageError::NotSuit => f.write_str("not a SUIT envelope"),
+            PackageError::NotResumable => {
+                f.write_str("an interrupted two-image download does not resume")
+            }
         }
     }
 }
@@ -87,9 +97,10 @@ impl From<SlotError> for PackageError {
 pub enum Outcome {
     /// The package is stored, verified and journaled Downloaded.
     Downloaded,
-    /// Two-stage pull: the manifest names the image's URI ([`PackageReceiver::fetch_uri`]);
-    /// fetch it, pass the bytes to [`PackageReceiver::feed_fetched`], then call
-    /// [`PackageReceiver::finish_fetched`].
+    /// Two-stage pull: the manifest names the next image's URI
+    /// ([`PackageReceiver::fetch_uri`]); fetch it, pass the bytes to
+    /// [`PackageReceiver::feed_fetched`], then call [`PackageReceiver::finish_fetched`]
+    /// (which may name one more image).
     FetchImage,
 }
 
@@ -103,13 +114,36 @@ struct SlotSink<'x, 'b, F: NorFlash> {
 }
 
 impl<F: NorFlash> PayloadSink for SlotSink<'_, '_, F> {
+    /// Component 0's image opens the candidate slot (after `feed` returns, see
+    /// [`PackageReceiver::feed`]); a second image, which must follow it, goes to its own
+    /// region of the same slot.
     fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), SuitError> {
         let cap = u64::from(self.slots.layout().image_capacity());
-        if component != 0 || size.is_none_or(|s| s > cap) {
+        if size.is_none_or(|s| s > cap) {
             return Err(SuitError::ImageTooLarge);
         }
-        self.begin_requested = true;
-        Ok(())
+        if component == 0 {
+            if self.download.is_some() {
+                return Err(SuitError::OutOfOrder);
+            }
+            self.begin_requested = true;
+            return Ok(());
+        }
+        let dl = self.download.take().ok_or(SuitError::OutOfOrder)?;
+        let moved = self.slots.writer(dl).and_then(|mut w| {
+            w.begin_second_image()?;
+            Ok(w.detach())
+        });
+        match moved {
+            Ok(dl) => {
+                self.download = Some(dl);
+                Ok(())
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Err(SuitError::Platform(PackageError::Slot(e).update_result()))
+            }
+        }
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
@@ -148,6 +182,8 @@ pub struct PackageReceiver<'b, 'p, C: CryptoBackend> {
     consumed: u64,
     /// Envelope offset of the first image byte, once known: persist it for a resume.
     payload_start: Option<u64>,
+    /// Two-stage pull: a fetched image has begun.
+    fetching: bool,
 }
 
 /// Length of the head [`compose_head`] writes.
@@ -215,6 +251,7 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             download: None,
             consumed: 0,
             payload_start: None,
+            fetching: false,
         }
     }
 
@@ -242,6 +279,9 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         }
         self.mode = Mode::Closed;
         let w = slots.resume_download()?;
+        if w.has_second_image() {
+            return Err(PackageError::NotResumable);
+        }
         let offset = u64::from(w.offset());
         let left = u64::from(w.size()) - offset;
         self.download = Some(w.detach());
@@ -320,23 +360,11 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         // Until the payload begins, feed byte by byte so that the slot is opened before the
         // first payload byte (the verifier calls `begin` on the payload's header byte).
         while self.download.is_none() && !data.is_empty() {
-            let mut sink = SlotSink {
-                slots,
-                download: None,
-                begin_requested: false,
-                error: None,
-            };
             let (one, rest) = data.split_at(1);
-            let r = self.verifier.feed(one, &mut sink);
-            let begin = sink.begin_requested;
-            let err = sink.error;
+            let begin = self.with_slot(slots, |v, sink| v.feed(one, sink));
             self.consumed += 1;
             *data = rest;
-            if let Some(e) = err {
-                return Err(PackageError::Slot(e));
-            }
-            r?;
-            if begin {
+            if begin? {
                 self.payload_start = Some(self.consumed);
                 self.open_slot(slots)?;
             }
@@ -344,19 +372,33 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         if data.is_empty() {
             return Ok(());
         }
+        let chunk: &[u8] = data;
+        let r = self.with_slot(slots, |v, sink| v.feed(chunk, sink));
+        self.consumed += chunk.len() as u64;
+        r.map(|_| ())
+    }
+
+    /// Runs `step` on the verifier with a sink into the candidate slot (the download goes to
+    /// the sink and comes back; a slot error wins over the verifier's report of it). Returns
+    /// whether the verifier asked to begin component 0's image: the caller then opens the slot.
+    fn with_slot<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        step: impl FnOnce(&mut StreamVerifier<'b, 'p, C>, &mut dyn PayloadSink) -> Result<(), SuitError>,
+    ) -> Result<bool, PackageError> {
         let mut sink = SlotSink {
             slots,
             download: self.download.take(),
             begin_requested: false,
             error: None,
         };
-        let r = self.verifier.feed(data, &mut sink);
+        let r = step(&mut self.verifier, &mut sink);
         self.download = sink.download;
-        self.consumed += data.len() as u64;
         if let Some(e) = sink.error {
             return Err(PackageError::Slot(e));
         }
-        r.map_err(PackageError::from)
+        r?;
+        Ok(sink.begin_requested)
     }
 
     /// Stores the authenticated head in the candidate slot and journals Downloading.
@@ -367,15 +409,25 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     ) -> Result<(), PackageError> {
         let env = self.verifier.envelope().ok_or(SuitError::OutOfOrder)?;
         let (digest, size) = self.verifier.image_facts().ok_or(SuitError::OutOfOrder)?;
+        let size32 = |s: Option<u64>| {
+            s.and_then(|s| u32::try_from(s).ok())
+                .ok_or(SuitError::ImageTooLarge)
+        };
+        let second = match self.verifier.second_image_facts() {
+            Some((_, digest, size)) => Some(ImageFacts {
+                size: size32(size)?,
+                digest,
+            }),
+            None => None,
+        };
         let facts = ManifestFacts {
             sequence: self
                 .verifier
                 .sequence_number()
                 .ok_or(SuitError::OutOfOrder)?,
-            size: size
-                .and_then(|s| u32::try_from(s).ok())
-                .ok_or(SuitError::ImageTooLarge)?,
+            size: size32(size)?,
             digest,
+            second,
         };
         // PkgName / PkgVersion come from the authenticated suit-text, when present.
         let mut name = [0u8; MAX_NAME];
@@ -425,17 +477,24 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         if let Mode::Closed = mode {
             return Err(PackageError::Unexpected);
         }
-        match self.verifier.finish()? {
-            Finished::Complete(_) => {
-                let dl = self.download.take().ok_or(SuitError::Truncated)?;
-                slots.writer(dl)?.finish()?;
-                Ok(Outcome::Downloaded)
-            }
-            Finished::FetchRequired { .. } => {
-                self.mode = Mode::Verify;
-                Ok(Outcome::FetchImage)
-            }
+        let complete = matches!(self.verifier.finish()?, Finished::Complete(_));
+        self.settle(slots, complete)
+    }
+
+    /// Every image verified (`complete`): the slot re-reads and checks them and journals
+    /// Downloaded. Otherwise one more image is to be fetched.
+    fn settle<F: NorFlash>(
+        &mut self,
+        slots: &mut SlotManager<'_, F>,
+        complete: bool,
+    ) -> Result<Outcome, PackageError> {
+        if !complete {
+            self.mode = Mode::Verify;
+            return Ok(Outcome::FetchImage);
         }
+        let dl = self.download.take().ok_or(SuitError::Truncated)?;
+        slots.writer(dl)?.finish()?;
+        Ok(Outcome::Downloaded)
     }
 
     /// The authenticated URI of the image, after [`Outcome::FetchImage`].
@@ -452,42 +511,28 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         slots: &mut SlotManager<'_, F>,
         data: &[u8],
     ) -> Result<(), PackageError> {
-        if self.download.is_none() {
-            let mut sink = SlotSink {
-                slots,
-                download: None,
-                begin_requested: false,
-                error: None,
-            };
-            self.verifier.begin_fetched(&mut sink)?;
-            if sink.begin_requested {
+        if !self.fetching {
+            // The first image opens the slot; a second one moves to its region.
+            if self.with_slot(slots, |v, sink| v.begin_fetched(sink))? {
                 self.open_slot(slots)?;
             }
+            self.fetching = true;
         }
-        let mut sink = SlotSink {
-            slots,
-            download: self.download.take(),
-            begin_requested: false,
-            error: None,
-        };
-        let r = self.verifier.feed_fetched(data, &mut sink);
-        self.download = sink.download;
-        if let Some(e) = sink.error {
-            return Err(PackageError::Slot(e));
-        }
-        r.map_err(PackageError::from)
+        self.with_slot(slots, |v, sink| v.feed_fetched(data, sink))
+            .map(|_| ())
     }
 
-    /// Two-stage pull: the fetched image ended.
+    /// Two-stage pull: the fetched image ended. [`Outcome::Downloaded`] once every image is
+    /// stored and verified; [`Outcome::FetchImage`] when the package has one more image to
+    /// fetch ([`PackageReceiver::fetch_uri`]).
     pub fn finish_fetched<F: NorFlash>(
         &mut self,
         slots: &mut SlotManager<'_, F>,
-    ) -> Result<(), PackageError> {
+    ) -> Result<Outcome, PackageError> {
         self.mode = Mode::Closed;
-        self.verifier.finish_fetched()?;
-        let dl = self.download.take().ok_or(SuitError::Truncated)?;
-        slots.writer(dl)?.finish()?;
-        Ok(())
+        self.fetching = false;
+        let complete = matches!(self.verifier.finish_fetched()?, Finished::Complete(_));
+        self.settle(slots, complete)
     }
 }
 

@@ -344,7 +344,10 @@ mod streamed {
                     for b in fetched.expect("URI package").chunks(block) {
                         v.feed_fetched(b, &mut sink)?;
                     }
-                    Ok(v.finish_fetched()?.size)
+                    match v.finish_fetched()? {
+                        Finished::Complete(done) => Ok(done.size),
+                        other => panic!("one image expected: {other:?}"),
+                    }
                 }
             }
         })();

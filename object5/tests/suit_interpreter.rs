@@ -93,6 +93,17 @@ impl Platform for Sim {
     }
 }
 
+/// A P-256 signing key for tool-built packages and its SEC1 public key.
+fn signer() -> (p256::ecdsa::SigningKey, Vec<u8>) {
+    let signer = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+    let public = signer
+        .verifying_key()
+        .to_sec1_point(false)
+        .as_bytes()
+        .to_vec();
+    (signer, public)
+}
+
 fn seq(items: Vec<Value>) -> Vec<u8> {
     Value::Array(items).encode()
 }
@@ -210,13 +221,76 @@ fn example_5_addresses_two_components_with_set_component_index() {
 }
 
 #[test]
+fn a_tool_built_two_image_package_installs_both_components() {
+    let (signer, public) = signer();
+    let app: Vec<u8> = (0..3000u32).map(|x| x as u8).collect();
+    let radio: Vec<u8> = (0..1200u32).map(|x| (x * 3) as u8).collect();
+    let spec = PackageSpec {
+        vendor_id: ARM,
+        class_id: SUIT,
+        sequence_number: 1,
+        version: "2".into(),
+        name: "app".into(),
+        image: &app,
+        delivery: Delivery::Integrated,
+        alg: SignAlg::Esp256,
+    };
+    let second = author::SecondImage {
+        image: &radio,
+        name: "radio".into(),
+        version: "7".into(),
+        delivery: Delivery::Integrated,
+    };
+    let env = author::build_envelope_two(&spec, &second, &author::AuthorKey::P256(signer)).unwrap();
+    let a = authenticate(&env, &[TrustAnchor::P256(&public)], &Software).unwrap();
+    let mut sim = Sim::default();
+    for k in [&b"#fw"[..], b"#fw1"] {
+        sim.network
+            .insert(k.to_vec(), a.envelope.payload(k).unwrap().to_vec());
+    }
+    let mut vm = Interpreter::new(2, identity(), Software).unwrap();
+    vm.run(a.manifest.shared_sequence.unwrap(), &mut sim)
+        .unwrap();
+    vm.run(a.install(&Software).unwrap().unwrap(), &mut sim)
+        .unwrap();
+    vm.run(a.manifest.validate.unwrap(), &mut sim).unwrap();
+    assert_eq!(sim.log, ["fetch 0 #fw", "fetch 1 #fw1"]);
+    assert_eq!((&sim.store[&(0, 0)], &sim.store[&(1, 0)]), (&app, &radio));
+    // The second image with one byte changed fails validate on component 1.
+    sim.store.get_mut(&(1, 0)).unwrap()[5] ^= 1;
+    assert_eq!(
+        vm.run(a.manifest.validate.unwrap(), &mut sim),
+        Err(SuitError::ImageDigestMismatch)
+    );
+}
+
+#[test]
+fn example_4_fetches_into_the_staging_component_and_checks_it_there() {
+    let k1 = key("K1");
+    let env = read("ms37_ex4_signed.cbor");
+    let a = authenticate(&env, &[TrustAnchor::P256(&k1)], &Software).unwrap();
+    assert_eq!(a.manifest.component_count, 3);
+    let mut vm = Interpreter::new(3, identity(), Software).unwrap();
+    let mut sim = Sim::default();
+    vm.run(a.manifest.shared_sequence.unwrap(), &mut sim)
+        .unwrap();
+    assert_eq!(vm.params(0).unwrap().image_size, Some(34768));
+    sim.network
+        .insert(b"http://example.com/file.bin".to_vec(), vec![0; 34768]);
+    // payload-fetch: component 1 (external storage) receives the image and must match the
+    // (sample) digest before install would copy it into component 0.
+    let fetch = a.payload_fetch(&Software).unwrap().unwrap();
+    assert_eq!(vm.run(fetch, &mut sim), Err(SuitError::ImageDigestMismatch));
+    assert_eq!(sim.log, ["fetch 1 http://example.com/file.bin"]);
+    assert_eq!(
+        vm.params(1).unwrap().uri,
+        Some(&b"http://example.com/file.bin"[..])
+    );
+}
+
+#[test]
 fn a_tool_built_package_runs_install_validate_and_invoke_end_to_end() {
-    let signer = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
-    let public = signer
-        .verifying_key()
-        .to_sec1_point(false)
-        .as_bytes()
-        .to_vec();
+    let (signer, public) = signer();
     let img: Vec<u8> = (0..5000u32).map(|x| x as u8).collect();
     let spec = PackageSpec {
         vendor_id: ARM,

@@ -114,7 +114,10 @@ impl Device {
                 for block in fetched.expect("URI package needs an image").chunks(100) {
                     v.feed_fetched(block, sink)?;
                 }
-                Ok(v.finish_fetched()?.size)
+                match v.finish_fetched()? {
+                    Finished::Complete(done) => Ok(done.size),
+                    other => panic!("one image expected: {other:?}"),
+                }
             }
         }
     }

@@ -55,6 +55,19 @@ pub struct PackageKind {
     /// Encrypt the image for this recipient (draft-ietf-suit-firmware-encryption-24); a
     /// two-stage pull then serves the ciphertext.
     pub encryption: Option<Encryption>,
+    /// A second image (component 1, "sim-radio") in the same package.
+    pub second: Option<SecondKind>,
+}
+
+/// The second image of a two-image package.
+#[derive(Clone, Debug)]
+pub struct SecondKind {
+    /// Version in the image and in the manifest's text for component 1.
+    pub version: String,
+    /// Image length in bytes.
+    pub len: usize,
+    /// Integrated payload ("#fw1"), or the image at this URI.
+    pub delivery: Delivery,
 }
 
 impl PackageKind {
@@ -68,8 +81,24 @@ impl PackageKind {
             vendor: VENDOR.into(),
             delivery: Delivery::Integrated,
             encryption: None,
+            second: None,
         }
     }
+}
+
+/// The simulated application image (component 0) of `version` and `len` bytes.
+pub fn app_image(version: &str, len: usize, fails_self_test: bool) -> Vec<u8> {
+    ImageBuilder::new("sim-fw", version)
+        .fails_self_test(fails_self_test)
+        .total_len(len)
+        .build()
+}
+
+/// The simulated second image (component 1) of `version` and `len` bytes.
+pub fn second_image(version: &str, len: usize) -> Vec<u8> {
+    ImageBuilder::new("sim-radio", version)
+        .total_len(len)
+        .build()
 }
 
 /// The shim plus a signing key the devices trust.
@@ -161,10 +190,7 @@ impl Harness {
     /// Builds and signs a package into the shim's package directory as `name`; returns its
     /// `coap://` URI on the shim's package host.
     pub fn package(&self, name: &str, kind: &PackageKind) -> String {
-        let image = ImageBuilder::new("sim-fw", &kind.version)
-            .fails_self_test(kind.fails_self_test)
-            .total_len(kind.len)
-            .build();
+        let image = app_image(&kind.version, kind.len, kind.fails_self_test);
         let vendor = author::vendor_id(&kind.vendor);
         let spec = PackageSpec {
             vendor_id: vendor,
@@ -177,6 +203,21 @@ impl Harness {
             alg: SignAlg::Esp256,
         };
         let key = AuthorKey::from_pem(&self.key_pem).expect("key");
+        if let Some(second) = &kind.second {
+            let bytes = second_image(&second.version, second.len);
+            let component = author::SecondImage {
+                image: &bytes,
+                name: "sim-radio".into(),
+                version: second.version.clone(),
+                delivery: second.delivery.clone(),
+            };
+            let envelope = author::build_envelope_two(&spec, &component, &key).expect("sign");
+            self.put_package(name, &envelope);
+            for (delivery, bytes) in [(&kind.delivery, &image), (&second.delivery, &bytes)] {
+                self.host_fetched(delivery, bytes);
+            }
+            return self.package_uri(name);
+        }
         let (envelope, payload) = match &kind.encryption {
             Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).expect("encrypt"),
             None => (
@@ -185,13 +226,17 @@ impl Harness {
             ),
         };
         self.put_package(name, &envelope);
-        if let Delivery::Uri(uri) = &kind.delivery {
-            // Two-stage: serve the (possibly encrypted) image under the name the URI ends with.
+        self.host_fetched(&kind.delivery, &payload);
+        self.package_uri(name)
+    }
+
+    /// Two-stage: serves `bytes` (possibly encrypted) under the name a URI delivery ends with.
+    fn host_fetched(&self, delivery: &Delivery, bytes: &[u8]) {
+        if let Delivery::Uri(uri) = delivery {
             if let Some(image_name) = uri.rsplit('/').next() {
-                self.put_package(image_name, &payload);
+                self.put_package(image_name, bytes);
             }
         }
-        self.package_uri(name)
     }
 
     /// Stores raw bytes as a package file.
@@ -259,6 +304,7 @@ impl Harness {
             decryption_keys: Vec::new(),
             keks: Vec::new(),
             factory_version: "1.0.0".into(),
+            factory_second_version: None,
             vendor_id: VENDOR.into(),
             class_id: CLASS.into(),
             power_cut_after: None,
@@ -352,6 +398,41 @@ impl Harness {
             &format!("/api/clients/{ep}/5/0/1?format=TEXT"),
             &serde_json::json!({"id": 1, "kind": "singleResource", "type": "string", "value": uri}),
         )
+    }
+
+    /// Pulls `uri` through /5/0/1, installs it and waits for the device to run `version`
+    /// (/3/0/3) and report success (Idle, Update Result 1).
+    pub fn pull_and_install(&self, ep: &str, uri: &str, version: &str) {
+        let limit = Duration::from_secs(60);
+        let (status, v) = self.write_uri(ep, uri);
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("CHANGED(204)")),
+            "{v}"
+        );
+        self.wait_state(ep, (2, 0), limit);
+        assert_eq!(self.read_string(ep, "/5/0/7").as_deref(), Some(version));
+        assert_eq!(self.execute(ep, "/5/0/2"), "CHANGED(204)");
+        self.wait_until(&format!("{ep} to run {version}"), limit, || {
+            self.read_string(ep, "/3/0/3").as_deref() == Some(version)
+        });
+        self.wait_state(ep, (0, 1), limit);
+    }
+
+    /// Pulls `uri` and expects the download to end with Idle / Update Result 5, the factory
+    /// image (1.0.0) still running and nothing to install (Update refused: OMA ETS
+    /// 1.0-int-772, Method Not Allowed).
+    pub fn pull_refused(&self, ep: &str, uri: &str) {
+        let (status, v) = self.write_uri(ep, uri);
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("CHANGED(204)")),
+            "{v}"
+        );
+        self.wait_state(ep, (0, 5), Duration::from_secs(60));
+        assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
+        assert_eq!(self.execute(ep, "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
+        assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
     }
 
     /// Pushes a package to /5/0/0 (Block1) the way Leshan's REST API does.

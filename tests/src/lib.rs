@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 pub mod coap_tcp;
+pub mod device_policy;
 pub mod e2e;
 pub mod leshan;
 pub mod process;

@@ -13,8 +13,6 @@ use lwm2m_client::sim::InThreadDevice;
 use object5::author::{self, ContentEncryption, Delivery, Encryption, Recipient};
 use tests::e2e::{Harness, PackageKind};
 
-const IDLE: i64 = 0;
-const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(60);
 
 /// Keys a device can hold, written as the files its command line takes.
@@ -65,39 +63,6 @@ fn encrypted(
     kind
 }
 
-/// Pulls `uri`, installs it and waits for the device to boot `version` and report success.
-fn pull_and_install(h: &Harness, ep: &str, uri: &str, version: &str) {
-    let (status, v) = h.write_uri(ep, uri);
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("CHANGED(204)")),
-        "{v}"
-    );
-    h.wait_state(ep, (DOWNLOADED, 0), T);
-    assert_eq!(h.read_string(ep, "/5/0/7").as_deref(), Some(version));
-    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
-    h.wait_until(&format!("{ep} to run {version}"), T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some(version)
-    });
-    h.wait_state(ep, (IDLE, 1), T);
-}
-
-/// Pulls `uri` and expects the download to end with Idle / Update Result 5, the factory
-/// image still running and nothing left to install.
-fn pull_refused(h: &Harness, ep: &str, uri: &str) {
-    let (status, v) = h.write_uri(ep, uri);
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("CHANGED(204)")),
-        "{v}"
-    );
-    h.wait_state(ep, (IDLE, 5), T);
-    assert_eq!(h.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
-    // Nothing was downloaded: Update is refused (ETS 1.0-int-772, Method Not Allowed).
-    assert_eq!(h.execute(ep, "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
-    assert_eq!(h.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
-}
-
 #[test]
 fn ecdh_es_a128gcm_package_pulled_decrypted_and_installed() {
     let h = Harness::start("enc-gcm");
@@ -110,7 +75,7 @@ fn ecdh_es_a128gcm_package_pulled_decrypted_and_installed() {
         ContentEncryption::A128Gcm,
     );
     let uri = h.package("fw-2.0.0.suit", &kind);
-    pull_and_install(&h, "enc-gcm", &uri, "2.0.0");
+    h.pull_and_install("enc-gcm", &uri, "2.0.0");
     dev.stop().unwrap();
 }
 
@@ -129,7 +94,7 @@ fn a128kw_a128ctr_two_stage_package_pulled_decrypted_and_installed() {
     // decrypted in a second pull.
     kind.delivery = Delivery::Uri(h.package_uri("image-3.0.0.enc"));
     let uri = h.package("manifest-3.0.0.suit", &kind);
-    pull_and_install(&h, "enc-ctr", &uri, "3.0.0");
+    h.pull_and_install("enc-ctr", &uri, "3.0.0");
     dev.stop().unwrap();
 }
 
@@ -145,7 +110,7 @@ fn a128kw_a128ctr_integrated_package_installed() {
         ContentEncryption::A128Ctr,
     );
     let uri = h.package("fw-2.1.0.suit", &kind);
-    pull_and_install(&h, "enc-ctr-int", &uri, "2.1.0");
+    h.pull_and_install("enc-ctr-int", &uri, "2.1.0");
     dev.stop().unwrap();
 }
 
@@ -169,7 +134,7 @@ fn wrong_key_or_changed_ciphertext_gives_result_5_and_keeps_the_old_image() {
         ),
     ] {
         let uri = h.package(name, &encrypted("2.0.0", 2, recipient, content));
-        pull_refused(&h, "enc-wrong", &uri);
+        h.pull_refused("enc-wrong", &uri);
     }
     // The right key, but one ciphertext bit changed on the package host: the GCM tag (or,
     // for CTR, the ciphertext digest in the signed manifest) no longer matches.
@@ -193,7 +158,7 @@ fn wrong_key_or_changed_ciphertext_gives_result_5_and_keeps_the_old_image() {
         let mut ciphertext = std::fs::read(&path).unwrap();
         ciphertext[10_000] ^= 0x01;
         h.put_package(&image, &ciphertext);
-        pull_refused(&h, "enc-wrong", &uri);
+        h.pull_refused("enc-wrong", &uri);
     }
     // The same device still takes a package it can decrypt.
     let kind = encrypted(
@@ -203,6 +168,6 @@ fn wrong_key_or_changed_ciphertext_gives_result_5_and_keeps_the_old_image() {
         ContentEncryption::A128Gcm,
     );
     let uri = h.package("good.suit", &kind);
-    pull_and_install(&h, "enc-wrong", &uri, "2.0.0");
+    h.pull_and_install("enc-wrong", &uri, "2.0.0");
     dev.stop().unwrap();
 }

@@ -8,13 +8,12 @@ use object5::author::{
     build_envelope, public_pem_from_private, public_sec1_from_pem, signing_key_from_pem, Delivery,
     PackageSpec, SignAlg,
 };
-use object5::manifest::{DeviceIdentity, Freshness, Policy, Software, TrustAnchor};
+use object5::manifest::{Software, TrustAnchor};
 use object5::package::{Outcome, PackageError, PackageReceiver};
 use object5::slots::Strategy;
 use object5::{State, UpdateResult};
 
-const VENDOR: [u8; 16] = [0x11; 16];
-const CLASS: [u8; 16] = [0x22; 16];
+use tests::device_policy::{policy, CLASS, VENDOR};
 const CAPACITY: u32 = 64 * 1024;
 
 struct Keys {
@@ -59,6 +58,7 @@ fn device(k: &Keys, strategy: Strategy) -> SimDevice {
             Delivery::Uri("coap://h/fw".into()),
         ),
         image: factory_image,
+        second: None,
     };
     let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
     config.strategy = strategy;
@@ -67,19 +67,6 @@ fn device(k: &Keys, strategy: Strategy) -> SimDevice {
     assert_eq!(d.booted().unwrap().image.version, "1.0.0");
     d.slots().unwrap(); // journal readable
     d
-}
-
-/// This device's acceptance policy with `anchors` and the anti-rollback `floor`.
-fn policy<'a>(anchors: &'a [TrustAnchor<'a>], floor: u64) -> Policy<'a> {
-    Policy {
-        anchors,
-        identity: DeviceIdentity {
-            vendor_id: &VENDOR,
-            class_id: &CLASS,
-            device_id: None,
-        },
-        freshness: Freshness::NewerThanInstalled(floor),
-    }
 }
 
 /// Streams `pkg` in 512-byte blocks; returns the receiver's verdict.

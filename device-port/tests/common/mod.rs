@@ -53,6 +53,7 @@ fn package(key_pem: &str, version: &str, seq: u64, fails: bool) -> Package {
         sequence: seq,
         size: image.len() as u32,
         digest: Sha256::digest(&image).into(),
+        second: None,
     };
     Package {
         image,
@@ -83,6 +84,7 @@ impl Fixture {
         let factory = FactoryImage {
             envelope: self.old.envelope.clone(),
             image: self.old.image.clone(),
+            second: None,
         };
         let mut config = SimConfig::new(self.anchors.clone(), factory);
         config.strategy = strategy;

@@ -80,6 +80,11 @@ pub struct DeviceOptions {
     /// Version of the factory image installed on the first run.
     #[arg(long, default_value = "1.0.0")]
     pub factory_version: String,
+    /// The factory also installs a second image (component 1, "sim-radio") of this version
+    /// beside the application: the device then runs two images, which two-image packages
+    /// update together (`package build --second-image`).
+    #[arg(long, value_name = "VERSION")]
+    pub factory_second_version: Option<String>,
     /// Vendor of this device: a UUID, or a name turned into UUIDv5 (DNS namespace) as the
     /// SUIT draft recommends; packages for another vendor are refused (Update Result 6).
     #[arg(long, default_value = "sim.example")]
@@ -174,6 +179,8 @@ impl DeviceOptions {
 
 /// Bytes of the factory image installed on a first run; the smallest slot must hold it.
 const FACTORY_IMAGE_BYTES: usize = 16 * 1024;
+/// Bytes of the factory's second image (`--factory-second-version`).
+const FACTORY_SECOND_BYTES: usize = 4 * 1024;
 
 /// Largest slot: 64 MiB (the flash file holds two or three of them).
 const MAX_SLOT_KIB: u32 = 64 * 1024;
@@ -279,10 +286,31 @@ impl Factory {
             delivery: Delivery::Uri("coap://127.0.0.1/factory".into()),
             alg: SignAlg::Esp256,
         };
-        let envelope = author::build_envelope(&spec, &key).map_err(CliError::Key)?;
+        let second = args.factory_second_version.as_ref().map(|v| {
+            ImageBuilder::new("sim-radio", v)
+                .total_len(FACTORY_SECOND_BYTES)
+                .build()
+        });
+        let envelope = match (&second, &args.factory_second_version) {
+            (Some(bytes), Some(version)) => {
+                let second = author::SecondImage {
+                    image: bytes,
+                    name: "sim-radio".into(),
+                    version: version.clone(),
+                    delivery: Delivery::Uri("coap://127.0.0.1/factory-radio".into()),
+                };
+                author::build_envelope_two(&spec, &second, &author::AuthorKey::P256(key))
+            }
+            _ => author::build_envelope(&spec, &key),
+        }
+        .map_err(CliError::Key)?;
         Ok(Self {
             anchor,
-            image: FactoryImage { envelope, image },
+            image: FactoryImage {
+                envelope,
+                image,
+                second,
+            },
             vendor_id,
             class_id,
         })
@@ -308,11 +336,12 @@ impl Factory {
     /// Generating and signing per device would cost a fleet of thousands more CPU than
     /// its updates.
     fn in_memory(args: &DeviceOptions) -> Result<std::sync::Arc<Self>, CliError> {
-        type Model = (String, String, String);
+        type Model = (String, Option<String>, String, String);
         static MADE: std::sync::Mutex<Vec<(Model, std::sync::Arc<Factory>)>> =
             std::sync::Mutex::new(Vec::new());
         let model = (
             args.factory_version.clone(),
+            args.factory_second_version.clone(),
             args.vendor_id.clone(),
             args.class_id.clone(),
         );
@@ -340,6 +369,13 @@ fn stored_decryption_keys(args: &DeviceOptions) -> Result<Vec<StoredDecryptionKe
         keys.push(StoredDecryptionKey::Aes128Kw(kek));
     }
     Ok(keys)
+}
+
+/// The simulated device of `args` (its state directory, or in memory), booted as at
+/// power-on, without starting its LwM2M client: what a test inspects after the device
+/// process stopped (the images its bootloader runs, its journal).
+pub fn open(args: &DeviceOptions) -> Result<SimDevice, CliError> {
+    open_device(args).map(|(device, _)| device)
 }
 
 fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError> {
@@ -631,6 +667,9 @@ pub async fn run_preferring(
         let path = booted.as_ref().map(|b| b.path);
         if let Some(b) = &booted {
             tracing::info!(%version, slot = b.slot, path = ?b.path, "booted");
+            if let Some(second) = &b.second {
+                tracing::info!(name = %second.name, version = %second.version, "second image");
+            }
         }
         let info = DeviceInfo {
             manufacturer: "LwM2M SUIT project".into(),

@@ -313,33 +313,36 @@ impl FirmwareBackend for SimFirmware {
         let device = self.device.clone();
         let mut d = device.borrow_mut();
         let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
-        let result = match &mut self.stage {
-            Stage::Envelope(rx) => match rx.finish(&mut slots) {
-                Ok(Outcome::Downloaded) => Ok(downloaded(&slots)),
-                Ok(Outcome::FetchImage) => {
-                    let uri = rx
-                        .fetch_uri()
-                        .map(|u| String::from_utf8_lossy(u).into_owned());
-                    match uri {
-                        Some(uri) => Ok(Finished::FetchImage(uri)),
-                        None => Err(UpdateResult::UnsupportedPackage),
-                    }
+        // The envelope ended, or a fetched image did (a two-image package may name one more).
+        let finished = match &mut self.stage {
+            Stage::Envelope(rx) => Some((rx.finish(&mut slots), rx)),
+            Stage::Image(rx) => Some((rx.finish_fetched(&mut slots), rx)),
+            Stage::Idle => None,
+        };
+        let result = match finished {
+            None => Err(UpdateResult::UpdateFailed),
+            Some((Ok(Outcome::Downloaded), _)) => Ok(downloaded(&slots)),
+            Some((Ok(Outcome::FetchImage), rx)) => {
+                let uri = rx
+                    .fetch_uri()
+                    .map(|u| String::from_utf8_lossy(u).into_owned());
+                match uri {
+                    Some(uri) => Ok(Finished::FetchImage(uri)),
+                    None => Err(UpdateResult::UnsupportedPackage),
                 }
-                Err(e) => Err(e.update_result()),
-            },
-            Stage::Image(rx) => rx
-                .finish_fetched(&mut slots)
-                .map(|()| downloaded(&slots))
-                .map_err(PackageError::update_result),
-            Stage::Idle => Err(UpdateResult::UpdateFailed),
+            }
+            Some((Err(e), _)) => Err(e.update_result()),
         };
         // The slot manager borrows the device; `close`/`fail` below borrow it again.
         drop(d);
         match result {
             Ok(Finished::FetchImage(uri)) => {
-                if let Stage::Envelope(rx) = std::mem::replace(&mut self.stage, Stage::Idle) {
-                    self.stage = Stage::Image(rx);
-                }
+                // The next image is fetched with the same receiver (a two-image package
+                // asks twice).
+                self.stage = match std::mem::replace(&mut self.stage, Stage::Idle) {
+                    Stage::Envelope(rx) | Stage::Image(rx) => Stage::Image(rx),
+                    Stage::Idle => Stage::Idle,
+                };
                 Ok(Finished::FetchImage(uri))
             }
             Ok(done) => {

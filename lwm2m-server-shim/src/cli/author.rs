@@ -49,7 +49,8 @@ pub enum KeygenAlg {
 /// `package` subcommands.
 #[derive(Subcommand)]
 pub enum PackageCommand {
-    /// Build and sign a SUIT envelope for one firmware image.
+    /// Build and sign a SUIT envelope for one firmware image, or for two (--second-image:
+    /// the device installs both together).
     Build(BuildArgs),
     /// Print a readable dump of an envelope, and whether and by which key it authenticates
     /// when keys are given.
@@ -116,6 +117,25 @@ pub struct BuildArgs {
     /// Content encryption with --encrypt-for or --kek.
     #[arg(long, value_enum, default_value_t = ContentAlgArg::A128gcm)]
     content_alg: ContentAlgArg,
+    /// A second image in the same package (component 1, beside the image in component 0):
+    /// the device installs both together or neither (SUIT set-component-index). Not with
+    /// encryption.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["second_sim_firmware", "encrypt_for", "kek"])]
+    second_image: Option<PathBuf>,
+    /// Instead of --second-image: a second image in the simulated device's format
+    /// ("sim-radio", reporting --second-version) of this many bytes.
+    #[arg(long, value_name = "BYTES", conflicts_with_all = ["encrypt_for", "kek"])]
+    second_sim_firmware: Option<u64>,
+    /// Version text of the second image (suit-text of component 1).
+    #[arg(long, value_name = "VERSION")]
+    second_version: Option<String>,
+    /// Name of the second image; default: its file name (or "sim-radio").
+    #[arg(long, value_name = "NAME", requires = "second_version")]
+    second_name: Option<String>,
+    /// URI the device fetches the second image from; default: carried in the envelope
+    /// (key "#fw1").
+    #[arg(long, value_name = "URI", requires = "second_version")]
+    second_uri: Option<String>,
     /// Output file.
     #[arg(short, long)]
     out: PathBuf,
@@ -319,18 +339,16 @@ fn build(a: BuildArgs) -> Result<(), String> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        (None, Some(len)) => {
-            if let Some(why) = oversized(len) {
-                return Err(format!("--sim-firmware {why}"));
-            }
-            (
-                device_port::image::ImageBuilder::new("sim-fw", &a.version)
-                    .fails_self_test(a.fails_self_test)
-                    .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
-                    .build(),
-                "sim-fw".to_owned(),
-            )
-        }
+        (None, Some(len)) => (
+            sim_image(
+                "--sim-firmware",
+                "sim-fw",
+                &a.version,
+                len,
+                a.fails_self_test,
+            )?,
+            "sim-fw".to_owned(),
+        ),
         (None, None) => return Err("--image or --sim-firmware is required".into()),
     };
     let vendor = author::vendor_id(&a.vendor_id);
@@ -368,9 +386,22 @@ fn build(a: BuildArgs) -> Result<(), String> {
             ContentAlgArg::A128ctr => ContentEncryption::A128Ctr,
         },
     });
-    let env = match &encryption {
-        Some(enc) => author::build_envelope_encrypted(&spec, &key, enc).map(|(env, _)| env),
-        None => author::build_envelope_with(&spec, &key),
+    let second = second_image(&a.second_image, a.second_sim_firmware, &a.second_version)?;
+    let env = match (&encryption, &second) {
+        (Some(enc), _) => author::build_envelope_encrypted(&spec, &key, enc).map(|(env, _)| env),
+        (None, Some((bytes, default_name))) => {
+            let second = author::SecondImage {
+                image: bytes,
+                name: a.second_name.clone().unwrap_or(default_name.clone()),
+                version: a.second_version.clone().unwrap_or_default(),
+                delivery: match &a.second_uri {
+                    Some(uri) => Delivery::Uri(uri.clone()),
+                    None => Delivery::Integrated,
+                },
+            };
+            author::build_envelope_two(&spec, &second, &key)
+        }
+        (None, None) => author::build_envelope_with(&spec, &key),
     }
     .map_err(|e| e.to_string())?;
     write(&a.out, &env)?;
@@ -384,6 +415,54 @@ fn build(a: BuildArgs) -> Result<(), String> {
         author::format_uuid(&class)
     );
     Ok(())
+}
+
+/// An image in the simulated device's format (`device_port::image`) named `name`, reporting
+/// `version`, of `len` bytes; `flag` names the option in the refusal of an impossible size.
+fn sim_image(
+    flag: &str,
+    name: &str,
+    version: &str,
+    len: u64,
+    fails_self_test: bool,
+) -> Result<Vec<u8>, String> {
+    if let Some(why) = oversized(len) {
+        return Err(format!("{flag} {why}"));
+    }
+    Ok(device_port::image::ImageBuilder::new(name, version)
+        .fails_self_test(fails_self_test)
+        .total_len(usize::try_from(len).map_err(|e| e.to_string())?)
+        .build())
+}
+
+/// The second image of `package build` and its default name, when one was given: a file
+/// or a simulated image; its version is required.
+fn second_image(
+    file: &Option<PathBuf>,
+    sim_firmware: Option<u64>,
+    version: &Option<String>,
+) -> Result<Option<(Vec<u8>, String)>, String> {
+    let version = match (file, sim_firmware, version) {
+        (None, None, None) => return Ok(None),
+        (None, None, Some(_)) => {
+            return Err("--second-version needs --second-image or --second-sim-firmware".into())
+        }
+        (_, _, None) => return Err("a second image needs --second-version".into()),
+        (_, _, Some(v)) => v,
+    };
+    match (file, sim_firmware) {
+        (Some(path), _) => Ok(Some((
+            read_image(path)?,
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ))),
+        (None, Some(len)) => Ok(Some((
+            sim_image("--second-sim-firmware", "sim-radio", version, len, false)?,
+            "sim-radio".to_owned(),
+        ))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The trusted keys, each with the file it came from.

@@ -1,15 +1,18 @@
 //! Fuzzes every SUIT entry point that sees untrusted bytes: whole-envelope authentication,
 //! the streaming verifier at several block sizes (with decryption keys, so encrypted seeds
-//! reach the content-key unwrap and the streamed decryption), and (since a fuzzer cannot forge
-//! signatures) the manifest parser, the command interpreter with several components, the
-//! SUIT_Encryption_Info parser and the decryptor directly.
+//! reach the content-key unwrap and the streamed decryption; two-image seeds reach the second
+//! image; a two-stage package gets the input's second half as each fetched image), and (since
+//! a fuzzer cannot forge signatures) the manifest parser, the command interpreter with several
+//! components, the SUIT_Encryption_Info parser and the decryptor directly. Seeds: the official
+//! vectors, and envelopes signed with their key K1 whose payloads stream (object5's
+//! `fuzz_seeds` example: encrypted integrated images, two-image packages).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use object5::manifest::{
-    authenticate, DecryptionKey, Decryptor, DeviceIdentity, EncryptionInfo, Envelope, SuitError,
+    authenticate, DecryptionKey, Decryptor, DeviceIdentity, EncryptionInfo, Envelope, Finished,
     Freshness, Interpreter, Manifest, Params, PayloadSink, Platform, Policy, Software,
-    StreamVerifier, TrustAnchor,
+    StreamVerifier, SuitError, TrustAnchor,
 };
 
 /// K1 of the draft (uncompressed SEC1) and the K3 HMAC key, so valid seeds authenticate.
@@ -109,7 +112,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if ok {
-        let _ = v.finish();
+        // Two-stage pulls: the input's second half stands in for every fetched image.
+        let fetched = data.get(data.len() / 2..).unwrap_or(&[]);
+        let mut fetch = matches!(v.finish(), Ok(Finished::FetchRequired { .. }));
+        for _ in 0..3 {
+            if !fetch || v.begin_fetched(&mut Discard).is_err() {
+                break;
+            }
+            if fetched
+                .chunks(block)
+                .any(|chunk| v.feed_fetched(chunk, &mut Discard).is_err())
+            {
+                break;
+            }
+            fetch = matches!(v.finish_fetched(), Ok(Finished::FetchRequired { .. }));
+        }
     }
 
     if let Ok(env) = Envelope::parse(data) {

@@ -90,7 +90,8 @@ fn stream(
         freshness: Freshness::NewerThanInstalled(installed),
     };
     let mut buf = [0u8; 2048];
-    let v = StreamVerifier::new(&mut buf, policy, Software);
+    #[allow(unused_mut)] // mutated only with encryption
+    let mut v = StreamVerifier::new(&mut buf, policy, Software);
     // With encryption: the device's decryption keys (an A128KW KEK and its ECDH P-256 key).
     #[cfg(feature = "encryption")]
     let keys = [
@@ -98,8 +99,7 @@ fn stream(
         object5::manifest::DecryptionKey::EcdhP256 { kid: None, private: &[0x11; 32] },
     ];
     #[cfg(feature = "encryption")]
-    let v = v.with_decryption_keys(&keys);
-    let mut v = v;
+    v.set_decryption_keys(&keys);
     let mut sink = Count(0);
     for block in envelope.chunks(512) {
         if let Err(e) = v.feed(block, &mut sink) {

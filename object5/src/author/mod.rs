@@ -37,6 +37,9 @@ use std::vec::Vec;
 /// Envelope key of the integrated payload the tool writes.
 pub const INTEGRATED_KEY: &str = "#fw";
 
+/// Envelope key of the second image's integrated payload in a two-image package.
+pub const SECOND_INTEGRATED_KEY: &str = "#fw1";
+
 /// COSE signature algorithm for the wrapper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignAlg {
@@ -71,6 +74,16 @@ pub enum Delivery {
     Uri(String),
 }
 
+impl Delivery {
+    /// The URI the manifest names: `key` of the integrated payload, or the given URI.
+    fn uri(&self, key: &str) -> String {
+        match self {
+            Delivery::Integrated => key.into(),
+            Delivery::Uri(u) => u.clone(),
+        }
+    }
+}
+
 /// What a package says.
 #[derive(Clone, Debug)]
 pub struct PackageSpec<'a> {
@@ -92,6 +105,21 @@ pub struct PackageSpec<'a> {
     pub alg: SignAlg,
 }
 
+/// The second image of a two-image package (component 1 `[h'01']`, beside the application
+/// in component 0): selected with set-component-index (SUIT section 8.4.10.1), with its own
+/// digest, size, URI and suit-text.
+#[derive(Clone, Debug)]
+pub struct SecondImage<'a> {
+    /// The image bytes.
+    pub image: &'a [u8],
+    /// Its name (suit-text component-description).
+    pub name: String,
+    /// Its version (suit-text component-version).
+    pub version: String,
+    /// In the envelope under [`SECOND_INTEGRATED_KEY`], or fetched from a URI.
+    pub delivery: Delivery,
+}
+
 fn int(v: i64) -> Value {
     Value::Int(v)
 }
@@ -109,19 +137,25 @@ pub fn suit_digest(data: &[u8]) -> Vec<u8> {
 
 /// Builds the encoded SUIT_Manifest for `spec`.
 pub fn build_manifest(spec: &PackageSpec<'_>) -> Vec<u8> {
-    manifest_for(spec, None)
+    manifest_for(spec, None, None)
 }
 
 /// The manifest, for a plain image or (with `encrypted`) for an encrypted one: then component
 /// 1 `[h'01']` receives the ciphertext (fetch, and for A128CTR image-match on the ciphertext's
 /// digest) and a decrypting copy (draft-ietf-suit-firmware-encryption section 3.2) puts the
 /// plaintext into component 0, whose image-digest and image-size are the plaintext's.
+///
+/// With `second`, component 1 `[h'01']` holds a second image: set-component-index 1 sets its
+/// digest and size in the shared sequence, and its URI, fetch and image-match in install;
+/// validate checks both images (the layout of draft Example 5, B.6).
 fn manifest_for(
     spec: &PackageSpec<'_>,
     encrypted: Option<(&Encrypted, ContentEncryption)>,
+    second: Option<&SecondImage<'_>>,
 ) -> Vec<u8> {
     let component = Value::Array(vec![Value::Bytes(vec![0])]);
-    let shared = Value::Array(vec![
+    let component1 = Value::Array(vec![Value::Bytes(vec![1])]);
+    let mut shared = vec![
         int(20),
         Value::Map(vec![
             (int(1), Value::Bytes(spec.vendor_id.to_vec())),
@@ -133,21 +167,42 @@ fn manifest_for(
         int(15),
         int(2),
         int(15),
-    ]);
+    ];
     let mut components = vec![component.clone()];
-    let uri = match &spec.delivery {
-        Delivery::Integrated => INTEGRATED_KEY.into(),
-        Delivery::Uri(u) => u.clone(),
-    };
-    let install = match encrypted {
-        None => Value::Array(vec![
+    if let Some(second) = second {
+        components.push(component1.clone());
+        shared.extend([
+            int(12),
+            int(1),
+            int(20),
+            Value::Map(vec![
+                (int(3), Value::Bytes(suit_digest(second.image))),
+                (int(14), int(second.image.len() as i64)),
+            ]),
+        ]);
+    }
+    let shared = Value::Array(shared);
+    let uri = spec.delivery.uri(INTEGRATED_KEY);
+    // Set the URI, fetch, check image-match (of the component selected).
+    let fetch_and_check = |uri: String| {
+        [
             int(20),
             Value::Map(vec![(int(21), Value::Text(uri))]),
             int(21),
             int(2),
             int(3),
             int(15),
-        ]),
+        ]
+    };
+    let install = match encrypted {
+        None => {
+            let mut seq = fetch_and_check(uri).to_vec();
+            if let Some(second) = second {
+                seq.extend([int(12), int(1)]);
+                seq.extend(fetch_and_check(second.delivery.uri(SECOND_INTEGRATED_KEY)));
+            }
+            Value::Array(seq)
+        }
         Some((enc, alg)) => {
             components.push(Value::Array(vec![Value::Bytes(vec![1])]));
             let mut source = vec![
@@ -182,17 +237,26 @@ fn manifest_for(
         (int(2), Value::Array(components)),
         (int(4), Value::wrap(&shared)),
     ]);
-    let validate = Value::Array(vec![int(3), int(15)]);
-    let text = Value::Map(vec![(
-        Value::Text("en".into()),
-        Value::Map(vec![(
-            component,
+    let mut validate = vec![int(3), int(15)];
+    let mut texts = vec![(
+        component,
+        Value::Map(vec![
+            (int(5), Value::Text(spec.name.clone())),
+            (int(6), Value::Text(spec.version.clone())),
+        ]),
+    )];
+    if let Some(second) = second {
+        validate.extend([int(12), int(1), int(3), int(15)]);
+        texts.push((
+            component1,
             Value::Map(vec![
-                (int(5), Value::Text(spec.name.clone())),
-                (int(6), Value::Text(spec.version.clone())),
+                (int(5), Value::Text(second.name.clone())),
+                (int(6), Value::Text(second.version.clone())),
             ]),
-        )]),
-    )]);
+        ));
+    }
+    let validate = Value::Array(validate);
+    let text = Value::Map(vec![(Value::Text("en".into()), Value::Map(texts))]);
     Value::Map(vec![
         (int(1), int(1)),
         (int(2), int(spec.sequence_number as i64)),
@@ -238,13 +302,43 @@ pub fn build_envelope_encrypted(
     encryption: &Encryption,
 ) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
     let enc = encrypt_image(spec.image, encryption)?;
-    let manifest = manifest_for(spec, Some((&enc, encryption.content)));
+    let manifest = manifest_for(spec, Some((&enc, encryption.content)), None);
     let manifest_bstr = Value::Bytes(manifest).encode();
     let digest = suit_digest(&manifest_bstr);
     let block = sign1_block(&digest, spec.alg, key)?;
     let integrated = (spec.delivery == Delivery::Integrated).then_some(enc.ciphertext.as_slice());
-    let envelope = assemble_payload(&digest, &[block], &manifest_bstr, integrated);
+    let payloads: Vec<(&str, &[u8])> = integrated
+        .map(|p| (INTEGRATED_KEY, p))
+        .into_iter()
+        .collect();
+    let envelope = assemble_payload(&digest, &[block], &manifest_bstr, &payloads);
     Ok((envelope, enc.ciphertext))
+}
+
+/// Builds and signs a two-image package: `spec`'s image in component 0 and `second` in
+/// component 1, each integrated or by URI as its delivery says.
+pub fn build_envelope_two(
+    spec: &PackageSpec<'_>,
+    second: &SecondImage<'_>,
+    key: &AuthorKey,
+) -> Result<Vec<u8>, KeyError> {
+    let manifest = manifest_for(spec, None, Some(second));
+    let manifest_bstr = Value::Bytes(manifest).encode();
+    let digest = suit_digest(&manifest_bstr);
+    let block = sign1_block(&digest, spec.alg, key)?;
+    let mut payloads = Vec::new();
+    if spec.delivery == Delivery::Integrated {
+        payloads.push((INTEGRATED_KEY, spec.image));
+    }
+    if second.delivery == Delivery::Integrated {
+        payloads.push((SECOND_INTEGRATED_KEY, second.image));
+    }
+    Ok(assemble_payload(
+        &digest,
+        &[block],
+        &manifest_bstr,
+        &payloads,
+    ))
 }
 
 /// An encoded COSE_Sign1 over `digest` (detached payload, section 8.3).
@@ -271,29 +365,33 @@ pub fn assemble(
     manifest_bstr: &[u8],
     spec: &PackageSpec<'_>,
 ) -> Vec<u8> {
-    let integrated = (spec.delivery == Delivery::Integrated).then_some(spec.image);
-    assemble_payload(digest, blocks, manifest_bstr, integrated)
+    let payloads: Vec<(&str, &[u8])> = match spec.delivery {
+        Delivery::Integrated => vec![(INTEGRATED_KEY, spec.image)],
+        Delivery::Uri(_) => Vec::new(),
+    };
+    assemble_payload(digest, blocks, manifest_bstr, &payloads)
 }
 
-/// [`assemble`] with the integrated payload (under [`INTEGRATED_KEY`]) given directly.
+/// [`assemble`] with the integrated payloads given directly as (key, bytes), in order.
 fn assemble_payload(
     digest: &[u8],
     blocks: &[Vec<u8>],
     manifest_bstr: &[u8],
-    payload: Option<&[u8]>,
+    payloads: &[(&str, &[u8])],
 ) -> Vec<u8> {
     let mut auth = vec![Value::Bytes(digest.to_vec())];
     auth.extend(blocks.iter().map(|b| Value::Bytes(b.clone())));
     let auth = Value::Array(auth).encode();
-    let mut out = Vec::with_capacity(manifest_bstr.len() + payload.map_or(0, <[u8]>::len) + 256);
+    let payload_bytes: usize = payloads.iter().map(|(_, p)| p.len()).sum();
+    let mut out = Vec::with_capacity(manifest_bstr.len() + payload_bytes + 256);
     out.extend_from_slice(&[0xd8, 0x6b]); // tag 107
-    out.push(if payload.is_some() { 0xa3 } else { 0xa2 });
+    out.push(0xa2 + payloads.len() as u8); // map(2 + payloads); at most a few
     out.push(0x02);
     out.extend_from_slice(&Value::Bytes(auth).encode());
     out.push(0x03);
     out.extend_from_slice(manifest_bstr);
-    if let Some(payload) = payload {
-        out.extend_from_slice(&Value::Text(INTEGRATED_KEY.into()).encode());
+    for (key, payload) in payloads {
+        out.extend_from_slice(&Value::Text((*key).into()).encode());
         out.extend_from_slice(&Value::Bytes(payload.to_vec()).encode());
     }
     out

@@ -103,20 +103,28 @@ fn protected_alg(protected: &[u8]) -> Result<i64, SuitError> {
     alg.ok_or(SuitError::UnsupportedAlgorithm)
 }
 
-/// Outcome of checking one block.
-enum BlockOutcome {
-    Verified(usize),
-    Failed,
+/// One authentication block, parsed and ready to check against the anchors.
+enum Block<'a> {
+    /// COSE_Sign1 ES256/ESP256: the SHA-256 of the Sig_structure and the signature `r || s`.
+    P256 { tbs: [u8; 32], sig: &'a [u8] },
+    /// COSE_Sign1 EdDSA/Ed25519 (signs the Sig_structure itself, built when checked).
+    #[cfg(feature = "ed25519")]
+    Ed25519 { protected: &'a [u8], sig: &'a [u8] },
+    /// COSE_Mac0 HMAC 256/256.
+    Mac0 { protected: &'a [u8], tag: &'a [u8] },
+    /// An algorithm or structure this verifier does not implement.
     Unsupported,
 }
 
-#[inline(never)] // own stack frame: keeps peak stack the max, not the sum (README)
-fn check_block<C: CryptoBackend>(
-    block: &[u8],
+/// Parses one block of the wrapper (and for P-256 hashes its Sig_structure), in a frame of
+/// its own that returns before any signature is checked: the curve arithmetic then runs
+/// directly under [`verify_wrapper`], not under the parse frames too.
+#[inline(never)]
+fn parse_block<'a, C: CryptoBackend>(
+    block: &'a [u8],
     digest_encoded: &[u8],
-    anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> Result<BlockOutcome, SuitError> {
+) -> Result<Block<'a>, SuitError> {
     let mut r = Reader::new(block);
     if r.peek_major()? != MAJOR_TAG {
         return Err(SuitError::Malformed);
@@ -126,7 +134,7 @@ fn check_block<C: CryptoBackend>(
         // COSE_Sign / COSE_Mac (several recipients) are not implemented.
         r.skip()?;
         return if r.is_empty() {
-            Ok(BlockOutcome::Unsupported)
+            Ok(Block::Unsupported)
         } else {
             Err(SuitError::Malformed)
         };
@@ -153,56 +161,63 @@ fn check_block<C: CryptoBackend>(
             if sig.len() != 64 {
                 return Err(SuitError::Malformed);
             }
-            Ok(check_sign1(protected, digest_encoded, sig, anchors, crypto))
+            let mut h = crypto.sha256();
+            absorb_to_be_signed(
+                &mut |d| h.update(d),
+                b"Signature1",
+                protected,
+                digest_encoded,
+            );
+            Ok(Block::P256 {
+                tbs: h.finish(),
+                sig,
+            })
         }
         #[cfg(feature = "ed25519")]
         (TAG_SIGN1, ALG_EDDSA | ALG_ED25519) => {
             if sig.len() != 64 {
                 return Err(SuitError::Malformed);
             }
-            Ok(check_sign1_ed25519(
-                protected,
-                digest_encoded,
-                sig,
-                anchors,
-                crypto,
-            ))
+            Ok(Block::Ed25519 { protected, sig })
         }
         (TAG_MAC0, ALG_HMAC256) => {
             if sig.len() != 32 {
                 return Err(SuitError::Malformed);
             }
-            Ok(check_mac0(protected, digest_encoded, sig, anchors, crypto))
+            Ok(Block::Mac0 {
+                protected,
+                tag: sig,
+            })
         }
-        _ => Ok(BlockOutcome::Unsupported),
+        _ => Ok(Block::Unsupported),
     }
 }
 
-/// COSE_Sign1 ES256/ESP256 against every P-256 anchor.
-#[inline(never)]
-fn check_sign1<C: CryptoBackend>(
-    protected: &[u8],
+/// The index of the first anchor a parsed block verifies with; `Ok(None)` when none does,
+/// `Err(())` when the block's algorithm is not implemented.
+fn check_block<C: CryptoBackend>(
+    block: &Block<'_>,
     digest_encoded: &[u8],
-    sig: &[u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> BlockOutcome {
-    let mut h = crypto.sha256();
-    absorb_to_be_signed(
-        &mut |d| h.update(d),
-        b"Signature1",
-        protected,
-        digest_encoded,
-    );
-    let tbs = h.finish();
-    for (i, anchor) in anchors.iter().enumerate() {
-        if let TrustAnchor::P256(key) = anchor {
-            if crypto.verify_p256(key, &tbs, sig) {
-                return BlockOutcome::Verified(i);
-            }
+) -> Result<Option<usize>, ()> {
+    match *block {
+        Block::P256 { ref tbs, sig } => Ok(anchors.iter().position(
+            |anchor| matches!(anchor, TrustAnchor::P256(key) if crypto.verify_p256(key, tbs, sig)),
+        )),
+        #[cfg(feature = "ed25519")]
+        Block::Ed25519 { protected, sig } => Ok(check_sign1_ed25519(
+            protected,
+            digest_encoded,
+            sig,
+            anchors,
+            crypto,
+        )),
+        Block::Mac0 { protected, tag } => {
+            Ok(check_mac0(protected, digest_encoded, tag, anchors, crypto))
         }
+        Block::Unsupported => Err(()),
     }
-    BlockOutcome::Failed
 }
 
 /// Longest Sig_structure an Ed25519 block may have: PureEdDSA signs the whole message, which
@@ -221,7 +236,7 @@ fn check_sign1_ed25519<C: CryptoBackend>(
     sig: &[u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> BlockOutcome {
+) -> Option<usize> {
     let mut tbs = [0u8; ED25519_TBS_MAX];
     let mut len = 0usize;
     let mut fits = true;
@@ -237,17 +252,10 @@ fn check_sign1_ed25519<C: CryptoBackend>(
         protected,
         digest_encoded,
     );
-    let Some(tbs) = tbs.get(..len).filter(|_| fits) else {
-        return BlockOutcome::Failed;
-    };
-    for (i, anchor) in anchors.iter().enumerate() {
-        if let TrustAnchor::Ed25519(key) = anchor {
-            if crypto.verify_ed25519(key, tbs, sig) {
-                return BlockOutcome::Verified(i);
-            }
-        }
-    }
-    BlockOutcome::Failed
+    let tbs = tbs.get(..len).filter(|_| fits)?;
+    anchors.iter().position(
+        |anchor| matches!(anchor, TrustAnchor::Ed25519(key) if crypto.verify_ed25519(key, tbs, sig)),
+    )
 }
 
 /// COSE_Mac0 HMAC 256/256 against every HMAC anchor (tag compared in constant time).
@@ -258,17 +266,15 @@ fn check_mac0<C: CryptoBackend>(
     tag: &[u8],
     anchors: &[TrustAnchor<'_>],
     crypto: &C,
-) -> BlockOutcome {
-    for (i, anchor) in anchors.iter().enumerate() {
-        if let TrustAnchor::Hmac256(key) = anchor {
+) -> Option<usize> {
+    anchors.iter().position(|anchor| match anchor {
+        TrustAnchor::Hmac256(key) => {
             let mut mac = HmacSha256::new(key, || crypto.sha256());
             absorb_to_be_signed(&mut |d| mac.update(d), b"MAC0", protected, digest_encoded);
-            if ct_eq(&mac.finish(crypto.sha256()), tag) {
-                return BlockOutcome::Verified(i);
-            }
+            ct_eq(&mac.finish(crypto.sha256()), tag)
         }
-    }
-    BlockOutcome::Failed
+        _ => false,
+    })
 }
 
 /// Verifies the authentication wrapper against `anchors` and then the manifest against the
@@ -300,14 +306,12 @@ pub fn verify_wrapper<C: CryptoBackend>(
     let mut verified = None;
     let mut any_supported = false;
     for _ in 1..blocks {
-        let block = r.bytes()?;
-        match check_block(block, digest_encoded, anchors, crypto)? {
-            BlockOutcome::Verified(i) => {
-                verified.get_or_insert(i);
-                any_supported = true;
+        let block = parse_block(r.bytes()?, digest_encoded, crypto)?;
+        if let Ok(found) = check_block(&block, digest_encoded, anchors, crypto) {
+            any_supported = true;
+            if let (None, Some(i)) = (verified, found) {
+                verified = Some(i);
             }
-            BlockOutcome::Failed => any_supported = true,
-            BlockOutcome::Unsupported => {}
         }
     }
     if !r.is_empty() {

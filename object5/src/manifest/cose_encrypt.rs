@@ -5,10 +5,10 @@
 //! 4.2, RFC 9053 section 6.3.1: ECDH, HKDF-SHA-256 over the COSE_KDF_Context, AES key wrap).
 //! Parsed only after the manifest that carries it authenticated.
 
+use super::aes_inverse::Aes128Inverse;
 use super::cbor::{encode_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG};
 use super::crypto::{CryptoBackend, HmacSha256};
 use super::SuitError;
-use aes::cipher::KeyInit;
 
 /// COSE_Encrypt tag.
 const TAG_ENCRYPT: u64 = 96;
@@ -238,12 +238,43 @@ fn open<C: CryptoBackend>(
     unwrap_a128kw(&kek, wrapped)
 }
 
-/// AES key unwrap (RFC 3394) of a 16-byte CEK.
+/// The initial value RFC 3394 section 2.2.3.1 wraps with; unwrapping checks it.
+const KW_IV: [u8; 8] = [0xA6; 8];
+
+/// AES key unwrap (RFC 3394 section 2.2.2, index-based form) of a 16-byte CEK: `None` when
+/// the integrity check fails (a wrong KEK). In its own frame (the key schedule).
+#[inline(never)]
 pub(crate) fn unwrap_a128kw(kek: &[u8; 16], wrapped: &[u8]) -> Option<[u8; 16]> {
-    let kw = aes_kw::KwAes128::new(kek.into());
+    if wrapped.len() != 24 {
+        return None;
+    }
+    let aes = Aes128Inverse::new(kek);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(wrapped.get(..8)?);
+    let mut r = [[0u8; 8]; 2];
+    for (i, r) in r.iter_mut().enumerate() {
+        r.copy_from_slice(wrapped.get(8 + 8 * i..16 + 8 * i)?);
+    }
+    for j in (0..6u64).rev() {
+        for i in (0..2usize).rev() {
+            let t = 2 * j + i as u64 + 1;
+            let mut b = [0u8; 16];
+            for (o, (x, y)) in b.iter_mut().zip(a.iter().zip(t.to_be_bytes())) {
+                *o = x ^ y;
+            }
+            b[8..].copy_from_slice(&r[i]);
+            aes.decrypt_block(&mut b);
+            a.copy_from_slice(&b[..8]);
+            r[i].copy_from_slice(&b[8..]);
+        }
+    }
+    if !super::crypto::ct_eq(&a, &KW_IV) {
+        return None;
+    }
     let mut cek = [0u8; 16];
-    let out = kw.unwrap_key(wrapped, &mut cek).ok()?;
-    (out.len() == 16).then_some(cek)
+    cek[..8].copy_from_slice(&r[0]);
+    cek[8..].copy_from_slice(&r[1]);
+    Some(cek)
 }
 
 /// Feeds the COSE_KDF_Context (RFC 9053 section 5.2, draft section 4.2.4) for A128KW into `f`:
@@ -262,7 +293,9 @@ fn kdf_context(protected: &[u8], f: &mut impl FnMut(&[u8])) {
 }
 
 /// The A128KW key-encryption key of ECDH-ES+A128KW: HKDF-SHA-256 (RFC 5869) of the shared
-/// secret `z`, with the COSE_KDF_Context of the recipient's `protected` bucket as info.
+/// secret `z`, with the COSE_KDF_Context of the recipient's `protected` bucket as info. In
+/// its own frame (two HMAC states).
+#[inline(never)]
 pub(crate) fn ecdh_kek<C: CryptoBackend>(
     crypto: &C,
     salt: &[u8],
@@ -294,4 +327,34 @@ fn hkdf_sha256<C: CryptoBackend>(
     mac.update(&[1]);
     let t1 = mac.finish(crypto.sha256());
     out.copy_from_slice(&t1[..16]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 3394 section 4.1: 128 bits of key data wrapped with a 128-bit KEK.
+    #[test]
+    fn unwrap_matches_rfc3394_and_refuses_a_wrong_kek_or_length() {
+        let kek: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let key: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
+        let wrapped = [
+            0x1F, 0xA6, 0x8B, 0x0A, 0x81, 0x12, 0xB4, 0x47, 0xAE, 0xF3, 0x4B, 0xD8, 0xFB, 0x5A,
+            0x7B, 0x82, 0x9D, 0x3E, 0x86, 0x23, 0x71, 0xD2, 0xCF, 0xE5,
+        ];
+        assert_eq!(unwrap_a128kw(&kek, &wrapped), Some(key));
+        let mut other = kek;
+        other[15] ^= 1;
+        assert_eq!(unwrap_a128kw(&other, &wrapped), None);
+        for i in 0..wrapped.len() {
+            let mut bad = wrapped;
+            bad[i] ^= 0x80;
+            assert_eq!(unwrap_a128kw(&kek, &bad), None, "byte {i}");
+        }
+        assert_eq!(unwrap_a128kw(&kek, &wrapped[..16]), None);
+        assert_eq!(
+            unwrap_a128kw(&kek, &[wrapped.as_slice(), &[0; 8]].concat()),
+            None
+        );
+    }
 }

@@ -131,12 +131,68 @@ fn compact_verify(public_sec1: &[u8], digest: &[u8; 32], signature: &[u8]) -> Op
     Some(*r == <Scalar as Reduce<FieldBytes>>::reduce(&x))
 }
 
-/// A SEC1 public key as a curve point, in its own frame (point decompression is stack-hungry).
+/// The P-256 base field (p256 does not export its type by name).
+type FieldElement = <p256::NistP256 as p256::elliptic_curve::hazmat::FieldArithmetic>::FieldElement;
+
+/// `(p + 1) / 4` for the P-256 prime, big-endian: since `p = 3 mod 4`, a square root of `a`
+/// is `a^((p + 1) / 4)` (SEC 1 v2 section 2.3.4, step 2.4.1).
+const SQRT_EXPONENT: [u8; 32] = [
+    0x3f, 0xff, 0xff, 0xff, 0xc0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A SEC1 public key (SEC 1 v2 section 2.3.4: 65-byte uncompressed or 33-byte compressed) as
+/// a curve point, `None` when it is not one: in its own frame. Both forms end in the
+/// library's on-curve check of `(x, y)`. The library's own decoding decompresses even an
+/// uncompressed key (its square root is an unrolled addition chain, about 1.8 KiB of stack
+/// on Cortex-M, under the signature check); here the square root of a compressed key is a
+/// square-and-multiply loop over the public exponent (variable time: the key is public).
 #[inline(never)]
 fn decode_key(public_sec1: &[u8]) -> Option<p256::AffinePoint> {
-    p256::PublicKey::from_sec1_bytes(public_sec1)
-        .ok()
-        .map(|k| *k.as_affine())
+    use p256::elliptic_curve::ff::PrimeField;
+    use p256::elliptic_curve::point::AffineCoordinates;
+    use p256::FieldBytes;
+    let x = FieldBytes::try_from(public_sec1.get(1..33)?).ok()?;
+    let y = match (public_sec1.first(), public_sec1.len()) {
+        (Some(0x04), 65) => FieldBytes::try_from(public_sec1.get(33..65)?).ok()?,
+        (Some(&tag @ (0x02 | 0x03)), 33) => {
+            let fx = Option::<FieldElement>::from(FieldElement::from_repr(x))?;
+            let alpha = fx.square() * fx - fx.double() - fx + b_coefficient()?;
+            let beta = sqrt_candidate(&alpha);
+            let odd = beta.to_repr().last().is_some_and(|b| b & 1 == 1);
+            let y = if odd == (tag == 0x03) { beta } else { -beta };
+            y.to_repr()
+        }
+        _ => return None,
+    };
+    Option::from(p256::AffinePoint::from_coordinates(&x, &y))
+}
+
+/// `a^((p + 1) / 4)`, a square root of `a` when `a` has one: square-and-multiply, most
+/// significant bit first (variable time; only public keys come here).
+#[inline(never)]
+fn sqrt_candidate(a: &FieldElement) -> FieldElement {
+    let mut r = FieldElement::ONE;
+    for byte in SQRT_EXPONENT {
+        for bit in (0..8).rev() {
+            r = r.square();
+            if (byte >> bit) & 1 == 1 {
+                r *= a;
+            }
+        }
+    }
+    r
+}
+
+/// The curve coefficient `b` of P-256 (SEC 2 v2 section 2.4.2), `y^2 = x^3 - 3x + b`.
+fn b_coefficient() -> Option<FieldElement> {
+    use p256::elliptic_curve::ff::PrimeField;
+    const B: [u8; 32] = [
+        0x5a, 0xc6, 0x35, 0xd8, 0xaa, 0x3a, 0x93, 0xe7, 0xb3, 0xeb, 0xbd, 0x55, 0x76, 0x98, 0x86,
+        0xbc, 0x65, 0x1d, 0x06, 0xb0, 0xcc, 0x53, 0xb0, 0xf6, 0x3b, 0xce, 0x3c, 0x3e, 0x27, 0xd2,
+        0x60, 0x4b,
+    ];
+    Option::from(FieldElement::from_repr(B.into()))
 }
 
 /// `s^-1 mod n` in its own frame (the safegcd inversion has large temporaries).
@@ -194,12 +250,34 @@ fn add(acc: &mut p256::ProjectivePoint, p: &p256::AffinePoint) {
     *acc += p;
 }
 
-/// `k * p` with the library's constant-time multiplication (ECDH uses a private scalar), in
-/// its own frame so its window table is not under the caller's.
+/// `k * p` for a private scalar `k` (ECDH): a Montgomery ladder (Joye and Yen, "The
+/// Montgomery Powering Ladder", CHES 2002) over all 256 bits with constant-time conditional
+/// swaps and the library's complete addition formulas, so time and memory access do not
+/// depend on `k`. Two points of state instead of the library's window table of sixteen
+/// (about 1.2 KiB of stack on Cortex-M); one ECDH per package pays its extra additions.
 #[cfg(feature = "encryption")]
 #[inline(never)]
 fn scalar_mul(p: &p256::ProjectivePoint, k: &p256::Scalar) -> p256::ProjectivePoint {
-    p.mul(k)
+    use p256::elliptic_curve::subtle::{Choice, ConditionallySelectable};
+    let bytes = k.to_bytes();
+    let (mut r0, mut r1) = (p256::ProjectivePoint::IDENTITY, *p);
+    for byte in bytes.iter() {
+        for shift in (0..8).rev() {
+            let bit = Choice::from((byte >> shift) & 1);
+            p256::ProjectivePoint::conditional_swap(&mut r0, &mut r1, bit);
+            add_projective(&mut r1, &r0);
+            double(&mut r0);
+            p256::ProjectivePoint::conditional_swap(&mut r0, &mut r1, bit);
+        }
+    }
+    r0
+}
+
+/// `acc = acc + p` (complete formulas), in its own frame like [`double`].
+#[cfg(feature = "encryption")]
+#[inline(never)]
+fn add_projective(acc: &mut p256::ProjectivePoint, p: &p256::ProjectivePoint) {
+    *acc += p;
 }
 
 /// HMAC-SHA-256 (RFC 2104) over any backend's hasher; keys longer than a block are hashed.
@@ -317,6 +395,65 @@ mod tests {
             bad[63] ^= 1;
             assert!(!Software.verify_p256(public.as_bytes(), &digest, &bad));
             assert!(!Software.verify_p256(&public.as_bytes()[1..], &digest, &sig));
+        }
+    }
+
+    #[test]
+    fn key_decoding_agrees_with_the_library_and_refuses_points_off_the_curve() {
+        for b in 1..=40u8 {
+            let key = p256::ecdsa::SigningKey::from_slice(&[b; 32]).unwrap();
+            for compress in [false, true] {
+                let sec1 = key.verifying_key().to_sec1_point(compress);
+                let library = p256::PublicKey::from_sec1_bytes(sec1.as_bytes()).unwrap();
+                assert_eq!(decode_key(sec1.as_bytes()), Some(*library.as_affine()));
+                // Damaged x: on the curve with another y, or no point at all; never the key.
+                let mut bad = sec1.as_bytes().to_vec();
+                bad[5] ^= 0x10;
+                assert_eq!(
+                    decode_key(&bad).is_some(),
+                    p256::PublicKey::from_sec1_bytes(&bad).is_ok()
+                );
+                assert_ne!(decode_key(&bad), Some(*library.as_affine()));
+            }
+        }
+        // Wrong tags and lengths.
+        let sec1 = p256::ecdsa::SigningKey::from_slice(&[7; 32])
+            .unwrap()
+            .verifying_key()
+            .to_sec1_point(true);
+        let mut tag = sec1.as_bytes().to_vec();
+        tag[0] = 0x04;
+        assert_eq!(decode_key(&tag), None);
+        assert_eq!(decode_key(&sec1.as_bytes()[..32]), None);
+        assert_eq!(decode_key(&[]), None);
+        // x >= p is not a field element.
+        let mut big = [0xffu8; 33];
+        big[0] = 0x02;
+        assert_eq!(decode_key(&big), None);
+    }
+
+    /// The ladder against the library's multiplication: scalars 1, 2, n - 1 (the result is
+    /// -P), and scalars with every byte value, on several points.
+    #[cfg(feature = "encryption")]
+    #[test]
+    fn ladder_agrees_with_the_library_multiplication() {
+        use p256::elliptic_curve::ops::Reduce;
+        let mut scalars = [p256::Scalar::ONE; 9];
+        scalars[1] = p256::Scalar::ONE.double();
+        scalars[2] = -p256::Scalar::ONE;
+        for (k, b) in scalars[3..]
+            .iter_mut()
+            .zip([0x01u8, 0x5a, 0x80, 0xa5, 0xfe, 0xff])
+        {
+            let mut bytes = [b; 32];
+            bytes[31] ^= 0x33;
+            *k = <p256::Scalar as Reduce<p256::FieldBytes>>::reduce(&bytes.into());
+        }
+        for point in 1..=4u8 {
+            let p = p256::ProjectivePoint::GENERATOR * p256::Scalar::from(u64::from(point) * 7919);
+            for k in &scalars {
+                assert_eq!(scalar_mul(&p, k).to_affine(), (p * k).to_affine());
+            }
         }
     }
 

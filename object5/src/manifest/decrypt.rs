@@ -12,21 +12,24 @@ use super::cbor::{encode_head, MAJOR_BSTR};
 use super::cose_encrypt::{ContentAlg, EncryptionInfo};
 use super::crypto::ct_eq;
 use super::SuitError;
-use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
 
 /// GCM tag length.
 pub const GCM_TAG: usize = 16;
 
-type Ctr128 = ctr::Ctr128BE<aes::Aes128>;
-type Ctr32 = ctr::Ctr32BE<aes::Aes128>;
+/// Counter blocks encrypted per batch (the fixsliced cipher works on several at once).
+const BATCH: usize = 4;
 
-/// GCM's running state: keystream, authenticator, the partial ciphertext block GHASH has not
-/// taken yet, and the tag as it arrives.
-struct Gcm {
-    ctr: Ctr32,
-    ghash: GHash,
+/// GCM's authenticator between calls: GHASH's hash subkey and running value, the partial
+/// block it has not taken yet, and the tag as it arrives.
+#[derive(Clone, Copy)]
+struct GcmState {
+    /// H = E_K(0^128).
+    h: [u8; 16],
+    /// GHASH over every whole block so far (carried into the next run, see [`Ghash`]).
+    acc: [u8; 16],
     /// E_K(J0), XORed into the GHASH result.
     tag_mask: [u8; 16],
     pending: [u8; 16],
@@ -37,40 +40,76 @@ struct Gcm {
     tag_len: usize,
 }
 
-#[allow(clippy::large_enum_variant)] // no allocator to box with; one lives per download
-enum Mode {
-    Ctr(Ctr128),
-    Gcm(Gcm),
-}
-
 /// Decrypts one payload of a known ciphertext length; see the module documentation.
+///
+/// Between calls it keeps the content key and counters (about 150 bytes), not an expanded
+/// AES key schedule: the cipher is expanded on the stack for each [`Decryptor::run`], so a
+/// verifier holding a decryptor costs little RAM while it checks signatures, and one run
+/// decrypts as many buffers as it is given.
+#[derive(Clone, Copy)]
 pub struct Decryptor {
-    mode: Mode,
+    cek: [u8; 16],
+    /// The counter block of the first data byte (CTR: the IV; GCM: inc32(J0)).
+    counter: [u8; 16],
+    /// Whether the counter is GCM's 32-bit one (inc32) rather than a 128-bit one.
+    inc32: bool,
+    /// Data bytes decrypted so far (the keystream position).
+    position: u64,
     /// Ciphertext bytes still expected (GCM: data only, the tag counted apart).
     data_left: u64,
+    gcm: Option<GcmState>,
 }
 
 impl Decryptor {
     /// Starts decrypting `payload_len` bytes as they arrive (for GCM the length includes the
     /// trailing tag) with the content key `cek`.
+    #[inline(never)] // own frame: the key expansion here is not under the caller's
     pub fn new(
         info: &EncryptionInfo<'_>,
         cek: &[u8; 16],
         payload_len: u64,
     ) -> Result<Self, SuitError> {
-        let mode = match info.alg {
+        let data_left =
+            Self::plaintext_len(info.alg, payload_len).ok_or(SuitError::ImageSizeMismatch)?;
+        let mut counter = [0u8; 16];
+        let gcm = match info.alg {
             ContentAlg::A128Ctr => {
-                Mode::Ctr(Ctr128::new_from_slices(cek, info.iv).map_err(|_| SuitError::Malformed)?)
+                counter.copy_from_slice(info.iv.get(..16).ok_or(SuitError::Malformed)?);
+                None
             }
-            ContentAlg::A128Gcm => Mode::Gcm(Gcm::new(info, cek)?),
+            ContentAlg::A128Gcm => {
+                counter
+                    .get_mut(..12)
+                    .ok_or(SuitError::Malformed)?
+                    .copy_from_slice(info.iv.get(..12).ok_or(SuitError::Malformed)?);
+                counter[15] = 1; // J0 = IV || 1 (96-bit IV)
+                let mut state = gcm_keys(cek, &counter);
+                counter[15] = 2; // inc32(J0): the first data block
+                                 // AAD: Enc_structure = ["Encrypt", protected, h''] (RFC 9052 section 5.3),
+                                 // fed without building it.
+                let mut head = [0u8; 9];
+                let n = encode_head(MAJOR_BSTR, info.protected.len() as u64, &mut head);
+                let mut g = Ghash::new(&mut state);
+                g.absorb(&[0x83, 0x67]);
+                g.absorb(b"Encrypt");
+                g.absorb(head.get(..n).unwrap_or(&[]));
+                g.absorb(info.protected);
+                g.absorb(&[0x40]);
+                g.flush();
+                drop(g);
+                state.aad_len = state.data_len;
+                state.data_len = 0;
+                Some(state)
+            }
         };
-        let data_left = match mode {
-            Mode::Ctr(_) => payload_len,
-            Mode::Gcm(_) => payload_len
-                .checked_sub(GCM_TAG as u64)
-                .ok_or(SuitError::ImageSizeMismatch)?,
-        };
-        Ok(Self { mode, data_left })
+        Ok(Self {
+            cek: *cek,
+            counter,
+            inc32: gcm.is_some(),
+            position: 0,
+            data_left,
+            gcm,
+        })
     }
 
     /// Plaintext length of a payload of `payload_len` bytes.
@@ -81,148 +120,369 @@ impl Decryptor {
         }
     }
 
-    /// Decrypts the next bytes in place and returns how many of them are plaintext (the rest,
-    /// at the end of a GCM payload, are tag bytes, kept for [`Decryptor::finish`]). More bytes
-    /// than the payload has are refused.
-    pub fn update(&mut self, buf: &mut [u8]) -> Result<usize, SuitError> {
-        let data = usize::try_from(self.data_left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let (text, rest) = buf.split_at_mut(data);
-        self.data_left -= data as u64;
-        match &mut self.mode {
-            Mode::Ctr(ctr) => {
-                if !rest.is_empty() {
-                    return Err(SuitError::ImageSizeMismatch);
-                }
-                ctr.apply_keystream(text);
-            }
-            Mode::Gcm(gcm) => {
-                gcm.absorb(text);
-                gcm.ctr.apply_keystream(text);
-                gcm.take_tag(rest)?;
-            }
+    /// Expands the cipher on the caller's stack for a run of [`DecryptRun::update`] calls;
+    /// the state goes back into the decryptor as the run goes. Not inlined: the expansion's
+    /// temporaries stay in this frame, below the run's callers.
+    #[inline(never)]
+    pub fn run(&mut self) -> DecryptRun<'_> {
+        let Self {
+            cek,
+            counter,
+            inc32,
+            position,
+            data_left,
+            gcm,
+        } = self;
+        DecryptRun {
+            aes: aes::Aes128::new((&*cek).into()),
+            counter: *counter,
+            inc32: *inc32,
+            position,
+            data_left,
+            ghash: gcm.as_mut().map(Ghash::new),
         }
-        Ok(data)
+    }
+
+    /// Decrypts the next bytes in place (one [`Decryptor::run`] per call; give a run several
+    /// buffers instead where the cipher should be expanded once).
+    pub fn update(&mut self, buf: &mut [u8]) -> Result<usize, SuitError> {
+        self.run().update(buf)
     }
 
     /// The payload ended: for GCM, checks the tag (constant time). Refuses a payload that
     /// ended early.
-    pub fn finish(self) -> Result<(), SuitError> {
+    pub fn finish(mut self) -> Result<(), SuitError> {
         if self.data_left != 0 {
             return Err(SuitError::ImageSizeMismatch);
         }
-        match self.mode {
-            Mode::Ctr(_) => Ok(()),
-            Mode::Gcm(gcm) => gcm.verify(),
+        let Some(state) = self.gcm.as_mut() else {
+            return Ok(());
+        };
+        if state.tag_len != GCM_TAG {
+            return Err(SuitError::ImageSizeMismatch);
+        }
+        let (tag_mask, received) = (state.tag_mask, state.tag);
+        let mut g = Ghash::new(state);
+        g.flush();
+        let mut lens = [0u8; 16];
+        lens[..8].copy_from_slice(&(g.state.aad_len * 8).to_be_bytes());
+        lens[8..].copy_from_slice(&(g.state.data_len * 8).to_be_bytes());
+        g.block(&lens);
+        let mut tag = g.value();
+        for (t, m) in tag.iter_mut().zip(tag_mask) {
+            *t ^= m;
+        }
+        if ct_eq(&tag, &received) {
+            Ok(())
+        } else {
+            Err(SuitError::DecryptionFailed)
         }
     }
 }
 
-impl Gcm {
-    fn new(info: &EncryptionInfo<'_>, cek: &[u8; 16]) -> Result<Self, SuitError> {
-        let aes = aes::Aes128::new(cek.into());
-        let mut h = [0u8; 16];
-        aes.encrypt_block((&mut h).into());
-        let mut j0 = [0u8; 16];
-        j0.get_mut(..12)
-            .ok_or(SuitError::Malformed)?
-            .copy_from_slice(info.iv.get(..12).ok_or(SuitError::Malformed)?);
-        j0[15] = 1;
-        let mut tag_mask = j0;
-        aes.encrypt_block((&mut tag_mask).into());
-        let mut counter = j0;
-        counter[15] = 2; // inc32(J0): the first data block
-        let ctr = Ctr32::new(cek.into(), (&counter).into());
-        let mut gcm = Self {
-            ctr,
-            ghash: GHash::new((&h).into()),
-            tag_mask,
-            pending: [0; 16],
-            pending_len: 0,
-            aad_len: 0,
-            data_len: 0,
-            tag: [0; GCM_TAG],
-            tag_len: 0,
-        };
-        // AAD: Enc_structure = ["Encrypt", protected, h''], fed without building it.
-        let mut head = [0u8; 9];
-        gcm.absorb(&[0x83, 0x67]);
-        gcm.absorb(b"Encrypt");
-        let n = encode_head(MAJOR_BSTR, info.protected.len() as u64, &mut head);
-        gcm.absorb(head.get(..n).unwrap_or(&[]));
-        gcm.absorb(info.protected);
-        gcm.absorb(&[0x40]);
-        gcm.flush();
-        gcm.aad_len = gcm.data_len;
-        gcm.data_len = 0;
-        Ok(gcm)
+/// GCM's H = E_K(0^128) and E_K(J0) (NIST SP 800-38D section 7.1), with the key expanded
+/// once in this frame.
+#[inline(never)]
+fn gcm_keys(cek: &[u8; 16], j0: &[u8; 16]) -> GcmState {
+    let aes = aes::Aes128::new(cek.into());
+    let mut h = [0u8; 16];
+    aes.encrypt_block((&mut h).into());
+    let mut tag_mask = *j0;
+    aes.encrypt_block((&mut tag_mask).into());
+    GcmState {
+        h,
+        acc: [0; 16],
+        tag_mask,
+        pending: [0; 16],
+        pending_len: 0,
+        aad_len: 0,
+        data_len: 0,
+        tag: [0; GCM_TAG],
+        tag_len: 0,
+    }
+}
+
+/// GHASH (NIST SP 800-38D section 6.4) resumed from a [`GcmState`]: `Y_i = (Y_{i-1} xor
+/// X_i) * H`, so a fresh instance fed `Y xor X` as its first block continues the value the
+/// last one ended with; the value goes back into the state when this is dropped.
+struct Ghash<'s> {
+    state: &'s mut GcmState,
+    hash: GHash,
+    /// Whether a block was taken (the value then lives in `hash`).
+    fed: bool,
+}
+
+impl<'s> Ghash<'s> {
+    fn new(state: &'s mut GcmState) -> Self {
+        let hash = GHash::new((&state.h).into());
+        Self {
+            state,
+            hash,
+            fed: false,
+        }
     }
 
-    /// Feeds bytes to GHASH in whole blocks, keeping a partial one for later.
+    /// One whole block.
+    fn block(&mut self, block: &[u8; 16]) {
+        let mut b = *block;
+        if !self.fed {
+            for (x, a) in b.iter_mut().zip(self.state.acc) {
+                *x ^= a;
+            }
+            self.fed = true;
+        }
+        self.hash.update(&[b.into()]);
+    }
+
+    /// The GHASH value so far.
+    fn value(&self) -> [u8; 16] {
+        if self.fed {
+            self.hash.clone().finalize().into()
+        } else {
+            self.state.acc
+        }
+    }
+
+    /// Feeds bytes in whole blocks, keeping a partial one for later.
     fn absorb(&mut self, mut data: &[u8]) {
-        self.data_len += data.len() as u64;
-        if self.pending_len > 0 {
-            let n = (16 - self.pending_len).min(data.len());
+        self.state.data_len += data.len() as u64;
+        if self.state.pending_len > 0 {
+            let at = self.state.pending_len;
+            let n = (16 - at).min(data.len());
             let (head, rest) = data.split_at(n);
-            self.pending[self.pending_len..self.pending_len + n].copy_from_slice(head);
-            self.pending_len += n;
+            self.state.pending[at..at + n].copy_from_slice(head);
+            self.state.pending_len += n;
             data = rest;
-            if self.pending_len < 16 {
+            if self.state.pending_len < 16 {
                 return;
             }
-            self.ghash.update(&[self.pending.into()]);
-            self.pending_len = 0;
+            self.state.pending_len = 0;
+            let block = self.state.pending;
+            self.block(&block);
         }
-        let whole = data.len() / 16 * 16;
-        let (blocks, tail) = data.split_at(whole);
-        for block in blocks.chunks_exact(16) {
+        let mut blocks = data.chunks_exact(16);
+        for block in blocks.by_ref() {
             let mut b = [0u8; 16];
             b.copy_from_slice(block);
-            self.ghash.update(&[b.into()]);
+            self.block(&b);
         }
-        self.pending[..tail.len()].copy_from_slice(tail);
-        self.pending_len = tail.len();
+        let tail = blocks.remainder();
+        self.state.pending[..tail.len()].copy_from_slice(tail);
+        self.state.pending_len = tail.len();
     }
 
     /// Pads and absorbs a partial block (end of the AAD, end of the ciphertext).
     fn flush(&mut self) {
-        if self.pending_len > 0 {
+        let len = self.state.pending_len;
+        if len > 0 {
             let mut b = [0u8; 16];
-            b[..self.pending_len].copy_from_slice(&self.pending[..self.pending_len]);
-            self.ghash.update(&[b.into()]);
-            self.pending_len = 0;
+            b[..len].copy_from_slice(&self.state.pending[..len]);
+            self.state.pending_len = 0;
+            self.block(&b);
+        }
+    }
+}
+
+impl Drop for Ghash<'_> {
+    fn drop(&mut self) {
+        self.state.acc = self.value();
+    }
+}
+
+/// One run of a [`Decryptor`] with its cipher expanded: decrypts buffers in place, counter
+/// mode (NIST SP 800-38A section 6.5) with the 128-bit big-endian increment of RFC 9459 or
+/// GCM's 32-bit one, keystream in batches of four blocks.
+pub struct DecryptRun<'d> {
+    aes: aes::Aes128,
+    counter: [u8; 16],
+    inc32: bool,
+    position: &'d mut u64,
+    data_left: &'d mut u64,
+    ghash: Option<Ghash<'d>>,
+}
+
+impl DecryptRun<'_> {
+    /// Decrypts the next bytes in place and returns how many of them are plaintext (the
+    /// rest, at the end of a GCM payload, are tag bytes, kept for [`Decryptor::finish`]).
+    /// More bytes than the payload has are refused.
+    pub fn update(&mut self, buf: &mut [u8]) -> Result<usize, SuitError> {
+        let data = usize::try_from(*self.data_left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let (text, rest) = buf.split_at_mut(data);
+        *self.data_left -= data as u64;
+        match self.ghash.as_mut() {
+            Some(g) => {
+                g.absorb(text);
+                let st = &mut *g.state;
+                let end = st.tag_len + rest.len();
+                st.tag
+                    .get_mut(st.tag_len..end)
+                    .ok_or(SuitError::ImageSizeMismatch)?
+                    .copy_from_slice(rest);
+                st.tag_len = end;
+            }
+            None if !rest.is_empty() => return Err(SuitError::ImageSizeMismatch),
+            None => {}
+        }
+        self.keystream(text);
+        Ok(data)
+    }
+
+    /// XORs the keystream from the current position into `data`.
+    fn keystream(&mut self, mut data: &mut [u8]) {
+        let mut blocks = [aes::Block::default(); BATCH];
+        while !data.is_empty() {
+            let offset = (*self.position % 16) as usize;
+            let first = *self.position / 16;
+            let count = (offset + data.len()).div_ceil(16).min(BATCH);
+            for (k, block) in blocks.iter_mut().take(count).enumerate() {
+                block.copy_from_slice(&self.counter_block(first + k as u64));
+            }
+            let batch = blocks.get_mut(..count).unwrap_or(&mut []);
+            self.aes.encrypt_blocks(batch);
+            let take = (count * 16 - offset).min(data.len());
+            let keystream = batch.iter().flat_map(|b| b.iter()).skip(offset);
+            let (now, later) = data.split_at_mut(take);
+            for (d, k) in now.iter_mut().zip(keystream) {
+                *d ^= k;
+            }
+            *self.position += take as u64;
+            data = later;
         }
     }
 
-    fn take_tag(&mut self, bytes: &[u8]) -> Result<(), SuitError> {
-        let end = self.tag_len + bytes.len();
-        self.tag
-            .get_mut(self.tag_len..end)
-            .ok_or(SuitError::ImageSizeMismatch)?
-            .copy_from_slice(bytes);
-        self.tag_len = end;
-        Ok(())
-    }
-
-    fn verify(mut self) -> Result<(), SuitError> {
-        if self.tag_len != GCM_TAG {
-            return Err(SuitError::ImageSizeMismatch);
-        }
-        self.flush();
-        let mut lens = [0u8; 16];
-        lens[..8].copy_from_slice(&(self.aad_len * 8).to_be_bytes());
-        lens[8..].copy_from_slice(&(self.data_len * 8).to_be_bytes());
-        self.ghash.update(&[lens.into()]);
-        let s: [u8; 16] = self.ghash.finalize().into();
-        let mut tag = [0u8; 16];
-        for ((t, a), b) in tag.iter_mut().zip(s).zip(self.tag_mask) {
-            *t = a ^ b;
-        }
-        if ct_eq(&tag, &self.tag) {
-            Ok(())
+    /// The counter block of keystream block `index`.
+    fn counter_block(&self, index: u64) -> [u8; 16] {
+        if self.inc32 {
+            let mut block = self.counter;
+            let low = u32::from_be_bytes([block[12], block[13], block[14], block[15]]);
+            block[12..].copy_from_slice(&low.wrapping_add(index as u32).to_be_bytes());
+            block
         } else {
-            Err(SuitError::DecryptionFailed)
+            u128::from_be_bytes(self.counter)
+                .wrapping_add(u128::from(index))
+                .to_be_bytes()
+        }
+    }
+}
+
+/// The device's counter mode and streamed GCM against the RustCrypto `ctr` and `aes-gcm`
+/// crates the author side encrypts with, in uneven pieces and across counter carries.
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::author::Value;
+    use std::vec::Vec;
+
+    /// A COSE_Encrypt carrying only what [`Decryptor::new`] reads.
+    fn info(alg: ContentAlg, iv: &[u8]) -> Vec<u8> {
+        let (protected, alg) = match alg {
+            ContentAlg::A128Gcm => (
+                Value::Map(std::vec![(Value::Int(1), Value::Int(1))]).encode(),
+                None,
+            ),
+            ContentAlg::A128Ctr => (Vec::new(), Some(-65534)),
+        };
+        let mut unprotected = std::vec![(Value::Int(5), Value::Bytes(iv.to_vec()))];
+        if let Some(a) = alg {
+            unprotected.push((Value::Int(1), Value::Int(a)));
+        }
+        Value::Tag(
+            96,
+            std::boxed::Box::new(Value::Array(std::vec![
+                Value::Bytes(protected),
+                Value::Map(unprotected),
+                Value::Null,
+                Value::Array(std::vec![Value::Array(std::vec![
+                    Value::Bytes(Vec::new()),
+                    Value::Map(std::vec![(Value::Int(1), Value::Int(-3))]),
+                    Value::Bytes(std::vec![0; 24]),
+                ])]),
+            ])),
+        )
+        .encode()
+    }
+
+    /// Decrypts `payload` in pieces of the lengths in `pieces` (cycled), several per run.
+    fn decrypt(
+        info: &EncryptionInfo<'_>,
+        cek: &[u8; 16],
+        payload: &[u8],
+        pieces: &[usize],
+    ) -> Result<Vec<u8>, SuitError> {
+        let mut d = Decryptor::new(info, cek, payload.len() as u64)?;
+        let mut out = Vec::new();
+        let mut rest = payload;
+        let mut sizes = pieces.iter().cycle();
+        while !rest.is_empty() {
+            let mut run = d.run();
+            for _ in 0..3 {
+                let n = (*sizes.next().unwrap_or(&1)).min(rest.len());
+                let mut buf = rest[..n].to_vec();
+                let plain = run.update(&mut buf)?;
+                out.extend_from_slice(&buf[..plain]);
+                rest = &rest[n..];
+            }
+        }
+        d.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn counter_mode_matches_the_ctr_crate_across_a_64_bit_carry() {
+        use aes::cipher::{KeyIvInit, StreamCipher};
+        let cek = [0x2b; 16];
+        let plain: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        // The low 64 bits of the counter wrap after two blocks: the carry must reach the
+        // high half (RFC 9459: one 128-bit big-endian counter).
+        let mut iv = [0xffu8; 16];
+        iv[..8].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7]);
+        iv[15] = 0xfe;
+        let mut cipher = plain.clone();
+        ctr::Ctr128BE::<aes::Aes128>::new((&cek).into(), (&iv).into()).apply_keystream(&mut cipher);
+        let bytes = info(ContentAlg::A128Ctr, &iv);
+        let parsed = EncryptionInfo::parse(&bytes).unwrap();
+        for pieces in [&[1usize][..], &[15, 17, 64], &[100, 3], &[1000]] {
+            assert_eq!(
+                decrypt(&parsed, &cek, &cipher, pieces).unwrap(),
+                plain,
+                "{pieces:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn streamed_gcm_matches_the_aes_gcm_crate_and_checks_its_tag() {
+        use aes_gcm::aead::{AeadInOut, KeyInit};
+        let cek = [0x4c; 16];
+        let iv = [0x11; 12];
+        let bytes = info(ContentAlg::A128Gcm, &iv);
+        let parsed = EncryptionInfo::parse(&bytes).unwrap();
+        // AAD: Enc_structure ["Encrypt", protected, h''].
+        let aad = Value::Array(std::vec![
+            Value::Text("Encrypt".into()),
+            Value::Bytes(parsed.protected.to_vec()),
+            Value::Bytes(Vec::new()),
+        ])
+        .encode();
+        for len in [0usize, 1, 16, 31, 700] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
+            let mut sealed = plain.clone();
+            let tag = aes_gcm::Aes128Gcm::new((&cek).into())
+                .encrypt_inout_detached((&iv).into(), &aad, (&mut sealed[..]).into())
+                .unwrap();
+            sealed.extend_from_slice(&tag);
+            for pieces in [&[1usize][..], &[5, 16, 33], &[1000]] {
+                assert_eq!(decrypt(&parsed, &cek, &sealed, pieces).unwrap(), plain);
+            }
+            let mut bad = sealed.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert_eq!(
+                decrypt(&parsed, &cek, &bad, &[7]),
+                Err(SuitError::DecryptionFailed)
+            );
         }
     }
 }

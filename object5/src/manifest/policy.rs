@@ -3,7 +3,7 @@
 
 use super::auth::TrustAnchor;
 use super::interp::DeviceIdentity;
-use super::{Authenticated, SuitError};
+use super::{Authenticated, ImageInfo, SuitError};
 
 /// What a new sequence number is compared against.
 ///
@@ -49,12 +49,21 @@ impl Policy<'_> {
     /// any command runs), then the vendor and class identifiers the manifest sets for
     /// component 0, which section 6.2 says every shared sequence should check.
     pub fn check(&self, auth: &Authenticated<'_>) -> Result<(), SuitError> {
-        self.freshness.check(auth.sequence_number)?;
-        let vendor = auth.image.vendor_id.ok_or(SuitError::VendorMismatch)?;
+        self.check_image(auth.sequence_number, &auth.image)
+    }
+
+    /// [`Policy::check`] on a sequence number and component 0's image parameters.
+    pub(crate) fn check_image(
+        &self,
+        sequence: u64,
+        image: &ImageInfo<'_>,
+    ) -> Result<(), SuitError> {
+        self.freshness.check(sequence)?;
+        let vendor = image.vendor_id.ok_or(SuitError::VendorMismatch)?;
         if vendor != self.identity.vendor_id {
             return Err(SuitError::VendorMismatch);
         }
-        let class = auth.image.class_id.ok_or(SuitError::ClassMismatch)?;
+        let class = image.class_id.ok_or(SuitError::ClassMismatch)?;
         if class != self.identity.class_id {
             return Err(SuitError::ClassMismatch);
         }

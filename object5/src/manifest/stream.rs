@@ -7,13 +7,14 @@ use super::cbor::{parse_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG, MAJOR_TS
 use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
 use super::envelope::{Envelope, KEY_AUTH, KEY_MANIFEST, SEVERABLE_KEYS, TAG_ENVELOPE};
 use super::policy::Policy;
-use super::{describe, verify_wrapper, SuitError};
+use super::{verify_wrapper, ImageInfo, Sequences, SuitError, MAX_IMAGES};
 #[cfg(feature = "encryption")]
 use super::{ContentAlg, DecryptionKey, Decryptor, EncryptionInfo, GCM_TAG};
 
 /// Where verified payload bytes go (a flash slot writer, typically).
 pub trait PayloadSink {
-    /// A payload for `component` starts; `size` is the manifest's image-size. Refuse with
+    /// A payload for `component` starts (the next image; the previous one, if any, ended and
+    /// verified); `size` is the manifest's image-size. Refuse with
     /// [`SuitError::ImageTooLarge`] when it cannot fit.
     fn begin(&mut self, component: usize, size: Option<u64>) -> Result<(), SuitError>;
     /// The next payload bytes, in order.
@@ -27,18 +28,20 @@ pub struct Verified {
     pub sequence_number: u64,
     /// Index of the trust anchor that verified.
     pub anchor: usize,
-    /// SHA-256 of the image that was written to the sink.
+    /// SHA-256 of component 0's image as written to the sink.
     pub digest: [u8; 32],
-    /// Image length in bytes.
+    /// Its length in bytes.
     pub size: u64,
+    /// The second image of a two-image package: its component, SHA-256 and length.
+    pub second: Option<(usize, [u8; 32], u64)>,
 }
 
 /// How envelope processing ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finished<'a> {
-    /// The integrated payload was written to the sink and matched digest and size.
+    /// Every image was written to the sink and matched its digest and size.
     Complete(Verified),
-    /// Two-stage pull: the image is at `uri`; fetch it and pass it to
+    /// Two-stage pull: the next image is at `uri`; fetch it and pass it to
     /// [`StreamVerifier::begin_fetched`], [`StreamVerifier::feed_fetched`] and
     /// [`StreamVerifier::finish_fetched`].
     FetchRequired {
@@ -51,26 +54,42 @@ pub enum Finished<'a> {
 enum Phase {
     /// Reading envelope members into the buffer.
     Members,
-    /// Streaming an integrated payload: bytes left; whether it is the image.
-    Payload { left: u64, image: bool },
+    /// Streaming an integrated payload: bytes left; the image it is, if any.
+    Payload { left: u64, image: Option<usize> },
     /// Every member seen.
     Done,
     /// A previous call failed; nothing more is accepted.
     Failed,
 }
 
-/// Facts kept after authentication; byte ranges point into the buffer.
+/// One image's authenticated facts; byte ranges point into the buffer.
 #[derive(Clone, Copy, Debug)]
-struct Facts {
-    sequence_number: u64,
-    anchor: usize,
+struct ImageFacts {
+    component: usize,
     digest: [u8; 32],
     size: Option<u64>,
-    uri: Option<(usize, usize)>,
+    uri: Option<Range>,
     /// The image arrives encrypted: its SUIT_Encryption_Info, and the ciphertext's digest and
     /// size when the manifest states them.
     #[cfg(feature = "encryption")]
     encryption: Option<Encrypted>,
+}
+
+/// Facts kept after authentication.
+#[derive(Clone, Copy, Debug)]
+struct Facts {
+    sequence_number: u64,
+    anchor: usize,
+    images: [Option<ImageFacts>; MAX_IMAGES],
+}
+
+impl Facts {
+    fn image(&self, i: usize) -> Result<&ImageFacts, SuitError> {
+        self.images
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or(SuitError::OutOfOrder)
+    }
 }
 
 #[cfg(feature = "encryption")]
@@ -81,15 +100,45 @@ struct Encrypted {
     size: Option<u64>,
 }
 
-type Range = (usize, usize);
+/// A byte range in the buffer; u16 offsets keep the verifier small (the buffer is used up
+/// to 64 KiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Range {
+    start: u16,
+    end: u16,
+}
 
-/// The image being received: plaintext hash and length, and for an encrypted image the
-/// decryption state and, when the manifest states the ciphertext's digest, its hash.
+impl Range {
+    fn new(start: usize, end: usize) -> Result<Self, SuitError> {
+        let at = |x: usize| u16::try_from(x).map_err(|_| SuitError::BufferTooSmall);
+        Ok(Self {
+            start: at(start)?,
+            end: at(end)?,
+        })
+    }
+
+    fn of(self, buf: &[u8]) -> Option<&[u8]> {
+        buf.get(usize::from(self.start)..usize::from(self.end))
+    }
+}
+
+/// The part of a buffer the verifier uses ([`Range`]).
+const MAX_BUFFER: usize = u16::MAX as usize;
+
+/// The image being received (index into the facts' images): plaintext hash and length, and
+/// for an encrypted image the decryption state and, when the manifest states the
+/// ciphertext's digest, its hash. `done` has bit `i` set once image `i` verified, with its
+/// length in `lengths[i]`.
 struct ImageState<H> {
+    current: Option<usize>,
     hasher: Option<H>,
     received: u64,
+    done: u8,
+    lengths: [u64; MAX_IMAGES],
     #[cfg(feature = "encryption")]
-    decrypt: Option<(Decryptor, Option<H>)>,
+    decrypt: Option<Decryptor>,
+    #[cfg(feature = "encryption")]
+    cipher_hasher: Option<H>,
 }
 
 /// Incremental envelope verifier; see the module documentation.
@@ -104,7 +153,6 @@ pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
     phase: Phase,
     facts: Option<Facts>,
     image: ImageState<C::Hasher>,
-    payload_seen: bool,
     policy: Policy<'p>,
     crypto: C,
     /// The device's decryption keys (key store), for encrypted images.
@@ -126,12 +174,16 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             phase: Phase::Members,
             facts: None,
             image: ImageState {
+                current: None,
                 hasher: None,
                 received: 0,
+                done: 0,
+                lengths: [0; MAX_IMAGES],
                 #[cfg(feature = "encryption")]
                 decrypt: None,
+                #[cfg(feature = "encryption")]
+                cipher_hasher: None,
             },
-            payload_seen: false,
             policy,
             crypto,
             #[cfg(feature = "encryption")]
@@ -141,6 +193,12 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
 
     /// Gives the verifier the device's payload decryption keys (draft-ietf-suit-firmware-
     /// encryption): an encrypted image is decrypted as it streams to the sink.
+    #[cfg(feature = "encryption")]
+    pub fn set_decryption_keys(&mut self, keys: &'p [DecryptionKey<'p>]) {
+        self.keys = keys;
+    }
+
+    /// [`StreamVerifier::set_decryption_keys`] in builder form.
     #[cfg(feature = "encryption")]
     pub fn with_decryption_keys(mut self, keys: &'p [DecryptionKey<'p>]) -> Self {
         self.keys = keys;
@@ -159,19 +217,27 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
 
     /// The authenticated sequence number, once known.
     pub fn sequence_number(&self) -> Option<u64> {
-        self.facts.map(|f| f.sequence_number)
+        self.facts.as_ref().map(|f| f.sequence_number)
     }
 
     /// The authenticated image digest and image size of component 0, once known: what the
     /// slot manager stores with the candidate for the bootloader's re-check.
     pub fn image_facts(&self) -> Option<([u8; 32], Option<u64>)> {
-        self.facts.map(|f| (f.digest, f.size))
+        let image = self.facts.as_ref()?.image(0).ok()?;
+        Some((image.digest, image.size))
+    }
+
+    /// The second image of a two-image package, once authenticated: its component, digest
+    /// and size.
+    pub fn second_image_facts(&self) -> Option<(usize, [u8; 32], Option<u64>)> {
+        let image = self.facts.as_ref()?.image(1).ok()?;
+        Some((image.component, image.digest, image.size))
     }
 
     /// The authenticated manifest bytes and the envelope parts buffered so far, once
     /// authenticated (for the caller's own command processing or reporting).
     pub fn envelope(&self) -> Option<Envelope<'_>> {
-        self.facts?;
+        self.facts.as_ref()?;
         self.parts().ok()
     }
 
@@ -194,7 +260,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     data = data.get(used..).unwrap_or(&[]);
                 }
                 Phase::Members => {
-                    let free = self.buf.len().saturating_sub(self.len);
+                    let free = self.buf.len().min(MAX_BUFFER).saturating_sub(self.len);
                     let n = free.min(data.len());
                     let (head, rest) = data.split_at(n);
                     if let Some(dst) = self.buf.get_mut(self.len..self.len + n) {
@@ -223,9 +289,15 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         data: &[u8],
         sink: &mut dyn PayloadSink,
     ) -> Result<usize, SuitError> {
-        let facts = self.facts;
-        payload_step(&mut self.phase, &mut self.image, facts, data, sink)
+        payload_step(
+            &mut self.phase,
+            &mut self.image,
+            self.facts.as_ref(),
+            data,
+            sink,
+        )
     }
+
     /// Parses as many complete members as the buffer holds.
     fn advance(&mut self, sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
         loop {
@@ -275,7 +347,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     if self
                         .cursor
                         .checked_add(total)
-                        .is_none_or(|end| end > self.buf.len())
+                        .is_none_or(|end| end > self.buf.len().min(MAX_BUFFER))
                     {
                         return Err(SuitError::BufferTooSmall);
                     }
@@ -286,7 +358,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         // Canonical order puts wrapper, manifest and severed members first.
                         return Err(SuitError::OutOfOrder);
                     }
-                    let range = Some((self.cursor + khl, self.cursor + total));
+                    let range = Some(Range::new(self.cursor + khl, self.cursor + total)?);
                     let slot = match kvalue {
                         KEY_AUTH => &mut self.auth,
                         KEY_MANIFEST => &mut self.manifest,
@@ -322,18 +394,9 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         }
                         self.authenticate()?;
                     }
-                    let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
-                    let key = self
-                        .buf
-                        .get(self.cursor + khl..self.cursor + key_end)
-                        .unwrap_or(&[]);
-                    let uri = facts.uri.and_then(|(s, e)| self.buf.get(s..e));
-                    let image = uri == Some(key);
-                    if image {
-                        if self.payload_seen {
-                            return Err(SuitError::Malformed);
-                        }
-                        self.start_image(facts, Some(vlen), sink)?;
+                    let image = self.integrated_image(self.cursor + khl, self.cursor + key_end)?;
+                    if let Some(i) = image {
+                        self.start_image(i, Some(vlen), sink)?;
                     }
                     self.members_left = Some(left - 1);
                     self.phase = Phase::Payload { left: vlen, image };
@@ -344,8 +407,13 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         // Disjoint borrows: the bytes stay in the buffer while the hash state
                         // and phase advance (no copy, no extra stack).
                         let data = self.buf.get(at..self.len).unwrap_or(&[]);
-                        at +=
-                            payload_step(&mut self.phase, &mut self.image, self.facts, data, sink)?;
+                        at += payload_step(
+                            &mut self.phase,
+                            &mut self.image,
+                            self.facts.as_ref(),
+                            data,
+                            sink,
+                        )?;
                     }
                     // Keep whatever follows the payload, directly after the retained members.
                     self.buf.copy_within(at..self.len, self.cursor);
@@ -356,21 +424,33 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         }
     }
 
-    fn parts(&self) -> Result<Envelope<'_>, SuitError> {
-        let item = |r: Option<Range>| -> Result<&[u8], SuitError> {
-            let (s, e) = r.ok_or(SuitError::Malformed)?;
-            self.buf.get(s..e).ok_or(SuitError::Malformed)
-        };
-        let auth = Reader::new(item(self.auth)?).bytes()?;
-        let manifest_item = item(self.manifest)?;
-        let manifest = Reader::new(manifest_item).bytes()?;
-        let mut severed = [None; 5];
-        for (out, r) in severed.iter_mut().zip(self.severed) {
-            if r.is_some() {
-                *out = Some(item(r)?);
+    /// The image an integrated payload under the key at `buf[start..end]` is: the first one
+    /// not yet received whose URI is that key (section 7.5: `#key`). Other payloads are
+    /// skipped; a second payload for an image already received is refused.
+    fn integrated_image(&self, start: usize, end: usize) -> Result<Option<usize>, SuitError> {
+        let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
+        let key = self.buf.get(start..end).unwrap_or(&[]);
+        let mut seen = false;
+        for (i, image) in facts.images.iter().enumerate() {
+            let Some(uri) = image.and_then(|f| f.uri) else {
+                continue;
+            };
+            if uri.of(self.buf) != Some(key) {
+                continue;
             }
+            if self.image.done & (1 << i) == 0 && self.image.current != Some(i) {
+                return Ok(Some(i));
+            }
+            seen = true;
         }
-        Ok(Envelope::from_parts(auth, manifest_item, manifest, severed))
+        if seen {
+            return Err(SuitError::Malformed);
+        }
+        Ok(None)
+    }
+
+    fn parts(&self) -> Result<Envelope<'_>, SuitError> {
+        envelope_parts(self.buf, self.auth, self.manifest, &self.severed)
     }
 
     fn authenticate(&mut self) -> Result<(), SuitError> {
@@ -390,173 +470,149 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         )
     }
 
-    #[inline(never)]
+    #[inline(never)] // its locals are not above the signature check's frames
     fn record_facts(&mut self, anchor: usize) -> Result<(), SuitError> {
-        let env = self.parts()?;
-        let auth = describe(env, anchor, &self.crypto)?;
-        self.policy.check(&auth)?;
+        let env = envelope_parts(self.buf, self.auth, self.manifest, &self.severed)?;
         let base = self.buf.as_ptr() as usize;
-        let uri = auth.image.uri.map(|u| {
-            let s = (u.as_ptr() as usize).wrapping_sub(base);
-            (s, s + u.len())
-        });
-        #[cfg(not(feature = "encryption"))]
-        if auth.image.encryption_info.is_some() {
-            return Err(SuitError::Unsupported);
+        let r = facts_into(
+            env,
+            base,
+            anchor,
+            &self.policy,
+            &self.crypto,
+            &mut self.facts,
+        );
+        if r.is_err() {
+            self.facts = None;
         }
-        let facts = Facts {
-            sequence_number: auth.sequence_number,
-            anchor: auth.anchor,
-            digest: auth.image.digest.ok_or(SuitError::MissingParameter)?,
-            size: auth.image.size,
-            uri,
-            #[cfg(feature = "encryption")]
-            encryption: auth.image.encryption_info.map(|info| {
-                let s = (info.as_ptr() as usize).wrapping_sub(base);
-                Encrypted {
-                    info: (s, s + info.len()),
-                    digest: auth.image.ciphertext_digest,
-                    size: auth.image.ciphertext_size,
-                }
-            }),
-        };
-        self.facts = Some(facts);
-        Ok(())
+        r
     }
 
-    /// Ends the envelope: checks the integrated image, or says where to fetch it.
+    /// Ends the envelope: says where to fetch the next image that was not integrated, or
+    /// reports every image verified.
     pub fn finish(&mut self) -> Result<Finished<'_>, SuitError> {
         if self.phase != Phase::Done {
             self.phase = Phase::Failed;
             return Err(SuitError::Truncated);
         }
-        let facts = self.facts.ok_or(SuitError::Truncated)?;
-        if self.payload_seen {
-            return self.check_image(facts).map(Finished::Complete);
+        let facts = self.facts.as_ref().ok_or(SuitError::Truncated)?;
+        if self.image.current.is_some() {
+            return Err(SuitError::OutOfOrder);
         }
-        match facts.uri.and_then(|(s, e)| self.buf.get(s..e)) {
+        let Some(next) = next_missing(facts, self.image.done) else {
+            return verified(facts, &self.image);
+        };
+        let image = facts.image(next)?;
+        match image.uri.and_then(|r| r.of(self.buf)) {
             Some(uri) if uri.first() == Some(&b'#') => Err(SuitError::Truncated),
             Some(uri) => Ok(Finished::FetchRequired { uri }),
             None => Err(SuitError::MissingParameter),
         }
     }
 
-    /// The image payload starts: `payload_len` bytes (ciphertext and tag when encrypted;
-    /// `None` when a fetched plaintext image's length is not stated). Checks the length
-    /// against image-size, opens the content key with the device's keys (before any byte
-    /// reaches the sink), then tells the sink.
+    /// Image `index` starts: `payload_len` bytes (ciphertext and tag when encrypted; `None`
+    /// when a fetched plaintext image's length is not stated). Checks the length against
+    /// image-size, opens the content key with the device's keys (before any byte reaches the
+    /// sink), then tells the sink. In its own frame, beside the payload path.
+    #[inline(never)]
     fn start_image(
         &mut self,
-        facts: Facts,
+        index: usize,
         payload_len: Option<u64>,
         sink: &mut dyn PayloadSink,
     ) -> Result<(), SuitError> {
-        #[cfg(feature = "encryption")]
-        if let Some(enc) = facts.encryption {
-            let payload_len = payload_len.ok_or(SuitError::MissingParameter)?;
-            let decryptor = self.open_decryption(enc, payload_len)?;
-            let plain = Decryptor::plaintext_len(decryptor.0, payload_len)
-                .ok_or(SuitError::ImageSizeMismatch)?;
-            if facts.size.is_some_and(|s| s != plain) {
-                return Err(SuitError::ImageSizeMismatch);
-            }
-            // Only a stated ciphertext digest costs a second hash of the payload (GCM's tag
-            // already authenticates the ciphertext; draft section 6.1).
-            let cipher_hasher = enc.digest.map(|_| self.crypto.sha256());
-            self.image.decrypt = Some((decryptor.1, cipher_hasher));
+        if self.image.current.is_some() {
+            return Err(SuitError::OutOfOrder);
         }
+        let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
+        let image = facts.image(index)?;
+        let (component, size) = (image.component, image.size);
         #[cfg(feature = "encryption")]
-        let plain_payload = facts.encryption.is_none();
-        #[cfg(not(feature = "encryption"))]
-        let plain_payload = true;
-        if plain_payload
-            && facts
-                .size
-                .is_some_and(|s| payload_len.is_some_and(|p| s != p))
-        {
+        if let Some(enc) = image.encryption {
+            let payload_len = payload_len.ok_or(SuitError::MissingParameter)?;
+            let cek = self.open_key(enc, size, payload_len)?;
+            self.open_decryption(enc, &cek, payload_len)?;
+        } else if size.is_some_and(|s| payload_len.is_some_and(|p| s != p)) {
             return Err(SuitError::ImageSizeMismatch);
         }
-        self.payload_seen = true;
-        sink.begin(0, facts.size)?;
+        #[cfg(not(feature = "encryption"))]
+        if size.is_some_and(|s| payload_len.is_some_and(|p| s != p)) {
+            return Err(SuitError::ImageSizeMismatch);
+        }
+        sink.begin(component, size)?;
+        self.image.current = Some(index);
         self.image.received = 0;
         self.image.hasher = Some(self.crypto.sha256());
         Ok(())
     }
 
-    /// The content key from the device's keys, and a decryptor for `payload_len` bytes.
+    /// Checks the lengths of an encrypted image's `payload_len` bytes and opens its content
+    /// key with the device's keys, in a small frame of its own: the key agreement and key
+    /// unwrap run under it, not under the decryption state being set up.
     #[cfg(feature = "encryption")]
     #[inline(never)]
-    fn open_decryption(
+    fn open_key(
         &self,
         enc: Encrypted,
+        plain_size: Option<u64>,
         payload_len: u64,
-    ) -> Result<(ContentAlg, Decryptor), SuitError> {
+    ) -> Result<[u8; 16], SuitError> {
         if enc.size.is_some_and(|s| s != payload_len) {
             return Err(SuitError::ImageSizeMismatch);
         }
-        let bytes = self
-            .buf
-            .get(enc.info.0..enc.info.1)
-            .ok_or(SuitError::Malformed)?;
-        let info = EncryptionInfo::parse(bytes)?;
-        let cek = info.content_key(self.keys, &self.crypto)?;
-        Ok((info.alg, Decryptor::new(&info, &cek, payload_len)?))
+        let info = EncryptionInfo::parse(enc.info.of(self.buf).ok_or(SuitError::Malformed)?)?;
+        let plain =
+            Decryptor::plaintext_len(info.alg, payload_len).ok_or(SuitError::ImageSizeMismatch)?;
+        if plain_size.is_some_and(|s| s != plain) {
+            return Err(SuitError::ImageSizeMismatch);
+        }
+        content_key(&info, self.keys, &self.crypto)
     }
 
-    /// Length of the fetched payload of a two-stage pull: the ciphertext's stated size, or
-    /// the image size (plus the GCM tag when encrypted).
-    fn fetched_len(&self, facts: Facts) -> Result<Option<u64>, SuitError> {
+    /// Sets up the decryption of `payload_len` bytes with the content key `cek`.
+    #[cfg(feature = "encryption")]
+    #[inline(never)]
+    fn open_decryption(
+        &mut self,
+        enc: Encrypted,
+        cek: &[u8; 16],
+        payload_len: u64,
+    ) -> Result<(), SuitError> {
+        let info = EncryptionInfo::parse(enc.info.of(self.buf).ok_or(SuitError::Malformed)?)?;
+        // Only a stated ciphertext digest costs a second hash of the payload (GCM's tag
+        // already authenticates the ciphertext; draft section 6.1).
+        self.image.cipher_hasher = enc.digest.map(|_| self.crypto.sha256());
+        self.image.decrypt = Some(Decryptor::new(&info, cek, payload_len)?);
+        Ok(())
+    }
+
+    /// Length of the fetched payload of image `index`: the ciphertext's stated size, or the
+    /// image size (plus the GCM tag when encrypted).
+    fn fetched_len(&self, image: &ImageFacts) -> Result<Option<u64>, SuitError> {
         #[cfg(feature = "encryption")]
-        if let Some(enc) = facts.encryption {
+        if let Some(enc) = image.encryption {
             if let Some(size) = enc.size {
                 return Ok(Some(size));
             }
-            let bytes = self
-                .buf
-                .get(enc.info.0..enc.info.1)
-                .ok_or(SuitError::Malformed)?;
-            let plain = facts.size.ok_or(SuitError::MissingParameter)?;
+            let bytes = enc.info.of(self.buf).ok_or(SuitError::Malformed)?;
+            let plain = image.size.ok_or(SuitError::MissingParameter)?;
             return Ok(Some(match EncryptionInfo::parse(bytes)?.alg {
                 ContentAlg::A128Gcm => plain.saturating_add(GCM_TAG as u64),
                 ContentAlg::A128Ctr => plain,
             }));
         }
-        Ok(facts.size)
+        Ok(image.size)
     }
 
-    fn check_image(&mut self, facts: Facts) -> Result<Verified, SuitError> {
-        let hasher = self.image.hasher.take().ok_or(SuitError::Truncated)?;
-        // Encrypted: the GCM tag and the ciphertext digest first (section 6.1).
-        #[cfg(feature = "encryption")]
-        if let Some((decryptor, cipher_hasher)) = self.image.decrypt.take() {
-            decryptor.finish()?;
-            let want = facts.encryption.and_then(|e| e.digest);
-            if want.is_some_and(|d| !cipher_hasher.is_some_and(|h| ct_eq(&h.finish(), &d))) {
-                return Err(SuitError::ImageDigestMismatch);
-            }
-        }
-        if facts.size.is_some_and(|s| s != self.image.received) {
-            return Err(SuitError::ImageSizeMismatch);
-        }
-        if !ct_eq(&hasher.finish(), &facts.digest) {
-            return Err(SuitError::ImageDigestMismatch);
-        }
-        Ok(Verified {
-            sequence_number: facts.sequence_number,
-            anchor: facts.anchor,
-            digest: facts.digest,
-            size: self.image.received,
-        })
-    }
-
-    /// Two-stage pull: the fetched image starts (after [`Finished::FetchRequired`]).
+    /// Two-stage pull: the next fetched image starts (after [`Finished::FetchRequired`]).
     pub fn begin_fetched(&mut self, sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
-        let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
-        if self.phase != Phase::Done || self.payload_seen {
+        let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
+        if self.phase != Phase::Done || self.image.current.is_some() {
             return Err(SuitError::OutOfOrder);
         }
-        let len = self.fetched_len(facts)?;
-        self.start_image(facts, len, sink)
+        let next = next_missing(facts, self.image.done).ok_or(SuitError::OutOfOrder)?;
+        let len = self.fetched_len(facts.image(next)?)?;
+        self.start_image(next, len, sink)
     }
 
     /// Two-stage pull: the next fetched bytes.
@@ -565,100 +621,283 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         data: &[u8],
         sink: &mut dyn PayloadSink,
     ) -> Result<(), SuitError> {
-        if self.phase != Phase::Done || self.image.hasher.is_none() {
+        if self.phase != Phase::Done || self.image.current.is_none() {
             return Err(SuitError::OutOfOrder);
         }
-        image_step(&mut self.image, self.facts, data, sink)
+        image_step(&mut self.image, self.facts.as_ref(), data, sink)
     }
 
-    /// Two-stage pull: the fetched image ended; checks digest and size.
-    pub fn finish_fetched(&mut self) -> Result<Verified, SuitError> {
-        let facts = self.facts.ok_or(SuitError::OutOfOrder)?;
+    /// Two-stage pull: the fetched image ended; checks its digest and size, then reports
+    /// every image verified or names the next one to fetch.
+    pub fn finish_fetched(&mut self) -> Result<Finished<'_>, SuitError> {
+        let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
         if self.phase != Phase::Done {
             return Err(SuitError::OutOfOrder);
         }
-        self.check_image(facts)
+        complete_image(&mut self.image, facts)?;
+        self.finish()
     }
 }
 
-/// Moves `data` through the payload phase: the image's bytes are size-checked, hashed and
-/// written to the sink; other integrated payloads are skipped. Returns the bytes consumed.
+/// The envelope's parts from their ranges in `buf`.
+fn envelope_parts<'a>(
+    buf: &'a [u8],
+    auth: Option<Range>,
+    manifest: Option<Range>,
+    severed: &[Option<Range>; 5],
+) -> Result<Envelope<'a>, SuitError> {
+    let item = |r: Option<Range>| -> Result<&'a [u8], SuitError> {
+        r.and_then(|r| r.of(buf)).ok_or(SuitError::Malformed)
+    };
+    let auth = Reader::new(item(auth)?).bytes()?;
+    let manifest_item = item(manifest)?;
+    let manifest = Reader::new(manifest_item).bytes()?;
+    let mut parts = [None; 5];
+    for (out, r) in parts.iter_mut().zip(severed) {
+        if r.is_some() {
+            *out = Some(item(*r)?);
+        }
+    }
+    Ok(Envelope::from_parts(auth, manifest_item, manifest, parts))
+}
+
+/// Parses the authenticated manifest in `env` (in the buffer at address `base`; the wrapper
+/// verified with anchor `anchor`), applies `policy` and writes the facts the payloads are
+/// checked against into `out`, in place, one image at a time.
+#[inline(never)]
+fn facts_into<C: CryptoBackend>(
+    env: Envelope<'_>,
+    base: usize,
+    anchor: usize,
+    policy: &Policy<'_>,
+    crypto: &C,
+    out: &mut Option<Facts>,
+) -> Result<(), SuitError> {
+    let s = Sequences::of(&env, crypto)?;
+    let first = s.image(0)?;
+    policy.check_image(s.manifest.sequence_number, &first)?;
+    let (second, more) = s.second_image()?;
+    if more {
+        return Err(SuitError::BadComponent);
+    }
+    let facts = out.insert(Facts {
+        sequence_number: s.manifest.sequence_number,
+        anchor,
+        images: [None; MAX_IMAGES],
+    });
+    facts.images[0] = Some(image_facts(0, &first, base)?);
+    if let (Some(slot), Some(component)) = (facts.images.get_mut(1), second) {
+        *slot = Some(image_facts(component, &s.image(component)?, base)?);
+    }
+    Ok(())
+}
+
+/// The facts kept for one image of an authenticated manifest whose buffer starts at `base`.
+fn image_facts(
+    component: usize,
+    image: &ImageInfo<'_>,
+    base: usize,
+) -> Result<ImageFacts, SuitError> {
+    let range = |b: &[u8]| {
+        let s = (b.as_ptr() as usize).wrapping_sub(base);
+        Range::new(s, s + b.len())
+    };
+    #[cfg(not(feature = "encryption"))]
+    if image.encryption_info.is_some() {
+        return Err(SuitError::Unsupported);
+    }
+    Ok(ImageFacts {
+        component,
+        digest: image.digest.ok_or(SuitError::MissingParameter)?,
+        size: image.size,
+        uri: image.uri.map(range).transpose()?,
+        #[cfg(feature = "encryption")]
+        encryption: match image.encryption_info {
+            Some(info) => Some(Encrypted {
+                info: range(info)?,
+                digest: image.ciphertext_digest,
+                size: image.ciphertext_size,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// The content key of `info` from the device's `keys`, in its own frame (ECDH and the
+/// key unwrap expand their own temporaries).
+#[cfg(feature = "encryption")]
+#[inline(never)]
+fn content_key<C: CryptoBackend>(
+    info: &EncryptionInfo<'_>,
+    keys: &[DecryptionKey<'_>],
+    crypto: &C,
+) -> Result<[u8; 16], SuitError> {
+    info.content_key(keys, crypto)
+}
+
+/// The first image not received yet.
+fn next_missing(facts: &Facts, done: u8) -> Option<usize> {
+    (0..MAX_IMAGES).find(|&i| facts.image(i).is_ok() && done & (1 << i) == 0)
+}
+
+/// What a package whose images all verified reports.
+fn verified<'a, H>(facts: &Facts, image: &ImageState<H>) -> Result<Finished<'a>, SuitError> {
+    let first = facts.image(0)?;
+    if image.done & 1 == 0 {
+        return Err(SuitError::Truncated);
+    }
+    let second = match facts.image(1).ok() {
+        Some(f) if image.done & 2 != 0 => Some((f.component, f.digest, image.lengths[1])),
+        Some(_) => return Err(SuitError::Truncated),
+        None => None,
+    };
+    Ok(Finished::Complete(Verified {
+        sequence_number: facts.sequence_number,
+        anchor: facts.anchor,
+        digest: first.digest,
+        size: image.lengths[0],
+        second,
+    }))
+}
+
+/// The current image ended: the GCM tag and ciphertext digest first (encryption draft
+/// section 6.1), then its size and digest. It counts as received only when all match.
+#[inline(never)]
+fn complete_image<H: Sha256Hasher>(
+    image: &mut ImageState<H>,
+    facts: &Facts,
+) -> Result<(), SuitError> {
+    let index = image.current.take().ok_or(SuitError::Truncated)?;
+    let want = facts.image(index)?;
+    let hasher = image.hasher.take().ok_or(SuitError::Truncated)?;
+    #[cfg(feature = "encryption")]
+    if let Some(decryptor) = image.decrypt.take() {
+        let cipher_hasher = image.cipher_hasher.take();
+        decryptor.finish()?;
+        let digest = want.encryption.and_then(|e| e.digest);
+        if digest.is_some_and(|d| !cipher_hasher.is_some_and(|h| ct_eq(&h.finish(), &d))) {
+            return Err(SuitError::ImageDigestMismatch);
+        }
+    }
+    if want.size.is_some_and(|s| s != image.received) {
+        return Err(SuitError::ImageSizeMismatch);
+    }
+    if !ct_eq(&hasher.finish(), &want.digest) {
+        return Err(SuitError::ImageDigestMismatch);
+    }
+    if let Some(length) = image.lengths.get_mut(index) {
+        *length = image.received;
+    }
+    image.done |= 1 << index;
+    Ok(())
+}
+
+/// Moves `data` through the payload phase: an image's bytes are size-checked, hashed and
+/// written to the sink, and the image verified at its last byte; other integrated payloads
+/// are skipped. Returns the bytes consumed.
 fn payload_step<H: Sha256Hasher>(
     phase: &mut Phase,
     image: &mut ImageState<H>,
-    facts: Option<Facts>,
+    facts: Option<&Facts>,
     data: &[u8],
     sink: &mut dyn PayloadSink,
 ) -> Result<usize, SuitError> {
-    let Phase::Payload {
-        left,
-        image: is_image,
-    } = *phase
-    else {
+    let Phase::Payload { left, image: which } = *phase else {
         return Ok(0);
     };
     let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-    if is_image {
+    if which.is_some() {
         image_step(image, facts, data.get(..n).unwrap_or(&[]), sink)?;
     }
     let left = left - n as u64;
-    *phase = if left == 0 {
-        Phase::Members
-    } else {
-        Phase::Payload {
-            left,
-            image: is_image,
+    if left == 0 {
+        *phase = Phase::Members;
+        if which.is_some() {
+            complete_image(image, facts.ok_or(SuitError::OutOfOrder)?)?;
         }
-    };
+    } else {
+        *phase = Phase::Payload { left, image: which };
+    }
     Ok(n)
 }
 
 /// Image bytes as they arrive: decrypted first when the image is encrypted (the ciphertext
-/// hashed on the way), then size-checked, hashed and written.
+/// hashed on the way, the cipher expanded once per call), then size-checked, hashed and
+/// written. In its own frame: the expanded cipher is not under the image's completion.
+#[inline(never)]
 fn image_step<H: Sha256Hasher>(
     image: &mut ImageState<H>,
-    facts: Option<Facts>,
+    facts: Option<&Facts>,
     chunk: &[u8],
     sink: &mut dyn PayloadSink,
 ) -> Result<(), SuitError> {
+    let want = facts
+        .ok_or(SuitError::OutOfOrder)?
+        .image(image.current.ok_or(SuitError::OutOfOrder)?)?;
     #[cfg(feature = "encryption")]
-    if let Some((decryptor, cipher_hasher)) = image.decrypt.as_mut() {
-        if let Some(h) = cipher_hasher.as_mut() {
+    if let Some(decryptor) = image.decrypt.as_mut() {
+        if let Some(h) = image.cipher_hasher.as_mut() {
             h.update(chunk);
         }
-        // A small window on the stack: the plaintext never exists whole in RAM.
-        let mut window = [0u8; 64];
-        for piece in chunk.chunks(window.len()) {
-            let buf = window.get_mut(..piece.len()).ok_or(SuitError::Malformed)?;
-            buf.copy_from_slice(piece);
-            let n = decryptor.update(buf)?;
-            plain_step(
+        let mut run = decryptor.run();
+        for piece in chunk.chunks(DECRYPT_WINDOW) {
+            decrypt_piece(
+                &mut run,
+                piece,
                 &mut image.hasher,
                 &mut image.received,
-                facts,
-                buf.get(..n).unwrap_or(&[]),
+                want.size,
                 sink,
             )?;
         }
         return Ok(());
     }
-    plain_step(&mut image.hasher, &mut image.received, facts, chunk, sink)
+    plain_step(
+        &mut image.hasher,
+        &mut image.received,
+        want.size,
+        chunk,
+        sink,
+    )
+}
+
+/// Ciphertext bytes decrypted per step, in a window on the stack: the plaintext never exists
+/// whole in RAM.
+#[cfg(feature = "encryption")]
+const DECRYPT_WINDOW: usize = 64;
+
+/// Decrypts one piece (at most [`DECRYPT_WINDOW`] bytes) and passes its plaintext on; in its
+/// own frame, beside the cipher expansion rather than under it.
+#[cfg(feature = "encryption")]
+#[inline(never)]
+fn decrypt_piece<H: Sha256Hasher>(
+    run: &mut super::DecryptRun<'_>,
+    piece: &[u8],
+    hasher: &mut Option<H>,
+    received: &mut u64,
+    size: Option<u64>,
+    sink: &mut dyn PayloadSink,
+) -> Result<(), SuitError> {
+    let mut window = [0u8; DECRYPT_WINDOW];
+    let buf = window.get_mut(..piece.len()).ok_or(SuitError::Malformed)?;
+    buf.copy_from_slice(piece);
+    let n = run.update(buf)?;
+    plain_step(hasher, received, size, buf.get(..n).unwrap_or(&[]), sink)
 }
 
 /// Size-checks, hashes and writes plaintext image bytes.
 fn plain_step<H: Sha256Hasher>(
     hasher: &mut Option<H>,
     received: &mut u64,
-    facts: Option<Facts>,
+    size: Option<u64>,
     chunk: &[u8],
     sink: &mut dyn PayloadSink,
 ) -> Result<(), SuitError> {
     if chunk.is_empty() {
         return Ok(());
     }
-    let facts = facts.ok_or(SuitError::OutOfOrder)?;
     *received = received.saturating_add(chunk.len() as u64);
-    if facts.size.is_some_and(|s| *received > s) {
+    if size.is_some_and(|s| *received > s) {
         return Err(SuitError::ImageSizeMismatch);
     }
     hasher.as_mut().ok_or(SuitError::OutOfOrder)?.update(chunk);

@@ -72,16 +72,34 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         envelope: &[u8],
         image: &[u8],
     ) -> Result<(), SlotError> {
+        self.provision_images(facts, envelope, image, None)
+    }
+
+    /// [`SlotManager::provision`] of a two-image package: `second` goes to the second image's
+    /// region ([`ManifestFacts::second_offset`]).
+    pub fn provision_images(
+        &mut self,
+        facts: &ManifestFacts,
+        envelope: &[u8],
+        image: &[u8],
+        second: Option<&[u8]>,
+    ) -> Result<(), SlotError> {
         let slot = self.layout.slots[0];
-        if image.len() > self.layout.image_capacity() as usize || facts.size as usize != image.len()
-        {
+        let s = self.layout.sector_size;
+        let lengths_match = facts.size as usize == image.len()
+            && facts.second.map(|f| f.size as usize) == second.map(<[u8]>::len);
+        let span = facts.span(s).ok_or(SlotError::ImageTooLarge)?;
+        if !lengths_match || span > self.layout.image_capacity() {
             return Err(SlotError::ImageTooLarge);
         }
-        let s = self.layout.sector_size;
         header::write(&mut self.flash, slot, s, facts, envelope)?;
-        let raw = Download::new(slot + s, None, image.len() as u32, 0, s);
+        let raw = Download::new(slot + s, None, span, 0, s);
         let mut writer = DownloadWriter::attach(self, raw);
         writer.write(image)?;
+        if let (Some(bytes), Some(offset)) = (second, facts.second_offset(s)) {
+            writer.skip_to(offset)?;
+            writer.write(bytes)?;
+        }
         writer.flush_tail()?;
         self.commit(Record::factory(facts.sequence))
     }
@@ -211,10 +229,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 floor: self.record.floor,
             });
         }
-        if facts.size > self.layout.image_capacity() {
+        let span = facts
+            .span(self.layout.sector_size)
+            .ok_or(SlotError::ImageTooLarge)?;
+        if span > self.layout.image_capacity() {
             return Err(SlotError::ImageTooLarge);
         }
-        if len > header::max_envelope(self.layout.sector_size) || len > self.buf.len() {
+        if len > header::max_envelope(self.layout.sector_size, facts) || len > self.buf.len() {
             return Err(SlotError::EnvelopeTooLarge);
         }
         let slot = self.candidate_slot().ok_or(SlotError::Busy(Phase::Idle))?;
@@ -264,18 +285,13 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
                 return Err(SlotError::Verify(e));
             }
         };
-        let offset =
-            self.record.offset.min(facts.size) / self.layout.sector_size * self.layout.sector_size;
+        let sector = self.layout.sector_size;
+        let span = facts.span(sector).ok_or(SlotError::ImageTooLarge)?;
+        let offset = self.record.offset.min(span) / sector * sector;
         let base = self
             .image_address(slot)
             .ok_or(SlotError::Busy(Phase::Downloading))?;
-        let dl = Download::new(
-            base,
-            Some(facts),
-            facts.size,
-            offset,
-            self.layout.sector_size,
-        );
+        let dl = Download::new(base, Some(facts), span, offset, sector);
         Ok(DownloadWriter::attach(self, dl))
     }
 
@@ -400,13 +416,44 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         if facts != stored {
             return Ok(Err(VerifyError::FactsMismatch));
         }
-        if facts.size > self.layout.image_capacity() {
+        let sector = self.layout.sector_size;
+        if facts
+            .span(sector)
+            .is_none_or(|span| span > self.layout.image_capacity())
+        {
             return Ok(Err(VerifyError::Size));
         }
-        if self.image_digest(addr + self.layout.sector_size, facts.size)? != facts.digest {
+        if !self.images_match(addr + sector, &facts)? {
             return Ok(Err(VerifyError::Digest));
         }
         Ok(Ok(facts))
+    }
+
+    /// Whether every image region of the image area at `base` hashes to its digest.
+    pub(crate) fn images_match(
+        &mut self,
+        base: u32,
+        facts: &ManifestFacts,
+    ) -> Result<bool, SlotError> {
+        for (offset, size, digest) in facts.regions(self.layout.sector_size).into_iter().flatten() {
+            if self.image_digest(base + offset, size)? != digest {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The facts stored with `slot`'s envelope head (read without authenticating them: for a
+    /// slot the boot path verified, to locate its images). `None` when it has no valid header.
+    pub fn stored_facts(&mut self, slot: usize) -> Result<Option<ManifestFacts>, SlotError> {
+        let Some(&addr) = self.layout.slots.get(slot) else {
+            return Ok(None);
+        };
+        Ok(
+            header::read(&mut self.flash, addr, self.layout.sector_size, self.buf)?
+                .ok()
+                .map(|(facts, _)| facts),
+        )
     }
 
     /// SHA-256 over `len` bytes of flash from `addr`, read through the work buffer.

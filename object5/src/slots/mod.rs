@@ -37,15 +37,68 @@ pub use record::{Phase, MAX_NAME, MAX_URI, MAX_VERSION};
 pub use suit::SuitAuthenticator;
 pub use writer::{Download, DownloadWriter};
 
-/// What an authenticated manifest says about its image: all the slot manager trusts.
+/// What an authenticated manifest says about its images: all the slot manager trusts.
+///
+/// A slot holds the package's images one after another, each in its own sector-aligned
+/// region of the slot's image area: component 0 (the image the bootloader runs) from the
+/// start, a second image from the first sector boundary after it
+/// ([`ManifestFacts::second_offset`]). Swap, copy and A/B selection move the whole slot, so
+/// both images are installed, reverted and verified together: a package replaces the set of
+/// images as a whole (an image it does not carry is absent from the new slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ManifestFacts {
     /// SUIT sequence number; must exceed the stored anti-rollback floor.
     pub sequence: u64,
-    /// Image size in bytes.
+    /// Size in bytes of component 0's image.
     pub size: u32,
-    /// SHA-256 digest of the image.
+    /// SHA-256 digest of component 0's image.
     pub digest: [u8; 32],
+    /// The second image of a two-image package.
+    pub second: Option<ImageFacts>,
+}
+
+/// Size and digest of one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// Size in bytes.
+    pub size: u32,
+    /// SHA-256 digest.
+    pub digest: [u8; 32],
+}
+
+impl ManifestFacts {
+    /// Facts of a one-image package.
+    pub fn single(sequence: u64, size: u32, digest: [u8; 32]) -> Self {
+        Self {
+            sequence,
+            size,
+            digest,
+            second: None,
+        }
+    }
+
+    /// Offset of the second image in the slot's image area: the first multiple of `sector`
+    /// at or after the end of component 0's image.
+    pub fn second_offset(&self, sector: u32) -> Option<u32> {
+        self.size.div_ceil(sector.max(1)).checked_mul(sector.max(1))
+    }
+
+    /// Bytes of the image area the images span (`None` on overflow).
+    pub fn span(&self, sector: u32) -> Option<u32> {
+        match self.second {
+            Some(s) => self.second_offset(sector)?.checked_add(s.size),
+            None => Some(self.size),
+        }
+    }
+
+    /// Each image as (offset in the image area, size, digest), component 0 first.
+    pub(crate) fn regions(&self, sector: u32) -> [Option<(u32, u32, [u8; 32])>; 2] {
+        [
+            Some((0, self.size, self.digest)),
+            self.second
+                .and_then(|s| Some((self.second_offset(sector)?, s.size, s.digest))),
+        ]
+    }
 }
 
 /// Authenticates a stored manifest envelope head (authentication wrapper + manifest) and

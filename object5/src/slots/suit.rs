@@ -1,20 +1,35 @@
 //! The SUIT verifier as the slot manager's [`Authenticate`]: what a minimal bootloader built
 //! from object5 runs before it activates a candidate.
 
-use super::{Authenticate, ManifestFacts, VerifyError};
+use super::{Authenticate, ImageFacts, ManifestFacts, VerifyError};
 use crate::manifest::{
     self, Authenticated, CryptoBackend, DeviceIdentity, Freshness, Policy, TrustAnchor,
 };
 
 impl ManifestFacts {
-    /// The facts of an authenticated envelope: its sequence number and component 0's image
-    /// size and digest. `None` when the manifest lacks a digest or size, or the size exceeds
-    /// 4 GiB.
+    /// The facts of an authenticated envelope: its sequence number, component 0's image size
+    /// and digest, and those of its second image. `None` when the manifest lacks a digest or
+    /// size, a size exceeds 4 GiB, or it installs more images than a slot holds.
     pub fn from_authenticated(verified: &Authenticated<'_>) -> Option<Self> {
+        let facts = |image: &manifest::ImageInfo<'_>| {
+            Some(ImageFacts {
+                size: image.size.and_then(|s| u32::try_from(s).ok())?,
+                digest: image.digest?,
+            })
+        };
+        if verified.more_images {
+            return None;
+        }
+        let first = facts(&verified.image)?;
+        let second = match &verified.second {
+            Some(s) => Some(facts(&s.image)?),
+            None => None,
+        };
         Some(Self {
             sequence: verified.sequence_number,
-            size: verified.image.size.and_then(|s| u32::try_from(s).ok())?,
-            digest: verified.image.digest?,
+            size: first.size,
+            digest: first.digest,
+            second,
         })
     }
 }

@@ -55,7 +55,7 @@ impl Download {
         self.written + self.tail_len as u32
     }
 
-    /// Image size announced by the manifest.
+    /// Bytes the manifest's images span in the slot ([`ManifestFacts::span`]).
     pub fn size(&self) -> u32 {
         self.size
     }
@@ -92,9 +92,39 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         self.dl.offset()
     }
 
-    /// Image size announced by the manifest.
+    /// Bytes the manifest's images span in the slot ([`ManifestFacts::span`]).
     pub fn size(&self) -> u32 {
         self.dl.size
+    }
+
+    /// Whether the package has a second image.
+    pub fn has_second_image(&self) -> bool {
+        self.dl.facts.is_some_and(|f| f.second.is_some())
+    }
+
+    /// The second image starts: the writer moves to its region
+    /// ([`ManifestFacts::second_offset`]) once component 0's image is complete.
+    pub fn begin_second_image(&mut self) -> Result<(), SlotError> {
+        let sector = self.mgr.layout.sector_size;
+        let facts = self.dl.facts.ok_or(SlotError::SizeMismatch)?;
+        if facts.second.is_none() || self.offset() != facts.size {
+            return Err(SlotError::SizeMismatch);
+        }
+        let offset = facts.second_offset(sector).ok_or(SlotError::SizeMismatch)?;
+        self.skip_to(offset)
+    }
+
+    /// The next image starts at `offset` of the image area: the partial last word of the one
+    /// before is padded and written, and the bytes in between stay as they are (never read:
+    /// not part of any image). Only forward, to a sector boundary.
+    pub(crate) fn skip_to(&mut self, offset: u32) -> Result<(), SlotError> {
+        let sector = self.mgr.layout.sector_size;
+        if offset < self.offset() || !offset.is_multiple_of(sector) || offset > self.dl.size {
+            return Err(SlotError::SizeMismatch);
+        }
+        self.flush_tail()?;
+        self.dl.written = offset;
+        Ok(())
     }
 
     /// Detaches the progress so the manager can be released between blocks.
@@ -147,13 +177,13 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         let Some(facts) = self.dl.facts else {
             return Ok(());
         };
-        let digest = self.mgr.image_digest(self.dl.base, self.dl.size)?;
-        if self.dl.written < self.dl.size || digest != facts.digest {
+        let complete = self.dl.written >= self.dl.size;
+        if !complete || !self.mgr.images_match(self.dl.base, &facts)? {
             self.mgr.abort_download(UpdateResult::IntegrityFailure)?;
-            return Err(if self.dl.written < self.dl.size {
-                SlotError::SizeMismatch
-            } else {
+            return Err(if complete {
                 SlotError::Verify(VerifyError::Digest)
+            } else {
+                SlotError::SizeMismatch
             });
         }
         let mut next = self.mgr.record;

@@ -1,0 +1,367 @@
+//! Two images in one package on the simulated device (issue 16, item 4): the application
+//! (component 0) and a second image (component 1) stream through the package receiver into
+//! their regions of the candidate slot, install, boot, confirm and revert together; a failure
+//! in either leaves both old images running, and a power cut during install or revert never
+//! leaves a new image beside an old one.
+
+use device_port::device::DeviceFlash;
+use device_port::image::ImageBuilder;
+use device_port::{CutMode, FactoryImage, PowerCut, SimConfig, SimDevice};
+use object5::author::{
+    build_envelope_two, public_pem_from_private, public_sec1_from_pem, AuthorKey, Delivery,
+    PackageSpec, SecondImage, SignAlg,
+};
+use object5::manifest::{Software, TrustAnchor};
+use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::slots::{BootPath, Strategy};
+use object5::{State, UpdateResult};
+
+use tests::device_policy::{policy, CLASS, VENDOR};
+const CAPACITY: u32 = 64 * 1024;
+const APP_LEN: usize = 30_000;
+const SECOND_LEN: usize = 12_000;
+
+struct Keys {
+    pem: String,
+    sec1: Vec<u8>,
+}
+
+fn keys() -> Keys {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/suit/keys/K1_spec_p256_private.pem"
+    );
+    let pem = std::fs::read_to_string(path).unwrap();
+    let sec1 = public_sec1_from_pem(&public_pem_from_private(&pem).unwrap()).unwrap();
+    Keys { pem, sec1 }
+}
+
+/// The application and second image of version `version`.
+fn images(version: &str, app_fails_self_test: bool) -> (Vec<u8>, Vec<u8>) {
+    let app = ImageBuilder::new("sim-fw", version)
+        .fails_self_test(app_fails_self_test)
+        .total_len(APP_LEN)
+        .build();
+    let second = ImageBuilder::new("sim-radio", version)
+        .total_len(SECOND_LEN)
+        .build();
+    (app, second)
+}
+
+fn package(k: &Keys, app: &[u8], second: &[u8], seq: u64, delivery: [Delivery; 2]) -> Vec<u8> {
+    let [d0, d1] = delivery;
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: seq,
+        version: format!("{seq}.0.0"),
+        name: "sim-fw".into(),
+        image: app,
+        delivery: d0,
+        alg: SignAlg::Esp256,
+    };
+    let second = SecondImage {
+        image: second,
+        name: "sim-radio".into(),
+        version: format!("{seq}.0.0"),
+        delivery: d1,
+    };
+    build_envelope_two(&spec, &second, &AuthorKey::from_pem(&k.pem).unwrap()).unwrap()
+}
+
+fn integrated() -> [Delivery; 2] {
+    [Delivery::Integrated, Delivery::Integrated]
+}
+
+/// A device whose factory installed version 1.0.0 of both images.
+fn device(k: &Keys, strategy: Strategy) -> SimDevice {
+    let (app, second) = images("1.0.0", false);
+    let factory = FactoryImage {
+        envelope: package(
+            k,
+            &app,
+            &second,
+            1,
+            [
+                Delivery::Uri("coap://h/app".into()),
+                Delivery::Uri("coap://h/radio".into()),
+            ],
+        ),
+        image: app,
+        second: Some(second),
+    };
+    let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+    config.strategy = strategy;
+    config.image_capacity = CAPACITY;
+    let d = SimDevice::in_memory(config).unwrap();
+    assert_eq!(running(&d), ("1.0.0".into(), Some("1.0.0".into())));
+    d
+}
+
+/// Versions of the running application and second image.
+fn running(d: &SimDevice) -> (String, Option<String>) {
+    let b = d.booted().expect("an image runs");
+    (
+        b.image.version.clone(),
+        b.second.as_ref().map(|s| s.version.clone()),
+    )
+}
+
+fn pair(v: &str) -> (String, Option<String>) {
+    (v.into(), Some(v.into()))
+}
+
+/// Streams `pkg` in 512-byte blocks, serving fetches from `fetches` (URI, bytes); on a
+/// refusal journals Idle with its result, as the Object 5 path does.
+fn download(
+    d: &mut SimDevice,
+    k: &Keys,
+    pkg: &[u8],
+    fetches: &[(&str, &[u8])],
+) -> Result<Outcome, PackageError> {
+    let floor = d.slots().unwrap().status().floor;
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
+    let mut slots = d.slots().unwrap();
+    let result = (|| -> Result<Outcome, PackageError> {
+        for block in pkg.chunks(512) {
+            rx.feed(&mut slots, block)?;
+        }
+        let mut outcome = rx.finish(&mut slots)?;
+        while outcome == Outcome::FetchImage {
+            let uri = String::from_utf8(rx.fetch_uri().unwrap().to_vec()).unwrap();
+            let (_, bytes) = fetches.iter().find(|(u, _)| *u == uri).unwrap();
+            for block in bytes.chunks(700) {
+                rx.feed_fetched(&mut slots, block)?;
+            }
+            outcome = rx.finish_fetched(&mut slots)?;
+        }
+        Ok(outcome)
+    })();
+    if let Err(e) = result {
+        let _ = slots.abort_download(e.update_result());
+    }
+    result
+}
+
+fn status(d: &mut SimDevice) -> (State, UpdateResult) {
+    let s = d.slots().unwrap().status();
+    (s.state, s.result)
+}
+
+#[test]
+fn both_images_install_boot_and_confirm_together_with_every_strategy() {
+    let k = keys();
+    for strategy in Strategy::ALL {
+        let mut d = device(&k, strategy);
+        let (app, second) = images("2.0.0", false);
+        let pkg = package(&k, &app, &second, 2, integrated());
+        assert_eq!(
+            download(&mut d, &k, &pkg, &[]).unwrap(),
+            Outcome::Downloaded
+        );
+        assert_eq!(status(&mut d), (State::Downloaded, UpdateResult::Initial));
+        d.slots().unwrap().request_install().unwrap();
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("2.0.0"), "{strategy:?}");
+        d.confirm().unwrap();
+        assert_eq!(status(&mut d), (State::Idle, UpdateResult::Success));
+        // The next boot verifies both again and runs them.
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("2.0.0"), "{strategy:?}");
+    }
+}
+
+#[test]
+fn an_unconfirmed_pair_reverts_as_a_pair() {
+    let k = keys();
+    for strategy in [Strategy::Swap, Strategy::AB] {
+        let mut d = device(&k, strategy);
+        let (app, second) = images("2.0.0", true);
+        let pkg = package(&k, &app, &second, 2, integrated());
+        download(&mut d, &k, &pkg, &[]).unwrap();
+        d.slots().unwrap().request_install().unwrap();
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("2.0.0"));
+        assert!(d.confirm().is_err(), "the test image fails its self-test");
+        let booted = d.reboot().unwrap();
+        assert_eq!(booted.path, BootPath::Reverted);
+        assert_eq!(running(&d), pair("1.0.0"), "{strategy:?}");
+        assert_eq!(status(&mut d).1, UpdateResult::UpdateFailed);
+    }
+}
+
+#[test]
+fn a_failure_in_either_image_leaves_both_old_images_running() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
+    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    for (what, at) in [
+        ("application", app_at + 20_000),
+        ("second image", second_at + 5_000),
+    ] {
+        let mut d = device(&k, Strategy::Swap);
+        let mut bad = pkg.clone();
+        bad[at] ^= 0x40;
+        let e = download(&mut d, &k, &bad, &[]).unwrap_err();
+        assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{what}");
+        assert_eq!(
+            status(&mut d),
+            (State::Idle, UpdateResult::IntegrityFailure)
+        );
+        // Nothing to install, and the next boot runs the old pair.
+        assert!(d.slots().unwrap().request_install().is_err(), "{what}");
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("1.0.0"), "{what}");
+    }
+}
+
+#[test]
+fn the_bootloader_refuses_a_candidate_whose_second_image_changed_in_flash() {
+    use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+    let k = keys();
+    let mut d = device(&k, Strategy::Swap);
+    let (app, second) = images("2.0.0", false);
+    download(
+        &mut d,
+        &k,
+        &package(&k, &app, &second, 2, integrated()),
+        &[],
+    )
+    .unwrap();
+    {
+        let mut slots = d.slots().unwrap();
+        let slot = slots.candidate_slot().unwrap();
+        let facts = slots.stored_facts(slot).unwrap().unwrap();
+        let region = slots.image_address(slot).unwrap()
+            + facts.second_offset(slots.layout().sector_size).unwrap();
+        // Clear one bit of the second image (NOR writes only clear bits).
+        let at = region + 4000;
+        let mut word = [0u8; 4];
+        slots.flash_mut().read(at, &mut word).unwrap();
+        let bit = word.iter().position(|b| *b != 0).unwrap();
+        word[bit] &= word[bit] - 1;
+        slots.flash_mut().write(at, &word).unwrap();
+        slots.request_install().unwrap();
+    }
+    let booted = d.reboot().unwrap();
+    assert!(
+        matches!(booted.path, BootPath::Rejected(_)),
+        "{:?}",
+        booted.path
+    );
+    assert_eq!(running(&d), pair("1.0.0"));
+    assert_eq!(
+        status(&mut d),
+        (State::Idle, UpdateResult::IntegrityFailure)
+    );
+}
+
+#[test]
+fn fetched_images_of_a_two_stage_package_land_in_their_regions() {
+    let k = keys();
+    let mut d = device(&k, Strategy::AB);
+    let (app, second) = images("3.0.0", false);
+    let (u0, u1) = ("coap://h/app-3", "coap://h/radio-3");
+    let pkg = package(
+        &k,
+        &app,
+        &second,
+        3,
+        [Delivery::Uri(u0.into()), Delivery::Uri(u1.into())],
+    );
+    let wrong: Vec<u8> = second.iter().map(|b| b ^ 1).collect();
+    let e = download(&mut d, &k, &pkg, &[(u0, &app), (u1, &wrong)]).unwrap_err();
+    assert_eq!(e.update_result(), UpdateResult::IntegrityFailure);
+    assert_eq!(
+        download(&mut d, &k, &pkg, &[(u0, &app), (u1, &second)]).unwrap(),
+        Outcome::Downloaded
+    );
+    d.slots().unwrap().request_install().unwrap();
+    d.reboot().unwrap();
+    assert_eq!(running(&d), pair("3.0.0"));
+}
+
+#[test]
+fn an_interrupted_two_image_download_does_not_resume() {
+    let k = keys();
+    let mut d = device(&k, Strategy::Swap);
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let floor = d.slots().unwrap().status().floor;
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    let policy = || policy(&anchors, floor);
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy(), Software);
+    let start = {
+        let mut slots = d.slots().unwrap();
+        for block in pkg[..20_000].chunks(512) {
+            rx.feed(&mut slots, block).unwrap();
+        }
+        rx.payload_start().unwrap()
+    };
+    d.reboot().unwrap();
+    assert_eq!(status(&mut d).0, State::Downloading);
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy(), Software);
+    let mut slots = d.slots().unwrap();
+    assert_eq!(
+        rx.resume_from(&mut slots, start),
+        Err(PackageError::NotResumable)
+    );
+    assert_eq!(
+        PackageError::NotResumable.update_result(),
+        UpdateResult::ConnectionLost
+    );
+}
+
+/// Cuts the power at every flash operation of the boot that installs a two-image package
+/// (swap), and of the boot that reverts it: whatever boots afterwards is the new pair or the
+/// old pair, never one new image beside an old one.
+#[test]
+fn a_power_cut_anywhere_in_install_or_revert_never_mixes_the_images() {
+    let k = keys();
+    let mut d = device(&k, Strategy::Swap);
+    let (app, second) = images("2.0.0", true);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    download(&mut d, &k, &pkg, &[]).unwrap();
+    d.slots().unwrap().request_install().unwrap();
+    let snapshot = |d: &SimDevice| {
+        let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
+        let mut copy = DeviceFlash::new(sectors);
+        copy.restore_from(d.flash()).unwrap();
+        copy
+    };
+    let pending = snapshot(&d);
+    d.reboot().unwrap();
+    assert_eq!(running(&d), pair("2.0.0"));
+    let testing = snapshot(&d);
+    let mut cuts = 0;
+    for (snapshot, after) in [(&pending, "2.0.0"), (&testing, "1.0.0")] {
+        d.flash_mut().restore_from(snapshot).unwrap();
+        d.flash_mut().power_on();
+        d.boot().unwrap();
+        let total = d.flash().ops();
+        for ops in 0..total {
+            for mode in [CutMode::Clean, CutMode::Partial] {
+                d.flash_mut().restore_from(snapshot).unwrap();
+                d.flash_mut().power_on();
+                d.flash_mut().arm(Some(PowerCut {
+                    after_ops: ops,
+                    mode,
+                }));
+                if d.boot().is_ok() {
+                    let (a, s) = running(&d);
+                    assert_eq!(Some(a), s, "cut after {ops} ops ({mode:?})");
+                }
+                d.reboot().unwrap();
+                assert_eq!(running(&d), pair(after), "cut after {ops} ops ({mode:?})");
+                cuts += 1;
+            }
+        }
+    }
+    assert!(cuts > 100, "only {cuts} cuts");
+}
