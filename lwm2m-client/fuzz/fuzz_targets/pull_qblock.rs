@@ -8,21 +8,11 @@ use libfuzzer_sys::fuzz_target;
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::pull::coap::CoapUri;
 use lwm2m_client::pull::qblock::{QBlock2Pull, QBlockParams};
-use lwm2m_client::pull::{PackageSink, Resume, SinkError};
+use lwm2m_client::pull::Resume;
 
-struct Contiguous(u64);
-
-impl PackageSink for Contiguous {
-    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
-        self.0 = from;
-        Ok(())
-    }
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
-        assert_eq!(offset, self.0, "non-contiguous write");
-        self.0 += bytes.len() as u64;
-        Ok(())
-    }
-}
+#[path = "contiguous.rs"]
+mod contiguous;
+use contiguous::Contiguous;
 
 /// `d` with the token of `request` (a CoAP header is 4 bytes, then the token).
 fn with_token(d: &[u8], request: &[u8]) -> Vec<u8> {
