@@ -84,6 +84,8 @@ fn block_sizes_and_lifetime_are_checked_at_parse_time() {
             "block sizes are 16, 32, 64, 128, 256, 512 or 1024",
         ),
         ("--lifetime", "0", "0 is not in 1.."),
+        ("--pull-max-retransmit", "0", "0 is not in 1..=20"),
+        ("--pull-max-retransmit", "21", "21 is not in 1..=20"),
     ] {
         let o = client(&[option, value, "--state-dir", "/nonexistent/never-created"]);
         let e = stderr(&o);

@@ -313,6 +313,7 @@ impl Harness {
             slot_kib: 64,
             pull_block_size: 1024,
             pull_ack_timeout_ms: 300,
+            pull_max_retransmit: 4,
             pull_ca: Some(self.tls_ca.clone()),
             pull_qblock: false,
             in_memory: false,

@@ -139,6 +139,11 @@ pub struct DeviceOptions {
     /// CoAP ACK_TIMEOUT in ms for package pulls (RFC 7252 default 2000; tests shorten it).
     #[arg(long, default_value_t = 2000)]
     pub pull_ack_timeout_ms: u64,
+    /// MAX_RETRANSMIT for package pulls, and Q-Block2's NON_MAX_RETRANSMIT (RFC 7252 §4.8 and
+    /// RFC 9177 §7.2 default 4): requests for one block before the download fails with Update
+    /// Result 4. Raise it on links that lose several datagrams in a row.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub pull_max_retransmit: u8,
     /// CA certificates (PEM) trusted for coaps+tcp:// package hosts besides the system trust
     /// store (as for https://), e.g. the certificate a shim generated for its coaps+tcp host.
     #[arg(long, value_name = "PEM")]
@@ -574,13 +579,14 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
     if let Some(job) = fw.take_pull() {
         let tx = TxParams {
             ack_timeout_ms: env.args.pull_ack_timeout_ms,
+            max_retransmit: env.args.pull_max_retransmit,
             ..TxParams::default()
         };
         let dtls = env.dtls.cloned();
-        let qblock = env
-            .args
-            .pull_qblock
-            .then(|| QBlockParams::scaled(tx.ack_timeout_ms));
+        let qblock = env.args.pull_qblock.then(|| QBlockParams {
+            non_max_retransmit: tx.max_retransmit,
+            ..QBlockParams::scaled(tx.ack_timeout_ms)
+        });
         let transport = PullTransport {
             block_size: env.args.pull_block_size,
             tx,
