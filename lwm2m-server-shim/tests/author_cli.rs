@@ -239,6 +239,90 @@ fn two_image_packages_build_from_files_and_verify_both_images() {
 }
 
 #[test]
+fn two_fetched_images_are_verified_against_image_and_second_image() {
+    let (d, p) = with_key("two-fetched");
+    let (app, radio) = (vec![0x31u8; 2500], vec![0x42u8; 1200]);
+    std::fs::write(p("app.bin"), &app).unwrap();
+    std::fs::write(p("radio.bin"), &radio).unwrap();
+    let mut bad = radio.clone();
+    bad[600] ^= 1;
+    std::fs::write(p("bad-radio.bin"), &bad).unwrap();
+    let o = build_with(
+        &p("k.pem"),
+        &[
+            "--image",
+            &p("app.bin"),
+            "--uri",
+            "coap://127.0.0.1/app.bin",
+            "--second-image",
+            &p("radio.bin"),
+            "--second-version",
+            "5.0.0",
+            "--second-uri",
+            "coap://127.0.0.1/radio.bin",
+        ],
+        &p("two.suit"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (public, suit) = (p("k.pub.pem"), p("two.suit"));
+    let verify = |images: &[&str], device: bool| {
+        let mut args = vec!["package", "verify", "--pub", &public];
+        if device {
+            args.extend_from_slice(&["--vendor-id", "a", "--class-id", "b"]);
+        }
+        args.extend_from_slice(images);
+        args.push(&suit);
+        shim(&args)
+    };
+    let (app_p, radio_p, bad_p) = (p("app.bin"), p("radio.bin"), p("bad-radio.bin"));
+    // Without images: both digests are listed as needing the fetched bytes.
+    let t = text(&verify(&[], false));
+    assert!(
+        t.contains("give --image") && t.contains("give --second-image"),
+        "{t}"
+    );
+    // With both: both checked, by the author check and by the device's streaming verifier.
+    let both = [
+        "--image",
+        app_p.as_str(),
+        "--second-image",
+        radio_p.as_str(),
+    ];
+    let o = verify(&both, false);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("image verified against --image")
+            && t.contains("image verified against --second-image"),
+        "{t}"
+    );
+    let o = verify(&both, true);
+    assert!(
+        o.status.success() && text(&o).contains("image verified"),
+        "{}",
+        text(&o)
+    );
+    // Only the first image: the device check cannot say the package is whole.
+    let o = verify(&["--image", &app_p], true);
+    assert!(
+        o.status.success() && text(&o).contains("image not checked"),
+        "{}",
+        text(&o)
+    );
+    // A second image that differs by one bit: refused either way, Update Result 5.
+    let wrong = ["--image", app_p.as_str(), "--second-image", bad_p.as_str()];
+    for device in [false, true] {
+        let o = verify(&wrong, device);
+        assert!(
+            !o.status.success() && text(&o).contains("Update Result 5"),
+            "{}",
+            text(&o)
+        );
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn verify_refuses_an_envelope_followed_by_trailing_bytes_as_an_integrity_failure() {
     let d = std::env::temp_dir().join(format!("shim-author-trailing-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

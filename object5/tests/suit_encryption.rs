@@ -513,6 +513,7 @@ fn the_author_check_decrypts_every_enc24_vector_to_the_raw_image() {
         let opts = CheckOptions {
             image: needs_image.then_some(fetched.as_slice()),
             decryption_keys: &keys,
+            ..CheckOptions::default()
         };
         let report = check_package(&env, &anchors, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(
@@ -529,8 +530,8 @@ fn the_author_check_decrypts_every_enc24_vector_to_the_raw_image() {
         );
         // Without keys: authentic, and the encrypted part is listed, not decrypted.
         let opts = CheckOptions {
-            image: opts.image,
             decryption_keys: &[],
+            ..opts
         };
         let report = check_package(&env, &anchors, &opts).unwrap();
         assert_eq!(report.component0, None, "{file}");
@@ -544,11 +545,11 @@ fn the_author_check_decrypts_every_enc24_vector_to_the_raw_image() {
         // A key that opens nothing is an integrity failure, as on the device.
         let other = [3u8; 16];
         let opts = CheckOptions {
-            image: opts.image,
             decryption_keys: &[DecryptionKey::Aes128Kw {
                 kid: None,
                 kek: &other,
             }],
+            ..opts
         };
         let e = check_package(&env, &anchors, &opts).unwrap_err();
         assert_eq!(

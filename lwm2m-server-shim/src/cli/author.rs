@@ -171,6 +171,10 @@ pub struct VerifyArgs {
     /// Image to check a --uri package against.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Second image to check a package against whose second image is fetched (`package
+    /// build --second-uri`); with --image.
+    #[arg(long, requires = "image", value_name = "FILE")]
+    second_image: Option<PathBuf>,
     /// Device vendor id (UUID or name); with --class-id.
     #[arg(long, requires = "class_id")]
     vendor_id: Option<String>,
@@ -523,6 +527,7 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
     let anchors: Vec<TrustAnchor> = keys.iter().map(|(k, _)| k.anchor()).collect();
     let env = read(&a.file)?;
     let image = a.image.as_deref().map(read).transpose()?;
+    let second_image = a.second_image.as_deref().map(read).transpose()?;
     let mut privates = Vec::new();
     for p in &a.decrypt_key {
         privates.push(
@@ -550,6 +555,7 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
             &anchors,
             &CheckOptions {
                 image: image.as_deref(),
+                second_image: second_image.as_deref(),
                 decryption_keys: &decryption_keys,
             },
         )
@@ -591,6 +597,7 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
         identity,
         installed_sequence: a.min_seq,
         image: image.as_deref(),
+        second_image: second_image.as_deref(),
         decryption_keys: &decryption_keys,
     };
     let report =

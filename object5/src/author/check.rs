@@ -44,6 +44,8 @@ pub struct CheckOptions<'a> {
     /// Component 0's image as the device gets it: fetched from a URI (for a decrypting copy,
     /// the encrypted image it decrypts), or already installed.
     pub image: Option<&'a [u8]>,
+    /// Component 1's image as the device gets it, for two-image packages (as `image`).
+    pub second_image: Option<&'a [u8]>,
     /// Keys that open encrypted payloads (the device's decryption keys).
     pub decryption_keys: &'a [DecryptionKey<'a>],
 }
@@ -498,7 +500,7 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                 }
                 // --image is what the device fetches for component 0: for a decrypting copy
                 // into component 0, the ciphertext.
-                let given = self.opts.image.filter(|_| i == 0 && self.prefix.is_empty());
+                let given = self.given(i);
                 self.content[i] = match (from, p.encryption_info, given) {
                     (Content::Bytes(b, _), Some(info), _) => self.decrypt(i, &b, info)?,
                     (Content::Uri(_), Some(info), Some(image)) => self.decrypt(i, image, info)?,
@@ -575,14 +577,15 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
     fn image_match(&mut self, i: usize, p: &Params<'e>, soft: bool) -> Result<(), SuitError> {
         let name = self.name(i);
         let want = p.image_digest.ok_or(SuitError::MissingParameter)?;
-        // The author's --image stands for component 0 of the outer manifest wherever the
-        // device would bring it (fetched from a URI, or already installed).
-        let given = self.opts.image.filter(|_| i == 0 && self.prefix.is_empty());
+        // The author's --image (--second-image) stands for component 0 (1) of the outer
+        // manifest wherever the device would bring it (fetched from a URI, or installed).
+        let given = self.given(i);
+        let option = if i == 0 { "--image" } else { "--second-image" };
         let (bytes, what): (Cow<'e, [u8]>, String) = match (&self.content[i], given) {
             (Content::Bytes(b, what), _) => (b.clone(), what.to_string()),
             (Content::Uri(_) | Content::Device, Some(image)) => (
                 Cow::Owned(image.to_vec()),
-                "image given with --image".into(),
+                format!("image given with {option}"),
             ),
             (Content::Uri(uri), None) => {
                 let uri = String::from_utf8_lossy(uri).into_owned();
@@ -630,8 +633,8 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
                         ""
                     }
                 ));
-                if given.is_some() && what.contains("--image") {
-                    self.check("image verified against --image".to_string());
+                if given.is_some() && what.ends_with(option) {
+                    self.check(format!("image verified against {option}"));
                 }
                 Ok(())
             }
@@ -648,11 +651,21 @@ impl<'e, 'r, 'a, 'o> Walk<'e, 'r, 'a, 'o> {
     }
 
     /// How the author can supply component `i`'s image: `--image` stands for component 0.
+    /// The image the author gave for component `i` of the outer manifest (`--image` for 0,
+    /// `--second-image` for 1), wherever the device would bring it from.
+    fn given(&self, i: usize) -> Option<&'o [u8]> {
+        match (i, self.prefix.is_empty()) {
+            (0, true) => self.opts.image,
+            (1, true) => self.opts.second_image,
+            _ => None,
+        }
+    }
+
     fn image_hint(&self, i: usize) -> &'static str {
-        if i == 0 && self.prefix.is_empty() {
-            ", give --image"
-        } else {
-            ""
+        match (i, self.prefix.is_empty()) {
+            (0, true) => ", give --image",
+            (1, true) => ", give --second-image",
+            _ => "",
         }
     }
 

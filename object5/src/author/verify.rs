@@ -17,6 +17,8 @@ pub struct VerifyOptions<'a> {
     /// The image to check a URI package against (integrated images are checked anyway); for
     /// an encrypted package, the encrypted image the device fetches.
     pub image: Option<&'a [u8]>,
+    /// The second image of a package whose component 1 is fetched from a URI.
+    pub second_image: Option<&'a [u8]>,
     /// The device's payload decryption keys.
     pub decryption_keys: &'a [DecryptionKey<'a>],
 }
@@ -28,7 +30,8 @@ pub struct VerifyReport {
     pub sequence_number: u64,
     /// Index of the anchor that verified.
     pub anchor: usize,
-    /// Whether the image bytes were checked against digest and size.
+    /// Whether every image was checked against its digest and size (a fetched one only when
+    /// it was given).
     pub image_checked: bool,
     /// The URI the device would fetch, for URI packages.
     pub uri: Option<std::string::String>,
@@ -91,13 +94,21 @@ pub fn verify_package(
             let anchor = authenticate(envelope, anchors, &Software)?.anchor;
             match opts.image {
                 Some(image) => {
-                    v.begin_fetched(&mut Discard)?;
-                    for block in image.chunks(512) {
-                        v.feed_fetched(block, &mut Discard)?;
-                    }
-                    // A package with a second fetched image is checked only as far as the
-                    // first: one --image.
-                    let all = matches!(v.finish_fetched()?, Finished::Complete(_));
+                    // The fetched images in the order the device fetches them (component 0,
+                    // then component 1 when it is fetched too).
+                    let mut given = [Some(image), opts.second_image].into_iter();
+                    let all = loop {
+                        let Some(Some(bytes)) = given.next() else {
+                            break false;
+                        };
+                        v.begin_fetched(&mut Discard)?;
+                        for block in bytes.chunks(512) {
+                            v.feed_fetched(block, &mut Discard)?;
+                        }
+                        if matches!(v.finish_fetched()?, Finished::Complete(_)) {
+                            break true;
+                        }
+                    };
                     (anchor, all, Some(uri))
                 }
                 None => (anchor, false, Some(uri)),
