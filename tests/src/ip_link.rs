@@ -11,8 +11,8 @@
 //! The addresses ([`DEVICE_IP`], [`HOST_IP`]) exist only inside the two private namespaces,
 //! which have no interface but `lo` and the TUN: nothing sent on the link reaches a real
 //! network, and the machine's own namespace is not changed. Creating them needs
-//! `CAP_NET_ADMIN` (root, or a user namespace); without it [`IpLink::start`] returns
-//! [`IpLinkError::Namespace`].
+//! `CAP_SYS_ADMIN` (unshare) and `CAP_NET_ADMIN` (TUN, addresses), as root has; without them
+//! [`IpLink::start`] returns an [`IpLinkError`] that says which step was refused.
 //!
 //! Network namespaces are per thread on Linux: a socket lives in the namespace of the thread
 //! that created it, and threads and processes inherit their creator's. [`NetNs::run`] runs code
@@ -45,9 +45,10 @@ const TUN_NAME: &CStr = c"lk0";
 /// Why the link could not be set up.
 #[derive(Debug)]
 pub enum IpLinkError {
-    /// A private network namespace could not be created (needs `CAP_NET_ADMIN`).
+    /// A private network namespace could not be created (needs `CAP_SYS_ADMIN`).
     Namespace(io::Error),
-    /// `/dev/net/tun` could not be opened or the TUN device not created.
+    /// `/dev/net/tun` could not be opened or the TUN device not created (needs
+    /// `CAP_NET_ADMIN`).
     Tun(io::Error),
     /// An interface could not be configured (which step).
     Configure(&'static str, io::Error),
@@ -61,10 +62,16 @@ impl fmt::Display for IpLinkError {
             Self::Namespace(e) => write!(
                 f,
                 "cannot create a private network namespace (unshare(CLONE_NEWNET) needs \
-                 CAP_NET_ADMIN): {e}"
+                 CAP_SYS_ADMIN): {e}"
             ),
-            Self::Tun(e) => write!(f, "cannot create a TUN device (/dev/net/tun): {e}"),
-            Self::Configure(step, e) => write!(f, "cannot configure the link ({step}): {e}"),
+            Self::Tun(e) => write!(
+                f,
+                "cannot create a TUN device (/dev/net/tun, needs CAP_NET_ADMIN): {e}"
+            ),
+            Self::Configure(step, e) => write!(
+                f,
+                "cannot configure the link ({step}, needs CAP_NET_ADMIN): {e}"
+            ),
             Self::Thread(e) => write!(f, "link emulator thread: {e}"),
         }
     }
