@@ -344,7 +344,8 @@ fn control_socket() -> Result<OwnedFd, IpLinkError> {
 /// Brings interface `name` up.
 fn set_up(ctl: &OwnedFd, name: &CStr) -> Result<(), IpLinkError> {
     let mut req = ifreq(name);
-    ioctl(ctl, libc::SIOCGIFFLAGS, &mut req).map_err(|e| IpLinkError::Configure("read flags", e))?;
+    ioctl(ctl, libc::SIOCGIFFLAGS, &mut req)
+        .map_err(|e| IpLinkError::Configure("read flags", e))?;
     // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
@@ -369,7 +370,8 @@ fn set_addr(
     let mut req = ifreq(TUN_NAME);
     // SAFETY: sockaddr_in and sockaddr are both 16 bytes (checked by transmute at compile
     // time); the kernel reads the address member as the sockaddr_in its family names.
-    req.ifr_ifru.ifru_addr = unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) };
+    req.ifr_ifru.ifru_addr =
+        unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) };
     ioctl(ctl, request, &mut req).map_err(|e| IpLinkError::Configure(what, e))
 }
 
@@ -486,6 +488,9 @@ mod tests {
         let (packets, dropped) = (stats.packets(), stats.dropped.load(Ordering::Relaxed));
         // 200 kB is at least 137 full-size segments; about a tenth of all packets is dropped.
         assert!(packets > 137, "{packets} packets");
-        assert!(dropped > packets / 30 && dropped < packets / 4, "{dropped} of {packets}");
+        assert!(
+            dropped > packets / 30 && dropped < packets / 4,
+            "{dropped} of {packets}"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! points its client at [`Relay::addr`] instead of the server, and the relay forwards each
 //! datagram to the server (and the server's answers back to the last client address) after
 //! applying its [`Faults`]. Decisions come from a seeded PRNG so a failing run can be repeated.
-//! Everything is bounded: the relay thread stops when the [`Relay`] is dropped.
+//! Everything is bounded: the relay thread stops when the [`Relay`] is dropped. The same
+//! faults on IP packets, for TCP, are [`crate::ip_link`]'s.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,8 +14,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::faults::{send_when_due, FaultGate, Pending};
 pub use crate::faults::Faults;
+use crate::faults::{send_when_due, FaultGate, Pending};
 
 /// Counters of what the relay did, for test assertions and logs.
 #[derive(Debug, Default)]
