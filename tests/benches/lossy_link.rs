@@ -29,8 +29,9 @@
 //!
 //! Measured (2026-12-06, machine shared with other builds): the relay's Block2 and the IP
 //! link's agree without loss (25.73 s and 25.82 s, 512 packets each). coap+tcp / http: 1.48x at
-//! 0 % (0.96 s vs 0.65 s), 1.44x at 5 %, 2.19x at 20 % (per-seed ratios 1.31-9.60: above the
-//! 2x target); libcoap's coap-client over coap+tcp 1.56x, 1.61x, 2.72x.
+//! 0 % (0.96 s vs 0.65 s), 1.44x at 5 %, 2.19x at 20 % (per-seed ratios 1.31-9.60; 1.61x in a
+//! second run: around the 2x target, not reliably within it); libcoap's coap-client over
+//! coap+tcp 1.56x, 1.61x, 2.72x.
 //!
 //! The IP link needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN, for the namespaces and TUN
 //! devices); without them the bench prints one line saying why and runs the UDP rows only.
