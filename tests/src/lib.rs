@@ -1,13 +1,16 @@
 //! Shared helpers for the workspace-level tests: where the shared reference folder is, the
 //! in-process end-to-end harness, real peer processes (our binaries, Eclipse Leshan), a
 //! Leshan-style REST client, a fault-injecting UDP relay and a delaying TCP relay for loopback
-//! network tests.
+//! network tests, and an IP-level link emulator (two private network namespaces joined by TUN
+//! devices) that gives TCP the relay's delay and loss.
 
 use std::path::PathBuf;
 
 pub mod coap_tcp;
 pub mod device_policy;
 pub mod e2e;
+pub mod faults;
+pub mod ip_link;
 pub mod leshan;
 pub mod process;
 pub mod relay;

@@ -4,7 +4,8 @@
 //! points its client at [`Relay::addr`] instead of the server, and the relay forwards each
 //! datagram to the server (and the server's answers back to the last client address) after
 //! applying its [`Faults`]. Decisions come from a seeded PRNG so a failing run can be repeated.
-//! Everything is bounded: the relay thread stops when the [`Relay`] is dropped.
+//! Everything is bounded: the relay thread stops when the [`Relay`] is dropped. The same
+//! faults on IP packets, for TCP, are [`crate::ip_link`]'s.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,23 +14,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Which faults the relay applies, each per datagram and independently per direction.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Faults {
-    /// Probability (0.0-1.0) that a datagram is dropped.
-    pub loss: f64,
-    /// Probability that a datagram is sent twice.
-    pub duplicate: f64,
-    /// Probability that a datagram is held back and sent after the next one.
-    pub reorder: f64,
-    /// Fixed delay added to every datagram.
-    pub delay: Duration,
-    /// Seed of the PRNG that takes the decisions.
-    pub seed: u64,
-    /// Cut the link for good after this many datagrams were forwarded (a connection lost
-    /// in the middle of a transfer).
-    pub cut_after: Option<u64>,
-}
+pub use crate::faults::Faults;
+use crate::faults::{send_when_due, FaultGate, Pending};
 
 /// Counters of what the relay did, for test assertions and logs.
 #[derive(Debug, Default)]
@@ -62,26 +48,6 @@ pub struct Relay {
     cut: Arc<AtomicBool>,
     stats: Arc<RelayStats>,
     thread: Option<JoinHandle<()>>,
-}
-
-/// xorshift64*: small, seedable, good enough to draw fault decisions.
-struct Rng(u64);
-
-impl Rng {
-    fn chance(&mut self, p: f64) -> bool {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        p > 0.0 && ((x >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
-/// One datagram waiting for its send time.
-struct Pending {
-    due: Instant,
-    to: SocketAddr,
-    bytes: Vec<u8>,
 }
 
 impl Relay {
@@ -154,28 +120,24 @@ fn run(
     stats: &Arc<RelayStats>,
     origin: Instant,
 ) {
-    // Datagrams go out from a thread of their own that waits exactly until the next one is
-    // due: a socket read timeout is rounded up to the kernel's tick (4 ms here), which would
-    // add that much to every delayed datagram.
-    let (tx, rx) = mpsc::channel::<Pending>();
+    let (tx, rx) = mpsc::channel::<Pending<SocketAddr>>();
     let sender = match socket.try_clone() {
         Ok(out) => {
             let stats = stats.clone();
-            std::thread::spawn(move || send_when_due(&out, &rx, &stats, origin))
+            std::thread::spawn(move || send_when_due(&rx, |p| forward(&out, &p, &stats, origin)))
         }
         Err(_) => return,
     };
     // Without a delay a datagram goes out at once from this thread, as it always did.
-    let pass = |p: Pending| {
+    let pass = |p: Pending<SocketAddr>| {
         if faults.delay.is_zero() {
             forward(&socket, &p, stats, origin);
         } else {
             let _ = tx.send(p);
         }
     };
-    let mut rng = Rng(faults.seed | 1);
+    let mut gate = FaultGate::new(faults);
     let mut client: Option<SocketAddr> = None;
-    let mut held: Option<Pending> = None;
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::SeqCst) {
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -188,63 +150,22 @@ fn run(
                 client = Some(from);
                 Some(server)
             };
-            match to {
-                Some(_)
-                    if cut.load(Ordering::SeqCst)
-                        || faults
-                            .cut_after
-                            .is_some_and(|n| stats.forwarded.load(Ordering::Relaxed) >= n)
-                        || rng.chance(faults.loss) =>
-                {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(to) => {
-                    let p = Pending {
-                        due: Instant::now() + faults.delay,
-                        to,
-                        bytes: buf[..n].to_vec(),
-                    };
-                    if rng.chance(faults.duplicate) {
-                        stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                        pass(Pending {
-                            due: p.due,
-                            to,
-                            bytes: p.bytes.clone(),
-                        });
-                    }
-                    if held.is_none() && rng.chance(faults.reorder) {
-                        stats.reordered.fetch_add(1, Ordering::Relaxed);
-                        // Held until the next datagram overtakes it, or 20 ms at most.
-                        held = Some(Pending {
-                            due: p.due + Duration::from_millis(20),
-                            ..p
-                        });
-                    } else {
-                        pass(p);
-                        // The held datagram goes out after the one that overtook it.
-                        if let Some(mut h) = held.take() {
-                            h.due = Instant::now() + faults.delay;
-                            pass(h);
-                        }
-                    }
-                }
-                None => {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let Some(to) = to else {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let forwarded = stats.forwarded.load(Ordering::Relaxed);
+            gate.admit(to, &buf[..n], cut.load(Ordering::SeqCst), forwarded, pass)
+                .count(&stats.dropped, &stats.duplicated, &stats.reordered);
         }
-        if held.as_ref().is_some_and(|h| h.due <= Instant::now()) {
-            if let Some(h) = held.take() {
-                pass(h);
-            }
-        }
+        gate.release_overdue(pass);
     }
     drop(tx);
     let _ = sender.join();
 }
 
 /// Sends `p` now and counts it.
-fn forward(socket: &UdpSocket, p: &Pending, stats: &RelayStats, origin: Instant) {
+fn forward(socket: &UdpSocket, p: &Pending<SocketAddr>, stats: &RelayStats, origin: Instant) {
     stats.forwarded.fetch_add(1, Ordering::Relaxed);
     let ns = origin.elapsed().as_nanos() as u64;
     let _ =
@@ -253,37 +174,6 @@ fn forward(socket: &UdpSocket, p: &Pending, stats: &RelayStats, origin: Instant)
             .compare_exchange(0, ns.max(1), Ordering::SeqCst, Ordering::SeqCst);
     stats.last_forward_ns.store(ns, Ordering::SeqCst);
     let _ = socket.send_to(&p.bytes, p.to);
-}
-
-/// Sends each datagram from `rx` when it is due, in the order received among those due
-/// together; returns when the receiving side is gone.
-fn send_when_due(
-    socket: &UdpSocket,
-    rx: &mpsc::Receiver<Pending>,
-    stats: &RelayStats,
-    origin: Instant,
-) {
-    let mut queue: Vec<Pending> = Vec::new();
-    loop {
-        let now = Instant::now();
-        let mut i = 0;
-        while i < queue.len() {
-            if queue[i].due <= now {
-                forward(socket, &queue.remove(i), stats, origin);
-            } else {
-                i += 1;
-            }
-        }
-        let next = match queue.iter().map(|p| p.due).min() {
-            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match next {
-            Ok(p) => queue.push(p),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-    }
 }
 
 #[cfg(test)]
