@@ -4,7 +4,7 @@
 //! RFC 9177). TCP goes through the IP link emulator (`tests::ip_link`: the same delay and the
 //! same seeded loss model, applied to IP packets between two private network namespaces joined
 //! by TUN devices), so loss hits TCP segments and acknowledgements: CoAP over TCP (RFC 8323,
-//! ours with BERT blocks and 4 requests in flight, and libcoap's coap-client as a coap+tcp
+//! ours with BERT blocks and 16 requests in flight, and libcoap's coap-client as a coap+tcp
 //! client of our host) and HTTP (ours). Our Block2 also goes once through the IP link without
 //! loss, beside the relay's, to show that both emulators model the same link. The old HTTP row
 //! through the TCP relay (delay only, TCP terminated at the relay) is kept as a lower bound.
@@ -28,11 +28,11 @@
 //! after the 120 s the bench allows it.
 //!
 //! Measured (2026-12-06, machine shared with other builds): the relay's Block2 and the IP
-//! link's agree without loss (25.73 s and 25.82 s, 512 packets each). coap+tcp / http: 1.48x at
-//! 0 % (0.96 s vs 0.65 s), 1.44x at 5 %, 2.19x at 20 % (per-seed ratios 1.31-9.60; 1.61x in a
-//! second run: around the 2x target, not reliably within it); libcoap's coap-client over
-//! coap+tcp 1.56x, 1.61x, 2.72x.
-//!
+//! link's agree without loss (25.73 s both, 512 packets each). coap+tcp / http, median of 7
+//! seeds: 1.30x at 0 % (0.85 s vs 0.65 s), 1.07x at 5 %, 1.13x at 20 % (per-seed ratios
+//! 0.69-3.25); libcoap's coap-client over coap+tcp 1.56x, 1.62x, 1.83x. With 4 requests in
+//! flight (the device's earlier default) ours was 1.48x, 1.44x and 2.19x (1.61x in a second run).
+
 //! The IP link needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN, for the namespaces and TUN
 //! devices); without them the bench prints one line saying why and runs the UDP rows only.
 //!
@@ -368,7 +368,7 @@ fn http_relay(s: &Setup) -> Outcome {
 enum OverIp {
     /// Our stop-and-wait Block2 (the cross-check against the relay).
     Block2,
-    /// Our coap+tcp pull (BERT, 4 requests in flight).
+    /// Our coap+tcp pull (BERT, the device's default of 16 requests in flight).
     CoapTcp,
     /// libcoap's coap-client as a coap+tcp client.
     LibcoapTcp,
