@@ -37,7 +37,7 @@ const SIZE: usize = 1024 * 1024;
 const HANDSHAKES: usize = 300;
 /// Rounds the handshakes are split into, alternating between the two servers.
 const ROUNDS: usize = 10;
-const PULL_RUNS: usize = 5;
+const PULL_RUNS: usize = 9;
 const IDENTITY: &str = "bench-id";
 const KEY: &str = "bench-key-000001";
 
