@@ -3,12 +3,17 @@
 //! 1. Full PSK handshakes per second (cookie exchange included): our `DtlsSession` clients,
 //!    each on a fresh UDP socket, against the shim's coaps listener and against libcoap's
 //!    `coap-server-openssl` (same suite, same client code). Ratio shim / libcoap.
-//! 2. A 1 MiB Block2 pull of the same package from the shim's package host by libcoap's
-//!    `coap-client-openssl`, over coaps and over plain coap. Ratio coaps time / coap time.
+//! 2. What DTLS costs on a 1 MiB Block2 pull (1024-byte blocks, handshake included): the
+//!    ratio coaps time / coap time for three client/host pairs, each pulling the same file:
+//!    (a) our device's pull (`lwm2m_client::host::coap_pull`) from the shim's package host,
+//!    (b) libcoap's `coap-client-openssl` from the shim's package host,
+//!    (c) `coap-client-openssl` from libcoap's `coap-server-openssl` (the file PUT there
+//!    first): the peers' own price of DTLS, which tells how much of (b) is the client's.
 //!
-//! Both comparisons run in alternating rounds (a block of handshakes with each server, a coap
-//! pull then a coaps pull) and report the median of the per-round ratios: on a shared machine
-//! the load changes within seconds, and two long back-to-back blocks measured that drift.
+//! Both comparisons run in alternating rounds (a block of handshakes with each server; each
+//! pair's coap and coaps pulls back to back, which one first alternating) and report the
+//! median of the per-round ratios: on a shared machine the load changes within seconds, and
+//! two long back-to-back blocks measured that drift.
 //!
 //! Run: `cargo bench -p lwm2m-server-shim --bench dtls`
 
@@ -18,7 +23,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lwm2m_client::coap::TxParams;
+use lwm2m_client::host::coap_pull::{self, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
 use lwm2m_server_shim::server::security::store::{
@@ -29,7 +37,7 @@ const SIZE: usize = 1024 * 1024;
 const HANDSHAKES: usize = 300;
 /// Rounds the handshakes are split into, alternating between the two servers.
 const ROUNDS: usize = 10;
-const PULL_RUNS: usize = 5;
+const PULL_RUNS: usize = 9;
 const IDENTITY: &str = "bench-id";
 const KEY: &str = "bench-key-000001";
 
@@ -125,7 +133,9 @@ fn handshake_rates(
     (n / shim_s, peer)
 }
 
-fn fetch(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Duration> {
+/// One pull by `coap-client-openssl` (`args` before the URL); its time when the file arrived
+/// whole and right.
+fn libcoap_pull(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Duration> {
     let _ = std::fs::remove_file(out);
     let start = Instant::now();
     let ok = Command::new("timeout")
@@ -144,26 +154,81 @@ fn fetch(args: &[&str], url: &str, out: &Path, expected: &[u8]) -> Option<Durati
     (ok && std::fs::read(out).ok()? == expected).then_some(t)
 }
 
-/// Median coap and coaps pull times and the median of the per-pair ratios coaps / coap (each
-/// pair back to back).
-fn pull_pairs(coap: &str, coaps: &str, out: &Path, expected: &[u8]) -> (Duration, Duration, f64) {
-    let mut pairs = Vec::new();
-    for _ in 0..PULL_RUNS {
-        let plain = fetch(&[], coap, out, expected).expect("plain pull");
-        let secure = fetch(&["-u", IDENTITY, "-k", KEY], coaps, out, expected).expect("coaps pull");
-        pairs.push((plain, secure));
+/// The pulled bytes, in memory.
+#[derive(Default)]
+struct VecSink(Vec<u8>);
+
+impl PackageSink for VecSink {
+    fn start(&mut self, from: u64, _: Option<&[u8]>, _: Option<u64>) -> Result<(), SinkError> {
+        self.0.truncate(usize::try_from(from).unwrap_or(usize::MAX));
+        Ok(())
     }
-    let ratio = median(
-        pairs
-            .iter()
-            .map(|(p, s)| s.as_secs_f64() / p.as_secs_f64())
-            .collect(),
-    );
-    let mut plain: Vec<Duration> = pairs.iter().map(|p| p.0).collect();
-    let mut secure: Vec<Duration> = pairs.iter().map(|p| p.1).collect();
-    plain.sort();
-    secure.sort();
-    (plain[PULL_RUNS / 2], secure[PULL_RUNS / 2], ratio)
+
+    fn write(&mut self, _: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// One Block2 pull by our device's CoAP pull (its own socket, on this thread); its time when
+/// the file arrived whole and right.
+fn our_pull(url: &str, config: &CoapPullConfig, expected: &[u8]) -> Option<Duration> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let mut sink = VecSink(Vec::with_capacity(expected.len()));
+    let start = Instant::now();
+    rt.block_on(coap_pull::fetch(url, None, config, &mut sink))
+        .ok()?;
+    let t = start.elapsed();
+    (sink.0 == expected).then_some(t)
+}
+
+/// A client and host pair: how it pulls, and its coap and coaps URLs.
+struct Pair<'a> {
+    name: &'a str,
+    coap: String,
+    coaps: String,
+    pull: &'a dyn Fn(&str, bool) -> Option<Duration>,
+}
+
+/// Per pair: median coap and coaps pull times and the median of the per-round ratios coaps /
+/// coap. Each round pulls with every pair, coap and coaps back to back, coaps first in odd
+/// rounds.
+fn pull_rounds(pairs: &[Pair<'_>]) -> Vec<(Duration, Duration, f64)> {
+    let mut runs: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); pairs.len()];
+    for round in 0..PULL_RUNS {
+        for (pair, times) in pairs.iter().zip(&mut runs) {
+            let (p, s) = if round % 2 == 0 {
+                let p = (pair.pull)(&pair.coap, false);
+                (p, (pair.pull)(&pair.coaps, true))
+            } else {
+                let s = (pair.pull)(&pair.coaps, true);
+                ((pair.pull)(&pair.coap, false), s)
+            };
+            let name = pair.name;
+            times.push((
+                p.unwrap_or_else(|| panic!("{name}: coap pull failed")),
+                s.unwrap_or_else(|| panic!("{name}: coaps pull failed")),
+            ));
+        }
+    }
+    runs.into_iter()
+        .map(|pairs| {
+            let ratio = median(
+                pairs
+                    .iter()
+                    .map(|(p, s)| s.as_secs_f64() / p.as_secs_f64())
+                    .collect(),
+            );
+            let mut plain: Vec<Duration> = pairs.iter().map(|p| p.0).collect();
+            let mut secure: Vec<Duration> = pairs.iter().map(|p| p.1).collect();
+            plain.sort();
+            secure.sort();
+            (plain[PULL_RUNS / 2], secure[PULL_RUNS / 2], ratio)
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -213,6 +278,8 @@ fn main() {
     let _libcoap = Peer(
         Command::new("coap-server-openssl")
             .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-k", KEY])
+            // Dynamic resources: the file to pull is PUT there below.
+            .args(["-d", "4", "-v", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -249,19 +316,73 @@ fn main() {
         .unwrap_or_default();
     println!("  shim state after the run: {sessions:?}");
 
-    let (plain, secure, ratio) = pull_pairs(
-        &format!("coap://{coap}/fw/pkg.bin"),
-        &format!("coaps://{coaps}/fw/pkg.bin"),
-        &out,
-        &image,
-    );
-    println!("1 MiB Block2 pull (1024-byte blocks) by coap-client-openssl from the shim, {PULL_RUNS} coap/coaps pairs:");
-    println!("  coap   {:8.1} ms (median)", plain.as_secs_f64() * 1e3);
+    // The same file on libcoap's server, uploaded with its own client (Block1 PUT).
+    let file = dir.join("pkg.bin");
+    std::fs::write(&file, &image).expect("file");
+    let put = Command::new("timeout")
+        .args([
+            "120",
+            "coap-client-openssl",
+            "-m",
+            "put",
+            "-b",
+            "1024",
+            "-B",
+            "60",
+            "-f",
+        ])
+        .arg(&file)
+        .arg(format!("coap://127.0.0.1:{port}/pkg"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("coap-client-openssl runs");
+    assert!(put.success(), "PUT to coap-server-openssl failed");
+
+    let psk = ["-u", IDENTITY, "-k", KEY];
+    let libcoap =
+        |url: &str, secure: bool| libcoap_pull(if secure { &psk } else { &[] }, url, &out, &image);
+    let config = CoapPullConfig {
+        block_size: 1024,
+        tx: TxParams::default(),
+        max_size: 2 * SIZE as u64,
+        dtls: Some(ctx.clone()),
+        qblock: None,
+    };
+    let ours = |url: &str, _: bool| our_pull(url, &config, &image);
+    let pairs = [
+        Pair {
+            name: "(a) our device's pull  <- shim",
+            coap: format!("coap://{coap}/fw/pkg.bin"),
+            coaps: format!("coaps://{coaps}/fw/pkg.bin"),
+            pull: &ours,
+        },
+        Pair {
+            name: "(b) libcoap coap-client <- shim",
+            coap: format!("coap://{coap}/fw/pkg.bin"),
+            coaps: format!("coaps://{coaps}/fw/pkg.bin"),
+            pull: &libcoap,
+        },
+        Pair {
+            name: "(c) libcoap coap-client <- libcoap coap-server",
+            coap: format!("coap://127.0.0.1:{port}/pkg"),
+            coaps: format!("coaps://{libcoap_dtls}/pkg"),
+            pull: &libcoap,
+        },
+    ];
     println!(
-        "  coaps  {:8.1} ms (median, handshake included)",
-        secure.as_secs_f64() * 1e3
+        "1 MiB Block2 pull (1024-byte blocks), coap and coaps (handshake included), \
+         {PULL_RUNS} alternating rounds:"
     );
-    println!("  ratio coaps / coap  {ratio:.2} (median of the pairs)");
+    for (pair, (plain, secure, ratio)) in pairs.iter().zip(pull_rounds(&pairs)) {
+        println!(
+            "  {:<48} coap {:7.1} ms  coaps {:7.1} ms  coaps/coap {ratio:.2}",
+            pair.name,
+            plain.as_secs_f64() * 1e3,
+            secure.as_secs_f64() * 1e3,
+        );
+    }
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 use crate::coap::TxParams;
-use crate::host::dtls::DtlsContext;
+use crate::host::dtls::{DtlsContext, Plaintexts};
 use crate::host::dtls_udp::DtlsUdp;
 use crate::host::runtime::{default_local, ForeignDatagrams};
 use crate::pull::coap::{CoapUri, Pulled};
@@ -124,6 +124,7 @@ pub async fn fetch_counting(
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
     let mut buf = vec![0u8; 2048];
+    let mut plain = Plaintexts::default();
     loop {
         while let Some(d) = pull.poll_transmit(now_ms()) {
             link.send(&d).await?;
@@ -137,9 +138,10 @@ pub async fn fetch_counting(
                 let done = match &mut link.dtls {
                     None => deliver(&mut pull, &mut link, &buf[..n], sink, start).await?,
                     Some(d) => {
+                        d.handle_into(&buf[..n], from, &mut plain).map_err(lost)?;
                         let mut done = None;
-                        for d in d.handle(&buf[..n], from).map_err(lost)? {
-                            done = deliver(&mut pull, &mut link, &d, sink, start).await?;
+                        for d in plain.iter() {
+                            done = deliver(&mut pull, &mut link, d, sink, start).await?;
                             if done.is_some() {
                                 break;
                             }

@@ -42,9 +42,56 @@ const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8";
 const MAX_RECORD: usize = 16 * 1024;
 
 thread_local! {
-    /// Where [`DtlsSession::handle_datagram`] decrypts into: one per thread rather than a zeroed
-    /// 16 KiB allocation per datagram (each block of a coaps pull is one).
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; MAX_RECORD]);
+    /// Where [`DtlsSession::handle_datagram`] decrypts into before copying out: one per thread
+    /// rather than a 16 KiB buffer per datagram.
+    static SCRATCH: std::cell::RefCell<Plaintexts> = std::cell::RefCell::default();
+}
+
+/// The application datagrams decrypted from one received datagram (usually one), in buffers
+/// kept from call to call: [`DtlsSession::handle_datagram_into`] decrypts straight into them,
+/// with no zeroing, no copy and no allocation once they exist.
+#[derive(Debug, Default)]
+pub struct Plaintexts {
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl Plaintexts {
+    /// Forgets the datagrams held (their buffers stay for reuse).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The buffer for the next record, emptied, with room for the largest record.
+    fn next_buffer(&mut self) -> &mut Vec<u8> {
+        if self.len == self.bufs.len() {
+            self.bufs.push(Vec::new());
+        }
+        let buf = &mut self.bufs[self.len];
+        buf.clear();
+        buf.reserve(MAX_RECORD);
+        buf
+    }
+
+    /// How many application datagrams the last datagram carried.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it carried none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`-th application datagram.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.bufs.get(..self.len)?.get(i).map(Vec::as_slice)
+    }
+
+    /// The application datagrams, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().take(self.len).map(Vec::as_slice)
+    }
 }
 
 /// Anything the DTLS layer can fail with.
@@ -302,12 +349,34 @@ impl DtlsContext {
     }
 }
 
+/// Buffers a session keeps for reuse. A coaps pull moves one datagram each way per block, so
+/// a handful covers it; more would only hold memory.
+const SPARE_BUFFERS: usize = 4;
+
 /// The in-memory transport under OpenSSL: one `read` yields one whole datagram and one
-/// `write` is one datagram, which is what DTLS expects from a datagram BIO.
+/// `write` is one datagram, which is what DTLS expects from a datagram BIO. Datagram buffers
+/// are reused ([`DatagramQueue::buffer`], [`DtlsSession::recycle`]): a record of a 1 KiB
+/// block is larger than glibc's per-thread cache takes, so each fresh buffer would cost a
+/// trip through the allocator's slow path, twice per block and side.
 #[derive(Default)]
 struct DatagramQueue {
     incoming: VecDeque<Vec<u8>>,
     outgoing: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl DatagramQueue {
+    /// An empty buffer, reused when one is spare.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
 }
 
 impl Read for DatagramQueue {
@@ -316,6 +385,7 @@ impl Read for DatagramQueue {
             Some(d) => {
                 let n = d.len().min(buf.len());
                 buf[..n].copy_from_slice(&d[..n]);
+                self.recycle(d);
                 Ok(n)
             }
             None => Err(io::ErrorKind::WouldBlock.into()),
@@ -325,7 +395,9 @@ impl Read for DatagramQueue {
 
 impl Write for DatagramQueue {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outgoing.push_back(buf.to_vec());
+        let mut d = self.buffer();
+        d.extend_from_slice(buf);
+        self.outgoing.push_back(d);
         Ok(buf.len())
     }
 
@@ -399,35 +471,53 @@ impl DtlsSession {
     /// the handshake is running). Records that fail authentication are dropped by OpenSSL, as
     /// RFC 6347 §4.1.2.7 asks, so a forged datagram cannot end a session.
     pub fn handle_datagram(&mut self, datagram: &[u8]) -> Result<Vec<Vec<u8>>, DtlsError> {
-        self.stream.get_mut().incoming.push_back(datagram.to_vec());
+        SCRATCH.with_borrow_mut(|out| {
+            self.handle_datagram_into(datagram, out)?;
+            Ok(out.iter().map(<[u8]>::to_vec).collect())
+        })
+    }
+
+    /// [`DtlsSession::handle_datagram`] into `out` (cleared first), whose buffers are reused
+    /// from call to call: the per-block path of a coaps pull, without an allocation per
+    /// record.
+    pub fn handle_datagram_into(
+        &mut self,
+        datagram: &[u8],
+        out: &mut Plaintexts,
+    ) -> Result<(), DtlsError> {
+        out.clear();
+        let queue = self.stream.get_mut();
+        let mut d = queue.buffer();
+        d.extend_from_slice(datagram);
+        queue.incoming.push_back(d);
         if !self.established {
             self.drive_handshake()?;
         }
-        let mut out = Vec::new();
         if !self.established {
-            return Ok(out);
+            return Ok(());
         }
-        READ_BUFFER.with_borrow_mut(|buf| {
-            loop {
-                match self.stream.ssl_read(buf) {
-                    Ok(n) => {
-                        out.push(buf[..n].to_vec());
-                        // Nothing left to decrypt: skip the read that would only report
-                        // WANT_READ (it builds an error stack; a third of a record's cost).
-                        if self.stream.get_ref().incoming.is_empty() && !self.has_pending() {
-                            break;
-                        }
+        loop {
+            let buf = out.next_buffer();
+            match self.stream.ssl_read_uninit(buf.spare_capacity_mut()) {
+                Ok(n) => {
+                    // SAFETY: SSL_read_ex wrote (initialized) the first `n` bytes of the spare
+                    // capacity it was given.
+                    unsafe { buf.set_len(n) };
+                    out.len += 1;
+                    // Nothing left to decrypt: skip the read that would only report
+                    // WANT_READ (it builds an error stack; a third of a record's cost).
+                    if self.stream.get_ref().incoming.is_empty() && !self.has_pending() {
+                        break;
                     }
-                    Err(e) if e.code() == ErrorCode::WANT_READ => break,
-                    Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(DtlsError::Closed),
-                    Err(e) => return Err(DtlsError::Handshake(e.to_string())),
                 }
+                Err(e) if e.code() == ErrorCode::WANT_READ => break,
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(DtlsError::Closed),
+                Err(e) => return Err(DtlsError::Handshake(e.to_string())),
             }
-            Ok(())
-        })?;
+        }
         // A datagram may have been consumed without yielding data (e.g. a retransmitted
         // Finished); anything left unread stays queued for the next call.
-        Ok(out)
+        Ok(())
     }
 
     /// Whether OpenSSL holds received bytes not yet returned: the rest of the last datagram
@@ -452,6 +542,12 @@ impl DtlsSession {
     /// The next datagram to put on the wire, if any.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.stream.get_mut().outgoing.pop_front()
+    }
+
+    /// Hands back a datagram from [`DtlsSession::poll_transmit`] once it is sent, so the next
+    /// record is written into its buffer instead of a new one.
+    pub fn recycle(&mut self, datagram: Vec<u8>) {
+        self.stream.get_mut().recycle(datagram);
     }
 
     /// Whether the handshake has completed.

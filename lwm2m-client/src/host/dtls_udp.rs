@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openssl::ssl::SslSession;
 use tokio::net::UdpSocket;
 
-use crate::host::dtls::{DtlsContext, DtlsError, DtlsSession};
+use crate::host::dtls::{DtlsContext, DtlsError, DtlsSession, Plaintexts};
 
 /// An established DTLS association with one server.
 #[derive(Debug)]
@@ -26,6 +26,7 @@ fn io_err(e: DtlsError) -> io::Error {
 async fn flush(socket: &UdpSocket, peer: SocketAddr, session: &mut DtlsSession) -> io::Result<()> {
     while let Some(d) = session.poll_transmit() {
         socket.send_to(&d, peer).await?;
+        session.recycle(d);
     }
     Ok(())
 }
@@ -100,5 +101,20 @@ impl DtlsUdp {
             return Ok(Vec::new());
         }
         self.session.handle_datagram(datagram)
+    }
+
+    /// [`DtlsUdp::handle`] into `out`, whose buffers are reused from call to call (the
+    /// per-block path of a coaps pull); `out` is left empty for datagrams from other sources.
+    pub fn handle_into(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        out: &mut Plaintexts,
+    ) -> Result<(), DtlsError> {
+        if from != self.peer {
+            out.clear();
+            return Ok(());
+        }
+        self.session.handle_datagram_into(datagram, out)
     }
 }

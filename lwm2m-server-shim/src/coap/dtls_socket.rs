@@ -16,11 +16,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession};
+use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession, Plaintexts};
 use tokio::net::UdpSocket;
+use tokio::time::Sleep;
 
 /// Bounds on the listener's per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +166,8 @@ pub struct DtlsStats {
 pub struct DtlsSocket {
     socket: UdpSocket,
     peers: Mutex<DtlsPeers>,
+    /// The timer of [`DtlsPeers::on_tick`], kept between [`DtlsSocket::recv_from`] calls.
+    tick: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 /// Datagrams to put on the wire, collected under the lock and sent after it.
@@ -192,6 +196,7 @@ impl DtlsSocket {
         Ok(Self {
             socket: UdpSocket::bind(addr).await?,
             peers: Mutex::new(DtlsPeers::new(ctx, limits)),
+            tick: Mutex::new(None),
         })
     }
 
@@ -234,7 +239,11 @@ impl DtlsSocket {
 
     /// Encrypts one datagram for `peer`; fails when it has no established session.
     pub async fn send_to(&self, plaintext: &[u8], peer: SocketAddr) -> io::Result<()> {
-        let out = self.peers().seal(plaintext, peer)?;
+        // Sent under the lock when the socket takes it at once, as it nearly always does;
+        // the rest waits for the socket outside the lock.
+        let out = self.peers().seal_with(plaintext, peer, |d| {
+            self.socket.try_send_to(d, peer).map(|_| ())
+        })?;
         self.transmit(out).await;
         Ok(())
     }
@@ -257,13 +266,36 @@ impl DtlsSocket {
     /// from one task at a time (the CoAP receive loop): handshakes and timers only progress
     /// while it runs. It only moves datagrams and the clock to [`DtlsPeers`].
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(Vec<u8>, SocketAddr)> {
+        // The tick timer lives across calls: a timer armed and cancelled for every datagram
+        // cost two trips through tokio's timer wheel per block of a coaps pull. A call
+        // cancelled mid-way loses it; the next call arms a new one.
+        let mut tick = self.tick.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let r = self.recv_ticking(buf, &mut tick).await;
+        *self.tick.lock().unwrap_or_else(|e| e.into_inner()) = tick;
+        r
+    }
+
+    async fn recv_ticking(
+        &self,
+        buf: &mut [u8],
+        tick: &mut Option<Pin<Box<Sleep>>>,
+    ) -> io::Result<(Vec<u8>, SocketAddr)> {
         loop {
             let next_tick = {
                 let mut p = self.peers();
                 if let Some(d) = p.poll_ready() {
                     return Ok(d);
                 }
-                p.next_tick(Instant::now())
+                tokio::time::Instant::from_std(p.next_tick(Instant::now()))
+            };
+            let sleep = match tick {
+                Some(s) => {
+                    if s.deadline() != next_tick {
+                        s.as_mut().reset(next_tick);
+                    }
+                    s
+                }
+                None => tick.insert(Box::pin(tokio::time::sleep_until(next_tick))),
             };
             let out = tokio::select! {
                 r = self.socket.recv_from(buf) => match r {
@@ -274,9 +306,7 @@ impl DtlsSocket {
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
                     Err(e) => return Err(e),
                 },
-                () = tokio::time::sleep_until(next_tick.into()) => {
-                    self.peers().on_tick(Instant::now())
-                }
+                () = sleep.as_mut() => self.peers().on_tick(Instant::now()),
             };
             self.transmit(out).await;
         }
@@ -291,6 +321,8 @@ pub struct DtlsPeers {
     limits: DtlsLimits,
     peers: Peers,
     refused: u64,
+    /// Where established sessions decrypt into, reused for every datagram.
+    scratch: Plaintexts,
 }
 
 impl DtlsPeers {
@@ -301,6 +333,7 @@ impl DtlsPeers {
             limits,
             peers: Peers::default(),
             refused: 0,
+            scratch: Plaintexts::default(),
         }
     }
 
@@ -331,6 +364,19 @@ impl DtlsPeers {
 
     /// Encrypts `plaintext` for `peer`'s established session.
     pub fn seal(&mut self, plaintext: &[u8], peer: SocketAddr) -> io::Result<Outgoing> {
+        self.seal_with(plaintext, peer, |_| Err(io::ErrorKind::WouldBlock.into()))
+    }
+
+    /// [`Self::seal`], handing each record to `send` at once (a non-blocking send): what it
+    /// took goes back to the session for its next record, so a served block costs no
+    /// allocation. What it refuses with `WouldBlock`, and all after, is returned to be sent
+    /// later, in order; other send errors drop the datagram, as a lost datagram.
+    pub fn seal_with(
+        &mut self,
+        plaintext: &[u8],
+        peer: SocketAddr,
+        mut send: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<Outgoing> {
         let mut out = Outgoing::new();
         let session = self
             .peers
@@ -339,7 +385,20 @@ impl DtlsPeers {
             .and_then(|x| x.live.as_mut())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no DTLS session"))?;
         session.send(plaintext).map_err(io::Error::other)?;
-        drain(session, peer, &mut out);
+        while let Some(d) = session.poll_transmit() {
+            if !out.is_empty() {
+                out.push((d, peer));
+                continue;
+            }
+            match send(&d) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.push((d, peer)),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "DTLS send failed");
+                    session.recycle(d);
+                }
+                Ok(()) => session.recycle(d),
+            }
+        }
         Ok(out)
     }
 
@@ -364,8 +423,22 @@ impl DtlsPeers {
     /// decrypts it with the peer's session (decrypted data goes to [`Self::poll_ready`]).
     pub fn on_datagram(&mut self, d: &[u8], from: SocketAddr, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
-        let p = &mut self.peers;
         let hello = is_client_hello(d);
+        // The per-block path of a coaps pull: an established peer with no handshake beside
+        // it, one map lookup.
+        if !hello {
+            if let Some(peer) = self.peers.by_addr.get_mut(&from) {
+                if let (Some(live), None) = (peer.live.as_mut(), peer.handshake.as_ref()) {
+                    peer.last_seen = Some(now);
+                    let ready = &mut self.peers.ready;
+                    if !read_live(live, d, from, &mut self.scratch, ready, &mut out) {
+                        self.peers.by_addr.remove(&from);
+                    }
+                    return out;
+                }
+            }
+        }
+        let p = &mut self.peers;
         let random = hello.then(|| client_random(d)).flatten();
         let stale = p
             .by_addr
@@ -411,16 +484,8 @@ impl DtlsPeers {
         // During a re-handshake the datagram may belong to either association; each session
         // silently drops records it cannot authenticate, so both see it.
         if let Some(live) = peer.live.as_mut().filter(|_| !hello) {
-            match live.handle_datagram(d) {
-                Ok(data) => {
-                    plaintext.extend(data);
-                    drain(live, from, &mut out);
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %from, error = %e, "DTLS session ended");
-                    drain(live, from, &mut out);
-                    peer.live = None;
-                }
+            if !read_live(live, d, from, &mut self.scratch, &mut p.ready, &mut out) {
+                peer.live = None;
             }
         }
         let mut outcome = None;
@@ -523,6 +588,31 @@ impl DtlsPeers {
             });
         }
         out
+    }
+}
+
+/// Feeds `d` to `from`'s established session: its application data goes to `ready`, anything
+/// it answers (an alert) to `out`. False when the session ended (the peer closed it or sent a
+/// fatal alert).
+fn read_live(
+    live: &mut DtlsSession,
+    d: &[u8],
+    from: SocketAddr,
+    scratch: &mut Plaintexts,
+    ready: &mut VecDeque<(Vec<u8>, SocketAddr)>,
+    out: &mut Outgoing,
+) -> bool {
+    let r = live.handle_datagram_into(d, scratch);
+    drain(live, from, out);
+    match r {
+        Ok(()) => {
+            ready.extend(scratch.iter().map(|data| (data.to_vec(), from)));
+            true
+        }
+        Err(e) => {
+            tracing::debug!(peer = %from, error = %e, "DTLS session ended");
+            false
+        }
     }
 }
 
@@ -791,6 +881,51 @@ mod tests {
         assert_eq!((st.sessions, st.handshakes <= 2), (1, true), "{st:?}");
         assert!(!peers.peers.by_addr.contains_key(&addr(1001)));
         assert!(peers.peers.by_addr.contains_key(&addr(1002)));
+    }
+
+    #[test]
+    fn sealed_records_go_to_the_sender_at_once_or_come_back_when_it_would_block() {
+        let mut peers = core(DtlsLimits::default());
+        let from = addr(4000);
+        let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
+        assert!(exchange(&mut peers, &mut c, from, Instant::now()));
+        // The socket takes the record: nothing is left to send later.
+        let mut sent = Vec::new();
+        let out = peers
+            .seal_with(b"taken", from, |d| {
+                sent.push(d.to_vec());
+                Ok(())
+            })
+            .expect("sealed");
+        assert!(out.is_empty());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            c.handle_datagram(&sent[0]).ok(),
+            Some(vec![b"taken".to_vec()])
+        );
+        // The socket would block: the record comes back, whole, for an async send.
+        let out = peers
+            .seal_with(b"later", from, |_| Err(io::ErrorKind::WouldBlock.into()))
+            .expect("sealed");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, from);
+        assert_eq!(
+            c.handle_datagram(&out[0].0).ok(),
+            Some(vec![b"later".to_vec()])
+        );
+        // Another send error loses the datagram, as the network would; the session goes on.
+        let out = peers
+            .seal_with(b"lost", from, |_| Err(io::ErrorKind::Other.into()))
+            .expect("sealed");
+        assert!(out.is_empty());
+        let out = peers.seal(b"again", from).expect("sealed");
+        assert_eq!(
+            c.handle_datagram(&out[0].0).ok(),
+            Some(vec![b"again".to_vec()])
+        );
+        // A peer without a session gets nothing sealed.
+        let e = peers.seal_with(b"x", addr(4001), |_| Ok(())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected);
     }
 
     #[tokio::test]
