@@ -315,6 +315,7 @@ impl Harness {
             pull_ack_timeout_ms: 300,
             pull_ca: Some(self.tls_ca.clone()),
             pull_qblock: false,
+            no_qblock1: false,
             in_memory: false,
             // The portable backend: the tests run the device-side verifier as devices do.
             crypto: Default::default(),
