@@ -13,7 +13,9 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::qblock::{decode_missing, q_block1, request_tag};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_client::sim::InThreadDevice;
+use sha2::{Digest, Sha256};
 use tests::e2e::{Harness, PackageKind};
+use tests::leshan::LeshanClient;
 use tests::relay::{Faults, Relay};
 
 const IDLE: i64 = 0;
@@ -135,6 +137,39 @@ fn a_device_without_q_block1_gets_the_push_with_block1_and_is_remembered() {
     );
     assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
     h.wait_state(ep, (IDLE, 1), T);
+}
+
+/// Leshan's client library (2.0.0-M18 on Californium) as the device. It does not implement
+/// Q-Block1 and, against RFC 7252 §5.4.1, does not refuse the unknown critical option either:
+/// it takes the probe's block 0 for the whole body and answers 2.04 (its log shows a 1024-byte
+/// package). The shim reads a 2.04 to block 0 of a longer body as "not understood" and pushes
+/// again with Block1, whose block 0 restarts the body: Leshan ends up with the package byte
+/// for byte.
+#[test]
+fn a_leshan_client_gets_the_push_with_block1() {
+    let h = Harness::start("qb1-leshan");
+    let ep = "qb1-leshan";
+    h.package("fw.suit", &PackageKind::good("3.5.0", 8, 20 * 1024));
+    let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
+    let client = LeshanClient::start_with_firmware(&h.dir, ep, &format!("coap://{}", h.coap), 300);
+    h.wait_until("Leshan's registration", T, || h.registered(ep));
+    assert_changed("push to Leshan", h.push(ep, &pkg));
+    let digest: String = Sha256::digest(&pkg)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let want = format!("package {} bytes sha256={digest}", pkg.len());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.log().contains(&want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = client.stop(Duration::from_secs(30));
+    let packages: Vec<&str> = log.lines().filter(|l| l.starts_with("package ")).collect();
+    assert_eq!(
+        packages.last(),
+        Some(&want.as_str()),
+        "Leshan's last package is not the one pushed:\n{log}"
+    );
 }
 
 /// A fake LwM2M server on a raw socket: takes the device's Register, then sends requests.

@@ -140,7 +140,7 @@ pub struct DeviceHandle {
     /// Preferred Block1 size for pushes (16..=1024, rounded down to a power of two).
     pub block_size: usize,
     /// Push firmware packages (/5/0/0) with Q-Block1 (RFC 9177), `None` with Block1 only.
-    pub push_qblock: Option<PushQBlock>,
+    pub push_qblock: Option<Arc<PushQBlock>>,
 }
 
 /// Registrations remembered as not taking Q-Block1.

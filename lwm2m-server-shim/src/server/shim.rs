@@ -156,10 +156,12 @@ impl Shim {
             timeout,
         );
         d.block_size = self.settings.block_size;
-        d.push_qblock = self.settings.push_qblock.map(|params| PushQBlock {
-            params,
-            registration: reg.id.clone(),
-            without: self.without_qblock1.clone(),
+        d.push_qblock = self.settings.push_qblock.map(|params| {
+            Arc::new(PushQBlock {
+                params,
+                registration: reg.id.clone(),
+                without: self.without_qblock1.clone(),
+            })
         });
         Some(d)
     }
