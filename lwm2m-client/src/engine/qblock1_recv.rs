@@ -318,3 +318,126 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.send(peer, &p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::vec;
+
+    use coap_lite::RequestType;
+
+    use super::*;
+    use crate::codec::qblock::{decode_missing, request_tag};
+    use crate::objects::{DiscardBackend, FirmwareUpdate};
+    use crate::pull::qblock::QBlockParams;
+    use crate::{Config, ObjectHandler};
+
+    const MP: u32 = 4;
+    const BLOCKS: u32 = 10;
+
+    fn engine() -> Engine<u8> {
+        let mut config = Config::new("t");
+        config.qblock1 = Some(QBlockParams {
+            max_payloads: MP,
+            non_receive_timeout_ms: 1000,
+            non_max_retransmit: 2,
+            non_partial_timeout_ms: 60_000,
+            ..QBlockParams::default()
+        });
+        let objects: Vec<Box<dyn ObjectHandler>> =
+            vec![Box::new(FirmwareUpdate::new(DiscardBackend::default()))];
+        Engine::new(config, 1, objects)
+    }
+
+    /// Block `num` of a 10-block body of 16-byte blocks, NON, with token `num` and a new
+    /// message id (a block sent again is a new message, not a duplicate).
+    fn block(num: u32) -> Vec<u8> {
+        static MID: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(100);
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::NonConfirmable);
+        p.header.code = MessageClass::Request(RequestType::Put);
+        p.header.message_id = MID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        p.set_token(vec![num as u8]);
+        for s in ["5", "0", "0"] {
+            p.add_option(CoapOption::UriPath, s.as_bytes().to_vec());
+        }
+        let o = BlockOpt::new(num, num + 1 < BLOCKS, 0).unwrap();
+        p.add_option(q_block1(), o.encode());
+        p.add_option(request_tag(), vec![1]);
+        p.payload = vec![num as u8; 16];
+        coap::to_bytes(&p)
+    }
+
+    /// The datagrams the engine sent, decoded: (code, token, missing list or Q-Block1 NUM).
+    fn sent(e: &mut Engine<u8>) -> Vec<(ResponseType, u8, Vec<u32>)> {
+        let mut out = Vec::new();
+        while let Some(t) = e.poll_transmit() {
+            let p = Packet::from_bytes(&t.data).unwrap();
+            let MessageClass::Response(code) = p.header.code else {
+                continue;
+            };
+            let detail = match code {
+                ResponseType::RequestEntityIncomplete => decode_missing(&p.payload, 64).unwrap(),
+                _ => q_block1_option(&p)
+                    .unwrap()
+                    .map(|b| vec![b.num])
+                    .unwrap_or_default(),
+            };
+            out.push((code, p.get_token()[0], detail));
+        }
+        out
+    }
+
+    #[test]
+    fn sets_are_acknowledged_gaps_asked_for_and_timers_ask_again() {
+        let mut e = engine();
+        // Set 0..4 complete: one 2.31 for the set's last block, nothing for the others.
+        for n in 0..4 {
+            e.handle_datagram(n as u64, 1, &block(n));
+        }
+        assert_eq!(sent(&mut e), [(ResponseType::Continue, 3, vec![3])]);
+        // The 2.31 got lost: the server sends block 3 again and gets it again.
+        e.handle_datagram(10, 1, &block(3));
+        assert_eq!(sent(&mut e), [(ResponseType::Continue, 3, vec![3])]);
+        // Set 4..8 with block 5 lost: 6 is dropped, 7 (the set's last) asks for 5..8.
+        for n in [4, 6, 7] {
+            e.handle_datagram(20, 1, &block(n));
+        }
+        assert_eq!(
+            sent(&mut e),
+            [(ResponseType::RequestEntityIncomplete, 7, vec![5, 6, 7])]
+        );
+        // Only 5 and 6 come again: after NON_RECEIVE_TIMEOUT the device asks for 7 (token of
+        // the latest block), then after twice that once more, then gives up asking.
+        e.handle_datagram(30, 1, &block(5));
+        e.handle_datagram(31, 1, &block(6));
+        assert!(sent(&mut e).is_empty());
+        assert_eq!(e.poll_timeout(), Some(1031));
+        e.handle_timeout(1031);
+        assert_eq!(
+            sent(&mut e),
+            [(ResponseType::RequestEntityIncomplete, 6, vec![7])]
+        );
+        assert_eq!(e.poll_timeout(), Some(3031));
+        e.handle_timeout(3031);
+        assert_eq!(
+            sent(&mut e),
+            [(ResponseType::RequestEntityIncomplete, 6, vec![7])]
+        );
+        assert_eq!(e.poll_timeout(), Some(3031 + 60_000));
+        // The rest arrives: 2.31 for 7, then 2.04 for the last block, repeated when the
+        // last block comes again (its answer was lost).
+        for n in 7..BLOCKS {
+            e.handle_datagram(4000, 1, &block(n));
+        }
+        assert_eq!(
+            sent(&mut e),
+            [
+                (ResponseType::Continue, 7, vec![7]),
+                (ResponseType::Changed, 9, vec![9])
+            ]
+        );
+        e.handle_datagram(4001, 1, &block(9));
+        assert_eq!(sent(&mut e), [(ResponseType::Changed, 9, vec![9])]);
+    }
+}

@@ -144,6 +144,7 @@ pub async fn push(
         let deadline = tokio::time::Instant::now() + non_timeout_random(params);
         let Some(resp) = non.next(deadline).await? else {
             silent += 1;
+            tracing::trace!(%peer, next, silent, ?probe, "Q-Block1 push: no answer");
             if silent > params.max_unasked_sets {
                 return Err(DmError::Exchange(ExchangeError::Timeout));
             }
@@ -151,6 +152,7 @@ pub async fn push(
             to_send = vec![probe.unwrap_or(next.min(total - 1))];
             continue;
         };
+        tracing::trace!(%peer, next, code = ?code(&resp), payload = ?resp.payload, "Q-Block1 push: answer");
         match code(&resp) {
             Some(ResponseType::Continue) => {
                 let acked = q_block1_option(&resp)
