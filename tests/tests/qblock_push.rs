@@ -228,6 +228,26 @@ impl RawServer {
     }
 }
 
+/// A device whose server is a [`RawServer`], registered, and a package of `len` bytes.
+fn raw_device(
+    h: &Harness,
+    ep: &str,
+    no_qblock1: bool,
+    len: usize,
+) -> (RawServer, InThreadDevice, Vec<u8>) {
+    h.package("fw.suit", &PackageKind::good("3.3.0", 6, len));
+    let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
+    let socket = UdpSocket::bind(any()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut opts = h.device_options(ep);
+    opts.server = format!("coap://{}", socket.local_addr().unwrap());
+    opts.no_qblock1 = no_qblock1;
+    let dev = InThreadDevice::start(opts);
+    (RawServer::accept(socket), dev, pkg)
+}
+
 fn block(pkg: &[u8], num: u32, tag: &[u8]) -> Packet {
     let total = pkg.len().div_ceil(1024) as u32;
     let mut p = Packet::new();
@@ -268,16 +288,7 @@ fn read_state(s: &mut RawServer) -> String {
 #[test]
 fn malformed_q_block1_requests_are_refused_and_the_slot_stays_intact() {
     let h = Harness::start("qb1-raw");
-    h.package("fw.suit", &PackageKind::good("3.3.0", 6, 30 * 1024));
-    let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
-    let socket = UdpSocket::bind(any()).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut opts = h.device_options("qb1-raw");
-    opts.server = format!("coap://{}", socket.local_addr().unwrap());
-    let _dev = InThreadDevice::start(opts);
-    let mut s = RawServer::accept(socket);
+    let (mut s, _dev, pkg) = raw_device(&h, "qb1-raw", false, 30 * 1024);
     let tag = [7, 7];
     // Blocks 0..=4 in order (CON: each answered 2.31 with its Q-Block1).
     for n in 0..5 {
@@ -414,17 +425,7 @@ fn malformed_q_block1_requests_are_refused_and_the_slot_stays_intact() {
 #[test]
 fn a_device_with_q_block1_off_answers_bad_option() {
     let h = Harness::start("qb1-402");
-    h.package("fw.suit", &PackageKind::good("3.4.0", 7, 8 * 1024));
-    let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
-    let socket = UdpSocket::bind(any()).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut opts = h.device_options("qb1-402");
-    opts.server = format!("coap://{}", socket.local_addr().unwrap());
-    opts.no_qblock1 = true;
-    let _dev = InThreadDevice::start(opts);
-    let mut s = RawServer::accept(socket);
+    let (mut s, _dev, pkg) = raw_device(&h, "qb1-402", true, 8 * 1024);
     let r = s.exchange(block(&pkg, 0, &[1]));
     assert_eq!(code(&r), ResponseType::BadOption);
     assert_eq!(read_state(&mut s), "0", "nothing written");
