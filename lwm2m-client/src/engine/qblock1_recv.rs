@@ -440,4 +440,22 @@ mod tests {
         e.handle_datagram(4001, 1, &block(9));
         assert_eq!(sent(&mut e), [(ResponseType::Changed, 9, vec![9])]);
     }
+
+    #[test]
+    fn blocks_larger_than_ours_get_4_13_naming_our_size() {
+        let mut e = engine();
+        e.config.max_block_szx = 4;
+        let mut p = Packet::from_bytes(&block(0)).unwrap();
+        p.clear_option(q_block1());
+        p.add_option(q_block1(), BlockOpt::new(0, true, 6).unwrap().encode());
+        p.payload = vec![0; 1024];
+        e.handle_datagram(1, 1, &coap::to_bytes(&p));
+        let r = Packet::from_bytes(&e.poll_transmit().unwrap().data).unwrap();
+        assert_eq!(
+            r.header.code,
+            MessageClass::Response(ResponseType::RequestEntityTooLarge)
+        );
+        assert_eq!(q_block1_option(&r).unwrap().map(|b| b.szx), Some(4));
+        assert!(e.poll_transmit().is_none());
+    }
 }

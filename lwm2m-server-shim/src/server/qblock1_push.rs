@@ -31,7 +31,33 @@ use lwm2m_client::codec::BlockOpt;
 
 use crate::coap::endpoint::{random_u64, CoapEndpoint, ExchangeError};
 use crate::packages::qblock::QBlockParams;
-use crate::server::requests::DmError;
+
+/// Why a Q-Block1 push ended without the device's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushError {
+    /// The first (confirmable) exchange failed, or the socket did.
+    Exchange(ExchangeError),
+    /// The device broke the protocol (a 4.08 naming blocks past the body, a 2.31 without
+    /// Q-Block1, asking for blocks again without end, ...).
+    Protocol(&'static str),
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exchange(e) => write!(f, "{e}"),
+            Self::Protocol(why) => write!(f, "Q-Block1 push failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PushError {}
+
+impl From<ExchangeError> for PushError {
+    fn from(e: ExchangeError) -> Self {
+        Self::Exchange(e)
+    }
+}
 
 /// How a Q-Block1 push ended.
 #[derive(Debug)]
@@ -60,13 +86,13 @@ struct Body<'a> {
 }
 
 impl Body<'_> {
-    fn block(&self, num: u32) -> Result<Packet, DmError> {
+    fn block(&self, num: u32) -> Result<Packet, PushError> {
         let size = 1usize << (self.szx + 4);
         let start = (num as usize).saturating_mul(size);
         let end = start.saturating_add(size).min(self.payload.len());
         let more = num.saturating_add(1) < self.total;
         let opt = BlockOpt::new(num, more, self.szx)
-            .map_err(|_| DmError::Blockwise("body needs more than 2^20 blocks"))?;
+            .map_err(|_| PushError::Protocol("body needs more than 2^20 blocks"))?;
         let mut r = self.req.clone();
         r.add_option(q_block1(), opt.encode());
         r.add_option(request_tag(), self.tag.to_vec());
@@ -96,19 +122,33 @@ pub async fn push(
     szx: u8,
     params: &QBlockParams,
     timeout: Duration,
-) -> Result<Pushed, DmError> {
-    let size = 1usize << (szx + 4);
-    let total = u32::try_from(payload.len().div_ceil(size).max(1))
-        .map_err(|_| DmError::Blockwise("body needs more than 2^20 blocks"))?;
-    let tag = random_u64() as u32;
-    let body = Body {
-        req,
-        payload,
-        szx,
-        total,
-        tag: tag.to_be_bytes(),
+) -> Result<Pushed, PushError> {
+    let tag = (random_u64() as u32).to_be_bytes();
+    let mut szx = szx;
+    let (body, first) = loop {
+        let size = 1usize << (szx + 4);
+        let total = u32::try_from(payload.len().div_ceil(size).max(1))
+            .map_err(|_| PushError::Protocol("body needs more than 2^20 blocks"))?;
+        let body = Body {
+            req,
+            payload,
+            szx,
+            total,
+            tag,
+        };
+        let first = endpoint.request(peer, body.block(0)?, timeout).await?;
+        // 4.13 with a smaller SZX in Q-Block1: the device's block size (as RFC 7959 §2.9.3
+        // has it for Block1); start again with it.
+        match q_block1_option(&first) {
+            Ok(Some(b))
+                if code(&first) == Some(ResponseType::RequestEntityTooLarge) && b.szx < szx =>
+            {
+                szx = b.szx;
+            }
+            _ => break (body, first),
+        }
     };
-    let first = endpoint.request(peer, body.block(0)?, timeout).await?;
+    let total = body.total;
     match code(&first) {
         Some(ResponseType::BadOption) => return Ok(Pushed::Unsupported),
         Some(ResponseType::Continue) if total > 1 => {
@@ -137,7 +177,7 @@ pub async fn push(
         for &num in &to_send {
             budget = budget
                 .checked_sub(1)
-                .ok_or(DmError::Blockwise("device keeps asking for blocks again"))?;
+                .ok_or(PushError::Protocol("device keeps asking for blocks again"))?;
             non.send(body.block(num)?).await?;
         }
         let probe = to_send.last().copied();
@@ -146,7 +186,7 @@ pub async fn push(
             silent += 1;
             tracing::trace!(%peer, next, silent, ?probe, "Q-Block1 push: no answer");
             if silent > params.max_unasked_sets {
-                return Err(DmError::Exchange(ExchangeError::Timeout));
+                return Err(PushError::Exchange(ExchangeError::Timeout));
             }
             // Ask where the body stands with the last block sent (or the next one).
             to_send = vec![probe.unwrap_or(next.min(total - 1))];
@@ -158,7 +198,7 @@ pub async fn push(
                 let acked = q_block1_option(&resp)
                     .ok()
                     .flatten()
-                    .ok_or(DmError::Blockwise("2.31 without Q-Block1"))?;
+                    .ok_or(PushError::Protocol("2.31 without Q-Block1"))?;
                 if acked.num.saturating_add(1) <= next {
                     // A late or repeated 2.31: nothing new, wait for the current set.
                     to_send.clear();
@@ -174,13 +214,13 @@ pub async fn push(
                     .and_then(|v| decode_uint_option(v).ok());
                 let missing = if cf == Some(u32::from(MISSING_BLOCKS_CBOR_SEQ)) {
                     decode_missing(&resp.payload, mp as usize)
-                        .map_err(|_| DmError::Blockwise("malformed missing-blocks list"))?
+                        .map_err(|_| PushError::Protocol("malformed missing-blocks list"))?
                 } else {
                     // No list: the device lost the body; start again from the start.
                     vec![0]
                 };
                 if missing.iter().any(|&n| n >= total) {
-                    return Err(DmError::Blockwise("device asks for blocks past the body"));
+                    return Err(PushError::Protocol("device asks for blocks past the body"));
                 }
                 if let Some(&first) = missing.first() {
                     next = next.min(first.max(1));

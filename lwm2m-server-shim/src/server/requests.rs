@@ -17,7 +17,7 @@ use lwm2m_client::codec::{senml, BlockOpt, ContentFormat, Path};
 
 use crate::coap::endpoint::{CoapEndpoint, ExchangeError, ObservationStream};
 use crate::packages::qblock::QBlockParams;
-use crate::server::qblock1_push::{self, Pushed};
+use crate::server::qblock1_push::{self, PushError, Pushed};
 
 /// Largest body a Block2 read may reassemble (keeps a misbehaving client from exhausting memory).
 pub const MAX_READ_BODY: usize = 16 * 1024 * 1024;
@@ -94,6 +94,15 @@ impl fmt::Display for DmError {
 }
 
 impl std::error::Error for DmError {}
+
+impl From<PushError> for DmError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Exchange(e) => Self::Exchange(e),
+            PushError::Protocol(why) => Self::Blockwise(why),
+        }
+    }
+}
 
 impl From<ExchangeError> for DmError {
     fn from(e: ExchangeError) -> Self {
@@ -272,7 +281,8 @@ impl DeviceHandle {
                         &q.params,
                         self.timeout,
                     )
-                    .await?
+                    .await
+                    .map_err(DmError::from)?
                     {
                         Pushed::Answered(p) => {
                             return Ok(DmResponse::from_packet(&p, p.payload.clone()))
