@@ -17,7 +17,7 @@
 //! none comes it sends the last block it sent again, which asks the device where the body
 //! stands (it answers 2.31 or 4.08), rather than the next set, which a device that keeps no
 //! blocks after a gap would drop. NON_MAX_RETRANSMIT such waits in a row end the push as a
-//! timeout; a 4.08 listing blocks that do not exist, or more than a set, is a protocol error,
+//! timeout; a 4.08 listing blocks that do not exist is a protocol error,
 //! and the blocks sent in all are bounded (four times the body, plus a few).
 
 use std::time::Duration;
@@ -213,7 +213,7 @@ pub async fn push(
                     .get_first_option(CoapOption::ContentFormat)
                     .and_then(|v| decode_uint_option(v).ok());
                 let missing = if cf == Some(u32::from(MISSING_BLOCKS_CBOR_SEQ)) {
-                    decode_missing(&resp.payload, mp as usize)
+                    decode_missing(&resp.payload, total as usize)
                         .map_err(|_| PushError::Protocol("malformed missing-blocks list"))?
                 } else {
                     // No list: the device lost the body; start again from the start.
