@@ -194,25 +194,13 @@ impl NonRequests<'_> {
     /// Reset) will come out of [`Self::next`].
     pub async fn send(&mut self, mut request: Packet) -> Result<(), ExchangeError> {
         let token = self.endpoint.next_token();
-        let mid = self.endpoint.next_message_id();
-        request.header.set_type(MessageType::NonConfirmable);
-        request.header.message_id = mid;
-        request.set_token(token.clone());
-        let bytes = request
-            .to_bytes()
-            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
-        {
-            let mut t = self.endpoint.tables();
-            t.pending.insert(
-                token.clone(),
-                Pending {
-                    peer: self.peer,
-                    message_id: mid,
-                    events: self.tx.clone(),
-                },
-            );
-            t.pending_by_mid.insert((self.peer, mid), token.clone());
-        }
+        let (bytes, mid) = self.endpoint.track(
+            &mut request,
+            MessageType::NonConfirmable,
+            &token,
+            self.peer,
+            self.tx.clone(),
+        )?;
         self.sent.push((token, mid));
         self.endpoint
             .inner
@@ -692,6 +680,36 @@ impl CoapEndpoint {
         self.tables().observations.remove(token).is_some()
     }
 
+    /// Gives `request` its type, a new message id and `token`, encodes it, and routes the
+    /// answers to it (response, empty ACK, Reset) to `events`; the encoded bytes and the id.
+    fn track(
+        &self,
+        request: &mut Packet,
+        kind: MessageType,
+        token: &[u8],
+        peer: SocketAddr,
+        events: mpsc::UnboundedSender<PendingEvent>,
+    ) -> Result<(Vec<u8>, u16), ExchangeError> {
+        let mid = self.next_message_id();
+        request.header.set_type(kind);
+        request.header.message_id = mid;
+        request.set_token(token.to_vec());
+        let bytes = request
+            .to_bytes()
+            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
+        let mut t = self.tables();
+        t.pending.insert(
+            token.to_vec(),
+            Pending {
+                peer,
+                message_id: mid,
+                events,
+            },
+        );
+        t.pending_by_mid.insert((peer, mid), token.to_vec());
+        Ok((bytes, mid))
+    }
+
     async fn exchange(
         &self,
         peer: SocketAddr,
@@ -700,26 +718,8 @@ impl CoapEndpoint {
         token: Option<Vec<u8>>,
     ) -> Result<Packet, ExchangeError> {
         let token = token.unwrap_or_else(|| self.next_token());
-        let mid = self.next_message_id();
-        request.header.set_type(MessageType::Confirmable);
-        request.header.message_id = mid;
-        request.set_token(token.clone());
-        let bytes = request
-            .to_bytes()
-            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        {
-            let mut t = self.tables();
-            t.pending.insert(
-                token.clone(),
-                Pending {
-                    peer,
-                    message_id: mid,
-                    events: tx,
-                },
-            );
-            t.pending_by_mid.insert((peer, mid), token.clone());
-        }
+        let (bytes, mid) = self.track(&mut request, MessageType::Confirmable, &token, peer, tx)?;
         // Removes the entry however the exchange ends, including when the caller drops the
         // future (an HTTP client that went away).
         let _cleanup = PendingGuard {
