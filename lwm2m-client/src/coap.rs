@@ -198,6 +198,7 @@ pub fn error_code(e: OpError) -> ResponseType {
         OpError::NotAcceptable => ResponseType::NotAcceptable,
         OpError::UnsupportedFormat => ResponseType::UnsupportedContentFormat,
         OpError::Internal => ResponseType::InternalServerError,
+        OpError::BadOption => ResponseType::BadOption,
     }
 }
 

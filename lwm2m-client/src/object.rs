@@ -86,6 +86,9 @@ pub enum OpError {
     UnsupportedFormat,
     /// 5.00: the object failed internally (e.g. a flash error).
     Internal,
+    /// 4.02: the request carries a critical option this device does not implement
+    /// (RFC 7252 §5.4.1), e.g. Q-Block1 on a device with it switched off.
+    BadOption,
 }
 
 impl fmt::Display for OpError {
@@ -100,6 +103,7 @@ impl fmt::Display for OpError {
             Self::NotAcceptable => "not acceptable",
             Self::UnsupportedFormat => "unsupported content format",
             Self::Internal => "internal error",
+            Self::BadOption => "unsupported critical option",
         })
     }
 }

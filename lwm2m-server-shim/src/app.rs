@@ -60,6 +60,9 @@ pub struct ShimConfig {
     /// Q-Block2 (RFC 9177) for devices that ask with it: bursts of MAX_PAYLOADS blocks per
     /// round trip. `None` serves them plain Block2, as hosts without Q-Block2 do.
     pub qblock: Option<QBlockParams>,
+    /// Push firmware packages with Q-Block1 (RFC 9177) with these parameters, falling back to
+    /// Block1 for devices that answer 4.02; `None` pushes with Block1 only.
+    pub push_qblock: Option<QBlockParams>,
     /// Default per-exchange request timeout when the REST call gives none (Leshan: 5 s).
     pub default_timeout: Duration,
     /// CoAP retransmission parameters.
@@ -114,6 +117,7 @@ impl Default for ShimConfig {
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
             qblock: Some(QBlockParams::default()),
+            push_qblock: Some(QBlockParams::default()),
             default_timeout: Duration::from_secs(5),
             timing: CoapTiming::default(),
             expiry_check: Duration::from_secs(1),
@@ -191,6 +195,11 @@ impl ShimConfig {
             default_timeout: self.default_timeout,
             rd_block1: self.rd_block1,
             awake_time: self.awake_time,
+            // NON_TIMEOUT is ACK_TIMEOUT (RFC 9177 §7.2): a tuned link tunes both.
+            push_qblock: self.push_qblock.map(|p| QBlockParams {
+                non_timeout: p.non_timeout.min(self.timing.ack_timeout),
+                ..p
+            }),
         }
     }
 }

@@ -123,16 +123,22 @@ pub struct Harness {
 impl Harness {
     /// Starts a shim on loopback with plain CoAP (ports chosen by the OS).
     pub fn start(tag: &str) -> Self {
-        Self::start_with(tag, false)
+        Self::start_with(tag, false, |_| {})
+    }
+
+    /// Like [`Self::start`], with `edit` applied to the shim's configuration first (e.g.
+    /// Q-Block1 pushes off).
+    pub fn start_configured(tag: &str, edit: impl FnOnce(&mut ShimConfig)) -> Self {
+        Self::start_with(tag, false, edit)
     }
 
     /// Starts a shim that only speaks CoAP over DTLS (its secure default); `coap` is then
     /// the coaps address.
     pub fn start_secure(tag: &str) -> Self {
-        Self::start_with(tag, true)
+        Self::start_with(tag, true, |_| {})
     }
 
-    fn start_with(tag: &str, secure: bool) -> Self {
+    fn start_with(tag: &str, secure: bool, edit: impl FnOnce(&mut ShimConfig)) -> Self {
         if let Ok(filter) = std::env::var("E2E_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -156,6 +162,8 @@ impl Harness {
             },
             ..ShimConfig::default()
         };
+        let mut config = config;
+        edit(&mut config);
         std::fs::create_dir_all(&config.package_dir).expect("package dir");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -316,6 +324,7 @@ impl Harness {
             pull_max_retransmit: 4,
             pull_ca: Some(self.tls_ca.clone()),
             pull_qblock: false,
+            no_qblock1: false,
             in_memory: false,
             // The portable backend: the tests run the device-side verifier as devices do.
             crypto: Default::default(),

@@ -258,8 +258,34 @@ impl LeshanClient {
         lifetime_s: u32,
         psk: Option<(&str, &str)>,
     ) -> Self {
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, psk, false)
+    }
+
+    /// Like [`Self::start`] over plain CoAP, with a Firmware Update instance (/5/0) that
+    /// takes bodies up to 4 MiB and logs `package N bytes sha256=HEX` for each package
+    /// written to /5/0/0.
+    pub fn start_with_firmware(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        lifetime_s: u32,
+    ) -> Self {
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, None, true)
+    }
+
+    fn start_with(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        lifetime_s: u32,
+        psk: Option<(&str, &str)>,
+        firmware: bool,
+    ) -> Self {
         let jars = jars();
         let mut cmd = Command::new("java");
+        if firmware {
+            cmd.env("LESHAN_FIRMWARE", "1");
+        }
         cmd.current_dir(dir)
             .arg("-cp")
             .arg(&jars.client_cp)

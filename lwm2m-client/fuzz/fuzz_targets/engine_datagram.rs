@@ -7,8 +7,10 @@
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::block::uint_option;
-use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
-use lwm2m_client::{Config, Engine, ObjectHandler};
+
+#[path = "device_engine.rs"]
+mod device_engine;
+use device_engine::device_engine;
 
 const FORMATS: [u32; 8] = [0, 40, 42, 60, 110, 112, 11542, 11544];
 const QUERIES: [&[u8]; 6] = [b"pmin=1", b"pmax=2", b"gt=5", b"lt=1", b"st=0.5", b"pmin"];
@@ -77,19 +79,7 @@ fn structured(d: &[u8], mid: u16) -> Option<Vec<u8>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let objects: Vec<Box<dyn ObjectHandler>> = vec![
-        Box::new(Security::no_sec("coap://127.0.0.1")),
-        Box::new(Server::new(60)),
-        Box::new(Device::new(DeviceInfo {
-            manufacturer: "m".into(),
-            model: "x".into(),
-            serial: "1".into(),
-            firmware_version: "1".into(),
-        })),
-        Box::new(FirmwareUpdate::new(DiscardBackend::default())),
-    ];
-    let mut e = Engine::new(Config::new("fuzz"), 1u8, objects);
-    e.start(0);
+    let mut e = device_engine();
     let mut now = 0u64;
     for (i, part) in data.split(|b| *b == 0xFE).enumerate() {
         now += 700;

@@ -5,6 +5,7 @@ use super::{Block1Rx, Engine, Event, Pending};
 use crate::coap::{self, Seen};
 use crate::codec::block::decode_uint_option;
 use crate::codec::opaque_stream::Deframer;
+use crate::codec::qblock::q_block1;
 use crate::codec::{
     cbor, link, lwm2m_cbor, lwm2m_json, senml, text, tlv, BlockOpt, CodecError, ContentFormat,
     Instance, Link, Node, Path, Resource, ResourceType, ResourceValue, Value,
@@ -22,12 +23,15 @@ pub(crate) enum Answer {
     Now(Packet),
     /// An object deferred the work: empty ACK now, separate response later.
     Later { success: Packet, path: Path },
+    /// No response to a NON request (a Q-Block1 block inside its set, RFC 9177 §4.3); a CON
+    /// one gets an empty ACK.
+    Silent,
 }
 
 impl Answer {
     /// The answer to a change an object may have deferred: `success` goes out now, or as the
     /// separate response once the object completes (one rule for write, execute and Block1).
-    fn changed(deferred: bool, success: Packet, path: &Path) -> Self {
+    pub(crate) fn changed(deferred: bool, success: Packet, path: &Path) -> Self {
         if deferred {
             Answer::Later {
                 success,
@@ -49,7 +53,7 @@ fn ids(path: &Path) -> (u16, u16, u16) {
     )
 }
 
-fn reply(code: ResponseType) -> Packet {
+pub(crate) fn reply(code: ResponseType) -> Packet {
     coap::packet(
         MessageType::Acknowledgement,
         MessageClass::Response(code),
@@ -70,7 +74,7 @@ fn codec_error(_: CodecError) -> OpError {
     OpError::BadRequest
 }
 
-fn first_uint(p: &Packet, opt: CoapOption) -> Result<Option<u32>, OpError> {
+pub(crate) fn first_uint(p: &Packet, opt: CoapOption) -> Result<Option<u32>, OpError> {
     p.get_first_option(opt)
         .map(|v| decode_uint_option(v).map_err(|_| OpError::BadRequest))
         .transpose()
@@ -105,6 +109,15 @@ impl<P: Clone + PartialEq> Engine<P> {
                 resp.set_token(token);
                 let bytes = self.send(peer.clone(), &resp);
                 self.dedup.insert(peer, mid, expires, Some(bytes));
+            }
+            Answer::Silent => {
+                if t == MessageType::Confirmable {
+                    let ack = coap::empty(MessageType::Acknowledgement, mid);
+                    let bytes = self.send(peer.clone(), &ack);
+                    self.dedup.insert(peer, mid, expires, Some(bytes));
+                } else {
+                    self.dedup.insert(peer, mid, expires, None);
+                }
             }
             Answer::Later { success, path } => {
                 let id = self.next_deferred;
@@ -150,6 +163,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 .map(|n| ContentFormat::from_number(n as u16));
             return self.bootstrap_answer(now, req, &segs, cf, accept);
         }
+        self.check_critical_options(req)?;
         let path = Path::from_segments(segs).map_err(|_| OpError::NotFound)?;
         if path.depth() == 0 {
             if let MessageClass::Request(m @ (RequestType::Fetch | RequestType::IPatch)) =
@@ -190,6 +204,9 @@ impl<P: Clone + PartialEq> Engine<P> {
                 self.block2(req, p).map(Answer::Now)
             }
             RequestType::Get => self.read_request(now, peer, req, &path, accept),
+            RequestType::Put | RequestType::Post if req.get_option(q_block1()).is_some() => {
+                self.qblock1_write(now, peer, req, &path, cf)
+            }
             RequestType::Put
                 if req.payload.is_empty()
                     && cf.is_none()
@@ -804,6 +821,38 @@ impl<P: Clone + PartialEq> Engine<P> {
             .transpose()
             .map_err(|_| OpError::BadRequest)?;
         let b = b.ok_or(OpError::BadRequest)?;
+        let c = self.write_block(now, peer, req, b, path, cf)?;
+        let offset = b.offset();
+        // Ask for smaller blocks when the server's exceed ours: the reply's SZX is ours and
+        // its NUM is this block's number at our size (the server continues from the offset).
+        let szx = b.szx.min(self.config.max_block_szx);
+        let num = u32::try_from(offset >> (szx + 4)).map_err(|_| OpError::BadRequest)?;
+        let mut ok = reply(if b.more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        });
+        ok.add_option(
+            CoapOption::Block1,
+            BlockOpt::new(num, b.more, szx)
+                .map_err(|_| OpError::BadRequest)?
+                .encode(),
+        );
+        Ok(Answer::changed(c == Completion::Deferred, ok, path))
+    }
+
+    /// Hands block `b` of a block-wise write (Block1, or Q-Block1 in order) to the object:
+    /// block 0 starts the body, any other must continue it at the offset reached; the
+    /// framing of a TLV or SenML body is stripped here. Events tell the application.
+    pub(crate) fn write_block(
+        &mut self,
+        now: u64,
+        peer: &P,
+        req: &Packet,
+        b: BlockOpt,
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Completion, OpError> {
         let def = self.def(path)?;
         if path.depth() != 3 || !def.ops.write() || def.ty != ResourceType::Opaque {
             self.block1 = None;
@@ -892,21 +941,6 @@ impl<P: Clone + PartialEq> Engine<P> {
         rx.value_offset += data.len() as u64;
         rx.next_offset = offset + req.payload.len() as u64;
         self.block1 = b.more.then_some(rx);
-        // Ask for smaller blocks when the server's exceed ours: the reply's SZX is ours and
-        // its NUM is this block's number at our size (the server continues from the offset).
-        let szx = b.szx.min(self.config.max_block_szx);
-        let num = u32::try_from(offset >> (szx + 4)).map_err(|_| OpError::BadRequest)?;
-        let mut ok = reply(if b.more {
-            ResponseType::Continue
-        } else {
-            ResponseType::Changed
-        });
-        ok.add_option(
-            CoapOption::Block1,
-            BlockOpt::new(num, b.more, szx)
-                .map_err(|_| OpError::BadRequest)?
-                .encode(),
-        );
         self.events.push_back(Event::BlockReceived {
             path: *path,
             offset,
@@ -917,7 +951,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.events.push_back(Event::Written { path: *path });
         }
         self.mark_all_dirty();
-        Ok(Answer::changed(c == Completion::Deferred, ok, path))
+        Ok(c)
     }
 
     /// Read-Composite (FETCH /) and Write-Composite (iPATCH /) with SenML JSON or CBOR

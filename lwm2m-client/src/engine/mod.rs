@@ -9,6 +9,7 @@ mod block1_send;
 mod bootstrap;
 mod dm;
 mod notify;
+mod qblock1_recv;
 mod registration;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
@@ -54,6 +55,11 @@ pub struct Config {
     pub max_observations: usize,
     /// Lifetime used when there is no Server object (s).
     pub lifetime_s: u32,
+    /// Q-Block1 writes (RFC 9177 §4.3) with these §7.2 parameters; `None` answers them
+    /// 4.02 Bad Option like any unknown critical option. On by default: it costs a few
+    /// dozen bytes of state and only a server that sends Q-Block1 uses it, while a push over
+    /// a long link takes a round trip per set instead of one per block.
+    pub qblock1: Option<crate::pull::qblock::QBlockParams>,
 }
 
 impl Config {
@@ -71,6 +77,7 @@ impl Config {
             preferred_format: ContentFormat::SenmlCbor,
             max_observations: 16,
             lifetime_s: 300,
+            qblock1: Some(crate::pull::qblock::QBlockParams::default()),
         }
     }
 }
@@ -227,6 +234,8 @@ pub struct Engine<P> {
     pub(crate) pending: Vec<Pending<P>>,
     pub(crate) next_deferred: DeferredId,
     pub(crate) block1: Option<Block1Rx<P>>,
+    /// The Q-Block1 body being received, if any.
+    pub(crate) qblock1: Option<qblock1_recv::QBlock1Rx<P>>,
     /// Default pmin/pmax from the Server object, refreshed whenever observations are processed.
     pub(crate) obs_defaults: crate::observe::Attributes,
 }
@@ -254,6 +263,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             pending: Vec::new(),
             next_deferred: 1,
             block1: None,
+            qblock1: None,
             obs_defaults: crate::observe::Attributes::default(),
         }
     }
@@ -293,6 +303,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         consider(self.reg.deadline());
         consider(self.dedup.next_expiry());
         consider(self.observation_deadline());
+        consider(self.qblock1_deadline());
         t
     }
 
@@ -308,6 +319,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.registration_timer(now);
         self.dedup.expire(now);
         self.process_observations(now);
+        self.qblock1_timer(now);
     }
 
     /// Processes one received datagram from `peer`. Malformed datagrams are dropped; a

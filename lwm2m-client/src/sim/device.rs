@@ -153,6 +153,10 @@ pub struct DeviceOptions {
     /// Its timers follow --pull-ack-timeout-ms (NON_RECEIVE_TIMEOUT = 2 x ACK_TIMEOUT).
     #[arg(long)]
     pub pull_qblock: bool,
+    /// Answer Q-Block1 pushes (RFC 9177) with 4.02 Bad Option, as a device without them
+    /// does, so the server pushes with Block1 (one block per round trip) instead.
+    #[arg(long)]
+    pub no_qblock1: bool,
     /// Keep flash and key-value store in memory and use a fresh factory key per process,
     /// shared by its in-memory devices (nothing is written to --state-dir, nothing survives
     /// the process): for fleets of thousands of devices in one process, e.g. the fleet
@@ -704,6 +708,9 @@ pub async fn run_preferring(
         config.lifetime_s = args.lifetime;
         config.preferred_format = preferred;
         config.rng_seed = epoch_ms ^ u64::from(std::process::id()) << 32;
+        if args.no_qblock1 {
+            config.qblock1 = None;
+        }
         let mut engine = Engine::new(config, server, objects);
         if args.bootstrap.is_some() {
             engine.bootstrap(0);

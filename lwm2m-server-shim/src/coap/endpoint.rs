@@ -178,6 +178,68 @@ impl ObservationStream {
     }
 }
 
+/// NON requests to one peer and the responses to any of them ([`CoapEndpoint::non_requests`]);
+/// dropping it forgets their tokens.
+pub struct NonRequests<'a> {
+    endpoint: &'a CoapEndpoint,
+    peer: SocketAddr,
+    tx: mpsc::UnboundedSender<PendingEvent>,
+    rx: mpsc::UnboundedReceiver<PendingEvent>,
+    /// Token and message id of every request sent.
+    sent: Vec<(Vec<u8>, u16)>,
+}
+
+impl NonRequests<'_> {
+    /// Sends `request` as a NON message with a new message id and token; its response (or a
+    /// Reset) will come out of [`Self::next`].
+    pub async fn send(&mut self, mut request: Packet) -> Result<(), ExchangeError> {
+        let token = self.endpoint.next_token();
+        let (bytes, mid) = self.endpoint.track(
+            &mut request,
+            MessageType::NonConfirmable,
+            &token,
+            self.peer,
+            self.tx.clone(),
+        )?;
+        self.sent.push((token, mid));
+        self.endpoint
+            .inner
+            .socket
+            .send_to(&bytes, self.peer)
+            .await
+            .map_err(|e| ExchangeError::Io(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The next response to one of the requests, until `deadline`: `Ok(None)` when none
+    /// came by then, [`ExchangeError::Reset`] when the peer reset one.
+    pub async fn next(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Packet>, ExchangeError> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(PendingEvent::Response(p))) => return Ok(Some(p)),
+                Ok(Some(PendingEvent::Reset)) => return Err(ExchangeError::Reset),
+                Ok(Some(PendingEvent::EmptyAck)) => {}
+                // Unreachable while `self.tx` lives.
+                Ok(None) => return Err(ExchangeError::Closed),
+            }
+        }
+    }
+}
+
+impl Drop for NonRequests<'_> {
+    fn drop(&mut self) {
+        let mut t = self.endpoint.tables();
+        for (token, mid) in self.sent.drain(..) {
+            t.pending.remove(&token);
+            t.pending_by_mid.remove(&(self.peer, mid));
+        }
+    }
+}
+
 struct PendingGuard<'a> {
     endpoint: &'a CoapEndpoint,
     token: Vec<u8>,
@@ -207,7 +269,9 @@ impl Drop for ObservationGuard<'_> {
     }
 }
 
-fn random_u64() -> u64 {
+/// 64 bits from the standard library's per-process random hasher keys and the clock: enough
+/// for tokens, message ids and jitter, which need to be unpredictable, not secret.
+pub(crate) fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -597,9 +661,53 @@ impl CoapEndpoint {
         ))
     }
 
+    /// A group of NON requests to `peer` whose responses arrive on one queue (the blocks of
+    /// an RFC 9177 Q-Block1 body, each with its own token, §4.3). Nothing is retransmitted:
+    /// the caller's protocol recovers losses.
+    pub fn non_requests(&self, peer: SocketAddr) -> NonRequests<'_> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        NonRequests {
+            endpoint: self,
+            peer,
+            tx,
+            rx,
+            sent: Vec::new(),
+        }
+    }
+
     /// Passive cancel: drops the observation, so its next notification is answered with Reset.
     pub fn forget_observation(&self, token: &[u8]) -> bool {
         self.tables().observations.remove(token).is_some()
+    }
+
+    /// Gives `request` its type, a new message id and `token`, encodes it, and routes the
+    /// answers to it (response, empty ACK, Reset) to `events`; the encoded bytes and the id.
+    fn track(
+        &self,
+        request: &mut Packet,
+        kind: MessageType,
+        token: &[u8],
+        peer: SocketAddr,
+        events: mpsc::UnboundedSender<PendingEvent>,
+    ) -> Result<(Vec<u8>, u16), ExchangeError> {
+        let mid = self.next_message_id();
+        request.header.set_type(kind);
+        request.header.message_id = mid;
+        request.set_token(token.to_vec());
+        let bytes = request
+            .to_bytes()
+            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
+        let mut t = self.tables();
+        t.pending.insert(
+            token.to_vec(),
+            Pending {
+                peer,
+                message_id: mid,
+                events,
+            },
+        );
+        t.pending_by_mid.insert((peer, mid), token.to_vec());
+        Ok((bytes, mid))
     }
 
     async fn exchange(
@@ -610,26 +718,8 @@ impl CoapEndpoint {
         token: Option<Vec<u8>>,
     ) -> Result<Packet, ExchangeError> {
         let token = token.unwrap_or_else(|| self.next_token());
-        let mid = self.next_message_id();
-        request.header.set_type(MessageType::Confirmable);
-        request.header.message_id = mid;
-        request.set_token(token.clone());
-        let bytes = request
-            .to_bytes()
-            .map_err(|e| ExchangeError::Encode(format!("{e:?}")))?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        {
-            let mut t = self.tables();
-            t.pending.insert(
-                token.clone(),
-                Pending {
-                    peer,
-                    message_id: mid,
-                    events: tx,
-                },
-            );
-            t.pending_by_mid.insert((peer, mid), token.clone());
-        }
+        let (bytes, mid) = self.track(&mut request, MessageType::Confirmable, &token, peer, tx)?;
         // Removes the entry however the exchange ends, including when the caller drops the
         // future (an HTTP client that went away).
         let _cleanup = PendingGuard {

@@ -7,6 +7,7 @@
 pub mod events;
 pub mod observations;
 pub mod presence;
+pub mod qblock1_push;
 pub mod readings;
 pub mod registration;
 pub mod requests;

@@ -1,11 +1,14 @@
 //! Device-management requests from the server to one registered client (Read, Write, Execute,
 //! Discover, Write-Attributes, Create, Delete, Observe), with block-wise transfer: Block2
 //! reassembly of large reads and Block1 pushes that renegotiate a smaller block size on 4.13 or
-//! on a smaller SZX in 2.31. Each block is its own exchange with its own timeout, so a large push
+//! on a smaller SZX in 2.31, or Q-Block1 pushes of firmware packages ([`qblock1_push`]) to
+//! devices that take them. Each block is its own exchange with its own timeout, so a large push
 //! never times out while it is moving (Leshan #302).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
@@ -13,6 +16,8 @@ use lwm2m_client::codec::block::{decode_uint_option, uint_option, MAX_NUM};
 use lwm2m_client::codec::{senml, BlockOpt, ContentFormat, Path};
 
 use crate::coap::endpoint::{CoapEndpoint, ExchangeError, ObservationStream};
+use crate::packages::qblock::QBlockParams;
+use crate::server::qblock1_push::{self, PushError, Pushed};
 
 /// Largest body a Block2 read may reassemble (keeps a misbehaving client from exhausting memory).
 pub const MAX_READ_BODY: usize = 16 * 1024 * 1024;
@@ -90,6 +95,15 @@ impl fmt::Display for DmError {
 
 impl std::error::Error for DmError {}
 
+impl From<PushError> for DmError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Exchange(e) => Self::Exchange(e),
+            PushError::Protocol(why) => Self::Blockwise(why),
+        }
+    }
+}
+
 impl From<ExchangeError> for DmError {
     fn from(e: ExchangeError) -> Self {
         Self::Exchange(e)
@@ -134,6 +148,43 @@ pub struct DeviceHandle {
     pub timeout: Duration,
     /// Preferred Block1 size for pushes (16..=1024, rounded down to a power of two).
     pub block_size: usize,
+    /// Push firmware packages (/5/0/0) with Q-Block1 (RFC 9177), `None` with Block1 only.
+    pub push_qblock: Option<Arc<PushQBlock>>,
+}
+
+/// Registrations remembered as not taking Q-Block1.
+const MAX_REMEMBERED_WITHOUT_QBLOCK1: usize = 65_536;
+
+/// Q-Block1 pushes of firmware packages to one registration, and what is known of its
+/// support: a device that answered 4.02 is pushed with Block1 from then on (RFC 9177 §4.1),
+/// until it registers again (a new registration may run new firmware).
+#[derive(Clone, Debug)]
+pub struct PushQBlock {
+    /// RFC 9177 §7.2 parameters of the pusher.
+    pub params: QBlockParams,
+    /// Id of the registration the handle reaches.
+    pub registration: String,
+    /// Registrations known not to take Q-Block1.
+    pub without: Arc<Mutex<HashSet<String>>>,
+}
+
+impl PushQBlock {
+    fn supported(&self) -> bool {
+        !self
+            .without
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&self.registration)
+    }
+
+    fn unsupported(&self) {
+        let mut without = self.without.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: past this many (mostly expired) registrations, devices are probed again.
+        if without.len() >= MAX_REMEMBERED_WITHOUT_QBLOCK1 {
+            without.clear();
+        }
+        without.insert(self.registration.clone());
+    }
 }
 
 fn block_option(p: &Packet, which: CoapOption) -> Result<Option<BlockOpt>, DmError> {
@@ -163,6 +214,7 @@ impl DeviceHandle {
                 .collect(),
             timeout,
             block_size: 1024,
+            push_qblock: None,
         }
     }
 
@@ -213,7 +265,38 @@ impl DeviceHandle {
         };
         let mut req = self.base(method, path);
         req.add_option(CoapOption::ContentFormat, format.to_option());
-        self.send_body(req, payload).await
+        let package = path.depth() == 3
+            && (path.object_id(), path.instance_id(), path.resource_id())
+                == (Some(5), Some(0), Some(0));
+        let szx = BlockOpt::szx_for_size(self.block_size);
+        match &self.push_qblock {
+            Some(q) if package && replace && payload.len() > 1usize << (szx + 4) => {
+                if q.supported() {
+                    match qblock1_push::push(
+                        &self.endpoint,
+                        self.peer,
+                        &req,
+                        payload,
+                        szx,
+                        &q.params,
+                        self.timeout,
+                    )
+                    .await
+                    .map_err(DmError::from)?
+                    {
+                        Pushed::Answered(p) => {
+                            return Ok(DmResponse::from_packet(&p, p.payload.clone()))
+                        }
+                        Pushed::Unsupported => {
+                            tracing::debug!(peer = %self.peer, "no Q-Block1: pushing with Block1");
+                            q.unsupported();
+                        }
+                    }
+                }
+                self.send_body(req, payload).await
+            }
+            _ => self.send_body(req, payload).await,
+        }
     }
 
     /// Execute (POST with optional arguments).

@@ -3,8 +3,9 @@
 //! requests to a registered device, the registration interface, observation tracking and
 //! expiry. It knows no HTTP; [`crate::app`] wires it to sockets and the REST API.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use coap_lite::{CoapOption, Packet};
@@ -13,6 +14,7 @@ use lwm2m_client::codec::{ContentFormat, Path};
 use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
 use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
+use crate::packages::qblock::QBlockParams;
 use crate::server::events::{EndpointEvents, EndpointSubscription, EventBus, ServerEvent};
 use crate::server::observations::{self, ActiveObservation, Observations, Observed};
 use crate::server::presence::{Presence, DEFAULT_AWAKE_TIME};
@@ -20,12 +22,12 @@ use crate::server::registration::block1::{Block1Assembly, Block1Limits, Block1St
 use crate::server::registration::interface::{self as registration, RegistrationIds};
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::{Registration, RegistrationStore};
-use crate::server::requests::{CompositePaths, DeviceHandle};
+use crate::server::requests::{CompositePaths, DeviceHandle, PushQBlock};
 use crate::server::security::authorizer::RdAuthorizer;
 use crate::server::security::store::SecurityStore;
 
 /// What the server core takes from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServerSettings {
     /// Block size for Block1 pushes (16..=1024).
     pub block_size: usize,
@@ -35,6 +37,9 @@ pub struct ServerSettings {
     pub rd_block1: Block1Limits,
     /// How long a queue-mode client stays reachable after it last sent something.
     pub awake_time: Duration,
+    /// Firmware packages pushed with Q-Block1 (RFC 9177) with these parameters, falling
+    /// back to Block1 per registration; `None` pushes with Block1 only.
+    pub push_qblock: Option<QBlockParams>,
 }
 
 impl Default for ServerSettings {
@@ -44,6 +49,7 @@ impl Default for ServerSettings {
             default_timeout: Duration::from_secs(5),
             rd_block1: Block1Limits::default(),
             awake_time: DEFAULT_AWAKE_TIME,
+            push_qblock: Some(QBlockParams::default()),
         }
     }
 }
@@ -70,6 +76,8 @@ pub struct Shim {
     observations: Observations,
     /// NOTIFICATION and REGISTRATION events routed to the jobs following their endpoint.
     endpoint_events: EndpointEvents,
+    /// Registrations whose device answered a Q-Block1 push 4.02 (RFC 9177 §4.1).
+    without_qblock1: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Shim {
@@ -93,6 +101,7 @@ impl Shim {
             rd_blocks: Block1Assembly::new(settings.rd_block1),
             observations: Observations::default(),
             endpoint_events: EndpointEvents::default(),
+            without_qblock1: Arc::default(),
         }
     }
 
@@ -147,6 +156,13 @@ impl Shim {
             timeout,
         );
         d.block_size = self.settings.block_size;
+        d.push_qblock = self.settings.push_qblock.map(|params| {
+            Arc::new(PushQBlock {
+                params,
+                registration: reg.id.clone(),
+                without: self.without_qblock1.clone(),
+            })
+        });
         Some(d)
     }
 

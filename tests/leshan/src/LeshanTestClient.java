@@ -6,11 +6,14 @@
 // codecs, observe, DTLS) is Leshan's code.
 //
 // Usage: java -cp CLASSPATH LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S [PSK_IDENTITY PSK_HEX]
-// It registers, prints "started" on stdout, runs until its standard input closes and then
+// With LESHAN_FIRMWARE=1 in the environment it also has a Firmware Update instance (/5/0, Leshan's
+// generic SimpleInstanceEnabler) that prints "package N bytes sha256=HEX" for every package
+// written to /5/0/0, and takes block-wise bodies up to 4 MiB. It registers, prints "started" on stdout, runs until its standard input closes and then
 // deregisters (LwM2M 1.1 core TS section 6.2.3) before it exits.
 
 import java.io.InputStream;
 import java.net.InetAddress;
+import java.security.MessageDigest;
 import java.util.EnumSet;
 import java.util.List;
 
@@ -21,6 +24,12 @@ import org.eclipse.leshan.client.object.Security;
 import org.eclipse.leshan.client.object.Server;
 import org.eclipse.leshan.client.resource.LwM2mObjectEnabler;
 import org.eclipse.leshan.client.resource.ObjectsInitializer;
+import org.eclipse.leshan.client.resource.SimpleInstanceEnabler;
+import org.eclipse.leshan.client.servers.LwM2mServer;
+import org.eclipse.leshan.core.node.LwM2mResource;
+import org.eclipse.leshan.core.response.WriteResponse;
+import org.eclipse.californium.core.config.CoapConfig;
+import org.eclipse.californium.elements.config.Configuration;
 import org.eclipse.leshan.core.LwM2mId;
 import org.eclipse.leshan.core.model.LwM2mModelRepository;
 import org.eclipse.leshan.core.model.ObjectLoader;
@@ -52,11 +61,21 @@ public class LeshanTestClient {
         init.setInstancesForObject(LwM2mId.SERVER, new Server(SHORT_SERVER_ID, lifetime));
         init.setInstancesForObject(LwM2mId.DEVICE,
                 new Device("Eclipse Leshan", "leshan-lwm2m-client", "LT-0001", EnumSet.of(BindingMode.U)));
+        boolean firmware = "1".equals(System.getenv("LESHAN_FIRMWARE"));
+        if (firmware) {
+            init.setInstancesForObject(LwM2mId.FIRMWARE, new Firmware());
+        }
         List<LwM2mObjectEnabler> objects = init.createAll();
 
         CaliforniumClientEndpointsProvider.Builder endpoints = new CaliforniumClientEndpointsProvider.Builder(
                 new CoapClientProtocolProvider(), new CoapsClientProtocolProvider());
         endpoints.setClientAddress(InetAddress.getLoopbackAddress());
+        if (firmware) {
+            // Californium's default largest block-wise body (8 KiB) is below a package.
+            Configuration config = endpoints.createDefaultConfiguration();
+            config.set(CoapConfig.MAX_RESOURCE_BODY_SIZE, 4 * 1024 * 1024);
+            endpoints.setConfiguration(config);
+        }
 
         LeshanClientBuilder builder = new LeshanClientBuilder(endpoint);
         builder.setObjects(objects);
@@ -75,6 +94,32 @@ public class LeshanTestClient {
         System.out.println("stopped");
         System.out.flush();
         System.exit(0);
+    }
+
+    /** Firmware Update instance 0 that reports each package written to /5/0/0. */
+    public static class Firmware extends SimpleInstanceEnabler {
+        public Firmware() {
+            super(0);
+        }
+
+        @Override
+        public WriteResponse write(LwM2mServer server, boolean replace, int resourceId, LwM2mResource value) {
+            if (resourceId == 0 && value.getValue() instanceof byte[]) {
+                byte[] pkg = (byte[]) value.getValue();
+                try {
+                    byte[] digest = MessageDigest.getInstance("SHA-256").digest(pkg);
+                    StringBuilder hex = new StringBuilder();
+                    for (byte b : digest) {
+                        hex.append(String.format("%02x", b));
+                    }
+                    System.out.println("package " + pkg.length + " bytes sha256=" + hex);
+                    System.out.flush();
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            }
+            return super.write(server, replace, resourceId, value);
+        }
     }
 
     private static byte[] hex(String s) {

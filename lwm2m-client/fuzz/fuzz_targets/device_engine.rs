@@ -1,0 +1,23 @@
+//! The engine of the engine fuzz targets: a device with the Security, Server, Device and
+//! Firmware Update objects (the package streams into a discarding backend), server peer 1.
+
+use lwm2m_client::objects::{Device, DeviceInfo, DiscardBackend, FirmwareUpdate, Security, Server};
+use lwm2m_client::{Config, Engine, ObjectHandler};
+
+/// A started engine named "fuzz".
+pub fn device_engine() -> Engine<u8> {
+    let objects: Vec<Box<dyn ObjectHandler>> = vec![
+        Box::new(Security::no_sec("coap://127.0.0.1")),
+        Box::new(Server::new(60)),
+        Box::new(Device::new(DeviceInfo {
+            manufacturer: "m".into(),
+            model: "x".into(),
+            serial: "1".into(),
+            firmware_version: "1".into(),
+        })),
+        Box::new(FirmwareUpdate::new(DiscardBackend::default())),
+    ];
+    let mut e = Engine::new(Config::new("fuzz"), 1u8, objects);
+    e.start(0);
+    e
+}
