@@ -61,7 +61,9 @@ pub struct ShimConfig {
     /// round trip. `None` serves them plain Block2, as hosts without Q-Block2 do.
     pub qblock: Option<QBlockParams>,
     /// Push firmware packages with Q-Block1 (RFC 9177) with these parameters, falling back to
-    /// Block1 for devices that answer 4.02; `None` pushes with Block1 only.
+    /// Block1 for devices that answer 4.02 or take the first block as the whole body; `None`
+    /// (the default) pushes with Block1 only: a device that ignores the critical Q-Block1
+    /// option (Leshan's client does) first stores a 1 KiB package.
     pub push_qblock: Option<QBlockParams>,
     /// Default per-exchange request timeout when the REST call gives none (Leshan: 5 s).
     pub default_timeout: Duration,
@@ -117,7 +119,7 @@ impl Default for ShimConfig {
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
             qblock: Some(QBlockParams::default()),
-            push_qblock: Some(QBlockParams::default()),
+            push_qblock: None,
             default_timeout: Duration::from_secs(5),
             timing: CoapTiming::default(),
             expiry_check: Duration::from_secs(1),

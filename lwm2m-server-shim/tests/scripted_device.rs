@@ -18,7 +18,6 @@ use lwm2m_client::codec::tlv;
 use lwm2m_client::codec::{
     BlockOpt, ContentFormat, Instance, Node, Path, Resource, ResourceType, ResourceValue, Value,
 };
-use lwm2m_server_shim::app::ShimConfig;
 use lwm2m_server_shim::content;
 use serde_json::json;
 
@@ -182,11 +181,6 @@ fn block1_sink(
     })
 }
 
-/// Pushes with Block1 only (RFC 9177 Q-Block1 pushes off).
-fn block1_only(c: &mut ShimConfig) {
-    c.push_qblock = None;
-}
-
 fn push_via_rest(h: &Harness, ep: &str, image: &[u8], timeout_s: u32) -> serde_json::Value {
     let node = json!({"id":0,"kind":"singleResource","type":"opaque","value": hex(image)});
     let (s, r) = h.put(
@@ -207,8 +201,7 @@ fn block1_sizes(seen: &[Packet]) -> Vec<usize> {
 
 #[test]
 fn push_renegotiates_smaller_blocks_on_4_13_with_size1() {
-    // These scripted devices model Block1 only: the shim pushes with Block1 from the start.
-    let h = Harness::start("413size1", block1_only);
+    let h = Harness::start("413size1", |_| {});
     let dev = Device::register(&h, "small", "</5/0>");
     let body = Arc::new(Mutex::new(Vec::new()));
     let refuse = |_b: BlockOpt| {
@@ -238,7 +231,7 @@ fn push_renegotiates_smaller_blocks_on_4_13_with_size1() {
 
 #[test]
 fn push_renegotiates_on_4_13_with_block1_szx_and_follows_late_2_31_szx() {
-    let h = Harness::start("413szx", block1_only);
+    let h = Harness::start("413szx", |_| {});
     let dev = Device::register(&h, "szx", "</5/0>");
     let body = Arc::new(Mutex::new(Vec::new()));
     let refuse = |b: BlockOpt| {
@@ -284,10 +277,7 @@ fn push_renegotiates_on_4_13_with_block1_szx_and_follows_late_2_31_szx() {
 
 #[test]
 fn slow_blocks_restart_the_request_timeout() {
-    let h = Harness::start("slow", |c| {
-        block1_only(c);
-        c.block_size = 256;
-    });
+    let h = Harness::start("slow", |c| c.block_size = 256);
     let dev = Device::register(&h, "slow", "</5/0>");
     let body = Arc::new(Mutex::new(Vec::new()));
     let never = |_b: BlockOpt| reply(ResponseType::InternalServerError);

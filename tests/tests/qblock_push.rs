@@ -13,6 +13,7 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::qblock::{decode_missing, q_block1, request_tag};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_client::sim::InThreadDevice;
+use lwm2m_server_shim::packages::qblock::QBlockParams;
 use sha2::{Digest, Sha256};
 use tests::e2e::{Harness, PackageKind};
 use tests::leshan::LeshanClient;
@@ -42,6 +43,11 @@ fn assert_changed(what: &str, (status, v): (u16, serde_json::Value)) {
     );
 }
 
+/// A shim that pushes with Q-Block1 (`serve --qblock-push`; Block1 is its default).
+fn pushing_q_block1(tag: &str) -> Harness {
+    Harness::start_configured(tag, |c| c.push_qblock = Some(QBlockParams::default()))
+}
+
 /// A device registered with the shim through a relay with `faults`; the package `name` of
 /// `len` bytes, read back from the shim's package directory.
 fn behind_relay(
@@ -68,7 +74,7 @@ fn behind_relay(
 /// installs and Update Result is 1. Block1 would cost the device an ACK per block.
 #[test]
 fn a_q_block1_push_through_a_lossy_relay_installs() {
-    let h = Harness::start("qb1-lossy");
+    let h = pushing_q_block1("qb1-lossy");
     let ep = "qb1-lossy";
     let faults = Faults {
         loss: 0.1,
@@ -112,7 +118,7 @@ fn a_q_block1_push_through_a_lossy_relay_installs() {
 /// registration goes straight to Block1 (no probe), counted on a loss-free relay.
 #[test]
 fn a_device_without_q_block1_gets_the_push_with_block1_and_is_remembered() {
-    let h = Harness::start("qb1-off");
+    let h = pushing_q_block1("qb1-off");
     let ep = "qb1-off";
     let (relay, _dev, pkg) = behind_relay(&h, ep, Faults::default(), true, 40 * 1024);
     let blocks = pkg.len().div_ceil(1024) as u64;
@@ -147,7 +153,7 @@ fn a_device_without_q_block1_gets_the_push_with_block1_and_is_remembered() {
 /// for byte.
 #[test]
 fn a_leshan_client_gets_the_push_with_block1() {
-    let h = Harness::start("qb1-leshan");
+    let h = pushing_q_block1("qb1-leshan");
     let ep = "qb1-leshan";
     h.package("fw.suit", &PackageKind::good("3.5.0", 8, 20 * 1024));
     let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");

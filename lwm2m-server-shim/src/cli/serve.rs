@@ -102,11 +102,13 @@ pub struct ServeArgs {
     /// default a device asking with Q-Block2 gets bursts of 10 blocks per round trip).
     #[arg(long)]
     no_qblock: bool,
-    /// Push firmware packages with Block1 only (one block per round trip), never RFC 9177
-    /// Q-Block1 (by default bursts of 10 blocks per round trip, falling back to Block1 for
-    /// each device that answers 4.02 Bad Option).
+    /// Push firmware packages with RFC 9177 Q-Block1: bursts of 10 blocks per round trip
+    /// instead of Block1's one, falling back to Block1 for each device that answers 4.02 Bad
+    /// Option or takes the first block as the whole body. Off by default: a device that
+    /// ignores the critical option (RFC 7252 5.4.1 says it must refuse it; Leshan's client
+    /// does not) is first written a 1 KiB package before Block1 sends the whole one.
     #[arg(long)]
-    no_qblock_push: bool,
+    qblock_push: bool,
     /// Default request timeout in seconds when a REST call gives no `timeout`; each block of a
     /// block-wise transfer restarts it.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -235,7 +237,7 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
         package_dir: args.packages,
         block_size: usize::from(args.block_size),
         qblock: (!args.no_qblock).then(Default::default),
-        push_qblock: (!args.no_qblock_push).then(Default::default),
+        push_qblock: args.qblock_push.then(Default::default),
         default_timeout: Duration::from_secs(args.timeout),
         udp_recv_buffer: (args.udp_recv_buffer > 0).then_some(args.udp_recv_buffer),
         udp_send_buffer: args.udp_send_buffer.filter(|b| *b > 0),
@@ -268,7 +270,7 @@ mod tests {
     fn q_block2_is_served_unless_turned_off() {
         assert!(config(&[]).qblock.is_some());
         assert!(config(&["--no-qblock"]).qblock.is_none());
-        assert!(config(&[]).push_qblock.is_some());
-        assert!(config(&["--no-qblock-push"]).push_qblock.is_none());
+        assert!(config(&[]).push_qblock.is_none());
+        assert!(config(&["--qblock-push"]).push_qblock.is_some());
     }
 }

@@ -49,7 +49,7 @@ impl Default for ServerSettings {
             default_timeout: Duration::from_secs(5),
             rd_block1: Block1Limits::default(),
             awake_time: DEFAULT_AWAKE_TIME,
-            push_qblock: Some(QBlockParams::default()),
+            push_qblock: None,
         }
     }
 }
