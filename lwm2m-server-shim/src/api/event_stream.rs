@@ -119,7 +119,12 @@ pub fn open(
         }
         let ep = endpoint.as_deref();
         loop {
+            // Biased, server events first: a REQUEST_RESPONSE (or a job's FIRMWARE change) that
+            // follows a server event (AWAKE, a notification) is published after it, so when both
+            // are ready the server event is the earlier one. Unbiased, select! picked at random
+            // and a loaded machine streamed a kept call's answer before the AWAKE that sent it.
             let step = tokio::select! {
+                biased;
                 ev = events.recv() => next(ev, ep, ServerEvent::endpoint, server_record),
                 ev = job_events.recv() => next(ev, ep, |j: &JobStatus| &j.ep, firmware_record),
                 ev = delayed_events.recv() => next(
