@@ -28,7 +28,7 @@ use crate::packages::coap_tcp::{
     TcpHostError, TcpHostLimits, TcpPackageHost, TlsError, TlsIdentity,
 };
 use crate::packages::host::{PackageHost, PackageHostError};
-use crate::packages::qblock::{QBlockParams, QBlockServer};
+use crate::packages::qblock::{QBlockSenderParams, QBlockServer};
 use crate::server::registration::block1::Block1Limits;
 use crate::server::registration::store::{InMemoryStore, RegistrationStore};
 use crate::server::security::store::{psk_lookup, InMemorySecurityStore, SecurityStore};
@@ -59,12 +59,12 @@ pub struct ShimConfig {
     pub block_size: usize,
     /// Q-Block2 (RFC 9177) for devices that ask with it: bursts of MAX_PAYLOADS blocks per
     /// round trip. `None` serves them plain Block2, as hosts without Q-Block2 do.
-    pub qblock: Option<QBlockParams>,
+    pub qblock: Option<QBlockSenderParams>,
     /// Push firmware packages with Q-Block1 (RFC 9177) with these parameters, falling back to
     /// Block1 for devices that answer 4.02 or take the first block as the whole body; `None`
     /// (the default) pushes with Block1 only: a device that ignores the critical Q-Block1
     /// option (Leshan's client does) first stores a 1 KiB package.
-    pub push_qblock: Option<QBlockParams>,
+    pub push_qblock: Option<QBlockSenderParams>,
     /// Default per-exchange request timeout when the REST call gives none (Leshan: 5 s).
     pub default_timeout: Duration,
     /// CoAP retransmission parameters.
@@ -118,7 +118,7 @@ impl Default for ShimConfig {
             http_limits: HttpLimits::default(),
             package_dir: std::env::temp_dir().join("lwm2m-shim-packages"),
             block_size: 1024,
-            qblock: Some(QBlockParams::default()),
+            qblock: Some(QBlockSenderParams::default()),
             push_qblock: None,
             default_timeout: Duration::from_secs(5),
             timing: CoapTiming::default(),
@@ -198,7 +198,7 @@ impl ShimConfig {
             rd_block1: self.rd_block1,
             awake_time: self.awake_time,
             // NON_TIMEOUT is ACK_TIMEOUT (RFC 9177 §7.2): a tuned link tunes both.
-            push_qblock: self.push_qblock.map(|p| QBlockParams {
+            push_qblock: self.push_qblock.map(|p| QBlockSenderParams {
                 non_timeout: p.non_timeout.min(self.timing.ack_timeout),
                 ..p
             }),

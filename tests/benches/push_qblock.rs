@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::sim::InThreadDevice;
-use lwm2m_server_shim::packages::qblock::QBlockParams;
+use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 use tests::e2e::{Harness, PackageKind};
 use tests::relay::{Faults, Relay};
 use tests::rest::Rest;
@@ -50,9 +50,9 @@ fn push(qblock: bool, loss: f64, seed: u64) -> Outcome {
     let tag = format!("bench-push-{}-{}", qblock, (loss * 100.0) as u32);
     let h = Harness::start_configured(&tag, |c| {
         c.timing.max_retransmit = u32::from(RETRIES);
-        c.push_qblock = qblock.then(|| QBlockParams {
+        c.push_qblock = qblock.then(|| QBlockSenderParams {
             max_unasked_sets: u32::from(RETRIES),
-            ..QBlockParams::default()
+            ..QBlockSenderParams::default()
         });
     });
     let relay = Relay::start(

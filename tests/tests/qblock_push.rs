@@ -13,7 +13,7 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::qblock::{decode_missing, q_block1, request_tag};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_client::sim::InThreadDevice;
-use lwm2m_server_shim::packages::qblock::QBlockParams;
+use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 use sha2::{Digest, Sha256};
 use tests::e2e::{Harness, PackageKind};
 use tests::leshan::LeshanClient;
@@ -45,7 +45,7 @@ fn assert_changed(what: &str, (status, v): (u16, serde_json::Value)) {
 
 /// A shim that pushes with Q-Block1 (`serve --qblock-push`; Block1 is its default).
 fn pushing_q_block1(tag: &str) -> Harness {
-    Harness::start_configured(tag, |c| c.push_qblock = Some(QBlockParams::default()))
+    Harness::start_configured(tag, |c| c.push_qblock = Some(QBlockSenderParams::default()))
 }
 
 /// A device registered with the shim through a relay with `faults`; the package `name` of

@@ -9,11 +9,11 @@
 //!
 //! Congestion control (§7.2): after a set, the host waits NON_TIMEOUT_RANDOM (NON_TIMEOUT to
 //! NON_TIMEOUT x ACK_RANDOM_FACTOR) for the device's next request, then sends the next set
-//! unasked with the last token it saw; [`QBlockParams::max_unasked_sets`] in a row without a
+//! unasked with the last token it saw; [`QBlockSenderParams::max_unasked_sets`] in a row without a
 //! word from the device end the transfer, so a device that went away is not sent the rest of
 //! the package. A package changed mid-transfer ends it too (later requests get the new ETag,
 //! from which the device restarts). Transfers are kept per device and package, at most
-//! [`QBlockParams::max_transfers`] of them, and forgotten after NON_PARTIAL_TIMEOUT.
+//! [`QBlockSenderParams::max_transfers`] of them, and forgotten after NON_PARTIAL_TIMEOUT.
 //!
 //! Requests without Q-Block2 never reach this module: Block2 clients are served by
 //! [`super::coap`] as before.
@@ -35,9 +35,11 @@ use crate::coap::endpoint::CoapEndpoint;
 use crate::coap::message::{response, with_reason};
 use crate::packages::host::{PackageHost, PackageHostError, Snapshot};
 
-/// The host's RFC 9177 §7.2 parameters.
+/// The sender's RFC 9177 §7.2 parameters: the package host sending Q-Block2 bursts and the
+/// pusher sending Q-Block1 sets (the device's receiver side is
+/// `lwm2m_client::pull::qblock::QBlockParams`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QBlockParams {
+pub struct QBlockSenderParams {
     /// MAX_PAYLOADS: blocks per burst (10).
     pub max_payloads: u32,
     /// NON_TIMEOUT: the wait for the device's next request after a set (2 s).
@@ -52,7 +54,7 @@ pub struct QBlockParams {
     pub max_transfers: usize,
 }
 
-impl Default for QBlockParams {
+impl Default for QBlockSenderParams {
     fn default() -> Self {
         Self {
             max_payloads: qblock::MAX_PAYLOADS,
@@ -86,7 +88,7 @@ pub type Due = Vec<(SocketAddr, Vec<u8>, Vec<Packet>)>;
 /// The transfers under way and their timers: a pure state machine, time given by the caller.
 #[derive(Debug)]
 pub struct Schedule {
-    params: QBlockParams,
+    params: QBlockSenderParams,
     transfers: HashMap<(SocketAddr, String), Transfer>,
     rng: u64,
 }
@@ -139,7 +141,7 @@ fn bad_option(reason: &str) -> (Packet, Vec<Packet>) {
 
 impl Schedule {
     /// No transfers yet.
-    pub fn new(params: QBlockParams) -> Self {
+    pub fn new(params: QBlockSenderParams) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
@@ -364,7 +366,7 @@ impl Schedule {
 
 impl QBlockServer {
     /// A server with these parameters and no transfers.
-    pub fn new(params: QBlockParams) -> Self {
+    pub fn new(params: QBlockSenderParams) -> Self {
         Self {
             schedule: Mutex::new(Schedule::new(params)),
             wake: Notify::new(),

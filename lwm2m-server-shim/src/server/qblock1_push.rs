@@ -12,7 +12,7 @@
 //! The device answers each complete set with 2.31 Continue (the next set goes at once),
 //! missing blocks with 4.08 and their numbers as `application/missing-blocks+cbor-seq`
 //! (§4.4, §5: those blocks are sent again), and the last block with the write's result.
-//! Congestion control (§7.2, the shim's [`QBlockParams`]): after a set the pusher waits
+//! Congestion control (§7.2, the shim's [`QBlockSenderParams`]): after a set the pusher waits
 //! NON_TIMEOUT_RANDOM (NON_TIMEOUT to NON_TIMEOUT x ACK_RANDOM_FACTOR) for an answer; when
 //! none comes it sends the last block it sent again, which asks the device where the body
 //! stands (it answers 2.31 or 4.08), rather than the next set, which a device that keeps no
@@ -30,7 +30,7 @@ use lwm2m_client::codec::qblock::{
 use lwm2m_client::codec::BlockOpt;
 
 use crate::coap::endpoint::{random_u64, CoapEndpoint, ExchangeError};
-use crate::packages::qblock::QBlockParams;
+use crate::packages::qblock::QBlockSenderParams;
 
 /// Why a Q-Block1 push ended without the device's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl Body<'_> {
 }
 
 /// NON_TIMEOUT_RANDOM: NON_TIMEOUT stretched by a random factor up to ACK_RANDOM_FACTOR.
-fn non_timeout_random(params: &QBlockParams) -> Duration {
+fn non_timeout_random(params: &QBlockSenderParams) -> Duration {
     let spread = (params.ack_random_factor - 1.0).max(0.0);
     let frac = (random_u64() % 1000) as f64 / 1000.0;
     params.non_timeout.mul_f64(1.0 + spread * frac)
@@ -120,7 +120,7 @@ pub async fn push(
     req: &Packet,
     payload: &[u8],
     szx: u8,
-    params: &QBlockParams,
+    params: &QBlockSenderParams,
     timeout: Duration,
 ) -> Result<Pushed, PushError> {
     let tag = (random_u64() as u32).to_be_bytes();

@@ -16,7 +16,7 @@ use lwm2m_client::codec::block::{decode_uint_option, uint_option, MAX_NUM};
 use lwm2m_client::codec::{senml, BlockOpt, ContentFormat, Path};
 
 use crate::coap::endpoint::{CoapEndpoint, ExchangeError, ObservationStream};
-use crate::packages::qblock::QBlockParams;
+use crate::packages::qblock::QBlockSenderParams;
 use crate::server::qblock1_push::{self, PushError, Pushed};
 
 /// Largest body a Block2 read may reassemble (keeps a misbehaving client from exhausting memory).
@@ -161,7 +161,7 @@ const MAX_REMEMBERED_WITHOUT_QBLOCK1: usize = 65_536;
 #[derive(Clone, Debug)]
 pub struct PushQBlock {
     /// RFC 9177 §7.2 parameters of the pusher.
-    pub params: QBlockParams,
+    pub params: QBlockSenderParams,
     /// Id of the registration the handle reaches.
     pub registration: String,
     /// Registrations known not to take Q-Block1.

@@ -14,7 +14,7 @@ use lwm2m_client::codec::{ContentFormat, Path};
 use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
 use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
-use crate::packages::qblock::QBlockParams;
+use crate::packages::qblock::QBlockSenderParams;
 use crate::server::events::{EndpointEvents, EndpointSubscription, EventBus, ServerEvent};
 use crate::server::observations::{self, ActiveObservation, Observations, Observed};
 use crate::server::presence::{Presence, DEFAULT_AWAKE_TIME};
@@ -39,7 +39,7 @@ pub struct ServerSettings {
     pub awake_time: Duration,
     /// Firmware packages pushed with Q-Block1 (RFC 9177) with these parameters, falling
     /// back to Block1 per registration; `None` pushes with Block1 only.
-    pub push_qblock: Option<QBlockParams>,
+    pub push_qblock: Option<QBlockSenderParams>,
 }
 
 impl Default for ServerSettings {

@@ -63,7 +63,7 @@ fn code(p: &Packet) -> MessageClass {
 #[test]
 fn requests_are_answered_as_rfc_9177_section_4_4_reads_them() {
     let f = Fixture::new("asks", 25 * 1024 + 100); // blocks 0..=25 of 1 KiB
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     let now = Instant::now();
     let mut ask = |asks: &[(u32, bool)]| {
         let (first, more) = s.answer(&f.host, &get(asks, 6, b"t"), &path(), 6, peer(), now);
@@ -96,7 +96,7 @@ fn requests_are_answered_as_rfc_9177_section_4_4_reads_them() {
 #[test]
 fn every_block_carries_etag_size2_and_its_bytes() {
     let f = Fixture::new("bytes", 3000);
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     let info = f.host.info("p.bin").unwrap();
     let (first, more) = s.answer(
         &f.host,
@@ -134,7 +134,7 @@ fn every_block_carries_etag_size2_and_its_bytes() {
 #[test]
 fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
     let f = Fixture::new("refused", 5000);
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     let now = Instant::now();
     let mut bad = get(&[], 6, b"t");
     bad.add_option(q_block2(), vec![0, 0, 0, 0x0E]);
@@ -178,7 +178,7 @@ fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
 #[test]
 fn a_silent_device_gets_the_next_set_after_non_timeout_and_then_no_more() {
     let f = Fixture::new("timer", 100 * 1024);
-    let params = QBlockParams::default();
+    let params = QBlockSenderParams::default();
     let mut s = Schedule::new(params);
     let t0 = Instant::now();
     s.answer(
@@ -211,7 +211,7 @@ fn a_silent_device_gets_the_next_set_after_non_timeout_and_then_no_more() {
 #[test]
 fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     let f = Fixture::new("moves", 100 * 1024);
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     let t0 = Instant::now();
     s.answer(&f.host, &get(&[(0, true)], 6, b"a"), &path(), 6, peer(), t0);
     // Blocks 3 and 24 asked again: the next unasked set is the one after block 24's.
@@ -243,7 +243,7 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     assert!(s.is_empty());
     // The whole body in one set: nothing left to send unasked.
     let small = Fixture::new("small", 4000);
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     s.answer(
         &small.host,
         &get(&[(0, true)], 6, b"a"),
@@ -258,9 +258,9 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
 #[test]
 fn transfers_are_bounded_in_number_and_time() {
     let f = Fixture::new("bound", 100 * 1024);
-    let params = QBlockParams {
+    let params = QBlockSenderParams {
         max_transfers: 3,
-        ..QBlockParams::default()
+        ..QBlockSenderParams::default()
     };
     let mut s = Schedule::new(params);
     let t0 = Instant::now();
@@ -295,7 +295,7 @@ fn transfers_are_bounded_in_number_and_time() {
 #[test]
 fn random_q_block2_requests_never_panic() {
     let f = Fixture::new("random", 7000);
-    let mut s = Schedule::new(QBlockParams::default());
+    let mut s = Schedule::new(QBlockSenderParams::default());
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         x ^= x << 13;
