@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::{bytes, hex, temp_dir, wait_event, Harness};
+use common::{bytes, hex, openssl, temp_dir, wait_event, Harness};
 use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 use lwm2m_server_shim::firmware::campaign;
 use serde_json::{json, Value};
@@ -430,19 +430,6 @@ fn security_rest_api_lists_puts_and_deletes_like_leshan() {
     assert!(DtlsPeer::connect(h.coap, "id-b", b"key-b", Duration::from_secs(3)).is_err());
     let (_, all) = h.get_json("/api/security/clients");
     assert_eq!(all.as_array().map(Vec::len), Some(1));
-}
-
-/// Runs the `openssl` command line tool in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed")
-        .success();
-    assert!(ok, "openssl {args:?}");
 }
 
 /// A CA plus P-256 certificates it signs: `server` (CN 127.0.0.1) and `dev` (CN `dev_cn`), and

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{temp_dir, Harness};
+use common::{openssl, temp_dir, Harness};
 use lwm2m_client::codec::{base64, hex};
 use serde_json::{json, Value};
 
@@ -22,17 +20,6 @@ fn endpoint_names_the_listeners_that_run() {
     assert_eq!(h.get_json("/api/server/security"), (200, json!({})));
 }
 
-fn openssl_out(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}");
-    out.stdout
-}
-
 fn b64(v: &Value) -> Vec<u8> {
     base64::decode(v.as_str().expect("base64 string")).expect("valid base64")
 }
@@ -40,7 +27,7 @@ fn b64(v: &Value) -> Vec<u8> {
 #[test]
 fn security_shows_the_certificate_and_its_key() {
     let dir = temp_dir("server-security");
-    openssl_out(
+    openssl(
         &dir,
         &[
             "req",
@@ -86,11 +73,11 @@ fn security_shows_the_certificate_and_its_key() {
     let (s, v) = h.get_json("/api/server/security");
     assert_eq!(s, 200, "{v}");
     let c = &v["certificate"];
-    let der = openssl_out(&dir, &["x509", "-in", "server.pem", "-outform", "DER"]);
+    let der = openssl(&dir, &["x509", "-in", "server.pem", "-outform", "DER"]);
     assert_eq!(b64(&c["b64Der"]), der);
-    let spki = openssl_out(&dir, &["x509", "-in", "server.pem", "-noout", "-pubkey"]);
+    let spki = openssl(&dir, &["x509", "-in", "server.pem", "-noout", "-pubkey"]);
     std::fs::write(dir.join("pub.pem"), spki).expect("write");
-    let spki_der = openssl_out(
+    let spki_der = openssl(
         &dir,
         &["pkey", "-pubin", "-in", "pub.pem", "-outform", "DER"],
     );

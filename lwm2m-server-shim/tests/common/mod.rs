@@ -37,6 +37,24 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Runs the `openssl` command-line tool in `dir` (an implementation independent of the one the
+/// shim links, for certificates and for reading them back); fails the test when it fails.
+/// Returns what it printed.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A unique, empty temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()
