@@ -99,19 +99,11 @@ fn shim_config(ip: Ipv4Addr, package_dir: PathBuf, coap_tcp: bool) -> ShimConfig
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 impl Setup {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("lossy-link-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let rt = runtime();
+        let rt = tests::runtime();
         let shim = rt
             .block_on(app::start(shim_config(
                 Ipv4Addr::LOCALHOST,
@@ -187,7 +179,7 @@ impl LinkedShim {
         let (rt, shim) = link
             .host()
             .run(|| {
-                let rt = runtime();
+                let rt = tests::runtime();
                 let shim = rt
                     .block_on(app::start(shim_config(HOST_IP, package_dir, true)))
                     .expect("shim starts in the host namespace");

@@ -26,11 +26,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tests::runtime();
     let dir = temp_dir("tcp-pull-bench");
     let any = "127.0.0.1:0".parse().ok();
     let running = rt

@@ -165,11 +165,7 @@ impl Harness {
         let mut config = config;
         edit(&mut config);
         std::fs::create_dir_all(&config.package_dir).expect("package dir");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = crate::runtime();
         let running = rt.block_on(app::start(config)).expect("shim starts");
         let (key_pem, public) = author::generate_key_pem().expect("key");
         let trust_anchor = dir.join("signer.pub.pem");

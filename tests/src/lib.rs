@@ -18,6 +18,16 @@ pub mod rest;
 pub mod serve;
 pub mod tcp_relay;
 
+/// The tokio runtime the tests and benches run shims and pulls on: two workers, one per core
+/// of the machines they run on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The `../shared` folder beside the checkout (design notes, SUIT vectors and keys).
 pub fn shared_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")

@@ -29,14 +29,6 @@ fn image(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// A package host directory with `p.bin` and a coap+tcp (or coaps+tcp) listener on it.
 struct Host {
     rt: tokio::runtime::Runtime,
@@ -48,7 +40,7 @@ struct Host {
 
 impl Host {
     fn start(tag: &str, body: &[u8], secure: bool, limits: TcpHostLimits) -> Self {
-        let rt = runtime();
+        let rt = tests::runtime();
         let dir = temp_dir(tag);
         let packages = Arc::new(PackageHost::new(dir.join("packages")).expect("package dir"));
         packages.store("p.bin", body).expect("store");
@@ -199,7 +191,7 @@ fn our_pull_fetches_from_libcoap_server_over_coap_tcp() {
     let r = coap_client(&["-m", "put", "-B", "20", "-f", file.to_str().unwrap(), &url]);
     assert!(r.status.success(), "upload to coap-server: {r:?}");
 
-    let rt = runtime();
+    let rt = tests::runtime();
     let config = TcpPullConfig {
         stall: Duration::from_secs(10),
         ..TcpPullConfig::default()
