@@ -30,7 +30,7 @@
 
 use alloc::vec::Vec;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use coap_lite::{CoapOption, MessageType, Packet, ResponseType};
 
 use super::dm::{first_uint, reply, Answer};
 use super::Engine;
@@ -309,7 +309,6 @@ impl<P: Clone + PartialEq> Engine<P> {
         let mut p = incomplete(rx.missing(params.max_payloads.max(1)));
         rx.asked = rx.asked.saturating_add(1);
         p.header.set_type(MessageType::NonConfirmable);
-        p.header.code = MessageClass::Response(ResponseType::RequestEntityIncomplete);
         p.set_token(rx.token.clone());
         let peer = rx.peer.clone();
         // Each wait counts from the latest 4.08, doubling.
@@ -324,7 +323,7 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::vec;
 
-    use coap_lite::RequestType;
+    use coap_lite::{MessageClass, RequestType};
 
     use super::*;
     use crate::codec::qblock::{decode_missing, request_tag};
