@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use coap_lite::{Packet, ResponseType};
+use coap_lite::{MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_client::host::dtls::{DtlsContext, DtlsError};
 use tokio::net::TcpListener;
@@ -29,6 +29,7 @@ use crate::packages::coap_tcp::{
 };
 use crate::packages::host::{PackageHost, PackageHostError};
 use crate::packages::qblock::{QBlockSenderParams, QBlockServer};
+use crate::server::discovery;
 use crate::server::registration::block1::Block1Limits;
 use crate::server::registration::store::{InMemoryStore, RegistrationStore};
 use crate::server::security::store::{psk_lookup, InMemorySecurityStore, SecurityStore};
@@ -207,7 +208,8 @@ impl ShimConfig {
 }
 
 /// Routes the requests devices send to the shim: `/rd` to the registration interface, `/fw`
-/// to the package host (Q-Block2 requests to its Q-Block2 face when enabled).
+/// to the package host, `/` and `/.well-known/core` to the discovery documents (Q-Block2
+/// requests to the host's Q-Block2 face when enabled).
 struct CoapRouter {
     shim: std::sync::Weak<Shim>,
     /// Whether this router serves the coaps endpoint.
@@ -230,18 +232,30 @@ impl RequestHandler for CoapRouter {
                 &path,
                 BlockOpt::szx_for_size(shim.settings.block_size),
             ),
-            _ => response(ResponseType::NotFound),
+            _ => match discovery::document(&path) {
+                Some(doc) if request.header.code == MessageClass::Request(RequestType::Get) => {
+                    let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
+                    package_coap::block2_answer(&doc.snapshot, request, max_szx, doc.format)
+                }
+                Some(_) => response(ResponseType::MethodNotAllowed),
+                None => response(ResponseType::NotFound),
+            },
         }
     }
 
     fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
         if let (Some(qblock), Some(shim)) = (&self.qblock, self.shim.upgrade()) {
             let path = uri_path(request);
-            if path.first().map(String::as_str) == Some(PACKAGE_PATH) {
-                let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
-                if let Some(burst) = qblock.handle(&shim.packages, request, &path, max_szx, peer) {
-                    return burst;
-                }
+            let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
+            let burst = if path.first().map(String::as_str) == Some(PACKAGE_PATH) {
+                qblock.handle(&shim.packages, request, &path, max_szx, peer)
+            } else {
+                discovery::document(&path).and_then(|doc| {
+                    qblock.answer_document(&doc.snapshot, request, max_szx, doc.format)
+                })
+            };
+            if let Some(burst) = burst {
+                return burst;
             }
         }
         (self.handle(request, peer), Vec::new())

@@ -8,7 +8,7 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::BlockOpt;
 
 use crate::coap::message::response;
-use crate::packages::host::{PackageHost, PackageHostError};
+use crate::packages::host::{PackageHost, PackageHostError, Snapshot};
 
 /// First Uri-Path segment of package URIs (`coap://host:port/fw/<name>`).
 pub const PACKAGE_PATH: &str = "fw";
@@ -23,10 +23,25 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
         return response(ResponseType::NotFound);
     };
     // Size, ETag and bytes of one version of the package.
-    let snapshot = match host.snapshot(name) {
-        Ok(s) => s,
-        Err(e) => return error_response(&e),
-    };
+    match host.snapshot(name) {
+        Ok(snapshot) => block2_answer(
+            &snapshot,
+            request,
+            max_szx,
+            LiteFormat::ApplicationOctetStream,
+        ),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The Block2 answer to a GET of one version of a representation (a package or a discovery
+/// document) in `format`: the block asked for, or the first one, with ETag and Size2.
+pub(crate) fn block2_answer(
+    snapshot: &Snapshot,
+    request: &Packet,
+    max_szx: u8,
+    format: LiteFormat,
+) -> Packet {
     let info = &snapshot.info;
     let requested = match request
         .get_first_option(CoapOption::Block2)
@@ -51,7 +66,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
         // Beyond 2^20 blocks at this size: the client must ask for larger blocks.
         return response(ResponseType::RequestEntityTooLarge);
     };
-    let data = match host.read_snapshot(&snapshot, offset, 1usize << (szx + 4)) {
+    let data = match snapshot.read(offset, 1usize << (szx + 4)) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "package host");
@@ -59,7 +74,7 @@ pub fn handle(host: &PackageHost, request: &Packet, path: &[String], max_szx: u8
         }
     };
     let mut resp = response(ResponseType::Content);
-    resp.set_content_format(LiteFormat::ApplicationOctetStream);
+    resp.set_content_format(format);
     resp.add_option(CoapOption::ETag, info.etag.to_vec());
     if requested.is_some() || more {
         resp.add_option(CoapOption::Block2, opt.encode());

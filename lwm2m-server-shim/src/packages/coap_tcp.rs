@@ -480,7 +480,7 @@ fn bert_block(
     if offset > 0 && offset >= size {
         return None;
     }
-    let data = host.read_snapshot(&snapshot, offset, bert).ok()?;
+    let data = snapshot.read(offset, bert).ok()?;
     let more = offset + (data.len() as u64) < size;
     let mut r = response(ResponseType::Content);
     r.set_content_format(LiteFormat::ApplicationOctetStream);

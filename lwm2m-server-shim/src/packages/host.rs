@@ -141,6 +141,41 @@ pub struct Snapshot {
     file: Option<Arc<File>>,
 }
 
+impl Snapshot {
+    /// A representation held in memory under `name` (the shim's discovery documents), with the
+    /// ETag a package of the same bytes would have.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Self {
+        Self {
+            info: PackageInfo {
+                name: name.into(),
+                size: bytes.len() as u64,
+                etag: etag_of(Sha256::digest(bytes).as_slice()),
+            },
+            content: Some(Arc::from(bytes)),
+            file: None,
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of this version (fewer at the end); a package too large
+    /// to keep in memory is read from the file handle the snapshot holds.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, PackageHostError> {
+        let Some(content) = &self.content else {
+            let file = self.file.as_ref().ok_or(PackageHostError::NotFound)?;
+            return read_file_at(file, self.info.size, offset, len);
+        };
+        let start = usize::try_from(offset).map_err(|_| PackageHostError::OutOfRange)?;
+        let rest = content.get(start..).ok_or(PackageHostError::OutOfRange)?;
+        Ok(rest.get(..len.min(rest.len())).unwrap_or_default().to_vec())
+    }
+}
+
+/// The ETag of content whose SHA-256 is `digest`: its first 8 bytes.
+fn etag_of(digest: &[u8]) -> [u8; 8] {
+    let mut etag = [0u8; 8];
+    etag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    etag
+}
+
 /// Packages in one directory.
 pub struct PackageHost {
     dir: PathBuf,
@@ -278,9 +313,7 @@ impl PackageHost {
             }
             (None, Some(Arc::new(f)))
         };
-        let digest = hasher.finalize();
-        let mut etag = [0u8; 8];
-        etag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        let etag = etag_of(hasher.finalize().as_slice());
         let c = Cached {
             stamp,
             checked: now,
@@ -291,23 +324,6 @@ impl PackageHost {
         let s = snapshot(&c);
         self.lock_cache().insert(name.into(), c);
         Ok(s)
-    }
-
-    /// Reads `len` bytes at `offset` of the version `snapshot` describes (fewer at the end);
-    /// a package too large to keep in memory is read from the file handle the snapshot holds.
-    pub fn read_snapshot(
-        &self,
-        snapshot: &Snapshot,
-        offset: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, PackageHostError> {
-        let Some(content) = &snapshot.content else {
-            let file = snapshot.file.as_ref().ok_or(PackageHostError::NotFound)?;
-            return read_file_at(file, snapshot.info.size, offset, len);
-        };
-        let start = usize::try_from(offset).map_err(|_| PackageHostError::OutOfRange)?;
-        let rest = content.get(start..).ok_or(PackageHostError::OutOfRange)?;
-        Ok(rest.get(..len.min(rest.len())).unwrap_or_default().to_vec())
     }
 
     /// Every package, sorted by name.
@@ -334,7 +350,7 @@ impl PackageHost {
         len: usize,
     ) -> Result<Vec<u8>, PackageHostError> {
         let s = self.snapshot(name)?;
-        self.read_snapshot(&s, offset, len)
+        s.read(offset, len)
     }
 
     /// Removes a package.
@@ -507,10 +523,7 @@ mod tests {
         let s = host.snapshot_at("fw.bin", later).expect("snapshot");
         assert_eq!(s.info.size, 100);
         assert_eq!(s.info.etag, host.info("fw.bin").expect("info").etag);
-        assert_eq!(
-            host.read_snapshot(&s, 90, 50).expect("tail"),
-            data[90..100].to_vec()
-        );
+        assert_eq!(s.read(90, 50).expect("tail"), data[90..100].to_vec());
         let b = host.store("fw.bin", &changed).expect("replace again");
         assert_eq!(host.list().expect("list"), vec![b]);
         assert!(matches!(host.info("nope"), Err(PackageHostError::NotFound)));

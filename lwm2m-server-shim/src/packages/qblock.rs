@@ -99,10 +99,10 @@ pub struct QBlockServer {
     wake: Notify,
 }
 
-/// One block as a 2.05 response.
-fn block_response(snapshot: &Snapshot, data: Vec<u8>, opt: BlockOpt) -> Packet {
+/// One block as a 2.05 response in `format`.
+fn block_response(snapshot: &Snapshot, data: Vec<u8>, opt: BlockOpt, format: LiteFormat) -> Packet {
     let mut r = response(ResponseType::Content);
-    r.set_content_format(LiteFormat::ApplicationOctetStream);
+    r.set_content_format(format);
     r.add_option(CoapOption::ETag, snapshot.info.etag.to_vec());
     r.add_option(q_block2(), opt.encode());
     r.add_option(
@@ -113,26 +113,113 @@ fn block_response(snapshot: &Snapshot, data: Vec<u8>, opt: BlockOpt) -> Packet {
     r
 }
 
-/// The responses for `blocks` of one version of the package (sizes of 2^(szx+4) bytes).
+/// The responses for `nums` of one version of a representation (blocks of 2^(szx+4) bytes).
 fn blocks(
-    host: &PackageHost,
     snapshot: &Snapshot,
     szx: u8,
     total_blocks: u32,
     nums: &[u32],
+    format: LiteFormat,
 ) -> Result<Vec<Packet>, PackageHostError> {
     nums.iter()
         .map(|&num| {
             let size = 1usize << (szx + 4);
-            let data = host.read_snapshot(snapshot, u64::from(num) * size as u64, size)?;
+            let data = snapshot.read(u64::from(num) * size as u64, size)?;
             let opt = BlockOpt {
                 num,
                 more: num.saturating_add(1) < total_blocks,
                 szx,
             };
-            Ok(block_response(snapshot, data, opt))
+            Ok(block_response(snapshot, data, opt, format))
         })
         .collect()
+}
+
+/// An answer that is a single response (an error).
+type Refusal = (Packet, Vec<Packet>);
+
+/// The Q-Block2 options of a GET, all of one block size and without Block2 (§4.4); 4.02
+/// otherwise.
+fn asks_of(request: &Packet) -> Result<Vec<BlockOpt>, Refusal> {
+    let asks = match q_block2_options(request) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => return Err(bad_option("no Q-Block2 option")),
+        Err(_) => return Err(bad_option("malformed Q-Block2 option")),
+    };
+    if request.get_option(CoapOption::Block2).is_some() {
+        return Err(bad_option("Block2 and Q-Block2 in one request"));
+    }
+    if asks.iter().any(|a| a.szx != asks[0].szx) {
+        return Err(bad_option("Q-Block2 options of different block sizes"));
+    }
+    Ok(asks)
+}
+
+/// What one Q-Block2 request gets: its blocks, the first of them the response, and where the
+/// transfer stands after them.
+struct Burst {
+    packets: Vec<Packet>,
+    szx: u8,
+    total_blocks: u32,
+    highest: u32,
+    asked_set: bool,
+}
+
+/// The blocks `asks` ask for of one version of a representation in `format` (§4.4), in
+/// order, each once, at most `max_payloads`; `max_szx` caps the block size as for Block2.
+fn burst(
+    snapshot: &Snapshot,
+    asks: &[BlockOpt],
+    max_szx: u8,
+    max_payloads: u32,
+    format: LiteFormat,
+) -> Result<Burst, Refusal> {
+    let szx = asks.first().map_or(max_szx, |a| a.szx.min(max_szx));
+    let size = 1u64 << (szx + 4);
+    let Ok(total_blocks) = u32::try_from(snapshot.info.size.div_ceil(size).max(1)) else {
+        return Err((response(ResponseType::RequestEntityTooLarge), Vec::new()));
+    };
+    if total_blocks - 1 > MAX_NUM {
+        // Beyond 2^20 blocks at this size: the device must ask for larger blocks.
+        return Err((response(ResponseType::RequestEntityTooLarge), Vec::new()));
+    }
+    let mp = max_payloads.max(1);
+    let mut asked_set = false;
+    let mut nums: Vec<u32> = Vec::new();
+    for a in asks {
+        // Asked with larger blocks than served: the same offset in the smaller blocks.
+        let num = u32::try_from(a.offset() / size).unwrap_or(u32::MAX);
+        let ask = Ask::of(BlockOpt { num, ..*a }, mp);
+        asked_set |= !matches!(ask, Ask::Block(_));
+        nums.extend(ask.blocks(mp, total_blocks));
+    }
+    nums.sort_unstable();
+    nums.dedup();
+    nums.truncate(mp as usize);
+    let Some(&highest) = nums.last() else {
+        return Err(bad_option("block beyond the end of the package"));
+    };
+    match blocks(snapshot, szx, total_blocks, &nums, format) {
+        Ok(packets) => Ok(Burst {
+            packets,
+            szx,
+            total_blocks,
+            highest,
+            asked_set,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "package host");
+            Err((response(ResponseType::InternalServerError), Vec::new()))
+        }
+    }
+}
+
+impl Burst {
+    /// The response and the NON messages after it.
+    fn split(mut self) -> (Packet, Vec<Packet>) {
+        let first = self.packets.remove(0);
+        (first, self.packets)
+    }
 }
 
 fn bad_option(reason: &str) -> (Packet, Vec<Packet>) {
@@ -173,18 +260,10 @@ impl Schedule {
         peer: SocketAddr,
         now: Instant,
     ) -> (Packet, Vec<Packet>) {
-        let asks = match q_block2_options(request) {
-            Ok(a) if !a.is_empty() => a,
-            Ok(_) => return bad_option("no Q-Block2 option"),
-            Err(_) => return bad_option("malformed Q-Block2 option"),
+        let asks = match asks_of(request) {
+            Ok(a) => a,
+            Err(refusal) => return refusal,
         };
-        if request.get_option(CoapOption::Block2).is_some() {
-            return bad_option("Block2 and Q-Block2 in one request");
-        }
-        let asked_szx = asks[0].szx;
-        if asks.iter().any(|a| a.szx != asked_szx) {
-            return bad_option("Q-Block2 options of different block sizes");
-        }
         let [_, name] = path else {
             return (response(ResponseType::NotFound), Vec::new());
         };
@@ -192,51 +271,23 @@ impl Schedule {
             Ok(s) => s,
             Err(e) => return (super::coap::error_response(&e), Vec::new()),
         };
-        let szx = asked_szx.min(max_szx);
-        let size = 1u64 << (szx + 4);
-        let Ok(total_blocks) = u32::try_from(snapshot.info.size.div_ceil(size).max(1)) else {
-            return (response(ResponseType::RequestEntityTooLarge), Vec::new());
-        };
-        if total_blocks - 1 > MAX_NUM {
-            // Beyond 2^20 blocks at this size: the device must ask for larger blocks.
-            return (response(ResponseType::RequestEntityTooLarge), Vec::new());
-        }
-        let mp = self.params.max_payloads.max(1);
-        let mut asked_set = false;
-        let mut nums: Vec<u32> = Vec::new();
-        for a in &asks {
-            // Asked with larger blocks than served: the same offset in the smaller blocks.
-            let num = u32::try_from(a.offset() / size).unwrap_or(u32::MAX);
-            let ask = Ask::of(BlockOpt { num, ..*a }, mp);
-            asked_set |= !matches!(ask, Ask::Block(_));
-            nums.extend(ask.blocks(mp, total_blocks));
-        }
-        nums.sort_unstable();
-        nums.dedup();
-        nums.truncate(mp as usize);
-        let Some(&highest) = nums.last() else {
-            return bad_option("block beyond the end of the package");
-        };
-        let mut packets = match blocks(host, &snapshot, szx, total_blocks, &nums) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "package host");
-                return (response(ResponseType::InternalServerError), Vec::new());
-            }
+        let format = LiteFormat::ApplicationOctetStream;
+        let b = match burst(&snapshot, &asks, max_szx, self.params.max_payloads, format) {
+            Ok(b) => b,
+            Err(refusal) => return refusal,
         };
         self.heard(
             peer,
             name,
             request.get_token(),
             &snapshot,
-            szx,
-            total_blocks,
-            highest,
-            asked_set,
+            b.szx,
+            b.total_blocks,
+            b.highest,
+            b.asked_set,
             now,
         );
-        let first = packets.remove(0);
-        (first, packets)
+        b.split()
     }
 
     /// Updates the transfer after a request: a set asked for (re)starts its timer at the set
@@ -335,7 +386,8 @@ impl Schedule {
             };
             let end = set_end(t.next_set, mp).min(t.total_blocks);
             let nums: Vec<u32> = (t.next_set..end).collect();
-            match blocks(host, &snapshot, t.szx, t.total_blocks, &nums) {
+            let format = LiteFormat::ApplicationOctetStream;
+            match blocks(&snapshot, t.szx, t.total_blocks, &nums, format) {
                 Ok(packets) => out.push((key.0, t.token.clone(), packets)),
                 Err(e) => tracing::warn!(error = %e, "package host"),
             }
@@ -396,6 +448,28 @@ impl QBlockServer {
             .schedule()
             .answer(host, request, path, max_szx, peer, Instant::now());
         self.wake.notify_one();
+        Some(answer)
+    }
+
+    /// The burst for a Q-Block2 GET of a document held in memory (the shim's discovery
+    /// resources), or `None` without a Q-Block2 option or for another method. No transfer is
+    /// kept: these are a few blocks, and a client asks for any further set ("Continue", §4.4).
+    pub fn answer_document(
+        &self,
+        snapshot: &Snapshot,
+        request: &Packet,
+        max_szx: u8,
+        format: LiteFormat,
+    ) -> Option<(Packet, Vec<Packet>)> {
+        if request.get_option(q_block2()).is_none()
+            || request.header.code != MessageClass::Request(RequestType::Get)
+        {
+            return None;
+        }
+        let max_payloads = self.schedule().params.max_payloads;
+        let answer = asks_of(request)
+            .and_then(|asks| burst(snapshot, &asks, max_szx, max_payloads, format))
+            .map_or_else(|refusal| refusal, Burst::split);
         Some(answer)
     }
 
