@@ -6,8 +6,11 @@
 //! complete, so the pull costs one round trip per set. Lost blocks are asked for again in
 //! one request carrying one Q-Block2 option per missing block.
 //!
-//! [`QBlock2Pull`] first asks with a Confirmable GET (§3: support is probed with CON so a
-//! host without Q-Block2 answers 4.02 Bad Option). A host that answers 4.02, answers with
+//! [`QBlock2Pull`] first probes the host with a Confirmable GET of the package's first 16
+//! bytes with Q-Block2 (§3: support is probed with CON, so a host without Q-Block2 answers
+//! 4.02 Bad Option), then asks for the body with NON requests: the blocks of one body go all
+//! CON or all NON (§7), and a host asked for a set with CON sends the set as CON responses,
+//! one round trip each (§4.4, as libcoap does). libcoap's clients probe the same way. A host that answers 4.02, answers with
 //! Block2 or without any block option (aiocoap's file server, libcoap built without Q-Block,
 //! the shim with Q-Block disabled), or resets the request, gets the same pull over plain
 //! Block2 ([`Block2Pull`]) instead. Later requests are NON.
@@ -85,6 +88,14 @@ impl QBlockParams {
         }
     }
 }
+
+/// The probe's one option: block 0 alone (M unset) in 16-byte blocks, the least a host can
+/// send to show it speaks Q-Block2.
+const PROBE: BlockOpt = BlockOpt {
+    num: 0,
+    more: false,
+    szx: 0,
+};
 
 /// Changes of the package within one download before the pull gives up.
 const MAX_RESTARTS: usize = 3;
@@ -297,9 +308,7 @@ impl QBlock2Pull {
         };
         let first = u32::try_from(offset / bs).unwrap_or(MAX_NUM).min(MAX_NUM);
         pull.begin(first);
-        let ask = pull.next_set();
-        let (bytes, mid) = pull.request(MessageType::Confirmable, &[ask], true);
-        pull.round.1 = pull.asked_end.saturating_sub(1);
+        let (bytes, mid) = pull.request(MessageType::Confirmable, &[PROBE], false);
         let timeout_ms = pull.tx.initial_timeout(&mut pull.rng);
         pull.probe = Some(Probe {
             bytes,
@@ -614,14 +623,22 @@ impl QBlock2Pull {
             return Ok(None);
         };
         match p.header.code {
-            MessageClass::Response(ResponseType::Content) => {
-                if self.probe.is_some() {
-                    if p.get_option(q_block2()).is_none() {
-                        // Block2 or the whole body: the host does not speak Q-Block2.
-                        return self.fall_back();
-                    }
-                    self.probe = None;
+            MessageClass::Response(ResponseType::Content) if self.probe.is_some() => {
+                if p.get_option(q_block2()).is_none() {
+                    // Block2 or the whole body: the host does not speak Q-Block2.
+                    return self.fall_back();
                 }
+                // It does. The probe's block is not part of the body, whose blocks all go as
+                // NON (§7); the first set is asked for now.
+                self.probe = None;
+                let ask = self.next_set();
+                let (bytes, _) = self.request(MessageType::NonConfirmable, &[ask], true);
+                self.out.push_back(bytes);
+                self.heard_ms = now_ms;
+                self.round.1 = self.asked_end.saturating_sub(1);
+                Ok(None)
+            }
+            MessageClass::Response(ResponseType::Content) => {
                 self.on_block(&p, counter, now_ms, sink)
             }
             MessageClass::Response(ResponseType::BadOption) if self.probe.is_some() => {

@@ -262,9 +262,14 @@ fn loss_free_pull_costs_one_round_trip_per_set() {
     assert_eq!(done.size, data.len() as u64);
     assert!(sink.data == data);
     assert_eq!(pull.uses_qblock(), Some(true));
-    // One CON request and 25 Continues for 26 sets; 256 blocks back.
-    assert_eq!((link.to_host, link.to_device), (26, 256));
-    assert_eq!(link.end_ms, 26 * RTT, "one round trip per set");
+    // The CON probe, the request for the body and 25 Continues for 26 sets; the probe's
+    // 16 bytes and 256 blocks back.
+    assert_eq!((link.to_host, link.to_device), (27, 257));
+    assert_eq!(
+        link.end_ms,
+        27 * RTT,
+        "one round trip per set, plus the probe's"
+    );
     // Block2 would need a round trip per block: 256 x 100 ms.
     let first = Packet::from_bytes(&host_request(&mut new_pull(
         None,
@@ -275,13 +280,34 @@ fn loss_free_pull_costs_one_round_trip_per_set() {
     assert_eq!(first.header.get_type(), MessageType::Confirmable);
     assert_eq!(
         q_block2_options(&first).unwrap(),
-        vec![BlockOpt::new(0, true, 6).unwrap()],
-        "the first request asks for the whole body"
+        vec![BlockOpt::new(0, false, 0).unwrap()],
+        "the probe asks for the first 16 bytes alone"
     );
 }
 
 fn host_request(pull: &mut QBlock2Pull) -> Vec<u8> {
     pull.poll_transmit(0).unwrap()
+}
+
+/// Sends the probe, feeds the host's answer and returns the request for the body that
+/// follows it (NON, the whole body: NUM 0, M set); nothing is stored yet.
+fn probe_then_body(pull: &mut QBlock2Pull, host: &mut Host, sink: &mut MemSink) -> Vec<u8> {
+    let probe = pull.poll_transmit(0).unwrap();
+    let answer = host.answer(&probe);
+    assert_eq!(answer.len(), 1, "the probe asks for one block");
+    assert!(pull
+        .handle_datagram(&answer[0], 50, sink)
+        .unwrap()
+        .is_none());
+    assert!(sink.data.is_empty(), "the probe's bytes are not the body's");
+    let body = pull.poll_transmit(50).unwrap();
+    let p = Packet::from_bytes(&body).unwrap();
+    assert_eq!(p.header.get_type(), MessageType::NonConfirmable);
+    assert_eq!(
+        q_block2_options(&p).unwrap(),
+        vec![BlockOpt::new(0, true, 6).unwrap()]
+    );
+    body
 }
 
 #[test]
@@ -360,8 +386,8 @@ fn resume_continues_with_the_same_etag_and_restarts_with_another() {
     assert!(done.resumed);
     assert_eq!(sink.starts, vec![40 * 1024]);
     assert!(sink.data == data);
-    // Blocks 40..97: the rest of set 4 and five more sets.
-    assert_eq!(link.to_device, 98 - 40);
+    // The probe's answer, then blocks 40..97: the rest of set 4 and five more sets.
+    assert_eq!(link.to_device, 1 + 98 - 40);
 
     let mut host = Host::new(Mode::QBlock, data.clone());
     host.versions = Box::new(move |_| (data.clone(), b"e2".to_vec()));
@@ -534,16 +560,17 @@ fn lost_blocks_are_asked_for_in_one_request_as_soon_as_their_burst_ends() {
     let mut pull = new_pull(None, QBlockParams::default(), 1 << 20);
     let mut sink = MemSink::default();
     let mut requests = Vec::new();
-    // Blocks 2, 5 and 6 of the first burst lost.
+    // Blocks 2, 5 and 6 of the first burst lost (the probe's answer came first).
     let (done, link) = run(&mut pull, &mut host, &mut sink, |to_host, i| {
-        !to_host && [2, 5, 6].contains(&i)
+        !to_host && [3, 6, 7].contains(&i)
     });
     done.unwrap();
     assert!(sink.data == data);
     requests.extend(link.request_times.iter().copied());
-    // Probe at 0, the request for 2, 5, 6 when block 9 arrives (one RTT), then the Continue.
-    assert_eq!(requests, vec![0, RTT, 2 * RTT]);
-    assert_eq!(link.to_device, 20 + 3);
+    // The probe at 0, the body at one RTT, the request for 2, 5 and 6 when block 9 arrives
+    // (two RTTs), then the Continue.
+    assert_eq!(requests, vec![0, RTT, 2 * RTT, 3 * RTT]);
+    assert_eq!(link.to_device, 1 + 20 + 3);
 }
 
 #[test]
@@ -553,21 +580,23 @@ fn silence_is_met_with_requests_on_the_non_receive_timeout_schedule_then_given_u
     let params = QBlockParams::default();
     let mut pull = new_pull(None, params, 1 << 20);
     let mut sink = MemSink::default();
-    // The first burst gets through, then nothing from the host.
+    // The probe's answer and the first burst get through, then nothing from the host.
     let (done, link) = run(&mut pull, &mut host, &mut sink, |to_host, i| {
-        !to_host && i >= 10
+        !to_host && i >= 11
     });
     assert_eq!(
         done.unwrap_err().update_result(),
         UpdateResult::ConnectionLost
     );
     let t = &link.request_times;
-    // Probe, Continue at one RTT, then four retries after 4, 8, 16 and 32 s of silence.
-    assert_eq!(t.len(), 6, "{t:?}");
-    let gaps: Vec<u64> = t.windows(2).skip(1).map(|w| w[1] - w[0]).collect();
+    // The probe, the body at one RTT, the Continue at two, then four retries after 4, 8, 16
+    // and 32 s of silence.
+    assert_eq!(t.len(), 7, "{t:?}");
+    assert_eq!(t[..3], [0, RTT, 2 * RTT]);
+    let gaps: Vec<u64> = t.windows(2).skip(2).map(|w| w[1] - w[0]).collect();
     let r = params.non_receive_timeout_ms;
     assert_eq!(gaps, vec![r, 2 * r, 4 * r, 8 * r]);
-    assert_eq!(link.end_ms, t[5] + 16 * r);
+    assert_eq!(link.end_ms, t[6] + 16 * r);
     assert_eq!(sink.data.len(), 10 * 1024);
 }
 
@@ -585,20 +614,20 @@ fn the_window_bounds_memory_and_blocks_beyond_it_are_asked_for_later() {
     );
     let mut host = Host::new(Mode::QBlock, data.clone());
     let mut sink = MemSink::default();
-    let probe = pull.poll_transmit(0).unwrap();
-    let burst = host.answer(&probe);
+    let body_request = probe_then_body(&mut pull, &mut host, &mut sink);
+    let burst = host.answer(&body_request);
     // Block 0 lost; set 1 arrives too, as from a host that sent it unasked: beyond the window.
-    let mut cont = Packet::from_bytes(&probe).unwrap();
+    let mut cont = Packet::from_bytes(&body_request).unwrap();
     cont.clear_option(q_block2());
     cont.add_option(q_block2(), BlockOpt::new(10, true, 6).unwrap().encode());
     let set1 = host.answer(&cont.to_bytes().unwrap());
     for d in burst.iter().skip(1).chain(&set1) {
-        assert!(pull.handle_datagram(d, 50, &mut sink).unwrap().is_none());
+        assert!(pull.handle_datagram(d, 100, &mut sink).unwrap().is_none());
     }
     assert_eq!(pull.window.data.len(), 10 * 1024, "window x block size");
     assert!(sink.data.is_empty());
     // Block 9 ended the burst: block 0 is asked for at once.
-    let ask = Packet::from_bytes(&pull.poll_transmit(50).unwrap()).unwrap();
+    let ask = Packet::from_bytes(&pull.poll_transmit(100).unwrap()).unwrap();
     assert_eq!(
         q_block2_options(&ask).unwrap(),
         vec![BlockOpt::new(0, false, 6).unwrap()]
@@ -630,8 +659,8 @@ fn confirmable_blocks_are_acknowledged_and_foreign_tokens_ignored() {
     let mut host = Host::new(Mode::QBlock, data.clone());
     let mut pull = new_pull(None, QBlockParams::default(), 1 << 20);
     let mut sink = MemSink::default();
-    let probe = pull.poll_transmit(0).unwrap();
-    let burst = host.answer(&probe);
+    let body_request = probe_then_body(&mut pull, &mut host, &mut sink);
+    let burst = host.answer(&body_request);
     // A block with another token changes nothing.
     let mut foreign = Packet::from_bytes(&burst[1]).unwrap();
     foreign.set_token(vec![1, 2, 3, 4, 5, 6]);
@@ -641,19 +670,15 @@ fn confirmable_blocks_are_acknowledged_and_foreign_tokens_ignored() {
         .is_none());
     assert!(sink.data.is_empty());
     let mut done = None;
-    for (i, d) in burst.iter().enumerate() {
+    for d in &burst {
         let mut p = Packet::from_bytes(d).unwrap();
-        if i > 0 {
-            p.header.set_type(MessageType::Confirmable);
-        }
+        p.header.set_type(MessageType::Confirmable);
         done = pull
             .handle_datagram(&p.to_bytes().unwrap(), 2, &mut sink)
             .unwrap();
-        if i > 0 {
-            let ack = Packet::from_bytes(&pull.poll_transmit(2).unwrap()).unwrap();
-            assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
-            assert_eq!(ack.header.message_id, p.header.message_id);
-        }
+        let ack = Packet::from_bytes(&pull.poll_transmit(2).unwrap()).unwrap();
+        assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!(ack.header.message_id, p.header.message_id);
     }
     assert_eq!(done.unwrap().size, 5000);
     assert!(sink.data == data);
