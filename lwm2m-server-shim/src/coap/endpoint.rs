@@ -190,9 +190,9 @@ pub struct NonRequests<'a> {
 }
 
 impl NonRequests<'_> {
-    /// Sends `request` as a NON message with a new message id and token; its response (or a
-    /// Reset) will come out of [`Self::next`].
-    pub async fn send(&mut self, mut request: Packet) -> Result<(), ExchangeError> {
+    /// Sends `request` as a NON message with a new message id and token, which it returns;
+    /// its response (or a Reset) will come out of [`Self::next`].
+    pub async fn send(&mut self, mut request: Packet) -> Result<Vec<u8>, ExchangeError> {
         let token = self.endpoint.next_token();
         let (bytes, mid) = self.endpoint.track(
             &mut request,
@@ -201,14 +201,14 @@ impl NonRequests<'_> {
             self.peer,
             self.tx.clone(),
         )?;
-        self.sent.push((token, mid));
+        self.sent.push((token.clone(), mid));
         self.endpoint
             .inner
             .socket
             .send_to(&bytes, self.peer)
             .await
             .map_err(|e| ExchangeError::Io(e.to_string()))?;
-        Ok(())
+        Ok(token)
     }
 
     /// The next response to one of the requests, until `deadline`: `Ok(None)` when none
@@ -614,6 +614,18 @@ impl CoapEndpoint {
         self.exchange(peer, request, timeout, None).await
     }
 
+    /// Like [`CoapEndpoint::request`], but an empty ACK ends the exchange with `None`: the
+    /// peer took the request and may answer much later, or with another request's token (a
+    /// Q-Block1 receiver answers a body's blocks once the body is complete, RFC 9177 §4.3).
+    pub async fn request_until_acked(
+        &self,
+        peer: SocketAddr,
+        request: Packet,
+        timeout: Duration,
+    ) -> Result<Option<Packet>, ExchangeError> {
+        self.confirmable(peer, request, timeout, None, true).await
+    }
+
     /// Like [`CoapEndpoint::request`] with a given token: a GET with Observe = 1 and an
     /// observation's token cancels it (RFC 7641 section 3.6).
     pub async fn request_with_token(
@@ -713,10 +725,25 @@ impl CoapEndpoint {
     async fn exchange(
         &self,
         peer: SocketAddr,
-        mut request: Packet,
+        request: Packet,
         timeout: Duration,
         token: Option<Vec<u8>>,
     ) -> Result<Packet, ExchangeError> {
+        self.confirmable(peer, request, timeout, token, false)
+            .await?
+            .ok_or(ExchangeError::Timeout)
+    }
+
+    /// A CON request with `token` (a new one without) to `peer`, driven to its answer or,
+    /// with `until_ack`, to its acknowledgement (`None`).
+    async fn confirmable(
+        &self,
+        peer: SocketAddr,
+        mut request: Packet,
+        timeout: Duration,
+        token: Option<Vec<u8>>,
+        until_ack: bool,
+    ) -> Result<Option<Packet>, ExchangeError> {
         let token = token.unwrap_or_else(|| self.next_token());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (bytes, mid) = self.track(&mut request, MessageType::Confirmable, &token, peer, tx)?;
@@ -728,16 +755,19 @@ impl CoapEndpoint {
             peer,
             mid,
         };
-        self.drive(peer, &bytes, timeout, &mut rx).await
+        self.drive(peer, &bytes, timeout, &mut rx, until_ack).await
     }
 
+    /// Sends a tracked CON request and retransmits it until it is answered or, with
+    /// `until_ack`, acknowledged (then `None`).
     async fn drive(
         &self,
         peer: SocketAddr,
         bytes: &[u8],
         timeout: Duration,
         rx: &mut mpsc::UnboundedReceiver<PendingEvent>,
-    ) -> Result<Packet, ExchangeError> {
+        until_ack: bool,
+    ) -> Result<Option<Packet>, ExchangeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rto = self.initial_rto();
         let mut retransmits = 0u32;
@@ -755,7 +785,8 @@ impl CoapEndpoint {
                 next_resend.min(deadline)
             };
             match tokio::time::timeout_at(wake, rx.recv()).await {
-                Ok(Some(PendingEvent::Response(p))) => return Ok(p),
+                Ok(Some(PendingEvent::Response(p))) => return Ok(Some(p)),
+                Ok(Some(PendingEvent::EmptyAck)) if until_ack => return Ok(None),
                 Ok(Some(PendingEvent::EmptyAck)) => acked = true,
                 Ok(Some(PendingEvent::Reset)) => return Err(ExchangeError::Reset),
                 Ok(None) => return Err(ExchangeError::Closed),

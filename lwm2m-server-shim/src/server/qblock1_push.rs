@@ -4,7 +4,8 @@
 //!
 //! The first block goes as a CON request (§4.1): a device without Q-Block1 answers it 4.02
 //! Bad Option, as RFC 7252 §5.4.1 requires for an unknown critical option, and the caller
-//! falls back to Block1 ([`Pushed::Unsupported`]); a device that took the block for a whole
+//! falls back to Block1 ([`Pushed::Unsupported`]); one with Q-Block1 answers 2.31 or only
+//! acknowledges it, keeping its response for the complete body (§4.3, as libcoap does); a device that took the block for a whole
 //! body (answered 2.04 although more blocks follow) gets the same fall back, whose block 0
 //! restarts the body. Every block names the body with one Request-Tag (RFC 9175 §3.2) and
 //! has its own token; Size1 gives the body's size.
@@ -20,6 +21,7 @@
 //! timeout; a 4.08 listing blocks that do not exist is a protocol error,
 //! and the blocks sent in all are bounded (four times the body, plus a few).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
@@ -136,7 +138,15 @@ pub async fn push(
             total,
             tag,
         };
-        let first = endpoint.request(peer, body.block(0)?, timeout).await?;
+        // An empty ACK: the receiver took the block and answers once the body is complete
+        // (§4.3 for CON; libcoap does this). A receiver without Q-Block1 must have answered
+        // 4.02 instead (RFC 7252 §5.4.1).
+        let Some(first) = endpoint
+            .request_until_acked(peer, body.block(0)?, timeout)
+            .await?
+        else {
+            break (body, None);
+        };
         // 4.13 with a smaller SZX in Q-Block1: the device's block size (as RFC 7959 §2.9.3
         // has it for Block1); start again with it.
         match q_block1_option(&first) {
@@ -145,24 +155,24 @@ pub async fn push(
             {
                 szx = b.szx;
             }
-            _ => break (body, first),
+            _ => break (body, Some(first)),
         }
     };
     let total = body.total;
-    match code(&first) {
-        Some(ResponseType::BadOption) => return Ok(Pushed::Unsupported),
-        Some(ResponseType::Continue) if total > 1 => {
-            match q_block1_option(&first) {
+    if let Some(first) = first {
+        match code(&first) {
+            Some(ResponseType::BadOption) => return Ok(Pushed::Unsupported),
+            Some(ResponseType::Continue) if total > 1 => match q_block1_option(&first) {
                 Ok(Some(b)) if b.num == 0 => {}
                 // 2.31 for Block1, or for another block: not a Q-Block1 receiver.
                 _ => return Ok(Pushed::Unsupported),
+            },
+            // A 2.xx to block 0 of a longer body: the device ignored the option.
+            Some(_) if total > 1 && u8::from(first.header.code) >> 5 == 2 => {
+                return Ok(Pushed::Unsupported)
             }
+            _ => return Ok(Pushed::Answered(first)),
         }
-        // A 2.xx to block 0 of a longer body: the device ignored the option.
-        Some(_) if total > 1 && u8::from(first.header.code) >> 5 == 2 => {
-            return Ok(Pushed::Unsupported)
-        }
-        _ => return Ok(Pushed::Answered(first)),
     }
     let mut non = endpoint.non_requests(peer);
     let mp = params.max_payloads.max(1);
@@ -173,12 +183,17 @@ pub async fn push(
     // Datagrams the push may take: every block a few times over, so a device that keeps
     // asking for blocks cannot hold the shim forever.
     let mut budget = u64::from(total).saturating_mul(4).saturating_add(64);
+    // The block each token carried, and what the latest 4.08 showed the device holds: every
+    // block up to `held.0` but those in `held.1`, the ones it listed missing.
+    let mut block_of: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut held: Option<(u32, Vec<u32>)> = None;
     loop {
         for &num in &to_send {
             budget = budget
                 .checked_sub(1)
                 .ok_or(PushError::Protocol("device keeps asking for blocks again"))?;
-            non.send(body.block(num)?).await?;
+            let token = non.send(body.block(num)?).await?;
+            block_of.insert(token, num);
         }
         let probe = to_send.last().copied();
         let deadline = tokio::time::Instant::now() + non_timeout_random(params);
@@ -199,12 +214,20 @@ pub async fn push(
                     .ok()
                     .flatten()
                     .ok_or(PushError::Protocol("2.31 without Q-Block1"))?;
-                if acked.num.saturating_add(1) <= next {
+                // A 2.31 inside a set once the blocks a 4.08 listed came (libcoap sends one):
+                // the blocks that 4.08 did not list are held too, so they do not go again.
+                let through = match &held {
+                    Some((h, missing)) if missing.iter().all(|&m| m <= acked.num) => {
+                        acked.num.max(*h)
+                    }
+                    _ => acked.num,
+                };
+                if through.saturating_add(1) <= next {
                     // A late or repeated 2.31: nothing new, wait for the current set.
                     to_send.clear();
                     continue;
                 }
-                next = acked.num.saturating_add(1).min(total - 1);
+                next = through.saturating_add(1).min(total - 1);
                 silent = 0;
                 to_send = (next..set_end(next, mp).min(total)).collect();
             }
@@ -224,13 +247,22 @@ pub async fn push(
                 }
                 if let Some(&first) = missing.first() {
                     next = next.min(first.max(1));
+                    // The device has the block this 4.08 answers, and every block before it
+                    // that it did not list, within the set of the first missing one (a device
+                    // that drops blocks after a gap lists them all up to that set's end).
+                    if let Some(&t) = block_of.get(resp.get_token()) {
+                        let cap = set_end(first, mp).saturating_sub(1);
+                        held = Some((t.min(cap), missing.clone()));
+                    }
                 }
                 silent = 0;
                 to_send = missing;
                 if to_send.first() == Some(&0) {
                     // Block 0 starts the body again: confirmable, as at the start.
-                    let again = endpoint.request(peer, body.block(0)?, timeout).await?;
-                    if code(&again) != Some(ResponseType::Continue) {
+                    let again = endpoint
+                        .request_until_acked(peer, body.block(0)?, timeout)
+                        .await?;
+                    if let Some(again) = again.filter(|a| code(a) != Some(ResponseType::Continue)) {
                         return Ok(Pushed::Answered(again));
                     }
                     to_send.retain(|&n| n != 0);
