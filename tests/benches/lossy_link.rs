@@ -274,16 +274,33 @@ fn ours(s: &Setup, loss: f64, qblock: bool) -> Outcome {
     }
 }
 
+/// Debian 12's libcoap client (4.3.1, built without Q-Block).
+const LIBCOAP_431: &str = "coap-client-openssl";
+
+/// libcoap 4.3.4's client with Q-Block, if `scripts/fetch-libcoap-qblock` unpacked it.
+fn find_libcoap_434() -> Option<PathBuf> {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/peers/libcoap-trixie/bin/coap-client");
+    bin.is_file().then_some(bin)
+}
+
 fn datagrams(relay: &Relay) -> u64 {
     relay.stats().from_client.load(Ordering::Relaxed)
         + relay.stats().from_server.load(Ordering::Relaxed)
 }
 
-/// libcoap's coap-client-openssl (Debian libcoap3-bin) fetching `uri` into `out` with `args`;
-/// returns the file it wrote.
-fn coap_client(args: &[&str], out: &Path, uri: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+/// libcoap's coap-client `bin` (Debian 12's 4.3.1 `coap-client-openssl`, or 4.3.4 with
+/// Q-Block from [`find_libcoap_434`]) fetching `uri` into `out` with `args`; returns the file it
+/// wrote.
+fn coap_client(
+    bin: &Path,
+    args: &[&str],
+    out: &Path,
+    uri: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
-    let status = Command::new("coap-client-openssl")
+    let status = Command::new(bin)
         .args(args)
         .arg("-o")
         .arg(out)
@@ -292,7 +309,7 @@ fn coap_client(args: &[&str], out: &Path, uri: &str, body: &[u8]) -> Result<Vec<
         .stderr(Stdio::null())
         .status();
     match status {
-        Err(e) => Err(format!("coap-client-openssl (libcoap3-bin): {e}")),
+        Err(e) => Err(format!("{}: {e}", bin.display())),
         Ok(st) if !st.success() => Err(format!("coap-client gave up ({st})")),
         Ok(_) => match std::fs::read(out) {
             Ok(got) if got.len() < body.len() && body.starts_with(&got) => Err(format!(
@@ -306,13 +323,16 @@ fn coap_client(args: &[&str], out: &Path, uri: &str, body: &[u8]) -> Result<Vec<
     }
 }
 
-/// libcoap's coap-client fetching the package over the relay; `block_mode` is its `-L` value
-/// (1: libcoap's Block2; 5 adds "try Q-Block").
-fn libcoap(s: &Setup, loss: f64, block_mode: &str) -> Outcome {
+/// libcoap's coap-client `bin` fetching the package over the relay with `args` (`-L 5 -N`:
+/// Q-Block2 with NON requests).
+fn libcoap(s: &Setup, loss: f64, bin: &Path, args: &[&str]) -> Outcome {
     let relay = s.relay(loss);
     let t0 = Instant::now();
+    let mut all = vec!["-m", "get", "-b", "1024", "-B", "120"];
+    all.extend_from_slice(args);
     let result = coap_client(
-        &["-m", "get", "-b", "1024", "-B", "120", "-L", block_mode],
+        bin,
+        &all,
         &s.dir.join("libcoap.bin"),
         &format!("coap://{}/fw/fw.bin", relay.addr()),
         &s.body,
@@ -402,15 +422,21 @@ fn over_ip(s: &Setup, loss: f64, what: OverIp, run: u64) -> Result<Outcome, IpLi
             Ok(sink.data)
         }),
         OverIp::LibcoapTcp => linked.timed(s, || {
-            coap_client(&["-m", "get", "-B", "120"], &out, &tcp, &s.body)
+            coap_client(
+                Path::new(LIBCOAP_431),
+                &["-m", "get", "-B", "120"],
+                &out,
+                &tcp,
+                &s.body,
+            )
         }),
         OverIp::Http => linked.timed(s, || http_get(&http)),
     })
 }
 
-/// Whether libcoap's coap-client, asked to try Q-Block (`-L 5`), used it with our host: a
-/// 20-block pull without loss takes 20 requests over Block2 and 2 over Q-Block2.
-fn libcoap_negotiates_qblock(s: &Setup, dir: &Path) -> (bool, u64) {
+/// Whether libcoap's coap-client `bin`, asked to try Q-Block (`-L 5`), used it with our host: a
+/// 20-block pull without loss takes 20 requests over Block2 and 2 or 3 over Q-Block2.
+fn libcoap_negotiates_qblock(s: &Setup, dir: &Path, bin: &Path) -> (bool, u64) {
     let small = &s.body[..20 * 1024];
     s.shim
         .shim
@@ -419,8 +445,8 @@ fn libcoap_negotiates_qblock(s: &Setup, dir: &Path) -> (bool, u64) {
         .expect("probe");
     let relay = s.relay(0.0);
     let out = dir.join("probe.bin");
-    let _ = Command::new("coap-client-openssl")
-        .args(["-m", "get", "-b", "1024", "-L", "5", "-o"])
+    let _ = Command::new(bin)
+        .args(["-m", "get", "-b", "1024", "-L", "5", "-N", "-o"])
         .arg(&out)
         .arg(format!("coap://{}/fw/probe.bin", relay.addr()))
         .stdout(Stdio::null())
@@ -519,6 +545,7 @@ fn time_ratio(a: &[Outcome], b: &[Outcome]) -> String {
 fn main() {
     let mode = std::env::var("LOSSY_LINK").unwrap_or_default();
     let quick = mode == "quick";
+    let libcoap_434 = find_libcoap_434();
     let all = mode == "all";
     let only_qblock = mode == "qblock";
     let only_tcp = mode == "tcp";
@@ -566,13 +593,25 @@ fn main() {
             print_row(loss, "Block2, stop-and-wait (ours)", b, None);
         }
         if !quick && !only_qblock && !only_tcp && (loss < 0.1 || all) {
-            let o = libcoap(&s, loss, "1");
+            let o = libcoap(&s, loss, Path::new(LIBCOAP_431), &["-L", "1"]);
             print_row(loss, "Block2 (libcoap coap-client)", &o, base.as_ref());
         }
         if !only_tcp {
             let q = ours(&s, loss, true);
             print_row(loss, "Q-Block2 (ours)", &q, base.as_ref());
             qblock_packets.push((loss, q));
+        }
+        if !quick && !only_tcp {
+            match &libcoap_434 {
+                Some(bin) => {
+                    let o = libcoap(&s, loss, bin, &["-L", "5", "-N"]);
+                    print_row(loss, "Q-Block2 (libcoap 4.3.4)", &o, base.as_ref());
+                }
+                None => println!(
+                    "{:>5.0}%  Q-Block2 (libcoap 4.3.4): not run, run scripts/fetch-libcoap-qblock",
+                    loss * 100.0
+                ),
+            }
         }
         if loss == 0.0 && !quick && !only_qblock && !only_tcp {
             print_row(
@@ -610,16 +649,20 @@ fn main() {
         );
     }
     if !quick && !only_qblock && !only_tcp {
-        let (uses, requests) = libcoap_negotiates_qblock(&s, &s.dir);
-        println!(
-            "libcoap coap-client -L 5 (try Q-Block) against our host: {} ({requests} requests \
-             for a 20-block package)",
-            if uses {
-                "negotiates Q-Block2"
-            } else {
-                "does not use Q-Block2 (this libcoap build has no Q-Block support), Block2 only"
-            }
-        );
+        let bins = [Some(PathBuf::from(LIBCOAP_431)), libcoap_434.clone()];
+        for (name, bin) in ["4.3.1 (Debian 12)", "4.3.4 (Debian 13)"].iter().zip(bins) {
+            let Some(bin) = bin else { continue };
+            let (uses, requests) = libcoap_negotiates_qblock(&s, &s.dir, &bin);
+            println!(
+                "libcoap {name} coap-client -L 5 -N (try Q-Block) against our host: {} \
+                 ({requests} requests for a 20-block package)",
+                if uses {
+                    "negotiates Q-Block2"
+                } else {
+                    "does not use Q-Block2, Block2 only"
+                }
+            );
+        }
     }
     if let Some((_, clean)) = qblock_packets.first() {
         println!(

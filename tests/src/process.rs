@@ -193,6 +193,21 @@ pub fn aiocoap_fileserver(dir: &Path, port: u16) -> LoggedChild {
     server
 }
 
+/// A tool of libcoap 4.3.4 (`coap-client`, `coap-server`; OpenSSL builds), the RFC 9177
+/// Q-Block peer: Debian 13's binaries, which `scripts/fetch-libcoap-qblock` unpacks under
+/// `target/peers/` (scripts/test runs it). Bookworm's libcoap 4.3.1 has no Q-Block.
+pub fn libcoap_qblock(tool: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/peers/libcoap-trixie/bin")
+        .join(tool);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/fetch-libcoap-qblock",
+        bin.display()
+    );
+    bin
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
