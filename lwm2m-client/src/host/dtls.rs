@@ -6,8 +6,16 @@
 //! from its own timer ([`DtlsSession::timeout`], [`DtlsSession::handle_timeout`]). So the same
 //! session serves a client on its own socket and a server holding many peers on one socket.
 //!
-//! Cipher suites are the ones the LwM2M transport binding mandates: TLS_PSK_WITH_AES_128_CCM_8
-//! for PSK mode and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 for certificate mode. Servers answer a
+//! Cipher suites: clients offer the ones the LwM2M transport binding mandates for a v1.1
+//! client, TLS_PSK_WITH_AES_128_CCM_8 for PSK mode and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 for
+//! certificate mode, first, then the AES_128_GCM_SHA256 suite of the mode (a client MAY offer
+//! more, §5.2.8.1 and §5.2.8.3), which servers on OpenSSL 3.5's defaults take instead. Servers
+//! prefer the CCM_8 suites and also take what clients commonly offer instead:
+//! in PSK mode TLS_PSK_WITH_AES_128_CBC_SHA256, which a server MUST support (LwM2M Transport
+//! 1.1 §5.2.8.1; with encrypt-then-MAC, RFC 7366, when the client offers it), and
+//! TLS_PSK_WITH_AES_128_GCM_SHA256; in certificate mode TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+//! (Zephyr's LwM2M client default). OpenSSL 3.5 (Debian 13) leaves the CCM_8 suites out of its
+//! default list, so clients built on it (libcoap 4.3.4) offer no CCM_8 at all. Servers answer a
 //! first ClientHello with a HelloVerifyRequest carrying an HMAC cookie bound to the peer's
 //! address, so a spoofed source cannot make the server do handshake work for it.
 
@@ -34,9 +42,12 @@ use openssl::x509::X509;
 /// commonly use 1152-1280), large enough that a CoAP block of 1024 bytes fits one record.
 pub const DEFAULT_MTU: u32 = 1200;
 
-/// OpenSSL names of the mandated cipher suites.
-const PSK_SUITE: &str = "PSK-AES128-CCM8";
-const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8";
+/// What clients offer (OpenSSL names): the mandated CCM_8 suite first, then AES-GCM.
+const PSK_SUITE: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256";
+const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
+/// What servers take, in order of preference (the server's order decides).
+const PSK_SERVER_SUITES: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256";
+const CERT_SERVER_SUITES: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
 
 /// Largest plaintext record we accept from a peer (DTLS caps records at 2^14 bytes).
 const MAX_RECORD: usize = 16 * 1024;
@@ -179,6 +190,10 @@ fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsErro
     b.set_cipher_list(suite)?;
     // The transport is an in-memory queue, so OpenSSL cannot ask the kernel for the MTU.
     b.set_options(SslOptions::NO_QUERY_MTU);
+    if server {
+        // The mandated CCM_8 suite whenever the client offers it, whatever its order.
+        b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+    }
     if !server {
         // Servers whose DTLS lacks RFC 5746's renegotiation_info extension (Leshan's
         // Scandium) are refused by OpenSSL 3 by default. RFC 5746 section 4.1 lets a client
@@ -284,7 +299,12 @@ fn load_certificate(b: &mut SslContextBuilder, id: &CertIdentity) -> Result<(), 
 impl DtlsContext {
     /// A client context in PSK mode.
     pub fn psk_client(psk: Psk) -> Result<Self, DtlsError> {
-        let mut b = base_builder(false, PSK_SUITE)?;
+        Self::psk_client_offering(psk, PSK_SUITE)
+    }
+
+    /// A PSK client context offering `suites` (OpenSSL names).
+    fn psk_client_offering(psk: Psk, suites: &str) -> Result<Self, DtlsError> {
+        let mut b = base_builder(false, suites)?;
         b.set_psk_client_callback(move |_ssl, _hint, identity_out, key_out| {
             // OpenSSL wants a NUL-terminated identity.
             if psk.identity.len() >= identity_out.len() || psk.key.len() > key_out.len() {
@@ -301,7 +321,7 @@ impl DtlsContext {
     /// A server context in PSK mode; `lookup` returns the key for an identity, or `None` to
     /// refuse it (the handshake then fails with an alert).
     pub fn psk_server(lookup: PskLookup) -> Result<Self, DtlsError> {
-        let mut b = base_builder(true, PSK_SUITE)?;
+        let mut b = base_builder(true, PSK_SERVER_SUITES)?;
         install_cookie_exchange(&mut b)?;
         install_psk_lookup(&mut b, lookup);
         Ok(Self::finish(b, true))
@@ -312,7 +332,7 @@ impl DtlsContext {
     /// clients must present a certificate chaining to `id.ca_pem`. Which mode a session used
     /// shows in [`DtlsSession::peer_psk_identity`] / [`DtlsSession::peer_common_name`].
     pub fn psk_and_cert_server(lookup: PskLookup, id: &CertIdentity) -> Result<Self, DtlsError> {
-        let mut b = base_builder(true, &format!("{PSK_SUITE}:{CERT_SUITE}"))?;
+        let mut b = base_builder(true, &format!("{PSK_SERVER_SUITES}:{CERT_SERVER_SUITES}"))?;
         install_cookie_exchange(&mut b)?;
         install_psk_lookup(&mut b, lookup);
         load_certificate(&mut b, id)?;
@@ -328,7 +348,7 @@ impl DtlsContext {
 
     /// A server context in certificate mode; clients must present a certificate from the CA.
     pub fn cert_server(id: &CertIdentity) -> Result<Self, DtlsError> {
-        let mut b = base_builder(true, CERT_SUITE)?;
+        let mut b = base_builder(true, CERT_SERVER_SUITES)?;
         install_cookie_exchange(&mut b)?;
         load_certificate(&mut b, id)?;
         Ok(Self::finish(b, true))
@@ -565,6 +585,13 @@ impl DtlsSession {
         self.stream.ssl().session().map(|s| s.to_owned())
     }
 
+    /// The cipher suite negotiated (OpenSSL's name), once established.
+    pub fn cipher(&self) -> Option<&'static str> {
+        self.established
+            .then(|| self.stream.ssl().current_cipher().map(|c| c.name()))
+            .flatten()
+    }
+
     /// The PSK identity the peer authenticated with (server side), once established.
     pub fn peer_psk_identity(&self) -> Option<&[u8]> {
         self.established
@@ -715,6 +742,38 @@ mod tests {
             pump(&mut c, &mut s).unwrap(),
             vec![b"hello client".to_vec()]
         );
+    }
+
+    /// The server takes the mandated CCM_8 suite when offered, even listed last, and also
+    /// GCM and the CBC suite LwM2M servers must support (§5.2.8.1), which clients on OpenSSL
+    /// 3.5's defaults offer instead of CCM_8.
+    #[test]
+    fn the_server_prefers_ccm_8_and_takes_gcm_and_cbc_sha256() {
+        for (offer, expected) in [
+            ("PSK-AES128-CCM8", "PSK-AES128-CCM8"),
+            (
+                "PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256:PSK-AES128-CCM8",
+                "PSK-AES128-CCM8",
+            ),
+            ("PSK-AES128-GCM-SHA256", "PSK-AES128-GCM-SHA256"),
+            ("PSK-AES128-CBC-SHA256", "PSK-AES128-CBC-SHA256"),
+        ] {
+            let peer: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+            let ctx = DtlsContext::psk_client_offering(psk(), offer).unwrap();
+            let mut c = DtlsSession::client(&ctx, None).unwrap();
+            let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+            pump(&mut c, &mut s).unwrap();
+            assert!(c.is_established() && s.is_established(), "{offer}");
+            assert_eq!(s.cipher(), Some(expected), "{offer}");
+            c.send(b"block").unwrap();
+            assert_eq!(pump(&mut c, &mut s).unwrap(), vec![b"block".to_vec()]);
+        }
+        // A suite outside the list is refused.
+        let peer: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+        let ctx = DtlsContext::psk_client_offering(psk(), "PSK-AES256-GCM-SHA384").unwrap();
+        let mut c = DtlsSession::client(&ctx, None).unwrap();
+        let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+        assert!(pump(&mut c, &mut s).is_err());
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub struct ServeArgs {
     /// management, package host /fw/<name>. Closed unless given, e.g. `--coap 127.0.0.1:5683`.
     #[arg(long)]
     coap: Option<SocketAddr>,
-    /// UDP address of the CoAP-over-DTLS endpoint (PSK, TLS_PSK_WITH_AES_128_CCM_8): the same
-    /// resources, for peers with a key from --psk, --security-file or /api/security/clients.
+    /// UDP address of the CoAP-over-DTLS endpoint (PSK: TLS_PSK_WITH_AES_128_CCM_8 preferred,
+    /// AES_128_GCM_SHA256 and AES_128_CBC_SHA256 taken): the same resources, for peers with a
+    /// key from --psk, --security-file or /api/security/clients.
     #[arg(long, default_value = "127.0.0.1:5684")]
     coaps: SocketAddr,
     /// Do not open the coaps endpoint (then --coap is required).
