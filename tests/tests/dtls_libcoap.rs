@@ -1,7 +1,9 @@
 //! Our DTLS layer against a real peer: libcoap 4.3 built with OpenSSL (Debian libcoap3-bin).
 //!
-//! Both directions are exercised with PSK and the LwM2M-mandated suite only
-//! (TLS_PSK_WITH_AES_128_CCM_8, the one cipher our contexts offer), over real UDP on loopback.
+//! Both directions are exercised with PSK and the LwM2M-mandated suite
+//! (TLS_PSK_WITH_AES_128_CCM_8, which our contexts offer and prefer first, and which this
+//! libcoap's OpenSSL 3.0 offers), over real UDP on loopback. Against OpenSSL 3.5's defaults,
+//! which lack CCM_8, see qblock_libcoap.rs.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
