@@ -61,6 +61,8 @@ pub(crate) struct QBlock1Rx<P> {
     heard_ms: u64,
     /// 4.08s the timer sent since the latest block.
     asked: u8,
+    /// When the timer sent the latest of them: the next wait counts from there.
+    asked_ms: u64,
     /// A block beyond the gap arrived since the last complete set.
     ahead: bool,
     /// The answer to the last block, repeated when it comes again.
@@ -190,6 +192,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 token: Vec::new(),
                 heard_ms: now,
                 asked: 0,
+                asked_ms: now,
                 ahead: false,
                 done: None,
             });
@@ -287,7 +290,12 @@ impl<P: Clone + PartialEq> Engine<P> {
         let wait = params
             .non_receive_timeout_ms
             .saturating_mul(1u64 << rx.asked.min(16));
-        Some(rx.heard_ms.saturating_add(wait).min(forget))
+        let since = if rx.asked == 0 {
+            rx.heard_ms
+        } else {
+            rx.asked_ms
+        };
+        Some(since.saturating_add(wait).min(forget))
     }
 
     /// Runs the Q-Block1 receiver's timer: asks again for missing blocks, or forgets a
@@ -311,8 +319,9 @@ impl<P: Clone + PartialEq> Engine<P> {
         p.header.set_type(MessageType::NonConfirmable);
         p.set_token(rx.token.clone());
         let peer = rx.peer.clone();
-        // Each wait counts from the latest 4.08, doubling.
-        rx.heard_ms = now;
+        // Each wait counts from the latest 4.08, doubling; NON_PARTIAL_TIMEOUT still counts
+        // from the latest block.
+        rx.asked_ms = now;
         p.header.message_id = self.mid();
         self.send(peer, &p);
     }
@@ -423,7 +432,8 @@ mod tests {
             sent(&mut e),
             [(ResponseType::RequestEntityIncomplete, 6, vec![7])]
         );
-        assert_eq!(e.poll_timeout(), Some(3031 + 60_000));
+        // NON_PARTIAL_TIMEOUT counts from the latest block (31), not the latest 4.08.
+        assert_eq!(e.poll_timeout(), Some(31 + 60_000));
         // The rest arrives: 2.31 for 7, then 2.04 for the last block, repeated when the
         // last block comes again (its answer was lost).
         for n in 7..BLOCKS {
@@ -438,6 +448,40 @@ mod tests {
         );
         e.handle_datagram(4001, 1, &block(9));
         assert_eq!(sent(&mut e), [(ResponseType::Changed, 9, vec![9])]);
+    }
+
+    /// A push the server abandons is forgotten NON_PARTIAL_TIMEOUT after its latest block,
+    /// however many 4.08s the timer sent since; a block of it after that gets a 4.08 asking
+    /// for the body from block 0.
+    #[test]
+    fn an_abandoned_push_is_forgotten_non_partial_timeout_after_its_latest_block() {
+        let mut e = engine();
+        for n in [0, 1, 3] {
+            e.handle_datagram(u64::from(n), 1, &block(n));
+        }
+        assert_eq!(
+            sent(&mut e),
+            [(ResponseType::RequestEntityIncomplete, 3, vec![2, 3])]
+        );
+        for at in [1003, 3003] {
+            assert_eq!(e.poll_timeout(), Some(at));
+            e.handle_timeout(at);
+            assert_eq!(
+                sent(&mut e),
+                [(ResponseType::RequestEntityIncomplete, 3, vec![2, 3])]
+            );
+        }
+        assert_eq!(e.poll_timeout(), Some(3 + 60_000));
+        e.handle_timeout(3 + 59_999);
+        assert!(e.qblock1.is_some());
+        e.handle_timeout(3 + 60_000);
+        assert!(e.qblock1.is_none(), "forgotten");
+        // The set's last block (others of an unknown body get no answer).
+        e.handle_datagram(70_000, 1, &block(3));
+        assert_eq!(
+            sent(&mut e),
+            [(ResponseType::RequestEntityIncomplete, 3, vec![0, 1, 2, 3])]
+        );
     }
 
     #[test]
