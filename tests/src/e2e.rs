@@ -138,6 +138,11 @@ impl Harness {
         Self::start_with(tag, true, |_| {})
     }
 
+    /// Like [`Self::start_secure`], with `edit` applied to the shim's configuration first.
+    pub fn start_secure_configured(tag: &str, edit: impl FnOnce(&mut ShimConfig)) -> Self {
+        Self::start_with(tag, true, edit)
+    }
+
     fn start_with(tag: &str, secure: bool, edit: impl FnOnce(&mut ShimConfig)) -> Self {
         if let Ok(filter) = std::env::var("E2E_LOG") {
             let _ = tracing_subscriber::fmt()

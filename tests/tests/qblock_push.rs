@@ -113,6 +113,58 @@ fn a_q_block1_push_through_a_lossy_relay_installs() {
     h.wait_state(ep, (IDLE, 1), T);
 }
 
+/// The same push over coaps (PSK): the Q-Block1 sets, the 4.08 lists and the device's
+/// answers all go through the DTLS session, through 5 % loss; the package installs.
+#[test]
+fn a_q_block1_push_over_coaps_through_a_lossy_relay_installs() {
+    let h = Harness::start_secure_configured("qb1-coaps", |c| {
+        c.push_qblock = Some(QBlockSenderParams::default())
+    });
+    let ep = "qb1-coaps";
+    let key = "000102030405060708090a0b0c0d0e0f";
+    assert_eq!(h.add_psk(ep, "qb1-coaps-id", key), 200);
+    let relay = Relay::start(
+        any(),
+        h.coap,
+        Faults {
+            loss: 0.05,
+            seed: 0x0d71_50b1,
+            ..Faults::default()
+        },
+    )
+    .expect("relay");
+    let mut opts = h.device_options(ep);
+    opts.server = format!("coaps://{}", relay.addr());
+    opts.psk_identity = Some("qb1-coaps-id".into());
+    opts.psk_key = Some(key.into());
+    opts.slot_kib = 200;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration over DTLS", T, || h.registered(ep));
+    h.package("fw.suit", &PackageKind::good("3.4.0", 5, 90 * 1024));
+    let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
+    let blocks = pkg.len().div_ceil(1024) as u64;
+    let (dev0, dropped0) = (
+        from_device(&relay),
+        relay.stats().dropped.load(Ordering::Relaxed),
+    );
+    assert_changed("push", h.push(ep, &pkg));
+    let answers = from_device(&relay) - dev0;
+    assert!(
+        relay.stats().dropped.load(Ordering::Relaxed) > dropped0,
+        "no loss exercised"
+    );
+    assert!(
+        answers < blocks / 3,
+        "{answers} datagrams from the device for {blocks} blocks: not Q-Block1"
+    );
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
+    h.wait_until("3.4.0 to run", T, || {
+        h.read_string(ep, "/3/0/3").as_deref() == Some("3.4.0")
+    });
+    h.wait_state(ep, (IDLE, 1), T);
+}
+
 /// A device with Q-Block1 off answers the first block 4.02 Bad Option (RFC 7252 §5.4.1): the
 /// shim pushes with Block1 and the package arrives whole; the next push to the same
 /// registration goes straight to Block1 (no probe), counted on a loss-free relay.
