@@ -105,6 +105,22 @@ fn coap_server(dir: &Path, psk: bool) -> (LoggedChild, u16) {
     (server, port)
 }
 
+/// Uploads `body` as `/fw` to libcoap's server on plain CoAP `port`, with its own client.
+async fn put_to_libcoap(dir: &Path, port: u16, body: &[u8]) {
+    let file = dir.join("fw.bin");
+    std::fs::write(&file, body).expect("file");
+    let put_file = file.to_string_lossy().into_owned();
+    let put = tokio::task::spawn_blocking(move || {
+        coap_client(
+            &["-m", "put", "-f", &put_file],
+            &format!("coap://127.0.0.1:{port}/fw"),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(put.status.success(), "PUT failed:\n{}", log_of(&put));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
     let dir = temp_dir("pull");
@@ -162,18 +178,7 @@ async fn our_device_pulls_from_libcoap_with_q_block2_through_loss() {
     let dir = temp_dir("device");
     let (_server, port) = coap_server(&dir, false);
     let body = image(80 * 1024 + 11, 2);
-    let file = dir.join("fw.bin");
-    std::fs::write(&file, &body).expect("file");
-    let put_file = file.to_string_lossy().into_owned();
-    let put = tokio::task::spawn_blocking(move || {
-        coap_client(
-            &["-m", "put", "-f", &put_file],
-            &format!("coap://127.0.0.1:{port}/fw"),
-        )
-    })
-    .await
-    .expect("join");
-    assert!(put.status.success(), "PUT failed:\n{}", log_of(&put));
+    put_to_libcoap(&dir, port, &body).await;
 
     let relay = Relay::start(
         any(),
@@ -357,18 +362,7 @@ async fn our_device_pulls_from_libcoaps_coaps_server_with_q_block2() {
     let dir = temp_dir("coaps-device");
     let (_server, port) = coap_server(&dir, true);
     let body = image(30 * 1024 + 3, 5);
-    let file = dir.join("fw.bin");
-    std::fs::write(&file, &body).expect("file");
-    let put_file = file.to_string_lossy().into_owned();
-    let put = tokio::task::spawn_blocking(move || {
-        coap_client(
-            &["-m", "put", "-f", &put_file],
-            &format!("coap://127.0.0.1:{port}/fw"),
-        )
-    })
-    .await
-    .expect("join");
-    assert!(put.status.success(), "PUT failed:\n{}", log_of(&put));
+    put_to_libcoap(&dir, port, &body).await;
     let relay =
         Relay::start(any(), ([127, 0, 0, 1], port + 1).into(), Faults::default()).expect("relay");
     let config = CoapPullConfig {

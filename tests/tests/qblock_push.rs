@@ -69,6 +69,16 @@ fn behind_relay(
     (relay, dev, pkg)
 }
 
+/// The pushed package is downloaded; Update installs it, `version` runs, Update Result 1.
+fn installs(h: &Harness, ep: &str, version: &str) {
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
+    h.wait_until(&format!("{version} to run"), T, || {
+        h.read_string(ep, "/3/0/3").as_deref() == Some(version)
+    });
+    h.wait_state(ep, (IDLE, 1), T);
+}
+
 /// A 160 KiB push through 10 ms each way and 10 % loss in both directions: Q-Block1 sets
 /// of 10 blocks, the lost ones sent again from the device's 4.08 lists; the package verifies,
 /// installs and Update Result is 1. Block1 would cost the device an ACK per block.
@@ -105,12 +115,7 @@ fn a_q_block1_push_through_a_lossy_relay_installs() {
         sent >= blocks && sent < blocks * 2,
         "{sent} datagrams from the shim for {blocks} blocks"
     );
-    h.wait_state(ep, (DOWNLOADED, 0), T);
-    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
-    h.wait_until("3.2.0 to run", T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("3.2.0")
-    });
-    h.wait_state(ep, (IDLE, 1), T);
+    installs(&h, ep, "3.2.0");
 }
 
 /// The same push over coaps (PSK): the Q-Block1 sets, the 4.08 lists and the device's
@@ -157,12 +162,7 @@ fn a_q_block1_push_over_coaps_through_a_lossy_relay_installs() {
         answers < blocks / 3,
         "{answers} datagrams from the device for {blocks} blocks: not Q-Block1"
     );
-    h.wait_state(ep, (DOWNLOADED, 0), T);
-    assert_eq!(h.execute(ep, "/5/0/2"), "CHANGED(204)");
-    h.wait_until("3.4.0 to run", T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("3.4.0")
-    });
-    h.wait_state(ep, (IDLE, 1), T);
+    installs(&h, ep, "3.4.0");
 }
 
 /// A device with Q-Block1 off answers the first block 4.02 Bad Option (RFC 7252 §5.4.1): the
