@@ -105,6 +105,62 @@ fn coap_server(dir: &Path, psk: bool) -> (LoggedChild, u16) {
     (server, port)
 }
 
+/// A Q-Block2 pull of `len` bytes through `relay`: the client asked about once per set of
+/// 10 (Block2 asks once per block), and the relay dropped some datagrams.
+fn bursts_through_loss(relay: &Relay, len: usize, client: &str) {
+    let blocks = len.div_ceil(1024) as u64;
+    let requests = relay.stats().from_client.load(Ordering::Relaxed);
+    assert!(
+        requests < blocks / 3,
+        "{requests} datagrams from {client} for {blocks} blocks: not Q-Block2 bursts"
+    );
+    assert!(
+        relay.stats().dropped.load(Ordering::Relaxed) > 0,
+        "no loss exercised"
+    );
+}
+
+/// libcoap's coap-client (`-L 5 -N`, then `args`) pulls `uri` into `dir`: it must find
+/// Q-Block2 on the host (its probe) and bring exactly `body`.
+async fn libcoap_pulls_with_q_block2(dir: &Path, uri: &str, args: &[&str], body: &[u8]) {
+    let out_file = dir.join("out.bin");
+    let out_arg = out_file.to_string_lossy();
+    let all: Vec<String> = ["-L", "5", "-N", "-o", &out_arg]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect();
+    let uri = uri.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        coap_client(&all, &uri)
+    })
+    .await
+    .expect("join");
+    let log = log_of(&out);
+    assert!(out.status.success(), "coap-client failed:\n{log}");
+    assert!(
+        log.contains("Q-Block support available"),
+        "libcoap did not find Q-Block2 on our host:\n{log}"
+    );
+    let got = std::fs::read(&out_file).expect("output file");
+    assert!(got == body, "{} bytes arrived, not the package", got.len());
+}
+
+/// Our device's pull of `uri` (within two minutes) brings exactly `body`.
+async fn pull_exactly(uri: &str, config: &CoapPullConfig, body: &[u8]) {
+    let mut sink = MemSink::default();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        fetch(uri, None, config, &mut sink),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("pull of {uri} from libcoap: {e}"));
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "the bytes differ");
+}
+
 /// Uploads `body` as `/fw` to libcoap's server on plain CoAP `port`, with its own client.
 async fn put_to_libcoap(dir: &Path, port: u16, body: &[u8]) {
     let file = dir.join("fw.bin");
@@ -145,31 +201,9 @@ async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
         },
     )
     .expect("relay");
-    let out_file = dir.join("out.bin");
-    let out_arg = out_file.to_string_lossy().into_owned();
     let uri = format!("coap://{}/fw/fw.bin", relay.addr());
-    let out =
-        tokio::task::spawn_blocking(move || coap_client(&["-L", "5", "-N", "-o", &out_arg], &uri))
-            .await
-            .expect("join");
-    let log = log_of(&out);
-    assert!(out.status.success(), "coap-client failed:\n{log}");
-    assert!(
-        log.contains("Q-Block support available"),
-        "libcoap did not find Q-Block2 on our host:\n{log}"
-    );
-    let got = std::fs::read(&out_file).expect("output file");
-    assert!(got == body, "{} bytes arrived, not the package", got.len());
-    let blocks = body.len().div_ceil(1024) as u64;
-    let requests = relay.stats().from_client.load(Ordering::Relaxed);
-    assert!(
-        requests < blocks / 3,
-        "{requests} datagrams from libcoap for {blocks} blocks: not Q-Block2 bursts"
-    );
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > 0,
-        "no loss exercised"
-    );
+    libcoap_pulls_with_q_block2(&dir, &uri, &[], &body).await;
+    bursts_through_loss(&relay, body.len(), "libcoap");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -201,27 +235,8 @@ async fn our_device_pulls_from_libcoap_with_q_block2_through_loss() {
         dtls: None,
         qblock: Some(QBlockParams::scaled(500)),
     };
-    let mut sink = MemSink::default();
-    let uri = format!("coap://{}/fw", relay.addr());
-    let done = tokio::time::timeout(
-        Duration::from_secs(120),
-        fetch(&uri, None, &config, &mut sink),
-    )
-    .await
-    .expect("bounded")
-    .expect("Q-Block2 pull from libcoap");
-    assert_eq!(done.size, body.len() as u64);
-    assert!(sink.data == body, "the bytes differ");
-    let blocks = body.len().div_ceil(1024) as u64;
-    let requests = relay.stats().from_client.load(Ordering::Relaxed);
-    assert!(
-        requests < blocks / 3,
-        "{requests} datagrams from the device for {blocks} blocks: not Q-Block2"
-    );
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > 0,
-        "no loss exercised"
-    );
+    pull_exactly(&format!("coap://{}/fw", relay.addr()), &config, &body).await;
+    bursts_through_loss(&relay, body.len(), "our device");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -335,25 +350,8 @@ async fn libcoap_pulls_from_our_coaps_host_with_q_block2() {
         .expect("stored");
     let body = image(40 * 1024 + 9, 4);
     running.shim.packages.store("fw.bin", &body).expect("store");
-    let out_file = dir.join("out.bin");
-    let out_arg = out_file.to_string_lossy().into_owned();
     let uri = format!("coaps://{}/fw/fw.bin", running.coaps_addr.expect("coaps"));
-    let out = tokio::task::spawn_blocking(move || {
-        coap_client(
-            &["-L", "5", "-N", "-u", IDENTITY, "-k", KEY, "-o", &out_arg],
-            &uri,
-        )
-    })
-    .await
-    .expect("join");
-    let log = log_of(&out);
-    assert!(out.status.success(), "coap-client failed:\n{log}");
-    assert!(
-        log.contains("Q-Block support available"),
-        "libcoap did not find Q-Block2 on our coaps host:\n{log}"
-    );
-    let got = std::fs::read(&out_file).expect("output file");
-    assert!(got == body, "{} bytes arrived, not the package", got.len());
+    libcoap_pulls_with_q_block2(&dir, &uri, &["-u", IDENTITY, "-k", KEY], &body).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -378,17 +376,7 @@ async fn our_device_pulls_from_libcoaps_coaps_server_with_q_block2() {
         ),
         qblock: Some(QBlockParams::default()),
     };
-    let mut sink = MemSink::default();
-    let uri = format!("coaps://{}/fw", relay.addr());
-    let done = tokio::time::timeout(
-        Duration::from_secs(60),
-        fetch(&uri, None, &config, &mut sink),
-    )
-    .await
-    .expect("bounded")
-    .expect("coaps Q-Block2 pull from libcoap");
-    assert_eq!(done.size, body.len() as u64);
-    assert!(sink.data == body, "the bytes differ");
+    pull_exactly(&format!("coaps://{}/fw", relay.addr()), &config, &body).await;
     // Handshake flights, the probe, then one request per set of 10: not one per block.
     let requests = relay.stats().from_client.load(Ordering::Relaxed);
     assert!(

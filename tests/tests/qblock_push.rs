@@ -69,6 +69,21 @@ fn behind_relay(
     (relay, dev, pkg)
 }
 
+/// A Q-Block1 push of `blocks` through `relay` since it had seen `dev0` datagrams from the
+/// device and dropped `dropped0`: about one answer per set of 10 (plus 4.08s; Block1 answers
+/// each block), and some datagrams lost.
+fn sets_through_loss(relay: &Relay, blocks: u64, dev0: u64, dropped0: u64) {
+    let answers = from_device(relay) - dev0;
+    assert!(
+        relay.stats().dropped.load(Ordering::Relaxed) > dropped0,
+        "no loss exercised"
+    );
+    assert!(
+        answers < blocks / 3,
+        "{answers} datagrams from the device for {blocks} blocks: not Q-Block1"
+    );
+}
+
 /// The pushed package is downloaded; Update installs it, `version` runs, Update Result 1.
 fn installs(h: &Harness, ep: &str, version: &str) {
     h.wait_state(ep, (DOWNLOADED, 0), T);
@@ -100,17 +115,8 @@ fn a_q_block1_push_through_a_lossy_relay_installs() {
         relay.stats().dropped.load(Ordering::Relaxed),
     );
     assert_changed("push", h.push(ep, &pkg));
-    let answers = from_device(&relay) - dev0;
     let sent = from_shim(&relay) - shim0;
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > dropped0,
-        "no loss exercised"
-    );
-    // Q-Block1: about one answer per set of 10 (plus 4.08s); Block1: one per block.
-    assert!(
-        answers < blocks / 3,
-        "{answers} datagrams from the device for {blocks} blocks: not Q-Block1"
-    );
+    sets_through_loss(&relay, blocks, dev0, dropped0);
     assert!(
         sent >= blocks && sent < blocks * 2,
         "{sent} datagrams from the shim for {blocks} blocks"
@@ -153,15 +159,7 @@ fn a_q_block1_push_over_coaps_through_a_lossy_relay_installs() {
         relay.stats().dropped.load(Ordering::Relaxed),
     );
     assert_changed("push", h.push(ep, &pkg));
-    let answers = from_device(&relay) - dev0;
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > dropped0,
-        "no loss exercised"
-    );
-    assert!(
-        answers < blocks / 3,
-        "{answers} datagrams from the device for {blocks} blocks: not Q-Block1"
-    );
+    sets_through_loss(&relay, blocks, dev0, dropped0);
     installs(&h, ep, "3.4.0");
 }
 
