@@ -6,14 +6,14 @@
 //! complete, so the pull costs one round trip per set. Lost blocks are asked for again in
 //! one request carrying one Q-Block2 option per missing block.
 //!
-//! [`QBlock2Pull`] first probes the host with a Confirmable GET of the package's first 16
-//! bytes with Q-Block2 (§3: support is probed with CON, so a host without Q-Block2 answers
-//! 4.02 Bad Option), then asks for the body with NON requests: the blocks of one body go all
-//! CON or all NON (§7), and a host asked for a set with CON sends the set as CON responses,
-//! one round trip each (§4.4, as libcoap does). libcoap's clients probe the same way. A host that answers 4.02, answers with
-//! Block2 or without any block option (aiocoap's file server, libcoap built without Q-Block,
-//! the shim with Q-Block disabled), or resets the request, gets the same pull over plain
-//! Block2 ([`Block2Pull`]) instead. Later requests are NON.
+//! [`QBlock2Pull`] first probes the host with a Confirmable GET of the package's first 16 bytes
+//! with Q-Block2 (§3: support is probed with CON, so a host without Q-Block2 answers 4.02 Bad
+//! Option), then asks for the body with NON requests: the blocks of one body go all CON or all NON
+//! (§7), and a host asked for a set with CON sends the set as CON responses, one round trip each
+//! (§4.4, as libcoap does). libcoap's clients probe the same way. A host that answers 4.02, answers
+//! with Block2 or without any block option (aiocoap's file server, libcoap built without Q-Block,
+//! the shim with Q-Block disabled), or resets the request, gets the same pull over plain Block2
+//! ([`Block2Pull`]) instead. Later requests are NON.
 //!
 //! Loss recovery, RFC 9177 §7.2 with the defaults of [`QBlockParams`]:
 //! - a host sends the blocks of one request in order, all with that request's token, so a

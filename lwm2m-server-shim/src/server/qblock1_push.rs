@@ -2,12 +2,12 @@
 //! NON requests, one round trip per set instead of one per block (Block1, RFC 7959), which is
 //! what a push over a long link (NB-IoT, LTE-M: round trips of 0.1 to 3 s) needs.
 //!
-//! The first block goes as a CON request (§4.1): a device without Q-Block1 answers it 4.02
-//! Bad Option, as RFC 7252 §5.4.1 requires for an unknown critical option, and the caller
-//! falls back to Block1 ([`Pushed::Unsupported`]); one with Q-Block1 answers 2.31 or only
-//! acknowledges it, keeping its response for the complete body (§4.3, as libcoap does); a device that took the block for a whole
-//! body (answered 2.04 although more blocks follow) gets the same fall back, whose block 0
-//! restarts the body. Every block names the body with one Request-Tag (RFC 9175 §3.2) and
+//! The first block goes as a CON request (§4.1): a device without Q-Block1 answers it 4.02 Bad
+//! Option, as RFC 7252 §5.4.1 requires for an unknown critical option, and the caller falls back to
+//! Block1 ([`Pushed::Unsupported`]); one with Q-Block1 answers 2.31 or only acknowledges it,
+//! keeping its response for the complete body (§4.3, as libcoap does); a device that took the block
+//! for a whole body (answered 2.04 although more blocks follow) gets the same fall back, whose
+//! block 0 restarts the body. Every block names the body with one Request-Tag (RFC 9175 §3.2) and
 //! has its own token; Size1 gives the body's size.
 //!
 //! The device answers each complete set with 2.31 Continue (the next set goes at once),
