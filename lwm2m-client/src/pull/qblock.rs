@@ -390,9 +390,10 @@ impl QBlock2Pull {
         (p.to_bytes().unwrap_or_default(), mid)
     }
 
-    /// Sends a NON request now and restarts the receive timer from it.
-    fn send_non(&mut self, asks: &[BlockOpt], now_ms: u64) {
-        let (bytes, _) = self.request(MessageType::NonConfirmable, asks, false);
+    /// Sends a NON request now (asking for Size2 with `size2`) and restarts the receive timer
+    /// from it.
+    fn send_non(&mut self, asks: &[BlockOpt], size2: bool, now_ms: u64) {
+        let (bytes, _) = self.request(MessageType::NonConfirmable, asks, size2);
         self.out.push_back(bytes);
         self.heard_ms = now_ms;
     }
@@ -415,10 +416,10 @@ impl QBlock2Pull {
         }
     }
 
-    /// Asks for the next set with a NON request.
-    fn ask_next_set(&mut self, now_ms: u64) {
+    /// Asks for the next set with a NON request (asking for Size2 with `size2`).
+    fn ask_next_set(&mut self, size2: bool, now_ms: u64) {
         let ask = self.next_set();
-        self.send_non(&[ask], now_ms);
+        self.send_non(&[ask], size2, now_ms);
         self.round.1 = self.asked_end.saturating_sub(1);
     }
 
@@ -436,7 +437,7 @@ impl QBlock2Pull {
                 }
             })
             .collect();
-        self.send_non(&asks, now_ms);
+        self.send_non(&asks, false, now_ms);
     }
 
     fn mark_asked(&mut self, range: core::ops::Range<u32>, counter: u16) {
@@ -631,11 +632,7 @@ impl QBlock2Pull {
                 // It does. The probe's block is not part of the body, whose blocks all go as
                 // NON (§7); the first set is asked for now.
                 self.probe = None;
-                let ask = self.next_set();
-                let (bytes, _) = self.request(MessageType::NonConfirmable, &[ask], true);
-                self.out.push_back(bytes);
-                self.heard_ms = now_ms;
-                self.round.1 = self.asked_end.saturating_sub(1);
+                self.ask_next_set(true, now_ms);
                 Ok(None)
             }
             MessageClass::Response(ResponseType::Content) => {
@@ -699,7 +696,7 @@ impl QBlock2Pull {
                 // The persisted bytes belong to another version: start over from byte 0.
                 self.resume_etag = None;
                 self.begin(0);
-                self.ask_next_set(now_ms);
+                self.ask_next_set(false, now_ms);
                 return Ok(None);
             }
             if b.szx > self.szx {
@@ -839,7 +836,7 @@ impl QBlock2Pull {
             return None;
         }
         if self.next >= self.asked_end {
-            self.ask_next_set(now_ms);
+            self.ask_next_set(false, now_ms);
             return None;
         }
         let ends_set = num.saturating_add(1) == set_end(num, self.params.max_payloads)
@@ -866,7 +863,7 @@ impl QBlock2Pull {
         }
         self.resume_etag = None;
         self.begin(0);
-        self.ask_next_set(now_ms);
+        self.ask_next_set(false, now_ms);
         Ok(None)
     }
 }
