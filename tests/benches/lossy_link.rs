@@ -62,6 +62,7 @@ use lwm2m_client::pull::qblock::QBlockParams;
 use lwm2m_client::pull::{MemSink, PullError};
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use tests::ip_link::{IpLink, IpLinkError, HOST_IP};
+use tests::process::libcoap_qblock_path;
 use tests::relay::{Faults, Relay};
 use tests::tcp_relay::TcpRelay;
 
@@ -284,8 +285,7 @@ const LIBCOAP_431: &str = "coap-client-openssl";
 
 /// libcoap 4.3.4's client with Q-Block, if `scripts/fetch-libcoap-qblock` unpacked it.
 fn find_libcoap_434() -> Option<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/peers/libcoap-trixie/bin/coap-client");
+    let bin = libcoap_qblock_path("coap-client");
     bin.is_file().then_some(bin)
 }
 

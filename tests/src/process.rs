@@ -193,19 +193,35 @@ pub fn aiocoap_fileserver(dir: &Path, port: u16) -> LoggedChild {
     server
 }
 
-/// A tool of libcoap 4.3.4 (`coap-client`, `coap-server`; OpenSSL builds), the RFC 9177
-/// Q-Block peer: Debian 13's binaries, which `scripts/fetch-libcoap-qblock` unpacks under
-/// `target/peers/` (scripts/test runs it). Bookworm's libcoap 4.3.1 has no Q-Block.
-pub fn libcoap_qblock(tool: &str) -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// Where `scripts/fetch-libcoap-qblock` (run by scripts/test) puts a tool of libcoap 4.3.4
+/// (`coap-client`, `coap-server`; OpenSSL builds), the RFC 9177 Q-Block peer: Debian 13's
+/// binaries under `target/peers/`. Bookworm's libcoap 4.3.1 has no Q-Block.
+pub fn libcoap_qblock_path(tool: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/peers/libcoap-trixie/bin")
-        .join(tool);
+        .join(tool)
+}
+
+/// [`libcoap_qblock_path`], which must be there.
+pub fn libcoap_qblock(tool: &str) -> PathBuf {
+    let bin = libcoap_qblock_path(tool);
     assert!(
         bin.is_file(),
         "{} is missing: run scripts/fetch-libcoap-qblock",
         bin.display()
     );
     bin
+}
+
+/// A loopback UDP port `p` that was free a moment ago with `p + 1` free too (libcoap's
+/// coap-server serves coaps on the port after its coap port).
+pub fn free_udp_port_pair() -> u16 {
+    (0..50)
+        .find_map(|_| {
+            let p = free_udp_port();
+            (p < 65535 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()).then_some(p)
+        })
+        .expect("free port pair")
 }
 
 /// A loopback TCP port that was free a moment ago.

@@ -2,7 +2,6 @@
 //! over plain CoAP, including an ETag-checked resume, and libcoap's coap-server (Debian
 //! libcoap3-bin, OpenSSL build) over coaps:// with PSK.
 
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -10,7 +9,7 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{MemSink, Resume};
-use tests::process::{aiocoap_fileserver, free_udp_port, wait_for_coap};
+use tests::process::{aiocoap_fileserver, free_udp_port, free_udp_port_pair, wait_for_coap};
 
 struct Peer(Child);
 
@@ -100,13 +99,8 @@ async fn pull_from_aiocoap_fileserver_then_resume_with_its_etag() {
 #[tokio::test]
 async fn coaps_pull_from_libcoap_server_with_psk() {
     const KEY: &str = "pull-psk-secret1";
-    // libcoap serves DTLS on port+1; find a pair that is free.
-    let port = (0..50)
-        .find_map(|_| {
-            let p = free_udp_port();
-            (p < 65535 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()).then_some(p)
-        })
-        .expect("free port pair");
+    // libcoap serves DTLS on port+1.
+    let port = free_udp_port_pair();
     let _server = Peer(
         Command::new("coap-server-openssl")
             .args([

@@ -32,7 +32,7 @@ use lwm2m_server_shim::coap::message::response;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 use lwm2m_server_shim::server::qblock1_push::{push, Pushed};
 use lwm2m_server_shim::server::security::store::SecurityInfo;
-use tests::process::{free_udp_port, libcoap_qblock, wait_for_coap, LoggedChild};
+use tests::process::{free_udp_port_pair, libcoap_qblock, wait_for_coap, LoggedChild};
 use tests::relay::{Faults, Relay};
 
 fn any() -> SocketAddr {
@@ -83,12 +83,7 @@ const KEY: &str = "qblock-dtls-key1";
 /// libcoap's coap-server with Q-Block (`-L 5`) on loopback, creating resources on PUT; with
 /// `psk`, coaps on the port after the returned one, with [`KEY`].
 fn coap_server(dir: &Path, psk: bool) -> (LoggedChild, u16) {
-    let port = (0..50)
-        .find_map(|_| {
-            let p = free_udp_port();
-            (p < 65535 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()).then_some(p)
-        })
-        .expect("free port pair");
+    let port = free_udp_port_pair();
     let mut cmd = Command::new(libcoap_qblock("coap-server"));
     cmd.args(["-A", "127.0.0.1", "-p", &port.to_string()])
         .args(["-L", "5", "-d", "4", "-v", "7"]);
