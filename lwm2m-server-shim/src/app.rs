@@ -224,17 +224,12 @@ impl RequestHandler for CoapRouter {
             return response(ResponseType::ServiceUnavailable);
         };
         let path = uri_path(request);
+        let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
         match path.first().map(String::as_str) {
             Some("rd") => shim.handle_registration(request, peer, self.secure),
-            Some(PACKAGE_PATH) => package_coap::handle(
-                &shim.packages,
-                request,
-                &path,
-                BlockOpt::szx_for_size(shim.settings.block_size),
-            ),
+            Some(PACKAGE_PATH) => package_coap::handle(&shim.packages, request, &path, max_szx),
             _ => match discovery::document(&path) {
                 Some(doc) if request.header.code == MessageClass::Request(RequestType::Get) => {
-                    let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
                     package_coap::block2_answer(&doc.snapshot, request, max_szx, doc.format)
                 }
                 Some(_) => response(ResponseType::MethodNotAllowed),

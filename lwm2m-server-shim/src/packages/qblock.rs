@@ -135,6 +135,12 @@ fn blocks(
         .collect()
 }
 
+/// Whether `request` is a GET with a Q-Block2 option: the requests this face answers.
+fn is_q_block2_get(request: &Packet) -> bool {
+    request.get_option(q_block2()).is_some()
+        && request.header.code == MessageClass::Request(RequestType::Get)
+}
+
 /// An answer that is a single response (an error).
 type Refusal = (Packet, Vec<Packet>);
 
@@ -439,9 +445,7 @@ impl QBlockServer {
         max_szx: u8,
         peer: SocketAddr,
     ) -> Option<(Packet, Vec<Packet>)> {
-        if request.get_option(q_block2()).is_none()
-            || request.header.code != MessageClass::Request(RequestType::Get)
-        {
+        if !is_q_block2_get(request) {
             return None;
         }
         let answer = self
@@ -461,9 +465,7 @@ impl QBlockServer {
         max_szx: u8,
         format: LiteFormat,
     ) -> Option<(Packet, Vec<Packet>)> {
-        if request.get_option(q_block2()).is_none()
-            || request.header.code != MessageClass::Request(RequestType::Get)
-        {
+        if !is_q_block2_get(request) {
             return None;
         }
         let max_payloads = self.schedule().params.max_payloads;
