@@ -975,3 +975,48 @@ fn delete_reaches_the_device_at_any_depth() {
         .collect();
     assert_eq!(deletes, ["/3/0/11/1", "/1", "/3/0/13"]);
 }
+
+/// A device that resets right after its last notification (State = Updating before the
+/// bootloader runs) registers again within a millisecond; the new registration drops its
+/// observations (as Leshan does), but a notification that arrived before it is still reported.
+#[test]
+fn a_notification_that_arrived_before_a_new_registration_is_reported() {
+    let h = Harness::start("renotify", |_| {});
+    let events = h.events("?ep=renotify");
+    for round in 0..10u16 {
+        let dev = Device::register(&h, "renotify", "</5/0>");
+        let sock = dev.sock.try_clone().expect("clone socket");
+        let token = Arc::new(Mutex::new(Vec::new()));
+        let seen_token = token.clone();
+        let (stop, t) = dev.serve(Box::new(move |req| {
+            let mut r = reply(ResponseType::Content);
+            r.add_option(CoapOption::ContentFormat, vec![0]);
+            if path_of(req) == "/5/0/3" && observe_value(req) == Some(0) {
+                *seen_token.lock().expect("token") = req.get_token().to_vec();
+                r.add_option(CoapOption::Observe, vec![1]);
+                r.payload = b"2".to_vec();
+                Some((r, Duration::ZERO))
+            } else {
+                Some((reply(ResponseType::NotFound), Duration::ZERO))
+            }
+        }));
+        let (s, r) = h.post("/api/clients/renotify/5/0/3/observe", b"");
+        assert_eq!((s, r["content"]["value"].as_str()), (200, Some("2")), "{r}");
+        finish(stop, t);
+        let mut n = reply(ResponseType::Content);
+        n.header.set_type(MessageType::Confirmable);
+        n.header.message_id = 0x7000 + round;
+        n.set_token(token.lock().expect("token").clone());
+        n.add_option(CoapOption::Observe, vec![2]);
+        n.add_option(CoapOption::ContentFormat, vec![0]);
+        n.payload = b"3".to_vec();
+        sock.send_to(&n.to_bytes().expect("encode"), h.coap)
+            .expect("send");
+        // The reset: a new socket registers at once.
+        let _again = Device::register(&h, "renotify", "</5/0>");
+        let got = wait_event(&events, Duration::from_secs(5), |name, data| {
+            name == "NOTIFICATION" && data["val"]["value"] == "3"
+        });
+        assert_eq!(got["res"], "/5/0/3", "round {round}");
+    }
+}

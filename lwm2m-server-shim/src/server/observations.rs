@@ -19,14 +19,8 @@ use crate::server::requests::{CompositePaths, DeviceHandle, DmResponse};
 pub(crate) struct ActiveObservation {
     /// Its token, to forget it in the CoAP endpoint.
     pub(crate) token: Vec<u8>,
+    /// Ends by itself once the token is forgotten and what arrived before is reported.
     task: JoinHandle<()>,
-}
-
-impl ActiveObservation {
-    /// Stops forwarding its notifications.
-    pub(crate) fn abort(&self) {
-        self.task.abort();
-    }
 }
 
 type ByEndpoint = HashMap<String, HashMap<String, ActiveObservation>>;
@@ -98,7 +92,7 @@ impl Drop for Observations {
         let m = self.active.get_mut().unwrap_or_else(|e| e.into_inner());
         for (_, paths) in m.drain() {
             for (_, o) in paths {
-                o.abort();
+                o.task.abort();
             }
         }
     }

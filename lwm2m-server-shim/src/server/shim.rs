@@ -385,11 +385,13 @@ impl Shim {
         }
     }
 
+    /// Stops routing `o`'s notifications. Its task still reports those that already arrived
+    /// and then ends: a device that resets right after notifying (State = Updating) registers
+    /// again before the task ran, and that notification must not be lost.
     fn forget(&self, o: ActiveObservation) {
         for c in [self.coap(), self.coaps()].into_iter().flatten() {
             c.forget_observation(&o.token);
         }
-        o.abort();
     }
 
     fn drop_observations(&self, endpoint: &str) {
