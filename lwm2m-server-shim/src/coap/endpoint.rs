@@ -41,6 +41,14 @@ impl Default for CoapTiming {
 }
 
 impl CoapTiming {
+    /// MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2): the longest a CON message can wait for its
+    /// acknowledgement, retransmissions included.
+    pub fn max_transmit_wait(&self) -> Duration {
+        self.ack_timeout
+            .mul_f64(self.ack_random_factor)
+            .saturating_mul((2u32 << self.max_retransmit.min(15)).saturating_sub(1))
+    }
+
     /// EXCHANGE_LIFETIME: how long a message id must be remembered for duplicate detection.
     pub fn exchange_lifetime(&self) -> Duration {
         // MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY (ACK_TIMEOUT).
@@ -87,8 +95,9 @@ pub trait RequestHandler: Send + Sync {
     /// returned packet matter: the endpoint sets type, message id and token.
     fn handle(&self, request: &Packet, peer: SocketAddr) -> Packet;
 
-    /// The response and more responses to send right after it, each a NON message with the
-    /// request's token (the rest of an RFC 9177 §4.4 Q-Block2 burst). By default none.
+    /// The response and more responses to send after it with the request's token (the rest
+    /// of an RFC 9177 §4.4 Q-Block2 burst): NON messages after a NON request, CON messages
+    /// one at a time after a CON request. By default none.
     fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
         (self.handle(request, peer), Vec::new())
     }
@@ -512,8 +521,42 @@ impl CoapEndpoint {
             self.remember(mid, request.get_token(), peer, Some(bytes.clone()));
         }
         self.send_bytes(&bytes, peer).await;
-        for p in more {
-            self.send_non(p, request.get_token(), peer).await;
+        if more.is_empty() {
+            return;
+        }
+        let token = request.get_token().to_vec();
+        if request.header.get_type() == MessageType::Confirmable {
+            // RFC 9177 §4.4: after a CON request the rest of the burst goes as CON responses,
+            // each acknowledged before the next (NSTART 1, RFC 7252 §4.7); NON is not mixed
+            // into a CON exchange (§3). Sent from a task: the ACKs come through this loop.
+            let endpoint = self.clone();
+            tokio::spawn(async move { endpoint.send_confirmable_burst(more, token, peer).await });
+        } else {
+            for p in more {
+                self.send_non(p, &token, peer).await;
+            }
+        }
+    }
+
+    /// Sends `responses` to `peer` one at a time as CON messages with `token`, each retransmitted
+    /// until acknowledged. A response not acknowledged within MAX_TRANSMIT_WAIT, or reset, ends
+    /// the burst (RFC 9177 §4.4: the server terminates the body transfer, and the client asks
+    /// for what it lacks).
+    async fn send_confirmable_burst(
+        &self,
+        responses: Vec<Packet>,
+        token: Vec<u8>,
+        peer: SocketAddr,
+    ) {
+        let wait = self.inner.timing.max_transmit_wait();
+        for p in responses {
+            if let Err(e) = self
+                .confirmable(peer, p, wait, Some(token.clone()), true)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "confirmable Q-Block2 burst ended");
+                return;
+            }
         }
     }
 

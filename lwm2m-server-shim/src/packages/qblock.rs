@@ -1,13 +1,16 @@
 //! The package host's Q-Block2 face (RFC 9177): a `GET /fw/<name>` carrying Q-Block2 options
 //! is answered with a burst of up to MAX_PAYLOADS blocks, the first as the response and the
-//! rest as NON messages with the request's token (§4.4), each with ETag, Q-Block2 and Size2.
+//! rest with the request's token (§4.4), each with ETag, Q-Block2 and Size2: NON messages
+//! after a NON request, CON messages one at a time after a CON request (the endpoint sends
+//! them; NON and CON are not mixed in one exchange, §3).
 //!
 //! What a request asks for follows §4.4 ([`Ask`]): the whole body (NUM 0, M set), "Continue"
 //! with the set at NUM, the rest of NUM's set, or single blocks, one option each (a device
 //! asking again for what it lost). Overlapping options send a block once and a burst never
 //! holds more than MAX_PAYLOADS blocks, so a request cannot make the host amplify.
 //!
-//! Congestion control (§7.2): after a set, the host waits NON_TIMEOUT_RANDOM (NON_TIMEOUT to
+//! Congestion control (§7.2, NON requests only: in a CON exchange the client asks for every
+//! set): after a set, the host waits NON_TIMEOUT_RANDOM (NON_TIMEOUT to
 //! NON_TIMEOUT x ACK_RANDOM_FACTOR) for the device's next request, then sends the next set
 //! unasked with the last token it saw; [`QBlockSenderParams::max_unasked_sets`] in a row without a
 //! word from the device end the transfer, so a device that went away is not sent the rest of
@@ -24,7 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coap_lite::{
-    CoapOption, ContentFormat as LiteFormat, MessageClass, Packet, RequestType, ResponseType,
+    CoapOption, ContentFormat as LiteFormat, MessageClass, MessageType, Packet, RequestType,
+    ResponseType,
 };
 use lwm2m_client::codec::block::{uint_option, MAX_NUM};
 use lwm2m_client::codec::qblock::{self, q_block2, q_block2_options, set_end, Ask};
@@ -282,6 +286,10 @@ impl Schedule {
             Ok(b) => b,
             Err(refusal) => return refusal,
         };
+        if request.header.get_type() == MessageType::Confirmable {
+            // No unasked sets in a CON exchange: they would go as NON (§3, §7.2).
+            return b.split();
+        }
         self.heard(
             peer,
             name,

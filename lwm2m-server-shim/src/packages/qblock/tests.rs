@@ -30,8 +30,10 @@ fn peer() -> SocketAddr {
     "127.0.0.1:40000".parse().unwrap()
 }
 
+/// A NON GET with these Q-Block2 options, as a device pulling with Q-Block2 sends them.
 fn get(asks: &[(u32, bool)], szx: u8, token: &[u8]) -> Packet {
     let mut p = Packet::new();
+    p.header.set_type(MessageType::NonConfirmable);
     p.header.code = MessageClass::Request(RequestType::Get);
     p.set_token(token.to_vec());
     for &(num, more) in asks {
@@ -253,6 +255,19 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
         t0,
     );
     assert!(s.is_empty());
+}
+
+#[test]
+fn a_confirmable_request_gets_its_burst_but_no_unasked_sets() {
+    let f = Fixture::new("con", 100 * 1024);
+    let mut s = Schedule::new(QBlockSenderParams::default());
+    let mut request = get(&[(0, true)], 6, b"a");
+    request.header.set_type(MessageType::Confirmable);
+    let (first, more) = s.answer(&f.host, &request, &path(), 6, peer(), Instant::now());
+    assert_eq!(nums(&first, &more).len(), 10, "the whole first set");
+    // The client of a CON exchange asks for every set; unasked sets would be NON (§3).
+    assert!(s.is_empty());
+    assert_eq!(s.next_due(), None);
 }
 
 #[test]

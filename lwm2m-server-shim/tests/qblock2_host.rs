@@ -1,0 +1,145 @@
+//! The package host's Q-Block2 answers on the wire (RFC 9177 §4.4), to a client scripted
+//! here on a loopback UDP socket: a CON request gets the rest of its set as CON responses,
+//! one at a time, each retransmitted until acknowledged, and no set unasked (NON and CON are
+//! not mixed in one exchange, §3); a NON request gets its set as a NON burst.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{bytes, Harness};
+use lwm2m_client::codec::qblock::{q_block2, q_block2_options};
+use lwm2m_client::codec::BlockOpt;
+use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
+
+fn request(kind: MessageType, mid: u16, token: &[u8], ask: BlockOpt) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(kind);
+    p.header.code = MessageClass::Request(RequestType::Get);
+    p.header.message_id = mid;
+    p.set_token(token.to_vec());
+    p.add_option(CoapOption::UriPath, b"fw".to_vec());
+    p.add_option(CoapOption::UriPath, b"x.bin".to_vec());
+    p.add_option(q_block2(), ask.encode());
+    p.to_bytes().expect("encode")
+}
+
+/// The next datagram from the host, if one comes within the socket's timeout.
+fn receive(sock: &UdpSocket) -> Option<Packet> {
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(Packet::from_bytes(&buf[..n]).expect("the host's datagram decodes"))
+}
+
+fn num(p: &Packet) -> u32 {
+    let o = q_block2_options(p).expect("Q-Block2 option");
+    assert_eq!(o.len(), 1, "one Q-Block2 option per block");
+    o[0].num
+}
+
+fn acknowledge(sock: &UdpSocket, to: SocketAddr, p: &Packet) {
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.code = MessageClass::Empty;
+    ack.header.message_id = p.header.message_id;
+    sock.send_to(&ack.to_bytes().expect("encode"), to)
+        .expect("send");
+}
+
+#[test]
+fn a_confirmable_request_gets_confirmable_blocks_one_at_a_time_and_a_non_one_a_burst() {
+    let h = Harness::start("qb2con", |c| {
+        // A short NON_TIMEOUT: a set sent unasked would show within the wait below.
+        c.qblock = Some(QBlockSenderParams {
+            non_timeout: Duration::from_millis(200),
+            ..QBlockSenderParams::default()
+        });
+    });
+    // 16 blocks of 1 KiB: a set of 10, then 6.
+    let body = bytes(15 * 1024 + 100, 7);
+    h.running()
+        .shim
+        .packages
+        .store("x.bin", &body)
+        .expect("store");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let whole = BlockOpt::new(0, true, 6).expect("block");
+    sock.send_to(
+        &request(MessageType::Confirmable, 0x0100, &[7, 7], whole),
+        h.coap,
+    )
+    .expect("send");
+
+    let first = receive(&sock).expect("an answer");
+    assert_eq!(
+        (first.header.get_type(), first.header.message_id),
+        (MessageType::Acknowledgement, 0x0100),
+        "block 0 piggybacked on the ACK"
+    );
+    assert_eq!(
+        first.header.code,
+        MessageClass::Response(ResponseType::Content)
+    );
+    assert_eq!(num(&first), 0);
+    let mut got = first.payload.clone();
+
+    // Block 1 comes as CON. Left unacknowledged it is sent again, and block 2 waits for it.
+    let one = receive(&sock).expect("block 1");
+    assert_eq!(one.header.get_type(), MessageType::Confirmable);
+    assert_eq!((num(&one), one.get_token()), (1, &[7u8, 7][..]));
+    let again = receive(&sock).expect("block 1 retransmitted");
+    assert_eq!(
+        (num(&again), again.header.message_id),
+        (1, one.header.message_id),
+        "the same message again, not block 2"
+    );
+    acknowledge(&sock, h.coap, &one);
+    got.extend_from_slice(&one.payload);
+
+    let mut next = 2;
+    while next < 10 {
+        let p = receive(&sock).expect("the rest of the set");
+        assert_eq!(
+            p.header.get_type(),
+            MessageType::Confirmable,
+            "block {}",
+            num(&p)
+        );
+        assert_eq!(p.get_token(), &[7u8, 7][..]);
+        acknowledge(&sock, h.coap, &p);
+        // A retransmission that crossed the ACK is acknowledged again and skipped.
+        if num(&p) < next {
+            continue;
+        }
+        assert_eq!(num(&p), next, "in order, one at a time");
+        got.extend_from_slice(&p.payload);
+        next += 1;
+    }
+
+    // Nothing more unasked: in a CON exchange the client asks for the next set.
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    while let Some(p) = receive(&sock) {
+        assert!(num(&p) < 10, "block {} sent unasked", num(&p));
+        acknowledge(&sock, h.coap, &p);
+    }
+
+    // "Continue" as NON: the rest of the body as a NON burst with that request's token.
+    let cont = BlockOpt::new(10, true, 6).expect("block");
+    sock.send_to(
+        &request(MessageType::NonConfirmable, 0x0200, &[8, 8], cont),
+        h.coap,
+    )
+    .expect("send");
+    for expected in 10..16 {
+        let p = receive(&sock).expect("the NON burst");
+        assert_eq!(p.header.get_type(), MessageType::NonConfirmable);
+        assert_eq!((num(&p), p.get_token()), (expected, &[8u8, 8][..]));
+        got.extend_from_slice(&p.payload);
+    }
+    assert!(got == body, "{} bytes arrived, not the package", got.len());
+}
