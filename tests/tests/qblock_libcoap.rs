@@ -174,9 +174,8 @@ async fn put_to_libcoap(dir: &Path, port: u16, body: &[u8]) {
     assert!(put.status.success(), "PUT failed:\n{}", log_of(&put));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
-    let dir = temp_dir("pull");
+/// The shim on plain CoAP, its package host serving `body` as `/fw/fw.bin` from `dir`.
+async fn host_of(dir: &Path, body: &[u8]) -> app::RunningShim {
     let running = app::start(ShimConfig {
         coap_addr: Some(any()),
         coaps_addr: None,
@@ -186,8 +185,15 @@ async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
     })
     .await
     .expect("shim starts");
+    running.shim.packages.store("fw.bin", body).expect("store");
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
+    let dir = temp_dir("pull");
     let body = image(64 * 1024 + 300, 1);
-    running.shim.packages.store("fw.bin", &body).expect("store");
+    let running = host_of(&dir, &body).await;
     let relay = Relay::start(
         any(),
         running.coap_addr.expect("coap"),
@@ -206,22 +212,13 @@ async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_pulls_with_confirmable_q_block2_and_gets_confirmable_blocks() {
-    // Without `-N` libcoap asks with a CON request, and answers in CON (each block ACKed
-    // before the next) as libcoap's own server sends them: RFC 9177 §4.4, no NON in the CON
-    // exchange (§3).
+    // Without `-N` libcoap asks with a CON request; the host sends the set's blocks as CON
+    // (each ACKed before the next), as libcoap's own server does: RFC 9177 §4.4, no NON in
+    // the CON exchange (§3).
     let dir = temp_dir("con-pull");
-    let running = app::start(ShimConfig {
-        coap_addr: Some(any()),
-        coaps_addr: None,
-        http_addr: any(),
-        package_dir: dir.join("packages"),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
     // One set: the rest of it follows the CON request's ACK.
     let body = image(9 * 1024 + 77, 6);
-    running.shim.packages.store("fw.bin", &body).expect("store");
+    let running = host_of(&dir, &body).await;
     let uri = format!("coap://{}/fw/fw.bin", running.coap_addr.expect("coap"));
     let out_file = dir.join("out.bin");
     let out_arg = out_file.to_string_lossy().into_owned();
