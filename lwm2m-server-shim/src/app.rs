@@ -17,7 +17,7 @@ use crate::api::http_server::HttpLimits;
 use crate::api::routes::RestApi;
 use crate::api::server_info::ServerInfo;
 use crate::coap::dtls_socket::{DtlsLimits, DtlsSocket, ServerCertificate};
-use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler};
+use crate::coap::endpoint::{CoapEndpoint, CoapTiming, RequestHandler, Responses};
 use crate::coap::message::{response, uri_path};
 use crate::coap::transport::Transport;
 use crate::conformance::{self, ConformanceConfig, ConformanceError, RunReport, Selection};
@@ -238,7 +238,7 @@ impl RequestHandler for CoapRouter {
         }
     }
 
-    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
+    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Responses) {
         if let (Some(qblock), Some(shim)) = (&self.qblock, self.shim.upgrade()) {
             let path = uri_path(request);
             let max_szx = BlockOpt::szx_for_size(shim.settings.block_size);
@@ -253,7 +253,7 @@ impl RequestHandler for CoapRouter {
                 return burst;
             }
         }
-        (self.handle(request, peer), Vec::new())
+        (self.handle(request, peer), Box::new(std::iter::empty()))
     }
 }
 

@@ -98,10 +98,14 @@ pub trait RequestHandler: Send + Sync {
     /// The response and more responses to send after it with the request's token (the rest
     /// of an RFC 9177 §4.4 Q-Block2 burst): NON messages after a NON request, CON messages
     /// one at a time after a CON request. By default none.
-    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Vec<Packet>) {
-        (self.handle(request, peer), Vec::new())
+    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Responses) {
+        (self.handle(request, peer), Box::new(std::iter::empty()))
     }
 }
+
+/// Responses that follow a request's response, each made when it is sent (a CON Q-Block2
+/// body can run to thousands of blocks, which need not all be held at once).
+pub type Responses = Box<dyn Iterator<Item = Packet> + Send>;
 
 enum PendingEvent {
     EmptyAck,
@@ -521,7 +525,8 @@ impl CoapEndpoint {
             self.remember(mid, request.get_token(), peer, Some(bytes.clone()));
         }
         self.send_bytes(&bytes, peer).await;
-        if more.is_empty() {
+        let mut more = more.peekable();
+        if more.peek().is_none() {
             return;
         }
         let token = request.get_token().to_vec();
@@ -544,7 +549,7 @@ impl CoapEndpoint {
     /// for what it lacks).
     async fn send_confirmable_burst(
         &self,
-        responses: Vec<Packet>,
+        responses: impl Iterator<Item = Packet>,
         token: Vec<u8>,
         peer: SocketAddr,
     ) {

@@ -134,6 +134,7 @@ struct Cached {
 
 /// One version of a package: its size and ETag and, when the host keeps it in memory, the
 /// bytes they describe (so blocks served from one snapshot never mix two versions).
+#[derive(Clone)]
 pub struct Snapshot {
     /// Size and ETag.
     pub info: PackageInfo,

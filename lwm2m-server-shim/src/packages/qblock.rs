@@ -1,8 +1,9 @@
 //! The package host's Q-Block2 face (RFC 9177): a `GET /fw/<name>` carrying Q-Block2 options
 //! is answered with a burst of up to MAX_PAYLOADS blocks, the first as the response and the
 //! rest with the request's token (§4.4), each with ETag, Q-Block2 and Size2: NON messages
-//! after a NON request, CON messages one at a time after a CON request (the endpoint sends
-//! them; NON and CON are not mixed in one exchange, §3).
+//! after a NON request; after a CON request for the whole body (or "Continue"), every later
+//! block of the body as CON, which the endpoint sends one at a time (a body's blocks are all
+//! CON or all NON, §7 and Appendix A.2).
 //!
 //! What a request asks for follows §4.4 ([`Ask`]): the whole body (NUM 0, M set), "Continue"
 //! with the set at NUM, the rest of NUM's set, or single blocks, one option each (a device
@@ -35,7 +36,7 @@ use lwm2m_client::codec::qblock::{self, q_block2, q_block2_options, set_end, Ask
 use lwm2m_client::codec::BlockOpt;
 use tokio::sync::Notify;
 
-use crate::coap::endpoint::CoapEndpoint;
+use crate::coap::endpoint::{CoapEndpoint, Responses};
 use crate::coap::message::{response, with_reason};
 use crate::packages::host::{PackageHost, PackageHostError, Snapshot};
 
@@ -225,15 +226,49 @@ fn burst(
 }
 
 impl Burst {
-    /// The response and the NON messages after it.
-    fn split(mut self) -> (Packet, Vec<Packet>) {
+    /// The response and the messages after it. A NON request gets the burst. A CON request
+    /// for the whole body or "Continue" gets every later block of the body, read as each is
+    /// sent: the endpoint sends them as CON one at a time, and a body's blocks are all CON
+    /// (RFC 9177 §7, Appendix A.2), so no NON set follows and the client sends no "Continue".
+    fn into_responses(
+        mut self,
+        snapshot: &Snapshot,
+        to_the_end: bool,
+        format: LiteFormat,
+    ) -> (Packet, Responses) {
         let first = self.packets.remove(0);
-        (first, self.packets)
+        let rest = self.packets.into_iter();
+        if !to_the_end {
+            return (first, Box::new(rest));
+        }
+        let (snapshot, szx, total) = (snapshot.clone(), self.szx, self.total_blocks);
+        let later = (self.highest.saturating_add(1)..total).map_while(move |num| {
+            match blocks(&snapshot, szx, total, &[num], format) {
+                Ok(mut one) => one.pop(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "package host");
+                    None
+                }
+            }
+        });
+        (first, Box::new(rest.chain(later)))
     }
+}
+
+/// Whether `request` is a CON request for the whole body or a "Continue" (§4.4), which in a
+/// CON exchange the host answers with the rest of the body.
+fn to_the_end(request: &Packet, asks: &[BlockOpt], max_payloads: u32) -> bool {
+    request.header.get_type() == MessageType::Confirmable
+        && matches!(asks, [a] if matches!(Ask::of(*a, max_payloads), Ask::Body | Ask::Continue(_)))
 }
 
 fn bad_option(reason: &str) -> (Packet, Vec<Packet>) {
     (with_reason(ResponseType::BadOption, reason), Vec::new())
+}
+
+/// A refusal as an answer: the response alone.
+fn refused((response, _): Refusal) -> (Packet, Responses) {
+    (response, Box::new(std::iter::empty()))
 }
 
 impl Schedule {
@@ -259,8 +294,9 @@ impl Schedule {
         now + self.params.non_timeout.mul_f64(1.0 + spread * frac)
     }
 
-    /// Answers a GET under `/fw` carrying Q-Block2 options: the first response and the rest of
-    /// the burst. `max_szx` caps the block size as for Block2.
+    /// Answers a GET under `/fw` carrying Q-Block2 options: the first response and the ones
+    /// after it: the burst, or for a CON request for the whole body every later block.
+    /// `max_szx` caps the block size as for Block2.
     pub fn answer(
         &mut self,
         host: &PackageHost,
@@ -269,26 +305,27 @@ impl Schedule {
         max_szx: u8,
         peer: SocketAddr,
         now: Instant,
-    ) -> (Packet, Vec<Packet>) {
+    ) -> (Packet, Responses) {
         let asks = match asks_of(request) {
             Ok(a) => a,
-            Err(refusal) => return refusal,
+            Err(refusal) => return refused(refusal),
         };
         let [_, name] = path else {
-            return (response(ResponseType::NotFound), Vec::new());
+            return refused((response(ResponseType::NotFound), Vec::new()));
         };
         let snapshot = match host.snapshot(name) {
             Ok(s) => s,
-            Err(e) => return (super::coap::error_response(&e), Vec::new()),
+            Err(e) => return refused((super::coap::error_response(&e), Vec::new())),
         };
         let format = LiteFormat::ApplicationOctetStream;
-        let b = match burst(&snapshot, &asks, max_szx, self.params.max_payloads, format) {
+        let mp = self.params.max_payloads;
+        let b = match burst(&snapshot, &asks, max_szx, mp, format) {
             Ok(b) => b,
-            Err(refusal) => return refusal,
+            Err(refusal) => return refused(refusal),
         };
         if request.header.get_type() == MessageType::Confirmable {
-            // No unasked sets in a CON exchange: they would go as NON (§3, §7.2).
-            return b.split();
+            // No unasked sets in a CON exchange: they would go as NON (§7, §7.2).
+            return b.into_responses(&snapshot, to_the_end(request, &asks, mp), format);
         }
         self.heard(
             peer,
@@ -301,7 +338,7 @@ impl Schedule {
             b.asked_set,
             now,
         );
-        b.split()
+        b.into_responses(&snapshot, false, format)
     }
 
     /// Updates the transfer after a request: a set asked for (re)starts its timer at the set
@@ -452,7 +489,7 @@ impl QBlockServer {
         path: &[String],
         max_szx: u8,
         peer: SocketAddr,
-    ) -> Option<(Packet, Vec<Packet>)> {
+    ) -> Option<(Packet, Responses)> {
         if !is_q_block2_get(request) {
             return None;
         }
@@ -465,21 +502,24 @@ impl QBlockServer {
 
     /// The burst for a Q-Block2 GET of a document held in memory (the shim's discovery
     /// resources), or `None` without a Q-Block2 option or for another method. No transfer is
-    /// kept: these are a few blocks, and a client asks for any further set ("Continue", §4.4).
+    /// kept: these are a few blocks, and a NON client asks for any further set ("Continue",
+    /// §4.4); a CON client gets the rest of the document as CON.
     pub fn answer_document(
         &self,
         snapshot: &Snapshot,
         request: &Packet,
         max_szx: u8,
         format: LiteFormat,
-    ) -> Option<(Packet, Vec<Packet>)> {
+    ) -> Option<(Packet, Responses)> {
         if !is_q_block2_get(request) {
             return None;
         }
-        let max_payloads = self.schedule().params.max_payloads;
+        let mp = self.schedule().params.max_payloads;
         let answer = asks_of(request)
-            .and_then(|asks| burst(snapshot, &asks, max_szx, max_payloads, format))
-            .map_or_else(|refusal| refusal, Burst::split);
+            .and_then(|asks| Ok((burst(snapshot, &asks, max_szx, mp, format)?, asks)))
+            .map_or_else(refused, |(b, asks)| {
+                b.into_responses(snapshot, to_the_end(request, &asks, mp), format)
+            });
         Some(answer)
     }
 

@@ -42,6 +42,20 @@ fn get(asks: &[(u32, bool)], szx: u8, token: &[u8]) -> Packet {
     p
 }
 
+/// [`Schedule::answer`] with the responses after the first collected.
+fn answer(
+    s: &mut Schedule,
+    host: &PackageHost,
+    request: &Packet,
+    path: &[String],
+    max_szx: u8,
+    peer: SocketAddr,
+    now: Instant,
+) -> (Packet, Vec<Packet>) {
+    let (first, more) = s.answer(host, request, path, max_szx, peer, now);
+    (first, more.collect())
+}
+
 fn path() -> Vec<String> {
     vec!["fw".into(), "p.bin".into()]
 }
@@ -68,7 +82,15 @@ fn requests_are_answered_as_rfc_9177_section_4_4_reads_them() {
     let mut s = Schedule::new(QBlockSenderParams::default());
     let now = Instant::now();
     let mut ask = |asks: &[(u32, bool)]| {
-        let (first, more) = s.answer(&f.host, &get(asks, 6, b"t"), &path(), 6, peer(), now);
+        let (first, more) = answer(
+            &mut s,
+            &f.host,
+            &get(asks, 6, b"t"),
+            &path(),
+            6,
+            peer(),
+            now,
+        );
         assert_eq!(code(&first), MessageClass::Response(ResponseType::Content));
         nums(&first, &more)
     };
@@ -100,7 +122,8 @@ fn every_block_carries_etag_size2_and_its_bytes() {
     let f = Fixture::new("bytes", 3000);
     let mut s = Schedule::new(QBlockSenderParams::default());
     let info = f.host.info("p.bin").unwrap();
-    let (first, more) = s.answer(
+    let (first, more) = answer(
+        &mut s,
         &f.host,
         &get(&[(0, true)], 4, b"t"),
         &path(),
@@ -121,7 +144,8 @@ fn every_block_carries_etag_size2_and_its_bytes() {
         assert_eq!(p.payload, f.data[i * 256..(i + 1) * 256].to_vec());
     }
     // Asked with 1 KiB blocks from a host serving 512: the same offsets in 512-byte blocks.
-    let (first, more) = s.answer(
+    let (first, more) = answer(
+        &mut s,
         &f.host,
         &get(&[(1, false)], 6, b"t"),
         &path(),
@@ -156,7 +180,7 @@ fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
         ("two block sizes", mixed),
         ("past the end", get(&[(5, false)], 6, b"t")),
     ] {
-        let (r, more) = s.answer(&f.host, &req, &path(), 6, peer(), now);
+        let (r, more) = answer(&mut s, &f.host, &req, &path(), 6, peer(), now);
         assert_eq!(
             code(&r),
             MessageClass::Response(ResponseType::BadOption),
@@ -165,7 +189,8 @@ fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
         assert!(more.is_empty());
     }
     let missing = vec!["fw".into(), "nope.bin".into()];
-    let (r, _) = s.answer(
+    let (r, _) = answer(
+        &mut s,
         &f.host,
         &get(&[(0, true)], 6, b"t"),
         &missing,
@@ -183,7 +208,8 @@ fn a_silent_device_gets_the_next_set_after_non_timeout_and_then_no_more() {
     let params = QBlockSenderParams::default();
     let mut s = Schedule::new(params);
     let t0 = Instant::now();
-    s.answer(
+    answer(
+        &mut s,
         &f.host,
         &get(&[(0, true)], 6, b"tok1"),
         &path(),
@@ -215,10 +241,19 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     let f = Fixture::new("moves", 100 * 1024);
     let mut s = Schedule::new(QBlockSenderParams::default());
     let t0 = Instant::now();
-    s.answer(&f.host, &get(&[(0, true)], 6, b"a"), &path(), 6, peer(), t0);
+    answer(
+        &mut s,
+        &f.host,
+        &get(&[(0, true)], 6, b"a"),
+        &path(),
+        6,
+        peer(),
+        t0,
+    );
     // Blocks 3 and 24 asked again: the next unasked set is the one after block 24's.
     let t1 = t0 + Duration::from_secs(1);
-    s.answer(
+    answer(
+        &mut s,
         &f.host,
         &get(&[(3, false), (24, false)], 6, b"b"),
         &path(),
@@ -236,7 +271,15 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     assert_eq!(q_block2_options(&sent[0].2[0]).unwrap()[0].num, 30);
     // Single blocks from a device with no transfer start none.
     let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    s.answer(&f.host, &get(&[(3, false)], 6, b"c"), &path(), 6, other, t1);
+    answer(
+        &mut s,
+        &f.host,
+        &get(&[(3, false)], 6, b"c"),
+        &path(),
+        6,
+        other,
+        t1,
+    );
     assert_eq!(s.len(), 1);
     // The package changes: the transfer ends without sending blocks of the new version.
     f.host.store("p.bin", &vec![9u8; 100 * 1024]).unwrap();
@@ -246,7 +289,8 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     // The whole body in one set: nothing left to send unasked.
     let small = Fixture::new("small", 4000);
     let mut s = Schedule::new(QBlockSenderParams::default());
-    s.answer(
+    answer(
+        &mut s,
         &small.host,
         &get(&[(0, true)], 6, b"a"),
         &path(),
@@ -258,14 +302,59 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
 }
 
 #[test]
-fn a_confirmable_request_gets_its_burst_but_no_unasked_sets() {
-    let f = Fixture::new("con", 100 * 1024);
+fn a_confirmable_request_gets_the_rest_of_the_body_and_no_unasked_sets() {
+    let f = Fixture::new("con", 100 * 1024 + 5);
     let mut s = Schedule::new(QBlockSenderParams::default());
-    let mut request = get(&[(0, true)], 6, b"a");
-    request.header.set_type(MessageType::Confirmable);
-    let (first, more) = s.answer(&f.host, &request, &path(), 6, peer(), Instant::now());
-    assert_eq!(nums(&first, &more).len(), 10, "the whole first set");
-    // The client of a CON exchange asks for every set; unasked sets would be NON (§3).
+    let con = |asks: &[(u32, bool)]| {
+        let mut r = get(asks, 6, b"a");
+        r.header.set_type(MessageType::Confirmable);
+        r
+    };
+    // The whole body: every block to the last (101), not one set (Appendix A.2).
+    let (first, more) = answer(
+        &mut s,
+        &f.host,
+        &con(&[(0, true)]),
+        &path(),
+        6,
+        peer(),
+        Instant::now(),
+    );
+    let all = nums(&first, &more);
+    assert_eq!(all.len(), 101);
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, &(n, m))| n == i as u32 && m == (i < 100)));
+    let bytes: Vec<u8> = std::iter::once(&first)
+        .chain(&more)
+        .flat_map(|p| p.payload.clone())
+        .collect();
+    assert!(bytes == f.data);
+    // "Continue" in a CON exchange: from there to the end.
+    let (first, more) = answer(
+        &mut s,
+        &f.host,
+        &con(&[(90, true)]),
+        &path(),
+        6,
+        peer(),
+        Instant::now(),
+    );
+    assert_eq!(nums(&first, &more).first(), Some(&(90, true)));
+    assert_eq!(more.len(), 10);
+    // Single blocks asked again: just those.
+    let (first, more) = answer(
+        &mut s,
+        &f.host,
+        &con(&[(3, false), (7, false)]),
+        &path(),
+        6,
+        peer(),
+        Instant::now(),
+    );
+    assert_eq!(nums(&first, &more), [(3, true), (7, true)]);
+    // The client of a CON exchange is sent nothing unasked; unasked sets would be NON (§7).
     assert!(s.is_empty());
     assert_eq!(s.next_due(), None);
 }
@@ -281,7 +370,8 @@ fn transfers_are_bounded_in_number_and_time() {
     let t0 = Instant::now();
     for port in 0..10u16 {
         let p = SocketAddr::from(([127, 0, 0, 1], 41000 + port));
-        s.answer(
+        answer(
+            &mut s,
             &f.host,
             &get(&[(0, true)], 6, b"a"),
             &path(),
@@ -292,7 +382,8 @@ fn transfers_are_bounded_in_number_and_time() {
     }
     assert_eq!(s.len(), 3);
     let later = t0 + params.non_partial_timeout + Duration::from_secs(1);
-    s.answer(
+    answer(
+        &mut s,
         &f.host,
         &get(&[(0, true)], 6, b"a"),
         &path(),
@@ -328,7 +419,15 @@ fn random_q_block2_requests_never_panic() {
         if next() % 4 == 0 {
             p.add_option(CoapOption::Block2, vec![next() as u8]);
         }
-        let (r, more) = s.answer(&f.host, &p, &path(), (next() % 7) as u8, peer(), now);
+        let (r, more) = answer(
+            &mut s,
+            &f.host,
+            &p,
+            &path(),
+            (next() % 7) as u8,
+            peer(),
+            now,
+        );
         assert!(more.len() < 10);
         if code(&r) == MessageClass::Response(ResponseType::Content) {
             assert!(r.payload.len() <= 1024);
