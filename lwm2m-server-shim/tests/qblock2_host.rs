@@ -15,6 +15,16 @@ use lwm2m_client::codec::qblock::{q_block2, q_block2_options};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 
+/// Sends `GET /fw/x.bin` with one Q-Block2 option asking blocks of 1 KiB from `num` on
+/// (M set), then waits up to 5 s for each datagram.
+fn ask(sock: &UdpSocket, to: SocketAddr, kind: MessageType, mid: u16, token: &[u8], num: u32) {
+    let opt = BlockOpt::new(num, true, 6).expect("block");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    sock.send_to(&request(kind, mid, token, opt), to)
+        .expect("send");
+}
+
 fn request(kind: MessageType, mid: u16, token: &[u8], ask: BlockOpt) -> Vec<u8> {
     let mut p = Packet::new();
     p.header.set_type(kind);
@@ -66,14 +76,8 @@ fn a_confirmable_request_gets_the_body_as_confirmable_blocks_one_at_a_time_and_a
         .store("x.bin", &body)
         .expect("store");
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let whole = BlockOpt::new(0, true, 6).expect("block");
-    sock.send_to(
-        &request(MessageType::Confirmable, 0x0100, &[7, 7], whole),
-        h.coap,
-    )
-    .expect("send");
+    // The whole body (block 0, M set).
+    ask(&sock, h.coap, MessageType::Confirmable, 0x0100, &[7, 7], 0);
 
     let first = receive(&sock).expect("an answer");
     assert_eq!(
@@ -136,14 +140,14 @@ fn a_confirmable_request_gets_the_body_as_confirmable_blocks_one_at_a_time_and_a
     }
 
     // A NON request for the second set: a NON burst with that request's token.
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let cont = BlockOpt::new(10, true, 6).expect("block");
-    sock.send_to(
-        &request(MessageType::NonConfirmable, 0x0200, &[8, 8], cont),
+    ask(
+        &sock,
         h.coap,
-    )
-    .expect("send");
+        MessageType::NonConfirmable,
+        0x0200,
+        &[8, 8],
+        10,
+    );
     let mut again = Vec::new();
     for expected in 10..16 {
         let p = receive(&sock).expect("the NON burst");

@@ -42,17 +42,16 @@ fn get(asks: &[(u32, bool)], szx: u8, token: &[u8]) -> Packet {
     p
 }
 
-/// [`Schedule::answer`] with the responses after the first collected.
+/// [`Schedule::answer`] for the fixture's package, the responses after the first collected.
 fn answer(
     s: &mut Schedule,
-    host: &PackageHost,
+    f: &Fixture,
     request: &Packet,
-    path: &[String],
-    max_szx: u8,
-    peer: SocketAddr,
+    szx: u8,
+    from: SocketAddr,
     now: Instant,
 ) -> (Packet, Vec<Packet>) {
-    let (first, more) = s.answer(host, request, path, max_szx, peer, now);
+    let (first, more) = s.answer(&f.host, request, &path(), szx, from, now);
     (first, more.collect())
 }
 
@@ -82,15 +81,7 @@ fn requests_are_answered_as_rfc_9177_section_4_4_reads_them() {
     let mut s = Schedule::new(QBlockSenderParams::default());
     let now = Instant::now();
     let mut ask = |asks: &[(u32, bool)]| {
-        let (first, more) = answer(
-            &mut s,
-            &f.host,
-            &get(asks, 6, b"t"),
-            &path(),
-            6,
-            peer(),
-            now,
-        );
+        let (first, more) = answer(&mut s, &f, &get(asks, 6, b"t"), 6, peer(), now);
         assert_eq!(code(&first), MessageClass::Response(ResponseType::Content));
         nums(&first, &more)
     };
@@ -124,9 +115,8 @@ fn every_block_carries_etag_size2_and_its_bytes() {
     let info = f.host.info("p.bin").unwrap();
     let (first, more) = answer(
         &mut s,
-        &f.host,
+        &f,
         &get(&[(0, true)], 4, b"t"),
-        &path(),
         6,
         peer(),
         Instant::now(),
@@ -146,9 +136,8 @@ fn every_block_carries_etag_size2_and_its_bytes() {
     // Asked with 1 KiB blocks from a host serving 512: the same offsets in 512-byte blocks.
     let (first, more) = answer(
         &mut s,
-        &f.host,
+        &f,
         &get(&[(1, false)], 6, b"t"),
-        &path(),
         5,
         peer(),
         Instant::now(),
@@ -180,7 +169,7 @@ fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
         ("two block sizes", mixed),
         ("past the end", get(&[(5, false)], 6, b"t")),
     ] {
-        let (r, more) = answer(&mut s, &f.host, &req, &path(), 6, peer(), now);
+        let (r, more) = answer(&mut s, &f, &req, 6, peer(), now);
         assert_eq!(
             code(&r),
             MessageClass::Response(ResponseType::BadOption),
@@ -189,15 +178,8 @@ fn malformed_options_missing_packages_and_blocks_past_the_end_are_refused() {
         assert!(more.is_empty());
     }
     let missing = vec!["fw".into(), "nope.bin".into()];
-    let (r, _) = answer(
-        &mut s,
-        &f.host,
-        &get(&[(0, true)], 6, b"t"),
-        &missing,
-        6,
-        peer(),
-        now,
-    );
+    let request = get(&[(0, true)], 6, b"t");
+    let (r, _) = s.answer(&f.host, &request, &missing, 6, peer(), now);
     assert_eq!(code(&r), MessageClass::Response(ResponseType::NotFound));
     assert!(s.is_empty(), "refused requests start no transfer");
 }
@@ -208,15 +190,7 @@ fn a_silent_device_gets_the_next_set_after_non_timeout_and_then_no_more() {
     let params = QBlockSenderParams::default();
     let mut s = Schedule::new(params);
     let t0 = Instant::now();
-    answer(
-        &mut s,
-        &f.host,
-        &get(&[(0, true)], 6, b"tok1"),
-        &path(),
-        6,
-        peer(),
-        t0,
-    );
+    answer(&mut s, &f, &get(&[(0, true)], 6, b"tok1"), 6, peer(), t0);
     let due = s.next_due().unwrap();
     assert!(due >= t0 + params.non_timeout && due <= t0 + params.non_timeout.mul_f64(1.5));
     assert!(s.due(&f.host, due - Duration::from_millis(1)).is_empty());
@@ -241,22 +215,13 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     let f = Fixture::new("moves", 100 * 1024);
     let mut s = Schedule::new(QBlockSenderParams::default());
     let t0 = Instant::now();
-    answer(
-        &mut s,
-        &f.host,
-        &get(&[(0, true)], 6, b"a"),
-        &path(),
-        6,
-        peer(),
-        t0,
-    );
+    answer(&mut s, &f, &get(&[(0, true)], 6, b"a"), 6, peer(), t0);
     // Blocks 3 and 24 asked again: the next unasked set is the one after block 24's.
     let t1 = t0 + Duration::from_secs(1);
     answer(
         &mut s,
-        &f.host,
+        &f,
         &get(&[(3, false), (24, false)], 6, b"b"),
-        &path(),
         6,
         peer(),
         t1,
@@ -271,15 +236,7 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     assert_eq!(q_block2_options(&sent[0].2[0]).unwrap()[0].num, 30);
     // Single blocks from a device with no transfer start none.
     let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    answer(
-        &mut s,
-        &f.host,
-        &get(&[(3, false)], 6, b"c"),
-        &path(),
-        6,
-        other,
-        t1,
-    );
+    answer(&mut s, &f, &get(&[(3, false)], 6, b"c"), 6, other, t1);
     assert_eq!(s.len(), 1);
     // The package changes: the transfer ends without sending blocks of the new version.
     f.host.store("p.bin", &vec![9u8; 100 * 1024]).unwrap();
@@ -289,15 +246,7 @@ fn requests_move_the_transfer_on_and_a_changed_package_ends_it() {
     // The whole body in one set: nothing left to send unasked.
     let small = Fixture::new("small", 4000);
     let mut s = Schedule::new(QBlockSenderParams::default());
-    answer(
-        &mut s,
-        &small.host,
-        &get(&[(0, true)], 6, b"a"),
-        &path(),
-        6,
-        peer(),
-        t0,
-    );
+    answer(&mut s, &small, &get(&[(0, true)], 6, b"a"), 6, peer(), t0);
     assert!(s.is_empty());
 }
 
@@ -311,15 +260,7 @@ fn a_confirmable_request_gets_the_rest_of_the_body_and_no_unasked_sets() {
         r
     };
     // The whole body: every block to the last (101), not one set (Appendix A.2).
-    let (first, more) = answer(
-        &mut s,
-        &f.host,
-        &con(&[(0, true)]),
-        &path(),
-        6,
-        peer(),
-        Instant::now(),
-    );
+    let (first, more) = answer(&mut s, &f, &con(&[(0, true)]), 6, peer(), Instant::now());
     let all = nums(&first, &more);
     assert_eq!(all.len(), 101);
     assert!(all
@@ -332,23 +273,14 @@ fn a_confirmable_request_gets_the_rest_of_the_body_and_no_unasked_sets() {
         .collect();
     assert!(bytes == f.data);
     // "Continue" in a CON exchange: from there to the end.
-    let (first, more) = answer(
-        &mut s,
-        &f.host,
-        &con(&[(90, true)]),
-        &path(),
-        6,
-        peer(),
-        Instant::now(),
-    );
+    let (first, more) = answer(&mut s, &f, &con(&[(90, true)]), 6, peer(), Instant::now());
     assert_eq!(nums(&first, &more).first(), Some(&(90, true)));
     assert_eq!(more.len(), 10);
     // Single blocks asked again: just those.
     let (first, more) = answer(
         &mut s,
-        &f.host,
+        &f,
         &con(&[(3, false), (7, false)]),
-        &path(),
         6,
         peer(),
         Instant::now(),
@@ -372,9 +304,8 @@ fn transfers_are_bounded_in_number_and_time() {
         let p = SocketAddr::from(([127, 0, 0, 1], 41000 + port));
         answer(
             &mut s,
-            &f.host,
+            &f,
             &get(&[(0, true)], 6, b"a"),
-            &path(),
             6,
             p,
             t0 + Duration::from_millis(port.into()),
@@ -382,15 +313,7 @@ fn transfers_are_bounded_in_number_and_time() {
     }
     assert_eq!(s.len(), 3);
     let later = t0 + params.non_partial_timeout + Duration::from_secs(1);
-    answer(
-        &mut s,
-        &f.host,
-        &get(&[(0, true)], 6, b"a"),
-        &path(),
-        6,
-        peer(),
-        later,
-    );
+    answer(&mut s, &f, &get(&[(0, true)], 6, b"a"), 6, peer(), later);
     assert_eq!(
         s.len(),
         1,
@@ -419,15 +342,7 @@ fn random_q_block2_requests_never_panic() {
         if next() % 4 == 0 {
             p.add_option(CoapOption::Block2, vec![next() as u8]);
         }
-        let (r, more) = answer(
-            &mut s,
-            &f.host,
-            &p,
-            &path(),
-            (next() % 7) as u8,
-            peer(),
-            now,
-        );
+        let (r, more) = answer(&mut s, &f, &p, (next() % 7) as u8, peer(), now);
         assert!(more.len() < 10);
         if code(&r) == MessageClass::Response(ResponseType::Content) {
             assert!(r.payload.len() <= 1024);
