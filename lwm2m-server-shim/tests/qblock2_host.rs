@@ -2,17 +2,22 @@
 //! here on a loopback UDP socket: a CON request for the whole body gets every later block as
 //! a CON response, one at a time, each retransmitted until acknowledged (a body's blocks are
 //! all CON or all NON, §7; Appendix A.2), and nothing after; a NON request gets its set as a
-//! NON burst.
+//! NON burst. CON bursts under way are capped.
 
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::{bytes, Harness};
 use lwm2m_client::codec::qblock::{q_block2, q_block2_options};
 use lwm2m_client::codec::BlockOpt;
+use lwm2m_server_shim::coap::endpoint::{
+    CoapEndpoint, CoapTiming, RequestHandler, Responses, MAX_CONFIRMABLE_BURSTS,
+};
+use lwm2m_server_shim::coap::message::response;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 
 /// Sends `GET /fw/x.bin` with one Q-Block2 option asking blocks of 1 KiB from `num` on
@@ -156,4 +161,79 @@ fn a_confirmable_request_gets_the_body_as_confirmable_blocks_one_at_a_time_and_a
         again.extend_from_slice(&p.payload);
     }
     assert!(again == body[10 * 1024..], "the second set differs");
+}
+
+/// Answers every request with a response and three more (a burst, as the Q-Block2 face does).
+struct Bursts;
+
+impl RequestHandler for Bursts {
+    fn handle(&self, _: &Packet, _: SocketAddr) -> Packet {
+        response(ResponseType::Content)
+    }
+
+    fn handle_burst(&self, request: &Packet, peer: SocketAddr) -> (Packet, Responses) {
+        let more = (1..4u8).map(|i| {
+            let mut p = response(ResponseType::Content);
+            p.payload = vec![i];
+            p
+        });
+        (self.handle(request, peer), Box::new(more))
+    }
+}
+
+#[test]
+fn confirmable_bursts_never_acknowledged_are_capped() {
+    // Clients that never acknowledge (or spoofed requests) hold a task each for up to
+    // MAX_TRANSMIT_WAIT: past the cap a CON request gets its response alone.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let endpoint = rt
+        .block_on(CoapEndpoint::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            CoapTiming::default(),
+            Arc::new(Bursts),
+        ))
+        .expect("bind");
+    let addr = endpoint.local_addr().expect("addr");
+    let _running = rt.spawn(endpoint.clone().run());
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let requests = MAX_CONFIRMABLE_BURSTS + 20;
+    let mut bursts = std::collections::HashSet::new();
+    let note = |p: &Packet, bursts: &mut std::collections::HashSet<Vec<u8>>| {
+        if p.header.get_type() == MessageType::Confirmable {
+            bursts.insert(p.get_token().to_vec());
+        }
+    };
+    // One request at a time, each sent once its response came, so no datagram is dropped.
+    for i in 0..requests {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Get);
+        p.header.message_id = i as u16;
+        p.set_token((i as u32).to_be_bytes().to_vec());
+        sock.send_to(&p.to_bytes().expect("encode"), addr)
+            .expect("send");
+        loop {
+            let p = receive(&sock).expect("the response");
+            note(&p, &mut bursts);
+            if p.header.get_type() == MessageType::Acknowledgement {
+                assert_eq!(p.header.message_id, i as u16);
+                break;
+            }
+        }
+    }
+    // The first CON of each burst that started; nothing is acknowledged, so no burst ends
+    // (ACK_TIMEOUT 2 s: no retransmission within this wait either).
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    while let Some(p) = receive(&sock) {
+        note(&p, &mut bursts);
+    }
+    assert_eq!(bursts.len(), MAX_CONFIRMABLE_BURSTS);
+    drop(rt);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 use lwm2m_client::codec::message_format::{self, FormatError};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::coap::transport::Transport;
 
@@ -164,7 +164,15 @@ struct Inner {
     next_mid: AtomicU16,
     token_counter: AtomicU64,
     token_key: u64,
+    /// Permits for CON bursts under way ([`MAX_CONFIRMABLE_BURSTS`]).
+    confirmable_bursts: Arc<Semaphore>,
 }
+
+/// CON bursts (the rest of a CON Q-Block2 body) sent at once. Each holds a task for up to
+/// MAX_TRANSMIT_WAIT per unacknowledged block, so requests that never acknowledge, spoofed
+/// ones included, must not pile tasks up; beyond the cap a CON request gets its first block
+/// only and may ask again.
+pub const MAX_CONFIRMABLE_BURSTS: usize = 1024;
 
 /// A running CoAP endpoint. Cloning shares the socket; the receive loop stops when the last
 /// clone and the [`CoapEndpoint::run`] future are dropped.
@@ -318,6 +326,7 @@ impl CoapEndpoint {
                 next_mid: AtomicU16::new(seed as u16),
                 token_counter: AtomicU64::new(seed >> 16),
                 token_key: random_u64(),
+                confirmable_bursts: Arc::new(Semaphore::new(MAX_CONFIRMABLE_BURSTS)),
             }),
         }
     }
@@ -534,8 +543,15 @@ impl CoapEndpoint {
             // RFC 9177 §4.4: after a CON request the rest of the burst goes as CON responses,
             // each acknowledged before the next (NSTART 1, RFC 7252 §4.7); NON is not mixed
             // into a CON exchange (§3). Sent from a task: the ACKs come through this loop.
+            let Ok(permit) = self.inner.confirmable_bursts.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "CON bursts at their cap: only the first block sent");
+                return;
+            };
             let endpoint = self.clone();
-            tokio::spawn(async move { endpoint.send_confirmable_burst(more, token, peer).await });
+            tokio::spawn(async move {
+                endpoint.send_confirmable_burst(more, token, peer).await;
+                drop(permit);
+            });
         } else {
             for p in more {
                 self.send_non(p, &token, peer).await;
