@@ -146,8 +146,8 @@ fn is_q_block2_get(request: &Packet) -> bool {
         && request.header.code == MessageClass::Request(RequestType::Get)
 }
 
-/// An answer that is a single response (an error).
-type Refusal = (Packet, Vec<Packet>);
+/// An error response, the whole answer to a request.
+type Refusal = Packet;
 
 /// The Q-Block2 options of a GET, all of one block size and without Block2 (§4.4); 4.02
 /// otherwise.
@@ -188,11 +188,11 @@ fn burst(
     let szx = asks.first().map_or(max_szx, |a| a.szx.min(max_szx));
     let size = 1u64 << (szx + 4);
     let Ok(total_blocks) = u32::try_from(snapshot.info.size.div_ceil(size).max(1)) else {
-        return Err((response(ResponseType::RequestEntityTooLarge), Vec::new()));
+        return Err(response(ResponseType::RequestEntityTooLarge));
     };
     if total_blocks - 1 > MAX_NUM {
         // Beyond 2^20 blocks at this size: the device must ask for larger blocks.
-        return Err((response(ResponseType::RequestEntityTooLarge), Vec::new()));
+        return Err(response(ResponseType::RequestEntityTooLarge));
     }
     let mp = max_payloads.max(1);
     let mut asked_set = false;
@@ -220,7 +220,7 @@ fn burst(
         }),
         Err(e) => {
             tracing::warn!(error = %e, "package host");
-            Err((response(ResponseType::InternalServerError), Vec::new()))
+            Err(response(ResponseType::InternalServerError))
         }
     }
 }
@@ -262,12 +262,12 @@ fn to_the_end(request: &Packet, asks: &[BlockOpt], max_payloads: u32) -> bool {
         && matches!(asks, [a] if matches!(Ask::of(*a, max_payloads), Ask::Body | Ask::Continue(_)))
 }
 
-fn bad_option(reason: &str) -> (Packet, Vec<Packet>) {
-    (with_reason(ResponseType::BadOption, reason), Vec::new())
+fn bad_option(reason: &str) -> Refusal {
+    with_reason(ResponseType::BadOption, reason)
 }
 
 /// A refusal as an answer: the response alone.
-fn refused((response, _): Refusal) -> (Packet, Responses) {
+fn refused(response: Refusal) -> (Packet, Responses) {
     (response, Box::new(std::iter::empty()))
 }
 
@@ -311,11 +311,11 @@ impl Schedule {
             Err(refusal) => return refused(refusal),
         };
         let [_, name] = path else {
-            return refused((response(ResponseType::NotFound), Vec::new()));
+            return refused(response(ResponseType::NotFound));
         };
         let snapshot = match host.snapshot(name) {
             Ok(s) => s,
-            Err(e) => return refused((super::coap::error_response(&e), Vec::new())),
+            Err(e) => return refused(super::coap::error_response(&e)),
         };
         let format = LiteFormat::ApplicationOctetStream;
         let mp = self.params.max_payloads;
