@@ -24,6 +24,17 @@ pub struct Faults {
     pub cut_after: Option<u64>,
 }
 
+impl Faults {
+    /// Loss alone, each packet dropped with probability `loss`, decisions drawn from `seed`.
+    pub fn lossy(loss: f64, seed: u64) -> Self {
+        Self {
+            loss,
+            seed,
+            ..Self::default()
+        }
+    }
+}
+
 /// xorshift64*: small, seedable, good enough to draw fault decisions.
 struct Rng(u64);
 

@@ -226,11 +226,7 @@ mod tests {
     #[test]
     fn loss_drops_about_the_asked_share_and_cut_drops_everything() {
         let (server, stop, t) = echo_server();
-        let faults = Faults {
-            loss: 0.2,
-            seed: 7,
-            ..Faults::default()
-        };
+        let faults = Faults::lossy(0.2, 7);
         let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server, faults).unwrap();
         let got = exchange(&relay, 200).len();
         // Each echo crosses the relay twice: about 0.8 * 0.8 = 64% come back.

@@ -197,11 +197,7 @@ async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
     let relay = Relay::start(
         any(),
         running.coap_addr.expect("coap"),
-        Faults {
-            loss: 0.05,
-            seed: 0x11bc0a9,
-            ..Faults::default()
-        },
+        Faults::lossy(0.05, 0x11bc0a9),
     )
     .expect("relay");
     let uri = format!("coap://{}/fw/fw.bin", relay.addr());
@@ -258,11 +254,7 @@ async fn our_device_pulls_from_libcoap_with_q_block2_through_loss() {
     let relay = Relay::start(
         any(),
         ([127, 0, 0, 1], port).into(),
-        Faults {
-            loss: 0.05,
-            seed: 0x5e12,
-            ..Faults::default()
-        },
+        Faults::lossy(0.05, 0x5e12),
     )
     .expect("relay");
     let config = CoapPullConfig {
@@ -297,11 +289,7 @@ async fn the_shims_q_block1_push_is_taken_by_libcoap_through_loss() {
     let relay = Relay::start(
         any(),
         ([127, 0, 0, 1], port).into(),
-        Faults {
-            loss: 0.05,
-            seed: 0x9b11,
-            ..Faults::default()
-        },
+        Faults::lossy(0.05, 0x9b11),
     )
     .expect("relay");
     let endpoint = CoapEndpoint::bind(any(), CoapTiming::default(), Arc::new(NoResources))

@@ -245,11 +245,7 @@ async fn q_block2_over_coaps_through_a_lossy_relay() {
     let relay = Relay::start(
         any(),
         running.coaps_addr.expect("coaps"),
-        Faults {
-            loss: 0.05,
-            seed: 0xc0a95,
-            ..Faults::default()
-        },
+        Faults::lossy(0.05, 0xc0a95),
     )
     .expect("relay");
     let tx = TxParams {

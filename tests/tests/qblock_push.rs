@@ -134,16 +134,7 @@ fn a_q_block1_push_over_coaps_through_a_lossy_relay_installs() {
     let ep = "qb1-coaps";
     let key = "000102030405060708090a0b0c0d0e0f";
     assert_eq!(h.add_psk(ep, "qb1-coaps-id", key), 200);
-    let relay = Relay::start(
-        any(),
-        h.coap,
-        Faults {
-            loss: 0.05,
-            seed: 0x0d71_50b1,
-            ..Faults::default()
-        },
-    )
-    .expect("relay");
+    let relay = Relay::start(any(), h.coap, Faults::lossy(0.05, 0x0d71_50b1)).expect("relay");
     let mut opts = h.device_options(ep);
     opts.server = format!("coaps://{}", relay.addr());
     opts.psk_identity = Some("qb1-coaps-id".into());

@@ -38,11 +38,7 @@ async fn coaps_handshake_and_download_survive_20_percent_loss() {
     let relay = Relay::start(
         "127.0.0.1:0".parse().expect("addr"),
         running.coaps_addr.expect("coaps"),
-        Faults {
-            loss: 0.2,
-            seed: 0x5eed_d715,
-            ..Faults::default()
-        },
+        Faults::lossy(0.2, 0x5eed_d715),
     )
     .expect("relay");
     let ctx = DtlsContext::psk_client(Psk {
