@@ -15,7 +15,8 @@
 //! 1.1 §5.2.8.1; with encrypt-then-MAC, RFC 7366, when the client offers it), and
 //! TLS_PSK_WITH_AES_128_GCM_SHA256; in certificate mode TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
 //! (Zephyr's LwM2M client default). OpenSSL 3.5 (Debian 13) leaves the CCM_8 suites out of its
-//! default list, so clients built on it (libcoap 4.3.4) offer no CCM_8 at all. Servers answer a
+//! default list, so clients built on it (libcoap 4.3.4) offer no CCM_8 at all; our contexts
+//! keep the two mandated suites past OpenSSL's security level. Servers answer a
 //! first ClientHello with a HelloVerifyRequest carrying an HMAC cookie bound to the peer's
 //! address, so a spoofed source cannot make the server do handshake work for it.
 
@@ -23,7 +24,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::raw::{c_int, c_void};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
@@ -184,6 +186,7 @@ fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsErro
         SslMethod::dtls_client()
     };
     let mut b = SslContext::builder(method)?;
+    allow_mandated_ccm_8(&mut b);
     // DTLS 1.2 only: 1.0 lacks the AEAD suites LwM2M mandates.
     b.set_min_proto_version(Some(openssl::ssl::SslVersion::DTLS1_2))?;
     b.set_max_proto_version(Some(openssl::ssl::SslVersion::DTLS1_2))?;
@@ -205,6 +208,73 @@ fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsErro
         ));
     }
     Ok(b)
+}
+
+/// The IANA code points of the two suites the LwM2M transport binding mandates (LwM2M
+/// Transport 1.1 §5.2.8.1, §5.2.8.3): TLS_PSK_WITH_AES_128_CCM_8 (RFC 6655) and
+/// TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251).
+const MANDATED_CCM_8: [u16; 2] = [0xC0A8, 0xC0AE];
+
+/// `SSL_SECOP_CIPHER_SUPPORTED`, `_SHARED` and `_CHECK` (`SSL_SECOP_OTHER_CIPHER` set): the
+/// security checks of one cipher suite, whose `SSL_CIPHER` comes as `other`.
+const SECOP_CIPHER: [c_int; 3] = [0x1_0001, 0x1_0002, 0x1_0003];
+
+/// OpenSSL's security callback: `(ssl, ctx, op, bits, nid, other, ex)`.
+type SecurityCallback = unsafe extern "C" fn(
+    *const openssl_sys::SSL,
+    *const openssl_sys::SSL_CTX,
+    c_int,
+    c_int,
+    c_int,
+    *mut c_void,
+    *mut c_void,
+) -> c_int;
+
+/// The callback OpenSSL gives every new context (the security level checks), to which
+/// [`mandated_ccm_8_or_default`] hands all other checks.
+static DEFAULT_SECURITY: OnceLock<SecurityCallback> = OnceLock::new();
+
+/// Keeps the mandated CCM_8 suites usable whatever the security level. Since OpenSSL 3.2
+/// their 64-bit tag rates 64 bits of strength, under level 1's 80: Debian 13's OpenSSL 3.5
+/// silently drops them from every list, so a client offers no mandated suite and a server
+/// refuses a device offering only CCM_8 (tinydtls, Zephyr and Wakaama builds), with "no
+/// ciphers available". Lowering the whole context to level 0 would also admit weak
+/// certificate keys and signatures; this lets only the two mandated suites past and leaves
+/// every other check to OpenSSL's own callback.
+fn allow_mandated_ccm_8(b: &mut SslContextBuilder) {
+    // SAFETY: the builder's context is valid; reading its callback and installing one with
+    // OpenSSL's signature touch nothing else.
+    unsafe {
+        let ctx = b.as_ptr();
+        if let Some(default) = SSL_CTX_get_security_callback(ctx) {
+            DEFAULT_SECURITY.get_or_init(|| default);
+            SSL_CTX_set_security_callback(ctx, Some(mandated_ccm_8_or_default));
+        }
+    }
+}
+
+/// The security callback of [`allow_mandated_ccm_8`].
+unsafe extern "C" fn mandated_ccm_8_or_default(
+    ssl: *const openssl_sys::SSL,
+    ctx: *const openssl_sys::SSL_CTX,
+    op: c_int,
+    bits: c_int,
+    nid: c_int,
+    other: *mut c_void,
+    ex: *mut c_void,
+) -> c_int {
+    if SECOP_CIPHER.contains(&op) && !other.is_null() {
+        // SAFETY: for the cipher operations OpenSSL passes the `SSL_CIPHER` being checked.
+        let id = unsafe { SSL_CIPHER_get_protocol_id(other.cast_const().cast()) };
+        if MANDATED_CCM_8.contains(&id) {
+            return 1;
+        }
+    }
+    match DEFAULT_SECURITY.get() {
+        // SAFETY: OpenSSL's own callback, called with the arguments OpenSSL gave us.
+        Some(default) => unsafe { default(ssl, ctx, op, bits, nid, other, ex) },
+        None => 0,
+    }
 }
 
 /// HMAC-SHA256 cookies bound to the peer address, keyed by a per-context random secret.
@@ -673,9 +743,13 @@ struct libc_timeval {
     tv_usec: std::os::raw::c_long,
 }
 
-// `SSL_has_pending` (OpenSSL 1.1.0+) has no binding in openssl-sys.
+// `SSL_has_pending` (OpenSSL 1.1.0+), the security callback accessors and
+// `SSL_CIPHER_get_protocol_id` (1.1.1+) have no binding in openssl-sys.
 extern "C" {
-    fn SSL_has_pending(s: *const openssl_sys::SSL) -> std::os::raw::c_int;
+    fn SSL_has_pending(s: *const openssl_sys::SSL) -> c_int;
+    fn SSL_CTX_get_security_callback(ctx: *const openssl_sys::SSL_CTX) -> Option<SecurityCallback>;
+    fn SSL_CTX_set_security_callback(ctx: *mut openssl_sys::SSL_CTX, cb: Option<SecurityCallback>);
+    fn SSL_CIPHER_get_protocol_id(c: *const openssl_sys::SSL_CIPHER) -> u16;
 }
 
 #[cfg(test)]
@@ -774,6 +848,37 @@ mod tests {
         let mut c = DtlsSession::client(&ctx, None).unwrap();
         let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
         assert!(pump(&mut c, &mut s).is_err());
+    }
+
+    /// The mandated CCM_8 suite is negotiated where OpenSSL's security level rates it too
+    /// weak: from OpenSSL 3.2 on at level 1 and up (its 64-bit tag), and at level 3 on every
+    /// version (no forward secrecy), used here so that the test bites on OpenSSL 3.0 too.
+    /// Other suites stay subject to the level.
+    #[test]
+    fn the_mandated_ccm_8_suite_passes_any_security_level() {
+        let strict = |ctx: DtlsContext| {
+            // SAFETY: a valid context; sessions made after this take the level.
+            unsafe { openssl_sys::SSL_CTX_set_security_level(ctx.ctx.as_ptr(), 3) };
+            ctx
+        };
+        let server = strict(server_ctx());
+        let peer: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+        let client = strict(DtlsContext::psk_client(psk()).unwrap());
+        let mut c = DtlsSession::client(&client, None).unwrap();
+        let mut s = DtlsSession::server(&server, peer).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(c.is_established() && s.is_established());
+        assert_eq!(s.cipher(), Some("PSK-AES128-CCM8"));
+        c.send(b"block").unwrap();
+        assert_eq!(pump(&mut c, &mut s).unwrap(), vec![b"block".to_vec()]);
+
+        let gcm = strict(DtlsContext::psk_client_offering(psk(), "PSK-AES128-GCM-SHA256").unwrap());
+        assert!(DtlsSession::client(&gcm, None)
+            .and_then(|mut c| {
+                let mut s = DtlsSession::server(&server, peer)?;
+                pump(&mut c, &mut s)
+            })
+            .is_err());
     }
 
     #[test]
