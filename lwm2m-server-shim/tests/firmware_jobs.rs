@@ -52,6 +52,18 @@ struct ScriptedDevice {
     handle: Option<JoinHandle<()>>,
     fw: Arc<Mutex<Fw>>,
     reboots: Arc<AtomicUsize>,
+    sleep: Arc<Sleep>,
+}
+
+/// A queue-mode device's sleep (LwM2M core TS 1.1 §6.5), driven by the test.
+#[derive(Default)]
+struct Sleep {
+    /// The device sleeps: it answers nothing and counts what reaches it.
+    asleep: AtomicBool,
+    /// Set by the test: the device wakes up with an Update and answers again.
+    wake: AtomicBool,
+    /// Requests that reached the device while it slept (a server must send none).
+    disturbed: AtomicUsize,
 }
 
 impl Drop for ScriptedDevice {
@@ -82,8 +94,15 @@ fn path_of(p: &Packet) -> String {
         .unwrap_or_default()
 }
 
-/// Registers `ep` from `sock` (CON, retried until acknowledged).
-fn register(sock: &UdpSocket, shim: SocketAddr, ep: &str, mid: u16) -> bool {
+/// Registers `ep` from `sock` (CON, retried until acknowledged), in queue mode when `queue`;
+/// returns the registration's location path.
+fn register(
+    sock: &UdpSocket,
+    shim: SocketAddr,
+    ep: &str,
+    mid: u16,
+    queue: bool,
+) -> Option<Vec<Vec<u8>>> {
     let mut p = packet(
         MessageType::Confirmable,
         MessageClass::Request(RequestType::Post),
@@ -94,6 +113,9 @@ fn register(sock: &UdpSocket, shim: SocketAddr, ep: &str, mid: u16) -> bool {
     p.add_option(CoapOption::UriQuery, format!("ep={ep}").into_bytes());
     p.add_option(CoapOption::UriQuery, b"lt=300".to_vec());
     p.add_option(CoapOption::UriQuery, b"lwm2m=1.1".to_vec());
+    if queue {
+        p.add_option(CoapOption::UriQuery, b"Q".to_vec());
+    }
     p.add_option(CoapOption::ContentFormat, vec![40]);
     p.payload = b"</1/0>,</3/0>,</5/0>".to_vec();
     let bytes = p.to_bytes().expect("encode");
@@ -107,13 +129,31 @@ fn register(sock: &UdpSocket, shim: SocketAddr, ep: &str, mid: u16) -> bool {
                     if r.header.message_id == mid
                         && r.header.code == MessageClass::Response(ResponseType::Created)
                     {
-                        return true;
+                        let location = r.get_option(CoapOption::LocationPath)?;
+                        return Some(location.iter().cloned().collect());
                     }
                 }
             }
         }
     }
-    false
+    None
+}
+
+/// Sends a registration Update (an empty CON POST to the registration's location): what wakes
+/// a queue-mode device up in the server's eyes. Its ACK is not waited for.
+fn update(sock: &UdpSocket, shim: SocketAddr, location: &[Vec<u8>], mid: u16) {
+    let mut p = packet(
+        MessageType::Confirmable,
+        MessageClass::Request(RequestType::Post),
+        mid,
+        &mid.to_be_bytes(),
+    );
+    for seg in location {
+        p.add_option(CoapOption::UriPath, seg.clone());
+    }
+    if let Ok(b) = p.to_bytes() {
+        let _ = sock.send_to(&b, shim);
+    }
 }
 
 /// Downloads `uri` (`coap://ip:port/fw/name`) block by block; `None` if unreachable or absent.
@@ -333,7 +373,14 @@ fn notify_one(
 impl ScriptedDevice {
     /// Registers `ep` running firmware 1.0.0 and serves until dropped.
     fn start(shim: SocketAddr, ep: &str) -> Self {
+        Self::start_with(shim, ep, false)
+    }
+
+    /// [`Self::start`], registering in queue mode when `queue` (see [`Sleep`]).
+    fn start_with(shim: SocketAddr, ep: &str, queue: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let sleep = Arc::new(Sleep::default());
+        let sleeping = sleep.clone();
         let fw = Arc::new(Mutex::new(Fw {
             version: "1.0.0".into(),
             ..Fw::default()
@@ -349,15 +396,20 @@ impl ScriptedDevice {
                 sock.set_read_timeout(Some(Duration::from_millis(50)))
                     .expect("timeout");
                 mid = mid.wrapping_add(1);
-                if !register(&sock, shim, &ep, mid) {
+                let Some(location) = register(&sock, shim, &ep, mid, queue) else {
                     return;
-                }
+                };
                 let mut last = {
                     let f = state.lock().expect("fw");
                     (f.state, f.result)
                 };
                 let mut answered: Vec<(u16, Vec<u8>)> = Vec::new();
                 while !flag.load(Ordering::Relaxed) {
+                    if sleeping.wake.swap(false, Ordering::Relaxed) {
+                        mid = mid.wrapping_add(1);
+                        update(&sock, shim, &location, mid);
+                        sleeping.asleep.store(false, Ordering::Relaxed);
+                    }
                     let got = sock.recv_from(&mut buf);
                     let mut f = state.lock().expect("fw");
                     if let Ok((n, from)) = got {
@@ -366,6 +418,10 @@ impl ScriptedDevice {
                             continue;
                         };
                         if !matches!(req.header.code, MessageClass::Request(_)) {
+                            continue;
+                        }
+                        if sleeping.asleep.load(Ordering::Relaxed) {
+                            sleeping.disturbed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
                         let id = req.header.message_id;
@@ -415,6 +471,7 @@ impl ScriptedDevice {
             handle: Some(handle),
             fw,
             reboots,
+            sleep,
         }
     }
 }
@@ -491,6 +548,48 @@ fn rest_firmware_job_push_and_pull_with_events() {
     assert_eq!(dev.reboots.load(Ordering::Relaxed), 2);
     let (s, all) = h.get_json("/api/jobs");
     assert_eq!((s, all.as_array().map(Vec::len)), (200, Some(2)), "{all}");
+}
+
+/// Queue mode (LwM2M core TS 1.1 §6.5): a job for a sleeping device sends it nothing, not
+/// even an Observe, and waits; once the device wakes up with an Update the job runs to the
+/// end.
+#[test]
+fn a_job_for_a_sleeping_queue_mode_device_waits_until_it_wakes_up() {
+    let h = Harness::start("fw-queue", |c| c.awake_time = Duration::from_secs(2));
+    let dev = ScriptedDevice::start_with(h.coap, "fw-q", true);
+    wait_registered(&h, "fw-q");
+    host_package(&h, "q.bin", "5.0.0");
+    let shim = h.running().shim.clone();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !shim.presence.is_sleeping("fw-q") {
+        assert!(Instant::now() < until, "fw-q never fell asleep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dev.sleep.asleep.store(true, Ordering::Relaxed);
+    let events = h.events("?ep=fw-q");
+    let body = json!({"package": "q.bin", "method": "pull"}).to_string();
+    let (s, job) = h.post("/api/clients/fw-q/firmware", body.as_bytes());
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].clone();
+    // Three poll intervals (rest_config: 1 s). A job that does not wait sends its Observe at
+    // once, and a poll after each interval.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(dev.sleep.disturbed.load(Ordering::Relaxed), 0);
+    let (s, waiting) = h.get_json(&format!("/api/jobs/{id}"));
+    assert_eq!(
+        (s, waiting["phase"].as_str()),
+        (200, Some("STARTING")),
+        "{waiting}"
+    );
+
+    dev.sleep.wake.store(true, Ordering::Relaxed);
+    let last = wait_event(&events, Duration::from_secs(60), |n, d| {
+        n == "FIRMWARE" && d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    });
+    assert_eq!(last["phase"], "SUCCEEDED", "{last}");
+    assert_eq!(last["firmwareVersion"], "5.0.0");
+    assert_eq!(dev.reboots.load(Ordering::Relaxed), 1);
+    assert_eq!(dev.sleep.disturbed.load(Ordering::Relaxed), 0);
 }
 
 /// Starts a REST pull job of `package` on `ep` (registered, package hosted) and returns the

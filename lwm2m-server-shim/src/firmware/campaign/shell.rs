@@ -1,7 +1,14 @@
 //! The async shell around [`UpdateMachine`]: it carries each request to the device (or to
 //! the registration store and the event subscription) and the answer back, with the time.
 //! It decides nothing.
+//!
+//! Queue mode (LwM2M core TS 1.1 §6.5): a server must not send anything to a queue-mode
+//! client while it sleeps. A request for a sleeping device is carried once it wakes up (an
+//! Update, a Register or any other message: the AWAKE event), as the REST API's delayed calls
+//! are; a fallback poll of a sleeping device reads nothing instead, so the phase's time limit
+//! still holds while the device sleeps through it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -63,12 +70,19 @@ pub(super) fn node_int(node: &Node) -> Option<i64> {
     single_value(node).and_then(as_int)
 }
 
+/// Events kept while a request waits for its device to wake up, for the next wait. A sleeping
+/// device sends nothing, so few arrive; beyond this many the oldest go, as when the
+/// subscription lags (polling catches up).
+const MAX_HELD_EVENTS: usize = 64;
+
 /// Follows one device: the subscription to its events, the current device-management handle
 /// and the registration it belongs to.
 struct Follower<'a> {
     shim: &'a Arc<Shim>,
     ep: String,
     rx: EndpointSubscription,
+    /// Events that arrived while a request waited for the device to wake up, oldest first.
+    held: VecDeque<Arc<ServerEvent>>,
     cfg: CampaignConfig,
     device: DeviceHandle,
     /// When the followed registration was made; a newer one means the device came back.
@@ -87,6 +101,7 @@ impl<'a> Follower<'a> {
             shim,
             ep: ep.to_string(),
             rx,
+            held: VecDeque::new(),
             cfg,
             device,
             registered,
@@ -114,11 +129,63 @@ impl<'a> Follower<'a> {
         Ok(())
     }
 
+    /// Whether the device is a queue-mode client that sleeps now.
+    fn sleeping(&self) -> bool {
+        self.shim.presence.is_sleeping(&self.ep)
+    }
+
+    /// Returns once the device may be sent a request: at once unless it sleeps, else when it
+    /// wakes up, or when its registration is gone (the request then fails as for any
+    /// unreachable device). Other events meanwhile are kept for [`Self::wait`].
+    async fn until_awake(&mut self) {
+        if !self.sleeping() {
+            return;
+        }
+        tracing::info!(ep = %self.ep, "firmware job waits for the queue-mode device to wake up");
+        while self.sleeping() && self.shim.store.get_by_endpoint(&self.ep).is_some() {
+            // AWAKE comes as an event; the store is looked at again every poll interval.
+            let ev = tokio::select! {
+                ev = self.rx.recv() => ev,
+                () = tokio::time::sleep(self.cfg.poll_interval) => continue,
+            };
+            match ev {
+                Ok(ev) if matches!(*ev, ServerEvent::Awake(_)) => {}
+                Ok(ev) => {
+                    if self.held.len() == MAX_HELD_EVENTS {
+                        self.held.pop_front();
+                    }
+                    self.held.push_back(ev);
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// The device answered a request: a queue-mode client is awake for its awake time from
+    /// now (a notification or an Update counts the same way).
+    fn answered<T>(&self, r: &Result<T, DmError>) {
+        if r.is_ok() {
+            self.shim.heard_from(&self.ep);
+        }
+    }
+
+    /// The next event: a kept one first, then the subscription's.
+    async fn next_event(&mut self) -> Result<Arc<ServerEvent>, RecvError> {
+        match self.held.pop_front() {
+            Some(ev) => Ok(ev),
+            None => self.rx.recv().await,
+        }
+    }
+
     /// Observes State and Update Result; a device that refuses is still polled.
-    async fn observe(&self) {
+    async fn observe(&mut self) {
         for r in [3, 5] {
             let path = resource(5, r);
-            match self.device.observe(&path, None).await {
+            self.until_awake().await;
+            let answer = self.device.observe(&path, None).await;
+            self.answered(&answer);
+            match answer {
                 Ok((_, Some(stream))) => {
                     self.shim
                         .track_observation(&self.ep, path, stream, self.device.clone(), None)
@@ -132,15 +199,22 @@ impl<'a> Follower<'a> {
     }
 
     /// Reads State and Update Result at the address in the store (a device that rebooted
-    /// may be back on another port before its REGISTRATION event is seen).
+    /// may be back on another port before its REGISTRATION event is seen); reads nothing
+    /// from a device that sleeps.
     async fn poll(&mut self) -> Input {
         let mut re_registered = false;
         if let Ok((d, registered)) = Self::device_for(self.shim, &self.ep, &self.cfg) {
             self.device = d;
             re_registered = registered > self.registered;
         }
-        let state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
-        let result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
+        let (mut state, mut result) = (None, None);
+        if !self.sleeping() {
+            let s = read_int(&self.device, &resource(5, 3)).await;
+            self.answered(&s);
+            let r = read_int(&self.device, &resource(5, 5)).await;
+            self.answered(&r);
+            (state, result) = (s.ok().flatten(), r.ok().flatten());
+        }
         Input::Polled {
             state: state.and_then(state_of),
             result: result.and_then(result_of),
@@ -162,7 +236,7 @@ impl<'a> Follower<'a> {
         let until = tokio::time::Instant::from_std(until);
         loop {
             let ev = tokio::select! {
-                ev = self.rx.recv() => ev,
+                ev = self.next_event() => ev,
                 _ = tokio::time::sleep_until(until) => return Input::Tick,
             };
             match ev {
@@ -203,6 +277,19 @@ impl<'a> Follower<'a> {
     /// machine ran, so [`Request::Prepare`] is answered at once; [`Request::Done`] is never
     /// carried ([`run_update`] stops there).
     async fn carry(&mut self, request: Request, payload: &Payload) -> Input {
+        if matches!(
+            request,
+            Request::Reset
+                | Request::StartDownload
+                | Request::ReadState
+                | Request::Execute
+                | Request::ReadVersions
+        ) {
+            // These must reach the device. Observe waits per path itself, and a poll of a
+            // sleeping device reads nothing (see `poll`).
+            self.until_awake().await;
+        }
+        let d = &self.device;
         match request {
             Request::Prepare => Input::Prepared(Ok(())),
             Request::Done(_) => Input::Tick,
@@ -211,48 +298,56 @@ impl<'a> Follower<'a> {
                 Input::Observed
             }
             Request::Poll => self.poll().await,
-            Request::Reset => Input::Answered(answer(
-                self.device
+            Request::Reset => {
+                let r = d
                     .write(&resource(5, 1), true, ContentFormat::Text, b"")
-                    .await,
-            )),
-            Request::StartDownload => Input::Answered(answer(match payload {
-                Payload::Uri(uri) => {
-                    self.device
-                        .write(&resource(5, 1), true, ContentFormat::Text, uri.as_bytes())
-                        .await
-                }
-                Payload::Package(bytes) => {
-                    self.device
-                        .write(&resource(5, 0), true, ContentFormat::Opaque, bytes)
-                        .await
-                }
-            })),
+                    .await;
+                self.answered(&r);
+                Input::Answered(answer(r))
+            }
+            Request::StartDownload => {
+                let r = match payload {
+                    Payload::Uri(uri) => {
+                        d.write(&resource(5, 1), true, ContentFormat::Text, uri.as_bytes())
+                            .await
+                    }
+                    Payload::Package(bytes) => {
+                        d.write(&resource(5, 0), true, ContentFormat::Opaque, bytes)
+                            .await
+                    }
+                };
+                self.answered(&r);
+                Input::Answered(answer(r))
+            }
             Request::ReadState => {
-                let state = read_int(&self.device, &resource(5, 3)).await;
+                let state = read_int(d, &resource(5, 3)).await;
+                self.answered(&state);
                 Input::StateRead(state.ok().flatten().and_then(state_of))
             }
             Request::Execute => {
-                Input::Answered(answer(self.device.execute(&resource(5, 2), b"").await))
+                let r = d.execute(&resource(5, 2), b"").await;
+                self.answered(&r);
+                Input::Answered(answer(r))
             }
             Request::Reconnect { clear_events } => {
                 let r = self.reconnect();
                 if clear_events {
                     self.rx.clear();
+                    self.held.clear();
                 }
                 Input::Reconnected(r)
             }
             Request::Wait { until } => self.wait(until).await,
-            Request::ReadVersions => Input::Versions {
-                firmware: read_string(&self.device, &resource(3, 3))
-                    .await
-                    .ok()
-                    .flatten(),
-                package: read_string(&self.device, &resource(5, 7))
-                    .await
-                    .ok()
-                    .flatten(),
-            },
+            Request::ReadVersions => {
+                let firmware = read_string(d, &resource(3, 3)).await;
+                self.answered(&firmware);
+                let package = read_string(d, &resource(5, 7)).await;
+                self.answered(&package);
+                Input::Versions {
+                    firmware: firmware.ok().flatten(),
+                    package: package.ok().flatten(),
+                }
+            }
         }
     }
 }
