@@ -9,6 +9,8 @@
 //!    (b) libcoap's `coap-client-openssl` from the shim's package host,
 //!    (c) `coap-client-openssl` from libcoap's `coap-server-openssl` (the file PUT there
 //!    first): the peers' own price of DTLS, which tells how much of (b) is the client's.
+//!    Then the floor: what OpenSSL's records of that pull cost alone, in memory on one thread
+//!    (no sockets, no scheduler), added to (a)'s coap time.
 //!
 //! Both comparisons run in alternating rounds (a block of handshakes with each server; each
 //! pair's coap and coaps pulls back to back, which one first alternating) and report the
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{self, CoapPullConfig};
-use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Plaintexts, Psk, PskLookup};
 use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
@@ -95,6 +97,53 @@ fn handshakes(ctx: &DtlsContext, server: SocketAddr, n: usize) -> Option<f64> {
         handshake(ctx, server)?;
     }
     Some(start.elapsed().as_secs_f64())
+}
+
+/// Hands every datagram `from` has to send to `to`, decrypting into `out`.
+fn deliver(from: &mut DtlsSession, to: &mut DtlsSession, out: &mut Plaintexts) -> Option<()> {
+    while let Some(d) = from.poll_transmit() {
+        to.handle_datagram_into(&d, out).ok()?;
+        from.recycle(d);
+    }
+    Some(())
+}
+
+/// DTLS's own price on a 1 MiB Block2 pull, without sockets or a scheduler: a client and a
+/// server session on this thread exchange what each block of the pull carries (the GET with
+/// its Block2 option one way, the 1024-byte block in its response the other), every record
+/// sealed and opened by OpenSSL as in the pull. The median of `runs`. The plain pull's time
+/// plus this is the least the coaps pull can take.
+fn record_floor(client: &DtlsContext, runs: usize) -> Option<Duration> {
+    let lookup: PskLookup =
+        Arc::new(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.as_bytes().to_vec()));
+    let server = DtlsContext::psk_server(lookup).ok()?;
+    let mut c = DtlsSession::client(client, None).ok()?;
+    let mut s = DtlsSession::server(&server, ([127, 0, 0, 1], 5684).into()).ok()?;
+    let mut out = Plaintexts::default();
+    // ClientHello, HelloVerifyRequest, ClientHello with the cookie, and the rest.
+    for _ in 0..8 {
+        deliver(&mut c, &mut s, &mut out)?;
+        deliver(&mut s, &mut c, &mut out)?;
+    }
+    if !(c.is_established() && s.is_established()) {
+        return None;
+    }
+    // The sizes of our pull's messages: a CON GET of /fw/pkg.bin with a 4-byte token and
+    // Block2, and a 2.05 with ETag, Block2 and 1024 bytes of payload.
+    let (request, block) = (vec![0x44u8; 24], vec![0x55u8; 1024 + 22]);
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        for _ in 0..SIZE / 1024 {
+            c.send(&request).ok()?;
+            deliver(&mut c, &mut s, &mut out)?;
+            s.send(&block).ok()?;
+            deliver(&mut s, &mut c, &mut out)?;
+        }
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times.get(runs / 2).copied()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -379,13 +428,29 @@ fn main() {
         "1 MiB Block2 pull (1024-byte blocks), coap and coaps (handshake included), \
          {PULL_RUNS} alternating rounds:"
     );
-    for (pair, (plain, secure, ratio)) in pairs.iter().zip(pull_rounds(&pairs)) {
+    let rounds = pull_rounds(&pairs);
+    for (pair, (plain, secure, ratio)) in pairs.iter().zip(&rounds) {
         println!(
             "  {:<48} coap {:7.1} ms  coaps {:7.1} ms  coaps/coap {ratio:.2}",
             pair.name,
             plain.as_secs_f64() * 1e3,
             secure.as_secs_f64() * 1e3,
         );
+    }
+    // What OpenSSL's records alone cost, against (a)'s plain pull: the ratio no host or
+    // client code can go below with this suite and this OpenSSL.
+    match (record_floor(&ctx, 9), rounds.first()) {
+        (Some(floor), Some((plain, _, _))) => {
+            let ms = floor.as_secs_f64() * 1e3;
+            println!(
+                "  DTLS records alone (in memory, {}): {ms:.1} ms per MiB; \
+                 (a)'s coap {:.1} ms + that: coaps/coap at least {:.2}",
+                openssl::version::version(),
+                plain.as_secs_f64() * 1e3,
+                1.0 + floor.as_secs_f64() / plain.as_secs_f64(),
+            );
+        }
+        _ => println!("  DTLS records alone: the in-memory sessions failed; no floor"),
     }
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
