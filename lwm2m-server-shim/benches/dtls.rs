@@ -359,15 +359,24 @@ fn main() {
         }
         None => println!("  libcoap coap-server     handshakes failed; no ratio"),
     }
-    let sessions = running
-        .shim
-        .coaps()
-        .and_then(|c| match c.transport() {
-            lwm2m_server_shim::coap::transport::Transport::Dtls(d) => Some(d.stats()),
-            lwm2m_server_shim::coap::transport::Transport::Plain(_) => None,
-        })
-        .unwrap_or_default();
-    println!("  shim state after the run: {sessions:?}");
+    let stats = || {
+        running
+            .shim
+            .coaps()
+            .and_then(|c| match c.transport() {
+                lwm2m_server_shim::coap::transport::Transport::Dtls(d) => Some(d.stats()),
+                lwm2m_server_shim::coap::transport::Transport::Plain(_) => None,
+            })
+            .unwrap_or_default()
+    };
+    // Every client closed its session; the last close_notify may still be on its way.
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut left = stats();
+    while (left.sessions, left.handshakes) != (0, 0) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+        left = stats();
+    }
+    println!("  shim state after the run: {left:?}");
 
     // The same file on libcoap's server, uploaded with its own client (Block1 PUT).
     let file = dir.join("pkg.bin");
