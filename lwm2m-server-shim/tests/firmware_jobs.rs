@@ -581,6 +581,7 @@ fn a_job_for_a_sleeping_queue_mode_device_waits_until_it_wakes_up() {
         (200, Some("STARTING")),
         "{waiting}"
     );
+    assert_eq!(waiting["waitingForWakeUp"], true, "{waiting}");
 
     dev.sleep.wake.store(true, Ordering::Relaxed);
     let last = wait_event(&events, Duration::from_secs(60), |n, d| {
@@ -588,6 +589,7 @@ fn a_job_for_a_sleeping_queue_mode_device_waits_until_it_wakes_up() {
     });
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(last["firmwareVersion"], "5.0.0");
+    assert_eq!(last["waitingForWakeUp"], false, "{last}");
     assert_eq!(dev.reboots.load(Ordering::Relaxed), 1);
     assert_eq!(dev.sleep.disturbed.load(Ordering::Relaxed), 0);
 }

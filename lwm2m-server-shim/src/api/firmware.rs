@@ -124,6 +124,7 @@ pub fn job_json(j: &JobStatus) -> Value {
         "error": j.error,
         "firmwareVersion": j.firmware_version,
         "pkgVersion": j.pkg_version,
+        "waitingForWakeUp": j.waiting_for_wake_up,
     })
 }
 

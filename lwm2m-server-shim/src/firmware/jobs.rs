@@ -181,6 +181,9 @@ pub struct JobStatus {
     pub firmware_version: Option<String>,
     /// Package version (/5/0/7) read at the end.
     pub pkg_version: Option<String>,
+    /// The job's next request waits for its queue-mode device to wake up (LwM2M core TS 1.1
+    /// §6.5: nothing is sent to a sleeping client).
+    pub waiting_for_wake_up: bool,
 }
 
 impl JobStatus {
@@ -197,6 +200,7 @@ impl JobStatus {
             error: None,
             firmware_version: None,
             pkg_version: None,
+            waiting_for_wake_up: false,
         }
     }
 }

@@ -279,6 +279,12 @@ impl UpdateMachine {
         }
     }
 
+    /// Reports whether the next request waits for the sleeping queue-mode device (the
+    /// shell's report; nothing is decided from it).
+    pub fn waiting_for_wake_up(&mut self, waiting: bool) {
+        self.set(|s| s.waiting_for_wake_up = waiting);
+    }
+
     fn phase(&mut self, p: JobPhase) {
         self.set(|s| s.phase = p);
     }

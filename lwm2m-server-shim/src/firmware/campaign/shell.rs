@@ -70,6 +70,20 @@ pub(super) fn node_int(node: &Node) -> Option<i64> {
     single_value(node).and_then(as_int)
 }
 
+/// Whether `request` must reach the device, so waits while a queue-mode device sleeps (a
+/// poll of a sleeping device reads nothing instead, see `Follower::poll`).
+fn reaches_device(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Observe
+            | Request::Reset
+            | Request::StartDownload
+            | Request::ReadState
+            | Request::Execute
+            | Request::ReadVersions
+    )
+}
+
 /// Events kept while a request waits for its device to wake up, for the next wait. A sleeping
 /// device sends nothing, so few arrive; beyond this many the oldest go, as when the
 /// subscription lags (polling catches up).
@@ -178,7 +192,8 @@ impl<'a> Follower<'a> {
         }
     }
 
-    /// Observes State and Update Result; a device that refuses is still polled.
+    /// Observes State and Update Result; a device that refuses is still polled. Each waits
+    /// for a sleeping device (it may fall asleep between the two).
     async fn observe(&mut self) {
         for r in [3, 5] {
             let path = resource(5, r);
@@ -277,16 +292,7 @@ impl<'a> Follower<'a> {
     /// machine ran, so [`Request::Prepare`] is answered at once; [`Request::Done`] is never
     /// carried ([`run_update`] stops there).
     async fn carry(&mut self, request: Request, payload: &Payload) -> Input {
-        if matches!(
-            request,
-            Request::Reset
-                | Request::StartDownload
-                | Request::ReadState
-                | Request::Execute
-                | Request::ReadVersions
-        ) {
-            // These must reach the device. Observe waits per path itself, and a poll of a
-            // sleeping device reads nothing (see `poll`).
+        if reaches_device(&request) {
             self.until_awake().await;
         }
         let d = &self.device;
@@ -400,8 +406,11 @@ async fn drive(
         match machine.step(Instant::now(), f.observing(), input) {
             Request::Done(outcome) => return outcome,
             request => {
+                let waits = reaches_device(&request) && f.sleeping();
+                machine.waiting_for_wake_up(waits);
                 publish(machine, jobs, hook);
                 input = f.carry(request, &payload).await;
+                machine.waiting_for_wake_up(false);
             }
         }
     }
