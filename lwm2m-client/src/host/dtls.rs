@@ -237,8 +237,8 @@ static DEFAULT_SECURITY: OnceLock<SecurityCallback> = OnceLock::new();
 /// Keeps the mandated CCM_8 suites usable whatever the security level. Since OpenSSL 3.2
 /// their 64-bit tag rates 64 bits of strength, under level 1's 80: Debian 13's OpenSSL 3.5
 /// silently drops them from every list, so a client offers no mandated suite and a server
-/// refuses a device offering only CCM_8 (tinydtls, Zephyr and Wakaama builds), with "no
-/// ciphers available". Lowering the whole context to level 0 would also admit weak
+/// refuses a device offering only CCM_8 (tinydtls, and so Wakaama, offers nothing else),
+/// with "no ciphers available". Lowering the whole context to level 0 would also admit weak
 /// certificate keys and signatures; this lets only the two mandated suites past and leaves
 /// every other check to OpenSSL's own callback.
 fn allow_mandated_ccm_8(b: &mut SslContextBuilder) {
