@@ -7,11 +7,12 @@
 //! sans-IO state machine with time as an argument; the socket only moves datagrams and the
 //! clock to it.
 //!
-//! Resource bounds: handshakes in progress are capped ([`DtlsLimits::max_handshakes`], the oldest
-//! is dropped for a new one), established sessions idle longer than
-//! [`DtlsLimits::idle_timeout`] are evicted. A new ClientHello from a peer with an established
-//! session starts a second handshake beside it; the old session keeps working until the new one
-//! completes (a spoofed ClientHello cannot end a session, RFC 6347 4.2.8).
+//! Resource bounds: handshakes in progress are capped ([`DtlsLimits::max_handshakes`]; for a
+//! new one the oldest is dropped, the oldest whose client has not returned the cookie first,
+//! so forged ClientHellos cannot push out real handshakes), established sessions idle longer
+//! than [`DtlsLimits::idle_timeout`] are evicted. A new ClientHello from a peer with an
+//! established session starts a second handshake beside it; the old session keeps working
+//! until the new one completes (a spoofed ClientHello cannot end a session, RFC 6347 4.2.8).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -27,7 +28,8 @@ use tokio::time::Sleep;
 /// Bounds on the listener's per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DtlsLimits {
-    /// Handshakes kept at once; a new peer beyond it evicts the oldest handshake.
+    /// Handshakes kept at once; a new peer beyond it evicts the oldest handshake, one whose
+    /// client has not returned the cookie (RFC 6347 §4.2.1) before any other.
     pub max_handshakes: usize,
     /// Established sessions with no datagram for this long are dropped.
     pub idle_timeout: Duration,
@@ -84,6 +86,10 @@ struct Handshake {
     client_random: Option<Vec<u8>>,
     /// What arrived of the client's final flight after its PSK identity was known.
     final_flight: FinalFlight,
+    /// The client returned our cookie, so its address is its own (RFC 6347 §4.2.1): the
+    /// session answered with a ServerHello. Until then anyone may have sent the ClientHello
+    /// from a forged address, and such handshakes give way first when the table is full.
+    verified: bool,
 }
 
 /// The records of a client's final flight seen by a PSK handshake (RFC 6347 4.2.4): once its
@@ -182,6 +188,12 @@ fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
 /// An epoch-0 handshake record carrying a ClientHello: the start of a (re)handshake.
 fn is_client_hello(d: &[u8]) -> bool {
     d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&1)
+}
+
+/// An epoch-0 handshake record carrying a ServerHello: what the server sends once a client
+/// returned a valid cookie.
+fn is_server_hello(d: &[u8]) -> bool {
+    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&2)
 }
 
 /// The 32-byte random of a ClientHello record: after the 13-byte record header, the 12-byte
@@ -467,6 +479,7 @@ impl DtlsPeers {
                         started: now,
                         client_random: random,
                         final_flight: FinalFlight::default(),
+                        verified: false,
                     });
                     p.handshaking.insert(from);
                 }
@@ -492,7 +505,9 @@ impl DtlsPeers {
         let mut identity = None;
         if let Some(h) = peer.handshake.as_mut() {
             let r = h.session.handle_datagram(d);
+            let sent = out.len();
             drain(&mut h.session, from, &mut out);
+            h.verified |= out.iter().skip(sent).any(|(d, _)| is_server_hello(d));
             identity = offered_identity(&h.session);
             // Records count only once the key is chosen: a flight reordered around the
             // ClientKeyExchange is retransmitted whole and judged then.
@@ -626,12 +641,17 @@ fn offered_identity(session: &DtlsSession) -> Option<String> {
 }
 
 fn evict_oldest_handshake(p: &mut Peers) {
+    // Handshakes from addresses not yet proven by the cookie go first, oldest first: a flood
+    // of forged ClientHellos then only pushes out its own kind.
     let oldest = p
         .handshaking
         .iter()
-        .filter_map(|a| Some((p.by_addr.get(a)?.handshake.as_ref()?.started, *a)))
+        .filter_map(|a| {
+            let h = p.by_addr.get(a)?.handshake.as_ref()?;
+            Some((h.verified, h.started, *a))
+        })
         .min();
-    if let Some((_, addr)) = oldest {
+    if let Some((_, _, addr)) = oldest {
         p.end_handshake(addr);
     }
 }
@@ -881,6 +901,45 @@ mod tests {
         assert_eq!((st.sessions, st.handshakes <= 2), (1, true), "{st:?}");
         assert!(!peers.peers.by_addr.contains_key(&addr(1001)));
         assert!(peers.peers.by_addr.contains_key(&addr(1002)));
+    }
+
+    /// A handshake whose client answered the cookie (its address is real, RFC 6347 §4.2.1)
+    /// outlives a flood of first ClientHellos, which anyone can send from forged addresses:
+    /// those give way to one another first.
+    #[test]
+    fn a_flood_of_first_client_hellos_does_not_evict_a_handshake_past_its_cookie() {
+        let mut peers = core(DtlsLimits {
+            max_handshakes: 2,
+            ..DtlsLimits::default()
+        });
+        let t0 = Instant::now();
+        let real = addr(3000);
+        let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
+        let hello = c.poll_transmit().expect("ClientHello");
+        for (verify, _) in peers.on_datagram(&hello, real, t0) {
+            c.handle_datagram(&verify).expect("HelloVerifyRequest");
+        }
+        let with_cookie = c.poll_transmit().expect("ClientHello with the cookie");
+        let server_flight = peers.on_datagram(&with_cookie, real, t0);
+        assert!(!server_flight.is_empty());
+        // Ten first ClientHellos from other addresses while the client's flight is on its way.
+        for i in 0..10u16 {
+            let mut forged = DtlsSession::client(&client_ctx(), None).expect("session");
+            let hello = forged.poll_transmit().expect("ClientHello");
+            let at = t0 + Duration::from_millis(1 + u64::from(i));
+            assert!(!peers.on_datagram(&hello, addr(5000 + i), at).is_empty());
+        }
+        let st = peers.stats();
+        assert_eq!(st.handshakes, 2, "{st:?}");
+        for (d, _) in server_flight {
+            c.handle_datagram(&d).expect("server flight");
+        }
+        let t1 = t0 + Duration::from_millis(20);
+        assert!(
+            exchange(&mut peers, &mut c, real, t1),
+            "the real handshake was evicted"
+        );
+        assert_eq!(peers.stats().sessions, 1);
     }
 
     #[test]
