@@ -12,6 +12,9 @@
 //!    Then the floor: what OpenSSL's records of that pull cost alone, in memory on one thread
 //!    (no sockets, no scheduler), added to (a)'s coap time.
 //!
+//! Both phases run beside a spinning thread ([`Spinner`]): without it, this VM's idle vCPUs
+//! woke so slowly that the order of the pulls decided their times.
+//!
 //! Both comparisons run in alternating rounds (a block of handshakes with each server; each
 //! pair's coap and coaps pulls back to back, which one first alternating) and report the
 //! median of the per-round ratios: on a shared machine the load changes within seconds, and
@@ -144,6 +147,41 @@ fn record_floor(client: &DtlsContext, runs: usize) -> Option<Duration> {
     }
     times.sort();
     times.get(runs / 2).copied()
+}
+
+/// A thread that spins until dropped. On this VM a vCPU that goes idle between datagrams
+/// wakes up slowly, and whether it idles depends on what ran just before: a pull right after
+/// libcoap's processes took 31-55 ms, the next one, back to back, 77-162 ms, whichever kind
+/// each was, so per-round ratios measured the order, not DTLS. With a spinner the vCPUs stay
+/// awake, as on a loaded server, and each measurement is its own work.
+struct Spinner {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -350,7 +388,9 @@ fn main() {
         "DTLS 1.2 PSK-AES128-CCM8 full handshakes (cookie exchange), {HANDSHAKES} sequential \
          clients per server in {ROUNDS} alternating rounds:"
     );
+    let spinner = Spinner::start();
     let (shim_rate, peer) = handshake_rates(&ctx, coaps, libcoap_dtls);
+    drop(spinner);
     println!("  shim coaps listener     {shim_rate:8.1} handshakes/s");
     match peer {
         Some((peer_rate, ratio)) => {
@@ -437,7 +477,9 @@ fn main() {
         "1 MiB Block2 pull (1024-byte blocks), coap and coaps (handshake included), \
          {PULL_RUNS} alternating rounds:"
     );
+    let spinner = Spinner::start();
     let rounds = pull_rounds(&pairs);
+    drop(spinner);
     for (pair, (plain, secure, ratio)) in pairs.iter().zip(&rounds) {
         println!(
             "  {:<48} coap {:7.1} ms  coaps {:7.1} ms  coaps/coap {ratio:.2}",
