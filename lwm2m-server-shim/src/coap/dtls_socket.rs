@@ -185,15 +185,16 @@ fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
     }
 }
 
-/// An epoch-0 handshake record carrying a ClientHello: the start of a (re)handshake.
-fn is_client_hello(d: &[u8]) -> bool {
-    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&1)
-}
+/// Handshake message types (RFC 6347 §4.3.2) that start a flight.
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
 
-/// An epoch-0 handshake record carrying a ServerHello: what the server sends once a client
-/// returned a valid cookie.
-fn is_server_hello(d: &[u8]) -> bool {
-    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&2)
+/// Whether `d` starts with an epoch-0 handshake record whose first message is `msg_type`
+/// (13-byte record header: type 22, version, epoch 0; then the message type). A ClientHello
+/// starts a (re)handshake; a ServerHello is what the server sends once a client returned a
+/// valid cookie.
+fn starts_with_handshake(d: &[u8], msg_type: u8) -> bool {
+    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&msg_type)
 }
 
 /// The 32-byte random of a ClientHello record: after the 13-byte record header, the 12-byte
@@ -435,7 +436,7 @@ impl DtlsPeers {
     /// decrypts it with the peer's session (decrypted data goes to [`Self::poll_ready`]).
     pub fn on_datagram(&mut self, d: &[u8], from: SocketAddr, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
-        let hello = is_client_hello(d);
+        let hello = starts_with_handshake(d, CLIENT_HELLO);
         // The per-block path of a coaps pull: an established peer with no handshake beside
         // it, one map lookup.
         if !hello {
@@ -507,7 +508,10 @@ impl DtlsPeers {
             let r = h.session.handle_datagram(d);
             let sent = out.len();
             drain(&mut h.session, from, &mut out);
-            h.verified |= out.iter().skip(sent).any(|(d, _)| is_server_hello(d));
+            h.verified |= out
+                .iter()
+                .skip(sent)
+                .any(|(d, _)| starts_with_handshake(d, SERVER_HELLO));
             identity = offered_identity(&h.session);
             // Records count only once the key is chosen: a flight reordered around the
             // ClientKeyExchange is retransmitted whole and judged then.
