@@ -537,6 +537,62 @@ impl DtlsSession {
         Self::wrap(ssl)
     }
 
+    /// A server session that waits for a ClientHello from any peer: [`DtlsSession::listen`]
+    /// answers first ClientHellos without keeping state and becomes the handshake of the
+    /// first peer that returns its cookie.
+    pub fn listener(ctx: &DtlsContext) -> Result<Self, DtlsError> {
+        debug_assert!(ctx.server, "listener from a client context");
+        let mut ssl = Ssl::new(&ctx.ctx)?;
+        ssl.set_mtu(ctx.mtu)?;
+        ssl.set_accept_state();
+        Self::wrap(ssl)
+    }
+
+    /// The stateless half of the cookie exchange (RFC 6347 §4.2.1, OpenSSL's
+    /// `DTLSv1_listen`) for a ClientHello `datagram` from `peer`. Without a valid cookie the
+    /// HelloVerifyRequest is ready in [`DtlsSession::poll_transmit`], nothing of the
+    /// ClientHello is kept, and the listener serves the next one: `Ok(false)`. With the
+    /// cookie `peer` proves it receives at its address: the session continues as `peer`'s
+    /// handshake, its ServerHello flight ready to send: `Ok(true)`. Anything else is dropped
+    /// (`Ok(false)`, nothing to send).
+    pub fn listen(&mut self, datagram: &[u8], peer: SocketAddr) -> Result<bool, DtlsError> {
+        // SAFETY: the pointer is this session's own `SSL`, borrowed mutably through `self`.
+        let ssl = unsafe { SslRef::from_ptr_mut(self.stream.ssl().as_ptr()) };
+        ssl.set_ex_data(peer_index()?, peer);
+        let queue = self.stream.get_mut();
+        queue.incoming.clear();
+        let mut d = queue.buffer();
+        d.extend_from_slice(datagram);
+        queue.incoming.push_back(d);
+        // SAFETY: BIO_ADDR_new returns an owned address (or null, checked), freed below;
+        // DTLSv1_listen writes the peer's address into it, which our BIO does not know
+        // (the caller does).
+        let r = unsafe {
+            let client = BIO_ADDR_new();
+            if client.is_null() {
+                return Err(ErrorStack::get().into());
+            }
+            let r = DTLSv1_listen(self.stream.ssl().as_ptr(), client);
+            BIO_ADDR_free(client);
+            r
+        };
+        self.stream.get_mut().incoming.clear();
+        match r {
+            1 => {
+                // The ClientHello is buffered inside the SSL object: the handshake goes on
+                // from it.
+                self.drive_handshake()?;
+                Ok(true)
+            }
+            0 => Ok(false),
+            _ => {
+                // A ClientHello OpenSSL cannot parse: drop it, as any stray datagram.
+                let _ = ErrorStack::get();
+                Ok(false)
+            }
+        }
+    }
+
     fn wrap(ssl: Ssl) -> Result<Self, DtlsError> {
         Ok(DtlsSession {
             stream: SslStream::new(ssl, DatagramQueue::default())?,
@@ -743,13 +799,16 @@ struct libc_timeval {
     tv_usec: std::os::raw::c_long,
 }
 
-// `SSL_has_pending` (OpenSSL 1.1.0+), the security callback accessors and
-// `SSL_CIPHER_get_protocol_id` (1.1.1+) have no binding in openssl-sys.
+// `SSL_has_pending`, `DTLSv1_listen` and `BIO_ADDR` (OpenSSL 1.1.0+), the security callback
+// accessors and `SSL_CIPHER_get_protocol_id` (1.1.1+) have no binding in openssl-sys.
 extern "C" {
     fn SSL_has_pending(s: *const openssl_sys::SSL) -> c_int;
     fn SSL_CTX_get_security_callback(ctx: *const openssl_sys::SSL_CTX) -> Option<SecurityCallback>;
     fn SSL_CTX_set_security_callback(ctx: *mut openssl_sys::SSL_CTX, cb: Option<SecurityCallback>);
     fn SSL_CIPHER_get_protocol_id(c: *const openssl_sys::SSL_CIPHER) -> u16;
+    fn DTLSv1_listen(s: *mut openssl_sys::SSL, client: *mut c_void) -> c_int;
+    fn BIO_ADDR_new() -> *mut c_void;
+    fn BIO_ADDR_free(a: *mut c_void);
 }
 
 #[cfg(test)]
@@ -815,6 +874,44 @@ mod tests {
         assert_eq!(
             pump(&mut c, &mut s).unwrap(),
             vec![b"hello client".to_vec()]
+        );
+    }
+
+    /// The listener keeps nothing for a ClientHello without the cookie, refuses a cookie
+    /// made for another address, and turns into the handshake of the peer that returns its
+    /// own cookie; then serves nobody else, so the caller needs a new listener.
+    #[test]
+    fn the_listener_answers_statelessly_until_a_peer_returns_its_cookie() {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let ctx = server_ctx();
+        let mut l = DtlsSession::listener(&ctx).unwrap();
+        let mut c = DtlsSession::client(&DtlsContext::psk_client(psk()).unwrap(), None).unwrap();
+        let hello = c.poll_transmit().unwrap();
+        // Twice, as a retransmitted ClientHello: a HelloVerifyRequest each time, no state.
+        for _ in 0..2 {
+            assert_eq!(l.listen(&hello, peer).ok(), Some(false));
+            let hvr = l.poll_transmit().expect("HelloVerifyRequest");
+            assert_eq!(hvr[13], 3, "handshake type 3 = HelloVerifyRequest");
+            assert!(l.poll_transmit().is_none());
+            c.handle_datagram(&hvr).unwrap();
+        }
+        let with_cookie = c.poll_transmit().unwrap();
+        // The same ClientHello from another address: its cookie does not fit, a new one goes
+        // out instead.
+        assert_eq!(l.listen(&with_cookie, other).ok(), Some(false));
+        assert_eq!(l.poll_transmit().map(|d| d[13]), Some(3));
+        // Not a ClientHello at all: dropped.
+        assert_eq!(l.listen(b"\x17\xfe\xfdjunk", peer).ok(), Some(false));
+        assert!(l.poll_transmit().is_none());
+        // From its own address: the ServerHello flight, and the handshake completes.
+        assert_eq!(l.listen(&with_cookie, peer).ok(), Some(true));
+        pump(&mut c, &mut l).unwrap();
+        assert!(c.is_established() && l.is_established());
+        c.send(b"via the listener").unwrap();
+        assert_eq!(
+            pump(&mut c, &mut l).unwrap(),
+            vec![b"via the listener".to_vec()]
         );
     }
 

@@ -7,10 +7,14 @@
 //! sans-IO state machine with time as an argument; the socket only moves datagrams and the
 //! clock to it.
 //!
+//! A first ClientHello is answered statelessly (RFC 6347 §4.2.1, through one listening
+//! session, [`DtlsSession::listen`]): its HelloVerifyRequest is sent and nothing is kept, so
+//! ClientHellos from forged addresses take no memory and no handshake slot. A peer gets state
+//! once it returns the cookie, i.e. receives at its address.
+//!
 //! Resource bounds: handshakes in progress are capped ([`DtlsLimits::max_handshakes`]; for a
-//! new one the oldest is dropped, the oldest whose client has not returned the cookie first,
-//! so forged ClientHellos cannot push out real handshakes), established sessions idle longer
-//! than [`DtlsLimits::idle_timeout`] are evicted. A new ClientHello from a peer with an
+//! new one the oldest is dropped), established sessions idle longer than
+//! [`DtlsLimits::idle_timeout`] are evicted. A new ClientHello from a peer with an
 //! established session starts a second handshake beside it; the old session keeps working
 //! until the new one completes (a spoofed ClientHello cannot end a session, RFC 6347 4.2.8).
 
@@ -28,8 +32,8 @@ use tokio::time::Sleep;
 /// Bounds on the listener's per-peer state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DtlsLimits {
-    /// Handshakes kept at once; a new peer beyond it evicts the oldest handshake, one whose
-    /// client has not returned the cookie (RFC 6347 §4.2.1) before any other.
+    /// Handshakes kept at once (each past the cookie exchange); a new one beyond it evicts
+    /// the oldest.
     pub max_handshakes: usize,
     /// Established sessions with no datagram for this long are dropped.
     pub idle_timeout: Duration,
@@ -86,10 +90,6 @@ struct Handshake {
     client_random: Option<Vec<u8>>,
     /// What arrived of the client's final flight after its PSK identity was known.
     final_flight: FinalFlight,
-    /// The client returned our cookie, so its address is its own (RFC 6347 §4.2.1): the
-    /// session answered with a ServerHello. Until then anyone may have sent the ClientHello
-    /// from a forged address, and such handshakes give way first when the table is full.
-    verified: bool,
 }
 
 /// The records of a client's final flight seen by a PSK handshake (RFC 6347 4.2.4): once its
@@ -185,16 +185,10 @@ fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
     }
 }
 
-/// Handshake message types (RFC 6347 §4.3.2) that start a flight.
-const CLIENT_HELLO: u8 = 1;
-const SERVER_HELLO: u8 = 2;
-
-/// Whether `d` starts with an epoch-0 handshake record whose first message is `msg_type`
-/// (13-byte record header: type 22, version, epoch 0; then the message type). A ClientHello
-/// starts a (re)handshake; a ServerHello is what the server sends once a client returned a
-/// valid cookie.
-fn starts_with_handshake(d: &[u8], msg_type: u8) -> bool {
-    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&msg_type)
+/// Whether `d` starts with an epoch-0 ClientHello record (13-byte record header: type 22,
+/// version, epoch 0; then handshake type 1, RFC 6347 §4.3.2): the start of a (re)handshake.
+fn is_client_hello(d: &[u8]) -> bool {
+    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&1)
 }
 
 /// The 32-byte random of a ClientHello record: after the 13-byte record header, the 12-byte
@@ -336,6 +330,9 @@ pub struct DtlsPeers {
     refused: u64,
     /// Where established sessions decrypt into, reused for every datagram.
     scratch: Plaintexts,
+    /// Answers first ClientHellos statelessly; becomes the handshake of the first peer that
+    /// returns its cookie and is then made anew.
+    listener: Option<DtlsSession>,
 }
 
 impl DtlsPeers {
@@ -347,6 +344,7 @@ impl DtlsPeers {
             peers: Peers::default(),
             refused: 0,
             scratch: Plaintexts::default(),
+            listener: None,
         }
     }
 
@@ -436,7 +434,7 @@ impl DtlsPeers {
     /// decrypts it with the peer's session (decrypted data goes to [`Self::poll_ready`]).
     pub fn on_datagram(&mut self, d: &[u8], from: SocketAddr, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
-        let hello = starts_with_handshake(d, CLIENT_HELLO);
+        let hello = is_client_hello(d);
         // The per-block path of a coaps pull: an established peer with no handshake beside
         // it, one map lookup.
         if !hello {
@@ -470,25 +468,45 @@ impl DtlsPeers {
                 // No state and not a handshake start: stray or spoofed, nothing to do.
                 return out;
             }
-            if p.handshaking.len() >= self.limits.max_handshakes {
-                evict_oldest_handshake(p);
-            }
-            match DtlsSession::server(&self.ctx, from) {
-                Ok(session) => {
-                    p.by_addr.entry(from).or_default().handshake = Some(Handshake {
-                        session,
-                        started: now,
-                        client_random: random,
-                        final_flight: FinalFlight::default(),
-                        verified: false,
-                    });
-                    p.handshaking.insert(from);
-                }
+            let listener = match self.listener.take() {
+                Some(l) => Ok(l),
+                None => DtlsSession::listener(&self.ctx),
+            };
+            let mut session = match listener {
+                Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(peer = %from, error = %e, "cannot create DTLS session");
                     return out;
                 }
+            };
+            let r = session.listen(d, from);
+            drain(&mut session, from, &mut out);
+            match r {
+                // A HelloVerifyRequest, or nothing: no state kept, the listener serves on.
+                Ok(false) => self.listener = Some(session),
+                Ok(true) => {
+                    // The cookie came back: the listener is now this peer's handshake.
+                    if p.handshaking.len() >= self.limits.max_handshakes {
+                        evict_oldest_handshake(p);
+                    }
+                    let peer = p.by_addr.entry(from).or_default();
+                    peer.last_seen = Some(now);
+                    peer.handshake = Some(Handshake {
+                        session,
+                        started: now,
+                        client_random: random,
+                        final_flight: FinalFlight::default(),
+                    });
+                    p.handshaking.insert(from);
+                }
+                Err(e) => {
+                    // Past the cookie, the ClientHello itself was refused (no common
+                    // suite); its alert is in `out`.
+                    self.refused += 1;
+                    tracing::warn!(peer = %from, error = %e, "DTLS handshake refused");
+                }
             }
+            return out;
         }
         let Some(peer) = p.by_addr.get_mut(&from) else {
             return out;
@@ -506,12 +524,7 @@ impl DtlsPeers {
         let mut identity = None;
         if let Some(h) = peer.handshake.as_mut() {
             let r = h.session.handle_datagram(d);
-            let sent = out.len();
             drain(&mut h.session, from, &mut out);
-            h.verified |= out
-                .iter()
-                .skip(sent)
-                .any(|(d, _)| starts_with_handshake(d, SERVER_HELLO));
             identity = offered_identity(&h.session);
             // Records count only once the key is chosen: a flight reordered around the
             // ClientKeyExchange is retransmitted whole and judged then.
@@ -645,17 +658,12 @@ fn offered_identity(session: &DtlsSession) -> Option<String> {
 }
 
 fn evict_oldest_handshake(p: &mut Peers) {
-    // Handshakes from addresses not yet proven by the cookie go first, oldest first: a flood
-    // of forged ClientHellos then only pushes out its own kind.
     let oldest = p
         .handshaking
         .iter()
-        .filter_map(|a| {
-            let h = p.by_addr.get(a)?.handshake.as_ref()?;
-            Some((h.verified, h.started, *a))
-        })
+        .filter_map(|a| Some((p.by_addr.get(a)?.handshake.as_ref()?.started, *a)))
         .min();
-    if let Some((_, _, addr)) = oldest {
+    if let Some((_, addr)) = oldest {
         p.end_handshake(addr);
     }
 }
@@ -884,13 +892,19 @@ mod tests {
             ..DtlsLimits::default()
         });
         let t0 = Instant::now();
-        // Three peers send a ClientHello, 20 ms apart, and never continue.
+        // Three peers get past the cookie, 20 ms apart, and never continue.
         let mut stalled = Vec::new();
         for i in 0..3u16 {
             let mut c = DtlsSession::client(&client_ctx(), None).expect("session");
             let hello = c.poll_transmit().expect("ClientHello");
             let at = t0 + Duration::from_millis(20 * u64::from(i));
-            assert!(!peers.on_datagram(&hello, addr(1000 + i), at).is_empty());
+            for (verify, _) in peers.on_datagram(&hello, addr(1000 + i), at) {
+                c.handle_datagram(&verify).expect("HelloVerifyRequest");
+            }
+            let with_cookie = c.poll_transmit().expect("ClientHello with the cookie");
+            assert!(!peers
+                .on_datagram(&with_cookie, addr(1000 + i), at)
+                .is_empty());
             stalled.push(c);
         }
         let st = peers.stats();
@@ -911,7 +925,7 @@ mod tests {
     /// outlives a flood of first ClientHellos, which anyone can send from forged addresses:
     /// those give way to one another first.
     #[test]
-    fn a_flood_of_first_client_hellos_does_not_evict_a_handshake_past_its_cookie() {
+    fn first_client_hellos_are_answered_without_taking_a_handshake_slot() {
         let mut peers = core(DtlsLimits {
             max_handshakes: 2,
             ..DtlsLimits::default()
@@ -926,15 +940,20 @@ mod tests {
         let with_cookie = c.poll_transmit().expect("ClientHello with the cookie");
         let server_flight = peers.on_datagram(&with_cookie, real, t0);
         assert!(!server_flight.is_empty());
-        // Ten first ClientHellos from other addresses while the client's flight is on its way.
-        for i in 0..10u16 {
+        // A thousand first ClientHellos from other addresses (forged ones, as far as the
+        // listener can tell) while the client's flight is on its way: each gets its
+        // HelloVerifyRequest and leaves nothing behind.
+        for i in 0..1000u16 {
             let mut forged = DtlsSession::client(&client_ctx(), None).expect("session");
             let hello = forged.poll_transmit().expect("ClientHello");
             let at = t0 + Duration::from_millis(1 + u64::from(i));
-            assert!(!peers.on_datagram(&hello, addr(5000 + i), at).is_empty());
+            let answer = peers.on_datagram(&hello, addr(5000 + i), at);
+            assert_eq!(answer.len(), 1);
+            assert_eq!(answer[0].0[13], 3, "HelloVerifyRequest");
         }
         let st = peers.stats();
-        assert_eq!(st.handshakes, 2, "{st:?}");
+        assert_eq!(st.handshakes, 1, "{st:?}");
+        assert_eq!(peers.peers.by_addr.len(), 1);
         for (d, _) in server_flight {
             c.handle_datagram(&d).expect("server flight");
         }
