@@ -34,7 +34,10 @@ impl Default for TxParams {
 impl TxParams {
     /// The first timeout: uniformly random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR].
     pub fn initial_timeout(&self, rng: &mut Rng) -> u64 {
-        let max = self.ack_timeout_ms * self.ack_random_factor_milli / 1000;
+        let max = self
+            .ack_timeout_ms
+            .saturating_mul(self.ack_random_factor_milli)
+            / 1000;
         let span = max.saturating_sub(self.ack_timeout_ms);
         self.ack_timeout_ms
             + if span == 0 {
@@ -46,9 +49,13 @@ impl TxParams {
 
     /// MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2): how long a separate response may take after the
     /// peer's empty ACK.
+    /// Saturates rather than overflows for parameters out of any sensible range.
     pub fn max_transmit_wait_ms(&self) -> u64 {
-        let factor = self.ack_timeout_ms * self.ack_random_factor_milli / 1000;
-        factor * ((1u64 << (self.max_retransmit + 1)) - 1)
+        let factor = self
+            .ack_timeout_ms
+            .saturating_mul(self.ack_random_factor_milli)
+            / 1000;
+        factor.saturating_mul((1u64 << (self.max_retransmit.min(62) + 1)) - 1)
     }
 }
 

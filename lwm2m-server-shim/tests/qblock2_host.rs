@@ -15,9 +15,10 @@ use common::{bytes, Harness};
 use lwm2m_client::codec::qblock::{q_block2, q_block2_options};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_server_shim::coap::endpoint::{
-    CoapEndpoint, CoapTiming, RequestHandler, Responses, MAX_CONFIRMABLE_BURSTS,
+    CoapEndpoint, RequestHandler, Responses, MAX_CONFIRMABLE_BURSTS,
 };
 use lwm2m_server_shim::coap::message::response;
+use lwm2m_server_shim::coap::timing::CoapTiming;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 
 /// Sends `GET /fw/x.bin` with one Q-Block2 option asking blocks of 1 KiB from `num` on

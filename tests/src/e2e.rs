@@ -13,7 +13,7 @@ use device_port::image::ImageBuilder;
 use lwm2m_client::sim::device::DeviceOptions;
 use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
-use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::coap::timing::CoapTiming;
 use lwm2m_server_shim::packages::test_packages::Signer;
 use object5::author::{self, AuthorKey, Delivery, Encryption, PackageSpec, SignAlg};
 use serde_json::Value;

@@ -17,48 +17,8 @@ use lwm2m_client::codec::message_format::{self, FormatError};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::coap::timing::{random_u64, CoapTiming};
 use crate::coap::transport::Transport;
-
-/// CoAP transmission parameters (RFC 7252 section 4.8).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CoapTiming {
-    /// Initial retransmission timeout (ACK_TIMEOUT, 2 s by default).
-    pub ack_timeout: Duration,
-    /// Upper bound factor of the random initial timeout (ACK_RANDOM_FACTOR, 1.5).
-    pub ack_random_factor: f64,
-    /// Retransmissions before giving up (MAX_RETRANSMIT, 4).
-    pub max_retransmit: u32,
-}
-
-impl Default for CoapTiming {
-    fn default() -> Self {
-        Self {
-            ack_timeout: Duration::from_secs(2),
-            ack_random_factor: 1.5,
-            max_retransmit: 4,
-        }
-    }
-}
-
-impl CoapTiming {
-    /// MAX_TRANSMIT_WAIT (RFC 7252 §4.8.2): the longest a CON message can wait for its
-    /// acknowledgement, retransmissions included.
-    pub fn max_transmit_wait(&self) -> Duration {
-        self.ack_timeout
-            .mul_f64(self.ack_random_factor)
-            .saturating_mul((2u32 << self.max_retransmit.min(15)).saturating_sub(1))
-    }
-
-    /// EXCHANGE_LIFETIME: how long a message id must be remembered for duplicate detection.
-    pub fn exchange_lifetime(&self) -> Duration {
-        // MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY (ACK_TIMEOUT).
-        let span = self
-            .ack_timeout
-            .mul_f64(self.ack_random_factor)
-            .saturating_mul((1u32 << self.max_retransmit.min(16)).saturating_sub(1));
-        span + Duration::from_secs(200) + self.ack_timeout
-    }
-}
 
 /// Why a server-initiated exchange produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,19 +248,6 @@ impl Drop for ObservationGuard<'_> {
             self.endpoint.forget_observation(&t);
         }
     }
-}
-
-/// 64 bits from the standard library's per-process random hasher keys and the clock: enough
-/// for tokens, message ids and jitter, which need to be unpredictable, not secret.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
 }
 
 impl CoapEndpoint {
@@ -659,13 +606,6 @@ impl CoapEndpoint {
         mixed.to_be_bytes().to_vec()
     }
 
-    fn initial_rto(&self) -> Duration {
-        let t = self.inner.timing;
-        let spread = (t.ack_random_factor - 1.0).max(0.0);
-        let frac = (random_u64() % 1000) as f64 / 1000.0;
-        t.ack_timeout.mul_f64(1.0 + spread * frac)
-    }
-
     /// Sends a confirmable request to `peer` and waits for its response. Retransmits with
     /// exponential back-off until acknowledged; `timeout` bounds the whole exchange, so a slow
     /// separate response still counts as an answer within it.
@@ -833,7 +773,7 @@ impl CoapEndpoint {
         until_ack: bool,
     ) -> Result<Option<Packet>, ExchangeError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut rto = self.initial_rto();
+        let mut rto = self.inner.timing.initial_timeout();
         let mut retransmits = 0u32;
         let mut acked = false;
         self.inner

@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::coap::endpoint::{CoapEndpoint, Responses};
 use crate::coap::message::{response, with_reason};
+use crate::coap::timing::randomized;
 use crate::packages::host::{PackageHost, PackageHostError, Snapshot};
 
 /// The sender's RFC 9177 §7.2 parameters: the package host sending Q-Block2 bursts and the
@@ -95,7 +96,6 @@ pub type Due = Vec<(SocketAddr, Vec<u8>, Vec<Packet>)>;
 pub struct Schedule {
     params: QBlockSenderParams,
     transfers: HashMap<(SocketAddr, String), Transfer>,
-    rng: u64,
 }
 
 /// Answers Q-Block2 requests for one CoAP endpoint and sends the sets that come due.
@@ -274,24 +274,15 @@ fn refused(response: Refusal) -> (Packet, Responses) {
 impl Schedule {
     /// No transfers yet.
     pub fn new(params: QBlockSenderParams) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
         Self {
             params,
             transfers: HashMap::new(),
-            rng: seed | 1,
         }
     }
 
     /// NON_TIMEOUT_RANDOM after `now`.
-    fn due_after(&mut self, now: Instant) -> Instant {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1001) as f64 / 1000.0;
-        let spread = (self.params.ack_random_factor - 1.0).max(0.0);
-        now + self.params.non_timeout.mul_f64(1.0 + spread * frac)
+    fn due_after(&self, now: Instant) -> Instant {
+        now + randomized(self.params.non_timeout, self.params.ack_random_factor)
     }
 
     /// Answers a GET under `/fw` carrying Q-Block2 options: the first response and the ones

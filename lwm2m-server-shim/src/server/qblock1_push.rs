@@ -31,7 +31,8 @@ use lwm2m_client::codec::qblock::{
 };
 use lwm2m_client::codec::BlockOpt;
 
-use crate::coap::endpoint::{random_u64, CoapEndpoint, ExchangeError};
+use crate::coap::endpoint::{CoapEndpoint, ExchangeError};
+use crate::coap::timing::{random_u64, randomized};
 use crate::packages::qblock::QBlockSenderParams;
 
 /// Why a Q-Block1 push ended without the device's answer.
@@ -105,13 +106,6 @@ impl Body<'_> {
         r.payload = self.payload.get(start..end).unwrap_or_default().to_vec();
         Ok(r)
     }
-}
-
-/// NON_TIMEOUT_RANDOM: NON_TIMEOUT stretched by a random factor up to ACK_RANDOM_FACTOR.
-fn non_timeout_random(params: &QBlockSenderParams) -> Duration {
-    let spread = (params.ack_random_factor - 1.0).max(0.0);
-    let frac = (random_u64() % 1000) as f64 / 1000.0;
-    params.non_timeout.mul_f64(1.0 + spread * frac)
 }
 
 /// Pushes `payload` with `req` (method, Uri-Path and Content-Format set) to `peer` in
@@ -196,7 +190,8 @@ pub async fn push(
             block_of.insert(token, num);
         }
         let probe = to_send.last().copied();
-        let deadline = tokio::time::Instant::now() + non_timeout_random(params);
+        let deadline =
+            tokio::time::Instant::now() + randomized(params.non_timeout, params.ack_random_factor);
         let Some(resp) = non.next(deadline).await? else {
             silent += 1;
             tracing::trace!(%peer, next, silent, ?probe, "Q-Block1 push: no answer");

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
-use lwm2m_server_shim::coap::endpoint::CoapTiming;
+use lwm2m_server_shim::coap::timing::CoapTiming;
 use lwm2m_server_shim::server::registration::store::Registration;
 use serde_json::Value;
 
