@@ -78,7 +78,8 @@ fn updated_event_carries_the_whole_update() {
 }
 
 /// A queue-mode device on a raw UDP socket: it registers, sends Updates and answers the
-/// requests it gets (GET /3/0/9 -> 80, any PUT -> 2.04), recording them.
+/// requests it gets (GET /3/0/9 -> 80, with Observe if asked; any PUT -> 2.04), recording
+/// them.
 struct QueueDevice {
     sock: UdpSocket,
     shim: SocketAddr,
@@ -181,6 +182,9 @@ impl QueueDevice {
         r.set_token(p.get_token().to_vec());
         r.header.code = MessageClass::Response(match method {
             RequestType::Get => {
+                if p.get_first_option(CoapOption::Observe) == Some(&Vec::new()) {
+                    r.add_option(CoapOption::Observe, vec![1]);
+                }
                 r.add_option(CoapOption::ContentFormat, vec![0]);
                 r.payload = b"80".to_vec();
                 ResponseType::Content
@@ -192,6 +196,22 @@ impl QueueDevice {
             .expect("send");
         self.seen.push(p);
         None
+    }
+
+    /// Notifies the observation of `token` with `value` (a NON 2.05, Observe 2).
+    fn notify(&mut self, token: &[u8], value: &[u8]) {
+        self.mid += 1;
+        let mut n = Packet::new();
+        n.header.set_type(MessageType::NonConfirmable);
+        n.header.code = MessageClass::Response(ResponseType::Content);
+        n.header.message_id = self.mid;
+        n.set_token(token.to_vec());
+        n.add_option(CoapOption::Observe, vec![2]);
+        n.add_option(CoapOption::ContentFormat, vec![0]);
+        n.payload = value.to_vec();
+        self.sock
+            .send_to(&n.to_bytes().expect("encode"), self.shim)
+            .expect("send");
     }
 
     /// Serves requests for `d`.
@@ -348,4 +368,45 @@ fn queue_mode_clients_sleep_and_calls_wait_for_them() {
         ]
     );
     wait_event(&events, EVENT, |n, _| n == "SLEEPING");
+}
+
+/// LwM2M core TS 1.1 §6.5: any message from a queue-mode client means it is awake. A
+/// notification from a sleeping client is announced AWAKE first, as an Update is, and calls
+/// go straight to it again.
+#[test]
+fn a_notification_from_a_sleeping_client_wakes_it() {
+    let h = Harness::start("queue-notify", |c| c.awake_time = Duration::from_secs(1));
+    let events = h.events("?ep=napper");
+    let mut dev = QueueDevice::register(&h, "napper");
+    names_until(&events, EVENT, |n, _| n == "REGISTRATION");
+    let (s, r) = std::thread::scope(|sc| {
+        let call = sc.spawn(|| h.post("/api/clients/napper/3/0/9/observe?format=TEXT", b""));
+        while !call.is_finished() {
+            dev.serve_for(Duration::from_millis(50));
+        }
+        call.join().expect("REST call")
+    });
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (200, Some("CONTENT(205)")),
+        "{r}"
+    );
+    let token = dev.seen.last().expect("the Observe").get_token().to_vec();
+    wait_event(&events, EVENT, |n, _| n == "SLEEPING");
+    assert_eq!(h.get_json("/api/clients/napper").1["sleeping"], true);
+
+    dev.notify(&token, b"79");
+    let got = names_until(&events, EVENT, |n, _| n == "NOTIFICATION");
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["AWAKE", "NOTIFICATION"]);
+    assert_eq!(got[1].1["val"]["value"], "79", "{}", got[1].1);
+    assert_eq!(h.get_json("/api/clients/napper").1["sleeping"], false);
+    let (s, r) = std::thread::scope(|sc| {
+        let call = sc.spawn(|| h.get_json("/api/clients/napper/3/0/9?format=TEXT"));
+        while !call.is_finished() {
+            dev.serve_for(Duration::from_millis(50));
+        }
+        call.join().expect("REST call")
+    });
+    assert_eq!((s, r.get("delayed")), (200, None), "{r}");
 }

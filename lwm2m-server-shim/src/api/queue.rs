@@ -234,7 +234,6 @@ async fn run_now(shim: &Arc<Shim>, endpoint: &str, call: &WaitingCall) -> Result
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     if status == StatusCode::OK {
-        shim.heard_from(endpoint);
         if let Ok(v) = serde_json::from_slice::<Value>(&body) {
             return Ok(v);
         }

@@ -148,13 +148,7 @@ async fn route(api: &RestApi, req: Request<Incoming>) -> Response<Body> {
                 body: &waiting.body,
             };
             match call.run(&waiting.rest).await {
-                Ok(r) => {
-                    // A queue-mode client that answered stays awake a while longer.
-                    if r.status() == StatusCode::OK && waiting.needs_device() {
-                        shim.heard_from(&reg.endpoint);
-                    }
-                    r
-                }
+                Ok(r) => r,
                 Err(e) => text(e.status(), e.to_string()),
             }
         }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
@@ -126,6 +126,19 @@ struct Inner {
     token_key: u64,
     /// Permits for CON bursts under way ([`MAX_CONFIRMABLE_BURSTS`]).
     confirmable_bursts: Arc<Semaphore>,
+    /// Told of every peer that answers ([`CoapEndpoint::on_answer`]).
+    on_answer: OnceLock<AnswerHook>,
+}
+
+/// Called with a peer's address each time it answers one of our requests or notifies an
+/// observation (a response, an empty ACK or a Reset matched to our exchange), before the
+/// answer is delivered.
+pub type AnswerHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+/// Who a response from a peer is for: the exchange waiting for it or an observation.
+enum Recipient {
+    Exchange(mpsc::UnboundedSender<PendingEvent>),
+    Observation(mpsc::UnboundedSender<Notification>),
 }
 
 /// CON bursts (the rest of a CON Q-Block2 body) sent at once. Each holds a task for up to
@@ -274,7 +287,21 @@ impl CoapEndpoint {
                 token_counter: AtomicU64::new(seed >> 16),
                 token_key: random_u64(),
                 confirmable_bursts: Arc::new(Semaphore::new(MAX_CONFIRMABLE_BURSTS)),
+                on_answer: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Installs the hook told of every answering peer (the shim's queue-mode presence,
+    /// LwM2M core TS 1.1 §6.5: any message from the client means it is awake). The first
+    /// hook installed stays; false if one was already there.
+    pub fn on_answer(&self, hook: AnswerHook) -> bool {
+        self.inner.on_answer.set(hook).is_ok()
+    }
+
+    fn answered(&self, peer: SocketAddr) {
+        if let Some(hook) = self.inner.on_answer.get() {
+            hook(peer);
         }
     }
 
@@ -379,18 +406,21 @@ impl CoapEndpoint {
             // CoAP ping: answer with a Reset (RFC 7252 4.3).
             MessageType::Confirmable => self.send_empty(MessageType::Reset, mid, peer).await,
             MessageType::Acknowledgement | MessageType::Reset => {
-                let t = self.tables();
-                if let Some(p) = t
-                    .pending_by_mid
-                    .get(&(peer, mid))
-                    .and_then(|token| t.pending.get(token))
-                {
+                let pending = {
+                    let t = self.tables();
+                    t.pending_by_mid
+                        .get(&(peer, mid))
+                        .and_then(|token| t.pending.get(token))
+                        .map(|p| p.events.clone())
+                };
+                if let Some(events) = pending {
+                    self.answered(peer);
                     let ev = if kind == MessageType::Reset {
                         PendingEvent::Reset
                     } else {
                         PendingEvent::EmptyAck
                     };
-                    let _ = p.events.send(ev);
+                    let _ = events.send(ev);
                 }
             }
             MessageType::NonConfirmable => {}
@@ -549,26 +579,34 @@ impl CoapEndpoint {
             return;
         }
         let token = response.get_token().to_vec();
-        let delivered = {
+        let to = {
             let t = self.tables();
             if let Some(p) = t.pending.get(&token).filter(|p| p.peer == peer) {
                 // A piggybacked response must carry the request's message id.
-                if kind != MessageType::Acknowledgement || p.message_id == mid {
-                    let _ = p.events.send(PendingEvent::Response(response.clone()));
-                    true
-                } else {
-                    false
-                }
-            } else if let Some(o) = t.observations.get(&token).filter(|o| o.peer == peer) {
-                o.notifications
-                    .send(Notification {
-                        received: Instant::now(),
-                        packet: response,
-                    })
-                    .is_ok()
+                (kind != MessageType::Acknowledgement || p.message_id == mid)
+                    .then(|| Recipient::Exchange(p.events.clone()))
             } else {
-                false
+                t.observations
+                    .get(&token)
+                    .filter(|o| o.peer == peer)
+                    .map(|o| Recipient::Observation(o.notifications.clone()))
             }
+        };
+        if to.is_some() {
+            self.answered(peer);
+        }
+        let delivered = match to {
+            Some(Recipient::Exchange(events)) => {
+                let _ = events.send(PendingEvent::Response(response));
+                true
+            }
+            Some(Recipient::Observation(notifications)) => notifications
+                .send(Notification {
+                    received: Instant::now(),
+                    packet: response,
+                })
+                .is_ok(),
+            None => false,
         };
         match kind {
             MessageType::Confirmable => {

@@ -107,7 +107,13 @@ impl Shim {
 
     /// Makes `endpoint` the plain CoAP or the coaps endpoint (by its transport), through
     /// which registered devices are reached; `false` if that one was attached already.
-    pub fn attach(&self, endpoint: CoapEndpoint) -> bool {
+    pub fn attach(self: &Arc<Self>, endpoint: CoapEndpoint) -> bool {
+        let shim = Arc::downgrade(self);
+        endpoint.on_answer(Arc::new(move |peer| {
+            if let Some(shim) = shim.upgrade() {
+                shim.heard_at(peer);
+            }
+        }));
         let slot = if endpoint.transport().is_secure() {
             &self.coaps
         } else {
@@ -175,11 +181,6 @@ impl Shim {
     /// Publishes on the event bus; NOTIFICATION and REGISTRATION events also go to the
     /// subscribers of their endpoint.
     fn emit(&self, event: ServerEvent) {
-        if let ServerEvent::Notification { endpoint, .. }
-        | ServerEvent::CompositeNotification { endpoint, .. } = &event
-        {
-            self.heard_from(endpoint);
-        }
         let event = Arc::new(event);
         if matches!(
             &*event,
@@ -209,18 +210,10 @@ impl Shim {
     fn follow_presence(&self, event: &ServerEvent) {
         let now = Instant::now();
         let woke = match event {
-            ServerEvent::Registration(r) if r.queue_mode => {
-                self.presence.registered(&r.endpoint, now)
-            }
-            ServerEvent::Updated {
+            ServerEvent::Registration(r)
+            | ServerEvent::Updated {
                 registration: r, ..
-            } if r.queue_mode => {
-                if self.presence.tracks(&r.endpoint) {
-                    self.presence.heard_from(&r.endpoint, now)
-                } else {
-                    self.presence.registered(&r.endpoint, now)
-                }
-            }
+            } if r.queue_mode => self.presence.registered(&r.endpoint, r.address, now),
             ServerEvent::Registration(r)
             | ServerEvent::Updated {
                 registration: r, ..
@@ -236,11 +229,13 @@ impl Shim {
         }
     }
 
-    /// A queue-mode client was heard from outside the registration interface (a notification,
-    /// an answer): it stays awake, and AWAKE is announced if it slept.
-    pub fn heard_from(&self, endpoint: &str) {
-        if self.presence.heard_from(endpoint, Instant::now()) {
-            self.emit(ServerEvent::Awake(endpoint.to_string()));
+    /// The client at `peer` answered a request or notified (the endpoints' answer hook,
+    /// installed by [`Self::attach`]): a queue-mode client stays awake, and AWAKE is announced
+    /// if it slept. Every request to a device, REST, job or conformance check, goes through
+    /// there, and so does every notification.
+    fn heard_at(&self, peer: SocketAddr) {
+        if let Some(endpoint) = self.presence.heard_at(peer, Instant::now()) {
+            self.emit(ServerEvent::Awake(endpoint));
         }
     }
 

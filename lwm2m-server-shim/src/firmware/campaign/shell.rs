@@ -176,14 +176,6 @@ impl<'a> Follower<'a> {
         }
     }
 
-    /// The device answered a request: a queue-mode client is awake for its awake time from
-    /// now (a notification or an Update counts the same way).
-    fn answered<T>(&self, r: &Result<T, DmError>) {
-        if r.is_ok() {
-            self.shim.heard_from(&self.ep);
-        }
-    }
-
     /// The next event: a kept one first, then the subscription's.
     async fn next_event(&mut self) -> Result<Arc<ServerEvent>, RecvError> {
         match self.held.pop_front() {
@@ -199,7 +191,6 @@ impl<'a> Follower<'a> {
             let path = resource(5, r);
             self.until_awake().await;
             let answer = self.device.observe(&path, None).await;
-            self.answered(&answer);
             match answer {
                 Ok((_, Some(stream))) => {
                     self.shim
@@ -225,9 +216,7 @@ impl<'a> Follower<'a> {
         let (mut state, mut result) = (None, None);
         if !self.sleeping() {
             let s = read_int(&self.device, &resource(5, 3)).await;
-            self.answered(&s);
             let r = read_int(&self.device, &resource(5, 5)).await;
-            self.answered(&r);
             (state, result) = (s.ok().flatten(), r.ok().flatten());
         }
         Input::Polled {
@@ -308,7 +297,6 @@ impl<'a> Follower<'a> {
                 let r = d
                     .write(&resource(5, 1), true, ContentFormat::Text, b"")
                     .await;
-                self.answered(&r);
                 Input::Answered(answer(r))
             }
             Request::StartDownload => {
@@ -322,17 +310,14 @@ impl<'a> Follower<'a> {
                             .await
                     }
                 };
-                self.answered(&r);
                 Input::Answered(answer(r))
             }
             Request::ReadState => {
                 let state = read_int(d, &resource(5, 3)).await;
-                self.answered(&state);
                 Input::StateRead(state.ok().flatten().and_then(state_of))
             }
             Request::Execute => {
                 let r = d.execute(&resource(5, 2), b"").await;
-                self.answered(&r);
                 Input::Answered(answer(r))
             }
             Request::Reconnect { clear_events } => {
@@ -346,9 +331,7 @@ impl<'a> Follower<'a> {
             Request::Wait { until } => self.wait(until).await,
             Request::ReadVersions => {
                 let firmware = read_string(d, &resource(3, 3)).await;
-                self.answered(&firmware);
                 let package = read_string(d, &resource(5, 7)).await;
-                self.answered(&package);
                 Input::Versions {
                     firmware: firmware.ok().flatten(),
                     package: package.ok().flatten(),
