@@ -26,7 +26,7 @@ use crate::content::models::{ModelLoadError, ObjectModels};
 use crate::firmware::jobs::{JobRegistry, DEFAULT_MAX_ACTIVE_JOBS};
 use crate::packages::coap::{self as package_coap, PACKAGE_PATH};
 use crate::packages::coap_tcp::{
-    TcpHostError, TcpHostLimits, TcpPackageHost, TlsError, TlsIdentity,
+    TcpHostError, TcpHostLimits, TcpPackageHost, TlsCredentials, TlsError, TlsIdentity,
 };
 use crate::packages::host::{PackageHost, PackageHostError};
 use crate::packages::qblock::{QBlockSenderParams, QBlockServer};
@@ -534,7 +534,11 @@ async fn start_tcp_hosts(
         },
         (None, None) => TlsIdentity::self_signed(&[addr.ip()]).map_err(StartError::Tls)?,
     };
-    let host = TcpPackageHost::start(addr, packages, Some(&identity), config.tcp_limits)
+    let tls = TlsCredentials {
+        identity: identity.clone(),
+        psk: Some(psk_lookup(shim.security.clone())),
+    };
+    let host = TcpPackageHost::start(addr, packages, Some(&tls), config.tcp_limits)
         .await
         .map_err(|e| tcp_start_error("coaps+tcp", addr, e))?;
     Ok((plain, Some(host), Some(identity.cert_pem)))

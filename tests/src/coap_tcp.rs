@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lwm2m_client::host::tcp_pull::{fetch, TcpPullConfig};
 use lwm2m_client::pull::{MemSink, PullError};
 use lwm2m_server_shim::packages::coap_tcp::{
-    TcpHostError, TcpHostLimits, TcpPackageHost, TlsIdentity,
+    TcpHostError, TcpHostLimits, TcpPackageHost, TlsCredentials, TlsIdentity,
 };
 use lwm2m_server_shim::packages::host::PackageHost;
 
@@ -41,8 +41,9 @@ pub async fn start_tcp_host(
         true => Some(TlsIdentity::self_signed(&[addr.ip()]).map_err(TcpHostError::Tls)?),
         false => None,
     };
+    let tls = identity.clone().map(TlsCredentials::from);
     let listener =
-        TcpPackageHost::start(addr, packages, identity.as_ref(), TcpHostLimits::default()).await?;
+        TcpPackageHost::start(addr, packages, tls.as_ref(), TcpHostLimits::default()).await?;
     Ok(TcpHost {
         url: listener.url(name),
         listener,

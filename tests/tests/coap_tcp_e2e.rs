@@ -83,3 +83,25 @@ fn a_missing_package_is_an_invalid_uri() {
     h.write_uri(ep, &h.package_tcp_uri("nope.suit", false));
     h.wait_state(ep, (0, 7), T);
 }
+
+/// A device in PSK mode (LwM2M's usual credentials, over coaps) pulls from the coaps+tcp
+/// host with the same PSK and no CA for the host's certificate: the PSK alone authenticates
+/// both ends, as over DTLS.
+#[test]
+fn a_psk_device_updates_from_the_coaps_tcp_package_host_without_a_ca() {
+    let h = Harness::start_secure("coaps-tcp-psk");
+    let ep = "psk-tcp";
+    assert_eq!(
+        h.add_psk(ep, "psk-tcp-id", "00112233445566778899aabbccddeeff"),
+        200
+    );
+    let mut opts = h.device_options(ep);
+    opts.psk_identity = Some("psk-tcp-id".into());
+    opts.psk_key = Some("00112233445566778899aabbccddeeff".into());
+    opts.pull_ca = None;
+    let dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    h.package("fw.suit", &PackageKind::good("2.0.0", 2, 40_000));
+    h.pull_and_install(ep, &h.package_tcp_uri("fw.suit", true), "2.0.0");
+    dev.stop().expect("device stops");
+}

@@ -17,9 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::codec::coap_tcp::{self, Signal};
+use lwm2m_client::host::dtls::{Psk, PskLookup};
 use lwm2m_client::host::tcp_pull::{fetch, TcpPullConfig};
 use lwm2m_client::pull::{MemSink, PackageSink, SinkError};
-use lwm2m_server_shim::packages::coap_tcp::{TcpHostLimits, TcpPackageHost, TlsIdentity};
+use lwm2m_server_shim::packages::coap_tcp::{
+    TcpHostLimits, TcpPackageHost, TlsCredentials, TlsIdentity,
+};
 use lwm2m_server_shim::packages::host::PackageHost;
 use object5::UpdateResult;
 use tests::e2e::temp_dir;
@@ -40,6 +43,17 @@ struct Host {
 
 impl Host {
     fn start(tag: &str, body: &[u8], secure: bool, limits: TcpHostLimits) -> Self {
+        Self::start_with(tag, body, secure, None, limits)
+    }
+
+    /// [`Host::start`], a coaps+tcp host taking the PSKs of `psk` besides its certificate.
+    fn start_with(
+        tag: &str,
+        body: &[u8],
+        secure: bool,
+        psk: Option<PskLookup>,
+        limits: TcpHostLimits,
+    ) -> Self {
         let rt = tests::runtime();
         let dir = temp_dir(tag);
         let packages = Arc::new(PackageHost::new(dir.join("packages")).expect("package dir"));
@@ -54,7 +68,10 @@ impl Host {
             .block_on(TcpPackageHost::start(
                 "127.0.0.1:0".parse().expect("addr"),
                 packages.clone(),
-                identity.as_ref(),
+                identity
+                    .clone()
+                    .map(|identity| TlsCredentials { identity, psk })
+                    .as_ref(),
                 limits,
             ))
             .expect("listener");
@@ -130,6 +147,108 @@ fn libcoap_client_fetches_byte_exact_from_our_tcp_and_tls_hosts() {
     assert!(std::fs::read(&out).expect("file") == body);
 }
 
+const PSK_IDENTITY: &str = "tcp-dev";
+const PSK_KEY: &[u8] = b"coaps+tcp secret";
+
+fn psk_lookup() -> PskLookup {
+    Arc::new(|id: &[u8]| (id == PSK_IDENTITY.as_bytes()).then(|| PSK_KEY.to_vec()))
+}
+
+/// RFC 8323 over TLS with a PSK, as a device in PSK mode (LwM2M's usual credentials) pulls:
+/// libcoap's coap-client authenticates to our coaps+tcp host with the PSK alone (no CA given,
+/// so a certificate handshake could not succeed) and gets the file byte for byte; with a
+/// wrong key it is refused. Our own pull does the same, and fails on a wrong key.
+#[test]
+fn a_psk_authenticates_coaps_tcp_pulls_from_our_host() {
+    let body = image(100 * 1024 + 7);
+    let host = Host::start_with(
+        "tls-psk",
+        &body,
+        true,
+        Some(psk_lookup()),
+        TcpHostLimits::default(),
+    );
+    let url = host.listener.url("p.bin");
+    let out = host.dir.join("got.bin");
+    let out_arg = out.to_str().unwrap().to_owned();
+    let key = String::from_utf8(PSK_KEY.to_vec()).unwrap();
+    let libcoap = |key: &str| {
+        let _ = std::fs::remove_file(&out);
+        coap_client(&[
+            "-m",
+            "get",
+            "-B",
+            "20",
+            "-u",
+            PSK_IDENTITY,
+            "-k",
+            key,
+            "-o",
+            &out_arg,
+            &url,
+        ])
+    };
+    let r = libcoap(&key);
+    assert!(r.status.success(), "{r:?}");
+    assert!(std::fs::read(&out).expect("file") == body);
+    let r = libcoap("another key");
+    assert!(
+        !r.status.success() || std::fs::read(&out).map_or(true, |got| got != body),
+        "a wrong key got the file: {r:?}"
+    );
+
+    let pull = |key: &[u8]| {
+        let config = TcpPullConfig {
+            stall: Duration::from_secs(10),
+            psk: Some(Psk {
+                identity: PSK_IDENTITY.as_bytes().to_vec(),
+                key: key.to_vec(),
+            }),
+            ..TcpPullConfig::default()
+        };
+        let mut sink = MemSink::default();
+        host.rt
+            .block_on(fetch(&url, None, &config, &mut sink))
+            .map(|_| sink.data)
+    };
+    assert!(pull(PSK_KEY).expect("pull with the PSK") == body);
+    let e = pull(b"another key").expect_err("a wrong key");
+    assert_eq!(e.update_result(), UpdateResult::ConnectionLost, "{e}");
+}
+
+/// Our device's PSK against libcoap's coap-server over coaps+tcp (its TLS listener on the
+/// port after the plain one, keyed with `-k`).
+#[test]
+fn our_pull_fetches_from_libcoap_server_over_coaps_tcp_with_a_psk() {
+    let dir = temp_dir("libcoap-tls-psk-server");
+    let key = String::from_utf8(PSK_KEY.to_vec()).unwrap();
+    let (_server, port) = libcoap_server_with(&dir, &["-k", &key]);
+    let body = image(150 * 1024 + 1);
+    let file = dir.join("fw.suit");
+    std::fs::write(&file, &body).unwrap();
+    let url = format!("coap+tcp://127.0.0.1:{port}/fw");
+    let r = coap_client(&["-m", "put", "-B", "20", "-f", file.to_str().unwrap(), &url]);
+    assert!(r.status.success(), "upload to coap-server: {r:?}");
+
+    let rt = tests::runtime();
+    let config = TcpPullConfig {
+        stall: Duration::from_secs(10),
+        psk: Some(Psk {
+            identity: PSK_IDENTITY.as_bytes().to_vec(),
+            key: PSK_KEY.to_vec(),
+        }),
+        ..TcpPullConfig::default()
+    };
+    let secure = format!("coaps+tcp://127.0.0.1:{}/fw", port + 1);
+    let mut sink = MemSink::default();
+    let done = rt
+        .block_on(fetch(&secure, None, &config, &mut sink))
+        .expect("pull from libcoap over TLS with the PSK");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "pulled bytes differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A port whose UDP and TCP sockets are free, and those of the next port too: libcoap's
 /// server binds all four (plain on `port`, DTLS and TLS on `port + 1`).
 fn free_libcoap_port() -> u16 {
@@ -148,20 +267,19 @@ fn free_libcoap_port() -> u16 {
 /// libcoap's coap-server on loopback, listening on TCP (a start that loses a port race
 /// to another socket exits at once and is tried again on other ports, three times at most).
 fn libcoap_server(dir: &std::path::Path) -> (LoggedChild, u16) {
+    libcoap_server_with(dir, &[])
+}
+
+/// [`libcoap_server`] with `extra` arguments.
+fn libcoap_server_with(dir: &std::path::Path, extra: &[&str]) -> (LoggedChild, u16) {
     for attempt in 0..3 {
         let port = free_libcoap_port();
         let mut server = LoggedChild::spawn(
             "coap-server-openssl (libcoap3-bin)",
-            Command::new("coap-server-openssl").args([
-                "-A",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-d",
-                "4",
-                "-v",
-                "0",
-            ]),
+            Command::new("coap-server-openssl")
+                .args(["-A", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-d", "4", "-v", "0"])
+                .args(extra),
             dir.join(format!("coap-server-{attempt}.log")),
             false,
         );

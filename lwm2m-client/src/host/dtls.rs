@@ -48,7 +48,7 @@ pub const DEFAULT_MTU: u32 = 1200;
 const PSK_SUITE: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256";
 const CERT_SUITE: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
 /// What servers take, in order of preference (the server's order decides).
-const PSK_SERVER_SUITES: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256";
+pub const PSK_SERVER_SUITES: &str = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256";
 const CERT_SERVER_SUITES: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
 
 /// Largest plaintext record we accept from a peer (DTLS caps records at 2^14 bytes).
@@ -343,6 +343,47 @@ fn peer_index() -> Result<openssl::ex_data::Index<Ssl, SocketAddr>, ErrorStack> 
     Ok(*INDEX.get_or_init(|| i))
 }
 
+fn install_psk_client(b: &mut SslContextBuilder, psk: Psk) {
+    b.set_psk_client_callback(move |_ssl, _hint, identity_out, key_out| {
+        // OpenSSL wants a NUL-terminated identity.
+        if psk.identity.len() >= identity_out.len() || psk.key.len() > key_out.len() {
+            return Err(ErrorStack::get());
+        }
+        identity_out[..psk.identity.len()].copy_from_slice(&psk.identity);
+        identity_out[psk.identity.len()] = 0;
+        key_out[..psk.key.len()].copy_from_slice(&psk.key);
+        Ok(psk.key.len())
+    });
+}
+
+/// Makes a TLS client context (coaps+tcp, RFC 8323 §9) authenticate with `psk` as a DTLS
+/// client does: the LwM2M PSK suites (Transport 1.1 §5.2.8.1 names them for TLS as well),
+/// CCM_8 first and kept past OpenSSL's security level. TLS 1.3 uses the same key through
+/// OpenSSL's compatibility with these callbacks, which binds it to SHA-256: the SHA-256 suite
+/// goes first, or a host picking TLS_AES_256_GCM_SHA384 drops the PSK for its certificate.
+pub fn offer_psk_over_tls(b: &mut SslContextBuilder, psk: Psk) -> Result<(), ErrorStack> {
+    allow_mandated_ccm_8(b);
+    b.set_cipher_list(PSK_SUITE)?;
+    b.set_ciphersuites(
+        "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+    )?;
+    install_psk_client(b, psk);
+    Ok(())
+}
+
+/// Makes a TLS server context (coaps+tcp) take PSK clients too, keys from `lookup`: `suites`
+/// (the context's certificate suites, OpenSSL names) then [`PSK_SERVER_SUITES`].
+pub fn accept_psk_over_tls(
+    b: &mut SslContextBuilder,
+    suites: &str,
+    lookup: PskLookup,
+) -> Result<(), ErrorStack> {
+    allow_mandated_ccm_8(b);
+    b.set_cipher_list(&format!("{suites}:{PSK_SERVER_SUITES}"))?;
+    install_psk_lookup(b, lookup);
+    Ok(())
+}
+
 fn install_psk_lookup(b: &mut SslContextBuilder, lookup: PskLookup) {
     b.set_psk_server_callback(move |_ssl, identity, key_out| {
         let key = identity.and_then(|id| lookup(id)).unwrap_or_default();
@@ -375,16 +416,7 @@ impl DtlsContext {
     /// A PSK client context offering `suites` (OpenSSL names).
     fn psk_client_offering(psk: Psk, suites: &str) -> Result<Self, DtlsError> {
         let mut b = base_builder(false, suites)?;
-        b.set_psk_client_callback(move |_ssl, _hint, identity_out, key_out| {
-            // OpenSSL wants a NUL-terminated identity.
-            if psk.identity.len() >= identity_out.len() || psk.key.len() > key_out.len() {
-                return Err(ErrorStack::get());
-            }
-            identity_out[..psk.identity.len()].copy_from_slice(&psk.identity);
-            identity_out[psk.identity.len()] = 0;
-            key_out[..psk.key.len()].copy_from_slice(&psk.key);
-            Ok(psk.key.len())
-        });
+        install_psk_client(&mut b, psk);
         Ok(Self::finish(b, false))
     }
 

@@ -4,7 +4,9 @@
 //!
 //! Trust as for https:// pulls: the system's trust store (OpenSSL's default paths, which
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR` redirect), plus the CA certificates the device was given
-//! for package hosts. The connection is the pull's own, like the UDP pull's socket; a stall
+//! for package hosts. A device in PSK mode offers its PSK instead, as over DTLS: the LwM2M
+//! PSK suites in TLS 1.2, the same key in TLS 1.3; a TLS 1.3 host that takes no PSK
+//! answers with its certificate, which is checked as above. The connection is the pull's own, like the UDP pull's socket; a stall
 //! longer than [`TcpPullConfig::stall`] or a closed connection is "connection lost".
 
 use std::pin::Pin;
@@ -16,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
+use crate::host::dtls::{offer_psk_over_tls, Psk};
 use crate::pull::coap::Pulled;
 use crate::pull::coap_tcp::{TcpPull, TcpPullParams, TcpUri};
 use crate::pull::{PackageSink, PullError, Resume};
@@ -34,6 +37,8 @@ pub struct TcpPullConfig {
     /// CA certificates (PEM, one or more) trusted for coaps+tcp package hosts besides the
     /// system trust store.
     pub ca_pem: Option<Vec<u8>>,
+    /// The device's PSK (its LwM2M server credentials), offered to coaps+tcp hosts.
+    pub psk: Option<Psk>,
 }
 
 impl Default for TcpPullConfig {
@@ -42,6 +47,7 @@ impl Default for TcpPullConfig {
             params: TcpPullParams::default(),
             stall: Duration::from_secs(30),
             ca_pem: None,
+            psk: None,
         }
     }
 }
@@ -54,35 +60,48 @@ fn lost(e: impl std::fmt::Display) -> PullError {
 /// every certificate in it (tens of milliseconds), which a pull should not pay each time.
 const KEPT_CONTEXTS: usize = 4;
 
-/// The TLS client context for `ca_pem`, made once per process (the system store is read when
-/// it is made: a CA added to it later is seen after a restart).
-fn connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, PullError> {
-    type Kept = Vec<(Option<Vec<u8>>, SslConnector)>;
-    static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Vec::new());
+/// What a TLS client context is made from: trusted CAs and the PSK, if any.
+type Trust = (Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>);
+
+/// The TLS client context for `config`'s CAs and PSK, made once per process (the system
+/// store is read when it is made: a CA added to it later is seen after a restart).
+fn connector(config: &TcpPullConfig) -> Result<SslConnector, PullError> {
+    static KEPT: std::sync::Mutex<Vec<(Trust, SslConnector)>> = std::sync::Mutex::new(Vec::new());
+    let trust: Trust = (
+        config.ca_pem.clone(),
+        config
+            .psk
+            .as_ref()
+            .map(|p| (p.identity.clone(), p.key.clone())),
+    );
     let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, c)) = kept.iter().find(|(k, _)| k.as_deref() == ca_pem) {
+    if let Some((_, c)) = kept.iter().find(|(k, _)| *k == trust) {
         return Ok(c.clone());
     }
-    let c = new_connector(ca_pem)?;
+    let c = new_connector(config)?;
     if kept.len() >= KEPT_CONTEXTS {
         kept.remove(0);
     }
-    kept.push((ca_pem.map(<[u8]>::to_vec), c.clone()));
+    kept.push((trust, c.clone()));
     Ok(c)
 }
 
-/// A TLS client context: system trust store plus `ca_pem`, peer verification on, TLS 1.2+.
-fn new_connector(ca_pem: Option<&[u8]>) -> Result<SslConnector, PullError> {
+/// A TLS client context: system trust store plus the configured CAs, peer verification on,
+/// TLS 1.2+, and the PSK when the device has one.
+fn new_connector(config: &TcpPullConfig) -> Result<SslConnector, PullError> {
     let tls = |e: openssl::error::ErrorStack| lost(format!("TLS setup: {e}"));
     let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(tls)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(tls)?;
     b.set_verify(SslVerifyMode::PEER);
-    if let Some(pem) = ca_pem {
+    if let Some(pem) = &config.ca_pem {
         let certs = X509::stack_from_pem(pem).map_err(tls)?;
         for c in certs {
             b.cert_store_mut().add_cert(c).map_err(tls)?;
         }
+    }
+    if let Some(psk) = &config.psk {
+        offer_psk_over_tls(&mut b, psk.clone()).map_err(tls)?;
     }
     Ok(b.build())
 }
@@ -120,7 +139,7 @@ pub async fn fetch(
     if !uri.secure {
         return drive(stream, pull, sink, config.stall).await;
     }
-    let ssl = connector(config.ca_pem.as_deref())?
+    let ssl = connector(config)?
         .configure()
         .and_then(|c| c.into_ssl(&uri.coap.host))
         .map_err(|e| lost(format!("TLS setup: {e}")))?;

@@ -447,7 +447,7 @@ fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
     }
 }
 
-/// The PSK from --psk-identity / --psk-key, as DTLS credentials.
+/// The certificate from --cert / --cert-key / --ca, or the PSK, as DTLS credentials.
 fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
     if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.cert_key, &args.ca) {
         let read = |p: &PathBuf| std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e));
@@ -460,17 +460,24 @@ fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
             .map(Some)
             .map_err(|_| CliError::Psk("OpenSSL refused the certificate, key or CA"));
     }
-    let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) else {
+    let Some(psk) = psk(args)? else {
         return Ok(None);
-    };
-    let key = crate::codec::hex::decode(key).ok_or(CliError::Psk("--psk-key is not hex"))?;
-    let psk = Psk {
-        identity: identity.as_bytes().to_vec(),
-        key,
     };
     DtlsContext::psk_client(psk)
         .map(Some)
         .map_err(|_| CliError::Psk("OpenSSL refused the PSK configuration"))
+}
+
+/// The PSK from --psk-identity / --psk-key, if both are given.
+fn psk(args: &DeviceOptions) -> Result<Option<Psk>, CliError> {
+    let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) else {
+        return Ok(None);
+    };
+    let key = crate::codec::hex::decode(key).ok_or(CliError::Psk("--psk-key is not hex"))?;
+    Ok(Some(Psk {
+        identity: identity.as_bytes().to_vec(),
+        key,
+    }))
 }
 
 /// Work the device runs beside its engine.
@@ -497,6 +504,8 @@ struct PullTransport {
     dtls: Option<DtlsContext>,
     foreign: ForeignDatagrams,
     ca_pem: Option<Vec<u8>>,
+    /// Offered to coaps+tcp hosts.
+    psk: Option<Psk>,
 }
 
 /// Runs one pull of `job` into Object 5; yields the job and its outcome.
@@ -512,6 +521,7 @@ async fn pull(
         dtls,
         foreign,
         ca_pem,
+        psk,
     } = transport;
     let capacity = fw
         .with_backend(|b| b.capacity())
@@ -543,6 +553,7 @@ async fn pull(
                 },
                 stall: Duration::from_millis(tx.ack_timeout_ms * 16),
                 ca_pem,
+                psk,
             };
             tcp_pull::fetch(&job.uri, resume.as_ref(), &config, &mut sink)
                 .await
@@ -576,6 +587,8 @@ struct PullEnv<'a> {
     foreign: &'a ForeignDatagrams,
     /// --pull-ca, read at start.
     ca_pem: Option<&'a [u8]>,
+    /// --psk-identity / --psk-key, for coaps+tcp pulls.
+    psk: Option<&'a Psk>,
 }
 
 /// Starts the pull Object 5 asked for, if any.
@@ -598,6 +611,7 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
             dtls,
             foreign: env.foreign.clone(),
             ca_pem: env.ca_pem.map(<[u8]>::to_vec),
+            psk: env.psk.cloned(),
         };
         let pull = pull(fw.clone(), job, transport);
         tasks.spawn(async move {
@@ -645,6 +659,7 @@ pub async fn run_preferring(
 ) -> Result<(), CliError> {
     let (device, acceptance) = open_device(&args)?;
     let dtls = dtls_context(&args)?;
+    let pull_psk = psk(&args)?;
     let pull_ca = match &args.pull_ca {
         Some(p) => Some(std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?),
         None => None,
@@ -730,6 +745,7 @@ pub async fn run_preferring(
             dtls: dtls.as_ref(),
             foreign: &foreign,
             ca_pem: pull_ca.as_deref(),
+            psk: pull_psk.as_ref(),
         };
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let next = Cell::new(Next::Exit);

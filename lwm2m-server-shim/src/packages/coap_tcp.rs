@@ -26,6 +26,7 @@ use lwm2m_client::codec::block::uint_option;
 use lwm2m_client::codec::coap_tcp::{
     self, BertBlock, FrameError, Signal, BASE_MAX_MESSAGE_SIZE, BERT_SZX, BERT_UNIT,
 };
+use lwm2m_client::host::dtls::{accept_psk_over_tls, PskLookup};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
@@ -87,6 +88,32 @@ pub struct TlsIdentity {
     pub key_pem: Vec<u8>,
 }
 
+/// How a coaps+tcp listener authenticates: with its certificate, and with the devices' PSKs
+/// when `psk` is given (the LwM2M PSK suites, Transport 1.1 §5.2.8.1, for a device in PSK
+/// mode, as the coaps listener takes them over DTLS).
+#[derive(Clone)]
+pub struct TlsCredentials {
+    /// The listener's certificate and key.
+    pub identity: TlsIdentity,
+    /// Keys by PSK identity (the shim's security store).
+    pub psk: Option<PskLookup>,
+}
+
+impl From<TlsIdentity> for TlsCredentials {
+    fn from(identity: TlsIdentity) -> Self {
+        Self {
+            identity,
+            psk: None,
+        }
+    }
+}
+
+/// TLS 1.2 suites of the certificate: Mozilla's intermediate list (v5) for ECDSA and RSA keys
+/// without its finite-field DHE suites, which no device needs.
+const CERTIFICATE_SUITES: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+    ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+    ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 /// Why a coaps+tcp listener could not be set up.
 #[derive(Debug)]
 pub struct TlsError(openssl::error::ErrorStack);
@@ -145,16 +172,23 @@ impl TlsIdentity {
             key_pem: key.private_key_to_pem_pkcs8()?,
         })
     }
+}
 
+impl TlsCredentials {
     fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-        let mut chain = X509::stack_from_pem(&self.cert_pem)?.into_iter();
+        b.set_cipher_list(CERTIFICATE_SUITES)?;
+        if let Some(lookup) = &self.psk {
+            accept_psk_over_tls(&mut b, CERTIFICATE_SUITES, lookup.clone())?;
+        }
+        let id = &self.identity;
+        let mut chain = X509::stack_from_pem(&id.cert_pem)?.into_iter();
         let leaf = chain.next().ok_or_else(openssl::error::ErrorStack::get)?;
         b.set_certificate(&leaf)?;
         for c in chain {
             b.add_extra_chain_cert(c)?;
         }
-        b.set_private_key(&*PKey::private_key_from_pem(&self.key_pem)?)?;
+        b.set_private_key(&*PKey::private_key_from_pem(&id.key_pem)?)?;
         b.check_private_key()?;
         Ok(b.build())
     }
@@ -193,7 +227,7 @@ impl TcpPackageHost {
     pub async fn start(
         addr: SocketAddr,
         host: Arc<PackageHost>,
-        tls: Option<&TlsIdentity>,
+        tls: Option<&TlsCredentials>,
         limits: TcpHostLimits,
     ) -> Result<Self, TcpHostError> {
         let acceptor = match tls {
