@@ -1010,6 +1010,47 @@ mod tests {
             .is_err());
     }
 
+    /// coaps+tcp with a PSK: a TLS client context from [`offer_psk_over_tls`] and a server
+    /// from [`accept_psk_over_tls`] (no certificate, so only the PSK can succeed) agree on
+    /// CCM_8 in TLS 1.2 at security level 3, and on the same key in TLS 1.3.
+    #[test]
+    fn psk_over_tls_negotiates_ccm_8_in_tls_1_2_and_the_key_in_tls_1_3() {
+        use openssl::ssl::SslVersion;
+        use std::io::{Read, Write};
+        let handshake = |max: Option<SslVersion>| {
+            let mut sb = SslContext::builder(SslMethod::tls_server()).unwrap();
+            let known = psk();
+            accept_psk_over_tls(
+                &mut sb,
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+                Arc::new(move |id| (id == known.identity.as_slice()).then(|| known.key.clone())),
+            )
+            .unwrap();
+            let mut cb = SslContext::builder(SslMethod::tls_client()).unwrap();
+            offer_psk_over_tls(&mut cb, psk()).unwrap();
+            cb.set_max_proto_version(max).unwrap();
+            let (server, client) = (sb.build(), cb.build());
+            for ctx in [&server, &client] {
+                // SAFETY: a valid context; sessions made after this take the level.
+                unsafe { openssl_sys::SSL_CTX_set_security_level(ctx.as_ptr(), 3) };
+            }
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let served = std::thread::spawn(move || {
+                let mut s = Ssl::new(&server).unwrap().accept(a).ok()?;
+                let mut got = [0u8; 5];
+                s.read_exact(&mut got).ok()?;
+                Some(got)
+            });
+            let mut c = Ssl::new(&client).unwrap().connect(b).expect("handshake");
+            c.write_all(b"block").unwrap();
+            let cipher = c.ssl().current_cipher().map(|c| c.name());
+            assert_eq!(served.join().unwrap(), Some(*b"block"));
+            cipher
+        };
+        assert_eq!(handshake(Some(SslVersion::TLS1_2)), Some("PSK-AES128-CCM8"));
+        assert_eq!(handshake(None), Some("TLS_AES_128_GCM_SHA256"));
+    }
+
     #[test]
     fn every_record_of_a_datagram_is_delivered_and_a_trailing_close_is_seen() {
         let peer: SocketAddr = "127.0.0.1:40003".parse().unwrap();
