@@ -214,6 +214,18 @@ impl QueueDevice {
             .expect("send");
     }
 
+    /// Runs `call` (a REST call to the shim) on another thread while this device serves the
+    /// requests it causes; its result.
+    fn while_serving<T: Send>(&mut self, call: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|sc| {
+            let call = sc.spawn(call);
+            while !call.is_finished() {
+                self.serve_for(Duration::from_millis(50));
+            }
+            call.join().expect("REST call")
+        })
+    }
+
     /// Serves requests for `d`.
     fn serve_for(&mut self, d: Duration) {
         let until = Instant::now() + d;
@@ -265,13 +277,7 @@ fn queue_mode_clients_sleep_and_calls_wait_for_them() {
     );
 
     // Awake: a call goes straight to the device.
-    let (s, r) = std::thread::scope(|sc| {
-        let call = sc.spawn(|| h.get_json("/api/clients/sleepy/3/0/9?format=TEXT"));
-        while !call.is_finished() {
-            dev.serve_for(Duration::from_millis(50));
-        }
-        call.join().expect("REST call")
-    });
+    let (s, r) = dev.while_serving(|| h.get_json("/api/clients/sleepy/3/0/9?format=TEXT"));
     assert_eq!(
         (s, r["status"].as_str()),
         (200, Some("CONTENT(205)")),
@@ -379,13 +385,7 @@ fn a_notification_from_a_sleeping_client_wakes_it() {
     let events = h.events("?ep=napper");
     let mut dev = QueueDevice::register(&h, "napper");
     names_until(&events, EVENT, |n, _| n == "REGISTRATION");
-    let (s, r) = std::thread::scope(|sc| {
-        let call = sc.spawn(|| h.post("/api/clients/napper/3/0/9/observe?format=TEXT", b""));
-        while !call.is_finished() {
-            dev.serve_for(Duration::from_millis(50));
-        }
-        call.join().expect("REST call")
-    });
+    let (s, r) = dev.while_serving(|| h.post("/api/clients/napper/3/0/9/observe?format=TEXT", b""));
     assert_eq!(
         (s, r["status"].as_str()),
         (200, Some("CONTENT(205)")),
@@ -401,12 +401,6 @@ fn a_notification_from_a_sleeping_client_wakes_it() {
     assert_eq!(names, ["AWAKE", "NOTIFICATION"]);
     assert_eq!(got[1].1["val"]["value"], "79", "{}", got[1].1);
     assert_eq!(h.get_json("/api/clients/napper").1["sleeping"], false);
-    let (s, r) = std::thread::scope(|sc| {
-        let call = sc.spawn(|| h.get_json("/api/clients/napper/3/0/9?format=TEXT"));
-        while !call.is_finished() {
-            dev.serve_for(Duration::from_millis(50));
-        }
-        call.join().expect("REST call")
-    });
+    let (s, r) = dev.while_serving(|| h.get_json("/api/clients/napper/3/0/9?format=TEXT"));
     assert_eq!((s, r.get("delayed")), (200, None), "{r}");
 }

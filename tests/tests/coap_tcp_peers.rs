@@ -222,13 +222,8 @@ fn a_psk_authenticates_coaps_tcp_pulls_from_our_host() {
 fn our_pull_fetches_from_libcoap_server_over_coaps_tcp_with_a_psk() {
     let dir = temp_dir("libcoap-tls-psk-server");
     let key = String::from_utf8(PSK_KEY.to_vec()).unwrap();
-    let (_server, port) = libcoap_server_with(&dir, &["-k", &key]);
     let body = image(150 * 1024 + 1);
-    let file = dir.join("fw.suit");
-    std::fs::write(&file, &body).unwrap();
-    let url = format!("coap+tcp://127.0.0.1:{port}/fw");
-    let r = coap_client(&["-m", "put", "-B", "20", "-f", file.to_str().unwrap(), &url]);
-    assert!(r.status.success(), "upload to coap-server: {r:?}");
+    let (_server, port) = libcoap_server_holding(&dir, &body, &["-k", &key]);
 
     let rt = tests::runtime();
     let config = TcpPullConfig {
@@ -264,14 +259,26 @@ fn free_libcoap_port() -> u16 {
         .expect("a free port pair")
 }
 
-/// libcoap's coap-server on loopback, listening on TCP (a start that loses a port race
-/// to another socket exits at once and is tried again on other ports, three times at most).
-fn libcoap_server(dir: &std::path::Path) -> (LoggedChild, u16) {
-    libcoap_server_with(dir, &[])
+/// libcoap's coap-server on loopback with `extra` arguments, holding `body` at `/fw`
+/// (uploaded with its own client over coap+tcp).
+fn libcoap_server_holding(
+    dir: &std::path::Path,
+    body: &[u8],
+    extra: &[&str],
+) -> (LoggedChild, u16) {
+    let (server, port) = libcoap_server(dir, extra);
+    let file = dir.join("fw.suit");
+    std::fs::write(&file, body).unwrap();
+    let url = format!("coap+tcp://127.0.0.1:{port}/fw");
+    let r = coap_client(&["-m", "put", "-B", "20", "-f", file.to_str().unwrap(), &url]);
+    assert!(r.status.success(), "upload to coap-server: {r:?}");
+    (server, port)
 }
 
-/// [`libcoap_server`] with `extra` arguments.
-fn libcoap_server_with(dir: &std::path::Path, extra: &[&str]) -> (LoggedChild, u16) {
+/// libcoap's coap-server on loopback with `extra` arguments, listening on TCP (a start that
+/// loses a port race to another socket exits at once and is tried again on other ports,
+/// three times at most).
+fn libcoap_server(dir: &std::path::Path, extra: &[&str]) -> (LoggedChild, u16) {
     for attempt in 0..3 {
         let port = free_libcoap_port();
         let mut server = LoggedChild::spawn(
@@ -301,13 +308,9 @@ fn libcoap_server_with(dir: &std::path::Path, extra: &[&str]) -> (LoggedChild, u
 #[test]
 fn our_pull_fetches_from_libcoap_server_over_coap_tcp() {
     let dir = temp_dir("libcoap-tcp-server");
-    let (_server, port) = libcoap_server(&dir);
     let body = image(200 * 1024 + 9);
-    let file = dir.join("fw.suit");
-    std::fs::write(&file, &body).unwrap();
+    let (_server, port) = libcoap_server_holding(&dir, &body, &[]);
     let url = format!("coap+tcp://127.0.0.1:{port}/fw");
-    let r = coap_client(&["-m", "put", "-B", "20", "-f", file.to_str().unwrap(), &url]);
-    assert!(r.status.success(), "upload to coap-server: {r:?}");
 
     let rt = tests::runtime();
     let config = TcpPullConfig {
