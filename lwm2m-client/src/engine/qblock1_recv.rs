@@ -501,4 +501,29 @@ mod tests {
         assert_eq!(q_block1_option(&r).unwrap().map(|b| b.szx), Some(4));
         assert!(e.poll_transmit().is_none());
     }
+
+    /// libcoap's Q-Block support probe (RFC 9177 §4.1: a CON GET carrying Q-Block2, NUM 0,
+    /// SZX 0; libcoap 4.3.4 sends it to `/`) is answered at once with 4.02 Bad Option: the
+    /// device sends no Q-Block2, so the peer learns that and pushes with Block1 instead of
+    /// waiting for retransmissions to time out.
+    #[test]
+    fn a_q_block2_probe_gets_bad_option() {
+        let mut e = engine();
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Get);
+        p.header.message_id = 7;
+        p.set_token(vec![0xAB]);
+        p.add_option(crate::codec::qblock::q_block2(), vec![0]);
+        e.handle_datagram(0, 1, &coap::to_bytes(&p));
+        let t = e.poll_transmit().expect("an answer");
+        let r = Packet::from_bytes(&t.data).unwrap();
+        assert_eq!(
+            r.header.code,
+            MessageClass::Response(ResponseType::BadOption)
+        );
+        assert_eq!(r.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!((r.header.message_id, r.get_token()), (7, &[0xAB][..]));
+        assert!(e.poll_transmit().is_none());
+    }
 }
