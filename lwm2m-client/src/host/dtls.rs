@@ -493,6 +493,13 @@ impl DatagramQueue {
         self.spare.pop().unwrap_or_default()
     }
 
+    /// Queues a copy of `datagram` for OpenSSL to read, in a reused buffer.
+    fn push_incoming(&mut self, datagram: &[u8]) {
+        let mut d = self.buffer();
+        d.extend_from_slice(datagram);
+        self.incoming.push_back(d);
+    }
+
     fn recycle(&mut self, mut buf: Vec<u8>) {
         if self.spare.len() < SPARE_BUFFERS {
             buf.clear();
@@ -561,19 +568,16 @@ impl DtlsSession {
 
     /// A server session for the peer at `peer` (the address binds the cookie).
     pub fn server(ctx: &DtlsContext, peer: SocketAddr) -> Result<Self, DtlsError> {
-        debug_assert!(ctx.server, "server session from a client context");
-        let mut ssl = Ssl::new(&ctx.ctx)?;
-        ssl.set_mtu(ctx.mtu)?;
-        ssl.set_ex_data(peer_index()?, peer);
-        ssl.set_accept_state();
-        Self::wrap(ssl)
+        let mut s = Self::listener(ctx)?;
+        s.set_peer(peer)?;
+        Ok(s)
     }
 
     /// A server session that waits for a ClientHello from any peer: [`DtlsSession::listen`]
     /// answers first ClientHellos without keeping state and becomes the handshake of the
     /// first peer that returns its cookie.
     pub fn listener(ctx: &DtlsContext) -> Result<Self, DtlsError> {
-        debug_assert!(ctx.server, "listener from a client context");
+        debug_assert!(ctx.server, "server session from a client context");
         let mut ssl = Ssl::new(&ctx.ctx)?;
         ssl.set_mtu(ctx.mtu)?;
         ssl.set_accept_state();
@@ -588,14 +592,10 @@ impl DtlsSession {
     /// handshake, its ServerHello flight ready to send: `Ok(true)`. Anything else is dropped
     /// (`Ok(false)`, nothing to send).
     pub fn listen(&mut self, datagram: &[u8], peer: SocketAddr) -> Result<bool, DtlsError> {
-        // SAFETY: the pointer is this session's own `SSL`, borrowed mutably through `self`.
-        let ssl = unsafe { SslRef::from_ptr_mut(self.stream.ssl().as_ptr()) };
-        ssl.set_ex_data(peer_index()?, peer);
+        self.set_peer(peer)?;
         let queue = self.stream.get_mut();
         queue.incoming.clear();
-        let mut d = queue.buffer();
-        d.extend_from_slice(datagram);
-        queue.incoming.push_back(d);
+        queue.push_incoming(datagram);
         // SAFETY: BIO_ADDR_new returns an owned address (or null, checked), freed below;
         // DTLSv1_listen writes the peer's address into it, which our BIO does not know
         // (the caller does).
@@ -623,6 +623,14 @@ impl DtlsSession {
                 Ok(false)
             }
         }
+    }
+
+    /// The address the cookie of a server session is bound to.
+    fn set_peer(&mut self, peer: SocketAddr) -> Result<(), DtlsError> {
+        // SAFETY: the pointer is this session's own `SSL`, borrowed mutably through `self`.
+        let ssl = unsafe { SslRef::from_ptr_mut(self.stream.ssl().as_ptr()) };
+        ssl.set_ex_data(peer_index()?, peer);
+        Ok(())
     }
 
     fn wrap(ssl: Ssl) -> Result<Self, DtlsError> {
@@ -664,10 +672,7 @@ impl DtlsSession {
         out: &mut Plaintexts,
     ) -> Result<(), DtlsError> {
         out.clear();
-        let queue = self.stream.get_mut();
-        let mut d = queue.buffer();
-        d.extend_from_slice(datagram);
-        queue.incoming.push_back(d);
+        self.stream.get_mut().push_incoming(datagram);
         if !self.established {
             self.drive_handshake()?;
         }

@@ -6,8 +6,9 @@
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR` redirect), plus the CA certificates the device was given
 //! for package hosts. A device in PSK mode offers its PSK instead, as over DTLS: the LwM2M
 //! PSK suites in TLS 1.2, the same key in TLS 1.3; a TLS 1.3 host that takes no PSK
-//! answers with its certificate, which is checked as above. The connection is the pull's own, like the UDP pull's socket; a stall
-//! longer than [`TcpPullConfig::stall`] or a closed connection is "connection lost".
+//! answers with its certificate, which is checked as above. The connection is the pull's
+//! own, like the UDP pull's socket; a stall longer than [`TcpPullConfig::stall`] or a closed
+//! connection is "connection lost".
 
 use std::pin::Pin;
 use std::time::Duration;

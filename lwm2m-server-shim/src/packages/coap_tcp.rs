@@ -177,9 +177,9 @@ impl TlsIdentity {
 impl TlsCredentials {
     fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-        b.set_cipher_list(CERTIFICATE_SUITES)?;
-        if let Some(lookup) = &self.psk {
-            accept_psk_over_tls(&mut b, CERTIFICATE_SUITES, lookup.clone())?;
+        match &self.psk {
+            Some(lookup) => accept_psk_over_tls(&mut b, CERTIFICATE_SUITES, lookup.clone())?,
+            None => b.set_cipher_list(CERTIFICATE_SUITES)?,
         }
         let id = &self.identity;
         let mut chain = X509::stack_from_pem(&id.cert_pem)?.into_iter();

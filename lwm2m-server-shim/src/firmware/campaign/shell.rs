@@ -190,8 +190,7 @@ impl<'a> Follower<'a> {
         for r in [3, 5] {
             let path = resource(5, r);
             self.until_awake().await;
-            let answer = self.device.observe(&path, None).await;
-            match answer {
+            match self.device.observe(&path, None).await {
                 Ok((_, Some(stream))) => {
                     self.shim
                         .track_observation(&self.ep, path, stream, self.device.clone(), None)
@@ -215,9 +214,8 @@ impl<'a> Follower<'a> {
         }
         let (mut state, mut result) = (None, None);
         if !self.sleeping() {
-            let s = read_int(&self.device, &resource(5, 3)).await;
-            let r = read_int(&self.device, &resource(5, 5)).await;
-            (state, result) = (s.ok().flatten(), r.ok().flatten());
+            state = read_int(&self.device, &resource(5, 3)).await.ok().flatten();
+            result = read_int(&self.device, &resource(5, 5)).await.ok().flatten();
         }
         Input::Polled {
             state: state.and_then(state_of),
@@ -284,7 +282,6 @@ impl<'a> Follower<'a> {
         if reaches_device(&request) {
             self.until_awake().await;
         }
-        let d = &self.device;
         match request {
             Request::Prepare => Input::Prepared(Ok(())),
             Request::Done(_) => Input::Tick,
@@ -293,32 +290,29 @@ impl<'a> Follower<'a> {
                 Input::Observed
             }
             Request::Poll => self.poll().await,
-            Request::Reset => {
-                let r = d
+            Request::Reset => Input::Answered(answer(
+                self.device
                     .write(&resource(5, 1), true, ContentFormat::Text, b"")
-                    .await;
-                Input::Answered(answer(r))
-            }
-            Request::StartDownload => {
-                let r = match payload {
-                    Payload::Uri(uri) => {
-                        d.write(&resource(5, 1), true, ContentFormat::Text, uri.as_bytes())
-                            .await
-                    }
-                    Payload::Package(bytes) => {
-                        d.write(&resource(5, 0), true, ContentFormat::Opaque, bytes)
-                            .await
-                    }
-                };
-                Input::Answered(answer(r))
-            }
+                    .await,
+            )),
+            Request::StartDownload => Input::Answered(answer(match payload {
+                Payload::Uri(uri) => {
+                    self.device
+                        .write(&resource(5, 1), true, ContentFormat::Text, uri.as_bytes())
+                        .await
+                }
+                Payload::Package(bytes) => {
+                    self.device
+                        .write(&resource(5, 0), true, ContentFormat::Opaque, bytes)
+                        .await
+                }
+            })),
             Request::ReadState => {
-                let state = read_int(d, &resource(5, 3)).await;
+                let state = read_int(&self.device, &resource(5, 3)).await;
                 Input::StateRead(state.ok().flatten().and_then(state_of))
             }
             Request::Execute => {
-                let r = d.execute(&resource(5, 2), b"").await;
-                Input::Answered(answer(r))
+                Input::Answered(answer(self.device.execute(&resource(5, 2), b"").await))
             }
             Request::Reconnect { clear_events } => {
                 let r = self.reconnect();
@@ -329,14 +323,16 @@ impl<'a> Follower<'a> {
                 Input::Reconnected(r)
             }
             Request::Wait { until } => self.wait(until).await,
-            Request::ReadVersions => {
-                let firmware = read_string(d, &resource(3, 3)).await;
-                let package = read_string(d, &resource(5, 7)).await;
-                Input::Versions {
-                    firmware: firmware.ok().flatten(),
-                    package: package.ok().flatten(),
-                }
-            }
+            Request::ReadVersions => Input::Versions {
+                firmware: read_string(&self.device, &resource(3, 3))
+                    .await
+                    .ok()
+                    .flatten(),
+                package: read_string(&self.device, &resource(5, 7))
+                    .await
+                    .ok()
+                    .flatten(),
+            },
         }
     }
 }
