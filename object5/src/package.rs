@@ -37,9 +37,9 @@ pub enum PackageError {
     Unexpected,
     /// The data does not start like a SUIT envelope at all (neither tag 107 nor a map).
     NotSuit,
-    /// The interrupted download was of a two-image package, which does not resume (the
-    /// second image's bytes follow another envelope member, not the first image's): the
-    /// download starts again.
+    /// The interrupted download cannot continue: the stored head no longer authenticates
+    /// under the current policy or keys, or its image was fetched from a URI rather than
+    /// integrated. The download starts again.
     NotResumable,
 }
 
@@ -73,9 +73,7 @@ impl core::fmt::Display for PackageError {
             PackageError::HeadTooLarge => f.write_str("manifest larger than the receive buffer"),
             PackageError::Unexpected => f.write_str("data after the end of the package"),
             PackageError::NotSuit => f.write_str("not a SUIT envelope"),
-            PackageError::NotResumable => {
-                f.write_str("an interrupted two-image download does not resume")
-            }
+            PackageError::NotResumable => f.write_str("the interrupted download cannot continue"),
         }
     }
 }
@@ -165,10 +163,9 @@ impl<F: NorFlash> PayloadSink for SlotSink<'_, '_, F> {
 }
 
 enum Mode {
-    /// Receiving and verifying the envelope.
+    /// Receiving and verifying the envelope (from its start or, resumed, from inside an
+    /// image).
     Verify,
-    /// Resumed after a reboot: raw image bytes go to the slot until `left` is 0.
-    Resume { left: u64 },
     /// Finished or failed: nothing more is accepted.
     Closed,
 }
@@ -267,8 +264,14 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     /// Turns a fresh receiver into the continuation of the download the slot manager
     /// journaled as Downloading before a reboot. `payload_start` is
     /// [`PackageReceiver::payload_start`] as persisted then. Returns the envelope offset the
-    /// transfer must continue from. On error the receiver stays unusable but still gives its
-    /// buffer back through [`PackageReceiver::into_buffer`].
+    /// transfer must continue from. The stored envelope head is authenticated again and the
+    /// verifier goes on inside component 0's payload, so an encrypted image is decrypted from
+    /// there and a second image is found and received after it; when the cut came after
+    /// component 0's image, the download continues in its last sector (a second image's
+    /// place in the package is only known once its member is read). On error the receiver
+    /// stays unusable but still gives its buffer back through
+    /// [`PackageReceiver::into_buffer`]; [`PackageError::NotResumable`] says the package
+    /// must be downloaded again from its start.
     pub fn resume_from<F: NorFlash>(
         &mut self,
         slots: &mut SlotManager<'_, F>,
@@ -278,17 +281,35 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             return Err(PackageError::Unexpected);
         }
         self.mode = Mode::Closed;
-        let w = slots.resume_download()?;
-        if w.has_second_image() {
+        let sector = slots.layout().sector_size;
+        let mut w = slots.resume_download()?;
+        let facts = w.facts().ok_or(PackageError::Unexpected)?;
+        if w.offset() >= facts.size {
+            // Inside or before the second image: back into component 0's last sector.
+            let last = facts
+                .size
+                .checked_sub(1)
+                .ok_or(PackageError::NotResumable)?;
+            w.rewind(last / sector * sector)?;
+        }
+        let offset = w.offset();
+        let dl = w.detach();
+        let resumed = self.verifier.resume(
+            |buf| slots.candidate_head(buf).ok().flatten(),
+            u64::from(offset),
+        );
+        // The head must say what the slot was opened for.
+        let same = self.verifier.image_facts() == Some((facts.digest, Some(u64::from(facts.size))))
+            && self.verifier.second_image_facts().map(|(_, d, s)| (d, s))
+                == facts.second.map(|s| (s.digest, Some(u64::from(s.size))));
+        if resumed.is_err() || !same {
             return Err(PackageError::NotResumable);
         }
-        let offset = u64::from(w.offset());
-        let left = u64::from(w.size()) - offset;
-        self.download = Some(w.detach());
-        self.mode = Mode::Resume { left };
-        self.consumed = payload_start + offset;
+        self.download = Some(dl);
+        self.mode = Mode::Verify;
+        self.consumed = payload_start + u64::from(offset);
         self.payload_start = Some(payload_start);
-        Ok(payload_start + offset)
+        Ok(self.consumed)
     }
 
     /// Gives the receive buffer back once the download is over, for the next one.
@@ -332,20 +353,6 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     ) -> Result<(), PackageError> {
         match self.mode {
             Mode::Closed => return Err(PackageError::Unexpected),
-            Mode::Resume { left } => {
-                // Only image bytes matter; what follows the image (if anything) is not stored.
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                let dl = self.download.take().ok_or(PackageError::Unexpected)?;
-                let mut w = slots.writer(dl)?;
-                let r = w.write(&data[..n]);
-                self.download = Some(w.detach());
-                r?;
-                self.mode = Mode::Resume {
-                    left: left - n as u64,
-                };
-                self.consumed += data.len() as u64;
-                return Ok(());
-            }
             Mode::Verify => {}
         }
         // Tell "not a SUIT package at all" (result 6) from a damaged one (result 5) by the first
@@ -469,11 +476,6 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         slots: &mut SlotManager<'_, F>,
     ) -> Result<Outcome, PackageError> {
         let mode = core::mem::replace(&mut self.mode, Mode::Closed);
-        if let Mode::Resume { .. } = mode {
-            let dl = self.download.take().ok_or(PackageError::Unexpected)?;
-            slots.writer(dl)?.finish()?;
-            return Ok(Outcome::Downloaded);
-        }
         if let Mode::Closed = mode {
             return Err(PackageError::Unexpected);
         }

@@ -410,3 +410,97 @@ fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
         }
     }
 }
+
+/// An encrypted download cut by a reset continues from the journaled sector: the content key
+/// is opened again from the stored head and the device's key store, decryption seeks to the
+/// resume point (A128CTR and A128GCM, whose tag is then passed over: the slot checks the
+/// whole plaintext against the signed digest), and the new image boots. Before this, the
+/// resumed bytes went to the slot as ciphertext and the download ended with Update Result 5.
+/// A ciphertext byte changed after the resume point still ends it with 5.
+#[test]
+fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
+    use device_port::auth::{decryption_keys, StoredDecryptionKey};
+    use device_port::board::DecryptionKeys;
+    use object5::author::{
+        build_envelope_encrypted, AuthorKey, ContentEncryption, Encryption, Recipient,
+    };
+    let k = keys("K1_spec_p256_private.pem");
+    let signer = AuthorKey::from_pem(&k.pem).unwrap();
+    let kek = [0x5c; 16];
+    let new = ImageBuilder::new("sim-fw", "6.0.0")
+        .total_len(50_000)
+        .build();
+    let spec = PackageSpec {
+        vendor_id: VENDOR,
+        class_id: CLASS,
+        sequence_number: 6,
+        version: "6.0.0".into(),
+        name: "sim-fw".into(),
+        image: &new,
+        delivery: Delivery::Integrated,
+        alg: SignAlg::Esp256,
+    };
+    let anchors = [TrustAnchor::P256(&k.sec1)];
+    for content in [ContentEncryption::A128Ctr, ContentEncryption::A128Gcm] {
+        let enc = Encryption {
+            recipient: Recipient::Aes128Kw(kek),
+            content,
+        };
+        let (pkg, ciphertext) = build_envelope_encrypted(&spec, &signer, &enc).unwrap();
+        let payload_at = pkg
+            .windows(64)
+            .position(|w| w == &ciphertext[..64])
+            .unwrap();
+        for tamper in [false, true] {
+            let factory = device(&k, Strategy::Swap).config().factory.clone();
+            let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
+            config
+                .decryption_keys
+                .push(StoredDecryptionKey::Aes128Kw(kek));
+            let mut d = SimDevice::in_memory(config).unwrap();
+            let stored = d.decryption_keys().to_vec();
+            let keys = decryption_keys(&stored);
+            let start = {
+                let mut buf = [0u8; 2048];
+                let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
+                    .with_decryption_keys(&keys);
+                let mut slots = d.slots().unwrap();
+                for block in pkg[..payload_at + 30_000].chunks(1024) {
+                    rx.feed(&mut slots, block).unwrap();
+                }
+                rx.payload_start().unwrap()
+            };
+            assert_eq!(start as usize, payload_at, "{content:?}");
+            d.reboot().unwrap();
+            let journaled = d.slots().unwrap().status().download_offset;
+            assert!(journaled >= 4096, "{content:?}: {journaled}");
+            let mut buf = [0u8; 2048];
+            let mut slots = d.slots().unwrap();
+            let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
+                .with_decryption_keys(&keys);
+            let from = rx.resume_from(&mut slots, start).unwrap();
+            assert_eq!(from, start + u64::from(journaled), "{content:?}");
+            let mut rest = pkg[from as usize..].to_vec();
+            if tamper {
+                rest[10_000] ^= 0x01;
+            }
+            let result = (|| {
+                for block in rest.chunks(1024) {
+                    rx.feed(&mut slots, block)?;
+                }
+                rx.finish(&mut slots)
+            })();
+            if tamper {
+                let e = result.unwrap_err();
+                assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+                assert_eq!(slots.status().state, State::Idle);
+                assert!(slots.request_install().is_err());
+                assert_eq!(d.reboot().unwrap().image.version, "1.0.0");
+            } else {
+                assert_eq!(result.unwrap(), Outcome::Downloaded, "{content:?}");
+                slots.request_install().unwrap();
+                assert_eq!(d.reboot().unwrap().image.version, "6.0.0", "{content:?}");
+            }
+        }
+    }
+}

@@ -285,28 +285,117 @@ fn fetched_images_of_a_two_stage_package_land_in_their_regions() {
     assert_eq!(running(&d), pair("3.0.0"));
 }
 
-#[test]
-fn an_interrupted_two_image_download_does_not_resume() {
-    let k = keys();
-    let mut d = device(&k, Strategy::Swap);
-    let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
+/// Feeds `pkg[..cut]` to a new download, resets the device and returns where the payload
+/// started (what a client persists for the resume).
+fn interrupted_at(d: &mut SimDevice, k: &Keys, pkg: &[u8], cut: usize) -> u64 {
     let floor = d.slots().unwrap().status().floor;
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    let policy = || policy(&anchors, floor);
     let mut buf = [0u8; 2048];
-    let mut rx = PackageReceiver::new(&mut buf, policy(), Software);
+    let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
     let start = {
         let mut slots = d.slots().unwrap();
-        for block in pkg[..20_000].chunks(512) {
+        for block in pkg[..cut].chunks(512) {
             rx.feed(&mut slots, block).unwrap();
         }
         rx.payload_start().unwrap()
     };
     d.reboot().unwrap();
-    assert_eq!(status(&mut d).0, State::Downloading);
+    assert_eq!(status(d).0, State::Downloading);
+    start
+}
+
+/// After the reset: continues the download from where the receiver says, to the end.
+fn resume(
+    d: &mut SimDevice,
+    k: &Keys,
+    pkg: &[u8],
+    start: u64,
+) -> Result<(u64, Outcome), PackageError> {
+    let floor = d.slots().unwrap().status().floor;
+    let anchors = [TrustAnchor::P256(&k.sec1)];
     let mut buf = [0u8; 2048];
-    let mut rx = PackageReceiver::new(&mut buf, policy(), Software);
+    let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
+    let mut slots = d.slots().unwrap();
+    let from = rx.resume_from(&mut slots, start)?;
+    for block in pkg[from as usize..].chunks(512) {
+        rx.feed(&mut slots, block)?;
+    }
+    Ok((from, rx.finish(&mut slots)?))
+}
+
+/// A download cut by a reset continues where the slot journal stood: inside the application
+/// from its last journaled sector; after it (between the images or inside the second one)
+/// from the application's last sector, where the receiver finds the second image's member
+/// again. Either way both images land, verify and boot.
+#[test]
+fn an_interrupted_two_image_download_resumes() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
+    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let sector = 4096;
+    for (what, cut) in [
+        ("inside the application", app_at + 20_000),
+        ("at the application's last byte", app_at + APP_LEN),
+        ("between the images", second_at - 2),
+        ("inside the second image", second_at + 9_000),
+    ] {
+        let mut d = device(&k, Strategy::Swap);
+        let start = interrupted_at(&mut d, &k, &pkg, cut);
+        assert_eq!(start as usize, app_at, "{what}");
+        let journaled = d.slots().unwrap().status().download_offset as usize;
+        let (from, outcome) = resume(&mut d, &k, &pkg, start).unwrap();
+        assert_eq!(outcome, Outcome::Downloaded, "{what}");
+        let expected = if journaled < APP_LEN {
+            journaled
+        } else {
+            (APP_LEN - 1) / sector * sector
+        };
+        assert_eq!(from as usize, app_at + expected, "{what}");
+        assert!(
+            (from as usize) < cut && (from as usize) > app_at,
+            "{what}: from {from}"
+        );
+        d.slots().unwrap().request_install().unwrap();
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("2.0.0"), "{what}");
+    }
+}
+
+/// What arrives after a resume is checked as before: a changed byte of the second image ends
+/// the download with Update Result 5 and the old pair keeps running; a stored head that no
+/// longer authenticates (the trust anchors changed) refuses to continue, so the package is
+/// downloaded again from its start.
+#[test]
+fn a_resumed_two_image_download_is_checked_like_a_new_one() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
+    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+
+    let mut d = device(&k, Strategy::Swap);
+    let start = interrupted_at(&mut d, &k, &pkg, app_at + 20_000);
+    let mut bad = pkg.clone();
+    bad[second_at + 5_000] ^= 0x40;
+    let e = resume(&mut d, &k, &bad, start).unwrap_err();
+    assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+    d.slots()
+        .unwrap()
+        .abort_download(e.update_result())
+        .unwrap();
+    assert!(d.slots().unwrap().request_install().is_err());
+    d.reboot().unwrap();
+    assert_eq!(running(&d), pair("1.0.0"));
+
+    let mut d = device(&k, Strategy::Swap);
+    let start = interrupted_at(&mut d, &k, &pkg, app_at + 20_000);
+    let other = object5::author::generate_key_pem().unwrap().1;
+    let other = public_sec1_from_pem(&other).unwrap();
+    let anchors = [TrustAnchor::P256(&other)];
+    let mut buf = [0u8; 2048];
+    let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software);
     let mut slots = d.slots().unwrap();
     assert_eq!(
         rx.resume_from(&mut slots, start),
@@ -315,6 +404,120 @@ fn an_interrupted_two_image_download_does_not_resume() {
     assert_eq!(
         PackageError::NotResumable.update_result(),
         UpdateResult::ConnectionLost
+    );
+}
+
+/// Cuts the power at every flash operation of a two-image download, as a clean cut and as a
+/// torn write or interrupted erase; after the reset the download resumes (or starts again
+/// when nothing was journaled yet) and the new pair boots.
+#[test]
+fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let mut d = device(&k, Strategy::AB);
+    let snapshot = |d: &SimDevice| {
+        let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
+        let mut copy = DeviceFlash::new(sectors);
+        copy.restore_from(d.flash()).unwrap();
+        copy
+    };
+    let factory = snapshot(&d);
+    d.flash_mut().power_on();
+    let before = d.flash().ops();
+    download(&mut d, &k, &pkg, &[]).unwrap();
+    let total = d.flash().ops() - before;
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap() as u64;
+    let mut resumed = 0;
+    for ops in 0..total {
+        for mode in [CutMode::Clean, CutMode::Partial] {
+            d.flash_mut().restore_from(&factory).unwrap();
+            d.flash_mut().power_on();
+            d.boot().unwrap();
+            d.flash_mut().arm(Some(PowerCut {
+                after_ops: ops,
+                mode,
+            }));
+            let cut = download(&mut d, &k, &pkg, &[]).is_err();
+            assert!(cut, "no cut after {ops} ops");
+            d.flash_mut().power_on();
+            d.reboot().unwrap();
+            let outcome = match status(&mut d).0 {
+                State::Downloading => {
+                    resumed += 1;
+                    resume(&mut d, &k, &pkg, app_at).map(|(_, o)| o)
+                }
+                _ => download(&mut d, &k, &pkg, &[]),
+            };
+            assert_eq!(
+                outcome,
+                Ok(Outcome::Downloaded),
+                "cut after {ops} ops ({mode:?})"
+            );
+            d.slots().unwrap().request_install().unwrap();
+            d.reboot().unwrap();
+            assert_eq!(running(&d), pair("2.0.0"), "cut after {ops} ops ({mode:?})");
+        }
+    }
+    assert!(resumed > 50, "only {resumed} resumed of {total} ops");
+
+    // A download cut inside the second image resumes in the application's last sector (the
+    // journal moves back first): cut that resume at every flash operation too, then resume
+    // again.
+    let late = total * 9 / 10;
+    let cut_late = |d: &mut SimDevice| {
+        d.flash_mut().restore_from(&factory).unwrap();
+        d.flash_mut().power_on();
+        d.boot().unwrap();
+        d.flash_mut().arm(Some(PowerCut {
+            after_ops: late,
+            mode: CutMode::Clean,
+        }));
+        assert!(download(d, &k, &pkg, &[]).is_err());
+        d.flash_mut().power_on();
+        d.reboot().unwrap();
+        let s = d.slots().unwrap().status();
+        assert_eq!(s.state, State::Downloading);
+        assert!(
+            s.download_offset as usize > APP_LEN,
+            "{}",
+            s.download_offset
+        );
+    };
+    cut_late(&mut d);
+    let before = d.flash().ops();
+    resume(&mut d, &k, &pkg, app_at).unwrap();
+    let resume_ops = d.flash().ops() - before;
+    for ops in 0..resume_ops {
+        for mode in [CutMode::Clean, CutMode::Partial] {
+            cut_late(&mut d);
+            d.flash_mut().arm(Some(PowerCut {
+                after_ops: ops,
+                mode,
+            }));
+            assert!(
+                resume(&mut d, &k, &pkg, app_at).is_err(),
+                "no cut after {ops}"
+            );
+            d.flash_mut().power_on();
+            d.reboot().unwrap();
+            let outcome = match status(&mut d).0 {
+                State::Downloading => resume(&mut d, &k, &pkg, app_at).map(|(_, o)| o),
+                other => panic!("{other:?} after a cut of the resume at {ops} ({mode:?})"),
+            };
+            assert_eq!(
+                outcome,
+                Ok(Outcome::Downloaded),
+                "resume cut at {ops} ({mode:?})"
+            );
+            d.slots().unwrap().request_install().unwrap();
+            d.reboot().unwrap();
+            assert_eq!(running(&d), pair("2.0.0"), "resume cut at {ops} ({mode:?})");
+        }
+    }
+    assert!(
+        resume_ops > 20,
+        "only {resume_ops} flash operations in the resume"
     );
 }
 

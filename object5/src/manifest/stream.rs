@@ -131,7 +131,11 @@ const MAX_BUFFER: usize = u16::MAX as usize;
 /// length in `lengths[i]`.
 struct ImageState<H> {
     current: Option<usize>,
+    /// `None` while `partial`: its first bytes were hashed before a reboot.
     hasher: Option<H>,
+    /// The current image was entered mid-way ([`StreamVerifier::resume`]): the slot's re-read
+    /// of the whole image checks its digest, not this verifier.
+    partial: bool,
     received: u64,
     done: u8,
     lengths: [u64; MAX_IMAGES],
@@ -155,6 +159,9 @@ pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
     image: ImageState<C::Hasher>,
     policy: Policy<'p>,
     crypto: C,
+    /// Entered mid-payload after a reboot ([`StreamVerifier::resume`]): the envelope's member
+    /// count went by before, so its end is taken after any whole member.
+    resumed: bool,
     /// The device's decryption keys (key store), for encrypted images.
     #[cfg(feature = "encryption")]
     keys: &'p [DecryptionKey<'p>],
@@ -176,6 +183,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             image: ImageState {
                 current: None,
                 hasher: None,
+                partial: false,
                 received: 0,
                 done: 0,
                 lengths: [0; MAX_IMAGES],
@@ -186,6 +194,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             },
             policy,
             crypto,
+            resumed: false,
             #[cfg(feature = "encryption")]
             keys: &[],
         }
@@ -491,6 +500,10 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
     /// Ends the envelope: says where to fetch the next image that was not integrated, or
     /// reports every image verified.
     pub fn finish(&mut self) -> Result<Finished<'_>, SuitError> {
+        let ended = self.resumed && self.phase == Phase::Members && self.cursor == self.len;
+        if ended {
+            self.phase = Phase::Done;
+        }
         if self.phase != Phase::Done {
             self.phase = Phase::Failed;
             return Err(SuitError::Truncated);
@@ -604,6 +617,76 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         Ok(image.size)
     }
 
+    /// Continues a download interrupted by a reboot inside image 0's integrated payload, at
+    /// its data byte `offset` (the slot holds the bytes before it). `load_head` writes the
+    /// envelope head stored with the candidate (`{2: wrapper, 3: manifest}`) into the buffer
+    /// and returns its length; it is authenticated again under this verifier's policy, and
+    /// the payload goes on from `offset` (decrypted from there when encrypted: the content
+    /// key is opened again). The bytes before `offset` are not hashed again: the slot's
+    /// re-read of the whole image checks its digest. A second integrated image that follows
+    /// is received and checked whole. The envelope's map header went by before the reboot, so
+    /// [`StreamVerifier::finish`] takes the end of the bytes after any whole member as its
+    /// end. Any error is final; the caller then downloads the package from its start.
+    pub fn resume(
+        &mut self,
+        load_head: impl FnOnce(&mut [u8]) -> Option<usize>,
+        offset: u64,
+    ) -> Result<(), SuitError> {
+        if self.len != 0 || self.phase != Phase::Members || self.facts.is_some() {
+            return Err(SuitError::OutOfOrder);
+        }
+        let r = self.resume_inner(load_head, offset);
+        if r.is_err() {
+            self.phase = Phase::Failed;
+        }
+        r
+    }
+
+    fn resume_inner(
+        &mut self,
+        load_head: impl FnOnce(&mut [u8]) -> Option<usize>,
+        offset: u64,
+    ) -> Result<(), SuitError> {
+        let room = self.buf.len().min(MAX_BUFFER);
+        let head = self.buf.get_mut(..room).ok_or(SuitError::BufferTooSmall)?;
+        let len = load_head(head).filter(|&n| n <= room);
+        self.len = len.ok_or(SuitError::Truncated)?;
+        // The head holds no payload: a sink that is called is a malformed head.
+        self.advance(&mut NoPayload)?;
+        let facts = self.facts.as_ref().filter(|_| self.phase == Phase::Done);
+        let image = *facts.ok_or(SuitError::Truncated)?.image(0)?;
+        let uri = image.uri.and_then(|r| r.of(self.buf));
+        if uri.and_then(|u| u.first()) != Some(&b'#') {
+            // A fetched image has no place in the envelope to continue from.
+            return Err(SuitError::Unsupported);
+        }
+        let payload_len = self
+            .fetched_len(&image)?
+            .ok_or(SuitError::MissingParameter)?;
+        if image.size.is_none_or(|size| offset >= size) {
+            return Err(SuitError::ImageSizeMismatch);
+        }
+        #[cfg(feature = "encryption")]
+        if let Some(enc) = image.encryption {
+            let cek = self.open_key(enc, image.size, payload_len)?;
+            self.open_decryption(enc, &cek, payload_len)?;
+            self.image.cipher_hasher = None;
+            if let Some(d) = self.image.decrypt.as_mut() {
+                d.skip_to(offset)?;
+            }
+        }
+        self.image.current = Some(0);
+        self.image.received = offset;
+        self.image.partial = true;
+        self.phase = Phase::Payload {
+            left: payload_len - offset,
+            image: Some(0),
+        };
+        self.members_left = Some(u64::MAX);
+        self.resumed = true;
+        Ok(())
+    }
+
     /// Two-stage pull: the next fetched image starts (after [`Finished::FetchRequired`]).
     pub fn begin_fetched(&mut self, sink: &mut dyn PayloadSink) -> Result<(), SuitError> {
         let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
@@ -636,6 +719,19 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         }
         complete_image(&mut self.image, facts)?;
         self.finish()
+    }
+}
+
+/// The sink of a head that carries no payload: any call is a malformed head.
+struct NoPayload;
+
+impl PayloadSink for NoPayload {
+    fn begin(&mut self, _: usize, _: Option<u64>) -> Result<(), SuitError> {
+        Err(SuitError::Malformed)
+    }
+
+    fn write(&mut self, _: &[u8]) -> Result<(), SuitError> {
+        Err(SuitError::Malformed)
     }
 }
 
@@ -769,12 +865,17 @@ fn complete_image<H: Sha256Hasher>(
 ) -> Result<(), SuitError> {
     let index = image.current.take().ok_or(SuitError::Truncated)?;
     let want = facts.image(index)?;
-    let hasher = image.hasher.take().ok_or(SuitError::Truncated)?;
+    // A partial image's digests are the slot's to check, over the whole image in flash.
+    let partial = core::mem::take(&mut image.partial);
+    let hasher = image.hasher.take();
+    if hasher.is_none() && !partial {
+        return Err(SuitError::Truncated);
+    }
     #[cfg(feature = "encryption")]
     if let Some(decryptor) = image.decrypt.take() {
         let cipher_hasher = image.cipher_hasher.take();
         decryptor.finish()?;
-        let digest = want.encryption.and_then(|e| e.digest);
+        let digest = want.encryption.and_then(|e| e.digest).filter(|_| !partial);
         if digest.is_some_and(|d| !cipher_hasher.is_some_and(|h| ct_eq(&h.finish(), &d))) {
             return Err(SuitError::ImageDigestMismatch);
         }
@@ -782,7 +883,7 @@ fn complete_image<H: Sha256Hasher>(
     if want.size.is_some_and(|s| s != image.received) {
         return Err(SuitError::ImageSizeMismatch);
     }
-    if !ct_eq(&hasher.finish(), &want.digest) {
+    if hasher.is_some_and(|h| !ct_eq(&h.finish(), &want.digest)) {
         return Err(SuitError::ImageDigestMismatch);
     }
     if let Some(length) = image.lengths.get_mut(index) {
@@ -900,6 +1001,8 @@ fn plain_step<H: Sha256Hasher>(
     if size.is_some_and(|s| *received > s) {
         return Err(SuitError::ImageSizeMismatch);
     }
-    hasher.as_mut().ok_or(SuitError::OutOfOrder)?.update(chunk);
+    if let Some(h) = hasher.as_mut() {
+        h.update(chunk);
+    }
     sink.write(chunk)
 }

@@ -456,6 +456,24 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         )
     }
 
+    /// The envelope head stored with the candidate of the download in progress, into `out`;
+    /// its length, or `None` when there is no such download or its header is not valid (or
+    /// does not fit `out`). Read without authenticating it: a resumed download authenticates
+    /// it again before it trusts it.
+    pub fn candidate_head(&mut self, out: &mut [u8]) -> Result<Option<usize>, SlotError> {
+        if self.record.phase != Some(Phase::Downloading) || !self.known {
+            return Ok(None);
+        }
+        let Some(&addr) = self.candidate_slot().and_then(|s| self.layout.slots.get(s)) else {
+            return Ok(None);
+        };
+        Ok(
+            header::read(&mut self.flash, addr, self.layout.sector_size, out)?
+                .ok()
+                .map(|(_, len)| len),
+        )
+    }
+
     /// SHA-256 over `len` bytes of flash from `addr`, read through the work buffer.
     pub(crate) fn image_digest(&mut self, addr: u32, len: u32) -> Result<[u8; 32], SlotError> {
         let mut hasher = Sha256::new();

@@ -127,6 +127,32 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         Ok(())
     }
 
+    /// The facts of the package being downloaded.
+    pub fn facts(&self) -> Option<ManifestFacts> {
+        self.dl.facts
+    }
+
+    /// Moves a resumed download back to `offset`, a sector boundary at or before
+    /// [`offset`](Self::offset), and journals it: the bytes from there are received again
+    /// (a resumed two-image download continues inside component 0's image, whose place in
+    /// the package is known). Each sector from there is erased again before its first write.
+    /// Only before the first write after [`SlotManager::resume_download`].
+    pub fn rewind(&mut self, offset: u32) -> Result<(), SlotError> {
+        let sector = self.mgr.layout.sector_size;
+        if self.dl.tail_len != 0 || offset > self.dl.written || !offset.is_multiple_of(sector) {
+            return Err(SlotError::SizeMismatch);
+        }
+        if self.dl.facts.is_some() && offset < self.dl.persisted {
+            let mut next = self.mgr.record;
+            next.offset = offset;
+            self.mgr.commit(next)?;
+        }
+        self.dl.written = offset;
+        self.dl.persisted = offset;
+        self.dl.erased_sectors = offset / sector;
+        Ok(())
+    }
+
     /// Detaches the progress so the manager can be released between blocks.
     pub fn detach(self) -> Download {
         self.dl
