@@ -1,7 +1,8 @@
 //! Fuzzes every SUIT entry point that sees untrusted bytes: whole-envelope authentication,
 //! the streaming verifier at several block sizes (with decryption keys, so encrypted seeds
 //! reach the content-key unwrap and the streamed decryption; two-image seeds reach the second
-//! image; a two-stage package gets the input's second half as each fetched image), and (since
+//! image; a two-stage package gets the input's second half as each fetched image; an
+//! authenticated input is also resumed inside its first payload, as after a reboot), and (since
 //! a fuzzer cannot forge signatures) the manifest parser, the command interpreter with several
 //! components, the SUIT_Encryption_Info parser and the decryptor directly. Seeds: the official
 //! vectors, and envelopes signed with their key K1 whose payloads stream (object5's
@@ -132,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         let _ = Manifest::parse(env.manifest);
         let _ = env.payloads().count();
+        resume_inside_first_payload(data, &env, policy, &keys, block);
     }
     let _ = Manifest::parse(data);
     // The encryption structures as if a manifest had carried them.
@@ -141,6 +143,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut copy = [0u8; 256];
                 let n = data.len().min(copy.len());
                 copy[..n].copy_from_slice(&data[..n]);
+                let _ = d.skip_to(u64::from(data.get(1).copied().unwrap_or(0) % 4) * 16);
                 let _ = d.update(&mut copy[..n]);
                 let _ = d.finish();
             }
@@ -152,3 +155,47 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// What a device does after a reboot in the middle of `data`'s first integrated payload: the
+/// head it stored (`{2: wrapper, 3: manifest}`) authenticated again, then the rest of the
+/// input from a point inside that payload fed to the resumed verifier.
+fn resume_inside_first_payload(
+    data: &[u8],
+    env: &Envelope<'_>,
+    policy: Policy<'_>,
+    keys: &[DecryptionKey<'_>],
+    block: usize,
+) {
+    let Some(payload) = env.payloads().next() else {
+        return;
+    };
+    let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+    let skip = usize::from(data.get(1).copied().unwrap_or(0)) * 16 % payload.bytes.len().max(1);
+    let Some(rest) = data.get(at + skip..) else {
+        return;
+    };
+    let mut head = vec![0xA2, 0x02];
+    match env.auth.len() {
+        n @ 0..=23 => head.push(0x40 | n as u8),
+        n @ 24..=255 => head.extend_from_slice(&[0x58, n as u8]),
+        n => {
+            head.push(0x59);
+            head.extend_from_slice(&(n.min(0xFFFF) as u16).to_be_bytes());
+        }
+    }
+    head.extend_from_slice(env.auth);
+    head.push(0x03);
+    head.extend_from_slice(env.manifest_item);
+    let mut buf = [0u8; 1024];
+    let mut v = StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(keys);
+    let load = |b: &mut [u8]| {
+        b.get_mut(..head.len())?.copy_from_slice(&head);
+        Some(head.len())
+    };
+    if v.resume(load, skip as u64).is_err() {
+        return;
+    }
+    if rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok()) {
+        let _ = v.finish();
+    }
+}
