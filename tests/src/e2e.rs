@@ -422,6 +422,13 @@ impl Harness {
             "{v}"
         );
         self.wait_state(ep, (2, 0), limit);
+        self.install(ep, version);
+    }
+
+    /// Installs the Downloaded package (Execute /5/0/2) and waits for the device to run
+    /// `version` (/3/0/3) and report success (Idle, Update Result 1).
+    pub fn install(&self, ep: &str, version: &str) {
+        let limit = Duration::from_secs(60);
         assert_eq!(self.read_string(ep, "/5/0/7").as_deref(), Some(version));
         assert_eq!(self.execute(ep, "/5/0/2"), "CHANGED(204)");
         self.wait_until(&format!("{ep} to run {version}"), limit, || {
@@ -444,6 +451,49 @@ impl Harness {
         assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
         assert_eq!(self.execute(ep, "/5/0/2"), "METHOD_NOT_ALLOWED(405)");
         assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
+    }
+
+    /// Pulls package `name` through a relay that adds 4 ms each way (so that a reset lands
+    /// mid-transfer), resets the device (Execute /3/0/4) once more than `reset_after`
+    /// requests went through, and waits for it to come back and report Downloaded. Returns
+    /// the requests before the reset and after it: a resumed pull asks only for the rest.
+    pub fn pull_with_reset(&self, ep: &str, name: &str, reset_after: u64) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        let limit = Duration::from_secs(90);
+        let faults = crate::relay::Faults {
+            delay: Duration::from_millis(4),
+            ..Default::default()
+        };
+        let relay =
+            crate::relay::Relay::start("127.0.0.1:0".parse().expect("addr"), self.coap, faults)
+                .expect("relay starts");
+        // Each request and its response go through the relay.
+        let requests = || relay.stats().forwarded.load(Ordering::Relaxed) / 2;
+        self.write_uri(ep, &format!("coap://{}/fw/{name}", relay.addr()));
+        self.wait_until(&format!("{reset_after} requests"), limit, || {
+            requests() > reset_after
+        });
+        assert_eq!(self.state_result(ep), Some((1, 0)), "still downloading");
+        let before = requests();
+        assert_eq!(self.execute(ep, "/3/0/4"), "CHANGED(204)");
+        // Re-registration after the reset (the registration id changes).
+        self.wait_until("the device to go away and come back", limit, || {
+            self.state_result(ep).is_some()
+        });
+        self.wait_state(ep, (2, 0), limit);
+        (before, requests() - before)
+    }
+
+    /// [`Harness::pull_with_reset`] a third into package `name` of `blocks` blocks: after the
+    /// reset the device asks only for the rest (plus the partly written sector), not for all
+    /// of it again; then it installs `version`.
+    pub fn pull_resumes_and_installs(&self, ep: &str, name: &str, blocks: u64, version: &str) {
+        let (before, after) = self.pull_with_reset(ep, name, blocks / 3);
+        assert!(
+            after < blocks - before / 2,
+            "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
+        );
+        self.install(ep, version);
     }
 
     /// Pushes a package to /5/0/0 (Block1) the way Leshan's REST API does.

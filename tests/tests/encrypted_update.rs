@@ -178,8 +178,6 @@ fn wrong_key_or_changed_ciphertext_gives_result_5_and_keeps_the_old_image() {
 /// Update Result 5 as it did when resumed bytes reached the slot undecrypted.
 #[test]
 fn a_reset_in_the_middle_of_an_encrypted_pull_resumes_it() {
-    use std::sync::atomic::Ordering;
-    use tests::relay::{Faults, Relay};
     let h = Harness::start("enc-resume");
     let keys = DeviceKeys::new(&h, "resume", [0x17; 16]);
     let ep = "enc-resume";
@@ -196,36 +194,5 @@ fn a_reset_in_the_middle_of_an_encrypted_pull_resumes_it() {
         content: ContentEncryption::A128Gcm,
     });
     h.package("big.suit", &kind);
-    // A slow link (4 ms each way) so that the reset lands in the middle of the transfer.
-    let relay = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        h.coap,
-        Faults {
-            delay: Duration::from_millis(4),
-            ..Faults::default()
-        },
-    )
-    .unwrap();
-    let blocks = len.div_ceil(512) as u64;
-    h.write_uri(ep, &format!("coap://{}/fw/big.suit", relay.addr()));
-    h.wait_until("a third of the package", T, || {
-        relay.stats().forwarded.load(Ordering::Relaxed) > blocks * 2 / 3
-    });
-    assert_eq!(h.state_result(ep), Some((1, 0)), "still downloading");
-    let before = relay.stats().forwarded.load(Ordering::Relaxed) / 2;
-    assert_eq!(h.execute(ep, "/3/0/4"), "CHANGED(204)");
-    h.wait_until("the device to go away and come back", T, || {
-        h.state_result(ep).is_some()
-    });
-    h.wait_state(ep, (2, 0), T);
-    let after = relay.stats().forwarded.load(Ordering::Relaxed) / 2 - before;
-    assert!(
-        after < blocks - before / 2,
-        "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
-    );
-    h.execute(ep, "/5/0/2");
-    h.wait_until("2.5.0 to run", T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("2.5.0")
-    });
-    h.wait_state(ep, (0, 1), T);
+    h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
 }

@@ -4,13 +4,11 @@
 //! a random flash operation of a networked update and still ends with a working image and a
 //! truthful State / Update Result.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use lwm2m_client::sim::device::CliError;
 use lwm2m_client::sim::InThreadDevice;
 use tests::e2e::{Harness, PackageKind};
-use tests::relay::{Faults, Relay};
 
 const IDLE: i64 = 0;
 const DOWNLOADING: i64 = 1;
@@ -62,38 +60,7 @@ fn reset_while_downloading_resumes_the_pull() {
     h.wait_until("registration", T, || h.registered(ep));
     let len = 140 * 1024;
     h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
-    // A slow link (4 ms each way) so that the reset lands in the middle of the transfer.
-    let relay = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        h.coap,
-        Faults {
-            delay: Duration::from_millis(4),
-            ..Faults::default()
-        },
-    )
-    .unwrap();
-    let blocks = len.div_ceil(512) as u64;
-    h.write_uri(ep, &format!("coap://{}/fw/big.suit", relay.addr()));
-    h.wait_until("a third of the package", T, || {
-        relay.stats().forwarded.load(Ordering::Relaxed) > blocks * 2 / 3
-    });
-    assert_eq!(h.state_result(ep), Some((DOWNLOADING, 0)));
-    let before = relay.stats().forwarded.load(Ordering::Relaxed) / 2;
-    reboot(&h, ep);
-    h.wait_state(ep, (DOWNLOADED, 0), T);
-    // Requests after the reset: only the rest of the package (plus the partly written
-    // sector), not all of it again.
-    let total = relay.stats().forwarded.load(Ordering::Relaxed) / 2;
-    let after = total - before;
-    assert!(
-        after < blocks - before / 2,
-        "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
-    );
-    h.execute(ep, "/5/0/2");
-    h.wait_until("2.5.0 to run", T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("2.5.0")
-    });
-    h.wait_state(ep, (IDLE, 1), T);
+    h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
 }
 
 #[test]

@@ -31,8 +31,9 @@ fn keys(name: &str) -> Keys {
     Keys { pem, sec1 }
 }
 
-fn envelope(k: &Keys, image: &[u8], seq: u64, version: &str, delivery: Delivery) -> Vec<u8> {
-    let spec = PackageSpec {
+/// The package of `image` as the simulated device's vendor and class, signed with ES256.
+fn spec<'a>(image: &'a [u8], seq: u64, version: &str, delivery: Delivery) -> PackageSpec<'a> {
+    PackageSpec {
         vendor_id: VENDOR,
         class_id: CLASS,
         sequence_number: seq,
@@ -41,7 +42,11 @@ fn envelope(k: &Keys, image: &[u8], seq: u64, version: &str, delivery: Delivery)
         image,
         delivery,
         alg: SignAlg::Esp256,
-    };
+    }
+}
+
+fn envelope(k: &Keys, image: &[u8], seq: u64, version: &str, delivery: Delivery) -> Vec<u8> {
+    let spec = spec(image, seq, version, delivery);
     build_envelope(&spec, &signing_key_from_pem(&k.pem).unwrap()).unwrap()
 }
 
@@ -297,14 +302,8 @@ fn an_ed25519_trust_anchor_authorises_download_and_boot() {
         .total_len(30_000)
         .build();
     let spec = PackageSpec {
-        vendor_id: VENDOR,
-        class_id: CLASS,
-        sequence_number: 5,
-        version: "5.0.0".into(),
-        name: "sim-fw".into(),
-        image: &new,
-        delivery: Delivery::Integrated,
         alg: ed.default_alg(),
+        ..spec(&new, 5, "5.0.0", Delivery::Integrated)
     };
     let pkg = build_envelope_with(&spec, &ed).unwrap();
     for provisioned in [true, false] {
@@ -351,16 +350,7 @@ fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
     let new = ImageBuilder::new("sim-fw", "6.0.0")
         .total_len(30_000)
         .build();
-    let spec = PackageSpec {
-        vendor_id: VENDOR,
-        class_id: CLASS,
-        sequence_number: 6,
-        version: "6.0.0".into(),
-        name: "sim-fw".into(),
-        image: &new,
-        delivery: Delivery::Integrated,
-        alg: SignAlg::Esp256,
-    };
+    let spec = spec(&new, 6, "6.0.0", Delivery::Integrated);
     let cases = [
         (
             Recipient::EcdhP256(device_public.clone()),
@@ -430,16 +420,7 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
     let new = ImageBuilder::new("sim-fw", "6.0.0")
         .total_len(50_000)
         .build();
-    let spec = PackageSpec {
-        vendor_id: VENDOR,
-        class_id: CLASS,
-        sequence_number: 6,
-        version: "6.0.0".into(),
-        name: "sim-fw".into(),
-        image: &new,
-        delivery: Delivery::Integrated,
-        alg: SignAlg::Esp256,
-    };
+    let spec = spec(&new, 6, "6.0.0", Delivery::Integrated);
     let anchors = [TrustAnchor::P256(&k.sec1)];
     for content in [ContentEncryption::A128Ctr, ContentEncryption::A128Gcm] {
         let enc = Encryption {

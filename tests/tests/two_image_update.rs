@@ -104,8 +104,6 @@ fn a_failure_in_either_image_leaves_both_old_images_running() {
 /// member again), not from the package's start, and both new images boot.
 #[test]
 fn a_reset_inside_the_second_image_resumes_the_pull() {
-    use std::sync::atomic::Ordering;
-    use tests::relay::{Faults, Relay};
     let h = Harness::start("two-img-resume");
     let ep = "two-img-resume";
     let mut opts = h.device_options(ep);
@@ -122,41 +120,15 @@ fn a_reset_inside_the_second_image_resumes_the_pull() {
         delivery: Delivery::Integrated,
     });
     h.package("big-two.suit", &kind);
-    // A slow link (4 ms each way) so that the reset lands inside the second image.
-    let relay = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        h.coap,
-        Faults {
-            delay: Duration::from_millis(4),
-            ..Faults::default()
-        },
-    )
-    .unwrap();
     let blocks = (app_len + second_len).div_ceil(512) as u64;
     let app_blocks = app_len.div_ceil(512) as u64;
-    h.write_uri(ep, &format!("coap://{}/fw/big-two.suit", relay.addr()));
-    // Each block is a request and its response through the relay.
-    h.wait_until("the application and part of the second image", T, || {
-        relay.stats().forwarded.load(Ordering::Relaxed) / 2 > app_blocks + 60
-    });
-    assert_eq!(h.state_result(ep), Some((1, 0)), "still downloading");
-    let before = relay.stats().forwarded.load(Ordering::Relaxed) / 2;
+    let (before, after) = h.pull_with_reset(ep, "big-two.suit", app_blocks + 60);
     assert!(before < blocks - 10, "the pull ended before the reset");
-    assert_eq!(h.execute(ep, "/3/0/4"), "CHANGED(204)");
-    h.wait_until("the device to go away and come back", T, || {
-        h.state_result(ep).is_some()
-    });
-    h.wait_state(ep, (2, 0), Duration::from_secs(90));
-    let after = relay.stats().forwarded.load(Ordering::Relaxed) / 2 - before;
     // From the application's last sector (at most 8 blocks of 512 bytes before its end).
     assert!(
         after <= blocks - app_blocks + 12,
         "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
     );
-    h.execute(ep, "/5/0/2");
-    h.wait_until("2.0.0 to run", Duration::from_secs(90), || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("2.0.0")
-    });
-    h.wait_state(ep, (0, 1), Duration::from_secs(90));
+    h.install(ep, "2.0.0");
     assert_eq!(images_after_stop(dev, &opts), pair("2.0.0"));
 }
