@@ -21,6 +21,16 @@ pub struct ResumePoint {
     pub etag: Option<Vec<u8>>,
 }
 
+/// A download re-opened after a reboot ([`FirmwareBackend::resume`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Where the transfer continues, and the entity it must still be.
+    pub point: ResumePoint,
+    /// The transfer is a two-stage pull's image at this URI (its bytes go through
+    /// [`FirmwareBackend::write`] as a fetched image's do), not the package.
+    pub image_uri: Option<String>,
+}
+
 /// The persistent Object 5 facts read at boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
@@ -84,10 +94,14 @@ pub trait FirmwareBackend {
     }
     /// A new package starts at byte 0; `etag` identifies a pulled entity for a later resume.
     fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult>;
-    /// Re-opens the download interrupted by the last reboot; returns the package offset the
-    /// transfer must continue from.
-    fn resume(&mut self) -> Result<u64, UpdateResult> {
+    /// Re-opens the download interrupted by the last reboot; says what the transfer must
+    /// ask for and from where.
+    fn resume(&mut self) -> Result<Resumed, UpdateResult> {
         Err(UpdateResult::ConnectionLost)
+    }
+    /// A two-stage pull's image starts at byte 0; `etag` identifies it for a later resume.
+    fn begin_image(&mut self, _etag: Option<&[u8]>) -> Result<(), UpdateResult> {
+        Ok(())
     }
     /// The next package bytes (or image bytes after [`Finished::FetchImage`]).
     fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult>;

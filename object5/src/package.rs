@@ -102,6 +102,17 @@ pub enum Outcome {
     FetchImage,
 }
 
+/// Where a resumed download continues ([`PackageReceiver::resume_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeAt {
+    /// The package (envelope) from this byte offset; its bytes go to
+    /// [`PackageReceiver::feed`].
+    Package(u64),
+    /// The image at [`PackageReceiver::fetch_uri`] from this byte offset (a two-stage pull);
+    /// its bytes go to [`PackageReceiver::feed_fetched`].
+    Image(u64),
+}
+
 /// Gives payload bytes to the slot writer; the verifier calls it from inside `feed`.
 struct SlotSink<'x, 'b, F: NorFlash> {
     slots: &'x mut SlotManager<'b, F>,
@@ -262,54 +273,79 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     }
 
     /// Turns a fresh receiver into the continuation of the download the slot manager
-    /// journaled as Downloading before a reboot. `payload_start` is
-    /// [`PackageReceiver::payload_start`] as persisted then. Returns the envelope offset the
-    /// transfer must continue from. The stored envelope head is authenticated again and the
-    /// verifier goes on inside component 0's payload, so an encrypted image is decrypted from
-    /// there and a second image is found and received after it; when the cut came after
-    /// component 0's image, the download continues in its last sector (a second image's
-    /// place in the package is only known once its member is read). On error the receiver
+    /// journaled as Downloading before a reboot; says what the transfer must ask for.
+    /// `payload_start` is [`PackageReceiver::payload_start`] as persisted then (`None` when
+    /// no integrated payload had begun, e.g. in a two-stage pull's image).
+    ///
+    /// The stored envelope head is authenticated again and the verifier goes on inside the
+    /// image where the journal stood: an encrypted image is decrypted from there, later
+    /// images arrive as usual. A fetched image continues at its journaled offset
+    /// ([`ResumeAt::Image`], from the URI [`PackageReceiver::fetch_uri`] names); an
+    /// integrated one in the envelope ([`ResumeAt::Package`]). An integrated second image
+    /// has no known place in the envelope until its member is read again, so a cut after
+    /// component 0's image continues in that image's last sector. On error the receiver
     /// stays unusable but still gives its buffer back through
     /// [`PackageReceiver::into_buffer`]; [`PackageError::NotResumable`] says the package
     /// must be downloaded again from its start.
     pub fn resume_from<F: NorFlash>(
         &mut self,
         slots: &mut SlotManager<'_, F>,
-        payload_start: u64,
-    ) -> Result<u64, PackageError> {
+        payload_start: Option<u64>,
+    ) -> Result<ResumeAt, PackageError> {
         if self.consumed != 0 || self.download.is_some() {
             return Err(PackageError::Unexpected);
         }
         self.mode = Mode::Closed;
+        let reloaded = self
+            .verifier
+            .reload(|buf| slots.candidate_head(buf).ok().flatten());
         let sector = slots.layout().sector_size;
         let mut w = slots.resume_download()?;
         let facts = w.facts().ok_or(PackageError::Unexpected)?;
-        if w.offset() >= facts.size {
-            // Inside or before the second image: back into component 0's last sector.
-            let last = facts
-                .size
-                .checked_sub(1)
-                .ok_or(PackageError::NotResumable)?;
-            w.rewind(last / sector * sector)?;
-        }
-        let offset = w.offset();
-        let dl = w.detach();
-        let resumed = self.verifier.resume(
-            |buf| slots.candidate_head(buf).ok().flatten(),
-            u64::from(offset),
-        );
         // The head must say what the slot was opened for.
         let same = self.verifier.image_facts() == Some((facts.digest, Some(u64::from(facts.size))))
             && self.verifier.second_image_facts().map(|(_, d, s)| (d, s))
                 == facts.second.map(|s| (s.digest, Some(u64::from(s.size))));
-        if resumed.is_err() || !same {
+        if reloaded.is_err() || !same {
+            return Err(PackageError::NotResumable);
+        }
+        let second_at = facts
+            .second_offset(sector)
+            .ok_or(PackageError::NotResumable)?;
+        let in_second = facts.second.is_some() && w.offset() >= second_at;
+        let (index, at) = if in_second && self.verifier.is_integrated(1) == Some(false) {
+            (1, w.offset() - second_at)
+        } else {
+            if w.offset() >= facts.size {
+                // Back into component 0's last sector, whose place in the package is known.
+                let last = facts
+                    .size
+                    .checked_sub(1)
+                    .ok_or(PackageError::NotResumable)?;
+                w.rewind(last / sector * sector)?;
+            }
+            (0, w.offset())
+        };
+        let dl = w.detach();
+        let integrated = self.verifier.is_integrated(index) == Some(true);
+        let resume_at = match (integrated, payload_start) {
+            (true, Some(start)) => ResumeAt::Package(start + u64::from(at)),
+            (true, None) => return Err(PackageError::NotResumable),
+            (false, _) => ResumeAt::Image(u64::from(at)),
+        };
+        if self.verifier.resume_image(index, u64::from(at)).is_err() {
             return Err(PackageError::NotResumable);
         }
         self.download = Some(dl);
         self.mode = Mode::Verify;
-        self.consumed = payload_start + u64::from(offset);
-        self.payload_start = Some(payload_start);
-        Ok(self.consumed)
+        match resume_at {
+            ResumeAt::Package(offset) => {
+                self.consumed = offset;
+                self.payload_start = payload_start;
+            }
+            ResumeAt::Image(_) => self.fetching = true,
+        }
+        Ok(resume_at)
     }
 
     /// Gives the receive buffer back once the download is over, for the next one.
@@ -499,8 +535,12 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         Ok(Outcome::Downloaded)
     }
 
-    /// The authenticated URI of the image, after [`Outcome::FetchImage`].
+    /// The authenticated URI of the image, after [`Outcome::FetchImage`] or
+    /// [`ResumeAt::Image`].
     pub fn fetch_uri(&mut self) -> Option<&[u8]> {
+        if self.verifier.resumed_fetch_uri().is_some() {
+            return self.verifier.resumed_fetch_uri();
+        }
         match self.verifier.finish() {
             Ok(Finished::FetchRequired { uri }) => Some(uri),
             _ => None,

@@ -453,20 +453,30 @@ impl Harness {
         assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
     }
 
-    /// Pulls package `name` through a relay that adds 4 ms each way (so that a reset lands
-    /// mid-transfer), resets the device (Execute /3/0/4) once more than `reset_after`
-    /// requests went through, and waits for it to come back and report Downloaded. Returns
-    /// the requests before the reset and after it: a resumed pull asks only for the rest.
-    pub fn pull_with_reset(&self, ep: &str, name: &str, reset_after: u64) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
-        let limit = Duration::from_secs(90);
+    /// A relay to the shim's CoAP port that adds 4 ms each way, so that a reset lands in the
+    /// middle of a transfer through it.
+    pub fn slow_relay(&self) -> crate::relay::Relay {
         let faults = crate::relay::Faults {
             delay: Duration::from_millis(4),
             ..Default::default()
         };
-        let relay =
-            crate::relay::Relay::start("127.0.0.1:0".parse().expect("addr"), self.coap, faults)
-                .expect("relay starts");
+        crate::relay::Relay::start("127.0.0.1:0".parse().expect("addr"), self.coap, faults)
+            .expect("relay starts")
+    }
+
+    /// Pulls package `name` through `relay` ([`Harness::slow_relay`]), resets the device
+    /// (Execute /3/0/4) once more than `reset_after` requests went through it, and waits for
+    /// it to come back and report Downloaded. Returns the requests before the reset and after
+    /// it: a resumed pull asks only for the rest.
+    pub fn pull_with_reset(
+        &self,
+        ep: &str,
+        relay: &crate::relay::Relay,
+        name: &str,
+        reset_after: u64,
+    ) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        let limit = Duration::from_secs(90);
         // Each request and its response go through the relay.
         let requests = || relay.stats().forwarded.load(Ordering::Relaxed) / 2;
         self.write_uri(ep, &format!("coap://{}/fw/{name}", relay.addr()));
@@ -488,7 +498,8 @@ impl Harness {
     /// reset the device asks only for the rest (plus the partly written sector), not for all
     /// of it again; then it installs `version`.
     pub fn pull_resumes_and_installs(&self, ep: &str, name: &str, blocks: u64, version: &str) {
-        let (before, after) = self.pull_with_reset(ep, name, blocks / 3);
+        let relay = self.slow_relay();
+        let (before, after) = self.pull_with_reset(ep, &relay, name, blocks / 3);
         assert!(
             after < blocks - before / 2,
             "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"

@@ -9,7 +9,7 @@ use object5::author::{
     PackageSpec, SignAlg,
 };
 use object5::manifest::{Software, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
 use object5::slots::Strategy;
 use object5::{State, UpdateResult};
 
@@ -243,7 +243,9 @@ fn interrupted_download_resumes_after_a_reboot() {
     let mut buf = [0u8; 2048];
     let mut slots = d.slots().unwrap();
     let mut rx = PackageReceiver::new(&mut buf, policy, Software);
-    let from = rx.resume_from(&mut slots, payload_start).unwrap();
+    let ResumeAt::Package(from) = rx.resume_from(&mut slots, Some(payload_start)).unwrap() else {
+        panic!("an integrated image continues in the package")
+    };
     assert_eq!(from, payload_start + u64::from(s.download_offset));
     assert!(from < 30_000);
     for block in pkg[from as usize..].chunks(1024) {
@@ -459,7 +461,9 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
             let mut slots = d.slots().unwrap();
             let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
                 .with_decryption_keys(&keys);
-            let from = rx.resume_from(&mut slots, start).unwrap();
+            let ResumeAt::Package(from) = rx.resume_from(&mut slots, Some(start)).unwrap() else {
+                panic!("an integrated image continues in the package")
+            };
             assert_eq!(from, start + u64::from(journaled), "{content:?}");
             let mut rest = pkg[from as usize..].to_vec();
             if tamper {

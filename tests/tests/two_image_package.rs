@@ -12,7 +12,7 @@ use object5::author::{
     PackageSpec, SecondImage, SignAlg,
 };
 use object5::manifest::{Software, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
 use object5::slots::{BootPath, Strategy};
 use object5::{State, UpdateResult};
 
@@ -128,21 +128,42 @@ fn download(
         for block in pkg.chunks(512) {
             rx.feed(&mut slots, block)?;
         }
-        let mut outcome = rx.finish(&mut slots)?;
-        while outcome == Outcome::FetchImage {
-            let uri = String::from_utf8(rx.fetch_uri().unwrap().to_vec()).unwrap();
-            let (_, bytes) = fetches.iter().find(|(u, _)| *u == uri).unwrap();
-            for block in bytes.chunks(700) {
-                rx.feed_fetched(&mut slots, block)?;
-            }
-            outcome = rx.finish_fetched(&mut slots)?;
-        }
-        Ok(outcome)
+        let outcome = rx.finish(&mut slots)?;
+        fetch_images(&mut rx, &mut slots, outcome, fetches)
     })();
     if let Err(e) = result {
         let _ = slots.abort_download(e.update_result());
     }
     result
+}
+
+/// Serves the images the package names from `fetches` (URI, bytes) for as long as the
+/// receiver asks, each from byte `from` of the first.
+fn fetch_images(
+    rx: &mut PackageReceiver<'_, '_, Software>,
+    slots: &mut object5::slots::SlotManager<'_, &mut device_port::SimFlash>,
+    mut outcome: Outcome,
+    fetches: &[(&str, &[u8])],
+) -> Result<Outcome, PackageError> {
+    while outcome == Outcome::FetchImage {
+        outcome = fetch_image(rx, slots, fetches, 0)?;
+    }
+    Ok(outcome)
+}
+
+/// Streams the image the receiver names, from byte `from`, in 700-byte blocks.
+fn fetch_image(
+    rx: &mut PackageReceiver<'_, '_, Software>,
+    slots: &mut object5::slots::SlotManager<'_, &mut device_port::SimFlash>,
+    fetches: &[(&str, &[u8])],
+    from: usize,
+) -> Result<Outcome, PackageError> {
+    let uri = String::from_utf8(rx.fetch_uri().unwrap().to_vec()).unwrap();
+    let (_, bytes) = fetches.iter().find(|(u, _)| *u == uri).unwrap();
+    for block in bytes[from..].chunks(700) {
+        rx.feed_fetched(slots, block)?;
+    }
+    rx.finish_fetched(slots)
 }
 
 fn status(d: &mut SimDevice) -> (State, UpdateResult) {
@@ -304,23 +325,44 @@ fn interrupted_at(d: &mut SimDevice, k: &Keys, pkg: &[u8], cut: usize) -> u64 {
     start
 }
 
-/// After the reset: continues the download from where the receiver says, to the end.
+/// After the reset: continues the download from where the receiver says (the package from
+/// an offset, or a fetched image from one), to the end.
 fn resume(
     d: &mut SimDevice,
     k: &Keys,
     pkg: &[u8],
-    start: u64,
-) -> Result<(u64, Outcome), PackageError> {
+    start: Option<u64>,
+    fetches: &[(&str, &[u8])],
+) -> Result<(ResumeAt, Outcome), PackageError> {
     let floor = d.slots().unwrap().status().floor;
     let anchors = [TrustAnchor::P256(&k.sec1)];
     let mut buf = [0u8; 2048];
     let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
     let mut slots = d.slots().unwrap();
-    let from = rx.resume_from(&mut slots, start)?;
-    for block in pkg[from as usize..].chunks(512) {
-        rx.feed(&mut slots, block)?;
+    let at = rx.resume_from(&mut slots, start)?;
+    let outcome = match at {
+        ResumeAt::Package(from) => {
+            for block in pkg[from as usize..].chunks(512) {
+                rx.feed(&mut slots, block)?;
+            }
+            rx.finish(&mut slots)?
+        }
+        ResumeAt::Image(from) => fetch_image(&mut rx, &mut slots, fetches, from as usize)?,
+    };
+    Ok((at, fetch_images(&mut rx, &mut slots, outcome, fetches)?))
+}
+
+/// [`resume`] of an integrated package: where in the package it continued.
+fn resume_package(
+    d: &mut SimDevice,
+    k: &Keys,
+    pkg: &[u8],
+    start: u64,
+) -> Result<(u64, Outcome), PackageError> {
+    match resume(d, k, pkg, Some(start), &[])? {
+        (ResumeAt::Package(from), outcome) => Ok((from, outcome)),
+        (at, _) => panic!("an integrated package continued at {at:?}"),
     }
-    Ok((from, rx.finish(&mut slots)?))
 }
 
 /// A download cut by a reset continues where the slot journal stood: inside the application
@@ -345,7 +387,7 @@ fn an_interrupted_two_image_download_resumes() {
         let start = interrupted_at(&mut d, &k, &pkg, cut);
         assert_eq!(start as usize, app_at, "{what}");
         let journaled = d.slots().unwrap().status().download_offset as usize;
-        let (from, outcome) = resume(&mut d, &k, &pkg, start).unwrap();
+        let (from, outcome) = resume_package(&mut d, &k, &pkg, start).unwrap();
         assert_eq!(outcome, Outcome::Downloaded, "{what}");
         let expected = if journaled < APP_LEN {
             journaled
@@ -360,6 +402,58 @@ fn an_interrupted_two_image_download_resumes() {
         d.slots().unwrap().request_install().unwrap();
         d.reboot().unwrap();
         assert_eq!(running(&d), pair("2.0.0"), "{what}");
+    }
+}
+
+/// In a two-stage pull the fetched image itself continues at its journaled sector: the
+/// receiver names its URI and the offset in it (the manifest is not fetched again), for the
+/// application as for the second image.
+#[test]
+fn an_interrupted_fetched_image_continues_at_its_journaled_sector() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let (u0, u1) = ("coap://h/app-2", "coap://h/radio-2");
+    let pkg = package(
+        &k,
+        &app,
+        &second,
+        2,
+        [Delivery::Uri(u0.into()), Delivery::Uri(u1.into())],
+    );
+    let fetches: [(&str, &[u8]); 2] = [(u0, &app), (u1, &second)];
+    let sector = 4096u64;
+    let second_at = (APP_LEN as u64).div_ceil(sector) * sector;
+    for (cut_in, cut, uri, image_at) in [(0, 20_000, u0, 0), (1, 9_000, u1, second_at)] {
+        let mut d = device(&k, Strategy::Swap);
+        let floor = d.slots().unwrap().status().floor;
+        let anchors = [TrustAnchor::P256(&k.sec1)];
+        {
+            let mut buf = [0u8; 2048];
+            let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, floor), Software);
+            let mut slots = d.slots().unwrap();
+            for block in pkg.chunks(512) {
+                rx.feed(&mut slots, block).unwrap();
+            }
+            let mut outcome = rx.finish(&mut slots).unwrap();
+            for i in 0..cut_in {
+                assert_eq!(outcome, Outcome::FetchImage, "image {i}");
+                outcome = fetch_image(&mut rx, &mut slots, &fetches, 0).unwrap();
+            }
+            assert_eq!(outcome, Outcome::FetchImage);
+            assert_eq!(rx.fetch_uri(), Some(uri.as_bytes()));
+            for block in fetches[cut_in].1[..cut].chunks(700) {
+                rx.feed_fetched(&mut slots, block).unwrap();
+            }
+        }
+        d.reboot().unwrap();
+        let journaled = u64::from(d.slots().unwrap().status().download_offset);
+        let (at, outcome) = resume(&mut d, &k, &pkg, None, &fetches).unwrap();
+        assert_eq!(at, ResumeAt::Image(journaled - image_at), "image {cut_in}");
+        assert!(journaled - image_at >= 4096, "image {cut_in}: {journaled}");
+        assert_eq!(outcome, Outcome::Downloaded, "image {cut_in}");
+        d.slots().unwrap().request_install().unwrap();
+        d.reboot().unwrap();
+        assert_eq!(running(&d), pair("2.0.0"), "image {cut_in} at {uri}");
     }
 }
 
@@ -379,7 +473,7 @@ fn a_resumed_two_image_download_is_checked_like_a_new_one() {
     let start = interrupted_at(&mut d, &k, &pkg, app_at + 20_000);
     let mut bad = pkg.clone();
     bad[second_at + 5_000] ^= 0x40;
-    let e = resume(&mut d, &k, &bad, start).unwrap_err();
+    let e = resume_package(&mut d, &k, &bad, start).unwrap_err();
     assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
     d.slots()
         .unwrap()
@@ -398,7 +492,7 @@ fn a_resumed_two_image_download_is_checked_like_a_new_one() {
     let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software);
     let mut slots = d.slots().unwrap();
     assert_eq!(
-        rx.resume_from(&mut slots, start),
+        rx.resume_from(&mut slots, Some(start)),
         Err(PackageError::NotResumable)
     );
     assert_eq!(
@@ -407,14 +501,27 @@ fn a_resumed_two_image_download_is_checked_like_a_new_one() {
     );
 }
 
-/// Cuts the power at every flash operation of a two-image download, as a clean cut and as a
-/// torn write or interrupted erase; after the reset the download resumes (or starts again
-/// when nothing was journaled yet) and the new pair boots.
-#[test]
-fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
+/// Cuts the power at every flash operation of a two-image download (both images integrated,
+/// or both fetched in a two-stage pull), as a clean cut and as a torn write or interrupted
+/// erase; after the reset the download resumes (or starts again when nothing was journaled
+/// yet) and the new pair boots.
+fn power_cut_sweep(fetched: bool) {
     let k = keys();
     let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
+    let (u0, u1) = ("coap://h/app-2", "coap://h/radio-2");
+    let (pkg, fetches, start) = if fetched {
+        let fetched = [Delivery::Uri(u0.into()), Delivery::Uri(u1.into())];
+        let fetches: Vec<(&str, &[u8])> = vec![(u0, &app), (u1, &second)];
+        (package(&k, &app, &second, 2, fetched), fetches, None)
+    } else {
+        let pkg = package(&k, &app, &second, 2, integrated());
+        let start = pkg
+            .windows(64)
+            .position(|w| w == &app[..64])
+            .map(|at| at as u64);
+        (pkg, Vec::new(), start)
+    };
+    let fetches = &fetches[..];
     let mut d = device(&k, Strategy::AB);
     let snapshot = |d: &SimDevice| {
         let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
@@ -425,9 +532,8 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
     let factory = snapshot(&d);
     d.flash_mut().power_on();
     let before = d.flash().ops();
-    download(&mut d, &k, &pkg, &[]).unwrap();
+    download(&mut d, &k, &pkg, fetches).unwrap();
     let total = d.flash().ops() - before;
-    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap() as u64;
     let mut resumed = 0;
     for ops in 0..total {
         for mode in [CutMode::Clean, CutMode::Partial] {
@@ -438,16 +544,16 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
                 after_ops: ops,
                 mode,
             }));
-            let cut = download(&mut d, &k, &pkg, &[]).is_err();
+            let cut = download(&mut d, &k, &pkg, fetches).is_err();
             assert!(cut, "no cut after {ops} ops");
             d.flash_mut().power_on();
             d.reboot().unwrap();
             let outcome = match status(&mut d).0 {
                 State::Downloading => {
                     resumed += 1;
-                    resume(&mut d, &k, &pkg, app_at).map(|(_, o)| o)
+                    resume(&mut d, &k, &pkg, start, fetches).map(|(_, o)| o)
                 }
-                _ => download(&mut d, &k, &pkg, &[]),
+                _ => download(&mut d, &k, &pkg, fetches),
             };
             assert_eq!(
                 outcome,
@@ -462,8 +568,8 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
     assert!(resumed > 50, "only {resumed} resumed of {total} ops");
 
     // A download cut inside the second image resumes in the application's last sector (the
-    // journal moves back first): cut that resume at every flash operation too, then resume
-    // again.
+    // journal moves back first) or, fetched, inside the second image: cut that resume at
+    // every flash operation too, then resume again.
     let late = total * 9 / 10;
     let cut_late = |d: &mut SimDevice| {
         d.flash_mut().restore_from(&factory).unwrap();
@@ -473,7 +579,7 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
             after_ops: late,
             mode: CutMode::Clean,
         }));
-        assert!(download(d, &k, &pkg, &[]).is_err());
+        assert!(download(d, &k, &pkg, fetches).is_err());
         d.flash_mut().power_on();
         d.reboot().unwrap();
         let s = d.slots().unwrap().status();
@@ -486,7 +592,7 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
     };
     cut_late(&mut d);
     let before = d.flash().ops();
-    resume(&mut d, &k, &pkg, app_at).unwrap();
+    resume(&mut d, &k, &pkg, start, fetches).unwrap();
     let resume_ops = d.flash().ops() - before;
     for ops in 0..resume_ops {
         for mode in [CutMode::Clean, CutMode::Partial] {
@@ -496,13 +602,13 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
                 mode,
             }));
             assert!(
-                resume(&mut d, &k, &pkg, app_at).is_err(),
+                resume(&mut d, &k, &pkg, start, fetches).is_err(),
                 "no cut after {ops}"
             );
             d.flash_mut().power_on();
             d.reboot().unwrap();
             let outcome = match status(&mut d).0 {
-                State::Downloading => resume(&mut d, &k, &pkg, app_at).map(|(_, o)| o),
+                State::Downloading => resume(&mut d, &k, &pkg, start, fetches).map(|(_, o)| o),
                 other => panic!("{other:?} after a cut of the resume at {ops} ({mode:?})"),
             };
             assert_eq!(
@@ -516,9 +622,19 @@ fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
         }
     }
     assert!(
-        resume_ops > 20,
+        resume_ops > 10,
         "only {resume_ops} flash operations in the resume"
     );
+}
+
+#[test]
+fn a_power_cut_anywhere_in_a_two_image_download_resumes_to_the_new_pair() {
+    power_cut_sweep(false);
+}
+
+#[test]
+fn a_power_cut_anywhere_in_a_two_stage_two_image_download_resumes_to_the_new_pair() {
+    power_cut_sweep(true);
 }
 
 /// Cuts the power at every flash operation of the boot that installs a two-image package

@@ -99,36 +99,69 @@ fn a_failure_in_either_image_leaves_both_old_images_running() {
     assert_eq!(images_after_stop(dev, &opts), pair("1.0.0"));
 }
 
-/// A reset while the second image of an integrated two-image package streams in: the pull
-/// resumes in the application's last sector (where the device finds the second image's
-/// member again), not from the package's start, and both new images boot.
-#[test]
-fn a_reset_inside_the_second_image_resumes_the_pull() {
-    let h = Harness::start("two-img-resume");
-    let ep = "two-img-resume";
+/// Pulls a two-image package (application 60 KiB, second image 80 KiB, both integrated or
+/// both fetched from their URIs) through a slow relay and resets the device once the second
+/// image is 30 KiB in; returns the package blocks of 512 bytes, the application's, and the
+/// requests after the reset, once the device reports Downloaded. It then installs both.
+fn reset_inside_the_second_image(tag: &str, fetched: bool) -> (u64, u64, u64) {
+    let h = Harness::start(tag);
+    let ep = tag;
     let mut opts = h.device_options(ep);
     opts.factory_second_version = Some("1.0.0".into());
     opts.slot_kib = 160;
     opts.pull_block_size = 512;
     let dev = InThreadDevice::start(opts.clone());
     h.wait_until(&format!("{ep} to register"), T, || h.registered(ep));
+    let relay = h.slow_relay();
+    let via_relay = |name: &str| Delivery::Uri(format!("coap://{}/fw/{name}", relay.addr()));
     let (app_len, second_len) = (60 * 1024, 80 * 1024);
     let mut kind = PackageKind::good("2.0.0", 2, app_len);
+    if fetched {
+        kind.delivery = via_relay("app-2.0.0.bin");
+    }
     kind.second = Some(SecondKind {
         version: "2.0.0".into(),
         len: second_len,
-        delivery: Delivery::Integrated,
+        delivery: if fetched {
+            via_relay("radio-2.0.0.bin")
+        } else {
+            Delivery::Integrated
+        },
     });
     h.package("big-two.suit", &kind);
     let blocks = (app_len + second_len).div_ceil(512) as u64;
     let app_blocks = app_len.div_ceil(512) as u64;
-    let (before, after) = h.pull_with_reset(ep, "big-two.suit", app_blocks + 60);
+    let (before, after) = h.pull_with_reset(ep, &relay, "big-two.suit", app_blocks + 60);
     assert!(before < blocks - 10, "the pull ended before the reset");
+    h.install(ep, "2.0.0");
+    assert_eq!(images_after_stop(dev, &opts), pair("2.0.0"));
+    (blocks, app_blocks, after)
+}
+
+/// A reset while the second image of an integrated two-image package streams in: the pull
+/// resumes in the application's last sector (where the device finds the second image's
+/// member again), not from the package's start, and both new images boot.
+#[test]
+fn a_reset_inside_the_second_image_resumes_the_pull() {
+    let (blocks, app_blocks, after) = reset_inside_the_second_image("two-img-resume", false);
     // From the application's last sector (at most 8 blocks of 512 bytes before its end).
     assert!(
         after <= blocks - app_blocks + 12,
-        "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
+        "{after} requests after the reset, {blocks} blocks: not resumed"
     );
-    h.install(ep, "2.0.0");
-    assert_eq!(images_after_stop(dev, &opts), pair("2.0.0"));
+}
+
+/// The same reset in a two-stage pull, inside the second fetched image: the device resumes
+/// that image's fetch at its journaled sector (the manifest and the application are not
+/// asked for again), and both new images boot.
+#[test]
+fn a_reset_inside_a_fetched_second_image_resumes_its_fetch() {
+    let (blocks, app_blocks, after) = reset_inside_the_second_image("two-img-fetch-resume", true);
+    // 60 blocks (30 KiB) of the second image were in; at least 7 of its 4 KiB sectors are
+    // journaled, so at most 160 - 56 blocks and the block in flight are asked for again.
+    let second_blocks = blocks - app_blocks;
+    assert!(
+        after <= second_blocks - 56 + 2,
+        "{after} requests after the reset, {blocks} blocks: not resumed in the image"
+    );
 }

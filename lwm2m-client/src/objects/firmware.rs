@@ -268,16 +268,23 @@ impl<B: FirmwareBackend> FirmwareUpdate<B> {
     pub fn take_pull(&self) -> Option<PullJob> {
         let mut c = self.core.borrow_mut();
         let mut job = c.pull.take()?;
-        if let Some(r) = job.resume.take() {
-            // Re-open the interrupted download; the offset may be earlier than persisted.
-            match c.backend.resume() {
-                Ok(offset) => {
-                    job.resume = Some(ResumePoint {
-                        offset,
-                        etag: r.etag,
-                    })
+        if job.resume.take().is_some() {
+            // Re-open the interrupted download; the offset may be earlier than persisted, and
+            // a two-stage pull goes on with its image. Otherwise the package starts again.
+            let protocols = c.machine.protocols;
+            if let Ok(resumed) = c.backend.resume() {
+                match resumed.image_uri {
+                    None => job.resume = Some(resumed.point),
+                    Some(uri) => {
+                        // An image URI no built-in protocol takes: the package starts again.
+                        if let Ok(protocol) = object5::machine::check_uri(&uri, protocols) {
+                            job.uri = uri;
+                            job.protocol = protocol;
+                            job.image_stage = true;
+                            job.resume = Some(resumed.point);
+                        }
+                    }
                 }
-                Err(_) => job.resume = None,
             }
         }
         Some(job)
@@ -379,14 +386,23 @@ impl<B: FirmwareBackend> PackageSink for PullSink<B> {
         }
         let capacity = c.backend.capacity().map(u64::from);
         if self.image_stage {
-            if from != 0 {
-                return Err(SinkError(UpdateResult::ConnectionLost));
+            match self.resume_offset {
+                // A block-wise transport resumes at the block holding the resume point.
+                Some(at) if from > 0 && from <= at => {
+                    self.skip = at - from;
+                    return Ok(());
+                }
+                // The image changed under a resume (or a transfer went astray): the stored
+                // part belongs to another entity and the package cannot be started here.
+                Some(at) if at > 0 => return Err(SinkError(UpdateResult::ConnectionLost)),
+                _ if from != 0 => return Err(SinkError(UpdateResult::ConnectionLost)),
+                _ => {}
             }
             // The envelope itself is small; the image must fit the slot.
             if total.zip(capacity).is_some_and(|(t, cap)| t > cap) {
                 return Err(SinkError(UpdateResult::NotEnoughFlash));
             }
-            return Ok(());
+            return c.backend.begin_image(etag).map_err(SinkError);
         }
         match self.resume_offset {
             // A block-wise transport resumes at the block holding the resume point.

@@ -4,8 +4,9 @@
 //! Like firmware, it owns one receive buffer for the manifest (lent to each download and
 //! taken back after it) and one acceptance policy (trust anchors, vendor and class ids) for
 //! its whole life; the anti-rollback floor is read from the slot journal at every download.
-//! Resume data (the package offset where the image starts and the entity tag) lives in the
-//! device's key-value store, written once when a download begins. Encrypted payloads are
+//! Resume data lives in the device's key-value store: the package offset where the payload
+//! starts and the package's entity tag, written once when it begins, and the entity tag of
+//! each image a two-stage pull fetches, by URI, written when its transfer begins. Encrypted payloads are
 //! decrypted with the decryption keys of the device's key store as they stream into the
 //! candidate slot (draft-ietf-suit-firmware-encryption-24).
 
@@ -17,16 +18,19 @@ use device_port::board::{DecryptionKeys, KeyValue};
 use device_port::SimDevice;
 use object5::manifest::host_crypto::HostCrypto;
 use object5::manifest::{DecryptionKey, DeviceIdentity, Freshness, Policy, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver};
+use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
 use object5::slots::Phase;
 use object5::UpdateResult;
 
-use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Stored};
+use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Resumed, Stored};
 
 /// Size of the manifest receive buffer: wrapper + manifest of any package we build.
 const RECEIVE_BUFFER: usize = 4096;
 /// Key-value entry holding the resume data of the download under way.
 const RESUME_KEY: &str = "fw-resume";
+/// Key-value entry holding the entity tags of the images a two-stage pull fetched, by URI:
+/// records of URI length (u16 BE), URI, entity tag length (u8), entity tag.
+const RESUME_IMAGES_KEY: &str = "fw-resume-images";
 
 /// The device shared between Object 5 and the application (confirm, reboot).
 pub type SharedDevice = Rc<RefCell<SimDevice>>;
@@ -67,6 +71,8 @@ pub struct SimFirmware {
     stage: Stage,
     /// Entity tag of the download being opened, saved with the resume data.
     pending_etag: Option<Vec<u8>>,
+    /// The image a two-stage pull fetches now (its entity tag is saved by this URI).
+    fetching: Option<String>,
     /// Bytes received and not yet given to the slot manager: the simulated device opens its
     /// slot journal per call, so it takes a sector's worth at a time (RAM a board would
     /// spend on a flash write buffer anyway).
@@ -120,6 +126,7 @@ impl SimFirmware {
             buf: Some(Box::leak(vec![0u8; RECEIVE_BUFFER].into_boxed_slice())),
             stage: Stage::Idle,
             pending_etag: None,
+            fetching: None,
             pending: Vec::with_capacity(WRITE_BEHIND),
         }
     }
@@ -129,6 +136,7 @@ impl SimFirmware {
     pub fn power_cycle(&mut self) {
         self.close();
         self.pending_etag = None;
+        self.fetching = None;
     }
 
     /// The shared device.
@@ -194,6 +202,55 @@ impl SimFirmware {
         Some((u64::from_be_bytes(start.try_into().ok()?), etag.to_vec()))
     }
 
+    /// The fetched images' entity tags as saved ([`RESUME_IMAGES_KEY`]).
+    fn image_etags(&self) -> Vec<(String, Vec<u8>)> {
+        let v = self.device.borrow().kv().get(RESUME_IMAGES_KEY);
+        let mut rest = &v.ok().flatten().unwrap_or_default()[..];
+        let mut out = Vec::new();
+        while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+            let Some((uri, tail)) = tail.split_at_checked(usize::from(u16::from_be_bytes(*len)))
+            else {
+                break;
+            };
+            let Some((&n, tail)) = tail.split_first() else {
+                break;
+            };
+            let Some((etag, tail)) = tail.split_at_checked(usize::from(n)) else {
+                break;
+            };
+            out.push((String::from_utf8_lossy(uri).into_owned(), etag.to_vec()));
+            rest = tail;
+        }
+        out
+    }
+
+    /// Saves `etag` as the entity tag of the image at `uri`.
+    fn save_image_etag(&mut self, uri: &str, etag: &[u8]) {
+        let mut records = self.image_etags();
+        records.retain(|(u, _)| u != uri);
+        records.push((uri.to_owned(), etag.to_vec()));
+        let mut v = Vec::new();
+        for (u, e) in &records {
+            let (Ok(len), Ok(n)) = (u16::try_from(u.len()), u8::try_from(e.len())) else {
+                continue;
+            };
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(u.as_bytes());
+            v.push(n);
+            v.extend_from_slice(e);
+        }
+        if let Err(e) = self.device.borrow_mut().kv_mut().set(RESUME_IMAGES_KEY, &v) {
+            tracing::warn!(error = %e, "image resume data not saved");
+        }
+    }
+
+    /// Forgets all resume data (the download ended, or a new one begins).
+    fn forget_resume(&mut self) {
+        let mut d = self.device.borrow_mut();
+        let _ = d.kv_mut().remove(RESUME_KEY);
+        let _ = d.kv_mut().remove(RESUME_IMAGES_KEY);
+    }
+
     /// Gives the collected bytes to the receiver; saves the resume data once the payload's
     /// position in the package is known.
     fn flush_pending(&mut self) -> Result<(), UpdateResult> {
@@ -240,7 +297,11 @@ impl SimFirmware {
 
 impl FirmwareBackend for SimFirmware {
     fn stored(&mut self) -> Stored {
-        let resume = self.load_resume();
+        // What the transfer asks for is settled by `resume`; here only whether there is one.
+        let resume = self.load_resume().or_else(|| {
+            let images = self.image_etags();
+            images.into_iter().next_back().map(|(_, etag)| (0, etag))
+        });
         let mut d = self.device.borrow_mut();
         let Ok(slots) = d.slots() else {
             // The flash is gone (power cut): nothing can be read back.
@@ -278,6 +339,7 @@ impl FirmwareBackend for SimFirmware {
 
     fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult> {
         self.close();
+        self.forget_resume();
         self.stage = Stage::Envelope(self.new_receiver()?);
         let etag = etag.map(<[u8]>::to_vec);
         // Remember the entity for a resume; the image offset comes from the slot journal.
@@ -285,19 +347,59 @@ impl FirmwareBackend for SimFirmware {
         Ok(())
     }
 
-    fn resume(&mut self) -> Result<u64, UpdateResult> {
+    fn resume(&mut self) -> Result<Resumed, UpdateResult> {
         self.close();
-        let (payload_start, _) = self.load_resume().ok_or(UpdateResult::ConnectionLost)?;
+        let envelope = self.load_resume();
         let mut rx = self.new_receiver()?;
         let resumed = {
             let mut d = self.device.borrow_mut();
             match d.slots() {
-                Ok(mut slots) => rx.resume_from(&mut slots, payload_start),
+                Ok(mut slots) => rx.resume_from(&mut slots, envelope.as_ref().map(|e| e.0)),
                 Err(_) => Err(PackageError::Unexpected),
             }
         };
-        self.stage = Stage::Envelope(rx);
-        resumed.map_err(|e| self.fail(e.update_result()))
+        let etag = |e: Vec<u8>| (!e.is_empty()).then_some(e);
+        match resumed {
+            Ok(ResumeAt::Package(offset)) => {
+                self.stage = Stage::Envelope(rx);
+                Ok(Resumed {
+                    point: ResumePoint {
+                        offset,
+                        etag: envelope.and_then(|(_, e)| etag(e)),
+                    },
+                    image_uri: None,
+                })
+            }
+            Ok(ResumeAt::Image(offset)) => {
+                let uri = rx
+                    .fetch_uri()
+                    .map(|u| String::from_utf8_lossy(u).into_owned());
+                self.stage = Stage::Image(rx);
+                let uri = uri.ok_or_else(|| self.fail(UpdateResult::ConnectionLost))?;
+                let saved = self.image_etags().into_iter().find(|(u, _)| *u == uri);
+                self.fetching = Some(uri.clone());
+                Ok(Resumed {
+                    point: ResumePoint {
+                        offset,
+                        etag: saved.and_then(|(_, e)| etag(e)),
+                    },
+                    image_uri: Some(uri),
+                })
+            }
+            Err(e) => {
+                self.stage = Stage::Envelope(rx);
+                Err(self.fail(e.update_result()))
+            }
+        }
+    }
+
+    fn begin_image(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult> {
+        // Saved before any byte of the image reaches the slot, so a journaled offset in it
+        // always finds its entity.
+        if let Some(uri) = self.fetching.clone() {
+            self.save_image_etag(&uri, etag.unwrap_or_default());
+        }
+        Ok(())
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult> {
@@ -343,11 +445,12 @@ impl FirmwareBackend for SimFirmware {
                     Stage::Envelope(rx) | Stage::Image(rx) => Stage::Image(rx),
                     Stage::Idle => Stage::Idle,
                 };
+                self.fetching = Some(uri.clone());
                 Ok(Finished::FetchImage(uri))
             }
             Ok(done) => {
                 self.close();
-                let _ = self.device.borrow_mut().kv_mut().remove(RESUME_KEY);
+                self.forget_resume();
                 Ok(done)
             }
             Err(r) => Err(self.fail(r)),
@@ -356,8 +459,8 @@ impl FirmwareBackend for SimFirmware {
 
     fn discard(&mut self, result: UpdateResult) {
         self.close();
+        self.forget_resume();
         let mut d = self.device.borrow_mut();
-        let _ = d.kv_mut().remove(RESUME_KEY);
         if let Ok(mut slots) = d.slots() {
             if let Err(e) = slots.abort_download(result) {
                 tracing::debug!(error = %e, "nothing to discard");

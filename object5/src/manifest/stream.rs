@@ -133,8 +133,8 @@ struct ImageState<H> {
     current: Option<usize>,
     /// `None` while `partial`: its first bytes were hashed before a reboot.
     hasher: Option<H>,
-    /// The current image was entered mid-way ([`StreamVerifier::resume`]): the slot's re-read
-    /// of the whole image checks its digest, not this verifier.
+    /// The current image was entered mid-way ([`StreamVerifier::resume_image`]): the slot's
+    /// re-read of the whole image checks its digest, not this verifier.
     partial: bool,
     received: u64,
     done: u8,
@@ -159,8 +159,8 @@ pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
     image: ImageState<C::Hasher>,
     policy: Policy<'p>,
     crypto: C,
-    /// Entered mid-payload after a reboot ([`StreamVerifier::resume`]): the envelope's member
-    /// count went by before, so its end is taken after any whole member.
+    /// Entered mid-payload after a reboot ([`StreamVerifier::resume_image`]): the envelope's
+    /// member count went by before, so its end is taken after any whole member.
     resumed: bool,
     /// The device's decryption keys (key store), for encrypted images.
     #[cfg(feature = "encryption")]
@@ -617,54 +617,87 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
         Ok(image.size)
     }
 
-    /// Continues a download interrupted by a reboot inside image 0's integrated payload, at
-    /// its data byte `offset` (the slot holds the bytes before it). `load_head` writes the
-    /// envelope head stored with the candidate (`{2: wrapper, 3: manifest}`) into the buffer
-    /// and returns its length; it is authenticated again under this verifier's policy, and
-    /// the payload goes on from `offset` (decrypted from there when encrypted: the content
-    /// key is opened again). The bytes before `offset` are not hashed again: the slot's
-    /// re-read of the whole image checks its digest. A second integrated image that follows
-    /// is received and checked whole. The envelope's map header went by before the reboot, so
-    /// [`StreamVerifier::finish`] takes the end of the bytes after any whole member as its
-    /// end. Any error is final; the caller then downloads the package from its start.
-    pub fn resume(
+    /// Authenticates, under this verifier's policy, the envelope head stored with a candidate
+    /// whose download a reboot cut (`{2: wrapper, 3: manifest}`, written into the buffer by
+    /// `load_head`, which returns its length), as at the start of that download. Then
+    /// [`StreamVerifier::resume_image`] says where the download goes on. Any error is final;
+    /// the caller then downloads the package from its start.
+    pub fn reload(
         &mut self,
         load_head: impl FnOnce(&mut [u8]) -> Option<usize>,
-        offset: u64,
     ) -> Result<(), SuitError> {
         if self.len != 0 || self.phase != Phase::Members || self.facts.is_some() {
             return Err(SuitError::OutOfOrder);
         }
-        let r = self.resume_inner(load_head, offset);
+        let room = self.buf.len().min(MAX_BUFFER);
+        let head = self.buf.get_mut(..room).ok_or(SuitError::BufferTooSmall)?;
+        let len = load_head(head).filter(|&n| n <= room);
+        let r = match len {
+            Some(n) => {
+                self.len = n;
+                // The head holds no payload: a sink that is called is a malformed head.
+                self.advance(&mut NoPayload)
+            }
+            None => Err(SuitError::Truncated),
+        };
+        if r.is_err() || self.phase != Phase::Done || self.facts.is_none() {
+            self.phase = Phase::Failed;
+            return Err(r.err().unwrap_or(SuitError::Truncated));
+        }
+        Ok(())
+    }
+
+    /// Whether image `index` (0: component 0's) is an integrated payload of the envelope
+    /// rather than fetched from its URI; `None` before authentication or when the package
+    /// has no such image.
+    pub fn is_integrated(&self, index: usize) -> Option<bool> {
+        let image = self.facts.as_ref()?.image(index).ok()?;
+        let uri = image.uri.and_then(|r| r.of(self.buf))?;
+        Some(uri.first() == Some(&b'#'))
+    }
+
+    /// After [`StreamVerifier::reload`]: goes on inside image `index` at its data byte
+    /// `offset` (the slot holds the bytes before it, and every image before this one). An
+    /// integrated image's next bytes come through [`StreamVerifier::feed`] (the envelope
+    /// from that point on; its map header went by before the reboot, so
+    /// [`StreamVerifier::finish`] takes the end of the bytes after any whole member as its
+    /// end), a fetched one's through [`StreamVerifier::feed_fetched`]. An encrypted image is
+    /// decrypted from `offset` (its content key opened again). The bytes before `offset`, and
+    /// the images before, are not hashed again: the slot's re-read of every image checks its
+    /// digest. Images after this one are received and checked whole. Any error is final.
+    pub fn resume_image(&mut self, index: usize, offset: u64) -> Result<(), SuitError> {
+        let r = self.resume_image_inner(index, offset);
         if r.is_err() {
             self.phase = Phase::Failed;
         }
         r
     }
 
-    fn resume_inner(
-        &mut self,
-        load_head: impl FnOnce(&mut [u8]) -> Option<usize>,
-        offset: u64,
-    ) -> Result<(), SuitError> {
-        let room = self.buf.len().min(MAX_BUFFER);
-        let head = self.buf.get_mut(..room).ok_or(SuitError::BufferTooSmall)?;
-        let len = load_head(head).filter(|&n| n <= room);
-        self.len = len.ok_or(SuitError::Truncated)?;
-        // The head holds no payload: a sink that is called is a malformed head.
-        self.advance(&mut NoPayload)?;
-        let facts = self.facts.as_ref().filter(|_| self.phase == Phase::Done);
-        let image = *facts.ok_or(SuitError::Truncated)?.image(0)?;
-        let uri = image.uri.and_then(|r| r.of(self.buf));
-        if uri.and_then(|u| u.first()) != Some(&b'#') {
-            // A fetched image has no place in the envelope to continue from.
-            return Err(SuitError::Unsupported);
+    fn resume_image_inner(&mut self, index: usize, offset: u64) -> Result<(), SuitError> {
+        let fresh = self.image.current.is_none() && self.image.done == 0 && !self.resumed;
+        if self.phase != Phase::Done || !fresh {
+            return Err(SuitError::OutOfOrder);
         }
+        let integrated = self
+            .is_integrated(index)
+            .ok_or(SuitError::MissingParameter)?;
+        let facts = self.facts.as_ref().ok_or(SuitError::OutOfOrder)?;
+        let image = *facts.image(index)?;
         let payload_len = self
             .fetched_len(&image)?
             .ok_or(SuitError::MissingParameter)?;
         if image.size.is_none_or(|size| offset >= size) {
             return Err(SuitError::ImageSizeMismatch);
+        }
+        for before in 0..index {
+            let size = facts
+                .image(before)?
+                .size
+                .ok_or(SuitError::MissingParameter)?;
+            if let Some(length) = self.image.lengths.get_mut(before) {
+                *length = size;
+            }
+            self.image.done |= 1 << before;
         }
         #[cfg(feature = "encryption")]
         if let Some(enc) = image.encryption {
@@ -675,16 +708,28 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 d.skip_to(offset)?;
             }
         }
-        self.image.current = Some(0);
+        self.image.current = Some(index);
         self.image.received = offset;
         self.image.partial = true;
-        self.phase = Phase::Payload {
-            left: payload_len - offset,
-            image: Some(0),
-        };
-        self.members_left = Some(u64::MAX);
-        self.resumed = true;
+        if integrated {
+            self.phase = Phase::Payload {
+                left: payload_len - offset,
+                image: Some(index),
+            };
+            self.members_left = Some(u64::MAX);
+            self.resumed = true;
+        }
         Ok(())
+    }
+
+    /// The URI of the fetched image [`StreamVerifier::resume_image`] went on inside, until
+    /// it is complete.
+    pub fn resumed_fetch_uri(&self) -> Option<&[u8]> {
+        let index = self.image.current.filter(|_| self.image.partial)?;
+        if self.is_integrated(index)? {
+            return None;
+        }
+        self.facts.as_ref()?.image(index).ok()?.uri?.of(self.buf)
     }
 
     /// Two-stage pull: the next fetched image starts (after [`Finished::FetchRequired`]).
