@@ -2,7 +2,8 @@
 //! the streaming verifier at several block sizes (with decryption keys, so encrypted seeds
 //! reach the content-key unwrap and the streamed decryption; two-image seeds reach the second
 //! image; a two-stage package gets the input's second half as each fetched image; an
-//! authenticated input is also resumed inside its first payload, as after a reboot), and (since
+//! authenticated input is also resumed inside an image, integrated or fetched, as after a
+//! reboot), and (since
 //! a fuzzer cannot forge signatures) the manifest parser, the command interpreter with several
 //! components, the SUIT_Encryption_Info parser and the decryptor directly. Seeds: the official
 //! vectors, and envelopes signed with their key K1 whose payloads stream (object5's
@@ -133,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         let _ = Manifest::parse(env.manifest);
         let _ = env.payloads().count();
-        resume_inside_first_payload(data, &env, policy, &keys, block);
+        resume_inside_an_image(data, &env, policy, &keys, block);
     }
     let _ = Manifest::parse(data);
     // The encryption structures as if a manifest had carried them.
@@ -156,24 +157,18 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// What a device does after a reboot in the middle of `data`'s first integrated payload: the
-/// head it stored (`{2: wrapper, 3: manifest}`) authenticated again, then the rest of the
-/// input from a point inside that payload fed to the resumed verifier.
-fn resume_inside_first_payload(
+/// What a device does after a reboot in the middle of a download of `data`: the head it
+/// stored (`{2: wrapper, 3: manifest}`) authenticated again, then the download goes on inside
+/// one image: the first integrated payload with the rest of the input from a point inside
+/// it, or a fetched image (the second one when `data[2]` is odd) with the input's second
+/// half as the rest of that image.
+fn resume_inside_an_image(
     data: &[u8],
     env: &Envelope<'_>,
     policy: Policy<'_>,
     keys: &[DecryptionKey<'_>],
     block: usize,
 ) {
-    let Some(payload) = env.payloads().next() else {
-        return;
-    };
-    let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-    let skip = usize::from(data.get(1).copied().unwrap_or(0)) * 16 % payload.bytes.len().max(1);
-    let Some(rest) = data.get(at + skip..) else {
-        return;
-    };
     let mut head = vec![0xA2, 0x02];
     match env.auth.len() {
         n @ 0..=23 => head.push(0x40 | n as u8),
@@ -192,10 +187,38 @@ fn resume_inside_first_payload(
         b.get_mut(..head.len())?.copy_from_slice(&head);
         Some(head.len())
     };
-    if v.resume(load, skip as u64).is_err() {
+    if v.reload(load).is_err() {
         return;
     }
-    if rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok()) {
-        let _ = v.finish();
+    let skip = usize::from(data.get(1).copied().unwrap_or(0)) * 16;
+    let image = usize::from(data.get(2).copied().unwrap_or(0) & 1);
+    match v.is_integrated(image) {
+        Some(true) => {
+            let Some(payload) = env.payloads().next() else {
+                return;
+            };
+            let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+            let skip = skip % payload.bytes.len().max(1);
+            let Some(rest) = data.get(at + skip..) else {
+                return;
+            };
+            if v.resume_image(image, skip as u64).is_err() {
+                return;
+            }
+            if rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok()) {
+                let _ = v.finish();
+            }
+        }
+        Some(false) => {
+            if v.resume_image(image, skip as u64).is_err() {
+                return;
+            }
+            let _ = v.resumed_fetch_uri();
+            let rest = data.get(data.len() / 2..).unwrap_or(&[]);
+            if rest.chunks(block).all(|c| v.feed_fetched(c, &mut Discard).is_ok()) {
+                let _ = v.finish_fetched();
+            }
+        }
+        None => {}
     }
 }
