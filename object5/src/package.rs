@@ -8,10 +8,12 @@
 //! re-reads flash and checks the digest again (what is verified is what is stored) before it
 //! journals Downloaded.
 //!
-//! A download interrupted by a reboot resumes without the verifier: the head was authenticated
-//! and stored when the download began, the caller re-requests the envelope from
-//! [`PackageReceiver::resume_from`]'s offset (only when the server still has the same entity, by
-//! ETag), and the final flash re-read proves the whole image against the stored digest.
+//! A download interrupted by a reboot resumes where the slot journal stood: the head stored when
+//! the download began is authenticated again, the verifier re-enters the image there
+//! (decrypting from that point when it is encrypted), and the caller re-requests the envelope
+//! or the fetched image from [`PackageReceiver::resume_from`]'s offset (only when the server
+//! still has the same entity, by ETag). The bytes stored before the reboot are not hashed
+//! again on the way: the final flash re-read proves every image against its signed digest.
 
 use embedded_storage::nor_flash::NorFlash;
 

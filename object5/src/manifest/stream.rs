@@ -1,7 +1,9 @@
 //! Push-based envelope processing for a device that receives a package block by block (CoAP
 //! Block1/Block2): the authentication wrapper and manifest are buffered in a caller-provided
 //! buffer and authenticated before anything else is parsed; payload bytes then flow to the
-//! caller's [`PayloadSink`] through SHA-256 and are never held whole in RAM.
+//! caller's [`PayloadSink`] through SHA-256 and are never held whole in RAM. After a reboot
+//! cut a download, [`StreamVerifier::reload`] and [`StreamVerifier::resume_image`] go on
+//! inside the image it was in.
 
 use super::cbor::{parse_head, Reader, MAJOR_BSTR, MAJOR_MAP, MAJOR_TAG, MAJOR_TSTR, MAJOR_UINT};
 use super::crypto::{ct_eq, CryptoBackend, Sha256Hasher};
