@@ -40,8 +40,8 @@ pub enum PackageError {
     /// The data does not start like a SUIT envelope at all (neither tag 107 nor a map).
     NotSuit,
     /// The interrupted download cannot continue: the stored head no longer authenticates
-    /// under the current policy or keys, or its image was fetched from a URI rather than
-    /// integrated. The download starts again.
+    /// under the current policy or keys or describes other images than the slot was opened
+    /// for, or the start of its integrated payload was not kept. The download starts again.
     NotResumable,
 }
 

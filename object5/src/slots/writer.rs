@@ -97,11 +97,6 @@ impl<'m, 'b, F: NorFlash> DownloadWriter<'m, 'b, F> {
         self.dl.size
     }
 
-    /// Whether the package has a second image.
-    pub fn has_second_image(&self) -> bool {
-        self.dl.facts.is_some_and(|f| f.second.is_some())
-    }
-
     /// The second image starts: the writer moves to its region
     /// ([`ManifestFacts::second_offset`]) once component 0's image is complete.
     pub fn begin_second_image(&mut self) -> Result<(), SlotError> {
