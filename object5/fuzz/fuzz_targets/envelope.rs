@@ -2,7 +2,7 @@
 //! the streaming verifier at several block sizes (with decryption keys, so encrypted seeds
 //! reach the content-key unwrap and the streamed decryption; two-image seeds reach the second
 //! image; a two-stage package gets the input's second half as each fetched image; an
-//! authenticated input is also resumed inside an image, integrated or fetched, as after a
+//! authenticated input is also resumed inside each image, integrated or fetched, as after a
 //! reboot), and (since
 //! a fuzzer cannot forge signatures) the manifest parser, the command interpreter with several
 //! components, the SUIT_Encryption_Info parser and the decryptor directly. Seeds: the official
@@ -159,9 +159,10 @@ fuzz_target!(|data: &[u8]| {
 
 /// What a device does after a reboot in the middle of a download of `data`: the head it
 /// stored (`{2: wrapper, 3: manifest}`) authenticated again, then the download goes on inside
-/// one image: the first integrated payload with the rest of the input from a point inside
-/// it, or a fetched image (the second one when `data[2]` is odd) with the input's second
-/// half as the rest of that image.
+/// each image in turn, at its start and one AES block in: an integrated one with the rest of
+/// the input from that point of the first payload, a fetched one with the input's second half
+/// as the rest of that image. (Every byte of a package that authenticates but its payloads is
+/// signed, so the input cannot choose where; all places are tried.)
 fn resume_inside_an_image(
     data: &[u8],
     env: &Envelope<'_>,
@@ -181,44 +182,44 @@ fn resume_inside_an_image(
     head.extend_from_slice(env.auth);
     head.push(0x03);
     head.extend_from_slice(env.manifest_item);
-    let mut buf = [0u8; 1024];
-    let mut v = StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(keys);
-    let load = |b: &mut [u8]| {
-        b.get_mut(..head.len())?.copy_from_slice(&head);
-        Some(head.len())
-    };
-    if v.reload(load).is_err() {
-        return;
-    }
-    let skip = usize::from(data.get(1).copied().unwrap_or(0)) * 16;
-    let image = usize::from(data.get(2).copied().unwrap_or(0) & 1);
-    match v.is_integrated(image) {
-        Some(true) => {
-            let Some(payload) = env.payloads().next() else {
-                return;
+    for image in 0..2 {
+        for skip in [0usize, 16] {
+            let mut buf = [0u8; 1024];
+            let mut v = StreamVerifier::new(&mut buf, policy, Software).with_decryption_keys(keys);
+            let load = |b: &mut [u8]| {
+                b.get_mut(..head.len())?.copy_from_slice(&head);
+                Some(head.len())
             };
-            let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-            let skip = skip % payload.bytes.len().max(1);
-            let Some(rest) = data.get(at + skip..) else {
-                return;
-            };
-            if v.resume_image(image, skip as u64).is_err() {
+            if v.reload(load).is_err() {
                 return;
             }
-            if rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok()) {
-                let _ = v.finish();
+            match v.is_integrated(image) {
+                Some(true) => {
+                    let Some(payload) = env.payloads().next() else {
+                        continue;
+                    };
+                    let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                    let Some(rest) = data.get(at + skip..) else {
+                        continue;
+                    };
+                    if v.resume_image(image, skip as u64).is_ok()
+                        && rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok())
+                    {
+                        let _ = v.finish();
+                    }
+                }
+                Some(false) => {
+                    if v.resume_image(image, skip as u64).is_err() {
+                        continue;
+                    }
+                    let _ = v.resumed_fetch_uri();
+                    let rest = data.get(data.len() / 2..).unwrap_or(&[]);
+                    if rest.chunks(block).all(|c| v.feed_fetched(c, &mut Discard).is_ok()) {
+                        let _ = v.finish_fetched();
+                    }
+                }
+                None => {}
             }
         }
-        Some(false) => {
-            if v.resume_image(image, skip as u64).is_err() {
-                return;
-            }
-            let _ = v.resumed_fetch_uri();
-            let rest = data.get(data.len() / 2..).unwrap_or(&[]);
-            if rest.chunks(block).all(|c| v.feed_fetched(c, &mut Discard).is_ok()) {
-                let _ = v.finish_fetched();
-            }
-        }
-        None => {}
     }
 }
