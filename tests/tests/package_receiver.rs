@@ -406,9 +406,10 @@ fn encrypted_packages_decrypt_into_the_slot_with_the_key_stores_key() {
 /// An encrypted download cut by a reset continues from the journaled sector: the content key
 /// is opened again from the stored head and the device's key store, decryption seeks to the
 /// resume point (A128CTR and A128GCM, whose tag is then passed over: the slot checks the
-/// whole plaintext against the signed digest), and the new image boots. Before this, the
-/// resumed bytes went to the slot as ciphertext and the download ended with Update Result 5.
-/// A ciphertext byte changed after the resume point still ends it with 5.
+/// whole plaintext against the signed digest), and the new image boots; in the package, or
+/// in the fetched ciphertext of a two-stage pull. Before, the resumed bytes went to the slot
+/// as ciphertext and the download ended with Update Result 5 (a fetched image did not resume
+/// at all). A ciphertext byte changed after the resume point still ends it with 5.
 #[test]
 fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
     use device_port::auth::{decryption_keys, StoredDecryptionKey};
@@ -422,18 +423,23 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
     let new = ImageBuilder::new("sim-fw", "6.0.0")
         .total_len(50_000)
         .build();
-    let spec = spec(&new, 6, "6.0.0", Delivery::Integrated);
     let anchors = [TrustAnchor::P256(&k.sec1)];
-    for content in [ContentEncryption::A128Ctr, ContentEncryption::A128Gcm] {
+    let cases = [ContentEncryption::A128Ctr, ContentEncryption::A128Gcm]
+        .into_iter()
+        .flat_map(|c| [(c, false), (c, true)]);
+    for (content, fetched) in cases {
+        let delivery = if fetched {
+            Delivery::Uri("coap://h/fw-6.enc".into())
+        } else {
+            Delivery::Integrated
+        };
+        let spec = spec(&new, 6, "6.0.0", delivery);
         let enc = Encryption {
             recipient: Recipient::Aes128Kw(kek),
             content,
         };
         let (pkg, ciphertext) = build_envelope_encrypted(&spec, &signer, &enc).unwrap();
-        let payload_at = pkg
-            .windows(64)
-            .position(|w| w == &ciphertext[..64])
-            .unwrap();
+        let what = format!("{content:?}, fetched {fetched}");
         for tamper in [false, true] {
             let factory = device(&k, Strategy::Swap).config().factory.clone();
             let mut config = SimConfig::new(vec![k.sec1.clone()], factory);
@@ -443,48 +449,79 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
             let mut d = SimDevice::in_memory(config).unwrap();
             let stored = d.decryption_keys().to_vec();
             let keys = decryption_keys(&stored);
+            // 30 000 bytes of the ciphertext arrive, then the device resets.
             let start = {
                 let mut buf = [0u8; 2048];
                 let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
                     .with_decryption_keys(&keys);
                 let mut slots = d.slots().unwrap();
-                for block in pkg[..payload_at + 30_000].chunks(1024) {
-                    rx.feed(&mut slots, block).unwrap();
+                if fetched {
+                    for block in pkg.chunks(1024) {
+                        rx.feed(&mut slots, block).unwrap();
+                    }
+                    assert_eq!(rx.finish(&mut slots).unwrap(), Outcome::FetchImage);
+                    for block in ciphertext[..30_000].chunks(1024) {
+                        rx.feed_fetched(&mut slots, block).unwrap();
+                    }
+                } else {
+                    let at = pkg.windows(64).position(|w| w == &ciphertext[..64]);
+                    for block in pkg[..at.unwrap() + 30_000].chunks(1024) {
+                        rx.feed(&mut slots, block).unwrap();
+                    }
                 }
-                rx.payload_start().unwrap()
+                rx.payload_start()
             };
-            assert_eq!(start as usize, payload_at, "{content:?}");
             d.reboot().unwrap();
-            let journaled = d.slots().unwrap().status().download_offset;
-            assert!(journaled >= 4096, "{content:?}: {journaled}");
+            let journaled = u64::from(d.slots().unwrap().status().download_offset);
+            assert!(journaled >= 4096, "{what}: {journaled}");
             let mut buf = [0u8; 2048];
             let mut slots = d.slots().unwrap();
             let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
                 .with_decryption_keys(&keys);
-            let ResumeAt::Package(from) = rx.resume_from(&mut slots, Some(start)).unwrap() else {
-                panic!("an integrated image continues in the package")
+            let at = rx.resume_from(&mut slots, start).unwrap();
+            let mut rest = match (at, start) {
+                (ResumeAt::Package(from), Some(start)) if !fetched => {
+                    assert_eq!(from, start + journaled, "{what}");
+                    pkg[from as usize..].to_vec()
+                }
+                (ResumeAt::Image(from), None) if fetched => {
+                    assert_eq!(from, journaled, "{what}");
+                    assert_eq!(rx.fetch_uri(), Some(&b"coap://h/fw-6.enc"[..]));
+                    ciphertext[from as usize..].to_vec()
+                }
+                other => panic!("{what}: resumed at {other:?}"),
             };
-            assert_eq!(from, start + u64::from(journaled), "{content:?}");
-            let mut rest = pkg[from as usize..].to_vec();
             if tamper {
                 rest[10_000] ^= 0x01;
             }
             let result = (|| {
                 for block in rest.chunks(1024) {
-                    rx.feed(&mut slots, block)?;
+                    if fetched {
+                        rx.feed_fetched(&mut slots, block)?;
+                    } else {
+                        rx.feed(&mut slots, block)?;
+                    }
                 }
-                rx.finish(&mut slots)
+                if fetched {
+                    rx.finish_fetched(&mut slots)
+                } else {
+                    rx.finish(&mut slots)
+                }
             })();
             if tamper {
                 let e = result.unwrap_err();
-                assert_eq!(e.update_result(), UpdateResult::IntegrityFailure, "{e}");
+                assert_eq!(
+                    e.update_result(),
+                    UpdateResult::IntegrityFailure,
+                    "{what}: {e}"
+                );
                 assert_eq!(slots.status().state, State::Idle);
                 assert!(slots.request_install().is_err());
                 assert_eq!(d.reboot().unwrap().image.version, "1.0.0");
             } else {
-                assert_eq!(result.unwrap(), Outcome::Downloaded, "{content:?}");
+                assert_eq!(result.unwrap(), Outcome::Downloaded, "{what}");
                 slots.request_install().unwrap();
-                assert_eq!(d.reboot().unwrap().image.version, "6.0.0", "{content:?}");
+                assert_eq!(d.reboot().unwrap().image.version, "6.0.0", "{what}");
             }
         }
     }
