@@ -453,6 +453,17 @@ impl Harness {
         assert_eq!(self.read_string(ep, "/3/0/3").as_deref(), Some("1.0.0"));
     }
 
+    /// Resets the device (Execute /3/0/4, Device Reboot) and waits for it to register again
+    /// (the registration id changes).
+    pub fn reset(&self, ep: &str) {
+        assert_eq!(self.execute(ep, "/3/0/4"), "CHANGED(204)");
+        self.wait_until(
+            "the device to go away and come back",
+            Duration::from_secs(90),
+            || self.state_result(ep).is_some(),
+        );
+    }
+
     /// A relay to the shim's CoAP port that adds 4 ms each way, so that a reset lands in the
     /// middle of a transfer through it.
     pub fn slow_relay(&self) -> crate::relay::Relay {
@@ -485,11 +496,7 @@ impl Harness {
         });
         assert_eq!(self.state_result(ep), Some((1, 0)), "still downloading");
         let before = requests();
-        assert_eq!(self.execute(ep, "/3/0/4"), "CHANGED(204)");
-        // Re-registration after the reset (the registration id changes).
-        self.wait_until("the device to go away and come back", limit, || {
-            self.state_result(ep).is_some()
-        });
+        self.reset(ep);
         self.wait_state(ep, (2, 0), limit);
         (before, requests() - before)
     }

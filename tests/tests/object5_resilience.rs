@@ -15,14 +15,6 @@ const DOWNLOADING: i64 = 1;
 const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(90);
 
-fn reboot(h: &Harness, ep: &str) {
-    assert_eq!(h.execute(ep, "/3/0/4"), "CHANGED(204)");
-    // Re-registration after the reset (the registration id changes).
-    h.wait_until("the device to go away and come back", T, || {
-        h.state_result(ep).is_some()
-    });
-}
-
 #[test]
 fn reset_in_idle_and_downloaded_keeps_state_and_result() {
     let h = Harness::start("reset-states");
@@ -32,13 +24,13 @@ fn reset_in_idle_and_downloaded_keeps_state_and_result() {
     // Idle with a result: the result survives the reset.
     h.write_uri(ep, &h.package_uri("missing.suit"));
     h.wait_state(ep, (IDLE, 7), T);
-    reboot(&h, ep);
+    h.reset(ep);
     h.wait_state(ep, (IDLE, 7), T);
     // Downloaded: still Downloaded after the reset, with its package name and version.
     let uri = h.package("fw.suit", &PackageKind::good("2.0.0", 2, 20_000));
     h.write_uri(ep, &uri);
     h.wait_state(ep, (DOWNLOADED, 0), T);
-    reboot(&h, ep);
+    h.reset(ep);
     h.wait_state(ep, (DOWNLOADED, 0), T);
     assert_eq!(h.read_string(ep, "/5/0/7").as_deref(), Some("2.0.0"));
     // And it still installs.

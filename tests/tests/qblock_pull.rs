@@ -163,11 +163,7 @@ fn a_reboot_in_the_middle_of_a_q_block2_pull_resumes() {
         after < blocks - before / 2,
         "{after} blocks after the reset, {before} before, {blocks} in all: not resumed"
     );
-    h.execute(ep, "/5/0/2");
-    h.wait_until("2.5.0 to run", T, || {
-        h.read_string(ep, "/3/0/3").as_deref() == Some("2.5.0")
-    });
-    h.wait_state(ep, (IDLE, 1), T);
+    h.install(ep, "2.5.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

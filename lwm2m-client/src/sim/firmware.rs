@@ -6,9 +6,9 @@
 //! its whole life; the anti-rollback floor is read from the slot journal at every download.
 //! Resume data lives in the device's key-value store: the package offset where the payload
 //! starts and the package's entity tag, written once when it begins, and the entity tag of
-//! each image a two-stage pull fetches, by URI, written when its transfer begins. Encrypted payloads are
-//! decrypted with the decryption keys of the device's key store as they stream into the
-//! candidate slot (draft-ietf-suit-firmware-encryption-24).
+//! each image a two-stage pull fetches, by URI, written when its transfer begins. Encrypted
+//! payloads are decrypted with the decryption keys of the device's key store as they stream
+//! into the candidate slot (draft-ietf-suit-firmware-encryption-24).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -89,6 +89,11 @@ fn slot_result(device: &SharedDevice, e: object5::slots::SlotError) -> UpdateRes
         return UpdateResult::UpdateFailed;
     }
     PackageError::Slot(e).update_result()
+}
+
+/// An entity tag as saved with the resume data: empty when the server sent none.
+fn saved_etag(etag: Vec<u8>) -> Option<Vec<u8>> {
+    (!etag.is_empty()).then_some(etag)
 }
 
 /// PkgName / PkgVersion as the slot manager stored them from the authenticated manifest.
@@ -298,10 +303,9 @@ impl SimFirmware {
 impl FirmwareBackend for SimFirmware {
     fn stored(&mut self) -> Stored {
         // What the transfer asks for is settled by `resume`; here only whether there is one.
-        let resume = self.load_resume().or_else(|| {
-            let images = self.image_etags();
-            images.into_iter().next_back().map(|(_, etag)| (0, etag))
-        });
+        let resume = self
+            .load_resume()
+            .or_else(|| self.image_etags().pop().map(|(_, etag)| (0, etag)));
         let mut d = self.device.borrow_mut();
         let Ok(slots) = d.slots() else {
             // The flash is gone (power cut): nothing can be read back.
@@ -320,7 +324,7 @@ impl FirmwareBackend for SimFirmware {
                 .filter(|_| downloading)
                 .map(|(start, etag)| ResumePoint {
                     offset: start + u64::from(status.download_offset),
-                    etag: (!etag.is_empty()).then_some(etag),
+                    etag: saved_etag(etag),
                 }),
         }
     }
@@ -358,14 +362,13 @@ impl FirmwareBackend for SimFirmware {
                 Err(_) => Err(PackageError::Unexpected),
             }
         };
-        let etag = |e: Vec<u8>| (!e.is_empty()).then_some(e);
         match resumed {
             Ok(ResumeAt::Package(offset)) => {
                 self.stage = Stage::Envelope(rx);
                 Ok(Resumed {
                     point: ResumePoint {
                         offset,
-                        etag: envelope.and_then(|(_, e)| etag(e)),
+                        etag: envelope.and_then(|(_, e)| saved_etag(e)),
                     },
                     image_uri: None,
                 })
@@ -381,7 +384,7 @@ impl FirmwareBackend for SimFirmware {
                 Ok(Resumed {
                     point: ResumePoint {
                         offset,
-                        etag: saved.and_then(|(_, e)| etag(e)),
+                        etag: saved.and_then(|(_, e)| saved_etag(e)),
                     },
                     image_uri: Some(uri),
                 })
