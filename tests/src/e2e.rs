@@ -289,6 +289,20 @@ impl Harness {
         format!("{}/fw/{name}", self.base)
     }
 
+    /// [`Harness::device_options`] of a device in PSK mode: `identity` and the key `key_hex`
+    /// (hex), as `--psk-identity` / `--psk-key` take them.
+    pub fn psk_device_options(
+        &self,
+        endpoint: &str,
+        identity: &str,
+        key_hex: &str,
+    ) -> DeviceOptions {
+        let mut opts = self.device_options(endpoint);
+        opts.psk_identity = Some(identity.into());
+        opts.psk_key = Some(key_hex.into());
+        opts
+    }
+
     /// Options for a device named `endpoint` with its state in a new directory.
     pub fn device_options(&self, endpoint: &str) -> DeviceOptions {
         DeviceOptions {

@@ -95,9 +95,7 @@ fn a_psk_device_updates_from_the_coaps_tcp_package_host_without_a_ca() {
         h.add_psk(ep, "psk-tcp-id", "00112233445566778899aabbccddeeff"),
         200
     );
-    let mut opts = h.device_options(ep);
-    opts.psk_identity = Some("psk-tcp-id".into());
-    opts.psk_key = Some("00112233445566778899aabbccddeeff".into());
+    let mut opts = h.psk_device_options(ep, "psk-tcp-id", "00112233445566778899aabbccddeeff");
     opts.pull_ca = None;
     let dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep));

@@ -103,6 +103,18 @@ fn coap_client(args: &[&str]) -> std::process::Output {
         .expect("coap-client-openssl (libcoap3-bin) must be installed")
 }
 
+/// Our pull's settings for coaps+tcp with the test PSK identity and `key`.
+fn psk_pull(key: &[u8]) -> TcpPullConfig {
+    TcpPullConfig {
+        stall: Duration::from_secs(10),
+        psk: Some(Psk {
+            identity: PSK_IDENTITY.as_bytes().to_vec(),
+            key: key.to_vec(),
+        }),
+        ..TcpPullConfig::default()
+    }
+}
+
 #[test]
 fn libcoap_client_fetches_byte_exact_from_our_tcp_and_tls_hosts() {
     let body = image(256 * 1024 + 123);
@@ -198,14 +210,7 @@ fn a_psk_authenticates_coaps_tcp_pulls_from_our_host() {
     );
 
     let pull = |key: &[u8]| {
-        let config = TcpPullConfig {
-            stall: Duration::from_secs(10),
-            psk: Some(Psk {
-                identity: PSK_IDENTITY.as_bytes().to_vec(),
-                key: key.to_vec(),
-            }),
-            ..TcpPullConfig::default()
-        };
+        let config = psk_pull(key);
         let mut sink = MemSink::default();
         host.rt
             .block_on(fetch(&url, None, &config, &mut sink))
@@ -226,14 +231,7 @@ fn our_pull_fetches_from_libcoap_server_over_coaps_tcp_with_a_psk() {
     let (_server, port) = libcoap_server_holding(&dir, &body, &["-k", &key]);
 
     let rt = tests::runtime();
-    let config = TcpPullConfig {
-        stall: Duration::from_secs(10),
-        psk: Some(Psk {
-            identity: PSK_IDENTITY.as_bytes().to_vec(),
-            key: PSK_KEY.to_vec(),
-        }),
-        ..TcpPullConfig::default()
-    };
+    let config = psk_pull(PSK_KEY);
     let secure = format!("coaps+tcp://127.0.0.1:{}/fw", port + 1);
     let mut sink = MemSink::default();
     let done = rt

@@ -19,9 +19,7 @@ fn device_registers_over_dtls_and_updates_from_the_coaps_package_host() {
         h.add_psk(ep, "secure-dev-id", "00112233445566778899aabbccddeeff"),
         200
     );
-    let mut opts = h.device_options(ep);
-    opts.psk_identity = Some("secure-dev-id".into());
-    opts.psk_key = Some("00112233445566778899aabbccddeeff".into());
+    let opts = h.psk_device_options(ep, "secure-dev-id", "00112233445566778899aabbccddeeff");
     let dev = InThreadDevice::start(opts);
     h.wait_until("registration over DTLS", T, || h.registered(ep));
     // coaps is listed among the pull protocols now that the device has credentials.
@@ -54,9 +52,7 @@ fn a_wrong_key_never_registers() {
         h.add_psk(ep, "wrong-key-id", "000102030405060708090a0b0c0d0e0f"),
         200
     );
-    let mut opts = h.device_options(ep);
-    opts.psk_identity = Some("wrong-key-id".into());
-    opts.psk_key = Some("ffffffffffffffffffffffffffffffff".into());
+    let opts = h.psk_device_options(ep, "wrong-key-id", "ffffffffffffffffffffffffffffffff");
     let _dev = InThreadDevice::start(opts);
     // The shim counts the handshake it refuses (GET /api/server/stats), as an operator
     // watching for devices with wrong keys sees it.

@@ -135,10 +135,8 @@ fn a_q_block1_push_over_coaps_through_a_lossy_relay_installs() {
     let key = "000102030405060708090a0b0c0d0e0f";
     assert_eq!(h.add_psk(ep, "qb1-coaps-id", key), 200);
     let relay = Relay::start(any(), h.coap, Faults::lossy(0.05, 0x0d71_50b1)).expect("relay");
-    let mut opts = h.device_options(ep);
+    let mut opts = h.psk_device_options(ep, "qb1-coaps-id", key);
     opts.server = format!("coaps://{}", relay.addr());
-    opts.psk_identity = Some("qb1-coaps-id".into());
-    opts.psk_key = Some(key.into());
     opts.slot_kib = 200;
     let _dev = InThreadDevice::start(opts);
     h.wait_until("registration over DTLS", T, || h.registered(ep));

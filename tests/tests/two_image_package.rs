@@ -107,6 +107,21 @@ fn running(d: &SimDevice) -> (String, Option<String>) {
     )
 }
 
+/// A copy of the device's whole flash, to start runs from.
+fn snapshot(d: &SimDevice) -> DeviceFlash {
+    let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
+    let mut copy = DeviceFlash::new(sectors);
+    copy.restore_from(d.flash()).unwrap();
+    copy
+}
+
+/// Marks the Downloaded package for install, reboots, and returns what runs then.
+fn install_and_boot(d: &mut SimDevice) -> (String, Option<String>) {
+    d.slots().unwrap().request_install().unwrap();
+    d.reboot().unwrap();
+    running(d)
+}
+
 fn pair(v: &str) -> (String, Option<String>) {
     (v.into(), Some(v.into()))
 }
@@ -183,9 +198,7 @@ fn both_images_install_boot_and_confirm_together_with_every_strategy() {
             Outcome::Downloaded
         );
         assert_eq!(status(&mut d), (State::Downloaded, UpdateResult::Initial));
-        d.slots().unwrap().request_install().unwrap();
-        d.reboot().unwrap();
-        assert_eq!(running(&d), pair("2.0.0"), "{strategy:?}");
+        assert_eq!(install_and_boot(&mut d), pair("2.0.0"), "{strategy:?}");
         d.confirm().unwrap();
         assert_eq!(status(&mut d), (State::Idle, UpdateResult::Success));
         // The next boot verifies both again and runs them.
@@ -202,9 +215,7 @@ fn an_unconfirmed_pair_reverts_as_a_pair() {
         let (app, second) = images("2.0.0", true);
         let pkg = package(&k, &app, &second, 2, integrated());
         download(&mut d, &k, &pkg, &[]).unwrap();
-        d.slots().unwrap().request_install().unwrap();
-        d.reboot().unwrap();
-        assert_eq!(running(&d), pair("2.0.0"));
+        assert_eq!(install_and_boot(&mut d), pair("2.0.0"));
         assert!(d.confirm().is_err(), "the test image fails its self-test");
         let booted = d.reboot().unwrap();
         assert_eq!(booted.path, BootPath::Reverted);
@@ -301,9 +312,7 @@ fn fetched_images_of_a_two_stage_package_land_in_their_regions() {
         download(&mut d, &k, &pkg, &[(u0, &app), (u1, &second)]).unwrap(),
         Outcome::Downloaded
     );
-    d.slots().unwrap().request_install().unwrap();
-    d.reboot().unwrap();
-    assert_eq!(running(&d), pair("3.0.0"));
+    assert_eq!(install_and_boot(&mut d), pair("3.0.0"));
 }
 
 /// Feeds `pkg[..cut]` to a new download, resets the device and returns where the payload
@@ -399,9 +408,7 @@ fn an_interrupted_two_image_download_resumes() {
             (from as usize) < cut && (from as usize) > app_at,
             "{what}: from {from}"
         );
-        d.slots().unwrap().request_install().unwrap();
-        d.reboot().unwrap();
-        assert_eq!(running(&d), pair("2.0.0"), "{what}");
+        assert_eq!(install_and_boot(&mut d), pair("2.0.0"), "{what}");
     }
 }
 
@@ -451,9 +458,11 @@ fn an_interrupted_fetched_image_continues_at_its_journaled_sector() {
         assert_eq!(at, ResumeAt::Image(journaled - image_at), "image {cut_in}");
         assert!(journaled - image_at >= 4096, "image {cut_in}: {journaled}");
         assert_eq!(outcome, Outcome::Downloaded, "image {cut_in}");
-        d.slots().unwrap().request_install().unwrap();
-        d.reboot().unwrap();
-        assert_eq!(running(&d), pair("2.0.0"), "image {cut_in} at {uri}");
+        assert_eq!(
+            install_and_boot(&mut d),
+            pair("2.0.0"),
+            "image {cut_in} at {uri}"
+        );
     }
 }
 
@@ -523,12 +532,6 @@ fn power_cut_sweep(fetched: bool) {
     };
     let fetches = &fetches[..];
     let mut d = device(&k, Strategy::AB);
-    let snapshot = |d: &SimDevice| {
-        let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
-        let mut copy = DeviceFlash::new(sectors);
-        copy.restore_from(d.flash()).unwrap();
-        copy
-    };
     let factory = snapshot(&d);
     d.flash_mut().power_on();
     let before = d.flash().ops();
@@ -560,9 +563,11 @@ fn power_cut_sweep(fetched: bool) {
                 Ok(Outcome::Downloaded),
                 "cut after {ops} ops ({mode:?})"
             );
-            d.slots().unwrap().request_install().unwrap();
-            d.reboot().unwrap();
-            assert_eq!(running(&d), pair("2.0.0"), "cut after {ops} ops ({mode:?})");
+            assert_eq!(
+                install_and_boot(&mut d),
+                pair("2.0.0"),
+                "cut after {ops} ops ({mode:?})"
+            );
         }
     }
     assert!(resumed > 50, "only {resumed} resumed of {total} ops");
@@ -616,9 +621,11 @@ fn power_cut_sweep(fetched: bool) {
                 Ok(Outcome::Downloaded),
                 "resume cut at {ops} ({mode:?})"
             );
-            d.slots().unwrap().request_install().unwrap();
-            d.reboot().unwrap();
-            assert_eq!(running(&d), pair("2.0.0"), "resume cut at {ops} ({mode:?})");
+            assert_eq!(
+                install_and_boot(&mut d),
+                pair("2.0.0"),
+                "resume cut at {ops} ({mode:?})"
+            );
         }
     }
     assert!(
@@ -648,12 +655,6 @@ fn a_power_cut_anywhere_in_install_or_revert_never_mixes_the_images() {
     let pkg = package(&k, &app, &second, 2, integrated());
     download(&mut d, &k, &pkg, &[]).unwrap();
     d.slots().unwrap().request_install().unwrap();
-    let snapshot = |d: &SimDevice| {
-        let sectors = d.flash().contents().len() / device_port::device::SECTOR_SIZE;
-        let mut copy = DeviceFlash::new(sectors);
-        copy.restore_from(d.flash()).unwrap();
-        copy
-    };
     let pending = snapshot(&d);
     d.reboot().unwrap();
     assert_eq!(running(&d), pair("2.0.0"));
