@@ -481,30 +481,26 @@ impl Harness {
     /// A relay to the shim's CoAP port that adds 4 ms each way, so that a reset lands in the
     /// middle of a transfer through it.
     pub fn slow_relay(&self) -> crate::relay::Relay {
-        let faults = crate::relay::Faults {
-            delay: Duration::from_millis(4),
-            ..Default::default()
-        };
-        crate::relay::Relay::start("127.0.0.1:0".parse().expect("addr"), self.coap, faults)
-            .expect("relay starts")
+        slow_relay_to(self.coap)
     }
 
-    /// Pulls package `name` through `relay` ([`Harness::slow_relay`]), resets the device
-    /// (Execute /3/0/4) once more than `reset_after` requests went through it, and waits for
-    /// it to come back and report Downloaded. Returns the requests before the reset and after
+    /// Pulls the package at `uri`, resets the device (Execute /3/0/4) once more than
+    /// `reset_after` requests went through `relay` (a slow one, [`Harness::slow_relay`], on
+    /// the way of the package or of the image it names), and waits for it to come back and
+    /// report Downloaded. Returns the requests through `relay` before the reset and after
     /// it: a resumed pull asks only for the rest.
     pub fn pull_with_reset(
         &self,
         ep: &str,
+        uri: &str,
         relay: &crate::relay::Relay,
-        name: &str,
         reset_after: u64,
     ) -> (u64, u64) {
         use std::sync::atomic::Ordering;
         let limit = Duration::from_secs(90);
         // Each request and its response go through the relay.
         let requests = || relay.stats().forwarded.load(Ordering::Relaxed) / 2;
-        self.write_uri(ep, &format!("coap://{}/fw/{name}", relay.addr()));
+        self.write_uri(ep, uri);
         self.wait_until(&format!("{reset_after} requests"), limit, || {
             requests() > reset_after
         });
@@ -520,7 +516,8 @@ impl Harness {
     /// of it again; then it installs `version`.
     pub fn pull_resumes_and_installs(&self, ep: &str, name: &str, blocks: u64, version: &str) {
         let relay = self.slow_relay();
-        let (before, after) = self.pull_with_reset(ep, &relay, name, blocks / 3);
+        let uri = format!("coap://{}/fw/{name}", relay.addr());
+        let (before, after) = self.pull_with_reset(ep, &uri, &relay, blocks / 3);
         assert!(
             after < blocks - before / 2,
             "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
@@ -602,6 +599,17 @@ pub fn trusted_signer(dir: &Path) -> (Signer, PathBuf) {
     let anchor = dir.join("anchor.pub.pem");
     std::fs::write(&anchor, &signer.public_pem).expect("anchor");
     (signer, anchor)
+}
+
+/// A relay to `to` (a CoAP server on loopback) that adds 4 ms each way, so that a reset lands
+/// in the middle of a transfer through it.
+pub fn slow_relay_to(to: SocketAddr) -> crate::relay::Relay {
+    let faults = crate::relay::Faults {
+        delay: Duration::from_millis(4),
+        ..Default::default()
+    };
+    crate::relay::Relay::start("127.0.0.1:0".parse().expect("addr"), to, faults)
+        .expect("relay starts")
 }
 
 /// Reads a whole file (test data).

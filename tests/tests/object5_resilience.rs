@@ -1,5 +1,6 @@
 //! Object 5 across resets and power loss, over real UDP with the shim as the server: a reset
-//! in each State, a pull interrupted by a reset that resumes instead of restarting, a package
+//! in each State, a pull interrupted by a reset that resumes instead of restarting (also a
+//! two-stage pull's image hosted by aiocoap's file server), a package
 //! past 4 MiB (block numbers beyond 4096), and black-box runs where the device loses power at
 //! a random flash operation of a networked update and still ends with a working image and a
 //! truthful State / Update Result.
@@ -8,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use lwm2m_client::sim::device::CliError;
 use lwm2m_client::sim::InThreadDevice;
-use tests::e2e::{Harness, PackageKind};
+use object5::author::Delivery;
+use tests::e2e::{slow_relay_to, Harness, PackageKind};
+use tests::process::{aiocoap_fileserver, free_udp_port};
 
 const IDLE: i64 = 0;
 const DOWNLOADING: i64 = 1;
@@ -152,4 +155,34 @@ fn power_cut_at_random_flash_operations_during_a_networked_update() {
         let uri = h.package("fw.suit", &PackageKind::good("2.0.0", 2, 30_000));
         update_with_power_cut(&h, &format!("cut{run}"), cut, partial, &uri);
     }
+}
+
+/// A two-stage pull whose image aiocoap's file server hosts (PyPI aiocoap: its own Block2
+/// and ETags), cut by a reset while the image streams in: the device resumes that image's
+/// fetch from aiocoap at its journaled sector, under aiocoap's ETag, and installs it.
+#[test]
+fn a_reset_in_a_two_stage_pull_resumes_the_image_from_aiocoaps_file_server() {
+    let h = Harness::start("resume-aiocoap");
+    let ep = "resume-aiocoap";
+    let mut opts = h.device_options(ep);
+    opts.slot_kib = 160;
+    opts.pull_block_size = 512;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    // aiocoap serves the shim's package directory, where the image is written below.
+    let port = free_udp_port();
+    let _aiocoap = aiocoap_fileserver(&h.dir.join("packages"), port);
+    let relay = slow_relay_to(([127, 0, 0, 1], port).into());
+    let len = 140 * 1024;
+    let mut kind = PackageKind::good("2.5.0", 2, len);
+    kind.delivery = Delivery::Uri(format!("coap://{}/image-2.5.0.bin", relay.addr()));
+    let uri = h.package("manifest-2.5.0.suit", &kind);
+    let blocks = len.div_ceil(512) as u64;
+    let (before, after) = h.pull_with_reset(ep, &uri, &relay, blocks / 3);
+    assert!(
+        after < blocks - before / 2,
+        "{after} requests to aiocoap after the reset, {before} before, {blocks} blocks: \
+         not resumed"
+    );
+    h.install(ep, "2.5.0");
 }

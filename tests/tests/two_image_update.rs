@@ -131,7 +131,8 @@ fn reset_inside_the_second_image(tag: &str, fetched: bool) -> (u64, u64, u64) {
     h.package("big-two.suit", &kind);
     let blocks = (app_len + second_len).div_ceil(512) as u64;
     let app_blocks = app_len.div_ceil(512) as u64;
-    let (before, after) = h.pull_with_reset(ep, &relay, "big-two.suit", app_blocks + 60);
+    let uri = format!("coap://{}/fw/big-two.suit", relay.addr());
+    let (before, after) = h.pull_with_reset(ep, &uri, &relay, app_blocks + 60);
     assert!(before < blocks - 10, "the pull ended before the reset");
     h.install(ep, "2.0.0");
     assert_eq!(images_after_stop(dev, &opts), pair("2.0.0"));
