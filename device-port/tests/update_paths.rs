@@ -293,22 +293,36 @@ fn package_uri_name_and_version_persist_across_reboots() {
     let mut device = SimDevice::in_memory(fx.config(Strategy::AB)).unwrap();
     {
         let mut slots = device.slots().unwrap();
-        slots
-            .set_package_uri(b"coap://127.0.0.1:5683/fw/2.0.0")
-            .unwrap();
         slots.set_package_info(b"sim-fw", b"2.0.0").unwrap();
-        assert_eq!(
-            slots.set_package_uri(&[b'x'; 256]),
-            Err(SlotError::FieldTooLong)
-        );
+        slots
+            .request_download(b"coap://127.0.0.1:5683/fw/2.0.0")
+            .unwrap();
     }
+    // The request survives the reboot: the device still owes the server that pull.
     device.reboot().unwrap();
-    let slots = device.slots().unwrap();
+    assert_eq!(device.booted().unwrap().path, BootPath::Normal);
+    let mut slots = device.slots().unwrap();
+    let s = slots.status();
+    assert_eq!(
+        (s.phase, s.state, s.result),
+        (
+            Some(Phase::Requested),
+            State::Downloading,
+            UpdateResult::Initial
+        )
+    );
     assert_eq!(slots.package_uri(), b"coap://127.0.0.1:5683/fw/2.0.0");
     assert_eq!(
         (slots.package_name(), slots.package_version()),
         (&b"sim-fw"[..], &b"2.0.0"[..])
     );
+    // A URI too long to keep is journaled empty: the request stands, its URI does not.
+    assert_eq!(
+        slots.request_download(&[b'x'; 256]),
+        Err(SlotError::FieldTooLong)
+    );
+    assert_eq!(slots.status().phase, Some(Phase::Requested));
+    assert_eq!(slots.package_uri(), b"");
 }
 
 #[test]

@@ -38,7 +38,8 @@ pub struct Stored {
     pub state: State,
     /// Update Result as journaled.
     pub result: UpdateResult,
-    /// Package URI (/5/0/1) of the last pull.
+    /// Package URI (/5/0/1) of the last pull; empty after a push began. With State
+    /// Downloading, the pull the reboot interrupted.
     pub uri: String,
     /// PkgName (/5/0/6) of the stored or installed package.
     pub name: String,
@@ -88,8 +89,11 @@ pub trait FirmwareBackend {
     fn capacity(&self) -> Option<u32> {
         None
     }
-    /// Persists the Package URI.
-    fn save_uri(&mut self, _uri: &str) -> Result<(), UpdateResult> {
+    /// A download was accepted: a pull of `uri`, or a push when `uri` is empty. Persists it as
+    /// under way before any package byte arrives, so that after a reset the device still
+    /// owes it: [`Stored`] then says Downloading, with the URI of a pull to start again (an
+    /// empty one ends as Update Result 4).
+    fn download_requested(&mut self, _uri: &str) -> Result<(), UpdateResult> {
         Ok(())
     }
     /// A new package starts at byte 0; `etag` identifies a pulled entity for a later resume.

@@ -201,21 +201,23 @@ impl Machine {
     ///
     /// The specification says that after a reboot State is Downloaded if a valid package that is
     /// not installed is present, else Idle, and that Update Result keeps its value. A download
-    /// that was under way continues only when the caller can resume it (`can_resume`); an
-    /// interrupted transfer that cannot resume ends as "connection lost" (4). `Updating` is not
-    /// restored here: the boot outcome decides it through [`Machine::install_finished`].
+    /// that was under way continues (as Anjay's persisted resume does) when the caller can go
+    /// on with it (`can_continue`: a pull, resumed or started again); an interrupted transfer
+    /// that cannot (a push) ends as "connection lost" (4).
+    /// `Updating` is not restored here: the boot outcome decides it through
+    /// [`Machine::install_finished`].
     pub fn restore(
         stored_state: Option<State>,
         stored_result: Option<UpdateResult>,
         package_valid: bool,
-        can_resume: bool,
+        can_continue: bool,
         protocols: Protocols,
     ) -> Self {
         let mut m = Machine::new(protocols);
         // An unknown stored result is reported as 0 rather than invented.
         m.result = stored_result.unwrap_or(UpdateResult::Initial);
         m.state = match stored_state {
-            Some(State::Downloading) if can_resume => State::Downloading,
+            Some(State::Downloading) if can_continue => State::Downloading,
             Some(State::Downloading) => {
                 m.result = UpdateResult::ConnectionLost;
                 State::Idle

@@ -527,9 +527,14 @@ impl Harness {
 
     /// Pushes a package to /5/0/0 (Block1) the way Leshan's REST API does.
     pub fn push(&self, ep: &str, bytes: &[u8]) -> (u16, Value) {
+        self.push_within(ep, bytes, 300)
+    }
+
+    /// [`Harness::push`] that the shim gives up after `timeout_s` seconds.
+    pub fn push_within(&self, ep: &str, bytes: &[u8], timeout_s: u32) -> (u16, Value) {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         self.put(
-            &format!("/api/clients/{ep}/5/0/0?format=OPAQUE&timeout=300"),
+            &format!("/api/clients/{ep}/5/0/0?format=OPAQUE&timeout={timeout_s}"),
             &serde_json::json!({"id": 0, "kind": "singleResource", "type": "opaque", "value": hex}),
         )
     }

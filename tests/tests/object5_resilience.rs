@@ -29,6 +29,11 @@ fn reset_in_idle_and_downloaded_keeps_state_and_result() {
     h.wait_state(ep, (IDLE, 7), T);
     h.reset(ep);
     h.wait_state(ep, (IDLE, 7), T);
+    // A scheme the device does not support fails at once (9), and that is kept too.
+    h.write_uri(ep, "ftp://127.0.0.1/fw.suit");
+    h.wait_state(ep, (IDLE, 9), T);
+    h.reset(ep);
+    assert_eq!(h.state_result(ep), Some((IDLE, 9)));
     // Downloaded: still Downloaded after the reset, with its package name and version.
     let uri = h.package("fw.suit", &PackageKind::good("2.0.0", 2, 20_000));
     h.write_uri(ep, &uri);
@@ -185,4 +190,68 @@ fn a_reset_in_a_two_stage_pull_resumes_the_image_from_aiocoaps_file_server() {
          not resumed"
     );
     h.install(ep, "2.5.0");
+}
+
+/// A reset after the Package URI was written but before the package's manifest arrived (the
+/// host did not answer yet): the device still owes the server that download. It comes back
+/// Downloading, pulls the package from its start once the host answers, and installs it.
+#[test]
+fn a_reset_before_the_first_block_arrives_restarts_the_pull() {
+    let h = Harness::start("reset-early");
+    let ep = "reset-early";
+    let _dev = InThreadDevice::start(h.device_options(ep));
+    h.wait_until("registration", T, || h.registered(ep));
+    h.package("early.suit", &PackageKind::good("2.1.0", 2, 20_000));
+    let relay = h.slow_relay();
+    relay.set_cut(true);
+    let uri = format!("coap://{}/fw/early.suit", relay.addr());
+    h.write_uri(ep, &uri);
+    h.wait_until("the first block request", T, || {
+        relay
+            .stats()
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    });
+    assert_eq!(h.state_result(ep), Some((DOWNLOADING, 0)));
+    h.reset(ep);
+    let after_reset = h.state_result(ep);
+    relay.set_cut(false);
+    assert_eq!(after_reset, Some((DOWNLOADING, 0)), "after the reset");
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    h.install(ep, "2.1.0");
+}
+
+/// A reset in the middle of a push (Block1 to /5/0/0), on a device that pulled an earlier
+/// package: a push cannot continue (the server sends the package), so the device reports
+/// Idle with Update Result 4 and does not turn the push into a pull of the old Package URI.
+#[test]
+fn a_reset_in_a_push_after_a_pull_ends_with_connection_lost() {
+    let h = Harness::start("push-reset");
+    let ep = "push-reset";
+    let mut opts = h.device_options(ep);
+    opts.slot_kib = 160;
+    // Registered through a slow relay, so that the push lasts long enough to be cut.
+    let relay = h.slow_relay();
+    opts.server = format!("coap://{}", relay.addr());
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    let uri = h.package("old.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    h.write_uri(ep, &uri);
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    h.install(ep, "2.0.0");
+    h.package("new.suit", &PackageKind::good("3.0.0", 3, 140 * 1024));
+    let pkg = std::fs::read(h.dir.join("packages/new.suit")).expect("package");
+    std::thread::scope(|s| {
+        s.spawn(|| h.push_within(ep, &pkg, 5));
+        h.wait_until("the push to begin", T, || {
+            h.state_result(ep) == Some((DOWNLOADING, 0))
+        });
+        h.reset(ep);
+    });
+    h.wait_until("the device to settle", T, || {
+        h.state_result(ep).is_some_and(|(s, _)| s != DOWNLOADING)
+    });
+    assert_eq!(h.state_result(ep), Some((IDLE, 4)));
+    assert_eq!(h.read_string(ep, "/3/0/3").as_deref(), Some("2.0.0"));
 }

@@ -406,7 +406,7 @@ fn app_step(
         Some(Phase::Idle) if result != UpdateResult::Initial => Ok(AppStep::Done),
         // A reverted package stays Downloaded (result 8): retrying is the server's call.
         Some(Phase::Downloaded) if result == UpdateResult::UpdateFailed => Ok(AppStep::Done),
-        Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) => {
+        Some(Phase::Idle | Phase::Requested | Phase::Downloading | Phase::Downloaded) => {
             let outcome = {
                 let mut slots = device.slots()?;
                 download_and_install(&mut slots, pkg, phase)
@@ -426,6 +426,11 @@ fn download_and_install(
     phase: Option<Phase>,
 ) -> Result<(), object5::slots::SlotError> {
     if phase != Some(Phase::Downloaded) {
+        if phase == Some(Phase::Idle) {
+            // As Object 5 does when the Package URI is written: a cut from here on still
+            // shows the download, which the next boot starts again (Requested) or resumes.
+            slots.request_download(b"coap://127.0.0.1/fw/2.0.0")?;
+        }
         let mut writer = if phase == Some(Phase::Downloading) {
             slots.resume_download()?
         } else {

@@ -93,16 +93,7 @@ impl<B: FirmwareBackend> Core<B> {
     fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::None | Effect::StartPush => {}
-            Effect::StartPull(protocol) => {
-                self.generation = self.generation.wrapping_add(1);
-                self.pull = Some(PullJob {
-                    uri: self.uri.clone(),
-                    protocol,
-                    resume: None,
-                    image_stage: false,
-                    generation: self.generation,
-                });
-            }
+            Effect::StartPull(protocol) => self.pull_package(protocol),
             Effect::DiscardPackage => {
                 self.generation = self.generation.wrapping_add(1);
                 self.pull = None;
@@ -114,6 +105,19 @@ impl<B: FirmwareBackend> Core<B> {
             Effect::Install => self.install(),
             Effect::InstallAt(t) => self.install_at = Some(t),
         }
+    }
+
+    /// Queues a pull of the package at the Package URI from its start, replacing any transfer
+    /// under way.
+    fn pull_package(&mut self, protocol: Protocol) {
+        self.generation = self.generation.wrapping_add(1);
+        self.pull = Some(PullJob {
+            uri: self.uri.clone(),
+            protocol,
+            resume: None,
+            image_stage: false,
+            generation: self.generation,
+        });
     }
 
     fn install(&mut self) {
@@ -187,17 +191,18 @@ impl<B: FirmwareBackend> FirmwareUpdate<B> {
     }
 
     /// The object after a boot: State and Update Result restored from what the backend
-    /// persisted (Downloaded when a verified package is stored, a download interrupted by the
-    /// reboot resumes when it can). `protocols` are the pull protocols built in (/5/0/8);
-    /// `epoch_ms` is the Unix time at engine time 0.
+    /// persisted (Downloaded when a verified package is stored; a pull interrupted by the
+    /// reboot resumes where it can, else starts again; an interrupted push ends with 4).
+    /// `protocols` are the pull protocols built in (/5/0/8); `epoch_ms` is the Unix time at
+    /// engine time 0.
     pub fn with_pull(mut backend: B, protocols: Protocols, epoch_ms: u64) -> Self {
         let stored: Stored = backend.stored();
-        let can_resume = stored.resume.is_some() && !stored.uri.is_empty();
+        let is_pull = !stored.uri.is_empty();
         let mut machine = Machine::restore(
             Some(stored.state),
             Some(stored.result),
             stored.state == State::Downloaded,
-            can_resume,
+            is_pull,
             protocols,
         );
         let mut pull = None;
@@ -492,8 +497,18 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
                 let t = c.now_s(now);
                 let effect = c.machine.write_package_uri(uri, t).map_err(refusal)?;
                 c.uri = uri.clone();
-                // Persisting the URI is best effort: a full field only loses resume.
-                let _ = c.backend.save_uri(uri);
+                match effect {
+                    // Best effort: a URI too long to persist only ends as 4 after a reset.
+                    Effect::StartPull(_) => {
+                        let _ = c.backend.download_requested(uri);
+                    }
+                    // An unusable URI already failed (7 or 9): persisted like any failure.
+                    Effect::None => {
+                        let result = c.machine.result();
+                        c.backend.discard(result);
+                    }
+                    _ => {}
+                }
                 c.apply(effect);
                 Ok(Completion::Done)
             }
@@ -539,6 +554,12 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
             c.generation = c.generation.wrapping_add(1);
             c.pull = None;
             c.next_offset = 0;
+            // A push has no Package URI: a reset cannot turn it into a pull of an older one.
+            c.uri.clear();
+            if let Err(r) = c.backend.download_requested("") {
+                c.download_failed(r, now);
+                return Err(OpError::BadRequest);
+            }
             let cap = c.backend.capacity();
             if chunk.total.zip(cap).is_some_and(|(total, cap)| total > cap) {
                 c.download_failed(UpdateResult::NotEnoughFlash, now);

@@ -333,11 +333,13 @@ impl FirmwareBackend for SimFirmware {
         Some(self.device.borrow().config().layout().image_capacity())
     }
 
-    fn save_uri(&mut self, uri: &str) -> Result<(), UpdateResult> {
+    fn download_requested(&mut self, uri: &str) -> Result<(), UpdateResult> {
+        self.close();
+        self.forget_resume();
         let mut d = self.device.borrow_mut();
         let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
         slots
-            .set_package_uri(uri.as_bytes())
+            .request_download(uri.as_bytes())
             .map_err(|e| PackageError::Slot(e).update_result())
     }
 

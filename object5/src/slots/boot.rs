@@ -3,7 +3,7 @@
 //!
 //! | journal phase | swap | A/B | overwrite |
 //! |---|---|---|---|
-//! | Idle, Downloading, Downloaded | run slot 0 | run active | run slot 0 |
+//! | Idle, Requested, Downloading, Downloaded | run slot 0 | run active | run slot 0 |
 //! | Pending, candidate verifies | swap, then Testing | flip, Testing | copy, Testing |
 //! | Pending, candidate fails | Idle, result 5, run old | same | same |
 //! | Installing | resume swap, Testing | (never written) recover | resume copy, Testing |
@@ -89,7 +89,7 @@ impl<F: NorFlash> SlotManager<'_, F> {
             (None, _)
             | (Some(Phase::Installing | Phase::Reverting), Strategy::AB)
             | (Some(Phase::Reverting), Strategy::Overwrite) => self.recover(auth),
-            (Some(Phase::Idle | Phase::Downloading | Phase::Downloaded), _) => {
+            (Some(Phase::Idle | Phase::Requested | Phase::Downloading | Phase::Downloaded), _) => {
                 decision(running, BootPath::Normal)
             }
             (Some(Phase::Pending), _) => {
@@ -191,7 +191,10 @@ impl<F: NorFlash> SlotManager<'_, F> {
     /// `slot` as the running one, so a recovery firmware can install an update.
     fn no_image(&mut self, slot: usize, result: UpdateResult) -> Result<BootDecision, SlotError> {
         let ready = self.known
-            && matches!(self.record.phase, Some(Phase::Idle | Phase::Downloading))
+            && matches!(
+                self.record.phase,
+                Some(Phase::Idle | Phase::Requested | Phase::Downloading)
+            )
             && self.running_slot() == Some(slot);
         if !ready {
             self.finish(result, slot)?;

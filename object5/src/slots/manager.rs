@@ -181,11 +181,36 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             .map(|&a| a + self.layout.sector_size)
     }
 
-    /// Stores the Package URI (/5/0/1) as resume data for a pull download.
-    pub fn set_package_uri(&mut self, uri: &[u8]) -> Result<(), SlotError> {
+    /// A download was requested: a pull of `uri` (/5/0/1), or a push when `uri` is empty.
+    /// Journals [`Phase::Requested`] with Update Result 0 and the URI, so that a reset before
+    /// [`SlotManager::begin_download`] still shows a download under way (the caller restarts
+    /// the pull, or reports 4 for a push); a stored candidate is no longer claimed. A URI
+    /// longer than [`MAX_URI`](super::record::MAX_URI) is journaled empty (a reset then ends
+    /// that pull with 4 rather than forgetting it) and refused with `FieldTooLong`. Refused
+    /// during install, test or revert.
+    pub fn request_download(&mut self, uri: &[u8]) -> Result<(), SlotError> {
+        self.check_not_installing()?;
+        let field = Field::new(uri);
         let mut next = self.record;
-        next.uri = Field::new(uri).ok_or(SlotError::FieldTooLong)?;
-        self.commit(next)
+        next.phase = Some(Phase::Requested);
+        next.result = Some(UpdateResult::Initial);
+        next.offset = 0;
+        next.uri = field.unwrap_or(Field::EMPTY);
+        self.commit(next)?;
+        field.map(|_| ()).ok_or(SlotError::FieldTooLong)
+    }
+
+    /// Refuses with `Busy` unless the journal is known and no install, test, revert or
+    /// restore is under way (the phases a download or a result may change).
+    fn check_not_installing(&self) -> Result<(), SlotError> {
+        match self.record.phase {
+            Some(Phase::Idle | Phase::Requested | Phase::Downloading | Phase::Downloaded)
+                if self.known =>
+            {
+                Ok(())
+            }
+            other => Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
+        }
     }
 
     /// Stores PkgName and PkgVersion (/5/0/6, /5/0/7) of the candidate.
@@ -219,10 +244,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
         len: usize,
         write_head: impl FnOnce(&mut [u8]) -> Option<()>,
     ) -> Result<DownloadWriter<'_, 'b, F>, SlotError> {
-        match self.record.phase {
-            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
-        }
+        self.check_not_installing()?;
         if facts.sequence <= self.record.floor {
             return Err(SlotError::Rollback {
                 sequence: facts.sequence,
@@ -239,12 +261,16 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
             return Err(SlotError::EnvelopeTooLarge);
         }
         let slot = self.candidate_slot().ok_or(SlotError::Busy(Phase::Idle))?;
-        if self.record.phase != Some(Phase::Idle) {
-            // The stored candidate is about to be erased: stop claiming it first.
-            let mut idle = self.record;
-            idle.phase = Some(Phase::Idle);
-            idle.offset = 0;
-            self.commit(idle)?;
+        if matches!(
+            self.record.phase,
+            Some(Phase::Downloading | Phase::Downloaded)
+        ) {
+            // The stored candidate is about to be erased: stop claiming it first, still
+            // showing the download that replaces it.
+            let mut unclaimed = self.record;
+            unclaimed.phase = Some(Phase::Requested);
+            unclaimed.offset = 0;
+            self.commit(unclaimed)?;
         }
         // The journal uses the work buffer too: the head goes in only after the commit above.
         let head = self.buf.get_mut(..len).ok_or(SlotError::EnvelopeTooLarge)?;
@@ -298,10 +324,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     /// Stores an Update Result without changing the phase (e.g. 7 after an invalid Package
     /// URI, 11 after a deferral). Refused during install, test or revert.
     pub fn set_result(&mut self, result: UpdateResult) -> Result<(), SlotError> {
-        match self.record.phase {
-            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
-        }
+        self.check_not_installing()?;
         let mut next = self.record;
         next.result = Some(result);
         self.commit(next)
@@ -310,10 +333,7 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     /// Ends a download or discards a stored candidate: `Idle` with `result` (e.g. 4 for a lost
     /// connection, 10 for a cancel).
     pub fn abort_download(&mut self, result: UpdateResult) -> Result<(), SlotError> {
-        match self.record.phase {
-            Some(Phase::Idle | Phase::Downloading | Phase::Downloaded) if self.known => {}
-            other => return Err(SlotError::Busy(other.unwrap_or(Phase::Idle))),
-        }
+        self.check_not_installing()?;
         let mut next = self.record;
         next.phase = Some(Phase::Idle);
         next.result = Some(result);

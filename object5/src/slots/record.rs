@@ -49,6 +49,11 @@ pub enum Phase {
     /// The running image failed verification at boot and the bootloader is copying (swap:
     /// swapping) the other slot's verified image into the primary slot; ends `Idle`.
     Restoring = 8,
+    /// A download was requested (Package URI written, or a push began) and no package byte is
+    /// stored yet: Object 5 State Downloading, the candidate slot unclaimed. Journaled so that
+    /// a reset before the manifest arrives is not forgotten: the pull starts again, a push
+    /// ends with Update Result 4. Bootloaders treat it as `Idle`.
+    Requested = 9,
 }
 
 impl Phase {
@@ -63,6 +68,7 @@ impl Phase {
             6 => Self::Testing,
             7 => Self::Reverting,
             8 => Self::Restoring,
+            9 => Self::Requested,
             _ => return None,
         })
     }
@@ -71,7 +77,7 @@ impl Phase {
     pub const fn object5_state(self) -> State {
         match self {
             Self::Idle => State::Idle,
-            Self::Downloading => State::Downloading,
+            Self::Requested | Self::Downloading => State::Downloading,
             Self::Downloaded => State::Downloaded,
             Self::Pending
             | Self::Installing
