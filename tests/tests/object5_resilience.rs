@@ -255,3 +255,42 @@ fn a_reset_in_a_push_after_a_pull_ends_with_connection_lost() {
     assert_eq!(h.state_result(ep), Some((IDLE, 4)));
     assert_eq!(h.read_string(ep, "/3/0/3").as_deref(), Some("2.0.0"));
 }
+
+/// A two-stage pull cut by a reset while its image streams in, after which the operator
+/// replaced the package (a new manifest and a new image under the same names): the image's
+/// entity tag no longer matches the stored part, so the device starts the package again from
+/// the Package URI, gets the new manifest and image, and installs the new version.
+#[test]
+fn an_image_replaced_under_a_resume_restarts_the_package() {
+    let h = Harness::start("resume-replaced");
+    let ep = "resume-replaced";
+    let mut opts = h.device_options(ep);
+    opts.slot_kib = 160;
+    opts.pull_block_size = 512;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    let relay = h.slow_relay();
+    let len = 140 * 1024;
+    let two_stage = |version: &str, seq: u64| {
+        let mut kind = PackageKind::good(version, seq, len);
+        kind.delivery = Delivery::Uri(format!("coap://{}/fw/image.bin", relay.addr()));
+        h.package("manifest.suit", &kind)
+    };
+    let uri = two_stage("2.5.0", 2);
+    h.write_uri(ep, &uri);
+    let requests = || {
+        relay
+            .stats()
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed)
+            / 2
+    };
+    let blocks = len.div_ceil(512) as u64;
+    h.wait_until("a third of the image", T, || requests() > blocks / 3);
+    relay.set_cut(true);
+    two_stage("2.6.0", 3);
+    h.reset(ep);
+    relay.set_cut(false);
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    h.install(ep, "2.6.0");
+}

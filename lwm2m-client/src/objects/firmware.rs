@@ -397,9 +397,17 @@ impl<B: FirmwareBackend> PackageSink for PullSink<B> {
                     self.skip = at - from;
                     return Ok(());
                 }
-                // The image changed under a resume (or a transfer went astray): the stored
-                // part belongs to another entity and the package cannot be started here.
-                Some(at) if at > 0 => return Err(SinkError(UpdateResult::ConnectionLost)),
+                // The image changed under a resume: the stored part belongs to another
+                // entity, and the manifest that named the image may have changed with it, so
+                // the package starts again from the Package URI (this transfer is replaced).
+                Some(at) if at > 0 && from == 0 => {
+                    let protocols = c.machine.protocols;
+                    let protocol = object5::machine::check_uri(&c.uri, protocols)
+                        .map_err(|e| SinkError(e.update_result()))?;
+                    c.pull_package(protocol);
+                    return Err(SinkError(UpdateResult::Cancelled));
+                }
+                // A transfer that went astray.
                 _ if from != 0 => return Err(SinkError(UpdateResult::ConnectionLost)),
                 _ => {}
             }
