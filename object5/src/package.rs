@@ -115,6 +115,16 @@ pub enum ResumeAt {
     Image(u64),
 }
 
+/// Envelope offsets of the integrated images' first payload bytes, once known: what a
+/// download persists so that [`PackageReceiver::resume_from`] can continue inside either image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PayloadStarts {
+    /// Component 0's (the application's) payload.
+    pub first: Option<u64>,
+    /// Component 1's payload, when that image is integrated.
+    pub second: Option<u64>,
+}
+
 /// Gives payload bytes to the slot writer; the verifier calls it from inside `feed`.
 struct SlotSink<'x, 'b, F: NorFlash> {
     slots: &'x mut SlotManager<'b, F>,
@@ -190,8 +200,12 @@ pub struct PackageReceiver<'b, 'p, C: CryptoBackend> {
     download: Option<Download>,
     /// Envelope bytes consumed so far (resume offsets are in these units).
     consumed: u64,
-    /// Envelope offset of the first image byte, once known: persist it for a resume.
+    /// Envelope offset of component 0's first image byte, once known (persisted for a resume).
     payload_start: Option<u64>,
+    /// Envelope offset of component 1's first image byte, as persisted before a resume.
+    second_start: Option<u64>,
+    /// Envelope offset the verifier's stream began at (a resume's offset, else 0).
+    fed_from: u64,
     /// Two-stage pull: a fetched image has begun.
     fetching: bool,
 }
@@ -261,6 +275,8 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             download: None,
             consumed: 0,
             payload_start: None,
+            second_start: None,
+            fed_from: 0,
             fetching: false,
         }
     }
@@ -276,23 +292,24 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
 
     /// Turns a fresh receiver into the continuation of the download the slot manager
     /// journaled as Downloading before a reboot; says what the transfer must ask for.
-    /// `payload_start` is [`PackageReceiver::payload_start`] as persisted then (`None` when
-    /// no integrated payload had begun, e.g. in a two-stage pull's image).
+    /// `starts` is [`PackageReceiver::payload_starts`] as persisted then (`first` is `None`
+    /// when no integrated payload had begun, e.g. in a two-stage pull's image).
     ///
     /// The stored envelope head is authenticated again and the verifier goes on inside the
     /// image where the journal stood: an encrypted image is decrypted from there, later
     /// images arrive as usual. A fetched image continues at its journaled offset
     /// ([`ResumeAt::Image`], from the URI [`PackageReceiver::fetch_uri`] names); an
-    /// integrated one in the envelope ([`ResumeAt::Package`]). An integrated second image
-    /// has no known place in the envelope until its member is read again, so a cut after
-    /// component 0's image continues in that image's last sector. On error the receiver
-    /// stays unusable but still gives its buffer back through
-    /// [`PackageReceiver::into_buffer`]; [`PackageError::NotResumable`] says the package
-    /// must be downloaded again from its start.
+    /// integrated one in the envelope ([`ResumeAt::Package`]) from its payload's start plus
+    /// the bytes stored. When an integrated second image's start was not persisted (the cut
+    /// came first), a cut inside it continues in component 0's last sector instead, where
+    /// the second image's member is read again. On error the receiver stays unusable but
+    /// still gives its buffer back through [`PackageReceiver::into_buffer`];
+    /// [`PackageError::NotResumable`] says the package must be downloaded again from its
+    /// start.
     pub fn resume_from<F: NorFlash>(
         &mut self,
         slots: &mut SlotManager<'_, F>,
-        payload_start: Option<u64>,
+        starts: PayloadStarts,
     ) -> Result<ResumeAt, PackageError> {
         if self.consumed != 0 || self.download.is_some() {
             return Err(PackageError::Unexpected);
@@ -315,7 +332,12 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             .second_offset(sector)
             .ok_or(PackageError::NotResumable)?;
         let in_second = facts.second.is_some() && w.offset() >= second_at;
-        let (index, at) = if in_second && self.verifier.is_integrated(1) == Some(false) {
+        let second_found = match self.verifier.is_integrated(1) {
+            Some(true) => starts.second.is_some(),
+            Some(false) => true,
+            None => false,
+        };
+        let (index, at) = if in_second && second_found {
             (1, w.offset() - second_at)
         } else {
             if w.offset() >= facts.size {
@@ -330,7 +352,12 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         };
         let dl = w.detach();
         let integrated = self.verifier.is_integrated(index) == Some(true);
-        let resume_at = match (integrated, payload_start) {
+        let start = if index == 0 {
+            starts.first
+        } else {
+            starts.second
+        };
+        let resume_at = match (integrated, start) {
             (true, Some(start)) => ResumeAt::Package(start + u64::from(at)),
             (true, None) => return Err(PackageError::NotResumable),
             (false, _) => ResumeAt::Image(u64::from(at)),
@@ -343,7 +370,9 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         match resume_at {
             ResumeAt::Package(offset) => {
                 self.consumed = offset;
-                self.payload_start = payload_start;
+                self.fed_from = offset;
+                self.payload_start = starts.first;
+                self.second_start = starts.second;
             }
             ResumeAt::Image(_) => self.fetching = true,
         }
@@ -360,9 +389,14 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
         self.consumed
     }
 
-    /// Envelope offset of the first image byte, once the payload has started.
-    pub fn payload_start(&self) -> Option<u64> {
-        self.payload_start
+    /// Envelope offsets of the integrated images' first bytes, as far as they arrived: persist
+    /// them for [`PackageReceiver::resume_from`].
+    pub fn payload_starts(&self) -> PayloadStarts {
+        let seen = self.verifier.payload_offset(1).map(|o| self.fed_from + o);
+        PayloadStarts {
+            first: self.payload_start,
+            second: self.second_start.or(seen),
+        }
     }
 
     /// Image bytes stored so far.

@@ -9,7 +9,7 @@ use object5::author::{
     PackageSpec, SignAlg,
 };
 use object5::manifest::{Software, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
+use object5::package::{Outcome, PackageError, PackageReceiver, PayloadStarts, ResumeAt};
 use object5::slots::Strategy;
 use object5::{State, UpdateResult};
 
@@ -228,7 +228,7 @@ fn interrupted_download_resumes_after_a_reboot() {
         for block in pkg[..30_000].chunks(1024) {
             rx.feed(&mut slots, block).unwrap();
         }
-        rx.payload_start().expect("payload started")
+        rx.payload_starts().first.expect("payload started")
     };
     d.reboot().unwrap();
     let s = d.slots().unwrap().status();
@@ -243,7 +243,16 @@ fn interrupted_download_resumes_after_a_reboot() {
     let mut buf = [0u8; 2048];
     let mut slots = d.slots().unwrap();
     let mut rx = PackageReceiver::new(&mut buf, policy, Software);
-    let ResumeAt::Package(from) = rx.resume_from(&mut slots, Some(payload_start)).unwrap() else {
+    let ResumeAt::Package(from) = rx
+        .resume_from(
+            &mut slots,
+            PayloadStarts {
+                first: Some(payload_start),
+                second: None,
+            },
+        )
+        .unwrap()
+    else {
         panic!("an integrated image continues in the package")
     };
     assert_eq!(from, payload_start + u64::from(s.download_offset));
@@ -469,7 +478,7 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
                         rx.feed(&mut slots, block).unwrap();
                     }
                 }
-                rx.payload_start()
+                rx.payload_starts()
             };
             d.reboot().unwrap();
             let journaled = u64::from(d.slots().unwrap().status().download_offset);
@@ -479,7 +488,7 @@ fn an_interrupted_encrypted_download_resumes_and_decrypts_from_there() {
             let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software)
                 .with_decryption_keys(&keys);
             let at = rx.resume_from(&mut slots, start).unwrap();
-            let mut rest = match (at, start) {
+            let mut rest = match (at, start.first) {
                 (ResumeAt::Package(from), Some(start)) if !fetched => {
                     assert_eq!(from, start + journaled, "{what}");
                     pkg[from as usize..].to_vec()

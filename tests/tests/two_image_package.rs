@@ -12,7 +12,7 @@ use object5::author::{
     PackageSpec, SecondImage, SignAlg,
 };
 use object5::manifest::{Software, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
+use object5::package::{Outcome, PackageError, PackageReceiver, PayloadStarts, ResumeAt};
 use object5::slots::{BootPath, Strategy};
 use object5::{State, UpdateResult};
 
@@ -315,9 +315,9 @@ fn fetched_images_of_a_two_stage_package_land_in_their_regions() {
     assert_eq!(install_and_boot(&mut d), pair("3.0.0"));
 }
 
-/// Feeds `pkg[..cut]` to a new download, resets the device and returns where the payload
+/// Feeds `pkg[..cut]` to a new download, resets the device and returns where the payloads
 /// started (what a client persists for the resume).
-fn interrupted_at(d: &mut SimDevice, k: &Keys, pkg: &[u8], cut: usize) -> u64 {
+fn interrupted_at(d: &mut SimDevice, k: &Keys, pkg: &[u8], cut: usize) -> PayloadStarts {
     let floor = d.slots().unwrap().status().floor;
     let anchors = [TrustAnchor::P256(&k.sec1)];
     let mut buf = [0u8; 2048];
@@ -327,7 +327,7 @@ fn interrupted_at(d: &mut SimDevice, k: &Keys, pkg: &[u8], cut: usize) -> u64 {
         for block in pkg[..cut].chunks(512) {
             rx.feed(&mut slots, block).unwrap();
         }
-        rx.payload_start().unwrap()
+        rx.payload_starts()
     };
     d.reboot().unwrap();
     assert_eq!(status(d).0, State::Downloading);
@@ -340,7 +340,7 @@ fn resume(
     d: &mut SimDevice,
     k: &Keys,
     pkg: &[u8],
-    start: Option<u64>,
+    start: PayloadStarts,
     fetches: &[(&str, &[u8])],
 ) -> Result<(ResumeAt, Outcome), PackageError> {
     let floor = d.slots().unwrap().status().floor;
@@ -366,18 +366,19 @@ fn resume_package(
     d: &mut SimDevice,
     k: &Keys,
     pkg: &[u8],
-    start: u64,
+    start: PayloadStarts,
 ) -> Result<(u64, Outcome), PackageError> {
-    match resume(d, k, pkg, Some(start), &[])? {
+    match resume(d, k, pkg, start, &[])? {
         (ResumeAt::Package(from), outcome) => Ok((from, outcome)),
         (at, _) => panic!("an integrated package continued at {at:?}"),
     }
 }
 
-/// A download cut by a reset continues where the slot journal stood: inside the application
-/// from its last journaled sector; after it (between the images or inside the second one)
-/// from the application's last sector, where the receiver finds the second image's member
-/// again. Either way both images land, verify and boot.
+/// A download cut by a reset continues where the slot journal stood: inside either image
+/// from its last journaled sector (the second image's payload start was persisted once it
+/// arrived); between the images, before that start was known, from the application's last
+/// sector, where the receiver finds the second image's member again. Either way both images
+/// land, verify and boot.
 #[test]
 fn an_interrupted_two_image_download_resumes() {
     let k = keys();
@@ -386,24 +387,33 @@ fn an_interrupted_two_image_download_resumes() {
     let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
     let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
     let sector = 4096;
-    for (what, cut) in [
-        ("inside the application", app_at + 20_000),
-        ("at the application's last byte", app_at + APP_LEN),
-        ("between the images", second_at - 2),
-        ("inside the second image", second_at + 9_000),
+    let second_region = APP_LEN.div_ceil(sector) * sector;
+    for (what, cut, in_second) in [
+        ("inside the application", app_at + 20_000, false),
+        ("at the application's last byte", app_at + APP_LEN, false),
+        ("between the images", second_at - 2, false),
+        ("inside the second image", second_at + 9_000, true),
     ] {
         let mut d = device(&k, Strategy::Swap);
         let start = interrupted_at(&mut d, &k, &pkg, cut);
-        assert_eq!(start as usize, app_at, "{what}");
+        assert_eq!(start.first, Some(app_at as u64), "{what}");
+        assert_eq!(
+            start.second,
+            in_second.then_some(second_at as u64),
+            "{what}"
+        );
         let journaled = d.slots().unwrap().status().download_offset as usize;
         let (from, outcome) = resume_package(&mut d, &k, &pkg, start).unwrap();
         assert_eq!(outcome, Outcome::Downloaded, "{what}");
-        let expected = if journaled < APP_LEN {
-            journaled
+        let expected = if in_second {
+            assert!(journaled > second_region, "{what}: {journaled}");
+            second_at + journaled - second_region
+        } else if journaled < APP_LEN {
+            app_at + journaled
         } else {
-            (APP_LEN - 1) / sector * sector
+            app_at + (APP_LEN - 1) / sector * sector
         };
-        assert_eq!(from as usize, app_at + expected, "{what}");
+        assert_eq!(from as usize, expected, "{what}");
         assert!(
             (from as usize) < cut && (from as usize) > app_at,
             "{what}: from {from}"
@@ -454,7 +464,7 @@ fn an_interrupted_fetched_image_continues_at_its_journaled_sector() {
         }
         d.reboot().unwrap();
         let journaled = u64::from(d.slots().unwrap().status().download_offset);
-        let (at, outcome) = resume(&mut d, &k, &pkg, None, &fetches).unwrap();
+        let (at, outcome) = resume(&mut d, &k, &pkg, PayloadStarts::default(), &fetches).unwrap();
         assert_eq!(at, ResumeAt::Image(journaled - image_at), "image {cut_in}");
         assert!(journaled - image_at >= 4096, "image {cut_in}: {journaled}");
         assert_eq!(outcome, Outcome::Downloaded, "image {cut_in}");
@@ -501,7 +511,7 @@ fn a_resumed_two_image_download_is_checked_like_a_new_one() {
     let mut rx = PackageReceiver::new(&mut buf, policy(&anchors, 1), Software);
     let mut slots = d.slots().unwrap();
     assert_eq!(
-        rx.resume_from(&mut slots, Some(start)),
+        rx.resume_from(&mut slots, start),
         Err(PackageError::NotResumable)
     );
     assert_eq!(
@@ -524,11 +534,24 @@ fn power_cut_sweep(fetched: bool) {
         (package(&k, &app, &second, 2, fetched), fetches, None)
     } else {
         let pkg = package(&k, &app, &second, 2, integrated());
-        let start = pkg
-            .windows(64)
-            .position(|w| w == &app[..64])
-            .map(|at| at as u64);
-        (pkg, Vec::new(), start)
+        let at = |image: &[u8]| pkg.windows(64).position(|w| w == &image[..64]);
+        let start = at(&app).map(|at| at as u64);
+        (pkg.clone(), Vec::new(), start.zip(at(&second)))
+    };
+    // Both payload starts persisted, or (a cut came before the second one was) only the
+    // first: then a cut inside the second image continues in the application's last sector.
+    let (both, first_only) = match start {
+        Some((first, second)) => (
+            PayloadStarts {
+                first: Some(first),
+                second: Some(second as u64),
+            },
+            PayloadStarts {
+                first: Some(first),
+                second: None,
+            },
+        ),
+        None => Default::default(),
     };
     let fetches = &fetches[..];
     let mut d = device(&k, Strategy::AB);
@@ -551,6 +574,7 @@ fn power_cut_sweep(fetched: bool) {
             assert!(cut, "no cut after {ops} ops");
             d.flash_mut().power_on();
             d.reboot().unwrap();
+            let start = if ops % 2 == 0 { both } else { first_only };
             let outcome = match status(&mut d).0 {
                 State::Downloading => {
                     resumed += 1;
@@ -572,9 +596,11 @@ fn power_cut_sweep(fetched: bool) {
     }
     assert!(resumed > 50, "only {resumed} resumed of {total} ops");
 
-    // A download cut inside the second image resumes in the application's last sector (the
-    // journal moves back first) or, fetched, inside the second image: cut that resume at
-    // every flash operation too, then resume again.
+    // A download cut inside the second image, before its payload start was persisted,
+    // resumes in the application's last sector (the journal moves back first) or, fetched,
+    // inside the second image: cut that resume at every flash operation too, then resume
+    // again.
+    let start = first_only;
     let late = total * 9 / 10;
     let cut_late = |d: &mut SimDevice| {
         d.flash_mut().restore_from(&factory).unwrap();

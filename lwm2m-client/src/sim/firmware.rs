@@ -18,7 +18,7 @@ use device_port::board::{DecryptionKeys, KeyValue};
 use device_port::SimDevice;
 use object5::manifest::host_crypto::HostCrypto;
 use object5::manifest::{DecryptionKey, DeviceIdentity, Freshness, Policy, TrustAnchor};
-use object5::package::{Outcome, PackageError, PackageReceiver, ResumeAt};
+use object5::package::{Outcome, PackageError, PackageReceiver, PayloadStarts, ResumeAt};
 use object5::slots::Phase;
 use object5::UpdateResult;
 
@@ -28,6 +28,9 @@ use crate::firmware_backend::{Finished, FirmwareBackend, ResumePoint, Resumed, S
 const RECEIVE_BUFFER: usize = 4096;
 /// Key-value entry holding the resume data of the download under way.
 const RESUME_KEY: &str = "fw-resume";
+/// Key-value entry holding the envelope offset (u64 BE) where an integrated second image's
+/// payload began, so that a cut inside that image resumes there.
+const RESUME_SECOND_KEY: &str = "fw-resume-second";
 /// Key-value entry holding the entity tags of the images a two-stage pull fetched, by URI:
 /// records of URI length (u16 BE), URI, entity tag length (u8), entity tag.
 const RESUME_IMAGES_KEY: &str = "fw-resume-images";
@@ -207,6 +210,12 @@ impl SimFirmware {
         Some((u64::from_be_bytes(start.try_into().ok()?), etag.to_vec()))
     }
 
+    /// Where an integrated second image's payload began ([`RESUME_SECOND_KEY`]).
+    fn load_second_start(&self) -> Option<u64> {
+        let v = self.device.borrow().kv().get(RESUME_SECOND_KEY).ok()??;
+        Some(u64::from_be_bytes(v.try_into().ok()?))
+    }
+
     /// The fetched images' entity tags as saved ([`RESUME_IMAGES_KEY`]).
     fn image_etags(&self) -> Vec<(String, Vec<u8>)> {
         let v = self.device.borrow().kv().get(RESUME_IMAGES_KEY);
@@ -253,6 +262,7 @@ impl SimFirmware {
     fn forget_resume(&mut self) {
         let mut d = self.device.borrow_mut();
         let _ = d.kv_mut().remove(RESUME_KEY);
+        let _ = d.kv_mut().remove(RESUME_SECOND_KEY);
         let _ = d.kv_mut().remove(RESUME_IMAGES_KEY);
     }
 
@@ -262,9 +272,9 @@ impl SimFirmware {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let had_start = match &self.stage {
-            Stage::Envelope(rx) => rx.payload_start().is_some(),
-            _ => true,
+        let before = match &self.stage {
+            Stage::Envelope(rx) => Some(rx.payload_starts()),
+            _ => None,
         };
         let data = std::mem::take(&mut self.pending);
         let fed = self.feed(&data);
@@ -277,12 +287,21 @@ impl SimFirmware {
             };
             return Err(self.fail(r));
         }
-        if !had_start {
-            if let Stage::Envelope(rx) = &self.stage {
-                if let Some(start) = rx.payload_start() {
-                    let etag = self.pending_etag.take();
-                    self.save_resume(start, etag.as_deref());
-                }
+        let after = match &self.stage {
+            Stage::Envelope(rx) => rx.payload_starts(),
+            _ => PayloadStarts::default(),
+        };
+        let Some(before) = before else {
+            return Ok(());
+        };
+        if let (None, Some(start)) = (before.first, after.first) {
+            let etag = self.pending_etag.take();
+            self.save_resume(start, etag.as_deref());
+        }
+        if let (None, Some(second)) = (before.second, after.second) {
+            let mut d = self.device.borrow_mut();
+            if let Err(e) = d.kv_mut().set(RESUME_SECOND_KEY, &second.to_be_bytes()) {
+                tracing::warn!(error = %e, "second image resume data not saved");
             }
         }
         Ok(())
@@ -356,11 +375,15 @@ impl FirmwareBackend for SimFirmware {
     fn resume(&mut self) -> Result<Resumed, UpdateResult> {
         self.close();
         let envelope = self.load_resume();
+        let starts = PayloadStarts {
+            first: envelope.as_ref().map(|e| e.0),
+            second: self.load_second_start(),
+        };
         let mut rx = self.new_receiver()?;
         let resumed = {
             let mut d = self.device.borrow_mut();
             match d.slots() {
-                Ok(mut slots) => rx.resume_from(&mut slots, envelope.as_ref().map(|e| e.0)),
+                Ok(mut slots) => rx.resume_from(&mut slots, starts),
                 Err(_) => Err(PackageError::Unexpected),
             }
         };

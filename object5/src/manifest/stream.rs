@@ -164,6 +164,11 @@ pub struct StreamVerifier<'b, 'p, C: CryptoBackend> {
     /// Entered mid-payload after a reboot ([`StreamVerifier::resume_image`]): the envelope's
     /// member count went by before, so its end is taken after any whole member.
     resumed: bool,
+    /// Bytes taken from [`StreamVerifier::feed`] so far (since [`StreamVerifier::resume_image`]
+    /// after a reboot).
+    fed: u64,
+    /// Where each integrated image's payload began, in [`StreamVerifier::feed`]'s bytes.
+    payload_at: [Option<u64>; MAX_IMAGES],
     /// The device's decryption keys (key store), for encrypted images.
     #[cfg(feature = "encryption")]
     keys: &'p [DecryptionKey<'p>],
@@ -197,6 +202,8 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             policy,
             crypto,
             resumed: false,
+            fed: 0,
+            payload_at: [None; MAX_IMAGES],
             #[cfg(feature = "encryption")]
             keys: &[],
         }
@@ -268,6 +275,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                 Phase::Done => return Err(SuitError::TrailingBytes),
                 Phase::Payload { .. } => {
                     let used = self.payload_bytes(data, sink)?;
+                    self.fed += used as u64;
                     data = data.get(used..).unwrap_or(&[]);
                 }
                 Phase::Members => {
@@ -278,6 +286,7 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                         dst.copy_from_slice(head);
                     }
                     self.len += n;
+                    self.fed += n as u64;
                     data = rest;
                     let before = (self.cursor, self.len, self.phase);
                     self.advance(sink)?;
@@ -413,6 +422,10 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
                     self.phase = Phase::Payload { left: vlen, image };
                     // Payload bytes already buffered leave the buffer now; the key goes too.
                     let start = self.cursor + key_end + vhl;
+                    if let Some(at) = image.and_then(|i| self.payload_at.get_mut(i)) {
+                        // The bytes buffered after `start` are the last ones fed.
+                        *at = self.fed.checked_sub(self.len.saturating_sub(start) as u64);
+                    }
                     let mut at = start;
                     if at < self.len {
                         // Disjoint borrows: the bytes stay in the buffer while the hash state
@@ -722,6 +735,13 @@ impl<'b, 'p, C: CryptoBackend> StreamVerifier<'b, 'p, C> {
             self.resumed = true;
         }
         Ok(())
+    }
+
+    /// Where integrated image `index`'s payload began, counted in the bytes given to
+    /// [`StreamVerifier::feed`] (since [`StreamVerifier::resume_image`] after a reboot): a
+    /// resume inside that image continues the envelope at this offset plus the bytes stored.
+    pub fn payload_offset(&self, index: usize) -> Option<u64> {
+        self.payload_at.get(index).copied().flatten()
     }
 
     /// The URI of the fetched image [`StreamVerifier::resume_image`] went on inside, until
