@@ -113,10 +113,15 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
     }
+    // Where the integrated payloads began, for the resume below.
+    let starts = [v.payload_offset(0), v.payload_offset(1)];
+    let mut complete = false;
     if ok {
         // Two-stage pulls: the input's second half stands in for every fetched image.
         let fetched = data.get(data.len() / 2..).unwrap_or(&[]);
-        let mut fetch = matches!(v.finish(), Ok(Finished::FetchRequired { .. }));
+        let finished = v.finish();
+        complete = matches!(finished, Ok(Finished::Complete(_)));
+        let mut fetch = matches!(finished, Ok(Finished::FetchRequired { .. }));
         for _ in 0..3 {
             if !fetch || v.begin_fetched(&mut Discard).is_err() {
                 break;
@@ -134,7 +139,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         let _ = Manifest::parse(env.manifest);
         let _ = env.payloads().count();
-        resume_inside_an_image(data, &env, policy, &keys, block);
+        let verified = Verified { starts, complete };
+        resume_inside_an_image(data, &env, policy, &keys, block, verified);
     }
     let _ = Manifest::parse(data);
     // The encryption structures as if a manifest had carried them.
@@ -157,18 +163,30 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// What the whole-input run of the streaming verifier found.
+struct Verified {
+    /// [`StreamVerifier::payload_offset`] of each image.
+    starts: [Option<u64>; 2],
+    /// The input verified completely (every image integrated).
+    complete: bool,
+}
+
 /// What a device does after a reboot in the middle of a download of `data`: the head it
 /// stored (`{2: wrapper, 3: manifest}`) authenticated again, then the download goes on inside
 /// each image in turn, at its start and one AES block in: an integrated one with the rest of
-/// the input from that point of the first payload, a fetched one with the input's second half
-/// as the rest of that image. (Every byte of a package that authenticates but its payloads is
-/// signed, so the input cannot choose where; all places are tried.)
+/// the input from that point of its payload (where the whole-input run saw it begin, else of
+/// the first payload), a fetched one with the input's second half as the rest of that image.
+/// (Every byte of a package that authenticates but its payloads is signed, so the input
+/// cannot choose where; all places are tried.) An input that verified completely must also
+/// verify when resumed at a payload's own start: the bytes before the resume point are the
+/// slot's to check, every later one is checked as before.
 fn resume_inside_an_image(
     data: &[u8],
     env: &Envelope<'_>,
     policy: Policy<'_>,
     keys: &[DecryptionKey<'_>],
     block: usize,
+    verified: Verified,
 ) {
     let mut head = vec![0xA2, 0x02];
     match env.auth.len() {
@@ -195,18 +213,25 @@ fn resume_inside_an_image(
             }
             match v.is_integrated(image) {
                 Some(true) => {
-                    let Some(payload) = env.payloads().next() else {
+                    let own = verified.starts[image].and_then(|s| usize::try_from(s).ok());
+                    let Some(at) = own.or_else(|| {
+                        let payload = env.payloads().next()?;
+                        Some((payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize))
+                    }) else {
                         continue;
                     };
-                    let at = (payload.bytes.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-                    let Some(rest) = data.get(at + skip..) else {
+                    let Some(rest) = data.get(at.saturating_add(skip)..) else {
                         continue;
                     };
-                    if v.resume_image(image, skip as u64).is_ok()
-                        && rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok())
-                    {
-                        let _ = v.finish();
+                    if v.resume_image(image, skip as u64).is_err() {
+                        continue;
                     }
+                    let fed = rest.chunks(block).all(|c| v.feed(c, &mut Discard).is_ok());
+                    let finished = fed && v.finish().is_ok();
+                    assert!(
+                        finished || !(verified.complete && own.is_some()),
+                        "a verified input fails when resumed in image {image} at {at} + {skip}"
+                    );
                 }
                 Some(false) => {
                     if v.resume_image(image, skip as u64).is_err() {
