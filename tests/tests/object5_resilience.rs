@@ -18,6 +18,18 @@ const DOWNLOADING: i64 = 1;
 const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(90);
 
+/// The shim and a registered device `ep` with room for a 140 KiB package, pulling 512-byte
+/// blocks so that a reset lands in the middle of the transfer.
+fn with_room_for_a_big_package(ep: &str) -> (Harness, InThreadDevice) {
+    let h = Harness::start(ep);
+    let mut opts = h.device_options(ep);
+    opts.slot_kib = 160;
+    opts.pull_block_size = 512;
+    let dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    (h, dev)
+}
+
 #[test]
 fn reset_in_idle_and_downloaded_keeps_state_and_result() {
     let h = Harness::start("reset-states");
@@ -51,13 +63,8 @@ fn reset_in_idle_and_downloaded_keeps_state_and_result() {
 
 #[test]
 fn reset_while_downloading_resumes_the_pull() {
-    let h = Harness::start("resume");
     let ep = "resume";
-    let mut opts = h.device_options(ep);
-    opts.slot_kib = 160;
-    opts.pull_block_size = 512;
-    let _dev = InThreadDevice::start(opts);
-    h.wait_until("registration", T, || h.registered(ep));
+    let (h, _dev) = with_room_for_a_big_package(ep);
     let len = 140 * 1024;
     h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
     h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
@@ -167,13 +174,8 @@ fn power_cut_at_random_flash_operations_during_a_networked_update() {
 /// fetch from aiocoap at its journaled sector, under aiocoap's ETag, and installs it.
 #[test]
 fn a_reset_in_a_two_stage_pull_resumes_the_image_from_aiocoaps_file_server() {
-    let h = Harness::start("resume-aiocoap");
     let ep = "resume-aiocoap";
-    let mut opts = h.device_options(ep);
-    opts.slot_kib = 160;
-    opts.pull_block_size = 512;
-    let _dev = InThreadDevice::start(opts);
-    h.wait_until("registration", T, || h.registered(ep));
+    let (h, _dev) = with_room_for_a_big_package(ep);
     // aiocoap serves the shim's package directory, where the image is written below.
     let port = free_udp_port();
     let _aiocoap = aiocoap_fileserver(&h.dir.join("packages"), port);
@@ -262,13 +264,8 @@ fn a_reset_in_a_push_after_a_pull_ends_with_connection_lost() {
 /// the Package URI, gets the new manifest and image, and installs the new version.
 #[test]
 fn an_image_replaced_under_a_resume_restarts_the_package() {
-    let h = Harness::start("resume-replaced");
     let ep = "resume-replaced";
-    let mut opts = h.device_options(ep);
-    opts.slot_kib = 160;
-    opts.pull_block_size = 512;
-    let _dev = InThreadDevice::start(opts);
-    h.wait_until("registration", T, || h.registered(ep));
+    let (h, _dev) = with_room_for_a_big_package(ep);
     let relay = h.slow_relay();
     let len = 140 * 1024;
     let two_stage = |version: &str, seq: u64| {
