@@ -381,3 +381,60 @@ fn leshan_reads_result_5_after_a_wrong_key_package() {
     assert_eq!(read_int(&leshan.rest, ep, "/5/0/3"), Some(0), "State Idle");
     wait_version(&leshan.rest, ep, "1.0.0", Duration::from_secs(10));
 }
+
+/// Leshan writes a Package URI whose host does not answer yet, then reboots the device
+/// (Execute /3/0/4) before the first block arrives. Through Leshan's own reads the device
+/// comes back Downloading (it still owes that download, rather than Idle with the result it
+/// had before); once the host answers Leshan reads Downloaded, and the update completes.
+#[test]
+fn leshan_sees_a_pull_cut_by_a_reboot_before_its_first_block_go_on() {
+    let leshan = LeshanServer::start("lsh-early");
+    let host = Harness::start("lsh-early-host");
+    let ep = "lsh-early";
+    host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    let relay = host.slow_relay();
+    relay.set_cut(true);
+    let uri = format!("coap://{}/fw/fw2.suit", relay.addr());
+    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let before = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+
+    write_uri(&leshan.rest, ep, &uri);
+    let deadline = Instant::now() + UPDATE;
+    while relay
+        .stats()
+        .received
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no request reached the package host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/3"), Some(1), "Downloading");
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/3/0/4?timeout=10"), b"");
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("CHANGED(204)")),
+        "reboot: {v}"
+    );
+    wait_reregistered(&events, ep);
+    assert_ne!(
+        registration_id(&leshan.rest, ep),
+        before,
+        "a new registration"
+    );
+    let state = read_int(&leshan.rest, ep, "/5/0/3");
+    relay.set_cut(false);
+    assert_eq!(state, Some(1), "Downloading after the reboot");
+    wait_int(&leshan.rest, ep, "/5/0/3", 2, UPDATE);
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/5"), Some(0));
+    let before = registration_id(&leshan.rest, ep);
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &before, "2.0.0");
+}
