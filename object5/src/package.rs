@@ -301,8 +301,9 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     /// ([`ResumeAt::Image`], from the URI [`PackageReceiver::fetch_uri`] names); an
     /// integrated one in the envelope ([`ResumeAt::Package`]) from its payload's start plus
     /// the bytes stored. When an integrated second image's start was not persisted (the cut
-    /// came first), a cut inside it continues in component 0's last sector instead, where
-    /// the second image's member is read again. On error the receiver stays unusable but
+    /// came first) or cannot be right (before the end of component 0's payload), a cut
+    /// inside it continues in component 0's last sector instead, where the second image's
+    /// member is read again. On error the receiver stays unusable but
     /// still gives its buffer back through [`PackageReceiver::into_buffer`];
     /// [`PackageError::NotResumable`] says the package must be downloaded again from its
     /// start.
@@ -332,6 +333,16 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             .second_offset(sector)
             .ok_or(PackageError::NotResumable)?;
         let in_second = facts.second.is_some() && w.offset() >= second_at;
+        // Persisted data is not trusted blindly: the second payload follows the first.
+        let after_first = |s: &u64| {
+            starts
+                .first
+                .is_none_or(|f| *s >= f.saturating_add(u64::from(facts.size)))
+        };
+        let starts = PayloadStarts {
+            second: starts.second.filter(after_first),
+            ..starts
+        };
         let second_found = match self.verifier.is_integrated(1) {
             Some(true) => starts.second.is_some(),
             Some(false) => true,

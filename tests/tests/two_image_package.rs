@@ -422,6 +422,27 @@ fn an_interrupted_two_image_download_resumes() {
     }
 }
 
+/// A persisted second payload start that cannot be right (inside the application's payload,
+/// as a damaged key-value store might give) is not used: the download continues in the
+/// application's last sector, where the second image's member is read again, and the pair
+/// still boots.
+#[test]
+fn an_impossible_second_payload_start_falls_back_to_the_applications_last_sector() {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
+    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let mut d = device(&k, Strategy::Swap);
+    let mut start = interrupted_at(&mut d, &k, &pkg, second_at + 9_000);
+    assert_eq!(start.second, Some(second_at as u64));
+    start.second = Some(app_at as u64 + 100);
+    let (from, outcome) = resume_package(&mut d, &k, &pkg, start).unwrap();
+    assert_eq!(outcome, Outcome::Downloaded);
+    assert_eq!(from as usize, app_at + (APP_LEN - 1) / 4096 * 4096);
+    assert_eq!(install_and_boot(&mut d), pair("2.0.0"));
+}
+
 /// In a two-stage pull the fetched image itself continues at its journaled sector: the
 /// receiver names its URI and the offset in it (the manifest is not fetched again), for the
 /// application as for the second image.
