@@ -1,7 +1,8 @@
 //! The coaps listener's admission path ([`DtlsSocket::admit`] and [`DtlsSocket::tick`]) survives
 //! any sequence of datagrams from several peer addresses. The input is split at 0xFE bytes;
 //! each part is one step: the next flight of a genuine PSK client (so the handshake and
-//! application data are reached), one of its datagrams with input bytes XORed in, raw input
+//! application data are reached; its ClientHellos whole, or split into two fragments where
+//! the input says, RFC 6347 §4.2.3), one of its datagrams with input bytes XORed in, raw input
 //! bytes from one of four addresses, or the timer advanced. Nothing may panic.
 #![no_main]
 
@@ -40,6 +41,30 @@ fn world() -> &'static World {
     })
 }
 
+/// A whole ClientHello record `d` as two fragment records, the first `at` body bytes long
+/// (record sequence numbers kept, then + 1); `None` for any other datagram.
+fn split_hello(d: &[u8], at: usize) -> Option<[Vec<u8>; 2]> {
+    const REC: usize = 13;
+    const HS: usize = 12;
+    if d.first() != Some(&22) || d.get(REC) != Some(&1) {
+        return None;
+    }
+    let body = d.get(REC + HS..)?;
+    let at = at % body.len().max(1);
+    let (a, b) = body.split_at(at);
+    let part = |bytes: &[u8], offset: usize, bump: u8| {
+        let mut r = d.get(..REC + HS)?.to_vec();
+        r[10] = r[10].wrapping_add(bump);
+        r[11..13].copy_from_slice(&u16::try_from(HS + bytes.len()).ok()?.to_be_bytes());
+        let u24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        r[REC + 6..REC + 9].copy_from_slice(&u24(offset));
+        r[REC + 9..REC + 12].copy_from_slice(&u24(bytes.len()));
+        r.extend_from_slice(bytes);
+        Some(r)
+    };
+    Some([part(a, 0, 0)?, part(b, at, 1)?])
+}
+
 fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::from(n % 4)))
 }
@@ -70,7 +95,15 @@ fuzz_target!(|data: &[u8]| {
         match op % 4 {
             0 => {
                 while let Some(d) = client.poll_transmit() {
-                    out.extend(socket.admit(&d, me));
+                    let at = usize::from(rest.first().copied().unwrap_or(0));
+                    match split_hello(&d, at).filter(|_| op & 0x20 != 0) {
+                        Some(parts) => {
+                            for p in parts.iter().rev() {
+                                out.extend(socket.admit(p, me));
+                            }
+                        }
+                        None => out.extend(socket.admit(&d, me)),
+                    }
                 }
             }
             1 => {

@@ -26,6 +26,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsError, DtlsSession, Plaintexts};
+
+use super::client_hello::{client_random, is_client_hello, Hello, HelloFragments};
 use tokio::net::UdpSocket;
 use tokio::time::Sleep;
 
@@ -185,18 +187,6 @@ fn drain(session: &mut DtlsSession, to: SocketAddr, out: &mut Outgoing) {
     }
 }
 
-/// Whether `d` starts with an epoch-0 ClientHello record (13-byte record header: type 22,
-/// version, epoch 0; then handshake type 1, RFC 6347 §4.3.2): the start of a (re)handshake.
-fn is_client_hello(d: &[u8]) -> bool {
-    d.first() == Some(&22) && d.get(3..5) == Some(&[0, 0][..]) && d.get(13) == Some(&1)
-}
-
-/// The 32-byte random of a ClientHello record: after the 13-byte record header, the 12-byte
-/// handshake header and the 2-byte client version.
-fn client_random(d: &[u8]) -> Option<Vec<u8>> {
-    d.get(27..59).map(<[u8]>::to_vec)
-}
-
 impl DtlsSocket {
     /// Binds the listener; `ctx` must be a server context (PSK or certificate mode).
     pub async fn bind(addr: SocketAddr, ctx: DtlsContext, limits: DtlsLimits) -> io::Result<Self> {
@@ -333,6 +323,8 @@ pub struct DtlsPeers {
     /// Answers first ClientHellos statelessly; becomes the handshake of the first peer that
     /// returns its cookie and is then made anew.
     listener: Option<DtlsSession>,
+    /// ClientHellos arriving in fragments, put back together for the listener.
+    hellos: HelloFragments,
 }
 
 impl DtlsPeers {
@@ -345,6 +337,7 @@ impl DtlsPeers {
             refused: 0,
             scratch: Plaintexts::default(),
             listener: None,
+            hellos: HelloFragments::default(),
         }
     }
 
@@ -434,6 +427,17 @@ impl DtlsPeers {
     /// decrypts it with the peer's session (decrypted data goes to [`Self::poll_ready`]).
     pub fn on_datagram(&mut self, d: &[u8], from: SocketAddr, now: Instant) -> Outgoing {
         let mut out = Outgoing::new();
+        // OpenSSL's listener takes a ClientHello only whole (RFC 6347 §4.2.3 lets clients
+        // fragment it): fragments wait here until the last one arrives.
+        let whole;
+        let d = match self.hellos.take(d, from, now) {
+            Hello::AsIs => d,
+            Hello::Pending => return out,
+            Hello::Whole(record) => {
+                whole = record;
+                &whole[..]
+            }
+        };
         let hello = is_client_hello(d);
         // The per-block path of a coaps pull: an established peer with no handshake beside
         // it, one map lookup.

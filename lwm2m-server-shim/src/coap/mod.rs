@@ -1,6 +1,7 @@
 //! CoAP transports: the endpoint (exchanges, retransmission, observations), its timing, the
-//! UDP/DTLS transport choice and the DTLS socket.
+//! UDP/DTLS transport choice, the DTLS socket and its ClientHello reassembly.
 
+mod client_hello;
 pub mod dtls_socket;
 pub mod endpoint;
 pub mod message;
