@@ -200,10 +200,8 @@ pub struct PackageReceiver<'b, 'p, C: CryptoBackend> {
     download: Option<Download>,
     /// Envelope bytes consumed so far (resume offsets are in these units).
     consumed: u64,
-    /// Envelope offset of component 0's first image byte, once known (persisted for a resume).
-    payload_start: Option<u64>,
-    /// Envelope offset of component 1's first image byte, as persisted before a resume.
-    second_start: Option<u64>,
+    /// The payload starts persisted before a resume (the verifier saw them go by then).
+    resumed_starts: PayloadStarts,
     /// Envelope offset the verifier's stream began at (a resume's offset, else 0).
     fed_from: u64,
     /// Two-stage pull: a fetched image has begun.
@@ -274,8 +272,7 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             mode: Mode::Verify,
             download: None,
             consumed: 0,
-            payload_start: None,
-            second_start: None,
+            resumed_starts: PayloadStarts::default(),
             fed_from: 0,
             fetching: false,
         }
@@ -382,8 +379,7 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             ResumeAt::Package(offset) => {
                 self.consumed = offset;
                 self.fed_from = offset;
-                self.payload_start = starts.first;
-                self.second_start = starts.second;
+                self.resumed_starts = starts;
             }
             ResumeAt::Image(_) => self.fetching = true,
         }
@@ -403,10 +399,10 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
     /// Envelope offsets of the integrated images' first bytes, as far as they arrived: persist
     /// them for [`PackageReceiver::resume_from`].
     pub fn payload_starts(&self) -> PayloadStarts {
-        let seen = self.verifier.payload_offset(1).map(|o| self.fed_from + o);
+        let seen = |i| self.verifier.payload_offset(i).map(|o| self.fed_from + o);
         PayloadStarts {
-            first: self.payload_start,
-            second: self.second_start.or(seen),
+            first: self.resumed_starts.first.or_else(|| seen(0)),
+            second: self.resumed_starts.second.or_else(|| seen(1)),
         }
     }
 
@@ -455,7 +451,6 @@ impl<'b, 'p, C: CryptoBackend> PackageReceiver<'b, 'p, C> {
             self.consumed += 1;
             *data = rest;
             if begin? {
-                self.payload_start = Some(self.consumed);
                 self.open_slot(slots)?;
             }
         }
