@@ -198,9 +198,13 @@ impl SimFirmware {
     fn save_resume(&mut self, payload_start: u64, etag: Option<&[u8]>) {
         let mut v = payload_start.to_be_bytes().to_vec();
         v.extend_from_slice(etag.unwrap_or_default());
-        let mut d = self.device.borrow_mut();
-        if let Err(e) = d.kv_mut().set(RESUME_KEY, &v) {
-            tracing::warn!(error = %e, "resume data not saved");
+        self.save_kv(RESUME_KEY, &v);
+    }
+
+    /// Persists resume data under `key`; a failure only costs the resume, so it is logged.
+    fn save_kv(&mut self, key: &str, value: &[u8]) {
+        if let Err(e) = self.device.borrow_mut().kv_mut().set(key, value) {
+            tracing::warn!(key, error = %e, "resume data not saved");
         }
     }
 
@@ -253,9 +257,7 @@ impl SimFirmware {
             v.push(n);
             v.extend_from_slice(e);
         }
-        if let Err(e) = self.device.borrow_mut().kv_mut().set(RESUME_IMAGES_KEY, &v) {
-            tracing::warn!(error = %e, "image resume data not saved");
-        }
+        self.save_kv(RESUME_IMAGES_KEY, &v);
     }
 
     /// Forgets all resume data (the download ended, or a new one begins).
@@ -272,10 +274,7 @@ impl SimFirmware {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let before = match &self.stage {
-            Stage::Envelope(rx) => Some(rx.payload_starts()),
-            _ => None,
-        };
+        let before = self.envelope_starts();
         let data = std::mem::take(&mut self.pending);
         let fed = self.feed(&data);
         self.pending = data;
@@ -287,11 +286,7 @@ impl SimFirmware {
             };
             return Err(self.fail(r));
         }
-        let after = match &self.stage {
-            Stage::Envelope(rx) => rx.payload_starts(),
-            _ => PayloadStarts::default(),
-        };
-        let Some(before) = before else {
+        let (Some(before), Some(after)) = (before, self.envelope_starts()) else {
             return Ok(());
         };
         if let (None, Some(start)) = (before.first, after.first) {
@@ -299,12 +294,17 @@ impl SimFirmware {
             self.save_resume(start, etag.as_deref());
         }
         if let (None, Some(second)) = (before.second, after.second) {
-            let mut d = self.device.borrow_mut();
-            if let Err(e) = d.kv_mut().set(RESUME_SECOND_KEY, &second.to_be_bytes()) {
-                tracing::warn!(error = %e, "second image resume data not saved");
-            }
+            self.save_kv(RESUME_SECOND_KEY, &second.to_be_bytes());
         }
         Ok(())
+    }
+
+    /// Where the package's payloads began, while the envelope streams in.
+    fn envelope_starts(&self) -> Option<PayloadStarts> {
+        match &self.stage {
+            Stage::Envelope(rx) => Some(rx.payload_starts()),
+            _ => None,
+        }
     }
 
     /// Feeds `data` to the receiver of the current stage.
