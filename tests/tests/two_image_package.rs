@@ -73,6 +73,16 @@ fn integrated() -> [Delivery; 2] {
     [Delivery::Integrated, Delivery::Integrated]
 }
 
+/// Keys and the integrated two-image 2.0.0 package, with where its two images begin in it.
+fn integrated_2_0_0() -> (Keys, Vec<u8>, usize, usize) {
+    let k = keys();
+    let (app, second) = images("2.0.0", false);
+    let pkg = package(&k, &app, &second, 2, integrated());
+    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
+    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    (k, pkg, app_at, second_at)
+}
+
 /// A device whose factory installed version 1.0.0 of both images.
 fn device(k: &Keys, strategy: Strategy) -> SimDevice {
     let (app, second) = images("1.0.0", false);
@@ -226,11 +236,7 @@ fn an_unconfirmed_pair_reverts_as_a_pair() {
 
 #[test]
 fn a_failure_in_either_image_leaves_both_old_images_running() {
-    let k = keys();
-    let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
-    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
-    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let (k, pkg, app_at, second_at) = integrated_2_0_0();
     for (what, at) in [
         ("application", app_at + 20_000),
         ("second image", second_at + 5_000),
@@ -381,11 +387,7 @@ fn resume_package(
 /// land, verify and boot.
 #[test]
 fn an_interrupted_two_image_download_resumes() {
-    let k = keys();
-    let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
-    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
-    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let (k, pkg, app_at, second_at) = integrated_2_0_0();
     let sector = 4096;
     let second_region = APP_LEN.div_ceil(sector) * sector;
     for (what, cut, in_second) in [
@@ -428,11 +430,7 @@ fn an_interrupted_two_image_download_resumes() {
 /// still boots.
 #[test]
 fn an_impossible_second_payload_start_falls_back_to_the_applications_last_sector() {
-    let k = keys();
-    let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
-    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
-    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let (k, pkg, app_at, second_at) = integrated_2_0_0();
     let mut d = device(&k, Strategy::Swap);
     let mut start = interrupted_at(&mut d, &k, &pkg, second_at + 9_000);
     assert_eq!(start.second, Some(second_at as u64));
@@ -503,11 +501,7 @@ fn an_interrupted_fetched_image_continues_at_its_journaled_sector() {
 /// downloaded again from its start.
 #[test]
 fn a_resumed_two_image_download_is_checked_like_a_new_one() {
-    let k = keys();
-    let (app, second) = images("2.0.0", false);
-    let pkg = package(&k, &app, &second, 2, integrated());
-    let app_at = pkg.windows(64).position(|w| w == &app[..64]).unwrap();
-    let second_at = pkg.windows(64).position(|w| w == &second[..64]).unwrap();
+    let (k, pkg, app_at, second_at) = integrated_2_0_0();
 
     let mut d = device(&k, Strategy::Swap);
     let start = interrupted_at(&mut d, &k, &pkg, app_at + 20_000);
