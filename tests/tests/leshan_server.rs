@@ -418,10 +418,13 @@ fn leshan_sees_a_pull_cut_by_a_reboot_before_its_first_block_go_on() {
     let (status, v) = leshan
         .rest
         .post(&format!("/api/clients/{ep}/3/0/4?timeout=10"), b"");
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("CHANGED(204)")),
-        "reboot: {v}"
+    // The device answers, then reboots and registers again at once; when the new
+    // registration reaches Leshan before the answer does, Leshan cancels the request of the
+    // old one (HTTP 500, "Request ... canceled"). The new registration below is the proof.
+    let cancelled = status == 500 && v.to_string().contains("canceled");
+    assert!(
+        (status, v["status"].as_str()) == (200, Some("CHANGED(204)")) || cancelled,
+        "reboot: HTTP {status} {v}"
     );
     wait_reregistered(&events, ep);
     assert_ne!(
