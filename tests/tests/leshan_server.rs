@@ -395,7 +395,13 @@ fn leshan_sees_a_pull_cut_by_a_reboot_before_its_first_block_go_on() {
     let relay = host.slow_relay();
     relay.set_cut(true);
     let uri = format!("coap://{}/fw/fw2.suit", relay.addr());
-    let _dev = device(&host, &leshan.coap_uri(), ep, &[]);
+    // Patient pulls (at least 150 s of retransmissions): the link stays cut across the reboot.
+    let _dev = device(
+        &host,
+        &leshan.coap_uri(),
+        ep,
+        &["--pull-max-retransmit", "8"],
+    );
     leshan.wait_registered(ep, REGISTER);
     let before = registration_id(&leshan.rest, ep);
     let events = leshan.rest.events(ep);

@@ -18,13 +18,20 @@ const DOWNLOADING: i64 = 1;
 const DOWNLOADED: i64 = 2;
 const T: Duration = Duration::from_secs(90);
 
+/// CoAP MAX_RETRANSMIT of pulls in the tests that cut the package host's link around a reset:
+/// 8 requests span at least 150 s at the tests' 300 ms ACK timeout, where the default 4 (9 to
+/// 14 s) can run out while a reset takes its time on a loaded machine.
+const PATIENT: u8 = 8;
+
 /// The shim and a registered device `ep` with room for a 140 KiB package, pulling 512-byte
-/// blocks so that a reset lands in the middle of the transfer.
-fn with_room_for_a_big_package(ep: &str) -> (Harness, InThreadDevice) {
+/// blocks so that a reset lands in the middle of the transfer; `retransmit` is its pulls'
+/// MAX_RETRANSMIT.
+fn with_room_for_a_big_package(ep: &str, retransmit: u8) -> (Harness, InThreadDevice) {
     let h = Harness::start(ep);
     let mut opts = h.device_options(ep);
     opts.slot_kib = 160;
     opts.pull_block_size = 512;
+    opts.pull_max_retransmit = retransmit;
     let dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep));
     (h, dev)
@@ -64,7 +71,7 @@ fn reset_in_idle_and_downloaded_keeps_state_and_result() {
 #[test]
 fn reset_while_downloading_resumes_the_pull() {
     let ep = "resume";
-    let (h, _dev) = with_room_for_a_big_package(ep);
+    let (h, _dev) = with_room_for_a_big_package(ep, 4);
     let len = 140 * 1024;
     h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
     h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
@@ -175,7 +182,7 @@ fn power_cut_at_random_flash_operations_during_a_networked_update() {
 #[test]
 fn a_reset_in_a_two_stage_pull_resumes_the_image_from_aiocoaps_file_server() {
     let ep = "resume-aiocoap";
-    let (h, _dev) = with_room_for_a_big_package(ep);
+    let (h, _dev) = with_room_for_a_big_package(ep, 4);
     // aiocoap serves the shim's package directory, where the image is written below.
     let port = free_udp_port();
     let _aiocoap = aiocoap_fileserver(&h.dir.join("packages"), port);
@@ -201,7 +208,9 @@ fn a_reset_in_a_two_stage_pull_resumes_the_image_from_aiocoaps_file_server() {
 fn a_reset_before_the_first_block_arrives_restarts_the_pull() {
     let h = Harness::start("reset-early");
     let ep = "reset-early";
-    let _dev = InThreadDevice::start(h.device_options(ep));
+    let mut opts = h.device_options(ep);
+    opts.pull_max_retransmit = PATIENT;
+    let _dev = InThreadDevice::start(opts);
     h.wait_until("registration", T, || h.registered(ep));
     h.package("early.suit", &PackageKind::good("2.1.0", 2, 20_000));
     let relay = h.slow_relay();
@@ -265,7 +274,7 @@ fn a_reset_in_a_push_after_a_pull_ends_with_connection_lost() {
 #[test]
 fn an_image_replaced_under_a_resume_restarts_the_package() {
     let ep = "resume-replaced";
-    let (h, _dev) = with_room_for_a_big_package(ep);
+    let (h, _dev) = with_room_for_a_big_package(ep, PATIENT);
     let relay = h.slow_relay();
     let len = 140 * 1024;
     let two_stage = |version: &str, seq: u64| {
@@ -273,6 +282,11 @@ fn an_image_replaced_under_a_resume_restarts_the_package() {
         kind.delivery = Delivery::Uri(format!("coap://{}/fw/image.bin", relay.addr()));
         h.package("manifest.suit", &kind)
     };
+    // The replacement is built first and kept, so that swapping it in takes two file writes
+    // while the link is cut (a pull waits out about 9 s of CoAP retransmissions).
+    two_stage("2.6.0", 3);
+    let read = |name: &str| std::fs::read(h.dir.join("packages").join(name)).expect("package");
+    let next = [read("manifest.suit"), read("image.bin")];
     let uri = two_stage("2.5.0", 2);
     h.write_uri(ep, &uri);
     let requests = || {
@@ -285,7 +299,8 @@ fn an_image_replaced_under_a_resume_restarts_the_package() {
     let blocks = len.div_ceil(512) as u64;
     h.wait_until("a third of the image", T, || requests() > blocks / 3);
     relay.set_cut(true);
-    two_stage("2.6.0", 3);
+    h.put_package("manifest.suit", &next[0]);
+    h.put_package("image.bin", &next[1]);
     h.reset(ep);
     relay.set_cut(false);
     h.wait_state(ep, (DOWNLOADED, 0), T);
