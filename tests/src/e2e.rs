@@ -496,10 +496,8 @@ impl Harness {
         relay: &crate::relay::Relay,
         reset_after: u64,
     ) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
         let limit = Duration::from_secs(90);
-        // Each request and its response go through the relay.
-        let requests = || relay.stats().forwarded.load(Ordering::Relaxed) / 2;
+        let requests = || relay.exchanges();
         self.write_uri(ep, uri);
         self.wait_until(&format!("{reset_after} requests"), limit, || {
             requests() > reset_after

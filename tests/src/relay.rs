@@ -89,6 +89,17 @@ impl Relay {
         &self.stats
     }
 
+    /// Exchanges that went through: each request and its response are two forwarded
+    /// datagrams.
+    pub fn exchanges(&self) -> u64 {
+        self.stats.forwarded.load(Ordering::Relaxed) / 2
+    }
+
+    /// Datagrams the client sent so far, forwarded or dropped (a cut link counts them too).
+    pub fn from_client(&self) -> u64 {
+        self.stats.received.load(Ordering::Relaxed)
+    }
+
     /// Time between the first and the last forwarded datagram: a transfer's time on the wire.
     pub fn wire_time(&self) -> Duration {
         let first = self.stats.first_forward_ns.load(Ordering::SeqCst);

@@ -407,19 +407,9 @@ fn leshan_sees_a_pull_cut_by_a_reboot_before_its_first_block_go_on() {
     let events = leshan.rest.events(ep);
 
     write_uri(&leshan.rest, ep, &uri);
-    let deadline = Instant::now() + UPDATE;
-    while relay
-        .stats()
-        .received
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no request reached the package host"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    host.wait_until("a request at the package host", UPDATE, || {
+        relay.from_client() > 0
+    });
     assert_eq!(read_int(&leshan.rest, ep, "/5/0/3"), Some(1), "Downloading");
     let (status, v) = leshan
         .rest

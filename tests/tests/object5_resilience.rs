@@ -217,13 +217,7 @@ fn a_reset_before_the_first_block_arrives_restarts_the_pull() {
     relay.set_cut(true);
     let uri = format!("coap://{}/fw/early.suit", relay.addr());
     h.write_uri(ep, &uri);
-    h.wait_until("the first block request", T, || {
-        relay
-            .stats()
-            .received
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    });
+    h.wait_until("the first block request", T, || relay.from_client() > 0);
     assert_eq!(h.state_result(ep), Some((DOWNLOADING, 0)));
     h.reset(ep);
     let after_reset = h.state_result(ep);
@@ -289,13 +283,7 @@ fn an_image_replaced_under_a_resume_restarts_the_package() {
     let next = [read("manifest.suit"), read("image.bin")];
     let uri = two_stage("2.5.0", 2);
     h.write_uri(ep, &uri);
-    let requests = || {
-        relay
-            .stats()
-            .forwarded
-            .load(std::sync::atomic::Ordering::Relaxed)
-            / 2
-    };
+    let requests = || relay.exchanges();
     let blocks = len.div_ceil(512) as u64;
     h.wait_until("a third of the image", T, || requests() > blocks / 3);
     relay.set_cut(true);
