@@ -497,7 +497,7 @@ impl Harness {
         reset_after: u64,
     ) -> (u64, u64) {
         let limit = Duration::from_secs(90);
-        let requests = || relay.exchanges();
+        let requests = || relay.requests();
         self.write_uri(ep, uri);
         self.wait_until(&format!("{reset_after} requests"), limit, || {
             requests() > reset_after

@@ -7,6 +7,9 @@
 //! Everything is bounded: the relay thread stops when the [`Relay`] is dropped. The same
 //! faults on IP packets, for TCP, are [`crate::ip_link`]'s.
 
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +27,9 @@ pub struct RelayStats {
     pub received: AtomicU64,
     /// Datagrams the client sent (received from it, whether forwarded or dropped).
     pub from_client: AtomicU64,
+    /// Of those, the ones that were not a byte-identical copy of a recent one: a CoAP
+    /// retransmission repeats its message ID and bytes (RFC 7252 §4.2), a new request does not.
+    pub distinct_from_client: AtomicU64,
     /// Datagrams the server sent.
     pub from_server: AtomicU64,
     /// Datagrams dropped on purpose (loss or a cut link).
@@ -89,10 +95,11 @@ impl Relay {
         &self.stats
     }
 
-    /// Exchanges that went through: each request and its response are two forwarded
-    /// datagrams.
-    pub fn exchanges(&self) -> u64 {
-        self.stats.forwarded.load(Ordering::Relaxed) / 2
+    /// Requests the client made, each counted once however often it was retransmitted: on a
+    /// loaded machine a 300-ms ACK timeout fires now and then, and a count of forwarded
+    /// datagrams would then run ahead of the blocks the client actually asked for.
+    pub fn requests(&self) -> u64 {
+        self.stats.distinct_from_client.load(Ordering::Relaxed)
     }
 
     /// Datagrams the client sent so far, forwarded or dropped (a cut link counts them too).
@@ -149,6 +156,7 @@ fn run(
     };
     let mut gate = FaultGate::new(faults);
     let mut client: Option<SocketAddr> = None;
+    let mut recent = RecentDatagrams::default();
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::SeqCst) {
         if let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -158,6 +166,9 @@ fn run(
                 client
             } else {
                 stats.from_client.fetch_add(1, Ordering::Relaxed);
+                if recent.is_new(&buf[..n]) {
+                    stats.distinct_from_client.fetch_add(1, Ordering::Relaxed);
+                }
                 client = Some(from);
                 Some(server)
             };
@@ -173,6 +184,36 @@ fn run(
     }
     drop(tx);
     let _ = sender.join();
+}
+
+/// Hashes of the client's last datagrams, to tell a retransmission from a new request.
+#[derive(Default)]
+struct RecentDatagrams {
+    order: VecDeque<u64>,
+    seen: HashSet<u64>,
+}
+
+impl RecentDatagrams {
+    /// Retransmissions follow their original within seconds (RFC 7252 §4.8: MAX_TRANSMIT_SPAN),
+    /// far fewer datagrams than this apart.
+    const WINDOW: usize = 1024;
+
+    /// Whether `datagram` differs from the last [`Self::WINDOW`] ones; remembers it.
+    fn is_new(&mut self, datagram: &[u8]) -> bool {
+        let mut h = DefaultHasher::new();
+        datagram.hash(&mut h);
+        let h = h.finish();
+        if !self.seen.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > Self::WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// Sends `p` now and counts it.
@@ -230,6 +271,25 @@ mod tests {
         let relay =
             Relay::start("127.0.0.1:0".parse().unwrap(), server, Faults::default()).unwrap();
         assert_eq!(exchange(&relay, 20), (0..20).collect::<Vec<u8>>());
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_repeated_datagram_is_one_request() {
+        let (server, stop, t) = echo_server();
+        let relay =
+            Relay::start("127.0.0.1:0".parse().unwrap(), server, Faults::default()).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for d in [&[1u8, 2][..], &[1, 2], &[3], &[1, 2]] {
+            c.send_to(d, relay.addr()).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while relay.stats().from_client.load(Ordering::Relaxed) < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(relay.stats().from_client.load(Ordering::Relaxed), 4);
+        assert_eq!(relay.requests(), 2);
         stop.store(true, Ordering::SeqCst);
         t.join().unwrap();
     }

@@ -283,7 +283,7 @@ fn an_image_replaced_under_a_resume_restarts_the_package() {
     let next = [read("manifest.suit"), read("image.bin")];
     let uri = two_stage("2.5.0", 2);
     h.write_uri(ep, &uri);
-    let requests = || relay.exchanges();
+    let requests = || relay.requests();
     let blocks = len.div_ceil(512) as u64;
     h.wait_until("a third of the image", T, || requests() > blocks / 3);
     relay.set_cut(true);
