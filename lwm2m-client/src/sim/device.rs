@@ -255,14 +255,24 @@ fn read(path: &FsPath) -> Result<String, CliError> {
 }
 
 /// The factory signing key lives in the state directory so every run trusts the same key.
+/// It is a private key: created readable by its owner only and never replaced (a second
+/// device process starting on the same directory reads the one the first wrote); one that
+/// others can read, as earlier versions wrote it, is restricted before use.
 fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
     let path = state_dir.join("factory-key.pem");
-    if path.exists() {
-        return read(&path);
+    let io = |e| CliError::Io(path.clone(), e);
+    if !path.exists() {
+        let (private, _public) = author::generate_key_pem().map_err(CliError::Key)?;
+        match author::create_key_file(&path, &private, true) {
+            Ok(()) => return Ok(private),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
     }
-    let (private, _public) = author::generate_key_pem().map_err(CliError::Key)?;
-    std::fs::write(&path, &private).map_err(|e| CliError::Io(path.clone(), e))?;
-    Ok(private)
+    if author::restrict_key_file(&path).map_err(io)? {
+        tracing::warn!(path = %path.display(), "factory key was readable by others; now 0600");
+    }
+    read(&path)
 }
 
 /// What the factory gives a device: the public half of the key that signed its factory
@@ -892,5 +902,41 @@ pub async fn run_preferring(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &FsPath) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_factory_key_is_private_kept_and_tightened() {
+        let dir = std::env::temp_dir().join(format!("factory-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("factory-key.pem");
+        let first = factory_key(&dir).unwrap();
+        assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "{first}");
+        assert_eq!(
+            mode(&path),
+            0o600,
+            "readable by its owner only from the start"
+        );
+        assert_eq!(
+            factory_key(&dir).unwrap(),
+            first,
+            "the same key on every run"
+        );
+        // A key an earlier version wrote with the umask's 0644: kept, but no longer readable
+        // by others.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(factory_key(&dir).unwrap(), first);
+        assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

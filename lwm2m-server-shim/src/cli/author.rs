@@ -260,25 +260,13 @@ fn exists(path: &Path) -> String {
     )
 }
 
-/// Creates `path` with `bytes`, failing if it exists (O_EXCL); `private` files get mode 0600
-/// from the start, so the key is never readable by others, not even for a moment.
-fn create_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => exists(path),
-            _ => format!("{}: {e}", path.display()),
-        })
+/// Creates the key file `path` ([`author::create_key_file`]: O_EXCL, 0600 when `private`),
+/// its refusal in one line.
+fn create_new(path: &Path, pem: &str, private: bool) -> Result<(), String> {
+    author::create_key_file(path, pem, private).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => exists(path),
+        _ => format!("{}: {e}", path.display()),
+    })
 }
 
 /// Creates the directory a key goes to when missing, readable by its owner only.
@@ -317,8 +305,8 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
             }
         }
         let (private, public) = author::generate_key_pem_for(alg).map_err(|e| e.to_string())?;
-        create_new(&args.out, private.as_bytes(), true)?;
-        create_new(&pub_path, public.as_bytes(), false)?;
+        create_new(&args.out, &private, true)?;
+        create_new(&pub_path, &public, false)?;
         tracing::info!(private = %args.out.display(), public = %pub_path.display(), alg = ?args.alg, "key written");
         println!("{}\n{}", args.out.display(), pub_path.display());
         Ok(())

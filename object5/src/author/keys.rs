@@ -49,6 +49,43 @@ pub enum KeyAlg {
     Ed25519,
 }
 
+/// Creates the key file `path` holding `pem`, failing with `AlreadyExists` when there is one
+/// (O_EXCL: a key is never replaced by accident, nor by a second process racing this one).
+/// A `private` key file is created with mode 0600, so the key is never readable by others,
+/// not even for a moment; the bytes are on disk when this returns.
+pub fn create_key_file(path: &std::path::Path, pem: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path)?;
+    file.write_all(pem.as_bytes())?;
+    file.sync_all()
+}
+
+/// Makes the private key file `path` readable by its owner only when others can read it (a
+/// file written before [`create_key_file`] existed, or copied in with a loose umask); returns
+/// whether it had to. Not on platforms without Unix modes.
+pub fn restrict_key_file(path: &std::path::Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            return Ok(true);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(false)
+}
+
 /// A fresh P-256 key: `(PKCS#8 private PEM, SPKI public PEM)`.
 pub fn generate_key_pem() -> Result<(String, String), KeyError> {
     generate_key_pem_for(KeyAlg::P256)
