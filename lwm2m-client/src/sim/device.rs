@@ -263,7 +263,7 @@ fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
     let io = |e| CliError::Io(path.clone(), e);
     if !path.exists() {
         let (private, _public) = author::generate_key_pem().map_err(CliError::Key)?;
-        match author::create_key_file(&path, &private, true) {
+        match author::create_pem_file(&path, private.as_bytes(), true) {
             Ok(()) => return Ok(private),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(e)),

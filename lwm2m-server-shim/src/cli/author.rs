@@ -260,10 +260,10 @@ fn exists(path: &Path) -> String {
     )
 }
 
-/// Creates the key file `path` ([`author::create_key_file`]: O_EXCL, 0600 when `private`),
+/// Creates the key file `path` ([`author::create_pem_file`]: O_EXCL, 0600 when `private`),
 /// its refusal in one line.
 fn create_new(path: &Path, pem: &str, private: bool) -> Result<(), String> {
-    author::create_key_file(path, pem, private).map_err(|e| match e.kind() {
+    author::create_pem_file(path, pem.as_bytes(), private).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => exists(path),
         _ => format!("{}: {e}", path.display()),
     })

@@ -176,7 +176,11 @@ fn print_tcp_hosts(running: &app::RunningShim, generated_cert: bool) -> Result<(
         "lwm2m-shim-coaps-tcp-{}.pem",
         h.local_addr().port()
     ));
-    std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    // In the shared temporary directory: an earlier run's file on this port goes, and the new
+    // one is created afresh (a link planted under that name is not followed).
+    let _ = std::fs::remove_file(&path);
+    object5::author::create_pem_file(&path, pem, false)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     println!(
         "coaps+tcp package host: {} (self-signed certificate: {}; devices trust it with --pull-ca)",
         h.url("<name>"),

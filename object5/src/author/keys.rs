@@ -49,11 +49,12 @@ pub enum KeyAlg {
     Ed25519,
 }
 
-/// Creates the key file `path` holding `pem`, failing with `AlreadyExists` when there is one
-/// (O_EXCL: a key is never replaced by accident, nor by a second process racing this one).
-/// A `private` key file is created with mode 0600, so the key is never readable by others,
-/// not even for a moment; the bytes are on disk when this returns.
-pub fn create_key_file(path: &std::path::Path, pem: &str, private: bool) -> std::io::Result<()> {
+/// Creates the PEM file `path` holding `pem`, failing with `AlreadyExists` when there is one
+/// (O_EXCL: a key is never replaced by accident, nor by a second process racing this one, and
+/// a planted symbolic link is not followed). A `private` key file is created with mode 0600,
+/// so the key is never readable by others, not even for a moment; the bytes are on disk when
+/// this returns.
+pub fn create_pem_file(path: &std::path::Path, pem: &[u8], private: bool) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -64,12 +65,12 @@ pub fn create_key_file(path: &std::path::Path, pem: &str, private: bool) -> std:
     #[cfg(not(unix))]
     let _ = private;
     let mut file = options.open(path)?;
-    file.write_all(pem.as_bytes())?;
+    file.write_all(pem)?;
     file.sync_all()
 }
 
 /// Makes the private key file `path` readable by its owner only when others can read it (a
-/// file written before [`create_key_file`] existed, or copied in with a loose umask); returns
+/// file written before [`create_pem_file`] existed, or copied in with a loose umask); returns
 /// whether it had to. Not on platforms without Unix modes.
 pub fn restrict_key_file(path: &std::path::Path) -> std::io::Result<bool> {
     #[cfg(unix)]

@@ -20,7 +20,7 @@ pub use check::{check_package, CheckOptions, CheckReport};
 pub use encrypt::{encrypt_image, ContentEncryption, Encrypted, Encryption, Recipient};
 pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
-    create_key_file, ed25519_public_from_pem, generate_key_pem, generate_key_pem_for,
+    create_pem_file, ed25519_public_from_pem, generate_key_pem, generate_key_pem_for,
     p256_private_from_pem, public_pem_from_private, public_sec1_from_pem, restrict_key_file,
     signing_key_from_pem, AnchorKey, AuthorKey, KeyAlg, KeyError,
 };
