@@ -202,6 +202,18 @@ pub fn libcoap_qblock_path(tool: &str) -> PathBuf {
         .join(tool)
 }
 
+/// The `node_modules` where `scripts/test` installs Telefonica's lwm2m-node-lib (npm), the
+/// second LwM2M server implementation after Leshan that judges our device; it must be there.
+pub fn node_lib_modules() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers/node/node_modules");
+    assert!(
+        dir.join("lwm2m-node-lib").is_dir(),
+        "{} has no lwm2m-node-lib: run scripts/test (npm install lwm2m-node-lib)",
+        dir.display()
+    );
+    dir
+}
+
 /// [`libcoap_qblock_path`], which must be there.
 pub fn libcoap_qblock(tool: &str) -> PathBuf {
     let bin = libcoap_qblock_path(tool);
