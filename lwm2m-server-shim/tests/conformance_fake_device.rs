@@ -593,6 +593,50 @@ fn start_push_only(shim: SocketAddr, ep: &str) -> FakeDevice {
     )
 }
 
+/// A device registered as LwM2M 1.0 is not judged on the data formats LwM2M 1.1 added (CBOR,
+/// SenML JSON, SenML CBOR): those cases are N/A naming both versions, whatever it would have
+/// answered, as Telefonica's lwm2m-node-lib client (a 1.0 client) showed they must be; TLV,
+/// which 1.0 lists, is still asked for.
+#[test]
+fn formats_newer_than_the_registered_version_are_not_applicable() {
+    let h = Harness::start("conf-1-0-formats", |_| {});
+    let _device = start_push_only(h.coap, "lwm2m-1-0");
+    let cfg = config(&h, Duration::from_secs(2));
+    let cases = ["203", "211", "231", "232"].map(String::from);
+    let run =
+        h.rt.block_on(h.running().conformance(
+            "lwm2m-1-0",
+            &cfg,
+            &Selection::parse(&cases).expect("selection"),
+        ))
+        .expect("run");
+    let table = report::table(&run);
+    let verdict = |id: &str| {
+        run.cases
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.verdict.clone())
+            .unwrap_or_else(|| panic!("{id} did not run\n{table}"))
+    };
+    for (id, format) in [
+        ("1.1-int-211", "60 (CBOR)"),
+        ("1.1-int-231", "110 (SenML JSON)"),
+        ("1.1-int-232", "112 (SenML CBOR)"),
+    ] {
+        assert_eq!(
+            verdict(id),
+            Verdict::NotApplicable(format!(
+                "content format {format} is LwM2M 1.1; the device registered as 1.0"
+            )),
+            "{table}"
+        );
+    }
+    assert!(
+        !matches!(verdict("1.1-int-203"), Verdict::NotApplicable(_)),
+        "TLV is an LwM2M 1.0 format\n{table}"
+    );
+}
+
 /// A third-party-style device with its own package format, given its packages as files:
 /// every firmware case its /5/0/8 and /5/0/9 allow passes, and the N/A list is exactly the
 /// pull cases, each naming /5/0/9.

@@ -37,6 +37,21 @@ pub const DATA_FORMATS: [(&str, ContentFormat); 4] = [
 ];
 
 impl ContentFormat {
+    /// The LwM2M version whose data formats first list this one (TS Core 1.0 §6.4 has text,
+    /// opaque, TLV and JSON; 1.1 §7.4 adds CBOR, SenML JSON and SenML CBOR; 1.2 adds LwM2M
+    /// CBOR): a client registered with an older `lwm2m=` is not expected to speak it. `None`
+    /// for numbers no LwM2M version lists.
+    pub const fn since_lwm2m(self) -> Option<&'static str> {
+        match self {
+            Self::Text | Self::LinkFormat | Self::Opaque | Self::Tlv | Self::LwM2mJson => {
+                Some("1.0")
+            }
+            Self::Cbor | Self::SenmlJson | Self::SenmlCbor => Some("1.1"),
+            Self::LwM2mCbor => Some("1.2"),
+            Self::LegacyTlv | Self::Other(_) => None,
+        }
+    }
+
     /// The registered number.
     pub const fn number(self) -> u16 {
         match self {

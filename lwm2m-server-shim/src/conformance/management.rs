@@ -145,6 +145,14 @@ async fn case_format(ctx: &Ctx<'_>, cf: ContentFormat) -> Step<Decision> {
             format_name(cf)
         )));
     }
+    let reg = ctx.registration()?;
+    if let Some(since) = cf.since_lwm2m().filter(|v| *v > reg.lwm2m_version.as_str()) {
+        return Ok(Decision::not_applicable(format!(
+            "content format {} is LwM2M {since}; the device registered as {}",
+            format_name(cf),
+            reg.lwm2m_version
+        )));
+    }
     // CBOR (60) carries single values only.
     let (device, server) = if cf == ContentFormat::Cbor {
         (Path::resource(3, 0, 16), Path::resource(1, 0, 1))
@@ -161,7 +169,6 @@ async fn case_format(ctx: &Ctx<'_>, cf: ContentFormat) -> Step<Decision> {
             )));
         }
     }
-    let reg = ctx.registration()?;
     let d = read_in(ctx, &device, cf).await?;
     let s = read_in(ctx, &server, cf).await?;
     let binding = d
