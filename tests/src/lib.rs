@@ -11,6 +11,7 @@ pub mod device_policy;
 pub mod e2e;
 pub mod faults;
 pub mod ip_link;
+pub mod junit;
 pub mod leshan;
 pub mod process;
 pub mod relay;
