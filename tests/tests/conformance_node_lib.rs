@@ -31,6 +31,10 @@ fn node_lib_client(dir: &Path, coap: std::net::SocketAddr, ep: &str) -> LoggedCh
     )
 }
 
+/// Most cases first read the Server object instance in TLV, the format LwM2M 1.0 clients must
+/// support; this client leaves that read unanswered.
+const UNANSWERED_SERVER_READ: &str = "no answer to Read /1/0 (format 11542)";
+
 /// Each case's verdict against this client, and what its evidence (FAIL) or reason (N/A,
 /// INCONCLUSIVE) must say. Firmware cases are not listed: all N/A, it has no Object 5.
 const EXPECTED: [(&str, &str, &str); 31] = [
@@ -83,11 +87,7 @@ const EXPECTED: [(&str, &str, &str); 31] = [
         "INCONCLUSIVE",
         "no answer to Read /1 (format 11542)",
     ),
-    (
-        "1.1-int-223",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
+    ("1.1-int-223", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
     (
         "1.1-int-224",
         "INCONCLUSIVE",
@@ -98,69 +98,25 @@ const EXPECTED: [(&str, &str, &str); 31] = [
         "N/A",
         "resource instance is LwM2M 1.1; the device registered as 1.0",
     ),
-    (
-        "1.1-int-205",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "1.1-int-227",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "1.1-int-226",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
+    ("1.1-int-205", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("1.1-int-227", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("1.1-int-226", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
     ("1.1-int-256", "FAIL", "Write 77 -> 4.04 (expected 4.05)"),
     // Write-Attributes on the Security object is accepted; it must not be accessible.
     ("1.1-int-221", "FAIL", "Write-Attributes /0 pmin=10 -> 2.04"),
-    (
-        "1.1-int-260",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
+    ("1.1-int-260", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
     (
         "core-dm-create-delete",
         "N/A",
         "announces no object a server may create",
     ),
-    (
-        "1.1-int-301",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "core-ir-instance",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "core-ir-object",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "1.1-int-303",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "core-ir-pmin-pmax",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "core-ir-gt-lt",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
-    (
-        "core-ir-st",
-        "INCONCLUSIVE",
-        "no answer to Read /1/0 (format 11542)",
-    ),
+    ("1.1-int-301", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("core-ir-instance", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("core-ir-object", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("1.1-int-303", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("core-ir-pmin-pmax", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("core-ir-gt-lt", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
+    ("core-ir-st", "INCONCLUSIVE", UNANSWERED_SERVER_READ),
     // It answers 2.04 to Execute /3/0/4, a resource it does not have, and never reboots.
     (
         "1.1-int-241",
