@@ -202,16 +202,21 @@ pub fn libcoap_qblock_path(tool: &str) -> PathBuf {
         .join(tool)
 }
 
-/// The `node_modules` where `scripts/test` installs Telefonica's lwm2m-node-lib (npm), the
-/// second LwM2M server implementation after Leshan that judges our device; it must be there.
-pub fn node_lib_modules() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers/node/node_modules");
+/// `node` running `tests/node/<script>` with Telefonica's lwm2m-node-lib (npm) on its
+/// `NODE_PATH`: the second LwM2M implementation after Leshan that judges our device and our
+/// conformance runner. `scripts/test` installs it under `target/peers/node/`; it must be there.
+pub fn node_lib_command(script: &str) -> Command {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("../target/peers/node/node_modules");
     assert!(
-        dir.join("lwm2m-node-lib").is_dir(),
+        modules.join("lwm2m-node-lib").is_dir(),
         "{} has no lwm2m-node-lib: run scripts/test (npm install lwm2m-node-lib)",
-        dir.display()
+        modules.display()
     );
-    dir
+    let mut cmd = Command::new("node");
+    cmd.env("NODE_PATH", modules)
+        .arg(root.join("node").join(script));
+    cmd
 }
 
 /// [`libcoap_qblock_path`], which must be there.

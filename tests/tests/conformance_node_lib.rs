@@ -7,22 +7,17 @@
 //! answered. The reports are read by PyPI's junitparser, as for Leshan.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use lwm2m_server_shim::conformance::{report, ConformanceConfig, PackageSource, Selection};
 use lwm2m_server_shim::packages::test_packages::Signer;
 use tests::e2e::Harness;
-use tests::process::{node_lib_modules, LoggedChild};
+use tests::process::{node_lib_command, LoggedChild};
 
 /// The node-lib client registered on `coap` as `ep`, logging to `dir`.
 fn node_lib_client(dir: &Path, coap: std::net::SocketAddr, ep: &str) -> LoggedChild {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/lwm2m_node_lib_client.js");
-    let mut cmd = Command::new("node");
-    cmd.env("NODE_PATH", node_lib_modules())
-        .arg(script)
-        .arg(coap.port().to_string())
-        .arg(ep);
+    let mut cmd = node_lib_command("lwm2m_node_lib_client.js");
+    cmd.arg(coap.port().to_string()).arg(ep);
     LoggedChild::spawn(
         "lwm2m-node-lib client",
         &mut cmd,

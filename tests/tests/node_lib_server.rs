@@ -5,25 +5,20 @@
 //! what the server saw, one JSON line each, and this test judges those lines.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use lwm2m_server_shim::packages::test_packages::{Kind, Signer};
 use serde_json::{json, Value};
 use tests::e2e::temp_dir;
 use tests::process::{
-    aiocoap_fileserver, free_udp_port, lwm2m_client, node_lib_modules, LoggedChild,
+    aiocoap_fileserver, free_udp_port, lwm2m_client, node_lib_command, LoggedChild,
 };
 
 /// Starts the node-lib server on `port` with the scenario's two Package URIs; returns once it
 /// listens.
 fn node_lib_server(dir: &Path, port: u16, bad: &str, good: &str) -> LoggedChild {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/lwm2m_node_lib_update.js");
-    let mut cmd = Command::new("node");
-    cmd.env("NODE_PATH", node_lib_modules())
-        .arg(script)
-        .arg(port.to_string())
-        .args([bad, good]);
+    let mut cmd = node_lib_command("lwm2m_node_lib_update.js");
+    cmd.arg(port.to_string()).args([bad, good]);
     let mut server =
         LoggedChild::spawn("lwm2m-node-lib", &mut cmd, dir.join("node-lib.log"), false);
     server.wait_log(r#"{"listening":"#, Duration::from_secs(30));
