@@ -45,12 +45,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 let executed;
 const execution = new Promise((resolve) => { executed = resolve; });
 
-// Reads `path` (/O/I/R) of the device registered as `ep` now (a reboot registers anew).
-async function value(ep, path) {
+// Calls the server's `operation` (read, write, execute) on `path` (/O/I/R) of the device
+// registered as `ep` now (a reboot registers anew), with `args` after the path.
+async function on(operation, ep, path, ...args) {
     const device = await call(server.getDevice, ep);
     const [o, i, r] = path.split('/').slice(1).map((n) => parseInt(n, 10));
-    return call(server.read, device.id, o, i, r);
+    return call(operation, device.id, o, i, r, ...args);
 }
+
+const value = (ep, path) => on(server.read, ep, path);
 
 async function read(ep, path) {
     const v = await value(ep, path);
@@ -59,9 +62,7 @@ async function read(ep, path) {
 }
 
 async function write(ep, path, v) {
-    const device = await call(server.getDevice, ep);
-    const [o, i, r] = path.split('/').slice(1).map((n) => parseInt(n, 10));
-    await call(server.write, device.id, o, i, r, v);
+    await on(server.write, ep, path, v);
     report({ wrote: path, value: v });
 }
 
@@ -85,8 +86,7 @@ async function update(ep) {
     await read(ep, '/5/0/3');
     await write(ep, '/5/0/1', goodUri);
     await pollUntil(ep, '/5/0/3', (v) => v === '2');
-    const device = await call(server.getDevice, ep);
-    await call(server.execute, device.id, 5, 0, 2, '');
+    await on(server.execute, ep, '/5/0/2', '');
     report({ executed: '/5/0/2' });
     executed();
 }
