@@ -313,6 +313,7 @@ impl Harness {
             ),
             psk_identity: None,
             psk_key: None,
+            psk_key_file: None,
             defer_updates: false,
             cert: None,
             cert_key: None,

@@ -257,11 +257,25 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
             .is_some_and(|a| a.iter().any(|i| i["endpoint"] == ep)),
         "security info stored: {infos}"
     );
+    // The key from a file readable by its owner only, as a user keeps it out of `ps`.
+    let key_file = host.dir.join("lsh-psk.hex");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let key_file = key_file.display().to_string();
     let _dev = device(
         &host,
         &leshan.coaps_uri(),
         ep,
-        &["--psk-identity", "lsh-psk-identity", "--psk-key", key],
+        &[
+            "--psk-identity",
+            "lsh-psk-identity",
+            "--psk-key-file",
+            &key_file,
+        ],
     );
     let reg = leshan.wait_registered(ep, REGISTER);
     assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");

@@ -140,7 +140,7 @@ impl From<ErrorStack> for DtlsError {
 }
 
 /// A pre-shared key and the identity that names it (LwM2M Security object /0/x/3 and /0/x/5).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Psk {
     /// PSK identity, sent in clear during the handshake.
     pub identity: Vec<u8>,

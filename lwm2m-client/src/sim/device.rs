@@ -95,9 +95,19 @@ pub struct DeviceOptions {
     /// PSK identity for a coaps:// server (and coaps:// package hosts), LwM2M Security /0/0/3.
     #[arg(long)]
     pub psk_identity: Option<String>,
-    /// PSK key in hex, LwM2M Security /0/0/5.
-    #[arg(long)]
+    /// PSK key in hex, LwM2M Security /0/0/5. Others on the host see it in the process
+    /// list: --psk-key-file keeps it out of there.
+    #[arg(long, requires = "psk_identity")]
     pub psk_key: Option<String>,
+    /// File holding the PSK key in hex (surrounding whitespace ignored), instead of
+    /// --psk-key; a file others than its owner may open is used with a warning.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "psk_identity",
+        conflicts_with = "psk_key"
+    )]
+    pub psk_key_file: Option<PathBuf>,
     /// Certificate mode instead of PSK: this device's certificate (PEM, P-256; the server
     /// expects the endpoint name as its CN), with --cert-key and --ca.
     #[arg(long, requires_all = ["cert_key", "ca"], conflicts_with = "psk_identity")]
@@ -254,6 +264,17 @@ fn read(path: &FsPath) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| CliError::Io(path.to_owned(), e))
 }
 
+/// A secret the user hands the device (--psk-key-file, --kek, --decryption-key, --cert-key),
+/// with a warning when users other than its owner may open the file: OpenSSH refuses such
+/// key files; the device names the file and goes on (it is the user's to fix).
+fn read_secret(path: &FsPath) -> Result<Vec<u8>, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::Io(path.to_owned(), e))?;
+    if author::open_to_others(path).unwrap_or(false) {
+        tracing::warn!(path = %path.display(), "secret file is open to other users; chmod 600 it");
+    }
+    Ok(bytes)
+}
+
 /// The factory signing key lives in the state directory so every run trusts the same key.
 /// It is a private key: created readable by its owner only and never replaced (a second
 /// device process starting on the same directory reads the one the first wrote); one that
@@ -379,12 +400,14 @@ impl Factory {
 fn stored_decryption_keys(args: &DeviceOptions) -> Result<Vec<StoredDecryptionKey>, CliError> {
     let mut keys = Vec::new();
     for p in &args.decryption_keys {
-        let private = author::p256_private_from_pem(&read(p)?).map_err(CliError::Key)?;
+        let pem = String::from_utf8_lossy(&read_secret(p)?).into_owned();
+        let private = author::p256_private_from_pem(&pem).map_err(CliError::Key)?;
         keys.push(StoredDecryptionKey::EcdhP256(private));
     }
     for p in &args.keks {
-        let bytes = std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?;
-        let kek = bytes.try_into().map_err(|_| CliError::Kek(p.clone()))?;
+        let kek = read_secret(p)?
+            .try_into()
+            .map_err(|_| CliError::Kek(p.clone()))?;
         keys.push(StoredDecryptionKey::Aes128Kw(kek));
     }
     Ok(keys)
@@ -458,32 +481,49 @@ fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
 }
 
 /// The certificate from --cert / --cert-key / --ca, or the PSK, as DTLS credentials.
-fn dtls_context(args: &DeviceOptions) -> Result<Option<DtlsContext>, CliError> {
+fn dtls_context(args: &DeviceOptions, psk: Option<&Psk>) -> Result<Option<DtlsContext>, CliError> {
     if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.cert_key, &args.ca) {
         let read = |p: &PathBuf| std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e));
         let id = CertIdentity {
             cert_pem: read(cert)?,
-            key_pem: read(key)?,
+            key_pem: read_secret(key)?,
             ca_pem: read(ca)?,
         };
         return DtlsContext::cert_client(&id)
             .map(Some)
             .map_err(|_| CliError::Psk("OpenSSL refused the certificate, key or CA"));
     }
-    let Some(psk) = psk(args)? else {
+    let Some(psk) = psk else {
         return Ok(None);
     };
-    DtlsContext::psk_client(psk)
+    DtlsContext::psk_client(psk.clone())
         .map(Some)
         .map_err(|_| CliError::Psk("OpenSSL refused the PSK configuration"))
 }
 
-/// The PSK from --psk-identity / --psk-key, if both are given.
+/// The PSK of --psk-identity with --psk-key or --psk-key-file (clap lets neither key come
+/// without the identity), read once at start.
 fn psk(args: &DeviceOptions) -> Result<Option<Psk>, CliError> {
-    let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) else {
+    let Some(identity) = &args.psk_identity else {
         return Ok(None);
     };
-    let key = crate::codec::hex::decode(key).ok_or(CliError::Psk("--psk-key is not hex"))?;
+    let (hex, not_hex) = match (&args.psk_key, &args.psk_key_file) {
+        (Some(hex), _) => (hex.clone(), "--psk-key is not a key in hex"),
+        (None, Some(path)) => {
+            let bytes = read_secret(path)?;
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            (text, "--psk-key-file does not hold a key in hex")
+        }
+        (None, None) => {
+            return Err(CliError::Psk(
+                "--psk-identity needs --psk-key or --psk-key-file",
+            ))
+        }
+    };
+    let key = match crate::codec::hex::decode(&hex) {
+        Some(key) if !key.is_empty() => key,
+        _ => return Err(CliError::Psk(not_hex)),
+    };
     Ok(Some(Psk {
         identity: identity.as_bytes().to_vec(),
         key,
@@ -632,14 +672,12 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
 }
 
 /// The Security object's server account: NoSec, or PSK with the configured identity and key.
-fn security_account(args: &DeviceOptions) -> Security {
-    let mut security = Security::no_sec(&args.server);
-    if let (Some(identity), Some(key)) = (&args.psk_identity, &args.psk_key) {
-        if let Some(account) = security.accounts.first_mut() {
-            account.mode = SecurityMode::Psk;
-            account.identity = identity.as_bytes().to_vec();
-            account.key = crate::codec::hex::decode(key).unwrap_or_default();
-        }
+fn security_account(server: &str, psk: Option<&Psk>) -> Security {
+    let mut security = Security::no_sec(server);
+    if let (Some(psk), Some(account)) = (psk, security.accounts.first_mut()) {
+        account.mode = SecurityMode::Psk;
+        account.identity = psk.identity.clone();
+        account.key = psk.key.clone();
     }
     security
 }
@@ -668,15 +706,15 @@ pub async fn run_preferring(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let (device, acceptance) = open_device(&args)?;
-    let dtls = dtls_context(&args)?;
-    let pull_psk = psk(&args)?;
+    let psk = psk(&args)?;
+    let dtls = dtls_context(&args, psk.as_ref())?;
     let pull_ca = match &args.pull_ca {
         Some(p) => Some(std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?),
         None => None,
     };
     if args.server.starts_with("coaps://") && dtls.is_none() {
         return Err(CliError::Psk(
-            "a coaps:// server needs --psk-identity and --psk-key",
+            "a coaps:// server needs --psk-identity with --psk-key or --psk-key-file, or --cert",
         ));
     }
     let device: SharedDevice = Rc::new(RefCell::new(device));
@@ -719,7 +757,10 @@ pub async fn run_preferring(
         fw.set_defer_next_update(args.defer_updates);
         let (security, mut server_object) = match &args.bootstrap {
             Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
-            None => (security_account(&args), Server::new(args.lifetime)),
+            None => (
+                security_account(&args.server, psk.as_ref()),
+                Server::new(args.lifetime),
+            ),
         };
         // With a bootstrap server, the Server object is provisioned by it.
         server_object.present = args.bootstrap.is_none();
@@ -755,7 +796,7 @@ pub async fn run_preferring(
             dtls: dtls.as_ref(),
             foreign: &foreign,
             ca_pem: pull_ca.as_deref(),
-            psk: pull_psk.as_ref(),
+            psk: psk.as_ref(),
         };
         tracing::info!(local = %socket.local_addr().map_err(CliError::Net)?, %server, endpoint = %args.endpoint, "starting");
         let next = Cell::new(Next::Exit);
@@ -937,6 +978,85 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(factory_key(&dir).unwrap(), first);
         assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn psk_of(args: &[&str]) -> Result<Option<Psk>, String> {
+        let base = ["--server", "coaps://127.0.0.1:5684", "--in-memory"];
+        let args = DeviceOptions::from_args(base.iter().chain(args).copied())
+            .map_err(|e| format!("clap: {:?}", e.kind()))?;
+        psk(&args).map_err(|e| e.to_string())
+    }
+
+    /// The key file holds what --psk-key takes (hex, whitespace around it ignored); either
+    /// key needs the identity, and only one of them is taken.
+    #[test]
+    fn the_psk_key_comes_from_the_command_line_or_a_file() {
+        let dir = std::env::temp_dir().join(format!("psk-key-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("psk.hex");
+        let f = file.to_str().unwrap();
+        std::fs::write(&file, " 000102030405060708090A0b0c0d0e0f\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let expected = Psk {
+            identity: b"dev1-id".to_vec(),
+            key: (0..16).collect(),
+        };
+        let from_file = psk_of(&["--psk-identity", "dev1-id", "--psk-key-file", f]).unwrap();
+        let from_line = psk_of(&[
+            "--psk-identity",
+            "dev1-id",
+            "--psk-key",
+            "000102030405060708090a0b0c0d0e0f",
+        ])
+        .unwrap();
+        assert_eq!(from_file.as_ref(), Some(&expected));
+        assert_eq!(from_line.as_ref(), Some(&expected));
+        // A file others may read still works (with a warning).
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loose = psk_of(&["--psk-identity", "dev1-id", "--psk-key-file", f]).unwrap();
+        assert_eq!(loose.as_ref(), Some(&expected));
+
+        for (content, what) in [("zz", "not hex"), ("", "empty"), ("0a0", "odd digits")] {
+            std::fs::write(&file, content).unwrap();
+            assert_eq!(
+                psk_of(&["--psk-identity", "dev1-id", "--psk-key-file", f]),
+                Err("DTLS: --psk-key-file does not hold a key in hex".into()),
+                "{what}"
+            );
+        }
+        let missing = dir.join("absent.hex");
+        let err = psk_of(&[
+            "--psk-identity",
+            "i",
+            "--psk-key-file",
+            missing.to_str().unwrap(),
+        ]);
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("absent.hex")),
+            "{err:?}"
+        );
+        assert_eq!(
+            psk_of(&["--psk-identity", "dev1-id"]),
+            Err("DTLS: --psk-identity needs --psk-key or --psk-key-file".into())
+        );
+        assert_eq!(
+            psk_of(&["--psk-key", "00"]),
+            Err("clap: MissingRequiredArgument".into())
+        );
+        assert_eq!(
+            psk_of(&[
+                "--psk-identity",
+                "i",
+                "--psk-key",
+                "00",
+                "--psk-key-file",
+                f
+            ]),
+            Err("clap: ArgumentConflict".into())
+        );
+        assert_eq!(psk_of(&[]), Ok(None));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

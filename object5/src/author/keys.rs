@@ -74,17 +74,30 @@ pub fn create_pem_file(path: &std::path::Path, pem: &[u8], private: bool) -> std
 /// whether it had to. Not on platforms without Unix modes.
 pub fn restrict_key_file(path: &std::path::Path) -> std::io::Result<bool> {
     #[cfg(unix)]
-    {
+    if open_to_others(path)? {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
-            return Ok(true);
-        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        return Ok(true);
     }
     #[cfg(not(unix))]
     let _ = path;
     Ok(false)
+}
+
+/// Whether users other than the owner of `path` may read, write or run it (any group or
+/// other permission bit): what OpenSSH refuses in a private key file. Always `false` on
+/// platforms without Unix modes.
+pub fn open_to_others(path: &std::path::Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).map(|_| false)
+    }
 }
 
 /// A fresh P-256 key: `(PKCS#8 private PEM, SPKI public PEM)`.
