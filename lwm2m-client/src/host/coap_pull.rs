@@ -95,9 +95,15 @@ pub async fn fetch_counting(
     let dtls = match (uri.secure, &config.dtls) {
         (false, _) => None,
         (true, Some(ctx)) => Some(
-            DtlsUdp::connect(&socket, peer, ctx, None, budget)
-                .await
-                .map_err(lost)?,
+            DtlsUdp::connect(
+                &socket,
+                peer,
+                &ctx.clone().with_peer_name(&uri.host),
+                None,
+                budget,
+            )
+            .await
+            .map_err(lost)?,
         ),
         (true, None) => {
             return Err(PullError::UnsupportedProtocol(

@@ -118,6 +118,9 @@ pub enum DtlsError {
     Closed,
     /// Application data was sent before the handshake finished.
     NotEstablished,
+    /// A certificate-mode client session was asked for without the server's name (see
+    /// [`DtlsContext::with_peer_name`]): any certificate of the CA would pass for the server.
+    NoPeerName,
 }
 
 impl fmt::Display for DtlsError {
@@ -127,6 +130,9 @@ impl fmt::Display for DtlsError {
             DtlsError::Handshake(e) => write!(f, "DTLS handshake failed: {e}"),
             DtlsError::Closed => f.write_str("DTLS session closed by the peer"),
             DtlsError::NotEstablished => f.write_str("DTLS session not established yet"),
+            DtlsError::NoPeerName => {
+                f.write_str("certificate mode needs the server's name to check its certificate")
+            }
         }
     }
 }
@@ -177,6 +183,23 @@ pub struct DtlsContext {
     ctx: SslContext,
     server: bool,
     mtu: u32,
+    peer_name: PeerName,
+}
+
+/// What a client checks the server's certificate names against. A certificate chaining to
+/// the trusted CA only says that CA issued it, perhaps to another server or to a device of the
+/// same fleet; RFC 6125 §6 has the client match the host it meant to reach, as TLS clients do
+/// (Leshan's client validates the subject against the server's address; Zephyr hands the
+/// host to mbedTLS).
+#[derive(Clone, Debug, PartialEq)]
+enum PeerName {
+    /// PSK mode, or a server context: no server certificate to match.
+    NotChecked,
+    /// A certificate-mode client not yet told the server's name: its sessions are refused.
+    Missing,
+    /// The host of the server's URI: a DNS name (a subjectAltName dNSName, or the CN when the
+    /// certificate has none) or an IP literal (a subjectAltName iPAddress).
+    Host(String),
 }
 
 fn base_builder(server: bool, suite: &str) -> Result<SslContextBuilder, DtlsError> {
@@ -442,10 +465,14 @@ impl DtlsContext {
     }
 
     /// A client context in certificate mode (ECDHE-ECDSA, P-256).
+    /// Its sessions need the server's name first ([`DtlsContext::with_peer_name`]).
     pub fn cert_client(id: &CertIdentity) -> Result<Self, DtlsError> {
         let mut b = base_builder(false, CERT_SUITE)?;
         load_certificate(&mut b, id)?;
-        Ok(Self::finish(b, false))
+        Ok(Self {
+            peer_name: PeerName::Missing,
+            ..Self::finish(b, false)
+        })
     }
 
     /// A server context in certificate mode; clients must present a certificate from the CA.
@@ -461,7 +488,18 @@ impl DtlsContext {
             ctx: b.build(),
             server,
             mtu: DEFAULT_MTU,
+            peer_name: PeerName::NotChecked,
         }
+    }
+
+    /// The same credentials for a session with the server at `host` (the host of its
+    /// `coaps://` URI, without brackets): in certificate mode the server's certificate must
+    /// name that host; PSK and server contexts are unchanged.
+    pub fn with_peer_name(mut self, host: &str) -> Self {
+        if self.peer_name != PeerName::NotChecked {
+            self.peer_name = PeerName::Host(host.to_owned());
+        }
+        self
     }
 
     /// Sets the path MTU used by new sessions (records and handshake fragments fit in it).
@@ -555,6 +593,18 @@ impl DtlsSession {
     pub fn client(ctx: &DtlsContext, resume: Option<&SslSession>) -> Result<Self, DtlsError> {
         let mut ssl = Ssl::new(&ctx.ctx)?;
         ssl.set_mtu(ctx.mtu)?;
+        match &ctx.peer_name {
+            PeerName::NotChecked => {}
+            PeerName::Missing => return Err(DtlsError::NoPeerName),
+            PeerName::Host(host) => match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ssl.param_mut().set_ip(ip)?,
+                Err(_) => {
+                    ssl.param_mut().set_host(host)?;
+                    // SNI names DNS hosts only (RFC 6066 §3).
+                    ssl.set_hostname(host)?;
+                }
+            },
+        }
         if let Some(s) = resume {
             // SAFETY: the session was produced by a context with the same settings; OpenSSL
             // checks it against this context and falls back to a full handshake otherwise.
@@ -1186,8 +1236,18 @@ mod tests {
         cn: &str,
         issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
     ) -> (X509, PKey<openssl::pkey::Private>) {
+        issue_for(cn, &[], issuer)
+    }
+
+    /// A certificate for `cn`, with `names` (IP literals or DNS names) as subjectAltName.
+    fn issue_for(
+        cn: &str,
+        names: &[&str],
+        issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
+    ) -> (X509, PKey<openssl::pkey::Private>) {
         use openssl::ec::{EcGroup, EcKey};
-        use openssl::x509::{extension::BasicConstraints, X509NameBuilder};
+        use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+        use openssl::x509::X509NameBuilder;
         let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
         let mut name = X509NameBuilder::new().unwrap();
@@ -1207,6 +1267,18 @@ mod tests {
         let serial = openssl::bn::BigNum::from_u32(u32::from_be_bytes(serial)).unwrap();
         b.set_serial_number(&serial.to_asn1_integer().unwrap())
             .unwrap();
+        if !names.is_empty() {
+            let mut san = SubjectAlternativeName::new();
+            for n in names {
+                if n.parse::<std::net::IpAddr>().is_ok() {
+                    san.ip(n);
+                } else {
+                    san.dns(n);
+                }
+            }
+            let san = san.build(&b.x509v3_context(None, None)).unwrap();
+            b.append_extension(san).unwrap();
+        }
         match issuer {
             Some((ca, ca_key)) => {
                 b.set_issuer_name(ca.subject_name()).unwrap();
@@ -1254,7 +1326,8 @@ mod tests {
         assert_eq!(s.peer_common_name(), None);
 
         let device = cert_identity("urn:dev:cert-1", &ca, &ca.0);
-        let mut c = DtlsSession::client(&DtlsContext::cert_client(&device).unwrap(), None).unwrap();
+        let client = DtlsContext::cert_client(&device).unwrap();
+        let mut c = DtlsSession::client(&client.with_peer_name("lwm2m-server"), None).unwrap();
         let mut s = DtlsSession::server(&sctx, peer).unwrap();
         pump(&mut c, &mut s).unwrap();
         assert!(s.is_established() && c.is_established());
@@ -1263,11 +1336,67 @@ mod tests {
 
         // A certificate from a CA the server does not trust is refused.
         let stranger = cert_identity("urn:dev:cert-2", &other_ca, &ca.0);
-        let mut c =
-            DtlsSession::client(&DtlsContext::cert_client(&stranger).unwrap(), None).unwrap();
+        let client = DtlsContext::cert_client(&stranger).unwrap();
+        let mut c = DtlsSession::client(&client.with_peer_name("lwm2m-server"), None).unwrap();
         let mut s = DtlsSession::server(&sctx, peer).unwrap();
         let _ = pump(&mut c, &mut s);
         assert!(!s.is_established());
+    }
+
+    /// A certificate-mode client takes only a server certificate that names the host it
+    /// dialled (RFC 6125 §6): not another certificate of the same CA, such as a device's, and
+    /// no session at all before it is told the host.
+    #[test]
+    fn a_certificate_client_checks_the_servers_name() {
+        let ca = issue("test-ca", None);
+        let server_with = |cn: &str, names: &[&str]| {
+            let (cert, key) = issue_for(cn, names, Some((&ca.0, &ca.1)));
+            let id = CertIdentity {
+                cert_pem: cert.to_pem().unwrap(),
+                key_pem: key.private_key_to_pem_pkcs8().unwrap(),
+                ca_pem: ca.0.to_pem().unwrap(),
+            };
+            DtlsContext::cert_server(&id).unwrap()
+        };
+        let named = server_with("lwm2m-server", &["127.0.0.1", "::1", "lwm2m.example"]);
+        let cn_only = server_with("lwm2m.example", &[]);
+        let a_device = server_with("urn:dev:cert-9", &[]);
+        let client =
+            DtlsContext::cert_client(&cert_identity("urn:dev:cert-1", &ca, &ca.0)).unwrap();
+        assert!(matches!(
+            DtlsSession::client(&client, None),
+            Err(DtlsError::NoPeerName)
+        ));
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let handshake = |server: &DtlsContext, host: &str| {
+            let mut c = DtlsSession::client(&client.clone().with_peer_name(host), None).unwrap();
+            let mut s = DtlsSession::server(server, peer).unwrap();
+            let _ = pump(&mut c, &mut s);
+            c.is_established()
+        };
+        for (server, host, ok) in [
+            (&named, "127.0.0.1", true),
+            (&named, "::1", true),
+            (&named, "lwm2m.example", true),
+            (&named, "LWM2M.example", true),
+            (&named, "127.0.0.2", false),
+            (&named, "other.example", false),
+            (&named, "lwm2m-server", false), // a subjectAltName hides the CN
+            (&cn_only, "lwm2m.example", true),
+            (&cn_only, "127.0.0.1", false),
+            (&a_device, "127.0.0.1", false),
+        ] {
+            assert_eq!(handshake(server, host), ok, "{host}");
+        }
+        // PSK contexts have no certificate to match: the name changes nothing.
+        let mut c = DtlsSession::client(
+            &DtlsContext::psk_client(psk()).unwrap().with_peer_name("x"),
+            None,
+        )
+        .unwrap();
+        let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert!(c.is_established());
     }
 
     #[test]

@@ -786,7 +786,10 @@ pub async fn run_preferring(
             .map_err(CliError::Net)?;
         let link = match &dtls {
             Some(ctx) if args.server.starts_with("coaps://") => {
-                runtime::Link::secure(&socket, server, ctx.clone())
+                let host = crate::pull::coap::CoapUri::parse(first_uri)
+                    .map(|u| u.host)
+                    .unwrap_or_default();
+                runtime::Link::secure(&socket, server, ctx.clone().with_peer_name(&host))
             }
             _ => runtime::Link::plain(&socket),
         };
