@@ -38,7 +38,7 @@ use openssl::ssl::{
     ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSession,
     SslStream, SslVerifyMode,
 };
-use openssl::x509::X509;
+use openssl::x509::{X509VerifyResult, X509};
 
 /// The default path MTU: small enough for any IPv6 link with tunnels (LwM2M deployments
 /// commonly use 1152-1280), large enough that a CoAP block of 1024 bytes fits one record.
@@ -699,7 +699,16 @@ impl DtlsSession {
             Err(e) if e.code() == ErrorCode::WANT_READ || e.code() == ErrorCode::WANT_WRITE => {
                 Ok(())
             }
-            Err(e) => Err(DtlsError::Handshake(e.to_string())),
+            Err(e) => {
+                // OpenSSL's error says only "certificate verify failed"; the verify result
+                // says why (unknown CA, expired, the wrong name), which the user must fix.
+                let verify = self.stream.ssl().verify_result();
+                Err(DtlsError::Handshake(if verify == X509VerifyResult::OK {
+                    e.to_string()
+                } else {
+                    format!("{e} (peer certificate: {})", verify.error_string())
+                }))
+            }
         }
     }
 
