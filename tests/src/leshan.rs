@@ -118,6 +118,12 @@ pub struct LeshanServer {
 impl LeshanServer {
     /// Starts the demo server and waits until its REST API answers.
     pub fn start(tag: &str) -> Self {
+        Self::start_with(tag, &[])
+    }
+
+    /// [`LeshanServer::start`] with more of the demo's options, e.g. its X.509 credentials
+    /// (`-cert PEM -prik PKCS8-DER -truststore DER`).
+    pub fn start_with(tag: &str, extra: &[&std::ffi::OsStr]) -> Self {
         let jars = jars();
         let dir = temp_dir(tag);
         // Californium reads its settings from ./Californium.properties. Its default largest
@@ -139,7 +145,8 @@ impl LeshanServer {
             .args(["-wh", "127.0.0.1", "-wp", &web.to_string()])
             // Object models Leshan 2.0.0-M4 lacks (Object 5 version 1.1), as a user adds them.
             .arg("-m")
-            .arg(leshan_dir().join("models"));
+            .arg(leshan_dir().join("models"))
+            .args(extra);
         let proc = LoggedChild::spawn(
             "leshan-server-demo",
             &mut cmd,
@@ -203,6 +210,17 @@ impl LeshanServer {
             .put(
                 "/api/security/clients",
                 &json!({"endpoint": endpoint, "psk": {"identity": identity, "key": key_hex}}),
+            )
+            .0
+    }
+
+    /// Lets `endpoint` in with an X.509 certificate (its CN must be `endpoint`) through
+    /// Leshan's security REST API; the HTTP status.
+    pub fn add_x509(&self, endpoint: &str) -> u16 {
+        self.rest
+            .put(
+                "/api/security/clients",
+                &json!({"endpoint": endpoint, "x509": true}),
             )
             .0
     }

@@ -1,6 +1,6 @@
 //! Shared helpers for the workspace-level tests: where the shared reference folder is, the
 //! in-process end-to-end harness, real peer processes (our binaries, Eclipse Leshan), a
-//! Leshan-style REST client, a fault-injecting UDP relay and a delaying TCP relay for loopback
+//! Leshan-style REST client, a CA for certificate-mode peers, a fault-injecting UDP relay and a delaying TCP relay for loopback
 //! network tests, and an IP-level link emulator (two private network namespaces joined by TUN
 //! devices) that gives TCP the relay's delay and loss.
 
@@ -13,6 +13,7 @@ pub mod faults;
 pub mod ip_link;
 pub mod junit;
 pub mod leshan;
+pub mod pki;
 pub mod process;
 pub mod relay;
 pub mod rest;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tests::e2e::{Harness, PackageKind};
 use tests::leshan::{instance_resource, node_int, node_value, LeshanServer};
+use tests::pki::{Issued, Pki};
 use tests::process::{lwm2m_client, LoggedChild};
 use tests::rest::{Events, Rest};
 
@@ -284,6 +285,92 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
         instance_resource(&device, 3).map(node_value),
         Some(&json!("1.0.0")),
         "{device}"
+    );
+}
+
+/// Leshan's demo server in X.509 mode with `server`'s certificate and key, trusting `pki`'s
+/// CA for clients; `ep` may register with a certificate whose CN is `ep`.
+fn leshan_x509(tag: &str, pki: &Pki, server: &Issued, ep: &str) -> LeshanServer {
+    let leshan = LeshanServer::start_with(
+        tag,
+        &[
+            "-cert".as_ref(),
+            server.cert_pem.as_os_str(),
+            "-prik".as_ref(),
+            server.key_der.as_os_str(),
+            "-truststore".as_ref(),
+            pki.ca_der().as_os_str(),
+        ],
+    );
+    assert_eq!(leshan.add_x509(ep), 200);
+    leshan
+}
+
+/// Our device in certificate mode (--cert, --cert-key, --ca) with its own certificate from
+/// `pki`, CN `ep`, as Leshan wants it.
+fn x509_device(host: &Harness, pki: &Pki, leshan: &LeshanServer, ep: &str) -> LoggedChild {
+    let mine = pki.issue(ep, ep, &[]);
+    let (cert, key, ca) = (
+        mine.cert_pem.display().to_string(),
+        mine.key_pem.display().to_string(),
+        pki.ca_pem().display().to_string(),
+    );
+    device(
+        host,
+        &leshan.coaps_uri(),
+        ep,
+        &["--cert", &cert, "--cert-key", &key, "--ca", &ca],
+    )
+}
+
+/// Certificate mode against a peer we did not write: Leshan (Californium's DTLS) presents a
+/// certificate for 127.0.0.1 from the device's CA; the device presents one for its endpoint
+/// name from the same CA. The suite is the one LwM2M mandates for certificates.
+#[test]
+fn leshan_registers_our_device_over_coaps_with_x509_certificates() {
+    let host = Harness::start("lsh-x509-host");
+    let pki = Pki::new(&host.dir.join("pki"), "lsh-test-ca");
+    let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
+    let ep = "lsh-x509";
+    let leshan = leshan_x509("lsh-x509", &pki, &server, ep);
+    let _dev = x509_device(&host, &pki, &leshan, ep);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&leshan.rest, ep, "/3/0", "TLV");
+    assert_eq!(
+        instance_resource(&device, 3).map(node_value),
+        Some(&json!("1.0.0")),
+        "{device}"
+    );
+}
+
+/// The same Leshan, but its certificate (from the device's own CA) names another address:
+/// the device must not take it for its server's (RFC 6125 §6) and never registers.
+#[test]
+fn our_device_refuses_a_leshan_certificate_for_another_host() {
+    let host = Harness::start("lsh-x509-other-host");
+    let pki = Pki::new(&host.dir.join("pki"), "lsh-test-ca");
+    let server = pki.issue(
+        "leshan",
+        "leshan.test",
+        &["IP:127.0.0.2", "DNS:leshan.test"],
+    );
+    let ep = "lsh-x509-other";
+    let leshan = leshan_x509("lsh-x509-other", &pki, &server, ep);
+    let mut dev = x509_device(&host, &pki, &leshan, ep);
+    dev.wait_log("DTLS handshake failed", REGISTER);
+    let log = dev.log();
+    assert!(
+        log.contains("peer certificate: IP address mismatch"),
+        "refused for the certificate's name: {log}"
+    );
+    let (status, clients) = leshan.rest.get("/api/clients");
+    assert_eq!(status, 200);
+    assert!(
+        clients
+            .as_array()
+            .is_some_and(|a| a.iter().all(|c| c["endpoint"] != ep)),
+        "not registered: {clients}"
     );
 }
 
