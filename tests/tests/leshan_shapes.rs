@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::e2e::temp_dir;
 use tests::leshan::{wait_registered, LeshanServer};
+use tests::pki::Pki;
 use tests::rest::Rest;
 use tests::serve::ShimServe;
 
@@ -29,49 +30,19 @@ fn models_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("leshan/models")
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed")
-        .success();
-    assert!(ok, "openssl {args:?}");
-}
-
 /// `lwm2m-server-shim serve` with a server certificate (so `/api/server/security` has one to
 /// show, as Leshan's demo always has) and the Leshan tests' model directory.
 fn start_shim(dir: &Path) -> ShimServe {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    let (pem, key, models) = (dir.join("server.pem"), dir.join("server.key"), models_dir());
+    let pki = Pki::new(&dir.join("pki"), "shapes-ca");
+    let server = pki.issue("server", "127.0.0.1", &["IP:127.0.0.1"]);
+    let (pem, key, ca, models) = (server.cert_pem, server.key_pem, pki.ca_pem(), models_dir());
     let args: [&OsStr; 8] = [
         OsStr::new("--cert"),
         pem.as_os_str(),
         OsStr::new("--key"),
         key.as_os_str(),
         OsStr::new("--ca"),
-        pem.as_os_str(),
+        ca.as_os_str(),
         OsStr::new("--models"),
         models.as_os_str(),
     ];
