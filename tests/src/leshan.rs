@@ -6,6 +6,7 @@
 //! is quick once cached). When Maven cannot resolve them the tests fail with Maven's output: a
 //! missing peer never turns into a skipped test.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -123,7 +124,7 @@ impl LeshanServer {
 
     /// [`LeshanServer::start`] with more of the demo's options, e.g. its X.509 credentials
     /// (`-cert PEM -prik PKCS8-DER -truststore DER`).
-    pub fn start_with(tag: &str, extra: &[&std::ffi::OsStr]) -> Self {
+    pub fn start_with(tag: &str, extra: &[&OsStr]) -> Self {
         let jars = jars();
         let dir = temp_dir(tag);
         // Californium reads its settings from ./Californium.properties. Its default largest
@@ -244,6 +245,16 @@ impl Drop for LeshanServer {
     }
 }
 
+/// Whether `ep` is among the registrations `GET /api/clients` lists (Leshan's server and the
+/// shim alike).
+pub fn is_registered(rest: &Rest, ep: &str) -> bool {
+    let (status, clients) = rest.get("/api/clients");
+    assert_eq!(status, 200, "GET /api/clients: {clients}");
+    clients
+        .as_array()
+        .is_some_and(|a| a.iter().any(|c| c["endpoint"] == ep))
+}
+
 /// Polls `GET /api/clients/{ep}` until it answers 200; the registration JSON.
 pub fn wait_registered(rest: &Rest, ep: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
@@ -276,7 +287,30 @@ impl LeshanClient {
         lifetime_s: u32,
         psk: Option<(&str, &str)>,
     ) -> Self {
-        Self::start_with(dir, endpoint, server_uri, lifetime_s, psk, false)
+        let security: Vec<&OsStr> = psk
+            .map(|(identity, key)| vec![identity.as_ref(), key.as_ref()])
+            .unwrap_or_default();
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, false)
+    }
+
+    /// Like [`Self::start`] in certificate mode against a `coaps://` server: `mine` (CN
+    /// `endpoint`) as the client's certificate, and Certificate Usage 2 with `server_ca` (DER)
+    /// as the trust anchor the server's certificate must chain to and name the URI's host.
+    pub fn start_x509(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        lifetime_s: u32,
+        mine: &crate::pki::Issued,
+        server_ca: &Path,
+    ) -> Self {
+        let security: [&OsStr; 4] = [
+            "x509".as_ref(),
+            mine.cert_der.as_os_str(),
+            mine.key_der.as_os_str(),
+            server_ca.as_os_str(),
+        ];
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, false)
     }
 
     /// Like [`Self::start`] over plain CoAP, with a Firmware Update instance (/5/0) that
@@ -288,7 +322,7 @@ impl LeshanClient {
         server_uri: &str,
         lifetime_s: u32,
     ) -> Self {
-        Self::start_with(dir, endpoint, server_uri, lifetime_s, None, true)
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &[], true)
     }
 
     fn start_with(
@@ -296,7 +330,7 @@ impl LeshanClient {
         endpoint: &str,
         server_uri: &str,
         lifetime_s: u32,
-        psk: Option<(&str, &str)>,
+        security: &[&OsStr],
         firmware: bool,
     ) -> Self {
         let jars = jars();
@@ -308,10 +342,8 @@ impl LeshanClient {
             .arg("-cp")
             .arg(&jars.client_cp)
             .arg("LeshanTestClient")
-            .args([endpoint, server_uri, &lifetime_s.to_string()]);
-        if let Some((identity, key)) = psk {
-            cmd.args([identity, key]);
-        }
+            .args([endpoint, server_uri, &lifetime_s.to_string()])
+            .args(security);
         let mut proc = LoggedChild::spawn(
             "leshan-client",
             &mut cmd,
@@ -325,6 +357,11 @@ impl LeshanClient {
     /// Leshan's client log so far.
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Waits until the client's log holds `needle` (panics with the log after `limit`).
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        self.proc.wait_log(needle, limit);
     }
 
     /// Asks the client to stop: it deregisters and exits. Panics if it has not exited within

@@ -17,6 +17,8 @@ pub struct Pki {
 pub struct Issued {
     /// The certificate, PEM.
     pub cert_pem: PathBuf,
+    /// The certificate, DER (Leshan's client wants it so).
+    pub cert_der: PathBuf,
     /// Its private key, PKCS#8 PEM (readable by its owner only).
     pub key_pem: PathBuf,
     /// The same key, PKCS#8 DER (Leshan's `-prik`).
@@ -96,12 +98,17 @@ impl Pki {
         );
         openssl(
             &self.dir,
-            &format!("pkcs8 -topk8 -nocrypt -in {file}.key -outform DER -out {file}.der"),
+            &format!("pkcs8 -topk8 -nocrypt -in {file}.key -outform DER -out {file}.key.der"),
+        );
+        openssl(
+            &self.dir,
+            &format!("x509 -in {file}.pem -outform DER -out {file}.der"),
         );
         let issued = Issued {
             cert_pem: self.dir.join(format!("{file}.pem")),
             key_pem: self.dir.join(format!("{file}.key")),
-            key_der: self.dir.join(format!("{file}.der")),
+            cert_der: self.dir.join(format!("{file}.der")),
+            key_der: self.dir.join(format!("{file}.key.der")),
         };
         private(&issued.key_pem);
         private(&issued.key_der);

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::e2e::temp_dir;
-use tests::leshan::{instance_resource, node_int, node_value, wait_registered, LeshanClient};
+use tests::leshan::{
+    instance_resource, is_registered, node_int, node_value, wait_registered, LeshanClient,
+};
+use tests::pki::Pki;
 use tests::rest::Rest;
 use tests::serve::ShimServe;
 
@@ -17,7 +20,7 @@ const EVENT: Duration = Duration::from_secs(30);
 
 /// `lwm2m-server-shim serve` on loopback: coap, coaps and HTTP on free ports.
 struct Shim {
-    _serve: ShimServe,
+    serve: ShimServe,
     rest: Rest,
     coap: String,
     coaps: String,
@@ -26,13 +29,34 @@ struct Shim {
 
 impl Shim {
     fn start(tag: &str) -> Self {
+        Self::start_in::<&str>(temp_dir(tag), &[])
+    }
+
+    /// `serve` with certificate mode on its coaps port besides PSK: its certificate from
+    /// `pki` naming `alt_names`, clients' certificates from the same CA.
+    fn start_x509(tag: &str, alt_names: &[&str]) -> (Self, Pki) {
         let dir = temp_dir(tag);
-        let serve = ShimServe::start::<&str>(&dir, &[]);
+        let pki = Pki::new(&dir.join("pki"), "shim-test-ca");
+        let mine = pki.issue("shim", "lwm2m-server-shim", alt_names);
+        let ca = pki.ca_pem();
+        let args = [
+            "--cert".as_ref(),
+            mine.cert_pem.as_os_str(),
+            "--key".as_ref(),
+            mine.key_pem.as_os_str(),
+            "--ca".as_ref(),
+            ca.as_os_str(),
+        ];
+        (Self::start_in(dir, &args), pki)
+    }
+
+    fn start_in<S: AsRef<std::ffi::OsStr>>(dir: PathBuf, extra: &[S]) -> Self {
+        let serve = ShimServe::start(&dir, extra);
         Self {
             rest: Rest::new(serve.rest.base.clone(), Duration::from_secs(60)),
             coap: format!("coap://127.0.0.1:{}", serve.coap),
             coaps: format!("coaps://127.0.0.1:{}", serve.coaps),
-            _serve: serve,
+            serve,
             dir,
         }
     }
@@ -206,6 +230,53 @@ fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
     assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
     client.stop(Duration::from_secs(30));
     events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+}
+
+/// The shim's certificate mode judged by Leshan's client: Leshan checks that the shim's
+/// certificate chains to its trust anchor (Certificate Usage 2) and names 127.0.0.1; the
+/// shim checks Leshan's certificate against its CA and lets it register only as the name the
+/// certificate carries.
+#[test]
+fn leshan_client_registers_on_the_shim_over_coaps_with_x509() {
+    let (shim, pki) = Shim::start_x509("lshc-x509", &["IP:127.0.0.1"]);
+    let ep = "leshan-x509";
+    let mine = pki.issue(ep, ep, &[]);
+    let events = shim.rest.events(ep);
+    let client = LeshanClient::start_x509(shim.dir(), ep, &shim.coaps, 60, &mine, &pki.ca_der());
+    let reg = wait_registered(&shim.rest, ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&shim.rest, ep, "/3/0", "TLV");
+    assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
+    client.stop(Duration::from_secs(30));
+    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+
+    // A certificate of the same CA for another name may not register as this endpoint.
+    let impostor = pki.issue("impostor", "someone-else", &[]);
+    let mut client =
+        LeshanClient::start_x509(shim.dir(), ep, &shim.coaps, 60, &impostor, &pki.ca_der());
+    client.wait_log("Registration failed: FORBIDDEN(403)", REGISTER);
+    let log = shim.serve.proc.log();
+    assert!(
+        log.contains("identity tried another endpoint"),
+        "the shim says why: {log}"
+    );
+    assert!(
+        !is_registered(&shim.rest, ep),
+        "the impostor is not registered"
+    );
+}
+
+/// A shim whose certificate names another address: Leshan's client refuses it (RFC 6125 §6),
+/// so the shim never sees a registration.
+#[test]
+fn leshan_client_refuses_a_shim_certificate_for_another_host() {
+    let (shim, pki) = Shim::start_x509("lshc-x509-other", &["IP:127.0.0.2"]);
+    let ep = "leshan-x509-other";
+    let mine = pki.issue(ep, ep, &[]);
+    let mut client =
+        LeshanClient::start_x509(shim.dir(), ep, &shim.coaps, 60, &mine, &pki.ca_der());
+    client.wait_log("Unable to verify Certificate", REGISTER);
+    assert!(!is_registered(&shim.rest, ep), "not registered");
 }
 
 /// Composite operations (LwM2M 1.1) through the shim's Leshan 2.0 routes, answered by Leshan's

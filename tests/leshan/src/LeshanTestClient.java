@@ -5,7 +5,10 @@
 // project reaches. Everything on the wire (registration, TLV / SenML / LwM2M JSON / LwM2M CBOR
 // codecs, observe, DTLS) is Leshan's code.
 //
-// Usage: java -cp CLASSPATH LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S [PSK_IDENTITY PSK_HEX]
+// Usage: java -cp CLASSPATH LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S
+//            [PSK_IDENTITY PSK_HEX | x509 CERT_DER KEY_PKCS8_DER SERVER_CA_DER]
+// In X.509 mode the Security object's Certificate Usage is 2 (trust anchor assertion): the
+// server's certificate must chain to SERVER_CA_DER and name the server URI's host.
 // With LESHAN_FIRMWARE=1 in the environment it also has a Firmware Update instance (/5/0, Leshan's
 // generic SimpleInstanceEnabler) that prints "package N bytes sha256=HEX" for every package
 // written to /5/0/0, and takes block-wise bodies up to 4 MiB. It registers, prints "started" on stdout, runs until its standard input closes and then
@@ -13,6 +16,8 @@
 
 import java.io.InputStream;
 import java.net.InetAddress;
+import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.security.MessageDigest;
 import java.util.EnumSet;
 import java.util.List;
@@ -30,6 +35,7 @@ import org.eclipse.leshan.core.node.LwM2mResource;
 import org.eclipse.leshan.core.response.WriteResponse;
 import org.eclipse.californium.core.config.CoapConfig;
 import org.eclipse.californium.elements.config.Configuration;
+import org.eclipse.leshan.core.CertificateUsage;
 import org.eclipse.leshan.core.LwM2mId;
 import org.eclipse.leshan.core.model.LwM2mModelRepository;
 import org.eclipse.leshan.core.model.ObjectLoader;
@@ -42,8 +48,10 @@ public class LeshanTestClient {
     private static final int SHORT_SERVER_ID = 123;
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3 && args.length != 5) {
-            System.err.println("usage: LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S [PSK_IDENTITY PSK_HEX]");
+        boolean x509 = args.length == 7 && "x509".equals(args[3]);
+        if (args.length != 3 && args.length != 5 && !x509) {
+            System.err.println("usage: LeshanTestClient ENDPOINT SERVER_URI LIFETIME_S "
+                    + "[PSK_IDENTITY PSK_HEX | x509 CERT_DER KEY_PKCS8_DER SERVER_CA_DER]");
             System.exit(2);
         }
         String endpoint = args[0];
@@ -52,7 +60,12 @@ public class LeshanTestClient {
 
         ObjectsInitializer init = new ObjectsInitializer(
                 new LwM2mModelRepository(ObjectLoader.loadAllDefault()).getLwM2mModel());
-        if (args.length == 5) {
+        if (x509) {
+            init.setInstancesForObject(LwM2mId.SECURITY,
+                    Security.x509(uri, SHORT_SERVER_ID, Files.readAllBytes(Paths.get(args[4])),
+                            Files.readAllBytes(Paths.get(args[5])), Files.readAllBytes(Paths.get(args[6])),
+                            CertificateUsage.TRUST_ANCHOR_ASSERTION.code));
+        } else if (args.length == 5) {
             init.setInstancesForObject(LwM2mId.SECURITY,
                     Security.psk(uri, SHORT_SERVER_ID, args[3].getBytes("UTF-8"), hex(args[4])));
         } else {
