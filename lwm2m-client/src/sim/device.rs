@@ -115,7 +115,9 @@ pub struct DeviceOptions {
     /// The device certificate's private key (PEM).
     #[arg(long)]
     pub cert_key: Option<PathBuf>,
-    /// The CA the server's certificate must chain to (PEM).
+    /// The CA the server's certificate must chain to (PEM). The certificate must also name
+    /// the host of the coaps:// URI (a subjectAltName IP address or DNS name, RFC 6125), as
+    /// must a coaps:// package host's.
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Simulated user: defer the first Execute Update of each boot when the server allows it
