@@ -2,8 +2,9 @@
 //!
 //! Both directions are exercised with PSK and the LwM2M-mandated suite
 //! (TLS_PSK_WITH_AES_128_CCM_8, which our contexts offer and prefer first, and which this
-//! libcoap's OpenSSL 3.0 offers), over real UDP on loopback. Against OpenSSL 3.5's defaults,
-//! which lack CCM_8, see qblock_libcoap.rs.
+//! libcoap's OpenSSL 3.0 offers), over real UDP on loopback; our client also in certificate
+//! mode against libcoap's PKI. Against OpenSSL 3.5's defaults, which lack CCM_8, see
+//! qblock_libcoap.rs.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
-use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsSession, Psk};
+use tests::e2e::temp_dir;
+use tests::pki::Pki;
 use tests::process::wait_udp_bound;
 
 const IDENTITY: &str = "lwm2m-dev-1";
@@ -43,14 +46,15 @@ fn flush(session: &mut DtlsSession, socket: &UdpSocket, to: SocketAddr) {
     }
 }
 
-/// Drives a session on a blocking socket until `done` or the deadline, feeding timeouts.
+/// Drives a session on a blocking socket until `done` or the deadline, feeding timeouts; the
+/// DTLS error that ends the session, if one does.
 fn drive(
     session: &mut DtlsSession,
     socket: &UdpSocket,
     peer: &mut Option<SocketAddr>,
     deadline: Instant,
     mut on_data: impl FnMut(&mut DtlsSession, Vec<u8>) -> bool,
-) -> bool {
+) -> Result<bool, String> {
     let mut buf = [0u8; 2048];
     while Instant::now() < deadline {
         if let Some(to) = *peer {
@@ -64,12 +68,13 @@ fn drive(
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 peer.get_or_insert(from);
-                for data in session.handle_datagram(&buf[..n]).expect("dtls") {
+                let datagrams = session.handle_datagram(&buf[..n]);
+                for data in datagrams.map_err(|e| e.to_string())? {
                     if on_data(session, data) {
                         if let Some(to) = *peer {
                             flush(session, socket, to);
                         }
-                        return true;
+                        return Ok(true);
                     }
                 }
             }
@@ -80,7 +85,7 @@ fn drive(
             }
         }
     }
-    false
+    Ok(false)
 }
 
 /// A port whose number and number+1 are both free (libcoap puts DTLS on port+1).
@@ -95,24 +100,17 @@ fn free_port_pair() -> u16 {
     panic!("no free port pair on loopback");
 }
 
-#[test]
-fn our_dtls_client_talks_coaps_to_libcoap_server() {
+/// libcoap's `coap-server-openssl` on loopback with `options` (its PSK or PKI ones); its
+/// DTLS address, once bound.
+fn libcoap_server(options: &[&str]) -> (Peer, SocketAddr) {
     if !have("coap-server-openssl") {
         panic!("coap-server-openssl missing: scripts/test installs libcoap3-bin");
     }
     let port = free_port_pair();
     let server = Peer(
         Command::new("coap-server-openssl")
-            .args([
-                "-A",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-k",
-                KEY,
-                "-v",
-                "0",
-            ])
+            .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-v", "0"])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -120,31 +118,23 @@ fn our_dtls_client_talks_coaps_to_libcoap_server() {
     );
     // Ready once it has bound its DTLS port (port + 1).
     wait_udp_bound(port + 1, Duration::from_secs(10));
-    let server_addr: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+    (server, SocketAddr::from(([127, 0, 0, 1], port + 1)))
+}
 
-    let ctx = DtlsContext::psk_client(Psk {
-        identity: IDENTITY.as_bytes().to_vec(),
-        key: KEY.as_bytes().to_vec(),
-    })
-    .unwrap();
+/// A DTLS session under `ctx` with `server`, then GET /.well-known/core through it: the
+/// answer, or why there is none (the DTLS error that ended the handshake).
+fn get_core(ctx: &DtlsContext, server: SocketAddr) -> Result<Packet, String> {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut session = DtlsSession::client(&ctx, None).unwrap();
-    let mut peer = Some(server_addr);
+    let mut session = DtlsSession::client(ctx, None).map_err(|e| e.to_string())?;
+    let mut peer = Some(server);
     let deadline = Instant::now() + Duration::from_secs(15);
-
-    // The handshake completes when the session reports established; then a CoAP GET of
-    // /.well-known/core must come back as 2.05 Content through the secured channel.
     while !session.is_established() && Instant::now() < deadline {
-        drive(
-            &mut session,
-            &socket,
-            &mut peer,
-            Instant::now() + Duration::from_millis(200),
-            |_, _| true,
-        );
+        let step = Instant::now() + Duration::from_millis(200);
+        drive(&mut session, &socket, &mut peer, step, |_, _| true)?;
     }
-    assert!(session.is_established(), "no DTLS handshake with libcoap");
-
+    if !session.is_established() {
+        return Err("no DTLS handshake with libcoap".into());
+    }
     let mut req = Packet::new();
     req.header.set_type(MessageType::Confirmable);
     req.header.code = MessageClass::Request(RequestType::Get);
@@ -153,20 +143,69 @@ fn our_dtls_client_talks_coaps_to_libcoap_server() {
     req.add_option(coap_lite::CoapOption::UriPath, b".well-known".to_vec());
     req.add_option(coap_lite::CoapOption::UriPath, b"core".to_vec());
     session.send(&req.to_bytes().unwrap()).unwrap();
-
     let mut answer = None;
     drive(&mut session, &socket, &mut peer, deadline, |_, data| {
         answer = Packet::from_bytes(&data).ok();
         answer.is_some()
-    });
-    let answer = answer.expect("no CoAP answer through DTLS");
+    })?;
+    answer.ok_or_else(|| "no CoAP answer through DTLS".into())
+}
+
+/// libcoap's link-format answer to GET /.well-known/core.
+fn assert_core(answer: &Packet) {
     assert_eq!(
         answer.header.code,
         MessageClass::Response(ResponseType::Content)
     );
     assert_eq!(answer.get_token(), &[7, 7]);
     assert!(String::from_utf8_lossy(&answer.payload).contains("</"));
-    drop(server);
+}
+
+#[test]
+fn our_dtls_client_talks_coaps_to_libcoap_server() {
+    let (_server, addr) = libcoap_server(&["-k", KEY]);
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: IDENTITY.as_bytes().to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    })
+    .unwrap();
+    assert_core(&get_core(&ctx, addr).unwrap());
+}
+
+/// Certificate mode against libcoap (PKI, its certificate and ours from one CA, which it
+/// checks ours against): a libcoap certificate naming 127.0.0.1 is taken, one naming another
+/// address is refused by our client before any request (RFC 6125 §6).
+#[test]
+fn our_dtls_client_checks_the_name_in_libcoaps_certificate() {
+    let dir = temp_dir("dtls-libcoap-pki");
+    let pki = Pki::new(&dir, "libcoap-test-ca");
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let device = pki.issue("device", "urn:dev:pki-1", &[]);
+    let ctx = DtlsContext::cert_client(&CertIdentity {
+        cert_pem: read(&device.cert_pem),
+        key_pem: read(&device.key_pem),
+        ca_pem: read(&pki.ca_pem()),
+    })
+    .unwrap()
+    .with_peer_name("127.0.0.1");
+    let ca = pki.ca_pem().display().to_string();
+    for (file, name, taken) in [
+        ("right", "IP:127.0.0.1", true),
+        ("wrong", "IP:127.0.0.2", false),
+    ] {
+        let server = pki.issue(file, "libcoap", &[name]);
+        let (cert, key) = (
+            server.cert_pem.display().to_string(),
+            server.key_pem.display().to_string(),
+        );
+        let (_server, addr) = libcoap_server(&["-c", &cert, "-j", &key, "-C", &ca]);
+        match get_core(&ctx, addr) {
+            Ok(answer) if taken => assert_core(&answer),
+            Err(e) if !taken => assert!(e.contains("IP address mismatch"), "{e}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
