@@ -12,7 +12,7 @@ use tests::leshan::{
     instance_resource, is_registered, node_int, node_value, wait_registered, LeshanClient,
 };
 use tests::pki::Pki;
-use tests::rest::Rest;
+use tests::rest::{Events, Rest};
 use tests::serve::ShimServe;
 
 const REGISTER: Duration = Duration::from_secs(60);
@@ -206,6 +206,17 @@ fn leshan_client_answers_lwm2m_json_and_cbor_through_the_shim() {
     assert_eq!(node_int(&lifetime), Some(60), "CBOR: {lifetime}");
 }
 
+/// Waits until the shim has `ep` registered over DTLS, reads the manufacturer through the
+/// session, then stops `client` and sees its deregistration on `events`.
+fn registered_over_dtls(shim: &Shim, ep: &str, client: LeshanClient, events: &Events) {
+    let reg = wait_registered(&shim.rest, ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&shim.rest, ep, "/3/0", "TLV");
+    assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
+    client.stop(Duration::from_secs(30));
+    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+}
+
 #[test]
 fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
     let shim = Shim::start("lshc-psk");
@@ -224,12 +235,7 @@ fn leshan_client_registers_on_the_shim_over_coaps_with_psk() {
         60,
         Some(("leshan-psk-id", key)),
     );
-    let reg = wait_registered(&shim.rest, ep, REGISTER);
-    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
-    let device = read(&shim.rest, ep, "/3/0", "TLV");
-    assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
-    client.stop(Duration::from_secs(30));
-    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+    registered_over_dtls(&shim, ep, client, &events);
 }
 
 /// The shim's certificate mode judged by Leshan's client: Leshan checks that the shim's
@@ -243,12 +249,7 @@ fn leshan_client_registers_on_the_shim_over_coaps_with_x509() {
     let mine = pki.issue(ep, ep, &[]);
     let events = shim.rest.events(ep);
     let client = LeshanClient::start_x509(shim.dir(), ep, &shim.coaps, 60, &mine, &pki.ca_der());
-    let reg = wait_registered(&shim.rest, ep, REGISTER);
-    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
-    let device = read(&shim.rest, ep, "/3/0", "TLV");
-    assert_eq!(string_of(&device, 0), Some("Eclipse Leshan"), "{device}");
-    client.stop(Duration::from_secs(30));
-    events.wait_for(&["DEREGISTRATION"], EVENT, |d| d["endpoint"] == ep);
+    registered_over_dtls(&shim, ep, client, &events);
 
     // A certificate of the same CA for another name may not register as this endpoint.
     let impostor = pki.issue("impostor", "someone-else", &[]);

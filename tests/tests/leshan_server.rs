@@ -278,14 +278,7 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
             &key_file,
         ],
     );
-    let reg = leshan.wait_registered(ep, REGISTER);
-    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
-    let device = read(&leshan.rest, ep, "/3/0", "TLV");
-    assert_eq!(
-        instance_resource(&device, 3).map(node_value),
-        Some(&json!("1.0.0")),
-        "{device}"
-    );
+    registered_over_dtls(&leshan, ep);
 }
 
 /// Leshan's demo server in X.509 mode with `server`'s certificate and key, trusting `pki`'s
@@ -334,14 +327,7 @@ fn leshan_registers_our_device_over_coaps_with_x509_certificates() {
     let ep = "lsh-x509";
     let leshan = leshan_x509("lsh-x509", &pki, &server, ep);
     let _dev = x509_device(&host, &pki, &leshan, ep);
-    let reg = leshan.wait_registered(ep, REGISTER);
-    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
-    let device = read(&leshan.rest, ep, "/3/0", "TLV");
-    assert_eq!(
-        instance_resource(&device, 3).map(node_value),
-        Some(&json!("1.0.0")),
-        "{device}"
-    );
+    registered_over_dtls(&leshan, ep);
 }
 
 /// The same Leshan, but its certificate (from the device's own CA) names another address:
@@ -365,6 +351,19 @@ fn our_device_refuses_a_leshan_certificate_for_another_host() {
         "refused for the certificate's name: {log}"
     );
     assert!(!is_registered(&leshan.rest, ep), "not registered");
+}
+
+/// Waits until Leshan has `ep` registered over DTLS, then reads its firmware version (1.0.0)
+/// through the session.
+fn registered_over_dtls(leshan: &LeshanServer, ep: &str) {
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["secure"], true, "registered over DTLS: {reg}");
+    let device = read(&leshan.rest, ep, "/3/0", "TLV");
+    assert_eq!(
+        instance_resource(&device, 3).map(node_value),
+        Some(&json!("1.0.0")),
+        "{device}"
+    );
 }
 
 /// The whole pull update driven by Leshan: Write-Attributes and Observe on State, Package URI
