@@ -270,7 +270,19 @@ fn read(path: &FsPath) -> Result<String, CliError> {
 /// with a warning when users other than its owner may open the file: OpenSSH refuses such
 /// key files; the device names the file and goes on (it is the user's to fix).
 fn read_secret(path: &FsPath) -> Result<Vec<u8>, CliError> {
-    let bytes = std::fs::read(path).map_err(|e| CliError::Io(path.to_owned(), e))?;
+    use std::io::Read;
+    /// Far above any key file (a P-256 PEM is about 250 bytes): a larger file, or a device
+    /// node like /dev/zero, is a wrong path, not a key to read to the end.
+    const LIMIT: u64 = 64 * 1024;
+    let io = |e| CliError::Io(path.to_owned(), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > LIMIT {
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "over 64 KiB: not a key");
+        return Err(io(e));
+    }
     if author::open_to_others(path).unwrap_or(false) {
         tracing::warn!(path = %path.display(), "secret file is open to other users; chmod 600 it");
     }
@@ -1031,6 +1043,12 @@ mod tests {
                 "{what}"
             );
         }
+        let err = psk_of(&["--psk-identity", "i", "--psk-key-file", "/dev/zero"]);
+        assert_eq!(
+            err,
+            Err("/dev/zero: over 64 KiB: not a key".into()),
+            "read no further than a key can be long"
+        );
         let missing = dir.join("absent.hex");
         let err = psk_of(&[
             "--psk-identity",
