@@ -1,14 +1,15 @@
 //! Our CoAP Block2 pull against real package hosts on loopback: aiocoap's file server (PyPI)
 //! over plain CoAP, including an ETag-checked resume, and libcoap's coap-server (Debian
-//! libcoap3-bin, OpenSSL build) over coaps:// with PSK.
+//! libcoap3-bin, OpenSSL build) over coaps:// with PSK and with certificates.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
-use lwm2m_client::host::dtls::{DtlsContext, Psk};
+use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, Psk};
 use lwm2m_client::pull::{MemSink, Resume};
+use tests::pki::Pki;
 use tests::process::{aiocoap_fileserver, free_udp_port, free_udp_port_pair, wait_for_coap};
 
 struct Peer(Child);
@@ -96,47 +97,50 @@ async fn pull_from_aiocoap_fileserver_then_resume_with_its_etag() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test]
-async fn coaps_pull_from_libcoap_server_with_psk() {
-    const KEY: &str = "pull-psk-secret1";
-    // libcoap serves DTLS on port+1.
+/// libcoap's coap-server (coaps on the port after its coap port) with `options` (its PSK or
+/// PKI ones) and dynamic resources, holding `body` at /fw, uploaded by libcoap's own client
+/// (Block1 PUT); the server and its coaps port.
+fn libcoap_host(options: &[&str], body: &[u8], dir: &std::path::Path) -> (Peer, u16) {
     let port = free_udp_port_pair();
-    let _server = Peer(
+    let server = Peer(
         Command::new("coap-server-openssl")
             .args([
                 "-A",
                 "127.0.0.1",
                 "-p",
                 &port.to_string(),
-                "-k",
-                KEY,
                 "-d",
                 "4",
                 "-v",
                 "0",
             ])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("coap-server-openssl (libcoap3-bin) must be installed"),
     );
     wait_for_coap(port);
-    // Upload the package with libcoap's own client (Block1 PUT creates a dynamic resource).
-    let dir = temp_dir("libcoap-fw");
-    let body = image(96 * 1024 + 5);
     let file = dir.join("fw.suit");
-    std::fs::write(&file, &body).unwrap();
+    std::fs::write(&file, body).unwrap();
     let put = Command::new("coap-client-openssl")
-        .args([
-            "-u", "uploader", "-k", KEY, "-m", "put", "-b", "1024", "-B", "20", "-f",
-        ])
+        .args(["-m", "put", "-b", "1024", "-B", "20", "-f"])
         .arg(&file)
-        .arg(format!("coaps://127.0.0.1:{}/fw", port + 1))
+        .arg(format!("coap://127.0.0.1:{port}/fw"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(put.success(), "upload to coap-server failed");
+    (server, port + 1)
+}
+
+#[tokio::test]
+async fn coaps_pull_from_libcoap_server_with_psk() {
+    const KEY: &str = "pull-psk-secret1";
+    let dir = temp_dir("libcoap-fw");
+    let body = image(96 * 1024 + 5);
+    let (_server, coaps) = libcoap_host(&["-k", KEY], &body, &dir);
 
     let ctx = DtlsContext::psk_client(Psk {
         identity: b"device-7".to_vec(),
@@ -151,7 +155,7 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
         qblock: None,
     };
     let mut sink = MemSink::default();
-    let uri = format!("coaps://127.0.0.1:{}/fw", port + 1);
+    let uri = format!("coaps://127.0.0.1:{coaps}/fw");
     let done = fetch(&uri, None, &config, &mut sink)
         .await
         .expect("coaps pull");
@@ -170,5 +174,58 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
         e.update_result(),
         object5::UpdateResult::UnsupportedProtocol
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Certificate mode: the device's certificate and libcoap's from one CA, which libcoap checks
+/// ours against. The pull takes the host's name from the URI: a libcoap certificate naming
+/// 127.0.0.1 serves the package, one naming another address ends the pull before any
+/// request (a lost connection naming the mismatch, Update Result 4 like any failed handshake).
+#[tokio::test]
+async fn coaps_pull_from_libcoap_server_with_certificates() {
+    let dir = temp_dir("libcoap-fw-pki");
+    let pki = Pki::new(&dir.join("pki"), "pull-test-ca");
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let device = pki.issue("device", "urn:dev:pull-1", &[]);
+    let ctx = DtlsContext::cert_client(&CertIdentity {
+        cert_pem: read(&device.cert_pem),
+        key_pem: read(&device.key_pem),
+        ca_pem: read(&pki.ca_pem()),
+    })
+    .unwrap();
+    let config = CoapPullConfig {
+        block_size: 1024,
+        tx: fast_tx(),
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+        qblock: None,
+    };
+    let body = image(40 * 1024 + 9);
+    let ca = pki.ca_pem().display().to_string();
+    for (file, name, served) in [
+        ("right", "IP:127.0.0.1", true),
+        ("wrong", "IP:127.0.0.2", false),
+    ] {
+        let host = pki.issue(file, "libcoap", &[name]);
+        let (cert, key) = (
+            host.cert_pem.display().to_string(),
+            host.key_pem.display().to_string(),
+        );
+        let (_server, coaps) = libcoap_host(&["-c", &cert, "-j", &key, "-C", &ca], &body, &dir);
+        let uri = format!("coaps://127.0.0.1:{coaps}/fw");
+        let mut sink = MemSink::default();
+        match fetch(&uri, None, &config, &mut sink).await {
+            Ok(done) if served => {
+                assert_eq!(done.size, body.len() as u64);
+                assert!(sink.data == body, "pulled bytes differ");
+            }
+            Err(e) if !served => {
+                assert!(e.to_string().contains("IP address mismatch"), "{e}");
+                assert_eq!(e.update_result(), object5::UpdateResult::ConnectionLost);
+                assert!(sink.data.is_empty(), "nothing reached the sink");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
