@@ -10,8 +10,11 @@ use std::time::Duration;
 use lwm2m_server_shim::conformance::{
     report, ConformanceConfig, PackageSource, Selection, Verdict,
 };
-use tests::e2e::Harness;
+use std::process::Command;
+
+use tests::e2e::{temp_dir, Harness};
 use tests::leshan::LeshanClient;
+use tests::process::{free_udp_port, workspace_bin, LoggedChild};
 
 /// Why a core case may be N/A against Leshan's client: facts about that client or the shim.
 const JUSTIFIED_NA: [(&str, &str); 3] = [
@@ -94,4 +97,50 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
     assert_eq!(run.count("FAIL"), LESHAN_DEPARTS.len(), "{table}");
     tests::junit::check(&run, &h.dir.join("reports"));
     drop(client);
+}
+
+/// The runner as a test lab runs it against a client that speaks only DTLS: the
+/// `conformance` command with `--coaps` and the client's PSK (`--psk`, as `serve` takes it),
+/// Leshan's client registered over coaps with that key. The registration cases are judged
+/// over the DTLS session: none fails, the command exits 0, and report.json says the device
+/// registered securely.
+#[test]
+fn the_conformance_command_judges_leshans_client_over_dtls() {
+    let dir = temp_dir("conf-leshan-dtls");
+    let ep = "leshan-conf-dtls";
+    let psk = "000102030405060708090a0b0c0d0e0f";
+    let key = dir.join("suit.pem");
+    let keygen = Command::new(workspace_bin("lwm2m-server-shim"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let (coap, coaps) = (free_udp_port(), free_udp_port());
+    let reports = dir.join("reports");
+    let mut cmd = Command::new(workspace_bin("lwm2m-server-shim"));
+    cmd.args(["conformance", "--endpoint", ep, "--cases", "reg"])
+        .args(["--coap", &format!("127.0.0.1:{coap}")])
+        .args(["--coaps", &format!("127.0.0.1:{coaps}")])
+        .args(["--http", "127.0.0.1:0"])
+        .args(["--psk", &format!("{ep}:{ep}-id:{psk}")])
+        .arg("--key")
+        .arg(&key)
+        .arg("--report")
+        .arg(&reports);
+    let mut runner = LoggedChild::spawn("conformance", &mut cmd, dir.join("runner.log"), false);
+    runner.wait_log("waiting for", Duration::from_secs(30));
+    let uri = format!("coaps://127.0.0.1:{coaps}");
+    let client = LeshanClient::start(&dir, ep, &uri, 60, Some((&format!("{ep}-id"), psk)));
+    let status = runner.wait_exit(Duration::from_secs(300));
+    let log = runner.log();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report.json")).expect("report"))
+            .expect("report.json parses");
+    assert_eq!(json["summary"]["fail"], 0, "{json}");
+    assert!(json["summary"]["pass"].as_u64() > Some(0), "{json}");
+    assert_eq!(json["registration"]["secure"], true, "{json}");
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
 }

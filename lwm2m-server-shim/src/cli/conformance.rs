@@ -15,6 +15,7 @@ use lwm2m_server_shim::conformance::{report, ConformanceConfig, PackageSource, S
 use lwm2m_server_shim::packages::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::cli::campaign_view;
+use crate::cli::dtls_credentials::PskCredentials;
 use crate::cli::update::{in_process_config, private_package_dir, start_logged};
 
 /// Options of `conformance`; the defaults work on loopback with `lwm2m-client`.
@@ -94,6 +95,13 @@ pub struct ConformanceArgs {
     /// UDP address of the CoAP endpoint the device registers with.
     #[arg(long, default_value = "127.0.0.1:5683")]
     coap: SocketAddr,
+    /// UDP address of a CoAP-over-DTLS endpoint too, for a device that registers only over
+    /// DTLS (PSK from --psk or --security-file, as `serve` takes them); the cases run the same
+    /// over whichever the device registered on. Closed unless given.
+    #[arg(long, value_name = "ADDR")]
+    coaps: Option<SocketAddr>,
+    #[command(flatten)]
+    psk: PskCredentials,
     /// TCP address of the REST API and the http:// package host.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -184,6 +192,13 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::FAILURE;
     }
+    let security = match args.psk.store() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let Some(runtime) = campaign_view::runtime() else {
         return ExitCode::FAILURE;
     };
@@ -192,8 +207,9 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
     // coap+tcp pulls from the same address as the CoAP endpoint, on a free port. No coaps+tcp:
     // the device could not know the certificate made for this run.
     config.coap_tcp_addr = Some(SocketAddr::new(args.coap.ip(), 0));
+    config.coaps_addr = args.coaps;
     let code = runtime.block_on(async {
-        let Some(running) = start_logged(config).await else {
+        let Some(running) = start_logged(config, security).await else {
             return ExitCode::FAILURE;
         };
         let cfg = match args.config(running.http_addr) {
@@ -206,10 +222,16 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!(
-            "shim on coap://{}; waiting for {}...",
-            args.coap, args.endpoint
-        );
+        match running.coaps_addr {
+            Some(coaps) => eprintln!(
+                "shim on coap://{} and coaps://{coaps}; waiting for {}...",
+                args.coap, args.endpoint
+            ),
+            None => eprintln!(
+                "shim on coap://{}; waiting for {}...",
+                args.coap, args.endpoint
+            ),
+        }
         let run = match running.conformance(&args.endpoint, &cfg, &selection).await {
             Ok(r) => r,
             Err(e) => {

@@ -6,6 +6,7 @@ pub mod author;
 pub mod campaign_view;
 pub mod conformance;
 pub mod demo;
+pub mod dtls_credentials;
 pub mod serve;
 pub mod update;
 pub mod update_remote;

@@ -8,17 +8,14 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use clap::Args;
-use lwm2m_client::host::dtls::CertIdentity;
 use lwm2m_server_shim::api::http_server::{HttpLimits, DEFAULT_MAX_CONNECTIONS};
 use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
 use lwm2m_server_shim::packages::coap_tcp::TlsIdentity;
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
-use lwm2m_server_shim::server::security::store::{
-    InMemorySecurityStore, SecurityInfo, SecurityStore,
-};
+use lwm2m_server_shim::server::security::store::InMemorySecurityStore;
 
 use crate::cli::campaign_view;
+use crate::cli::dtls_credentials::{CertCredentials, PskCredentials};
 
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
@@ -35,24 +32,10 @@ pub struct ServeArgs {
     /// Do not open the coaps endpoint (then --coap is required).
     #[arg(long)]
     no_coaps: bool,
-    /// A client's pre-shared key, `ENDPOINT:IDENTITY:HEXKEY` (repeatable): the identity may
-    /// register only as ENDPOINT.
-    #[arg(long, value_parser = SecurityInfo::parse_cli)]
-    psk: Vec<SecurityInfo>,
-    /// JSON file of security info in Leshan's shape, one object or an array:
-    /// `{"endpoint":"dev1","psk":{"identity":"dev1-id","key":"00112233"}}`.
-    #[arg(long)]
-    security_file: Option<PathBuf>,
-    /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
-    /// Clients must present a certificate from --ca and register as its common name.
-    #[arg(long, requires_all = ["key", "ca"])]
-    cert: Option<PathBuf>,
-    /// Private key (PEM) of --cert.
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
-    /// CA certificate (PEM) that certificate-mode clients must chain to.
-    #[arg(long, requires = "cert")]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    psk: PskCredentials,
+    #[command(flatten)]
+    cert: CertCredentials,
     /// TCP address of a CoAP-over-TCP package host (RFC 8323 coap+tcp, BERT blocks):
     /// `GET /fw/<name>`. Port 0 picks a free port; the URL is printed. Closed unless given.
     #[arg(long, value_name = "ADDR")]
@@ -134,7 +117,8 @@ pub struct ServeArgs {
 pub fn serve(args: ServeArgs) -> ExitCode {
     campaign_view::init_logging("info");
     // A self-signed coaps+tcp certificate is made at start: its PEM must be shown.
-    let generated_cert = args.coaps_tcp.is_some() && args.tls_cert.is_none() && args.cert.is_none();
+    let generated_cert =
+        args.coaps_tcp.is_some() && args.tls_cert.is_none() && args.cert.cert.is_none();
     let (config, security) = match configure(args) {
         Ok(c) => c,
         Err(e) => return crate::fail(e),
@@ -191,31 +175,8 @@ fn print_tcp_hosts(running: &app::RunningShim, generated_cert: bool) -> Result<(
 
 /// The shim's configuration and security store from the options and the files they name.
 fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>), String> {
-    let security = Arc::new(InMemorySecurityStore::new());
-    let mut infos = args.psk;
-    if let Some(path) = &args.security_file {
-        let more = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        infos.extend(more);
-    }
-    for info in infos {
-        security
-            .put(info)
-            .map_err(|e| format!("security info refused: {e}"))?;
-    }
-    let dtls_certificate = match (&args.cert, &args.key, &args.ca) {
-        (Some(cert), Some(key), Some(ca)) => {
-            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            Some(ServerCertificate(CertIdentity {
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-                ca_pem: read(ca)?,
-            }))
-        }
-        _ => None,
-    };
+    let security = args.psk.store()?;
+    let dtls_certificate = args.cert.certificate()?;
     let tls_identity = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));

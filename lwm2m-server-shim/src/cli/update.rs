@@ -10,9 +10,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use std::sync::Arc;
+
 use lwm2m_server_shim::app::{self, RunningShim, ShimConfig};
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::firmware::jobs::{JobPhase, Method};
+use lwm2m_server_shim::server::registration::store::InMemoryStore;
+use lwm2m_server_shim::server::security::store::InMemorySecurityStore;
 
 use crate::cli::campaign_view::{self, ProgressView};
 use crate::cli::update_remote;
@@ -145,10 +149,14 @@ pub fn in_process_config(
     }
 }
 
-/// Starts the shim, or prints why it cannot (one `error:` line) so that the command only has
-/// to exit non-zero.
-pub async fn start_logged(config: ShimConfig) -> Option<RunningShim> {
-    match app::start(config).await {
+/// Starts the shim with `security` as its PSK store, or prints why it cannot (one `error:`
+/// line) so that the command only has to exit non-zero.
+pub async fn start_logged(
+    config: ShimConfig,
+    security: Arc<InMemorySecurityStore>,
+) -> Option<RunningShim> {
+    let store = Arc::new(InMemoryStore::new());
+    match app::start_with_stores(config, store, security).await {
         Ok(r) => Some(r),
         Err(e) => {
             crate::fail(e);

@@ -1,0 +1,79 @@
+//! The coaps listener's credentials on the command line: clients' pre-shared keys (as
+//! Leshan's security store holds them), which `serve` and `conformance` take, and the shim's
+//! certificate for certificate-mode clients, which `serve` takes (`conformance` has its own
+//! `--key`: the SUIT signing key).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use lwm2m_client::host::dtls::CertIdentity;
+use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
+use lwm2m_server_shim::server::security::store::{
+    InMemorySecurityStore, SecurityInfo, SecurityStore,
+};
+
+/// Which PSK identities may open a DTLS session on the coaps port, and as which endpoint.
+#[derive(Args, Debug, Default)]
+pub struct PskCredentials {
+    /// A client's pre-shared key, `ENDPOINT:IDENTITY:HEXKEY` (repeatable): the identity may
+    /// register only as ENDPOINT.
+    #[arg(long, value_parser = SecurityInfo::parse_cli)]
+    pub psk: Vec<SecurityInfo>,
+    /// JSON file of security info in Leshan's shape, one object or an array:
+    /// `{"endpoint":"dev1","psk":{"identity":"dev1-id","key":"00112233"}}`.
+    #[arg(long)]
+    pub security_file: Option<PathBuf>,
+}
+
+impl PskCredentials {
+    /// A security store holding every key given; an unreadable file or a refused key is one
+    /// line naming it.
+    pub fn store(&self) -> Result<Arc<InMemorySecurityStore>, String> {
+        let security = Arc::new(InMemorySecurityStore::new());
+        let mut infos = self.psk.clone();
+        if let Some(path) = &self.security_file {
+            let more = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            infos.extend(more);
+        }
+        for info in infos {
+            security
+                .put(info)
+                .map_err(|e| format!("security info refused: {e}"))?;
+        }
+        Ok(security)
+    }
+}
+
+/// The shim's certificate for certificate-mode clients on the coaps port.
+#[derive(Args, Debug, Default)]
+pub struct CertCredentials {
+    /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
+    /// Clients must present a certificate from --ca and register as its common name.
+    #[arg(long, requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that certificate-mode clients must chain to.
+    #[arg(long, requires = "cert")]
+    pub ca: Option<PathBuf>,
+}
+
+impl CertCredentials {
+    /// The certificate, key and CA from their files, when given.
+    pub fn certificate(&self) -> Result<Option<ServerCertificate>, String> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
+            return Ok(None);
+        };
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        Ok(Some(ServerCertificate(CertIdentity {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            ca_pem: read(ca)?,
+        })))
+    }
+}
