@@ -737,6 +737,10 @@ pub async fn run_preferring(
     let server = runtime::resolve_server(first_uri)
         .await
         .map_err(CliError::Uri)?;
+    // The name a certificate-mode server's certificate must carry (it resolved, so it parses).
+    let server_host = crate::pull::coap::CoapUri::parse(first_uri)
+        .map(|u| u.host)
+        .unwrap_or_default();
     // Datagrams dropped for coming from elsewhere than the server or the package host.
     let foreign = ForeignDatagrams::default();
     loop {
@@ -800,10 +804,7 @@ pub async fn run_preferring(
             .map_err(CliError::Net)?;
         let link = match &dtls {
             Some(ctx) if args.server.starts_with("coaps://") => {
-                let host = crate::pull::coap::CoapUri::parse(first_uri)
-                    .map(|u| u.host)
-                    .unwrap_or_default();
-                runtime::Link::secure(&socket, server, ctx.clone().with_peer_name(&host))
+                runtime::Link::secure(&socket, server, ctx.clone().with_peer_name(&server_host))
             }
             _ => runtime::Link::plain(&socket),
         };
