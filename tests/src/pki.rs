@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lwm2m_client::host::dtls::CertIdentity;
+
 /// `openssl req` options for a new unencrypted P-256 key.
 const P256: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
@@ -113,5 +115,29 @@ impl Pki {
         private(&issued.key_pem);
         private(&issued.key_der);
         issued
+    }
+
+    /// `issued` as our DTLS layer takes a certificate identity, trusting this CA.
+    pub fn identity(&self, issued: &Issued) -> CertIdentity {
+        let read = |p: &Path| std::fs::read(p).expect("read pki file");
+        CertIdentity {
+            cert_pem: read(&issued.cert_pem),
+            key_pem: read(&issued.key_pem),
+            ca_pem: read(&self.ca_pem()),
+        }
+    }
+
+    /// libcoap's `coap-server` PKI options serving `issued`, checking clients against this
+    /// CA.
+    pub fn libcoap_options(&self, issued: &Issued) -> [String; 6] {
+        let path = |p: &Path| p.display().to_string();
+        [
+            "-c".into(),
+            path(&issued.cert_pem),
+            "-j".into(),
+            path(&issued.key_pem),
+            "-C".into(),
+            path(&self.ca_pem()),
+        ]
     }
 }

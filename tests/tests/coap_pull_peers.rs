@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
-use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{MemSink, Resume};
 use tests::pki::Pki;
 use tests::process::{aiocoap_fileserver, free_udp_port, free_udp_port_pair, wait_for_coap};
@@ -185,14 +185,8 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
 async fn coaps_pull_from_libcoap_server_with_certificates() {
     let dir = temp_dir("libcoap-fw-pki");
     let pki = Pki::new(&dir.join("pki"), "pull-test-ca");
-    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
     let device = pki.issue("device", "urn:dev:pull-1", &[]);
-    let ctx = DtlsContext::cert_client(&CertIdentity {
-        cert_pem: read(&device.cert_pem),
-        key_pem: read(&device.key_pem),
-        ca_pem: read(&pki.ca_pem()),
-    })
-    .unwrap();
+    let ctx = DtlsContext::cert_client(&pki.identity(&device)).unwrap();
     let config = CoapPullConfig {
         block_size: 1024,
         tx: fast_tx(),
@@ -201,17 +195,13 @@ async fn coaps_pull_from_libcoap_server_with_certificates() {
         qblock: None,
     };
     let body = image(40 * 1024 + 9);
-    let ca = pki.ca_pem().display().to_string();
     for (file, name, served) in [
         ("right", "IP:127.0.0.1", true),
         ("wrong", "IP:127.0.0.2", false),
     ] {
-        let host = pki.issue(file, "libcoap", &[name]);
-        let (cert, key) = (
-            host.cert_pem.display().to_string(),
-            host.key_pem.display().to_string(),
-        );
-        let (_server, coaps) = libcoap_host(&["-c", &cert, "-j", &key, "-C", &ca], &body, &dir);
+        let options = pki.libcoap_options(&pki.issue(file, "libcoap", &[name]));
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let (_server, coaps) = libcoap_host(&options, &body, &dir);
         let uri = format!("coaps://127.0.0.1:{coaps}/fw");
         let mut sink = MemSink::default();
         match fetch(&uri, None, &config, &mut sink).await {

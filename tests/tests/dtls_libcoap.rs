@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
-use lwm2m_client::host::dtls::{CertIdentity, DtlsContext, DtlsSession, Psk};
+use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Psk};
 use tests::e2e::temp_dir;
 use tests::pki::Pki;
 use tests::process::wait_udp_bound;
@@ -179,26 +179,17 @@ fn our_dtls_client_talks_coaps_to_libcoap_server() {
 fn our_dtls_client_checks_the_name_in_libcoaps_certificate() {
     let dir = temp_dir("dtls-libcoap-pki");
     let pki = Pki::new(&dir, "libcoap-test-ca");
-    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
     let device = pki.issue("device", "urn:dev:pki-1", &[]);
-    let ctx = DtlsContext::cert_client(&CertIdentity {
-        cert_pem: read(&device.cert_pem),
-        key_pem: read(&device.key_pem),
-        ca_pem: read(&pki.ca_pem()),
-    })
-    .unwrap()
-    .with_peer_name("127.0.0.1");
-    let ca = pki.ca_pem().display().to_string();
+    let ctx = DtlsContext::cert_client(&pki.identity(&device))
+        .unwrap()
+        .with_peer_name("127.0.0.1");
     for (file, name, taken) in [
         ("right", "IP:127.0.0.1", true),
         ("wrong", "IP:127.0.0.2", false),
     ] {
-        let server = pki.issue(file, "libcoap", &[name]);
-        let (cert, key) = (
-            server.cert_pem.display().to_string(),
-            server.key_pem.display().to_string(),
-        );
-        let (_server, addr) = libcoap_server(&["-c", &cert, "-j", &key, "-C", &ca]);
+        let options = pki.libcoap_options(&pki.issue(file, "libcoap", &[name]));
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let (_server, addr) = libcoap_server(&options);
         match get_core(&ctx, addr) {
             Ok(answer) if taken => assert_core(&answer),
             Err(e) if !taken => assert!(e.contains("IP address mismatch"), "{e}"),
