@@ -222,16 +222,14 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match running.coaps_addr {
-            Some(coaps) => eprintln!(
-                "shim on coap://{} and coaps://{coaps}; waiting for {}...",
-                args.coap, args.endpoint
-            ),
-            None => eprintln!(
-                "shim on coap://{}; waiting for {}...",
-                args.coap, args.endpoint
-            ),
-        }
+        let coaps = running
+            .coaps_addr
+            .map(|a| format!(" and coaps://{a}"))
+            .unwrap_or_default();
+        eprintln!(
+            "shim on coap://{}{coaps}; waiting for {}...",
+            args.coap, args.endpoint
+        );
         let run = match running.conformance(&args.endpoint, &cfg, &selection).await {
             Ok(r) => r,
             Err(e) => {
