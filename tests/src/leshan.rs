@@ -35,6 +35,9 @@ struct Jars {
     server_jar: PathBuf,
     /// Classpath of the test client: Leshan's client jars plus the compiled launcher.
     client_cp: String,
+    /// Classpath of the test bootstrap server: the demo server's jar (Leshan's bootstrap
+    /// server library is inside it) plus the compiled launcher.
+    bootstrap_cp: String,
 }
 
 /// Resolves the pinned artifacts with Maven and compiles the client launcher, once per test
@@ -73,26 +76,34 @@ fn resolve() -> Result<Jars, String> {
             .first()
             .ok_or_else(|| format!("no leshan-server-demo jar in the classpath: {cp}"))?,
     );
-    let classes = work.join("classes");
     let client_jars = client.join(":");
+    let client_classes = javac(&work, "LeshanTestClient", &client_jars)?;
+    let bootstrap_classes = javac(&work, "LeshanTestBootstrap", &server_jar.to_string_lossy())?;
+    Ok(Jars {
+        client_cp: format!("{}:{client_jars}", client_classes.display()),
+        bootstrap_cp: format!("{}:{}", bootstrap_classes.display(), server_jar.display()),
+        server_jar,
+    })
+}
+
+/// Compiles `tests/leshan/src/{class}.java` against `classpath`; the classes directory.
+fn javac(work: &Path, class: &str, classpath: &str) -> Result<PathBuf, String> {
+    let classes = work.join(format!("classes-{class}"));
     let out = Command::new("javac")
         .arg("-d")
         .arg(&classes)
         .arg("-cp")
-        .arg(&client_jars)
-        .arg(leshan_dir().join("src/LeshanTestClient.java"))
+        .arg(classpath)
+        .arg(leshan_dir().join(format!("src/{class}.java")))
         .output()
         .map_err(|e| format!("cannot run javac: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "javac LeshanTestClient.java failed:\n{}",
+            "javac {class}.java failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(Jars {
-        server_jar,
-        client_cp: format!("{}:{client_jars}", classes.display()),
-    })
+    Ok(classes)
 }
 
 /// JVM options for Leshan 2.0.0-M4 on Java 17: its JSON layer (Gson) reflects into
@@ -255,6 +266,15 @@ pub fn is_registered(rest: &Rest, ep: &str) -> bool {
         .is_some_and(|a| a.iter().any(|c| c["endpoint"] == ep))
 }
 
+/// Reads one integer resource of `ep` (TLV) through Leshan's REST API; `None` unless Leshan
+/// answers CONTENT.
+pub fn read_int(rest: &Rest, ep: &str, path: &str) -> Option<i64> {
+    let (status, v) = rest.get(&format!("/api/clients/{ep}{path}?format=TLV&timeout=10"));
+    (status == 200 && v["status"] == "CONTENT(205)")
+        .then(|| node_int(&v["content"]))
+        .flatten()
+}
+
 /// Polls `GET /api/clients/{ep}` until it answers 200; the registration JSON.
 pub fn wait_registered(rest: &Rest, ep: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
@@ -268,6 +288,63 @@ pub fn wait_registered(rest: &Rest, ep: &str, limit: Duration) -> Value {
             "{ep} not registered within {limit:?} (last: {status} {reg})"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Leshan's bootstrap server library on a loopback port (see
+/// `tests/leshan/src/LeshanTestBootstrap.java`), configured for one endpoint: it deletes /0 and
+/// /1, then writes its own account, one management server account (Short Server ID 123,
+/// NoSec or PSK) and its Server instance (lifetime 300 s), and finishes.
+pub struct LeshanBootstrap {
+    proc: LoggedChild,
+    /// Its `coap://` address.
+    pub coap: SocketAddr,
+}
+
+impl LeshanBootstrap {
+    /// The lifetime the bootstrap server writes into the Server object.
+    pub const LIFETIME_S: u64 = 300;
+
+    /// Starts it for `endpoint` with `server_uri`, PSK credentials when `psk` = (identity,
+    /// hex key); returns once it listens.
+    pub fn start(dir: &Path, endpoint: &str, server_uri: &str, psk: Option<(&str, &str)>) -> Self {
+        let jars = jars();
+        let port = free_udp_port();
+        let mut cmd = Command::new("java");
+        cmd.current_dir(dir)
+            .arg("-cp")
+            .arg(&jars.bootstrap_cp)
+            .arg("LeshanTestBootstrap")
+            .args([&port.to_string(), endpoint, server_uri]);
+        if let Some((identity, key)) = psk {
+            cmd.args([identity, key]);
+        }
+        let mut proc = LoggedChild::spawn(
+            "leshan-bootstrap",
+            &mut cmd,
+            dir.join(format!("leshan-bootstrap-{endpoint}.log")),
+            true,
+        );
+        proc.wait_log(&format!("ready {port}"), Duration::from_secs(60));
+        Self {
+            proc,
+            coap: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// `coap://127.0.0.1:PORT`.
+    pub fn coap_uri(&self) -> String {
+        format!("coap://{}", self.coap)
+    }
+
+    /// Waits until its log holds `needle` (panics with the log after `limit`).
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        self.proc.wait_log(needle, limit);
+    }
+
+    /// Its log so far: each request, each answer and how each session ended.
+    pub fn log(&self) -> String {
+        self.proc.log()
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tests::e2e::{Harness, PackageKind};
-use tests::leshan::{instance_resource, is_registered, node_int, node_value, LeshanServer};
+use tests::leshan::{
+    instance_resource, is_registered, node_int, node_value, read_int, LeshanServer,
+};
 use tests::pki::{Issued, Pki};
 use tests::process::{lwm2m_client, LoggedChild};
 use tests::rest::{Events, Rest};
@@ -52,14 +54,6 @@ fn read(rest: &Rest, ep: &str, path: &str, format: &str) -> Value {
         "read {path} as {format}: Leshan says {v}"
     );
     v["content"].clone()
-}
-
-/// Reads one integer resource (TLV) through Leshan.
-fn read_int(rest: &Rest, ep: &str, path: &str) -> Option<i64> {
-    let (status, v) = rest.get(&format!("/api/clients/{ep}{path}?format=TLV&timeout=10"));
-    (status == 200 && v["status"] == "CONTENT(205)")
-        .then(|| node_int(&v["content"]))
-        .flatten()
 }
 
 /// Polls Leshan's reads of `path` until they give `want`.

@@ -8,6 +8,7 @@ use super::{Engine, Event, Purpose};
 use crate::coap;
 use crate::codec::{link, ContentFormat, Link, Node, Path, Resource, ResourceValue, Value};
 use crate::object::OpError;
+use crate::objects::security::{Credentials, SecurityMode};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -173,6 +174,12 @@ impl<P: Clone + PartialEq> Engine<P> {
             .iter_mut()
             .find(|o| o.id() == oid)
             .ok_or(OpError::NotFound)?;
+        // Every resource must be one the object defines, in its shape, before any is written:
+        // a refused Bootstrap-Write leaves the configuration as it was.
+        let fits = |r: &Resource| obj.def(r.id).is_some_and(|d| super::dm::shape_fits(&d, r));
+        if !instances.iter().all(|(_, rs)| rs.iter().all(fits)) {
+            return Err(OpError::BadRequest);
+        }
         for (iid, resources) in instances {
             if obj.instances().contains(&iid) {
                 for r in &resources {
@@ -206,17 +213,33 @@ impl<P: Clone + PartialEq> Engine<P> {
     fn bootstrap_finish(&mut self, _now: u64) -> Answer {
         let account = self.objects.iter_mut().find(|o| o.id() == 0).and_then(|o| {
             o.instances().into_iter().find_map(|i| {
-                let bs = o.read(0, i, 1);
-                match (bs, o.read(0, i, 0)) {
-                    (
-                        Ok(ResourceValue::Single(Value::Boolean(false))),
-                        Ok(ResourceValue::Single(Value::String(uri))),
-                    ) => Some(uri),
+                let mut single = |r: u16| match o.read(0, i, r) {
+                    Ok(ResourceValue::Single(v)) => Some(v),
                     _ => None,
-                }
+                };
+                let (Some(Value::Boolean(false)), Some(Value::String(uri))) =
+                    (single(1), single(0))
+                else {
+                    return None;
+                };
+                let mode = match single(2) {
+                    Some(Value::Integer(m)) => SecurityMode::from_code(m)?,
+                    _ => return None,
+                };
+                let mut opaque = |r: u16| match single(r) {
+                    Some(Value::Opaque(o)) => o,
+                    _ => Vec::new(),
+                };
+                let credentials = Credentials {
+                    mode,
+                    identity: opaque(3),
+                    server_key: opaque(4),
+                    secret_key: opaque(5),
+                };
+                Some((uri, credentials))
             })
         });
-        let Some(server_uri) = account else {
+        let Some((server_uri, credentials)) = account else {
             // Finish without a management server account: 4.06 per the spec's
             // "Bootstrap-Finish ... Not Acceptable" for an inconsistent configuration.
             return Answer::Now(reply(ResponseType::NotAcceptable));
@@ -224,7 +247,10 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.reg.bootstrap = false;
         self.reg.bootstrap_deadline = None;
         self.reg.next_at = None;
-        self.events.push_back(Event::Bootstrapped { server_uri });
+        self.events.push_back(Event::Bootstrapped {
+            server_uri,
+            credentials,
+        });
         Answer::Now(reply(ResponseType::Changed))
     }
 }

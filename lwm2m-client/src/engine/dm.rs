@@ -53,6 +53,12 @@ fn ids(path: &Path) -> (u16, u16, u16) {
     )
 }
 
+/// Whether `r` has the shape its definition gives: multiple-instance resources carry
+/// instances, single ones one value.
+pub(crate) fn shape_fits(def: &ResourceDef, r: &Resource) -> bool {
+    def.multiple == matches!(r.value, ResourceValue::Multiple(_))
+}
+
 pub(crate) fn reply(code: ResponseType) -> Packet {
     coap::packet(
         MessageType::Acknowledgement,
@@ -682,7 +688,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             if !def.ops.write() {
                 return Err(OpError::MethodNotAllowed);
             }
-            if def.multiple != matches!(r.value, ResourceValue::Multiple(_)) {
+            if !shape_fits(&def, r) {
                 return Err(OpError::BadRequest);
             }
         }

@@ -113,10 +113,13 @@ pub enum Event {
     Updated,
     /// Deregistered (or gave up registering after [`Engine::deregister`]).
     Deregistered,
-    /// Bootstrap-Finish arrived; register with `server_uri` next (see [`Engine::set_server`]).
+    /// Bootstrap-Finish arrived; register with `server_uri` next, over a transport made of
+    /// `credentials` (see [`Engine::set_server`]; the host runtime does both).
     Bootstrapped {
         /// The management server's URI from the Security object.
         server_uri: String,
+        /// The credentials the bootstrap server provisioned for it.
+        credentials: crate::objects::security::Credentials,
     },
     /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
     BootstrapFailed {

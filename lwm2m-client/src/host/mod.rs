@@ -13,6 +13,8 @@ pub mod dtls_udp;
 #[cfg(feature = "host")]
 pub mod http_pull;
 #[cfg(feature = "host")]
+pub mod provisioned;
+#[cfg(feature = "host")]
 pub mod runtime;
 #[cfg(feature = "host")]
 pub mod tcp_pull;

@@ -151,6 +151,18 @@ where
         let mut control = Control::Continue;
         while let Some(ev) = engine.poll_event() {
             let deregistered = ev == Event::Deregistered;
+            if let Event::Bootstrapped {
+                server_uri,
+                credentials,
+            } = &ev
+            {
+                if let Err(e) = follow_bootstrap(engine, link, server_uri, credentials, now(epoch))
+                {
+                    tracing::error!(%server_uri, error = %e, "bootstrap provisioned an unusable server");
+                    control = Control::Shutdown;
+                    continue;
+                }
+            }
             let c = on_event(engine, now(epoch), ev, tasks);
             if c != Control::Continue {
                 control = c;
@@ -195,6 +207,10 @@ where
                 return Ok(());
             }
         }
+        if link.needs_handshake() && stopping.is_none() && draining.is_none() {
+            // A bootstrap just pointed the link at a DTLS server: the handshake comes first.
+            continue;
+        }
         let deadline = engine
             .poll_timeout()
             .map(|t| epoch + Duration::from_millis(t));
@@ -238,6 +254,26 @@ where
             }
         }
     }
+}
+
+/// Points `engine` and `link` at the management server a bootstrap server provisioned, over
+/// the transport its credentials make. Over DTLS the Register waits for the handshake (the
+/// loop's next turn); in clear it goes at once.
+fn follow_bootstrap(
+    engine: &mut Engine<SocketAddr>,
+    link: &mut Link<'_>,
+    server_uri: &str,
+    credentials: &crate::objects::security::Credentials,
+    now: u64,
+) -> Result<(), crate::host::provisioned::Unusable> {
+    let (server, dtls) = crate::host::provisioned::transport(server_uri, credentials)?;
+    tracing::info!(%server_uri, %server, secure = dtls.is_some(), "following the bootstrap");
+    link.retarget(server, dtls);
+    engine.set_server(server);
+    if !link.needs_handshake() {
+        engine.start(now);
+    }
+    Ok(())
 }
 
 async fn flush(engine: &mut Engine<SocketAddr>, link: &mut Link<'_>) -> io::Result<()> {
@@ -328,6 +364,17 @@ impl<'s> Link<'s> {
     /// server (shared: it keeps counting while the link runs).
     pub fn foreign(&self) -> ForeignDatagrams {
         self.foreign.clone()
+    }
+
+    /// Talks to `server` from now on: over DTLS with `dtls`'s credentials (a new session),
+    /// or in clear.
+    fn retarget(&mut self, server: SocketAddr, dtls: Option<DtlsContext>) {
+        self.secure = dtls.map(|ctx| Secure {
+            ctx,
+            server,
+            assoc: None,
+            resume: None,
+        });
     }
 
     fn needs_handshake(&self) -> bool {

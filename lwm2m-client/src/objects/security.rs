@@ -14,9 +14,21 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(3, Ops::RW, false, T::Opaque),
     ResourceDef::new(4, Ops::RW, false, T::Opaque),
     ResourceDef::new(5, Ops::RW, false, T::Opaque),
+    ResourceDef::new(6, Ops::RW, false, T::Integer),
+    ResourceDef::new(7, Ops::RW, false, T::Opaque),
+    ResourceDef::new(8, Ops::RW, false, T::Opaque),
+    ResourceDef::new(9, Ops::RW, false, T::String),
     ResourceDef::new(10, Ops::RW, false, T::Integer),
     ResourceDef::new(11, Ops::RW, false, T::Integer),
+    ResourceDef::new(12, Ops::RW, false, T::Integer),
 ];
+
+/// Resources of Security 1.0 (LwM2M 1.0 TS Appendix E.1) this device keeps as written but does
+/// not act on: the SMS binding (6 SMS Security Mode, 7 SMS Binding Key Parameters, 8 SMS
+/// Binding Secret Key(s), 9 LwM2M Server SMS Number; it has no SMS bearer) and 12
+/// Bootstrap-Server Account Timeout. Bootstrap servers write whole instances, these included
+/// (Leshan writes 0-12), and an instance refused for them leaves the device unprovisioned.
+const KEPT_AS_WRITTEN: [u16; 5] = [6, 7, 8, 9, 12];
 
 /// Security Mode values (resource 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +44,8 @@ pub enum SecurityMode {
 }
 
 impl SecurityMode {
-    fn from_code(c: i64) -> Option<Self> {
+    /// The mode of a resource 2 value; `None` for codes this device does not know.
+    pub fn from_code(c: i64) -> Option<Self> {
         Some(match c {
             0 => Self::Psk,
             1 => Self::Rpk,
@@ -43,8 +56,38 @@ impl SecurityMode {
     }
 }
 
+/// What a transport needs to reach a server of an account: resources 2-5 (LwM2M 1.1 Core
+/// E.1). In PSK mode `identity` is the PSK identity and `secret_key` the key; in certificate
+/// mode the client's certificate, the server's certificate and the client's private key (DER).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Security Mode (resource 2).
+    pub mode: SecurityMode,
+    /// Public Key or Identity (resource 3).
+    pub identity: Vec<u8>,
+    /// Server Public Key (resource 4).
+    pub server_key: Vec<u8>,
+    /// Secret Key (resource 5).
+    pub secret_key: Vec<u8>,
+}
+
+impl core::fmt::Debug for Credentials {
+    /// Everything but the secret key, so that logging an event never logs a key.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("mode", &self.mode)
+            .field("identity", &self.identity)
+            .field("server_key", &self.server_key)
+            .field(
+                "secret_key",
+                &format_args!("<{} bytes>", self.secret_key.len()),
+            )
+            .finish()
+    }
+}
+
 /// One server account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Account {
     /// Instance id.
     pub id: u16,
@@ -64,6 +107,8 @@ pub struct Account {
     pub short_server_id: u16,
     /// Client hold-off time before bootstrapping, seconds (resource 11).
     pub hold_off_s: u32,
+    /// Values of the [`KEPT_AS_WRITTEN`] resources written so far, by resource id.
+    pub kept: Vec<(u16, Value)>,
 }
 
 impl Account {
@@ -78,6 +123,7 @@ impl Account {
             key: Vec::new(),
             short_server_id: if bootstrap { 0 } else { 1 },
             hold_off_s: 0,
+            kept: Vec::new(),
         }
     }
 }
@@ -143,31 +189,16 @@ impl ObjectHandler for Security {
             5 => opaque(&a.key),
             10 => int(i64::from(a.short_server_id)),
             11 => int(i64::from(a.hold_off_s)),
-            _ => return Err(OpError::NotFound),
+            id => a
+                .kept
+                .iter()
+                .find(|(k, _)| *k == id)
+                .map(|(_, v)| ResourceValue::Single(v.clone()))
+                .ok_or(OpError::NotFound)?,
         })
     }
     fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
-        let a = self.account(instance)?;
-        let ResourceValue::Single(v) = &r.value else {
-            return Err(OpError::BadRequest);
-        };
-        match (r.id, v) {
-            (0, Value::String(s)) => a.server_uri = s.clone(),
-            (1, Value::Boolean(b)) => a.bootstrap = *b,
-            (2, Value::Integer(m)) => {
-                a.mode = SecurityMode::from_code(*m).ok_or(OpError::BadRequest)?
-            }
-            (3, Value::Opaque(o)) => a.identity = o.clone(),
-            (4, Value::Opaque(o)) => a.server_key = o.clone(),
-            (5, Value::Opaque(o)) => a.key = o.clone(),
-            (10, Value::Integer(i)) => {
-                a.short_server_id = u16::try_from(*i).map_err(|_| OpError::BadRequest)?
-            }
-            (11, Value::Integer(i)) => {
-                a.hold_off_s = u32::try_from(*i).map_err(|_| OpError::BadRequest)?
-            }
-            _ => return Err(OpError::BadRequest),
-        }
+        write_account(self.account(instance)?, r)?;
         Ok(Completion::Done)
     }
     fn create(&mut self, instance: Option<u16>, resources: &[Resource]) -> Result<u16, OpError> {
@@ -178,11 +209,13 @@ impl ObjectHandler for Security {
                 .find(|i| !self.accounts.iter().any(|a| a.id == *i))
                 .ok_or(OpError::Internal)?,
         };
-        self.accounts.push(Account::new(id, "", false));
-        self.accounts.sort_by_key(|a| a.id);
+        // Built aside and added whole: a refused value leaves no half-written account behind.
+        let mut account = Account::new(id, "", false);
         for r in resources {
-            self.write(0, id, r)?;
+            write_account(&mut account, r)?;
         }
+        self.accounts.push(account);
+        self.accounts.sort_by_key(|a| a.id);
         Ok(id)
     }
     fn delete(&mut self, instance: u16) -> Result<(), OpError> {
@@ -193,5 +226,85 @@ impl ObjectHandler for Security {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Writes one resource of an account.
+fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
+    let ResourceValue::Single(v) = &r.value else {
+        return Err(OpError::BadRequest);
+    };
+    match (r.id, v) {
+        (0, Value::String(s)) => a.server_uri = s.clone(),
+        (1, Value::Boolean(b)) => a.bootstrap = *b,
+        (2, Value::Integer(m)) => {
+            a.mode = SecurityMode::from_code(*m).ok_or(OpError::BadRequest)?
+        }
+        (3, Value::Opaque(o)) => a.identity = o.clone(),
+        (4, Value::Opaque(o)) => a.server_key = o.clone(),
+        (5, Value::Opaque(o)) => a.key = o.clone(),
+        (10, Value::Integer(i)) => {
+            a.short_server_id = u16::try_from(*i).map_err(|_| OpError::BadRequest)?
+        }
+        (11, Value::Integer(i)) => {
+            a.hold_off_s = u32::try_from(*i).map_err(|_| OpError::BadRequest)?
+        }
+        (id, v)
+            if KEPT_AS_WRITTEN.contains(&id)
+                && MODEL
+                    .iter()
+                    .any(|d| d.id == id && d.ty == v.resource_type()) =>
+        {
+            a.kept.retain(|(k, _)| *k != id);
+            a.kept.push((id, v.clone()));
+        }
+        _ => return Err(OpError::BadRequest),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(id: u16, v: Value) -> Resource {
+        Resource {
+            id,
+            value: ResourceValue::Single(v),
+        }
+    }
+
+    #[test]
+    fn sms_and_timeout_resources_are_kept_as_written() {
+        let mut s = Security::no_sec("coap://127.0.0.1");
+        s.write(0, 0, &single(9, Value::String("+123".into())))
+            .unwrap();
+        s.write(0, 0, &single(12, Value::Integer(5))).unwrap();
+        s.write(0, 0, &single(12, Value::Integer(6))).unwrap();
+        assert_eq!(
+            s.read(0, 0, 9).unwrap(),
+            ResourceValue::Single(Value::String("+123".into()))
+        );
+        assert_eq!(
+            s.read(0, 0, 12).unwrap(),
+            ResourceValue::Single(Value::Integer(6))
+        );
+        assert_eq!(s.read(0, 0, 6), Err(OpError::NotFound));
+        // Of the model's type only.
+        assert_eq!(
+            s.write(0, 0, &single(9, Value::Integer(1))),
+            Err(OpError::BadRequest)
+        );
+    }
+
+    #[test]
+    fn a_refused_value_creates_no_account() {
+        let mut s = Security::no_sec("coap://127.0.0.1");
+        let resources = [
+            single(0, Value::String("coap://127.0.0.2".into())),
+            single(2, Value::Integer(9)),
+        ];
+        assert_eq!(s.create(Some(1), &resources), Err(OpError::BadRequest));
+        assert_eq!(s.instances(), vec![0]);
     }
 }

@@ -685,13 +685,24 @@ fn start_pull(fw: &FirmwareUpdate<SimFirmware>, tasks: &mut Tasks<Job>, env: &Pu
     }
 }
 
-/// The Security object's server account: NoSec, or PSK with the configured identity and key.
-fn security_account(server: &str, psk: Option<&Psk>) -> Security {
-    let mut security = Security::no_sec(server);
-    if let (Some(psk), Some(account)) = (psk, security.accounts.first_mut()) {
-        account.mode = SecurityMode::Psk;
-        account.identity = psk.identity.clone();
-        account.key = psk.key.clone();
+/// The Security object's first account, for the server the device talks to first (its
+/// management server, or with `bootstrap` its bootstrap server): NoSec for `coap://`; for
+/// `coaps://` PSK with the configured identity and key, or Certificate mode (the certificate
+/// and key stay in their files, read by the DTLS layer).
+fn security_account(uri: &str, bootstrap: bool, psk: Option<&Psk>, certificate: bool) -> Security {
+    let mut security = if bootstrap {
+        Security::bootstrap(uri)
+    } else {
+        Security::no_sec(uri)
+    };
+    if let (true, Some(account)) = (uri.starts_with("coaps://"), security.accounts.first_mut()) {
+        if let Some(psk) = psk {
+            account.mode = SecurityMode::Psk;
+            account.identity = psk.identity.clone();
+            account.key = psk.key.clone();
+        } else if certificate {
+            account.mode = SecurityMode::Certificate;
+        }
     }
     security
 }
@@ -726,14 +737,15 @@ pub async fn run_preferring(
         Some(p) => Some(std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?),
         None => None,
     };
-    if args.server.starts_with("coaps://") && dtls.is_none() {
+    // The server the device talks to first: the bootstrap server when there is one.
+    let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
+    if first_uri.starts_with("coaps://") && dtls.is_none() {
         return Err(CliError::Psk(
             "a coaps:// server needs --psk-identity with --psk-key or --psk-key-file, or --cert",
         ));
     }
     let device: SharedDevice = Rc::new(RefCell::new(device));
     let mut backend = SimFirmware::new(device.clone(), acceptance);
-    let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
     let server = runtime::resolve_server(first_uri)
         .await
         .map_err(CliError::Uri)?;
@@ -773,13 +785,13 @@ pub async fn run_preferring(
         dev.set_time(0, i64::try_from(epoch_ms / 1000).unwrap_or(0));
         let fw = FirmwareUpdate::with_pull(backend, pull_protocols(dtls.as_ref()), epoch_ms);
         fw.set_defer_next_update(args.defer_updates);
-        let (security, mut server_object) = match &args.bootstrap {
-            Some(bs) => (Security::bootstrap(bs), Server::new(args.lifetime)),
-            None => (
-                security_account(&args.server, psk.as_ref()),
-                Server::new(args.lifetime),
-            ),
-        };
+        let security = security_account(
+            first_uri,
+            args.bootstrap.is_some(),
+            psk.as_ref(),
+            args.cert.is_some(),
+        );
+        let mut server_object = Server::new(args.lifetime);
         // With a bootstrap server, the Server object is provisioned by it.
         server_object.present = args.bootstrap.is_none();
         let objects: Vec<Box<dyn ObjectHandler>> = vec![
@@ -803,7 +815,7 @@ pub async fn run_preferring(
             .await
             .map_err(CliError::Net)?;
         let link = match &dtls {
-            Some(ctx) if args.server.starts_with("coaps://") => {
+            Some(ctx) if first_uri.starts_with("coaps://") => {
                 runtime::Link::secure(&socket, server, ctx.clone().with_peer_name(&server_host))
             }
             _ => runtime::Link::plain(&socket),
@@ -835,17 +847,10 @@ pub async fn run_preferring(
             &mut tasks,
             |e: &mut Engine<_>, now, ev, tasks| {
                 match &ev {
-                    Event::Bootstrapped { server_uri } => match runtime::resolve_server_now(server_uri) {
-                        Ok(addr) => {
-                            tracing::info!(%server_uri, "bootstrapped");
-                            e.set_server(addr);
-                            e.start(now);
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "bootstrap provisioned an unusable server");
-                            return Control::Shutdown;
-                        }
-                    },
+                    // The runtime already points the engine and its link at the server.
+                    Event::Bootstrapped { server_uri, .. } => {
+                        tracing::info!(%server_uri, "bootstrapped");
+                    }
                     Event::BootstrapFailed { code, retry_in_ms } => tracing::warn!(
                         code = code.as_deref().unwrap_or("timeout"),
                         retry_in_ms,

@@ -9,6 +9,7 @@ use crate::support::*;
 
 #[test]
 fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
+    use lwm2m_client::objects::security::{Credentials, SecurityMode};
     use lwm2m_client::objects::{Device, FirmwareUpdate, Security, Server};
     let mut server_obj = Server::new(300);
     server_obj.present = false;
@@ -35,13 +36,23 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     // Bootstrap-Delete "/" keeps the bootstrap account.
     let r = call(&mut e, 20, &request(RequestType::Delete, 100, b"b", "/"));
     assert_eq!(code(&r), resp(ResponseType::Deleted));
-    // Bootstrap-Write /0/1: a NoSec account for the management server, SSID 7.
+    // Bootstrap-Write /0/1: a NoSec account for the management server, SSID 7, with the
+    // SMS and account-timeout resources Leshan also writes (6, 9, 12).
     let uri = b"coap://127.0.0.1:5683";
     let mut payload = vec![0xC8, 0x00, uri.len() as u8];
     payload.extend_from_slice(uri);
     payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    payload.extend_from_slice(&[0xC1, 0x06, 0x03, 0xC4, 0x09, b'+', b'1', b'2', b'3']);
+    payload.extend_from_slice(&[0xC1, 0x0C, 0x05]);
     let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
     assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
+    // A Bootstrap-Write of /0/2 with a resource Security does not define is refused whole:
+    // no /0/2 in the Discover below.
+    let mut bad = vec![0xC8, 0x00, uri.len() as u8];
+    bad.extend_from_slice(uri);
+    bad.extend_from_slice(&[0xC1, 0x28, 0x01]);
+    let w = request_with(RequestType::Put, 106, b"b", "/0/2", 11542, &bad);
+    assert_eq!(code(&call(&mut e, 35, &w)), resp(ResponseType::BadRequest));
     // Bootstrap-Write /1/0: SSID 7 (read-only to management servers), lifetime 120 s.
     let w = request_with(
         RequestType::Put,
@@ -67,7 +78,13 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     assert_eq!(
         events(&mut e),
         vec![Event::Bootstrapped {
-            server_uri: "coap://127.0.0.1:5683".into()
+            server_uri: "coap://127.0.0.1:5683".into(),
+            credentials: Credentials {
+                mode: SecurityMode::NoSec,
+                identity: Vec::new(),
+                server_key: Vec::new(),
+                secret_key: Vec::new(),
+            },
         }]
     );
     // Register with the management server using the provisioned lifetime.

@@ -1,0 +1,142 @@
+// A Leshan LwM2M bootstrap server for the interop tests (tests/tests/leshan_bootstrap.rs):
+// Eclipse Leshan's bootstrap server library (LeshanBootstrapServerBuilder with its in-memory
+// config store, from the leshan-server-demo jar pinned in tests/leshan/pom.xml). The bootstrap
+// server demo is not on the registry the project reaches; this file only wires the library up
+// as that demo does. Everything on the wire (Bootstrap-Request handling, Bootstrap-Delete,
+// Bootstrap-Write of /0 and /1 in TLV, Bootstrap-Finish, the order of them) is Leshan's code.
+//
+// Usage: java -cp SERVER_DEMO_JAR:CLASSES LeshanTestBootstrap PORT ENDPOINT SERVER_URI
+//            [PSK_IDENTITY PSK_HEX]
+// It deletes /0 and /1 (as Leshan's bootstrap demo does by default), then provisions ENDPOINT
+// with one management server account, Short Server ID 123, lifetime
+// 300 s, binding U, at SERVER_URI: NoSec, or PSK with the identity and key given. Its own
+// account (Security instance 0, bootstrap server, NoSec) is written too, as Leshan's demo
+// does. It prints "ready PORT" once it listens, then one line per request it sends and per
+// answer ("request ...", "response CODE ...", "failure ..."), and "bootstrap end ENDPOINT" or
+// "bootstrap failed ENDPOINT CAUSE" when a session ends. It runs until its standard input
+// closes.
+
+import java.net.InetSocketAddress;
+
+import org.eclipse.leshan.core.SecurityMode;
+import org.eclipse.leshan.core.request.BindingMode;
+import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
+import org.eclipse.leshan.core.response.LwM2mResponse;
+import org.eclipse.leshan.server.bootstrap.BootstrapConfig;
+import org.eclipse.leshan.server.bootstrap.BootstrapFailureCause;
+import org.eclipse.leshan.server.bootstrap.BootstrapSession;
+import org.eclipse.leshan.server.bootstrap.BootstrapSessionAdapter;
+import org.eclipse.leshan.server.bootstrap.InMemoryBootstrapConfigStore;
+import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServer;
+import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServerBuilder;
+
+public class LeshanTestBootstrap {
+    private static final int SHORT_SERVER_ID = 123;
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 3 && args.length != 5) {
+            System.err.println("usage: LeshanTestBootstrap PORT ENDPOINT SERVER_URI "
+                    + "[PSK_IDENTITY PSK_HEX]");
+            System.exit(2);
+        }
+        int port = Integer.parseInt(args[0]);
+        String endpoint = args[1];
+        String serverUri = args[2];
+
+        BootstrapConfig config = new BootstrapConfig();
+        // What Leshan's bootstrap demo deletes before writing a configuration.
+        config.toDelete = java.util.Arrays.asList("/0", "/1");
+        BootstrapConfig.ServerSecurity bs = new BootstrapConfig.ServerSecurity();
+        bs.uri = "coap://127.0.0.1:" + port;
+        bs.bootstrapServer = true;
+        bs.securityMode = SecurityMode.NO_SEC;
+        config.security.put(0, bs);
+
+        BootstrapConfig.ServerSecurity dm = new BootstrapConfig.ServerSecurity();
+        dm.uri = serverUri;
+        dm.bootstrapServer = false;
+        dm.serverId = SHORT_SERVER_ID;
+        if (args.length == 5) {
+            dm.securityMode = SecurityMode.PSK;
+            dm.publicKeyOrId = args[3].getBytes("UTF-8");
+            dm.secretKey = hex(args[4]);
+        } else {
+            dm.securityMode = SecurityMode.NO_SEC;
+        }
+        config.security.put(1, dm);
+
+        BootstrapConfig.ServerConfig server = new BootstrapConfig.ServerConfig();
+        server.shortId = SHORT_SERVER_ID;
+        server.lifetime = 300;
+        server.binding = java.util.EnumSet.of(BindingMode.U);
+        config.servers.put(0, server);
+
+        InMemoryBootstrapConfigStore store = new InMemoryBootstrapConfigStore();
+        store.add(endpoint, config);
+
+        LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
+        builder.setLocalAddress(new InetSocketAddress("127.0.0.1", port));
+        builder.disableSecuredEndpoint();
+        builder.setConfigStore(store);
+        LeshanBootstrapServer bsServer = builder.build();
+        bsServer.addListener(new BootstrapSessionAdapter() {
+            @Override
+            public void sendRequest(BootstrapSession session,
+                    BootstrapDownlinkRequest<? extends LwM2mResponse> request) {
+                say("request " + request);
+            }
+
+            @Override
+            public void onResponseSuccess(BootstrapSession session,
+                    BootstrapDownlinkRequest<? extends LwM2mResponse> request,
+                    LwM2mResponse response) {
+                say("response " + response.getCode() + " to " + request.getPath());
+            }
+
+            @Override
+            public void onResponseError(BootstrapSession session,
+                    BootstrapDownlinkRequest<? extends LwM2mResponse> request,
+                    LwM2mResponse response) {
+                say("response " + response.getCode() + " to " + request.getPath() + " "
+                        + response.getErrorMessage());
+            }
+
+            @Override
+            public void onRequestFailure(BootstrapSession session,
+                    BootstrapDownlinkRequest<? extends LwM2mResponse> request,
+                    Throwable cause) {
+                say("failure " + request.getPath() + " " + cause);
+            }
+
+            @Override
+            public void end(BootstrapSession session) {
+                say("bootstrap end " + session.getEndpoint());
+            }
+
+            @Override
+            public void failed(BootstrapSession session, BootstrapFailureCause cause) {
+                say("bootstrap failed " + session.getEndpoint() + " " + cause);
+            }
+        });
+        bsServer.start();
+        say("ready " + bsServer.getUnsecuredAddress().getPort());
+
+        // Runs until the test closes standard input.
+        while (System.in.read() != -1) {
+        }
+        bsServer.destroy();
+    }
+
+    private static synchronized void say(String line) {
+        System.out.println(line);
+        System.out.flush();
+    }
+
+    private static byte[] hex(String s) {
+        byte[] out = new byte[s.length() / 2];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+        }
+        return out;
+    }
+}
