@@ -297,17 +297,23 @@ pub fn wait_registered(rest: &Rest, ep: &str, limit: Duration) -> Value {
 /// NoSec or PSK) and its Server instance (lifetime 300 s), and finishes.
 pub struct LeshanBootstrap {
     proc: LoggedChild,
-    /// Its `coap://` address.
-    pub coap: SocketAddr,
+    uri: String,
 }
 
 impl LeshanBootstrap {
     /// The lifetime the bootstrap server writes into the Server object.
     pub const LIFETIME_S: u64 = 300;
 
-    /// Starts it for `endpoint` with `server_uri`, PSK credentials when `psk` = (identity,
-    /// hex key); returns once it listens.
-    pub fn start(dir: &Path, endpoint: &str, server_uri: &str, psk: Option<(&str, &str)>) -> Self {
+    /// Starts it for `endpoint` with `server_uri`, PSK credentials for that server when `psk`
+    /// = (identity, hex key); over DTLS itself, letting `endpoint` in with `own_psk` only,
+    /// when that is given. Returns once it listens.
+    pub fn start(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        psk: Option<(&str, &str)>,
+        own_psk: Option<(&str, &str)>,
+    ) -> Self {
         let jars = jars();
         let port = free_udp_port();
         let mut cmd = Command::new("java");
@@ -316,9 +322,10 @@ impl LeshanBootstrap {
             .arg(&jars.bootstrap_cp)
             .arg("LeshanTestBootstrap")
             .args([&port.to_string(), endpoint, server_uri]);
-        if let Some((identity, key)) = psk {
+        for (identity, key) in psk.into_iter().chain(own_psk) {
             cmd.args([identity, key]);
         }
+        assert!(own_psk.is_none() || psk.is_some(), "own_psk needs psk");
         let mut proc = LoggedChild::spawn(
             "leshan-bootstrap",
             &mut cmd,
@@ -326,20 +333,16 @@ impl LeshanBootstrap {
             true,
         );
         proc.wait_log(&format!("ready {port}"), Duration::from_secs(60));
+        let scheme = if own_psk.is_some() { "coaps" } else { "coap" };
         Self {
             proc,
-            coap: SocketAddr::from(([127, 0, 0, 1], port)),
+            uri: format!("{scheme}://127.0.0.1:{port}"),
         }
     }
 
-    /// `coap://127.0.0.1:PORT`.
-    pub fn coap_uri(&self) -> String {
-        format!("coap://{}", self.coap)
-    }
-
-    /// Waits until its log holds `needle` (panics with the log after `limit`).
-    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
-        self.proc.wait_log(needle, limit);
+    /// `coap://127.0.0.1:PORT`, or `coaps://` when it runs over DTLS.
+    pub fn uri(&self) -> &str {
+        &self.uri
     }
 
     /// Its log so far: each request, each answer and how each session ended.

@@ -6,6 +6,7 @@
 //! our own fake bootstrap server, and the first run against Leshan showed it refusing Leshan's
 //! Security instances (resources 6-9 and 12 it did not model) and ignoring a provisioned PSK.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tests::e2e::temp_dir;
@@ -16,24 +17,21 @@ const REGISTER: Duration = Duration::from_secs(60);
 /// What the device asks for on its command line; the bootstrap server's value must win.
 const CLI_LIFETIME: &str = "60";
 
-/// Our device, told only where its bootstrap server is.
-fn device(dir: &std::path::Path, bootstrap: &LeshanBootstrap, ep: &str) -> LoggedChild {
+/// Our device, told only where its bootstrap server is (and `extra`).
+fn device(dir: &Path, bootstrap: &LeshanBootstrap, ep: &str, extra: &[&str]) -> LoggedChild {
     let state = dir.join(format!("state-{ep}")).display().to_string();
-    let uri = bootstrap.coap_uri();
-    lwm2m_client(
-        dir,
+    let mut args = vec![
+        "--bootstrap",
+        bootstrap.uri(),
+        "--endpoint",
         ep,
-        &[
-            "--bootstrap",
-            &uri,
-            "--endpoint",
-            ep,
-            "--state-dir",
-            &state,
-            "--lifetime",
-            CLI_LIFETIME,
-        ],
-    )
+        "--state-dir",
+        &state,
+        "--lifetime",
+        CLI_LIFETIME,
+    ];
+    args.extend_from_slice(extra);
+    lwm2m_client(dir, ep, &args)
 }
 
 /// Checks the registration Leshan's server holds for `ep` came from what was provisioned:
@@ -69,8 +67,8 @@ fn leshans_bootstrap_server_provisions_our_device_for_leshans_server() {
     let dir = temp_dir("leshan-bootstrap-nosec");
     let leshan = LeshanServer::start("leshan-bs-nosec-server");
     let ep = "bs-nosec-dev";
-    let bootstrap = LeshanBootstrap::start(&dir, ep, &leshan.coap_uri(), None);
-    let _dev = device(&dir, &bootstrap, ep);
+    let bootstrap = LeshanBootstrap::start(&dir, ep, &leshan.coap_uri(), None, None);
+    let _dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, false);
 }
 
@@ -81,8 +79,48 @@ fn our_device_reaches_leshans_server_over_dtls_with_the_psk_leshans_bootstrap_se
     let ep = "bs-psk-dev";
     let (identity, key) = ("bs-psk-identity", "5a1e0f7d0c2b4a69887766554433aa01");
     assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let bootstrap = LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)));
+    let bootstrap =
+        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)), None);
     // The device has no PSK of its own: only the bootstrap server's gets it in.
-    let _dev = device(&dir, &bootstrap, ep);
+    let _dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+}
+
+#[test]
+fn our_device_bootstraps_over_dtls_with_one_psk_and_registers_with_another() {
+    let dir = temp_dir("leshan-bootstrap-dtls");
+    let leshan = LeshanServer::start("leshan-bs-dtls-server");
+    let ep = "bs-dtls-dev";
+    let server_psk = ("bs-dtls-server-id", "0f1e2d3c4b5a69788796a5b4c3d2e1f0");
+    let bootstrap_psk = ("bs-dtls-boot-id", "00112233445566778899aabbccddeeff");
+    assert_eq!(leshan.add_psk(ep, server_psk.0, server_psk.1), 200);
+    let bootstrap = LeshanBootstrap::start(
+        &dir,
+        ep,
+        &leshan.coaps_uri(),
+        Some(server_psk),
+        Some(bootstrap_psk),
+    );
+    assert!(bootstrap.uri().starts_with("coaps://"));
+    // The factory PSK is the bootstrap server's; the server's comes from it.
+    let key_file = dir.join("bootstrap-psk.hex");
+    std::fs::write(&key_file, bootstrap_psk.1).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let key_file = key_file.display().to_string();
+    let _dev = device(
+        &dir,
+        &bootstrap,
+        ep,
+        &[
+            "--psk-identity",
+            bootstrap_psk.0,
+            "--psk-key-file",
+            &key_file,
+        ],
+    );
     provisioned_registration(&leshan, &bootstrap, ep, true);
 }

@@ -6,17 +6,20 @@
 // Bootstrap-Write of /0 and /1 in TLV, Bootstrap-Finish, the order of them) is Leshan's code.
 //
 // Usage: java -cp SERVER_DEMO_JAR:CLASSES LeshanTestBootstrap PORT ENDPOINT SERVER_URI
-//            [PSK_IDENTITY PSK_HEX]
+//            [PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX]]
 // It deletes /0 and /1 (as Leshan's bootstrap demo does by default), then provisions ENDPOINT
 // with one management server account, Short Server ID 123, lifetime
 // 300 s, binding U, at SERVER_URI: NoSec, or PSK with the identity and key given. Its own
-// account (Security instance 0, bootstrap server, NoSec) is written too, as Leshan's demo
-// does. It prints "ready PORT" once it listens, then one line per request it sends and per
+// account (Security instance 0, bootstrap server) is written too, as Leshan's demo does. With
+// BS_PSK_IDENTITY and BS_PSK_HEX it listens on PORT over DTLS (coaps://) instead, and lets in
+// ENDPOINT with that PSK only (Leshan's BootstrapSecurityStore). It prints "ready PORT" once it listens, then one line per request it sends and per
 // answer ("request ...", "response CODE ...", "failure ..."), and "bootstrap end ENDPOINT" or
 // "bootstrap failed ENDPOINT CAUSE" when a session ends. It runs until its standard input
 // closes.
 
 import java.net.InetSocketAddress;
+import java.util.Collections;
+import java.util.Iterator;
 
 import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.request.BindingMode;
@@ -29,14 +32,16 @@ import org.eclipse.leshan.server.bootstrap.BootstrapSessionAdapter;
 import org.eclipse.leshan.server.bootstrap.InMemoryBootstrapConfigStore;
 import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServer;
 import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServerBuilder;
+import org.eclipse.leshan.server.security.BootstrapSecurityStore;
+import org.eclipse.leshan.server.security.SecurityInfo;
 
 public class LeshanTestBootstrap {
     private static final int SHORT_SERVER_ID = 123;
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3 && args.length != 5) {
+        if (args.length != 3 && args.length != 5 && args.length != 7) {
             System.err.println("usage: LeshanTestBootstrap PORT ENDPOINT SERVER_URI "
-                    + "[PSK_IDENTITY PSK_HEX]");
+                    + "[PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX]]");
             System.exit(2);
         }
         int port = Integer.parseInt(args[0]);
@@ -46,17 +51,24 @@ public class LeshanTestBootstrap {
         BootstrapConfig config = new BootstrapConfig();
         // What Leshan's bootstrap demo deletes before writing a configuration.
         config.toDelete = java.util.Arrays.asList("/0", "/1");
+        boolean secure = args.length == 7;
         BootstrapConfig.ServerSecurity bs = new BootstrapConfig.ServerSecurity();
-        bs.uri = "coap://127.0.0.1:" + port;
+        bs.uri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
         bs.bootstrapServer = true;
-        bs.securityMode = SecurityMode.NO_SEC;
+        if (secure) {
+            bs.securityMode = SecurityMode.PSK;
+            bs.publicKeyOrId = args[5].getBytes("UTF-8");
+            bs.secretKey = hex(args[6]);
+        } else {
+            bs.securityMode = SecurityMode.NO_SEC;
+        }
         config.security.put(0, bs);
 
         BootstrapConfig.ServerSecurity dm = new BootstrapConfig.ServerSecurity();
         dm.uri = serverUri;
         dm.bootstrapServer = false;
         dm.serverId = SHORT_SERVER_ID;
-        if (args.length == 5) {
+        if (args.length >= 5) {
             dm.securityMode = SecurityMode.PSK;
             dm.publicKeyOrId = args[3].getBytes("UTF-8");
             dm.secretKey = hex(args[4]);
@@ -75,8 +87,27 @@ public class LeshanTestBootstrap {
         store.add(endpoint, config);
 
         LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
-        builder.setLocalAddress(new InetSocketAddress("127.0.0.1", port));
-        builder.disableSecuredEndpoint();
+        if (secure) {
+            String identity = args[5];
+            SecurityInfo info = SecurityInfo.newPreSharedKeyInfo(endpoint, identity, hex(args[6]));
+            builder.setLocalSecureAddress(new InetSocketAddress("127.0.0.1", port));
+            builder.disableUnsecuredEndpoint();
+            builder.setSecurityStore(new BootstrapSecurityStore() {
+                @Override
+                public Iterator<SecurityInfo> getAllByEndpoint(String ep) {
+                    return endpoint.equals(ep) ? Collections.singletonList(info).iterator()
+                            : Collections.<SecurityInfo>emptyIterator();
+                }
+
+                @Override
+                public SecurityInfo getByIdentity(String id) {
+                    return identity.equals(id) ? info : null;
+                }
+            });
+        } else {
+            builder.setLocalAddress(new InetSocketAddress("127.0.0.1", port));
+            builder.disableSecuredEndpoint();
+        }
         builder.setConfigStore(store);
         LeshanBootstrapServer bsServer = builder.build();
         bsServer.addListener(new BootstrapSessionAdapter() {
@@ -119,7 +150,9 @@ public class LeshanTestBootstrap {
             }
         });
         bsServer.start();
-        say("ready " + bsServer.getUnsecuredAddress().getPort());
+        InetSocketAddress bound = secure ? bsServer.getSecuredAddress()
+                : bsServer.getUnsecuredAddress();
+        say("ready " + bound.getPort());
 
         // Runs until the test closes standard input.
         while (System.in.read() != -1) {
