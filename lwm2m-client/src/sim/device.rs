@@ -262,27 +262,20 @@ impl std::fmt::Display for CliError {
     }
 }
 
-fn read(path: &FsPath) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| CliError::Io(path.to_owned(), e))
+/// A certificate or public-key file the user names (PEM), read no further than
+/// [`author::CERT_FILE_LIMIT`].
+fn read_pem(path: &FsPath) -> Result<Vec<u8>, CliError> {
+    author::read_bounded(path, author::CERT_FILE_LIMIT)
+        .map_err(|e| CliError::Io(path.to_owned(), e))
 }
 
 /// A secret the user hands the device (--psk-key-file, --kek, --decryption-key, --cert-key),
-/// with a warning when users other than its owner may open the file: OpenSSH refuses such
-/// key files; the device names the file and goes on (it is the user's to fix).
+/// read no further than [`author::KEY_FILE_LIMIT`], with a warning when users other than its
+/// owner may open the file: OpenSSH refuses such key files; the device names the file and
+/// goes on (it is the user's to fix).
 fn read_secret(path: &FsPath) -> Result<Vec<u8>, CliError> {
-    use std::io::Read;
-    /// Far above any key file (a P-256 PEM is about 250 bytes): a larger file, or a device
-    /// node like /dev/zero, is a wrong path, not a key to read to the end.
-    const LIMIT: u64 = 64 * 1024;
-    let io = |e| CliError::Io(path.to_owned(), e);
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
-        .map_err(io)?;
-    if bytes.len() as u64 > LIMIT {
-        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "over 64 KiB: not a key");
-        return Err(io(e));
-    }
+    let bytes = author::read_bounded(path, author::KEY_FILE_LIMIT)
+        .map_err(|e| CliError::Io(path.to_owned(), e))?;
     if author::open_to_others(path).unwrap_or(false) {
         tracing::warn!(path = %path.display(), "secret file is open to other users; chmod 600 it");
     }
@@ -307,7 +300,8 @@ fn factory_key(state_dir: &FsPath) -> Result<String, CliError> {
     if author::restrict_key_file(&path).map_err(io)? {
         tracing::warn!(path = %path.display(), "factory key was readable by others; now 0600");
     }
-    read(&path)
+    let pem = author::read_bounded(&path, author::KEY_FILE_LIMIT).map_err(io)?;
+    Ok(String::from_utf8_lossy(&pem).into_owned())
 }
 
 /// What the factory gives a device: the public half of the key that signed its factory
@@ -442,7 +436,8 @@ fn open_device(args: &DeviceOptions) -> Result<(SimDevice, Acceptance), CliError
     };
     let mut anchors = vec![factory.anchor.clone()];
     for p in &args.trust_anchors {
-        anchors.push(author::public_sec1_from_pem(&read(p)?).map_err(CliError::Key)?);
+        let pem = String::from_utf8_lossy(&read_pem(p)?).into_owned();
+        anchors.push(author::public_sec1_from_pem(&pem).map_err(CliError::Key)?);
     }
     let (vendor, class) = (factory.vendor_id, factory.class_id);
     let acceptance = Acceptance {
@@ -497,11 +492,10 @@ fn pull_protocols(dtls: Option<&DtlsContext>) -> Protocols {
 /// The certificate from --cert / --cert-key / --ca, or the PSK, as DTLS credentials.
 fn dtls_context(args: &DeviceOptions, psk: Option<&Psk>) -> Result<Option<DtlsContext>, CliError> {
     if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.cert_key, &args.ca) {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e));
         let id = CertIdentity {
-            cert_pem: read(cert)?,
+            cert_pem: read_pem(cert)?,
             key_pem: read_secret(key)?,
-            ca_pem: read(ca)?,
+            ca_pem: read_pem(ca)?,
         };
         return DtlsContext::cert_client(&id)
             .map(Some)
@@ -734,7 +728,7 @@ pub async fn run_preferring(
     let psk = psk(&args)?;
     let dtls = dtls_context(&args, psk.as_ref())?;
     let pull_ca = match &args.pull_ca {
-        Some(p) => Some(std::fs::read(p).map_err(|e| CliError::Io(p.clone(), e))?),
+        Some(p) => Some(read_pem(p)?),
         None => None,
     };
     // The server the device talks to first: the bootstrap server when there is one.
@@ -1052,7 +1046,7 @@ mod tests {
         let err = psk_of(&["--psk-identity", "i", "--psk-key-file", "/dev/zero"]);
         assert_eq!(
             err,
-            Err("/dev/zero: over 64 KiB: not a key".into()),
+            Err("/dev/zero: larger than 64 KiB: not the file meant".into()),
             "read no further than a key can be long"
         );
         let missing = dir.join("absent.hex");

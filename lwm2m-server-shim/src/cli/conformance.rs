@@ -16,7 +16,9 @@ use lwm2m_server_shim::packages::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::cli::campaign_view;
 use crate::cli::dtls_credentials::PskCredentials;
+use crate::cli::read_file;
 use crate::cli::update::{in_process_config, private_package_dir, start_logged};
+use object5::author;
 
 /// Options of `conformance`; the defaults work on loopback with `lwm2m-client`.
 #[derive(Args, Debug)]
@@ -152,7 +154,8 @@ impl ConformanceArgs {
             "give --key (SUIT packages for lwm2m-client) or the device's own packages \
              (--package-good ..., --profile)",
         )?;
-        let pem = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let pem = read_file(key, author::KEY_FILE_LIMIT)?;
+        let pem = String::from_utf8_lossy(&pem);
         Signer::from_pem(&pem, &self.vendor_id, &self.class_id)
             .map_err(|e| format!("{}: {e}", key.display()))
     }

@@ -4,6 +4,8 @@
 //! `--key`: the SUIT signing key).
 
 use std::path::PathBuf;
+
+use crate::cli::read_file;
 use std::sync::Arc;
 
 use clap::Args;
@@ -12,6 +14,7 @@ use lwm2m_server_shim::coap::dtls_socket::ServerCertificate;
 use lwm2m_server_shim::server::security::store::{
     InMemorySecurityStore, SecurityInfo, SecurityStore,
 };
+use object5::author;
 
 /// Which PSK identities may open a DTLS session on the coaps port, and as which endpoint.
 #[derive(Args, Debug, Default)]
@@ -33,10 +36,9 @@ impl PskCredentials {
         let security = Arc::new(InMemorySecurityStore::new());
         let mut infos = self.psk.clone();
         if let Some(path) = &self.security_file {
-            let more = std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| SecurityInfo::parse_file(&t).map_err(|e| e.to_string()))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = String::from_utf8_lossy(&read_file(path, SECURITY_FILE_LIMIT)?).into_owned();
+            let more =
+                SecurityInfo::parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             infos.extend(more);
         }
         for info in infos {
@@ -69,11 +71,13 @@ impl CertCredentials {
         let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
             return Ok(None);
         };
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
         Ok(Some(ServerCertificate(CertIdentity {
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
-            ca_pem: read(ca)?,
+            cert_pem: read_file(cert, author::CERT_FILE_LIMIT)?,
+            key_pem: read_file(key, author::KEY_FILE_LIMIT)?,
+            ca_pem: read_file(ca, author::CERT_FILE_LIMIT)?,
         })))
     }
 }
+
+/// How far a --security-file is read: some 200 bytes per device, so far above any fleet's.
+const SECURITY_FILE_LIMIT: u64 = 256 * 1024 * 1024;

@@ -16,6 +16,8 @@ use lwm2m_server_shim::server::security::store::InMemorySecurityStore;
 
 use crate::cli::campaign_view;
 use crate::cli::dtls_credentials::{CertCredentials, PskCredentials};
+use crate::cli::read_file;
+use object5::author;
 
 /// Options of `serve`; the defaults work on loopback.
 #[derive(Args, Debug)]
@@ -178,13 +180,10 @@ fn configure(args: ServeArgs) -> Result<(ShimConfig, Arc<InMemorySecurityStore>)
     let security = args.psk.store()?;
     let dtls_certificate = args.cert.certificate()?;
     let tls_identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-            Some(TlsIdentity {
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-            })
-        }
+        (Some(cert), Some(key)) => Some(TlsIdentity {
+            cert_pem: read_file(cert, author::CERT_FILE_LIMIT)?,
+            key_pem: read_file(key, author::KEY_FILE_LIMIT)?,
+        }),
         _ => None,
     };
     let config = ShimConfig {

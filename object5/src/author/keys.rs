@@ -85,6 +85,31 @@ pub fn restrict_key_file(path: &std::path::Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// How far key files are read: a P-256 PEM is about 250 bytes, so a larger file, or a device
+/// node such as /dev/zero, is a wrong path, not a key to read to the end.
+pub const KEY_FILE_LIMIT: u64 = 64 * 1024;
+
+/// How far certificate files (PEM; chains and CA bundles included) are read: Debian's whole
+/// CA bundle is about 220 KB.
+pub const CERT_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The bytes of the file at `path`, or `InvalidData` when it holds more than `limit` bytes
+/// (read no further than that: a user-named file can be endless).
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            std::format!("larger than {} KiB: not the file meant", limit / 1024),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Whether users other than the owner of `path` may read, write or run it (any group or
 /// other permission bit): what OpenSSH refuses in a private key file. Always `false` on
 /// platforms without Unix modes.
@@ -272,4 +297,25 @@ pub fn p256_private_from_pem(pem: &str) -> Result<[u8; 32], KeyError> {
     p256::SecretKey::from_pkcs8_pem(pem)
         .map(|k| k.to_bytes().into())
         .map_err(|_| KeyError::Pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_read_up_to_their_limit_and_no_further() {
+        let dir =
+            std::env::temp_dir().join(std::format!("object5-read-bounded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        std::fs::write(&path, [b'k'; 100]).unwrap();
+        assert_eq!(read_bounded(&path, 100).unwrap().len(), 100);
+        let e = read_bounded(&path, 99).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        // An endless file ends at the limit too.
+        let e = read_bounded(std::path::Path::new("/dev/zero"), KEY_FILE_LIMIT).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -22,7 +22,8 @@ pub use inspect::{authentication_blocks, diagnostic, summary};
 pub use keys::{
     create_pem_file, ed25519_public_from_pem, generate_key_pem, generate_key_pem_for,
     open_to_others, p256_private_from_pem, public_pem_from_private, public_sec1_from_pem,
-    restrict_key_file, signing_key_from_pem, AnchorKey, AuthorKey, KeyAlg, KeyError,
+    read_bounded, restrict_key_file, signing_key_from_pem, AnchorKey, AuthorKey, KeyAlg, KeyError,
+    CERT_FILE_LIMIT, KEY_FILE_LIMIT,
 };
 pub use uuid::{class_id, format_uuid, parse_uuid, uuid5, vendor_id, NAMESPACE_DNS};
 pub use verify::{verify_package, VerifyOptions, VerifyReport};
