@@ -5,6 +5,8 @@
 //! with the evidence); every firmware case is N/A because it has no Object 5.
 //! The reports are then read by a real JUnit consumer (PyPI junitparser).
 
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::Duration;
 
 use lwm2m_server_shim::conformance::{
@@ -14,6 +16,7 @@ use std::process::Command;
 
 use tests::e2e::{temp_dir, Harness};
 use tests::leshan::LeshanClient;
+use tests::pki::Pki;
 use tests::process::{free_udp_port, workspace_bin, LoggedChild};
 
 /// Why a core case may be N/A against Leshan's client: facts about that client or the shim.
@@ -104,11 +107,15 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
 /// Leshan's client registered over coaps with that key. The registration cases are judged
 /// over the DTLS session: none fails, the command exits 0, and report.json says the device
 /// registered securely.
-#[test]
-fn the_conformance_command_judges_leshans_client_over_dtls() {
-    let dir = temp_dir("conf-leshan-dtls");
-    let ep = "leshan-conf-dtls";
-    let psk = "000102030405060708090a0b0c0d0e0f";
+/// Runs the `conformance` command (registration cases) with a coaps endpoint and `security`
+/// options (PSK or certificates), starts Leshan's client with `start` against that endpoint's
+/// URI, and checks the run: exit 0, no FAIL, some PASS, a secure registration.
+fn judged_over_dtls(
+    dir: &Path,
+    ep: &str,
+    security: &[&OsStr],
+    start: impl FnOnce(&str) -> LeshanClient,
+) {
     let key = dir.join("suit.pem");
     let keygen = Command::new(workspace_bin("lwm2m-server-shim"))
         .args(["keygen", "--out"])
@@ -123,15 +130,14 @@ fn the_conformance_command_judges_leshans_client_over_dtls() {
         .args(["--coap", &format!("127.0.0.1:{coap}")])
         .args(["--coaps", &format!("127.0.0.1:{coaps}")])
         .args(["--http", "127.0.0.1:0"])
-        .args(["--psk", &format!("{ep}:{ep}-id:{psk}")])
+        .args(security)
         .arg("--key")
         .arg(&key)
         .arg("--report")
         .arg(&reports);
     let mut runner = LoggedChild::spawn("conformance", &mut cmd, dir.join("runner.log"), false);
     runner.wait_log("waiting for", Duration::from_secs(30));
-    let uri = format!("coaps://127.0.0.1:{coaps}");
-    let client = LeshanClient::start(&dir, ep, &uri, 60, Some((&format!("{ep}-id"), psk)));
+    let client = start(&format!("coaps://127.0.0.1:{coaps}"));
     let status = runner.wait_exit(Duration::from_secs(300));
     let log = runner.log();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
@@ -142,5 +148,38 @@ fn the_conformance_command_judges_leshans_client_over_dtls() {
     assert!(json["summary"]["pass"].as_u64() > Some(0), "{json}");
     assert_eq!(json["registration"]["secure"], true, "{json}");
     drop(client);
+}
+
+#[test]
+fn the_conformance_command_judges_leshans_client_over_dtls() {
+    let dir = temp_dir("conf-leshan-dtls");
+    let ep = "leshan-conf-dtls";
+    let psk = "000102030405060708090a0b0c0d0e0f";
+    let entry = format!("{ep}:{ep}-id:{psk}");
+    judged_over_dtls(&dir, ep, &["--psk".as_ref(), entry.as_ref()], |uri| {
+        LeshanClient::start(&dir, ep, uri, 60, Some((&format!("{ep}-id"), psk)))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_conformance_command_judges_leshans_client_with_certificates() {
+    let dir = temp_dir("conf-leshan-x509");
+    let ep = "leshan-conf-x509";
+    let pki = Pki::new(&dir.join("pki"), "conformance-test-ca");
+    let shim = pki.issue("shim", "lwm2m-server-shim", &["IP:127.0.0.1"]);
+    let (ca_pem, ca_der) = (pki.ca_pem(), pki.ca_der());
+    let security: [&OsStr; 6] = [
+        "--dtls-cert".as_ref(),
+        shim.cert_pem.as_os_str(),
+        "--dtls-key".as_ref(),
+        shim.key_pem.as_os_str(),
+        "--dtls-ca".as_ref(),
+        ca_pem.as_os_str(),
+    ];
+    let mine = pki.issue(ep, ep, &[]);
+    judged_over_dtls(&dir, ep, &security, |uri| {
+        LeshanClient::start_x509(&dir, ep, uri, 60, &mine, &ca_der)
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }

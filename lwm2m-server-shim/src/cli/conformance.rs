@@ -15,7 +15,7 @@ use lwm2m_server_shim::conformance::{report, ConformanceConfig, PackageSource, S
 use lwm2m_server_shim::packages::test_packages::{Signer, SIM_CLASS, SIM_VENDOR};
 
 use crate::cli::campaign_view;
-use crate::cli::dtls_credentials::PskCredentials;
+use crate::cli::dtls_credentials::{DtlsCertCredentials, PskCredentials};
 use crate::cli::read_file;
 use crate::cli::update::{in_process_config, private_package_dir, start_logged};
 use object5::author;
@@ -98,12 +98,15 @@ pub struct ConformanceArgs {
     #[arg(long, default_value = "127.0.0.1:5683")]
     coap: SocketAddr,
     /// UDP address of a CoAP-over-DTLS endpoint too, for a device that registers only over
-    /// DTLS (PSK from --psk or --security-file, as `serve` takes them); the cases run the same
-    /// over whichever the device registered on. Closed unless given.
+    /// DTLS (PSK from --psk or --security-file, as `serve` takes them; certificates from
+    /// --dtls-cert, --dtls-key and --dtls-ca, as `serve` takes --cert, --key and --ca); the
+    /// cases run the same over whichever the device registered on. Closed unless given.
     #[arg(long, value_name = "ADDR")]
     coaps: Option<SocketAddr>,
     #[command(flatten)]
     psk: PskCredentials,
+    #[command(flatten)]
+    cert: DtlsCertCredentials,
     /// TCP address of the REST API and the http:// package host.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -202,6 +205,17 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let dtls_certificate = match args.cert.certificate() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if dtls_certificate.is_some() && args.coaps.is_none() {
+        tracing::error!("--dtls-cert is for the coaps endpoint: give --coaps too");
+        return ExitCode::FAILURE;
+    }
     let Some(runtime) = campaign_view::runtime() else {
         return ExitCode::FAILURE;
     };
@@ -211,6 +225,7 @@ pub fn conformance(args: ConformanceArgs) -> ExitCode {
     // the device could not know the certificate made for this run.
     config.coap_tcp_addr = Some(SocketAddr::new(args.coap.ip(), 0));
     config.coaps_addr = args.coaps;
+    config.dtls_certificate = dtls_certificate;
     let code = runtime.block_on(async {
         let Some(running) = start_logged(config, security).await else {
             return ExitCode::FAILURE;

@@ -68,15 +68,46 @@ pub struct CertCredentials {
 impl CertCredentials {
     /// The certificate, key and CA from their files, when given.
     pub fn certificate(&self) -> Result<Option<ServerCertificate>, String> {
-        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
-            return Ok(None);
-        };
-        Ok(Some(ServerCertificate(CertIdentity {
-            cert_pem: read_file(cert, author::CERT_FILE_LIMIT)?,
-            key_pem: read_file(key, author::KEY_FILE_LIMIT)?,
-            ca_pem: read_file(ca, author::CERT_FILE_LIMIT)?,
-        })))
+        certificate(&self.cert, &self.key, &self.ca)
     }
+}
+
+/// [`CertCredentials`] under the names `conformance` can take: its `--key` is the key that
+/// signs SUIT test packages.
+#[derive(Args, Debug, Default)]
+pub struct DtlsCertCredentials {
+    /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
+    /// Clients must present a certificate from --dtls-ca and register as its common name.
+    #[arg(long, requires_all = ["dtls_key", "dtls_ca"], value_name = "PEM")]
+    pub dtls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --dtls-cert.
+    #[arg(long, requires = "dtls_cert", value_name = "PEM")]
+    pub dtls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that certificate-mode clients must chain to.
+    #[arg(long, requires = "dtls_cert", value_name = "PEM")]
+    pub dtls_ca: Option<PathBuf>,
+}
+
+impl DtlsCertCredentials {
+    /// The certificate, key and CA from their files, when given.
+    pub fn certificate(&self) -> Result<Option<ServerCertificate>, String> {
+        certificate(&self.dtls_cert, &self.dtls_key, &self.dtls_ca)
+    }
+}
+
+fn certificate(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    ca: &Option<PathBuf>,
+) -> Result<Option<ServerCertificate>, String> {
+    let (Some(cert), Some(key), Some(ca)) = (cert, key, ca) else {
+        return Ok(None);
+    };
+    Ok(Some(ServerCertificate(CertIdentity {
+        cert_pem: read_file(cert, author::CERT_FILE_LIMIT)?,
+        key_pem: read_file(key, author::KEY_FILE_LIMIT)?,
+        ca_pem: read_file(ca, author::CERT_FILE_LIMIT)?,
+    })))
 }
 
 /// How far a --security-file is read: some 200 bytes per device, so far above any fleet's.
