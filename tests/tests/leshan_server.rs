@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tests::e2e::{Harness, PackageKind};
 use tests::leshan::{
-    instance_resource, is_registered, node_int, node_value, read_int, LeshanServer,
+    instance_resource, is_registered, node_int, node_value, read_int, LeshanBootstrap, LeshanServer,
 };
 use tests::pki::{Issued, Pki};
 use tests::process::{lwm2m_client, LoggedChild};
@@ -414,6 +414,43 @@ fn leshan_drives_a_pull_update_over_coap_and_http() {
     let before = registration_id(&leshan.rest, ep);
     execute_update(&leshan.rest, ep);
     finish_update(&leshan.rest, &events, ep, &before, "3.0.0");
+}
+
+/// A device that only Leshan's bootstrap server configured (server, lifetime, PSK): Leshan's
+/// server updates it over the DTLS session the bootstrap made possible; after the reboot the
+/// device bootstraps again (it stores no configuration) and comes back with the new image.
+#[test]
+fn leshan_updates_a_device_leshans_bootstrap_server_provisioned() {
+    let leshan = LeshanServer::start("lsh-bs-update");
+    let host = Harness::start("lsh-bs-update-host");
+    let ep = "lsh-bs-update";
+    let (identity, key) = ("lsh-bs-update-id", "8899aabbccddeeff0011223344556677");
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let bootstrap = LeshanBootstrap::start(
+        &host.dir,
+        ep,
+        &leshan.coaps_uri(),
+        Some((identity, key)),
+        None,
+    );
+    let uri = host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    // --server is ignored with --bootstrap.
+    let _dev = device(
+        &host,
+        "coap://127.0.0.1:9",
+        ep,
+        &["--bootstrap", bootstrap.uri()],
+    );
+    registered_over_dtls(&leshan, ep);
+    let before = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+    write_uri(&leshan.rest, ep, &uri);
+    wait_int(&leshan.rest, ep, "/5/0/3", 2, UPDATE);
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &before, "2.0.0");
+    let log = bootstrap.log();
+    let sessions = log.matches(&format!("bootstrap end {ep}")).count();
+    assert_eq!(sessions, 2, "bootstrapped at each boot:\n{log}");
 }
 
 /// Push: Leshan writes the whole package as an opaque value to /5/0/0 (Californium sends it
