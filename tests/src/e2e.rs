@@ -20,6 +20,20 @@ use serde_json::Value;
 
 use crate::rest::{Events, Rest};
 
+/// Makes `path` readable by its owner only, as a key file should be.
+pub fn owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+}
+
+/// Writes a key file (`contents`) readable by its owner only, as users keep the keys they give
+/// on a command line out of `ps`; its path, for that command line.
+pub fn write_key_file(path: &Path, contents: &str) -> String {
+    std::fs::write(path, contents).expect("write key file");
+    owner_only(path);
+    path.display().to_string()
+}
+
 /// A unique, empty temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use lwm2m_client::host::dtls::CertIdentity;
 
+use crate::e2e::owner_only;
+
 /// `openssl req` options for a new unencrypted P-256 key.
 const P256: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
@@ -41,12 +43,6 @@ fn openssl(dir: &Path, command: &str) {
     );
 }
 
-/// Readable by its owner only, as a key file should be.
-fn private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
-}
-
 impl Pki {
     /// A self-signed CA named `name` in `dir` (created).
     pub fn new(dir: &Path, name: &str) -> Self {
@@ -59,7 +55,7 @@ impl Pki {
                  -addext keyUsage=critical,keyCertSign,cRLSign"
             ),
         );
-        private(&dir.join("ca.key"));
+        owner_only(&dir.join("ca.key"));
         openssl(dir, "x509 -in ca.pem -outform DER -out ca.der");
         Self {
             dir: dir.to_path_buf(),
@@ -112,8 +108,8 @@ impl Pki {
             cert_der: self.dir.join(format!("{file}.der")),
             key_der: self.dir.join(format!("{file}.key.der")),
         };
-        private(&issued.key_pem);
-        private(&issued.key_der);
+        owner_only(&issued.key_pem);
+        owner_only(&issued.key_der);
         issued
     }
 

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tests::e2e::temp_dir;
+use tests::e2e::{temp_dir, write_key_file};
 use tests::leshan::{read_int, LeshanBootstrap, LeshanServer};
 use tests::process::{lwm2m_client, LoggedChild};
 
@@ -103,14 +103,7 @@ fn our_device_bootstraps_over_dtls_with_one_psk_and_registers_with_another() {
     );
     assert!(bootstrap.uri().starts_with("coaps://"));
     // The factory PSK is the bootstrap server's; the server's comes from it.
-    let key_file = dir.join("bootstrap-psk.hex");
-    std::fs::write(&key_file, bootstrap_psk.1).unwrap();
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let key_file = key_file.display().to_string();
+    let key_file = write_key_file(&dir.join("bootstrap-psk.hex"), bootstrap_psk.1);
     let _dev = device(
         &dir,
         &bootstrap,

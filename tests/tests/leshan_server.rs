@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::e2e::{Harness, PackageKind};
+use tests::e2e::{write_key_file, Harness, PackageKind};
 use tests::leshan::{
     instance_resource, is_registered, node_int, node_value, read_int, LeshanBootstrap, LeshanServer,
 };
@@ -253,14 +253,7 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
         "security info stored: {infos}"
     );
     // The key from a file readable by its owner only, as a user keeps it out of `ps`.
-    let key_file = host.dir.join("lsh-psk.hex");
-    std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let key_file = key_file.display().to_string();
+    let key_file = write_key_file(&host.dir.join("lsh-psk.hex"), &format!("{key}\n"));
     let _dev = device(
         &host,
         &leshan.coaps_uri(),

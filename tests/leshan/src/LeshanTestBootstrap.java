@@ -52,29 +52,12 @@ public class LeshanTestBootstrap {
         // What Leshan's bootstrap demo deletes before writing a configuration.
         config.toDelete = java.util.Arrays.asList("/0", "/1");
         boolean secure = args.length == 7;
-        BootstrapConfig.ServerSecurity bs = new BootstrapConfig.ServerSecurity();
-        bs.uri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
-        bs.bootstrapServer = true;
-        if (secure) {
-            bs.securityMode = SecurityMode.PSK;
-            bs.publicKeyOrId = args[5].getBytes("UTF-8");
-            bs.secretKey = hex(args[6]);
-        } else {
-            bs.securityMode = SecurityMode.NO_SEC;
-        }
-        config.security.put(0, bs);
-
-        BootstrapConfig.ServerSecurity dm = new BootstrapConfig.ServerSecurity();
-        dm.uri = serverUri;
-        dm.bootstrapServer = false;
+        String bsUri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
+        config.security.put(0, account(bsUri, true, secure ? args[5] : null,
+                secure ? args[6] : null));
+        BootstrapConfig.ServerSecurity dm = account(serverUri, false,
+                args.length >= 5 ? args[3] : null, args.length >= 5 ? args[4] : null);
         dm.serverId = SHORT_SERVER_ID;
-        if (args.length >= 5) {
-            dm.securityMode = SecurityMode.PSK;
-            dm.publicKeyOrId = args[3].getBytes("UTF-8");
-            dm.secretKey = hex(args[4]);
-        } else {
-            dm.securityMode = SecurityMode.NO_SEC;
-        }
         config.security.put(1, dm);
 
         BootstrapConfig.ServerConfig server = new BootstrapConfig.ServerConfig();
@@ -158,6 +141,22 @@ public class LeshanTestBootstrap {
         while (System.in.read() != -1) {
         }
         bsServer.destroy();
+    }
+
+    // A Security instance for uri: PSK with identity and hex key, or NoSec when they are null.
+    private static BootstrapConfig.ServerSecurity account(String uri, boolean bootstrap,
+            String identity, String keyHex) throws Exception {
+        BootstrapConfig.ServerSecurity a = new BootstrapConfig.ServerSecurity();
+        a.uri = uri;
+        a.bootstrapServer = bootstrap;
+        if (identity != null) {
+            a.securityMode = SecurityMode.PSK;
+            a.publicKeyOrId = identity.getBytes("UTF-8");
+            a.secretKey = hex(keyHex);
+        } else {
+            a.securityMode = SecurityMode.NO_SEC;
+        }
+        return a;
     }
 
     private static synchronized void say(String line) {
