@@ -6,8 +6,31 @@ use lwm2m_client::{Config, Engine, ObjectHandler};
 
 /// A started engine named "fuzz".
 pub fn device_engine() -> Engine<u8> {
-    let objects: Vec<Box<dyn ObjectHandler>> = vec![
-        Box::new(Security::no_sec("coap://127.0.0.1")),
+    let mut e = Engine::new(
+        Config::new("fuzz"),
+        1u8,
+        objects(Security::no_sec("coap://127.0.0.1")),
+    );
+    e.start(0);
+    e
+}
+
+/// An engine named "fuzz" bootstrapping from peer 1: it answers Bootstrap-Delete, -Write,
+/// -Discover and -Finish (LwM2M 1.1 Core §5.2) from there.
+#[allow(dead_code)] // Not every target that includes this module bootstraps.
+pub fn bootstrapping_engine() -> Engine<u8> {
+    let mut e = Engine::new(
+        Config::new("fuzz"),
+        1u8,
+        objects(Security::bootstrap("coap://127.0.0.1")),
+    );
+    e.bootstrap(0);
+    e
+}
+
+fn objects(security: Security) -> Vec<Box<dyn ObjectHandler>> {
+    vec![
+        Box::new(security),
         Box::new(Server::new(60)),
         Box::new(Device::new(DeviceInfo {
             manufacturer: "m".into(),
@@ -16,8 +39,5 @@ pub fn device_engine() -> Engine<u8> {
             firmware_version: "1".into(),
         })),
         Box::new(FirmwareUpdate::new(DiscardBackend::default())),
-    ];
-    let mut e = Engine::new(Config::new("fuzz"), 1u8, objects);
-    e.start(0);
-    e
+    ]
 }

@@ -1,7 +1,9 @@
 //! The engine survives any sequence of datagrams. The input is split at 0xFE bytes; each part
 //! is either sent as raw bytes or, when its first byte is even, turned into a well-formed CoAP
 //! request (method, LwM2M path, Accept/Content-Format/Observe/Block1/Block2, queries, payload)
-//! so the device-management code is reached too. Nothing may panic.
+//! so the device-management code is reached too. When the input starts with an odd byte the
+//! engine is bootstrapping instead, so the requests are Bootstrap-Delete, -Write, -Discover and
+//! (POST /bs) -Finish from its bootstrap server. Nothing may panic.
 #![no_main]
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
@@ -10,7 +12,7 @@ use lwm2m_client::codec::block::uint_option;
 
 #[path = "device_engine.rs"]
 mod device_engine;
-use device_engine::device_engine;
+use device_engine::{bootstrapping_engine, device_engine};
 
 const FORMATS: [u32; 8] = [0, 40, 42, 60, 110, 112, 11542, 11544];
 const QUERIES: [&[u8]; 6] = [b"pmin=1", b"pmax=2", b"gt=5", b"lt=1", b"st=0.5", b"pmin"];
@@ -42,8 +44,13 @@ fn structured(d: &[u8], mid: u16) -> Option<Vec<u8>> {
         u16::from(b >> 1) % 16,
         u16::from(b >> 5),
     ];
-    for id in ids.iter().take(depth) {
-        p.add_option(CoapOption::UriPath, id.to_string().into_bytes());
+    if a >> 5 == 7 {
+        // The Bootstrap-Finish path (a POST there ends a bootstrap).
+        p.add_option(CoapOption::UriPath, b"bs".to_vec());
+    } else {
+        for id in ids.iter().take(depth) {
+            p.add_option(CoapOption::UriPath, id.to_string().into_bytes());
+        }
     }
     if a & 0x08 != 0 {
         p.add_option(
@@ -79,7 +86,10 @@ fn structured(d: &[u8], mid: u16) -> Option<Vec<u8>> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut e = device_engine();
+    let mut e = match data.first() {
+        Some(b) if b % 2 == 1 => bootstrapping_engine(),
+        _ => device_engine(),
+    };
     let mut now = 0u64;
     for (i, part) in data.split(|b| *b == 0xFE).enumerate() {
         now += 700;

@@ -107,7 +107,8 @@ pub struct Account {
     pub short_server_id: u16,
     /// Client hold-off time before bootstrapping, seconds (resource 11).
     pub hold_off_s: u32,
-    /// Values of the [`KEPT_AS_WRITTEN`] resources written so far, by resource id.
+    /// Values written to resources 6-9 and 12 (SMS binding, Bootstrap-Server Account Timeout),
+    /// which this device keeps but does not act on, by resource id.
     pub kept: Vec<(u16, Value)>,
 }
 
