@@ -349,6 +349,11 @@ impl LeshanBootstrap {
     pub fn log(&self) -> String {
         self.proc.log()
     }
+
+    /// Waits until its log holds `needle` (panics with the log after `limit`).
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        self.proc.wait_log(needle, limit);
+    }
 }
 
 /// A Leshan LwM2M client process (Leshan's client library with its Security, Server and Device

@@ -1,6 +1,6 @@
 //! Eclipse Leshan's bootstrap server provisions our `lwm2m-client` binary for Leshan's demo
 //! server: two peers we did not write judge the device's bootstrap client (LwM2M 1.1 Core
-//! §5.2: client-initiated bootstrap, Bootstrap-Delete, Bootstrap-Write of whole Security and
+//! §6.1: client-initiated bootstrap, Bootstrap-Delete, Bootstrap-Write of whole Security and
 //! Server instances in TLV, Bootstrap-Finish) and what it does with what was written: the
 //! provisioned server, lifetime and credentials. Until these tests the device had met only
 //! our own fake bootstrap server, and the first run against Leshan showed it refusing Leshan's
@@ -116,4 +116,22 @@ fn our_device_bootstraps_over_dtls_with_one_psk_and_registers_with_another() {
         ],
     );
     provisioned_registration(&leshan, &bootstrap, ep, true);
+}
+
+#[test]
+fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
+    let dir = temp_dir("leshan-bootstrap-406");
+    let ep = "bs-406-dev";
+    // coaps:// with Security Mode NoSec: no DTLS session can be made of it.
+    let mut bootstrap = LeshanBootstrap::start(&dir, ep, "coaps://127.0.0.1:5684", None, None);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
+    let log = bootstrap.log();
+    assert!(log.contains("response NOT_ACCEPTABLE(406)"), "{log}");
+    dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
+    assert!(
+        dev.log().contains("does not fit Security Mode NoSec"),
+        "{}",
+        dev.log()
+    );
 }

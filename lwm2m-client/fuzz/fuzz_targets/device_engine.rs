@@ -16,7 +16,7 @@ pub fn device_engine() -> Engine<u8> {
 }
 
 /// An engine named "fuzz" bootstrapping from peer 1: it answers Bootstrap-Delete, -Write,
-/// -Discover and -Finish (LwM2M 1.1 Core §5.2) from there.
+/// -Discover and -Finish (LwM2M 1.1 Core §6.1) from there.
 #[allow(dead_code)] // Not every target that includes this module bootstraps.
 pub fn bootstrapping_engine() -> Engine<u8> {
     let mut e = Engine::new(

@@ -244,6 +244,11 @@ impl<P: Clone + PartialEq> Engine<P> {
             // "Bootstrap-Finish ... Not Acceptable" for an inconsistent configuration.
             return Answer::Now(reply(ResponseType::NotAcceptable));
         };
+        // So is an account whose credentials cannot reach its server.
+        if let Err(reason) = credentials.check(&server_uri, self.config.security_modes) {
+            self.events.push_back(Event::BootstrapRefused { reason });
+            return Answer::Now(reply(ResponseType::NotAcceptable));
+        }
         self.reg.bootstrap = false;
         self.reg.bootstrap_deadline = None;
         self.reg.next_at = None;

@@ -17,6 +17,7 @@ use crate::codec::message_format::{self, FormatError};
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
+use crate::objects::security::SecurityMode;
 use crate::observe::{AttributeStore, Observation};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -60,6 +61,10 @@ pub struct Config {
     /// dozen bytes of state and only a server that sends Q-Block1 uses it, while a push over
     /// a long link takes a round trip per set instead of one per block.
     pub qblock1: Option<crate::pull::qblock::QBlockParams>,
+    /// Security Modes a bootstrap server may provision: an account in another mode is
+    /// refused at Bootstrap-Finish (4.06). NoSec and PSK by default, what the host runtime
+    /// builds transports for.
+    pub security_modes: &'static [SecurityMode],
 }
 
 impl Config {
@@ -78,6 +83,7 @@ impl Config {
             max_observations: 16,
             lifetime_s: 300,
             qblock1: Some(crate::pull::qblock::QBlockParams::default()),
+            security_modes: &[SecurityMode::NoSec, SecurityMode::Psk],
         }
     }
 }
@@ -120,6 +126,13 @@ pub enum Event {
         server_uri: String,
         /// The credentials the bootstrap server provisioned for it.
         credentials: crate::objects::security::Credentials,
+    },
+    /// Bootstrap-Finish was answered 4.06 Not Acceptable: the management server account
+    /// cannot be used (`reason`). The bootstrap server may write another; without one the
+    /// device asks again after EXCHANGE_LIFETIME.
+    BootstrapRefused {
+        /// What is wrong with the account.
+        reason: crate::objects::security::Inconsistency,
     },
     /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
     BootstrapFailed {

@@ -1,26 +1,23 @@
 //! The transport to the management server a bootstrap server provisioned: its address from
 //! the Security object's URI (resource 0) and, for `coaps://`, a DTLS context made of the
-//! account's credentials (resources 2-5; LwM2M 1.1 Core §5.2.7 and Appendix E.1). Bootstrap
+//! account's credentials (resources 2-5; LwM2M 1.1 Core §6.1 and Appendix E.1). Bootstrap
 //! exists mostly to hand a device these credentials: a device that kept its bootstrap-time
 //! transport would talk plain CoAP to a DTLS port.
 
 use crate::host::dtls::{DtlsContext, Psk};
 use crate::host::runtime::resolve_server_now;
-use crate::objects::security::{Credentials, SecurityMode};
+use crate::objects::security::{Credentials, Inconsistency, SecurityMode};
 use std::fmt;
 use std::net::SocketAddr;
 
-/// Why a provisioned account cannot be used; the device names it and stops.
+/// Why a provisioned account cannot be used; the device names it and stops. The engine
+/// refuses inconsistent accounts at Bootstrap-Finish already; this is what is left to the host.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Unusable {
-    /// The URI does not resolve or is not `coap[s]://host[:port]`.
+    /// The account cannot reach its server (as the engine checks it).
+    Inconsistent(Inconsistency),
+    /// The URI's host does not resolve.
     Uri(String),
-    /// The URI's scheme does not fit the Security Mode (e.g. `coaps://` with NoSec).
-    SchemeAndMode(String, SecurityMode),
-    /// PSK mode without an identity or without a key.
-    EmptyPsk,
-    /// A mode this device takes from its command line only (certificate, raw public key).
-    Mode(SecurityMode),
     /// OpenSSL refused the credentials.
     Dtls(String),
 }
@@ -28,15 +25,8 @@ pub enum Unusable {
 impl fmt::Display for Unusable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Uri(u) => write!(f, "server URI {u:?} is not coap[s]://host[:port]"),
-            Self::SchemeAndMode(u, m) => {
-                write!(f, "server URI {u:?} does not fit Security Mode {m:?}")
-            }
-            Self::EmptyPsk => write!(f, "PSK mode without an identity or a key"),
-            Self::Mode(m) => write!(
-                f,
-                "Security Mode {m:?} is not taken from a bootstrap server (NoSec and PSK are)"
-            ),
+            Self::Inconsistent(why) => write!(f, "{why}"),
+            Self::Uri(u) => write!(f, "server URI {u:?} does not resolve"),
             Self::Dtls(e) => write!(f, "DTLS: {e}"),
         }
     }
@@ -44,31 +34,25 @@ impl fmt::Display for Unusable {
 
 impl std::error::Error for Unusable {}
 
+/// The Security Modes this runtime builds transports for.
+pub const SUPPORTED: [SecurityMode; 2] = [SecurityMode::NoSec, SecurityMode::Psk];
+
 /// The server's address and, for `coaps://`, the DTLS context to reach it with.
 pub fn transport(
     server_uri: &str,
     c: &Credentials,
 ) -> Result<(SocketAddr, Option<DtlsContext>), Unusable> {
-    let secure = server_uri.starts_with("coaps://");
-    if !secure && !server_uri.starts_with("coap://") {
-        return Err(Unusable::Uri(server_uri.into()));
-    }
-    let dtls = match (c.mode, secure) {
-        (SecurityMode::NoSec, false) => None,
-        (SecurityMode::Psk, true) => {
-            if c.identity.is_empty() || c.secret_key.is_empty() {
-                return Err(Unusable::EmptyPsk);
-            }
+    c.check(server_uri, &SUPPORTED)
+        .map_err(Unusable::Inconsistent)?;
+    let dtls = match c.mode {
+        SecurityMode::Psk => {
             let psk = Psk {
                 identity: c.identity.clone(),
                 key: c.secret_key.clone(),
             };
             Some(DtlsContext::psk_client(psk).map_err(|e| Unusable::Dtls(e.to_string()))?)
         }
-        (SecurityMode::Certificate | SecurityMode::Rpk, true) => {
-            return Err(Unusable::Mode(c.mode))
-        }
-        (mode, _) => return Err(Unusable::SchemeAndMode(server_uri.into(), mode)),
+        _ => None,
     };
     let addr = resolve_server_now(server_uri).map_err(|_| Unusable::Uri(server_uri.into()))?;
     Ok((addr, dtls))
@@ -119,26 +103,26 @@ mod tests {
         let no_sec = creds(SecurityMode::NoSec, b"", b"");
         assert_eq!(
             refusal("coaps://127.0.0.1", &no_sec),
-            Unusable::SchemeAndMode("coaps://127.0.0.1".into(), SecurityMode::NoSec)
+            Unusable::Inconsistent(Inconsistency::SchemeAndMode(SecurityMode::NoSec))
         );
         assert_eq!(
             refusal("coap://127.0.0.1", &psk),
-            Unusable::SchemeAndMode("coap://127.0.0.1".into(), SecurityMode::Psk)
+            Unusable::Inconsistent(Inconsistency::SchemeAndMode(SecurityMode::Psk))
         );
         assert_eq!(
             refusal("coaps://127.0.0.1", &creds(SecurityMode::Psk, b"id", b"")),
-            Unusable::EmptyPsk
+            Unusable::Inconsistent(Inconsistency::EmptyPsk)
         );
         assert_eq!(
             refusal(
                 "coaps://127.0.0.1",
                 &creds(SecurityMode::Certificate, b"", b"")
             ),
-            Unusable::Mode(SecurityMode::Certificate)
+            Unusable::Inconsistent(Inconsistency::Unsupported(SecurityMode::Certificate))
         );
         assert_eq!(
             refusal("http://127.0.0.1", &no_sec),
-            Unusable::Uri("http://127.0.0.1".into())
+            Unusable::Inconsistent(Inconsistency::Scheme)
         );
         assert_eq!(
             refusal("coap://no such host", &no_sec),

@@ -86,6 +86,57 @@ impl core::fmt::Debug for Credentials {
     }
 }
 
+/// Why a provisioned account cannot reach its server: the Bootstrap-Finish that would end on
+/// it is answered 4.06 Not Acceptable (LwM2M 1.1 Core §6.1, Bootstrap-Finish: the configuration is
+/// inconsistent), so the bootstrap server learns of it rather than the device going nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inconsistency {
+    /// The URI is neither `coap://` nor `coaps://`.
+    Scheme,
+    /// `coap://` with a secure mode, or `coaps://` with NoSec.
+    SchemeAndMode(SecurityMode),
+    /// PSK mode without an identity or without a key.
+    EmptyPsk,
+    /// A mode this device does not take from a bootstrap server.
+    Unsupported(SecurityMode),
+}
+
+impl core::fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Scheme => f.write_str("the server URI is not coap:// or coaps://"),
+            Self::SchemeAndMode(m) => {
+                write!(f, "the URI's scheme does not fit Security Mode {m:?}")
+            }
+            Self::EmptyPsk => f.write_str("PSK mode without an identity or a key"),
+            Self::Unsupported(m) => write!(f, "Security Mode {m:?} is not supported"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Whether these credentials can reach `uri` on a device that takes the `supported` modes.
+    pub fn check(&self, uri: &str, supported: &[SecurityMode]) -> Result<(), Inconsistency> {
+        let secure = match uri.split_once("://") {
+            Some(("coap", _)) => false,
+            Some(("coaps", _)) => true,
+            _ => return Err(Inconsistency::Scheme),
+        };
+        if secure == (self.mode == SecurityMode::NoSec) {
+            return Err(Inconsistency::SchemeAndMode(self.mode));
+        }
+        if !supported.contains(&self.mode) {
+            return Err(Inconsistency::Unsupported(self.mode));
+        }
+        if self.mode == SecurityMode::Psk
+            && (self.identity.is_empty() || self.secret_key.is_empty())
+        {
+            return Err(Inconsistency::EmptyPsk);
+        }
+        Ok(())
+    }
+}
+
 /// One server account.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Account {

@@ -845,6 +845,10 @@ pub async fn run_preferring(
                     Event::Bootstrapped { server_uri, .. } => {
                         tracing::info!(%server_uri, "bootstrapped");
                     }
+                    Event::BootstrapRefused { reason } => tracing::warn!(
+                        %reason,
+                        "Bootstrap-Finish answered 4.06: the provisioned server account cannot be used"
+                    ),
                     Event::BootstrapFailed { code, retry_in_ms } => tracing::warn!(
                         code = code.as_deref().unwrap_or("timeout"),
                         retry_in_ms,

@@ -134,3 +134,44 @@ fn bootstrap_request_failure_backs_off() {
         }]
     );
 }
+
+#[test]
+fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
+    use lwm2m_client::objects::security::{Inconsistency, SecurityMode};
+    use lwm2m_client::objects::{Device, Security, Server};
+    let mut server_obj = Server::new(300);
+    server_obj.present = false;
+    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
+        Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
+        Box::new(server_obj),
+        Box::new(Device::new(device_info())),
+    ];
+    let mut e = engine_with(objs);
+    e.bootstrap(0);
+    let bs = one(&mut e);
+    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    // A coaps:// account in NoSec mode (resource 2 = 3).
+    let uri = b"coaps://127.0.0.1:5684";
+    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
+    payload.extend_from_slice(uri);
+    payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
+    assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
+    let f = call(&mut e, 50, &request(RequestType::Post, 104, b"b", "/bs"));
+    assert_eq!(code(&f), resp(ResponseType::NotAcceptable));
+    assert_eq!(
+        events(&mut e),
+        vec![Event::BootstrapRefused {
+            reason: Inconsistency::SchemeAndMode(SecurityMode::NoSec)
+        }]
+    );
+    assert_eq!(e.registration(), RegState::Bootstrapping);
+    // PSK mode with the identity and key it needs: accepted.
+    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
+    payload.extend_from_slice(uri);
+    payload.extend_from_slice(&[0xC1, 0x02, 0x00, 0xC2, 0x03, b'i', b'd', 0xC1, 0x05, 0x6B]);
+    let w = request_with(RequestType::Put, 105, b"b", "/0/1", 11542, &payload);
+    assert_eq!(code(&call(&mut e, 60, &w)), resp(ResponseType::Changed));
+    let f = call(&mut e, 70, &request(RequestType::Post, 106, b"b", "/bs"));
+    assert_eq!(code(&f), resp(ResponseType::Changed));
+}
