@@ -314,9 +314,30 @@ impl LeshanBootstrap {
         psk: Option<(&str, &str)>,
         own_psk: Option<(&str, &str)>,
     ) -> Self {
+        Self::start_with(dir, endpoint, server_uri, psk, own_psk, false)
+    }
+
+    /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
+    /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
+    /// first.
+    pub fn start_discovering(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
+        Self::start_with(dir, endpoint, server_uri, None, None, true)
+    }
+
+    fn start_with(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        psk: Option<(&str, &str)>,
+        own_psk: Option<(&str, &str)>,
+        auto_id: bool,
+    ) -> Self {
         let jars = jars();
         let port = free_udp_port();
         let mut cmd = Command::new("java");
+        if auto_id {
+            cmd.env("LESHAN_AUTO_ID", "1");
+        }
         cmd.current_dir(dir)
             .arg("-cp")
             .arg(&jars.bootstrap_cp)

@@ -67,9 +67,13 @@ fn leshans_bootstrap_server_provisions_our_device_for_leshans_server() {
     let dir = temp_dir("leshan-bootstrap-nosec");
     let leshan = LeshanServer::start("leshan-bs-nosec-server");
     let ep = "bs-nosec-dev";
-    let bootstrap = LeshanBootstrap::start(&dir, ep, &leshan.coap_uri(), None, None);
+    // Leshan picks the Security instance ids itself, from a Bootstrap-Discover of the device.
+    let bootstrap = LeshanBootstrap::start_discovering(&dir, ep, &leshan.coap_uri());
     let _dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, false);
+    let log = bootstrap.log();
+    assert!(log.contains("request DiscoverRequest [/]"), "{log}");
+    assert!(log.contains("response CONTENT(205) to /\n"), "{log}");
 }
 
 #[test]

@@ -51,6 +51,9 @@ public class LeshanTestBootstrap {
         BootstrapConfig config = new BootstrapConfig();
         // What Leshan's bootstrap demo deletes before writing a configuration.
         config.toDelete = java.util.Arrays.asList("/0", "/1");
+        // With LESHAN_AUTO_ID=1 Leshan picks the Security instance ids itself: it reads the
+        // client's /0 with Bootstrap-Discover first and keeps clear of the bootstrap account's.
+        config.autoIdForSecurityObject = "1".equals(System.getenv("LESHAN_AUTO_ID"));
         boolean secure = args.length == 7;
         String bsUri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
         config.security.put(0, account(bsUri, true, secure ? args[5] : null,
