@@ -6,6 +6,7 @@
 use super::dm::Answer;
 use super::{Engine, Event, Purpose};
 use crate::coap;
+use crate::codec::block::BlockOpt;
 use crate::codec::{link, ContentFormat, Link, Node, Path, Resource, ResourceValue, Value};
 use crate::object::OpError;
 use crate::objects::security::{Credentials, SecurityMode};
@@ -94,7 +95,12 @@ impl<P: Clone + PartialEq> Engine<P> {
                 Ok(Answer::Now(reply(ResponseType::Deleted)))
             }
             RequestType::Put if path.depth() >= 1 => {
-                self.bootstrap_write(now, req, &path, cf)?;
+                if let Some(b) = req.get_first_option(CoapOption::Block1) {
+                    let b = BlockOpt::decode(b).map_err(|_| OpError::BadRequest)?;
+                    return self.bootstrap_block(now, req, b, path, cf);
+                }
+                self.reg.bootstrap_body = None;
+                self.bootstrap_write(now, &req.payload, &path, cf)?;
                 Ok(Answer::Now(reply(ResponseType::Changed)))
             }
             RequestType::Get if accept == Some(ContentFormat::LinkFormat) && path.depth() <= 1 => {
@@ -152,15 +158,53 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
-    fn bootstrap_write(
+    /// One block of a block-wise Bootstrap-Write (RFC 7959 §2.5; Leshan sends a Security
+    /// instance with certificates so): the body is gathered, up to
+    /// [`Config::bootstrap_body_limit`](super::Config::bootstrap_body_limit), and written
+    /// whole once the last block is in. A block that does not continue the body is 4.08.
+    fn bootstrap_block(
         &mut self,
         now: u64,
         req: &Packet,
+        b: BlockOpt,
+        path: Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        let mut body = match self.reg.bootstrap_body.take() {
+            _ if b.num == 0 => Vec::new(),
+            Some((p, f, body)) if p == path && f == cf && body.len() as u64 == b.offset() => body,
+            _ => return Err(OpError::Incomplete),
+        };
+        if b.more && req.payload.len() != b.size() {
+            return Err(OpError::BadRequest);
+        }
+        let limit = self.config.bootstrap_body_limit;
+        if body.len() + req.payload.len() > limit {
+            return Err(OpError::TooLarge {
+                size1: u32::try_from(limit).ok(),
+            });
+        }
+        body.extend_from_slice(&req.payload);
+        let mut ok = if b.more {
+            self.reg.bootstrap_body = Some((path, cf, body));
+            reply(ResponseType::Continue)
+        } else {
+            self.bootstrap_write(now, &body, &path, cf)?;
+            reply(ResponseType::Changed)
+        };
+        ok.add_option(CoapOption::Block1, b.encode());
+        Ok(Answer::Now(ok))
+    }
+
+    fn bootstrap_write(
+        &mut self,
+        now: u64,
+        payload: &[u8],
         path: &Path,
         cf: Option<ContentFormat>,
     ) -> Result<(), OpError> {
         let oid = path.object_id().ok_or(OpError::BadRequest)?;
-        let node = self.decode_payload(path, cf, &req.payload)?;
+        let node = self.decode_payload(path, cf, payload)?;
         let instances: Vec<(u16, Vec<Resource>)> = match node {
             Node::Object { instances, .. } => {
                 instances.into_iter().map(|i| (i.id, i.resources)).collect()

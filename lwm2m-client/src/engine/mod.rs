@@ -65,6 +65,9 @@ pub struct Config {
     /// refused at Bootstrap-Finish (4.06). NoSec and PSK by default, what the host runtime
     /// builds transports for.
     pub security_modes: &'static [SecurityMode],
+    /// Largest Bootstrap-Write body taken block-wise (RFC 7959 Block1): a Security instance
+    /// with the device's and the server's certificates and a key is 1-3 KB; larger gets 4.13.
+    pub bootstrap_body_limit: usize,
 }
 
 impl Config {
@@ -84,6 +87,7 @@ impl Config {
             lifetime_s: 300,
             qblock1: Some(crate::pull::qblock::QBlockParams::default()),
             security_modes: &[SecurityMode::NoSec, SecurityMode::Psk],
+            bootstrap_body_limit: 8192,
         }
     }
 }

@@ -43,6 +43,12 @@ pub(crate) struct Registration {
     announced_lifetime: Option<u32>,
     /// Give up waiting for Bootstrap-Finish at this time and request again.
     pub(crate) bootstrap_deadline: Option<u64>,
+    /// A block-wise Bootstrap-Write being received: its path, format and body so far.
+    pub(crate) bootstrap_body: Option<(
+        crate::codec::Path,
+        Option<crate::codec::ContentFormat>,
+        Vec<u8>,
+    )>,
     /// The Register or Update in flight when it carries a payload: a 4.13 with Block1 sends
     /// it again block-wise.
     pub(crate) last_request: Option<Packet>,
@@ -62,6 +68,7 @@ impl Registration {
             stopped: false,
             bootstrap: false,
             bootstrap_deadline: None,
+            bootstrap_body: None,
             announced_lifetime: None,
             last_request: None,
             block1_tx: None,

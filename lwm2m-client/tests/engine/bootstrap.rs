@@ -175,3 +175,87 @@ fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
     let f = call(&mut e, 70, &request(RequestType::Post, 106, b"b", "/bs"));
     assert_eq!(code(&f), resp(ResponseType::Changed));
 }
+
+/// A Bootstrap-Write too long for one datagram comes block-wise (RFC 7959 §2.5), as Leshan
+/// sends a Security instance holding certificates: it is gathered and written whole.
+#[test]
+fn a_blockwise_bootstrap_write_is_written_once_whole() {
+    use lwm2m_client::codec::BlockOpt;
+    use lwm2m_client::objects::{Device, Security, Server};
+    let mut server_obj = Server::new(300);
+    server_obj.present = false;
+    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
+        Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
+        Box::new(server_obj),
+        Box::new(Device::new(device_info())),
+    ];
+    let mut e = engine_with(objs);
+    e.bootstrap(0);
+    let bs = one(&mut e);
+    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    // /0/1: the URI and a 600-byte identity (resource 3), 640 bytes of TLV in all.
+    let uri = b"coaps://127.0.0.1:5684";
+    let mut tlv = vec![0xC8, 0x00, uri.len() as u8];
+    tlv.extend_from_slice(uri);
+    tlv.extend_from_slice(&[0xD0 | 0x10, 0x03, 0x02, 0x58]);
+    tlv.extend_from_slice(&[0x33; 600]);
+    tlv.extend_from_slice(&[0xC1, 0x02, 0x02]);
+    let block = |mid: u16, num: u32, more: bool, data: &[u8]| {
+        let mut p = request_with(RequestType::Put, mid, b"w", "/0/1", 11542, data);
+        p.add_option(
+            CoapOption::Block1,
+            BlockOpt::new(num, more, 4).unwrap().encode(),
+        );
+        p
+    };
+    // A block that does not start at 0 continues nothing: 4.08.
+    let r = call(&mut e, 20, &block(200, 1, true, &tlv[256..512]));
+    assert_eq!(code(&r), resp(ResponseType::RequestEntityIncomplete));
+    for (i, chunk) in tlv.chunks(256).enumerate() {
+        let more = (i + 1) * 256 < tlv.len();
+        let r = call(
+            &mut e,
+            30 + i as u64,
+            &block(201 + i as u16, i as u32, more, chunk),
+        );
+        let want = if more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        };
+        assert_eq!(code(&r), resp(want), "block {i}");
+        let echo = BlockOpt::decode(r.get_first_option(CoapOption::Block1).unwrap()).unwrap();
+        assert_eq!((echo.num, echo.more), (i as u32, more));
+    }
+    let d = call(
+        &mut e,
+        45,
+        &get_with(210, b"d", "/0", CoapOption::Accept, 40),
+    );
+    assert_eq!(
+        std::str::from_utf8(&d.payload).unwrap(),
+        "</>;lwm2m=1.1,</0/0>,</0/1>"
+    );
+    // A body over Config::bootstrap_body_limit (8 KiB) is refused with 4.13 at its ninth KiB.
+    let kib = |n: u32| {
+        let mut p = request_with(
+            RequestType::Put,
+            220 + n as u16,
+            b"w",
+            "/0/2",
+            11542,
+            &[0; 1024],
+        );
+        p.add_option(
+            CoapOption::Block1,
+            BlockOpt::new(n, true, 6).unwrap().encode(),
+        );
+        p
+    };
+    for n in 0..8 {
+        let r = call(&mut e, 50 + u64::from(n), &kib(n));
+        assert_eq!(code(&r), resp(ResponseType::Continue), "KiB {n}");
+    }
+    let r = call(&mut e, 60, &kib(8));
+    assert_eq!(code(&r), resp(ResponseType::RequestEntityTooLarge));
+}
