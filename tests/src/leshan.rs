@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::e2e::temp_dir;
+use crate::pki::{Issued, Pki};
 use crate::process::{free_tcp_port, free_udp_port, LoggedChild};
 use crate::rest::Rest;
 
@@ -176,6 +177,24 @@ impl LeshanServer {
         server
     }
 
+    /// The demo server in X.509 mode with `server`'s certificate and key, trusting `pki`'s CA
+    /// for clients; `ep` may register with a certificate whose CN is `ep`.
+    pub fn start_x509(tag: &str, pki: &Pki, server: &Issued, ep: &str) -> Self {
+        let leshan = Self::start_with(
+            tag,
+            &[
+                "-cert".as_ref(),
+                server.cert_pem.as_os_str(),
+                "-prik".as_ref(),
+                server.key_der.as_os_str(),
+                "-truststore".as_ref(),
+                pki.ca_der().as_os_str(),
+            ],
+        );
+        assert_eq!(leshan.add_x509(ep), 200);
+        leshan
+    }
+
     fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -314,22 +333,47 @@ impl LeshanBootstrap {
         psk: Option<(&str, &str)>,
         own_psk: Option<(&str, &str)>,
     ) -> Self {
-        Self::start_with(dir, endpoint, server_uri, psk, own_psk, false)
+        assert!(own_psk.is_none() || psk.is_some(), "own_psk needs psk");
+        let credentials: Vec<&str> = psk
+            .into_iter()
+            .chain(own_psk)
+            .flat_map(|(identity, key)| [identity, key])
+            .collect();
+        let scheme = if own_psk.is_some() { "coaps" } else { "coap" };
+        let mut bs = Self::start_with(dir, endpoint, server_uri, &credentials, false);
+        bs.uri = bs.uri.replacen("coap", scheme, 1);
+        bs
+    }
+
+    /// [`LeshanBootstrap::start`] for a `coaps://` server in certificate mode: `mine`'s DER
+    /// certificate and key as the device's (resources 3 and 5) and `server_cert` (DER) as the
+    /// server's certificate (resource 4), which the device must then find at the server.
+    pub fn start_x509(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        mine: &Issued,
+        server_cert: &Path,
+    ) -> Self {
+        let files = [&mine.cert_der, &mine.key_der, server_cert].map(|p| p.display().to_string());
+        let x509 = ["x509", &files[0], &files[1], &files[2]];
+        Self::start_with(dir, endpoint, server_uri, &x509, false)
     }
 
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.
     pub fn start_discovering(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
-        Self::start_with(dir, endpoint, server_uri, None, None, true)
+        Self::start_with(dir, endpoint, server_uri, &[], true)
     }
 
+    /// Starts the launcher with `credentials` after the server URI (see its usage line);
+    /// its URI is `coap://` (callers that make it listen on DTLS say so).
     fn start_with(
         dir: &Path,
         endpoint: &str,
         server_uri: &str,
-        psk: Option<(&str, &str)>,
-        own_psk: Option<(&str, &str)>,
+        credentials: &[&str],
         auto_id: bool,
     ) -> Self {
         let jars = jars();
@@ -342,11 +386,8 @@ impl LeshanBootstrap {
             .arg("-cp")
             .arg(&jars.bootstrap_cp)
             .arg("LeshanTestBootstrap")
-            .args([&port.to_string(), endpoint, server_uri]);
-        for (identity, key) in psk.into_iter().chain(own_psk) {
-            cmd.args([identity, key]);
-        }
-        assert!(own_psk.is_none() || psk.is_some(), "own_psk needs psk");
+            .args([&port.to_string(), endpoint, server_uri])
+            .args(credentials);
         let mut proc = LoggedChild::spawn(
             "leshan-bootstrap",
             &mut cmd,
@@ -354,10 +395,9 @@ impl LeshanBootstrap {
             true,
         );
         proc.wait_log(&format!("ready {port}"), Duration::from_secs(60));
-        let scheme = if own_psk.is_some() { "coaps" } else { "coap" };
         Self {
             proc,
-            uri: format!("{scheme}://127.0.0.1:{port}"),
+            uri: format!("coap://127.0.0.1:{port}"),
         }
     }
 

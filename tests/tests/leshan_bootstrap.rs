@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use tests::e2e::{temp_dir, write_key_file};
-use tests::leshan::{read_int, LeshanBootstrap, LeshanServer};
+use tests::leshan::{is_registered, read_int, LeshanBootstrap, LeshanServer};
+use tests::pki::Pki;
 use tests::process::{lwm2m_client, LoggedChild};
 
 const REGISTER: Duration = Duration::from_secs(60);
@@ -138,4 +139,37 @@ fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
         "{}",
         dev.log()
     );
+}
+
+#[test]
+fn our_device_reaches_leshans_x509_server_with_the_certificates_leshans_bootstrap_server_wrote() {
+    let dir = temp_dir("leshan-bootstrap-x509");
+    let pki = Pki::new(&dir.join("pki"), "bs-x509-ca");
+    let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
+    let ep = "bs-x509-dev";
+    let leshan = LeshanServer::start_x509("leshan-bs-x509-server", &pki, &server, ep);
+    let mine = pki.issue(ep, ep, &[]);
+    // The device is given no certificate, key or CA: only the bootstrap server's, which pins
+    // Leshan's own certificate (resource 4).
+    let bootstrap =
+        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &server.cert_der);
+    let _dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+}
+
+#[test]
+fn our_device_refuses_a_server_other_than_the_certificate_its_bootstrap_server_pinned() {
+    let dir = temp_dir("leshan-bootstrap-x509-pin");
+    let pki = Pki::new(&dir.join("pki"), "bs-x509-pin-ca");
+    let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
+    // Same CA, same name, but not the certificate the bootstrap server wrote.
+    let other = pki.issue("other", "leshan.test", &["IP:127.0.0.1"]);
+    let ep = "bs-x509-pin-dev";
+    let leshan = LeshanServer::start_x509("leshan-bs-x509-pin-server", &pki, &server, ep);
+    let mine = pki.issue(ep, ep, &[]);
+    let bootstrap =
+        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &other.cert_der);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    dev.wait_log("DTLS handshake failed", REGISTER);
+    assert!(!is_registered(&leshan.rest, ep), "not registered");
 }

@@ -11,7 +11,7 @@ use tests::e2e::{write_key_file, Harness, PackageKind};
 use tests::leshan::{
     instance_resource, is_registered, node_int, node_value, read_int, LeshanBootstrap, LeshanServer,
 };
-use tests::pki::{Issued, Pki};
+use tests::pki::Pki;
 use tests::process::{lwm2m_client, LoggedChild};
 use tests::rest::{Events, Rest};
 
@@ -268,24 +268,6 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     registered_over_dtls(&leshan, ep);
 }
 
-/// Leshan's demo server in X.509 mode with `server`'s certificate and key, trusting `pki`'s
-/// CA for clients; `ep` may register with a certificate whose CN is `ep`.
-fn leshan_x509(tag: &str, pki: &Pki, server: &Issued, ep: &str) -> LeshanServer {
-    let leshan = LeshanServer::start_with(
-        tag,
-        &[
-            "-cert".as_ref(),
-            server.cert_pem.as_os_str(),
-            "-prik".as_ref(),
-            server.key_der.as_os_str(),
-            "-truststore".as_ref(),
-            pki.ca_der().as_os_str(),
-        ],
-    );
-    assert_eq!(leshan.add_x509(ep), 200);
-    leshan
-}
-
 /// Our device in certificate mode (--cert, --cert-key, --ca) with its own certificate from
 /// `pki`, CN `ep`, as Leshan wants it.
 fn x509_device(host: &Harness, pki: &Pki, leshan: &LeshanServer, ep: &str) -> LoggedChild {
@@ -312,7 +294,7 @@ fn leshan_registers_our_device_over_coaps_with_x509_certificates() {
     let pki = Pki::new(&host.dir.join("pki"), "lsh-test-ca");
     let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
     let ep = "lsh-x509";
-    let leshan = leshan_x509("lsh-x509", &pki, &server, ep);
+    let leshan = LeshanServer::start_x509("lsh-x509", &pki, &server, ep);
     let _dev = x509_device(&host, &pki, &leshan, ep);
     registered_over_dtls(&leshan, ep);
 }
@@ -329,7 +311,7 @@ fn our_device_refuses_a_leshan_certificate_for_another_host() {
         &["IP:127.0.0.2", "DNS:leshan.test"],
     );
     let ep = "lsh-x509-other";
-    let leshan = leshan_x509("lsh-x509-other", &pki, &server, ep);
+    let leshan = LeshanServer::start_x509("lsh-x509-other", &pki, &server, ep);
     let mut dev = x509_device(&host, &pki, &leshan, ep);
     dev.wait_log("DTLS handshake failed", REGISTER);
     let log = dev.log();

@@ -174,6 +174,20 @@ pub struct CertIdentity {
     pub ca_pem: Vec<u8>,
 }
 
+impl CertIdentity {
+    /// The identity a bootstrap server provisions in certificate mode, in DER as the Security
+    /// object holds it (LwM2M 1.1 Core E.1): own certificate (resource 3), own private key
+    /// (resource 5, PKCS#8 or SEC1) and the certificate that vouches for the server
+    /// (resource 4), which goes where the CA goes.
+    pub fn from_der(cert: &[u8], key: &[u8], server: &[u8]) -> Result<Self, DtlsError> {
+        Ok(Self {
+            cert_pem: X509::from_der(cert)?.to_pem()?,
+            key_pem: PKey::private_key_from_der(key)?.private_key_to_pem_pkcs8()?,
+            ca_pem: X509::from_der(server)?.to_pem()?,
+        })
+    }
+}
+
 /// Looks up the key for a PSK identity on the server side (a security store like Leshan's).
 pub type PskLookup = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
 
@@ -473,6 +487,19 @@ impl DtlsContext {
             peer_name: PeerName::Missing,
             ..Self::finish(b, false)
         })
+    }
+
+    /// A client context in certificate mode whose server must present exactly the certificate
+    /// in `id.ca_pem`: LwM2M Certificate Usage 3, "domain-issued certificate", the default
+    /// when a bootstrap server writes no usage (LwM2M 1.1 Core E.1 resource 15; DANE-EE, RFC
+    /// 7671 §5.1). The certificate is its own trust anchor (OpenSSL's partial chains), so no
+    /// CA and no name is checked: a certificate the server's CA issued to anyone else fails.
+    pub fn cert_client_pinned(id: &CertIdentity) -> Result<Self, DtlsError> {
+        let mut b = base_builder(false, CERT_SUITE)?;
+        load_certificate(&mut b, id)?;
+        b.cert_store_mut()
+            .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
+        Ok(Self::finish(b, false))
     }
 
     /// A server context in certificate mode; clients must present a certificate from the CA.

@@ -4,7 +4,7 @@
 //! exists mostly to hand a device these credentials: a device that kept its bootstrap-time
 //! transport would talk plain CoAP to a DTLS port.
 
-use crate::host::dtls::{DtlsContext, Psk};
+use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::host::runtime::resolve_server_now;
 use crate::objects::security::{Credentials, Inconsistency, SecurityMode};
 use std::fmt;
@@ -35,7 +35,11 @@ impl fmt::Display for Unusable {
 impl std::error::Error for Unusable {}
 
 /// The Security Modes this runtime builds transports for.
-pub const SUPPORTED: [SecurityMode; 2] = [SecurityMode::NoSec, SecurityMode::Psk];
+pub const SUPPORTED: [SecurityMode; 3] = [
+    SecurityMode::NoSec,
+    SecurityMode::Psk,
+    SecurityMode::Certificate,
+];
 
 /// The server's address and, for `coaps://`, the DTLS context to reach it with.
 pub fn transport(
@@ -52,6 +56,13 @@ pub fn transport(
             };
             Some(DtlsContext::psk_client(psk).map_err(|e| Unusable::Dtls(e.to_string()))?)
         }
+        SecurityMode::Certificate => {
+            // Resource 4 is the server's own certificate (Certificate Usage 3; this Security
+            // object has no resource 15 to say otherwise).
+            let id = CertIdentity::from_der(&c.identity, &c.secret_key, &c.server_key)
+                .map_err(|e| Unusable::Dtls(e.to_string()))?;
+            Some(DtlsContext::cert_client_pinned(&id).map_err(|e| Unusable::Dtls(e.to_string()))?)
+        }
         _ => None,
     };
     let addr = resolve_server_now(server_uri).map_err(|_| Unusable::Uri(server_uri.into()))?;
@@ -66,7 +77,11 @@ mod tests {
         Credentials {
             mode,
             identity: identity.to_vec(),
-            server_key: Vec::new(),
+            server_key: if mode == SecurityMode::NoSec || mode == SecurityMode::Psk {
+                Vec::new()
+            } else {
+                b"server".to_vec()
+            },
             secret_key: key.to_vec(),
         }
     }
@@ -114,12 +129,24 @@ mod tests {
             Unusable::Inconsistent(Inconsistency::EmptyPsk)
         );
         assert_eq!(
+            refusal("coaps://127.0.0.1", &creds(SecurityMode::Rpk, b"k", b"k")),
+            Unusable::Inconsistent(Inconsistency::Unsupported(SecurityMode::Rpk))
+        );
+        assert_eq!(
             refusal(
                 "coaps://127.0.0.1",
                 &creds(SecurityMode::Certificate, b"", b"")
             ),
-            Unusable::Inconsistent(Inconsistency::Unsupported(SecurityMode::Certificate))
+            Unusable::Inconsistent(Inconsistency::NoKeys)
         );
+        // Certificate mode with bytes that are no certificate: OpenSSL says so.
+        assert!(matches!(
+            refusal(
+                "coaps://127.0.0.1",
+                &creds(SecurityMode::Certificate, b"x", b"y")
+            ),
+            Unusable::Dtls(_)
+        ));
         assert_eq!(
             refusal("http://127.0.0.1", &no_sec),
             Unusable::Inconsistent(Inconsistency::Scheme)

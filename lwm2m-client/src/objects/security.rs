@@ -97,6 +97,9 @@ pub enum Inconsistency {
     SchemeAndMode(SecurityMode),
     /// PSK mode without an identity or without a key.
     EmptyPsk,
+    /// Certificate or raw-public-key mode without the device's certificate or key, or without
+    /// the server's certificate or key.
+    NoKeys,
     /// A mode this device does not take from a bootstrap server.
     Unsupported(SecurityMode),
 }
@@ -109,6 +112,7 @@ impl core::fmt::Display for Inconsistency {
                 write!(f, "the URI's scheme does not fit Security Mode {m:?}")
             }
             Self::EmptyPsk => f.write_str("PSK mode without an identity or a key"),
+            Self::NoKeys => f.write_str("no certificate or key of the device's or the server's"),
             Self::Unsupported(m) => write!(f, "Security Mode {m:?} is not supported"),
         }
     }
@@ -128,10 +132,15 @@ impl Credentials {
         if !supported.contains(&self.mode) {
             return Err(Inconsistency::Unsupported(self.mode));
         }
-        if self.mode == SecurityMode::Psk
-            && (self.identity.is_empty() || self.secret_key.is_empty())
-        {
-            return Err(Inconsistency::EmptyPsk);
+        let empty = self.identity.is_empty() || self.secret_key.is_empty();
+        match self.mode {
+            SecurityMode::Psk if empty => return Err(Inconsistency::EmptyPsk),
+            SecurityMode::Certificate | SecurityMode::Rpk
+                if empty || self.server_key.is_empty() =>
+            {
+                return Err(Inconsistency::NoKeys)
+            }
+            _ => {}
         }
         Ok(())
     }

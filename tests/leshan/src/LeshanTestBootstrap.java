@@ -6,10 +6,12 @@
 // Bootstrap-Write of /0 and /1 in TLV, Bootstrap-Finish, the order of them) is Leshan's code.
 //
 // Usage: java -cp SERVER_DEMO_JAR:CLASSES LeshanTestBootstrap PORT ENDPOINT SERVER_URI
-//            [PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX]]
+//            [PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX]
+//             | x509 CERT_DER KEY_PKCS8_DER SERVER_CERT_DER]
 // It deletes /0 and /1 (as Leshan's bootstrap demo does by default), then provisions ENDPOINT
 // with one management server account, Short Server ID 123, lifetime
-// 300 s, binding U, at SERVER_URI: NoSec, or PSK with the identity and key given. Its own
+// 300 s, binding U, at SERVER_URI: NoSec, PSK with the identity and key given, or X.509 with
+// the device's certificate and key and the server's certificate (Security resources 3, 5, 4). Its own
 // account (Security instance 0, bootstrap server) is written too, as Leshan's demo does. With
 // BS_PSK_IDENTITY and BS_PSK_HEX it listens on PORT over DTLS (coaps://) instead, and lets in
 // ENDPOINT with that PSK only (Leshan's BootstrapSecurityStore). It prints "ready PORT" once it listens, then one line per request it sends and per
@@ -18,6 +20,8 @@
 // closes.
 
 import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.util.Collections;
 import java.util.Iterator;
 
@@ -39,9 +43,11 @@ public class LeshanTestBootstrap {
     private static final int SHORT_SERVER_ID = 123;
 
     public static void main(String[] args) throws Exception {
+        boolean x509 = args.length == 7 && "x509".equals(args[3]);
         if (args.length != 3 && args.length != 5 && args.length != 7) {
             System.err.println("usage: LeshanTestBootstrap PORT ENDPOINT SERVER_URI "
-                    + "[PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX]]");
+                    + "[PSK_IDENTITY PSK_HEX [BS_PSK_IDENTITY BS_PSK_HEX] "
+                    + "| x509 CERT_DER KEY_PKCS8_DER SERVER_CERT_DER]");
             System.exit(2);
         }
         int port = Integer.parseInt(args[0]);
@@ -54,12 +60,19 @@ public class LeshanTestBootstrap {
         // With LESHAN_AUTO_ID=1 Leshan picks the Security instance ids itself: it reads the
         // client's /0 with Bootstrap-Discover first and keeps clear of the bootstrap account's.
         config.autoIdForSecurityObject = "1".equals(System.getenv("LESHAN_AUTO_ID"));
-        boolean secure = args.length == 7;
+        boolean secure = args.length == 7 && !x509;
         String bsUri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
         config.security.put(0, account(bsUri, true, secure ? args[5] : null,
                 secure ? args[6] : null));
         BootstrapConfig.ServerSecurity dm = account(serverUri, false,
-                args.length >= 5 ? args[3] : null, args.length >= 5 ? args[4] : null);
+                args.length >= 5 && !x509 ? args[3] : null,
+                args.length >= 5 && !x509 ? args[4] : null);
+        if (x509) {
+            dm.securityMode = SecurityMode.X509;
+            dm.publicKeyOrId = Files.readAllBytes(Paths.get(args[4]));
+            dm.secretKey = Files.readAllBytes(Paths.get(args[5]));
+            dm.serverPublicKey = Files.readAllBytes(Paths.get(args[6]));
+        }
         dm.serverId = SHORT_SERVER_ID;
         config.security.put(1, dm);
 
