@@ -173,3 +173,26 @@ fn our_device_refuses_a_server_other_than_the_certificate_its_bootstrap_server_p
     dev.wait_log("DTLS handshake failed", REGISTER);
     assert!(!is_registered(&leshan.rest, ep), "not registered");
 }
+
+#[test]
+fn a_provisioned_key_that_is_not_the_certificates_is_not_acceptable_either() {
+    let dir = temp_dir("leshan-bootstrap-406-x509");
+    let pki = Pki::new(&dir.join("pki"), "bs-406-x509-ca");
+    let ep = "bs-406-x509-dev";
+    let server = pki.issue("server", "server", &["IP:127.0.0.1"]);
+    // The device's certificate with another certificate's key: each decodes (Leshan's own
+    // configuration check passes), but they do not belong together.
+    let mut mine = pki.issue(ep, ep, &[]);
+    mine.key_der = pki.issue("stranger", "stranger", &[]).key_der;
+    let mut bootstrap =
+        LeshanBootstrap::start_x509(&dir, ep, "coaps://127.0.0.1:5684", &mine, &server.cert_der);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
+    dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
+    assert!(
+        dev.log()
+            .contains("the DTLS layer refused the certificate or key"),
+        "{}",
+        dev.log()
+    );
+}

@@ -289,7 +289,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             return Answer::Now(reply(ResponseType::NotAcceptable));
         };
         // So is an account whose credentials cannot reach its server.
-        if let Err(reason) = credentials.check(&server_uri, self.config.security_modes) {
+        if let Err(reason) = (self.config.credentials_check)(&server_uri, &credentials) {
             self.events.push_back(Event::BootstrapRefused { reason });
             return Answer::Now(reply(ResponseType::NotAcceptable));
         }

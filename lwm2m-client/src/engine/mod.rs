@@ -17,7 +17,7 @@ use crate::codec::message_format::{self, FormatError};
 use crate::codec::opaque_stream::Deframer;
 use crate::codec::{ContentFormat, Path};
 use crate::object::{ObjectHandler, OpError};
-use crate::objects::security::SecurityMode;
+use crate::objects::security::{Credentials, Inconsistency, SecurityMode};
 use crate::observe::{AttributeStore, Observation};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -61,10 +61,11 @@ pub struct Config {
     /// dozen bytes of state and only a server that sends Q-Block1 uses it, while a push over
     /// a long link takes a round trip per set instead of one per block.
     pub qblock1: Option<crate::pull::qblock::QBlockParams>,
-    /// Security Modes a bootstrap server may provision: an account in another mode is
-    /// refused at Bootstrap-Finish (4.06). NoSec and PSK by default, what the host runtime
-    /// builds transports for.
-    pub security_modes: &'static [SecurityMode],
+    /// Whether a bootstrap-provisioned account can reach its server with this device's
+    /// transports; one that cannot is refused at Bootstrap-Finish (4.06). By default
+    /// [`Credentials::check`](crate::objects::security::Credentials::check) with NoSec and
+    /// PSK; the host runtime's `host::provisioned::check` also has OpenSSL take the keys.
+    pub credentials_check: fn(&str, &Credentials) -> Result<(), Inconsistency>,
     /// Largest Bootstrap-Write body taken block-wise (RFC 7959 Block1): a Security instance
     /// with the device's and the server's certificates and a key is 1-3 KB; larger gets 4.13.
     pub bootstrap_body_limit: usize,
@@ -86,7 +87,7 @@ impl Config {
             max_observations: 16,
             lifetime_s: 300,
             qblock1: Some(crate::pull::qblock::QBlockParams::default()),
-            security_modes: &[SecurityMode::NoSec, SecurityMode::Psk],
+            credentials_check: |uri, c| c.check(uri, &[SecurityMode::NoSec, SecurityMode::Psk]),
             bootstrap_body_limit: 8192,
         }
     }

@@ -41,6 +41,17 @@ pub const SUPPORTED: [SecurityMode; 3] = [
     SecurityMode::Certificate,
 ];
 
+/// [`Config::credentials_check`](crate::Config::credentials_check) for this runtime: the
+/// account is consistent and OpenSSL takes its credentials (a certificate and key that parse
+/// and belong together), so the bootstrap server hears 4.06 at Bootstrap-Finish for one it
+/// does not.
+pub fn check(server_uri: &str, c: &Credentials) -> Result<(), Inconsistency> {
+    c.check(server_uri, &SUPPORTED)?;
+    dtls_context(c)
+        .map(|_| ())
+        .map_err(|_| Inconsistency::Refused)
+}
+
 /// The server's address and, for `coaps://`, the DTLS context to reach it with.
 pub fn transport(
     server_uri: &str,
@@ -48,25 +59,31 @@ pub fn transport(
 ) -> Result<(SocketAddr, Option<DtlsContext>), Unusable> {
     c.check(server_uri, &SUPPORTED)
         .map_err(Unusable::Inconsistent)?;
-    let dtls = match c.mode {
+    let dtls = dtls_context(c)?;
+    let addr = resolve_server_now(server_uri).map_err(|_| Unusable::Uri(server_uri.into()))?;
+    Ok((addr, dtls))
+}
+
+/// The DTLS context of a consistent account; `None` for NoSec.
+fn dtls_context(c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
+    let dtls = |e: crate::host::dtls::DtlsError| Unusable::Dtls(e.to_string());
+    Ok(match c.mode {
         SecurityMode::Psk => {
             let psk = Psk {
                 identity: c.identity.clone(),
                 key: c.secret_key.clone(),
             };
-            Some(DtlsContext::psk_client(psk).map_err(|e| Unusable::Dtls(e.to_string()))?)
+            Some(DtlsContext::psk_client(psk).map_err(dtls)?)
         }
         SecurityMode::Certificate => {
             // Resource 4 is the server's own certificate (Certificate Usage 3; this Security
             // object has no resource 15 to say otherwise).
-            let id = CertIdentity::from_der(&c.identity, &c.secret_key, &c.server_key)
-                .map_err(|e| Unusable::Dtls(e.to_string()))?;
-            Some(DtlsContext::cert_client_pinned(&id).map_err(|e| Unusable::Dtls(e.to_string()))?)
+            let id =
+                CertIdentity::from_der(&c.identity, &c.secret_key, &c.server_key).map_err(dtls)?;
+            Some(DtlsContext::cert_client_pinned(&id).map_err(dtls)?)
         }
         _ => None,
-    };
-    let addr = resolve_server_now(server_uri).map_err(|_| Unusable::Uri(server_uri.into()))?;
-    Ok((addr, dtls))
+    })
 }
 
 #[cfg(test)]

@@ -158,9 +158,12 @@ where
             {
                 if let Err(e) = follow_bootstrap(engine, link, server_uri, credentials, now(epoch))
                 {
-                    tracing::error!(%server_uri, error = %e, "bootstrap provisioned an unusable server");
-                    control = Control::Shutdown;
-                    continue;
+                    // Past Bootstrap-Finish's checks: what is left is the host's (the name does
+                    // not resolve). Nothing to deregister from; the caller reports it.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("bootstrap provisioned an unusable server {server_uri}: {e}"),
+                    ));
                 }
             }
             let c = on_event(engine, now(epoch), ev, tasks);

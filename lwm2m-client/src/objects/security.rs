@@ -102,6 +102,9 @@ pub enum Inconsistency {
     NoKeys,
     /// A mode this device does not take from a bootstrap server.
     Unsupported(SecurityMode),
+    /// The device's transport refused the credentials (a certificate or key that does not
+    /// parse, or a key that is not the certificate's).
+    Refused,
 }
 
 impl core::fmt::Display for Inconsistency {
@@ -114,6 +117,7 @@ impl core::fmt::Display for Inconsistency {
             Self::EmptyPsk => f.write_str("PSK mode without an identity or a key"),
             Self::NoKeys => f.write_str("no certificate or key of the device's or the server's"),
             Self::Unsupported(m) => write!(f, "Security Mode {m:?} is not supported"),
+            Self::Refused => f.write_str("the DTLS layer refused the certificate or key"),
         }
     }
 }

@@ -801,7 +801,7 @@ pub async fn run_preferring(
         if args.no_qblock1 {
             config.qblock1 = None;
         }
-        config.security_modes = &crate::host::provisioned::SUPPORTED;
+        config.credentials_check = crate::host::provisioned::check;
         let mut engine = Engine::new(config, server, objects);
         if args.bootstrap.is_some() {
             engine.bootstrap(0);
