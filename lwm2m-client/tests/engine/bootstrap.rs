@@ -7,22 +7,26 @@ use lwm2m_client::{Event, RegState};
 use crate::common::*;
 use crate::support::*;
 
-#[test]
-fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
-    use lwm2m_client::objects::security::{Credentials, SecurityMode};
-    use lwm2m_client::objects::{Device, FirmwareUpdate, Security, Server};
+/// An engine with a bootstrap account only (no Server instance yet), bootstrapping.
+fn bootstrapping() -> lwm2m_client::Engine<u8> {
+    use lwm2m_client::objects::{Device, DiscardBackend, FirmwareUpdate, Security, Server};
     let mut server_obj = Server::new(300);
     server_obj.present = false;
     let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
         Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
         Box::new(server_obj),
         Box::new(Device::new(device_info())),
-        Box::new(FirmwareUpdate::new(
-            lwm2m_client::objects::DiscardBackend::default(),
-        )),
+        Box::new(FirmwareUpdate::new(DiscardBackend::default())),
     ];
     let mut e = engine_with(objs);
     e.bootstrap(0);
+    e
+}
+
+#[test]
+fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
+    use lwm2m_client::objects::security::{Credentials, SecurityMode};
+    let mut e = bootstrapping();
     assert_eq!(e.registration(), RegState::Bootstrapping);
     let bs = one(&mut e);
     assert_eq!(code(&bs), MessageClass::Request(RequestType::Post));
@@ -138,16 +142,7 @@ fn bootstrap_request_failure_backs_off() {
 #[test]
 fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
     use lwm2m_client::objects::security::{Inconsistency, SecurityMode};
-    use lwm2m_client::objects::{Device, Security, Server};
-    let mut server_obj = Server::new(300);
-    server_obj.present = false;
-    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
-        Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
-        Box::new(server_obj),
-        Box::new(Device::new(device_info())),
-    ];
-    let mut e = engine_with(objs);
-    e.bootstrap(0);
+    let mut e = bootstrapping();
     let bs = one(&mut e);
     e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
     // A coaps:// account in NoSec mode (resource 2 = 3).
@@ -181,16 +176,7 @@ fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
 #[test]
 fn a_blockwise_bootstrap_write_is_written_once_whole() {
     use lwm2m_client::codec::BlockOpt;
-    use lwm2m_client::objects::{Device, Security, Server};
-    let mut server_obj = Server::new(300);
-    server_obj.present = false;
-    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
-        Box::new(Security::bootstrap("coap://127.0.0.1:5783")),
-        Box::new(server_obj),
-        Box::new(Device::new(device_info())),
-    ];
-    let mut e = engine_with(objs);
-    e.bootstrap(0);
+    let mut e = bootstrapping();
     let bs = one(&mut e);
     e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
     // /0/1: the URI and a 600-byte identity (resource 3), 640 bytes of TLV in all.
