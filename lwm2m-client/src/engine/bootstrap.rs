@@ -295,6 +295,8 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
         self.reg.bootstrap = false;
         self.reg.bootstrap_deadline = None;
+        // A block-wise write the bootstrap server abandoned is not kept past the bootstrap.
+        self.reg.bootstrap_body = None;
         self.reg.next_at = None;
         self.events.push_back(Event::Bootstrapped {
             server_uri,
