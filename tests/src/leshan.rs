@@ -415,6 +415,13 @@ impl LeshanBootstrap {
     pub fn wait_log(&mut self, needle: &str, limit: Duration) {
         self.proc.wait_log(needle, limit);
     }
+
+    /// Gives the management server account a new PSK for the bootstraps to come.
+    pub fn rotate_psk(&mut self, identity: &str, key_hex: &str) {
+        self.proc.send_line(&format!("psk {identity} {key_hex}"));
+        self.proc
+            .wait_log(&format!("config psk {identity}"), Duration::from_secs(10));
+    }
 }
 
 /// A Leshan LwM2M client process (Leshan's client library with its Security, Server and Device

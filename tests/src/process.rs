@@ -56,6 +56,17 @@ impl LoggedChild {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Writes `line` and a newline to the process's standard input (kept open at spawn).
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .expect("standard input kept open at spawn");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("write to the process's standard input");
+    }
+
     /// Closes the process's standard input (programs here take that as "stop cleanly").
     pub fn close_stdin(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {

@@ -428,6 +428,49 @@ fn leshan_updates_a_device_leshans_bootstrap_server_provisioned() {
     assert_eq!(sessions, 2, "bootstrapped at each boot:\n{log}");
 }
 
+/// A key rotation through the Bootstrap-Request Trigger (/1/0/9, LwM2M 1.1 Core E.2): Leshan's
+/// bootstrap server gets a new PSK for the device's account, Leshan's server executes /1/0/9
+/// and then takes the new key; the device bootstraps again and comes back over DTLS with it.
+#[test]
+fn leshan_rotates_a_devices_psk_through_the_bootstrap_request_trigger() {
+    let leshan = LeshanServer::start("lsh-bs-rotate");
+    let host = Harness::start("lsh-bs-rotate-host");
+    let ep = "lsh-bs-rotate";
+    let old = ("lsh-bs-rotate-id-1", "00112233445566778899aabbccddeef1");
+    let new = ("lsh-bs-rotate-id-2", "00112233445566778899aabbccddeef2");
+    assert_eq!(leshan.add_psk(ep, old.0, old.1), 200);
+    let mut bootstrap = LeshanBootstrap::start(&host.dir, ep, &leshan.coaps_uri(), Some(old), None);
+    let _dev = device(
+        &host,
+        "coap://127.0.0.1:9",
+        ep,
+        &["--bootstrap", bootstrap.uri()],
+    );
+    registered_over_dtls(&leshan, ep);
+    let before = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+    bootstrap.rotate_psk(new.0, new.1);
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/1/0/9?timeout=10"), b"");
+    assert_eq!(status, 200, "execute /1/0/9: {v}");
+    assert_eq!(v["status"], "CHANGED(204)", "execute /1/0/9: {v}");
+    assert_eq!(leshan.add_psk(ep, new.0, new.1), 200);
+    wait_reregistered(&events, ep);
+    registered_over_dtls(&leshan, ep);
+    assert_ne!(
+        registration_id(&leshan.rest, ep),
+        before,
+        "a new registration"
+    );
+    let log = bootstrap.log();
+    assert_eq!(
+        log.matches(&format!("bootstrap end {ep}")).count(),
+        2,
+        "{log}"
+    );
+}
+
 /// Push: Leshan writes the whole package as an opaque value to /5/0/0 (Californium sends it
 /// with Block1, RFC 7959 section 2.5), then executes the update.
 #[test]

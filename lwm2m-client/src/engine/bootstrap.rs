@@ -25,10 +25,14 @@ fn reply(code: ResponseType) -> Packet {
 }
 
 impl<P: Clone + PartialEq> Engine<P> {
-    /// Starts client-initiated bootstrap with the server given at construction (the bootstrap
-    /// server). [`Event::Bootstrapped`] carries the management server's URI at the end; then
-    /// call [`Engine::set_server`] and [`Engine::start`].
+    /// Starts client-initiated bootstrap with the engine's server (the one given at
+    /// construction, or [`Engine::set_server`]'s: the bootstrap server). [`Event::Bootstrapped`]
+    /// carries the management server's URI at the end; then call [`Engine::set_server`] and
+    /// [`Engine::start`].
     pub fn bootstrap(&mut self, now: u64) {
+        // From scratch: a registered client that bootstraps again (the Bootstrap-Request
+        // Trigger) leaves its registration behind.
+        self.reg = super::registration::Registration::new(self.config.backoff_initial_ms);
         self.reg.bootstrap = true;
         self.reg.bootstrap_deadline = None;
         self.reg.schedule(now);
@@ -254,35 +258,41 @@ impl<P: Clone + PartialEq> Engine<P> {
         link::encode(&links)
     }
 
+    /// The URI and credentials of the first Security account that is (`bootstrap`) or is not
+    /// the bootstrap server's.
+    pub(crate) fn server_account(&mut self, bootstrap: bool) -> Option<(String, Credentials)> {
+        let o = self.objects.iter_mut().find(|o| o.id() == 0)?;
+        o.instances().into_iter().find_map(|i| {
+            let mut single = |r: u16| match o.read(0, i, r) {
+                Ok(ResourceValue::Single(v)) => Some(v),
+                _ => None,
+            };
+            let (Some(Value::Boolean(b)), Some(Value::String(uri))) = (single(1), single(0)) else {
+                return None;
+            };
+            if b != bootstrap {
+                return None;
+            }
+            let mode = match single(2) {
+                Some(Value::Integer(m)) => SecurityMode::from_code(m)?,
+                _ => return None,
+            };
+            let mut opaque = |r: u16| match single(r) {
+                Some(Value::Opaque(o)) => o,
+                _ => Vec::new(),
+            };
+            let credentials = Credentials {
+                mode,
+                identity: opaque(3),
+                server_key: opaque(4),
+                secret_key: opaque(5),
+            };
+            Some((uri, credentials))
+        })
+    }
+
     fn bootstrap_finish(&mut self, _now: u64) -> Answer {
-        let account = self.objects.iter_mut().find(|o| o.id() == 0).and_then(|o| {
-            o.instances().into_iter().find_map(|i| {
-                let mut single = |r: u16| match o.read(0, i, r) {
-                    Ok(ResourceValue::Single(v)) => Some(v),
-                    _ => None,
-                };
-                let (Some(Value::Boolean(false)), Some(Value::String(uri))) =
-                    (single(1), single(0))
-                else {
-                    return None;
-                };
-                let mode = match single(2) {
-                    Some(Value::Integer(m)) => SecurityMode::from_code(m)?,
-                    _ => return None,
-                };
-                let mut opaque = |r: u16| match single(r) {
-                    Some(Value::Opaque(o)) => o,
-                    _ => Vec::new(),
-                };
-                let credentials = Credentials {
-                    mode,
-                    identity: opaque(3),
-                    server_key: opaque(4),
-                    secret_key: opaque(5),
-                };
-                Some((uri, credentials))
-            })
-        });
+        let account = self.server_account(false);
         let Some((server_uri, credentials)) = account else {
             // Finish without a management server account: 4.06 per the spec's
             // "Bootstrap-Finish ... Not Acceptable" for an inconsistent configuration.

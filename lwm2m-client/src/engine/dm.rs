@@ -764,12 +764,24 @@ impl<P: Clone + PartialEq> Engine<P> {
             return Err(OpError::MethodNotAllowed);
         }
         let (oid, iid, rid) = ids(path);
+        // The Bootstrap-Request Trigger needs a bootstrap account to bootstrap with.
+        let bootstrap_account = if (oid, rid) == (1, 9) {
+            Some(self.server_account(true).ok_or(OpError::MethodNotAllowed)?)
+        } else {
+            None
+        };
         let c = self.object(oid)?.execute(now, iid, rid, &req.payload)?;
         if (oid, rid) == (1, 8) {
             self.schedule_update(now);
         }
         self.mark_all_dirty();
         self.events.push_back(Event::Executed { path: *path });
+        if let Some((server_uri, credentials)) = bootstrap_account {
+            self.events.push_back(Event::BootstrapTriggered {
+                server_uri,
+                credentials,
+            });
+        }
         let ok = reply(ResponseType::Changed);
         Ok(Answer::changed(c == Completion::Deferred, ok, path))
     }

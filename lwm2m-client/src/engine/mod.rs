@@ -139,6 +139,15 @@ pub enum Event {
         /// What is wrong with the account.
         reason: crate::objects::security::Inconsistency,
     },
+    /// A server executed the Bootstrap-Request Trigger (/1/x/9): bootstrap again with the
+    /// bootstrap server at `server_uri`, over a transport made of `credentials` (see
+    /// [`Engine::set_server`] and [`Engine::bootstrap`]; the host runtime does both).
+    BootstrapTriggered {
+        /// The bootstrap server's URI from the Security object.
+        server_uri: String,
+        /// Its account's credentials.
+        credentials: crate::objects::security::Credentials,
+    },
     /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
     BootstrapFailed {
         /// Response code, `None` on timeout.

@@ -268,6 +268,10 @@ impl<P: Clone + PartialEq> Engine<P> {
         purpose: Purpose,
         code: Option<MessageClass>,
     ) {
+        if self.reg.bootstrap && purpose != Purpose::Bootstrap {
+            // A Register or Update of before a Bootstrap-Request Trigger: that server is gone.
+            return;
+        }
         self.reg.in_flight = None;
         match purpose {
             Purpose::Deregister => {
@@ -302,6 +306,10 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     pub(crate) fn on_response(&mut self, now: u64, purpose: Purpose, resp: &Packet) {
+        if self.reg.bootstrap && purpose != Purpose::Bootstrap {
+            // See registration_failed: an answer from before the Bootstrap-Request Trigger.
+            return;
+        }
         if matches!(purpose, Purpose::Register | Purpose::Update)
             && self.registration_block1(now, &purpose, resp)
         {

@@ -166,6 +166,26 @@ where
                     ));
                 }
             }
+            if let Event::BootstrapTriggered {
+                server_uri,
+                credentials,
+            } = &ev
+            {
+                // The 2.04 to the Execute went out above, over the old link.
+                match crate::host::provisioned::transport(server_uri, credentials) {
+                    Ok((server, dtls)) => {
+                        link.retarget(server, dtls);
+                        engine.set_server(server);
+                        engine.bootstrap(now(epoch));
+                    }
+                    // Staying registered beats bootstrapping with nothing to reach.
+                    Err(e) => tracing::error!(
+                        %server_uri,
+                        error = %e,
+                        "Bootstrap-Request Trigger: the bootstrap account cannot be used"
+                    ),
+                }
+            }
             let c = on_event(engine, now(epoch), ev, tasks);
             if c != Control::Continue {
                 control = c;

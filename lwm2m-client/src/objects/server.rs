@@ -1,6 +1,7 @@
-//! Object 1, LwM2M Server: lifetime, default observation periods, binding and the Registration
-//! Update Trigger. The engine re-reads the lifetime and binding after a write and sends an
-//! Update; executing resource 8 also sends one.
+//! Object 1, LwM2M Server: lifetime, default observation periods, binding, the Registration
+//! Update Trigger and the Bootstrap-Request Trigger. The engine re-reads the lifetime and
+//! binding after a write and sends an Update; executing resource 8 also sends one; executing
+//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2).
 
 use super::{int, only_instance, string};
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
@@ -16,6 +17,7 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(6, Ops::RW, false, T::Boolean),
     ResourceDef::new(7, Ops::RW, false, T::String),
     ResourceDef::new(8, Ops::E, false, T::None),
+    ResourceDef::new(9, Ops::E, false, T::None),
 ];
 
 /// The server account's settings (instance 0).
@@ -152,8 +154,9 @@ impl ObjectHandler for Server {
         _args: &[u8],
     ) -> Result<Completion, OpError> {
         self.check(instance)?;
-        // Resource 8 (Registration Update Trigger): the engine sends the Update.
-        if resource == 8 {
+        // Resource 8 (Registration Update Trigger): the engine sends the Update. Resource 9
+        // (Bootstrap-Request Trigger): the engine has the client bootstrap.
+        if resource == 8 || resource == 9 {
             Ok(Completion::Done)
         } else {
             Err(OpError::MethodNotAllowed)

@@ -846,6 +846,9 @@ pub async fn run_preferring(
                     Event::Bootstrapped { server_uri, .. } => {
                         tracing::info!(%server_uri, "bootstrapped");
                     }
+                    Event::BootstrapTriggered { server_uri, .. } => {
+                        tracing::info!(%server_uri, "bootstrapping again (Bootstrap-Request Trigger)");
+                    }
                     Event::BootstrapRefused { reason } => tracing::warn!(
                         %reason,
                         "Bootstrap-Finish answered 4.06: the provisioned server account cannot be used"

@@ -245,3 +245,69 @@ fn a_blockwise_bootstrap_write_is_written_once_whole() {
     let r = call(&mut e, 60, &kib(8));
     assert_eq!(code(&r), resp(ResponseType::RequestEntityTooLarge));
 }
+
+/// The Bootstrap-Request Trigger (/1/0/9, LwM2M 1.1 Core E.2): executed by the management
+/// server, it hands the bootstrap account on; bootstrapping then starts from scratch and an
+/// answer of the old server is ignored. Without a bootstrap account it is 4.05.
+#[test]
+fn the_bootstrap_request_trigger_hands_on_the_bootstrap_account() {
+    use lwm2m_client::objects::security::{Credentials, SecurityMode};
+    use lwm2m_client::objects::{Device, Security, Server};
+    let mut e = registered();
+    let r = call(&mut e, 20, &request(RequestType::Post, 300, b"t", "/1/0/9"));
+    assert_eq!(code(&r), resp(ResponseType::MethodNotAllowed));
+
+    let mut security = Security::no_sec("coap://127.0.0.1:5683");
+    let mut bs = Security::bootstrap("coap://127.0.0.1:5783")
+        .accounts
+        .remove(0);
+    bs.id = 1;
+    security.accounts.push(bs);
+    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
+        Box::new(security),
+        Box::new(Server::new(300)),
+        Box::new(Device::new(device_info())),
+    ];
+    let mut e = engine_with(objs);
+    e.start(0);
+    let reg = one(&mut e);
+    let mut created = ack(&reg, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    e.handle_datagram(10, SERVER, &bytes(&created));
+    events(&mut e);
+    // An Update in flight when the trigger comes (the Registration Update Trigger sends one).
+    let trigger_update = request(RequestType::Post, 301, b"u", "/1/0/8");
+    e.handle_datagram(20, SERVER, &bytes(&trigger_update));
+    let out = sent(&mut e);
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let upd = out[1].1.clone();
+    assert_eq!(code(&upd), MessageClass::Request(RequestType::Post));
+    let r = call(&mut e, 30, &request(RequestType::Post, 302, b"t", "/1/0/9"));
+    assert_eq!(code(&r), resp(ResponseType::Changed));
+    let evs = events(&mut e);
+    assert!(
+        evs.contains(&Event::BootstrapTriggered {
+            server_uri: "coap://127.0.0.1:5783".into(),
+            credentials: Credentials {
+                mode: SecurityMode::NoSec,
+                identity: Vec::new(),
+                server_key: Vec::new(),
+                secret_key: Vec::new(),
+            },
+        }),
+        "{evs:?}"
+    );
+    // The host points the engine at the bootstrap server (peer 2) and bootstraps.
+    e.set_server(2);
+    e.bootstrap(40);
+    let (peer, bs_req) = sent(&mut e).remove(0);
+    assert_eq!(peer, 2);
+    assert_eq!(
+        option_values(&bs_req, CoapOption::UriPath),
+        vec![b"bs".to_vec()]
+    );
+    // The old server's late answer to the Update changes nothing.
+    e.handle_datagram(50, SERVER, &bytes(&ack(&upd, ResponseType::Changed)));
+    assert_eq!(e.registration(), RegState::Bootstrapping);
+    assert!(events(&mut e).is_empty());
+}

@@ -17,7 +17,7 @@
 // ENDPOINT with that PSK only (Leshan's BootstrapSecurityStore). It prints "ready PORT" once it listens, then one line per request it sends and per
 // answer ("request ...", "response CODE ...", "failure ..."), and "bootstrap end ENDPOINT" or
 // "bootstrap failed ENDPOINT CAUSE" when a session ends. It runs until its standard input
-// closes.
+// closes; see the end of main for the one command it reads there.
 
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -153,8 +153,19 @@ public class LeshanTestBootstrap {
                 : bsServer.getUnsecuredAddress();
         say("ready " + bound.getPort());
 
-        // Runs until the test closes standard input.
-        while (System.in.read() != -1) {
+        // Runs until the test closes standard input. A line "psk IDENTITY HEX" gives the
+        // management server account a new PSK from then on (a key rotation), answered with
+        // "config psk IDENTITY".
+        java.io.BufferedReader in = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, "UTF-8"));
+        for (String line; (line = in.readLine()) != null;) {
+            String[] words = line.trim().split(" ");
+            if (words.length == 3 && "psk".equals(words[0])) {
+                config.security.put(1, account(serverUri, false, words[1], words[2]));
+                config.security.get(1).serverId = SHORT_SERVER_ID;
+                store.add(endpoint, config);
+                say("config psk " + words[1]);
+            }
         }
         bsServer.destroy();
     }
