@@ -151,40 +151,38 @@ where
         let mut control = Control::Continue;
         while let Some(ev) = engine.poll_event() {
             let deregistered = ev == Event::Deregistered;
-            if let Event::Bootstrapped {
-                server_uri,
-                credentials,
-            } = &ev
-            {
-                if let Err(e) = follow_bootstrap(engine, link, server_uri, credentials, now(epoch))
-                {
-                    // Past Bootstrap-Finish's checks: what is left is the host's (the name does
-                    // not resolve). Nothing to deregister from; the caller reports it.
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("bootstrap provisioned an unusable server {server_uri}: {e}"),
-                    ));
-                }
-            }
-            if let Event::BootstrapTriggered {
-                server_uri,
-                credentials,
-            } = &ev
-            {
-                // The 2.04 to the Execute went out above, over the old link.
-                match crate::host::provisioned::transport(server_uri, credentials) {
-                    Ok((server, dtls)) => {
-                        link.retarget(server, dtls);
-                        engine.set_server(server);
-                        engine.bootstrap(now(epoch));
+            match &ev {
+                Event::Bootstrapped {
+                    server_uri,
+                    credentials,
+                } => {
+                    if let Err(e) = point_at(engine, link, server_uri, credentials) {
+                        // Past Bootstrap-Finish's checks: what is left is the host's (the name
+                        // does not resolve). Nothing to deregister from; the caller reports it.
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("bootstrap provisioned an unusable server {server_uri}: {e}"),
+                        ));
                     }
+                    // Over DTLS the Register waits for the handshake (the loop's next turn).
+                    if !link.needs_handshake() {
+                        engine.start(now(epoch));
+                    }
+                }
+                // The 2.04 to the Execute went out above, over the old link.
+                Event::BootstrapTriggered {
+                    server_uri,
+                    credentials,
+                } => match point_at(engine, link, server_uri, credentials) {
+                    Ok(()) => engine.bootstrap(now(epoch)),
                     // Staying registered beats bootstrapping with nothing to reach.
                     Err(e) => tracing::error!(
                         %server_uri,
                         error = %e,
                         "Bootstrap-Request Trigger: the bootstrap account cannot be used"
                     ),
-                }
+                },
+                _ => {}
             }
             let c = on_event(engine, now(epoch), ev, tasks);
             if c != Control::Continue {
@@ -279,23 +277,19 @@ where
     }
 }
 
-/// Points `engine` and `link` at the management server a bootstrap server provisioned, over
-/// the transport its credentials make. Over DTLS the Register waits for the handshake (the
-/// loop's next turn); in clear it goes at once.
-fn follow_bootstrap(
+/// Points `engine` and `link` at the server of a Security account (the management server a
+/// bootstrap provisioned, or the bootstrap server a trigger asks for), over the transport its
+/// credentials make.
+fn point_at(
     engine: &mut Engine<SocketAddr>,
     link: &mut Link<'_>,
     server_uri: &str,
     credentials: &crate::objects::security::Credentials,
-    now: u64,
 ) -> Result<(), crate::host::provisioned::Unusable> {
     let (server, dtls) = crate::host::provisioned::transport(server_uri, credentials)?;
-    tracing::info!(%server_uri, %server, secure = dtls.is_some(), "following the bootstrap");
+    tracing::info!(%server_uri, %server, secure = dtls.is_some(), "switching server");
     link.retarget(server, dtls);
     engine.set_server(server);
-    if !link.needs_handshake() {
-        engine.start(now);
-    }
     Ok(())
 }
 
