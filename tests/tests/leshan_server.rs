@@ -391,6 +391,28 @@ fn leshan_drives_a_pull_update_over_coap_and_http() {
     finish_update(&leshan.rest, &events, ep, &before, "3.0.0");
 }
 
+/// Leshan's bootstrap server provisioning `ep` for `leshan`'s coaps endpoint with `psk`
+/// (which Leshan's server takes too), and our device told only where that bootstrap server is,
+/// registered over DTLS.
+fn bootstrapped_over_dtls(
+    host: &Harness,
+    leshan: &LeshanServer,
+    ep: &str,
+    psk: (&str, &str),
+) -> (LeshanBootstrap, LoggedChild) {
+    assert_eq!(leshan.add_psk(ep, psk.0, psk.1), 200);
+    let bootstrap = LeshanBootstrap::start(&host.dir, ep, &leshan.coaps_uri(), Some(psk), None);
+    // --server is ignored with --bootstrap.
+    let dev = device(
+        host,
+        "coap://127.0.0.1:9",
+        ep,
+        &["--bootstrap", bootstrap.uri()],
+    );
+    registered_over_dtls(leshan, ep);
+    (bootstrap, dev)
+}
+
 /// A device that only Leshan's bootstrap server configured (server, lifetime, PSK): Leshan's
 /// server updates it over the DTLS session the bootstrap made possible; after the reboot the
 /// device bootstraps again (it stores no configuration) and comes back with the new image.
@@ -399,24 +421,9 @@ fn leshan_updates_a_device_leshans_bootstrap_server_provisioned() {
     let leshan = LeshanServer::start("lsh-bs-update");
     let host = Harness::start("lsh-bs-update-host");
     let ep = "lsh-bs-update";
-    let (identity, key) = ("lsh-bs-update-id", "8899aabbccddeeff0011223344556677");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let bootstrap = LeshanBootstrap::start(
-        &host.dir,
-        ep,
-        &leshan.coaps_uri(),
-        Some((identity, key)),
-        None,
-    );
     let uri = host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
-    // --server is ignored with --bootstrap.
-    let _dev = device(
-        &host,
-        "coap://127.0.0.1:9",
-        ep,
-        &["--bootstrap", bootstrap.uri()],
-    );
-    registered_over_dtls(&leshan, ep);
+    let psk = ("lsh-bs-update-id", "8899aabbccddeeff0011223344556677");
+    let (bootstrap, _dev) = bootstrapped_over_dtls(&host, &leshan, ep, psk);
     let before = registration_id(&leshan.rest, ep);
     let events = leshan.rest.events(ep);
     write_uri(&leshan.rest, ep, &uri);
@@ -438,15 +445,7 @@ fn leshan_rotates_a_devices_psk_through_the_bootstrap_request_trigger() {
     let ep = "lsh-bs-rotate";
     let old = ("lsh-bs-rotate-id-1", "00112233445566778899aabbccddeef1");
     let new = ("lsh-bs-rotate-id-2", "00112233445566778899aabbccddeef2");
-    assert_eq!(leshan.add_psk(ep, old.0, old.1), 200);
-    let mut bootstrap = LeshanBootstrap::start(&host.dir, ep, &leshan.coaps_uri(), Some(old), None);
-    let _dev = device(
-        &host,
-        "coap://127.0.0.1:9",
-        ep,
-        &["--bootstrap", bootstrap.uri()],
-    );
-    registered_over_dtls(&leshan, ep);
+    let (mut bootstrap, _dev) = bootstrapped_over_dtls(&host, &leshan, ep, old);
     let before = registration_id(&leshan.rest, ep);
     let events = leshan.rest.events(ep);
     bootstrap.rotate_psk(new.0, new.1);
