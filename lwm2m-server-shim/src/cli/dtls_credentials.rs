@@ -1,11 +1,9 @@
 //! The coaps listener's credentials on the command line: clients' pre-shared keys (as
 //! Leshan's security store holds them), which `serve` and `conformance` take, and the shim's
-//! certificate for certificate-mode clients, which `serve` takes (`conformance` has its own
-//! `--key`: the SUIT signing key).
+//! certificate for certificate-mode clients, which `serve` takes as `--cert/--key/--ca` and
+//! `conformance` as `--dtls-cert/--dtls-key/--dtls-ca` (its `--key` is the SUIT signing key).
 
 use std::path::PathBuf;
-
-use crate::cli::read_file;
 use std::sync::Arc;
 
 use clap::Args;
@@ -15,6 +13,8 @@ use lwm2m_server_shim::server::security::store::{
     InMemorySecurityStore, SecurityInfo, SecurityStore,
 };
 use object5::author;
+
+use crate::cli::read_file;
 
 /// Which PSK identities may open a DTLS session on the coaps port, and as which endpoint.
 #[derive(Args, Debug, Default)]
