@@ -7,6 +7,21 @@ use lwm2m_client::{Event, RegState};
 use crate::common::*;
 use crate::support::*;
 
+/// Security resource 0 (the server URI) in TLV, to which a test adds the other resources.
+fn uri_tlv(uri: &[u8]) -> Vec<u8> {
+    let mut tlv = vec![0xC8, 0x00, uri.len() as u8];
+    tlv.extend_from_slice(uri);
+    tlv
+}
+
+/// [`bootstrapping`] with its Bootstrap-Request accepted: the bootstrap server's turn.
+fn bootstrap_accepted() -> lwm2m_client::Engine<u8> {
+    let mut e = bootstrapping();
+    let bs = one(&mut e);
+    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    e
+}
+
 /// An engine with a bootstrap account only (no Server instance yet), bootstrapping.
 fn bootstrapping() -> lwm2m_client::Engine<u8> {
     use lwm2m_client::objects::{Device, DiscardBackend, FirmwareUpdate, Security, Server};
@@ -43,8 +58,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     // Bootstrap-Write /0/1: a NoSec account for the management server, SSID 7, with the
     // SMS and account-timeout resources Leshan also writes (6, 9, 12).
     let uri = b"coap://127.0.0.1:5683";
-    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
-    payload.extend_from_slice(uri);
+    let mut payload = uri_tlv(uri);
     payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
     payload.extend_from_slice(&[0xC1, 0x06, 0x03, 0xC4, 0x09, b'+', b'1', b'2', b'3']);
     payload.extend_from_slice(&[0xC1, 0x0C, 0x05]);
@@ -52,8 +66,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
     // A Bootstrap-Write of /0/2 with a resource Security does not define is refused whole:
     // no /0/2 in the Discover below.
-    let mut bad = vec![0xC8, 0x00, uri.len() as u8];
-    bad.extend_from_slice(uri);
+    let mut bad = uri_tlv(uri);
     bad.extend_from_slice(&[0xC1, 0x28, 0x01]);
     let w = request_with(RequestType::Put, 106, b"b", "/0/2", 11542, &bad);
     assert_eq!(code(&call(&mut e, 35, &w)), resp(ResponseType::BadRequest));
@@ -142,13 +155,10 @@ fn bootstrap_request_failure_backs_off() {
 #[test]
 fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
     use lwm2m_client::objects::security::{Inconsistency, SecurityMode};
-    let mut e = bootstrapping();
-    let bs = one(&mut e);
-    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    let mut e = bootstrap_accepted();
     // A coaps:// account in NoSec mode (resource 2 = 3).
     let uri = b"coaps://127.0.0.1:5684";
-    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
-    payload.extend_from_slice(uri);
+    let mut payload = uri_tlv(uri);
     payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
     let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
     assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
@@ -162,8 +172,7 @@ fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
     );
     assert_eq!(e.registration(), RegState::Bootstrapping);
     // PSK mode with the identity and key it needs: accepted.
-    let mut payload = vec![0xC8, 0x00, uri.len() as u8];
-    payload.extend_from_slice(uri);
+    let mut payload = uri_tlv(uri);
     payload.extend_from_slice(&[0xC1, 0x02, 0x00, 0xC2, 0x03, b'i', b'd', 0xC1, 0x05, 0x6B]);
     let w = request_with(RequestType::Put, 105, b"b", "/0/1", 11542, &payload);
     assert_eq!(code(&call(&mut e, 60, &w)), resp(ResponseType::Changed));
@@ -176,13 +185,10 @@ fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
 #[test]
 fn a_blockwise_bootstrap_write_is_written_once_whole() {
     use lwm2m_client::codec::BlockOpt;
-    let mut e = bootstrapping();
-    let bs = one(&mut e);
-    e.handle_datagram(10, SERVER, &bytes(&ack(&bs, ResponseType::Changed)));
+    let mut e = bootstrap_accepted();
     // /0/1: the URI and a 600-byte identity (resource 3), 640 bytes of TLV in all.
     let uri = b"coaps://127.0.0.1:5684";
-    let mut tlv = vec![0xC8, 0x00, uri.len() as u8];
-    tlv.extend_from_slice(uri);
+    let mut tlv = uri_tlv(uri);
     tlv.extend_from_slice(&[0xD0 | 0x10, 0x03, 0x02, 0x58]);
     tlv.extend_from_slice(&[0x33; 600]);
     tlv.extend_from_slice(&[0xC1, 0x02, 0x02]);
