@@ -59,7 +59,7 @@ pub mod objects;
 pub mod observe;
 pub mod pull;
 
-pub use engine::{Config, DeferredId, Engine, Event, RegState, Transmit};
+pub use engine::{BootstrapCause, Config, DeferredId, Engine, Event, RegState, Transmit};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
 #[cfg(feature = "dtls")]

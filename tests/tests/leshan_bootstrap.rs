@@ -123,6 +123,48 @@ fn our_device_bootstraps_over_dtls_with_one_psk_and_registers_with_another() {
     provisioned_registration(&leshan, &bootstrap, ep, true);
 }
 
+/// Bootstrap on Registration Failure (LwM2M 1.1 Core §6.2.1.1): Leshan's server already has
+/// the device's new key, its bootstrap server still hands out the old one. Each handshake
+/// with the server fails (Leshan drops the Finished it cannot decrypt: 15 s until the device
+/// gives up on it); after five (the default Communication Retry Count, with 2 + 4 + 8 + 16 s
+/// of back-off between them) the device bootstraps again, by then with the new key, and
+/// registers.
+#[test]
+fn a_device_whose_server_refuses_its_key_bootstraps_again_and_registers() {
+    let dir = temp_dir("leshan-bootstrap-fallback");
+    let leshan = LeshanServer::start("leshan-bs-fallback-server");
+    let ep = "bs-fallback-dev";
+    let identity = "bs-fallback-identity";
+    let (stale, current) = (
+        "0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210",
+    );
+    assert_eq!(leshan.add_psk(ep, identity, current), 200);
+    let mut bootstrap =
+        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, stale)), None);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    bootstrap.wait_log(&format!("bootstrap end {ep}"), REGISTER);
+    bootstrap.rotate_psk(identity, current);
+    dev.wait_log("DTLS handshake failed", REGISTER);
+    assert!(
+        !is_registered(&leshan.rest, ep),
+        "registered with a stale key"
+    );
+    dev.wait_log(
+        "5 failed Registers (Bootstrap on Registration Failure)",
+        Duration::from_secs(150),
+    );
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+    let log = bootstrap.log();
+    assert_eq!(
+        log.matches(&format!("bootstrap end {ep}")).count(),
+        2,
+        "{log}"
+    );
+    let log = dev.log();
+    assert_eq!(log.matches("DTLS handshake failed").count(), 5, "{log}");
+}
+
 #[test]
 fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     let dir = temp_dir("leshan-bootstrap-406");

@@ -780,6 +780,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.events.push_back(Event::BootstrapTriggered {
                 server_uri,
                 credentials,
+                cause: super::BootstrapCause::Trigger,
             });
         }
         let ok = reply(ResponseType::Changed);

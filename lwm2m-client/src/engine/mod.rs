@@ -139,14 +139,16 @@ pub enum Event {
         /// What is wrong with the account.
         reason: crate::objects::security::Inconsistency,
     },
-    /// A server executed the Bootstrap-Request Trigger (/1/x/9): bootstrap again with the
-    /// bootstrap server at `server_uri`, over a transport made of `credentials` (see
-    /// [`Engine::set_server`] and [`Engine::bootstrap`]; the host runtime does both).
+    /// Bootstrap again, for `cause`, with the bootstrap server at `server_uri`, over a
+    /// transport made of `credentials` (see [`Engine::set_server`] and [`Engine::bootstrap`];
+    /// the host runtime does both).
     BootstrapTriggered {
         /// The bootstrap server's URI from the Security object.
         server_uri: String,
         /// Its account's credentials.
         credentials: crate::objects::security::Credentials,
+        /// Why.
+        cause: BootstrapCause,
     },
     /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
     BootstrapFailed {
@@ -193,6 +195,34 @@ pub enum Event {
         /// Observed path.
         path: Path,
     },
+}
+
+/// Why a client that had a server bootstraps again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootstrapCause {
+    /// A server executed the Bootstrap-Request Trigger (/1/x/9, LwM2M 1.1 Core E.2).
+    Trigger,
+    /// `attempts` Registers in a row failed (refused, unanswered, or no secure session) and
+    /// the Server object asks for a bootstrap then (/1/0/16 and /1/0/17, LwM2M 1.1 Core
+    /// §6.2.1.1 and E.2).
+    RegistrationFailed {
+        /// Failed Registers.
+        attempts: u32,
+    },
+}
+
+impl core::fmt::Display for BootstrapCause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Trigger => f.write_str("Bootstrap-Request Trigger"),
+            Self::RegistrationFailed { attempts } => {
+                write!(
+                    f,
+                    "{attempts} failed Registers (Bootstrap on Registration Failure)"
+                )
+            }
+        }
+    }
 }
 
 /// Why an outgoing confirmable message exists.

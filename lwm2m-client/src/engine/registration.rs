@@ -1,11 +1,12 @@
 //! Registration interface (OMA TS Core 1.1 section 6.2): Register, Update before the lifetime
 //! runs out or when objects change, Register again when the server forgot us (4.04), retry with
-//! exponential back-off while the server is unreachable, Deregister on shutdown.
+//! exponential back-off while the server is unreachable, bootstrap instead once Registers keep
+//! failing (section 6.2.1.1), Deregister on shutdown.
 
 use super::block1_send::Block1Tx;
-use super::{Engine, Event, Purpose};
+use super::{BootstrapCause, Engine, Event, Purpose};
 use crate::coap;
-use crate::codec::{link, ContentFormat, Link};
+use crate::codec::{link, ContentFormat, Link, Path, Value};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,6 +35,8 @@ pub(crate) struct Registration {
     pub(crate) next_at: Option<u64>,
     backoff_ms: u64,
     initial_backoff_ms: u64,
+    /// Registers that failed in a row (refused, unanswered, or no secure session).
+    failed_registers: u32,
     /// Objects or instances changed since the last Register/Update: send the link payload.
     objects_changed: bool,
     stopped: bool,
@@ -64,6 +67,7 @@ impl Registration {
             next_at: None,
             backoff_ms: initial_backoff_ms,
             initial_backoff_ms,
+            failed_registers: 0,
             objects_changed: false,
             stopped: false,
             bootstrap: false,
@@ -138,8 +142,8 @@ impl<P: Clone + PartialEq> Engine<P> {
 
     /// Lifetime in seconds: the Server object's (resource 1/0/1) when present.
     pub(crate) fn lifetime_s(&mut self) -> u32 {
-        match self.read_value(0, &crate::codec::Path::resource(1, 0, 1)) {
-            Ok(crate::codec::Value::Integer(lt)) if lt > 0 => u32::try_from(lt).unwrap_or(u32::MAX),
+        match self.read_value(0, &Path::resource(1, 0, 1)) {
+            Ok(Value::Integer(lt)) if lt > 0 => u32::try_from(lt).unwrap_or(u32::MAX),
             _ => self.config.lifetime_s,
         }
     }
@@ -301,7 +305,61 @@ impl<P: Clone + PartialEq> Engine<P> {
                         retry_in_ms: retry,
                     }
                 });
+                if purpose == Purpose::Register {
+                    self.reg.failed_registers += 1;
+                    self.bootstrap_on_registration_failure();
+                }
             }
+        }
+    }
+
+    /// The host could not reach the current server at all: a DTLS handshake failed (wrong
+    /// key, no answer). That counts as a failed Register, or a failed Bootstrap-Request while
+    /// bootstrapping (with the same back-off and events). Returns the delay before the host
+    /// tries the handshake again.
+    pub fn transport_failed(&mut self, now: u64) -> u64 {
+        if self.reg.stopped {
+            return self.reg.backoff_ms;
+        }
+        let purpose = if self.reg.bootstrap {
+            Purpose::Bootstrap
+        } else {
+            Purpose::Register
+        };
+        // Requests of the lost session die with it rather than time out later and count twice.
+        self.outgoing.retain(|o| {
+            !matches!(
+                o.purpose,
+                Purpose::Bootstrap | Purpose::Register | Purpose::Update
+            )
+        });
+        let retry = self.reg.backoff_ms;
+        self.registration_failed(now, purpose, None);
+        retry
+    }
+
+    /// LwM2M 1.1 Core §6.2.1.1: once Communication Retry Count (/1/0/17) Registers failed
+    /// in a row, a client whose Bootstrap on Registration Failure (/1/0/16) is set bootstraps,
+    /// so a bootstrap server can repair a server account that stopped working (a rotated key,
+    /// a moved server). The retry keeps its schedule until the host calls [`Engine::bootstrap`]:
+    /// without a bootstrap account nothing changes.
+    fn bootstrap_on_registration_failure(&mut self) {
+        let attempts = self.reg.failed_registers;
+        let setting = |engine: &mut Self, r: u16| engine.read_value(0, &Path::resource(1, 0, r));
+        let enabled = !matches!(setting(self, 16), Ok(Value::Boolean(false)));
+        let limit = match setting(self, 17) {
+            Ok(Value::Integer(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+            _ => crate::objects::server::DEFAULT_RETRY_COUNT,
+        };
+        if !enabled || attempts < limit.max(1) {
+            return;
+        }
+        if let Some((server_uri, credentials)) = self.server_account(true) {
+            self.events.push_back(Event::BootstrapTriggered {
+                server_uri,
+                credentials,
+                cause: BootstrapCause::RegistrationFailed { attempts },
+            });
         }
     }
 
@@ -331,6 +389,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 }
                 self.reg.in_flight = None;
                 self.reg.backoff_ms = self.reg.initial_backoff_ms;
+                self.reg.failed_registers = 0;
                 let joined = location.join("/");
                 self.reg.location = Some(location);
                 let next = now + self.update_interval_ms();

@@ -138,13 +138,22 @@ where
     let mut shutdown_done = false;
     loop {
         if link.needs_handshake() {
-            tokio::select! {
-                () = link.connect() => {}
+            let connected = tokio::select! {
+                r = link.connect() => r,
                 _ = &mut shutdown, if !shutdown_done => return Ok(()),
-            }
-            // A new security session requires a new Register (LwM2M transport §6.4.3).
-            if engine.registration() != crate::RegState::Bootstrapping {
-                engine.start(now(epoch));
+            };
+            match connected {
+                // A new security session requires a new Register (LwM2M transport §6.4.3).
+                Ok(()) if engine.registration() != crate::RegState::Bootstrapping => {
+                    engine.start(now(epoch));
+                }
+                Ok(()) => {}
+                // As a Register the server did not answer: the engine's back-off, and after
+                // enough of them perhaps a bootstrap (its events, below).
+                Err(()) => {
+                    let retry = engine.transport_failed(now(epoch));
+                    link.hold_off(Duration::from_millis(retry));
+                }
             }
         }
         flush(engine, link).await?;
@@ -173,13 +182,15 @@ where
                 Event::BootstrapTriggered {
                     server_uri,
                     credentials,
+                    cause,
                 } => match point_at(engine, link, server_uri, credentials) {
                     Ok(()) => engine.bootstrap(now(epoch)),
-                    // Staying registered beats bootstrapping with nothing to reach.
+                    // Staying with the server beats bootstrapping with nothing to reach.
                     Err(e) => tracing::error!(
                         %server_uri,
+                        %cause,
                         error = %e,
-                        "Bootstrap-Request Trigger: the bootstrap account cannot be used"
+                        "cannot bootstrap: the bootstrap account cannot be used"
                     ),
                 },
                 _ => {}
@@ -338,14 +349,15 @@ struct Secure {
     assoc: Option<DtlsUdp>,
     /// The last session, offered for an abbreviated handshake on reconnect.
     resume: Option<SslSession>,
+    /// No handshake before this (the engine's back-off after a failed one).
+    not_before: Option<Instant>,
 }
 
 /// How long a stopping device waits for queued notifications to be acknowledged.
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Budget of one handshake attempt; a failed attempt is retried after [`HANDSHAKE_RETRY`].
+/// Budget of one handshake attempt; a failed attempt is retried after the engine's back-off.
 const HANDSHAKE_BUDGET: Duration = Duration::from_secs(30);
-const HANDSHAKE_RETRY: Duration = Duration::from_secs(5);
 
 impl<'s> Link<'s> {
     /// Plain CoAP over `socket`.
@@ -366,6 +378,7 @@ impl<'s> Link<'s> {
                 server,
                 assoc: None,
                 resume: None,
+                not_before: None,
             }),
             foreign: ForeignDatagrams::default(),
         }
@@ -391,36 +404,48 @@ impl<'s> Link<'s> {
             server,
             assoc: None,
             resume: None,
+            not_before: None,
         });
+    }
+
+    /// Makes the next handshake wait `delay`.
+    fn hold_off(&mut self, delay: Duration) {
+        if let Some(s) = &mut self.secure {
+            s.not_before = Some(Instant::now() + delay);
+        }
     }
 
     fn needs_handshake(&self) -> bool {
         self.secure.as_ref().is_some_and(|s| s.assoc.is_none())
     }
 
-    /// Handshakes until it succeeds (retrying after a pause), resuming the last session.
-    async fn connect(&mut self) {
-        let Some(s) = &mut self.secure else { return };
-        loop {
-            match DtlsUdp::connect(
-                self.socket,
-                s.server,
-                &s.ctx,
-                s.resume.as_ref(),
-                HANDSHAKE_BUDGET,
-            )
-            .await
-            {
-                Ok(assoc) => {
-                    tracing::info!(server = %s.server, resumed = assoc.resumed(), "DTLS session established");
-                    s.resume = assoc.session();
-                    s.assoc = Some(assoc);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(server = %s.server, error = %e, "DTLS handshake failed");
-                    tokio::time::sleep(HANDSHAKE_RETRY).await;
-                }
+    /// One handshake (once [`Link::hold_off`]'s delay has passed), resuming the last
+    /// session; `Err` when it failed (logged here).
+    async fn connect(&mut self) -> Result<(), ()> {
+        let Some(s) = &mut self.secure else {
+            return Ok(());
+        };
+        if let Some(at) = s.not_before.take() {
+            tokio::time::sleep_until(at).await;
+        }
+        match DtlsUdp::connect(
+            self.socket,
+            s.server,
+            &s.ctx,
+            s.resume.as_ref(),
+            HANDSHAKE_BUDGET,
+        )
+        .await
+        {
+            Ok(assoc) => {
+                tracing::info!(server = %s.server, resumed = assoc.resumed(), "DTLS session established");
+                s.resume = assoc.session();
+                s.assoc = Some(assoc);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(server = %s.server, error = %e, "DTLS handshake failed");
+                Err(())
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Object 1, LwM2M Server: lifetime, default observation periods, binding, the Registration
 //! Update Trigger and the Bootstrap-Request Trigger. The engine re-reads the lifetime and
 //! binding after a write and sends an Update; executing resource 8 also sends one; executing
-//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2).
+//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2). Resources 16 and 17 say
+//! when a client that cannot register gives up on its server and bootstraps instead.
 
 use super::{int, only_instance, string};
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
@@ -18,7 +19,12 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(7, Ops::RW, false, T::String),
     ResourceDef::new(8, Ops::E, false, T::None),
     ResourceDef::new(9, Ops::E, false, T::None),
+    ResourceDef::new(16, Ops::RW, false, T::Boolean),
+    ResourceDef::new(17, Ops::RW, false, T::Integer),
 ];
+
+/// Resource 17's default (LwM2M 1.1 Core E.2, Communication Retry Count).
+pub const DEFAULT_RETRY_COUNT: u32 = 5;
 
 /// The server account's settings (instance 0).
 #[derive(Clone, Debug)]
@@ -35,6 +41,12 @@ pub struct Server {
     pub storing: bool,
     /// Binding (`U`).
     pub binding: String,
+    /// Bootstrap on Registration Failure (resource 16): bootstrap once `retry_count`
+    /// Registers in a row failed, when a bootstrap account exists.
+    pub bootstrap_on_failure: bool,
+    /// Communication Retry Count (resource 17): failed Registers before giving up on the
+    /// server.
+    pub retry_count: u32,
     /// Instance 0 exists (a bootstrap server may delete and re-create it).
     pub present: bool,
 }
@@ -49,6 +61,8 @@ impl Server {
             default_pmax: 0,
             storing: false,
             binding: "U".into(),
+            bootstrap_on_failure: true,
+            retry_count: DEFAULT_RETRY_COUNT,
             present: true,
         }
     }
@@ -95,6 +109,8 @@ impl ObjectHandler for Server {
             3 => int(i64::from(self.default_pmax)),
             6 => ResourceValue::Single(Value::Boolean(self.storing)),
             7 => string(&self.binding),
+            16 => ResourceValue::Single(Value::Boolean(self.bootstrap_on_failure)),
+            17 => int(i64::from(self.retry_count)),
             _ => return Err(OpError::NotFound),
         })
     }
@@ -127,6 +143,11 @@ impl ObjectHandler for Server {
                 // Only UDP is implemented; any other binding would be a lie.
                 _ => return Err(OpError::BadRequest),
             },
+            16 => match v {
+                Value::Boolean(b) => self.bootstrap_on_failure = *b,
+                _ => return Err(OpError::BadRequest),
+            },
+            17 => self.retry_count = positive(v)?,
             _ => return Err(OpError::MethodNotAllowed),
         }
         Ok(Completion::Done)

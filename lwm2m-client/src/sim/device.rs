@@ -846,8 +846,10 @@ pub async fn run_preferring(
                     Event::Bootstrapped { server_uri, .. } => {
                         tracing::info!(%server_uri, "bootstrapped");
                     }
-                    Event::BootstrapTriggered { server_uri, .. } => {
-                        tracing::info!(%server_uri, "bootstrapping again (Bootstrap-Request Trigger)");
+                    Event::BootstrapTriggered {
+                        server_uri, cause, ..
+                    } => {
+                        tracing::info!(%server_uri, %cause, "bootstrapping again");
                     }
                     Event::BootstrapRefused { reason } => tracing::warn!(
                         %reason,

@@ -2,7 +2,8 @@
 //! provisioned server; back-off when the Bootstrap-Request fails.
 
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
-use lwm2m_client::{Event, RegState};
+use lwm2m_client::objects::Server;
+use lwm2m_client::{BootstrapCause, Engine, Event, RegState};
 
 use crate::common::*;
 use crate::support::*;
@@ -258,23 +259,11 @@ fn a_blockwise_bootstrap_write_is_written_once_whole() {
 #[test]
 fn the_bootstrap_request_trigger_hands_on_the_bootstrap_account() {
     use lwm2m_client::objects::security::{Credentials, SecurityMode};
-    use lwm2m_client::objects::{Device, Security, Server};
     let mut e = registered();
     let r = call(&mut e, 20, &request(RequestType::Post, 300, b"t", "/1/0/9"));
     assert_eq!(code(&r), resp(ResponseType::MethodNotAllowed));
 
-    let mut security = Security::no_sec("coap://127.0.0.1:5683");
-    let mut bs = Security::bootstrap("coap://127.0.0.1:5783")
-        .accounts
-        .remove(0);
-    bs.id = 1;
-    security.accounts.push(bs);
-    let objs: Vec<Box<dyn lwm2m_client::ObjectHandler>> = vec![
-        Box::new(security),
-        Box::new(Server::new(300)),
-        Box::new(Device::new(device_info())),
-    ];
-    let mut e = engine_with(objs);
+    let mut e = with_bootstrap_account(Server::new(300));
     e.start(0);
     let reg = one(&mut e);
     let mut created = ack(&reg, ResponseType::Created);
@@ -300,6 +289,7 @@ fn the_bootstrap_request_trigger_hands_on_the_bootstrap_account() {
                 server_key: Vec::new(),
                 secret_key: Vec::new(),
             },
+            cause: BootstrapCause::Trigger,
         }),
         "{evs:?}"
     );
@@ -316,4 +306,166 @@ fn the_bootstrap_request_trigger_hands_on_the_bootstrap_account() {
     e.handle_datagram(50, SERVER, &bytes(&ack(&upd, ResponseType::Changed)));
     assert_eq!(e.registration(), RegState::Bootstrapping);
     assert!(events(&mut e).is_empty());
+}
+
+/// An engine (not started) with a NoSec management server account, `server`'s settings and
+/// a bootstrap account for `coap://127.0.0.1:5783`.
+fn with_bootstrap_account(server: Server) -> Engine<u8> {
+    use lwm2m_client::objects::{Device, Security};
+    let mut security = Security::no_sec("coap://127.0.0.1:5683");
+    let mut bs = Security::bootstrap("coap://127.0.0.1:5783")
+        .accounts
+        .remove(0);
+    bs.id = 1;
+    security.accounts.push(bs);
+    engine_with(vec![
+        Box::new(security),
+        Box::new(server),
+        Box::new(Device::new(device_info())),
+    ])
+}
+
+/// Has `n` Registers refused with 4.03 (each retry sent when its back-off ends), starting at
+/// `now`; the events and the time after the last refusal.
+fn refuse_registers(e: &mut Engine<u8>, n: u32, mut now: u64) -> (Vec<Event>, u64) {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        let reg = one(e);
+        assert_eq!(
+            option_values(&reg, CoapOption::UriPath),
+            vec![b"rd".to_vec()]
+        );
+        e.handle_datagram(now, SERVER, &bytes(&ack(&reg, ResponseType::Forbidden)));
+        let evs = events(e);
+        let retry = evs
+            .iter()
+            .find_map(|ev| match ev {
+                Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+                _ => None,
+            })
+            .expect("a RegistrationFailed");
+        all.extend(evs);
+        now += retry;
+        e.handle_timeout(now);
+    }
+    (all, now)
+}
+
+fn fallback(evs: &[Event]) -> Option<BootstrapCause> {
+    evs.iter().find_map(|ev| match ev {
+        Event::BootstrapTriggered {
+            server_uri, cause, ..
+        } => {
+            assert_eq!(server_uri, "coap://127.0.0.1:5783");
+            Some(*cause)
+        }
+        _ => None,
+    })
+}
+
+/// Bootstrap on Registration Failure (LwM2M 1.1 Core §6.2.1.1; Server /1/0/16, /1/0/17):
+/// once Communication Retry Count Registers failed in a row the bootstrap account is handed
+/// on (the host then bootstraps), not one failure earlier; a success starts the count again.
+#[test]
+fn registers_that_keep_failing_hand_on_the_bootstrap_account() {
+    let mut e = with_bootstrap_account(Server::new(300));
+    e.start(0);
+    let (evs, now) = refuse_registers(&mut e, 4, 0);
+    assert_eq!(fallback(&evs), None, "{evs:?}");
+    let (evs, now) = refuse_registers(&mut e, 1, now);
+    assert_eq!(
+        fallback(&evs),
+        Some(BootstrapCause::RegistrationFailed { attempts: 5 })
+    );
+    // The host did not bootstrap: the engine keeps trying its server, and says so again.
+    let (evs, now) = refuse_registers(&mut e, 1, now);
+    assert_eq!(
+        fallback(&evs),
+        Some(BootstrapCause::RegistrationFailed { attempts: 6 })
+    );
+    let reg = one(&mut e);
+    let mut created = ack(&reg, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    created.add_option(CoapOption::LocationPath, b"x".to_vec());
+    e.handle_datagram(now, SERVER, &bytes(&created));
+    assert_eq!(e.registration(), RegState::Registered);
+    // Registered once: the count starts again (a server forgetting us, then refusing).
+    let trigger = request(RequestType::Post, 400, b"u", "/1/0/8");
+    e.handle_datagram(now + 1, SERVER, &bytes(&trigger));
+    let out = sent(&mut e);
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let update = out[1].1.clone();
+    e.handle_datagram(
+        now + 2,
+        SERVER,
+        &bytes(&ack(&update, ResponseType::NotFound)),
+    );
+    e.handle_timeout(now + 2);
+    let (evs, _) = refuse_registers(&mut e, 4, now + 3);
+    assert_eq!(fallback(&evs), None, "{evs:?}");
+}
+
+/// The Server object decides: Communication Retry Count 2 hands on after two failures (and
+/// a bootstrap server may write it), Bootstrap on Registration Failure false never does, nor
+/// does a device without a bootstrap account.
+#[test]
+fn the_server_object_sets_when_a_failing_registration_bootstraps() {
+    let mut server = Server::new(300);
+    server.retry_count = 2;
+    let mut e = with_bootstrap_account(server);
+    e.start(0);
+    let (evs, _) = refuse_registers(&mut e, 2, 0);
+    assert_eq!(
+        fallback(&evs),
+        Some(BootstrapCause::RegistrationFailed { attempts: 2 })
+    );
+
+    let mut server = Server::new(300);
+    server.bootstrap_on_failure = false;
+    let mut e = with_bootstrap_account(server);
+    e.start(0);
+    let (evs, _) = refuse_registers(&mut e, 8, 0);
+    assert_eq!(fallback(&evs), None, "{evs:?}");
+
+    let mut e = engine();
+    e.start(0);
+    let (evs, _) = refuse_registers(&mut e, 8, 0);
+    assert_eq!(fallback(&evs), None, "{evs:?}");
+}
+
+/// A handshake the host could not complete counts as a Register the server did not answer:
+/// the engine's back-off (doubling), then the bootstrap account after five; while
+/// bootstrapping it is a failed Bootstrap-Request instead.
+#[test]
+fn failed_handshakes_count_as_failed_registers() {
+    let mut e = with_bootstrap_account(Server::new(300));
+    let mut now = 0;
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let retry = e.transport_failed(now);
+        delays.push(retry);
+        now += retry;
+    }
+    assert_eq!(delays, [2_000, 4_000, 8_000, 16_000, 32_000]);
+    let evs = events(&mut e);
+    let failures = evs
+        .iter()
+        .filter(|ev| matches!(ev, Event::RegistrationFailed { code: None, .. }))
+        .count();
+    assert_eq!(failures, 5, "{evs:?}");
+    assert_eq!(
+        fallback(&evs),
+        Some(BootstrapCause::RegistrationFailed { attempts: 5 })
+    );
+    e.bootstrap(now);
+    assert_eq!(e.registration(), RegState::Bootstrapping);
+    let _ = sent(&mut e);
+    let retry = e.transport_failed(now);
+    assert_eq!(retry, 2_000);
+    let evs = events(&mut e);
+    assert!(
+        matches!(evs[..], [Event::BootstrapFailed { code: None, .. }]),
+        "{evs:?}"
+    );
+    assert_eq!(e.registration(), RegState::Bootstrapping);
 }
