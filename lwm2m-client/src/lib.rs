@@ -59,7 +59,9 @@ pub mod objects;
 pub mod observe;
 pub mod pull;
 
-pub use engine::{BootstrapCause, Config, DeferredId, Engine, Event, RegState, Transmit};
+pub use engine::{
+    BootstrapCause, Config, DeferredId, Engine, Event, RegState, RestoreError, Transmit,
+};
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 
 #[cfg(feature = "dtls")]

@@ -74,6 +74,15 @@ impl LoggedChild {
         }
     }
 
+    /// Sends SIGTERM (what `kill`, systemd and container runtimes send to stop a service)
+    /// and waits up to `limit` for the process to end.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.wait_exit(limit)
+    }
+
     /// Waits up to `limit` for the process to end by itself.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;

@@ -165,6 +165,47 @@ fn a_device_whose_server_refuses_its_key_bootstraps_again_and_registers() {
     assert_eq!(log.matches("DTLS handshake failed").count(), 5, "{log}");
 }
 
+/// A device keeps what the bootstrap server provisioned (Security and Server objects, in a
+/// file of its state directory only its owner may read, since it holds the server's key):
+/// stopped and started again, it registers with Leshan's server over DTLS with the provisioned
+/// key and lifetime without a second bootstrap session.
+#[test]
+fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("leshan-bootstrap-kept");
+    let leshan = LeshanServer::start("leshan-bs-kept-server");
+    let ep = "bs-kept-dev";
+    let (identity, key) = ("bs-kept-identity", "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5");
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let bootstrap =
+        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)), None);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+    // Stopped, it deregisters.
+    assert!(dev.terminate(REGISTER).is_some(), "{}", dev.log());
+    let deadline = std::time::Instant::now() + REGISTER;
+    while is_registered(&leshan.rest, ep) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!is_registered(&leshan.rest, ep), "{}", dev.log());
+    let kept = dir.join(format!("state-{ep}/kv/lwm2m-bootstrapped"));
+    let mode = std::fs::metadata(&kept).expect("kept").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
+
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+    dev.wait_log(
+        "registering as the kept bootstrapped configuration says",
+        REGISTER,
+    );
+    let log = bootstrap.log();
+    assert_eq!(
+        log.matches(&format!("bootstrap end {ep}")).count(),
+        1,
+        "{log}"
+    );
+}
+
 #[test]
 fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     let dir = temp_dir("leshan-bootstrap-406");

@@ -15,6 +15,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
+/// Instances to write: each id with its resources.
+pub(crate) type Instances = Vec<(u16, Vec<Resource>)>;
+
 fn reply(code: ResponseType) -> Packet {
     coap::packet(
         MessageType::Acknowledgement,
@@ -208,8 +211,22 @@ impl<P: Clone + PartialEq> Engine<P> {
         cf: Option<ContentFormat>,
     ) -> Result<(), OpError> {
         let oid = path.object_id().ok_or(OpError::BadRequest)?;
+        let instances = self.checked_instances(payload, path, cf)?;
+        self.write_instances(now, oid, instances)
+    }
+
+    /// The instances a Bootstrap-Write body for `path` carries, each resource checked to be
+    /// one the object defines, in its shape, before any is written: a refused write leaves
+    /// the configuration as it was.
+    pub(crate) fn checked_instances(
+        &mut self,
+        payload: &[u8],
+        path: &Path,
+        cf: Option<ContentFormat>,
+    ) -> Result<Instances, OpError> {
+        let oid = path.object_id().ok_or(OpError::BadRequest)?;
         let node = self.decode_payload(path, cf, payload)?;
-        let instances: Vec<(u16, Vec<Resource>)> = match node {
+        let instances: Instances = match node {
             Node::Object { instances, .. } => {
                 instances.into_iter().map(|i| (i.id, i.resources)).collect()
             }
@@ -217,17 +234,23 @@ impl<P: Clone + PartialEq> Engine<P> {
             Node::Resource(r) => alloc::vec![(path.instance_id().unwrap_or(0), alloc::vec![r])],
             Node::ResourceInstance { .. } => return Err(OpError::MethodNotAllowed),
         };
-        let obj = self
-            .objects
-            .iter_mut()
-            .find(|o| o.id() == oid)
-            .ok_or(OpError::NotFound)?;
-        // Every resource must be one the object defines, in its shape, before any is written:
-        // a refused Bootstrap-Write leaves the configuration as it was.
+        let obj = self.object(oid)?;
         let fits = |r: &Resource| obj.def(r.id).is_some_and(|d| super::dm::shape_fits(&d, r));
         if !instances.iter().all(|(_, rs)| rs.iter().all(fits)) {
             return Err(OpError::BadRequest);
         }
+        Ok(instances)
+    }
+
+    /// Writes [`Engine::checked_instances`]' result into object `oid`: existing instances
+    /// resource by resource, the others created.
+    pub(crate) fn write_instances(
+        &mut self,
+        now: u64,
+        oid: u16,
+        instances: Instances,
+    ) -> Result<(), OpError> {
+        let obj = self.object(oid)?;
         for (iid, resources) in instances {
             if obj.instances().contains(&iid) {
                 for r in &resources {

@@ -250,7 +250,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
-    fn object(
+    pub(super) fn object(
         &mut self,
         oid: u16,
     ) -> Result<&mut alloc::boxed::Box<dyn crate::object::ObjectHandler>, OpError> {

@@ -11,6 +11,7 @@ mod dm;
 mod notify;
 mod qblock1_recv;
 mod registration;
+mod saved_config;
 
 use crate::coap::{self, DedupCache, Rng, TxParams};
 use crate::codec::message_format::{self, FormatError};
@@ -26,6 +27,7 @@ use alloc::vec::Vec;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 
 pub use registration::RegState;
+pub use saved_config::RestoreError;
 
 /// Engine settings.
 #[derive(Clone, Debug)]

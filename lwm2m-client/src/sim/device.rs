@@ -24,6 +24,7 @@ use crate::pull::{PullError, Resume};
 use crate::sim::firmware::{Acceptance, SharedDevice, SimFirmware};
 use crate::{Config, Engine, Event, ObjectHandler};
 use device_port::auth::StoredDecryptionKey;
+use device_port::board::KeyValue;
 use device_port::image::ImageBuilder;
 use device_port::{FactoryImage, SimConfig, SimDevice};
 use object5::author::{self, Delivery, PackageSpec, SignAlg};
@@ -701,6 +702,62 @@ fn security_account(uri: &str, bootstrap: bool, psk: Option<&Psk>, certificate: 
     security
 }
 
+/// Key-value store key of the configuration the last bootstrap provisioned
+/// ([`Engine::saved_config`]).
+const BOOTSTRAPPED_KEY: &str = "lwm2m-bootstrapped";
+
+/// Keeps what the bootstrap just provisioned for the next start (the store's files are the
+/// owner's alone: it holds the server's key).
+fn keep_bootstrapped(engine: &mut Engine<std::net::SocketAddr>, device: &SharedDevice) {
+    let kept = engine
+        .saved_config()
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            device
+                .borrow_mut()
+                .kv_mut()
+                .set(BOOTSTRAPPED_KEY, &v)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(error) = kept {
+        tracing::warn!(%error, "cannot keep the bootstrapped configuration: the next start bootstraps again");
+    }
+}
+
+/// The configuration the last bootstrap with `bootstrap_uri` provisioned, restored into
+/// `engine`: the server to register with and the DTLS credentials to reach it. `None` when
+/// none is kept, or (said in one line) when it cannot be used: the device then bootstraps.
+fn restore_bootstrapped(
+    engine: &mut Engine<std::net::SocketAddr>,
+    device: &SharedDevice,
+    bootstrap_uri: &str,
+) -> Option<(std::net::SocketAddr, Option<DtlsContext>)> {
+    let saved = match device.borrow().kv().get(BOOTSTRAPPED_KEY) {
+        Ok(saved) => saved?,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the kept bootstrapped configuration; bootstrapping");
+            return None;
+        }
+    };
+    let (server_uri, credentials) = match engine.restore_config(0, &saved, bootstrap_uri) {
+        Ok(account) => account,
+        Err(error) => {
+            tracing::warn!(%error, "not using the kept bootstrapped configuration; bootstrapping");
+            return None;
+        }
+    };
+    match crate::host::provisioned::transport(&server_uri, &credentials) {
+        Ok(target) => {
+            tracing::info!(%server_uri, "registering as the kept bootstrapped configuration says");
+            Some(target)
+        }
+        Err(error) => {
+            tracing::warn!(%server_uri, %error, "the kept server cannot be reached; bootstrapping");
+            None
+        }
+    }
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -803,17 +860,26 @@ pub async fn run_preferring(
         }
         config.credentials_check = crate::host::provisioned::check;
         let mut engine = Engine::new(config, server, objects);
-        if args.bootstrap.is_some() {
+        // What the last bootstrap provisioned, kept: register with that server, no bootstrap.
+        let kept = match &args.bootstrap {
+            Some(bootstrap_uri) => restore_bootstrapped(&mut engine, &device, bootstrap_uri),
+            None => None,
+        };
+        if args.bootstrap.is_some() && kept.is_none() {
             engine.bootstrap(0);
         }
-        let socket = runtime::bind_local(args.bind, &server)
+        let first = kept.as_ref().map_or(server, |(addr, _)| *addr);
+        engine.set_server(first);
+        let socket = runtime::bind_local(args.bind, &first)
             .await
             .map_err(CliError::Net)?;
-        let link = match &dtls {
-            Some(ctx) if first_uri.starts_with("coaps://") => {
+        let link = match (kept, &dtls) {
+            (Some((addr, Some(ctx))), _) => runtime::Link::secure(&socket, addr, ctx),
+            (Some((_, None)), _) => runtime::Link::plain(&socket),
+            (None, Some(ctx)) if first_uri.starts_with("coaps://") => {
                 runtime::Link::secure(&socket, server, ctx.clone().with_peer_name(&server_host))
             }
-            _ => runtime::Link::plain(&socket),
+            (None, _) => runtime::Link::plain(&socket),
         };
         let mut link = link.counting(foreign.clone());
         let pull_env = PullEnv {
@@ -845,6 +911,7 @@ pub async fn run_preferring(
                     // The runtime already points the engine and its link at the server.
                     Event::Bootstrapped { server_uri, .. } => {
                         tracing::info!(%server_uri, "bootstrapped");
+                        keep_bootstrapped(e, &device);
                     }
                     Event::BootstrapTriggered {
                         server_uri, cause, ..

@@ -13,3 +13,4 @@ mod messages;
 mod observe;
 mod read_write;
 mod registration;
+mod saved_config;
