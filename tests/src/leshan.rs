@@ -340,48 +340,57 @@ impl LeshanBootstrap {
             .flat_map(|(identity, key)| [identity, key])
             .collect();
         let scheme = if own_psk.is_some() { "coaps" } else { "coap" };
-        let mut bs = Self::start_with(dir, endpoint, server_uri, &credentials, false);
+        let mut bs = Self::start_with(dir, endpoint, server_uri, &credentials, None);
         bs.uri = bs.uri.replacen("coap", scheme, 1);
         bs
     }
 
     /// [`LeshanBootstrap::start`] for a `coaps://` server in certificate mode: `mine`'s DER
     /// certificate and key as the device's (resources 3 and 5) and `server_cert` (DER) as the
-    /// server's certificate (resource 4), which the device must then find at the server.
+    /// certificate resource 4 holds: by default (no Certificate Usage written) the server's
+    /// own, which the device must then find at the server; with `usage` Leshan also writes
+    /// resource 15 (2: `server_cert` is a trust anchor the server's chain ends at).
     pub fn start_x509(
         dir: &Path,
         endpoint: &str,
         server_uri: &str,
         mine: &Issued,
         server_cert: &Path,
+        usage: Option<u8>,
     ) -> Self {
         let files = [&mine.cert_der, &mine.key_der, server_cert].map(|p| p.display().to_string());
         let x509 = ["x509", &files[0], &files[1], &files[2]];
-        Self::start_with(dir, endpoint, server_uri, &x509, false)
+        let env = usage.map(|u| ("LESHAN_CERT_USAGE", u.to_string()));
+        Self::start_with(dir, endpoint, server_uri, &x509, env)
     }
 
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.
     pub fn start_discovering(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
-        Self::start_with(dir, endpoint, server_uri, &[], true)
+        Self::start_with(
+            dir,
+            endpoint,
+            server_uri,
+            &[],
+            Some(("LESHAN_AUTO_ID", "1".into())),
+        )
     }
 
-    /// Starts the launcher with `credentials` after the server URI (see its usage line);
-    /// its URI is `coap://` (callers that make it listen on DTLS say so).
+    /// Starts the launcher with `credentials` after the server URI (see its usage line) and
+    /// `env` (one of its settings); its URI is `coap://` (callers that make it listen on DTLS
+    /// say so).
     fn start_with(
         dir: &Path,
         endpoint: &str,
         server_uri: &str,
         credentials: &[&str],
-        auto_id: bool,
+        env: Option<(&str, String)>,
     ) -> Self {
         let jars = jars();
         let port = free_udp_port();
         let mut cmd = Command::new("java");
-        if auto_id {
-            cmd.env("LESHAN_AUTO_ID", "1");
-        }
+        cmd.envs(env);
         cmd.current_dir(dir)
             .arg("-cp")
             .arg(&jars.bootstrap_cp)

@@ -235,9 +235,51 @@ fn our_device_reaches_leshans_x509_server_with_the_certificates_leshans_bootstra
     // The device is given no certificate, key or CA: only the bootstrap server's, which pins
     // Leshan's own certificate (resource 4).
     let bootstrap =
-        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &server.cert_der);
+        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &server.cert_der, None);
     let _dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, true);
+}
+
+/// Leshan's bootstrap server writing Certificate Usage (Security 1.1 resource 15, LwM2M 1.1
+/// Core E.1) with a certificate-mode account: 3 (domain-issued certificate: resource 4 is the
+/// server's own certificate, as without resource 15) and 2 (trust anchor assertion: resource 4
+/// is the CA the server's chain must end at, and the server's certificate must name the URI's
+/// host). A server whose certificate comes from that CA for another address is refused.
+#[test]
+fn our_device_takes_the_certificate_usage_leshans_bootstrap_server_writes() {
+    let dir = temp_dir("leshan-bootstrap-x509-usage");
+    let pki = Pki::new(&dir.join("pki"), "bs-x509-usage-ca");
+    let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
+    let elsewhere = pki.issue("elsewhere", "leshan.test", &["IP:127.0.0.2"]);
+    let cases = [
+        ("usage3", 3, &server, server.cert_der.clone(), true),
+        ("usage2", 2, &server, pki.ca_der(), true),
+        ("usage2-name", 2, &elsewhere, pki.ca_der(), false),
+    ];
+    for (tag, usage, leshans, anchor, accepted) in cases {
+        let ep = format!("bs-x509-{tag}-dev");
+        let leshan =
+            LeshanServer::start_x509(&format!("leshan-bs-x509-{tag}-server"), &pki, leshans, &ep);
+        let mine = pki.issue(&ep, &ep, &[]);
+        let bootstrap = LeshanBootstrap::start_x509(
+            &dir,
+            &ep,
+            &leshan.coaps_uri(),
+            &mine,
+            &anchor,
+            Some(usage),
+        );
+        let mut dev = device(&dir, &bootstrap, &ep, &[]);
+        if accepted {
+            provisioned_registration(&leshan, &bootstrap, &ep, true);
+            let log = bootstrap.log();
+            assert!(log.contains(&format!("id=15, value={usage}")), "{log}");
+        } else {
+            dev.wait_log("DTLS handshake failed", REGISTER);
+            assert!(dev.log().contains("IP address mismatch"), "{}", dev.log());
+            assert!(!is_registered(&leshan.rest, &ep), "{tag}: registered");
+        }
+    }
 }
 
 #[test]
@@ -251,7 +293,7 @@ fn our_device_refuses_a_server_other_than_the_certificate_its_bootstrap_server_p
     let leshan = LeshanServer::start_x509("leshan-bs-x509-pin-server", &pki, &server, ep);
     let mine = pki.issue(ep, ep, &[]);
     let bootstrap =
-        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &other.cert_der);
+        LeshanBootstrap::start_x509(&dir, ep, &leshan.coaps_uri(), &mine, &other.cert_der, None);
     let mut dev = device(&dir, &bootstrap, ep, &[]);
     dev.wait_log("DTLS handshake failed", REGISTER);
     assert!(!is_registered(&leshan.rest, ep), "not registered");
@@ -267,8 +309,14 @@ fn a_provisioned_key_that_is_not_the_certificates_is_not_acceptable_either() {
     // configuration check passes), but they do not belong together.
     let mut mine = pki.issue(ep, ep, &[]);
     mine.key_der = pki.issue("stranger", "stranger", &[]).key_der;
-    let mut bootstrap =
-        LeshanBootstrap::start_x509(&dir, ep, "coaps://127.0.0.1:5684", &mine, &server.cert_der);
+    let mut bootstrap = LeshanBootstrap::start_x509(
+        &dir,
+        ep,
+        "coaps://127.0.0.1:5684",
+        &mine,
+        &server.cert_der,
+        None,
+    );
     let mut dev = device(&dir, &bootstrap, ep, &[]);
     bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
     dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::objects::security::{Account, SecurityMode};
+use lwm2m_client::objects::security::{Account, CertificateUsage, SecurityMode};
 use lwm2m_client::objects::{Device, DeviceInfo, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 
@@ -43,6 +43,9 @@ fn valid() -> Vec<u8> {
         key: b"0123456789abcdef".to_vec(),
         short_server_id: 7,
         hold_off_s: 0,
+        matching_type: 0,
+        sni: String::new(),
+        usage: CertificateUsage::DomainIssuedCertificate,
         kept: Vec::new(),
     });
     engine(security, Server::new(120))
@@ -73,6 +76,10 @@ fuzz_target!(|data: &[u8]| {
                 .expect("a saved configuration restores");
             assert_eq!(again.saved_config().ok(), Some(saved));
         }
-        Err(_) => assert_eq!(e.saved_config().ok(), Some(before), "a refusal changed nothing"),
+        Err(_) => assert_eq!(
+            e.saved_config().ok(),
+            Some(before),
+            "a refusal changed nothing"
+        ),
     }
 });

@@ -9,7 +9,7 @@ use crate::coap;
 use crate::codec::block::BlockOpt;
 use crate::codec::{link, ContentFormat, Link, Node, Path, Resource, ResourceValue, Value};
 use crate::object::OpError;
-use crate::objects::security::{Credentials, SecurityMode};
+use crate::objects::security::{CertificateUsage, Credentials, SecurityMode};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -304,12 +304,16 @@ impl<P: Clone + PartialEq> Engine<P> {
                 Some(Value::Opaque(o)) => o,
                 _ => Vec::new(),
             };
-            let credentials = Credentials {
-                mode,
-                identity: opaque(3),
-                server_key: opaque(4),
-                secret_key: opaque(5),
-            };
+            let mut credentials = Credentials::new(mode, opaque(3), opaque(4), opaque(5));
+            if let Some(Value::Integer(m)) = single(13) {
+                credentials.matching_type = u8::try_from(m).ok()?;
+            }
+            if let Some(Value::String(sni)) = single(14) {
+                credentials.sni = sni;
+            }
+            if let Some(Value::Integer(u)) = single(15) {
+                credentials.usage = CertificateUsage::from_code(u)?;
+            }
             Some((uri, credentials))
         })
     }

@@ -119,11 +119,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     /// Deletes every instance of each object (the bootstrap account too), then writes these.
-    fn replace_objects(
-        &mut self,
-        now: u64,
-        objects: Objects,
-    ) -> Result<(), OpError> {
+    fn replace_objects(&mut self, now: u64, objects: Objects) -> Result<(), OpError> {
         for (oid, instances) in objects {
             let obj = self.object(oid)?;
             for iid in obj.instances() {

@@ -502,6 +502,21 @@ impl DtlsContext {
         Ok(Self::finish(b, false))
     }
 
+    /// A client context in certificate mode whose server's chain must end at the certificate
+    /// in `id.ca_pem`, a root or not: LwM2M Certificate Usage 2, "trust anchor assertion"
+    /// (LwM2M 1.1 Core E.1 resource 15; DANE-TA, RFC 7671 §5.2). The server's certificate
+    /// must also name its host, so sessions need [`DtlsContext::with_peer_name`] first.
+    pub fn cert_client_anchored(id: &CertIdentity) -> Result<Self, DtlsError> {
+        let mut b = base_builder(false, CERT_SUITE)?;
+        load_certificate(&mut b, id)?;
+        b.cert_store_mut()
+            .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
+        Ok(Self {
+            peer_name: PeerName::Missing,
+            ..Self::finish(b, false)
+        })
+    }
+
     /// A server context in certificate mode; clients must present a certificate from the CA.
     pub fn cert_server(id: &CertIdentity) -> Result<Self, DtlsError> {
         let mut b = base_builder(true, CERT_SERVER_SUITES)?;

@@ -6,7 +6,7 @@
 
 use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::host::runtime::resolve_server_now;
-use crate::objects::security::{Credentials, Inconsistency, SecurityMode};
+use crate::objects::security::{CertificateUsage, Credentials, Inconsistency, SecurityMode};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -47,7 +47,7 @@ pub const SUPPORTED: [SecurityMode; 3] = [
 /// does not.
 pub fn check(server_uri: &str, c: &Credentials) -> Result<(), Inconsistency> {
     c.check(server_uri, &SUPPORTED)?;
-    dtls_context(c)
+    dtls_context(server_uri, c)
         .map(|_| ())
         .map_err(|_| Inconsistency::Refused)
 }
@@ -59,13 +59,13 @@ pub fn transport(
 ) -> Result<(SocketAddr, Option<DtlsContext>), Unusable> {
     c.check(server_uri, &SUPPORTED)
         .map_err(Unusable::Inconsistent)?;
-    let dtls = dtls_context(c)?;
+    let dtls = dtls_context(server_uri, c)?;
     let addr = resolve_server_now(server_uri).map_err(|_| Unusable::Uri(server_uri.into()))?;
     Ok((addr, dtls))
 }
 
-/// The DTLS context of a consistent account; `None` for NoSec.
-fn dtls_context(c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
+/// The DTLS context of a consistent account for `server_uri`; `None` for NoSec.
+fn dtls_context(server_uri: &str, c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
     let dtls = |e: crate::host::dtls::DtlsError| Unusable::Dtls(e.to_string());
     Ok(match c.mode {
         SecurityMode::Psk => {
@@ -76,11 +76,26 @@ fn dtls_context(c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
             Some(DtlsContext::psk_client(psk).map_err(dtls)?)
         }
         SecurityMode::Certificate => {
-            // Resource 4 is the server's own certificate (Certificate Usage 3; this Security
-            // object has no resource 15 to say otherwise).
             let id =
                 CertIdentity::from_der(&c.identity, &c.secret_key, &c.server_key).map_err(dtls)?;
-            Some(DtlsContext::cert_client_pinned(&id).map_err(dtls)?)
+            Some(match c.usage {
+                // Resource 4 is a trust anchor: the server's certificate must also name the
+                // host dialled, or the SNI the account gives.
+                CertificateUsage::TrustAnchorAssertion => {
+                    let host = match c.sni.as_str() {
+                        "" => crate::pull::coap::CoapUri::parse(server_uri)
+                            .map(|u| u.host)
+                            .map_err(|_| Unusable::Uri(server_uri.into()))?,
+                        sni => sni.to_owned(),
+                    };
+                    DtlsContext::cert_client_anchored(&id)
+                        .map_err(dtls)?
+                        .with_peer_name(&host)
+                }
+                // Resource 4 is the server's own certificate (usage 3, the only other one
+                // `Credentials::check` lets through).
+                _ => DtlsContext::cert_client_pinned(&id).map_err(dtls)?,
+            })
         }
         _ => None,
     })
@@ -91,16 +106,12 @@ mod tests {
     use super::*;
 
     fn creds(mode: SecurityMode, identity: &[u8], key: &[u8]) -> Credentials {
-        Credentials {
-            mode,
-            identity: identity.to_vec(),
-            server_key: if mode == SecurityMode::NoSec || mode == SecurityMode::Psk {
-                Vec::new()
-            } else {
-                b"server".to_vec()
-            },
-            secret_key: key.to_vec(),
-        }
+        let server_key = if mode == SecurityMode::NoSec || mode == SecurityMode::Psk {
+            Vec::new()
+        } else {
+            b"server".to_vec()
+        };
+        Credentials::new(mode, identity.to_vec(), server_key, key.to_vec())
     }
 
     /// Why `transport` refused (a DTLS context has no Debug, so no `unwrap_err`).

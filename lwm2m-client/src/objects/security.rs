@@ -1,6 +1,8 @@
 //! Object 0, LwM2M Security: server URIs and credentials, one instance per server account
 //! (the bootstrap server's included). The engine reads it; management servers may not (4.01);
-//! a bootstrap server writes and deletes instances during bootstrap.
+//! a bootstrap server writes and deletes instances during bootstrap. Resources 0-12 are
+//! Security 1.0's; of 1.1's (LwM2M 1.1 Core E.1) 13-15 are modelled: Matching Type, SNI and
+//! Certificate Usage, which Leshan's bootstrap server writes when an operator chooses them.
 
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
 use crate::object::{Completion, ObjectHandler, OpError, Ops, ResourceDef};
@@ -21,6 +23,9 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(10, Ops::RW, false, T::Integer),
     ResourceDef::new(11, Ops::RW, false, T::Integer),
     ResourceDef::new(12, Ops::RW, false, T::Integer),
+    ResourceDef::new(13, Ops::RW, false, T::Integer),
+    ResourceDef::new(14, Ops::RW, false, T::String),
+    ResourceDef::new(15, Ops::RW, false, T::Integer),
 ];
 
 /// Resources of Security 1.0 (LwM2M 1.0 TS Appendix E.1) this device keeps as written but does
@@ -56,9 +61,39 @@ impl SecurityMode {
     }
 }
 
-/// What a transport needs to reach a server of an account: resources 2-5 (LwM2M 1.1 Core
-/// E.1). In PSK mode `identity` is the PSK identity and `secret_key` the key; in certificate
-/// mode the client's certificate, the server's certificate and the client's private key (DER).
+/// Certificate Usage (resource 15, LwM2M 1.1 Core E.1, the values of DANE, RFC 6698 §2.1.1):
+/// what the certificate in resource 4 says about the server's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateUsage {
+    /// 0, CA constraint: the server's chain includes it and ends at a trusted root.
+    CaConstraint = 0,
+    /// 1, service certificate constraint: it is the server's, which also chains to a trusted
+    /// root.
+    ServiceCertificateConstraint = 1,
+    /// 2, trust anchor assertion: the server's chain ends at it; the server's certificate
+    /// names the host the client dials.
+    TrustAnchorAssertion = 2,
+    /// 3, domain-issued certificate (the default): it is the server's own certificate.
+    DomainIssuedCertificate = 3,
+}
+
+impl CertificateUsage {
+    /// The usage of a resource 15 value; `None` outside 0-3.
+    pub fn from_code(c: i64) -> Option<Self> {
+        Some(match c {
+            0 => Self::CaConstraint,
+            1 => Self::ServiceCertificateConstraint,
+            2 => Self::TrustAnchorAssertion,
+            3 => Self::DomainIssuedCertificate,
+            _ => return None,
+        })
+    }
+}
+
+/// What a transport needs to reach a server of an account: resources 2-5 and 13-15 (LwM2M 1.1
+/// Core E.1). In PSK mode `identity` is the PSK identity and `secret_key` the key; in
+/// certificate mode the client's certificate, the certificate resource 4 holds (see `usage`)
+/// and the client's private key (DER).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// Security Mode (resource 2).
@@ -69,6 +104,35 @@ pub struct Credentials {
     pub server_key: Vec<u8>,
     /// Secret Key (resource 5).
     pub secret_key: Vec<u8>,
+    /// Matching Type (resource 13): 0, resource 4 holds the whole certificate; 1-3 a SHA-256,
+    /// -384 or -512 hash of it.
+    pub matching_type: u8,
+    /// SNI (resource 14): the server name to ask for and to find in its certificate instead of
+    /// the URI's host; empty for none.
+    pub sni: String,
+    /// Certificate Usage (resource 15).
+    pub usage: CertificateUsage,
+}
+
+impl Credentials {
+    /// Resources 2-5 with the defaults of 13-15: exact match, no SNI, domain-issued
+    /// certificate.
+    pub fn new(
+        mode: SecurityMode,
+        identity: Vec<u8>,
+        server_key: Vec<u8>,
+        secret_key: Vec<u8>,
+    ) -> Self {
+        Self {
+            mode,
+            identity,
+            server_key,
+            secret_key,
+            matching_type: 0,
+            sni: String::new(),
+            usage: CertificateUsage::DomainIssuedCertificate,
+        }
+    }
 }
 
 impl core::fmt::Debug for Credentials {
@@ -78,6 +142,9 @@ impl core::fmt::Debug for Credentials {
             .field("mode", &self.mode)
             .field("identity", &self.identity)
             .field("server_key", &self.server_key)
+            .field("matching_type", &self.matching_type)
+            .field("sni", &self.sni)
+            .field("usage", &self.usage)
             .field(
                 "secret_key",
                 &format_args!("<{} bytes>", self.secret_key.len()),
@@ -102,6 +169,11 @@ pub enum Inconsistency {
     NoKeys,
     /// A mode this device does not take from a bootstrap server.
     Unsupported(SecurityMode),
+    /// A certificate usage this device does not take: 0 and 1 need trusted roots besides the
+    /// certificate given, which a device does not have.
+    Usage(CertificateUsage),
+    /// A matching type other than the whole certificate (0).
+    MatchingType(u8),
     /// The device's transport refused the credentials (a certificate or key that does not
     /// parse, or a key that is not the certificate's).
     Refused,
@@ -117,6 +189,11 @@ impl core::fmt::Display for Inconsistency {
             Self::EmptyPsk => f.write_str("PSK mode without an identity or a key"),
             Self::NoKeys => f.write_str("no certificate or key of the device's or the server's"),
             Self::Unsupported(m) => write!(f, "Security Mode {m:?} is not supported"),
+            Self::Usage(u) => write!(f, "Certificate Usage {u:?} is not supported"),
+            Self::MatchingType(m) => write!(
+                f,
+                "Matching Type {m} is not supported (only 0, the whole certificate)"
+            ),
             Self::Refused => f.write_str("the DTLS layer refused the certificate or key"),
         }
     }
@@ -146,6 +223,17 @@ impl Credentials {
             }
             _ => {}
         }
+        if self.mode == SecurityMode::Certificate {
+            if !matches!(
+                self.usage,
+                CertificateUsage::TrustAnchorAssertion | CertificateUsage::DomainIssuedCertificate
+            ) {
+                return Err(Inconsistency::Usage(self.usage));
+            }
+            if self.matching_type != 0 {
+                return Err(Inconsistency::MatchingType(self.matching_type));
+            }
+        }
         Ok(())
     }
 }
@@ -171,6 +259,12 @@ pub struct Account {
     pub short_server_id: u16,
     /// Client hold-off time before bootstrapping, seconds (resource 11).
     pub hold_off_s: u32,
+    /// Matching Type (resource 13).
+    pub matching_type: u8,
+    /// SNI (resource 14); empty for none.
+    pub sni: String,
+    /// Certificate Usage (resource 15).
+    pub usage: CertificateUsage,
     /// Values written to resources 6-9 and 12 (SMS binding, Bootstrap-Server Account Timeout),
     /// which this device keeps but does not act on, by resource id.
     pub kept: Vec<(u16, Value)>,
@@ -188,6 +282,9 @@ impl Account {
             key: Vec::new(),
             short_server_id: if bootstrap { 0 } else { 1 },
             hold_off_s: 0,
+            matching_type: 0,
+            sni: String::new(),
+            usage: CertificateUsage::DomainIssuedCertificate,
             kept: Vec::new(),
         }
     }
@@ -254,6 +351,9 @@ impl ObjectHandler for Security {
             5 => opaque(&a.key),
             10 => int(i64::from(a.short_server_id)),
             11 => int(i64::from(a.hold_off_s)),
+            13 => int(i64::from(a.matching_type)),
+            14 => ResourceValue::Single(Value::String(a.sni.clone())),
+            15 => int(a.usage as i64),
             id => a
                 .kept
                 .iter()
@@ -314,6 +414,11 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
         (11, Value::Integer(i)) => {
             a.hold_off_s = u32::try_from(*i).map_err(|_| OpError::BadRequest)?
         }
+        (13, Value::Integer(i @ 0..=3)) => a.matching_type = *i as u8,
+        (14, Value::String(s)) => a.sni = s.clone(),
+        (15, Value::Integer(i)) => {
+            a.usage = CertificateUsage::from_code(*i).ok_or(OpError::BadRequest)?
+        }
         (id, v)
             if KEPT_AS_WRITTEN.contains(&id)
                 && MODEL
@@ -360,6 +465,48 @@ mod tests {
             s.write(0, 0, &single(9, Value::Integer(1))),
             Err(OpError::BadRequest)
         );
+    }
+
+    /// Security 1.1's resources 13-15 (LwM2M 1.1 Core E.1) are taken in their ranges, and a
+    /// certificate account says which certificate usages and matching types it can use.
+    #[test]
+    fn matching_type_sni_and_certificate_usage_are_taken_and_checked() {
+        let mut s = Security::no_sec("coaps://127.0.0.1");
+        s.write(0, 0, &single(14, Value::String("lwm2m.example".into())))
+            .unwrap();
+        s.write(0, 0, &single(15, Value::Integer(2))).unwrap();
+        assert_eq!(
+            s.read(0, 0, 15).unwrap(),
+            ResourceValue::Single(Value::Integer(2))
+        );
+        for (id, bad) in [(13, 4), (13, -1), (15, 4)] {
+            assert_eq!(
+                s.write(0, 0, &single(id, Value::Integer(bad))),
+                Err(OpError::BadRequest),
+                "{id} = {bad}"
+            );
+        }
+        let uri = "coaps://127.0.0.1";
+        let all = [SecurityMode::Certificate];
+        let mut c = Credentials::new(
+            SecurityMode::Certificate,
+            b"cert".to_vec(),
+            b"server".to_vec(),
+            b"key".to_vec(),
+        );
+        assert_eq!(c.check(uri, &all), Ok(()));
+        c.usage = CertificateUsage::TrustAnchorAssertion;
+        assert_eq!(c.check(uri, &all), Ok(()));
+        for usage in [
+            CertificateUsage::CaConstraint,
+            CertificateUsage::ServiceCertificateConstraint,
+        ] {
+            c.usage = usage;
+            assert_eq!(c.check(uri, &all), Err(Inconsistency::Usage(usage)));
+        }
+        c.usage = CertificateUsage::DomainIssuedCertificate;
+        c.matching_type = 1;
+        assert_eq!(c.check(uri, &all), Err(Inconsistency::MatchingType(1)));
     }
 
     #[test]

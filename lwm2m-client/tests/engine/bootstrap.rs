@@ -97,12 +97,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
         events(&mut e),
         vec![Event::Bootstrapped {
             server_uri: "coap://127.0.0.1:5683".into(),
-            credentials: Credentials {
-                mode: SecurityMode::NoSec,
-                identity: Vec::new(),
-                server_key: Vec::new(),
-                secret_key: Vec::new(),
-            },
+            credentials: Credentials::new(SecurityMode::NoSec, Vec::new(), Vec::new(), Vec::new()),
         }]
     );
     // Register with the management server using the provisioned lifetime.
@@ -283,12 +278,7 @@ fn the_bootstrap_request_trigger_hands_on_the_bootstrap_account() {
     assert!(
         evs.contains(&Event::BootstrapTriggered {
             server_uri: "coap://127.0.0.1:5783".into(),
-            credentials: Credentials {
-                mode: SecurityMode::NoSec,
-                identity: Vec::new(),
-                server_key: Vec::new(),
-                secret_key: Vec::new(),
-            },
+            credentials: Credentials::new(SecurityMode::NoSec, Vec::new(), Vec::new(), Vec::new()),
             cause: BootstrapCause::Trigger,
         }),
         "{evs:?}"

@@ -2,7 +2,9 @@
 //! `Engine::restore_config`): restored whole or not at all, whatever the bytes read back.
 
 use coap_lite::CoapOption;
-use lwm2m_client::objects::security::{Account, Credentials, Inconsistency, SecurityMode};
+use lwm2m_client::objects::security::{
+    Account, CertificateUsage, Credentials, Inconsistency, SecurityMode,
+};
 use lwm2m_client::objects::{Device, Security, Server};
 use lwm2m_client::{Engine, RestoreError};
 
@@ -36,6 +38,9 @@ fn provisioned(key: &[u8]) -> Engine<u8> {
         key: key.to_vec(),
         short_server_id: 123,
         hold_off_s: 0,
+        matching_type: 0,
+        sni: String::new(),
+        usage: CertificateUsage::DomainIssuedCertificate,
         kept: Vec::new(),
     });
     let mut server = Server::new(120);
@@ -59,12 +64,12 @@ fn a_saved_configuration_comes_back_whole_and_the_device_registers_with_it() {
         account,
         (
             MANAGEMENT.to_string(),
-            Credentials {
-                mode: SecurityMode::Psk,
-                identity: b"dev-identity".to_vec(),
-                server_key: Vec::new(),
-                secret_key: KEY.to_vec(),
-            }
+            Credentials::new(
+                SecurityMode::Psk,
+                b"dev-identity".to_vec(),
+                Vec::new(),
+                KEY.to_vec()
+            )
         )
     );
     assert_eq!(e.saved_config().unwrap(), saved, "byte for byte");

@@ -25,6 +25,7 @@ import java.nio.file.Paths;
 import java.util.Collections;
 import java.util.Iterator;
 
+import org.eclipse.leshan.core.CertificateUsage;
 import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.request.BindingMode;
 import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
@@ -72,6 +73,12 @@ public class LeshanTestBootstrap {
             dm.publicKeyOrId = Files.readAllBytes(Paths.get(args[4]));
             dm.secretKey = Files.readAllBytes(Paths.get(args[5]));
             dm.serverPublicKey = Files.readAllBytes(Paths.get(args[6]));
+            // With LESHAN_CERT_USAGE=N Leshan also writes Certificate Usage N (resource 15 of
+            // Security 1.1), as its bootstrap demo does when one is chosen.
+            String usage = System.getenv("LESHAN_CERT_USAGE");
+            if (usage != null) {
+                dm.certificateUsage = CertificateUsage.fromCode(Integer.parseInt(usage));
+            }
         }
         dm.serverId = SHORT_SERVER_ID;
         config.security.put(1, dm);
