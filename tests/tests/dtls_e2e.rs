@@ -63,3 +63,23 @@ fn a_wrong_key_never_registers() {
     assert!(!h.registered(ep), "a device with the wrong key registered");
     assert_eq!(h.get("/api/server/stats").1["registrations"], 0);
 }
+
+/// A device that stops ends its DTLS session with close_notify (RFC 5246 §7.2.1, kept by DTLS
+/// 1.2): the server drops the session at once instead of holding it until its idle timeout
+/// (an hour in the shim), one more for every restart of every device.
+#[test]
+fn a_stopping_device_closes_its_dtls_session() {
+    let h = Harness::start_secure("dtls-close");
+    let ep = "closing-dev";
+    let key = "0f0e0d0c0b0a09080706050403020100";
+    assert_eq!(h.add_psk(ep, "closing-dev-id", key), 200);
+    let dev = InThreadDevice::start(h.psk_device_options(ep, "closing-dev-id", key));
+    h.wait_until("registration over DTLS", T, || h.registered(ep));
+    let sessions = || h.get("/api/server/stats").1["dtls"]["sessions"].as_u64();
+    assert_eq!(sessions(), Some(1));
+    dev.stop().unwrap();
+    assert!(!h.registered(ep), "deregistered");
+    h.wait_until("the session closed", Duration::from_secs(5), || {
+        sessions() == Some(0)
+    });
+}

@@ -43,6 +43,16 @@ struct Link {
     dtls: Option<DtlsUdp>,
 }
 
+/// The pull ended, done or not: the package host need not keep the session until its idle
+/// timeout.
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(d) = &mut self.dtls {
+            d.close(&self.socket);
+        }
+    }
+}
+
 fn lost(e: impl std::fmt::Display) -> PullError {
     PullError::ConnectionLost(e.to_string())
 }

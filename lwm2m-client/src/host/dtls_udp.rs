@@ -93,6 +93,18 @@ impl DtlsUdp {
         flush(socket, self.peer, &mut self.session).await
     }
 
+    /// Ends the association with close_notify (RFC 5246 §7.2.1, which DTLS 1.2 keeps), so
+    /// the server drops its state now rather than at its idle timeout. Best effort and without
+    /// waiting: an alert that does not fit the socket's buffer now is not sent.
+    pub fn close(&mut self, socket: &UdpSocket) {
+        self.session.close();
+        while let Some(d) = self.session.poll_transmit() {
+            if socket.try_send_to(&d, self.peer).is_err() {
+                break;
+            }
+        }
+    }
+
     /// A datagram that arrived on the socket: its plaintext datagrams when it came from the
     /// server (none for other sources or records that fail authentication); an error when the
     /// server closed the association.

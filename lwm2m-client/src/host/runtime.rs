@@ -399,6 +399,7 @@ impl<'s> Link<'s> {
     /// Talks to `server` from now on: over DTLS with `dtls`'s credentials (a new session),
     /// or in clear.
     fn retarget(&mut self, server: SocketAddr, dtls: Option<DtlsContext>) {
+        self.close();
         self.secure = dtls.map(|ctx| Secure {
             ctx,
             server,
@@ -406,6 +407,13 @@ impl<'s> Link<'s> {
             resume: None,
             not_before: None,
         });
+    }
+
+    /// Closes the DTLS session, if one is up (close_notify).
+    fn close(&mut self) {
+        if let Some(a) = self.secure.as_mut().and_then(|s| s.assoc.as_mut()) {
+            a.close(self.socket);
+        }
     }
 
     /// Makes the next handshake wait `delay`.
@@ -478,6 +486,14 @@ impl<'s> Link<'s> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// A link that goes (the device stops or resets) closes its session: the server would
+/// otherwise keep it until its idle timeout, one more for each restart of each device.
+impl Drop for Link<'_> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
