@@ -166,9 +166,10 @@ fn a_device_whose_server_refuses_its_key_bootstraps_again_and_registers() {
 }
 
 /// A device keeps what the bootstrap server provisioned (Security and Server objects, in a
-/// file of its state directory only its owner may read, since it holds the server's key):
-/// stopped and started again, it registers with Leshan's server over DTLS with the provisioned
-/// key and lifetime without a second bootstrap session.
+/// file of its state directory only its owner may read, since it holds the server's key), and
+/// what the management server changed there since (a lifetime): stopped and started again, it
+/// registers with Leshan's server over DTLS with the provisioned key and the lifetime Leshan
+/// wrote, without a second bootstrap session.
 #[test]
 fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned() {
     use std::os::unix::fs::PermissionsExt;
@@ -181,6 +182,12 @@ fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned()
         LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)), None);
     let mut dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, true);
+    // Leshan's server changes the provisioned lifetime: that is kept too.
+    let (status, v) = leshan.rest.put(
+        &format!("/api/clients/{ep}/1/0/1?format=TLV&timeout=10"),
+        &serde_json::json!({"id": 1, "kind": "singleResource", "type": "integer", "value": 240}),
+    );
+    assert_eq!((status, &v["status"]), (200, &"CHANGED(204)".into()), "{v}");
     // Stopped, it deregisters.
     assert!(dev.terminate(REGISTER).is_some(), "{}", dev.log());
     let deadline = std::time::Instant::now() + REGISTER;
@@ -193,7 +200,10 @@ fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned()
     assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
 
     let mut dev = device(&dir, &bootstrap, ep, &[]);
-    provisioned_registration(&leshan, &bootstrap, ep, true);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["secure"], true, "{reg}");
+    assert_eq!(reg["lifetime"], 240, "{reg}");
+    assert_eq!(read_int(&leshan.rest, ep, "/1/0/0"), Some(123));
     dev.wait_log(
         "registering as the kept bootstrapped configuration says",
         REGISTER,

@@ -961,6 +961,13 @@ pub async fn run_preferring(
                         next.set(Next::Reboot);
                         return Control::Stop;
                     }
+                    // A management server changed what the bootstrap provisioned (a
+                    // lifetime): the kept configuration follows, or a reset would undo it.
+                    Event::Written { path }
+                        if args.bootstrap.is_some() && path.object_id() == Some(1) =>
+                    {
+                        keep_bootstrapped(e, &device);
+                    }
                     other => tracing::debug!(event = ?other, "event"),
                 }
                 if let Event::Written { path } | Event::Executed { path } = &ev {
