@@ -32,14 +32,38 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// construction, or [`Engine::set_server`]'s: the bootstrap server). [`Event::Bootstrapped`]
     /// carries the management server's URI at the end; then call [`Engine::set_server`] and
     /// [`Engine::start`].
+    /// The Bootstrap-Request goes out after the bootstrap account's Client Hold Off Time
+    /// (/0/x/11, which LwM2M 1.1 Core E.1 has a client doing client-initiated bootstrap honour).
     pub fn bootstrap(&mut self, now: u64) {
         // From scratch: a registered client that bootstraps again (the Bootstrap-Request
         // Trigger) leaves its registration behind.
         self.reg = super::registration::Registration::new(self.config.backoff_initial_ms);
         self.reg.bootstrap = true;
         self.reg.bootstrap_deadline = None;
-        self.reg.schedule(now);
+        let hold_off_ms = self.bootstrap_hold_off_s().saturating_mul(1000);
+        self.reg.schedule(now.saturating_add(hold_off_ms));
         self.registration_timer(now);
+    }
+
+    /// The Client Hold Off Time of the bootstrap account, in seconds; 0 without one.
+    fn bootstrap_hold_off_s(&mut self) -> u64 {
+        let Some(security) = self.objects.iter_mut().find(|o| o.id() == 0) else {
+            return 0;
+        };
+        security
+            .instances()
+            .into_iter()
+            .find(|&i| {
+                matches!(
+                    security.read(0, i, 1),
+                    Ok(ResourceValue::Single(Value::Boolean(true)))
+                )
+            })
+            .and_then(|i| match security.read(0, i, 11) {
+                Ok(ResourceValue::Single(Value::Integer(s))) => u64::try_from(s).ok(),
+                _ => None,
+            })
+            .unwrap_or(0)
     }
 
     /// Points the engine at another server (e.g. the management server after bootstrap).

@@ -459,3 +459,35 @@ fn failed_handshakes_count_as_failed_registers() {
     );
     assert_eq!(e.registration(), RegState::Bootstrapping);
 }
+
+/// The bootstrap account's Client Hold Off Time (/0/x/11, LwM2M 1.1 Core E.1): the
+/// Bootstrap-Request waits that long after the client decides to bootstrap, here after the
+/// Bootstrap-Request Trigger.
+#[test]
+fn the_bootstrap_request_waits_the_client_hold_off_time() {
+    use lwm2m_client::objects::security::Account;
+    use lwm2m_client::objects::{Device, Security};
+    let mut security = Security::no_sec("coap://127.0.0.1:5683");
+    let mut bs: Account = Security::bootstrap("coap://127.0.0.1:5783")
+        .accounts
+        .remove(0);
+    bs.id = 1;
+    bs.hold_off_s = 3;
+    security.accounts.push(bs);
+    let mut e = engine_with(vec![
+        Box::new(security),
+        Box::new(Server::new(300)),
+        Box::new(Device::new(device_info())),
+    ]);
+    e.bootstrap(1_000);
+    assert!(sent(&mut e).is_empty(), "sent during the hold-off");
+    assert_eq!(e.poll_timeout(), Some(4_000));
+    e.handle_timeout(3_999);
+    assert!(sent(&mut e).is_empty(), "sent during the hold-off");
+    e.handle_timeout(4_000);
+    let req = one(&mut e);
+    assert_eq!(
+        option_values(&req, CoapOption::UriPath),
+        vec![b"bs".to_vec()]
+    );
+}
