@@ -77,15 +77,30 @@ fn leshans_bootstrap_server_provisions_our_device_for_leshans_server() {
     assert!(log.contains("response CONTENT(205) to /\n"), "{log}");
 }
 
+/// Leshan's server (tagged `tag`) taking `ep` with the PSK (`identity`, `server_key`), and
+/// Leshan's bootstrap server, in clear, provisioning `ep` for it with (`identity`,
+/// `provisioned_key`).
+fn psk_servers(
+    dir: &Path,
+    tag: &str,
+    ep: &str,
+    identity: &str,
+    server_key: &str,
+    provisioned_key: &str,
+) -> (LeshanServer, LeshanBootstrap) {
+    let leshan = LeshanServer::start(&format!("leshan-bs-{tag}-server"));
+    assert_eq!(leshan.add_psk(ep, identity, server_key), 200);
+    let psk = Some((identity, provisioned_key));
+    let bootstrap = LeshanBootstrap::start(dir, ep, &leshan.coaps_uri(), psk, None);
+    (leshan, bootstrap)
+}
+
 #[test]
 fn our_device_reaches_leshans_server_over_dtls_with_the_psk_leshans_bootstrap_server_wrote() {
     let dir = temp_dir("leshan-bootstrap-psk");
-    let leshan = LeshanServer::start("leshan-bs-psk-server");
     let ep = "bs-psk-dev";
     let (identity, key) = ("bs-psk-identity", "5a1e0f7d0c2b4a69887766554433aa01");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let bootstrap =
-        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)), None);
+    let (leshan, bootstrap) = psk_servers(&dir, "psk", ep, identity, key, key);
     // The device has no PSK of its own: only the bootstrap server's gets it in.
     let _dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, true);
@@ -132,16 +147,13 @@ fn our_device_bootstraps_over_dtls_with_one_psk_and_registers_with_another() {
 #[test]
 fn a_device_whose_server_refuses_its_key_bootstraps_again_and_registers() {
     let dir = temp_dir("leshan-bootstrap-fallback");
-    let leshan = LeshanServer::start("leshan-bs-fallback-server");
     let ep = "bs-fallback-dev";
     let identity = "bs-fallback-identity";
     let (stale, current) = (
         "0123456789abcdef0123456789abcdef",
         "fedcba9876543210fedcba9876543210",
     );
-    assert_eq!(leshan.add_psk(ep, identity, current), 200);
-    let mut bootstrap =
-        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, stale)), None);
+    let (leshan, mut bootstrap) = psk_servers(&dir, "fallback", ep, identity, current, stale);
     let mut dev = device(&dir, &bootstrap, ep, &[]);
     bootstrap.wait_log(&format!("bootstrap end {ep}"), REGISTER);
     bootstrap.rotate_psk(identity, current);
@@ -174,12 +186,9 @@ fn a_device_whose_server_refuses_its_key_bootstraps_again_and_registers() {
 fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("leshan-bootstrap-kept");
-    let leshan = LeshanServer::start("leshan-bs-kept-server");
     let ep = "bs-kept-dev";
     let (identity, key) = ("bs-kept-identity", "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let bootstrap =
-        LeshanBootstrap::start(&dir, ep, &leshan.coaps_uri(), Some((identity, key)), None);
+    let (leshan, bootstrap) = psk_servers(&dir, "kept", ep, identity, key, key);
     let mut dev = device(&dir, &bootstrap, ep, &[]);
     provisioned_registration(&leshan, &bootstrap, ep, true);
     // Leshan's server changes the provisioned lifetime: that is kept too.
