@@ -137,7 +137,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         bootstrap_uri: &str,
     ) -> Result<(String, Credentials), RestoreError> {
         match self.server_account(true) {
-            Some((uri, _)) if uri == bootstrap_uri => {}
+            Some((uri, _)) if same_server(&uri, bootstrap_uri) => {}
             other => {
                 return Err(RestoreError::OtherBootstrapServer(
                     other.map(|(uri, _)| uri),
@@ -147,6 +147,19 @@ impl<P: Clone + PartialEq> Engine<P> {
         let (uri, credentials) = self.server_account(false).ok_or(RestoreError::NoServer)?;
         (self.config.credentials_check)(&uri, &credentials).map_err(RestoreError::Unusable)?;
         Ok((uri, credentials))
+    }
+}
+
+/// Whether two server URIs name the same endpoint: scheme, host (any case) and port, the
+/// default port spelt out or not (a bootstrap server may write its own URI with the port the
+/// device's factory setting left out).
+fn same_server(a: &str, b: &str) -> bool {
+    use crate::pull::coap::CoapUri;
+    match (CoapUri::parse(a), CoapUri::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            (a.secure, a.port) == (b.secure, b.port) && a.host.eq_ignore_ascii_case(&b.host)
+        }
+        _ => a == b,
     }
 }
 
@@ -167,4 +180,18 @@ fn parse(mut b: &[u8]) -> Option<Vec<(u16, &[u8])>> {
         b = rest;
     }
     b.is_empty().then_some(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_server;
+
+    #[test]
+    fn a_server_is_the_same_with_its_default_port_spelt_out_or_not() {
+        assert!(same_server("coaps://BS.example", "coaps://bs.example:5684"));
+        assert!(same_server("coap://[::1]", "coap://[::1]:5683/"));
+        assert!(!same_server("coap://bs.example", "coaps://bs.example"));
+        assert!(!same_server("coap://bs.example", "coap://bs.example:5684"));
+        assert!(same_server("sms://1", "sms://1"));
+    }
 }

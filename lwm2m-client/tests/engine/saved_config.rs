@@ -73,6 +73,13 @@ fn a_saved_configuration_comes_back_whole_and_the_device_registers_with_it() {
         )
     );
     assert_eq!(e.saved_config().unwrap(), saved, "byte for byte");
+    // The same bootstrap server spelt in another case and with a path is the same one.
+    let mut other = factory();
+    assert!(other
+        .restore_config(0, &saved, "COAP://127.0.0.1:5783/")
+        .is_ok());
+    let mut other = factory();
+    assert!(other.restore_config(0, &saved, "coap://127.0.0.1").is_err());
     e.start(0);
     let reg = one(&mut e);
     assert!(queries(&reg).contains(&"lt=120".to_string()), "{reg:?}");
