@@ -137,7 +137,22 @@ where
     tokio::pin!(shutdown);
     let mut shutdown_done = false;
     loop {
-        if link.needs_handshake() {
+        // After a failed handshake the next waits the engine's back-off (up to minutes),
+        // during which finished tasks (a resumed download) are still taken in.
+        let due = match link.hold_off_until() {
+            Some(at) if link.needs_handshake() => tokio::select! {
+                () = tokio::time::sleep_until(at) => true,
+                m = tasks.next(), if !tasks.is_empty() => {
+                    if on_done(engine, now(epoch), m, tasks) == Control::Stop {
+                        stop_requested = true;
+                    }
+                    false
+                }
+                _ = &mut shutdown, if !shutdown_done => return Ok(()),
+            },
+            _ => true,
+        };
+        if due && link.needs_handshake() {
             let connected = tokio::select! {
                 r = link.connect() => r,
                 _ = &mut shutdown, if !shutdown_done => return Ok(()),
@@ -423,19 +438,22 @@ impl<'s> Link<'s> {
         }
     }
 
+    /// When the next handshake may start, if [`Link::hold_off`] set a time.
+    fn hold_off_until(&self) -> Option<Instant> {
+        self.secure.as_ref().and_then(|s| s.not_before)
+    }
+
     fn needs_handshake(&self) -> bool {
         self.secure.as_ref().is_some_and(|s| s.assoc.is_none())
     }
 
-    /// One handshake (once [`Link::hold_off`]'s delay has passed), resuming the last
-    /// session; `Err` when it failed (logged here).
+    /// One handshake, resuming the last session; `Err` when it failed (logged here). The
+    /// caller waits for [`Link::hold_off_until`] first.
     async fn connect(&mut self) -> Result<(), ()> {
         let Some(s) = &mut self.secure else {
             return Ok(());
         };
-        if let Some(at) = s.not_before.take() {
-            tokio::time::sleep_until(at).await;
-        }
+        s.not_before = None;
         match DtlsUdp::connect(
             self.socket,
             s.server,
