@@ -377,6 +377,18 @@ impl LeshanBootstrap {
         )
     }
 
+    /// [`LeshanBootstrap::start`] in clear for a NoSec server, with its own account's
+    /// Bootstrap-Server Account Timeout (resource 12) set to `seconds`.
+    pub fn start_with_account_timeout(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        seconds: u32,
+    ) -> Self {
+        let env = ("LESHAN_BS_ACCOUNT_TIMEOUT", seconds.to_string());
+        Self::start_with(dir, endpoint, server_uri, &[], Some(env))
+    }
+
     /// Starts the launcher with `credentials` after the server URI (see its usage line) and
     /// `env` (one of its settings); its URI is `coap://` (callers that make it listen on DTLS
     /// say so).

@@ -225,6 +225,31 @@ fn a_restarted_device_registers_with_what_leshans_bootstrap_server_provisioned()
     );
 }
 
+/// The Bootstrap-Server Account Timeout Leshan's bootstrap server writes for its own account
+/// (/0/0/12 = 2 s, LwM2M 1.1 Core E.1): the device purges that account 2 s after the
+/// bootstrap, after which Leshan's server executing the Bootstrap-Request Trigger (/1/0/9)
+/// gets 4.05: there is no bootstrap server left to go back to.
+#[test]
+fn the_bootstrap_account_leshan_gives_a_timeout_is_purged() {
+    let dir = temp_dir("leshan-bootstrap-timeout");
+    let leshan = LeshanServer::start("leshan-bs-timeout-server");
+    let ep = "bs-timeout-dev";
+    let bootstrap = LeshanBootstrap::start_with_account_timeout(&dir, ep, &leshan.coap_uri(), 2);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, false);
+    let log = bootstrap.log();
+    assert!(
+        log.contains("12=LwM2mSingleResource [id=12, value=2,"),
+        "{log}"
+    );
+    dev.wait_log("bootstrap account purged", REGISTER);
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/1/0/9?timeout=10"), b"");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "METHOD_NOT_ALLOWED(405)", "{v}");
+}
+
 #[test]
 fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     let dir = temp_dir("leshan-bootstrap-406");

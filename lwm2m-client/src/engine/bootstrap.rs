@@ -40,30 +40,54 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.reg = super::registration::Registration::new(self.config.backoff_initial_ms);
         self.reg.bootstrap = true;
         self.reg.bootstrap_deadline = None;
-        let hold_off_ms = self.bootstrap_hold_off_s().saturating_mul(1000);
+        let hold_off_ms = self.bootstrap_account_seconds(11).saturating_mul(1000);
         self.reg.schedule(now.saturating_add(hold_off_ms));
         self.registration_timer(now);
     }
 
-    /// The Client Hold Off Time of the bootstrap account, in seconds; 0 without one.
-    fn bootstrap_hold_off_s(&mut self) -> u64 {
-        let Some(security) = self.objects.iter_mut().find(|o| o.id() == 0) else {
-            return 0;
-        };
-        security
-            .instances()
-            .into_iter()
-            .find(|&i| {
-                matches!(
-                    security.read(0, i, 1),
-                    Ok(ResourceValue::Single(Value::Boolean(true)))
-                )
-            })
-            .and_then(|i| match security.read(0, i, 11) {
+    /// Resource `rid` of the bootstrap account, in seconds (11 Client Hold Off Time, 12
+    /// Bootstrap-Server Account Timeout); 0 without one.
+    fn bootstrap_account_seconds(&mut self, rid: u16) -> u64 {
+        self.bootstrap_account_id()
+            .and_then(|i| match self.object_read(0, i, rid) {
                 Ok(ResourceValue::Single(Value::Integer(s))) => u64::try_from(s).ok(),
                 _ => None,
             })
             .unwrap_or(0)
+    }
+
+    /// The Security instance holding the bootstrap server's account.
+    fn bootstrap_account_id(&mut self) -> Option<u16> {
+        let instances = self.object(0).ok()?.instances();
+        instances
+            .into_iter()
+            .find(|&i| self.is_bootstrap_account(0, i))
+    }
+
+    /// LwM2M 1.1 Core E.1 resource 12: the client purges the bootstrap account this many
+    /// seconds after it got its configuration (0: never), after which no Bootstrap-Request
+    /// Trigger or registration failure sends it back to that server. Armed when a bootstrap
+    /// ends or a kept configuration is restored.
+    pub(crate) fn arm_bootstrap_account_timeout(&mut self, now: u64) {
+        let timeout_s = self.bootstrap_account_seconds(12);
+        self.reg.bootstrap_account_expiry =
+            (timeout_s > 0).then(|| now.saturating_add(timeout_s.saturating_mul(1000)));
+    }
+
+    /// Purges the bootstrap account once its timeout passed ([`Event::BootstrapAccountPurged`]).
+    pub(crate) fn bootstrap_account_timer(&mut self, now: u64) {
+        match self.reg.bootstrap_account_expiry {
+            Some(t) if t <= now && !self.reg.bootstrap => {}
+            _ => return,
+        }
+        self.reg.bootstrap_account_expiry = None;
+        if let Some(i) = self.bootstrap_account_id() {
+            if let Ok(security) = self.object(0) {
+                if security.delete(i).is_ok() {
+                    self.events.push_back(Event::BootstrapAccountPurged);
+                }
+            }
+        }
     }
 
     /// Points the engine at another server (e.g. the management server after bootstrap).
@@ -342,7 +366,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         })
     }
 
-    fn bootstrap_finish(&mut self, _now: u64) -> Answer {
+    fn bootstrap_finish(&mut self, now: u64) -> Answer {
         let account = self.server_account(false);
         let Some((server_uri, credentials)) = account else {
             // Finish without a management server account: 4.06 per the spec's
@@ -359,6 +383,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         // A block-wise write the bootstrap server abandoned is not kept past the bootstrap.
         self.reg.bootstrap_body = None;
         self.reg.next_at = None;
+        self.arm_bootstrap_account_timeout(now);
         self.events.push_back(Event::Bootstrapped {
             server_uri,
             credentials,

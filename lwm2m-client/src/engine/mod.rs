@@ -152,6 +152,10 @@ pub enum Event {
         /// Why.
         cause: BootstrapCause,
     },
+    /// The bootstrap account's Bootstrap-Server Account Timeout (/0/x/12) passed and the
+    /// account was purged: the Security object changed (a host that keeps the configuration
+    /// saves it again).
+    BootstrapAccountPurged,
     /// A Bootstrap-Request failed or Bootstrap-Finish never came; retried after `retry_in_ms`.
     BootstrapFailed {
         /// Response code, `None` on timeout.
@@ -363,6 +367,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
         };
         consider(self.reg.deadline());
+        consider(self.reg.bootstrap_account_expiry);
         consider(self.dedup.next_expiry());
         consider(self.observation_deadline());
         consider(self.qblock1_deadline());
@@ -379,6 +384,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     pub fn handle_timeout(&mut self, now: u64) {
         self.retransmit(now);
         self.registration_timer(now);
+        self.bootstrap_account_timer(now);
         self.dedup.expire(now);
         self.process_observations(now);
         self.qblock1_timer(now);

@@ -46,6 +46,8 @@ pub(crate) struct Registration {
     announced_lifetime: Option<u32>,
     /// Give up waiting for Bootstrap-Finish at this time and request again.
     pub(crate) bootstrap_deadline: Option<u64>,
+    /// Purge the bootstrap account at this time (its Bootstrap-Server Account Timeout).
+    pub(crate) bootstrap_account_expiry: Option<u64>,
     /// A block-wise Bootstrap-Write being received: its path, format and body so far.
     pub(crate) bootstrap_body: Option<(
         crate::codec::Path,
@@ -72,6 +74,7 @@ impl Registration {
             stopped: false,
             bootstrap: false,
             bootstrap_deadline: None,
+            bootstrap_account_expiry: None,
             bootstrap_body: None,
             announced_lifetime: None,
             last_request: None,

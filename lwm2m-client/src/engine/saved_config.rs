@@ -33,7 +33,7 @@ pub enum RestoreError {
     Refused(OpError),
     /// Its bootstrap account is for another bootstrap server than the device's (the device was
     /// moved): the URI it names.
-    OtherBootstrapServer(Option<String>),
+    OtherBootstrapServer(String),
     /// It holds no management server account.
     NoServer,
     /// Its management server account cannot be used ([`super::Config::credentials_check`]).
@@ -45,10 +45,9 @@ impl core::fmt::Display for RestoreError {
         match self {
             Self::Format => f.write_str("not a saved configuration (truncated or another layout)"),
             Self::Refused(e) => write!(f, "the objects refused it ({e})"),
-            Self::OtherBootstrapServer(Some(uri)) => {
+            Self::OtherBootstrapServer(uri) => {
                 write!(f, "it is from another bootstrap server ({uri})")
             }
-            Self::OtherBootstrapServer(None) => f.write_str("it holds no bootstrap account"),
             Self::NoServer => f.write_str("it holds no management server account"),
             Self::Unusable(why) => write!(f, "its server account cannot be used: {why}"),
         }
@@ -75,8 +74,9 @@ impl<P: Clone + PartialEq> Engine<P> {
 
     /// Replaces the Security and Server objects with a [`Engine::saved_config`], when it was
     /// provisioned by the bootstrap server at `bootstrap_uri` and its management server
-    /// account is usable; that account's URI and credentials (point the engine and the
-    /// transport there, then [`Engine::start`]). On any error the objects are as they were.
+    /// account is usable (also when the bootstrap account's timeout purged it); that account's
+    /// URI and credentials (point the engine and the transport there, then
+    /// [`Engine::start`]). On any error the objects are as they were.
     pub fn restore_config(
         &mut self,
         now: u64,
@@ -96,9 +96,12 @@ impl<P: Clone + PartialEq> Engine<P> {
             .replace_objects(now, objects)
             .map_err(RestoreError::Refused)
             .and_then(|()| self.usable_accounts(bootstrap_uri));
-        if taken.is_err() {
+        match &taken {
+            Ok(_) => self.arm_bootstrap_account_timeout(now),
             // Read from these objects a moment ago: they take it back.
-            let _ = self.replace_objects(now, before);
+            Err(_) => {
+                let _ = self.replace_objects(now, before);
+            }
         }
         taken
     }
@@ -130,19 +133,18 @@ impl<P: Clone + PartialEq> Engine<P> {
         Ok(())
     }
 
-    /// The management account of the objects now, if the bootstrap account is
-    /// `bootstrap_uri`'s and the management account passes the credentials check.
+    /// The management account of the objects now, if the bootstrap account, when there is
+    /// one, is `bootstrap_uri`'s and the management account passes the credentials check.
     fn usable_accounts(
         &mut self,
         bootstrap_uri: &str,
     ) -> Result<(String, Credentials), RestoreError> {
+        // No bootstrap account at all: its timeout purged it (/0/x/12), and so it stays.
         match self.server_account(true) {
-            Some((uri, _)) if same_server(&uri, bootstrap_uri) => {}
-            other => {
-                return Err(RestoreError::OtherBootstrapServer(
-                    other.map(|(uri, _)| uri),
-                ))
+            Some((uri, _)) if !same_server(&uri, bootstrap_uri) => {
+                return Err(RestoreError::OtherBootstrapServer(uri))
             }
+            _ => {}
         }
         let (uri, credentials) = self.server_account(false).ok_or(RestoreError::NoServer)?;
         (self.config.credentials_check)(&uri, &credentials).map_err(RestoreError::Unusable)?;

@@ -918,6 +918,10 @@ pub async fn run_preferring(
                     } => {
                         tracing::info!(%server_uri, %cause, "bootstrapping again");
                     }
+                    Event::BootstrapAccountPurged => {
+                        tracing::info!("bootstrap account purged (its timeout passed)");
+                        keep_bootstrapped(e, &device);
+                    }
                     Event::BootstrapRefused { reason } => tracing::warn!(
                         %reason,
                         "Bootstrap-Finish answered 4.06: the provisioned server account cannot be used"

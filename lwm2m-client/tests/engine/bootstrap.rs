@@ -491,3 +491,49 @@ fn the_bootstrap_request_waits_the_client_hold_off_time() {
         vec![b"bs".to_vec()]
     );
 }
+
+/// The Bootstrap-Server Account Timeout (/0/x/12, LwM2M 1.1 Core E.1): the client purges the
+/// bootstrap account that many seconds after the bootstrap, and a Bootstrap-Request Trigger is
+/// then 4.05 (no bootstrap account left).
+#[test]
+fn the_bootstrap_account_is_purged_when_its_timeout_passes() {
+    let mut e = bootstrap_accepted();
+    // The bootstrap server sets its own account's timeout to 5 s (instance 0 is its account).
+    let w = request_with(RequestType::Put, 200, b"b", "/0/0/12", 0, b"5");
+    assert_eq!(code(&call(&mut e, 20, &w)), resp(ResponseType::Changed));
+    let mut server = uri_tlv(b"coap://127.0.0.1:5683");
+    server.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
+    let w = request_with(RequestType::Put, 201, b"b", "/0/1", 11542, &server);
+    assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
+    let w = request_with(
+        RequestType::Put,
+        202,
+        b"b",
+        "/1/0",
+        11542,
+        &[0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'],
+    );
+    assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
+    let finish = request(RequestType::Post, 203, b"b", "/bs");
+    assert_eq!(
+        code(&call(&mut e, 50, &finish)),
+        resp(ResponseType::Changed)
+    );
+    let _ = events(&mut e);
+    e.set_server(2);
+    e.start(60);
+    let reg = one(&mut e);
+    let mut created = ack(&reg, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    e.handle_datagram(70, 2, &bytes(&created));
+    let _ = events(&mut e);
+    e.handle_timeout(5_049);
+    assert!(events(&mut e).is_empty(), "purged early");
+    assert!(e.poll_timeout().is_some_and(|t| t <= 5_050));
+    e.handle_timeout(5_050);
+    assert_eq!(events(&mut e), vec![Event::BootstrapAccountPurged]);
+    let trigger = request(RequestType::Post, 300, b"t", "/1/0/9");
+    e.handle_datagram(5_100, 2, &bytes(&trigger));
+    let (_, r) = sent(&mut e).remove(0);
+    assert_eq!(code(&r), resp(ResponseType::MethodNotAllowed));
+}

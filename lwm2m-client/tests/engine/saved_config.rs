@@ -96,7 +96,7 @@ fn a_configuration_of_another_bootstrap_server_or_unusable_is_not_taken() {
     let before = e.saved_config().unwrap();
     assert_eq!(
         e.restore_config(0, &saved, "coap://127.0.0.1:9999"),
-        Err(RestoreError::OtherBootstrapServer(Some(BOOTSTRAP.into())))
+        Err(RestoreError::OtherBootstrapServer(BOOTSTRAP.into()))
     );
     assert_eq!(e.saved_config().unwrap(), before);
     // A PSK account without its key cannot reach the server.

@@ -65,6 +65,12 @@ public class LeshanTestBootstrap {
         String bsUri = (secure ? "coaps" : "coap") + "://127.0.0.1:" + port;
         config.security.put(0, account(bsUri, true, secure ? args[5] : null,
                 secure ? args[6] : null));
+        // With LESHAN_BS_ACCOUNT_TIMEOUT=N its own account gets Bootstrap-Server Account
+        // Timeout N (resource 12): the client is to purge that account N s after bootstrap.
+        String timeout = System.getenv("LESHAN_BS_ACCOUNT_TIMEOUT");
+        if (timeout != null) {
+            config.security.get(0).bootstrapServerAccountTimeout = Integer.parseInt(timeout);
+        }
         BootstrapConfig.ServerSecurity dm = account(serverUri, false,
                 args.length >= 5 && !x509 ? args[3] : null,
                 args.length >= 5 && !x509 ? args[4] : null);
