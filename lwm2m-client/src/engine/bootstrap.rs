@@ -32,6 +32,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// construction, or [`Engine::set_server`]'s: the bootstrap server). [`Event::Bootstrapped`]
     /// carries the management server's URI at the end; then call [`Engine::set_server`] and
     /// [`Engine::start`].
+    ///
     /// The Bootstrap-Request goes out after the bootstrap account's Client Hold Off Time
     /// (/0/x/11, which LwM2M 1.1 Core E.1 has a client doing client-initiated bootstrap honour).
     pub fn bootstrap(&mut self, now: u64) {
