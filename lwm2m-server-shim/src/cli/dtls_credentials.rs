@@ -50,18 +50,25 @@ impl PskCredentials {
     }
 }
 
-/// The shim's certificate for certificate-mode clients on the coaps port.
+/// The shim's certificate for certificate-mode clients on the coaps port. `serve` also takes
+/// `conformance`'s names for them (`--dtls-cert`, `--dtls-key`, `--dtls-ca`), so one command
+/// line's options carry over to the other.
 #[derive(Args, Debug, Default)]
 pub struct CertCredentials {
     /// Certificate mode on the coaps port (besides PSK): the shim's certificate (PEM, P-256).
     /// Clients must present a certificate from --ca and register as its common name.
-    #[arg(long, requires_all = ["key", "ca"])]
+    #[arg(long, visible_alias = "dtls-cert", requires_all = ["key", "ca"], value_name = "PEM")]
     pub cert: Option<PathBuf>,
     /// Private key (PEM) of --cert.
-    #[arg(long, requires = "cert")]
+    #[arg(
+        long,
+        visible_alias = "dtls-key",
+        requires = "cert",
+        value_name = "PEM"
+    )]
     pub key: Option<PathBuf>,
     /// CA certificate (PEM) that certificate-mode clients must chain to.
-    #[arg(long, requires = "cert")]
+    #[arg(long, visible_alias = "dtls-ca", requires = "cert", value_name = "PEM")]
     pub ca: Option<PathBuf>,
 }
 

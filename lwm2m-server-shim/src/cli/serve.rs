@@ -231,6 +231,33 @@ mod tests {
         configure(cli.serve).expect("configuration").0
     }
 
+    /// `conformance`'s names for the certificate options work for `serve` too.
+    #[test]
+    fn the_certificate_options_take_conformances_names_too() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map(|c| c.serve.cert)
+        };
+        let names = [
+            "--dtls-cert",
+            "c.pem",
+            "--dtls-key",
+            "k.pem",
+            "--dtls-ca",
+            "ca.pem",
+        ];
+        let cert = parse(&names).expect("arguments parse");
+        assert_eq!(cert.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(cert.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(cert.ca, Some(PathBuf::from("ca.pem")));
+        let cert = parse(&["--cert", "c.pem", "--key", "k.pem", "--ca", "ca.pem"]).unwrap();
+        assert_eq!(cert.cert, Some(PathBuf::from("c.pem")));
+        assert!(
+            parse(&["--dtls-cert", "c.pem"]).is_err(),
+            "key and CA required"
+        );
+    }
+
     #[test]
     fn q_block2_is_served_unless_turned_off() {
         assert!(config(&[]).qblock.is_some());
