@@ -15,6 +15,13 @@ fn uri_tlv(uri: &[u8]) -> Vec<u8> {
     tlv
 }
 
+/// The bootstrap server's Bootstrap-Write of /1/0 (message id `mid`) in TLV: Short Server ID
+/// 7 (read-only to management servers), lifetime 120 s, binding U.
+fn server_instance_write(mid: u16) -> coap_lite::Packet {
+    let tlv = [0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'];
+    request_with(RequestType::Put, mid, b"b", "/1/0", 11542, &tlv)
+}
+
 /// [`bootstrapping`] with its Bootstrap-Request accepted: the bootstrap server's turn.
 fn bootstrap_accepted() -> lwm2m_client::Engine<u8> {
     let mut e = bootstrapping();
@@ -72,14 +79,7 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     let w = request_with(RequestType::Put, 106, b"b", "/0/2", 11542, &bad);
     assert_eq!(code(&call(&mut e, 35, &w)), resp(ResponseType::BadRequest));
     // Bootstrap-Write /1/0: SSID 7 (read-only to management servers), lifetime 120 s.
-    let w = request_with(
-        RequestType::Put,
-        102,
-        b"b",
-        "/1/0",
-        11542,
-        &[0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'],
-    );
+    let w = server_instance_write(102);
     assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
     let d = call(
         &mut e,
@@ -505,14 +505,7 @@ fn the_bootstrap_account_is_purged_when_its_timeout_passes() {
     server.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x03, 0xC1, 0x0A, 0x07]);
     let w = request_with(RequestType::Put, 201, b"b", "/0/1", 11542, &server);
     assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
-    let w = request_with(
-        RequestType::Put,
-        202,
-        b"b",
-        "/1/0",
-        11542,
-        &[0xC1, 0x00, 0x07, 0xC1, 0x01, 0x78, 0xC1, 0x07, b'U'],
-    );
+    let w = server_instance_write(202);
     assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
     let finish = request(RequestType::Post, 203, b"b", "/bs");
     assert_eq!(
