@@ -48,6 +48,10 @@ pub struct ResourceDef {
     pub multiple: bool,
     /// Data type.
     pub ty: ResourceType,
+    /// A multiple-instance resource that also takes a single value, as the list of that one
+    /// value: servers built on a model that had it single write it so (see
+    /// [`ResourceDef::single_too`]).
+    pub single_too: bool,
 }
 
 impl ResourceDef {
@@ -58,7 +62,16 @@ impl ResourceDef {
             ops,
             multiple,
             ty,
+            single_too: false,
         }
+    }
+
+    /// The same multiple-instance resource, also taking a single value where a peer writes
+    /// one (Leshan 2.0.0-M4 writes Security /0/x/16 single, LwM2M 1.1 Core E.1 has it
+    /// multiple).
+    pub const fn single_too(mut self) -> Self {
+        self.single_too = true;
+        self
     }
 }
 

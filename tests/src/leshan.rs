@@ -364,6 +364,19 @@ impl LeshanBootstrap {
         Self::start_with(dir, endpoint, server_uri, &x509, env)
     }
 
+    /// [`LeshanBootstrap::start`] in clear for a PSK server, with the management server
+    /// account's DTLS/TLS Ciphersuite (resource 16) set to `suite` (an IANA code point).
+    pub fn start_with_cipher_suite(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        psk: (&str, &str),
+        suite: u16,
+    ) -> Self {
+        let env = ("LESHAN_CIPHER_SUITE", format!("0x{suite:04X}"));
+        Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], Some(env))
+    }
+
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.

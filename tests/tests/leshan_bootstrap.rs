@@ -268,6 +268,57 @@ fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     );
 }
 
+/// DTLS/TLS Ciphersuite (Security /0/x/16, LwM2M 1.1 Core E.1) as Leshan's bootstrap server
+/// writes it: the device proposes that suite, and only it, in its ClientHello. Here
+/// TLS_PSK_WITH_AES_128_CCM (0xC0A4), which Leshan's server takes but the device does not
+/// offer on its own (the mandated CCM_8, then GCM), so the session's suite shows the resource
+/// was followed.
+#[test]
+fn our_device_offers_the_cipher_suite_leshans_bootstrap_server_writes() {
+    let dir = temp_dir("leshan-bootstrap-suite");
+    let leshan = LeshanServer::start("leshan-bs-suite-server");
+    let ep = "bs-suite-dev";
+    let psk = ("bs-suite-identity", "7c6b5a4938271605f4e3d2c1b0a99887");
+    assert_eq!(leshan.add_psk(ep, psk.0, psk.1), 200);
+    let bootstrap =
+        LeshanBootstrap::start_with_cipher_suite(&dir, ep, &leshan.coaps_uri(), psk, 0xC0A4);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, true);
+    let log = bootstrap.log();
+    assert!(
+        log.contains("16=LwM2mSingleResource [id=16, value=49316,"),
+        "{log}"
+    );
+    dev.wait_log("cipher=\"PSK-AES128-CCM\"", REGISTER);
+    assert_eq!(log.matches("bootstrap end").count(), 1, "{log}");
+}
+
+/// A Ciphersuite the device cannot propose for the account (0xC0AE is a certificate-mode
+/// suite, the account is PSK): the configuration is inconsistent, so Bootstrap-Finish gets
+/// 4.06 and the device says why, rather than failing every handshake later.
+#[test]
+fn leshans_bootstrap_server_hears_406_for_a_cipher_suite_our_device_cannot_offer() {
+    let dir = temp_dir("leshan-bootstrap-suite-406");
+    let ep = "bs-suite-406-dev";
+    let psk = ("bs-suite-406-identity", "00112233445566778899aabbccddeeff");
+    let mut bootstrap =
+        LeshanBootstrap::start_with_cipher_suite(&dir, ep, "coaps://127.0.0.1:5684", psk, 0xC0AE);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
+    assert!(
+        bootstrap.log().contains("response NOT_ACCEPTABLE(406)"),
+        "{}",
+        bootstrap.log()
+    );
+    dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
+    assert!(
+        dev.log()
+            .contains("none of the DTLS/TLS Ciphersuites (resource 16) is implemented"),
+        "{}",
+        dev.log()
+    );
+}
+
 #[test]
 fn our_device_reaches_leshans_x509_server_with_the_certificates_leshans_bootstrap_server_wrote() {
     let dir = temp_dir("leshan-bootstrap-x509");

@@ -363,6 +363,15 @@ impl<P: Clone + PartialEq> Engine<P> {
             if let Some(Value::Integer(u)) = single(15) {
                 credentials.usage = CertificateUsage::from_code(u)?;
             }
+            if let Ok(ResourceValue::Multiple(suites)) = o.read(0, i, 16) {
+                credentials.cipher_suites = suites
+                    .iter()
+                    .map(|(_, v)| match v {
+                        Value::Unsigned(s) => u16::try_from(*s).ok(),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+            }
             Some((uri, credentials))
         })
     }

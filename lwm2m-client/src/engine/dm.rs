@@ -54,9 +54,10 @@ fn ids(path: &Path) -> (u16, u16, u16) {
 }
 
 /// Whether `r` has the shape its definition gives: multiple-instance resources carry
-/// instances, single ones one value.
+/// instances (or one value, where the definition also takes that), single ones one value.
 pub(crate) fn shape_fits(def: &ResourceDef, r: &Resource) -> bool {
-    def.multiple == matches!(r.value, ResourceValue::Multiple(_))
+    let multiple = matches!(r.value, ResourceValue::Multiple(_));
+    def.multiple == multiple || (def.single_too && !multiple)
 }
 
 pub(crate) fn reply(code: ResponseType) -> Packet {

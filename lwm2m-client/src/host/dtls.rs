@@ -121,6 +121,9 @@ pub enum DtlsError {
     /// A certificate-mode client session was asked for without the server's name (see
     /// [`DtlsContext::with_peer_name`]): any certificate of the CA would pass for the server.
     NoPeerName,
+    /// None of the cipher suites a client was to offer (IANA code points, see
+    /// [`DtlsContext::offering`]) is one OpenSSL implements for the context's mode.
+    NoSuite(Vec<u16>),
 }
 
 impl fmt::Display for DtlsError {
@@ -132,6 +135,13 @@ impl fmt::Display for DtlsError {
             DtlsError::NotEstablished => f.write_str("DTLS session not established yet"),
             DtlsError::NoPeerName => {
                 f.write_str("certificate mode needs the server's name to check its certificate")
+            }
+            DtlsError::NoSuite(suites) => {
+                f.write_str("no cipher suite of")?;
+                for s in suites {
+                    write!(f, " 0x{s:04X}")?;
+                }
+                f.write_str(" is implemented for this mode")
             }
         }
     }
@@ -198,7 +208,17 @@ pub struct DtlsContext {
     server: bool,
     mtu: u32,
     peer_name: PeerName,
+    /// A client's authentication (`NID_auth_psk` or `NID_auth_ecdsa`), which the suites it
+    /// offers must have; 0 for servers.
+    auth: c_int,
+    /// The suites a client offers instead of the context's (OpenSSL cipher list).
+    offer: Option<String>,
 }
+
+/// OpenSSL's NIDs of PSK and ECDSA authentication (`obj_mac.h`), which openssl-sys does not
+/// name.
+const NID_AUTH_PSK: c_int = 1048;
+const NID_AUTH_ECDSA: c_int = 1047;
 
 /// What a client checks the server's certificate names against. A certificate chaining to
 /// the trusted CA only says that CA issued it, perhaps to another server or to a device of the
@@ -454,7 +474,10 @@ impl DtlsContext {
     fn psk_client_offering(psk: Psk, suites: &str) -> Result<Self, DtlsError> {
         let mut b = base_builder(false, suites)?;
         install_psk_client(&mut b, psk);
-        Ok(Self::finish(b, false))
+        Ok(Self {
+            auth: NID_AUTH_PSK,
+            ..Self::finish(b, false)
+        })
     }
 
     /// A server context in PSK mode; `lookup` returns the key for an identity, or `None` to
@@ -485,6 +508,7 @@ impl DtlsContext {
         load_certificate(&mut b, id)?;
         Ok(Self {
             peer_name: PeerName::Missing,
+            auth: NID_AUTH_ECDSA,
             ..Self::finish(b, false)
         })
     }
@@ -499,7 +523,10 @@ impl DtlsContext {
         load_certificate(&mut b, id)?;
         b.cert_store_mut()
             .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
-        Ok(Self::finish(b, false))
+        Ok(Self {
+            auth: NID_AUTH_ECDSA,
+            ..Self::finish(b, false)
+        })
     }
 
     /// A client context in certificate mode whose server's chain must end at the certificate
@@ -513,6 +540,7 @@ impl DtlsContext {
             .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
         Ok(Self {
             peer_name: PeerName::Missing,
+            auth: NID_AUTH_ECDSA,
             ..Self::finish(b, false)
         })
     }
@@ -531,7 +559,48 @@ impl DtlsContext {
             server,
             mtu: DEFAULT_MTU,
             peer_name: PeerName::NotChecked,
+            auth: 0,
+            offer: None,
         }
+    }
+
+    /// The same client credentials, offering `suites` (IANA code points, in order of
+    /// preference) instead of the context's: LwM2M 1.1 Security resource 16, which "instructs
+    /// the TLS/DTLS client to propose the indicated ciphersuite(s) in the ClientHello" (Core
+    /// E.1). Suites OpenSSL does not implement, or of another authentication than the
+    /// context's (a certificate suite for a PSK account), are left out; none left is
+    /// [`DtlsError::NoSuite`]. An empty list changes nothing.
+    pub fn offering(mut self, suites: &[u16]) -> Result<Self, DtlsError> {
+        if suites.is_empty() {
+            return Ok(self);
+        }
+        if self.auth == 0 {
+            return Err(DtlsError::NoSuite(suites.to_vec()));
+        }
+        let ssl = Ssl::new(&self.ctx)?;
+        let mut names = Vec::new();
+        for code in suites {
+            // SAFETY: a valid SSL and two readable bytes; OpenSSL returns one of its static
+            // cipher descriptions or null, which the name and NID getters only read.
+            let name = unsafe {
+                let c = SSL_CIPHER_find(ssl.as_ptr(), code.to_be_bytes().as_ptr());
+                if c.is_null() || SSL_CIPHER_get_auth_nid(c) != self.auth {
+                    continue;
+                }
+                openssl::ssl::SslCipherRef::from_ptr(c.cast_mut()).name()
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let list = names.join(":");
+        // OpenSSL also refuses a list of suites none of which DTLS 1.2 can use.
+        let mut probe = Ssl::new(&self.ctx)?;
+        if names.is_empty() || probe.set_cipher_list(&list).is_err() {
+            return Err(DtlsError::NoSuite(suites.to_vec()));
+        }
+        self.offer = Some(list);
+        Ok(self)
     }
 
     /// The same credentials for a session with the server at `host` (the host of its
@@ -635,6 +704,9 @@ impl DtlsSession {
     pub fn client(ctx: &DtlsContext, resume: Option<&SslSession>) -> Result<Self, DtlsError> {
         let mut ssl = Ssl::new(&ctx.ctx)?;
         ssl.set_mtu(ctx.mtu)?;
+        if let Some(list) = &ctx.offer {
+            ssl.set_cipher_list(list)?;
+        }
         match &ctx.peer_name {
             PeerName::NotChecked => {}
             PeerName::Missing => return Err(DtlsError::NoPeerName),
@@ -937,13 +1009,17 @@ struct libc_timeval {
     tv_usec: std::os::raw::c_long,
 }
 
-// `SSL_has_pending`, `DTLSv1_listen` and `BIO_ADDR` (OpenSSL 1.1.0+), the security callback
-// accessors and `SSL_CIPHER_get_protocol_id` (1.1.1+) have no binding in openssl-sys.
+// `SSL_has_pending`, `DTLSv1_listen`, `BIO_ADDR` and `SSL_CIPHER_get_auth_nid` (OpenSSL
+// 1.1.0+), the security callback accessors, `SSL_CIPHER_get_protocol_id` and `SSL_CIPHER_find`
+// (1.1.1+) have no binding in openssl-sys.
 extern "C" {
     fn SSL_has_pending(s: *const openssl_sys::SSL) -> c_int;
     fn SSL_CTX_get_security_callback(ctx: *const openssl_sys::SSL_CTX) -> Option<SecurityCallback>;
     fn SSL_CTX_set_security_callback(ctx: *mut openssl_sys::SSL_CTX, cb: Option<SecurityCallback>);
     fn SSL_CIPHER_get_protocol_id(c: *const openssl_sys::SSL_CIPHER) -> u16;
+    fn SSL_CIPHER_find(s: *mut openssl_sys::SSL, code: *const u8)
+        -> *const openssl_sys::SSL_CIPHER;
+    fn SSL_CIPHER_get_auth_nid(c: *const openssl_sys::SSL_CIPHER) -> c_int;
     fn DTLSv1_listen(s: *mut openssl_sys::SSL, client: *mut c_void) -> c_int;
     fn BIO_ADDR_new() -> *mut c_void;
     fn BIO_ADDR_free(a: *mut c_void);
@@ -1448,6 +1524,59 @@ mod tests {
         let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
         pump(&mut c, &mut s).unwrap();
         assert!(c.is_established());
+    }
+
+    /// Security /0/x/16: a client offers the suites it is given, in their order, leaving out
+    /// those OpenSSL lacks or of the other mode; none left is an error before any handshake.
+    #[test]
+    fn a_client_offers_the_cipher_suites_it_is_given() {
+        let peer: SocketAddr = "127.0.0.1:4100".parse().unwrap();
+        let negotiated = |client: &DtlsContext, server: &DtlsContext| {
+            let mut c = DtlsSession::client(client, None).unwrap();
+            let mut s = DtlsSession::server(server, peer).unwrap();
+            pump(&mut c, &mut s).unwrap();
+            c.cipher()
+        };
+        let psk_client = || DtlsContext::psk_client(psk()).unwrap();
+        // The server prefers CCM_8 and would take it were it offered.
+        assert_eq!(
+            negotiated(&psk_client(), &server_ctx()),
+            Some("PSK-AES128-CCM8")
+        );
+        // 0x00AE, TLS_PSK_WITH_AES_128_CBC_SHA256; 0xFFFF names no suite; 0xC0AE is ECDSA's.
+        let cbc = psk_client().offering(&[0xFFFF, 0xC0AE, 0x00AE]).unwrap();
+        assert_eq!(
+            negotiated(&cbc, &server_ctx()),
+            Some("PSK-AES128-CBC-SHA256")
+        );
+        for none in [&[0xC0AE][..], &[0x1301], &[0xFFFF, 0x0000]] {
+            assert!(
+                matches!(psk_client().offering(none), Err(DtlsError::NoSuite(s)) if s == none),
+                "{none:04X?}"
+            );
+        }
+        assert!(psk_client().offering(&[]).is_ok());
+        // Certificate mode: 0xC02B, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; a PSK suite is not
+        // one it can offer.
+        let ca = issue("test-ca", None);
+        let server = DtlsContext::cert_server(&cert_identity("lwm2m-server", &ca, &ca.0)).unwrap();
+        let device = cert_identity("urn:dev:cert-1", &ca, &ca.0);
+        let client = || {
+            DtlsContext::cert_client(&device)
+                .unwrap()
+                .with_peer_name("lwm2m-server")
+        };
+        let gcm = client().offering(&[0xC0A8, 0xC02B]).unwrap();
+        assert_eq!(
+            negotiated(&gcm, &server),
+            Some("ECDHE-ECDSA-AES128-GCM-SHA256")
+        );
+        assert!(matches!(
+            client().offering(&[0xC0A8]),
+            Err(DtlsError::NoSuite(_))
+        ));
+        // A server offers nothing.
+        assert!(server_ctx().offering(&[0xC0A8]).is_err());
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl DtlsUdp {
         self.session.resumed()
     }
 
+    /// The cipher suite negotiated (OpenSSL's name).
+    pub fn cipher(&self) -> Option<&'static str> {
+        self.session.cipher()
+    }
+
     /// The session to offer when reconnecting.
     pub fn session(&self) -> Option<SslSession> {
         self.session.session()

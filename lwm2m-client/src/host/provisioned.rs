@@ -4,7 +4,7 @@
 //! exists mostly to hand a device these credentials: a device that kept its bootstrap-time
 //! transport would talk plain CoAP to a DTLS port.
 
-use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
+use crate::host::dtls::{CertIdentity, DtlsContext, DtlsError, Psk};
 use crate::host::runtime::resolve_server_now;
 use crate::objects::security::{CertificateUsage, Credentials, Inconsistency, SecurityMode};
 use std::fmt;
@@ -47,9 +47,11 @@ pub const SUPPORTED: [SecurityMode; 3] = [
 /// does not.
 pub fn check(server_uri: &str, c: &Credentials) -> Result<(), Inconsistency> {
     c.check(server_uri, &SUPPORTED)?;
-    dtls_context(server_uri, c)
-        .map(|_| ())
-        .map_err(|_| Inconsistency::Refused)
+    match dtls_context(server_uri, c) {
+        Ok(_) => Ok(()),
+        Err(Unusable::Inconsistent(why)) => Err(why),
+        Err(_) => Err(Inconsistency::Refused),
+    }
 }
 
 /// The server's address and, for `coaps://`, the DTLS context to reach it with.
@@ -64,9 +66,22 @@ pub fn transport(
     Ok((addr, dtls))
 }
 
-/// The DTLS context of a consistent account for `server_uri`; `None` for NoSec.
+/// The DTLS context of a consistent account for `server_uri`, offering the account's cipher
+/// suites (resource 16) when it lists any; `None` for NoSec.
 fn dtls_context(server_uri: &str, c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
-    let dtls = |e: crate::host::dtls::DtlsError| Unusable::Dtls(e.to_string());
+    let Some(ctx) = mode_context(server_uri, c)? else {
+        return Ok(None);
+    };
+    match ctx.offering(&c.cipher_suites) {
+        Ok(ctx) => Ok(Some(ctx)),
+        Err(DtlsError::NoSuite(_)) => Err(Unusable::Inconsistent(Inconsistency::CipherSuites)),
+        Err(e) => Err(Unusable::Dtls(e.to_string())),
+    }
+}
+
+/// The DTLS context of the account's Security Mode and Certificate Usage.
+fn mode_context(server_uri: &str, c: &Credentials) -> Result<Option<DtlsContext>, Unusable> {
+    let dtls = |e: DtlsError| Unusable::Dtls(e.to_string());
     Ok(match c.mode {
         SecurityMode::Psk => {
             let psk = Psk {

@@ -464,7 +464,12 @@ impl<'s> Link<'s> {
         .await
         {
             Ok(assoc) => {
-                tracing::info!(server = %s.server, resumed = assoc.resumed(), "DTLS session established");
+                tracing::info!(
+                    server = %s.server,
+                    resumed = assoc.resumed(),
+                    cipher = assoc.cipher().unwrap_or("?"),
+                    "DTLS session established"
+                );
                 s.resume = assoc.session();
                 s.assoc = Some(assoc);
                 Ok(())

@@ -1,8 +1,9 @@
 //! Object 0, LwM2M Security: server URIs and credentials, one instance per server account
 //! (the bootstrap server's included). The engine reads it; management servers may not (4.01);
 //! a bootstrap server writes and deletes instances during bootstrap. Resources 0-12 are
-//! Security 1.0's; of 1.1's (LwM2M 1.1 Core E.1) 13-15 are modelled: Matching Type, SNI and
-//! Certificate Usage, which Leshan's bootstrap server writes when an operator chooses them.
+//! Security 1.0's; of 1.1's (LwM2M 1.1 Core E.1) 13-16 are modelled: Matching Type, SNI,
+//! Certificate Usage and DTLS/TLS Ciphersuite, which Leshan's bootstrap server writes when an
+//! operator chooses them.
 
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
 use crate::object::{Completion, ObjectHandler, OpError, Ops, ResourceDef};
@@ -26,7 +27,11 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(13, Ops::RW, false, T::Integer),
     ResourceDef::new(14, Ops::RW, false, T::String),
     ResourceDef::new(15, Ops::RW, false, T::Integer),
+    ResourceDef::new(16, Ops::RW, true, T::Unsigned).single_too(),
 ];
+
+/// Most cipher suites an account lists (resource 16); a TLS ClientHello offers a handful.
+pub const MAX_CIPHER_SUITES: usize = 16;
 
 /// Resources of Security 1.0 (LwM2M 1.0 TS Appendix E.1) this device keeps as written but does
 /// not act on: the SMS binding (6 SMS Security Mode, 7 SMS Binding Key Parameters, 8 SMS
@@ -90,7 +95,7 @@ impl CertificateUsage {
     }
 }
 
-/// What a transport needs to reach a server of an account: resources 2-5 and 13-15 (LwM2M 1.1
+/// What a transport needs to reach a server of an account: resources 2-5 and 13-16 (LwM2M 1.1
 /// Core E.1). In PSK mode `identity` is the PSK identity and `secret_key` the key; in
 /// certificate mode the client's certificate, the certificate resource 4 holds (see `usage`)
 /// and the client's private key (DER).
@@ -112,11 +117,14 @@ pub struct Credentials {
     pub sni: String,
     /// Certificate Usage (resource 15).
     pub usage: CertificateUsage,
+    /// DTLS/TLS Ciphersuite (resource 16): the IANA code points of the suites the client is to
+    /// propose in its ClientHello, in order; empty for the transport's own choice.
+    pub cipher_suites: Vec<u16>,
 }
 
 impl Credentials {
-    /// Resources 2-5 with the defaults of 13-15: exact match, no SNI, domain-issued
-    /// certificate.
+    /// Resources 2-5 with the defaults of 13-16: exact match, no SNI, domain-issued
+    /// certificate, the transport's cipher suites.
     pub fn new(
         mode: SecurityMode,
         identity: Vec<u8>,
@@ -131,6 +139,7 @@ impl Credentials {
             matching_type: 0,
             sni: String::new(),
             usage: CertificateUsage::DomainIssuedCertificate,
+            cipher_suites: Vec::new(),
         }
     }
 }
@@ -145,6 +154,7 @@ impl core::fmt::Debug for Credentials {
             .field("matching_type", &self.matching_type)
             .field("sni", &self.sni)
             .field("usage", &self.usage)
+            .field("cipher_suites", &self.cipher_suites)
             .field(
                 "secret_key",
                 &format_args!("<{} bytes>", self.secret_key.len()),
@@ -174,6 +184,8 @@ pub enum Inconsistency {
     Usage(CertificateUsage),
     /// A matching type other than the whole certificate (0).
     MatchingType(u8),
+    /// Resource 16 lists no cipher suite the device's DTLS implements for the account's mode.
+    CipherSuites,
     /// The device's transport refused the credentials (a certificate or key that does not
     /// parse, or a key that is not the certificate's).
     Refused,
@@ -193,6 +205,9 @@ impl core::fmt::Display for Inconsistency {
             Self::MatchingType(m) => write!(
                 f,
                 "Matching Type {m} is not supported (only 0, the whole certificate)"
+            ),
+            Self::CipherSuites => f.write_str(
+                "none of the DTLS/TLS Ciphersuites (resource 16) is implemented for this mode",
             ),
             Self::Refused => f.write_str("the DTLS layer refused the certificate or key"),
         }
@@ -265,6 +280,8 @@ pub struct Account {
     pub sni: String,
     /// Certificate Usage (resource 15).
     pub usage: CertificateUsage,
+    /// DTLS/TLS Ciphersuite (resource 16), IANA code points in order.
+    pub cipher_suites: Vec<u16>,
     /// Values written to resources 6-9 and 12 (SMS binding, Bootstrap-Server Account Timeout),
     /// which this device keeps but does not act on, by resource id.
     pub kept: Vec<(u16, Value)>,
@@ -285,6 +302,7 @@ impl Account {
             matching_type: 0,
             sni: String::new(),
             usage: CertificateUsage::DomainIssuedCertificate,
+            cipher_suites: Vec::new(),
             kept: Vec::new(),
         }
     }
@@ -354,6 +372,12 @@ impl ObjectHandler for Security {
             13 => int(i64::from(a.matching_type)),
             14 => ResourceValue::Single(Value::String(a.sni.clone())),
             15 => int(a.usage as i64),
+            16 if !a.cipher_suites.is_empty() => ResourceValue::Multiple(
+                (0u16..)
+                    .zip(a.cipher_suites.iter())
+                    .map(|(i, s)| (i, Value::Unsigned(u64::from(*s))))
+                    .collect(),
+            ),
             id => a
                 .kept
                 .iter()
@@ -396,8 +420,13 @@ impl ObjectHandler for Security {
 
 /// Writes one resource of an account.
 fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
-    let ResourceValue::Single(v) = &r.value else {
-        return Err(OpError::BadRequest);
+    let v = match (&r.value, r.id) {
+        (ResourceValue::Single(v), _) => v,
+        (ResourceValue::Multiple(values), 16) => {
+            a.cipher_suites = cipher_suites(values.iter().map(|(_, v)| v))?;
+            return Ok(());
+        }
+        _ => return Err(OpError::BadRequest),
     };
     match (r.id, v) {
         (0, Value::String(s)) => a.server_uri = s.clone(),
@@ -419,6 +448,7 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
         (15, Value::Integer(i)) => {
             a.usage = CertificateUsage::from_code(*i).ok_or(OpError::BadRequest)?
         }
+        (16, v) => a.cipher_suites = cipher_suites(core::iter::once(v))?,
         (id, v)
             if KEPT_AS_WRITTEN.contains(&id)
                 && MODEL
@@ -431,6 +461,25 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
         _ => return Err(OpError::BadRequest),
     }
     Ok(())
+}
+
+/// Resource 16's values as IANA cipher suite code points: a suite is "a 32-bit integer value"
+/// made of its two registry bytes (LwM2M 1.1 Core E.1, TLS_PSK_WITH_AES_128_CCM_8 is 0xC0A8),
+/// so anything above 0xFFFF names none; at most [`MAX_CIPHER_SUITES`] of them.
+fn cipher_suites<'a>(values: impl Iterator<Item = &'a Value>) -> Result<Vec<u16>, OpError> {
+    let mut suites = Vec::new();
+    for v in values {
+        let code = match v {
+            Value::Unsigned(u) => u16::try_from(*u).ok(),
+            Value::Integer(i) => u16::try_from(*i).ok(),
+            _ => None,
+        };
+        if suites.len() == MAX_CIPHER_SUITES {
+            return Err(OpError::BadRequest);
+        }
+        suites.push(code.ok_or(OpError::BadRequest)?);
+    }
+    Ok(suites)
 }
 
 #[cfg(test)]
@@ -507,6 +556,42 @@ mod tests {
         c.usage = CertificateUsage::DomainIssuedCertificate;
         c.matching_type = 1;
         assert_eq!(c.check(uri, &all), Err(Inconsistency::MatchingType(1)));
+    }
+
+    fn multiple(id: u16, values: &[u64]) -> Resource {
+        Resource {
+            id,
+            value: ResourceValue::Multiple(
+                (0u16..)
+                    .zip(values)
+                    .map(|(i, v)| (i, Value::Unsigned(*v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// DTLS/TLS Ciphersuite (resource 16) is multiple in LwM2M 1.1 Core E.1; Leshan 2.0.0-M4
+    /// writes it single. Both are taken, as IANA code points (16 bits), read back multiple;
+    /// absent until written.
+    #[test]
+    fn cipher_suites_are_taken_single_or_multiple() {
+        let mut s = Security::no_sec("coaps://127.0.0.1");
+        assert_eq!(s.read(0, 0, 16), Err(OpError::NotFound));
+        s.write(0, 0, &single(16, Value::Unsigned(0xC0A4))).unwrap();
+        assert_eq!(s.read(0, 0, 16).unwrap(), multiple(16, &[0xC0A4]).value);
+        s.write(0, 0, &multiple(16, &[0xC0A8, 0x00AE])).unwrap();
+        assert_eq!(s.accounts[0].cipher_suites, vec![0xC0A8, 0x00AE]);
+        for bad in [
+            single(16, Value::Unsigned(0x1_0000)),
+            single(16, Value::Integer(-1)),
+            single(16, Value::String("0xC0A8".into())),
+            multiple(16, &[0xC0A8; MAX_CIPHER_SUITES + 1]),
+        ] {
+            assert_eq!(s.write(0, 0, &bad), Err(OpError::BadRequest), "{bad:?}");
+        }
+        assert_eq!(s.accounts[0].cipher_suites, vec![0xC0A8, 0x00AE]);
+        // Only resource 16 takes instances.
+        assert_eq!(s.write(0, 0, &multiple(15, &[3])), Err(OpError::BadRequest));
     }
 
     #[test]

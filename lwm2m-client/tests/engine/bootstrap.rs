@@ -176,6 +176,32 @@ fn an_account_that_cannot_reach_its_server_is_not_acceptable_at_finish() {
     assert_eq!(code(&f), resp(ResponseType::Changed));
 }
 
+/// DTLS/TLS Ciphersuite (/0/x/16, LwM2M 1.1 Core E.1) written as the spec has it, a multiple
+/// resource of IANA code points: the transport gets them in the server's order.
+#[test]
+fn the_cipher_suites_a_bootstrap_server_writes_reach_the_transport_in_order() {
+    let mut e = bootstrap_accepted();
+    let mut payload = uri_tlv(b"coaps://127.0.0.1:5684");
+    payload.extend_from_slice(&[0xC1, 0x01, 0x00, 0xC1, 0x02, 0x00, 0xC1, 0x0A, 0x07]);
+    payload.extend_from_slice(&[0xC2, 0x03, b'i', b'd', 0xC1, 0x05, 0x6B]);
+    // Resource 16, instances 0 and 1: 0xC0A4 (PSK_WITH_AES_128_CCM), 0xC0A8 (CCM_8).
+    payload.extend_from_slice(&[
+        0x88, 0x10, 0x08, 0x42, 0x00, 0xC0, 0xA4, 0x42, 0x01, 0xC0, 0xA8,
+    ]);
+    let w = request_with(RequestType::Put, 101, b"b", "/0/1", 11542, &payload);
+    assert_eq!(code(&call(&mut e, 30, &w)), resp(ResponseType::Changed));
+    let w = server_instance_write(102);
+    assert_eq!(code(&call(&mut e, 40, &w)), resp(ResponseType::Changed));
+    let f = call(&mut e, 50, &request(RequestType::Post, 104, b"b", "/bs"));
+    assert_eq!(code(&f), resp(ResponseType::Changed));
+    match events(&mut e).as_slice() {
+        [Event::Bootstrapped { credentials, .. }] => {
+            assert_eq!(credentials.cipher_suites, vec![0xC0A4, 0xC0A8])
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A Bootstrap-Write too long for one datagram comes block-wise (RFC 7959 §2.5), as Leshan
 /// sends a Security instance holding certificates: it is gathered and written whole.
 #[test]

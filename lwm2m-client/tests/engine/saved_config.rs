@@ -25,7 +25,8 @@ fn factory() -> Engine<u8> {
 }
 
 /// What a bootstrap server leaves: its account, a PSK account for the management server
-/// with `key`, lifetime 120 s and a Communication Retry Count of 3.
+/// with `key` and two cipher suites to offer, lifetime 120 s and a Communication Retry Count
+/// of 3.
 fn provisioned(key: &[u8]) -> Engine<u8> {
     let mut security = Security::bootstrap(BOOTSTRAP);
     security.accounts.push(Account {
@@ -41,6 +42,7 @@ fn provisioned(key: &[u8]) -> Engine<u8> {
         matching_type: 0,
         sni: String::new(),
         usage: CertificateUsage::DomainIssuedCertificate,
+        cipher_suites: SUITES.to_vec(),
         kept: Vec::new(),
     });
     let mut server = Server::new(120);
@@ -54,24 +56,22 @@ fn provisioned(key: &[u8]) -> Engine<u8> {
 }
 
 const KEY: &[u8] = b"0123456789abcdef";
+/// TLS_PSK_WITH_AES_128_CCM and TLS_PSK_WITH_AES_128_CCM_8: a multiple resource (/0/1/16).
+const SUITES: [u16; 2] = [0xC0A4, 0xC0A8];
 
 #[test]
 fn a_saved_configuration_comes_back_whole_and_the_device_registers_with_it() {
     let saved = provisioned(KEY).saved_config().unwrap();
     let mut e = factory();
     let account = e.restore_config(0, &saved, BOOTSTRAP).unwrap();
-    assert_eq!(
-        account,
-        (
-            MANAGEMENT.to_string(),
-            Credentials::new(
-                SecurityMode::Psk,
-                b"dev-identity".to_vec(),
-                Vec::new(),
-                KEY.to_vec()
-            )
-        )
+    let mut credentials = Credentials::new(
+        SecurityMode::Psk,
+        b"dev-identity".to_vec(),
+        Vec::new(),
+        KEY.to_vec(),
     );
+    credentials.cipher_suites = SUITES.to_vec();
+    assert_eq!(account, (MANAGEMENT.to_string(), credentials));
     assert_eq!(e.saved_config().unwrap(), saved, "byte for byte");
     // The same bootstrap server spelt in another case and with a path is the same one.
     let mut other = factory();

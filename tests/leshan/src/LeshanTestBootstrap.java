@@ -30,6 +30,7 @@ import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.request.BindingMode;
 import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
 import org.eclipse.leshan.core.response.LwM2mResponse;
+import org.eclipse.leshan.core.util.datatype.ULong;
 import org.eclipse.leshan.server.bootstrap.BootstrapConfig;
 import org.eclipse.leshan.server.bootstrap.BootstrapFailureCause;
 import org.eclipse.leshan.server.bootstrap.BootstrapSession;
@@ -85,6 +86,13 @@ public class LeshanTestBootstrap {
             if (usage != null) {
                 dm.certificateUsage = CertificateUsage.fromCode(Integer.parseInt(usage));
             }
+        }
+        // With LESHAN_CIPHER_SUITE=N (0x-prefixed hex or decimal) Leshan also writes DTLS/TLS
+        // Ciphersuite N (resource 16 of Security 1.1), as its bootstrap demo does when one is
+        // chosen: the suite the client is to propose.
+        String suite = System.getenv("LESHAN_CIPHER_SUITE");
+        if (suite != null) {
+            dm.cipherSuite = ULong.valueOf(Long.decode(suite));
         }
         dm.serverId = SHORT_SERVER_ID;
         config.security.put(1, dm);
