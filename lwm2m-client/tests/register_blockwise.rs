@@ -142,7 +142,8 @@ fn update_with_object_links_answered_4_13_is_sent_block_wise() {
 
 #[test]
 fn block_wise_retries_end_when_the_server_does_not_shrink_its_size() {
-    // 4.13 without Block1: a plain failure, retried later with back-off (as before).
+    // 4.13 without Block1: a plain failure, retried after the Server object's Communication
+    // Retry Timer (60 s by default), then twice that.
     let mut e = engine();
     e.start(0);
     let whole = one(&mut e);
@@ -155,20 +156,20 @@ fn block_wise_retries_end_when_the_server_does_not_shrink_its_size() {
         events(&mut e),
         vec![Event::RegistrationFailed {
             code: Some("4.13".into()),
-            retry_in_ms: 2000
+            retry_in_ms: 60_000
         }]
     );
     assert!(sent(&mut e).is_empty());
     // 4.13 to a block at the same size: the transfer fails instead of restarting forever.
-    e.handle_timeout(2001);
+    e.handle_timeout(60_001);
     let whole = one(&mut e);
     let too_large = BlockOpt::new(0, false, 2).unwrap();
     let r = with_block1(&whole, ResponseType::RequestEntityTooLarge, too_large);
-    e.handle_datagram(2002, SERVER, &bytes(&r));
+    e.handle_datagram(60_002, SERVER, &bytes(&r));
     let b = one(&mut e);
     assert_eq!(block1(&b).map(|o| o.szx), Some(2));
     e.handle_datagram(
-        2003,
+        60_003,
         SERVER,
         &bytes(&with_block1(
             &b,
@@ -180,7 +181,7 @@ fn block_wise_retries_end_when_the_server_does_not_shrink_its_size() {
         events(&mut e),
         vec![Event::RegistrationFailed {
             code: Some("4.13".into()),
-            retry_in_ms: 4000
+            retry_in_ms: 120_000
         }]
     );
     assert!(sent(&mut e).is_empty());

@@ -337,6 +337,11 @@ impl Harness {
             endpoint: endpoint.into(),
             state_dir: self.dir.join(format!("dev-{endpoint}")),
             lifetime: 60,
+            // The lwm2m-client binary's registration retry defaults.
+            retry_count: 5,
+            retry_timer: 2,
+            sequence_delay: 120,
+            retry_sequences: 1,
             log_level: "info".into(),
             trust_anchors: vec![self.trust_anchor.clone()],
             decryption_keys: Vec::new(),

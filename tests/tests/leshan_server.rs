@@ -237,6 +237,40 @@ fn leshan_reads_and_writes_single_values_of_our_device_in_cbor() {
     assert_eq!(node_value(&written), uri, "{written}");
 }
 
+/// The registration retry procedure's settings (Server /1/0/16-20, LwM2M 1.1 Core E.2 and
+/// §6.2.1.1), here the device's own from its command line: Leshan reads the Server instance in
+/// TLV, SenML JSON and SenML CBOR and decodes 17-20 as its model has them (Unsigned Integer).
+/// Leshan 2.0.0-M4's REST API cannot write them: its JSON decoder makes every number an
+/// Integer, which Leshan then refuses for these resources itself.
+#[test]
+fn leshan_reads_the_registration_retry_procedure_of_our_device() {
+    let leshan = LeshanServer::start("lsh-retry");
+    let host = Harness::start("lsh-retry-host");
+    let ep = "lsh-retry";
+    let retry = [
+        "--retry-count",
+        "3",
+        "--retry-timer",
+        "7",
+        "--sequence-delay",
+        "3600",
+        "--retry-sequences",
+        "2",
+    ];
+    let _dev = device(&host, &leshan.coap_uri(), ep, &retry);
+    leshan.wait_registered(ep, REGISTER);
+    for format in ["TLV", "SENML_JSON", "SENML_CBOR"] {
+        let instance = read(&leshan.rest, ep, "/1/0", format);
+        let r = instance_resource(&instance, 16).unwrap_or_else(|| panic!("{format} 16"));
+        assert_eq!(r["value"], json!(true), "{format}: {r}");
+        // Leshan holds an Unsigned Integer as a ULong, which its REST API shows as an object.
+        for (id, want) in [(17, 3), (18, 7), (19, 3600), (20, 2)] {
+            let r = instance_resource(&instance, id).unwrap_or_else(|| panic!("{format} {id}"));
+            assert_eq!(r["value"], json!({ "value": want }), "{format}: {r}");
+        }
+    }
+}
+
 #[test]
 fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     let leshan = LeshanServer::start("lsh-psk");

@@ -42,7 +42,9 @@ pub struct Config {
     pub max_block_szx: u8,
     /// Exchanges remembered for deduplication.
     pub dedup_capacity: usize,
-    /// First retry delay after a failed registration; doubles up to `backoff_max_ms`.
+    /// First retry delay after a failed Bootstrap-Request or Update; doubles up to
+    /// `backoff_max_ms`. Registers follow the Server object's retry procedure instead
+    /// (resources 17-20, LwM2M 1.1 Core §6.2.1.1).
     pub backoff_initial_ms: u64,
     /// Longest retry delay.
     pub backoff_max_ms: u64,

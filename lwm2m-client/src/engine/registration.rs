@@ -1,12 +1,13 @@
 //! Registration interface (OMA TS Core 1.1 section 6.2): Register, Update before the lifetime
-//! runs out or when objects change, Register again when the server forgot us (4.04), retry with
-//! exponential back-off while the server is unreachable, bootstrap instead once Registers keep
+//! runs out or when objects change, Register again when the server forgot us (4.04), retry
+//! Registers as the Server object's retry procedure says and bootstrap instead once they keep
 //! failing (section 6.2.1.1), Deregister on shutdown.
 
 use super::block1_send::Block1Tx;
 use super::{BootstrapCause, Engine, Event, Purpose};
 use crate::coap;
 use crate::codec::{link, ContentFormat, Link, Path, Value};
+use crate::objects::server::RetryPolicy;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,9 +34,11 @@ pub(crate) struct Registration {
     pub(crate) in_flight: Option<Purpose>,
     /// When to send the next Register (unregistered) or Update (registered).
     pub(crate) next_at: Option<u64>,
+    /// The next retry delay of a Bootstrap-Request or an Update.
     backoff_ms: u64,
     initial_backoff_ms: u64,
-    /// Registers that failed in a row (refused, unanswered, or no secure session).
+    /// Registers that failed since the last registration (refused, unanswered, or no secure
+    /// session), over all sequences of the retry procedure.
     failed_registers: u32,
     /// Objects or instances changed since the last Register/Update: send the link payload.
     objects_changed: bool,
@@ -293,8 +296,13 @@ impl<P: Clone + PartialEq> Engine<P> {
             }
             _ => {
                 self.reg.location = None;
-                let retry = self.reg.backoff_ms;
-                self.reg.backoff_ms = (retry * 2).min(self.config.backoff_max_ms);
+                let (retry, registration_failed) = if purpose == Purpose::Register {
+                    self.register_retry()
+                } else {
+                    let retry = self.reg.backoff_ms;
+                    self.reg.backoff_ms = (retry * 2).min(self.config.backoff_max_ms);
+                    (retry, None)
+                };
                 self.reg.schedule(now + retry);
                 let code = code.map(code_string);
                 self.events.push_back(if purpose == Purpose::Bootstrap {
@@ -308,18 +316,61 @@ impl<P: Clone + PartialEq> Engine<P> {
                         retry_in_ms: retry,
                     }
                 });
-                if purpose == Purpose::Register {
-                    self.reg.failed_registers += 1;
-                    self.bootstrap_on_registration_failure();
+                if let Some(attempts) = registration_failed {
+                    self.bootstrap_on_registration_failure(attempts);
                 }
             }
         }
     }
 
+    /// The Server object's retry procedure (resources 17-20, LwM2M 1.1 Core §6.2.1.1), the
+    /// spec's defaults for what it does not hold.
+    fn retry_policy(&mut self) -> RetryPolicy {
+        let mut setting = |r: u16, default: u32| match self.read_value(0, &Path::resource(1, 0, r))
+        {
+            Ok(Value::Unsigned(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+            Ok(Value::Integer(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+            _ => default,
+        };
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            count: setting(17, d.count),
+            timer_s: setting(18, d.timer_s),
+            sequence_delay_s: setting(19, d.sequence_delay_s),
+            sequence_count: setting(20, d.sequence_count),
+        }
+    }
+
+    /// One more failed Register under the retry procedure: within a sequence of Communication
+    /// Retry Count Registers the n-th is retried after Communication Retry Timer·2^(n-1) s;
+    /// a failed sequence is followed by the next after the Sequence Delay Timer. Returns that
+    /// delay (ms) and, when this failure ended the last of Sequence Retry Count sequences,
+    /// the Registers that failed: the registration failed. Timers of 0 count as 1 s, so a
+    /// server that refuses at once is not asked in a tight loop.
+    fn register_retry(&mut self) -> (u64, Option<u32>) {
+        let p = self.retry_policy();
+        self.reg.failed_registers = self.reg.failed_registers.saturating_add(1);
+        let failed = self.reg.failed_registers;
+        let count = p.count.max(1);
+        let in_sequence = (failed - 1) % count + 1;
+        if in_sequence < count {
+            let base = u64::from(p.timer_s.max(1)) * 1000;
+            return (base.saturating_mul(1 << (in_sequence - 1).min(32)), None);
+        }
+        let sequences = failed / count;
+        let delay = u64::from(p.sequence_delay_s.max(1)) * 1000;
+        (
+            delay,
+            sequences
+                .is_multiple_of(p.sequence_count.max(1))
+                .then_some(failed),
+        )
+    }
+
     /// The host could not reach the current server at all: a DTLS handshake failed (wrong
     /// key, no answer). That counts as a failed Register, or a failed Bootstrap-Request while
-    /// bootstrapping (with the same back-off and events). Returns the delay before the host
-    /// tries the handshake again.
+    /// bootstrapping (with the same retry delays and events). Returns the delay before the
+    /// host tries the handshake again.
     pub fn transport_failed(&mut self, now: u64) -> u64 {
         if self.reg.stopped {
             return self.reg.backoff_ms;
@@ -336,25 +387,24 @@ impl<P: Clone + PartialEq> Engine<P> {
                 Purpose::Bootstrap | Purpose::Register | Purpose::Update
             )
         });
-        let retry = self.reg.backoff_ms;
+        self.reg.next_at = None;
         self.registration_failed(now, purpose, None);
-        retry
+        self.reg.next_at.map_or(0, |at| at.saturating_sub(now))
     }
 
-    /// LwM2M 1.1 Core §6.2.1.1: once Communication Retry Count (/1/0/17) Registers failed
-    /// in a row, a client whose Bootstrap on Registration Failure (/1/0/16) is set bootstraps,
-    /// so a bootstrap server can repair a server account that stopped working (a rotated key,
-    /// a moved server). The retry keeps its schedule until the host calls [`Engine::bootstrap`]:
-    /// without a bootstrap account nothing changes.
-    fn bootstrap_on_registration_failure(&mut self) {
-        let attempts = self.reg.failed_registers;
-        let setting = |engine: &mut Self, r: u16| engine.read_value(0, &Path::resource(1, 0, r));
-        let enabled = !matches!(setting(self, 16), Ok(Value::Boolean(false)));
-        let limit = match setting(self, 17) {
-            Ok(Value::Integer(n)) => u32::try_from(n).unwrap_or(u32::MAX),
-            _ => crate::objects::server::DEFAULT_RETRY_COUNT,
-        };
-        if !enabled || attempts < limit.max(1) {
+    /// LwM2M 1.1 Core §6.2.1.1: once the registration failed (`attempts` Registers in all
+    /// the retry procedure's sequences), a client whose Bootstrap on Registration Failure
+    /// (/1/0/16) is set bootstraps, so a bootstrap server can repair a server account that
+    /// stopped working (a rotated key, a moved server). The retry keeps its schedule until
+    /// the host calls [`Engine::bootstrap`]: without a bootstrap account the client goes on
+    /// with one sequence per Sequence Delay Timer (the spec leaves open what follows; a
+    /// client that fell silent until rebooted would lose a fleet to one long outage).
+    fn bootstrap_on_registration_failure(&mut self, attempts: u32) {
+        let enabled = !matches!(
+            self.read_value(0, &Path::resource(1, 0, 16)),
+            Ok(Value::Boolean(false))
+        );
+        if !enabled {
             return;
         }
         if let Some((server_uri, credentials)) = self.server_account(true) {

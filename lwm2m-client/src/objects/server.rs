@@ -1,8 +1,9 @@
 //! Object 1, LwM2M Server: lifetime, default observation periods, binding, the Registration
 //! Update Trigger and the Bootstrap-Request Trigger. The engine re-reads the lifetime and
 //! binding after a write and sends an Update; executing resource 8 also sends one; executing
-//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2). Resources 16 and 17 say
-//! when a client that cannot register gives up on its server and bootstraps instead.
+//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2). Resources 16-20 set the
+//! registration retry procedure (LwM2M 1.1 Core §6.2.1.1): how often and how fast a client
+//! that cannot register tries again, and whether it then bootstraps instead.
 
 use super::{int, only_instance, string};
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
@@ -20,11 +21,40 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(8, Ops::E, false, T::None),
     ResourceDef::new(9, Ops::E, false, T::None),
     ResourceDef::new(16, Ops::RW, false, T::Boolean),
-    ResourceDef::new(17, Ops::RW, false, T::Integer),
+    // Unsigned in the registry's Server 1.1 (Leshan refuses to write them as Integer).
+    ResourceDef::new(17, Ops::RW, false, T::Unsigned),
+    ResourceDef::new(18, Ops::RW, false, T::Unsigned),
+    ResourceDef::new(19, Ops::RW, false, T::Unsigned),
+    ResourceDef::new(20, Ops::RW, false, T::Unsigned),
 ];
 
-/// Resource 17's default (LwM2M 1.1 Core E.2, Communication Retry Count).
-pub const DEFAULT_RETRY_COUNT: u32 = 5;
+/// The registration retry procedure (LwM2M 1.1 Core §6.2.1.1; Server resources 17-20, E.2):
+/// a sequence of `count` Registers, the n-th retried after `timer_s`·2^(n-1) s; a failed
+/// sequence is followed by another after `sequence_delay_s`, up to `sequence_count` of them,
+/// after which the registration has failed (and the client may bootstrap, resource 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Communication Retry Count (17): Registers in one sequence.
+    pub count: u32,
+    /// Communication Retry Timer (18): the back-off's base, seconds.
+    pub timer_s: u32,
+    /// Communication Sequence Delay Timer (19): the wait between sequences, seconds.
+    pub sequence_delay_s: u32,
+    /// Communication Sequence Retry Count (20): sequences before the registration fails.
+    pub sequence_count: u32,
+}
+
+impl Default for RetryPolicy {
+    /// The spec's defaults (E.2): 5 Registers, 60 s, 86 400 s, 1 sequence.
+    fn default() -> Self {
+        Self {
+            count: 5,
+            timer_s: 60,
+            sequence_delay_s: 86_400,
+            sequence_count: 1,
+        }
+    }
+}
 
 /// The server account's settings (instance 0).
 #[derive(Clone, Debug)]
@@ -41,12 +71,14 @@ pub struct Server {
     pub storing: bool,
     /// Binding (`U`).
     pub binding: String,
-    /// Bootstrap on Registration Failure (resource 16): bootstrap once `retry_count`
-    /// Registers in a row failed, when a bootstrap account exists.
+    /// Bootstrap on Registration Failure (resource 16): bootstrap once the registration
+    /// failed (see `retry`), when a bootstrap account exists.
     pub bootstrap_on_failure: bool,
-    /// Communication Retry Count (resource 17): failed Registers before giving up on the
-    /// server.
-    pub retry_count: u32,
+    /// Resources 17-20, the registration retry procedure.
+    pub retry: RetryPolicy,
+    /// The device's own retry procedure, which an instance a bootstrap server creates starts
+    /// from (see [`Server::with_retry`]).
+    factory_retry: RetryPolicy,
     /// Instance 0 exists (a bootstrap server may delete and re-create it).
     pub present: bool,
 }
@@ -62,9 +94,19 @@ impl Server {
             storing: false,
             binding: "U".into(),
             bootstrap_on_failure: true,
-            retry_count: DEFAULT_RETRY_COUNT,
+            retry: RetryPolicy::default(),
+            factory_retry: RetryPolicy::default(),
             present: true,
         }
+    }
+
+    /// The same settings with the device's own retry procedure instead of the spec's
+    /// defaults: what resources 17-20 hold until a server writes them, also in an instance
+    /// a bootstrap server creates without them.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self.factory_retry = retry;
+        self
     }
 
     fn check(&self, instance: u16) -> Result<(), OpError> {
@@ -79,8 +121,13 @@ impl Server {
 fn positive(v: &Value) -> Result<u32, OpError> {
     match v {
         Value::Integer(i) => u32::try_from(*i).map_err(|_| OpError::BadRequest),
+        Value::Unsigned(u) => u32::try_from(*u).map_err(|_| OpError::BadRequest),
         _ => Err(OpError::BadRequest),
     }
+}
+
+fn unsigned(u: u32) -> ResourceValue {
+    ResourceValue::Single(Value::Unsigned(u64::from(u)))
 }
 
 impl ObjectHandler for Server {
@@ -110,7 +157,10 @@ impl ObjectHandler for Server {
             6 => ResourceValue::Single(Value::Boolean(self.storing)),
             7 => string(&self.binding),
             16 => ResourceValue::Single(Value::Boolean(self.bootstrap_on_failure)),
-            17 => int(i64::from(self.retry_count)),
+            17 => unsigned(self.retry.count),
+            18 => unsigned(self.retry.timer_s),
+            19 => unsigned(self.retry.sequence_delay_s),
+            20 => unsigned(self.retry.sequence_count),
             _ => return Err(OpError::NotFound),
         })
     }
@@ -147,7 +197,10 @@ impl ObjectHandler for Server {
                 Value::Boolean(b) => self.bootstrap_on_failure = *b,
                 _ => return Err(OpError::BadRequest),
             },
-            17 => self.retry_count = positive(v)?,
+            17 => self.retry.count = positive(v)?,
+            18 => self.retry.timer_s = positive(v)?,
+            19 => self.retry.sequence_delay_s = positive(v)?,
+            20 => self.retry.sequence_count = positive(v)?,
             _ => return Err(OpError::MethodNotAllowed),
         }
         Ok(Completion::Done)
@@ -156,7 +209,7 @@ impl ObjectHandler for Server {
         if self.present || instance.is_some_and(|i| i != 0) {
             return Err(OpError::BadRequest);
         }
-        *self = Self::new(86400);
+        *self = Self::new(86400).with_retry(self.factory_retry);
         for r in resources {
             self.write(0, 0, r)?;
         }
@@ -182,5 +235,44 @@ impl ObjectHandler for Server {
         } else {
             Err(OpError::MethodNotAllowed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(id: u16, v: i64) -> Resource {
+        Resource {
+            id,
+            value: ResourceValue::Single(Value::Integer(v)),
+        }
+    }
+
+    /// An instance a bootstrap server creates without resources 17-20 starts from the
+    /// device's own retry procedure, not from what an earlier server wrote.
+    #[test]
+    fn a_created_instance_starts_from_the_devices_retry_procedure() {
+        let own = RetryPolicy {
+            count: 3,
+            timer_s: 2,
+            sequence_delay_s: 120,
+            sequence_count: 2,
+        };
+        let mut s = Server::new(300).with_retry(own);
+        s.write(0, 0, &single(18, 600)).unwrap();
+        assert_eq!(s.retry.timer_s, 600);
+        s.delete(0).unwrap();
+        s.create(Some(0), &[single(1, 60), single(19, 3600)])
+            .unwrap();
+        assert_eq!(
+            s.retry,
+            RetryPolicy {
+                sequence_delay_s: 3600,
+                ..own
+            }
+        );
+        assert_eq!(Server::new(300).retry, RetryPolicy::default());
+        assert_eq!(s.write(0, 0, &single(20, -1)), Err(OpError::BadRequest));
     }
 }

@@ -18,6 +18,7 @@ use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
 use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::host::{coap_pull, http_pull, tcp_pull};
 use crate::objects::security::SecurityMode;
+use crate::objects::server::RetryPolicy;
 use crate::objects::{Device, DeviceInfo, FirmwareUpdate, PullJob, Security, Server};
 use crate::pull::qblock::QBlockParams;
 use crate::pull::{PullError, Resume};
@@ -63,6 +64,24 @@ pub struct DeviceOptions {
     /// Registration lifetime in seconds (at least 1).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub lifetime: u32,
+    /// Registers in one retry sequence (Server /1/0/17, Communication Retry Count) until a
+    /// server or bootstrap server writes another; with a bootstrap account the device
+    /// bootstraps once --retry-sequences sequences failed (LwM2M 1.1 Core §6.2.1.1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retry_count: u32,
+    /// Base of the retry back-off in seconds (/1/0/18, Communication Retry Timer): the n-th
+    /// failed Register of a sequence is retried after this times 2^(n-1). The spec's default
+    /// is 60 s, for fleets; this one suits a lab on loopback.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retry_timer: u32,
+    /// Seconds between retry sequences (/1/0/19, Communication Sequence Delay Timer; the
+    /// spec's default is 86400).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sequence_delay: u32,
+    /// Retry sequences before the registration has failed (/1/0/20, Communication Sequence
+    /// Retry Count).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retry_sequences: u32,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -842,7 +861,12 @@ pub async fn run_preferring(
             psk.as_ref(),
             args.cert.is_some(),
         );
-        let mut server_object = Server::new(args.lifetime);
+        let mut server_object = Server::new(args.lifetime).with_retry(RetryPolicy {
+            count: args.retry_count,
+            timer_s: args.retry_timer,
+            sequence_delay_s: args.sequence_delay,
+            sequence_count: args.retry_sequences,
+        });
         // With a bootstrap server, the Server object is provisioned by it.
         server_object.present = args.bootstrap.is_none();
         let objects: Vec<Box<dyn ObjectHandler>> = vec![

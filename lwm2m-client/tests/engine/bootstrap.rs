@@ -380,8 +380,9 @@ fn fallback(evs: &[Event]) -> Option<BootstrapCause> {
 }
 
 /// Bootstrap on Registration Failure (LwM2M 1.1 Core §6.2.1.1; Server /1/0/16, /1/0/17):
-/// once Communication Retry Count Registers failed in a row the bootstrap account is handed
-/// on (the host then bootstraps), not one failure earlier; a success starts the count again.
+/// once the retry sequence of Communication Retry Count Registers failed the bootstrap
+/// account is handed on (the host then bootstraps), not one failure earlier; a success starts
+/// the count again.
 #[test]
 fn registers_that_keep_failing_hand_on_the_bootstrap_account() {
     let mut e = with_bootstrap_account(Server::new(300));
@@ -393,11 +394,12 @@ fn registers_that_keep_failing_hand_on_the_bootstrap_account() {
         fallback(&evs),
         Some(BootstrapCause::RegistrationFailed { attempts: 5 })
     );
-    // The host did not bootstrap: the engine keeps trying its server, and says so again.
-    let (evs, now) = refuse_registers(&mut e, 1, now);
+    // The host did not bootstrap: the engine keeps trying its server, a sequence a day, and
+    // says so again when the next sequence failed.
+    let (evs, now) = refuse_registers(&mut e, 5, now);
     assert_eq!(
         fallback(&evs),
-        Some(BootstrapCause::RegistrationFailed { attempts: 6 })
+        Some(BootstrapCause::RegistrationFailed { attempts: 10 })
     );
     let reg = one(&mut e);
     let mut created = ack(&reg, ResponseType::Created);
@@ -427,7 +429,7 @@ fn registers_that_keep_failing_hand_on_the_bootstrap_account() {
 #[test]
 fn the_server_object_sets_when_a_failing_registration_bootstraps() {
     let mut server = Server::new(300);
-    server.retry_count = 2;
+    server.retry.count = 2;
     let mut e = with_bootstrap_account(server);
     e.start(0);
     let (evs, _) = refuse_registers(&mut e, 2, 0);
@@ -450,8 +452,8 @@ fn the_server_object_sets_when_a_failing_registration_bootstraps() {
 }
 
 /// A handshake the host could not complete counts as a Register the server did not answer:
-/// the engine's back-off (doubling), then the bootstrap account after five; while
-/// bootstrapping it is a failed Bootstrap-Request instead.
+/// the retry procedure's delays, then the bootstrap account after five; while bootstrapping
+/// it is a failed Bootstrap-Request instead.
 #[test]
 fn failed_handshakes_count_as_failed_registers() {
     let mut e = with_bootstrap_account(Server::new(300));
@@ -462,7 +464,7 @@ fn failed_handshakes_count_as_failed_registers() {
         delays.push(retry);
         now += retry;
     }
-    assert_eq!(delays, [2_000, 4_000, 8_000, 16_000, 32_000]);
+    assert_eq!(delays, [60_000, 120_000, 240_000, 480_000, 86_400_000]);
     let evs = events(&mut e);
     let failures = evs
         .iter()
@@ -484,6 +486,80 @@ fn failed_handshakes_count_as_failed_registers() {
         "{evs:?}"
     );
     assert_eq!(e.registration(), RegState::Bootstrapping);
+}
+
+/// The registration retry procedure (LwM2M 1.1 Core §6.2.1.1) as Server /1/0/17-20 set it,
+/// here written by the management server itself: within a sequence the n-th failed Register
+/// is retried after Communication Retry Timer·2^(n-1); a failed sequence is followed by the
+/// next after the Sequence Delay Timer; the registration has failed (and the client
+/// bootstraps) after Sequence Retry Count sequences.
+#[test]
+fn registers_are_retried_as_the_server_object_says() {
+    let mut e = with_bootstrap_account(Server::new(300));
+    e.start(0);
+    // Registered, the server writes the four resources in one TLV instance (17 = 3,
+    // 18 = 10 s, 19 = 100 s, 20 = 2), then forgets the device.
+    let reg = one(&mut e);
+    let mut created = ack(&reg, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    created.add_option(CoapOption::LocationPath, b"x".to_vec());
+    e.handle_datagram(1, SERVER, &bytes(&created));
+    let tlv = [
+        0xC1, 0x11, 3, 0xC1, 0x12, 10, 0xC1, 0x13, 100, 0xC1, 0x14, 2,
+    ];
+    let w = request_with(RequestType::Post, 401, b"w", "/1/0", 11542, &tlv);
+    assert_eq!(code(&call(&mut e, 2, &w)), resp(ResponseType::Changed));
+    for (r, v) in [(17, 3), (18, 10), (19, 100), (20, 2)] {
+        let read = request(RequestType::Get, 402 + r, b"r", &format!("/1/0/{r}"));
+        let got = call(&mut e, 3, &read);
+        assert_eq!(got.payload, v.to_string().into_bytes(), "/1/0/{r}");
+    }
+    let _ = sent(&mut e);
+    let trigger = request(RequestType::Post, 450, b"u", "/1/0/8");
+    e.handle_datagram(4, SERVER, &bytes(&trigger));
+    let update = sent(&mut e).remove(1).1;
+    e.handle_datagram(5, SERVER, &bytes(&ack(&update, ResponseType::NotFound)));
+    e.handle_timeout(5);
+    let (evs, now) = refuse_registers(&mut e, 6, 5);
+    let delays: Vec<u64> = evs
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delays,
+        [10_000, 20_000, 100_000, 10_000, 20_000, 100_000],
+        "{evs:?}"
+    );
+    // Handed on after the sixth failure only: the end of the second sequence.
+    let last = evs
+        .iter()
+        .rposition(|ev| matches!(ev, Event::RegistrationFailed { .. }))
+        .unwrap();
+    assert_eq!(
+        fallback(&evs[last..]),
+        Some(BootstrapCause::RegistrationFailed { attempts: 6 })
+    );
+    assert_eq!(fallback(&evs[..last]), None, "{evs:?}");
+    // Timers of 0 are taken as 1 s: a refusing server is not asked in a tight loop.
+    // The seventh Register, the first of a new sequence, is out; then 18 = 0 is written.
+    let seventh = one(&mut e);
+    let w = request_with(
+        RequestType::Put,
+        460,
+        b"z",
+        "/1/0/18",
+        11542,
+        &[0xC1, 0x12, 0],
+    );
+    assert_eq!(code(&call(&mut e, now, &w)), resp(ResponseType::Changed));
+    e.handle_datagram(now, SERVER, &bytes(&ack(&seventh, ResponseType::Forbidden)));
+    assert!(events(&mut e).contains(&Event::RegistrationFailed {
+        code: Some("4.03".into()),
+        retry_in_ms: 1_000
+    }),);
 }
 
 /// The bootstrap account's Client Hold Off Time (/0/x/11, LwM2M 1.1 Core E.1): the

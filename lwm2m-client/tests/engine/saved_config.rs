@@ -47,7 +47,7 @@ fn provisioned(key: &[u8]) -> Engine<u8> {
     });
     let mut server = Server::new(120);
     server.short_server_id = 123;
-    server.retry_count = 3;
+    server.retry.count = 3;
     engine_with(vec![
         Box::new(security),
         Box::new(server),
