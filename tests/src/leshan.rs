@@ -7,7 +7,7 @@
 //! missing peer never turns into a skipped test.
 
 use std::ffi::OsStr;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -137,6 +137,17 @@ impl LeshanServer {
     /// [`LeshanServer::start`] with more of the demo's options, e.g. its X.509 credentials
     /// (`-cert PEM -prik PKCS8-DER -truststore DER`).
     pub fn start_with(tag: &str, extra: &[&OsStr]) -> Self {
+        Self::start_on(tag, IpAddr::from([127, 0, 0, 1]), extra)
+    }
+
+    /// [`LeshanServer::start`] with its CoAP and DTLS endpoints on IPv6 loopback (`[::1]`);
+    /// its REST API stays on 127.0.0.1.
+    pub fn start_v6(tag: &str) -> Self {
+        Self::start_on(tag, IpAddr::from(std::net::Ipv6Addr::LOCALHOST), &[])
+    }
+
+    /// The demo server with its CoAP and DTLS endpoints on `host`.
+    fn start_on(tag: &str, host: IpAddr, extra: &[&OsStr]) -> Self {
         let jars = jars();
         let dir = temp_dir(tag);
         // Californium reads its settings from ./Californium.properties. Its default largest
@@ -153,8 +164,8 @@ impl LeshanServer {
             .args(JVM_OPENS)
             .arg("-jar")
             .arg(&jars.server_jar)
-            .args(["-lh", "127.0.0.1", "-lp", &coap.to_string()])
-            .args(["-slh", "127.0.0.1", "-slp", &coaps.to_string()])
+            .args(["-lh", &host.to_string(), "-lp", &coap.to_string()])
+            .args(["-slh", &host.to_string(), "-slp", &coaps.to_string()])
             .args(["-wh", "127.0.0.1", "-wp", &web.to_string()])
             // Object models Leshan 2.0.0-M4 lacks (Object 5 version 1.1), as a user adds them.
             .arg("-m")
@@ -169,8 +180,8 @@ impl LeshanServer {
         let mut server = Self {
             proc,
             rest: Rest::new(format!("http://127.0.0.1:{web}"), Duration::from_secs(120)),
-            coap: SocketAddr::from(([127, 0, 0, 1], coap)),
-            coaps: SocketAddr::from(([127, 0, 0, 1], coaps)),
+            coap: SocketAddr::new(host, coap),
+            coaps: SocketAddr::new(host, coaps),
             dir,
         };
         server.wait_ready(Duration::from_secs(90));

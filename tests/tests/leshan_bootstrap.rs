@@ -77,6 +77,30 @@ fn leshans_bootstrap_server_provisions_our_device_for_leshans_server() {
     assert!(log.contains("response CONTENT(205) to /\n"), "{log}");
 }
 
+/// A bootstrap server on IPv4 provisioning a management server on IPv6 (LwM2M has the two
+/// apart; Leshan's sandbox serves both families): the device's socket, bound on 127.0.0.1
+/// for its bootstrap server, cannot send to `[::1]`, so it takes another for the server.
+#[test]
+fn a_bootstrap_server_on_ipv4_provisions_our_device_for_leshans_server_on_ipv6() {
+    let dir = temp_dir("leshan-bootstrap-v6");
+    let leshan = LeshanServer::start_v6("leshan-bs-v6-server");
+    let ep = "bs-v6-dev";
+    assert!(leshan.coap_uri().starts_with("coap://[::1]:"));
+    let bootstrap = LeshanBootstrap::start(&dir, ep, &leshan.coap_uri(), None, None);
+    assert!(bootstrap.uri().starts_with("coap://127.0.0.1:"));
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, false);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    // Leshan writes the device's IPv6 loopback address out in full, then the port.
+    assert!(
+        reg["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("0:0:0:0:0:0:0:1:")),
+        "{reg}"
+    );
+    dev.wait_log("new socket for the server", REGISTER);
+}
+
 /// Leshan's server (tagged `tag`) taking `ep` with the PSK (`identity`, `server_key`), and
 /// Leshan's bootstrap server, in clear, provisioning `ep` for it with (`identity`,
 /// `provisioned_key`).
@@ -255,17 +279,19 @@ fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     let dir = temp_dir("leshan-bootstrap-406");
     let ep = "bs-406-dev";
     // coaps:// with Security Mode NoSec: no DTLS session can be made of it.
-    let mut bootstrap = LeshanBootstrap::start(&dir, ep, "coaps://127.0.0.1:5684", None, None);
-    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    let bootstrap = LeshanBootstrap::start(&dir, ep, "coaps://127.0.0.1:5684", None, None);
+    finish_refused(&dir, bootstrap, ep, "does not fit Security Mode NoSec");
+}
+
+/// Runs our device `ep` against `bootstrap`, whose configuration it cannot use: Leshan hears
+/// 4.06 to Bootstrap-Finish and ends the session FINISH_FAILED; the device logs `reason`.
+fn finish_refused(dir: &Path, mut bootstrap: LeshanBootstrap, ep: &str, reason: &str) {
+    let mut dev = device(dir, &bootstrap, ep, &[]);
     bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
     let log = bootstrap.log();
     assert!(log.contains("response NOT_ACCEPTABLE(406)"), "{log}");
     dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
-    assert!(
-        dev.log().contains("does not fit Security Mode NoSec"),
-        "{}",
-        dev.log()
-    );
+    assert!(dev.log().contains(reason), "{}", dev.log());
 }
 
 /// DTLS/TLS Ciphersuite (Security /0/x/16, LwM2M 1.1 Core E.1) as Leshan's bootstrap server
@@ -301,22 +327,10 @@ fn leshans_bootstrap_server_hears_406_for_a_cipher_suite_our_device_cannot_offer
     let dir = temp_dir("leshan-bootstrap-suite-406");
     let ep = "bs-suite-406-dev";
     let psk = ("bs-suite-406-identity", "00112233445566778899aabbccddeeff");
-    let mut bootstrap =
+    let bootstrap =
         LeshanBootstrap::start_with_cipher_suite(&dir, ep, "coaps://127.0.0.1:5684", psk, 0xC0AE);
-    let mut dev = device(&dir, &bootstrap, ep, &[]);
-    bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
-    assert!(
-        bootstrap.log().contains("response NOT_ACCEPTABLE(406)"),
-        "{}",
-        bootstrap.log()
-    );
-    dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
-    assert!(
-        dev.log()
-            .contains("none of the DTLS/TLS Ciphersuites (resource 16) is implemented"),
-        "{}",
-        dev.log()
-    );
+    let reason = "none of the DTLS/TLS Ciphersuites (resource 16) is implemented";
+    finish_refused(&dir, bootstrap, ep, reason);
 }
 
 #[test]

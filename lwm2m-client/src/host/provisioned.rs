@@ -20,6 +20,8 @@ pub enum Unusable {
     Uri(String),
     /// OpenSSL refused the credentials.
     Dtls(String),
+    /// No socket could be bound to reach the server.
+    Socket(String),
 }
 
 impl fmt::Display for Unusable {
@@ -28,6 +30,7 @@ impl fmt::Display for Unusable {
             Self::Inconsistent(why) => write!(f, "{why}"),
             Self::Uri(u) => write!(f, "server URI {u:?} does not resolve"),
             Self::Dtls(e) => write!(f, "DTLS: {e}"),
+            Self::Socket(e) => write!(f, "socket: {e}"),
         }
     }
 }

@@ -272,7 +272,7 @@ where
             (None, None) => Instant::now() + Duration::from_secs(3600),
         };
         tokio::select! {
-            r = link.socket.recv_from(&mut buf) => match r {
+            r = link.socket().recv_from(&mut buf) => match r {
                 Ok((n, peer)) if peer != engine.server => {
                     link.foreign.drop_from(peer, engine.server, n);
                 }
@@ -314,7 +314,8 @@ fn point_at(
 ) -> Result<(), crate::host::provisioned::Unusable> {
     let (server, dtls) = crate::host::provisioned::transport(server_uri, credentials)?;
     tracing::info!(%server_uri, %server, secure = dtls.is_some(), "switching server");
-    link.retarget(server, dtls);
+    link.retarget(server, dtls)
+        .map_err(|e| crate::host::provisioned::Unusable::Socket(e.to_string()))?;
     engine.set_server(server);
     Ok(())
 }
@@ -354,8 +355,19 @@ impl ForeignDatagrams {
 /// anything else is dropped and counted.
 pub struct Link<'s> {
     socket: &'s UdpSocket,
+    /// A socket of its own, bound when the server moved where `socket` cannot send (see
+    /// [`can_reach`]); used instead of `socket` while it is set.
+    own: Option<UdpSocket>,
     secure: Option<Secure>,
     foreign: ForeignDatagrams,
+}
+
+/// Whether a socket bound to `local` can send to `server`: the same address family, and a
+/// loopback address only to loopback (the kernel refuses to route from 127.0.0.1 or ::1 to
+/// another host).
+pub fn can_reach(local: SocketAddr, server: SocketAddr) -> bool {
+    local.is_ipv6() == server.is_ipv6()
+        && (local.ip().is_unspecified() || local.ip().is_loopback() == server.ip().is_loopback())
 }
 
 struct Secure {
@@ -379,6 +391,7 @@ impl<'s> Link<'s> {
     pub fn plain(socket: &'s UdpSocket) -> Self {
         Self {
             socket,
+            own: None,
             secure: None,
             foreign: ForeignDatagrams::default(),
         }
@@ -388,6 +401,7 @@ impl<'s> Link<'s> {
     pub fn secure(socket: &'s UdpSocket, server: SocketAddr, ctx: DtlsContext) -> Self {
         Self {
             socket,
+            own: None,
             secure: Some(Secure {
                 ctx,
                 server,
@@ -411,10 +425,34 @@ impl<'s> Link<'s> {
         self.foreign.clone()
     }
 
+    /// The socket the link sends and receives on.
+    pub fn socket(&self) -> &UdpSocket {
+        self.own.as_ref().unwrap_or(self.socket)
+    }
+
     /// Talks to `server` from now on: over DTLS with `dtls`'s credentials (a new session),
-    /// or in clear.
-    fn retarget(&mut self, server: SocketAddr, dtls: Option<DtlsContext>) {
+    /// or in clear. A server the given socket cannot send to (another address family, or off
+    /// loopback: a bootstrap server on 127.0.0.1 provisioning one on `[::1]`) gets a socket of
+    /// its own, on [`default_local`]; one it can reach gets the given socket back.
+    fn retarget(&mut self, server: SocketAddr, dtls: Option<DtlsContext>) -> io::Result<()> {
         self.close();
+        let given = self.socket.local_addr()?;
+        if can_reach(given, server) {
+            self.own = None;
+        } else if !self
+            .own
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .is_some_and(|own| can_reach(own, server))
+        {
+            let local = default_local(&server);
+            let std = std::net::UdpSocket::bind(local)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {local}: {e}")))?;
+            std.set_nonblocking(true)?;
+            let socket = UdpSocket::from_std(std)?;
+            tracing::info!(local = %socket.local_addr()?, %server, "new socket for the server");
+            self.own = Some(socket);
+        }
         self.secure = dtls.map(|ctx| Secure {
             ctx,
             server,
@@ -422,12 +460,14 @@ impl<'s> Link<'s> {
             resume: None,
             not_before: None,
         });
+        Ok(())
     }
 
     /// Closes the DTLS session, if one is up (close_notify).
     fn close(&mut self) {
+        let socket = self.own.as_ref().unwrap_or(self.socket);
         if let Some(a) = self.secure.as_mut().and_then(|s| s.assoc.as_mut()) {
-            a.close(self.socket);
+            a.close(socket);
         }
     }
 
@@ -455,7 +495,7 @@ impl<'s> Link<'s> {
         };
         s.not_before = None;
         match DtlsUdp::connect(
-            self.socket,
+            self.own.as_ref().unwrap_or(self.socket),
             s.server,
             &s.ctx,
             s.resume.as_ref(),
@@ -482,13 +522,14 @@ impl<'s> Link<'s> {
     }
 
     async fn send(&mut self, data: &[u8], peer: SocketAddr) -> io::Result<()> {
+        let socket = self.own.as_ref().unwrap_or(self.socket);
         match &mut self.secure {
-            None => self.socket.send_to(data, peer).await.map(|_| ()),
+            None => socket.send_to(data, peer).await.map(|_| ()),
             Some(Secure {
                 assoc: Some(a),
                 server,
                 ..
-            }) if peer == *server => a.send(self.socket, data).await,
+            }) if peer == *server => a.send(socket, data).await,
             Some(_) => Ok(()), // no session yet, or not the server: nothing goes out in clear
         }
     }
@@ -604,6 +645,22 @@ pub async fn bind_local(local: Option<SocketAddr>, server: &SocketAddr) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A socket serves a new server of its family and, from loopback, only on loopback.
+    #[test]
+    fn a_socket_can_reach_servers_of_its_family_and_scope() {
+        let reach =
+            |local: &str, server: &str| can_reach(local.parse().unwrap(), server.parse().unwrap());
+        assert!(reach("127.0.0.1:0", "127.0.0.1:5683"));
+        assert!(!reach("127.0.0.1:0", "[::1]:5683"));
+        assert!(!reach("[::1]:0", "127.0.0.1:5683"));
+        assert!(!reach("127.0.0.1:0", "192.0.2.1:5683"));
+        assert!(reach("0.0.0.0:0", "192.0.2.1:5683"));
+        assert!(reach("0.0.0.0:0", "127.0.0.1:5683"));
+        assert!(reach("[::]:0", "[2001:db8::1]:5683"));
+        assert!(!reach("[::]:0", "192.0.2.1:5683"));
+        assert!(reach("192.0.2.7:0", "192.0.2.1:5683"));
+    }
 
     #[test]
     fn default_local_address_stays_on_loopback_for_a_loopback_server() {

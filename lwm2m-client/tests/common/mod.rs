@@ -203,15 +203,20 @@ pub fn empty(req: &Packet, t: MessageType) -> Packet {
 pub fn registered() -> Engine<u8> {
     let mut e = engine();
     e.start(0);
-    let reg = one(&mut e);
+    accept_register(&mut e, 10);
+    e
+}
+
+/// Answers the Register the engine just sent with 2.01 Created, location `rd/abc`, at `now`.
+pub fn accept_register(e: &mut Engine<u8>, now: u64) {
+    let reg = one(e);
     let mut resp = ack(&reg, ResponseType::Created);
     resp.add_option(CoapOption::LocationPath, b"rd".to_vec());
     resp.add_option(CoapOption::LocationPath, b"abc".to_vec());
-    e.handle_datagram(10, SERVER, &bytes(&resp));
-    assert!(events(&mut e).contains(&lwm2m_client::Event::Registered {
+    e.handle_datagram(now, SERVER, &bytes(&resp));
+    assert!(events(e).contains(&lwm2m_client::Event::Registered {
         location: "rd/abc".into()
     }));
-    e
 }
 
 /// Sends a request and returns the single reply.

@@ -499,11 +499,7 @@ fn registers_are_retried_as_the_server_object_says() {
     e.start(0);
     // Registered, the server writes the four resources in one TLV instance (17 = 3,
     // 18 = 10 s, 19 = 100 s, 20 = 2), then forgets the device.
-    let reg = one(&mut e);
-    let mut created = ack(&reg, ResponseType::Created);
-    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
-    created.add_option(CoapOption::LocationPath, b"x".to_vec());
-    e.handle_datagram(1, SERVER, &bytes(&created));
+    accept_register(&mut e, 1);
     let tlv = [
         0xC1, 0x11, 3, 0xC1, 0x12, 10, 0xC1, 0x13, 100, 0xC1, 0x14, 2,
     ];
