@@ -6,6 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::objects::security::{Account, CertificateUsage, SecurityMode};
+use lwm2m_client::objects::server::RetryPolicy;
 use lwm2m_client::objects::{Device, DeviceInfo, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
 
@@ -46,9 +47,17 @@ fn valid() -> Vec<u8> {
         matching_type: 0,
         sni: String::new(),
         usage: CertificateUsage::DomainIssuedCertificate,
+        // A multiple resource (/0/1/16) among the bytes to damage.
+        cipher_suites: vec![0xC0A8, 0xC0A4],
         kept: Vec::new(),
     });
-    engine(security, Server::new(120))
+    let server = Server::new(120).with_retry(RetryPolicy {
+        count: 3,
+        timer_s: 2,
+        sequence_delay_s: 120,
+        sequence_count: 2,
+    });
+    engine(security, server)
         .saved_config()
         .expect("a provisioned engine saves")
 }
