@@ -303,7 +303,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                     self.reg.backoff_ms = (retry * 2).min(self.config.backoff_max_ms);
                     (retry, None)
                 };
-                self.reg.schedule(now + retry);
+                self.reg.schedule(now.saturating_add(retry));
                 let code = code.map(code_string);
                 self.events.push_back(if purpose == Purpose::Bootstrap {
                     Event::BootstrapFailed {
@@ -346,8 +346,10 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// a failed sequence is followed by the next after the Sequence Delay Timer. Returns that
     /// delay (ms) and, when this failure ended the last of Sequence Retry Count sequences,
     /// the Registers that failed: the registration failed. Timers of 0 count as 1 s, so a
-    /// server that refuses at once is not asked in a tight loop.
+    /// server that refuses at once is not asked in a tight loop; no delay exceeds the
+    /// longest a timer resource can say, 2^32 - 1 s.
     fn register_retry(&mut self) -> (u64, Option<u32>) {
+        const LONGEST_MS: u64 = u32::MAX as u64 * 1000;
         let p = self.retry_policy();
         self.reg.failed_registers = self.reg.failed_registers.saturating_add(1);
         let failed = self.reg.failed_registers;
@@ -355,7 +357,8 @@ impl<P: Clone + PartialEq> Engine<P> {
         let in_sequence = (failed - 1) % count + 1;
         if in_sequence < count {
             let base = u64::from(p.timer_s.max(1)) * 1000;
-            return (base.saturating_mul(1 << (in_sequence - 1).min(32)), None);
+            let delay = base.saturating_mul(1 << (in_sequence - 1).min(32));
+            return (delay.min(LONGEST_MS), None);
         }
         let sequences = failed / count;
         let delay = u64::from(p.sequence_delay_s.max(1)) * 1000;

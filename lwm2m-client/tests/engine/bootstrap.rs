@@ -558,6 +558,28 @@ fn registers_are_retried_as_the_server_object_says() {
     }),);
 }
 
+/// The largest timers a server can write (2^32 - 1 s) do not overflow the schedule: the
+/// delays stop at that.
+#[test]
+fn the_longest_retry_timers_are_taken_without_overflow() {
+    let mut server = Server::new(300);
+    server.retry.count = 40;
+    server.retry.timer_s = u32::MAX;
+    server.retry.sequence_delay_s = u32::MAX;
+    let mut e = with_bootstrap_account(server);
+    e.start(0);
+    let longest = u64::from(u32::MAX) * 1000;
+    let (evs, _) = refuse_registers(&mut e, 41, 0);
+    let delays: Vec<u64> = evs
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [longest; 41]);
+}
+
 /// The bootstrap account's Client Hold Off Time (/0/x/11, LwM2M 1.1 Core E.1): the
 /// Bootstrap-Request waits that long after the client decides to bootstrap, here after the
 /// Bootstrap-Request Trigger.
