@@ -423,7 +423,7 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
     let v = match (&r.value, r.id) {
         (ResourceValue::Single(v), _) => v,
         (ResourceValue::Multiple(values), 16) => {
-            a.cipher_suites = cipher_suites(values.iter().map(|(_, v)| v))?;
+            a.cipher_suites = cipher_suites(values.iter().map(|(i, v)| (*i, v)))?;
             return Ok(());
         }
         _ => return Err(OpError::BadRequest),
@@ -448,7 +448,7 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
         (15, Value::Integer(i)) => {
             a.usage = CertificateUsage::from_code(*i).ok_or(OpError::BadRequest)?
         }
-        (16, v) => a.cipher_suites = cipher_suites(core::iter::once(v))?,
+        (16, v) => a.cipher_suites = cipher_suites(core::iter::once((0, v)))?,
         (id, v)
             if KEPT_AS_WRITTEN.contains(&id)
                 && MODEL
@@ -463,23 +463,27 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Resource 16's values as IANA cipher suite code points: a suite is "a 32-bit integer value"
-/// made of its two registry bytes (LwM2M 1.1 Core E.1, TLS_PSK_WITH_AES_128_CCM_8 is 0xC0A8),
-/// so anything above 0xFFFF names none; at most [`MAX_CIPHER_SUITES`] of them.
-fn cipher_suites<'a>(values: impl Iterator<Item = &'a Value>) -> Result<Vec<u16>, OpError> {
-    let mut suites = Vec::new();
-    for v in values {
+/// Resource 16's instances as IANA cipher suite code points, in the order of their instance
+/// ids (the server's order of preference): a suite is "a 32-bit integer value" made of its two
+/// registry bytes (LwM2M 1.1 Core E.1, TLS_PSK_WITH_AES_128_CCM_8 is 0xC0A8), so anything above
+/// 0xFFFF names none; at most [`MAX_CIPHER_SUITES`] of them, each instance id once.
+fn cipher_suites<'a>(
+    instances: impl Iterator<Item = (u16, &'a Value)>,
+) -> Result<Vec<u16>, OpError> {
+    let mut suites: Vec<(u16, u16)> = Vec::new();
+    for (id, v) in instances {
         let code = match v {
             Value::Unsigned(u) => u16::try_from(*u).ok(),
             Value::Integer(i) => u16::try_from(*i).ok(),
             _ => None,
         };
-        if suites.len() == MAX_CIPHER_SUITES {
+        if suites.len() == MAX_CIPHER_SUITES || suites.iter().any(|(i, _)| *i == id) {
             return Err(OpError::BadRequest);
         }
-        suites.push(code.ok_or(OpError::BadRequest)?);
+        suites.push((id, code.ok_or(OpError::BadRequest)?));
     }
-    Ok(suites)
+    suites.sort_unstable_by_key(|(id, _)| *id);
+    Ok(suites.into_iter().map(|(_, code)| code).collect())
 }
 
 #[cfg(test)]
@@ -581,6 +585,24 @@ mod tests {
         assert_eq!(s.read(0, 0, 16).unwrap(), multiple(16, &[0xC0A4]).value);
         s.write(0, 0, &multiple(16, &[0xC0A8, 0x00AE])).unwrap();
         assert_eq!(s.accounts[0].cipher_suites, vec![0xC0A8, 0x00AE]);
+        // In the order of the instance ids, however they arrive; each id once.
+        let reversed = Resource {
+            id: 16,
+            value: ResourceValue::Multiple(alloc::vec![
+                (7, Value::Unsigned(0x00AE)),
+                (2, Value::Unsigned(0xC0A8)),
+            ]),
+        };
+        s.write(0, 0, &reversed).unwrap();
+        assert_eq!(s.accounts[0].cipher_suites, vec![0xC0A8, 0x00AE]);
+        let twice = Resource {
+            id: 16,
+            value: ResourceValue::Multiple(alloc::vec![
+                (1, Value::Unsigned(0x00AE)),
+                (1, Value::Unsigned(0xC0A8)),
+            ]),
+        };
+        assert_eq!(s.write(0, 0, &twice), Err(OpError::BadRequest));
         for bad in [
             single(16, Value::Unsigned(0x1_0000)),
             single(16, Value::Integer(-1)),
