@@ -388,6 +388,14 @@ impl LeshanBootstrap {
         Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], Some(env))
     }
 
+    /// [`LeshanBootstrap::start`] in clear for a NoSec server, its Server instance with the
+    /// Server 1.1 resources an operator may set besides: Disable Timeout 3600 s, APN Link
+    /// 11:0, Trigger false, Preferred Transport U, Mute Send true.
+    pub fn start_with_server_1_1(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
+        let env = ("LESHAN_SERVER_1_1", "1".into());
+        Self::start_with(dir, endpoint, server_uri, &[], Some(env))
+    }
+
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.

@@ -33,14 +33,12 @@ fn table(r: &RunReport) -> String {
 /// Why our device may be N/A in a case: each reason is a fact about the device or the shim.
 /// It announces one preferred format (ct=112) and serves TLV, SenML JSON/CBOR, LwM2M JSON and
 /// CBOR too, so every format case (203, 204, 211, 231, 232) must pass.
-const JUSTIFIED_NA: [(&str, &str); 3] = [
+const JUSTIFIED_NA: [(&str, &str); 2] = [
     // It has no Portfolio object.
     (
         "core-dm-create-delete",
         "announces no object a server may create",
     ),
-    // Its Server object has no Disable Timeout (/1/0/5), nor Disable (/1/0/4).
-    ("1.1-int-103", "refuses Write /1/0/5 Disable Timeout (4.04)"),
     // It lists https in /5/0/8; the shim hosts no https.
     ("1.0-int-771[https]", "the shim cannot host https"),
 ];

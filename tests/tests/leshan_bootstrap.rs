@@ -274,6 +274,28 @@ fn the_bootstrap_account_leshan_gives_a_timeout_is_purged() {
     assert_eq!(v["status"], "METHOD_NOT_ALLOWED(405)", "{v}");
 }
 
+/// The Server 1.1 resources Leshan's bootstrap server writes when an operator sets them
+/// (LwM2M 1.1 Core E.2): Disable Timeout (5), which the device uses, and APN Link (10),
+/// Trigger (21), Preferred Transport (22) and Mute Send (23), which it keeps. Refusing any
+/// refused the whole Server instance and left the device unprovisioned.
+#[test]
+fn leshans_bootstrap_server_writes_the_server_1_1_resources() {
+    let dir = temp_dir("leshan-bootstrap-server-1-1");
+    let leshan = LeshanServer::start("leshan-bs-server-1-1-server");
+    let ep = "bs-server-1-1-dev";
+    let bootstrap = LeshanBootstrap::start_with_server_1_1(&dir, ep, &leshan.coap_uri());
+    let _dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, false);
+    let log = bootstrap.log();
+    for written in [
+        "5=LwM2mSingleResource [id=5, value=3600,",
+        "23=LwM2mSingleResource [id=23, value=true,",
+    ] {
+        assert!(log.contains(written), "{log}");
+    }
+    assert_eq!(read_int(&leshan.rest, ep, "/1/0/5"), Some(3600));
+}
+
 #[test]
 fn leshans_bootstrap_server_hears_406_for_an_account_our_device_cannot_use() {
     let dir = temp_dir("leshan-bootstrap-406");

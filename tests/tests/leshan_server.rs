@@ -302,6 +302,53 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     registered_over_dtls(&leshan, ep);
 }
 
+/// Disable (/1/0/4, LwM2M 1.1 Core E.2) from Leshan, over DTLS: after Leshan wrote a Disable
+/// Timeout of 4 s (/1/0/5) and executed Disable, Leshan sees the device de-register
+/// (DEREGISTRATION on its event stream) and, no sooner than 4 s later, register again over a
+/// new DTLS session.
+#[test]
+fn leshan_disables_our_device_for_the_disable_timeout() {
+    let leshan = LeshanServer::start("lsh-disable");
+    let host = Harness::start("lsh-disable-host");
+    let ep = "lsh-disable";
+    let key = "0f0e0d0c0b0a09080706050403020100";
+    assert_eq!(leshan.add_psk(ep, "lsh-disable-identity", key), 200);
+    let key_file = write_key_file(&host.dir.join("lsh-disable.hex"), key);
+    let psk = [
+        "--psk-identity",
+        "lsh-disable-identity",
+        "--psk-key-file",
+        &key_file,
+    ];
+    let mut dev = device(&host, &leshan.coaps_uri(), ep, &psk);
+    registered_over_dtls(&leshan, ep);
+    let before = registration_id(&leshan.rest, ep);
+    let (status, v) = leshan.rest.put(
+        &format!("/api/clients/{ep}/1/0/5?format=TLV&timeout=10"),
+        &json!({"id": 5, "kind": "singleResource", "type": "integer", "value": 4}),
+    );
+    assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    assert_eq!(read_int(&leshan.rest, ep, "/1/0/5"), Some(4));
+    let events = leshan.rest.events(ep);
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/1/0/4?timeout=10"), b"");
+    assert_eq!((status, &v["status"]), (200, &json!("CHANGED(204)")), "{v}");
+    events.wait_for(&["DEREGISTRATION"], REGISTER, |d| d["endpoint"] == ep);
+    let away = Instant::now();
+    assert!(!is_registered(&leshan.rest, ep));
+    events.wait_for(&["REGISTRATION"], REGISTER, |d| d["endpoint"] == ep);
+    let gone_for = away.elapsed();
+    assert!(
+        gone_for >= Duration::from_millis(3_500),
+        "back after {gone_for:?}"
+    );
+    assert_ne!(registration_id(&leshan.rest, ep), before);
+    registered_over_dtls(&leshan, ep);
+    dev.wait_log("disabled by the server", REGISTER);
+    assert_eq!(dev.log().matches("DTLS session established").count(), 2);
+}
+
 /// Our device in certificate mode (--cert, --cert-key, --ca) with its own certificate from
 /// `pki`, CN `ep`, as Leshan wants it.
 fn x509_device(host: &Harness, pki: &Pki, leshan: &LeshanServer, ep: &str) -> LoggedChild {

@@ -775,6 +775,9 @@ impl<P: Clone + PartialEq> Engine<P> {
         if (oid, rid) == (1, 8) {
             self.schedule_update(now);
         }
+        if (oid, rid) == (1, 4) {
+            self.disable(now);
+        }
         self.mark_all_dirty();
         self.events.push_back(Event::Executed { path: *path });
         if let Some((server_uri, credentials)) = bootstrap_account {

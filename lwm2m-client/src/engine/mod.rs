@@ -128,6 +128,15 @@ pub enum Event {
     Updated,
     /// Deregistered (or gave up registering after [`Engine::deregister`]).
     Deregistered,
+    /// The server executed Disable (/1/0/4, LwM2M 1.1 Core E.2): the client de-registered
+    /// (or tried to) and neither sends to the server nor takes anything from it for
+    /// `for_ms`, the Disable Timeout; then it registers again. The host drops its DTLS
+    /// session with the server meanwhile ("the underlying network connection MUST be
+    /// disconnected").
+    Disabled {
+        /// How long, from now.
+        for_ms: u64,
+    },
     /// Bootstrap-Finish arrived; register with `server_uri` next, over a transport made of
     /// `credentials` (see [`Engine::set_server`]; the host runtime does both).
     Bootstrapped {
@@ -338,7 +347,9 @@ impl<P: Clone + PartialEq> Engine<P> {
 
     /// Starts registering (the first Register goes out now).
     pub fn start(&mut self, now: u64) {
-        self.reg.schedule(now);
+        // Not before a Disable Timeout ends.
+        self.reg
+            .schedule(self.reg.disabled_until.map_or(now, |t| t.max(now)));
         self.handle_timeout(now);
     }
 
@@ -395,6 +406,10 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// Processes one received datagram from `peer`. Malformed datagrams are dropped; a
     /// confirmable one with a payload marker and no payload is rejected with RST.
     pub fn handle_datagram(&mut self, now: u64, peer: P, data: &[u8]) {
+        if self.reg.disabled_until.is_some_and(|t| now < t) {
+            // Disabled: "ignore all the messages from the LwM2M Server for the period".
+            return;
+        }
         let Ok(packet) = Packet::from_bytes(data) else {
             return;
         };

@@ -51,6 +51,10 @@ pub(crate) struct Registration {
     pub(crate) bootstrap_deadline: Option<u64>,
     /// Purge the bootstrap account at this time (its Bootstrap-Server Account Timeout).
     pub(crate) bootstrap_account_expiry: Option<u64>,
+    /// The server executed Disable: de-register, then stay away this long (ms).
+    pub(crate) disable_for: Option<u64>,
+    /// Disabled until this time: nothing goes to the server, nothing from it is taken.
+    pub(crate) disabled_until: Option<u64>,
     /// A block-wise Bootstrap-Write being received: its path, format and body so far.
     pub(crate) bootstrap_body: Option<(
         crate::codec::Path,
@@ -78,6 +82,8 @@ impl Registration {
             bootstrap: false,
             bootstrap_deadline: None,
             bootstrap_account_expiry: None,
+            disable_for: None,
+            disabled_until: None,
             bootstrap_body: None,
             announced_lifetime: None,
             last_request: None,
@@ -202,6 +208,11 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.events.push_back(Event::Deregistered);
             return;
         };
+        self.send_deregister(now, location);
+    }
+
+    /// Sends the De-register (DELETE on the registration's `location`).
+    fn send_deregister(&mut self, now: u64, location: Vec<String>) {
         let mut p = self.new_request(RequestType::Delete);
         for seg in location {
             p.add_option(CoapOption::UriPath, seg.into_bytes());
@@ -209,6 +220,45 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.reg.in_flight = Some(Purpose::Deregister);
         let server = self.server.clone();
         self.send_confirmable(now, server, p, Purpose::Deregister);
+    }
+
+    /// The server executed Disable (/1/0/4): once its 2.04 is out, de-register and stay away
+    /// for the Disable Timeout (/1/0/5, a day by default; LwM2M 1.1 Core E.2).
+    pub(crate) fn disable(&mut self, now: u64) {
+        let timeout_s = match self.read_value(0, &Path::resource(1, 0, 5)) {
+            Ok(Value::Integer(s)) => u64::try_from(s).unwrap_or(0),
+            _ => u64::from(crate::objects::server::DEFAULT_DISABLE_TIMEOUT_S),
+        };
+        self.reg.disable_for = Some(timeout_s.saturating_mul(1000));
+        self.reg.next_at = Some(now);
+    }
+
+    /// The De-register of a Disable is done (answered or not): away for `for_ms`. The
+    /// server's observations ended with the registration; nothing is sent to it meanwhile.
+    fn disabled(&mut self, now: u64, for_ms: u64) {
+        self.reg.disable_for = None;
+        self.reg.in_flight = None;
+        self.reg.location = None;
+        let until = now.saturating_add(for_ms);
+        self.reg.disabled_until = Some(until);
+        self.reg.next_at = None;
+        self.reg.schedule(until);
+        self.observations.clear();
+        self.outgoing.retain(|o| o.purpose != Purpose::Notify);
+        self.events.push_back(Event::Disabled { for_ms });
+    }
+
+    /// A De-register ended (answered or given up on): the client is disabled if a Disable
+    /// asked for it, else deregistered.
+    fn deregistered(&mut self, now: u64) {
+        match self.reg.disable_for {
+            Some(for_ms) if !self.reg.stopped => self.disabled(now, for_ms),
+            _ => {
+                self.reg.in_flight = None;
+                self.reg.location = None;
+                self.events.push_back(Event::Deregistered);
+            }
+        }
     }
 
     pub(crate) fn registration_timer(&mut self, now: u64) {
@@ -223,6 +273,15 @@ impl<P: Clone + PartialEq> Engine<P> {
             _ => return,
         }
         self.reg.next_at = None;
+        if let Some(for_ms) = self.reg.disable_for {
+            // Disable executed (its 2.04 went out first): de-register, then stay away.
+            match self.reg.location.take() {
+                Some(location) => self.send_deregister(now, location),
+                None => self.disabled(now, for_ms),
+            }
+            return;
+        }
+        self.reg.disabled_until = None;
         let mut p = self.new_request(RequestType::Post);
         let purpose = if let Some(location) = self.reg.location.clone() {
             for seg in location {
@@ -284,10 +343,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
         self.reg.in_flight = None;
         match purpose {
-            Purpose::Deregister => {
-                self.reg.location = None;
-                self.events.push_back(Event::Deregistered);
-            }
+            Purpose::Deregister => self.deregistered(now),
             Purpose::Update if code == Some(MessageClass::Response(ResponseType::NotFound)) => {
                 // The server no longer knows this registration: register again at once.
                 self.reg.location = None;
@@ -460,8 +516,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 self.events.push_back(Event::Updated);
             }
             (Purpose::Deregister, MessageClass::Response(ResponseType::Deleted)) => {
-                self.reg.in_flight = None;
-                self.events.push_back(Event::Deregistered);
+                self.deregistered(now);
             }
             (Purpose::Bootstrap, MessageClass::Response(ResponseType::Changed)) => {
                 self.bootstrap_accepted(now);

@@ -193,6 +193,9 @@ where
                         engine.start(now(epoch));
                     }
                 }
+                // Disable (/1/0/4): the De-register is done; the session goes too, and the
+                // next handshake waits for the Disable Timeout (LwM2M 1.1 Core E.2).
+                Event::Disabled { for_ms } => link.disconnect(Duration::from_millis(*for_ms)),
                 // The 2.04 to the Execute went out above, over the old link.
                 Event::BootstrapTriggered {
                     server_uri,
@@ -380,6 +383,9 @@ struct Secure {
     not_before: Option<Instant>,
 }
 
+/// Where a hold-off that cannot be represented ends instead: far enough never to come.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// How long a stopping device waits for queued notifications to be acknowledged.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -471,10 +477,22 @@ impl<'s> Link<'s> {
         }
     }
 
+    /// Ends the DTLS session (close_notify) and makes the next handshake wait `delay`; in
+    /// clear there is no connection to end.
+    fn disconnect(&mut self, delay: Duration) {
+        self.close();
+        if let Some(s) = &mut self.secure {
+            s.assoc = None;
+        }
+        self.hold_off(delay);
+    }
+
     /// Makes the next handshake wait `delay`.
     fn hold_off(&mut self, delay: Duration) {
         if let Some(s) = &mut self.secure {
-            s.not_before = Some(Instant::now() + delay);
+            // A server's timers reach 2^32 s; an Instant that far may not exist.
+            let now = Instant::now();
+            s.not_before = Some(now.checked_add(delay).unwrap_or(now + FAR_FUTURE));
         }
     }
 

@@ -1,9 +1,10 @@
 //! Object 1, LwM2M Server: lifetime, default observation periods, binding, the Registration
 //! Update Trigger and the Bootstrap-Request Trigger. The engine re-reads the lifetime and
 //! binding after a write and sends an Update; executing resource 8 also sends one; executing
-//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2). Resources 16-20 set the
-//! registration retry procedure (LwM2M 1.1 Core §6.2.1.1): how often and how fast a client
-//! that cannot register tries again, and whether it then bootstraps instead.
+//! resource 9 has the client bootstrap again (LwM2M 1.1 Core E.2); executing resource 4
+//! (Disable) has it de-register and stay away for the Disable Timeout (resource 5). Resources
+//! 16-20 set the registration retry procedure (LwM2M 1.1 Core §6.2.1.1): how often and how
+//! fast a client that cannot register tries again, and whether it then bootstraps instead.
 
 use super::{int, only_instance, string};
 use crate::codec::{Resource, ResourceType as T, ResourceValue, Value};
@@ -16,17 +17,33 @@ const MODEL: &[ResourceDef] = &[
     ResourceDef::new(1, Ops::RW, false, T::Integer),
     ResourceDef::new(2, Ops::RW, false, T::Integer),
     ResourceDef::new(3, Ops::RW, false, T::Integer),
+    ResourceDef::new(4, Ops::E, false, T::None),
+    ResourceDef::new(5, Ops::RW, false, T::Integer),
     ResourceDef::new(6, Ops::RW, false, T::Boolean),
     ResourceDef::new(7, Ops::RW, false, T::String),
     ResourceDef::new(8, Ops::E, false, T::None),
     ResourceDef::new(9, Ops::E, false, T::None),
+    ResourceDef::new(10, Ops::RW, false, T::ObjLnk),
     ResourceDef::new(16, Ops::RW, false, T::Boolean),
     // Unsigned in the registry's Server 1.1 (Leshan refuses to write them as Integer).
     ResourceDef::new(17, Ops::RW, false, T::Unsigned),
     ResourceDef::new(18, Ops::RW, false, T::Unsigned),
     ResourceDef::new(19, Ops::RW, false, T::Unsigned),
     ResourceDef::new(20, Ops::RW, false, T::Unsigned),
+    ResourceDef::new(21, Ops::RW, false, T::Boolean),
+    ResourceDef::new(22, Ops::RW, false, T::String),
+    ResourceDef::new(23, Ops::RW, false, T::Boolean),
 ];
+
+/// Resources of Server 1.1 (LwM2M 1.1 Core E.2) this device keeps as written but has nothing
+/// to do with: 10 APN Link (it has no APN profiles, object 11), 21 Trigger (no SMS wake-up),
+/// 22 Preferred Transport (UDP is its only one) and 23 Mute Send (it sends no Send). Leshan's
+/// bootstrap server writes them when an operator sets them, in the whole instance: refusing
+/// one would leave the device unprovisioned.
+const KEPT_AS_WRITTEN: [u16; 4] = [10, 21, 22, 23];
+
+/// Resource 5's default (E.2, Disable Timeout): a day.
+pub const DEFAULT_DISABLE_TIMEOUT_S: u32 = 86_400;
 
 /// The registration retry procedure (LwM2M 1.1 Core §6.2.1.1; Server resources 17-20, E.2):
 /// a sequence of `count` Registers, the n-th retried after `timer_s`·2^(n-1) s; a failed
@@ -71,6 +88,10 @@ pub struct Server {
     pub storing: bool,
     /// Binding (`U`).
     pub binding: String,
+    /// Disable Timeout (resource 5): how long executing Disable (4) keeps the client away.
+    pub disable_timeout_s: u32,
+    /// Values written to resources 10 and 21-23, by resource id (see `KEPT_AS_WRITTEN`).
+    pub kept: Vec<(u16, Value)>,
     /// Bootstrap on Registration Failure (resource 16): bootstrap once the registration
     /// failed (see `retry`), when a bootstrap account exists.
     pub bootstrap_on_failure: bool,
@@ -93,6 +114,8 @@ impl Server {
             default_pmax: 0,
             storing: false,
             binding: "U".into(),
+            disable_timeout_s: DEFAULT_DISABLE_TIMEOUT_S,
+            kept: Vec::new(),
             bootstrap_on_failure: true,
             retry: RetryPolicy::default(),
             factory_retry: RetryPolicy::default(),
@@ -154,6 +177,7 @@ impl ObjectHandler for Server {
             1 => int(i64::from(self.lifetime_s)),
             2 => int(i64::from(self.default_pmin)),
             3 => int(i64::from(self.default_pmax)),
+            5 => int(i64::from(self.disable_timeout_s)),
             6 => ResourceValue::Single(Value::Boolean(self.storing)),
             7 => string(&self.binding),
             16 => ResourceValue::Single(Value::Boolean(self.bootstrap_on_failure)),
@@ -161,7 +185,12 @@ impl ObjectHandler for Server {
             18 => unsigned(self.retry.timer_s),
             19 => unsigned(self.retry.sequence_delay_s),
             20 => unsigned(self.retry.sequence_count),
-            _ => return Err(OpError::NotFound),
+            id => self
+                .kept
+                .iter()
+                .find(|(k, _)| *k == id)
+                .map(|(_, v)| ResourceValue::Single(v.clone()))
+                .ok_or(OpError::NotFound)?,
         })
     }
     fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
@@ -184,6 +213,7 @@ impl ObjectHandler for Server {
             }
             2 => self.default_pmin = positive(v)?,
             3 => self.default_pmax = positive(v)?,
+            5 => self.disable_timeout_s = positive(v)?,
             6 => match v {
                 Value::Boolean(b) => self.storing = *b,
                 _ => return Err(OpError::BadRequest),
@@ -201,6 +231,16 @@ impl ObjectHandler for Server {
             18 => self.retry.timer_s = positive(v)?,
             19 => self.retry.sequence_delay_s = positive(v)?,
             20 => self.retry.sequence_count = positive(v)?,
+            id if KEPT_AS_WRITTEN.contains(&id) => {
+                if !MODEL
+                    .iter()
+                    .any(|d| d.id == id && d.ty == v.resource_type())
+                {
+                    return Err(OpError::BadRequest);
+                }
+                self.kept.retain(|(k, _)| *k != id);
+                self.kept.push((id, v.clone()));
+            }
             _ => return Err(OpError::MethodNotAllowed),
         }
         Ok(Completion::Done)
@@ -228,9 +268,10 @@ impl ObjectHandler for Server {
         _args: &[u8],
     ) -> Result<Completion, OpError> {
         self.check(instance)?;
+        // Resource 4 (Disable): the engine de-registers and waits the Disable Timeout.
         // Resource 8 (Registration Update Trigger): the engine sends the Update. Resource 9
         // (Bootstrap-Request Trigger): the engine has the client bootstrap.
-        if resource == 8 || resource == 9 {
+        if matches!(resource, 4 | 8 | 9) {
             Ok(Completion::Done)
         } else {
             Err(OpError::MethodNotAllowed)
@@ -274,5 +315,37 @@ mod tests {
         );
         assert_eq!(Server::new(300).retry, RetryPolicy::default());
         assert_eq!(s.write(0, 0, &single(20, -1)), Err(OpError::BadRequest));
+    }
+
+    /// Disable Timeout (5) defaults to a day; APN Link, Trigger, Preferred Transport and Mute
+    /// Send (10, 21-23) are kept as written, in their model's types, and go with a deleted
+    /// instance.
+    #[test]
+    fn server_1_1_resources_are_taken() {
+        let mut s = Server::new(300);
+        assert_eq!(s.read(0, 0, 5).unwrap(), int(86_400));
+        s.write(0, 0, &single(5, 30)).unwrap();
+        assert_eq!(s.disable_timeout_s, 30);
+        let value = |id: u16, v: Value| Resource {
+            id,
+            value: ResourceValue::Single(v),
+        };
+        s.write(0, 0, &value(10, Value::ObjLnk(11, 0))).unwrap();
+        s.write(0, 0, &value(22, Value::String("U".into())))
+            .unwrap();
+        s.write(0, 0, &value(23, Value::Boolean(true))).unwrap();
+        assert_eq!(
+            s.read(0, 0, 22).unwrap(),
+            ResourceValue::Single(Value::String("U".into()))
+        );
+        assert_eq!(
+            s.write(0, 0, &value(21, Value::Integer(1))),
+            Err(OpError::BadRequest)
+        );
+        assert_eq!(s.read(0, 0, 21), Err(OpError::NotFound));
+        s.delete(0).unwrap();
+        s.create(Some(0), &[single(1, 60)]).unwrap();
+        assert_eq!(s.read(0, 0, 10), Err(OpError::NotFound));
+        assert_eq!(s.disable_timeout_s, DEFAULT_DISABLE_TIMEOUT_S);
     }
 }

@@ -984,6 +984,10 @@ pub async fn run_preferring(
                         )
                     }
                     Event::Deregistered => tracing::info!("deregistered"),
+                    Event::Disabled { for_ms } => tracing::info!(
+                        for_s = for_ms / 1000,
+                        "disabled by the server: de-registered, registering again after the Disable Timeout"
+                    ),
                     Event::Executed { path } if *path == Path::resource(3, 0, 4) => {
                         tracing::info!("reboot requested");
                         next.set(Next::Reboot);

@@ -183,6 +183,83 @@ fn deregister_sends_delete_to_location() {
     assert_eq!(e.registration(), RegState::Stopped);
 }
 
+/// Disable (/1/0/4, LwM2M 1.1 Core E.2): the 2.04 first, then the De-register; for the
+/// Disable Timeout (/1/0/5) the client sends nothing and takes nothing from the server (an
+/// observation ends with the registration), then it registers again.
+#[test]
+fn disable_deregisters_and_registers_again_after_the_disable_timeout() {
+    let mut e = registered();
+    let w = request_with(RequestType::Put, 7, b"w", "/1/0/5", 0, b"30");
+    assert_eq!(code(&call(&mut e, 50, &w)), resp(ResponseType::Changed));
+    let obs = get_with(8, b"o", "/3/0/13", CoapOption::Observe, 0);
+    assert_eq!(code(&call(&mut e, 60, &obs)), resp(ResponseType::Content));
+    let x = request(RequestType::Post, 9, b"d", "/1/0/4");
+    e.handle_datagram(100, SERVER, &bytes(&x));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "the 2.04, then the De-register: {out:?}");
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let delete = &out[1].1;
+    assert_eq!(code(delete), MessageClass::Request(RequestType::Delete));
+    assert_eq!(
+        option_values(delete, CoapOption::UriPath),
+        vec![b"rd".to_vec(), b"abc".to_vec()]
+    );
+    e.handle_datagram(150, SERVER, &bytes(&ack(delete, ResponseType::Deleted)));
+    assert!(events(&mut e).contains(&Event::Disabled { for_ms: 30_000 }));
+    assert_eq!(e.registration(), RegState::Unregistered);
+    // Away: requests of the server go unanswered, notifications stop.
+    let read = request(RequestType::Get, 10, b"r", "/3/0/0");
+    e.handle_datagram(1_000, SERVER, &bytes(&read));
+    e.handle_timeout(20_000);
+    assert!(sent(&mut e).is_empty());
+    // A host that reconnects early does not make it register early.
+    e.start(25_000);
+    assert!(sent(&mut e).is_empty());
+    assert_eq!(e.poll_timeout(), Some(30_150));
+    e.handle_timeout(30_150);
+    let reg = one(&mut e);
+    assert_eq!(code(&reg), MessageClass::Request(RequestType::Post));
+    assert_eq!(
+        option_values(&reg, CoapOption::UriPath),
+        vec![b"rd".to_vec()]
+    );
+    // Back: the server is answered again.
+    let read = request(RequestType::Get, 11, b"r", "/3/0/0");
+    assert_eq!(
+        code(&call(&mut e, 30_200, &read)),
+        resp(ResponseType::Content)
+    );
+}
+
+/// A De-register the server does not answer still disables the client; the Disable Timeout
+/// is a day when the server never set one.
+#[test]
+fn disable_holds_when_the_deregister_is_not_answered() {
+    let mut e = registered();
+    let x = request(RequestType::Post, 9, b"d", "/1/0/4");
+    e.handle_datagram(100, SERVER, &bytes(&x));
+    let _ = sent(&mut e);
+    // RFC 7252 gives up on the DELETE after MAX_TRANSMIT_WAIT (93 s at most).
+    let mut now = 100;
+    while !events(&mut e).contains(&Event::Disabled { for_ms: 86_400_000 }) {
+        now = e.poll_timeout().expect("a retransmission is due");
+        assert!(now < 100 + 100_000, "still not given up at {now}");
+        e.handle_timeout(now);
+        let _ = sent(&mut e);
+    }
+    // Other timers may fire meanwhile (the dedup window); the Register waits the day.
+    let disabled_at = now;
+    loop {
+        now = e.poll_timeout().expect("the Register is due");
+        e.handle_timeout(now);
+        if let Some((_, p)) = sent(&mut e).into_iter().next() {
+            assert_eq!(code(&p), MessageClass::Request(RequestType::Post));
+            break;
+        }
+    }
+    assert_eq!(now, disabled_at + 86_400_000);
+}
+
 #[test]
 fn update_trigger_and_object_changes_send_update() {
     let mut e = registered();

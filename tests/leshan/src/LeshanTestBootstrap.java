@@ -101,6 +101,16 @@ public class LeshanTestBootstrap {
         server.shortId = SHORT_SERVER_ID;
         server.lifetime = 300;
         server.binding = java.util.EnumSet.of(BindingMode.U);
+        // With LESHAN_SERVER_1_1=1 Leshan also writes what an operator may set of Server 1.1:
+        // Disable Timeout (5), APN Link (10), Trigger (21), Preferred Transport (22) and Mute
+        // Send (23).
+        if ("1".equals(System.getenv("LESHAN_SERVER_1_1"))) {
+            server.disableTimeout = 3600;
+            server.apnLink = 0;
+            server.trigger = false;
+            server.preferredTransport = BindingMode.U;
+            server.muteSend = true;
+        }
         config.servers.put(0, server);
 
         InMemoryBootstrapConfigStore store = new InMemoryBootstrapConfigStore();
