@@ -577,7 +577,7 @@ impl DtlsContext {
         if self.auth == 0 {
             return Err(DtlsError::NoSuite(suites.to_vec()));
         }
-        let ssl = Ssl::new(&self.ctx)?;
+        let mut ssl = Ssl::new(&self.ctx)?;
         let mut names = Vec::new();
         for code in suites {
             // SAFETY: a valid SSL and two readable bytes; OpenSSL returns one of its static
@@ -595,8 +595,7 @@ impl DtlsContext {
         }
         let list = names.join(":");
         // OpenSSL also refuses a list of suites none of which DTLS 1.2 can use.
-        let mut probe = Ssl::new(&self.ctx)?;
-        if names.is_empty() || probe.set_cipher_list(&list).is_err() {
+        if names.is_empty() || ssl.set_cipher_list(&list).is_err() {
             return Err(DtlsError::NoSuite(suites.to_vec()));
         }
         self.offer = Some(list);

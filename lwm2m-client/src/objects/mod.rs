@@ -12,7 +12,7 @@ pub use security::Security;
 pub use server::Server;
 
 use crate::codec::{ResourceValue, Value};
-use crate::object::OpError;
+use crate::object::{OpError, ResourceDef};
 
 /// The single-instance objects here all live at instance 0.
 pub(crate) fn only_instance(instance: u16) -> Result<(), OpError> {
@@ -31,4 +31,32 @@ pub(crate) fn string(s: &str) -> ResourceValue {
 /// Shorthand for a single integer value.
 pub(crate) fn int(i: i64) -> ResourceValue {
     ResourceValue::Single(Value::Integer(i))
+}
+
+/// Resource `id` of those an object keeps as written but does not act on (see [`keep`]).
+pub(crate) fn read_kept(kept: &[(u16, Value)], id: u16) -> Result<ResourceValue, OpError> {
+    kept.iter()
+        .find(|(k, _)| *k == id)
+        .map(|(_, v)| ResourceValue::Single(v.clone()))
+        .ok_or(OpError::NotFound)
+}
+
+/// Keeps `v` as resource `id`, which the object does not act on but a bootstrap server writes
+/// with the whole instance (refusing it would leave the device unprovisioned): only in the
+/// type `model` gives it, else 4.00.
+pub(crate) fn keep(
+    kept: &mut Vec<(u16, Value)>,
+    model: &[ResourceDef],
+    id: u16,
+    v: &Value,
+) -> Result<(), OpError> {
+    if !model
+        .iter()
+        .any(|d| d.id == id && d.ty == v.resource_type())
+    {
+        return Err(OpError::BadRequest);
+    }
+    kept.retain(|(k, _)| *k != id);
+    kept.push((id, v.clone()));
+    Ok(())
 }

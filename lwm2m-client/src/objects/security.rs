@@ -378,12 +378,7 @@ impl ObjectHandler for Security {
                     .map(|(i, s)| (i, Value::Unsigned(u64::from(*s))))
                     .collect(),
             ),
-            id => a
-                .kept
-                .iter()
-                .find(|(k, _)| *k == id)
-                .map(|(_, v)| ResourceValue::Single(v.clone()))
-                .ok_or(OpError::NotFound)?,
+            id => super::read_kept(&a.kept, id)?,
         })
     }
     fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
@@ -449,15 +444,7 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
             a.usage = CertificateUsage::from_code(*i).ok_or(OpError::BadRequest)?
         }
         (16, v) => a.cipher_suites = cipher_suites(core::iter::once((0, v)))?,
-        (id, v)
-            if KEPT_AS_WRITTEN.contains(&id)
-                && MODEL
-                    .iter()
-                    .any(|d| d.id == id && d.ty == v.resource_type()) =>
-        {
-            a.kept.retain(|(k, _)| *k != id);
-            a.kept.push((id, v.clone()));
-        }
+        (id, v) if KEPT_AS_WRITTEN.contains(&id) => super::keep(&mut a.kept, MODEL, id, v)?,
         _ => return Err(OpError::BadRequest),
     }
     Ok(())

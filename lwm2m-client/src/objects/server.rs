@@ -185,12 +185,7 @@ impl ObjectHandler for Server {
             18 => unsigned(self.retry.timer_s),
             19 => unsigned(self.retry.sequence_delay_s),
             20 => unsigned(self.retry.sequence_count),
-            id => self
-                .kept
-                .iter()
-                .find(|(k, _)| *k == id)
-                .map(|(_, v)| ResourceValue::Single(v.clone()))
-                .ok_or(OpError::NotFound)?,
+            id => super::read_kept(&self.kept, id)?,
         })
     }
     fn write(&mut self, _now: u64, instance: u16, r: &Resource) -> Result<Completion, OpError> {
@@ -231,16 +226,7 @@ impl ObjectHandler for Server {
             18 => self.retry.timer_s = positive(v)?,
             19 => self.retry.sequence_delay_s = positive(v)?,
             20 => self.retry.sequence_count = positive(v)?,
-            id if KEPT_AS_WRITTEN.contains(&id) => {
-                if !MODEL
-                    .iter()
-                    .any(|d| d.id == id && d.ty == v.resource_type())
-                {
-                    return Err(OpError::BadRequest);
-                }
-                self.kept.retain(|(k, _)| *k != id);
-                self.kept.push((id, v.clone()));
-            }
+            id if KEPT_AS_WRITTEN.contains(&id) => super::keep(&mut self.kept, MODEL, id, v)?,
             _ => return Err(OpError::MethodNotAllowed),
         }
         Ok(Completion::Done)
