@@ -353,18 +353,22 @@ fn refuse_registers(e: &mut Engine<u8>, n: u32, mut now: u64) -> (Vec<Event>, u6
         );
         e.handle_datagram(now, SERVER, &bytes(&ack(&reg, ResponseType::Forbidden)));
         let evs = events(e);
-        let retry = evs
-            .iter()
-            .find_map(|ev| match ev {
-                Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
-                _ => None,
-            })
-            .expect("a RegistrationFailed");
+        let retry = *retry_delays(&evs).first().expect("a RegistrationFailed");
         all.extend(evs);
         now += retry;
         e.handle_timeout(now);
     }
     (all, now)
+}
+
+/// The retry delays of the RegistrationFailed events in `evs`, in order.
+fn retry_delays(evs: &[Event]) -> Vec<u64> {
+    evs.iter()
+        .filter_map(|ev| match ev {
+            Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
+            _ => None,
+        })
+        .collect()
 }
 
 fn fallback(evs: &[Event]) -> Option<BootstrapCause> {
@@ -517,13 +521,7 @@ fn registers_are_retried_as_the_server_object_says() {
     e.handle_datagram(5, SERVER, &bytes(&ack(&update, ResponseType::NotFound)));
     e.handle_timeout(5);
     let (evs, now) = refuse_registers(&mut e, 6, 5);
-    let delays: Vec<u64> = evs
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
-            _ => None,
-        })
-        .collect();
+    let delays = retry_delays(&evs);
     assert_eq!(
         delays,
         [10_000, 20_000, 100_000, 10_000, 20_000, 100_000],
@@ -570,13 +568,7 @@ fn the_longest_retry_timers_are_taken_without_overflow() {
     e.start(0);
     let longest = u64::from(u32::MAX) * 1000;
     let (evs, _) = refuse_registers(&mut e, 41, 0);
-    let delays: Vec<u64> = evs
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::RegistrationFailed { retry_in_ms, .. } => Some(*retry_in_ms),
-            _ => None,
-        })
-        .collect();
+    let delays = retry_delays(&evs);
     assert_eq!(delays, [longest; 41]);
 }
 
