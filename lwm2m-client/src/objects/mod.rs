@@ -13,6 +13,7 @@ pub use server::Server;
 
 use crate::codec::{ResourceValue, Value};
 use crate::object::{OpError, ResourceDef};
+use alloc::vec::Vec;
 
 /// The single-instance objects here all live at instance 0.
 pub(crate) fn only_instance(instance: u16) -> Result<(), OpError> {
