@@ -534,14 +534,10 @@ impl DtlsContext {
     /// (LwM2M 1.1 Core E.1 resource 15; DANE-TA, RFC 7671 §5.2). The server's certificate
     /// must also name its host, so sessions need [`DtlsContext::with_peer_name`] first.
     pub fn cert_client_anchored(id: &CertIdentity) -> Result<Self, DtlsError> {
-        let mut b = base_builder(false, CERT_SUITE)?;
-        load_certificate(&mut b, id)?;
-        b.cert_store_mut()
-            .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
+        // The pinned context's trust store (partial chains) with the name check on top.
         Ok(Self {
             peer_name: PeerName::Missing,
-            auth: NID_AUTH_ECDSA,
-            ..Self::finish(b, false)
+            ..Self::cert_client_pinned(id)?
         })
     }
 
