@@ -95,9 +95,21 @@ fn write_uri(rest: &Rest, ep: &str, uri: &str) {
     assert_eq!(v["status"], "CHANGED(204)", "write /5/0/1 = {uri}: {v}");
 }
 
-/// Execute /5/0/2 through Leshan.
+/// Execute /5/0/2 through Leshan. The device answers 2.04, resets and registers again within
+/// milliseconds (its simulated reset takes no time), and Leshan cancels a registration's
+/// pending requests when the endpoint registers again: on a loaded machine the new Register
+/// can be taken before the 2.04 (seen once in CI, Leshan's REST answering HTTP 500 "Request
+/// cancelled", the device's log showing the reset right after the Execute). Either way the
+/// device executed; every caller then checks the new registration, version and result.
 fn execute_update(rest: &Rest, ep: &str) {
     let (status, v) = rest.post(&format!("/api/clients/{ep}/5/0/2?timeout=10"), b"");
+    let overtaken = status == 500
+        && v.as_str().is_some_and(|m| {
+            m.starts_with("Request cancelled:Request coap") && m.ends_with("/5/0/2 canceled")
+        });
+    if overtaken {
+        return;
+    }
     assert_eq!(status, 200, "execute /5/0/2: {v}");
     assert_eq!(v["status"], "CHANGED(204)", "execute /5/0/2: {v}");
 }
