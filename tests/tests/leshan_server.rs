@@ -289,7 +289,7 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     let host = Harness::start("lsh-psk-host");
     let ep = "lsh-psk";
     let key = "000102030405060708090a0b0c0d0e0f";
-    assert_eq!(leshan.add_psk(ep, "lsh-psk-identity", key), 200);
+    let _dev = psk_device(&host, &leshan, ep, "lsh-psk-identity", key);
     let (status, infos) = leshan.rest.get("/api/security/clients");
     assert_eq!(status, 200);
     assert!(
@@ -298,20 +298,23 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
             .is_some_and(|a| a.iter().any(|i| i["endpoint"] == ep)),
         "security info stored: {infos}"
     );
-    // The key from a file readable by its owner only, as a user keeps it out of `ps`.
-    let key_file = write_key_file(&host.dir.join("lsh-psk.hex"), &format!("{key}\n"));
-    let _dev = device(
-        &host,
-        &leshan.coaps_uri(),
-        ep,
-        &[
-            "--psk-identity",
-            "lsh-psk-identity",
-            "--psk-key-file",
-            &key_file,
-        ],
-    );
     registered_over_dtls(&leshan, ep);
+}
+
+/// Our device `ep` at Leshan's `coaps://` endpoint with the PSK (`identity`, hex `key`), which
+/// Leshan's security API is given first; the device reads the key from a file (with a final
+/// newline) readable by its owner only, as a user keeps it out of `ps`.
+fn psk_device(
+    host: &Harness,
+    leshan: &LeshanServer,
+    ep: &str,
+    identity: &str,
+    key: &str,
+) -> LoggedChild {
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), &format!("{key}\n"));
+    let psk = ["--psk-identity", identity, "--psk-key-file", &key_file];
+    device(host, &leshan.coaps_uri(), ep, &psk)
 }
 
 /// Disable (/1/0/4, LwM2M 1.1 Core E.2) from Leshan, over DTLS: after Leshan wrote a Disable
@@ -324,15 +327,7 @@ fn leshan_disables_our_device_for_the_disable_timeout() {
     let host = Harness::start("lsh-disable-host");
     let ep = "lsh-disable";
     let key = "0f0e0d0c0b0a09080706050403020100";
-    assert_eq!(leshan.add_psk(ep, "lsh-disable-identity", key), 200);
-    let key_file = write_key_file(&host.dir.join("lsh-disable.hex"), key);
-    let psk = [
-        "--psk-identity",
-        "lsh-disable-identity",
-        "--psk-key-file",
-        &key_file,
-    ];
-    let mut dev = device(&host, &leshan.coaps_uri(), ep, &psk);
+    let mut dev = psk_device(&host, &leshan, ep, "lsh-disable-identity", key);
     registered_over_dtls(&leshan, ep);
     let before = registration_id(&leshan.rest, ep);
     let (status, v) = leshan.rest.put(
