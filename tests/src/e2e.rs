@@ -332,6 +332,7 @@ impl Harness {
             cert: None,
             cert_key: None,
             ca: None,
+            trust_store: None,
             bootstrap: None,
             bind: None,
             endpoint: endpoint.into(),

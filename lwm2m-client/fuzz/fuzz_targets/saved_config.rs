@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lwm2m_client::objects::security::{Account, CertificateUsage, SecurityMode};
+use lwm2m_client::objects::security::{Account, CertificateUsage, MatchingType, SecurityMode};
 use lwm2m_client::objects::server::RetryPolicy;
 use lwm2m_client::objects::{Device, DeviceInfo, Security, Server};
 use lwm2m_client::{Config, Engine, ObjectHandler};
@@ -44,7 +44,7 @@ fn valid() -> Vec<u8> {
         key: b"0123456789abcdef".to_vec(),
         short_server_id: 7,
         hold_off_s: 0,
-        matching_type: 0,
+        matching_type: MatchingType::Exact,
         sni: String::new(),
         usage: CertificateUsage::DomainIssuedCertificate,
         // A multiple resource (/0/1/16) among the bytes to damage.

@@ -9,7 +9,7 @@ use crate::coap;
 use crate::codec::block::BlockOpt;
 use crate::codec::{link, ContentFormat, Link, Node, Path, Resource, ResourceValue, Value};
 use crate::object::OpError;
-use crate::objects::security::{CertificateUsage, Credentials, SecurityMode};
+use crate::objects::security::{CertificateUsage, Credentials, MatchingType, SecurityMode};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -355,7 +355,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             };
             let mut credentials = Credentials::new(mode, opaque(3), opaque(4), opaque(5));
             if let Some(Value::Integer(m)) = single(13) {
-                credentials.matching_type = u8::try_from(m).ok()?;
+                credentials.matching_type = MatchingType::from_code(m)?;
             }
             if let Some(Value::String(sni)) = single(14) {
                 credentials.sni = sni;
@@ -384,7 +384,11 @@ impl<P: Clone + PartialEq> Engine<P> {
             return Answer::Now(reply(ResponseType::NotAcceptable));
         };
         // So is an account whose credentials cannot reach its server.
-        if let Err(reason) = (self.config.credentials_check)(&server_uri, &credentials) {
+        if let Err(reason) = self
+            .config
+            .credentials_check
+            .check(&server_uri, &credentials)
+        {
             self.events.push_back(Event::BootstrapRefused { reason });
             return Answer::Now(reply(ResponseType::NotAcceptable));
         }

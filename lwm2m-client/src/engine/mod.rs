@@ -22,6 +22,7 @@ use crate::objects::security::{Credentials, Inconsistency, SecurityMode};
 use crate::observe::{AttributeStore, Observation};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
@@ -68,8 +69,8 @@ pub struct Config {
     /// Whether a bootstrap-provisioned account can reach its server with this device's
     /// transports; one that cannot is refused at Bootstrap-Finish (4.06). By default
     /// [`Credentials::check`](crate::objects::security::Credentials::check) with NoSec and
-    /// PSK; the host runtime's `host::provisioned::check` also has OpenSSL take the keys.
-    pub credentials_check: fn(&str, &Credentials) -> Result<(), Inconsistency>,
+    /// PSK; the host runtime's `TrustStore::check` also has OpenSSL take the keys.
+    pub credentials_check: CredentialsCheck,
     /// Largest Bootstrap-Write body taken block-wise (RFC 7959 Block1): a Security instance
     /// with the device's and the server's certificates and a key is 1-3 KB; larger gets 4.13.
     pub bootstrap_body_limit: usize,
@@ -91,9 +92,37 @@ impl Config {
             max_observations: 16,
             lifetime_s: 300,
             qblock1: Some(crate::pull::qblock::QBlockParams::default()),
-            credentials_check: |uri, c| c.check(uri, &[SecurityMode::NoSec, SecurityMode::Psk]),
+            credentials_check: CredentialsCheck::new(|uri, c| {
+                c.check(uri, &[SecurityMode::NoSec, SecurityMode::Psk])
+            }),
             bootstrap_body_limit: 8192,
         }
+    }
+}
+
+/// [`Config::credentials_check`]: a closure, as the host's check holds what the device
+/// trusts (its roots for the PKIX certificate usages).
+#[derive(Clone)]
+pub struct CredentialsCheck(Rc<CheckFn>);
+
+/// The function behind a [`CredentialsCheck`].
+type CheckFn = dyn Fn(&str, &Credentials) -> Result<(), Inconsistency>;
+
+impl CredentialsCheck {
+    /// The check `f`.
+    pub fn new(f: impl Fn(&str, &Credentials) -> Result<(), Inconsistency> + 'static) -> Self {
+        Self(Rc::new(f))
+    }
+
+    /// Whether the account of `server_uri` with `credentials` can be used.
+    pub fn check(&self, server_uri: &str, credentials: &Credentials) -> Result<(), Inconsistency> {
+        (self.0)(server_uri, credentials)
+    }
+}
+
+impl core::fmt::Debug for CredentialsCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("CredentialsCheck")
     }
 }
 

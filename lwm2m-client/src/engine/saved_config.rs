@@ -147,7 +147,10 @@ impl<P: Clone + PartialEq> Engine<P> {
             _ => {}
         }
         let (uri, credentials) = self.server_account(false).ok_or(RestoreError::NoServer)?;
-        (self.config.credentials_check)(&uri, &credentials).map_err(RestoreError::Unusable)?;
+        self.config
+            .credentials_check
+            .check(&uri, &credentials)
+            .map_err(RestoreError::Unusable)?;
         Ok((uri, credentials))
     }
 }

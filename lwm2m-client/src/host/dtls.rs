@@ -28,6 +28,7 @@ use std::os::raw::{c_int, c_void};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use super::dane::ServerAuth;
 use foreign_types::ForeignTypeRef;
 use object5::manifest::crypto::{HmacSha256, SoftwareSha256};
 use openssl::error::ErrorStack;
@@ -184,20 +185,6 @@ pub struct CertIdentity {
     pub ca_pem: Vec<u8>,
 }
 
-impl CertIdentity {
-    /// The identity a bootstrap server provisions in certificate mode, in DER as the Security
-    /// object holds it (LwM2M 1.1 Core E.1): own certificate (resource 3), own private key
-    /// (resource 5, PKCS#8 or SEC1) and the certificate that vouches for the server
-    /// (resource 4), which goes where the CA goes.
-    pub fn from_der(cert: &[u8], key: &[u8], server: &[u8]) -> Result<Self, DtlsError> {
-        Ok(Self {
-            cert_pem: X509::from_der(cert)?.to_pem()?,
-            key_pem: PKey::private_key_from_der(key)?.private_key_to_pem_pkcs8()?,
-            ca_pem: X509::from_der(server)?.to_pem()?,
-        })
-    }
-}
-
 /// Looks up the key for a PSK identity on the server side (a security store like Leshan's).
 pub type PskLookup = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
 
@@ -213,6 +200,9 @@ pub struct DtlsContext {
     auth: c_int,
     /// The suites a client offers instead of the context's (OpenSSL cipher list).
     offer: Option<String>,
+    /// What a provisioned certificate-mode client takes from the server (its sessions' TLSA
+    /// record); `None` for contexts that trust a CA.
+    server_auth: Option<ServerAuth>,
 }
 
 /// OpenSSL's NIDs of PSK and ECDSA authentication (`obj_mac.h`), which openssl-sys does not
@@ -456,10 +446,20 @@ fn install_psk_lookup(b: &mut SslContextBuilder, lookup: PskLookup) {
 fn load_certificate(b: &mut SslContextBuilder, id: &CertIdentity) -> Result<(), DtlsError> {
     let cert = X509::from_pem(&id.cert_pem)?;
     let key = PKey::private_key_from_pem(&id.key_pem)?;
-    b.set_certificate(&cert)?;
-    b.set_private_key(&key)?;
-    b.check_private_key()?;
+    load_own(b, &cert, &key)?;
     b.cert_store_mut().add_cert(X509::from_pem(&id.ca_pem)?)?;
+    Ok(())
+}
+
+/// Own certificate and key, which must belong together; the peer must present one too.
+fn load_own(
+    b: &mut SslContextBuilder,
+    cert: &X509,
+    key: &PKey<openssl::pkey::Private>,
+) -> Result<(), DtlsError> {
+    b.set_certificate(cert)?;
+    b.set_private_key(key)?;
+    b.check_private_key()?;
     b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
     Ok(())
 }
@@ -513,31 +513,36 @@ impl DtlsContext {
         })
     }
 
-    /// A client context in certificate mode whose server must present exactly the certificate
-    /// in `id.ca_pem`: LwM2M Certificate Usage 3, "domain-issued certificate", the default
-    /// when a bootstrap server writes no usage (LwM2M 1.1 Core E.1 resource 15; DANE-EE, RFC
-    /// 7671 §5.1). The certificate is its own trust anchor (OpenSSL's partial chains), so no
-    /// CA and no name is checked: a certificate the server's CA issued to anyone else fails.
-    pub fn cert_client_pinned(id: &CertIdentity) -> Result<Self, DtlsError> {
+    /// A client context in certificate mode as a bootstrap server provisions it (LwM2M 1.1
+    /// Core E.1): own certificate (resource 3, DER), own private key (resource 5, PKCS#8 or
+    /// SEC1 DER) and what the server must present (resources 4, 13 and 15, checked as DANE,
+    /// see [`ServerAuth`]); `roots` are the device's trusted roots, which only the PKIX usages
+    /// (0, 1) use. Sessions need the server's name first ([`DtlsContext::with_peer_name`]),
+    /// which usage 3 does not check.
+    pub fn cert_client_provisioned(
+        cert: &[u8],
+        key: &[u8],
+        auth: ServerAuth,
+        roots: &[X509],
+    ) -> Result<Self, DtlsError> {
         let mut b = base_builder(false, CERT_SUITE)?;
-        load_certificate(&mut b, id)?;
-        b.cert_store_mut()
-            .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
-        Ok(Self {
+        load_own(
+            &mut b,
+            &X509::from_der(cert)?,
+            &PKey::private_key_from_der(key)?,
+        )?;
+        auth.prepare(&mut b, roots)?;
+        let ctx = Self {
+            peer_name: PeerName::Missing,
             auth: NID_AUTH_ECDSA,
             ..Self::finish(b, false)
-        })
-    }
-
-    /// A client context in certificate mode whose server's chain must end at the certificate
-    /// in `id.ca_pem`, a root or not: LwM2M Certificate Usage 2, "trust anchor assertion"
-    /// (LwM2M 1.1 Core E.1 resource 15; DANE-TA, RFC 7671 §5.2). The server's certificate
-    /// must also name its host, so sessions need [`DtlsContext::with_peer_name`] first.
-    pub fn cert_client_anchored(id: &CertIdentity) -> Result<Self, DtlsError> {
-        // The pinned context's trust store (partial chains) with the name check on top.
+        };
+        // A record OpenSSL cannot use fails now rather than at every handshake.
+        let mut probe = Ssl::new(&ctx.ctx)?;
+        auth.apply(&mut probe, "lwm2m.invalid")?;
         Ok(Self {
-            peer_name: PeerName::Missing,
-            ..Self::cert_client_pinned(id)?
+            server_auth: Some(auth),
+            ..ctx
         })
     }
 
@@ -557,6 +562,7 @@ impl DtlsContext {
             peer_name: PeerName::NotChecked,
             auth: 0,
             offer: None,
+            server_auth: None,
         }
     }
 
@@ -705,14 +711,19 @@ impl DtlsSession {
         match &ctx.peer_name {
             PeerName::NotChecked => {}
             PeerName::Missing => return Err(DtlsError::NoPeerName),
-            PeerName::Host(host) => match host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ssl.param_mut().set_ip(ip)?,
-                Err(_) => {
-                    ssl.param_mut().set_host(host)?;
-                    // SNI names DNS hosts only (RFC 6066 §3).
-                    ssl.set_hostname(host)?;
+            PeerName::Host(host) => {
+                if let Some(auth) = &ctx.server_auth {
+                    auth.apply(&mut ssl, host)?;
                 }
-            },
+                match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ssl.param_mut().set_ip(ip)?,
+                    Err(_) => {
+                        ssl.param_mut().set_host(host)?;
+                        // SNI names DNS hosts only (RFC 6066 §3).
+                        ssl.set_hostname(host)?;
+                    }
+                }
+            }
         }
         if let Some(s) = resume {
             // SAFETY: the session was produced by a context with the same settings; OpenSSL
@@ -1519,6 +1530,248 @@ mod tests {
         let mut s = DtlsSession::server(&server_ctx(), peer).unwrap();
         pump(&mut c, &mut s).unwrap();
         assert!(c.is_established());
+    }
+
+    /// A bootstrap-provisioned certificate client takes the server DANE's way (LwM2M 1.1
+    /// Core E.1 resources 4, 13 and 15 are a TLSA record): each usage, the whole certificate
+    /// or its SHA-256/384/512 hash, the device's roots for the PKIX usages only, the name
+    /// checked except under usage 3.
+    #[test]
+    fn a_provisioned_client_takes_the_server_its_account_describes() {
+        use crate::objects::security::{CertificateUsage as U, MatchingType as M};
+        let ca = issue("test-ca", None);
+        let other_root = issue("other-ca", None);
+        let (server_cert, server_key) = issue_for("server", &["127.0.0.1"], Some((&ca.0, &ca.1)));
+        let (elsewhere_cert, elsewhere_key) =
+            issue_for("server", &["127.0.0.2"], Some((&ca.0, &ca.1)));
+        let (device_cert, device_key) = issue("urn:dev:cert-1", Some((&ca.0, &ca.1)));
+        let server_of = |cert: &X509, key: &PKey<openssl::pkey::Private>| {
+            DtlsContext::cert_server(&CertIdentity {
+                cert_pem: cert.to_pem().unwrap(),
+                key_pem: key.private_key_to_pem_pkcs8().unwrap(),
+                ca_pem: ca.0.to_pem().unwrap(),
+            })
+            .unwrap()
+        };
+        let (server, elsewhere) = (
+            server_of(&server_cert, &server_key),
+            server_of(&elsewhere_cert, &elsewhere_key),
+        );
+        let der = |c: &X509| c.to_der().unwrap();
+        let hash = |m: M, c: &X509| {
+            let md = match m {
+                M::Sha256 => MessageDigest::sha256(),
+                M::Sha384 => MessageDigest::sha384(),
+                _ => MessageDigest::sha512(),
+            };
+            openssl::hash::hash(md, &der(c)).unwrap().to_vec()
+        };
+        let client = |usage, matching, data: Vec<u8>, roots: &[X509]| {
+            let auth = ServerAuth {
+                usage,
+                matching,
+                data,
+            };
+            DtlsContext::cert_client_provisioned(
+                &der(&device_cert),
+                &device_key.private_key_to_der().unwrap(),
+                auth,
+                roots,
+            )
+        };
+        let peer: SocketAddr = "127.0.0.1:4200".parse().unwrap();
+        let takes = |c: &DtlsContext, server: &DtlsContext| {
+            let mut c = DtlsSession::client(&c.clone().with_peer_name("127.0.0.1"), None).unwrap();
+            let mut s = DtlsSession::server(server, peer).unwrap();
+            let _ = pump(&mut c, &mut s);
+            c.is_established()
+        };
+        let root = [ca.0.clone()];
+        let stranger = [other_root.0.clone()];
+        // (case, usage, matching type, resource 4, the device's roots, server, taken)
+        type Case<'a> = (&'a str, U, M, Vec<u8>, &'a [X509], &'a DtlsContext, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "3 exact",
+                U::DomainIssuedCertificate,
+                M::Exact,
+                der(&server_cert),
+                &[],
+                &server,
+                true,
+            ),
+            (
+                "3 names nothing",
+                U::DomainIssuedCertificate,
+                M::Exact,
+                der(&elsewhere_cert),
+                &[],
+                &elsewhere,
+                true,
+            ),
+            (
+                "3 another",
+                U::DomainIssuedCertificate,
+                M::Exact,
+                der(&elsewhere_cert),
+                &[],
+                &server,
+                false,
+            ),
+            (
+                "3 sha256",
+                U::DomainIssuedCertificate,
+                M::Sha256,
+                hash(M::Sha256, &server_cert),
+                &[],
+                &server,
+                true,
+            ),
+            (
+                "3 sha384",
+                U::DomainIssuedCertificate,
+                M::Sha384,
+                hash(M::Sha384, &server_cert),
+                &[],
+                &server,
+                true,
+            ),
+            (
+                "3 sha512",
+                U::DomainIssuedCertificate,
+                M::Sha512,
+                hash(M::Sha512, &server_cert),
+                &[],
+                &server,
+                true,
+            ),
+            (
+                "3 sha384 of another",
+                U::DomainIssuedCertificate,
+                M::Sha384,
+                hash(M::Sha384, &elsewhere_cert),
+                &[],
+                &server,
+                false,
+            ),
+            (
+                "2 exact",
+                U::TrustAnchorAssertion,
+                M::Exact,
+                der(&ca.0),
+                &[],
+                &server,
+                true,
+            ),
+            (
+                "2 wrong name",
+                U::TrustAnchorAssertion,
+                M::Exact,
+                der(&ca.0),
+                &[],
+                &elsewhere,
+                false,
+            ),
+            (
+                "2 other anchor",
+                U::TrustAnchorAssertion,
+                M::Exact,
+                der(&other_root.0),
+                &root,
+                &server,
+                false,
+            ),
+            (
+                "0 exact",
+                U::CaConstraint,
+                M::Exact,
+                der(&ca.0),
+                &root,
+                &server,
+                true,
+            ),
+            (
+                "0 sha256",
+                U::CaConstraint,
+                M::Sha256,
+                hash(M::Sha256, &ca.0),
+                &root,
+                &server,
+                true,
+            ),
+            (
+                "0 root not trusted",
+                U::CaConstraint,
+                M::Exact,
+                der(&ca.0),
+                &stranger,
+                &server,
+                false,
+            ),
+            (
+                "0 wrong name",
+                U::CaConstraint,
+                M::Exact,
+                der(&ca.0),
+                &root,
+                &elsewhere,
+                false,
+            ),
+            (
+                "0 another CA",
+                U::CaConstraint,
+                M::Exact,
+                der(&other_root.0),
+                &root,
+                &server,
+                false,
+            ),
+            (
+                "1 exact",
+                U::ServiceCertificateConstraint,
+                M::Exact,
+                der(&server_cert),
+                &root,
+                &server,
+                true,
+            ),
+            (
+                "1 sha512",
+                U::ServiceCertificateConstraint,
+                M::Sha512,
+                hash(M::Sha512, &server_cert),
+                &root,
+                &server,
+                true,
+            ),
+            (
+                "1 root not trusted",
+                U::ServiceCertificateConstraint,
+                M::Exact,
+                der(&server_cert),
+                &stranger,
+                &server,
+                false,
+            ),
+            (
+                "1 another",
+                U::ServiceCertificateConstraint,
+                M::Exact,
+                der(&elsewhere_cert),
+                &root,
+                &server,
+                false,
+            ),
+        ];
+        for (name, usage, matching, data, roots, server, ok) in cases {
+            let c = client(usage, matching, data, roots).unwrap();
+            assert_eq!(takes(&c, server), ok, "{name}");
+        }
+        // Records OpenSSL cannot use are refused before any handshake.
+        let short = hash(M::Sha256, &server_cert)[1..].to_vec();
+        assert!(client(U::DomainIssuedCertificate, M::Sha256, short, &[]).is_err());
+        let garbage = b"not a certificate".to_vec();
+        assert!(client(U::TrustAnchorAssertion, M::Exact, garbage, &[]).is_err());
     }
 
     /// Security /0/x/16: a client offers the suites it is given, in their order, leaving out

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "host")]
 pub mod coap_pull;
+mod dane;
 pub mod dtls;
 #[cfg(feature = "host")]
 pub mod dtls_udp;

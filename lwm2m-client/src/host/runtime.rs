@@ -9,6 +9,7 @@
 
 use crate::host::dtls::DtlsContext;
 use crate::host::dtls_udp::DtlsUdp;
+use crate::host::provisioned::TrustStore;
 use crate::{Engine, Event};
 use openssl::ssl::SslSession;
 use std::future::Future;
@@ -315,7 +316,7 @@ fn point_at(
     server_uri: &str,
     credentials: &crate::objects::security::Credentials,
 ) -> Result<(), crate::host::provisioned::Unusable> {
-    let (server, dtls) = crate::host::provisioned::transport(server_uri, credentials)?;
+    let (server, dtls) = link.trust.transport(server_uri, credentials)?;
     tracing::info!(%server_uri, %server, secure = dtls.is_some(), "switching server");
     link.retarget(server, dtls)
         .map_err(|e| crate::host::provisioned::Unusable::Socket(e.to_string()))?;
@@ -363,6 +364,8 @@ pub struct Link<'s> {
     own: Option<UdpSocket>,
     secure: Option<Secure>,
     foreign: ForeignDatagrams,
+    /// The device's own roots, for the servers a bootstrap server provisions.
+    trust: TrustStore,
 }
 
 /// Whether a socket bound to `local` can send to `server`: the same address family, and a
@@ -400,6 +403,7 @@ impl<'s> Link<'s> {
             own: None,
             secure: None,
             foreign: ForeignDatagrams::default(),
+            trust: TrustStore::default(),
         }
     }
 
@@ -416,12 +420,20 @@ impl<'s> Link<'s> {
                 not_before: None,
             }),
             foreign: ForeignDatagrams::default(),
+            trust: TrustStore::default(),
         }
     }
 
     /// Counts dropped datagrams in `foreign` (e.g. one count shared with the device's pulls).
     pub fn counting(mut self, foreign: ForeignDatagrams) -> Self {
         self.foreign = foreign;
+        self
+    }
+
+    /// Reaches the servers a bootstrap server provisions with `trust`: the roots the PKIX
+    /// certificate usages need.
+    pub fn trusting(mut self, trust: TrustStore) -> Self {
+        self.trust = trust;
         self
     }
 

@@ -83,6 +83,15 @@ pub enum CertificateUsage {
 }
 
 impl CertificateUsage {
+    /// The PKIX usages (0, 1): the server's chain must also end at a root the device itself
+    /// trusts, which resource 4 does not give.
+    pub fn needs_roots(self) -> bool {
+        matches!(
+            self,
+            Self::CaConstraint | Self::ServiceCertificateConstraint
+        )
+    }
+
     /// The usage of a resource 15 value; `None` outside 0-3.
     pub fn from_code(c: i64) -> Option<Self> {
         Some(match c {
@@ -92,6 +101,43 @@ impl CertificateUsage {
             3 => Self::DomainIssuedCertificate,
             _ => return None,
         })
+    }
+}
+
+/// Matching Type (resource 13, LwM2M 1.1 Core E.1): resource 4 holds the whole certificate
+/// (DER) or its SHA-2 hash (RFC 6234).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchingType {
+    /// 0, exact match (the default).
+    Exact = 0,
+    /// 1, SHA-256.
+    Sha256 = 1,
+    /// 2, SHA-384.
+    Sha384 = 2,
+    /// 3, SHA-512.
+    Sha512 = 3,
+}
+
+impl MatchingType {
+    /// The matching type of a resource 13 value; `None` outside 0-3.
+    pub fn from_code(c: i64) -> Option<Self> {
+        Some(match c {
+            0 => Self::Exact,
+            1 => Self::Sha256,
+            2 => Self::Sha384,
+            3 => Self::Sha512,
+            _ => return None,
+        })
+    }
+
+    /// The length resource 4 has under this type: the hash's, `None` for a certificate.
+    pub fn hash_len(self) -> Option<usize> {
+        match self {
+            Self::Exact => None,
+            Self::Sha256 => Some(32),
+            Self::Sha384 => Some(48),
+            Self::Sha512 => Some(64),
+        }
     }
 }
 
@@ -109,9 +155,8 @@ pub struct Credentials {
     pub server_key: Vec<u8>,
     /// Secret Key (resource 5).
     pub secret_key: Vec<u8>,
-    /// Matching Type (resource 13): 0, resource 4 holds the whole certificate; 1-3 a SHA-256,
-    /// -384 or -512 hash of it.
-    pub matching_type: u8,
+    /// Matching Type (resource 13): whether resource 4 is the certificate or its hash.
+    pub matching_type: MatchingType,
     /// SNI (resource 14): the server name to ask for and to find in its certificate instead of
     /// the URI's host; empty for none.
     pub sni: String,
@@ -136,7 +181,7 @@ impl Credentials {
             identity,
             server_key,
             secret_key,
-            matching_type: 0,
+            matching_type: MatchingType::Exact,
             sni: String::new(),
             usage: CertificateUsage::DomainIssuedCertificate,
             cipher_suites: Vec::new(),
@@ -179,11 +224,10 @@ pub enum Inconsistency {
     NoKeys,
     /// A mode this device does not take from a bootstrap server.
     Unsupported(SecurityMode),
-    /// A certificate usage this device does not take: 0 and 1 need trusted roots besides the
-    /// certificate given, which a device does not have.
+    /// A PKIX certificate usage (0, 1) on a device that trusts no roots of its own.
     Usage(CertificateUsage),
-    /// A matching type other than the whole certificate (0).
-    MatchingType(u8),
+    /// Resource 4 is not what the matching type says: a hash of another length, or nothing.
+    MatchingType(MatchingType),
     /// Resource 16 lists no cipher suite the device's DTLS implements for the account's mode.
     CipherSuites,
     /// The device's transport refused the credentials (a certificate or key that does not
@@ -201,10 +245,13 @@ impl core::fmt::Display for Inconsistency {
             Self::EmptyPsk => f.write_str("PSK mode without an identity or a key"),
             Self::NoKeys => f.write_str("no certificate or key of the device's or the server's"),
             Self::Unsupported(m) => write!(f, "Security Mode {m:?} is not supported"),
-            Self::Usage(u) => write!(f, "Certificate Usage {u:?} is not supported"),
+            Self::Usage(u) => write!(
+                f,
+                "Certificate Usage {u:?} needs trusted roots, and the device has none"
+            ),
             Self::MatchingType(m) => write!(
                 f,
-                "Matching Type {m} is not supported (only 0, the whole certificate)"
+                "the Server Public Key is not what Matching Type {m:?} says it is"
             ),
             Self::CipherSuites => f.write_str(
                 "none of the DTLS/TLS Ciphersuites (resource 16) is implemented for this mode",
@@ -239,14 +286,10 @@ impl Credentials {
             _ => {}
         }
         if self.mode == SecurityMode::Certificate {
-            if !matches!(
-                self.usage,
-                CertificateUsage::TrustAnchorAssertion | CertificateUsage::DomainIssuedCertificate
-            ) {
-                return Err(Inconsistency::Usage(self.usage));
-            }
-            if self.matching_type != 0 {
-                return Err(Inconsistency::MatchingType(self.matching_type));
+            if let Some(len) = self.matching_type.hash_len() {
+                if self.server_key.len() != len {
+                    return Err(Inconsistency::MatchingType(self.matching_type));
+                }
             }
         }
         Ok(())
@@ -275,7 +318,7 @@ pub struct Account {
     /// Client hold-off time before bootstrapping, seconds (resource 11).
     pub hold_off_s: u32,
     /// Matching Type (resource 13).
-    pub matching_type: u8,
+    pub matching_type: MatchingType,
     /// SNI (resource 14); empty for none.
     pub sni: String,
     /// Certificate Usage (resource 15).
@@ -299,7 +342,7 @@ impl Account {
             key: Vec::new(),
             short_server_id: if bootstrap { 0 } else { 1 },
             hold_off_s: 0,
-            matching_type: 0,
+            matching_type: MatchingType::Exact,
             sni: String::new(),
             usage: CertificateUsage::DomainIssuedCertificate,
             cipher_suites: Vec::new(),
@@ -369,7 +412,7 @@ impl ObjectHandler for Security {
             5 => opaque(&a.key),
             10 => int(i64::from(a.short_server_id)),
             11 => int(i64::from(a.hold_off_s)),
-            13 => int(i64::from(a.matching_type)),
+            13 => int(a.matching_type as i64),
             14 => ResourceValue::Single(Value::String(a.sni.clone())),
             15 => int(a.usage as i64),
             16 if !a.cipher_suites.is_empty() => ResourceValue::Multiple(
@@ -438,7 +481,9 @@ fn write_account(a: &mut Account, r: &Resource) -> Result<(), OpError> {
         (11, Value::Integer(i)) => {
             a.hold_off_s = u32::try_from(*i).map_err(|_| OpError::BadRequest)?
         }
-        (13, Value::Integer(i @ 0..=3)) => a.matching_type = *i as u8,
+        (13, Value::Integer(i)) => {
+            a.matching_type = MatchingType::from_code(*i).ok_or(OpError::BadRequest)?
+        }
         (14, Value::String(s)) => a.sni = s.clone(),
         (15, Value::Integer(i)) => {
             a.usage = CertificateUsage::from_code(*i).ok_or(OpError::BadRequest)?
@@ -535,18 +580,28 @@ mod tests {
             b"key".to_vec(),
         );
         assert_eq!(c.check(uri, &all), Ok(()));
-        c.usage = CertificateUsage::TrustAnchorAssertion;
-        assert_eq!(c.check(uri, &all), Ok(()));
-        for usage in [
-            CertificateUsage::CaConstraint,
-            CertificateUsage::ServiceCertificateConstraint,
-        ] {
-            c.usage = usage;
-            assert_eq!(c.check(uri, &all), Err(Inconsistency::Usage(usage)));
+        // Every usage is the account's to choose; whether the device has the roots 0 and 1
+        // also need is its transport's check.
+        for usage in 0..=3 {
+            c.usage = CertificateUsage::from_code(usage).unwrap();
+            assert_eq!(c.check(uri, &all), Ok(()));
         }
-        c.usage = CertificateUsage::DomainIssuedCertificate;
-        c.matching_type = 1;
-        assert_eq!(c.check(uri, &all), Err(Inconsistency::MatchingType(1)));
+        // A hash must have its length; the whole certificate any.
+        for (m, len) in [(1, 32), (2, 48), (3, 64)] {
+            c.matching_type = MatchingType::from_code(m).unwrap();
+            c.server_key = vec![0xA5; len];
+            assert_eq!(c.check(uri, &all), Ok(()));
+            c.server_key = vec![0xA5; len - 1];
+            assert_eq!(
+                c.check(uri, &all),
+                Err(Inconsistency::MatchingType(c.matching_type))
+            );
+        }
+        s.write(0, 0, &single(13, Value::Integer(3))).unwrap();
+        assert_eq!(
+            s.read(0, 0, 13).unwrap(),
+            ResourceValue::Single(Value::Integer(3))
+        );
     }
 
     fn multiple(id: u16, values: &[u64]) -> Resource {

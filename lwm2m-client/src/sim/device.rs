@@ -15,6 +15,7 @@ use crate::coap::TxParams;
 use crate::codec::Path;
 use crate::firmware_backend::FirmwareBackend;
 use crate::host::dtls::{CertIdentity, DtlsContext, Psk};
+use crate::host::provisioned::TrustStore;
 use crate::host::runtime::{self, Control, ForeignDatagrams, Tasks};
 use crate::host::{coap_pull, http_pull, tcp_pull};
 use crate::objects::security::SecurityMode;
@@ -140,6 +141,12 @@ pub struct DeviceOptions {
     /// must a coaps:// package host's.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Roots this device trusts (PEM, one or more certificates) for servers a bootstrap
+    /// server provisions with Certificate Usage 0 or 1 (CA or service certificate constraint,
+    /// LwM2M 1.1 Security /0/x/15): their chains must end at one of these. Without it such
+    /// an account is refused at Bootstrap-Finish (4.06); usages 2 and 3 do not use it.
+    #[arg(long, value_name = "PEM")]
+    pub trust_store: Option<PathBuf>,
     /// Simulated user: defer the first Execute Update of each boot when the server allows it
     /// (/5/0/13 Maximum Defer Period > 0, severity not critical): Update Result 11, and the
     /// update installs by itself when the period ends.
@@ -266,6 +273,8 @@ pub enum CliError {
     Psk(&'static str),
     /// A --kek file is not exactly 16 bytes.
     Kek(PathBuf),
+    /// A --trust-store file holds no certificate OpenSSL reads.
+    TrustStore(PathBuf),
 }
 
 impl std::fmt::Display for CliError {
@@ -278,6 +287,7 @@ impl std::fmt::Display for CliError {
             Self::Net(e) => write!(f, "network: {e}"),
             Self::Psk(e) => write!(f, "DTLS: {e}"),
             Self::Kek(p) => write!(f, "{}: an A128KW key is exactly 16 bytes", p.display()),
+            Self::TrustStore(p) => write!(f, "{}: no PEM certificate to trust", p.display()),
         }
     }
 }
@@ -750,6 +760,7 @@ fn restore_bootstrapped(
     engine: &mut Engine<std::net::SocketAddr>,
     device: &SharedDevice,
     bootstrap_uri: &str,
+    trust: &TrustStore,
 ) -> Option<(std::net::SocketAddr, Option<DtlsContext>)> {
     let saved = match device.borrow().kv().get(BOOTSTRAPPED_KEY) {
         Ok(saved) => saved?,
@@ -765,7 +776,7 @@ fn restore_bootstrapped(
             return None;
         }
     };
-    match crate::host::provisioned::transport(&server_uri, &credentials) {
+    match trust.transport(&server_uri, &credentials) {
         Ok(target) => {
             tracing::info!(%server_uri, "registering as the kept bootstrapped configuration says");
             Some(target)
@@ -806,6 +817,12 @@ pub async fn run_preferring(
     let pull_ca = match &args.pull_ca {
         Some(p) => Some(read_pem(p)?),
         None => None,
+    };
+    let trust = match &args.trust_store {
+        Some(p) => {
+            TrustStore::from_pem(&read_pem(p)?).map_err(|_| CliError::TrustStore(p.clone()))?
+        }
+        None => TrustStore::default(),
     };
     // The server the device talks to first: the bootstrap server when there is one.
     let first_uri = args.bootstrap.as_deref().unwrap_or(&args.server);
@@ -882,11 +899,15 @@ pub async fn run_preferring(
         if args.no_qblock1 {
             config.qblock1 = None;
         }
-        config.credentials_check = crate::host::provisioned::check;
+        let checking = trust.clone();
+        config.credentials_check =
+            crate::CredentialsCheck::new(move |uri, c| checking.check(uri, c));
         let mut engine = Engine::new(config, server, objects);
         // What the last bootstrap provisioned, kept: register with that server, no bootstrap.
         let kept = match &args.bootstrap {
-            Some(bootstrap_uri) => restore_bootstrapped(&mut engine, &device, bootstrap_uri),
+            Some(bootstrap_uri) => {
+                restore_bootstrapped(&mut engine, &device, bootstrap_uri, &trust)
+            }
             None => None,
         };
         if args.bootstrap.is_some() && kept.is_none() {
@@ -905,7 +926,7 @@ pub async fn run_preferring(
             }
             (None, _) => runtime::Link::plain(&socket),
         };
-        let mut link = link.counting(foreign.clone());
+        let mut link = link.counting(foreign.clone()).trusting(trust.clone());
         let pull_env = PullEnv {
             args: &args,
             dtls: dtls.as_ref(),

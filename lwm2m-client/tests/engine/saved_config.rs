@@ -3,7 +3,7 @@
 
 use coap_lite::CoapOption;
 use lwm2m_client::objects::security::{
-    Account, CertificateUsage, Credentials, Inconsistency, SecurityMode,
+    Account, CertificateUsage, Credentials, Inconsistency, MatchingType, SecurityMode,
 };
 use lwm2m_client::objects::{Device, Security, Server};
 use lwm2m_client::{Engine, RestoreError};
@@ -39,7 +39,7 @@ fn provisioned(key: &[u8]) -> Engine<u8> {
         key: key.to_vec(),
         short_server_id: 123,
         hold_off_s: 0,
-        matching_type: 0,
+        matching_type: MatchingType::Exact,
         sni: String::new(),
         usage: CertificateUsage::DomainIssuedCertificate,
         cipher_suites: SUITES.to_vec(),
