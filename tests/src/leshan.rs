@@ -369,9 +369,39 @@ impl LeshanBootstrap {
         server_cert: &Path,
         usage: Option<u8>,
     ) -> Self {
-        let files = [&mine.cert_der, &mine.key_der, server_cert].map(|p| p.display().to_string());
+        let env = usage.map(|u| vec![("LESHAN_CERT_USAGE", u.to_string())]);
+        Self::start_x509_with(dir, endpoint, server_uri, mine, server_cert, env)
+    }
+
+    /// [`LeshanBootstrap::start_x509`] with Certificate Usage `usage` and Matching Type
+    /// `matching` (resource 13; 1-3: the file `server_key` holds the certificate's SHA-256,
+    /// -384 or -512 hash, which Leshan writes into resource 4).
+    pub fn start_x509_matching(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        mine: &Issued,
+        server_key: &Path,
+        usage: u8,
+        matching: u8,
+    ) -> Self {
+        let env = vec![
+            ("LESHAN_CERT_USAGE", usage.to_string()),
+            ("LESHAN_MATCHING_TYPE", matching.to_string()),
+        ];
+        Self::start_x509_with(dir, endpoint, server_uri, mine, server_key, Some(env))
+    }
+
+    fn start_x509_with(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        mine: &Issued,
+        server_key: &Path,
+        env: Option<Vec<(&str, String)>>,
+    ) -> Self {
+        let files = [&mine.cert_der, &mine.key_der, server_key].map(|p| p.display().to_string());
         let x509 = ["x509", &files[0], &files[1], &files[2]];
-        let env = usage.map(|u| ("LESHAN_CERT_USAGE", u.to_string()));
         Self::start_with(dir, endpoint, server_uri, &x509, env)
     }
 
@@ -385,7 +415,7 @@ impl LeshanBootstrap {
         suite: u16,
     ) -> Self {
         let env = ("LESHAN_CIPHER_SUITE", format!("0x{suite:04X}"));
-        Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], Some(env))
+        Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], Some(vec![env]))
     }
 
     /// [`LeshanBootstrap::start`] in clear for a NoSec server, its Server instance with the
@@ -393,7 +423,7 @@ impl LeshanBootstrap {
     /// 11:0, Trigger false, Preferred Transport U, Mute Send true.
     pub fn start_with_server_1_1(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
         let env = ("LESHAN_SERVER_1_1", "1".into());
-        Self::start_with(dir, endpoint, server_uri, &[], Some(env))
+        Self::start_with(dir, endpoint, server_uri, &[], Some(vec![env]))
     }
 
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
@@ -405,7 +435,7 @@ impl LeshanBootstrap {
             endpoint,
             server_uri,
             &[],
-            Some(("LESHAN_AUTO_ID", "1".into())),
+            Some(vec![("LESHAN_AUTO_ID", "1".into())]),
         )
     }
 
@@ -418,7 +448,7 @@ impl LeshanBootstrap {
         seconds: u32,
     ) -> Self {
         let env = ("LESHAN_BS_ACCOUNT_TIMEOUT", seconds.to_string());
-        Self::start_with(dir, endpoint, server_uri, &[], Some(env))
+        Self::start_with(dir, endpoint, server_uri, &[], Some(vec![env]))
     }
 
     /// Starts the launcher with `credentials` after the server URI (see its usage line) and
@@ -429,12 +459,12 @@ impl LeshanBootstrap {
         endpoint: &str,
         server_uri: &str,
         credentials: &[&str],
-        env: Option<(&str, String)>,
+        env: Option<Vec<(&str, String)>>,
     ) -> Self {
         let jars = jars();
         let port = free_udp_port();
         let mut cmd = Command::new("java");
-        cmd.envs(env);
+        cmd.envs(env.into_iter().flatten());
         cmd.current_dir(dir)
             .arg("-cp")
             .arg(&jars.bootstrap_cp)

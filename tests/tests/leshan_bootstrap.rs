@@ -413,6 +413,114 @@ fn our_device_takes_the_certificate_usage_leshans_bootstrap_server_writes() {
     }
 }
 
+/// The PKIX Certificate Usages (0, CA constraint; 1, service certificate constraint) and the
+/// hashed Matching Types (LwM2M 1.1 Core E.1 resources 15 and 13) as Leshan's bootstrap server
+/// writes them: the server's chain must also end at a root the device trusts itself
+/// (`--trust-store`), and resource 4 may be the certificate's SHA-2 hash. Roots without the
+/// server's CA, or the hash of another certificate, and the device never registers; without
+/// roots at all it refuses a PKIX account at Bootstrap-Finish.
+#[test]
+fn our_device_takes_pkix_usages_and_certificate_hashes_leshans_bootstrap_server_writes() {
+    use sha2::Digest;
+    let dir = temp_dir("leshan-bootstrap-x509-pkix");
+    let pki = Pki::new(&dir.join("pki"), "bs-x509-pkix-ca");
+    let stranger = Pki::new(&dir.join("stranger"), "bs-x509-stranger-ca");
+    let server = pki.issue("leshan", "leshan.test", &["IP:127.0.0.1"]);
+    let other = pki.issue("other", "leshan.test", &["IP:127.0.0.1"]);
+    let hashed = |cert: &Path, bits: u16| {
+        let der = std::fs::read(cert).unwrap();
+        let hash = match bits {
+            256 => sha2::Sha256::digest(&der).to_vec(),
+            384 => sha2::Sha384::digest(&der).to_vec(),
+            _ => sha2::Sha512::digest(&der).to_vec(),
+        };
+        let file = cert.with_extension(format!("sha{bits}"));
+        std::fs::write(&file, hash).unwrap();
+        file
+    };
+    let (trusted, untrusted) = (pki.ca_pem(), stranger.ca_pem());
+    let leshan = LeshanServer::start_x509("leshan-bs-x509-pkix-server", &pki, &server, "unused");
+    // (tag, usage, matching type, resource 4, --trust-store, registers)
+    let cases = [
+        ("usage0", 0, 0, pki.ca_der(), Some(&trusted), true),
+        (
+            "usage1-sha256",
+            1,
+            1,
+            hashed(&server.cert_der, 256),
+            Some(&trusted),
+            true,
+        ),
+        (
+            "usage3-sha512",
+            3,
+            3,
+            hashed(&server.cert_der, 512),
+            None,
+            true,
+        ),
+        ("usage0-roots", 0, 0, pki.ca_der(), Some(&untrusted), false),
+        (
+            "usage1-roots",
+            1,
+            0,
+            server.cert_der.clone(),
+            Some(&untrusted),
+            false,
+        ),
+        (
+            "usage3-other",
+            3,
+            2,
+            hashed(&other.cert_der, 384),
+            None,
+            false,
+        ),
+    ];
+    for (tag, usage, matching, resource_4, roots, registers) in cases {
+        let ep = format!("bs-x509-{tag}-dev");
+        assert_eq!(leshan.add_x509(&ep), 200);
+        let mine = pki.issue(&ep, &ep, &[]);
+        let bootstrap = LeshanBootstrap::start_x509_matching(
+            &dir,
+            &ep,
+            &leshan.coaps_uri(),
+            &mine,
+            &resource_4,
+            usage,
+            matching,
+        );
+        let roots = roots.map(|r| r.display().to_string());
+        let extra: Vec<&str> = roots
+            .iter()
+            .flat_map(|r| ["--trust-store", r.as_str()])
+            .collect();
+        let mut dev = device(&dir, &bootstrap, &ep, &extra);
+        if registers {
+            provisioned_registration(&leshan, &bootstrap, &ep, true);
+            let log = bootstrap.log();
+            for written in [
+                format!("id=15, value={usage}"),
+                format!("id=13, value={matching}"),
+            ] {
+                assert!(log.contains(&written), "{tag}: {written}\n{log}");
+            }
+        } else {
+            dev.wait_log("DTLS handshake failed", REGISTER);
+            assert!(!is_registered(&leshan.rest, &ep), "{tag}: registered");
+        }
+    }
+    // No roots of its own: a PKIX account is one the device cannot use.
+    let ep = "bs-x509-usage0-no-roots-dev";
+    let mine = pki.issue(ep, ep, &[]);
+    let (uri, ca) = (leshan.coaps_uri(), pki.ca_der());
+    let mut bootstrap = LeshanBootstrap::start_x509_matching(&dir, ep, &uri, &mine, &ca, 0, 0);
+    let mut dev = device(&dir, &bootstrap, ep, &[]);
+    bootstrap.wait_log(&format!("bootstrap failed {ep} FINISH_FAILED"), REGISTER);
+    dev.wait_log("Bootstrap-Finish answered 4.06", REGISTER);
+    assert!(dev.log().contains("needs trusted roots"), "{}", dev.log());
+}
+
 #[test]
 fn our_device_refuses_a_server_other_than_the_certificate_its_bootstrap_server_pinned() {
     let dir = temp_dir("leshan-bootstrap-x509-pin");

@@ -26,6 +26,7 @@ import java.util.Collections;
 import java.util.Iterator;
 
 import org.eclipse.leshan.core.CertificateUsage;
+import org.eclipse.leshan.core.MatchingType;
 import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.request.BindingMode;
 import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
@@ -86,6 +87,12 @@ public class LeshanTestBootstrap {
             if (usage != null) {
                 dm.certificateUsage = CertificateUsage.fromCode(Integer.parseInt(usage));
             }
+            // With LESHAN_MATCHING_TYPE=N Leshan also writes Matching Type N (resource 13:
+            // 1-3, resource 4 is a SHA-256, -384 or -512 hash of the certificate).
+            String matching = System.getenv("LESHAN_MATCHING_TYPE");
+            if (matching != null) {
+                dm.matchingType = MatchingType.fromCode(Integer.parseInt(matching));
+            }
         }
         // With LESHAN_CIPHER_SUITE=N (0x-prefixed hex or decimal) Leshan also writes DTLS/TLS
         // Ciphersuite N (resource 16 of Security 1.1), as its bootstrap demo does when one is
@@ -113,7 +120,16 @@ public class LeshanTestBootstrap {
         }
         config.servers.put(0, server);
 
-        InMemoryBootstrapConfigStore store = new InMemoryBootstrapConfigStore();
+        // Leshan 2.0.0-M4's configuration check wants resource 4 to be a whole certificate in
+        // X.509 mode whatever Matching Type says; with a hash the store skips that check and
+        // Leshan writes the configuration as given.
+        InMemoryBootstrapConfigStore store = System.getenv("LESHAN_MATCHING_TYPE") == null
+                ? new InMemoryBootstrapConfigStore()
+                : new InMemoryBootstrapConfigStore() {
+                    @Override
+                    protected void checkConfig(String ep, BootstrapConfig c) {
+                    }
+                };
         store.add(endpoint, config);
 
         LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
