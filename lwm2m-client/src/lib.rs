@@ -60,8 +60,8 @@ pub mod observe;
 pub mod pull;
 
 pub use engine::{
-    BootstrapCause, Config, CredentialsCheck, DeferredId, Engine, Event, RegState, RestoreError,
-    Transmit,
+    BootstrapCause, Config, CredentialsCheck, DeferredId, Engine, Event, QueueMode, RegState,
+    RestoreError, Transmit,
 };
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 

@@ -333,6 +333,8 @@ impl Harness {
             cert_key: None,
             ca: None,
             trust_store: None,
+            queue_mode: false,
+            awake_time: 93,
             bootstrap: None,
             bind: None,
             endpoint: endpoint.into(),

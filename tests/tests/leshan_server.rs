@@ -479,6 +479,80 @@ fn leshan_drives_a_pull_update_over_coap_and_http() {
     finish_update(&leshan.rest, &events, ep, &before, "3.0.0");
 }
 
+/// Queue Mode (the Register's `Q`, LwM2M 1.1), judged by Leshan's presence service: the device
+/// registers in queue mode, sleeps 2 s after its last exchange while its pull goes on (through
+/// a slow relay, a few seconds), so a read then goes unanswered and Leshan takes it for
+/// SLEEPING; the finished download wakes it with an Update (Leshan: AWAKE) before its
+/// Downloaded notification, and Leshan's Execute right after installs the image.
+#[test]
+fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
+    let leshan = LeshanServer::start("lsh-queue");
+    let host = Harness::start("lsh-queue-host");
+    let ep = "lsh-queue";
+    host.package("fw2.suit", &PackageKind::good("2.0.0", 2, 200_000));
+    let relay = host.slow_relay();
+    let uri = format!("coap://{}/fw/fw2.suit", relay.addr());
+    let queue = [
+        "--queue-mode",
+        "--awake-time",
+        "2",
+        "--pull-block-size",
+        "256",
+    ];
+    let mut dev = device(&host, &leshan.coap_uri(), ep, &queue);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["queuemode"], true, "{reg}");
+    let before = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+    let (status, v) = leshan.rest.put_empty(&format!(
+        "/api/clients/{ep}/5/0/3/attributes?pmin=0&pmax=300"
+    ));
+    assert_eq!(
+        v["status"], "CHANGED(204)",
+        "write-attributes: HTTP {status} {v}"
+    );
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/5/0/3/observe?format=TLV"), b"");
+    assert_eq!(v["status"], "CONTENT(205)", "observe: HTTP {status} {v}");
+    write_uri(&leshan.rest, ep, &uri);
+
+    // Asleep while the pull goes on: Leshan's read is not answered.
+    dev.wait_log("queue mode: sleeping", UPDATE);
+    let during = relay.requests();
+    let (status, v) = leshan
+        .rest
+        .get(&format!("/api/clients/{ep}/5/0/3?format=TLV&timeout=2"));
+    assert_ne!(
+        v["status"], "CONTENT(205)",
+        "read while asleep: HTTP {status} {v}"
+    );
+    events.wait_for(&["SLEEPING"], UPDATE, |_| true);
+    assert!(
+        relay.requests() > during,
+        "the pull went on while the device slept"
+    );
+
+    // Downloaded: an Update wakes it first, then the notification.
+    let first = events.wait_for(&["AWAKE", "NOTIFICATION"], UPDATE, |d| {
+        d["res"].is_null() || node_int(&d["val"]) == Some(2)
+    });
+    assert!(
+        first["res"].is_null(),
+        "AWAKE before the notification: {first}"
+    );
+    events.wait_for(&["NOTIFICATION"], UPDATE, |d| {
+        d["res"] == "/5/0/3" && node_int(&d["val"]) == Some(2)
+    });
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &before, "2.0.0");
+    let (_, reg) = leshan.rest.get(&format!("/api/clients/{ep}"));
+    assert_eq!(
+        reg["queuemode"], true,
+        "registered again in queue mode: {reg}"
+    );
+}
+
 /// Leshan's bootstrap server provisioning `ep` for `leshan`'s coaps endpoint with `psk`
 /// (which Leshan's server takes too), and our device told only where that bootstrap server is,
 /// registered over DTLS.

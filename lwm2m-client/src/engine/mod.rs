@@ -10,6 +10,7 @@ mod bootstrap;
 mod dm;
 mod notify;
 mod qblock1_recv;
+mod queue_mode;
 mod registration;
 mod saved_config;
 
@@ -27,6 +28,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 
+pub use queue_mode::QueueMode;
 pub use registration::RegState;
 pub use saved_config::RestoreError;
 
@@ -71,6 +73,9 @@ pub struct Config {
     /// [`Credentials::check`](crate::objects::security::Credentials::check) with NoSec and
     /// PSK; the host runtime's `TrustStore::check` also has OpenSSL take the keys.
     pub credentials_check: CredentialsCheck,
+    /// Queue Mode (the Register's `Q`): sleep once the awake window after the last exchange
+    /// with the server is over; `None` (the default) stays reachable.
+    pub queue_mode: Option<QueueMode>,
     /// Largest Bootstrap-Write body taken block-wise (RFC 7959 Block1): a Security instance
     /// with the device's and the server's certificates and a key is 1-3 KB; larger gets 4.13.
     pub bootstrap_body_limit: usize,
@@ -95,6 +100,7 @@ impl Config {
             credentials_check: CredentialsCheck::new(|uri, c| {
                 c.check(uri, &[SecurityMode::NoSec, SecurityMode::Psk])
             }),
+            queue_mode: None,
             bootstrap_body_limit: 8192,
         }
     }
@@ -241,6 +247,11 @@ pub enum Event {
         /// Observed path.
         path: Path,
     },
+    /// Queue Mode: the awake window is over; what the server sends is not taken until the
+    /// device sends again ([`Event::Awake`]).
+    Sleeping,
+    /// Queue Mode: the device sleeping sent to its server and is reachable again.
+    Awake,
 }
 
 /// Why a client that had a server bootstraps again.
@@ -344,6 +355,8 @@ pub struct Engine<P> {
     pub(crate) qblock1: Option<qblock1_recv::QBlock1Rx<P>>,
     /// Default pmin/pmax from the Server object, refreshed whenever observations are processed.
     pub(crate) obs_defaults: crate::observe::Attributes,
+    /// Awake or asleep in Queue Mode.
+    pub(crate) presence: queue_mode::Presence,
 }
 
 impl<P: Clone + PartialEq> Engine<P> {
@@ -371,6 +384,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             block1: None,
             qblock1: None,
             obs_defaults: crate::observe::Attributes::default(),
+            presence: queue_mode::Presence::default(),
         }
     }
 
@@ -413,6 +427,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         consider(self.dedup.next_expiry());
         consider(self.observation_deadline());
         consider(self.qblock1_deadline());
+        consider(self.sleep_deadline());
         t
     }
 
@@ -430,6 +445,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.dedup.expire(now);
         self.process_observations(now);
         self.qblock1_timer(now);
+        self.queue_mode_timer(now);
     }
 
     /// Processes one received datagram from `peer`. Malformed datagrams are dropped; a
@@ -439,12 +455,17 @@ impl<P: Clone + PartialEq> Engine<P> {
             // Disabled: "ignore all the messages from the LwM2M Server for the period".
             return;
         }
+        if self.sleeping(now) {
+            // Queue Mode, asleep: the radio is off, the datagram never arrives.
+            return;
+        }
         let Ok(packet) = Packet::from_bytes(data) else {
             return;
         };
         if packet.header.get_version() != 1 {
             return;
         }
+        self.exchanged(now);
         let mid = packet.header.message_id;
         match message_format::check(data) {
             Ok(()) => {}
@@ -530,6 +551,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         let Some(pos) = self.pending.iter().position(|p| p.id == id) else {
             return;
         };
+        self.wake_to_send(now);
         let p = self.pending.swap_remove(pos);
         let mid = self.mid();
         let mut resp = p.success;
@@ -590,6 +612,7 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// Sends a confirmable message and keeps it for retransmission.
     pub(crate) fn send_confirmable(&mut self, now: u64, peer: P, p: Packet, purpose: Purpose) {
         let timeout_ms = self.config.tx.initial_timeout(&mut self.rng);
+        self.exchanged(now);
         let bytes = self.send(peer.clone(), &p);
         self.outgoing.push(Outgoing {
             mid: p.header.message_id,

@@ -110,6 +110,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 .and_then(|n| Self::encode(&n, &path, format).map(|b| (n, b)));
             let Ok((node, payload)) = read else {
                 // The observed entity is gone: tell the server with an error notification.
+                self.wake_to_send(now);
                 let o = self.observations.remove(i);
                 let mid = self.mid();
                 let p = coap::packet(
@@ -138,6 +139,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                 i += 1;
                 continue;
             }
+            self.wake_to_send(now);
             let mid = self.mid();
             let Some(o) = self.observations.get_mut(i) else {
                 break;

@@ -306,13 +306,21 @@ impl<P: Clone + PartialEq> Engine<P> {
             p.add_option(CoapOption::UriPath, b"rd".to_vec());
             let lt = self.lifetime_s();
             self.reg.announced_lifetime = Some(lt);
+            // Queue Mode is the `Q` flag in LwM2M 1.1 (Core §6.2.1), a `Q` in the binding in
+            // 1.0 (`b=UQ`).
+            let queue = self.config.queue_mode.is_some();
+            let v1_0 = self.config.lwm2m_version == "1.0";
+            let binding = if queue && v1_0 { "b=UQ" } else { "b=U" };
             for q in [
                 format!("ep={}", self.config.endpoint),
                 format!("lt={lt}"),
                 format!("lwm2m={}", self.config.lwm2m_version),
-                String::from("b=U"),
+                String::from(binding),
             ] {
                 p.add_option(CoapOption::UriQuery, q.into_bytes());
+            }
+            if queue && !v1_0 {
+                p.add_option(CoapOption::UriQuery, b"Q".to_vec());
             }
             coap::set_uint(
                 &mut p,

@@ -65,6 +65,17 @@ pub struct DeviceOptions {
     /// Registration lifetime in seconds (at least 1).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub lifetime: u32,
+    /// Queue Mode (LwM2M 1.1 `Q` at Register): after --awake-time seconds without an exchange
+    /// with its server the device sleeps, taking nothing the server sends, until it sends
+    /// again: a Registration Update before its lifetime runs out, or before a notification
+    /// (a finished download, say). Package pulls go on meanwhile.
+    #[arg(long)]
+    pub queue_mode: bool,
+    /// With --queue-mode: seconds the device stays reachable after each exchange with its
+    /// server (CoAP MAX_TRANSMIT_WAIT by default, which servers such as Leshan assume).
+    #[arg(long, default_value_t = 93, requires = "queue_mode",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub awake_time: u32,
     /// Registers in one retry sequence (Server /1/0/17, Communication Retry Count) until a
     /// server or bootstrap server writes another; with a bootstrap account the device
     /// bootstraps once --retry-sequences sequences failed (LwM2M 1.1 Core §6.2.1.1).
@@ -899,6 +910,11 @@ pub async fn run_preferring(
         if args.no_qblock1 {
             config.qblock1 = None;
         }
+        if args.queue_mode {
+            config.queue_mode = Some(crate::QueueMode {
+                awake_ms: u64::from(args.awake_time) * 1000,
+            });
+        }
         let checking = trust.clone();
         config.credentials_check =
             crate::CredentialsCheck::new(move |uri, c| checking.check(uri, c));
@@ -1005,6 +1021,8 @@ pub async fn run_preferring(
                         )
                     }
                     Event::Deregistered => tracing::info!("deregistered"),
+                    Event::Sleeping => tracing::info!("queue mode: sleeping"),
+                    Event::Awake => tracing::info!("queue mode: awake"),
                     Event::Disabled { for_ms } => tracing::info!(
                         for_s = for_ms / 1000,
                         "disabled by the server: de-registered, registering again after the Disable Timeout"

@@ -11,6 +11,7 @@ mod blockwise;
 mod bootstrap;
 mod messages;
 mod observe;
+mod queue_mode;
 mod read_write;
 mod registration;
 mod saved_config;

@@ -1,0 +1,87 @@
+//! LwM2M Queue Mode (OMA TS Core 1.1 §6.2.1, the Register's `Q` parameter; Transport 1.1,
+//! Queue Mode operation): a device on a battery turns its radio off between exchanges. It
+//! registers with `Q`, stays reachable for an awake window after each exchange with its
+//! server (CoAP MAX_TRANSMIT_WAIT, 93 s, by default), then sleeps: what the server sends
+//! meanwhile is lost, as it is to a radio that is off, and the server keeps its requests until
+//! the device is back. The device wakes to send: a Registration Update first, as the spec's
+//! Queue Mode flows show (Leshan takes a queue-mode client for awake on its Register and
+//! Update only), then what it had to send, e.g. a notification of a finished download. A
+//! package pull runs on its own sockets, so it goes on while the registration sleeps.
+
+use super::{Engine, Event};
+use crate::engine::RegState;
+
+/// Queue Mode settings ([`Config::queue_mode`](super::Config::queue_mode)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueMode {
+    /// How long the device stays reachable after its last exchange with the server.
+    pub awake_ms: u64,
+}
+
+impl Default for QueueMode {
+    /// The awake window of CoAP's MAX_TRANSMIT_WAIT (93 s, RFC 7252 §4.8.2), which servers
+    /// such as Leshan assume.
+    fn default() -> Self {
+        Self { awake_ms: 93_000 }
+    }
+}
+
+/// Where a queue-mode device stands.
+#[derive(Debug, Default)]
+pub(crate) struct Presence {
+    /// End of the awake window; `None` before the first exchange.
+    awake_until: Option<u64>,
+    /// The device said it sleeps ([`Event::Sleeping`]) and has not woken since.
+    asleep: bool,
+}
+
+impl<P: Clone + PartialEq> Engine<P> {
+    /// An exchange with the server at `now` (a datagram from it, a message to it): the awake
+    /// window starts again.
+    pub(crate) fn exchanged(&mut self, now: u64) {
+        let Some(q) = self.config.queue_mode else {
+            return;
+        };
+        let until = now.saturating_add(q.awake_ms);
+        self.presence.awake_until = Some(self.presence.awake_until.map_or(until, |t| t.max(until)));
+        if self.presence.asleep {
+            self.presence.asleep = false;
+            self.events.push_back(Event::Awake);
+        }
+    }
+
+    /// Whether the device sleeps at `now`: queue mode, registered, its awake window over and
+    /// nothing of its own waiting for an answer (a request in flight keeps the radio on).
+    pub(crate) fn sleeping(&self, now: u64) -> bool {
+        self.config.queue_mode.is_some()
+            && self.reg.state() == RegState::Registered
+            && self.reg.in_flight.is_none()
+            && self.outgoing.is_empty()
+            && self.presence.awake_until.is_some_and(|t| now >= t)
+    }
+
+    /// When the awake window ends, for [`Engine::poll_timeout`].
+    pub(crate) fn sleep_deadline(&self) -> Option<u64> {
+        if self.presence.asleep || self.config.queue_mode.is_none() {
+            return None;
+        }
+        self.presence.awake_until
+    }
+
+    /// At a timer: once the window is over the device says it sleeps.
+    pub(crate) fn queue_mode_timer(&mut self, now: u64) {
+        if !self.presence.asleep && self.sleeping(now) {
+            self.presence.asleep = true;
+            self.events.push_back(Event::Sleeping);
+        }
+    }
+
+    /// Before the device sends on its own: asleep, it first tells the server it is back with
+    /// a Registration Update (the message that follows rides on the same awake window).
+    pub(crate) fn wake_to_send(&mut self, now: u64) {
+        if self.sleeping(now) {
+            self.schedule_update(now);
+            self.registration_timer(now);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Queue Mode (OMA TS Core 1.1 §6.2.1, the Register's `Q`; Transport 1.1, Queue Mode
+//! operation): the device sleeps once its awake window after the last exchange is over, takes
+//! nothing the server sends meanwhile, and wakes with a Registration Update before anything it
+//! sends on its own.
+
+use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use lwm2m_client::{Config, Engine, Event, QueueMode};
+
+use crate::common::*;
+use crate::support::*;
+
+const AWAKE_MS: u64 = 5_000;
+
+/// A queue-mode engine registered at time 10 (its Register went out at 0).
+fn sleepy(version: &'static str) -> (Engine<u8>, Vec<String>) {
+    let mut config = Config::new("ep1");
+    config.lwm2m_version = version;
+    config.queue_mode = Some(QueueMode { awake_ms: AWAKE_MS });
+    let mut e = Engine::new(config, SERVER, objects());
+    e.start(0);
+    let register = one(&mut e);
+    let query = queries(&register);
+    let mut created = ack(&register, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    created.add_option(CoapOption::LocationPath, b"abc".to_vec());
+    e.handle_datagram(10, SERVER, &bytes(&created));
+    events(&mut e);
+    (e, query)
+}
+
+fn is_update(p: &coap_lite::Packet) -> bool {
+    p.header.code == MessageClass::Request(RequestType::Post)
+        && option_values(p, CoapOption::UriPath) == [b"rd".to_vec(), b"abc".to_vec()]
+}
+
+#[test]
+fn the_register_says_queue_mode_as_the_version_has_it() {
+    let (_, query) = sleepy("1.1");
+    assert!(query.contains(&"Q".to_owned()), "{query:?}");
+    assert!(query.contains(&"b=U".to_owned()), "{query:?}");
+    let (_, query) = sleepy("1.0");
+    assert!(query.contains(&"b=UQ".to_owned()), "{query:?}");
+    assert!(!query.contains(&"Q".to_owned()), "{query:?}");
+    // Without queue mode: neither.
+    let mut e = engine();
+    e.start(0);
+    let query = queries(&one(&mut e));
+    assert!(query.contains(&"b=U".to_owned()) && !query.contains(&"Q".to_owned()));
+}
+
+#[test]
+fn a_queue_mode_device_sleeps_after_its_awake_window_and_wakes_with_an_update() {
+    let (mut e, _) = sleepy("1.1");
+    // Within the window a request is answered, and the window starts again.
+    let read = |mid| request(RequestType::Get, mid, b"r", "/3/0/0");
+    let r = call(&mut e, 4_000, &read(2));
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(e.poll_timeout(), Some(4_000 + AWAKE_MS), "asleep then");
+    e.handle_timeout(4_000 + AWAKE_MS - 1);
+    assert!(events(&mut e).is_empty());
+    e.handle_timeout(4_000 + AWAKE_MS);
+    assert_eq!(events(&mut e), vec![Event::Sleeping]);
+    // Asleep: nothing the server sends is taken, not even answered.
+    e.handle_datagram(10_000, SERVER, &bytes(&read(3)));
+    assert!(sent(&mut e).is_empty());
+    assert!(events(&mut e).is_empty());
+    // Before the lifetime (300 s) runs out it wakes with an Update.
+    let update_at = e.poll_timeout().expect("an Update is due");
+    assert_eq!(
+        update_at,
+        10 + 300_000 - 93_000,
+        "MAX_TRANSMIT_WAIT before the lifetime ends"
+    );
+    e.handle_timeout(update_at);
+    let update = one(&mut e);
+    assert!(is_update(&update), "{update:?}");
+    assert_eq!(events(&mut e), vec![Event::Awake]);
+    e.handle_datagram(
+        update_at + 20,
+        SERVER,
+        &bytes(&ack(&update, ResponseType::Changed)),
+    );
+    assert!(events(&mut e).contains(&Event::Updated));
+    // Awake again: the server's request (its retransmission) is answered now.
+    let r = call(&mut e, update_at + 30, &read(3));
+    assert_eq!(code(&r), resp(ResponseType::Content));
+}
+
+#[test]
+fn a_notification_due_while_asleep_follows_an_update() {
+    let (mut e, _) = sleepy("1.1");
+    call(&mut e, 20, &write_attributes(2, "/5/0/3", &["pmax=60"]));
+    let r = call(
+        &mut e,
+        30,
+        &get_with(3, b"ob", "/5/0/3", CoapOption::Observe, 0),
+    );
+    assert_eq!(uint(&r, CoapOption::Observe), Some(0));
+    events(&mut e);
+    e.handle_timeout(30 + AWAKE_MS);
+    assert_eq!(events(&mut e), vec![Event::Sleeping]);
+    // pmax: the notification is due while asleep; the Update goes first.
+    e.handle_timeout(30 + 60_000);
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(is_update(&out[0].1), "an Update first: {out:?}");
+    assert_eq!(
+        out[1].1.get_token(),
+        b"ob",
+        "then the notification: {out:?}"
+    );
+    assert_eq!(uint(&out[1].1, CoapOption::Observe), Some(1));
+    assert_eq!(events(&mut e), vec![Event::Awake]);
+}
+
+#[test]
+fn a_device_not_in_queue_mode_never_sleeps() {
+    let mut e = registered();
+    events(&mut e);
+    e.handle_timeout(100_000);
+    assert!(!events(&mut e).contains(&Event::Sleeping));
+    let r = call(
+        &mut e,
+        100_010,
+        &request(RequestType::Get, 9, b"r", "/3/0/0"),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+}
