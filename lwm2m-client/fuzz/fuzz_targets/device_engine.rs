@@ -15,6 +15,17 @@ pub fn device_engine() -> Engine<u8> {
     e
 }
 
+/// [`device_engine`] in Queue Mode with an awake window of 1 s: once registered it sleeps
+/// between datagrams and wakes to send.
+#[allow(dead_code)] // Not every target that includes this module sleeps.
+pub fn sleepy_engine() -> Engine<u8> {
+    let mut config = Config::new("fuzz");
+    config.queue_mode = Some(lwm2m_client::QueueMode { awake_ms: 1000 });
+    let mut e = Engine::new(config, 1u8, objects(Security::no_sec("coap://127.0.0.1")));
+    e.start(0);
+    e
+}
+
 /// An engine named "fuzz" bootstrapping from peer 1: it answers Bootstrap-Delete, -Write,
 /// -Discover and -Finish (LwM2M 1.1 Core §6.1) from there.
 #[allow(dead_code)] // Not every target that includes this module bootstraps.

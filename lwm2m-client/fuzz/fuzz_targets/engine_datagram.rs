@@ -3,7 +3,8 @@
 //! request (method, LwM2M path, Accept/Content-Format/Observe/Block1/Block2, queries, payload)
 //! so the device-management code is reached too. When the input starts with an odd byte the
 //! engine is bootstrapping instead, so the requests are Bootstrap-Delete, -Write, -Discover and
-//! (POST /bs) -Finish from its bootstrap server. Nothing may panic.
+//! (POST /bs) -Finish from its bootstrap server; when it starts with 2 modulo 4 the engine is in
+//! Queue Mode and sleeps between datagrams. Nothing may panic.
 #![no_main]
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
@@ -12,7 +13,7 @@ use lwm2m_client::codec::block::uint_option;
 
 #[path = "device_engine.rs"]
 mod device_engine;
-use device_engine::{bootstrapping_engine, device_engine};
+use device_engine::{bootstrapping_engine, device_engine, sleepy_engine};
 
 const FORMATS: [u32; 8] = [0, 40, 42, 60, 110, 112, 11542, 11544];
 const QUERIES: [&[u8]; 6] = [b"pmin=1", b"pmax=2", b"gt=5", b"lt=1", b"st=0.5", b"pmin"];
@@ -88,6 +89,7 @@ fn structured(d: &[u8], mid: u16) -> Option<Vec<u8>> {
 fuzz_target!(|data: &[u8]| {
     let mut e = match data.first() {
         Some(b) if b % 2 == 1 => bootstrapping_engine(),
+        Some(b) if b % 4 == 2 => sleepy_engine(),
         _ => device_engine(),
     };
     let mut now = 0u64;

@@ -61,16 +61,11 @@ impl fmt::Debug for TrustStore {
 }
 
 impl TrustStore {
-    /// The certificates of a PEM file (one or more); none is an error, as is one that does not
-    /// parse.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, DtlsError> {
-        let roots = X509::stack_from_pem(pem)?;
-        if roots.is_empty() {
-            return Err(DtlsError::Handshake(
-                "no certificate in the trust store".into(),
-            ));
-        }
-        Ok(Self {
+    /// The certificates of a PEM file (one or more); `None` when it holds none, or one that
+    /// does not parse.
+    pub fn from_pem(pem: &[u8]) -> Option<Self> {
+        let roots = X509::stack_from_pem(pem).ok().filter(|r| !r.is_empty())?;
+        Some(Self {
             roots: Arc::new(roots),
         })
     }

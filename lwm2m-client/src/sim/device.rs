@@ -831,7 +831,7 @@ pub async fn run_preferring(
     };
     let trust = match &args.trust_store {
         Some(p) => {
-            TrustStore::from_pem(&read_pem(p)?).map_err(|_| CliError::TrustStore(p.clone()))?
+            TrustStore::from_pem(&read_pem(p)?).ok_or_else(|| CliError::TrustStore(p.clone()))?
         }
         None => TrustStore::default(),
     };

@@ -1,0 +1,47 @@
+//! Queue Mode end to end: the shim's firmware job for our device registered in Queue Mode
+//! (LwM2M 1.1 `Q`), which really sleeps. Until now the shim's jobs for sleeping devices had
+//! met only a scripted device; Leshan's demo server judges the device itself, asleep during a
+//! download too (`leshan_server.rs`). Here the job sends nothing while the device sleeps and
+//! runs to the end once the device wakes with its lifetime Update.
+
+use std::time::Duration;
+
+use lwm2m_client::sim::InThreadDevice;
+use serde_json::json;
+use tests::e2e::{Harness, PackageKind};
+
+const T: Duration = Duration::from_secs(90);
+
+#[test]
+fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
+    let h = Harness::start_configured("queue-job", |c| c.awake_time = Duration::from_secs(2));
+    let ep = "queue-dev";
+    h.package("fw2.suit", &PackageKind::good("2.0.0", 2, 40_000));
+    let mut opts = h.device_options(ep);
+    opts.queue_mode = true;
+    opts.awake_time = 2;
+    opts.lifetime = 20;
+    opts.pull_block_size = 64;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    let (_, reg) = h.get(&format!("/api/clients/{ep}"));
+    assert_eq!(reg["queuemode"], true, "{reg}");
+    h.wait_until("the device asleep", T, || {
+        h.get(&format!("/api/clients/{ep}")).1["sleeping"] == true
+    });
+
+    let events = h.events(ep);
+    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
+    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].clone();
+    // Asleep: the job sends nothing yet.
+    let (_, waiting) = h.get(&format!("/api/jobs/{id}"));
+    assert_eq!(waiting["waitingForWakeUp"], true, "{waiting}");
+    let last = events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    });
+    assert_eq!(last["phase"], "SUCCEEDED", "{last}");
+    assert_eq!(last["firmwareVersion"], "2.0.0", "{last}");
+    assert_eq!(h.state_result(ep), Some((0, 1)));
+}
