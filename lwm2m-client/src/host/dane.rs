@@ -79,8 +79,8 @@ impl ServerAuth {
     /// context [`ServerAuth::prepare`]d. A record OpenSSL cannot use (a hash of the wrong
     /// length, a certificate that does not parse) is an error here, before any handshake.
     pub(crate) fn apply(&self, ssl: &mut SslRef, host: &str) -> Result<(), DtlsError> {
-        let unusable = || DtlsError::Handshake(format!("unusable server certificate ({self})"));
-        let base = CString::new(host).map_err(|_| unusable())?;
+        let base = CString::new(host)
+            .map_err(|_| DtlsError::ServerAuth(format!("host {host:?} has a NUL byte")))?;
         let ptr = ssl.as_ptr();
         // SAFETY: a valid SSL, a NUL-terminated name and `data` for its length; OpenSSL copies
         // both.
@@ -99,9 +99,9 @@ impl ServerAuth {
             )
         };
         if added <= 0 {
-            // Clear what OpenSSL queued about the record: the error here says it.
-            let _ = ErrorStack::get();
-            return Err(unusable());
+            // OpenSSL's reason (e.g. a bad digest length) when it queued one.
+            let why = ErrorStack::get();
+            return Err(DtlsError::ServerAuth(format!("{self}: {why}")));
         }
         if host.parse::<std::net::IpAddr>().is_ok() {
             // SSL_dane_enable took the base domain for a DNS name: an IP literal is neither

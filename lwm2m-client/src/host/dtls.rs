@@ -125,6 +125,9 @@ pub enum DtlsError {
     /// None of the cipher suites a client was to offer (IANA code points, see
     /// [`DtlsContext::offering`]) is one OpenSSL implements for the context's mode.
     NoSuite(Vec<u16>),
+    /// What an account says the server must present cannot be checked (see [`ServerAuth`]):
+    /// a hash of the wrong length, a certificate that does not parse.
+    ServerAuth(String),
 }
 
 impl fmt::Display for DtlsError {
@@ -137,6 +140,7 @@ impl fmt::Display for DtlsError {
             DtlsError::NoPeerName => {
                 f.write_str("certificate mode needs the server's name to check its certificate")
             }
+            DtlsError::ServerAuth(why) => write!(f, "unusable server certificate: {why}"),
             DtlsError::NoSuite(suites) => {
                 f.write_str("no cipher suite of")?;
                 for s in suites {
@@ -1769,9 +1773,13 @@ mod tests {
         }
         // Records OpenSSL cannot use are refused before any handshake.
         let short = hash(M::Sha256, &server_cert)[1..].to_vec();
-        assert!(client(U::DomainIssuedCertificate, M::Sha256, short, &[]).is_err());
         let garbage = b"not a certificate".to_vec();
-        assert!(client(U::TrustAnchorAssertion, M::Exact, garbage, &[]).is_err());
+        for refused in [
+            client(U::DomainIssuedCertificate, M::Sha256, short, &[]),
+            client(U::TrustAnchorAssertion, M::Exact, garbage, &[]),
+        ] {
+            assert!(matches!(refused, Err(DtlsError::ServerAuth(_))));
+        }
     }
 
     /// Security /0/x/16: a client offers the suites it is given, in their order, leaving out
