@@ -226,7 +226,7 @@ pub enum Inconsistency {
     Unsupported(SecurityMode),
     /// A PKIX certificate usage (0, 1) on a device that trusts no roots of its own.
     Usage(CertificateUsage),
-    /// Resource 4 is not what the matching type says: a hash of another length, or nothing.
+    /// Resource 4 is not what the matching type says: a hash of another length.
     MatchingType(MatchingType),
     /// Resource 16 lists no cipher suite the device's DTLS implements for the account's mode.
     CipherSuites,
