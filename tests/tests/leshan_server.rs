@@ -289,7 +289,7 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
     let host = Harness::start("lsh-psk-host");
     let ep = "lsh-psk";
     let key = "000102030405060708090a0b0c0d0e0f";
-    let _dev = psk_device(&host, &leshan, ep, "lsh-psk-identity", key);
+    let _dev = psk_device(&host, &leshan, ep, ("lsh-psk-identity", key), &[]);
     let (status, infos) = leshan.rest.get("/api/security/clients");
     assert_eq!(status, 200);
     assert!(
@@ -302,19 +302,20 @@ fn leshan_registers_our_device_over_coaps_with_psk_from_its_security_api() {
 }
 
 /// Our device `ep` at Leshan's `coaps://` endpoint with the PSK (`identity`, hex `key`), which
-/// Leshan's security API is given first; the device reads the key from a file (with a final
-/// newline) readable by its owner only, as a user keeps it out of `ps`.
+/// Leshan's security API is given first, and `extra`; the device reads the key from a file
+/// (with a final newline) readable by its owner only, as a user keeps it out of `ps`.
 fn psk_device(
     host: &Harness,
     leshan: &LeshanServer,
     ep: &str,
-    identity: &str,
-    key: &str,
+    (identity, key): (&str, &str),
+    extra: &[&str],
 ) -> LoggedChild {
     assert_eq!(leshan.add_psk(ep, identity, key), 200);
     let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), &format!("{key}\n"));
-    let psk = ["--psk-identity", identity, "--psk-key-file", &key_file];
-    device(host, &leshan.coaps_uri(), ep, &psk)
+    let mut args = vec!["--psk-identity", identity, "--psk-key-file", &key_file];
+    args.extend_from_slice(extra);
+    device(host, &leshan.coaps_uri(), ep, &args)
 }
 
 /// Disable (/1/0/4, LwM2M 1.1 Core E.2) from Leshan, over DTLS: after Leshan wrote a Disable
@@ -327,7 +328,7 @@ fn leshan_disables_our_device_for_the_disable_timeout() {
     let host = Harness::start("lsh-disable-host");
     let ep = "lsh-disable";
     let key = "0f0e0d0c0b0a09080706050403020100";
-    let mut dev = psk_device(&host, &leshan, ep, "lsh-disable-identity", key);
+    let mut dev = psk_device(&host, &leshan, ep, ("lsh-disable-identity", key), &[]);
     registered_over_dtls(&leshan, ep);
     let before = registration_id(&leshan.rest, ep);
     let (status, v) = leshan.rest.put(
@@ -479,11 +480,12 @@ fn leshan_drives_a_pull_update_over_coap_and_http() {
     finish_update(&leshan.rest, &events, ep, &before, "3.0.0");
 }
 
-/// Queue Mode (the Register's `Q`, LwM2M 1.1), judged by Leshan's presence service: the device
-/// registers in queue mode, sleeps 2 s after its last exchange while its pull goes on (through
-/// a slow relay, a few seconds), so a read then goes unanswered and Leshan takes it for
-/// SLEEPING; the finished download wakes it with an Update (Leshan: AWAKE) before its
-/// Downloaded notification, and Leshan's Execute right after installs the image.
+/// Queue Mode (the Register's `Q`, LwM2M 1.1), judged by Leshan's presence service, over DTLS
+/// as a battery device on a cellular link runs it: the device registers in queue mode, sleeps
+/// 2 s after its last exchange while its pull goes on (through a slow relay, a few seconds),
+/// so a read then goes unanswered and Leshan takes it for SLEEPING; the finished download
+/// wakes it with an Update over the same DTLS session (Leshan: AWAKE) before its Downloaded
+/// notification, and Leshan's Execute right after installs the image.
 #[test]
 fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
     let leshan = LeshanServer::start("lsh-queue");
@@ -499,7 +501,8 @@ fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
         "--pull-block-size",
         "256",
     ];
-    let mut dev = device(&host, &leshan.coap_uri(), ep, &queue);
+    let psk = ("lsh-queue-identity", "00112233445566778899aabbccddeeff");
+    let mut dev = psk_device(&host, &leshan, ep, psk, &queue);
     let reg = leshan.wait_registered(ep, REGISTER);
     assert_eq!(reg["queuemode"], true, "{reg}");
     let before = registration_id(&leshan.rest, ep);
