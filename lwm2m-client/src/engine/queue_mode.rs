@@ -29,8 +29,12 @@ impl Default for QueueMode {
 /// Where a queue-mode device stands.
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
-    /// End of the awake window; `None` before the first exchange.
+    /// End of the awake window while it runs; `None` before the first exchange and once the
+    /// window is over (see `window_over`), so no timer is left in the past.
     awake_until: Option<u64>,
+    /// The window since the last exchange is over: the device sleeps as soon as nothing of
+    /// its own waits for an answer.
+    window_over: bool,
     /// The device said it sleeps ([`Event::Sleeping`]) and has not woken since.
     asleep: bool,
 }
@@ -44,6 +48,7 @@ impl<P: Clone + PartialEq> Engine<P> {
         };
         let until = now.saturating_add(q.awake_ms);
         self.presence.awake_until = Some(self.presence.awake_until.map_or(until, |t| t.max(until)));
+        self.presence.window_over = false;
         if self.presence.asleep {
             self.presence.asleep = false;
             self.events.push_back(Event::Awake);
@@ -57,19 +62,21 @@ impl<P: Clone + PartialEq> Engine<P> {
             && self.reg.state() == RegState::Registered
             && self.reg.in_flight.is_none()
             && self.outgoing.is_empty()
-            && self.presence.awake_until.is_some_and(|t| now >= t)
+            && (self.presence.window_over || self.presence.awake_until.is_some_and(|t| now >= t))
     }
 
-    /// When the awake window ends, for [`Engine::poll_timeout`].
+    /// When the awake window ends, for [`Engine::poll_timeout`]; none once it has.
     pub(crate) fn sleep_deadline(&self) -> Option<u64> {
-        if self.presence.asleep || self.config.queue_mode.is_none() {
-            return None;
-        }
         self.presence.awake_until
     }
 
-    /// At a timer: once the window is over the device says it sleeps.
+    /// At a timer: the window ends, and the device says it sleeps once nothing of its own
+    /// waits for an answer (a timer of its retransmissions or a give-up brings it back here).
     pub(crate) fn queue_mode_timer(&mut self, now: u64) {
+        if self.presence.awake_until.is_some_and(|t| now >= t) {
+            self.presence.awake_until = None;
+            self.presence.window_over = true;
+        }
         if !self.presence.asleep && self.sleeping(now) {
             self.presence.asleep = true;
             self.events.push_back(Event::Sleeping);

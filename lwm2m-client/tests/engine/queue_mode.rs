@@ -126,3 +126,24 @@ fn a_device_not_in_queue_mode_never_sleeps() {
     );
     assert_eq!(code(&r), resp(ResponseType::Content));
 }
+
+/// A window over while the device cannot sleep (its Update unanswered, retransmitted) is no
+/// timer: the engine's next deadline is its retransmission, not the past end of the window,
+/// which a runtime would call back at once, again and again.
+#[test]
+fn an_exchange_in_flight_past_the_window_sets_no_past_deadline() {
+    let (mut e, _) = sleepy("1.1");
+    e.trigger_update(1_000);
+    let update = one(&mut e);
+    assert!(is_update(&update));
+    // The window (from the Update at 1 000) ends at 6 000; the Update is still unanswered.
+    e.handle_timeout(6_000);
+    assert!(!events(&mut e).contains(&Event::Sleeping));
+    let next = e.poll_timeout().expect("the retransmission is due");
+    assert!(next > 6_000, "next deadline {next} is not after now");
+    // Answered later: the window starts again from the answer, and then it sleeps.
+    e.handle_datagram(7_000, SERVER, &bytes(&ack(&update, ResponseType::Changed)));
+    assert_eq!(e.poll_timeout(), Some(7_000 + AWAKE_MS));
+    e.handle_timeout(7_000 + AWAKE_MS);
+    assert!(events(&mut e).contains(&Event::Sleeping));
+}
