@@ -351,7 +351,7 @@ impl LeshanBootstrap {
             .flat_map(|(identity, key)| [identity, key])
             .collect();
         let scheme = if own_psk.is_some() { "coaps" } else { "coap" };
-        let mut bs = Self::start_with(dir, endpoint, server_uri, &credentials, None);
+        let mut bs = Self::start_with(dir, endpoint, server_uri, &credentials, Vec::new());
         bs.uri = bs.uri.replacen("coap", scheme, 1);
         bs
     }
@@ -369,7 +369,10 @@ impl LeshanBootstrap {
         server_cert: &Path,
         usage: Option<u8>,
     ) -> Self {
-        let env = usage.map(|u| vec![("LESHAN_CERT_USAGE", u.to_string())]);
+        let env: Vec<_> = usage
+            .map(|u| ("LESHAN_CERT_USAGE", u.to_string()))
+            .into_iter()
+            .collect();
         Self::start_x509_with(dir, endpoint, server_uri, mine, server_cert, env)
     }
 
@@ -389,7 +392,7 @@ impl LeshanBootstrap {
             ("LESHAN_CERT_USAGE", usage.to_string()),
             ("LESHAN_MATCHING_TYPE", matching.to_string()),
         ];
-        Self::start_x509_with(dir, endpoint, server_uri, mine, server_key, Some(env))
+        Self::start_x509_with(dir, endpoint, server_uri, mine, server_key, env)
     }
 
     fn start_x509_with(
@@ -398,7 +401,7 @@ impl LeshanBootstrap {
         server_uri: &str,
         mine: &Issued,
         server_key: &Path,
-        env: Option<Vec<(&str, String)>>,
+        env: Vec<(&str, String)>,
     ) -> Self {
         let files = [&mine.cert_der, &mine.key_der, server_key].map(|p| p.display().to_string());
         let x509 = ["x509", &files[0], &files[1], &files[2]];
@@ -415,7 +418,7 @@ impl LeshanBootstrap {
         suite: u16,
     ) -> Self {
         let env = ("LESHAN_CIPHER_SUITE", format!("0x{suite:04X}"));
-        Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], Some(vec![env]))
+        Self::start_with(dir, endpoint, server_uri, &[psk.0, psk.1], vec![env])
     }
 
     /// [`LeshanBootstrap::start`] in clear for a NoSec server, its Server instance with the
@@ -423,7 +426,7 @@ impl LeshanBootstrap {
     /// 11:0, Trigger false, Preferred Transport U, Mute Send true.
     pub fn start_with_server_1_1(dir: &Path, endpoint: &str, server_uri: &str) -> Self {
         let env = ("LESHAN_SERVER_1_1", "1".into());
-        Self::start_with(dir, endpoint, server_uri, &[], Some(vec![env]))
+        Self::start_with(dir, endpoint, server_uri, &[], vec![env])
     }
 
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
@@ -435,7 +438,7 @@ impl LeshanBootstrap {
             endpoint,
             server_uri,
             &[],
-            Some(vec![("LESHAN_AUTO_ID", "1".into())]),
+            vec![("LESHAN_AUTO_ID", "1".into())],
         )
     }
 
@@ -448,7 +451,7 @@ impl LeshanBootstrap {
         seconds: u32,
     ) -> Self {
         let env = ("LESHAN_BS_ACCOUNT_TIMEOUT", seconds.to_string());
-        Self::start_with(dir, endpoint, server_uri, &[], Some(vec![env]))
+        Self::start_with(dir, endpoint, server_uri, &[], vec![env])
     }
 
     /// Starts the launcher with `credentials` after the server URI (see its usage line) and
@@ -459,12 +462,12 @@ impl LeshanBootstrap {
         endpoint: &str,
         server_uri: &str,
         credentials: &[&str],
-        env: Option<Vec<(&str, String)>>,
+        env: Vec<(&str, String)>,
     ) -> Self {
         let jars = jars();
         let port = free_udp_port();
         let mut cmd = Command::new("java");
-        cmd.envs(env.into_iter().flatten());
+        cmd.envs(env);
         cmd.current_dir(dir)
             .arg("-cp")
             .arg(&jars.bootstrap_cp)

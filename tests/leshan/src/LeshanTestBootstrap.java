@@ -123,7 +123,9 @@ public class LeshanTestBootstrap {
         // Leshan 2.0.0-M4's configuration check wants resource 4 to be a whole certificate in
         // X.509 mode whatever Matching Type says; with a hash the store skips that check and
         // Leshan writes the configuration as given.
-        InMemoryBootstrapConfigStore store = System.getenv("LESHAN_MATCHING_TYPE") == null
+        MatchingType matchingType = config.security.get(1).matchingType;
+        boolean hashed = matchingType != null && matchingType != MatchingType.EXACT_MATCH;
+        InMemoryBootstrapConfigStore store = !hashed
                 ? new InMemoryBootstrapConfigStore()
                 : new InMemoryBootstrapConfigStore() {
                     @Override
