@@ -35,8 +35,11 @@ fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
     let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
     assert_eq!(status, 202, "{job}");
     let id = job["id"].clone();
-    // Asleep: the job sends nothing yet.
-    let (_, waiting) = h.get(&format!("/api/jobs/{id}"));
+    // Asleep: once the package is read, the job holds its first request for the wake-up. The
+    // job starts on its own task, so this is awaited as an event, not read right after the POST.
+    let waiting = events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == id && (d["waitingForWakeUp"] == true || d["phase"] == "FAILED")
+    });
     assert_eq!(waiting["waitingForWakeUp"], true, "{waiting}");
     let last = events.wait_for(&["FIRMWARE"], T, |d| {
         d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
