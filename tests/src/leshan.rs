@@ -429,6 +429,13 @@ impl LeshanBootstrap {
         Self::start_with(dir, endpoint, server_uri, &[], vec![env])
     }
 
+    /// [`LeshanBootstrap::start`] in clear for a NoSec server whose Server instance has
+    /// `binding` in resource 7 (e.g. LwM2M 1.0's "UQ", UDP with Queue Mode).
+    pub fn start_with_binding(dir: &Path, endpoint: &str, server_uri: &str, binding: &str) -> Self {
+        let env = ("LESHAN_BINDING", binding.into());
+        Self::start_with(dir, endpoint, server_uri, &[], vec![env])
+    }
+
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.

@@ -274,6 +274,41 @@ fn the_bootstrap_account_leshan_gives_a_timeout_is_purged() {
     assert_eq!(v["status"], "METHOD_NOT_ALLOWED(405)", "{v}");
 }
 
+/// A bootstrap server configured for LwM2M 1.0 devices writes Binding "UQ" (1.0 E.2: UDP with
+/// Queue Mode), as Leshan's does when an operator picks it, and as Wakaama's and node-lwm2m's
+/// configurations allow. The device refused it (4.00 for the whole Server instance), Leshan's
+/// Bootstrap-Finish never came, and the device stayed unprovisioned. Now the device takes it
+/// as a request for Queue Mode: it registers with `Q` (its LwM2M 1.1 way of saying so), keeps
+/// "UQ" in /1/0/7, and after its awake window Leshan's read goes unanswered.
+#[test]
+fn a_uq_binding_from_leshans_bootstrap_server_puts_our_device_in_queue_mode() {
+    let dir = temp_dir("leshan-bootstrap-uq");
+    let leshan = LeshanServer::start("leshan-bs-uq-server");
+    let ep = "bs-uq-dev";
+    let bootstrap = LeshanBootstrap::start_with_binding(&dir, ep, &leshan.coap_uri(), "UQ");
+    let mut dev = device(&dir, &bootstrap, ep, &["--awake-time", "3"]);
+    provisioned_registration(&leshan, &bootstrap, ep, false);
+    let log = bootstrap.log();
+    assert!(
+        log.contains("7=LwM2mSingleResource [id=7, value=UQ,"),
+        "{log}"
+    );
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["queuemode"], true, "{reg}");
+    let (status, v) = leshan
+        .rest
+        .get(&format!("/api/clients/{ep}/1/0/7?format=TLV&timeout=10"));
+    assert_eq!(v["content"]["value"], "UQ", "HTTP {status} {v}");
+    dev.wait_log("queue mode: sleeping", REGISTER);
+    let (status, v) = leshan
+        .rest
+        .get(&format!("/api/clients/{ep}/1/0/1?format=TLV&timeout=2"));
+    assert_ne!(
+        v["status"], "CONTENT(205)",
+        "read while asleep: HTTP {status} {v}"
+    );
+}
+
 /// The Server 1.1 resources Leshan's bootstrap server writes when an operator sets them
 /// (LwM2M 1.1 Core E.2): Disable Timeout (5), which the device uses, and APN Link (10),
 /// Trigger (21), Preferred Transport (22) and Mute Send (23), which it keeps. Refusing any

@@ -20,7 +20,10 @@ pub fn device_engine() -> Engine<u8> {
 #[allow(dead_code)] // Not every target that includes this module sleeps.
 pub fn sleepy_engine() -> Engine<u8> {
     let mut config = Config::new("fuzz");
-    config.queue_mode = Some(lwm2m_client::QueueMode { awake_ms: 1000 });
+    config.queue_mode = lwm2m_client::QueueMode {
+        always: true,
+        awake_ms: 1000,
+    };
     let mut e = Engine::new(config, 1u8, objects(Security::no_sec("coap://127.0.0.1")));
     e.start(0);
     e

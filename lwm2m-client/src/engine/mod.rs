@@ -73,9 +73,10 @@ pub struct Config {
     /// [`Credentials::check`](crate::objects::security::Credentials::check) with NoSec and
     /// PSK; the host runtime's `TrustStore::check` also has OpenSSL take the keys.
     pub credentials_check: CredentialsCheck,
-    /// Queue Mode (the Register's `Q`): sleep once the awake window after the last exchange
-    /// with the server is over; `None` (the default) stays reachable.
-    pub queue_mode: Option<QueueMode>,
+    /// Queue Mode (the Register's `Q`): whether the device sleeps once the awake window after
+    /// the last exchange with the server is over. Off by default (always reachable) unless
+    /// the Server's Binding asks for it ("UQ").
+    pub queue_mode: QueueMode,
     /// Largest Bootstrap-Write body taken block-wise (RFC 7959 Block1): a Security instance
     /// with the device's and the server's certificates and a key is 1-3 KB; larger gets 4.13.
     pub bootstrap_body_limit: usize,
@@ -100,7 +101,7 @@ impl Config {
             credentials_check: CredentialsCheck::new(|uri, c| {
                 c.check(uri, &[SecurityMode::NoSec, SecurityMode::Psk])
             }),
-            queue_mode: None,
+            queue_mode: QueueMode::default(),
             bootstrap_body_limit: 8192,
         }
     }

@@ -9,20 +9,29 @@
 //! package pull runs on its own sockets, so it goes on while the registration sleeps.
 
 use super::{Engine, Event};
+use crate::codec::{Path, Value};
 use crate::engine::RegState;
+use crate::objects::server::binding_queues;
 
 /// Queue Mode settings ([`Config::queue_mode`](super::Config::queue_mode)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueMode {
+    /// The device's own choice: it registers in Queue Mode whatever its Server's Binding
+    /// says (LwM2M 1.1 leaves Queue Mode to the client). Without it, a Binding with `Q`
+    /// (LwM2M 1.0's "UQ", /1/0/7) turns Queue Mode on, and one without turns it off.
+    pub always: bool,
     /// How long the device stays reachable after its last exchange with the server.
     pub awake_ms: u64,
 }
 
 impl Default for QueueMode {
-    /// The awake window of CoAP's MAX_TRANSMIT_WAIT (93 s, RFC 7252 §4.8.2), which servers
-    /// such as Leshan assume.
+    /// Off unless the Binding asks, with the awake window of CoAP's MAX_TRANSMIT_WAIT (93 s,
+    /// RFC 7252 §4.8.2), which servers such as Leshan assume.
     fn default() -> Self {
-        Self { awake_ms: 93_000 }
+        Self {
+            always: false,
+            awake_ms: 93_000,
+        }
     }
 }
 
@@ -43,10 +52,10 @@ impl<P: Clone + PartialEq> Engine<P> {
     /// An exchange with the server at `now` (a datagram from it, a message to it): the awake
     /// window starts again.
     pub(crate) fn exchanged(&mut self, now: u64) {
-        let Some(q) = self.config.queue_mode else {
+        if !self.reg.queue {
             return;
-        };
-        let until = now.saturating_add(q.awake_ms);
+        }
+        let until = now.saturating_add(self.config.queue_mode.awake_ms);
         self.presence.awake_until = Some(self.presence.awake_until.map_or(until, |t| t.max(until)));
         self.presence.window_over = false;
         if self.presence.asleep {
@@ -55,10 +64,20 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
     }
 
+    /// Whether the next Register or Update is in Queue Mode: the device's own choice, or a
+    /// `Q` in the Server's Binding.
+    pub(crate) fn queue_wanted(&mut self) -> bool {
+        self.config.queue_mode.always
+            || matches!(
+                self.read_value(0, &Path::resource(1, 0, 7)),
+                Ok(Value::String(b)) if binding_queues(&b)
+            )
+    }
+
     /// Whether the device sleeps at `now`: queue mode, registered, its awake window over and
     /// nothing of its own waiting for an answer (a request in flight keeps the radio on).
     pub(crate) fn sleeping(&self, now: u64) -> bool {
-        self.config.queue_mode.is_some()
+        self.reg.queue
             && self.reg.state() == RegState::Registered
             && self.reg.in_flight.is_none()
             && self.outgoing.is_empty()

@@ -47,6 +47,9 @@ pub(crate) struct Registration {
     pub(crate) bootstrap: bool,
     /// The lifetime the server was last told (Register or Update `lt`).
     announced_lifetime: Option<u32>,
+    /// The last Register (or a 1.0 Update's binding) said Queue Mode: the device sleeps
+    /// between exchanges.
+    pub(crate) queue: bool,
     /// Give up waiting for Bootstrap-Finish at this time and request again.
     pub(crate) bootstrap_deadline: Option<u64>,
     /// Purge the bootstrap account at this time (its Bootstrap-Server Account Timeout).
@@ -86,6 +89,7 @@ impl Registration {
             disabled_until: None,
             bootstrap_body: None,
             announced_lifetime: None,
+            queue: false,
             last_request: None,
             block1_tx: None,
         }
@@ -283,6 +287,15 @@ impl<P: Clone + PartialEq> Engine<P> {
         }
         self.reg.disabled_until = None;
         let mut p = self.new_request(RequestType::Post);
+        // Queue Mode is the `Q` flag in LwM2M 1.1 (Core §6.2.1), a `Q` in the binding in
+        // 1.0 (`b=UQ`). A Binding written since the last Register can change it: a 1.0 Update
+        // carries the new binding; a 1.1 Update has no `Q`, so the device registers again.
+        let queue = self.queue_wanted();
+        let v1_0 = self.config.lwm2m_version == "1.0";
+        if queue != self.reg.queue && !v1_0 {
+            self.reg.location = None;
+        }
+        let binding = if queue && v1_0 { "b=UQ" } else { "b=U" };
         let purpose = if let Some(location) = self.reg.location.clone() {
             for seg in location {
                 p.add_option(CoapOption::UriPath, seg.into_bytes());
@@ -292,6 +305,9 @@ impl<P: Clone + PartialEq> Engine<P> {
             if self.reg.announced_lifetime != Some(lt) {
                 p.add_option(CoapOption::UriQuery, format!("lt={lt}").into_bytes());
                 self.reg.announced_lifetime = Some(lt);
+            }
+            if queue != self.reg.queue {
+                p.add_option(CoapOption::UriQuery, binding.as_bytes().to_vec());
             }
             if self.reg.objects_changed {
                 coap::set_uint(
@@ -306,11 +322,6 @@ impl<P: Clone + PartialEq> Engine<P> {
             p.add_option(CoapOption::UriPath, b"rd".to_vec());
             let lt = self.lifetime_s();
             self.reg.announced_lifetime = Some(lt);
-            // Queue Mode is the `Q` flag in LwM2M 1.1 (Core §6.2.1), a `Q` in the binding in
-            // 1.0 (`b=UQ`).
-            let queue = self.config.queue_mode.is_some();
-            let v1_0 = self.config.lwm2m_version == "1.0";
-            let binding = if queue && v1_0 { "b=UQ" } else { "b=U" };
             for q in [
                 format!("ep={}", self.config.endpoint),
                 format!("lt={lt}"),
@@ -331,6 +342,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             Purpose::Register
         };
         self.reg.objects_changed = false;
+        self.reg.queue = queue;
         self.reg.in_flight = Some(purpose.clone());
         self.reg.block1_tx = None;
         self.reg.last_request = (!p.payload.is_empty()).then(|| p.clone());

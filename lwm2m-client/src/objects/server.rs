@@ -42,6 +42,14 @@ const MODEL: &[ResourceDef] = &[
 /// one would leave the device unprovisioned.
 const KEPT_AS_WRITTEN: [u16; 4] = [10, 21, 22, 23];
 
+/// Whether a Binding (resource 7) asks for Queue Mode: LwM2M 1.0 (E.2) writes it as a `Q`
+/// after the transport ("UQ"); 1.1 moved it to the Register's `Q` parameter, yet bootstrap
+/// servers set up for 1.0 devices still write "UQ" (Wakaama's 1.1 client, too, keeps Queue
+/// Mode in its binding). The device accepts "U" and "UQ" (UDP is its only transport).
+pub fn binding_queues(binding: &str) -> bool {
+    binding.contains('Q')
+}
+
 /// Resource 5's default (E.2, Disable Timeout): a day.
 pub const DEFAULT_DISABLE_TIMEOUT_S: u32 = 86_400;
 
@@ -86,7 +94,7 @@ pub struct Server {
     pub default_pmax: u32,
     /// Store notifications while offline.
     pub storing: bool,
-    /// Binding (`U`).
+    /// Binding: `U`, or `UQ` for UDP with Queue Mode (see [`binding_queues`]).
     pub binding: String,
     /// Disable Timeout (resource 5): how long executing Disable (4) keeps the client away.
     pub disable_timeout_s: u32,
@@ -214,7 +222,7 @@ impl ObjectHandler for Server {
                 _ => return Err(OpError::BadRequest),
             },
             7 => match v {
-                Value::String(s) if s == "U" => self.binding = s.clone(),
+                Value::String(s) if matches!(s.as_str(), "U" | "UQ") => self.binding = s.clone(),
                 // Only UDP is implemented; any other binding would be a lie.
                 _ => return Err(OpError::BadRequest),
             },

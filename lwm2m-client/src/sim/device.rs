@@ -68,13 +68,13 @@ pub struct DeviceOptions {
     /// Queue Mode (LwM2M 1.1 `Q` at Register): after --awake-time seconds without an exchange
     /// with its server the device sleeps, taking nothing the server sends, until it sends
     /// again: a Registration Update before its lifetime runs out, or before a notification
-    /// (a finished download, say). Package pulls go on meanwhile.
+    /// (a finished download, say). Package pulls go on meanwhile. Without it the device is in
+    /// Queue Mode while its Server's Binding (/1/0/7) is "UQ", as LwM2M 1.0 servers write.
     #[arg(long)]
     pub queue_mode: bool,
-    /// With --queue-mode: seconds the device stays reachable after each exchange with its
-    /// server (CoAP MAX_TRANSMIT_WAIT by default, which servers such as Leshan assume).
-    #[arg(long, default_value_t = 93, requires = "queue_mode",
-          value_parser = clap::value_parser!(u32).range(1..))]
+    /// Seconds the device stays reachable after each exchange with its server in Queue Mode
+    /// (CoAP MAX_TRANSMIT_WAIT by default, which servers such as Leshan assume).
+    #[arg(long, default_value_t = 93, value_parser = clap::value_parser!(u32).range(1..))]
     pub awake_time: u32,
     /// Registers in one retry sequence (Server /1/0/17, Communication Retry Count) until a
     /// server or bootstrap server writes another; with a bootstrap account the device
@@ -910,11 +910,10 @@ pub async fn run_preferring(
         if args.no_qblock1 {
             config.qblock1 = None;
         }
-        if args.queue_mode {
-            config.queue_mode = Some(crate::QueueMode {
-                awake_ms: u64::from(args.awake_time) * 1000,
-            });
-        }
+        config.queue_mode = crate::QueueMode {
+            always: args.queue_mode,
+            awake_ms: u64::from(args.awake_time) * 1000,
+        };
         let checking = trust.clone();
         config.credentials_check =
             crate::CredentialsCheck::new(move |uri, c| checking.check(uri, c));

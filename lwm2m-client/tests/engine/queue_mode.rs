@@ -15,17 +15,25 @@ const AWAKE_MS: u64 = 5_000;
 fn sleepy(version: &'static str) -> (Engine<u8>, Vec<String>) {
     let mut config = Config::new("ep1");
     config.lwm2m_version = version;
-    config.queue_mode = Some(QueueMode { awake_ms: AWAKE_MS });
+    config.queue_mode = QueueMode {
+        always: true,
+        awake_ms: AWAKE_MS,
+    };
     let mut e = Engine::new(config, SERVER, objects());
     e.start(0);
     let register = one(&mut e);
     let query = queries(&register);
-    let mut created = ack(&register, ResponseType::Created);
-    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
-    created.add_option(CoapOption::LocationPath, b"abc".to_vec());
-    e.handle_datagram(10, SERVER, &bytes(&created));
+    created(&mut e, 10, &register);
     events(&mut e);
     (e, query)
+}
+
+/// The server's 2.01 to `register` at `now`, location `rd/abc`.
+fn created(e: &mut Engine<u8>, now: u64, register: &coap_lite::Packet) {
+    let mut created = ack(register, ResponseType::Created);
+    created.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    created.add_option(CoapOption::LocationPath, b"abc".to_vec());
+    e.handle_datagram(now, SERVER, &bytes(&created));
 }
 
 fn is_update(p: &coap_lite::Packet) -> bool {
@@ -146,4 +154,102 @@ fn an_exchange_in_flight_past_the_window_sets_no_past_deadline() {
     assert_eq!(e.poll_timeout(), Some(7_000 + AWAKE_MS));
     e.handle_timeout(7_000 + AWAKE_MS);
     assert!(events(&mut e).contains(&Event::Sleeping));
+}
+
+/// A server writes Binding "UQ" (LwM2M 1.0 E.2, UDP with Queue Mode) to a 1.1 device that is
+/// not in Queue Mode: a 1.1 Update has no `Q`, so the device registers again with it, then
+/// sleeps after its awake window; "U" registers it again without, and it stays reachable.
+#[test]
+fn a_written_uq_binding_registers_a_1_1_device_again_in_queue_mode() {
+    let mut e = registered();
+    events(&mut e);
+    let w = request_with(RequestType::Put, 7, b"b", "/1/0/7", 0, b"UQ");
+    e.handle_datagram(1_000, SERVER, &bytes(&w));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "the 2.04, then a Register: {out:?}");
+    assert_eq!(code(&out[0].1), resp(ResponseType::Changed));
+    let register = &out[1].1;
+    assert_eq!(
+        option_values(register, CoapOption::UriPath),
+        [b"rd".to_vec()]
+    );
+    let query = queries(register);
+    assert!(query.contains(&"Q".to_owned()), "{query:?}");
+    assert!(query.contains(&"b=U".to_owned()), "{query:?}");
+    created(&mut e, 1_010, register);
+    events(&mut e);
+    e.handle_timeout(1_010 + 93_000);
+    assert_eq!(events(&mut e), vec![Event::Sleeping]);
+
+    // Awake again (the server's next request would be lost, so the device's own Update
+    // wakes it) and told "U": a Register without `Q`, and no more sleep.
+    e.trigger_update(100_000);
+    let update = one(&mut e);
+    assert!(is_update(&update), "{update:?}");
+    e.handle_datagram(
+        100_010,
+        SERVER,
+        &bytes(&ack(&update, ResponseType::Changed)),
+    );
+    let w = request_with(RequestType::Put, 8, b"u", "/1/0/7", 0, b"U");
+    e.handle_datagram(100_020, SERVER, &bytes(&w));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let query = queries(&out[1].1);
+    assert!(!query.contains(&"Q".to_owned()), "{query:?}");
+    created(&mut e, 100_030, &out[1].1);
+    e.handle_timeout(100_030 + 200_000);
+    assert!(!events(&mut e).contains(&Event::Sleeping));
+}
+
+/// In LwM2M 1.0 the binding carries Queue Mode: a written "UQ" goes to the server in the
+/// Update (`b=UQ`), and the device sleeps after its awake window.
+#[test]
+fn a_written_uq_binding_is_a_1_0_update_with_b_uq() {
+    let mut config = Config::new("ep1");
+    config.lwm2m_version = "1.0";
+    let mut e = Engine::new(config, SERVER, objects());
+    e.start(0);
+    let register = one(&mut e);
+    assert!(queries(&register).contains(&"b=U".to_owned()));
+    created(&mut e, 10, &register);
+    events(&mut e);
+    let w = request_with(RequestType::Put, 7, b"b", "/1/0/7", 0, b"UQ");
+    e.handle_datagram(1_000, SERVER, &bytes(&w));
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(is_update(&out[1].1), "{out:?}");
+    assert_eq!(queries(&out[1].1), ["b=UQ"]);
+    e.handle_datagram(
+        1_010,
+        SERVER,
+        &bytes(&ack(&out[1].1, ResponseType::Changed)),
+    );
+    e.handle_timeout(1_010 + 93_000);
+    assert!(events(&mut e).contains(&Event::Sleeping));
+}
+
+/// Bindings the device has no transport for (SMS, TCP, or Queue Mode over them) are refused,
+/// and the binding stays as it was.
+#[test]
+fn a_binding_without_udp_is_refused() {
+    let mut e = registered();
+    for (mid, b) in [
+        (20, &b"S"[..]),
+        (21, b"SQ"),
+        (22, b"UQS"),
+        (23, b"T"),
+        (24, b"Q"),
+        (25, b""),
+    ] {
+        let w = request_with(RequestType::Put, mid, b"b", "/1/0/7", 0, b);
+        let r = call(&mut e, 1_000, &w);
+        assert_eq!(code(&r), resp(ResponseType::BadRequest), "{b:?}");
+    }
+    let r = call(
+        &mut e,
+        1_000,
+        &request(RequestType::Get, 30, b"g", "/1/0/7"),
+    );
+    assert_eq!(r.payload, b"U");
 }

@@ -107,7 +107,11 @@ public class LeshanTestBootstrap {
         BootstrapConfig.ServerConfig server = new BootstrapConfig.ServerConfig();
         server.shortId = SHORT_SERVER_ID;
         server.lifetime = 300;
-        server.binding = java.util.EnumSet.of(BindingMode.U);
+        // LESHAN_BINDING: the Binding (resource 7) as an operator writes it, e.g. LwM2M 1.0's
+        // "UQ" (UDP with Queue Mode); U otherwise.
+        String binding = System.getenv("LESHAN_BINDING");
+        server.binding = binding != null ? BindingMode.parse(binding)
+                : java.util.EnumSet.of(BindingMode.U);
         // With LESHAN_SERVER_1_1=1 Leshan also writes what an operator may set of Server 1.1:
         // Disable Timeout (5), APN Link (10), Trigger (21), Preferred Transport (22) and Mute
         // Send (23).
