@@ -436,6 +436,14 @@ impl LeshanBootstrap {
         Self::start_with(dir, endpoint, server_uri, &[], vec![env])
     }
 
+    /// [`LeshanBootstrap::start`] in clear for a NoSec server, Leshan reading `paths` with
+    /// Bootstrap-Read after its writes, before Bootstrap-Finish; the log has a line
+    /// "read PATH NODE" for each answered read.
+    pub fn start_reading(dir: &Path, endpoint: &str, server_uri: &str, paths: &[&str]) -> Self {
+        let env = ("LESHAN_BOOTSTRAP_READ", paths.join(","));
+        Self::start_with(dir, endpoint, server_uri, &[], vec![env])
+    }
+
     /// [`LeshanBootstrap::start`] with Leshan choosing the Security instance ids
     /// (`autoIdForSecurityObject`): it reads the client's objects with Bootstrap-Discover
     /// first.

@@ -309,6 +309,34 @@ fn a_uq_binding_from_leshans_bootstrap_server_puts_our_device_in_queue_mode() {
     );
 }
 
+/// Bootstrap-Read (LwM2M 1.1 Core §6.1.7.1, OMA test case int-8): Leshan's bootstrap server
+/// reads the Server object it wrote, and one instance, before Bootstrap-Finish; it decodes
+/// what the device sends with its own model. The device answered 4.05 (METHOD_NOT_ALLOWED in
+/// Leshan's log), so Leshan read nothing back.
+#[test]
+fn leshans_bootstrap_server_reads_back_the_server_object() {
+    let dir = temp_dir("leshan-bootstrap-read");
+    let leshan = LeshanServer::start("leshan-bs-read-server");
+    let ep = "bs-read-dev";
+    let bootstrap = LeshanBootstrap::start_reading(&dir, ep, &leshan.coap_uri(), &["/1", "/1/0"]);
+    let _dev = device(&dir, &bootstrap, ep, &[]);
+    provisioned_registration(&leshan, &bootstrap, ep, false);
+    let log = bootstrap.log();
+    for path in ["/1", "/1/0"] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("read {path} ")))
+            .unwrap_or_else(|| panic!("no read of {path}: {log}"));
+        for written in [
+            "0=LwM2mSingleResource [id=0, value=123,",
+            "1=LwM2mSingleResource [id=1, value=300,",
+            "7=LwM2mSingleResource [id=7, value=U,",
+        ] {
+            assert!(line.contains(written), "{written} in {line}");
+        }
+    }
+}
+
 /// The Server 1.1 resources Leshan's bootstrap server writes when an operator sets them
 /// (LwM2M 1.1 Core E.2): Disable Timeout (5), which the device uses, and APN Link (10),
 /// Trigger (21), Preferred Transport (22) and Mute Send (23), which it keeps. Refusing any

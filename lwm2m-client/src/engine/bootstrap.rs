@@ -165,8 +165,31 @@ impl<P: Clone + PartialEq> Engine<P> {
                 p.payload = self.bootstrap_discover(&path).into_bytes();
                 Ok(Answer::Now(p))
             }
+            RequestType::Get if accept != Some(ContentFormat::LinkFormat) => {
+                self.bootstrap_read(now, req, &path, accept)
+            }
             _ => Err(OpError::MethodNotAllowed),
         }
+    }
+
+    /// Bootstrap-Read (LwM2M 1.1 Core §6.1.7.1; OMA test case int-8): a bootstrap server
+    /// reads the Server object, or one instance, to see what a device already holds before
+    /// it writes. Only Server and Access Control (which this device lacks: 4.04) may be
+    /// read so; the Security object's keys never leave the device (4.00, as Leshan's client
+    /// answers).
+    fn bootstrap_read(
+        &mut self,
+        now: u64,
+        req: &Packet,
+        path: &Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<Answer, OpError> {
+        if !matches!(path.object_id(), Some(1 | 2)) || path.depth() > 2 {
+            return Err(OpError::BadRequest);
+        }
+        let node = self.read_node(now, path)?;
+        let (p, _) = self.content(&node, path, accept)?;
+        self.block2(req, p).map(Answer::Now)
     }
 
     fn is_bootstrap_account(&mut self, oid: u16, iid: u16) -> bool {

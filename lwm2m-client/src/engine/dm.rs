@@ -446,14 +446,7 @@ impl<P: Clone + PartialEq> Engine<P> {
             self.cancel_observation(peer, &token);
         }
         let node = self.read_node(now, path)?;
-        let format = self.pick_format(&node, accept)?;
-        let payload = Self::encode(&node, path, format)?;
-        let mut p = reply(ResponseType::Content);
-        coap::set_uint(
-            &mut p,
-            CoapOption::ContentFormat,
-            u32::from(format.number()),
-        );
+        let (mut p, format) = self.content(&node, path, accept)?;
         if observe == Some(0) {
             self.observations
                 .retain(|o| !(o.peer == *peer && o.token == token));
@@ -472,7 +465,7 @@ impl<P: Clone + PartialEq> Engine<P> {
                     format,
                     seq: 0,
                     last_sent_ms: now,
-                    last_hash: fingerprint(&payload),
+                    last_hash: fingerprint(&p.payload),
                     last_value,
                     dirty: false,
                     in_flight: None,
@@ -481,13 +474,31 @@ impl<P: Clone + PartialEq> Engine<P> {
                 self.events.push_back(Event::ObserveStarted { path: *path });
             }
         }
-        p.payload = payload;
         self.block2(req, p).map(Answer::Now)
+    }
+
+    /// A 2.05 Content carrying `node` (read at `path`) in the format `accept` asks for, or the
+    /// device's preferred one; and that format.
+    pub(super) fn content(
+        &self,
+        node: &Node,
+        path: &Path,
+        accept: Option<ContentFormat>,
+    ) -> Result<(Packet, ContentFormat), OpError> {
+        let format = self.pick_format(node, accept)?;
+        let mut p = reply(ResponseType::Content);
+        coap::set_uint(
+            &mut p,
+            CoapOption::ContentFormat,
+            u32::from(format.number()),
+        );
+        p.payload = Self::encode(node, path, format)?;
+        Ok((p, format))
     }
 
     /// Cuts a response body into the block the request asked for (RFC 7959 Block2), with
     /// Size2 on the first block; bodies that fit one block pass unchanged.
-    fn block2(&mut self, req: &Packet, mut p: Packet) -> Result<Packet, OpError> {
+    pub(super) fn block2(&mut self, req: &Packet, mut p: Packet) -> Result<Packet, OpError> {
         let asked = req
             .get_first_option(CoapOption::Block2)
             .map(|v| BlockOpt::decode(v).map_err(|_| OpError::BadRequest))

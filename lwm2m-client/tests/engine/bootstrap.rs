@@ -115,6 +115,58 @@ fn client_initiated_bootstrap_then_register_with_the_provisioned_server() {
     assert_eq!(code(&r), resp(ResponseType::Unauthorized));
 }
 
+/// Bootstrap-Read (LwM2M 1.1 Core §6.1.7.1): the bootstrap server reads back the Server
+/// object it wrote, in the format it asks for; other objects than Server and Access Control,
+/// single resources and the Security object's keys are not for it. It was 4.05.
+#[test]
+fn the_bootstrap_server_reads_the_server_object() {
+    let mut e = bootstrap_accepted();
+    let w = server_instance_write(100);
+    assert_eq!(code(&call(&mut e, 20, &w)), resp(ResponseType::Changed));
+    let r = call(
+        &mut e,
+        30,
+        &get_with(101, b"r", "/1", CoapOption::Accept, 11542),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    assert_eq!(uint(&r, CoapOption::ContentFormat), Some(11542));
+    let tlv = &r.payload;
+    // Object instance 0 holding SSID 7, lifetime 120 and binding U among its resources.
+    assert_eq!(tlv[0] & 0xC0, 0x00, "an object instance: {tlv:02x?}");
+    for (id, v) in [(0u8, &[7u8][..]), (1, &[0x78]), (7, b"U")] {
+        let mut want = vec![0xC0 | v.len() as u8, id];
+        want.extend_from_slice(v);
+        assert!(
+            tlv.windows(want.len()).any(|w| w == want),
+            "resource {id} in {tlv:02x?}"
+        );
+    }
+    let r = call(
+        &mut e,
+        31,
+        &get_with(102, b"r", "/1/0", CoapOption::Accept, 110),
+    );
+    assert_eq!(code(&r), resp(ResponseType::Content));
+    let senml = std::str::from_utf8(&r.payload).unwrap();
+    assert!(senml.contains(r#""n":"7","vs":"U""#), "{senml}");
+    for (mid, path, want) in [
+        (103, "/0", ResponseType::BadRequest),
+        (104, "/0/0", ResponseType::BadRequest),
+        (105, "/1/0/1", ResponseType::BadRequest),
+        (106, "/3/0", ResponseType::BadRequest),
+        (107, "/", ResponseType::BadRequest),
+        (108, "/2", ResponseType::NotFound),
+    ] {
+        let r = call(
+            &mut e,
+            40,
+            &get_with(mid, b"r", path, CoapOption::Accept, 11542),
+        );
+        assert_eq!(code(&r), resp(want), "{path}");
+        assert!(r.payload.is_empty() || r.payload.is_ascii(), "{path}");
+    }
+}
+
 #[test]
 fn bootstrap_request_failure_backs_off() {
     let mut e = engine();

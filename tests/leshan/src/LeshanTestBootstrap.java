@@ -30,16 +30,23 @@ import org.eclipse.leshan.core.MatchingType;
 import org.eclipse.leshan.core.SecurityMode;
 import org.eclipse.leshan.core.request.BindingMode;
 import org.eclipse.leshan.core.request.BootstrapDownlinkRequest;
+import org.eclipse.leshan.core.request.BootstrapReadRequest;
+import org.eclipse.leshan.core.response.BootstrapReadResponse;
 import org.eclipse.leshan.core.response.LwM2mResponse;
 import org.eclipse.leshan.core.util.datatype.ULong;
 import org.eclipse.leshan.server.bootstrap.BootstrapConfig;
 import org.eclipse.leshan.server.bootstrap.BootstrapFailureCause;
 import org.eclipse.leshan.server.bootstrap.BootstrapSession;
+import org.eclipse.leshan.server.bootstrap.BootstrapConfigStoreTaskProvider;
 import org.eclipse.leshan.server.bootstrap.BootstrapSessionAdapter;
+import org.eclipse.leshan.server.bootstrap.BootstrapTaskProvider;
+import org.eclipse.leshan.server.bootstrap.DefaultBootstrapSessionManager;
 import org.eclipse.leshan.server.bootstrap.InMemoryBootstrapConfigStore;
 import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServer;
 import org.eclipse.leshan.server.californium.bootstrap.LeshanBootstrapServerBuilder;
+import org.eclipse.leshan.server.model.StandardBootstrapModelProvider;
 import org.eclipse.leshan.server.security.BootstrapSecurityStore;
+import org.eclipse.leshan.server.security.SecurityChecker;
 import org.eclipse.leshan.server.security.SecurityInfo;
 
 public class LeshanTestBootstrap {
@@ -139,12 +146,13 @@ public class LeshanTestBootstrap {
         store.add(endpoint, config);
 
         LeshanBootstrapServerBuilder builder = new LeshanBootstrapServerBuilder();
+        BootstrapSecurityStore securityStore = null;
         if (secure) {
             String identity = args[5];
             SecurityInfo info = SecurityInfo.newPreSharedKeyInfo(endpoint, identity, hex(args[6]));
             builder.setLocalSecureAddress(new InetSocketAddress("127.0.0.1", port));
             builder.disableUnsecuredEndpoint();
-            builder.setSecurityStore(new BootstrapSecurityStore() {
+            securityStore = new BootstrapSecurityStore() {
                 @Override
                 public Iterator<SecurityInfo> getAllByEndpoint(String ep) {
                     return endpoint.equals(ep) ? Collections.singletonList(info).iterator()
@@ -155,12 +163,32 @@ public class LeshanTestBootstrap {
                 public SecurityInfo getByIdentity(String id) {
                     return identity.equals(id) ? info : null;
                 }
-            });
+            };
+            builder.setSecurityStore(securityStore);
         } else {
             builder.setLocalAddress(new InetSocketAddress("127.0.0.1", port));
             builder.disableSecuredEndpoint();
         }
         builder.setConfigStore(store);
+        // LESHAN_BOOTSTRAP_READ: paths (comma-separated) Leshan reads with Bootstrap-Read after
+        // its writes, before Bootstrap-Finish; otherwise the session manager Leshan's builder
+        // makes by default, which this one is but for the reads.
+        String reads = System.getenv("LESHAN_BOOTSTRAP_READ");
+        if (reads != null) {
+            BootstrapTaskProvider configured = new BootstrapConfigStoreTaskProvider(store);
+            BootstrapTaskProvider withReads = (session, previous) -> {
+                BootstrapTaskProvider.Tasks tasks = configured.getTasks(session, previous);
+                if (tasks != null && tasks.last) {
+                    tasks.requestsToSend = new java.util.ArrayList<>(tasks.requestsToSend);
+                    for (String path : reads.split(",")) {
+                        tasks.requestsToSend.add(new BootstrapReadRequest(path));
+                    }
+                }
+                return tasks;
+            };
+            builder.setSessionManager(new DefaultBootstrapSessionManager(securityStore,
+                    new SecurityChecker(), withReads, new StandardBootstrapModelProvider()));
+        }
         LeshanBootstrapServer bsServer = builder.build();
         bsServer.addListener(new BootstrapSessionAdapter() {
             @Override
@@ -174,6 +202,10 @@ public class LeshanTestBootstrap {
                     BootstrapDownlinkRequest<? extends LwM2mResponse> request,
                     LwM2mResponse response) {
                 say("response " + response.getCode() + " to " + request.getPath());
+                if (response instanceof BootstrapReadResponse) {
+                    say("read " + request.getPath() + " "
+                            + ((BootstrapReadResponse) response).getContent());
+                }
             }
 
             @Override
