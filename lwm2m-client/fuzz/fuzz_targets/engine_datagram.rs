@@ -2,9 +2,9 @@
 //! is either sent as raw bytes or, when its first byte is even, turned into a well-formed CoAP
 //! request (method, LwM2M path, Accept/Content-Format/Observe/Block1/Block2, queries, payload)
 //! so the device-management code is reached too. When the input starts with an odd byte the
-//! engine is bootstrapping instead, so the requests are Bootstrap-Delete, -Write, -Discover and
-//! (POST /bs) -Finish from its bootstrap server; when it starts with 2 modulo 4 the engine is in
-//! Queue Mode and sleeps between datagrams. Nothing may panic.
+//! engine is bootstrapping instead, so the requests are Bootstrap-Delete, -Write, -Discover,
+//! -Read and (POST /bs) -Finish from its bootstrap server; when it starts with 2 modulo 4 the
+//! engine is in Queue Mode and sleeps between datagrams. Nothing may panic.
 #![no_main]
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
