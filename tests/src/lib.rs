@@ -1,8 +1,9 @@
 //! Shared helpers for the workspace-level tests: where the shared reference folder is, the
 //! in-process end-to-end harness, real peer processes (our binaries, Eclipse Leshan), a
-//! Leshan-style REST client, a CA for certificate-mode peers, a fault-injecting UDP relay and a delaying TCP relay for loopback
-//! network tests, and an IP-level link emulator (two private network namespaces joined by TUN
-//! devices) that gives TCP the relay's delay and loss.
+//! Leshan-style REST client, a CA for certificate-mode peers, a fault-injecting UDP relay, a
+//! UDP NAT whose mapping changes and a delaying TCP relay for loopback network tests, and an
+//! IP-level link emulator (two private network namespaces joined by TUN devices) that gives TCP
+//! the relay's delay and loss.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,7 @@ pub mod faults;
 pub mod ip_link;
 pub mod junit;
 pub mod leshan;
+pub mod nat;
 pub mod pki;
 pub mod process;
 pub mod relay;

@@ -11,6 +11,7 @@ use tests::e2e::{write_key_file, Harness, PackageKind};
 use tests::leshan::{
     instance_resource, is_registered, node_int, node_value, read_int, LeshanBootstrap, LeshanServer,
 };
+use tests::nat::Nat;
 use tests::pki::Pki;
 use tests::process::{lwm2m_client, LoggedChild};
 use tests::rest::{Events, Rest};
@@ -554,6 +555,61 @@ fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
         reg["queuemode"], true,
         "registered again in queue mode: {reg}"
     );
+}
+
+/// A NAT that rebinds (a new outside port, as carrier-grade NATs do once a quiet device's
+/// mapping expired): Leshan's DTLS stack (Scandium; our device has no Connection ID) drops
+/// records from the address it has no session for, so the device's next Update goes
+/// unanswered. The device then starts over with a new handshake and Register, and Leshan has it
+/// registered from the new port. Before, it kept sending over the dead session: its Registers
+/// went unanswered, until the registration expired and beyond.
+#[test]
+fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
+    let leshan = LeshanServer::start("lsh-nat");
+    let host = Harness::start("lsh-nat-host");
+    let ep = "lsh-nat";
+    let (identity, key) = ("lsh-nat-identity", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let nat = Nat::start(leshan.coaps).expect("NAT");
+    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
+    let state = host.dir.join(format!("state-{ep}")).display().to_string();
+    let server = format!("coaps://{}", nat.addr());
+    // Lifetime 20 s: an Update every 10 s.
+    let args = [
+        "--server",
+        &server,
+        "--endpoint",
+        ep,
+        "--state-dir",
+        &state,
+        "--lifetime",
+        "20",
+        "--psk-identity",
+        identity,
+        "--psk-key-file",
+        &key_file,
+    ];
+    let dev = lwm2m_client(&host.dir, ep, &args);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    let port = nat.outside_port();
+    assert_eq!(reg["address"], format!("127.0.0.1:{port}"), "{reg}");
+    let events = leshan.rest.events(ep);
+    let new_port = nat.rebind();
+    // The Update after the rebinding is dropped; within its MAX_TRANSMIT_WAIT (93 s) and a
+    // back-off the device registers anew from the new port.
+    let again = events.wait_for(&["REGISTRATION"], Duration::from_secs(200), |_| true);
+    assert_eq!(
+        again["address"],
+        format!("127.0.0.1:{new_port}"),
+        "{again}\n{}",
+        dev.log()
+    );
+    assert!(
+        dev.log().contains("DTLS session established"),
+        "{}",
+        dev.log()
+    );
+    registered_over_dtls(&leshan, ep);
 }
 
 /// Leshan's bootstrap server provisioning `ep` for `leshan`'s coaps endpoint with `psk`

@@ -197,6 +197,23 @@ where
                 // Disable (/1/0/4): the De-register is done; the session goes too, and the
                 // next handshake waits for the Disable Timeout (LwM2M 1.1 Core E.2).
                 Event::Disabled { for_ms } => link.disconnect(Duration::from_millis(*for_ms)),
+                // An unanswered Register, Update or Bootstrap-Request over DTLS: the server may
+                // have lost the session (it restarted, or a NAT gave the device another
+                // address, where a server without Connection ID, RFC 9146, has none and drops
+                // its records). The retry starts with a new handshake (offering the session for
+                // resumption) after the engine's back-off; the Register follows it, as after
+                // any new session (above).
+                Event::RegistrationFailed {
+                    code: None,
+                    retry_in_ms,
+                }
+                | Event::BootstrapFailed {
+                    code: None,
+                    retry_in_ms,
+                } if link.is_secure() => {
+                    tracing::info!("no answer over the DTLS session; a new handshake next");
+                    link.disconnect(Duration::from_millis(*retry_in_ms));
+                }
                 // The 2.04 to the Execute went out above, over the old link.
                 Event::BootstrapTriggered {
                     server_uri,
@@ -511,6 +528,10 @@ impl<'s> Link<'s> {
     /// When the next handshake may start, if [`Link::hold_off`] set a time.
     fn hold_off_until(&self) -> Option<Instant> {
         self.secure.as_ref().and_then(|s| s.not_before)
+    }
+
+    fn is_secure(&self) -> bool {
+        self.secure.is_some()
     }
 
     fn needs_handshake(&self) -> bool {
