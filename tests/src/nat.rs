@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,6 +18,7 @@ pub struct Nat {
     addr: SocketAddr,
     outside_port: Arc<AtomicU16>,
     rebind: Arc<AtomicBool>,
+    counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -25,6 +26,12 @@ pub struct Nat {
 impl Nat {
     /// A NAT on 127.0.0.1 in front of `server`.
     pub fn start(server: SocketAddr) -> io::Result<Self> {
+        Self::start_rebinding_after(server, 0)
+    }
+
+    /// [`Nat::start`] that rebinds by itself right after it forwarded the device's `n`-th
+    /// datagram (0: never), e.g. in the middle of a download too fast to time from outside.
+    pub fn start_rebinding_after(server: SocketAddr, n: u64) -> io::Result<Self> {
         let inside = UdpSocket::bind("127.0.0.1:0")?;
         inside.set_read_timeout(Some(Duration::from_millis(1)))?;
         let outside = outside_socket()?;
@@ -32,14 +39,20 @@ impl Nat {
         let outside_port = Arc::new(AtomicU16::new(outside.local_addr()?.port()));
         let rebind = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts {
+            rebind_after: n,
+            ..Counts::default()
+        });
         let thread = {
             let (port, rebind, stop) = (outside_port.clone(), rebind.clone(), stop.clone());
-            std::thread::spawn(move || run(inside, outside, server, &port, &rebind, &stop))
+            let counts = counts.clone();
+            std::thread::spawn(move || run(inside, outside, server, &port, &rebind, &counts, &stop))
         };
         Ok(Self {
             addr,
             outside_port,
             rebind,
+            counts,
             stop,
             thread: Some(thread),
         })
@@ -48,6 +61,16 @@ impl Nat {
     /// The address the device sends to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Datagrams forwarded from the device to the server so far.
+    pub fn from_device(&self) -> u64 {
+        self.counts.from_device.load(Ordering::SeqCst)
+    }
+
+    /// Times the mapping changed so far.
+    pub fn rebinds(&self) -> u64 {
+        self.counts.rebinds.load(Ordering::SeqCst)
     }
 
     /// The port the server sees the device's datagrams come from now.
@@ -81,6 +104,15 @@ impl Drop for Nat {
     }
 }
 
+/// What the NAT thread did.
+#[derive(Default)]
+struct Counts {
+    from_device: AtomicU64,
+    rebinds: AtomicU64,
+    /// Rebind after forwarding this many datagrams of the device's (0: never).
+    rebind_after: u64,
+}
+
 fn outside_socket() -> io::Result<UdpSocket> {
     let s = UdpSocket::bind("127.0.0.1:0")?;
     s.set_read_timeout(Some(Duration::from_millis(1)))?;
@@ -93,6 +125,7 @@ fn run(
     server: SocketAddr,
     port: &AtomicU16,
     rebind: &AtomicBool,
+    counts: &Counts,
     stop: &AtomicBool,
 ) {
     let mut device: Option<SocketAddr> = None;
@@ -104,6 +137,7 @@ fn run(
                 Ok((p, s)) => {
                     outside = s;
                     port.store(p, Ordering::SeqCst);
+                    counts.rebinds.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(_) => return,
             }
@@ -111,6 +145,10 @@ fn run(
         if let Ok((n, from)) = inside.recv_from(&mut buf) {
             device = Some(from);
             let _ = outside.send_to(&buf[..n], server);
+            let sent = counts.from_device.fetch_add(1, Ordering::SeqCst) + 1;
+            if sent == counts.rebind_after {
+                rebind.store(true, Ordering::SeqCst);
+            }
         }
         if let Ok((n, from)) = outside.recv_from(&mut buf) {
             if let (true, Some(d)) = (from == server, device) {

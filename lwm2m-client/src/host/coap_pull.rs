@@ -6,6 +6,13 @@
 //! Only the package host is listened to on it: a datagram from any other source is dropped and
 //! counted (a forged Block2 response would otherwise be fed to the verifier, RFC 7252 §5.3.2
 //! matches responses by endpoint and token).
+//!
+//! Over DTLS a host that stops answering may have lost the session: a NAT gave the device a
+//! new address (its mapping expired, the device changed cells), where a host without
+//! Connection ID (RFC 9146; OpenSSL has none) has no session and drops the records, or the host
+//! restarted. Once half the retransmissions went unanswered the pull handshakes again
+//! (offering the session for resumption) on the same socket and goes on from the block it is
+//! at, instead of giving up and starting the download over.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,6 +48,8 @@ struct Link {
     socket: UdpSocket,
     peer: SocketAddr,
     dtls: Option<DtlsUdp>,
+    /// The context and budget the association was made with, for a new handshake.
+    handshake: Option<(DtlsContext, Duration)>,
 }
 
 /// The pull ended, done or not: the package host need not keep the session until its idle
@@ -58,6 +67,21 @@ fn lost(e: impl std::fmt::Display) -> PullError {
 }
 
 impl Link {
+    /// A new DTLS session in place of the current one, which the host no longer answers (its
+    /// close_notify would not reach it either); a no-op in clear.
+    async fn rehandshake(&mut self) -> Result<(), PullError> {
+        let (Some(old), Some((ctx, budget))) = (&self.dtls, &self.handshake) else {
+            return Ok(());
+        };
+        let resume = old.session();
+        let fresh = DtlsUdp::connect(&self.socket, self.peer, ctx, resume.as_ref(), *budget)
+            .await
+            .map_err(lost)?;
+        tracing::info!(host = %self.peer, resumed = fresh.resumed(), "pull: new DTLS session");
+        self.dtls = Some(fresh);
+        Ok(())
+    }
+
     async fn send(&mut self, datagram: &[u8]) -> Result<(), PullError> {
         match &mut self.dtls {
             None => self.socket.send_to(datagram, self.peer).await.map(|_| ()),
@@ -102,26 +126,35 @@ pub async fn fetch_counting(
     let budget = Duration::from_millis(
         config.tx.ack_timeout_ms * ((1u64 << (config.tx.max_retransmit + 1)) - 1),
     );
-    let dtls = match (uri.secure, &config.dtls) {
+    let handshake = match (uri.secure, &config.dtls) {
         (false, _) => None,
-        (true, Some(ctx)) => Some(
-            DtlsUdp::connect(
-                &socket,
-                peer,
-                &ctx.clone().with_peer_name(&uri.host),
-                None,
-                budget,
-            )
-            .await
-            .map_err(lost)?,
-        ),
+        (true, Some(ctx)) => Some((ctx.clone().with_peer_name(&uri.host), budget)),
         (true, None) => {
             return Err(PullError::UnsupportedProtocol(
                 "coaps (no credentials)".into(),
             ))
         }
     };
-    let mut link = Link { socket, peer, dtls };
+    let dtls = match &handshake {
+        None => None,
+        Some((ctx, budget)) => Some(
+            DtlsUdp::connect(&socket, peer, ctx, None, *budget)
+                .await
+                .map_err(lost)?,
+        ),
+    };
+    let mut link = Link {
+        socket,
+        peer,
+        dtls,
+        handshake,
+    };
+    // Silence from the host this long (its first half of the retransmissions, RFC 7252
+    // §4.2) is taken for a lost session, once per silence.
+    let half = (1u64 << config.tx.max_retransmit.saturating_sub(1)).saturating_sub(1);
+    let lost_session_after = Duration::from_millis(config.tx.ack_timeout_ms * half.max(1));
+    let mut last_heard = Instant::now();
+    let mut rehandshaken = false;
 
     // Message ids and tokens must differ across pulls: seed from the wall clock.
     let seed = std::time::SystemTime::now()
@@ -151,6 +184,8 @@ pub async fn fetch_counting(
             .unwrap_or(Duration::from_secs(1));
         match tokio::time::timeout(wait, link.socket.recv_from(&mut buf)).await {
             Ok(Ok((n, from))) if from == link.peer => {
+                last_heard = Instant::now();
+                rehandshaken = false;
                 let done = match &mut link.dtls {
                     None => deliver(&mut pull, &mut link, &buf[..n], sink, start).await?,
                     Some(d) => {
@@ -171,7 +206,13 @@ pub async fn fetch_counting(
             }
             Ok(Ok((n, from))) => foreign.drop_from(from, link.peer, n),
             Ok(Err(e)) => return Err(PullError::ConnectionLost(e.to_string())),
-            Err(_) => pull.handle_timeout(now_ms())?,
+            Err(_) => {
+                if !rehandshaken && last_heard.elapsed() >= lost_session_after {
+                    rehandshaken = true;
+                    link.rehandshake().await?;
+                }
+                pull.handle_timeout(now_ms())?
+            }
         }
     }
 }

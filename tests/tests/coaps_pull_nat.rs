@@ -1,0 +1,79 @@
+//! A coaps package pull whose NAT mapping changes in the middle of the download (a carrier-grade
+//! NAT's mapping expired, or the device moved between cells): the package host (the shim's
+//! coaps listener, OpenSSL as any DTLS server without Connection ID) has no session for the new
+//! address and drops what comes from it. The pull then handshakes again from where it is and
+//! goes on; before, its retransmissions went unanswered until it gave up with the connection
+//! lost, the whole download to start over.
+
+use std::time::Duration;
+
+use lwm2m_client::coap::TxParams;
+use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::dtls::{DtlsContext, Psk};
+use lwm2m_client::pull::MemSink;
+use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::server::security::store::SecurityInfo;
+use tests::nat::Nat;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
+    let dir = std::env::temp_dir().join(format!("coaps-pull-nat-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let running = app::start(ShimConfig {
+        coap_addr: None,
+        coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        package_dir: dir.clone(),
+        ..ShimConfig::default()
+    })
+    .await
+    .expect("shim starts");
+    let shim = &running.shim;
+    shim.security
+        .put(SecurityInfo::parse_cli("dev-n:id-n:6b65792d6e61742d3031").expect("psk"))
+        .expect("stored");
+    let image: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 9) as u8)
+        .collect();
+    shim.packages.store("fw.bin", &image).expect("package");
+
+    // The handshake takes a few datagrams of the device's; Block2 then asks ~200 times,
+    // Q-Block2 ~20 (one request per burst of MAX_PAYLOADS blocks).
+    for (qblock, rebind_after) in [(false, 60), (true, 12)] {
+        let nat = Nat::start_rebinding_after(running.coaps_addr.expect("coaps"), rebind_after)
+            .expect("NAT");
+        let ctx = DtlsContext::psk_client(Psk {
+            identity: b"id-n".to_vec(),
+            key: b"key-nat-01".to_vec(),
+        })
+        .expect("ctx");
+        let tx = TxParams {
+            ack_timeout_ms: 300,
+            max_retransmit: 4,
+            ..TxParams::default()
+        };
+        let config = CoapPullConfig {
+            block_size: 1024,
+            tx,
+            max_size: 1 << 20,
+            dtls: Some(ctx),
+            qblock: qblock.then(|| lwm2m_client::pull::qblock::QBlockParams {
+                non_max_retransmit: tx.max_retransmit,
+                ..lwm2m_client::pull::qblock::QBlockParams::scaled(tx.ack_timeout_ms)
+            }),
+        };
+        let mut sink = MemSink::default();
+        let uri = format!("coaps://{}/fw/fw.bin", nat.addr());
+        let done = tokio::time::timeout(
+            Duration::from_secs(60),
+            fetch(&uri, None, &config, &mut sink),
+        )
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("coaps pull (Q-Block2: {qblock}) across the rebinding: {e}"));
+        assert_eq!(done.size, image.len() as u64);
+        assert!(sink.data == image, "downloaded bytes differ");
+        assert_eq!(nat.rebinds(), 1, "the mapping changed mid-pull");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
