@@ -46,6 +46,27 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// The shim in this process as a coaps package host (and its HTTP API) on free loopback
+/// ports, packages in `dir`: `psk` ("endpoint:identity:hexkey", as `serve --psk` takes it) in
+/// its security store and `image` stored as `name`.
+pub async fn coaps_package_host(dir: &Path, psk: &str, name: &str, image: &[u8]) -> RunningShim {
+    let running = app::start(ShimConfig {
+        coap_addr: None,
+        coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        package_dir: dir.to_path_buf(),
+        ..ShimConfig::default()
+    })
+    .await
+    .expect("shim starts");
+    let shim = &running.shim;
+    shim.security
+        .put(lwm2m_server_shim::server::security::store::SecurityInfo::parse_cli(psk).expect("psk"))
+        .expect("stored");
+    shim.packages.store(name, image).expect("package");
+    running
+}
+
 /// The vendor and class names every simulated device here is built with.
 pub const VENDOR: &str = "sim.example";
 /// See [`VENDOR`].

@@ -11,31 +11,17 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::MemSink;
-use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::server::security::store::SecurityInfo;
+use tests::e2e::{coaps_package_host, temp_dir};
 use tests::nat::Nat;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
-    let dir = std::env::temp_dir().join(format!("coaps-pull-nat-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let running = app::start(ShimConfig {
-        coap_addr: None,
-        coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        package_dir: dir.clone(),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
-    let shim = &running.shim;
-    shim.security
-        .put(SecurityInfo::parse_cli("dev-n:id-n:6b65792d6e61742d3031").expect("psk"))
-        .expect("stored");
+    let dir = temp_dir("coaps-pull-nat");
     let image: Vec<u8> = (0..200_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 9) as u8)
         .collect();
-    shim.packages.store("fw.bin", &image).expect("package");
+    let running =
+        coaps_package_host(&dir, "dev-n:id-n:6b65792d6e61742d3031", "fw.bin", &image).await;
 
     // The handshake takes a few datagrams of the device's; Block2 then asks ~200 times,
     // Q-Block2 ~20 (one request per burst of MAX_PAYLOADS blocks).

@@ -9,31 +9,22 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::MemSink;
-use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::server::security::store::SecurityInfo;
+use tests::e2e::{coaps_package_host, temp_dir};
 use tests::relay::{Faults, Relay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coaps_handshake_and_download_survive_20_percent_loss() {
-    let dir = std::env::temp_dir().join(format!("shim-dtls-relay-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let running = app::start(ShimConfig {
-        coap_addr: None,
-        coaps_addr: Some("127.0.0.1:0".parse().expect("addr")),
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        package_dir: dir.clone(),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
-    let shim = &running.shim;
-    shim.security
-        .put(SecurityInfo::parse_cli("dev-r:id-r:6b65792d72656c61792d3031").expect("psk"))
-        .expect("stored");
+    let dir = temp_dir("shim-dtls-relay");
     let image: Vec<u8> = (0..24_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
         .collect();
-    shim.packages.store("fw.bin", &image).expect("package");
+    let running = coaps_package_host(
+        &dir,
+        "dev-r:id-r:6b65792d72656c61792d3031",
+        "fw.bin",
+        &image,
+    )
+    .await;
 
     let relay = Relay::start(
         "127.0.0.1:0".parse().expect("addr"),
