@@ -48,7 +48,7 @@ struct Link {
     socket: UdpSocket,
     peer: SocketAddr,
     dtls: Option<DtlsUdp>,
-    /// The context and budget the association was made with, for a new handshake.
+    /// The context and budget of coaps:// handshakes.
     handshake: Option<(DtlsContext, Duration)>,
 }
 
@@ -67,17 +67,20 @@ fn lost(e: impl std::fmt::Display) -> PullError {
 }
 
 impl Link {
-    /// A new DTLS session in place of the current one, which the host no longer answers (its
-    /// close_notify would not reach it either); a no-op in clear.
-    async fn rehandshake(&mut self) -> Result<(), PullError> {
-        let (Some(old), Some((ctx, budget))) = (&self.dtls, &self.handshake) else {
+    /// A DTLS session with the host, offering the current one (if any) for resumption; it
+    /// replaces the current one, which the host no longer answers (its close_notify would not
+    /// reach it either). A no-op in clear.
+    async fn handshake(&mut self) -> Result<(), PullError> {
+        let Some((ctx, budget)) = &self.handshake else {
             return Ok(());
         };
-        let resume = old.session();
+        let resume = self.dtls.as_ref().and_then(DtlsUdp::session);
         let fresh = DtlsUdp::connect(&self.socket, self.peer, ctx, resume.as_ref(), *budget)
             .await
             .map_err(lost)?;
-        tracing::info!(host = %self.peer, resumed = fresh.resumed(), "pull: new DTLS session");
+        if resume.is_some() {
+            tracing::info!(host = %self.peer, resumed = fresh.resumed(), "pull: new DTLS session");
+        }
         self.dtls = Some(fresh);
         Ok(())
     }
@@ -135,24 +138,18 @@ pub async fn fetch_counting(
             ))
         }
     };
-    let dtls = match &handshake {
-        None => None,
-        Some((ctx, budget)) => Some(
-            DtlsUdp::connect(&socket, peer, ctx, None, *budget)
-                .await
-                .map_err(lost)?,
-        ),
-    };
     let mut link = Link {
         socket,
         peer,
-        dtls,
+        dtls: None,
         handshake,
     };
+    link.handshake().await?;
     // Silence from the host this long (its first half of the retransmissions, RFC 7252
     // §4.2) is taken for a lost session, once per silence.
-    let half = (1u64 << config.tx.max_retransmit.saturating_sub(1)).saturating_sub(1);
-    let lost_session_after = Duration::from_millis(config.tx.ack_timeout_ms * half.max(1));
+    let half = (1u64 << config.tx.max_retransmit.clamp(1, 62).saturating_sub(1)) - 1;
+    let lost_session_after =
+        Duration::from_millis(config.tx.ack_timeout_ms.saturating_mul(half.max(1)));
     let mut last_heard = Instant::now();
     let mut rehandshaken = false;
 
@@ -209,7 +206,7 @@ pub async fn fetch_counting(
             Err(_) => {
                 if !rehandshaken && last_heard.elapsed() >= lost_session_after {
                     rehandshaken = true;
-                    link.rehandshake().await?;
+                    link.handshake().await?;
                 }
                 pull.handle_timeout(now_ms())?
             }
