@@ -275,9 +275,10 @@ fn the_bootstrap_account_leshan_gives_a_timeout_is_purged() {
 }
 
 /// A bootstrap server configured for LwM2M 1.0 devices writes Binding "UQ" (1.0 E.2: UDP with
-/// Queue Mode), as Leshan's does when an operator picks it, and as Wakaama's and node-lwm2m's
-/// configurations allow. The device refused it (4.00 for the whole Server instance), Leshan's
-/// Bootstrap-Finish never came, and the device stayed unprovisioned. Now the device takes it
+/// Queue Mode), as Leshan's does when an operator picks it (node-lwm2m's Server schema lists it
+/// too). The device refused it (4.00 for the whole Server instance), so Leshan's
+/// Bootstrap-Finish left it without a Server instance: it bootstrapped again and again and
+/// never registered. Now the device takes it
 /// as a request for Queue Mode: it registers with `Q` (its LwM2M 1.1 way of saying so), keeps
 /// "UQ" in /1/0/7, and after its awake window Leshan's read goes unanswered.
 #[test]
