@@ -1,6 +1,7 @@
 //! Our CoAP Block2 pull against real package hosts on loopback: aiocoap's file server (PyPI)
 //! over plain CoAP, including an ETag-checked resume, and libcoap's coap-server (Debian
-//! libcoap3-bin, OpenSSL build) over coaps:// with PSK and with certificates.
+//! libcoap3-bin, OpenSSL build) over coaps:// with PSK and with certificates, also across a NAT
+//! rebinding.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,7 @@ use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::{MemSink, Resume};
+use tests::nat::Nat;
 use tests::pki::Pki;
 use tests::process::{aiocoap_fileserver, free_udp_port, free_udp_port_pair, wait_for_coap};
 
@@ -174,6 +176,40 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
         e.update_result(),
         object5::UpdateResult::UnsupportedProtocol
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// libcoap's coap-server judges the pull's new handshake: a NAT in front of it gives the
+/// device a new port after its 60th datagram, libcoap has no DTLS session for that address and
+/// drops what comes from it, and the pull (silent host for half its retransmissions) handshakes
+/// again with libcoap and finishes the download from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coaps_pull_from_libcoap_goes_on_after_a_nat_rebinding() {
+    const KEY: &str = "pull-psk-nat-01";
+    let dir = temp_dir("libcoap-fw-nat");
+    let body = image(96 * 1024 + 5);
+    let (_server, coaps) = libcoap_host(&["-k", KEY], &body, &dir);
+    let nat = Nat::start_rebinding_after(([127, 0, 0, 1], coaps).into(), 60).expect("NAT");
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: b"device-8".to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    })
+    .unwrap();
+    let config = CoapPullConfig {
+        block_size: 512,
+        tx: fast_tx(),
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+        qblock: None,
+    };
+    let mut sink = MemSink::default();
+    let uri = format!("coaps://{}/fw", nat.addr());
+    let done = fetch(&uri, None, &config, &mut sink)
+        .await
+        .expect("coaps pull across the rebinding");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "pulled bytes differ");
+    assert_eq!(nat.rebinds(), 1, "the mapping changed mid-pull");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
