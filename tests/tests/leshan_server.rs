@@ -557,6 +557,47 @@ fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
     );
 }
 
+/// Leshan's cancel of an observation (its REST DELETE): Leshan forgets it and its CoAP stack
+/// (Californium) answers the device's next notification with a Reset, which must end the
+/// observation on the device (RFC 7641 §3.6, OMA test case 1.0-int-302): the device's
+/// notifications of the current time, once a second before, stop. The datagrams the device
+/// sends are counted by a relay on the way to Leshan.
+#[test]
+fn leshans_cancel_ends_the_devices_notifications() {
+    let leshan = LeshanServer::start("lsh-cancel");
+    let host = Harness::start("lsh-cancel-host");
+    let ep = "lsh-cancel";
+    let relay = tests::e2e::slow_relay_to(leshan.coap);
+    let _dev = device(&host, &format!("coap://{}", relay.addr()), ep, &[]);
+    leshan.wait_registered(ep, REGISTER);
+    let (status, v) = leshan.rest.put_empty(&format!(
+        "/api/clients/{ep}/3/0/13/attributes?pmin=1&pmax=1"
+    ));
+    assert_eq!(v["status"], "CHANGED(204)", "HTTP {status} {v}");
+    let events = leshan.rest.events(ep);
+    let (status, v) = leshan
+        .rest
+        .post(&format!("/api/clients/{ep}/3/0/13/observe?format=TLV"), b"");
+    assert_eq!(v["status"], "CONTENT(205)", "observe: HTTP {status} {v}");
+    for _ in 0..2 {
+        events.wait_for(&["NOTIFICATION"], UPDATE, |d| d["res"] == "/3/0/13");
+    }
+    let (status, v) = leshan
+        .rest
+        .delete(&format!("/api/clients/{ep}/3/0/13/observe"));
+    assert!(status < 300, "cancel: HTTP {status} {v}");
+    // At most one more notification (the one Leshan resets), then none: over 5 s, the
+    // lifetime of 60 s brings no Update either.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = relay.from_client();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        relay.from_client(),
+        before,
+        "the device kept sending after Leshan's cancel"
+    );
+}
+
 /// A NAT that rebinds (a new outside port, as carrier-grade NATs do once a quiet device's
 /// mapping expired): Leshan's DTLS stack (Scandium; our device has no Connection ID) drops
 /// records from the address it has no session for, so the device's next Update goes
