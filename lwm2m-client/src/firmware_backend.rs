@@ -81,7 +81,8 @@ pub enum Finished {
 /// The device side of Object 5. The provided methods describe a device that persists
 /// nothing and cannot install (a test sink); a real device overrides them.
 pub trait FirmwareBackend {
-    /// The persistent state after a boot.
+    /// The persistent state after a boot (also read when a Package URI is written: a download
+    /// of it that the backend can continue shows as Downloading with a resume point).
     fn stored(&mut self) -> Stored {
         Stored::nothing()
     }
@@ -111,7 +112,8 @@ pub trait FirmwareBackend {
     fn write(&mut self, data: &[u8]) -> Result<(), UpdateResult>;
     /// The package (or the fetched image) ended: verify and store.
     fn finish(&mut self) -> Result<Finished, UpdateResult>;
-    /// Drops any partial or stored package and persists Idle with `result`.
+    /// Drops any partial or stored package and persists Idle with `result`; a pull that lost
+    /// its connection (4) may be kept for the same Package URI written again to continue.
     fn discard(&mut self, result: UpdateResult);
     /// Marks the stored package for installation at the next reset.
     fn install(&mut self) -> Result<(), UpdateResult> {

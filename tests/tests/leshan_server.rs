@@ -598,6 +598,47 @@ fn leshans_cancel_ends_the_devices_notifications() {
     );
 }
 
+/// Leshan's operator retries a pull that lost its connection (Leshan issue 367: "retry by
+/// rewriting /5/0/1"): the package host's link is cut until the device gives up (Leshan reads
+/// State 0, Update Result 4), then Leshan writes the same Package URI again. The device goes
+/// on from where its download was journaled (the relay counts far fewer requests than blocks
+/// the second time), reports Downloaded, and Leshan's Execute installs it. Before, the
+/// download started over.
+#[test]
+fn leshans_rewrite_of_the_uri_after_a_lost_connection_resumes_the_pull() {
+    let leshan = LeshanServer::start("lsh-retry");
+    let host = Harness::start("lsh-retry-host");
+    let ep = "lsh-retry";
+    let len: usize = 140 * 1024;
+    let blocks = len.div_ceil(512) as u64;
+    host.package("big.suit", &PackageKind::good("2.0.0", 2, len));
+    let relay = host.slow_relay();
+    let uri = format!("coap://{}/fw/big.suit", relay.addr());
+    let opts = ["--pull-block-size", "512", "--pull-max-retransmit", "2"];
+    let _dev = device(&host, &leshan.coap_uri(), ep, &opts);
+    leshan.wait_registered(ep, REGISTER);
+    let events = leshan.rest.events(ep);
+    write_uri(&leshan.rest, ep, &uri);
+    host.wait_until("a third of the blocks", UPDATE, || {
+        relay.requests() > blocks / 3
+    });
+    relay.set_cut(true);
+    wait_int(&leshan.rest, ep, "/5/0/5", 4, UPDATE);
+    assert_eq!(read_int(&leshan.rest, ep, "/5/0/3"), Some(0), "Idle");
+    let before = relay.requests();
+    relay.set_cut(false);
+    write_uri(&leshan.rest, ep, &uri);
+    wait_int(&leshan.rest, ep, "/5/0/3", 2, UPDATE);
+    let after = relay.requests() - before;
+    assert!(
+        after < blocks - before / 2,
+        "{after} requests after the rewrite, {before} before, {blocks} blocks: not resumed"
+    );
+    let reg = registration_id(&leshan.rest, ep);
+    execute_update(&leshan.rest, ep);
+    finish_update(&leshan.rest, &events, ep, &reg, "2.0.0");
+}
+
 /// A NAT that rebinds (a new outside port, as carrier-grade NATs do once a quiet device's
 /// mapping expired): Leshan's DTLS stack (Scandium; our device has no Connection ID) drops
 /// records from the address it has no session for, so the device's next Update goes

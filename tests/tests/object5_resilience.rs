@@ -77,6 +77,35 @@ fn reset_while_downloading_resumes_the_pull() {
     h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
 }
 
+/// A pull that lost its connection (the package host's link cut until the device gave up:
+/// State Idle, Update Result 4) continues where it stood when the server writes the same
+/// Package URI again, as Leshan users retry (Leshan issue 367) and the shim's jobs do: the
+/// second transfer asks for the rest only, and the package installs. Before, it started over.
+#[test]
+fn the_same_uri_written_after_a_lost_connection_resumes_the_pull() {
+    let ep = "retry-resume";
+    let (h, _dev) = with_room_for_a_big_package(ep, 2);
+    let len: usize = 140 * 1024;
+    let blocks = len.div_ceil(512) as u64;
+    h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
+    let relay = h.slow_relay();
+    let uri = format!("coap://{}/fw/big.suit", relay.addr());
+    h.write_uri(ep, &uri);
+    h.wait_until("a third of the blocks", T, || relay.requests() > blocks / 3);
+    relay.set_cut(true);
+    h.wait_state(ep, (IDLE, 4), T);
+    let before = relay.requests();
+    relay.set_cut(false);
+    h.write_uri(ep, &uri);
+    h.wait_state(ep, (DOWNLOADED, 0), T);
+    let after = relay.requests() - before;
+    assert!(
+        after < blocks - before / 2,
+        "{after} requests after the rewrite, {before} before, {blocks} blocks: not resumed"
+    );
+    h.install(ep, "2.5.0");
+}
+
 #[test]
 fn pull_of_a_package_past_4_mib_uses_block_numbers_beyond_4096() {
     let h = Harness::start("big");

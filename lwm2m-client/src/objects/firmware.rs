@@ -107,14 +107,15 @@ impl<B: FirmwareBackend> Core<B> {
         }
     }
 
-    /// Queues a pull of the package at the Package URI from its start, replacing any transfer
-    /// under way.
+    /// Queues a pull of the package at the Package URI, replacing any transfer under way: from
+    /// its start, or from where the backend says a download of it stands (the same URI
+    /// written again after its pull lost the connection).
     fn pull_package(&mut self, protocol: Protocol) {
         self.generation = self.generation.wrapping_add(1);
         self.pull = Some(PullJob {
             uri: self.uri.clone(),
             protocol,
-            resume: None,
+            resume: self.backend.stored().resume,
             image_stage: false,
             generation: self.generation,
         });

@@ -354,12 +354,19 @@ impl FirmwareBackend for SimFirmware {
 
     fn download_requested(&mut self, uri: &str) -> Result<(), UpdateResult> {
         self.close();
-        self.forget_resume();
-        let mut d = self.device.borrow_mut();
-        let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
-        slots
-            .request_download(uri.as_bytes())
-            .map_err(|e| PackageError::Slot(e).update_result())
+        // The URI of a pull that lost its connection continues it: its resume data stays
+        // (`discard` kept it), and `stored` offers the resume point.
+        let retried = {
+            let mut d = self.device.borrow_mut();
+            let mut slots = d.slots().map_err(|_| UpdateResult::UpdateFailed)?;
+            slots
+                .retry_download(uri.as_bytes())
+                .map_err(|e| PackageError::Slot(e).update_result())
+        };
+        if retried != Ok(true) {
+            self.forget_resume();
+        }
+        retried.map(|_| ())
     }
 
     fn begin(&mut self, etag: Option<&[u8]>) -> Result<(), UpdateResult> {
@@ -487,7 +494,11 @@ impl FirmwareBackend for SimFirmware {
 
     fn discard(&mut self, result: UpdateResult) {
         self.close();
-        self.forget_resume();
+        // A lost connection keeps what a retry of the same URI resumes from (see
+        // `download_requested`); a new download forgets it.
+        if result != UpdateResult::ConnectionLost {
+            self.forget_resume();
+        }
         let mut d = self.device.borrow_mut();
         if let Ok(mut slots) = d.slots() {
             if let Err(e) = slots.abort_download(result) {

@@ -331,14 +331,45 @@ impl<'b, F: NorFlash> SlotManager<'b, F> {
     }
 
     /// Ends a download or discards a stored candidate: `Idle` with `result` (e.g. 4 for a lost
-    /// connection, 10 for a cancel).
+    /// connection, 10 for a cancel). A pull that lost its connection keeps its offset, so
+    /// that the same Package URI written again continues it ([`SlotManager::retry_download`]).
     pub fn abort_download(&mut self, result: UpdateResult) -> Result<(), SlotError> {
         self.check_not_installing()?;
         let mut next = self.record;
+        let resumable = next.phase == Some(Phase::Downloading)
+            && result == UpdateResult::ConnectionLost
+            && !next.uri.as_bytes().is_empty();
         next.phase = Some(Phase::Idle);
         next.result = Some(result);
-        next.offset = 0;
+        if !resumable {
+            next.offset = 0;
+        }
         self.commit(next)
+    }
+
+    /// The Package URI written again after its pull ended with the connection lost (Update
+    /// Result 4), as servers retry (Leshan issue 367 asks for it; the shim's jobs do it): the
+    /// download continues where it was journaled, as after a reset ([`Phase::Downloading`]
+    /// at the kept offset; [`SlotManager::resume_download`] checks the candidate's head
+    /// again), and `true` says so. The candidate was not touched since: any other download or
+    /// push starts with [`SlotManager::request_download`], which forgets the offset. Any
+    /// other URI, or another ending, is [`SlotManager::request_download`] (`false`).
+    pub fn retry_download(&mut self, uri: &[u8]) -> Result<bool, SlotError> {
+        self.check_not_installing()?;
+        let r = &self.record;
+        if r.phase == Some(Phase::Idle)
+            && r.result == Some(UpdateResult::ConnectionLost)
+            && r.offset > 0
+            && !uri.is_empty()
+            && r.uri.as_bytes() == uri
+        {
+            let mut next = self.record;
+            next.phase = Some(Phase::Downloading);
+            next.result = Some(UpdateResult::Initial);
+            self.commit(next)?;
+            return Ok(true);
+        }
+        self.request_download(uri).map(|()| false)
     }
 
     /// Execute (/5/0/2): marks the verified candidate for activation at the next reset.
