@@ -325,6 +325,72 @@ fn package_uri_name_and_version_persist_across_reboots() {
     assert_eq!(slots.package_uri(), b"");
 }
 
+/// A pull that lost its connection keeps its journaled offset, across a reboot too: the same
+/// URI written again continues it (`retry_download` is true, the writer resumes at that
+/// sector and the image completes and installs), while another URI, a push, or another
+/// ending starts from 0.
+#[test]
+fn the_same_uri_after_a_lost_connection_resumes_where_the_journal_stood() {
+    const URI: &[u8] = b"coap://127.0.0.1:5683/fw/2.0.0";
+    let fx = Fixture::new();
+    let mut device = SimDevice::in_memory(fx.config(Strategy::AB)).unwrap();
+    let half = IMAGE_LEN / 2;
+    let mut slots = device.slots().unwrap();
+    let mut lose_half = |slots: &mut object5::slots::SlotManager<'_, _>, ending| {
+        let mut w = slots
+            .begin_download(&fx.good.facts, &fx.good.envelope)
+            .unwrap();
+        for block in fx.good.image[..half].chunks(1000) {
+            w.write(block).unwrap();
+        }
+        drop(w);
+        slots.abort_download(ending).unwrap();
+    };
+    assert!(!slots.retry_download(URI).unwrap(), "nothing to resume yet");
+    for (ending, uri) in [
+        (
+            UpdateResult::ConnectionLost,
+            &b"coap://127.0.0.1:5683/fw/other"[..],
+        ),
+        (UpdateResult::ConnectionLost, b""),
+        (UpdateResult::IntegrityFailure, URI),
+    ] {
+        slots.request_download(URI).unwrap();
+        lose_half(&mut slots, ending);
+        assert!(
+            !slots.retry_download(uri).unwrap(),
+            "{ending:?} then {uri:?}"
+        );
+        let s = slots.status();
+        assert_eq!((s.phase, s.download_offset), (Some(Phase::Requested), 0));
+    }
+    lose_half(&mut slots, UpdateResult::ConnectionLost);
+    let s = slots.status();
+    assert_eq!(
+        (s.phase, s.result),
+        (Some(Phase::Idle), UpdateResult::ConnectionLost)
+    );
+    let stood = s.download_offset;
+    assert!(stood > 0, "the download journaled progress");
+    drop(slots);
+    device.reboot().unwrap();
+
+    let mut slots = device.slots().unwrap();
+    assert!(slots.retry_download(URI).unwrap(), "the same URI resumes");
+    assert_eq!(slots.status().phase, Some(Phase::Downloading));
+    let mut w = slots.resume_download().unwrap();
+    assert_eq!(w.offset(), stood);
+    let start = w.offset() as usize;
+    for block in fx.good.image[start..].chunks(1000) {
+        w.write(block).unwrap();
+    }
+    w.finish().unwrap();
+    slots.request_install().unwrap();
+    drop(slots);
+    device.reboot().unwrap();
+    assert_eq!(device.booted().unwrap().image.version, "2.0.0");
+}
+
 #[test]
 fn garbage_in_journal_and_headers_never_panics() {
     let fx = Fixture::new();
