@@ -335,17 +335,18 @@ fn the_same_uri_after_a_lost_connection_resumes_where_the_journal_stood() {
     let fx = Fixture::new();
     let mut device = SimDevice::in_memory(fx.config(Strategy::AB)).unwrap();
     let half = IMAGE_LEN / 2;
-    let mut slots = device.slots().unwrap();
-    let mut lose_half = |slots: &mut object5::slots::SlotManager<'_, _>, ending| {
-        let mut w = slots
-            .begin_download(&fx.good.facts, &fx.good.envelope)
-            .unwrap();
-        for block in fx.good.image[..half].chunks(1000) {
-            w.write(block).unwrap();
+    let lose_half = |slots: &mut object5::slots::SlotManager<'_, _>, ending| {
+        {
+            let mut w = slots
+                .begin_download(&fx.good.facts, &fx.good.envelope)
+                .unwrap();
+            for block in fx.good.image[..half].chunks(1000) {
+                w.write(block).unwrap();
+            }
         }
-        drop(w);
         slots.abort_download(ending).unwrap();
     };
+    let mut slots = device.slots().unwrap();
     assert!(!slots.retry_download(URI).unwrap(), "nothing to resume yet");
     for (ending, uri) in [
         (
@@ -372,7 +373,6 @@ fn the_same_uri_after_a_lost_connection_resumes_where_the_journal_stood() {
     );
     let stood = s.download_offset;
     assert!(stood > 0, "the download journaled progress");
-    drop(slots);
     device.reboot().unwrap();
 
     let mut slots = device.slots().unwrap();
@@ -386,7 +386,6 @@ fn the_same_uri_after_a_lost_connection_resumes_where_the_journal_stood() {
     }
     w.finish().unwrap();
     slots.request_install().unwrap();
-    drop(slots);
     device.reboot().unwrap();
     assert_eq!(device.booted().unwrap().image.version, "2.0.0");
 }
