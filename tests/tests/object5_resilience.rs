@@ -1,6 +1,7 @@
 //! Object 5 across resets and power loss, over real UDP with the shim as the server: a reset
 //! in each State, a pull interrupted by a reset that resumes instead of restarting (also a
-//! two-stage pull's image hosted by aiocoap's file server), a package
+//! two-stage pull's image hosted by aiocoap's file server), a pull that lost its connection
+//! continued when its Package URI is written again (by hand, and by a shim job's retry), a package
 //! past 4 MiB (block numbers beyond 4096), and black-box runs where the device loses power at
 //! a random flash operation of a networked update and still ends with a working image and a
 //! truthful State / Update Result.
@@ -104,6 +105,44 @@ fn the_same_uri_written_after_a_lost_connection_resumes_the_pull() {
         "{after} requests after the rewrite, {before} before, {blocks} blocks: not resumed"
     );
     h.install(ep, "2.5.0");
+}
+
+/// The shim's firmware job retries a pull that lost its connection by writing the Package URI
+/// again (as commercial servers do): the device continues the download instead of starting
+/// over, and the job succeeds.
+#[test]
+fn a_shim_job_retries_a_lost_pull_and_the_device_continues_it() {
+    let ep = "job-retry-resume";
+    let (h, _dev) = with_room_for_a_big_package(ep, 2);
+    let len: usize = 140 * 1024;
+    let blocks = len.div_ceil(512) as u64;
+    h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
+    let relay = h.slow_relay();
+    let uri = format!("coap://{}/fw/big.suit", relay.addr());
+    let events = h.events(ep);
+    let body = serde_json::json!({"package": "big.suit", "method": "pull", "uri": uri});
+    let (status, job) = h.post(
+        &format!("/api/clients/{ep}/firmware"),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].clone();
+    h.wait_until("a third of the blocks", T, || relay.requests() > blocks / 3);
+    relay.set_cut(true);
+    // The job saw Update Result 4 and writes the URI again: the link is back for that.
+    events.wait_for(&["FIRMWARE"], T, |d| d["id"] == id && d["result"] == 4);
+    let before = relay.requests();
+    relay.set_cut(false);
+    let last = events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    });
+    assert_eq!(last["phase"], "SUCCEEDED", "{last}");
+    assert_eq!(last["firmwareVersion"], "2.5.0", "{last}");
+    let after = relay.requests() - before;
+    assert!(
+        after < blocks - before / 2,
+        "{after} requests after the retry, {before} before, {blocks} blocks: not resumed"
+    );
 }
 
 #[test]
