@@ -1,10 +1,10 @@
 //! Object 5 across resets and power loss, over real UDP with the shim as the server: a reset
 //! in each State, a pull interrupted by a reset that resumes instead of restarting (also a
 //! two-stage pull's image hosted by aiocoap's file server), a pull that lost its connection
-//! continued when its Package URI is written again (by hand, and by a shim job's retry), a package
-//! past 4 MiB (block numbers beyond 4096), and black-box runs where the device loses power at
-//! a random flash operation of a networked update and still ends with a working image and a
-//! truthful State / Update Result.
+//! continued when its Package URI is written again (by hand, and by a shim job's retry), a
+//! package past 4 MiB (block numbers beyond 4096), and black-box runs where the device loses
+//! power at a random flash operation of a networked update and still ends with a working image
+//! and a truthful State / Update Result.
 
 use std::time::{Duration, SystemTime};
 
