@@ -137,6 +137,22 @@ fn libcoap_host(options: &[&str], body: &[u8], dir: &std::path::Path) -> (Peer, 
     (server, port + 1)
 }
 
+/// A coaps pull in 512-byte blocks with `fast_tx` timers and the PSK (`identity`, `key`).
+fn psk_pull(identity: &[u8], key: &str) -> CoapPullConfig {
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: identity.to_vec(),
+        key: key.as_bytes().to_vec(),
+    })
+    .unwrap();
+    CoapPullConfig {
+        block_size: 512,
+        tx: fast_tx(),
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+        qblock: None,
+    }
+}
+
 #[tokio::test]
 async fn coaps_pull_from_libcoap_server_with_psk() {
     const KEY: &str = "pull-psk-secret1";
@@ -144,18 +160,7 @@ async fn coaps_pull_from_libcoap_server_with_psk() {
     let body = image(96 * 1024 + 5);
     let (_server, coaps) = libcoap_host(&["-k", KEY], &body, &dir);
 
-    let ctx = DtlsContext::psk_client(Psk {
-        identity: b"device-7".to_vec(),
-        key: KEY.as_bytes().to_vec(),
-    })
-    .unwrap();
-    let config = CoapPullConfig {
-        block_size: 512,
-        tx: fast_tx(),
-        max_size: 1 << 20,
-        dtls: Some(ctx),
-        qblock: None,
-    };
+    let config = psk_pull(b"device-7", KEY);
     let mut sink = MemSink::default();
     let uri = format!("coaps://127.0.0.1:{coaps}/fw");
     let done = fetch(&uri, None, &config, &mut sink)
@@ -190,18 +195,7 @@ async fn a_coaps_pull_from_libcoap_goes_on_after_a_nat_rebinding() {
     let body = image(96 * 1024 + 5);
     let (_server, coaps) = libcoap_host(&["-k", KEY], &body, &dir);
     let nat = Nat::start_rebinding_after(([127, 0, 0, 1], coaps).into(), 60).expect("NAT");
-    let ctx = DtlsContext::psk_client(Psk {
-        identity: b"device-8".to_vec(),
-        key: KEY.as_bytes().to_vec(),
-    })
-    .unwrap();
-    let config = CoapPullConfig {
-        block_size: 512,
-        tx: fast_tx(),
-        max_size: 1 << 20,
-        dtls: Some(ctx),
-        qblock: None,
-    };
+    let config = psk_pull(b"device-8", KEY);
     let mut sink = MemSink::default();
     let uri = format!("coaps://{}/fw", nat.addr());
     let done = fetch(&uri, None, &config, &mut sink)

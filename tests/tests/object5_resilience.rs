@@ -78,6 +78,52 @@ fn reset_while_downloading_resumes_the_pull() {
     h.pull_resumes_and_installs(ep, "big.suit", len.div_ceil(512) as u64, "2.5.0");
 }
 
+/// A 140 KiB package (280 blocks of 512 bytes) on the shim behind a slow relay, for a device
+/// made by [`with_room_for_a_big_package`]; its pulls are cut once a third went through.
+struct CutPull {
+    relay: tests::relay::Relay,
+    uri: String,
+    blocks: u64,
+}
+
+impl CutPull {
+    fn new(h: &Harness) -> Self {
+        let len: usize = 140 * 1024;
+        h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
+        let relay = h.slow_relay();
+        let uri = format!("coap://{}/fw/big.suit", relay.addr());
+        Self {
+            relay,
+            uri,
+            blocks: len.div_ceil(512) as u64,
+        }
+    }
+
+    /// Cuts the link once a third of the blocks were asked for.
+    fn cut_after_a_third(&self, h: &Harness) {
+        h.wait_until("a third of the blocks", T, || {
+            self.relay.requests() > self.blocks / 3
+        });
+        self.relay.set_cut(true);
+    }
+
+    /// Restores the link; the requests so far.
+    fn restore(&self) -> u64 {
+        let before = self.relay.requests();
+        self.relay.set_cut(false);
+        before
+    }
+
+    /// The transfer after `before` requests asked for the rest only.
+    fn assert_resumed(&self, before: u64) {
+        let (after, blocks) = (self.relay.requests() - before, self.blocks);
+        assert!(
+            after < blocks - before / 2,
+            "{after} requests after the retry, {before} before, {blocks} blocks: not resumed"
+        );
+    }
+}
+
 /// A pull that lost its connection (the package host's link cut until the device gave up:
 /// State Idle, Update Result 4) continues where it stood when the server writes the same
 /// Package URI again, as Leshan users retry (Leshan issue 367) and the shim's jobs do: the
@@ -86,24 +132,14 @@ fn reset_while_downloading_resumes_the_pull() {
 fn the_same_uri_written_after_a_lost_connection_resumes_the_pull() {
     let ep = "retry-resume";
     let (h, _dev) = with_room_for_a_big_package(ep, 2);
-    let len: usize = 140 * 1024;
-    let blocks = len.div_ceil(512) as u64;
-    h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
-    let relay = h.slow_relay();
-    let uri = format!("coap://{}/fw/big.suit", relay.addr());
-    h.write_uri(ep, &uri);
-    h.wait_until("a third of the blocks", T, || relay.requests() > blocks / 3);
-    relay.set_cut(true);
+    let pull = CutPull::new(&h);
+    h.write_uri(ep, &pull.uri);
+    pull.cut_after_a_third(&h);
     h.wait_state(ep, (IDLE, 4), T);
-    let before = relay.requests();
-    relay.set_cut(false);
-    h.write_uri(ep, &uri);
+    let before = pull.restore();
+    h.write_uri(ep, &pull.uri);
     h.wait_state(ep, (DOWNLOADED, 0), T);
-    let after = relay.requests() - before;
-    assert!(
-        after < blocks - before / 2,
-        "{after} requests after the rewrite, {before} before, {blocks} blocks: not resumed"
-    );
+    pull.assert_resumed(before);
     h.install(ep, "2.5.0");
 }
 
@@ -114,35 +150,25 @@ fn the_same_uri_written_after_a_lost_connection_resumes_the_pull() {
 fn a_shim_job_retries_a_lost_pull_and_the_device_continues_it() {
     let ep = "job-retry-resume";
     let (h, _dev) = with_room_for_a_big_package(ep, 2);
-    let len: usize = 140 * 1024;
-    let blocks = len.div_ceil(512) as u64;
-    h.package("big.suit", &PackageKind::good("2.5.0", 2, len));
-    let relay = h.slow_relay();
-    let uri = format!("coap://{}/fw/big.suit", relay.addr());
+    let pull = CutPull::new(&h);
     let events = h.events(ep);
-    let body = serde_json::json!({"package": "big.suit", "method": "pull", "uri": uri});
+    let body = serde_json::json!({"package": "big.suit", "method": "pull", "uri": pull.uri});
     let (status, job) = h.post(
         &format!("/api/clients/{ep}/firmware"),
         body.to_string().as_bytes(),
     );
     assert_eq!(status, 202, "{job}");
     let id = job["id"].clone();
-    h.wait_until("a third of the blocks", T, || relay.requests() > blocks / 3);
-    relay.set_cut(true);
+    pull.cut_after_a_third(&h);
     // The job saw Update Result 4 and writes the URI again: the link is back for that.
     events.wait_for(&["FIRMWARE"], T, |d| d["id"] == id && d["result"] == 4);
-    let before = relay.requests();
-    relay.set_cut(false);
+    let before = pull.restore();
     let last = events.wait_for(&["FIRMWARE"], T, |d| {
         d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
     });
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(last["firmwareVersion"], "2.5.0", "{last}");
-    let after = relay.requests() - before;
-    assert!(
-        after < blocks - before / 2,
-        "{after} requests after the retry, {before} before, {blocks} blocks: not resumed"
-    );
+    pull.assert_resumed(before);
 }
 
 #[test]
