@@ -67,6 +67,16 @@ pub async fn coaps_package_host(dir: &Path, psk: &str, name: &str, image: &[u8])
     running
 }
 
+/// Asserts that a transfer of `blocks` blocks, interrupted after `before` requests (or
+/// blocks), asked for the rest only with its `after` ones (a resume goes back at most to the
+/// journal's last sector; a restart asks for every block again).
+pub fn assert_resumed(before: u64, after: u64, blocks: u64) {
+    assert!(
+        after < blocks - before / 2,
+        "{after} requests after the interruption, {before} before, {blocks} blocks: not resumed"
+    );
+}
+
 /// The vendor and class names every simulated device here is built with.
 pub const VENDOR: &str = "sim.example";
 /// See [`VENDOR`].
@@ -560,10 +570,7 @@ impl Harness {
         let relay = self.slow_relay();
         let uri = format!("coap://{}/fw/{name}", relay.addr());
         let (before, after) = self.pull_with_reset(ep, &uri, &relay, blocks / 3);
-        assert!(
-            after < blocks - before / 2,
-            "{after} requests after the reset, {before} before, {blocks} blocks: not resumed"
-        );
+        assert_resumed(before, after, blocks);
         self.install(ep, version);
     }
 

@@ -107,15 +107,14 @@ impl<B: FirmwareBackend> Core<B> {
         }
     }
 
-    /// Queues a pull of the package at the Package URI, replacing any transfer under way: from
-    /// its start, or from where the backend says a download of it stands (the same URI
-    /// written again after its pull lost the connection).
+    /// Queues a pull of the package at the Package URI from its start, replacing any transfer
+    /// under way.
     fn pull_package(&mut self, protocol: Protocol) {
         self.generation = self.generation.wrapping_add(1);
         self.pull = Some(PullJob {
             uri: self.uri.clone(),
             protocol,
-            resume: self.backend.stored().resume,
+            resume: None,
             image_stage: false,
             generation: self.generation,
         });
@@ -506,10 +505,11 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
                 let t = c.now_s(now);
                 let effect = c.machine.write_package_uri(uri, t).map_err(refusal)?;
                 c.uri = uri.clone();
+                let mut requested = false;
                 match effect {
                     // Best effort: a URI too long to persist only ends as 4 after a reset.
                     Effect::StartPull(_) => {
-                        let _ = c.backend.download_requested(uri);
+                        requested = c.backend.download_requested(uri).is_ok();
                     }
                     // An unusable URI already failed (7 or 9): persisted like any failure.
                     Effect::None => {
@@ -519,6 +519,14 @@ impl<B: FirmwareBackend> ObjectHandler for FirmwareUpdate<B> {
                     _ => {}
                 }
                 c.apply(effect);
+                if requested {
+                    // The same URI written again after its pull lost the connection: the
+                    // backend may go on from where that download stands.
+                    let resume = c.backend.stored().resume;
+                    if let Some(job) = c.pull.as_mut() {
+                        job.resume = resume;
+                    }
+                }
                 Ok(Completion::Done)
             }
             (11, ResourceValue::Single(Value::Integer(v))) if (0..=2).contains(v) => {
