@@ -586,15 +586,16 @@ fn leshans_cancel_ends_the_devices_notifications() {
         .rest
         .delete(&format!("/api/clients/{ep}/3/0/13/observe"));
     assert!(status < 300, "cancel: HTTP {status} {v}");
-    // At most one more notification (the one Leshan resets), then none: over 5 s, the
-    // lifetime of 60 s brings no Update either.
+    // At most one more notification (the one Leshan resets), then none: over 5 s, where
+    // five came before, at most one datagram (a lifetime Update, due 30 s after the Register,
+    // on a slow machine).
     std::thread::sleep(Duration::from_secs(3));
     let before = relay.from_client();
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        relay.from_client(),
-        before,
-        "the device kept sending after Leshan's cancel"
+    let sent = relay.from_client() - before;
+    assert!(
+        sent <= 1,
+        "the device sent {sent} datagrams after Leshan's cancel"
     );
 }
 
