@@ -40,6 +40,12 @@ pub const MAX_CIPHER_SUITES: usize = 16;
 /// (Leshan writes 0-12), and an instance refused for them leaves the device unprovisioned.
 const KEPT_AS_WRITTEN: [u16; 5] = [6, 7, 8, 9, 12];
 
+/// The variant whose resource value is `c`, for the enums here whose codes are their
+/// positions in `all` (checked by `codes_are_positions`).
+fn by_code<T: Copy>(all: &[T], c: i64) -> Option<T> {
+    usize::try_from(c).ok().and_then(|i| all.get(i)).copied()
+}
+
 /// Security Mode values (resource 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityMode {
@@ -54,15 +60,11 @@ pub enum SecurityMode {
 }
 
 impl SecurityMode {
+    const ALL: [Self; 4] = [Self::Psk, Self::Rpk, Self::Certificate, Self::NoSec];
+
     /// The mode of a resource 2 value; `None` for codes this device does not know.
     pub fn from_code(c: i64) -> Option<Self> {
-        Some(match c {
-            0 => Self::Psk,
-            1 => Self::Rpk,
-            2 => Self::Certificate,
-            3 => Self::NoSec,
-            _ => return None,
-        })
+        by_code(&Self::ALL, c)
     }
 }
 
@@ -92,15 +94,16 @@ impl CertificateUsage {
         )
     }
 
+    const ALL: [Self; 4] = [
+        Self::CaConstraint,
+        Self::ServiceCertificateConstraint,
+        Self::TrustAnchorAssertion,
+        Self::DomainIssuedCertificate,
+    ];
+
     /// The usage of a resource 15 value; `None` outside 0-3.
     pub fn from_code(c: i64) -> Option<Self> {
-        Some(match c {
-            0 => Self::CaConstraint,
-            1 => Self::ServiceCertificateConstraint,
-            2 => Self::TrustAnchorAssertion,
-            3 => Self::DomainIssuedCertificate,
-            _ => return None,
-        })
+        by_code(&Self::ALL, c)
     }
 }
 
@@ -119,15 +122,11 @@ pub enum MatchingType {
 }
 
 impl MatchingType {
+    const ALL: [Self; 4] = [Self::Exact, Self::Sha256, Self::Sha384, Self::Sha512];
+
     /// The matching type of a resource 13 value; `None` outside 0-3.
     pub fn from_code(c: i64) -> Option<Self> {
-        Some(match c {
-            0 => Self::Exact,
-            1 => Self::Sha256,
-            2 => Self::Sha384,
-            3 => Self::Sha512,
-            _ => return None,
-        })
+        by_code(&Self::ALL, c)
     }
 
     /// The length resource 4 has under this type: the hash's, `None` for a certificate.
@@ -521,6 +520,29 @@ fn cipher_suites<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `from_code` reads each enum's code as its position in `ALL`: every variant's code
+    /// gives it back, and the codes past the last give none.
+    #[test]
+    fn codes_are_positions() {
+        for (i, m) in SecurityMode::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+            assert_eq!(SecurityMode::from_code(i as i64), Some(*m));
+        }
+        for (i, u) in CertificateUsage::ALL.iter().enumerate() {
+            assert_eq!(*u as usize, i);
+            assert_eq!(CertificateUsage::from_code(i as i64), Some(*u));
+        }
+        for (i, t) in MatchingType::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+            assert_eq!(MatchingType::from_code(i as i64), Some(*t));
+        }
+        for c in [-1, 4, i64::MAX, i64::MIN] {
+            assert_eq!(SecurityMode::from_code(c), None);
+            assert_eq!(CertificateUsage::from_code(c), None);
+            assert_eq!(MatchingType::from_code(c), None);
+        }
+    }
 
     fn single(id: u16, v: Value) -> Resource {
         Resource {
