@@ -485,7 +485,7 @@ fn leshan_drives_a_pull_update_over_coap_and_http() {
 /// as a battery device on a cellular link runs it: the device registers in queue mode, sleeps
 /// 2 s after its last exchange while its pull goes on (through a slow relay, a few seconds),
 /// so a read then goes unanswered and Leshan takes it for SLEEPING; the finished download
-/// wakes it with an Update over the same DTLS session (Leshan: AWAKE) before its Downloaded
+/// wakes it with an Update over its resumed DTLS session (Leshan: AWAKE) before its Downloaded
 /// notification, and Leshan's Execute right after installs the image.
 #[test]
 fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
@@ -555,6 +555,7 @@ fn leshan_updates_our_device_in_queue_mode_while_it_sleeps_between_exchanges() {
         reg["queuemode"], true,
         "registered again in queue mode: {reg}"
     );
+    assert!(dev.log().contains("resumed=true"), "{}", dev.log());
 }
 
 /// Leshan's cancel of an observation (its REST DELETE): Leshan forgets it and its CoAP stack
@@ -687,6 +688,69 @@ fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
     assert!(
         log.contains("a new handshake next")
             && log.matches("DTLS session established").count() >= 2,
+        "{log}"
+    );
+    registered_over_dtls(&leshan, ep);
+}
+
+/// A queue-mode device behind a NAT whose mapping expires while it sleeps (the usual case on
+/// a cellular link: the device's radio is off for longer than the NAT keeps a quiet mapping).
+/// On waking, the device resumes its DTLS session (an abbreviated handshake, as Zephyr's and
+/// Anjay's clients do) from the port the NAT gives it now, and Leshan takes its Update there:
+/// the same registration, now at the new address, within the next lifetime Update. Before,
+/// the Update went over the old session, which Leshan's DTLS stack has only for the old
+/// address: it was dropped, and the device registered anew after MAX_TRANSMIT_WAIT (93 s).
+#[test]
+fn a_queue_mode_device_resumes_its_dtls_session_on_waking_behind_a_new_nat_port() {
+    let leshan = LeshanServer::start("lsh-qnat");
+    let host = Harness::start("lsh-qnat-host");
+    let ep = "lsh-qnat";
+    let (identity, key) = ("lsh-qnat-identity", "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf");
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let nat = Nat::start(leshan.coaps).expect("NAT");
+    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
+    let state = host.dir.join(format!("state-{ep}")).display().to_string();
+    let server = format!("coaps://{}", nat.addr());
+    // Lifetime 20 s: an Update, which wakes the device, every 10 s; awake 3 s after each.
+    let args = [
+        "--server",
+        &server,
+        "--endpoint",
+        ep,
+        "--state-dir",
+        &state,
+        "--lifetime",
+        "20",
+        "--queue-mode",
+        "--awake-time",
+        "3",
+        "--psk-identity",
+        identity,
+        "--psk-key-file",
+        &key_file,
+    ];
+    let mut dev = lwm2m_client(&host.dir, ep, &args);
+    let reg = leshan.wait_registered(ep, REGISTER);
+    assert_eq!(reg["queuemode"], true, "{reg}");
+    let id = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+    dev.wait_log("queue mode: sleeping", REGISTER);
+    let new_port = nat.rebind();
+    let updated = events.wait_for(
+        &["UPDATED", "REGISTRATION"],
+        Duration::from_secs(40),
+        |_| true,
+    );
+    let (_, reg) = leshan.rest.get(&format!("/api/clients/{ep}"));
+    assert_eq!(
+        (reg["registrationId"].as_str(), &reg["address"]),
+        (Some(id.as_str()), &json!(format!("127.0.0.1:{new_port}"))),
+        "the same registration at the new port: {updated}\n{reg}\n{}",
+        dev.log()
+    );
+    let log = dev.log();
+    assert!(
+        log.contains("resumed=true") && !log.contains("a new handshake next"),
         "{log}"
     );
     registered_over_dtls(&leshan, ep);

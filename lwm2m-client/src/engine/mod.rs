@@ -410,6 +410,11 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.transmits.pop_front()
     }
 
+    /// Whether a datagram waits to go out (a host whose link sleeps sets it up first).
+    pub fn has_transmit(&self) -> bool {
+        !self.transmits.is_empty()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

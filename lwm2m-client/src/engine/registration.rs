@@ -471,6 +471,32 @@ impl<P: Clone + PartialEq> Engine<P> {
         self.reg.next_at.map_or(0, |at| at.saturating_sub(now))
     }
 
+    /// The host set the link to the server up again with a full handshake where it offered
+    /// the last session for resumption (a queue-mode device waking to a server that lost the
+    /// session): a new security context, after which the client registers again (LwM2M 1.1.1
+    /// Transport §6.4.3). A resumed session keeps the registration, as Anjay does. The
+    /// Register or Update that waited for the link is dropped, unsent, and the Register goes
+    /// out at once.
+    pub fn new_session(&mut self, now: u64) {
+        if self.reg.stopped || self.reg.bootstrap {
+            return;
+        }
+        let mut dropped = Vec::new();
+        self.outgoing.retain_mut(|o| {
+            let registration = matches!(o.purpose, Purpose::Register | Purpose::Update);
+            if registration {
+                dropped.push(core::mem::take(&mut o.bytes));
+            }
+            !registration
+        });
+        self.transmits.retain(|t| !dropped.contains(&t.data));
+        self.reg.in_flight = None;
+        self.reg.location = None;
+        self.reg.objects_changed = false;
+        self.reg.schedule(now);
+        self.handle_timeout(now);
+    }
+
     /// LwM2M 1.1 Core §6.2.1.1: once the registration failed (`attempts` Registers in all
     /// the retry procedure's sequences), a client whose Bootstrap on Registration Failure
     /// (/1/0/16) is set bootstraps, so a bootstrap server can repair a server account that

@@ -36,8 +36,8 @@ use openssl::memcmp;
 use openssl::pkey::PKey;
 use openssl::rand::rand_bytes;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSession,
-    SslStream, SslVerifyMode,
+    ErrorCode, ShutdownState, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef,
+    SslSession, SslStream, SslVerifyMode,
 };
 use openssl::x509::{X509VerifyResult, X509};
 
@@ -1004,6 +1004,14 @@ impl DtlsSession {
     /// Sends close_notify; the alert is ready in [`DtlsSession::poll_transmit`].
     pub fn close(&mut self) {
         let _ = self.stream.shutdown();
+    }
+
+    /// Ends the association here without a word to the server, keeping its session
+    /// resumable: OpenSSL takes an association freed before a shutdown for a broken one and
+    /// marks its session not resumable (`SSL_free` removes it from the cache).
+    pub fn put_aside(&mut self) {
+        self.stream
+            .set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
     }
 }
 

@@ -110,6 +110,12 @@ impl DtlsUdp {
         }
     }
 
+    /// Ends the association silently, its session kept for resumption (a queue-mode device
+    /// going to sleep).
+    pub fn put_aside(mut self) {
+        self.session.put_aside();
+    }
+
     /// A datagram that arrived on the socket: its plaintext datagrams when it came from the
     /// server (none for other sources or records that fail authentication); an error when the
     /// server closed the association.

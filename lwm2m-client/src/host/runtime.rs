@@ -160,12 +160,30 @@ where
             };
             match connected {
                 // A new security session requires a new Register (LwM2M transport §6.4.3).
-                Ok(()) if engine.registration() != crate::RegState::Bootstrapping => {
+                Ok(_) if engine.registration() != crate::RegState::Bootstrapping => {
                     engine.start(now(epoch));
                 }
-                Ok(()) => {}
+                Ok(_) => {}
                 // As a Register the server did not answer: the engine's back-off, and after
                 // enough of them perhaps a bootstrap (its events, below).
+                Err(()) => {
+                    let retry = engine.transport_failed(now(epoch));
+                    link.hold_off(Duration::from_millis(retry));
+                }
+            }
+        }
+        if link.asleep() && engine.has_transmit() {
+            // A queue-mode device wakes to send (its Update first): the session it put aside
+            // is resumed first, from the port its NAT gives it now (as Zephyr's and Anjay's
+            // clients do). A resumed session keeps the registration; a full handshake is a new
+            // security context and registers again.
+            let connected = tokio::select! {
+                r = link.connect() => r,
+                _ = &mut shutdown, if !shutdown_done => return Ok(()),
+            };
+            match connected {
+                Ok(true) => {}
+                Ok(false) => engine.new_session(now(epoch)),
                 Err(()) => {
                     let retry = engine.transport_failed(now(epoch));
                     link.hold_off(Duration::from_millis(retry));
@@ -214,6 +232,9 @@ where
                     tracing::info!("no answer over the DTLS session; a new handshake next");
                     link.disconnect(Duration::from_millis(*retry_in_ms));
                 }
+                // Asleep in Queue Mode the radio is off, and a NAT may drop the device's
+                // mapping: the session is put aside (nothing sent) to be resumed on waking.
+                Event::Sleeping => link.sleep(),
                 // The 2.04 to the Execute went out above, over the old link.
                 Event::BootstrapTriggered {
                     server_uri,
@@ -399,6 +420,9 @@ struct Secure {
     assoc: Option<DtlsUdp>,
     /// The last session, offered for an abbreviated handshake on reconnect.
     resume: Option<SslSession>,
+    /// Put aside while a queue-mode device sleeps ([`Link::sleep`]); the next datagram to
+    /// send resumes it first.
+    asleep: bool,
     /// No handshake before this (the engine's back-off after a failed one).
     not_before: Option<Instant>,
 }
@@ -434,6 +458,7 @@ impl<'s> Link<'s> {
                 server,
                 assoc: None,
                 resume: None,
+                asleep: false,
                 not_before: None,
             }),
             foreign: ForeignDatagrams::default(),
@@ -493,6 +518,7 @@ impl<'s> Link<'s> {
             server,
             assoc: None,
             resume: None,
+            asleep: false,
             not_before: None,
         });
         Ok(())
@@ -512,6 +538,7 @@ impl<'s> Link<'s> {
         self.close();
         if let Some(s) = &mut self.secure {
             s.assoc = None;
+            s.asleep = false;
         }
         self.hold_off(delay);
     }
@@ -534,17 +561,39 @@ impl<'s> Link<'s> {
         self.secure.is_some()
     }
 
+    /// Whether a handshake is due now: over DTLS with no session, and not asleep.
     fn needs_handshake(&self) -> bool {
-        self.secure.as_ref().is_some_and(|s| s.assoc.is_none())
+        self.secure
+            .as_ref()
+            .is_some_and(|s| s.assoc.is_none() && !s.asleep)
     }
 
-    /// One handshake, resuming the last session; `Err` when it failed (logged here). The
-    /// caller waits for [`Link::hold_off_until`] first.
-    async fn connect(&mut self) -> Result<(), ()> {
+    /// Puts the DTLS session aside while a queue-mode device sleeps, keeping it for
+    /// resumption: nothing is sent (no close_notify: the radio is off), and the server keeps
+    /// its side for the abbreviated handshake. In clear there is nothing to put aside.
+    fn sleep(&mut self) {
+        if let Some(s) = &mut self.secure {
+            if let Some(assoc) = s.assoc.take() {
+                assoc.put_aside();
+                s.asleep = true;
+                tracing::debug!(server = %s.server, "DTLS session put aside while asleep");
+            }
+        }
+    }
+
+    /// Whether the session is put aside ([`Link::sleep`]).
+    fn asleep(&self) -> bool {
+        self.secure.as_ref().is_some_and(|s| s.asleep)
+    }
+
+    /// One handshake, resuming the last session: `Ok(resumed)`, or `Err` when it failed
+    /// (logged here). The caller waits for [`Link::hold_off_until`] first.
+    async fn connect(&mut self) -> Result<bool, ()> {
         let Some(s) = &mut self.secure else {
-            return Ok(());
+            return Ok(false);
         };
         s.not_before = None;
+        s.asleep = false;
         match DtlsUdp::connect(
             self.own.as_ref().unwrap_or(self.socket),
             s.server,
@@ -561,9 +610,10 @@ impl<'s> Link<'s> {
                     cipher = assoc.cipher().unwrap_or("?"),
                     "DTLS session established"
                 );
+                let resumed = assoc.resumed();
                 s.resume = assoc.session();
                 s.assoc = Some(assoc);
-                Ok(())
+                Ok(resumed)
             }
             Err(e) => {
                 tracing::warn!(server = %s.server, error = %e, "DTLS handshake failed");

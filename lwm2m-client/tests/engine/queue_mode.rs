@@ -253,3 +253,33 @@ fn a_binding_without_udp_is_refused() {
     );
     assert_eq!(r.payload, b"U");
 }
+
+/// Waking to a server that lost the session (the host's handshake on waking was a full one,
+/// not a resumption): a new security context, so the device registers again (LwM2M 1.1.1
+/// Transport §6.4.3) instead of sending the Update it woke with, which is never sent nor
+/// retransmitted.
+#[test]
+fn a_new_session_on_waking_registers_again_instead_of_updating() {
+    let (mut e, _) = sleepy("1.1");
+    e.handle_timeout(10 + AWAKE_MS);
+    assert_eq!(events(&mut e), vec![Event::Sleeping]);
+    let update_at = e.poll_timeout().expect("an Update is due");
+    e.handle_timeout(update_at);
+    assert!(e.has_transmit(), "the Update waits for the link");
+    e.new_session(update_at + 50);
+    let out = sent(&mut e);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let register = &out[0].1;
+    assert_eq!(
+        option_values(register, CoapOption::UriPath),
+        [b"rd".to_vec()]
+    );
+    assert!(queries(register).contains(&"ep=ep1".to_owned()));
+    created(&mut e, update_at + 80, register);
+    assert!(events(&mut e)
+        .iter()
+        .any(|ev| matches!(ev, Event::Registered { .. })));
+    // The dropped Update has no retransmission left.
+    e.handle_timeout(update_at + 10_000);
+    assert!(sent(&mut e).is_empty());
+}
