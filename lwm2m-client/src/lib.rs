@@ -60,8 +60,8 @@ pub mod observe;
 pub mod pull;
 
 pub use engine::{
-    BootstrapCause, Config, CredentialsCheck, DeferredId, Engine, Event, QueueMode, RegState,
-    RestoreError, Transmit,
+    check_endpoint, BadEndpoint, BootstrapCause, Config, CredentialsCheck, DeferredId, Engine,
+    Event, QueueMode, RegState, RestoreError, Transmit, MAX_ENDPOINT_LEN,
 };
 pub use object::{BlockChunk, Completion, ObjectHandler, OpError, Ops, ResourceDef};
 

@@ -119,3 +119,41 @@ fn help_names_the_security_modes() {
     assert!(help.contains("DTLS with PSK or certificates"), "{help}");
     assert!(help.contains("16, 32, 64, 128, 256, 512 or 1024"), "{help}");
 }
+
+/// An endpoint name no server takes (empty: Leshan's 4.00 "endpoint is mandatory"; longer
+/// than a Uri-Query option holds after `ep=`: Leshan's 4.02 Bad Option) is refused before the
+/// device starts, instead of a Register retried for ever.
+#[test]
+fn endpoint_names_servers_refuse_are_refused_at_parse_time() {
+    let long = "e".repeat(253);
+    for (name, expect) in [
+        ("", "the endpoint name is empty"),
+        (long.as_str(), "has 253 bytes; at most 252"),
+    ] {
+        let o = client(&[
+            "--endpoint",
+            name,
+            "--state-dir",
+            "/nonexistent/never-created",
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        let first = e.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: ") && first.contains("--endpoint") && first.contains(expect),
+            "{e}"
+        );
+    }
+    // 252 bytes get past parsing (to the state directory, which is a file here).
+    let d = temp_dir("endpoint-ok");
+    let file = d.join("f");
+    std::fs::write(&file, b"").expect("file");
+    let o = client(&[
+        "--endpoint",
+        &"e".repeat(252),
+        "--state-dir",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -221,6 +221,23 @@ fn leshan_reads_our_device_in_lwm2m_json() {
 
 /// CBOR (60), the LwM2M 1.1 single-value format Leshan's `CBOR` names: Leshan decodes our
 /// String, Integer and Time (tag 1) items and writes a String item the device takes.
+/// The longest endpoint name the device takes (`--endpoint`: 252 bytes, so `ep=` and the name
+/// fill one 255-byte Uri-Query option) registers with Leshan, which answers 4.02 Bad Option to
+/// one byte more (measured by hand; the device refuses such a name at start).
+#[test]
+fn leshan_registers_our_device_under_the_longest_endpoint_name() {
+    let leshan = LeshanServer::start("lsh-long-ep");
+    let host = Harness::start("lsh-long-ep-host");
+    let ep = "e".repeat(252);
+    let state = host.dir.join("state-long-ep").display().to_string();
+    let server = leshan.coap_uri();
+    let args = ["--server", &server, "--endpoint", &ep, "--state-dir", &state];
+    // Named apart from the endpoint: a file name of 252 bytes and more is too long.
+    let _dev = lwm2m_client(&host.dir, "long-ep", &args);
+    let reg = leshan.wait_registered(&ep, REGISTER);
+    assert_eq!(reg["endpoint"], ep.as_str(), "{reg}");
+}
+
 #[test]
 fn leshan_reads_and_writes_single_values_of_our_device_in_cbor() {
     let leshan = LeshanServer::start("lsh-cbor");

@@ -29,13 +29,13 @@ use alloc::vec::Vec;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType};
 
 pub use queue_mode::QueueMode;
-pub use registration::RegState;
+pub use registration::{check_endpoint, BadEndpoint, RegState, MAX_ENDPOINT_LEN};
 pub use saved_config::RestoreError;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Endpoint client name (`ep`).
+    /// Endpoint client name (`ep`), as [`check_endpoint`] allows.
     pub endpoint: String,
     /// LwM2M version announced (`lwm2m`).
     pub lwm2m_version: &'static str,

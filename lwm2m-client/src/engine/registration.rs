@@ -13,6 +13,44 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
+/// Longest Endpoint Client Name: `ep=` and the name fill one Uri-Query option, at most 255
+/// bytes (RFC 7252 §5.10).
+pub const MAX_ENDPOINT_LEN: usize = 255 - "ep=".len();
+
+/// Why a name cannot be the Endpoint Client Name ([`check_endpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadEndpoint {
+    /// No name at all.
+    Empty,
+    /// Longer than [`MAX_ENDPOINT_LEN`] bytes (its length).
+    TooLong(usize),
+}
+
+impl core::fmt::Display for BadEndpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the endpoint name is empty; servers require one"),
+            Self::TooLong(n) => write!(
+                f,
+                "the endpoint name has {n} bytes; at most {MAX_ENDPOINT_LEN} fit the `ep=` \
+                 query of a CoAP Register (RFC 7252 §5.10)"
+            ),
+        }
+    }
+}
+
+/// Checks `name` as the Endpoint Client Name the Register and the Bootstrap-Request carry in
+/// `ep=` (LwM2M 1.1 Core §6.2.1, §6.1.7.5): servers refuse an empty one (Leshan: 4.00
+/// "endpoint is mandatory") and an option longer than CoAP allows (Leshan: 4.02 Bad Option),
+/// and a device that sends either retries for ever.
+pub fn check_endpoint(name: &str) -> Result<(), BadEndpoint> {
+    match name.len() {
+        0 => Err(BadEndpoint::Empty),
+        n if n > MAX_ENDPOINT_LEN => Err(BadEndpoint::TooLong(n)),
+        _ => Ok(()),
+    }
+}
+
 /// Where the client stands with its server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegState {

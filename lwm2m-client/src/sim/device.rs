@@ -56,8 +56,8 @@ pub struct DeviceOptions {
     /// it provisions; --server is then ignored.
     #[arg(long)]
     pub bootstrap: Option<String>,
-    /// Endpoint client name sent as `ep`.
-    #[arg(long, default_value = "sim-device")]
+    /// Endpoint client name sent as `ep`: 1 to 252 bytes.
+    #[arg(long, default_value = "sim-device", value_parser = endpoint_name)]
     pub endpoint: String,
     /// Directory holding the simulated flash (flash.bin), key-value store and factory key.
     #[arg(long, default_value = "lwm2m-client-state")]
@@ -255,6 +255,13 @@ fn parse_slot_kib(s: &str) -> Result<u32, String> {
 }
 
 /// A Block2 size: a power of two from 16 to 1024 (SZX 0..6, RFC 7959 section 2.2).
+/// `--endpoint`: refused at parse time rather than in a Register every server refuses.
+fn endpoint_name(s: &str) -> Result<String, String> {
+    crate::check_endpoint(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 fn parse_block_size(s: &str) -> Result<usize, String> {
     s.parse::<usize>()
         .ok()
