@@ -126,6 +126,9 @@ pub struct LeshanServer {
     /// `coaps://` address (DTLS; PSK clients added with [`LeshanServer::add_psk`]).
     pub coaps: SocketAddr,
     dir: PathBuf,
+    /// How it was started, for [`LeshanServer::restart`] (boxed: a `Command` is large).
+    cmd: Box<Command>,
+    restarts: u32,
 }
 
 impl LeshanServer {
@@ -183,9 +186,22 @@ impl LeshanServer {
             coap: SocketAddr::new(host, coap),
             coaps: SocketAddr::new(host, coaps),
             dir,
+            cmd: Box::new(cmd),
+            restarts: 0,
         };
         server.wait_ready(Duration::from_secs(90));
         server
+    }
+
+    /// Stops the server (killed: it forgets its registrations and DTLS sessions, as after a
+    /// crash) and starts it again on the same ports and directory, whose security store
+    /// (`./data/`) it reloads; returns once its REST API answers.
+    pub fn restart(&mut self) {
+        self.restarts += 1;
+        let log = self.dir.join(format!("leshan-{}.log", self.restarts));
+        self.proc.kill();
+        self.proc = LoggedChild::spawn("leshan-server-demo", &mut self.cmd, log, false);
+        self.wait_ready(Duration::from_secs(90));
     }
 
     /// The demo server in X.509 mode with `server`'s certificate and key, trusting `pki`'s CA

@@ -56,6 +56,12 @@ impl LoggedChild {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Kills the process (SIGKILL: no clean shutdown) and waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Writes `line` and a newline to the process's standard input (kept open at spawn).
     pub fn send_line(&mut self, line: &str) {
         let stdin = self
@@ -122,8 +128,7 @@ impl LoggedChild {
 impl Drop for LoggedChild {
     fn drop(&mut self) {
         if self.exited().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
         if std::thread::panicking() {
             eprintln!(

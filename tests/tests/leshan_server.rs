@@ -231,7 +231,14 @@ fn leshan_registers_our_device_under_the_longest_endpoint_name() {
     let ep = "e".repeat(252);
     let state = host.dir.join("state-long-ep").display().to_string();
     let server = leshan.coap_uri();
-    let args = ["--server", &server, "--endpoint", &ep, "--state-dir", &state];
+    let args = [
+        "--server",
+        &server,
+        "--endpoint",
+        &ep,
+        "--state-dir",
+        &state,
+    ];
     // Named apart from the endpoint: a file name of 252 bytes and more is too long.
     let _dev = lwm2m_client(&host.dir, "long-ep", &args);
     let reg = leshan.wait_registered(&ep, REGISTER);
@@ -771,6 +778,42 @@ fn a_queue_mode_device_resumes_its_dtls_session_on_waking_behind_a_new_nat_port(
         "{log}"
     );
     registered_over_dtls(&leshan, ep);
+}
+
+/// A queue-mode device whose server restarted while it slept (Leshan killed: its DTLS
+/// sessions and registrations gone, its security store reloaded): on waking the device offers
+/// its session, Leshan answers with a full handshake, and the device, in a new security
+/// context, registers again at once (LwM2M 1.1.1 Transport §6.4.3) instead of sending its
+/// Update. Before, the Update went over the dead session and was dropped, and the Register
+/// came only after MAX_TRANSMIT_WAIT (93 s).
+#[test]
+fn a_queue_mode_device_registers_at_once_when_its_server_lost_the_session() {
+    let mut leshan = LeshanServer::start("lsh-qrestart");
+    let host = Harness::start("lsh-qrestart-host");
+    let ep = "lsh-qrestart";
+    let psk = ("lsh-qrestart-identity", "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf");
+    let mut dev = psk_device(
+        &host,
+        &leshan,
+        ep,
+        psk,
+        &["--queue-mode", "--awake-time", "3"],
+    );
+    leshan.wait_registered(ep, REGISTER);
+    dev.wait_log("queue mode: sleeping", REGISTER);
+    leshan.restart();
+    assert!(
+        !is_registered(&leshan.rest, ep),
+        "a restarted Leshan forgot {ep}"
+    );
+    // The device's lifetime is 60 s: it wakes for its Update 30 s after its Register.
+    let reg = leshan.wait_registered(ep, Duration::from_secs(60));
+    assert_eq!(reg["secure"], true, "{reg}");
+    let log = dev.log();
+    assert!(
+        log.matches("resumed=false").count() >= 2 && !log.contains("a new handshake next"),
+        "{log}"
+    );
 }
 
 /// Leshan's bootstrap server provisioning `ep` for `leshan`'s coaps endpoint with `psk`
