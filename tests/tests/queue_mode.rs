@@ -9,6 +9,7 @@ use std::time::Duration;
 use lwm2m_client::sim::InThreadDevice;
 use serde_json::json;
 use tests::e2e::{Harness, PackageKind};
+use tests::nat::Nat;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -47,4 +48,44 @@ fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(last["firmwareVersion"], "2.0.0", "{last}");
     assert_eq!(h.state_result(ep), Some((0, 1)));
+}
+
+/// The same over DTLS behind a NAT that gave the device another port while it slept: the
+/// device resumes its session from the new port on waking (judged by Leshan in
+/// `leshan_server.rs`), and the shim takes the resumed session's Update as the wake-up, moves
+/// the registration to the new address and sends the job's held requests there.
+#[test]
+fn a_firmware_job_reaches_a_sleeping_device_whose_nat_port_changed() {
+    let h = Harness::start_secure_configured("queue-nat-job", |c| {
+        c.awake_time = Duration::from_secs(2)
+    });
+    let ep = "queue-nat-dev";
+    let (identity, key) = ("queue-nat-id", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf");
+    assert_eq!(h.add_psk(ep, identity, key), 200);
+    h.package("fw2.suit", &PackageKind::good("2.0.0", 2, 40_000));
+    let nat = Nat::start(h.coap).expect("NAT");
+    let mut opts = h.psk_device_options(ep, identity, key);
+    opts.server = format!("coaps://{}", nat.addr());
+    opts.queue_mode = true;
+    opts.awake_time = 2;
+    opts.lifetime = 20;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    h.wait_until("the device asleep", T, || {
+        h.get(&format!("/api/clients/{ep}")).1["sleeping"] == true
+    });
+    let new_port = nat.rebind();
+
+    let events = h.events(ep);
+    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
+    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].clone();
+    let last = events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    });
+    assert_eq!(last["phase"], "SUCCEEDED", "{last}");
+    assert_eq!(h.state_result(ep), Some((0, 1)));
+    let (_, reg) = h.get(&format!("/api/clients/{ep}"));
+    assert_eq!(reg["address"], format!("127.0.0.1:{new_port}"), "{reg}");
 }
