@@ -4,8 +4,9 @@
 //!    each on a fresh UDP socket, against the shim's coaps listener and against libcoap's
 //!    `coap-server-openssl` (same suite, same client code). Ratio shim / libcoap.
 //! 2. What DTLS costs on a 1 MiB Block2 pull (1024-byte blocks, handshake included): the
-//!    ratio coaps time / coap time for three client/host pairs, each pulling the same file:
+//!    ratio coaps time / coap time for four client/host pairs, each pulling the same file:
 //!    (a) our device's pull (`lwm2m_client::host::coap_pull`) from the shim's package host,
+//!    (a') the same asking with Q-Block2 (RFC 9177, `--pull-qblock`),
 //!    (b) libcoap's `coap-client-openssl` from the shim's package host,
 //!    (c) `coap-client-openssl` from libcoap's `coap-server-openssl` (the file PUT there
 //!    first): the peers' own price of DTLS, which tells how much of (b) is the client's.
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{self, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, DtlsSession, Plaintexts, Psk, PskLookup};
+use lwm2m_client::pull::qblock::QBlockParams;
 use lwm2m_client::pull::{PackageSink, SinkError};
 use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::server::registration::store::InMemoryStore;
@@ -453,12 +455,26 @@ fn main() {
         qblock: None,
     };
     let ours = |url: &str, _: bool| our_pull(url, &config, &image);
+    // The same pull asking with Q-Block2 (RFC 9177, the device's `--pull-qblock`): bursts of
+    // MAX_PAYLOADS blocks per request, so the host seals the next block while the device
+    // opens the last one.
+    let qblock_config = CoapPullConfig {
+        qblock: Some(QBlockParams::default()),
+        ..config.clone()
+    };
+    let ours_qblock = |url: &str, _: bool| our_pull(url, &qblock_config, &image);
     let pairs = [
         Pair {
             name: "(a) our device's pull  <- shim",
             coap: format!("coap://{coap}/fw/pkg.bin"),
             coaps: format!("coaps://{coaps}/fw/pkg.bin"),
             pull: &ours,
+        },
+        Pair {
+            name: "(a') our device's Q-Block2 pull <- shim",
+            coap: format!("coap://{coap}/fw/pkg.bin"),
+            coaps: format!("coaps://{coaps}/fw/pkg.bin"),
+            pull: &ours_qblock,
         },
         Pair {
             name: "(b) libcoap coap-client <- shim",

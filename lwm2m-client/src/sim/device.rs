@@ -68,8 +68,10 @@ pub struct DeviceOptions {
     /// Queue Mode (LwM2M 1.1 `Q` at Register): after --awake-time seconds without an exchange
     /// with its server the device sleeps, taking nothing the server sends, until it sends
     /// again: a Registration Update before its lifetime runs out, or before a notification
-    /// (a finished download, say). Package pulls go on meanwhile. Without it the device is in
-    /// Queue Mode while its Server's Binding (/1/0/7) is "UQ", as LwM2M 1.0 servers write.
+    /// (a finished download, say). Package pulls go on meanwhile. Over DTLS it resumes its
+    /// session on waking (a NAT may have given it another port while it slept). Without it
+    /// the device is in Queue Mode while its Server's Binding (/1/0/7) is "UQ", as LwM2M 1.0
+    /// servers write.
     #[arg(long)]
     pub queue_mode: bool,
     /// Seconds the device stays reachable after each exchange with its server in Queue Mode

@@ -20,7 +20,8 @@ use crate::cli::read_file;
 #[derive(Args, Debug, Default)]
 pub struct PskCredentials {
     /// A client's pre-shared key, `ENDPOINT:IDENTITY:HEXKEY` (repeatable): the identity may
-    /// register only as ENDPOINT.
+    /// register only as ENDPOINT. Others on the host see it in the process list:
+    /// --security-file keeps keys out of there.
     #[arg(long, value_parser = SecurityInfo::parse_cli)]
     pub psk: Vec<SecurityInfo>,
     /// JSON file of security info in Leshan's shape, one object or an array:
