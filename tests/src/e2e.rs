@@ -366,6 +366,7 @@ impl Harness {
             trust_store: None,
             queue_mode: false,
             awake_time: 93,
+            dtls_auto_resume: 30,
             bootstrap: None,
             bind: None,
             endpoint: endpoint.into(),

@@ -717,6 +717,64 @@ fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
     registered_over_dtls(&leshan, ep);
 }
 
+/// An always-on device behind a NAT that rebinds between its Updates, resuming its DTLS
+/// session after a quiet spell (`--dtls-auto-resume 5`, Californium's auto-resumption, whose
+/// default is 30 s): its next Update goes out over a session resumed from the new port, and
+/// Leshan keeps the registration, now at the new address. Without it (the test above) the
+/// Update is lost and the device registers anew after MAX_TRANSMIT_WAIT.
+#[test]
+fn after_a_quiet_spell_our_device_resumes_its_session_and_leshan_takes_the_update() {
+    let leshan = LeshanServer::start("lsh-autores");
+    let host = Harness::start("lsh-autores-host");
+    let ep = "lsh-autores";
+    let (identity, key) = ("lsh-autores-identity", "e0e1e2e3e4e5e6e7e8e9eaebecedeeef");
+    assert_eq!(leshan.add_psk(ep, identity, key), 200);
+    let nat = Nat::start(leshan.coaps).expect("NAT");
+    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
+    let state = host.dir.join(format!("state-{ep}")).display().to_string();
+    let server = format!("coaps://{}", nat.addr());
+    // Lifetime 20 s: an Update every 10 s, each after more than 5 quiet seconds.
+    let args = [
+        "--server",
+        &server,
+        "--endpoint",
+        ep,
+        "--state-dir",
+        &state,
+        "--lifetime",
+        "20",
+        "--dtls-auto-resume",
+        "5",
+        "--psk-identity",
+        identity,
+        "--psk-key-file",
+        &key_file,
+    ];
+    let dev = lwm2m_client(&host.dir, ep, &args);
+    leshan.wait_registered(ep, REGISTER);
+    let id = registration_id(&leshan.rest, ep);
+    let events = leshan.rest.events(ep);
+    let new_port = nat.rebind();
+    let updated = events.wait_for(
+        &["UPDATED", "REGISTRATION"],
+        Duration::from_secs(40),
+        |_| true,
+    );
+    let (_, reg) = leshan.rest.get(&format!("/api/clients/{ep}"));
+    assert_eq!(
+        (reg["registrationId"].as_str(), &reg["address"]),
+        (Some(id.as_str()), &json!(format!("127.0.0.1:{new_port}"))),
+        "the same registration at the new port: {updated}\n{reg}\n{}",
+        dev.log()
+    );
+    let log = dev.log();
+    assert!(
+        log.contains("resumed=true") && !log.contains("a new handshake next"),
+        "{log}"
+    );
+    registered_over_dtls(&leshan, ep);
+}
+
 /// A queue-mode device behind a NAT whose mapping expires while it sleeps (the usual case on
 /// a cellular link: the device's radio is off for longer than the NAT keeps a quiet mapping).
 /// On waking, the device resumes its DTLS session (an abbreviated handshake, as Zephyr's and

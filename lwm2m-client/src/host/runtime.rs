@@ -172,10 +172,11 @@ where
                 }
             }
         }
-        if link.asleep() && engine.has_transmit() {
-            // A queue-mode device wakes to send (its Update first): the session it put aside
-            // is resumed first, from the port its NAT gives it now (as Zephyr's and Anjay's
-            // clients do). A resumed session keeps the registration; a full handshake is a new
+        if link.resume_due() && engine.has_transmit() {
+            // A queue-mode device waking to send (its Update first), or any device after a
+            // quiet spell: the session is resumed first, from the port its NAT gives it now
+            // (as Zephyr's and Anjay's clients do on waking, Californium's after a quiet
+            // spell). A resumed session keeps the registration; a full handshake is a new
             // security context and registers again.
             let connected = tokio::select! {
                 r = link.connect() => r,
@@ -184,10 +185,13 @@ where
             match connected {
                 Ok(true) => {}
                 Ok(false) => engine.new_session(now(epoch)),
-                Err(()) => {
+                // Put aside, there is no session left to send over.
+                Err(()) if link.needs_handshake() => {
                     let retry = engine.transport_failed(now(epoch));
                     link.hold_off(Duration::from_millis(retry));
                 }
+                // The association stays; the engine's retransmissions decide.
+                Err(()) => {}
             }
         }
         flush(engine, link).await?;
@@ -404,6 +408,9 @@ pub struct Link<'s> {
     foreign: ForeignDatagrams,
     /// The device's own roots, for the servers a bootstrap server provisions.
     trust: TrustStore,
+    /// Resume the DTLS session before sending after this long without a record either way
+    /// ([`Link::resuming_after`]).
+    auto_resume: Option<Duration>,
 }
 
 /// Whether a socket bound to `local` can send to `server`: the same address family, and a
@@ -423,6 +430,8 @@ struct Secure {
     /// Put aside while a queue-mode device sleeps ([`Link::sleep`]); the next datagram to
     /// send resumes it first.
     asleep: bool,
+    /// The last record sent or authenticated from the server, or the last handshake.
+    active_at: Instant,
     /// No handshake before this (the engine's back-off after a failed one).
     not_before: Option<Instant>,
 }
@@ -445,6 +454,7 @@ impl<'s> Link<'s> {
             secure: None,
             foreign: ForeignDatagrams::default(),
             trust: TrustStore::default(),
+            auto_resume: None,
         }
     }
 
@@ -459,11 +469,22 @@ impl<'s> Link<'s> {
                 assoc: None,
                 resume: None,
                 asleep: false,
+                active_at: Instant::now(),
                 not_before: None,
             }),
             foreign: ForeignDatagrams::default(),
             trust: TrustStore::default(),
+            auto_resume: None,
         }
+    }
+
+    /// Resumes the DTLS session (an abbreviated handshake) before sending once `quiet` passed
+    /// without a record either way, as Californium's clients do (DTLS_AUTO_RESUME_TIMEOUT,
+    /// 30 s): a NAT may have dropped the device's mapping meanwhile, and a server without
+    /// Connection ID (RFC 9146) drops records from the new port. `None`: never.
+    pub fn resuming_after(mut self, quiet: Option<Duration>) -> Self {
+        self.auto_resume = quiet;
+        self
     }
 
     /// Counts dropped datagrams in `foreign` (e.g. one count shared with the device's pulls).
@@ -519,6 +540,7 @@ impl<'s> Link<'s> {
             assoc: None,
             resume: None,
             asleep: false,
+            active_at: Instant::now(),
             not_before: None,
         });
         Ok(())
@@ -581,9 +603,14 @@ impl<'s> Link<'s> {
         }
     }
 
-    /// Whether the session is put aside ([`Link::sleep`]).
-    fn asleep(&self) -> bool {
-        self.secure.as_ref().is_some_and(|s| s.asleep)
+    /// Whether the session must be resumed before the next send: it is put aside
+    /// ([`Link::sleep`]), or quiet for longer than [`Link::resuming_after`] allows.
+    fn resume_due(&self) -> bool {
+        self.secure.as_ref().is_some_and(|s| {
+            s.asleep
+                || (s.assoc.is_some()
+                    && self.auto_resume.is_some_and(|q| s.active_at.elapsed() >= q))
+        })
     }
 
     /// One handshake, resuming the last session: `Ok(resumed)`, or `Err` when it failed
@@ -612,11 +639,18 @@ impl<'s> Link<'s> {
                 );
                 let resumed = assoc.resumed();
                 s.resume = assoc.session();
-                s.assoc = Some(assoc);
+                s.active_at = Instant::now();
+                // The association replaced shares the resumed session: freed without a
+                // shutdown, OpenSSL would mark that session not resumable.
+                if let Some(old) = s.assoc.replace(assoc) {
+                    old.put_aside();
+                }
                 Ok(resumed)
             }
             Err(e) => {
                 tracing::warn!(server = %s.server, error = %e, "DTLS handshake failed");
+                // Not again before another quiet spell (an association still up stays).
+                s.active_at = Instant::now();
                 Err(())
             }
         }
@@ -629,8 +663,13 @@ impl<'s> Link<'s> {
             Some(Secure {
                 assoc: Some(a),
                 server,
+                active_at,
                 ..
-            }) if peer == *server => a.send(socket, data).await,
+            }) if peer == *server => {
+                a.send(socket, data).await?;
+                *active_at = Instant::now();
+                Ok(())
+            }
             Some(_) => Ok(()), // no session yet, or not the server: nothing goes out in clear
         }
     }
@@ -644,7 +683,12 @@ impl<'s> Link<'s> {
             return Vec::new();
         };
         match a.handle(data, from) {
-            Ok(datagrams) => datagrams,
+            Ok(datagrams) => {
+                if !datagrams.is_empty() {
+                    s.active_at = Instant::now();
+                }
+                datagrams
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "DTLS session lost; reconnecting");
                 s.assoc = None;

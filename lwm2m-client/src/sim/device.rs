@@ -78,6 +78,12 @@ pub struct DeviceOptions {
     /// (CoAP MAX_TRANSMIT_WAIT by default, which servers such as Leshan assume).
     #[arg(long, default_value_t = 93, value_parser = clap::value_parser!(u32).range(1..))]
     pub awake_time: u32,
+    /// Over DTLS, resume the session (an abbreviated handshake) before sending to the server
+    /// once this many seconds passed without a record either way, as Californium's clients
+    /// do (30 s): a NAT may have given the device another port meanwhile, where a server
+    /// without DTLS Connection ID drops its records. 0: never.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub dtls_auto_resume: u32,
     /// Registers in one retry sequence (Server /1/0/17, Communication Retry Count) until a
     /// server or bootstrap server writes another; with a bootstrap account the device
     /// bootstraps once --retry-sequences sequences failed (LwM2M 1.1 Core §6.2.1.1).
@@ -950,7 +956,13 @@ pub async fn run_preferring(
             }
             (None, _) => runtime::Link::plain(&socket),
         };
-        let mut link = link.counting(foreign.clone()).trusting(trust.clone());
+        let mut link = link
+            .counting(foreign.clone())
+            .trusting(trust.clone())
+            .resuming_after(
+                (args.dtls_auto_resume > 0)
+                    .then(|| Duration::from_secs(u64::from(args.dtls_auto_resume))),
+            );
         let pull_env = PullEnv {
             args: &args,
             dtls: dtls.as_ref(),
