@@ -81,7 +81,11 @@ impl Link {
         if resume.is_some() {
             tracing::info!(host = %self.peer, resumed = fresh.resumed(), "pull: new DTLS session");
         }
-        self.dtls = Some(fresh);
+        // Put aside, not freed: the two share a resumed session, which OpenSSL would mark
+        // not resumable for the next time.
+        if let Some(old) = self.dtls.replace(fresh) {
+            old.put_aside();
+        }
         Ok(())
     }
 
