@@ -674,36 +674,12 @@ fn leshans_rewrite_of_the_uri_after_a_lost_connection_resumes_the_pull() {
 /// went unanswered, until the registration expired and beyond.
 #[test]
 fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
-    let leshan = LeshanServer::start("lsh-nat");
-    let host = Harness::start("lsh-nat-host");
-    let ep = "lsh-nat";
-    let (identity, key) = ("lsh-nat-identity", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let nat = Nat::start(leshan.coaps).expect("NAT");
-    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
-    let state = host.dir.join(format!("state-{ep}")).display().to_string();
-    let server = format!("coaps://{}", nat.addr());
-    // Lifetime 20 s: an Update every 10 s.
-    let args = [
-        "--server",
-        &server,
-        "--endpoint",
-        ep,
-        "--state-dir",
-        &state,
-        "--lifetime",
-        "20",
-        "--psk-identity",
-        identity,
-        "--psk-key-file",
-        &key_file,
-    ];
-    let dev = lwm2m_client(&host.dir, ep, &args);
-    let reg = leshan.wait_registered(ep, REGISTER);
-    let port = nat.outside_port();
+    let t = BehindNat::start("lsh-nat", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", &[]);
+    let reg = t.leshan.wait_registered(t.ep, REGISTER);
+    let port = t.nat.outside_port();
     assert_eq!(reg["address"], format!("127.0.0.1:{port}"), "{reg}");
-    let events = leshan.rest.events(ep);
-    let new_port = nat.rebind();
+    let events = t.leshan.rest.events(t.ep);
+    let new_port = t.nat.rebind();
     // The Update after the rebinding is dropped; within its MAX_TRANSMIT_WAIT (93 s) and a
     // back-off the device registers anew from the new port.
     let again = events.wait_for(&["REGISTRATION"], Duration::from_secs(200), |_| true);
@@ -711,15 +687,84 @@ fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
         again["address"],
         format!("127.0.0.1:{new_port}"),
         "{again}\n{}",
-        dev.log()
+        t.dev.log()
     );
-    let log = dev.log();
+    let log = t.dev.log();
     assert!(
         log.contains("a new handshake next")
             && log.matches("DTLS session established").count() >= 2,
         "{log}"
     );
-    registered_over_dtls(&leshan, ep);
+    registered_over_dtls(&t.leshan, t.ep);
+}
+
+/// Leshan and our device registered with it over DTLS (PSK `key`) through a [`Nat`] on
+/// loopback, with a lifetime of 20 s (an Update every 10 s) and `extra` options.
+struct BehindNat {
+    ep: &'static str,
+    leshan: LeshanServer,
+    nat: Nat,
+    dev: LoggedChild,
+    _host: Harness,
+}
+
+impl BehindNat {
+    fn start(ep: &'static str, key: &str, extra: &[&str]) -> Self {
+        let leshan = LeshanServer::start(ep);
+        let host = Harness::start(&format!("{ep}-host"));
+        let identity = format!("{ep}-identity");
+        assert_eq!(leshan.add_psk(ep, &identity, key), 200);
+        let nat = Nat::start(leshan.coaps).expect("NAT");
+        let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
+        let state = host.dir.join(format!("state-{ep}")).display().to_string();
+        let server = format!("coaps://{}", nat.addr());
+        let mut args = vec![
+            "--server",
+            &server,
+            "--endpoint",
+            ep,
+            "--state-dir",
+            &state,
+            "--lifetime",
+            "20",
+            "--psk-identity",
+            &identity,
+            "--psk-key-file",
+            &key_file,
+        ];
+        args.extend_from_slice(extra);
+        let dev = lwm2m_client(&host.dir, ep, &args);
+        Self {
+            ep,
+            leshan,
+            nat,
+            dev,
+            _host: host,
+        }
+    }
+
+    /// After the NAT gave the device `new_port`: the next Update (awaited on `events`) went
+    /// over a resumed session, and Leshan has registration `id` at the new port.
+    fn assert_updated_from(&self, events: &Events, id: &str, new_port: u16) {
+        let updated = events.wait_for(
+            &["UPDATED", "REGISTRATION"],
+            Duration::from_secs(40),
+            |_| true,
+        );
+        let (_, reg) = self.leshan.rest.get(&format!("/api/clients/{}", self.ep));
+        assert_eq!(
+            (reg["registrationId"].as_str(), &reg["address"]),
+            (Some(id), &json!(format!("127.0.0.1:{new_port}"))),
+            "the same registration at the new port: {updated}\n{reg}\n{}",
+            self.dev.log()
+        );
+        let log = self.dev.log();
+        assert!(
+            log.contains("resumed=true") && !log.contains("a new handshake next"),
+            "{log}"
+        );
+        registered_over_dtls(&self.leshan, self.ep);
+    }
 }
 
 /// An always-on device behind a NAT that rebinds between its Updates, resuming its DTLS
@@ -729,55 +774,14 @@ fn after_a_nat_rebinding_our_device_handshakes_again_and_registers_anew() {
 /// Update is lost and the device registers anew after MAX_TRANSMIT_WAIT.
 #[test]
 fn after_a_quiet_spell_our_device_resumes_its_session_and_leshan_takes_the_update() {
-    let leshan = LeshanServer::start("lsh-autores");
-    let host = Harness::start("lsh-autores-host");
-    let ep = "lsh-autores";
-    let (identity, key) = ("lsh-autores-identity", "e0e1e2e3e4e5e6e7e8e9eaebecedeeef");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let nat = Nat::start(leshan.coaps).expect("NAT");
-    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
-    let state = host.dir.join(format!("state-{ep}")).display().to_string();
-    let server = format!("coaps://{}", nat.addr());
-    // Lifetime 20 s: an Update every 10 s, each after more than 5 quiet seconds.
-    let args = [
-        "--server",
-        &server,
-        "--endpoint",
-        ep,
-        "--state-dir",
-        &state,
-        "--lifetime",
-        "20",
-        "--dtls-auto-resume",
-        "5",
-        "--psk-identity",
-        identity,
-        "--psk-key-file",
-        &key_file,
-    ];
-    let dev = lwm2m_client(&host.dir, ep, &args);
-    leshan.wait_registered(ep, REGISTER);
-    let id = registration_id(&leshan.rest, ep);
-    let events = leshan.rest.events(ep);
-    let new_port = nat.rebind();
-    let updated = events.wait_for(
-        &["UPDATED", "REGISTRATION"],
-        Duration::from_secs(40),
-        |_| true,
-    );
-    let (_, reg) = leshan.rest.get(&format!("/api/clients/{ep}"));
-    assert_eq!(
-        (reg["registrationId"].as_str(), &reg["address"]),
-        (Some(id.as_str()), &json!(format!("127.0.0.1:{new_port}"))),
-        "the same registration at the new port: {updated}\n{reg}\n{}",
-        dev.log()
-    );
-    let log = dev.log();
-    assert!(
-        log.contains("resumed=true") && !log.contains("a new handshake next"),
-        "{log}"
-    );
-    registered_over_dtls(&leshan, ep);
+    // An Update every 10 s, each after more than 5 quiet seconds.
+    let extra = ["--dtls-auto-resume", "5"];
+    let t = BehindNat::start("lsh-autores", "e0e1e2e3e4e5e6e7e8e9eaebecedeeef", &extra);
+    t.leshan.wait_registered(t.ep, REGISTER);
+    let id = registration_id(&t.leshan.rest, t.ep);
+    let events = t.leshan.rest.events(t.ep);
+    let new_port = t.nat.rebind();
+    t.assert_updated_from(&events, &id, new_port);
 }
 
 /// A queue-mode device behind a NAT whose mapping expires while it sleeps (the usual case on
@@ -789,58 +793,16 @@ fn after_a_quiet_spell_our_device_resumes_its_session_and_leshan_takes_the_updat
 /// address: it was dropped, and the device registered anew after MAX_TRANSMIT_WAIT (93 s).
 #[test]
 fn a_queue_mode_device_resumes_its_dtls_session_on_waking_behind_a_new_nat_port() {
-    let leshan = LeshanServer::start("lsh-qnat");
-    let host = Harness::start("lsh-qnat-host");
-    let ep = "lsh-qnat";
-    let (identity, key) = ("lsh-qnat-identity", "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf");
-    assert_eq!(leshan.add_psk(ep, identity, key), 200);
-    let nat = Nat::start(leshan.coaps).expect("NAT");
-    let key_file = write_key_file(&host.dir.join(format!("{ep}.hex")), key);
-    let state = host.dir.join(format!("state-{ep}")).display().to_string();
-    let server = format!("coaps://{}", nat.addr());
-    // Lifetime 20 s: an Update, which wakes the device, every 10 s; awake 3 s after each.
-    let args = [
-        "--server",
-        &server,
-        "--endpoint",
-        ep,
-        "--state-dir",
-        &state,
-        "--lifetime",
-        "20",
-        "--queue-mode",
-        "--awake-time",
-        "3",
-        "--psk-identity",
-        identity,
-        "--psk-key-file",
-        &key_file,
-    ];
-    let mut dev = lwm2m_client(&host.dir, ep, &args);
-    let reg = leshan.wait_registered(ep, REGISTER);
+    // Awake 3 s after each exchange.
+    let extra = ["--queue-mode", "--awake-time", "3"];
+    let mut t = BehindNat::start("lsh-qnat", "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf", &extra);
+    let reg = t.leshan.wait_registered(t.ep, REGISTER);
     assert_eq!(reg["queuemode"], true, "{reg}");
-    let id = registration_id(&leshan.rest, ep);
-    let events = leshan.rest.events(ep);
-    dev.wait_log("queue mode: sleeping", REGISTER);
-    let new_port = nat.rebind();
-    let updated = events.wait_for(
-        &["UPDATED", "REGISTRATION"],
-        Duration::from_secs(40),
-        |_| true,
-    );
-    let (_, reg) = leshan.rest.get(&format!("/api/clients/{ep}"));
-    assert_eq!(
-        (reg["registrationId"].as_str(), &reg["address"]),
-        (Some(id.as_str()), &json!(format!("127.0.0.1:{new_port}"))),
-        "the same registration at the new port: {updated}\n{reg}\n{}",
-        dev.log()
-    );
-    let log = dev.log();
-    assert!(
-        log.contains("resumed=true") && !log.contains("a new handshake next"),
-        "{log}"
-    );
-    registered_over_dtls(&leshan, ep);
+    let id = registration_id(&t.leshan.rest, t.ep);
+    let events = t.leshan.rest.events(t.ep);
+    t.dev.wait_log("queue mode: sleeping", REGISTER);
+    let new_port = t.nat.rebind();
+    t.assert_updated_from(&events, &id, new_port);
 }
 
 /// A queue-mode device whose server restarted while it slept (Leshan killed: its DTLS

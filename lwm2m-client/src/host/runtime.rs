@@ -436,6 +436,21 @@ struct Secure {
     not_before: Option<Instant>,
 }
 
+impl Secure {
+    /// No session with `server` yet.
+    fn new(ctx: DtlsContext, server: SocketAddr) -> Self {
+        Self {
+            ctx,
+            server,
+            assoc: None,
+            resume: None,
+            asleep: false,
+            active_at: Instant::now(),
+            not_before: None,
+        }
+    }
+}
+
 /// Where a hold-off that cannot be represented ends instead: far enough never to come.
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
@@ -463,15 +478,7 @@ impl<'s> Link<'s> {
         Self {
             socket,
             own: None,
-            secure: Some(Secure {
-                ctx,
-                server,
-                assoc: None,
-                resume: None,
-                asleep: false,
-                active_at: Instant::now(),
-                not_before: None,
-            }),
+            secure: Some(Secure::new(ctx, server)),
             foreign: ForeignDatagrams::default(),
             trust: TrustStore::default(),
             auto_resume: None,
@@ -534,15 +541,7 @@ impl<'s> Link<'s> {
             tracing::info!(local = %socket.local_addr()?, %server, "new socket for the server");
             self.own = Some(socket);
         }
-        self.secure = dtls.map(|ctx| Secure {
-            ctx,
-            server,
-            assoc: None,
-            resume: None,
-            asleep: false,
-            active_at: Instant::now(),
-            not_before: None,
-        });
+        self.secure = dtls.map(|ctx| Secure::new(ctx, server));
         Ok(())
     }
 
