@@ -510,8 +510,8 @@ impl<P: Clone + PartialEq> Engine<P> {
     }
 
     /// The host set the link to the server up again with a full handshake where it offered
-    /// the last session for resumption (a queue-mode device waking to a server that lost the
-    /// session): a new security context, after which the client registers again (LwM2M 1.1.1
+    /// the last session for resumption (a device waking, or sending after a quiet spell, to a
+    /// server that lost the session): a new security context, after which the client registers again (LwM2M 1.1.1
     /// Transport §6.4.3). A resumed session keeps the registration, as Anjay does. The
     /// Register or Update that waited for the link is dropped, unsent, and the Register goes
     /// out at once.

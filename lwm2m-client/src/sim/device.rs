@@ -262,7 +262,6 @@ fn parse_slot_kib(s: &str) -> Result<u32, String> {
         })
 }
 
-/// A Block2 size: a power of two from 16 to 1024 (SZX 0..6, RFC 7959 section 2.2).
 /// `--endpoint`: refused at parse time rather than in a Register every server refuses.
 fn endpoint_name(s: &str) -> Result<String, String> {
     crate::check_endpoint(s)
@@ -270,6 +269,7 @@ fn endpoint_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A Block2 size: a power of two from 16 to 1024 (SZX 0..6, RFC 7959 section 2.2).
 fn parse_block_size(s: &str) -> Result<usize, String> {
     s.parse::<usize>()
         .ok()
