@@ -21,6 +21,30 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// `option value` is refused while parsing (exit 2, nothing touched on disk) with a first
+/// line that names the option and says `expect`.
+fn refused_at_parse_time(option: &str, value: &str, expect: &str) {
+    let o = client(&[option, value, "--state-dir", "/nonexistent/never-created"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{option} {value}: {e}");
+    let first = e.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains(option) && first.contains(expect),
+        "{option} {value}: {e}"
+    );
+}
+
+/// `option value` gets past parsing: the device goes on to its state directory, a file
+/// here, and stops there.
+fn gets_past_parsing(tag: &str, option: &str, value: &str) {
+    let d = temp_dir(tag);
+    let file = d.join("f");
+    std::fs::write(&file, b"").expect("file");
+    let o = client(&[option, value, "--state-dir", file.to_str().expect("utf-8")]);
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn a_state_dir_that_is_a_file_is_named_as_such() {
     let d = temp_dir("state-file");
@@ -87,27 +111,10 @@ fn block_sizes_and_lifetime_are_checked_at_parse_time() {
         ("--pull-max-retransmit", "0", "0 is not in 1..=20"),
         ("--pull-max-retransmit", "21", "21 is not in 1..=20"),
     ] {
-        let o = client(&[option, value, "--state-dir", "/nonexistent/never-created"]);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{option} {value}: {e}");
-        let first = e.lines().next().unwrap_or_default();
-        assert!(
-            first.starts_with("error: ") && first.contains(option) && first.contains(expect),
-            "{option} {value}: {e}"
-        );
+        refused_at_parse_time(option, value, expect);
     }
-    // A valid size gets past parsing (to the state directory, which is a file here).
-    let d = temp_dir("block-ok");
-    let file = d.join("f");
-    std::fs::write(&file, b"").expect("file");
-    let o = client(&[
-        "--pull-block-size",
-        "64",
-        "--state-dir",
-        file.to_str().expect("utf-8"),
-    ]);
-    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
-    let _ = std::fs::remove_dir_all(&d);
+    // A valid size gets past parsing.
+    gets_past_parsing("block-ok", "--pull-block-size", "64");
 }
 
 #[test]
@@ -130,30 +137,7 @@ fn endpoint_names_servers_refuse_are_refused_at_parse_time() {
         ("", "the endpoint name is empty"),
         (long.as_str(), "has 253 bytes; at most 252"),
     ] {
-        let o = client(&[
-            "--endpoint",
-            name,
-            "--state-dir",
-            "/nonexistent/never-created",
-        ]);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{e}");
-        let first = e.lines().next().unwrap_or_default();
-        assert!(
-            first.starts_with("error: ") && first.contains("--endpoint") && first.contains(expect),
-            "{e}"
-        );
+        refused_at_parse_time("--endpoint", name, expect);
     }
-    // 252 bytes get past parsing (to the state directory, which is a file here).
-    let d = temp_dir("endpoint-ok");
-    let file = d.join("f");
-    std::fs::write(&file, b"").expect("file");
-    let o = client(&[
-        "--endpoint",
-        &"e".repeat(252),
-        "--state-dir",
-        file.to_str().expect("utf-8"),
-    ]);
-    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
-    let _ = std::fs::remove_dir_all(&d);
+    gets_past_parsing("endpoint-ok", "--endpoint", &"e".repeat(252));
 }
