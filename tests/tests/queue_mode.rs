@@ -89,3 +89,44 @@ fn a_firmware_job_reaches_a_sleeping_device_whose_nat_port_changed() {
     let (_, reg) = h.get(&format!("/api/clients/{ep}"));
     assert_eq!(reg["address"], format!("127.0.0.1:{new_port}"), "{reg}");
 }
+
+/// A device that sleeps sooner than the shim expects: it stays awake 2 s after its last
+/// message, the shim assumes the default 93 s (MAX_TRANSMIT_WAIT). The job's first request goes
+/// out while the shim still thinks the device awake and gets no answer; as Leshan's server
+/// does (its `QueueModeLwM2mRequestSender`), the shim then takes the device for asleep, and the
+/// job's retry waits for the wake-up instead of failing on a second timeout.
+#[test]
+fn a_firmware_job_waits_for_a_device_that_fell_asleep_before_the_shim_expected() {
+    let h = Harness::start("queue-early-sleep");
+    let ep = "queue-early-dev";
+    h.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
+    let mut opts = h.device_options(ep);
+    opts.queue_mode = true;
+    opts.awake_time = 2;
+    opts.lifetime = 20;
+    let _dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    let (_, reg) = h.get(&format!("/api/clients/{ep}"));
+    assert_eq!(reg["sleeping"], false, "{reg}");
+    let events = h.events(ep);
+    // The device's own awake time passes; the shim's does not.
+    std::thread::sleep(Duration::from_secs(4));
+
+    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
+    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].clone();
+    let asleep = events.wait_for(&["SLEEPING", "FIRMWARE"], T, |d| {
+        d == &json!({"ep": ep}) || (d["id"] == id && d["phase"] == "FAILED")
+    });
+    assert_eq!(
+        asleep,
+        json!({"ep": ep}),
+        "no SLEEPING after the unanswered request"
+    );
+    let last = events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    });
+    assert_eq!(last["phase"], "SUCCEEDED", "{last}");
+    assert_eq!(h.state_result(ep), Some((0, 1)));
+}

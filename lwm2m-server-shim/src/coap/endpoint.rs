@@ -126,14 +126,24 @@ struct Inner {
     token_key: u64,
     /// Permits for CON bursts under way ([`MAX_CONFIRMABLE_BURSTS`]).
     confirmable_bursts: Arc<Semaphore>,
-    /// Told of every peer that answers ([`CoapEndpoint::on_answer`]).
-    on_answer: OnceLock<AnswerHook>,
+    /// Told of every peer that answers or leaves a request unanswered
+    /// ([`CoapEndpoint::on_presence`]).
+    on_presence: OnceLock<PresenceHook>,
 }
 
-/// Called with a peer's address each time it answers one of our requests or notifies an
-/// observation (a response, an empty ACK or a Reset matched to our exchange), before the
-/// answer is delivered.
-pub type AnswerHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+/// What an exchange showed of a peer's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSign {
+    /// It answered one of our requests or notified an observation (a response, an empty ACK
+    /// or a Reset matched to our exchange); told before the answer is delivered.
+    Answered,
+    /// A CON request to it went unanswered, not even acknowledged, through every
+    /// retransmission until the exchange's timeout.
+    Silent,
+}
+
+/// Called with a peer's address and what an exchange showed of it.
+pub type PresenceHook = Arc<dyn Fn(SocketAddr, PeerSign) + Send + Sync>;
 
 /// Who a response from a peer is for: the exchange waiting for it or an observation.
 enum Recipient {
@@ -287,22 +297,27 @@ impl CoapEndpoint {
                 token_counter: AtomicU64::new(seed >> 16),
                 token_key: random_u64(),
                 confirmable_bursts: Arc::new(Semaphore::new(MAX_CONFIRMABLE_BURSTS)),
-                on_answer: OnceLock::new(),
+                on_presence: OnceLock::new(),
             }),
         }
     }
 
-    /// Installs the hook told of every answering peer (the shim's queue-mode presence,
-    /// LwM2M core TS 1.1 §6.5: any message from the client means it is awake). The first
-    /// hook installed stays; false if one was already there.
-    pub fn on_answer(&self, hook: AnswerHook) -> bool {
-        self.inner.on_answer.set(hook).is_ok()
+    /// Installs the hook told of every peer that answers or stays silent (the shim's
+    /// queue-mode presence, LwM2M core TS 1.1 §6.5: any message from the client means it is
+    /// awake, and one that does not answer is taken for asleep, as Leshan's server does). The
+    /// first hook installed stays; false if one was already there.
+    pub fn on_presence(&self, hook: PresenceHook) -> bool {
+        self.inner.on_presence.set(hook).is_ok()
+    }
+
+    fn sign(&self, peer: SocketAddr, sign: PeerSign) {
+        if let Some(hook) = self.inner.on_presence.get() {
+            hook(peer, sign);
+        }
     }
 
     fn answered(&self, peer: SocketAddr) {
-        if let Some(hook) = self.inner.on_answer.get() {
-            hook(peer);
-        }
+        self.sign(peer, PeerSign::Answered);
     }
 
     /// The transport under this endpoint (whether peers are authenticated, and as whom).
@@ -834,6 +849,9 @@ impl CoapEndpoint {
                 Ok(None) => return Err(ExchangeError::Closed),
                 Err(_) => {
                     if tokio::time::Instant::now() >= deadline {
+                        if !acked {
+                            self.sign(peer, PeerSign::Silent);
+                        }
                         return Err(ExchangeError::Timeout);
                     }
                     if !acked && retransmits < self.inner.timing.max_retransmit {

@@ -95,6 +95,19 @@ impl Presence {
         woke.then(|| endpoint.clone())
     }
 
+    /// A request to the client at `address` went unanswered: a queue-mode client there sleeps
+    /// from now on, whatever its awake time said. Returns its endpoint name when it was awake
+    /// (SLEEPING is due); `None` as well for an address of no queue-mode client.
+    pub fn silent_at(&self, address: SocketAddr) -> Option<String> {
+        let mut c = self.lock();
+        let c = &mut *c;
+        let endpoint = c.by_address.get(&address)?;
+        let e = c.by_endpoint.get_mut(endpoint)?;
+        let fell_asleep = !e.sleeping;
+        e.sleeping = true;
+        fell_asleep.then(|| endpoint.clone())
+    }
+
     /// Whether `endpoint` is a queue-mode client that sleeps now.
     pub fn is_sleeping(&self, endpoint: &str) -> bool {
         self.lock()
@@ -170,6 +183,24 @@ mod tests {
         p.forget("a");
         assert!(!p.tracks("a") && !p.is_sleeping("a"));
         assert_eq!(p.heard_at(addr(1), t61), None);
+    }
+
+    /// A client that sleeps sooner than the awake time says: the request it left unanswered
+    /// puts it to sleep at once (announced once), and its next message wakes it.
+    #[test]
+    fn a_client_that_leaves_a_request_unanswered_sleeps_until_heard_from() {
+        let p = Presence::new(Duration::from_secs(93));
+        let t0 = Instant::now();
+        p.registered("a", addr(1), t0);
+        assert_eq!(p.silent_at(addr(2)), None, "no queue-mode client there");
+        assert_eq!(p.silent_at(addr(1)).as_deref(), Some("a"));
+        assert!(p.is_sleeping("a"));
+        assert_eq!(p.silent_at(addr(1)), None, "announced once");
+        assert!(p.fall_asleep(t0 + Duration::from_secs(93)).is_empty());
+        let t1 = t0 + Duration::from_secs(100);
+        assert_eq!(p.heard_at(addr(1), t1).as_deref(), Some("a"), "woke up");
+        assert!(p.fall_asleep(t1 + Duration::from_secs(92)).is_empty());
+        assert_eq!(p.fall_asleep(t1 + Duration::from_secs(93)), ["a"]);
     }
 
     /// A client that updates from a new address (NAT rebinding, LwM2M core TS 1.1 §6.2.2)

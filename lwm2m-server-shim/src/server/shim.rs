@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use coap_lite::{CoapOption, Packet};
 use lwm2m_client::codec::{ContentFormat, Path};
 
-use crate::coap::endpoint::{CoapEndpoint, ObservationStream};
+use crate::coap::endpoint::{CoapEndpoint, ObservationStream, PeerSign};
 use crate::coap::message::uri_path;
 use crate::packages::host::PackageHost;
 use crate::packages::qblock::QBlockSenderParams;
@@ -109,9 +109,12 @@ impl Shim {
     /// which registered devices are reached; `false` if that one was attached already.
     pub fn attach(self: &Arc<Self>, endpoint: CoapEndpoint) -> bool {
         let shim = Arc::downgrade(self);
-        endpoint.on_answer(Arc::new(move |peer| {
+        endpoint.on_presence(Arc::new(move |peer, sign| {
             if let Some(shim) = shim.upgrade() {
-                shim.heard_at(peer);
+                match sign {
+                    PeerSign::Answered => shim.heard_at(peer),
+                    PeerSign::Silent => shim.silent_at(peer),
+                }
             }
         }));
         let slot = if endpoint.transport().is_secure() {
@@ -236,6 +239,17 @@ impl Shim {
     fn heard_at(&self, peer: SocketAddr) {
         if let Some(endpoint) = self.presence.heard_at(peer, Instant::now()) {
             self.emit(ServerEvent::Awake(endpoint));
+        }
+    }
+
+    /// A request to the client at `peer` went unanswered (the endpoints' presence hook): a
+    /// queue-mode client there fell asleep sooner than the awake time assumed, and SLEEPING is
+    /// announced, so requests wait for its next message instead of timing out one after
+    /// another. Leshan's server does the same (its `QueueModeLwM2mRequestSender`).
+    fn silent_at(&self, peer: SocketAddr) {
+        if let Some(endpoint) = self.presence.silent_at(peer) {
+            tracing::debug!(%endpoint, "queue-mode client did not answer: sleeping");
+            self.emit(ServerEvent::Sleeping(endpoint));
         }
     }
 
