@@ -194,7 +194,7 @@ impl FakeDevice {
         reg.header.message_id = 1;
         reg.set_token(vec![9, 9]);
         reg.add_option(CoapOption::UriPath, b"rd".to_vec());
-        for q in [format!("ep={ep}"), "lt=300".into()]
+        for q in [format!("ep={ep}")]
             .into_iter()
             .chain(query.iter().map(|q| q.to_string()))
         {
@@ -248,12 +248,14 @@ impl FakeDevice {
         }
     }
 
-    /// The device of [`wrong_answer`], silent after `answers` requests.
-    fn wrong(shim: SocketAddr, ep: &str, answers: usize) -> Self {
+    /// The device of [`wrong_answer`], registered for `lifetime_s`, silent after `answers`
+    /// requests. Its `b=UQ` (Queue Mode as LwM2M 1.0 says it, where 1.1 has `Q`) makes it a
+    /// queue-mode client: one that stops answering is waited for until its lifetime ends.
+    fn wrong(shim: SocketAddr, ep: &str, lifetime_s: u32, answers: usize) -> Self {
         Self::start(
             shim,
             ep,
-            &["lwm2m=1.1", "b=UQ"],
+            &["lwm2m=1.1", "b=UQ", &format!("lt={lifetime_s}")],
             LINKS,
             answers,
             Box::new(|req, _| (wrong_answer(req), Vec::new())),
@@ -286,7 +288,7 @@ fn config(h: &Harness, request: Duration) -> ConformanceConfig {
 #[test]
 fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
     let h = Harness::start("conf-fake", |_| {});
-    let _device = FakeDevice::wrong(h.coap, "fake-1", usize::MAX);
+    let _device = FakeDevice::wrong(h.coap, "fake-1", 300, usize::MAX);
     let cfg = config(&h, Duration::from_secs(2));
     let started = Instant::now();
     let run: RunReport =
@@ -310,8 +312,9 @@ fn a_device_wrong_at_each_step_fails_every_case_that_can_run() {
 #[test]
 fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
     let h = Harness::start("conf-silent", |_| {});
-    // Registers, then answers nothing.
-    let silent = FakeDevice::wrong(h.coap, "silent-1", 0);
+    // Registers, then answers nothing: the runner waits for it to wake up until its lifetime
+    // (4 s) ends, since it registered in Queue Mode.
+    let silent = FakeDevice::wrong(h.coap, "silent-1", 4, 0);
     let cfg = config(&h, Duration::from_secs(1));
     let started = Instant::now();
     let run =
@@ -339,7 +342,7 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
 
     // One that answers a few requests and then falls silent: the case in progress and every
     // later one are INCONCLUSIVE, and the run still ends.
-    let fading = FakeDevice::wrong(h.coap, "fading-1", 12);
+    let fading = FakeDevice::wrong(h.coap, "fading-1", 30, 12);
     let started = Instant::now();
     let run =
         h.rt.block_on(h.running().conformance(
@@ -357,9 +360,16 @@ fn a_silent_device_is_inconclusive_with_the_timeout_named_and_never_hangs() {
         .position(|c| matches!(c.verdict, Verdict::Inconclusive(_)))
         .unwrap_or_else(|| panic!("no INCONCLUSIVE case\n{table}"));
     assert!(first_silent > 0, "{table}");
-    for c in &run.cases[first_silent..] {
+    // The case it fell silent in names the unanswered request and the wait for the queue-mode
+    // device to wake up; the later ones the registration that ran out meanwhile.
+    assert!(
+        matches!(&run.cases[first_silent].verdict, Verdict::Inconclusive(why)
+            if why.contains("within the request timeout (1 s); then the queue-mode device slept through its lifetime (30 s)")),
+        "{table}"
+    );
+    for c in &run.cases[first_silent + 1..] {
         assert!(
-            matches!(&c.verdict, Verdict::Inconclusive(why) if why.contains("within the request timeout (1 s)")),
+            matches!(&c.verdict, Verdict::Inconclusive(why) if why.contains("fading-1 is no longer registered")),
             "{} after the device fell silent: {}\n{table}",
             c.name(),
             c.verdict
@@ -582,7 +592,7 @@ fn start_push_only(shim: SocketAddr, ep: &str) -> FakeDevice {
     FakeDevice::start(
         shim,
         ep,
-        &["lwm2m=1.0"],
+        &["lwm2m=1.0", "lt=300"],
         "</3/0>,</5/0>",
         usize::MAX,
         Box::new(move |req, from| {

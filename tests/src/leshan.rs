@@ -560,7 +560,7 @@ impl LeshanClient {
         let security: Vec<&OsStr> = psk
             .map(|(identity, key)| vec![identity.as_ref(), key.as_ref()])
             .unwrap_or_default();
-        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, false)
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, None)
     }
 
     /// Like [`Self::start`] in certificate mode against a `coaps://` server: `mine` (CN
@@ -580,7 +580,26 @@ impl LeshanClient {
             mine.key_der.as_os_str(),
             server_ca.as_os_str(),
         ];
-        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, false)
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, None)
+    }
+
+    /// Like [`Self::start`] over plain CoAP, registered in Queue Mode (LwM2M 1.1 `Q`, its
+    /// `DefaultRegistrationEngineFactory.setQueueMode`). Leshan's client then sends its Updates
+    /// as usual and never goes offline: it stays reachable, which Queue Mode allows.
+    pub fn start_in_queue_mode(
+        dir: &Path,
+        endpoint: &str,
+        server_uri: &str,
+        lifetime_s: u32,
+    ) -> Self {
+        Self::start_with(
+            dir,
+            endpoint,
+            server_uri,
+            lifetime_s,
+            &[],
+            Some("LESHAN_QUEUE_MODE"),
+        )
     }
 
     /// Like [`Self::start`] over plain CoAP, with a Firmware Update instance (/5/0) that
@@ -592,21 +611,30 @@ impl LeshanClient {
         server_uri: &str,
         lifetime_s: u32,
     ) -> Self {
-        Self::start_with(dir, endpoint, server_uri, lifetime_s, &[], true)
+        Self::start_with(
+            dir,
+            endpoint,
+            server_uri,
+            lifetime_s,
+            &[],
+            Some("LESHAN_FIRMWARE"),
+        )
     }
 
+    /// Starts the launcher; `switch` names the environment variable (set to 1) that turns on
+    /// one of its options (`LESHAN_FIRMWARE`, `LESHAN_QUEUE_MODE`).
     fn start_with(
         dir: &Path,
         endpoint: &str,
         server_uri: &str,
         lifetime_s: u32,
         security: &[&OsStr],
-        firmware: bool,
+        switch: Option<&str>,
     ) -> Self {
         let jars = jars();
         let mut cmd = Command::new("java");
-        if firmware {
-            cmd.env("LESHAN_FIRMWARE", "1");
+        if let Some(var) = switch {
+            cmd.env(var, "1");
         }
         cmd.current_dir(dir)
             .arg("-cp")

@@ -20,7 +20,9 @@ use tests::pki::Pki;
 use tests::process::{free_udp_port, workspace_bin, LoggedChild};
 
 /// Why a core case may be N/A against Leshan's client: facts about that client or the shim.
-const JUSTIFIED_NA: [(&str, &str); 3] = [
+const JUSTIFIED_NA: [(&str, &str); 4] = [
+    // Started without Queue Mode here (its queue mode is judged below).
+    ("core-reg-queue-mode", "registered without Queue Mode"),
     // Its Error Code (/3/0/11) has no instance, and /3/0 no other multiple resource.
     ("1.1-int-225", "its Error Code /3/0/11 has none"),
     // The test launcher has no Portfolio object (16).
@@ -99,6 +101,53 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
     assert!(run.firmware.is_none(), "{table}");
     assert_eq!(run.count("FAIL"), LESHAN_DEPARTS.len(), "{table}");
     tests::junit::check(&run, &h.dir.join("reports"));
+    drop(client);
+}
+
+/// Leshan's client registered in Queue Mode (LwM2M 1.1 `Q`): the Queue Mode case passes, its
+/// periodic Update coming within the shortened lifetime and the Read kept for it answered at
+/// once, and the other registration cases are judged as without Queue Mode. (Leshan's client
+/// stays reachable in Queue Mode; our own device, which really sleeps, is judged in
+/// `conformance_own_client.rs`.)
+#[test]
+fn leshan_client_in_queue_mode_passes_the_queue_mode_case() {
+    let h = Harness::start("conf-leshan-queue");
+    let ep = "leshan-conf-queue";
+    let client = LeshanClient::start_in_queue_mode(&h.dir, ep, &format!("coap://{}", h.coap), 60);
+    let cfg = config(h.running().http_addr);
+    let run =
+        h.rt.block_on(h.running().conformance(
+            ep,
+            &cfg,
+            &Selection::parse(&["reg".to_string()]).expect("selection"),
+        ))
+        .expect("run");
+    let table = report::table(&run);
+    println!("{table}");
+    let registration = run.registration.as_ref().expect("registered");
+    assert!(registration.queue_mode, "{table}");
+    for c in &run.cases {
+        match &c.verdict {
+            Verdict::Pass => {}
+            Verdict::NotApplicable(why) => assert!(
+                JUSTIFIED_NA
+                    .iter()
+                    .any(|(name, reason)| c.name() == *name && why.contains(reason)),
+                "unexpected N/A {}: {why}\n{table}\n{}",
+                c.name(),
+                client.log()
+            ),
+            other => panic!("{} is {other}\n{table}\n{}", c.name(), client.log()),
+        }
+    }
+    let queue = run
+        .cases
+        .iter()
+        .find(|c| c.id == "core-reg-queue-mode")
+        .expect("the Queue Mode case ran");
+    assert_eq!(queue.verdict, Verdict::Pass, "{table}");
+    assert!(queue.evidence.contains("an Update after"), "{table}");
+    assert!(queue.evidence.contains("-> 2.05"), "{table}");
     drop(client);
 }
 

@@ -32,7 +32,7 @@ const UNANSWERED_SERVER_READ: &str = "no answer to Read /1/0 (format 11542)";
 
 /// Each case's verdict against this client, and what its evidence (FAIL) or reason (N/A,
 /// INCONCLUSIVE) must say. Firmware cases are not listed: all N/A, it has no Object 5.
-const EXPECTED: [(&str, &str, &str); 31] = [
+const EXPECTED: [(&str, &str, &str); 32] = [
     // It registers </3/0> only: no Server object, which every client has (core TS 1.1 §6.2.1).
     (
         "1.1-int-101",
@@ -47,6 +47,12 @@ const EXPECTED: [(&str, &str, &str); 31] = [
     ("1.1-int-102", "FAIL", "write /1/0/1 = 310 -> 4.04"),
     ("1.1-int-104", "FAIL", "Execute /1/0/8 -> 4.04"),
     ("1.1-int-107", "FAIL", "write /1/0/1 = 6 -> 4.04"),
+    // A 1.0 client registered with b=U: no Queue Mode.
+    (
+        "core-reg-queue-mode",
+        "N/A",
+        "registered without Queue Mode",
+    ),
     // The Device object lacks the mandatory Supported Binding (/3/0/16).
     ("1.1-int-201", "FAIL", "Read /3/0/16 (text) -> 4.04"),
     // Requests with an Accept it does not know (TLV 11542, JSON 11543: it knows the draft

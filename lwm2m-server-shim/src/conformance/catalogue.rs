@@ -80,6 +80,11 @@ pub const CASES: &[CaseDef] = &[
         Reg,
     ),
     case(
+        "core-reg-queue-mode",
+        "Queue Mode: a request kept for the client is answered on its wake-up Update",
+        Reg,
+    ),
+    case(
         "1.1-int-201",
         "Querying basic information in Plain Text format",
         Dm,

@@ -14,12 +14,13 @@ use super::packages::Packages;
 use super::readings::{FirmwareReading, Formats};
 use super::verdict::{Abort, Step};
 use super::ConformanceConfig;
+use crate::coap::endpoint::{ExchangeError, ObservationStream};
 use crate::content;
 use crate::firmware::campaign::single_value;
 use crate::firmware::jobs::JobRegistry;
 use crate::server::events::ServerEvent;
 use crate::server::registration::store::Registration;
-use crate::server::requests::{DeviceHandle, DmResponse};
+use crate::server::requests::{DeviceHandle, DmError, DmResponse};
 use crate::server::shim::Shim;
 
 /// The run's shared state.
@@ -100,9 +101,76 @@ impl Ctx<'_> {
             .ok_or_else(|| Abort::Runner("no CoAP endpoint for the device's transport".into()))
     }
 
-    fn failed(&self, op: &str) -> impl FnOnce(crate::server::requests::DmError) -> Abort + '_ {
-        let op = op.to_string();
-        move |e| Abort::from_dm(&op, self.timeout(), e)
+    /// Whether the device is a queue-mode client that sleeps now (LwM2M core TS 1.1 §6.5).
+    pub fn sleeping(&self) -> bool {
+        self.shim.presence.is_sleeping(self.ep)
+    }
+
+    /// Returns once the device may be sent a request: at once unless it is a queue-mode
+    /// client that sleeps, else when it wakes up (any message from it: an Update, a
+    /// notification). It owes an Update before its registration runs out, so the wait ends
+    /// there, a tolerance later: a device that slept through its lifetime is silent.
+    pub async fn until_awake(&self) -> Step<()> {
+        let mut rx = self.events();
+        if !self.sleeping() {
+            return Ok(());
+        }
+        let reg = self.registration()?;
+        let expiry = reg.last_update + Duration::from_secs(u64::from(reg.lifetime_s));
+        let left = expiry
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+            + self.cfg.tolerance;
+        tracing::info!(ep = %self.ep, ?left, "conformance waits for the queue-mode device to wake up");
+        let until = Instant::now() + left;
+        while self.sleeping() {
+            let within = until.saturating_duration_since(Instant::now());
+            let woke = self
+                .wait_event(&mut rx, within, |e| {
+                    matches!(
+                        e,
+                        ServerEvent::Awake(_)
+                            | ServerEvent::Registration(_)
+                            | ServerEvent::Deregistration(_)
+                    )
+                })
+                .await;
+            if self.registration().is_err() || (woke.is_none() && self.sleeping()) {
+                return Err(Abort::Silent(format!(
+                    "the queue-mode device slept through its lifetime ({} s) without an Update",
+                    reg.lifetime_s
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one request through `send`, to a device that is awake: a queue-mode client that
+    /// sleeps is waited for, and one that leaves the request unanswered because it fell
+    /// asleep sooner than the server assumed (the shim then takes it for asleep) is asked
+    /// again once it wakes up, as a server holds requests for a sleeping client.
+    async fn request<T, F, Fut>(&self, op: &str, send: F) -> Step<T>
+    where
+        F: Fn(DeviceHandle) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DmError>>,
+    {
+        self.until_awake().await?;
+        let answer = match send(self.device()?).await {
+            Err(e @ DmError::Exchange(ExchangeError::Timeout)) if self.sleeping() => {
+                match (
+                    Abort::from_dm(op, self.timeout(), e),
+                    self.until_awake().await,
+                ) {
+                    (Abort::Silent(unanswered), Err(Abort::Silent(slept))) => {
+                        return Err(Abort::Silent(format!("{unanswered}; then {slept}")))
+                    }
+                    (_, Err(other)) => return Err(other),
+                    (_, Ok(())) => send(self.device()?).await,
+                }
+            }
+            other => other,
+        };
+        answer.map_err(|e| Abort::from_dm(op, self.timeout(), e))
     }
 
     /// Read.
@@ -111,10 +179,8 @@ impl Ctx<'_> {
             Some(cf) => format!("Read {path} (format {})", cf.number()),
             None => format!("Read {path}"),
         };
-        self.device()?
-            .read(path, accept)
+        self.request(&op, |d| async move { d.read(path, accept).await })
             .await
-            .map_err(self.failed(&op))
     }
 
     /// Read and decode; the node is `Err` with the reason when the answer is no success or
@@ -147,10 +213,10 @@ impl Ctx<'_> {
         cf: ContentFormat,
         payload: &[u8],
     ) -> Step<DmResponse> {
-        self.device()?
-            .write(path, replace, cf, payload)
-            .await
-            .map_err(self.failed(&format!("Write {path}")))
+        self.request(&format!("Write {path}"), |d| async move {
+            d.write(path, replace, cf, payload).await
+        })
+        .await
     }
 
     /// Writes one resource's value in plain text.
@@ -161,10 +227,10 @@ impl Ctx<'_> {
 
     /// Execute.
     pub async fn execute(&self, path: &Path) -> Step<DmResponse> {
-        self.device()?
-            .execute(path, b"")
-            .await
-            .map_err(self.failed(&format!("Execute {path}")))
+        self.request(&format!("Execute {path}"), |d| async move {
+            d.execute(path, b"").await
+        })
+        .await
     }
 
     /// Write-Attributes (`("pmin", "2")`; an empty value removes the attribute).
@@ -173,34 +239,48 @@ impl Ctx<'_> {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.device()?
-            .write_attributes(path, &attrs)
-            .await
-            .map_err(self.failed(&format!("Write-Attributes {path}")))
+        let attrs = &attrs;
+        self.request(&format!("Write-Attributes {path}"), |d| async move {
+            d.write_attributes(path, attrs).await
+        })
+        .await
     }
 
     /// Discover.
     pub async fn discover(&self, path: &Path) -> Step<DmResponse> {
-        self.device()?
-            .discover(path)
-            .await
-            .map_err(self.failed(&format!("Discover {path}")))
+        self.request(&format!("Discover {path}"), |d| async move {
+            d.discover(path).await
+        })
+        .await
     }
 
     /// Create.
     pub async fn create(&self, path: &Path, cf: ContentFormat, payload: &[u8]) -> Step<DmResponse> {
-        self.device()?
-            .create(path, cf, payload)
-            .await
-            .map_err(self.failed(&format!("Create {path}")))
+        self.request(&format!("Create {path}"), |d| async move {
+            d.create(path, cf, payload).await
+        })
+        .await
     }
 
     /// Delete.
     pub async fn delete(&self, path: &Path) -> Step<DmResponse> {
-        self.device()?
-            .delete(path)
-            .await
-            .map_err(self.failed(&format!("Delete {path}")))
+        self.request(&format!("Delete {path}"), |d| async move {
+            d.delete(path).await
+        })
+        .await
+    }
+
+    /// Observe: the first answer and, when the device accepted, the observation.
+    pub async fn observe(
+        &self,
+        path: &Path,
+        accept: Option<ContentFormat>,
+    ) -> Step<(DeviceHandle, DmResponse, Option<ObservationStream>)> {
+        self.request(&format!("Observe {path}"), |d| async move {
+            let (first, stream) = d.observe(path, accept).await?;
+            Ok((d, first, stream))
+        })
+        .await
     }
 
     /// The shim's events from now on.

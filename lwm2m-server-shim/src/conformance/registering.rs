@@ -7,10 +7,12 @@ use std::time::Duration;
 use lwm2m_client::codec::{Path, Value};
 
 use super::context::{number, show, Ctx};
-use super::verdict::{Decision, Step};
+use super::verdict::{Abort, Decision, Step};
+use crate::coap::endpoint::ExchangeError;
 use crate::server::events::ServerEvent;
 use crate::server::registration::object_links::ObjectLinks;
 use crate::server::registration::store::Registration;
+use crate::server::requests::DmError;
 
 const LIFETIME: Path = Path::resource(1, 0, 1);
 const DISABLE: Path = Path::resource(1, 0, 4);
@@ -252,6 +254,92 @@ async fn case_107(ctx: &Ctx<'_>) -> Step<Decision> {
     ))
 }
 
+/// Queue Mode (core TS 1.1 §6.5): a queue-mode client may sleep, and the server keeps its
+/// requests until the client sends something, typically the Update it owes before its lifetime
+/// runs out (§6.2.2); the client stays reachable a while after it sent (transport TS 1.1
+/// §5.2.2), so a request sent on its Update must be answered. The case shortens the lifetime
+/// (as 1.1-int-107 does), waits for the periodic Update after the one announcing it, sends the
+/// kept Read of /3/0 at once and judges the answer; then restores the lifetime.
+async fn case_queue_mode(ctx: &Ctx<'_>) -> Step<Decision> {
+    let before = ctx.registration()?;
+    if !before.queue_mode {
+        return Ok(Decision::not_applicable(format!(
+            "the device registered without Queue Mode (lwm2m={} b={}, no Q)",
+            before.lwm2m_version, before.binding
+        )));
+    }
+    let short = u32::try_from(ctx.cfg.short_lifetime.as_secs().max(1)).unwrap_or(u32::MAX);
+    let (code, announced) = set_lifetime(ctx, short).await?;
+    if !announced {
+        let _ = set_lifetime(ctx, before.lifetime_s).await;
+        return Ok(Decision::fail(format!(
+            "write /1/0/1 = {short} -> {code}; no Update with lt={short} within {:?}",
+            ctx.cfg.notify_within
+        )));
+    }
+    // From after the Update that announced the lifetime: the next message is the device's own.
+    let mut rx = ctx.events();
+    let since = tokio::time::Instant::now();
+    let within = Duration::from_secs(u64::from(short)) + ctx.cfg.tolerance;
+    let woke = ctx
+        .wait_event(&mut rx, within, |e| {
+            matches!(
+                e,
+                ServerEvent::Updated { .. }
+                    | ServerEvent::Registration(_)
+                    | ServerEvent::Deregistration(_)
+            )
+        })
+        .await;
+    let after = since.elapsed();
+    let message = match woke.as_deref() {
+        Some(ServerEvent::Updated { .. }) => "an Update",
+        Some(ServerEvent::Registration(_)) => "a new Register",
+        Some(_) => {
+            return Ok(Decision::fail(format!(
+                "write /1/0/1 = {short} -> {code}; then the registration ended (expired or \
+                 de-registered) after {after:.1?} without an Update (lifetime {short} s)"
+            )))
+        }
+        None => {
+            return Ok(Decision::fail(format!(
+                "write /1/0/1 = {short} -> {code}; no Update within the lifetime of {short} s \
+                 (+{:?}): the registration ran out",
+                ctx.cfg.tolerance
+            )))
+        }
+    };
+    // Sent at once, past the runner's own wait for a sleeping device: this request is the
+    // one a server kept for the wake-up.
+    let sent = tokio::time::Instant::now();
+    let answer = ctx.device()?.read(&Path::instance(3, 0), None).await;
+    let took = sent.elapsed();
+    let restored = set_lifetime(ctx, before.lifetime_s).await;
+    let restored = match restored {
+        Ok((_, true)) => "yes",
+        _ => "no",
+    };
+    let lead = format!(
+        "write /1/0/1 = {short} -> {code}; {message} after {after:.1?} (lifetime {short} s)"
+    );
+    match answer {
+        Ok(r) => Ok(Decision::judge(
+            true,
+            format!(
+                "{lead}; the Read /3/0 kept for it -> {} in {took:.1?}; restored lt={}: {restored}",
+                r.code_string(),
+                before.lifetime_s
+            ),
+        )),
+        Err(DmError::Exchange(ExchangeError::Timeout)) => Ok(Decision::fail(format!(
+            "{lead}; the Read /3/0 sent on it got no answer within {:?}: the device went \
+             offline right after it sent",
+            ctx.timeout()
+        ))),
+        Err(e) => Err(Abort::from_dm("Read /3/0", ctx.timeout(), e)),
+    }
+}
+
 async fn case_103(ctx: &Ctx<'_>) -> Step<Decision> {
     let disable_s = ctx.cfg.short_lifetime.as_secs().max(1);
     let old = ctx.read_value(&DISABLE_TIMEOUT).await?;
@@ -316,10 +404,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, id: &str) -> Step<Decision> {
         "1.1-int-102" => case_102(ctx).await,
         "1.1-int-104" => case_104(ctx).await,
         "1.1-int-107" => case_107(ctx).await,
+        "core-reg-queue-mode" => case_queue_mode(ctx).await,
         "1.1-int-103" => case_103(ctx).await,
-        other => Err(super::verdict::Abort::Runner(format!(
-            "no registration case {other}"
-        ))),
+        other => Err(Abort::Runner(format!("no registration case {other}"))),
     }
 }
 

@@ -62,11 +62,7 @@ pub(crate) enum Observed {
 impl Watch {
     /// Sends an Observe (GET, Observe = 0) for `path`.
     pub async fn start(ctx: &Ctx<'_>, path: Path, accept: Option<ContentFormat>) -> Step<Observed> {
-        let device = ctx.device()?;
-        let (first, stream) = device
-            .observe(&path, accept)
-            .await
-            .map_err(|e| Abort::from_dm(&format!("Observe {path}"), ctx.timeout(), e))?;
+        let (device, first, stream) = ctx.observe(&path, accept).await?;
         Ok(match stream {
             Some(stream) => Observed::Established(
                 first,
@@ -129,6 +125,7 @@ impl Watch {
     /// Active cancel: GET with Observe = 1 and the observation's token. Keeps listening on
     /// the token, so a notification after the cancel is still seen.
     pub async fn cancel(&mut self, ctx: &Ctx<'_>) -> Step<CancelAnswer> {
+        ctx.until_awake().await?;
         let reg = ctx.registration()?;
         let mut req = Packet::new();
         req.header.code = MessageClass::Request(RequestType::Get);

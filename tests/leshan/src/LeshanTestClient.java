@@ -37,6 +37,7 @@ import org.eclipse.californium.core.config.CoapConfig;
 import org.eclipse.californium.elements.config.Configuration;
 import org.eclipse.leshan.core.CertificateUsage;
 import org.eclipse.leshan.core.LwM2mId;
+import org.eclipse.leshan.client.engine.DefaultRegistrationEngineFactory;
 import org.eclipse.leshan.core.model.LwM2mModelRepository;
 import org.eclipse.leshan.core.model.ObjectLoader;
 import org.eclipse.leshan.core.request.BindingMode;
@@ -91,6 +92,10 @@ public class LeshanTestClient {
         }
 
         LeshanClientBuilder builder = new LeshanClientBuilder(endpoint);
+        if ("1".equals(System.getenv("LESHAN_QUEUE_MODE"))) {
+            // Registers with the Q parameter (LwM2M 1.1 Queue Mode).
+            builder.setRegistrationEngineFactory(new DefaultRegistrationEngineFactory().setQueueMode(true));
+        }
         builder.setObjects(objects);
         builder.setEndpointsProviders(endpoints.build());
         LeshanClient client = builder.build();
