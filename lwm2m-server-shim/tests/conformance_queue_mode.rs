@@ -3,7 +3,8 @@
 //! announces a shortened lifetime but never sends the periodic Update it owes (its
 //! registration runs out); the other sends that Update and is offline at once, leaving the
 //! request a server kept for it unanswered. Clients that pass it: Leshan's in Queue Mode and
-//! our own device (tests/tests/conformance_leshan.rs, conformance_own_client.rs).
+//! our own device (tests/tests/conformance_leshan.rs, conformance_own_client.rs). And a third
+//! that never answers: the runner's wait for its wake-up is bounded.
 
 mod common;
 
@@ -26,6 +27,8 @@ enum Fault {
     NeverUpdates,
     /// The periodic Update comes halfway through the lifetime, then nothing is answered.
     OfflineAfterUpdate,
+    /// Registers (lifetime 300 s) and never answers or sends anything again.
+    Silent,
 }
 
 /// A LwM2M 1.1 client registered with `Q`: it answers reads with 2.05 "0", takes a Write of
@@ -114,7 +117,7 @@ impl QueueClient {
                             })
                             .unwrap_or_default();
                     }
-                    MessageClass::Request(_) if offline => {}
+                    MessageClass::Request(_) if offline || fault == Fault::Silent => {}
                     MessageClass::Request(RequestType::Put) if uri_path(&p) == ["1", "0", "1"] => {
                         let lt: u64 = String::from_utf8_lossy(&p.payload).parse().unwrap_or(0);
                         let _ = sock.send_to(&answer(&p, ResponseType::Changed, b""), from);
@@ -151,6 +154,14 @@ impl Drop for QueueClient {
 
 /// Runs the Queue Mode case alone against a client with `fault`; its verdict and evidence.
 fn judge(fault: Fault, ep: &str) -> (Verdict, String) {
+    judge_with(fault, ep, |_| {})
+}
+
+fn judge_with(
+    fault: Fault,
+    ep: &str,
+    adjust: impl FnOnce(&mut ConformanceConfig),
+) -> (Verdict, String) {
     let h = Harness::start(ep, |_| {});
     let _client = QueueClient::start(h.coap, ep, fault);
     let mut cfg = ConformanceConfig::new(PackageSource::Suit(Signer::generate().expect("key")))
@@ -162,6 +173,7 @@ fn judge(fault: Fault, ep: &str) -> (Verdict, String) {
     cfg.notify_within = Duration::from_secs(3);
     cfg.short_lifetime = Duration::from_secs(4);
     cfg.register_within = Duration::from_secs(10);
+    adjust(&mut cfg);
     let selection = Selection::parse(&["core-reg-queue-mode".to_string()]).expect("selection");
     let run =
         h.rt.block_on(h.running().conformance(ep, &cfg, &selection))
@@ -197,5 +209,23 @@ fn a_client_offline_right_after_its_update_fails_the_queue_mode_case() {
     assert!(
         evidence.contains("the Read /3/0 sent on it got no answer within 2s"),
         "{evidence}"
+    );
+}
+
+/// A queue-mode client with a day-long lifetime is not waited for a day: the runner gives up on
+/// the wake-up after `wake_within` (`conformance --timeout-wake`) and says so.
+#[test]
+fn a_client_asleep_longer_than_the_wake_up_wait_is_inconclusive_naming_it() {
+    let started = Instant::now();
+    let (verdict, _) = judge_with(Fault::Silent, "queue-silent", |cfg| {
+        cfg.wake_within = Duration::from_secs(2)
+    });
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let Verdict::Inconclusive(why) = &verdict else {
+        panic!("{verdict}");
+    };
+    assert!(
+        why.contains("no answer to Read /3/0 within the request timeout (2 s); then the queue-mode device did not wake up within 2 s (the wake-up wait; its lifetime is 300 s)"),
+        "{why}"
     );
 }

@@ -94,6 +94,11 @@ pub struct ConformanceArgs {
     /// Seconds to wait for a notification or registration Update the device owes.
     #[arg(long, default_value_t = 15)]
     timeout_notify: u64,
+    /// Longest wait, in seconds, for a queue-mode device that sleeps to wake up (its next
+    /// Update or other message) before a request is sent; the device's remaining lifetime
+    /// bounds it too. A device still asleep then makes the rest INCONCLUSIVE.
+    #[arg(long, default_value_t = 300)]
+    timeout_wake: u64,
     /// UDP address of the CoAP endpoint the device registers with.
     #[arg(long, default_value = "127.0.0.1:5683")]
     coap: SocketAddr,
@@ -179,6 +184,7 @@ impl ConformanceArgs {
         cfg.notify_within = Duration::from_secs(self.timeout_notify.max(1));
         cfg.http_host = Some(http);
         cfg.register_within = Duration::from_secs(self.wait);
+        cfg.wake_within = Duration::from_secs(self.timeout_wake);
         Ok(cfg)
     }
 }

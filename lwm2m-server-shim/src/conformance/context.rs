@@ -109,7 +109,8 @@ impl Ctx<'_> {
     /// Returns once the device may be sent a request: at once unless it is a queue-mode
     /// client that sleeps, else when it wakes up (any message from it: an Update, a
     /// notification). It owes an Update before its registration runs out, so the wait ends
-    /// there, a tolerance later: a device that slept through its lifetime is silent.
+    /// there, a tolerance later, or after [`ConformanceConfig::wake_within`] if sooner: a
+    /// device still asleep then is silent.
     pub async fn until_awake(&self) -> Step<()> {
         let mut rx = self.events();
         if !self.sleeping() {
@@ -117,10 +118,12 @@ impl Ctx<'_> {
         }
         let reg = self.registration()?;
         let expiry = reg.last_update + Duration::from_secs(u64::from(reg.lifetime_s));
-        let left = expiry
+        let lifetime_left = expiry
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default()
             + self.cfg.tolerance;
+        let capped = lifetime_left > self.cfg.wake_within;
+        let left = lifetime_left.min(self.cfg.wake_within);
         tracing::info!(ep = %self.ep, ?left, "conformance waits for the queue-mode device to wake up");
         let until = Instant::now() + left;
         while self.sleeping() {
@@ -136,10 +139,20 @@ impl Ctx<'_> {
                 })
                 .await;
             if self.registration().is_err() || (woke.is_none() && self.sleeping()) {
-                return Err(Abort::Silent(format!(
-                    "the queue-mode device slept through its lifetime ({} s) without an Update",
-                    reg.lifetime_s
-                )));
+                return Err(Abort::Silent(if capped && self.registration().is_ok() {
+                    format!(
+                        "the queue-mode device did not wake up within {} s (the wake-up wait; \
+                         its lifetime is {} s)",
+                        self.cfg.wake_within.as_secs(),
+                        reg.lifetime_s
+                    )
+                } else {
+                    format!(
+                        "the queue-mode device slept through its lifetime ({} s) without an \
+                         Update",
+                        reg.lifetime_s
+                    )
+                }));
             }
         }
         Ok(())

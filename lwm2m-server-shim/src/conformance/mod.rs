@@ -75,6 +75,9 @@ pub struct ConformanceConfig {
     pub coaps_tcp_host: Option<SocketAddr>,
     /// How long to wait for the device to register before the cases run.
     pub register_within: Duration,
+    /// Longest wait for a sleeping queue-mode device to wake up before a request (its
+    /// remaining lifetime bounds it too).
+    pub wake_within: Duration,
 }
 
 impl ConformanceConfig {
@@ -98,6 +101,7 @@ impl ConformanceConfig {
             coap_tcp_host: None,
             coaps_tcp_host: None,
             register_within: Duration::ZERO,
+            wake_within: Duration::from_secs(300),
         }
     }
 
