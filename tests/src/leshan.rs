@@ -547,6 +547,18 @@ pub struct LeshanClient {
     proc: LoggedChild,
 }
 
+/// What [`LeshanClient::start_plain`] turns on in the launcher.
+#[derive(Debug, Clone, Copy)]
+pub enum LaunchOption {
+    /// A Firmware Update instance (/5/0) that takes bodies up to 4 MiB and logs
+    /// `package N bytes sha256=HEX` for each package written to /5/0/0.
+    Firmware,
+    /// Queue Mode (LwM2M 1.1 `Q`, its `DefaultRegistrationEngineFactory.setQueueMode`).
+    /// Leshan's client then sends its Updates as usual and never goes offline: it stays
+    /// reachable, which Queue Mode allows.
+    QueueMode,
+}
+
 impl LeshanClient {
     /// Starts a client named `endpoint` against `server_uri` (`coap://` or, with `psk` =
     /// (identity, hex key), `coaps://`), logging into `dir`; returns once it has started.
@@ -583,42 +595,19 @@ impl LeshanClient {
         Self::start_with(dir, endpoint, server_uri, lifetime_s, &security, None)
     }
 
-    /// Like [`Self::start`] over plain CoAP, registered in Queue Mode (LwM2M 1.1 `Q`, its
-    /// `DefaultRegistrationEngineFactory.setQueueMode`). Leshan's client then sends its Updates
-    /// as usual and never goes offline: it stays reachable, which Queue Mode allows.
-    pub fn start_in_queue_mode(
+    /// Like [`Self::start`] over plain CoAP, with one of the launcher's options.
+    pub fn start_plain(
         dir: &Path,
         endpoint: &str,
         server_uri: &str,
         lifetime_s: u32,
+        option: LaunchOption,
     ) -> Self {
-        Self::start_with(
-            dir,
-            endpoint,
-            server_uri,
-            lifetime_s,
-            &[],
-            Some("LESHAN_QUEUE_MODE"),
-        )
-    }
-
-    /// Like [`Self::start`] over plain CoAP, with a Firmware Update instance (/5/0) that
-    /// takes bodies up to 4 MiB and logs `package N bytes sha256=HEX` for each package
-    /// written to /5/0/0.
-    pub fn start_with_firmware(
-        dir: &Path,
-        endpoint: &str,
-        server_uri: &str,
-        lifetime_s: u32,
-    ) -> Self {
-        Self::start_with(
-            dir,
-            endpoint,
-            server_uri,
-            lifetime_s,
-            &[],
-            Some("LESHAN_FIRMWARE"),
-        )
+        let switch = match option {
+            LaunchOption::Firmware => "LESHAN_FIRMWARE",
+            LaunchOption::QueueMode => "LESHAN_QUEUE_MODE",
+        };
+        Self::start_with(dir, endpoint, server_uri, lifetime_s, &[], Some(switch))
     }
 
     /// Starts the launcher; `switch` names the environment variable (set to 1) that turns on

@@ -10,12 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use lwm2m_server_shim::conformance::{
-    report, ConformanceConfig, PackageSource, Selection, Verdict,
+    report, CaseReport, ConformanceConfig, PackageSource, Selection, Verdict,
 };
 use std::process::Command;
 
 use tests::e2e::{temp_dir, Harness};
-use tests::leshan::LeshanClient;
+use tests::leshan::{LaunchOption, LeshanClient};
 use tests::pki::Pki;
 use tests::process::{free_udp_port, workspace_bin, LoggedChild};
 
@@ -50,6 +50,18 @@ const LESHAN_DEPARTS: [(&str, &str); 3] = [
     // Its Device object does not implement the mandatory Reboot resource.
     ("1.1-int-241", "Execute /3/0/4 -> 5.00"),
 ];
+
+/// Asserts that case `c` is N/A for one of the [`JUSTIFIED_NA`] reasons.
+fn justified_na(c: &CaseReport, why: &str, table: &str, client: &LeshanClient) {
+    assert!(
+        JUSTIFIED_NA
+            .iter()
+            .any(|(name, reason)| c.name() == *name && why.contains(reason)),
+        "unexpected N/A {}: {why}\n{table}\n{}",
+        c.name(),
+        client.log()
+    );
+}
 
 fn config(http: std::net::SocketAddr) -> ConformanceConfig {
     let mut cfg = ConformanceConfig::new(PackageSource::Native(Default::default())).with_timeouts(
@@ -87,14 +99,7 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
                 if LESHAN_DEPARTS
                     .iter()
                     .any(|(name, ev)| c.name() == *name && c.evidence.contains(ev)) => {}
-            (Verdict::NotApplicable(why), _) => assert!(
-                JUSTIFIED_NA
-                    .iter()
-                    .any(|(name, reason)| c.name() == *name && why.contains(reason)),
-                "unexpected N/A {}: {why}\n{table}\n{}",
-                c.name(),
-                client.log()
-            ),
+            (Verdict::NotApplicable(why), _) => justified_na(c, why, &table, &client),
             (other, _) => panic!("{} is {other}\n{table}\n{}", c.name(), client.log()),
         }
     }
@@ -113,7 +118,13 @@ fn leshan_client_passes_the_core_cases_and_is_na_for_firmware() {
 fn leshan_client_in_queue_mode_passes_the_queue_mode_case() {
     let h = Harness::start("conf-leshan-queue");
     let ep = "leshan-conf-queue";
-    let client = LeshanClient::start_in_queue_mode(&h.dir, ep, &format!("coap://{}", h.coap), 60);
+    let client = LeshanClient::start_plain(
+        &h.dir,
+        ep,
+        &format!("coap://{}", h.coap),
+        60,
+        LaunchOption::QueueMode,
+    );
     let cfg = config(h.running().http_addr);
     let run =
         h.rt.block_on(h.running().conformance(
@@ -129,14 +140,7 @@ fn leshan_client_in_queue_mode_passes_the_queue_mode_case() {
     for c in &run.cases {
         match &c.verdict {
             Verdict::Pass => {}
-            Verdict::NotApplicable(why) => assert!(
-                JUSTIFIED_NA
-                    .iter()
-                    .any(|(name, reason)| c.name() == *name && why.contains(reason)),
-                "unexpected N/A {}: {why}\n{table}\n{}",
-                c.name(),
-                client.log()
-            ),
+            Verdict::NotApplicable(why) => justified_na(c, why, &table, &client),
             other => panic!("{} is {other}\n{table}\n{}", c.name(), client.log()),
         }
     }

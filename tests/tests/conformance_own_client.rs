@@ -46,6 +46,22 @@ const JUSTIFIED_NA: [(&str, &str); 3] = [
     ("1.0-int-771[https]", "the shim cannot host https"),
 ];
 
+/// Every case passed or is N/A for one of the [`JUSTIFIED_NA`] reasons.
+fn passes_or_justified_na(run: &RunReport, table: &str) {
+    for c in &run.cases {
+        match &c.verdict {
+            Verdict::Pass => {}
+            Verdict::NotApplicable(why) => {
+                let justified = JUSTIFIED_NA
+                    .iter()
+                    .any(|(name, reason)| c.name() == *name && why.contains(reason));
+                assert!(justified, "unexpected N/A {}: {why}\n{table}", c.name());
+            }
+            other => panic!("{} is {other}\n{table}", c.name()),
+        }
+    }
+}
+
 #[test]
 fn every_case_passes_or_is_justified_na_against_our_client() {
     // Package hosts over CoAP over TCP and TLS run too (the harness starts them); the device
@@ -71,18 +87,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     // protocol the device lists (coap, http, https, coap+tcp, coaps+tcp).
     let provokable = CASES.iter().filter(|c| c.provokable).count();
     assert_eq!(run.cases.len(), provokable + 4, "{table}");
-    for c in &run.cases {
-        match &c.verdict {
-            Verdict::Pass => {}
-            Verdict::NotApplicable(why) => {
-                let justified = JUSTIFIED_NA
-                    .iter()
-                    .any(|(name, reason)| c.name() == *name && why.contains(reason));
-                assert!(justified, "unexpected N/A {}: {why}\n{table}", c.name());
-            }
-            other => panic!("{} is {other}\n{table}", c.name()),
-        }
-    }
+    passes_or_justified_na(&run, &table);
     assert_eq!(run.count("N/A"), JUSTIFIED_NA.len(), "{table}");
     // The evidence names what decided the verdict.
     let evidence = |name: &str| {
@@ -161,18 +166,7 @@ fn a_queue_mode_device_that_sleeps_early_is_judged_on_every_core_case() {
         ))
         .expect("run");
     let table = table(&run);
-    for c in &run.cases {
-        match &c.verdict {
-            Verdict::Pass => {}
-            Verdict::NotApplicable(why) => {
-                let justified = JUSTIFIED_NA
-                    .iter()
-                    .any(|(name, reason)| c.name() == *name && why.contains(reason));
-                assert!(justified, "unexpected N/A {}: {why}\n{table}", c.name());
-            }
-            other => panic!("{} is {other}\n{table}", c.name()),
-        }
-    }
+    passes_or_justified_na(&run, &table);
     let queue = run
         .cases
         .iter()

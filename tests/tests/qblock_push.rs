@@ -16,7 +16,7 @@ use lwm2m_client::sim::InThreadDevice;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 use sha2::{Digest, Sha256};
 use tests::e2e::{Harness, PackageKind};
-use tests::leshan::LeshanClient;
+use tests::leshan::{LaunchOption, LeshanClient};
 use tests::relay::{Faults, Relay};
 
 const IDLE: i64 = 0;
@@ -196,7 +196,13 @@ fn a_leshan_client_gets_the_push_with_block1() {
     let ep = "qb1-leshan";
     h.package("fw.suit", &PackageKind::good("3.5.0", 8, 20 * 1024));
     let pkg = std::fs::read(h.dir.join("packages/fw.suit")).expect("package");
-    let client = LeshanClient::start_with_firmware(&h.dir, ep, &format!("coap://{}", h.coap), 300);
+    let client = LeshanClient::start_plain(
+        &h.dir,
+        ep,
+        &format!("coap://{}", h.coap),
+        300,
+        LaunchOption::Firmware,
+    );
     h.wait_until("Leshan's registration", T, || h.registered(ep));
     assert_changed("push to Leshan", h.push(ep, &pkg));
     let digest: String = Sha256::digest(&pkg)

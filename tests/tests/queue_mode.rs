@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use lwm2m_client::sim::device::DeviceOptions;
 use lwm2m_client::sim::InThreadDevice;
 use serde_json::json;
 use tests::e2e::{Harness, PackageKind};
@@ -13,18 +14,25 @@ use tests::nat::Nat;
 
 const T: Duration = Duration::from_secs(90);
 
+/// Our device in Queue Mode, asleep 2 s after each exchange, lifetime 20 s (`adjust` changes
+/// more), started and registered.
+fn start_sleepy(h: &Harness, ep: &str, adjust: impl FnOnce(&mut DeviceOptions)) -> InThreadDevice {
+    let mut opts = h.device_options(ep);
+    opts.queue_mode = true;
+    opts.awake_time = 2;
+    opts.lifetime = 20;
+    adjust(&mut opts);
+    let dev = InThreadDevice::start(opts);
+    h.wait_until("registration", T, || h.registered(ep));
+    dev
+}
+
 #[test]
 fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
     let h = Harness::start_configured("queue-job", |c| c.awake_time = Duration::from_secs(2));
     let ep = "queue-dev";
     h.package("fw2.suit", &PackageKind::good("2.0.0", 2, 40_000));
-    let mut opts = h.device_options(ep);
-    opts.queue_mode = true;
-    opts.awake_time = 2;
-    opts.lifetime = 20;
-    opts.pull_block_size = 64;
-    let _dev = InThreadDevice::start(opts);
-    h.wait_until("registration", T, || h.registered(ep));
+    let _dev = start_sleepy(&h, ep, |opts| opts.pull_block_size = 64);
     let (_, reg) = h.get(&format!("/api/clients/{ep}"));
     assert_eq!(reg["queuemode"], true, "{reg}");
     h.wait_until("the device asleep", T, || {
@@ -100,12 +108,7 @@ fn a_firmware_job_waits_for_a_device_that_fell_asleep_before_the_shim_expected()
     let h = Harness::start("queue-early-sleep");
     let ep = "queue-early-dev";
     h.package("fw2.suit", &PackageKind::good("2.0.0", 2, 20_000));
-    let mut opts = h.device_options(ep);
-    opts.queue_mode = true;
-    opts.awake_time = 2;
-    opts.lifetime = 20;
-    let _dev = InThreadDevice::start(opts);
-    h.wait_until("registration", T, || h.registered(ep));
+    let _dev = start_sleepy(&h, ep, |_| {});
     let (_, reg) = h.get(&format!("/api/clients/{ep}"));
     assert_eq!(reg["sleeping"], false, "{reg}");
     let events = h.events(ep);

@@ -151,6 +151,25 @@ async fn set_lifetime(ctx: &Ctx<'_>, lt: u32) -> Step<(String, bool)> {
     Ok((w.code_string(), seen.is_some()))
 }
 
+/// Writes the short lifetime ([`super::ConformanceConfig::short_lifetime`]) and waits for the
+/// Update announcing it: the lifetime and the write's code, or the FAIL when no Update came
+/// (the old lifetime written back).
+async fn shorten_lifetime(
+    ctx: &Ctx<'_>,
+    before: &Registration,
+) -> Step<Result<(u32, String), Decision>> {
+    let short = u32::try_from(ctx.cfg.short_lifetime.as_secs().max(1)).unwrap_or(u32::MAX);
+    let (code, announced) = set_lifetime(ctx, short).await?;
+    if announced {
+        return Ok(Ok((short, code)));
+    }
+    let _ = set_lifetime(ctx, before.lifetime_s).await;
+    Ok(Err(Decision::fail(format!(
+        "write /1/0/1 = {short} -> {code}; no Update with lt={short} within {:?}",
+        ctx.cfg.notify_within
+    ))))
+}
+
 async fn case_102(ctx: &Ctx<'_>) -> Step<Decision> {
     let before = ctx.registration()?;
     let lt = before.lifetime_s.saturating_add(10);
@@ -205,16 +224,11 @@ async fn case_104(ctx: &Ctx<'_>) -> Step<Decision> {
 
 async fn case_107(ctx: &Ctx<'_>) -> Step<Decision> {
     let before = ctx.registration()?;
-    let short = u32::try_from(ctx.cfg.short_lifetime.as_secs().max(1)).unwrap_or(u32::MAX);
     let mut rx = ctx.events();
-    let (code, announced) = set_lifetime(ctx, short).await?;
-    if !announced {
-        let _ = set_lifetime(ctx, before.lifetime_s).await;
-        return Ok(Decision::fail(format!(
-            "write /1/0/1 = {short} -> {code}; no Update with lt={short} within {:?}",
-            ctx.cfg.notify_within
-        )));
-    }
+    let (short, code) = match shorten_lifetime(ctx, &before).await? {
+        Ok(written) => written,
+        Err(fail) => return Ok(fail),
+    };
     // Twice the lifetime: the registration must stay alive through Updates sent in time.
     let window = Duration::from_secs(u64::from(short) * 2);
     let until = tokio::time::Instant::now() + window;
@@ -268,15 +282,10 @@ async fn case_queue_mode(ctx: &Ctx<'_>) -> Step<Decision> {
             before.lwm2m_version, before.binding
         )));
     }
-    let short = u32::try_from(ctx.cfg.short_lifetime.as_secs().max(1)).unwrap_or(u32::MAX);
-    let (code, announced) = set_lifetime(ctx, short).await?;
-    if !announced {
-        let _ = set_lifetime(ctx, before.lifetime_s).await;
-        return Ok(Decision::fail(format!(
-            "write /1/0/1 = {short} -> {code}; no Update with lt={short} within {:?}",
-            ctx.cfg.notify_within
-        )));
-    }
+    let (short, code) = match shorten_lifetime(ctx, &before).await? {
+        Ok(written) => written,
+        Err(fail) => return Ok(fail),
+    };
     // From after the Update that announced the lifetime: the next message is the device's own.
     let mut rx = ctx.events();
     let since = tokio::time::Instant::now();
