@@ -415,6 +415,17 @@ impl<P: Clone + PartialEq> Engine<P> {
         !self.transmits.is_empty()
     }
 
+    /// Whether a confirmable request went unanswered, not even acknowledged, through half its
+    /// retransmissions (RFC 7252 section 4.2, MAX_RETRANSMIT): over DTLS the server may have no
+    /// session for the device's address any more (a NAT gave it another port), and a host
+    /// resumes the session before the rest of them rather than losing the exchange.
+    pub fn stalled(&self) -> bool {
+        let max = u32::from(self.config.tx.max_retransmit);
+        self.outgoing
+            .iter()
+            .any(|o| !o.acked && o.retransmits > 0 && u32::from(o.retransmits) * 2 >= max)
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

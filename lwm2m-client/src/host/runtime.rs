@@ -137,6 +137,8 @@ where
     }
     tokio::pin!(shutdown);
     let mut shutdown_done = false;
+    // Whether the session was resumed for the request stalled now ([`Engine::stalled`]).
+    let mut resumed_for_stall = false;
     loop {
         // After a failed handshake the next waits the engine's back-off (up to minutes),
         // during which finished tasks (a resumed download) are still taken in.
@@ -172,12 +174,19 @@ where
                 }
             }
         }
-        if link.resume_due() && engine.has_transmit() {
-            // A queue-mode device waking to send (its Update first), or any device after a
-            // quiet spell: the session is resumed first, from the port its NAT gives it now
-            // (as Zephyr's and Anjay's clients do on waking, Californium's after a quiet
-            // spell). A resumed session keeps the registration; a full handshake is a new
-            // security context and registers again.
+        // A request unanswered through half its retransmissions over DTLS: resumed once per
+        // stall (below), the rest of them go over the session resumed from the device's port.
+        if !engine.stalled() {
+            resumed_for_stall = false;
+        }
+        let stall = link.is_secure() && !resumed_for_stall && engine.stalled();
+        if (link.resume_due() || stall) && engine.has_transmit() {
+            resumed_for_stall |= stall;
+            // A queue-mode device waking to send (its Update first), any device after a quiet
+            // spell, or one whose request went unanswered: the session is resumed first, from
+            // the port its NAT gives it now (as Zephyr's and Anjay's clients do on waking,
+            // Californium's after a quiet spell). A resumed session keeps the registration; a
+            // full handshake is a new security context and registers again.
             let connected = tokio::select! {
                 r = link.connect() => r,
                 _ = &mut shutdown, if !shutdown_done => return Ok(()),
