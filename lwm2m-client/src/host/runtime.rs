@@ -176,10 +176,9 @@ where
         }
         // A request unanswered through half its retransmissions over DTLS: resumed once per
         // stall (below), the rest of them go over the session resumed from the device's port.
-        if !engine.stalled() {
-            resumed_for_stall = false;
-        }
-        let stall = link.is_secure() && !resumed_for_stall && engine.stalled();
+        let stalled = engine.stalled();
+        resumed_for_stall &= stalled;
+        let stall = stalled && link.is_secure() && !resumed_for_stall;
         if (link.resume_due() || stall) && engine.has_transmit() {
             resumed_for_stall |= stall;
             // A queue-mode device waking to send (its Update first), any device after a quiet
