@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use common::Harness;
-use lwm2m_server_shim::coap::message::uri_path;
+use lwm2m_server_shim::coap::message::{option_values, uri_path};
 use lwm2m_server_shim::conformance::{ConformanceConfig, PackageSource, Selection, Verdict};
 use lwm2m_server_shim::packages::test_packages::Signer;
 
@@ -108,14 +108,10 @@ impl QueueClient {
                 match p.header.code {
                     // The Register's 2.01 names the registration (Location-Path rd/<id>).
                     MessageClass::Response(ResponseType::Created) => {
-                        location = p
-                            .get_option(CoapOption::LocationPath)
-                            .map(|segs| {
-                                segs.iter()
-                                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        location = option_values(&p, CoapOption::LocationPath)
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect();
                     }
                     MessageClass::Request(_) if offline || fault == Fault::Silent => {}
                     MessageClass::Request(RequestType::Put) if uri_path(&p) == ["1", "0", "1"] => {
