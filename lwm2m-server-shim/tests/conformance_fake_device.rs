@@ -7,13 +7,12 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::Harness;
+use common::{Harness, Worker};
 use lwm2m_client::codec::{tlv, BlockOpt, Instance, Node, Resource, ResourceValue, Value};
 use lwm2m_server_shim::coap::message::uri_path;
 use lwm2m_server_shim::conformance::profile::{
@@ -167,8 +166,7 @@ type Script = Box<dyn FnMut(&Packet, SocketAddr) -> (Packet, Vec<(Vec<u8>, Socke
 
 /// A fake device on its own socket and thread.
 struct FakeDevice {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
     /// Requests received (retransmissions not counted).
     answered: Arc<AtomicUsize>,
 }
@@ -204,10 +202,9 @@ impl FakeDevice {
         reg.payload = links.as_bytes().to_vec();
         sock.send_to(&reg.to_bytes().expect("encode"), shim)
             .expect("send");
-        let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
-        let (flag, count) = (stop.clone(), answered.clone());
-        let thread = std::thread::spawn(move || {
+        let count = answered.clone();
+        let worker = Worker::spawn(move |flag| {
             let mut seen: Vec<(u16, Vec<u8>)> = Vec::new();
             let mut buf = vec![0u8; 4096];
             while !flag.load(Ordering::Relaxed) {
@@ -242,8 +239,7 @@ impl FakeDevice {
             }
         });
         Self {
-            stop,
-            thread: Some(thread),
+            _worker: worker,
             answered,
         }
     }
@@ -260,15 +256,6 @@ impl FakeDevice {
             answers,
             Box::new(|req, _| (wrong_answer(req), Vec::new())),
         )
-    }
-}
-
-impl Drop for FakeDevice {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

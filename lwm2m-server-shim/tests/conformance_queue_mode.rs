@@ -9,13 +9,11 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::Harness;
+use common::{Harness, Worker};
 use lwm2m_server_shim::coap::message::{option_values, uri_path};
 use lwm2m_server_shim::conformance::{ConformanceConfig, PackageSource, Selection, Verdict};
 use lwm2m_server_shim::packages::test_packages::Signer;
@@ -34,8 +32,7 @@ enum Fault {
 /// A LwM2M 1.1 client registered with `Q`: it answers reads with 2.05 "0", takes a Write of
 /// /1/0/1 (2.04) and announces the lifetime with an Update at once, as every client does.
 struct QueueClient {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 fn request(mid: u16, path: &[&str], query: &[String]) -> Packet {
@@ -82,9 +79,7 @@ impl QueueClient {
         reg.payload = b"</1/0>,</3/0>".to_vec();
         sock.send_to(&reg.to_bytes().expect("encode"), shim)
             .expect("send");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+        let worker = Worker::spawn(move |flag| {
             let mut buf = vec![0u8; 2048];
             let mut location: Vec<String> = Vec::new();
             let mut mid = 1u16;
@@ -132,19 +127,7 @@ impl QueueClient {
                 }
             }
         });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for QueueClient {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        Self { _worker: worker }
     }
 }
 

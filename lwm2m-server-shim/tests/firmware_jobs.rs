@@ -10,11 +10,10 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use common::{bytes, wait_event, Harness};
+use common::{bytes, wait_event, Harness, Worker};
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_server_shim::firmware::campaign::{self, CampaignConfig, PhaseTimeouts, UpdatePlan};
 use lwm2m_server_shim::firmware::jobs::{JobPhase, JobStatus, Method};
@@ -48,8 +47,7 @@ struct Fw {
 }
 
 struct ScriptedDevice {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _worker: Worker,
     fw: Arc<Mutex<Fw>>,
     reboots: Arc<AtomicUsize>,
     sleep: Arc<Sleep>,
@@ -64,15 +62,6 @@ struct Sleep {
     wake: AtomicBool,
     /// Requests that reached the device while it slept (a server must send none).
     disturbed: AtomicUsize,
-}
-
-impl Drop for ScriptedDevice {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
 }
 
 fn packet(t: MessageType, code: MessageClass, mid: u16, token: &[u8]) -> Packet {
@@ -378,7 +367,6 @@ impl ScriptedDevice {
 
     /// [`Self::start`], registering in queue mode when `queue` (see [`Sleep`]).
     fn start_with(shim: SocketAddr, ep: &str, queue: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
         let sleep = Arc::new(Sleep::default());
         let sleeping = sleep.clone();
         let fw = Arc::new(Mutex::new(Fw {
@@ -386,8 +374,8 @@ impl ScriptedDevice {
             ..Fw::default()
         }));
         let reboots = Arc::new(AtomicUsize::new(0));
-        let (flag, state, count, ep) = (stop.clone(), fw.clone(), reboots.clone(), ep.to_string());
-        let handle = std::thread::spawn(move || {
+        let (state, count, ep) = (fw.clone(), reboots.clone(), ep.to_string());
+        let worker = Worker::spawn(move |flag| {
             let mut mid: u16 = 0x4000;
             let mut buf = vec![0u8; 4096];
             let mut push = Vec::new();
@@ -467,8 +455,7 @@ impl ScriptedDevice {
             }
         });
         Self {
-            stop,
-            handle: Some(handle),
+            _worker: worker,
             fw,
             reboots,
             sleep,

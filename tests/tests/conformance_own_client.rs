@@ -46,6 +46,17 @@ const JUSTIFIED_NA: [(&str, &str); 3] = [
     ("1.0-int-771[https]", "the shim cannot host https"),
 ];
 
+/// A conformance run of `selection` against `ep` on the harness's shim.
+fn conform(h: &Harness, ep: &str, cfg: &ConformanceConfig, selection: &Selection) -> RunReport {
+    h.rt.block_on(h.running().conformance(ep, cfg, selection))
+        .expect("run")
+}
+
+/// The selection `--cases spec` makes.
+fn cases(spec: &str) -> Selection {
+    Selection::parse(&[spec.to_string()]).expect("selection")
+}
+
 /// Every case passed or is N/A for one of the [`JUSTIFIED_NA`] reasons.
 fn passes_or_justified_na(run: &RunReport, table: &str) {
     for c in &run.cases {
@@ -79,9 +90,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     let mut cfg = config(signer, h.running().http_addr);
     cfg.coap_tcp_host = h.running().coap_tcp.as_ref().map(|t| t.local_addr());
     cfg.coaps_tcp_host = h.running().coaps_tcp.as_ref().map(|t| t.local_addr());
-    let run =
-        h.rt.block_on(h.running().conformance("ets-dev", &cfg, &Selection::all()))
-            .expect("run");
+    let run = conform(&h, "ets-dev", &cfg, &Selection::all());
     let table = table(&run);
     // Every case a server can provoke ran (774 and Send only when named), 771 once per
     // protocol the device lists (coap, http, https, coap+tcp, coaps+tcp).
@@ -117,13 +126,7 @@ fn every_case_passes_or_is_justified_na_against_our_client() {
     assert_eq!(fw.delivery, Some(2), "{table}");
 
     // Asking for 774 explicitly reports it as not provokable rather than passing it.
-    let only =
-        h.rt.block_on(h.running().conformance(
-            "ets-dev",
-            &cfg,
-            &Selection::parse(&["774".to_string()]).expect("selection"),
-        ))
-        .expect("run");
+    let only = conform(&h, "ets-dev", &cfg, &cases("774"));
     assert_eq!(only.cases.len(), 1);
     assert!(
         matches!(&only.cases[0].verdict, Verdict::Inconclusive(why) if why.contains("out of RAM")),
@@ -158,13 +161,7 @@ fn a_queue_mode_device_that_sleeps_early_is_judged_on_every_core_case() {
     ])
     .expect("device options");
     let cfg = config(signer, h.running().http_addr);
-    let run =
-        h.rt.block_on(h.running().conformance(
-            "ets-queue",
-            &cfg,
-            &Selection::parse(&["core".to_string()]).expect("selection"),
-        ))
-        .expect("run");
+    let run = conform(&h, "ets-queue", &cfg, &cases("core"));
     let table = table(&run);
     passes_or_justified_na(&run, &table);
     let queue = run

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use lwm2m_client::sim::device::DeviceOptions;
 use lwm2m_client::sim::InThreadDevice;
-use serde_json::json;
+use serde_json::{json, Value};
 use tests::e2e::{Harness, PackageKind};
 use tests::nat::Nat;
+use tests::rest::Events;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -27,6 +28,21 @@ fn start_sleepy(h: &Harness, ep: &str, adjust: impl FnOnce(&mut DeviceOptions)) 
     dev
 }
 
+/// Starts a pull job for `fw2.suit` through the REST API; its id.
+fn start_pull(h: &Harness, ep: &str) -> Value {
+    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
+    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
+    assert_eq!(status, 202, "{job}");
+    job["id"].clone()
+}
+
+/// The FIRMWARE event that ends job `id` (SUCCEEDED or FAILED).
+fn job_end(events: &Events, id: &Value) -> Value {
+    events.wait_for(&["FIRMWARE"], T, |d| {
+        d["id"] == *id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
+    })
+}
+
 #[test]
 fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
     let h = Harness::start_configured("queue-job", |c| c.awake_time = Duration::from_secs(2));
@@ -40,19 +56,14 @@ fn a_firmware_job_updates_a_device_that_sleeps_in_queue_mode() {
     });
 
     let events = h.events(ep);
-    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
-    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].clone();
+    let id = start_pull(&h, ep);
     // Asleep: once the package is read, the job holds its first request for the wake-up. The
     // job starts on its own task, so this is awaited as an event, not read right after the POST.
     let waiting = events.wait_for(&["FIRMWARE"], T, |d| {
         d["id"] == id && (d["waitingForWakeUp"] == true || d["phase"] == "FAILED")
     });
     assert_eq!(waiting["waitingForWakeUp"], true, "{waiting}");
-    let last = events.wait_for(&["FIRMWARE"], T, |d| {
-        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
-    });
+    let last = job_end(&events, &id);
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(last["firmwareVersion"], "2.0.0", "{last}");
     assert_eq!(h.state_result(ep), Some((0, 1)));
@@ -85,13 +96,8 @@ fn a_firmware_job_reaches_a_sleeping_device_whose_nat_port_changed() {
     let new_port = nat.rebind();
 
     let events = h.events(ep);
-    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
-    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].clone();
-    let last = events.wait_for(&["FIRMWARE"], T, |d| {
-        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
-    });
+    let id = start_pull(&h, ep);
+    let last = job_end(&events, &id);
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(h.state_result(ep), Some((0, 1)));
     let (_, reg) = h.get(&format!("/api/clients/{ep}"));
@@ -115,10 +121,7 @@ fn a_firmware_job_waits_for_a_device_that_fell_asleep_before_the_shim_expected()
     // The device's own awake time passes; the shim's does not.
     std::thread::sleep(Duration::from_secs(4));
 
-    let body = json!({"package": "fw2.suit", "method": "pull"}).to_string();
-    let (status, job) = h.post(&format!("/api/clients/{ep}/firmware"), body.as_bytes());
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].clone();
+    let id = start_pull(&h, ep);
     let asleep = events.wait_for(&["SLEEPING", "FIRMWARE"], T, |d| {
         d == &json!({"ep": ep}) || (d["id"] == id && d["phase"] == "FAILED")
     });
@@ -127,9 +130,7 @@ fn a_firmware_job_waits_for_a_device_that_fell_asleep_before_the_shim_expected()
         json!({"ep": ep}),
         "no SLEEPING after the unanswered request"
     );
-    let last = events.wait_for(&["FIRMWARE"], T, |d| {
-        d["id"] == id && (d["phase"] == "SUCCEEDED" || d["phase"] == "FAILED")
-    });
+    let last = job_end(&events, &id);
     assert_eq!(last["phase"], "SUCCEEDED", "{last}");
     assert_eq!(h.state_result(ep), Some((0, 1)));
 }

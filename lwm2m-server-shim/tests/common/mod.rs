@@ -381,3 +381,33 @@ impl Drop for CoapServer {
         let _ = self.child.wait();
     }
 }
+
+/// A scripted peer's thread: `body` runs with a stop flag it polls, and dropping the worker
+/// sets the flag and joins the thread.
+pub struct Worker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Spawns `body` with the stop flag.
+    pub fn spawn(
+        body: impl FnOnce(std::sync::Arc<std::sync::atomic::AtomicBool>) + Send + 'static,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        Self {
+            stop,
+            thread: Some(std::thread::spawn(move || body(flag))),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
