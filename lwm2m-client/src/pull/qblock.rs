@@ -6,14 +6,18 @@
 //! complete, so the pull costs one round trip per set. Lost blocks are asked for again in
 //! one request carrying one Q-Block2 option per missing block.
 //!
-//! [`QBlock2Pull`] first probes the host with a Confirmable GET of the package's first 16 bytes
-//! with Q-Block2 (§3: support is probed with CON, so a host without Q-Block2 answers 4.02 Bad
-//! Option), then asks for the body with NON requests: the blocks of one body go all CON or all NON
-//! (§7), and a host asked for a set with CON sends the set as CON responses, one round trip each
-//! (§4.4, as libcoap does). libcoap's clients probe the same way. A host that answers 4.02, answers
-//! with Block2 or without any block option (aiocoap's file server, libcoap built without Q-Block,
-//! the shim with Q-Block disabled), or resets the request, gets the same pull over plain Block2
-//! ([`Block2Pull`]) instead. Later requests are NON.
+//! [`QBlock2Pull`] first probes the host with a Confirmable GET of the first 16 bytes of its
+//! `/.well-known/core` with Q-Block2 (§4.1: support is probed with CON, so a host without Q-Block2
+//! answers 4.02 Bad Option), as libcoap's and go-coap's clients do, then asks for the body with
+//! NON requests: the blocks of one body go all CON or all NON (§7), and a host asked for a set
+//! with CON sends the set as CON responses, one round trip each (§4.4, as libcoap does). The probe
+//! does not ask for the package itself: a host that keeps a body per request for its missing
+//! blocks (go-coap) would then hold two bodies matching the same request options and refuse the
+//! requests for missing blocks as ambiguous (4.00). A host that answers 4.02, answers with Block2,
+//! without any block option or with an error (aiocoap's file server, libcoap built without
+//! Q-Block, the shim with Q-Block disabled, a host without `/.well-known/core`), or resets the
+//! request, gets the same pull over plain Block2 ([`Block2Pull`]) instead. Later requests are
+//! NON.
 //!
 //! Loss recovery, RFC 9177 §7.2 with the defaults of [`QBlockParams`]:
 //! - a host sends the blocks of one request in order, all with that request's token, so a
@@ -96,6 +100,9 @@ const PROBE: BlockOpt = BlockOpt {
     more: false,
     szx: 0,
 };
+
+/// Where the probe asks: RFC 6690's discovery resource, as libcoap and go-coap probe.
+const PROBE_PATH: [&str; 2] = [".well-known", "core"];
 
 /// Changes of the package within one download before the pull gives up.
 const MAX_RESTARTS: usize = 3;
@@ -308,7 +315,7 @@ impl QBlock2Pull {
         };
         let first = u32::try_from(offset / bs).unwrap_or(MAX_NUM).min(MAX_NUM);
         pull.begin(first);
-        let (bytes, mid) = pull.request(MessageType::Confirmable, &[PROBE], false);
+        let (bytes, mid) = pull.probe_request();
         let timeout_ms = pull.tx.initial_timeout(&mut pull.rng);
         pull.probe = Some(Probe {
             bytes,
@@ -362,15 +369,36 @@ impl QBlock2Pull {
         self.window.reset(0);
     }
 
-    /// Builds a GET for the pulled resource with these Q-Block2 options; returns it and its
-    /// message id. Every request gets the next token.
-    fn request(&mut self, kind: MessageType, asks: &[BlockOpt], size2: bool) -> (Vec<u8>, u16) {
+    /// A GET with the next message id and the next token; returns it and its message id.
+    fn new_get(&mut self, kind: MessageType) -> (Packet, u16) {
         let mid = self.next_mid;
         self.next_mid = self.next_mid.wrapping_add(1);
         let mut token = [0u8; TOKEN_LEN];
         token[..4].copy_from_slice(&self.token_base);
         token[4..].copy_from_slice(&self.counter.to_be_bytes());
-        let mut p = packet(kind, MessageClass::Request(RequestType::Get), mid, &token);
+        self.counter = self.counter.wrapping_add(1);
+        self.requests += 1;
+        (
+            packet(kind, MessageClass::Request(RequestType::Get), mid, &token),
+            mid,
+        )
+    }
+
+    /// The Confirmable probe of [`PROBE_PATH`]; returns it and its message id.
+    fn probe_request(&mut self) -> (Vec<u8>, u16) {
+        let (mut p, mid) = self.new_get(MessageType::Confirmable);
+        for seg in PROBE_PATH {
+            p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+        }
+        p.add_option(q_block2(), PROBE.encode());
+        (p.to_bytes().unwrap_or_default(), mid)
+    }
+
+    /// Builds a GET for the pulled resource with these Q-Block2 options; returns it and its
+    /// message id. Every request gets the next token.
+    fn request(&mut self, kind: MessageType, asks: &[BlockOpt], size2: bool) -> (Vec<u8>, u16) {
+        let counter = self.counter;
+        let (mut p, mid) = self.new_get(kind);
         for seg in &self.uri.path {
             p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
         }
@@ -384,9 +412,7 @@ impl QBlock2Pull {
             p.add_option(CoapOption::Size2, uint_option(0));
         }
         let highest = asks.iter().map(|a| a.num).max().unwrap_or(0);
-        self.round = (self.counter, highest);
-        self.counter = self.counter.wrapping_add(1);
-        self.requests += 1;
+        self.round = (counter, highest);
         (p.to_bytes().unwrap_or_default(), mid)
     }
 
@@ -638,9 +664,8 @@ impl QBlock2Pull {
             MessageClass::Response(ResponseType::Content) => {
                 self.on_block(&p, counter, now_ms, sink)
             }
-            MessageClass::Response(ResponseType::BadOption) if self.probe.is_some() => {
-                self.fall_back()
-            }
+            // 4.02 for the option, or no discovery resource: pull as Block2.
+            MessageClass::Response(_) if self.probe.is_some() => self.fall_back(),
             MessageClass::Response(ResponseType::NotFound) => Err(PullError::NotFound),
             MessageClass::Response(code) => Err(PullError::ConnectionLost(format!(
                 "package host answered {code:?}"

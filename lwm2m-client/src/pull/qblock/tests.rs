@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -303,6 +304,7 @@ fn probe_then_body(pull: &mut QBlock2Pull, host: &mut Host, sink: &mut MemSink) 
     let body = pull.poll_transmit(50).unwrap();
     let p = Packet::from_bytes(&body).unwrap();
     assert_eq!(p.header.get_type(), MessageType::NonConfirmable);
+    assert_eq!(uri_path(&p), ["fw", "pkg.suit"]);
     assert_eq!(
         q_block2_options(&p).unwrap(),
         vec![BlockOpt::new(0, true, 6).unwrap()]
@@ -634,6 +636,49 @@ fn the_window_bounds_memory_and_blocks_beyond_it_are_asked_for_later() {
     );
     let (done, _) = run(&mut pull, &mut host, &mut sink, |_, _| false);
     done.unwrap();
+    assert!(sink.data == data);
+}
+
+fn uri_path(p: &Packet) -> Vec<String> {
+    p.get_option(CoapOption::UriPath)
+        .map(|segs| {
+            segs.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_probe_asks_the_discovery_resource_and_a_host_without_one_gets_block2() {
+    // A probe of the package itself leaves go-coap's host with two bodies for the same
+    // request options, and it refuses the requests for missing blocks (4.00).
+    let data = body(5000, 0);
+    let mut pull = new_pull(None, QBlockParams::default(), 1 << 20);
+    let probe = Packet::from_bytes(&pull.poll_transmit(0).unwrap()).unwrap();
+    assert_eq!(probe.header.get_type(), MessageType::Confirmable);
+    assert_eq!(uri_path(&probe), [".well-known", "core"]);
+    assert_eq!(
+        q_block2_options(&probe).unwrap(),
+        vec![BlockOpt::new(0, false, 0).unwrap()]
+    );
+    // No discovery resource: 4.04, and the package is pulled with Block2.
+    let not_found = packet(
+        MessageType::Acknowledgement,
+        MessageClass::Response(ResponseType::NotFound),
+        probe.header.message_id,
+        probe.get_token(),
+    );
+    let mut sink = MemSink::default();
+    let answer = not_found.to_bytes().unwrap();
+    assert!(pull
+        .handle_datagram(&answer, 1, &mut sink)
+        .unwrap()
+        .is_none());
+    assert_eq!(pull.uses_qblock(), Some(false));
+    let mut host = Host::new(Mode::Block2, data.clone());
+    let (done, _) = run(&mut pull, &mut host, &mut sink, |_, _| false);
+    assert_eq!(done.unwrap().size, data.len() as u64);
     assert!(sink.data == data);
 }
 
