@@ -332,3 +332,15 @@ pub fn lwm2m_client(dir: &Path, name: &str, args: &[&str]) -> LoggedChild {
     cmd.args(args);
     LoggedChild::spawn(name, &mut cmd, dir.join(format!("{name}.log")), false)
 }
+
+/// plgd's go-coap peer (`tests/gocoap`, pion DTLS underneath) that `scripts/test` builds into
+/// `target/peers/`; it must be there.
+pub fn gocoap_peer() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers/gocoap-peer");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/test (go build in tests/gocoap)",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,325 @@
+//! Our pulls and our package host judged by plgd's go-coap (Go modules, `tests/gocoap`): a
+//! CoAP stack with its own RFC 9177 Q-Block and RFC 8323 code, over pion's DTLS, neither
+//! OpenSSL nor tinydtls nor Scandium. `scripts/test` builds it into `target/peers/`.
+//!
+//! - Our device pulls from go-coap's host with Q-Block2 through loss, over plain CoAP and over
+//!   pion DTLS (PSK, TLS_PSK_WITH_AES_128_CCM_8, the LwM2M mandatory suite), and over coap+tcp.
+//! - go-coap's client pulls from our shim's package host with Q-Block2 through loss, over
+//!   coaps with pion DTLS, and over coap+tcp: byte-exact.
+//!
+//! Q-Block tests check that Q-Block was used (datagrams per block, go-coap's own count of
+//! Q-Block2 responses), not a silent fall back to Block2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lwm2m_client::coap::TxParams;
+use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::dtls::{DtlsContext, Psk};
+use lwm2m_client::host::tcp_pull::{self, TcpPullConfig};
+use lwm2m_client::pull::qblock::QBlockParams;
+use lwm2m_client::pull::MemSink;
+use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::packages::coap_tcp::{TcpHostLimits, TcpPackageHost};
+use lwm2m_server_shim::packages::host::PackageHost;
+use lwm2m_server_shim::server::security::store::SecurityInfo;
+use tests::process::{gocoap_peer, LoggedChild};
+use tests::relay::{Faults, Relay};
+
+const IDENTITY: &str = "gocoap-id";
+const KEY: &[u8] = b"gocoap-dtls-key1";
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gocoap-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn image(n: usize, salt: u32) -> Vec<u8> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_add(salt).wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+fn key_hex() -> String {
+    KEY.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// go-coap's host serving `body` as `/fw` over `net` (udp, dtls or tcp) with `extra` flags;
+/// returns it with its address once it listens.
+fn go_host(dir: &Path, net: &str, body: &[u8], extra: &[&str]) -> (LoggedChild, SocketAddr) {
+    let file = dir.join(format!("served-{net}.bin"));
+    std::fs::write(&file, body).expect("file");
+    let mut host = LoggedChild::spawn(
+        "gocoap-peer serve",
+        Command::new(gocoap_peer())
+            .args(["serve", "-net", net, "-file"])
+            .arg(&file)
+            .args(extra),
+        dir.join(format!("gocoap-{net}.log")),
+        false,
+    );
+    host.wait_log("listening ", Duration::from_secs(20));
+    let addr = host
+        .log()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening ")?.trim().parse().ok())
+        .expect("address in the log");
+    (host, addr)
+}
+
+/// go-coap's client pulls `uri` with `extra` flags; returns what it got and its summary line
+/// ("got N bytes, Q-Block responses M, Block2 responses K").
+async fn go_get(dir: &Path, uri: &str, extra: &[&str]) -> (Vec<u8>, String) {
+    let out = dir.join("got.bin");
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120")
+        .arg(gocoap_peer())
+        .args(["get", "-uri", uri, "-out"])
+        .arg(&out)
+        .args(extra);
+    let done = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("gocoap-peer runs");
+    let stdout = String::from_utf8_lossy(&done.stdout).into_owned();
+    assert!(
+        done.status.success(),
+        "go-coap's GET {uri} failed ({}):\n{stdout}{}",
+        done.status,
+        String::from_utf8_lossy(&done.stderr)
+    );
+    (std::fs::read(&out).expect("output file"), stdout)
+}
+
+/// The number after `label` in go-coap's summary line.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(label)
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
+}
+
+/// Our device's pull of `uri` (within two minutes) brings exactly `body`.
+async fn pull_exactly(uri: &str, config: &CoapPullConfig, body: &[u8]) {
+    let mut sink = MemSink::default();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        fetch(uri, None, config, &mut sink),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("pull of {uri} from go-coap: {e}"));
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "the bytes differ");
+}
+
+/// Fewer requests than a third of the blocks (Block2 asks once per block), and some loss.
+fn bursts(relay: &Relay, len: usize, who: &str, lossy: bool) {
+    let blocks = len.div_ceil(1024) as u64;
+    let requests = relay.stats().from_client.load(Ordering::Relaxed);
+    assert!(
+        requests < blocks / 3,
+        "{requests} datagrams from {who} for {blocks} blocks: not Q-Block2 bursts"
+    );
+    if lossy {
+        assert!(
+            relay.stats().dropped.load(Ordering::Relaxed) > 0,
+            "no loss exercised"
+        );
+    }
+}
+
+fn q_pull(tx: TxParams, dtls: Option<DtlsContext>) -> CoapPullConfig {
+    CoapPullConfig {
+        block_size: 1024,
+        qblock: Some(QBlockParams::scaled(tx.ack_timeout_ms)),
+        tx,
+        max_size: 4 << 20,
+        dtls,
+    }
+}
+
+fn lossy_tx() -> TxParams {
+    TxParams {
+        ack_timeout_ms: 500,
+        max_retransmit: 6,
+        ..TxParams::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_pulls_from_go_coap_with_q_block2_through_loss() {
+    let dir = temp_dir("device-udp");
+    let body = image(80 * 1024 + 11, 1);
+    let (host, addr) = go_host(&dir, "udp", &body, &["-qblock"]);
+    let relay = Relay::start(any(), addr, Faults::lossy(0.05, 0x60c0a9)).expect("relay");
+    pull_exactly(
+        &format!("coap://{}/fw", relay.addr()),
+        &q_pull(lossy_tx(), None),
+        &body,
+    )
+    .await;
+    bursts(&relay, body.len(), "our device", true);
+    assert!(host.log().contains("qblock2=true"), "{}", host.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_falls_back_to_block2_when_go_coap_has_no_q_block() {
+    let dir = temp_dir("device-fallback");
+    let body = image(20 * 1024 + 5, 2);
+    let (_host, addr) = go_host(&dir, "udp", &body, &[]);
+    pull_exactly(
+        &format!("coap://{addr}/fw"),
+        &q_pull(lossy_tx(), None),
+        &body,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_pulls_from_go_coap_over_pion_dtls_with_q_block2() {
+    let dir = temp_dir("device-dtls");
+    let body = image(40 * 1024 + 3, 3);
+    let key = key_hex();
+    let (_host, addr) = go_host(
+        &dir,
+        "dtls",
+        &body,
+        &["-qblock", "-psk-id", IDENTITY, "-psk-key", &key],
+    );
+    let relay = Relay::start(any(), addr, Faults::default()).expect("relay");
+    let dtls = DtlsContext::psk_client(Psk {
+        identity: IDENTITY.as_bytes().to_vec(),
+        key: KEY.to_vec(),
+    })
+    .expect("ctx");
+    pull_exactly(
+        &format!("coaps://{}/fw", relay.addr()),
+        &q_pull(TxParams::default(), Some(dtls)),
+        &body,
+    )
+    .await;
+    bursts(&relay, body.len(), "our device", false);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_pulls_from_go_coap_over_coap_tcp() {
+    let dir = temp_dir("device-tcp");
+    let body = image(200 * 1024 + 9, 4);
+    let (_host, addr) = go_host(&dir, "tcp", &body, &[]);
+    let mut sink = MemSink::default();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        tcp_pull::fetch(
+            &format!("coap+tcp://{addr}/fw"),
+            None,
+            &TcpPullConfig::default(),
+            &mut sink,
+        ),
+    )
+    .await
+    .expect("bounded")
+    .expect("coap+tcp pull from go-coap");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "the bytes differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shim on plain CoAP and coaps (the PSK of [`IDENTITY`] stored), its package host
+/// serving `body` as `/fw/fw.bin`.
+async fn our_host(dir: &Path, body: &[u8]) -> app::RunningShim {
+    let running = app::start(ShimConfig {
+        coap_addr: Some(any()),
+        coaps_addr: Some(any()),
+        http_addr: any(),
+        package_dir: dir.join("packages"),
+        ..ShimConfig::default()
+    })
+    .await
+    .expect("shim starts");
+    running
+        .shim
+        .security
+        .put(SecurityInfo::parse_cli(&format!("dev-go:{IDENTITY}:{}", key_hex())).expect("psk"))
+        .expect("stored");
+    running.shim.packages.store("fw.bin", body).expect("store");
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_coap_pulls_from_our_host_with_q_block2_through_loss() {
+    let dir = temp_dir("host-udp");
+    let body = image(64 * 1024 + 300, 5);
+    let running = our_host(&dir, &body).await;
+    let relay = Relay::start(
+        any(),
+        running.coap_addr.expect("coap"),
+        Faults::lossy(0.05, 0x90c0),
+    )
+    .expect("relay");
+    let uri = format!("coap://{}/fw/fw.bin", relay.addr());
+    let (got, summary) = go_get(&dir, &uri, &["-qblock"]).await;
+    assert!(got == body, "{} bytes arrived, not the package", got.len());
+    assert!(count(&summary, "Q-Block responses") > 0, "{summary}");
+    bursts(&relay, body.len(), "go-coap", true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_coap_pulls_from_our_coaps_host_over_pion_dtls() {
+    let dir = temp_dir("host-dtls");
+    let body = image(30 * 1024 + 7, 6);
+    let running = our_host(&dir, &body).await;
+    let uri = format!("coaps://{}/fw/fw.bin", running.coaps_addr.expect("coaps"));
+    let key = key_hex();
+    let psk = ["-psk-id", IDENTITY, "-psk-key", &key];
+    let (got, summary) = go_get(&dir, &uri, &psk).await;
+    assert!(
+        got == body,
+        "{} bytes over Block2, not the package",
+        got.len()
+    );
+    assert!(count(&summary, "Block2 responses") > 0, "{summary}");
+    let q: Vec<&str> = psk.iter().copied().chain(["-qblock"]).collect();
+    let (got, summary) = go_get(&dir, &uri, &q).await;
+    assert!(
+        got == body,
+        "{} bytes over Q-Block2, not the package",
+        got.len()
+    );
+    assert!(count(&summary, "Q-Block responses") > 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_coap_pulls_from_our_coap_tcp_host() {
+    let dir = temp_dir("host-tcp");
+    let body = image(256 * 1024 + 123, 7);
+    let packages = Arc::new(PackageHost::new(dir.join("packages")).expect("package dir"));
+    packages.store("fw.bin", &body).expect("store");
+    let listener = TcpPackageHost::start(any(), packages, None, TcpHostLimits::default())
+        .await
+        .expect("listener");
+    let uri = format!("coap+tcp://{}/fw/fw.bin", listener.local_addr());
+    let (got, _) = go_get(&dir, &uri, &[]).await;
+    assert!(got == body, "{} bytes arrived, not the package", got.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
