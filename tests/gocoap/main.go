@@ -3,7 +3,8 @@
 // we did not write (tests/tests/gocoap_peer.rs).
 //
 //	gocoap-peer serve -net udp|dtls|tcp -file F [-path /fw] [-qblock] [-psk-id ID -psk-key HEX]
-//	    prints "listening HOST:PORT" once bound, then logs each request on stderr
+//	    prints "listening HOST:PORT" once bound, then logs each request on stderr; a PUT
+//	    (Block1 or Q-Block1) replaces what GET serves
 //	gocoap-peer get -uri coap://..|coaps://..|coap+tcp://.. -out F [-qblock] [-psk-id -psk-key]
 //	    prints "got N bytes, Q-Block responses M, Block2 responses K" and exits 0
 package main
@@ -18,6 +19,7 @@ import (
 	"log"
 	"net/url"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,17 +69,30 @@ func serve(args []string) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	sum := sha256.Sum256(body)
-	etag := sum[:8]
+	var mu sync.Mutex
 	router := mux.NewRouter()
 	err = router.Handle(*path, mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 		log.Printf("%v %v block2=%v qblock2=%v", r.Code(), *path, r.HasOption(message.Block2), r.HasOption(message.QBlock2))
-		if r.Code() != codes.GET {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Code() {
+		case codes.GET:
+			sum := sha256.Sum256(body)
+			_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(body),
+				message.Option{ID: message.ETag, Value: sum[:8]})
+		case codes.PUT:
+			// A pushed body (Q-Block1 or Block1, reassembled by go-coap) replaces the package.
+			put, err := r.ReadBody()
+			if err != nil {
+				_ = w.SetResponse(codes.BadRequest, message.TextPlain, nil)
+				return
+			}
+			body = put
+			log.Printf("PUT %v: %d bytes", *path, len(body))
+			_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		default:
 			_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
-			return
 		}
-		_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(body),
-			message.Option{ID: message.ETag, Value: etag})
 	}))
 	if err != nil {
 		log.Fatal(err)

@@ -6,6 +6,8 @@
 //!   pion DTLS (PSK, TLS_PSK_WITH_AES_128_CCM_8, the LwM2M mandatory suite), and over coap+tcp.
 //! - go-coap's client pulls from our shim's package host with Q-Block2 through loss, over
 //!   coaps with pion DTLS, and over coap+tcp: byte-exact.
+//! - The shim's Q-Block1 pusher writes a body into go-coap's server through loss; go-coap's
+//!   client reads it back.
 //!
 //! Q-Block tests check that Q-Block was used (datagrams per block, go-coap's own count of
 //! Q-Block2 responses), not a silent fall back to Block2.
@@ -17,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
@@ -24,8 +27,13 @@ use lwm2m_client::host::tcp_pull::{self, TcpPullConfig};
 use lwm2m_client::pull::qblock::QBlockParams;
 use lwm2m_client::pull::MemSink;
 use lwm2m_server_shim::app::{self, ShimConfig};
+use lwm2m_server_shim::coap::endpoint::{CoapEndpoint, RequestHandler};
+use lwm2m_server_shim::coap::message::response;
+use lwm2m_server_shim::coap::timing::CoapTiming;
 use lwm2m_server_shim::packages::coap_tcp::{TcpHostLimits, TcpPackageHost};
 use lwm2m_server_shim::packages::host::PackageHost;
+use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
+use lwm2m_server_shim::server::qblock1_push::{push, Pushed};
 use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::process::{gocoap_peer, LoggedChild};
 use tests::relay::{Faults, Relay};
@@ -321,5 +329,78 @@ async fn go_coap_pulls_from_our_coap_tcp_host() {
     let uri = format!("coap+tcp://{}/fw/fw.bin", listener.local_addr());
     let (got, _) = go_get(&dir, &uri, &[]).await;
     assert!(got == body, "{} bytes arrived, not the package", got.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pusher's own endpoint answers nothing: it only sends.
+struct NoResources;
+
+impl RequestHandler for NoResources {
+    fn handle(&self, _: &Packet, _: SocketAddr) -> Packet {
+        response(ResponseType::NotFound)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shims_q_block1_push_is_taken_by_go_coap_through_loss() {
+    let dir = temp_dir("push");
+    let (host, addr) = go_host(&dir, "udp", b"before", &["-qblock"]);
+    let relay = Relay::start(any(), addr, Faults::lossy(0.05, 0x9b12)).expect("relay");
+    let endpoint = CoapEndpoint::bind(any(), CoapTiming::default(), Arc::new(NoResources))
+        .await
+        .expect("endpoint");
+    let receiver = tokio::spawn(endpoint.clone().run());
+    let body = image(60 * 1024 + 99, 8);
+    let mut req = Packet::new();
+    req.header.code = MessageClass::Request(RequestType::Put);
+    req.add_option(CoapOption::UriPath, b"fw".to_vec());
+    req.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
+    let pushed = tokio::time::timeout(
+        Duration::from_secs(120),
+        push(
+            &endpoint,
+            relay.addr(),
+            &req,
+            &body,
+            6,
+            &QBlockSenderParams::default(),
+            Duration::from_secs(10),
+        ),
+    )
+    .await
+    .expect("bounded")
+    .expect("Q-Block1 push to go-coap");
+    let Pushed::Answered(answer) = pushed else {
+        panic!("go-coap refused Q-Block1: {pushed:?}\n{}", host.log());
+    };
+    assert_eq!(
+        answer.header.code,
+        MessageClass::Response(ResponseType::Changed),
+        "{}",
+        host.log()
+    );
+    // Block1 would send each block once and get an answer to each.
+    let blocks = body.len().div_ceil(1024) as u64;
+    let sent = relay.stats().from_client.load(Ordering::Relaxed);
+    let answers = relay.stats().from_server.load(Ordering::Relaxed);
+    eprintln!("Q-Block1 push of {blocks} blocks: {sent} datagrams sent, {answers} answers");
+    assert!(sent < 2 * blocks, "{sent} datagrams for {blocks} blocks");
+    assert!(
+        answers < blocks / 2,
+        "{answers} answers to {sent} datagrams"
+    );
+    assert!(
+        relay.stats().dropped.load(Ordering::Relaxed) > 0,
+        "no loss exercised"
+    );
+    receiver.abort();
+    assert!(
+        host.log()
+            .contains(&format!("PUT /fw: {} bytes", body.len())),
+        "{}",
+        host.log()
+    );
+    let (got, _) = go_get(&dir, &format!("coap://{addr}/fw"), &[]).await;
+    assert!(got == body, "{} bytes stored, not the body", got.len());
     let _ = std::fs::remove_dir_all(&dir);
 }

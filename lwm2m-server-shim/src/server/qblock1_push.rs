@@ -2,13 +2,18 @@
 //! NON requests, one round trip per set instead of one per block (Block1, RFC 7959), which is
 //! what a push over a long link (NB-IoT, LTE-M: round trips of 0.1 to 3 s) needs.
 //!
-//! The first block goes as a CON request (§4.1): a device without Q-Block1 answers it 4.02 Bad
-//! Option, as RFC 7252 §5.4.1 requires for an unknown critical option, and the caller falls back to
-//! Block1 ([`Pushed::Unsupported`]); one with Q-Block1 answers 2.31 or only acknowledges it,
-//! keeping its response for the complete body (§4.3, as libcoap does); a device that took the block
-//! for a whole body (answered 2.04 although more blocks follow) gets the same fall back, whose
-//! block 0 restarts the body. Every block names the body with one Request-Tag (RFC 9175 §3.2) and
-//! has its own token; Size1 gives the body's size.
+//! Block 0 first goes as a CON request, the probe (§4.1): a device without Q-Block1 answers it 4.02
+//! Bad Option, as RFC 7252 §5.4.1 requires for an unknown critical option, and the caller falls
+//! back to Block1 ([`Pushed::Unsupported`]); one with Q-Block1 answers 2.31 or only acknowledges
+//! it, keeping its response for the complete body (§4.3, as libcoap does); a device that took the
+//! block for a whole body (answered 2.04 although more blocks follow) gets the same fall back,
+//! whose block 0 restarts the body. Once the probe showed Q-Block1, the body goes again from
+//! block 0 under a new Request-Tag, every block NON: the payloads of one body are all CON or all
+//! NON (§7), and go-coap's receiver refuses (4.00) the NON blocks of a body that began with a CON
+//! one; a receiver takes block 0 with a new tag for a new body that replaces the probe's, as
+//! libcoap's, go-coap's and our device's do. A one-block body is done by the probe alone. Every
+//! block names its body with a Request-Tag (RFC 9175 §3.2) and has its own token; Size1 gives the
+//! body's size.
 //!
 //! The device answers each complete set with 2.31 Continue (the next set goes at once),
 //! missing blocks with 4.08 and their numbers as `application/missing-blocks+cbor-seq`
@@ -77,6 +82,11 @@ fn code(p: &Packet) -> Option<ResponseType> {
         MessageClass::Response(r) => Some(r),
         _ => None,
     }
+}
+
+/// A Request-Tag other than `tag`, for the body after the probe's.
+fn next_tag(tag: [u8; 4]) -> [u8; 4] {
+    u32::from_be_bytes(tag).wrapping_add(1).to_be_bytes()
 }
 
 /// A body cut into Q-Block1 requests.
@@ -168,10 +178,15 @@ pub async fn push(
             _ => return Ok(Pushed::Answered(first)),
         }
     }
+    // The body proper: all NON, under a tag of its own.
+    let body = Body {
+        tag: next_tag(tag),
+        ..body
+    };
     let mut non = endpoint.non_requests(peer);
     let mp = params.max_payloads.max(1);
     // The first block not acknowledged by a 2.31.
-    let mut next = 1u32;
+    let mut next = 0u32;
     let mut to_send: Vec<u32> = (next..set_end(next, mp).min(total)).collect();
     let mut silent = 0u32;
     // Datagrams the push may take: every block a few times over, so a device that keeps
@@ -241,7 +256,7 @@ pub async fn push(
                     return Err(PushError::Protocol("device asks for blocks past the body"));
                 }
                 if let Some(&first) = missing.first() {
-                    next = next.min(first.max(1));
+                    next = next.min(first);
                     // The device has the block this 4.08 answers, and every block before it
                     // that it did not list, within the set of the first missing one (a device
                     // that drops blocks after a gap lists them all up to that set's end).
@@ -252,19 +267,6 @@ pub async fn push(
                 }
                 silent = 0;
                 to_send = missing;
-                if to_send.first() == Some(&0) {
-                    // Block 0 starts the body again: confirmable, as at the start.
-                    let again = endpoint
-                        .request_until_acked(peer, body.block(0)?, timeout)
-                        .await?;
-                    if let Some(again) = again.filter(|a| code(a) != Some(ResponseType::Continue)) {
-                        return Ok(Pushed::Answered(again));
-                    }
-                    to_send.retain(|&n| n != 0);
-                    if to_send.is_empty() {
-                        to_send = (1..set_end(1, mp).min(total)).collect();
-                    }
-                }
             }
             _ => return Ok(Pushed::Answered(resp)),
         }
