@@ -2,10 +2,12 @@
 // our device's pulls and our shim's package host meet a CoAP, RFC 9177 Q-Block and DTLS stack
 // we did not write (tests/tests/gocoap_peer.rs).
 //
-//	gocoap-peer serve -net udp|dtls|tcp -file F [-path /fw] [-qblock] [-psk-id ID -psk-key HEX]
+//	gocoap-peer serve -net udp|dtls|tcp|tls -file F [-path /fw] [-qblock] [-psk-id ID -psk-key HEX]
+//	    [-cert PEM -key PEM]
 //	    prints "listening HOST:PORT" once bound, then logs each request on stderr; a PUT
 //	    (Block1 or Q-Block1) replaces what GET serves
-//	gocoap-peer get -uri coap://..|coaps://..|coap+tcp://.. -out F [-qblock] [-psk-id -psk-key]
+//	gocoap-peer get -uri coap://..|coaps://..|coap+tcp://..|coaps+tcp://.. -out F [-qblock]
+//	    [-psk-id -psk-key] [-ca PEM]
 //	    prints "got N bytes, Q-Block responses M, Block2 responses K" and exits 0
 package main
 
@@ -13,6 +15,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -58,7 +62,9 @@ func qmode(on bool) options.QBlockwiseOpt {
 
 func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	network := fs.String("net", "udp", "udp, dtls or tcp")
+	network := fs.String("net", "udp", "udp, dtls, tcp or tls")
+	certFile := fs.String("cert", "", "certificate chain, PEM (tls)")
+	keyFile := fs.String("key", "", "private key, PEM (tls)")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	file := fs.String("file", "", "the package to serve")
 	path := fs.String("path", "/fw", "its path")
@@ -129,8 +135,20 @@ func serve(args []string) {
 		}
 		fmt.Printf("listening %v\n", l.Addr())
 		log.Fatal(tcp.NewServer(options.WithMux(router), bw).Serve(l))
+	case "tls":
+		// Go's own TLS (crypto/tls), not OpenSSL.
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		l, err := coapNet.NewTLSListener("tcp", *addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("listening %v\n", l.Addr())
+		log.Fatal(tcp.NewServer(options.WithMux(router), bw).Serve(l))
 	default:
-		log.Fatalf("-net %q: want udp, dtls or tcp", *network)
+		log.Fatalf("-net %q: want udp, dtls, tcp or tls", *network)
 	}
 }
 
@@ -152,6 +170,7 @@ func get(args []string) {
 	out := fs.String("out", "", "where to write it")
 	q := fs.Bool("qblock", false, "ask with Q-Block2 (RFC 9177)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after")
+	ca := fs.String("ca", "", "CA certificates to trust, PEM (coaps+tcp)")
 	psk := pskFlags{fs.String("psk-id", "", "PSK identity (coaps)"), fs.String("psk-key", "", "PSK, hex (coaps)")}
 	_ = fs.Parse(args)
 	u, err := url.Parse(*raw)
@@ -204,10 +223,22 @@ func get(args []string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-	case "coap+tcp":
+	case "coap+tcp", "coaps+tcp":
 		// Wait for the host's CSM (RFC 8323 §5.3): go-coap uses Block2 only once the peer's
 		// CSM offered Block-Wise-Transfer, and a response that comes before is dropped.
-		cc, err := tcp.Dial(u.Host, options.WithContext(ctx), bw, options.WithCSMExchangeTimeout(10*time.Second))
+		opts := []tcp.Option{options.WithContext(ctx), bw, options.WithCSMExchangeTimeout(10 * time.Second)}
+		if u.Scheme == "coaps+tcp" {
+			pem, err := os.ReadFile(*ca)
+			if err != nil {
+				log.Fatalf("-ca: %v", err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				log.Fatalf("-ca %v: no certificate", *ca)
+			}
+			opts = append(opts, options.WithTLS(&tls.Config{RootCAs: roots, ServerName: u.Hostname()}))
+		}
+		cc, err := tcp.Dial(u.Host, opts...)
 		if err != nil {
 			log.Fatalf("dial %v: %v", u.Host, err)
 		}

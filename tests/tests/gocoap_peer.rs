@@ -8,6 +8,9 @@
 //!   coaps with pion DTLS, and over coap+tcp: byte-exact.
 //! - The shim's Q-Block1 pusher writes a body into go-coap's server through loss; go-coap's
 //!   client reads it back.
+//! - coaps+tcp with Go's own TLS (crypto/tls, no OpenSSL): our device pulls from go-coap's TLS
+//!   host trusting its CA, and go-coap's client pulls from the shim's coaps+tcp host trusting
+//!   the shim's self-signed certificate (checked against 127.0.0.1, as Go does).
 //!
 //! Q-Block tests check that Q-Block was used (datagrams per block, go-coap's own count of
 //! Q-Block2 responses), not a silent fall back to Block2.
@@ -30,11 +33,14 @@ use lwm2m_server_shim::app::{self, ShimConfig};
 use lwm2m_server_shim::coap::endpoint::{CoapEndpoint, RequestHandler};
 use lwm2m_server_shim::coap::message::response;
 use lwm2m_server_shim::coap::timing::CoapTiming;
-use lwm2m_server_shim::packages::coap_tcp::{TcpHostLimits, TcpPackageHost};
+use lwm2m_server_shim::packages::coap_tcp::{
+    TcpHostLimits, TcpPackageHost, TlsCredentials, TlsIdentity,
+};
 use lwm2m_server_shim::packages::host::PackageHost;
 use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
 use lwm2m_server_shim::server::qblock1_push::{push, Pushed};
 use lwm2m_server_shim::server::security::store::SecurityInfo;
+use tests::pki::Pki;
 use tests::process::{gocoap_peer, LoggedChild};
 use tests::relay::{Faults, Relay};
 
@@ -402,5 +408,66 @@ async fn the_shims_q_block1_push_is_taken_by_go_coap_through_loss() {
     );
     let (got, _) = go_get(&dir, &format!("coap://{addr}/fw"), &[]).await;
     assert!(got == body, "{} bytes stored, not the body", got.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_pulls_from_go_coap_over_go_tls() {
+    let dir = temp_dir("device-tls");
+    let pki = Pki::new(&dir.join("pki"), "gocoap-test-ca");
+    let host_cert = pki.issue("host", "gocoap", &["IP:127.0.0.1"]);
+    let body = image(150 * 1024 + 5, 9);
+    let (_host, addr) = go_host(
+        &dir,
+        "tls",
+        &body,
+        &[
+            "-cert",
+            &host_cert.cert_pem.to_string_lossy(),
+            "-key",
+            &host_cert.key_pem.to_string_lossy(),
+        ],
+    );
+    let config = TcpPullConfig {
+        stall: Duration::from_secs(10),
+        ca_pem: Some(std::fs::read(pki.ca_pem()).expect("CA")),
+        ..TcpPullConfig::default()
+    };
+    let mut sink = MemSink::default();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        tcp_pull::fetch(&format!("coaps+tcp://{addr}/fw"), None, &config, &mut sink),
+    )
+    .await
+    .expect("bounded")
+    .expect("coaps+tcp pull from go-coap over Go's TLS");
+    assert_eq!(done.size, body.len() as u64);
+    assert!(sink.data == body, "the bytes differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_coap_pulls_from_our_coaps_tcp_host_over_go_tls() {
+    let dir = temp_dir("host-tls");
+    let body = image(100 * 1024 + 17, 10);
+    let packages = Arc::new(PackageHost::new(dir.join("packages")).expect("package dir"));
+    packages.store("fw.bin", &body).expect("store");
+    let identity = TlsIdentity::self_signed(&[]).expect("certificate");
+    let cert = dir.join("shim-cert.pem");
+    std::fs::write(&cert, &identity.cert_pem).expect("write certificate");
+    let listener = TcpPackageHost::start(
+        any(),
+        packages,
+        Some(&TlsCredentials {
+            identity,
+            psk: None,
+        }),
+        TcpHostLimits::default(),
+    )
+    .await
+    .expect("listener");
+    let uri = format!("coaps+tcp://{}/fw/fw.bin", listener.local_addr());
+    let (got, _) = go_get(&dir, &uri, &["-ca", &cert.to_string_lossy()]).await;
+    assert!(got == body, "{} bytes arrived, not the package", got.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
