@@ -7,7 +7,7 @@
 //	    prints "listening HOST:PORT" once bound, then logs each request on stderr; a PUT
 //	    (Block1 or Q-Block1) replaces what GET serves
 //	gocoap-peer get -uri coap://..|coaps://..|coap+tcp://..|coaps+tcp://.. -out F [-qblock]
-//	    [-psk-id -psk-key] [-ca PEM]
+//	    [-psk-id -psk-key [-cid]] [-ca PEM]
 //	    prints "got N bytes, Q-Block responses M, Block2 responses K" and exits 0
 package main
 
@@ -172,6 +172,7 @@ func get(args []string) {
 	timeout := fs.Duration("timeout", time.Minute, "give up after")
 	ca := fs.String("ca", "", "CA certificates to trust, PEM (coaps+tcp)")
 	psk := pskFlags{fs.String("psk-id", "", "PSK identity (coaps)"), fs.String("psk-key", "", "PSK, hex (coaps)")}
+	cid := fs.Bool("cid", false, "offer an 8-byte DTLS Connection ID (RFC 9146), as Zephyr and other mbedTLS devices do")
 	_ = fs.Parse(args)
 	u, err := url.Parse(*raw)
 	if err != nil {
@@ -193,11 +194,16 @@ func get(args []string) {
 			cc, err = udp.Dial(u.Host, options.WithContext(ctx), bw, qmode(*q), monitor)
 		} else {
 			key := psk.keyBytes()
-			cc, err = dtls.Dial(u.Host, dtls.NewDTLSClientOptions(
+			dtlsOpts := []piondtls.ClientOption{
 				piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
 				piondtls.WithPSKIdentityHint([]byte(*psk.id)),
 				piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8),
-			), options.WithContext(ctx), bw, qmode(*q), monitor)
+			}
+			if *cid {
+				dtlsOpts = append(dtlsOpts, piondtls.WithConnectionIDGenerator(piondtls.RandomCIDGenerator(8)))
+			}
+			cc, err = dtls.Dial(u.Host, dtls.NewDTLSClientOptions(dtlsOpts...),
+				options.WithContext(ctx), bw, qmode(*q), monitor)
 		}
 		if err != nil {
 			log.Fatalf("dial %v: %v", u.Host, err)
