@@ -333,10 +333,14 @@ pub fn lwm2m_client(dir: &Path, name: &str, args: &[&str]) -> LoggedChild {
     LoggedChild::spawn(name, &mut cmd, dir.join(format!("{name}.log")), false)
 }
 
-/// plgd's go-coap peer (`tests/gocoap`, pion DTLS underneath) that `scripts/test` builds into
-/// `target/peers/`; it must be there.
+/// Where `scripts/test` builds plgd's go-coap peer (`tests/gocoap`, pion DTLS underneath).
+pub fn gocoap_peer_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers/gocoap-peer")
+}
+
+/// [`gocoap_peer_path`], which must be there.
 pub fn gocoap_peer() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers/gocoap-peer");
+    let bin = gocoap_peer_path();
     assert!(
         bin.is_file(),
         "{} is missing: run scripts/test (go build in tests/gocoap)",
