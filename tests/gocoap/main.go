@@ -3,7 +3,7 @@
 // we did not write (tests/tests/gocoap_peer.rs).
 //
 //	gocoap-peer serve -net udp|dtls|tcp|tls -file F [-path /fw] [-qblock] [-psk-id ID -psk-key HEX]
-//	    [-cert PEM -key PEM]
+//	    [-cert PEM -key PEM [-ca PEM]]
 //	    prints "listening HOST:PORT" once bound, then logs each request on stderr; a PUT
 //	    (Block1 or Q-Block1) replaces what GET serves
 //	gocoap-peer get -uri coap://..|coaps://..|coap+tcp://..|coaps+tcp://.. -out F [-qblock]
@@ -63,8 +63,9 @@ func qmode(on bool) options.QBlockwiseOpt {
 func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	network := fs.String("net", "udp", "udp, dtls, tcp or tls")
-	certFile := fs.String("cert", "", "certificate chain, PEM (tls)")
-	keyFile := fs.String("key", "", "private key, PEM (tls)")
+	certFile := fs.String("cert", "", "certificate chain, PEM (tls; dtls in certificate mode)")
+	keyFile := fs.String("key", "", "private key, PEM (tls, dtls)")
+	ca := fs.String("ca", "", "CA certificates of the clients, PEM (dtls with -cert)")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	file := fs.String("file", "", "the package to serve")
 	path := fs.String("path", "/fw", "its path")
@@ -113,16 +114,31 @@ func serve(args []string) {
 		fmt.Printf("listening %v\n", l.LocalAddr())
 		log.Fatal(udp.NewServer(options.WithMux(router), bw, qmode(*q)).Serve(l))
 	case "dtls":
-		key := psk.keyBytes()
-		l, err := coapNet.NewDTLSListener("udp", *addr, coapNet.NewDTLSServerOptions(
-			piondtls.WithPSK(func(id []byte) ([]byte, error) {
-				if string(id) != *psk.id {
-					return nil, fmt.Errorf("unknown PSK identity %q", id)
-				}
-				return key, nil
-			}),
-			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8),
-		))
+		var dtlsOpts []piondtls.ServerOption
+		if *certFile != "" {
+			// Certificate mode, as LwM2M mandates it: ECDHE_ECDSA with CCM_8, the client's
+			// certificate required and checked against -ca.
+			cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			dtlsOpts = append(dtlsOpts,
+				piondtls.WithCertificates(cert),
+				piondtls.WithClientAuth(piondtls.RequireAndVerifyClientCert),
+				piondtls.WithClientCAs(roots(*ca)),
+				piondtls.WithCipherSuites(piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8))
+		} else {
+			key := psk.keyBytes()
+			dtlsOpts = append(dtlsOpts,
+				piondtls.WithPSK(func(id []byte) ([]byte, error) {
+					if string(id) != *psk.id {
+						return nil, fmt.Errorf("unknown PSK identity %q", id)
+					}
+					return key, nil
+				}),
+				piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
+		}
+		l, err := coapNet.NewDTLSListener("udp", *addr, coapNet.NewDTLSServerOptions(dtlsOpts...))
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -150,6 +166,19 @@ func serve(args []string) {
 	default:
 		log.Fatalf("-net %q: want udp, dtls, tcp or tls", *network)
 	}
+}
+
+// roots reads the CA certificates of a PEM file.
+func roots(file string) *x509.CertPool {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		log.Fatalf("-ca: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		log.Fatalf("-ca %v: no certificate", file)
+	}
+	return pool
 }
 
 // counter counts the responses that carried Q-Block2 and Block2.
@@ -234,15 +263,7 @@ func get(args []string) {
 		// CSM offered Block-Wise-Transfer, and a response that comes before is dropped.
 		opts := []tcp.Option{options.WithContext(ctx), bw, options.WithCSMExchangeTimeout(10 * time.Second)}
 		if u.Scheme == "coaps+tcp" {
-			pem, err := os.ReadFile(*ca)
-			if err != nil {
-				log.Fatalf("-ca: %v", err)
-			}
-			roots := x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pem) {
-				log.Fatalf("-ca %v: no certificate", *ca)
-			}
-			opts = append(opts, options.WithTLS(&tls.Config{RootCAs: roots, ServerName: u.Hostname()}))
+			opts = append(opts, options.WithTLS(&tls.Config{RootCAs: roots(*ca), ServerName: u.Hostname()}))
 		}
 		cc, err := tcp.Dial(u.Host, opts...)
 		if err != nil {

@@ -3,7 +3,8 @@
 //! OpenSSL nor tinydtls nor Scandium. `scripts/test` builds it into `target/peers/`.
 //!
 //! - Our device pulls from go-coap's host with Q-Block2 through loss, over plain CoAP and over
-//!   pion DTLS (PSK, TLS_PSK_WITH_AES_128_CCM_8, the LwM2M mandatory suite), and over coap+tcp.
+//!   pion DTLS (PSK and certificates, each with the CCM_8 suite LwM2M mandates), and over
+//!   coap+tcp.
 //! - go-coap's client pulls from our shim's package host with Q-Block2 through loss, over
 //!   coaps with pion DTLS, and over coap+tcp: byte-exact.
 //! - The shim's Q-Block1 pusher writes a body into go-coap's server through loss; go-coap's
@@ -231,6 +232,37 @@ async fn our_device_pulls_from_go_coap_over_pion_dtls_with_q_block2() {
     )
     .await;
     bursts(&relay, body.len(), "our device", false);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_device_pulls_from_go_coap_over_pion_dtls_with_certificates() {
+    // LwM2M's certificate mode (ECDHE_ECDSA with CCM_8): pion requires and checks the
+    // device's certificate, the device checks pion's against 127.0.0.1.
+    let dir = temp_dir("device-dtls-pki");
+    let pki = Pki::new(&dir.join("pki"), "gocoap-dtls-ca");
+    let device = pki.issue("device", "urn:dev:gocoap-1", &[]);
+    let host = pki.issue("host", "gocoap", &["IP:127.0.0.1"]);
+    let body = image(20 * 1024 + 1, 11);
+    let (cert, key, ca) = (
+        host.cert_pem.to_string_lossy(),
+        host.key_pem.to_string_lossy(),
+        pki.ca_pem(),
+    );
+    let ca = ca.to_string_lossy();
+    let (_host, addr) = go_host(
+        &dir,
+        "dtls",
+        &body,
+        &["-qblock", "-cert", &cert, "-key", &key, "-ca", &ca],
+    );
+    let dtls = DtlsContext::cert_client(&pki.identity(&device)).expect("ctx");
+    pull_exactly(
+        &format!("coaps://{addr}/fw"),
+        &q_pull(TxParams::default(), Some(dtls)),
+        &body,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
