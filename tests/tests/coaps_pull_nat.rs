@@ -3,14 +3,17 @@
 //! coaps listener, OpenSSL as any DTLS server without Connection ID) has no session for the new
 //! address and drops what comes from it. The pull then handshakes again from where it is and
 //! goes on; before, its retransmissions went unanswered until it gave up with the connection
-//! lost, the whole download to start over.
+//! lost, the whole download to start over. A mapping that changes twice in one download costs
+//! two new handshakes, the second offering the session the first one made.
 
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lwm2m_client::coap::TxParams;
 use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
-use lwm2m_client::pull::MemSink;
+use lwm2m_client::pull::{MemSink, PackageSink, SinkError};
 use tests::e2e::{coaps_package_host, temp_dir};
 use tests::nat::Nat;
 
@@ -61,5 +64,89 @@ async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
         assert!(sink.data == image, "downloaded bytes differ");
         assert_eq!(nat.rebinds(), 1, "the mapping changed mid-pull");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sink that asks for a NAT rebinding once the bytes stored pass each of `at`.
+struct RebindingSink {
+    inner: MemSink,
+    at: Vec<u64>,
+    rebind: Sender<()>,
+}
+
+impl PackageSink for RebindingSink {
+    fn start(
+        &mut self,
+        from: u64,
+        etag: Option<&[u8]>,
+        total: Option<u64>,
+    ) -> Result<(), SinkError> {
+        self.inner.start(from, etag, total)
+    }
+
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SinkError> {
+        self.inner.write(offset, bytes)?;
+        let end = offset + bytes.len() as u64;
+        if self.at.first().is_some_and(|&a| end >= a) {
+            self.at.remove(0);
+            let _ = self.rebind.send(());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes_twice() {
+    let dir = temp_dir("coaps-pull-nat-twice");
+    let image: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    let running =
+        coaps_package_host(&dir, "dev-t:id-t:6b65792d6e61742d3032", "fw.bin", &image).await;
+    let nat = Arc::new(Nat::start(running.coaps_addr.expect("coaps")).expect("NAT"));
+    // NAT::rebind waits for the device's next datagram: from a thread of its own.
+    let (rebind, asked) = channel::<()>();
+    let rebinder = {
+        let nat = nat.clone();
+        std::thread::spawn(move || {
+            while asked.recv().is_ok() {
+                nat.rebind();
+            }
+        })
+    };
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: b"id-t".to_vec(),
+        key: b"key-nat-02".to_vec(),
+    })
+    .expect("ctx");
+    let config = CoapPullConfig {
+        block_size: 1024,
+        tx: TxParams {
+            ack_timeout_ms: 300,
+            max_retransmit: 4,
+            ..TxParams::default()
+        },
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+        qblock: None,
+    };
+    let mut sink = RebindingSink {
+        inner: MemSink::default(),
+        at: vec![50_000, 130_000],
+        rebind,
+    };
+    let uri = format!("coaps://{}/fw/fw.bin", nat.addr());
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        fetch(&uri, None, &config, &mut sink),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_or_else(|e| panic!("coaps pull across two rebindings: {e}"));
+    assert_eq!(done.size, image.len() as u64);
+    assert!(sink.inner.data == image, "downloaded bytes differ");
+    assert_eq!(nat.rebinds(), 2, "the mapping changed twice mid-pull");
+    drop(sink);
+    rebinder.join().expect("rebinder");
     let _ = std::fs::remove_dir_all(&dir);
 }
