@@ -181,6 +181,24 @@ func roots(file string) *x509.CertPool {
 	return pool
 }
 
+// content returns a function taking a GET's outcome to its body; anything but 2.05 Content
+// ends the program.
+func content(uri string) func(*pool.Message, error) []byte {
+	return func(resp *pool.Message, err error) []byte {
+		if err != nil {
+			log.Fatalf("GET %v: %v", uri, err)
+		}
+		if resp.Code() != codes.Content {
+			log.Fatalf("GET %v: %v", uri, resp.Code())
+		}
+		body, err := resp.ReadBody()
+		if err != nil {
+			log.Fatal(err)
+		}
+		return body
+	}
+}
+
 // counter counts the responses that carried Q-Block2 and Block2.
 type counter struct{ q, b atomic.Int64 }
 
@@ -247,17 +265,7 @@ func get(args []string) {
 			// response, not as a CON acknowledged one by one.
 			req.SetType(message.NonConfirmable)
 		}
-		resp, err := cc.Do(req)
-		if err != nil {
-			log.Fatalf("GET %v: %v", *raw, err)
-		}
-		if resp.Code() != codes.Content {
-			log.Fatalf("GET %v: %v", *raw, resp.Code())
-		}
-		body, err = resp.ReadBody()
-		if err != nil {
-			log.Fatal(err)
-		}
+		body = content(*raw)(cc.Do(req))
 	case "coap+tcp", "coaps+tcp":
 		// Wait for the host's CSM (RFC 8323 §5.3): go-coap uses Block2 only once the peer's
 		// CSM offered Block-Wise-Transfer, and a response that comes before is dropped.
@@ -270,19 +278,9 @@ func get(args []string) {
 			log.Fatalf("dial %v: %v", u.Host, err)
 		}
 		defer cc.Close()
-		resp, err := cc.Get(ctx, u.Path)
-		if err != nil {
-			log.Fatalf("GET %v: %v", *raw, err)
-		}
-		if resp.Code() != codes.Content {
-			log.Fatalf("GET %v: %v", *raw, resp.Code())
-		}
-		body, err = resp.ReadBody()
-		if err != nil {
-			log.Fatal(err)
-		}
+		body = content(*raw)(cc.Get(ctx, u.Path))
 	default:
-		log.Fatalf("-uri: scheme %q: want coap, coaps or coap+tcp", u.Scheme)
+		log.Fatalf("-uri: scheme %q: want coap, coaps, coap+tcp or coaps+tcp", u.Scheme)
 	}
 	if err := os.WriteFile(*out, body, 0o644); err != nil {
 		log.Fatal(err)

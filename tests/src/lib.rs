@@ -17,6 +17,7 @@ pub mod leshan;
 pub mod nat;
 pub mod pki;
 pub mod process;
+pub mod qblock_peers;
 pub mod relay;
 pub mod rest;
 pub mod serve;

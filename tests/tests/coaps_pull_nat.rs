@@ -17,6 +17,31 @@ use lwm2m_client::pull::{MemSink, PackageSink, SinkError};
 use tests::e2e::{coaps_package_host, temp_dir};
 use tests::nat::Nat;
 
+/// A coaps pull with the PSK `identity`/`key` whose host is taken for lost after 2.1 s of
+/// silence (ACK_TIMEOUT 300 ms, MAX_RETRANSMIT 4), with Q-Block2 timers to match if `qblock`.
+fn pull_config(identity: &[u8], key: &[u8], qblock: bool) -> CoapPullConfig {
+    let ctx = DtlsContext::psk_client(Psk {
+        identity: identity.to_vec(),
+        key: key.to_vec(),
+    })
+    .expect("ctx");
+    let tx = TxParams {
+        ack_timeout_ms: 300,
+        max_retransmit: 4,
+        ..TxParams::default()
+    };
+    CoapPullConfig {
+        block_size: 1024,
+        tx,
+        max_size: 1 << 20,
+        dtls: Some(ctx),
+        qblock: qblock.then(|| lwm2m_client::pull::qblock::QBlockParams {
+            non_max_retransmit: tx.max_retransmit,
+            ..lwm2m_client::pull::qblock::QBlockParams::scaled(tx.ack_timeout_ms)
+        }),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
     let dir = temp_dir("coaps-pull-nat");
@@ -31,26 +56,7 @@ async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
     for (qblock, rebind_after) in [(false, 60), (true, 12)] {
         let nat = Nat::start_rebinding_after(running.coaps_addr.expect("coaps"), rebind_after)
             .expect("NAT");
-        let ctx = DtlsContext::psk_client(Psk {
-            identity: b"id-n".to_vec(),
-            key: b"key-nat-01".to_vec(),
-        })
-        .expect("ctx");
-        let tx = TxParams {
-            ack_timeout_ms: 300,
-            max_retransmit: 4,
-            ..TxParams::default()
-        };
-        let config = CoapPullConfig {
-            block_size: 1024,
-            tx,
-            max_size: 1 << 20,
-            dtls: Some(ctx),
-            qblock: qblock.then(|| lwm2m_client::pull::qblock::QBlockParams {
-                non_max_retransmit: tx.max_retransmit,
-                ..lwm2m_client::pull::qblock::QBlockParams::scaled(tx.ack_timeout_ms)
-            }),
-        };
+        let config = pull_config(b"id-n", b"key-nat-01", qblock);
         let mut sink = MemSink::default();
         let uri = format!("coaps://{}/fw/fw.bin", nat.addr());
         let done = tokio::time::timeout(
@@ -114,22 +120,7 @@ async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes_twice() {
             }
         })
     };
-    let ctx = DtlsContext::psk_client(Psk {
-        identity: b"id-t".to_vec(),
-        key: b"key-nat-02".to_vec(),
-    })
-    .expect("ctx");
-    let config = CoapPullConfig {
-        block_size: 1024,
-        tx: TxParams {
-            ack_timeout_ms: 300,
-            max_retransmit: 4,
-            ..TxParams::default()
-        },
-        max_size: 1 << 20,
-        dtls: Some(ctx),
-        qblock: None,
-    };
+    let config = pull_config(b"id-t", b"key-nat-02", false);
     let mut sink = RebindingSink {
         inner: MemSink::default(),
         at: vec![50_000, 130_000],

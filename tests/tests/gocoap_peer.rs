@@ -19,30 +19,24 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::coap::TxParams;
-use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::coap_pull::CoapPullConfig;
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::host::tcp_pull::{self, TcpPullConfig};
 use lwm2m_client::pull::qblock::QBlockParams;
 use lwm2m_client::pull::MemSink;
-use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::coap::endpoint::{CoapEndpoint, RequestHandler};
-use lwm2m_server_shim::coap::message::response;
-use lwm2m_server_shim::coap::timing::CoapTiming;
 use lwm2m_server_shim::packages::coap_tcp::{
     TcpHostLimits, TcpPackageHost, TlsCredentials, TlsIdentity,
 };
 use lwm2m_server_shim::packages::host::PackageHost;
-use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
-use lwm2m_server_shim::server::qblock1_push::{push, Pushed};
-use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::pki::Pki;
 use tests::process::{gocoap_peer, LoggedChild};
+use tests::qblock_peers::{
+    assert_bursts, assert_lossy, image, pull_exactly, q_block1_push, shim_host,
+};
 use tests::relay::{Faults, Relay};
 
 const IDENTITY: &str = "gocoap-id";
@@ -59,10 +53,9 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-fn image(n: usize, salt: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_add(salt).wrapping_mul(2654435761) >> 13) as u8)
-        .collect()
+/// The shim's security entry for [`IDENTITY`].
+fn our_psk() -> String {
+    format!("dev-go:{IDENTITY}:{}", key_hex())
 }
 
 fn key_hex() -> String {
@@ -129,36 +122,6 @@ fn count(summary: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
 }
 
-/// Our device's pull of `uri` (within two minutes) brings exactly `body`.
-async fn pull_exactly(uri: &str, config: &CoapPullConfig, body: &[u8]) {
-    let mut sink = MemSink::default();
-    let done = tokio::time::timeout(
-        Duration::from_secs(120),
-        fetch(uri, None, config, &mut sink),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("pull of {uri} from go-coap: {e}"));
-    assert_eq!(done.size, body.len() as u64);
-    assert!(sink.data == body, "the bytes differ");
-}
-
-/// Fewer requests than a third of the blocks (Block2 asks once per block), and some loss.
-fn bursts(relay: &Relay, len: usize, who: &str, lossy: bool) {
-    let blocks = len.div_ceil(1024) as u64;
-    let requests = relay.stats().from_client.load(Ordering::Relaxed);
-    assert!(
-        requests < blocks / 3,
-        "{requests} datagrams from {who} for {blocks} blocks: not Q-Block2 bursts"
-    );
-    if lossy {
-        assert!(
-            relay.stats().dropped.load(Ordering::Relaxed) > 0,
-            "no loss exercised"
-        );
-    }
-}
-
 fn q_pull(tx: TxParams, dtls: Option<DtlsContext>) -> CoapPullConfig {
     CoapPullConfig {
         block_size: 1024,
@@ -189,7 +152,8 @@ async fn our_device_pulls_from_go_coap_with_q_block2_through_loss() {
         &body,
     )
     .await;
-    bursts(&relay, body.len(), "our device", true);
+    assert_bursts(&relay, body.len(), "our device");
+    assert_lossy(&relay);
     assert!(host.log().contains("qblock2=true"), "{}", host.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -231,7 +195,7 @@ async fn our_device_pulls_from_go_coap_over_pion_dtls_with_q_block2() {
         &body,
     )
     .await;
-    bursts(&relay, body.len(), "our device", false);
+    assert_bursts(&relay, body.len(), "our device");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -289,32 +253,11 @@ async fn our_device_pulls_from_go_coap_over_coap_tcp() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The shim on plain CoAP and coaps (the PSK of [`IDENTITY`] stored), its package host
-/// serving `body` as `/fw/fw.bin`.
-async fn our_host(dir: &Path, body: &[u8]) -> app::RunningShim {
-    let running = app::start(ShimConfig {
-        coap_addr: Some(any()),
-        coaps_addr: Some(any()),
-        http_addr: any(),
-        package_dir: dir.join("packages"),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
-    running
-        .shim
-        .security
-        .put(SecurityInfo::parse_cli(&format!("dev-go:{IDENTITY}:{}", key_hex())).expect("psk"))
-        .expect("stored");
-    running.shim.packages.store("fw.bin", body).expect("store");
-    running
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_coap_pulls_from_our_host_with_q_block2_through_loss() {
     let dir = temp_dir("host-udp");
     let body = image(64 * 1024 + 300, 5);
-    let running = our_host(&dir, &body).await;
+    let running = shim_host(&dir, true, Some(&our_psk()), &body).await;
     let relay = Relay::start(
         any(),
         running.coap_addr.expect("coap"),
@@ -325,7 +268,8 @@ async fn go_coap_pulls_from_our_host_with_q_block2_through_loss() {
     let (got, summary) = go_get(&dir, &uri, &["-qblock"]).await;
     assert!(got == body, "{} bytes arrived, not the package", got.len());
     assert!(count(&summary, "Q-Block responses") > 0, "{summary}");
-    bursts(&relay, body.len(), "go-coap", true);
+    assert_bursts(&relay, body.len(), "go-coap");
+    assert_lossy(&relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -333,7 +277,7 @@ async fn go_coap_pulls_from_our_host_with_q_block2_through_loss() {
 async fn go_coap_pulls_from_our_coaps_host_over_pion_dtls() {
     let dir = temp_dir("host-dtls");
     let body = image(30 * 1024 + 7, 6);
-    let running = our_host(&dir, &body).await;
+    let running = shim_host(&dir, true, Some(&our_psk()), &body).await;
     let uri = format!("coaps://{}/fw/fw.bin", running.coaps_addr.expect("coaps"));
     let key = key_hex();
     let psk = ["-psk-id", IDENTITY, "-psk-key", &key];
@@ -379,68 +323,18 @@ async fn go_coap_pulls_from_our_coap_tcp_host() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The pusher's own endpoint answers nothing: it only sends.
-struct NoResources;
-
-impl RequestHandler for NoResources {
-    fn handle(&self, _: &Packet, _: SocketAddr) -> Packet {
-        response(ResponseType::NotFound)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shims_q_block1_push_is_taken_by_go_coap_through_loss() {
     let dir = temp_dir("push");
     let (host, addr) = go_host(&dir, "udp", b"before", &["-qblock"]);
     let relay = Relay::start(any(), addr, Faults::lossy(0.05, 0x9b12)).expect("relay");
-    let endpoint = CoapEndpoint::bind(any(), CoapTiming::default(), Arc::new(NoResources))
-        .await
-        .expect("endpoint");
-    let receiver = tokio::spawn(endpoint.clone().run());
     let body = image(60 * 1024 + 99, 8);
-    let mut req = Packet::new();
-    req.header.code = MessageClass::Request(RequestType::Put);
-    req.add_option(CoapOption::UriPath, b"fw".to_vec());
-    req.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
-    let pushed = tokio::time::timeout(
-        Duration::from_secs(120),
-        push(
-            &endpoint,
-            relay.addr(),
-            &req,
-            &body,
-            6,
-            &QBlockSenderParams::default(),
-            Duration::from_secs(10),
-        ),
-    )
-    .await
-    .expect("bounded")
-    .expect("Q-Block1 push to go-coap");
-    let Pushed::Answered(answer) = pushed else {
-        panic!("go-coap refused Q-Block1: {pushed:?}\n{}", host.log());
-    };
-    assert_eq!(
-        answer.header.code,
-        MessageClass::Response(ResponseType::Changed),
-        "{}",
-        host.log()
-    );
-    // Block1 would send each block once and get an answer to each.
-    let blocks = body.len().div_ceil(1024) as u64;
-    let sent = relay.stats().from_client.load(Ordering::Relaxed);
-    let answers = relay.stats().from_server.load(Ordering::Relaxed);
-    eprintln!("Q-Block1 push of {blocks} blocks: {sent} datagrams sent, {answers} answers");
-    assert!(sent < 2 * blocks, "{sent} datagrams for {blocks} blocks");
+    // Block1 would get an answer to each block.
+    let answers = q_block1_push(&relay, "fw", &body, || host.log()).await;
     assert!(
-        answers < blocks / 2,
-        "{answers} answers to {sent} datagrams"
+        answers < body.len().div_ceil(1024) as u64 / 2,
+        "{answers} answers"
     );
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > 0,
-        "no loss exercised"
-    );
-    receiver.abort();
     assert!(
         host.log()
             .contains(&format!("PUT /fw: {} bytes", body.len())),

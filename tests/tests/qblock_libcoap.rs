@@ -19,23 +19,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
-use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use lwm2m_client::coap::TxParams;
-use lwm2m_client::host::coap_pull::{fetch, CoapPullConfig};
+use lwm2m_client::host::coap_pull::CoapPullConfig;
 use lwm2m_client::host::dtls::{DtlsContext, Psk};
 use lwm2m_client::pull::qblock::QBlockParams;
-use lwm2m_client::pull::MemSink;
-use lwm2m_server_shim::app::{self, ShimConfig};
-use lwm2m_server_shim::coap::endpoint::{CoapEndpoint, RequestHandler};
-use lwm2m_server_shim::coap::message::response;
-use lwm2m_server_shim::coap::timing::CoapTiming;
-use lwm2m_server_shim::packages::qblock::QBlockSenderParams;
-use lwm2m_server_shim::server::qblock1_push::{push, Pushed};
-use lwm2m_server_shim::server::security::store::SecurityInfo;
 use tests::process::{free_udp_port_pair, libcoap_qblock, wait_for_coap, LoggedChild};
+use tests::qblock_peers::{
+    assert_bursts, assert_lossy, image, pull_exactly, q_block1_push, shim_host,
+};
 use tests::relay::{Faults, Relay};
 
 fn any() -> SocketAddr {
@@ -47,12 +39,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-fn image(n: usize, salt: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_add(salt).wrapping_mul(2654435761) >> 11) as u8)
-        .collect()
 }
 
 /// Runs libcoap's coap-client (debug log, 1024-byte blocks, Q-Block with `-L 5`) and returns
@@ -103,21 +89,6 @@ fn coap_server(dir: &Path, psk: bool) -> (LoggedChild, u16) {
     (server, port)
 }
 
-/// A Q-Block2 pull of `len` bytes through `relay`: the client asked about once per set of
-/// 10 (Block2 asks once per block), and the relay dropped some datagrams.
-fn bursts_through_loss(relay: &Relay, len: usize, client: &str) {
-    let blocks = len.div_ceil(1024) as u64;
-    let requests = relay.stats().from_client.load(Ordering::Relaxed);
-    assert!(
-        requests < blocks / 3,
-        "{requests} datagrams from {client} for {blocks} blocks: not Q-Block2 bursts"
-    );
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > 0,
-        "no loss exercised"
-    );
-}
-
 /// libcoap's coap-client (`-L 5 -N`, then `args`) pulls `uri` into `dir`: it must find
 /// Q-Block2 on the host (its probe) and bring exactly `body`.
 async fn libcoap_pulls_with_q_block2(dir: &Path, uri: &str, args: &[&str], body: &[u8]) {
@@ -145,20 +116,6 @@ async fn libcoap_pulls_with_q_block2(dir: &Path, uri: &str, args: &[&str], body:
     assert!(got == body, "{} bytes arrived, not the package", got.len());
 }
 
-/// Our device's pull of `uri` (within two minutes) brings exactly `body`.
-async fn pull_exactly(uri: &str, config: &CoapPullConfig, body: &[u8]) {
-    let mut sink = MemSink::default();
-    let done = tokio::time::timeout(
-        Duration::from_secs(120),
-        fetch(uri, None, config, &mut sink),
-    )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("pull of {uri} from libcoap: {e}"));
-    assert_eq!(done.size, body.len() as u64);
-    assert!(sink.data == body, "the bytes differ");
-}
-
 /// Uploads `body` as `/fw` to libcoap's server on plain CoAP `port`, with its own client.
 async fn put_to_libcoap(dir: &Path, port: u16, body: &[u8]) {
     let file = dir.join("fw.bin");
@@ -175,26 +132,11 @@ async fn put_to_libcoap(dir: &Path, port: u16, body: &[u8]) {
     assert!(put.status.success(), "PUT failed:\n{}", log_of(&put));
 }
 
-/// The shim on plain CoAP, its package host serving `body` as `/fw/fw.bin` from `dir`.
-async fn host_of(dir: &Path, body: &[u8]) -> app::RunningShim {
-    let running = app::start(ShimConfig {
-        coap_addr: Some(any()),
-        coaps_addr: None,
-        http_addr: any(),
-        package_dir: dir.join("packages"),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
-    running.shim.packages.store("fw.bin", body).expect("store");
-    running
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
     let dir = temp_dir("pull");
     let body = image(64 * 1024 + 300, 1);
-    let running = host_of(&dir, &body).await;
+    let running = shim_host(&dir, true, None, &body).await;
     let relay = Relay::start(
         any(),
         running.coap_addr.expect("coap"),
@@ -203,7 +145,8 @@ async fn libcoap_pulls_a_package_from_our_host_with_q_block2_through_loss() {
     .expect("relay");
     let uri = format!("coap://{}/fw/fw.bin", relay.addr());
     libcoap_pulls_with_q_block2(&dir, &uri, &[], &body).await;
-    bursts_through_loss(&relay, body.len(), "libcoap");
+    assert_bursts(&relay, body.len(), "libcoap");
+    assert_lossy(&relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -215,7 +158,7 @@ async fn libcoap_pulls_with_confirmable_q_block2_and_gets_confirmable_blocks() {
     let dir = temp_dir("con-pull");
     // Three sets of 10.
     let body = image(29 * 1024 + 77, 6);
-    let running = host_of(&dir, &body).await;
+    let running = shim_host(&dir, true, None, &body).await;
     let uri = format!("coap://{}/fw/fw.bin", running.coap_addr.expect("coap"));
     let out_file = dir.join("out.bin");
     let out_arg = out_file.to_string_lossy().into_owned();
@@ -270,17 +213,9 @@ async fn our_device_pulls_from_libcoap_with_q_block2_through_loss() {
         qblock: Some(QBlockParams::scaled(500)),
     };
     pull_exactly(&format!("coap://{}/fw", relay.addr()), &config, &body).await;
-    bursts_through_loss(&relay, body.len(), "our device");
+    assert_bursts(&relay, body.len(), "our device");
+    assert_lossy(&relay);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The pusher's own endpoint answers nothing: it only sends.
-struct NoResources;
-
-impl RequestHandler for NoResources {
-    fn handle(&self, _: &Packet, _: SocketAddr) -> Packet {
-        response(ResponseType::NotFound)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,59 +228,12 @@ async fn the_shims_q_block1_push_is_taken_by_libcoap_through_loss() {
         Faults::lossy(0.05, 0x9b11),
     )
     .expect("relay");
-    let endpoint = CoapEndpoint::bind(any(), CoapTiming::default(), Arc::new(NoResources))
-        .await
-        .expect("endpoint");
-    let receiver = tokio::spawn(endpoint.clone().run());
     let body = image(60 * 1024 + 99, 3);
-    let mut req = Packet::new();
-    req.header.code = MessageClass::Request(RequestType::Put);
-    req.add_option(CoapOption::UriPath, b"up".to_vec());
-    req.set_content_format(coap_lite::ContentFormat::ApplicationOctetStream);
-    // RFC 9177's defaults: libcoap waits its fixed NON_RECEIVE_TIMEOUT (4 s, twice the
-    // default NON_TIMEOUT) before it lists missing blocks, so shorter waits give up first.
-    let params = QBlockSenderParams::default();
-    let pushed = tokio::time::timeout(
-        Duration::from_secs(120),
-        push(
-            &endpoint,
-            relay.addr(),
-            &req,
-            &body,
-            6,
-            &params,
-            Duration::from_secs(10),
-        ),
-    )
-    .await
-    .expect("bounded")
-    .expect("Q-Block1 push to libcoap");
-    let Pushed::Answered(answer) = pushed else {
-        panic!("libcoap refused Q-Block1: {pushed:?}\n{}", server.log());
-    };
-    assert!(
-        matches!(
-            answer.header.code,
-            MessageClass::Response(ResponseType::Created | ResponseType::Changed)
-        ),
-        "final answer {:?}",
-        answer.header.code
-    );
     // A Block1 push sends each block once and gets an answer to each; a Q-Block1 push
     // through 5 % loss sends its blocks plus the lost ones and some libcoap already had
     // (it sends a 2.31 for a block inside a set after a 4.08, and the rest of the set goes
     // again), and is answered far less often.
-    let blocks = body.len().div_ceil(1024) as u64;
-    let sent = relay.stats().from_client.load(Ordering::Relaxed);
-    let answers = relay.stats().from_server.load(Ordering::Relaxed);
-    eprintln!("Q-Block1 push of {blocks} blocks: {sent} datagrams sent, {answers} answers");
-    assert!(sent < 2 * blocks, "{sent} datagrams for {blocks} blocks");
-    assert!(answers < sent, "{answers} answers to {sent} datagrams");
-    assert!(
-        relay.stats().dropped.load(Ordering::Relaxed) > 0,
-        "no loss exercised"
-    );
-    receiver.abort();
+    q_block1_push(&relay, "up", &body, || server.log()).await;
     // Read it back with libcoap's own client, over Block2.
     let out_file = dir.join("back.bin");
     let out_arg = out_file.to_string_lossy().into_owned();
@@ -363,23 +251,10 @@ async fn the_shims_q_block1_push_is_taken_by_libcoap_through_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_pulls_from_our_coaps_host_with_q_block2() {
     let dir = temp_dir("coaps-pull");
-    let running = app::start(ShimConfig {
-        coap_addr: None,
-        coaps_addr: Some(any()),
-        http_addr: any(),
-        package_dir: dir.join("packages"),
-        ..ShimConfig::default()
-    })
-    .await
-    .expect("shim starts");
     let key_hex: String = KEY.bytes().map(|b| format!("{b:02x}")).collect();
-    running
-        .shim
-        .security
-        .put(SecurityInfo::parse_cli(&format!("dev-q:{IDENTITY}:{key_hex}")).expect("psk"))
-        .expect("stored");
     let body = image(40 * 1024 + 9, 4);
-    running.shim.packages.store("fw.bin", &body).expect("store");
+    let psk = format!("dev-q:{IDENTITY}:{key_hex}");
+    let running = shim_host(&dir, false, Some(&psk), &body).await;
     let uri = format!("coaps://{}/fw/fw.bin", running.coaps_addr.expect("coaps"));
     libcoap_pulls_with_q_block2(&dir, &uri, &["-u", IDENTITY, "-k", KEY], &body).await;
     let _ = std::fs::remove_dir_all(&dir);
