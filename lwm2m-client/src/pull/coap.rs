@@ -7,6 +7,13 @@
 //! ETag; a different ETag (at resume or mid-transfer) restarts from byte 0. Block numbers use
 //! the full 20 bits, so packages past 4 MiB work. The first request carries Size2 = 0 so the
 //! server tells the total size and an oversized package is refused before it is stored.
+//!
+//! A device that restarts draws new message ids but may draw ones it used shortly before,
+//! which the host still holds for EXCHANGE_LIFETIME (RFC 7252 §4.4, §4.5): it answers such a
+//! request with the response it cached for the old one, whose token is not ours, to every
+//! retransmission. That answer makes the request go again at once under a message id drawn
+//! anew ([`MAX_MID_REDRAWS`] times per pull, so a host that always answers with a foreign
+//! token cannot keep it busy) instead of retransmitting into the cache until the pull is lost.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -141,6 +148,10 @@ pub struct Pulled {
     pub etag: Option<Vec<u8>>,
 }
 
+/// Message ids drawn anew per pull after the host answered one with another request's
+/// response.
+pub const MAX_MID_REDRAWS: u8 = 8;
+
 /// A Block2 download in progress.
 #[derive(Debug)]
 pub struct Block2Pull {
@@ -164,6 +175,8 @@ pub struct Block2Pull {
     /// A block accepted (counted in `offset`) but not yet given to the sink: its offset and
     /// bytes (see [`Block2Pull::store`]).
     unstored: Option<(u64, Vec<u8>)>,
+    /// Message ids drawn anew so far (see the module doc).
+    mid_redraws: u8,
 }
 
 impl Block2Pull {
@@ -198,6 +211,7 @@ impl Block2Pull {
             out: None,
             acks: VecDeque::new(),
             unstored: None,
+            mid_redraws: 0,
         };
         pull.request_block(u32::try_from(offset / bs).unwrap_or(u32::MAX));
         pull
@@ -335,6 +349,15 @@ impl Block2Pull {
             _ => {}
         }
         if p.get_token() != out.token.as_slice() {
+            let piggybacked = p.header.get_type() == MessageType::Acknowledgement
+                && p.header.code != MessageClass::Empty;
+            if mine_by_mid && piggybacked && self.mid_redraws < MAX_MID_REDRAWS {
+                // The host's cached answer to an older request with this message id.
+                self.mid_redraws += 1;
+                let num = out.num;
+                self.next_mid = self.rng.next_u64() as u16;
+                self.request_block(num);
+            }
             return Ok(None);
         }
         let num = out.num;
@@ -643,6 +666,65 @@ mod tests {
             pull.store(&mut Refuse),
             Err(PullError::Sink(UpdateResult::NotEnoughFlash))
         );
+    }
+
+    fn mid_of(datagram: &[u8]) -> u16 {
+        Packet::from_bytes(datagram).unwrap().header.message_id
+    }
+
+    #[test]
+    fn a_message_id_the_host_still_holds_is_drawn_anew_after_a_restart() {
+        let data = body(12 * 1024);
+        // The host answers each message id once and repeats that answer for it after, as
+        // RFC 7252 §4.5 deduplication does (aiocoap, libcoap, Californium).
+        let mut cache = alloc::collections::BTreeMap::<u16, Vec<u8>>::new();
+        let mut host = |req: &[u8]| {
+            cache
+                .entry(mid_of(req))
+                .or_insert_with(|| answer(req, &data, b"e", false))
+                .clone()
+        };
+        // Before the restart: four blocks, message ids m..m+4.
+        let mut before = Block2Pull::new(uri(), None, 1024, TxParams::default(), 1, 1 << 20);
+        let mut sink = MemSink::default();
+        let first = mid_of(&before.poll_transmit(0).unwrap());
+        before.out.as_mut().unwrap().unsent = true;
+        for _ in 0..4 {
+            let req = before.poll_transmit(0).unwrap();
+            assert!(before
+                .handle_datagram(&host(&req), 0, &mut sink)
+                .unwrap()
+                .is_none());
+        }
+        // After it: a pull whose first message id is the one block 2 went with.
+        let seed = (2u64..)
+            .find(|&s| {
+                let mut p = Block2Pull::new(uri(), None, 1024, TxParams::default(), s, 1 << 20);
+                mid_of(&p.poll_transmit(0).unwrap()) == first.wrapping_add(2)
+            })
+            .unwrap();
+        let mut after = Block2Pull::new(uri(), None, 1024, TxParams::default(), seed, 1 << 20);
+        let mut sink = MemSink::default();
+        let mut now = 0;
+        let done = loop {
+            match after.poll_transmit(now) {
+                Some(req) => {
+                    if let Some(done) = after.handle_datagram(&host(&req), now, &mut sink).unwrap()
+                    {
+                        break done;
+                    }
+                }
+                // Nothing to send: the timer (a retransmission into the cache, before).
+                None => {
+                    now = after.poll_timeout().unwrap();
+                    after.handle_timeout(now).expect("the pull goes on");
+                }
+            }
+        };
+        assert_eq!(done.size, data.len() as u64);
+        assert!(sink.data == data);
+        assert_eq!(now, 0, "no retransmission was needed");
+        assert_eq!(after.mid_redraws, 1);
     }
 
     #[test]

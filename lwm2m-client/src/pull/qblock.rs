@@ -47,7 +47,7 @@ use alloc::vec::Vec;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
-use super::coap::{Block2Pull, CoapUri, Pulled};
+use super::coap::{Block2Pull, CoapUri, Pulled, MAX_MID_REDRAWS};
 use super::{PackageSink, PullError, Resume};
 use crate::coap::{empty, packet, Rng, TxParams};
 use crate::codec::block::{decode_uint_option, uint_option, BlockOpt, MAX_NUM};
@@ -207,6 +207,8 @@ pub struct QBlock2Pull {
     counter: u16,
     /// Some while the host's support is unknown.
     probe: Option<Probe>,
+    /// Message ids drawn anew for the probe (see `super::coap`).
+    mid_redraws: u8,
     fallback: Option<Block2Pull>,
     /// ACKs and NON requests waiting to be sent.
     out: VecDeque<Vec<u8>>,
@@ -294,6 +296,7 @@ impl QBlock2Pull {
             token_base,
             counter: 0,
             probe: None,
+            mid_redraws: 0,
             fallback: None,
             out: VecDeque::new(),
             next: 0,
@@ -632,6 +635,7 @@ impl QBlock2Pull {
                 self.out.push_back(ack);
             }
         }
+        let foreign = self.counter_of(p.get_token()).is_none();
         if let Some(probe) = &mut self.probe {
             if p.header.message_id == probe.mid {
                 match (kind, p.header.code) {
@@ -640,6 +644,21 @@ impl QBlock2Pull {
                     (MessageType::Acknowledgement, MessageClass::Empty) => {
                         probe.acked = true;
                         probe.deadline_ms = now_ms + self.tx.max_transmit_wait_ms();
+                        return Ok(None);
+                    }
+                    // The host's cached answer to an older request with this message id:
+                    // the probe goes again under a new one (see `super::coap`).
+                    (MessageType::Acknowledgement, MessageClass::Response(_))
+                        if foreign && self.mid_redraws < MAX_MID_REDRAWS =>
+                    {
+                        self.mid_redraws += 1;
+                        self.next_mid = self.rng.next_u64() as u16;
+                        let (bytes, mid) = self.probe_request();
+                        if let Some(probe) = &mut self.probe {
+                            probe.bytes = bytes;
+                            probe.mid = mid;
+                            probe.unsent = true;
+                        }
                         return Ok(None);
                     }
                     _ => {}

@@ -683,6 +683,42 @@ fn the_probe_asks_the_discovery_resource_and_a_host_without_one_gets_block2() {
 }
 
 #[test]
+fn a_probe_answered_with_another_requests_cached_response_goes_again_under_a_new_id() {
+    // The host still holds the probe's message id from before a restart (RFC 7252 §4.5)
+    // and repeats its old answer, under the old token, to every retransmission.
+    let data = body(5000, 0);
+    let mut pull = new_pull(None, QBlockParams::default(), 1 << 20);
+    let probe = Packet::from_bytes(&pull.poll_transmit(0).unwrap()).unwrap();
+    let mut stale = packet(
+        MessageType::Acknowledgement,
+        MessageClass::Response(ResponseType::Content),
+        probe.header.message_id,
+        b"old!",
+    );
+    stale.payload = b"</>".to_vec();
+    let mut sink = MemSink::default();
+    let stale = stale.to_bytes().unwrap();
+    assert!(pull
+        .handle_datagram(&stale, 1, &mut sink)
+        .unwrap()
+        .is_none());
+    let again = Packet::from_bytes(&pull.poll_transmit(1).expect("the probe again")).unwrap();
+    assert_ne!(again.header.message_id, probe.header.message_id);
+    assert_eq!(uri_path(&again), [".well-known", "core"]);
+    // Answered under its new id, the pull goes on with Q-Block2.
+    let mut host = Host::new(Mode::QBlock, data.clone());
+    let answer = host.answer(&again.to_bytes().unwrap());
+    assert!(pull
+        .handle_datagram(&answer[0], 2, &mut sink)
+        .unwrap()
+        .is_none());
+    assert_eq!(pull.uses_qblock(), Some(true));
+    let (done, _) = run(&mut pull, &mut host, &mut sink, |_, _| false);
+    assert_eq!(done.unwrap().size, data.len() as u64);
+    assert!(sink.data == data);
+}
+
+#[test]
 fn the_first_request_is_retransmitted_like_any_confirmable_request() {
     let mut pull = new_pull(None, QBlockParams::default(), 1 << 20);
     let first = pull.poll_transmit(0).unwrap();
