@@ -152,6 +152,45 @@ pub struct Pulled {
 /// response.
 pub const MAX_MID_REDRAWS: u8 = 8;
 
+/// A pull's message ids: consecutive from a random start, drawn anew when the host answers one
+/// from its deduplication cache (module doc).
+#[derive(Debug)]
+pub(crate) struct MessageIds {
+    next: u16,
+    redraws: u8,
+}
+
+impl MessageIds {
+    pub(crate) fn new(rng: &mut Rng) -> Self {
+        Self {
+            next: rng.next_u64() as u16,
+            redraws: 0,
+        }
+    }
+
+    /// The id for the next request.
+    pub(crate) fn take(&mut self) -> u16 {
+        let mid = self.next;
+        self.next = self.next.wrapping_add(1);
+        mid
+    }
+
+    /// True when `p`, which came under our request's message id, is the host's cached answer
+    /// to an older request with that id: a piggybacked response whose token is not ours
+    /// (`ours` false). The next id is then drawn anew for the request to go again,
+    /// [`MAX_MID_REDRAWS`] times per pull at most.
+    pub(crate) fn stale_answer(&mut self, p: &Packet, ours: bool, rng: &mut Rng) -> bool {
+        let piggybacked = p.header.get_type() == MessageType::Acknowledgement
+            && p.header.code != MessageClass::Empty;
+        if ours || !piggybacked || self.redraws >= MAX_MID_REDRAWS {
+            return false;
+        }
+        self.redraws += 1;
+        self.next = rng.next_u64() as u16;
+        true
+    }
+}
+
 /// A Block2 download in progress.
 #[derive(Debug)]
 pub struct Block2Pull {
@@ -169,14 +208,12 @@ pub struct Block2Pull {
     /// The sink has been told where this transfer starts.
     started: bool,
     resumed: bool,
-    next_mid: u16,
+    mids: MessageIds,
     out: Option<Outstanding>,
     acks: VecDeque<Vec<u8>>,
     /// A block accepted (counted in `offset`) but not yet given to the sink: its offset and
     /// bytes (see [`Block2Pull::store`]).
     unstored: Option<(u64, Vec<u8>)>,
-    /// Message ids drawn anew so far (see the module doc).
-    mid_redraws: u8,
 }
 
 impl Block2Pull {
@@ -193,7 +230,7 @@ impl Block2Pull {
     ) -> Self {
         let szx = BlockOpt::szx_for_size(block_size);
         let mut rng = Rng::new(seed);
-        let next_mid = rng.next_u64() as u16;
+        let mids = MessageIds::new(&mut rng);
         let bs = 1u64 << (szx + 4);
         let (offset, resume_etag) = Resume::block_start(resume, bs);
         let mut pull = Block2Pull {
@@ -207,11 +244,10 @@ impl Block2Pull {
             etag: None,
             started: false,
             resumed: false,
-            next_mid,
+            mids,
             out: None,
             acks: VecDeque::new(),
             unstored: None,
-            mid_redraws: 0,
         };
         pull.request_block(u32::try_from(offset / bs).unwrap_or(u32::MAX));
         pull
@@ -228,8 +264,7 @@ impl Block2Pull {
     }
 
     fn request_block(&mut self, num: u32) {
-        let mid = self.next_mid;
-        self.next_mid = self.next_mid.wrapping_add(1);
+        let mid = self.mids.take();
         let token = (self.rng.next_u64() as u32).to_be_bytes();
         let mut p = packet(
             MessageType::Confirmable,
@@ -349,13 +384,8 @@ impl Block2Pull {
             _ => {}
         }
         if p.get_token() != out.token.as_slice() {
-            let piggybacked = p.header.get_type() == MessageType::Acknowledgement
-                && p.header.code != MessageClass::Empty;
-            if mine_by_mid && piggybacked && self.mid_redraws < MAX_MID_REDRAWS {
-                // The host's cached answer to an older request with this message id.
-                self.mid_redraws += 1;
-                let num = out.num;
-                self.next_mid = self.rng.next_u64() as u16;
+            let num = out.num;
+            if mine_by_mid && self.mids.stale_answer(&p, false, &mut self.rng) {
                 self.request_block(num);
             }
             return Ok(None);
@@ -724,7 +754,7 @@ mod tests {
         assert_eq!(done.size, data.len() as u64);
         assert!(sink.data == data);
         assert_eq!(now, 0, "no retransmission was needed");
-        assert_eq!(after.mid_redraws, 1);
+        assert_eq!(after.mids.redraws, 1);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use alloc::vec::Vec;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
-use super::coap::{Block2Pull, CoapUri, Pulled, MAX_MID_REDRAWS};
+use super::coap::{Block2Pull, CoapUri, MessageIds, Pulled};
 use super::{PackageSink, PullError, Resume};
 use crate::coap::{empty, packet, Rng, TxParams};
 use crate::codec::block::{decode_uint_option, uint_option, BlockOpt, MAX_NUM};
@@ -202,13 +202,11 @@ pub struct QBlock2Pull {
     rng: Rng,
     max_size: u64,
     szx: u8,
-    next_mid: u16,
+    mids: MessageIds,
     token_base: [u8; 4],
     counter: u16,
     /// Some while the host's support is unknown.
     probe: Option<Probe>,
-    /// Message ids drawn anew for the probe (see `super::coap`).
-    mid_redraws: u8,
     fallback: Option<Block2Pull>,
     /// ACKs and NON requests waiting to be sent.
     out: VecDeque<Vec<u8>>,
@@ -274,7 +272,7 @@ impl QBlock2Pull {
         };
         let szx = BlockOpt::szx_for_size(block_size);
         let mut rng = Rng::new(seed);
-        let next_mid = rng.next_u64() as u16;
+        let mids = MessageIds::new(&mut rng);
         let token_base = (rng.next_u64() as u32).to_be_bytes();
         let bs = 1u64 << (szx + 4);
         let (offset, resume_etag) = Resume::block_start(resume, bs);
@@ -292,11 +290,10 @@ impl QBlock2Pull {
             rng,
             max_size,
             szx,
-            next_mid,
+            mids,
             token_base,
             counter: 0,
             probe: None,
-            mid_redraws: 0,
             fallback: None,
             out: VecDeque::new(),
             next: 0,
@@ -374,8 +371,7 @@ impl QBlock2Pull {
 
     /// A GET with the next message id and the next token; returns it and its message id.
     fn new_get(&mut self, kind: MessageType) -> (Packet, u16) {
-        let mid = self.next_mid;
-        self.next_mid = self.next_mid.wrapping_add(1);
+        let mid = self.mids.take();
         let mut token = [0u8; TOKEN_LEN];
         token[..4].copy_from_slice(&self.token_base);
         token[4..].copy_from_slice(&self.counter.to_be_bytes());
@@ -635,7 +631,7 @@ impl QBlock2Pull {
                 self.out.push_back(ack);
             }
         }
-        let foreign = self.counter_of(p.get_token()).is_none();
+        let ours = self.counter_of(p.get_token()).is_some();
         if let Some(probe) = &mut self.probe {
             if p.header.message_id == probe.mid {
                 match (kind, p.header.code) {
@@ -648,11 +644,7 @@ impl QBlock2Pull {
                     }
                     // The host's cached answer to an older request with this message id:
                     // the probe goes again under a new one (see `super::coap`).
-                    (MessageType::Acknowledgement, MessageClass::Response(_))
-                        if foreign && self.mid_redraws < MAX_MID_REDRAWS =>
-                    {
-                        self.mid_redraws += 1;
-                        self.next_mid = self.rng.next_u64() as u16;
+                    _ if self.mids.stale_answer(&p, ours, &mut self.rng) => {
                         let (bytes, mid) = self.probe_request();
                         if let Some(probe) = &mut self.probe {
                             probe.bytes = bytes;
