@@ -42,6 +42,22 @@ fn pull_config(identity: &[u8], key: &[u8], qblock: bool) -> CoapPullConfig {
     }
 }
 
+/// Pulls `uri` into `sink` within a minute; `what` names the pull if it fails. It must bring
+/// `len` bytes.
+async fn pull_all(
+    uri: &str,
+    config: &CoapPullConfig,
+    sink: &mut dyn PackageSink,
+    what: &str,
+    len: usize,
+) {
+    let done = tokio::time::timeout(Duration::from_secs(60), fetch(uri, None, config, sink))
+        .await
+        .expect("bounded")
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(done.size, len as u64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
     let dir = temp_dir("coaps-pull-nat");
@@ -59,14 +75,8 @@ async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes() {
         let config = pull_config(b"id-n", b"key-nat-01", qblock);
         let mut sink = MemSink::default();
         let uri = format!("coaps://{}/fw/fw.bin", nat.addr());
-        let done = tokio::time::timeout(
-            Duration::from_secs(60),
-            fetch(&uri, None, &config, &mut sink),
-        )
-        .await
-        .expect("bounded")
-        .unwrap_or_else(|e| panic!("coaps pull (Q-Block2: {qblock}) across the rebinding: {e}"));
-        assert_eq!(done.size, image.len() as u64);
+        let what = format!("coaps pull (Q-Block2: {qblock}) across the rebinding");
+        pull_all(&uri, &config, &mut sink, &what, image.len()).await;
         assert!(sink.data == image, "downloaded bytes differ");
         assert_eq!(nat.rebinds(), 1, "the mapping changed mid-pull");
     }
@@ -127,14 +137,14 @@ async fn a_coaps_pull_goes_on_after_its_nat_mapping_changes_twice() {
         rebind,
     };
     let uri = format!("coaps://{}/fw/fw.bin", nat.addr());
-    let done = tokio::time::timeout(
-        Duration::from_secs(60),
-        fetch(&uri, None, &config, &mut sink),
+    pull_all(
+        &uri,
+        &config,
+        &mut sink,
+        "coaps pull across two rebindings",
+        image.len(),
     )
-    .await
-    .expect("bounded")
-    .unwrap_or_else(|e| panic!("coaps pull across two rebindings: {e}"));
-    assert_eq!(done.size, image.len() as u64);
+    .await;
     assert!(sink.inner.data == image, "downloaded bytes differ");
     assert_eq!(nat.rebinds(), 2, "the mapping changed twice mid-pull");
     drop(sink);

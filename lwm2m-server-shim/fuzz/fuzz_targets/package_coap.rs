@@ -5,33 +5,28 @@
 //! packages with a Block2 option and the host's block size taken from the input.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::BlockOpt;
-use lwm2m_server_shim::packages::coap as package_coap;
-use lwm2m_server_shim::packages::host::{PackageHost, MAX_CACHED_PACKAGE};
 use lwm2m_server_shim::coap::message::uri_path;
+use lwm2m_server_shim::packages::coap as package_coap;
 
-const NAMES: [&str; 5] = ["small.bin", "empty.bin", "large.bin", "missing.bin", "../etc"];
+#[path = "packages.rs"]
+mod packages;
+use packages::host;
 
-fn host() -> &'static PackageHost {
-    static HOST: OnceLock<PackageHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("shim-fuzz-packages-{}", std::process::id()));
-        let host = PackageHost::new(&dir).expect("package dir");
-        let small: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
-        host.store("small.bin", &small).expect("small");
-        host.store("empty.bin", &[]).expect("empty");
-        let large = vec![0x5a; MAX_CACHED_PACKAGE as usize + 3000];
-        host.store("large.bin", &large).expect("large");
-        host
-    })
-}
+const NAMES: [&str; 5] = [
+    "small.bin",
+    "empty.bin",
+    "large.bin",
+    "missing.bin",
+    "../etc",
+];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let request = if sel % 2 == 0 {
         let mut p = Packet::new();
         p.header.code = MessageClass::Request(if sel & 2 == 0 {
@@ -42,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
         p.add_option(CoapOption::UriPath, b"fw".to_vec());
         p.add_option(
             CoapOption::UriPath,
-            NAMES[usize::from(sel >> 2) % NAMES.len()].as_bytes().to_vec(),
+            NAMES[usize::from(sel >> 2) % NAMES.len()]
+                .as_bytes()
+                .to_vec(),
         );
         if sel & 0x80 != 0 {
             p.add_option(CoapOption::Block2, rest.iter().take(4).copied().collect());

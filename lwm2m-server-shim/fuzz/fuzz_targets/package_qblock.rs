@@ -10,7 +10,6 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
@@ -18,26 +17,15 @@ use libfuzzer_sys::fuzz_target;
 use lwm2m_client::codec::qblock::q_block2;
 use lwm2m_client::codec::BlockOpt;
 use lwm2m_server_shim::coap::message::uri_path;
-use lwm2m_server_shim::packages::host::{PackageHost, MAX_CACHED_PACKAGE};
 use lwm2m_server_shim::packages::qblock::{QBlockSenderParams, Schedule};
+
+#[path = "packages.rs"]
+mod packages;
+use packages::host;
 
 const NAMES: [&str; 4] = ["small.bin", "empty.bin", "large.bin", "missing.bin"];
 const MAX_PAYLOADS: u32 = 10;
 const MAX_TRANSFERS: usize = 3;
-
-fn host() -> &'static PackageHost {
-    static HOST: OnceLock<PackageHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("shim-fuzz-qblock-{}", std::process::id()));
-        let host = PackageHost::new(&dir).expect("package dir");
-        let small: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
-        host.store("small.bin", &small).expect("small");
-        host.store("empty.bin", &[]).expect("empty");
-        let large = vec![0x5a; MAX_CACHED_PACKAGE as usize + 3000];
-        host.store("large.bin", &large).expect("large");
-        host
-    })
-}
 
 /// A GET of a package built from `sel` and `rest`.
 fn structured(sel: u8, rest: &[u8]) -> Packet {
