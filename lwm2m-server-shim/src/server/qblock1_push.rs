@@ -11,8 +11,9 @@
 //! block 0 under a new Request-Tag, every block NON: the payloads of one body are all CON or all
 //! NON (§7), and go-coap's receiver refuses (4.00) the NON blocks of a body that began with a CON
 //! one; a receiver takes block 0 with a new tag for a new body that replaces the probe's, as
-//! libcoap's, go-coap's and our device's do. A one-block body is done by the probe alone. Every
-//! block names its body with a Request-Tag (RFC 9175 §3.2) and has its own token; Size1 gives the
+//! libcoap's, go-coap's and our device's do. A one-block body the device answers at once is done
+//! by the probe alone; one it only acknowledges goes once more, NON, like any body. Every block
+//! names its body with a Request-Tag (RFC 9175 §3.2) and has its own token; Size1 gives the
 //! body's size.
 //!
 //! The device answers each complete set with 2.31 Continue (the next set goes at once),
